@@ -1,0 +1,63 @@
+# Thin wrapper around CMake. `make run` and `make test` work on a fresh
+# Debian 12 machine: both install what is missing first.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_OPTS ?=
+
+.PHONY: all deps build asan test test-fast run format bench-store bench-model \
+        bench-pipeline bench-server clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_OPTS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target csa csa_t
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCSA_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Every test, once in the normal build and once under ASan + UBSan.
+test: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_OPTS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory asan
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j $(JOBS)
+
+# Normal build only: the quick loop while developing.
+test-fast: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_OPTS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+run: build
+	@./scripts/run-demo.sh $(BUILD)/csa
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+bench-store: build
+	@cmake --build $(BUILD) --target bench_store >/dev/null
+	@./$(BUILD)/bench_store
+
+bench-model: build
+	@CSA_DEPS_BENCH=1 ./scripts/deps.sh || echo "bench-model: peers not installed, running csa only" >&2
+	@./bench/bench-model.sh $(BUILD)/csa
+
+bench-pipeline: build
+	@cmake --build $(BUILD) --target bench_pipeline >/dev/null
+	@./$(BUILD)/bench_pipeline
+
+bench-server: build
+	@CSA_DEPS_BENCH=1 ./scripts/deps.sh || true
+	@./bench/bench-server.sh $(BUILD)/csa
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Install the Debian packages csa builds, tests and runs with.
+# Idempotent and fast when everything is present: apt is only called for
+# packages dpkg does not already report as installed.
+set -eu
+
+PKGS="build-essential cmake pkg-config clang-format \
+libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev \
+libcmocka-dev libssl-dev zlib1g-dev sqlite3 curl"
+
+# Optional extras: browser tests (chromium) and benchmark peers.
+if [ "${CSA_DEPS_BROWSER:-0}" = 1 ]; then
+	PKGS="$PKGS chromium nodejs npm"
+fi
+if [ "${CSA_DEPS_BENCH:-0}" = 1 ]; then
+	PKGS="$PKGS wrk fasttext liblinear-tools python3-sklearn"
+fi
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "deps.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

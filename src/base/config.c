@@ -1,0 +1,184 @@
+/* csa.json: defaults and loading. */
+#include "base/config.h"
+#include "base/json.h"
+
+#include <string.h>
+
+/* Spec defaults. Kept as JSON text so docs and code show the same thing. */
+static const char default_config[] =
+	"{"
+	"\"version\": 1,"
+	"\"phase\": \"PHASE_1\","
+	"\"taxonomy\": {"
+	"  \"categories\": [\"TECHNICAL_ISSUE\", \"BILLING_INQUIRY\", \"FEATURE_REQUEST\","
+	"                   \"BUG_REPORT\", \"ACCOUNT_MANAGEMENT\", \"GENERAL_SUPPORT\"],"
+	"  \"priorities\": [\"CRITICAL\", \"HIGH\", \"MEDIUM\", \"LOW\"],"
+	"  \"strategies\": [\"AUTOMATED_RESOLUTION\", \"TEMPLATE_RESPONSE\", \"ESCALATE_TO_HUMAN\","
+	"                   \"ESCALATE_TO_TECHNICAL\", \"REQUEST_MORE_INFO\"],"
+	"  \"subscription_tiers\": [\"PREMIUM\", \"STANDARD\", \"BASIC\"]"
+	"},"
+	"\"escalation_paths\": {"
+	"  \"TECHNICAL\": [\"senior_engineer\", \"team_lead\", \"engineering_manager\"],"
+	"  \"BILLING\": [\"billing_specialist\", \"account_manager\", \"finance_director\"],"
+	"  \"URGENT\": [\"cs_supervisor\", \"cs_manager\", \"operations_director\"]"
+	"},"
+	"\"limits\": {"
+	"  \"max_message_bytes\": 65536,"
+	"  \"max_attachments\": 32,"
+	"  \"max_messages_per_ticket\": 10000,"
+	"  \"max_document_bytes\": 16777216"
+	"},"
+	"\"sync\": {\"max_drift_seconds\": 5, \"check_interval_seconds\": 60},"
+	"\"sla\": {"
+	"  \"at_risk_fraction\": 0.75,"
+	"  \"first_response_minutes\": {"
+	"    \"CRITICAL\": {\"PREMIUM\": 15, \"STANDARD\": 30, \"BASIC\": 60},"
+	"    \"HIGH\": {\"PREMIUM\": 60, \"STANDARD\": 120, \"BASIC\": 240},"
+	"    \"MEDIUM\": {\"PREMIUM\": 240, \"STANDARD\": 480, \"BASIC\": 720},"
+	"    \"LOW\": {\"PREMIUM\": 480, \"STANDARD\": 1440, \"BASIC\": 2880}},"
+	"  \"resolution_minutes\": {"
+	"    \"CRITICAL\": {\"PREMIUM\": 240, \"STANDARD\": 480, \"BASIC\": 960},"
+	"    \"HIGH\": {\"PREMIUM\": 960, \"STANDARD\": 1440, \"BASIC\": 2880},"
+	"    \"MEDIUM\": {\"PREMIUM\": 2880, \"STANDARD\": 4320, \"BASIC\": 7200},"
+	"    \"LOW\": {\"PREMIUM\": 7200, \"STANDARD\": 10080, \"BASIC\": 14400}}"
+	"},"
+	"\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"}"
+	"}";
+
+json_t *csa_config_defaults(void)
+{
+	json_t *j = json_loads(default_config, 0, NULL);
+	if (!j)
+		CSA_BUG("built-in default configuration does not parse");
+	return j;
+}
+
+void csa_json_merge(json_t *base, const json_t *over)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)over, key, v)
+	{
+		json_t *b = json_object_get(base, key);
+		if (json_is_object(b) && json_is_object(v))
+			csa_json_merge(b, v);
+		else
+			json_object_set(base, key, v);
+	}
+}
+
+json_t *csa_config_get(const struct csa_config *cfg, const char *dotted)
+{
+	json_t *cur = cfg->root;
+	char part[128];
+	const char *p = dotted;
+	while (cur && *p) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		if (n >= sizeof(part))
+			return NULL;
+		memcpy(part, p, n);
+		part[n] = '\0';
+		cur = json_object_get(cur, part);
+		p += n + (dot ? 1 : 0);
+	}
+	return cur;
+}
+
+int csa_config_in_list(const struct csa_config *cfg, const char *dotted, const char *s)
+{
+	json_t *arr = csa_config_get(cfg, dotted);
+	size_t i;
+	json_t *v;
+	if (!s)
+		return 0;
+	json_array_foreach(arr, i, v) if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+		return 1;
+	return 0;
+}
+
+static int size_key(struct csa_config *cfg, const char *key, size_t *out, struct csa_err *err)
+{
+	json_t *v = json_object_get(json_object_get(cfg->root, "limits"), key);
+	if (!json_is_integer(v) || json_integer_value(v) <= 0)
+		return csa_error(err, CSA_ESCHEMA,
+				 "csa.json: limits.%s must be a positive integer", key);
+	*out = (size_t)json_integer_value(v);
+	return CSA_OK;
+}
+
+static int check_string_list(struct csa_config *cfg, const char *dotted, struct csa_err *err)
+{
+	json_t *arr = csa_config_get(cfg, dotted);
+	size_t i;
+	json_t *v;
+	if (!json_is_array(arr) || json_array_size(arr) == 0)
+		return csa_error(err, CSA_ESCHEMA, "csa.json: %s must be a non-empty array",
+				 dotted);
+	json_array_foreach(arr, i, v) if (!json_is_string(v)) return csa_error(
+		err, CSA_ESCHEMA, "csa.json: %s[%zu] must be a string", dotted, i);
+	return CSA_OK;
+}
+
+static int finish(struct csa_config *cfg, struct csa_err *err)
+{
+	int rc;
+	if ((rc = size_key(cfg, "max_message_bytes", &cfg->limits.max_message_bytes, err)) ||
+	    (rc = size_key(cfg, "max_attachments", &cfg->limits.max_attachments, err)) ||
+	    (rc = size_key(cfg, "max_messages_per_ticket", &cfg->limits.max_messages_per_ticket,
+			   err)) ||
+	    (rc = size_key(cfg, "max_document_bytes", &cfg->limits.max_document_bytes, err)))
+		return rc;
+	static const char *lists[] = {"taxonomy.categories", "taxonomy.priorities",
+				      "taxonomy.strategies", "taxonomy.subscription_tiers"};
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+		if ((rc = check_string_list(cfg, lists[i], err)))
+			return rc;
+	json_t *drift = csa_config_get(cfg, "sync.max_drift_seconds");
+	if (!json_is_number(drift) || json_number_value(drift) < 0)
+		return csa_error(err, CSA_ESCHEMA,
+				 "csa.json: sync.max_drift_seconds must be a number >= 0");
+	cfg->max_drift_seconds = json_number_value(drift);
+	const char *phase = json_string_value(json_object_get(cfg->root, "phase"));
+	if (!phase || strlen(phase) != 7 || strncmp(phase, "PHASE_", 6) != 0 || phase[6] < '1' ||
+	    phase[6] > '5')
+		return csa_error(err, CSA_ESCHEMA, "csa.json: phase must be PHASE_1 .. PHASE_5");
+	return CSA_OK;
+}
+
+int csa_config_init_default(struct csa_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->root = csa_config_defaults();
+	return finish(cfg, NULL);
+}
+
+int csa_config_load(const char *path, struct csa_config *cfg, struct csa_err *err)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	json_t *file;
+	int rc = csa_json_load_file(path, 1 << 20, &file, err);
+	if (rc)
+		return rc;
+	if (!json_is_object(file)) {
+		json_decref(file);
+		return csa_error(err, CSA_ESCHEMA, "'%s': top level must be an object", path);
+	}
+	cfg->root = csa_config_defaults();
+	csa_json_merge(cfg->root, file);
+	json_decref(file);
+	rc = finish(cfg, err);
+	if (rc) {
+		csa_error_prefix(err, "'%s': ", path);
+		csa_config_release(cfg);
+	}
+	return rc;
+}
+
+void csa_config_release(struct csa_config *cfg)
+{
+	if (!cfg)
+		return;
+	json_decref(cfg->root);
+	cfg->root = NULL;
+}

@@ -1,0 +1,52 @@
+/*
+ * The csa command line: one table of verbs (main.c), one file per verb
+ * group (cmd_*.c). A verb returns the process exit status; it prints its
+ * result as JSON on stdout and errors as one line on stderr.
+ */
+#ifndef CSA_CLI_H
+#define CSA_CLI_H
+
+#include "base/err.h"
+
+struct csa_ws;
+
+struct cli_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *usage;
+	const char *help;
+};
+
+/* Print "csa: <what>" (and the csa_err message) to stderr; returns 1 or
+ * the exit code to use (2 for usage errors). */
+int cli_fail(const struct csa_err *err);
+int cli_usage(const char *usage);
+int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Option scanner shared by all verbs: finds "--name VALUE" or "--name=VALUE"
+ * and boolean "--flag" in argv; positional arguments are what remains.
+ */
+const char *cli_opt(int argc, char **argv, const char *name);
+int cli_flag(int argc, char **argv, const char *name);
+/* The n-th (0-based) positional argument after the verb, skipping options
+ * listed in 'valued' (a NULL-terminated list of options taking a value). */
+const char *cli_pos(int argc, char **argv, int n, const char *const *valued);
+
+/* Workspace directory: --dir, else $CSA_HOME, else ".". */
+const char *cli_ws_dir(int argc, char **argv);
+
+/* Open the workspace named by --dir/$CSA_HOME (runs recovery). On failure
+ * prints the error and returns NULL. */
+struct csa_ws *cli_open_ws(int argc, char **argv);
+
+/* Verb groups. */
+int cmd_init(int argc, char **argv);
+int cmd_ticket(int argc, char **argv);
+int cmd_message(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,121 @@
+/* csa: entry point and verb table. */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmd_version(int argc, char **argv);
+
+static const struct cli_cmd commands[] = {
+	{"version", cmd_version, "csa version", "print the version"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: csa <verb> [options]   (every verb takes --dir DIR)\n\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(out, "  %-60s %s\n", commands[i].usage, commands[i].help);
+}
+
+int cli_fail(const struct csa_err *err)
+{
+	fprintf(stderr, "csa: %s\n", err && err->msg[0] ? err->msg : "unknown error");
+	return 1;
+}
+
+int cli_failf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("csa: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return 1;
+}
+
+int cli_usage(const char *u)
+{
+	fprintf(stderr, "usage: %s\n", u);
+	return 2;
+}
+
+const char *cli_opt(int argc, char **argv, const char *name)
+{
+	size_t n = strlen(name);
+	for (int i = 1; i < argc; i++) {
+		if (strncmp(argv[i], name, n) != 0)
+			continue;
+		if (argv[i][n] == '=')
+			return argv[i] + n + 1;
+		if (argv[i][n] == '\0' && i + 1 < argc)
+			return argv[i + 1];
+	}
+	return NULL;
+}
+
+int cli_flag(int argc, char **argv, const char *name)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+const char *cli_pos(int argc, char **argv, int n, const char *const *valued)
+{
+	int seen = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
+			int takes = strcmp(argv[i], "--dir") == 0;
+			for (int k = 0; valued && valued[k]; k++)
+				if (strcmp(argv[i], valued[k]) == 0)
+					takes = 1;
+			if (takes && !strchr(argv[i], '='))
+				i++;
+			continue;
+		}
+		if (seen++ == n)
+			return argv[i];
+	}
+	return NULL;
+}
+
+const char *cli_ws_dir(int argc, char **argv)
+{
+	const char *d = cli_opt(argc, argv, "--dir");
+	if (d)
+		return d;
+	d = getenv("CSA_HOME");
+	return d && *d ? d : ".";
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	printf("{\"version\": \"0.1.0\"}\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(argv[1], commands[i].name) == 0) {
+			if (cli_flag(argc - 1, argv + 1, "--help")) {
+				printf("usage: %s\n%s\n", commands[i].usage, commands[i].help);
+				return 0;
+			}
+			return commands[i].run(argc - 1, argv + 1);
+		}
+	fprintf(stderr, "csa: unknown verb '%s' (try 'csa help')\n", argv[1]);
+	return 2;
+}

@@ -1,0 +1,161 @@
+/* Unit tests of base/: timestamps, ids, JSON errors, config, atomic writes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/config.h"
+#include "base/fsops.h"
+#include "base/ids.h"
+#include "base/json.h"
+#include "base/ts.h"
+
+static void ts_roundtrip(void **state)
+{
+	(void)state;
+	char buf[CSA_TS_LEN];
+	int64_t ms;
+	assert_string_equal(csa_ts_format(0, buf), "1970-01-01T00:00:00.000Z");
+	assert_string_equal(csa_ts_format(1795734186123LL, buf), "2026-11-26T23:03:06.123Z");
+	assert_int_equal(csa_ts_parse("2026-11-26T23:03:06.123Z", &ms), 0);
+	assert_int_equal(ms, 1795734186123LL);
+	/* offsets and fraction lengths */
+	assert_int_equal(csa_ts_parse("2026-11-27T00:03:06.1+01:00", &ms), 0);
+	assert_int_equal(ms, 1795734186100LL);
+	assert_int_equal(csa_ts_parse("2024-02-29T00:00:00Z", &ms), 0);
+	assert_string_equal(csa_ts_format(ms, buf), "2024-02-29T00:00:00.000Z");
+	/* every day of a leap and a normal year survives a round trip */
+	for (int64_t d = 0; d < 800; d++) {
+		int64_t t = 1704067200000LL + d * 86400000LL + 12345;
+		int64_t back;
+		assert_int_equal(csa_ts_parse(csa_ts_format(t, buf), &back), 0);
+		assert_int_equal(back, t);
+	}
+}
+
+static void ts_rejects(void **state)
+{
+	(void)state;
+	int64_t ms;
+	const char *bad[] = {"", "2026-11-27", "2026-13-01T00:00:00Z", "2023-02-29T00:00:00Z",
+			     "2026-11-27T24:00:00Z", "2026-11-27T21:03:06", "2026-11-27T21:03:06.Z",
+			     "2026-11-27T21:03:06Zjunk", "yesterday", NULL};
+	for (int i = 0; bad[i]; i++)
+		assert_int_equal(csa_ts_parse(bad[i], &ms), CSA_EPARSE);
+	assert_int_equal(csa_ts_parse(NULL, &ms), CSA_EPARSE);
+}
+
+static void ids(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	assert_true(csa_id_valid("T-42_abc"));
+	assert_false(csa_id_valid(""));
+	assert_false(csa_id_valid("../x"));
+	assert_false(csa_id_valid("a/b"));
+	assert_false(csa_id_valid("a b"));
+	assert_false(csa_id_valid("é"));
+	char long_id[70];
+	memset(long_id, 'a', 65);
+	long_id[65] = '\0';
+	assert_false(csa_id_valid(long_id));
+	long_id[64] = '\0';
+	assert_true(csa_id_valid(long_id));
+	assert_int_equal(csa_id_check("ab\0cd", 5, &err), CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "0x00"));
+	char gen[CSA_ID_MAX + 1], gen2[CSA_ID_MAX + 1];
+	csa_id_generate("T", gen, sizeof(gen));
+	csa_id_generate("T", gen2, sizeof(gen2));
+	assert_true(csa_id_valid(gen));
+	assert_string_not_equal(gen, gen2);
+}
+
+static void json_errors_name_place(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *j = NULL;
+	const char *txt = "{\n  \"a\": 1,\n  \"b\" 2\n}";
+	assert_int_equal(csa_json_parse(txt, strlen(txt), "x.json", &j, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "x.json line 3"));
+	assert_int_equal(csa_json_parse("{\"a\":1,\"a\":2}", 13, "dup", &j, &err), CSA_EPARSE);
+	assert_int_equal(csa_json_parse("{\"a\":\"\0\"}", 9, "nul", &j, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "NUL"));
+}
+
+static void config_defaults_and_overrides(void **state)
+{
+	(void)state;
+	struct csa_config cfg;
+	struct csa_err err = {0};
+	assert_int_equal(csa_config_init_default(&cfg), 0);
+	assert_true(csa_config_in_list(&cfg, "taxonomy.categories", "BILLING_INQUIRY"));
+	assert_int_equal(json_array_size(csa_config_get(&cfg, "taxonomy.strategies")), 5);
+	assert_int_equal(cfg.limits.max_message_bytes, 65536);
+	csa_config_release(&cfg);
+
+	char path[] = "/tmp/csa-cfg-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	const char *over = "{\"limits\": {\"max_message_bytes\": 100}}";
+	assert_int_equal(write(fd, over, strlen(over)), (ssize_t)strlen(over));
+	close(fd);
+	assert_int_equal(csa_config_load(path, &cfg, &err), 0);
+	assert_int_equal(cfg.limits.max_message_bytes, 100);
+	assert_int_equal(cfg.limits.max_attachments, 32); /* default kept */
+	csa_config_release(&cfg);
+
+	const char *bad = "{\"limits\": {\"max_message_bytes\": \"big\"}}";
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
+	close(fd);
+	assert_int_equal(csa_config_load(path, &cfg, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "max_message_bytes"));
+	unlink(path);
+}
+
+static void atomic_write_faults_keep_old(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/csa-aw-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256];
+	snprintf(path, sizeof(path), "%s/f", dir);
+	struct csa_err err = {0};
+	assert_int_equal(csa_fs_write_atomic(path, "old", 3, &err), 0);
+	enum csa_fs_op ops[] = {CSA_FS_OPEN, CSA_FS_WRITE, CSA_FS_FSYNC, CSA_FS_RENAME};
+	for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
+		csa_fault_arm(ops[k], 1, EIO);
+		assert_int_not_equal(csa_fs_write_atomic(path, "new", 3, &err), 0);
+		assert_true(csa_fault_fired());
+		csa_fault_disarm();
+		char *buf;
+		size_t len;
+		assert_int_equal(csa_fs_read_all(path, 100, &buf, &len, &err), 0);
+		assert_string_equal(buf, "old");
+		free(buf);
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(ts_roundtrip),
+		cmocka_unit_test(ts_rejects),
+		cmocka_unit_test(ids),
+		cmocka_unit_test(json_errors_name_place),
+		cmocka_unit_test(config_defaults_and_overrides),
+		cmocka_unit_test(atomic_write_faults_keep_old),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
