@@ -1,5 +1,6 @@
 /* csa: entry point and verb table. */
 #include "cli/cli.h"
+#include "store/ws.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,15 @@
 static int cmd_version(int argc, char **argv);
 
 static const struct cli_cmd commands[] = {
+	{"init", cmd_init, "csa init [DIR]", "create a workspace (default: $CSA_HOME or .)"},
+	{"ticket", cmd_ticket, "csa ticket create --json FILE|-", "create a ticket"},
+	{"message", cmd_message, "csa message add T_NO --side external|internal --json FILE|-",
+	 "append a message to a ticket"},
+	{"show", cmd_show, "csa show T_NO [--unified]", "print a ticket's three documents"},
+	{"list", cmd_list, "csa list [--status S] [--priority P] [--stage S]", "list tickets"},
+	{"verify", cmd_verify, "csa verify [--repair] [--json]",
+	 "check the mesh invariants (exit 1 when problems remain)"},
+	{"demo", cmd_demo, "csa demo [--dir DIR]", "create a demo workspace and show it"},
 	{"version", cmd_version, "csa version", "print the version"},
 };
 
@@ -99,6 +109,17 @@ static int cmd_version(int argc, char **argv)
 	(void)argc, (void)argv;
 	printf("{\"version\": \"0.1.0\"}\n");
 	return 0;
+}
+
+struct csa_ws *cli_open_ws(int argc, char **argv)
+{
+	struct csa_err err = {0};
+	struct csa_ws *ws = NULL;
+	if (csa_ws_open(cli_ws_dir(argc, argv), &ws, &err)) {
+		cli_fail(&err);
+		return NULL;
+	}
+	return ws;
 }
 
 int main(int argc, char **argv)

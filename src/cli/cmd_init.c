@@ -1,0 +1,18 @@
+/* csa init: create a workspace. */
+#include "cli/cli.h"
+#include "base/json.h"
+#include "store/ws.h"
+
+int cmd_init(int argc, char **argv)
+{
+	const char *dir = cli_pos(argc, argv, 0, NULL);
+	if (!dir)
+		dir = cli_ws_dir(argc, argv);
+	struct csa_err err = {0};
+	if (csa_ws_init(dir, &err))
+		return cli_fail(&err);
+	json_t *out = json_pack("{s:s, s:b}", "workspace", dir, "initialized", 1);
+	csa_json_print(out, 1);
+	json_decref(out);
+	return 0;
+}

@@ -1,0 +1,751 @@
+/* The file mesh: commit through the redo journal, load, scan, recovery. */
+#include "store/mesh.h"
+#include "store/journal.h"
+#include "store/schema.h"
+#include "store/ws.h"
+#include "base/fsops.h"
+#include "base/json.h"
+#include "base/ts.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PATH_SZ 4096
+#define DEFAULT_CHECKPOINT_BYTES (16u << 20)
+
+static const char *const kind_dir[3] = {"Tickets/T_ext", "Tickets/T_int", "Tickets/tickets"};
+static const char kind_letter[3] = {'E', 'I', 'T'};
+
+struct mesh {
+	struct csa_store base;
+	struct csa_ws *ws;
+	char journal_path[PATH_SZ];
+	char lock_path[PATH_SZ];
+	char tmp_dir[PATH_SZ];
+	int lock_fd;    /* journal lock (offset 0) */
+	int journal_fd; /* .csa/journal */
+	pthread_mutex_t mu;
+	size_t checkpoint_bytes;
+	int needs_recovery; /* a failed commit could not be undone */
+	struct csa_mesh_stats stats;
+};
+
+struct csa_lock {
+	int fd;
+};
+
+const char *csa_mesh_dir(int kind)
+{
+	return kind_dir[kind];
+}
+
+int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *out,
+		      size_t outsz, struct csa_err *err)
+{
+	int rc = csa_id_check(id, strlen(id), err);
+	if (rc)
+		return rc;
+	int n = snprintf(out, outsz, "%s/%s/%c_%s.json", ws->root, kind_dir[kind],
+			 kind_letter[kind], id);
+	if (n < 0 || (size_t)n >= outsz)
+		return csa_error(err, CSA_ELIMIT, "path of ticket '%s' too long", id);
+	return CSA_OK;
+}
+
+static void tmp_path(const struct mesh *m, int kind, const char *id, char *out, size_t outsz)
+{
+	snprintf(out, outsz, "%s/%c_%s.json", m->tmp_dir, kind_letter[kind], id);
+}
+
+/* ---- locks ---------------------------------------------------------- */
+
+/* Lock offset of a ticket: FNV-1a 64 over the id, kept positive and away
+ * from 0 (the journal lock). Collisions are practically impossible. */
+static off_t ticket_slot(const char *id)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+		h ^= *p;
+		h *= 1099511628211ULL;
+	}
+	return (off_t)((h >> 2) | 1);
+}
+
+static int ofd_lock(int fd, off_t off, short type)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = off, .l_len = 1};
+	while (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
+		if (errno != EINTR)
+			return -1;
+	return 0;
+}
+
+static int lock_ticket(struct mesh *m, const char *id, short type, struct csa_lock **out,
+		       struct csa_err *err)
+{
+	int rc = csa_id_check(id, strlen(id), err);
+	if (rc)
+		return rc;
+	int fd = open(m->lock_path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return csa_error_sys(err, "cannot open lock file '%s'", m->lock_path);
+	if (ofd_lock(fd, ticket_slot(id), type) < 0) {
+		rc = csa_error_sys(err, "cannot lock ticket '%s'", id);
+		close(fd);
+		return rc;
+	}
+	struct csa_lock *lk = malloc(sizeof(*lk));
+	if (!lk) {
+		close(fd);
+		return csa_error(err, CSA_ENOMEM, "out of memory locking '%s'", id);
+	}
+	lk->fd = fd;
+	*out = lk;
+	return CSA_OK;
+}
+
+static int mesh_lock(struct csa_store *st, const char *id, struct csa_lock **out,
+		     struct csa_err *err)
+{
+	return lock_ticket((struct mesh *)st, id, F_WRLCK, out, err);
+}
+
+static void mesh_unlock(struct csa_lock *lk)
+{
+	if (!lk)
+		return;
+	close(lk->fd); /* releases the OFD lock */
+	free(lk);
+}
+
+static int journal_lock(struct mesh *m, struct csa_err *err)
+{
+	pthread_mutex_lock(&m->mu);
+	if (ofd_lock(m->lock_fd, 0, F_WRLCK) < 0) {
+		pthread_mutex_unlock(&m->mu);
+		return csa_error_sys(err, "cannot lock journal '%s'", m->lock_path);
+	}
+	return CSA_OK;
+}
+
+static void journal_unlock(struct mesh *m)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+	(void)fcntl(m->lock_fd, F_OFD_SETLK, &fl);
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* ---- load ----------------------------------------------------------- */
+
+static int load_docs(struct mesh *m, const char *id, struct csa_ticket *tk, struct csa_err *err)
+{
+	memset(tk, 0, sizeof(*tk));
+	char path[PATH_SZ];
+	int rc;
+	json_t **slots[3] = {&tk->e, &tk->i, &tk->t};
+	/* T first: a ticket exists when its workflow file does. */
+	static const int order[3] = {2, 0, 1};
+	for (int n = 0; n < 3; n++) {
+		int k = order[n];
+		if ((rc = csa_mesh_doc_path(m->ws, k, id, path, sizeof(path), err)))
+			goto fail;
+		char *buf;
+		size_t len;
+		rc = csa_fs_read_all(path, m->ws->cfg.limits.max_document_bytes, &buf, &len, err);
+		if (rc == CSA_ENOENT) {
+			if (k == 2)
+				csa_error(err, CSA_ENOENT, "no ticket '%s'", id);
+			else
+				rc = csa_error(err, CSA_ECORRUPT,
+					       "ticket '%s': '%s' is missing (run 'csa verify')",
+					       id, path);
+			goto fail;
+		}
+		if (rc)
+			goto fail;
+		tk->loaded[k] = buf;
+		tk->loaded_len[k] = len;
+		if ((rc = csa_json_parse(buf, len, path, slots[k], err)))
+			goto fail;
+		if ((rc = csa_schema_check((enum csa_doc_kind)k, id, *slots[k], err)))
+			goto fail;
+	}
+	memcpy(tk->id, id, strlen(id) + 1);
+	tk->exists = 1;
+	return CSA_OK;
+fail:
+	csa_ticket_release(tk);
+	return rc;
+}
+
+static int mesh_load_locked(struct csa_store *st, const char *id, struct csa_ticket *out,
+			    struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	int rc = csa_id_check(id, strlen(id), err);
+	return rc ? rc : load_docs(m, id, out, err);
+}
+
+static int mesh_load(struct csa_store *st, const char *id, struct csa_ticket *out,
+		     struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	struct csa_lock *lk;
+	int rc = lock_ticket(m, id, F_RDLCK, &lk, err);
+	if (rc)
+		return rc;
+	rc = load_docs(m, id, out, err);
+	mesh_unlock(lk);
+	return rc;
+}
+
+/* ---- checkpoint and recovery ---------------------------------------- */
+
+static int checkpoint_locked(struct mesh *m, struct csa_err *err)
+{
+	struct stat st;
+	if (fstat(m->journal_fd, &st) < 0)
+		return csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
+	if (st.st_size == 0)
+		return CSA_OK;
+	/* Every document the journal covers was renamed into place before
+	 * its commit returned; syncfs makes those files and directory
+	 * entries durable, after which the journal is no longer needed. */
+	if (syncfs(m->journal_fd) < 0)
+		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
+	if (ftruncate(m->journal_fd, 0) < 0)
+		return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
+	if (csa_fs_fsync(m->journal_fd, 1) < 0)
+		return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
+	m->stats.checkpoints++;
+	return CSA_OK;
+}
+
+struct replay_doc {
+	char id[CSA_ID_MAX + 1];
+	int kind;
+	size_t seq;
+	char *doc;
+	size_t len;
+};
+
+struct replay {
+	struct replay_doc *v;
+	size_t n, cap;
+};
+
+static int replay_collect(void *ctx, const struct csa_jentry *e)
+{
+	struct replay *r = ctx;
+	if (e->id_len == 0 || e->id_len > CSA_ID_MAX ||
+	    csa_id_check(e->id, e->id_len, NULL) != CSA_OK)
+		return CSA_OK; /* cannot come from a commit; skip */
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		struct replay_doc *nv = realloc(r->v, cap * sizeof(*nv));
+		if (!nv)
+			return CSA_ENOMEM;
+		r->v = nv;
+		r->cap = cap;
+	}
+	struct replay_doc *d = &r->v[r->n];
+	memcpy(d->id, e->id, e->id_len);
+	d->id[e->id_len] = '\0';
+	d->kind = e->kind;
+	d->seq = r->n;
+	d->len = e->doc_len;
+	d->doc = malloc(e->doc_len ? e->doc_len : 1);
+	if (!d->doc)
+		return CSA_ENOMEM;
+	memcpy(d->doc, e->doc, e->doc_len);
+	r->n++;
+	return CSA_OK;
+}
+
+static int replay_cmp(const void *a, const void *b)
+{
+	const struct replay_doc *x = a, *y = b;
+	int c = strcmp(x->id, y->id);
+	if (c)
+		return c;
+	if (x->kind != y->kind)
+		return x->kind - y->kind;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Write 'doc' to the document's place unless it already holds exactly
+ * those bytes. Returns 1 if written, 0 if unchanged, <0 on error. */
+static int put_doc(struct mesh *m, int kind, const char *id, const char *doc, size_t len,
+		   struct csa_err *err)
+{
+	char path[PATH_SZ], tmp[PATH_SZ];
+	int rc = csa_mesh_doc_path(m->ws, kind, id, path, sizeof(path), err);
+	if (rc)
+		return rc;
+	char *old = NULL;
+	size_t old_len = 0;
+	if (csa_fs_read_all(path, len + 1, &old, &old_len, NULL) == CSA_OK) {
+		int same = old_len == len && memcmp(old, doc, len) == 0;
+		free(old);
+		if (same)
+			return 0;
+	}
+	tmp_path(m, kind, id, tmp, sizeof(tmp));
+	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return csa_error_sys(err, "cannot create '%s'", tmp);
+	if (csa_fs_write_all(fd, doc, len) < 0) {
+		rc = csa_error_sys(err, "cannot write '%s'", tmp);
+		close(fd);
+		unlink(tmp);
+		return rc;
+	}
+	close(fd);
+	if (csa_fs_rename(tmp, path) < 0) {
+		rc = csa_error_sys(err, "cannot rename '%s' to '%s'", tmp, path);
+		unlink(tmp);
+		return rc;
+	}
+	return 1;
+}
+
+static int clean_tmp(struct mesh *m)
+{
+	DIR *d = opendir(m->tmp_dir);
+	if (!d)
+		return 0;
+	struct dirent *de;
+	char path[PATH_SZ];
+	int removed = 0;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", m->tmp_dir, de->d_name);
+		if (unlink(path) == 0)
+			removed++;
+	}
+	closedir(d);
+	return removed;
+}
+
+/* Bring every ticket in the journal to its last record, then checkpoint.
+ * Caller holds the journal lock. */
+static int recover_locked(struct mesh *m, struct csa_err *err)
+{
+	struct replay r = {0};
+	off_t valid_end = 0;
+	struct stat st;
+	int rc = csa_journal_scan(m->journal_fd, m->journal_path, replay_collect, &r, &valid_end,
+				  err);
+	if (rc == CSA_ENOMEM)
+		csa_error(err, rc, "out of memory replaying journal '%s'", m->journal_path);
+	if (rc)
+		goto out;
+	if (fstat(m->journal_fd, &st) == 0 && st.st_size > valid_end) {
+		/* A torn tail: its commit never returned. Drop it so later
+		 * records are not appended after garbage. */
+		m->stats.torn_bytes += (long)(st.st_size - valid_end);
+		if (ftruncate(m->journal_fd, valid_end) < 0) {
+			rc = csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
+			goto out;
+		}
+	}
+	qsort(r.v, r.n, sizeof(*r.v), replay_cmp);
+	for (size_t i = 0; i < r.n; i++) {
+		if (i + 1 < r.n && strcmp(r.v[i].id, r.v[i + 1].id) == 0 &&
+		    r.v[i].kind == r.v[i + 1].kind)
+			continue; /* a later record wins */
+		int w = put_doc(m, r.v[i].kind, r.v[i].id, r.v[i].doc, r.v[i].len, err);
+		if (w < 0) {
+			rc = w;
+			goto out;
+		}
+		m->stats.recovered_docs += w;
+	}
+	m->stats.tmp_removed += clean_tmp(m);
+	if ((rc = checkpoint_locked(m, err)))
+		goto out;
+	m->needs_recovery = 0;
+out:
+	for (size_t i = 0; i < r.n; i++)
+		free(r.v[i].doc);
+	free(r.v);
+	return rc;
+}
+
+/* ---- commit --------------------------------------------------------- */
+
+struct pending {
+	struct csa_ticket *tk;
+	int kind;
+	char *bytes; /* new document */
+	size_t len;
+	int written; /* temporary file exists */
+	int renamed; /* in place */
+};
+
+static int prepare(struct mesh *m, struct csa_ticket *tk, unsigned docs, const char *ts,
+		   struct pending *p, struct csa_jbuf *jb, struct csa_err *err)
+{
+	int rc = csa_id_check(tk->id, strlen(tk->id), err);
+	if (rc)
+		return rc;
+	if (!tk->e || !tk->i || !tk->t)
+		return csa_error(err, CSA_EINVAL, "ticket '%s': commit needs all three documents",
+				 tk->id);
+	json_t *d[3] = {tk->e, tk->i, tk->t};
+	if (docs & CSA_DOC_E)
+		json_object_set_new(tk->e, "last_updated", json_string(ts));
+	if (docs & CSA_DOC_I)
+		json_object_set_new(tk->i, "last_updated", json_string(ts));
+	json_object_set_new(tk->t, "last_synchronized", json_string(ts));
+	for (int k = 0; k < 3; k++) {
+		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
+		    (rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k],
+						  &m->ws->cfg.limits, err)))
+			return rc;
+		char *s = json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER |
+						   JSON_REAL_PRECISION(10));
+		if (!s)
+			return csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
+		size_t len = strlen(s);
+		if (len > m->ws->cfg.limits.max_document_bytes) {
+			free(s);
+			return csa_error(err, CSA_ELIMIT,
+					 "%c_%s.json would be %zu bytes, limit is %zu",
+					 kind_letter[k], tk->id, len,
+					 m->ws->cfg.limits.max_document_bytes);
+		}
+		p[k] = (struct pending){.tk = tk, .kind = k, .bytes = s, .len = len};
+		if (csa_jbuf_add(jb, k, tk->id, s, len))
+			return csa_error(err, CSA_ENOMEM, "cannot journal ticket '%s'", tk->id);
+	}
+	return CSA_OK;
+}
+
+static int write_tmp(struct mesh *m, struct pending *p, struct csa_err *err)
+{
+	char tmp[PATH_SZ];
+	tmp_path(m, p->kind, p->tk->id, tmp, sizeof(tmp));
+	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return csa_error_sys(err, "cannot create '%s'", tmp);
+	p->written = 1;
+	if (csa_fs_write_all(fd, p->bytes, p->len) < 0) {
+		int rc = csa_error_sys(err, "cannot write '%s'", tmp);
+		close(fd);
+		return rc;
+	}
+	if (close(fd) < 0)
+		return csa_error_sys(err, "cannot close '%s'", tmp);
+	return CSA_OK;
+}
+
+/* Put back the documents a failed commit had already renamed. 0 if the
+ * previous state is fully restored. */
+static int undo_renames(struct mesh *m, struct pending *p, size_t n)
+{
+	int ok = 0;
+	char path[PATH_SZ], tmp[PATH_SZ];
+	for (size_t j = 0; j < n; j++) {
+		if (p[j].written && !p[j].renamed) {
+			tmp_path(m, p[j].kind, p[j].tk->id, tmp, sizeof(tmp));
+			unlink(tmp);
+			continue;
+		}
+		if (!p[j].renamed)
+			continue;
+		csa_mesh_doc_path(m->ws, p[j].kind, p[j].tk->id, path, sizeof(path), NULL);
+		struct csa_ticket *tk = p[j].tk;
+		if (!tk->loaded[p[j].kind]) {
+			if (csa_fs_unlink(path) < 0 && errno != ENOENT)
+				ok = -1;
+			continue;
+		}
+		struct csa_err e2;
+		if (put_doc(m, p[j].kind, tk->id, tk->loaded[p[j].kind],
+			    tk->loaded_len[p[j].kind], &e2) < 0)
+			ok = -1;
+	}
+	return ok;
+}
+
+static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t n,
+		       unsigned docs, struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	if (n == 0)
+		return CSA_OK;
+	char ts[CSA_TS_LEN];
+	csa_ts_format(csa_now_ms(), ts);
+	struct pending *p = calloc(n * 3, sizeof(*p));
+	struct csa_jbuf jb;
+	csa_jbuf_init(&jb);
+	if (!p)
+		return csa_error(err, CSA_ENOMEM, "out of memory committing %zu tickets", n);
+	int rc = CSA_OK, locked = 0;
+	for (size_t i = 0; i < n && rc == CSA_OK; i++)
+		rc = prepare(m, tks[i], docs, ts, &p[i * 3], &jb, err);
+	if (rc)
+		goto out;
+	if ((rc = journal_lock(m, err)))
+		goto out;
+	locked = 1;
+	if (m->needs_recovery && (rc = recover_locked(m, err)))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (tks[i]->exists)
+			continue;
+		char path[PATH_SZ];
+		struct stat sb;
+		csa_mesh_doc_path(m->ws, 2, tks[i]->id, path, sizeof(path), NULL);
+		if (stat(path, &sb) == 0) {
+			rc = csa_error(err, CSA_EEXIST, "ticket '%s' already exists", tks[i]->id);
+			goto out;
+		}
+		for (size_t k = 0; k < i; k++)
+			if (!tks[k]->exists && strcmp(tks[k]->id, tks[i]->id) == 0) {
+				rc = csa_error(err, CSA_EEXIST, "ticket '%s' appears twice",
+					       tks[i]->id);
+				goto out;
+			}
+	}
+	/* Only documents that changed are rewritten in place; the journal
+	 * record carries all three, so recovery restores whole tickets. */
+	for (size_t j = 0; j < n * 3; j++) {
+		if (!(p[j].kind == 2 || !p[j].tk->exists || (docs & (1u << p[j].kind))))
+			continue;
+		if ((rc = write_tmp(m, &p[j], err))) {
+			undo_renames(m, p, n * 3);
+			goto out;
+		}
+	}
+	struct stat sb;
+	if (fstat(m->journal_fd, &sb) < 0) {
+		rc = csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
+		undo_renames(m, p, n * 3);
+		goto out;
+	}
+	off_t end = sb.st_size;
+	if ((rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, err))) {
+		undo_renames(m, p, n * 3);
+		goto out;
+	}
+	/* Committed: now make the files say so. */
+	for (size_t j = 0; j < n * 3; j++) {
+		if (!p[j].written)
+			continue;
+		char path[PATH_SZ], tmp[PATH_SZ];
+		csa_mesh_doc_path(m->ws, p[j].kind, p[j].tk->id, path, sizeof(path), NULL);
+		tmp_path(m, p[j].kind, p[j].tk->id, tmp, sizeof(tmp));
+		if (csa_fs_rename(tmp, path) == 0) {
+			p[j].renamed = 1;
+			continue;
+		}
+		rc = csa_error_sys(err, "cannot rename '%s' to '%s'", tmp, path);
+		if (undo_renames(m, p, n * 3) == 0 && ftruncate(m->journal_fd, end) == 0 &&
+		    csa_fs_fsync(m->journal_fd, 1) == 0)
+			goto out; /* previous state intact */
+		/* The journal still holds the commit: recovery completes it. */
+		m->needs_recovery = 1;
+		csa_error_prefix(err, "commit not rolled back, recovery will complete it: ");
+		goto out;
+	}
+	m->stats.commits++;
+	/* The caller's tickets now hold what is on disk. */
+	for (size_t j = 0; j < n * 3; j++) {
+		struct csa_ticket *tk = p[j].tk;
+		free(tk->loaded[p[j].kind]);
+		tk->loaded[p[j].kind] = p[j].bytes;
+		tk->loaded_len[p[j].kind] = p[j].len;
+		p[j].bytes = NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		tks[i]->exists = 1;
+	if ((size_t)end + jb.len > m->checkpoint_bytes) {
+		/* A failed checkpoint loses nothing: the journal stays. */
+		struct csa_err ignored;
+		(void)checkpoint_locked(m, &ignored);
+	}
+out:
+	if (locked)
+		journal_unlock(m);
+	for (size_t j = 0; j < n * 3; j++)
+		free(p[j].bytes);
+	free(p);
+	csa_jbuf_release(&jb);
+	return rc;
+}
+
+/* ---- scan ----------------------------------------------------------- */
+
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
+		     struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	char dir[PATH_SZ];
+	snprintf(dir, sizeof(dir), "%s/%s", m->ws->root, kind_dir[2]);
+	DIR *d = opendir(dir);
+	if (!d)
+		return csa_error_sys(err, "cannot open directory '%s'", dir);
+	char **ids = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	int rc = CSA_OK;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 8 || strncmp(de->d_name, "T_", 2) != 0 ||
+		    strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		if (csa_id_check(de->d_name + 2, len - 7, NULL))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			char **nv = realloc(ids, cap * sizeof(*nv));
+			if (!nv) {
+				rc = csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
+				goto out;
+			}
+			ids = nv;
+		}
+		ids[n] = strndup(de->d_name + 2, len - 7);
+		if (!ids[n]) {
+			rc = csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
+			goto out;
+		}
+		n++;
+	}
+	qsort(ids, n, sizeof(*ids), id_cmp);
+	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
+		char path[PATH_SZ];
+		json_t *t = NULL, *e = NULL;
+		csa_mesh_doc_path(m->ws, 2, ids[i], path, sizeof(path), NULL);
+		if (csa_json_load_file(path, m->ws->cfg.limits.max_document_bytes, &t, NULL))
+			continue; /* vanished or damaged: verify reports it */
+		const char *pr = csa_json_str(t, "priority"), *stg = csa_json_str(t, "workflow_stage");
+		int match = (!f || !f->priority || (pr && strcmp(pr, f->priority) == 0)) &&
+			    (!f || !f->stage || (stg && strcmp(stg, f->stage) == 0));
+		const char *status = NULL;
+		if (match && f && f->status) {
+			csa_mesh_doc_path(m->ws, 0, ids[i], path, sizeof(path), NULL);
+			if (csa_json_load_file(path, m->ws->cfg.limits.max_document_bytes, &e,
+					       NULL) == CSA_OK)
+				status = csa_json_str(e, "conversation_status");
+			match = status && strcmp(status, f->status) == 0;
+		}
+		if (match)
+			rc = fn(ctx, ids[i], t, status);
+		json_decref(t);
+		json_decref(e);
+	}
+out:
+	closedir(d);
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	return rc;
+}
+
+/* ---- open / close --------------------------------------------------- */
+
+static int mesh_checkpoint(struct csa_store *st, struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	int rc = journal_lock(m, err);
+	if (rc)
+		return rc;
+	rc = m->needs_recovery ? recover_locked(m, err) : checkpoint_locked(m, err);
+	journal_unlock(m);
+	return rc;
+}
+
+static void mesh_close(struct csa_store *st)
+{
+	struct mesh *m = (struct mesh *)st;
+	struct csa_err ignored;
+	(void)mesh_checkpoint(st, &ignored);
+	close(m->journal_fd);
+	close(m->lock_fd);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
+static const struct csa_store_ops mesh_ops = {
+	.name = "mesh",
+	.load = mesh_load,
+	.load_locked = mesh_load_locked,
+	.commit = mesh_commit,
+	.lock = mesh_lock,
+	.unlock = mesh_unlock,
+	.scan = mesh_scan,
+	.checkpoint = mesh_checkpoint,
+	.close = mesh_close,
+};
+
+int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
+{
+	struct mesh *m = calloc(1, sizeof(*m));
+	if (!m)
+		return csa_error(err, CSA_ENOMEM, "out of memory opening the store");
+	m->base.ops = &mesh_ops;
+	m->ws = ws;
+	m->lock_fd = m->journal_fd = -1;
+	m->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	pthread_mutex_init(&m->mu, NULL);
+	snprintf(m->journal_path, sizeof(m->journal_path), "%s/.csa/journal", ws->root);
+	snprintf(m->lock_path, sizeof(m->lock_path), "%s/.csa/lock", ws->root);
+	snprintf(m->tmp_dir, sizeof(m->tmp_dir), "%s/.csa/tmp", ws->root);
+	int rc;
+	m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (m->lock_fd < 0) {
+		rc = csa_error_sys(err, "cannot open '%s'", m->lock_path);
+		goto fail;
+	}
+	m->journal_fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (m->journal_fd < 0) {
+		rc = csa_error_sys(err, "cannot open '%s'", m->journal_path);
+		goto fail;
+	}
+	if ((rc = journal_lock(m, err)))
+		goto fail;
+	rc = recover_locked(m, err);
+	journal_unlock(m);
+	if (rc)
+		goto fail;
+	*out = &m->base;
+	return CSA_OK;
+fail:
+	if (m->journal_fd >= 0)
+		close(m->journal_fd);
+	if (m->lock_fd >= 0)
+		close(m->lock_fd);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+	return rc;
+}
+
+struct csa_mesh_stats csa_mesh_stats(const struct csa_store *st)
+{
+	struct csa_mesh_stats z = {0};
+	if (!st || st->ops != &mesh_ops)
+		return z;
+	return ((const struct mesh *)st)->stats;
+}
+
+void csa_mesh_set_checkpoint_bytes(struct csa_store *st, size_t bytes)
+{
+	if (st && st->ops == &mesh_ops)
+		((struct mesh *)st)->checkpoint_bytes = bytes;
+}

@@ -1,0 +1,54 @@
+/*
+ * The tri-file conversation mesh (spec §3.1): the file backend of the
+ * store. Each ticket is Tickets/T_ext/E_<id>.json, Tickets/T_int/I_<id>.json
+ * and Tickets/tickets/T_<id>.json, written as compact JSON.
+ *
+ * Atomicity and durability come from the redo journal (store/journal.h):
+ * a commit writes the new documents to .csa/tmp, appends them to the
+ * journal with one fdatasync (the commit point), then renames them into
+ * place. The documents in Tickets/ are brought to disk by checkpoints
+ * (syncfs, then the journal is emptied): every 16 MB of journal, on close,
+ * and by recovery. A crash at any instant leaves each ticket wholly at its
+ * last acknowledged commit or, for a commit that had not returned, at that
+ * commit; recovery runs when a workspace is opened.
+ *
+ * Locks: .csa/lock holds one OFD byte-range lock per ticket (offset from a
+ * 64-bit hash of the id) and the journal lock at offset 0. OFD locks work
+ * between processes and between threads holding different descriptors.
+ */
+#ifndef CSA_STORE_MESH_H
+#define CSA_STORE_MESH_H
+
+#include <stddef.h>
+#include "base/err.h"
+#include "store/store.h"
+
+struct csa_ws;
+
+/* What the last recovery did. */
+struct csa_mesh_stats {
+	long recovered_docs; /* documents rewritten from the journal */
+	long torn_bytes;     /* bytes of a torn journal tail dropped */
+	long tmp_removed;    /* scratch files of interrupted commits removed */
+	long commits;        /* commits by this handle */
+	long checkpoints;    /* checkpoints by this handle */
+};
+
+/* Open the mesh of an initialised workspace and run recovery. */
+int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err);
+
+/* Counters of a mesh store (zeroes for another backend). */
+struct csa_mesh_stats csa_mesh_stats(const struct csa_store *st);
+
+/* Path of document 'kind' (0 E, 1 I, 2 T) of ticket 'id' (validated first:
+ * CSA_EINVAL for a bad id, before any path is built). */
+int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *out,
+		      size_t outsz, struct csa_err *err);
+
+/* Directory of document kind, relative to the workspace ("Tickets/T_ext"). */
+const char *csa_mesh_dir(int kind);
+
+/* Test hook: checkpoint threshold in bytes (default 16 MB). */
+void csa_mesh_set_checkpoint_bytes(struct csa_store *st, size_t bytes);
+
+#endif

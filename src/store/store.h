@@ -1,0 +1,147 @@
+/*
+ * The ticket store: the three documents of every ticket (spec §3.2) behind
+ * a table of operations, so the file mesh (store/mesh.c) can be joined by
+ * other backends (PostgreSQL) that pass the same contract tests.
+ *
+ * Concurrency: a caller that reads a ticket in order to change it holds the
+ * ticket's lock from load to commit (csa_store_update() does this for you).
+ * Locks work across threads and processes. Loads need no lock: a reader
+ * always sees whole commits.
+ */
+#ifndef CSA_STORE_STORE_H
+#define CSA_STORE_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include "base/err.h"
+#include "base/ids.h"
+
+/* Which documents a commit writes. T is always written: its
+ * last_synchronized records the commit. */
+enum { CSA_DOC_E = 1, CSA_DOC_I = 2, CSA_DOC_T = 4, CSA_DOC_ALL = 7 };
+
+/* One ticket's documents. e, i, t are owned references (json_decref). */
+struct csa_ticket {
+	char id[CSA_ID_MAX + 1];
+	json_t *e;
+	json_t *i;
+	json_t *t;
+	int exists; /* loaded from the store (1) or new (0) */
+	/* The bytes each document had when loaded (E, I, T), kept so a commit
+	 * that fails half-way can put them back. Owned; backend-private. */
+	char *loaded[3];
+	size_t loaded_len[3];
+};
+
+void csa_ticket_release(struct csa_ticket *tk);
+
+struct csa_lock;
+struct csa_store;
+
+/* A filter for scans; NULL fields match everything. */
+struct csa_filter {
+	const char *status;   /* E.conversation_status */
+	const char *priority; /* T.priority */
+	const char *stage;    /* T.workflow_stage */
+};
+
+/* Called once per ticket by scan, with the ticket's T document (borrowed)
+ * and E's conversation_status. A nonzero return stops the scan and is
+ * returned by it. */
+typedef int (*csa_scan_fn)(void *ctx, const char *id, const json_t *t, const char *status);
+
+struct csa_store_ops {
+	const char *name;
+	/* Load all three documents of 'id' into *out (released by the caller),
+	 * as of one commit: load takes the ticket's lock shared while reading.
+	 * CSA_ENOENT if the ticket does not exist. */
+	int (*load)(struct csa_store *st, const char *id, struct csa_ticket *out,
+		    struct csa_err *err);
+	/* The same for a caller that already holds the ticket's lock. */
+	int (*load_locked)(struct csa_store *st, const char *id, struct csa_ticket *out,
+			   struct csa_err *err);
+	/* Write the documents named by 'docs' of 'n' tickets in one atomic,
+	 * durable step, stamping last_updated / last_synchronized. All
+	 * documents are schema-checked first; nothing is written on error.
+	 * New tickets (exists == 0) must not exist yet (CSA_EEXIST). */
+	int (*commit)(struct csa_store *st, struct csa_ticket *const *tks, size_t n,
+		      unsigned docs, struct csa_err *err);
+	/* Lock one ticket exclusively (blocking), across threads and
+	 * processes. Holding one ticket's lock never blocks work on another. */
+	int (*lock)(struct csa_store *st, const char *id, struct csa_lock **out,
+		    struct csa_err *err);
+	void (*unlock)(struct csa_lock *lk);
+	/* Visit tickets matching 'f' in id order. */
+	int (*scan)(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
+		    struct csa_err *err);
+	/* Flush pending state to its final place (journal checkpoint). */
+	int (*checkpoint)(struct csa_store *st, struct csa_err *err);
+	void (*close)(struct csa_store *st);
+};
+
+struct csa_store {
+	const struct csa_store_ops *ops;
+};
+
+static inline int csa_store_load(struct csa_store *st, const char *id, struct csa_ticket *out,
+				 struct csa_err *err)
+{
+	return st->ops->load(st, id, out, err);
+}
+
+static inline int csa_store_load_locked(struct csa_store *st, const char *id,
+					struct csa_ticket *out, struct csa_err *err)
+{
+	return st->ops->load_locked(st, id, out, err);
+}
+
+static inline int csa_store_commit(struct csa_store *st, struct csa_ticket *tk, unsigned docs,
+				   struct csa_err *err)
+{
+	struct csa_ticket *one[1] = {tk};
+	return st->ops->commit(st, one, 1, docs, err);
+}
+
+/* Group commit: many tickets, one durable step. */
+static inline int csa_store_commit_many(struct csa_store *st, struct csa_ticket *const *tks,
+					size_t n, unsigned docs, struct csa_err *err)
+{
+	return st->ops->commit(st, tks, n, docs, err);
+}
+
+static inline int csa_store_lock(struct csa_store *st, const char *id, struct csa_lock **out,
+				 struct csa_err *err)
+{
+	return st->ops->lock(st, id, out, err);
+}
+
+static inline void csa_store_unlock(struct csa_store *st, struct csa_lock *lk)
+{
+	if (lk)
+		st->ops->unlock(lk);
+}
+
+static inline int csa_store_scan(struct csa_store *st, const struct csa_filter *f,
+				 csa_scan_fn fn, void *ctx, struct csa_err *err)
+{
+	return st->ops->scan(st, f, fn, ctx, err);
+}
+
+static inline void csa_store_close(struct csa_store *st)
+{
+	if (st)
+		st->ops->close(st);
+}
+
+/*
+ * Read-modify-write of one ticket under its lock: load, call fn (which
+ * changes tk's documents and sets *docs to what it changed; a nonzero
+ * return aborts without writing and is returned), commit. When 'create' is
+ * nonzero a missing ticket is passed to fn empty (tk->exists == 0).
+ */
+typedef int (*csa_update_fn)(void *ctx, struct csa_ticket *tk, unsigned *docs,
+			     struct csa_err *err);
+int csa_store_update(struct csa_store *st, const char *id, int create, csa_update_fn fn,
+		     void *ctx, struct csa_err *err);
+
+#endif
