@@ -1,0 +1,92 @@
+/* Test helpers. */
+#include "tutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+char *t_tmpdir(const char *tag)
+{
+	const char *base = getenv("TMPDIR");
+	char *p;
+	if (asprintf(&p, "%s/csa-%s-XXXXXX", base && *base ? base : "/tmp", tag) < 0)
+		abort();
+	if (!mkdtemp(p))
+		abort();
+	return p;
+}
+
+void t_rmrf(const char *path)
+{
+	if (!path || strncmp(path, "/tmp/", 5) != 0)
+		return;
+	char *cmd;
+	if (asprintf(&cmd, "rm -rf '%s'", path) < 0)
+		abort();
+	if (system(cmd) != 0)
+		fprintf(stderr, "warning: could not remove %s\n", path);
+	free(cmd);
+}
+
+static char *slurp(FILE *f)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	size_t n;
+	rewind(f);
+	while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+		len += n;
+		if (len + 1 >= cap)
+			buf = realloc(buf, cap *= 2);
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+int t_csa(const char *in, char **out, char **err, const char *fmt, ...)
+{
+	char *args, *cmd;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&args, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	FILE *fi = tmpfile(), *fo = tmpfile(), *fe = tmpfile();
+	if (in)
+		fputs(in, fi);
+	fflush(fi);
+	rewind(fi);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(fileno(fi), 0);
+		dup2(fileno(fo), 1);
+		dup2(fileno(fe), 2);
+		if (asprintf(&cmd, "exec '%s' %s", CSA_BIN, args) < 0)
+			_exit(127);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	if (out)
+		*out = slurp(fo);
+	if (err)
+		*err = slurp(fe);
+	fclose(fi);
+	fclose(fo);
+	fclose(fe);
+	free(args);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void t_write(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		abort();
+	fputs(text, f);
+	fclose(f);
+}

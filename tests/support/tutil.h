@@ -1,0 +1,19 @@
+/* Helpers shared by the tests: temporary workspaces and running the CLI. */
+#ifndef CSA_TESTS_TUTIL_H
+#define CSA_TESTS_TUTIL_H
+
+#include <stddef.h>
+
+/* mkdtemp under $TMPDIR or /tmp; returns a malloc'd path. */
+char *t_tmpdir(const char *tag);
+/* rm -rf (for paths under the temp dir only). */
+void t_rmrf(const char *path);
+/* Run "csa <args>" (the test build) with 'in' on stdin (may be NULL);
+ * captures stdout and stderr (malloc'd, caller frees; may pass NULL).
+ * Returns the exit status, or -1 if it did not exit normally. */
+int t_csa(const char *in, char **out, char **err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Write a file (test setup). */
+void t_write(const char *path, const char *text);
+
+#endif

@@ -1,0 +1,182 @@
+/* Fault injection: the n-th write, fsync, rename, unlink or open of a
+ * commit fails, for every n the commit performs. The previous state must
+ * stay intact and readable (or, where a failure struck after the commit
+ * point and could not be undone, recovery must complete the commit), every
+ * ticket whole, and verify clean after reopening. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fsops.h"
+#include "store/mesh.h"
+#include "store/verify.h"
+#include "support/tmesh.h"
+#include "support/tutil.h"
+
+static const char *const names[] = {"write", "fsync", "rename", "unlink", "open"};
+
+/* One commit: bump ticket "F" (and with 'group' also "F2") to v. */
+static int do_commit(struct csa_ws *ws, long v, int group, struct csa_err *err)
+{
+	struct csa_ticket tk[2];
+	struct csa_ticket *p[2] = {&tk[0], &tk[1]};
+	const char *ids[2] = {"F", "F2"};
+	int n = group ? 2 : 1, rc = 0;
+	for (int i = 0; i < n; i++) {
+		if (csa_store_load(ws->store, ids[i], &tk[i], err))
+			fail_msg("load %s: %s", ids[i], err->msg);
+		tm_set(&tk[i], v);
+	}
+	rc = csa_store_commit_many(ws->store, p, (size_t)n, CSA_DOC_ALL, err);
+	for (int i = 0; i < n; i++)
+		csa_ticket_release(&tk[i]);
+	return rc;
+}
+
+static void check_whole(struct csa_ws *ws, long lo, long hi, const char *when)
+{
+	long a = tm_load_version(ws, "F"), b = tm_load_version(ws, "F2");
+	if (a < lo || a > hi || b < 0)
+		fail_msg("%s: F at v%ld, expected v%ld..v%ld", when, a, lo, hi);
+}
+
+static void run(int checkpoint_every_commit, int group)
+{
+	char *dir = t_tmpdir("faults");
+	struct csa_err err = {0};
+	struct csa_ws *ws;
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	const char *ids[] = {"F", "F2"};
+	assert_int_equal(tm_create(ws, ids, 2), 0);
+	long v = 0;
+	long injected = 0;
+	for (int op = 0; op < CSA_FS_NOPS; op++) {
+		/* how many calls of this kind does one commit make? */
+		if (checkpoint_every_commit)
+			csa_mesh_set_checkpoint_bytes(ws->store, 1);
+		csa_fault_reset_counts();
+		assert_int_equal(do_commit(ws, ++v, group, &err), 0);
+		long calls = csa_fault_count((enum csa_fs_op)op);
+		for (long n = 1; n <= calls; n++) {
+			int e = op == CSA_FS_WRITE && n % 2 ? ENOSPC : EIO;
+			csa_fault_arm((enum csa_fs_op)op, n, e);
+			struct csa_err cerr = {0};
+			int rc = do_commit(ws, v + 1, group, &cerr);
+			int fired = csa_fault_fired();
+			csa_fault_disarm();
+			if (!fired)
+				fail_msg("%s #%ld of %ld did not happen", names[op], n, calls);
+			injected++;
+			if (rc == 0) {
+				/* the fault hit a step after the commit point that
+				 * may fail (checkpoint): the commit stands */
+				check_whole(ws, v + 1, v + 1, "after a tolerated fault");
+				v++;
+			} else if (strstr(cerr.msg, "recovery will complete")) {
+				check_whole(ws, v, v + 1, "after a failed undo");
+			} else {
+				/* the error names what failed, the old state is there */
+				if (!strstr(cerr.msg, "cannot"))
+					fail_msg("%s #%ld: unclear error '%s'", names[op], n,
+						 cerr.msg);
+				check_whole(ws, v, v, "after a reported failure");
+			}
+			/* and after recovery */
+			csa_ws_close(ws);
+			if (csa_ws_open(dir, &ws, &err))
+				fail_msg("reopen after %s #%ld: %s", names[op], n, err.msg);
+			if (checkpoint_every_commit)
+				csa_mesh_set_checkpoint_bytes(ws->store, 1);
+			long now = tm_load_version(ws, "F");
+			if (now < v || now > v + 1)
+				fail_msg("%s #%ld: after recovery F at v%ld, expected v%ld or v%ld",
+					 names[op], n, now, v, v + 1);
+			check_whole(ws, now, now, "after recovery");
+			v = now;
+			json_t *rep;
+			assert_int_equal(csa_verify(ws, 0, &rep, &err), 0);
+			assert_true(json_is_true(json_object_get(rep, "ok")));
+			json_decref(rep);
+		}
+	}
+	print_message("%ld faults injected (checkpoint every commit: %d, group: %d)\n", injected,
+		      checkpoint_every_commit, group);
+	assert_true(injected >= 8);
+	csa_ws_close(ws);
+	t_rmrf(dir);
+	free(dir);
+}
+
+static void faults_in_commit(void **state)
+{
+	(void)state;
+	run(0, 0);
+}
+
+static void faults_in_group_commit(void **state)
+{
+	(void)state;
+	run(0, 1);
+}
+
+static void faults_in_commit_with_checkpoint(void **state)
+{
+	(void)state;
+	run(1, 0);
+}
+
+static void faults_while_creating(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("faults-create");
+	struct csa_err err = {0};
+	struct csa_ws *ws;
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	for (int op = 0; op < CSA_FS_NOPS; op++) {
+		for (long n = 1; n <= 8; n++) {
+			char id[32];
+			snprintf(id, sizeof(id), "C%d-%ld", op, n);
+			const char *ids[] = {id};
+			csa_fault_arm((enum csa_fs_op)op, n, EIO);
+			int rc = tm_create(ws, ids, 1);
+			int fired = csa_fault_fired();
+			csa_fault_disarm();
+			struct csa_ticket tk;
+			int lrc = csa_store_load(ws->store, id, &tk, &err);
+			if (rc == 0 || !fired) {
+				assert_int_equal(lrc, 0);
+				csa_ticket_release(&tk);
+			} else {
+				/* a failed create leaves no trace of the ticket */
+				assert_int_equal(lrc, CSA_ENOENT);
+			}
+		}
+	}
+	json_t *rep;
+	assert_int_equal(csa_verify(ws, 0, &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+	csa_ws_close(ws);
+	t_rmrf(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(faults_in_commit),
+		cmocka_unit_test(faults_in_group_commit),
+		cmocka_unit_test(faults_in_commit_with_checkpoint),
+		cmocka_unit_test(faults_while_creating),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

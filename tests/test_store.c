@@ -1,0 +1,342 @@
+/* Store unit tests: schema, ticket building, timeline, commit/load/scan,
+ * and bad input (every rule of the foundation issue). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/fsops.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "store/mesh.h"
+#include "store/schema.h"
+#include "store/ticket.h"
+#include "store/ws.h"
+#include "support/tutil.h"
+
+struct fx {
+	char *dir;
+	struct csa_ws *ws;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct csa_err err = {0};
+	f->dir = t_tmpdir("store");
+	if (csa_ws_init(f->dir, &err) || csa_ws_open(f->dir, &f->ws, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	csa_ws_close(f->ws);
+	t_rmrf(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static int build(struct fx *f, const char *ctx_text, struct csa_ticket *tk, struct csa_err *err)
+{
+	json_t *ctx = json_loads(ctx_text, 0, NULL);
+	assert_non_null(ctx);
+	int rc = csa_ticket_build(&f->ws->cfg, ctx, 1795734186123LL, tk, err);
+	json_decref(ctx);
+	return rc;
+}
+
+static void built_documents_match_schema(void **state)
+{
+	struct fx *f = *state;
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	assert_int_equal(build(f,
+			       "{\"ticket_id\": \"T1\", \"client_name\": \"Ann\","
+			       " \"platform\": \"email\", \"customer\": {\"subscription_tier\":"
+			       " \"PREMIUM\"}, \"messages\": [{\"content\": \"hi\"}],"
+			       " \"internal_messages\": [{\"content\": \"note\"}]}",
+			       &tk, &err),
+			 0);
+	assert_int_equal(csa_schema_check(CSA_KIND_E, "T1", tk.e, &err), 0);
+	assert_int_equal(csa_schema_check(CSA_KIND_I, "T1", tk.i, &err), 0);
+	assert_int_equal(csa_schema_check(CSA_KIND_T, "T1", tk.t, &err), 0);
+	assert_string_equal(csa_json_str(tk.t, "channel"), "EMAIL");
+	assert_string_equal(csa_json_str(tk.t, "card_create_timestamp"), "2026-11-26T23:03:06.123Z");
+	assert_string_equal(json_string_value(json_array_get(
+				    json_object_get(tk.e, "synchronized_with"), 0)),
+			    "I_T1");
+	json_t *refs = json_object_get(tk.t, "file_references");
+	assert_string_equal(csa_json_str(refs, "internal_conversation"), "I_T1.json");
+	/* every message got an id and a timestamp */
+	json_t *m = json_array_get(json_object_get(tk.e, "messages"), 0);
+	assert_non_null(csa_json_str(m, "message_id"));
+	assert_string_equal(csa_json_str(m, "timestamp"), "2026-11-26T23:03:06.123Z");
+
+	/* Schema violations are found and named. */
+	struct {
+		const char *field;
+		json_t *value;
+		const char *expect;
+	} cases[] = {
+		{"priority", json_string("URGENT"), "priority: expected one of"},
+		{"resolved", json_string("no"), "resolved: expected true or false"},
+		{"card_create_timestamp", json_string("yesterday"), "not an ISO 8601"},
+		{"ticket_id", json_string("T2"), "another ticket"},
+		{"extra", json_true(), "unknown field 'extra'"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *t = json_deep_copy(tk.t);
+		json_object_set_new(t, cases[i].field, cases[i].value);
+		assert_int_equal(csa_schema_check(CSA_KIND_T, "T1", t, &err), CSA_ESCHEMA);
+		if (!strstr(err.msg, cases[i].expect))
+			fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].expect);
+		json_decref(t);
+	}
+	json_t *t = json_deep_copy(tk.t);
+	json_object_del(t, "agent_decisions");
+	assert_int_equal(csa_schema_check(CSA_KIND_T, "T1", t, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "T_T1.json: agent_decisions: missing"));
+	json_decref(t);
+	json_t *e = json_deep_copy(tk.e);
+	json_object_set_new(json_object_get(json_array_get(json_object_get(e, "messages"), 0),
+					    "sentiment_analysis"),
+			    "score", json_real(1.5));
+	assert_int_equal(csa_schema_check(CSA_KIND_E, "T1", e, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "messages[0].sentiment_analysis.score"));
+	json_decref(e);
+	json_t *i = json_deep_copy(tk.i);
+	json_array_set_new(json_object_get(i, "synchronized_with"), 0, json_string("E_other"));
+	assert_int_equal(csa_schema_check(CSA_KIND_I, "T1", i, &err), CSA_ESCHEMA);
+	json_decref(i);
+	csa_ticket_release(&tk);
+}
+
+static void bad_input_is_refused_with_the_field_named(void **state)
+{
+	struct fx *f = *state;
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	struct {
+		const char *ctx;
+		int code;
+		const char *expect;
+	} cases[] = {
+		{"[]", CSA_EINVAL, "expected a JSON object"},
+		{"{\"ticket_id\": \"../x\"}", CSA_EINVAL, "invalid ticket id"},
+		{"{\"ticket_id\": \"a/b\"}", CSA_EINVAL, "invalid ticket id"},
+		{"{\"ticket_id\": \"\"}", CSA_EINVAL, "empty"},
+		{"{\"ticket_id\": 7}", CSA_EINVAL, "'ticket_id': expected a string"},
+		{"{\"bogus\": 1}", CSA_EINVAL, "unknown field 'bogus'"},
+		{"{\"platform\": \"fax\"}", CSA_EINVAL, "'platform': expected one of"},
+		{"{\"channel\": \"PIGEON\"}", CSA_EINVAL, "'channel'"},
+		{"{\"customer\": {\"subscription_tier\": \"GOLD\"}}", CSA_EINVAL,
+		 "customer.subscription_tier"},
+		{"{\"customer\": {\"shoe\": 1}}", CSA_EINVAL, "customer: unknown field 'shoe'"},
+		{"{\"messages\": {}}", CSA_EINVAL, "'messages': expected an array"},
+		{"{\"messages\": [{}]}", CSA_EINVAL, "messages[0].content: missing"},
+		{"{\"messages\": [{\"content\": 5}]}", CSA_EINVAL, "messages[0].content"},
+		{"{\"messages\": [{\"content\": \"x\", \"timestamp\": \"soon\"}]}", CSA_EINVAL,
+		 "messages[0].timestamp"},
+		{"{\"messages\": [{\"content\": \"x\", \"message_id\": \"a b\"}]}", CSA_EINVAL,
+		 "messages[0].message_id"},
+		{"{\"messages\": [{\"content\": \"x\", \"sender\": \"robot\"}]}", CSA_EINVAL,
+		 "messages[0].sender"},
+		{"{\"internal_messages\": [{\"content\": \"x\", \"platform\": \"irc\"}]}",
+		 CSA_EINVAL, "internal_messages[0].platform"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&err, 0, sizeof(err));
+		int rc = build(f, cases[i].ctx, &tk, &err);
+		if (rc != cases[i].code || !strstr(err.msg, cases[i].expect))
+			fail_msg("case %zu (%s): rc %d msg '%s'", i, cases[i].ctx, rc, err.msg);
+	}
+	/* size limits from config */
+	f->ws->cfg.limits.max_message_bytes = 10;
+	assert_int_equal(build(f, "{\"messages\": [{\"content\": \"01234567890\"}]}", &tk, &err),
+			 CSA_ELIMIT);
+	assert_non_null(strstr(err.msg, "limit is 10"));
+	f->ws->cfg.limits.max_attachments = 1;
+	assert_int_equal(build(f, "{\"messages\": [{\"content\": \"a\", \"attachments\": [1,2]}]}",
+			       &tk, &err),
+			 CSA_ELIMIT);
+	assert_non_null(strstr(err.msg, "attachments"));
+	f->ws->cfg.limits.max_messages_per_ticket = 2;
+	assert_int_equal(build(f,
+			       "{\"messages\": [{\"content\": \"a\"}, {\"content\": \"b\"},"
+			       " {\"content\": \"c\"}]}",
+			       &tk, &err),
+			 CSA_ELIMIT);
+	assert_int_equal(build(f, "{\"ticket_id\": \"L\", \"messages\": [{\"content\": \"a\"},"
+				  " {\"content\": \"b\"}]}",
+			       &tk, &err),
+			 0);
+	json_t *m = json_pack("{s:s}", "content", "c");
+	assert_int_equal(csa_ticket_add_message(&f->ws->cfg, &tk, CSA_SIDE_EXTERNAL, m, 0, NULL,
+						&err),
+			 CSA_ELIMIT);
+	json_decref(m);
+	csa_ticket_release(&tk);
+}
+
+static void timeline_merges_by_time_stably(void **state)
+{
+	struct fx *f = *state;
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	assert_int_equal(
+		build(f,
+		      "{\"ticket_id\": \"TL\", \"messages\": ["
+		      "{\"content\": \"e1\", \"timestamp\": \"2026-01-01T10:00:00Z\"},"
+		      "{\"content\": \"e3\", \"timestamp\": \"2026-01-01T12:00:00Z\"},"
+		      "{\"content\": \"e2\", \"timestamp\": \"2026-01-01T11:00:00.000+00:00\"}],"
+		      "\"internal_messages\": ["
+		      "{\"content\": \"i1\", \"timestamp\": \"2026-01-01T11:00:00Z\"},"
+		      "{\"content\": \"i0\", \"timestamp\": \"2026-01-01T09:59:59.999Z\"}]}",
+		      &tk, &err),
+		0);
+	json_t *tl = csa_ticket_timeline(&tk);
+	const char *want[] = {"i0", "e1", "e2", "i1", "e3"};
+	const char *side[] = {"internal", "external", "external", "internal", "external"};
+	assert_int_equal(json_array_size(tl), 5);
+	for (size_t i = 0; i < 5; i++) {
+		assert_string_equal(csa_json_str(json_array_get(tl, i), "content"), want[i]);
+		assert_string_equal(csa_json_str(json_array_get(tl, i), "side"), side[i]);
+	}
+	json_decref(tl);
+	csa_ticket_release(&tk);
+}
+
+struct addc {
+	struct csa_config *cfg;
+	const char *content, *id;
+};
+
+static int add_fn(void *ctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	struct addc *c = ctx;
+	json_t *m = json_pack("{s:s}", "content", c->content);
+	if (c->id)
+		json_object_set_new(m, "message_id", json_string(c->id));
+	int rc = csa_ticket_add_message(c->cfg, tk, CSA_SIDE_EXTERNAL, m, csa_now_ms(), NULL, err);
+	json_decref(m);
+	*docs = CSA_DOC_E;
+	return rc;
+}
+
+static int count_fn(void *ctx, const char *id, const json_t *t, const char *status)
+{
+	(void)id, (void)t, (void)status;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void commit_load_scan(void **state)
+{
+	struct fx *f = *state;
+	struct csa_ticket tk, got;
+	struct csa_err err = {0};
+	assert_int_equal(build(f, "{\"ticket_id\": \"A1\", \"messages\": [{\"content\": \"x\"}]}",
+			       &tk, &err),
+			 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	/* creating it again is refused */
+	struct csa_ticket again;
+	assert_int_equal(build(f, "{\"ticket_id\": \"A1\"}", &again, &err), 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &again, CSA_DOC_ALL, &err), CSA_EEXIST);
+	csa_ticket_release(&again);
+	assert_int_equal(csa_store_load(f->ws->store, "A1", &got, &err), 0);
+	assert_true(json_equal(got.e, tk.e));
+	assert_true(json_equal(got.t, tk.t));
+	csa_ticket_release(&got);
+	assert_int_equal(csa_store_load(f->ws->store, "nope", &got, &err), CSA_ENOENT);
+	assert_int_equal(csa_store_load(f->ws->store, "../etc", &got, &err), CSA_EINVAL);
+
+	/* update: dedupe by message id, schema failure writes nothing */
+	struct addc c = {&f->ws->cfg, "second", "m-1"};
+	assert_int_equal(csa_store_update(f->ws->store, "A1", 0, add_fn, &c, &err), 0);
+	assert_int_equal(csa_store_update(f->ws->store, "A1", 0, add_fn, &c, &err), CSA_EEXIST);
+	assert_int_equal(csa_store_load(f->ws->store, "A1", &got, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(got.e, "messages")), 2);
+	csa_ticket_release(&got);
+	json_object_set_new(tk.t, "priority", json_string("SOON"));
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_T, &err), CSA_ESCHEMA);
+	assert_int_equal(csa_store_load(f->ws->store, "A1", &got, &err), 0);
+	assert_string_equal(csa_json_str(got.t, "priority"), "MEDIUM");
+	csa_ticket_release(&got);
+	csa_ticket_release(&tk);
+
+	/* group commit and filters */
+	struct csa_ticket many[3];
+	struct csa_ticket *ptrs[3];
+	const char *ctx[] = {"{\"ticket_id\": \"G1\"}", "{\"ticket_id\": \"G2\"}",
+			     "{\"ticket_id\": \"G3\"}"};
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(build(f, ctx[i], &many[i], &err), 0);
+		ptrs[i] = &many[i];
+	}
+	json_object_set_new(many[1].t, "priority", json_string("HIGH"));
+	assert_int_equal(csa_store_commit_many(f->ws->store, ptrs, 3, CSA_DOC_ALL, &err), 0);
+	for (int i = 0; i < 3; i++)
+		csa_ticket_release(&many[i]);
+	int n = 0;
+	struct csa_filter flt = {NULL, "HIGH", NULL};
+	assert_int_equal(csa_store_scan(f->ws->store, &flt, count_fn, &n, &err), 0);
+	assert_int_equal(n, 1);
+	n = 0;
+	flt = (struct csa_filter){"active", NULL, "trigger"};
+	assert_int_equal(csa_store_scan(f->ws->store, &flt, count_fn, &n, &err), 0);
+	assert_int_equal(n, 4);
+	n = 0;
+	flt = (struct csa_filter){"resolved", NULL, NULL};
+	assert_int_equal(csa_store_scan(f->ws->store, &flt, count_fn, &n, &err), 0);
+	assert_int_equal(n, 0);
+}
+
+static void damaged_file_is_named_and_nothing_written(void **state)
+{
+	struct fx *f = *state;
+	struct csa_ticket tk, got;
+	struct csa_err err = {0};
+	assert_int_equal(build(f, "{\"ticket_id\": \"D1\"}", &tk, &err), 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	char path[4096];
+	assert_int_equal(csa_mesh_doc_path(f->ws, 1, "D1", path, sizeof(path), &err), 0);
+	t_write(path, "{\n \"ticket_id\": \"D1\",\n oops\n}");
+	assert_int_equal(csa_store_load(f->ws->store, "D1", &got, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "I_D1.json line 3"));
+	struct addc c = {&f->ws->cfg, "x", NULL};
+	assert_int_equal(csa_store_update(f->ws->store, "D1", 0, add_fn, &c, &err), CSA_EPARSE);
+	/* the damaged file is untouched: still the same bytes */
+	char *buf;
+	size_t len;
+	assert_int_equal(csa_fs_read_all(path, 1000, &buf, &len, &err), 0);
+	assert_non_null(strstr(buf, "oops"));
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(built_documents_match_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(bad_input_is_refused_with_the_field_named, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(timeline_merges_by_time_stably, setup, teardown),
+		cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
+						teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
