@@ -1,0 +1,208 @@
+/* The csa command line, run as a user would: results on stdout as JSON,
+ * one clear error line on stderr and a nonzero exit for bad input, verify
+ * and repair of a damaged mesh. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support/tutil.h"
+
+static char *ws;
+
+static int setup(void **state)
+{
+	(void)state;
+	ws = t_tmpdir("cli");
+	return t_csa(NULL, NULL, NULL, "init '%s'", ws) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	t_rmrf(ws);
+	free(ws);
+	return 0;
+}
+
+static void assert_fails_with(int rc, char *err, const char *expect)
+{
+	if (rc == 0 || !strstr(err, expect))
+		fail_msg("expected failure with '%s', got rc %d, stderr '%s'", expect, rc, err);
+	/* exactly one line, starting with the program name */
+	char *nl = strchr(err, '\n');
+	if (strncmp(err, "csa: ", 5) != 0 && strncmp(err, "usage: ", 7) != 0)
+		fail_msg("stderr does not start with 'csa: ': '%s'", err);
+	assert_non_null(nl);
+	assert_int_equal(nl[1], '\0');
+	free(err);
+}
+
+static void create_show_add_list(void **state)
+{
+	(void)state;
+	char *out, *err;
+	int rc = t_csa("{\"ticket_id\": \"C-1\", \"client_name\": \"Ann\", \"messages\": "
+		       "[{\"content\": \"cannot log in\"}]}",
+		       &out, &err, "ticket create --json - --dir '%s'", ws);
+	assert_int_equal(rc, 0);
+	json_t *j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "ticket_id")), "C-1");
+	json_decref(j);
+	free(out);
+	free(err);
+	rc = t_csa("{\"content\": \"looking\", \"message_id\": \"mm-1\"}", &out, &err,
+		   "message add C-1 --side internal --json - --dir '%s'", ws);
+	assert_int_equal(rc, 0);
+	free(out);
+	free(err);
+	/* the same platform message again is not stored twice */
+	rc = t_csa("{\"content\": \"looking\", \"message_id\": \"mm-1\"}", &out, &err,
+		   "message add C-1 --side internal --json - --dir '%s'", ws);
+	assert_int_equal(rc, 0);
+	assert_non_null(strstr(out, "\"duplicate\": true"));
+	free(out);
+	free(err);
+	rc = t_csa(NULL, &out, &err, "show C-1 --unified --dir '%s'", ws);
+	assert_int_equal(rc, 0);
+	j = json_loads(out, 0, NULL);
+	json_t *tl = json_object_get(j, "unified_timeline");
+	assert_int_equal(json_array_size(tl), 2);
+	assert_non_null(json_object_get(j, "decision_trail"));
+	json_decref(j);
+	free(out);
+	free(err);
+	rc = t_csa(NULL, &out, &err, "list --priority MEDIUM --status active --dir '%s'", ws);
+	assert_int_equal(rc, 0);
+	j = json_loads(out, 0, NULL);
+	assert_int_equal(json_array_size(j), 1);
+	json_decref(j);
+	free(out);
+	free(err);
+}
+
+static void bad_input(void **state)
+{
+	(void)state;
+	char *err;
+	{
+		int rc_ = t_csa("{\n\"ticket_id\": \"x\",\n\"client_name\": }", NULL, &err,
+				"ticket create --json - --dir '%s'", ws);
+		assert_fails_with(rc_, err, "<stdin> line 3");
+	}
+	{
+		int rc_ = t_csa(NULL, NULL, &err, "ticket create --json /nonexistent.json --dir '%s'",
+				ws);
+		assert_fails_with(rc_, err, "'/nonexistent.json' does not exist");
+	}
+	{
+		int rc_ = t_csa("{\"ticket_id\": \"../../etc/passwd\"}", NULL, &err,
+				"ticket create --json - --dir '%s'", ws);
+		assert_fails_with(rc_, err, "invalid ticket id");
+	}
+	{
+		int rc_ = t_csa(NULL, NULL, &err, "show '../x' --dir '%s'", ws);
+		assert_fails_with(rc_, err, "invalid ticket id");
+	}
+	{
+		int rc_ = t_csa(NULL, NULL, &err, "show nope --dir '%s'", ws);
+		assert_fails_with(rc_, err, "no ticket 'nope'");
+	}
+	{
+		int rc_ = t_csa("{\"content\": 1}", NULL, &err,
+				"message add C-1 --side external --json - --dir '%s'", ws);
+		assert_fails_with(rc_, err, "message.content: expected a string");
+	}
+	{
+		int rc_ = t_csa("{\"content\": \"x\"}", NULL, &err,
+				"message add C-1 --side sideways --json - --dir '%s'", ws);
+		assert_fails_with(rc_, err, "--side must be external or internal");
+	}
+	{
+		int rc_ = t_csa(NULL, NULL, &err, "list --priority SOON --dir '%s'", ws);
+		assert_fails_with(rc_, err, "--priority must be one of");
+	}
+	{
+		int rc_ = t_csa(NULL, NULL, &err, "list --dir /nonexistent-ws");
+		assert_fails_with(rc_, err, "not a csa workspace");
+	}
+	/* a failed write of a commit is reported and loses nothing */
+	char *out;
+	assert_int_equal(t_csa("{\"content\": \"disk full\"}", NULL, &err,
+			       "message add C-1 --json - --dir '%s'", ws),
+			 0);
+	free(err);
+	setenv("CSA_FAULT", "write:2", 1);
+	int rc = t_csa("{\"content\": \"lost?\"}", NULL, &err, "message add C-1 --json - --dir '%s'",
+		       ws);
+	unsetenv("CSA_FAULT");
+	assert_fails_with(rc, err, "No space left on device");
+	assert_int_equal(t_csa(NULL, &out, &err, "show C-1 --dir '%s'", ws), 0);
+	assert_null(strstr(out, "lost?"));
+	assert_non_null(strstr(out, "disk full"));
+	free(out);
+	free(err);
+}
+
+static void verify_and_repair(void **state)
+{
+	(void)state;
+	char *out, *err, path[4096];
+	assert_int_equal(t_csa(NULL, &out, &err, "verify --dir '%s'", ws), 0);
+	free(out);
+	free(err);
+	/* an orphan (E only) and a temp leftover */
+	snprintf(path, sizeof(path), "%s/Tickets/T_ext/E_orphan.json", ws);
+	t_write(path, "{}");
+	snprintf(path, sizeof(path), "%s/Tickets/tickets/T_C-1.json.tmp.123", ws);
+	t_write(path, "{");
+	assert_int_equal(t_csa(NULL, &out, &err, "verify --json --dir '%s'", ws), 1);
+	json_t *j = json_loads(out, 0, NULL);
+	assert_false(json_is_true(json_object_get(j, "ok")));
+	assert_int_equal(json_array_size(json_object_get(j, "problems")), 2);
+	json_decref(j);
+	free(out);
+	free(err);
+	assert_int_equal(t_csa(NULL, &out, &err, "verify --repair --dir '%s'", ws), 0);
+	assert_non_null(strstr(out, "repaired orphan"));
+	free(out);
+	free(err);
+	/* the orphan's data is kept */
+	snprintf(path, sizeof(path), "%s/lost+found/orphan/E_orphan.json", ws);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(t_csa(NULL, &out, &err, "verify --dir '%s'", ws), 0);
+	free(out);
+	free(err);
+	/* drift: an E file updated long after the last synchronisation */
+	assert_int_equal(t_csa(NULL, &out, &err, "show C-1 --dir '%s'", ws), 0);
+	json_t *st = json_loads(out, 0, NULL);
+	free(out);
+	free(err);
+	json_t *e = json_object_get(st, "external_conversation");
+	json_object_set_new(e, "last_updated", json_string("2099-01-01T00:00:00.000Z"));
+	snprintf(path, sizeof(path), "%s/Tickets/T_ext/E_C-1.json", ws);
+	json_dump_file(e, path, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(st);
+	assert_int_equal(t_csa(NULL, &out, &err, "verify --dir '%s'", ws), 1);
+	assert_non_null(strstr(out, "sync_drift"));
+	free(out);
+	free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(create_show_add_list),
+		cmocka_unit_test(bad_input),
+		cmocka_unit_test(verify_and_repair),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
