@@ -48,5 +48,11 @@ int cmd_show(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_demo_data(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_process(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
 
 #endif

@@ -1,0 +1,321 @@
+/* The four primary agents. */
+#include "agents/agent.h"
+#include "agents/history.h"
+#include "agents/kbsel.h"
+#include "base/json.h"
+#include "base/ts.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_LABELS 64
+#define MAX_FEATS 16
+
+void csa_agent_output_release(struct csa_agent_output *o)
+{
+	json_decref(o->decision);
+	json_decref(o->alternatives);
+	o->decision = o->alternatives = NULL;
+}
+
+double csa_agent_threshold(const struct csa_config *cfg)
+{
+	json_t *v = csa_config_get(cfg, "agents.confidence_threshold");
+	return json_is_number(v) ? json_number_value(v) : 0.8;
+}
+
+static const char *sent_bucket(double s)
+{
+	return s <= -0.25 ? "neg" : s >= 0.25 ? "pos" : "neu";
+}
+
+size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in,
+			  const char *category, const char *priority, char *buf, size_t bufsz,
+			  const char **feats, size_t max)
+{
+	size_t n = 0, used = 0;
+#define ADD(...)                                                                         \
+	do {                                                                             \
+		if (n < max && used < bufsz) {                                           \
+			int w_ = snprintf(buf + used, bufsz - used, __VA_ARGS__);        \
+			if (w_ > 0 && (size_t)w_ < bufsz - used) {                       \
+				feats[n++] = buf + used;                                 \
+				used += (size_t)w_ + 1;                                  \
+			}                                                                \
+		}                                                                        \
+	} while (0)
+	ADD("tier=%s", in->tier ? in->tier : "none");
+	ADD("platform=%s", in->platform ? in->platform : "none");
+	ADD("sent=%s", sent_bucket(in->sentiment));
+	if (t != CSA_DT_CATEGORY && category)
+		ADD("cat=%s", category);
+	if ((t == CSA_DT_STRATEGY || t == CSA_DT_ESCALATION) && priority)
+		ADD("pri=%s", priority);
+	if (t == CSA_DT_ESCALATION || t == CSA_DT_STRATEGY)
+		ADD("replies=%d", in->agent_replies > 2 ? 3 : in->agent_replies);
+	if (t == CSA_DT_PRIORITY)
+		ADD("sla=%d", in->sla_status);
+#undef ADD
+	return n;
+}
+
+/* Predict one decision type; fills probs and returns the best index. */
+static int predict(const struct csa_agent_env *env, enum csa_dtype t,
+		   const struct csa_agent_input *in, const char *category, const char *priority,
+		   double *probs, struct csa_err *err)
+{
+	struct csa_dmodel *m = env->models[t];
+	if (!m)
+		return csa_error(err, CSA_ESTATE, "no trained %s model (run 'csa import')",
+				 csa_dtype_name(t));
+	if (csa_dmodel_n_labels(m) > MAX_LABELS)
+		return csa_error(err, CSA_ELIMIT, "%s model has too many labels", csa_dtype_name(t));
+	char buf[512];
+	const char *feats[MAX_FEATS];
+	size_t nf = csa_agent_features(t, in, category, priority, buf, sizeof(buf), feats, MAX_FEATS);
+	int rc = csa_dmodel_predict(m, in->text ? in->text : "", feats, nf, probs, err);
+	if (rc)
+		return rc;
+	int best = 0;
+	for (size_t i = 1; i < csa_dmodel_n_labels(m); i++)
+		if (probs[i] > probs[best])
+			best = (int)i;
+	return best;
+}
+
+/* Top alternatives after the chosen one: [{"value", "confidence"}]. */
+static json_t *alternatives(const struct csa_dmodel *m, const double *probs, int chosen, size_t k)
+{
+	json_t *arr = json_array();
+	size_t n = csa_dmodel_n_labels(m);
+	int used[MAX_LABELS] = {0};
+	used[chosen] = 1;
+	for (size_t r = 0; r < k && r + 1 < n; r++) {
+		int best = -1;
+		for (size_t i = 0; i < n; i++)
+			if (!used[i] && (best < 0 || probs[i] > probs[best]))
+				best = (int)i;
+		if (best < 0)
+			break;
+		used[best] = 1;
+		json_array_append_new(arr, json_pack("{s:s, s:f}", "value", csa_dmodel_label(m, (size_t)best),
+						     "confidence", probs[best]));
+	}
+	return arr;
+}
+
+static const char *routing_for(const struct csa_config *cfg, const char *category)
+{
+	const char *r = csa_json_str(csa_config_get(cfg, "routing"), category);
+	return r ? r : "cs_general";
+}
+
+/* ---- classifier: category, priority, routing ------------------------- */
+
+static int classifier_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
+			      struct csa_agent_output *out, struct csa_err *err)
+{
+	double pc[MAX_LABELS], pp[MAX_LABELS];
+	int c = predict(env, CSA_DT_CATEGORY, in, NULL, NULL, pc, err);
+	if (c < 0)
+		return c;
+	const char *cat = csa_dmodel_label(env->models[CSA_DT_CATEGORY], (size_t)c);
+	int p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, err);
+	if (p < 0)
+		return p;
+	const char *pri = csa_dmodel_label(env->models[CSA_DT_PRIORITY], (size_t)p);
+	const char *route = routing_for(env->cfg, cat);
+	char routing[96];
+	snprintf(routing, sizeof(routing), "%s%s", strcmp(pri, "CRITICAL") == 0 ? "urgent:" : "",
+		 route);
+	out->decision = json_pack("{s:s, s:f, s:s, s:f, s:s, s:o}", "category", cat,
+				  "category_confidence", pc[c], "priority", pri,
+				  "priority_confidence", pp[p], "routing_suggestion", routing,
+				  "priority_alternatives",
+				  alternatives(env->models[CSA_DT_PRIORITY], pp, p, 2));
+	out->confidence = fmin(pc[c], pp[p]);
+	out->alternatives = alternatives(env->models[CSA_DT_CATEGORY], pc, c, 3);
+	snprintf(out->rationale, sizeof(out->rationale),
+		 "category %s (%.0f%%) and priority %s (%.0f%%) from the customer's words, tier "
+		 "%s and %s sentiment; routed to %s",
+		 cat, 100 * pc[c], pri, 100 * pp[p], in->tier ? in->tier : "unknown",
+		 sent_bucket(in->sentiment), routing);
+	return CSA_OK;
+}
+
+/* ---- selector: strategy and execution parameters --------------------- */
+
+static int selector_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
+			    struct csa_agent_output *out, struct csa_err *err)
+{
+	const char *cat = csa_json_str(in->classification, "category");
+	const char *pri = csa_json_str(in->classification, "priority");
+	double ps[MAX_LABELS];
+	int s = predict(env, CSA_DT_STRATEGY, in, cat, pri, ps, err);
+	if (s < 0)
+		return s;
+	struct csa_dmodel *m = env->models[CSA_DT_STRATEGY];
+	const char *strategy = csa_dmodel_label(m, (size_t)s);
+	json_t *breakdown = json_object();
+	for (size_t i = 0; i < csa_dmodel_n_labels(m); i++)
+		json_object_set_new(breakdown, csa_dmodel_label(m, i), json_real(ps[i]));
+	json_t *params = NULL;
+	int rc = csa_kbsel_parameters(env->kb, env->cfg, strategy, cat, in->text, &params, err);
+	if (rc) {
+		json_decref(breakdown);
+		return rc;
+	}
+	out->decision = json_pack("{s:s, s:o, s:o}", "strategy", strategy, "confidence_breakdown",
+				  breakdown, "execution_parameters", params);
+	out->confidence = ps[s];
+	out->alternatives = alternatives(m, ps, s, 2);
+	snprintf(out->rationale, sizeof(out->rationale),
+		 "%s (%.0f%%) for a %s %s ticket after %d agent replies", strategy, 100 * ps[s],
+		 pri ? pri : "?", cat ? cat : "?", in->agent_replies);
+	return CSA_OK;
+}
+
+/* ---- escalation ------------------------------------------------------ */
+
+static const char *urgency_for(const char *priority, int sla_status)
+{
+	if (sla_status == 2 || (priority && strcmp(priority, "CRITICAL") == 0))
+		return "immediate";
+	if (sla_status == 1 || (priority && strcmp(priority, "HIGH") == 0))
+		return "high";
+	return priority && strcmp(priority, "LOW") == 0 ? "low" : "normal";
+}
+
+static int escalation_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
+			      struct csa_agent_output *out, struct csa_err *err)
+{
+	const char *cat = csa_json_str(in->classification, "category");
+	const char *pri = csa_json_str(in->classification, "priority");
+	double pe[MAX_LABELS];
+	int e = predict(env, CSA_DT_ESCALATION, in, cat, pri, pe, err);
+	if (e < 0)
+		return e;
+	struct csa_dmodel *m = env->models[CSA_DT_ESCALATION];
+	const char *label = csa_dmodel_label(m, (size_t)e);
+	int escalate = strcmp(label, "NONE") != 0;
+	json_t *path = json_object_get(csa_config_get(env->cfg, "escalation_paths"), label);
+	size_t n = 0;
+	double eta = env->history ? csa_history_eta_hours(env->history, cat, pri, &n) : -1;
+	char summary[400];
+	const char *company = csa_json_str(
+		json_object_get(json_object_get(in->tk->e, "participants"), "customer"),
+		"company_name");
+	snprintf(summary, sizeof(summary),
+		 "%s %s ticket from %s (%s tier, %s sentiment, %lld earlier tickets): %.160s",
+		 pri ? pri : "?", cat ? cat : "?", company && *company ? company : "a customer",
+		 in->tier ? in->tier : "unknown", sent_bucket(in->sentiment),
+		 csa_json_int(in->customer_history, "tickets", 0), in->text ? in->text : "");
+	out->decision = json_pack("{s:b, s:s, s:O?, s:s, s:s, s:o, s:I, s:f}", "escalate", escalate,
+				  "escalation_path", label, "escalation_levels",
+				  escalate ? path : NULL, "urgency_level", urgency_for(pri, in->sla_status),
+				  "context_summary", summary, "estimated_resolution_time",
+				  eta >= 0 ? json_real(eta) : json_null(), "eta_sample_size",
+				  (json_int_t)n, "escalate_confidence", pe[e]);
+	if (!escalate)
+		json_object_set_new(out->decision, "escalation_levels", json_array());
+	out->confidence = pe[e];
+	out->alternatives = alternatives(m, pe, e, 2);
+	snprintf(out->rationale, sizeof(out->rationale),
+		 "%s (%.0f%%); estimated %s hours from %zu similar resolved tickets",
+		 escalate ? "escalate" : "no escalation", 100 * pe[e],
+		 eta >= 0 ? "known" : "unknown", n);
+	if (eta >= 0) {
+		char tail[64];
+		snprintf(tail, sizeof(tail), " (median %.1f h)", eta);
+		strncat(out->rationale, tail, sizeof(out->rationale) - strlen(out->rationale) - 1);
+	}
+	return CSA_OK;
+}
+
+/* ---- updates: plan, schedule, notifications -------------------------- */
+
+/* Minutes between stakeholder updates by priority, halved when the SLA is
+ * at risk; a breached SLA means update now and then every 30 minutes. */
+static int update_interval(const struct csa_config *cfg, const char *priority, int sla_status)
+{
+	json_t *t = csa_config_get(cfg, "updates.interval_minutes");
+	int base = (int)csa_json_int(t, priority ? priority : "MEDIUM", 480);
+	if (sla_status == 2)
+		return 30 < base ? 30 : base;
+	return sla_status == 1 ? base / 2 : base;
+}
+
+static int updates_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
+			   struct csa_agent_output *out, struct csa_err *err)
+{
+	(void)err;
+	const char *cat = csa_json_str(in->classification, "category");
+	const char *pri = csa_json_str(in->classification, "priority");
+	const char *strategy = csa_json_str(in->selection, "strategy");
+	int escalate = json_is_true(json_object_get(in->escalation, "escalate"));
+	const char *path = csa_json_str(in->escalation, "escalation_path");
+	json_t *levels = json_object_get(in->escalation, "escalation_levels");
+	const char *resolver = json_string_value(json_array_get(levels, 0));
+	const char *client = csa_json_str(in->tk->t, "client_name");
+	int interval = update_interval(env->cfg, pri, in->sla_status);
+	int64_t now = csa_now_ms();
+	char ts[CSA_TS_LEN];
+
+	json_t *plan = json_array();
+	json_array_append_new(plan, json_pack("{s:s, s:s}", "step", "acknowledge", "detail",
+					      "confirm receipt to the customer"));
+	if (escalate)
+		json_array_append_new(plan, json_pack("{s:s, s:s, s:s?}", "step", "escalate",
+						      "detail", path, "to", resolver));
+	json_array_append_new(plan, json_pack("{s:s, s:s?}", "step", "respond", "strategy",
+					      strategy));
+	json_array_append_new(plan, json_pack("{s:s, s:i}", "step", "follow_up",
+					      "interval_minutes", interval));
+
+	json_t *schedule = json_array();
+	for (int k = 0; k < 3; k++)
+		json_array_append_new(schedule,
+				      json_pack("{s:s, s:s}", "at",
+						csa_ts_format(now + (int64_t)k * interval * 60000, ts),
+						"audience", k == 0 ? "customer" : "customer+internal"));
+
+	char msg[512];
+	json_t *notes = json_array();
+	snprintf(msg, sizeof(msg),
+		 "Hello %s, thank you for contacting us. Your request has been received and "
+		 "classified as %s with %s priority. We will update you within %d minutes.",
+		 client && *client ? client : "there", cat ? cat : "a support request",
+		 pri ? pri : "normal", interval);
+	json_array_append_new(notes, json_pack("{s:s, s:s}", "to", "customer", "message", msg));
+	if (escalate) {
+		snprintf(msg, sizeof(msg), "Escalated to you (%s path, %s urgency): %.300s",
+			 path, csa_json_str(in->escalation, "urgency_level"),
+			 csa_json_str(in->escalation, "context_summary"));
+		json_array_append_new(notes, json_pack("{s:s, s:s?, s:s}", "to", "resolver", "who",
+						       resolver, "message", msg));
+	}
+	snprintf(msg, sizeof(msg), "Ticket %s: %s / %s, strategy %s%s%s.", in->tk->id,
+		 cat ? cat : "?", pri ? pri : "?", strategy ? strategy : "?",
+		 escalate ? ", escalated to " : "", escalate ? path : "");
+	json_array_append_new(notes, json_pack("{s:s, s:s}", "to", "internal_channel", "message",
+					       msg));
+
+	out->decision = json_pack("{s:o, s:o, s:o}", "update_plan", plan, "communication_schedule",
+				  schedule, "stakeholder_notifications", notes);
+	/* The plan follows from the decisions before it: it is as certain as
+	 * the least certain of them. */
+	out->confidence = in->prior_confidence;
+	out->alternatives = json_array();
+	snprintf(out->rationale, sizeof(out->rationale),
+		 "updates every %d minutes for %s priority with SLA %s", interval,
+		 pri ? pri : "?", in->sla_status == 2 ? "breached" : in->sla_status ? "at risk" : "on time");
+	return CSA_OK;
+}
+
+const struct csa_agent csa_agents[CSA_AGENT_COUNT] = {
+	{"classifier", classifier_process},
+	{"selector", selector_process},
+	{"escalation", escalation_process},
+	{"updates", updates_process},
+};

@@ -1,0 +1,86 @@
+/*
+ * The primary agents of spec §5.1 behind one interface:
+ *   process(input) -> decision, confidence, alternatives, rationale,
+ *                     requires_human_review
+ * Classifier (category, priority, routing), Selector (strategy and its
+ * execution parameters), Escalation (escalate?, path, urgency, ETA, context
+ * summary) and Updates (plan, schedule, notifications). Feedback from
+ * humans reaches the models through the pipeline (flow/pipeline.h), which
+ * rebuilds an agent's input from the ticket and calls csa_dmodel_learn().
+ */
+#ifndef CSA_AGENTS_AGENT_H
+#define CSA_AGENTS_AGENT_H
+
+#include <jansson.h>
+#include "agents/dmodel.h"
+#include "base/config.h"
+#include "base/err.h"
+#include "store/store.h"
+
+struct csa_kb;
+struct csa_history;
+
+/* What the agents share: models per decision type (NULL when untrained:
+ * the agent then fails and the ticket goes to a human), the knowledge
+ * base (may be NULL), the history index. All borrowed. */
+struct csa_agent_env {
+	const struct csa_config *cfg;
+	struct csa_dmodel *models[CSA_DT_COUNT];
+	struct csa_kb *kb;
+	struct csa_history *history;
+};
+
+/* Everything an agent may look at for one ticket. */
+struct csa_agent_input {
+	const struct csa_ticket *tk;
+	const char *text;        /* customer text the decision is about */
+	const char *tier;        /* subscription tier or NULL */
+	const char *platform;    /* platform or NULL */
+	double sentiment;        /* mean score of the customer's messages */
+	int sla_status;          /* 0 on_time, 1 at_risk, 2 breached */
+	int agent_replies;       /* cs_agent messages so far (resolution attempts) */
+	json_t *customer_history; /* borrowed, from the context manager */
+	json_t *similar_cases;    /* borrowed JSON array of ticket ids */
+	/* lowest confidence of the decisions made before this one in the run */
+	double prior_confidence;
+	/* earlier decisions of this run (borrowed, NULL when not yet made) */
+	const json_t *classification, *selection, *escalation;
+};
+
+struct csa_agent_output {
+	json_t *decision;     /* owned */
+	double confidence;    /* calibrated, 0..1 */
+	json_t *alternatives; /* owned: [{"value", "confidence"}] */
+	char rationale[512];
+	int requires_human_review;
+};
+
+void csa_agent_output_release(struct csa_agent_output *o);
+
+enum csa_agent_id { CSA_AGENT_CLASSIFIER, CSA_AGENT_SELECTOR, CSA_AGENT_ESCALATION,
+		    CSA_AGENT_UPDATES, CSA_AGENT_COUNT };
+
+struct csa_agent {
+	const char *name; /* as in T.agent_decisions[].agent */
+	int (*process)(const struct csa_agent_env *env, const struct csa_agent_input *in,
+		       struct csa_agent_output *out, struct csa_err *err);
+};
+
+/* The agents in pipeline order. */
+extern const struct csa_agent csa_agents[CSA_AGENT_COUNT];
+
+/*
+ * Structured features of a decision type for an input ("tier=PREMIUM",
+ * "sent=neg", "cat=BILLING_INQUIRY", ...), written into buf as NUL-separated
+ * strings with pointers in feats (at most max). Returns the count. The same
+ * function serves training, prediction and feedback, so they always agree.
+ */
+size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in,
+			  const char *category, const char *priority, char *buf, size_t bufsz,
+			  const char **feats, size_t max);
+
+/* Confidence threshold under which an agent asks for a human
+ * (agents.confidence_threshold, default 0.8 as in spec §5.1). */
+double csa_agent_threshold(const struct csa_config *cfg);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * A decision model: what the agents ask for one decision type (category,
+ * priority, strategy, escalation). It maps a text plus structured features
+ * ("tier=PREMIUM", "category=BILLING_INQUIRY") to calibrated probabilities
+ * over the type's labels, and learns online from one human decision.
+ *
+ * This is the seam between agents and model backends: the embedded model
+ * (model/) is adapted to it in dmodel.c; LLM backends plug in behind the
+ * cascade. Implementations must make predict safe to call from several
+ * threads while learn runs.
+ */
+#ifndef CSA_AGENTS_DMODEL_H
+#define CSA_AGENTS_DMODEL_H
+
+#include <stddef.h>
+#include "base/err.h"
+
+enum csa_dtype { CSA_DT_CATEGORY, CSA_DT_PRIORITY, CSA_DT_STRATEGY, CSA_DT_ESCALATION,
+		 CSA_DT_COUNT };
+
+/* "category", "priority", "strategy", "escalation". */
+const char *csa_dtype_name(enum csa_dtype t);
+/* -1 if unknown. */
+int csa_dtype_parse(const char *s);
+
+struct csa_dmodel;
+
+/* Number of labels and the name of label i (borrowed, valid while the
+ * model lives). */
+size_t csa_dmodel_n_labels(const struct csa_dmodel *m);
+const char *csa_dmodel_label(const struct csa_dmodel *m, size_t i);
+/* Index of a label name, -1 if unknown. */
+int csa_dmodel_label_index(const struct csa_dmodel *m, const char *name);
+/* Model name and version for the audit trail ("embedded-linear", "3"). */
+const char *csa_dmodel_version(const struct csa_dmodel *m);
+
+/* Calibrated probabilities into probs[n_labels]. */
+int csa_dmodel_predict(const struct csa_dmodel *m, const char *text, const char *const *feats,
+		       size_t n_feats, double *probs, struct csa_err *err);
+
+/* One online update towards 'label'. */
+int csa_dmodel_learn(struct csa_dmodel *m, const char *text, const char *const *feats,
+		     size_t n_feats, size_t label, struct csa_err *err);
+
+/* Load models/<type>.model from a directory; CSA_ENOENT when absent. */
+int csa_dmodel_load(const char *dir, enum csa_dtype t, struct csa_dmodel **out,
+		    struct csa_err *err);
+/* Save (atomically) to models/<type>.model. */
+int csa_dmodel_save(const struct csa_dmodel *m, const char *dir, enum csa_dtype t,
+		    struct csa_err *err);
+void csa_dmodel_free(struct csa_dmodel *m);
+
+/* Training rows for csa_dmodel_train. */
+struct csa_drow {
+	const char *text;
+	const char *const *feats;
+	size_t n_feats;
+	const char *label;
+};
+
+/*
+ * Train a model for 'labels' (the type's taxonomy, in order) on rows,
+ * holding out every 'holdout'-th row (0: none) for calibration and for the
+ * returned held-out accuracy (*heldout_acc, NaN when no hold-out).
+ * Deterministic for a seed.
+ */
+int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct csa_drow *rows,
+		     size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
+		     double *heldout_acc, struct csa_err *err);
+
+#endif

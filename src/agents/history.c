@@ -1,0 +1,276 @@
+/* The customer history index. */
+#include "agents/history.h"
+#include "base/json.h"
+#include "base/ts.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct csa_history {
+	pthread_mutex_t mu;
+	struct csa_hist_entry *v;
+	size_t n, cap;
+	/* id -> index, open addressing */
+	size_t *slots;
+	size_t nslots;
+};
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+int csa_history_new(struct csa_history **out)
+{
+	struct csa_history *h = calloc(1, sizeof(*h));
+	if (!h)
+		return CSA_ENOMEM;
+	pthread_mutex_init(&h->mu, NULL);
+	*out = h;
+	return CSA_OK;
+}
+
+void csa_history_free(struct csa_history *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_destroy(&h->mu);
+	free(h->v);
+	free(h->slots);
+	free(h);
+}
+
+size_t csa_history_count(const struct csa_history *h)
+{
+	return h->n;
+}
+
+static int rehash(struct csa_history *h, size_t nslots)
+{
+	size_t *s = malloc(nslots * sizeof(*s));
+	if (!s)
+		return CSA_ENOMEM;
+	for (size_t i = 0; i < nslots; i++)
+		s[i] = SIZE_MAX;
+	for (size_t i = 0; i < h->n; i++) {
+		size_t k = hash(h->v[i].id) & (nslots - 1);
+		while (s[k] != SIZE_MAX)
+			k = (k + 1) & (nslots - 1);
+		s[k] = i;
+	}
+	free(h->slots);
+	h->slots = s;
+	h->nslots = nslots;
+	return CSA_OK;
+}
+
+static size_t find(const struct csa_history *h, const char *id)
+{
+	if (!h->nslots)
+		return SIZE_MAX;
+	size_t k = hash(id) & (h->nslots - 1);
+	while (h->slots[k] != SIZE_MAX) {
+		if (strcmp(h->v[h->slots[k]].id, id) == 0)
+			return h->slots[k];
+		k = (k + 1) & (h->nslots - 1);
+	}
+	return SIZE_MAX;
+}
+
+int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e)
+{
+	pthread_mutex_lock(&h->mu);
+	int rc = CSA_OK;
+	size_t at = find(h, e->id);
+	if (at != SIZE_MAX) {
+		h->v[at] = *e;
+		goto out;
+	}
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 1024;
+		struct csa_hist_entry *nv = realloc(h->v, cap * sizeof(*nv));
+		if (!nv) {
+			rc = CSA_ENOMEM;
+			goto out;
+		}
+		h->v = nv;
+		h->cap = cap;
+	}
+	h->v[h->n++] = *e;
+	if (h->n * 2 > h->nslots)
+		rc = rehash(h, h->nslots ? h->nslots * 2 : 2048);
+	else {
+		size_t k = hash(e->id) & (h->nslots - 1);
+		while (h->slots[k] != SIZE_MAX)
+			k = (k + 1) & (h->nslots - 1);
+		h->slots[k] = h->n - 1;
+	}
+out:
+	pthread_mutex_unlock(&h->mu);
+	return rc;
+}
+
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src ? src : "");
+}
+
+void csa_history_entry_from(const struct csa_ticket *tk, struct csa_hist_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	copy(e->id, sizeof(e->id), tk->id);
+	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
+	copy(e->company, sizeof(e->company), csa_json_str(cust, "company_name"));
+	copy(e->client, sizeof(e->client), csa_json_str(cust, "client_name"));
+	copy(e->priority, sizeof(e->priority), csa_json_str(tk->t, "priority"));
+	e->resolved = csa_json_bool(tk->t, "resolved", 0);
+	json_t *sla = json_object_get(tk->t, "sla_metrics");
+	double rt = csa_json_num(sla, "resolution_time", -1);
+	e->resolution_hours = rt >= 0 ? rt / 60.0 : -1;
+	e->csat = csa_json_num(sla, "customer_satisfaction", -1);
+	csa_ts_parse(csa_json_str(tk->t, "card_create_timestamp"), &e->created_ms);
+	/* the latest classifier and escalation decisions carry the category
+	 * and the escalation path */
+	size_t i;
+	json_t *d;
+	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)
+	{
+		const char *agent = csa_json_str(d, "agent");
+		json_t *dec = json_object_get(d, "decision");
+		if (agent && strcmp(agent, "classifier") == 0 && csa_json_str(dec, "category"))
+			copy(e->category, sizeof(e->category), csa_json_str(dec, "category"));
+		if (agent && strcmp(agent, "escalation") == 0 && csa_json_str(dec, "escalation_path"))
+			copy(e->escalation, sizeof(e->escalation),
+			     csa_json_str(dec, "escalation_path"));
+	}
+}
+
+struct build_ctx {
+	struct csa_history *h;
+	struct csa_store *st;
+};
+
+static int build_one(void *vctx, const char *id, const json_t *t, const char *status)
+{
+	(void)t, (void)status;
+	struct build_ctx *c = vctx;
+	struct csa_ticket tk;
+	if (csa_store_load(c->st, id, &tk, NULL))
+		return 0; /* damaged tickets are verify's business */
+	struct csa_hist_entry e;
+	csa_history_entry_from(&tk, &e);
+	csa_ticket_release(&tk);
+	return csa_history_put(c->h, &e);
+}
+
+int csa_history_build(struct csa_history *h, struct csa_store *st, struct csa_err *err)
+{
+	struct build_ctx c = {h, st};
+	int rc = csa_store_scan(st, NULL, build_one, &c, err);
+	if (rc == CSA_ENOMEM)
+		return csa_error(err, rc, "out of memory indexing ticket history");
+	return rc;
+}
+
+json_t *csa_history_customer(struct csa_history *h, const char *company, const char *client,
+			     const char *exclude_id)
+{
+	const char *key = company && *company ? company : client;
+	int by_company = company && *company;
+	size_t n = 0, open = 0, esc = 0, ncsat = 0;
+	double csat = 0;
+	const struct csa_hist_entry *recent[5] = {0};
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; key && *key && i < h->n; i++) {
+		const struct csa_hist_entry *e = &h->v[i];
+		if (strcmp(by_company ? e->company : e->client, key) != 0)
+			continue;
+		if (exclude_id && strcmp(e->id, exclude_id) == 0)
+			continue;
+		n++;
+		open += !e->resolved;
+		esc += e->escalation[0] && strcmp(e->escalation, "NONE") != 0;
+		if (e->csat >= 1) {
+			csat += e->csat;
+			ncsat++;
+		}
+		/* keep the 5 newest */
+		for (int k = 0; k < 5; k++)
+			if (!recent[k] || e->created_ms > recent[k]->created_ms) {
+				memmove(&recent[k + 1], &recent[k], (size_t)(4 - k) * sizeof(recent[0]));
+				recent[k] = e;
+				break;
+			}
+	}
+	json_t *ids = json_array();
+	for (int k = 0; k < 5 && recent[k]; k++)
+		json_array_append_new(ids, json_string(recent[k]->id));
+	pthread_mutex_unlock(&h->mu);
+	return json_pack("{s:I, s:I, s:I, s:o, s:o}", "tickets", (json_int_t)n, "open",
+			 (json_int_t)open, "escalated", (json_int_t)esc, "avg_csat",
+			 ncsat ? json_real(csat / (double)ncsat) : json_null(), "recent", ids);
+}
+
+json_t *csa_history_similar(struct csa_history *h, const char *category, const char *exclude_id,
+			    size_t k)
+{
+	json_t *out = json_array();
+	if (!category || !*category || k == 0)
+		return out;
+	pthread_mutex_lock(&h->mu);
+	/* entries are appended in scan/arrival order; walk back for the newest */
+	for (size_t i = h->n; i-- > 0 && json_array_size(out) < k;) {
+		const struct csa_hist_entry *e = &h->v[i];
+		if (e->resolved && strcmp(e->category, category) == 0 &&
+		    (!exclude_id || strcmp(e->id, exclude_id) != 0))
+			json_array_append_new(out, json_string(e->id));
+	}
+	pthread_mutex_unlock(&h->mu);
+	return out;
+}
+
+static int dcmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+double csa_history_eta_hours(struct csa_history *h, const char *category, const char *priority,
+			     size_t *nout)
+{
+	enum { CAP = 512 };
+	double *s = malloc(CAP * sizeof(*s));
+	size_t n = 0;
+	double med = -1;
+	if (!s)
+		return -1;
+	pthread_mutex_lock(&h->mu);
+	for (int level = 0; level < 3 && n == 0; level++) {
+		for (size_t i = h->n; i-- > 0 && n < CAP;) {
+			const struct csa_hist_entry *e = &h->v[i];
+			if (!e->resolved || e->resolution_hours < 0)
+				continue;
+			if (level < 2 && (!category || strcmp(e->category, category) != 0))
+				continue;
+			if (level < 1 && (!priority || strcmp(e->priority, priority) != 0))
+				continue;
+			s[n++] = e->resolution_hours;
+		}
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (n) {
+		qsort(s, n, sizeof(*s), dcmp);
+		med = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	}
+	free(s);
+	if (nout)
+		*nout = n;
+	return med;
+}

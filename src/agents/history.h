@@ -1,0 +1,61 @@
+/*
+ * Customer history across tickets, for the context manager: an in-memory
+ * index of every ticket's customer, decided category and priority, outcome
+ * (resolved, resolution time, CSAT, escalation), built by one scan of the
+ * store and kept current by the pipeline. Thread-safe.
+ */
+#ifndef CSA_AGENTS_HISTORY_H
+#define CSA_AGENTS_HISTORY_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "base/err.h"
+#include "store/store.h"
+
+struct csa_hist_entry {
+	char id[65];
+	char company[96];
+	char client[96];
+	char category[40];
+	char priority[12];
+	char escalation[16]; /* NONE, TECHNICAL, BILLING, URGENT or "" */
+	int resolved;
+	double resolution_hours; /* < 0 when unknown */
+	double csat;             /* < 0 when unknown */
+	int64_t created_ms;
+};
+
+struct csa_history;
+
+int csa_history_new(struct csa_history **out);
+void csa_history_free(struct csa_history *h);
+
+/* Index every ticket of the store. */
+int csa_history_build(struct csa_history *h, struct csa_store *st, struct csa_err *err);
+
+/* The entry of a ticket from its documents (T's latest classifier /
+ * escalation decisions and sla_metrics). */
+void csa_history_entry_from(const struct csa_ticket *tk, struct csa_hist_entry *e);
+
+/* Insert or replace by id. */
+int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e);
+
+size_t csa_history_count(const struct csa_history *h);
+
+/* {"tickets", "open", "escalated", "avg_csat", "recent": [ids]} of the
+ * customer (company, else client), excluding one ticket. New reference. */
+json_t *csa_history_customer(struct csa_history *h, const char *company, const char *client,
+			     const char *exclude_id);
+
+/* Up to k most recent resolved tickets of a category (ids, newest first),
+ * excluding one; a new JSON array. */
+json_t *csa_history_similar(struct csa_history *h, const char *category, const char *exclude_id,
+			    size_t k);
+
+/* Median resolution hours of resolved tickets with this category and
+ * priority (falling back to the category, then to all); *n receives the
+ * sample size. Negative when there is no resolved ticket at all. */
+double csa_history_eta_hours(struct csa_history *h, const char *category, const char *priority,
+			     size_t *n);
+
+#endif

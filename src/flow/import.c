@@ -1,0 +1,369 @@
+/* History import and model training from confirmed decisions. */
+#include "flow/import.h"
+#include "agents/agent.h"
+#include "agents/dmodel.h"
+#include "agents/sentiment.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "flow/pipeline.h"
+#include "store/schema.h"
+#include "store/ticket.h"
+#include "store/ws.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GROUP 256
+#define LINE_MAX_BYTES (1 << 20)
+
+static const char *const ctx_keys[] = {"ticket_id", "client_name", "company_name", "customer",
+				       "platform", "channel", "trello_template", "messages",
+				       "internal_messages"};
+
+static int gold_in(const struct csa_ws *ws, const char *list, const char *v)
+{
+	return v && csa_config_in_list(&ws->cfg, list, v);
+}
+
+int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line,
+		      struct csa_ticket *tk, struct csa_err *err)
+{
+	if (!json_is_object(h))
+		return csa_error(err, CSA_EPARSE, "line %zu: expected a JSON object", line);
+	json_t *gold = json_object_get(h, "gold");
+	const char *cat = csa_json_str(gold, "category"), *pri = csa_json_str(gold, "priority"),
+		   *strat = csa_json_str(gold, "strategy"),
+		   *path = csa_json_str(gold, "escalation_path");
+	if (!json_is_object(gold))
+		return csa_error(err, CSA_EINVAL, "line %zu: field 'gold' missing", line);
+	if (!gold_in(ws, "taxonomy.categories", cat))
+		return csa_error(err, CSA_EINVAL, "line %zu: gold.category '%s' not in the taxonomy",
+				 line, cat ? cat : "(missing)");
+	if (!gold_in(ws, "taxonomy.priorities", pri))
+		return csa_error(err, CSA_EINVAL, "line %zu: gold.priority '%s' not in the taxonomy",
+				 line, pri ? pri : "(missing)");
+	if (!gold_in(ws, "taxonomy.strategies", strat))
+		return csa_error(err, CSA_EINVAL, "line %zu: gold.strategy '%s' not in the taxonomy",
+				 line, strat ? strat : "(missing)");
+	if (path && !json_object_get(csa_config_get(&ws->cfg, "escalation_paths"), path))
+		return csa_error(err, CSA_EINVAL, "line %zu: gold.escalation_path '%s' unknown",
+				 line, path);
+	int64_t created = csa_now_ms();
+	const char *cs = csa_json_str(h, "created_at");
+	if (cs && csa_ts_parse(cs, &created))
+		return csa_error(err, CSA_EINVAL, "line %zu: created_at is not ISO 8601", line);
+	json_t *ctx = json_object();
+	for (size_t k = 0; k < sizeof(ctx_keys) / sizeof(ctx_keys[0]); k++) {
+		json_t *v = json_object_get(h, ctx_keys[k]);
+		if (v)
+			json_object_set(ctx, ctx_keys[k], v);
+	}
+	int rc = csa_ticket_build(&ws->cfg, ctx, created, tk, err);
+	json_decref(ctx);
+	if (rc)
+		return csa_error_prefix(err, "line %zu: ", line);
+
+	/* the human decisions and the outcome */
+	char ts[CSA_TS_LEN];
+	csa_ts_format(created, ts);
+	double res_h = csa_json_num(gold, "resolution_hours", -1);
+	double frm = csa_json_num(gold, "first_response_minutes", -1);
+	double csat = csa_json_num(gold, "csat", -1);
+	int escalate = json_is_true(json_object_get(gold, "escalate")) || path;
+	json_object_set_new(tk->t, "priority", json_string(pri));
+	json_object_set_new(tk->t, "resolved", json_true());
+	json_object_set_new(tk->t, "workflow_stage", json_string("end"));
+	json_object_set_new(tk->e, "conversation_status", json_string("resolved"));
+	json_t *sla = json_object_get(tk->t, "sla_metrics");
+	json_object_set_new(sla, "first_response_time", frm >= 0 ? json_real(frm) : json_null());
+	json_object_set_new(sla, "resolution_time", res_h >= 0 ? json_real(res_h * 60) : json_null());
+	json_object_set_new(sla, "customer_satisfaction",
+			    csat >= 1 && csat <= 5 ? json_real(csat) : json_null());
+	json_t *dec = json_object_get(tk->t, "agent_decisions");
+	char id[CSA_ID_MAX + 32];
+	snprintf(id, sizeof(id), "%s:classifier:0", tk->id);
+	json_array_append_new(dec, json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:f, s:b, s:n}",
+					     "agent", "classifier", "timestamp", ts, "decision",
+					     "decision_id", id, "category", cat, "priority", pri,
+					     "source", "human", "confidence", 1.0,
+					     "human_confirmed", 1, "learning_feedback"));
+	snprintf(id, sizeof(id), "%s:selector:1", tk->id);
+	json_array_append_new(dec, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:f, s:b, s:n}",
+					     "agent", "selector", "timestamp", ts, "decision",
+					     "decision_id", id, "strategy", strat, "source", "human",
+					     "confidence", 1.0, "human_confirmed", 1,
+					     "learning_feedback"));
+	snprintf(id, sizeof(id), "%s:escalation:2", tk->id);
+	json_array_append_new(dec, json_pack("{s:s, s:s, s:{s:s, s:b, s:s, s:s}, s:f, s:b, s:n}",
+					     "agent", "escalation", "timestamp", ts, "decision",
+					     "decision_id", id, "escalate", escalate,
+					     "escalation_path", path ? path : "NONE", "source",
+					     "human", "confidence", 1.0, "human_confirmed", 1,
+					     "learning_feedback"));
+	if (escalate) {
+		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
+				json_object_get(csa_config_get(&ws->cfg, "escalation_paths"), path));
+	}
+	return CSA_OK;
+}
+
+int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, json_t **report,
+		     struct csa_err *err)
+{
+	int64_t t0 = csa_mono_ns();
+	struct csa_ticket batch[GROUP];
+	struct csa_ticket *ptrs[GROUP];
+	size_t nb = 0, line = 0, imported = 0, existing = 0;
+	char *buf = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int rc = CSA_OK;
+	while (rc == CSA_OK && (len = getline(&buf, &cap, in)) >= 0) {
+		line++;
+		if ((size_t)len > LINE_MAX_BYTES) {
+			rc = csa_error(err, CSA_ELIMIT, "%s line %zu: longer than %d bytes", name,
+				       line, LINE_MAX_BYTES);
+			break;
+		}
+		size_t k = 0;
+		while (k < (size_t)len && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r' ||
+					   buf[k] == '\n'))
+			k++;
+		if (k == (size_t)len)
+			continue;
+		json_t *h;
+		char where[64];
+		snprintf(where, sizeof(where), "%s line %zu", name, line);
+		if ((rc = csa_json_parse(buf, (size_t)len, where, &h, err)))
+			break;
+		rc = csa_import_ticket(ws, h, line, &batch[nb], err);
+		json_decref(h);
+		if (rc) {
+			csa_error_prefix(err, "%s ", name);
+			break;
+		}
+		/* an id already in the workspace is skipped: import is re-runnable */
+		struct csa_ticket probe;
+		if (csa_store_load(ws->store, batch[nb].id, &probe, NULL) == CSA_OK) {
+			csa_ticket_release(&probe);
+			csa_ticket_release(&batch[nb]);
+			existing++;
+			continue;
+		}
+		ptrs[nb] = &batch[nb];
+		if (++nb == GROUP) {
+			rc = csa_store_commit_many(ws->store, ptrs, nb, CSA_DOC_ALL, err);
+			for (size_t i = 0; i < nb; i++)
+				csa_ticket_release(&batch[i]);
+			imported += rc ? 0 : nb;
+			nb = 0;
+		}
+	}
+	free(buf);
+	if (rc == CSA_OK && nb) {
+		rc = csa_store_commit_many(ws->store, ptrs, nb, CSA_DOC_ALL, err);
+		imported += rc ? 0 : nb;
+	}
+	for (size_t i = 0; i < nb; i++)
+		csa_ticket_release(&batch[i]);
+	if (rc)
+		return rc;
+	json_t *models = NULL;
+	if (train && (rc = csa_import_train(ws, 42, &models, err)))
+		return rc;
+	*report = json_pack("{s:I, s:I, s:o, s:f}", "tickets", (json_int_t)imported,
+			    "skipped_existing", (json_int_t)existing, "models",
+			    models ? models : json_null(), "seconds",
+			    (double)(csa_mono_ns() - t0) / 1e9);
+	return CSA_OK;
+}
+
+/* ---- training ------------------------------------------------------------ */
+
+struct row {
+	char *text;
+	char feats[CSA_DT_COUNT][256]; /* NUL-separated, nf[t] strings */
+	size_t nf[CSA_DT_COUNT];
+	char label[CSA_DT_COUNT][40];
+};
+
+struct collect {
+	struct csa_ws *ws;
+	struct row *v;
+	size_t n, cap;
+	int rc;
+};
+
+/* The latest human-confirmed value of each decision type in T. */
+static void confirmed_values(const json_t *t, char label[CSA_DT_COUNT][40])
+{
+	size_t i;
+	json_t *d;
+	json_array_foreach(json_object_get(t, "agent_decisions"), i, d)
+	{
+		if (!json_is_true(json_object_get(d, "human_confirmed")))
+			continue;
+		const char *agent = csa_json_str(d, "agent");
+		json_t *x = json_object_get(d, "decision");
+		if (!agent)
+			continue;
+		if (strcmp(agent, "classifier") == 0) {
+			if (csa_json_str(x, "category"))
+				snprintf(label[CSA_DT_CATEGORY], 40, "%s", csa_json_str(x, "category"));
+			if (csa_json_str(x, "priority"))
+				snprintf(label[CSA_DT_PRIORITY], 40, "%s", csa_json_str(x, "priority"));
+		} else if (strcmp(agent, "selector") == 0 && csa_json_str(x, "strategy")) {
+			snprintf(label[CSA_DT_STRATEGY], 40, "%s", csa_json_str(x, "strategy"));
+		} else if (strcmp(agent, "escalation") == 0 && csa_json_str(x, "escalation_path")) {
+			snprintf(label[CSA_DT_ESCALATION], 40, "%s",
+				 csa_json_str(x, "escalation_path"));
+		}
+	}
+}
+
+static int collect_one(void *vctx, const char *id, const json_t *t, const char *status)
+{
+	(void)t, (void)status;
+	struct collect *c = vctx;
+	struct csa_ticket tk;
+	if (csa_store_load(c->ws->store, id, &tk, NULL))
+		return 0;
+	struct row r;
+	memset(&r, 0, sizeof(r));
+	confirmed_values(tk.t, r.label);
+	if (!r.label[CSA_DT_CATEGORY][0]) {
+		csa_ticket_release(&tk);
+		return 0; /* nothing a human decided */
+	}
+	r.text = csa_pipeline_text(tk.e, 4000, 1);
+	json_t *cust = json_object_get(json_object_get(tk.e, "participants"), "customer");
+	struct csa_sentiment s;
+	csa_sentiment_analyze(r.text ? r.text : "", r.text ? strlen(r.text) : 0, &s);
+	struct csa_agent_input in = {
+		.tk = &tk,
+		.text = r.text,
+		.tier = csa_json_str(cust, "subscription_tier"),
+		.platform = csa_json_str(tk.e, "platform"),
+		.sentiment = s.score,
+	};
+	const char *ptrs[16];
+	for (int ty = 0; ty < CSA_DT_COUNT; ty++)
+		r.nf[ty] = csa_agent_features((enum csa_dtype)ty, &in, r.label[CSA_DT_CATEGORY],
+					      r.label[CSA_DT_PRIORITY], r.feats[ty],
+					      sizeof(r.feats[ty]), ptrs, 16);
+	csa_ticket_release(&tk);
+	if (!r.text)
+		return CSA_ENOMEM;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 1024;
+		struct row *nv = realloc(c->v, cap * sizeof(*nv));
+		if (!nv) {
+			free(r.text);
+			return CSA_ENOMEM;
+		}
+		c->v = nv;
+		c->cap = cap;
+	}
+	c->v[c->n++] = r;
+	return 0;
+}
+
+/* Label lists per type, from the configuration. */
+static size_t type_labels(const struct csa_ws *ws, enum csa_dtype t, const char **out, size_t max)
+{
+	static const char *const lists[] = {"taxonomy.categories", "taxonomy.priorities",
+					    "taxonomy.strategies"};
+	size_t n = 0;
+	if (t == CSA_DT_ESCALATION) {
+		out[n++] = "NONE";
+		const char *key;
+		json_t *v;
+		json_object_foreach(csa_config_get(&ws->cfg, "escalation_paths"), key, v)
+		{
+			if (n < max)
+				out[n++] = key;
+		}
+		return n;
+	}
+	size_t i;
+	json_t *v;
+	json_array_foreach(csa_config_get(&ws->cfg, lists[t]), i, v)
+	{
+		if (n < max)
+			out[n++] = json_string_value(v);
+	}
+	return n;
+}
+
+int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err)
+{
+	struct collect c = {.ws = ws};
+	int rc = csa_store_scan(ws->store, NULL, collect_one, &c, err);
+	if (rc == CSA_ENOMEM)
+		rc = csa_error(err, rc, "out of memory collecting training data");
+	json_t *rep = json_object();
+	char dir[4096];
+	csa_ws_path(ws, "models", dir, sizeof(dir));
+	if (rc == CSA_OK && c.n < 20)
+		rc = csa_error(err, CSA_ESTATE,
+			       "only %zu tickets with human decisions: at least 20 are needed to "
+			       "train",
+			       c.n);
+	/* rows are in ticket-id order; shuffle deterministically so the
+	 * hold-out is a fair sample */
+	uint64_t s = 0x9E3779B97F4A7C15ULL ^ seed;
+	for (size_t i = c.n; rc == CSA_OK && i > 1; i--) {
+		s ^= s >> 12;
+		s ^= s << 25;
+		s ^= s >> 27;
+		size_t j = (size_t)((s * 2685821657736338717ULL) % i);
+		struct row tmp = c.v[i - 1];
+		c.v[i - 1] = c.v[j];
+		c.v[j] = tmp;
+	}
+	struct csa_drow *rows = calloc(c.n ? c.n : 1, sizeof(*rows));
+	const char *(*fp)[16] = calloc(c.n ? c.n : 1, sizeof(*fp));
+	if (!rows || !fp)
+		rc = rc ? rc : csa_error(err, CSA_ENOMEM, "out of memory training");
+	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
+		const char *labels[64];
+		size_t nl = type_labels(ws, (enum csa_dtype)t, labels, 64);
+		size_t nr = 0;
+		for (size_t i = 0; i < c.n; i++) {
+			if (!c.v[i].label[t][0])
+				continue;
+			/* the features were written as consecutive strings */
+			const char *q = c.v[i].feats[t];
+			for (size_t f = 0; f < c.v[i].nf[t]; f++, q += strlen(q) + 1)
+				fp[nr][f] = q;
+			rows[nr] = (struct csa_drow){c.v[i].text, fp[nr], c.v[i].nf[t],
+						     c.v[i].label[t]};
+			nr++;
+		}
+		struct csa_dmodel *m = NULL;
+		double acc = NAN;
+		int64_t t0 = csa_mono_ns();
+		rc = csa_dmodel_train(labels, nl, rows, nr, 5, seed, &m, &acc, err);
+		if (rc == CSA_OK)
+			rc = csa_dmodel_save(m, dir, (enum csa_dtype)t, err);
+		if (rc == CSA_OK)
+			json_object_set_new(rep, csa_dtype_name((enum csa_dtype)t),
+					    json_pack("{s:f, s:I, s:I, s:f}", "heldout_accuracy", acc,
+						      "n", (json_int_t)nr, "labels", (json_int_t)nl,
+						      "train_seconds",
+						      (double)(csa_mono_ns() - t0) / 1e9));
+		csa_dmodel_free(m);
+	}
+	free(rows);
+	free(fp);
+	for (size_t i = 0; i < c.n; i++)
+		free(c.v[i].text);
+	free(c.v);
+	if (rc) {
+		json_decref(rep);
+		return rc;
+	}
+	*report = rep;
+	return CSA_OK;
+}

@@ -1,0 +1,35 @@
+/*
+ * History import (docs/DATA.md): labelled past tickets, one JSON object per
+ * line, go into the mesh as resolved tickets whose decisions are the human
+ * (gold) ones; then one model per decision type is trained on them and
+ * saved in models/, with its held-out accuracy.
+ */
+#ifndef CSA_FLOW_IMPORT_H
+#define CSA_FLOW_IMPORT_H
+
+#include <jansson.h>
+#include <stdio.h>
+#include "base/err.h"
+
+struct csa_ws;
+
+/*
+ * Build a ticket's documents from one history line (validated: the gold
+ * decisions must be in the taxonomy). *tk is filled; 'line' names the line
+ * in errors.
+ */
+struct csa_ticket;
+int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line,
+		      struct csa_ticket *tk, struct csa_err *err);
+
+/* Import a JSONL stream and train; *report receives {"tickets", "skipped_existing",
+ * "models": {type: {"heldout_accuracy", "n", "labels"}}, "seconds"}. With
+ * train == 0 only the tickets are stored. */
+int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, json_t **report,
+		     struct csa_err *err);
+
+/* Train the four models from every resolved ticket in the workspace whose
+ * decisions were confirmed by humans. */
+int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err);
+
+#endif

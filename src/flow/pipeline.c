@@ -1,0 +1,684 @@
+/* The agent coordinator. */
+#include "flow/pipeline.h"
+#include "agents/history.h"
+#include "agents/sentiment.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "sla/sla.h"
+#include "store/ticket.h"
+#include "store/ws.h"
+
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEXT_MAX 4000
+
+struct csa_pipeline {
+	struct csa_ws *ws;
+	struct csa_agent_env env;
+	struct csa_history *history;
+	struct csa_flow_hooks hooks;
+};
+
+const struct csa_agent_env *csa_pipeline_env(const struct csa_pipeline *p)
+{
+	return &p->env;
+}
+
+struct csa_history *csa_pipeline_history(struct csa_pipeline *p)
+{
+	return p->history;
+}
+
+void csa_pipeline_set_hooks(struct csa_pipeline *p, const struct csa_flow_hooks *h)
+{
+	p->hooks = h ? *h : (struct csa_flow_hooks){0};
+}
+
+int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_err *err)
+{
+	struct csa_pipeline *p = calloc(1, sizeof(*p));
+	if (!p)
+		return csa_error(err, CSA_ENOMEM, "out of memory opening the pipeline");
+	p->ws = ws;
+	p->env.cfg = &ws->cfg;
+	char dir[4096];
+	csa_ws_path(ws, "models", dir, sizeof(dir));
+	int rc = CSA_OK;
+	for (int t = 0; t < CSA_DT_COUNT; t++) {
+		rc = csa_dmodel_load(dir, (enum csa_dtype)t, &p->env.models[t], err);
+		if (rc == CSA_ENOENT)
+			rc = CSA_OK; /* untrained: that agent defers to humans */
+		if (rc)
+			goto fail;
+	}
+	if ((rc = csa_history_new(&p->history)))
+		goto fail;
+	p->env.history = p->history;
+	if ((rc = csa_history_build(p->history, ws->store, err)))
+		goto fail;
+	*out = p;
+	return CSA_OK;
+fail:
+	csa_pipeline_free(p);
+	return rc ? rc : CSA_ENOMEM;
+}
+
+void csa_pipeline_free(struct csa_pipeline *p)
+{
+	if (!p)
+		return;
+	for (int t = 0; t < CSA_DT_COUNT; t++)
+		csa_dmodel_free(p->env.models[t]);
+	csa_history_free(p->history);
+	free(p);
+}
+
+/* ---- context manager ------------------------------------------------- */
+
+char *csa_pipeline_text(const json_t *e, size_t max, int until_first_reply)
+{
+	size_t cap = 256, len = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return NULL;
+	buf[0] = '\0';
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(e, "messages"), i, m)
+	{
+		const char *sender = csa_json_str(m, "sender");
+		if (sender && strcmp(sender, "cs_agent") == 0 && until_first_reply)
+			break;
+		if (!sender || strcmp(sender, "customer") != 0)
+			continue;
+		const char *c = csa_json_str(m, "content");
+		size_t n = c ? strlen(c) : 0;
+		if (len + n + 2 > cap) {
+			while (len + n + 2 > cap)
+				cap *= 2;
+			char *nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				return NULL;
+			}
+			buf = nb;
+		}
+		if (len)
+			buf[len++] = '\n';
+		memcpy(buf + len, c, n);
+		len += n;
+		buf[len] = '\0';
+	}
+	if (len > max) {
+		/* keep the newest 'max' bytes, starting on a UTF-8 boundary */
+		size_t start = len - max;
+		while (start < len && ((unsigned char)buf[start] & 0xC0) == 0x80)
+			start++;
+		memmove(buf, buf + start, len - start + 1);
+	}
+	return buf;
+}
+
+/* Score every customer message that has no sentiment yet; returns the mean
+ * score of the customer's messages. */
+static double fill_sentiment(json_t *e)
+{
+	double sum = 0;
+	int n = 0;
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(e, "messages"), i, m)
+	{
+		const char *sender = csa_json_str(m, "sender");
+		if (!sender || strcmp(sender, "customer") != 0)
+			continue;
+		json_t *sa = json_object_get(m, "sentiment_analysis");
+		if (!json_is_number(json_object_get(sa, "score"))) {
+			struct csa_sentiment s;
+			const char *c = csa_json_str(m, "content");
+			csa_sentiment_analyze(c ? c : "", c ? strlen(c) : 0, &s);
+			json_t *kw = json_array();
+			for (size_t k = 0; k < s.n_keywords; k++)
+				json_array_append_new(kw, json_string(s.keywords[k]));
+			json_object_set_new(m, "sentiment_analysis",
+					    json_pack("{s:f, s:f, s:o}", "score", s.score,
+						      "confidence", s.confidence, "keywords", kw));
+			sa = json_object_get(m, "sentiment_analysis");
+		}
+		sum += csa_json_num(sa, "score", 0);
+		n++;
+	}
+	return n ? sum / n : 0;
+}
+
+/* The sentiment feature of a decision: of the decision text as a whole,
+ * exactly as history import computes it for training. */
+static double text_sentiment(const char *text)
+{
+	struct csa_sentiment s;
+	csa_sentiment_analyze(text, strlen(text), &s);
+	return s.score;
+}
+
+static int count_agent_replies(const json_t *e)
+{
+	int n = 0;
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(e, "messages"), i, m)
+	{
+		const char *s = csa_json_str(m, "sender");
+		n += s && strcmp(s, "cs_agent") == 0;
+	}
+	return n;
+}
+
+static void sha256_hex(const char *data, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned int mdlen = 0;
+	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* ---- one run --------------------------------------------------------- */
+
+static const enum csa_dtype agent_types[CSA_AGENT_COUNT][2] = {
+	{CSA_DT_CATEGORY, CSA_DT_PRIORITY},
+	{CSA_DT_STRATEGY, CSA_DT_COUNT},
+	{CSA_DT_ESCALATION, CSA_DT_COUNT},
+	{CSA_DT_COUNT, CSA_DT_COUNT},
+};
+
+/* Field of an agent's decision that holds a decision type's value. */
+static const char *value_key(enum csa_dtype t)
+{
+	static const char *const k[] = {"category", "priority", "strategy", "escalation_path"};
+	return k[t];
+}
+
+static const char *const stage_after[CSA_AGENT_COUNT] = {"classifier", "selection", "action",
+							 "action"};
+
+struct run {
+	struct csa_pipeline *p;
+	json_t *result;
+	int human;
+};
+
+/* Ask the automation hook about one decision type of an agent's output. */
+static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const char *decision_id,
+		    enum csa_dtype t, const struct csa_agent_output *o, const char *segment,
+		    const char *input_digest, json_t *audit)
+{
+	const char *value = csa_json_str(o->decision, value_key(t));
+	double conf = o->confidence;
+	if (t == CSA_DT_CATEGORY)
+		conf = csa_json_num(o->decision, "category_confidence", conf);
+	else if (t == CSA_DT_PRIORITY)
+		conf = csa_json_num(o->decision, "priority_confidence", conf);
+	const char *pri = csa_json_str(o->decision, "priority");
+	struct csa_flow_decision d = {
+		.ticket_id = tk->id,
+		.decision_id = decision_id,
+		.type = t,
+		.value = value,
+		.confidence = conf,
+		.segment = segment,
+		.critical = pri ? strcmp(pri, "CRITICAL") == 0
+				: strcmp(csa_json_str(tk->t, "priority"), "CRITICAL") == 0,
+		.alternatives = t == CSA_DT_PRIORITY
+					? json_object_get(o->decision, "priority_alternatives")
+					: o->alternatives,
+		.model_version = p->env.models[t] ? csa_dmodel_version(p->env.models[t]) : "none",
+		.input_digest = input_digest,
+	};
+	if (!p->hooks.on_decision)
+		return 0;
+	return p->hooks.on_decision(p->hooks.ctx, &d, audit);
+}
+
+/* Apply an autonomous decision to the ticket's documents. */
+static void apply(struct csa_ticket *tk, enum csa_dtype t, const json_t *decision)
+{
+	if (t == CSA_DT_PRIORITY)
+		json_object_set(tk->t, "priority", json_object_get(decision, "priority"));
+	if (t == CSA_DT_ESCALATION && json_is_true(json_object_get(decision, "escalate"))) {
+		json_object_set_new(tk->e, "conversation_status", json_string("escalated"));
+		json_t *lv = json_object_get(decision, "escalation_levels");
+		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
+				json_is_array(lv) ? lv : json_array());
+		json_object_set(json_object_get(tk->i, "participants"), "assigned_resolver",
+				json_array_get(lv, 0) ? json_array_get(lv, 0) : json_null());
+	}
+}
+
+static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **result,
+		      struct csa_err *err)
+{
+	const struct csa_config *cfg = &p->ws->cfg;
+	int64_t now = csa_now_ms();
+	char ts[CSA_TS_LEN];
+	csa_ts_format(now, ts);
+
+	/* context manager */
+	fill_sentiment(tk->e);
+	char *text = csa_pipeline_text(tk->e, TEXT_MAX, 0);
+	if (!text)
+		return csa_error(err, CSA_ENOMEM, "out of memory building context of '%s'", tk->id);
+	double sentiment = text_sentiment(text);
+	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
+	json_t *history = csa_history_customer(p->history, csa_json_str(cust, "company_name"),
+					       csa_json_str(cust, "client_name"), tk->id);
+	struct csa_agent_input in = {
+		.tk = tk,
+		.text = text,
+		.tier = csa_json_str(cust, "subscription_tier"),
+		.platform = csa_json_str(tk->e, "platform"),
+		.sentiment = sentiment,
+		.sla_status = csa_sla_status_of(cfg, tk->e, now),
+		.agent_replies = count_agent_replies(tk->e),
+		.customer_history = history,
+		.prior_confidence = 1.0,
+	};
+	char digest[65];
+	sha256_hex(text, strlen(text), digest);
+
+	json_t *timeline = json_array(), *decisions = json_object();
+	json_t *tdec = json_object_get(tk->t, "agent_decisions");
+	json_t *outs[CSA_AGENT_COUNT] = {0};
+	const char *segment = NULL;
+	int human = 0, failed = 0;
+	for (int a = 0; a < CSA_AGENT_COUNT && !failed; a++) {
+		struct csa_agent_output o = {0};
+		struct csa_err aerr = {0};
+		char decision_id[CSA_ID_MAX + 32];
+		snprintf(decision_id, sizeof(decision_id), "%s:%s:%zu", tk->id, csa_agents[a].name,
+			 json_array_size(tdec));
+		int rc = csa_agents[a].process(&p->env, &in, &o, &aerr);
+		json_t *rec;
+		if (rc) {
+			/* The agent failed: a human takes over from here. */
+			failed = human = 1;
+			rec = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:b}, s:f, s:b, s:n}", "agent",
+					csa_agents[a].name, "timestamp", ts, "decision",
+					"decision_id", decision_id, "status", "failed", "error",
+					aerr.msg, "requires_human_review", 1, "confidence", 0.0,
+					"human_confirmed", 0, "learning_feedback");
+			json_object_set_new(decisions, csa_agents[a].name,
+					    json_pack("{s:s, s:s}", "status", "failed", "error",
+						      aerr.msg));
+			json_array_append_new(tdec, rec);
+			break;
+		}
+		o.requires_human_review = o.confidence < csa_agent_threshold(cfg);
+		json_t *audit = json_object();
+		json_t *applied = json_object();
+		if (a == CSA_AGENT_CLASSIFIER)
+			segment = csa_json_str(o.decision, "category");
+		for (int k = 0; k < 2; k++) {
+			enum csa_dtype t = agent_types[a][k];
+			if (t == CSA_DT_COUNT)
+				continue;
+			int autonomous = ask_hook(p, tk, decision_id, t, &o, segment, digest, audit);
+			json_object_set_new(applied, csa_dtype_name(t), json_boolean(autonomous));
+			if (autonomous)
+				apply(tk, t, o.decision);
+			else
+				human = 1;
+		}
+		json_t *dec = json_deep_copy(o.decision);
+		json_object_set_new(dec, "decision_id", json_string(decision_id));
+		json_object_set_new(dec, "rationale", json_string(o.rationale));
+		json_object_set(dec, "alternatives", o.alternatives);
+		json_object_set_new(dec, "requires_human_review",
+				    json_boolean(o.requires_human_review));
+		json_object_set_new(dec, "applied_autonomously", applied);
+		json_object_set_new(dec, "input_digest", json_string(digest));
+		if (json_object_size(audit))
+			json_object_set(dec, "automation", audit);
+		json_decref(audit);
+		rec = json_pack("{s:s, s:s, s:O, s:f, s:b, s:n}", "agent", csa_agents[a].name,
+				"timestamp", ts, "decision", dec, "confidence", o.confidence,
+				"human_confirmed", 0, "learning_feedback");
+		json_array_append_new(tdec, rec);
+		json_object_set_new(decisions, csa_agents[a].name,
+				    json_pack("{s:s, s:o, s:f, s:O, s:s, s:b}", "decision_id",
+					      decision_id, "decision", dec, "confidence",
+					      o.confidence, "alternatives", o.alternatives,
+					      "rationale", o.rationale, "requires_human_review",
+					      o.requires_human_review));
+		json_array_append_new(timeline,
+				      json_pack("{s:s, s:s, s:s, s:f}", "timestamp", ts, "agent",
+						csa_agents[a].name, "action",
+						a == 0 ? "ticket_classification"
+						: a == 1 ? "strategy_selection"
+						: a == 2 ? "escalation_assessment"
+							 : "update_planning",
+						"confidence", o.confidence));
+		json_object_set_new(tk->t, "workflow_stage", json_string(stage_after[a]));
+		outs[a] = json_incref(o.decision);
+		if (o.confidence < in.prior_confidence)
+			in.prior_confidence = o.confidence;
+		if (a == CSA_AGENT_CLASSIFIER)
+			in.classification = outs[a];
+		else if (a == CSA_AGENT_SELECTOR)
+			in.selection = outs[a];
+		else if (a == CSA_AGENT_ESCALATION)
+			in.escalation = outs[a];
+		human |= o.requires_human_review;
+		csa_agent_output_release(&o);
+	}
+
+	/* E: the AI's reading of the latest customer message; SLA deadlines */
+	json_t *msgs = json_object_get(tk->e, "messages");
+	for (size_t i = json_array_size(msgs); i-- > 0;) {
+		json_t *m = json_array_get(msgs, i);
+		if (strcmp(csa_json_str(m, "sender"), "customer") != 0)
+			continue;
+		if (outs[0]) {
+			json_t *actions = json_array();
+			if (outs[1])
+				json_array_append(actions, json_object_get(outs[1], "strategy"));
+			json_t *triggers = json_array();
+			if (outs[2] && json_is_true(json_object_get(outs[2], "escalate")))
+				json_array_append(triggers,
+						  json_object_get(outs[2], "escalation_path"));
+			json_object_set_new(m, "ai_processing",
+					    json_pack("{s:O, s:O, s:o, s:o}",
+						      "intent_classification",
+						      json_object_get(outs[0], "category"), "confidence",
+						      json_object_get(outs[0], "category_confidence"),
+						      "suggested_actions", actions,
+						      "escalation_triggers", triggers));
+		}
+		break;
+	}
+	csa_sla_fill(cfg, tk->e, csa_json_str(tk->t, "priority"), in.tier, now);
+
+	/* I: the analysis, for the team */
+	if (outs[0]) {
+		const char *pri = csa_json_str(outs[0], "priority");
+		int esc = outs[2] && json_is_true(json_object_get(outs[2], "escalate"));
+		const char *complexity = strcmp(pri, "CRITICAL") == 0 ? "CRITICAL"
+					 : esc || strcmp(pri, "HIGH") == 0 ? "HIGH"
+					 : strcmp(pri, "LOW") == 0 ? "LOW"
+								  : "MEDIUM";
+		json_t *similar = csa_history_similar(p->history, segment, tk->id, 5);
+		json_t *eta = outs[2] ? json_object_get(outs[2], "estimated_resolution_time") : NULL;
+		char content[600];
+		snprintf(content, sizeof(content), "AI analysis: %s",
+			 outs[2] ? csa_json_str(outs[2], "context_summary") : "classification only");
+		json_t *msg = json_pack(
+			"{s:s, s:s, s:s, s:s, s:{s:s, s:O?, s:[s], s:o}}", "content", content, "sender",
+			"ai_agent", "message_type", "analysis", "sender_id", "csa-pipeline",
+			"ai_insights", "complexity_assessment", complexity,
+			"estimated_resolution_time", eta && json_is_number(eta) ? eta : NULL,
+			"required_expertise", csa_json_str(outs[0], "routing_suggestion"),
+			"similar_cases", similar);
+		if (csa_ticket_add_message(cfg, tk, CSA_SIDE_INTERNAL, msg, now, NULL, err) &&
+		    err && err->code == CSA_ELIMIT) {
+			/* The internal side is full: the analysis is still in T. */
+		}
+		json_decref(msg);
+	}
+
+	json_t *final = json_object();
+	if (outs[0])
+		json_object_set_new(final, "classification",
+				    json_pack("{s:O, s:O}", "category",
+					      json_object_get(outs[0], "category"), "priority",
+					      json_object_get(outs[0], "priority")));
+	if (outs[1])
+		json_object_set(final, "strategy", json_object_get(outs[1], "strategy"));
+	if (outs[2])
+		json_object_set(final, "escalate", json_object_get(outs[2], "escalate"));
+	*result = json_pack("{s:s, s:o, s:o, s:o, s:b}", "ticket_id", tk->id,
+			    "processing_timeline", timeline, "agent_decisions", decisions,
+			    "final_recommendation", final, "human_intervention_required", human);
+	for (int a = 0; a < CSA_AGENT_COUNT; a++)
+		json_decref(outs[a]);
+	json_decref(history);
+	free(text);
+	return CSA_OK;
+}
+
+struct process_ctx {
+	struct csa_pipeline *p;
+	json_t *result;
+};
+
+static int process_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	struct process_ctx *c = vctx;
+	int rc = run_locked(c->p, tk, &c->result, err);
+	*docs = CSA_DOC_ALL;
+	return rc;
+}
+
+static void after(struct csa_pipeline *p, const char *id, json_t *result)
+{
+	struct csa_ticket tk;
+	if (csa_store_load(p->ws->store, id, &tk, NULL) == CSA_OK) {
+		struct csa_hist_entry e;
+		csa_history_entry_from(&tk, &e);
+		csa_history_put(p->history, &e);
+		csa_ticket_release(&tk);
+	}
+	if (p->hooks.after_run)
+		p->hooks.after_run(p->hooks.ctx, id, result);
+}
+
+int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,
+			 struct csa_err *err)
+{
+	struct process_ctx c = {p, NULL};
+	int rc = csa_store_update(p->ws->store, ticket_id, 0, process_fn, &c, err);
+	if (rc) {
+		json_decref(c.result);
+		return rc;
+	}
+	after(p, ticket_id, c.result);
+	if (result)
+		*result = c.result;
+	else
+		json_decref(c.result);
+	return CSA_OK;
+}
+
+struct ingest_ctx {
+	struct csa_pipeline *p;
+	const json_t *message;
+	enum csa_side side;
+	int duplicate;
+	char msg_id[CSA_ID_MAX + 1];
+	json_t *result;
+};
+
+static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	struct ingest_ctx *c = vctx;
+	const char *mid = NULL;
+	int rc = csa_ticket_add_message(&c->p->ws->cfg, tk, c->side, c->message, csa_now_ms(),
+					&mid, err);
+	if (rc == CSA_EEXIST) {
+		c->duplicate = 1;
+		return CSA_OK; /* nothing to write */
+	}
+	if (rc)
+		return rc;
+	snprintf(c->msg_id, sizeof(c->msg_id), "%s", mid);
+	*docs = CSA_DOC_ALL;
+	if (c->side == CSA_SIDE_INTERNAL)
+		return CSA_OK;
+	/* same lock, same commit: the message and the decisions on it */
+	return run_locked(c->p, tk, &c->result, err);
+}
+
+int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **result,
+			struct csa_err *err)
+{
+	if (!json_is_object(doc))
+		return csa_error(err, CSA_EINVAL, "ingest: expected a JSON object");
+	json_t *message = json_object_get(doc, "message");
+	if (!message) {
+		/* a new ticket */
+		struct csa_ticket tk;
+		int rc = csa_ticket_build(&p->ws->cfg, doc, csa_now_ms(), &tk, err);
+		if (rc)
+			return rc;
+		struct csa_lock *lk;
+		if ((rc = csa_store_lock(p->ws->store, tk.id, &lk, err))) {
+			csa_ticket_release(&tk);
+			return rc;
+		}
+		json_t *res = NULL;
+		rc = run_locked(p, &tk, &res, err);
+		if (!rc)
+			rc = csa_store_commit(p->ws->store, &tk, CSA_DOC_ALL, err);
+		csa_store_unlock(p->ws->store, lk);
+		if (!rc) {
+			json_object_set_new(res, "created", json_true());
+			after(p, tk.id, res);
+		}
+		csa_ticket_release(&tk);
+		if (rc) {
+			json_decref(res);
+			return rc;
+		}
+		*result = res;
+		return CSA_OK;
+	}
+	const char *id = csa_json_str(doc, "ticket_id");
+	if (!id)
+		return csa_error(err, CSA_EINVAL, "ingest: field 'ticket_id' is required with 'message'");
+	const char *side_s = csa_json_str(doc, "side");
+	int side = csa_side_parse(side_s ? side_s : "external");
+	if (side < 0)
+		return csa_error(err, CSA_EINVAL, "ingest: field 'side' must be external or internal");
+	struct ingest_ctx c = {.p = p, .message = message, .side = (enum csa_side)side};
+	int rc = csa_store_update(p->ws->store, id, 0, ingest_fn, &c, err);
+	if (rc) {
+		json_decref(c.result);
+		return rc;
+	}
+	if (!c.result)
+		c.result = json_pack("{s:s}", "ticket_id", id);
+	json_object_set_new(c.result, "message_id",
+			    c.duplicate ? json_incref(json_object_get(message, "message_id"))
+					: json_string(c.msg_id));
+	json_object_set_new(c.result, "duplicate", json_boolean(c.duplicate));
+	if (!c.duplicate && side == CSA_SIDE_EXTERNAL)
+		after(p, id, c.result);
+	*result = c.result;
+	return CSA_OK;
+}
+
+struct feedback_ctx {
+	struct csa_pipeline *p;
+	const char *decision_id, *value, *who, *notes;
+	enum csa_dtype type;
+	int correct;
+};
+
+static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	struct feedback_ctx *c = vctx;
+	json_t *found = NULL;
+	size_t i;
+	json_t *d;
+	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)
+	{
+		if (strcmp(csa_json_str(json_object_get(d, "decision"), "decision_id") ? csa_json_str(json_object_get(d, "decision"), "decision_id") : "",
+			   c->decision_id) == 0)
+			found = d;
+	}
+	if (!found)
+		return csa_error(err, CSA_ENOENT, "ticket '%s' has no decision '%s'", tk->id,
+				 c->decision_id);
+	json_t *dec = json_object_get(found, "decision");
+	const char *proposed = csa_json_str(dec, value_key(c->type));
+	c->correct = proposed && strcmp(proposed, c->value) == 0;
+	json_t *fb = json_object_get(found, "learning_feedback");
+	json_t *updates = json_is_object(fb) ? json_object_get(fb, "pattern_updates") : NULL;
+	json_t *pu = updates ? json_deep_copy(updates) : json_array();
+	json_array_append_new(pu, json_pack("{s:s, s:s, s:s?, s:s?}", "decision_type",
+					    csa_dtype_name(c->type), "human_value", c->value,
+					    "by", c->who, "model_updated",
+					    c->correct ? NULL : "online"));
+	json_object_set_new(found, "learning_feedback",
+			    json_pack("{s:b, s:s?, s:o}", "correct", c->correct,
+				      "improvement_notes", c->notes, "pattern_updates", pu));
+	json_object_set_new(found, "human_confirmed", json_true());
+	/* the human's value is the ticket's value */
+	if (c->type == CSA_DT_PRIORITY)
+		json_object_set_new(tk->t, "priority", json_string(c->value));
+	if (c->type == CSA_DT_CATEGORY)
+		json_object_set_new(dec, "category", json_string(c->value));
+	if (c->type == CSA_DT_ESCALATION) {
+		json_t *e = json_pack("{s:b, s:s, s:O?}", "escalate", strcmp(c->value, "NONE") != 0,
+				      "escalation_path", c->value, "escalation_levels",
+				      json_object_get(csa_config_get(&c->p->ws->cfg,
+								     "escalation_paths"),
+						      c->value));
+		apply(tk, c->type, e);
+		json_decref(e);
+	}
+	*docs = CSA_DOC_ALL;
+	if (c->correct)
+		return CSA_OK;
+	/* teach the model on the same input the decision was made on */
+	struct csa_dmodel *m = c->p->env.models[c->type];
+	if (!m)
+		return CSA_OK;
+	int label = csa_dmodel_label_index(m, c->value);
+	if (label < 0)
+		return csa_error(err, CSA_EINVAL, "'%s' is not a %s label", c->value,
+				 csa_dtype_name(c->type));
+	char *text = csa_pipeline_text(tk->e, TEXT_MAX, 0);
+	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
+	struct csa_agent_input in = {
+		.tk = tk,
+		.text = text,
+		.tier = csa_json_str(cust, "subscription_tier"),
+		.platform = csa_json_str(tk->e, "platform"),
+		.sentiment = text_sentiment(text ? text : ""),
+		.sla_status = csa_sla_status_of(&c->p->ws->cfg, tk->e, csa_now_ms()),
+		.agent_replies = count_agent_replies(tk->e),
+	};
+	/* category and priority as the pipeline saw them for this decision */
+	const char *cat = NULL, *pri = NULL;
+	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)
+	{
+		json_t *x = json_object_get(d, "decision");
+		if (strcmp(csa_json_str(d, "agent"), "classifier") == 0 &&
+		    csa_json_str(x, "category")) {
+			cat = csa_json_str(x, "category");
+			pri = csa_json_str(x, "priority");
+		}
+		if (d == found)
+			break;
+	}
+	char buf[512];
+	const char *feats[16];
+	size_t nf = csa_agent_features(c->type, &in, cat, pri, buf, sizeof(buf), feats, 16);
+	int rc = csa_dmodel_learn(m, text ? text : "", feats, nf, (size_t)label, err);
+	free(text);
+	return rc;
+}
+
+int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const char *decision_id,
+			  enum csa_dtype type, const char *value, const char *who,
+			  const char *notes, struct csa_err *err)
+{
+	struct feedback_ctx c = {p, decision_id, value, who, notes, type, 0};
+	int rc = csa_store_update(p->ws->store, ticket_id, 0, feedback_fn, &c, err);
+	if (!rc)
+		after(p, ticket_id, NULL);
+	return rc;
+}

@@ -1,0 +1,95 @@
+/*
+ * The coordinator of spec §5.2: trigger -> classifier -> selection ->
+ * escalation -> updates -> end, over one ticket, in one atomic commit.
+ *
+ * A run builds the context (context manager: the customer's text, sentiment
+ * per message, SLA state, customer history, similar cases), runs the agents
+ * in order, records every decision in T.agent_decisions (with a decision id
+ * "<T_NO>:<agent>:<n>"), fills E's ai_processing and sentiment_analysis and
+ * an I analysis message with ai_insights, advances workflow_stage, and asks
+ * the automation hook which decisions may be applied without a human. An
+ * agent that fails stops the chain and marks the ticket for a human; the
+ * ticket and its messages are committed either way.
+ *
+ * Thread-safe: runs on different tickets proceed in parallel; runs on one
+ * ticket are serialised by its lock.
+ */
+#ifndef CSA_FLOW_PIPELINE_H
+#define CSA_FLOW_PIPELINE_H
+
+#include <jansson.h>
+#include "agents/agent.h"
+#include "base/err.h"
+
+struct csa_ws;
+struct csa_pipeline;
+
+/* One decision handed to the automation controller. */
+struct csa_flow_decision {
+	const char *ticket_id;
+	const char *decision_id;
+	enum csa_dtype type;
+	const char *value;      /* the AI's proposal */
+	double confidence;
+	const char *segment;    /* the ticket's category (its segment) */
+	int critical;           /* the ticket's proposed priority is CRITICAL */
+	const json_t *alternatives;
+	const char *model_version;
+	const char *input_digest; /* SHA-256 of the decision's input */
+};
+
+/* The automation controller's say (issue 4). Without a hook every decision
+ * goes to a human (PHASE_1 behaviour). Called under the ticket's lock. */
+struct csa_flow_hooks {
+	void *ctx;
+	/* Return 1 to apply autonomously, 0 to leave it to a human; may record
+	 * review tasks, audit records, metrics. *why (optional, static or
+	 * owned by the hook) explains the choice for the audit trail. */
+	int (*on_decision)(void *ctx, const struct csa_flow_decision *d, json_t *audit_info);
+	/* After the commit of a run (for events, metrics). May be NULL. */
+	void (*after_run)(void *ctx, const char *ticket_id, const json_t *result);
+};
+
+/* Open over a workspace: loads models/ (missing models leave their agents
+ * failing to a human), the knowledge base, and indexes the history. */
+int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_err *err);
+void csa_pipeline_free(struct csa_pipeline *p);
+
+void csa_pipeline_set_hooks(struct csa_pipeline *p, const struct csa_flow_hooks *h);
+const struct csa_agent_env *csa_pipeline_env(const struct csa_pipeline *p);
+struct csa_history *csa_pipeline_history(struct csa_pipeline *p);
+
+/* Run the pipeline on a ticket. *result (new reference, may be NULL) is
+ * the spec's workflow_result: ticket_id, processing_timeline,
+ * agent_decisions, final_recommendation, human_intervention_required. */
+int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,
+			 struct csa_err *err);
+
+/*
+ * A new message in, pipeline run, result out. 'doc' is either a ticket
+ * (the `csa ticket create` document: the ticket is created) or
+ * {"ticket_id", "side": "external"|"internal", "message": {...}} (the
+ * message is appended). A message already stored (same message_id) is not
+ * stored twice and does not re-run the pipeline: result has
+ * "duplicate": true. Internal messages are stored without a run.
+ */
+int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **result,
+			struct csa_err *err);
+
+/*
+ * A human's decision on decision 'decision_id' of a ticket: marks it
+ * human_confirmed with learning_feedback (correct, notes), applies the
+ * human's value to the ticket (priority, ...), and teaches the model of
+ * 'type' online when the AI was wrong.
+ */
+int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const char *decision_id,
+			  enum csa_dtype type, const char *value, const char *who,
+			  const char *notes, struct csa_err *err);
+
+/* The text a decision is made on: the customer's messages, oldest first,
+ * joined by newlines, at most 'max' bytes from the end (UTF-8 safe). When
+ * 'until_first_reply', only those before the first cs_agent reply (what
+ * the team knew at triage). Caller frees. */
+char *csa_pipeline_text(const json_t *e, size_t max, int until_first_reply);
+
+#endif

@@ -1,0 +1,137 @@
+/* Calibration metrics. */
+#include "model/calib.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+double csa_calib_accuracy(const struct csa_pred *p, size_t n)
+{
+	size_t ok = 0;
+	for (size_t i = 0; i < n; i++)
+		ok += p[i].pred == p[i].label;
+	return n ? (double)ok / (double)n : 0;
+}
+
+double csa_calib_macro_f1(const struct csa_pred *p, size_t n, size_t k)
+{
+	size_t *tp = calloc(k, sizeof(size_t)), *fp = calloc(k, sizeof(size_t)),
+	       *fn = calloc(k, sizeof(size_t));
+	double sum = 0;
+	size_t used = 0;
+	if (!tp || !fp || !fn)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].pred < 0 || (size_t)p[i].pred >= k || p[i].label < 0 || (size_t)p[i].label >= k)
+			continue;
+		if (p[i].pred == p[i].label)
+			tp[p[i].label]++;
+		else {
+			fp[p[i].pred]++;
+			fn[p[i].label]++;
+		}
+	}
+	for (size_t c = 0; c < k; c++) {
+		if (tp[c] + fp[c] + fn[c] == 0)
+			continue;
+		used++;
+		sum += 2.0 * (double)tp[c] / (double)(2 * tp[c] + fp[c] + fn[c]);
+	}
+out:
+	free(tp);
+	free(fp);
+	free(fn);
+	return used ? sum / (double)used : 0;
+}
+
+static int bin_of(double c, int bins)
+{
+	int b = (int)(c * bins);
+	return b < 0 ? 0 : b >= bins ? bins - 1 : b;
+}
+
+double csa_calib_ece(const struct csa_pred *p, size_t n, int bins)
+{
+	double conf[64] = {0}, acc[64] = {0};
+	size_t cnt[64] = {0};
+	if (bins > 64)
+		bins = 64;
+	for (size_t i = 0; i < n; i++) {
+		int b = bin_of(p[i].conf, bins);
+		conf[b] += p[i].conf;
+		acc[b] += p[i].pred == p[i].label;
+		cnt[b]++;
+	}
+	double ece = 0;
+	for (int b = 0; b < bins; b++)
+		if (cnt[b])
+			ece += fabs(acc[b] - conf[b]) / (double)n;
+	return ece;
+}
+
+json_t *csa_calib_reliability(const struct csa_pred *p, size_t n, int bins)
+{
+	double conf[64] = {0}, acc[64] = {0};
+	size_t cnt[64] = {0};
+	if (bins > 64)
+		bins = 64;
+	for (size_t i = 0; i < n; i++) {
+		int b = bin_of(p[i].conf, bins);
+		conf[b] += p[i].conf;
+		acc[b] += p[i].pred == p[i].label;
+		cnt[b]++;
+	}
+	json_t *t = json_array();
+	for (int b = 0; b < bins; b++)
+		if (cnt[b])
+			json_array_append_new(
+				t, json_pack("{s:f, s:f, s:I, s:f, s:f}", "bin_lo", (double)b / bins,
+					     "bin_hi", (double)(b + 1) / bins, "n", (json_int_t)cnt[b],
+					     "confidence", conf[b] / (double)cnt[b], "accuracy",
+					     acc[b] / (double)cnt[b]));
+	return t;
+}
+
+static int by_conf_desc(const void *a, const void *b)
+{
+	double x = ((const struct csa_pred *)a)->conf, y = ((const struct csa_pred *)b)->conf;
+	return x > y ? -1 : x < y;
+}
+
+double csa_calib_acc_at_coverage(struct csa_pred *p, size_t n, double coverage)
+{
+	qsort(p, n, sizeof(*p), by_conf_desc);
+	size_t m = (size_t)ceil(coverage * (double)n);
+	if (m == 0)
+		return 1.0;
+	return csa_calib_accuracy(p, m > n ? n : m);
+}
+
+double csa_calib_coverage_at_acc(struct csa_pred *p, size_t n, double target)
+{
+	qsort(p, n, sizeof(*p), by_conf_desc);
+	size_t ok = 0, best = 0;
+	for (size_t i = 0; i < n; i++) {
+		ok += p[i].pred == p[i].label;
+		/* only cut between different confidences: ties go together */
+		if ((i + 1 == n || p[i + 1].conf < p[i].conf) &&
+		    (double)ok >= target * (double)(i + 1))
+			best = i + 1;
+	}
+	return n ? (double)best / (double)n : 0;
+}
+
+json_t *csa_calib_report(struct csa_pred *p, size_t n, size_t k)
+{
+	json_t *aac = json_object(), *caa = json_object();
+	static const double covs[] = {0.6, 0.8, 0.95}, accs[] = {0.99, 0.98, 0.95};
+	static const char *const cov_keys[] = {"0.6", "0.8", "0.95"},
+				 *const acc_keys[] = {"0.99", "0.98", "0.95"};
+	for (int i = 0; i < 3; i++) {
+		json_object_set_new(aac, cov_keys[i], json_real(csa_calib_acc_at_coverage(p, n, covs[i])));
+		json_object_set_new(caa, acc_keys[i], json_real(csa_calib_coverage_at_acc(p, n, accs[i])));
+	}
+	return json_pack("{s:f, s:f, s:f, s:o, s:o, s:I, s:o}", "accuracy",
+			 csa_calib_accuracy(p, n), "macro_f1", csa_calib_macro_f1(p, n, k), "ece",
+			 csa_calib_ece(p, n, 15), "acc_at_coverage", aac, "coverage_at_acc", caa,
+			 "n", (json_int_t)n, "reliability", csa_calib_reliability(p, n, 15));
+}

@@ -1,0 +1,81 @@
+/*
+ * The embedded classifier: a multinomial logistic (softmax) regression over
+ * hashed text features (model/text.h), trained by mini-batch-free AdaGrad
+ * with L2 regularisation for several passes in a seeded order, with
+ * temperature calibration fitted on held-out data.
+ *
+ * Thread safety: predict takes a read lock and may run in many threads;
+ * learn (online update from one example) takes the write lock.
+ * Files: "CSAM" magic, format version, options, temperature, labels,
+ * float32 weights, CRC-32 of everything before it; a truncated, foreign or
+ * corrupt file is refused.
+ */
+#ifndef CSA_MODEL_LINEAR_H
+#define CSA_MODEL_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "base/err.h"
+#include "model/text.h"
+
+struct csa_linear;
+
+struct csa_train_opts {
+	struct csa_feat_opts feat;
+	unsigned epochs;
+	double lr;      /* AdaGrad base step */
+	double l2;      /* L2 strength per update */
+	unsigned seed;
+	double label_smoothing;
+};
+
+/* Defaults that work for short support texts. */
+void csa_train_opts_default(struct csa_train_opts *o);
+
+/* One training example: features built by the caller or by the model. */
+struct csa_example {
+	const char *text;
+	const char *const *extra;
+	size_t n_extra;
+	int label; /* index into the labels */
+};
+
+/*
+ * Train on 'n' examples over 'n_labels' labels (names copied). 'calib'
+ * (may be NULL / 0) is held-out data to fit the temperature on; without it
+ * the temperature is 1.
+ */
+int csa_linear_train(const char *const *labels, size_t n_labels, const struct csa_example *ex,
+		     size_t n, const struct csa_example *calib, size_t n_calib,
+		     const struct csa_train_opts *o, struct csa_linear **out, struct csa_err *err);
+
+size_t csa_linear_n_labels(const struct csa_linear *m);
+const char *csa_linear_label(const struct csa_linear *m, size_t i);
+int csa_linear_label_index(const struct csa_linear *m, const char *name);
+double csa_linear_temperature(const struct csa_linear *m);
+/* Incremented by every online update; saved with the model. */
+uint32_t csa_linear_revision(const struct csa_linear *m);
+
+/* Calibrated probabilities into probs[n_labels]. Thread-safe. */
+int csa_linear_predict(const struct csa_linear *m, const char *text, size_t len,
+		       const char *const *extra, size_t n_extra, double *probs);
+
+/* Uncalibrated scores (logits) into scores[n_labels]; for fitting. */
+int csa_linear_scores(const struct csa_linear *m, const char *text, size_t len,
+		      const char *const *extra, size_t n_extra, double *scores);
+
+/* Online update towards 'label' from one example (a few SGD steps until
+ * the label leads or the step budget is spent). */
+int csa_linear_learn(struct csa_linear *m, const char *text, size_t len,
+		     const char *const *extra, size_t n_extra, int label, struct csa_err *err);
+
+/* Set the temperature (after fitting it elsewhere). */
+void csa_linear_set_temperature(struct csa_linear *m, double t);
+
+int csa_linear_save(const struct csa_linear *m, const char *path, struct csa_err *err);
+int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *err);
+/* Bytes of the saved form. */
+size_t csa_linear_file_size(const struct csa_linear *m);
+void csa_linear_free(struct csa_linear *m);
+
+#endif

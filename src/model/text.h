@@ -1,0 +1,47 @@
+/*
+ * Text features for the embedded model: UTF-8-safe normalisation (ASCII
+ * and Latin-1 letters lower-cased, accents folded, digits kept, everything
+ * else a separator, invalid bytes skipped), then hashed word unigrams and
+ * bigrams, character n-grams of each word with boundary marks ("<card>"
+ * gives "<ca", "car", ...), and structured features ("tier=PREMIUM"), each
+ * family hashed with its own seed into [0, 2^bits). Values are sublinear
+ * term frequencies (1 + log tf), L2-normalised over the text features;
+ * structured features get a fixed weight.
+ */
+#ifndef CSA_MODEL_TEXT_H
+#define CSA_MODEL_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct csa_feat_opts {
+	unsigned bits;      /* hash space 2^bits */
+	unsigned char_min;  /* character n-gram sizes, 0 to disable */
+	unsigned char_max;
+	int word_bigrams;   /* 1 to add word bigrams */
+	float extra_weight; /* value of each structured feature */
+};
+
+/* A sparse vector: sorted unique indices with values. */
+struct csa_fvec {
+	uint32_t *idx;
+	float *val;
+	size_t n, cap;
+};
+
+void csa_fvec_init(struct csa_fvec *v);
+void csa_fvec_release(struct csa_fvec *v);
+
+/* Reads at most this many bytes of a text. */
+#define CSA_TEXT_MAX_BYTES 8192
+
+/* Normalise 'text' (len bytes) into out (size >= len + 1). Returns the
+ * normalised length. */
+size_t csa_text_normalize(const char *text, size_t len, char *out);
+
+/* Features of a text and structured features into v (cleared first).
+ * Returns 0 or CSA_ENOMEM. */
+int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t len,
+		      const char *const *extra, size_t n_extra, struct csa_fvec *v);
+
+#endif
