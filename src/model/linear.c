@@ -399,18 +399,20 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len,
 		return csa_error(err, CSA_ENOMEM, "out of memory learning from feedback");
 	}
 	pthread_rwlock_wrlock(&m->lock);
-	/* Plain SGD steps on this example until it is predicted, at most 5:
-	 * enough to correct the decision, small enough not to forget the rest. */
-	const float lr = 0.5f;
-	for (int step = 0; step < 5; step++) {
+	/* Plain SGD steps on this example until the label leads with a
+	 * calibrated probability above 0.6, at most 10: enough to correct the
+	 * decision, few enough not to forget the rest. */
+	const float lr = 1.0f;
+	for (int step = 0; step < 10; step++) {
 		raw_scores(m, &x, s);
-		softmax(s, m->k, 1.0, p);
+		softmax(s, m->k, m->temperature, p);
 		size_t best = 0;
 		for (size_t c = 1; c < m->k; c++)
 			if (p[c] > p[best])
 				best = c;
-		if (best == (size_t)label && p[label] > 0.5)
+		if (best == (size_t)label && p[label] > 0.6)
 			break;
+		softmax(s, m->k, 1.0, p);
 		for (size_t c = 0; c < m->k; c++) {
 			float g = (float)(p[c] - (c == (size_t)label));
 			m->b[c] -= lr * 0.1f * g;

@@ -1,0 +1,339 @@
+/* The embedded model: features, readers, training, calibration, files,
+ * online learning and concurrent prediction. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fsops.h"
+#include "model/calib.h"
+#include "model/dataset.h"
+#include "model/linear.h"
+#include "model/text.h"
+#include "support/tutil.h"
+
+static void normalization_is_utf8_safe(void **state)
+{
+	(void)state;
+	char out[256];
+	assert_int_equal(csa_text_normalize("Héllo, WORLD! Don't", 21, out), strlen("hello world dont"));
+	assert_string_equal(out, "hello world dont");
+	/* invalid and truncated sequences are skipped, never read past */
+	const char bad[] = {'a', (char)0xC3, 'b', (char)0xFF, (char)0xE2, (char)0x82, 0};
+	csa_text_normalize(bad, sizeof(bad) - 1, out);
+	assert_string_equal(out, "ab");
+	assert_int_equal(csa_text_normalize("", 0, out), 0);
+	assert_string_equal(out, "");
+	/* very long token and long input are bounded */
+	char *big = malloc(100000);
+	memset(big, 'x', 99999);
+	big[99999] = '\0';
+	struct csa_feat_opts o = {12, 2, 5, 1, 0.5f};
+	struct csa_fvec v;
+	csa_fvec_init(&v);
+	assert_int_equal(csa_text_features(&o, big, strlen(big), NULL, 0, &v), 0);
+	assert_true(v.n > 0 && v.n < 5000);
+	for (size_t i = 0; i < v.n; i++)
+		assert_true(v.idx[i] < (1u << 12));
+	free(big);
+	/* features are L2-normalised over the text part */
+	const char *extra[] = {"tier=PREMIUM"};
+	assert_int_equal(csa_text_features(&o, "card not arrived", 16, extra, 1, &v), 0);
+	double ss = 0;
+	for (size_t i = 0; i + 1 < v.n; i++)
+		ss += (double)v.val[i] * v.val[i];
+	assert_float_equal(ss, 1.0, 1e-4);
+	assert_float_equal(v.val[v.n - 1], 0.5, 1e-6);
+	csa_fvec_release(&v);
+}
+
+static void csv_and_jsonl_readers(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("ds");
+	char p[512];
+	struct csa_dataset ds = {0};
+	struct csa_err err = {0};
+	snprintf(p, sizeof(p), "%s/a.csv", dir);
+	t_write(p, "id,text,category\r\n1,\"hello, \"\"world\"\"\nline two\",greet\r\n2,plain,other\n\n");
+	assert_int_equal(csa_dataset_load(p, "text", "category", &ds, &err), 0);
+	assert_int_equal(ds.n, 2);
+	assert_string_equal(ds.text[0], "hello, \"world\"\nline two");
+	assert_string_equal(ds.label[1], "other");
+	csa_dataset_release(&ds);
+	assert_int_equal(csa_dataset_load(p, "body", "category", &ds, &err), CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "no column 'body'"));
+	t_write(p, "text,category\nok,a\n\"unterminated,b\n");
+	assert_int_equal(csa_dataset_load(p, "text", "category", &ds, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "line 3"));
+	t_write(p, "text,category\nok,a\nonly-one-field\n");
+	assert_int_equal(csa_dataset_load(p, "text", "category", &ds, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "line 3"));
+	snprintf(p, sizeof(p), "%s/b.jsonl", dir);
+	t_write(p, "{\"q\": \"hi\", \"y\": \"a\"}\n\n{\"q\": \"yo\", \"y\": \"b\"}\n");
+	assert_int_equal(csa_dataset_load(p, "q", "y", &ds, &err), 0);
+	assert_int_equal(ds.n, 2);
+	csa_dataset_release(&ds);
+	t_write(p, "{\"q\": \"hi\", \"y\": \"a\"}\n{\"q\": 1, \"y\": \"b\"}\n");
+	assert_int_equal(csa_dataset_load(p, "q", "y", &ds, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "line 2"));
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* A noisy 5-class keyword task: each class has its own words, mixed with
+ * shared filler, 10% of labels flipped. */
+static const char *const cls[] = {"alpha", "beta", "gamma", "delta", "omega"};
+static const char *const words[5][4] = {
+	{"invoice", "refund", "charge", "billing"},   {"crash", "error", "bug", "freeze"},
+	{"password", "login", "locked", "reset"},     {"feature", "wish", "idea", "suggest"},
+	{"hours", "contact", "phone", "office"}};
+static const char *const filler[] = {"please", "help", "today", "account", "our", "team",
+				     "the", "app", "thanks", "issue"};
+
+static uint64_t rs = 88172645463325252ULL;
+static unsigned rnd(unsigned n)
+{
+	rs ^= rs << 13;
+	rs ^= rs >> 7;
+	rs ^= rs << 17;
+	return (unsigned)(rs % n);
+}
+
+static void make_set(char (*texts)[128], struct csa_example *ex, size_t n, int noisy)
+{
+	for (size_t i = 0; i < n; i++) {
+		int c = (int)rnd(5);
+		snprintf(texts[i], 128, "%s %s %s %s %s", filler[rnd(10)], words[c][rnd(4)],
+			 filler[rnd(10)], words[c][rnd(4)], filler[rnd(10)]);
+		ex[i] = (struct csa_example){texts[i], NULL, 0, noisy && rnd(10) == 0 ? (int)rnd(5) : c};
+	}
+}
+
+static double accuracy(const struct csa_linear *m, const struct csa_example *ex, size_t n)
+{
+	double p[5];
+	size_t ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		csa_linear_predict(m, ex[i].text, strlen(ex[i].text), NULL, 0, p);
+		int best = 0;
+		for (int c = 1; c < 5; c++)
+			if (p[c] > p[best])
+				best = c;
+		ok += best == ex[i].label;
+	}
+	return (double)ok / (double)n;
+}
+
+static char tr_text[2000][128], te_text[500][128];
+static struct csa_example tr[2000], te[500];
+
+static void training_learns_and_files_round_trip(void **state)
+{
+	(void)state;
+	make_set(tr_text, tr, 2000, 1);
+	make_set(te_text, te, 500, 0);
+	struct csa_train_opts o;
+	csa_train_opts_default(&o);
+	o.feat.bits = 14;
+	o.epochs = 5;
+	struct csa_linear *m, *m2;
+	struct csa_err err = {0};
+	assert_int_equal(csa_linear_train(cls, 5, tr, 1800, tr + 1800, 200, &o, &m, &err), 0);
+	double acc = accuracy(m, te, 500);
+	print_message("accuracy on clean test set: %.3f, temperature %.3f\n", acc,
+		      csa_linear_temperature(m));
+	assert_true(acc > 0.95); /* it learns despite 10% noise */
+	/* deterministic for a seed */
+	assert_int_equal(csa_linear_train(cls, 5, tr, 1800, tr + 1800, 200, &o, &m2, &err), 0);
+	double p1[5], p2[5];
+	csa_linear_predict(m, "refund my invoice", 17, NULL, 0, p1);
+	csa_linear_predict(m2, "refund my invoice", 17, NULL, 0, p2);
+	assert_memory_equal(p1, p2, sizeof(p1));
+	csa_linear_free(m2);
+
+	char *dir = t_tmpdir("model");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/m.model", dir);
+	assert_int_equal(csa_linear_save(m, path, &err), 0);
+	assert_int_equal(csa_linear_load(path, &m2, &err), 0);
+	for (size_t i = 0; i < 500; i++) {
+		csa_linear_predict(m, te[i].text, strlen(te[i].text), NULL, 0, p1);
+		csa_linear_predict(m2, te[i].text, strlen(te[i].text), NULL, 0, p2);
+		assert_memory_equal(p1, p2, sizeof(p1));
+	}
+	assert_string_equal(csa_linear_label(m2, 2), "gamma");
+	csa_linear_free(m2);
+
+	/* truncated, corrupted and foreign files are refused */
+	char *buf;
+	size_t len;
+	assert_int_equal(csa_fs_read_all(path, 1 << 30, &buf, &len, &err), 0);
+	char bad[512];
+	snprintf(bad, sizeof(bad), "%s/bad.model", dir);
+	assert_int_equal(csa_fs_write_atomic(bad, buf, len / 2, &err), 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "bad.model"));
+	buf[len / 3] ^= 0x40;
+	assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "checksum"));
+	assert_int_equal(csa_fs_write_atomic(bad, "PK\x03\x04 not a model at all, but long enough to "
+						  "pass the size check",
+					     60, &err),
+			 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "not a csa model"));
+	free(buf);
+
+	/* online learning moves the prediction towards the taught label */
+	const char *odd = "zebra quokka";
+	csa_linear_predict(m, odd, strlen(odd), NULL, 0, p1);
+	assert_int_equal(csa_linear_learn(m, odd, strlen(odd), NULL, 0, 3, &err), 0);
+	csa_linear_predict(m, odd, strlen(odd), NULL, 0, p2);
+	assert_true(p2[3] > p1[3]);
+	assert_true(p2[3] > 0.5);
+	assert_int_equal(csa_linear_revision(m), 1);
+	/* and does not break what it knew */
+	assert_true(accuracy(m, te, 500) > 0.93);
+	csa_linear_free(m);
+	t_rmrf(dir);
+	free(dir);
+}
+
+static void calibration_maths(void **state)
+{
+	(void)state;
+	/* 10 predictions at 0.9 confidence, 6 right: ECE = |0.6 - 0.9| */
+	struct csa_pred p[10];
+	for (int i = 0; i < 10; i++)
+		p[i] = (struct csa_pred){0, i < 6 ? 0 : 1, 0.9};
+	assert_float_equal(csa_calib_ece(p, 10, 15), 0.3, 1e-9);
+	assert_float_equal(csa_calib_accuracy(p, 10), 0.6, 1e-9);
+	/* perfectly ordered confidences: the top 50% are all right */
+	for (int i = 0; i < 10; i++)
+		p[i] = (struct csa_pred){0, i < 5 ? 0 : 1, 1.0 - i * 0.05};
+	assert_float_equal(csa_calib_acc_at_coverage(p, 10, 0.5), 1.0, 1e-9);
+	assert_float_equal(csa_calib_coverage_at_acc(p, 10, 0.99), 0.5, 1e-9);
+	assert_float_equal(csa_calib_coverage_at_acc(p, 10, 0.5), 1.0, 1e-9);
+	/* macro F1 of a perfect and of an all-wrong classifier */
+	for (int i = 0; i < 10; i++)
+		p[i] = (struct csa_pred){i % 2, i % 2, 0.5};
+	assert_float_equal(csa_calib_macro_f1(p, 10, 2), 1.0, 1e-9);
+	for (int i = 0; i < 10; i++)
+		p[i] = (struct csa_pred){1 - i % 2, i % 2, 0.5};
+	assert_float_equal(csa_calib_macro_f1(p, 10, 2), 0.0, 1e-9);
+	json_t *r = csa_calib_reliability(p, 10, 15);
+	assert_int_equal(json_array_size(r), 1);
+	json_decref(r);
+}
+
+static void temperature_reduces_overconfidence(void **state)
+{
+	(void)state;
+	/* with many epochs on noisy data the raw model is overconfident; the
+	 * fitted temperature must lower the calibration error */
+	make_set(tr_text, tr, 2000, 1);
+	for (size_t i = 0; i < 2000; i++)
+		if (rnd(4) == 0)
+			tr[i].label = (int)rnd(5); /* 25% noise */
+	struct csa_train_opts o;
+	csa_train_opts_default(&o);
+	o.feat.bits = 14;
+	o.epochs = 30;
+	struct csa_linear *m;
+	struct csa_err err = {0};
+	assert_int_equal(csa_linear_train(cls, 5, tr, 1500, tr + 1500, 500, &o, &m, &err), 0);
+	/* the fitted temperature lowers the held-out negative log-likelihood */
+	double p[5], sc[5], nll_cal = 0, nll_raw = 0;
+	for (size_t i = 0; i < 500; i++) {
+		const struct csa_example *e = &tr[1500 + i];
+		csa_linear_predict(m, e->text, strlen(e->text), NULL, 0, p);
+		csa_linear_scores(m, e->text, strlen(e->text), NULL, 0, sc);
+		double mx = sc[0], z = 0;
+		for (int c = 1; c < 5; c++)
+			mx = fmax(mx, sc[c]);
+		for (int c = 0; c < 5; c++)
+			z += exp(sc[c] - mx);
+		nll_cal -= log(p[e->label]);
+		nll_raw -= sc[e->label] - mx - log(z);
+	}
+	print_message("held-out NLL raw %.1f, calibrated %.1f (T=%.2f)\n", nll_raw, nll_cal,
+		      csa_linear_temperature(m));
+	assert_true(csa_linear_temperature(m) > 1.0); /* noisy labels: it was overconfident */
+	assert_true(nll_cal < nll_raw);
+	csa_linear_free(m);
+}
+
+struct th {
+	struct csa_linear *m;
+	int learner;
+	int fails;
+};
+
+static void *worker(void *arg)
+{
+	struct th *t = arg;
+	double p[5];
+	struct csa_err err;
+	for (int i = 0; i < 2000; i++) {
+		if (t->learner && i % 10 == 0) {
+			if (csa_linear_learn(t->m, "zebra", 5, NULL, 0, i % 5, &err))
+				t->fails++;
+		} else {
+			csa_linear_predict(t->m, te[i % 500].text, strlen(te[i % 500].text), NULL, 0, p);
+			double sum = 0;
+			for (int c = 0; c < 5; c++)
+				sum += p[c];
+			if (fabs(sum - 1.0) > 1e-6)
+				t->fails++;
+		}
+	}
+	return NULL;
+}
+
+static void concurrent_predict_while_learning(void **state)
+{
+	(void)state;
+	make_set(tr_text, tr, 2000, 0);
+	make_set(te_text, te, 500, 0);
+	struct csa_train_opts o;
+	csa_train_opts_default(&o);
+	o.feat.bits = 12;
+	o.epochs = 2;
+	struct csa_linear *m;
+	struct csa_err err = {0};
+	assert_int_equal(csa_linear_train(cls, 5, tr, 2000, NULL, 0, &o, &m, &err), 0);
+	pthread_t ids[4];
+	struct th t[4];
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct th){m, i == 0, 0};
+		pthread_create(&ids[i], NULL, worker, &t[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(ids[i], NULL);
+		assert_int_equal(t[i].fails, 0);
+	}
+	assert_int_equal(csa_linear_revision(m), 200);
+	csa_linear_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(normalization_is_utf8_safe),
+		cmocka_unit_test(csv_and_jsonl_readers),
+		cmocka_unit_test(training_learns_and_files_round_trip),
+		cmocka_unit_test(calibration_maths),
+		cmocka_unit_test(temperature_reduces_overconfidence),
+		cmocka_unit_test(concurrent_predict_while_learning),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
