@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "agents/history.h"
+#include "agents/kb.h"
 #include "agents/sentiment.h"
 #include "base/json.h"
 #include "base/ts.h"
@@ -122,6 +123,64 @@ static void sla_deadlines_and_states(void **state)
 	assert_int_equal(csa_sla_state_of(s, due, 99 * 60000, due + 5, 0.75), CSA_SLA_ON_TIME);
 	assert_int_equal(csa_sla_state_of(s, due, due + 1, due + 5, 0.75), CSA_SLA_BREACHED);
 	csa_config_release(&cfg);
+}
+
+/* ---- knowledge base ------------------------------------------------- */
+
+static void knowledge_base_search_and_render(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("kb");
+	assert_int_equal(csa_kb_write_defaults(dir, &err), 0);
+	struct csa_kb *kb;
+	assert_int_equal(csa_kb_open(dir, &kb, &err), 0);
+	assert_true(csa_kb_count(kb) >= 12);
+	json_t *hits;
+	assert_int_equal(csa_kb_search(kb, "I forgot my password, reset link never arrives",
+				       "ACCOUNT_MANAGEMENT", NULL, 3, &hits, &err),
+			 0);
+	assert_string_equal(csa_json_str(json_array_get(hits, 0), "id"), "account-password");
+	json_decref(hits);
+	/* the strategy filter holds */
+	assert_int_equal(csa_kb_search(kb, "password reset", NULL, "REQUEST_MORE_INFO", 5, &hits,
+				       &err),
+			 0);
+	for (size_t i = 0; i < json_array_size(hits); i++)
+		assert_string_equal(csa_json_str(json_array_get(hits, i), "strategy"),
+				    "REQUEST_MORE_INFO");
+	json_decref(hits);
+	/* query syntax in customer text is only words */
+	assert_int_equal(csa_kb_search(kb, "\"); DROP TABLE kb; -- NEAR( OR * \"", NULL, NULL, 3,
+				       &hits, &err),
+			 0);
+	json_decref(hits);
+	assert_int_equal(csa_kb_search(kb, "", "BILLING_INQUIRY", NULL, 10, &hits, &err), 0);
+	assert_int_equal(json_array_size(hits), 3);
+	json_decref(hits);
+	json_t *a = csa_kb_get(kb, "general-hours");
+	json_t *vars = json_pack("{s:s}", "client_name", "Ada");
+	char *r = csa_kb_render(csa_json_str(a, "body"), vars, 4096);
+	assert_non_null(strstr(r, "Hello Ada,"));
+	assert_null(strstr(r, "{{"));
+	free(r);
+	r = csa_kb_render("{{client_name}} {{unknown}} {{", vars, 7);
+	assert_string_equal(r, "Ada {{u");
+	free(r);
+	json_decref(vars);
+	json_decref(a);
+	csa_kb_free(kb);
+	/* a malformed header is named */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/zz-bad.md", dir);
+	t_write(path, "id: x\nthis line has no colon\n---\nbody\n");
+	assert_int_equal(csa_kb_open(dir, &kb, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "zz-bad.md' line 2"));
+	t_write(path, "title: no id\n---\nbody\n");
+	assert_int_equal(csa_kb_open(dir, &kb, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "needs 'id'"));
+	t_rmrf(dir);
+	free(dir);
 }
 
 /* ---- generator -------------------------------------------------------- */
@@ -394,6 +453,7 @@ int main(void)
 		cmocka_unit_test(sentiment_on_labelled_examples),
 		cmocka_unit_test(sla_deadlines_and_states),
 		cmocka_unit_test(generator_is_deterministic_and_valid),
+		cmocka_unit_test(knowledge_base_search_and_render),
 	};
 	const struct CMUnitTest flow[] = {
 		cmocka_unit_test(reimport_skips_and_bad_lines_are_named),

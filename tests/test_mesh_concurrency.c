@@ -80,7 +80,7 @@ static void reader(const char *dir)
 		if (am && strcmp(am, n) != 0)
 			_exit(9);
 		csa_ticket_release(&tk);
-		usleep(10000);
+		usleep(100000);
 	}
 }
 

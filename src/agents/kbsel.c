@@ -1,5 +1,6 @@
-/* Strategy execution parameters. */
+/* Strategy execution parameters from the knowledge base. */
 #include "agents/kbsel.h"
+#include "agents/kb.h"
 #include "base/json.h"
 
 #include <string.h>
@@ -8,24 +9,45 @@ int csa_kbsel_parameters(struct csa_kb *kb, const struct csa_config *cfg, const 
 			 const char *category, const char *text, json_t **params,
 			 struct csa_err *err)
 {
-	(void)kb, (void)text, (void)err;
 	json_t *p = json_object();
 	if (!strategy)
 		strategy = "";
+	json_t *article = json_null(), *alts = json_array();
+	if (kb && csa_kb_count(kb)) {
+		/* the best article for this strategy and category; failing that,
+		 * for the category under any strategy, as a suggestion */
+		json_t *hits = NULL;
+		int rc = csa_kb_search(kb, text, category, strategy, 3, &hits, err);
+		if (rc == CSA_OK && json_array_size(hits) == 0) {
+			json_decref(hits);
+			rc = csa_kb_search(kb, text, category, NULL, 3, &hits, err);
+		}
+		if (rc) {
+			json_decref(p);
+			json_decref(alts);
+			return rc;
+		}
+		if (json_array_size(hits)) {
+			article = json_incref(json_array_get(hits, 0));
+			for (size_t i = 1; i < json_array_size(hits); i++)
+				json_array_append(alts, json_array_get(hits, i));
+		}
+		json_decref(hits);
+	}
+	json_object_set_new(p, "article", article);
+	json_object_set_new(p, "other_articles", alts);
 	if (strncmp(strategy, "ESCALATE_TO_", 12) == 0) {
 		json_object_set_new(p, "handover_to",
 				    json_string(strcmp(strategy, "ESCALATE_TO_TECHNICAL") == 0
 							? "technical_team"
 							: "cs_team"));
 	} else if (strcmp(strategy, "REQUEST_MORE_INFO") == 0) {
-		json_t *q = json_object_get(csa_config_get(cfg, "selector.questions"),
-					    category ? category : "");
+		json_t *qs = csa_config_get(cfg, "selector.questions");
+		json_t *q = json_object_get(qs, category ? category : "");
 		if (!q)
-			q = json_object_get(csa_config_get(cfg, "selector.questions"), "default");
+			q = json_object_get(qs, "default");
 		json_object_set_new(p, "questions", q ? json_deep_copy(q) : json_array());
 	}
-	json_object_set_new(p, "article", json_null());
-	json_object_set_new(p, "template", json_null());
 	*params = p;
 	return CSA_OK;
 }

@@ -1,6 +1,7 @@
 /* The agent coordinator. */
 #include "flow/pipeline.h"
 #include "agents/history.h"
+#include "agents/kb.h"
 #include "agents/sentiment.h"
 #include "base/json.h"
 #include "base/ts.h"
@@ -55,6 +56,9 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		if (rc)
 			goto fail;
 	}
+	csa_ws_path(ws, "kb", dir, sizeof(dir));
+	if ((rc = csa_kb_open(dir, &p->env.kb, err)))
+		goto fail;
 	if ((rc = csa_history_new(&p->history)))
 		goto fail;
 	p->env.history = p->history;
@@ -74,6 +78,7 @@ void csa_pipeline_free(struct csa_pipeline *p)
 	for (int t = 0; t < CSA_DT_COUNT; t++)
 		csa_dmodel_free(p->env.models[t]);
 	csa_history_free(p->history);
+	csa_kb_free(p->env.kb);
 	free(p);
 }
 

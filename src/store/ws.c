@@ -1,6 +1,7 @@
 /* Workspace creation and opening. */
 #include "store/ws.h"
 #include "store/mesh.h"
+#include "agents/kb.h"
 #include "base/fsops.h"
 #include "base/json.h"
 
@@ -29,6 +30,11 @@ int csa_ws_init(const char *dir, struct csa_err *err)
 	struct stat st;
 	if (stat(path, &st) == 0)
 		return CSA_OK;
+	/* a new workspace starts with the default knowledge base */
+	snprintf(path, sizeof(path), "%s/kb", dir);
+	if ((rc = csa_kb_write_defaults(path, err)))
+		return rc;
+	snprintf(path, sizeof(path), "%s/csa.json", dir);
 	json_t *cfg = csa_config_defaults();
 	char *text;
 	size_t len;

@@ -1,0 +1,49 @@
+/*
+ * The knowledge base: the .md files of kb/, each a small header and a body,
+ *
+ *   id: billing-duplicate-charge
+ *   title: Refund of a duplicate charge
+ *   categories: BILLING_INQUIRY
+ *   strategy: TEMPLATE_RESPONSE
+ *   ---
+ *   Hello {{client_name}}, ...
+ *
+ * indexed in an in-memory SQLite FTS5 table and searched with bm25,
+ * filtered by category and strategy. Bodies may hold {{placeholders}}.
+ * Thread-safe (the SQLite handle is serialised).
+ */
+#ifndef CSA_AGENTS_KB_H
+#define CSA_AGENTS_KB_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include "base/err.h"
+
+struct csa_kb;
+
+#define CSA_KB_MAX_ARTICLE_BYTES 65536
+
+/* Load every *.md of 'dir' (a missing directory is an empty KB). A
+ * malformed header is an error naming the file and line. */
+int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err);
+void csa_kb_free(struct csa_kb *kb);
+size_t csa_kb_count(const struct csa_kb *kb);
+
+/* Up to k articles for 'text' (any bytes: it is reduced to search words),
+ * restricted to a category and a strategy when given (NULL: any). *out is a
+ * new array of {"id", "title", "strategy", "score"} (higher is better). */
+int csa_kb_search(struct csa_kb *kb, const char *text, const char *category,
+		  const char *strategy, size_t k, json_t **out, struct csa_err *err);
+
+/* An article by id: {"id", "title", "categories", "strategy", "body"}, or
+ * NULL. New reference. */
+json_t *csa_kb_get(struct csa_kb *kb, const char *id);
+
+/* Replace {{name}} by vars[name] (strings; unknown names are left as they
+ * are). The result is at most 'max' bytes. Caller frees. */
+char *csa_kb_render(const char *body, const json_t *vars, size_t max);
+
+/* Write the default articles into 'dir' (existing files are kept). */
+int csa_kb_write_defaults(const char *dir, struct csa_err *err);
+
+#endif
