@@ -105,8 +105,20 @@ static void killed_at_random_instants(void **state)
 			child(dir, fds[1], gseen, sseen, (unsigned)rand());
 		}
 		close(fds[1]);
-		/* 0.2 .. 12 ms, the range in which commits and checkpoints run */
-		struct timespec ts = {0, 200000 + (long)(rand() % 12000) * 1000};
+		/* Every other kill waits for the child's first acknowledged commit,
+		 * so those land mid-stream whatever the machine's speed; the others
+		 * may also land while the child is still opening (recovering). */
+		FILE *in = fdopen(fds[0], "r");
+		char line[64];
+		if (k % 2 == 0 && fgets(line, sizeof(line), in)) {
+			long v = strtol(line + 1, NULL, 10);
+			if (line[0] == 'g')
+				gacked = v;
+			else
+				sacked = v;
+			total_commits++;
+		}
+		struct timespec ts = {0, 200000 + (long)(rand() % 8000) * 1000};
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		int status;
@@ -114,8 +126,6 @@ static void killed_at_random_instants(void **state)
 		if (!WIFSIGNALED(status))
 			fail_msg("child exited with %d before the kill (seed %u)",
 				 WEXITSTATUS(status), seed);
-		FILE *in = fdopen(fds[0], "r");
-		char line[64];
 		while (fgets(line, sizeof(line), in)) {
 			long v = strtol(line + 1, NULL, 10);
 			if (line[0] == 'g')
@@ -162,7 +172,7 @@ static void killed_at_random_instants(void **state)
 		csa_ws_close(ws);
 	}
 	print_message("%d kills, %ld acknowledged commits, seed %u\n", KILLS, total_commits, seed);
-	assert_true(total_commits > KILLS); /* the kills did land mid-stream */
+	assert_true(total_commits >= KILLS / 2); /* the kills did land mid-stream */
 	t_rmrf(dir);
 	free(dir);
 }

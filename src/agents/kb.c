@@ -155,7 +155,8 @@ int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err)
 			names[n++] = strdup(de->d_name);
 		}
 		closedir(d);
-		qsort(names, n, sizeof(*names), name_cmp);
+		if (n)
+			qsort(names, n, sizeof(*names), name_cmp);
 		for (size_t i = 0; i < n; i++) {
 			char path[4096];
 			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);

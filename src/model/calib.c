@@ -99,7 +99,8 @@ static int by_conf_desc(const void *a, const void *b)
 
 double csa_calib_acc_at_coverage(struct csa_pred *p, size_t n, double coverage)
 {
-	qsort(p, n, sizeof(*p), by_conf_desc);
+	if (n)
+		qsort(p, n, sizeof(*p), by_conf_desc);
 	size_t m = (size_t)ceil(coverage * (double)n);
 	if (m == 0)
 		return 1.0;
@@ -108,7 +109,8 @@ double csa_calib_acc_at_coverage(struct csa_pred *p, size_t n, double coverage)
 
 double csa_calib_coverage_at_acc(struct csa_pred *p, size_t n, double target)
 {
-	qsort(p, n, sizeof(*p), by_conf_desc);
+	if (n)
+		qsort(p, n, sizeof(*p), by_conf_desc);
 	size_t ok = 0, best = 0;
 	for (size_t i = 0; i < n; i++) {
 		ok += p[i].pred == p[i].label;

@@ -357,7 +357,8 @@ static int recover_locked(struct mesh *m, struct csa_err *err)
 			goto out;
 		}
 	}
-	qsort(r.v, r.n, sizeof(*r.v), replay_cmp);
+	if (r.n)
+		qsort(r.v, r.n, sizeof(*r.v), replay_cmp);
 	for (size_t i = 0; i < r.n; i++) {
 		if (i + 1 < r.n && strcmp(r.v[i].id, r.v[i + 1].id) == 0 &&
 		    r.v[i].kind == r.v[i + 1].kind)
@@ -627,7 +628,8 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 		}
 		n++;
 	}
-	qsort(ids, n, sizeof(*ids), id_cmp);
+	if (n)
+		qsort(ids, n, sizeof(*ids), id_cmp);
 	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
 		char path[PATH_SZ];
 		json_t *t = NULL, *e = NULL;

@@ -181,7 +181,8 @@ int csa_verify(struct csa_ws *ws, int repair, json_t **report, struct csa_err *e
 		rc = csa_error(err, rc, "out of memory verifying '%s'", ws->root);
 		goto out;
 	}
-	qsort(s.v, s.n, sizeof(*s.v), seen_cmp);
+	if (s.n)
+		qsort(s.v, s.n, sizeof(*s.v), seen_cmp);
 	for (size_t i = 0; i < s.n; i++)
 		check_ticket(&s, &s.v[i]);
 	struct csa_mesh_stats ms = csa_mesh_stats(ws->store);

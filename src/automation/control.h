@@ -1,0 +1,87 @@
+/*
+ * The automation controller (spec §4, §7, §8.2): per decision type
+ * (category, priority, strategy, escalation) and segment (the ticket's
+ * category) it decides whether an AI decision is applied autonomously or
+ * goes to a human, keeps the review queue, learns from every human
+ * decision, evaluates phase gates, advances and rolls back phases, watches
+ * quality and falls back by itself when quality drops. Everything it does
+ * is appended to the audit ledger.
+ *
+ * State: automation.db (SQLite, WAL) holds the decision log, review tasks
+ * and alerts; automation/state.json the phase of each segment; csa.json
+ * "phase" the workspace phase, the ceiling for every segment.
+ *
+ * Phases per segment: 1 the AI proposes silently, humans decide; 2 humans
+ * decide with the proposal shown; 3 autonomous when the calibrated
+ * confidence clears the segment's threshold, with sampled delayed review;
+ * 4 as 3 plus anomaly detection; 5 autonomous with sampled review.
+ *
+ * Thread-safe.
+ */
+#ifndef CSA_AUTOMATION_CONTROL_H
+#define CSA_AUTOMATION_CONTROL_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "base/err.h"
+
+struct csa_ws;
+struct csa_pipeline;
+struct csa_auto;
+
+/* Open over a workspace and install the pipeline hooks. */
+int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **out,
+		  struct csa_err *err);
+void csa_auto_close(struct csa_auto *a);
+
+/* Review tasks: {"task_id", "ticket_id", "decision_id", "decision_type",
+ * "segment", "kind" ("decide" | "audit"), "status", "suggestion"
+ * (null in PHASE_1), "confidence", "alternatives", "labels", "due",
+ * "created", "priority_score"}. */
+int csa_auto_review_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
+			 struct csa_err *err);
+/* The most valuable open task (or *out = NULL when there is none). */
+int csa_auto_review_next(struct csa_auto *a, json_t **out, struct csa_err *err);
+/* A human decides a task. decision_ms: time taken to decide (< 0: unknown,
+ * then measured from the task's creation). */
+int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value,
+			   const char *who, const char *notes, int64_t decision_ms, json_t **out,
+			   struct csa_err *err);
+
+/* Phases. status: workspace phase and every segment's phase, readiness and
+ * threshold. evaluate: the gate from each current phase to the next, with
+ * every criterion's observed and required value and what would fix it. */
+int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err);
+int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *err);
+/* Advance the workspace phase by one when its gate passes (or 'force'),
+ * after making a rollback point. */
+int csa_auto_phase_advance(struct csa_auto *a, const char *who, int force, json_t **out,
+			   struct csa_err *err);
+/* Restore a rollback point (NULL: the latest). */
+int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *who, json_t **out,
+			    struct csa_err *err);
+/* List rollback points. */
+int csa_auto_rollback_points(struct csa_auto *a, json_t **out, struct csa_err *err);
+
+/*
+ * Periodic work: move each segment up when its gate passes (up to the
+ * workspace phase; with 'advance_workspace' the workspace phase itself
+ * too), run the quality monitor and anomaly detection, apply safety
+ * fallbacks. *events (optional) receives what changed.
+ */
+int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events,
+		  struct csa_err *err);
+
+/* KPIs of spec §9.1: overall, per phase, per decision type, per segment. */
+int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err);
+
+/* Open alerts. */
+int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_err *err);
+
+/* Path of the audit ledger. */
+const char *csa_auto_ledger_path(const struct csa_auto *a);
+
+/* Number of the phase ("PHASE_3" -> 3), 0 if malformed. */
+int csa_phase_num(const char *s);
+
+#endif

@@ -1,0 +1,318 @@
+/* Hash-chained audit ledger. */
+#include "automation/ledger.h"
+#include "base/fsops.h"
+#include "base/json.h"
+#include "base/ts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
+#define SYNC_EVERY_NS 50000000LL
+
+struct csa_ledger {
+	char path[4096];
+	int fd;
+	pthread_mutex_t mu;
+	off_t known_end;
+	int64_t seq;
+	char last_hash[65];
+	int64_t last_sync_ns;
+	int dirty;
+};
+
+static void sha256_hex(const void *d, size_t n, char out[65])
+{
+	unsigned char md[32];
+	unsigned int len = 0;
+	EVP_Digest(d, n, md, &len, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+void csa_json_digest(const json_t *v, char out[65])
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	sha256_hex(s ? s : "", s ? strlen(s) : 0, out);
+	free(s);
+}
+
+/* Canonical bytes of a record without its hash. */
+static char *canonical(const json_t *rec)
+{
+	json_t *c = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "seq", json_object_get(rec, "seq"),
+			      "timestamp", json_object_get(rec, "timestamp"), "type",
+			      json_object_get(rec, "type"), "ticket_id",
+			      json_object_get(rec, "ticket_id"), "payload",
+			      json_object_get(rec, "payload"), "prev", json_object_get(rec, "prev"));
+	if (!c)
+		return NULL;
+	char *s = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(c);
+	return s;
+}
+
+/* Re-read the tail record to learn seq and hash (another process may
+ * have appended since we looked). Caller holds the flock. */
+static int refresh_tail(struct csa_ledger *l, struct csa_err *err)
+{
+	struct stat st;
+	if (fstat(l->fd, &st) < 0)
+		return csa_error_sys(err, "cannot stat '%s'", l->path);
+	if (st.st_size == l->known_end)
+		return CSA_OK;
+	l->seq = 0;
+	memcpy(l->last_hash, GENESIS, 65);
+	if (st.st_size == 0) {
+		l->known_end = 0;
+		return CSA_OK;
+	}
+	size_t want = st.st_size < 1 << 20 ? (size_t)st.st_size : 1 << 20;
+	char *buf = malloc(want + 1);
+	if (!buf)
+		return csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", l->path);
+	ssize_t n = pread(l->fd, buf, want, st.st_size - (off_t)want);
+	if (n < 0) {
+		free(buf);
+		return csa_error_sys(err, "cannot read '%s'", l->path);
+	}
+	buf[n] = '\0';
+	/* last complete line */
+	char *end = buf + n;
+	while (end > buf && end[-1] == '\n')
+		*--end = '\0';
+	char *start = strrchr(buf, '\n');
+	start = start ? start + 1 : buf;
+	json_t *rec = json_loads(start, 0, NULL);
+	free(buf);
+	if (!rec)
+		return csa_error(err, CSA_ECORRUPT,
+				 "'%s': last record unreadable (run 'csa audit verify')", l->path);
+	l->seq = csa_json_int(rec, "seq", 0);
+	const char *h = csa_json_str(rec, "hash");
+	snprintf(l->last_hash, sizeof(l->last_hash), "%s", h ? h : GENESIS);
+	json_decref(rec);
+	l->known_end = st.st_size;
+	return CSA_OK;
+}
+
+int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *err)
+{
+	struct csa_ledger *l = calloc(1, sizeof(*l));
+	if (!l)
+		return csa_error(err, CSA_ENOMEM, "out of memory opening the ledger");
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	l->fd = csa_fs_open(path, O_RDWR | O_CREAT | O_APPEND, 0644);
+	if (l->fd < 0) {
+		int rc = csa_error_sys(err, "cannot open ledger '%s'", path);
+		free(l);
+		return rc;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	l->known_end = -1;
+	l->last_sync_ns = csa_mono_ns();
+	*out = l;
+	return CSA_OK;
+}
+
+int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err)
+{
+	pthread_mutex_lock(&l->mu);
+	int rc = CSA_OK;
+	if (l->dirty) {
+		if (csa_fs_fsync(l->fd, 1) < 0)
+			rc = csa_error_sys(err, "cannot fsync ledger '%s'", l->path);
+		else
+			l->dirty = 0;
+		l->last_sync_ns = csa_mono_ns();
+	}
+	pthread_mutex_unlock(&l->mu);
+	return rc;
+}
+
+void csa_ledger_close(struct csa_ledger *l)
+{
+	if (!l)
+		return;
+	csa_ledger_sync(l, NULL);
+	close(l->fd);
+	pthread_mutex_destroy(&l->mu);
+	free(l);
+}
+
+int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket_id,
+		      const json_t *payload, int64_t *seq_out, struct csa_err *err)
+{
+	char ts[CSA_TS_LEN];
+	csa_ts_format(csa_now_ms(), ts);
+	pthread_mutex_lock(&l->mu);
+	int rc = CSA_OK;
+	if (flock(l->fd, LOCK_EX) < 0) {
+		rc = csa_error_sys(err, "cannot lock ledger '%s'", l->path);
+		goto out;
+	}
+	if ((rc = refresh_tail(l, err)))
+		goto unlock;
+	json_t *rec = json_pack("{s:I, s:s, s:s, s:s?, s:O, s:s}", "seq", (json_int_t)(l->seq + 1),
+				"timestamp", ts, "type", type, "ticket_id", ticket_id, "payload",
+				payload ? payload : json_object(), "prev", l->last_hash);
+	if (!payload)
+		json_decref(json_object_get(rec, "payload")); /* the temporary {} */
+	char *c = canonical(rec);
+	char hash[65];
+	sha256_hex(c ? c : "", c ? strlen(c) : 0, hash);
+	free(c);
+	json_object_set_new(rec, "hash", json_string(hash));
+	char *line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(rec);
+	size_t n = line ? strlen(line) : 0;
+	if (!line || (line[n] = '\n', csa_fs_write_all(l->fd, line, n + 1) < 0)) {
+		rc = line ? csa_error_sys(err, "cannot append to ledger '%s'", l->path)
+			  : csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
+		/* a partial line would break the chain: cut it off */
+		if (line && l->known_end >= 0 && ftruncate(l->fd, l->known_end) < 0)
+			l->known_end = -1;
+		free(line);
+		goto unlock;
+	}
+	free(line);
+	l->seq++;
+	memcpy(l->last_hash, hash, 65);
+	l->known_end += (off_t)n + 1;
+	l->dirty = 1;
+	if (seq_out)
+		*seq_out = l->seq;
+	if (csa_mono_ns() - l->last_sync_ns > SYNC_EVERY_NS) {
+		if (csa_fs_fsync(l->fd, 1) < 0)
+			rc = csa_error_sys(err, "cannot fsync ledger '%s'", l->path);
+		else
+			l->dirty = 0;
+		l->last_sync_ns = csa_mono_ns();
+	}
+unlock:
+	flock(l->fd, LOCK_UN);
+out:
+	pthread_mutex_unlock(&l->mu);
+	return rc;
+}
+
+typedef int (*line_fn)(void *ctx, const char *line, size_t lineno);
+
+static int each_line(const char *path, line_fn fn, void *ctx, struct csa_err *err)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		if (errno == ENOENT)
+			return CSA_OK; /* an empty ledger */
+		return csa_error_sys(err, "cannot open ledger '%s'", path);
+	}
+	char *buf = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t n;
+	int rc = 0;
+	while (!rc && (n = getline(&buf, &cap, f)) >= 0) {
+		lineno++;
+		if (n && buf[n - 1] == '\n')
+			buf[n - 1] = '\0';
+		rc = fn(ctx, buf, lineno);
+	}
+	free(buf);
+	fclose(f);
+	return rc > 0 ? CSA_OK : rc;
+}
+
+struct vctx {
+	int64_t seq;
+	char prev[65];
+	json_t *report;
+};
+
+static int verify_line(void *vc, const char *line, size_t lineno)
+{
+	struct vctx *v = vc;
+	const char *problem = NULL;
+	json_t *rec = json_loads(line, 0, NULL);
+	if (!rec) {
+		problem = "not a JSON record (torn or edited)";
+	} else if (csa_json_int(rec, "seq", -1) != v->seq + 1) {
+		problem = "sequence number out of order (record removed, inserted or moved)";
+	} else if (!csa_json_str(rec, "prev") || strcmp(csa_json_str(rec, "prev"), v->prev) != 0) {
+		problem = "does not link to the record before it";
+	} else {
+		char *c = canonical(rec);
+		char h[65];
+		sha256_hex(c ? c : "", c ? strlen(c) : 0, h);
+		free(c);
+		const char *have = csa_json_str(rec, "hash");
+		if (!have || strcmp(have, h) != 0)
+			problem = "content does not match its hash (record edited)";
+		else
+			memcpy(v->prev, h, 65);
+	}
+	if (problem) {
+		json_object_set_new(v->report, "ok", json_false());
+		json_object_set_new(v->report, "first_bad_seq", json_integer(v->seq + 1));
+		json_object_set_new(v->report, "line", json_integer((json_int_t)lineno));
+		json_object_set_new(v->report, "problem", json_string(problem));
+		json_decref(rec);
+		return 1; /* stop */
+	}
+	v->seq++;
+	json_decref(rec);
+	return 0;
+}
+
+int csa_ledger_verify(const char *path, json_t **report, struct csa_err *err)
+{
+	struct vctx v = {.seq = 0, .report = json_pack("{s:b}", "ok", 1)};
+	memcpy(v.prev, GENESIS, 65);
+	int rc = each_line(path, verify_line, &v, err);
+	if (rc) {
+		json_decref(v.report);
+		return rc;
+	}
+	json_object_set_new(v.report, "records", json_integer(v.seq));
+	*report = v.report;
+	return CSA_OK;
+}
+
+struct tctx {
+	const char *id;
+	size_t idlen;
+	json_t *out;
+};
+
+static int trail_line(void *vc, const char *line, size_t lineno)
+{
+	(void)lineno;
+	struct tctx *t = vc;
+	/* cheap filter before parsing */
+	if (!strstr(line, t->id))
+		return 0;
+	json_t *rec = json_loads(line, 0, NULL);
+	const char *tid = csa_json_str(rec, "ticket_id");
+	if (tid && strcmp(tid, t->id) == 0)
+		json_array_append(t->out, rec);
+	json_decref(rec);
+	return 0;
+}
+
+int csa_ledger_trail(const char *path, const char *ticket_id, json_t **out, struct csa_err *err)
+{
+	struct tctx t = {ticket_id, strlen(ticket_id), json_array()};
+	int rc = each_line(path, trail_line, &t, err);
+	if (rc) {
+		json_decref(t.out);
+		return rc;
+	}
+	*out = t.out;
+	return CSA_OK;
+}
