@@ -374,7 +374,7 @@ static void feedback_confirms_and_teaches(void **state)
 	json_decref(res);
 	for (int round = 0; round < 3; round++)
 		assert_int_equal(csa_pipeline_feedback(pipe_, "FB-1", did_copy, CSA_DT_PRIORITY, human,
-						       "lead", "customer said so", &err),
+						       "lead", "customer said so", 1, &err),
 				 0);
 	struct csa_ticket tk;
 	assert_int_equal(csa_store_load(ws->store, "FB-1", &tk, &err), 0);
@@ -392,7 +392,7 @@ static void feedback_confirms_and_teaches(void **state)
 	json_decref(res);
 	/* unknown decision and bad label are refused */
 	assert_int_equal(csa_pipeline_feedback(pipe_, "FB-1", "FB-1:classifier:99", CSA_DT_PRIORITY,
-					       "LOW", "lead", NULL, &err),
+					       "LOW", "lead", NULL, 1, &err),
 			 CSA_ENOENT);
 }
 

@@ -121,26 +121,33 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 	if (c < 0)
 		return c;
 	const char *cat = csa_dmodel_label(env->models[CSA_DT_CATEGORY], (size_t)c);
-	int p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, err);
-	if (p < 0)
-		return p;
-	const char *pri = csa_dmodel_label(env->models[CSA_DT_PRIORITY], (size_t)p);
+	/* A workspace may decide categories only (e.g. a history with no
+	 * priorities): the priority is then left to humans. */
+	int p = -1;
+	const char *pri = NULL;
+	if (env->models[CSA_DT_PRIORITY]) {
+		if ((p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, err)) < 0)
+			return p;
+		pri = csa_dmodel_label(env->models[CSA_DT_PRIORITY], (size_t)p);
+	}
 	const char *route = routing_for(env->cfg, cat);
 	char routing[96];
-	snprintf(routing, sizeof(routing), "%s%s", strcmp(pri, "CRITICAL") == 0 ? "urgent:" : "",
+	snprintf(routing, sizeof(routing), "%s%s", pri && strcmp(pri, "CRITICAL") == 0 ? "urgent:" : "",
 		 route);
-	out->decision = json_pack("{s:s, s:f, s:s, s:f, s:s, s:o}", "category", cat,
+	out->decision = json_pack("{s:s, s:f, s:s?, s:o, s:s}", "category", cat,
 				  "category_confidence", pc[c], "priority", pri,
-				  "priority_confidence", pp[p], "routing_suggestion", routing,
-				  "priority_alternatives",
-				  alternatives(env->models[CSA_DT_PRIORITY], pp, p, 2));
-	out->confidence = fmin(pc[c], pp[p]);
+				  "priority_confidence", pri ? json_real(pp[p]) : json_null(),
+				  "routing_suggestion", routing);
+	if (pri)
+		json_object_set_new(out->decision, "priority_alternatives",
+				    alternatives(env->models[CSA_DT_PRIORITY], pp, p, 2));
+	out->confidence = pri ? fmin(pc[c], pp[p]) : pc[c];
 	out->alternatives = alternatives(env->models[CSA_DT_CATEGORY], pc, c, 3);
 	snprintf(out->rationale, sizeof(out->rationale),
 		 "category %s (%.0f%%) and priority %s (%.0f%%) from the customer's words, tier "
 		 "%s and %s sentiment; routed to %s",
-		 cat, 100 * pc[c], pri, 100 * pp[p], in->tier ? in->tier : "unknown",
-		 sent_bucket(in->sentiment), routing);
+		 cat, 100 * pc[c], pri ? pri : "left to a human", pri ? 100 * pp[p] : 0.0,
+		 in->tier ? in->tier : "unknown", sent_bucket(in->sentiment), routing);
 	return CSA_OK;
 }
 

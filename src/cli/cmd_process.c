@@ -1,6 +1,7 @@
 /* csa process | ingest: run the agent pipeline. */
 #include "cli/cli.h"
 #include "base/json.h"
+#include "automation/control.h"
 #include "flow/pipeline.h"
 #include "store/ws.h"
 
@@ -18,13 +19,17 @@ int cmd_process(int argc, char **argv)
 	if (!ws)
 		return 1;
 	struct csa_pipeline *p = NULL;
+	struct csa_auto *a = NULL;
 	json_t *res = NULL;
 	int rc = csa_pipeline_open(ws, &p, &err);
+	if (!rc)
+		rc = csa_auto_open(ws, p, &a, &err);
 	if (!rc)
 		rc = csa_pipeline_process(p, id, &res, &err);
 	if (!rc)
 		csa_json_print(res, 1);
 	json_decref(res);
+	csa_auto_close(a);
 	csa_pipeline_free(p);
 	csa_ws_close(ws);
 	return rc ? cli_fail(&err) : 0;
@@ -40,16 +45,20 @@ int cmd_ingest(int argc, char **argv)
 		return 1;
 	struct csa_err err = {0};
 	struct csa_pipeline *p = NULL;
+	struct csa_auto *a = NULL;
 	json_t *doc = NULL, *res = NULL;
 	int rc = csa_json_load_arg(file, ws->cfg.limits.max_document_bytes, &doc, &err);
 	if (!rc)
 		rc = csa_pipeline_open(ws, &p, &err);
+	if (!rc)
+		rc = csa_auto_open(ws, p, &a, &err);
 	if (!rc)
 		rc = csa_pipeline_ingest(p, doc, &res, &err);
 	if (!rc)
 		csa_json_print(res, 1);
 	json_decref(res);
 	json_decref(doc);
+	csa_auto_close(a);
 	csa_pipeline_free(p);
 	csa_ws_close(ws);
 	return rc ? cli_fail(&err) : 0;

@@ -71,6 +71,28 @@ fail:
 	return rc ? rc : CSA_ENOMEM;
 }
 
+int csa_pipeline_reload_models(struct csa_pipeline *p, struct csa_err *err)
+{
+	char dir[4096];
+	csa_ws_path(p->ws, "models", dir, sizeof(dir));
+	struct csa_dmodel *fresh[CSA_DT_COUNT] = {0};
+	for (int t = 0; t < CSA_DT_COUNT; t++) {
+		int rc = csa_dmodel_load(dir, (enum csa_dtype)t, &fresh[t], err);
+		if (rc && rc != CSA_ENOENT) {
+			for (int k = 0; k < t; k++)
+				csa_dmodel_free(fresh[k]);
+			return rc;
+		}
+	}
+	/* Callers swap models only while no run is in flight (CLI, replay,
+	 * or the server's admin path, which holds the pipeline exclusively). */
+	for (int t = 0; t < CSA_DT_COUNT; t++) {
+		csa_dmodel_free(p->env.models[t]);
+		p->env.models[t] = fresh[t];
+	}
+	return CSA_OK;
+}
+
 void csa_pipeline_free(struct csa_pipeline *p)
 {
 	if (!p)
@@ -328,8 +350,8 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 			segment = csa_json_str(o.decision, "category");
 		for (int k = 0; k < 2; k++) {
 			enum csa_dtype t = agent_types[a][k];
-			if (t == CSA_DT_COUNT)
-				continue;
+			if (t == CSA_DT_COUNT || !csa_json_str(o.decision, value_key(t)))
+				continue; /* no such decision in this run */
 			int autonomous = ask_hook(p, tk, decision_id, t, &o, segment, digest, audit);
 			json_object_set_new(applied, csa_dtype_name(t), json_boolean(autonomous));
 			if (autonomous)
@@ -409,6 +431,8 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 	/* I: the analysis, for the team */
 	if (outs[0]) {
 		const char *pri = csa_json_str(outs[0], "priority");
+		if (!pri)
+			pri = csa_json_str(tk->t, "priority");
 		int esc = outs[2] && json_is_true(json_object_get(outs[2], "escalate"));
 		const char *complexity = strcmp(pri, "CRITICAL") == 0 ? "CRITICAL"
 					 : esc || strcmp(pri, "HIGH") == 0 ? "HIGH"
@@ -436,7 +460,7 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 	json_t *final = json_object();
 	if (outs[0])
 		json_object_set_new(final, "classification",
-				    json_pack("{s:O, s:O}", "category",
+				    json_pack("{s:O, s:O?}", "category",
 					      json_object_get(outs[0], "category"), "priority",
 					      json_object_get(outs[0], "priority")));
 	if (outs[1])
@@ -588,6 +612,7 @@ struct feedback_ctx {
 	struct csa_pipeline *p;
 	const char *decision_id, *value, *who, *notes;
 	enum csa_dtype type;
+	int learn;
 	int correct;
 };
 
@@ -635,7 +660,7 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 		json_decref(e);
 	}
 	*docs = CSA_DOC_ALL;
-	if (c->correct)
+	if (c->correct || !c->learn)
 		return CSA_OK;
 	/* teach the model on the same input the decision was made on */
 	struct csa_dmodel *m = c->p->env.models[c->type];
@@ -679,9 +704,9 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 
 int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const char *decision_id,
 			  enum csa_dtype type, const char *value, const char *who,
-			  const char *notes, struct csa_err *err)
+			  const char *notes, int learn, struct csa_err *err)
 {
-	struct feedback_ctx c = {p, decision_id, value, who, notes, type, 0};
+	struct feedback_ctx c = {p, decision_id, value, who, notes, type, learn, 0};
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, feedback_fn, &c, err);
 	if (!rc)
 		after(p, ticket_id, NULL);

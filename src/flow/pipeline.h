@@ -79,12 +79,15 @@ int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **resu
 /*
  * A human's decision on decision 'decision_id' of a ticket: marks it
  * human_confirmed with learning_feedback (correct, notes), applies the
- * human's value to the ticket (priority, ...), and teaches the model of
- * 'type' online when the AI was wrong.
+ * human's value to the ticket (priority, ...), and, when 'learn' is set,
+ * teaches the model of 'type' online if the AI was wrong.
  */
 int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const char *decision_id,
 			  enum csa_dtype type, const char *value, const char *who,
-			  const char *notes, struct csa_err *err);
+			  const char *notes, int learn, struct csa_err *err);
+
+/* Reload the models from models/ (after training or a rollback). */
+int csa_pipeline_reload_models(struct csa_pipeline *p, struct csa_err *err);
 
 /* The text a decision is made on: the customer's messages, oldest first,
  * joined by newlines, at most 'max' bytes from the end (UTF-8 safe). When
