@@ -57,6 +57,7 @@ static const char schema_sql[] =
 	" shown INTEGER NOT NULL, suggestion TEXT, confidence REAL, alternatives TEXT,"
 	" score REAL NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS tasks_open ON tasks(status, score);"
+	"CREATE INDEX IF NOT EXISTS tasks_ticket ON tasks(ticket_id, status);"
 	"CREATE TABLE IF NOT EXISTS alerts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	" created_ms INTEGER NOT NULL, type TEXT NOT NULL, severity TEXT NOT NULL,"
 	" scope TEXT NOT NULL, detail TEXT NOT NULL, open INTEGER NOT NULL DEFAULT 1);";
@@ -216,12 +217,12 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 		snprintf(t->key, sizeof(t->key), "%s", key);
 	}
 	size_t n;
-	size_t window = (size_t)cfg_num(a, "automation.window", 500) * 2;
+	size_t window = (size_t)cfg_num(a, "automation.window", 500);
 	struct csa_outcome *o = outcomes(a, type, segment, window, &n);
 	csa_readiness(o, n, &t->r);
 	double target = cfg_num(a, critical ? "automation.critical_target_accuracy"
 					    : "automation.target_accuracy",
-				critical ? 0.99 : 0.97);
+				critical ? 0.98 : 0.96);
 	double need = cfg_num(a, critical ? "automation.readiness_required_critical"
 					  : "automation.readiness_required",
 			      critical ? 0.9 : 0.8);
@@ -394,6 +395,30 @@ int csa_auto_review_list(struct csa_auto *a, const char *status, size_t limit, j
 	if (status)
 		sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	json_t *arr = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(arr, task_row(a, st));
+	sqlite3_finalize(st);
+	*out = arr;
+out:
+	pthread_mutex_unlock(&a->mu);
+	return rc;
+}
+
+int csa_auto_review_for_ticket(struct csa_auto *a, const char *ticket_id, json_t **out,
+			       struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	pthread_mutex_lock(&a->mu);
+	int rc = CSA_OK;
+	if (sqlite3_prepare_v2(a->db,
+			       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
+			       "ticket_id = ?1 ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK) {
+		rc = db_err(a, err, "listing a ticket's tasks");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
 	json_t *arr = json_array();
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(arr, task_row(a, st));
@@ -1173,16 +1198,25 @@ out:
  * §7.1) and anomalies of its segments in PHASE_4+. Caller holds a->mu. */
 static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 {
+	/* The accuracy that matters for safety is that of the decisions the
+	 * system made by itself, judged by sampled reviews. Decisions humans
+	 * made are right by definition and say nothing about automation. */
 	size_t win = (size_t)cfg_num(a, "automation.monitor.window", 200);
 	size_t min_s = (size_t)cfg_num(a, "automation.monitor.min_sample", 30);
-	size_t n;
-	struct csa_outcome *o = outcomes(a, type, NULL, win, &n);
-	if (!o)
+	sqlite3_stmt *st;
+	size_t n = 0, k = 0;
+	if (sqlite3_prepare_v2(a->db,
+			       "SELECT correct FROM decisions WHERE type = ?1 AND autonomous = 1 AND "
+			       "final IS NOT NULL ORDER BY reviewed_ms DESC LIMIT ?2",
+			       -1, &st, NULL) != SQLITE_OK)
 		return;
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		k += o[i].correct != 0;
-	free(o);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)win);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		n++;
+		k += sqlite3_column_int(st, 0) != 0;
+	}
+	sqlite3_finalize(st);
 	double acc = n ? (double)k / (double)n : 1;
 	int64_t recent = count_i64(a, "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 "
 				      "ORDER BY created_ms DESC LIMIT 200)", type, NULL);
@@ -1200,7 +1234,6 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 				      "Increase human oversight and retrain models"),
 			    events);
 		/* gradual: every autonomous segment of the type one phase down */
-		sqlite3_stmt *st;
 		if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT segment FROM decisions WHERE type = ?1",
 				       -1, &st, NULL) == SQLITE_OK) {
 			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);

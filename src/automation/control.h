@@ -40,6 +40,9 @@ void csa_auto_close(struct csa_auto *a);
  * "created", "priority_score"}. */
 int csa_auto_review_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
 			 struct csa_err *err);
+/* Open tasks of one ticket. */
+int csa_auto_review_for_ticket(struct csa_auto *a, const char *ticket_id, json_t **out,
+			       struct csa_err *err);
 /* The most valuable open task (or *out = NULL when there is none). */
 int csa_auto_review_next(struct csa_auto *a, json_t **out, struct csa_err *err);
 /* A human decides a task. decision_ms: time taken to decide (< 0: unknown,

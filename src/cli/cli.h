@@ -59,5 +59,6 @@ int cmd_phase(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_alerts(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 #endif

@@ -341,6 +341,9 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 						     c.v[i].label[t]};
 			nr++;
 		}
+		if (nr < 20 || !csa_config_in_list(&ws->cfg, "automation.decision_types",
+						    csa_dtype_name((enum csa_dtype)t)))
+			continue; /* not decided by this workspace, or no human decisions yet */
 		struct csa_dmodel *m = NULL;
 		double acc = NAN;
 		int64_t t0 = csa_mono_ns();

@@ -360,14 +360,14 @@ json_t *csa_gen_next(struct csa_gen *g)
 
 	/* gold: category with a little label noise (ambiguity) */
 	int gold_cat = cat;
-	if (unif(g) < 0.03)
+	if (unif(g) < 0.015)
 		gold_cat = (int)pick_n(g, NCAT);
 	int prio = urg;
 	if (strcmp(tier, "PREMIUM") == 0 && prio == 2 && unif(g) < 0.75)
 		prio = 1;
 	if (angry && prio > 1 && unif(g) < 0.75)
 		prio--;
-	if (unif(g) < 0.04)
+	if (unif(g) < 0.02)
 		prio = (int)pick_n(g, 4);
 
 	const char *strategy;
@@ -383,7 +383,7 @@ json_t *csa_gen_next(struct csa_gen *g)
 		strategy = "ESCALATE_TO_HUMAN";
 	else
 		strategy = "TEMPLATE_RESPONSE";
-	if (unif(g) < 0.04)
+	if (unif(g) < 0.02)
 		strategy = (const char *[]){"AUTOMATED_RESOLUTION", "TEMPLATE_RESPONSE",
 					    "ESCALATE_TO_HUMAN", "ESCALATE_TO_TECHNICAL",
 					    "REQUEST_MORE_INFO"}[pick_n(g, 5)];

@@ -1,0 +1,528 @@
+/* The replay simulator. */
+#include "automation/replay.h"
+#include "agents/dmodel.h"
+#include "automation/control.h"
+#include "base/fsops.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "flow/import.h"
+#include "flow/pipeline.h"
+#include "model/dataset.h"
+#include "store/ticket.h"
+#include "store/ws.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void csa_replay_opts_default(struct csa_replay_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->human_accuracy = 1.0;
+	o->seed = 1;
+	o->bootstrap = 500;
+	o->retrain = 1000;
+	o->tick = 25;
+}
+
+/* ---- input: import-format JSONL or CSV rows as tickets --------------------- */
+
+struct stream {
+	json_t **t; /* import-format tickets with "gold" */
+	size_t n, cap;
+};
+
+static int push(struct stream *s, json_t *t)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 4096;
+		json_t **nt = realloc(s->t, cap * sizeof(*nt));
+		if (!nt)
+			return CSA_ENOMEM;
+		s->t = nt;
+		s->cap = cap;
+	}
+	s->t[s->n++] = t;
+	return CSA_OK;
+}
+
+static int load_jsonl(const char *path, struct stream *s, struct csa_err *err)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return csa_error_sys(err, "cannot open '%s'", path);
+	char *buf = NULL;
+	size_t cap = 0, line = 0;
+	ssize_t n;
+	int rc = CSA_OK;
+	while (rc == CSA_OK && (n = getline(&buf, &cap, f)) >= 0) {
+		line++;
+		if (n <= 1)
+			continue;
+		char where[300];
+		snprintf(where, sizeof(where), "%s line %zu", path, line);
+		json_t *t;
+		if ((rc = csa_json_parse(buf, (size_t)n, where, &t, err)))
+			break;
+		if (!json_is_object(json_object_get(t, "gold"))) {
+			json_decref(t);
+			rc = csa_error(err, CSA_EINVAL, "%s: no 'gold' decisions", where);
+			break;
+		}
+		if (push(s, t)) {
+			json_decref(t);
+			rc = csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);
+		}
+	}
+	free(buf);
+	fclose(f);
+	return rc;
+}
+
+static int load_csv(const char *path, const char *tc, const char *lc, struct stream *s,
+		    struct csa_err *err)
+{
+	struct csa_dataset ds = {0};
+	int rc = csa_dataset_load(path, tc, lc, &ds, err);
+	for (size_t i = 0; rc == CSA_OK && i < ds.n; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "R%07zu", s->n + 1);
+		json_t *t = json_pack("{s:s, s:[{s:s, s:s}], s:{s:s, s:s, s:s}}", "ticket_id", id,
+				      "messages", "sender", "customer", "content", ds.text[i], "gold",
+				      "category", ds.label[i], "priority", "MEDIUM", "strategy",
+				      "TEMPLATE_RESPONSE");
+		if (!t || push(s, t))
+			rc = csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);
+	}
+	csa_dataset_release(&ds);
+	return rc;
+}
+
+/* ---- the simulated human ------------------------------------------------------ */
+
+struct rng {
+	uint64_t s;
+};
+
+static double unif(struct rng *r)
+{
+	r->s ^= r->s << 13;
+	r->s ^= r->s >> 7;
+	r->s ^= r->s << 17;
+	return (double)(r->s >> 11) / 9007199254740992.0;
+}
+
+static const char *gold_of(const json_t *gold, const char *type)
+{
+	if (strcmp(type, "escalation") == 0) {
+		const char *p = csa_json_str(gold, "escalation_path");
+		return p ? p : "NONE";
+	}
+	return csa_json_str(gold, type);
+}
+
+/* ---- statistics ------------------------------------------------------------------ */
+
+struct tally {
+	long tickets, decisions, autonomous, auto_correct, critical_errors, human;
+};
+
+struct phase_row {
+	int phase;
+	long start;
+	struct tally t;
+};
+
+static json_t *tally_json(const struct tally *t)
+{
+	return json_pack("{s:I, s:I, s:o, s:o, s:I, s:I}", "tickets", (json_int_t)t->tickets,
+			 "decisions", (json_int_t)t->decisions, "autonomous_rate",
+			 t->decisions ? json_real((double)t->autonomous / (double)t->decisions)
+				      : json_null(),
+			 "autonomous_accuracy",
+			 t->autonomous ? json_real((double)t->auto_correct / (double)t->autonomous)
+				       : json_null(),
+			 "critical_errors", (json_int_t)t->critical_errors, "human_decisions",
+			 (json_int_t)t->human);
+}
+
+static void add(struct tally *t, const struct tally *d)
+{
+	t->tickets += d->tickets;
+	t->decisions += d->decisions;
+	t->autonomous += d->autonomous;
+	t->auto_correct += d->auto_correct;
+	t->critical_errors += d->critical_errors;
+	t->human += d->human;
+}
+
+/* ---- SVG ------------------------------------------------------------------------- */
+
+static int write_svg(const char *path, const double *rate, const double *acc, size_t n,
+		     const struct phase_row *ph, size_t nph, struct csa_err *err)
+{
+	size_t cap = 1 << 16, len = 0;
+	char *b = malloc(cap);
+	if (!b)
+		return csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'", path);
+#define P(...)                                                                         \
+	do {                                                                           \
+		int w_ = snprintf(b + len, cap - len, __VA_ARGS__);                    \
+		if (w_ > 0 && len + (size_t)w_ + 256 >= cap) {                         \
+			cap = (cap + (size_t)w_) * 2;                                  \
+			char *nb_ = realloc(b, cap);                                   \
+			if (!nb_) {                                                    \
+				free(b);                                               \
+				return csa_error(err, CSA_ENOMEM, "out of memory");    \
+			}                                                              \
+			b = nb_;                                                       \
+			w_ = snprintf(b + len, cap - len, __VA_ARGS__);                \
+		}                                                                      \
+		len += (size_t)(w_ > 0 ? w_ : 0);                                      \
+	} while (0)
+	const double W = 900, H = 360, L = 50, T = 20, PW = 820, PH = 300;
+	P("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+	  "font-family=\"sans-serif\" font-size=\"11\">\n",
+	  W, H + 20);
+	P("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"#fafafa\" "
+	  "stroke=\"#999\"/>\n",
+	  L, T, PW, PH);
+	for (int g = 0; g <= 4; g++)
+		P("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.0f\" "
+		  "y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n",
+		  L, L + PW, T + PH * g / 4.0, T + PH * g / 4.0, L - 4, T + PH * g / 4.0 + 4,
+		  100 - 25 * g);
+	for (size_t i = 0; i < nph; i++) {
+		double x = L + PW * (double)ph[i].start / (double)(n ? n : 1);
+		P("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#c33\" "
+		  "stroke-dasharray=\"4 3\"/><text x=\"%.1f\" y=\"%.0f\" fill=\"#c33\">P%d</text>\n",
+		  x, x, T, T + PH, x + 3, T + 12, ph[i].phase);
+	}
+	const double *series[2] = {rate, acc};
+	const char *colour[2] = {"#1f77b4", "#2ca02c"};
+	for (int s = 0; s < 2; s++) {
+		P("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", colour[s]);
+		for (size_t i = 0; i < n; i += n > 2000 ? n / 2000 : 1)
+			if (!isnan(series[s][i]))
+				P("%.1f,%.1f ", L + PW * (double)i / (double)n,
+				  T + PH * (1 - series[s][i]));
+		P("\"/>\n");
+	}
+	P("<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">autonomous rate</text><text x=\"%.0f\" "
+	  "y=\"%.0f\" fill=\"%s\">autonomous accuracy</text><text x=\"%.0f\" y=\"%.0f\" "
+	  "text-anchor=\"end\">tickets (rolling window of 500) - %zu</text>\n</svg>\n",
+	  L, H + 14, colour[0], L + 130, H + 14, colour[1], L + PW, H + 14, n);
+#undef P
+	int rc = csa_fs_write_atomic(path, b, len, err);
+	free(b);
+	return rc;
+}
+
+/* ---- the run ----------------------------------------------------------------------- */
+
+static int setup_workspace(const struct csa_replay_opts *o, const struct stream *s, char *dir,
+			   size_t dirsz, struct csa_err *err)
+{
+	if (o->workdir)
+		snprintf(dir, dirsz, "%s", o->workdir);
+	else {
+		const char *tmp = getenv("TMPDIR");
+		snprintf(dir, dirsz, "%s/csa-replay-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		if (!mkdtemp(dir))
+			return csa_error_sys(err, "cannot create a scratch workspace");
+	}
+	int rc = csa_ws_init(dir, err);
+	if (rc || !o->text_col)
+		return rc;
+	/* category-only data: its labels are the taxonomy */
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/csa.json", dir);
+	json_t *cfg;
+	if ((rc = csa_json_load_file(path, 1 << 20, &cfg, err)))
+		return rc;
+	json_t *cats = json_array();
+	for (size_t i = 0; i < s->n; i++) {
+		json_t *l = json_object_get(json_object_get(s->t[i], "gold"), "category");
+		size_t k;
+		json_t *v;
+		int seen = 0;
+		json_array_foreach(cats, k, v) seen |= json_equal(v, l);
+		if (!seen)
+			json_array_append(cats, l);
+	}
+	json_object_set_new(json_object_get(cfg, "taxonomy"), "categories", cats);
+	json_object_set_new(cfg, "automation", json_pack("{s:[s]}", "decision_types", "category"));
+	char *txt;
+	size_t len;
+	if ((rc = csa_json_dump(cfg, 1, &txt, &len, err)) == CSA_OK) {
+		rc = csa_fs_write_atomic(path, txt, len, err);
+		free(txt);
+	}
+	json_decref(cfg);
+	return rc;
+}
+
+int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err)
+{
+	int64_t t0 = csa_mono_ns();
+	struct stream s = {0};
+	int rc = CSA_OK;
+	char *files = strdup(o->data ? o->data : "");
+	for (char *save = NULL, *f = strtok_r(files, ",", &save); f && rc == CSA_OK;
+	     f = strtok_r(NULL, ",", &save))
+		rc = o->text_col ? load_csv(f, o->text_col, o->label_col, &s, err)
+				 : load_jsonl(f, &s, err);
+	free(files);
+	if (rc == CSA_OK && s.n <= o->bootstrap)
+		rc = csa_error(err, CSA_EINVAL, "replay needs more than the %u bootstrap tickets, got %zu",
+			       o->bootstrap, s.n);
+	char dir[4096] = "";
+	struct csa_ws *ws = NULL;
+	struct csa_pipeline *p = NULL;
+	struct csa_auto *a = NULL;
+	if (rc == CSA_OK)
+		rc = setup_workspace(o, &s, dir, sizeof(dir), err);
+	if (rc == CSA_OK)
+		rc = csa_ws_open(dir, &ws, err);
+
+	/* Bootstrap: the first tickets are history the team already decided. */
+	for (size_t i = 0; rc == CSA_OK && i < o->bootstrap; i++) {
+		struct csa_ticket tk;
+		if ((rc = csa_import_ticket(ws, s.t[i], i + 1, &tk, err)) == CSA_OK) {
+			rc = csa_store_commit(ws->store, &tk, CSA_DOC_ALL, err);
+			csa_ticket_release(&tk);
+		}
+	}
+	json_t *tr = NULL;
+	if (rc == CSA_OK && (rc = csa_import_train(ws, (unsigned)o->seed, &tr, err)) == CSA_OK)
+		json_decref(tr);
+	if (rc == CSA_OK)
+		rc = csa_pipeline_open(ws, &p, err);
+	if (rc == CSA_OK)
+		rc = csa_auto_open(ws, p, &a, err);
+
+	struct rng rng = {o->seed * 0x9E3779B97F4A7C15ULL + 7};
+	size_t n = s.n - o->bootstrap;
+	struct tally *per = calloc(n ? n : 1, sizeof(*per));
+	int *phase_at = calloc(n ? n : 1, sizeof(int));
+	json_t *types = json_object(), *events = json_array();
+	json_t *dtypes = ws ? csa_config_get(&ws->cfg, "automation.decision_types") : NULL;
+	for (size_t i = 0; rc == CSA_OK && i < n; i++) {
+		json_t *h = s.t[o->bootstrap + i];
+		json_t *gold = json_object_get(h, "gold");
+		/* the ticket as it arrives: its first message, no gold */
+		json_t *doc = json_object();
+		static const char *const keys[] = {"ticket_id", "client_name", "company_name",
+						   "customer", "platform", "channel"};
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+			if (json_object_get(h, keys[k]))
+				json_object_set(doc, keys[k], json_object_get(h, keys[k]));
+		json_t *first = json_deep_copy(json_array_get(json_object_get(h, "messages"), 0));
+		json_object_set_new(doc, "messages", json_pack("[o]", first ? first : json_object()));
+		char fake_now[32];
+		int64_t created;
+		if (csa_ts_parse(csa_json_str(h, "created_at"), &created) == 0) {
+			snprintf(fake_now, sizeof(fake_now), "%lld", (long long)created);
+			setenv("CSA_FAKE_NOW_MS", fake_now, 1);
+		}
+		json_t *res = NULL;
+		rc = csa_pipeline_ingest(p, doc, &res, err);
+		json_decref(doc);
+		if (rc)
+			break;
+		const char *tid = csa_json_str(res, "ticket_id");
+		phase_at[i] = csa_phase_num(csa_json_str(ws->cfg.root, "phase"));
+		struct tally *t = &per[i];
+		t->tickets = 1;
+		/* what the AI did, judged against the gold */
+		static const char *const agents[] = {"classifier", "selector", "escalation"};
+		static const char *const vkeys[] = {"category", "priority", "strategy",
+						    "escalation_path"};
+		for (int ag = 0; ag < 3; ag++) {
+			json_t *dec = json_object_get(json_object_get(json_object_get(res, "agent_decisions"),
+								      agents[ag]),
+						      "decision");
+			json_t *applied = json_object_get(dec, "applied_autonomously");
+			const char *k;
+			json_t *v;
+			json_object_foreach(applied, k, v)
+			{
+				const char *vk = strcmp(k, "escalation") == 0 ? vkeys[3] : k;
+				const char *ai = csa_json_str(dec, vk);
+				const char *g = gold_of(gold, k);
+				int right = ai && g && strcmp(ai, g) == 0;
+				json_t *ty = json_object_get(types, k);
+				if (!ty) {
+					ty = json_pack("{s:i, s:i, s:i}", "decisions", 0, "autonomous", 0,
+						       "autonomous_correct", 0);
+					json_object_set_new(types, k, ty);
+				}
+				json_object_set_new(ty, "decisions",
+						    json_integer(csa_json_int(ty, "decisions", 0) + 1));
+				t->decisions++;
+				if (json_is_true(v)) {
+					t->autonomous++;
+					t->auto_correct += right;
+					json_object_set_new(ty, "autonomous", json_integer(csa_json_int(ty, "autonomous", 0) + 1));
+					json_object_set_new(ty, "autonomous_correct", json_integer(csa_json_int(ty, "autonomous_correct", 0) + right));
+					const char *gp = csa_json_str(gold, "priority");
+					if (!right && ((gp && strcmp(gp, "CRITICAL") == 0) ||
+						       (strcmp(k, "strategy") == 0 &&
+							strcmp(ai, "AUTOMATED_RESOLUTION") == 0)))
+						t->critical_errors++;
+				}
+			}
+		}
+		/* the human works this ticket's tasks */
+		json_t *tasks = NULL;
+		if (tid && (rc = csa_auto_review_for_ticket(a, tid, &tasks, err)) == CSA_OK) {
+			size_t k;
+			json_t *task;
+			json_array_foreach(tasks, k, task)
+			{
+				const char *type = csa_json_str(task, "decision_type");
+				const char *g = gold_of(gold, type);
+				json_t *labels = json_object_get(task, "labels");
+				const char *value = g;
+				if (unif(&rng) >= o->human_accuracy && json_array_size(labels) > 1)
+					value = json_string_value(json_array_get(
+						labels, (size_t)(unif(&rng) * (double)json_array_size(labels))));
+				if (!value || !dtypes)
+					continue;
+				const char *sug = csa_json_str(task, "suggestion");
+				int audit = strcmp(csa_json_str(task, "kind"), "audit") == 0;
+				/* seconds a person needs: 60 alone, less with a right
+				 * suggestion to confirm, more with a wrong one */
+				double secs = 60 * (0.7 + 0.6 * unif(&rng));
+				if (sug)
+					secs *= strcmp(sug, value) == 0 ? 0.4 : 1.2;
+				if (audit)
+					secs *= 0.5;
+				json_t *out = NULL;
+				rc = csa_auto_review_decide(a, csa_json_int(task, "task_id", 0), value,
+							    "replay-human", NULL, (int64_t)(secs * 1000),
+							    &out, err);
+				json_decref(out);
+				if (rc)
+					break;
+				if (!audit)
+					t->human++;
+			}
+			json_decref(tasks);
+		}
+		json_decref(res);
+		if (rc)
+			break;
+		if ((i + 1) % o->tick == 0) {
+			json_t *ev = NULL;
+			if ((rc = csa_auto_tick(a, 1, &ev, err)))
+				break;
+			size_t k;
+			json_t *e;
+			json_array_foreach(ev, k, e)
+			{
+				json_object_set_new(e, "ticket", json_integer((json_int_t)i));
+				json_array_append(events, e);
+			}
+			json_decref(ev);
+		}
+		if (o->retrain && (i + 1) % o->retrain == 0) {
+			if ((rc = csa_import_train(ws, (unsigned)o->seed, &tr, err)) == CSA_OK) {
+				json_decref(tr);
+				rc = csa_pipeline_reload_models(p, err);
+			}
+		}
+		if (!o->quiet && (i + 1) % 1000 == 0)
+			fprintf(stderr, "replay: %zu/%zu tickets, %s\n", i + 1, n,
+				csa_json_str(ws->cfg.root, "phase"));
+	}
+	unsetenv("CSA_FAKE_NOW_MS");
+
+	if (rc == CSA_OK) {
+		/* phases as the stream lived them */
+		struct phase_row ph[64];
+		size_t nph = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (nph == 0 || ph[nph - 1].phase != phase_at[i]) {
+				if (nph == 64)
+					break;
+				ph[nph++] = (struct phase_row){phase_at[i], (long)i, {0}};
+			}
+			add(&ph[nph - 1].t, &per[i]);
+		}
+		json_t *phases = json_array();
+		for (size_t k = 0; k < nph; k++) {
+			json_t *j = tally_json(&ph[k].t);
+			char name[8];
+			snprintf(name, sizeof(name), "PHASE_%d", ph[k].phase);
+			json_object_set_new(j, "phase", json_string(name));
+			json_object_set_new(j, "start_ticket", json_integer(ph[k].start));
+			json_array_append_new(phases, j);
+		}
+		struct tally fin = {0}, all = {0};
+		for (size_t i = 0; i < n; i++) {
+			add(&all, &per[i]);
+			if (i >= n - n / 5)
+				add(&fin, &per[i]);
+		}
+		const char *k;
+		json_t *v;
+		json_object_foreach(types, k, v)
+		{
+			long d = (long)csa_json_int(v, "decisions", 0), au = (long)csa_json_int(v, "autonomous", 0);
+			json_object_set_new(v, "autonomous_rate", d ? json_real((double)au / (double)d) : json_null());
+			json_object_set_new(v, "autonomous_accuracy",
+					    au ? json_real((double)csa_json_int(v, "autonomous_correct", 0) / (double)au)
+					       : json_null());
+		}
+		json_t *final = tally_json(&fin);
+		json_object_set_new(final, "phase", json_string(csa_json_str(ws->cfg.root, "phase")));
+		*report = json_pack("{s:I, s:I, s:f, s:o, s:o, s:o, s:o, s:o, s:f, s:s}", "tickets",
+				    (json_int_t)n, "bootstrap_tickets", (json_int_t)o->bootstrap,
+				    "human_accuracy", o->human_accuracy, "phases", phases, "final",
+				    final, "overall", tally_json(&all), "decision_types", types,
+				    "events", events, "seconds",
+				    (double)(csa_mono_ns() - t0) / 1e9, "workspace", dir);
+		types = events = NULL;
+		if (o->svg) {
+			double *rate = malloc(n * sizeof(double)), *acc = malloc(n * sizeof(double));
+			struct tally w = {0};
+			for (size_t i = 0; rate && acc && i < n; i++) {
+				add(&w, &per[i]);
+				if (i >= 500) {
+					struct tally *old = &per[i - 500];
+					w.decisions -= old->decisions;
+					w.autonomous -= old->autonomous;
+					w.auto_correct -= old->auto_correct;
+				}
+				rate[i] = w.decisions ? (double)w.autonomous / (double)w.decisions : NAN;
+				acc[i] = w.autonomous ? (double)w.auto_correct / (double)w.autonomous : NAN;
+			}
+			if (rate && acc)
+				rc = write_svg(o->svg, rate, acc, n, ph, nph, err);
+			free(rate);
+			free(acc);
+		}
+	}
+	json_decref(types);
+	json_decref(events);
+	free(per);
+	free(phase_at);
+	csa_auto_close(a);
+	csa_pipeline_free(p);
+	csa_ws_close(ws);
+	for (size_t i = 0; i < s.n; i++)
+		json_decref(s.t[i]);
+	free(s.t);
+	if (!o->workdir && dir[0]) {
+		char cmd[4200];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "replay: could not remove %s\n", dir);
+		if (rc == CSA_OK)
+			json_object_set_new(*report, "workspace", json_null());
+	}
+	return rc;
+}

@@ -1,0 +1,35 @@
+/*
+ * The replay simulator: labelled history streamed in time order through
+ * the real pipeline and automation controller in a scratch workspace, the
+ * gold label acting as the human (right with probability human_accuracy),
+ * phases advancing by themselves when their gates pass and falling back
+ * when safety demands. It shows a team what automation its own history
+ * would reach before going live.
+ */
+#ifndef CSA_AUTOMATION_REPLAY_H
+#define CSA_AUTOMATION_REPLAY_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "base/err.h"
+
+struct csa_replay_opts {
+	const char *data;      /* comma-separated files, streamed in order */
+	const char *text_col;  /* CSV mode (category only) when set */
+	const char *label_col;
+	double human_accuracy; /* 0..1 */
+	uint64_t seed;
+	unsigned bootstrap;    /* tickets recorded as history before the first model */
+	unsigned retrain;      /* retrain every this many tickets */
+	unsigned tick;         /* controller tick every this many tickets */
+	const char *workdir;   /* scratch workspace (created; kept) or NULL for a temp one */
+	const char *svg;       /* write the chart here when set */
+	int quiet;
+};
+
+void csa_replay_opts_default(struct csa_replay_opts *o);
+
+/* Run; *report as documented in docs/AUTOMATION.md. */
+int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err);
+
+#endif
