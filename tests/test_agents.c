@@ -190,7 +190,7 @@ static void generator_is_deterministic_and_valid(void **state)
 	(void)state;
 	struct csa_gen *a = csa_gen_new(5, 0), *b = csa_gen_new(5, 0), *c = csa_gen_new(6, 0);
 	int differ = 0;
-	for (int i = 0; i < 200; i++) {
+	for (int i = 0; i < 3000; i++) {
 		json_t *x = csa_gen_next(a), *y = csa_gen_next(b), *z = csa_gen_next(c);
 		assert_true(json_equal(x, y));
 		differ |= !json_equal(x, z);
@@ -200,6 +200,8 @@ static void generator_is_deterministic_and_valid(void **state)
 		assert_true(csat >= 1 && csat <= 5);
 		size_t turns = json_array_size(json_object_get(x, "messages"));
 		assert_true(turns >= 1 && turns <= 5);
+		assert_non_null(csa_json_str(json_array_get(json_object_get(x, "messages"), 0),
+					     "content"));
 		json_decref(x);
 		json_decref(y);
 		json_decref(z);

@@ -2,6 +2,7 @@
 #include "gen/gen.h"
 #include "base/ts.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,7 +253,9 @@ static void typos(struct csa_gen *g, char *t, double rate)
 		if (t[i - 1] != ' ' || unif(g) >= rate)
 			continue;
 		size_t j = i + 1 + pick_n(g, 2);
-		if (j + 1 >= n || t[j] == ' ' || t[j + 1] == ' ')
+		/* ASCII letters only: never split a UTF-8 sequence */
+		if (j + 1 >= n || !isalpha((unsigned char)t[j]) || !isalpha((unsigned char)t[j + 1]) ||
+		    (unsigned char)t[j] >= 0x80 || (unsigned char)t[j + 1] >= 0x80)
 			continue;
 		if (unif(g) < 0.5) {
 			char c = t[j];

@@ -1,0 +1,602 @@
+/* Progressive automation: statistics, the audit ledger, gates, alerts and
+ * safety fallbacks, rollback points, and a replay's phase journey. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "automation/control.h"
+#include "automation/ledger.h"
+#include "automation/replay.h"
+#include "automation/stats.h"
+#include "base/fsops.h"
+#include "base/json.h"
+#include "flow/pipeline.h"
+#include "gen/gen.h"
+#include "model/linear.h"
+#include "store/ws.h"
+#include "support/tutil.h"
+
+/* ---- statistics ------------------------------------------------------------ */
+
+static void statistics(void **state)
+{
+	(void)state;
+	assert_float_equal(csa_wilson_lower(45, 50, 1.96), 0.7863950966, 1e-9);
+	assert_float_equal(csa_wilson_lower(100, 100, 1.96), 0.9630051925, 1e-9);
+	assert_float_equal(csa_wilson_lower(970, 1000, 1.96), 0.9574963185, 1e-9);
+	assert_float_equal(csa_wilson_lower(0, 0, 1.96), 0, 0);
+	/* a lucky small sample does not look like a large good one */
+	assert_true(csa_wilson_lower(10, 10, 1.96) < 0.75);
+
+	struct csa_outcome o[400];
+	for (int i = 0; i < 400; i++) /* confident ones right, unsure ones 50/50 */
+		o[i] = (struct csa_outcome){i % 2 ? 0.99 : 0.55, i % 2 ? 1 : (i % 4 == 0)};
+	struct csa_readiness r;
+	csa_readiness(o, 400, &r);
+	assert_float_equal(r.success_rate, 0.75, 1e-9);
+	assert_float_equal(r.consistency, 1.0, 1e-9);
+	assert_float_equal(r.score, 0.4 * r.success_rate + 0.3 * r.consistency + 0.3 * r.confidence_accuracy, 1e-12);
+	assert_true(r.confidence_accuracy > 0.9);
+	double t = csa_threshold_for_accuracy(o, 400, 0.95, 1.96, 50);
+	assert_float_equal(t, 0.99, 1e-12); /* only the confident half qualifies */
+	assert_true(csa_threshold_for_accuracy(o, 400, 0.999, 1.96, 50) > 1);
+	/* drift in time lowers consistency */
+	for (int i = 0; i < 400; i++)
+		o[i] = (struct csa_outcome){0.9, i < 200};
+	csa_readiness(o, 400, &r);
+	assert_true(r.consistency < 0.1);
+
+	double e[10] = {10, 20, 30, 40, 50, 50, 40, 30, 20, 10}, same[10];
+	memcpy(same, e, sizeof(e));
+	double shifted[10] = {50, 40, 30, 20, 10, 10, 20, 30, 40, 50};
+	assert_true(csa_psi(e, same, 10) < 1e-9);
+	assert_true(csa_psi(e, shifted, 10) > 0.25);
+
+	/* review sampling: 100% at first, towards the floor, uncertain first */
+	assert_float_equal(csa_review_probability(0, 0.05, 200, 0.95, 0.95, 0.7), 1.0, 1e-9);
+	double late = csa_review_probability(2000, 0.05, 200, 0.95, 0.95, 0.7);
+	assert_true(late < 0.06 && late >= 0.05 * 0.3);
+	assert_true(csa_review_probability(2000, 0.05, 200, 0.80, 0.95, 0.7) >
+		    csa_review_probability(2000, 0.05, 200, 0.99, 0.95, 0.7));
+}
+
+/* ---- ledger ------------------------------------------------------------------ */
+
+static char *read_file(const char *p)
+{
+	char *b;
+	size_t n;
+	return csa_fs_read_all(p, 1 << 24, &b, &n, NULL) == 0 ? b : NULL;
+}
+
+static int verify_ok(const char *path, int64_t *bad_seq)
+{
+	json_t *r;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	int ok = json_is_true(json_object_get(r, "ok"));
+	*bad_seq = csa_json_int(r, "first_bad_seq", 0);
+	json_decref(r);
+	return ok;
+}
+
+static void ledger_detects_tampering(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("ledger");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
+	struct csa_ledger *l;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ledger_open(path, &l, &err), 0);
+	for (int i = 0; i < 6; i++) {
+		json_t *p = json_pack("{s:i, s:s}", "n", i, "value", "BILLING_INQUIRY");
+		assert_int_equal(csa_ledger_append(l, "decision", i % 2 ? "T1" : "T2", p, NULL, &err), 0);
+		json_decref(p);
+	}
+	csa_ledger_close(l);
+	int64_t bad;
+	assert_true(verify_ok(path, &bad));
+	json_t *trail;
+	assert_int_equal(csa_ledger_trail(path, "T1", &trail, &err), 0);
+	assert_int_equal(json_array_size(trail), 3);
+	json_decref(trail);
+	char *orig = read_file(path);
+	char *lines[6];
+	char *save = NULL, *copy = strdup(orig);
+	for (int i = 0; i < 6; i++)
+		lines[i] = strtok_r(i ? NULL : copy, "\n", &save);
+	char buf[8192];
+	/* edited */
+	char *ed = strdup(orig);
+	char *hit = strstr(strstr(ed, "\"seq\":3"), "BILLING");
+	memcpy(hit, "BULLING", 7);
+	t_write(path, ed);
+	assert_false(verify_ok(path, &bad));
+	assert_int_equal(bad, 3);
+	free(ed);
+	/* removed */
+	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n", lines[0], lines[1], lines[3], lines[4], lines[5]);
+	t_write(path, buf);
+	assert_false(verify_ok(path, &bad));
+	assert_int_equal(bad, 3);
+	/* reordered */
+	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n%s\n", lines[0], lines[2], lines[1], lines[3], lines[4], lines[5]);
+	t_write(path, buf);
+	assert_false(verify_ok(path, &bad));
+	assert_int_equal(bad, 2);
+	/* inserted (a copy of a record) */
+	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n%s\n%s\n", lines[0], lines[1], lines[1], lines[2], lines[3], lines[4], lines[5]);
+	t_write(path, buf);
+	assert_false(verify_ok(path, &bad));
+	assert_int_equal(bad, 3);
+	/* torn tail */
+	snprintf(buf, sizeof(buf), "%s\n%s\n%.20s", lines[0], lines[1], lines[2]);
+	t_write(path, buf);
+	assert_false(verify_ok(path, &bad));
+	assert_int_equal(bad, 3);
+	free(copy);
+	free(orig);
+
+	/* several processes append concurrently: one valid chain */
+	unlink(path);
+	pid_t pids[4];
+	for (int w = 0; w < 4; w++) {
+		if ((pids[w] = fork()) == 0) {
+			struct csa_ledger *cl;
+			if (csa_ledger_open(path, &cl, NULL))
+				_exit(2);
+			for (int i = 0; i < 50; i++) {
+				json_t *p = json_pack("{s:i, s:i}", "writer", w, "i", i);
+				if (csa_ledger_append(cl, "decision", NULL, p, NULL, NULL))
+					_exit(3);
+				json_decref(p);
+			}
+			csa_ledger_close(cl);
+			_exit(0);
+		}
+	}
+	for (int w = 0; w < 4; w++) {
+		int st;
+		waitpid(pids[w], &st, 0);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	json_t *r;
+	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(csa_json_int(r, "records", 0), 200);
+	json_decref(r);
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* ---- controller over a workspace with synthetic decisions --------------------- */
+
+struct fx {
+	char *dir;
+	struct csa_ws *ws;
+	struct csa_pipeline *p;
+	struct csa_auto *a;
+};
+
+static struct fx fx;
+
+static int open_fx(void)
+{
+	struct csa_err err = {0};
+	if (csa_ws_open(fx.dir, &fx.ws, &err) || csa_pipeline_open(fx.ws, &fx.p, &err) ||
+	    csa_auto_open(fx.ws, fx.p, &fx.a, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static void close_fx(void)
+{
+	csa_auto_close(fx.a);
+	csa_pipeline_free(fx.p);
+	csa_ws_close(fx.ws);
+	fx.a = NULL;
+	fx.p = NULL;
+	fx.ws = NULL;
+}
+
+/* A real (tiny) category model, different for each seed. */
+static void write_model(const char *path, unsigned seed)
+{
+	static const char *const labels[] = {"TECHNICAL_ISSUE", "BILLING_INQUIRY"};
+	struct csa_example ex[] = {{"login fails", NULL, 0, 0}, {"invoice twice", NULL, 0, 1},
+				   {"app crash", NULL, 0, 0}, {"refund please", NULL, 0, 1}};
+	struct csa_train_opts o;
+	csa_train_opts_default(&o);
+	o.feat.bits = 10;
+	o.seed = seed;
+	o.epochs = 1 + seed;
+	struct csa_linear *m;
+	struct csa_err err = {0};
+	assert_int_equal(csa_linear_train(labels, 2, ex, 4, NULL, 0, &o, &m, &err), 0);
+	assert_int_equal(csa_linear_save(m, path, &err), 0);
+	csa_linear_free(m);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	fx.dir = t_tmpdir("auto");
+	if (csa_ws_init(fx.dir, &err))
+		return -1;
+	return open_fx();
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	close_fx();
+	t_rmrf(fx.dir);
+	free(fx.dir);
+	return 0;
+}
+
+/* n decisions of (type, segment) in 'phase': the first 'correct' right,
+ * 'autonomous' of them autonomous; all reviewed in 'ms' each. */
+static void add_decisions(const char *type, const char *seg, int phase, int n, int correct,
+			  int autonomous, int ms, int critical)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	static int seq = 0;
+	for (int i = 0; i < n; i++) {
+		int id = ++seq;
+		char *sql = sqlite3_mprintf(
+			"INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
+			"threshold, autonomous, critical, created_ms, final, correct, reviewed_ms, "
+			"reviewer, decision_ms) VALUES('d%d#%s', 't%d', '%s', '%s', %d, 'X', %f, 0.9, "
+			"%d, %d, %d, %s, %d, %d, 'test', %d)",
+			id, type, id, type, seg, phase, i < correct ? 0.97 : 0.6, i < autonomous,
+			critical, id, i < correct ? "'X'" : "'Y'", i < correct, id, ms);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+}
+
+static json_t *segment_gate(json_t *ev, const char *type, const char *seg)
+{
+	size_t i;
+	json_t *g;
+	json_array_foreach(json_object_get(ev, "segments"), i, g) if (
+		strcmp(csa_json_str(g, "decision_type"), type) == 0 &&
+		strcmp(csa_json_str(g, "segment"), seg) == 0) return g;
+	return NULL;
+}
+
+static int crit_pass(json_t *g, const char *name)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(g, "criteria"), i, c) if (
+		strcmp(csa_json_str(c, "criterion"), name) == 0) return json_is_true(json_object_get(c, "pass"));
+	fail_msg("no criterion %s", name);
+	return 0;
+}
+
+static void set_segment(const char *key, int phase)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation/state.json", fx.dir);
+	json_t *st = json_load_file(path, 0, NULL);
+	if (!st)
+		st = json_pack("{s:{}}", "segments");
+	json_object_set_new(json_object_get(st, "segments"), key, json_integer(phase));
+	json_dump_file(st, path, 0);
+	json_decref(st);
+}
+
+static void every_gate_passes_and_blocks(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev, *g;
+	/* PHASE_1 -> 2: blocked by too few decisions, then by accuracy, passes */
+	add_decisions("category", "A", 1, 50, 48, 0, 60000, 0);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	g = segment_gate(ev, "category", "A");
+	assert_false(json_is_true(json_object_get(g, "pass")));
+	assert_false(crit_pass(g, "decisions"));
+	assert_non_null(strstr(json_string_value(json_array_get(json_object_get(g, "blocking"), 0)),
+			       "need 50 more decisions"));
+	json_decref(ev);
+	add_decisions("category", "B", 1, 150, 100, 0, 60000, 0);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	g = segment_gate(ev, "category", "B");
+	assert_true(crit_pass(g, "decisions"));
+	assert_false(crit_pass(g, "heldout_accuracy_lower_bound"));
+	json_decref(ev);
+	add_decisions("category", "A", 1, 100, 100, 0, 60000, 0);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	assert_true(json_is_true(json_object_get(segment_gate(ev, "category", "A"), "pass")));
+	json_decref(ev);
+
+	/* PHASE_2 -> 3: time not reduced blocks; then passes */
+	set_segment("category/A", 2);
+	set_segment("category/C", 2);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	/* the workspace ceiling is PHASE_1: the segment is capped */
+	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &ev, &err), 0);
+	json_decref(ev);
+	add_decisions("category", "A", 2, 120, 110, 0, 58000, 0);
+	add_decisions("category", "C", 2, 120, 110, 0, 20000, 0);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	g = segment_gate(ev, "category", "A");
+	assert_false(crit_pass(g, "decision_time_ratio"));
+	assert_true(crit_pass(g, "agreement"));
+	g = segment_gate(ev, "category", "C");
+	assert_true(json_is_true(json_object_get(g, "pass")));
+	json_decref(ev);
+
+	/* PHASE_3 -> 4: a critical error blocks, low autonomy blocks */
+	set_segment("category/D", 3);
+	set_segment("category/E", 3);
+	set_segment("category/F", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &ev, &err), 0); /* PHASE_4 */
+	json_decref(ev);
+	add_decisions("category", "D", 3, 200, 200, 150, 5000, 0);
+	add_decisions("category", "E", 3, 200, 199, 200, 5000, 1); /* one wrong, critical */
+	add_decisions("category", "F", 3, 200, 200, 60, 5000, 0);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	assert_true(json_is_true(json_object_get(segment_gate(ev, "category", "D"), "pass")));
+	g = segment_gate(ev, "category", "E");
+	assert_true(crit_pass(g, "autonomous_rate"));
+	assert_false(crit_pass(g, "critical_errors"));
+	g = segment_gate(ev, "category", "F");
+	assert_false(crit_pass(g, "autonomous_rate"));
+	json_decref(ev);
+
+	/* PHASE_4 -> 5: needs 80% autonomy and no open critical alert */
+	set_segment("category/G", 4);
+	set_segment("category/H", 4);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &ev, &err), 0); /* PHASE_5 */
+	json_decref(ev);
+	add_decisions("category", "G", 4, 200, 200, 180, 5000, 0);
+	add_decisions("category", "H", 4, 200, 200, 120, 5000, 0);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	assert_true(json_is_true(json_object_get(segment_gate(ev, "category", "G"), "pass")));
+	assert_false(crit_pass(segment_gate(ev, "category", "H"), "autonomous_rate"));
+	json_decref(ev);
+	/* an advance without --force respects the gate */
+	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 0, &ev, &err), CSA_ESTATE);
+}
+
+static void alerts_and_safety_fallbacks(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev, *st;
+	/* accurate autonomy: quiet */
+	set_segment("priority/P", 3);
+	set_segment("priority/Q", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	add_decisions("priority", "P", 3, 100, 100, 100, 1000, 0);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	char *quiet = json_dumps(ev, 0);
+	assert_null(strstr(quiet, "\"alert\""));
+	free(quiet);
+	json_decref(ev);
+	/* accuracy of autonomous decisions falls to 80%: ACCURACY_DEGRADATION,
+	 * each autonomous segment one phase down */
+	add_decisions("priority", "Q", 3, 100, 60, 100, 1000, 0);
+	add_decisions("priority", "P", 3, 100, 100, 0, 1000, 0); /* half still human */
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	char *s = json_dumps(ev, 0);
+	assert_non_null(strstr(s, "ACCURACY_DEGRADATION"));
+	assert_null(strstr(s, "OVERAUTOMATION_RISK"));
+	free(s);
+	json_decref(ev);
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	s = json_dumps(st, 0);
+	json_decref(st);
+	free(s);
+	json_t *al;
+	assert_int_equal(csa_auto_alerts(fx.a, 1, &al, &err), 0);
+	assert_int_equal(json_array_size(al), 1);
+	assert_string_equal(csa_json_str(json_array_get(al, 0), "severity"), "HIGH");
+	json_decref(al);
+	/* >90% autonomous below 90% accuracy: OVERAUTOMATION_RISK, the whole
+	 * type back to human review at once */
+	set_segment("strategy/S", 4);
+	set_segment("strategy/T", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	add_decisions("strategy", "S", 4, 200, 170, 200, 1000, 0);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	s = json_dumps(ev, 0);
+	assert_non_null(strstr(s, "OVERAUTOMATION_RISK"));
+	free(s);
+	json_decref(ev);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation/state.json", fx.dir);
+	json_t *state_j = json_load_file(path, 0, NULL);
+	json_t *segs = json_object_get(state_j, "segments");
+	assert_int_equal(csa_json_int(segs, "strategy/S", 0), 2);
+	assert_int_equal(csa_json_int(segs, "priority/Q", 0), 2);
+	json_decref(state_j);
+	/* alerts are in the ledger */
+	json_t *r;
+	assert_int_equal(csa_ledger_verify(csa_auto_ledger_path(fx.a), &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_true(csa_json_int(r, "records", 0) >= 4);
+	json_decref(r);
+}
+
+static void rollback_restores_a_point_exactly(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *out;
+	char cfg_path[512], model_path[512], state_path[512];
+	snprintf(cfg_path, sizeof(cfg_path), "%s/csa.json", fx.dir);
+	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
+	snprintf(state_path, sizeof(state_path), "%s/automation/state.json", fx.dir);
+	write_model(model_path, 1);
+	char *m0;
+	size_t n0;
+	assert_int_equal(csa_fs_read_all(model_path, 1 << 24, &m0, &n0, &err), 0);
+	set_segment("category/R", 2);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	char *cfg0 = read_file(cfg_path), *st0 = read_file(state_path);
+	if (csa_auto_phase_advance(fx.a, "test", 1, &out, &err))
+		fail_msg("advance: %s", err.msg);
+	const char *point = csa_json_str(out, "rollback_point");
+	char pid[80];
+	snprintf(pid, sizeof(pid), "%s", point);
+	json_decref(out);
+	/* things change after the point */
+	write_model(model_path, 2);
+	set_segment("category/R", 3);
+	assert_int_equal(csa_auto_phase_rollback(fx.a, pid, "test", &out, &err), 0);
+	json_decref(out);
+	char *cfg1 = read_file(cfg_path), *st1 = read_file(state_path), *m1;
+	size_t n1;
+	assert_int_equal(csa_fs_read_all(model_path, 1 << 24, &m1, &n1, &err), 0);
+	assert_string_equal(cfg0, cfg1);
+	json_t *j0 = json_loads(st0, 0, NULL), *j1 = json_loads(st1, 0, NULL);
+	assert_true(json_equal(j0, j1)); /* segment phases as they were */
+	json_decref(j0);
+	json_decref(j1);
+	assert_int_equal(n1, n0);
+	assert_memory_equal(m1, m0, n0); /* the model, byte for byte */
+	free(cfg1);
+	free(st1);
+	free(m1);
+	/* a tampered point is refused and nothing changes */
+	char tampered[700];
+	snprintf(tampered, sizeof(tampered), "%s/rollback/%s/models/category.model", fx.dir, pid);
+	t_write(tampered, "evil");
+	write_model(model_path, 3);
+	char *m3;
+	size_t n3;
+	assert_int_equal(csa_fs_read_all(model_path, 1 << 24, &m3, &n3, &err), 0);
+	assert_int_equal(csa_auto_phase_rollback(fx.a, pid, "test", &out, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "checksum"));
+	assert_int_equal(csa_fs_read_all(model_path, 1 << 24, &m1, &n1, &err), 0);
+	assert_memory_equal(m1, m3, n3);
+	free(m1);
+	free(m3);
+	free(m0);
+	assert_int_equal(csa_auto_phase_rollback(fx.a, "rp-nope", "test", &out, &err), CSA_ENOENT);
+	free(cfg0);
+	free(st0);
+}
+
+/* ---- a replay on a small generated stream ------------------------------------- */
+
+static void replay_phase_journey(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("replay");
+	char data[512], ws[512];
+	snprintf(data, sizeof(data), "%s/history.jsonl", dir);
+	snprintf(ws, sizeof(ws), "%s/ws", dir);
+	FILE *f = fopen(data, "w");
+	struct csa_gen *g = csa_gen_new(21, 1767225600000LL);
+	for (int i = 0; i < 1400; i++) {
+		json_t *t = csa_gen_next(g);
+		char *s = json_dumps(t, JSON_COMPACT);
+		fprintf(f, "%s\n", s);
+		free(s);
+		json_decref(t);
+	}
+	csa_gen_free(g);
+	fclose(f);
+	/* smaller gates so a short stream can travel */
+	assert_int_equal(csa_ws_init(ws, &err), 0);
+	char cfgp[600];
+	snprintf(cfgp, sizeof(cfgp), "%s/csa.json", ws);
+	json_t *cfg = json_load_file(cfgp, 0, NULL);
+	json_t *gates = json_object_get(json_object_get(cfg, "automation"), "gates");
+	const char *k;
+	json_t *v;
+	json_object_foreach(gates, k, v) if (json_object_get(v, "min_decisions"))
+		json_object_set_new(v, "min_decisions", json_integer(40));
+	json_object_set_new(json_object_get(cfg, "automation"), "min_decisions", json_integer(30));
+	json_dump_file(cfg, cfgp, JSON_INDENT(2));
+	json_decref(cfg);
+	struct csa_replay_opts o;
+	csa_replay_opts_default(&o);
+	o.data = data;
+	o.bootstrap = 400;
+	o.retrain = 500;
+	o.workdir = ws;
+	o.quiet = 1;
+	json_t *rep = NULL;
+	assert_int_equal(csa_replay_run(&o, &rep, &err), 0);
+	json_t *phases = json_object_get(rep, "phases");
+	char *s = json_dumps(phases, JSON_COMPACT);
+	print_message("journey: %s\n", s);
+	free(s);
+	/* it starts under full oversight, moves to assisted and to supervised
+	 * autonomy, with the first autonomous decisions accurate */
+	assert_string_equal(csa_json_str(json_array_get(phases, 0), "phase"), "PHASE_1");
+	assert_true(json_array_size(phases) >= 3);
+	assert_string_equal(csa_json_str(json_array_get(phases, 1), "phase"), "PHASE_2");
+	assert_string_equal(csa_json_str(json_array_get(phases, 2), "phase"), "PHASE_3");
+	assert_int_equal(csa_json_int(json_array_get(phases, 0), "autonomous_rate", 1), 0);
+	json_t *fin = json_object_get(rep, "final");
+	double acc = csa_json_num(fin, "autonomous_accuracy", 1);
+	assert_true(acc >= 0.9);
+	assert_int_equal(csa_json_int(rep, "tickets", 0), 1000);
+	/* the audit trail of the replay is intact */
+	char ledger[700];
+	snprintf(ledger, sizeof(ledger), "%s/audit/ledger.jsonl", ws);
+	json_t *r;
+	assert_int_equal(csa_ledger_verify(ledger, &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	json_decref(rep);
+	t_rmrf(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest unit[] = {
+		cmocka_unit_test(statistics),
+		cmocka_unit_test(ledger_detects_tampering),
+		cmocka_unit_test(replay_phase_journey),
+	};
+	const struct CMUnitTest ctl[] = {
+		cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
+		cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
+	};
+	int rc = cmocka_run_group_tests(unit, NULL, NULL);
+	return rc | cmocka_run_group_tests(ctl, NULL, NULL);
+}
