@@ -24,7 +24,7 @@
 #include "store/ws.h"
 
 #define TICKETS 64
-#define GROUP 32
+#define GROUP   32
 
 static double secs(void)
 {
@@ -43,7 +43,7 @@ static void bump(struct csa_ticket *tk, long v)
 	snprintf(s, sizeof(s), "v%ld", v);
 	json_object_set_new(tk->t, "assigned_member", json_string(s));
 	json_object_set_new(json_object_get(tk->i, "participants"), "assigned_resolver",
-			    json_string(s));
+	                    json_string(s));
 }
 
 int main(int argc, char **argv)
@@ -66,13 +66,13 @@ int main(int argc, char **argv)
 	struct csa_ticket tks[TICKETS];
 	for (int i = 0; i < TICKETS; i++) {
 		json_t *ctx = json_pack(
-			"{s:s, s:s, s:s, s:{s:s}, s:[{s:s}, {s:s}, {s:s}], s:[{s:s}]}", "ticket_id",
-			"", "client_name", "Ada Park", "company_name", "Northwind", "customer",
-			"subscription_tier", "PREMIUM", "messages", "content",
-			"Our dashboard has been down since 9am and nobody can log in.", "content",
-			"Any update? We have a board meeting at noon.", "content",
-			"It works again after the reset, thanks.", "internal_messages", "content",
-			"Checked the auth service: token cache was stale.");
+		    "{s:s, s:s, s:s, s:{s:s}, s:[{s:s}, {s:s}, {s:s}], s:[{s:s}]}", "ticket_id", "",
+		    "client_name", "Ada Park", "company_name", "Northwind", "customer",
+		    "subscription_tier", "PREMIUM", "messages", "content",
+		    "Our dashboard has been down since 9am and nobody can log in.", "content",
+		    "Any update? We have a board meeting at noon.", "content",
+		    "It works again after the reset, thanks.", "internal_messages", "content",
+		    "Checked the auth service: token cache was stale.");
 		char id[16];
 		snprintf(id, sizeof(id), "B%04d", i);
 		json_object_set_new(ctx, "ticket_id", json_string(id));
@@ -143,9 +143,9 @@ int main(int argc, char **argv)
 	sqlite3_stmt *st;
 	if (sqlite3_open(dbpath, &db) ||
 	    sqlite3_exec(db,
-			 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-			 "CREATE TABLE doc(id TEXT, kind INT, body TEXT, PRIMARY KEY(id, kind));",
-			 NULL, NULL, NULL) ||
+	                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	                 "CREATE TABLE doc(id TEXT, kind INT, body TEXT, PRIMARY KEY(id, kind));",
+	                 NULL, NULL, NULL) ||
 	    sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO doc VALUES(?1, ?2, ?3)", -1, &st, NULL))
 		die("sqlite", sqlite3_errmsg(db));
 	n = 0;
@@ -156,7 +156,7 @@ int main(int argc, char **argv)
 			sqlite3_bind_text(st, 1, tks[n % TICKETS].id, -1, SQLITE_STATIC);
 			sqlite3_bind_int(st, 2, k);
 			sqlite3_bind_text(st, 3, tks[n % TICKETS].loaded[k],
-					  (int)tks[n % TICKETS].loaded_len[k], SQLITE_STATIC);
+			                  (int)tks[n % TICKETS].loaded_len[k], SQLITE_STATIC);
 			if (sqlite3_step(st) != SQLITE_DONE)
 				die("sqlite", sqlite3_errmsg(db));
 			sqlite3_reset(st);
@@ -169,8 +169,8 @@ int main(int argc, char **argv)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 
-	printf("document sizes: E %zu B, I %zu B, T %zu B; %.0f s per row; disk of %s\n",
-	       sizes[0], sizes[1], sizes[2], budget, root);
+	printf("document sizes: E %zu B, I %zu B, T %zu B; %.0f s per row; disk of %s\n", sizes[0],
+	       sizes[1], sizes[2], budget, root);
 	printf("%-36s %12s %10s\n", "method", "commits/s", "vs raw");
 	printf("%-36s %12.0f %9.2fx\n", "raw write+fsync+rename x3", raw, 1.0);
 	printf("%-36s %12.0f %9.2fx\n", "csa commit (1 ticket)", single, single / raw);

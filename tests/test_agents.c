@@ -29,42 +29,42 @@ static const struct {
 	const char *text;
 	int label; /* -1, 0, 1 */
 } labelled[] = {
-	{"Thanks a lot, that was really helpful!", 1},
-	{"Great service, the fix works perfectly.", 1},
-	{"I love the new dashboard, amazing work.", 1},
-	{"Perfect, thank you for the quick answer.", 1},
-	{"Excellent support as always, much appreciated.", 1},
-	{"Wonderful, everything is solved now.", 1},
-	{"Happy with the result, thanks team.", 1},
-	{"The export works fine now, good job.", 1},
-	{"You guys are awesome, problem fixed!", 1},
-	{"Very pleased with how fast you responded.", 1},
-	{"Nice, that did the trick. Cheers!", 1},
-	{"Impressed by the quick help, thanks.", 1},
-	{"This is unacceptable, the app is broken again.", -1},
-	{"I am very disappointed with your service.", -1},
-	{"The dashboard is down and nobody answers, terrible.", -1},
-	{"Worst experience ever, I want a refund.", -1},
-	{"Your update broke everything, we are furious.", -1},
-	{"This is frustrating, the login fails every time.", -1},
-	{"Horrible support, still waiting after three days.", -1},
-	{"The app crashes constantly, it is useless.", -1},
-	{"I am not happy with the new pricing.", -1},
-	{"Awful, we lost data because of this bug.", -1},
-	{"THIS IS RIDICULOUS, NOTHING WORKS!", -1},
-	{"Still not working, really annoying.", -1},
-	{"Please send me a copy of invoice 1234.", 0},
-	{"What are your opening hours?", 0},
-	{"Can you add two users to our account?", 0},
-	{"Where do I change my billing address?", 0},
-	{"I would like to export the report as CSV.", 0},
-	{"Is there an API endpoint for the calendar?", 0},
-	{"Please call me back tomorrow morning.", 0},
-	{"Which browsers do you support?", 0},
-	{"We want to upgrade to the annual plan.", 0},
-	{"How do I enable two-factor authentication?", 0},
-	{"Our account number is 5521.", 0},
-	{"Could you explain the new invoice format?", 0},
+    {"Thanks a lot, that was really helpful!", 1},
+    {"Great service, the fix works perfectly.", 1},
+    {"I love the new dashboard, amazing work.", 1},
+    {"Perfect, thank you for the quick answer.", 1},
+    {"Excellent support as always, much appreciated.", 1},
+    {"Wonderful, everything is solved now.", 1},
+    {"Happy with the result, thanks team.", 1},
+    {"The export works fine now, good job.", 1},
+    {"You guys are awesome, problem fixed!", 1},
+    {"Very pleased with how fast you responded.", 1},
+    {"Nice, that did the trick. Cheers!", 1},
+    {"Impressed by the quick help, thanks.", 1},
+    {"This is unacceptable, the app is broken again.", -1},
+    {"I am very disappointed with your service.", -1},
+    {"The dashboard is down and nobody answers, terrible.", -1},
+    {"Worst experience ever, I want a refund.", -1},
+    {"Your update broke everything, we are furious.", -1},
+    {"This is frustrating, the login fails every time.", -1},
+    {"Horrible support, still waiting after three days.", -1},
+    {"The app crashes constantly, it is useless.", -1},
+    {"I am not happy with the new pricing.", -1},
+    {"Awful, we lost data because of this bug.", -1},
+    {"THIS IS RIDICULOUS, NOTHING WORKS!", -1},
+    {"Still not working, really annoying.", -1},
+    {"Please send me a copy of invoice 1234.", 0},
+    {"What are your opening hours?", 0},
+    {"Can you add two users to our account?", 0},
+    {"Where do I change my billing address?", 0},
+    {"I would like to export the report as CSV.", 0},
+    {"Is there an API endpoint for the calendar?", 0},
+    {"Please call me back tomorrow morning.", 0},
+    {"Which browsers do you support?", 0},
+    {"We want to upgrade to the annual plan.", 0},
+    {"How do I enable two-factor authentication?", 0},
+    {"Our account number is 5521.", 0},
+    {"Could you explain the new invoice format?", 0},
 };
 
 static void sentiment_on_labelled_examples(void **state)
@@ -111,7 +111,8 @@ static void sla_deadlines_and_states(void **state)
 	(void)state;
 	struct csa_config cfg;
 	csa_config_init_default(&cfg);
-	assert_int_equal(csa_sla_minutes(&cfg, "first_response_minutes", "CRITICAL", "PREMIUM"), 15);
+	assert_int_equal(csa_sla_minutes(&cfg, "first_response_minutes", "CRITICAL", "PREMIUM"),
+	                 15);
 	assert_int_equal(csa_sla_minutes(&cfg, "resolution_minutes", "LOW", "BASIC"), 14400);
 	assert_int_equal(csa_sla_minutes(&cfg, "resolution_minutes", "BOGUS", "NONE"), 4320);
 	/* 100 minutes allowed, at risk from 75 */
@@ -138,22 +139,21 @@ static void knowledge_base_search_and_render(void **state)
 	assert_true(csa_kb_count(kb) >= 12);
 	json_t *hits;
 	assert_int_equal(csa_kb_search(kb, "I forgot my password, reset link never arrives",
-				       "ACCOUNT_MANAGEMENT", NULL, 3, &hits, &err),
-			 0);
+	                               "ACCOUNT_MANAGEMENT", NULL, 3, &hits, &err),
+	                 0);
 	assert_string_equal(csa_json_str(json_array_get(hits, 0), "id"), "account-password");
 	json_decref(hits);
 	/* the strategy filter holds */
-	assert_int_equal(csa_kb_search(kb, "password reset", NULL, "REQUEST_MORE_INFO", 5, &hits,
-				       &err),
-			 0);
+	assert_int_equal(
+	    csa_kb_search(kb, "password reset", NULL, "REQUEST_MORE_INFO", 5, &hits, &err), 0);
 	for (size_t i = 0; i < json_array_size(hits); i++)
 		assert_string_equal(csa_json_str(json_array_get(hits, i), "strategy"),
-				    "REQUEST_MORE_INFO");
+		                    "REQUEST_MORE_INFO");
 	json_decref(hits);
 	/* query syntax in customer text is only words */
-	assert_int_equal(csa_kb_search(kb, "\"); DROP TABLE kb; -- NEAR( OR * \"", NULL, NULL, 3,
-				       &hits, &err),
-			 0);
+	assert_int_equal(
+	    csa_kb_search(kb, "\"); DROP TABLE kb; -- NEAR( OR * \"", NULL, NULL, 3, &hits, &err),
+	    0);
 	json_decref(hits);
 	assert_int_equal(csa_kb_search(kb, "", "BILLING_INQUIRY", NULL, 10, &hits, &err), 0);
 	assert_int_equal(json_array_size(hits), 3);
@@ -200,8 +200,8 @@ static void generator_is_deterministic_and_valid(void **state)
 		assert_true(csat >= 1 && csat <= 5);
 		size_t turns = json_array_size(json_object_get(x, "messages"));
 		assert_true(turns >= 1 && turns <= 5);
-		assert_non_null(csa_json_str(json_array_get(json_object_get(x, "messages"), 0),
-					     "content"));
+		assert_non_null(
+		    csa_json_str(json_array_get(json_object_get(x, "messages"), 0), "content"));
 		json_decref(x);
 		json_decref(y);
 		json_decref(z);
@@ -275,15 +275,15 @@ static void reimport_skips_and_bad_lines_are_named(void **state)
 	struct csa_err err = {0};
 	json_t *rep;
 	const char again[] = "{\"ticket_id\": \"H000001\", \"gold\": {\"category\": "
-			     "\"TECHNICAL_ISSUE\", \"priority\": \"LOW\", \"strategy\": "
-			     "\"TEMPLATE_RESPONSE\"}}\n";
+	                     "\"TECHNICAL_ISSUE\", \"priority\": \"LOW\", \"strategy\": "
+	                     "\"TEMPLATE_RESPONSE\"}}\n";
 	FILE *f = fmemopen((void *)again, sizeof(again) - 1, "r");
 	assert_int_equal(csa_import_jsonl(ws, f, "again", 0, &rep, &err), 0);
 	fclose(f);
 	assert_int_equal(csa_json_int(rep, "skipped_existing", 0), 1);
 	json_decref(rep);
 	const char bad[] = "\n{\"ticket_id\": \"N1\", \"gold\": {\"category\": \"WEATHER\", "
-			   "\"priority\": \"LOW\", \"strategy\": \"TEMPLATE_RESPONSE\"}}\n";
+	                   "\"priority\": \"LOW\", \"strategy\": \"TEMPLATE_RESPONSE\"}}\n";
 	f = fmemopen((void *)bad, sizeof(bad) - 1, "r");
 	assert_int_equal(csa_import_jsonl(ws, f, "bad.jsonl", 0, &rep, &err), CSA_EINVAL);
 	fclose(f);
@@ -296,12 +296,12 @@ static void ingest_runs_every_agent_and_fills_the_documents(void **state)
 	(void)state;
 	struct csa_err err = {0};
 	json_t *doc = json_loads(
-		"{\"ticket_id\": \"NEW-1\", \"client_name\": \"Ada\", \"company_name\": \"Globex\","
-		" \"platform\": \"email\", \"customer\": {\"subscription_tier\": \"PREMIUM\"},"
-		" \"messages\": [{\"content\": \"The dashboard is not loading since this morning, we "
-		"just get a blank page. URGENT: our whole team is blocked, this is unacceptable!\","
-		" \"message_id\": \"mail-1\"}]}",
-		0, NULL);
+	    "{\"ticket_id\": \"NEW-1\", \"client_name\": \"Ada\", \"company_name\": \"Globex\","
+	    " \"platform\": \"email\", \"customer\": {\"subscription_tier\": \"PREMIUM\"},"
+	    " \"messages\": [{\"content\": \"The dashboard is not loading since this morning, we "
+	    "just get a blank page. URGENT: our whole team is blocked, this is unacceptable!\","
+	    " \"message_id\": \"mail-1\"}]}",
+	    0, NULL);
 	json_t *res = NULL;
 	assert_int_equal(csa_pipeline_ingest(pipe_, doc, &res, &err), 0);
 	json_decref(doc);
@@ -328,9 +328,9 @@ static void ingest_runs_every_agent_and_fills_the_documents(void **state)
 	json_t *m = json_array_get(json_object_get(tk.e, "messages"), 0);
 	json_t *sa = json_object_get(m, "sentiment_analysis");
 	assert_true(csa_json_num(sa, "score", 0) < 0);
-	assert_string_equal(csa_json_str(json_object_get(m, "ai_processing"),
-					 "intent_classification"),
-			    "TECHNICAL_ISSUE");
+	assert_string_equal(
+	    csa_json_str(json_object_get(m, "ai_processing"), "intent_classification"),
+	    "TECHNICAL_ISSUE");
 	json_t *im = json_array_get(json_object_get(tk.i, "messages"), 0);
 	assert_string_equal(csa_json_str(im, "message_type"), "analysis");
 	assert_non_null(json_object_get(json_object_get(im, "ai_insights"), "similar_cases"));
@@ -342,8 +342,8 @@ static void ingest_runs_every_agent_and_fills_the_documents(void **state)
 
 	/* the same platform message again: stored once, no new run */
 	doc = json_loads("{\"ticket_id\": \"NEW-1\", \"message\": {\"content\": \"x\", "
-			 "\"message_id\": \"mail-2\"}}",
-			 0, NULL);
+	                 "\"message_id\": \"mail-2\"}}",
+	                 0, NULL);
 	assert_int_equal(csa_pipeline_ingest(pipe_, doc, &res, &err), 0);
 	assert_false(json_is_true(json_object_get(res, "duplicate")));
 	json_decref(res);
@@ -362,8 +362,8 @@ static void feedback_confirms_and_teaches(void **state)
 	(void)state;
 	struct csa_err err = {0};
 	const char *text = "Hi, our invoice page shows zebra quokka numbers";
-	json_t *doc = json_pack("{s:s, s:[{s:s}]}", "ticket_id", "FB-1", "messages", "content",
-				text);
+	json_t *doc =
+	    json_pack("{s:s, s:[{s:s}]}", "ticket_id", "FB-1", "messages", "content", text);
 	json_t *res = NULL;
 	assert_int_equal(csa_pipeline_ingest(pipe_, doc, &res, &err), 0);
 	json_decref(doc);
@@ -375,9 +375,9 @@ static void feedback_confirms_and_teaches(void **state)
 	snprintf(did_copy, sizeof(did_copy), "%s", did);
 	json_decref(res);
 	for (int round = 0; round < 3; round++)
-		assert_int_equal(csa_pipeline_feedback(pipe_, "FB-1", did_copy, CSA_DT_PRIORITY, human,
-						       "lead", "customer said so", 1, &err),
-				 0);
+		assert_int_equal(csa_pipeline_feedback(pipe_, "FB-1", did_copy, CSA_DT_PRIORITY,
+		                                       human, "lead", "customer said so", 1, &err),
+		                 0);
 	struct csa_ticket tk;
 	assert_int_equal(csa_store_load(ws->store, "FB-1", &tk, &err), 0);
 	assert_string_equal(csa_json_str(tk.t, "priority"), human);
@@ -394,8 +394,8 @@ static void feedback_confirms_and_teaches(void **state)
 	json_decref(res);
 	/* unknown decision and bad label are refused */
 	assert_int_equal(csa_pipeline_feedback(pipe_, "FB-1", "FB-1:classifier:99", CSA_DT_PRIORITY,
-					       "LOW", "lead", NULL, 1, &err),
-			 CSA_ENOENT);
+	                                       "LOW", "lead", NULL, 1, &err),
+	                 CSA_ENOENT);
 }
 
 static void a_failing_agent_hands_over_to_a_human(void **state)
@@ -409,8 +409,8 @@ static void a_failing_agent_hands_over_to_a_human(void **state)
 	assert_int_equal(csa_ws_init(dir, &err), 0);
 	assert_int_equal(csa_ws_open(dir, &w, &err), 0);
 	assert_int_equal(csa_pipeline_open(w, &p, &err), 0);
-	json_t *doc = json_pack("{s:s, s:[{s:s}]}", "ticket_id", "NM-1", "messages", "content",
-				"help me");
+	json_t *doc =
+	    json_pack("{s:s, s:[{s:s}]}", "ticket_id", "NM-1", "messages", "content", "help me");
 	json_t *res = NULL;
 	assert_int_equal(csa_pipeline_ingest(p, doc, &res, &err), 0);
 	json_decref(doc);
@@ -452,17 +452,17 @@ static void history_answers_customer_questions(void **state)
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
-		cmocka_unit_test(sentiment_on_labelled_examples),
-		cmocka_unit_test(sla_deadlines_and_states),
-		cmocka_unit_test(generator_is_deterministic_and_valid),
-		cmocka_unit_test(knowledge_base_search_and_render),
+	    cmocka_unit_test(sentiment_on_labelled_examples),
+	    cmocka_unit_test(sla_deadlines_and_states),
+	    cmocka_unit_test(generator_is_deterministic_and_valid),
+	    cmocka_unit_test(knowledge_base_search_and_render),
 	};
 	const struct CMUnitTest flow[] = {
-		cmocka_unit_test(reimport_skips_and_bad_lines_are_named),
-		cmocka_unit_test(ingest_runs_every_agent_and_fills_the_documents),
-		cmocka_unit_test(feedback_confirms_and_teaches),
-		cmocka_unit_test(a_failing_agent_hands_over_to_a_human),
-		cmocka_unit_test(history_answers_customer_questions),
+	    cmocka_unit_test(reimport_skips_and_bad_lines_are_named),
+	    cmocka_unit_test(ingest_runs_every_agent_and_fills_the_documents),
+	    cmocka_unit_test(feedback_confirms_and_teaches),
+	    cmocka_unit_test(a_failing_agent_hands_over_to_a_human),
+	    cmocka_unit_test(history_answers_customer_questions),
 	};
 	int rc = cmocka_run_group_tests(unit, NULL, NULL);
 	return rc | cmocka_run_group_tests(flow, import_history, close_all);

@@ -46,7 +46,9 @@ static void statistics(void **state)
 	csa_readiness(o, 400, &r);
 	assert_float_equal(r.success_rate, 0.75, 1e-9);
 	assert_float_equal(r.consistency, 1.0, 1e-9);
-	assert_float_equal(r.score, 0.4 * r.success_rate + 0.3 * r.consistency + 0.3 * r.confidence_accuracy, 1e-12);
+	assert_float_equal(r.score,
+	                   0.4 * r.success_rate + 0.3 * r.consistency + 0.3 * r.confidence_accuracy,
+	                   1e-12);
 	assert_true(r.confidence_accuracy > 0.9);
 	double t = csa_threshold_for_accuracy(o, 400, 0.95, 1.96, 50);
 	assert_float_equal(t, 0.99, 1e-12); /* only the confident half qualifies */
@@ -68,7 +70,7 @@ static void statistics(void **state)
 	double late = csa_review_probability(2000, 0.05, 200, 0.95, 0.95, 0.7);
 	assert_true(late < 0.06 && late >= 0.05 * 0.3);
 	assert_true(csa_review_probability(2000, 0.05, 200, 0.80, 0.95, 0.7) >
-		    csa_review_probability(2000, 0.05, 200, 0.99, 0.95, 0.7));
+	            csa_review_probability(2000, 0.05, 200, 0.99, 0.95, 0.7));
 }
 
 /* ---- ledger ------------------------------------------------------------------ */
@@ -102,7 +104,8 @@ static void ledger_detects_tampering(void **state)
 	assert_int_equal(csa_ledger_open(path, &l, &err), 0);
 	for (int i = 0; i < 6; i++) {
 		json_t *p = json_pack("{s:i, s:s}", "n", i, "value", "BILLING_INQUIRY");
-		assert_int_equal(csa_ledger_append(l, "decision", i % 2 ? "T1" : "T2", p, NULL, &err), 0);
+		assert_int_equal(
+		    csa_ledger_append(l, "decision", i % 2 ? "T1" : "T2", p, NULL, &err), 0);
 		json_decref(p);
 	}
 	csa_ledger_close(l);
@@ -127,17 +130,20 @@ static void ledger_detects_tampering(void **state)
 	assert_int_equal(bad, 3);
 	free(ed);
 	/* removed */
-	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n", lines[0], lines[1], lines[3], lines[4], lines[5]);
+	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n", lines[0], lines[1], lines[3], lines[4],
+	         lines[5]);
 	t_write(path, buf);
 	assert_false(verify_ok(path, &bad));
 	assert_int_equal(bad, 3);
 	/* reordered */
-	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n%s\n", lines[0], lines[2], lines[1], lines[3], lines[4], lines[5]);
+	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n%s\n", lines[0], lines[2], lines[1],
+	         lines[3], lines[4], lines[5]);
 	t_write(path, buf);
 	assert_false(verify_ok(path, &bad));
 	assert_int_equal(bad, 2);
 	/* inserted (a copy of a record) */
-	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n%s\n%s\n", lines[0], lines[1], lines[1], lines[2], lines[3], lines[4], lines[5]);
+	snprintf(buf, sizeof(buf), "%s\n%s\n%s\n%s\n%s\n%s\n%s\n", lines[0], lines[1], lines[1],
+	         lines[2], lines[3], lines[4], lines[5]);
 	t_write(path, buf);
 	assert_false(verify_ok(path, &bad));
 	assert_int_equal(bad, 3);
@@ -217,8 +223,10 @@ static void close_fx(void)
 static void write_model(const char *path, unsigned seed)
 {
 	static const char *const labels[] = {"TECHNICAL_ISSUE", "BILLING_INQUIRY"};
-	struct csa_example ex[] = {{"login fails", NULL, 0, 0}, {"invoice twice", NULL, 0, 1},
-				   {"app crash", NULL, 0, 0}, {"refund please", NULL, 0, 1}};
+	struct csa_example ex[] = {{"login fails", NULL, 0, 0},
+	                           {"invoice twice", NULL, 0, 1},
+	                           {"app crash", NULL, 0, 0},
+	                           {"refund please", NULL, 0, 1}};
 	struct csa_train_opts o;
 	csa_train_opts_default(&o);
 	o.feat.bits = 10;
@@ -253,7 +261,7 @@ static int teardown(void **state)
 /* n decisions of (type, segment) in 'phase': the first 'correct' right,
  * 'autonomous' of them autonomous; all reviewed in 'ms' each. */
 static void add_decisions(const char *type, const char *seg, int phase, int n, int correct,
-			  int autonomous, int ms, int critical)
+                          int autonomous, int ms, int critical)
 {
 	char path[512];
 	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
@@ -265,12 +273,12 @@ static void add_decisions(const char *type, const char *seg, int phase, int n, i
 	for (int i = 0; i < n; i++) {
 		int id = ++seq;
 		char *sql = sqlite3_mprintf(
-			"INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
-			"threshold, autonomous, critical, created_ms, final, correct, reviewed_ms, "
-			"reviewer, decision_ms) VALUES('d%d#%s', 't%d', '%s', '%s', %d, 'X', %f, 0.9, "
-			"%d, %d, %d, %s, %d, %d, 'test', %d)",
-			id, type, id, type, seg, phase, i < correct ? 0.97 : 0.6, i < autonomous,
-			critical, id, i < correct ? "'X'" : "'Y'", i < correct, id, ms);
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
+		    "threshold, autonomous, critical, created_ms, final, correct, reviewed_ms, "
+		    "reviewer, decision_ms) VALUES('d%d#%s', 't%d', '%s', '%s', %d, 'X', %f, 0.9, "
+		    "%d, %d, %d, %s, %d, %d, 'test', %d)",
+		    id, type, id, type, seg, phase, i < correct ? 0.97 : 0.6, i < autonomous,
+		    critical, id, i < correct ? "'X'" : "'Y'", i < correct, id, ms);
 		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 		sqlite3_free(sql);
 	}
@@ -282,9 +290,9 @@ static json_t *segment_gate(json_t *ev, const char *type, const char *seg)
 {
 	size_t i;
 	json_t *g;
-	json_array_foreach(json_object_get(ev, "segments"), i, g) if (
-		strcmp(csa_json_str(g, "decision_type"), type) == 0 &&
-		strcmp(csa_json_str(g, "segment"), seg) == 0) return g;
+	json_array_foreach(json_object_get(ev, "segments"), i,
+	                   g) if (strcmp(csa_json_str(g, "decision_type"), type) == 0 &&
+	                          strcmp(csa_json_str(g, "segment"), seg) == 0) return g;
 	return NULL;
 }
 
@@ -292,8 +300,9 @@ static int crit_pass(json_t *g, const char *name)
 {
 	size_t i;
 	json_t *c;
-	json_array_foreach(json_object_get(g, "criteria"), i, c) if (
-		strcmp(csa_json_str(c, "criterion"), name) == 0) return json_is_true(json_object_get(c, "pass"));
+	json_array_foreach(json_object_get(g, "criteria"), i,
+	                   c) if (strcmp(csa_json_str(c, "criterion"), name) ==
+	                          0) return json_is_true(json_object_get(c, "pass"));
 	fail_msg("no criterion %s", name);
 	return 0;
 }
@@ -322,7 +331,7 @@ static void every_gate_passes_and_blocks(void **state)
 	assert_false(json_is_true(json_object_get(g, "pass")));
 	assert_false(crit_pass(g, "decisions"));
 	assert_non_null(strstr(json_string_value(json_array_get(json_object_get(g, "blocking"), 0)),
-			       "need 50 more decisions"));
+	                       "need 50 more decisions"));
 	json_decref(ev);
 	add_decisions("category", "B", 1, 150, 100, 0, 60000, 0);
 	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
@@ -545,7 +554,7 @@ static void replay_phase_journey(void **state)
 	const char *k;
 	json_t *v;
 	json_object_foreach(gates, k, v) if (json_object_get(v, "min_decisions"))
-		json_object_set_new(v, "min_decisions", json_integer(40));
+	    json_object_set_new(v, "min_decisions", json_integer(40));
 	json_object_set_new(json_object_get(cfg, "automation"), "min_decisions", json_integer(30));
 	json_dump_file(cfg, cfgp, JSON_INDENT(2));
 	json_decref(cfg);
@@ -588,14 +597,14 @@ static void replay_phase_journey(void **state)
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
-		cmocka_unit_test(statistics),
-		cmocka_unit_test(ledger_detects_tampering),
-		cmocka_unit_test(replay_phase_journey),
+	    cmocka_unit_test(statistics),
+	    cmocka_unit_test(ledger_detects_tampering),
+	    cmocka_unit_test(replay_phase_journey),
 	};
 	const struct CMUnitTest ctl[] = {
-		cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
-		cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
-		cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(unit, NULL, NULL);
 	return rc | cmocka_run_group_tests(ctl, NULL, NULL);

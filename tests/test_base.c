@@ -45,9 +45,16 @@ static void ts_rejects(void **state)
 {
 	(void)state;
 	int64_t ms;
-	const char *bad[] = {"", "2026-11-27", "2026-13-01T00:00:00Z", "2023-02-29T00:00:00Z",
-			     "2026-11-27T24:00:00Z", "2026-11-27T21:03:06", "2026-11-27T21:03:06.Z",
-			     "2026-11-27T21:03:06Zjunk", "yesterday", NULL};
+	const char *bad[] = {"",
+	                     "2026-11-27",
+	                     "2026-13-01T00:00:00Z",
+	                     "2023-02-29T00:00:00Z",
+	                     "2026-11-27T24:00:00Z",
+	                     "2026-11-27T21:03:06",
+	                     "2026-11-27T21:03:06.Z",
+	                     "2026-11-27T21:03:06Zjunk",
+	                     "yesterday",
+	                     NULL};
 	for (int i = 0; bad[i]; i++)
 		assert_int_equal(csa_ts_parse(bad[i], &ms), CSA_EPARSE);
 	assert_int_equal(csa_ts_parse(NULL, &ms), CSA_EPARSE);
@@ -150,12 +157,12 @@ static void atomic_write_faults_keep_old(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(ts_roundtrip),
-		cmocka_unit_test(ts_rejects),
-		cmocka_unit_test(ids),
-		cmocka_unit_test(json_errors_name_place),
-		cmocka_unit_test(config_defaults_and_overrides),
-		cmocka_unit_test(atomic_write_faults_keep_old),
+	    cmocka_unit_test(ts_roundtrip),
+	    cmocka_unit_test(ts_rejects),
+	    cmocka_unit_test(ids),
+	    cmocka_unit_test(json_errors_name_place),
+	    cmocka_unit_test(config_defaults_and_overrides),
+	    cmocka_unit_test(atomic_write_faults_keep_old),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

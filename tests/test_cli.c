@@ -50,8 +50,8 @@ static void create_show_add_list(void **state)
 	(void)state;
 	char *out, *err;
 	int rc = t_csa("{\"ticket_id\": \"C-1\", \"client_name\": \"Ann\", \"messages\": "
-		       "[{\"content\": \"cannot log in\"}]}",
-		       &out, &err, "ticket create --json - --dir '%s'", ws);
+	               "[{\"content\": \"cannot log in\"}]}",
+	               &out, &err, "ticket create --json - --dir '%s'", ws);
 	assert_int_equal(rc, 0);
 	json_t *j = json_loads(out, 0, NULL);
 	assert_non_null(j);
@@ -60,13 +60,13 @@ static void create_show_add_list(void **state)
 	free(out);
 	free(err);
 	rc = t_csa("{\"content\": \"looking\", \"message_id\": \"mm-1\"}", &out, &err,
-		   "message add C-1 --side internal --json - --dir '%s'", ws);
+	           "message add C-1 --side internal --json - --dir '%s'", ws);
 	assert_int_equal(rc, 0);
 	free(out);
 	free(err);
 	/* the same platform message again is not stored twice */
 	rc = t_csa("{\"content\": \"looking\", \"message_id\": \"mm-1\"}", &out, &err,
-		   "message add C-1 --side internal --json - --dir '%s'", ws);
+	           "message add C-1 --side internal --json - --dir '%s'", ws);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "\"duplicate\": true"));
 	free(out);
@@ -95,17 +95,17 @@ static void bad_input(void **state)
 	char *err;
 	{
 		int rc_ = t_csa("{\n\"ticket_id\": \"x\",\n\"client_name\": }", NULL, &err,
-				"ticket create --json - --dir '%s'", ws);
+		                "ticket create --json - --dir '%s'", ws);
 		assert_fails_with(rc_, err, "<stdin> line 3");
 	}
 	{
-		int rc_ = t_csa(NULL, NULL, &err, "ticket create --json /nonexistent.json --dir '%s'",
-				ws);
+		int rc_ = t_csa(NULL, NULL, &err,
+		                "ticket create --json /nonexistent.json --dir '%s'", ws);
 		assert_fails_with(rc_, err, "'/nonexistent.json' does not exist");
 	}
 	{
 		int rc_ = t_csa("{\"ticket_id\": \"../../etc/passwd\"}", NULL, &err,
-				"ticket create --json - --dir '%s'", ws);
+		                "ticket create --json - --dir '%s'", ws);
 		assert_fails_with(rc_, err, "invalid ticket id");
 	}
 	{
@@ -118,12 +118,12 @@ static void bad_input(void **state)
 	}
 	{
 		int rc_ = t_csa("{\"content\": 1}", NULL, &err,
-				"message add C-1 --side external --json - --dir '%s'", ws);
+		                "message add C-1 --side external --json - --dir '%s'", ws);
 		assert_fails_with(rc_, err, "message.content: expected a string");
 	}
 	{
 		int rc_ = t_csa("{\"content\": \"x\"}", NULL, &err,
-				"message add C-1 --side sideways --json - --dir '%s'", ws);
+		                "message add C-1 --side sideways --json - --dir '%s'", ws);
 		assert_fails_with(rc_, err, "--side must be external or internal");
 	}
 	{
@@ -137,12 +137,12 @@ static void bad_input(void **state)
 	/* a failed write of a commit is reported and loses nothing */
 	char *out;
 	assert_int_equal(t_csa("{\"content\": \"disk full\"}", NULL, &err,
-			       "message add C-1 --json - --dir '%s'", ws),
-			 0);
+	                       "message add C-1 --json - --dir '%s'", ws),
+	                 0);
 	free(err);
 	setenv("CSA_FAULT", "write:2", 1);
-	int rc = t_csa("{\"content\": \"lost?\"}", NULL, &err, "message add C-1 --json - --dir '%s'",
-		       ws);
+	int rc = t_csa("{\"content\": \"lost?\"}", NULL, &err,
+	               "message add C-1 --json - --dir '%s'", ws);
 	unsetenv("CSA_FAULT");
 	assert_fails_with(rc, err, "No space left on device");
 	assert_int_equal(t_csa(NULL, &out, &err, "show C-1 --dir '%s'", ws), 0);
@@ -200,9 +200,9 @@ static void verify_and_repair(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(create_show_add_list),
-		cmocka_unit_test(bad_input),
-		cmocka_unit_test(verify_and_repair),
+	    cmocka_unit_test(create_show_add_list),
+	    cmocka_unit_test(bad_input),
+	    cmocka_unit_test(verify_and_repair),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -22,7 +22,7 @@
 #include "store/ws.h"
 #include "support/tutil.h"
 
-#define WRITERS 8
+#define WRITERS    8
 #define PER_WRITER 500
 
 struct addc {
@@ -135,7 +135,7 @@ static void eight_writers_one_ticket(void **state)
 		assert_true(w >= 0 && w < WRITERS);
 		if (seq != next[w])
 			fail_msg("writer %d: message %d found where %d was expected", w, seq,
-				 next[w]);
+			         next[w]);
 		next[w]++;
 	}
 	csa_ticket_release(&tk);
@@ -151,7 +151,7 @@ static void eight_writers_one_ticket(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(eight_writers_one_ticket),
+	    cmocka_unit_test(eight_writers_one_ticket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

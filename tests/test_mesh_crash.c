@@ -125,7 +125,7 @@ static void killed_at_random_instants(void **state)
 		waitpid(pid, &status, 0);
 		if (!WIFSIGNALED(status))
 			fail_msg("child exited with %d before the kill (seed %u)",
-				 WEXITSTATUS(status), seed);
+			         WEXITSTATUS(status), seed);
 		while (fgets(line, sizeof(line), in)) {
 			long v = strtol(line + 1, NULL, 10);
 			if (line[0] == 'g')
@@ -146,16 +146,16 @@ static void killed_at_random_instants(void **state)
 				fail_msg("kill %d: %s mixes commits (seed %u)", k, group[i], seed);
 			if (v != g0)
 				fail_msg("kill %d: group commit split: %s at v%ld, %s at v%ld "
-					 "(seed %u)",
-					 k, group[0], g0, group[i], v, seed);
+				         "(seed %u)",
+				         k, group[0], g0, group[i], v, seed);
 		}
 		long sv = tm_load_version(ws, "S");
 		if (sv < 0)
 			fail_msg("kill %d: S mixes commits (seed %u)", k, seed);
 		if (g0 < gacked || sv < sacked)
 			fail_msg("kill %d: acknowledged commit lost: group v%ld < v%ld or S v%ld < "
-				 "v%ld (seed %u)",
-				 k, g0, gacked, sv, sacked, seed);
+			         "v%ld (seed %u)",
+			         k, g0, gacked, sv, sacked, seed);
 		/* a commit that had not returned may be there or not, never
 		 * more than one ahead */
 		if (g0 > gacked + 1 || sv > sacked + 1)
@@ -180,7 +180,7 @@ static void killed_at_random_instants(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(killed_at_random_instants),
+	    cmocka_unit_test(killed_at_random_instants),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

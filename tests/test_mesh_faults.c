@@ -86,7 +86,7 @@ static void run(int checkpoint_every_commit, int group)
 				/* the error names what failed, the old state is there */
 				if (!strstr(cerr.msg, "cannot"))
 					fail_msg("%s #%ld: unclear error '%s'", names[op], n,
-						 cerr.msg);
+					         cerr.msg);
 				check_whole(ws, v, v, "after a reported failure");
 			}
 			/* and after recovery */
@@ -98,7 +98,7 @@ static void run(int checkpoint_every_commit, int group)
 			long now = tm_load_version(ws, "F");
 			if (now < v || now > v + 1)
 				fail_msg("%s #%ld: after recovery F at v%ld, expected v%ld or v%ld",
-					 names[op], n, now, v, v + 1);
+				         names[op], n, now, v, v + 1);
 			check_whole(ws, now, now, "after recovery");
 			v = now;
 			json_t *rep;
@@ -108,7 +108,7 @@ static void run(int checkpoint_every_commit, int group)
 		}
 	}
 	print_message("%ld faults injected (checkpoint every commit: %d, group: %d)\n", injected,
-		      checkpoint_every_commit, group);
+	              checkpoint_every_commit, group);
 	assert_true(injected >= 8);
 	csa_ws_close(ws);
 	t_rmrf(dir);
@@ -173,10 +173,10 @@ static void faults_while_creating(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(faults_in_commit),
-		cmocka_unit_test(faults_in_group_commit),
-		cmocka_unit_test(faults_in_commit_with_checkpoint),
-		cmocka_unit_test(faults_while_creating),
+	    cmocka_unit_test(faults_in_commit),
+	    cmocka_unit_test(faults_in_group_commit),
+	    cmocka_unit_test(faults_in_commit_with_checkpoint),
+	    cmocka_unit_test(faults_while_creating),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,7 +23,8 @@ static void normalization_is_utf8_safe(void **state)
 {
 	(void)state;
 	char out[256];
-	assert_int_equal(csa_text_normalize("Héllo, WORLD! Don't", 21, out), strlen("hello world dont"));
+	assert_int_equal(csa_text_normalize("Héllo, WORLD! Don't", 21, out),
+	                 strlen("hello world dont"));
 	assert_string_equal(out, "hello world dont");
 	/* invalid and truncated sequences are skipped, never read past */
 	const char bad[] = {'a', (char)0xC3, 'b', (char)0xFF, (char)0xE2, (char)0x82, 0};
@@ -62,7 +63,9 @@ static void csv_and_jsonl_readers(void **state)
 	struct csa_dataset ds = {0};
 	struct csa_err err = {0};
 	snprintf(p, sizeof(p), "%s/a.csv", dir);
-	t_write(p, "id,text,category\r\n1,\"hello, \"\"world\"\"\nline two\",greet\r\n2,plain,other\n\n");
+	t_write(
+	    p,
+	    "id,text,category\r\n1,\"hello, \"\"world\"\"\nline two\",greet\r\n2,plain,other\n\n");
 	assert_int_equal(csa_dataset_load(p, "text", "category", &ds, &err), 0);
 	assert_int_equal(ds.n, 2);
 	assert_string_equal(ds.text[0], "hello, \"world\"\nline two");
@@ -91,12 +94,13 @@ static void csv_and_jsonl_readers(void **state)
 /* A noisy 5-class keyword task: each class has its own words, mixed with
  * shared filler, 10% of labels flipped. */
 static const char *const cls[] = {"alpha", "beta", "gamma", "delta", "omega"};
-static const char *const words[5][4] = {
-	{"invoice", "refund", "charge", "billing"},   {"crash", "error", "bug", "freeze"},
-	{"password", "login", "locked", "reset"},     {"feature", "wish", "idea", "suggest"},
-	{"hours", "contact", "phone", "office"}};
-static const char *const filler[] = {"please", "help", "today", "account", "our", "team",
-				     "the", "app", "thanks", "issue"};
+static const char *const words[5][4] = {{"invoice", "refund", "charge", "billing"},
+                                        {"crash", "error", "bug", "freeze"},
+                                        {"password", "login", "locked", "reset"},
+                                        {"feature", "wish", "idea", "suggest"},
+                                        {"hours", "contact", "phone", "office"}};
+static const char *const filler[] = {"please", "help", "today", "account", "our",
+                                     "team",   "the",  "app",   "thanks",  "issue"};
 
 static uint64_t rs = 88172645463325252ULL;
 static unsigned rnd(unsigned n)
@@ -112,8 +116,9 @@ static void make_set(char (*texts)[128], struct csa_example *ex, size_t n, int n
 	for (size_t i = 0; i < n; i++) {
 		int c = (int)rnd(5);
 		snprintf(texts[i], 128, "%s %s %s %s %s", filler[rnd(10)], words[c][rnd(4)],
-			 filler[rnd(10)], words[c][rnd(4)], filler[rnd(10)]);
-		ex[i] = (struct csa_example){texts[i], NULL, 0, noisy && rnd(10) == 0 ? (int)rnd(5) : c};
+		         filler[rnd(10)], words[c][rnd(4)], filler[rnd(10)]);
+		ex[i] = (struct csa_example){texts[i], NULL, 0,
+		                             noisy && rnd(10) == 0 ? (int)rnd(5) : c};
 	}
 }
 
@@ -149,7 +154,7 @@ static void training_learns_and_files_round_trip(void **state)
 	assert_int_equal(csa_linear_train(cls, 5, tr, 1800, tr + 1800, 200, &o, &m, &err), 0);
 	double acc = accuracy(m, te, 500);
 	print_message("accuracy on clean test set: %.3f, temperature %.3f\n", acc,
-		      csa_linear_temperature(m));
+	              csa_linear_temperature(m));
 	assert_true(acc > 0.95); /* it learns despite 10% noise */
 	/* deterministic for a seed */
 	assert_int_equal(csa_linear_train(cls, 5, tr, 1800, tr + 1800, 200, &o, &m2, &err), 0);
@@ -185,10 +190,11 @@ static void training_learns_and_files_round_trip(void **state)
 	assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
 	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
 	assert_non_null(strstr(err.msg, "checksum"));
-	assert_int_equal(csa_fs_write_atomic(bad, "PK\x03\x04 not a model at all, but long enough to "
-						  "pass the size check",
-					     60, &err),
-			 0);
+	assert_int_equal(csa_fs_write_atomic(bad,
+	                                     "PK\x03\x04 not a model at all, but long enough to "
+	                                     "pass the size check",
+	                                     60, &err),
+	                 0);
 	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
 	assert_non_null(strstr(err.msg, "not a csa model"));
 	free(buf);
@@ -266,7 +272,7 @@ static void temperature_reduces_overconfidence(void **state)
 		nll_raw -= sc[e->label] - mx - log(z);
 	}
 	print_message("held-out NLL raw %.1f, calibrated %.1f (T=%.2f)\n", nll_raw, nll_cal,
-		      csa_linear_temperature(m));
+	              csa_linear_temperature(m));
 	assert_true(csa_linear_temperature(m) > 1.0); /* noisy labels: it was overconfident */
 	assert_true(nll_cal < nll_raw);
 	csa_linear_free(m);
@@ -288,7 +294,8 @@ static void *worker(void *arg)
 			if (csa_linear_learn(t->m, "zebra", 5, NULL, 0, i % 5, &err))
 				t->fails++;
 		} else {
-			csa_linear_predict(t->m, te[i % 500].text, strlen(te[i % 500].text), NULL, 0, p);
+			csa_linear_predict(t->m, te[i % 500].text, strlen(te[i % 500].text), NULL,
+			                   0, p);
 			double sum = 0;
 			for (int c = 0; c < 5; c++)
 				sum += p[c];
@@ -328,12 +335,12 @@ static void concurrent_predict_while_learning(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(normalization_is_utf8_safe),
-		cmocka_unit_test(csv_and_jsonl_readers),
-		cmocka_unit_test(training_learns_and_files_round_trip),
-		cmocka_unit_test(calibration_maths),
-		cmocka_unit_test(temperature_reduces_overconfidence),
-		cmocka_unit_test(concurrent_predict_while_learning),
+	    cmocka_unit_test(normalization_is_utf8_safe),
+	    cmocka_unit_test(csv_and_jsonl_readers),
+	    cmocka_unit_test(training_learns_and_files_round_trip),
+	    cmocka_unit_test(calibration_maths),
+	    cmocka_unit_test(temperature_reduces_overconfidence),
+	    cmocka_unit_test(concurrent_predict_while_learning),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,20 +63,21 @@ static void built_documents_match_schema(void **state)
 	struct csa_ticket tk;
 	struct csa_err err = {0};
 	assert_int_equal(build(f,
-			       "{\"ticket_id\": \"T1\", \"client_name\": \"Ann\","
-			       " \"platform\": \"email\", \"customer\": {\"subscription_tier\":"
-			       " \"PREMIUM\"}, \"messages\": [{\"content\": \"hi\"}],"
-			       " \"internal_messages\": [{\"content\": \"note\"}]}",
-			       &tk, &err),
-			 0);
+	                       "{\"ticket_id\": \"T1\", \"client_name\": \"Ann\","
+	                       " \"platform\": \"email\", \"customer\": {\"subscription_tier\":"
+	                       " \"PREMIUM\"}, \"messages\": [{\"content\": \"hi\"}],"
+	                       " \"internal_messages\": [{\"content\": \"note\"}]}",
+	                       &tk, &err),
+	                 0);
 	assert_int_equal(csa_schema_check(CSA_KIND_E, "T1", tk.e, &err), 0);
 	assert_int_equal(csa_schema_check(CSA_KIND_I, "T1", tk.i, &err), 0);
 	assert_int_equal(csa_schema_check(CSA_KIND_T, "T1", tk.t, &err), 0);
 	assert_string_equal(csa_json_str(tk.t, "channel"), "EMAIL");
-	assert_string_equal(csa_json_str(tk.t, "card_create_timestamp"), "2026-11-26T23:03:06.123Z");
-	assert_string_equal(json_string_value(json_array_get(
-				    json_object_get(tk.e, "synchronized_with"), 0)),
-			    "I_T1");
+	assert_string_equal(csa_json_str(tk.t, "card_create_timestamp"),
+	                    "2026-11-26T23:03:06.123Z");
+	assert_string_equal(
+	    json_string_value(json_array_get(json_object_get(tk.e, "synchronized_with"), 0)),
+	    "I_T1");
 	json_t *refs = json_object_get(tk.t, "file_references");
 	assert_string_equal(csa_json_str(refs, "internal_conversation"), "I_T1.json");
 	/* every message got an id and a timestamp */
@@ -90,11 +91,11 @@ static void built_documents_match_schema(void **state)
 		json_t *value;
 		const char *expect;
 	} cases[] = {
-		{"priority", json_string("URGENT"), "priority: expected one of"},
-		{"resolved", json_string("no"), "resolved: expected true or false"},
-		{"card_create_timestamp", json_string("yesterday"), "not an ISO 8601"},
-		{"ticket_id", json_string("T2"), "another ticket"},
-		{"extra", json_true(), "unknown field 'extra'"},
+	    {"priority", json_string("URGENT"), "priority: expected one of"},
+	    {"resolved", json_string("no"), "resolved: expected true or false"},
+	    {"card_create_timestamp", json_string("yesterday"), "not an ISO 8601"},
+	    {"ticket_id", json_string("T2"), "another ticket"},
+	    {"extra", json_true(), "unknown field 'extra'"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		json_t *t = json_deep_copy(tk.t);
@@ -111,8 +112,8 @@ static void built_documents_match_schema(void **state)
 	json_decref(t);
 	json_t *e = json_deep_copy(tk.e);
 	json_object_set_new(json_object_get(json_array_get(json_object_get(e, "messages"), 0),
-					    "sentiment_analysis"),
-			    "score", json_real(1.5));
+	                                    "sentiment_analysis"),
+	                    "score", json_real(1.5));
 	assert_int_equal(csa_schema_check(CSA_KIND_E, "T1", e, &err), CSA_ESCHEMA);
 	assert_non_null(strstr(err.msg, "messages[0].sentiment_analysis.score"));
 	json_decref(e);
@@ -133,28 +134,28 @@ static void bad_input_is_refused_with_the_field_named(void **state)
 		int code;
 		const char *expect;
 	} cases[] = {
-		{"[]", CSA_EINVAL, "expected a JSON object"},
-		{"{\"ticket_id\": \"../x\"}", CSA_EINVAL, "invalid ticket id"},
-		{"{\"ticket_id\": \"a/b\"}", CSA_EINVAL, "invalid ticket id"},
-		{"{\"ticket_id\": \"\"}", CSA_EINVAL, "empty"},
-		{"{\"ticket_id\": 7}", CSA_EINVAL, "'ticket_id': expected a string"},
-		{"{\"bogus\": 1}", CSA_EINVAL, "unknown field 'bogus'"},
-		{"{\"platform\": \"fax\"}", CSA_EINVAL, "'platform': expected one of"},
-		{"{\"channel\": \"PIGEON\"}", CSA_EINVAL, "'channel'"},
-		{"{\"customer\": {\"subscription_tier\": \"GOLD\"}}", CSA_EINVAL,
-		 "customer.subscription_tier"},
-		{"{\"customer\": {\"shoe\": 1}}", CSA_EINVAL, "customer: unknown field 'shoe'"},
-		{"{\"messages\": {}}", CSA_EINVAL, "'messages': expected an array"},
-		{"{\"messages\": [{}]}", CSA_EINVAL, "messages[0].content: missing"},
-		{"{\"messages\": [{\"content\": 5}]}", CSA_EINVAL, "messages[0].content"},
-		{"{\"messages\": [{\"content\": \"x\", \"timestamp\": \"soon\"}]}", CSA_EINVAL,
-		 "messages[0].timestamp"},
-		{"{\"messages\": [{\"content\": \"x\", \"message_id\": \"a b\"}]}", CSA_EINVAL,
-		 "messages[0].message_id"},
-		{"{\"messages\": [{\"content\": \"x\", \"sender\": \"robot\"}]}", CSA_EINVAL,
-		 "messages[0].sender"},
-		{"{\"internal_messages\": [{\"content\": \"x\", \"platform\": \"irc\"}]}",
-		 CSA_EINVAL, "internal_messages[0].platform"},
+	    {"[]", CSA_EINVAL, "expected a JSON object"},
+	    {"{\"ticket_id\": \"../x\"}", CSA_EINVAL, "invalid ticket id"},
+	    {"{\"ticket_id\": \"a/b\"}", CSA_EINVAL, "invalid ticket id"},
+	    {"{\"ticket_id\": \"\"}", CSA_EINVAL, "empty"},
+	    {"{\"ticket_id\": 7}", CSA_EINVAL, "'ticket_id': expected a string"},
+	    {"{\"bogus\": 1}", CSA_EINVAL, "unknown field 'bogus'"},
+	    {"{\"platform\": \"fax\"}", CSA_EINVAL, "'platform': expected one of"},
+	    {"{\"channel\": \"PIGEON\"}", CSA_EINVAL, "'channel'"},
+	    {"{\"customer\": {\"subscription_tier\": \"GOLD\"}}", CSA_EINVAL,
+	     "customer.subscription_tier"},
+	    {"{\"customer\": {\"shoe\": 1}}", CSA_EINVAL, "customer: unknown field 'shoe'"},
+	    {"{\"messages\": {}}", CSA_EINVAL, "'messages': expected an array"},
+	    {"{\"messages\": [{}]}", CSA_EINVAL, "messages[0].content: missing"},
+	    {"{\"messages\": [{\"content\": 5}]}", CSA_EINVAL, "messages[0].content"},
+	    {"{\"messages\": [{\"content\": \"x\", \"timestamp\": \"soon\"}]}", CSA_EINVAL,
+	     "messages[0].timestamp"},
+	    {"{\"messages\": [{\"content\": \"x\", \"message_id\": \"a b\"}]}", CSA_EINVAL,
+	     "messages[0].message_id"},
+	    {"{\"messages\": [{\"content\": \"x\", \"sender\": \"robot\"}]}", CSA_EINVAL,
+	     "messages[0].sender"},
+	    {"{\"internal_messages\": [{\"content\": \"x\", \"platform\": \"irc\"}]}", CSA_EINVAL,
+	     "internal_messages[0].platform"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memset(&err, 0, sizeof(err));
@@ -165,27 +166,28 @@ static void bad_input_is_refused_with_the_field_named(void **state)
 	/* size limits from config */
 	f->ws->cfg.limits.max_message_bytes = 10;
 	assert_int_equal(build(f, "{\"messages\": [{\"content\": \"01234567890\"}]}", &tk, &err),
-			 CSA_ELIMIT);
+	                 CSA_ELIMIT);
 	assert_non_null(strstr(err.msg, "limit is 10"));
 	f->ws->cfg.limits.max_attachments = 1;
-	assert_int_equal(build(f, "{\"messages\": [{\"content\": \"a\", \"attachments\": [1,2]}]}",
-			       &tk, &err),
-			 CSA_ELIMIT);
+	assert_int_equal(
+	    build(f, "{\"messages\": [{\"content\": \"a\", \"attachments\": [1,2]}]}", &tk, &err),
+	    CSA_ELIMIT);
 	assert_non_null(strstr(err.msg, "attachments"));
 	f->ws->cfg.limits.max_messages_per_ticket = 2;
 	assert_int_equal(build(f,
-			       "{\"messages\": [{\"content\": \"a\"}, {\"content\": \"b\"},"
-			       " {\"content\": \"c\"}]}",
-			       &tk, &err),
-			 CSA_ELIMIT);
-	assert_int_equal(build(f, "{\"ticket_id\": \"L\", \"messages\": [{\"content\": \"a\"},"
-				  " {\"content\": \"b\"}]}",
-			       &tk, &err),
-			 0);
+	                       "{\"messages\": [{\"content\": \"a\"}, {\"content\": \"b\"},"
+	                       " {\"content\": \"c\"}]}",
+	                       &tk, &err),
+	                 CSA_ELIMIT);
+	assert_int_equal(build(f,
+	                       "{\"ticket_id\": \"L\", \"messages\": [{\"content\": \"a\"},"
+	                       " {\"content\": \"b\"}]}",
+	                       &tk, &err),
+	                 0);
 	json_t *m = json_pack("{s:s}", "content", "c");
-	assert_int_equal(csa_ticket_add_message(&f->ws->cfg, &tk, CSA_SIDE_EXTERNAL, m, 0, NULL,
-						&err),
-			 CSA_ELIMIT);
+	assert_int_equal(
+	    csa_ticket_add_message(&f->ws->cfg, &tk, CSA_SIDE_EXTERNAL, m, 0, NULL, &err),
+	    CSA_ELIMIT);
 	json_decref(m);
 	csa_ticket_release(&tk);
 }
@@ -196,16 +198,16 @@ static void timeline_merges_by_time_stably(void **state)
 	struct csa_ticket tk;
 	struct csa_err err = {0};
 	assert_int_equal(
-		build(f,
-		      "{\"ticket_id\": \"TL\", \"messages\": ["
-		      "{\"content\": \"e1\", \"timestamp\": \"2026-01-01T10:00:00Z\"},"
-		      "{\"content\": \"e3\", \"timestamp\": \"2026-01-01T12:00:00Z\"},"
-		      "{\"content\": \"e2\", \"timestamp\": \"2026-01-01T11:00:00.000+00:00\"}],"
-		      "\"internal_messages\": ["
-		      "{\"content\": \"i1\", \"timestamp\": \"2026-01-01T11:00:00Z\"},"
-		      "{\"content\": \"i0\", \"timestamp\": \"2026-01-01T09:59:59.999Z\"}]}",
-		      &tk, &err),
-		0);
+	    build(f,
+	          "{\"ticket_id\": \"TL\", \"messages\": ["
+	          "{\"content\": \"e1\", \"timestamp\": \"2026-01-01T10:00:00Z\"},"
+	          "{\"content\": \"e3\", \"timestamp\": \"2026-01-01T12:00:00Z\"},"
+	          "{\"content\": \"e2\", \"timestamp\": \"2026-01-01T11:00:00.000+00:00\"}],"
+	          "\"internal_messages\": ["
+	          "{\"content\": \"i1\", \"timestamp\": \"2026-01-01T11:00:00Z\"},"
+	          "{\"content\": \"i0\", \"timestamp\": \"2026-01-01T09:59:59.999Z\"}]}",
+	          &tk, &err),
+	    0);
 	json_t *tl = csa_ticket_timeline(&tk);
 	const char *want[] = {"i0", "e1", "e2", "i1", "e3"};
 	const char *side[] = {"internal", "external", "external", "internal", "external"};
@@ -247,9 +249,9 @@ static void commit_load_scan(void **state)
 	struct fx *f = *state;
 	struct csa_ticket tk, got;
 	struct csa_err err = {0};
-	assert_int_equal(build(f, "{\"ticket_id\": \"A1\", \"messages\": [{\"content\": \"x\"}]}",
-			       &tk, &err),
-			 0);
+	assert_int_equal(
+	    build(f, "{\"ticket_id\": \"A1\", \"messages\": [{\"content\": \"x\"}]}", &tk, &err),
+	    0);
 	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
 	/* creating it again is refused */
 	struct csa_ticket again;
@@ -281,7 +283,7 @@ static void commit_load_scan(void **state)
 	struct csa_ticket many[3];
 	struct csa_ticket *ptrs[3];
 	const char *ctx[] = {"{\"ticket_id\": \"G1\"}", "{\"ticket_id\": \"G2\"}",
-			     "{\"ticket_id\": \"G3\"}"};
+	                     "{\"ticket_id\": \"G3\"}"};
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(build(f, ctx[i], &many[i], &err), 0);
 		ptrs[i] = &many[i];
@@ -330,13 +332,13 @@ static void damaged_file_is_named_and_nothing_written(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(built_documents_match_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(bad_input_is_refused_with_the_field_named, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(timeline_merges_by_time_stably, setup, teardown),
-		cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),
-		cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(built_documents_match_schema, setup, teardown),
+	    cmocka_unit_test_setup_teardown(bad_input_is_refused_with_the_field_named, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(timeline_merges_by_time_stably, setup, teardown),
+	    cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define MAX_LABELS 64
-#define MAX_FEATS 16
+#define MAX_FEATS  16
 
 void csa_agent_output_release(struct csa_agent_output *o)
 {
@@ -30,20 +30,20 @@ static const char *sent_bucket(double s)
 	return s <= -0.25 ? "neg" : s >= 0.25 ? "pos" : "neu";
 }
 
-size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in,
-			  const char *category, const char *priority, char *buf, size_t bufsz,
-			  const char **feats, size_t max)
+size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in, const char *category,
+                          const char *priority, char *buf, size_t bufsz, const char **feats,
+                          size_t max)
 {
 	size_t n = 0, used = 0;
-#define ADD(...)                                                                         \
-	do {                                                                             \
-		if (n < max && used < bufsz) {                                           \
-			int w_ = snprintf(buf + used, bufsz - used, __VA_ARGS__);        \
-			if (w_ > 0 && (size_t)w_ < bufsz - used) {                       \
-				feats[n++] = buf + used;                                 \
-				used += (size_t)w_ + 1;                                  \
-			}                                                                \
-		}                                                                        \
+#define ADD(...)                                                                                   \
+	do {                                                                                       \
+		if (n < max && used < bufsz) {                                                     \
+			int w_ = snprintf(buf + used, bufsz - used, __VA_ARGS__);                  \
+			if (w_ > 0 && (size_t)w_ < bufsz - used) {                                 \
+				feats[n++] = buf + used;                                           \
+				used += (size_t)w_ + 1;                                            \
+			}                                                                          \
+		}                                                                                  \
 	} while (0)
 	ADD("tier=%s", in->tier ? in->tier : "none");
 	ADD("platform=%s", in->platform ? in->platform : "none");
@@ -62,18 +62,20 @@ size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in,
 
 /* Predict one decision type; fills probs and returns the best index. */
 static int predict(const struct csa_agent_env *env, enum csa_dtype t,
-		   const struct csa_agent_input *in, const char *category, const char *priority,
-		   double *probs, struct csa_err *err)
+                   const struct csa_agent_input *in, const char *category, const char *priority,
+                   double *probs, struct csa_err *err)
 {
 	struct csa_dmodel *m = env->models[t];
 	if (!m)
 		return csa_error(err, CSA_ESTATE, "no trained %s model (run 'csa import')",
-				 csa_dtype_name(t));
+		                 csa_dtype_name(t));
 	if (csa_dmodel_n_labels(m) > MAX_LABELS)
-		return csa_error(err, CSA_ELIMIT, "%s model has too many labels", csa_dtype_name(t));
+		return csa_error(err, CSA_ELIMIT, "%s model has too many labels",
+		                 csa_dtype_name(t));
 	char buf[512];
 	const char *feats[MAX_FEATS];
-	size_t nf = csa_agent_features(t, in, category, priority, buf, sizeof(buf), feats, MAX_FEATS);
+	size_t nf =
+	    csa_agent_features(t, in, category, priority, buf, sizeof(buf), feats, MAX_FEATS);
 	int rc = csa_dmodel_predict(m, in->text ? in->text : "", feats, nf, probs, err);
 	if (rc)
 		return rc;
@@ -99,8 +101,9 @@ static json_t *alternatives(const struct csa_dmodel *m, const double *probs, int
 		if (best < 0)
 			break;
 		used[best] = 1;
-		json_array_append_new(arr, json_pack("{s:s, s:f}", "value", csa_dmodel_label(m, (size_t)best),
-						     "confidence", probs[best]));
+		json_array_append_new(arr, json_pack("{s:s, s:f}", "value",
+		                                     csa_dmodel_label(m, (size_t)best),
+		                                     "confidence", probs[best]));
 	}
 	return arr;
 }
@@ -114,7 +117,7 @@ static const char *routing_for(const struct csa_config *cfg, const char *categor
 /* ---- classifier: category, priority, routing ------------------------- */
 
 static int classifier_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
-			      struct csa_agent_output *out, struct csa_err *err)
+                              struct csa_agent_output *out, struct csa_err *err)
 {
 	double pc[MAX_LABELS], pp[MAX_LABELS];
 	int c = predict(env, CSA_DT_CATEGORY, in, NULL, NULL, pc, err);
@@ -132,29 +135,29 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 	}
 	const char *route = routing_for(env->cfg, cat);
 	char routing[96];
-	snprintf(routing, sizeof(routing), "%s%s", pri && strcmp(pri, "CRITICAL") == 0 ? "urgent:" : "",
-		 route);
-	out->decision = json_pack("{s:s, s:f, s:s?, s:o, s:s}", "category", cat,
-				  "category_confidence", pc[c], "priority", pri,
-				  "priority_confidence", pri ? json_real(pp[p]) : json_null(),
-				  "routing_suggestion", routing);
+	snprintf(routing, sizeof(routing), "%s%s",
+	         pri && strcmp(pri, "CRITICAL") == 0 ? "urgent:" : "", route);
+	out->decision =
+	    json_pack("{s:s, s:f, s:s?, s:o, s:s}", "category", cat, "category_confidence", pc[c],
+	              "priority", pri, "priority_confidence", pri ? json_real(pp[p]) : json_null(),
+	              "routing_suggestion", routing);
 	if (pri)
 		json_object_set_new(out->decision, "priority_alternatives",
-				    alternatives(env->models[CSA_DT_PRIORITY], pp, p, 2));
+		                    alternatives(env->models[CSA_DT_PRIORITY], pp, p, 2));
 	out->confidence = pri ? fmin(pc[c], pp[p]) : pc[c];
 	out->alternatives = alternatives(env->models[CSA_DT_CATEGORY], pc, c, 3);
 	snprintf(out->rationale, sizeof(out->rationale),
-		 "category %s (%.0f%%) and priority %s (%.0f%%) from the customer's words, tier "
-		 "%s and %s sentiment; routed to %s",
-		 cat, 100 * pc[c], pri ? pri : "left to a human", pri ? 100 * pp[p] : 0.0,
-		 in->tier ? in->tier : "unknown", sent_bucket(in->sentiment), routing);
+	         "category %s (%.0f%%) and priority %s (%.0f%%) from the customer's words, tier "
+	         "%s and %s sentiment; routed to %s",
+	         cat, 100 * pc[c], pri ? pri : "left to a human", pri ? 100 * pp[p] : 0.0,
+	         in->tier ? in->tier : "unknown", sent_bucket(in->sentiment), routing);
 	return CSA_OK;
 }
 
 /* ---- selector: strategy and execution parameters --------------------- */
 
 static int selector_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
-			    struct csa_agent_output *out, struct csa_err *err)
+                            struct csa_agent_output *out, struct csa_err *err)
 {
 	const char *cat = csa_json_str(in->classification, "category");
 	const char *pri = csa_json_str(in->classification, "priority");
@@ -174,12 +177,12 @@ static int selector_process(const struct csa_agent_env *env, const struct csa_ag
 		return rc;
 	}
 	out->decision = json_pack("{s:s, s:o, s:o}", "strategy", strategy, "confidence_breakdown",
-				  breakdown, "execution_parameters", params);
+	                          breakdown, "execution_parameters", params);
 	out->confidence = ps[s];
 	out->alternatives = alternatives(m, ps, s, 2);
 	snprintf(out->rationale, sizeof(out->rationale),
-		 "%s (%.0f%%) for a %s %s ticket after %d agent replies", strategy, 100 * ps[s],
-		 pri ? pri : "?", cat ? cat : "?", in->agent_replies);
+	         "%s (%.0f%%) for a %s %s ticket after %d agent replies", strategy, 100 * ps[s],
+	         pri ? pri : "?", cat ? cat : "?", in->agent_replies);
 	return CSA_OK;
 }
 
@@ -195,7 +198,7 @@ static const char *urgency_for(const char *priority, int sla_status)
 }
 
 static int escalation_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
-			      struct csa_agent_output *out, struct csa_err *err)
+                              struct csa_agent_output *out, struct csa_err *err)
 {
 	const char *cat = csa_json_str(in->classification, "category");
 	const char *pri = csa_json_str(in->classification, "priority");
@@ -210,28 +213,28 @@ static int escalation_process(const struct csa_agent_env *env, const struct csa_
 	size_t n = 0;
 	double eta = env->history ? csa_history_eta_hours(env->history, cat, pri, &n) : -1;
 	char summary[400];
-	const char *company = csa_json_str(
-		json_object_get(json_object_get(in->tk->e, "participants"), "customer"),
-		"company_name");
+	const char *company =
+	    csa_json_str(json_object_get(json_object_get(in->tk->e, "participants"), "customer"),
+	                 "company_name");
 	snprintf(summary, sizeof(summary),
-		 "%s %s ticket from %s (%s tier, %s sentiment, %lld earlier tickets): %.160s",
-		 pri ? pri : "?", cat ? cat : "?", company && *company ? company : "a customer",
-		 in->tier ? in->tier : "unknown", sent_bucket(in->sentiment),
-		 csa_json_int(in->customer_history, "tickets", 0), in->text ? in->text : "");
-	out->decision = json_pack("{s:b, s:s, s:O?, s:s, s:s, s:o, s:I, s:f}", "escalate", escalate,
-				  "escalation_path", label, "escalation_levels",
-				  escalate ? path : NULL, "urgency_level", urgency_for(pri, in->sla_status),
-				  "context_summary", summary, "estimated_resolution_time",
-				  eta >= 0 ? json_real(eta) : json_null(), "eta_sample_size",
-				  (json_int_t)n, "escalate_confidence", pe[e]);
+	         "%s %s ticket from %s (%s tier, %s sentiment, %lld earlier tickets): %.160s",
+	         pri ? pri : "?", cat ? cat : "?", company && *company ? company : "a customer",
+	         in->tier ? in->tier : "unknown", sent_bucket(in->sentiment),
+	         csa_json_int(in->customer_history, "tickets", 0), in->text ? in->text : "");
+	out->decision =
+	    json_pack("{s:b, s:s, s:O?, s:s, s:s, s:o, s:I, s:f}", "escalate", escalate,
+	              "escalation_path", label, "escalation_levels", escalate ? path : NULL,
+	              "urgency_level", urgency_for(pri, in->sla_status), "context_summary", summary,
+	              "estimated_resolution_time", eta >= 0 ? json_real(eta) : json_null(),
+	              "eta_sample_size", (json_int_t)n, "escalate_confidence", pe[e]);
 	if (!escalate)
 		json_object_set_new(out->decision, "escalation_levels", json_array());
 	out->confidence = pe[e];
 	out->alternatives = alternatives(m, pe, e, 2);
 	snprintf(out->rationale, sizeof(out->rationale),
-		 "%s (%.0f%%); estimated %s hours from %zu similar resolved tickets",
-		 escalate ? "escalate" : "no escalation", 100 * pe[e],
-		 eta >= 0 ? "known" : "unknown", n);
+	         "%s (%.0f%%); estimated %s hours from %zu similar resolved tickets",
+	         escalate ? "escalate" : "no escalation", 100 * pe[e],
+	         eta >= 0 ? "known" : "unknown", n);
 	if (eta >= 0) {
 		char tail[64];
 		snprintf(tail, sizeof(tail), " (median %.1f h)", eta);
@@ -254,7 +257,7 @@ static int update_interval(const struct csa_config *cfg, const char *priority, i
 }
 
 static int updates_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
-			   struct csa_agent_output *out, struct csa_err *err)
+                           struct csa_agent_output *out, struct csa_err *err)
 {
 	(void)err;
 	const char *cat = csa_json_str(in->classification, "category");
@@ -271,58 +274,60 @@ static int updates_process(const struct csa_agent_env *env, const struct csa_age
 
 	json_t *plan = json_array();
 	json_array_append_new(plan, json_pack("{s:s, s:s}", "step", "acknowledge", "detail",
-					      "confirm receipt to the customer"));
+	                                      "confirm receipt to the customer"));
 	if (escalate)
 		json_array_append_new(plan, json_pack("{s:s, s:s, s:s?}", "step", "escalate",
-						      "detail", path, "to", resolver));
-	json_array_append_new(plan, json_pack("{s:s, s:s?}", "step", "respond", "strategy",
-					      strategy));
-	json_array_append_new(plan, json_pack("{s:s, s:i}", "step", "follow_up",
-					      "interval_minutes", interval));
+		                                      "detail", path, "to", resolver));
+	json_array_append_new(plan,
+	                      json_pack("{s:s, s:s?}", "step", "respond", "strategy", strategy));
+	json_array_append_new(
+	    plan, json_pack("{s:s, s:i}", "step", "follow_up", "interval_minutes", interval));
 
 	json_t *schedule = json_array();
 	for (int k = 0; k < 3; k++)
-		json_array_append_new(schedule,
-				      json_pack("{s:s, s:s}", "at",
-						csa_ts_format(now + (int64_t)k * interval * 60000, ts),
-						"audience", k == 0 ? "customer" : "customer+internal"));
+		json_array_append_new(
+		    schedule, json_pack("{s:s, s:s}", "at",
+		                        csa_ts_format(now + (int64_t)k * interval * 60000, ts),
+		                        "audience", k == 0 ? "customer" : "customer+internal"));
 
 	char msg[512];
 	json_t *notes = json_array();
 	snprintf(msg, sizeof(msg),
-		 "Hello %s, thank you for contacting us. Your request has been received and "
-		 "classified as %s with %s priority. We will update you within %d minutes.",
-		 client && *client ? client : "there", cat ? cat : "a support request",
-		 pri ? pri : "normal", interval);
+	         "Hello %s, thank you for contacting us. Your request has been received and "
+	         "classified as %s with %s priority. We will update you within %d minutes.",
+	         client && *client ? client : "there", cat ? cat : "a support request",
+	         pri ? pri : "normal", interval);
 	json_array_append_new(notes, json_pack("{s:s, s:s}", "to", "customer", "message", msg));
 	if (escalate) {
-		snprintf(msg, sizeof(msg), "Escalated to you (%s path, %s urgency): %.300s",
-			 path, csa_json_str(in->escalation, "urgency_level"),
-			 csa_json_str(in->escalation, "context_summary"));
+		snprintf(msg, sizeof(msg), "Escalated to you (%s path, %s urgency): %.300s", path,
+		         csa_json_str(in->escalation, "urgency_level"),
+		         csa_json_str(in->escalation, "context_summary"));
 		json_array_append_new(notes, json_pack("{s:s, s:s?, s:s}", "to", "resolver", "who",
-						       resolver, "message", msg));
+		                                       resolver, "message", msg));
 	}
 	snprintf(msg, sizeof(msg), "Ticket %s: %s / %s, strategy %s%s%s.", in->tk->id,
-		 cat ? cat : "?", pri ? pri : "?", strategy ? strategy : "?",
-		 escalate ? ", escalated to " : "", escalate ? path : "");
-	json_array_append_new(notes, json_pack("{s:s, s:s}", "to", "internal_channel", "message",
-					       msg));
+	         cat ? cat : "?", pri ? pri : "?", strategy ? strategy : "?",
+	         escalate ? ", escalated to " : "", escalate ? path : "");
+	json_array_append_new(notes,
+	                      json_pack("{s:s, s:s}", "to", "internal_channel", "message", msg));
 
 	out->decision = json_pack("{s:o, s:o, s:o}", "update_plan", plan, "communication_schedule",
-				  schedule, "stakeholder_notifications", notes);
+	                          schedule, "stakeholder_notifications", notes);
 	/* The plan follows from the decisions before it: it is as certain as
 	 * the least certain of them. */
 	out->confidence = in->prior_confidence;
 	out->alternatives = json_array();
 	snprintf(out->rationale, sizeof(out->rationale),
-		 "updates every %d minutes for %s priority with SLA %s", interval,
-		 pri ? pri : "?", in->sla_status == 2 ? "breached" : in->sla_status ? "at risk" : "on time");
+	         "updates every %d minutes for %s priority with SLA %s", interval, pri ? pri : "?",
+	         in->sla_status == 2 ? "breached"
+	         : in->sla_status    ? "at risk"
+	                             : "on time");
 	return CSA_OK;
 }
 
 const struct csa_agent csa_agents[CSA_AGENT_COUNT] = {
-	{"classifier", classifier_process},
-	{"selector", selector_process},
-	{"escalation", escalation_process},
-	{"updates", updates_process},
+    {"classifier", classifier_process},
+    {"selector", selector_process},
+    {"escalation", escalation_process},
+    {"updates", updates_process},
 };

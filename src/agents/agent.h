@@ -33,12 +33,12 @@ struct csa_agent_env {
 /* Everything an agent may look at for one ticket. */
 struct csa_agent_input {
 	const struct csa_ticket *tk;
-	const char *text;        /* customer text the decision is about */
-	const char *tier;        /* subscription tier or NULL */
-	const char *platform;    /* platform or NULL */
-	double sentiment;        /* mean score of the customer's messages */
-	int sla_status;          /* 0 on_time, 1 at_risk, 2 breached */
-	int agent_replies;       /* cs_agent messages so far (resolution attempts) */
+	const char *text;         /* customer text the decision is about */
+	const char *tier;         /* subscription tier or NULL */
+	const char *platform;     /* platform or NULL */
+	double sentiment;         /* mean score of the customer's messages */
+	int sla_status;           /* 0 on_time, 1 at_risk, 2 breached */
+	int agent_replies;        /* cs_agent messages so far (resolution attempts) */
 	json_t *customer_history; /* borrowed, from the context manager */
 	json_t *similar_cases;    /* borrowed JSON array of ticket ids */
 	/* lowest confidence of the decisions made before this one in the run */
@@ -57,13 +57,18 @@ struct csa_agent_output {
 
 void csa_agent_output_release(struct csa_agent_output *o);
 
-enum csa_agent_id { CSA_AGENT_CLASSIFIER, CSA_AGENT_SELECTOR, CSA_AGENT_ESCALATION,
-		    CSA_AGENT_UPDATES, CSA_AGENT_COUNT };
+enum csa_agent_id {
+	CSA_AGENT_CLASSIFIER,
+	CSA_AGENT_SELECTOR,
+	CSA_AGENT_ESCALATION,
+	CSA_AGENT_UPDATES,
+	CSA_AGENT_COUNT
+};
 
 struct csa_agent {
 	const char *name; /* as in T.agent_decisions[].agent */
 	int (*process)(const struct csa_agent_env *env, const struct csa_agent_input *in,
-		       struct csa_agent_output *out, struct csa_err *err);
+	               struct csa_agent_output *out, struct csa_err *err);
 };
 
 /* The agents in pipeline order. */
@@ -75,9 +80,9 @@ extern const struct csa_agent csa_agents[CSA_AGENT_COUNT];
  * strings with pointers in feats (at most max). Returns the count. The same
  * function serves training, prediction and feedback, so they always agree.
  */
-size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in,
-			  const char *category, const char *priority, char *buf, size_t bufsz,
-			  const char **feats, size_t max);
+size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in, const char *category,
+                          const char *priority, char *buf, size_t bufsz, const char **feats,
+                          size_t max);
 
 /* Confidence threshold under which an agent asks for a human
  * (agents.confidence_threshold, default 0.8 as in spec §5.1). */

@@ -13,7 +13,7 @@ struct csa_dmodel {
 };
 
 static const char *const dtype_names[CSA_DT_COUNT] = {"category", "priority", "strategy",
-						      "escalation"};
+                                                      "escalation"};
 
 const char *csa_dtype_name(enum csa_dtype t)
 {
@@ -46,7 +46,7 @@ int csa_dmodel_label_index(const struct csa_dmodel *m, const char *name)
 static void set_version(struct csa_dmodel *m)
 {
 	snprintf(m->version, sizeof(m->version), "embedded-linear/r%u",
-		 csa_linear_revision(m->lin));
+	         csa_linear_revision(m->lin));
 }
 
 const char *csa_dmodel_version(const struct csa_dmodel *m)
@@ -55,14 +55,14 @@ const char *csa_dmodel_version(const struct csa_dmodel *m)
 }
 
 int csa_dmodel_predict(const struct csa_dmodel *m, const char *text, const char *const *feats,
-		       size_t n_feats, double *probs, struct csa_err *err)
+                       size_t n_feats, double *probs, struct csa_err *err)
 {
 	int rc = csa_linear_predict(m->lin, text, strlen(text), feats, n_feats, probs);
 	return rc ? csa_error(err, rc, "out of memory predicting") : CSA_OK;
 }
 
 int csa_dmodel_learn(struct csa_dmodel *m, const char *text, const char *const *feats,
-		     size_t n_feats, size_t label, struct csa_err *err)
+                     size_t n_feats, size_t label, struct csa_err *err)
 {
 	int rc = csa_linear_learn(m->lin, text, strlen(text), feats, n_feats, (int)label, err);
 	if (!rc)
@@ -75,8 +75,7 @@ static void model_path(const char *dir, enum csa_dtype t, char *out, size_t n)
 	snprintf(out, n, "%s/%s.model", dir, csa_dtype_name(t));
 }
 
-int csa_dmodel_load(const char *dir, enum csa_dtype t, struct csa_dmodel **out,
-		    struct csa_err *err)
+int csa_dmodel_load(const char *dir, enum csa_dtype t, struct csa_dmodel **out, struct csa_err *err)
 {
 	char path[4096];
 	model_path(dir, t, path, sizeof(path));
@@ -94,7 +93,7 @@ int csa_dmodel_load(const char *dir, enum csa_dtype t, struct csa_dmodel **out,
 }
 
 int csa_dmodel_save(const struct csa_dmodel *m, const char *dir, enum csa_dtype t,
-		    struct csa_err *err)
+                    struct csa_err *err)
 {
 	char path[4096];
 	model_path(dir, t, path, sizeof(path));
@@ -110,8 +109,8 @@ void csa_dmodel_free(struct csa_dmodel *m)
 }
 
 int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct csa_drow *rows,
-		     size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
-		     double *heldout_acc, struct csa_err *err)
+                     size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
+                     double *heldout_acc, struct csa_err *err)
 {
 	struct csa_example *tr = calloc(n_rows ? n_rows : 1, sizeof(*tr));
 	struct csa_example *ho = calloc(n_rows ? n_rows : 1, sizeof(*ho));
@@ -127,8 +126,9 @@ int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct cs
 			if (rows[i].label && strcmp(rows[i].label, labels[k]) == 0)
 				l = (int)k;
 		if (l < 0) {
-			rc = csa_error(err, CSA_EINVAL, "row %zu: label '%s' is not in the taxonomy",
-				       i, rows[i].label ? rows[i].label : "(null)");
+			rc =
+			    csa_error(err, CSA_EINVAL, "row %zu: label '%s' is not in the taxonomy",
+			              i, rows[i].label ? rows[i].label : "(null)");
 			goto out;
 		}
 		struct csa_example e = {rows[i].text, rows[i].feats, rows[i].n_feats, l};
@@ -159,7 +159,7 @@ int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct cs
 		double *p = malloc(n_labels * sizeof(double));
 		for (size_t i = 0; p && i < nho; i++) {
 			csa_linear_predict(m->lin, ho[i].text, strlen(ho[i].text), ho[i].extra,
-					   ho[i].n_extra, p);
+			                   ho[i].n_extra, p);
 			size_t best = 0;
 			for (size_t c = 1; c < n_labels; c++)
 				if (p[c] > p[best])

@@ -15,8 +15,13 @@
 #include <stddef.h>
 #include "base/err.h"
 
-enum csa_dtype { CSA_DT_CATEGORY, CSA_DT_PRIORITY, CSA_DT_STRATEGY, CSA_DT_ESCALATION,
-		 CSA_DT_COUNT };
+enum csa_dtype {
+	CSA_DT_CATEGORY,
+	CSA_DT_PRIORITY,
+	CSA_DT_STRATEGY,
+	CSA_DT_ESCALATION,
+	CSA_DT_COUNT
+};
 
 /* "category", "priority", "strategy", "escalation". */
 const char *csa_dtype_name(enum csa_dtype t);
@@ -36,18 +41,18 @@ const char *csa_dmodel_version(const struct csa_dmodel *m);
 
 /* Calibrated probabilities into probs[n_labels]. */
 int csa_dmodel_predict(const struct csa_dmodel *m, const char *text, const char *const *feats,
-		       size_t n_feats, double *probs, struct csa_err *err);
+                       size_t n_feats, double *probs, struct csa_err *err);
 
 /* One online update towards 'label'. */
 int csa_dmodel_learn(struct csa_dmodel *m, const char *text, const char *const *feats,
-		     size_t n_feats, size_t label, struct csa_err *err);
+                     size_t n_feats, size_t label, struct csa_err *err);
 
 /* Load models/<type>.model from a directory; CSA_ENOENT when absent. */
 int csa_dmodel_load(const char *dir, enum csa_dtype t, struct csa_dmodel **out,
-		    struct csa_err *err);
+                    struct csa_err *err);
 /* Save (atomically) to models/<type>.model. */
 int csa_dmodel_save(const struct csa_dmodel *m, const char *dir, enum csa_dtype t,
-		    struct csa_err *err);
+                    struct csa_err *err);
 void csa_dmodel_free(struct csa_dmodel *m);
 
 /* Training rows for csa_dmodel_train. */
@@ -65,7 +70,7 @@ struct csa_drow {
  * Deterministic for a seed.
  */
 int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct csa_drow *rows,
-		     size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
-		     double *heldout_acc, struct csa_err *err);
+                     size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
+                     double *heldout_acc, struct csa_err *err);
 
 #endif

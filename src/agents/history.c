@@ -146,7 +146,8 @@ void csa_history_entry_from(const struct csa_ticket *tk, struct csa_hist_entry *
 		json_t *dec = json_object_get(d, "decision");
 		if (agent && strcmp(agent, "classifier") == 0 && csa_json_str(dec, "category"))
 			copy(e->category, sizeof(e->category), csa_json_str(dec, "category"));
-		if (agent && strcmp(agent, "escalation") == 0 && csa_json_str(dec, "escalation_path"))
+		if (agent && strcmp(agent, "escalation") == 0 &&
+		    csa_json_str(dec, "escalation_path"))
 			copy(e->escalation, sizeof(e->escalation),
 			     csa_json_str(dec, "escalation_path"));
 	}
@@ -180,7 +181,7 @@ int csa_history_build(struct csa_history *h, struct csa_store *st, struct csa_er
 }
 
 json_t *csa_history_customer(struct csa_history *h, const char *company, const char *client,
-			     const char *exclude_id)
+                             const char *exclude_id)
 {
 	const char *key = company && *company ? company : client;
 	int by_company = company && *company;
@@ -204,7 +205,8 @@ json_t *csa_history_customer(struct csa_history *h, const char *company, const c
 		/* keep the 5 newest */
 		for (int k = 0; k < 5; k++)
 			if (!recent[k] || e->created_ms > recent[k]->created_ms) {
-				memmove(&recent[k + 1], &recent[k], (size_t)(4 - k) * sizeof(recent[0]));
+				memmove(&recent[k + 1], &recent[k],
+				        (size_t)(4 - k) * sizeof(recent[0]));
 				recent[k] = e;
 				break;
 			}
@@ -214,12 +216,12 @@ json_t *csa_history_customer(struct csa_history *h, const char *company, const c
 		json_array_append_new(ids, json_string(recent[k]->id));
 	pthread_mutex_unlock(&h->mu);
 	return json_pack("{s:I, s:I, s:I, s:o, s:o}", "tickets", (json_int_t)n, "open",
-			 (json_int_t)open, "escalated", (json_int_t)esc, "avg_csat",
-			 ncsat ? json_real(csat / (double)ncsat) : json_null(), "recent", ids);
+	                 (json_int_t)open, "escalated", (json_int_t)esc, "avg_csat",
+	                 ncsat ? json_real(csat / (double)ncsat) : json_null(), "recent", ids);
 }
 
 json_t *csa_history_similar(struct csa_history *h, const char *category, const char *exclude_id,
-			    size_t k)
+                            size_t k)
 {
 	json_t *out = json_array();
 	if (!category || !*category || k == 0)
@@ -243,7 +245,7 @@ static int dcmp(const void *a, const void *b)
 }
 
 double csa_history_eta_hours(struct csa_history *h, const char *category, const char *priority,
-			     size_t *nout)
+                             size_t *nout)
 {
 	enum { CAP = 512 };
 	double *s = malloc(CAP * sizeof(*s));

@@ -45,17 +45,17 @@ size_t csa_history_count(const struct csa_history *h);
 /* {"tickets", "open", "escalated", "avg_csat", "recent": [ids]} of the
  * customer (company, else client), excluding one ticket. New reference. */
 json_t *csa_history_customer(struct csa_history *h, const char *company, const char *client,
-			     const char *exclude_id);
+                             const char *exclude_id);
 
 /* Up to k most recent resolved tickets of a category (ids, newest first),
  * excluding one; a new JSON array. */
 json_t *csa_history_similar(struct csa_history *h, const char *category, const char *exclude_id,
-			    size_t k);
+                            size_t k);
 
 /* Median resolution hours of resolved tickets with this category and
  * priority (falling back to the category, then to all); *n receives the
  * sample size. Negative when there is no resolved ticket at all. */
 double csa_history_eta_hours(struct csa_history *h, const char *category, const char *priority,
-			     size_t *n);
+                             size_t *n);
 
 #endif

@@ -41,8 +41,7 @@ static char *trim(char *s)
 	return s;
 }
 
-static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins,
-			struct csa_err *err)
+static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins, struct csa_err *err)
 {
 	char *buf;
 	size_t len;
@@ -64,8 +63,8 @@ static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins,
 		}
 		char *colon = strchr(l, ':');
 		if (*l && !colon) {
-			rc = csa_error(err, CSA_EPARSE, "'%s' line %d: expected 'key: value' or '---'",
-				       path, line);
+			rc = csa_error(err, CSA_EPARSE,
+			               "'%s' line %d: expected 'key: value' or '---'", path, line);
 			goto out;
 		}
 		if (colon) {
@@ -81,7 +80,7 @@ static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins,
 				strategy = v;
 			else {
 				rc = csa_error(err, CSA_EPARSE, "'%s' line %d: unknown header '%s'",
-					       path, line, k);
+				               path, line, k);
 				goto out;
 			}
 		}
@@ -91,9 +90,9 @@ static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins,
 	}
 	if (!body || !id || !*id || !strategy || !*strategy) {
 		rc = csa_error(err, CSA_EPARSE,
-			       "'%s': header needs 'id' and 'strategy' and a '---' line before the "
-			       "body",
-			       path);
+		               "'%s': header needs 'id' and 'strategy' and a '---' line before the "
+		               "body",
+		               path);
 		goto out;
 	}
 	sqlite3_reset(ins);
@@ -103,7 +102,8 @@ static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins,
 	sqlite3_bind_text(ins, 4, cats ? cats : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(ins, 5, strategy, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(ins) != SQLITE_DONE) {
-		rc = csa_error(err, CSA_EIO, "'%s': cannot index: %s", path, sqlite3_errmsg(kb->db));
+		rc =
+		    csa_error(err, CSA_EIO, "'%s': cannot index: %s", path, sqlite3_errmsg(kb->db));
 		goto out;
 	}
 	kb->n++;
@@ -125,15 +125,16 @@ int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err)
 	pthread_mutex_init(&kb->mu, NULL);
 	sqlite3_stmt *ins = NULL;
 	int rc = CSA_OK;
-	if (sqlite3_open_v2(":memory:", &kb->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ||
+	if (sqlite3_open_v2(":memory:", &kb->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+	                    NULL) ||
 	    sqlite3_exec(kb->db,
-			 "CREATE VIRTUAL TABLE kb USING fts5(id UNINDEXED, title, body, "
-			 "categories UNINDEXED, strategy UNINDEXED, tokenize='porter unicode61');",
-			 NULL, NULL, NULL) ||
+	                 "CREATE VIRTUAL TABLE kb USING fts5(id UNINDEXED, title, body, "
+	                 "categories UNINDEXED, strategy UNINDEXED, tokenize='porter unicode61');",
+	                 NULL, NULL, NULL) ||
 	    sqlite3_prepare_v2(kb->db, "INSERT INTO kb VALUES(?1, ?2, ?3, ?4, ?5)", -1, &ins,
-			       NULL)) {
+	                       NULL)) {
 		rc = csa_error(err, CSA_EIO, "cannot create the knowledge base index: %s",
-			       sqlite3_errmsg(kb->db));
+		               sqlite3_errmsg(kb->db));
 		goto fail;
 	}
 	DIR *d = opendir(dir);
@@ -189,10 +190,11 @@ static char *fts_query(const char *text)
 	const char *p = text;
 	while (*p && words < 64) {
 		while (*p && !((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			       (*p >= '0' && *p <= '9')))
+		               (*p >= '0' && *p <= '9')))
 			p++;
 		const char *s = p;
-		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		       (*p >= '0' && *p <= '9'))
 			p++;
 		size_t n = (size_t)(p - s);
 		if (n < 3 || n > 40)
@@ -206,14 +208,15 @@ static char *fts_query(const char *text)
 			}
 			q = nq;
 		}
-		len += (size_t)snprintf(q + len, cap - len, "%s\"%.*s\"", words ? " OR " : "", (int)n, s);
+		len += (size_t)snprintf(q + len, cap - len, "%s\"%.*s\"", words ? " OR " : "",
+		                        (int)n, s);
 		words++;
 	}
 	return q;
 }
 
-int csa_kb_search(struct csa_kb *kb, const char *text, const char *category,
-		  const char *strategy, size_t k, json_t **out, struct csa_err *err)
+int csa_kb_search(struct csa_kb *kb, const char *text, const char *category, const char *strategy,
+                  size_t k, json_t **out, struct csa_err *err)
 {
 	json_t *arr = json_array();
 	char *q = fts_query(text ? text : "");
@@ -225,13 +228,13 @@ int csa_kb_search(struct csa_kb *kb, const char *text, const char *category,
 	sqlite3_stmt *st = NULL;
 	/* with no usable words, fall back to the filters alone */
 	const char *sql = *q ? "SELECT id, title, strategy, bm25(kb) FROM kb WHERE kb MATCH ?1 "
-			       "AND (?2 IS NULL OR (',' || replace(categories, ' ', '') || ',') "
-			       "LIKE '%,' || ?2 || ',%') AND (?3 IS NULL OR strategy = ?3) "
-			       "ORDER BY bm25(kb) LIMIT ?4"
-			     : "SELECT id, title, strategy, 0.0 FROM kb WHERE ?1 = '' AND "
-			       "(?2 IS NULL OR (',' || replace(categories, ' ', '') || ',') "
-			       "LIKE '%,' || ?2 || ',%') AND (?3 IS NULL OR strategy = ?3) "
-			       "ORDER BY id LIMIT ?4";
+	                       "AND (?2 IS NULL OR (',' || replace(categories, ' ', '') || ',') "
+	                       "LIKE '%,' || ?2 || ',%') AND (?3 IS NULL OR strategy = ?3) "
+	                       "ORDER BY bm25(kb) LIMIT ?4"
+	                     : "SELECT id, title, strategy, 0.0 FROM kb WHERE ?1 = '' AND "
+	                       "(?2 IS NULL OR (',' || replace(categories, ' ', '') || ',') "
+	                       "LIKE '%,' || ?2 || ',%') AND (?3 IS NULL OR strategy = ?3) "
+	                       "ORDER BY id LIMIT ?4";
 	int rc = CSA_OK;
 	if (sqlite3_prepare_v2(kb->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		rc = csa_error(err, CSA_EIO, "knowledge base query: %s", sqlite3_errmsg(kb->db));
@@ -245,11 +248,11 @@ int csa_kb_search(struct csa_kb *kb, const char *text, const char *category,
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)k);
 	int s;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(
-			arr, json_pack("{s:s, s:s, s:s, s:f}", "id", sqlite3_column_text(st, 0),
-				       "title", sqlite3_column_text(st, 1), "strategy",
-				       sqlite3_column_text(st, 2), "score",
-				       -sqlite3_column_double(st, 3)));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:f}", "id",
+		                                     sqlite3_column_text(st, 0), "title",
+		                                     sqlite3_column_text(st, 1), "strategy",
+		                                     sqlite3_column_text(st, 2), "score",
+		                                     -sqlite3_column_double(st, 3)));
 	if (s != SQLITE_DONE)
 		rc = csa_error(err, CSA_EIO, "knowledge base query: %s", sqlite3_errmsg(kb->db));
 out:
@@ -270,14 +273,15 @@ json_t *csa_kb_get(struct csa_kb *kb, const char *id)
 	sqlite3_stmt *st = NULL;
 	pthread_mutex_lock(&kb->mu);
 	if (sqlite3_prepare_v2(kb->db,
-			       "SELECT id, title, categories, strategy, body FROM kb WHERE id = ?1",
-			       -1, &st, NULL) == SQLITE_OK) {
+	                       "SELECT id, title, categories, strategy, body FROM kb WHERE id = ?1",
+	                       -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			r = json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", sqlite3_column_text(st, 0),
-				      "title", sqlite3_column_text(st, 1), "categories",
-				      sqlite3_column_text(st, 2), "strategy",
-				      sqlite3_column_text(st, 3), "body", sqlite3_column_text(st, 4));
+			              "title", sqlite3_column_text(st, 1), "categories",
+			              sqlite3_column_text(st, 2), "strategy",
+			              sqlite3_column_text(st, 3), "body",
+			              sqlite3_column_text(st, 4));
 	}
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&kb->mu);
@@ -313,64 +317,100 @@ char *csa_kb_render(const char *body, const json_t *vars, size_t max)
 }
 
 static const char *const defaults[][2] = {
-	{"tech-outage.md", "id: tech-outage\ntitle: Service disruption acknowledged\ncategories: TECHNICAL_ISSUE\n"
-	 "strategy: ESCALATE_TO_TECHNICAL\n---\nHello {{client_name}},\n\nwe are aware that the service "
-	 "is not loading or not responding for some customers. Our engineers are investigating the outage "
-	 "and we will update you within the hour.\n"},
-	{"tech-setup.md", "id: tech-setup\ntitle: Configuring the product for your team\ncategories: "
-	 "TECHNICAL_ISSUE, GENERAL_SUPPORT\nstrategy: TEMPLATE_RESPONSE\n---\nHello {{client_name}},\n\nto "
-	 "configure the integration, open Settings, choose Integrations and follow the setup guide. Supported "
-	 "browsers are the two latest versions of Chrome, Firefox, Safari and Edge.\n"},
-	{"tech-login-sso.md", "id: tech-login-sso\ntitle: SSO and session problems\ncategories: "
-	 "TECHNICAL_ISSUE, ACCOUNT_MANAGEMENT\nstrategy: REQUEST_MORE_INFO\n---\nHello {{client_name}},\n\nto "
-	 "look into the login or SSO problem we need: the browser and version, the exact error message, and "
-	 "the time it last happened.\n"},
-	{"billing-duplicate.md", "id: billing-duplicate\ntitle: Duplicate charge and refunds\ncategories: "
-	 "BILLING_INQUIRY\nstrategy: ESCALATE_TO_HUMAN\n---\nHello {{client_name}},\n\nsorry about the double "
-	 "charge. A billing specialist will check the payment and refund the duplicate within 5 business "
-	 "days.\n"},
-	{"billing-invoice-copy.md", "id: billing-invoice-copy\ntitle: Invoice copies and billing address\n"
-	 "categories: BILLING_INQUIRY\nstrategy: AUTOMATED_RESOLUTION\n---\nHello {{client_name}},\n\nyou can "
-	 "download every invoice and update the billing address under Settings > Billing. We have also sent "
-	 "a copy of the invoice to your e-mail address.\n"},
-	{"billing-pricing.md", "id: billing-pricing\ntitle: Plans, discounts and payment methods\ncategories: "
-	 "BILLING_INQUIRY\nstrategy: TEMPLATE_RESPONSE\n---\nHello {{client_name}},\n\nannual plans come with "
-	 "a 15% discount. We accept cards, SEPA and bank transfer; a failed card payment can be retried from "
-	 "the invoice page.\n"},
-	{"feature-request.md", "id: feature-request\ntitle: Thank you for your suggestion\ncategories: "
-	 "FEATURE_REQUEST\nstrategy: TEMPLATE_RESPONSE\n---\nHello {{client_name}},\n\nthank you for the "
-	 "suggestion. We have added it to our product feedback board; the product team reviews it every "
-	 "month and we will let you know when it is planned.\n"},
-	{"feature-roadmap.md", "id: feature-roadmap\ntitle: Roadmap questions\ncategories: FEATURE_REQUEST, "
-	 "GENERAL_SUPPORT\nstrategy: REQUEST_MORE_INFO\n---\nHello {{client_name}},\n\ncould you tell us more "
-	 "about what you would like to achieve with this feature, and how many people in your team need "
-	 "it?\n"},
-	{"bug-report.md", "id: bug-report\ntitle: Bug reproduction\ncategories: BUG_REPORT\nstrategy: "
-	 "ESCALATE_TO_TECHNICAL\n---\nHello {{client_name}},\n\nthank you for the report. We have reproduced "
-	 "the problem and passed it to engineering with your steps; we will update you when the fix is "
-	 "released.\n"},
-	{"bug-more-info.md", "id: bug-more-info\ntitle: Details needed to reproduce a bug\ncategories: "
-	 "BUG_REPORT, TECHNICAL_ISSUE\nstrategy: REQUEST_MORE_INFO\n---\nHello {{client_name}},\n\nto "
-	 "reproduce the error, please send the steps you followed, a screenshot, and the time it "
-	 "happened.\n"},
-	{"account-password.md", "id: account-password\ntitle: Password reset and locked accounts\n"
-	 "categories: ACCOUNT_MANAGEMENT\nstrategy: AUTOMATED_RESOLUTION\n---\nHello {{client_name}},\n\nwe "
-	 "have unlocked your account and sent a new password reset link. It is valid for 30 minutes; check "
-	 "the spam folder if it does not arrive.\n"},
-	{"account-users.md", "id: account-users\ntitle: Adding, removing and changing users\ncategories: "
-	 "ACCOUNT_MANAGEMENT\nstrategy: AUTOMATED_RESOLUTION\n---\nHello {{client_name}},\n\nthe requested "
-	 "user changes are done. Admins can add or remove users and change e-mail addresses under Settings > "
-	 "Users.\n"},
-	{"account-close.md", "id: account-close\ntitle: Closing or merging accounts\ncategories: "
-	 "ACCOUNT_MANAGEMENT\nstrategy: ESCALATE_TO_HUMAN\n---\nHello {{client_name}},\n\nan account manager "
-	 "will contact you to close or merge the accounts and to export your data first.\n"},
-	{"general-hours.md", "id: general-hours\ntitle: Support hours and resources\ncategories: "
-	 "GENERAL_SUPPORT\nstrategy: TEMPLATE_RESPONSE\n---\nHello {{client_name}},\n\nour support team is "
-	 "available Monday to Friday, 8:00 to 20:00 CET. Guides, webinars and the terms of service are in the "
-	 "help centre.\n"},
-	{"general-more-info.md", "id: general-more-info\ntitle: Tell us more\ncategories: GENERAL_SUPPORT\n"
-	 "strategy: REQUEST_MORE_INFO\n---\nHello {{client_name}},\n\nthanks for reaching out. Could you tell "
-	 "us more about what is not working, what you expected, and since when?\n"},
+    {"tech-outage.md",
+     "id: tech-outage\ntitle: Service disruption acknowledged\ncategories: TECHNICAL_ISSUE\n"
+     "strategy: ESCALATE_TO_TECHNICAL\n---\nHello {{client_name}},\n\nwe are aware that the "
+     "service "
+     "is not loading or not responding for some customers. Our engineers are investigating the "
+     "outage "
+     "and we will update you within the hour.\n"},
+    {"tech-setup.md",
+     "id: tech-setup\ntitle: Configuring the product for your team\ncategories: "
+     "TECHNICAL_ISSUE, GENERAL_SUPPORT\nstrategy: TEMPLATE_RESPONSE\n---\nHello "
+     "{{client_name}},\n\nto "
+     "configure the integration, open Settings, choose Integrations and follow the setup guide. "
+     "Supported "
+     "browsers are the two latest versions of Chrome, Firefox, Safari and Edge.\n"},
+    {"tech-login-sso.md", "id: tech-login-sso\ntitle: SSO and session problems\ncategories: "
+                          "TECHNICAL_ISSUE, ACCOUNT_MANAGEMENT\nstrategy: "
+                          "REQUEST_MORE_INFO\n---\nHello {{client_name}},\n\nto "
+                          "look into the login or SSO problem we need: the browser and version, "
+                          "the exact error message, and "
+                          "the time it last happened.\n"},
+    {"billing-duplicate.md",
+     "id: billing-duplicate\ntitle: Duplicate charge and refunds\ncategories: "
+     "BILLING_INQUIRY\nstrategy: ESCALATE_TO_HUMAN\n---\nHello {{client_name}},\n\nsorry about the "
+     "double "
+     "charge. A billing specialist will check the payment and refund the duplicate within 5 "
+     "business "
+     "days.\n"},
+    {"billing-invoice-copy.md",
+     "id: billing-invoice-copy\ntitle: Invoice copies and billing address\n"
+     "categories: BILLING_INQUIRY\nstrategy: AUTOMATED_RESOLUTION\n---\nHello "
+     "{{client_name}},\n\nyou can "
+     "download every invoice and update the billing address under Settings > Billing. We have also "
+     "sent "
+     "a copy of the invoice to your e-mail address.\n"},
+    {"billing-pricing.md",
+     "id: billing-pricing\ntitle: Plans, discounts and payment methods\ncategories: "
+     "BILLING_INQUIRY\nstrategy: TEMPLATE_RESPONSE\n---\nHello {{client_name}},\n\nannual plans "
+     "come with "
+     "a 15% discount. We accept cards, SEPA and bank transfer; a failed card payment can be "
+     "retried from "
+     "the invoice page.\n"},
+    {"feature-request.md", "id: feature-request\ntitle: Thank you for your suggestion\ncategories: "
+                           "FEATURE_REQUEST\nstrategy: TEMPLATE_RESPONSE\n---\nHello "
+                           "{{client_name}},\n\nthank you for the "
+                           "suggestion. We have added it to our product feedback board; the "
+                           "product team reviews it every "
+                           "month and we will let you know when it is planned.\n"},
+    {"feature-roadmap.md",
+     "id: feature-roadmap\ntitle: Roadmap questions\ncategories: FEATURE_REQUEST, "
+     "GENERAL_SUPPORT\nstrategy: REQUEST_MORE_INFO\n---\nHello {{client_name}},\n\ncould you tell "
+     "us more "
+     "about what you would like to achieve with this feature, and how many people in your team "
+     "need "
+     "it?\n"},
+    {"bug-report.md",
+     "id: bug-report\ntitle: Bug reproduction\ncategories: BUG_REPORT\nstrategy: "
+     "ESCALATE_TO_TECHNICAL\n---\nHello {{client_name}},\n\nthank you for the report. We have "
+     "reproduced "
+     "the problem and passed it to engineering with your steps; we will update you when the fix is "
+     "released.\n"},
+    {"bug-more-info.md",
+     "id: bug-more-info\ntitle: Details needed to reproduce a bug\ncategories: "
+     "BUG_REPORT, TECHNICAL_ISSUE\nstrategy: REQUEST_MORE_INFO\n---\nHello {{client_name}},\n\nto "
+     "reproduce the error, please send the steps you followed, a screenshot, and the time it "
+     "happened.\n"},
+    {"account-password.md", "id: account-password\ntitle: Password reset and locked accounts\n"
+                            "categories: ACCOUNT_MANAGEMENT\nstrategy: "
+                            "AUTOMATED_RESOLUTION\n---\nHello {{client_name}},\n\nwe "
+                            "have unlocked your account and sent a new password reset link. It is "
+                            "valid for 30 minutes; check "
+                            "the spam folder if it does not arrive.\n"},
+    {"account-users.md",
+     "id: account-users\ntitle: Adding, removing and changing users\ncategories: "
+     "ACCOUNT_MANAGEMENT\nstrategy: AUTOMATED_RESOLUTION\n---\nHello {{client_name}},\n\nthe "
+     "requested "
+     "user changes are done. Admins can add or remove users and change e-mail addresses under "
+     "Settings > "
+     "Users.\n"},
+    {"account-close.md",
+     "id: account-close\ntitle: Closing or merging accounts\ncategories: "
+     "ACCOUNT_MANAGEMENT\nstrategy: ESCALATE_TO_HUMAN\n---\nHello {{client_name}},\n\nan account "
+     "manager "
+     "will contact you to close or merge the accounts and to export your data first.\n"},
+    {"general-hours.md", "id: general-hours\ntitle: Support hours and resources\ncategories: "
+                         "GENERAL_SUPPORT\nstrategy: TEMPLATE_RESPONSE\n---\nHello "
+                         "{{client_name}},\n\nour support team is "
+                         "available Monday to Friday, 8:00 to 20:00 CET. Guides, webinars and the "
+                         "terms of service are in the "
+                         "help centre.\n"},
+    {"general-more-info.md",
+     "id: general-more-info\ntitle: Tell us more\ncategories: GENERAL_SUPPORT\n"
+     "strategy: REQUEST_MORE_INFO\n---\nHello {{client_name}},\n\nthanks for reaching out. Could "
+     "you tell "
+     "us more about what is not working, what you expected, and since when?\n"},
 };
 
 int csa_kb_write_defaults(const char *dir, struct csa_err *err)

@@ -32,8 +32,8 @@ size_t csa_kb_count(const struct csa_kb *kb);
 /* Up to k articles for 'text' (any bytes: it is reduced to search words),
  * restricted to a category and a strategy when given (NULL: any). *out is a
  * new array of {"id", "title", "strategy", "score"} (higher is better). */
-int csa_kb_search(struct csa_kb *kb, const char *text, const char *category,
-		  const char *strategy, size_t k, json_t **out, struct csa_err *err);
+int csa_kb_search(struct csa_kb *kb, const char *text, const char *category, const char *strategy,
+                  size_t k, json_t **out, struct csa_err *err);
 
 /* An article by id: {"id", "title", "categories", "strategy", "body"}, or
  * NULL. New reference. */

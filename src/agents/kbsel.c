@@ -6,8 +6,8 @@
 #include <string.h>
 
 int csa_kbsel_parameters(struct csa_kb *kb, const struct csa_config *cfg, const char *strategy,
-			 const char *category, const char *text, json_t **params,
-			 struct csa_err *err)
+                         const char *category, const char *text, json_t **params,
+                         struct csa_err *err)
 {
 	json_t *p = json_object();
 	if (!strategy)
@@ -38,9 +38,9 @@ int csa_kbsel_parameters(struct csa_kb *kb, const struct csa_config *cfg, const 
 	json_object_set_new(p, "other_articles", alts);
 	if (strncmp(strategy, "ESCALATE_TO_", 12) == 0) {
 		json_object_set_new(p, "handover_to",
-				    json_string(strcmp(strategy, "ESCALATE_TO_TECHNICAL") == 0
-							? "technical_team"
-							: "cs_team"));
+		                    json_string(strcmp(strategy, "ESCALATE_TO_TECHNICAL") == 0
+		                                    ? "technical_team"
+		                                    : "cs_team"));
 	} else if (strcmp(strategy, "REQUEST_MORE_INFO") == 0) {
 		json_t *qs = csa_config_get(cfg, "selector.questions");
 		json_t *q = json_object_get(qs, category ? category : "");

@@ -15,7 +15,7 @@ struct csa_kb;
 /* *params receives a new object; kb may be NULL (no knowledge base: the
  * parameters then name no article). */
 int csa_kbsel_parameters(struct csa_kb *kb, const struct csa_config *cfg, const char *strategy,
-			 const char *category, const char *text, json_t **params,
-			 struct csa_err *err);
+                         const char *category, const char *text, json_t **params,
+                         struct csa_err *err);
 
 #endif

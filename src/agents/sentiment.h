@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#define CSA_SENTIMENT_MAX_BYTES 16384
+#define CSA_SENTIMENT_MAX_BYTES    16384
 #define CSA_SENTIMENT_MAX_KEYWORDS 8
 
 struct csa_sentiment {

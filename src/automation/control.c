@@ -44,23 +44,23 @@ struct csa_auto {
 };
 
 static const char schema_sql[] =
-	"PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
-	"CREATE TABLE IF NOT EXISTS decisions(id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL,"
-	" type TEXT NOT NULL, segment TEXT NOT NULL, phase INTEGER NOT NULL, value TEXT,"
-	" confidence REAL, threshold REAL, autonomous INTEGER NOT NULL, critical INTEGER NOT NULL,"
-	" created_ms INTEGER NOT NULL, final TEXT, correct INTEGER, reviewed_ms INTEGER,"
-	" reviewer TEXT, decision_ms INTEGER, model TEXT, shown INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS decisions_scope ON decisions(type, segment, phase);"
-	"CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" decision_id TEXT NOT NULL, ticket_id TEXT NOT NULL, type TEXT NOT NULL,"
-	" segment TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
-	" shown INTEGER NOT NULL, suggestion TEXT, confidence REAL, alternatives TEXT,"
-	" score REAL NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS tasks_open ON tasks(status, score);"
-	"CREATE INDEX IF NOT EXISTS tasks_ticket ON tasks(ticket_id, status);"
-	"CREATE TABLE IF NOT EXISTS alerts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" created_ms INTEGER NOT NULL, type TEXT NOT NULL, severity TEXT NOT NULL,"
-	" scope TEXT NOT NULL, detail TEXT NOT NULL, open INTEGER NOT NULL DEFAULT 1);";
+    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
+    "CREATE TABLE IF NOT EXISTS decisions(id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL,"
+    " type TEXT NOT NULL, segment TEXT NOT NULL, phase INTEGER NOT NULL, value TEXT,"
+    " confidence REAL, threshold REAL, autonomous INTEGER NOT NULL, critical INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL, final TEXT, correct INTEGER, reviewed_ms INTEGER,"
+    " reviewer TEXT, decision_ms INTEGER, model TEXT, shown INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS decisions_scope ON decisions(type, segment, phase);"
+    "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " decision_id TEXT NOT NULL, ticket_id TEXT NOT NULL, type TEXT NOT NULL,"
+    " segment TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
+    " shown INTEGER NOT NULL, suggestion TEXT, confidence REAL, alternatives TEXT,"
+    " score REAL NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS tasks_open ON tasks(status, score);"
+    "CREATE INDEX IF NOT EXISTS tasks_ticket ON tasks(ticket_id, status);"
+    "CREATE TABLE IF NOT EXISTS alerts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " created_ms INTEGER NOT NULL, type TEXT NOT NULL, severity TEXT NOT NULL,"
+    " scope TEXT NOT NULL, detail TEXT NOT NULL, open INTEGER NOT NULL DEFAULT 1);";
 
 int csa_phase_num(const char *s)
 {
@@ -135,12 +135,12 @@ static json_t *labels_of(const struct csa_auto *a, const char *type)
 		const char *k;
 		json_t *v;
 		json_object_foreach(csa_config_get(&a->ws->cfg, "escalation_paths"), k, v)
-			json_array_append_new(l, json_string(k));
+		    json_array_append_new(l, json_string(k));
 		return l;
 	}
 	const char *path = strcmp(type, "category") == 0   ? "taxonomy.categories"
-			   : strcmp(type, "priority") == 0 ? "taxonomy.priorities"
-							   : "taxonomy.strategies";
+	                   : strcmp(type, "priority") == 0 ? "taxonomy.priorities"
+	                                                   : "taxonomy.strategies";
 	return json_deep_copy(csa_config_get(&a->ws->cfg, path));
 }
 
@@ -148,14 +148,15 @@ static json_t *labels_of(const struct csa_auto *a, const char *type)
 
 /* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
 static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const char *segment,
-				    size_t limit, size_t *n)
+                                    size_t limit, size_t *n)
 {
 	sqlite3_stmt *st;
 	*n = 0;
-	const char *sql = "SELECT confidence, correct FROM (SELECT confidence, correct, reviewed_ms "
-			  "FROM decisions WHERE final IS NOT NULL AND type = ?1 AND "
-			  "(?2 IS NULL OR segment = ?2) ORDER BY reviewed_ms DESC LIMIT ?3) "
-			  "ORDER BY reviewed_ms";
+	const char *sql =
+	    "SELECT confidence, correct FROM (SELECT confidence, correct, reviewed_ms "
+	    "FROM decisions WHERE final IS NOT NULL AND type = ?1 AND "
+	    "(?2 IS NULL OR segment = ?2) ORDER BY reviewed_ms DESC LIMIT ?3) "
+	    "ORDER BY reviewed_ms";
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
@@ -164,8 +165,8 @@ static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const 
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
 	struct csa_outcome *o = malloc(limit * sizeof(*o) + 1);
 	while (o && sqlite3_step(st) == SQLITE_ROW && *n < limit)
-		o[(*n)++] = (struct csa_outcome){sqlite3_column_double(st, 0),
-						  sqlite3_column_int(st, 1)};
+		o[(*n)++] =
+		    (struct csa_outcome){sqlite3_column_double(st, 0), sqlite3_column_int(st, 1)};
 	sqlite3_finalize(st);
 	return o;
 }
@@ -189,14 +190,14 @@ static int64_t count_i64(struct csa_auto *a, const char *sql, const char *p1, co
 /* The threshold and readiness of (type, segment, critical), cached and
  * recomputed as reviews come in. Caller holds a->mu. */
 static const struct thr *threshold_of(struct csa_auto *a, const char *type, const char *segment,
-				      int critical)
+                                      int critical)
 {
 	char key[96];
 	snprintf(key, sizeof(key), "%s/%s/%d", type, segment, critical);
 	int64_t reviewed = count_i64(a,
-				     "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND "
-				     "type = ?1 AND segment = ?2",
-				     type, segment);
+	                             "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND "
+	                             "type = ?1 AND segment = ?2",
+	                             type, segment);
 	struct thr *t = NULL;
 	for (size_t i = 0; i < a->nthr; i++)
 		if (strcmp(a->thr[i].key, key) == 0)
@@ -220,17 +221,18 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 	size_t window = (size_t)cfg_num(a, "automation.window", 500);
 	struct csa_outcome *o = outcomes(a, type, segment, window, &n);
 	csa_readiness(o, n, &t->r);
-	double target = cfg_num(a, critical ? "automation.critical_target_accuracy"
-					    : "automation.target_accuracy",
-				critical ? 0.98 : 0.96);
-	double need = cfg_num(a, critical ? "automation.readiness_required_critical"
-					  : "automation.readiness_required",
-			      critical ? 0.9 : 0.8);
+	double target = cfg_num(
+	    a, critical ? "automation.critical_target_accuracy" : "automation.target_accuracy",
+	    critical ? 0.98 : 0.96);
+	double need = cfg_num(a,
+	                      critical ? "automation.readiness_required_critical"
+	                               : "automation.readiness_required",
+	                      critical ? 0.9 : 0.8);
 	size_t min_n = (size_t)cfg_num(a, "automation.min_decisions", 50);
 	t->threshold = 2.0;
 	if (n >= min_n && t->r.score >= need)
 		t->threshold = csa_threshold_for_accuracy(o, n, target,
-							  cfg_num(a, "automation.z", 1.96), min_n);
+		                                          cfg_num(a, "automation.z", 1.96), min_n);
 	t->reviewed_at = reviewed;
 	free(o);
 	return t;
@@ -271,25 +273,26 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	const char *review = "decide";
 	if (autonomous) {
 		int64_t reviewed_auto = count_i64(
-			a,
-			"SELECT count(*) FROM decisions WHERE autonomous = 1 AND final IS NOT NULL "
-			"AND type = ?1 AND segment = ?2",
-			type, segment);
+		    a,
+		    "SELECT count(*) FROM decisions WHERE autonomous = 1 AND final IS NOT NULL "
+		    "AND type = ?1 AND segment = ?2",
+		    type, segment);
 		double p = csa_review_probability(
-			(size_t)reviewed_auto, cfg_num(a, "automation.review_floor", 0.05),
-			cfg_num(a, "automation.review_half_life", 200), d->confidence, 0.95,
-			cfg_num(a, "automation.review_uncertain_share", 0.7));
+		    (size_t)reviewed_auto, cfg_num(a, "automation.review_floor", 0.05),
+		    cfg_num(a, "automation.review_half_life", 200), d->confidence, 0.95,
+		    cfg_num(a, "automation.review_uncertain_share", 0.7));
 		/* deterministic per decision: replays repeat exactly */
 		double u = (double)(hash64(d->decision_id) >> 11) / 9007199254740992.0;
 		review = u < p ? "audit" : "none";
 	}
 	sqlite3_stmt *st;
 	sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
-	if (sqlite3_prepare_v2(a->db,
-			       "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
-			       "value, confidence, threshold, autonomous, critical, created_ms, model, "
-			       "shown) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-			       -1, &st, NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
+	        "value, confidence, threshold, autonomous, critical, created_ms, model, "
+	        "shown) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	        -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, d->ticket_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
@@ -307,17 +310,20 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	}
 	sqlite3_finalize(st);
 	if (strcmp(review, "none") != 0 &&
-	    sqlite3_prepare_v2(a->db,
-			       "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, "
-			       "suggestion, confidence, alternatives, score, created_ms, due_ms) "
-			       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-			       -1, &st, NULL) == SQLITE_OK) {
+	    sqlite3_prepare_v2(
+	        a->db,
+	        "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, "
+	        "suggestion, confidence, alternatives, score, created_ms, due_ms) "
+	        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	        -1, &st, NULL) == SQLITE_OK) {
 		int decide = strcmp(review, "decide") == 0;
 		char *alts = d->alternatives ? json_dumps(d->alternatives, JSON_COMPACT) : NULL;
 		/* most valuable first: humans are needed most where the AI is
 		 * least sure, on critical tickets, and to unblock tickets */
 		double score = (1 - d->confidence) + (d->critical ? 1.0 : 0) + (decide ? 0.5 : 0);
-		int64_t delay = decide ? 0 : (int64_t)(cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
+		int64_t delay =
+		    decide ? 0
+		           : (int64_t)(cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, d->ticket_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
@@ -337,14 +343,13 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
 	pthread_mutex_unlock(&a->mu);
 
-	json_t *info = json_pack("{s:s, s:s, s:s, s:f, s:f, s:s, s:b, s:s, s:s?, s:s?}",
-				 "decision_id", d->decision_id, "decision_type", type, "segment",
-				 segment, "confidence", d->confidence, "threshold",
-				 threshold > 1 ? -1.0 : threshold, "phase",
-				 (const char *[]){"", "PHASE_1", "PHASE_2", "PHASE_3", "PHASE_4",
-						  "PHASE_5"}[phase],
-				 "autonomous", autonomous, "review", review, "model",
-				 d->model_version, "input_digest", d->input_digest);
+	json_t *info = json_pack(
+	    "{s:s, s:s, s:s, s:f, s:f, s:s, s:b, s:s, s:s?, s:s?}", "decision_id", d->decision_id,
+	    "decision_type", type, "segment", segment, "confidence", d->confidence, "threshold",
+	    threshold > 1 ? -1.0 : threshold, "phase",
+	    (const char *[]){"", "PHASE_1", "PHASE_2", "PHASE_3", "PHASE_4", "PHASE_5"}[phase],
+	    "autonomous", autonomous, "review", review, "model", d->model_version, "input_digest",
+	    d->input_digest);
 	json_object_set_new(info, "value", json_string(d->value));
 	csa_ledger_append(a->ledger, "decision", d->ticket_id, info, NULL, NULL);
 	json_object_set_new(audit, type, info);
@@ -361,34 +366,34 @@ static json_t *task_row(struct csa_auto *a, sqlite3_stmt *st)
 	const char *alts = (const char *)sqlite3_column_text(st, 10);
 	json_t *alt = alts && shown ? json_loads(alts, 0, NULL) : NULL;
 	json_t *t = json_pack(
-		"{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:f, s:s, s:s}", "task_id",
-		(json_int_t)sqlite3_column_int64(st, 0), "decision_id", sqlite3_column_text(st, 1),
-		"ticket_id", sqlite3_column_text(st, 2), "decision_type", type, "segment",
-		sqlite3_column_text(st, 4), "kind", sqlite3_column_text(st, 5), "status",
-		sqlite3_column_text(st, 6), "suggestion",
-		shown ? json_string((const char *)sqlite3_column_text(st, 8)) : json_null(),
-		"confidence", shown ? json_real(sqlite3_column_double(st, 9)) : json_null(),
-		"alternatives", alt ? alt : json_array(), "labels", labels_of(a, type),
-		"priority_score", sqlite3_column_double(st, 11), "created",
-		csa_ts_format(sqlite3_column_int64(st, 12), ts1), "due",
-		csa_ts_format(sqlite3_column_int64(st, 13), ts2));
+	    "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:f, s:s, s:s}", "task_id",
+	    (json_int_t)sqlite3_column_int64(st, 0), "decision_id", sqlite3_column_text(st, 1),
+	    "ticket_id", sqlite3_column_text(st, 2), "decision_type", type, "segment",
+	    sqlite3_column_text(st, 4), "kind", sqlite3_column_text(st, 5), "status",
+	    sqlite3_column_text(st, 6), "suggestion",
+	    shown ? json_string((const char *)sqlite3_column_text(st, 8)) : json_null(),
+	    "confidence", shown ? json_real(sqlite3_column_double(st, 9)) : json_null(),
+	    "alternatives", alt ? alt : json_array(), "labels", labels_of(a, type),
+	    "priority_score", sqlite3_column_double(st, 11), "created",
+	    csa_ts_format(sqlite3_column_int64(st, 12), ts1), "due",
+	    csa_ts_format(sqlite3_column_int64(st, 13), ts2));
 	return t;
 }
 
-#define TASK_COLS                                                                       \
-	"id, decision_id, ticket_id, type, segment, kind, status, shown, suggestion, "  \
+#define TASK_COLS                                                                                  \
+	"id, decision_id, ticket_id, type, segment, kind, status, shown, suggestion, "             \
 	"confidence, alternatives, score, created_ms, due_ms"
 
 int csa_auto_review_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
-			 struct csa_err *err)
+                         struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
 	int rc = CSA_OK;
 	if (sqlite3_prepare_v2(a->db,
-			       "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
-			       "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
-			       -1, &st, NULL) != SQLITE_OK) {
+	                       "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
+	                       "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
+	                       -1, &st, NULL) != SQLITE_OK) {
 		rc = db_err(a, err, "listing tasks");
 		goto out;
 	}
@@ -406,15 +411,15 @@ out:
 }
 
 int csa_auto_review_for_ticket(struct csa_auto *a, const char *ticket_id, json_t **out,
-			       struct csa_err *err)
+                               struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
 	int rc = CSA_OK;
 	if (sqlite3_prepare_v2(a->db,
-			       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
-			       "ticket_id = ?1 ORDER BY id",
-			       -1, &st, NULL) != SQLITE_OK) {
+	                       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
+	                       "ticket_id = ?1 ORDER BY id",
+	                       -1, &st, NULL) != SQLITE_OK) {
 		rc = db_err(a, err, "listing a ticket's tasks");
 		goto out;
 	}
@@ -437,9 +442,10 @@ int csa_auto_review_next(struct csa_auto *a, json_t **out, struct csa_err *err)
 	int rc = CSA_OK;
 	/* due tasks first (delayed audits wait for their time), then value */
 	if (sqlite3_prepare_v2(a->db,
-			       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
-			       "ORDER BY score DESC, id LIMIT 1",
-			       -1, &st, NULL) != SQLITE_OK) {
+	                       "SELECT " TASK_COLS
+	                       " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
+	                       "ORDER BY score DESC, id LIMIT 1",
+	                       -1, &st, NULL) != SQLITE_OK) {
 		rc = db_err(a, err, "choosing the next task");
 		goto out;
 	}
@@ -453,40 +459,41 @@ out:
 }
 
 static void raise_alert(struct csa_auto *a, const char *type, const char *severity,
-			const char *scope, json_t *detail, json_t *events);
+                        const char *scope, json_t *detail, json_t *events);
 
 /* What counts as a critical error (automation.critical_errors). */
 static int is_critical_error(struct csa_auto *a, const char *type, int critical,
-			     const char *ai_value)
+                             const char *ai_value)
 {
 	if (critical && json_is_true(csa_config_get(
-				&a->ws->cfg, "automation.critical_errors.reversed_on_critical_ticket")))
+	                    &a->ws->cfg, "automation.critical_errors.reversed_on_critical_ticket")))
 		return 1;
 	return strcmp(type, "strategy") == 0 && ai_value &&
 	       strcmp(ai_value, "AUTOMATED_RESOLUTION") == 0 &&
-	       json_is_true(csa_config_get(&a->ws->cfg,
-					   "automation.critical_errors.wrong_automated_resolution"));
+	       json_is_true(csa_config_get(
+	           &a->ws->cfg, "automation.critical_errors.wrong_automated_resolution"));
 }
 
 static void demote_type(struct csa_auto *a, const char *type, int to, const char *why,
-			json_t *events);
+                        json_t *events);
 
-int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value,
-			   const char *who, const char *notes, int64_t decision_ms, json_t **out,
-			   struct csa_err *err)
+int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
+                           const char *notes, int64_t decision_ms, json_t **out,
+                           struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
 	int rc = CSA_OK;
-	char decision_id[160] = "", ticket[80] = "", type[32] = "", segment[64] = "",
-	     kind[16] = "", ai_value[64] = "";
+	char decision_id[160] = "", ticket[80] = "", type[32] = "", segment[64] = "", kind[16] = "",
+	     ai_value[64] = "";
 	int64_t created = 0;
 	int critical = 0, autonomous = 0, phase = 1;
-	if (sqlite3_prepare_v2(a->db,
-			       "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.kind, "
-			       "t.created_ms, d.value, d.critical, d.autonomous, d.phase, t.status "
-			       "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1",
-			       -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.kind, "
+	        "t.created_ms, d.value, d.critical, d.autonomous, d.phase, t.status "
+	        "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1",
+	        -1, &st, NULL) != SQLITE_OK) {
 		rc = db_err(a, err, "reading the task");
 		goto out;
 	}
@@ -503,7 +510,7 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	snprintf(kind, sizeof(kind), "%s", sqlite3_column_text(st, 4));
 	created = sqlite3_column_int64(st, 5);
 	snprintf(ai_value, sizeof(ai_value), "%s",
-		 sqlite3_column_text(st, 6) ? (const char *)sqlite3_column_text(st, 6) : "");
+	         sqlite3_column_text(st, 6) ? (const char *)sqlite3_column_text(st, 6) : "");
 	critical = sqlite3_column_int(st, 7);
 	autonomous = sqlite3_column_int(st, 8);
 	phase = sqlite3_column_int(st, 9);
@@ -511,7 +518,7 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	sqlite3_finalize(st);
 	if (!open) {
 		rc = csa_error(err, CSA_ESTATE, "review task %lld is already decided",
-			       (long long)task_id);
+		               (long long)task_id);
 		goto out;
 	}
 	if (!valid_label(a, type, value)) {
@@ -521,11 +528,12 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	pthread_mutex_unlock(&a->mu);
 	char agent_decision[160];
 	snprintf(agent_decision, sizeof(agent_decision), "%.*s", (int)strcspn(decision_id, "#"),
-		 decision_id);
+	         decision_id);
 	/* the ticket: confirmed or overridden; the model learns from
 	 * disagreements from PHASE_2 on (PHASE_1 only captures) */
-	rc = csa_pipeline_feedback(a->pipe, ticket, agent_decision, (enum csa_dtype)csa_dtype_parse(type),
-				   value, who, notes, phase >= 2, err);
+	rc = csa_pipeline_feedback(a->pipe, ticket, agent_decision,
+	                           (enum csa_dtype)csa_dtype_parse(type), value, who, notes,
+	                           phase >= 2, err);
 	pthread_mutex_lock(&a->mu);
 	if (rc)
 		goto out;
@@ -535,9 +543,9 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	int correct = strcmp(ai_value, value) == 0;
 	sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
 	if (sqlite3_prepare_v2(a->db,
-			       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
-			       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
-			       -1, &st, NULL) == SQLITE_OK) {
+	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
+	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
+	                       -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 3, correct);
@@ -548,18 +556,19 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 		sqlite3_finalize(st);
 	}
 	if (sqlite3_prepare_v2(a->db, "UPDATE tasks SET status = 'done' WHERE id = ?1", -1, &st,
-			       NULL) == SQLITE_OK) {
+	                       NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, task_id);
 		sqlite3_step(st);
 		sqlite3_finalize(st);
 	}
 	sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
 	a->reviews++;
-	json_t *rec = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:I, s:s?, s:b}", "task_id",
-				(json_int_t)task_id, "decision_id", decision_id, "decision_type", type,
-				"segment", segment, "value", value, "ai_value", ai_value, "by", who,
-				"correct", correct, "decision_ms", (json_int_t)decision_ms, "notes",
-				notes, "autonomous_decision", autonomous);
+	json_t *rec =
+	    json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:I, s:s?, s:b}", "task_id",
+	              (json_int_t)task_id, "decision_id", decision_id, "decision_type", type,
+	              "segment", segment, "value", value, "ai_value", ai_value, "by", who,
+	              "correct", correct, "decision_ms", (json_int_t)decision_ms, "notes", notes,
+	              "autonomous_decision", autonomous);
 	json_t *events = json_array();
 	int crit = autonomous && !correct && is_critical_error(a, type, critical, ai_value);
 	if (crit) {
@@ -567,9 +576,10 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 		char scope[96];
 		snprintf(scope, sizeof(scope), "%s/%s", type, segment);
 		raise_alert(a, "CRITICAL_ERROR", "CRITICAL", scope,
-			    json_pack("{s:s, s:s, s:s, s:s}", "decision_id", decision_id, "ticket_id",
-				      ticket, "ai_value", ai_value, "human_value", value),
-			    events);
+		            json_pack("{s:s, s:s, s:s, s:s}", "decision_id", decision_id,
+		                      "ticket_id", ticket, "ai_value", ai_value, "human_value",
+		                      value),
+		            events);
 		/* a critical violation takes the decision type back to human review */
 		demote_type(a, type, 2, "critical error in an autonomous decision", events);
 	}
@@ -611,13 +621,13 @@ static void post_webhook(struct csa_auto *a, const json_t *alert)
 /* Caller holds a->mu. An open alert of the same type and scope is not
  * raised twice. */
 static void raise_alert(struct csa_auto *a, const char *type, const char *severity,
-			const char *scope, json_t *detail, json_t *events)
+                        const char *scope, json_t *detail, json_t *events)
 {
 	sqlite3_stmt *st;
 	int exists = 0;
 	if (sqlite3_prepare_v2(a->db,
-			       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND scope = ?2",
-			       -1, &st, NULL) == SQLITE_OK) {
+	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND scope = ?2",
+	                       -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
 		exists = sqlite3_step(st) == SQLITE_ROW && strcmp(type, "CRITICAL_ERROR") != 0;
@@ -629,9 +639,9 @@ static void raise_alert(struct csa_auto *a, const char *type, const char *severi
 	}
 	char *d = json_dumps(detail, JSON_COMPACT);
 	if (sqlite3_prepare_v2(a->db,
-			       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
-			       "VALUES(?1, ?2, ?3, ?4, ?5)",
-			       -1, &st, NULL) == SQLITE_OK) {
+	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
+	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
+	                       -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, csa_now_ms());
 		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
@@ -642,11 +652,12 @@ static void raise_alert(struct csa_auto *a, const char *type, const char *severi
 	}
 	free(d);
 	json_t *alert = json_pack("{s:s, s:s, s:s, s:o}", "type", type, "severity", severity,
-				  "scope", scope, "detail", detail);
+	                          "scope", scope, "detail", detail);
 	csa_ledger_append(a->ledger, "alert", NULL, alert, NULL, NULL);
 	post_webhook(a, alert);
 	if (events)
-		json_array_append_new(events, json_pack("{s:s, s:O}", "event", "alert", "alert", alert));
+		json_array_append_new(events,
+		                      json_pack("{s:s, s:O}", "event", "alert", "alert", alert));
 	json_decref(alert);
 }
 
@@ -654,7 +665,7 @@ static void close_alert(struct csa_auto *a, const char *type, const char *scope)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2",
-			       -1, &st, NULL) == SQLITE_OK) {
+	                       -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
 		sqlite3_step(st);
@@ -663,7 +674,7 @@ static void close_alert(struct csa_auto *a, const char *type, const char *scope)
 }
 
 static void set_segment_phase(struct csa_auto *a, const char *key, int phase, const char *why,
-			      json_t *events)
+                              json_t *events)
 {
 	json_t *segs = json_object_get(a->state, "segments");
 	int from = (int)csa_json_int(segs, key, 1);
@@ -674,21 +685,21 @@ static void set_segment_phase(struct csa_auto *a, const char *key, int phase, co
 	/* thresholds of the segment are recomputed from here on */
 	a->nthr = 0;
 	json_t *rec = json_pack("{s:s, s:i, s:i, s:s}", "segment", key, "from", from, "to", phase,
-				"reason", why);
+	                        "reason", why);
 	csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
 	if (events)
-		json_array_append_new(events, json_pack("{s:s, s:O}", "event", "phase_change",
-							"change", rec));
+		json_array_append_new(
+		    events, json_pack("{s:s, s:O}", "event", "phase_change", "change", rec));
 	json_decref(rec);
 }
 
 /* Every known segment of a type down to phase 'to' (if above). */
 static void demote_type(struct csa_auto *a, const char *type, int to, const char *why,
-			json_t *events)
+                        json_t *events)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT segment FROM decisions WHERE type = ?1", -1,
-			       &st, NULL) != SQLITE_OK)
+	                       &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -704,27 +715,27 @@ static void demote_type(struct csa_auto *a, const char *type, int to, const char
 
 struct scope_metrics {
 	int64_t n, autonomous, reviewed, correct, human, human_reviewed, auto_reviewed,
-		auto_correct, critical_errors, open_tasks_decide;
+	    auto_correct, critical_errors, open_tasks_decide;
 	double mean_decision_ms, total_decision_ms;
 };
 
 static void scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
-			  struct scope_metrics *m)
+                          struct scope_metrics *m)
 {
 	memset(m, 0, sizeof(*m));
 	sqlite3_stmt *st;
 	/* the latest 'window' decisions made in this phase */
 	const char *sql =
-		"SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct, 0)),"
-		" sum(autonomous = 0), sum(autonomous = 0 AND final IS NOT NULL),"
-		" sum(autonomous = 1 AND final IS NOT NULL),"
-		" sum(autonomous = 1 AND correct = 1),"
-		" avg(CASE WHEN autonomous = 0 AND final IS NOT NULL THEN decision_ms END),"
-		" sum(coalesce(decision_ms, 0)),"
-		" sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
-		" value = 'AUTOMATED_RESOLUTION')))"
-		" FROM (SELECT * FROM decisions WHERE phase = ?1 AND (?2 IS NULL OR type = ?2) AND"
-		" (?3 IS NULL OR segment = ?3) ORDER BY created_ms DESC LIMIT ?4)";
+	    "SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct, 0)),"
+	    " sum(autonomous = 0), sum(autonomous = 0 AND final IS NOT NULL),"
+	    " sum(autonomous = 1 AND final IS NOT NULL),"
+	    " sum(autonomous = 1 AND correct = 1),"
+	    " avg(CASE WHEN autonomous = 0 AND final IS NOT NULL THEN decision_ms END),"
+	    " sum(coalesce(decision_ms, 0)),"
+	    " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
+	    " value = 'AUTOMATED_RESOLUTION')))"
+	    " FROM (SELECT * FROM decisions WHERE phase = ?1 AND (?2 IS NULL OR type = ?2) AND"
+	    " (?3 IS NULL OR segment = ?3) ORDER BY created_ms DESC LIMIT ?4)";
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_int(st, 1, phase);
@@ -755,9 +766,9 @@ static double baseline_ms(struct csa_auto *a)
 	sqlite3_stmt *st;
 	double b = 0;
 	if (sqlite3_prepare_v2(a->db,
-			       "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
-			       "final IS NOT NULL AND decision_ms IS NOT NULL",
-			       -1, &st, NULL) == SQLITE_OK) {
+	                       "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
+	                       "final IS NOT NULL AND decision_ms IS NOT NULL",
+	                       -1, &st, NULL) == SQLITE_OK) {
 		if (sqlite3_step(st) == SQLITE_ROW)
 			b = sqlite3_column_double(st, 0);
 		sqlite3_finalize(st);
@@ -766,18 +777,18 @@ static double baseline_ms(struct csa_auto *a)
 }
 
 static void criterion(json_t *list, const char *name, double observed, const char *op,
-		      double required, int pass, const char *fix)
+                      double required, int pass, const char *fix)
 {
 	json_array_append_new(list, json_pack("{s:s, s:f, s:s, s:f, s:b, s:s?}", "criterion", name,
-					      "observed", observed, "op", op, "required", required,
-					      "pass", pass, "fix", pass ? NULL : fix));
+	                                      "observed", observed, "op", op, "required", required,
+	                                      "pass", pass, "fix", pass ? NULL : fix));
 }
 
 /* Gate from 'phase' to phase + 1 for a scope (type/segment NULL: all). */
 static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *segment, int phase)
 {
-	static const char *const names[] = {"", "PHASE_1", "PHASE_2", "PHASE_3", "PHASE_4",
-					    "PHASE_5"};
+	static const char *const names[] = {"",        "PHASE_1", "PHASE_2",
+	                                    "PHASE_3", "PHASE_4", "PHASE_5"};
 	json_t *g = json_object_get(csa_config_get(&a->ws->cfg, "automation.gates"), names[phase]);
 	struct scope_metrics m;
 	scope_metrics(a, type, segment, phase, &m);
@@ -787,7 +798,7 @@ static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *s
 	double min_n = csa_json_num(g, "min_decisions", 0);
 	if (min_n > 0) {
 		snprintf(fix, sizeof(fix), "need %.0f more decisions in %s", min_n - (double)m.n,
-			 names[phase]);
+		         names[phase]);
 		criterion(crit, "decisions", (double)m.n, ">=", min_n, (double)m.n >= min_n, fix);
 	}
 	double acc_lb = csa_wilson_lower((size_t)m.correct, (size_t)m.reviewed, z);
@@ -795,52 +806,84 @@ static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *s
 	if (phase == 1) {
 		double cap = m.human ? (double)m.human_reviewed / (double)m.human : 0;
 		double need = csa_json_num(g, "capture_rate", 1.0);
-		snprintf(fix, sizeof(fix), "%lld decisions still wait for a human: work the review queue",
-			 (long long)(m.human - m.human_reviewed));
-		criterion(crit, "human_decisions_captured", cap, ">=", need, m.human && cap >= need, fix);
+		snprintf(fix, sizeof(fix),
+		         "%lld decisions still wait for a human: work the review queue",
+		         (long long)(m.human - m.human_reviewed));
+		criterion(crit, "human_decisions_captured", cap, ">=", need, m.human && cap >= need,
+		          fix);
 		need = csa_json_num(g, "accuracy", 0.8);
-		snprintf(fix, sizeof(fix), "AI accuracy lower bound %.3f: retrain with more history ('csa train')", acc_lb);
-		criterion(crit, "heldout_accuracy_lower_bound", acc_lb, ">=", need, acc_lb >= need, fix);
+		snprintf(fix, sizeof(fix),
+		         "AI accuracy lower bound %.3f: retrain with more history ('csa train')",
+		         acc_lb);
+		criterion(crit, "heldout_accuracy_lower_bound", acc_lb, ">=", need, acc_lb >= need,
+		          fix);
 	} else if (phase == 2) {
 		double agree = m.reviewed ? (double)m.correct / (double)m.reviewed : 0;
 		double need = csa_json_num(g, "agreement", 0.75);
-		snprintf(fix, sizeof(fix), "agreement %.3f: correct the AI in the review queue, it learns from disagreements", agree);
+		snprintf(fix, sizeof(fix),
+		         "agreement %.3f: correct the AI in the review queue, it learns from "
+		         "disagreements",
+		         agree);
 		criterion(crit, "agreement", agree, ">", need, agree > need, fix);
 		double ratio = m.mean_decision_ms > 0 ? m.mean_decision_ms / base : 1;
 		need = csa_json_num(g, "decision_time_ratio", 0.8);
-		snprintf(fix, sizeof(fix), "decisions take %.0f%% of the PHASE_1 time; the suggestion must save 20%%", 100 * ratio);
-		criterion(crit, "decision_time_ratio", ratio, "<=", need, m.mean_decision_ms > 0 && ratio <= need, fix);
+		snprintf(fix, sizeof(fix),
+		         "decisions take %.0f%% of the PHASE_1 time; the suggestion must save 20%%",
+		         100 * ratio);
+		criterion(crit, "decision_time_ratio", ratio, "<=", need,
+		          m.mean_decision_ms > 0 && ratio <= need, fix);
 		need = csa_json_num(g, "accuracy", 0.85);
-		snprintf(fix, sizeof(fix), "accuracy lower bound %.3f: more reviewed decisions or a better model", acc_lb);
+		snprintf(fix, sizeof(fix),
+		         "accuracy lower bound %.3f: more reviewed decisions or a better model",
+		         acc_lb);
 		criterion(crit, "accuracy_lower_bound", acc_lb, ">=", need, acc_lb >= need, fix);
 	} else {
 		double rate = m.n ? (double)m.autonomous / (double)m.n : 0;
 		double need = csa_json_num(g, "autonomous_rate", 0.6);
-		snprintf(fix, sizeof(fix), "%.0f%% autonomous: thresholds fall as reviewed evidence grows; review more decisions", 100 * rate);
+		snprintf(fix, sizeof(fix),
+		         "%.0f%% autonomous: thresholds fall as reviewed evidence grows; review "
+		         "more decisions",
+		         100 * rate);
 		criterion(crit, "autonomous_rate", rate, ">=", need, rate >= need, fix);
 		double alb = csa_wilson_lower((size_t)m.auto_correct, (size_t)m.auto_reviewed, z);
 		need = csa_json_num(g, "autonomous_accuracy", 0.9);
-		snprintf(fix, sizeof(fix), "autonomous accuracy lower bound %.3f from %lld reviews: review more autonomous decisions", alb, (long long)m.auto_reviewed);
-		criterion(crit, "autonomous_accuracy_lower_bound", alb, ">=", need, alb >= need, fix);
+		snprintf(fix, sizeof(fix),
+		         "autonomous accuracy lower bound %.3f from %lld reviews: review more "
+		         "autonomous decisions",
+		         alb, (long long)m.auto_reviewed);
+		criterion(crit, "autonomous_accuracy_lower_bound", alb, ">=", need, alb >= need,
+		          fix);
 		double min_rev = csa_json_num(g, "min_reviewed", 0);
 		if (min_rev > 0) {
-			snprintf(fix, sizeof(fix), "need %.0f more reviewed autonomous decisions", min_rev - (double)m.auto_reviewed);
-			criterion(crit, "reviewed_autonomous", (double)m.auto_reviewed, ">=", min_rev, (double)m.auto_reviewed >= min_rev, fix);
+			snprintf(fix, sizeof(fix), "need %.0f more reviewed autonomous decisions",
+			         min_rev - (double)m.auto_reviewed);
+			criterion(crit, "reviewed_autonomous", (double)m.auto_reviewed,
+			          ">=", min_rev, (double)m.auto_reviewed >= min_rev, fix);
 		}
 		if (phase == 3) {
 			double per = m.n ? m.total_decision_ms / (double)m.n : base;
 			double ratio = per / base;
 			need = csa_json_num(g, "intervention_time_ratio", 0.5);
-			snprintf(fix, sizeof(fix), "human time per decision is %.0f%% of PHASE_1", 100 * ratio);
-			criterion(crit, "intervention_time_ratio", ratio, "<=", need, ratio <= need, fix);
+			snprintf(fix, sizeof(fix), "human time per decision is %.0f%% of PHASE_1",
+			         100 * ratio);
+			criterion(crit, "intervention_time_ratio", ratio, "<=", need, ratio <= need,
+			          fix);
 			need = csa_json_num(g, "critical_errors", 0);
-			snprintf(fix, sizeof(fix), "%lld critical errors: investigate them, they block this gate", (long long)m.critical_errors);
-			criterion(crit, "critical_errors", (double)m.critical_errors, "<=", need, (double)m.critical_errors <= need, fix);
+			snprintf(fix, sizeof(fix),
+			         "%lld critical errors: investigate them, they block this gate",
+			         (long long)m.critical_errors);
+			criterion(crit, "critical_errors", (double)m.critical_errors, "<=", need,
+			          (double)m.critical_errors <= need, fix);
 		}
 		if (phase == 4) {
-			int64_t open = count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1 AND severity = 'CRITICAL'", NULL, NULL);
-			snprintf(fix, sizeof(fix), "%lld open critical alerts: resolve them first", (long long)open);
-			criterion(crit, "open_critical_alerts", (double)open, "<=", 0, open == 0, fix);
+			int64_t open = count_i64(
+			    a,
+			    "SELECT count(*) FROM alerts WHERE open = 1 AND severity = 'CRITICAL'",
+			    NULL, NULL);
+			snprintf(fix, sizeof(fix), "%lld open critical alerts: resolve them first",
+			         (long long)open);
+			criterion(crit, "open_critical_alerts", (double)open, "<=", 0, open == 0,
+			          fix);
 			criterion(crit, "anomaly_detection_running", 1, "==", 1, 1, NULL);
 		}
 	}
@@ -850,10 +893,10 @@ static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *s
 	json_array_foreach(crit, i, c) pass &= json_is_true(json_object_get(c, "pass"));
 	json_t *blocking = json_array();
 	json_array_foreach(crit, i, c) if (!json_is_true(json_object_get(c, "pass")))
-		json_array_append(blocking, json_object_get(c, "fix"));
+	    json_array_append(blocking, json_object_get(c, "fix"));
 	return json_pack("{s:s, s:s?, s:b, s:o, s:o}", "from", names[phase], "to",
-			 phase < 5 ? names[phase + 1] : NULL, "pass", pass, "criteria", crit,
-			 "blocking", blocking);
+	                 phase < 5 ? names[phase + 1] : NULL, "pass", pass, "criteria", crit,
+	                 "blocking", blocking);
 }
 
 /* ---- phases ------------------------------------------------------------- */
@@ -886,7 +929,7 @@ static json_t *segments_json(struct csa_auto *a)
 	json_t *segs = json_array();
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
-			       -1, &st, NULL) != SQLITE_OK)
+	                       -1, &st, NULL) != SQLITE_OK)
 		return segs;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *type = (const char *)sqlite3_column_text(st, 0);
@@ -894,15 +937,15 @@ static json_t *segments_json(struct csa_auto *a)
 		int ph = segment_phase(a, type, seg);
 		const struct thr *t = threshold_of(a, type, seg, 0);
 		json_array_append_new(
-			segs, json_pack("{s:s, s:s, s:i, s:o, s:f, s:I, s:f, s:f, s:f}",
-					"decision_type", type, "segment", seg, "phase", ph,
-					"autonomy_threshold",
-					t && t->threshold <= 1 ? json_real(t->threshold) : json_null(),
-					"readiness", t ? t->r.score : 0.0, "reviewed",
-					(json_int_t)(t ? t->r.n : 0), "success_rate",
-					t ? t->r.success_rate : 0.0, "consistency",
-					t ? t->r.consistency : 0.0, "confidence_accuracy",
-					t ? t->r.confidence_accuracy : 0.0));
+		    segs,
+		    json_pack("{s:s, s:s, s:i, s:o, s:f, s:I, s:f, s:f, s:f}", "decision_type",
+		              type, "segment", seg, "phase", ph, "autonomy_threshold",
+		              t && t->threshold <= 1 ? json_real(t->threshold) : json_null(),
+		              "readiness", t ? t->r.score : 0.0, "reviewed",
+		              (json_int_t)(t ? t->r.n : 0), "success_rate",
+		              t ? t->r.success_rate : 0.0, "consistency",
+		              t ? t->r.consistency : 0.0, "confidence_accuracy",
+		              t ? t->r.confidence_accuracy : 0.0));
 	}
 	sqlite3_finalize(st);
 	return segs;
@@ -914,10 +957,9 @@ int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
 	pthread_mutex_lock(&a->mu);
 	char ph[8];
 	snprintf(ph, sizeof(ph), "PHASE_%d", workspace_phase(a));
-	*out = json_pack("{s:s, s:o, s:I}", "phase", ph, "segments", segments_json(a),
-			 "open_alerts",
-			 (json_int_t)count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL,
-					       NULL));
+	*out = json_pack(
+	    "{s:s, s:o, s:I}", "phase", ph, "segments", segments_json(a), "open_alerts",
+	    (json_int_t)count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL));
 	pthread_mutex_unlock(&a->mu);
 	return CSA_OK;
 }
@@ -930,7 +972,7 @@ int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *er
 	json_t *segs = json_array();
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
-			       -1, &st, NULL) == SQLITE_OK) {
+	                       -1, &st, NULL) == SQLITE_OK) {
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			const char *type = (const char *)sqlite3_column_text(st, 0);
 			const char *seg = (const char *)sqlite3_column_text(st, 1);
@@ -941,8 +983,8 @@ int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *er
 		}
 		sqlite3_finalize(st);
 	}
-	*out = json_pack("{s:o, s:o}", "workspace", evaluate_gate(a, NULL, NULL, w), "segments",
-			 segs);
+	*out =
+	    json_pack("{s:o, s:o}", "workspace", evaluate_gate(a, NULL, NULL, w), "segments", segs);
 	pthread_mutex_unlock(&a->mu);
 	return CSA_OK;
 }
@@ -989,7 +1031,7 @@ static int point_files(struct csa_auto *a, char names[][64], size_t max)
 }
 
 static int make_point(struct csa_auto *a, const char *reason, const char *who, char id[64],
-		      struct csa_err *err)
+                      struct csa_err *err)
 {
 	char ts[CSA_TS_LEN];
 	int64_t now = csa_now_ms();
@@ -1028,8 +1070,8 @@ static int make_point(struct csa_auto *a, const char *reason, const char *who, c
 		pthread_mutex_lock(&a->mu);
 	}
 	json_t *man = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:o, s:o}", "id", id, "created", ts,
-				"phase", workspace_phase(a), "reason", reason, "by", who, "files",
-				files, "metrics", metrics ? metrics : json_null());
+	                        "phase", workspace_phase(a), "reason", reason, "by", who, "files",
+	                        files, "metrics", metrics ? metrics : json_null());
 	if (rc == CSA_OK) {
 		char *s;
 		size_t len;
@@ -1074,7 +1116,7 @@ int csa_auto_rollback_points(struct csa_auto *a, json_t **out, struct csa_err *e
 }
 
 int csa_auto_phase_advance(struct csa_auto *a, const char *who, int force, json_t **out,
-			   struct csa_err *err)
+                           struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
 	int w = workspace_phase(a), rc = CSA_OK;
@@ -1085,9 +1127,9 @@ int csa_auto_phase_advance(struct csa_auto *a, const char *who, int force, json_
 	}
 	if (!force && !json_is_true(json_object_get(gate, "pass"))) {
 		rc = csa_error(err, CSA_ESTATE,
-			       "the gate from PHASE_%d is closed (see 'csa phase evaluate'; "
-			       "--force to override)",
-			       w);
+		               "the gate from PHASE_%d is closed (see 'csa phase evaluate'; "
+		               "--force to override)",
+		               w);
 		goto out;
 	}
 	char id[64];
@@ -1096,8 +1138,8 @@ int csa_auto_phase_advance(struct csa_auto *a, const char *who, int force, json_
 	if ((rc = set_workspace_phase(a, w + 1, err)))
 		goto out;
 	json_t *rec = json_pack("{s:s, s:i, s:i, s:s, s:s?, s:b}", "scope", "workspace", "from", w,
-				"to", w + 1, "rollback_point", id, "by", who, "forced",
-				force && !json_is_true(json_object_get(gate, "pass")));
+	                        "to", w + 1, "rollback_point", id, "by", who, "forced",
+	                        force && !json_is_true(json_object_get(gate, "pass")));
 	csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
 	json_object_set_new(rec, "gate", json_incref(gate));
 	*out = rec;
@@ -1108,7 +1150,7 @@ out:
 }
 
 int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *who, json_t **out,
-			    struct csa_err *err)
+                            struct csa_err *err)
 {
 	json_t *points;
 	csa_auto_rollback_points(a, &points, err);
@@ -1119,13 +1161,14 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 	{
 		const char *id = csa_json_str(p, "id");
 		if (point ? strcmp(id, point) == 0
-			  : !pick || strcmp(id, csa_json_str(pick, "id")) > 0)
+		          : !pick || strcmp(id, csa_json_str(pick, "id")) > 0)
 			pick = p;
 	}
 	int rc = CSA_OK;
 	if (!pick) {
-		rc = csa_error(err, CSA_ENOENT, point ? "no rollback point '%s'" : "no rollback point%s",
-			       point ? point : "");
+		rc = csa_error(err, CSA_ENOENT,
+		               point ? "no rollback point '%s'" : "no rollback point%s",
+		               point ? point : "");
 		json_decref(points);
 		return rc;
 	}
@@ -1152,8 +1195,8 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 			snprintf(got + 2 * k, 3, "%02x", md[k]);
 		if (strcmp(got, json_string_value(sha)) != 0) {
 			rc = csa_error(err, CSA_ECORRUPT,
-				       "rollback point '%s': '%s' does not match its checksum", id,
-				       name);
+			               "rollback point '%s': '%s' does not match its checksum", id,
+			               name);
 			goto out;
 		}
 	}
@@ -1183,7 +1226,7 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 	if ((rc = csa_pipeline_reload_models(a->pipe, err)))
 		goto out;
 	json_t *rec = json_pack("{s:s, s:s, s:s?}", "rollback_point", id, "phase",
-				csa_json_str(a->ws->cfg.root, "phase"), "by", who);
+	                        csa_json_str(a->ws->cfg.root, "phase"), "by", who);
 	csa_ledger_append(a->ledger, "rollback", NULL, rec, NULL, NULL);
 	*out = rec;
 out:
@@ -1205,10 +1248,11 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 	size_t min_s = (size_t)cfg_num(a, "automation.monitor.min_sample", 30);
 	sqlite3_stmt *st;
 	size_t n = 0, k = 0;
-	if (sqlite3_prepare_v2(a->db,
-			       "SELECT correct FROM decisions WHERE type = ?1 AND autonomous = 1 AND "
-			       "final IS NOT NULL ORDER BY reviewed_ms DESC LIMIT ?2",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "SELECT correct FROM decisions WHERE type = ?1 AND autonomous = 1 AND "
+	        "final IS NOT NULL ORDER BY reviewed_ms DESC LIMIT ?2",
+	        -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)win);
@@ -1218,31 +1262,39 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 	}
 	sqlite3_finalize(st);
 	double acc = n ? (double)k / (double)n : 1;
-	int64_t recent = count_i64(a, "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 "
-				      "ORDER BY created_ms DESC LIMIT 200)", type, NULL);
-	int64_t recent_auto = count_i64(a, "SELECT sum(autonomous) FROM (SELECT autonomous FROM "
-					   "decisions WHERE type = ?1 ORDER BY created_ms DESC LIMIT 200)",
-					type, NULL);
+	int64_t recent = count_i64(a,
+	                           "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 "
+	                           "ORDER BY created_ms DESC LIMIT 200)",
+	                           type, NULL);
+	int64_t recent_auto =
+	    count_i64(a,
+	              "SELECT sum(autonomous) FROM (SELECT autonomous FROM "
+	              "decisions WHERE type = ?1 ORDER BY created_ms DESC LIMIT 200)",
+	              type, NULL);
 	double rate = recent ? (double)recent_auto / (double)recent : 0;
 	if (n < min_s)
 		return;
 	double amin = cfg_num(a, "automation.monitor.accuracy_min", 0.85);
 	if (acc < amin) {
 		raise_alert(a, "ACCURACY_DEGRADATION", "HIGH", type,
-			    json_pack("{s:f, s:f, s:I, s:s}", "accuracy_rate", acc, "threshold", amin,
-				      "sample", (json_int_t)n, "recommendation",
-				      "Increase human oversight and retrain models"),
-			    events);
+		            json_pack("{s:f, s:f, s:I, s:s}", "accuracy_rate", acc, "threshold",
+		                      amin, "sample", (json_int_t)n, "recommendation",
+		                      "Increase human oversight and retrain models"),
+		            events);
 		/* gradual: every autonomous segment of the type one phase down */
-		if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT segment FROM decisions WHERE type = ?1",
-				       -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_prepare_v2(a->db,
+		                       "SELECT DISTINCT segment FROM decisions WHERE type = ?1", -1,
+		                       &st, NULL) == SQLITE_OK) {
 			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 			while (sqlite3_step(st) == SQLITE_ROW) {
 				char key[96];
-				snprintf(key, sizeof(key), "%s/%s", type, sqlite3_column_text(st, 0));
-				int ph = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
+				snprintf(key, sizeof(key), "%s/%s", type,
+				         sqlite3_column_text(st, 0));
+				int ph = (int)csa_json_int(json_object_get(a->state, "segments"),
+				                           key, 1);
 				if (ph >= 3)
-					set_segment_phase(a, key, ph - 1, "accuracy degradation", events);
+					set_segment_phase(a, key, ph - 1, "accuracy degradation",
+					                  events);
 			}
 			sqlite3_finalize(st);
 		}
@@ -1252,9 +1304,10 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 	if (rate > cfg_num(a, "automation.monitor.overautomation_rate", 0.9) &&
 	    acc < cfg_num(a, "automation.monitor.overautomation_accuracy", 0.9)) {
 		raise_alert(a, "OVERAUTOMATION_RISK", "CRITICAL", type,
-			    json_pack("{s:f, s:f, s:s}", "autonomous_rate", rate, "accuracy_rate", acc,
-				      "recommendation", "Reduce automation threshold immediately"),
-			    events);
+		            json_pack("{s:f, s:f, s:s}", "autonomous_rate", rate, "accuracy_rate",
+		                      acc, "recommendation",
+		                      "Reduce automation threshold immediately"),
+		            events);
 		demote_type(a, type, 2, "overautomation risk", events);
 	}
 }
@@ -1267,13 +1320,15 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
 	sqlite3_stmt *st;
 	double h[2][10] = {{0}};
 	double acc[2] = {0}, rev[2] = {0};
-	int64_t n = count_i64(a, "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 AND "
-				 "segment = ?2 ORDER BY created_ms DESC LIMIT 400)", type, seg);
+	int64_t n = count_i64(a,
+	                      "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 AND "
+	                      "segment = ?2 ORDER BY created_ms DESC LIMIT 400)",
+	                      type, seg);
 	if (n < 100 ||
 	    sqlite3_prepare_v2(a->db,
-			       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
-			       "segment = ?2 ORDER BY created_ms DESC LIMIT 400",
-			       -1, &st, NULL) != SQLITE_OK)
+	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
+	                       "segment = ?2 ORDER BY created_ms DESC LIMIT 400",
+	                       -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, seg, -1, SQLITE_STATIC);
@@ -1293,14 +1348,14 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
 	double psi = csa_psi(h[0], h[1], 10);
 	if (psi > cfg_num(a, "automation.monitor.psi_alert", 0.25))
 		raise_alert(a, "ANOMALY_CONFIDENCE_SHIFT", "HIGH", scope,
-			    json_pack("{s:f}", "psi", psi), events);
+		            json_pack("{s:f}", "psi", psi), events);
 	else
 		close_alert(a, "ANOMALY_CONFIDENCE_SHIFT", scope);
 	if (rev[0] >= 20 && rev[1] >= 20) {
 		double old = acc[0] / rev[0], now = acc[1] / rev[1];
 		if (old - now > cfg_num(a, "automation.monitor.accuracy_drop", 0.1)) {
 			raise_alert(a, "ANOMALY_ACCURACY_DROP", "HIGH", scope,
-				    json_pack("{s:f, s:f}", "before", old, "recent", now), events);
+			            json_pack("{s:f, s:f}", "before", old, "recent", now), events);
 			int ph = (int)csa_json_int(json_object_get(a->state, "segments"), scope, 1);
 			if (ph >= 3)
 				set_segment_phase(a, scope, ph - 1, "accuracy drop", events);
@@ -1311,7 +1366,7 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
 }
 
 int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out,
-		  struct csa_err *err)
+                  struct csa_err *err)
 {
 	json_t *events = json_array();
 	pthread_mutex_lock(&a->mu);
@@ -1319,7 +1374,7 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 	/* segments follow their own evidence up to the workspace phase */
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions", -1, &st,
-			       NULL) == SQLITE_OK) {
+	                       NULL) == SQLITE_OK) {
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			const char *type = (const char *)sqlite3_column_text(st, 0);
 			const char *seg = (const char *)sqlite3_column_text(st, 1);
@@ -1340,7 +1395,7 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 	size_t i;
 	json_t *t;
 	json_array_foreach(csa_config_get(&a->ws->cfg, "automation.decision_types"), i, t)
-		monitor_type(a, json_string_value(t), events);
+	    monitor_type(a, json_string_value(t), events);
 	if (advance_workspace && w < 5) {
 		json_t *g = evaluate_gate(a, NULL, NULL, w);
 		int pass = json_is_true(json_object_get(g, "pass"));
@@ -1350,11 +1405,12 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 			if ((rc = make_point(a, "before advancing", "auto", id, err)) == CSA_OK &&
 			    (rc = set_workspace_phase(a, w + 1, err)) == CSA_OK) {
 				json_t *rec = json_pack("{s:s, s:i, s:i, s:s, s:s}", "scope",
-							"workspace", "from", w, "to", w + 1,
-							"rollback_point", id, "by", "auto");
+				                        "workspace", "from", w, "to", w + 1,
+				                        "rollback_point", id, "by", "auto");
 				csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
-				json_array_append_new(events, json_pack("{s:s, s:o}", "event",
-									"phase_change", "change", rec));
+				json_array_append_new(events,
+				                      json_pack("{s:s, s:o}", "event",
+				                                "phase_change", "change", rec));
 			}
 		}
 	}
@@ -1371,13 +1427,14 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
 {
 	char sql[1024];
-	snprintf(sql, sizeof(sql),
-		 "SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct,0)),"
-		 " sum(autonomous = 1 AND final IS NOT NULL), sum(autonomous = 1 AND correct = 1),"
-		 " avg(CASE WHEN final IS NOT NULL THEN decision_ms END),"
-		 " sum(type = 'escalation'), sum(type = 'escalation' AND value <> 'NONE')"
-		 " FROM decisions %s",
-		 where);
+	snprintf(
+	    sql, sizeof(sql),
+	    "SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct,0)),"
+	    " sum(autonomous = 1 AND final IS NOT NULL), sum(autonomous = 1 AND correct = 1),"
+	    " avg(CASE WHEN final IS NOT NULL THEN decision_ms END),"
+	    " sum(type = 'escalation'), sum(type = 'escalation' AND value <> 'NONE')"
+	    " FROM decisions %s",
+	    where);
 	sqlite3_stmt *st;
 	json_t *r = json_object();
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -1393,19 +1450,22 @@ static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
 		json_object_set_new(r, "automation_rate", n ? json_real(aut / n) : json_null());
 		json_object_set_new(r, "accuracy", rev ? json_real(cor / rev) : json_null());
 		json_object_set_new(r, "accuracy_lower_bound",
-				    json_real(csa_wilson_lower((size_t)cor, (size_t)rev, 1.96)));
-		json_object_set_new(r, "autonomous_accuracy", arev ? json_real(acor / arev) : json_null());
+		                    json_real(csa_wilson_lower((size_t)cor, (size_t)rev, 1.96)));
+		json_object_set_new(r, "autonomous_accuracy",
+		                    arev ? json_real(acor / arev) : json_null());
 		json_object_set_new(r, "reviewed", json_integer((json_int_t)rev));
 		json_object_set_new(r, "mean_decision_seconds",
-				    sqlite3_column_type(st, 6) == SQLITE_NULL
-					    ? json_null()
-					    : json_real(sqlite3_column_double(st, 6) / 1000));
-		json_object_set_new(r, "escalation_rate", esc_n ? json_real(esc / esc_n) : json_null());
+		                    sqlite3_column_type(st, 6) == SQLITE_NULL
+		                        ? json_null()
+		                        : json_real(sqlite3_column_double(st, 6) / 1000));
+		json_object_set_new(r, "escalation_rate",
+		                    esc_n ? json_real(esc / esc_n) : json_null());
 	}
 	sqlite3_finalize(st);
 	/* calibration of reviewed decisions */
-	snprintf(sql, sizeof(sql), "SELECT confidence, correct FROM decisions %s%s final IS NOT NULL",
-		 where, *where ? " AND" : " WHERE");
+	snprintf(sql, sizeof(sql),
+	         "SELECT confidence, correct FROM decisions %s%s final IS NOT NULL", where,
+	         *where ? " AND" : " WHERE");
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) == SQLITE_OK) {
 		if (p1)
 			sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
@@ -1424,9 +1484,10 @@ static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
 			if (!cnt[b])
 				continue;
 			ece += fabs(acc[b] - conf[b]) / tot;
-			json_array_append_new(rel, json_pack("{s:f, s:f, s:f, s:I}", "bin", (b + 0.5) / 10,
-							     "confidence", conf[b] / cnt[b], "accuracy",
-							     acc[b] / cnt[b], "n", (json_int_t)cnt[b]));
+			json_array_append_new(
+			    rel, json_pack("{s:f, s:f, s:f, s:I}", "bin", (b + 0.5) / 10,
+			                   "confidence", conf[b] / cnt[b], "accuracy",
+			                   acc[b] / cnt[b], "n", (json_int_t)cnt[b]));
 		}
 		json_object_set_new(r, "calibration_ece", tot ? json_real(ece) : json_null());
 		json_object_set_new(r, "reliability", rel);
@@ -1466,10 +1527,11 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	json_object_set_new(overall, "tickets", json_integer((json_int_t)ts.n));
 	json_object_set_new(overall, "resolved_tickets", json_integer((json_int_t)ts.resolved));
 	json_object_set_new(overall, "mean_first_response_minutes",
-			    ts.frt_n ? json_real(ts.frt_sum / ts.frt_n) : json_null());
+	                    ts.frt_n ? json_real(ts.frt_sum / ts.frt_n) : json_null());
 	json_object_set_new(overall, "mean_resolution_minutes",
-			    ts.res_n ? json_real(ts.res_sum / ts.res_n) : json_null());
-	json_object_set_new(overall, "csat", ts.csat_n ? json_real(ts.csat_sum / ts.csat_n) : json_null());
+	                    ts.res_n ? json_real(ts.res_sum / ts.res_n) : json_null());
+	json_object_set_new(overall, "csat",
+	                    ts.csat_n ? json_real(ts.csat_sum / ts.csat_n) : json_null());
 	json_t *by_phase = json_object(), *by_type = json_object(), *by_seg = json_object();
 	for (int p = 1; p <= 5; p++) {
 		char where[64], name[8];
@@ -1484,11 +1546,11 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	size_t i;
 	json_t *t;
 	json_array_foreach(csa_config_get(&a->ws->cfg, "automation.decision_types"), i, t)
-		json_object_set_new(by_type, json_string_value(t),
-				    kpi_row(a, "WHERE type = ?1", json_string_value(t)));
+	    json_object_set_new(by_type, json_string_value(t),
+	                        kpi_row(a, "WHERE type = ?1", json_string_value(t)));
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type || '/' || segment FROM decisions", -1,
-			       &st, NULL) == SQLITE_OK) {
+	                       &st, NULL) == SQLITE_OK) {
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			const char *key = (const char *)sqlite3_column_text(st, 0);
 			json_t *r = kpi_row(a, "WHERE type || '/' || segment = ?1", key);
@@ -1500,7 +1562,7 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	char ph[8];
 	snprintf(ph, sizeof(ph), "PHASE_%d", workspace_phase(a));
 	*out = json_pack("{s:s, s:o, s:o, s:o, s:o}", "phase", ph, "overall", overall, "by_phase",
-			 by_phase, "by_decision_type", by_type, "by_segment", by_seg);
+	                 by_phase, "by_decision_type", by_type, "by_segment", by_seg);
 	pthread_mutex_unlock(&a->mu);
 	return CSA_OK;
 }
@@ -1510,10 +1572,11 @@ int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_
 	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
 	int rc = CSA_OK;
-	if (sqlite3_prepare_v2(a->db,
-			       "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
-			       "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT 500",
-			       -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
+	        "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT 500",
+	        -1, &st, NULL) != SQLITE_OK) {
 		rc = db_err(a, err, "listing alerts");
 		goto out;
 	}
@@ -1523,12 +1586,13 @@ int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		json_t *d = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
 		json_array_append_new(
-			arr, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:b}", "id",
-				       (json_int_t)sqlite3_column_int64(st, 0), "created",
-				       csa_ts_format(sqlite3_column_int64(st, 1), ts), "type",
-				       sqlite3_column_text(st, 2), "severity", sqlite3_column_text(st, 3),
-				       "scope", sqlite3_column_text(st, 4), "detail",
-				       d ? d : json_null(), "open", sqlite3_column_int(st, 6)));
+		    arr,
+		    json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:b}", "id",
+		              (json_int_t)sqlite3_column_int64(st, 0), "created",
+		              csa_ts_format(sqlite3_column_int64(st, 1), ts), "type",
+		              sqlite3_column_text(st, 2), "severity", sqlite3_column_text(st, 3),
+		              "scope", sqlite3_column_text(st, 4), "detail", d ? d : json_null(),
+		              "open", sqlite3_column_int(st, 6)));
 	}
 	sqlite3_finalize(st);
 	*out = arr;
@@ -1545,11 +1609,12 @@ const char *csa_auto_ledger_path(const struct csa_auto *a)
 /* ---- open / close ------------------------------------------------------------ */
 
 int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **out,
-		  struct csa_err *err)
+                  struct csa_err *err)
 {
 	struct csa_auto *a = calloc(1, sizeof(*a));
 	if (!a)
-		return csa_error(err, CSA_ENOMEM, "out of memory opening the automation controller");
+		return csa_error(err, CSA_ENOMEM,
+		                 "out of memory opening the automation controller");
 	a->ws = ws;
 	a->pipe = p;
 	pthread_mutex_init(&a->mu, NULL);
@@ -1569,11 +1634,12 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	if (!json_is_object(json_object_get(a->state, "segments")))
 		json_object_set_new(a->state, "segments", json_object());
 	csa_ws_path(ws, "automation.db", path, sizeof(path));
-	if (sqlite3_open_v2(path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-			    NULL) != SQLITE_OK ||
+	if (sqlite3_open_v2(path, &a->db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK ||
 	    sqlite3_exec(a->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
 		rc = csa_error(err, CSA_EIO, "cannot open '%s': %s", path,
-			       a->db ? sqlite3_errmsg(a->db) : "out of memory");
+		               a->db ? sqlite3_errmsg(a->db) : "out of memory");
 		goto fail;
 	}
 	csa_ws_path(ws, "audit/ledger.jsonl", a->ledger_path, sizeof(a->ledger_path));

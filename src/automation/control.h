@@ -31,7 +31,7 @@ struct csa_auto;
 
 /* Open over a workspace and install the pipeline hooks. */
 int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **out,
-		  struct csa_err *err);
+                  struct csa_err *err);
 void csa_auto_close(struct csa_auto *a);
 
 /* Review tasks: {"task_id", "ticket_id", "decision_id", "decision_type",
@@ -39,17 +39,17 @@ void csa_auto_close(struct csa_auto *a);
  * (null in PHASE_1), "confidence", "alternatives", "labels", "due",
  * "created", "priority_score"}. */
 int csa_auto_review_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
-			 struct csa_err *err);
+                         struct csa_err *err);
 /* Open tasks of one ticket. */
 int csa_auto_review_for_ticket(struct csa_auto *a, const char *ticket_id, json_t **out,
-			       struct csa_err *err);
+                               struct csa_err *err);
 /* The most valuable open task (or *out = NULL when there is none). */
 int csa_auto_review_next(struct csa_auto *a, json_t **out, struct csa_err *err);
 /* A human decides a task. decision_ms: time taken to decide (< 0: unknown,
  * then measured from the task's creation). */
-int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value,
-			   const char *who, const char *notes, int64_t decision_ms, json_t **out,
-			   struct csa_err *err);
+int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
+                           const char *notes, int64_t decision_ms, json_t **out,
+                           struct csa_err *err);
 
 /* Phases. status: workspace phase and every segment's phase, readiness and
  * threshold. evaluate: the gate from each current phase to the next, with
@@ -59,10 +59,10 @@ int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *er
 /* Advance the workspace phase by one when its gate passes (or 'force'),
  * after making a rollback point. */
 int csa_auto_phase_advance(struct csa_auto *a, const char *who, int force, json_t **out,
-			   struct csa_err *err);
+                           struct csa_err *err);
 /* Restore a rollback point (NULL: the latest). */
 int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *who, json_t **out,
-			    struct csa_err *err);
+                            struct csa_err *err);
 /* List rollback points. */
 int csa_auto_rollback_points(struct csa_auto *a, json_t **out, struct csa_err *err);
 
@@ -72,8 +72,7 @@ int csa_auto_rollback_points(struct csa_auto *a, json_t **out, struct csa_err *e
  * too), run the quality monitor and anomaly detection, apply safety
  * fallbacks. *events (optional) receives what changed.
  */
-int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events,
-		  struct csa_err *err);
+int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events, struct csa_err *err);
 
 /* KPIs of spec §9.1: overall, per phase, per decision type, per segment. */
 int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err);

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
+#define GENESIS       "0000000000000000000000000000000000000000000000000000000000000000"
 #define SYNC_EVERY_NS 50000000LL
 
 struct csa_ledger {
@@ -48,11 +48,11 @@ void csa_json_digest(const json_t *v, char out[65])
 /* Canonical bytes of a record without its hash. */
 static char *canonical(const json_t *rec)
 {
-	json_t *c = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "seq", json_object_get(rec, "seq"),
-			      "timestamp", json_object_get(rec, "timestamp"), "type",
-			      json_object_get(rec, "type"), "ticket_id",
-			      json_object_get(rec, "ticket_id"), "payload",
-			      json_object_get(rec, "payload"), "prev", json_object_get(rec, "prev"));
+	json_t *c = json_pack(
+	    "{s:O, s:O, s:O, s:O, s:O, s:O}", "seq", json_object_get(rec, "seq"), "timestamp",
+	    json_object_get(rec, "timestamp"), "type", json_object_get(rec, "type"), "ticket_id",
+	    json_object_get(rec, "ticket_id"), "payload", json_object_get(rec, "payload"), "prev",
+	    json_object_get(rec, "prev"));
 	if (!c)
 		return NULL;
 	char *s = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
@@ -95,7 +95,7 @@ static int refresh_tail(struct csa_ledger *l, struct csa_err *err)
 	free(buf);
 	if (!rec)
 		return csa_error(err, CSA_ECORRUPT,
-				 "'%s': last record unreadable (run 'csa audit verify')", l->path);
+		                 "'%s': last record unreadable (run 'csa audit verify')", l->path);
 	l->seq = csa_json_int(rec, "seq", 0);
 	const char *h = csa_json_str(rec, "hash");
 	snprintf(l->last_hash, sizeof(l->last_hash), "%s", h ? h : GENESIS);
@@ -149,7 +149,7 @@ void csa_ledger_close(struct csa_ledger *l)
 }
 
 int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket_id,
-		      const json_t *payload, int64_t *seq_out, struct csa_err *err)
+                      const json_t *payload, int64_t *seq_out, struct csa_err *err)
 {
 	char ts[CSA_TS_LEN];
 	csa_ts_format(csa_now_ms(), ts);
@@ -162,8 +162,8 @@ int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket
 	if ((rc = refresh_tail(l, err)))
 		goto unlock;
 	json_t *rec = json_pack("{s:I, s:s, s:s, s:s?, s:O, s:s}", "seq", (json_int_t)(l->seq + 1),
-				"timestamp", ts, "type", type, "ticket_id", ticket_id, "payload",
-				payload ? payload : json_object(), "prev", l->last_hash);
+	                        "timestamp", ts, "type", type, "ticket_id", ticket_id, "payload",
+	                        payload ? payload : json_object(), "prev", l->last_hash);
 	if (!payload)
 		json_decref(json_object_get(rec, "payload")); /* the temporary {} */
 	char *c = canonical(rec);
@@ -176,7 +176,7 @@ int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket
 	size_t n = line ? strlen(line) : 0;
 	if (!line || (line[n] = '\n', csa_fs_write_all(l->fd, line, n + 1) < 0)) {
 		rc = line ? csa_error_sys(err, "cannot append to ledger '%s'", l->path)
-			  : csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
+		          : csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
 		/* a partial line would break the chain: cut it off */
 		if (line && l->known_end >= 0 && ftruncate(l->fd, l->known_end) < 0)
 			l->known_end = -1;

@@ -30,7 +30,7 @@ void csa_ledger_close(struct csa_ledger *l);
 /* Append a record; 'payload' is borrowed. *seq_out (optional) receives its
  * sequence number. */
 int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket_id,
-		      const json_t *payload, int64_t *seq_out, struct csa_err *err);
+                      const json_t *payload, int64_t *seq_out, struct csa_err *err);
 
 /* Make every appended record durable now. */
 int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err);
@@ -40,8 +40,7 @@ int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err);
 int csa_ledger_verify(const char *path, json_t **report, struct csa_err *err);
 
 /* The records of one ticket, in order (a new array). */
-int csa_ledger_trail(const char *path, const char *ticket_id, json_t **out,
-		     struct csa_err *err);
+int csa_ledger_trail(const char *path, const char *ticket_id, json_t **out, struct csa_err *err);
 
 /* SHA-256 (hex) of a JSON value in canonical form (sorted keys, compact). */
 void csa_json_digest(const json_t *v, char out[65]);

@@ -82,7 +82,7 @@ static int load_jsonl(const char *path, struct stream *s, struct csa_err *err)
 }
 
 static int load_csv(const char *path, const char *tc, const char *lc, struct stream *s,
-		    struct csa_err *err)
+                    struct csa_err *err)
 {
 	struct csa_dataset ds = {0};
 	int rc = csa_dataset_load(path, tc, lc, &ds, err);
@@ -90,9 +90,9 @@ static int load_csv(const char *path, const char *tc, const char *lc, struct str
 		char id[32];
 		snprintf(id, sizeof(id), "R%07zu", s->n + 1);
 		json_t *t = json_pack("{s:s, s:[{s:s, s:s}], s:{s:s, s:s, s:s}}", "ticket_id", id,
-				      "messages", "sender", "customer", "content", ds.text[i], "gold",
-				      "category", ds.label[i], "priority", "MEDIUM", "strategy",
-				      "TEMPLATE_RESPONSE");
+		                      "messages", "sender", "customer", "content", ds.text[i],
+		                      "gold", "category", ds.label[i], "priority", "MEDIUM",
+		                      "strategy", "TEMPLATE_RESPONSE");
 		if (!t || push(s, t))
 			rc = csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);
 	}
@@ -138,14 +138,14 @@ struct phase_row {
 static json_t *tally_json(const struct tally *t)
 {
 	return json_pack("{s:I, s:I, s:o, s:o, s:I, s:I}", "tickets", (json_int_t)t->tickets,
-			 "decisions", (json_int_t)t->decisions, "autonomous_rate",
-			 t->decisions ? json_real((double)t->autonomous / (double)t->decisions)
-				      : json_null(),
-			 "autonomous_accuracy",
-			 t->autonomous ? json_real((double)t->auto_correct / (double)t->autonomous)
-				       : json_null(),
-			 "critical_errors", (json_int_t)t->critical_errors, "human_decisions",
-			 (json_int_t)t->human);
+	                 "decisions", (json_int_t)t->decisions, "autonomous_rate",
+	                 t->decisions ? json_real((double)t->autonomous / (double)t->decisions)
+	                              : json_null(),
+	                 "autonomous_accuracy",
+	                 t->autonomous ? json_real((double)t->auto_correct / (double)t->autonomous)
+	                               : json_null(),
+	                 "critical_errors", (json_int_t)t->critical_errors, "human_decisions",
+	                 (json_int_t)t->human);
 }
 
 static void add(struct tally *t, const struct tally *d)
@@ -161,26 +161,26 @@ static void add(struct tally *t, const struct tally *d)
 /* ---- SVG ------------------------------------------------------------------------- */
 
 static int write_svg(const char *path, const double *rate, const double *acc, size_t n,
-		     const struct phase_row *ph, size_t nph, struct csa_err *err)
+                     const struct phase_row *ph, size_t nph, struct csa_err *err)
 {
 	size_t cap = 1 << 16, len = 0;
 	char *b = malloc(cap);
 	if (!b)
 		return csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'", path);
-#define P(...)                                                                         \
-	do {                                                                           \
-		int w_ = snprintf(b + len, cap - len, __VA_ARGS__);                    \
-		if (w_ > 0 && len + (size_t)w_ + 256 >= cap) {                         \
-			cap = (cap + (size_t)w_) * 2;                                  \
-			char *nb_ = realloc(b, cap);                                   \
-			if (!nb_) {                                                    \
-				free(b);                                               \
-				return csa_error(err, CSA_ENOMEM, "out of memory");    \
-			}                                                              \
-			b = nb_;                                                       \
-			w_ = snprintf(b + len, cap - len, __VA_ARGS__);                \
-		}                                                                      \
-		len += (size_t)(w_ > 0 ? w_ : 0);                                      \
+#define P(...)                                                                                     \
+	do {                                                                                       \
+		int w_ = snprintf(b + len, cap - len, __VA_ARGS__);                                \
+		if (w_ > 0 && len + (size_t)w_ + 256 >= cap) {                                     \
+			cap = (cap + (size_t)w_) * 2;                                              \
+			char *nb_ = realloc(b, cap);                                               \
+			if (!nb_) {                                                                \
+				free(b);                                                           \
+				return csa_error(err, CSA_ENOMEM, "out of memory");                \
+			}                                                                          \
+			b = nb_;                                                                   \
+			w_ = snprintf(b + len, cap - len, __VA_ARGS__);                            \
+		}                                                                                  \
+		len += (size_t)(w_ > 0 ? w_ : 0);                                                  \
 	} while (0)
 	const double W = 900, H = 360, L = 50, T = 20, PW = 820, PH = 300;
 	P("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
@@ -190,21 +190,24 @@ static int write_svg(const char *path, const double *rate, const double *acc, si
 	  "stroke=\"#999\"/>\n",
 	  L, T, PW, PH);
 	for (int g = 0; g <= 4; g++)
-		P("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.0f\" "
+		P("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text "
+		  "x=\"%.0f\" "
 		  "y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n",
 		  L, L + PW, T + PH * g / 4.0, T + PH * g / 4.0, L - 4, T + PH * g / 4.0 + 4,
 		  100 - 25 * g);
 	for (size_t i = 0; i < nph; i++) {
 		double x = L + PW * (double)ph[i].start / (double)(n ? n : 1);
 		P("<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#c33\" "
-		  "stroke-dasharray=\"4 3\"/><text x=\"%.1f\" y=\"%.0f\" fill=\"#c33\">P%d</text>\n",
+		  "stroke-dasharray=\"4 3\"/><text x=\"%.1f\" y=\"%.0f\" "
+		  "fill=\"#c33\">P%d</text>\n",
 		  x, x, T, T + PH, x + 3, T + 12, ph[i].phase);
 	}
 	const double *series[2] = {rate, acc};
 	const char *colour[2] = {"#1f77b4", "#2ca02c"};
 	for (int s = 0; s < 2; s++) {
-		P("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", colour[s]);
-		for (size_t i = 0; i < n; i += n > 2000 ? n / 2000 : 1)
+		P("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+		  colour[s]);
+		for (size_t i = 0; i<n; i += n> 2000 ? n / 2000 : 1)
 			if (!isnan(series[s][i]))
 				P("%.1f,%.1f ", L + PW * (double)i / (double)n,
 				  T + PH * (1 - series[s][i]));
@@ -223,7 +226,7 @@ static int write_svg(const char *path, const double *rate, const double *acc, si
 /* ---- the run ----------------------------------------------------------------------- */
 
 static int setup_workspace(const struct csa_replay_opts *o, const struct stream *s, char *dir,
-			   size_t dirsz, struct csa_err *err)
+                           size_t dirsz, struct csa_err *err)
 {
 	if (o->workdir)
 		snprintf(dir, dirsz, "%s", o->workdir);
@@ -273,11 +276,12 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 	for (char *save = NULL, *f = strtok_r(files, ",", &save); f && rc == CSA_OK;
 	     f = strtok_r(NULL, ",", &save))
 		rc = o->text_col ? load_csv(f, o->text_col, o->label_col, &s, err)
-				 : load_jsonl(f, &s, err);
+		                 : load_jsonl(f, &s, err);
 	free(files);
 	if (rc == CSA_OK && s.n <= o->bootstrap)
-		rc = csa_error(err, CSA_EINVAL, "replay needs more than the %u bootstrap tickets, got %zu",
-			       o->bootstrap, s.n);
+		rc = csa_error(err, CSA_EINVAL,
+		               "replay needs more than the %u bootstrap tickets, got %zu",
+		               o->bootstrap, s.n);
 	char dir[4096] = "";
 	struct csa_ws *ws = NULL;
 	struct csa_pipeline *p = NULL;
@@ -315,12 +319,13 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		/* the ticket as it arrives: its first message, no gold */
 		json_t *doc = json_object();
 		static const char *const keys[] = {"ticket_id", "client_name", "company_name",
-						   "customer", "platform", "channel"};
+		                                   "customer",  "platform",    "channel"};
 		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
 			if (json_object_get(h, keys[k]))
 				json_object_set(doc, keys[k], json_object_get(h, keys[k]));
 		json_t *first = json_deep_copy(json_array_get(json_object_get(h, "messages"), 0));
-		json_object_set_new(doc, "messages", json_pack("[o]", first ? first : json_object()));
+		json_object_set_new(doc, "messages",
+		                    json_pack("[o]", first ? first : json_object()));
 		char fake_now[32];
 		int64_t created;
 		if (csa_ts_parse(csa_json_str(h, "created_at"), &created) == 0) {
@@ -339,11 +344,11 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		/* what the AI did, judged against the gold */
 		static const char *const agents[] = {"classifier", "selector", "escalation"};
 		static const char *const vkeys[] = {"category", "priority", "strategy",
-						    "escalation_path"};
+		                                    "escalation_path"};
 		for (int ag = 0; ag < 3; ag++) {
-			json_t *dec = json_object_get(json_object_get(json_object_get(res, "agent_decisions"),
-								      agents[ag]),
-						      "decision");
+			json_t *dec = json_object_get(
+			    json_object_get(json_object_get(res, "agent_decisions"), agents[ag]),
+			    "decision");
 			json_t *applied = json_object_get(dec, "applied_autonomously");
 			const char *k;
 			json_t *v;
@@ -355,22 +360,28 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 				int right = ai && g && strcmp(ai, g) == 0;
 				json_t *ty = json_object_get(types, k);
 				if (!ty) {
-					ty = json_pack("{s:i, s:i, s:i}", "decisions", 0, "autonomous", 0,
-						       "autonomous_correct", 0);
+					ty = json_pack("{s:i, s:i, s:i}", "decisions", 0,
+					               "autonomous", 0, "autonomous_correct", 0);
 					json_object_set_new(types, k, ty);
 				}
-				json_object_set_new(ty, "decisions",
-						    json_integer(csa_json_int(ty, "decisions", 0) + 1));
+				json_object_set_new(
+				    ty, "decisions",
+				    json_integer(csa_json_int(ty, "decisions", 0) + 1));
 				t->decisions++;
 				if (json_is_true(v)) {
 					t->autonomous++;
 					t->auto_correct += right;
-					json_object_set_new(ty, "autonomous", json_integer(csa_json_int(ty, "autonomous", 0) + 1));
-					json_object_set_new(ty, "autonomous_correct", json_integer(csa_json_int(ty, "autonomous_correct", 0) + right));
+					json_object_set_new(
+					    ty, "autonomous",
+					    json_integer(csa_json_int(ty, "autonomous", 0) + 1));
+					json_object_set_new(
+					    ty, "autonomous_correct",
+					    json_integer(csa_json_int(ty, "autonomous_correct", 0) +
+					                 right));
 					const char *gp = csa_json_str(gold, "priority");
 					if (!right && ((gp && strcmp(gp, "CRITICAL") == 0) ||
-						       (strcmp(k, "strategy") == 0 &&
-							strcmp(ai, "AUTOMATED_RESOLUTION") == 0)))
+					               (strcmp(k, "strategy") == 0 &&
+					                strcmp(ai, "AUTOMATED_RESOLUTION") == 0)))
 						t->critical_errors++;
 				}
 			}
@@ -388,7 +399,8 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 				const char *value = g;
 				if (unif(&rng) >= o->human_accuracy && json_array_size(labels) > 1)
 					value = json_string_value(json_array_get(
-						labels, (size_t)(unif(&rng) * (double)json_array_size(labels))));
+					    labels, (size_t)(unif(&rng) *
+					                     (double)json_array_size(labels))));
 				if (!value || !dtypes)
 					continue;
 				const char *sug = csa_json_str(task, "suggestion");
@@ -401,9 +413,9 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 				if (audit)
 					secs *= 0.5;
 				json_t *out = NULL;
-				rc = csa_auto_review_decide(a, csa_json_int(task, "task_id", 0), value,
-							    "replay-human", NULL, (int64_t)(secs * 1000),
-							    &out, err);
+				rc = csa_auto_review_decide(a, csa_json_int(task, "task_id", 0),
+				                            value, "replay-human", NULL,
+				                            (int64_t)(secs * 1000), &out, err);
 				json_decref(out);
 				if (rc)
 					break;
@@ -436,7 +448,7 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		}
 		if (!o->quiet && (i + 1) % 1000 == 0)
 			fprintf(stderr, "replay: %zu/%zu tickets, %s\n", i + 1, n,
-				csa_json_str(ws->cfg.root, "phase"));
+			        csa_json_str(ws->cfg.root, "phase"));
 	}
 	unsetenv("CSA_FAKE_NOW_MS");
 
@@ -471,23 +483,29 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		json_t *v;
 		json_object_foreach(types, k, v)
 		{
-			long d = (long)csa_json_int(v, "decisions", 0), au = (long)csa_json_int(v, "autonomous", 0);
-			json_object_set_new(v, "autonomous_rate", d ? json_real((double)au / (double)d) : json_null());
-			json_object_set_new(v, "autonomous_accuracy",
-					    au ? json_real((double)csa_json_int(v, "autonomous_correct", 0) / (double)au)
-					       : json_null());
+			long d = (long)csa_json_int(v, "decisions", 0),
+			     au = (long)csa_json_int(v, "autonomous", 0);
+			json_object_set_new(v, "autonomous_rate",
+			                    d ? json_real((double)au / (double)d) : json_null());
+			json_object_set_new(
+			    v, "autonomous_accuracy",
+			    au ? json_real((double)csa_json_int(v, "autonomous_correct", 0) /
+			                   (double)au)
+			       : json_null());
 		}
 		json_t *final = tally_json(&fin);
-		json_object_set_new(final, "phase", json_string(csa_json_str(ws->cfg.root, "phase")));
+		json_object_set_new(final, "phase",
+		                    json_string(csa_json_str(ws->cfg.root, "phase")));
 		*report = json_pack("{s:I, s:I, s:f, s:o, s:o, s:o, s:o, s:o, s:f, s:s}", "tickets",
-				    (json_int_t)n, "bootstrap_tickets", (json_int_t)o->bootstrap,
-				    "human_accuracy", o->human_accuracy, "phases", phases, "final",
-				    final, "overall", tally_json(&all), "decision_types", types,
-				    "events", events, "seconds",
-				    (double)(csa_mono_ns() - t0) / 1e9, "workspace", dir);
+		                    (json_int_t)n, "bootstrap_tickets", (json_int_t)o->bootstrap,
+		                    "human_accuracy", o->human_accuracy, "phases", phases, "final",
+		                    final, "overall", tally_json(&all), "decision_types", types,
+		                    "events", events, "seconds", (double)(csa_mono_ns() - t0) / 1e9,
+		                    "workspace", dir);
 		types = events = NULL;
 		if (o->svg) {
-			double *rate = malloc(n * sizeof(double)), *acc = malloc(n * sizeof(double));
+			double *rate = malloc(n * sizeof(double)),
+			       *acc = malloc(n * sizeof(double));
 			struct tally w = {0};
 			for (size_t i = 0; rate && acc && i < n; i++) {
 				add(&w, &per[i]);
@@ -497,8 +515,11 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 					w.autonomous -= old->autonomous;
 					w.auto_correct -= old->auto_correct;
 				}
-				rate[i] = w.decisions ? (double)w.autonomous / (double)w.decisions : NAN;
-				acc[i] = w.autonomous ? (double)w.auto_correct / (double)w.autonomous : NAN;
+				rate[i] =
+				    w.decisions ? (double)w.autonomous / (double)w.decisions : NAN;
+				acc[i] = w.autonomous
+				             ? (double)w.auto_correct / (double)w.autonomous
+				             : NAN;
 			}
 			if (rate && acc)
 				rc = write_svg(o->svg, rate, acc, n, ph, nph, err);

@@ -14,16 +14,16 @@
 #include "base/err.h"
 
 struct csa_replay_opts {
-	const char *data;      /* comma-separated files, streamed in order */
-	const char *text_col;  /* CSV mode (category only) when set */
+	const char *data;     /* comma-separated files, streamed in order */
+	const char *text_col; /* CSV mode (category only) when set */
 	const char *label_col;
 	double human_accuracy; /* 0..1 */
 	uint64_t seed;
-	unsigned bootstrap;    /* tickets recorded as history before the first model */
-	unsigned retrain;      /* retrain every this many tickets */
-	unsigned tick;         /* controller tick every this many tickets */
-	const char *workdir;   /* scratch workspace (created; kept) or NULL for a temp one */
-	const char *svg;       /* write the chart here when set */
+	unsigned bootstrap;  /* tickets recorded as history before the first model */
+	unsigned retrain;    /* retrain every this many tickets */
+	unsigned tick;       /* controller tick every this many tickets */
+	const char *workdir; /* scratch workspace (created; kept) or NULL for a temp one */
+	const char *svg;     /* write the chart here when set */
 	int quiet;
 };
 

@@ -64,7 +64,7 @@ static int by_conf_desc(const void *a, const void *b)
 }
 
 double csa_threshold_for_accuracy(struct csa_outcome *o, size_t n, double target, double z,
-				  size_t min_n)
+                                  size_t min_n)
 {
 	if (n)
 		qsort(o, n, sizeof(*o), by_conf_desc);
@@ -98,8 +98,8 @@ double csa_psi(const double *e, const double *a, size_t bins)
 	return psi;
 }
 
-double csa_review_probability(size_t reviewed, double floor, double half_life,
-			      double confidence, double mean_confidence, double uncertain_share)
+double csa_review_probability(size_t reviewed, double floor, double half_life, double confidence,
+                              double mean_confidence, double uncertain_share)
 {
 	double base = floor + (1 - floor) * pow(0.5, (double)reviewed / fmax(half_life, 1));
 	double mean_unc = fmax(1e-3, 1 - mean_confidence);

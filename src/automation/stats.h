@@ -38,7 +38,7 @@ void csa_readiness(const struct csa_outcome *o, size_t n, struct csa_readiness *
  * 'o' is reordered.
  */
 double csa_threshold_for_accuracy(struct csa_outcome *o, size_t n, double target, double z,
-				  size_t min_n);
+                                  size_t min_n);
 
 /* Population stability index between two histograms of equal bin count
  * (counts; empty bins are smoothed). > 0.25 is a significant shift. */
@@ -49,7 +49,7 @@ double csa_psi(const double *expected, const double *actual, size_t bins);
  * (half-life 'half_life' reviews); less certain decisions are reviewed more
  * ('uncertain_share' of the budget follows 1 - confidence, the rest is
  * uniform). */
-double csa_review_probability(size_t reviewed, double floor, double half_life,
-			      double confidence, double mean_confidence, double uncertain_share);
+double csa_review_probability(size_t reviewed, double floor, double half_life, double confidence,
+                              double mean_confidence, double uncertain_share);
 
 #endif

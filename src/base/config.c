@@ -6,81 +6,83 @@
 
 /* Spec defaults. Kept as JSON text so docs and code show the same thing. */
 static const char default_config[] =
-	"{"
-	"\"version\": 1,"
-	"\"phase\": \"PHASE_1\","
-	"\"taxonomy\": {"
-	"  \"categories\": [\"TECHNICAL_ISSUE\", \"BILLING_INQUIRY\", \"FEATURE_REQUEST\","
-	"                   \"BUG_REPORT\", \"ACCOUNT_MANAGEMENT\", \"GENERAL_SUPPORT\"],"
-	"  \"priorities\": [\"CRITICAL\", \"HIGH\", \"MEDIUM\", \"LOW\"],"
-	"  \"strategies\": [\"AUTOMATED_RESOLUTION\", \"TEMPLATE_RESPONSE\", \"ESCALATE_TO_HUMAN\","
-	"                   \"ESCALATE_TO_TECHNICAL\", \"REQUEST_MORE_INFO\"],"
-	"  \"subscription_tiers\": [\"PREMIUM\", \"STANDARD\", \"BASIC\"]"
-	"},"
-	"\"escalation_paths\": {"
-	"  \"TECHNICAL\": [\"senior_engineer\", \"team_lead\", \"engineering_manager\"],"
-	"  \"BILLING\": [\"billing_specialist\", \"account_manager\", \"finance_director\"],"
-	"  \"URGENT\": [\"cs_supervisor\", \"cs_manager\", \"operations_director\"]"
-	"},"
-	"\"limits\": {"
-	"  \"max_message_bytes\": 65536,"
-	"  \"max_attachments\": 32,"
-	"  \"max_messages_per_ticket\": 10000,"
-	"  \"max_document_bytes\": 16777216"
-	"},"
-	"\"sync\": {\"max_drift_seconds\": 5, \"check_interval_seconds\": 60},"
-	"\"sla\": {"
-	"  \"at_risk_fraction\": 0.75,"
-	"  \"first_response_minutes\": {"
-	"    \"CRITICAL\": {\"PREMIUM\": 15, \"STANDARD\": 30, \"BASIC\": 60},"
-	"    \"HIGH\": {\"PREMIUM\": 60, \"STANDARD\": 120, \"BASIC\": 240},"
-	"    \"MEDIUM\": {\"PREMIUM\": 240, \"STANDARD\": 480, \"BASIC\": 720},"
-	"    \"LOW\": {\"PREMIUM\": 480, \"STANDARD\": 1440, \"BASIC\": 2880}},"
-	"  \"resolution_minutes\": {"
-	"    \"CRITICAL\": {\"PREMIUM\": 240, \"STANDARD\": 480, \"BASIC\": 960},"
-	"    \"HIGH\": {\"PREMIUM\": 960, \"STANDARD\": 1440, \"BASIC\": 2880},"
-	"    \"MEDIUM\": {\"PREMIUM\": 2880, \"STANDARD\": 4320, \"BASIC\": 7200},"
-	"    \"LOW\": {\"PREMIUM\": 7200, \"STANDARD\": 10080, \"BASIC\": 14400}}"
-	"},"
-	"\"routing\": {\"TECHNICAL_ISSUE\": \"technical_support\", \"BUG_REPORT\": \"technical_support\","
-	"  \"BILLING_INQUIRY\": \"billing\", \"ACCOUNT_MANAGEMENT\": \"account_management\","
-	"  \"FEATURE_REQUEST\": \"product\", \"GENERAL_SUPPORT\": \"cs_general\"},"
-	"\"agents\": {\"confidence_threshold\": 0.8},"
-	"\"updates\": {\"interval_minutes\": {\"CRITICAL\": 60, \"HIGH\": 240, \"MEDIUM\": 480,"
-	"  \"LOW\": 1440}},"
-	"\"selector\": {\"questions\": {"
-	"  \"TECHNICAL_ISSUE\": [\"Which browser or app version are you using?\","
-	"    \"What exactly happens, and what did you expect?\", \"Since when does it happen?\"],"
-	"  \"BUG_REPORT\": [\"What are the steps to reproduce it?\","
-	"    \"Can you share a screenshot or the error message?\"],"
-	"  \"BILLING_INQUIRY\": [\"Which invoice number is concerned?\","
-	"    \"What is the amount you expected?\"],"
-	"  \"ACCOUNT_MANAGEMENT\": [\"Which e-mail address is the account registered with?\"],"
-	"  \"FEATURE_REQUEST\": [\"What would you like to achieve with this feature?\"],"
-	"  \"default\": [\"Could you tell us more about what you need?\"]}},"
-	"\"automation\": {"
-	"  \"decision_types\": [\"category\", \"priority\", \"strategy\", \"escalation\"],"
-	"  \"z\": 1.96, \"target_accuracy\": 0.96, \"critical_target_accuracy\": 0.98,"
-	"  \"min_decisions\": 50, \"readiness_required\": 0.8, \"readiness_required_critical\": 0.9,"
-	"  \"review_floor\": 0.05, \"review_half_life\": 200, \"review_uncertain_share\": 0.7,"
-	"  \"review_delay_minutes\": 60, \"window\": 500, \"baseline_decision_ms\": 60000,"
-	"  \"monitor\": {\"window\": 200, \"min_sample\": 30, \"accuracy_min\": 0.85,"
-	"    \"overautomation_rate\": 0.9, \"overautomation_accuracy\": 0.9, \"psi_alert\": 0.25,"
-	"    \"accuracy_drop\": 0.1},"
-	"  \"critical_errors\": {\"reversed_on_critical_ticket\": true,"
-	"    \"wrong_automated_resolution\": true},"
-	"  \"alert_webhook\": null,"
-	"  \"gates\": {"
-	"    \"PHASE_1\": {\"min_decisions\": 100, \"capture_rate\": 1.0, \"accuracy\": 0.80},"
-	"    \"PHASE_2\": {\"min_decisions\": 100, \"agreement\": 0.75, \"decision_time_ratio\": 0.80,"
-	"      \"accuracy\": 0.85},"
-	"    \"PHASE_3\": {\"min_decisions\": 100, \"autonomous_rate\": 0.60, \"autonomous_accuracy\": 0.90,"
-	"      \"intervention_time_ratio\": 0.50, \"critical_errors\": 0, \"min_reviewed\": 30},"
-	"    \"PHASE_4\": {\"min_decisions\": 100, \"autonomous_rate\": 0.80,"
-	"      \"autonomous_accuracy\": 0.90, \"min_reviewed\": 30},"
-	"    \"PHASE_5\": {\"autonomous_rate\": 0.95, \"autonomous_accuracy\": 0.90}}},"
-	"\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"}"
-	"}";
+    "{"
+    "\"version\": 1,"
+    "\"phase\": \"PHASE_1\","
+    "\"taxonomy\": {"
+    "  \"categories\": [\"TECHNICAL_ISSUE\", \"BILLING_INQUIRY\", \"FEATURE_REQUEST\","
+    "                   \"BUG_REPORT\", \"ACCOUNT_MANAGEMENT\", \"GENERAL_SUPPORT\"],"
+    "  \"priorities\": [\"CRITICAL\", \"HIGH\", \"MEDIUM\", \"LOW\"],"
+    "  \"strategies\": [\"AUTOMATED_RESOLUTION\", \"TEMPLATE_RESPONSE\", \"ESCALATE_TO_HUMAN\","
+    "                   \"ESCALATE_TO_TECHNICAL\", \"REQUEST_MORE_INFO\"],"
+    "  \"subscription_tiers\": [\"PREMIUM\", \"STANDARD\", \"BASIC\"]"
+    "},"
+    "\"escalation_paths\": {"
+    "  \"TECHNICAL\": [\"senior_engineer\", \"team_lead\", \"engineering_manager\"],"
+    "  \"BILLING\": [\"billing_specialist\", \"account_manager\", \"finance_director\"],"
+    "  \"URGENT\": [\"cs_supervisor\", \"cs_manager\", \"operations_director\"]"
+    "},"
+    "\"limits\": {"
+    "  \"max_message_bytes\": 65536,"
+    "  \"max_attachments\": 32,"
+    "  \"max_messages_per_ticket\": 10000,"
+    "  \"max_document_bytes\": 16777216"
+    "},"
+    "\"sync\": {\"max_drift_seconds\": 5, \"check_interval_seconds\": 60},"
+    "\"sla\": {"
+    "  \"at_risk_fraction\": 0.75,"
+    "  \"first_response_minutes\": {"
+    "    \"CRITICAL\": {\"PREMIUM\": 15, \"STANDARD\": 30, \"BASIC\": 60},"
+    "    \"HIGH\": {\"PREMIUM\": 60, \"STANDARD\": 120, \"BASIC\": 240},"
+    "    \"MEDIUM\": {\"PREMIUM\": 240, \"STANDARD\": 480, \"BASIC\": 720},"
+    "    \"LOW\": {\"PREMIUM\": 480, \"STANDARD\": 1440, \"BASIC\": 2880}},"
+    "  \"resolution_minutes\": {"
+    "    \"CRITICAL\": {\"PREMIUM\": 240, \"STANDARD\": 480, \"BASIC\": 960},"
+    "    \"HIGH\": {\"PREMIUM\": 960, \"STANDARD\": 1440, \"BASIC\": 2880},"
+    "    \"MEDIUM\": {\"PREMIUM\": 2880, \"STANDARD\": 4320, \"BASIC\": 7200},"
+    "    \"LOW\": {\"PREMIUM\": 7200, \"STANDARD\": 10080, \"BASIC\": 14400}}"
+    "},"
+    "\"routing\": {\"TECHNICAL_ISSUE\": \"technical_support\", \"BUG_REPORT\": "
+    "\"technical_support\","
+    "  \"BILLING_INQUIRY\": \"billing\", \"ACCOUNT_MANAGEMENT\": \"account_management\","
+    "  \"FEATURE_REQUEST\": \"product\", \"GENERAL_SUPPORT\": \"cs_general\"},"
+    "\"agents\": {\"confidence_threshold\": 0.8},"
+    "\"updates\": {\"interval_minutes\": {\"CRITICAL\": 60, \"HIGH\": 240, \"MEDIUM\": 480,"
+    "  \"LOW\": 1440}},"
+    "\"selector\": {\"questions\": {"
+    "  \"TECHNICAL_ISSUE\": [\"Which browser or app version are you using?\","
+    "    \"What exactly happens, and what did you expect?\", \"Since when does it happen?\"],"
+    "  \"BUG_REPORT\": [\"What are the steps to reproduce it?\","
+    "    \"Can you share a screenshot or the error message?\"],"
+    "  \"BILLING_INQUIRY\": [\"Which invoice number is concerned?\","
+    "    \"What is the amount you expected?\"],"
+    "  \"ACCOUNT_MANAGEMENT\": [\"Which e-mail address is the account registered with?\"],"
+    "  \"FEATURE_REQUEST\": [\"What would you like to achieve with this feature?\"],"
+    "  \"default\": [\"Could you tell us more about what you need?\"]}},"
+    "\"automation\": {"
+    "  \"decision_types\": [\"category\", \"priority\", \"strategy\", \"escalation\"],"
+    "  \"z\": 1.96, \"target_accuracy\": 0.96, \"critical_target_accuracy\": 0.98,"
+    "  \"min_decisions\": 50, \"readiness_required\": 0.8, \"readiness_required_critical\": 0.9,"
+    "  \"review_floor\": 0.05, \"review_half_life\": 200, \"review_uncertain_share\": 0.7,"
+    "  \"review_delay_minutes\": 60, \"window\": 500, \"baseline_decision_ms\": 60000,"
+    "  \"monitor\": {\"window\": 200, \"min_sample\": 30, \"accuracy_min\": 0.85,"
+    "    \"overautomation_rate\": 0.9, \"overautomation_accuracy\": 0.9, \"psi_alert\": 0.25,"
+    "    \"accuracy_drop\": 0.1},"
+    "  \"critical_errors\": {\"reversed_on_critical_ticket\": true,"
+    "    \"wrong_automated_resolution\": true},"
+    "  \"alert_webhook\": null,"
+    "  \"gates\": {"
+    "    \"PHASE_1\": {\"min_decisions\": 100, \"capture_rate\": 1.0, \"accuracy\": 0.80},"
+    "    \"PHASE_2\": {\"min_decisions\": 100, \"agreement\": 0.75, \"decision_time_ratio\": 0.80,"
+    "      \"accuracy\": 0.85},"
+    "    \"PHASE_3\": {\"min_decisions\": 100, \"autonomous_rate\": 0.60, \"autonomous_accuracy\": "
+    "0.90,"
+    "      \"intervention_time_ratio\": 0.50, \"critical_errors\": 0, \"min_reviewed\": 30},"
+    "    \"PHASE_4\": {\"min_decisions\": 100, \"autonomous_rate\": 0.80,"
+    "      \"autonomous_accuracy\": 0.90, \"min_reviewed\": 30},"
+    "    \"PHASE_5\": {\"autonomous_rate\": 0.95, \"autonomous_accuracy\": 0.90}}},"
+    "\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"}"
+    "}";
 
 json_t *csa_config_defaults(void)
 {
@@ -129,8 +131,8 @@ int csa_config_in_list(const struct csa_config *cfg, const char *dotted, const c
 	json_t *v;
 	if (!s)
 		return 0;
-	json_array_foreach(arr, i, v) if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
-		return 1;
+	json_array_foreach(arr, i, v) if (json_is_string(v) &&
+	                                  strcmp(json_string_value(v), s) == 0) return 1;
 	return 0;
 }
 
@@ -138,8 +140,8 @@ static int size_key(struct csa_config *cfg, const char *key, size_t *out, struct
 {
 	json_t *v = json_object_get(json_object_get(cfg->root, "limits"), key);
 	if (!json_is_integer(v) || json_integer_value(v) <= 0)
-		return csa_error(err, CSA_ESCHEMA,
-				 "csa.json: limits.%s must be a positive integer", key);
+		return csa_error(err, CSA_ESCHEMA, "csa.json: limits.%s must be a positive integer",
+		                 key);
 	*out = (size_t)json_integer_value(v);
 	return CSA_OK;
 }
@@ -151,9 +153,9 @@ static int check_string_list(struct csa_config *cfg, const char *dotted, struct 
 	json_t *v;
 	if (!json_is_array(arr) || json_array_size(arr) == 0)
 		return csa_error(err, CSA_ESCHEMA, "csa.json: %s must be a non-empty array",
-				 dotted);
+		                 dotted);
 	json_array_foreach(arr, i, v) if (!json_is_string(v)) return csa_error(
-		err, CSA_ESCHEMA, "csa.json: %s[%zu] must be a string", dotted, i);
+	    err, CSA_ESCHEMA, "csa.json: %s[%zu] must be a string", dotted, i);
 	return CSA_OK;
 }
 
@@ -163,18 +165,18 @@ static int finish(struct csa_config *cfg, struct csa_err *err)
 	if ((rc = size_key(cfg, "max_message_bytes", &cfg->limits.max_message_bytes, err)) ||
 	    (rc = size_key(cfg, "max_attachments", &cfg->limits.max_attachments, err)) ||
 	    (rc = size_key(cfg, "max_messages_per_ticket", &cfg->limits.max_messages_per_ticket,
-			   err)) ||
+	                   err)) ||
 	    (rc = size_key(cfg, "max_document_bytes", &cfg->limits.max_document_bytes, err)))
 		return rc;
 	static const char *lists[] = {"taxonomy.categories", "taxonomy.priorities",
-				      "taxonomy.strategies", "taxonomy.subscription_tiers"};
+	                              "taxonomy.strategies", "taxonomy.subscription_tiers"};
 	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
 		if ((rc = check_string_list(cfg, lists[i], err)))
 			return rc;
 	json_t *drift = csa_config_get(cfg, "sync.max_drift_seconds");
 	if (!json_is_number(drift) || json_number_value(drift) < 0)
 		return csa_error(err, CSA_ESCHEMA,
-				 "csa.json: sync.max_drift_seconds must be a number >= 0");
+		                 "csa.json: sync.max_drift_seconds must be a number >= 0");
 	cfg->max_drift_seconds = json_number_value(drift);
 	const char *phase = json_string_value(json_object_get(cfg->root, "phase"));
 	if (!phase || strlen(phase) != 7 || strncmp(phase, "PHASE_", 6) != 0 || phase[6] < '1' ||

@@ -10,20 +10,34 @@
 const char *csa_strerror(int code)
 {
 	switch (code) {
-	case CSA_OK: return "ok";
-	case CSA_EINVAL: return "invalid argument";
-	case CSA_EIO: return "i/o error";
-	case CSA_ENOMEM: return "out of memory";
-	case CSA_ENOENT: return "not found";
-	case CSA_EEXIST: return "already exists";
-	case CSA_ESCHEMA: return "schema violation";
-	case CSA_EPARSE: return "parse error";
-	case CSA_ELIMIT: return "limit exceeded";
-	case CSA_ECORRUPT: return "corrupt data";
-	case CSA_EBUSY: return "busy";
-	case CSA_ESTATE: return "invalid state";
-	case CSA_EAUTH: return "authentication failed";
-	case CSA_EBACKEND: return "backend failure";
+	case CSA_OK:
+		return "ok";
+	case CSA_EINVAL:
+		return "invalid argument";
+	case CSA_EIO:
+		return "i/o error";
+	case CSA_ENOMEM:
+		return "out of memory";
+	case CSA_ENOENT:
+		return "not found";
+	case CSA_EEXIST:
+		return "already exists";
+	case CSA_ESCHEMA:
+		return "schema violation";
+	case CSA_EPARSE:
+		return "parse error";
+	case CSA_ELIMIT:
+		return "limit exceeded";
+	case CSA_ECORRUPT:
+		return "corrupt data";
+	case CSA_EBUSY:
+		return "busy";
+	case CSA_ESTATE:
+		return "invalid state";
+	case CSA_EAUTH:
+		return "authentication failed";
+	case CSA_EBACKEND:
+		return "backend failure";
 	}
 	return "unknown error";
 }

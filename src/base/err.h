@@ -42,15 +42,14 @@ const char *csa_strerror(int code);
  * write `return csa_error(err, CSA_EINVAL, "bad id '%s'", id);`.
  */
 int csa_error(struct csa_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* As csa_error() with CSA_EIO, appending strerror(errno) to the message. */
-int csa_error_sys(struct csa_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int csa_error_sys(struct csa_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefix an existing message with more context ("T_42: " + old message). */
 int csa_error_prefix(struct csa_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Programmer error: print file and line and abort. Never for bad input. */
 #define CSA_BUG(msg) csa_bug(__FILE__, __LINE__, (msg))

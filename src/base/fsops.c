@@ -226,7 +226,7 @@ fail:
 }
 
 int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_len,
-		    struct csa_err *err)
+                    struct csa_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -242,7 +242,7 @@ int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_le
 	if ((size_t)st.st_size > max_len) {
 		close(fd);
 		return csa_error(err, CSA_ELIMIT, "'%s' is %lld bytes, more than the limit %zu",
-				 path, (long long)st.st_size, max_len);
+		                 path, (long long)st.st_size, max_len);
 	}
 	size_t cap = (size_t)st.st_size + 1, len = 0;
 	char *buf = malloc(cap);
@@ -256,14 +256,14 @@ int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_le
 				free(buf);
 				close(fd);
 				return csa_error(err, CSA_ELIMIT, "'%s' grew past the limit %zu",
-						 path, max_len);
+				                 path, max_len);
 			}
 			char *nb = realloc(buf, cap * 2);
 			if (!nb) {
 				free(buf);
 				close(fd);
 				return csa_error(err, CSA_ENOMEM, "out of memory reading '%s'",
-						 path);
+				                 path);
 			}
 			buf = nb;
 			cap *= 2;

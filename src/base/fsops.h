@@ -15,8 +15,14 @@
 #include <sys/types.h>
 #include "base/err.h"
 
-enum csa_fs_op { CSA_FS_WRITE, CSA_FS_FSYNC, CSA_FS_RENAME, CSA_FS_UNLINK, CSA_FS_OPEN,
-		 CSA_FS_NOPS };
+enum csa_fs_op {
+	CSA_FS_WRITE,
+	CSA_FS_FSYNC,
+	CSA_FS_RENAME,
+	CSA_FS_UNLINK,
+	CSA_FS_OPEN,
+	CSA_FS_NOPS
+};
 
 /* open(2); returns fd or -1 with errno set. */
 int csa_fs_open(const char *path, int flags, mode_t mode);
@@ -42,7 +48,7 @@ int csa_fs_write_atomic(const char *path, const void *buf, size_t len, struct cs
 /* Read a whole file (at most max_len bytes; CSA_ELIMIT beyond) into a
  * malloc'd, NUL-terminated buffer the caller frees. */
 int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_len,
-		    struct csa_err *err);
+                    struct csa_err *err);
 
 /* mkdir -p; 0 or CSA_EIO. */
 int csa_fs_mkdirs(const char *path, struct csa_err *err);

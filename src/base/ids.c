@@ -18,14 +18,14 @@ int csa_id_check(const char *id, size_t len, struct csa_err *err)
 		return csa_error(err, CSA_EINVAL, "invalid ticket id: empty");
 	if (len > CSA_ID_MAX)
 		return csa_error(err, CSA_EINVAL, "invalid ticket id: longer than %d characters",
-				 CSA_ID_MAX);
+		                 CSA_ID_MAX);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)id[i];
 		if (!id_char(c))
 			return csa_error(err, CSA_EINVAL,
-					 "invalid ticket id: character 0x%02x at offset %zu "
-					 "(allowed: A-Z a-z 0-9 _ -)",
-					 c, i);
+			                 "invalid ticket id: character 0x%02x at offset %zu "
+			                 "(allowed: A-Z a-z 0-9 _ -)",
+			                 c, i);
 	}
 	return CSA_OK;
 }
@@ -54,5 +54,5 @@ void csa_id_generate(const char *prefix, char *out, size_t outsz)
 			compact[j++] = ts[i];
 	compact[j] = '\0';
 	snprintf(out, outsz, "%s%s-%02x%02x%02x%02x", prefix, compact, rnd[0], rnd[1], rnd[2],
-		 rnd[3]);
+	         rnd[3]);
 }

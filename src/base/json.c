@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 int csa_json_parse(const char *buf, size_t len, const char *source, json_t **out,
-		   struct csa_err *err)
+                   struct csa_err *err)
 {
 	json_error_t je;
 	if (memchr(buf, '\0', len))
@@ -16,7 +16,7 @@ int csa_json_parse(const char *buf, size_t len, const char *source, json_t **out
 	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	if (!j)
 		return csa_error(err, CSA_EPARSE, "%s line %d col %d: %s", source, je.line,
-				 je.column, je.text);
+		                 je.column, je.text);
 	*out = j;
 	return CSA_OK;
 }
@@ -46,8 +46,8 @@ int csa_json_load_arg(const char *arg, size_t max_len, json_t **out, struct csa_
 			if (cap >= max_len) {
 				free(buf);
 				return csa_error(err, CSA_ELIMIT,
-						 "<stdin>: more than the limit of %zu bytes",
-						 max_len);
+				                 "<stdin>: more than the limit of %zu bytes",
+				                 max_len);
 			}
 			char *nb = realloc(buf, cap * 2);
 			if (!nb) {
@@ -74,7 +74,7 @@ int csa_json_load_arg(const char *arg, size_t max_len, json_t **out, struct csa_
 int csa_json_dump(const json_t *j, int pretty, char **out, size_t *len, struct csa_err *err)
 {
 	size_t flags = JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10) |
-		       (pretty ? JSON_INDENT(2) : JSON_COMPACT);
+	               (pretty ? JSON_INDENT(2) : JSON_COMPACT);
 	char *s = json_dumps(j, flags | JSON_ENCODE_ANY);
 	if (!s)
 		return csa_error(err, CSA_ENOMEM, "cannot serialize JSON");

@@ -13,14 +13,13 @@
  * "<stdin>", "request body"). Rejects NUL bytes and duplicate keys.
  * On success *out is a new reference the caller must json_decref(). */
 int csa_json_parse(const char *buf, size_t len, const char *source, json_t **out,
-		   struct csa_err *err);
+                   struct csa_err *err);
 
 /* Read and parse a file (at most max_len bytes). */
 int csa_json_load_file(const char *path, size_t max_len, json_t **out, struct csa_err *err);
 
 /* Read all of stdin ("-") or a file, then parse. */
-int csa_json_load_arg(const char *path_or_dash, size_t max_len, json_t **out,
-		      struct csa_err *err);
+int csa_json_load_arg(const char *path_or_dash, size_t max_len, json_t **out, struct csa_err *err);
 
 /* Serialize compactly (pretty when 'pretty') with a trailing newline.
  * Caller frees *out with free(). Keys keep insertion order. */

@@ -60,7 +60,7 @@ char *csa_ts_format(int64_t ms, char out[CSA_TS_LEN])
 	if (y < 0 || y > 9999)
 		y = y < 0 ? 0 : 9999;
 	snprintf(out, CSA_TS_LEN, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", (int)y, mo, d,
-		 (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), milli);
+	         (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), milli);
 	return out;
 }
 

@@ -60,5 +60,7 @@ int cmd_metrics(int argc, char **argv);
 int cmd_alerts(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 #endif

@@ -37,22 +37,23 @@ static void ctl_close(struct ctl *c)
 	csa_ws_close(c->ws);
 }
 
-static const char *const valued[] = {"--value", "--notes", "--by", "--status", "--limit",
-				     "--decision-ms", NULL};
+static const char *const valued[] = {"--value", "--notes",       "--by", "--status",
+                                     "--limit", "--decision-ms", NULL};
 
 static void print_task_human(const json_t *t)
 {
 	printf("task %lld  %s  ticket %s  %s/%s  suggestion %s (%.0f%%)  due %s\n",
 	       csa_json_int(t, "task_id", 0), csa_json_str(t, "kind"), csa_json_str(t, "ticket_id"),
 	       csa_json_str(t, "decision_type"), csa_json_str(t, "segment"),
-	       csa_json_str(t, "suggestion") ? csa_json_str(t, "suggestion") : "(hidden in PHASE_1)",
+	       csa_json_str(t, "suggestion") ? csa_json_str(t, "suggestion")
+	                                     : "(hidden in PHASE_1)",
 	       100 * csa_json_num(t, "confidence", 0), csa_json_str(t, "due"));
 }
 
 int cmd_review(int argc, char **argv)
 {
 	static const char usage[] = "csa review list [--status open|done] [--json] | next | "
-				    "decide TASK --value V [--notes N] [--by WHO]";
+	                            "decide TASK --value V [--notes N] [--by WHO]";
 	const char *sub = cli_pos(argc, argv, 0, valued);
 	if (!sub)
 		return cli_usage(usage);
@@ -66,7 +67,7 @@ int cmd_review(int argc, char **argv)
 		const char *status = cli_opt(argc, argv, "--status");
 		const char *lim = cli_opt(argc, argv, "--limit");
 		rc = csa_auto_review_list(c.a, status ? status : "open",
-					  lim ? (size_t)strtoul(lim, NULL, 10) : 100, &out, &err);
+		                          lim ? (size_t)strtoul(lim, NULL, 10) : 100, &out, &err);
 		if (!rc && cli_flag(argc, argv, "--json"))
 			csa_json_print(out, 1);
 		else if (!rc) {
@@ -82,7 +83,8 @@ int cmd_review(int argc, char **argv)
 		if (!rc)
 			csa_json_print(out ? out : json_null(), 1);
 	} else if (strcmp(sub, "decide") == 0) {
-		const char *task = cli_pos(argc, argv, 1, valued), *value = cli_opt(argc, argv, "--value");
+		const char *task = cli_pos(argc, argv, 1, valued),
+		           *value = cli_opt(argc, argv, "--value");
 		char *end = NULL;
 		long long id = task ? strtoll(task, &end, 10) : 0;
 		if (!task || *end || id <= 0 || !value)
@@ -92,8 +94,8 @@ int cmd_review(int argc, char **argv)
 		const char *ms = cli_opt(argc, argv, "--decision-ms");
 		const char *by = cli_opt(argc, argv, "--by");
 		rc = csa_auto_review_decide(c.a, id, value, by ? by : getenv("USER"),
-					    cli_opt(argc, argv, "--notes"),
-					    ms ? strtoll(ms, NULL, 10) : -1, &out, &err);
+		                            cli_opt(argc, argv, "--notes"),
+		                            ms ? strtoll(ms, NULL, 10) : -1, &out, &err);
 		if (!rc)
 			csa_json_print(out, 1);
 	} else {
@@ -106,7 +108,8 @@ int cmd_review(int argc, char **argv)
 
 int cmd_phase(int argc, char **argv)
 {
-	static const char usage[] = "csa phase status | evaluate | advance [--force] | rollback [POINT] | points";
+	static const char usage[] =
+	    "csa phase status | evaluate | advance [--force] | rollback [POINT] | points";
 	const char *sub = cli_pos(argc, argv, 0, valued);
 	if (!sub)
 		return cli_usage(usage);
@@ -151,10 +154,17 @@ int cmd_metrics(int argc, char **argv)
 	} else if (!rc) {
 		json_t *o = json_object_get(out, "overall");
 		printf("phase %s\n", csa_json_str(out, "phase"));
-		const char *keys[] = {"tickets", "decisions", "automation_rate", "accuracy",
-				      "autonomous_accuracy", "escalation_rate", "calibration_ece",
-				      "mean_decision_seconds", "mean_first_response_minutes",
-				      "mean_resolution_minutes", "csat"};
+		const char *keys[] = {"tickets",
+		                      "decisions",
+		                      "automation_rate",
+		                      "accuracy",
+		                      "autonomous_accuracy",
+		                      "escalation_rate",
+		                      "calibration_ece",
+		                      "mean_decision_seconds",
+		                      "mean_first_response_minutes",
+		                      "mean_resolution_minutes",
+		                      "csat"};
 		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 			json_t *v = json_object_get(o, keys[i]);
 			if (json_is_number(v))

@@ -13,7 +13,7 @@
 int cmd_demo_data(int argc, char **argv)
 {
 	const char *n_s = cli_opt(argc, argv, "--tickets"), *seed_s = cli_opt(argc, argv, "--seed"),
-		   *out_s = cli_opt(argc, argv, "--out"), *start_s = cli_opt(argc, argv, "--start");
+	           *out_s = cli_opt(argc, argv, "--out"), *start_s = cli_opt(argc, argv, "--start");
 	char *end = NULL;
 	long n = n_s ? strtol(n_s, &end, 10) : 1000;
 	if (n_s && (*end || n < 1 || n > 10000000))
@@ -61,7 +61,7 @@ int cmd_import(int argc, char **argv)
 	struct csa_err err = {0};
 	json_t *rep = NULL;
 	int rc = csa_import_jsonl(ws, in, strcmp(file, "-") == 0 ? "<stdin>" : file,
-				  !cli_flag(argc, argv, "--no-train"), &rep, &err);
+	                          !cli_flag(argc, argv, "--no-train"), &rep, &err);
 	if (in != stdin)
 		fclose(in);
 	csa_ws_close(ws);
@@ -80,7 +80,8 @@ int cmd_train(int argc, char **argv)
 	const char *seed_s = cli_opt(argc, argv, "--seed");
 	struct csa_err err = {0};
 	json_t *rep = NULL;
-	int rc = csa_import_train(ws, seed_s ? (unsigned)strtoul(seed_s, NULL, 10) : 42, &rep, &err);
+	int rc =
+	    csa_import_train(ws, seed_s ? (unsigned)strtoul(seed_s, NULL, 10) : 42, &rep, &err);
 	csa_ws_close(ws);
 	if (rc)
 		return cli_fail(&err);

@@ -8,19 +8,19 @@
 #include <stdio.h>
 
 static const char *const samples[] = {
-	"{\"client_name\": \"Ada Park\", \"company_name\": \"Northwind\", \"platform\": \"email\","
-	" \"customer\": {\"subscription_tier\": \"PREMIUM\", \"priority_level\": \"HIGH\","
-	" \"contact_info\": {\"email\": \"ada@northwind.example\"}},"
-	" \"messages\": [{\"content\": \"Our dashboard has been down since 9am, nobody on the"
-	" team can log in. This is urgent.\"}]}",
-	"{\"client_name\": \"Ravi Menon\", \"company_name\": \"Acme Retail\", \"platform\":"
-	" \"web_chat\", \"customer\": {\"subscription_tier\": \"STANDARD\"},"
-	" \"messages\": [{\"content\": \"I was charged twice for the November invoice, can you"
-	" refund one of them?\"}]}",
-	"{\"client_name\": \"Lena Vogel\", \"company_name\": \"Blue Fjord\", \"platform\":"
-	" \"trello\", \"trello_template\": \"feature\", \"customer\": {\"subscription_tier\":"
-	" \"BASIC\"}, \"messages\": [{\"content\": \"It would be great to export reports as"
-	" CSV.\"}]}",
+    "{\"client_name\": \"Ada Park\", \"company_name\": \"Northwind\", \"platform\": \"email\","
+    " \"customer\": {\"subscription_tier\": \"PREMIUM\", \"priority_level\": \"HIGH\","
+    " \"contact_info\": {\"email\": \"ada@northwind.example\"}},"
+    " \"messages\": [{\"content\": \"Our dashboard has been down since 9am, nobody on the"
+    " team can log in. This is urgent.\"}]}",
+    "{\"client_name\": \"Ravi Menon\", \"company_name\": \"Acme Retail\", \"platform\":"
+    " \"web_chat\", \"customer\": {\"subscription_tier\": \"STANDARD\"},"
+    " \"messages\": [{\"content\": \"I was charged twice for the November invoice, can you"
+    " refund one of them?\"}]}",
+    "{\"client_name\": \"Lena Vogel\", \"company_name\": \"Blue Fjord\", \"platform\":"
+    " \"trello\", \"trello_template\": \"feature\", \"customer\": {\"subscription_tier\":"
+    " \"BASIC\"}, \"messages\": [{\"content\": \"It would be great to export reports as"
+    " CSV.\"}]}",
 };
 
 int cmd_demo(int argc, char **argv)

@@ -11,9 +11,9 @@
 #include <string.h>
 
 static const char usage[] =
-	"csa model train --data F --text COL --label COL [--valid F] --out M [--seed S] "
-	"[--epochs N] [--bits B]\n"
-	"       csa model eval --model M --data F --text COL --label COL";
+    "csa model train --data F --text COL --label COL [--valid F] --out M [--seed S] "
+    "[--epochs N] [--bits B]\n"
+    "       csa model eval --model M --data F --text COL --label COL";
 
 static int label_index(const char *const *labels, size_t n, const char *l)
 {
@@ -26,8 +26,8 @@ static int label_index(const char *const *labels, size_t n, const char *l)
 static int train(int argc, char **argv)
 {
 	const char *data = cli_opt(argc, argv, "--data"), *tc = cli_opt(argc, argv, "--text"),
-		   *lc = cli_opt(argc, argv, "--label"), *outp = cli_opt(argc, argv, "--out"),
-		   *valid = cli_opt(argc, argv, "--valid");
+	           *lc = cli_opt(argc, argv, "--label"), *outp = cli_opt(argc, argv, "--out"),
+	           *valid = cli_opt(argc, argv, "--valid");
 	if (!data || !tc || !lc || !outp)
 		return cli_usage(usage);
 	struct csa_train_opts o;
@@ -51,7 +51,8 @@ static int train(int argc, char **argv)
 	}
 	const char **labels;
 	size_t k = csa_dataset_labels(&tr, &labels);
-	struct csa_example *ex = calloc(tr.n, sizeof(*ex)), *cal = calloc(tr.n + va.n, sizeof(*cal));
+	struct csa_example *ex = calloc(tr.n, sizeof(*ex)),
+	                   *cal = calloc(tr.n + va.n, sizeof(*cal));
 	size_t n_ex = 0, n_cal = 0;
 	/* Without --valid, every 10th row is held out to calibrate on. */
 	for (size_t i = 0; i < tr.n; i++) {
@@ -89,10 +90,10 @@ static int train(int argc, char **argv)
 		rc = csa_linear_save(m, outp, &err);
 	if (!rc) {
 		json_t *j = json_pack("{s:s, s:I, s:I, s:f, s:I, s:f, s:o}", "model", outp, "n",
-				      (json_int_t)n_ex, "labels", (json_int_t)k, "train_seconds", secs,
-				      "model_bytes", (json_int_t)csa_linear_file_size(m),
-				      "temperature", csa_linear_temperature(m), "valid_accuracy",
-				      vacc >= 0 ? json_real(vacc) : json_null());
+		                      (json_int_t)n_ex, "labels", (json_int_t)k, "train_seconds",
+		                      secs, "model_bytes", (json_int_t)csa_linear_file_size(m),
+		                      "temperature", csa_linear_temperature(m), "valid_accuracy",
+		                      vacc >= 0 ? json_real(vacc) : json_null());
 		csa_json_print(j, 1);
 		json_decref(j);
 	}
@@ -108,7 +109,7 @@ static int train(int argc, char **argv)
 static int eval(int argc, char **argv)
 {
 	const char *mp = cli_opt(argc, argv, "--model"), *data = cli_opt(argc, argv, "--data"),
-		   *tc = cli_opt(argc, argv, "--text"), *lc = cli_opt(argc, argv, "--label");
+	           *tc = cli_opt(argc, argv, "--text"), *lc = cli_opt(argc, argv, "--label");
 	if (!mp || !data || !tc || !lc)
 		return cli_usage(usage);
 	struct csa_err err = {0};
@@ -130,12 +131,13 @@ static int eval(int argc, char **argv)
 		for (size_t c = 1; c < k; c++)
 			if (p[c] > p[best])
 				best = c;
-		pr[i] = (struct csa_pred){(int)best, csa_linear_label_index(m, ds.label[i]), p[best]};
+		pr[i] =
+		    (struct csa_pred){(int)best, csa_linear_label_index(m, ds.label[i]), p[best]};
 	}
 	double secs = (double)(csa_mono_ns() - t0) / 1e9;
 	json_t *rep = csa_calib_report(pr, ds.n, k);
 	json_object_set_new(rep, "predict_per_second",
-			    json_real(secs > 0 ? (double)ds.n / secs : 0));
+	                    json_real(secs > 0 ? (double)ds.n / secs : 0));
 	json_object_set_new(rep, "model_bytes", json_integer((json_int_t)csa_linear_file_size(m)));
 	if (!cli_flag(argc, argv, "--reliability"))
 		json_object_del(rep, "reliability");
@@ -150,8 +152,8 @@ static int eval(int argc, char **argv)
 
 int cmd_model(int argc, char **argv)
 {
-	static const char *const valued[] = {"--data", "--text", "--label", "--valid", "--out",
-					     "--seed", "--epochs", "--bits", "--model", NULL};
+	static const char *const valued[] = {"--data", "--text",   "--label", "--valid", "--out",
+	                                     "--seed", "--epochs", "--bits",  "--model", NULL};
 	const char *sub = cli_pos(argc, argv, 0, valued);
 	if (sub && strcmp(sub, "train") == 0)
 		return train(argc, argv);

@@ -12,9 +12,10 @@ int cmd_replay(int argc, char **argv)
 	csa_replay_opts_default(&o);
 	o.data = cli_opt(argc, argv, "--data");
 	if (!o.data)
-		return cli_usage("csa replay --data F[,F2] [--text COL --label COL] [--human-accuracy P] "
-				 "[--seed S] [--bootstrap N] [--retrain N] [--workdir DIR] [--json] "
-				 "[--svg OUT]");
+		return cli_usage(
+		    "csa replay --data F[,F2] [--text COL --label COL] [--human-accuracy P] "
+		    "[--seed S] [--bootstrap N] [--retrain N] [--workdir DIR] [--json] "
+		    "[--svg OUT]");
 	o.text_col = cli_opt(argc, argv, "--text");
 	o.label_col = cli_opt(argc, argv, "--label");
 	if (!!o.text_col != !!o.label_col)
@@ -32,7 +33,8 @@ int cmd_replay(int argc, char **argv)
 	if ((v = cli_opt(argc, argv, "--retrain")))
 		o.retrain = (unsigned)strtoul(v, NULL, 10);
 	if (o.bootstrap < 20)
-		return cli_failf("--bootstrap must be at least 20 tickets (the first model needs them)");
+		return cli_failf(
+		    "--bootstrap must be at least 20 tickets (the first model needs them)");
 	o.workdir = cli_opt(argc, argv, "--workdir");
 	o.svg = cli_opt(argc, argv, "--svg");
 	o.quiet = cli_flag(argc, argv, "--quiet");
@@ -47,17 +49,18 @@ int cmd_replay(int argc, char **argv)
 		json_t *p;
 		printf("%-8s %8s %8s %10s %10s %8s %8s\n", "phase", "start", "tickets", "auto rate",
 		       "auto acc", "critical", "human");
-		json_array_foreach(json_object_get(rep, "phases"), i, p)
-			printf("%-8s %8lld %8lld %9.1f%% %9.2f%% %8lld %8lld\n", csa_json_str(p, "phase"),
-			       csa_json_int(p, "start_ticket", 0), csa_json_int(p, "tickets", 0),
-			       100 * csa_json_num(p, "autonomous_rate", 0),
-			       100 * csa_json_num(p, "autonomous_accuracy", 0),
-			       csa_json_int(p, "critical_errors", 0), csa_json_int(p, "human_decisions", 0));
+		json_array_foreach(json_object_get(rep, "phases"), i, p) printf(
+		    "%-8s %8lld %8lld %9.1f%% %9.2f%% %8lld %8lld\n", csa_json_str(p, "phase"),
+		    csa_json_int(p, "start_ticket", 0), csa_json_int(p, "tickets", 0),
+		    100 * csa_json_num(p, "autonomous_rate", 0),
+		    100 * csa_json_num(p, "autonomous_accuracy", 0),
+		    csa_json_int(p, "critical_errors", 0), csa_json_int(p, "human_decisions", 0));
 		json_t *f = json_object_get(rep, "final");
-		printf("final 20%%: %s, autonomous %.1f%% at %.2f%% accuracy, %lld critical errors\n",
-		       csa_json_str(f, "phase"), 100 * csa_json_num(f, "autonomous_rate", 0),
-		       100 * csa_json_num(f, "autonomous_accuracy", 0),
-		       csa_json_int(f, "critical_errors", 0));
+		printf(
+		    "final 20%%: %s, autonomous %.1f%% at %.2f%% accuracy, %lld critical errors\n",
+		    csa_json_str(f, "phase"), 100 * csa_json_num(f, "autonomous_rate", 0),
+		    100 * csa_json_num(f, "autonomous_accuracy", 0),
+		    csa_json_int(f, "critical_errors", 0));
 	}
 	json_decref(rep);
 	return 0;

@@ -10,8 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const valued[] = {"--json", "--side", "--status", "--priority", "--stage",
-				     NULL};
+static const char *const valued[] = {"--json", "--side", "--status", "--priority", "--stage", NULL};
 
 int cmd_ticket(int argc, char **argv)
 {
@@ -97,9 +96,9 @@ int cmd_message(int argc, char **argv)
 	if (!rc)
 		rc = csa_store_update(ws->store, id, 0, add_one, &c, &err);
 	if (!rc) {
-		json_t *out = json_pack("{s:s, s:s, s:s, s:b}", "ticket_id", id, "message_id",
-					c.msg_id, "side", s ? "internal" : "external", "duplicate",
-					c.duplicate);
+		json_t *out =
+		    json_pack("{s:s, s:s, s:s, s:b}", "ticket_id", id, "message_id", c.msg_id,
+		              "side", s ? "internal" : "external", "duplicate", c.duplicate);
 		csa_json_print(out, 1);
 		json_decref(out);
 	}
@@ -134,13 +133,12 @@ int cmd_show(int argc, char **argv)
 static int list_one(void *ctx, const char *id, const json_t *t, const char *status)
 {
 	json_t *arr = ctx;
-	json_t *row = json_pack("{s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "ticket_id", id,
-				"client_name", json_object_get(t, "client_name"), "company_name",
-				json_object_get(t, "company_name"), "priority",
-				json_object_get(t, "priority"), "workflow_stage",
-				json_object_get(t, "workflow_stage"), "resolved",
-				json_object_get(t, "resolved"), "last_synchronized",
-				json_object_get(t, "last_synchronized"));
+	json_t *row = json_pack(
+	    "{s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "ticket_id", id, "client_name",
+	    json_object_get(t, "client_name"), "company_name", json_object_get(t, "company_name"),
+	    "priority", json_object_get(t, "priority"), "workflow_stage",
+	    json_object_get(t, "workflow_stage"), "resolved", json_object_get(t, "resolved"),
+	    "last_synchronized", json_object_get(t, "last_synchronized"));
 	if (status)
 		json_object_set_new(row, "conversation_status", json_string(status));
 	json_array_append_new(arr, row);
@@ -150,7 +148,7 @@ static int list_one(void *ctx, const char *id, const json_t *t, const char *stat
 int cmd_list(int argc, char **argv)
 {
 	struct csa_filter f = {cli_opt(argc, argv, "--status"), cli_opt(argc, argv, "--priority"),
-			       cli_opt(argc, argv, "--stage")};
+	                       cli_opt(argc, argv, "--stage")};
 	if (f.status && !csa_enum_has(csa_enum_conv_status, f.status))
 		return cli_failf("--status must be one of %s", csa_enum_conv_status);
 	if (f.priority && !csa_enum_has(csa_enum_priority, f.priority))

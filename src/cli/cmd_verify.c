@@ -23,13 +23,12 @@ int cmd_verify(int argc, char **argv)
 	} else {
 		size_t i;
 		json_t *p;
-		json_array_foreach(json_object_get(rep, "problems"), i, p)
-			printf("%s %s %s: %s\n",
-			       json_is_true(json_object_get(p, "repaired")) ? "repaired" : "PROBLEM",
-			       csa_json_str(p, "problem"),
-			       csa_json_str(p, "ticket") ? csa_json_str(p, "ticket")
-							 : csa_json_str(p, "file"),
-			       csa_json_str(p, "detail"));
+		json_array_foreach(json_object_get(rep, "problems"), i, p) printf(
+		    "%s %s %s: %s\n",
+		    json_is_true(json_object_get(p, "repaired")) ? "repaired" : "PROBLEM",
+		    csa_json_str(p, "problem"),
+		    csa_json_str(p, "ticket") ? csa_json_str(p, "ticket") : csa_json_str(p, "file"),
+		    csa_json_str(p, "detail"));
 		printf("%s: %lld tickets checked\n", ok ? "ok" : "problems remain",
 		       csa_json_int(rep, "tickets", 0));
 	}

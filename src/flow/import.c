@@ -14,41 +14,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GROUP 256
+#define GROUP          256
 #define LINE_MAX_BYTES (1 << 20)
 
-static const char *const ctx_keys[] = {"ticket_id", "client_name", "company_name", "customer",
-				       "platform", "channel", "trello_template", "messages",
-				       "internal_messages"};
+static const char *const ctx_keys[] = {"ticket_id",       "client_name", "company_name",
+                                       "customer",        "platform",    "channel",
+                                       "trello_template", "messages",    "internal_messages"};
 
 static int gold_in(const struct csa_ws *ws, const char *list, const char *v)
 {
 	return v && csa_config_in_list(&ws->cfg, list, v);
 }
 
-int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line,
-		      struct csa_ticket *tk, struct csa_err *err)
+int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, struct csa_ticket *tk,
+                      struct csa_err *err)
 {
 	if (!json_is_object(h))
 		return csa_error(err, CSA_EPARSE, "line %zu: expected a JSON object", line);
 	json_t *gold = json_object_get(h, "gold");
 	const char *cat = csa_json_str(gold, "category"), *pri = csa_json_str(gold, "priority"),
-		   *strat = csa_json_str(gold, "strategy"),
-		   *path = csa_json_str(gold, "escalation_path");
+	           *strat = csa_json_str(gold, "strategy"),
+	           *path = csa_json_str(gold, "escalation_path");
 	if (!json_is_object(gold))
 		return csa_error(err, CSA_EINVAL, "line %zu: field 'gold' missing", line);
 	if (!gold_in(ws, "taxonomy.categories", cat))
-		return csa_error(err, CSA_EINVAL, "line %zu: gold.category '%s' not in the taxonomy",
-				 line, cat ? cat : "(missing)");
+		return csa_error(err, CSA_EINVAL,
+		                 "line %zu: gold.category '%s' not in the taxonomy", line,
+		                 cat ? cat : "(missing)");
 	if (!gold_in(ws, "taxonomy.priorities", pri))
-		return csa_error(err, CSA_EINVAL, "line %zu: gold.priority '%s' not in the taxonomy",
-				 line, pri ? pri : "(missing)");
+		return csa_error(err, CSA_EINVAL,
+		                 "line %zu: gold.priority '%s' not in the taxonomy", line,
+		                 pri ? pri : "(missing)");
 	if (!gold_in(ws, "taxonomy.strategies", strat))
-		return csa_error(err, CSA_EINVAL, "line %zu: gold.strategy '%s' not in the taxonomy",
-				 line, strat ? strat : "(missing)");
+		return csa_error(err, CSA_EINVAL,
+		                 "line %zu: gold.strategy '%s' not in the taxonomy", line,
+		                 strat ? strat : "(missing)");
 	if (path && !json_object_get(csa_config_get(&ws->cfg, "escalation_paths"), path))
 		return csa_error(err, CSA_EINVAL, "line %zu: gold.escalation_path '%s' unknown",
-				 line, path);
+		                 line, path);
 	int64_t created = csa_now_ms();
 	const char *cs = csa_json_str(h, "created_at");
 	if (cs && csa_ts_parse(cs, &created))
@@ -77,39 +80,40 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line,
 	json_object_set_new(tk->e, "conversation_status", json_string("resolved"));
 	json_t *sla = json_object_get(tk->t, "sla_metrics");
 	json_object_set_new(sla, "first_response_time", frm >= 0 ? json_real(frm) : json_null());
-	json_object_set_new(sla, "resolution_time", res_h >= 0 ? json_real(res_h * 60) : json_null());
+	json_object_set_new(sla, "resolution_time",
+	                    res_h >= 0 ? json_real(res_h * 60) : json_null());
 	json_object_set_new(sla, "customer_satisfaction",
-			    csat >= 1 && csat <= 5 ? json_real(csat) : json_null());
+	                    csat >= 1 && csat <= 5 ? json_real(csat) : json_null());
 	json_t *dec = json_object_get(tk->t, "agent_decisions");
 	char id[CSA_ID_MAX + 32];
 	snprintf(id, sizeof(id), "%s:classifier:0", tk->id);
 	json_array_append_new(dec, json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:f, s:b, s:n}",
-					     "agent", "classifier", "timestamp", ts, "decision",
-					     "decision_id", id, "category", cat, "priority", pri,
-					     "source", "human", "confidence", 1.0,
-					     "human_confirmed", 1, "learning_feedback"));
+	                                     "agent", "classifier", "timestamp", ts, "decision",
+	                                     "decision_id", id, "category", cat, "priority", pri,
+	                                     "source", "human", "confidence", 1.0,
+	                                     "human_confirmed", 1, "learning_feedback"));
 	snprintf(id, sizeof(id), "%s:selector:1", tk->id);
-	json_array_append_new(dec, json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:f, s:b, s:n}",
-					     "agent", "selector", "timestamp", ts, "decision",
-					     "decision_id", id, "strategy", strat, "source", "human",
-					     "confidence", 1.0, "human_confirmed", 1,
-					     "learning_feedback"));
+	json_array_append_new(dec,
+	                      json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:f, s:b, s:n}", "agent",
+	                                "selector", "timestamp", ts, "decision", "decision_id", id,
+	                                "strategy", strat, "source", "human", "confidence", 1.0,
+	                                "human_confirmed", 1, "learning_feedback"));
 	snprintf(id, sizeof(id), "%s:escalation:2", tk->id);
-	json_array_append_new(dec, json_pack("{s:s, s:s, s:{s:s, s:b, s:s, s:s}, s:f, s:b, s:n}",
-					     "agent", "escalation", "timestamp", ts, "decision",
-					     "decision_id", id, "escalate", escalate,
-					     "escalation_path", path ? path : "NONE", "source",
-					     "human", "confidence", 1.0, "human_confirmed", 1,
-					     "learning_feedback"));
+	json_array_append_new(
+	    dec, json_pack("{s:s, s:s, s:{s:s, s:b, s:s, s:s}, s:f, s:b, s:n}", "agent",
+	                   "escalation", "timestamp", ts, "decision", "decision_id", id, "escalate",
+	                   escalate, "escalation_path", path ? path : "NONE", "source", "human",
+	                   "confidence", 1.0, "human_confirmed", 1, "learning_feedback"));
 	if (escalate) {
-		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
-				json_object_get(csa_config_get(&ws->cfg, "escalation_paths"), path));
+		json_object_set(
+		    json_object_get(tk->i, "participants"), "escalation_path",
+		    json_object_get(csa_config_get(&ws->cfg, "escalation_paths"), path));
 	}
 	return CSA_OK;
 }
 
 int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, json_t **report,
-		     struct csa_err *err)
+                     struct csa_err *err)
 {
 	int64_t t0 = csa_mono_ns();
 	struct csa_ticket batch[GROUP];
@@ -123,12 +127,12 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 		line++;
 		if ((size_t)len > LINE_MAX_BYTES) {
 			rc = csa_error(err, CSA_ELIMIT, "%s line %zu: longer than %d bytes", name,
-				       line, LINE_MAX_BYTES);
+			               line, LINE_MAX_BYTES);
 			break;
 		}
 		size_t k = 0;
-		while (k < (size_t)len && (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r' ||
-					   buf[k] == '\n'))
+		while (k < (size_t)len &&
+		       (buf[k] == ' ' || buf[k] == '\t' || buf[k] == '\r' || buf[k] == '\n'))
 			k++;
 		if (k == (size_t)len)
 			continue;
@@ -172,10 +176,10 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 	json_t *models = NULL;
 	if (train && (rc = csa_import_train(ws, 42, &models, err)))
 		return rc;
-	*report = json_pack("{s:I, s:I, s:o, s:f}", "tickets", (json_int_t)imported,
-			    "skipped_existing", (json_int_t)existing, "models",
-			    models ? models : json_null(), "seconds",
-			    (double)(csa_mono_ns() - t0) / 1e9);
+	*report =
+	    json_pack("{s:I, s:I, s:o, s:f}", "tickets", (json_int_t)imported, "skipped_existing",
+	              (json_int_t)existing, "models", models ? models : json_null(), "seconds",
+	              (double)(csa_mono_ns() - t0) / 1e9);
 	return CSA_OK;
 }
 
@@ -210,14 +214,16 @@ static void confirmed_values(const json_t *t, char label[CSA_DT_COUNT][40])
 			continue;
 		if (strcmp(agent, "classifier") == 0) {
 			if (csa_json_str(x, "category"))
-				snprintf(label[CSA_DT_CATEGORY], 40, "%s", csa_json_str(x, "category"));
+				snprintf(label[CSA_DT_CATEGORY], 40, "%s",
+				         csa_json_str(x, "category"));
 			if (csa_json_str(x, "priority"))
-				snprintf(label[CSA_DT_PRIORITY], 40, "%s", csa_json_str(x, "priority"));
+				snprintf(label[CSA_DT_PRIORITY], 40, "%s",
+				         csa_json_str(x, "priority"));
 		} else if (strcmp(agent, "selector") == 0 && csa_json_str(x, "strategy")) {
 			snprintf(label[CSA_DT_STRATEGY], 40, "%s", csa_json_str(x, "strategy"));
 		} else if (strcmp(agent, "escalation") == 0 && csa_json_str(x, "escalation_path")) {
 			snprintf(label[CSA_DT_ESCALATION], 40, "%s",
-				 csa_json_str(x, "escalation_path"));
+			         csa_json_str(x, "escalation_path"));
 		}
 	}
 }
@@ -241,17 +247,17 @@ static int collect_one(void *vctx, const char *id, const json_t *t, const char *
 	struct csa_sentiment s;
 	csa_sentiment_analyze(r.text ? r.text : "", r.text ? strlen(r.text) : 0, &s);
 	struct csa_agent_input in = {
-		.tk = &tk,
-		.text = r.text,
-		.tier = csa_json_str(cust, "subscription_tier"),
-		.platform = csa_json_str(tk.e, "platform"),
-		.sentiment = s.score,
+	    .tk = &tk,
+	    .text = r.text,
+	    .tier = csa_json_str(cust, "subscription_tier"),
+	    .platform = csa_json_str(tk.e, "platform"),
+	    .sentiment = s.score,
 	};
 	const char *ptrs[16];
 	for (int ty = 0; ty < CSA_DT_COUNT; ty++)
 		r.nf[ty] = csa_agent_features((enum csa_dtype)ty, &in, r.label[CSA_DT_CATEGORY],
-					      r.label[CSA_DT_PRIORITY], r.feats[ty],
-					      sizeof(r.feats[ty]), ptrs, 16);
+		                              r.label[CSA_DT_PRIORITY], r.feats[ty],
+		                              sizeof(r.feats[ty]), ptrs, 16);
 	csa_ticket_release(&tk);
 	if (!r.text)
 		return CSA_ENOMEM;
@@ -273,7 +279,7 @@ static int collect_one(void *vctx, const char *id, const json_t *t, const char *
 static size_t type_labels(const struct csa_ws *ws, enum csa_dtype t, const char **out, size_t max)
 {
 	static const char *const lists[] = {"taxonomy.categories", "taxonomy.priorities",
-					    "taxonomy.strategies"};
+	                                    "taxonomy.strategies"};
 	size_t n = 0;
 	if (t == CSA_DT_ESCALATION) {
 		out[n++] = "NONE";
@@ -307,9 +313,9 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 	csa_ws_path(ws, "models", dir, sizeof(dir));
 	if (rc == CSA_OK && c.n < 20)
 		rc = csa_error(err, CSA_ESTATE,
-			       "only %zu tickets with human decisions: at least 20 are needed to "
-			       "train",
-			       c.n);
+		               "only %zu tickets with human decisions: at least 20 are needed to "
+		               "train",
+		               c.n);
 	/* rows are in ticket-id order; shuffle deterministically so the
 	 * hold-out is a fair sample */
 	uint64_t s = 0x9E3779B97F4A7C15ULL ^ seed;
@@ -337,12 +343,12 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 			const char *q = c.v[i].feats[t];
 			for (size_t f = 0; f < c.v[i].nf[t]; f++, q += strlen(q) + 1)
 				fp[nr][f] = q;
-			rows[nr] = (struct csa_drow){c.v[i].text, fp[nr], c.v[i].nf[t],
-						     c.v[i].label[t]};
+			rows[nr] =
+			    (struct csa_drow){c.v[i].text, fp[nr], c.v[i].nf[t], c.v[i].label[t]};
 			nr++;
 		}
 		if (nr < 20 || !csa_config_in_list(&ws->cfg, "automation.decision_types",
-						    csa_dtype_name((enum csa_dtype)t)))
+		                                   csa_dtype_name((enum csa_dtype)t)))
 			continue; /* not decided by this workspace, or no human decisions yet */
 		struct csa_dmodel *m = NULL;
 		double acc = NAN;
@@ -352,10 +358,10 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 			rc = csa_dmodel_save(m, dir, (enum csa_dtype)t, err);
 		if (rc == CSA_OK)
 			json_object_set_new(rep, csa_dtype_name((enum csa_dtype)t),
-					    json_pack("{s:f, s:I, s:I, s:f}", "heldout_accuracy", acc,
-						      "n", (json_int_t)nr, "labels", (json_int_t)nl,
-						      "train_seconds",
-						      (double)(csa_mono_ns() - t0) / 1e9));
+			                    json_pack("{s:f, s:I, s:I, s:f}", "heldout_accuracy",
+			                              acc, "n", (json_int_t)nr, "labels",
+			                              (json_int_t)nl, "train_seconds",
+			                              (double)(csa_mono_ns() - t0) / 1e9));
 		csa_dmodel_free(m);
 	}
 	free(rows);

@@ -19,14 +19,14 @@ struct csa_ws;
  * in errors.
  */
 struct csa_ticket;
-int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line,
-		      struct csa_ticket *tk, struct csa_err *err);
+int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, struct csa_ticket *tk,
+                      struct csa_err *err);
 
 /* Import a JSONL stream and train; *report receives {"tickets", "skipped_existing",
  * "models": {type: {"heldout_accuracy", "n", "labels"}}, "seconds"}. With
  * train == 0 only the tickets are stored. */
 int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, json_t **report,
-		     struct csa_err *err);
+                     struct csa_err *err);
 
 /* Train the four models from every resolved ticket in the workspace whose
  * decisions were confirmed by humans. */

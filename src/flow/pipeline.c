@@ -10,6 +10,7 @@
 #include "store/ws.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
 #define TEXT_MAX 4000
 
 struct csa_pipeline {
+	/* runs hold it shared; swapping the models takes it exclusively */
+	pthread_rwlock_t models_lock;
 	struct csa_ws *ws;
 	struct csa_agent_env env;
 	struct csa_history *history;
@@ -46,6 +49,7 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the pipeline");
 	p->ws = ws;
 	p->env.cfg = &ws->cfg;
+	pthread_rwlock_init(&p->models_lock, NULL);
 	char dir[4096];
 	csa_ws_path(ws, "models", dir, sizeof(dir));
 	int rc = CSA_OK;
@@ -84,12 +88,12 @@ int csa_pipeline_reload_models(struct csa_pipeline *p, struct csa_err *err)
 			return rc;
 		}
 	}
-	/* Callers swap models only while no run is in flight (CLI, replay,
-	 * or the server's admin path, which holds the pipeline exclusively). */
+	pthread_rwlock_wrlock(&p->models_lock);
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
 		csa_dmodel_free(p->env.models[t]);
 		p->env.models[t] = fresh[t];
 	}
+	pthread_rwlock_unlock(&p->models_lock);
 	return CSA_OK;
 }
 
@@ -101,6 +105,7 @@ void csa_pipeline_free(struct csa_pipeline *p)
 		csa_dmodel_free(p->env.models[t]);
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);
+	pthread_rwlock_destroy(&p->models_lock);
 	free(p);
 }
 
@@ -172,8 +177,8 @@ static double fill_sentiment(json_t *e)
 			for (size_t k = 0; k < s.n_keywords; k++)
 				json_array_append_new(kw, json_string(s.keywords[k]));
 			json_object_set_new(m, "sentiment_analysis",
-					    json_pack("{s:f, s:f, s:o}", "score", s.score,
-						      "confidence", s.confidence, "keywords", kw));
+			                    json_pack("{s:f, s:f, s:o}", "score", s.score,
+			                              "confidence", s.confidence, "keywords", kw));
 			sa = json_object_get(m, "sentiment_analysis");
 		}
 		sum += csa_json_num(sa, "score", 0);
@@ -216,10 +221,10 @@ static void sha256_hex(const char *data, size_t len, char out[65])
 /* ---- one run --------------------------------------------------------- */
 
 static const enum csa_dtype agent_types[CSA_AGENT_COUNT][2] = {
-	{CSA_DT_CATEGORY, CSA_DT_PRIORITY},
-	{CSA_DT_STRATEGY, CSA_DT_COUNT},
-	{CSA_DT_ESCALATION, CSA_DT_COUNT},
-	{CSA_DT_COUNT, CSA_DT_COUNT},
+    {CSA_DT_CATEGORY, CSA_DT_PRIORITY},
+    {CSA_DT_STRATEGY, CSA_DT_COUNT},
+    {CSA_DT_ESCALATION, CSA_DT_COUNT},
+    {CSA_DT_COUNT, CSA_DT_COUNT},
 };
 
 /* Field of an agent's decision that holds a decision type's value. */
@@ -230,7 +235,7 @@ static const char *value_key(enum csa_dtype t)
 }
 
 static const char *const stage_after[CSA_AGENT_COUNT] = {"classifier", "selection", "action",
-							 "action"};
+                                                         "action"};
 
 struct run {
 	struct csa_pipeline *p;
@@ -240,8 +245,8 @@ struct run {
 
 /* Ask the automation hook about one decision type of an agent's output. */
 static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const char *decision_id,
-		    enum csa_dtype t, const struct csa_agent_output *o, const char *segment,
-		    const char *input_digest, json_t *audit)
+                    enum csa_dtype t, const struct csa_agent_output *o, const char *segment,
+                    const char *input_digest, json_t *audit)
 {
 	const char *value = csa_json_str(o->decision, value_key(t));
 	double conf = o->confidence;
@@ -251,19 +256,19 @@ static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const c
 		conf = csa_json_num(o->decision, "priority_confidence", conf);
 	const char *pri = csa_json_str(o->decision, "priority");
 	struct csa_flow_decision d = {
-		.ticket_id = tk->id,
-		.decision_id = decision_id,
-		.type = t,
-		.value = value,
-		.confidence = conf,
-		.segment = segment,
-		.critical = pri ? strcmp(pri, "CRITICAL") == 0
-				: strcmp(csa_json_str(tk->t, "priority"), "CRITICAL") == 0,
-		.alternatives = t == CSA_DT_PRIORITY
-					? json_object_get(o->decision, "priority_alternatives")
-					: o->alternatives,
-		.model_version = p->env.models[t] ? csa_dmodel_version(p->env.models[t]) : "none",
-		.input_digest = input_digest,
+	    .ticket_id = tk->id,
+	    .decision_id = decision_id,
+	    .type = t,
+	    .value = value,
+	    .confidence = conf,
+	    .segment = segment,
+	    .critical = pri ? strcmp(pri, "CRITICAL") == 0
+	                    : strcmp(csa_json_str(tk->t, "priority"), "CRITICAL") == 0,
+	    .alternatives = t == CSA_DT_PRIORITY
+	                        ? json_object_get(o->decision, "priority_alternatives")
+	                        : o->alternatives,
+	    .model_version = p->env.models[t] ? csa_dmodel_version(p->env.models[t]) : "none",
+	    .input_digest = input_digest,
 	};
 	if (!p->hooks.on_decision)
 		return 0;
@@ -279,14 +284,14 @@ static void apply(struct csa_ticket *tk, enum csa_dtype t, const json_t *decisio
 		json_object_set_new(tk->e, "conversation_status", json_string("escalated"));
 		json_t *lv = json_object_get(decision, "escalation_levels");
 		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
-				json_is_array(lv) ? lv : json_array());
+		                json_is_array(lv) ? lv : json_array());
 		json_object_set(json_object_get(tk->i, "participants"), "assigned_resolver",
-				json_array_get(lv, 0) ? json_array_get(lv, 0) : json_null());
+		                json_array_get(lv, 0) ? json_array_get(lv, 0) : json_null());
 	}
 }
 
 static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **result,
-		      struct csa_err *err)
+                      struct csa_err *err)
 {
 	const struct csa_config *cfg = &p->ws->cfg;
 	int64_t now = csa_now_ms();
@@ -301,17 +306,17 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 	double sentiment = text_sentiment(text);
 	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
 	json_t *history = csa_history_customer(p->history, csa_json_str(cust, "company_name"),
-					       csa_json_str(cust, "client_name"), tk->id);
+	                                       csa_json_str(cust, "client_name"), tk->id);
 	struct csa_agent_input in = {
-		.tk = tk,
-		.text = text,
-		.tier = csa_json_str(cust, "subscription_tier"),
-		.platform = csa_json_str(tk->e, "platform"),
-		.sentiment = sentiment,
-		.sla_status = csa_sla_status_of(cfg, tk->e, now),
-		.agent_replies = count_agent_replies(tk->e),
-		.customer_history = history,
-		.prior_confidence = 1.0,
+	    .tk = tk,
+	    .text = text,
+	    .tier = csa_json_str(cust, "subscription_tier"),
+	    .platform = csa_json_str(tk->e, "platform"),
+	    .sentiment = sentiment,
+	    .sla_status = csa_sla_status_of(cfg, tk->e, now),
+	    .agent_replies = count_agent_replies(tk->e),
+	    .customer_history = history,
+	    .prior_confidence = 1.0,
 	};
 	char digest[65];
 	sha256_hex(text, strlen(text), digest);
@@ -326,20 +331,20 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 		struct csa_err aerr = {0};
 		char decision_id[CSA_ID_MAX + 32];
 		snprintf(decision_id, sizeof(decision_id), "%s:%s:%zu", tk->id, csa_agents[a].name,
-			 json_array_size(tdec));
+		         json_array_size(tdec));
 		int rc = csa_agents[a].process(&p->env, &in, &o, &aerr);
 		json_t *rec;
 		if (rc) {
 			/* The agent failed: a human takes over from here. */
 			failed = human = 1;
-			rec = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:b}, s:f, s:b, s:n}", "agent",
-					csa_agents[a].name, "timestamp", ts, "decision",
-					"decision_id", decision_id, "status", "failed", "error",
-					aerr.msg, "requires_human_review", 1, "confidence", 0.0,
-					"human_confirmed", 0, "learning_feedback");
-			json_object_set_new(decisions, csa_agents[a].name,
-					    json_pack("{s:s, s:s}", "status", "failed", "error",
-						      aerr.msg));
+			rec = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:b}, s:f, s:b, s:n}",
+			                "agent", csa_agents[a].name, "timestamp", ts, "decision",
+			                "decision_id", decision_id, "status", "failed", "error",
+			                aerr.msg, "requires_human_review", 1, "confidence", 0.0,
+			                "human_confirmed", 0, "learning_feedback");
+			json_object_set_new(
+			    decisions, csa_agents[a].name,
+			    json_pack("{s:s, s:s}", "status", "failed", "error", aerr.msg));
 			json_array_append_new(tdec, rec);
 			break;
 		}
@@ -352,7 +357,8 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 			enum csa_dtype t = agent_types[a][k];
 			if (t == CSA_DT_COUNT || !csa_json_str(o.decision, value_key(t)))
 				continue; /* no such decision in this run */
-			int autonomous = ask_hook(p, tk, decision_id, t, &o, segment, digest, audit);
+			int autonomous =
+			    ask_hook(p, tk, decision_id, t, &o, segment, digest, audit);
 			json_object_set_new(applied, csa_dtype_name(t), json_boolean(autonomous));
 			if (autonomous)
 				apply(tk, t, o.decision);
@@ -364,30 +370,29 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 		json_object_set_new(dec, "rationale", json_string(o.rationale));
 		json_object_set(dec, "alternatives", o.alternatives);
 		json_object_set_new(dec, "requires_human_review",
-				    json_boolean(o.requires_human_review));
+		                    json_boolean(o.requires_human_review));
 		json_object_set_new(dec, "applied_autonomously", applied);
 		json_object_set_new(dec, "input_digest", json_string(digest));
 		if (json_object_size(audit))
 			json_object_set(dec, "automation", audit);
 		json_decref(audit);
 		rec = json_pack("{s:s, s:s, s:O, s:f, s:b, s:n}", "agent", csa_agents[a].name,
-				"timestamp", ts, "decision", dec, "confidence", o.confidence,
-				"human_confirmed", 0, "learning_feedback");
+		                "timestamp", ts, "decision", dec, "confidence", o.confidence,
+		                "human_confirmed", 0, "learning_feedback");
 		json_array_append_new(tdec, rec);
 		json_object_set_new(decisions, csa_agents[a].name,
-				    json_pack("{s:s, s:o, s:f, s:O, s:s, s:b}", "decision_id",
-					      decision_id, "decision", dec, "confidence",
-					      o.confidence, "alternatives", o.alternatives,
-					      "rationale", o.rationale, "requires_human_review",
-					      o.requires_human_review));
-		json_array_append_new(timeline,
-				      json_pack("{s:s, s:s, s:s, s:f}", "timestamp", ts, "agent",
-						csa_agents[a].name, "action",
-						a == 0 ? "ticket_classification"
-						: a == 1 ? "strategy_selection"
-						: a == 2 ? "escalation_assessment"
-							 : "update_planning",
-						"confidence", o.confidence));
+		                    json_pack("{s:s, s:o, s:f, s:O, s:s, s:b}", "decision_id",
+		                              decision_id, "decision", dec, "confidence",
+		                              o.confidence, "alternatives", o.alternatives,
+		                              "rationale", o.rationale, "requires_human_review",
+		                              o.requires_human_review));
+		json_array_append_new(timeline, json_pack("{s:s, s:s, s:s, s:f}", "timestamp", ts,
+		                                          "agent", csa_agents[a].name, "action",
+		                                          a == 0   ? "ticket_classification"
+		                                          : a == 1 ? "strategy_selection"
+		                                          : a == 2 ? "escalation_assessment"
+		                                                   : "update_planning",
+		                                          "confidence", o.confidence));
 		json_object_set_new(tk->t, "workflow_stage", json_string(stage_after[a]));
 		outs[a] = json_incref(o.decision);
 		if (o.confidence < in.prior_confidence)
@@ -415,14 +420,14 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 			json_t *triggers = json_array();
 			if (outs[2] && json_is_true(json_object_get(outs[2], "escalate")))
 				json_array_append(triggers,
-						  json_object_get(outs[2], "escalation_path"));
-			json_object_set_new(m, "ai_processing",
-					    json_pack("{s:O, s:O, s:o, s:o}",
-						      "intent_classification",
-						      json_object_get(outs[0], "category"), "confidence",
-						      json_object_get(outs[0], "category_confidence"),
-						      "suggested_actions", actions,
-						      "escalation_triggers", triggers));
+				                  json_object_get(outs[2], "escalation_path"));
+			json_object_set_new(
+			    m, "ai_processing",
+			    json_pack("{s:O, s:O, s:o, s:o}", "intent_classification",
+			              json_object_get(outs[0], "category"), "confidence",
+			              json_object_get(outs[0], "category_confidence"),
+			              "suggested_actions", actions, "escalation_triggers",
+			              triggers));
 		}
 		break;
 	}
@@ -434,22 +439,23 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 		if (!pri)
 			pri = csa_json_str(tk->t, "priority");
 		int esc = outs[2] && json_is_true(json_object_get(outs[2], "escalate"));
-		const char *complexity = strcmp(pri, "CRITICAL") == 0 ? "CRITICAL"
-					 : esc || strcmp(pri, "HIGH") == 0 ? "HIGH"
-					 : strcmp(pri, "LOW") == 0 ? "LOW"
-								  : "MEDIUM";
+		const char *complexity = strcmp(pri, "CRITICAL") == 0      ? "CRITICAL"
+		                         : esc || strcmp(pri, "HIGH") == 0 ? "HIGH"
+		                         : strcmp(pri, "LOW") == 0         ? "LOW"
+		                                                           : "MEDIUM";
 		json_t *similar = csa_history_similar(p->history, segment, tk->id, 5);
-		json_t *eta = outs[2] ? json_object_get(outs[2], "estimated_resolution_time") : NULL;
+		json_t *eta =
+		    outs[2] ? json_object_get(outs[2], "estimated_resolution_time") : NULL;
 		char content[600];
 		snprintf(content, sizeof(content), "AI analysis: %s",
-			 outs[2] ? csa_json_str(outs[2], "context_summary") : "classification only");
+		         outs[2] ? csa_json_str(outs[2], "context_summary")
+		                 : "classification only");
 		json_t *msg = json_pack(
-			"{s:s, s:s, s:s, s:s, s:{s:s, s:O?, s:[s], s:o}}", "content", content, "sender",
-			"ai_agent", "message_type", "analysis", "sender_id", "csa-pipeline",
-			"ai_insights", "complexity_assessment", complexity,
-			"estimated_resolution_time", eta && json_is_number(eta) ? eta : NULL,
-			"required_expertise", csa_json_str(outs[0], "routing_suggestion"),
-			"similar_cases", similar);
+		    "{s:s, s:s, s:s, s:s, s:{s:s, s:O?, s:[s], s:o}}", "content", content, "sender",
+		    "ai_agent", "message_type", "analysis", "sender_id", "csa-pipeline",
+		    "ai_insights", "complexity_assessment", complexity, "estimated_resolution_time",
+		    eta && json_is_number(eta) ? eta : NULL, "required_expertise",
+		    csa_json_str(outs[0], "routing_suggestion"), "similar_cases", similar);
 		if (csa_ticket_add_message(cfg, tk, CSA_SIDE_INTERNAL, msg, now, NULL, err) &&
 		    err && err->code == CSA_ELIMIT) {
 			/* The internal side is full: the analysis is still in T. */
@@ -460,16 +466,16 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 	json_t *final = json_object();
 	if (outs[0])
 		json_object_set_new(final, "classification",
-				    json_pack("{s:O, s:O?}", "category",
-					      json_object_get(outs[0], "category"), "priority",
-					      json_object_get(outs[0], "priority")));
+		                    json_pack("{s:O, s:O?}", "category",
+		                              json_object_get(outs[0], "category"), "priority",
+		                              json_object_get(outs[0], "priority")));
 	if (outs[1])
 		json_object_set(final, "strategy", json_object_get(outs[1], "strategy"));
 	if (outs[2])
 		json_object_set(final, "escalate", json_object_get(outs[2], "escalate"));
-	*result = json_pack("{s:s, s:o, s:o, s:o, s:b}", "ticket_id", tk->id,
-			    "processing_timeline", timeline, "agent_decisions", decisions,
-			    "final_recommendation", final, "human_intervention_required", human);
+	*result = json_pack("{s:s, s:o, s:o, s:o, s:b}", "ticket_id", tk->id, "processing_timeline",
+	                    timeline, "agent_decisions", decisions, "final_recommendation", final,
+	                    "human_intervention_required", human);
 	for (int a = 0; a < CSA_AGENT_COUNT; a++)
 		json_decref(outs[a]);
 	json_decref(history);
@@ -504,10 +510,12 @@ static void after(struct csa_pipeline *p, const char *id, json_t *result)
 }
 
 int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,
-			 struct csa_err *err)
+                         struct csa_err *err)
 {
 	struct process_ctx c = {p, NULL};
+	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, process_fn, &c, err);
+	pthread_rwlock_unlock(&p->models_lock);
 	if (rc) {
 		json_decref(c.result);
 		return rc;
@@ -533,8 +541,8 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 {
 	struct ingest_ctx *c = vctx;
 	const char *mid = NULL;
-	int rc = csa_ticket_add_message(&c->p->ws->cfg, tk, c->side, c->message, csa_now_ms(),
-					&mid, err);
+	int rc = csa_ticket_add_message(&c->p->ws->cfg, tk, c->side, c->message, csa_now_ms(), &mid,
+	                                err);
 	if (rc == CSA_EEXIST) {
 		c->duplicate = 1;
 		return CSA_OK; /* nothing to write */
@@ -549,8 +557,20 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 	return run_locked(c->p, tk, &c->result, err);
 }
 
+static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **result,
+                         struct csa_err *err);
+
 int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **result,
-			struct csa_err *err)
+                        struct csa_err *err)
+{
+	pthread_rwlock_rdlock(&p->models_lock);
+	int rc = ingest_locked(p, doc, result, err);
+	pthread_rwlock_unlock(&p->models_lock);
+	return rc;
+}
+
+static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **result,
+                         struct csa_err *err)
 {
 	if (!json_is_object(doc))
 		return csa_error(err, CSA_EINVAL, "ingest: expected a JSON object");
@@ -585,11 +605,13 @@ int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **resu
 	}
 	const char *id = csa_json_str(doc, "ticket_id");
 	if (!id)
-		return csa_error(err, CSA_EINVAL, "ingest: field 'ticket_id' is required with 'message'");
+		return csa_error(err, CSA_EINVAL,
+		                 "ingest: field 'ticket_id' is required with 'message'");
 	const char *side_s = csa_json_str(doc, "side");
 	int side = csa_side_parse(side_s ? side_s : "external");
 	if (side < 0)
-		return csa_error(err, CSA_EINVAL, "ingest: field 'side' must be external or internal");
+		return csa_error(err, CSA_EINVAL,
+		                 "ingest: field 'side' must be external or internal");
 	struct ingest_ctx c = {.p = p, .message = message, .side = (enum csa_side)side};
 	int rc = csa_store_update(p->ws->store, id, 0, ingest_fn, &c, err);
 	if (rc) {
@@ -599,8 +621,8 @@ int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **resu
 	if (!c.result)
 		c.result = json_pack("{s:s}", "ticket_id", id);
 	json_object_set_new(c.result, "message_id",
-			    c.duplicate ? json_incref(json_object_get(message, "message_id"))
-					: json_string(c.msg_id));
+	                    c.duplicate ? json_incref(json_object_get(message, "message_id"))
+	                                : json_string(c.msg_id));
 	json_object_set_new(c.result, "duplicate", json_boolean(c.duplicate));
 	if (!c.duplicate && side == CSA_SIDE_EXTERNAL)
 		after(p, id, c.result);
@@ -624,13 +646,15 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	json_t *d;
 	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)
 	{
-		if (strcmp(csa_json_str(json_object_get(d, "decision"), "decision_id") ? csa_json_str(json_object_get(d, "decision"), "decision_id") : "",
-			   c->decision_id) == 0)
+		if (strcmp(csa_json_str(json_object_get(d, "decision"), "decision_id")
+		               ? csa_json_str(json_object_get(d, "decision"), "decision_id")
+		               : "",
+		           c->decision_id) == 0)
 			found = d;
 	}
 	if (!found)
 		return csa_error(err, CSA_ENOENT, "ticket '%s' has no decision '%s'", tk->id,
-				 c->decision_id);
+		                 c->decision_id);
 	json_t *dec = json_object_get(found, "decision");
 	const char *proposed = csa_json_str(dec, value_key(c->type));
 	c->correct = proposed && strcmp(proposed, c->value) == 0;
@@ -638,12 +662,11 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	json_t *updates = json_is_object(fb) ? json_object_get(fb, "pattern_updates") : NULL;
 	json_t *pu = updates ? json_deep_copy(updates) : json_array();
 	json_array_append_new(pu, json_pack("{s:s, s:s, s:s?, s:s?}", "decision_type",
-					    csa_dtype_name(c->type), "human_value", c->value,
-					    "by", c->who, "model_updated",
-					    c->correct ? NULL : "online"));
+	                                    csa_dtype_name(c->type), "human_value", c->value, "by",
+	                                    c->who, "model_updated", c->correct ? NULL : "online"));
 	json_object_set_new(found, "learning_feedback",
-			    json_pack("{s:b, s:s?, s:o}", "correct", c->correct,
-				      "improvement_notes", c->notes, "pattern_updates", pu));
+	                    json_pack("{s:b, s:s?, s:o}", "correct", c->correct,
+	                              "improvement_notes", c->notes, "pattern_updates", pu));
 	json_object_set_new(found, "human_confirmed", json_true());
 	/* the human's value is the ticket's value */
 	if (c->type == CSA_DT_PRIORITY)
@@ -651,11 +674,10 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	if (c->type == CSA_DT_CATEGORY)
 		json_object_set_new(dec, "category", json_string(c->value));
 	if (c->type == CSA_DT_ESCALATION) {
-		json_t *e = json_pack("{s:b, s:s, s:O?}", "escalate", strcmp(c->value, "NONE") != 0,
-				      "escalation_path", c->value, "escalation_levels",
-				      json_object_get(csa_config_get(&c->p->ws->cfg,
-								     "escalation_paths"),
-						      c->value));
+		json_t *e = json_pack(
+		    "{s:b, s:s, s:O?}", "escalate", strcmp(c->value, "NONE") != 0,
+		    "escalation_path", c->value, "escalation_levels",
+		    json_object_get(csa_config_get(&c->p->ws->cfg, "escalation_paths"), c->value));
 		apply(tk, c->type, e);
 		json_decref(e);
 	}
@@ -669,17 +691,17 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	int label = csa_dmodel_label_index(m, c->value);
 	if (label < 0)
 		return csa_error(err, CSA_EINVAL, "'%s' is not a %s label", c->value,
-				 csa_dtype_name(c->type));
+		                 csa_dtype_name(c->type));
 	char *text = csa_pipeline_text(tk->e, TEXT_MAX, 0);
 	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
 	struct csa_agent_input in = {
-		.tk = tk,
-		.text = text,
-		.tier = csa_json_str(cust, "subscription_tier"),
-		.platform = csa_json_str(tk->e, "platform"),
-		.sentiment = text_sentiment(text ? text : ""),
-		.sla_status = csa_sla_status_of(&c->p->ws->cfg, tk->e, csa_now_ms()),
-		.agent_replies = count_agent_replies(tk->e),
+	    .tk = tk,
+	    .text = text,
+	    .tier = csa_json_str(cust, "subscription_tier"),
+	    .platform = csa_json_str(tk->e, "platform"),
+	    .sentiment = text_sentiment(text ? text : ""),
+	    .sla_status = csa_sla_status_of(&c->p->ws->cfg, tk->e, csa_now_ms()),
+	    .agent_replies = count_agent_replies(tk->e),
 	};
 	/* category and priority as the pipeline saw them for this decision */
 	const char *cat = NULL, *pri = NULL;
@@ -703,11 +725,13 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 }
 
 int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const char *decision_id,
-			  enum csa_dtype type, const char *value, const char *who,
-			  const char *notes, int learn, struct csa_err *err)
+                          enum csa_dtype type, const char *value, const char *who,
+                          const char *notes, int learn, struct csa_err *err)
 {
 	struct feedback_ctx c = {p, decision_id, value, who, notes, type, learn, 0};
+	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, feedback_fn, &c, err);
+	pthread_rwlock_unlock(&p->models_lock);
 	if (!rc)
 		after(p, ticket_id, NULL);
 	return rc;

@@ -29,10 +29,10 @@ struct csa_flow_decision {
 	const char *ticket_id;
 	const char *decision_id;
 	enum csa_dtype type;
-	const char *value;      /* the AI's proposal */
+	const char *value; /* the AI's proposal */
 	double confidence;
-	const char *segment;    /* the ticket's category (its segment) */
-	int critical;           /* the ticket's proposed priority is CRITICAL */
+	const char *segment; /* the ticket's category (its segment) */
+	int critical;        /* the ticket's proposed priority is CRITICAL */
 	const json_t *alternatives;
 	const char *model_version;
 	const char *input_digest; /* SHA-256 of the decision's input */
@@ -63,7 +63,7 @@ struct csa_history *csa_pipeline_history(struct csa_pipeline *p);
  * the spec's workflow_result: ticket_id, processing_timeline,
  * agent_decisions, final_recommendation, human_intervention_required. */
 int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,
-			 struct csa_err *err);
+                         struct csa_err *err);
 
 /*
  * A new message in, pipeline run, result out. 'doc' is either a ticket
@@ -74,7 +74,7 @@ int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t *
  * "duplicate": true. Internal messages are stored without a run.
  */
 int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **result,
-			struct csa_err *err);
+                        struct csa_err *err);
 
 /*
  * A human's decision on decision 'decision_id' of a ticket: marks it
@@ -83,8 +83,8 @@ int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **resu
  * teaches the model of 'type' online if the AI was wrong.
  */
 int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const char *decision_id,
-			  enum csa_dtype type, const char *value, const char *who,
-			  const char *notes, int learn, struct csa_err *err);
+                          enum csa_dtype type, const char *value, const char *who,
+                          const char *notes, int learn, struct csa_err *err);
 
 /* Reload the models from models/ (after training or a rollback). */
 int csa_pipeline_reload_models(struct csa_pipeline *p, struct csa_err *err);

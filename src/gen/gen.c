@@ -57,30 +57,33 @@ void csa_gen_free(struct csa_gen *g)
 
 /* ---- vocabulary -------------------------------------------------------- */
 
-static const char *const first_names[] = {"Ada", "Ravi", "Lena", "Tom", "Mia", "Omar", "Yuki",
-					  "Sara", "Jonas", "Chloe", "Diego", "Priya", "Ivan",
-					  "Fatima", "Noah", "Elena", "Kofi", "Hana", "Luca", "Zoe"};
-static const char *const last_names[] = {"Park", "Menon", "Vogel", "Brown", "Rossi", "Haddad",
-					 "Tanaka", "Silva", "Berg", "Martin", "Lopez", "Shah",
-					 "Petrov", "Ali", "Kim", "Novak", "Mensah", "Sato"};
+static const char *const first_names[] = {
+    "Ada",   "Ravi",  "Lena", "Tom",    "Mia",  "Omar",  "Yuki", "Sara", "Jonas", "Chloe",
+    "Diego", "Priya", "Ivan", "Fatima", "Noah", "Elena", "Kofi", "Hana", "Luca",  "Zoe"};
+static const char *const last_names[] = {"Park",   "Menon", "Vogel", "Brown",  "Rossi",  "Haddad",
+                                         "Tanaka", "Silva", "Berg",  "Martin", "Lopez",  "Shah",
+                                         "Petrov", "Ali",   "Kim",   "Novak",  "Mensah", "Sato"};
 static const char *const companies[] = {
-	"Northwind", "Acme Retail", "Blue Fjord", "Globex", "Initech", "Umbrella Health",
-	"Stark Logistics", "Wayne Foods", "Hooli", "Vandelay Imports", "Soylent Labs",
-	"Cyberdyne", "Tyrell Media", "Wonka Sweets", "Oscorp", "Pied Piper", "Massive Dynamic",
-	"Gringotts Finance", "Monarch Travel", "Aperture Science", "Duff Brewing",
-	"Prestige Worldwide", "Nakatomi Trading", "Bluth Company", "Dunder Paper"};
-static const char *const products[] = {"dashboard", "mobile app", "API", "reports page",
-				       "CSV export", "Slack integration", "admin console",
-				       "billing portal", "search", "calendar sync", "webhooks",
-				       "user directory", "analytics module", "invoice page"};
-static const char *const since[] = {"since this morning", "for two days", "since the last update",
-				    "since yesterday", "for about an hour", "all week",
-				    "since Monday", "intermittently for a few days"};
+    "Northwind",       "Acme Retail",        "Blue Fjord",       "Globex",
+    "Initech",         "Umbrella Health",    "Stark Logistics",  "Wayne Foods",
+    "Hooli",           "Vandelay Imports",   "Soylent Labs",     "Cyberdyne",
+    "Tyrell Media",    "Wonka Sweets",       "Oscorp",           "Pied Piper",
+    "Massive Dynamic", "Gringotts Finance",  "Monarch Travel",   "Aperture Science",
+    "Duff Brewing",    "Prestige Worldwide", "Nakatomi Trading", "Bluth Company",
+    "Dunder Paper"};
+static const char *const products[] = {"dashboard",        "mobile app",     "API",
+                                       "reports page",     "CSV export",     "Slack integration",
+                                       "admin console",    "billing portal", "search",
+                                       "calendar sync",    "webhooks",       "user directory",
+                                       "analytics module", "invoice page"};
+static const char *const since[] = {
+    "since this morning", "for two days", "since the last update", "since yesterday",
+    "for about an hour",  "all week",     "since Monday",          "intermittently for a few days"};
 
 enum cat { TECH, BILL, FEAT, BUG, ACCT, GEN, NCAT };
-static const char *const cat_names[NCAT] = {"TECHNICAL_ISSUE", "BILLING_INQUIRY",
-					    "FEATURE_REQUEST", "BUG_REPORT", "ACCOUNT_MANAGEMENT",
-					    "GENERAL_SUPPORT"};
+static const char *const cat_names[NCAT] = {"TECHNICAL_ISSUE",    "BILLING_INQUIRY",
+                                            "FEATURE_REQUEST",    "BUG_REPORT",
+                                            "ACCOUNT_MANAGEMENT", "GENERAL_SUPPORT"};
 
 /* Templates: {p} product, {s} since, {a} amount, {i} invoice, {n} number.
  * Subtype tags after '|' steer strategy: r = routine (template answer),
@@ -91,111 +94,117 @@ struct tmpl {
 };
 
 static const struct tmpl tech[] = {
-	{"The {p} is not loading {s}, we just get a blank page.", 'c'},
-	{"We cannot connect to the {p}, it times out every time.", 'c'},
-	{"Our {p} is extremely slow {s}, pages take a minute to open.", 'c'},
-	{"I get a 502 error when I open the {p}.", 'c'},
-	{"Sync between the {p} and our account stopped working {s}.", 'c'},
-	{"How do I configure the {p} for our team? The setup guide did not help.", 'r'},
-	{"The {p} keeps logging me out every few minutes.", 'c'},
-	{"Is there a known outage? Nothing works on the {p} {s}.", 'c'},
-	{"Our SSO login to the {p} fails with an invalid certificate message.", 'c'},
-	{"After the update the {p} does not show any data.", 'c'},
-	{"Which browsers are supported for the {p}? It looks broken in ours.", 'r'},
-	{"The connection to the {p} drops {s}, can you check the servers?", 'c'},
+    {"The {p} is not loading {s}, we just get a blank page.", 'c'},
+    {"We cannot connect to the {p}, it times out every time.", 'c'},
+    {"Our {p} is extremely slow {s}, pages take a minute to open.", 'c'},
+    {"I get a 502 error when I open the {p}.", 'c'},
+    {"Sync between the {p} and our account stopped working {s}.", 'c'},
+    {"How do I configure the {p} for our team? The setup guide did not help.", 'r'},
+    {"The {p} keeps logging me out every few minutes.", 'c'},
+    {"Is there a known outage? Nothing works on the {p} {s}.", 'c'},
+    {"Our SSO login to the {p} fails with an invalid certificate message.", 'c'},
+    {"After the update the {p} does not show any data.", 'c'},
+    {"Which browsers are supported for the {p}? It looks broken in ours.", 'r'},
+    {"The connection to the {p} drops {s}, can you check the servers?", 'c'},
 };
 static const struct tmpl bill[] = {
-	{"I was charged twice for invoice {i}, please refund one payment.", 'h'},
-	{"Can you send me a copy of invoice {i}?", 'x'},
-	{"Why is this month's invoice {a} higher than usual?", 'r'},
-	{"Please update the billing address on our account.", 'x'},
-	{"Our card payment failed, how can we pay invoice {i}?", 'r'},
-	{"We were billed for {n} seats but only use {n2}.", 'h'},
-	{"Do you offer a discount for annual plans?", 'r'},
-	{"I need a refund for the subscription we cancelled {s}.", 'h'},
-	{"The VAT number on invoice {i} is wrong.", 'r'},
-	{"Which payment methods do you accept for the invoice?", 'r'},
-	{"There is a charge of {a} on our statement that we do not recognise.", 'h'},
+    {"I was charged twice for invoice {i}, please refund one payment.", 'h'},
+    {"Can you send me a copy of invoice {i}?", 'x'},
+    {"Why is this month's invoice {a} higher than usual?", 'r'},
+    {"Please update the billing address on our account.", 'x'},
+    {"Our card payment failed, how can we pay invoice {i}?", 'r'},
+    {"We were billed for {n} seats but only use {n2}.", 'h'},
+    {"Do you offer a discount for annual plans?", 'r'},
+    {"I need a refund for the subscription we cancelled {s}.", 'h'},
+    {"The VAT number on invoice {i} is wrong.", 'r'},
+    {"Which payment methods do you accept for the invoice?", 'r'},
+    {"There is a charge of {a} on our statement that we do not recognise.", 'h'},
 };
 static const struct tmpl feat[] = {
-	{"It would be great if the {p} could export to PDF.", 'r'},
-	{"Could you add dark mode to the {p}?", 'r'},
-	{"We would love an integration between the {p} and Jira.", 'r'},
-	{"Please consider adding bulk edit to the {p}.", 'r'},
-	{"Is it possible to get custom fields in the {p}? That would help our team a lot.", 'r'},
-	{"Feature request: scheduled reports by e-mail from the {p}.", 'r'},
-	{"Can you support two-factor authentication with hardware keys?", 'r'},
-	{"Our team needs role-based permissions in the {p}, any plans for that?", 'r'},
-	{"Would you add an API endpoint to fetch the {p} data?", 'r'},
-	{"Suggestion: let us filter the {p} by date range.", 'r'},
+    {"It would be great if the {p} could export to PDF.", 'r'},
+    {"Could you add dark mode to the {p}?", 'r'},
+    {"We would love an integration between the {p} and Jira.", 'r'},
+    {"Please consider adding bulk edit to the {p}.", 'r'},
+    {"Is it possible to get custom fields in the {p}? That would help our team a lot.", 'r'},
+    {"Feature request: scheduled reports by e-mail from the {p}.", 'r'},
+    {"Can you support two-factor authentication with hardware keys?", 'r'},
+    {"Our team needs role-based permissions in the {p}, any plans for that?", 'r'},
+    {"Would you add an API endpoint to fetch the {p} data?", 'r'},
+    {"Suggestion: let us filter the {p} by date range.", 'r'},
 };
 static const struct tmpl bug[] = {
-	{"When I click save in the {p} the changes are lost, steps: open, edit, save.", 'c'},
-	{"The totals in the {p} do not match the CSV export, looks like a rounding bug.", 'c'},
-	{"The {p} crashes when the name contains an accent like é.", 'c'},
-	{"Dates in the {p} are shown one day off for our timezone.", 'c'},
-	{"The search in the {p} returns duplicate results.", 'c'},
-	{"Uploading a file larger than 10 MB to the {p} fails with an error.", 'c'},
-	{"The sort order in the {p} is wrong after refreshing the page.", 'c'},
-	{"The {p} shows the wrong currency symbol on invoice {i}.", 'c'},
-	{"Notifications from the {p} arrive twice {s}.", 'c'},
-	{"The {p} freezes when I open a report with more than {n} rows.", 'c'},
+    {"When I click save in the {p} the changes are lost, steps: open, edit, save.", 'c'},
+    {"The totals in the {p} do not match the CSV export, looks like a rounding bug.", 'c'},
+    {"The {p} crashes when the name contains an accent like é.", 'c'},
+    {"Dates in the {p} are shown one day off for our timezone.", 'c'},
+    {"The search in the {p} returns duplicate results.", 'c'},
+    {"Uploading a file larger than 10 MB to the {p} fails with an error.", 'c'},
+    {"The sort order in the {p} is wrong after refreshing the page.", 'c'},
+    {"The {p} shows the wrong currency symbol on invoice {i}.", 'c'},
+    {"Notifications from the {p} arrive twice {s}.", 'c'},
+    {"The {p} freezes when I open a report with more than {n} rows.", 'c'},
 };
 static const struct tmpl acct[] = {
-	{"I forgot my password and the reset e-mail never arrives.", 'x'},
-	{"Please add {n} new users to our account.", 'x'},
-	{"How do I change the owner of our account?", 'r'},
-	{"Please delete the account of an employee who left.", 'x'},
-	{"I cannot log in, it says my account is locked.", 'x'},
-	{"Can you change the e-mail address of my login?", 'x'},
-	{"We want to close our account, what are the steps?", 'h'},
-	{"How can I enable two-factor authentication on my account?", 'r'},
-	{"Please merge our two accounts into one.", 'h'},
-	{"I need admin rights on our company account.", 'x'},
+    {"I forgot my password and the reset e-mail never arrives.", 'x'},
+    {"Please add {n} new users to our account.", 'x'},
+    {"How do I change the owner of our account?", 'r'},
+    {"Please delete the account of an employee who left.", 'x'},
+    {"I cannot log in, it says my account is locked.", 'x'},
+    {"Can you change the e-mail address of my login?", 'x'},
+    {"We want to close our account, what are the steps?", 'h'},
+    {"How can I enable two-factor authentication on my account?", 'r'},
+    {"Please merge our two accounts into one.", 'h'},
+    {"I need admin rights on our company account.", 'x'},
 };
 static const struct tmpl gen[] = {
-	{"What are your support hours?", 'r'},
-	{"Do you have a guide for new users of the {p}?", 'r'},
-	{"Where can I find your terms of service?", 'r'},
-	{"Is there a webinar about the {p}?", 'r'},
-	{"Who is our account manager?", 'r'},
-	{"Can I get a call with someone from your team?", 'h'},
-	{"Hi, I have a question about the {p}.", 'v'},
-	{"Hello, something is not right, can you help?", 'v'},
-	{"It doesn't work.", 'v'},
-	{"Please call me back about our account.", 'v'},
+    {"What are your support hours?", 'r'},
+    {"Do you have a guide for new users of the {p}?", 'r'},
+    {"Where can I find your terms of service?", 'r'},
+    {"Is there a webinar about the {p}?", 'r'},
+    {"Who is our account manager?", 'r'},
+    {"Can I get a call with someone from your team?", 'h'},
+    {"Hi, I have a question about the {p}.", 'v'},
+    {"Hello, something is not right, can you help?", 'v'},
+    {"It doesn't work.", 'v'},
+    {"Please call me back about our account.", 'v'},
 };
 
 static const struct tmpl *const banks[NCAT] = {tech, bill, feat, bug, acct, gen};
 static const size_t bank_n[NCAT] = {sizeof(tech) / sizeof(tech[0]), sizeof(bill) / sizeof(bill[0]),
-				    sizeof(feat) / sizeof(feat[0]), sizeof(bug) / sizeof(bug[0]),
-				    sizeof(acct) / sizeof(acct[0]), sizeof(gen) / sizeof(gen[0])};
+                                    sizeof(feat) / sizeof(feat[0]), sizeof(bug) / sizeof(bug[0]),
+                                    sizeof(acct) / sizeof(acct[0]), sizeof(gen) / sizeof(gen[0])};
 
-static const char *const urgent_cues[] = {
-	"This is urgent, production is down for all our users.", "URGENT: our whole team is blocked!",
-	"We are losing sales every minute, please fix asap.", "This is critical, we have a demo in an hour!",
-	"Customers are complaining, we need this fixed today.", "Possible data loss, please look now."};
-static const char *const high_cues[] = {"This is blocking our work.", "Please treat this as high priority.",
-					"We need this resolved soon.", "Several colleagues are affected."};
-static const char *const calm_cues[] = {"No rush, whenever you have time.", "Just curious, not urgent.",
-					"Thanks in advance!", "Have a nice day."};
+static const char *const urgent_cues[] = {"This is urgent, production is down for all our users.",
+                                          "URGENT: our whole team is blocked!",
+                                          "We are losing sales every minute, please fix asap.",
+                                          "This is critical, we have a demo in an hour!",
+                                          "Customers are complaining, we need this fixed today.",
+                                          "Possible data loss, please look now."};
+static const char *const high_cues[] = {
+    "This is blocking our work.", "Please treat this as high priority.",
+    "We need this resolved soon.", "Several colleagues are affected."};
+static const char *const calm_cues[] = {"No rush, whenever you have time.",
+                                        "Just curious, not urgent.", "Thanks in advance!",
+                                        "Have a nice day."};
 static const char *const angry_cues[] = {"This is unacceptable and really frustrating.",
-					 "I am very disappointed with the service.",
-					 "This is the third time I write about this!"};
-static const char *const openers[] = {"Hi,", "Hello,", "Hi team,", "Good morning,", "Hey,", "Dear support,", ""};
-static const char *const agent_replies[] = {
-	"Thanks for reaching out, we are looking into it.",
-	"Could you send us a screenshot of the problem?",
-	"We have forwarded this to the right team.",
-	"Thanks, this should be fixed now. Can you confirm?",
-	"We have updated your account as requested."};
+                                         "I am very disappointed with the service.",
+                                         "This is the third time I write about this!"};
+static const char *const openers[] = {"Hi,",  "Hello,",        "Hi team,", "Good morning,",
+                                      "Hey,", "Dear support,", ""};
+static const char *const agent_replies[] = {"Thanks for reaching out, we are looking into it.",
+                                            "Could you send us a screenshot of the problem?",
+                                            "We have forwarded this to the right team.",
+                                            "Thanks, this should be fixed now. Can you confirm?",
+                                            "We have updated your account as requested."};
 static const char *const customer_followups[] = {
-	"Any update on this?", "Here is the screenshot you asked for.", "Thanks, it works now!",
-	"Still not working on our side.", "Great, thank you for the quick help."};
-static const char *const internal_notes[] = {
-	"Checked the logs, looks related to the last deploy.", "Assigning to the on-call engineer.",
-	"Customer is on the premium plan, please prioritise.", "Refund approved by billing.",
-	"Reproduced locally, filing a bug.", "Resolved, closing the ticket."};
+    "Any update on this?", "Here is the screenshot you asked for.", "Thanks, it works now!",
+    "Still not working on our side.", "Great, thank you for the quick help."};
+static const char *const internal_notes[] = {"Checked the logs, looks related to the last deploy.",
+                                             "Assigning to the on-call engineer.",
+                                             "Customer is on the premium plan, please prioritise.",
+                                             "Refund approved by billing.",
+                                             "Reproduced locally, filing a bug.",
+                                             "Resolved, closing the ticket."};
 
 /* ---- text ---------------------------------------------------------------- */
 
@@ -254,8 +263,9 @@ static void typos(struct csa_gen *g, char *t, double rate)
 			continue;
 		size_t j = i + 1 + pick_n(g, 2);
 		/* ASCII letters only: never split a UTF-8 sequence */
-		if (j + 1 >= n || !isalpha((unsigned char)t[j]) || !isalpha((unsigned char)t[j + 1]) ||
-		    (unsigned char)t[j] >= 0x80 || (unsigned char)t[j + 1] >= 0x80)
+		if (j + 1 >= n || !isalpha((unsigned char)t[j]) ||
+		    !isalpha((unsigned char)t[j + 1]) || (unsigned char)t[j] >= 0x80 ||
+		    (unsigned char)t[j + 1] >= 0x80)
 			continue;
 		if (unif(g) < 0.5) {
 			char c = t[j];
@@ -290,7 +300,7 @@ json_t *csa_gen_next(struct csa_gen *g)
 		tier = tiers[pick_n(g, 3)];
 	snprintf(client, sizeof(client), "%s %s", fn, ln);
 	snprintf(email, sizeof(email), "%c.%s@%.*s.example", fn[0] + 32 * (fn[0] < 'a'), ln,
-		 (int)strcspn(company, " "), company);
+	         (int)strcspn(company, " "), company);
 	for (char *p = email; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p + 32);
@@ -377,9 +387,12 @@ json_t *csa_gen_next(struct csa_gen *g)
 	if (kind == 'v')
 		strategy = "REQUEST_MORE_INFO";
 	else if (prio == 0)
-		strategy = cat == TECH || cat == BUG ? "ESCALATE_TO_TECHNICAL" : "ESCALATE_TO_HUMAN";
+		strategy =
+		    cat == TECH || cat == BUG ? "ESCALATE_TO_TECHNICAL" : "ESCALATE_TO_HUMAN";
 	else if (kind == 'c')
-		strategy = prio == 1 || cat == BUG ? "ESCALATE_TO_TECHNICAL" : unif(g) < 0.5 ? "REQUEST_MORE_INFO" : "TEMPLATE_RESPONSE";
+		strategy = prio == 1 || cat == BUG ? "ESCALATE_TO_TECHNICAL"
+		           : unif(g) < 0.5         ? "REQUEST_MORE_INFO"
+		                                   : "TEMPLATE_RESPONSE";
 	else if (kind == 'x')
 		strategy = "AUTOMATED_RESOLUTION";
 	else if (kind == 'h')
@@ -388,8 +401,8 @@ json_t *csa_gen_next(struct csa_gen *g)
 		strategy = "TEMPLATE_RESPONSE";
 	if (unif(g) < 0.02)
 		strategy = (const char *[]){"AUTOMATED_RESOLUTION", "TEMPLATE_RESPONSE",
-					    "ESCALATE_TO_HUMAN", "ESCALATE_TO_TECHNICAL",
-					    "REQUEST_MORE_INFO"}[pick_n(g, 5)];
+		                            "ESCALATE_TO_HUMAN", "ESCALATE_TO_TECHNICAL",
+		                            "REQUEST_MORE_INFO"}[pick_n(g, 5)];
 
 	const char *path = NULL;
 	if (prio == 0 && strcmp(tier, "PREMIUM") == 0)
@@ -402,7 +415,7 @@ json_t *csa_gen_next(struct csa_gen *g)
 
 	static const double base_h[4] = {3, 10, 30, 72};
 	double res_h = base_h[prio] * (escalate ? 1.6 : 1.0) * (cat == BUG ? 1.5 : 1.0) *
-		       exp(0.5 * (unif(g) + unif(g) + unif(g) - 1.5));
+	               exp(0.5 * (unif(g) + unif(g) + unif(g) - 1.5));
 	static const double fr_min[4] = {10, 45, 180, 600};
 	double frm = fr_min[prio] * (strcmp(tier, "PREMIUM") == 0 ? 0.6 : 1.0) * (0.5 + unif(g));
 	double csat = 4.6 - 0.6 * angry - (res_h > base_h[prio] * 1.5 ? 0.9 : 0) + (unif(g) - 0.5);
@@ -414,9 +427,9 @@ json_t *csa_gen_next(struct csa_gen *g)
 	const char *channel = strcmp(platform, "email") == 0 ? "EMAIL" : "CHAT";
 	char ts[CSA_TS_LEN];
 	json_t *msgs = json_array(), *imsgs = json_array();
-	json_array_append_new(msgs, json_pack("{s:s, s:s, s:s, s:s}", "sender", "customer",
-					      "sender_id", email, "content", s.b, "timestamp",
-					      csa_ts_format(t0, ts)));
+	json_array_append_new(msgs,
+	                      json_pack("{s:s, s:s, s:s, s:s}", "sender", "customer", "sender_id",
+	                                email, "content", s.b, "timestamp", csa_ts_format(t0, ts)));
 	int turns = 1 + (int)pick_n(g, 4);
 	int64_t t = t0;
 	for (int k = 1; k < turns; k++) {
@@ -424,33 +437,31 @@ json_t *csa_gen_next(struct csa_gen *g)
 		t += (int64_t)(60000.0 * (agent ? frm : 30 + 300 * unif(g)));
 		const char *txt = agent ? PICK(g, agent_replies) : PICK(g, customer_followups);
 		json_array_append_new(msgs, json_pack("{s:s, s:s, s:s, s:s}", "sender",
-						      agent ? "cs_agent" : "customer", "sender_id",
-						      agent ? "agent-7" : email, "content", txt,
-						      "timestamp", csa_ts_format(t, ts)));
+		                                      agent ? "cs_agent" : "customer", "sender_id",
+		                                      agent ? "agent-7" : email, "content", txt,
+		                                      "timestamp", csa_ts_format(t, ts)));
 	}
 	int n_int = (int)pick_n(g, 3);
 	static const char *const tplat[] = {"mattermost", "slack", "flock"};
 	static const char *const mtypes[] = {"assignment", "update", "analysis", "escalation",
-					     "resolution"};
+	                                     "resolution"};
 	for (int k = 0; k < n_int; k++)
-		json_array_append_new(imsgs, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "sender",
-						       k % 2 ? "technical_member" : "cs_agent",
-						       "sender_id", k % 2 ? "eng-3" : "agent-7",
-						       "content", PICK(g, internal_notes),
-						       "timestamp",
-						       csa_ts_format(t0 + (k + 1) * 420000, ts),
-						       "platform", PICK(g, tplat), "message_type",
-						       mtypes[pick_n(g, 5)]));
+		json_array_append_new(
+		    imsgs,
+		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "sender",
+		              k % 2 ? "technical_member" : "cs_agent", "sender_id",
+		              k % 2 ? "eng-3" : "agent-7", "content", PICK(g, internal_notes),
+		              "timestamp", csa_ts_format(t0 + (k + 1) * 420000, ts), "platform",
+		              PICK(g, tplat), "message_type", mtypes[pick_n(g, 5)]));
 	const char *plevel = prio <= 1 ? "HIGH" : prio == 2 ? "MEDIUM" : "LOW";
 	return json_pack(
-		"{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:{s:s}, s:s, s:s}, s:s, s:s, s:o, s:o, "
-		"s:{s:s, s:s, s:s, s:b, s:s?, s:f, s:f, s:f}}",
-		"ticket_id", tid, "created_at", csa_ts_format(t0, ts), "client_name", client,
-		"company_name", company, "customer", "client_name", client, "company_name",
-		company, "contact_info", "email", email, "priority_level", plevel,
-		"subscription_tier", tier, "platform", platform, "channel", channel, "messages",
-		msgs, "internal_messages", imsgs, "gold", "category", cat_names[gold_cat],
-		"priority", prio_names[prio], "strategy", strategy, "escalate", escalate,
-		"escalation_path", path, "resolution_hours", round(res_h * 10) / 10,
-		"first_response_minutes", round(frm), "csat", csat);
+	    "{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:{s:s}, s:s, s:s}, s:s, s:s, s:o, s:o, "
+	    "s:{s:s, s:s, s:s, s:b, s:s?, s:f, s:f, s:f}}",
+	    "ticket_id", tid, "created_at", csa_ts_format(t0, ts), "client_name", client,
+	    "company_name", company, "customer", "client_name", client, "company_name", company,
+	    "contact_info", "email", email, "priority_level", plevel, "subscription_tier", tier,
+	    "platform", platform, "channel", channel, "messages", msgs, "internal_messages", imsgs,
+	    "gold", "category", cat_names[gold_cat], "priority", prio_names[prio], "strategy",
+	    strategy, "escalate", escalate, "escalation_path", path, "resolution_hours",
+	    round(res_h * 10) / 10, "first_response_minutes", round(frm), "csat", csat);
 }

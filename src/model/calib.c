@@ -21,7 +21,8 @@ double csa_calib_macro_f1(const struct csa_pred *p, size_t n, size_t k)
 	if (!tp || !fp || !fn)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (p[i].pred < 0 || (size_t)p[i].pred >= k || p[i].label < 0 || (size_t)p[i].label >= k)
+		if (p[i].pred < 0 || (size_t)p[i].pred >= k || p[i].label < 0 ||
+		    (size_t)p[i].label >= k)
 			continue;
 		if (p[i].pred == p[i].label)
 			tp[p[i].label]++;
@@ -84,10 +85,10 @@ json_t *csa_calib_reliability(const struct csa_pred *p, size_t n, int bins)
 	for (int b = 0; b < bins; b++)
 		if (cnt[b])
 			json_array_append_new(
-				t, json_pack("{s:f, s:f, s:I, s:f, s:f}", "bin_lo", (double)b / bins,
-					     "bin_hi", (double)(b + 1) / bins, "n", (json_int_t)cnt[b],
-					     "confidence", conf[b] / (double)cnt[b], "accuracy",
-					     acc[b] / (double)cnt[b]));
+			    t, json_pack("{s:f, s:f, s:I, s:f, s:f}", "bin_lo", (double)b / bins,
+			                 "bin_hi", (double)(b + 1) / bins, "n", (json_int_t)cnt[b],
+			                 "confidence", conf[b] / (double)cnt[b], "accuracy",
+			                 acc[b] / (double)cnt[b]));
 	return t;
 }
 
@@ -126,14 +127,16 @@ json_t *csa_calib_report(struct csa_pred *p, size_t n, size_t k)
 {
 	json_t *aac = json_object(), *caa = json_object();
 	static const double covs[] = {0.6, 0.8, 0.95}, accs[] = {0.99, 0.98, 0.95};
-	static const char *const cov_keys[] = {"0.6", "0.8", "0.95"},
-				 *const acc_keys[] = {"0.99", "0.98", "0.95"};
+	static const char *const cov_keys[] = {"0.6", "0.8", "0.95"}, *const acc_keys[] = {
+	                                                                  "0.99", "0.98", "0.95"};
 	for (int i = 0; i < 3; i++) {
-		json_object_set_new(aac, cov_keys[i], json_real(csa_calib_acc_at_coverage(p, n, covs[i])));
-		json_object_set_new(caa, acc_keys[i], json_real(csa_calib_coverage_at_acc(p, n, accs[i])));
+		json_object_set_new(aac, cov_keys[i],
+		                    json_real(csa_calib_acc_at_coverage(p, n, covs[i])));
+		json_object_set_new(caa, acc_keys[i],
+		                    json_real(csa_calib_coverage_at_acc(p, n, accs[i])));
 	}
 	return json_pack("{s:f, s:f, s:f, s:o, s:o, s:I, s:o}", "accuracy",
-			 csa_calib_accuracy(p, n), "macro_f1", csa_calib_macro_f1(p, n, k), "ece",
-			 csa_calib_ece(p, n, 15), "acc_at_coverage", aac, "coverage_at_acc", caa,
-			 "n", (json_int_t)n, "reliability", csa_calib_reliability(p, n, 15));
+	                 csa_calib_accuracy(p, n), "macro_f1", csa_calib_macro_f1(p, n, k), "ece",
+	                 csa_calib_ece(p, n, 15), "acc_at_coverage", aac, "coverage_at_acc", caa,
+	                 "n", (json_int_t)n, "reliability", csa_calib_reliability(p, n, 15));
 }

@@ -67,8 +67,8 @@ size_t csa_dataset_labels(const struct csa_dataset *ds, const char ***out)
 /* One CSV record starting at *pos; fields are written NUL-terminated into
  * 'scratch' (size >= record length + fields) with pointers in f. Returns the
  * field count, 0 at end of input, -1 on an unterminated quote. */
-static int csv_record(const char *s, size_t len, size_t *pos, size_t *line, char *scratch,
-		      char **f, int maxf)
+static int csv_record(const char *s, size_t len, size_t *pos, size_t *line, char *scratch, char **f,
+                      int maxf)
 {
 	size_t i = *pos, o = 0;
 	int nf = 0;
@@ -121,8 +121,8 @@ static int csv_record(const char *s, size_t len, size_t *pos, size_t *line, char
 
 #define MAX_FIELDS 256
 
-static int load_csv(const char *path, const char *buf, size_t len, const char *tc,
-		    const char *lc, struct csa_dataset *ds, struct csa_err *err)
+static int load_csv(const char *path, const char *buf, size_t len, const char *tc, const char *lc,
+                    struct csa_dataset *ds, struct csa_err *err)
 {
 	char *scratch = malloc(len + MAX_FIELDS + 2);
 	char *f[MAX_FIELDS];
@@ -145,7 +145,7 @@ static int load_csv(const char *path, const char *buf, size_t len, const char *t
 	}
 	if (ti < 0 || li < 0) {
 		rc = csa_error(err, CSA_EINVAL, "'%s' line 1: no column '%s'", path,
-			       ti < 0 ? tc : lc);
+		               ti < 0 ? tc : lc);
 		goto out;
 	}
 	for (;;) {
@@ -155,18 +155,20 @@ static int load_csv(const char *path, const char *buf, size_t len, const char *t
 			break;
 		if (nf < 0) {
 			rc = csa_error(err, CSA_EPARSE, "'%s' line %zu: unterminated quoted field",
-				       path, start_line);
+			               path, start_line);
 			goto out;
 		}
 		if (nf == 1 && f[0][0] == '\0')
 			continue; /* blank line */
 		if (nf <= ti || nf <= li) {
-			rc = csa_error(err, CSA_EPARSE, "'%s' line %zu: %d fields, column '%s' missing",
-				       path, start_line, nf, nf <= ti ? tc : lc);
+			rc = csa_error(err, CSA_EPARSE,
+			               "'%s' line %zu: %d fields, column '%s' missing", path,
+			               start_line, nf, nf <= ti ? tc : lc);
 			goto out;
 		}
 		if (f[li][0] == '\0') {
-			rc = csa_error(err, CSA_EPARSE, "'%s' line %zu: empty label", path, start_line);
+			rc = csa_error(err, CSA_EPARSE, "'%s' line %zu: empty label", path,
+			               start_line);
 			goto out;
 		}
 		if (csa_dataset_add(ds, f[ti], f[li])) {
@@ -179,8 +181,8 @@ out:
 	return rc;
 }
 
-static int load_jsonl(const char *path, const char *buf, size_t len, const char *tc,
-		      const char *lc, struct csa_dataset *ds, struct csa_err *err)
+static int load_jsonl(const char *path, const char *buf, size_t len, const char *tc, const char *lc,
+                      struct csa_dataset *ds, struct csa_err *err)
 {
 	size_t line = 0;
 	for (size_t i = 0; i < len;) {
@@ -195,13 +197,13 @@ static int load_jsonl(const char *path, const char *buf, size_t len, const char 
 			json_t *o = json_loadb(buf + i, end - i, JSON_REJECT_DUPLICATES, &je);
 			if (!o)
 				return csa_error(err, CSA_EPARSE, "'%s' line %zu col %d: %s", path,
-						 line, je.column, je.text);
+				                 line, je.column, je.text);
 			const char *t = csa_json_str(o, tc), *l = csa_json_str(o, lc);
 			int rc = CSA_OK;
 			if (!json_is_object(o) || !t || !l || !*l)
 				rc = csa_error(err, CSA_EPARSE,
-					       "'%s' line %zu: needs string fields '%s' and '%s'",
-					       path, line, tc, lc);
+				               "'%s' line %zu: needs string fields '%s' and '%s'",
+				               path, line, tc, lc);
 			else if (csa_dataset_add(ds, t, l))
 				rc = csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);
 			json_decref(o);
@@ -214,7 +216,7 @@ static int load_jsonl(const char *path, const char *buf, size_t len, const char 
 }
 
 int csa_dataset_load(const char *path, const char *text_col, const char *label_col,
-		     struct csa_dataset *ds, struct csa_err *err)
+                     struct csa_dataset *ds, struct csa_err *err)
 {
 	char *buf;
 	size_t len;
@@ -223,7 +225,7 @@ int csa_dataset_load(const char *path, const char *text_col, const char *label_c
 		return rc;
 	size_t pl = strlen(path);
 	int jsonl = (pl > 6 && strcmp(path + pl - 6, ".jsonl") == 0) ||
-		    (pl > 5 && strcmp(path + pl - 5, ".json") == 0);
+	            (pl > 5 && strcmp(path + pl - 5, ".json") == 0);
 	size_t k = 0;
 	while (k < len && (buf[k] == ' ' || buf[k] == '\n' || buf[k] == '\r' || buf[k] == '\t'))
 		k++;
@@ -233,7 +235,7 @@ int csa_dataset_load(const char *path, const char *text_col, const char *label_c
 		rc = csa_error(err, CSA_EPARSE, "'%s': contains NUL bytes", path);
 	else
 		rc = jsonl ? load_jsonl(path, buf, len, text_col, label_col, ds, err)
-			   : load_csv(path, buf, len, text_col, label_col, ds, err);
+		           : load_csv(path, buf, len, text_col, label_col, ds, err);
 	free(buf);
 	if (rc)
 		csa_dataset_release(ds);

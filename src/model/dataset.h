@@ -18,7 +18,7 @@ struct csa_dataset {
 /* Read 'path' ('.jsonl'/'.json' by extension or a first '{', else CSV).
  * Errors name the file and line. Rows with an empty label are refused. */
 int csa_dataset_load(const char *path, const char *text_col, const char *label_col,
-		     struct csa_dataset *ds, struct csa_err *err);
+                     struct csa_dataset *ds, struct csa_err *err);
 
 /* Append one row (copied). */
 int csa_dataset_add(struct csa_dataset *ds, const char *text, const char *label);

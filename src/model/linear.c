@@ -9,18 +9,18 @@
 #include <string.h>
 #include <zlib.h>
 
-#define MAGIC "CSAM"
+#define MAGIC          "CSAM"
 #define FORMAT_VERSION 1u
-#define MAX_LABELS 4096
-#define MAX_LABEL_LEN 255
+#define MAX_LABELS     4096
+#define MAX_LABEL_LEN  255
 
 struct csa_linear {
 	struct csa_feat_opts feat;
-	size_t k;     /* labels */
-	size_t dim;   /* 2^bits */
+	size_t k;   /* labels */
+	size_t dim; /* 2^bits */
 	char **labels;
-	float *w;     /* dim x k, row per feature */
-	float *b;     /* k */
+	float *w; /* dim x k, row per feature */
+	float *b; /* k */
 	double temperature;
 	uint32_t revision;
 	pthread_rwlock_t lock;
@@ -198,12 +198,12 @@ static double fit_temperature(const float *scores, const int *labels, size_t n, 
 }
 
 int csa_linear_train(const char *const *labels, size_t n_labels, const struct csa_example *ex,
-		     size_t n, const struct csa_example *calib, size_t n_calib,
-		     const struct csa_train_opts *o, struct csa_linear **out, struct csa_err *err)
+                     size_t n, const struct csa_example *calib, size_t n_calib,
+                     const struct csa_train_opts *o, struct csa_linear **out, struct csa_err *err)
 {
 	if (n_labels < 2 || n_labels > MAX_LABELS)
 		return csa_error(err, CSA_EINVAL, "training needs 2 to %d labels, got %zu",
-				 MAX_LABELS, n_labels);
+		                 MAX_LABELS, n_labels);
 	if (n == 0)
 		return csa_error(err, CSA_EINVAL, "no training examples");
 	if (o->feat.bits < 8 || o->feat.bits > 24)
@@ -211,11 +211,11 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 	for (size_t i = 0; i < n; i++)
 		if (ex[i].label < 0 || (size_t)ex[i].label >= n_labels)
 			return csa_error(err, CSA_EINVAL, "example %zu has label %d outside 0..%zu",
-					 i, ex[i].label, n_labels - 1);
+			                 i, ex[i].label, n_labels - 1);
 	struct csa_linear *m = alloc_model(&o->feat, n_labels);
 	if (!m)
 		return csa_error(err, CSA_ENOMEM, "out of memory for a model of %zu labels",
-				 n_labels);
+		                 n_labels);
 	int rc = CSA_OK;
 	for (size_t i = 0; i < n_labels; i++) {
 		size_t len = strlen(labels[i]);
@@ -268,7 +268,8 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 			softmax(s, k, 1.0, p);
 			double gsq = 0;
 			for (size_t c = 0; c < k; c++) {
-				double target = (c == (size_t)y ? 1.0 - smooth : 0) + smooth / (double)k;
+				double target =
+				    (c == (size_t)y ? 1.0 - smooth : 0) + smooth / (double)k;
 				grad[c] = (float)(p[c] - target);
 				gsq += (double)grad[c] * grad[c];
 			}
@@ -303,7 +304,7 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 		for (size_t i = 0; i < n_calib && rc == CSA_OK; i++) {
 			const char *t = calib[i].text ? calib[i].text : "";
 			rc = csa_text_features(&o->feat, t, strlen(t), calib[i].extra,
-					       calib[i].n_extra, &x);
+			                       calib[i].n_extra, &x);
 			if (rc == CSA_OK)
 				raw_scores(m, &x, cs + i * k);
 			cl[i] = calib[i].label;
@@ -337,7 +338,7 @@ out:
 }
 
 int csa_linear_scores(const struct csa_linear *m, const char *text, size_t len,
-		      const char *const *extra, size_t n_extra, double *scores)
+                      const char *const *extra, size_t n_extra, double *scores)
 {
 	struct csa_fvec x;
 	csa_fvec_init(&x);
@@ -360,7 +361,7 @@ int csa_linear_scores(const struct csa_linear *m, const char *text, size_t len,
 }
 
 int csa_linear_predict(const struct csa_linear *m, const char *text, size_t len,
-		       const char *const *extra, size_t n_extra, double *probs)
+                       const char *const *extra, size_t n_extra, double *probs)
 {
 	struct csa_fvec x;
 	csa_fvec_init(&x);
@@ -382,8 +383,8 @@ int csa_linear_predict(const struct csa_linear *m, const char *text, size_t len,
 	return rc;
 }
 
-int csa_linear_learn(struct csa_linear *m, const char *text, size_t len,
-		     const char *const *extra, size_t n_extra, int label, struct csa_err *err)
+int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const char *const *extra,
+                     size_t n_extra, int label, struct csa_err *err)
 {
 	if (label < 0 || (size_t)label >= m->k)
 		return csa_error(err, CSA_EINVAL, "label %d outside 0..%zu", label, m->k - 1);
@@ -455,7 +456,7 @@ static int wput(struct wbuf *b, const void *d, size_t n)
 static int wu32(struct wbuf *b, uint32_t v)
 {
 	unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-			      (unsigned char)(v >> 24)};
+	                      (unsigned char)(v >> 24)};
 	return wput(b, x, 4);
 }
 
@@ -523,13 +524,14 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 		goto out;
 	}
 	if (ru32(p + 4) != FORMAT_VERSION) {
-		rc = csa_error(err, CSA_ECORRUPT, "'%s': model format version %u, this csa reads %u",
-			       path, ru32(p + 4), FORMAT_VERSION);
+		rc =
+		    csa_error(err, CSA_ECORRUPT, "'%s': model format version %u, this csa reads %u",
+		              path, ru32(p + 4), FORMAT_VERSION);
 		goto out;
 	}
 	if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)(len - 4)) != ru32(p + len - 4)) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': checksum mismatch (truncated or damaged)",
-			       path);
+		               path);
 		goto out;
 	}
 	struct csa_feat_opts f = {0};
@@ -562,7 +564,7 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 	size_t need = (m->dim * k + k) * sizeof(float);
 	if (off + need + 4 != len || !(m->temperature > 0 && m->temperature < 1e6)) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': size %zu does not match its header", path,
-			       len);
+		               len);
 		goto out;
 	}
 	memcpy(m->w, p + off, m->dim * k * sizeof(float));

@@ -23,8 +23,8 @@ struct csa_linear;
 struct csa_train_opts {
 	struct csa_feat_opts feat;
 	unsigned epochs;
-	double lr;      /* AdaGrad base step */
-	double l2;      /* L2 strength per update */
+	double lr; /* AdaGrad base step */
+	double l2; /* L2 strength per update */
 	unsigned seed;
 	double label_smoothing;
 };
@@ -46,8 +46,8 @@ struct csa_example {
  * the temperature is 1.
  */
 int csa_linear_train(const char *const *labels, size_t n_labels, const struct csa_example *ex,
-		     size_t n, const struct csa_example *calib, size_t n_calib,
-		     const struct csa_train_opts *o, struct csa_linear **out, struct csa_err *err);
+                     size_t n, const struct csa_example *calib, size_t n_calib,
+                     const struct csa_train_opts *o, struct csa_linear **out, struct csa_err *err);
 
 size_t csa_linear_n_labels(const struct csa_linear *m);
 const char *csa_linear_label(const struct csa_linear *m, size_t i);
@@ -58,16 +58,16 @@ uint32_t csa_linear_revision(const struct csa_linear *m);
 
 /* Calibrated probabilities into probs[n_labels]. Thread-safe. */
 int csa_linear_predict(const struct csa_linear *m, const char *text, size_t len,
-		       const char *const *extra, size_t n_extra, double *probs);
+                       const char *const *extra, size_t n_extra, double *probs);
 
 /* Uncalibrated scores (logits) into scores[n_labels]; for fitting. */
 int csa_linear_scores(const struct csa_linear *m, const char *text, size_t len,
-		      const char *const *extra, size_t n_extra, double *scores);
+                      const char *const *extra, size_t n_extra, double *scores);
 
 /* Online update towards 'label' from one example (a few SGD steps until
  * the label leads or the step budget is spent). */
-int csa_linear_learn(struct csa_linear *m, const char *text, size_t len,
-		     const char *const *extra, size_t n_extra, int label, struct csa_err *err);
+int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const char *const *extra,
+                     size_t n_extra, int label, struct csa_err *err);
 
 /* Set the temperature (after fitting it elsewhere). */
 void csa_linear_set_temperature(struct csa_linear *m, double t);

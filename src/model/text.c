@@ -20,7 +20,7 @@ void csa_fvec_release(struct csa_fvec *v)
 
 /* Latin-1 supplement letters U+00C0..U+00FF folded to ASCII lower case. */
 static const char latin1_fold[64] = "aaaaaaaceeeeiiiidnooooo ouuuuyts"
-				    "aaaaaaaceeeeiiiidnooooo ouuuuyty";
+                                    "aaaaaaaceeeeiiiidnooooo ouuuuyty";
 
 size_t csa_text_normalize(const char *text, size_t len, char *out)
 {
@@ -41,7 +41,10 @@ size_t csa_text_normalize(const char *text, size_t len, char *out)
 				m = (char)c;
 		} else {
 			/* decode one UTF-8 sequence; skip invalid bytes */
-			size_t n = c >= 0xF0 && c < 0xF5 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 0;
+			size_t n = c >= 0xF0 && c < 0xF5   ? 4
+			           : c >= 0xE0             ? 3
+			           : c >= 0xC2 && c < 0xE0 ? 2
+			                                   : 0;
 			if (n == 0 || i + n > len) {
 				i++;
 				continue;
@@ -121,7 +124,7 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t len,
-		      const char *const *extra, size_t n_extra, struct csa_fvec *v)
+                      const char *const *extra, size_t n_extra, struct csa_fvec *v)
 {
 	v->n = 0;
 	if (len > CSA_TEXT_MAX_BYTES)

@@ -15,8 +15,8 @@
 #include <stdint.h>
 
 struct csa_feat_opts {
-	unsigned bits;      /* hash space 2^bits */
-	unsigned char_min;  /* character n-gram sizes, 0 to disable */
+	unsigned bits;     /* hash space 2^bits */
+	unsigned char_min; /* character n-gram sizes, 0 to disable */
 	unsigned char_max;
 	int word_bigrams;   /* 1 to add word bigrams */
 	float extra_weight; /* value of each structured feature */
@@ -42,6 +42,6 @@ size_t csa_text_normalize(const char *text, size_t len, char *out);
 /* Features of a text and structured features into v (cleared first).
  * Returns 0 or CSA_ENOMEM. */
 int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t len,
-		      const char *const *extra, size_t n_extra, struct csa_fvec *v);
+                      const char *const *extra, size_t n_extra, struct csa_fvec *v);
 
 #endif

@@ -12,7 +12,7 @@ const char *csa_sla_state_name(enum csa_sla_state s)
 }
 
 long csa_sla_minutes(const struct csa_config *cfg, const char *table, const char *priority,
-		     const char *tier)
+                     const char *tier)
 {
 	json_t *t = json_object_get(csa_config_get(cfg, "sla"), table);
 	json_t *row = json_object_get(t, priority ? priority : "MEDIUM");
@@ -25,7 +25,7 @@ long csa_sla_minutes(const struct csa_config *cfg, const char *table, const char
 }
 
 enum csa_sla_state csa_sla_state_of(int64_t start_ms, int64_t due_ms, int64_t done_ms,
-				    int64_t now_ms, double at_risk_fraction)
+                                    int64_t now_ms, double at_risk_fraction)
 {
 	int64_t t = done_ms >= 0 ? done_ms : now_ms;
 	if (t > due_ms)
@@ -45,7 +45,8 @@ static int64_t first_reply_ms(const json_t *e)
 	{
 		const char *s = csa_json_str(m, "sender");
 		int64_t ms;
-		if (s && strcmp(s, "cs_agent") == 0 && csa_ts_parse(csa_json_str(m, "timestamp"), &ms) == 0)
+		if (s && strcmp(s, "cs_agent") == 0 &&
+		    csa_ts_parse(csa_json_str(m, "timestamp"), &ms) == 0)
 			return ms;
 	}
 	return -1;
@@ -81,8 +82,8 @@ static int state_now(const struct csa_config *cfg, const json_t *e, int64_t now_
 	return worst;
 }
 
-void csa_sla_fill(const struct csa_config *cfg, json_t *e, const char *priority,
-		  const char *tier, int64_t now_ms)
+void csa_sla_fill(const struct csa_config *cfg, json_t *e, const char *priority, const char *tier,
+                  int64_t now_ms)
 {
 	json_t *sla = json_object_get(e, "sla_tracking");
 	int64_t created;
@@ -92,12 +93,12 @@ void csa_sla_fill(const struct csa_config *cfg, json_t *e, const char *priority,
 	long fr = csa_sla_minutes(cfg, "first_response_minutes", priority, tier);
 	long res = csa_sla_minutes(cfg, "resolution_minutes", priority, tier);
 	json_object_set_new(sla, "first_response_due",
-			    json_string(csa_ts_format(created + (int64_t)fr * 60000, ts)));
+	                    json_string(csa_ts_format(created + (int64_t)fr * 60000, ts)));
 	json_object_set_new(sla, "resolution_due",
-			    json_string(csa_ts_format(created + (int64_t)res * 60000, ts)));
-	json_object_set_new(sla, "current_status",
-			    json_string(csa_sla_state_name(
-				    (enum csa_sla_state)state_now(cfg, e, now_ms))));
+	                    json_string(csa_ts_format(created + (int64_t)res * 60000, ts)));
+	json_object_set_new(
+	    sla, "current_status",
+	    json_string(csa_sla_state_name((enum csa_sla_state)state_now(cfg, e, now_ms))));
 }
 
 int csa_sla_status_of(const struct csa_config *cfg, const json_t *e, int64_t now_ms)

@@ -22,16 +22,16 @@ const char *csa_sla_state_name(enum csa_sla_state s);
  * "resolution_minutes"); unknown priority or tier fall back to MEDIUM and
  * STANDARD. */
 long csa_sla_minutes(const struct csa_config *cfg, const char *table, const char *priority,
-		     const char *tier);
+                     const char *tier);
 
 /* State of one deadline: 'done_ms' < 0 when the event has not happened. */
 enum csa_sla_state csa_sla_state_of(int64_t start_ms, int64_t due_ms, int64_t done_ms,
-				    int64_t now_ms, double at_risk_fraction);
+                                    int64_t now_ms, double at_risk_fraction);
 
 /* Fill E.sla_tracking (both deadlines from created_at, current_status as
  * the worse of the two) for a ticket of this priority and tier. */
-void csa_sla_fill(const struct csa_config *cfg, json_t *e, const char *priority,
-		  const char *tier, int64_t now_ms);
+void csa_sla_fill(const struct csa_config *cfg, json_t *e, const char *priority, const char *tier,
+                  int64_t now_ms);
 
 /* The state recorded or implied by E's sla_tracking now (on_time when no
  * deadline is set). */

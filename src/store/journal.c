@@ -10,7 +10,7 @@
 #include <zlib.h>
 
 #define JMAGIC "CSAJ"
-#define JHDR 12
+#define JHDR   12
 
 void csa_jbuf_init(struct csa_jbuf *b)
 {
@@ -76,8 +76,7 @@ int csa_jbuf_add(struct csa_jbuf *b, int kind, const char *id, const char *doc, 
 	return CSA_OK;
 }
 
-int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b,
-		       struct csa_err *err)
+int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b, struct csa_err *err)
 {
 	if (b->count == 0)
 		return CSA_OK;
@@ -110,7 +109,7 @@ undo:
 }
 
 int csa_journal_scan(int fd, const char *path, csa_jentry_fn fn, void *ctx, off_t *valid_end,
-		     struct csa_err *err)
+                     struct csa_err *err)
 {
 	struct stat st;
 	*valid_end = 0;

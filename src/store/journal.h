@@ -43,7 +43,7 @@ void csa_jbuf_release(struct csa_jbuf *b);
 /* Append the record at offset 'end' and fdatasync. On failure the journal
  * is truncated back to 'end' (best effort) and an error returned. */
 int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b,
-		       struct csa_err *err);
+                       struct csa_err *err);
 
 /*
  * Read the journal and call fn for every entry of every whole record, in
@@ -53,6 +53,6 @@ int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b,
  */
 typedef int (*csa_jentry_fn)(void *ctx, const struct csa_jentry *e);
 int csa_journal_scan(int fd, const char *path, csa_jentry_fn fn, void *ctx, off_t *valid_end,
-		     struct csa_err *err);
+                     struct csa_err *err);
 
 #endif

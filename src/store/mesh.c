@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PATH_SZ 4096
+#define PATH_SZ                  4096
 #define DEFAULT_CHECKPOINT_BYTES (16u << 20)
 
 static const char *const kind_dir[3] = {"Tickets/T_ext", "Tickets/T_int", "Tickets/tickets"};
@@ -46,14 +46,14 @@ const char *csa_mesh_dir(int kind)
 	return kind_dir[kind];
 }
 
-int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *out,
-		      size_t outsz, struct csa_err *err)
+int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *out, size_t outsz,
+                      struct csa_err *err)
 {
 	int rc = csa_id_check(id, strlen(id), err);
 	if (rc)
 		return rc;
 	int n = snprintf(out, outsz, "%s/%s/%c_%s.json", ws->root, kind_dir[kind],
-			 kind_letter[kind], id);
+	                 kind_letter[kind], id);
 	if (n < 0 || (size_t)n >= outsz)
 		return csa_error(err, CSA_ELIMIT, "path of ticket '%s' too long", id);
 	return CSA_OK;
@@ -88,7 +88,7 @@ static int ofd_lock(int fd, off_t off, short type)
 }
 
 static int lock_ticket(struct mesh *m, const char *id, short type, struct csa_lock **out,
-		       struct csa_err *err)
+                       struct csa_err *err)
 {
 	int rc = csa_id_check(id, strlen(id), err);
 	if (rc)
@@ -112,7 +112,7 @@ static int lock_ticket(struct mesh *m, const char *id, short type, struct csa_lo
 }
 
 static int mesh_lock(struct csa_store *st, const char *id, struct csa_lock **out,
-		     struct csa_err *err)
+                     struct csa_err *err)
 {
 	return lock_ticket((struct mesh *)st, id, F_WRLCK, out, err);
 }
@@ -164,8 +164,8 @@ static int load_docs(struct mesh *m, const char *id, struct csa_ticket *tk, stru
 				csa_error(err, CSA_ENOENT, "no ticket '%s'", id);
 			else
 				rc = csa_error(err, CSA_ECORRUPT,
-					       "ticket '%s': '%s' is missing (run 'csa verify')",
-					       id, path);
+				               "ticket '%s': '%s' is missing (run 'csa verify')",
+				               id, path);
 			goto fail;
 		}
 		if (rc)
@@ -186,7 +186,7 @@ fail:
 }
 
 static int mesh_load_locked(struct csa_store *st, const char *id, struct csa_ticket *out,
-			    struct csa_err *err)
+                            struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
 	int rc = csa_id_check(id, strlen(id), err);
@@ -194,7 +194,7 @@ static int mesh_load_locked(struct csa_store *st, const char *id, struct csa_tic
 }
 
 static int mesh_load(struct csa_store *st, const char *id, struct csa_ticket *out,
-		     struct csa_err *err)
+                     struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
 	struct csa_lock *lk;
@@ -283,7 +283,7 @@ static int replay_cmp(const void *a, const void *b)
 /* Write 'doc' to the document's place unless it already holds exactly
  * those bytes. Returns 1 if written, 0 if unchanged, <0 on error. */
 static int put_doc(struct mesh *m, int kind, const char *id, const char *doc, size_t len,
-		   struct csa_err *err)
+                   struct csa_err *err)
 {
 	char path[PATH_SZ], tmp[PATH_SZ];
 	int rc = csa_mesh_doc_path(m->ws, kind, id, path, sizeof(path), err);
@@ -342,8 +342,8 @@ static int recover_locked(struct mesh *m, struct csa_err *err)
 	struct replay r = {0};
 	off_t valid_end = 0;
 	struct stat st;
-	int rc = csa_journal_scan(m->journal_fd, m->journal_path, replay_collect, &r, &valid_end,
-				  err);
+	int rc =
+	    csa_journal_scan(m->journal_fd, m->journal_path, replay_collect, &r, &valid_end, err);
 	if (rc == CSA_ENOMEM)
 		csa_error(err, rc, "out of memory replaying journal '%s'", m->journal_path);
 	if (rc)
@@ -393,14 +393,14 @@ struct pending {
 };
 
 static int prepare(struct mesh *m, struct csa_ticket *tk, unsigned docs, const char *ts,
-		   struct pending *p, struct csa_jbuf *jb, struct csa_err *err)
+                   struct pending *p, struct csa_jbuf *jb, struct csa_err *err)
 {
 	int rc = csa_id_check(tk->id, strlen(tk->id), err);
 	if (rc)
 		return rc;
 	if (!tk->e || !tk->i || !tk->t)
 		return csa_error(err, CSA_EINVAL, "ticket '%s': commit needs all three documents",
-				 tk->id);
+		                 tk->id);
 	json_t *d[3] = {tk->e, tk->i, tk->t};
 	if (docs & CSA_DOC_E)
 		json_object_set_new(tk->e, "last_updated", json_string(ts));
@@ -410,19 +410,18 @@ static int prepare(struct mesh *m, struct csa_ticket *tk, unsigned docs, const c
 	for (int k = 0; k < 3; k++) {
 		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
 		    (rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k],
-						  &m->ws->cfg.limits, err)))
+		                                  &m->ws->cfg.limits, err)))
 			return rc;
-		char *s = json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER |
-						   JSON_REAL_PRECISION(10));
+		char *s =
+		    json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
 		if (!s)
 			return csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
 		size_t len = strlen(s);
 		if (len > m->ws->cfg.limits.max_document_bytes) {
 			free(s);
-			return csa_error(err, CSA_ELIMIT,
-					 "%c_%s.json would be %zu bytes, limit is %zu",
-					 kind_letter[k], tk->id, len,
-					 m->ws->cfg.limits.max_document_bytes);
+			return csa_error(
+			    err, CSA_ELIMIT, "%c_%s.json would be %zu bytes, limit is %zu",
+			    kind_letter[k], tk->id, len, m->ws->cfg.limits.max_document_bytes);
 		}
 		p[k] = (struct pending){.tk = tk, .kind = k, .bytes = s, .len = len};
 		if (csa_jbuf_add(jb, k, tk->id, s, len))
@@ -471,15 +470,15 @@ static int undo_renames(struct mesh *m, struct pending *p, size_t n)
 			continue;
 		}
 		struct csa_err e2;
-		if (put_doc(m, p[j].kind, tk->id, tk->loaded[p[j].kind],
-			    tk->loaded_len[p[j].kind], &e2) < 0)
+		if (put_doc(m, p[j].kind, tk->id, tk->loaded[p[j].kind], tk->loaded_len[p[j].kind],
+		            &e2) < 0)
 			ok = -1;
 	}
 	return ok;
 }
 
-static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t n,
-		       unsigned docs, struct csa_err *err)
+static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t n, unsigned docs,
+                       struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
 	if (n == 0)
@@ -514,7 +513,7 @@ static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size
 		for (size_t k = 0; k < i; k++)
 			if (!tks[k]->exists && strcmp(tks[k]->id, tks[i]->id) == 0) {
 				rc = csa_error(err, CSA_EEXIST, "ticket '%s' appears twice",
-					       tks[i]->id);
+				               tks[i]->id);
 				goto out;
 			}
 	}
@@ -593,7 +592,7 @@ static int id_cmp(const void *a, const void *b)
 }
 
 static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
-		     struct csa_err *err)
+                     struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
 	char dir[PATH_SZ];
@@ -636,14 +635,15 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 		csa_mesh_doc_path(m->ws, 2, ids[i], path, sizeof(path), NULL);
 		if (csa_json_load_file(path, m->ws->cfg.limits.max_document_bytes, &t, NULL))
 			continue; /* vanished or damaged: verify reports it */
-		const char *pr = csa_json_str(t, "priority"), *stg = csa_json_str(t, "workflow_stage");
+		const char *pr = csa_json_str(t, "priority"),
+		           *stg = csa_json_str(t, "workflow_stage");
 		int match = (!f || !f->priority || (pr && strcmp(pr, f->priority) == 0)) &&
-			    (!f || !f->stage || (stg && strcmp(stg, f->stage) == 0));
+		            (!f || !f->stage || (stg && strcmp(stg, f->stage) == 0));
 		const char *status = NULL;
 		if (match && f && f->status) {
 			csa_mesh_doc_path(m->ws, 0, ids[i], path, sizeof(path), NULL);
 			if (csa_json_load_file(path, m->ws->cfg.limits.max_document_bytes, &e,
-					       NULL) == CSA_OK)
+			                       NULL) == CSA_OK)
 				status = csa_json_str(e, "conversation_status");
 			match = status && strcmp(status, f->status) == 0;
 		}
@@ -685,15 +685,15 @@ static void mesh_close(struct csa_store *st)
 }
 
 static const struct csa_store_ops mesh_ops = {
-	.name = "mesh",
-	.load = mesh_load,
-	.load_locked = mesh_load_locked,
-	.commit = mesh_commit,
-	.lock = mesh_lock,
-	.unlock = mesh_unlock,
-	.scan = mesh_scan,
-	.checkpoint = mesh_checkpoint,
-	.close = mesh_close,
+    .name = "mesh",
+    .load = mesh_load,
+    .load_locked = mesh_load_locked,
+    .commit = mesh_commit,
+    .lock = mesh_lock,
+    .unlock = mesh_unlock,
+    .scan = mesh_scan,
+    .checkpoint = mesh_checkpoint,
+    .close = mesh_close,
 };
 
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)

@@ -42,8 +42,8 @@ struct csa_mesh_stats csa_mesh_stats(const struct csa_store *st);
 
 /* Path of document 'kind' (0 E, 1 I, 2 T) of ticket 'id' (validated first:
  * CSA_EINVAL for a bad id, before any path is built). */
-int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *out,
-		      size_t outsz, struct csa_err *err);
+int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *out, size_t outsz,
+                      struct csa_err *err);
 
 /* Directory of document kind, relative to the workspace ("Tickets/T_ext"). */
 const char *csa_mesh_dir(int kind);

@@ -42,104 +42,162 @@ struct fld {
 	double lo, hi;
 };
 
-#define F(k, kind) {k, kind, 0, NULL, NULL, 0, 0, 0}
-#define FN(k, kind) {k, kind, 1, NULL, NULL, 0, 0, 0}
-#define FE(k, alts) {k, K_ENUM, 0, alts, NULL, 0, 0, 0}
-#define FEN(k, alts) {k, K_ENUM, 1, alts, NULL, 0, 0, 0}
-#define FS(k, sub) {k, K_STRUCT, 0, NULL, sub, 0, 0, 0}
-#define FSN(k, sub) {k, K_STRUCT, 1, NULL, sub, 0, 0, 0}
-#define FR(k, nullable, lo, hi) {k, K_NUM, nullable, NULL, NULL, 1, lo, hi}
-#define END {NULL, 0, 0, NULL, NULL, 0, 0, 0}
+#define F(k, kind)                                                                                 \
+	{                                                                                          \
+		k, kind, 0, NULL, NULL, 0, 0, 0                                                    \
+	}
+#define FN(k, kind)                                                                                \
+	{                                                                                          \
+		k, kind, 1, NULL, NULL, 0, 0, 0                                                    \
+	}
+#define FE(k, alts)                                                                                \
+	{                                                                                          \
+		k, K_ENUM, 0, alts, NULL, 0, 0, 0                                                  \
+	}
+#define FEN(k, alts)                                                                               \
+	{                                                                                          \
+		k, K_ENUM, 1, alts, NULL, 0, 0, 0                                                  \
+	}
+#define FS(k, sub)                                                                                 \
+	{                                                                                          \
+		k, K_STRUCT, 0, NULL, sub, 0, 0, 0                                                 \
+	}
+#define FSN(k, sub)                                                                                \
+	{                                                                                          \
+		k, K_STRUCT, 1, NULL, sub, 0, 0, 0                                                 \
+	}
+#define FR(k, nullable, lo, hi)                                                                    \
+	{                                                                                          \
+		k, K_NUM, nullable, NULL, NULL, 1, lo, hi                                          \
+	}
+#define END                                                                                        \
+	{                                                                                          \
+		NULL, 0, 0, NULL, NULL, 0, 0, 0                                                    \
+	}
 
 /* E_<T_NO>.json, spec §3.2.1 */
-static const struct fld e_customer[] = {
-	FN("client_name", K_STR), FN("company_name", K_STR), FN("contact_info", K_OBJ),
-	FEN("priority_level", "HIGH|MEDIUM|LOW"), FEN("subscription_tier", "PREMIUM|STANDARD|BASIC"),
-	END};
+static const struct fld e_customer[] = {FN("client_name", K_STR),
+                                        FN("company_name", K_STR),
+                                        FN("contact_info", K_OBJ),
+                                        FEN("priority_level", "HIGH|MEDIUM|LOW"),
+                                        FEN("subscription_tier", "PREMIUM|STANDARD|BASIC"),
+                                        END};
 static const struct fld e_participants[] = {FS("customer", e_customer), F("cs_agents", K_ARR_STR),
-					    F("ai_agents", K_ARR_STR), END};
+                                            F("ai_agents", K_ARR_STR), END};
 static const struct fld e_sentiment[] = {FR("score", 1, -1, 1), FR("confidence", 1, 0, 1),
-					 F("keywords", K_ARR_STR), END};
+                                         F("keywords", K_ARR_STR), END};
 static const struct fld e_ai[] = {FN("intent_classification", K_STR), FR("confidence", 1, 0, 1),
-				  F("suggested_actions", K_ARR), F("escalation_triggers", K_ARR),
-				  END};
+                                  F("suggested_actions", K_ARR), F("escalation_triggers", K_ARR),
+                                  END};
 static const struct fld e_meta[] = {FN("platform_specific", K_OBJ),
-				    FR("processing_time", 1, 0, 1e12), END};
-static const struct fld e_message[] = {
-	F("message_id", K_STR), F("timestamp", K_TS),
-	FE("sender", "customer|cs_agent|ai_agent"), FN("sender_id", K_STR), F("content", K_STR),
-	F("attachments", K_ARR), FSN("sentiment_analysis", e_sentiment),
-	FSN("ai_processing", e_ai), FS("metadata", e_meta), END};
+                                    FR("processing_time", 1, 0, 1e12), END};
+static const struct fld e_message[] = {F("message_id", K_STR),
+                                       F("timestamp", K_TS),
+                                       FE("sender", "customer|cs_agent|ai_agent"),
+                                       FN("sender_id", K_STR),
+                                       F("content", K_STR),
+                                       F("attachments", K_ARR),
+                                       FSN("sentiment_analysis", e_sentiment),
+                                       FSN("ai_processing", e_ai),
+                                       FS("metadata", e_meta),
+                                       END};
 static const struct fld e_sla[] = {F("created_at", K_TS), FN("first_response_due", K_TS),
-				   FN("resolution_due", K_TS),
-				   FE("current_status", "on_time|at_risk|breached"), END};
-static const struct fld e_doc[] = {
-	F("ticket_id", K_STR), FE("conversation_type", "external"),
-	FS("participants", e_participants), FE("platform", "trello|email|web_chat|phone"),
-	{"messages", K_ARR_STRUCT, 0, NULL, e_message, 0, 0, 0},
-	FE("conversation_status", "active|resolved|escalated|pending"), FS("sla_tracking", e_sla),
-	F("last_updated", K_TS), F("synchronized_with", K_ARR_STR), END};
+                                   FN("resolution_due", K_TS),
+                                   FE("current_status", "on_time|at_risk|breached"), END};
+static const struct fld e_doc[] = {F("ticket_id", K_STR),
+                                   FE("conversation_type", "external"),
+                                   FS("participants", e_participants),
+                                   FE("platform", "trello|email|web_chat|phone"),
+                                   {"messages", K_ARR_STRUCT, 0, NULL, e_message, 0, 0, 0},
+                                   FE("conversation_status", "active|resolved|escalated|pending"),
+                                   FS("sla_tracking", e_sla),
+                                   F("last_updated", K_TS),
+                                   F("synchronized_with", K_ARR_STR),
+                                   END};
 
 /* I_<T_NO>.json, spec §3.2.2 */
 static const struct fld i_participants[] = {
-	F("cs_team", K_ARR_STR), F("technical_team", K_ARR_STR), F("ai_agents", K_ARR_STR),
-	FN("assigned_resolver", K_STR), F("escalation_path", K_ARR_STR), END};
-static const struct fld i_insights[] = {
-	FEN("complexity_assessment", "LOW|MEDIUM|HIGH|CRITICAL"),
-	FR("estimated_resolution_time", 1, 0, 1e9), F("required_expertise", K_ARR_STR),
-	F("similar_cases", K_ARR_STR), END};
+    F("cs_team", K_ARR_STR),        F("technical_team", K_ARR_STR),  F("ai_agents", K_ARR_STR),
+    FN("assigned_resolver", K_STR), F("escalation_path", K_ARR_STR), END};
+static const struct fld i_insights[] = {FEN("complexity_assessment", "LOW|MEDIUM|HIGH|CRITICAL"),
+                                        FR("estimated_resolution_time", 1, 0, 1e9),
+                                        F("required_expertise", K_ARR_STR),
+                                        F("similar_cases", K_ARR_STR), END};
 static const struct fld i_meta[] = {FN("channel_id", K_STR), FN("thread_id", K_STR),
-				    FN("platform_specific", K_OBJ), END};
+                                    FN("platform_specific", K_OBJ), END};
 static const struct fld i_message[] = {
-	F("message_id", K_STR), F("timestamp", K_TS),
-	FE("sender", "cs_agent|technical_member|ai_agent"), FN("sender_id", K_STR),
-	F("content", K_STR),
-	FE("message_type", "assignment|update|escalation|resolution|analysis"),
-	FE("platform", "flock|mattermost|slack"), FSN("ai_insights", i_insights),
-	FS("metadata", i_meta), END};
-static const struct fld i_progress[] = {
-	F("timestamp", K_TS), F("updater", K_STR),
-	FE("status", "assigned|in_progress|blocked|resolved"), FN("notes", K_STR),
-	FN("estimated_completion", K_TS), F("blockers", K_ARR), F("ai_recommendations", K_ARR),
-	END};
+    F("message_id", K_STR),
+    F("timestamp", K_TS),
+    FE("sender", "cs_agent|technical_member|ai_agent"),
+    FN("sender_id", K_STR),
+    F("content", K_STR),
+    FE("message_type", "assignment|update|escalation|resolution|analysis"),
+    FE("platform", "flock|mattermost|slack"),
+    FSN("ai_insights", i_insights),
+    FS("metadata", i_meta),
+    END};
+static const struct fld i_progress[] = {F("timestamp", K_TS),
+                                        F("updater", K_STR),
+                                        FE("status", "assigned|in_progress|blocked|resolved"),
+                                        FN("notes", K_STR),
+                                        FN("estimated_completion", K_TS),
+                                        F("blockers", K_ARR),
+                                        F("ai_recommendations", K_ARR),
+                                        END};
 static const struct fld i_knowledge[] = {F("solution_patterns", K_ARR),
-					 F("troubleshooting_steps", K_ARR),
-					 F("prevention_measures", K_ARR), END};
+                                         F("troubleshooting_steps", K_ARR),
+                                         F("prevention_measures", K_ARR), END};
 static const struct fld i_doc[] = {
-	F("ticket_id", K_STR), FE("conversation_type", "internal"),
-	FS("participants", i_participants),
-	{"platforms", K_ARR_ENUM, 0, "flock|mattermost|slack", NULL, 0, 0, 0},
-	{"messages", K_ARR_STRUCT, 0, NULL, i_message, 0, 0, 0},
-	{"progress_updates", K_ARR_STRUCT, 0, NULL, i_progress, 0, 0, 0},
-	FS("knowledge_extraction", i_knowledge), F("last_updated", K_TS),
-	F("synchronized_with", K_ARR_STR), END};
+    F("ticket_id", K_STR),
+    FE("conversation_type", "internal"),
+    FS("participants", i_participants),
+    {"platforms", K_ARR_ENUM, 0, "flock|mattermost|slack", NULL, 0, 0, 0},
+    {"messages", K_ARR_STRUCT, 0, NULL, i_message, 0, 0, 0},
+    {"progress_updates", K_ARR_STRUCT, 0, NULL, i_progress, 0, 0, 0},
+    FS("knowledge_extraction", i_knowledge),
+    F("last_updated", K_TS),
+    F("synchronized_with", K_ARR_STR),
+    END};
 
 /* T_<T_NO>.json, spec §3.2.3 */
 static const struct fld t_feedback[] = {FN("correct", K_BOOL), FN("improvement_notes", K_STR),
-					F("pattern_updates", K_ARR), END};
-static const struct fld t_decision[] = {
-	FE("agent", "classifier|selector|updates|escalation"), F("timestamp", K_TS),
-	F("decision", K_OBJ), FR("confidence", 0, 0, 1), F("human_confirmed", K_BOOL),
-	FSN("learning_feedback", t_feedback), END};
-static const struct fld t_sla[] = {F("created_at", K_TS), FR("first_response_time", 1, 0, 1e12),
-				   FR("resolution_time", 1, 0, 1e12),
-				   FR("customer_satisfaction", 1, 1, 5),
-				   FR("internal_efficiency", 1, 0, 1), END};
+                                        F("pattern_updates", K_ARR), END};
+static const struct fld t_decision[] = {FE("agent", "classifier|selector|updates|escalation"),
+                                        F("timestamp", K_TS),
+                                        F("decision", K_OBJ),
+                                        FR("confidence", 0, 0, 1),
+                                        F("human_confirmed", K_BOOL),
+                                        FSN("learning_feedback", t_feedback),
+                                        END};
+static const struct fld t_sla[] = {F("created_at", K_TS),
+                                   FR("first_response_time", 1, 0, 1e12),
+                                   FR("resolution_time", 1, 0, 1e12),
+                                   FR("customer_satisfaction", 1, 1, 5),
+                                   FR("internal_efficiency", 1, 0, 1),
+                                   END};
 static const struct fld t_learning[] = {F("decision_patterns", K_ARR), F("context_vectors", K_ARR),
-					F("outcome_measurements", K_ARR),
-					F("confidence_calibration", K_OBJ), END};
+                                        F("outcome_measurements", K_ARR),
+                                        F("confidence_calibration", K_OBJ), END};
 static const struct fld t_refs[] = {F("external_conversation", K_STR),
-				    F("internal_conversation", K_STR), END};
+                                    F("internal_conversation", K_STR), END};
 static const struct fld t_doc[] = {
-	F("ticket_id", K_STR), FN("client_name", K_STR), FN("company_name", K_STR),
-	FN("trello_template", K_STR), F("card_create_timestamp", K_TS), F("resolved", K_BOOL),
-	FE("priority", "CRITICAL|HIGH|MEDIUM|LOW"), FE("channel", "MATTERMOST|FLOCK|EMAIL|CHAT"),
-	FN("assigned_member", K_STR),
-	FE("workflow_stage", "trigger|classifier|selection|action|end"),
-	FE("automation_phase", "PHASE_1|PHASE_2|PHASE_3|PHASE_4|PHASE_5"),
-	{"agent_decisions", K_ARR_STRUCT, 0, NULL, t_decision, 0, 0, 0}, FS("sla_metrics", t_sla),
-	FS("active_learning_data", t_learning), FS("file_references", t_refs),
-	F("last_synchronized", K_TS), END};
+    F("ticket_id", K_STR),
+    FN("client_name", K_STR),
+    FN("company_name", K_STR),
+    FN("trello_template", K_STR),
+    F("card_create_timestamp", K_TS),
+    F("resolved", K_BOOL),
+    FE("priority", "CRITICAL|HIGH|MEDIUM|LOW"),
+    FE("channel", "MATTERMOST|FLOCK|EMAIL|CHAT"),
+    FN("assigned_member", K_STR),
+    FE("workflow_stage", "trigger|classifier|selection|action|end"),
+    FE("automation_phase", "PHASE_1|PHASE_2|PHASE_3|PHASE_4|PHASE_5"),
+    {"agent_decisions", K_ARR_STRUCT, 0, NULL, t_decision, 0, 0, 0},
+    FS("sla_metrics", t_sla),
+    FS("active_learning_data", t_learning),
+    FS("file_references", t_refs),
+    F("last_synchronized", K_TS),
+    END};
 
 int csa_enum_has(const char *alts, const char *s)
 {
@@ -170,20 +228,26 @@ static int fail(struct ctx *c, const char *fmt, const char *a)
 	char what[300];
 	snprintf(what, sizeof(what), fmt, a);
 	return csa_error(c->err, CSA_ESCHEMA, "%s: %s: %s", c->file, c->path[0] ? c->path : "(top)",
-			 what);
+	                 what);
 }
 
 static const char *type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
-	case JSON_OBJECT: return "object";
-	case JSON_ARRAY: return "array";
-	case JSON_STRING: return "string";
+	case JSON_OBJECT:
+		return "object";
+	case JSON_ARRAY:
+		return "array";
+	case JSON_STRING:
+		return "string";
 	case JSON_INTEGER:
-	case JSON_REAL: return "number";
+	case JSON_REAL:
+		return "number";
 	case JSON_TRUE:
-	case JSON_FALSE: return "boolean";
-	case JSON_NULL: return "null";
+	case JSON_FALSE:
+		return "boolean";
+	case JSON_NULL:
+		return "null";
 	}
 	return "?";
 }
@@ -248,7 +312,8 @@ static int check_value(struct ctx *c, const json_t *v, const struct fld *f)
 			if (f->kind == K_ARR_STR && !json_is_string(el))
 				rc = fail(c, "expected a string, got %s", type_name(el));
 			else if (f->kind == K_ARR_ENUM &&
-				 (!json_is_string(el) || !csa_enum_has(f->alts, json_string_value(el))))
+			         (!json_is_string(el) ||
+			          !csa_enum_has(f->alts, json_string_value(el))))
 				rc = fail(c, "expected one of %s", f->alts);
 			else if (f->kind == K_ARR_STRUCT)
 				rc = check_struct(c, el, f->sub);
@@ -315,8 +380,10 @@ static int check_refs(struct ctx *c, enum csa_doc_kind kind, const char *id, con
 		json_t *refs = json_object_get(doc, "file_references");
 		snprintf(want[0], sizeof(want[0]), "E_%s.json", id);
 		snprintf(want[1], sizeof(want[1]), "I_%s.json", id);
-		if (strcmp(str_or_empty(json_object_get(refs, "external_conversation")), want[0]) != 0 ||
-		    strcmp(str_or_empty(json_object_get(refs, "internal_conversation")), want[1]) != 0) {
+		if (strcmp(str_or_empty(json_object_get(refs, "external_conversation")), want[0]) !=
+		        0 ||
+		    strcmp(str_or_empty(json_object_get(refs, "internal_conversation")), want[1]) !=
+		        0) {
 			snprintf(c->path, sizeof(c->path), "file_references");
 			return fail(c, "must name %s and its I file", want[0]);
 		}
@@ -327,8 +394,7 @@ static int check_refs(struct ctx *c, enum csa_doc_kind kind, const char *id, con
 		if (p != (int)kind)
 			snprintf(want[k++], sizeof(want[0]), "%c_%s", prefix[p], id);
 	json_t *sw = json_object_get(doc, "synchronized_with");
-	if (json_array_size(sw) != 2 ||
-	    strcmp(str_or_empty(json_array_get(sw, 0)), want[0]) != 0 ||
+	if (json_array_size(sw) != 2 || strcmp(str_or_empty(json_array_get(sw, 0)), want[0]) != 0 ||
 	    strcmp(str_or_empty(json_array_get(sw, 1)), want[1]) != 0) {
 		snprintf(c->path, sizeof(c->path), "synchronized_with");
 		return fail(c, "must be [\"%s\", ...] for this ticket", want[0]);
@@ -336,8 +402,7 @@ static int check_refs(struct ctx *c, enum csa_doc_kind kind, const char *id, con
 	return CSA_OK;
 }
 
-int csa_schema_check(enum csa_doc_kind kind, const char *id, const json_t *doc,
-		     struct csa_err *err)
+int csa_schema_check(enum csa_doc_kind kind, const char *id, const json_t *doc, struct csa_err *err)
 {
 	static const struct fld *const docs[] = {e_doc, i_doc, t_doc};
 	char file[CSA_ID_MAX + 16];
@@ -350,7 +415,7 @@ int csa_schema_check(enum csa_doc_kind kind, const char *id, const json_t *doc,
 }
 
 int csa_schema_check_limits(enum csa_doc_kind kind, const char *id, const json_t *doc,
-			    const struct csa_limits *lim, struct csa_err *err)
+                            const struct csa_limits *lim, struct csa_err *err)
 {
 	if (kind == CSA_KIND_T)
 		return CSA_OK;
@@ -358,7 +423,7 @@ int csa_schema_check_limits(enum csa_doc_kind kind, const char *id, const json_t
 	char c = prefix[kind];
 	if (json_array_size(msgs) > lim->max_messages_per_ticket)
 		return csa_error(err, CSA_ELIMIT, "%c_%s.json: %zu messages, limit is %zu", c, id,
-				 json_array_size(msgs), lim->max_messages_per_ticket);
+		                 json_array_size(msgs), lim->max_messages_per_ticket);
 	size_t i;
 	json_t *m;
 	json_array_foreach(msgs, i, m)
@@ -366,15 +431,15 @@ int csa_schema_check_limits(enum csa_doc_kind kind, const char *id, const json_t
 		size_t len = json_string_length(json_object_get(m, "content"));
 		if (len > lim->max_message_bytes)
 			return csa_error(err, CSA_ELIMIT,
-					 "%c_%s.json: messages[%zu].content is %zu bytes, limit "
-					 "is %zu",
-					 c, id, i, len, lim->max_message_bytes);
+			                 "%c_%s.json: messages[%zu].content is %zu bytes, limit "
+			                 "is %zu",
+			                 c, id, i, len, lim->max_message_bytes);
 		size_t na = json_array_size(json_object_get(m, "attachments"));
 		if (na > lim->max_attachments)
 			return csa_error(err, CSA_ELIMIT,
-					 "%c_%s.json: messages[%zu].attachments has %zu entries, "
-					 "limit is %zu",
-					 c, id, i, na, lim->max_attachments);
+			                 "%c_%s.json: messages[%zu].attachments has %zu entries, "
+			                 "limit is %zu",
+			                 c, id, i, na, lim->max_attachments);
 	}
 	return CSA_OK;
 }

@@ -17,24 +17,24 @@ enum csa_doc_kind { CSA_KIND_E, CSA_KIND_I, CSA_KIND_T };
  * CSA_ESCHEMA with the file name and field path in 'err', e.g.
  * "E_42.json: messages[3].sender: expected one of customer|cs_agent|ai_agent". */
 int csa_schema_check(enum csa_doc_kind kind, const char *id, const json_t *doc,
-		     struct csa_err *err);
+                     struct csa_err *err);
 
 /* Configured limits (messages per side, message size, attachments) of one
  * document; CSA_ELIMIT with the place on failure. */
 int csa_schema_check_limits(enum csa_doc_kind kind, const char *id, const json_t *doc,
-			    const struct csa_limits *lim, struct csa_err *err);
+                            const struct csa_limits *lim, struct csa_err *err);
 
 /* The spec's enumerations, for callers that validate input early. */
-extern const char *const csa_enum_platform;      /* "trello|email|web_chat|phone" */
-extern const char *const csa_enum_channel;       /* "MATTERMOST|FLOCK|EMAIL|CHAT" */
-extern const char *const csa_enum_priority;      /* "CRITICAL|HIGH|MEDIUM|LOW" */
-extern const char *const csa_enum_conv_status;   /* "active|resolved|escalated|pending" */
-extern const char *const csa_enum_stage;         /* "trigger|classifier|selection|action|end" */
-extern const char *const csa_enum_ext_sender;    /* "customer|cs_agent|ai_agent" */
-extern const char *const csa_enum_int_sender;    /* "cs_agent|technical_member|ai_agent" */
-extern const char *const csa_enum_int_platform;  /* "flock|mattermost|slack" */
-extern const char *const csa_enum_int_msg_type;  /* "assignment|update|escalation|..." */
-extern const char *const csa_enum_tier;          /* "PREMIUM|STANDARD|BASIC" */
+extern const char *const csa_enum_platform;     /* "trello|email|web_chat|phone" */
+extern const char *const csa_enum_channel;      /* "MATTERMOST|FLOCK|EMAIL|CHAT" */
+extern const char *const csa_enum_priority;     /* "CRITICAL|HIGH|MEDIUM|LOW" */
+extern const char *const csa_enum_conv_status;  /* "active|resolved|escalated|pending" */
+extern const char *const csa_enum_stage;        /* "trigger|classifier|selection|action|end" */
+extern const char *const csa_enum_ext_sender;   /* "customer|cs_agent|ai_agent" */
+extern const char *const csa_enum_int_sender;   /* "cs_agent|technical_member|ai_agent" */
+extern const char *const csa_enum_int_platform; /* "flock|mattermost|slack" */
+extern const char *const csa_enum_int_msg_type; /* "assignment|update|escalation|..." */
+extern const char *const csa_enum_tier;         /* "PREMIUM|STANDARD|BASIC" */
 
 /* 1 if 's' is one of the '|'-separated words of 'alternatives'. */
 int csa_enum_has(const char *alternatives, const char *s);

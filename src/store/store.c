@@ -19,8 +19,8 @@ void csa_ticket_release(struct csa_ticket *tk)
 	}
 }
 
-int csa_store_update(struct csa_store *st, const char *id, int create, csa_update_fn fn,
-		     void *ctx, struct csa_err *err)
+int csa_store_update(struct csa_store *st, const char *id, int create, csa_update_fn fn, void *ctx,
+                     struct csa_err *err)
 {
 	int rc = csa_id_check(id, strlen(id), err);
 	if (rc)

@@ -56,24 +56,24 @@ struct csa_store_ops {
 	 * as of one commit: load takes the ticket's lock shared while reading.
 	 * CSA_ENOENT if the ticket does not exist. */
 	int (*load)(struct csa_store *st, const char *id, struct csa_ticket *out,
-		    struct csa_err *err);
+	            struct csa_err *err);
 	/* The same for a caller that already holds the ticket's lock. */
 	int (*load_locked)(struct csa_store *st, const char *id, struct csa_ticket *out,
-			   struct csa_err *err);
+	                   struct csa_err *err);
 	/* Write the documents named by 'docs' of 'n' tickets in one atomic,
 	 * durable step, stamping last_updated / last_synchronized. All
 	 * documents are schema-checked first; nothing is written on error.
 	 * New tickets (exists == 0) must not exist yet (CSA_EEXIST). */
-	int (*commit)(struct csa_store *st, struct csa_ticket *const *tks, size_t n,
-		      unsigned docs, struct csa_err *err);
+	int (*commit)(struct csa_store *st, struct csa_ticket *const *tks, size_t n, unsigned docs,
+	              struct csa_err *err);
 	/* Lock one ticket exclusively (blocking), across threads and
 	 * processes. Holding one ticket's lock never blocks work on another. */
 	int (*lock)(struct csa_store *st, const char *id, struct csa_lock **out,
-		    struct csa_err *err);
+	            struct csa_err *err);
 	void (*unlock)(struct csa_lock *lk);
 	/* Visit tickets matching 'f' in id order. */
 	int (*scan)(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
-		    struct csa_err *err);
+	            struct csa_err *err);
 	/* Flush pending state to its final place (journal checkpoint). */
 	int (*checkpoint)(struct csa_store *st, struct csa_err *err);
 	void (*close)(struct csa_store *st);
@@ -84,19 +84,19 @@ struct csa_store {
 };
 
 static inline int csa_store_load(struct csa_store *st, const char *id, struct csa_ticket *out,
-				 struct csa_err *err)
+                                 struct csa_err *err)
 {
 	return st->ops->load(st, id, out, err);
 }
 
 static inline int csa_store_load_locked(struct csa_store *st, const char *id,
-					struct csa_ticket *out, struct csa_err *err)
+                                        struct csa_ticket *out, struct csa_err *err)
 {
 	return st->ops->load_locked(st, id, out, err);
 }
 
 static inline int csa_store_commit(struct csa_store *st, struct csa_ticket *tk, unsigned docs,
-				   struct csa_err *err)
+                                   struct csa_err *err)
 {
 	struct csa_ticket *one[1] = {tk};
 	return st->ops->commit(st, one, 1, docs, err);
@@ -104,13 +104,13 @@ static inline int csa_store_commit(struct csa_store *st, struct csa_ticket *tk, 
 
 /* Group commit: many tickets, one durable step. */
 static inline int csa_store_commit_many(struct csa_store *st, struct csa_ticket *const *tks,
-					size_t n, unsigned docs, struct csa_err *err)
+                                        size_t n, unsigned docs, struct csa_err *err)
 {
 	return st->ops->commit(st, tks, n, docs, err);
 }
 
 static inline int csa_store_lock(struct csa_store *st, const char *id, struct csa_lock **out,
-				 struct csa_err *err)
+                                 struct csa_err *err)
 {
 	return st->ops->lock(st, id, out, err);
 }
@@ -121,8 +121,8 @@ static inline void csa_store_unlock(struct csa_store *st, struct csa_lock *lk)
 		st->ops->unlock(lk);
 }
 
-static inline int csa_store_scan(struct csa_store *st, const struct csa_filter *f,
-				 csa_scan_fn fn, void *ctx, struct csa_err *err)
+static inline int csa_store_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn,
+                                 void *ctx, struct csa_err *err)
 {
 	return st->ops->scan(st, f, fn, ctx, err);
 }
@@ -139,9 +139,8 @@ static inline void csa_store_close(struct csa_store *st)
  * return aborts without writing and is returned), commit. When 'create' is
  * nonzero a missing ticket is passed to fn empty (tk->exists == 0).
  */
-typedef int (*csa_update_fn)(void *ctx, struct csa_ticket *tk, unsigned *docs,
-			     struct csa_err *err);
-int csa_store_update(struct csa_store *st, const char *id, int create, csa_update_fn fn,
-		     void *ctx, struct csa_err *err);
+typedef int (*csa_update_fn)(void *ctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err);
+int csa_store_update(struct csa_store *st, const char *id, int create, csa_update_fn fn, void *ctx,
+                     struct csa_err *err);
 
 #endif

@@ -28,7 +28,7 @@ static int bad(struct csa_err *err, const char *field, const char *what)
 
 /* Optional string field: absent -> dflt (may be NULL = json null). */
 static int opt_str(const json_t *obj, const char *key, const char *field, const char *dflt,
-		   json_t **out, struct csa_err *err)
+                   json_t **out, struct csa_err *err)
 {
 	json_t *v = json_object_get(obj, key);
 	if (!v || json_is_null(v)) {
@@ -42,7 +42,7 @@ static int opt_str(const json_t *obj, const char *key, const char *field, const 
 }
 
 static int opt_enum(const json_t *obj, const char *key, const char *field, const char *alts,
-		    const char *dflt, json_t **out, struct csa_err *err)
+                    const char *dflt, json_t **out, struct csa_err *err)
 {
 	int rc = opt_str(obj, key, field, dflt, out, err);
 	if (rc)
@@ -59,7 +59,7 @@ static int opt_enum(const json_t *obj, const char *key, const char *field, const
 
 /* Refuse keys of 'obj' not in the NULL-terminated 'allowed'. */
 static int only_keys(const json_t *obj, const char *const *allowed, const char *where,
-		     struct csa_err *err)
+                     struct csa_err *err)
 {
 	const char *key;
 	json_t *v;
@@ -74,13 +74,12 @@ static int only_keys(const json_t *obj, const char *const *allowed, const char *
 	return CSA_OK;
 }
 
-static const char *const ext_msg_keys[] = {"message_id",         "timestamp",     "sender",
-					   "sender_id",          "content",       "attachments",
-					   "sentiment_analysis", "ai_processing", "metadata",
-					   NULL};
+static const char *const ext_msg_keys[] = {
+    "message_id",  "timestamp",          "sender",        "sender_id", "content",
+    "attachments", "sentiment_analysis", "ai_processing", "metadata",  NULL};
 static const char *const int_msg_keys[] = {
-	"message_id", "timestamp",   "sender",      "sender_id", "content", "message_type",
-	"platform",   "ai_insights", "metadata",    NULL};
+    "message_id",   "timestamp", "sender",      "sender_id", "content",
+    "message_type", "platform",  "ai_insights", "metadata",  NULL};
 
 static json_t *null_sentiment(void)
 {
@@ -89,9 +88,8 @@ static json_t *null_sentiment(void)
 
 /* Build a schema-complete message from user input. New reference or NULL
  * with err set. 'where' names the message in errors ("messages[2]"). */
-static json_t *normalize_message(const struct csa_config *cfg, enum csa_side side,
-				 const json_t *in, int64_t now_ms, const char *where,
-				 struct csa_err *err)
+static json_t *normalize_message(const struct csa_config *cfg, enum csa_side side, const json_t *in,
+                                 int64_t now_ms, const char *where, struct csa_err *err)
 {
 	char f[96];
 	if (!json_is_object(in)) {
@@ -103,12 +101,12 @@ static json_t *normalize_message(const struct csa_config *cfg, enum csa_side sid
 	json_t *content = json_object_get(in, "content");
 	if (!json_is_string(content)) {
 		csa_error(err, CSA_EINVAL, "%s.content: %s", where,
-			  content ? "expected a string" : "missing");
+		          content ? "expected a string" : "missing");
 		return NULL;
 	}
 	if (json_string_length(content) > cfg->limits.max_message_bytes) {
 		csa_error(err, CSA_ELIMIT, "%s.content: %zu bytes, limit is %zu", where,
-			  json_string_length(content), cfg->limits.max_message_bytes);
+		          json_string_length(content), cfg->limits.max_message_bytes);
 		return NULL;
 	}
 	json_t *m = json_object();
@@ -122,7 +120,8 @@ static json_t *normalize_message(const struct csa_config *cfg, enum csa_side sid
 		const char *s = json_string_value(v);
 		if (!s || !csa_id_valid(s)) {
 			csa_error(err, CSA_EINVAL,
-				  "%s.message_id: must be 1-64 characters of A-Z a-z 0-9 _ -", where);
+			          "%s.message_id: must be 1-64 characters of A-Z a-z 0-9 _ -",
+			          where);
 			goto fail;
 		}
 		json_object_set(m, "message_id", v);
@@ -136,17 +135,18 @@ static json_t *normalize_message(const struct csa_config *cfg, enum csa_side sid
 	v = json_object_get(in, "timestamp");
 	if (v && !json_is_null(v)) {
 		if (!json_is_string(v) || csa_ts_parse(json_string_value(v), &ms)) {
-			csa_error(err, CSA_EINVAL, "%s.timestamp: expected ISO 8601, e.g. %s", where,
-				  csa_ts_format(now_ms, ts));
+			csa_error(err, CSA_EINVAL, "%s.timestamp: expected ISO 8601, e.g. %s",
+			          where, csa_ts_format(now_ms, ts));
 			goto fail;
 		}
 	}
 	json_object_set_new(m, "timestamp", json_string(csa_ts_format(ms, ts)));
 
-	const char *sender_alts = side == CSA_SIDE_EXTERNAL ? csa_enum_ext_sender : csa_enum_int_sender;
+	const char *sender_alts =
+	    side == CSA_SIDE_EXTERNAL ? csa_enum_ext_sender : csa_enum_int_sender;
 	snprintf(f, sizeof(f), "%s.sender", where);
 	if (opt_enum(in, "sender", f, sender_alts,
-		     side == CSA_SIDE_EXTERNAL ? "customer" : "cs_agent", &v, err))
+	             side == CSA_SIDE_EXTERNAL ? "customer" : "cs_agent", &v, err))
 		goto fail;
 	json_object_set_new(m, "sender", v);
 	snprintf(f, sizeof(f), "%s.sender_id", where);
@@ -163,7 +163,7 @@ static json_t *normalize_message(const struct csa_config *cfg, enum csa_side sid
 	json_t *ps = json_object_get(meta_in, "platform_specific");
 	if (ps && !json_is_object(ps) && !json_is_null(ps)) {
 		csa_error(err, CSA_EINVAL, "%s.metadata.platform_specific: expected an object",
-			  where);
+		          where);
 		goto fail;
 	}
 
@@ -175,7 +175,7 @@ static json_t *normalize_message(const struct csa_config *cfg, enum csa_side sid
 		}
 		if (att && json_array_size(att) > cfg->limits.max_attachments) {
 			csa_error(err, CSA_ELIMIT, "%s.attachments: %zu entries, limit is %zu",
-				  where, json_array_size(att), cfg->limits.max_attachments);
+			          where, json_array_size(att), cfg->limits.max_attachments);
 			goto fail;
 		}
 		json_object_set_new(m, "attachments", att ? json_deep_copy(att) : json_array());
@@ -184,15 +184,15 @@ static json_t *normalize_message(const struct csa_config *cfg, enum csa_side sid
 		 * which the store checks before writing. */
 		v = json_object_get(in, "sentiment_analysis");
 		json_object_set_new(m, "sentiment_analysis",
-				    v ? json_deep_copy(v) : null_sentiment());
+		                    v ? json_deep_copy(v) : null_sentiment());
 		v = json_object_get(in, "ai_processing");
 		json_object_set_new(m, "ai_processing", v ? json_deep_copy(v) : json_null());
 		double pt = csa_json_num(meta_in, "processing_time", -1);
 		json_object_set_new(m, "metadata",
-				    json_pack("{s:o, s:o}", "platform_specific",
-					      ps ? json_deep_copy(ps) : json_null(),
-					      "processing_time",
-					      pt >= 0 ? json_real(pt) : json_null()));
+		                    json_pack("{s:o, s:o}", "platform_specific",
+		                              ps ? json_deep_copy(ps) : json_null(),
+		                              "processing_time",
+		                              pt >= 0 ? json_real(pt) : json_null()));
 	} else {
 		snprintf(f, sizeof(f), "%s.message_type", where);
 		if (opt_enum(in, "message_type", f, csa_enum_int_msg_type, "update", &v, err))
@@ -214,9 +214,9 @@ static json_t *normalize_message(const struct csa_config *cfg, enum csa_side sid
 			goto fail;
 		}
 		json_object_set_new(m, "metadata",
-				    json_pack("{s:o, s:o, s:o}", "channel_id", ch, "thread_id", th,
-					      "platform_specific",
-					      ps ? json_deep_copy(ps) : json_null()));
+		                    json_pack("{s:o, s:o, s:o}", "channel_id", ch, "thread_id", th,
+		                              "platform_specific",
+		                              ps ? json_deep_copy(ps) : json_null()));
 	}
 	return m;
 fail:
@@ -237,12 +237,11 @@ static json_t *ai_agents(void)
 	return json_pack("[s, s, s, s]", "classifier", "selector", "updates", "escalation");
 }
 
-static const char *const ctx_keys[] = {"ticket_id", "client_name",     "company_name",
-				       "customer",  "platform",        "channel",
-				       "trello_template", "messages", "internal_messages",
-				       NULL};
-static const char *const customer_keys[] = {"client_name", "company_name", "contact_info",
-					    "priority_level", "subscription_tier", NULL};
+static const char *const ctx_keys[] = {
+    "ticket_id", "client_name",     "company_name", "customer",          "platform",
+    "channel",   "trello_template", "messages",     "internal_messages", NULL};
+static const char *const customer_keys[] = {"client_name",    "company_name",      "contact_info",
+                                            "priority_level", "subscription_tier", NULL};
 
 /* Default channel for a platform: where the spec's channel list has no
  * better match, customer-facing chat. */
@@ -262,11 +261,11 @@ static int build_customer(const json_t *ctx, json_t **out, struct csa_err *err)
 	int rc;
 	/* client and company default to the top-level fields */
 	if ((rc = opt_str(in, "client_name", "customer.client_name",
-			  csa_json_str(ctx, "client_name"), &v, err)))
+	                  csa_json_str(ctx, "client_name"), &v, err)))
 		goto fail;
 	json_object_set_new(c, "client_name", v);
 	if ((rc = opt_str(in, "company_name", "customer.company_name",
-			  csa_json_str(ctx, "company_name"), &v, err)))
+	                  csa_json_str(ctx, "company_name"), &v, err)))
 		goto fail;
 	json_object_set_new(c, "company_name", v);
 	v = json_object_get(in, "contact_info");
@@ -275,12 +274,12 @@ static int build_customer(const json_t *ctx, json_t **out, struct csa_err *err)
 		goto fail;
 	}
 	json_object_set_new(c, "contact_info", v ? json_deep_copy(v) : json_null());
-	if ((rc = opt_enum(in, "priority_level", "customer.priority_level", "HIGH|MEDIUM|LOW",
-			   NULL, &v, err)))
+	if ((rc = opt_enum(in, "priority_level", "customer.priority_level", "HIGH|MEDIUM|LOW", NULL,
+	                   &v, err)))
 		goto fail;
 	json_object_set_new(c, "priority_level", v);
 	if ((rc = opt_enum(in, "subscription_tier", "customer.subscription_tier", csa_enum_tier,
-			   NULL, &v, err)))
+	                   NULL, &v, err)))
 		goto fail;
 	json_object_set_new(c, "subscription_tier", v);
 	*out = c;
@@ -291,8 +290,7 @@ fail:
 }
 
 static int add_messages(const struct csa_config *cfg, json_t *doc, enum csa_side side,
-			const json_t *list, const char *name, int64_t now_ms,
-			struct csa_err *err)
+                        const json_t *list, const char *name, int64_t now_ms, struct csa_err *err)
 {
 	if (!list || json_is_null(list))
 		return CSA_OK;
@@ -300,7 +298,7 @@ static int add_messages(const struct csa_config *cfg, json_t *doc, enum csa_side
 		return bad(err, name, "expected an array");
 	if (json_array_size(list) > cfg->limits.max_messages_per_ticket)
 		return csa_error(err, CSA_ELIMIT, "field '%s': %zu messages, limit is %zu", name,
-				 json_array_size(list), cfg->limits.max_messages_per_ticket);
+		                 json_array_size(list), cfg->limits.max_messages_per_ticket);
 	json_t *msgs = json_object_get(doc, "messages");
 	size_t i;
 	json_t *in;
@@ -317,7 +315,7 @@ static int add_messages(const struct csa_config *cfg, json_t *doc, enum csa_side
 }
 
 int csa_ticket_build(const struct csa_config *cfg, const json_t *ctx, int64_t now_ms,
-		     struct csa_ticket *tk, struct csa_err *err)
+                     struct csa_ticket *tk, struct csa_err *err)
 {
 	memset(tk, 0, sizeof(*tk));
 	if (!json_is_object(ctx))
@@ -337,10 +335,10 @@ int csa_ticket_build(const struct csa_config *cfg, const json_t *ctx, int64_t no
 	}
 	char ts[CSA_TS_LEN];
 	csa_ts_format(now_ms, ts);
-	json_t *platform = NULL, *channel = NULL, *client = NULL, *company = NULL,
-	       *templ = NULL, *customer = NULL;
+	json_t *platform = NULL, *channel = NULL, *client = NULL, *company = NULL, *templ = NULL,
+	       *customer = NULL;
 	if ((rc = opt_enum(ctx, "platform", "platform", csa_enum_platform, "web_chat", &platform,
-			   err)))
+	                   err)))
 		goto fail;
 	/* The spec's own create_ticket_state uses "WEB_CHAT", outside its
 	 * channel enumeration: accept it, and lower case, as CHAT. */
@@ -370,47 +368,46 @@ int csa_ticket_build(const struct csa_config *cfg, const json_t *ctx, int64_t no
 		goto fail;
 
 	tk->e = json_pack("{s:s, s:s, s:{s:o, s:[], s:o}, s:O, s:[], s:s, "
-			  "s:{s:s, s:n, s:n, s:s}, s:s, s:o}",
-			  "ticket_id", tk->id, "conversation_type", "external", "participants",
-			  "customer", customer, "cs_agents", "ai_agents", ai_agents(), "platform",
-			  platform, "messages", "conversation_status", "active", "sla_tracking",
-			  "created_at", ts, "first_response_due", "resolution_due",
-			  "current_status", "on_time", "last_updated", ts, "synchronized_with",
-			  sync_list('I', 'T', tk->id));
+	                  "s:{s:s, s:n, s:n, s:s}, s:s, s:o}",
+	                  "ticket_id", tk->id, "conversation_type", "external", "participants",
+	                  "customer", customer, "cs_agents", "ai_agents", ai_agents(), "platform",
+	                  platform, "messages", "conversation_status", "active", "sla_tracking",
+	                  "created_at", ts, "first_response_due", "resolution_due",
+	                  "current_status", "on_time", "last_updated", ts, "synchronized_with",
+	                  sync_list('I', 'T', tk->id));
 	customer = NULL;
 	tk->i = json_pack("{s:s, s:s, s:{s:[], s:[], s:o, s:n, s:[]}, s:[s, s], s:[], s:[], "
-			  "s:{s:[], s:[], s:[]}, s:s, s:o}",
-			  "ticket_id", tk->id, "conversation_type", "internal", "participants",
-			  "cs_team", "technical_team", "ai_agents", ai_agents(), "assigned_resolver",
-			  "escalation_path", "platforms", "mattermost", "flock", "messages",
-			  "progress_updates", "knowledge_extraction", "solution_patterns",
-			  "troubleshooting_steps", "prevention_measures", "last_updated", ts,
-			  "synchronized_with", sync_list('E', 'T', tk->id));
+	                  "s:{s:[], s:[], s:[]}, s:s, s:o}",
+	                  "ticket_id", tk->id, "conversation_type", "internal", "participants",
+	                  "cs_team", "technical_team", "ai_agents", ai_agents(),
+	                  "assigned_resolver", "escalation_path", "platforms", "mattermost",
+	                  "flock", "messages", "progress_updates", "knowledge_extraction",
+	                  "solution_patterns", "troubleshooting_steps", "prevention_measures",
+	                  "last_updated", ts, "synchronized_with", sync_list('E', 'T', tk->id));
 	char eref[CSA_ID_MAX + 8], iref[CSA_ID_MAX + 8];
 	snprintf(eref, sizeof(eref), "E_%s.json", tk->id);
 	snprintf(iref, sizeof(iref), "I_%s.json", tk->id);
-	tk->t = json_pack("{s:s, s:O, s:O, s:O, s:s, s:b, s:s, s:O, s:n, s:s, s:s, s:[], "
-			  "s:{s:s, s:n, s:n, s:n, s:n}, s:{s:[], s:[], s:[], s:{}}, "
-			  "s:{s:s, s:s}, s:s}",
-			  "ticket_id", tk->id, "client_name", client, "company_name", company,
-			  "trello_template", templ, "card_create_timestamp", ts, "resolved", 0,
-			  "priority", "MEDIUM", "channel", channel, "assigned_member",
-			  "workflow_stage", "trigger", "automation_phase",
-			  csa_json_str(cfg->root, "phase"), "agent_decisions", "sla_metrics",
-			  "created_at", ts, "first_response_time", "resolution_time",
-			  "customer_satisfaction", "internal_efficiency", "active_learning_data",
-			  "decision_patterns", "context_vectors", "outcome_measurements",
-			  "confidence_calibration", "file_references", "external_conversation",
-			  eref, "internal_conversation", iref, "last_synchronized", ts);
+	tk->t = json_pack(
+	    "{s:s, s:O, s:O, s:O, s:s, s:b, s:s, s:O, s:n, s:s, s:s, s:[], "
+	    "s:{s:s, s:n, s:n, s:n, s:n}, s:{s:[], s:[], s:[], s:{}}, "
+	    "s:{s:s, s:s}, s:s}",
+	    "ticket_id", tk->id, "client_name", client, "company_name", company, "trello_template",
+	    templ, "card_create_timestamp", ts, "resolved", 0, "priority", "MEDIUM", "channel",
+	    channel, "assigned_member", "workflow_stage", "trigger", "automation_phase",
+	    csa_json_str(cfg->root, "phase"), "agent_decisions", "sla_metrics", "created_at", ts,
+	    "first_response_time", "resolution_time", "customer_satisfaction",
+	    "internal_efficiency", "active_learning_data", "decision_patterns", "context_vectors",
+	    "outcome_measurements", "confidence_calibration", "file_references",
+	    "external_conversation", eref, "internal_conversation", iref, "last_synchronized", ts);
 	if (!tk->e || !tk->i || !tk->t) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory building ticket '%s'", tk->id);
 		goto fail;
 	}
 	if ((rc = add_messages(cfg, tk->e, CSA_SIDE_EXTERNAL, json_object_get(ctx, "messages"),
-			       "messages", now_ms, err)) ||
+	                       "messages", now_ms, err)) ||
 	    (rc = add_messages(cfg, tk->i, CSA_SIDE_INTERNAL,
-			       json_object_get(ctx, "internal_messages"), "internal_messages",
-			       now_ms, err)))
+	                       json_object_get(ctx, "internal_messages"), "internal_messages",
+	                       now_ms, err)))
 		goto fail;
 	json_decref(platform);
 	json_decref(channel);
@@ -429,17 +426,18 @@ fail:
 	return rc;
 }
 
-int csa_ticket_add_message(const struct csa_config *cfg, struct csa_ticket *tk,
-			   enum csa_side side, const json_t *msg, int64_t now_ms,
-			   const char **msg_id_out, struct csa_err *err)
+int csa_ticket_add_message(const struct csa_config *cfg, struct csa_ticket *tk, enum csa_side side,
+                           const json_t *msg, int64_t now_ms, const char **msg_id_out,
+                           struct csa_err *err)
 {
 	json_t *doc = side == CSA_SIDE_EXTERNAL ? tk->e : tk->i;
 	json_t *msgs = json_object_get(doc, "messages");
 	if (json_array_size(msgs) >= cfg->limits.max_messages_per_ticket)
-		return csa_error(err, CSA_ELIMIT, "ticket '%s': %s side already has %zu messages, "
-				 "the limit",
-				 tk->id, side == CSA_SIDE_EXTERNAL ? "external" : "internal",
-				 json_array_size(msgs));
+		return csa_error(err, CSA_ELIMIT,
+		                 "ticket '%s': %s side already has %zu messages, "
+		                 "the limit",
+		                 tk->id, side == CSA_SIDE_EXTERNAL ? "external" : "internal",
+		                 json_array_size(msgs));
 	json_t *m = normalize_message(cfg, side, msg, now_ms, "message", err);
 	if (!m)
 		return err ? err->code : CSA_EINVAL;
@@ -451,8 +449,8 @@ int csa_ticket_add_message(const struct csa_config *cfg, struct csa_ticket *tk,
 		const char *oid = csa_json_str(old, "message_id");
 		if (oid && strcmp(oid, id) == 0) {
 			json_decref(m);
-			return csa_error(err, CSA_EEXIST, "ticket '%s': message '%s' already stored",
-					 tk->id, oid);
+			return csa_error(err, CSA_EEXIST,
+			                 "ticket '%s': message '%s' already stored", tk->id, oid);
 		}
 	}
 	json_array_append_new(msgs, m);
@@ -513,7 +511,7 @@ json_t *csa_ticket_timeline(const struct csa_ticket *tk)
 json_t *csa_ticket_state_json(const struct csa_ticket *tk, int with_timeline)
 {
 	json_t *o = json_pack("{s:s, s:O, s:O, s:O}", "ticket_id", tk->id, "workflow", tk->t,
-			      "external_conversation", tk->e, "internal_conversation", tk->i);
+	                      "external_conversation", tk->e, "internal_conversation", tk->i);
 	if (!o)
 		return NULL;
 	if (with_timeline)

@@ -27,7 +27,7 @@ int csa_side_parse(const char *s);
  * released.
  */
 int csa_ticket_build(const struct csa_config *cfg, const json_t *ctx, int64_t now_ms,
-		     struct csa_ticket *tk, struct csa_err *err);
+                     struct csa_ticket *tk, struct csa_err *err);
 
 /*
  * Append one message (an object with at least "content") to a side.
@@ -36,9 +36,9 @@ int csa_ticket_build(const struct csa_config *cfg, const json_t *ctx, int64_t no
  * (platform retries). *msg_id_out (optional) receives a pointer valid while
  * tk holds the message. On any error tk is unchanged.
  */
-int csa_ticket_add_message(const struct csa_config *cfg, struct csa_ticket *tk,
-			   enum csa_side side, const json_t *msg, int64_t now_ms,
-			   const char **msg_id_out, struct csa_err *err);
+int csa_ticket_add_message(const struct csa_config *cfg, struct csa_ticket *tk, enum csa_side side,
+                           const json_t *msg, int64_t now_ms, const char **msg_id_out,
+                           struct csa_err *err);
 
 /* The unified timeline: E and I messages merged by timestamp (stable), each
  * entry {"side": "external"|"internal", ...message fields}. New reference. */

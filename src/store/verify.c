@@ -33,12 +33,11 @@ struct vstate {
 };
 
 static void problem(struct vstate *s, const char *ticket, const char *file, const char *what,
-		    const char *detail, int repaired)
+                    const char *detail, int repaired)
 {
-	json_array_append_new(s->problems,
-			      json_pack("{s:s?, s:s?, s:s, s:s, s:b}", "ticket", ticket, "file",
-					file, "problem", what, "detail", detail, "repaired",
-					repaired));
+	json_array_append_new(s->problems, json_pack("{s:s?, s:s?, s:s, s:s, s:b}", "ticket",
+	                                             ticket, "file", file, "problem", what,
+	                                             "detail", detail, "repaired", repaired));
 	if (!repaired)
 		s->remaining++;
 }
@@ -94,7 +93,7 @@ static int scan_dir(struct vstate *s, int kind)
 				fixed = unlink(full) == 0;
 			}
 			problem(s, NULL, path, "temp_file", "leftover of an interrupted write",
-				fixed);
+			        fixed);
 			continue;
 		}
 		if (len >= 8 && name[0] == letter[kind] && name[1] == '_' &&
@@ -107,7 +106,7 @@ static int scan_dir(struct vstate *s, int kind)
 			continue;
 		}
 		problem(s, NULL, path, "foreign_file", "not a ticket document of this directory",
-			0);
+		        0);
 	}
 	closedir(d);
 	return CSA_OK;
@@ -141,7 +140,7 @@ static void check_ticket(struct vstate *s, const struct seen *e)
 		for (int k = 0; k < 3; k++)
 			if (!(e->mask & (1u << k)))
 				len += snprintf(detail + len, sizeof(detail) - (size_t)len,
-						" %c_%s.json", letter[k], e->id);
+				                " %c_%s.json", letter[k], e->id);
 		int fixed = s->repair && quarantine(s, e) == 0;
 		problem(s, e->id, NULL, "orphan", detail, fixed);
 		return;
@@ -149,8 +148,8 @@ static void check_ticket(struct vstate *s, const struct seen *e)
 	struct csa_ticket tk;
 	struct csa_err err = {0};
 	if (csa_store_load(s->ws->store, e->id, &tk, &err)) {
-		problem(s, e->id, NULL, err.code == CSA_ESCHEMA ? "schema" : "unreadable",
-			err.msg, 0);
+		problem(s, e->id, NULL, err.code == CSA_ESCHEMA ? "schema" : "unreadable", err.msg,
+		        0);
 		return;
 	}
 	/* Drift: no conversation file may be newer than the workflow file's
@@ -164,8 +163,8 @@ static void check_ticket(struct vstate *s, const struct seen *e)
 	if (newest - t_sync > tol) {
 		char detail[160];
 		snprintf(detail, sizeof(detail),
-			 "conversation updated %.3f s after the last synchronisation (limit %g s)",
-			 (double)(newest - t_sync) / 1000.0, s->ws->cfg.max_drift_seconds);
+		         "conversation updated %.3f s after the last synchronisation (limit %g s)",
+		         (double)(newest - t_sync) / 1000.0, s->ws->cfg.max_drift_seconds);
 		problem(s, e->id, NULL, "sync_drift", detail, 0);
 	}
 	csa_ticket_release(&tk);
@@ -186,11 +185,11 @@ int csa_verify(struct csa_ws *ws, int repair, json_t **report, struct csa_err *e
 	for (size_t i = 0; i < s.n; i++)
 		check_ticket(&s, &s.v[i]);
 	struct csa_mesh_stats ms = csa_mesh_stats(ws->store);
-	*report = json_pack("{s:b, s:i, s:O, s:{s:I, s:I, s:I}}", "ok", s.remaining == 0,
-			    "tickets", (json_int_t)s.n, "problems", s.problems, "recovery",
-			    "documents_rewritten", (json_int_t)ms.recovered_docs,
-			    "torn_journal_bytes", (json_int_t)ms.torn_bytes,
-			    "temp_files_removed", (json_int_t)ms.tmp_removed);
+	*report =
+	    json_pack("{s:b, s:i, s:O, s:{s:I, s:I, s:I}}", "ok", s.remaining == 0, "tickets",
+	              (json_int_t)s.n, "problems", s.problems, "recovery", "documents_rewritten",
+	              (json_int_t)ms.recovered_docs, "torn_journal_bytes",
+	              (json_int_t)ms.torn_bytes, "temp_files_removed", (json_int_t)ms.tmp_removed);
 out:
 	json_decref(s.problems);
 	free(s.v);

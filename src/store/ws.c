@@ -12,7 +12,8 @@
 #include <sys/stat.h>
 
 static const char *const layout[] = {"Tickets/T_ext", "Tickets/T_int", "Tickets/tickets",
-				     "audit", "models", "kb", ".csa", ".csa/tmp"};
+                                     "audit",         "models",        "kb",
+                                     ".csa",          ".csa/tmp"};
 
 int csa_ws_init(const char *dir, struct csa_err *err)
 {
@@ -61,8 +62,8 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
 	struct stat st;
 	if (stat(path, &st) != 0)
 		return csa_error(err, CSA_ENOENT,
-				 "'%s' is not a csa workspace (no csa.json; run 'csa init %s')",
-				 dir, dir);
+		                 "'%s' is not a csa workspace (no csa.json; run 'csa init %s')",
+		                 dir, dir);
 	struct csa_ws *ws = calloc(1, sizeof(*ws));
 	if (!ws || !(ws->root = strdup(dir))) {
 		free(ws);

@@ -37,16 +37,16 @@ void tm_set(struct csa_ticket *tk, long v)
 	char s[32];
 	snprintf(s, sizeof(s), "v%ld", v);
 	json_object_set_new(json_object_get(tk->e, "participants"), "cs_agents",
-			    json_pack("[s]", s));
+	                    json_pack("[s]", s));
 	json_object_set_new(json_object_get(tk->i, "participants"), "assigned_resolver",
-			    json_string(s));
+	                    json_string(s));
 	json_object_set_new(tk->t, "assigned_member", json_string(s));
 }
 
 long tm_version(const struct csa_ticket *tk)
 {
-	const char *e = json_string_value(
-		json_array_get(json_object_get(json_object_get(tk->e, "participants"), "cs_agents"), 0));
+	const char *e = json_string_value(json_array_get(
+	    json_object_get(json_object_get(tk->e, "participants"), "cs_agents"), 0));
 	const char *i = csa_json_str(json_object_get(tk->i, "participants"), "assigned_resolver");
 	const char *t = csa_json_str(tk->t, "assigned_member");
 	if (!e || !i || !t || strcmp(e, i) != 0 || strcmp(e, t) != 0)

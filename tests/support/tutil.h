@@ -12,7 +12,7 @@ void t_rmrf(const char *path);
  * captures stdout and stderr (malloc'd, caller frees; may pass NULL).
  * Returns the exit status, or -1 if it did not exit normally. */
 int t_csa(const char *in, char **out, char **err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 /* Write a file (test setup). */
 void t_write(const char *path, const char *text);
 

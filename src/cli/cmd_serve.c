@@ -1,0 +1,130 @@
+/* csa serve | token: the service and its API tokens. */
+#include "cli/cli.h"
+#include "base/json.h"
+#include "server/server.h"
+#include "server/tokens.h"
+#include "store/ws.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef CSA_WEB_DIR
+#define CSA_WEB_DIR "web"
+#endif
+
+int cmd_serve(int argc, char **argv)
+{
+	/* DATA_PATH (spec §8.1) names the workspace unless --dir does */
+	const char *dir = cli_opt(argc, argv, "--dir");
+	if (!dir)
+		dir = getenv("DATA_PATH");
+	if (!dir)
+		dir = cli_ws_dir(argc, argv);
+	struct csa_err err = {0};
+	struct csa_ws *ws;
+	if (csa_ws_open(dir, &ws, &err))
+		return cli_fail(&err);
+	struct csa_server_opts o = {
+	    .bind = csa_json_str(csa_config_get(&ws->cfg, "server"), "bind"),
+	    .port = (unsigned)csa_json_int(csa_config_get(&ws->cfg, "server"), "port", 8000),
+	    .threads = (unsigned)csa_json_int(csa_config_get(&ws->cfg, "server"), "threads", 4),
+	    .web_dir = getenv("CSA_WEB_DIR") ? getenv("CSA_WEB_DIR") : CSA_WEB_DIR,
+	    .rate_per_second =
+	        csa_json_num(csa_config_get(&ws->cfg, "server"), "rate_per_second", 200),
+	};
+	const char *v;
+	if ((v = cli_opt(argc, argv, "--port")) || (v = getenv("PORT"))) {
+		char *end;
+		long p = strtol(v, &end, 10);
+		if (*end || p < 0 || p > 65535) {
+			csa_ws_close(ws);
+			return cli_failf("--port must be 0..65535, not '%s'", v);
+		}
+		o.port = (unsigned)p;
+	}
+	if ((v = cli_opt(argc, argv, "--bind")))
+		o.bind = v;
+	/* block the stop signals in every thread; main waits for them */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	struct csa_server *s;
+	if (csa_server_start(ws, &o, &s, &err)) {
+		csa_ws_close(ws);
+		return cli_fail(&err);
+	}
+	fprintf(stderr, "csa: serving %s on http://%s:%u/\n", dir, o.bind ? o.bind : "127.0.0.1",
+	        csa_server_port(s));
+	printf("{\"listening\": \"http://%s:%u/\"}\n", o.bind ? o.bind : "127.0.0.1",
+	       csa_server_port(s));
+	fflush(stdout);
+	int sig;
+	sigwait(&set, &sig);
+	fprintf(stderr, "csa: %s received, finishing in-flight requests\n",
+	        sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	csa_server_stop(s);
+	csa_ws_close(ws);
+	return 0;
+}
+
+int cmd_token(int argc, char **argv)
+{
+	static const char usage[] = "csa token create --role viewer|agent|admin [--name N] | "
+	                            "list | revoke ID";
+	static const char *const valued[] = {"--role", "--name", NULL};
+	const char *sub = cli_pos(argc, argv, 0, valued);
+	if (!sub)
+		return cli_usage(usage);
+	struct csa_ws *ws = cli_open_ws(argc, argv);
+	if (!ws)
+		return 1;
+	struct csa_err err = {0};
+	int rc = 0;
+	if (strcmp(sub, "create") == 0) {
+		enum csa_role r = csa_role_parse(cli_opt(argc, argv, "--role"));
+		char *tok = NULL, id[32];
+		if (r == CSA_ROLE_NONE) {
+			csa_ws_close(ws);
+			return cli_failf("--role must be viewer, agent or admin");
+		}
+		if (!(rc = csa_token_create(ws->root, r, cli_opt(argc, argv, "--name"), &tok, id,
+		                            &err))) {
+			json_t *j =
+			    json_pack("{s:s, s:s, s:s, s:s}", "id", id, "role", csa_role_name(r),
+			              "token", tok, "note", "shown once: store it now");
+			csa_json_print(j, 1);
+			json_decref(j);
+			free(tok);
+		}
+	} else if (strcmp(sub, "list") == 0) {
+		json_t *t;
+		if (!(rc = csa_tokens_load(ws->root, &t, &err))) {
+			size_t i;
+			json_t *x;
+			json_array_foreach(json_object_get(t, "tokens"), i, x)
+			    json_object_del(x, "sha256");
+			csa_json_print(json_object_get(t, "tokens"), 1);
+			json_decref(t);
+		}
+	} else if (strcmp(sub, "revoke") == 0) {
+		const char *id = cli_pos(argc, argv, 1, valued);
+		if (!id) {
+			csa_ws_close(ws);
+			return cli_usage(usage);
+		}
+		if (!(rc = csa_token_revoke(ws->root, id, &err))) {
+			json_t *j = json_pack("{s:s}", "revoked", id);
+			csa_json_print(j, 1);
+			json_decref(j);
+		}
+	} else {
+		csa_ws_close(ws);
+		return cli_usage(usage);
+	}
+	csa_ws_close(ws);
+	return rc ? cli_fail(&err) : 0;
+}

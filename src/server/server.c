@@ -1,0 +1,842 @@
+/* The HTTP server: routing, auth, limits, handlers. */
+#include "server/server.h"
+#include "automation/control.h"
+#include "automation/ledger.h"
+#include "base/fsops.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "flow/pipeline.h"
+#include "agents/history.h"
+#include "server/tokens.h"
+#include "store/mesh.h"
+#include "store/schema.h"
+#include "store/ticket.h"
+#include "store/ws.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH   32
+#define NROUTES_MAX 32
+
+struct bucket {
+	char id[32];
+	double tokens;
+	int64_t at_ms;
+};
+
+struct csa_server {
+	struct csa_ws *ws;
+	struct csa_pipeline *pipe;
+	struct csa_auto *autom;
+	struct MHD_Daemon *d;
+	struct csa_server_opts o;
+	char web_dir[1024];
+	pthread_mutex_t mu; /* tokens, buckets, counters */
+	json_t *tokens;
+	int64_t tokens_loaded_ms;
+	struct bucket buckets[256];
+	/* metrics */
+	uint64_t req_count[NROUTES_MAX][6]; /* by route and status class 1xx..5xx */
+	uint64_t lat_bucket[NROUTES_MAX][8];
+	double lat_sum[NROUTES_MAX];
+	int ready;
+};
+
+/* ---- one request ------------------------------------------------------------- */
+
+struct req {
+	char *body;
+	size_t len, cap;
+	int too_large;
+};
+
+struct call {
+	struct csa_server *s;
+	struct MHD_Connection *c;
+	const char *method, *url;
+	const char *params[2]; /* {id} values */
+	const json_t *body;    /* parsed JSON body or NULL */
+	enum csa_role role;
+	const char *who;
+	int status; /* response status */
+};
+
+typedef json_t *(*handler_fn)(struct call *c);
+
+struct route {
+	const char *method;
+	const char *pattern; /* "/api/tickets/{}" */
+	enum csa_role role;  /* needed; NONE = public */
+	handler_fn fn;
+	const char *name; /* for metrics */
+};
+
+static json_t *fail(struct call *c, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static json_t *fail(struct call *c, int status, const char *code, const char *fmt, ...)
+{
+	char detail[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	c->status = status;
+	return json_pack("{s:s, s:s}", "error", code, "detail", detail);
+}
+
+/* Map a library error to an HTTP status. */
+static json_t *fail_err(struct call *c, const struct csa_err *e)
+{
+	switch (e->code) {
+	case CSA_ENOENT:
+		return fail(c, 404, "not_found", "%s", e->msg);
+	case CSA_EEXIST:
+		return fail(c, 409, "exists", "%s", e->msg);
+	case CSA_EINVAL:
+	case CSA_ESCHEMA:
+	case CSA_EPARSE:
+		return fail(c, 400, "bad_request", "%s", e->msg);
+	case CSA_ELIMIT:
+		return fail(c, 413, "too_large", "%s", e->msg);
+	case CSA_ESTATE:
+		return fail(c, 409, "conflict", "%s", e->msg);
+	case CSA_EBUSY:
+		return fail(c, 503, "busy", "%s", e->msg);
+	}
+	return fail(c, 500, "internal", "%s", e->msg);
+}
+
+static const char *q(struct call *c, const char *name)
+{
+	return MHD_lookup_connection_value(c->c, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- handlers ------------------------------------------------------------------- */
+
+static json_t *h_health(struct call *c)
+{
+	(void)c;
+	return json_pack("{s:s}", "status", "ok");
+}
+
+static json_t *h_ready(struct call *c)
+{
+	if (!c->s->ready)
+		return fail(c, 503, "not_ready", "workspace not open yet");
+	return json_pack("{s:s, s:s}", "status", "ready", "workspace", c->s->ws->root);
+}
+
+static json_t *h_ticket_create(struct call *c)
+{
+	if (!json_is_object(c->body))
+		return fail(c, 400, "bad_request",
+		            "body must be the ticket document (a JSON object)");
+	if (json_object_get(c->body, "message"))
+		return fail(c, 400, "bad_request",
+		            "field 'message': use POST /api/tickets/{id}/messages");
+	struct csa_err err = {0};
+	json_t *res = NULL;
+	if (csa_pipeline_ingest(c->s->pipe, c->body, &res, &err))
+		return fail_err(c, &err);
+	c->status = 201;
+	return res;
+}
+
+static json_t *h_ticket_get(struct call *c)
+{
+	struct csa_err err = {0};
+	struct csa_ticket tk;
+	if (csa_store_load(c->s->ws->store, c->params[0], &tk, &err))
+		return fail_err(c, &err);
+	json_t *out = csa_ticket_state_json(&tk, 1);
+	csa_ticket_release(&tk);
+	return out;
+}
+
+struct list_ctx {
+	json_t *arr;
+	long skip, limit, total;
+};
+
+static int list_one(void *vctx, const char *id, const json_t *t, const char *status)
+{
+	struct list_ctx *l = vctx;
+	l->total++;
+	if (l->skip > 0) {
+		l->skip--;
+		return 0;
+	}
+	if ((long)json_array_size(l->arr) >= l->limit)
+		return 0;
+	json_t *row = json_pack(
+	    "{s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "ticket_id", id, "client_name",
+	    json_object_get(t, "client_name"), "company_name", json_object_get(t, "company_name"),
+	    "priority", json_object_get(t, "priority"), "workflow_stage",
+	    json_object_get(t, "workflow_stage"), "resolved", json_object_get(t, "resolved"),
+	    "last_synchronized", json_object_get(t, "last_synchronized"));
+	if (status)
+		json_object_set_new(row, "conversation_status", json_string(status));
+	json_array_append_new(l->arr, row);
+	return 0;
+}
+
+static json_t *h_ticket_list(struct call *c)
+{
+	struct csa_filter f = {q(c, "status"), q(c, "priority"), q(c, "stage")};
+	if (f.status && !csa_enum_has(csa_enum_conv_status, f.status))
+		return fail(c, 400, "bad_request", "status must be one of %s",
+		            csa_enum_conv_status);
+	if (f.priority && !csa_enum_has(csa_enum_priority, f.priority))
+		return fail(c, 400, "bad_request", "priority must be one of %s", csa_enum_priority);
+	if (f.stage && !csa_enum_has(csa_enum_stage, f.stage))
+		return fail(c, 400, "bad_request", "stage must be one of %s", csa_enum_stage);
+	const char *lim = q(c, "limit"), *off = q(c, "offset");
+	struct list_ctx l = {json_array(), off ? atol(off) : 0, lim ? atol(lim) : 100, 0};
+	if (l.limit <= 0 || l.limit > 1000 || l.skip < 0) {
+		json_decref(l.arr);
+		return fail(c, 400, "bad_request", "limit must be 1..1000 and offset >= 0");
+	}
+	struct csa_err err = {0};
+	if (csa_store_scan(c->s->ws->store, &f, list_one, &l, &err)) {
+		json_decref(l.arr);
+		return fail_err(c, &err);
+	}
+	return json_pack("{s:o, s:I}", "tickets", l.arr, "total", (json_int_t)l.total);
+}
+
+static json_t *h_message_add(struct call *c)
+{
+	if (!json_is_object(c->body) || !json_is_object(json_object_get(c->body, "message")))
+		return fail(
+		    c, 400, "bad_request",
+		    "body must be {\"side\": \"external\"|\"internal\", \"message\": {...}}");
+	json_t *doc = json_deep_copy(c->body);
+	json_object_set_new(doc, "ticket_id", json_string(c->params[0]));
+	struct csa_err err = {0};
+	json_t *res = NULL;
+	int rc = csa_pipeline_ingest(c->s->pipe, doc, &res, &err);
+	json_decref(doc);
+	if (rc)
+		return fail_err(c, &err);
+	c->status = json_is_true(json_object_get(res, "duplicate")) ? 200 : 201;
+	return res;
+}
+
+static json_t *h_reviews(struct call *c)
+{
+	const char *st = q(c, "status");
+	if (st && strcmp(st, "open") != 0 && strcmp(st, "done") != 0)
+		return fail(c, 400, "bad_request", "status must be open or done");
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_review_list(c->s->autom, st ? st : "open", 200, &out, &err))
+		return fail_err(c, &err);
+	return json_pack("{s:o}", "tasks", out);
+}
+
+static json_t *h_review_next(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_review_next(c->s->autom, &out, &err))
+		return fail_err(c, &err);
+	if (!out)
+		return json_pack("{s:n}", "task");
+	/* the reviewer sees the whole ticket */
+	struct csa_ticket tk;
+	if (csa_store_load(c->s->ws->store, csa_json_str(out, "ticket_id"), &tk, NULL) == CSA_OK) {
+		json_object_set_new(out, "ticket", csa_ticket_state_json(&tk, 1));
+		csa_ticket_release(&tk);
+	}
+	return json_pack("{s:o}", "task", out);
+}
+
+static json_t *h_review_decide(struct call *c)
+{
+	char *end;
+	long long id = strtoll(c->params[0], &end, 10);
+	if (*end || id <= 0)
+		return fail(c, 400, "bad_request", "task id must be a positive number");
+	const char *value = csa_json_str(c->body, "value");
+	if (!value)
+		return fail(c, 400, "bad_request", "field 'value' (string) is required");
+	json_t *ms = json_object_get(c->body, "decision_ms");
+	if (ms && (!json_is_integer(ms) || json_integer_value(ms) < 0))
+		return fail(c, 400, "bad_request",
+		            "field 'decision_ms' must be a non-negative integer");
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_review_decide(c->s->autom, id, value, c->who, csa_json_str(c->body, "notes"),
+	                           ms ? json_integer_value(ms) : -1, &out, &err))
+		return fail_err(c, &err);
+	return out;
+}
+
+static json_t *h_phase(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_status(c->s->autom, &out, &err))
+		return fail_err(c, &err);
+	return out;
+}
+
+static json_t *h_phase_evaluate(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_evaluate(c->s->autom, &out, &err))
+		return fail_err(c, &err);
+	return out;
+}
+
+static json_t *h_phase_advance(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_advance(c->s->autom, c->who, csa_json_bool(c->body, "force", 0), &out,
+	                           &err))
+		return fail_err(c, &err);
+	return out;
+}
+
+static json_t *h_phase_rollback(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_rollback(c->s->autom, csa_json_str(c->body, "point"), c->who, &out,
+	                            &err))
+		return fail_err(c, &err);
+	return out;
+}
+
+static json_t *h_metrics_json(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_metrics(c->s->autom, &out, &err))
+		return fail_err(c, &err);
+	json_t *gates = NULL;
+	if (csa_auto_phase_evaluate(c->s->autom, &gates, &err) == CSA_OK)
+		json_object_set_new(out, "gates", gates);
+	return out;
+}
+
+static json_t *h_alerts(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_alerts(c->s->autom, q(c, "all") == NULL, &out, &err))
+		return fail_err(c, &err);
+	return json_pack("{s:o}", "alerts", out);
+}
+
+static json_t *h_audit(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_ledger_trail(csa_auto_ledger_path(c->s->autom), c->params[0], &out, &err))
+		return fail_err(c, &err);
+	return json_pack("{s:s, s:o}", "ticket_id", c->params[0], "trail", out);
+}
+
+static const struct route routes[] = {
+    {"GET", "/healthz", CSA_ROLE_NONE, h_health, "healthz"},
+    {"GET", "/readyz", CSA_ROLE_NONE, h_ready, "readyz"},
+    {"POST", "/api/tickets", CSA_ROLE_AGENT, h_ticket_create, "tickets_create"},
+    {"GET", "/api/tickets", CSA_ROLE_VIEWER, h_ticket_list, "tickets_list"},
+    {"GET", "/api/tickets/{}", CSA_ROLE_VIEWER, h_ticket_get, "tickets_get"},
+    {"POST", "/api/tickets/{}/messages", CSA_ROLE_AGENT, h_message_add, "messages_add"},
+    {"GET", "/api/reviews", CSA_ROLE_VIEWER, h_reviews, "reviews_list"},
+    {"GET", "/api/reviews/next", CSA_ROLE_AGENT, h_review_next, "reviews_next"},
+    {"POST", "/api/reviews/{}/decide", CSA_ROLE_AGENT, h_review_decide, "reviews_decide"},
+    {"GET", "/api/phase", CSA_ROLE_VIEWER, h_phase, "phase_status"},
+    {"POST", "/api/phase/evaluate", CSA_ROLE_VIEWER, h_phase_evaluate, "phase_evaluate"},
+    {"POST", "/api/phase/advance", CSA_ROLE_ADMIN, h_phase_advance, "phase_advance"},
+    {"POST", "/api/phase/rollback", CSA_ROLE_ADMIN, h_phase_rollback, "phase_rollback"},
+    {"GET", "/api/metrics", CSA_ROLE_VIEWER, h_metrics_json, "metrics"},
+    {"GET", "/api/alerts", CSA_ROLE_VIEWER, h_alerts, "alerts"},
+    {"GET", "/api/audit/{}", CSA_ROLE_VIEWER, h_audit, "audit"},
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* Match "/api/tickets/{}" against a path; {} takes one segment, checked to
+ * be an id before a handler sees it. Returns 1 on match. */
+static int match(const char *pat, const char *url, char params[2][80], int *np)
+{
+	*np = 0;
+	while (*pat && *url) {
+		if (pat[0] == '{' && pat[1] == '}') {
+			const char *e = strchr(url, '/');
+			size_t n = e ? (size_t)(e - url) : strlen(url);
+			if (n == 0 || n >= 80 || *np >= 2)
+				return 0;
+			memcpy(params[*np], url, n);
+			params[(*np)++][n] = '\0';
+			url += n;
+			pat += 2;
+			continue;
+		}
+		if (*pat++ != *url++)
+			return 0;
+	}
+	return *pat == '\0' && *url == '\0';
+}
+
+/* ---- auth and rate limits ------------------------------------------------------ */
+
+static enum csa_role authenticate(struct csa_server *s, struct MHD_Connection *c, const char **who)
+{
+	const char *h =
+	    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!h || strncmp(h, "Bearer ", 7) != 0)
+		return CSA_ROLE_NONE;
+	pthread_mutex_lock(&s->mu);
+	/* tokens created by `csa token create` while serving are picked up */
+	int64_t now = csa_now_ms();
+	if (now - s->tokens_loaded_ms > 2000) {
+		json_t *t;
+		if (csa_tokens_load(s->ws->root, &t, NULL) == CSA_OK) {
+			json_decref(s->tokens);
+			s->tokens = t;
+		}
+		s->tokens_loaded_ms = now;
+	}
+	enum csa_role r = csa_token_check(s->tokens, h + 7, who);
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+/* Token bucket per token id; 1 when the request may go on. */
+static int rate_ok(struct csa_server *s, const char *id, double *retry_after)
+{
+	if (!id || s->o.rate_per_second <= 0)
+		return 1;
+	pthread_mutex_lock(&s->mu);
+	int64_t now = csa_now_ms();
+	struct bucket *b = NULL, *oldest = &s->buckets[0];
+	for (size_t i = 0; i < sizeof(s->buckets) / sizeof(s->buckets[0]); i++) {
+		if (strcmp(s->buckets[i].id, id) == 0) {
+			b = &s->buckets[i];
+			break;
+		}
+		if (s->buckets[i].at_ms < oldest->at_ms)
+			oldest = &s->buckets[i];
+	}
+	double cap = 2 * s->o.rate_per_second;
+	if (!b) {
+		b = oldest;
+		snprintf(b->id, sizeof(b->id), "%s", id);
+		b->tokens = cap;
+		b->at_ms = now;
+	}
+	b->tokens = b->tokens + (double)(now - b->at_ms) / 1000.0 * s->o.rate_per_second;
+	if (b->tokens > cap)
+		b->tokens = cap;
+	b->at_ms = now;
+	int ok = b->tokens >= 1;
+	if (ok)
+		b->tokens -= 1;
+	else
+		*retry_after = (1 - b->tokens) / s->o.rate_per_second;
+	pthread_mutex_unlock(&s->mu);
+	return ok;
+}
+
+/* JSON nesting depth, counted before parsing (strings skipped). */
+static int too_deep(const char *b, size_t n)
+{
+	int depth = 0, in_str = 0;
+	for (size_t i = 0; i < n; i++) {
+		char ch = b[i];
+		if (in_str) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_str = 0;
+		} else if (ch == '"') {
+			in_str = 1;
+		} else if (ch == '{' || ch == '[') {
+			if (++depth > MAX_DEPTH)
+				return 1;
+		} else if (ch == '}' || ch == ']') {
+			depth--;
+		}
+	}
+	return 0;
+}
+
+/* ---- responses ------------------------------------------------------------------- */
+
+static void security_headers(struct MHD_Response *r)
+{
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	MHD_add_response_header(r, "X-Frame-Options", "DENY");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *j,
+                                 double retry_after)
+{
+	char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (!s)
+		return MHD_NO;
+	size_t n = strlen(s);
+	struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	security_headers(r);
+	if (retry_after > 0) {
+		char ra[32];
+		snprintf(ra, sizeof(ra), "%.0f", retry_after + 0.999);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'self'; "
+                          "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                          "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/* The dashboard: a fixed set of files, no path taken from the URL. */
+static enum MHD_Result send_static(struct csa_server *s, struct MHD_Connection *c, const char *url)
+{
+	static const struct {
+		const char *url, *file, *type;
+	} files[] = {{"/", "index.html", "text/html; charset=utf-8"},
+	             {"/app.js", "app.js", "text/javascript; charset=utf-8"},
+	             {"/style.css", "style.css", "text/css; charset=utf-8"}};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (strcmp(url, files[i].url) != 0)
+			continue;
+		char path[1200];
+		snprintf(path, sizeof(path), "%s/%s", s->web_dir, files[i].file);
+		char *buf;
+		size_t len;
+		if (csa_fs_read_all(path, 1 << 22, &buf, &len, NULL))
+			break;
+		struct MHD_Response *r =
+		    MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, files[i].type);
+		MHD_add_response_header(r, "Content-Security-Policy", csp);
+		security_headers(r);
+		enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	struct call call = {0};
+	return send_json(c, 404, fail(&call, 404, "not_found", "no page '%.100s'", url), 0);
+}
+
+/* Prometheus text exposition. */
+static enum MHD_Result send_metrics(struct csa_server *s, struct MHD_Connection *c)
+{
+	static const double bounds[8] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1e9};
+	size_t cap = 1 << 16, len = 0;
+	char *b = malloc(cap);
+	if (!b)
+		return MHD_NO;
+#define OUT(...) len += (size_t)snprintf(b + len, len < cap ? cap - len : 0, __VA_ARGS__)
+	OUT("# HELP csa_http_requests_total HTTP requests by route and status class.\n"
+	    "# TYPE csa_http_requests_total counter\n");
+	pthread_mutex_lock(&s->mu);
+	for (size_t r = 0; r < NROUTES; r++)
+		for (int k = 1; k < 6; k++)
+			if (s->req_count[r][k])
+				OUT("csa_http_requests_total{route=\"%s\",status=\"%dxx\"} %llu\n",
+				    routes[r].name, k, (unsigned long long)s->req_count[r][k]);
+	OUT("# HELP csa_http_request_seconds Request latency.\n"
+	    "# TYPE csa_http_request_seconds histogram\n");
+	for (size_t r = 0; r < NROUTES; r++) {
+		uint64_t cum = 0, total = 0;
+		for (int k = 0; k < 6; k++)
+			total += s->req_count[r][k];
+		if (!total)
+			continue;
+		for (int k = 0; k < 8; k++) {
+			cum += s->lat_bucket[r][k];
+			if (k < 7)
+				OUT("csa_http_request_seconds_bucket{route=\"%s\",le=\"%g\"} "
+				    "%llu\n",
+				    routes[r].name, bounds[k], (unsigned long long)cum);
+		}
+		OUT("csa_http_request_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
+		    "csa_http_request_seconds_sum{route=\"%s\"} %.6f\n"
+		    "csa_http_request_seconds_count{route=\"%s\"} %llu\n",
+		    routes[r].name, (unsigned long long)cum, routes[r].name, s->lat_sum[r],
+		    routes[r].name, (unsigned long long)cum);
+	}
+	pthread_mutex_unlock(&s->mu);
+	struct csa_mesh_stats ms = csa_mesh_stats(s->ws->store);
+	OUT("# HELP csa_tickets Tickets known to the workspace.\n# TYPE csa_tickets gauge\n"
+	    "csa_tickets %zu\n",
+	    csa_history_count(csa_pipeline_history(s->pipe)));
+	OUT("# HELP csa_store_commits_total Store commits by this server.\n"
+	    "# TYPE csa_store_commits_total counter\ncsa_store_commits_total %ld\n"
+	    "# HELP csa_store_checkpoints_total Journal checkpoints.\n"
+	    "# TYPE csa_store_checkpoints_total counter\ncsa_store_checkpoints_total %ld\n",
+	    ms.commits, ms.checkpoints);
+	json_t *tasks = NULL;
+	if (csa_auto_review_list(s->autom, "open", 100000, &tasks, NULL) == CSA_OK) {
+		OUT("# HELP csa_review_open_tasks Open review tasks.\n# TYPE csa_review_open_tasks "
+		    "gauge\n"
+		    "csa_review_open_tasks %zu\n",
+		    json_array_size(tasks));
+		json_decref(tasks);
+	}
+#undef OUT
+	if (len >= cap)
+		len = cap - 1;
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, b, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
+	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static void count(struct csa_server *s, size_t route, int status, int64_t t0)
+{
+	static const double bounds[8] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1e9};
+	double secs = (double)(csa_mono_ns() - t0) / 1e9;
+	pthread_mutex_lock(&s->mu);
+	s->req_count[route][status / 100 < 6 ? status / 100 : 5]++;
+	int k = 0;
+	while (k < 7 && secs > bounds[k])
+		k++;
+	s->lat_bucket[route][k]++;
+	s->lat_sum[route] += secs;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- the access handler ------------------------------------------------------------ */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+	(void)version;
+	struct csa_server *s = cls;
+	struct req *rq = *con_cls;
+	if (!rq) {
+		rq = calloc(1, sizeof(*rq));
+		if (!rq)
+			return MHD_NO;
+		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		/* bodies are capped at the document limit: memory is bounded */
+		size_t lim = s->ws->cfg.limits.max_document_bytes;
+		if (!rq->too_large && rq->len + *upload_size <= lim) {
+			if (rq->len + *upload_size + 1 > rq->cap) {
+				size_t cap = (rq->len + *upload_size + 1) * 2;
+				if (cap > lim + 1)
+					cap = lim + 1;
+				char *nb = realloc(rq->body, cap);
+				if (!nb)
+					return MHD_NO;
+				rq->body = nb;
+				rq->cap = cap;
+			}
+			memcpy(rq->body + rq->len, upload, *upload_size);
+			rq->len += *upload_size;
+		} else {
+			rq->too_large = 1;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	int64_t t0 = csa_mono_ns();
+	if (strcmp(url, "/metrics") == 0 && strcmp(method, "GET") == 0)
+		return send_metrics(s, c);
+	if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/healthz") != 0 &&
+	    strcmp(url, "/readyz") != 0) {
+		if (strcmp(method, "GET") != 0) {
+			struct call call = {0};
+			return send_json(
+			    c, 405, fail(&call, 405, "method_not_allowed", "%s %s", method, url),
+			    0);
+		}
+		return send_static(s, c, url);
+	}
+	struct call call = {.s = s, .c = c, .method = method, .url = url, .status = 200};
+	char params[2][80];
+	int np = 0, path_known = 0;
+	size_t ri = 0;
+	for (; ri < NROUTES; ri++) {
+		if (!match(routes[ri].pattern, url, params, &np))
+			continue;
+		path_known = 1;
+		if (strcmp(routes[ri].method, method) == 0)
+			break;
+	}
+	if (ri == NROUTES)
+		return send_json(c, path_known ? 405 : 404,
+		                 path_known
+		                     ? fail(&call, 405, "method_not_allowed",
+		                            "%s not allowed on %s", method, url)
+		                     : fail(&call, 404, "not_found", "no route %s %s", method, url),
+		                 0);
+	const struct route *rt = &routes[ri];
+	for (int k = 0; k < np; k++) {
+		struct csa_err e = {0};
+		/* {id} is a ticket id or a task number: the same character set */
+		if (csa_id_check(params[k], strlen(params[k]), &e)) {
+			count(s, ri, 400, t0);
+			return send_json(c, 400, fail(&call, 400, "bad_request", "%s", e.msg), 0);
+		}
+		call.params[k] = params[k];
+	}
+	double retry = 0;
+	if (rt->role != CSA_ROLE_NONE) {
+		const char *tid = NULL;
+		call.role = authenticate(s, c, &tid);
+		call.who = tid;
+		if (call.role == CSA_ROLE_NONE) {
+			count(s, ri, 401, t0);
+			return send_json(
+			    c, 401,
+			    fail(&call, 401, "unauthorized",
+			         "send 'Authorization: Bearer TOKEN' with a valid token"),
+			    0);
+		}
+		if (call.role < rt->role) {
+			count(s, ri, 403, t0);
+			return send_json(c, 403,
+			                 fail(&call, 403, "forbidden",
+			                      "%s needs the %s role, token has %s", rt->name,
+			                      csa_role_name(rt->role), csa_role_name(call.role)),
+			                 0);
+		}
+		if (!rate_ok(s, tid, &retry)) {
+			count(s, ri, 429, t0);
+			return send_json(
+			    c, 429,
+			    fail(&call, 429, "rate_limited", "too many requests for this token"),
+			    retry);
+		}
+	}
+	json_t *body = NULL;
+	if (rq->too_large) {
+		count(s, ri, 413, t0);
+		return send_json(c, 413,
+		                 fail(&call, 413, "too_large", "request body over %zu bytes",
+		                      s->ws->cfg.limits.max_document_bytes),
+		                 0);
+	}
+	if (strcmp(method, "POST") == 0 && rq->len) {
+		const char *ct =
+		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+		if (ct && strncmp(ct, "application/json", 16) != 0) {
+			count(s, ri, 415, t0);
+			return send_json(c, 415,
+			                 fail(&call, 415, "unsupported_media_type",
+			                      "send application/json, not '%.60s'", ct),
+			                 0);
+		}
+		if (too_deep(rq->body, rq->len)) {
+			count(s, ri, 400, t0);
+			return send_json(c, 400,
+			                 fail(&call, 400, "bad_request",
+			                      "JSON nested deeper than %d levels", MAX_DEPTH),
+			                 0);
+		}
+		struct csa_err e = {0};
+		if (csa_json_parse(rq->body, rq->len, "request body", &body, &e)) {
+			count(s, ri, 400, t0);
+			return send_json(c, 400, fail(&call, 400, "bad_request", "%s", e.msg), 0);
+		}
+	}
+	call.body = body;
+	json_t *out = rt->fn(&call);
+	json_decref(body);
+	count(s, ri, call.status, t0);
+	return send_json(c, call.status, out, 0);
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **con_cls,
+                    enum MHD_RequestTerminationCode toe)
+{
+	(void)cls, (void)c, (void)toe;
+	struct req *rq = *con_cls;
+	if (rq) {
+		free(rq->body);
+		free(rq);
+		*con_cls = NULL;
+	}
+}
+
+int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct csa_server **out,
+                     struct csa_err *err)
+{
+	struct csa_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return csa_error(err, CSA_ENOMEM, "out of memory starting the server");
+	s->ws = ws;
+	s->o = *o;
+	snprintf(s->web_dir, sizeof(s->web_dir), "%s", o->web_dir ? o->web_dir : "web");
+	pthread_mutex_init(&s->mu, NULL);
+	int rc = csa_pipeline_open(ws, &s->pipe, err);
+	if (!rc)
+		rc = csa_auto_open(ws, s->pipe, &s->autom, err);
+	if (!rc)
+		rc = csa_tokens_load(ws->root, &s->tokens, err);
+	if (rc)
+		goto fail;
+	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
+	if (inet_pton(AF_INET, o->bind ? o->bind : "127.0.0.1", &addr.sin_addr) != 1) {
+		rc =
+		    csa_error(err, CSA_EINVAL, "bind address '%s' is not an IPv4 address", o->bind);
+		goto fail;
+	}
+	s->d = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, (uint16_t)o->port,
+	    NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 4),
+	    MHD_OPTION_NOTIFY_COMPLETED, on_done, s, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+	    MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+	if (!s->d) {
+		rc = csa_error(err, CSA_EIO, "cannot listen on %s:%u (in use?)",
+		               o->bind ? o->bind : "127.0.0.1", o->port);
+		goto fail;
+	}
+	s->ready = 1;
+	*out = s;
+	return CSA_OK;
+fail:
+	csa_auto_close(s->autom);
+	csa_pipeline_free(s->pipe);
+	json_decref(s->tokens);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	return rc;
+}
+
+unsigned csa_server_port(const struct csa_server *s)
+{
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+	return i ? i->port : 0;
+}
+
+void csa_server_stop(struct csa_server *s)
+{
+	if (!s)
+		return;
+	s->ready = 0;
+	/* MHD_stop_daemon joins the workers: requests being handled finish */
+	MHD_stop_daemon(s->d);
+	csa_auto_close(s->autom);
+	csa_pipeline_free(s->pipe);
+	json_decref(s->tokens);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}

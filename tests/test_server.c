@@ -1,0 +1,299 @@
+/* The HTTP API against a real server on a free loopback port: tickets,
+ * messages, reviews, auth and roles, limits, errors, pages and metrics. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "server/server.h"
+#include "server/tokens.h"
+#include "store/ws.h"
+#include "support/tutil.h"
+
+static char *dir;
+static struct csa_ws *ws;
+static struct csa_server *srv;
+static char admin[80], viewer[80], agent[80];
+static unsigned port;
+
+struct resp {
+	long status;
+	char *body;
+	size_t len;
+	char headers[4096];
+	size_t hlen;
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+	struct resp *r = ud;
+	r->body = realloc(r->body, r->len + sz * n + 1);
+	memcpy(r->body + r->len, p, sz * n);
+	r->len += sz * n;
+	r->body[r->len] = '\0';
+	return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud)
+{
+	struct resp *r = ud;
+	size_t k = sz * n;
+	if (r->hlen + k < sizeof(r->headers) - 1) {
+		memcpy(r->headers + r->hlen, p, k);
+		r->hlen += k;
+		r->headers[r->hlen] = '\0';
+	}
+	return k;
+}
+
+static json_t *call(const char *method, const char *path, const char *token, const char *body,
+                    struct resp *r)
+{
+	memset(r, 0, sizeof(*r));
+	CURL *c = curl_easy_init();
+	char url[512], auth[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
+	struct curl_slist *h = NULL;
+	if (token) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+		h = curl_slist_append(h, auth);
+	}
+	if (body) {
+		h = curl_slist_append(h, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	assert_int_equal(curl_easy_perform(c), CURLE_OK);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	json_t *j = r->body ? json_loads(r->body, 0, NULL) : NULL;
+	return j;
+}
+
+static void mk(enum csa_role role, char out[80])
+{
+	char *t, id[32];
+	struct csa_err err = {0};
+	assert_int_equal(csa_token_create(dir, role, "test", &t, id, &err), 0);
+	snprintf(out, 80, "%s", t);
+	free(t);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	dir = t_tmpdir("server");
+	if (csa_ws_init(dir, &err) || csa_ws_open(dir, &ws, &err))
+		return -1;
+	/* a small body limit to test 413 */
+	ws->cfg.limits.max_document_bytes = 64 * 1024;
+	mk(CSA_ROLE_ADMIN, admin);
+	mk(CSA_ROLE_VIEWER, viewer);
+	mk(CSA_ROLE_AGENT, agent);
+	struct csa_server_opts o = {"127.0.0.1", 0, 2, CSA_SOURCE_DIR "/web", 5};
+	if (csa_server_start(ws, &o, &srv, &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	port = csa_server_port(srv);
+	return port ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	csa_server_stop(srv);
+	csa_ws_close(ws);
+	t_rmrf(dir);
+	free(dir);
+	return 0;
+}
+
+static void tickets_messages_reviews(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("POST", "/api/tickets", agent,
+	                 "{\"ticket_id\": \"S-1\", \"client_name\": \"Ann\", \"messages\": "
+	                 "[{\"content\": \"<script>x</script> cannot log in\"}]}",
+	                 &r);
+	assert_int_equal(r.status, 201);
+	/* no models in this workspace: a human takes over, nothing is lost */
+	assert_true(json_is_true(json_object_get(j, "human_intervention_required")));
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/tickets/S-1", viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(
+	    csa_json_str(json_array_get(json_object_get(j, "unified_timeline"), 0), "content"),
+	    "<script>x</script> cannot log in");
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/api/tickets/S-1/messages", agent,
+	         "{\"side\": \"internal\", \"message\": {\"content\": \"checking\", "
+	         "\"message_id\": \"mm1\"}}",
+	         &r);
+	assert_int_equal(r.status, 201);
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/api/tickets/S-1/messages", agent,
+	         "{\"side\": \"internal\", \"message\": {\"content\": \"checking\", "
+	         "\"message_id\": \"mm1\"}}",
+	         &r);
+	assert_int_equal(r.status, 200);
+	assert_true(json_is_true(json_object_get(j, "duplicate")));
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/tickets?status=active&limit=10", viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(csa_json_int(j, "total", 0), 1);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/tickets/nope", viewer, NULL, &r);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(csa_json_str(j, "error"), "not_found");
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/api/tickets", agent, "{\"ticket_id\": \"S-1\"}", &r);
+	assert_int_equal(r.status, 409);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/reviews", viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(json_is_array(json_object_get(j, "tasks")));
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/metrics", viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(csa_json_str(j, "phase"), "PHASE_1");
+	assert_non_null(json_object_get(j, "gates"));
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/audit/S-1", viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_decref(j);
+	free(r.body);
+}
+
+static void auth_roles_limits_errors(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("GET", "/api/tickets", NULL, NULL, &r);
+	assert_int_equal(r.status, 401);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/tickets", "csa_wrong", NULL, &r);
+	assert_int_equal(r.status, 401);
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/api/tickets", viewer, "{}", &r);
+	assert_int_equal(r.status, 403);
+	assert_non_null(strstr(csa_json_str(j, "detail"), "agent role"));
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/api/phase/advance", agent, "{}", &r);
+	assert_int_equal(r.status, 403);
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/api/tickets", agent, "{\n\"ticket_id\": \"B\",\n oops}", &r);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(csa_json_str(j, "detail"), "line 3"));
+	json_decref(j);
+	free(r.body);
+	char deep[200] = "";
+	for (int i = 0; i < 40; i++)
+		strcat(deep, "[");
+	j = call("POST", "/api/tickets", agent, deep, &r);
+	assert_int_equal(r.status, 400);
+	assert_non_null(strstr(csa_json_str(j, "detail"), "nested"));
+	json_decref(j);
+	free(r.body);
+	char *big = malloc(70 * 1024);
+	memset(big, 'a', 70 * 1024 - 1);
+	big[70 * 1024 - 1] = '\0';
+	j = call("POST", "/api/tickets", agent, big, &r);
+	assert_int_equal(r.status, 413);
+	free(big);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/tickets/..%2Fetc", viewer, NULL, &r);
+	assert_true(r.status == 400 || r.status == 404);
+	json_decref(j);
+	free(r.body);
+	j = call("DELETE", "/api/tickets", admin, NULL, &r);
+	assert_int_equal(r.status, 405);
+	json_decref(j);
+	free(r.body);
+	/* 5 per second with a burst of 10 for this token: the 12th is refused */
+	long last = 0;
+	for (int i = 0; i < 12; i++) {
+		j = call("GET", "/api/phase", viewer, NULL, &r);
+		last = r.status;
+		json_decref(j);
+		if (last == 429)
+			assert_non_null(strstr(r.headers, "Retry-After"));
+		free(r.body);
+		if (last == 429)
+			break;
+	}
+	assert_int_equal(last, 429);
+}
+
+static void pages_health_metrics(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("GET", "/healthz", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/readyz", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_decref(j);
+	free(r.body);
+	call("GET", "/", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(
+	    strstr(r.headers, "Content-Security-Policy: default-src 'self'; script-src 'self'"));
+	assert_non_null(strstr(r.body, "<title>csa"));
+	free(r.body);
+	call("GET", "/../../etc/passwd", NULL, NULL, &r);
+	assert_int_equal(r.status, 404);
+	free(r.body);
+	call("GET", "/metrics", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(
+	    strstr(r.body, "csa_http_requests_total{route=\"healthz\",status=\"2xx\"}"));
+	assert_non_null(strstr(r.body, "csa_http_request_seconds_bucket"));
+	free(r.body);
+}
+
+int main(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(tickets_messages_reviews),
+	    cmocka_unit_test(auth_roles_limits_errors),
+	    cmocka_unit_test(pages_health_metrics),
+	};
+	int rc = cmocka_run_group_tests(tests, setup, teardown);
+	curl_global_cleanup();
+	return rc;
+}
