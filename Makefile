@@ -21,8 +21,10 @@ asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCSA_SANITIZE=ON >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
-# Every test, once in the normal build and once under ASan + UBSan.
-test: deps
+# Every test, once in the normal build and once under ASan + UBSan. The
+# browser test also needs Debian's Chromium.
+test:
+	@CSA_DEPS_BROWSER=1 ./scripts/deps.sh
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_OPTS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

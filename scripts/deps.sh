@@ -10,7 +10,7 @@ libcmocka-dev libssl-dev zlib1g-dev sqlite3 curl"
 
 # Optional extras: browser tests (chromium) and benchmark peers.
 if [ "${CSA_DEPS_BROWSER:-0}" = 1 ]; then
-	PKGS="$PKGS chromium nodejs npm"
+	PKGS="$PKGS chromium nodejs"
 fi
 if [ "${CSA_DEPS_BENCH:-0}" = 1 ]; then
 	PKGS="$PKGS wrk fasttext liblinear-tools python3-sklearn"

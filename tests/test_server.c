@@ -268,16 +268,17 @@ static void pages_health_metrics(void **state)
 	assert_int_equal(r.status, 200);
 	json_decref(j);
 	free(r.body);
-	call("GET", "/", NULL, NULL, &r);
+	json_decref(call("GET", "/", NULL, NULL, &r));
 	assert_int_equal(r.status, 200);
 	assert_non_null(
 	    strstr(r.headers, "Content-Security-Policy: default-src 'self'; script-src 'self'"));
 	assert_non_null(strstr(r.body, "<title>csa"));
 	free(r.body);
-	call("GET", "/../../etc/passwd", NULL, NULL, &r);
+	j = call("GET", "/../../etc/passwd", NULL, NULL, &r);
 	assert_int_equal(r.status, 404);
+	json_decref(j);
 	free(r.body);
-	call("GET", "/metrics", NULL, NULL, &r);
+	json_decref(call("GET", "/metrics", NULL, NULL, &r));
 	assert_int_equal(r.status, 200);
 	assert_non_null(
 	    strstr(r.body, "csa_http_requests_total{route=\"healthz\",status=\"2xx\"}"));

@@ -38,6 +38,7 @@ function show(page) {
   $('page-' + page).hidden = false;
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.page === page);
   ({ review: loadReview, metrics: loadMetrics, ticket: () => {}, phase: loadPhase })[page]();
+  if (page !== 'phase') loadPhase().catch(() => {});
 }
 
 function pct(x) { return x === null || x === undefined ? '–' : (100 * x).toFixed(1) + '%'; }

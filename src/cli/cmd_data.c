@@ -27,9 +27,28 @@ int cmd_demo_data(int argc, char **argv)
 	FILE *out = stdout;
 	if (out_s && strcmp(out_s, "-") != 0 && !(out = fopen(out_s, "w")))
 		return cli_failf("cannot create '%s'", out_s);
+	/* --stream: tickets as they arrive (first message, no outcome), ready
+	 * for POST /api/tickets or `csa ingest` */
+	int stream = cli_flag(argc, argv, "--stream");
 	struct csa_gen *g = csa_gen_new(seed, start);
 	for (long i = 0; i < n; i++) {
 		json_t *t = csa_gen_next(g);
+		if (stream) {
+			char id[32];
+			snprintf(id, sizeof(id), "N%llu-%06ld", seed, i + 1);
+			json_t *doc = json_pack("{s:s, s:O, s:O, s:O, s:O, s:O, s:[O]}", "ticket_id", id,
+						"client_name", json_object_get(t, "client_name"),
+						"company_name", json_object_get(t, "company_name"),
+						"customer", json_object_get(t, "customer"), "platform",
+						json_object_get(t, "platform"), "channel",
+						json_object_get(t, "channel"), "messages",
+						json_array_get(json_object_get(t, "messages"), 0));
+			/* it arrives now: the message takes the time of its arrival */
+			json_object_del(json_array_get(json_object_get(doc, "messages"), 0),
+					"timestamp");
+			json_decref(t);
+			t = doc;
+		}
 		char *s = json_dumps(t, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		fputs(s, out);
 		fputc('\n', out);

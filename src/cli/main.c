@@ -18,7 +18,7 @@ static const struct cli_cmd commands[] = {
     {"list", cmd_list, "csa list [--status S] [--priority P] [--stage S]", "list tickets"},
     {"verify", cmd_verify, "csa verify [--repair] [--json]",
      "check the mesh invariants (exit 1 when problems remain)"},
-    {"demo-data", cmd_demo_data, "csa demo-data [--tickets N] [--seed S] [--out FILE]",
+    {"demo-data", cmd_demo_data, "csa demo-data [--tickets N] [--seed S] [--out FILE] [--stream]",
      "write synthetic labelled history as JSONL"},
     {"import", cmd_import, "csa import FILE|- [--no-train]",
      "load labelled history and train the four decision models"},

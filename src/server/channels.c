@@ -1,0 +1,460 @@
+/* Webhook signatures and e-mail parsing. */
+#include "server/channels.h"
+#include "base/ids.h"
+#include "base/json.h"
+
+#include <ctype.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int csa_token_equal(const char *expected, const char *presented, struct csa_err *err)
+{
+	if (!expected || !*expected)
+		return csa_error(err, CSA_EAUTH, "no token configured for this hook");
+	if (!presented)
+		return csa_error(err, CSA_EAUTH, "missing token");
+	size_t a = strlen(expected), b = strlen(presented);
+	/* compare digests: equal length, constant time */
+	unsigned char x[32], y[32];
+	unsigned int l;
+	EVP_Digest(expected, a, x, &l, EVP_sha256(), NULL);
+	EVP_Digest(presented, b, y, &l, EVP_sha256(), NULL);
+	if (CRYPTO_memcmp(x, y, 32) != 0)
+		return csa_error(err, CSA_EAUTH, "wrong token");
+	return CSA_OK;
+}
+
+int csa_slack_verify(const char *secret, const char *timestamp, const char *signature,
+		     const char *body, size_t len, int64_t now_s, struct csa_err *err)
+{
+	if (!secret || !*secret)
+		return csa_error(err, CSA_EAUTH, "no Slack signing secret configured");
+	if (!timestamp || !signature)
+		return csa_error(err, CSA_EAUTH, "missing X-Slack-Request-Timestamp or X-Slack-Signature");
+	char *end;
+	long long ts = strtoll(timestamp, &end, 10);
+	if (*end || ts <= 0)
+		return csa_error(err, CSA_EAUTH, "bad Slack timestamp");
+	if (ts < now_s - 300 || ts > now_s + 300)
+		return csa_error(err, CSA_EAUTH, "Slack request is %lld s old (at most 300)",
+				 (long long)(now_s - ts));
+	if (strncmp(signature, "v0=", 3) != 0 || strlen(signature) != 3 + 64)
+		return csa_error(err, CSA_EAUTH, "bad Slack signature format");
+	size_t blen = strlen(timestamp) + len + 4;
+	char *base = malloc(blen);
+	if (!base)
+		return csa_error(err, CSA_ENOMEM, "out of memory");
+	int n = snprintf(base, blen, "v0:%s:", timestamp);
+	memcpy(base + n, body, len);
+	unsigned char mac[32];
+	unsigned int ml = 0;
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)base, (size_t)n + len, mac, &ml);
+	free(base);
+	char hex[65];
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+	char given[65];
+	for (int i = 0; i < 64; i++)
+		given[i] = (char)tolower((unsigned char)signature[3 + i]);
+	given[64] = '\0';
+	if (CRYPTO_memcmp(hex, given, 64) != 0)
+		return csa_error(err, CSA_EAUTH, "Slack signature does not match");
+	return CSA_OK;
+}
+
+int csa_trello_verify(const char *secret, const char *callback_url, const char *signature,
+		      const char *body, size_t len, struct csa_err *err)
+{
+	if (!secret || !*secret || !callback_url || !*callback_url)
+		return csa_error(err, CSA_EAUTH, "no Trello secret or callback URL configured");
+	if (!signature)
+		return csa_error(err, CSA_EAUTH, "missing X-Trello-Webhook");
+	size_t ul = strlen(callback_url);
+	unsigned char *msg = malloc(len + ul + 1);
+	if (!msg)
+		return csa_error(err, CSA_ENOMEM, "out of memory");
+	memcpy(msg, body, len);
+	memcpy(msg + len, callback_url, ul);
+	unsigned char mac[20];
+	unsigned int ml = 0;
+	HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, len + ul, mac, &ml);
+	free(msg);
+	unsigned char b64[64];
+	int bl = EVP_EncodeBlock(b64, mac, 20);
+	if ((size_t)bl != strlen(signature) || CRYPTO_memcmp(b64, signature, (size_t)bl) != 0)
+		return csa_error(err, CSA_EAUTH, "Trello signature does not match");
+	return CSA_OK;
+}
+
+void csa_external_message_id(const char *prefix, const char *external, char out[48])
+{
+	unsigned char md[32];
+	unsigned int l = 0;
+	EVP_Digest(external, strlen(external), md, &l, EVP_sha256(), NULL);
+	int n = snprintf(out, 48, "%.12s-", prefix);
+	for (int i = 0; i < 16 && n + 2 < 48; i++)
+		n += snprintf(out + n, (size_t)(48 - n), "%02x", md[i]);
+}
+
+int csa_subject_ticket(const char *subject, char *out, size_t outsz)
+{
+	for (const char *p = subject ? strchr(subject, '[') : NULL; p; p = strchr(p + 1, '[')) {
+		const char *s = p + 1;
+		if (*s == '#')
+			s++;
+		const char *e = strchr(s, ']');
+		if (!e || e == s || (size_t)(e - s) >= outsz)
+			continue;
+		if (csa_id_check(s, (size_t)(e - s), NULL) == CSA_OK) {
+			memcpy(out, s, (size_t)(e - s));
+			out[e - s] = '\0';
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ---- e-mail ------------------------------------------------------------------ */
+
+struct buf {
+	char *p;
+	size_t n, cap;
+};
+
+static int put(struct buf *b, const char *s, size_t n)
+{
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = (b->n + n + 1) * 2;
+		char *np = realloc(b->p, cap);
+		if (!np)
+			return -1;
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+	return 0;
+}
+
+/* Latin-1 (ISO-8859-1, Windows-1252's printable range) to UTF-8. */
+static int latin1_to_utf8(const char *s, size_t n, struct buf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char u[2];
+		if (c < 0x80) {
+			if (put(out, (const char *)&s[i], 1))
+				return -1;
+		} else {
+			u[0] = (char)(0xC0 | c >> 6);
+			u[1] = (char)(0x80 | (c & 0x3F));
+			if (put(out, u, 2))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+static int hexv(int c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int qp_decode(const char *s, size_t n, struct buf *out, int underscore_space)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '=' && i + 1 < n && (s[i + 1] == '\n' || s[i + 1] == '\r')) {
+			i++; /* soft line break */
+			if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
+				i++;
+			continue;
+		}
+		if (c == '=' && i + 2 < n && hexv(s[i + 1]) >= 0 && hexv(s[i + 2]) >= 0) {
+			char v = (char)(hexv(s[i + 1]) * 16 + hexv(s[i + 2]));
+			if (put(out, &v, 1))
+				return -1;
+			i += 2;
+			continue;
+		}
+		if (underscore_space && c == '_')
+			c = ' ';
+		if (put(out, &c, 1))
+			return -1;
+	}
+	return 0;
+}
+
+static int b64_decode(const char *s, size_t n, struct buf *out)
+{
+	/* strip whitespace first: EVP_DecodeBlock does not */
+	char *clean = malloc(n + 1);
+	if (!clean)
+		return -1;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isspace((unsigned char)s[i]))
+			clean[k++] = s[i];
+	if (k % 4) {
+		free(clean);
+		return -2;
+	}
+	unsigned char *dec = malloc(k / 4 * 3 + 1);
+	int dl = dec ? EVP_DecodeBlock(dec, (unsigned char *)clean, (int)k) : -1;
+	free(clean);
+	if (dl < 0) {
+		free(dec);
+		return -2;
+	}
+	/* DecodeBlock counts padding as zero bytes */
+	if (k >= 1 && s[n - 1] == '=')
+		dl--;
+	for (size_t i = n; i-- > 0 && (s[i] == '=' || isspace((unsigned char)s[i]));)
+		if (s[i] == '=' && i > 0 && s[i - 1] == '=') {
+			dl--;
+			break;
+		}
+	int rc = put(out, (char *)dec, (size_t)(dl > 0 ? dl : 0));
+	free(dec);
+	return rc;
+}
+
+/* Decode body bytes by transfer encoding and charset into UTF-8. */
+static int decode_body(const char *s, size_t n, const char *cte, const char *charset, struct buf *out)
+{
+	struct buf raw = {0};
+	int rc = 0;
+	if (cte && strcasecmp(cte, "quoted-printable") == 0)
+		rc = qp_decode(s, n, &raw, 0);
+	else if (cte && strcasecmp(cte, "base64") == 0)
+		rc = b64_decode(s, n, &raw);
+	else
+		rc = put(&raw, s, n);
+	if (rc == 0 && raw.p) {
+		if (charset && (strcasecmp(charset, "iso-8859-1") == 0 || strcasecmp(charset, "latin1") == 0 ||
+				strcasecmp(charset, "windows-1252") == 0 || strcasecmp(charset, "us-ascii") == 0))
+			rc = latin1_to_utf8(raw.p, raw.n, out);
+		else
+			rc = put(out, raw.p, raw.n);
+	}
+	free(raw.p);
+	return rc;
+}
+
+/* A header's value (unfolded) from a header block; caller frees. */
+static char *header(const char *h, size_t hn, const char *name)
+{
+	size_t nl = strlen(name);
+	for (size_t i = 0; i < hn;) {
+		size_t e = i;
+		while (e < hn && h[e] != '\n')
+			e++;
+		if (e - i > nl && strncasecmp(h + i, name, nl) == 0 && h[i + nl] == ':') {
+			struct buf v = {0};
+			size_t s = i + nl + 1;
+			for (;;) {
+				size_t le = e;
+				if (le > s && h[le - 1] == '\r')
+					le--;
+				while (s < le && (h[s] == ' ' || h[s] == '\t'))
+					s++;
+				if (v.n && put(&v, " ", 1))
+					break;
+				if (put(&v, h + s, le - s))
+					break;
+				/* folded continuation lines start with white space */
+				if (e + 1 < hn && (h[e + 1] == ' ' || h[e + 1] == '\t')) {
+					s = e + 1;
+					e = s;
+					while (e < hn && h[e] != '\n')
+						e++;
+					continue;
+				}
+				break;
+			}
+			if (!v.p)
+				return strdup("");
+			return v.p;
+		}
+		i = e + 1;
+	}
+	return NULL;
+}
+
+/* A parameter (boundary=, charset=) of a header value; caller frees. */
+static char *param(const char *v, const char *name)
+{
+	size_t nl = strlen(name);
+	for (const char *p = v; p && *p; p++) {
+		if (strncasecmp(p, name, nl) == 0 && p[nl] == '=' && (p == v || p[-1] == ';' || p[-1] == ' ' || p[-1] == '\t')) {
+			const char *s = p + nl + 1, *e;
+			if (*s == '"') {
+				s++;
+				e = strchr(s, '"');
+			} else {
+				e = s + strcspn(s, "; \t");
+			}
+			if (!e || e - s > 200)
+				return NULL;
+			return strndup(s, (size_t)(e - s));
+		}
+	}
+	return NULL;
+}
+
+/* RFC 2047: =?charset?B|Q?text?= words in a header value. */
+static char *decode_words(const char *v)
+{
+	struct buf out = {0};
+	const char *p = v;
+	while (*p) {
+		const char *s = strstr(p, "=?");
+		if (!s) {
+			put(&out, p, strlen(p));
+			break;
+		}
+		const char *q1 = strchr(s + 2, '?');
+		const char *q2 = q1 ? strchr(q1 + 1, '?') : NULL;
+		const char *e = q2 ? strstr(q2 + 1, "?=") : NULL;
+		if (!q1 || !q2 || !e || q2 != q1 + 2) {
+			put(&out, p, (size_t)(s + 2 - p));
+			p = s + 2;
+			continue;
+		}
+		/* white space between two encoded words is dropped */
+		const char *w = p;
+		int only_space = 1;
+		for (; w < s; w++)
+			only_space &= *w == ' ' || *w == '\t';
+		if (!(only_space && out.n))
+			put(&out, p, (size_t)(s - p));
+		char *charset = strndup(s + 2, (size_t)(q1 - s - 2));
+		char enc = (char)toupper((unsigned char)q1[1]);
+		struct buf raw = {0};
+		if (enc == 'B')
+			b64_decode(q2 + 1, (size_t)(e - q2 - 1), &raw);
+		else
+			qp_decode(q2 + 1, (size_t)(e - q2 - 1), &raw, 1);
+		if (raw.p)
+			decode_body(raw.p, raw.n, NULL, charset, &out);
+		free(raw.p);
+		free(charset);
+		p = e + 2;
+	}
+	return out.p ? out.p : strdup("");
+}
+
+/* Find the first text/plain part of an entity (headers h, body b). */
+static int find_text(const char *h, size_t hn, const char *b, size_t bn, int depth, struct buf *out)
+{
+	if (depth > 8)
+		return -2;
+	char *ct = header(h, hn, "Content-Type");
+	char *cte = header(h, hn, "Content-Transfer-Encoding");
+	int rc = 1; /* not found */
+	if (!ct || strncasecmp(ct, "text/plain", 10) == 0) {
+		char *cs = ct ? param(ct, "charset") : NULL;
+		rc = decode_body(b, bn, cte, cs, out) ? -1 : 0;
+		free(cs);
+	} else if (strncasecmp(ct, "multipart/", 10) == 0) {
+		char *bd = param(ct, "boundary");
+		if (!bd) {
+			rc = -2;
+			goto out;
+		}
+		char delim[210];
+		int dl = snprintf(delim, sizeof(delim), "--%s", bd);
+		free(bd);
+		const char *p = b, *end = b + bn;
+		/* parts between delimiter lines */
+		const char *start = NULL;
+		while (p < end && rc == 1) {
+			const char *m = memmem(p, (size_t)(end - p), delim, (size_t)dl);
+			if (!m)
+				break;
+			if (start) {
+				const char *pe = m;
+				if (pe > start && pe[-1] == '\n')
+					pe--;
+				if (pe > start && pe[-1] == '\r')
+					pe--;
+				/* the part's own headers end at a blank line */
+				const char *sep = memmem(start, (size_t)(pe - start), "\n\n", 2);
+				const char *sep2 = memmem(start, (size_t)(pe - start), "\r\n\r\n", 4);
+				size_t skip = 2;
+				if (sep2 && (!sep || sep2 < sep)) {
+					sep = sep2;
+					skip = 4;
+				}
+				if (sep)
+					rc = find_text(start, (size_t)(sep - start), sep + skip,
+						       (size_t)(pe - sep - skip), depth + 1, out);
+			}
+			p = m + dl;
+			if (p + 1 < end && p[0] == '-' && p[1] == '-')
+				break; /* closing delimiter */
+			while (p < end && *p != '\n')
+				p++;
+			start = p < end ? p + 1 : end;
+		}
+	}
+out:
+	free(ct);
+	free(cte);
+	return rc;
+}
+
+int csa_email_parse(const char *raw, size_t len, json_t **out, struct csa_err *err)
+{
+	if (len == 0 || memchr(raw, '\0', len))
+		return csa_error(err, CSA_EPARSE, "e-mail: empty or contains NUL bytes");
+	const char *sep = memmem(raw, len, "\r\n\r\n", 4);
+	size_t skip = 4;
+	const char *sep2 = memmem(raw, len, "\n\n", 2);
+	if (!sep || (sep2 && sep2 < sep)) {
+		sep = sep2;
+		skip = 2;
+	}
+	if (!sep)
+		return csa_error(err, CSA_EPARSE, "e-mail: no blank line between headers and body");
+	size_t hn = (size_t)(sep - raw);
+	char *from = header(raw, hn, "From"), *subj = header(raw, hn, "Subject"),
+	     *mid = header(raw, hn, "Message-ID"), *irt = header(raw, hn, "In-Reply-To"),
+	     *refs = header(raw, hn, "References");
+	struct buf text = {0};
+	int rc = find_text(raw, hn, sep + skip, len - hn - skip, 0, &text);
+	if (rc == 0) {
+		char *ds = subj ? decode_words(subj) : NULL, *df = from ? decode_words(from) : NULL;
+		/* text that is not UTF-8 after decoding is refused, not guessed */
+		json_t *t = text.p ? json_stringn(text.p, text.n) : json_string("");
+		if (!t) {
+			rc = csa_error(err, CSA_EPARSE, "e-mail: text part is not valid UTF-8 (charset?)");
+		} else {
+			*out = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:o}", "from", df, "subject", ds,
+					 "message_id", mid, "in_reply_to", irt, "references", refs, "text", t);
+			if (!*out)
+				rc = csa_error(err, CSA_EPARSE, "e-mail: headers are not valid UTF-8");
+		}
+		free(ds);
+		free(df);
+	} else if (rc == 1) {
+		rc = csa_error(err, CSA_EPARSE, "e-mail: no text/plain part");
+	} else if (rc == -1) {
+		rc = csa_error(err, CSA_ENOMEM, "out of memory parsing e-mail");
+	} else {
+		rc = csa_error(err, CSA_EPARSE, "e-mail: broken MIME structure (boundary, nesting or base64)");
+	}
+	free(text.p);
+	free(from);
+	free(subj);
+	free(mid);
+	free(irt);
+	free(refs);
+	return rc;
+}
