@@ -31,12 +31,11 @@ static json_t *arrival(struct csa_gen *g, const char *prefix, int i)
 	json_t *h = csa_gen_next(g);
 	char id[32];
 	snprintf(id, sizeof(id), "%s%06d", prefix, i);
-	json_t *doc = json_pack("{s:s, s:O, s:O, s:O, s:O, s:[O]}", "ticket_id", id, "client_name",
-				json_object_get(h, "client_name"), "company_name",
-				json_object_get(h, "company_name"), "customer",
-				json_object_get(h, "customer"), "platform",
-				json_object_get(h, "platform"), "messages",
-				json_array_get(json_object_get(h, "messages"), 0));
+	json_t *doc = json_pack(
+	    "{s:s, s:O, s:O, s:O, s:O, s:[O]}", "ticket_id", id, "client_name",
+	    json_object_get(h, "client_name"), "company_name", json_object_get(h, "company_name"),
+	    "customer", json_object_get(h, "customer"), "platform", json_object_get(h, "platform"),
+	    "messages", json_array_get(json_object_get(h, "messages"), 0));
 	json_decref(h);
 	return doc;
 }
@@ -98,7 +97,8 @@ int main(int argc, char **argv)
 		json_decref(doc);
 	}
 	double pipe_rate = n / ((double)(csa_mono_ns() - t0) / 1e9);
-	printf("%d tickets each, one durable commit per ticket, workspace of %d tickets\n", n, 3000);
+	printf("%d tickets each, one durable commit per ticket, workspace of %d tickets\n", n,
+	       3000);
 	printf("%-44s %10s %8s\n", "path", "tickets/s", "vs store");
 	printf("%-44s %10.0f %7.0f%%\n", "store only (create + commit)", store_rate, 100.0);
 	printf("%-44s %10.0f %7.0f%%\n", "pipeline (4 agents + controller + commit)", pipe_rate,

@@ -7,9 +7,12 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/json.h"
 #include "server/server.h"
@@ -53,8 +56,17 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
 	return k;
 }
 
+static json_t *call_h(const char *method, const char *path, const char *token, const char *body,
+                      const char *extra1, const char *extra2, struct resp *r);
+
 static json_t *call(const char *method, const char *path, const char *token, const char *body,
                     struct resp *r)
+{
+	return call_h(method, path, token, body, NULL, NULL, r);
+}
+
+static json_t *call_h(const char *method, const char *path, const char *token, const char *body,
+                      const char *extra1, const char *extra2, struct resp *r)
 {
 	memset(r, 0, sizeof(*r));
 	CURL *c = curl_easy_init();
@@ -65,6 +77,10 @@ static json_t *call(const char *method, const char *path, const char *token, con
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
 		h = curl_slist_append(h, auth);
 	}
+	if (extra1)
+		h = curl_slist_append(h, extra1);
+	if (extra2)
+		h = curl_slist_append(h, extra2);
 	if (body) {
 		h = curl_slist_append(h, "Content-Type: application/json");
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -286,13 +302,102 @@ static void pages_health_metrics(void **state)
 	free(r.body);
 }
 
+static void channel_hooks(void **state)
+{
+	(void)state;
+	struct resp r;
+	/* e-mail from an inbound relay: a new ticket */
+	const char *mail1 = "{\"from\": \"ada@example.com\", \"subject\": \"Invoice\", \"text\": "
+	                    "\"I was charged twice\", \"message_id\": \"<m1@example.com>\"}";
+	json_t *j =
+	    call_h("POST", "/hooks/email", NULL, mail1, "X-CSA-Hook-Token: hooktok", NULL, &r);
+	assert_int_equal(r.status, 202);
+	char ticket[80];
+	snprintf(ticket, sizeof(ticket), "%s", csa_json_str(j, "ticket_id"));
+	json_decref(j);
+	free(r.body);
+	/* the relay retries: not stored twice */
+	j = call_h("POST", "/hooks/email", NULL, mail1, "X-CSA-Hook-Token: hooktok", NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(json_is_true(json_object_get(j, "duplicate")));
+	assert_string_equal(csa_json_str(j, "ticket_id"), ticket);
+	json_decref(j);
+	free(r.body);
+	/* a reply finds the same ticket through In-Reply-To */
+	j = call_h("POST", "/hooks/email", NULL,
+	           "{\"from\": \"ada@example.com\", \"subject\": \"Re: Invoice\", \"text\": \"any "
+	           "news?\", "
+	           "\"message_id\": \"<m2@example.com>\", \"in_reply_to\": \"<m1@example.com>\"}",
+	           "X-CSA-Hook-Token: hooktok", NULL, &r);
+	assert_int_equal(r.status, 202);
+	assert_string_equal(csa_json_str(j, "ticket_id"), ticket);
+	json_decref(j);
+	free(r.body);
+	/* wrong and missing hook tokens */
+	j = call_h("POST", "/hooks/email", NULL, mail1, "X-CSA-Hook-Token: nope", NULL, &r);
+	assert_int_equal(r.status, 401);
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/hooks/email", NULL, mail1, &r);
+	assert_int_equal(r.status, 401);
+	json_decref(j);
+	free(r.body);
+	/* Slack: signed, internal note on the ticket named in the text */
+	char body[512], base[700], sig[100], tsh[64], sigh[128];
+	snprintf(body, sizeof(body),
+	         "{\"type\": \"event_callback\", \"event\": {\"type\": \"message\", \"channel\": "
+	         "\"C1\", "
+	         "\"ts\": \"1.2\", \"user\": \"U7\", \"text\": \"[%s] refund approved\"}}",
+	         ticket);
+	long now = (long)time(NULL);
+	int n = snprintf(base, sizeof(base), "v0:%ld:%s", now, body);
+	unsigned char mac[32];
+	unsigned int l;
+	HMAC(EVP_sha256(), "slacksecret", 11, (unsigned char *)base, (size_t)n, mac, &l);
+	strcpy(sig, "v0=");
+	for (int i = 0; i < 32; i++)
+		snprintf(sig + 3 + 2 * i, 3, "%02x", mac[i]);
+	snprintf(tsh, sizeof(tsh), "X-Slack-Request-Timestamp: %ld", now);
+	snprintf(sigh, sizeof(sigh), "X-Slack-Signature: %s", sig);
+	j = call_h("POST", "/hooks/slack", NULL, body, tsh, sigh, &r);
+	assert_int_equal(r.status, 202);
+	json_decref(j);
+	free(r.body);
+	/* stale Slack timestamp */
+	snprintf(tsh, sizeof(tsh), "X-Slack-Request-Timestamp: %ld", now - 600);
+	j = call_h("POST", "/hooks/slack", NULL, body, tsh, sigh, &r);
+	assert_int_equal(r.status, 401);
+	json_decref(j);
+	free(r.body);
+	char path[160];
+	snprintf(path, sizeof(path), "/api/tickets/%s", ticket);
+	j = call("GET", path, admin, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *tl = json_object_get(j, "unified_timeline");
+	int ext = 0, internal_note = 0;
+	size_t i;
+	json_t *m;
+	json_array_foreach(tl, i, m)
+	{
+		ext += strcmp(csa_json_str(m, "side"), "external") == 0;
+		internal_note |= strstr(csa_json_str(m, "content"), "refund approved") != NULL;
+	}
+	assert_int_equal(ext, 2);
+	assert_true(internal_note);
+	json_decref(j);
+	free(r.body);
+}
+
 int main(void)
 {
+	setenv("CSA_EMAIL_HOOK_TOKEN", "hooktok", 1);
+	setenv("SLACK_SIGNING_SECRET", "slacksecret", 1);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(tickets_messages_reviews),
 	    cmocka_unit_test(auth_roles_limits_errors),
 	    cmocka_unit_test(pages_health_metrics),
+	    cmocka_unit_test(channel_hooks),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();

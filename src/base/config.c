@@ -81,6 +81,10 @@ static const char default_config[] =
     "    \"PHASE_4\": {\"min_decisions\": 100, \"autonomous_rate\": 0.80,"
     "      \"autonomous_accuracy\": 0.90, \"min_reviewed\": 30},"
     "    \"PHASE_5\": {\"autonomous_rate\": 0.95, \"autonomous_accuracy\": 0.90}}},"
+    "\"channels\": {\"email_token_env\": \"CSA_EMAIL_HOOK_TOKEN\","
+    "  \"slack_signing_secret_env\": \"SLACK_SIGNING_SECRET\","
+    "  \"mattermost_token_env\": \"MATTERMOST_TOKEN\", \"trello_secret_env\": \"TRELLO_SECRET\","
+    "  \"trello_callback_url\": null},"
     "\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"}"
     "}";
 

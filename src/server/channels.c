@@ -30,19 +30,20 @@ int csa_token_equal(const char *expected, const char *presented, struct csa_err 
 }
 
 int csa_slack_verify(const char *secret, const char *timestamp, const char *signature,
-		     const char *body, size_t len, int64_t now_s, struct csa_err *err)
+                     const char *body, size_t len, int64_t now_s, struct csa_err *err)
 {
 	if (!secret || !*secret)
 		return csa_error(err, CSA_EAUTH, "no Slack signing secret configured");
 	if (!timestamp || !signature)
-		return csa_error(err, CSA_EAUTH, "missing X-Slack-Request-Timestamp or X-Slack-Signature");
+		return csa_error(err, CSA_EAUTH,
+		                 "missing X-Slack-Request-Timestamp or X-Slack-Signature");
 	char *end;
 	long long ts = strtoll(timestamp, &end, 10);
 	if (*end || ts <= 0)
 		return csa_error(err, CSA_EAUTH, "bad Slack timestamp");
 	if (ts < now_s - 300 || ts > now_s + 300)
 		return csa_error(err, CSA_EAUTH, "Slack request is %lld s old (at most 300)",
-				 (long long)(now_s - ts));
+		                 (long long)(now_s - ts));
 	if (strncmp(signature, "v0=", 3) != 0 || strlen(signature) != 3 + 64)
 		return csa_error(err, CSA_EAUTH, "bad Slack signature format");
 	size_t blen = strlen(timestamp) + len + 4;
@@ -53,7 +54,8 @@ int csa_slack_verify(const char *secret, const char *timestamp, const char *sign
 	memcpy(base + n, body, len);
 	unsigned char mac[32];
 	unsigned int ml = 0;
-	HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)base, (size_t)n + len, mac, &ml);
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)base, (size_t)n + len, mac,
+	     &ml);
 	free(base);
 	char hex[65];
 	for (int i = 0; i < 32; i++)
@@ -68,7 +70,7 @@ int csa_slack_verify(const char *secret, const char *timestamp, const char *sign
 }
 
 int csa_trello_verify(const char *secret, const char *callback_url, const char *signature,
-		      const char *body, size_t len, struct csa_err *err)
+                      const char *body, size_t len, struct csa_err *err)
 {
 	if (!secret || !*secret || !callback_url || !*callback_url)
 		return csa_error(err, CSA_EAUTH, "no Trello secret or callback URL configured");
@@ -163,7 +165,10 @@ static int latin1_to_utf8(const char *s, size_t n, struct buf *out)
 
 static int hexv(int c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	                              : -1;
 }
 
 static int qp_decode(const char *s, size_t n, struct buf *out, int underscore_space)
@@ -226,7 +231,8 @@ static int b64_decode(const char *s, size_t n, struct buf *out)
 }
 
 /* Decode body bytes by transfer encoding and charset into UTF-8. */
-static int decode_body(const char *s, size_t n, const char *cte, const char *charset, struct buf *out)
+static int decode_body(const char *s, size_t n, const char *cte, const char *charset,
+                       struct buf *out)
 {
 	struct buf raw = {0};
 	int rc = 0;
@@ -237,8 +243,10 @@ static int decode_body(const char *s, size_t n, const char *cte, const char *cha
 	else
 		rc = put(&raw, s, n);
 	if (rc == 0 && raw.p) {
-		if (charset && (strcasecmp(charset, "iso-8859-1") == 0 || strcasecmp(charset, "latin1") == 0 ||
-				strcasecmp(charset, "windows-1252") == 0 || strcasecmp(charset, "us-ascii") == 0))
+		if (charset &&
+		    (strcasecmp(charset, "iso-8859-1") == 0 || strcasecmp(charset, "latin1") == 0 ||
+		     strcasecmp(charset, "windows-1252") == 0 ||
+		     strcasecmp(charset, "us-ascii") == 0))
 			rc = latin1_to_utf8(raw.p, raw.n, out);
 		else
 			rc = put(out, raw.p, raw.n);
@@ -292,7 +300,8 @@ static char *param(const char *v, const char *name)
 {
 	size_t nl = strlen(name);
 	for (const char *p = v; p && *p; p++) {
-		if (strncasecmp(p, name, nl) == 0 && p[nl] == '=' && (p == v || p[-1] == ';' || p[-1] == ' ' || p[-1] == '\t')) {
+		if (strncasecmp(p, name, nl) == 0 && p[nl] == '=' &&
+		    (p == v || p[-1] == ';' || p[-1] == ' ' || p[-1] == '\t')) {
 			const char *s = p + nl + 1, *e;
 			if (*s == '"') {
 				s++;
@@ -360,7 +369,8 @@ static int find_text(const char *h, size_t hn, const char *b, size_t bn, int dep
 	int rc = 1; /* not found */
 	if (!ct || strncasecmp(ct, "text/plain", 10) == 0) {
 		char *cs = ct ? param(ct, "charset") : NULL;
-		rc = decode_body(b, bn, cte, cs, out) ? -1 : 0;
+		int d = decode_body(b, bn, cte, cs, out);
+		rc = d == 0 ? 0 : d == -2 ? -2 : -1;
 		free(cs);
 	} else if (strncasecmp(ct, "multipart/", 10) == 0) {
 		char *bd = param(ct, "boundary");
@@ -386,7 +396,8 @@ static int find_text(const char *h, size_t hn, const char *b, size_t bn, int dep
 					pe--;
 				/* the part's own headers end at a blank line */
 				const char *sep = memmem(start, (size_t)(pe - start), "\n\n", 2);
-				const char *sep2 = memmem(start, (size_t)(pe - start), "\r\n\r\n", 4);
+				const char *sep2 =
+				    memmem(start, (size_t)(pe - start), "\r\n\r\n", 4);
 				size_t skip = 2;
 				if (sep2 && (!sep || sep2 < sep)) {
 					sep = sep2;
@@ -394,7 +405,7 @@ static int find_text(const char *h, size_t hn, const char *b, size_t bn, int dep
 				}
 				if (sep)
 					rc = find_text(start, (size_t)(sep - start), sep + skip,
-						       (size_t)(pe - sep - skip), depth + 1, out);
+					               (size_t)(pe - sep - skip), depth + 1, out);
 			}
 			p = m + dl;
 			if (p + 1 < end && p[0] == '-' && p[1] == '-')
@@ -434,12 +445,15 @@ int csa_email_parse(const char *raw, size_t len, json_t **out, struct csa_err *e
 		/* text that is not UTF-8 after decoding is refused, not guessed */
 		json_t *t = text.p ? json_stringn(text.p, text.n) : json_string("");
 		if (!t) {
-			rc = csa_error(err, CSA_EPARSE, "e-mail: text part is not valid UTF-8 (charset?)");
+			rc = csa_error(err, CSA_EPARSE,
+			               "e-mail: text part is not valid UTF-8 (charset?)");
 		} else {
-			*out = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:o}", "from", df, "subject", ds,
-					 "message_id", mid, "in_reply_to", irt, "references", refs, "text", t);
+			*out = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:o}", "from", df,
+			                 "subject", ds, "message_id", mid, "in_reply_to", irt,
+			                 "references", refs, "text", t);
 			if (!*out)
-				rc = csa_error(err, CSA_EPARSE, "e-mail: headers are not valid UTF-8");
+				rc = csa_error(err, CSA_EPARSE,
+				               "e-mail: headers are not valid UTF-8");
 		}
 		free(ds);
 		free(df);
@@ -448,7 +462,8 @@ int csa_email_parse(const char *raw, size_t len, json_t **out, struct csa_err *e
 	} else if (rc == -1) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory parsing e-mail");
 	} else {
-		rc = csa_error(err, CSA_EPARSE, "e-mail: broken MIME structure (boundary, nesting or base64)");
+		rc = csa_error(err, CSA_EPARSE,
+		               "e-mail: broken MIME structure (boundary, nesting or base64)");
 	}
 	free(text.p);
 	free(from);

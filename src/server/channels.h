@@ -23,11 +23,11 @@
 
 /* 0 when the Slack request is authentic and fresh (|now - ts| <= 300 s). */
 int csa_slack_verify(const char *secret, const char *timestamp, const char *signature,
-		     const char *body, size_t len, int64_t now_s, struct csa_err *err);
+                     const char *body, size_t len, int64_t now_s, struct csa_err *err);
 
 /* 0 when the Trello request is authentic. */
 int csa_trello_verify(const char *secret, const char *callback_url, const char *signature,
-		      const char *body, size_t len, struct csa_err *err);
+                      const char *body, size_t len, struct csa_err *err);
 
 /* 0 when the presented token equals the expected one (constant time). */
 int csa_token_equal(const char *expected, const char *presented, struct csa_err *err);

@@ -7,6 +7,7 @@
 #include "base/ts.h"
 #include "flow/pipeline.h"
 #include "agents/history.h"
+#include "server/channels.h"
 #include "server/tokens.h"
 #include "store/mesh.h"
 #include "store/schema.h"
@@ -16,6 +17,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,7 @@ struct csa_server {
 	pthread_mutex_t mu; /* tokens, buckets, counters */
 	json_t *tokens;
 	int64_t tokens_loaded_ms;
+	sqlite3 *threads; /* platform thread -> ticket (channels.db) */
 	struct bucket buckets[256];
 	/* metrics */
 	uint64_t req_count[NROUTES_MAX][6]; /* by route and status class 1xx..5xx */
@@ -617,6 +620,291 @@ static void count(struct csa_server *s, size_t route, int status, int64_t t0)
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* ---- channel hooks ------------------------------------------------------------ */
+
+/* A secret named by csa.json channels.<key> (an environment variable
+ * name): secrets never live in the workspace. */
+static const char *secret(struct csa_server *s, const char *key)
+{
+	const char *env = csa_json_str(csa_config_get(&s->ws->cfg, "channels"), key);
+	return env ? getenv(env) : NULL;
+}
+
+static int thread_get(struct csa_server *s, const char *key, char *ticket, size_t n)
+{
+	sqlite3_stmt *st;
+	int found = 0;
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_prepare_v2(s->threads, "SELECT ticket_id FROM threads WHERE key = ?1", -1, &st,
+	                       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			snprintf(ticket, n, "%s", sqlite3_column_text(st, 0));
+			found = 1;
+		}
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return found;
+}
+
+static void thread_bind(struct csa_server *s, const char *key, const char *ticket)
+{
+	sqlite3_stmt *st;
+	pthread_mutex_lock(&s->mu);
+	if (sqlite3_prepare_v2(s->threads,
+	                       "INSERT OR IGNORE INTO threads(key, ticket_id) VALUES(?1, ?2)", -1,
+	                       &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, ticket, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* One normalised inbound message. */
+struct inbound {
+	const char *platform; /* email, trello, slack, mattermost */
+	int internal;
+	char ticket[80];  /* known ticket, or "" */
+	char thread[300]; /* key binding the conversation to a ticket */
+	const char *external_id;
+	const char *sender_id;
+	const char *sender_name;
+	const char *content;
+	json_t *platform_specific; /* borrowed */
+};
+
+static json_t *deliver(struct call *c, struct inbound *in)
+{
+	struct csa_server *s = c->s;
+	if (!in->content || !*in->content)
+		return fail(c, 400, "bad_request", "%s message without text", in->platform);
+	if (!in->ticket[0] && in->thread[0])
+		thread_get(s, in->thread, in->ticket, sizeof(in->ticket));
+	char mid[48];
+	csa_external_message_id(in->platform, in->external_id ? in->external_id : in->content, mid);
+	json_t *msg = json_pack("{s:s, s:s, s:s?, s:{s:O?}}", "content", in->content, "message_id",
+	                        mid, "sender_id", in->sender_id, "metadata", "platform_specific",
+	                        in->platform_specific);
+	if (in->internal) {
+		static const char *const plats[] = {"slack", "mattermost", "flock"};
+		for (size_t i = 0; i < 3; i++)
+			if (strcmp(in->platform, plats[i]) == 0)
+				json_object_set_new(msg, "platform", json_string(plats[i]));
+		json_object_set_new(msg, "sender", json_string("cs_agent"));
+	}
+	json_t *doc, *res = NULL;
+	if (in->ticket[0]) {
+		doc = json_pack("{s:s, s:s, s:o}", "ticket_id", in->ticket, "side",
+		                in->internal ? "internal" : "external", "message", msg);
+	} else if (in->internal) {
+		json_decref(msg);
+		return fail(c, 422, "unmapped",
+		            "internal message names no ticket: put [T_NO] in it or reply in a "
+		            "ticket's thread");
+	} else {
+		const char *plat = strcmp(in->platform, "email") == 0 ? "email" : in->platform;
+		doc = json_pack("{s:s, s:s?, s:{s:s?, s:{s:s?}}, s:[o]}", "platform", plat,
+		                "client_name", in->sender_name, "customer", "client_name",
+		                in->sender_name, "contact_info", "address", in->sender_id,
+		                "messages", msg);
+	}
+	struct csa_err err = {0};
+	int rc = csa_pipeline_ingest(s->pipe, doc, &res, &err);
+	json_decref(doc);
+	if (rc)
+		return fail_err(c, &err);
+	const char *tid = csa_json_str(res, "ticket_id");
+	if (tid && in->thread[0])
+		thread_bind(s, in->thread, tid);
+	c->status = json_is_true(json_object_get(res, "duplicate")) ? 200 : 202;
+	return res;
+}
+
+static const char *hdr(struct call *c, const char *name)
+{
+	return MHD_lookup_connection_value(c->c, MHD_HEADER_KIND, name);
+}
+
+/* E-mail as JSON from an inbound relay, or raw RFC 5322. */
+static json_t *hook_email(struct call *c, const char *body, size_t len, int raw)
+{
+	struct csa_err err = {0};
+	if (csa_token_equal(secret(c->s, "email_token_env"), hdr(c, "X-CSA-Hook-Token"), &err))
+		return fail(c, 401, "unauthorized", "e-mail hook: %s", err.msg);
+	json_t *m = NULL;
+	if (raw ? csa_email_parse(body, len, &m, &err)
+	        : csa_json_parse(body, len, "request body", &m, &err))
+		return fail_err(c, &err);
+	struct inbound in = {.platform = "email"};
+	const char *subject = csa_json_str(m, "subject");
+	const char *mid = csa_json_str(m, "message_id");
+	const char *irt = csa_json_str(m, "in_reply_to");
+	const char *text = csa_json_str(m, "text");
+	/* a reply is mapped by the ticket tag in its subject, else by the
+	 * message it answers */
+	char seen[300];
+	snprintf(seen, sizeof(seen), "email:%.280s", mid ? mid : "");
+	if (!csa_subject_ticket(subject, in.ticket, sizeof(in.ticket)) && mid)
+		thread_get(c->s, seen, in.ticket, sizeof(in.ticket)); /* a relay's retry */
+	if (!in.ticket[0] && irt)
+		snprintf(in.thread, sizeof(in.thread), "email:%.280s", irt);
+	if (!in.ticket[0] && !irt && csa_json_str(m, "references")) {
+		const char *r = csa_json_str(m, "references");
+		const char *last = strrchr(r, '<');
+		snprintf(in.thread, sizeof(in.thread), "email:%.280s", last ? last : r);
+	}
+	in.external_id = mid;
+	in.sender_id = csa_json_str(m, "from");
+	in.sender_name = in.sender_id;
+	char *content = NULL;
+	if (subject && text && asprintf(&content, "%s\n\n%s", subject, text) < 0)
+		content = NULL;
+	in.content = content ? content : text;
+	in.platform_specific = json_pack("{s:s?, s:s?, s:s?}", "message_id", mid, "subject",
+	                                 subject, "in_reply_to", irt);
+	json_t *out = deliver(c, &in);
+	/* later replies to this message find the same ticket */
+	const char *tid = csa_json_str(out, "ticket_id");
+	if (tid && mid) {
+		char key[300];
+		snprintf(key, sizeof(key), "email:%.280s", mid);
+		thread_bind(c->s, key, tid);
+	}
+	free(content);
+	json_decref(in.platform_specific);
+	json_decref(m);
+	return out;
+}
+
+static json_t *hook_slack(struct call *c, const char *body, size_t len)
+{
+	struct csa_err err = {0};
+	if (csa_slack_verify(secret(c->s, "slack_signing_secret_env"),
+	                     hdr(c, "X-Slack-Request-Timestamp"), hdr(c, "X-Slack-Signature"), body,
+	                     len, csa_now_ms() / 1000, &err))
+		return fail(c, 401, "unauthorized", "%s", err.msg);
+	json_t *j;
+	if (csa_json_parse(body, len, "request body", &j, &err))
+		return fail_err(c, &err);
+	json_t *out;
+	if (csa_json_str(j, "challenge") &&
+	    strcmp(csa_json_str(j, "type") ? csa_json_str(j, "type") : "", "url_verification") ==
+	        0) {
+		out = json_pack("{s:s}", "challenge", csa_json_str(j, "challenge"));
+	} else {
+		json_t *ev = json_object_get(j, "event");
+		struct inbound in = {.platform = "slack", .internal = 1};
+		const char *ch = csa_json_str(ev, "channel"), *ts = csa_json_str(ev, "ts"),
+		           *root = csa_json_str(ev, "thread_ts");
+		in.content = csa_json_str(ev, "text");
+		csa_subject_ticket(in.content, in.ticket, sizeof(in.ticket));
+		snprintf(in.thread, sizeof(in.thread), "slack:%.100s:%.100s", ch ? ch : "",
+		         root ? root
+		         : ts ? ts
+		              : "");
+		in.external_id =
+		    csa_json_str(ev, "client_msg_id") ? csa_json_str(ev, "client_msg_id") : ts;
+		in.sender_id = csa_json_str(ev, "user");
+		in.platform_specific = ev;
+		out = deliver(c, &in);
+	}
+	json_decref(j);
+	return out;
+}
+
+static json_t *hook_mattermost(struct call *c, const char *body, size_t len)
+{
+	struct csa_err err = {0};
+	json_t *j;
+	if (csa_json_parse(body, len, "request body", &j, &err))
+		return fail_err(c, &err);
+	if (csa_token_equal(secret(c->s, "mattermost_token_env"), csa_json_str(j, "token"), &err)) {
+		json_decref(j);
+		return fail(c, 401, "unauthorized", "Mattermost hook: %s", err.msg);
+	}
+	struct inbound in = {.platform = "mattermost", .internal = 1};
+	in.content = csa_json_str(j, "text");
+	csa_subject_ticket(in.content, in.ticket, sizeof(in.ticket));
+	const char *root = csa_json_str(j, "root_id");
+	snprintf(in.thread, sizeof(in.thread), "mattermost:%.100s:%.100s",
+	         csa_json_str(j, "channel_id") ? csa_json_str(j, "channel_id") : "",
+	         root && *root                ? root
+	         : csa_json_str(j, "post_id") ? csa_json_str(j, "post_id")
+	                                      : "");
+	in.external_id = csa_json_str(j, "post_id");
+	in.sender_id = csa_json_str(j, "user_name");
+	json_object_del(j, "token");
+	in.platform_specific = j;
+	json_t *out = deliver(c, &in);
+	json_decref(j);
+	return out;
+}
+
+static json_t *hook_trello(struct call *c, const char *body, size_t len)
+{
+	struct csa_err err = {0};
+	const char *url =
+	    csa_json_str(csa_config_get(&c->s->ws->cfg, "channels"), "trello_callback_url");
+	if (csa_trello_verify(secret(c->s, "trello_secret_env"), url, hdr(c, "X-Trello-Webhook"),
+	                      body, len, &err))
+		return fail(c, 401, "unauthorized", "%s", err.msg);
+	json_t *j;
+	if (csa_json_parse(body, len, "request body", &j, &err))
+		return fail_err(c, &err);
+	json_t *act = json_object_get(j, "action");
+	const char *type = csa_json_str(act, "type");
+	json_t *out;
+	if (!type || strcmp(type, "commentCard") != 0) {
+		out = json_pack("{s:s, s:s?}", "ignored", "not a card comment", "type", type);
+	} else {
+		json_t *data = json_object_get(act, "data"),
+		       *member = json_object_get(act, "memberCreator");
+		struct inbound in = {.platform = "trello"};
+		in.content = csa_json_str(data, "text");
+		const char *card = csa_json_str(json_object_get(data, "card"), "id");
+		snprintf(in.thread, sizeof(in.thread), "trello:%.200s", card ? card : "");
+		in.external_id = csa_json_str(act, "id");
+		in.sender_id = csa_json_str(member, "username");
+		in.sender_name = csa_json_str(member, "fullName");
+		in.platform_specific = json_object_get(data, "card");
+		out = deliver(c, &in);
+	}
+	json_decref(j);
+	return out;
+}
+
+static enum MHD_Result on_hook(struct csa_server *s, struct MHD_Connection *c, const char *url,
+                               const char *method, struct req *rq)
+{
+	struct call call = {.s = s, .c = c, .method = method, .url = url, .status = 200};
+	if (strcmp(method, "HEAD") == 0 || strcmp(method, "GET") == 0) /* Trello probes the URL */
+		return send_json(c, 200, json_pack("{s:s}", "status", "ok"), 0);
+	if (strcmp(method, "POST") != 0)
+		return send_json(c, 405,
+		                 fail(&call, 405, "method_not_allowed", "%s %s", method, url), 0);
+	if (rq->too_large)
+		return send_json(c, 413, fail(&call, 413, "too_large", "request body too large"),
+		                 0);
+	const char *body = rq->body ? rq->body : "";
+	json_t *out;
+	if (strcmp(url, "/hooks/email") == 0)
+		out = hook_email(&call, body, rq->len, 0);
+	else if (strcmp(url, "/hooks/email/raw") == 0)
+		out = hook_email(&call, body, rq->len, 1);
+	else if (strcmp(url, "/hooks/slack") == 0)
+		out = hook_slack(&call, body, rq->len);
+	else if (strcmp(url, "/hooks/mattermost") == 0)
+		out = hook_mattermost(&call, body, rq->len);
+	else if (strcmp(url, "/hooks/trello") == 0)
+		out = hook_trello(&call, body, rq->len);
+	else
+		out = fail(&call, 404, "not_found", "no hook %s", url);
+	return send_json(c, call.status, out, 0);
+}
+
 /* ---- the access handler ------------------------------------------------------------ */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -658,6 +946,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	int64_t t0 = csa_mono_ns();
 	if (strcmp(url, "/metrics") == 0 && strcmp(method, "GET") == 0)
 		return send_metrics(s, c);
+	if (strncmp(url, "/hooks/", 7) == 0)
+		return on_hook(s, c, url, method, rq);
 	if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/healthz") != 0 &&
 	    strcmp(url, "/readyz") != 0) {
 		if (strcmp(method, "GET") != 0) {
@@ -792,6 +1082,19 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 		rc = csa_tokens_load(ws->root, &s->tokens, err);
 	if (rc)
 		goto fail;
+	char tpath[4200];
+	csa_ws_path(ws, "channels.db", tpath, sizeof(tpath));
+	if (sqlite3_open_v2(tpath, &s->threads,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK ||
+	    sqlite3_exec(
+	        s->threads,
+	        "PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS threads(key TEXT PRIMARY KEY,"
+	        " ticket_id TEXT NOT NULL);",
+	        NULL, NULL, NULL) != SQLITE_OK) {
+		rc = csa_error(err, CSA_EIO, "cannot open '%s'", tpath);
+		goto fail;
+	}
 	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
 	if (inet_pton(AF_INET, o->bind ? o->bind : "127.0.0.1", &addr.sin_addr) != 1) {
 		rc =
@@ -813,6 +1116,7 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	*out = s;
 	return CSA_OK;
 fail:
+	sqlite3_close(s->threads);
 	csa_auto_close(s->autom);
 	csa_pipeline_free(s->pipe);
 	json_decref(s->tokens);
@@ -834,6 +1138,7 @@ void csa_server_stop(struct csa_server *s)
 	s->ready = 0;
 	/* MHD_stop_daemon joins the workers: requests being handled finish */
 	MHD_stop_daemon(s->d);
+	sqlite3_close(s->threads);
 	csa_auto_close(s->autom);
 	csa_pipeline_free(s->pipe);
 	json_decref(s->tokens);

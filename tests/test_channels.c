@@ -1,0 +1,195 @@
+/* Channel hooks: Slack, Trello and Mattermost authentication with good,
+ * wrong, stale and missing signatures; e-mail parsing of plain, multipart,
+ * nested, quoted-printable, base64, encoded-word and hostile messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/json.h"
+#include "server/channels.h"
+
+static void slack_sig(const char *secret, const char *ts, const char *body, char out[80])
+{
+	char base[4096];
+	int n = snprintf(base, sizeof(base), "v0:%s:%s", ts, body);
+	unsigned char mac[32];
+	unsigned int l;
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)base, (size_t)n, mac, &l);
+	strcpy(out, "v0=");
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 3 + 2 * i, 3, "%02x", mac[i]);
+}
+
+static void slack_signatures(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	const char *body = "{\"type\":\"event_callback\"}";
+	char sig[80];
+	slack_sig("s3cret", "1700000000", body, sig);
+	assert_int_equal(
+	    csa_slack_verify("s3cret", "1700000000", sig, body, strlen(body), 1700000100, &err), 0);
+	/* wrong secret, altered body, stale, future, missing */
+	assert_int_equal(
+	    csa_slack_verify("other", "1700000000", sig, body, strlen(body), 1700000100, &err),
+	    CSA_EAUTH);
+	assert_int_equal(csa_slack_verify("s3cret", "1700000000", sig, "{}", 2, 1700000100, &err),
+	                 CSA_EAUTH);
+	assert_int_equal(
+	    csa_slack_verify("s3cret", "1700000000", sig, body, strlen(body), 1700000301, &err),
+	    CSA_EAUTH);
+	assert_non_null(strstr(err.msg, "old"));
+	assert_int_equal(
+	    csa_slack_verify("s3cret", "1700000000", sig, body, strlen(body), 1699999000, &err),
+	    CSA_EAUTH);
+	assert_int_equal(
+	    csa_slack_verify("s3cret", NULL, sig, body, strlen(body), 1700000100, &err), CSA_EAUTH);
+	assert_int_equal(
+	    csa_slack_verify("s3cret", "1700000000", NULL, body, strlen(body), 1700000100, &err),
+	    CSA_EAUTH);
+	assert_int_equal(
+	    csa_slack_verify(NULL, "1700000000", sig, body, strlen(body), 1700000100, &err),
+	    CSA_EAUTH);
+	assert_int_equal(csa_slack_verify("s3cret", "1700000000", "v0=abc", body, strlen(body),
+	                                  1700000100, &err),
+	                 CSA_EAUTH);
+}
+
+static void trello_and_mattermost(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	const char *body = "{\"action\":{}}", *url = "https://support.example/hooks/trello";
+	char msg[512];
+	int n = snprintf(msg, sizeof(msg), "%s%s", body, url);
+	unsigned char mac[20], b64[64];
+	unsigned int l;
+	HMAC(EVP_sha1(), "tsecret", 7, (unsigned char *)msg, (size_t)n, mac, &l);
+	EVP_EncodeBlock(b64, mac, 20);
+	assert_int_equal(csa_trello_verify("tsecret", url, (char *)b64, body, strlen(body), &err),
+	                 0);
+	assert_int_equal(csa_trello_verify("tsecret", "https://evil.example/", (char *)b64, body,
+	                                   strlen(body), &err),
+	                 CSA_EAUTH);
+	assert_int_equal(csa_trello_verify("wrong", url, (char *)b64, body, strlen(body), &err),
+	                 CSA_EAUTH);
+	assert_int_equal(csa_trello_verify("tsecret", url, NULL, body, strlen(body), &err),
+	                 CSA_EAUTH);
+	assert_int_equal(csa_token_equal("mmtoken", "mmtoken", &err), 0);
+	assert_int_equal(csa_token_equal("mmtoken", "mmtokem", &err), CSA_EAUTH);
+	assert_int_equal(csa_token_equal("mmtoken", NULL, &err), CSA_EAUTH);
+	assert_int_equal(csa_token_equal(NULL, "x", &err), CSA_EAUTH);
+}
+
+static json_t *parse(const char *raw)
+{
+	json_t *j = NULL;
+	struct csa_err err = {0};
+	if (csa_email_parse(raw, strlen(raw), &j, &err))
+		fail_msg("parse failed: %s", err.msg);
+	return j;
+}
+
+static void email_parsing(void **state)
+{
+	(void)state;
+	json_t *j =
+	    parse("From: Ada <ada@example.com>\r\nSubject: Login\r\n broken since Monday\r\n"
+	          "Message-ID: <m1@example.com>\r\n\r\nHello,\r\nit fails.\r\n");
+	assert_string_equal(csa_json_str(j, "subject"), "Login broken since Monday");
+	assert_string_equal(csa_json_str(j, "message_id"), "<m1@example.com>");
+	assert_non_null(strstr(csa_json_str(j, "text"), "it fails."));
+	json_decref(j);
+	/* nested multipart: the text/plain part, quoted-printable, Latin-1 */
+	j = parse(
+	    "From: b@example.com\nSubject: =?UTF-8?B?UsOpc2VydmF0aW9u?= =?ISO-8859-1?Q?_caf=E9?=\n"
+	    "In-Reply-To: <m1@example.com>\n"
+	    "Content-Type: multipart/mixed; boundary=\"outer\"\n\n"
+	    "preamble\n--outer\nContent-Type: multipart/alternative; boundary=inner\n\n"
+	    "--inner\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: "
+	    "quoted-printable\n\n"
+	    "Caf=E9 cr=E8me, tr=\nes bon\n--inner\nContent-Type: "
+	    "text/html\n\n<p>html</p>\n--inner--\n"
+	    "--outer\nContent-Type: application/pdf\n\nxx\n--outer--\n");
+	assert_string_equal(csa_json_str(j, "subject"), "Réservation café");
+	assert_string_equal(csa_json_str(j, "in_reply_to"), "<m1@example.com>");
+	assert_string_equal(csa_json_str(j, "text"), "Café crème, tres bon");
+	json_decref(j);
+	/* base64 body */
+	j = parse("Subject: b64\nContent-Type: text/plain; "
+	          "charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
+	          "SGVsbG8gd29y\nbGQh\n");
+	assert_string_equal(csa_json_str(j, "text"), "Hello world!");
+	json_decref(j);
+	/* refused: no text part, no header/body split, bad base64, NUL, deep nesting */
+	struct csa_err err = {0};
+	json_t *o;
+	const char *bad[] = {
+	    "Subject: x\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: "
+	    "image/png\n\nxx\n--b--\n",
+	    "Subject: no body separator",
+	    "Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\n@@@\n",
+	    "Content-Type: multipart/mixed\n\nno boundary\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (csa_email_parse(bad[i], strlen(bad[i]), &o, &err) != CSA_EPARSE)
+			fail_msg("case %zu accepted", i);
+	}
+	assert_int_equal(csa_email_parse("a\0b\n\nc", 7, &o, &err), CSA_EPARSE);
+	/* deeply nested multiparts stop at a depth limit */
+	char deep[8192] = "Content-Type: multipart/mixed; boundary=b0\n\n";
+	for (int i = 1; i < 20; i++) {
+		char part[128];
+		snprintf(part, sizeof(part),
+		         "--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n", i - 1, i);
+		strcat(deep, part);
+	}
+	strcat(deep, "--b19\n\ntext\n");
+	assert_int_equal(csa_email_parse(deep, strlen(deep), &o, &err), CSA_EPARSE);
+	/* a truncated message never reads past its end */
+	const char *full = "Content-Type: multipart/mixed; boundary=zz\n\n--zz\nContent-Type: "
+	                   "text/plain\n\nhello\n--zz--\n";
+	for (size_t n = 1; n < strlen(full); n++) {
+		char *cut = malloc(n);
+		memcpy(cut, full, n);
+		if (csa_email_parse(cut, n, &o, &err) == CSA_OK)
+			json_decref(o);
+		free(cut);
+	}
+}
+
+static void ticket_tags_and_ids(void **state)
+{
+	(void)state;
+	char t[80], id[48], id2[48];
+	assert_true(csa_subject_ticket("Re: [#H000123] card", t, sizeof(t)));
+	assert_string_equal(t, "H000123");
+	assert_true(csa_subject_ticket("[T-9] x", t, sizeof(t)));
+	assert_false(csa_subject_ticket("[../x] nope [a b]", t, sizeof(t)));
+	assert_false(csa_subject_ticket(NULL, t, sizeof(t)));
+	csa_external_message_id("email", "<m1@example.com>", id);
+	csa_external_message_id("email", "<m1@example.com>", id2);
+	assert_string_equal(id, id2);
+	assert_int_equal(strlen(id), 6 + 32);
+	csa_external_message_id("email", "<m2@example.com>", id2);
+	assert_string_not_equal(id, id2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(slack_signatures),
+	    cmocka_unit_test(trello_and_mattermost),
+	    cmocka_unit_test(email_parsing),
+	    cmocka_unit_test(ticket_tags_and_ids),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
