@@ -45,8 +45,10 @@ if command -v fasttext >/dev/null 2>&1; then
 else
 	echo "fastText: not installed (CSA_DEPS_BENCH=1 ./scripts/deps.sh)"
 fi
-if python3 -c 'import sklearn' 2>/dev/null; then
-	python3 - "$DATA" <<'PY'
+PY3=/usr/bin/python3
+[ -x "$PY3" ] || PY3=python3
+if "$PY3" -c "import sklearn" 2>/dev/null; then
+	"$PY3" - "$DATA" <<'PY'
 import csv, sys, time
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
