@@ -325,13 +325,13 @@ static void every_gate_passes_and_blocks(void **state)
 	struct csa_err err = {0};
 	json_t *ev, *g;
 	/* PHASE_1 -> 2: blocked by too few decisions, then by accuracy, passes */
-	add_decisions("category", "A", 1, 50, 48, 0, 60000, 0);
+	add_decisions("category", "A", 1, 20, 19, 0, 60000, 0);
 	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
 	g = segment_gate(ev, "category", "A");
 	assert_false(json_is_true(json_object_get(g, "pass")));
 	assert_false(crit_pass(g, "decisions"));
 	assert_non_null(strstr(json_string_value(json_array_get(json_object_get(g, "blocking"), 0)),
-	                       "need 50 more decisions"));
+	                       "need 10 more decisions"));
 	json_decref(ev);
 	add_decisions("category", "B", 1, 150, 100, 0, 60000, 0);
 	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);

@@ -230,9 +230,17 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 	                      critical ? 0.9 : 0.8);
 	size_t min_n = (size_t)cfg_num(a, "automation.min_decisions", 50);
 	t->threshold = 2.0;
-	if (n >= min_n && t->r.score >= need)
-		t->threshold = csa_threshold_for_accuracy(o, n, target,
-		                                          cfg_num(a, "automation.z", 1.96), min_n);
+	if (n >= min_n && t->r.score >= need) {
+		/* The segment shows it is ready; how confident a decision must be
+		 * is read from the whole decision type's calibration, where there
+		 * is evidence enough for a tight bound. */
+		size_t nt;
+		struct csa_outcome *all = outcomes(a, type, NULL, window * 4, &nt);
+		if (all)
+			t->threshold = csa_threshold_for_accuracy(
+			    all, nt, target, cfg_num(a, "automation.z", 1.96), min_n);
+		free(all);
+	}
 	t->reviewed_at = reviewed;
 	free(o);
 	return t;
@@ -795,7 +803,11 @@ static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *s
 	double z = cfg_num(a, "automation.z", 1.96);
 	json_t *crit = json_array();
 	char fix[200];
-	double min_n = csa_json_num(g, "min_decisions", 0);
+	/* a segment needs less evidence than the whole workspace to move */
+	double min_n = segment ? cfg_num(a, "automation.segment_min_decisions", 30)
+	                       : csa_json_num(g, "min_decisions", 0);
+	if (phase >= 5)
+		min_n = 0;
 	if (min_n > 0) {
 		snprintf(fix, sizeof(fix), "need %.0f more decisions in %s", min_n - (double)m.n,
 		         names[phase]);

@@ -62,7 +62,7 @@ static const char default_config[] =
     "\"automation\": {"
     "  \"decision_types\": [\"category\", \"priority\", \"strategy\", \"escalation\"],"
     "  \"z\": 1.96, \"target_accuracy\": 0.96, \"critical_target_accuracy\": 0.98,"
-    "  \"min_decisions\": 50, \"readiness_required\": 0.8, \"readiness_required_critical\": 0.9,"
+    "  \"min_decisions\": 50, \"segment_min_decisions\": 30, \"readiness_required\": 0.8, \"readiness_required_critical\": 0.9,"
     "  \"review_floor\": 0.05, \"review_half_life\": 200, \"review_uncertain_share\": 0.7,"
     "  \"review_delay_minutes\": 60, \"window\": 500, \"baseline_decision_ms\": 60000,"
     "  \"monitor\": {\"window\": 200, \"min_sample\": 30, \"accuracy_min\": 0.85,"

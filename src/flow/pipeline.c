@@ -244,9 +244,32 @@ struct run {
 };
 
 /* Ask the automation hook about one decision type of an agent's output. */
+/* Whether a ticket may be CRITICAL: the human said so, or the priority
+ * model gives CRITICAL at least 5%. Such decisions need more confidence, so
+ * a ticket the model thinks "probably HIGH" is not treated lightly. */
+static int possibly_critical(const struct csa_ticket *tk, const json_t *cls)
+{
+	if (strcmp(csa_json_str(tk->t, "priority"), "CRITICAL") == 0)
+		return 1;
+	const char *pri = csa_json_str(cls, "priority");
+	if (!pri)
+		return 0;
+	if (strcmp(pri, "CRITICAL") == 0)
+		return 1;
+	size_t i;
+	json_t *a;
+	json_array_foreach(json_object_get(cls, "priority_alternatives"), i, a)
+	{
+		if (strcmp(csa_json_str(a, "value"), "CRITICAL") == 0 &&
+		    csa_json_num(a, "confidence", 0) >= 0.05)
+			return 1;
+	}
+	return 0;
+}
+
 static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const char *decision_id,
                     enum csa_dtype t, const struct csa_agent_output *o, const char *segment,
-                    const char *input_digest, json_t *audit)
+                    const char *input_digest, const json_t *cls, json_t *audit)
 {
 	const char *value = csa_json_str(o->decision, value_key(t));
 	double conf = o->confidence;
@@ -254,7 +277,6 @@ static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const c
 		conf = csa_json_num(o->decision, "category_confidence", conf);
 	else if (t == CSA_DT_PRIORITY)
 		conf = csa_json_num(o->decision, "priority_confidence", conf);
-	const char *pri = csa_json_str(o->decision, "priority");
 	struct csa_flow_decision d = {
 	    .ticket_id = tk->id,
 	    .decision_id = decision_id,
@@ -262,8 +284,7 @@ static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const c
 	    .value = value,
 	    .confidence = conf,
 	    .segment = segment,
-	    .critical = pri ? strcmp(pri, "CRITICAL") == 0
-	                    : strcmp(csa_json_str(tk->t, "priority"), "CRITICAL") == 0,
+	    .critical = possibly_critical(tk, cls ? cls : o->decision),
 	    .alternatives = t == CSA_DT_PRIORITY
 	                        ? json_object_get(o->decision, "priority_alternatives")
 	                        : o->alternatives,
@@ -358,7 +379,7 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 			if (t == CSA_DT_COUNT || !csa_json_str(o.decision, value_key(t)))
 				continue; /* no such decision in this run */
 			int autonomous =
-			    ask_hook(p, tk, decision_id, t, &o, segment, digest, audit);
+			    ask_hook(p, tk, decision_id, t, &o, segment, digest, in.classification, audit);
 			json_object_set_new(applied, csa_dtype_name(t), json_boolean(autonomous));
 			if (autonomous)
 				apply(tk, t, o.decision);
