@@ -84,7 +84,9 @@ static const char default_config[] =
     "\"channels\": {\"email_token_env\": \"CSA_EMAIL_HOOK_TOKEN\","
     "  \"slack_signing_secret_env\": \"SLACK_SIGNING_SECRET\","
     "  \"mattermost_token_env\": \"MATTERMOST_TOKEN\", \"trello_secret_env\": \"TRELLO_SECRET\","
-    "  \"trello_callback_url\": null},"
+    "  \"trello_callback_url\": null, \"max_attempts\": 8,"
+    "  \"mattermost_webhook_env\": \"MATTERMOST_WEBHOOK_URL\","
+    "  \"slack_webhook_env\": \"SLACK_WEBHOOK_URL\", \"webhook_url_env\": \"CSA_WEBHOOK_URL\"},"
     "\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"}"
     "}";
 

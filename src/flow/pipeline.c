@@ -25,7 +25,15 @@ struct csa_pipeline {
 	struct csa_agent_env env;
 	struct csa_history *history;
 	struct csa_flow_hooks hooks;
+	csa_run_observer observer;
+	void *observer_ctx;
 };
+
+void csa_pipeline_set_observer(struct csa_pipeline *p, csa_run_observer fn, void *ctx)
+{
+	p->observer = fn;
+	p->observer_ctx = ctx;
+}
 
 const struct csa_agent_env *csa_pipeline_env(const struct csa_pipeline *p)
 {
@@ -378,8 +386,8 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 			enum csa_dtype t = agent_types[a][k];
 			if (t == CSA_DT_COUNT || !csa_json_str(o.decision, value_key(t)))
 				continue; /* no such decision in this run */
-			int autonomous =
-			    ask_hook(p, tk, decision_id, t, &o, segment, digest, in.classification, audit);
+			int autonomous = ask_hook(p, tk, decision_id, t, &o, segment, digest,
+			                          in.classification, audit);
 			json_object_set_new(applied, csa_dtype_name(t), json_boolean(autonomous));
 			if (autonomous)
 				apply(tk, t, o.decision);
@@ -528,6 +536,8 @@ static void after(struct csa_pipeline *p, const char *id, json_t *result)
 	}
 	if (p->hooks.after_run)
 		p->hooks.after_run(p->hooks.ctx, id, result);
+	if (p->observer && result)
+		p->observer(p->observer_ctx, id, result);
 }
 
 int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,

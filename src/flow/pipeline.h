@@ -56,6 +56,11 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 void csa_pipeline_free(struct csa_pipeline *p);
 
 void csa_pipeline_set_hooks(struct csa_pipeline *p, const struct csa_flow_hooks *h);
+
+/* Called after every committed run with its result (borrowed), e.g. to
+ * queue notifications. Independent of the automation hooks. */
+typedef void (*csa_run_observer)(void *ctx, const char *ticket_id, const json_t *result);
+void csa_pipeline_set_observer(struct csa_pipeline *p, csa_run_observer fn, void *ctx);
 const struct csa_agent_env *csa_pipeline_env(const struct csa_pipeline *p);
 struct csa_history *csa_pipeline_history(struct csa_pipeline *p);
 

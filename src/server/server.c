@@ -8,6 +8,7 @@
 #include "flow/pipeline.h"
 #include "agents/history.h"
 #include "server/channels.h"
+#include "server/outbox.h"
 #include "server/tokens.h"
 #include "store/mesh.h"
 #include "store/schema.h"
@@ -42,6 +43,11 @@ struct csa_server {
 	json_t *tokens;
 	int64_t tokens_loaded_ms;
 	sqlite3 *threads; /* platform thread -> ticket (channels.db) */
+	struct csa_outbox *outbox;
+	pthread_t worker;
+	int worker_running, stopping;
+	pthread_mutex_t stop_mu;
+	pthread_cond_t stop_cv;
 	struct bucket buckets[256];
 	/* metrics */
 	uint64_t req_count[NROUTES_MAX][6]; /* by route and status class 1xx..5xx */
@@ -349,6 +355,83 @@ static json_t *h_audit(struct call *c)
 	return json_pack("{s:s, s:o}", "ticket_id", c->params[0], "trail", out);
 }
 
+static json_t *h_deliveries(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_outbox_for_ticket(c->s->outbox, c->params[0], &out, &err))
+		return fail_err(c, &err);
+	return json_pack("{s:s, s:o}", "ticket_id", c->params[0], "deliveries", out);
+}
+
+/* Outbound targets: incoming-webhook URLs named by environment variables
+ * (csa.json channels.*_webhook_env; the URLs carry secrets). */
+static const struct {
+	const char *key, *target;
+} outbound[] = {{"mattermost_webhook_env", "mattermost"},
+                {"slack_webhook_env", "slack"},
+                {"webhook_url_env", "webhook"}};
+
+/* After a pipeline run: the updates agent's notices for the team go to the
+ * outbox, once per decision and target. */
+static void queue_notices(void *ctx, const char *ticket_id, const json_t *result)
+{
+	struct csa_server *s = ctx;
+	json_t *upd = json_object_get(json_object_get(result, "agent_decisions"), "updates");
+	const char *did = csa_json_str(upd, "decision_id");
+	size_t i;
+	json_t *n;
+	json_array_foreach(
+	    json_object_get(json_object_get(upd, "decision"), "stakeholder_notifications"), i, n)
+	{
+		const char *to = csa_json_str(n, "to"), *msg = csa_json_str(n, "message");
+		if (!to || !msg || strcmp(to, "customer") == 0)
+			continue; /* customer replies go out through review, not here */
+		for (size_t k = 0; k < sizeof(outbound) / sizeof(outbound[0]); k++) {
+			const char *env =
+			    csa_json_str(csa_config_get(&s->ws->cfg, "channels"), outbound[k].key);
+			const char *url = env ? getenv(env) : NULL;
+			if (!url || !*url)
+				continue;
+			char key[300];
+			snprintf(key, sizeof(key), "%s|%s|%s", did ? did : ticket_id,
+			         outbound[k].target, to);
+			json_t *payload =
+			    strcmp(outbound[k].target, "webhook") == 0
+			        ? json_pack("{s:s, s:s, s:s?, s:s}", "ticket_id", ticket_id, "to",
+			                    to, "decision_id", did, "message", msg)
+			        : json_pack("{s:s}", "text", msg);
+			csa_outbox_enqueue(s->outbox, key, ticket_id, outbound[k].target, url,
+			                   payload, NULL);
+			json_decref(payload);
+		}
+	}
+}
+
+static void *deliver_loop(void *arg)
+{
+	struct csa_server *s = arg;
+	pthread_mutex_lock(&s->stop_mu);
+	while (!s->stopping) {
+		pthread_mutex_unlock(&s->stop_mu);
+		int n = 0;
+		csa_outbox_deliver_due(s->outbox, csa_now_ms(), 32, &n, NULL);
+		pthread_mutex_lock(&s->stop_mu);
+		if (s->stopping)
+			break;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 500000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->stop_cv, &s->stop_mu, &until);
+	}
+	pthread_mutex_unlock(&s->stop_mu);
+	return NULL;
+}
+
 static const struct route routes[] = {
     {"GET", "/healthz", CSA_ROLE_NONE, h_health, "healthz"},
     {"GET", "/readyz", CSA_ROLE_NONE, h_ready, "readyz"},
@@ -366,6 +449,7 @@ static const struct route routes[] = {
     {"GET", "/api/metrics", CSA_ROLE_VIEWER, h_metrics_json, "metrics"},
     {"GET", "/api/alerts", CSA_ROLE_VIEWER, h_alerts, "alerts"},
     {"GET", "/api/audit/{}", CSA_ROLE_VIEWER, h_audit, "audit"},
+    {"GET", "/api/tickets/{}/deliveries", CSA_ROLE_VIEWER, h_deliveries, "deliveries"},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -1095,6 +1179,19 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 		rc = csa_error(err, CSA_EIO, "cannot open '%s'", tpath);
 		goto fail;
 	}
+	csa_ws_path(ws, "outbox.db", tpath, sizeof(tpath));
+	if ((rc = csa_outbox_open(
+	         tpath, (int)csa_json_int(csa_config_get(&ws->cfg, "channels"), "max_attempts", 8),
+	         &s->outbox, err)))
+		goto fail;
+	csa_pipeline_set_observer(s->pipe, queue_notices, s);
+	pthread_mutex_init(&s->stop_mu, NULL);
+	pthread_cond_init(&s->stop_cv, NULL);
+	if (pthread_create(&s->worker, NULL, deliver_loop, s) != 0) {
+		rc = csa_error(err, CSA_EIO, "cannot start the delivery worker");
+		goto fail;
+	}
+	s->worker_running = 1;
 	struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
 	if (inet_pton(AF_INET, o->bind ? o->bind : "127.0.0.1", &addr.sin_addr) != 1) {
 		rc =
@@ -1116,6 +1213,14 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	*out = s;
 	return CSA_OK;
 fail:
+	if (s->worker_running) {
+		pthread_mutex_lock(&s->stop_mu);
+		s->stopping = 1;
+		pthread_cond_signal(&s->stop_cv);
+		pthread_mutex_unlock(&s->stop_mu);
+		pthread_join(s->worker, NULL);
+	}
+	csa_outbox_close(s->outbox);
 	sqlite3_close(s->threads);
 	csa_auto_close(s->autom);
 	csa_pipeline_free(s->pipe);
@@ -1138,6 +1243,12 @@ void csa_server_stop(struct csa_server *s)
 	s->ready = 0;
 	/* MHD_stop_daemon joins the workers: requests being handled finish */
 	MHD_stop_daemon(s->d);
+	pthread_mutex_lock(&s->stop_mu);
+	s->stopping = 1;
+	pthread_cond_signal(&s->stop_cv);
+	pthread_mutex_unlock(&s->stop_mu);
+	pthread_join(s->worker, NULL);
+	csa_outbox_close(s->outbox);
 	sqlite3_close(s->threads);
 	csa_auto_close(s->autom);
 	csa_pipeline_free(s->pipe);
