@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_LABELS 64
+#define MAX_LABELS 1024
 #define MAX_FEATS  16
 
 void csa_agent_output_release(struct csa_agent_output *o)

@@ -16,7 +16,7 @@ struct csa_hist_entry {
 	char id[65];
 	char company[96];
 	char client[96];
-	char category[40];
+	char category[128];
 	char priority[12];
 	char escalation[16]; /* NONE, TECHNICAL, BILLING, URGENT or "" */
 	int resolved;

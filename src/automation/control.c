@@ -23,7 +23,7 @@
 #define PATH_SZ 4096
 
 struct thr {
-	char key[96]; /* type/segment/critical */
+	char key[200]; /* type/segment/critical */
 	double threshold;
 	struct csa_readiness r;
 	int64_t reviewed_at; /* reviewed count when computed */
@@ -88,7 +88,7 @@ static int type_tracked(const struct csa_auto *a, const char *type)
 
 static int segment_phase(const struct csa_auto *a, const char *type, const char *segment)
 {
-	char key[96];
+	char key[200];
 	snprintf(key, sizeof(key), "%s/%s", type, segment ? segment : "-");
 	int p = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
 	int w = workspace_phase(a);
@@ -192,7 +192,7 @@ static int64_t count_i64(struct csa_auto *a, const char *sql, const char *p1, co
 static const struct thr *threshold_of(struct csa_auto *a, const char *type, const char *segment,
                                       int critical)
 {
-	char key[96];
+	char key[200];
 	snprintf(key, sizeof(key), "%s/%s/%d", type, segment, critical);
 	int64_t reviewed = count_i64(a,
 	                             "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND "
@@ -492,8 +492,8 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
 	int rc = CSA_OK;
-	char decision_id[160] = "", ticket[80] = "", type[32] = "", segment[64] = "", kind[16] = "",
-	     ai_value[64] = "";
+	char decision_id[160] = "", ticket[80] = "", type[32] = "", segment[160] = "", kind[16] = "",
+	     ai_value[160] = "";
 	int64_t created = 0;
 	int critical = 0, autonomous = 0, phase = 1;
 	if (sqlite3_prepare_v2(
@@ -581,7 +581,7 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	int crit = autonomous && !correct && is_critical_error(a, type, critical, ai_value);
 	if (crit) {
 		json_object_set_new(rec, "critical_error", json_true());
-		char scope[96];
+		char scope[200];
 		snprintf(scope, sizeof(scope), "%s/%s", type, segment);
 		raise_alert(a, "CRITICAL_ERROR", "CRITICAL", scope,
 		            json_pack("{s:s, s:s, s:s, s:s}", "decision_id", decision_id,
@@ -711,7 +711,7 @@ static void demote_type(struct csa_auto *a, const char *type, int to, const char
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
-		char key[96];
+		char key[200];
 		snprintf(key, sizeof(key), "%s/%s", type, sqlite3_column_text(st, 0));
 		if (csa_json_int(json_object_get(a->state, "segments"), key, 1) > to)
 			set_segment_phase(a, key, to, why, events);
@@ -1299,7 +1299,7 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 		                       &st, NULL) == SQLITE_OK) {
 			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 			while (sqlite3_step(st) == SQLITE_ROW) {
-				char key[96];
+				char key[200];
 				snprintf(key, sizeof(key), "%s/%s", type,
 				         sqlite3_column_text(st, 0));
 				int ph = (int)csa_json_int(json_object_get(a->state, "segments"),
@@ -1355,7 +1355,7 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
 		}
 	}
 	sqlite3_finalize(st);
-	char scope[96];
+	char scope[200];
 	snprintf(scope, sizeof(scope), "%s/%s", type, seg);
 	double psi = csa_psi(h[0], h[1], 10);
 	if (psi > cfg_num(a, "automation.monitor.psi_alert", 0.25))
@@ -1390,7 +1390,7 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			const char *type = (const char *)sqlite3_column_text(st, 0);
 			const char *seg = (const char *)sqlite3_column_text(st, 1);
-			char key[96];
+			char key[200];
 			snprintf(key, sizeof(key), "%s/%s", type, seg);
 			int own = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
 			if (own >= 4)

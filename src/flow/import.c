@@ -189,7 +189,7 @@ struct row {
 	char *text;
 	char feats[CSA_DT_COUNT][256]; /* NUL-separated, nf[t] strings */
 	size_t nf[CSA_DT_COUNT];
-	char label[CSA_DT_COUNT][40];
+	char label[CSA_DT_COUNT][128];
 };
 
 struct collect {
@@ -200,7 +200,7 @@ struct collect {
 };
 
 /* The latest human-confirmed value of each decision type in T. */
-static void confirmed_values(const json_t *t, char label[CSA_DT_COUNT][40])
+static void confirmed_values(const json_t *t, char label[CSA_DT_COUNT][128])
 {
 	size_t i;
 	json_t *d;
@@ -214,15 +214,15 @@ static void confirmed_values(const json_t *t, char label[CSA_DT_COUNT][40])
 			continue;
 		if (strcmp(agent, "classifier") == 0) {
 			if (csa_json_str(x, "category"))
-				snprintf(label[CSA_DT_CATEGORY], 40, "%s",
+				snprintf(label[CSA_DT_CATEGORY], 128, "%s",
 				         csa_json_str(x, "category"));
 			if (csa_json_str(x, "priority"))
-				snprintf(label[CSA_DT_PRIORITY], 40, "%s",
+				snprintf(label[CSA_DT_PRIORITY], 128, "%s",
 				         csa_json_str(x, "priority"));
 		} else if (strcmp(agent, "selector") == 0 && csa_json_str(x, "strategy")) {
-			snprintf(label[CSA_DT_STRATEGY], 40, "%s", csa_json_str(x, "strategy"));
+			snprintf(label[CSA_DT_STRATEGY], 128, "%s", csa_json_str(x, "strategy"));
 		} else if (strcmp(agent, "escalation") == 0 && csa_json_str(x, "escalation_path")) {
-			snprintf(label[CSA_DT_ESCALATION], 40, "%s",
+			snprintf(label[CSA_DT_ESCALATION], 128, "%s",
 			         csa_json_str(x, "escalation_path"));
 		}
 	}
@@ -333,8 +333,8 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 	if (!rows || !fp)
 		rc = rc ? rc : csa_error(err, CSA_ENOMEM, "out of memory training");
 	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
-		const char *labels[64];
-		size_t nl = type_labels(ws, (enum csa_dtype)t, labels, 64);
+		const char *labels[1024];
+		size_t nl = type_labels(ws, (enum csa_dtype)t, labels, 1024);
 		size_t nr = 0;
 		for (size_t i = 0; i < c.n; i++) {
 			if (!c.v[i].label[t][0])
