@@ -7,6 +7,8 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -388,16 +390,79 @@ static void channel_hooks(void **state)
 	free(r.body);
 }
 
+struct stream {
+	char buf[8192];
+	size_t n;
+};
+
+static size_t on_stream(char *p, size_t sz, size_t n, void *ud)
+{
+	struct stream *st = ud;
+	size_t k = sz * n;
+	if (st->n + k < sizeof(st->buf)) {
+		memcpy(st->buf + st->n, p, k);
+		st->n += k;
+		st->buf[st->n] = '\0';
+	}
+	/* stop once the ticket event is in */
+	return strstr(st->buf, "SSE-1") ? 0 : k;
+}
+
+static void *listen_events(void *arg)
+{
+	struct stream *st = arg;
+	CURL *c = curl_easy_init();
+	char url[256], auth[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/api/events", port);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_stream);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, st);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	curl_easy_perform(c);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+static void server_sent_events(void **state)
+{
+	(void)state;
+	static struct stream st;
+	pthread_t th;
+	pthread_create(&th, NULL, listen_events, &st);
+	/* wait until the stream is open */
+	for (int i = 0; i < 200 && !strstr(st.buf, ": connected"); i++)
+		usleep(10000);
+	assert_non_null(strstr(st.buf, ": connected"));
+	struct resp r;
+	json_t *j =
+	    call("POST", "/api/tickets", admin,
+	         "{\"ticket_id\": \"SSE-1\", \"messages\": [{\"content\": \"hello\"}]}", &r);
+	assert_int_equal(r.status, 201);
+	json_decref(j);
+	free(r.body);
+	pthread_join(th, NULL);
+	assert_non_null(strstr(st.buf, "event: ticket"));
+	assert_non_null(strstr(st.buf, "\"ticket_id\":\"SSE-1\""));
+	/* without a token there is no stream */
+	j = call("GET", "/api/events", NULL, NULL, &r);
+	assert_int_equal(r.status, 401);
+	json_decref(j);
+	free(r.body);
+}
+
 int main(void)
 {
 	setenv("CSA_EMAIL_HOOK_TOKEN", "hooktok", 1);
 	setenv("SLACK_SIGNING_SECRET", "slacksecret", 1);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(tickets_messages_reviews),
-	    cmocka_unit_test(auth_roles_limits_errors),
-	    cmocka_unit_test(pages_health_metrics),
-	    cmocka_unit_test(channel_hooks),
+	    cmocka_unit_test(tickets_messages_reviews), cmocka_unit_test(auth_roles_limits_errors),
+	    cmocka_unit_test(pages_health_metrics),     cmocka_unit_test(channel_hooks),
+	    cmocka_unit_test(server_sent_events),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();

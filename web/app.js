@@ -197,6 +197,34 @@ async function phaseAction(path, body) {
   catch (e) { $('phase-out').textContent = 'Error: ' + e.message; }
 }
 
+// Live updates: server-sent events read with fetch (the token stays in a
+// header, never in a URL). New tickets and decisions refresh the page.
+async function listen() {
+  for (;;) {
+    try {
+      const r = await fetch('/api/events', { headers: { Authorization: 'Bearer ' + token } });
+      if (!r.ok) throw new Error('HTTP ' + r.status);
+      const reader = r.body.getReader(), dec = new TextDecoder();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const chunk = buf.slice(0, i); buf = buf.slice(i + 2);
+          const ev = (chunk.match(/^event: (.*)$/m) || [])[1];
+          if (!ev) continue;
+          if (!$('page-review').hidden && !current) loadReview().catch(() => {});
+          if (!$('page-metrics').hidden) loadMetrics().catch(() => {});
+          if (ev === 'phase') loadPhase().catch(() => {});
+        }
+      }
+    } catch (e) { /* the server restarts or the token changed: retry */ }
+    await new Promise((res) => setTimeout(res, 3000));
+  }
+}
+
 window.addEventListener('DOMContentLoaded', () => {
   $('login-form').onsubmit = (e) => { e.preventDefault(); token = $('token').value.trim(); sessionStorage.setItem('csa-token', token); show((location.hash || '#review').slice(1)); };
   $('ticket-form').onsubmit = (e) => { e.preventDefault(); loadTicket($('ticket-id').value.trim()); };
@@ -205,5 +233,6 @@ window.addEventListener('DOMContentLoaded', () => {
   $('btn-rollback').onclick = () => phaseAction('/api/phase/rollback', {});
   window.addEventListener('hashchange', () => show((location.hash || '#review').slice(1)));
   show((location.hash || '#review').slice(1));
+  if (token) listen();
   setInterval(() => { if (!$('page-metrics').hidden) loadMetrics().catch(() => {}); }, 5000);
 });

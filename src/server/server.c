@@ -48,6 +48,11 @@ struct csa_server {
 	int worker_running, stopping;
 	pthread_mutex_t stop_mu;
 	pthread_cond_t stop_cv;
+	/* server-sent events: a ring of the latest formatted events */
+	pthread_mutex_t ev_mu;
+	pthread_cond_t ev_cv;
+	char *ev[256];
+	uint64_t ev_next;
 	struct bucket buckets[256];
 	/* metrics */
 	uint64_t req_count[NROUTES_MAX][6]; /* by route and status class 1xx..5xx */
@@ -76,6 +81,8 @@ struct call {
 };
 
 typedef json_t *(*handler_fn)(struct call *c);
+
+static void publish(struct csa_server *s, const char *event, json_t *data);
 
 struct route {
 	const char *method;
@@ -284,6 +291,10 @@ static json_t *h_review_decide(struct call *c)
 	if (csa_auto_review_decide(c->s->autom, id, value, c->who, csa_json_str(c->body, "notes"),
 	                           ms ? json_integer_value(ms) : -1, &out, &err))
 		return fail_err(c, &err);
+	publish(c->s, "review",
+	        json_pack("{s:O?, s:O?, s:O?}", "task_id", json_object_get(out, "task_id"),
+	                  "decision_type", json_object_get(out, "decision_type"), "correct",
+	                  json_object_get(out, "correct")));
 	return out;
 }
 
@@ -312,6 +323,8 @@ static json_t *h_phase_advance(struct call *c)
 	if (csa_auto_phase_advance(c->s->autom, c->who, csa_json_bool(c->body, "force", 0), &out,
 	                           &err))
 		return fail_err(c, &err);
+	publish(c->s, "phase",
+	        json_pack("{s:s?}", "phase", csa_json_str(c->s->ws->cfg.root, "phase")));
 	return out;
 }
 
@@ -322,6 +335,8 @@ static json_t *h_phase_rollback(struct call *c)
 	if (csa_auto_phase_rollback(c->s->autom, csa_json_str(c->body, "point"), c->who, &out,
 	                            &err))
 		return fail_err(c, &err);
+	publish(c->s, "phase",
+	        json_pack("{s:s?}", "phase", csa_json_str(c->s->ws->cfg.root, "phase")));
 	return out;
 }
 
@@ -364,6 +379,102 @@ static json_t *h_deliveries(struct call *c)
 	return json_pack("{s:s, s:o}", "ticket_id", c->params[0], "deliveries", out);
 }
 
+/* ---- server-sent events --------------------------------------------------------- */
+
+static void publish(struct csa_server *s, const char *event, json_t *data)
+{
+	char *d = json_dumps(data, JSON_COMPACT);
+	json_decref(data);
+	char *msg = NULL;
+	if (!d || asprintf(&msg, "event: %s\ndata: %s\n\n", event, d) < 0)
+		msg = NULL;
+	free(d);
+	if (!msg)
+		return;
+	pthread_mutex_lock(&s->ev_mu);
+	size_t slot = s->ev_next % 256;
+	free(s->ev[slot]);
+	s->ev[slot] = msg;
+	s->ev_next++;
+	pthread_cond_broadcast(&s->ev_cv);
+	pthread_mutex_unlock(&s->ev_mu);
+}
+
+struct sse_client {
+	struct csa_server *s;
+	uint64_t next;
+	char *buf;
+	size_t off, len;
+};
+
+/* Runs in the connection's own thread: waiting here blocks nobody else. */
+static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	(void)pos;
+	struct sse_client *c = cls;
+	struct csa_server *s = c->s;
+	if (c->off == c->len) {
+		free(c->buf);
+		c->buf = NULL;
+		c->off = c->len = 0;
+		pthread_mutex_lock(&s->ev_mu);
+		if (c->next == s->ev_next && !s->stopping) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 15;
+			pthread_cond_timedwait(&s->ev_cv, &s->ev_mu, &until);
+		}
+		if (s->stopping) {
+			pthread_mutex_unlock(&s->ev_mu);
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
+		if (s->ev_next - c->next > 256)
+			c->next = s->ev_next - 256; /* a slow client skips what is gone */
+		if (c->next < s->ev_next) {
+			c->buf = strdup(s->ev[c->next % 256]);
+			c->next++;
+		}
+		pthread_mutex_unlock(&s->ev_mu);
+		if (!c->buf)
+			c->buf = strdup(": keep-alive\n\n");
+		if (!c->buf)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		c->len = strlen(c->buf);
+	}
+	size_t n = c->len - c->off < max ? c->len - c->off : max;
+	memcpy(out, c->buf + c->off, n);
+	c->off += n;
+	return (ssize_t)n;
+}
+
+static void sse_free(void *cls)
+{
+	struct sse_client *c = cls;
+	free(c->buf);
+	free(c);
+}
+
+static enum MHD_Result send_events(struct csa_server *s, struct MHD_Connection *c)
+{
+	struct sse_client *cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return MHD_NO;
+	cl->s = s;
+	pthread_mutex_lock(&s->ev_mu);
+	cl->next = s->ev_next; /* from now on */
+	pthread_mutex_unlock(&s->ev_mu);
+	cl->buf = strdup(": connected\n\n");
+	cl->len = cl->buf ? strlen(cl->buf) : 0;
+	struct MHD_Response *r =
+	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, cl, sse_free);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
 /* Outbound targets: incoming-webhook URLs named by environment variables
  * (csa.json channels.*_webhook_env; the URLs carry secrets). */
 static const struct {
@@ -377,6 +488,11 @@ static const struct {
 static void queue_notices(void *ctx, const char *ticket_id, const json_t *result)
 {
 	struct csa_server *s = ctx;
+	publish(s, "ticket",
+	        json_pack("{s:s, s:O?, s:O?}", "ticket_id", ticket_id,
+	                  "human_intervention_required",
+	                  json_object_get(result, "human_intervention_required"),
+	                  "final_recommendation", json_object_get(result, "final_recommendation")));
 	json_t *upd = json_object_get(json_object_get(result, "agent_decisions"), "updates");
 	const char *did = csa_json_str(upd, "decision_id");
 	size_t i;
@@ -1032,6 +1148,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return send_metrics(s, c);
 	if (strncmp(url, "/hooks/", 7) == 0)
 		return on_hook(s, c, url, method, rq);
+	if (strcmp(url, "/api/events") == 0 && strcmp(method, "GET") == 0) {
+		struct call ev = {.s = s, .c = c};
+		const char *tid = NULL;
+		if (authenticate(s, c, &tid) == CSA_ROLE_NONE)
+			return send_json(
+			    c, 401,
+			    fail(&ev, 401, "unauthorized", "send 'Authorization: Bearer TOKEN'"),
+			    0);
+		return send_events(s, c);
+	}
 	if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/healthz") != 0 &&
 	    strcmp(url, "/readyz") != 0) {
 		if (strcmp(method, "GET") != 0) {
@@ -1187,6 +1313,8 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	csa_pipeline_set_observer(s->pipe, queue_notices, s);
 	pthread_mutex_init(&s->stop_mu, NULL);
 	pthread_cond_init(&s->stop_cv, NULL);
+	pthread_mutex_init(&s->ev_mu, NULL);
+	pthread_cond_init(&s->ev_cv, NULL);
 	if (pthread_create(&s->worker, NULL, deliver_loop, s) != 0) {
 		rc = csa_error(err, CSA_EIO, "cannot start the delivery worker");
 		goto fail;
@@ -1199,11 +1327,13 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 		goto fail;
 	}
 	s->d = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, (uint16_t)o->port,
-	    NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 4),
-	    MHD_OPTION_NOTIFY_COMPLETED, on_done, s, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-	    MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+	    /* a thread per connection: event streams may wait without holding up
+	     * other requests */
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+	        MHD_USE_ERROR_LOG,
+	    (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+	    (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
+	    MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
 	if (!s->d) {
 		rc = csa_error(err, CSA_EIO, "cannot listen on %s:%u (in use?)",
 		               o->bind ? o->bind : "127.0.0.1", o->port);
@@ -1241,18 +1371,24 @@ void csa_server_stop(struct csa_server *s)
 	if (!s)
 		return;
 	s->ready = 0;
-	/* MHD_stop_daemon joins the workers: requests being handled finish */
-	MHD_stop_daemon(s->d);
+	/* end the event streams, then stop: MHD_stop_daemon joins the
+	 * connection threads, so requests being handled finish */
+	pthread_mutex_lock(&s->ev_mu);
 	pthread_mutex_lock(&s->stop_mu);
 	s->stopping = 1;
 	pthread_cond_signal(&s->stop_cv);
 	pthread_mutex_unlock(&s->stop_mu);
+	pthread_cond_broadcast(&s->ev_cv);
+	pthread_mutex_unlock(&s->ev_mu);
+	MHD_stop_daemon(s->d);
 	pthread_join(s->worker, NULL);
 	csa_outbox_close(s->outbox);
 	sqlite3_close(s->threads);
 	csa_auto_close(s->autom);
 	csa_pipeline_free(s->pipe);
 	json_decref(s->tokens);
+	for (size_t i = 0; i < 256; i++)
+		free(s->ev[i]);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
