@@ -1,0 +1,54 @@
+#!/bin/sh
+# make bench-server: the HTTP service under load on loopback (wrk from
+# Debian). Prints one table; nothing passes or fails.
+#   - startup time to /readyz and resident memory with N tickets (100,000)
+#   - GET /api/tickets/{id} requests per second
+#   - POST /api/tickets (full pipeline, durable) latency percentiles and rate
+set -eu
+CSA=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+N=${BENCH_TICKETS:-100000}
+DUR=${BENCH_SECONDS:-20}
+command -v wrk >/dev/null || { echo "bench-server: wrk not installed (CSA_DEPS_BENCH=1 ./scripts/deps.sh)" >&2; exit 1; }
+WS=$(mktemp -d /tmp/csa-bench-server-XXXXXX)
+trap 'kill $PID 2>/dev/null; rm -rf "$WS"' EXIT
+"$CSA" init "$WS" >/dev/null
+"$CSA" demo-data --tickets 3000 --seed 1 --out "$WS/h.jsonl"
+"$CSA" import "$WS/h.jsonl" --dir "$WS" >/dev/null
+"$CSA" demo-data --tickets "$N" --seed 2 --out "$WS/bulk.jsonl"
+"$CSA" import "$WS/bulk.jsonl" --no-train --dir "$WS" >/dev/null 2>&1 || true
+TOKEN=$("$CSA" token create --role admin --dir "$WS" | sed -n 's/.*"token": "\(.*\)".*/\1/p')
+# no rate limit for the benchmark's token
+sed -i 's/"server": {/"server": {"rate_per_second": 0, /' "$WS/csa.json"
+PORT=18765
+START=$(date +%s.%N)
+"$CSA" serve --dir "$WS" --port $PORT >/dev/null 2>&1 &
+PID=$!
+until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do sleep 0.05; done
+READY=$(echo "$(date +%s.%N) - $START" | bc -l)
+RSS=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
+TICKETS=$(ls "$WS/Tickets/tickets" | wc -l)
+
+wrk -t2 -c32 -d${DUR}s -H "Authorization: Bearer $TOKEN" \
+	"http://127.0.0.1:$PORT/api/tickets/H000042" >"$WS/get.txt"
+GET_RPS=$(awk '/Requests\/sec/ {print $2}' "$WS/get.txt")
+
+cat >"$WS/post.lua" <<'LUA'
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"ticket_id": "W' .. math.random(1, 1000000000) .. '-' .. counter .. '", "client_name": "Load", "customer": {"subscription_tier": "STANDARD"}, "messages": [{"content": "I was charged twice for invoice INV-1234, please refund"}]}'
+  return wrk.format("POST", "/api/tickets", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer TOKEN"}, body)
+end
+LUA
+sed -i "s/TOKEN/$TOKEN/" "$WS/post.lua"
+wrk -t1 -c4 -d${DUR}s --latency -s "$WS/post.lua" "http://127.0.0.1:$PORT" >"$WS/post.txt"
+POST_RPS=$(awk '/Requests\/sec/ {print $2}' "$WS/post.txt")
+P50=$(awk '$1 == "50%" {print $2}' "$WS/post.txt")
+P99=$(awk '$1 == "99%" {print $2}' "$WS/post.txt")
+
+printf '%-44s %s\n' "tickets in the workspace" "$TICKETS"
+printf '%-44s %.2f s\n' "start to /readyz" "$READY"
+printf '%-44s %s MB\n' "resident memory after start" "$((RSS / 1024))"
+printf '%-44s %s\n' "GET /api/tickets/{id} requests/s (32 conn)" "$GET_RPS"
+printf '%-44s %s\n' "POST /api/tickets (pipeline) requests/s" "$POST_RPS"
+printf '%-44s %s / %s\n' "POST latency p50 / p99 (4 conn, max rate)" "$P50" "$P99"
