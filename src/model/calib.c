@@ -50,18 +50,28 @@ static int bin_of(double c, int bins)
 	return b < 0 ? 0 : b >= bins ? bins - 1 : b;
 }
 
-double csa_calib_ece(const struct csa_pred *p, size_t n, int bins)
+/* Per-bin sums of confidence and correctness over equal-width bins. */
+static int bins_of(const struct csa_pred *p, size_t n, int bins, double *conf, double *acc,
+                   size_t *cnt)
 {
-	double conf[64] = {0}, acc[64] = {0};
-	size_t cnt[64] = {0};
 	if (bins > 64)
 		bins = 64;
+	for (int b = 0; b < bins; b++)
+		conf[b] = acc[b] = 0, cnt[b] = 0;
 	for (size_t i = 0; i < n; i++) {
 		int b = bin_of(p[i].conf, bins);
 		conf[b] += p[i].conf;
 		acc[b] += p[i].pred == p[i].label;
 		cnt[b]++;
 	}
+	return bins;
+}
+
+double csa_calib_ece(const struct csa_pred *p, size_t n, int bins)
+{
+	double conf[64], acc[64];
+	size_t cnt[64];
+	bins = bins_of(p, n, bins, conf, acc, cnt);
 	double ece = 0;
 	for (int b = 0; b < bins; b++)
 		if (cnt[b])
@@ -71,24 +81,16 @@ double csa_calib_ece(const struct csa_pred *p, size_t n, int bins)
 
 json_t *csa_calib_reliability(const struct csa_pred *p, size_t n, int bins)
 {
-	double conf[64] = {0}, acc[64] = {0};
-	size_t cnt[64] = {0};
-	if (bins > 64)
-		bins = 64;
-	for (size_t i = 0; i < n; i++) {
-		int b = bin_of(p[i].conf, bins);
-		conf[b] += p[i].conf;
-		acc[b] += p[i].pred == p[i].label;
-		cnt[b]++;
-	}
+	double conf[64], acc[64];
+	size_t cnt[64];
+	bins = bins_of(p, n, bins, conf, acc, cnt);
 	json_t *t = json_array();
 	for (int b = 0; b < bins; b++)
 		if (cnt[b])
 			json_array_append_new(
-			    t, json_pack("{s:f, s:f, s:I, s:f, s:f}", "bin_lo", (double)b / bins,
-			                 "bin_hi", (double)(b + 1) / bins, "n", (json_int_t)cnt[b],
-			                 "confidence", conf[b] / (double)cnt[b], "accuracy",
-			                 acc[b] / (double)cnt[b]));
+			    t, json_pack("{s:f, s:f, s:I, s:f, s:f}", "bin_lo", (double)b / bins, "bin_hi",
+			                 (double)(b + 1) / bins, "n", (json_int_t)cnt[b], "confidence",
+			                 conf[b] / (double)cnt[b], "accuracy", acc[b] / (double)cnt[b]));
 	return t;
 }
 

@@ -337,24 +337,35 @@ out:
 	return CSA_OK;
 }
 
-int csa_linear_scores(const struct csa_linear *m, const char *text, size_t len,
-                      const char *const *extra, size_t n_extra, double *scores)
+/* Logits of a text into s[k] and the temperature in force, under the read
+ * lock. */
+static int scores_locked(const struct csa_linear *m, const char *text, size_t len,
+                         const char *const *extra, size_t n_extra, float *s, double *t)
 {
 	struct csa_fvec x;
 	csa_fvec_init(&x);
-	float stack[256];
-	float *s = m->k <= 256 ? stack : malloc(m->k * sizeof(float));
-	if (!s)
-		return CSA_ENOMEM;
 	int rc = csa_text_features(&m->feat, text ? text : "", text ? len : 0, extra, n_extra, &x);
 	if (rc == CSA_OK) {
 		pthread_rwlock_rdlock((pthread_rwlock_t *)&m->lock);
 		raw_scores(m, &x, s);
+		*t = m->temperature;
 		pthread_rwlock_unlock((pthread_rwlock_t *)&m->lock);
-		for (size_t c = 0; c < m->k; c++)
-			scores[c] = s[c];
 	}
 	csa_fvec_release(&x);
+	return rc;
+}
+
+int csa_linear_scores(const struct csa_linear *m, const char *text, size_t len,
+                      const char *const *extra, size_t n_extra, double *scores)
+{
+	float stack[256];
+	float *s = m->k <= 256 ? stack : malloc(m->k * sizeof(float));
+	double t;
+	if (!s)
+		return CSA_ENOMEM;
+	int rc = scores_locked(m, text, len, extra, n_extra, s, &t);
+	for (size_t c = 0; rc == CSA_OK && c < m->k; c++)
+		scores[c] = s[c];
 	if (s != stack)
 		free(s);
 	return rc;
@@ -363,21 +374,14 @@ int csa_linear_scores(const struct csa_linear *m, const char *text, size_t len,
 int csa_linear_predict(const struct csa_linear *m, const char *text, size_t len,
                        const char *const *extra, size_t n_extra, double *probs)
 {
-	struct csa_fvec x;
-	csa_fvec_init(&x);
 	float stack[256];
 	float *s = m->k <= 256 ? stack : malloc(m->k * sizeof(float));
+	double t;
 	if (!s)
 		return CSA_ENOMEM;
-	int rc = csa_text_features(&m->feat, text ? text : "", text ? len : 0, extra, n_extra, &x);
-	if (rc == CSA_OK) {
-		pthread_rwlock_rdlock((pthread_rwlock_t *)&m->lock);
-		raw_scores(m, &x, s);
-		double t = m->temperature;
-		pthread_rwlock_unlock((pthread_rwlock_t *)&m->lock);
+	int rc = scores_locked(m, text, len, extra, n_extra, s, &t);
+	if (rc == CSA_OK)
 		softmax(s, m->k, t, probs);
-	}
-	csa_fvec_release(&x);
 	if (s != stack)
 		free(s);
 	return rc;

@@ -49,4 +49,8 @@ json_t *csa_ticket_timeline(const struct csa_ticket *tk);
  * the shape of spec §6.1 load_ticket_state. New reference. */
 json_t *csa_ticket_state_json(const struct csa_ticket *tk, int with_timeline);
 
+/* One line of a ticket list from its T document (and E's status when
+ * known): id, client, company, priority, stage, resolved, last sync. */
+json_t *csa_ticket_summary(const char *id, const json_t *t, const char *status);
+
 #endif
