@@ -133,14 +133,7 @@ int cmd_show(int argc, char **argv)
 static int list_one(void *ctx, const char *id, const json_t *t, const char *status)
 {
 	json_t *arr = ctx;
-	json_t *row = json_pack(
-	    "{s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "ticket_id", id, "client_name",
-	    json_object_get(t, "client_name"), "company_name", json_object_get(t, "company_name"),
-	    "priority", json_object_get(t, "priority"), "workflow_stage",
-	    json_object_get(t, "workflow_stage"), "resolved", json_object_get(t, "resolved"),
-	    "last_synchronized", json_object_get(t, "last_synchronized"));
-	if (status)
-		json_object_set_new(row, "conversation_status", json_string(status));
+	json_t *row = csa_ticket_summary(id, t, status);
 	json_array_append_new(arr, row);
 	return 0;
 }

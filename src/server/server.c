@@ -190,14 +190,7 @@ static int list_one(void *vctx, const char *id, const json_t *t, const char *sta
 	}
 	if ((long)json_array_size(l->arr) >= l->limit)
 		return 0;
-	json_t *row = json_pack(
-	    "{s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "ticket_id", id, "client_name",
-	    json_object_get(t, "client_name"), "company_name", json_object_get(t, "company_name"),
-	    "priority", json_object_get(t, "priority"), "workflow_stage",
-	    json_object_get(t, "workflow_stage"), "resolved", json_object_get(t, "resolved"),
-	    "last_synchronized", json_object_get(t, "last_synchronized"));
-	if (status)
-		json_object_set_new(row, "conversation_status", json_string(status));
+	json_t *row = csa_ticket_summary(id, t, status);
 	json_array_append_new(l->arr, row);
 	return 0;
 }
