@@ -275,7 +275,7 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 	char *files = strdup(o->data ? o->data : "");
 	for (char *save = NULL, *f = strtok_r(files, ",", &save); f && rc == CSA_OK;
 	     f = strtok_r(NULL, ",", &save))
-		rc = o->text_col ? load_csv(f, o->text_col, o->label_col, &s, err)
+		rc = o->text_col ? load_csv(f, o->text_col, o->label_col, o->seed, &s, err)
 		                 : load_jsonl(f, &s, err);
 	free(files);
 	if (rc == CSA_OK && s.n <= o->bootstrap)
