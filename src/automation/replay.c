@@ -81,11 +81,26 @@ static int load_jsonl(const char *path, struct stream *s, struct csa_err *err)
 	return rc;
 }
 
-static int load_csv(const char *path, const char *tc, const char *lc, struct stream *s,
-                    struct csa_err *err)
+static int load_csv(const char *path, const char *tc, const char *lc, uint64_t seed,
+                    struct stream *s, struct csa_err *err)
 {
 	struct csa_dataset ds = {0};
 	int rc = csa_dataset_load(path, tc, lc, &ds, err);
+	/* Rows carry no time, and labelled files are often sorted by label:
+	 * streamed in file order whole classes would arrive in blocks. Each
+	 * file is shuffled (with the seed), files keep their order. */
+	uint64_t r = seed * 0x9E3779B97F4A7C15ULL + 1;
+	for (size_t i = ds.n; rc == CSA_OK && i > 1; i--) {
+		r ^= r << 13;
+		r ^= r >> 7;
+		r ^= r << 17;
+		size_t j = (size_t)(r % i);
+		char *t = ds.text[i - 1], *l = ds.label[i - 1];
+		ds.text[i - 1] = ds.text[j];
+		ds.label[i - 1] = ds.label[j];
+		ds.text[j] = t;
+		ds.label[j] = l;
+	}
 	for (size_t i = 0; rc == CSA_OK && i < ds.n; i++) {
 		char id[32];
 		snprintf(id, sizeof(id), "R%07zu", s->n + 1);
