@@ -1377,6 +1377,35 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
 	}
 }
 
+/*
+ * A small segment may follow its decision type: when the type's gate from
+ * this phase passes over all its segments and the segment's own evidence
+ * does not show it worse (the upper confidence bound of its accuracy in
+ * this phase still reaches the gate's accuracy), it moves with the type.
+ * Large segments are judged on their own. Caller holds a->mu.
+ */
+static int type_vouches(struct csa_auto *a, const char *type, const char *seg, int phase)
+{
+	static const char *const names[] = {"", "PHASE_1", "PHASE_2", "PHASE_3", "PHASE_4", "PHASE_5"};
+	if (phase < 1 || phase > 2)
+		return 0; /* autonomy phases need the segment's own evidence */
+	json_t *tg = evaluate_gate(a, type, NULL, phase);
+	int pass = json_is_true(json_object_get(tg, "pass"));
+	json_decref(tg);
+	if (!pass)
+		return 0;
+	struct scope_metrics m;
+	scope_metrics(a, type, seg, phase, &m);
+	if (m.reviewed < 10)
+		return 0;
+	json_t *g = json_object_get(csa_config_get(&a->ws->cfg, "automation.gates"), names[phase]);
+	double need = csa_json_num(g, "accuracy", 0.8);
+	/* upper bound: 1 - lower bound of the error rate */
+	double upper = 1 - csa_wilson_lower((size_t)(m.reviewed - m.correct), (size_t)m.reviewed,
+	                                    cfg_num(a, "automation.z", 1.96));
+	return upper >= need;
+}
+
 int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out,
                   struct csa_err *err)
 {
@@ -1400,6 +1429,9 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 			json_t *g = evaluate_gate(a, type, seg, own);
 			if (json_is_true(json_object_get(g, "pass")))
 				set_segment_phase(a, key, own + 1, "gate passed", events);
+			else if (type_vouches(a, type, seg, own))
+				set_segment_phase(a, key, own + 1,
+				                  "decision type's gate passed, segment not worse", events);
 			json_decref(g);
 		}
 		sqlite3_finalize(st);
