@@ -515,6 +515,7 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 struct process_ctx {
 	struct csa_pipeline *p;
 	json_t *result;
+	struct csa_hist_entry entry;
 };
 
 static int process_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
@@ -522,13 +523,20 @@ static int process_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	struct process_ctx *c = vctx;
 	int rc = run_locked(c->p, tk, &c->result, err);
 	*docs = CSA_DOC_ALL;
+	if (rc == CSA_OK)
+		csa_history_entry_from(tk, &c->entry);
 	return rc;
 }
 
-static void after(struct csa_pipeline *p, const char *id, json_t *result)
+/* After a committed run: the history index learns the ticket's new state
+ * (from the documents just committed, when the caller has them). */
+static void after(struct csa_pipeline *p, const char *id, json_t *result,
+                  const struct csa_hist_entry *entry)
 {
 	struct csa_ticket tk;
-	if (csa_store_load(p->ws->store, id, &tk, NULL) == CSA_OK) {
+	if (entry) {
+		csa_history_put(p->history, entry);
+	} else if (csa_store_load(p->ws->store, id, &tk, NULL) == CSA_OK) {
 		struct csa_hist_entry e;
 		csa_history_entry_from(&tk, &e);
 		csa_history_put(p->history, &e);
@@ -543,7 +551,7 @@ static void after(struct csa_pipeline *p, const char *id, json_t *result)
 int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,
                          struct csa_err *err)
 {
-	struct process_ctx c = {p, NULL};
+	struct process_ctx c = {.p = p};
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, process_fn, &c, err);
 	pthread_rwlock_unlock(&p->models_lock);
@@ -551,7 +559,7 @@ int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t *
 		json_decref(c.result);
 		return rc;
 	}
-	after(p, ticket_id, c.result);
+	after(p, ticket_id, c.result, &c.entry);
 	if (result)
 		*result = c.result;
 	else
@@ -560,6 +568,7 @@ int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t *
 }
 
 struct ingest_ctx {
+	struct csa_hist_entry entry;
 	struct csa_pipeline *p;
 	const json_t *message;
 	enum csa_side side;
@@ -585,7 +594,10 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 	if (c->side == CSA_SIDE_INTERNAL)
 		return CSA_OK;
 	/* same lock, same commit: the message and the decisions on it */
-	return run_locked(c->p, tk, &c->result, err);
+	int rc2 = run_locked(c->p, tk, &c->result, err);
+	if (rc2 == CSA_OK)
+		csa_history_entry_from(tk, &c->entry);
+	return rc2;
 }
 
 static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **result,
@@ -624,7 +636,9 @@ static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **res
 		csa_store_unlock(p->ws->store, lk);
 		if (!rc) {
 			json_object_set_new(res, "created", json_true());
-			after(p, tk.id, res);
+			struct csa_hist_entry e;
+			csa_history_entry_from(&tk, &e);
+			after(p, tk.id, res, &e);
 		}
 		csa_ticket_release(&tk);
 		if (rc) {
@@ -656,7 +670,7 @@ static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **res
 	                                : json_string(c.msg_id));
 	json_object_set_new(c.result, "duplicate", json_boolean(c.duplicate));
 	if (!c.duplicate && side == CSA_SIDE_EXTERNAL)
-		after(p, id, c.result);
+		after(p, id, c.result, &c.entry);
 	*result = c.result;
 	return CSA_OK;
 }
@@ -764,6 +778,6 @@ int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const c
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, feedback_fn, &c, err);
 	pthread_rwlock_unlock(&p->models_lock);
 	if (!rc)
-		after(p, ticket_id, NULL);
+		after(p, ticket_id, NULL, NULL);
 	return rc;
 }
