@@ -224,7 +224,7 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 	csa_readiness(o, n, &t->r);
 	double target = cfg_num(
 	    a, critical ? "automation.critical_target_accuracy" : "automation.target_accuracy",
-	    critical ? 0.98 : 0.96);
+	    critical ? 0.995 : 0.96);
 	double need = cfg_num(a,
 	                      critical ? "automation.readiness_required_critical"
 	                               : "automation.readiness_required",
