@@ -126,9 +126,13 @@ void csa_history_entry_from(const struct csa_ticket *tk, struct csa_hist_entry *
 {
 	memset(e, 0, sizeof(*e));
 	copy(e->id, sizeof(e->id), tk->id);
+	/* the customer as E names it, else as T does (scans read T only) */
 	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
-	copy(e->company, sizeof(e->company), csa_json_str(cust, "company_name"));
-	copy(e->client, sizeof(e->client), csa_json_str(cust, "client_name"));
+	const char *company = csa_json_str(cust, "company_name"),
+	           *client = csa_json_str(cust, "client_name");
+	copy(e->company, sizeof(e->company),
+	     company ? company : csa_json_str(tk->t, "company_name"));
+	copy(e->client, sizeof(e->client), client ? client : csa_json_str(tk->t, "client_name"));
 	copy(e->priority, sizeof(e->priority), csa_json_str(tk->t, "priority"));
 	e->resolved = csa_json_bool(tk->t, "resolved", 0);
 	json_t *sla = json_object_get(tk->t, "sla_metrics");
@@ -160,14 +164,13 @@ struct build_ctx {
 
 static int build_one(void *vctx, const char *id, const json_t *t, const char *status)
 {
-	(void)t, (void)status;
+	(void)status;
 	struct build_ctx *c = vctx;
-	struct csa_ticket tk;
-	if (csa_store_load(c->st, id, &tk, NULL))
-		return 0; /* damaged tickets are verify's business */
+	/* T alone holds what the index needs: one file per ticket at start */
+	struct csa_ticket tk = {.t = (json_t *)t};
+	snprintf(tk.id, sizeof(tk.id), "%s", id);
 	struct csa_hist_entry e;
 	csa_history_entry_from(&tk, &e);
-	csa_ticket_release(&tk);
 	return csa_history_put(c->h, &e);
 }
 

@@ -493,8 +493,8 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
 	int rc = CSA_OK;
-	char decision_id[160] = "", ticket[80] = "", type[32] = "", segment[160] = "", kind[16] = "",
-	     ai_value[160] = "";
+	char decision_id[160] = "", ticket[80] = "", type[32] = "", segment[160] = "",
+	     kind[16] = "", ai_value[160] = "";
 	int64_t created = 0;
 	int critical = 0, autonomous = 0, phase = 1;
 	if (sqlite3_prepare_v2(
@@ -1387,7 +1387,8 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
  */
 static int type_vouches(struct csa_auto *a, const char *type, const char *seg, int phase)
 {
-	static const char *const names[] = {"", "PHASE_1", "PHASE_2", "PHASE_3", "PHASE_4", "PHASE_5"};
+	static const char *const names[] = {"",        "PHASE_1", "PHASE_2",
+	                                    "PHASE_3", "PHASE_4", "PHASE_5"};
 	if (phase < 1 || phase > 2)
 		return 0; /* autonomy phases need the segment's own evidence */
 	json_t *tg = evaluate_gate(a, type, NULL, phase);
@@ -1432,7 +1433,8 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 				set_segment_phase(a, key, own + 1, "gate passed", events);
 			else if (type_vouches(a, type, seg, own))
 				set_segment_phase(a, key, own + 1,
-				                  "decision type's gate passed, segment not worse", events);
+				                  "decision type's gate passed, segment not worse",
+				                  events);
 			json_decref(g);
 		}
 		sqlite3_finalize(st);

@@ -88,9 +88,10 @@ json_t *csa_calib_reliability(const struct csa_pred *p, size_t n, int bins)
 	for (int b = 0; b < bins; b++)
 		if (cnt[b])
 			json_array_append_new(
-			    t, json_pack("{s:f, s:f, s:I, s:f, s:f}", "bin_lo", (double)b / bins, "bin_hi",
-			                 (double)(b + 1) / bins, "n", (json_int_t)cnt[b], "confidence",
-			                 conf[b] / (double)cnt[b], "accuracy", acc[b] / (double)cnt[b]));
+			    t, json_pack("{s:f, s:f, s:I, s:f, s:f}", "bin_lo", (double)b / bins,
+			                 "bin_hi", (double)(b + 1) / bins, "n", (json_int_t)cnt[b],
+			                 "confidence", conf[b] / (double)cnt[b], "accuracy",
+			                 acc[b] / (double)cnt[b]));
 	return t;
 }
 

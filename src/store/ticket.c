@@ -523,13 +523,12 @@ json_t *csa_ticket_state_json(const struct csa_ticket *tk, int with_timeline)
 
 json_t *csa_ticket_summary(const char *id, const json_t *t, const char *status)
 {
-	json_t *row = json_pack("{s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "ticket_id", id,
-	                        "client_name", json_object_get(t, "client_name"), "company_name",
-	                        json_object_get(t, "company_name"), "priority",
-	                        json_object_get(t, "priority"), "workflow_stage",
-	                        json_object_get(t, "workflow_stage"), "resolved",
-	                        json_object_get(t, "resolved"), "last_synchronized",
-	                        json_object_get(t, "last_synchronized"));
+	json_t *row = json_pack(
+	    "{s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "ticket_id", id, "client_name",
+	    json_object_get(t, "client_name"), "company_name", json_object_get(t, "company_name"),
+	    "priority", json_object_get(t, "priority"), "workflow_stage",
+	    json_object_get(t, "workflow_stage"), "resolved", json_object_get(t, "resolved"),
+	    "last_synchronized", json_object_get(t, "last_synchronized"));
 	if (row && status)
 		json_object_set_new(row, "conversation_status", json_string(status));
 	return row;
