@@ -9,7 +9,8 @@
  *   Hello {{client_name}}, ...
  *
  * indexed in an in-memory SQLite FTS5 table and searched with bm25,
- * filtered by category and strategy. Bodies may hold {{placeholders}}.
+ * filtered by category and strategy. Bodies may hold {{name}} fields filled
+ * from the ticket.
  * Thread-safe (the SQLite handle is serialised).
  */
 #ifndef CSA_AGENTS_KB_H
