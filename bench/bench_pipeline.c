@@ -31,11 +31,7 @@ static json_t *arrival(struct csa_gen *g, const char *prefix, int i)
 	json_t *h = csa_gen_next(g);
 	char id[32];
 	snprintf(id, sizeof(id), "%s%06d", prefix, i);
-	json_t *doc = json_pack(
-	    "{s:s, s:O, s:O, s:O, s:O, s:[O]}", "ticket_id", id, "client_name",
-	    json_object_get(h, "client_name"), "company_name", json_object_get(h, "company_name"),
-	    "customer", json_object_get(h, "customer"), "platform", json_object_get(h, "platform"),
-	    "messages", json_array_get(json_object_get(h, "messages"), 0));
+	json_t *doc = csa_gen_arrival(h, id);
 	json_decref(h);
 	return doc;
 }
@@ -55,13 +51,8 @@ int main(int argc, char **argv)
 	snprintf(hist, sizeof(hist), "%s/history.jsonl", dir);
 	FILE *f = fopen(hist, "w");
 	struct csa_gen *g = csa_gen_new(5, 1767225600000LL);
-	for (int i = 0; i < 3000; i++) {
-		json_t *t = csa_gen_next(g);
-		char *s = json_dumps(t, JSON_COMPACT);
-		fprintf(f, "%s\n", s);
-		free(s);
-		json_decref(t);
-	}
+	if (csa_gen_write(g, 3000, f))
+		die("history", "cannot write");
 	fclose(f);
 	f = fopen(hist, "r");
 	json_t *rep;

@@ -229,13 +229,8 @@ static int import_history(void **state)
 	snprintf(path, sizeof(path), "%s/history.jsonl", ws_dir);
 	FILE *f = fopen(path, "w");
 	struct csa_gen *g = csa_gen_new(11, 1767225600000LL);
-	for (int i = 0; i < 2500; i++) {
-		json_t *t = csa_gen_next(g);
-		char *s = json_dumps(t, JSON_COMPACT);
-		fprintf(f, "%s\n", s);
-		free(s);
-		json_decref(t);
-	}
+	if (csa_gen_write(g, 2500, f))
+		return -1;
 	csa_gen_free(g);
 	fclose(f);
 	f = fopen(path, "r");

@@ -36,17 +36,7 @@ int cmd_demo_data(int argc, char **argv)
 		if (stream) {
 			char id[32];
 			snprintf(id, sizeof(id), "N%llu-%06ld", seed, i + 1);
-			json_t *doc =
-			    json_pack("{s:s, s:O, s:O, s:O, s:O, s:O, s:[O]}", "ticket_id", id,
-			              "client_name", json_object_get(t, "client_name"),
-			              "company_name", json_object_get(t, "company_name"),
-			              "customer", json_object_get(t, "customer"), "platform",
-			              json_object_get(t, "platform"), "channel",
-			              json_object_get(t, "channel"), "messages",
-			              json_array_get(json_object_get(t, "messages"), 0));
-			/* it arrives now: the message takes the time of its arrival */
-			json_object_del(json_array_get(json_object_get(doc, "messages"), 0),
-			                "timestamp");
+			json_t *doc = csa_gen_arrival(t, id);
 			json_decref(t);
 			t = doc;
 		}

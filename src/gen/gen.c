@@ -465,3 +465,30 @@ json_t *csa_gen_next(struct csa_gen *g)
 	    strategy, "escalate", escalate, "escalation_path", path, "resolution_hours",
 	    round(res_h * 10) / 10, "first_response_minutes", round(frm), "csat", csat);
 }
+
+int csa_gen_write(struct csa_gen *g, long n, FILE *out)
+{
+	for (long i = 0; i < n; i++) {
+		json_t *t = csa_gen_next(g);
+		char *s = json_dumps(t, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(t);
+		if (!s)
+			return -1;
+		int bad = fputs(s, out) < 0 || fputc('\n', out) == EOF;
+		free(s);
+		if (bad)
+			return -1;
+	}
+	return ferror(out) ? -1 : 0;
+}
+
+json_t *csa_gen_arrival(const json_t *t, const char *id)
+{
+	json_t *first = json_deep_copy(json_array_get(json_object_get(t, "messages"), 0));
+	json_object_del(first, "timestamp");
+	return json_pack(
+	    "{s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:[o]}", "ticket_id", id, "client_name",
+	    json_object_get(t, "client_name"), "company_name", json_object_get(t, "company_name"),
+	    "customer", json_object_get(t, "customer"), "platform", json_object_get(t, "platform"),
+	    "channel", json_object_get(t, "channel"), "messages", first ? first : json_object());
+}

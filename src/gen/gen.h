@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct csa_gen;
 
@@ -22,5 +23,14 @@ void csa_gen_free(struct csa_gen *g);
 
 /* The next ticket as an import-format object with "gold" (new reference). */
 json_t *csa_gen_next(struct csa_gen *g);
+
+/* The ticket as it arrives (new reference): its customer fields and first
+ * message without a timestamp (it takes the time it arrives), no outcome,
+ * under a new id. */
+json_t *csa_gen_arrival(const json_t *ticket, const char *id);
+
+/* Write the next n tickets as JSONL lines to out; 0, or -1 on a write
+ * error. */
+int csa_gen_write(struct csa_gen *g, long n, FILE *out);
 
 #endif
