@@ -1,12 +1,15 @@
 /* The four primary agents. */
 #include "agents/agent.h"
 #include "agents/history.h"
+#include "agents/kb.h"
 #include "agents/kbsel.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "llm/cascade.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_LABELS 1024
@@ -60,10 +63,11 @@ size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in, co
 	return n;
 }
 
-/* Predict one decision type; fills probs and returns the best index. */
+/* Predict one decision type; fills probs and returns the best index. When
+ * the cascade asks an LLM, its trace goes into cascade[type]. */
 static int predict(const struct csa_agent_env *env, enum csa_dtype t,
                    const struct csa_agent_input *in, const char *category, const char *priority,
-                   double *probs, struct csa_err *err)
+                   double *probs, json_t *cascade, struct csa_err *err)
 {
 	struct csa_dmodel *m = env->models[t];
 	if (!m)
@@ -79,6 +83,16 @@ static int predict(const struct csa_agent_env *env, enum csa_dtype t,
 	int rc = csa_dmodel_predict(m, in->text ? in->text : "", feats, nf, probs, err);
 	if (rc)
 		return rc;
+	if (env->cascade) {
+		const char *labels[MAX_LABELS];
+		size_t n = csa_dmodel_n_labels(m);
+		for (size_t i = 0; i < n; i++)
+			labels[i] = csa_dmodel_label(m, i);
+		json_t *tr = csa_cascade_refine(env->cascade, t, labels, n, in->text ? in->text : "",
+		                                feats, nf, probs);
+		if (tr)
+			json_object_set_new(cascade, csa_dtype_name(t), tr);
+	}
 	int best = 0;
 	for (size_t i = 1; i < csa_dmodel_n_labels(m); i++)
 		if (probs[i] > probs[best])
@@ -108,6 +122,14 @@ static json_t *alternatives(const struct csa_dmodel *m, const double *probs, int
 	return arr;
 }
 
+/* Keep the cascade's traces in the decision (T-file), if there are any. */
+static void attach_cascade(json_t *decision, json_t *cascade)
+{
+	if (json_object_size(cascade))
+		json_object_set(decision, "cascade", cascade);
+	json_decref(cascade);
+}
+
 static const char *routing_for(const struct csa_config *cfg, const char *category)
 {
 	const char *r = csa_json_str(csa_config_get(cfg, "routing"), category);
@@ -120,17 +142,22 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
                               struct csa_agent_output *out, struct csa_err *err)
 {
 	double pc[MAX_LABELS], pp[MAX_LABELS];
-	int c = predict(env, CSA_DT_CATEGORY, in, NULL, NULL, pc, err);
-	if (c < 0)
+	json_t *cascade = json_object();
+	int c = predict(env, CSA_DT_CATEGORY, in, NULL, NULL, pc, cascade, err);
+	if (c < 0) {
+		json_decref(cascade);
 		return c;
+	}
 	const char *cat = csa_dmodel_label(env->models[CSA_DT_CATEGORY], (size_t)c);
 	/* A workspace may decide categories only (e.g. a history with no
 	 * priorities): the priority is then left to humans. */
 	int p = -1;
 	const char *pri = NULL;
 	if (env->models[CSA_DT_PRIORITY]) {
-		if ((p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, err)) < 0)
+		if ((p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, cascade, err)) < 0) {
+			json_decref(cascade);
 			return p;
+		}
 		pri = csa_dmodel_label(env->models[CSA_DT_PRIORITY], (size_t)p);
 	}
 	const char *route = routing_for(env->cfg, cat);
@@ -144,6 +171,7 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 	if (pri)
 		json_object_set_new(out->decision, "priority_alternatives",
 		                    alternatives(env->models[CSA_DT_PRIORITY], pp, p, 2));
+	attach_cascade(out->decision, cascade);
 	out->confidence = pri ? fmin(pc[c], pp[p]) : pc[c];
 	out->alternatives = alternatives(env->models[CSA_DT_CATEGORY], pc, c, 3);
 	snprintf(out->rationale, sizeof(out->rationale),
@@ -156,15 +184,54 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 
 /* ---- selector: strategy and execution parameters --------------------- */
 
+/*
+ * For a reply strategy with an article: the reply drafted by the LLM,
+ * grounded in the article with the conversation as context, or else the
+ * article's template filled from the ticket. Drafts are proposals: they go
+ * out only through review or an autonomous strategy decision.
+ */
+static void draft_reply(const struct csa_agent_env *env, const struct csa_agent_input *in,
+                        const char *strategy, json_t *params)
+{
+	const char *id = csa_json_str(json_object_get(params, "article"), "id");
+	if (!id || !env->kb ||
+	    (strcmp(strategy, "TEMPLATE_RESPONSE") && strcmp(strategy, "AUTOMATED_RESOLUTION")))
+		return;
+	json_t *art = csa_kb_get(env->kb, id);
+	const char *body = csa_json_str(art, "body");
+	json_t *cust = json_object_get(json_object_get(in->tk->e, "participants"), "customer");
+	const char *client = csa_json_str(cust, "client_name");
+	json_t *vars = json_pack("{s:s, s:s, s:s}", "client_name", client && *client ? client : "there",
+	                         "company_name", csa_json_str(cust, "company_name") ? csa_json_str(cust, "company_name") : "",
+	                         "ticket_id", in->tk->id);
+	char *filled = body ? csa_kb_render(body, vars, CSA_KB_MAX_ARTICLE_BYTES) : NULL;
+	json_decref(vars);
+	json_decref(art);
+	if (!filled)
+		return;
+	json_t *trace = NULL;
+	char *llm = csa_cascade_draft(env->cascade, filled, in->text ? in->text : "", &trace);
+	json_t *d = json_pack("{s:s, s:s, s:s}", "text", llm ? llm : filled, "source",
+	                      llm ? "llm" : "template", "article_id", id);
+	if (trace)
+		json_object_set_new(d, "llm", trace);
+	json_object_set_new(params, "draft_reply", d);
+	free(llm);
+	free(filled);
+}
+
 static int selector_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
                             struct csa_agent_output *out, struct csa_err *err)
 {
 	const char *cat = csa_json_str(in->classification, "category");
 	const char *pri = csa_json_str(in->classification, "priority");
 	double ps[MAX_LABELS];
-	int s = predict(env, CSA_DT_STRATEGY, in, cat, pri, ps, err);
-	if (s < 0)
+	json_t *cascade = json_object();
+	int s = predict(env, CSA_DT_STRATEGY, in, cat, pri, ps, cascade, err);
+	if (s < 0) {
+		json_decref(cascade);
 		return s;
+	}
 	struct csa_dmodel *m = env->models[CSA_DT_STRATEGY];
 	const char *strategy = csa_dmodel_label(m, (size_t)s);
 	json_t *breakdown = json_object();
@@ -174,10 +241,13 @@ static int selector_process(const struct csa_agent_env *env, const struct csa_ag
 	int rc = csa_kbsel_parameters(env->kb, env->cfg, strategy, cat, in->text, &params, err);
 	if (rc) {
 		json_decref(breakdown);
+		json_decref(cascade);
 		return rc;
 	}
+	draft_reply(env, in, strategy, params);
 	out->decision = json_pack("{s:s, s:o, s:o}", "strategy", strategy, "confidence_breakdown",
 	                          breakdown, "execution_parameters", params);
+	attach_cascade(out->decision, cascade);
 	out->confidence = ps[s];
 	out->alternatives = alternatives(m, ps, s, 2);
 	snprintf(out->rationale, sizeof(out->rationale),
@@ -203,9 +273,12 @@ static int escalation_process(const struct csa_agent_env *env, const struct csa_
 	const char *cat = csa_json_str(in->classification, "category");
 	const char *pri = csa_json_str(in->classification, "priority");
 	double pe[MAX_LABELS];
-	int e = predict(env, CSA_DT_ESCALATION, in, cat, pri, pe, err);
-	if (e < 0)
+	json_t *cascade = json_object();
+	int e = predict(env, CSA_DT_ESCALATION, in, cat, pri, pe, cascade, err);
+	if (e < 0) {
+		json_decref(cascade);
 		return e;
+	}
 	struct csa_dmodel *m = env->models[CSA_DT_ESCALATION];
 	const char *label = csa_dmodel_label(m, (size_t)e);
 	int escalate = strcmp(label, "NONE") != 0;
@@ -229,6 +302,7 @@ static int escalation_process(const struct csa_agent_env *env, const struct csa_
 	              "eta_sample_size", (json_int_t)n, "escalate_confidence", pe[e]);
 	if (!escalate)
 		json_object_set_new(out->decision, "escalation_levels", json_array());
+	attach_cascade(out->decision, cascade);
 	out->confidence = pe[e];
 	out->alternatives = alternatives(m, pe, e, 2);
 	snprintf(out->rationale, sizeof(out->rationale),

@@ -19,15 +19,18 @@
 
 struct csa_kb;
 struct csa_history;
+struct csa_cascade;
 
 /* What the agents share: models per decision type (NULL when untrained:
  * the agent then fails and the ticket goes to a human), the knowledge
- * base (may be NULL), the history index. All borrowed. */
+ * base (may be NULL), the history index, the LLM cascade (NULL when no
+ * backend is configured: the embedded model decides alone). All borrowed. */
 struct csa_agent_env {
 	const struct csa_config *cfg;
 	struct csa_dmodel *models[CSA_DT_COUNT];
 	struct csa_kb *kb;
 	struct csa_history *history;
+	struct csa_cascade *cascade;
 };
 
 /* Everything an agent may look at for one ticket. */
@@ -47,6 +50,10 @@ struct csa_agent_input {
 	const json_t *classification, *selection, *escalation;
 };
 
+/* A decision that went through the LLM cascade carries its trace in
+ * decision.cascade.<type> (llm/cascade.h). Selector decisions for
+ * TEMPLATE_RESPONSE and AUTOMATED_RESOLUTION carry a drafted reply in
+ * decision.execution_parameters.draft_reply. */
 struct csa_agent_output {
 	json_t *decision;     /* owned */
 	double confidence;    /* calibrated, 0..1 */

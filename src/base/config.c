@@ -87,7 +87,11 @@ static const char default_config[] =
     "  \"trello_callback_url\": null, \"max_attempts\": 8,"
     "  \"mattermost_webhook_env\": \"MATTERMOST_WEBHOOK_URL\","
     "  \"slack_webhook_env\": \"SLACK_WEBHOOK_URL\", \"webhook_url_env\": \"CSA_WEBHOOK_URL\"},"
-    "\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"}"
+    "\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"},"
+    /* LLM backends (docs/LLM.md): none by default, the embedded model decides */
+    "\"llm\": {\"backends\": {}, \"agents\": {},"
+    "  \"cascade\": {\"threshold\": 0.8, \"calls_per_hour\": 600, \"money_per_day\": 5.0,"
+    "    \"uncalibrated_max_confidence\": 0.6}}"
     "}";
 
 json_t *csa_config_defaults(void)

@@ -5,6 +5,7 @@
 #include "agents/sentiment.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "llm/cascade.h"
 #include "sla/sla.h"
 #include "store/ticket.h"
 #include "store/ws.h"
@@ -76,6 +77,8 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	p->env.history = p->history;
 	if ((rc = csa_history_build(p->history, ws->store, err)))
 		goto fail;
+	if ((rc = csa_cascade_open(&ws->cfg, ws->root, &p->env.cascade, err)))
+		goto fail;
 	*out = p;
 	return CSA_OK;
 fail:
@@ -113,6 +116,7 @@ void csa_pipeline_free(struct csa_pipeline *p)
 		csa_dmodel_free(p->env.models[t]);
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);
+	csa_cascade_free(p->env.cascade);
 	pthread_rwlock_destroy(&p->models_lock);
 	free(p);
 }
@@ -299,6 +303,12 @@ static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const c
 	    .model_version = p->env.models[t] ? csa_dmodel_version(p->env.models[t]) : "none",
 	    .input_digest = input_digest,
 	};
+	/* an LLM that decided in the cascade is the model of record */
+	const char *llm = csa_json_str(
+	    json_object_get(json_object_get(o->decision, "cascade"), csa_dtype_name(t)),
+	    "model_version");
+	if (llm)
+		d.model_version = llm;
 	if (!p->hooks.on_decision)
 		return 0;
 	return p->hooks.on_decision(p->hooks.ctx, &d, audit);

@@ -1,0 +1,412 @@
+/* The cascade: when to ask an LLM, the budget, calibration, and traces. */
+#include "llm/cascade.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "llm/backend.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_BACKENDS 16
+#define DAY_MS       86400000LL
+#define HOUR_MS      3600000LL
+
+struct csa_cascade {
+	struct csa_llm *backends[MAX_BACKENDS];
+	size_t n_backends;
+	struct csa_llm *for_type[CSA_DT_COUNT]; /* borrowed from backends[] */
+	struct csa_llm *drafter;
+	double threshold, money_per_day, uncal_max;
+	long calls_per_hour;
+	json_t *calib; /* models/llm-calibration.json, or NULL */
+
+	pthread_mutex_t mu; /* db, in-flight reservations */
+	sqlite3 *db;
+	int inflight;
+	double inflight_cost;
+};
+
+/* ---- calibration ------------------------------------------------------ */
+
+static int bin_of(double raw)
+{
+	int b = (int)floor(raw * 10);
+	return b < 0 ? 0 : b > 9 ? 9 : b;
+}
+
+void csa_llm_calib_add(struct csa_llm_calib *k, double raw, int correct)
+{
+	int b = bin_of(raw);
+	k->n[b]++;
+	k->correct[b] += correct != 0;
+}
+
+/* The bin's accuracy with add-one smoothing; an empty bin borrows the
+ * overall accuracy. */
+double csa_llm_calib_apply(const struct csa_llm_calib *k, double raw)
+{
+	int b = bin_of(raw);
+	if (k->n[b])
+		return (double)(k->correct[b] + 1) / (double)(k->n[b] + 2);
+	long n = 0, c = 0;
+	for (int i = 0; i < 10; i++) {
+		n += k->n[i];
+		c += k->correct[i];
+	}
+	return (double)(c + 1) / (double)(n + 2);
+}
+
+json_t *csa_llm_calib_json(const struct csa_llm_calib *k)
+{
+	json_t *bins = json_array();
+	for (int i = 0; i < 10; i++)
+		json_array_append_new(bins, json_pack("[I, I]", (json_int_t)k->n[i],
+		                                      (json_int_t)k->correct[i]));
+	return json_pack("{s:o}", "bins", bins);
+}
+
+int csa_llm_calib_parse(const json_t *j, struct csa_llm_calib *k)
+{
+	json_t *bins = json_object_get(j, "bins");
+	memset(k, 0, sizeof(*k));
+	if (json_array_size(bins) != 10)
+		return CSA_EINVAL;
+	for (int i = 0; i < 10; i++) {
+		json_t *b = json_array_get(bins, (size_t)i);
+		json_int_t n = json_integer_value(json_array_get(b, 0)),
+		           c = json_integer_value(json_array_get(b, 1));
+		if (n < 0 || c < 0 || c > n)
+			return CSA_EINVAL;
+		k->n[i] = (long)n;
+		k->correct[i] = (long)c;
+	}
+	return CSA_OK;
+}
+
+/* ---- opening ---------------------------------------------------------- */
+
+static const char *agent_of(enum csa_dtype t)
+{
+	switch (t) {
+	case CSA_DT_CATEGORY:
+	case CSA_DT_PRIORITY: return "classifier";
+	case CSA_DT_STRATEGY: return "selector";
+	default: return "escalation";
+	}
+}
+
+static struct csa_llm *find(struct csa_cascade *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_backends; i++)
+		if (strcmp(csa_llm_name(c->backends[i]), name) == 0)
+			return c->backends[i];
+	return NULL;
+}
+
+static int bind_agent(struct csa_cascade *c, const json_t *agents, const char *agent,
+                      struct csa_llm **slot, struct csa_err *err)
+{
+	json_t *v = json_object_get(agents, agent);
+	if (!v || json_is_null(v))
+		return CSA_OK;
+	if (!json_is_string(v) || !(*slot = find(c, json_string_value(v))))
+		return csa_error(err, CSA_EINVAL,
+		                 "csa.json: llm.agents.%s: expected the name of a backend in "
+		                 "llm.backends",
+		                 agent);
+	return CSA_OK;
+}
+
+static int open_db(struct csa_cascade *c, const char *ws_root, struct csa_err *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/llm.db", ws_root);
+	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK)
+		return csa_error(err, CSA_EIO, "'%s': %s", path, sqlite3_errmsg(c->db));
+	sqlite3_busy_timeout(c->db, 5000);
+	char *msg = NULL;
+	if (sqlite3_exec(c->db,
+	                 "PRAGMA journal_mode=WAL;"
+	                 "CREATE TABLE IF NOT EXISTS calls(ts INTEGER NOT NULL, backend TEXT NOT "
+	                 "NULL, purpose TEXT NOT NULL, tokens_in INTEGER, tokens_out INTEGER, "
+	                 "cost REAL, latency_ms INTEGER, ok INTEGER);"
+	                 "CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts);",
+	                 NULL, NULL, &msg) != SQLITE_OK) {
+		int rc = csa_error(err, CSA_EIO, "'%s': %s", path, msg ? msg : "cannot initialise");
+		sqlite3_free(msg);
+		return rc;
+	}
+	return CSA_OK;
+}
+
+static double cfg_num(const struct csa_config *cfg, const char *key, double dflt)
+{
+	json_t *v = csa_config_get(cfg, key);
+	return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct csa_cascade **out,
+                     struct csa_err *err)
+{
+	*out = NULL;
+	json_t *agents = csa_config_get(cfg, "llm.agents");
+	json_t *defs = csa_config_get(cfg, "llm.backends");
+	if (!json_object_size(agents))
+		return CSA_OK;
+	if (!json_is_object(defs))
+		return csa_error(err, CSA_EINVAL, "csa.json: llm.backends: expected an object");
+	struct csa_cascade *c = calloc(1, sizeof(*c));
+	if (!c)
+		return csa_error(err, CSA_ENOMEM, "out of memory opening the LLM cascade");
+	pthread_mutex_init(&c->mu, NULL);
+	int rc = CSA_OK;
+	const char *name;
+	json_t *def;
+	json_object_foreach(defs, name, def)
+	{
+		if (c->n_backends == MAX_BACKENDS) {
+			rc = csa_error(err, CSA_ELIMIT, "csa.json: more than %d llm.backends",
+			               MAX_BACKENDS);
+			goto fail;
+		}
+		if ((rc = csa_llm_open(name, def, &c->backends[c->n_backends], err)))
+			goto fail;
+		c->n_backends++;
+	}
+	for (int t = 0; t < CSA_DT_COUNT; t++)
+		if ((rc = bind_agent(c, agents, agent_of((enum csa_dtype)t), &c->for_type[t], err)))
+			goto fail;
+	if ((rc = bind_agent(c, agents, "replies", &c->drafter, err)))
+		goto fail;
+	c->threshold = cfg_num(cfg, "llm.cascade.threshold", 0.8);
+	c->calls_per_hour = (long)cfg_num(cfg, "llm.cascade.calls_per_hour", 600);
+	c->money_per_day = cfg_num(cfg, "llm.cascade.money_per_day", 5.0);
+	c->uncal_max = cfg_num(cfg, "llm.cascade.uncalibrated_max_confidence", 0.6);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/models/llm-calibration.json", ws_root);
+	json_t *calib = NULL;
+	struct csa_err cerr = {0};
+	if (csa_json_load_file(path, 1 << 20, &calib, &cerr) == CSA_OK)
+		c->calib = calib;
+	else if (cerr.code != CSA_ENOENT) {
+		rc = csa_error(err, cerr.code, "%s", cerr.msg);
+		goto fail;
+	}
+	if ((rc = open_db(c, ws_root, err)))
+		goto fail;
+	*out = c;
+	return CSA_OK;
+fail:
+	csa_cascade_free(c);
+	return rc;
+}
+
+void csa_cascade_free(struct csa_cascade *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n_backends; i++)
+		csa_llm_free(c->backends[i]);
+	json_decref(c->calib);
+	sqlite3_close(c->db);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* ---- budget ----------------------------------------------------------- */
+
+static void spent(struct csa_cascade *c, int64_t now, long *calls_hour, double *cost_day)
+{
+	sqlite3_stmt *st = NULL;
+	*calls_hour = 0;
+	*cost_day = 0;
+	if (sqlite3_prepare_v2(c->db,
+	                       "SELECT (SELECT count(*) FROM calls WHERE ts > ?1),"
+	                       " (SELECT coalesce(sum(cost), 0) FROM calls WHERE ts >= ?2)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, now - HOUR_MS);
+	sqlite3_bind_int64(st, 2, now - now % DAY_MS);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*calls_hour = (long)sqlite3_column_int64(st, 0);
+		*cost_day = sqlite3_column_double(st, 1);
+	}
+	sqlite3_finalize(st);
+}
+
+/* Reserve one call costing at most 'bound'; NULL when allowed, else why not. */
+static const char *reserve(struct csa_cascade *c, double bound)
+{
+	const char *why = NULL;
+	pthread_mutex_lock(&c->mu);
+	long calls;
+	double cost;
+	spent(c, csa_now_ms(), &calls, &cost);
+	if (calls + c->inflight >= c->calls_per_hour)
+		why = "budget_calls_per_hour";
+	else if (cost + c->inflight_cost + bound > c->money_per_day)
+		why = "budget_money_per_day";
+	else {
+		c->inflight++;
+		c->inflight_cost += bound;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return why;
+}
+
+static void settle(struct csa_cascade *c, struct csa_llm *b, const char *purpose, double bound,
+                   const struct csa_llm_usage *u, int ok)
+{
+	pthread_mutex_lock(&c->mu);
+	c->inflight--;
+	c->inflight_cost -= bound;
+	sqlite3_stmt *st = NULL;
+	if (u->attempts > 0 &&
+	    sqlite3_prepare_v2(c->db, "INSERT INTO calls VALUES(?,?,?,?,?,?,?,?)", -1, &st, NULL) ==
+	        SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, csa_now_ms());
+		sqlite3_bind_text(st, 2, csa_llm_name(b), -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 3, purpose, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, u->tokens_in);
+		sqlite3_bind_int64(st, 5, u->tokens_out);
+		sqlite3_bind_double(st, 6, u->cost);
+		sqlite3_bind_int64(st, 7, u->latency_ms);
+		sqlite3_bind_int(st, 8, ok);
+		sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&c->mu);
+}
+
+json_t *csa_cascade_usage(struct csa_cascade *c)
+{
+	long calls;
+	double cost;
+	pthread_mutex_lock(&c->mu);
+	spent(c, csa_now_ms(), &calls, &cost);
+	pthread_mutex_unlock(&c->mu);
+	return json_pack("{s:I, s:f, s:I, s:f}", "calls_last_hour", (json_int_t)calls, "cost_today",
+	                 cost, "calls_per_hour", (json_int_t)c->calls_per_hour, "money_per_day",
+	                 c->money_per_day);
+}
+
+/* ---- decisions -------------------------------------------------------- */
+
+static json_t *usage_json(const struct csa_llm_usage *u)
+{
+	return json_pack("{s:I, s:I, s:f, s:I, s:i, s:I}", "tokens_in", (json_int_t)u->tokens_in,
+	                 "tokens_out", (json_int_t)u->tokens_out, "cost", u->cost, "latency_ms",
+	                 (json_int_t)u->latency_ms, "attempts", u->attempts, "redactions",
+	                 (json_int_t)u->redactions);
+}
+
+/* The LLM's stated confidence, calibrated on history when we can. */
+static double calibrated(struct csa_cascade *c, struct csa_llm *b, enum csa_dtype t, double raw,
+                         int from_logprobs, const char **source)
+{
+	struct csa_llm_calib k;
+	json_t *j = json_object_get(json_object_get(c->calib, csa_llm_name(b)), csa_dtype_name(t));
+	if (j && csa_llm_calib_parse(j, &k) == CSA_OK) {
+		*source = from_logprobs ? "logprobs+history" : "history";
+		return csa_llm_calib_apply(&k, raw);
+	}
+	if (from_logprobs) {
+		*source = "logprobs";
+		return raw;
+	}
+	*source = "uncalibrated";
+	return raw < c->uncal_max ? raw : c->uncal_max;
+}
+
+json_t *csa_cascade_refine(struct csa_cascade *c, enum csa_dtype t, const char *const *labels,
+                           size_t n, const char *text, const char *const *feats, size_t nf,
+                           double *probs)
+{
+	struct csa_llm *b = c ? c->for_type[t] : NULL;
+	if (!b || n == 0)
+		return NULL;
+	size_t best = 0;
+	for (size_t i = 1; i < n; i++)
+		if (probs[i] > probs[best])
+			best = i;
+	json_t *tr = json_pack("{s:s, s:s, s:{s:s, s:f}}", "decided_by", "embedded", "backend",
+	                       csa_llm_name(b), "embedded", "label", labels[best], "confidence",
+	                       probs[best]);
+	const char *why = NULL;
+	if (probs[best] >= c->threshold)
+		why = "embedded_confident";
+	else if (!csa_llm_available(b))
+		why = "circuit_open";
+	double bound = csa_llm_cost_bound(b, strlen(text) + 2048);
+	if (!why && (why = reserve(c, bound)) == NULL) {
+		struct csa_llm_task task = {.dtype = csa_dtype_name(t),
+		                            .labels = labels,
+		                            .n_labels = n,
+		                            .text = text,
+		                            .feats = feats,
+		                            .n_feats = nf};
+		struct csa_llm_usage u = {0};
+		struct csa_err err = {0};
+		int label = -1, from_lp = 0;
+		double raw = 0;
+		int rc = csa_llm_classify(b, &task, &label, &raw, &from_lp, &u, &err);
+		settle(c, b, csa_dtype_name(t), bound, &u, rc == CSA_OK);
+		json_object_set_new(tr, "usage", usage_json(&u));
+		if (rc) {
+			why = "llm_failed";
+			json_object_set_new(tr, "error", json_string(err.msg));
+		} else {
+			const char *src;
+			double q = calibrated(c, b, t, raw, from_lp, &src);
+			double rest = 1 - probs[label];
+			for (size_t i = 0; i < n; i++)
+				probs[i] = (int)i == label ? q
+				           : rest > 1e-12 ? (1 - q) * probs[i] / rest
+				                          : (1 - q) / (double)(n > 1 ? n - 1 : 1);
+			char ver[300];
+			snprintf(ver, sizeof(ver), "llm:%s:%s", csa_llm_name(b), csa_llm_model(b));
+			json_object_set_new(tr, "decided_by", json_string("llm"));
+			json_object_set_new(tr, "model_version", json_string(ver));
+			json_object_set_new(tr, "llm",
+			                    json_pack("{s:s, s:f, s:f, s:s}", "label", labels[label],
+			                              "confidence", q, "raw_confidence", raw,
+			                              "confidence_source", src));
+			why = "embedded_unsure";
+		}
+	}
+	json_object_set_new(tr, "reason", json_string(why));
+	return tr;
+}
+
+char *csa_cascade_draft(struct csa_cascade *c, const char *article, const char *conversation,
+                        json_t **trace)
+{
+	*trace = NULL;
+	struct csa_llm *b = c ? c->drafter : NULL;
+	if (!b)
+		return NULL;
+	*trace = json_pack("{s:s}", "backend", csa_llm_name(b));
+	const char *why = NULL;
+	double bound = csa_llm_cost_bound(b, strlen(article) + strlen(conversation) + 2048);
+	if (!csa_llm_available(b))
+		why = "circuit_open";
+	else if ((why = reserve(c, bound)) == NULL) {
+		struct csa_llm_usage u = {0};
+		struct csa_err err = {0};
+		char *reply = NULL;
+		int rc = csa_llm_draft(b, article, conversation, &reply, &u, &err);
+		settle(c, b, "reply", bound, &u, rc == CSA_OK);
+		json_object_set_new(*trace, "usage", usage_json(&u));
+		if (rc == CSA_OK)
+			return reply;
+		why = "llm_failed";
+		json_object_set_new(*trace, "error", json_string(err.msg));
+	}
+	json_object_set_new(*trace, "reason", json_string(why));
+	return NULL;
+}

@@ -1,0 +1,65 @@
+/*
+ * The cost-aware cascade (issue 6). The embedded model answers first; a
+ * decision goes to the agent's LLM backend (csa.json llm.agents) only when
+ * the embedded confidence is under llm.cascade.threshold, the budget allows
+ * it (llm.cascade.calls_per_hour, money_per_day, counted in llm.db in the
+ * workspace so every process shares them) and the backend's circuit is
+ * closed. Whatever the LLM does, the decision falls back to the embedded
+ * model: a ticket is never lost or stuck on a backend.
+ *
+ * An LLM's confidence is the label's token probability when the backend
+ * gives log-probabilities, else its stated confidence mapped through the
+ * calibration `csa eval-models --save-calibration` fitted on the team's
+ * history (models/llm-calibration.json); with neither, it is capped at
+ * llm.cascade.uncalibrated_max_confidence so it never clears an autonomy
+ * gate unproven.
+ *
+ * Every choice is returned as a trace for the T-file decision: who decided,
+ * both answers, tokens, cost, latency, and why the LLM was or was not asked.
+ */
+#ifndef CSA_LLM_CASCADE_H
+#define CSA_LLM_CASCADE_H
+
+#include <jansson.h>
+#include "agents/dmodel.h"
+#include "base/config.h"
+#include "base/err.h"
+
+struct csa_cascade;
+struct csa_llm;
+
+/* *out is NULL when csa.json names no backend for any agent. */
+int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct csa_cascade **out,
+                     struct csa_err *err);
+void csa_cascade_free(struct csa_cascade *c);
+
+/*
+ * Second opinion on one decision: probs[n] are the embedded model's
+ * calibrated probabilities over labels; when the LLM decides they are
+ * replaced (the LLM's label gets its confidence, the rest share what is
+ * left in the embedded model's proportions). Returns the trace (new
+ * reference), or NULL when no backend serves this decision type.
+ */
+json_t *csa_cascade_refine(struct csa_cascade *c, enum csa_dtype t, const char *const *labels,
+                           size_t n, const char *text, const char *const *feats, size_t nf,
+                           double *probs);
+
+/* A reply drafted by the replies backend from a knowledge-base article;
+ * NULL when there is none or it failed (the trace says which). */
+char *csa_cascade_draft(struct csa_cascade *c, const char *article, const char *conversation,
+                        json_t **trace);
+
+/* {"calls_last_hour", "cost_today", "calls_per_hour", "money_per_day"}. */
+json_t *csa_cascade_usage(struct csa_cascade *c);
+
+/* Calibration of stated confidences: bins[10] of {n, correct} per backend
+ * and decision type; maps a raw confidence to the bin's smoothed accuracy. */
+struct csa_llm_calib {
+	long n[10], correct[10];
+};
+double csa_llm_calib_apply(const struct csa_llm_calib *k, double raw);
+void csa_llm_calib_add(struct csa_llm_calib *k, double raw, int correct);
+json_t *csa_llm_calib_json(const struct csa_llm_calib *k);
+int csa_llm_calib_parse(const json_t *j, struct csa_llm_calib *k);
+
+#endif
