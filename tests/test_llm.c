@@ -818,6 +818,103 @@ static void failing_llm_falls_back_to_the_embedded_model(void **state)
 	use_llm("{\"llm\": {\"agents\": {\"selector\": \"fast\"}}}");
 }
 
+/* csa eval-models against the scripted server: the matrix, roles, the
+ * cascade threshold and the saved calibration. */
+static void eval_models_cli(void **state)
+{
+	(void)state;
+	fakellm_responder(fake, scripted_model, NULL);
+	char *dir = t_tmpdir("evalm"), path[600], conf[700];
+	assert_int_equal(t_csa(NULL, NULL, NULL, "init --dir %s", dir), 0);
+	snprintf(conf, sizeof(conf),
+	         "{\"llm\": {\"backends\": {\"fast\": {\"kind\": \"openai\", \"endpoint\":"
+	         " \"http://127.0.0.1:%u/v1\", \"model\": \"m-1\", \"retries\": 0,"
+	         " \"price_in_per_1k\": 1.0, \"price_out_per_1k\": 1.0}}}}",
+	         fakellm_port(fake));
+	snprintf(path, sizeof(path), "%s/csa.json", dir);
+	t_write(path, conf);
+	snprintf(path, sizeof(path), "%s/history.jsonl", dir);
+	FILE *f = fopen(path, "w");
+	struct csa_gen *g = csa_gen_new(9, 1767225600000LL);
+	assert_int_equal(csa_gen_write(g, 100, f), 0);
+	csa_gen_free(g);
+	fclose(f);
+	/* the gold categories of the 20 test tickets (the last 20%) */
+	f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, n = 0, feature = 0;
+	while (getline(&line, &cap, f) > 0) {
+		json_t *h = json_loads(line, 0, NULL);
+		if (n++ >= 80)
+			feature += strcmp(csa_json_str(json_object_get(h, "gold"), "category"),
+			                  "FEATURE_REQUEST") == 0;
+		json_decref(h);
+	}
+	free(line);
+	fclose(f);
+
+	char *out = NULL, *err = NULL;
+	int rc = t_csa(NULL, &out, &err,
+	               "eval-models --dir %s --data %s --backends fast,embedded --json "
+	               "--target 0.9 --save-calibration",
+	               dir, path);
+	if (rc)
+		fail_msg("eval-models: %s", err);
+	json_t *rep = json_loads(out, 0, NULL);
+	assert_non_null(rep);
+	assert_int_equal(csa_json_int(rep, "test", 0), 20);
+	json_t *m = json_object_get(rep, "matrix");
+	assert_int_equal(json_array_size(m), 2);
+	json_t *fast = json_array_get(m, 0), *emb = json_array_get(m, 1);
+	assert_string_equal(csa_json_str(fast, "backend"), "fast");
+	assert_string_equal(csa_json_str(emb, "kind"), "embedded");
+	assert_int_equal(csa_json_int(fast, "failed_calls", -1), 0);
+	assert_true(csa_json_int(fast, "calls", 0) >= 20 * 8);
+	json_t *cat = json_object_get(json_object_get(fast, "per_type"), "category");
+	assert_true(fabs(csa_json_num(cat, "accuracy", -1) - (double)feature / 20) < 1e-3);
+	/* 4 decision types x (120 + 20 tokens) at 1.0 per 1k, per ticket */
+	assert_true(fabs(csa_json_num(fast, "cost_per_1000_tickets", 0) - 560) < 1e-6);
+	assert_true(csa_json_num(emb, "cost_per_1000_tickets", -1) == 0);
+	assert_int_equal(csa_json_int(fast, "context_window", 0), 8192);
+	assert_non_null(csa_json_str(fast, "role"));
+	/* the embedded model is far better than always saying FEATURE_REQUEST */
+	assert_string_equal(csa_json_str(emb, "role"), "primary");
+	json_t *cc = json_object_get(json_object_get(json_object_get(rep, "cascade"), "fast"),
+	                             "category");
+	assert_true(json_is_number(json_object_get(cc, "threshold")));
+	assert_true(json_is_boolean(json_object_get(cc, "target_met")));
+	json_decref(rep);
+	free(out), free(err);
+
+	snprintf(path, sizeof(path), "%s/models/llm-calibration.json", dir);
+	json_t *calib = json_load_file(path, 0, NULL);
+	struct csa_llm_calib k;
+	assert_int_equal(
+	    csa_llm_calib_parse(json_object_get(json_object_get(calib, "fast"), "category"), &k),
+	    0);
+	long total = 0;
+	for (int i = 0; i < 10; i++)
+		total += k.n[i];
+	assert_int_equal(total, 20);
+	json_decref(calib);
+
+	/* the human-readable matrix, and a backend that does not exist */
+	snprintf(path, sizeof(path), "%s/history.jsonl", dir);
+	assert_int_equal(t_csa(NULL, &out, NULL,
+	                       "eval-models --dir %s --data %s --backends embedded --limit 5", dir,
+	                       path),
+	                 0);
+	assert_non_null(strstr(out, "primary"));
+	free(out);
+	assert_int_equal(t_csa(NULL, NULL, &err, "eval-models --dir %s --data %s --backends nosuch",
+	                       dir, path),
+	                 1);
+	assert_non_null(strstr(err, "'nosuch'"));
+	free(err);
+	t_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
@@ -838,6 +935,7 @@ int main(void)
 	const struct CMUnitTest flow[] = {
 	    cmocka_unit_test(llm_decides_when_the_embedded_model_is_unsure),
 	    cmocka_unit_test(failing_llm_falls_back_to_the_embedded_model),
+	    cmocka_unit_test(eval_models_cli),
 	};
 	int rc = cmocka_run_group_tests(pure, NULL, NULL);
 	rc |= cmocka_run_group_tests(backends, start_fake, stop_fake);

@@ -62,5 +62,6 @@ int cmd_audit(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_eval_models(int argc, char **argv);
 
 #endif

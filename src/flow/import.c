@@ -275,8 +275,7 @@ static int collect_one(void *vctx, const char *id, const json_t *t, const char *
 	return 0;
 }
 
-/* Label lists per type, from the configuration. */
-static size_t type_labels(const struct csa_ws *ws, enum csa_dtype t, const char **out, size_t max)
+size_t csa_import_labels(const struct csa_ws *ws, enum csa_dtype t, const char **out, size_t max)
 {
 	static const char *const lists[] = {"taxonomy.categories", "taxonomy.priorities",
 	                                    "taxonomy.strategies"};
@@ -334,7 +333,7 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 		rc = rc ? rc : csa_error(err, CSA_ENOMEM, "out of memory training");
 	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
 		const char *labels[1024];
-		size_t nl = type_labels(ws, (enum csa_dtype)t, labels, 1024);
+		size_t nl = csa_import_labels(ws, (enum csa_dtype)t, labels, 1024);
 		size_t nr = 0;
 		for (size_t i = 0; i < c.n; i++) {
 			if (!c.v[i].label[t][0])

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include "agents/dmodel.h"
 #include "base/err.h"
 
 struct csa_ws;
@@ -27,6 +28,10 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
  * train == 0 only the tickets are stored. */
 int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, json_t **report,
                      struct csa_err *err);
+
+/* The labels of a decision type from the configuration (taxonomy lists;
+ * "NONE" and the escalation_paths keys for escalation), borrowed. */
+size_t csa_import_labels(const struct csa_ws *ws, enum csa_dtype t, const char **out, size_t max);
 
 /* Train the four models from every resolved ticket in the workspace whose
  * decisions were confirmed by humans. */
