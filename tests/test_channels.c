@@ -183,6 +183,34 @@ static void ticket_tags_and_ids(void **state)
 	assert_string_not_equal(id, id2);
 }
 
+/* A drafted reply goes out alone only when the strategy was autonomous. */
+static void autonomous_replies_only(void **state)
+{
+	(void)state;
+	const char *fmt =
+	    "{\"agent_decisions\": {\"selector\": {\"decision_id\": \"T1:selector:1\","
+	    " \"decision\": {\"strategy\": \"TEMPLATE_RESPONSE\", \"applied_autonomously\":"
+	    " {\"strategy\": %s}, \"execution_parameters\": {\"draft_reply\": {\"text\":"
+	    " \"Hello Ada\", \"source\": \"template\"}}}}}}";
+	char buf[600];
+	snprintf(buf, sizeof(buf), fmt, "true");
+	json_t *res = json_loads(buf, 0, NULL);
+	json_t *p = csa_autonomous_reply("T1", res);
+	assert_non_null(p);
+	assert_string_equal(json_string_value(json_object_get(p, "message")), "Hello Ada");
+	assert_string_equal(json_string_value(json_object_get(p, "to")), "customer");
+	assert_string_equal(json_string_value(json_object_get(p, "decision_id")), "T1:selector:1");
+	json_decref(p);
+	json_decref(res);
+	snprintf(buf, sizeof(buf), fmt, "false");
+	res = json_loads(buf, 0, NULL);
+	assert_null(csa_autonomous_reply("T1", res)); /* waits for review */
+	json_decref(res);
+	res = json_loads("{\"agent_decisions\": {}}", 0, NULL);
+	assert_null(csa_autonomous_reply("T1", res));
+	json_decref(res);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +218,7 @@ int main(void)
 	    cmocka_unit_test(trello_and_mattermost),
 	    cmocka_unit_test(email_parsing),
 	    cmocka_unit_test(ticket_tags_and_ids),
+	    cmocka_unit_test(autonomous_replies_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,4 +46,12 @@ int csa_subject_ticket(const char *subject, char *out, size_t outsz);
 /* An id-safe message id for an external one: prefix + 32 hex of SHA-256. */
 void csa_external_message_id(const char *prefix, const char *external, char out[48]);
 
+/*
+ * The customer reply a pipeline run may send by itself: the selector's
+ * drafted reply when the strategy decision was applied autonomously (the
+ * phase allowed it). A new {"ticket_id", "to": "customer", "decision_id",
+ * "message", "source"} or NULL: drafts that need review are not sent.
+ */
+json_t *csa_autonomous_reply(const char *ticket_id, const json_t *result);
+
 #endif

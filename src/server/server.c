@@ -476,11 +476,32 @@ static const struct {
                 {"slack_webhook_env", "slack"},
                 {"webhook_url_env", "webhook"}};
 
+/*
+ * A drafted reply goes to the customer on its own only when the phase let
+ * the strategy decision through autonomously; otherwise it waits in review
+ * like any other decision. Customer replies go to the generic webhook (the
+ * team's relay to e-mail, chat, ...), once per decision.
+ */
+static void queue_reply(struct csa_server *s, const char *ticket_id, const json_t *result)
+{
+	const char *env = csa_json_str(csa_config_get(&s->ws->cfg, "channels"), "webhook_url_env");
+	const char *url = env ? getenv(env) : NULL;
+	json_t *payload = url && *url ? csa_autonomous_reply(ticket_id, result) : NULL;
+	if (!payload)
+		return;
+	char key[300];
+	snprintf(key, sizeof(key), "%s|webhook|customer_reply",
+	         csa_json_str(payload, "decision_id"));
+	csa_outbox_enqueue(s->outbox, key, ticket_id, "webhook", url, payload, NULL);
+	json_decref(payload);
+}
+
 /* After a pipeline run: the updates agent's notices for the team go to the
  * outbox, once per decision and target. */
 static void queue_notices(void *ctx, const char *ticket_id, const json_t *result)
 {
 	struct csa_server *s = ctx;
+	queue_reply(s, ticket_id, result);
 	publish(s, "ticket",
 	        json_pack("{s:s, s:O?, s:O?}", "ticket_id", ticket_id,
 	                  "human_intervention_required",
