@@ -516,7 +516,7 @@ static void cascade_asks_only_when_unsure_and_within_budget(void **state)
 	/* confident embedded model: no call */
 	double p[6] = {0.85, 0.05, 0.05, 0.02, 0.02, 0.01};
 	int sent = fakellm_count(fake);
-	json_t *tr = csa_cascade_refine(c, CSA_DT_CATEGORY, CATS, 6, "text", NULL, 0, p);
+	json_t *tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "text", NULL, 0, p);
 	assert_string_equal(csa_json_str(tr, "decided_by"), "embedded");
 	assert_string_equal(csa_json_str(tr, "reason"), "embedded_confident");
 	assert_int_equal(fakellm_count(fake), sent);
@@ -525,7 +525,7 @@ static void cascade_asks_only_when_unsure_and_within_budget(void **state)
 
 	/* unsure: the LLM decides; the rest keeps the embedded proportions */
 	double q[6] = {0.5, 0.3, 0.1, 0.05, 0.03, 0.02};
-	tr = csa_cascade_refine(c, CSA_DT_CATEGORY, CATS, 6, "text", NULL, 0, q);
+	tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "text", NULL, 0, q);
 	assert_string_equal(csa_json_str(tr, "decided_by"), "llm");
 	assert_string_equal(csa_json_str(tr, "model_version"), "llm:fast:m-1");
 	json_t *llm = json_object_get(tr, "llm");
@@ -542,14 +542,14 @@ static void cascade_asks_only_when_unsure_and_within_budget(void **state)
 	assert_true(fabs(csa_json_num(u, "cost", 0) - 0.14) < 1e-9);
 	json_decref(tr);
 	/* the classifier's backend does not serve strategy decisions */
-	assert_null(csa_cascade_refine(c, CSA_DT_STRATEGY, CATS, 6, "t", NULL, 0, q));
+	assert_null(csa_cascade_refine(c, "selector", "strategy", CATS, 6, "t", NULL, 0, q));
 
 	/* the second call of the hour is allowed, the third is not */
 	double r[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
-	json_decref(csa_cascade_refine(c, CSA_DT_CATEGORY, CATS, 6, "t", NULL, 0, r));
+	json_decref(csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, r));
 	double s[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
 	sent = fakellm_count(fake);
-	tr = csa_cascade_refine(c, CSA_DT_CATEGORY, CATS, 6, "t", NULL, 0, s);
+	tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, s);
 	assert_string_equal(csa_json_str(tr, "reason"), "budget_calls_per_hour");
 	assert_string_equal(csa_json_str(tr, "decided_by"), "embedded");
 	assert_int_equal(fakellm_count(fake), sent);
@@ -564,7 +564,7 @@ static void cascade_asks_only_when_unsure_and_within_budget(void **state)
 	c = cascade_with(dir, "{\"llm\": {\"cascade\": {\"calls_per_hour\": 100,"
 	                      " \"money_per_day\": 0.25}}}");
 	double m[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
-	tr = csa_cascade_refine(c, CSA_DT_CATEGORY, CATS, 6, "t", NULL, 0, m);
+	tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, m);
 	assert_string_equal(csa_json_str(tr, "reason"), "budget_money_per_day");
 	json_decref(tr);
 	csa_cascade_free(c);
@@ -573,7 +573,7 @@ static void cascade_asks_only_when_unsure_and_within_budget(void **state)
 	c = cascade_with(dir, "{}");
 	script1(500, "{}", NULL, 0);
 	double f[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
-	tr = csa_cascade_refine(c, CSA_DT_CATEGORY, CATS, 6, "t", NULL, 0, f);
+	tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, f);
 	assert_string_equal(csa_json_str(tr, "decided_by"), "embedded");
 	assert_string_equal(csa_json_str(tr, "reason"), "llm_failed");
 	assert_non_null(strstr(csa_json_str(tr, "error"), "HTTP 500"));
@@ -594,7 +594,7 @@ static void stated_confidence_needs_calibration(void **state)
 	free(ans);
 	struct csa_cascade *c = cascade_with(dir, "{}");
 	double p[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
-	json_t *tr = csa_cascade_refine(c, CSA_DT_CATEGORY, CATS, 6, "t", NULL, 0, p);
+	json_t *tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, p);
 	json_t *llm = json_object_get(tr, "llm");
 	assert_string_equal(csa_json_str(llm, "confidence_source"), "uncalibrated");
 	assert_true(fabs(csa_json_num(llm, "confidence", 0) - 0.6) < 1e-9); /* capped */
@@ -614,7 +614,7 @@ static void stated_confidence_needs_calibration(void **state)
 	json_decref(file);
 	c = cascade_with(dir, "{}");
 	double q[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
-	tr = csa_cascade_refine(c, CSA_DT_CATEGORY, CATS, 6, "t", NULL, 0, q);
+	tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, q);
 	llm = json_object_get(tr, "llm");
 	assert_string_equal(csa_json_str(llm, "confidence_source"), "history");
 	assert_true(fabs(csa_json_num(llm, "confidence", 0) - 8.0 / 12.0) < 1e-9);

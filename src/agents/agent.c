@@ -88,8 +88,11 @@ static int predict(const struct csa_agent_env *env, enum csa_dtype t,
 		size_t n = csa_dmodel_n_labels(m);
 		for (size_t i = 0; i < n; i++)
 			labels[i] = csa_dmodel_label(m, i);
-		json_t *tr = csa_cascade_refine(env->cascade, t, labels, n, in->text ? in->text : "",
-		                                feats, nf, probs);
+		const char *agent = t == CSA_DT_CATEGORY || t == CSA_DT_PRIORITY ? "classifier"
+		                    : t == CSA_DT_STRATEGY                       ? "selector"
+		                                                                 : "escalation";
+		json_t *tr = csa_cascade_refine(env->cascade, agent, csa_dtype_name(t), labels, n,
+		                                in->text ? in->text : "", feats, nf, probs);
 		if (tr)
 			json_object_set_new(cascade, csa_dtype_name(t), tr);
 	}

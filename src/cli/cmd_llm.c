@@ -1,7 +1,7 @@
 /* csa eval-models: the foundation model evaluator on the team's history. */
 #include "cli/cli.h"
 #include "base/json.h"
-#include "llm/evalm.h"
+#include "flow/evalm.h"
 #include "store/ws.h"
 
 #include <stdio.h>

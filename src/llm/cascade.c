@@ -15,11 +15,15 @@
 #define DAY_MS       86400000LL
 #define HOUR_MS      3600000LL
 
+/* The agents that may ask an LLM (csa.json llm.agents). */
+static const char *const agents[] = {"classifier", "selector", "escalation", "replies"};
+#define N_AGENTS 4
+#define REPLIES  3
+
 struct csa_cascade {
 	struct csa_llm *backends[MAX_BACKENDS];
 	size_t n_backends;
-	struct csa_llm *for_type[CSA_DT_COUNT]; /* borrowed from backends[] */
-	struct csa_llm *drafter;
+	struct csa_llm *for_agent[N_AGENTS]; /* borrowed from backends[] */
 	double threshold, money_per_day, uncal_max;
 	long calls_per_hour;
 	json_t *calib; /* models/llm-calibration.json, or NULL */
@@ -89,14 +93,12 @@ int csa_llm_calib_parse(const json_t *j, struct csa_llm_calib *k)
 
 /* ---- opening ---------------------------------------------------------- */
 
-static const char *agent_of(enum csa_dtype t)
+static int agent_index(const char *agent)
 {
-	switch (t) {
-	case CSA_DT_CATEGORY:
-	case CSA_DT_PRIORITY: return "classifier";
-	case CSA_DT_STRATEGY: return "selector";
-	default: return "escalation";
-	}
+	for (int i = 0; i < N_AGENTS; i++)
+		if (strcmp(agents[i], agent) == 0)
+			return i;
+	return -1;
 }
 
 static struct csa_llm *find(struct csa_cascade *c, const char *name)
@@ -107,10 +109,10 @@ static struct csa_llm *find(struct csa_cascade *c, const char *name)
 	return NULL;
 }
 
-static int bind_agent(struct csa_cascade *c, const json_t *agents, const char *agent,
+static int bind_agent(struct csa_cascade *c, const json_t *conf, const char *agent,
                       struct csa_llm **slot, struct csa_err *err)
 {
-	json_t *v = json_object_get(agents, agent);
+	json_t *v = json_object_get(conf, agent);
 	if (!v || json_is_null(v))
 		return CSA_OK;
 	if (!json_is_string(v) || !(*slot = find(c, json_string_value(v))))
@@ -154,10 +156,20 @@ int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct c
                      struct csa_err *err)
 {
 	*out = NULL;
-	json_t *agents = csa_config_get(cfg, "llm.agents");
+	json_t *conf = csa_config_get(cfg, "llm.agents");
 	json_t *defs = csa_config_get(cfg, "llm.backends");
-	if (!json_object_size(agents))
+	if (!json_object_size(conf))
 		return CSA_OK;
+	const char *key;
+	json_t *v;
+	json_object_foreach(conf, key, v)
+	{
+		if (agent_index(key) < 0)
+			return csa_error(err, CSA_EINVAL,
+			                 "csa.json: llm.agents.%s: unknown agent (classifier, selector, "
+			                 "escalation, replies)",
+			                 key);
+	}
 	if (!json_is_object(defs))
 		return csa_error(err, CSA_EINVAL, "csa.json: llm.backends: expected an object");
 	struct csa_cascade *c = calloc(1, sizeof(*c));
@@ -178,11 +190,9 @@ int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct c
 			goto fail;
 		c->n_backends++;
 	}
-	for (int t = 0; t < CSA_DT_COUNT; t++)
-		if ((rc = bind_agent(c, agents, agent_of((enum csa_dtype)t), &c->for_type[t], err)))
+	for (int i = 0; i < N_AGENTS; i++)
+		if ((rc = bind_agent(c, conf, agents[i], &c->for_agent[i], err)))
 			goto fail;
-	if ((rc = bind_agent(c, agents, "replies", &c->drafter, err)))
-		goto fail;
 	c->threshold = cfg_num(cfg, "llm.cascade.threshold", 0.8);
 	c->calls_per_hour = (long)cfg_num(cfg, "llm.cascade.calls_per_hour", 600);
 	c->money_per_day = cfg_num(cfg, "llm.cascade.money_per_day", 5.0);
@@ -306,11 +316,11 @@ static json_t *usage_json(const struct csa_llm_usage *u)
 }
 
 /* The LLM's stated confidence, calibrated on history when we can. */
-static double calibrated(struct csa_cascade *c, struct csa_llm *b, enum csa_dtype t, double raw,
+static double calibrated(struct csa_cascade *c, struct csa_llm *b, const char *type, double raw,
                          int from_logprobs, const char **source)
 {
 	struct csa_llm_calib k;
-	json_t *j = json_object_get(json_object_get(c->calib, csa_llm_name(b)), csa_dtype_name(t));
+	json_t *j = json_object_get(json_object_get(c->calib, csa_llm_name(b)), type);
 	if (j && csa_llm_calib_parse(j, &k) == CSA_OK) {
 		*source = from_logprobs ? "logprobs+history" : "history";
 		return csa_llm_calib_apply(&k, raw);
@@ -323,11 +333,12 @@ static double calibrated(struct csa_cascade *c, struct csa_llm *b, enum csa_dtyp
 	return raw < c->uncal_max ? raw : c->uncal_max;
 }
 
-json_t *csa_cascade_refine(struct csa_cascade *c, enum csa_dtype t, const char *const *labels,
-                           size_t n, const char *text, const char *const *feats, size_t nf,
-                           double *probs)
+json_t *csa_cascade_refine(struct csa_cascade *c, const char *agent, const char *type,
+                           const char *const *labels, size_t n, const char *text,
+                           const char *const *feats, size_t nf, double *probs)
 {
-	struct csa_llm *b = c ? c->for_type[t] : NULL;
+	int a = agent_index(agent);
+	struct csa_llm *b = c && a >= 0 && a != REPLIES ? c->for_agent[a] : NULL;
 	if (!b || n == 0)
 		return NULL;
 	size_t best = 0;
@@ -344,7 +355,7 @@ json_t *csa_cascade_refine(struct csa_cascade *c, enum csa_dtype t, const char *
 		why = "circuit_open";
 	double bound = csa_llm_cost_bound(b, strlen(text) + 2048);
 	if (!why && (why = reserve(c, bound)) == NULL) {
-		struct csa_llm_task task = {.dtype = csa_dtype_name(t),
+		struct csa_llm_task task = {.dtype = type,
 		                            .labels = labels,
 		                            .n_labels = n,
 		                            .text = text,
@@ -355,14 +366,14 @@ json_t *csa_cascade_refine(struct csa_cascade *c, enum csa_dtype t, const char *
 		int label = -1, from_lp = 0;
 		double raw = 0;
 		int rc = csa_llm_classify(b, &task, &label, &raw, &from_lp, &u, &err);
-		settle(c, b, csa_dtype_name(t), bound, &u, rc == CSA_OK);
+		settle(c, b, type, bound, &u, rc == CSA_OK);
 		json_object_set_new(tr, "usage", usage_json(&u));
 		if (rc) {
 			why = "llm_failed";
 			json_object_set_new(tr, "error", json_string(err.msg));
 		} else {
 			const char *src;
-			double q = calibrated(c, b, t, raw, from_lp, &src);
+			double q = calibrated(c, b, type, raw, from_lp, &src);
 			double rest = 1 - probs[label];
 			for (size_t i = 0; i < n; i++)
 				probs[i] = (int)i == label ? q
@@ -387,7 +398,7 @@ char *csa_cascade_draft(struct csa_cascade *c, const char *article, const char *
                         json_t **trace)
 {
 	*trace = NULL;
-	struct csa_llm *b = c ? c->drafter : NULL;
+	struct csa_llm *b = c ? c->for_agent[REPLIES] : NULL;
 	if (!b)
 		return NULL;
 	*trace = json_pack("{s:s}", "backend", csa_llm_name(b));

@@ -21,7 +21,6 @@
 #define CSA_LLM_CASCADE_H
 
 #include <jansson.h>
-#include "agents/dmodel.h"
 #include "base/config.h"
 #include "base/err.h"
 
@@ -34,15 +33,16 @@ int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct c
 void csa_cascade_free(struct csa_cascade *c);
 
 /*
- * Second opinion on one decision: probs[n] are the embedded model's
- * calibrated probabilities over labels; when the LLM decides they are
- * replaced (the LLM's label gets its confidence, the rest share what is
- * left in the embedded model's proportions). Returns the trace (new
- * reference), or NULL when no backend serves this decision type.
+ * Second opinion on one decision of 'agent' ("classifier", "selector",
+ * "escalation") of decision type 'type' ("category", ...): probs[n] are the
+ * embedded model's calibrated probabilities over labels; when the LLM
+ * decides they are replaced (the LLM's label gets its confidence, the rest
+ * share what is left in the embedded model's proportions). Returns the
+ * trace (new reference), or NULL when no backend serves this agent.
  */
-json_t *csa_cascade_refine(struct csa_cascade *c, enum csa_dtype t, const char *const *labels,
-                           size_t n, const char *text, const char *const *feats, size_t nf,
-                           double *probs);
+json_t *csa_cascade_refine(struct csa_cascade *c, const char *agent, const char *type,
+                           const char *const *labels, size_t n, const char *text,
+                           const char *const *feats, size_t nf, double *probs);
 
 /* A reply drafted by the replies backend from a knowledge-base article;
  * NULL when there is none or it failed (the trace says which). */

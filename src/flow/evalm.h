@@ -12,8 +12,8 @@
  * model and supplies few-shot examples, the rest (at most 'limit' tickets)
  * is the test set every backend sees.
  */
-#ifndef CSA_LLM_EVALM_H
-#define CSA_LLM_EVALM_H
+#ifndef CSA_FLOW_EVALM_H
+#define CSA_FLOW_EVALM_H
 
 #include <jansson.h>
 #include <stdio.h>

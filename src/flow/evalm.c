@@ -1,5 +1,5 @@
 /* The foundation model evaluator. */
-#include "llm/evalm.h"
+#include "flow/evalm.h"
 #include "agents/agent.h"
 #include "agents/dmodel.h"
 #include "agents/sentiment.h"
