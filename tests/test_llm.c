@@ -557,6 +557,10 @@ static void cascade_asks_only_when_unsure_and_within_budget(void **state)
 	json_decref(tr);
 	json_t *use = csa_cascade_usage(c);
 	assert_int_equal(csa_json_int(use, "calls_last_hour", 0), 2);
+	json_t *fast = json_object_get(json_object_get(use, "today_by_backend"), "fast");
+	assert_int_equal(csa_json_int(fast, "calls", 0), 2);
+	assert_int_equal(csa_json_int(fast, "ok", 0), 2);
+	assert_true(fabs(csa_json_num(fast, "cost", 0) - 0.28) < 1e-9);
 	json_decref(use);
 	csa_cascade_free(c);
 

@@ -4,6 +4,7 @@
 #include "automation/ledger.h"
 #include "base/json.h"
 #include "flow/pipeline.h"
+#include "llm/cascade.h"
 #include "store/ws.h"
 
 #include <stdio.h>
@@ -149,6 +150,9 @@ int cmd_metrics(int argc, char **argv)
 	struct csa_err err = {0};
 	json_t *out = NULL;
 	int rc = csa_auto_metrics(c.a, &out, &err);
+	struct csa_cascade *cascade = csa_pipeline_env(c.p)->cascade;
+	if (!rc && cascade)
+		json_object_set_new(out, "llm", csa_cascade_usage(cascade));
 	if (!rc && cli_flag(argc, argv, "--json")) {
 		csa_json_print(out, 1);
 	} else if (!rc) {
@@ -172,6 +176,11 @@ int cmd_metrics(int argc, char **argv)
 			else
 				printf("  %-30s -\n", keys[i]);
 		}
+		json_t *llm = json_object_get(out, "llm");
+		if (llm)
+			printf("  %-30s %lld calls in the last hour, %.4g spent today\n", "llm",
+			       csa_json_int(llm, "calls_last_hour", 0),
+			       csa_json_num(llm, "cost_today", 0));
 	}
 	json_decref(out);
 	ctl_close(&c);

@@ -297,12 +297,33 @@ json_t *csa_cascade_usage(struct csa_cascade *c)
 {
 	long calls;
 	double cost;
+	int64_t now = csa_now_ms();
+	json_t *per = json_object();
 	pthread_mutex_lock(&c->mu);
-	spent(c, csa_now_ms(), &calls, &cost);
+	spent(c, now, &calls, &cost);
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(c->db,
+	                       "SELECT backend, count(*), sum(ok), sum(cost), avg(latency_ms),"
+	                       " sum(tokens_in), sum(tokens_out) FROM calls WHERE ts >= ?"
+	                       " GROUP BY backend",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, now - now % DAY_MS);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_object_set_new(
+			    per, (const char *)sqlite3_column_text(st, 0),
+			    json_pack("{s:I, s:I, s:f, s:f, s:I, s:I}", "calls",
+			              (json_int_t)sqlite3_column_int64(st, 1), "ok",
+			              (json_int_t)sqlite3_column_int64(st, 2), "cost",
+			              sqlite3_column_double(st, 3), "mean_latency_ms",
+			              sqlite3_column_double(st, 4), "tokens_in",
+			              (json_int_t)sqlite3_column_int64(st, 5), "tokens_out",
+			              (json_int_t)sqlite3_column_int64(st, 6)));
+	}
+	sqlite3_finalize(st);
 	pthread_mutex_unlock(&c->mu);
-	return json_pack("{s:I, s:f, s:I, s:f}", "calls_last_hour", (json_int_t)calls, "cost_today",
-	                 cost, "calls_per_hour", (json_int_t)c->calls_per_hour, "money_per_day",
-	                 c->money_per_day);
+	return json_pack("{s:I, s:f, s:I, s:f, s:o}", "calls_last_hour", (json_int_t)calls,
+	                 "cost_today", cost, "calls_per_hour", (json_int_t)c->calls_per_hour,
+	                 "money_per_day", c->money_per_day, "today_by_backend", per);
 }
 
 /* ---- decisions -------------------------------------------------------- */

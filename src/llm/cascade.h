@@ -49,7 +49,9 @@ json_t *csa_cascade_refine(struct csa_cascade *c, const char *agent, const char 
 char *csa_cascade_draft(struct csa_cascade *c, const char *article, const char *conversation,
                         json_t **trace);
 
-/* {"calls_last_hour", "cost_today", "calls_per_hour", "money_per_day"}. */
+/* {"calls_last_hour", "cost_today", "calls_per_hour", "money_per_day",
+ *  "today_by_backend": {NAME: {"calls", "ok", "cost", "mean_latency_ms",
+ *  "tokens_in", "tokens_out"}}}: the KPIs of LLM use. */
 json_t *csa_cascade_usage(struct csa_cascade *c);
 
 /* Calibration of stated confidences: bins[10] of {n, correct} per backend
