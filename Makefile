@@ -59,7 +59,8 @@ bench-pipeline: build
 
 bench-server: build
 	@CSA_DEPS_BENCH=1 ./scripts/deps.sh || true
-	@./bench/bench-server.sh $(BUILD)/csa
+	@cmake --build $(BUILD) --target bench_loadgen >/dev/null
+	@./bench/bench-server.sh $(BUILD)/csa $(BUILD)/bench_loadgen
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

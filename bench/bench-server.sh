@@ -3,9 +3,14 @@
 # Debian). Prints one table; nothing passes or fails.
 #   - startup time to /readyz and resident memory with N tickets (100,000)
 #   - GET /api/tickets/{id} requests per second
-#   - POST /api/tickets (full pipeline, durable) latency percentiles and rate
+#   - POST /api/tickets (full pipeline, durable): peak rate and latency with
+#     wrk, then latency at a fixed rate (BENCH_RATE/s for BENCH_RATE_SECONDS,
+#     open loop, measured from when each request was due: bench_loadgen.c)
 set -eu
 CSA=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+LOADGEN=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+RATE=${BENCH_RATE:-200}
+RATE_DUR=${BENCH_RATE_SECONDS:-60}
 N=${BENCH_TICKETS:-100000}
 DUR=${BENCH_SECONDS:-20}
 command -v wrk >/dev/null || { echo "bench-server: wrk not installed (CSA_DEPS_BENCH=1 ./scripts/deps.sh)" >&2; exit 1; }
@@ -46,9 +51,12 @@ POST_RPS=$(awk '/Requests\/sec/ {print $2}' "$WS/post.txt")
 P50=$(awk '$1 == "50%" {print $2}' "$WS/post.txt")
 P99=$(awk '$1 == "99%" {print $2}' "$WS/post.txt")
 
+FIXED=$("$LOADGEN" "http://127.0.0.1:$PORT/api/tickets" "$TOKEN" "$RATE" "$RATE_DUR" || true)
+
 printf '%-44s %s\n' "tickets in the workspace" "$TICKETS"
 printf '%-44s %.2f s\n' "start to /readyz" "$READY"
 printf '%-44s %s MB\n' "resident memory after start" "$((RSS / 1024))"
 printf '%-44s %s\n' "GET /api/tickets/{id} requests/s (32 conn)" "$GET_RPS"
 printf '%-44s %s\n' "POST /api/tickets (pipeline) requests/s" "$POST_RPS"
 printf '%-44s %s / %s\n' "POST latency p50 / p99 (4 conn, max rate)" "$P50" "$P99"
+printf '%-44s %s\n' "POST at a fixed ${RATE}/s for ${RATE_DUR} s" "$FIXED"

@@ -476,13 +476,18 @@ static int parse_answer(const struct csa_llm *b, const char *body, const char *s
 		else if (!content)
 			rc = csa_error(err, CSA_EPARSE, "backend %s: no choices[0].message.content",
 			               b->name);
-		else if (!json_is_object(*obj = json_loads(content, 0, &je)))
-			rc = csa_error(err, CSA_EPARSE, "backend %s: content is not a JSON object: %s",
-			               b->name, je.text);
-		else if (conf_key)
-			*key_prob = value_prob(
-			    content, json_object_get(json_object_get(ch, "logprobs"), "content"),
-			    conf_key);
+		else {
+			/* not inside json_is_object(): the macro evaluates its argument twice */
+			*obj = json_loads(content, 0, &je);
+			if (!json_is_object(*obj))
+				rc = csa_error(err, CSA_EPARSE,
+				               "backend %s: content is not a JSON object: %s", b->name,
+				               je.text);
+			else if (conf_key)
+				*key_prob = value_prob(
+				    content, json_object_get(json_object_get(ch, "logprobs"), "content"),
+				    conf_key);
+		}
 	} else {
 		u->tokens_in += (long)csa_json_int(usage, "input_tokens", 0);
 		u->tokens_out += (long)csa_json_int(usage, "output_tokens", 0);
