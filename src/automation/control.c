@@ -52,6 +52,15 @@ static const char schema_sql[] =
     " created_ms INTEGER NOT NULL, final TEXT, correct INTEGER, reviewed_ms INTEGER,"
     " reviewer TEXT, decision_ms INTEGER, model TEXT, shown INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS decisions_scope ON decisions(type, segment, phase);"
+    /* the per-decision and monitor queries read the newest decisions and
+     * the newest reviews of a type or segment: covering indexes keep them
+     * independent of how many unreviewed decisions pile up */
+    "CREATE INDEX IF NOT EXISTS decisions_new_type ON decisions(type, created_ms);"
+    "CREATE INDEX IF NOT EXISTS decisions_new_seg ON decisions(type, segment, created_ms);"
+    "CREATE INDEX IF NOT EXISTS decisions_rev_type ON decisions(type, reviewed_ms, autonomous,"
+    " correct, confidence) WHERE final IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS decisions_rev_seg ON decisions(type, segment, reviewed_ms,"
+    " autonomous, correct, confidence) WHERE final IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " decision_id TEXT NOT NULL, ticket_id TEXT NOT NULL, type TEXT NOT NULL,"
     " segment TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
@@ -154,10 +163,12 @@ static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const 
 	sqlite3_stmt *st;
 	*n = 0;
 	const char *sql =
-	    "SELECT confidence, correct FROM (SELECT confidence, correct, reviewed_ms "
-	    "FROM decisions WHERE final IS NOT NULL AND type = ?1 AND "
-	    "(?2 IS NULL OR segment = ?2) ORDER BY reviewed_ms DESC LIMIT ?3) "
-	    "ORDER BY reviewed_ms";
+	    segment ? "SELECT confidence, correct FROM (SELECT confidence, correct, reviewed_ms "
+	              "FROM decisions WHERE final IS NOT NULL AND type = ?1 AND segment = ?2 "
+	              "ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms"
+	            : "SELECT confidence, correct FROM (SELECT confidence, correct, reviewed_ms "
+	              "FROM decisions WHERE final IS NOT NULL AND type = ?1 "
+	              "ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
