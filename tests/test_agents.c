@@ -444,9 +444,65 @@ static void history_answers_customer_questions(void **state)
 	assert_true(eta_c > 0 && eta_c < eta_l); /* critical tickets resolve faster */
 }
 
+/* An entry that changes customer, category or resolution moves between the
+ * index's lists. */
+static void history_reindexes_changed_entries(void **state)
+{
+	(void)state;
+	struct csa_history *h;
+	assert_int_equal(csa_history_new(&h), 0);
+	struct csa_hist_entry e = {.id = "A1", .company = "Acme", .client = "Ann",
+	                           .category = "BUG_REPORT", .priority = "LOW",
+	                           .resolution_hours = -1, .csat = -1, .created_ms = 1};
+	assert_int_equal(csa_history_put(h, &e), 0);
+	struct csa_hist_entry f = e;
+	snprintf(f.id, sizeof(f.id), "A2");
+	f.created_ms = 2;
+	assert_int_equal(csa_history_put(h, &f), 0);
+	json_t *c = csa_history_customer(h, "Acme", NULL, "A2");
+	assert_int_equal(csa_json_int(c, "tickets", 0), 1);
+	assert_int_equal(csa_json_int(c, "open", 0), 1);
+	json_decref(c);
+	json_t *sim = csa_history_similar(h, "BUG_REPORT", NULL, 5);
+	assert_int_equal(json_array_size(sim), 0); /* nothing resolved yet */
+	json_decref(sim);
+	size_t n;
+	assert_true(csa_history_eta_hours(h, "BUG_REPORT", "LOW", &n) < 0);
+
+	/* A1 resolves, moves to another company and category */
+	snprintf(e.company, sizeof(e.company), "Initech");
+	snprintf(e.category, sizeof(e.category), "TECHNICAL_ISSUE");
+	e.resolved = 1;
+	e.resolution_hours = 6;
+	assert_int_equal(csa_history_put(h, &e), 0);
+	assert_int_equal(csa_history_count(h), 2);
+	c = csa_history_customer(h, "Acme", NULL, NULL);
+	assert_int_equal(csa_json_int(c, "tickets", 0), 1);
+	json_decref(c);
+	c = csa_history_customer(h, "Initech", NULL, NULL);
+	assert_int_equal(csa_json_int(c, "tickets", 0), 1);
+	assert_int_equal(csa_json_int(c, "open", 0), 0);
+	json_decref(c);
+	c = csa_history_customer(h, NULL, "Ann", NULL); /* by client: both */
+	assert_int_equal(csa_json_int(c, "tickets", 0), 2);
+	json_decref(c);
+	sim = csa_history_similar(h, "TECHNICAL_ISSUE", NULL, 5);
+	assert_int_equal(json_array_size(sim), 1);
+	assert_string_equal(json_string_value(json_array_get(sim, 0)), "A1");
+	json_decref(sim);
+	sim = csa_history_similar(h, "BUG_REPORT", NULL, 5);
+	assert_int_equal(json_array_size(sim), 0);
+	json_decref(sim);
+	/* no resolved BUG_REPORT: the estimate falls back to all tickets */
+	assert_true(csa_history_eta_hours(h, "BUG_REPORT", "LOW", &n) == 6);
+	assert_int_equal(n, 1);
+	csa_history_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
+	    cmocka_unit_test(history_reindexes_changed_entries),
 	    cmocka_unit_test(sentiment_on_labelled_examples),
 	    cmocka_unit_test(sla_deadlines_and_states),
 	    cmocka_unit_test(generator_is_deterministic_and_valid),

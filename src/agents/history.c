@@ -8,6 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A growing list of entry indexes, in insertion order. */
+struct ivec {
+	size_t *v;
+	size_t n, cap;
+};
+
+/* String key -> ivec, open addressing (customer or category -> entries), so
+ * a lookup reads one customer's or one category's entries, not them all. */
+struct kmap {
+	char **keys;
+	struct ivec *vals;
+	size_t nslots, n;
+};
+
 struct csa_history {
 	pthread_mutex_t mu;
 	struct csa_hist_entry *v;
@@ -15,6 +29,8 @@ struct csa_history {
 	/* id -> index, open addressing */
 	size_t *slots;
 	size_t nslots;
+	struct kmap by_company, by_client, resolved_by_category;
+	struct ivec resolved; /* every resolved entry */
 };
 
 static uint64_t hash(const char *s)
@@ -25,6 +41,89 @@ static uint64_t hash(const char *s)
 		h *= 1099511628211ULL;
 	}
 	return h;
+}
+
+static int ivec_push(struct ivec *v, size_t x)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 8;
+		size_t *nv = realloc(v->v, cap * sizeof(*nv));
+		if (!nv)
+			return CSA_ENOMEM;
+		v->v = nv;
+		v->cap = cap;
+	}
+	v->v[v->n++] = x;
+	return CSA_OK;
+}
+
+static void ivec_remove(struct ivec *v, size_t x)
+{
+	for (size_t i = 0; v && i < v->n; i++)
+		if (v->v[i] == x) {
+			memmove(&v->v[i], &v->v[i + 1], (v->n - i - 1) * sizeof(v->v[0]));
+			v->n--;
+			return;
+		}
+}
+
+static int kmap_grow(struct kmap *m)
+{
+	size_t ns = m->nslots ? m->nslots * 2 : 256;
+	char **keys = calloc(ns, sizeof(*keys));
+	struct ivec *vals = calloc(ns, sizeof(*vals));
+	if (!keys || !vals) {
+		free(keys);
+		free(vals);
+		return CSA_ENOMEM;
+	}
+	for (size_t i = 0; i < m->nslots; i++) {
+		if (!m->keys[i])
+			continue;
+		size_t k = hash(m->keys[i]) & (ns - 1);
+		while (keys[k])
+			k = (k + 1) & (ns - 1);
+		keys[k] = m->keys[i];
+		vals[k] = m->vals[i];
+	}
+	free(m->keys);
+	free(m->vals);
+	m->keys = keys;
+	m->vals = vals;
+	m->nslots = ns;
+	return CSA_OK;
+}
+
+/* The list of a key; created when 'create' (NULL when absent or out of
+ * memory). Empty keys have no list. */
+static struct ivec *kmap_get(struct kmap *m, const char *key, int create)
+{
+	if (!key || !*key)
+		return NULL;
+	if (create && (m->n + 1) * 2 > m->nslots && kmap_grow(m))
+		return NULL;
+	if (!m->nslots)
+		return NULL;
+	size_t k = hash(key) & (m->nslots - 1);
+	while (m->keys[k]) {
+		if (strcmp(m->keys[k], key) == 0)
+			return &m->vals[k];
+		k = (k + 1) & (m->nslots - 1);
+	}
+	if (!create || !(m->keys[k] = strdup(key)))
+		return NULL;
+	m->n++;
+	return &m->vals[k];
+}
+
+static void kmap_free(struct kmap *m)
+{
+	for (size_t i = 0; i < m->nslots; i++) {
+		free(m->keys[i]);
+		free(m->vals[i].v);
+	}
+	free(m->keys);
+	free(m->vals);
 }
 
 int csa_history_new(struct csa_history **out)
@@ -42,6 +141,10 @@ void csa_history_free(struct csa_history *h)
 	if (!h)
 		return;
 	pthread_mutex_destroy(&h->mu);
+	kmap_free(&h->by_company);
+	kmap_free(&h->by_client);
+	kmap_free(&h->resolved_by_category);
+	free(h->resolved.v);
 	free(h->v);
 	free(h->slots);
 	free(h);
@@ -84,13 +187,50 @@ static size_t find(const struct csa_history *h, const char *id)
 	return SIZE_MAX;
 }
 
+/* Move entry i from the lists of 'old' (NULL: a new entry) to those of 'e'. */
+static int reindex(struct csa_history *h, size_t i, const struct csa_hist_entry *old,
+                   const struct csa_hist_entry *e)
+{
+	int rc = CSA_OK;
+	if (!old || strcmp(old->company, e->company)) {
+		if (old)
+			ivec_remove(kmap_get(&h->by_company, old->company, 0), i);
+		struct ivec *l = kmap_get(&h->by_company, e->company, 1);
+		if (e->company[0] && (!l || ivec_push(l, i)))
+			rc = CSA_ENOMEM;
+	}
+	if (!old || strcmp(old->client, e->client)) {
+		if (old)
+			ivec_remove(kmap_get(&h->by_client, old->client, 0), i);
+		struct ivec *l = kmap_get(&h->by_client, e->client, 1);
+		if (e->client[0] && (!l || ivec_push(l, i)))
+			rc = CSA_ENOMEM;
+	}
+	if (!old || old->resolved != e->resolved || strcmp(old->category, e->category)) {
+		if (old && old->resolved)
+			ivec_remove(kmap_get(&h->resolved_by_category, old->category, 0), i);
+		struct ivec *l = e->resolved ? kmap_get(&h->resolved_by_category, e->category, 1) : NULL;
+		if (e->resolved && e->category[0] && (!l || ivec_push(l, i)))
+			rc = CSA_ENOMEM;
+	}
+	if (!old || old->resolved != e->resolved) {
+		if (old && old->resolved)
+			ivec_remove(&h->resolved, i);
+		if (e->resolved && ivec_push(&h->resolved, i))
+			rc = CSA_ENOMEM;
+	}
+	return rc;
+}
+
 int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e)
 {
 	pthread_mutex_lock(&h->mu);
 	int rc = CSA_OK;
 	size_t at = find(h, e->id);
 	if (at != SIZE_MAX) {
+		struct csa_hist_entry old = h->v[at];
 		h->v[at] = *e;
+		rc = reindex(h, at, &old, e);
 		goto out;
 	}
 	if (h->n == h->cap) {
@@ -112,6 +252,8 @@ int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e)
 			k = (k + 1) & (h->nslots - 1);
 		h->slots[k] = h->n - 1;
 	}
+	if (rc == CSA_OK)
+		rc = reindex(h, h->n - 1, NULL, e);
 out:
 	pthread_mutex_unlock(&h->mu);
 	return rc;
@@ -192,10 +334,9 @@ json_t *csa_history_customer(struct csa_history *h, const char *company, const c
 	double csat = 0;
 	const struct csa_hist_entry *recent[5] = {0};
 	pthread_mutex_lock(&h->mu);
-	for (size_t i = 0; key && *key && i < h->n; i++) {
-		const struct csa_hist_entry *e = &h->v[i];
-		if (strcmp(by_company ? e->company : e->client, key) != 0)
-			continue;
+	const struct ivec *l = kmap_get(by_company ? &h->by_company : &h->by_client, key, 0);
+	for (size_t j = 0; l && j < l->n; j++) {
+		const struct csa_hist_entry *e = &h->v[l->v[j]];
 		if (exclude_id && strcmp(e->id, exclude_id) == 0)
 			continue;
 		n++;
@@ -230,11 +371,11 @@ json_t *csa_history_similar(struct csa_history *h, const char *category, const c
 	if (!category || !*category || k == 0)
 		return out;
 	pthread_mutex_lock(&h->mu);
-	/* entries are appended in scan/arrival order; walk back for the newest */
-	for (size_t i = h->n; i-- > 0 && json_array_size(out) < k;) {
-		const struct csa_hist_entry *e = &h->v[i];
-		if (e->resolved && strcmp(e->category, category) == 0 &&
-		    (!exclude_id || strcmp(e->id, exclude_id) != 0))
+	/* lists are in scan/arrival order; walk back for the newest */
+	const struct ivec *l = kmap_get(&h->resolved_by_category, category, 0);
+	for (size_t j = l ? l->n : 0; j-- > 0 && json_array_size(out) < k;) {
+		const struct csa_hist_entry *e = &h->v[l->v[j]];
+		if (!exclude_id || strcmp(e->id, exclude_id) != 0)
 			json_array_append_new(out, json_string(e->id));
 	}
 	pthread_mutex_unlock(&h->mu);
@@ -258,11 +399,11 @@ double csa_history_eta_hours(struct csa_history *h, const char *category, const 
 		return -1;
 	pthread_mutex_lock(&h->mu);
 	for (int level = 0; level < 3 && n == 0; level++) {
-		for (size_t i = h->n; i-- > 0 && n < CAP;) {
-			const struct csa_hist_entry *e = &h->v[i];
-			if (!e->resolved || e->resolution_hours < 0)
-				continue;
-			if (level < 2 && (!category || strcmp(e->category, category) != 0))
+		const struct ivec *l =
+		    level < 2 ? kmap_get(&h->resolved_by_category, category, 0) : &h->resolved;
+		for (size_t j = l ? l->n : 0; j-- > 0 && n < CAP;) {
+			const struct csa_hist_entry *e = &h->v[l->v[j]];
+			if (e->resolution_hours < 0)
 				continue;
 			if (level < 1 && (!priority || strcmp(e->priority, priority) != 0))
 				continue;
