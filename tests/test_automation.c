@@ -41,7 +41,7 @@ static void statistics(void **state)
 
 	struct csa_outcome o[400];
 	for (int i = 0; i < 400; i++) /* confident ones right, unsure ones 50/50 */
-		o[i] = (struct csa_outcome){i % 2 ? 0.99 : 0.55, i % 2 ? 1 : (i % 4 == 0)};
+		o[i] = (struct csa_outcome){i % 2 ? 0.99 : 0.55, i % 2 ? 1 : (i % 4 == 0), 1};
 	struct csa_readiness r;
 	csa_readiness(o, 400, &r);
 	assert_float_equal(r.success_rate, 0.75, 1e-9);
@@ -53,9 +53,26 @@ static void statistics(void **state)
 	double t = csa_threshold_for_accuracy(o, 400, 0.95, 1.96, 50);
 	assert_float_equal(t, 0.99, 1e-12); /* only the confident half qualifies */
 	assert_true(csa_threshold_for_accuracy(o, 400, 0.999, 1.96, 50) > 1);
+
+	/* Importance weights. 300 decisions at 0.9 (97% right) were sampled
+	 * for review at 1 in 10 (30 reviewed, weight 10), 200 at 0.7 (90%
+	 * right) all reviewed: unweighted, the reviews over-represent the
+	 * weaker ones and 0.7 cannot qualify for 0.9; weighted it can. */
+	struct csa_outcome w[230];
+	for (int i = 0; i < 230; i++)
+		w[i] = i < 30 ? (struct csa_outcome){0.9, i != 0, 10}
+		              : (struct csa_outcome){0.7, (i - 30) % 10 != 0, 1};
+	assert_float_equal(csa_threshold_for_accuracy(w, 230, 0.9, 1.0, 20), 0.7, 1e-12);
+	for (int i = 0; i < 230; i++)
+		w[i] = i < 30 ? (struct csa_outcome){0.9, i != 0, 1}
+		              : (struct csa_outcome){0.7, (i - 30) % 10 != 0, 1};
+	assert_float_equal(csa_threshold_for_accuracy(w, 230, 0.9, 1.0, 20), 0.9, 1e-12);
+	/* an estimate built on few distinct reviews keeps its uncertainty */
+	assert_true(csa_wilson_lower_p(0.95, 30, 1.96) < csa_wilson_lower_p(0.95, 300, 1.96));
+
 	/* drift in time lowers consistency */
 	for (int i = 0; i < 400; i++)
-		o[i] = (struct csa_outcome){0.9, i < 200};
+		o[i] = (struct csa_outcome){0.9, i < 200, 1};
 	csa_readiness(o, 400, &r);
 	assert_true(r.consistency < 0.1);
 

@@ -50,7 +50,8 @@ static const char schema_sql[] =
     " type TEXT NOT NULL, segment TEXT NOT NULL, phase INTEGER NOT NULL, value TEXT,"
     " confidence REAL, threshold REAL, autonomous INTEGER NOT NULL, critical INTEGER NOT NULL,"
     " created_ms INTEGER NOT NULL, final TEXT, correct INTEGER, reviewed_ms INTEGER,"
-    " reviewer TEXT, decision_ms INTEGER, model TEXT, shown INTEGER NOT NULL DEFAULT 0);"
+    " reviewer TEXT, decision_ms INTEGER, model TEXT, shown INTEGER NOT NULL DEFAULT 0,"
+    " review_weight REAL);"
     "CREATE INDEX IF NOT EXISTS decisions_scope ON decisions(type, segment, phase);"
     /* the per-decision and monitor queries read the newest decisions and
      * the newest reviews of a type or segment: covering indexes keep them
@@ -58,9 +59,9 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS decisions_new_type ON decisions(type, created_ms);"
     "CREATE INDEX IF NOT EXISTS decisions_new_seg ON decisions(type, segment, created_ms);"
     "CREATE INDEX IF NOT EXISTS decisions_rev_type ON decisions(type, reviewed_ms, autonomous,"
-    " correct, confidence) WHERE final IS NOT NULL;"
+    " correct, confidence, review_weight) WHERE final IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS decisions_rev_seg ON decisions(type, segment, reviewed_ms,"
-    " autonomous, correct, confidence) WHERE final IS NOT NULL;"
+    " autonomous, correct, confidence, review_weight) WHERE final IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " decision_id TEXT NOT NULL, ticket_id TEXT NOT NULL, type TEXT NOT NULL,"
     " segment TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
@@ -157,18 +158,39 @@ static json_t *labels_of(const struct csa_auto *a, const char *type)
 /* ---- outcomes, readiness and thresholds ------------------------------- */
 
 /* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
+/* A decisions table from before review weights gets the column (its
+ * reviews then count with weight 1, as they were sampled before). */
+static int add_review_weight(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int has_table = 0, has_column = 0;
+	if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('decisions')", -1, &st,
+	                       NULL) != SQLITE_OK)
+		return SQLITE_ERROR;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		has_table = 1;
+		has_column |= strcmp((const char *)sqlite3_column_text(st, 0), "review_weight") == 0;
+	}
+	sqlite3_finalize(st);
+	if (!has_table || has_column)
+		return SQLITE_OK; /* new database (schema_sql creates it), or current */
+	return sqlite3_exec(db, "ALTER TABLE decisions ADD COLUMN review_weight REAL", NULL, NULL,
+	                    NULL);
+}
+
 static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const char *segment,
                                     size_t limit, size_t *n)
 {
 	sqlite3_stmt *st;
 	*n = 0;
 	const char *sql =
-	    segment ? "SELECT confidence, correct FROM (SELECT confidence, correct, reviewed_ms "
-	              "FROM decisions WHERE final IS NOT NULL AND type = ?1 AND segment = ?2 "
-	              "ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms"
-	            : "SELECT confidence, correct FROM (SELECT confidence, correct, reviewed_ms "
-	              "FROM decisions WHERE final IS NOT NULL AND type = ?1 "
-	              "ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
+	    segment ? "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
+	              "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
+	              "AND type = ?1 AND segment = ?2 ORDER BY reviewed_ms DESC LIMIT ?3) "
+	              "ORDER BY reviewed_ms"
+	            : "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
+	              "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
+	              "AND type = ?1 ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
@@ -177,8 +199,9 @@ static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const 
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
 	struct csa_outcome *o = malloc(limit * sizeof(*o) + 1);
 	while (o && sqlite3_step(st) == SQLITE_ROW && *n < limit)
-		o[(*n)++] =
-		    (struct csa_outcome){sqlite3_column_double(st, 0), sqlite3_column_int(st, 1)};
+		o[(*n)++] = (struct csa_outcome){sqlite3_column_double(st, 0),
+		                                 sqlite3_column_int(st, 1),
+		                                 sqlite3_column_double(st, 2)};
 	sqlite3_finalize(st);
 	return o;
 }
@@ -291,19 +314,20 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	double threshold = t ? t->threshold : 2.0;
 	int autonomous = phase >= 3 && d->confidence >= threshold;
 	const char *review = "decide";
+	double review_p = 1;
 	if (autonomous) {
 		int64_t reviewed_auto = count_i64(
 		    a,
 		    "SELECT count(*) FROM decisions WHERE autonomous = 1 AND final IS NOT NULL "
 		    "AND type = ?1 AND segment = ?2",
 		    type, segment);
-		double p = csa_review_probability(
+		review_p = csa_review_probability(
 		    (size_t)reviewed_auto, cfg_num(a, "automation.review_floor", 0.05),
 		    cfg_num(a, "automation.review_half_life", 200), d->confidence, 0.95,
 		    cfg_num(a, "automation.review_uncertain_share", 0.7));
 		/* deterministic per decision: replays repeat exactly */
 		double u = (double)(hash64(d->decision_id) >> 11) / 9007199254740992.0;
-		review = u < p ? "audit" : "none";
+		review = u < review_p ? "audit" : "none";
 	}
 	sqlite3_stmt *st;
 	sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
@@ -311,7 +335,8 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	        a->db,
 	        "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
 	        "value, confidence, threshold, autonomous, critical, created_ms, model, "
-	        "shown) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	        "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
+	        "?13, ?14)",
 	        -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, d->ticket_id, -1, SQLITE_STATIC);
@@ -326,6 +351,8 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 		sqlite3_bind_int64(st, 11, now);
 		sqlite3_bind_text(st, 12, d->model_version, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 13, phase >= 2);
+		/* an audited autonomous decision stands for 1/p of its kind */
+		sqlite3_bind_double(st, 14, review_p > 0 ? 1 / review_p : 1);
 		sqlite3_step(st);
 	}
 	sqlite3_finalize(st);
@@ -1695,6 +1722,7 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	if (sqlite3_open_v2(path, &a->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
+	    (add_review_weight(a->db), 0) ||
 	    sqlite3_exec(a->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
 		rc = csa_error(err, CSA_EIO, "cannot open '%s': %s", path,
 		               a->db ? sqlite3_errmsg(a->db) : "out of memory");

@@ -6,9 +6,14 @@
 
 double csa_wilson_lower(size_t k, size_t n, double z)
 {
-	if (n == 0)
+	return n ? csa_wilson_lower_p((double)k / (double)n, (double)n, z) : 0;
+}
+
+double csa_wilson_lower_p(double p, double nn, double z)
+{
+	if (nn <= 0)
 		return 0;
-	double p = (double)k / (double)n, nn = (double)n, z2 = z * z;
+	double z2 = z * z;
 	double centre = p + z2 / (2 * nn);
 	double margin = z * sqrt(p * (1 - p) / nn + z2 / (4 * nn * nn));
 	return fmax(0, (centre - margin) / (1 + z2 / nn));
@@ -68,14 +73,16 @@ double csa_threshold_for_accuracy(struct csa_outcome *o, size_t n, double target
 {
 	if (n)
 		qsort(o, n, sizeof(*o), by_conf_desc);
-	double best = 2.0;
-	size_t k = 0;
+	double best = 2.0, w = 0, w2 = 0, wk = 0;
 	for (size_t i = 0; i < n; i++) {
-		k += o[i].correct != 0;
+		double wi = o[i].weight > 0 ? o[i].weight : 1;
+		w += wi;
+		w2 += wi * wi;
+		wk += o[i].correct ? wi : 0;
 		/* only between distinct confidences */
 		if (i + 1 < n && o[i + 1].confidence == o[i].confidence)
 			continue;
-		if (i + 1 >= min_n && csa_wilson_lower(k, i + 1, z) >= target)
+		if (i + 1 >= min_n && csa_wilson_lower_p(wk / w, w * w / w2, z) >= target)
 			best = o[i].confidence;
 	}
 	return best;

@@ -12,11 +12,17 @@
 /* Wilson score interval lower bound of k successes in n trials at z
  * (1.96 for 95%). 0 when n == 0. */
 double csa_wilson_lower(size_t k, size_t n, double z);
+/* The same for an observed proportion p over an effective sample size n. */
+double csa_wilson_lower_p(double p, double n, double z);
 
-/* One outcome: the AI's confidence and whether the human agreed. */
+/* One outcome: the AI's confidence and whether the human agreed. 'weight'
+ * is 1 / the probability that it was reviewed at all (1 for decisions a
+ * human made; 0 is read as 1), so a sample of autonomous decisions counts
+ * for the decisions it stands for. */
 struct csa_outcome {
 	double confidence;
 	int correct;
+	double weight;
 };
 
 struct csa_readiness {
@@ -34,7 +40,10 @@ void csa_readiness(const struct csa_outcome *o, size_t n, struct csa_readiness *
 /*
  * The lowest confidence threshold t such that the outcomes with confidence
  * >= t have a Wilson lower bound of accuracy >= target, using at least
- * min_n of them. Returns > 1 (never autonomous) when no threshold works.
+ * min_n of them. Outcomes are importance-weighted (Horvitz-Thompson): the
+ * accuracy is the weighted share, and the bound uses the effective sample
+ * size (sum w)^2 / sum w^2, so sampled reviews are neither over- nor
+ * under-counted. Returns > 1 (never autonomous) when no threshold works.
  * 'o' is reordered.
  */
 double csa_threshold_for_accuracy(struct csa_outcome *o, size_t n, double target, double z,
