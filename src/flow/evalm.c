@@ -180,9 +180,10 @@ static int read_rows(struct ev *e, FILE *in, const char *name, struct csa_err *e
 static int open_cand(struct ev *e, const char *spec, struct cand *c, struct csa_err *err)
 {
 	snprintf(c->name, sizeof(c->name), "%s", spec);
-	c->errors = json_array();
-	if (strcmp(spec, "embedded") == 0)
+	if (strcmp(spec, "embedded") == 0) {
+		c->errors = json_array();
 		return CSA_OK;
+	}
 	json_t *defs = csa_config_get(&e->ws->cfg, "llm.backends");
 	json_t *def = json_object_get(defs, spec);
 	json_t *conf = def ? json_deep_copy(def) : NULL;
@@ -209,6 +210,8 @@ static int open_cand(struct ev *e, const char *spec, struct cand *c, struct csa_
 		                 spec);
 	int rc = csa_llm_open(spec, conf, &c->llm, err);
 	json_decref(conf);
+	if (rc == CSA_OK)
+		c->errors = json_array();
 	return rc;
 }
 
