@@ -78,11 +78,12 @@ int main(int argc, char **argv)
 		while (sent < total && next <= now && inflight < MAX_INFLIGHT) {
 			struct req *r = calloc(1, sizeof(*r));
 			r->due_ns = next;
-			snprintf(r->body, sizeof(r->body),
-			         "{\"ticket_id\": \"L%u-%ld\", \"client_name\": \"Load\", \"customer\":"
-			         " {\"subscription_tier\": \"STANDARD\"}, \"messages\": [{\"content\":"
-			         " \"I was charged twice for invoice INV-%ld, please refund\"}]}",
-			         (unsigned)rand_r(&seed), sent, sent);
+			snprintf(
+			    r->body, sizeof(r->body),
+			    "{\"ticket_id\": \"L%u-%ld\", \"client_name\": \"Load\", \"customer\":"
+			    " {\"subscription_tier\": \"STANDARD\"}, \"messages\": [{\"content\":"
+			    " \"I was charged twice for invoice INV-%ld, please refund\"}]}",
+			    (unsigned)rand_r(&seed), sent, sent);
 			r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 			r->hdrs = curl_slist_append(r->hdrs, auth);
 			r->hdrs = curl_slist_append(r->hdrs, "Expect:");
@@ -123,7 +124,10 @@ int main(int argc, char **argv)
 			free(r);
 		}
 		int64_t wait_ms = sent < total ? (next - mono_ns()) / 1000000 : 10;
-		curl_multi_poll(m, NULL, 0, (int)(wait_ms < 0 ? 0 : wait_ms > 10 ? 10 : wait_ms),
+		curl_multi_poll(m, NULL, 0,
+		                (int)(wait_ms < 0    ? 0
+		                      : wait_ms > 10 ? 10
+		                                     : wait_ms),
 		                NULL);
 	}
 	double secs = (double)(mono_ns() - start) / 1e9;

@@ -451,9 +451,14 @@ static void history_reindexes_changed_entries(void **state)
 	(void)state;
 	struct csa_history *h;
 	assert_int_equal(csa_history_new(&h), 0);
-	struct csa_hist_entry e = {.id = "A1", .company = "Acme", .client = "Ann",
-	                           .category = "BUG_REPORT", .priority = "LOW",
-	                           .resolution_hours = -1, .csat = -1, .created_ms = 1};
+	struct csa_hist_entry e = {.id = "A1",
+	                           .company = "Acme",
+	                           .client = "Ann",
+	                           .category = "BUG_REPORT",
+	                           .priority = "LOW",
+	                           .resolution_hours = -1,
+	                           .csat = -1,
+	                           .created_ms = 1};
 	assert_int_equal(csa_history_put(h, &e), 0);
 	struct csa_hist_entry f = e;
 	snprintf(f.id, sizeof(f.id), "A2");

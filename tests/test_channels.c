@@ -214,10 +214,8 @@ static void autonomous_replies_only(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(slack_signatures),
-	    cmocka_unit_test(trello_and_mattermost),
-	    cmocka_unit_test(email_parsing),
-	    cmocka_unit_test(ticket_tags_and_ids),
+	    cmocka_unit_test(slack_signatures),        cmocka_unit_test(trello_and_mattermost),
+	    cmocka_unit_test(email_parsing),           cmocka_unit_test(ticket_tags_and_ids),
 	    cmocka_unit_test(autonomous_replies_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,8 +29,8 @@
 #include "support/fakellm.h"
 #include "support/tutil.h"
 
-static const char *const CATS[] = {"TECHNICAL_ISSUE", "BILLING_INQUIRY", "FEATURE_REQUEST",
-                                   "BUG_REPORT", "ACCOUNT_MANAGEMENT", "GENERAL_SUPPORT"};
+static const char *const CATS[] = {"TECHNICAL_ISSUE", "BILLING_INQUIRY",    "FEATURE_REQUEST",
+                                   "BUG_REPORT",      "ACCOUNT_MANAGEMENT", "GENERAL_SUPPORT"};
 
 /* ---- redaction -------------------------------------------------------- */
 
@@ -50,11 +50,9 @@ static void redaction_finds_personal_data(void **state)
 	redact_is("mail jane.doe+x@example.co.uk now", CSA_PII_ALL, "mail [EMAIL] now", 1);
 	redact_is("call +49 151 2345 6789 or (555) 123-4567.", CSA_PII_ALL,
 	          "call [PHONE] or [PHONE].", 2);
-	redact_is("card 4111 1111 1111 1111, exp 12/29", CSA_PII_ALL, "card [CARD], exp 12/29",
-	          1);
+	redact_is("card 4111 1111 1111 1111, exp 12/29", CSA_PII_ALL, "card [CARD], exp 12/29", 1);
 	redact_is("card 4111-1111-1111-1111", CSA_PII_ALL, "card [CARD]", 1);
-	redact_is("IBAN GB82 WEST 1234 5698 7654 32 please", CSA_PII_ALL,
-	          "IBAN [IBAN] please", 1);
+	redact_is("IBAN GB82 WEST 1234 5698 7654 32 please", CSA_PII_ALL, "IBAN [IBAN] please", 1);
 	redact_is("DE89370400440532013000", CSA_PII_ALL, "[IBAN]", 1);
 	/* not personal data: dates, short references, failed checksums */
 	redact_is("on 2026-11-24 at 10:30, order 555-1234, v2.3.1", CSA_PII_ALL,
@@ -217,10 +215,10 @@ static void openai_structured_answer_with_logprobs(void **state)
 	json_t *fmt = json_object_get(req, "response_format");
 	assert_string_equal(csa_json_str(fmt, "type"), "json_schema");
 	json_t *en = json_object_get(
-	    json_object_get(json_object_get(json_object_get(json_object_get(fmt, "json_schema"),
-	                                                    "schema"),
-	                                    "properties"),
-	                    "label"),
+	    json_object_get(
+	        json_object_get(json_object_get(json_object_get(fmt, "json_schema"), "schema"),
+	                        "properties"),
+	        "label"),
 	    "enum");
 	assert_int_equal(json_array_size(en), 6);
 	assert_true(json_is_true(json_object_get(req, "logprobs")));
@@ -234,7 +232,8 @@ static void anthropic_tool_call_answer(void **state)
 	(void)state;
 	struct csa_llm *b = backend("anthropic", NULL);
 	char *ans = fakellm_anthropic_answer(
-	    "decision", "{\"label\": \"BUG_REPORT\", \"confidence\": 0.8, \"rationale\": \"crash\"}");
+	    "decision",
+	    "{\"label\": \"BUG_REPORT\", \"confidence\": 0.8, \"rationale\": \"crash\"}");
 	script1(200, ans, NULL, 0);
 	free(ans);
 	struct csa_llm_task t = task_for("The app crashes when I upload a PNG");
@@ -320,7 +319,8 @@ static void retry_after_and_backoff(void **state)
 	struct csa_llm *b = backend("openai", "{\"retries\": 2}");
 	char *ans = fakellm_openai_answer(
 	    "{\"label\": \"GENERAL_SUPPORT\", \"confidence\": 0.6, \"rationale\": \"r\"}", -1);
-	struct fakellm_step steps[] = {{429, "{\"error\": \"slow down\"}", "2", 0}, {200, ans, NULL, 0}};
+	struct fakellm_step steps[] = {{429, "{\"error\": \"slow down\"}", "2", 0},
+	                               {200, ans, NULL, 0}};
 	fakellm_script(fake, steps, 2);
 	free(ans);
 	struct csa_llm_task t = task_for("hello");
@@ -383,10 +383,11 @@ static void timeout_and_dead_port(void **state)
 	unsigned port = fakellm_port(gone);
 	fakellm_stop(gone);
 	char conf_s[256];
-	snprintf(conf_s, sizeof(conf_s),
-	         "{\"kind\": \"openai\", \"endpoint\": \"http://127.0.0.1:%u/v1\", \"model\": \"m\","
-	         " \"retries\": 1, \"backoff_ms\": 10}",
-	         port);
+	snprintf(
+	    conf_s, sizeof(conf_s),
+	    "{\"kind\": \"openai\", \"endpoint\": \"http://127.0.0.1:%u/v1\", \"model\": \"m\","
+	    " \"retries\": 1, \"backoff_ms\": 10}",
+	    port);
 	json_t *c = json_loads(conf_s, 0, NULL);
 	assert_int_equal(csa_llm_open("dead", c, &b, &err), 0);
 	json_decref(c);
@@ -445,7 +446,8 @@ static void configuration_errors_are_named(void **state)
 	    {"{\"kind\": \"gpt\", \"endpoint\": \"http://x\", \"model\": \"m\"}", "t.kind"},
 	    {"{\"kind\": \"openai\", \"endpoint\": \"ftp://x\", \"model\": \"m\"}", "t.endpoint"},
 	    {"{\"kind\": \"openai\", \"endpoint\": \"http://x\"}", "t.model"},
-	    {"{\"kind\": \"openai\", \"endpoint\": \"http://x\", \"model\": \"m\", \"retries\": -1}",
+	    {"{\"kind\": \"openai\", \"endpoint\": \"http://x\", \"model\": \"m\", \"retries\": "
+	     "-1}",
 	     "t.retries"},
 	    {"{\"kind\": \"openai\", \"endpoint\": \"http://x\", \"model\": \"m\", \"redact\": 3}",
 	     "t.redact"},
@@ -656,7 +658,8 @@ static char *scripted_model(void *ctx, const char *path, const char *body)
 				pick = json_string_value(v);
 		}
 		snprintf(content, sizeof(content),
-		         "{\"label\": \"%s\", \"confidence\": 0.9, \"rationale\": \"scripted\"}", pick);
+		         "{\"label\": \"%s\", \"confidence\": 0.9, \"rationale\": \"scripted\"}",
+		         pick);
 	}
 	json_decref(req);
 	return fakellm_openai_answer(content, 0.97);
@@ -883,8 +886,8 @@ static void eval_models_cli(void **state)
 	assert_non_null(csa_json_str(fast, "role"));
 	/* the embedded model is far better than always saying FEATURE_REQUEST */
 	assert_string_equal(csa_json_str(emb, "role"), "primary");
-	json_t *cc = json_object_get(json_object_get(json_object_get(rep, "cascade"), "fast"),
-	                             "category");
+	json_t *cc =
+	    json_object_get(json_object_get(json_object_get(rep, "cascade"), "fast"), "category");
 	assert_true(json_is_number(json_object_get(cc, "threshold")));
 	assert_true(json_is_boolean(json_object_get(cc, "target_met")));
 	json_decref(rep);
@@ -910,9 +913,9 @@ static void eval_models_cli(void **state)
 	                 0);
 	assert_non_null(strstr(out, "primary"));
 	free(out);
-	assert_int_equal(t_csa(NULL, NULL, &err, "eval-models --dir %s --data %s --backends nosuch",
-	                       dir, path),
-	                 1);
+	assert_int_equal(
+	    t_csa(NULL, NULL, &err, "eval-models --dir %s --data %s --backends nosuch", dir, path),
+	    1);
 	assert_non_null(strstr(err, "'nosuch'"));
 	free(err);
 	t_rmrf(dir);

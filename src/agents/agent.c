@@ -204,9 +204,10 @@ static void draft_reply(const struct csa_agent_env *env, const struct csa_agent_
 	const char *body = csa_json_str(art, "body");
 	json_t *cust = json_object_get(json_object_get(in->tk->e, "participants"), "customer");
 	const char *client = csa_json_str(cust, "client_name");
-	json_t *vars = json_pack("{s:s, s:s, s:s}", "client_name", client && *client ? client : "there",
-	                         "company_name", csa_json_str(cust, "company_name") ? csa_json_str(cust, "company_name") : "",
-	                         "ticket_id", in->tk->id);
+	json_t *vars = json_pack(
+	    "{s:s, s:s, s:s}", "client_name", client && *client ? client : "there", "company_name",
+	    csa_json_str(cust, "company_name") ? csa_json_str(cust, "company_name") : "",
+	    "ticket_id", in->tk->id);
 	char *filled = body ? csa_kb_render(body, vars, CSA_KB_MAX_ARTICLE_BYTES) : NULL;
 	json_decref(vars);
 	json_decref(art);

@@ -209,7 +209,8 @@ static int reindex(struct csa_history *h, size_t i, const struct csa_hist_entry 
 	if (!old || old->resolved != e->resolved || strcmp(old->category, e->category)) {
 		if (old && old->resolved)
 			ivec_remove(kmap_get(&h->resolved_by_category, old->category, 0), i);
-		struct ivec *l = e->resolved ? kmap_get(&h->resolved_by_category, e->category, 1) : NULL;
+		struct ivec *l =
+		    e->resolved ? kmap_get(&h->resolved_by_category, e->category, 1) : NULL;
 		if (e->resolved && e->category[0] && (!l || ivec_push(l, i)))
 			rc = CSA_ENOMEM;
 	}

@@ -169,7 +169,8 @@ static int add_review_weight(sqlite3 *db)
 		return SQLITE_ERROR;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		has_table = 1;
-		has_column |= strcmp((const char *)sqlite3_column_text(st, 0), "review_weight") == 0;
+		has_column |=
+		    strcmp((const char *)sqlite3_column_text(st, 0), "review_weight") == 0;
 	}
 	sqlite3_finalize(st);
 	if (!has_table || has_column)
@@ -184,13 +185,14 @@ static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const 
 	sqlite3_stmt *st;
 	*n = 0;
 	const char *sql =
-	    segment ? "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
-	              "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
-	              "AND type = ?1 AND segment = ?2 ORDER BY reviewed_ms DESC LIMIT ?3) "
-	              "ORDER BY reviewed_ms"
-	            : "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
-	              "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
-	              "AND type = ?1 ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
+	    segment
+	        ? "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
+	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
+	          "AND type = ?1 AND segment = ?2 ORDER BY reviewed_ms DESC LIMIT ?3) "
+	          "ORDER BY reviewed_ms"
+	        : "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
+	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
+	          "AND type = ?1 ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
@@ -199,9 +201,9 @@ static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const 
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
 	struct csa_outcome *o = malloc(limit * sizeof(*o) + 1);
 	while (o && sqlite3_step(st) == SQLITE_ROW && *n < limit)
-		o[(*n)++] = (struct csa_outcome){sqlite3_column_double(st, 0),
-		                                 sqlite3_column_int(st, 1),
-		                                 sqlite3_column_double(st, 2)};
+		o[(*n)++] =
+		    (struct csa_outcome){sqlite3_column_double(st, 0), sqlite3_column_int(st, 1),
+		                         sqlite3_column_double(st, 2)};
 	sqlite3_finalize(st);
 	return o;
 }

@@ -22,9 +22,9 @@ int cmd_eval_models(int argc, char **argv)
 	                           .save_calibration = cli_flag(argc, argv, "--save-calibration")};
 	const char *v;
 	char *end;
-	if ((v = cli_opt(argc, argv, "--limit")) &&
-	    ((o.limit = strtoul(v, &end, 10)) == 0 || *end))
-		return cli_failf("--limit: expected a positive number of test tickets, got '%s'", v);
+	if ((v = cli_opt(argc, argv, "--limit")) && ((o.limit = strtoul(v, &end, 10)) == 0 || *end))
+		return cli_failf("--limit: expected a positive number of test tickets, got '%s'",
+		                 v);
 	if ((v = cli_opt(argc, argv, "--shots")) &&
 	    ((o.shots = (int)strtol(v, &end, 10)) < 1 || o.shots > 16 || *end))
 		return cli_failf("--shots: expected 1..16, got '%s'", v);

@@ -19,16 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_CANDS     12
-#define MAX_LABELS    1024
-#define LINE_MAX_LEN  (1 << 20)
-#define LOW_CONF      0.8 /* embedded confidence under which a row is an "edge case" */
-#define ECE_BINS      15
+#define MAX_CANDS    12
+#define MAX_LABELS   1024
+#define LINE_MAX_LEN (1 << 20)
+#define LOW_CONF     0.8 /* embedded confidence under which a row is an "edge case" */
+#define ECE_BINS     15
 
 struct ev_row {
-	char *text;  /* the customer's words at triage */
-	char *full;  /* every customer turn */
-	int turns;   /* customer messages */
+	char *text;              /* the customer's words at triage */
+	char *full;              /* every customer turn */
+	int turns;               /* customer messages */
 	int label[CSA_DT_COUNT]; /* gold, index into the type's labels; -1 none */
 	char feats[CSA_DT_COUNT][256];
 	size_t nf[CSA_DT_COUNT];
@@ -41,7 +41,7 @@ struct answer {
 
 struct cand {
 	char name[160];
-	struct csa_llm *llm; /* NULL: the embedded model */
+	struct csa_llm *llm;                 /* NULL: the embedded model */
 	struct answer *ans[CSA_DT_COUNT][2]; /* [type][0 zero-shot, 1 few-shot] per test row */
 	struct answer *multi;                /* category on the whole conversation */
 	double cost[CSA_DT_COUNT][2];
@@ -232,7 +232,8 @@ static int alloc_answers(struct ev *e, struct cand *c)
 {
 	for (int t = 0; t < CSA_DT_COUNT; t++)
 		for (int m = 0; m < 2; m++)
-			if (!(c->ans[t][m] = calloc(e->n_test ? e->n_test : 1, sizeof(struct answer))))
+			if (!(c->ans[t][m] =
+			          calloc(e->n_test ? e->n_test : 1, sizeof(struct answer))))
 				return CSA_ENOMEM;
 	c->multi = calloc(e->n_test ? e->n_test : 1, sizeof(struct answer));
 	return c->multi ? CSA_OK : CSA_ENOMEM;
@@ -262,12 +263,13 @@ static int run_embedded(struct ev *e, struct cand *c, struct csa_err *err)
 			if (r->label[t] < 0)
 				continue;
 			feats_ptrs(r, t, fp[nr]);
-			dr[nr] = (struct csa_drow){r->text, fp[nr], r->nf[t], e->labels[t][r->label[t]]};
+			dr[nr] =
+			    (struct csa_drow){r->text, fp[nr], r->nf[t], e->labels[t][r->label[t]]};
 			nr++;
 		}
 		double acc;
-		rc = csa_dmodel_train(e->labels[t], e->n_labels[t], dr, nr, 5, e->o->seed, &m[t], &acc,
-		                      err);
+		rc = csa_dmodel_train(e->labels[t], e->n_labels[t], dr, nr, 5, e->o->seed, &m[t],
+		                      &acc, err);
 	}
 	double probs[MAX_LABELS];
 	for (size_t k = 0; rc == CSA_OK && k < e->n_test; k++) {
@@ -282,7 +284,8 @@ static int run_embedded(struct ev *e, struct cand *c, struct csa_err *err)
 			int b = argmax(probs, e->n_labels[t]);
 			c->ans[t][0][k] = c->ans[t][1][k] = (struct answer){b, probs[b]};
 			if (t == CSA_DT_CATEGORY && rc == CSA_OK &&
-			    (rc = csa_dmodel_predict(m[t], r->full, f, r->nf[t], probs, err)) == CSA_OK) {
+			    (rc = csa_dmodel_predict(m[t], r->full, f, r->nf[t], probs, err)) ==
+			        CSA_OK) {
 				b = argmax(probs, e->n_labels[t]);
 				c->multi[k] = (struct answer){b, probs[b]};
 			}
@@ -437,8 +440,8 @@ static int best_mode(const struct ev *e, const struct cand *c, int t)
  * the lowest threshold whose accuracy meets the target (the least LLM
  * traffic, so the least cost), or the most accurate one when none does.
  */
-static json_t *cascade_for(const struct ev *e, const struct cand *emb, const struct cand *c,
-                           int t, double target)
+static json_t *cascade_for(const struct ev *e, const struct cand *emb, const struct cand *c, int t,
+                           double target)
 {
 	int m = best_mode(e, c, t);
 	double per_ticket = e->n_test ? c->cost[t][m] / (double)e->n_test : 0;
@@ -485,13 +488,12 @@ static json_t *cascade_for(const struct ev *e, const struct cand *emb, const str
 	double tau = met ? hit_tau : best_tau, acc = met ? hit_acc : best_acc,
 	       share = met ? hit_share : best_share;
 	return json_pack("{s:o, s:o, s:o, s:o, s:b}", "threshold", num_or_null(tau), "accuracy",
-	                 num_or_null(acc), "llm_share", num_or_null(share),
-	                 "cost_per_1000_tickets", num_or_null(share * per_ticket * 1000),
-	                 "target_met", met);
+	                 num_or_null(acc), "llm_share", num_or_null(share), "cost_per_1000_tickets",
+	                 num_or_null(share * per_ticket * 1000), "target_met", met);
 }
 
-static json_t *cand_report(const struct ev *e, struct cand *c, const struct cand *emb,
-                           double *perf, double *edge, double *cost1k, double *type_acc)
+static json_t *cand_report(const struct ev *e, struct cand *c, const struct cand *emb, double *perf,
+                           double *edge, double *cost1k, double *type_acc)
 {
 	json_t *types = json_object();
 	double sum_best = 0, sum_zero = 0, sum_few = 0, sum_ece = 0, cost = 0;
@@ -504,7 +506,8 @@ static json_t *cand_report(const struct ev *e, struct cand *c, const struct cand
 		if (!e->types[t])
 			continue;
 		int m = best_mode(e, c, t);
-		double z = accuracy(e, c->ans[t][0], t, NULL), f = accuracy(e, c->ans[t][1], t, NULL);
+		double z = accuracy(e, c->ans[t][0], t, NULL),
+		       f = accuracy(e, c->ans[t][1], t, NULL);
 		double b = m ? f : z, ec = ece(e, c->ans[t][m], t);
 		type_acc[t] = b;
 		json_object_set_new(types, csa_dtype_name((enum csa_dtype)t),
@@ -541,14 +544,16 @@ static json_t *cand_report(const struct ev *e, struct cand *c, const struct cand
 	    "s:I, s:O, s:o}",
 	    "backend", c->name, "kind", c->llm ? csa_llm_kind(c->llm) : "embedded", "model",
 	    c->llm ? csa_llm_model(c->llm) : NULL, "context_window",
-	    c->llm ? json_integer(csa_llm_context_window(c->llm)) : json_null(),
-	    "task_performance", num_or_null(*perf), "native_performance", num_or_null(native),
-	    "prompt_effectiveness", num_or_null(prompt), "context_retention", num_or_null(ctx),
-	    "overall_score", num_or_null(overall), "edge_case_accuracy", num_or_null(*edge), "ece",
-	    num_or_null(nt ? sum_ece / nt : NAN), "latency_ms_p50", num_or_null(pct(c->lat, c->n_lat, 0.5)),
-	    "latency_ms_p95", num_or_null(pct(c->lat, c->n_lat, 0.95)), "cost_per_1000_tickets",
-	    num_or_null(*cost1k), "fine_tuning",
-	    c->llm ? "none (prompting; few-shot from history)" : "online (learns from every human decision)",
+	    c->llm ? json_integer(csa_llm_context_window(c->llm)) : json_null(), "task_performance",
+	    num_or_null(*perf), "native_performance", num_or_null(native), "prompt_effectiveness",
+	    num_or_null(prompt), "context_retention", num_or_null(ctx), "overall_score",
+	    num_or_null(overall), "edge_case_accuracy", num_or_null(*edge), "ece",
+	    num_or_null(nt ? sum_ece / nt : NAN), "latency_ms_p50",
+	    num_or_null(pct(c->lat, c->n_lat, 0.5)), "latency_ms_p95",
+	    num_or_null(pct(c->lat, c->n_lat, 0.95)), "cost_per_1000_tickets", num_or_null(*cost1k),
+	    "fine_tuning",
+	    c->llm ? "none (prompting; few-shot from history)"
+	           : "online (learns from every human decision)",
 	    "calls", (json_int_t)c->calls, "failed_calls", (json_int_t)c->failures, "errors",
 	    c->errors, "per_type", types);
 	return r;
@@ -598,7 +603,8 @@ static void assign_roles(struct ev *e, json_t *matrix, const double *perf, const
 				continue;
 			int best = 1;
 			for (size_t j = 0; j < n; j++)
-				best &= j == i || isnan(type_acc[j][t]) || type_acc[j][t] < type_acc[i][t];
+				best &= j == i || isnan(type_acc[j][t]) ||
+				        type_acc[j][t] < type_acc[i][t];
 			if (best) {
 				snprintf(spec[i], sizeof(spec[i]), "specialised (%s)",
 				         csa_dtype_name((enum csa_dtype)t));
@@ -654,8 +660,8 @@ static int save_calibration(struct ev *e, struct csa_err *err)
 	return rc;
 }
 
-int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name,
-                    const struct csa_evalm_opts *o, json_t **report, struct csa_err *err)
+int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name, const struct csa_evalm_opts *o,
+                    json_t **report, struct csa_err *err)
 {
 	struct ev e = {.ws = ws, .o = o};
 	int rc = CSA_OK;
@@ -671,8 +677,8 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name,
 		size_t len = strcspn(p, ",");
 		char spec[160];
 		if (len == 0 || len >= sizeof(spec) || e.n_c == MAX_CANDS - 1) {
-			rc = csa_error(err, CSA_EINVAL, "--backends: bad or too many entries near '%.40s'",
-			               p);
+			rc = csa_error(err, CSA_EINVAL,
+			               "--backends: bad or too many entries near '%.40s'", p);
 			break;
 		}
 		memcpy(spec, p, len);
@@ -690,8 +696,8 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name,
 	size_t limit = o->limit ? o->limit : 200;
 	if (rc == CSA_OK && e.n < 25)
 		rc = csa_error(err, CSA_ESTATE,
-		               "%s: %zu tickets; at least 25 are needed (80%% train, 20%% test)", name,
-		               e.n);
+		               "%s: %zu tickets; at least 25 are needed (80%% train, 20%% test)",
+		               name, e.n);
 	if (rc == CSA_OK) {
 		e.n_train = e.n * 4 / 5;
 		e.n_test = e.n - e.n_train < limit ? e.n - e.n_train : limit;
@@ -709,10 +715,11 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name,
 	if (rc == CSA_OK) {
 		double target = o->target > 0 ? o->target : 0.96;
 		json_t *matrix = json_array(), *cascade = json_object();
-		double perf[MAX_CANDS], edge[MAX_CANDS], cost[MAX_CANDS], tacc[MAX_CANDS][CSA_DT_COUNT];
+		double perf[MAX_CANDS], edge[MAX_CANDS], cost[MAX_CANDS],
+		    tacc[MAX_CANDS][CSA_DT_COUNT];
 		for (size_t i = 0; i < e.n_c; i++)
-			json_array_append_new(matrix, cand_report(&e, &e.c[i], emb, &perf[i], &edge[i],
-			                                          &cost[i], tacc[i]));
+			json_array_append_new(matrix, cand_report(&e, &e.c[i], emb, &perf[i],
+			                                          &edge[i], &cost[i], tacc[i]));
 		assign_roles(&e, matrix, perf, edge, cost, tacc);
 		for (size_t i = 0; i < e.n_c; i++) {
 			if (!e.c[i].llm)
@@ -720,14 +727,15 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name,
 			json_t *per = json_object();
 			for (int t = 0; t < CSA_DT_COUNT; t++)
 				if (e.types[t])
-					json_object_set_new(per, csa_dtype_name((enum csa_dtype)t),
-					                    cascade_for(&e, emb, &e.c[i], t, target));
+					json_object_set_new(
+					    per, csa_dtype_name((enum csa_dtype)t),
+					    cascade_for(&e, emb, &e.c[i], t, target));
 			json_object_set_new(cascade, e.c[i].name, per);
 		}
 		*report = json_pack("{s:s, s:I, s:I, s:I, s:f, s:o, s:o}", "data", name, "tickets",
 		                    (json_int_t)e.n, "train", (json_int_t)e.n_train, "test",
-		                    (json_int_t)e.n_test, "target_accuracy", target, "matrix", matrix,
-		                    "cascade", cascade);
+		                    (json_int_t)e.n_test, "target_accuracy", target, "matrix",
+		                    matrix, "cascade", cascade);
 		if (o->save_calibration && (rc = save_calibration(&e, err)) == CSA_OK)
 			json_object_set_new(*report, "calibration_saved",
 			                    json_string("models/llm-calibration.json"));
@@ -767,8 +775,8 @@ void csa_eval_models_print(const json_t *r, FILE *out)
 	fprintf(out, "%s: %lld tickets, %lld train, %lld test\n\n", csa_json_str(r, "data"),
 	        csa_json_int(r, "tickets", 0), csa_json_int(r, "train", 0),
 	        csa_json_int(r, "test", 0));
-	fprintf(out, "%-28s %8s %6s %6s %6s %6s %6s %8s %8s %9s  %-12s %s\n", "backend",
-	        "context", "task", "native", "prompt", "ctx", "ECE", "p50 ms", "p95 ms", "cost/1k",
+	fprintf(out, "%-28s %8s %6s %6s %6s %6s %6s %8s %8s %9s  %-12s %s\n", "backend", "context",
+	        "task", "native", "prompt", "ctx", "ECE", "p50 ms", "p95 ms", "cost/1k",
 	        "fine-tuning", "role");
 	size_t i;
 	json_t *m;
@@ -776,8 +784,8 @@ void csa_eval_models_print(const json_t *r, FILE *out)
 	{
 		fprintf(out, "%-28.28s ", csa_json_str(m, "backend"));
 		cell(out, json_object_get(m, "context_window"), "%*.0f", 8);
-		const char *keys[] = {"task_performance", "native_performance", "prompt_effectiveness",
-		                      "context_retention", "ece"};
+		const char *keys[] = {"task_performance", "native_performance",
+		                      "prompt_effectiveness", "context_retention", "ece"};
 		for (size_t k = 0; k < 5; k++) {
 			fputc(' ', out);
 			cell(out, json_object_get(m, keys[k]), "%*.3f", 6);
@@ -801,11 +809,15 @@ void csa_eval_models_print(const json_t *r, FILE *out)
 		json_t *c;
 		json_object_foreach(per, type, c)
 		{
-			fprintf(out, "  %-11s threshold %.3f  accuracy %.3f  to LLM %5.1f%%  cost/1k %.3f%s\n",
-			        type, csa_json_num(c, "threshold", 0), csa_json_num(c, "accuracy", 0),
-			        100 * csa_json_num(c, "llm_share", 0),
-			        csa_json_num(c, "cost_per_1000_tickets", 0),
-			        json_is_true(json_object_get(c, "target_met")) ? "" : "  (target not met)");
+			fprintf(
+			    out,
+			    "  %-11s threshold %.3f  accuracy %.3f  to LLM %5.1f%%  cost/1k "
+			    "%.3f%s\n",
+			    type, csa_json_num(c, "threshold", 0), csa_json_num(c, "accuracy", 0),
+			    100 * csa_json_num(c, "llm_share", 0),
+			    csa_json_num(c, "cost_per_1000_tickets", 0),
+			    json_is_true(json_object_get(c, "target_met")) ? ""
+			                                                   : "  (target not met)");
 		}
 	}
 }

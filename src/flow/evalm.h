@@ -30,8 +30,8 @@ struct csa_evalm_opts {
 	int save_calibration; /* write models/llm-calibration.json */
 };
 
-int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name,
-                    const struct csa_evalm_opts *o, json_t **report, struct csa_err *err);
+int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name, const struct csa_evalm_opts *o,
+                    json_t **report, struct csa_err *err);
 
 /* The report as the §2.2 matrix, for people. */
 void csa_eval_models_print(const json_t *report, FILE *out);

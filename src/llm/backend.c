@@ -74,8 +74,9 @@ static int get_long(const json_t *c, const char *name, const char *key, long def
 		return CSA_OK;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-		return csa_error(err, CSA_EINVAL, "llm.backends.%s.%s: expected an integer in %ld..%ld",
-		                 name, key, min, max);
+		return csa_error(err, CSA_EINVAL,
+		                 "llm.backends.%s.%s: expected an integer in %ld..%ld", name, key,
+		                 min, max);
 	*out = (long)json_integer_value(v);
 	return CSA_OK;
 }
@@ -88,8 +89,8 @@ static int get_price(const json_t *c, const char *name, const char *key, double 
 	if (!v)
 		return CSA_OK;
 	if (!json_is_number(v) || json_number_value(v) < 0)
-		return csa_error(err, CSA_EINVAL, "llm.backends.%s.%s: expected a number >= 0", name,
-		                 key);
+		return csa_error(err, CSA_EINVAL, "llm.backends.%s.%s: expected a number >= 0",
+		                 name, key);
 	*out = json_number_value(v);
 	return CSA_OK;
 }
@@ -123,8 +124,8 @@ int csa_llm_open(const char *name, const json_t *c, struct csa_llm **out, struct
 	long v;
 	int rc = CSA_EINVAL;
 	if (!kind || (strcmp(kind, "openai") && strcmp(kind, "anthropic"))) {
-		csa_error(err, CSA_EINVAL, "llm.backends.%s.kind: expected \"openai\" or \"anthropic\"",
-		          name);
+		csa_error(err, CSA_EINVAL,
+		          "llm.backends.%s.kind: expected \"openai\" or \"anthropic\"", name);
 		goto fail;
 	}
 	b->kind = strcmp(kind, "openai") == 0 ? KIND_OPENAI : KIND_ANTHROPIC;
@@ -132,13 +133,15 @@ int csa_llm_open(const char *name, const json_t *c, struct csa_llm **out, struct
 	    !(b->model = dup_str(c, name, "model", 1, err)))
 		goto fail;
 	if (strncmp(b->endpoint, "http://", 7) && strncmp(b->endpoint, "https://", 8)) {
-		csa_error(err, CSA_EINVAL, "llm.backends.%s.endpoint: expected an http(s) URL", name);
+		csa_error(err, CSA_EINVAL, "llm.backends.%s.endpoint: expected an http(s) URL",
+		          name);
 		goto fail;
 	}
 	size_t el = strlen(b->endpoint);
 	while (el > 8 && b->endpoint[el - 1] == '/')
 		b->endpoint[--el] = '\0';
-	if (json_object_get(c, "api_key_env") && !(b->key_env = dup_str(c, name, "api_key_env", 1, err)))
+	if (json_object_get(c, "api_key_env") &&
+	    !(b->key_env = dup_str(c, name, "api_key_env", 1, err)))
 		goto fail;
 	if ((rc = get_long(c, name, "timeout_ms", 20000, 1, 600000, &b->timeout_ms, err)) ||
 	    (rc = get_long(c, name, "retries", 2, 0, 10, &v, err)) ||
@@ -146,7 +149,8 @@ int csa_llm_open(const char *name, const json_t *c, struct csa_llm **out, struct
 	    (rc = get_long(c, name, "max_backoff_ms", 8000, 0, 600000, &b->max_backoff_ms, err)) ||
 	    (rc = get_long(c, name, "max_retry_after_ms", 30000, 0, 3600000, &b->max_retry_after_ms,
 	                   err)) ||
-	    (rc = get_long(c, name, "context_window", 8192, 512, 10000000, &b->context_window, err)) ||
+	    (rc = get_long(c, name, "context_window", 8192, 512, 10000000, &b->context_window,
+	                   err)) ||
 	    (rc = get_long(c, name, "max_output_tokens", 300, 16, 100000, &b->max_output_tokens,
 	                   err)))
 		goto fail;
@@ -165,9 +169,10 @@ int csa_llm_open(const char *name, const json_t *c, struct csa_llm **out, struct
 		goto fail;
 	const char *st = csa_json_str(c, "structured");
 	if (st && strcmp(st, "json_schema") && strcmp(st, "json_object")) {
-		rc = csa_error(err, CSA_EINVAL,
-		               "llm.backends.%s.structured: expected \"json_schema\" or \"json_object\"",
-		               name);
+		rc = csa_error(
+		    err, CSA_EINVAL,
+		    "llm.backends.%s.structured: expected \"json_schema\" or \"json_object\"",
+		    name);
 		goto fail;
 	}
 	b->json_schema = !st || strcmp(st, "json_schema") == 0;
@@ -214,7 +219,8 @@ long csa_llm_context_window(const struct csa_llm *b)
 
 double csa_llm_price(const struct csa_llm *b, long tokens_in, long tokens_out)
 {
-	return (double)tokens_in / 1000.0 * b->price_in + (double)tokens_out / 1000.0 * b->price_out;
+	return (double)tokens_in / 1000.0 * b->price_in +
+	       (double)tokens_out / 1000.0 * b->price_out;
 }
 
 double csa_llm_cost_bound(const struct csa_llm *b, size_t prompt_bytes)
@@ -343,13 +349,15 @@ static int http_post(struct csa_llm *b, const char *url, struct curl_slist *hdrs
 {
 	CURL *h = curl_easy_init();
 	if (!h)
-		return csa_error(err, CSA_ENOMEM, "backend %s: cannot create an HTTP handle", b->name);
+		return csa_error(err, CSA_ENOMEM, "backend %s: cannot create an HTTP handle",
+		                 b->name);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, b->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, b->timeout_ms < 10000 ? b->timeout_ms : 10000);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+	                 b->timeout_ms < 10000 ? b->timeout_ms : 10000);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -376,13 +384,13 @@ static char *request_body(const struct csa_llm *b, const char *system, const jso
 	json_t *req;
 	if (b->kind == KIND_OPENAI) {
 		json_t *msgs = json_array();
-		json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
+		json_array_append_new(msgs,
+		                      json_pack("{s:s, s:s}", "role", "system", "content", system));
 		json_array_extend(msgs, (json_t *)messages);
-		json_t *fmt = b->json_schema
-		                  ? json_pack("{s:s, s:{s:s, s:b, s:O}}", "type", "json_schema",
-		                              "json_schema", "name", schema_name, "strict", 1,
-		                              "schema", schema)
-		                  : json_pack("{s:s}", "type", "json_object");
+		json_t *fmt = b->json_schema ? json_pack("{s:s, s:{s:s, s:b, s:O}}", "type",
+		                                         "json_schema", "json_schema", "name",
+		                                         schema_name, "strict", 1, "schema", schema)
+		                             : json_pack("{s:s}", "type", "json_object");
 		req = json_pack("{s:s, s:o, s:i, s:f, s:o}", "model", b->model, "messages", msgs,
 		                "max_tokens", (int)b->max_output_tokens, "temperature", 0.0,
 		                "response_format", fmt);
@@ -471,8 +479,8 @@ static int parse_answer(const struct csa_llm *b, const char *body, const char *s
 			rc = csa_error(err, CSA_EBACKEND, "backend %s: the model refused: %.200s",
 			               b->name, csa_json_str(msg, "refusal"));
 		else if (finish && strcmp(finish, "length") == 0)
-			rc = csa_error(err, CSA_EPARSE, "backend %s: answer cut at max_output_tokens",
-			               b->name);
+			rc = csa_error(err, CSA_EPARSE,
+			               "backend %s: answer cut at max_output_tokens", b->name);
 		else if (!content)
 			rc = csa_error(err, CSA_EPARSE, "backend %s: no choices[0].message.content",
 			               b->name);
@@ -481,11 +489,12 @@ static int parse_answer(const struct csa_llm *b, const char *body, const char *s
 			*obj = json_loads(content, 0, &je);
 			if (!json_is_object(*obj))
 				rc = csa_error(err, CSA_EPARSE,
-				               "backend %s: content is not a JSON object: %s", b->name,
-				               je.text);
+				               "backend %s: content is not a JSON object: %s",
+				               b->name, je.text);
 			else if (conf_key)
 				*key_prob = value_prob(
-				    content, json_object_get(json_object_get(ch, "logprobs"), "content"),
+				    content,
+				    json_object_get(json_object_get(ch, "logprobs"), "content"),
 				    conf_key);
 		}
 	} else {
@@ -496,13 +505,15 @@ static int parse_answer(const struct csa_llm *b, const char *body, const char *s
 		json_t *blk;
 		json_array_foreach(json_object_get(r, "content"), i, blk)
 		{
-			const char *type = csa_json_str(blk, "type"), *nm = csa_json_str(blk, "name");
-			if (type && nm && strcmp(type, "tool_use") == 0 && strcmp(nm, schema_name) == 0)
+			const char *type = csa_json_str(blk, "type"),
+			           *nm = csa_json_str(blk, "name");
+			if (type && nm && strcmp(type, "tool_use") == 0 &&
+			    strcmp(nm, schema_name) == 0)
 				*obj = json_incref(json_object_get(blk, "input"));
 		}
 		if (stop && strcmp(stop, "max_tokens") == 0)
-			rc = csa_error(err, CSA_EPARSE, "backend %s: answer cut at max_output_tokens",
-			               b->name);
+			rc = csa_error(err, CSA_EPARSE,
+			               "backend %s: answer cut at max_output_tokens", b->name);
 		else if (!json_is_object(*obj))
 			rc = csa_error(err, CSA_EPARSE, "backend %s: no %s tool call in the answer",
 			               b->name, schema_name);
@@ -583,10 +594,11 @@ static int call(struct csa_llm *b, const char *system, const char *user, const j
 		int retry = rc != CSA_OK; /* no answer: refused, reset, timeout */
 		int64_t wait = -1;
 		if (rc == CSA_OK && status >= 200 && status < 300) {
-			rc = parse_answer(b, a.body ? a.body : "", schema_name, conf_key, obj, key_prob,
-			                  u, err);
+			rc = parse_answer(b, a.body ? a.body : "", schema_name, conf_key, obj,
+			                  key_prob, u, err);
 		} else if (rc == CSA_OK) {
-			rc = csa_error(err, status == 401 || status == 403 ? CSA_EAUTH : CSA_EBACKEND,
+			rc = csa_error(err,
+			               status == 401 || status == 403 ? CSA_EAUTH : CSA_EBACKEND,
 			               "backend %s: HTTP %ld from %s: %.200s", b->name, status, url,
 			               a.body ? a.body : "");
 			retry = status == 429 || status == 408 || status >= 500;
@@ -717,11 +729,11 @@ int csa_llm_classify(struct csa_llm *b, const struct csa_llm_task *t, int *label
 	append(&user, &ulen, &ucap, "Ticket conversation:\n<<<\n");
 	append_clipped(&user, &ulen, &ucap, t->text ? t->text : "", text_budget(b, len + ulen));
 	append(&user, &ulen, &ucap, "\n>>>\n");
-	json_t *schema = json_pack("{s:s, s:{s:{s:s, s:o}, s:{s:s}, s:{s:s}}, s:[s,s,s], s:b}",
-	                           "type", "object", "properties", "label", "type", "string",
-	                           "enum", enums, "confidence", "type", "number", "rationale",
-	                           "type", "string", "required", "label", "confidence",
-	                           "rationale", "additionalProperties", 0);
+	json_t *schema =
+	    json_pack("{s:s, s:{s:{s:s, s:o}, s:{s:s}, s:{s:s}}, s:[s,s,s], s:b}", "type", "object",
+	              "properties", "label", "type", "string", "enum", enums, "confidence", "type",
+	              "number", "rationale", "type", "string", "required", "label", "confidence",
+	              "rationale", "additionalProperties", 0);
 	json_t *obj = NULL;
 	double key_prob = -1;
 	int rc = call(b, sys, user, schema, "decision", "label", &obj, &key_prob, u, err);
@@ -780,9 +792,9 @@ int csa_llm_draft(struct csa_llm *b, const char *article, const char *conversati
 	append(&user, &ulen, &ucap, "Conversation:\n<<<\n");
 	append_clipped(&user, &ulen, &ucap, conversation, budget / 2);
 	append(&user, &ulen, &ucap, "\n>>>\nDraft the next reply to the customer.");
-	json_t *schema = json_pack("{s:s, s:{s:{s:s}}, s:[s], s:b}", "type", "object", "properties",
-	                           "reply", "type", "string", "required", "reply",
-	                           "additionalProperties", 0);
+	json_t *schema =
+	    json_pack("{s:s, s:{s:{s:s}}, s:[s], s:b}", "type", "object", "properties", "reply",
+	              "type", "string", "required", "reply", "additionalProperties", 0);
 	json_t *obj = NULL;
 	double unused;
 	int rc = call(b, sys, user, schema, "reply", NULL, &obj, &unused, u, err);

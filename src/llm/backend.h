@@ -72,7 +72,7 @@ struct csa_llm_task {
 	const char *dtype; /* "category", "priority", ... (for the prompt) */
 	const char *const *labels;
 	size_t n_labels;
-	const char *text; /* the conversation */
+	const char *text;         /* the conversation */
 	const char *const *feats; /* "tier=PREMIUM", ... (context lines) */
 	size_t n_feats;
 	const struct csa_llm_example *examples; /* few-shot, may be NULL */

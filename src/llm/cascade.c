@@ -68,8 +68,8 @@ json_t *csa_llm_calib_json(const struct csa_llm_calib *k)
 {
 	json_t *bins = json_array();
 	for (int i = 0; i < 10; i++)
-		json_array_append_new(bins, json_pack("[I, I]", (json_int_t)k->n[i],
-		                                      (json_int_t)k->correct[i]));
+		json_array_append_new(
+		    bins, json_pack("[I, I]", (json_int_t)k->n[i], (json_int_t)k->correct[i]));
 	return json_pack("{s:o}", "bins", bins);
 }
 
@@ -165,10 +165,11 @@ int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct c
 	json_object_foreach(conf, key, v)
 	{
 		if (agent_index(key) < 0)
-			return csa_error(err, CSA_EINVAL,
-			                 "csa.json: llm.agents.%s: unknown agent (classifier, selector, "
-			                 "escalation, replies)",
-			                 key);
+			return csa_error(
+			    err, CSA_EINVAL,
+			    "csa.json: llm.agents.%s: unknown agent (classifier, selector, "
+			    "escalation, replies)",
+			    key);
 	}
 	if (!json_is_object(defs))
 		return csa_error(err, CSA_EINVAL, "csa.json: llm.backends: expected an object");
@@ -398,16 +399,16 @@ json_t *csa_cascade_refine(struct csa_cascade *c, const char *agent, const char 
 			double rest = 1 - probs[label];
 			for (size_t i = 0; i < n; i++)
 				probs[i] = (int)i == label ? q
-				           : rest > 1e-12 ? (1 - q) * probs[i] / rest
-				                          : (1 - q) / (double)(n > 1 ? n - 1 : 1);
+				           : rest > 1e-12  ? (1 - q) * probs[i] / rest
+				                           : (1 - q) / (double)(n > 1 ? n - 1 : 1);
 			char ver[300];
 			snprintf(ver, sizeof(ver), "llm:%s:%s", csa_llm_name(b), csa_llm_model(b));
 			json_object_set_new(tr, "decided_by", json_string("llm"));
 			json_object_set_new(tr, "model_version", json_string(ver));
-			json_object_set_new(tr, "llm",
-			                    json_pack("{s:s, s:f, s:f, s:s}", "label", labels[label],
-			                              "confidence", q, "raw_confidence", raw,
-			                              "confidence_source", src));
+			json_object_set_new(
+			    tr, "llm",
+			    json_pack("{s:s, s:f, s:f, s:s}", "label", labels[label], "confidence",
+			              q, "raw_confidence", raw, "confidence_source", src));
 			why = "embedded_unsure";
 		}
 	}

@@ -183,7 +183,8 @@ char *csa_redact(const char *text, unsigned kinds, size_t *count)
 				tag = "[IBAN]";
 			else if ((kinds & CSA_PII_CARD) && (len = match_card(s, rest)))
 				tag = "[CARD]";
-			else if ((kinds & CSA_PII_PHONE) && (is_digit(*s) || *s == '+' || *s == '(') &&
+			else if ((kinds & CSA_PII_PHONE) &&
+			         (is_digit(*s) || *s == '+' || *s == '(') &&
 			         (len = match_phone(s, rest)))
 				tag = "[PHONE]";
 		}

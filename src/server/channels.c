@@ -479,10 +479,12 @@ json_t *csa_autonomous_reply(const char *ticket_id, const json_t *result)
 	json_t *sel = json_object_get(json_object_get(result, "agent_decisions"), "selector");
 	json_t *dec = json_object_get(sel, "decision");
 	const char *did = csa_json_str(sel, "decision_id");
-	json_t *draft = json_object_get(json_object_get(dec, "execution_parameters"), "draft_reply");
+	json_t *draft =
+	    json_object_get(json_object_get(dec, "execution_parameters"), "draft_reply");
 	const char *text = csa_json_str(draft, "text");
 	if (!text || !did ||
-	    !json_is_true(json_object_get(json_object_get(dec, "applied_autonomously"), "strategy")))
+	    !json_is_true(
+	        json_object_get(json_object_get(dec, "applied_autonomously"), "strategy")))
 		return NULL;
 	return json_pack("{s:s, s:s, s:s, s:s, s:O?}", "ticket_id", ticket_id, "to", "customer",
 	                 "decision_id", did, "message", text, "source",

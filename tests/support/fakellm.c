@@ -82,8 +82,8 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
 		usleep((useconds_t)st.delay_ms * 1000);
 	if (!computed)
 		computed = strdup("{}");
-	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(computed), computed,
-	                                                         MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(strlen(computed), computed, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	if (st.retry_after)
 		MHD_add_response_header(r, "Retry-After", st.retry_after);
@@ -225,11 +225,11 @@ char *fakellm_openai_answer(const char *content, double label_prob)
 char *fakellm_anthropic_answer(const char *tool, const char *input_json)
 {
 	json_t *input = json_loads(input_json, 0, NULL);
-	json_t *r = json_pack("{s:s, s:s, s:[{s:s, s:s, s:s, s:o}], s:s, s:{s:i, s:i}}", "id",
-	                      "msg_1", "type", "message", "content", "type", "tool_use", "id",
-	                      "toolu_1", "name", tool, "input", input ? input : json_object(),
-	                      "stop_reason", "tool_use", "usage", "input_tokens", 150,
-	                      "output_tokens", 30);
+	json_t *r =
+	    json_pack("{s:s, s:s, s:[{s:s, s:s, s:s, s:o}], s:s, s:{s:i, s:i}}", "id", "msg_1",
+	              "type", "message", "content", "type", "tool_use", "id", "toolu_1", "name",
+	              tool, "input", input ? input : json_object(), "stop_reason", "tool_use",
+	              "usage", "input_tokens", 150, "output_tokens", 30);
 	char *s = json_dumps(r, JSON_COMPACT);
 	json_decref(r);
 	return s;

@@ -25,9 +25,8 @@ unsigned fakellm_port(const struct fakellm *f);
 /* Answer with these steps in order; the last one repeats. */
 void fakellm_script(struct fakellm *f, const struct fakellm_step *steps, size_t n);
 /* Or compute each answer (200) from the request body: fn returns a malloc'd body. */
-void fakellm_responder(struct fakellm *f, char *(*fn)(void *ctx, const char *path,
-                                                      const char *body),
-                       void *ctx);
+void fakellm_responder(struct fakellm *f,
+                       char *(*fn)(void *ctx, const char *path, const char *body), void *ctx);
 
 /* Requests received so far. */
 int fakellm_count(struct fakellm *f);
