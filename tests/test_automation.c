@@ -18,6 +18,7 @@
 #include "automation/control.h"
 #include "automation/ledger.h"
 #include "automation/replay.h"
+#include "base/config.h"
 #include "automation/stats.h"
 #include "base/fsops.h"
 #include "base/json.h"
@@ -556,19 +557,22 @@ static void replay_phase_journey(void **state)
 	assert_int_equal(csa_gen_write(g, 1400, f), 0);
 	csa_gen_free(g);
 	fclose(f);
-	/* smaller gates so a short stream can travel */
-	assert_int_equal(csa_ws_init(ws, &err), 0);
-	char cfgp[600];
-	snprintf(cfgp, sizeof(cfgp), "%s/csa.json", ws);
-	json_t *cfg = json_load_file(cfgp, 0, NULL);
-	json_t *gates = json_object_get(json_object_get(cfg, "automation"), "gates");
+	/* smaller gates so a short stream can travel, given as a team's
+	 * --config merged into the scratch workspace */
+	json_t *gates = json_object();
 	const char *k;
-	json_t *v;
-	json_object_foreach(gates, k, v) if (json_object_get(v, "min_decisions"))
-	    json_object_set_new(v, "min_decisions", json_integer(40));
-	json_object_set_new(json_object_get(cfg, "automation"), "min_decisions", json_integer(30));
-	json_dump_file(cfg, cfgp, JSON_INDENT(2));
-	json_decref(cfg);
+	json_t *v, *defaults = csa_config_defaults();
+	json_object_foreach(json_object_get(json_object_get(defaults, "automation"), "gates"), k, v)
+	{
+		if (json_object_get(v, "min_decisions"))
+			json_object_set_new(gates, k, json_pack("{s:i}", "min_decisions", 40));
+	}
+	json_decref(defaults);
+	json_t *team = json_pack("{s:{s:i, s:o}}", "automation", "min_decisions", 30, "gates", gates);
+	char cfgp[600];
+	snprintf(cfgp, sizeof(cfgp), "%s/team.json", dir);
+	json_dump_file(team, cfgp, 0);
+	json_decref(team);
 	struct csa_replay_opts o;
 	csa_replay_opts_default(&o);
 	o.data = data;
@@ -577,7 +581,20 @@ static void replay_phase_journey(void **state)
 	o.workdir = ws;
 	o.quiet = 1;
 	json_t *rep = NULL;
+	/* a configuration that is not an object is refused, naming the file */
+	char bad[600];
+	snprintf(bad, sizeof(bad), "%s/bad.json", dir);
+	t_write(bad, "[1, 2]");
+	o.config = bad;
+	assert_int_equal(csa_replay_run(&o, &rep, &err), CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "bad.json"));
+	o.config = cfgp;
 	assert_int_equal(csa_replay_run(&o, &rep, &err), 0);
+	char wcfg[600];
+	snprintf(wcfg, sizeof(wcfg), "%s/csa.json", ws);
+	json_t *merged = json_load_file(wcfg, 0, NULL);
+	assert_int_equal(csa_json_int(json_object_get(merged, "automation"), "min_decisions", 0), 30);
+	json_decref(merged);
 	json_t *phases = json_object_get(rep, "phases");
 	char *s = json_dumps(phases, JSON_COMPACT);
 	print_message("journey: %s\n", s);

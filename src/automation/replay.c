@@ -240,6 +240,8 @@ static int write_svg(const char *path, const double *rate, const double *acc, si
 
 /* ---- the run ----------------------------------------------------------------------- */
 
+static void category_only(const struct stream *s, json_t *cfg);
+
 static int setup_workspace(const struct csa_replay_opts *o, const struct stream *s, char *dir,
                            size_t dirsz, struct csa_err *err)
 {
@@ -252,14 +254,42 @@ static int setup_workspace(const struct csa_replay_opts *o, const struct stream 
 			return csa_error_sys(err, "cannot create a scratch workspace");
 	}
 	int rc = csa_ws_init(dir, err);
-	if (rc || !o->text_col)
+	if (rc || (!o->text_col && !o->config))
 		return rc;
-	/* category-only data: its labels are the taxonomy */
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/csa.json", dir);
-	json_t *cfg;
-	if ((rc = csa_json_load_file(path, 1 << 20, &cfg, err)))
+	json_t *cfg, *team = NULL;
+	if (o->config && (rc = csa_json_load_file(o->config, 1 << 20, &team, err)))
 		return rc;
+	if (team && !json_is_object(team)) {
+		json_decref(team);
+		return csa_error(err, CSA_EINVAL, "'%s': expected a JSON object (csa.json keys)",
+		                 o->config);
+	}
+	if ((rc = csa_json_load_file(path, 1 << 20, &cfg, err))) {
+		json_decref(team);
+		return rc;
+	}
+	if (o->text_col)
+		category_only(s, cfg);
+	/* the team's own settings (thresholds, review budget, ...) last */
+	if (team)
+		csa_json_merge(cfg, team);
+	json_decref(team);
+	char *txt;
+	size_t len;
+	if ((rc = csa_json_dump(cfg, 1, &txt, &len, err)) == CSA_OK) {
+		rc = csa_fs_write_atomic(path, txt, len, err);
+		free(txt);
+	}
+	json_decref(cfg);
+	return rc;
+}
+
+/* Category-only data: its labels are the taxonomy, and only categories are
+ * decided. */
+static void category_only(const struct stream *s, json_t *cfg)
+{
 	json_t *cats = json_array();
 	for (size_t i = 0; i < s->n; i++) {
 		json_t *l = json_object_get(json_object_get(s->t[i], "gold"), "category");
@@ -272,14 +302,6 @@ static int setup_workspace(const struct csa_replay_opts *o, const struct stream 
 	}
 	json_object_set_new(json_object_get(cfg, "taxonomy"), "categories", cats);
 	json_object_set_new(cfg, "automation", json_pack("{s:[s]}", "decision_types", "category"));
-	char *txt;
-	size_t len;
-	if ((rc = csa_json_dump(cfg, 1, &txt, &len, err)) == CSA_OK) {
-		rc = csa_fs_write_atomic(path, txt, len, err);
-		free(txt);
-	}
-	json_decref(cfg);
-	return rc;
 }
 
 int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err)

@@ -24,6 +24,7 @@ struct csa_replay_opts {
 	unsigned tick;       /* controller tick every this many tickets */
 	const char *workdir; /* scratch workspace (created; kept) or NULL for a temp one */
 	const char *svg;     /* write the chart here when set */
+	const char *config;  /* a JSON object merged into the scratch csa.json, or NULL */
 	int quiet;
 };
 

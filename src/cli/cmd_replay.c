@@ -14,8 +14,8 @@ int cmd_replay(int argc, char **argv)
 	if (!o.data)
 		return cli_usage(
 		    "csa replay --data F[,F2] [--text COL --label COL] [--human-accuracy P] "
-		    "[--seed S] [--bootstrap N] [--retrain N] [--workdir DIR] [--json] "
-		    "[--svg OUT]");
+		    "[--seed S] [--bootstrap N] [--retrain N] [--workdir DIR] [--config F] "
+		    "[--json] [--svg OUT]");
 	o.text_col = cli_opt(argc, argv, "--text");
 	o.label_col = cli_opt(argc, argv, "--label");
 	if (!!o.text_col != !!o.label_col)
@@ -36,6 +36,7 @@ int cmd_replay(int argc, char **argv)
 		return cli_failf(
 		    "--bootstrap must be at least 20 tickets (the first model needs them)");
 	o.workdir = cli_opt(argc, argv, "--workdir");
+	o.config = cli_opt(argc, argv, "--config");
 	o.svg = cli_opt(argc, argv, "--svg");
 	o.quiet = cli_flag(argc, argv, "--quiet");
 	struct csa_err err = {0};
