@@ -68,6 +68,14 @@ static void statistics(void **state)
 		w[i] = i < 30 ? (struct csa_outcome){0.9, i != 0, 1}
 		              : (struct csa_outcome){0.7, (i - 30) % 10 != 0, 1};
 	assert_float_equal(csa_threshold_for_accuracy(w, 230, 0.9, 1.0, 20), 0.9, 1e-12);
+	/* readiness counts each review for what it stands for: weighted, the
+	 * success rate is that of all 500 decisions, not of the 230 reviewed */
+	csa_readiness(w, 230, &r);
+	assert_float_equal(r.success_rate, 209.0 / 230.0, 1e-9); /* all weights 1 here */
+	for (int i = 0; i < 30; i++)
+		w[i].weight = 10;
+	csa_readiness(w, 230, &r);
+	assert_float_equal(r.success_rate, (29 * 10 + 180) / 500.0, 1e-9);
 	/* an estimate built on few distinct reviews keeps its uncertainty */
 	assert_true(csa_wilson_lower_p(0.95, 30, 1.96) < csa_wilson_lower_p(0.95, 300, 1.96));
 

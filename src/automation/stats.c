@@ -19,37 +19,52 @@ double csa_wilson_lower_p(double p, double nn, double z)
 	return fmax(0, (centre - margin) / (1 + z2 / nn));
 }
 
+static double weight_of(const struct csa_outcome *o)
+{
+	return o->weight > 0 ? o->weight : 1;
+}
+
+/* ECE over 15 bins, each outcome counting for its weight. */
 static double ece15(const struct csa_outcome *o, size_t n)
 {
-	double conf[15] = {0}, acc[15] = {0};
-	size_t cnt[15] = {0};
+	double conf[15] = {0}, acc[15] = {0}, cnt[15] = {0}, total = 0;
 	for (size_t i = 0; i < n; i++) {
 		int b = (int)(o[i].confidence * 15);
 		b = b < 0 ? 0 : b > 14 ? 14 : b;
-		conf[b] += o[i].confidence;
-		acc[b] += o[i].correct != 0;
-		cnt[b]++;
+		double w = weight_of(&o[i]);
+		conf[b] += w * o[i].confidence;
+		acc[b] += o[i].correct ? w : 0;
+		cnt[b] += w;
+		total += w;
 	}
 	double e = 0;
 	for (int b = 0; b < 15; b++)
 		e += fabs(acc[b] - conf[b]);
-	return n ? e / (double)n : 0;
+	return total > 0 ? e / total : 0;
 }
 
+/* Weighted accuracy of o[a..b). */
+static double accuracy_of(const struct csa_outcome *o, size_t a, size_t b)
+{
+	double w = 0, k = 0;
+	for (size_t i = a; i < b; i++) {
+		w += weight_of(&o[i]);
+		k += o[i].correct ? weight_of(&o[i]) : 0;
+	}
+	return w > 0 ? k / w : 0;
+}
+
+/* The readiness of the decisions the outcomes stand for: once autonomous
+ * decisions are only sampled for review, the reviewed set is mostly the
+ * uncertain decisions a person made, so every figure is weighted back. */
 void csa_readiness(const struct csa_outcome *o, size_t n, struct csa_readiness *r)
 {
-	size_t ok = 0;
-	for (size_t i = 0; i < n; i++)
-		ok += o[i].correct != 0;
 	r->n = n;
-	r->success_rate = n ? (double)ok / (double)n : 0;
+	r->success_rate = accuracy_of(o, 0, n);
 	if (n >= 40) {
 		double lo = 1, hi = 0;
 		for (int w = 0; w < 4; w++) {
-			size_t a = n * (size_t)w / 4, b = n * (size_t)(w + 1) / 4, k = 0;
-			for (size_t i = a; i < b; i++)
-				k += o[i].correct != 0;
-			double acc = (double)k / (double)(b - a);
+			double acc = accuracy_of(o, n * (size_t)w / 4, n * (size_t)(w + 1) / 4);
 			lo = fmin(lo, acc);
 			hi = fmax(hi, acc);
 		}

@@ -33,8 +33,9 @@ struct csa_readiness {
 	double score;               /* 0.4 success + 0.3 consistency + 0.3 conf. accuracy */
 };
 
-/* Readiness of a segment from its outcomes, oldest first. Consistency uses
- * 4 consecutive windows (needs >= 40 outcomes, else it is the success rate). */
+/* Readiness of a segment from its outcomes, oldest first, each counting
+ * for its weight. Consistency uses 4 consecutive windows (needs >= 40
+ * outcomes, else it is the success rate). */
 void csa_readiness(const struct csa_outcome *o, size_t n, struct csa_readiness *r);
 
 /*
