@@ -197,12 +197,40 @@ static void verify_and_repair(void **state)
 	free(err);
 }
 
+/* The spec's environment for csa serve: bad values stop it with a clear
+ * error before it listens. */
+static void serve_environment(void **state)
+{
+	(void)state;
+	char *err = NULL, path[4096];
+	int rc;
+	setenv("PHASE", "PHASE_9", 1);
+	rc = t_csa(NULL, NULL, &err, "serve --dir '%s' --port 0", ws);
+	assert_fails_with(rc, err, "PHASE must be PHASE_1 .. PHASE_5, not 'PHASE_9'");
+	unsetenv("PHASE");
+	setenv("SYNC_CHECK_INTERVAL", "soon", 1);
+	rc = t_csa(NULL, NULL, &err, "serve --dir '%s' --port 0", ws);
+	assert_fails_with(rc, err,
+	                  "SYNC_CHECK_INTERVAL must be a number of seconds >= 0, not 'soon'");
+	unsetenv("SYNC_CHECK_INTERVAL");
+	snprintf(path, sizeof(path), "%s/models.json", ws);
+	t_write(path, "{\"sync\": {\"check_interval_seconds\": -1}}");
+	setenv("MODEL_CONFIG_PATH", path, 1);
+	rc = t_csa(NULL, NULL, &err, "serve --dir '%s' --port 0", ws);
+	assert_fails_with(rc, err, "sync.check_interval_seconds must be a number >= 0");
+	setenv("MODEL_CONFIG_PATH", "/nonexistent/models.json", 1);
+	rc = t_csa(NULL, NULL, &err, "serve --dir '%s' --port 0", ws);
+	assert_fails_with(rc, err, "MODEL_CONFIG_PATH: ");
+	unsetenv("MODEL_CONFIG_PATH");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(create_show_add_list),
 	    cmocka_unit_test(bad_input),
 	    cmocka_unit_test(verify_and_repair),
+	    cmocka_unit_test(serve_environment),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

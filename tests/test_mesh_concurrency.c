@@ -140,7 +140,7 @@ static void eight_writers_one_ticket(void **state)
 	}
 	csa_ticket_release(&tk);
 	json_t *rep;
-	assert_int_equal(csa_verify(ws, 0, &rep, &err), 0);
+	assert_int_equal(csa_verify(ws, 0, NULL, &rep, &err), 0);
 	assert_true(json_is_true(json_object_get(rep, "ok")));
 	json_decref(rep);
 	csa_ws_close(ws);

@@ -161,7 +161,7 @@ static void killed_at_random_instants(void **state)
 		if (g0 > gacked + 1 || sv > sacked + 1)
 			fail_msg("kill %d: version from nowhere (seed %u)", k, seed);
 		json_t *rep;
-		assert_int_equal(csa_verify(ws, 0, &rep, &err), 0);
+		assert_int_equal(csa_verify(ws, 0, NULL, &rep, &err), 0);
 		if (!json_is_true(json_object_get(rep, "ok"))) {
 			char *txt = json_dumps(rep, 0);
 			fail_msg("kill %d: verify: %s (seed %u)", k, txt, seed);

@@ -102,7 +102,7 @@ static void run(int checkpoint_every_commit, int group)
 			check_whole(ws, now, now, "after recovery");
 			v = now;
 			json_t *rep;
-			assert_int_equal(csa_verify(ws, 0, &rep, &err), 0);
+			assert_int_equal(csa_verify(ws, 0, NULL, &rep, &err), 0);
 			assert_true(json_is_true(json_object_get(rep, "ok")));
 			json_decref(rep);
 		}
@@ -162,7 +162,7 @@ static void faults_while_creating(void **state)
 		}
 	}
 	json_t *rep;
-	assert_int_equal(csa_verify(ws, 0, &rep, &err), 0);
+	assert_int_equal(csa_verify(ws, 0, NULL, &rep, &err), 0);
 	assert_true(json_is_true(json_object_get(rep, "ok")));
 	json_decref(rep);
 	csa_ws_close(ws);

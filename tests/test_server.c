@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "base/json.h"
+#include "base/ts.h"
 #include "server/server.h"
 #include "server/tokens.h"
 #include "store/ws.h"
@@ -26,6 +27,8 @@ static char *dir;
 static struct csa_ws *ws;
 static struct csa_server *srv;
 static char admin[80], viewer[80], agent[80];
+/* tokens of the file monitor test: rate limits (5/s, burst 10) are per token */
+static char writer[80], mon_admin[80], mon_viewer[80];
 static unsigned port;
 
 struct resp {
@@ -124,6 +127,9 @@ static int setup(void **state)
 	mk(CSA_ROLE_ADMIN, admin);
 	mk(CSA_ROLE_VIEWER, viewer);
 	mk(CSA_ROLE_AGENT, agent);
+	mk(CSA_ROLE_AGENT, writer);
+	mk(CSA_ROLE_ADMIN, mon_admin);
+	mk(CSA_ROLE_VIEWER, mon_viewer);
 	struct csa_server_opts o = {"127.0.0.1", 0, 2, CSA_SOURCE_DIR "/web", 5};
 	if (csa_server_start(ws, &o, &srv, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
@@ -454,6 +460,124 @@ static void server_sent_events(void **state)
 	free(r.body);
 }
 
+/* Count open alerts of one type and scope. */
+static int open_alerts(const char *type, const char *scope)
+{
+	struct resp r;
+	json_t *j = call("GET", "/api/alerts", mon_viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	int n = 0;
+	size_t i;
+	json_t *a;
+	json_array_foreach(json_object_get(j, "alerts"), i, a) n +=
+	    strcmp(csa_json_str(a, "type"), type) == 0 &&
+	    strcmp(csa_json_str(a, "scope"), scope) == 0;
+	json_decref(j);
+	free(r.body);
+	return n;
+}
+
+static json_t *mesh_check(void)
+{
+	struct resp r;
+	json_t *j = call("POST", "/api/mesh/check", mon_admin, "{}", &r);
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	return j;
+}
+
+static void *create_tickets(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 10; i++) {
+		char body[160];
+		struct resp r;
+		snprintf(body, sizeof(body),
+		         "{\"ticket_id\": \"MON-%d\", \"messages\": [{\"content\": \"hi %d\"}]}", i,
+		         i);
+		json_decref(call("POST", "/api/tickets", writer, body, &r));
+		free(r.body);
+		assert_int_equal(r.status, 201);
+	}
+	return NULL;
+}
+
+/* The file monitor (spec §8.1): drift and broken documents raise alerts,
+ * a repaired mesh closes them, tickets being written are not mistaken for
+ * broken ones. */
+static void file_monitor(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("POST", "/api/mesh/check", mon_viewer, "{}", &r);
+	assert_int_equal(r.status, 403);
+	json_decref(j);
+	free(r.body);
+	/* checks while tickets are being created find nothing wrong */
+	pthread_t th;
+	pthread_create(&th, NULL, create_tickets, NULL);
+	for (int i = 0; i < 5; i++) {
+		j = mesh_check();
+		assert_true(json_is_true(json_object_get(j, "ok")));
+		json_decref(j);
+	}
+	pthread_join(th, NULL);
+	j = mesh_check();
+	assert_true(json_is_true(json_object_get(j, "ok")));
+	assert_true(csa_json_int(j, "tickets", 0) >= 10);
+	json_decref(j);
+
+	/* drift: the conversation file moves an hour past the last sync */
+	char epath[4096], orphan[4096], foreign[4096];
+	snprintf(epath, sizeof(epath), "%s/Tickets/T_ext/E_MON-1.json", dir);
+	snprintf(orphan, sizeof(orphan), "%s/Tickets/T_int/I_LOST-1.json", dir);
+	snprintf(foreign, sizeof(foreign), "%s/Tickets/tickets/notes.txt", dir);
+	json_t *e = json_load_file(epath, 0, NULL);
+	assert_non_null(e);
+	json_t *orig = json_deep_copy(e);
+	char ts[CSA_TS_LEN];
+	json_object_set_new(e, "last_updated",
+	                    json_string(csa_ts_format(csa_now_ms() + 3600 * 1000, ts)));
+	assert_int_equal(json_dump_file(e, epath, JSON_COMPACT), 0);
+	json_decref(e);
+	t_write(orphan, "{\"ticket_id\": \"LOST-1\"}");
+	t_write(foreign, "left here by hand");
+	j = mesh_check();
+	assert_false(json_is_true(json_object_get(j, "ok")));
+	json_t *counts = json_object_get(j, "counts");
+	assert_int_equal(csa_json_int(counts, "sync_drift", 0), 1);
+	assert_int_equal(csa_json_int(counts, "orphan", 0), 1);
+	assert_int_equal(csa_json_int(counts, "foreign_file", 0), 1);
+	json_decref(j);
+	assert_int_equal(open_alerts("MESH_DRIFT", "mesh/sync_drift"), 1);
+	assert_int_equal(open_alerts("MESH_INTEGRITY", "mesh/orphan"), 1);
+	assert_int_equal(open_alerts("MESH_INTEGRITY", "mesh/foreign_file"), 1);
+	/* a second check does not raise the same alerts again */
+	json_decref(mesh_check());
+	assert_int_equal(open_alerts("MESH_DRIFT", "mesh/sync_drift"), 1);
+	j = call("GET", "/metrics", NULL, NULL, &r);
+	assert_non_null(strstr(r.body, "csa_mesh_problems{problem=\"orphan\"} 1"));
+	free(r.body);
+
+	/* repaired by hand: the next check closes every alert */
+	assert_int_equal(json_dump_file(orig, epath, JSON_COMPACT), 0);
+	json_decref(orig);
+	assert_int_equal(unlink(orphan), 0);
+	assert_int_equal(unlink(foreign), 0);
+	j = mesh_check();
+	assert_true(json_is_true(json_object_get(j, "ok")));
+	json_decref(j);
+	assert_int_equal(open_alerts("MESH_DRIFT", "mesh/sync_drift"), 0);
+	assert_int_equal(open_alerts("MESH_INTEGRITY", "mesh/orphan"), 0);
+	assert_int_equal(open_alerts("MESH_INTEGRITY", "mesh/foreign_file"), 0);
+	j = call("GET", "/api/mesh", mon_viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(csa_json_int(j, "checks", 0) >= 9);
+	assert_true(json_is_true(json_object_get(json_object_get(j, "last"), "ok")));
+	json_decref(j);
+	free(r.body);
+}
+
 int main(void)
 {
 	setenv("CSA_EMAIL_HOOK_TOKEN", "hooktok", 1);
@@ -462,7 +586,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(tickets_messages_reviews), cmocka_unit_test(auth_roles_limits_errors),
 	    cmocka_unit_test(pages_health_metrics),     cmocka_unit_test(channel_hooks),
-	    cmocka_unit_test(server_sent_events),
+	    cmocka_unit_test(server_sent_events),       cmocka_unit_test(file_monitor),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base/fsops.h"
 #include "base/json.h"
@@ -17,7 +19,9 @@
 #include "store/mesh.h"
 #include "store/schema.h"
 #include "store/ticket.h"
+#include "store/verify.h"
 #include "store/ws.h"
+#include "support/tmesh.h"
 #include "support/tutil.h"
 
 struct fx {
@@ -329,6 +333,73 @@ static void damaged_file_is_named_and_nothing_written(void **state)
 	free(buf);
 }
 
+/* Make a file look older than the racy window of the verify memo. */
+static void backdate(const char *path)
+{
+	struct timespec t[2];
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= 60;
+	t[1] = t[0];
+	assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+/* The monitor's memo: unchanged tickets are skipped, any change to a file
+ * (rename into place or edit in place) brings its ticket back. */
+static void verify_memo_skips_only_unchanged(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"M-1", "M-2", "M-3"};
+	assert_int_equal(tm_create(f->ws, ids, 3), 0);
+	char path[4096];
+	for (int i = 0; i < 3; i++)
+		for (int k = 0; k < 3; k++) {
+			assert_int_equal(
+			    csa_mesh_doc_path(f->ws, k, ids[i], path, sizeof(path), &err), 0);
+			backdate(path);
+		}
+	struct csa_verify_memo *memo = csa_verify_memo_new();
+	json_t *rep;
+	assert_int_equal(csa_verify(f->ws, CSA_VERIFY_LIVE, memo, &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	assert_int_equal(csa_json_int(rep, "unchanged_since_last_check", -1), 0);
+	json_decref(rep);
+	assert_int_equal(csa_verify(f->ws, CSA_VERIFY_LIVE, memo, &rep, &err), 0);
+	assert_int_equal(csa_json_int(rep, "unchanged_since_last_check", -1), 3);
+	json_decref(rep);
+	/* an edit in place that makes M-2 drift is found */
+	assert_int_equal(csa_mesh_doc_path(f->ws, 0, "M-2", path, sizeof(path), &err), 0);
+	json_t *e = json_load_file(path, 0, NULL);
+	assert_non_null(e);
+	char ts[CSA_TS_LEN];
+	json_object_set_new(e, "last_updated",
+	                    json_string(csa_ts_format(csa_now_ms() + 3600 * 1000, ts)));
+	assert_int_equal(json_dump_file(e, path, JSON_COMPACT), 0);
+	json_decref(e);
+	assert_int_equal(csa_verify(f->ws, CSA_VERIFY_LIVE, memo, &rep, &err), 0);
+	assert_false(json_is_true(json_object_get(rep, "ok")));
+	assert_int_equal(csa_json_int(rep, "unchanged_since_last_check", -1), 2);
+	assert_string_equal(
+	    csa_json_str(json_array_get(json_object_get(rep, "problems"), 0), "problem"),
+	    "sync_drift");
+	json_decref(rep);
+	/* a ticket with a problem is never remembered as clean */
+	backdate(path);
+	assert_int_equal(csa_verify(f->ws, CSA_VERIFY_LIVE, memo, &rep, &err), 0);
+	assert_false(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+	/* a commit (new file renamed into place) brings M-3 back */
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(f->ws->store, "M-3", &tk, &err), 0);
+	tm_set(&tk, 7);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	assert_int_equal(csa_verify(f->ws, CSA_VERIFY_LIVE, memo, &rep, &err), 0);
+	assert_int_equal(csa_json_int(rep, "unchanged_since_last_check", -1), 1);
+	json_decref(rep);
+	csa_verify_memo_free(memo);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +410,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(verify_memo_skips_only_unchanged, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

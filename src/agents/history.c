@@ -22,9 +22,23 @@ struct kmap {
 	size_t nslots, n;
 };
 
+/* An entry as kept: the strings that repeat across tickets (company,
+ * client, category) point into a pool, so 100,000 tickets take a few MB
+ * rather than the fixed-size buffers of struct csa_hist_entry. */
+struct rec {
+	char *id;                                /* owned */
+	const char *company, *client, *category; /* pooled, "" when unknown */
+	char priority[12];
+	char escalation[16];
+	int resolved;
+	double resolution_hours, csat;
+	int64_t created_ms;
+};
+
 struct csa_history {
 	pthread_mutex_t mu;
-	struct csa_hist_entry *v;
+	struct kmap pool; /* interned strings: the keys; values unused */
+	struct rec *v;
 	size_t n, cap;
 	/* id -> index, open addressing */
 	size_t *slots;
@@ -116,6 +130,15 @@ static struct ivec *kmap_get(struct kmap *m, const char *key, int create)
 	return &m->vals[k];
 }
 
+/* The pooled copy of 's' ("" for empty), NULL when out of memory. */
+static const char *intern(struct kmap *pool, const char *s)
+{
+	if (!*s)
+		return "";
+	struct ivec *v = kmap_get(pool, s, 1);
+	return v ? pool->keys[v - pool->vals] : NULL;
+}
+
 static void kmap_free(struct kmap *m)
 {
 	for (size_t i = 0; i < m->nslots; i++) {
@@ -144,7 +167,10 @@ void csa_history_free(struct csa_history *h)
 	kmap_free(&h->by_company);
 	kmap_free(&h->by_client);
 	kmap_free(&h->resolved_by_category);
+	kmap_free(&h->pool);
 	free(h->resolved.v);
+	for (size_t i = 0; i < h->n; i++)
+		free(h->v[i].id);
 	free(h->v);
 	free(h->slots);
 	free(h);
@@ -188,8 +214,7 @@ static size_t find(const struct csa_history *h, const char *id)
 }
 
 /* Move entry i from the lists of 'old' (NULL: a new entry) to those of 'e'. */
-static int reindex(struct csa_history *h, size_t i, const struct csa_hist_entry *old,
-                   const struct csa_hist_entry *e)
+static int reindex(struct csa_history *h, size_t i, const struct rec *old, const struct rec *e)
 {
 	int rc = CSA_OK;
 	if (!old || strcmp(old->company, e->company)) {
@@ -227,16 +252,30 @@ int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e)
 {
 	pthread_mutex_lock(&h->mu);
 	int rc = CSA_OK;
+	struct rec r = {.resolved = e->resolved,
+	                .resolution_hours = e->resolution_hours,
+	                .csat = e->csat,
+	                .created_ms = e->created_ms,
+	                .company = intern(&h->pool, e->company),
+	                .client = intern(&h->pool, e->client),
+	                .category = intern(&h->pool, e->category)};
+	memcpy(r.priority, e->priority, sizeof(r.priority));
+	memcpy(r.escalation, e->escalation, sizeof(r.escalation));
+	if (!r.company || !r.client || !r.category) {
+		rc = CSA_ENOMEM;
+		goto out;
+	}
 	size_t at = find(h, e->id);
 	if (at != SIZE_MAX) {
-		struct csa_hist_entry old = h->v[at];
-		h->v[at] = *e;
-		rc = reindex(h, at, &old, e);
+		struct rec old = h->v[at];
+		r.id = old.id;
+		h->v[at] = r;
+		rc = reindex(h, at, &old, &r);
 		goto out;
 	}
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 1024;
-		struct csa_hist_entry *nv = realloc(h->v, cap * sizeof(*nv));
+		struct rec *nv = realloc(h->v, cap * sizeof(*nv));
 		if (!nv) {
 			rc = CSA_ENOMEM;
 			goto out;
@@ -244,17 +283,21 @@ int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e)
 		h->v = nv;
 		h->cap = cap;
 	}
-	h->v[h->n++] = *e;
+	if (!(r.id = strdup(e->id))) {
+		rc = CSA_ENOMEM;
+		goto out;
+	}
+	h->v[h->n++] = r;
 	if (h->n * 2 > h->nslots)
 		rc = rehash(h, h->nslots ? h->nslots * 2 : 2048);
 	else {
-		size_t k = hash(e->id) & (h->nslots - 1);
+		size_t k = hash(r.id) & (h->nslots - 1);
 		while (h->slots[k] != SIZE_MAX)
 			k = (k + 1) & (h->nslots - 1);
 		h->slots[k] = h->n - 1;
 	}
 	if (rc == CSA_OK)
-		rc = reindex(h, h->n - 1, NULL, e);
+		rc = reindex(h, h->n - 1, NULL, &r);
 out:
 	pthread_mutex_unlock(&h->mu);
 	return rc;
@@ -333,11 +376,11 @@ json_t *csa_history_customer(struct csa_history *h, const char *company, const c
 	int by_company = company && *company;
 	size_t n = 0, open = 0, esc = 0, ncsat = 0;
 	double csat = 0;
-	const struct csa_hist_entry *recent[5] = {0};
+	const struct rec *recent[5] = {0};
 	pthread_mutex_lock(&h->mu);
 	const struct ivec *l = kmap_get(by_company ? &h->by_company : &h->by_client, key, 0);
 	for (size_t j = 0; l && j < l->n; j++) {
-		const struct csa_hist_entry *e = &h->v[l->v[j]];
+		const struct rec *e = &h->v[l->v[j]];
 		if (exclude_id && strcmp(e->id, exclude_id) == 0)
 			continue;
 		n++;
@@ -375,7 +418,7 @@ json_t *csa_history_similar(struct csa_history *h, const char *category, const c
 	/* lists are in scan/arrival order; walk back for the newest */
 	const struct ivec *l = kmap_get(&h->resolved_by_category, category, 0);
 	for (size_t j = l ? l->n : 0; j-- > 0 && json_array_size(out) < k;) {
-		const struct csa_hist_entry *e = &h->v[l->v[j]];
+		const struct rec *e = &h->v[l->v[j]];
 		if (!exclude_id || strcmp(e->id, exclude_id) != 0)
 			json_array_append_new(out, json_string(e->id));
 	}
@@ -403,7 +446,7 @@ double csa_history_eta_hours(struct csa_history *h, const char *category, const 
 		const struct ivec *l =
 		    level < 2 ? kmap_get(&h->resolved_by_category, category, 0) : &h->resolved;
 		for (size_t j = l ? l->n : 0; j-- > 0 && n < CAP;) {
-			const struct csa_hist_entry *e = &h->v[l->v[j]];
+			const struct rec *e = &h->v[l->v[j]];
 			if (e->resolution_hours < 0)
 				continue;
 			if (level < 1 && (!priority || strcmp(e->priority, priority) != 0))

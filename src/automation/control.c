@@ -1654,6 +1654,26 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	return CSA_OK;
 }
 
+void csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *severity,
+                          const char *scope, json_t *detail)
+{
+	pthread_mutex_lock(&a->mu);
+	raise_alert(a, type, severity, scope, detail, NULL);
+	pthread_mutex_unlock(&a->mu);
+}
+
+void csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope)
+{
+	pthread_mutex_lock(&a->mu);
+	close_alert(a, type, scope);
+	if (sqlite3_changes(a->db) > 0) {
+		json_t *rec = json_pack("{s:s, s:s}", "type", type, "scope", scope);
+		csa_ledger_append(a->ledger, "alert_closed", NULL, rec, NULL, NULL);
+		json_decref(rec);
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
 int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_err *err)
 {
 	sqlite3_stmt *st;

@@ -189,6 +189,11 @@ static int finish(struct csa_config *cfg, struct csa_err *err)
 		return csa_error(err, CSA_ESCHEMA,
 		                 "csa.json: sync.max_drift_seconds must be a number >= 0");
 	cfg->max_drift_seconds = json_number_value(drift);
+	json_t *every = csa_config_get(cfg, "sync.check_interval_seconds");
+	if (!json_is_number(every) || json_number_value(every) < 0)
+		return csa_error(err, CSA_ESCHEMA,
+		                 "csa.json: sync.check_interval_seconds must be a number >= 0 "
+		                 "(0: no periodic check)");
 	const char *phase = json_string_value(json_object_get(cfg->root, "phase"));
 	if (!phase || strlen(phase) != 7 || strncmp(phase, "PHASE_", 6) != 0 || phase[6] < '1' ||
 	    phase[6] > '5')
@@ -223,6 +228,29 @@ int csa_config_load(const char *path, struct csa_config *cfg, struct csa_err *er
 		csa_config_release(cfg);
 	}
 	return rc;
+}
+
+int csa_config_overlay(struct csa_config *cfg, const char *path, struct csa_err *err)
+{
+	json_t *file;
+	int rc = csa_json_load_file(path, 1 << 20, &file, err);
+	if (rc)
+		return rc;
+	if (!json_is_object(file)) {
+		json_decref(file);
+		return csa_error(err, CSA_ESCHEMA, "'%s': top level must be an object", path);
+	}
+	struct csa_config next = {.root = json_deep_copy(cfg->root)};
+	csa_json_merge(next.root, file);
+	json_decref(file);
+	if ((rc = finish(&next, err))) {
+		csa_error_prefix(err, "'%s': ", path);
+		json_decref(next.root);
+		return rc;
+	}
+	json_decref(cfg->root);
+	*cfg = next;
+	return CSA_OK;
 }
 
 void csa_config_release(struct csa_config *cfg)

@@ -36,6 +36,10 @@ int csa_config_load(const char *path, struct csa_config *cfg, struct csa_err *er
 /* Defaults only, for tools that run without a workspace. */
 int csa_config_init_default(struct csa_config *cfg);
 
+/* Merge the JSON object in 'path' over a loaded configuration (the
+ * server's MODEL_CONFIG_PATH); on failure 'cfg' is unchanged. */
+int csa_config_overlay(struct csa_config *cfg, const char *path, struct csa_err *err);
+
 void csa_config_release(struct csa_config *cfg);
 
 /* Recursively copy keys of 'over' into 'base' (objects merge, others replace). */

@@ -1,5 +1,6 @@
 /* csa serve | token: the service and its API tokens. */
 #include "cli/cli.h"
+#include "automation/control.h"
 #include "base/json.h"
 #include "server/server.h"
 #include "server/tokens.h"
@@ -14,6 +15,43 @@
 #define CSA_WEB_DIR "web"
 #endif
 
+/*
+ * The environment of spec §8.1 over csa.json: MODEL_CONFIG_PATH names a
+ * JSON file merged over the configuration (model and LLM settings kept
+ * outside the workspace); PHASE caps the workspace phase for this run
+ * (a deployment may hold back autonomy the gates have earned, never grant
+ * more); SYNC_CHECK_INTERVAL sets the file monitor's period in seconds.
+ */
+static int apply_env(struct csa_ws *ws, struct csa_err *err)
+{
+	const char *v;
+	int rc;
+	if ((v = getenv("MODEL_CONFIG_PATH")) && *v && (rc = csa_config_overlay(&ws->cfg, v, err)))
+		return csa_error_prefix(err, "MODEL_CONFIG_PATH: ");
+	if ((v = getenv("SYNC_CHECK_INTERVAL")) && *v) {
+		char *end;
+		double secs = strtod(v, &end);
+		if (*end || !(secs >= 0))
+			return csa_error(
+			    err, CSA_EINVAL,
+			    "SYNC_CHECK_INTERVAL must be a number of seconds >= 0, not '%s'", v);
+		json_object_set_new(json_object_get(ws->cfg.root, "sync"), "check_interval_seconds",
+		                    json_real(secs));
+	}
+	if ((v = getenv("PHASE")) && *v) {
+		int cap = csa_phase_num(v);
+		if (!cap)
+			return csa_error(err, CSA_EINVAL,
+			                 "PHASE must be PHASE_1 .. PHASE_5, not '%s'", v);
+		if (cap < csa_phase_num(csa_json_str(ws->cfg.root, "phase"))) {
+			fprintf(stderr, "csa: PHASE=%s holds the workspace below its %s\n", v,
+			        csa_json_str(ws->cfg.root, "phase"));
+			json_object_set_new(ws->cfg.root, "phase", json_string(v));
+		}
+	}
+	return CSA_OK;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	/* DATA_PATH (spec §8.1) names the workspace unless --dir does */
@@ -26,6 +64,10 @@ int cmd_serve(int argc, char **argv)
 	struct csa_ws *ws;
 	if (csa_ws_open(dir, &ws, &err))
 		return cli_fail(&err);
+	if (apply_env(ws, &err)) {
+		csa_ws_close(ws);
+		return cli_fail(&err);
+	}
 	struct csa_server_opts o = {
 	    .bind = csa_json_str(csa_config_get(&ws->cfg, "server"), "bind"),
 	    .port = (unsigned)csa_json_int(csa_config_get(&ws->cfg, "server"), "port", 8000),

@@ -13,7 +13,7 @@ int cmd_verify(int argc, char **argv)
 		return 1;
 	struct csa_err err = {0};
 	json_t *rep = NULL;
-	int rc = csa_verify(ws, cli_flag(argc, argv, "--repair"), &rep, &err);
+	int rc = csa_verify(ws, cli_flag(argc, argv, "--repair") ? CSA_VERIFY_REPAIR : 0, NULL, &rep, &err);
 	csa_ws_close(ws);
 	if (rc)
 		return cli_fail(&err);

@@ -8,6 +8,7 @@
 #include "flow/pipeline.h"
 #include "agents/history.h"
 #include "server/channels.h"
+#include "server/monitor.h"
 #include "server/outbox.h"
 #include "server/tokens.h"
 #include "store/mesh.h"
@@ -36,6 +37,7 @@ struct csa_server {
 	struct csa_ws *ws;
 	struct csa_pipeline *pipe;
 	struct csa_auto *autom;
+	struct csa_monitor *monitor; /* spec §8.1 file monitor */
 	struct MHD_Daemon *d;
 	struct csa_server_opts o;
 	char web_dir[1024];
@@ -354,6 +356,20 @@ static json_t *h_alerts(struct call *c)
 	return json_pack("{s:o}", "alerts", out);
 }
 
+static json_t *h_mesh(struct call *c)
+{
+	return csa_monitor_status(c->s->monitor);
+}
+
+static json_t *h_mesh_check(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_monitor_check(c->s->monitor, &out, &err))
+		return fail_err(c, &err);
+	return out;
+}
+
 static json_t *h_audit(struct call *c)
 {
 	json_t *out = NULL;
@@ -578,6 +594,8 @@ static const struct route routes[] = {
     {"POST", "/api/phase/rollback", CSA_ROLE_ADMIN, h_phase_rollback, "phase_rollback"},
     {"GET", "/api/metrics", CSA_ROLE_VIEWER, h_metrics_json, "metrics"},
     {"GET", "/api/alerts", CSA_ROLE_VIEWER, h_alerts, "alerts"},
+    {"GET", "/api/mesh", CSA_ROLE_VIEWER, h_mesh, "mesh_status"},
+    {"POST", "/api/mesh/check", CSA_ROLE_ADMIN, h_mesh_check, "mesh_check"},
     {"GET", "/api/audit/{}", CSA_ROLE_VIEWER, h_audit, "audit"},
     {"GET", "/api/tickets/{}/deliveries", CSA_ROLE_VIEWER, h_deliveries, "deliveries"},
 };
@@ -802,6 +820,28 @@ static enum MHD_Result send_metrics(struct csa_server *s, struct MHD_Connection 
 	    "# HELP csa_store_checkpoints_total Journal checkpoints.\n"
 	    "# TYPE csa_store_checkpoints_total counter\ncsa_store_checkpoints_total %ld\n",
 	    ms.commits, ms.checkpoints);
+	json_t *mon = csa_monitor_status(s->monitor), *last = json_object_get(mon, "last");
+	OUT("# HELP csa_mesh_checks_total File monitor checks of the mesh.\n"
+	    "# TYPE csa_mesh_checks_total counter\ncsa_mesh_checks_total %lld\n",
+	    (long long)csa_json_int(mon, "checks", 0));
+	if (json_is_object(last)) {
+		int64_t at = 0;
+		csa_ts_parse(csa_json_str(last, "at"), &at);
+		OUT("# HELP csa_mesh_last_check_timestamp_seconds When the last check ran.\n"
+		    "# TYPE csa_mesh_last_check_timestamp_seconds gauge\n"
+		    "csa_mesh_last_check_timestamp_seconds %.3f\n"
+		    "# HELP csa_mesh_last_check_seconds How long the last check took.\n"
+		    "# TYPE csa_mesh_last_check_seconds gauge\ncsa_mesh_last_check_seconds %.3f\n"
+		    "# HELP csa_mesh_problems Problems found by the last check, by kind.\n"
+		    "# TYPE csa_mesh_problems gauge\n",
+		    (double)at / 1000.0, csa_json_num(last, "duration_ms", 0) / 1000.0);
+		const char *kind;
+		json_t *n;
+		json_object_foreach(json_object_get(last, "counts"), kind, n)
+		    OUT("csa_mesh_problems{problem=\"%s\"} %lld\n", kind,
+		        (long long)json_integer_value(n));
+	}
+	json_decref(mon);
 	json_t *tasks = NULL;
 	if (csa_auto_review_list(s->autom, "open", 100000, &tasks, NULL) == CSA_OK) {
 		OUT("# HELP csa_review_open_tasks Open review tasks.\n# TYPE csa_review_open_tasks "
@@ -1325,6 +1365,11 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	         &s->outbox, err)))
 		goto fail;
 	csa_pipeline_set_observer(s->pipe, queue_notices, s);
+	if ((rc = csa_monitor_start(
+	         ws, s->autom,
+	         csa_json_num(csa_config_get(&ws->cfg, "sync"), "check_interval_seconds", 60),
+	         &s->monitor, err)))
+		goto fail;
 	pthread_mutex_init(&s->stop_mu, NULL);
 	pthread_cond_init(&s->stop_cv, NULL);
 	pthread_mutex_init(&s->ev_mu, NULL);
@@ -1364,6 +1409,7 @@ fail:
 		pthread_mutex_unlock(&s->stop_mu);
 		pthread_join(s->worker, NULL);
 	}
+	csa_monitor_stop(s->monitor);
 	csa_outbox_close(s->outbox);
 	sqlite3_close(s->threads);
 	csa_auto_close(s->autom);
@@ -1396,6 +1442,7 @@ void csa_server_stop(struct csa_server *s)
 	pthread_mutex_unlock(&s->ev_mu);
 	MHD_stop_daemon(s->d);
 	pthread_join(s->worker, NULL);
+	csa_monitor_stop(s->monitor);
 	csa_outbox_close(s->outbox);
 	sqlite3_close(s->threads);
 	csa_auto_close(s->autom);

@@ -1,6 +1,7 @@
 /*
  * csa serve: the HTTP API, the dashboard and Prometheus metrics over one
- * workspace, on libmicrohttpd with an epoll thread pool. Routes are a
+ * workspace, on libmicrohttpd with a thread per connection (event streams
+ * wait without holding up other requests). Routes are a
  * table (server.c); every /api route needs "Authorization: Bearer TOKEN"
  * with a role (server/tokens.h); errors are {"error", "detail"} with the
  * matching status. See docs/API.md.

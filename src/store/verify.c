@@ -9,6 +9,7 @@
 #include "base/ts.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +26,100 @@ struct seen {
 
 struct vstate {
 	struct csa_ws *ws;
-	int repair;
+	int repair, live;
 	json_t *problems;
 	size_t remaining;
 	struct seen *v;
 	size_t n, cap;
+	size_t sorted; /* v[0..sorted) is sorted by id */
+	const struct csa_verify_memo *memo;
+	struct csa_verify_memo next; /* the memo this check leaves behind */
+	size_t unchanged;
+	int64_t started_ns; /* wall clock when the check began */
+	int nomem;
 };
+
+/* A clean ticket as a previous check saw it: hashes of its id and of the
+ * identity (inode, size, mtime) of its three files, sorted by id hash. A
+ * commit renames new files into place, an edit in place changes size or
+ * mtime: either way the signature changes and the ticket is read again. */
+struct memo_entry {
+	uint64_t id, sig;
+};
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+#define FNV_SEED 0xcbf29ce484222325ULL
+
+struct csa_verify_memo *csa_verify_memo_new(void)
+{
+	return calloc(1, sizeof(struct csa_verify_memo));
+}
+
+void csa_verify_memo_free(struct csa_verify_memo *m)
+{
+	if (m)
+		free(m->v);
+	free(m);
+}
+
+static int memo_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct memo_entry *)a)->id, y = ((const struct memo_entry *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+/* The signature of a ticket's files, 0 if one cannot be looked at; *newest
+ * the latest modification time among them (ns). */
+static uint64_t files_sig(struct vstate *s, const char *id, int64_t *newest)
+{
+	uint64_t h = FNV_SEED;
+	*newest = 0;
+	for (int k = 0; k < 3; k++) {
+		char path[PATH_SZ];
+		struct stat st;
+		if (csa_mesh_doc_path(s->ws, k, id, path, sizeof(path), NULL) || stat(path, &st))
+			return 0;
+		int64_t f[4] = {(int64_t)st.st_ino, (int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec,
+		                (int64_t)st.st_mtim.tv_nsec};
+		h = fnv(h, f, sizeof(f));
+		int64_t ns = f[2] * 1000000000LL + f[3];
+		if (ns > *newest)
+			*newest = ns;
+	}
+	return h ? h : 1;
+}
+
+static void memo_add(struct vstate *s, uint64_t id, uint64_t sig)
+{
+	struct csa_verify_memo *m = &s->next;
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 1024;
+		struct memo_entry *nv = realloc(m->v, cap * sizeof(*nv));
+		if (!nv) {
+			s->nomem = 1;
+			return;
+		}
+		m->v = nv;
+		m->cap = cap;
+	}
+	m->v[m->n++] = (struct memo_entry){id, sig};
+}
+
+static int memo_has(const struct csa_verify_memo *m, uint64_t id, uint64_t sig)
+{
+	if (!m || !m->n)
+		return 0;
+	struct memo_entry key = {id, 0};
+	const struct memo_entry *e = bsearch(&key, m->v, m->n, sizeof(*m->v), memo_cmp);
+	return e && e->sig == sig;
+}
 
 static void problem(struct vstate *s, const char *ticket, const char *file, const char *what,
                     const char *detail, int repaired)
@@ -42,11 +131,10 @@ static void problem(struct vstate *s, const char *ticket, const char *file, cons
 		s->remaining++;
 }
 
-static struct seen *seen_get(struct vstate *s, const char *id, size_t len)
+/* One entry per document found; entries of the same ticket are merged
+ * after sorting (merge_seen), so a scan of n tickets stays O(n log n). */
+static struct seen *seen_add(struct vstate *s, const char *id, size_t len, int kind)
 {
-	for (size_t i = 0; i < s->n; i++)
-		if (strlen(s->v[i].id) == len && memcmp(s->v[i].id, id, len) == 0)
-			return &s->v[i];
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 256;
 		struct seen *nv = realloc(s->v, cap * sizeof(*nv));
@@ -58,13 +146,30 @@ static struct seen *seen_get(struct vstate *s, const char *id, size_t len)
 	struct seen *e = &s->v[s->n++];
 	memcpy(e->id, id, len);
 	e->id[len] = '\0';
-	e->mask = 0;
+	e->mask = 1u << kind;
 	return e;
 }
 
 static int seen_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct seen *)a)->id, ((const struct seen *)b)->id);
+}
+
+/* Sort the entries and fold those of one ticket into one. */
+static void merge_seen(struct vstate *s)
+{
+	if (!s->n)
+		return;
+	qsort(s->v, s->n, sizeof(*s->v), seen_cmp);
+	size_t out = 0;
+	for (size_t i = 1; i < s->n; i++) {
+		if (strcmp(s->v[i].id, s->v[out].id) == 0)
+			s->v[out].mask |= s->v[i].mask;
+		else
+			s->v[++out] = s->v[i];
+	}
+	s->n = out + 1;
+	s->sorted = s->n;
 }
 
 /* Collect the tickets of one document directory; report other files. */
@@ -99,10 +204,15 @@ static int scan_dir(struct vstate *s, int kind)
 		if (len >= 8 && name[0] == letter[kind] && name[1] == '_' &&
 		    strcmp(name + len - 5, ".json") == 0 &&
 		    csa_id_check(name + 2, len - 7, NULL) == CSA_OK) {
-			struct seen *e = seen_get(s, name + 2, len - 7);
-			if (!e)
+			struct seen key, *hit = NULL;
+			memcpy(key.id, name + 2, len - 7);
+			key.id[len - 7] = '\0';
+			if (s->sorted)
+				hit = bsearch(&key, s->v, s->sorted, sizeof(*s->v), seen_cmp);
+			if (hit)
+				hit->mask |= 1u << kind;
+			else if (!seen_add(s, name + 2, len - 7, kind))
 				return CSA_ENOMEM;
-			e->mask |= 1u << kind;
 			continue;
 		}
 		problem(s, NULL, path, "foreign_file", "not a ticket document of this directory",
@@ -131,9 +241,32 @@ static int quarantine(struct vstate *s, const struct seen *e)
 	return 0;
 }
 
-static void check_ticket(struct vstate *s, const struct seen *e)
+/* Which of a ticket's documents exist, looked at under its lock: a ticket
+ * being created holds its lock until all three are in place. */
+static unsigned mask_locked(struct vstate *s, const char *id)
+{
+	struct csa_lock *lk;
+	unsigned mask = 0;
+	if (csa_store_lock(s->ws->store, id, &lk, NULL))
+		return 0;
+	for (int k = 0; k < 3; k++) {
+		char path[PATH_SZ];
+		struct stat st;
+		if (csa_mesh_doc_path(s->ws, k, id, path, sizeof(path), NULL) == CSA_OK &&
+		    stat(path, &st) == 0)
+			mask |= 1u << k;
+	}
+	csa_store_unlock(s->ws->store, lk);
+	return mask;
+}
+
+static void check_ticket(struct vstate *s, struct seen *e)
 {
 	static const char letter[3] = {'E', 'I', 'T'};
+	if (e->mask != 7 && s->live)
+		e->mask = mask_locked(s, e->id);
+	if (e->mask == 0)
+		return; /* gone since the scan: nothing to check */
 	if (e->mask != 7) {
 		char detail[128];
 		int len = snprintf(detail, sizeof(detail), "missing:");
@@ -144,6 +277,18 @@ static void check_ticket(struct vstate *s, const struct seen *e)
 		int fixed = s->repair && quarantine(s, e) == 0;
 		problem(s, e->id, NULL, "orphan", detail, fixed);
 		return;
+	}
+	uint64_t idh = 0, sig = 0;
+	int64_t mtime = 0;
+	size_t before = s->remaining;
+	if (s->memo) {
+		idh = fnv(FNV_SEED, e->id, strlen(e->id));
+		sig = files_sig(s, e->id, &mtime);
+		if (sig && memo_has(s->memo, idh, sig)) {
+			s->unchanged++;
+			memo_add(s, idh, sig);
+			return;
+		}
 	}
 	struct csa_ticket tk;
 	struct csa_err err = {0};
@@ -168,29 +313,60 @@ static void check_ticket(struct vstate *s, const struct seen *e)
 		problem(s, e->id, NULL, "sync_drift", detail, 0);
 	}
 	csa_ticket_release(&tk);
+	/* remembered as clean only if its files did not change while read and
+	 * are not so recent that a same-size edit could share their mtime
+	 * (timestamps are only as fine as the kernel's clock tick) */
+	int64_t again;
+	if (sig && s->remaining == before && files_sig(s, e->id, &again) == sig &&
+	    mtime < s->started_ns - 2000000000LL)
+		memo_add(s, idh, sig);
 }
 
-int csa_verify(struct csa_ws *ws, int repair, json_t **report, struct csa_err *err)
+int csa_verify(struct csa_ws *ws, unsigned flags, struct csa_verify_memo *memo, json_t **report,
+               struct csa_err *err)
 {
-	struct vstate s = {.ws = ws, .repair = repair, .problems = json_array()};
+	struct vstate s = {.ws = ws,
+	                   .repair = (flags & CSA_VERIFY_REPAIR) != 0,
+	                   .live = (flags & CSA_VERIFY_LIVE) != 0,
+	                   .problems = json_array(),
+	                   .memo = memo,
+	                   .started_ns = csa_now_ms() * 1000000LL};
+	/* workflow files first, sorted, so the other two kinds are looked up
+	 * rather than added: one entry per ticket, not per file */
+	static const int order[3] = {2, 0, 1};
 	int rc = CSA_OK;
-	for (int k = 0; k < 3 && rc == CSA_OK; k++)
-		rc = scan_dir(&s, k);
+	for (int k = 0; k < 3 && rc == CSA_OK; k++) {
+		rc = scan_dir(&s, order[k]);
+		if (k == 0)
+			merge_seen(&s);
+	}
 	if (rc) {
 		rc = csa_error(err, rc, "out of memory verifying '%s'", ws->root);
 		goto out;
 	}
-	if (s.n)
-		qsort(s.v, s.n, sizeof(*s.v), seen_cmp);
+	merge_seen(&s);
 	for (size_t i = 0; i < s.n; i++)
 		check_ticket(&s, &s.v[i]);
+	if (s.nomem) {
+		rc = csa_error(err, CSA_ENOMEM, "out of memory verifying '%s'", ws->root);
+		goto out;
+	}
 	struct csa_mesh_stats ms = csa_mesh_stats(ws->store);
 	*report =
-	    json_pack("{s:b, s:i, s:O, s:{s:I, s:I, s:I}}", "ok", s.remaining == 0, "tickets",
-	              (json_int_t)s.n, "problems", s.problems, "recovery", "documents_rewritten",
+	    json_pack("{s:b, s:i, s:i, s:O, s:{s:I, s:I, s:I}}", "ok", s.remaining == 0, "tickets",
+	              (json_int_t)s.n, "unchanged_since_last_check", (json_int_t)s.unchanged,
+	              "problems", s.problems, "recovery", "documents_rewritten",
 	              (json_int_t)ms.recovered_docs, "torn_journal_bytes",
 	              (json_int_t)ms.torn_bytes, "temp_files_removed", (json_int_t)ms.tmp_removed);
+	if (memo) {
+		if (s.next.n)
+			qsort(s.next.v, s.next.n, sizeof(*s.next.v), memo_cmp);
+		free(memo->v);
+		*memo = s.next;
+		s.next.v = NULL;
+	}
 out:
+	free(s.next.v);
 	json_decref(s.problems);
 	free(s.v);
 	return rc;

@@ -12,13 +12,33 @@
 
 struct csa_ws;
 
+/* Flags of csa_verify(). */
+#define CSA_VERIFY_REPAIR 1u /* fix what can be fixed without losing data */
+#define CSA_VERIFY_LIVE                                                                            \
+	2u /* others may be writing: a ticket that looks                                           \
+	    * incomplete is looked at again under its lock */
+
+/* What a check found clean, for the next check to skip unchanged tickets
+ * (the server's file monitor keeps one between its checks). */
+struct csa_verify_memo {
+	struct memo_entry *v;
+	size_t n, cap;
+};
+struct csa_verify_memo *csa_verify_memo_new(void);
+void csa_verify_memo_free(struct csa_verify_memo *m);
+
 /*
- * Check every ticket; with 'repair', remove temporary files and move the
+ * Check every ticket; with CSA_VERIFY_REPAIR, remove temporary files and move the
  * files of orphaned tickets to lost+found/<id>/ (nothing is deleted). *report
  * receives {"ok", "tickets", "problems": [{"ticket", "file", "problem",
  * "detail", "repaired"}], "recovery": {...}}; "ok" is true when no problem
- * remains. Returns 0 unless the check itself could not run.
+ * remains. With a memo, a ticket whose files have not changed (same inode,
+ * size and modification time) since the memo's check found it clean is not
+ * read again ("unchanged_since_last_check"), and the memo is replaced by
+ * what this check found clean. Returns 0 unless the check itself could
+ * not run.
  */
-int csa_verify(struct csa_ws *ws, int repair, json_t **report, struct csa_err *err);
+int csa_verify(struct csa_ws *ws, unsigned flags, struct csa_verify_memo *memo, json_t **report,
+               struct csa_err *err);
 
 #endif
