@@ -29,6 +29,9 @@ struct thr {
 	int64_t reviewed_at; /* reviewed count when computed */
 };
 
+/* Statements run for every decision, prepared once (see kept()). */
+enum { KEPT_REVIEWED, KEPT_REVIEWED_AUTO, KEPT_INSERT_DECISION, KEPT_INSERT_TASK, KEPT_COUNT };
+
 struct csa_auto {
 	struct csa_ws *ws;
 	struct csa_pipeline *pipe;
@@ -40,7 +43,8 @@ struct csa_auto {
 	json_t *state; /* {"segments": {"type/segment": phase}} */
 	struct thr *thr;
 	size_t nthr, capthr;
-	int64_t reviews; /* reviews since open, for threshold refresh */
+	int64_t reviews;                /* reviews since open, for threshold refresh */
+	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
 };
 
 static const char schema_sql[] =
@@ -224,6 +228,32 @@ static int64_t count_i64(struct csa_auto *a, const char *sql, const char *p1, co
 	return v;
 }
 
+/* The statement in slot k, prepared on first use; the caller holds a->mu
+ * and calls sqlite3_reset() when done with it. */
+static sqlite3_stmt *kept(struct csa_auto *a, int k, const char *sql)
+{
+	if (!a->kept[k] && sqlite3_prepare_v3(a->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	                                      &a->kept[k], NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_clear_bindings(a->kept[k]);
+	return a->kept[k];
+}
+
+static int64_t count_kept(struct csa_auto *a, int k, const char *sql, const char *p1,
+                          const char *p2)
+{
+	sqlite3_stmt *st = kept(a, k, sql);
+	int64_t v = 0;
+	if (!st)
+		return 0;
+	sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return v;
+}
+
 /* The threshold and readiness of (type, segment, critical), cached and
  * recomputed as reviews come in. Caller holds a->mu. */
 static const struct thr *threshold_of(struct csa_auto *a, const char *type, const char *segment,
@@ -231,10 +261,10 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 {
 	char key[200];
 	snprintf(key, sizeof(key), "%s/%s/%d", type, segment, critical);
-	int64_t reviewed = count_i64(a,
-	                             "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND "
-	                             "type = ?1 AND segment = ?2",
-	                             type, segment);
+	int64_t reviewed = count_kept(a, KEPT_REVIEWED,
+	                              "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND "
+	                              "type = ?1 AND segment = ?2",
+	                              type, segment);
 	struct thr *t = NULL;
 	for (size_t i = 0; i < a->nthr; i++)
 		if (strcmp(a->thr[i].key, key) == 0)
@@ -318,8 +348,8 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	const char *review = "decide";
 	double review_p = 1;
 	if (autonomous) {
-		int64_t reviewed_auto = count_i64(
-		    a,
+		int64_t reviewed_auto = count_kept(
+		    a, KEPT_REVIEWED_AUTO,
 		    "SELECT count(*) FROM decisions WHERE autonomous = 1 AND final IS NOT NULL "
 		    "AND type = ?1 AND segment = ?2",
 		    type, segment);
@@ -333,13 +363,11 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	}
 	sqlite3_stmt *st;
 	sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
-	if (sqlite3_prepare_v2(
-	        a->db,
-	        "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
-	        "value, confidence, threshold, autonomous, critical, created_ms, model, "
-	        "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-	        "?13, ?14)",
-	        -1, &st, NULL) == SQLITE_OK) {
+	if ((st = kept(a, KEPT_INSERT_DECISION,
+	               "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
+	               "value, confidence, threshold, autonomous, critical, created_ms, model, "
+	               "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+	               "?12, ?13, ?14)"))) {
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, d->ticket_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
@@ -356,15 +384,13 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 		/* an audited autonomous decision stands for 1/p of its kind */
 		sqlite3_bind_double(st, 14, review_p > 0 ? 1 / review_p : 1);
 		sqlite3_step(st);
+		sqlite3_reset(st);
 	}
-	sqlite3_finalize(st);
 	if (strcmp(review, "none") != 0 &&
-	    sqlite3_prepare_v2(
-	        a->db,
-	        "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, "
-	        "suggestion, confidence, alternatives, score, created_ms, due_ms) "
-	        "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-	        -1, &st, NULL) == SQLITE_OK) {
+	    (st = kept(a, KEPT_INSERT_TASK,
+	               "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, "
+	               "suggestion, confidence, alternatives, score, created_ms, due_ms) "
+	               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))) {
 		int decide = strcmp(review, "decide") == 0;
 		char *alts = d->alternatives ? json_dumps(d->alternatives, JSON_COMPACT) : NULL;
 		/* most valuable first: humans are needed most where the AI is
@@ -386,7 +412,7 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 		sqlite3_bind_int64(st, 11, now);
 		sqlite3_bind_int64(st, 12, now + delay);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		sqlite3_reset(st);
 		free(alts);
 	}
 	sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
@@ -1769,6 +1795,8 @@ void csa_auto_close(struct csa_auto *a)
 	if (a->pipe)
 		csa_pipeline_set_hooks(a->pipe, NULL);
 	csa_ledger_close(a->ledger);
+	for (int k = 0; k < KEPT_COUNT; k++)
+		sqlite3_finalize(a->kept[k]);
 	sqlite3_close(a->db);
 	json_decref(a->state);
 	free(a->thr);
