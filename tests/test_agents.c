@@ -13,6 +13,7 @@
 
 #include "agents/history.h"
 #include "agents/kb.h"
+#include "agents/kbsel.h"
 #include "agents/sentiment.h"
 #include "base/json.h"
 #include "base/ts.h"
@@ -158,6 +159,18 @@ static void knowledge_base_search_and_render(void **state)
 	assert_int_equal(csa_kb_search(kb, "", "BILLING_INQUIRY", NULL, 10, &hits, &err), 0);
 	assert_int_equal(json_array_size(hits), 3);
 	json_decref(hits);
+	/* the selector's article: the category's template even when no word
+	 * of the ticket is in it */
+	json_t *params = NULL;
+	struct csa_config cfg;
+	csa_config_init_default(&cfg);
+	assert_int_equal(csa_kbsel_parameters(kb, &cfg, "TEMPLATE_RESPONSE", "FEATURE_REQUEST",
+	                                      "Our page times out", &params, &err),
+	                 0);
+	assert_string_equal(csa_json_str(json_object_get(params, "article"), "id"),
+	                    "feature-request");
+	json_decref(params);
+	csa_config_release(&cfg);
 	json_t *a = csa_kb_get(kb, "general-hours");
 	json_t *vars = json_pack("{s:s}", "client_name", "Ada");
 	char *r = csa_kb_render(csa_json_str(a, "body"), vars, 4096);

@@ -14,10 +14,16 @@ int csa_kbsel_parameters(struct csa_kb *kb, const struct csa_config *cfg, const 
 		strategy = "";
 	json_t *article = json_null(), *alts = json_array();
 	if (kb && csa_kb_count(kb)) {
-		/* the best article for this strategy and category; failing that,
-		 * for the category under any strategy, as a suggestion */
+		/* the best article for this strategy and category by the words
+		 * of the ticket; failing that, the article of this strategy and
+		 * category whatever the words; failing that, the best for the
+		 * category under any strategy, as a suggestion */
 		json_t *hits = NULL;
 		int rc = csa_kb_search(kb, text, category, strategy, 3, &hits, err);
+		if (rc == CSA_OK && json_array_size(hits) == 0) {
+			json_decref(hits);
+			rc = csa_kb_search(kb, "", category, strategy, 3, &hits, err);
+		}
 		if (rc == CSA_OK && json_array_size(hits) == 0) {
 			json_decref(hits);
 			rc = csa_kb_search(kb, text, category, NULL, 3, &hits, err);

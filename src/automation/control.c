@@ -328,6 +328,117 @@ static uint64_t hash64(const char *s)
 	return h;
 }
 
+/*
+ * A run's decision rows wait here, on the thread that runs it, until the
+ * run's last decision (decisions_done), then go into automation.db in one
+ * transaction: one WAL commit per ticket instead of one per decision, and
+ * still before the ticket itself is committed, so a ticket is never
+ * committed without its review tasks.
+ */
+struct pending {
+	struct csa_auto *a;
+	json_t *row;
+};
+static __thread struct pending *pending_v;
+static __thread size_t pending_n, pending_cap;
+
+static void pending_add(struct csa_auto *a, json_t *row)
+{
+	if (!row)
+		return;
+	if (pending_n == pending_cap) {
+		size_t cap = pending_cap ? pending_cap * 2 : 8;
+		struct pending *nv = realloc(pending_v, cap * sizeof(*nv));
+		if (!nv) {
+			json_decref(row); /* the decision stays in T and the ledger */
+			return;
+		}
+		pending_v = nv;
+		pending_cap = cap;
+	}
+	pending_v[pending_n++] = (struct pending){a, row};
+}
+
+static void insert_row(struct csa_auto *a, const json_t *r)
+{
+	sqlite3_stmt *st;
+	if ((st = kept(a, KEPT_INSERT_DECISION,
+	               "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
+	               "value, confidence, threshold, autonomous, critical, created_ms, model, "
+	               "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+	               "?12, ?13, ?14)"))) {
+		sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 5, (int)csa_json_int(r, "phase", 1));
+		sqlite3_bind_text(st, 6, csa_json_str(r, "value"), -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 7, csa_json_num(r, "confidence", 0));
+		sqlite3_bind_double(st, 8, csa_json_num(r, "threshold", 2));
+		sqlite3_bind_int(st, 9, json_is_true(json_object_get(r, "autonomous")));
+		sqlite3_bind_int(st, 10, json_is_true(json_object_get(r, "critical")));
+		sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
+		sqlite3_bind_text(st, 12, csa_json_str(r, "model"), -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 13, json_is_true(json_object_get(r, "shown")));
+		/* an audited autonomous decision stands for 1/p of its kind */
+		sqlite3_bind_double(st, 14, csa_json_num(r, "weight", 1));
+		sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+	const char *kind = csa_json_str(r, "task");
+	if (kind &&
+	    (st = kept(a, KEPT_INSERT_TASK,
+	               "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, "
+	               "shown, suggestion, confidence, alternatives, score, created_ms, "
+	               "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))) {
+		sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, kind, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 6, json_is_true(json_object_get(r, "shown")));
+		sqlite3_bind_text(st, 7, csa_json_str(r, "value"), -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 8, csa_json_num(r, "confidence", 0));
+		sqlite3_bind_text(st, 9, csa_json_str(r, "alternatives"), -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 10, csa_json_num(r, "score", 0));
+		sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
+		sqlite3_bind_int64(st, 12, csa_json_int(r, "due_ms", 0));
+		sqlite3_step(st);
+		sqlite3_reset(st);
+	}
+}
+
+/* Write this thread's waiting rows of 'a' in one transaction. */
+static void decisions_done(void *ctx)
+{
+	struct csa_auto *a = ctx;
+	size_t keep = 0;
+	int began = 0;
+	for (size_t i = 0; i < pending_n; i++) {
+		if (pending_v[i].a != a) {
+			pending_v[keep++] = pending_v[i];
+			continue;
+		}
+		if (!began) {
+			pthread_mutex_lock(&a->mu);
+			sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
+			began = 1;
+		}
+		insert_row(a, pending_v[i].row);
+		json_decref(pending_v[i].row);
+	}
+	if (began) {
+		sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
+		pthread_mutex_unlock(&a->mu);
+	}
+	pending_n = keep;
+	if (!pending_n) {
+		free(pending_v);
+		pending_v = NULL;
+		pending_cap = 0;
+	}
+}
+
 static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit)
 {
 	struct csa_auto *a = ctx;
@@ -361,62 +472,27 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 		double u = (double)(hash64(d->decision_id) >> 11) / 9007199254740992.0;
 		review = u < review_p ? "audit" : "none";
 	}
-	sqlite3_stmt *st;
-	sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
-	if ((st = kept(a, KEPT_INSERT_DECISION,
-	               "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
-	               "value, confidence, threshold, autonomous, critical, created_ms, model, "
-	               "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-	               "?12, ?13, ?14)"))) {
-		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, d->ticket_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, segment, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 5, phase);
-		sqlite3_bind_text(st, 6, d->value, -1, SQLITE_STATIC);
-		sqlite3_bind_double(st, 7, d->confidence);
-		sqlite3_bind_double(st, 8, threshold);
-		sqlite3_bind_int(st, 9, autonomous);
-		sqlite3_bind_int(st, 10, d->critical);
-		sqlite3_bind_int64(st, 11, now);
-		sqlite3_bind_text(st, 12, d->model_version, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 13, phase >= 2);
-		/* an audited autonomous decision stands for 1/p of its kind */
-		sqlite3_bind_double(st, 14, review_p > 0 ? 1 / review_p : 1);
-		sqlite3_step(st);
-		sqlite3_reset(st);
-	}
-	if (strcmp(review, "none") != 0 &&
-	    (st = kept(a, KEPT_INSERT_TASK,
-	               "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, "
-	               "suggestion, confidence, alternatives, score, created_ms, due_ms) "
-	               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))) {
-		int decide = strcmp(review, "decide") == 0;
-		char *alts = d->alternatives ? json_dumps(d->alternatives, JSON_COMPACT) : NULL;
-		/* most valuable first: humans are needed most where the AI is
-		 * least sure, on critical tickets, and to unblock tickets */
-		double score = (1 - d->confidence) + (d->critical ? 1.0 : 0) + (decide ? 0.5 : 0);
-		int64_t delay =
-		    decide ? 0
-		           : (int64_t)(cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
-		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, d->ticket_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, segment, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, decide ? "decide" : "audit", -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 6, phase >= 2);
-		sqlite3_bind_text(st, 7, d->value, -1, SQLITE_STATIC);
-		sqlite3_bind_double(st, 8, d->confidence);
-		sqlite3_bind_text(st, 9, alts, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_double(st, 10, score);
-		sqlite3_bind_int64(st, 11, now);
-		sqlite3_bind_int64(st, 12, now + delay);
-		sqlite3_step(st);
-		sqlite3_reset(st);
-		free(alts);
-	}
-	sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
 	pthread_mutex_unlock(&a->mu);
+	/* the rows go in with the run's other decisions (decisions_done) */
+	char *alts = d->alternatives ? json_dumps(d->alternatives, JSON_COMPACT) : NULL;
+	int decide = strcmp(review, "decide") == 0;
+	/* most valuable first: humans are needed most where the AI is least
+	 * sure, on critical tickets, and to unblock tickets */
+	double score = (1 - d->confidence) + (d->critical ? 1.0 : 0) + (decide ? 0.5 : 0);
+	int64_t delay =
+	    decide ? 0 : (int64_t)(cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
+	pending_add(
+	    a,
+	    json_pack("{s:s, s:s, s:s, s:s, s:i, s:s?, s:f, s:f, s:b, s:b, s:I, s:s?, s:b, s:f, "
+	              "s:s?, s:f, s:I, s:s?}",
+	              "key", key, "ticket_id", d->ticket_id, "type", type, "segment", segment,
+	              "phase", phase, "value", d->value, "confidence", d->confidence, "threshold",
+	              threshold, "autonomous", autonomous, "critical", d->critical, "created_ms",
+	              (json_int_t)now, "model", d->model_version, "shown", phase >= 2, "weight",
+	              review_p > 0 ? 1 / review_p : 1, "task",
+	              strcmp(review, "none") != 0 ? (decide ? "decide" : "audit") : NULL, "score",
+	              score, "due_ms", (json_int_t)(now + delay), "alternatives", alts));
+	free(alts);
 
 	json_t *info = json_pack(
 	    "{s:s, s:s, s:s, s:f, s:f, s:s, s:b, s:s, s:s?, s:s?}", "decision_id", d->decision_id,
@@ -1779,7 +1855,8 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	csa_ws_path(ws, "audit/ledger.jsonl", a->ledger_path, sizeof(a->ledger_path));
 	if ((rc = csa_ledger_open(a->ledger_path, &a->ledger, err)))
 		goto fail;
-	struct csa_flow_hooks h = {.ctx = a, .on_decision = on_decision};
+	struct csa_flow_hooks h = {
+	    .ctx = a, .on_decision = on_decision, .decisions_done = decisions_done};
 	csa_pipeline_set_hooks(p, &h);
 	*out = a;
 	return CSA_OK;
@@ -1794,6 +1871,7 @@ void csa_auto_close(struct csa_auto *a)
 		return;
 	if (a->pipe)
 		csa_pipeline_set_hooks(a->pipe, NULL);
+	decisions_done(a); /* rows of a run cut short on this thread */
 	csa_ledger_close(a->ledger);
 	for (int k = 0; k < KEPT_COUNT; k++)
 		sqlite3_finalize(a->kept[k]);

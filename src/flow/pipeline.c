@@ -519,6 +519,8 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 		json_decref(outs[a]);
 	json_decref(history);
 	free(text);
+	if (p->hooks.decisions_done)
+		p->hooks.decisions_done(p->hooks.ctx);
 	return CSA_OK;
 }
 

@@ -46,6 +46,9 @@ struct csa_flow_hooks {
 	 * review tasks, audit records, metrics. *why (optional, static or
 	 * owned by the hook) explains the choice for the audit trail. */
 	int (*on_decision)(void *ctx, const struct csa_flow_decision *d, json_t *audit_info);
+	/* After a run's last on_decision, before its ticket is committed: make
+	 * what on_decision recorded durable, all at once. May be NULL. */
+	void (*decisions_done)(void *ctx);
 	/* After the commit of a run (for events, metrics). May be NULL. */
 	void (*after_run)(void *ctx, const char *ticket_id, const json_t *result);
 };
