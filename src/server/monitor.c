@@ -121,19 +121,23 @@ static void *monitor_loop(void *arg)
 	/* a full check reads every ticket: let requests go first */
 	setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
 	pthread_mutex_lock(&m->mu);
-	while (!m->stopping) {
+	for (;;) {
+		/* the first check waits one interval too: a starting server
+		 * serves its clients first */
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		double secs = (double)until.tv_nsec / 1e9 + m->interval_s;
+		until.tv_sec += (time_t)secs;
+		until.tv_nsec = (long)((secs - (double)(time_t)secs) * 1e9);
+		while (!m->stopping && pthread_cond_timedwait(&m->cv, &m->mu, &until) == 0)
+			;
+		if (m->stopping)
+			break;
 		pthread_mutex_unlock(&m->mu);
 		struct csa_err err = {0};
 		if (csa_monitor_check(m, NULL, &err))
 			fprintf(stderr, "csa: file monitor: %s\n", err.msg);
 		pthread_mutex_lock(&m->mu);
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		double secs = until.tv_nsec / 1e9 + m->interval_s;
-		until.tv_sec += (time_t)secs;
-		until.tv_nsec = (long)((secs - (double)(time_t)secs) * 1e9);
-		while (!m->stopping && pthread_cond_timedwait(&m->cv, &m->mu, &until) == 0)
-			;
 	}
 	pthread_mutex_unlock(&m->mu);
 	return NULL;

@@ -1,7 +1,8 @@
 /*
  * The file monitor of spec §8.1, run inside the server: every
  * sync.check_interval_seconds (SYNC_CHECK_INTERVAL overrides it; 0 turns
- * the periodic check off) a low-priority thread re-verifies the mesh
+ * the periodic check off; the first one comes one interval after start)
+ * a low-priority thread re-verifies the mesh
  * (store/verify.h, live mode, so tickets being written are not mistaken
  * for broken ones) and turns what it finds into alerts of the automation
  * controller: MESH_DRIFT for synchronisation drift, MESH_INTEGRITY for
