@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -29,6 +31,7 @@ static struct csa_server *srv;
 static char admin[80], viewer[80], agent[80];
 /* tokens of the file monitor test: rate limits (5/s, burst 10) are per token */
 static char writer[80], mon_admin[80], mon_viewer[80];
+static char cache_agent[80]; /* and of the cache test */
 static unsigned port;
 
 struct resp {
@@ -130,6 +133,7 @@ static int setup(void **state)
 	mk(CSA_ROLE_AGENT, writer);
 	mk(CSA_ROLE_ADMIN, mon_admin);
 	mk(CSA_ROLE_VIEWER, mon_viewer);
+	mk(CSA_ROLE_AGENT, cache_agent);
 	struct csa_server_opts o = {"127.0.0.1", 0, 2, CSA_SOURCE_DIR "/web", 5};
 	if (csa_server_start(ws, &o, &srv, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
@@ -578,15 +582,82 @@ static void file_monitor(void **state)
 	free(r.body);
 }
 
+/* Make a ticket's files look a minute old, so the server may cache it. */
+static void age_ticket(const char *id)
+{
+	static const char *const fmt[3] = {"%s/Tickets/T_ext/E_%s.json",
+	                                   "%s/Tickets/T_int/I_%s.json",
+	                                   "%s/Tickets/tickets/T_%s.json"};
+	struct timespec t[2];
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= 60;
+	t[1] = t[0];
+	for (int k = 0; k < 3; k++) {
+		char path[4096];
+		snprintf(path, sizeof(path), fmt[k], dir, id);
+		assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+	}
+}
+
+static size_t messages_of(const char *id, const char *token)
+{
+	char path[128];
+	struct resp r;
+	snprintf(path, sizeof(path), "/api/tickets/%s", id);
+	json_t *j = call("GET", path, token, NULL, &r);
+	assert_int_equal(r.status, 200);
+	size_t n = json_array_size(json_object_get(j, "unified_timeline"));
+	json_decref(j);
+	free(r.body);
+	return n;
+}
+
+/* GET answers from a cache of rendered tickets, never a stale one: a new
+ * message (files renamed into place) or an edit in place shows at once. */
+static void ticket_reads_are_cached_until_a_change(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("POST", "/api/tickets", cache_agent,
+	                 "{\"ticket_id\": \"C-1\", \"messages\": [{\"content\": \"first\"}]}", &r);
+	assert_int_equal(r.status, 201);
+	json_decref(j);
+	free(r.body);
+	age_ticket("C-1");
+	size_t n = messages_of("C-1", cache_agent);
+	assert_int_equal(messages_of("C-1", cache_agent), n); /* from the cache */
+	j = call("POST", "/api/tickets/C-1/messages", cache_agent,
+	         "{\"side\": \"internal\", \"message\": {\"content\": \"second\"}}", &r);
+	assert_int_equal(r.status, 201);
+	json_decref(j);
+	free(r.body);
+	age_ticket("C-1");
+	assert_int_equal(messages_of("C-1", cache_agent), n + 1);
+	/* an edit in place by hand, aged too: still seen */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/Tickets/T_int/I_C-1.json", dir);
+	json_t *doc = json_load_file(path, 0, NULL);
+	assert_non_null(doc);
+	json_array_clear(json_object_get(doc, "messages"));
+	assert_int_equal(json_dump_file(doc, path, JSON_COMPACT), 0);
+	json_decref(doc);
+	age_ticket("C-1");
+	assert_true(messages_of("C-1", cache_agent) < n + 1);
+}
+
 int main(void)
 {
 	setenv("CSA_EMAIL_HOOK_TOKEN", "hooktok", 1);
 	setenv("SLACK_SIGNING_SECRET", "slacksecret", 1);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(tickets_messages_reviews), cmocka_unit_test(auth_roles_limits_errors),
-	    cmocka_unit_test(pages_health_metrics),     cmocka_unit_test(channel_hooks),
-	    cmocka_unit_test(server_sent_events),       cmocka_unit_test(file_monitor),
+	    cmocka_unit_test(tickets_messages_reviews),
+	    cmocka_unit_test(auth_roles_limits_errors),
+	    cmocka_unit_test(pages_health_metrics),
+	    cmocka_unit_test(channel_hooks),
+	    cmocka_unit_test(server_sent_events),
+	    cmocka_unit_test(file_monitor),
+	    cmocka_unit_test(ticket_reads_are_cached_until_a_change),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();

@@ -3,6 +3,7 @@
 #include "automation/control.h"
 #include "automation/ledger.h"
 #include "base/fsops.h"
+#include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
@@ -33,6 +34,8 @@ struct bucket {
 	int64_t at_ms;
 };
 
+#define RCACHE_SLOTS 1024 /* direct-mapped by id hash */
+
 struct csa_server {
 	struct csa_ws *ws;
 	struct csa_pipeline *pipe;
@@ -61,6 +64,15 @@ struct csa_server {
 	uint64_t lat_bucket[NROUTES_MAX][8];
 	double lat_sum[NROUTES_MAX];
 	int ready;
+	/* rendered GET /api/tickets/{id} bodies, valid while the ticket's
+	 * files keep their signature (csa_mesh_files_sig) */
+	pthread_mutex_t rc_mu;
+	struct rc_slot {
+		char id[CSA_ID_MAX + 1];
+		uint64_t sig;
+		char *body;
+		size_t len;
+	} rcache[RCACHE_SLOTS];
 };
 
 /* ---- one request ------------------------------------------------------------- */
@@ -80,6 +92,8 @@ struct call {
 	enum csa_role role;
 	const char *who;
 	int status; /* response status */
+	char *raw;  /* a body already rendered (handler returns NULL), owned */
+	size_t raw_len;
 };
 
 typedef json_t *(*handler_fn)(struct call *c);
@@ -166,15 +180,61 @@ static json_t *h_ticket_create(struct call *c)
 	return res;
 }
 
+static struct rc_slot *rc_slot_of(struct csa_server *s, const char *id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+	return &s->rcache[h % RCACHE_SLOTS];
+}
+
+/* A ticket is read far more often than written (dashboards, agents): its
+ * rendered state is kept until one of its files changes. Files written in
+ * the last two seconds are not trusted to show a change by their mtime
+ * alone, so their tickets are rendered afresh. */
 static json_t *h_ticket_get(struct call *c)
 {
+	struct csa_server *s = c->s;
+	const char *id = c->params[0];
+	int64_t newest = 0;
+	uint64_t sig = csa_mesh_files_sig(s->ws, id, &newest);
+	struct rc_slot *slot = rc_slot_of(s, id);
+	if (sig) {
+		pthread_mutex_lock(&s->rc_mu);
+		if (slot->sig == sig && strcmp(slot->id, id) == 0 &&
+		    (c->raw = malloc(slot->len ? slot->len : 1))) {
+			memcpy(c->raw, slot->body, slot->len);
+			c->raw_len = slot->len;
+		}
+		pthread_mutex_unlock(&s->rc_mu);
+		if (c->raw)
+			return NULL;
+	}
 	struct csa_err err = {0};
 	struct csa_ticket tk;
-	if (csa_store_load(c->s->ws->store, c->params[0], &tk, &err))
+	if (csa_store_load(s->ws->store, id, &tk, &err))
 		return fail_err(c, &err);
 	json_t *out = csa_ticket_state_json(&tk, 1);
 	csa_ticket_release(&tk);
-	return out;
+	if (!sig || newest > csa_now_ms() * 1000000LL - 2000000000LL)
+		return out;
+	char *body = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char *copy = body ? strdup(body) : NULL;
+	if (!copy) {
+		free(body);
+		return out;
+	}
+	json_decref(out);
+	pthread_mutex_lock(&s->rc_mu);
+	free(slot->body);
+	snprintf(slot->id, sizeof(slot->id), "%s", id);
+	slot->sig = sig;
+	slot->body = copy;
+	slot->len = strlen(copy);
+	pthread_mutex_unlock(&s->rc_mu);
+	c->raw = body;
+	c->raw_len = strlen(body);
+	return NULL;
 }
 
 struct list_ctx {
@@ -717,6 +777,9 @@ static void security_headers(struct MHD_Response *r)
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 }
 
+static enum MHD_Result send_body(struct MHD_Connection *c, int status, char *s, size_t n,
+                                 double retry_after);
+
 static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *j,
                                  double retry_after)
 {
@@ -724,7 +787,13 @@ static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *j
 	json_decref(j);
 	if (!s)
 		return MHD_NO;
-	size_t n = strlen(s);
+	return send_body(c, status, s, strlen(s), retry_after);
+}
+
+/* Send a rendered JSON body (malloc'd; freed by MHD). */
+static enum MHD_Result send_body(struct MHD_Connection *c, int status, char *s, size_t n,
+                                 double retry_after)
+{
 	struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	security_headers(r);
@@ -1314,6 +1383,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	json_t *out = rt->fn(&call);
 	json_decref(body);
 	count(s, ri, call.status, t0);
+	if (call.raw) {
+		json_decref(out);
+		return send_body(c, call.status, call.raw, call.raw_len, 0);
+	}
 	return send_json(c, call.status, out, 0);
 }
 
@@ -1339,6 +1412,7 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	s->o = *o;
 	snprintf(s->web_dir, sizeof(s->web_dir), "%s", o->web_dir ? o->web_dir : "web");
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->rc_mu, NULL);
 	int rc = csa_pipeline_open(ws, &s->pipe, err);
 	if (!rc)
 		rc = csa_auto_open(ws, s->pipe, &s->autom, err);
@@ -1415,6 +1489,7 @@ fail:
 	csa_auto_close(s->autom);
 	csa_pipeline_free(s->pipe);
 	json_decref(s->tokens);
+	pthread_mutex_destroy(&s->rc_mu);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return rc;
@@ -1450,6 +1525,9 @@ void csa_server_stop(struct csa_server *s)
 	json_decref(s->tokens);
 	for (size_t i = 0; i < 256; i++)
 		free(s->ev[i]);
+	for (size_t i = 0; i < RCACHE_SLOTS; i++)
+		free(s->rcache[i].body);
+	pthread_mutex_destroy(&s->rc_mu);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }

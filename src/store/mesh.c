@@ -584,6 +584,27 @@ out:
 	return rc;
 }
 
+uint64_t csa_mesh_files_sig(const struct csa_ws *ws, const char *id, int64_t *newest_ns)
+{
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+	*newest_ns = 0;
+	for (int k = 0; k < 3; k++) {
+		char path[PATH_SZ];
+		struct stat st;
+		if (csa_mesh_doc_path(ws, k, id, path, sizeof(path), NULL) || stat(path, &st))
+			return 0;
+		int64_t f[4] = {(int64_t)st.st_ino, (int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec,
+		                (int64_t)st.st_mtim.tv_nsec};
+		const unsigned char *b = (const unsigned char *)f;
+		for (size_t i = 0; i < sizeof(f); i++)
+			h = (h ^ b[i]) * 0x100000001b3ULL;
+		int64_t ns = f[2] * 1000000000LL + f[3];
+		if (ns > *newest_ns)
+			*newest_ns = ns;
+	}
+	return h ? h : 1;
+}
+
 /* ---- scan ----------------------------------------------------------- */
 
 static int id_cmp(const void *a, const void *b)

@@ -20,6 +20,7 @@
 #define CSA_STORE_MESH_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "base/err.h"
 #include "store/store.h"
 
@@ -44,6 +45,14 @@ struct csa_mesh_stats csa_mesh_stats(const struct csa_store *st);
  * CSA_EINVAL for a bad id, before any path is built). */
 int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *out, size_t outsz,
                       struct csa_err *err);
+
+/* A signature of the identity of a ticket's three files (inode, size,
+ * modification time), 0 when one is missing: a commit renames new files
+ * into place and an edit in place changes size or mtime, so a ticket whose
+ * signature is unchanged has not changed, unless it changed within the
+ * timestamp granularity: callers trust a signature only when *newest_ns
+ * (the latest mtime) is a couple of seconds old. */
+uint64_t csa_mesh_files_sig(const struct csa_ws *ws, const char *id, int64_t *newest_ns);
 
 /* Directory of document kind, relative to the workspace ("Tickets/T_ext"). */
 const char *csa_mesh_dir(int kind);

@@ -75,27 +75,6 @@ static int memo_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The signature of a ticket's files, 0 if one cannot be looked at; *newest
- * the latest modification time among them (ns). */
-static uint64_t files_sig(struct vstate *s, const char *id, int64_t *newest)
-{
-	uint64_t h = FNV_SEED;
-	*newest = 0;
-	for (int k = 0; k < 3; k++) {
-		char path[PATH_SZ];
-		struct stat st;
-		if (csa_mesh_doc_path(s->ws, k, id, path, sizeof(path), NULL) || stat(path, &st))
-			return 0;
-		int64_t f[4] = {(int64_t)st.st_ino, (int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec,
-		                (int64_t)st.st_mtim.tv_nsec};
-		h = fnv(h, f, sizeof(f));
-		int64_t ns = f[2] * 1000000000LL + f[3];
-		if (ns > *newest)
-			*newest = ns;
-	}
-	return h ? h : 1;
-}
-
 static void memo_add(struct vstate *s, uint64_t id, uint64_t sig)
 {
 	struct csa_verify_memo *m = &s->next;
@@ -283,7 +262,7 @@ static void check_ticket(struct vstate *s, struct seen *e)
 	size_t before = s->remaining;
 	if (s->memo) {
 		idh = fnv(FNV_SEED, e->id, strlen(e->id));
-		sig = files_sig(s, e->id, &mtime);
+		sig = csa_mesh_files_sig(s->ws, e->id, &mtime);
 		if (sig && memo_has(s->memo, idh, sig)) {
 			s->unchanged++;
 			memo_add(s, idh, sig);
@@ -317,7 +296,7 @@ static void check_ticket(struct vstate *s, struct seen *e)
 	 * are not so recent that a same-size edit could share their mtime
 	 * (timestamps are only as fine as the kernel's clock tick) */
 	int64_t again;
-	if (sig && s->remaining == before && files_sig(s, e->id, &again) == sig &&
+	if (sig && s->remaining == before && csa_mesh_files_sig(s->ws, e->id, &again) == sig &&
 	    mtime < s->started_ns - 2000000000LL)
 		memo_add(s, idh, sig);
 }
