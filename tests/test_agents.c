@@ -10,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 
+#include "agents/histfile.h"
 #include "agents/history.h"
 #include "agents/kb.h"
 #include "agents/kbsel.h"
@@ -21,7 +25,10 @@
 #include "flow/pipeline.h"
 #include "gen/gen.h"
 #include "sla/sla.h"
+#include "store/mesh.h"
+#include "store/ticket.h"
 #include "store/ws.h"
+#include "support/tmesh.h"
 #include "support/tutil.h"
 
 /* ---- sentiment against labelled examples ---------------------------- */
@@ -517,10 +524,116 @@ static void history_reindexes_changed_entries(void **state)
 	csa_history_free(h);
 }
 
+static void age_files(struct csa_ws *w, const char *id)
+{
+	struct timespec t[2];
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= 60;
+	t[1] = t[0];
+	for (int k = 0; k < 3; k++) {
+		char path[4096];
+		assert_int_equal(csa_mesh_doc_path(w, k, id, path, sizeof(path), NULL), 0);
+		assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+	}
+}
+
+static int dump_entry(void *ctx, const struct csa_hist_entry *e, uint64_t sig)
+{
+	(void)sig;
+	json_array_append_new(ctx, json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "id", e->id,
+	                                     "company", e->company, "category", e->category,
+	                                     "priority", e->priority, "resolved", e->resolved,
+	                                     "created", (json_int_t)e->created_ms));
+	return 0;
+}
+
+static json_t *loaded(struct csa_ws *w, size_t *reused)
+{
+	struct csa_history *h;
+	struct csa_err err = {0};
+	assert_int_equal(csa_history_new(&h), 0);
+	assert_int_equal(csa_history_load(h, w, reused, &err), 0);
+	json_t *all = json_array();
+	csa_history_each(h, dump_entry, all);
+	assert_int_equal(csa_history_save(h, w, &err), 0);
+	csa_history_free(h);
+	return all;
+}
+
+/* The history index file is reused only for tickets whose files have not
+ * changed; anything else, a damaged file included, is read again. */
+static void history_file_is_reused_only_where_right(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("histfile");
+	struct csa_ws *w;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	static const char *const ids[] = {"M-1", "M-2", "M-3"};
+	assert_int_equal(tm_create(w, ids, 3), 0);
+	size_t reused;
+	json_decref(loaded(w, &reused)); /* fresh files: not trusted yet */
+	assert_int_equal(reused, 0);
+	for (int i = 0; i < 3; i++)
+		age_files(w, ids[i]);
+	json_t *first = loaded(w, &reused);
+	assert_int_equal(json_array_size(first), 3);
+	json_t *again = loaded(w, &reused);
+	assert_int_equal(reused, 3);
+	assert_true(json_equal(first, again));
+	json_decref(again);
+
+	/* an entry with separators in its strings survives the round trip */
+	struct csa_history *h;
+	assert_int_equal(csa_history_new(&h), 0);
+	assert_int_equal(csa_history_load(h, w, NULL, &err), 0);
+	struct csa_hist_entry e = {.id = "M-1",
+	                           .company = "A\tB%C\nD",
+	                           .priority = "LOW",
+	                           .resolution_hours = -1,
+	                           .csat = -1};
+	int64_t newest;
+	assert_int_equal(csa_history_put_sig(h, &e, csa_mesh_files_sig(w, "M-1", &newest)), 0);
+	assert_int_equal(csa_history_save(h, w, &err), 0);
+	csa_history_free(h);
+	assert_int_equal(csa_history_new(&h), 0);
+	assert_int_equal(csa_history_load(h, w, &reused, &err), 0);
+	assert_int_equal(reused, 3);
+	json_t *c = csa_history_customer(h, "A\tB%C\nD", NULL, NULL);
+	assert_int_equal(csa_json_int(c, "tickets", 0), 1);
+	json_decref(c);
+	csa_history_free(h);
+
+	/* a commit changes M-2: only it is read again */
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(w->store, "M-2", &tk, &err), 0);
+	tm_set(&tk, 5);
+	assert_int_equal(csa_store_commit(w->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	age_files(w, "M-2");
+	json_decref(loaded(w, &reused));
+	assert_int_equal(reused, 2);
+
+	/* a damaged index costs time only */
+	char idx[4200];
+	snprintf(idx, sizeof(idx), "%s/.csa/history.idx", d);
+	t_write(idx, "csa-history 1 99999999999999999999\nM-1\tzz\n\t\t%%%\n");
+	json_t *after = loaded(w, &reused);
+	assert_int_equal(reused, 0);
+	assert_int_equal(json_array_size(after), 3);
+	json_decref(after);
+	json_decref(first);
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
 	    cmocka_unit_test(history_reindexes_changed_entries),
+	    cmocka_unit_test(history_file_is_reused_only_where_right),
 	    cmocka_unit_test(sentiment_on_labelled_examples),
 	    cmocka_unit_test(sla_deadlines_and_states),
 	    cmocka_unit_test(generator_is_deterministic_and_valid),

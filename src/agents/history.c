@@ -33,6 +33,7 @@ struct rec {
 	int resolved;
 	double resolution_hours, csat;
 	int64_t created_ms;
+	uint64_t sig; /* of the files it was read from (csa_mesh_files_sig), 0: unknown */
 };
 
 struct csa_history {
@@ -250,9 +251,15 @@ static int reindex(struct csa_history *h, size_t i, const struct rec *old, const
 
 int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e)
 {
+	return csa_history_put_sig(h, e, 0);
+}
+
+int csa_history_put_sig(struct csa_history *h, const struct csa_hist_entry *e, uint64_t sig)
+{
 	pthread_mutex_lock(&h->mu);
 	int rc = CSA_OK;
-	struct rec r = {.resolved = e->resolved,
+	struct rec r = {.sig = sig,
+	                .resolved = e->resolved,
 	                .resolution_hours = e->resolution_hours,
 	                .csat = e->csat,
 	                .created_ms = e->created_ms,
@@ -343,29 +350,25 @@ void csa_history_entry_from(const struct csa_ticket *tk, struct csa_hist_entry *
 	}
 }
 
-struct build_ctx {
-	struct csa_history *h;
-	struct csa_store *st;
-};
-
-static int build_one(void *vctx, const char *id, const json_t *t, const char *status)
+int csa_history_each(struct csa_history *h, csa_hist_fn fn, void *ctx)
 {
-	(void)status;
-	struct build_ctx *c = vctx;
-	/* T alone holds what the index needs: one file per ticket at start */
-	struct csa_ticket tk = {.t = (json_t *)t};
-	snprintf(tk.id, sizeof(tk.id), "%s", id);
-	struct csa_hist_entry e;
-	csa_history_entry_from(&tk, &e);
-	return csa_history_put(c->h, &e);
-}
-
-int csa_history_build(struct csa_history *h, struct csa_store *st, struct csa_err *err)
-{
-	struct build_ctx c = {h, st};
-	int rc = csa_store_scan(st, NULL, build_one, &c, err);
-	if (rc == CSA_ENOMEM)
-		return csa_error(err, rc, "out of memory indexing ticket history");
+	int rc = CSA_OK;
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->n && rc == CSA_OK; i++) {
+		const struct rec *r = &h->v[i];
+		struct csa_hist_entry e = {.resolved = r->resolved,
+		                           .resolution_hours = r->resolution_hours,
+		                           .csat = r->csat,
+		                           .created_ms = r->created_ms};
+		copy(e.id, sizeof(e.id), r->id);
+		copy(e.company, sizeof(e.company), r->company);
+		copy(e.client, sizeof(e.client), r->client);
+		copy(e.category, sizeof(e.category), r->category);
+		memcpy(e.priority, r->priority, sizeof(e.priority));
+		memcpy(e.escalation, r->escalation, sizeof(e.escalation));
+		rc = fn(ctx, &e, r->sig);
+	}
+	pthread_mutex_unlock(&h->mu);
 	return rc;
 }
 

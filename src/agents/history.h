@@ -30,12 +30,18 @@ struct csa_history;
 int csa_history_new(struct csa_history **out);
 void csa_history_free(struct csa_history *h);
 
-/* Index every ticket of the store. */
-int csa_history_build(struct csa_history *h, struct csa_store *st, struct csa_err *err);
-
 /* The entry of a ticket from its documents (T's latest classifier /
  * escalation decisions and sla_metrics). */
 void csa_history_entry_from(const struct csa_ticket *tk, struct csa_hist_entry *e);
+
+/* Insert or replace, remembering the signature of the files the entry
+ * was read from (csa_mesh_files_sig; 0: unknown, as after a commit). */
+int csa_history_put_sig(struct csa_history *h, const struct csa_hist_entry *e, uint64_t sig);
+
+/* Every entry in index order with its signature, under the index lock; a
+ * nonzero return of fn stops and is returned. */
+typedef int (*csa_hist_fn)(void *ctx, const struct csa_hist_entry *e, uint64_t sig);
+int csa_history_each(struct csa_history *h, csa_hist_fn fn, void *ctx);
 
 /* Insert or replace by id. */
 int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e);

@@ -1,5 +1,6 @@
 /* The agent coordinator. */
 #include "flow/pipeline.h"
+#include "agents/histfile.h"
 #include "agents/history.h"
 #include "agents/kb.h"
 #include "agents/sentiment.h"
@@ -75,7 +76,7 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	if ((rc = csa_history_new(&p->history)))
 		goto fail;
 	p->env.history = p->history;
-	if ((rc = csa_history_build(p->history, ws->store, err)))
+	if ((rc = csa_history_load(p->history, ws, NULL, err)))
 		goto fail;
 	if ((rc = csa_cascade_open(&ws->cfg, ws->root, &p->env.cascade, err)))
 		goto fail;
@@ -114,6 +115,9 @@ void csa_pipeline_free(struct csa_pipeline *p)
 		return;
 	for (int t = 0; t < CSA_DT_COUNT; t++)
 		csa_dmodel_free(p->env.models[t]);
+	/* best effort: without the file the next start reads every ticket */
+	if (p->history)
+		(void)csa_history_save(p->history, p->ws, NULL);
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);
 	csa_cascade_free(p->env.cascade);

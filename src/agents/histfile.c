@@ -1,0 +1,292 @@
+/* The history index file: save and reuse across runs. */
+#include "agents/histfile.h"
+#include "agents/history.h"
+#include "base/fsops.h"
+#include "base/ids.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "store/mesh.h"
+#include "store/ticket.h"
+#include "store/ws.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEADER    "csa-history 1"
+#define PATH_SZ   4200
+#define FIELDS    11
+#define RACY_NS   2000000000LL /* entries of files this recent are read again */
+#define MAX_INDEX ((size_t)1 << 30)
+
+/* ---- writing ------------------------------------------------------------ */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int bad;
+};
+
+static void put(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->bad)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 1 << 16;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *np = realloc(b->p, cap);
+		if (!np) {
+			b->bad = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+/* A field with tab, newline, carriage return and '%' escaped as %XX. */
+static void put_field(struct sbuf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\t' || *s == '\n' || *s == '\r' || *s == '%') {
+			char esc[4];
+			snprintf(esc, sizeof(esc), "%%%02X", (unsigned char)*s);
+			put(b, esc, 3);
+		} else {
+			put(b, s, 1);
+		}
+	}
+	put(b, "\t", 1);
+}
+
+static int save_one(void *ctx, const struct csa_hist_entry *e, uint64_t sig)
+{
+	struct sbuf *b = ctx;
+	if (!sig)
+		return 0; /* changed in this run: read from its files next time */
+	char num[128];
+	put_field(b, e->id);
+	snprintf(num, sizeof(num), "%016" PRIx64, sig);
+	put_field(b, num);
+	put_field(b, e->company);
+	put_field(b, e->client);
+	put_field(b, e->category);
+	put_field(b, e->priority);
+	put_field(b, e->escalation);
+	int n = snprintf(num, sizeof(num), "%d\t%.17g\t%.17g\t%" PRId64 "\n", e->resolved,
+	                 e->resolution_hours, e->csat, e->created_ms);
+	put(b, num, (size_t)n);
+	return b->bad ? CSA_ENOMEM : 0;
+}
+
+int csa_history_save(struct csa_history *h, struct csa_ws *ws, struct csa_err *err)
+{
+	char path[PATH_SZ];
+	csa_ws_path(ws, ".csa/history.idx", path, sizeof(path));
+	struct sbuf b = {0};
+	char head[64];
+	int n = snprintf(head, sizeof(head), HEADER " %" PRId64 "\n",
+	                 (int64_t)(csa_now_ms() * 1000000LL));
+	put(&b, head, (size_t)n);
+	int rc = csa_history_each(h, save_one, &b);
+	if (rc || b.bad) {
+		free(b.p);
+		return csa_error(err, CSA_ENOMEM, "out of memory saving '%s'", path);
+	}
+	rc = csa_fs_write_atomic(path, b.p, b.len, err);
+	free(b.p);
+	return rc;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+struct cached {
+	const char *id;
+	uint64_t sig;
+	char *fields[FIELDS]; /* into the file's buffer, unescaped in place */
+};
+
+static void unescape(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		unsigned v;
+		if (s[0] == '%' && s[1] && s[2] && sscanf(s + 1, "%2x", &v) == 1) {
+			*o++ = (char)v;
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+static int cached_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct cached *)a)->id, ((const struct cached *)b)->id);
+}
+
+/* Parse the index file into entries sorted by id; a malformed line ends
+ * the list (the rest is read from the files). */
+static struct cached *parse_index(char *buf, size_t len, int64_t *written_ns, size_t *n_out)
+{
+	*n_out = 0;
+	char *nl = memchr(buf, '\n', len);
+	if (!nl || strncmp(buf, HEADER " ", strlen(HEADER) + 1) != 0)
+		return NULL;
+	*nl = '\0';
+	*written_ns = strtoll(buf + strlen(HEADER) + 1, NULL, 10);
+	size_t cap = 1024, n = 0;
+	struct cached *v = malloc(cap * sizeof(*v));
+	char *p = nl + 1, *end = buf + len;
+	while (v && p < end) {
+		char *eol = memchr(p, '\n', (size_t)(end - p));
+		if (!eol)
+			break;
+		*eol = '\0';
+		struct cached c;
+		int k = 0;
+		for (char *f = p; k < FIELDS; k++) {
+			c.fields[k] = f;
+			char *tab = strchr(f, '\t');
+			if (!tab) {
+				k++;
+				break;
+			}
+			*tab = '\0';
+			f = tab + 1;
+		}
+		p = eol + 1;
+		if (k != FIELDS)
+			break;
+		for (int i = 0; i < FIELDS; i++)
+			unescape(c.fields[i]);
+		c.id = c.fields[0];
+		c.sig = strtoull(c.fields[1], NULL, 16);
+		if (n == cap) {
+			struct cached *nv = realloc(v, (cap *= 2) * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[n++] = c;
+	}
+	if (v && n)
+		qsort(v, n, sizeof(*v), cached_cmp);
+	*n_out = n;
+	return v;
+}
+
+static void copy(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src);
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The ids of the workflow files, sorted. */
+static char **list_ids(struct csa_ws *ws, size_t *n_out, struct csa_err *err)
+{
+	char dir[PATH_SZ];
+	csa_ws_path(ws, csa_mesh_dir(2), dir, sizeof(dir));
+	DIR *d = opendir(dir);
+	if (!d) {
+		csa_error_sys(err, "cannot open directory '%s'", dir);
+		return NULL;
+	}
+	size_t n = 0, cap = 1024;
+	char **ids = malloc(cap * sizeof(*ids));
+	struct dirent *de;
+	while (ids && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 8 || strncmp(de->d_name, "T_", 2) != 0 ||
+		    strcmp(de->d_name + len - 5, ".json") != 0 ||
+		    csa_id_check(de->d_name + 2, len - 7, NULL))
+			continue;
+		if (n == cap) {
+			char **nv = realloc(ids, (cap *= 2) * sizeof(*ids));
+			if (!nv)
+				break;
+			ids = nv;
+		}
+		if (!(ids[n] = strndup(de->d_name + 2, len - 7)))
+			break;
+		n++;
+	}
+	closedir(d);
+	if (!ids) {
+		csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
+		return NULL;
+	}
+	qsort(ids, n, sizeof(*ids), id_cmp);
+	*n_out = n;
+	return ids;
+}
+
+int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, struct csa_err *err)
+{
+	char path[PATH_SZ];
+	csa_ws_path(ws, ".csa/history.idx", path, sizeof(path));
+	char *buf = NULL;
+	size_t len = 0, nc = 0, ni = 0, used = 0;
+	int64_t written = 0;
+	struct cached *c = NULL;
+	if (csa_fs_read_all(path, MAX_INDEX, &buf, &len, NULL) == CSA_OK)
+		c = parse_index(buf, len, &written, &nc);
+	char **ids = list_ids(ws, &ni, err);
+	int rc = ids ? CSA_OK : err->code;
+	size_t j = 0;
+	for (size_t i = 0; i < ni && rc == CSA_OK; i++) {
+		int64_t newest = 0;
+		uint64_t sig = csa_mesh_files_sig(ws, ids[i], &newest);
+		while (j < nc && strcmp(c[j].id, ids[i]) < 0)
+			j++;
+		struct csa_hist_entry e = {0};
+		if (sig && j < nc && strcmp(c[j].id, ids[i]) == 0 && c[j].sig == sig &&
+		    newest < written - RACY_NS) {
+			copy(e.id, sizeof(e.id), ids[i]);
+			copy(e.company, sizeof(e.company), c[j].fields[2]);
+			copy(e.client, sizeof(e.client), c[j].fields[3]);
+			copy(e.category, sizeof(e.category), c[j].fields[4]);
+			copy(e.priority, sizeof(e.priority), c[j].fields[5]);
+			copy(e.escalation, sizeof(e.escalation), c[j].fields[6]);
+			e.resolved = atoi(c[j].fields[7]);
+			e.resolution_hours = strtod(c[j].fields[8], NULL);
+			e.csat = strtod(c[j].fields[9], NULL);
+			e.created_ms = strtoll(c[j].fields[10], NULL, 10);
+			used++;
+		} else {
+			/* T alone holds what the index needs */
+			char tpath[PATH_SZ];
+			struct csa_ticket tk = {0};
+			csa_mesh_doc_path(ws, 2, ids[i], tpath, sizeof(tpath), NULL);
+			if (csa_json_load_file(tpath, ws->cfg.limits.max_document_bytes, &tk.t,
+			                       NULL))
+				continue; /* vanished or damaged: verify reports it */
+			snprintf(tk.id, sizeof(tk.id), "%s", ids[i]);
+			csa_history_entry_from(&tk, &e);
+			json_decref(tk.t);
+			/* a file changed since sig was taken is caught next time:
+			 * its signature will differ */
+		}
+		int64_t now_ns = csa_now_ms() * 1000000LL;
+		if (csa_history_put_sig(h, &e, newest < now_ns - RACY_NS ? sig : 0))
+			rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
+	}
+	for (size_t i = 0; ids && i < ni; i++)
+		free(ids[i]);
+	free(ids);
+	free(c);
+	free(buf);
+	if (reused)
+		*reused = used;
+	return rc;
+}
