@@ -361,6 +361,24 @@ static void retry_after_and_backoff(void **state)
 	assert_int_equal(n_waits, 0);
 	assert_false(csa_llm_available(b));
 	csa_llm_free(b);
+
+	/* Retry-After as an HTTP date: the wait lasts until then */
+	setenv("CSA_FAKE_NOW_MS", "1800000000000", 1); /* Fri, 15 Jan 2027 08:00:00 GMT */
+	b = backend("openai", "{\"retries\": 1}");
+	ans = fakellm_openai_answer(
+	    "{\"label\": \"GENERAL_SUPPORT\", \"confidence\": 0.6, \"rationale\": \"r\"}", -1);
+	struct fakellm_step dated[] = {{429, "{}", "Fri, 15 Jan 2027 08:00:03 GMT", 0},
+	                               {200, ans, NULL, 0}};
+	fakellm_script(fake, dated, 2);
+	free(ans);
+	n_waits = 0;
+	u = (struct csa_llm_usage){0};
+	assert_int_equal(csa_llm_classify(b, &t, &label, &conf, &lp, &u, &err), 0);
+	assert_int_equal(u.attempts, 2);
+	assert_int_equal(n_waits, 1);
+	assert_int_equal(waits[0], 3000);
+	unsetenv("CSA_FAKE_NOW_MS");
+	csa_llm_free(b);
 }
 
 static void timeout_and_dead_port(void **state)
