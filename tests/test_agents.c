@@ -526,14 +526,10 @@ static void history_reindexes_changed_entries(void **state)
 
 static void age_files(struct csa_ws *w, const char *id)
 {
-	struct timespec t[2];
-	clock_gettime(CLOCK_REALTIME, &t[0]);
-	t[0].tv_sec -= 60;
-	t[1] = t[0];
 	for (int k = 0; k < 3; k++) {
 		char path[4096];
 		assert_int_equal(csa_mesh_doc_path(w, k, id, path, sizeof(path), NULL), 0);
-		assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+		t_age(path, 60);
 	}
 }
 

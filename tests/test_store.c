@@ -333,16 +333,6 @@ static void damaged_file_is_named_and_nothing_written(void **state)
 	free(buf);
 }
 
-/* Make a file look older than the racy window of the verify memo. */
-static void backdate(const char *path)
-{
-	struct timespec t[2];
-	clock_gettime(CLOCK_REALTIME, &t[0]);
-	t[0].tv_sec -= 60;
-	t[1] = t[0];
-	assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
-}
-
 /* The monitor's memo: unchanged tickets are skipped, any change to a file
  * (rename into place or edit in place) brings its ticket back. */
 static void verify_memo_skips_only_unchanged(void **state)
@@ -356,7 +346,7 @@ static void verify_memo_skips_only_unchanged(void **state)
 		for (int k = 0; k < 3; k++) {
 			assert_int_equal(
 			    csa_mesh_doc_path(f->ws, k, ids[i], path, sizeof(path), &err), 0);
-			backdate(path);
+			t_age(path, 60);
 		}
 	struct csa_verify_memo *memo = csa_verify_memo_new();
 	json_t *rep;
@@ -384,7 +374,7 @@ static void verify_memo_skips_only_unchanged(void **state)
 	    "sync_drift");
 	json_decref(rep);
 	/* a ticket with a problem is never remembered as clean */
-	backdate(path);
+	t_age(path, 60);
 	assert_int_equal(csa_verify(f->ws, CSA_VERIFY_LIVE, memo, &rep, &err), 0);
 	assert_false(json_is_true(json_object_get(rep, "ok")));
 	json_decref(rep);

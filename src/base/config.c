@@ -211,22 +211,10 @@ int csa_config_init_default(struct csa_config *cfg)
 int csa_config_load(const char *path, struct csa_config *cfg, struct csa_err *err)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	json_t *file;
-	int rc = csa_json_load_file(path, 1 << 20, &file, err);
-	if (rc)
-		return rc;
-	if (!json_is_object(file)) {
-		json_decref(file);
-		return csa_error(err, CSA_ESCHEMA, "'%s': top level must be an object", path);
-	}
 	cfg->root = csa_config_defaults();
-	csa_json_merge(cfg->root, file);
-	json_decref(file);
-	rc = finish(cfg, err);
-	if (rc) {
-		csa_error_prefix(err, "'%s': ", path);
+	int rc = csa_config_overlay(cfg, path, err);
+	if (rc)
 		csa_config_release(cfg);
-	}
 	return rc;
 }
 

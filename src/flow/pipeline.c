@@ -26,6 +26,7 @@ struct csa_pipeline {
 	struct csa_ws *ws;
 	struct csa_agent_env env;
 	struct csa_history *history;
+	int history_stale; /* some entries were read from files: save the index file */
 	struct csa_flow_hooks hooks;
 	csa_run_observer observer;
 	void *observer_ctx;
@@ -76,8 +77,10 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	if ((rc = csa_history_new(&p->history)))
 		goto fail;
 	p->env.history = p->history;
-	if ((rc = csa_history_load(p->history, ws, NULL, err)))
+	size_t reused = 0;
+	if ((rc = csa_history_load(p->history, ws, &reused, err)))
 		goto fail;
+	p->history_stale = reused < csa_history_count(p->history);
 	if ((rc = csa_cascade_open(&ws->cfg, ws->root, &p->env.cascade, err)))
 		goto fail;
 	*out = p;
@@ -115,8 +118,10 @@ void csa_pipeline_free(struct csa_pipeline *p)
 		return;
 	for (int t = 0; t < CSA_DT_COUNT; t++)
 		csa_dmodel_free(p->env.models[t]);
-	/* best effort: without the file the next start reads every ticket */
-	if (p->history)
+	/* best effort: without the file the next start reads every ticket;
+	 * when it served every entry it is left as it is (entries changed in
+	 * this run are read from their files next time either way) */
+	if (p->history && p->history_stale)
 		(void)csa_history_save(p->history, p->ws, NULL);
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);

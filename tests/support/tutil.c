@@ -1,11 +1,14 @@
 /* Test helpers. */
 #include "tutil.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 char *t_tmpdir(const char *tag)
@@ -89,4 +92,16 @@ void t_write(const char *path, const char *text)
 		abort();
 	fputs(text, f);
 	fclose(f);
+}
+
+void t_age(const char *path, int seconds)
+{
+	struct timespec t[2];
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= seconds;
+	t[1] = t[0];
+	if (utimensat(AT_FDCWD, path, t, 0) != 0) {
+		fprintf(stderr, "t_age: cannot set the times of '%s'\n", path);
+		abort();
+	}
 }

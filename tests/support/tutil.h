@@ -13,6 +13,8 @@ void t_rmrf(const char *path);
  * Returns the exit status, or -1 if it did not exit normally. */
 int t_csa(const char *in, char **out, char **err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Set a file's modification time 'seconds' into the past. */
+void t_age(const char *path, int seconds);
 /* Write a file (test setup). */
 void t_write(const char *path, const char *text);
 
