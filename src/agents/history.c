@@ -1,5 +1,6 @@
 /* The customer history index. */
 #include "agents/history.h"
+#include "base/hash.h"
 #include "base/json.h"
 #include "base/ts.h"
 
@@ -50,12 +51,7 @@ struct csa_history {
 
 static uint64_t hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return csa_fnv1a_str(CSA_FNV_SEED_V1, s);
 }
 
 static int ivec_push(struct ivec *v, size_t x)

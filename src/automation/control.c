@@ -1,6 +1,7 @@
 /* The automation controller: autonomy per decision type and segment,
  * review queue, gates, phases, rollback, quality monitor, metrics. */
 #include "automation/control.h"
+#include "base/hash.h"
 #include "automation/ledger.h"
 #include "automation/stats.h"
 #include "base/fsops.h"
@@ -317,11 +318,7 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 
 static uint64_t hash64(const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
+	uint64_t h = csa_fnv1a_str(CSA_FNV_SEED_V1, s);
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
 	h ^= h >> 33;

@@ -1,5 +1,6 @@
 /* The HTTP server: routing, auth, limits, handlers. */
 #include "server/server.h"
+#include "base/hash.h"
 #include "automation/control.h"
 #include "automation/ledger.h"
 #include "base/fsops.h"
@@ -182,10 +183,7 @@ static json_t *h_ticket_create(struct call *c)
 
 static struct rc_slot *rc_slot_of(struct csa_server *s, const char *id)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (const char *p = id; *p; p++)
-		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-	return &s->rcache[h % RCACHE_SLOTS];
+	return &s->rcache[csa_fnv1a_str(CSA_FNV_SEED, id) % RCACHE_SLOTS];
 }
 
 /* A ticket is read far more often than written (dashboards, agents): its

@@ -1,5 +1,6 @@
 /* The file mesh: commit through the redo journal, load, scan, recovery. */
 #include "store/mesh.h"
+#include "base/hash.h"
 #include "store/journal.h"
 #include "store/schema.h"
 #include "store/ws.h"
@@ -70,12 +71,7 @@ static void tmp_path(const struct mesh *m, int kind, const char *id, char *out, 
  * from 0 (the journal lock). Collisions are practically impossible. */
 static off_t ticket_slot(const char *id)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
-		h ^= *p;
-		h *= 1099511628211ULL;
-	}
-	return (off_t)((h >> 2) | 1);
+	return (off_t)((csa_fnv1a_str(CSA_FNV_SEED_V1, id) >> 2) | 1);
 }
 
 static int ofd_lock(int fd, off_t off, short type)
@@ -586,7 +582,7 @@ out:
 
 uint64_t csa_mesh_files_sig(const struct csa_ws *ws, const char *id, int64_t *newest_ns)
 {
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+	uint64_t h = CSA_FNV_SEED;
 	*newest_ns = 0;
 	for (int k = 0; k < 3; k++) {
 		char path[PATH_SZ];
@@ -595,9 +591,7 @@ uint64_t csa_mesh_files_sig(const struct csa_ws *ws, const char *id, int64_t *ne
 			return 0;
 		int64_t f[4] = {(int64_t)st.st_ino, (int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec,
 		                (int64_t)st.st_mtim.tv_nsec};
-		const unsigned char *b = (const unsigned char *)f;
-		for (size_t i = 0; i < sizeof(f); i++)
-			h = (h ^ b[i]) * 0x100000001b3ULL;
+		h = csa_fnv1a(h, f, sizeof(f));
 		int64_t ns = f[2] * 1000000000LL + f[3];
 		if (ns > *newest_ns)
 			*newest_ns = ns;

@@ -1,5 +1,6 @@
 /* Workspace consistency check and repair. */
 #include "store/verify.h"
+#include "base/hash.h"
 #include "store/mesh.h"
 #include "store/schema.h"
 #include "store/ws.h"
@@ -46,16 +47,6 @@ struct vstate {
 struct memo_entry {
 	uint64_t id, sig;
 };
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 0x100000001b3ULL;
-	return h;
-}
-
-#define FNV_SEED 0xcbf29ce484222325ULL
 
 struct csa_verify_memo *csa_verify_memo_new(void)
 {
@@ -261,7 +252,7 @@ static void check_ticket(struct vstate *s, struct seen *e)
 	int64_t mtime = 0;
 	size_t before = s->remaining;
 	if (s->memo) {
-		idh = fnv(FNV_SEED, e->id, strlen(e->id));
+		idh = csa_fnv1a_str(CSA_FNV_SEED, e->id);
 		sig = csa_mesh_files_sig(s->ws, e->id, &mtime);
 		if (sig && memo_has(s->memo, idh, sig)) {
 			s->unchanged++;
