@@ -1,8 +1,8 @@
 #!/bin/sh
 # make bench-server: the HTTP service under load on loopback (wrk from
 # Debian). Prints one table; nothing passes or fails.
-#   - startup time to /readyz (first start after the import, and a restart
-#     that reuses the saved history index) and resident memory with N
+#   - startup time to /readyz (first start after the import, which left the
+#     history index behind, and a restart) and resident memory with N
 #     tickets (100,000)
 #   - GET /api/tickets/{id} requests per second
 #   - POST /api/tickets (full pipeline, durable): peak rate and latency with
@@ -64,7 +64,7 @@ P99=$(awk '$1 == "99%" {print $2}' "$WS/post.txt")
 FIXED=$("$LOADGEN" "http://127.0.0.1:$PORT/api/tickets" "$TOKEN" "$RATE" "$RATE_DUR" || true)
 
 printf '%-44s %s\n' "tickets in the workspace" "$TICKETS"
-printf '%-44s %.2f s\n' "first start to /readyz (no history index)" "$READY"
+printf '%-44s %.2f s\n' "first start to /readyz (after the import)" "$READY"
 printf '%-44s %.2f s\n' "restart to /readyz" "$RESTART"
 printf '%-44s %s MB\n' "resident memory after start" "$((RSS / 1024))"
 printf '%-44s %s\n' "GET /api/tickets/{id} requests/s (32 conn)" "$GET_RPS"

@@ -625,11 +625,63 @@ static void history_file_is_reused_only_where_right(void **state)
 	free(d);
 }
 
+static void import_lines(struct csa_ws *w, const char *first, int n)
+{
+	char buf[2048];
+	size_t len = 0;
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+		                        "{\"ticket_id\": \"%s%d\", \"gold\": {\"category\": "
+		                        "\"BILLING_INQUIRY\", \"priority\": \"LOW\", \"strategy\": "
+		                        "\"TEMPLATE_RESPONSE\"}}\n",
+		                        first, i);
+	FILE *f = fmemopen(buf, len, "r");
+	json_t *rep = NULL;
+	struct csa_err err = {0};
+	int rc = csa_import_jsonl(w, f, "lines", 0, &rep, &err);
+	if (rc)
+		fprintf(stderr, "import: %s\n", err.msg);
+	assert_int_equal(rc, 0);
+	fclose(f);
+	assert_int_equal(csa_json_int(rep, "tickets", 0), n);
+	json_decref(rep);
+}
+
+/* An import leaves the history index up to date, so the first start after
+ * a bulk import does not read every ticket again. */
+static void import_refreshes_the_history_index(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("histimport");
+	struct csa_ws *w;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	import_lines(w, "OLD-", 3);
+	char id[16];
+	for (int i = 0; i < 3; i++) {
+		snprintf(id, sizeof(id), "OLD-%d", i);
+		age_files(w, id);
+	}
+	import_lines(w, "NEW-", 2); /* its index holds the aged tickets */
+	struct csa_history *h;
+	size_t reused = 0;
+	assert_int_equal(csa_history_new(&h), 0);
+	assert_int_equal(csa_history_load(h, w, &reused, &err), 0);
+	assert_int_equal(csa_history_count(h), 5);
+	assert_int_equal(reused, 3);
+	csa_history_free(h);
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
 	    cmocka_unit_test(history_reindexes_changed_entries),
 	    cmocka_unit_test(history_file_is_reused_only_where_right),
+	    cmocka_unit_test(import_refreshes_the_history_index),
 	    cmocka_unit_test(sentiment_on_labelled_examples),
 	    cmocka_unit_test(sla_deadlines_and_states),
 	    cmocka_unit_test(generator_is_deterministic_and_valid),

@@ -2,6 +2,8 @@
 #include "flow/import.h"
 #include "agents/agent.h"
 #include "agents/dmodel.h"
+#include "agents/histfile.h"
+#include "agents/history.h"
 #include "agents/sentiment.h"
 #include "base/json.h"
 #include "base/ts.h"
@@ -112,6 +114,18 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
 	return CSA_OK;
 }
 
+static int refresh_history_index(struct csa_ws *ws, struct csa_err *err)
+{
+	struct csa_history *h;
+	if (csa_history_new(&h))
+		return csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
+	int rc = csa_history_load(h, ws, NULL, err);
+	if (rc == CSA_OK)
+		rc = csa_history_save(h, ws, err);
+	csa_history_free(h);
+	return rc;
+}
+
 int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, json_t **report,
                      struct csa_err *err)
 {
@@ -172,6 +186,11 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 	for (size_t i = 0; i < nb; i++)
 		csa_ticket_release(&batch[i]);
 	if (rc)
+		return rc;
+	/* the history index is built now, while the files are in the page
+	 * cache, so that the first server start after a bulk import reads
+	 * one file instead of every ticket's workflow */
+	if (imported && (rc = refresh_history_index(ws, err)))
 		return rc;
 	json_t *models = NULL;
 	if (train && (rc = csa_import_train(ws, 42, &models, err)))
