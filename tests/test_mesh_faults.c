@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/fsops.h"
 #include "store/mesh.h"
@@ -170,12 +171,99 @@ static void faults_while_creating(void **state)
 	free(dir);
 }
 
+/* ---- checkpoints outside the journal lock ------------------------------ */
+
+struct during {
+	struct csa_ws *ws; /* the handle that commits while the other syncs */
+	int other_checkpoints; /* and checkpoints in between (another process) */
+	int fired;
+};
+
+static void bump(struct csa_ws *ws, const char *id, long v)
+{
+	struct csa_err err = {0};
+	struct csa_ticket tk;
+	if (csa_store_load(ws->store, id, &tk, &err))
+		fail_msg("load %s: %s", id, err.msg);
+	tm_set(&tk, v);
+	if (csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err))
+		fail_msg("commit %s: %s", id, err.msg);
+	csa_ticket_release(&tk);
+}
+
+static void commit_during_sync(void *ctx)
+{
+	struct during *d = ctx;
+	if (d->fired++)
+		return;
+	bump(d->ws, "B", 2);
+	if (d->other_checkpoints) {
+		struct csa_err err = {0};
+		assert_int_equal(d->ws->store->ops->checkpoint(d->ws->store, &err), 0);
+		bump(d->ws, "B", 3);
+	}
+}
+
+static off_t journal_size(const char *dir)
+{
+	char path[4200];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/.csa/journal", dir);
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_size;
+}
+
+/* A commit made while another commit's checkpoint syncs the file system
+ * keeps its journal record (it is not covered by that sync): a damaged
+ * file of it is restored by recovery. With a checkpoint of another handle
+ * in between, the first checkpoint drops nothing at all. */
+static void commits_during_a_checkpoint_stay_journaled(void **state)
+{
+	(void)state;
+	for (int other = 0; other < 2; other++) {
+		char *dir = t_tmpdir("cpsync");
+		struct csa_err err = {0};
+		struct csa_ws *ws, *ws2;
+		assert_int_equal(csa_ws_init(dir, &err), 0);
+		assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+		assert_int_equal(csa_ws_open(dir, &ws2, &err), 0);
+		const char *ids[] = {"A", "B"};
+		assert_int_equal(tm_create(ws, ids, 2), 0);
+		assert_int_equal(ws->store->ops->checkpoint(ws->store, &err), 0);
+		struct during d = {.ws = ws2, .other_checkpoints = other};
+		csa_mesh_test_after_sync(ws->store, commit_during_sync, &d);
+		csa_mesh_set_checkpoint_bytes(ws->store, 1);
+		long before = csa_mesh_stats(ws->store).checkpoints;
+		bump(ws, "A", 1); /* its checkpoint runs the hook */
+		assert_int_equal(d.fired, 1);
+		assert_int_equal(csa_mesh_stats(ws->store).checkpoints, before + !other);
+		assert_true(journal_size(dir) > 0); /* B's last record */
+
+		/* B's workflow file torn as by a crash before any sync */
+		char path[4200];
+		assert_int_equal(csa_mesh_doc_path(ws, 2, "B", path, sizeof(path), NULL), 0);
+		t_write(path, "{\"ticket_id\": \"B");
+		csa_mesh_test_after_sync(ws->store, NULL, NULL);
+		struct csa_ws *ws3;
+		assert_int_equal(csa_ws_open(dir, &ws3, &err), 0); /* recovery */
+		assert_int_equal(tm_load_version(ws3, "B"), other ? 3 : 2);
+		assert_int_equal(tm_load_version(ws3, "A"), 1);
+		assert_true(csa_mesh_stats(ws3->store).recovered_docs >= 1);
+		csa_ws_close(ws3);
+		csa_ws_close(ws2);
+		csa_ws_close(ws);
+		t_rmrf(dir);
+		free(dir);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(faults_in_commit),
 	    cmocka_unit_test(faults_in_group_commit),
 	    cmocka_unit_test(faults_in_commit_with_checkpoint),
+	    cmocka_unit_test(commits_during_a_checkpoint_stay_journaled),
 	    cmocka_unit_test(faults_while_creating),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,11 +30,19 @@ struct mesh {
 	char journal_path[PATH_SZ];
 	char lock_path[PATH_SZ];
 	char tmp_dir[PATH_SZ];
-	int lock_fd;    /* journal lock (offset 0) */
-	int journal_fd; /* .csa/journal */
+	char journal_new[PATH_SZ]; /* the trimmed journal before it replaces the old */
+	int lock_fd;               /* journal lock (offset 0) */
+	int journal_fd;            /* .csa/journal */
+	dev_t journal_dev;         /* identity of journal_fd: another process */
+	ino_t journal_ino;         /* may have replaced the file (trim) */
 	pthread_mutex_t mu;
 	size_t checkpoint_bytes;
 	int needs_recovery; /* a failed commit could not be undone */
+	int checkpointing;  /* a commit of this handle is syncing outside the lock */
+#ifdef CSA_TESTING
+	void (*after_sync)(void *ctx);
+	void *after_sync_ctx;
+#endif
 	struct csa_mesh_stats stats;
 };
 
@@ -121,6 +129,35 @@ static void mesh_unlock(struct csa_lock *lk)
 	free(lk);
 }
 
+static void journal_unlock(struct mesh *m)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+	(void)fcntl(m->lock_fd, F_OFD_SETLK, &fl);
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* Open .csa/journal as journal_fd (closing the one before) and note its
+ * identity. */
+static int journal_reopen(struct mesh *m, struct csa_err *err)
+{
+	int fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		int rc = csa_error_sys(err, "cannot open journal '%s'", m->journal_path);
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	if (m->journal_fd >= 0)
+		close(m->journal_fd);
+	m->journal_fd = fd;
+	m->journal_dev = st.st_dev;
+	m->journal_ino = st.st_ino;
+	return CSA_OK;
+}
+
+/* Take the journal lock. A checkpoint of another handle may have replaced
+ * the journal file meanwhile; records must go to the current one. */
 static int journal_lock(struct mesh *m, struct csa_err *err)
 {
 	pthread_mutex_lock(&m->mu);
@@ -128,14 +165,14 @@ static int journal_lock(struct mesh *m, struct csa_err *err)
 		pthread_mutex_unlock(&m->mu);
 		return csa_error_sys(err, "cannot lock journal '%s'", m->lock_path);
 	}
-	return CSA_OK;
-}
-
-static void journal_unlock(struct mesh *m)
-{
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-	(void)fcntl(m->lock_fd, F_OFD_SETLK, &fl);
-	pthread_mutex_unlock(&m->mu);
+	struct stat st;
+	if (stat(m->journal_path, &st) == 0 && st.st_dev == m->journal_dev &&
+	    st.st_ino == m->journal_ino)
+		return CSA_OK;
+	int rc = journal_reopen(m, err);
+	if (rc)
+		journal_unlock(m);
+	return rc;
 }
 
 /* ---- load ----------------------------------------------------------- */
@@ -204,6 +241,89 @@ static int mesh_load(struct csa_store *st, const char *id, struct csa_ticket *ou
 
 /* ---- checkpoint and recovery ---------------------------------------- */
 
+/* Journal trims so far, by any handle, kept in the lock file's first bytes
+ * (only live processes coordinate through it): a checkpoint that synced
+ * outside the lock trims only if no other trim came in between, since the
+ * journal's length it noted would mean nothing after one. */
+static uint64_t trims_read(struct mesh *m)
+{
+	uint64_t v = 0;
+	if (pread(m->lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = 0;
+	return v;
+}
+
+static void trims_bump(struct mesh *m)
+{
+	uint64_t v = trims_read(m) + 1;
+	if (pwrite(m->lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		m->needs_recovery = 1; /* next commit syncs and trims under the lock */
+}
+
+/* Drop the journal's first 'upto' bytes, whose documents are durable. The
+ * records after them, of commits made while the file system was syncing,
+ * go to a new journal file that replaces the old one; a crash before the
+ * replacement is durable leaves the old file, whose replay is harmless.
+ * Caller holds the journal lock. */
+static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
+{
+	struct stat st;
+	if (fstat(m->journal_fd, &st) < 0)
+		return csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
+	if (st.st_size <= upto) {
+		if (ftruncate(m->journal_fd, 0) < 0)
+			return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
+		trims_bump(m);
+		if (csa_fs_fsync(m->journal_fd, 1) < 0)
+			return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
+		return CSA_OK;
+	}
+	size_t len = (size_t)(st.st_size - upto);
+	char *tail = malloc(len);
+	if (!tail)
+		return csa_error(err, CSA_ENOMEM, "out of memory trimming journal '%s'",
+		                 m->journal_path);
+	int rc = CSA_OK;
+	int fd = -1;
+	if (pread(m->journal_fd, tail, len, upto) != (ssize_t)len) {
+		rc = csa_error_sys(err, "cannot read journal '%s'", m->journal_path);
+		goto out;
+	}
+	fd = csa_fs_open(m->journal_new, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = csa_error_sys(err, "cannot create '%s'", m->journal_new);
+		goto out;
+	}
+	if (csa_fs_write_all(fd, tail, len) < 0 || csa_fs_fsync(fd, 1) < 0) {
+		rc = csa_error_sys(err, "cannot write '%s'", m->journal_new);
+		goto out;
+	}
+	if (csa_fs_rename(m->journal_new, m->journal_path) < 0) {
+		rc = csa_error_sys(err, "cannot rename '%s' to '%s'", m->journal_new,
+		                   m->journal_path);
+		goto out;
+	}
+	close(fd);
+	fd = -1;
+	trims_bump(m);
+	/* the records of the tail are only in the new file: it must be the
+	 * journal on disk before another commit counts on it */
+	char dir[PATH_SZ];
+	snprintf(dir, sizeof(dir), "%s/.csa", m->ws->root);
+	rc = journal_reopen(m, err);
+	if (rc == CSA_OK && csa_fs_fsync_dir(dir) < 0)
+		rc = csa_error_sys(err, "cannot fsync directory '%s'", dir);
+	if (rc)
+		m->needs_recovery = 1; /* recovery syncs everything again */
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(m->journal_new);
+	}
+	free(tail);
+	return rc;
+}
+
 static int checkpoint_locked(struct mesh *m, struct csa_err *err)
 {
 	struct stat st;
@@ -216,12 +336,43 @@ static int checkpoint_locked(struct mesh *m, struct csa_err *err)
 	 * entries durable, after which the journal is no longer needed. */
 	if (syncfs(m->journal_fd) < 0)
 		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
-	if (ftruncate(m->journal_fd, 0) < 0)
-		return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
-	if (csa_fs_fsync(m->journal_fd, 1) < 0)
-		return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
-	m->stats.checkpoints++;
-	return CSA_OK;
+	int rc = trim_locked(m, st.st_size, err);
+	if (rc == CSA_OK)
+		m->stats.checkpoints++;
+	return rc;
+}
+
+/* A checkpoint that does not hold commits up: the journal's length is
+ * noted under the lock, the file system synced without it (commits go on
+ * appending), and only the records up to that length are dropped. */
+static int checkpoint_unlocked(struct mesh *m, struct csa_err *err)
+{
+	int rc = journal_lock(m, err);
+	if (rc)
+		return rc;
+	struct stat st;
+	if (fstat(m->journal_fd, &st) < 0)
+		rc = csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
+	uint64_t trims = trims_read(m);
+	journal_unlock(m);
+	if (rc || st.st_size == 0)
+		return rc;
+	/* every record up to st_size had its documents renamed into place
+	 * before its commit released the lock, so syncfs covers them (through
+	 * the lock file: journal_fd may be replaced meanwhile) */
+	if (syncfs(m->lock_fd) < 0)
+		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
+#ifdef CSA_TESTING
+	if (m->after_sync)
+		m->after_sync(m->after_sync_ctx);
+#endif
+	if ((rc = journal_lock(m, err)))
+		return rc;
+	if (trims_read(m) == trims && !m->needs_recovery &&
+	    (rc = trim_locked(m, st.st_size, err)) == CSA_OK)
+		m->stats.checkpoints++;
+	journal_unlock(m);
+	return rc;
 }
 
 struct replay_doc {
@@ -367,6 +518,8 @@ static int recover_locked(struct mesh *m, struct csa_err *err)
 		m->stats.recovered_docs += w;
 	}
 	m->stats.tmp_removed += clean_tmp(m);
+	if (unlink(m->journal_new) == 0) /* of a trim cut short */
+		m->stats.tmp_removed++;
 	if ((rc = checkpoint_locked(m, err)))
 		goto out;
 	m->needs_recovery = 0;
@@ -486,7 +639,7 @@ static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size
 	csa_jbuf_init(&jb);
 	if (!p)
 		return csa_error(err, CSA_ENOMEM, "out of memory committing %zu tickets", n);
-	int rc = CSA_OK, locked = 0;
+	int rc = CSA_OK, locked = 0, checkpoint = 0;
 	for (size_t i = 0; i < n && rc == CSA_OK; i++)
 		rc = prepare(m, tks[i], docs, ts, &p[i * 3], &jb, err);
 	if (rc)
@@ -565,14 +718,19 @@ static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size
 	}
 	for (size_t i = 0; i < n; i++)
 		tks[i]->exists = 1;
-	if ((size_t)end + jb.len > m->checkpoint_bytes) {
-		/* A failed checkpoint loses nothing: the journal stays. */
-		struct csa_err ignored;
-		(void)checkpoint_locked(m, &ignored);
-	}
+	if ((size_t)end + jb.len > m->checkpoint_bytes && !m->checkpointing)
+		m->checkpointing = checkpoint = 1;
 out:
 	if (locked)
 		journal_unlock(m);
+	if (checkpoint) {
+		/* A failed checkpoint loses nothing: the journal stays. */
+		struct csa_err ignored;
+		(void)checkpoint_unlocked(m, &ignored);
+		pthread_mutex_lock(&m->mu);
+		m->checkpointing = 0;
+		pthread_mutex_unlock(&m->mu);
+	}
 	for (size_t j = 0; j < n * 3; j++)
 		free(p[j].bytes);
 	free(p);
@@ -724,17 +882,15 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	snprintf(m->journal_path, sizeof(m->journal_path), "%s/.csa/journal", ws->root);
 	snprintf(m->lock_path, sizeof(m->lock_path), "%s/.csa/lock", ws->root);
 	snprintf(m->tmp_dir, sizeof(m->tmp_dir), "%s/.csa/tmp", ws->root);
+	snprintf(m->journal_new, sizeof(m->journal_new), "%s/.csa/journal.new", ws->root);
 	int rc;
 	m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (m->lock_fd < 0) {
 		rc = csa_error_sys(err, "cannot open '%s'", m->lock_path);
 		goto fail;
 	}
-	m->journal_fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (m->journal_fd < 0) {
-		rc = csa_error_sys(err, "cannot open '%s'", m->journal_path);
+	if ((rc = journal_reopen(m, err)))
 		goto fail;
-	}
 	if ((rc = journal_lock(m, err)))
 		goto fail;
 	rc = recover_locked(m, err);
@@ -766,3 +922,13 @@ void csa_mesh_set_checkpoint_bytes(struct csa_store *st, size_t bytes)
 	if (st && st->ops == &mesh_ops)
 		((struct mesh *)st)->checkpoint_bytes = bytes;
 }
+
+#ifdef CSA_TESTING
+void csa_mesh_test_after_sync(struct csa_store *st, void (*fn)(void *ctx), void *ctx)
+{
+	if (st && st->ops == &mesh_ops) {
+		((struct mesh *)st)->after_sync = fn;
+		((struct mesh *)st)->after_sync_ctx = ctx;
+	}
+}
+#endif

@@ -8,7 +8,9 @@
  * journal with one fdatasync (the commit point), then renames them into
  * place. The documents in Tickets/ are brought to disk by checkpoints
  * (syncfs, then the journal is emptied): every 16 MB of journal, on close,
- * and by recovery. A crash at any instant leaves each ticket wholly at its
+ * and by recovery. The one a commit starts syncs outside the journal lock,
+ * so other commits go on meanwhile; it then drops only the records it
+ * synced (the later ones move to a fresh journal file). A crash at any instant leaves each ticket wholly at its
  * last acknowledged commit or, for a commit that had not returned, at that
  * commit; recovery runs when a workspace is opened.
  *
@@ -59,5 +61,11 @@ const char *csa_mesh_dir(int kind);
 
 /* Test hook: checkpoint threshold in bytes (default 16 MB). */
 void csa_mesh_set_checkpoint_bytes(struct csa_store *st, size_t bytes);
+
+#ifdef CSA_TESTING
+/* Test hook: called by a commit's checkpoint between the file system sync
+ * (outside the journal lock) and the trim of the journal. */
+void csa_mesh_test_after_sync(struct csa_store *st, void (*fn)(void *ctx), void *ctx);
+#endif
 
 #endif
