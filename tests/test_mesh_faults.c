@@ -10,10 +10,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/fsops.h"
 #include "store/mesh.h"
@@ -257,6 +260,87 @@ static void commits_during_a_checkpoint_stay_journaled(void **state)
 	}
 }
 
+/* ---- group commit ----------------------------------------------------- */
+
+struct group_ctx {
+	struct csa_ws *ws;
+	_Atomic int hook_calls;
+	int rc[2];
+};
+
+/* The first leader holds its batch until two more commits are queued. */
+static void hold_first_batch(void *vctx)
+{
+	struct group_ctx *g = vctx;
+	if (atomic_fetch_add(&g->hook_calls, 1))
+		return;
+	for (int i = 0; i < 10000 && csa_mesh_test_queued(g->ws->store) < 2; i++)
+		usleep(1000);
+}
+
+static void *bump_x(void *vctx)
+{
+	bump(((struct group_ctx *)vctx)->ws, "X", 1);
+	return NULL;
+}
+
+struct creator {
+	struct group_ctx *g;
+	int i;
+};
+
+static void *create_dup(void *v)
+{
+	struct creator *c = v;
+	const char *ids[] = {"DUP"};
+	c->g->rc[c->i] = tm_create(c->g->ws, ids, 1);
+	return NULL;
+}
+
+/* Commits queued while a batch runs go together in the next one, with one
+ * journal record; each still succeeds or fails on its own (two creations
+ * of one ticket in a batch: the second is refused). */
+static void group_commit_runs_queued_commits_together(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("group");
+	struct csa_err err = {0};
+	struct csa_ws *ws;
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	const char *ids[] = {"X"};
+	assert_int_equal(tm_create(ws, ids, 1), 0);
+	struct group_ctx g = {.ws = ws};
+	csa_mesh_test_before_batch(ws->store, hold_first_batch, &g);
+	struct csa_mesh_stats before = csa_mesh_stats(ws->store);
+	pthread_t leader, dup[2];
+	struct creator c[2] = {{&g, 0}, {&g, 1}};
+	assert_int_equal(pthread_create(&leader, NULL, bump_x, &g), 0);
+	while (atomic_load(&g.hook_calls) == 0)
+		usleep(1000);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&dup[i], NULL, create_dup, &c[i]), 0);
+	pthread_join(leader, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(dup[i], NULL);
+	csa_mesh_test_before_batch(ws->store, NULL, NULL);
+	struct csa_mesh_stats after = csa_mesh_stats(ws->store);
+	assert_int_equal(atomic_load(&g.hook_calls), 2); /* two batches */
+	assert_int_equal(after.batches - before.batches, 2);
+	assert_int_equal(after.commits - before.commits, 2);
+	assert_true((g.rc[0] == 0) != (g.rc[1] == 0));
+	assert_int_equal(g.rc[0] + g.rc[1], CSA_EEXIST);
+	assert_int_equal(tm_load_version(ws, "X"), 1);
+	assert_int_equal(tm_load_version(ws, "DUP"), 0);
+	json_t *rep;
+	assert_int_equal(csa_verify(ws, 0, NULL, &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+	csa_ws_close(ws);
+	t_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +348,7 @@ int main(void)
 	    cmocka_unit_test(faults_in_group_commit),
 	    cmocka_unit_test(faults_in_commit_with_checkpoint),
 	    cmocka_unit_test(commits_during_a_checkpoint_stay_journaled),
+	    cmocka_unit_test(group_commit_runs_queued_commits_together),
 	    cmocka_unit_test(faults_while_creating),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -884,9 +884,12 @@ static enum MHD_Result send_metrics(struct csa_server *s, struct MHD_Connection 
 	    csa_history_count(csa_pipeline_history(s->pipe)));
 	OUT("# HELP csa_store_commits_total Store commits by this server.\n"
 	    "# TYPE csa_store_commits_total counter\ncsa_store_commits_total %ld\n"
+	    "# HELP csa_store_commit_batches_total Journal records (fdatasyncs) the commits "
+	    "took: commits made at once share one.\n"
+	    "# TYPE csa_store_commit_batches_total counter\ncsa_store_commit_batches_total %ld\n"
 	    "# HELP csa_store_checkpoints_total Journal checkpoints.\n"
 	    "# TYPE csa_store_checkpoints_total counter\ncsa_store_checkpoints_total %ld\n",
-	    ms.commits, ms.checkpoints);
+	    ms.commits, ms.batches, ms.checkpoints);
 	json_t *mon = csa_monitor_status(s->monitor), *last = json_object_get(mon, "last");
 	OUT("# HELP csa_mesh_checks_total File monitor checks of the mesh.\n"
 	    "# TYPE csa_mesh_checks_total counter\ncsa_mesh_checks_total %lld\n",

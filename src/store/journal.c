@@ -76,6 +76,24 @@ int csa_jbuf_add(struct csa_jbuf *b, int kind, const char *id, const char *doc, 
 	return CSA_OK;
 }
 
+int csa_jbuf_merge(struct csa_jbuf *dst, const struct csa_jbuf *src)
+{
+	if (src->count == 0)
+		return CSA_OK;
+	if (dst->len == 0) {
+		if (reserve(dst, JHDR + 4))
+			return CSA_ENOMEM;
+		dst->len = JHDR + 4;
+	}
+	size_t body = src->len - (JHDR + 4);
+	if (reserve(dst, body))
+		return CSA_ENOMEM;
+	memcpy(dst->buf + dst->len, src->buf + JHDR + 4, body);
+	dst->len += body;
+	dst->count += src->count;
+	return CSA_OK;
+}
+
 int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b, struct csa_err *err)
 {
 	if (b->count == 0)

@@ -39,6 +39,9 @@ struct csa_jbuf {
 void csa_jbuf_init(struct csa_jbuf *b);
 int csa_jbuf_add(struct csa_jbuf *b, int kind, const char *id, const char *doc, size_t len);
 void csa_jbuf_release(struct csa_jbuf *b);
+/* Append the entries of 'src' to 'dst' (group commit: one record, one
+ * fdatasync for several callers' commits). */
+int csa_jbuf_merge(struct csa_jbuf *dst, const struct csa_jbuf *src);
 
 /* Append the record at offset 'end' and fdatasync. On failure the journal
  * is truncated back to 'end' (best effort) and an error returned. */

@@ -36,12 +36,18 @@ struct mesh {
 	dev_t journal_dev;         /* identity of journal_fd: another process */
 	ino_t journal_ino;         /* may have replaced the file (trim) */
 	pthread_mutex_t mu;
+	pthread_mutex_t qmu; /* the group commit queue */
+	pthread_cond_t qcv;
+	struct creq *qhead, *qtail;
+	int leading; /* a commit of this handle runs a batch */
 	size_t checkpoint_bytes;
 	int needs_recovery; /* a failed commit could not be undone */
 	int checkpointing;  /* a commit of this handle is syncing outside the lock */
 #ifdef CSA_TESTING
 	void (*after_sync)(void *ctx);
 	void *after_sync_ctx;
+	void (*before_batch)(void *ctx);
+	void *before_batch_ctx;
 #endif
 	struct csa_mesh_stats stats;
 };
@@ -626,103 +632,221 @@ static int undo_renames(struct mesh *m, struct pending *p, size_t n)
 	return ok;
 }
 
-static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t n, unsigned docs,
-                       struct csa_err *err)
-{
-	struct mesh *m = (struct mesh *)st;
-	if (n == 0)
-		return CSA_OK;
-	char ts[CSA_TS_LEN];
-	csa_ts_format(csa_now_ms(), ts);
-	struct pending *p = calloc(n * 3, sizeof(*p));
+/*
+ * Group commit. A caller prepares its commit (schema checks, serialised
+ * documents, journal entries) on its own, then queues it. If no commit of
+ * this handle is running, it leads: it takes every queued commit and runs
+ * them together under the journal lock, with one journal record and one
+ * fdatasync; otherwise it waits for a leader to run its commit. Under
+ * load, commits thus share the disk flush instead of queueing behind one
+ * another's. Each commit still succeeds or fails on its own up to the
+ * journal write; a failure of the write or of the renames fails them all.
+ */
+struct creq {
+	struct csa_ticket *const *tks;
+	size_t n;
+	unsigned docs;
+	struct pending *p; /* n * 3 */
 	struct csa_jbuf jb;
-	csa_jbuf_init(&jb);
-	if (!p)
-		return csa_error(err, CSA_ENOMEM, "out of memory committing %zu tickets", n);
-	int rc = CSA_OK, locked = 0, checkpoint = 0;
-	for (size_t i = 0; i < n && rc == CSA_OK; i++)
-		rc = prepare(m, tks[i], docs, ts, &p[i * 3], &jb, err);
-	if (rc)
-		goto out;
-	if ((rc = journal_lock(m, err)))
-		goto out;
-	locked = 1;
-	if (m->needs_recovery && (rc = recover_locked(m, err)))
-		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (tks[i]->exists)
+	int rc;
+	struct csa_err err;
+	int done;
+	struct creq *next;
+};
+
+static void fail_req(struct creq *r, int rc, const struct csa_err *err)
+{
+	r->rc = rc;
+	r->err = *err;
+}
+
+/* A new ticket must not exist on disk, twice in its commit, or in a commit
+ * ahead of it in the batch. */
+static int check_new(struct mesh *m, const struct creq *batch, const struct creq *r,
+                     struct csa_err *err)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		const struct csa_ticket *tk = r->tks[i];
+		if (tk->exists)
 			continue;
 		char path[PATH_SZ];
 		struct stat sb;
-		csa_mesh_doc_path(m->ws, 2, tks[i]->id, path, sizeof(path), NULL);
-		if (stat(path, &sb) == 0) {
-			rc = csa_error(err, CSA_EEXIST, "ticket '%s' already exists", tks[i]->id);
-			goto out;
-		}
+		csa_mesh_doc_path(m->ws, 2, tk->id, path, sizeof(path), NULL);
+		if (stat(path, &sb) == 0)
+			return csa_error(err, CSA_EEXIST, "ticket '%s' already exists", tk->id);
 		for (size_t k = 0; k < i; k++)
-			if (!tks[k]->exists && strcmp(tks[k]->id, tks[i]->id) == 0) {
-				rc = csa_error(err, CSA_EEXIST, "ticket '%s' appears twice",
-				               tks[i]->id);
-				goto out;
-			}
+			if (!r->tks[k]->exists && strcmp(r->tks[k]->id, tk->id) == 0)
+				return csa_error(err, CSA_EEXIST, "ticket '%s' appears twice",
+				                 tk->id);
+		for (const struct creq *q = batch; q != r; q = q->next)
+			for (size_t k = 0; q->rc == CSA_OK && k < q->n; k++)
+				if (!q->tks[k]->exists && strcmp(q->tks[k]->id, tk->id) == 0)
+					return csa_error(err, CSA_EEXIST,
+					                 "ticket '%s' already exists", tk->id);
 	}
-	/* Only documents that changed are rewritten in place; the journal
-	 * record carries all three, so recovery restores whole tickets. */
-	for (size_t j = 0; j < n * 3; j++) {
-		if (!(p[j].kind == 2 || !p[j].tk->exists || (docs & (1u << p[j].kind))))
+	return CSA_OK;
+}
+
+/* Only documents that changed are rewritten in place; the journal record
+ * carries all three, so recovery restores whole tickets. */
+static int write_req(struct mesh *m, struct creq *r, struct csa_err *err)
+{
+	for (size_t j = 0; j < r->n * 3; j++) {
+		struct pending *p = &r->p[j];
+		if (!(p->kind == 2 || !p->tk->exists || (r->docs & (1u << p->kind))))
 			continue;
-		if ((rc = write_tmp(m, &p[j], err))) {
-			undo_renames(m, p, n * 3);
-			goto out;
+		int rc = write_tmp(m, p, err);
+		if (rc) {
+			undo_renames(m, r->p, r->n * 3);
+			return rc;
 		}
 	}
-	struct stat sb;
-	if (fstat(m->journal_fd, &sb) < 0) {
-		rc = csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
-		undo_renames(m, p, n * 3);
-		goto out;
+	return CSA_OK;
+}
+
+/* Rename every accepted commit's documents into place. On failure, undo
+ * them all; 'end' is where the batch's record starts. */
+static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct csa_err *err)
+{
+	for (struct creq *r = batch; r; r = r->next) {
+		for (size_t j = 0; r->rc == CSA_OK && j < r->n * 3; j++) {
+			struct pending *p = &r->p[j];
+			if (!p->written)
+				continue;
+			char path[PATH_SZ], tmp[PATH_SZ];
+			csa_mesh_doc_path(m->ws, p->kind, p->tk->id, path, sizeof(path), NULL);
+			tmp_path(m, p->kind, p->tk->id, tmp, sizeof(tmp));
+			if (csa_fs_rename(tmp, path) == 0) {
+				p->renamed = 1;
+				continue;
+			}
+			int rc = csa_error_sys(err, "cannot rename '%s' to '%s'", tmp, path);
+			int undone = 1;
+			for (struct creq *q = batch; q; q = q->next)
+				if (q->rc == CSA_OK && undo_renames(m, q->p, q->n * 3) != 0)
+					undone = 0;
+			if (undone && ftruncate(m->journal_fd, end) == 0 &&
+			    csa_fs_fsync(m->journal_fd, 1) == 0)
+				return rc; /* previous state intact */
+			/* The journal still holds the commits: recovery completes them. */
+			m->needs_recovery = 1;
+			csa_error_prefix(err, "commit not rolled back, recovery will complete it: ");
+			return rc;
+		}
 	}
+	return CSA_OK;
+}
+
+/* The caller's tickets now hold what is on disk. */
+static void committed(struct mesh *m, struct creq *r)
+{
+	for (size_t j = 0; j < r->n * 3; j++) {
+		struct csa_ticket *tk = r->p[j].tk;
+		free(tk->loaded[r->p[j].kind]);
+		tk->loaded[r->p[j].kind] = r->p[j].bytes;
+		tk->loaded_len[r->p[j].kind] = r->p[j].len;
+		r->p[j].bytes = NULL;
+	}
+	for (size_t i = 0; i < r->n; i++)
+		r->tks[i]->exists = 1;
+	m->stats.commits++;
+}
+
+/* Run a batch of queued commits; returns 1 if a checkpoint is due. */
+static int commit_batch(struct mesh *m, struct creq *batch)
+{
+	struct csa_err err = {0};
+	struct csa_jbuf jb;
+	csa_jbuf_init(&jb);
+#ifdef CSA_TESTING
+	if (m->before_batch)
+		m->before_batch(m->before_batch_ctx);
+#endif
+	int rc = journal_lock(m, &err), checkpoint = 0;
+	if (rc == CSA_OK && m->needs_recovery && (rc = recover_locked(m, &err)))
+		journal_unlock(m);
+	if (rc) {
+		for (struct creq *r = batch; r; r = r->next)
+			fail_req(r, rc, &err);
+		return 0;
+	}
+	size_t accepted = 0;
+	for (struct creq *r = batch; r; r = r->next) {
+		if ((r->rc = check_new(m, batch, r, &r->err)) ||
+		    (r->rc = write_req(m, r, &r->err)))
+			continue;
+		if (csa_jbuf_merge(&jb, &r->jb)) {
+			undo_renames(m, r->p, r->n * 3);
+			r->rc = csa_error(&r->err, CSA_ENOMEM, "out of memory committing '%s'",
+			                  r->tks[0]->id);
+			continue;
+		}
+		accepted++;
+	}
+	if (!accepted)
+		goto out;
+	m->stats.batches++;
+	struct stat sb = {0};
+	if (fstat(m->journal_fd, &sb) < 0)
+		rc = csa_error_sys(&err, "cannot stat journal '%s'", m->journal_path);
 	off_t end = sb.st_size;
-	if ((rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, err))) {
-		undo_renames(m, p, n * 3);
+	if (rc == CSA_OK)
+		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, &err);
+	if (rc) {
+		for (struct creq *r = batch; r; r = r->next)
+			if (r->rc == CSA_OK) {
+				undo_renames(m, r->p, r->n * 3);
+				fail_req(r, rc, &err);
+			}
 		goto out;
 	}
 	/* Committed: now make the files say so. */
-	for (size_t j = 0; j < n * 3; j++) {
-		if (!p[j].written)
-			continue;
-		char path[PATH_SZ], tmp[PATH_SZ];
-		csa_mesh_doc_path(m->ws, p[j].kind, p[j].tk->id, path, sizeof(path), NULL);
-		tmp_path(m, p[j].kind, p[j].tk->id, tmp, sizeof(tmp));
-		if (csa_fs_rename(tmp, path) == 0) {
-			p[j].renamed = 1;
-			continue;
-		}
-		rc = csa_error_sys(err, "cannot rename '%s' to '%s'", tmp, path);
-		if (undo_renames(m, p, n * 3) == 0 && ftruncate(m->journal_fd, end) == 0 &&
-		    csa_fs_fsync(m->journal_fd, 1) == 0)
-			goto out; /* previous state intact */
-		/* The journal still holds the commit: recovery completes it. */
-		m->needs_recovery = 1;
-		csa_error_prefix(err, "commit not rolled back, recovery will complete it: ");
+	if ((rc = rename_batch(m, batch, end, &err))) {
+		for (struct creq *r = batch; r; r = r->next)
+			if (r->rc == CSA_OK)
+				fail_req(r, rc, &err);
 		goto out;
 	}
-	m->stats.commits++;
-	/* The caller's tickets now hold what is on disk. */
-	for (size_t j = 0; j < n * 3; j++) {
-		struct csa_ticket *tk = p[j].tk;
-		free(tk->loaded[p[j].kind]);
-		tk->loaded[p[j].kind] = p[j].bytes;
-		tk->loaded_len[p[j].kind] = p[j].len;
-		p[j].bytes = NULL;
-	}
-	for (size_t i = 0; i < n; i++)
-		tks[i]->exists = 1;
+	for (struct creq *r = batch; r; r = r->next)
+		if (r->rc == CSA_OK)
+			committed(m, r);
 	if ((size_t)end + jb.len > m->checkpoint_bytes && !m->checkpointing)
 		m->checkpointing = checkpoint = 1;
 out:
-	if (locked)
-		journal_unlock(m);
+	journal_unlock(m);
+	csa_jbuf_release(&jb);
+	return checkpoint;
+}
+
+/* Queue r and return once a leader (this thread, or another) ran it. */
+static void commit_queued(struct mesh *m, struct creq *r)
+{
+	pthread_mutex_lock(&m->qmu);
+	if (m->qtail)
+		m->qtail->next = r;
+	else
+		m->qhead = r;
+	m->qtail = r;
+	while (!r->done && m->leading)
+		pthread_cond_wait(&m->qcv, &m->qmu);
+	if (r->done) {
+		pthread_mutex_unlock(&m->qmu);
+		return;
+	}
+	m->leading = 1;
+	struct creq *batch = m->qhead;
+	m->qhead = m->qtail = NULL;
+	pthread_mutex_unlock(&m->qmu);
+	int checkpoint = commit_batch(m, batch);
+	pthread_mutex_lock(&m->qmu);
+	while (batch) {
+		struct creq *next = batch->next; /* batch may be gone once done */
+		batch->done = 1;
+		batch = next;
+	}
+	m->leading = 0;
+	pthread_cond_broadcast(&m->qcv);
+	pthread_mutex_unlock(&m->qmu);
 	if (checkpoint) {
 		/* A failed checkpoint loses nothing: the journal stays. */
 		struct csa_err ignored;
@@ -731,10 +855,32 @@ out:
 		m->checkpointing = 0;
 		pthread_mutex_unlock(&m->mu);
 	}
+}
+
+static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t n, unsigned docs,
+                       struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	if (n == 0)
+		return CSA_OK;
+	char ts[CSA_TS_LEN];
+	csa_ts_format(csa_now_ms(), ts);
+	struct creq r = {.tks = tks, .n = n, .docs = docs, .p = calloc(n * 3, sizeof(*r.p))};
+	csa_jbuf_init(&r.jb);
+	if (!r.p)
+		return csa_error(err, CSA_ENOMEM, "out of memory committing %zu tickets", n);
+	int rc = CSA_OK;
+	for (size_t i = 0; i < n && rc == CSA_OK; i++)
+		rc = prepare(m, tks[i], docs, ts, &r.p[i * 3], &r.jb, err);
+	if (rc == CSA_OK) {
+		commit_queued(m, &r);
+		if ((rc = r.rc) && err)
+			*err = r.err;
+	}
 	for (size_t j = 0; j < n * 3; j++)
-		free(p[j].bytes);
-	free(p);
-	csa_jbuf_release(&jb);
+		free(r.p[j].bytes);
+	free(r.p);
+	csa_jbuf_release(&r.jb);
 	return rc;
 }
 
@@ -854,6 +1000,8 @@ static void mesh_close(struct csa_store *st)
 	close(m->journal_fd);
 	close(m->lock_fd);
 	pthread_mutex_destroy(&m->mu);
+	pthread_mutex_destroy(&m->qmu);
+	pthread_cond_destroy(&m->qcv);
 	free(m);
 }
 
@@ -879,6 +1027,8 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	m->lock_fd = m->journal_fd = -1;
 	m->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
 	pthread_mutex_init(&m->mu, NULL);
+	pthread_mutex_init(&m->qmu, NULL);
+	pthread_cond_init(&m->qcv, NULL);
 	snprintf(m->journal_path, sizeof(m->journal_path), "%s/.csa/journal", ws->root);
 	snprintf(m->lock_path, sizeof(m->lock_path), "%s/.csa/lock", ws->root);
 	snprintf(m->tmp_dir, sizeof(m->tmp_dir), "%s/.csa/tmp", ws->root);
@@ -905,6 +1055,8 @@ fail:
 	if (m->lock_fd >= 0)
 		close(m->lock_fd);
 	pthread_mutex_destroy(&m->mu);
+	pthread_mutex_destroy(&m->qmu);
+	pthread_cond_destroy(&m->qcv);
 	free(m);
 	return rc;
 }
@@ -930,5 +1082,26 @@ void csa_mesh_test_after_sync(struct csa_store *st, void (*fn)(void *ctx), void 
 		((struct mesh *)st)->after_sync = fn;
 		((struct mesh *)st)->after_sync_ctx = ctx;
 	}
+}
+#endif
+
+#ifdef CSA_TESTING
+void csa_mesh_test_before_batch(struct csa_store *st, void (*fn)(void *ctx), void *ctx)
+{
+	if (st && st->ops == &mesh_ops) {
+		((struct mesh *)st)->before_batch = fn;
+		((struct mesh *)st)->before_batch_ctx = ctx;
+	}
+}
+
+size_t csa_mesh_test_queued(struct csa_store *st)
+{
+	struct mesh *m = (struct mesh *)st;
+	size_t n = 0;
+	pthread_mutex_lock(&m->qmu);
+	for (struct creq *r = m->qhead; r; r = r->next)
+		n++;
+	pthread_mutex_unlock(&m->qmu);
+	return n;
 }
 #endif

@@ -10,7 +10,9 @@
  * (syncfs, then the journal is emptied): every 16 MB of journal, on close,
  * and by recovery. The one a commit starts syncs outside the journal lock,
  * so other commits go on meanwhile; it then drops only the records it
- * synced (the later ones move to a fresh journal file). A crash at any instant leaves each ticket wholly at its
+ * synced (the later ones move to a fresh journal file). Commits of one
+ * handle made at the same time share one journal record and fdatasync
+ * (group commit). A crash at any instant leaves each ticket wholly at its
  * last acknowledged commit or, for a commit that had not returned, at that
  * commit; recovery runs when a workspace is opened.
  *
@@ -34,6 +36,7 @@ struct csa_mesh_stats {
 	long torn_bytes;     /* bytes of a torn journal tail dropped */
 	long tmp_removed;    /* scratch files of interrupted commits removed */
 	long commits;        /* commits by this handle */
+	long batches;        /* journal records they took (group commit) */
 	long checkpoints;    /* checkpoints by this handle */
 };
 
@@ -66,6 +69,10 @@ void csa_mesh_set_checkpoint_bytes(struct csa_store *st, size_t bytes);
 /* Test hook: called by a commit's checkpoint between the file system sync
  * (outside the journal lock) and the trim of the journal. */
 void csa_mesh_test_after_sync(struct csa_store *st, void (*fn)(void *ctx), void *ctx);
+/* Test hook: called by the thread that leads a group commit, before it
+ * takes the journal lock; and the number of commits queued behind it. */
+void csa_mesh_test_before_batch(struct csa_store *st, void (*fn)(void *ctx), void *ctx);
+size_t csa_mesh_test_queued(struct csa_store *st);
 #endif
 
 #endif
