@@ -39,7 +39,10 @@ static json_t *arrival(struct csa_gen *g, const char *prefix, int i)
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 2000;
-	char dir[] = "/tmp/csa-bench-pipe-XXXXXX";
+	/* TMPDIR picks the disk measured (the data disk of a deployment) */
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/csa-bench-pipe-XXXXXX", tmp);
 	if (!mkdtemp(dir))
 		die("mkdtemp", "failed");
 	struct csa_err err = {0};
