@@ -10,10 +10,13 @@
 #include "store/ws.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HEADER    "csa-history 1"
 #define PATH_SZ   4200
@@ -231,6 +234,85 @@ static char **list_ids(struct csa_ws *ws, size_t *n_out, struct csa_err *err)
 	return ids;
 }
 
+/* One ticket's entry, read by a loader thread. */
+struct slot {
+	struct csa_hist_entry e;
+	uint64_t sig;
+	int64_t newest;
+	int ok;     /* 0: vanished or damaged (verify reports it) */
+	int cached; /* taken from the index file */
+};
+
+/* A block of tickets shared by the loader threads. */
+struct block {
+	struct csa_ws *ws;
+	char **ids;
+	const struct cached *c;
+	size_t nc;
+	int64_t written;
+	size_t lo, n;
+	struct slot *out;
+	_Atomic size_t next;
+};
+
+static int cached_find(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct cached *)elem)->id);
+}
+
+static void load_one(struct block *b, size_t i, struct slot *s)
+{
+	const char *id = b->ids[i];
+	memset(s, 0, sizeof(*s));
+	s->sig = csa_mesh_files_sig(b->ws, id, &s->newest);
+	const struct cached *c =
+	    b->nc ? bsearch(id, b->c, b->nc, sizeof(*b->c), cached_find) : NULL;
+	struct csa_hist_entry *e = &s->e;
+	if (s->sig && c && c->sig == s->sig && s->newest < b->written - RACY_NS) {
+		copy(e->id, sizeof(e->id), id);
+		copy(e->company, sizeof(e->company), c->fields[2]);
+		copy(e->client, sizeof(e->client), c->fields[3]);
+		copy(e->category, sizeof(e->category), c->fields[4]);
+		copy(e->priority, sizeof(e->priority), c->fields[5]);
+		copy(e->escalation, sizeof(e->escalation), c->fields[6]);
+		e->resolved = atoi(c->fields[7]);
+		e->resolution_hours = strtod(c->fields[8], NULL);
+		e->csat = strtod(c->fields[9], NULL);
+		e->created_ms = strtoll(c->fields[10], NULL, 10);
+		s->ok = s->cached = 1;
+		return;
+	}
+	/* T alone holds what the index needs */
+	char tpath[PATH_SZ];
+	struct csa_ticket tk = {0};
+	csa_mesh_doc_path(b->ws, 2, id, tpath, sizeof(tpath), NULL);
+	if (csa_json_load_file(tpath, b->ws->cfg.limits.max_document_bytes, &tk.t, NULL))
+		return;
+	snprintf(tk.id, sizeof(tk.id), "%s", id);
+	csa_history_entry_from(&tk, e);
+	json_decref(tk.t);
+	/* a file changed since sig was taken is caught next time: its
+	 * signature will differ */
+	s->ok = 1;
+}
+
+static void *load_block(void *arg)
+{
+	struct block *b = arg;
+	for (;;) {
+		size_t k = atomic_fetch_add(&b->next, 1);
+		if (k >= b->n)
+			return NULL;
+		load_one(b, b->lo + k, &b->out[k]);
+	}
+}
+
+/* Parsing 100,000 workflow files is the cost of a start without a usable
+ * index: the files of a block are read by up to LOAD_THREADS threads, then
+ * put in the index in id order. */
+#define LOAD_BLOCK   4096
+#define LOAD_THREADS 8
+
 int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, struct csa_err *err)
 {
 	char path[PATH_SZ];
@@ -243,47 +325,37 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 		c = parse_index(buf, len, &written, &nc);
 	char **ids = list_ids(ws, &ni, err);
 	int rc = ids ? CSA_OK : err->code;
-	size_t j = 0;
-	for (size_t i = 0; i < ni && rc == CSA_OK; i++) {
-		int64_t newest = 0;
-		uint64_t sig = csa_mesh_files_sig(ws, ids[i], &newest);
-		while (j < nc && strcmp(c[j].id, ids[i]) < 0)
-			j++;
-		struct csa_hist_entry e = {0};
-		if (sig && j < nc && strcmp(c[j].id, ids[i]) == 0 && c[j].sig == sig &&
-		    newest < written - RACY_NS) {
-			copy(e.id, sizeof(e.id), ids[i]);
-			copy(e.company, sizeof(e.company), c[j].fields[2]);
-			copy(e.client, sizeof(e.client), c[j].fields[3]);
-			copy(e.category, sizeof(e.category), c[j].fields[4]);
-			copy(e.priority, sizeof(e.priority), c[j].fields[5]);
-			copy(e.escalation, sizeof(e.escalation), c[j].fields[6]);
-			e.resolved = atoi(c[j].fields[7]);
-			e.resolution_hours = strtod(c[j].fields[8], NULL);
-			e.csat = strtod(c[j].fields[9], NULL);
-			e.created_ms = strtoll(c[j].fields[10], NULL, 10);
-			used++;
-		} else {
-			/* T alone holds what the index needs */
-			char tpath[PATH_SZ];
-			struct csa_ticket tk = {0};
-			csa_mesh_doc_path(ws, 2, ids[i], tpath, sizeof(tpath), NULL);
-			if (csa_json_load_file(tpath, ws->cfg.limits.max_document_bytes, &tk.t,
-			                       NULL))
-				continue; /* vanished or damaged: verify reports it */
-			snprintf(tk.id, sizeof(tk.id), "%s", ids[i]);
-			csa_history_entry_from(&tk, &e);
-			json_decref(tk.t);
-			/* a file changed since sig was taken is caught next time:
-			 * its signature will differ */
-		}
+	struct slot *out = ids && ni ? malloc(LOAD_BLOCK * sizeof(*out)) : NULL;
+	if (ids && ni && !out)
+		rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int nthreads = cpus < 1 ? 1 : cpus > LOAD_THREADS ? LOAD_THREADS : (int)cpus;
+	for (size_t lo = 0; lo < ni && rc == CSA_OK; lo += LOAD_BLOCK) {
+		struct block b = {.ws = ws, .ids = ids, .c = c, .nc = c ? nc : 0,
+		                  .written = written, .lo = lo,
+		                  .n = ni - lo < LOAD_BLOCK ? ni - lo : LOAD_BLOCK, .out = out};
+		pthread_t th[LOAD_THREADS];
+		int started = 0;
+		while (started < nthreads - 1 &&
+		       pthread_create(&th[started], NULL, load_block, &b) == 0)
+			started++;
+		load_block(&b);
+		for (int t = 0; t < started; t++)
+			pthread_join(th[t], NULL);
 		int64_t now_ns = csa_now_ms() * 1000000LL;
-		if (csa_history_put_sig(h, &e, newest < now_ns - RACY_NS ? sig : 0))
-			rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
+		for (size_t k = 0; k < b.n && rc == CSA_OK; k++) {
+			struct slot *s = &out[k];
+			if (!s->ok)
+				continue;
+			used += s->cached;
+			if (csa_history_put_sig(h, &s->e, s->newest < now_ns - RACY_NS ? s->sig : 0))
+				rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
+		}
 	}
 	for (size_t i = 0; ids && i < ni; i++)
 		free(ids[i]);
 	free(ids);
+	free(out);
 	free(c);
 	free(buf);
 	if (reused)
