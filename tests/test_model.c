@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "base/fsops.h"
 #include "model/calib.h"
@@ -36,13 +37,21 @@ static void normalization_is_utf8_safe(void **state)
 	char *big = malloc(100000);
 	memset(big, 'x', 99999);
 	big[99999] = '\0';
-	struct csa_feat_opts o = {12, 2, 5, 1, 0.5f};
+	struct csa_feat_opts o = {12, 2, 5, 1, 0.5f, 1.0f, 0, 0};
 	struct csa_fvec v;
 	csa_fvec_init(&v);
 	assert_int_equal(csa_text_features(&o, big, strlen(big), NULL, 0, &v), 0);
 	assert_true(v.n > 0 && v.n < 5000);
 	for (size_t i = 0; i < v.n; i++)
 		assert_true(v.idx[i] < (1u << 12));
+	/* many words: word pairs are bounded too (first 256 words) */
+	struct csa_feat_opts po = o;
+	po.bits = 20;
+	po.pair_window = 12;
+	for (size_t i = 0; i + 6 < 99999; i += 6)
+		snprintf(big + i, 7, "w%04zu ", (i / 6) % 9999);
+	assert_int_equal(csa_text_features(&po, big, strlen(big), NULL, 0, &v), 0);
+	assert_true(v.n > 3000 && v.n < 20000);
 	free(big);
 	/* features are L2-normalised over the text part */
 	const char *extra[] = {"tier=PREMIUM"};
@@ -52,6 +61,31 @@ static void normalization_is_utf8_safe(void **state)
 		ss += (double)v.val[i] * v.val[i];
 	assert_float_equal(ss, 1.0, 1e-4);
 	assert_float_equal(v.val[v.n - 1], 0.5, 1e-6);
+	/* word pairs ignore order: "card arrived" and "arrived card" have the
+	 * same features when there are only words and pairs */
+	struct csa_feat_opts wp = {16, 0, 0, 0, 0.5f, 1.0f, 12, 0};
+	struct csa_fvec v2;
+	csa_fvec_init(&v2);
+	assert_int_equal(csa_text_features(&wp, "card arrived", 12, NULL, 0, &v), 0);
+	assert_int_equal(csa_text_features(&wp, "arrived card", 12, NULL, 0, &v2), 0);
+	assert_int_equal(v.n, 3);
+	assert_int_equal(v2.n, 3);
+	for (size_t i = 0; i < v.n; i++) {
+		size_t j = 0;
+		while (j < v2.n && v2.idx[j] != v.idx[i])
+			j++;
+		assert_true(j < v2.n);
+	}
+	/* with a prefix, inflections make the same pair */
+	wp.pair_prefix = 4;
+	assert_int_equal(csa_text_features(&wp, "card arrived", 12, NULL, 0, &v), 0);
+	assert_int_equal(csa_text_features(&wp, "cards arrival", 13, NULL, 0, &v2), 0);
+	assert_int_equal(v.idx[2], v2.idx[2]);
+	wp.pair_prefix = 0;
+	/* a repeated word counts sublinearly: 1 + log 2 against 1 */
+	assert_int_equal(csa_text_features(&wp, "card card arrived", 17, NULL, 0, &v), 0);
+	assert_float_equal(v.val[0] / v.val[1], 1.0 + log(2.0), 1e-5);
+	csa_fvec_release(&v2);
 	csa_fvec_release(&v);
 }
 
@@ -137,6 +171,15 @@ static double accuracy(const struct csa_linear *m, const struct csa_example *ex,
 	return (double)ok / (double)n;
 }
 
+/* Rewrite the CRC-32 trailer of a model file image of len bytes. */
+static void put_crc(char *buf, size_t len)
+{
+	uint32_t c =
+	    (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)buf, (uInt)(len - 4));
+	for (int i = 0; i < 4; i++)
+		buf[len - 4 + i] = (char)(c >> (8 * i));
+}
+
 static char tr_text[2000][128], te_text[500][128];
 static struct csa_example tr[2000], te[500];
 
@@ -197,6 +240,23 @@ static void training_learns_and_files_round_trip(void **state)
 	                 0);
 	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
 	assert_non_null(strstr(err.msg, "not a csa model"));
+	buf[len / 3] ^= 0x40;
+	/* a file of a newer format is refused by name and version */
+	buf[4] = 3;
+	put_crc(buf, len);
+	assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "format version 3"));
+	/* a format-1 file (no word weight, no pair window) still loads */
+	buf[4] = 1;
+	memset(buf + 36, 0, 4);
+	memmove(buf + 48, buf + 56, len - 56);
+	put_crc(buf, len - 8);
+	assert_int_equal(csa_fs_write_atomic(bad, buf, len - 8, &err), 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), 0);
+	csa_linear_predict(m2, "refund my invoice", 17, NULL, 0, p2);
+	assert_float_equal(p2[0] + p2[1] + p2[2] + p2[3] + p2[4], 1.0, 1e-9);
+	csa_linear_free(m2);
 	free(buf);
 
 	/* online learning moves the prediction towards the taught label */
@@ -256,8 +316,9 @@ static void temperature_reduces_overconfidence(void **state)
 	o.epochs = 30;
 	struct csa_linear *m;
 	struct csa_err err = {0};
-	assert_int_equal(csa_linear_train(cls, 5, tr, 1500, tr + 1500, 500, &o, &m, &err), 0);
-	/* the fitted temperature lowers the held-out negative log-likelihood */
+	/* calibrated on 300 rows, which the final model then also learns from
+	 * (refit); judged on 500 rows it never saw */
+	assert_int_equal(csa_linear_train(cls, 5, tr, 1200, tr + 1200, 300, &o, &m, &err), 0);
 	double p[5], sc[5], nll_cal = 0, nll_raw = 0;
 	for (size_t i = 0; i < 500; i++) {
 		const struct csa_example *e = &tr[1500 + i];
@@ -271,8 +332,11 @@ static void temperature_reduces_overconfidence(void **state)
 		nll_cal -= log(p[e->label]);
 		nll_raw -= sc[e->label] - mx - log(z);
 	}
-	print_message("held-out NLL raw %.1f, calibrated %.1f (T=%.2f)\n", nll_raw, nll_cal,
-	              csa_linear_temperature(m));
+	print_message("held-out NLL raw %.1f, calibrated %.1f (T=%.2f), accuracy before "
+	              "refit %.3f\n",
+	              nll_raw, nll_cal, csa_linear_temperature(m), csa_linear_heldout_accuracy(m));
+	/* measured on the calibration rows before the refit learnt them: noisy */
+	assert_true(csa_linear_heldout_accuracy(m) > 0.5 && csa_linear_heldout_accuracy(m) < 0.95);
 	assert_true(csa_linear_temperature(m) > 1.0); /* noisy labels: it was overconfident */
 	assert_true(nll_cal < nll_raw);
 	csa_linear_free(m);

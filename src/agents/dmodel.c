@@ -154,21 +154,9 @@ int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct cs
 		goto out;
 	}
 	set_version(m);
-	if (heldout_acc) {
-		size_t ok = 0;
-		double *p = malloc(n_labels * sizeof(double));
-		for (size_t i = 0; p && i < nho; i++) {
-			csa_linear_predict(m->lin, ho[i].text, strlen(ho[i].text), ho[i].extra,
-			                   ho[i].n_extra, p);
-			size_t best = 0;
-			for (size_t c = 1; c < n_labels; c++)
-				if (p[c] > p[best])
-					best = c;
-			ok += (int)best == ho[i].label;
-		}
-		free(p);
-		*heldout_acc = nho ? (double)ok / (double)nho : NAN;
-	}
+	/* measured by the trainer before it refits on the held-out rows too */
+	if (heldout_acc)
+		*heldout_acc = csa_linear_heldout_accuracy(m->lin);
 	*out = m;
 out:
 	free(tr);

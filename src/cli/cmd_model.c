@@ -6,13 +6,14 @@
 #include "model/dataset.h"
 #include "model/linear.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
     "csa model train --data F --text COL --label COL [--valid F] --out M [--seed S] "
-    "[--epochs N] [--bits B]\n"
+    "[--epochs N] [--bits B] [--no-refit]\n"
     "       csa model eval --model M --data F --text COL --label COL";
 
 static int label_index(const char *const *labels, size_t n, const char *l)
@@ -39,6 +40,9 @@ static int train(int argc, char **argv)
 		o.epochs = (unsigned)strtoul(v, NULL, 10);
 	if ((v = cli_opt(argc, argv, "--bits")))
 		o.feat.bits = (unsigned)strtoul(v, NULL, 10);
+	/* keep the held-out rows (or --valid file) out of the final model */
+	if (cli_flag(argc, argv, "--no-refit"))
+		o.refit = 0;
 	if (o.epochs == 0 || o.epochs > 1000)
 		return cli_failf("--epochs must be 1..1000");
 	struct csa_err err = {0};
@@ -71,29 +75,17 @@ static int train(int argc, char **argv)
 	struct csa_linear *m = NULL;
 	int rc = csa_linear_train(labels, k, ex, n_ex, cal, n_cal, &o, &m, &err);
 	double secs = (double)(csa_mono_ns() - t0) / 1e9;
-	double vacc = -1;
-	if (!rc && n_cal) {
-		size_t ok = 0;
-		double *p = malloc(k * sizeof(double));
-		for (size_t i = 0; i < n_cal; i++) {
-			csa_linear_predict(m, cal[i].text, strlen(cal[i].text), NULL, 0, p);
-			size_t best = 0;
-			for (size_t c = 1; c < k; c++)
-				if (p[c] > p[best])
-					best = c;
-			ok += (int)best == cal[i].label;
-		}
-		free(p);
-		vacc = (double)ok / (double)n_cal;
-	}
+	/* held-out accuracy before the final refit (which learns from those rows) */
+	double vacc = rc ? NAN : csa_linear_heldout_accuracy(m);
 	if (!rc)
 		rc = csa_linear_save(m, outp, &err);
 	if (!rc) {
 		json_t *j = json_pack("{s:s, s:I, s:I, s:f, s:I, s:f, s:o}", "model", outp, "n",
-		                      (json_int_t)n_ex, "labels", (json_int_t)k, "train_seconds",
-		                      secs, "model_bytes", (json_int_t)csa_linear_file_size(m),
-		                      "temperature", csa_linear_temperature(m), "valid_accuracy",
-		                      vacc >= 0 ? json_real(vacc) : json_null());
+		                      (json_int_t)(n_ex + (o.refit ? n_cal : 0)), "labels",
+		                      (json_int_t)k, "train_seconds", secs, "model_bytes",
+		                      (json_int_t)csa_linear_file_size(m), "temperature",
+		                      csa_linear_temperature(m), "valid_accuracy",
+		                      isnan(vacc) ? json_null() : json_real(vacc));
 		csa_json_print(j, 1);
 		json_decref(j);
 	}

@@ -9,8 +9,11 @@
 #include <string.h>
 #include <zlib.h>
 
-#define MAGIC          "CSAM"
-#define FORMAT_VERSION 1u
+#define MAGIC "CSAM"
+/* 2: the word n-gram weight in what was a reserved field (0 in format 1,
+ * read as weight 1), and the word-pair window and prefix after the
+ * temperature; format-1 files still load and predict as before. */
+#define FORMAT_VERSION 2u
 #define MAX_LABELS     4096
 #define MAX_LABEL_LEN  255
 
@@ -22,22 +25,29 @@ struct csa_linear {
 	float *w; /* dim x k, row per feature */
 	float *b; /* k */
 	double temperature;
+	double heldout_acc; /* of the calibration data before a refit; not saved */
 	uint32_t revision;
 	pthread_rwlock_t lock;
 };
 
 void csa_train_opts_default(struct csa_train_opts *o)
 {
+	memset(o, 0, sizeof(*o));
 	o->feat.bits = 17;
 	o->feat.char_min = 2;
-	o->feat.char_max = 5;
+	o->feat.char_max = 4;
 	o->feat.word_bigrams = 1;
 	o->feat.extra_weight = 0.5f;
-	o->epochs = 12;
-	o->lr = 0.4;
+	o->feat.word_weight = 2.0f;
+	o->feat.pair_window = 12;
+	o->feat.pair_prefix = 4;
+	o->epochs = 8;
+	o->lr = 0.1;
 	o->l2 = 1e-7;
 	o->seed = 42;
 	o->label_smoothing = 0.0;
+	o->refit = 1;
+	o->margin = 2.0;
 }
 
 size_t csa_linear_n_labels(const struct csa_linear *m)
@@ -61,6 +71,11 @@ int csa_linear_label_index(const struct csa_linear *m, const char *name)
 double csa_linear_temperature(const struct csa_linear *m)
 {
 	return m->temperature;
+}
+
+double csa_linear_heldout_accuracy(const struct csa_linear *m)
+{
+	return m->heldout_acc;
 }
 
 uint32_t csa_linear_revision(const struct csa_linear *m)
@@ -98,6 +113,7 @@ static struct csa_linear *alloc_model(const struct csa_feat_opts *f, size_t k)
 	m->k = k;
 	m->dim = (size_t)1 << f->bits;
 	m->temperature = 1.0;
+	m->heldout_acc = NAN;
 	m->labels = calloc(k, sizeof(char *));
 	m->w = calloc(m->dim * k, sizeof(float));
 	m->b = calloc(k, sizeof(float));
@@ -108,16 +124,45 @@ static struct csa_linear *alloc_model(const struct csa_feat_opts *f, size_t k)
 	return m;
 }
 
+/* s[0..k) += v * row[0..k). Eight independent statements per block with
+ * restrict pointers: the basic-block vectoriser turns them into SIMD even
+ * at -O2, where the loop vectoriser would leave a loop of unknown length
+ * scalar. */
+static void axpy(float *restrict s, const float *restrict row, float v, size_t k)
+{
+	size_t c = 0;
+	for (; c + 8 <= k; c += 8)
+		for (size_t u = 0; u < 8; u++)
+			s[c + u] += v * row[c + u];
+	for (; c < k; c++)
+		s[c] += v * row[c];
+}
+
+/* Ask for a weight row ahead of use: rows are scattered over a table much
+ * larger than the caches, so their loads are what prediction waits on. */
+static void prefetch_row(const float *row, size_t k)
+{
+#if defined(__GNUC__)
+	for (size_t off = 0; off < k; off += 16)
+		__builtin_prefetch(row + off);
+#else
+	(void)row;
+	(void)k;
+#endif
+}
+
 /* scores = b + W^T x */
 static void raw_scores(const struct csa_linear *m, const struct csa_fvec *x, float *s)
 {
+	enum { AHEAD = 4 };
 	size_t k = m->k;
 	memcpy(s, m->b, k * sizeof(float));
+	for (size_t j = 0; j < x->n && j < AHEAD; j++)
+		prefetch_row(m->w + (size_t)x->idx[j] * k, k);
 	for (size_t j = 0; j < x->n; j++) {
-		const float *row = m->w + (size_t)x->idx[j] * k;
-		float v = x->val[j];
-		for (size_t c = 0; c < k; c++)
-			s[c] += v * row[c];
+		if (j + AHEAD < x->n)
+			prefetch_row(m->w + (size_t)x->idx[j + AHEAD] * k, k);
+		axpy(s, m->w + (size_t)x->idx[j] * k, x->val[j], k);
 	}
 }
 
@@ -197,6 +242,175 @@ static double fit_temperature(const float *scores, const int *labels, size_t n, 
 	return exp((lo + hi) / 2);
 }
 
+/* The state of one training run: row-wise AdaGrad (one sum of squared
+ * gradients per feature row, averaged over the labels, so the state is
+ * small and rare features keep large steps) and scratch space. */
+struct sgd {
+	float *g_row; /* per feature row */
+	float *g_b;   /* per label bias */
+	float *s, *grad;
+	double *p;
+};
+
+static void sgd_free(struct sgd *g)
+{
+	free(g->g_row);
+	free(g->g_b);
+	free(g->s);
+	free(g->grad);
+	free(g->p);
+}
+
+/* row[c] -= step * (grad[c] * v + l2 * row[c]), written like axpy(). */
+static void update_row(float *restrict row, const float *restrict grad, float v, float step,
+                       float l2, size_t k)
+{
+	size_t c = 0;
+	float a = step * v, d = 1.0f - step * l2;
+	for (; c + 8 <= k; c += 8)
+		for (size_t u = 0; u < 8; u++)
+			row[c + u] = d * row[c + u] - a * grad[c + u];
+	for (; c < k; c++)
+		row[c] = d * row[c] - a * grad[c];
+}
+
+/* One AdaGrad step of the softmax loss (with margin) on example x, label y. */
+static void sgd_step(struct csa_linear *m, struct sgd *g, const struct csa_fvec *x, int y,
+                     const struct csa_train_opts *o)
+{
+	size_t k = m->k;
+	raw_scores(m, x, g->s);
+	for (size_t c = 0; c < k && o->margin > 0; c++)
+		if (c != (size_t)y)
+			g->s[c] += (float)o->margin;
+	softmax(g->s, k, 1.0, g->p);
+	double gsq = 0, smooth = o->label_smoothing;
+	for (size_t c = 0; c < k; c++) {
+		double target = (c == (size_t)y ? 1.0 - smooth : 0) + smooth / (double)k;
+		g->grad[c] = (float)(g->p[c] - target);
+		gsq += (double)g->grad[c] * g->grad[c];
+	}
+	const float eps = 1e-6f, lr = (float)o->lr, l2 = (float)o->l2;
+	for (size_t c = 0; c < k; c++) {
+		g->g_b[c] += g->grad[c] * g->grad[c];
+		m->b[c] -= lr * g->grad[c] / sqrtf(g->g_b[c] + eps);
+	}
+	for (size_t j = 0; j < x->n; j++) {
+		uint32_t f = x->idx[j];
+		float v = x->val[j];
+		g->g_row[f] += (float)(gsq / (double)k) * v * v;
+		update_row(m->w + (size_t)f * k, g->grad, v, lr / sqrtf(g->g_row[f] + eps), l2, k);
+	}
+}
+
+/* Train the weights of m (from their current values) on xs/ys for
+ * o->epochs passes, each in a fresh order drawn from o->seed. */
+static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const int *ys, size_t n,
+                       const struct csa_train_opts *o)
+{
+	size_t k = m->k;
+	struct sgd g = {0};
+	size_t *order = malloc(n * sizeof(*order));
+	g.g_row = calloc(m->dim, sizeof(float));
+	g.g_b = calloc(k, sizeof(float));
+	g.s = malloc(k * sizeof(float));
+	g.grad = malloc(k * sizeof(float));
+	g.p = malloc(k * sizeof(double));
+	if (!order || !g.g_row || !g.g_b || !g.s || !g.grad || !g.p) {
+		free(order);
+		sgd_free(&g);
+		return CSA_ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	uint64_t rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)o->seed * 0x100000001B3ULL);
+	if (!rng)
+		rng = 1;
+	for (unsigned ep = 0; ep < o->epochs; ep++) {
+		for (size_t i = n; i > 1; i--) {
+			size_t j = (size_t)(rng_next(&rng) % i);
+			size_t tmp = order[i - 1];
+			order[i - 1] = order[j];
+			order[j] = tmp;
+		}
+		for (size_t r = 0; r < n; r++)
+			sgd_step(m, &g, &xs[order[r]], ys[order[r]], o);
+	}
+	free(order);
+	sgd_free(&g);
+	return CSA_OK;
+}
+
+/* A model with 'labels' copied and zero weights, or an error. */
+static int new_model(const char *const *labels, size_t k, const struct csa_feat_opts *f,
+                     struct csa_linear **out, struct csa_err *err)
+{
+	struct csa_linear *m = alloc_model(f, k);
+	if (!m)
+		return csa_error(err, CSA_ENOMEM, "out of memory for a model of %zu labels", k);
+	for (size_t i = 0; i < k; i++) {
+		size_t len = strlen(labels[i]);
+		if (len == 0 || len > MAX_LABEL_LEN) {
+			csa_linear_free(m);
+			return csa_error(err, CSA_EINVAL, "label %zu is empty or too long", i);
+		}
+		if (!(m->labels[i] = strdup(labels[i]))) {
+			csa_linear_free(m);
+			return csa_error(err, CSA_ENOMEM, "out of memory");
+		}
+	}
+	*out = m;
+	return CSA_OK;
+}
+
+static int check_labels(const struct csa_example *ex, size_t n, size_t k, const char *what,
+                        struct csa_err *err)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ex[i].label < 0 || (size_t)ex[i].label >= k)
+			return csa_error(err, CSA_EINVAL,
+			                 "%s example %zu has label %d outside 0..%zu", what, i,
+			                 ex[i].label, k - 1);
+	return CSA_OK;
+}
+
+/* Features and labels of ex[0..n) into xs and ys. */
+static int extract(const struct csa_feat_opts *f, const struct csa_example *ex, size_t n,
+                   struct csa_fvec *xs, int *ys)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *t = ex[i].text ? ex[i].text : "";
+		int rc = csa_text_features(f, t, strlen(t), ex[i].extra, ex[i].n_extra, &xs[i]);
+		if (rc)
+			return rc;
+		ys[i] = ex[i].label;
+	}
+	return CSA_OK;
+}
+
+/* The temperature minimising the NLL of m on held-out xs/ys, and the
+ * accuracy there. */
+static int calibrate(struct csa_linear *m, const struct csa_fvec *xs, const int *ys, size_t n)
+{
+	float *cs = malloc(n * m->k * sizeof(float));
+	if (!cs)
+		return CSA_ENOMEM;
+	size_t ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		float *s = cs + i * m->k;
+		raw_scores(m, &xs[i], s);
+		size_t best = 0;
+		for (size_t c = 1; c < m->k; c++)
+			if (s[c] > s[best])
+				best = c;
+		ok += (int)best == ys[i];
+	}
+	m->heldout_acc = (double)ok / (double)n;
+	m->temperature = fit_temperature(cs, ys, n, m->k);
+	free(cs);
+	return CSA_OK;
+}
+
 int csa_linear_train(const char *const *labels, size_t n_labels, const struct csa_example *ex,
                      size_t n, const struct csa_example *calib, size_t n_calib,
                      const struct csa_train_opts *o, struct csa_linear **out, struct csa_err *err)
@@ -208,130 +422,40 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 		return csa_error(err, CSA_EINVAL, "no training examples");
 	if (o->feat.bits < 8 || o->feat.bits > 24)
 		return csa_error(err, CSA_EINVAL, "feature bits must be 8..24");
-	for (size_t i = 0; i < n; i++)
-		if (ex[i].label < 0 || (size_t)ex[i].label >= n_labels)
-			return csa_error(err, CSA_EINVAL, "example %zu has label %d outside 0..%zu",
-			                 i, ex[i].label, n_labels - 1);
-	struct csa_linear *m = alloc_model(&o->feat, n_labels);
-	if (!m)
-		return csa_error(err, CSA_ENOMEM, "out of memory for a model of %zu labels",
-		                 n_labels);
-	int rc = CSA_OK;
-	for (size_t i = 0; i < n_labels; i++) {
-		size_t len = strlen(labels[i]);
-		if (len == 0 || len > MAX_LABEL_LEN) {
-			csa_linear_free(m);
-			return csa_error(err, CSA_EINVAL, "label %zu is empty or too long", i);
-		}
-		if (!(m->labels[i] = strdup(labels[i]))) {
-			csa_linear_free(m);
-			return csa_error(err, CSA_ENOMEM, "out of memory");
-		}
+	if (!calib)
+		n_calib = 0;
+	int rc = check_labels(ex, n, n_labels, "training", err);
+	if (rc == CSA_OK)
+		rc = check_labels(calib, n_calib, n_labels, "calibration", err);
+	struct csa_linear *m = NULL;
+	if (rc == CSA_OK)
+		rc = new_model(labels, n_labels, &o->feat, &m, err);
+	if (rc)
+		return rc;
+	size_t nall = n + n_calib;
+	struct csa_fvec *xs = calloc(nall, sizeof(*xs));
+	int *ys = malloc(nall * sizeof(int));
+	rc = xs && ys ? extract(&o->feat, ex, n, xs, ys) : CSA_ENOMEM;
+	if (rc == CSA_OK)
+		rc = extract(&o->feat, calib, n_calib, xs + n, ys + n);
+	if (rc == CSA_OK)
+		rc = fit_weights(m, xs, ys, n, o);
+	if (rc == CSA_OK && n_calib)
+		rc = calibrate(m, xs + n, ys + n, n_calib);
+	if (rc == CSA_OK && n_calib && o->refit) {
+		/* The temperature fitted above is kept: a model trained on 10% more
+		 * data of the same kind is about as confident. */
+		memset(m->w, 0, m->dim * m->k * sizeof(float));
+		memset(m->b, 0, m->k * sizeof(float));
+		rc = fit_weights(m, xs, ys, nall, o);
 	}
-	size_t k = n_labels;
-	struct csa_fvec *xs = calloc(n, sizeof(*xs));
-	float *g_row = calloc(m->dim, sizeof(float)); /* AdaGrad per feature row */
-	float *g_b = calloc(k, sizeof(float));
-	size_t *order = malloc(n * sizeof(*order));
-	float *s = malloc(k * sizeof(float));
-	double *p = malloc(k * sizeof(double));
-	float *grad = malloc(k * sizeof(float));
-	if (!xs || !g_row || !g_b || !order || !s || !p || !grad) {
-		rc = csa_error(err, CSA_ENOMEM, "out of memory for training");
-		goto out;
-	}
-	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
-		const char *t = ex[i].text ? ex[i].text : "";
-		rc = csa_text_features(&o->feat, t, strlen(t), ex[i].extra, ex[i].n_extra, &xs[i]);
-		order[i] = i;
-	}
-	if (rc) {
-		rc = csa_error(err, rc, "out of memory extracting features");
-		goto out;
-	}
-	uint64_t rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)o->seed * 0x100000001B3ULL);
-	if (!rng)
-		rng = 1;
-	const float eps = 1e-6f;
-	double smooth = o->label_smoothing;
-	for (unsigned ep = 0; ep < o->epochs; ep++) {
-		for (size_t i = n; i > 1; i--) {
-			size_t j = (size_t)(rng_next(&rng) % i);
-			size_t tmp = order[i - 1];
-			order[i - 1] = order[j];
-			order[j] = tmp;
-		}
-		for (size_t r = 0; r < n; r++) {
-			const struct csa_fvec *x = &xs[order[r]];
-			int y = ex[order[r]].label;
-			raw_scores(m, x, s);
-			softmax(s, k, 1.0, p);
-			double gsq = 0;
-			for (size_t c = 0; c < k; c++) {
-				double target =
-				    (c == (size_t)y ? 1.0 - smooth : 0) + smooth / (double)k;
-				grad[c] = (float)(p[c] - target);
-				gsq += (double)grad[c] * grad[c];
-			}
-			/* bias */
-			for (size_t c = 0; c < k; c++) {
-				g_b[c] += grad[c] * grad[c];
-				m->b[c] -= (float)o->lr * grad[c] / sqrtf(g_b[c] + eps);
-			}
-			float l2 = (float)o->l2;
-			for (size_t jx = 0; jx < x->n; jx++) {
-				uint32_t f = x->idx[jx];
-				float v = x->val[jx];
-				float *row = m->w + (size_t)f * k;
-				g_row[f] += (float)(gsq / (double)k) * v * v;
-				float step = (float)o->lr / sqrtf(g_row[f] + eps);
-				for (size_t c = 0; c < k; c++)
-					row[c] -= step * (grad[c] * v + l2 * row[c]);
-			}
-		}
-	}
-	if (calib && n_calib) {
-		float *cs = malloc(n_calib * k * sizeof(float));
-		int *cl = malloc(n_calib * sizeof(int));
-		struct csa_fvec x;
-		csa_fvec_init(&x);
-		if (!cs || !cl) {
-			free(cs);
-			free(cl);
-			rc = csa_error(err, CSA_ENOMEM, "out of memory for calibration");
-			goto out;
-		}
-		for (size_t i = 0; i < n_calib && rc == CSA_OK; i++) {
-			const char *t = calib[i].text ? calib[i].text : "";
-			rc = csa_text_features(&o->feat, t, strlen(t), calib[i].extra,
-			                       calib[i].n_extra, &x);
-			if (rc == CSA_OK)
-				raw_scores(m, &x, cs + i * k);
-			cl[i] = calib[i].label;
-		}
-		csa_fvec_release(&x);
-		if (rc == CSA_OK)
-			m->temperature = fit_temperature(cs, cl, n_calib, k);
-		free(cs);
-		free(cl);
-		if (rc) {
-			rc = csa_error(err, rc, "out of memory for calibration");
-			goto out;
-		}
-	}
-out:
-	for (size_t i = 0; xs && i < n; i++)
+	for (size_t i = 0; xs && i < nall; i++)
 		csa_fvec_release(&xs[i]);
 	free(xs);
-	free(g_row);
-	free(g_b);
-	free(order);
-	free(s);
-	free(p);
-	free(grad);
+	free(ys);
 	if (rc) {
 		csa_linear_free(m);
-		return rc;
+		return csa_error(err, rc, "out of memory for training");
 	}
 	*out = m;
 	return CSA_OK;
@@ -466,7 +590,7 @@ static int wu32(struct wbuf *b, uint32_t v)
 
 size_t csa_linear_file_size(const struct csa_linear *m)
 {
-	size_t n = 4 + 4 * 9 + 8;
+	size_t n = 4 + 4 * 9 + 8 + 4 * 2;
 	for (size_t i = 0; i < m->k; i++)
 		n += 1 + strlen(m->labels[i]);
 	return n + (m->dim * m->k + m->k) * 4 + 4;
@@ -488,8 +612,12 @@ int csa_linear_save(const struct csa_linear *m, const char *path, struct csa_err
 	memcpy(&ew, &m->feat.extra_weight, 4);
 	bad |= wu32(&b, ew);
 	bad |= wu32(&b, m->revision);
-	bad |= wu32(&b, 0); /* reserved */
+	uint32_t wwb;
+	memcpy(&wwb, &m->feat.word_weight, 4);
+	bad |= wu32(&b, wwb);
 	bad |= wput(&b, &m->temperature, 8);
+	bad |= wu32(&b, m->feat.pair_window);
+	bad |= wu32(&b, m->feat.pair_prefix);
 	for (size_t i = 0; i < m->k; i++) {
 		unsigned char l = (unsigned char)strlen(m->labels[i]);
 		bad |= wput(&b, &l, 1);
@@ -523,14 +651,15 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 		return rc;
 	const unsigned char *p = (const unsigned char *)buf;
 	struct csa_linear *m = NULL;
-	if (len < 52 || memcmp(p, MAGIC, 4) != 0) {
+	if (len < 56 || memcmp(p, MAGIC, 4) != 0) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s' is not a csa model file", path);
 		goto out;
 	}
-	if (ru32(p + 4) != FORMAT_VERSION) {
-		rc =
-		    csa_error(err, CSA_ECORRUPT, "'%s': model format version %u, this csa reads %u",
-		              path, ru32(p + 4), FORMAT_VERSION);
+	uint32_t version = ru32(p + 4);
+	if (version != 1 && version != FORMAT_VERSION) {
+		rc = csa_error(err, CSA_ECORRUPT,
+		               "'%s': model format version %u, this csa reads 1 to %u", path,
+		               version, FORMAT_VERSION);
 		goto out;
 	}
 	if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)(len - 4)) != ru32(p + len - 4)) {
@@ -546,7 +675,20 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 	f.word_bigrams = (int)ru32(p + 24);
 	uint32_t ew = ru32(p + 28);
 	memcpy(&f.extra_weight, &ew, 4);
-	if (k < 2 || k > MAX_LABELS || f.bits < 8 || f.bits > 24 || f.char_max > 16) {
+	uint32_t wwb = version >= 2 ? ru32(p + 36) : 0;
+	memcpy(&f.word_weight, &wwb, 4);
+	if (!(f.word_weight >= 0 && f.word_weight < 1e6)) {
+		rc = csa_error(err, CSA_ECORRUPT, "'%s': implausible word weight", path);
+		goto out;
+	}
+	size_t off = 48;
+	if (version >= 2) {
+		f.pair_window = ru32(p + off);
+		f.pair_prefix = ru32(p + off + 4);
+		off += 8;
+	}
+	if (k < 2 || k > MAX_LABELS || f.bits < 8 || f.bits > 24 || f.char_max > 16 ||
+	    f.pair_window > 1024 || f.pair_prefix > 1024) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': implausible model header", path);
 		goto out;
 	}
@@ -556,7 +698,6 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 	}
 	m->revision = ru32(p + 32);
 	memcpy(&m->temperature, p + 40, 8);
-	size_t off = 48;
 	for (uint32_t i = 0; i < k; i++) {
 		if (off + 1 > len - 4 || off + 1 + p[off] > len - 4 || p[off] == 0) {
 			rc = csa_error(err, CSA_ECORRUPT, "'%s': truncated label table", path);

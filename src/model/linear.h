@@ -2,13 +2,14 @@
  * The embedded classifier: a multinomial logistic (softmax) regression over
  * hashed text features (model/text.h), trained by mini-batch-free AdaGrad
  * with L2 regularisation for several passes in a seeded order, with
- * temperature calibration fitted on held-out data.
+ * temperature calibration fitted on held-out data (then, by default, trained
+ * again on all the data with that temperature).
  *
  * Thread safety: predict takes a read lock and may run in many threads;
  * learn (online update from one example) takes the write lock.
- * Files: "CSAM" magic, format version, options, temperature, labels,
- * float32 weights, CRC-32 of everything before it; a truncated, foreign or
- * corrupt file is refused.
+ * Files: "CSAM" magic, format version (2; 1 is still read), options,
+ * temperature, labels, float32 weights, CRC-32 of everything before it; a
+ * truncated, foreign, corrupt or newer file is refused.
  */
 #ifndef CSA_MODEL_LINEAR_H
 #define CSA_MODEL_LINEAR_H
@@ -27,6 +28,16 @@ struct csa_train_opts {
 	double l2; /* L2 strength per update */
 	unsigned seed;
 	double label_smoothing;
+	/* With calibration data: after fitting the temperature, train again
+	 * from scratch on training + calibration data, keeping the temperature
+	 * (10% more data is worth the second run). */
+	int refit;
+	/* Added to every wrong label's score in training (a softmax with a
+	 * margin): an example keeps a sizeable gradient until its label leads
+	 * the others by about that much, so the model keeps away from the
+	 * boundary instead of stopping just past it; better accuracy and
+	 * confidence ranking on unseen text. 0: plain softmax. */
+	double margin;
 };
 
 /* Defaults that work for short support texts. */
@@ -53,6 +64,10 @@ size_t csa_linear_n_labels(const struct csa_linear *m);
 const char *csa_linear_label(const struct csa_linear *m, size_t i);
 int csa_linear_label_index(const struct csa_linear *m, const char *name);
 double csa_linear_temperature(const struct csa_linear *m);
+/* Accuracy on the calibration data of a freshly trained model, measured
+ * before the refit that also learns from it; NaN without calibration data
+ * or after loading (not saved). */
+double csa_linear_heldout_accuracy(const struct csa_linear *m);
 /* Incremented by every online update; saved with the model. */
 uint32_t csa_linear_revision(const struct csa_linear *m);
 

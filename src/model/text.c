@@ -117,30 +117,76 @@ static int push(struct csa_fvec *v, uint32_t idx, float val)
 	return CSA_OK;
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* Character n-grams of gram[0..gl), each with value 1. */
+static int char_grams(const struct csa_feat_opts *o, const char *gram, size_t gl, uint32_t mask,
+                      struct csa_fvec *v)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
+	int rc = CSA_OK;
+	for (unsigned k = o->char_min; k <= o->char_max && k <= gl && rc == CSA_OK; k++)
+		for (size_t p = 0; p + k <= gl && rc == CSA_OK; p++)
+			rc = push(v, fnv(gram + p, k, 16 + k) & mask, 1);
+	return rc;
 }
 
-int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t len,
-                      const char *const *extra, size_t n_extra, struct csa_fvec *v)
+/* A hash of an unordered pair of hashes (so "card arrive" and "arrive ...
+ * card" meet), murmur-finalised like fnv(). */
+static uint32_t pair_hash(uint32_t x, uint32_t y)
 {
-	v->n = 0;
-	if (len > CSA_TEXT_MAX_BYTES)
-		len = CSA_TEXT_MAX_BYTES;
-	char *norm = malloc(len + 1);
-	char *gram = malloc(len + 4);
-	if (!norm || !gram) {
-		free(norm);
-		free(gram);
-		return CSA_ENOMEM;
+	uint32_t lo = x < y ? x : y, hi = x < y ? y : x;
+	uint32_t h = lo * 0x9E3779B1u ^ (hi + 0x7F4A7C15u + (lo << 6) + (lo >> 2));
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+/*
+ * Unordered pairs of words at most pair_window words apart, value 1: the
+ * co-occurrences that tell intents apart when the same words come in
+ * different orders and with other words between them ("card ... arrive"),
+ * which bigrams miss. Words are cut to their first pair_prefix characters,
+ * a crude stem, so that "arrive", "arrived" and "arrival" make one pair with
+ * "card". Over the first 256 words only, which bounds the cost of long
+ * texts.
+ */
+static int word_pairs(const struct csa_feat_opts *o, const char *norm, size_t nl,
+                      struct csa_fvec *v)
+{
+	enum { MAXW = 256 };
+	uint32_t hw[MAXW];
+	size_t nw = 0;
+	for (size_t i = 0; i < nl && nw < MAXW;) {
+		size_t s = i;
+		while (i < nl && norm[i] != ' ')
+			i++;
+		size_t n = i - s;
+		if (o->pair_prefix && n > o->pair_prefix)
+			n = o->pair_prefix;
+		if (n)
+			hw[nw++] = fnv(norm + s, n, 7);
+		i++;
 	}
-	size_t nl = csa_text_normalize(text, len, norm);
 	uint32_t mask = (1u << o->bits) - 1;
 	int rc = CSA_OK;
-	/* words */
+	for (size_t a = 0; a < nw && rc == CSA_OK; a++)
+		for (size_t b = a + 1; b < nw && b - a <= o->pair_window && rc == CSA_OK; b++)
+			rc = push(v, pair_hash(hw[a], hw[b]) & mask, 1);
+	return rc;
+}
+
+/* Word unigrams and bigrams (value word_weight), the character n-grams of
+ * each word and word pairs, from normalised text (words separated by one
+ * space). gram has room for the longest word plus 2. */
+static int text_grams(const struct csa_feat_opts *o, const char *norm, size_t nl, char *gram,
+                      struct csa_fvec *v)
+{
+	uint32_t mask = (1u << o->bits) - 1;
+	/* 0 is "unset" (files of format 1, which had no such field) */
+	float ww = o->word_weight > 0 ? o->word_weight : 1.0f;
 	size_t prev_s = 0, prev_n = 0;
+	int rc = CSA_OK;
 	for (size_t i = 0; i < nl && rc == CSA_OK;) {
 		size_t s = i;
 		while (i < nl && norm[i] != ' ')
@@ -149,54 +195,102 @@ int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t le
 		i++;
 		if (n == 0)
 			continue;
-		rc = push(v, fnv(norm + s, n, 1) & mask, 1);
+		rc = push(v, fnv(norm + s, n, 1) & mask, ww);
 		if (rc == CSA_OK && o->word_bigrams && prev_n) {
 			/* "prev cur" is contiguous in norm */
-			rc = push(v, fnv(norm + prev_s, s + n - prev_s, 2) & mask, 1);
+			rc = push(v, fnv(norm + prev_s, s + n - prev_s, 2) & mask, ww);
 		}
 		prev_s = s;
 		prev_n = n;
-		if (o->char_min == 0)
+		if (rc || o->char_min == 0)
 			continue;
 		/* character n-grams of "<word>" */
-		size_t gl = n + 2;
 		gram[0] = '<';
 		memcpy(gram + 1, norm + s, n);
 		gram[n + 1] = '>';
-		for (unsigned k = o->char_min; k <= o->char_max && rc == CSA_OK; k++) {
-			if (k > gl)
-				break;
-			for (size_t p = 0; p + k <= gl && rc == CSA_OK; p++)
-				rc = push(v, fnv(gram + p, k, 16 + k) & mask, 1);
-		}
+		rc = char_grams(o, gram, n + 2, mask, v);
 	}
-	free(norm);
-	free(gram);
+	if (rc == CSA_OK && o->pair_window)
+		rc = word_pairs(o, norm, nl, v);
+	return rc;
+}
+
+/*
+ * Merge repeated indices (first occurrence order, its value kept) and turn
+ * counts into sublinear tf: value * (1 + log tf). An open-addressing table
+ * instead of a sort: linear in the number of n-grams, which matters at
+ * prediction time.
+ */
+static int merge_repeats(struct csa_fvec *v)
+{
+	size_t n = v->n, size = 16;
+	while (size < 2 * n)
+		size *= 2;
+	uint32_t stack[1024 + 512];
+	uint32_t *slot = size + n <= 1024 + 512 ? stack : malloc((size + n) * sizeof(uint32_t));
+	if (!slot)
+		return CSA_ENOMEM;
+	uint32_t *count = slot + size;
+	memset(slot, 0, size * sizeof(uint32_t));
+	size_t w = 0;
+	for (size_t r = 0; r < n; r++) {
+		uint32_t idx = v->idx[r];
+		size_t h = (idx * 2654435761u) & (size - 1);
+		/* slot holds output position + 1; 0 is empty */
+		while (slot[h] && v->idx[slot[h] - 1] != idx)
+			h = (h + 1) & (size - 1);
+		if (slot[h]) {
+			count[slot[h] - 1]++;
+			continue;
+		}
+		slot[h] = (uint32_t)w + 1;
+		v->idx[w] = idx;
+		v->val[w] = v->val[r];
+		count[w++] = 1;
+	}
+	for (size_t j = 0; j < w; j++)
+		if (count[j] > 1)
+			v->val[j] *= 1.0f + logf((float)count[j]);
+	v->n = w;
+	if (slot != stack)
+		free(slot);
+	return CSA_OK;
+}
+
+static void l2_normalize(struct csa_fvec *v)
+{
+	double ss = 0;
+	for (size_t k = 0; k < v->n; k++)
+		ss += (double)v->val[k] * v->val[k];
+	if (ss <= 0)
+		return;
+	float inv = (float)(1.0 / sqrt(ss));
+	for (size_t k = 0; k < v->n; k++)
+		v->val[k] *= inv;
+}
+
+int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t len,
+                      const char *const *extra, size_t n_extra, struct csa_fvec *v)
+{
+	v->n = 0;
+	if (len > CSA_TEXT_MAX_BYTES)
+		len = CSA_TEXT_MAX_BYTES;
+	/* support texts are short: no allocation for them */
+	char stack[2 * 1024];
+	char *norm = len + 1 + len + 4 <= sizeof(stack) ? stack : malloc(2 * len + 5);
+	if (!norm)
+		return CSA_ENOMEM;
+	char *gram = norm + len + 1;
+	size_t nl = csa_text_normalize(text, len, norm);
+	int rc = text_grams(o, norm, nl, gram, v);
+	if (norm != stack)
+		free(norm);
+	if (rc == CSA_OK)
+		rc = merge_repeats(v);
 	if (rc)
 		return rc;
-	/* merge duplicates: tf, then 1 + log tf, then L2 normalise */
-	size_t ntext = v->n;
-	if (ntext) {
-		/* sort indices keeping values aligned: values are all 1 here */
-		qsort(v->idx, ntext, sizeof(uint32_t), cmp_u32);
-		size_t w = 0;
-		for (size_t r = 0; r < ntext;) {
-			size_t e = r;
-			while (e < ntext && v->idx[e] == v->idx[r])
-				e++;
-			v->idx[w] = v->idx[r];
-			v->val[w] = 1.0f + logf((float)(e - r));
-			w++;
-			r = e;
-		}
-		double ss = 0;
-		for (size_t k = 0; k < w; k++)
-			ss += (double)v->val[k] * v->val[k];
-		float inv = (float)(1.0 / sqrt(ss));
-		for (size_t k = 0; k < w; k++)
-			v->val[k] *= inv;
-		v->n = w;
-	}
+	l2_normalize(v);
+	uint32_t mask = (1u << o->bits) - 1;
 	for (size_t k = 0; k < n_extra && rc == CSA_OK; k++)
 		rc = push(v, fnv(extra[k], strlen(extra[k]), 99) & mask, o->extra_weight);
 	return rc;

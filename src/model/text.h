@@ -3,10 +3,13 @@
  * and Latin-1 letters lower-cased, accents folded, digits kept, everything
  * else a separator, invalid bytes skipped), then hashed word unigrams and
  * bigrams, character n-grams of each word with boundary marks ("<card>"
- * gives "<ca", "car", ...), and structured features ("tier=PREMIUM"), each
- * family hashed with its own seed into [0, 2^bits). Values are sublinear
- * term frequencies (1 + log tf), L2-normalised over the text features;
- * structured features get a fixed weight.
+ * gives "<ca", "car", ...), unordered pairs of nearby words, and
+ * structured features ("tier=PREMIUM"), each family hashed with its own
+ * seed into [0, 2^bits). Values are sublinear
+ * term frequencies (1 + log tf), word n-grams weighted above character
+ * n-grams (there are several times fewer of them, and they carry more),
+ * L2-normalised over the text features; structured features get a fixed
+ * weight.
  */
 #ifndef CSA_MODEL_TEXT_H
 #define CSA_MODEL_TEXT_H
@@ -18,11 +21,15 @@ struct csa_feat_opts {
 	unsigned bits;     /* hash space 2^bits */
 	unsigned char_min; /* character n-gram sizes, 0 to disable */
 	unsigned char_max;
-	int word_bigrams;   /* 1 to add word bigrams */
-	float extra_weight; /* value of each structured feature */
+	int word_bigrams;     /* 1 to add word bigrams */
+	float extra_weight;   /* value of each structured feature */
+	float word_weight;    /* value of each word n-gram before normalising
+	                         (char n-grams have 1); 0 reads as 1 */
+	unsigned pair_window; /* pairs of words at most this far apart, 0: none */
+	unsigned pair_prefix; /* words cut to this many bytes in pairs, 0: whole */
 };
 
-/* A sparse vector: sorted unique indices with values. */
+/* A sparse vector: unique indices (in first-occurrence order) with values. */
 struct csa_fvec {
 	uint32_t *idx;
 	float *val;
