@@ -22,9 +22,12 @@
 #include "automation/stats.h"
 #include "base/fsops.h"
 #include "base/json.h"
+#include "flow/import.h"
 #include "flow/pipeline.h"
 #include "gen/gen.h"
 #include "model/linear.h"
+#include "store/mesh.h"
+#include "store/ticket.h"
 #include "store/ws.h"
 #include "support/tutil.h"
 
@@ -550,6 +553,154 @@ static void rollback_restores_a_point_exactly(void **state)
 	free(st0);
 }
 
+/* ---- critical tickets ---------------------------------------------------------- */
+
+/* A classification as the classifier writes it: priority, confidence and
+ * the runners-up. */
+static json_t *classification(const char *pri, double conf, double p_critical)
+{
+	return json_pack("{s:s, s:s, s:f, s:[{s:s, s:f}, {s:s, s:f}]}", "category",
+	                 "ACCOUNT_MANAGEMENT", "priority", pri, "priority_confidence", conf,
+	                 "priority_alternatives", "value", "HIGH", "confidence",
+	                 1 - conf - p_critical, "value", "CRITICAL", "confidence", p_critical);
+}
+
+/* The 20,000-ticket replay's critical errors were decisions on CRITICAL
+ * tickets whose first message read like a routine question ("Please delete
+ * the account of an employee who left."): the priority model said MEDIUM
+ * with P(CRITICAL) < 5%, so the decisions went through the ordinary
+ * threshold. The customer's own priority level and urgent wording mark the
+ * ticket as possibly critical too. */
+static void possibly_critical_signals(void **state)
+{
+	(void)state;
+	const struct csa_config *cfg = &fx.ws->cfg;
+	json_t *t_doc = json_pack("{s:s}", "priority", "MEDIUM");
+	json_t *high = json_pack("{s:s}", "priority_level", "HIGH");
+	json_t *low = json_pack("{s:s}", "priority_level", "LOW");
+	json_t *calm = classification("MEDIUM", 0.97, 0.01);
+	json_t *worried = classification("MEDIUM", 0.90, 0.06);
+	const char *routine = "Please delete the account of an employee who left.";
+	assert_int_equal(csa_pipeline_possibly_critical(cfg, t_doc, low, routine, calm), 0);
+	assert_int_equal(csa_pipeline_possibly_critical(cfg, t_doc, high, routine, calm), 1);
+	assert_int_equal(csa_pipeline_possibly_critical(cfg, t_doc, low, routine, worried), 1);
+	assert_int_equal(
+	    csa_pipeline_possibly_critical(
+	        cfg, t_doc, low, "Totals are off. This is URGENT, production is down.", calm),
+	    1);
+	assert_int_equal(
+	    csa_pipeline_possibly_critical(cfg, t_doc, low, "Just curious, not urgent.", calm), 0);
+	assert_int_equal(csa_pipeline_possibly_critical(cfg, t_doc, NULL, NULL, NULL), 0);
+	json_object_set_new(t_doc, "priority", json_string("CRITICAL"));
+	assert_int_equal(csa_pipeline_possibly_critical(cfg, t_doc, low, routine, calm), 1);
+	json_decref(t_doc);
+	json_decref(high);
+	json_decref(low);
+	json_decref(calm);
+	json_decref(worried);
+}
+
+/* A ticket in the store, as imported history, and a decision of 'type' on
+ * it with its review task. */
+static void add_ticket(const char *tid)
+{
+	struct csa_err err = {0};
+	json_t *h = json_pack(
+	    "{s:s, s:s, s:{s:s, s:s, s:s}, s:[{s:s, s:s}], s:{s:s, s:s, s:s, s:s}}", "ticket_id",
+	    tid, "created_at", "2026-01-01T10:00:00.000Z", "customer", "client_name", "Ann Lee",
+	    "priority_level", "HIGH", "subscription_tier", "STANDARD", "messages", "sender",
+	    "customer", "content", "Please delete the account of an employee who left.", "gold",
+	    "category", "ACCOUNT_MANAGEMENT", "priority", "CRITICAL", "strategy",
+	    "ESCALATE_TO_HUMAN", "escalation_path", "URGENT");
+	struct csa_ticket tk;
+	if (csa_import_ticket(fx.ws, h, 1, &tk, &err))
+		fail_msg("import: %s", err.msg);
+	assert_int_equal(csa_store_commit(fx.ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	json_decref(h);
+}
+
+static int64_t add_task(const char *tid, const char *agent_decision, const char *type,
+                        const char *value, int autonomous)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	char *sql = sqlite3_mprintf(
+	    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
+	    "threshold, autonomous, critical, created_ms, shown) VALUES('%q#%q', '%q', '%q', "
+	    "'ACCOUNT_MANAGEMENT', 3, '%q', 0.999, 0.98, %d, 0, 1, 1);"
+	    "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, suggestion, "
+	    "confidence, score, created_ms, due_ms) VALUES('%q#%q', '%q', '%q', "
+	    "'ACCOUNT_MANAGEMENT', '%q', 1, '%q', 0.999, 1, 1, 1)",
+	    agent_decision, type, tid, type, value, autonomous, agent_decision, type, tid, type,
+	    autonomous ? "audit" : "decide", value);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_free(sql);
+	int64_t id = sqlite3_last_insert_rowid(db);
+	sqlite3_close(db);
+	return id;
+}
+
+static int has_critical_alert(json_t *review)
+{
+	char *s = json_dumps(json_object_get(review, "events"), 0);
+	int found = s && strstr(s, "CRITICAL_ERROR") != NULL;
+	free(s);
+	return found;
+}
+
+/* An autonomous escalation NONE on a ticket nothing marked as critical,
+ * reversed by a person, on a ticket people confirm as CRITICAL: a critical
+ * error, in whichever order the two reviews come. */
+static void reversal_on_confirmed_critical_ticket(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *r;
+	set_segment("escalation/ACCOUNT_MANAGEMENT", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	/* the audit first, the priority afterwards */
+	add_ticket("T_CRIT1");
+	int64_t esc = add_task("T_CRIT1", "T_CRIT1:escalation:2", "escalation", "NONE", 1);
+	int64_t pri = add_task("T_CRIT1", "T_CRIT1:classifier:0", "priority", "MEDIUM", 0);
+	assert_int_equal(csa_auto_review_decide(fx.a, esc, "URGENT", "t", NULL, 1000, &r, &err), 0);
+	assert_false(has_critical_alert(r)); /* nothing says CRITICAL yet */
+	json_decref(r);
+	assert_int_equal(csa_auto_review_decide(fx.a, pri, "CRITICAL", "t", NULL, 1000, &r, &err),
+	                 0);
+	assert_true(has_critical_alert(r));
+	json_decref(r);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation/state.json", fx.dir);
+	json_t *st = json_load_file(path, 0, NULL);
+	assert_int_equal(
+	    csa_json_int(json_object_get(st, "segments"), "escalation/ACCOUNT_MANAGEMENT", 0), 2);
+	json_decref(st);
+	/* the priority first: the audit's reversal is critical at once */
+	add_ticket("T_CRIT2");
+	esc = add_task("T_CRIT2", "T_CRIT2:escalation:2", "escalation", "NONE", 1);
+	pri = add_task("T_CRIT2", "T_CRIT2:classifier:0", "priority", "LOW", 0);
+	assert_int_equal(csa_auto_review_decide(fx.a, pri, "CRITICAL", "t", NULL, 1000, &r, &err),
+	                 0);
+	assert_false(has_critical_alert(r));
+	json_decref(r);
+	assert_int_equal(csa_auto_review_decide(fx.a, esc, "URGENT", "t", NULL, 1000, &r, &err), 0);
+	assert_true(has_critical_alert(r));
+	assert_true(json_is_true(json_object_get(r, "critical_error")));
+	json_decref(r);
+	json_t *al;
+	assert_int_equal(csa_auto_alerts(fx.a, 0, &al, &err), 0);
+	size_t i, n = 0;
+	json_t *x;
+	json_array_foreach(al, i, x) n += strcmp(csa_json_str(x, "type"), "CRITICAL_ERROR") == 0;
+	assert_int_equal(n, 2);
+	json_decref(al);
+}
+
 /* ---- a replay on a small generated stream ------------------------------------- */
 
 static void replay_phase_journey(void **state)
@@ -641,6 +792,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(possibly_critical_signals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(reversal_on_confirmed_critical_ticket, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(unit, NULL, NULL);
 	return rc | cmocka_run_group_tests(ctl, NULL, NULL);

@@ -58,6 +58,8 @@ static const char schema_sql[] =
     " reviewer TEXT, decision_ms INTEGER, model TEXT, shown INTEGER NOT NULL DEFAULT 0,"
     " review_weight REAL);"
     "CREATE INDEX IF NOT EXISTS decisions_scope ON decisions(type, segment, phase);"
+    /* a review looks at the other decisions of its ticket (is it CRITICAL?) */
+    "CREATE INDEX IF NOT EXISTS decisions_ticket ON decisions(ticket_id);"
     /* the per-decision and monitor queries read the newest decisions and
      * the newest reviews of a type or segment: covering indexes keep them
      * independent of how many unreviewed decisions pile up */
@@ -436,6 +438,17 @@ static void decisions_done(void *ctx)
 	}
 }
 
+/* A customer-facing strategy (automation.customer_facing_strategies: a
+ * resolution sent to the customer) is chosen for the ticket's category and
+ * its articles; it goes out autonomously only when that category was
+ * confident enough to be applied autonomously too. */
+static int waits_for_category(const struct csa_auto *a, const char *type,
+                              const struct csa_flow_decision *d)
+{
+	return strcmp(type, "strategy") == 0 && !d->category_autonomous && d->value &&
+	       csa_config_in_list(&a->ws->cfg, "automation.customer_facing_strategies", d->value);
+}
+
 static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit)
 {
 	struct csa_auto *a = ctx;
@@ -452,7 +465,9 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	int phase = segment_phase(a, type, segment);
 	const struct thr *t = threshold_of(a, type, segment, d->critical);
 	double threshold = t ? t->threshold : 2.0;
-	int autonomous = phase >= 3 && d->confidence >= threshold;
+	int confident = phase >= 3 && d->confidence >= threshold;
+	int held = confident && waits_for_category(a, type, d);
+	int autonomous = confident && !held;
 	const char *review = "decide";
 	double review_p = 1;
 	if (autonomous) {
@@ -499,6 +514,8 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	    "autonomous", autonomous, "review", review, "model", d->model_version, "input_digest",
 	    d->input_digest);
 	json_object_set_new(info, "value", json_string(d->value));
+	if (held)
+		json_object_set_new(info, "held", json_string("category not applied autonomously"));
 	csa_ledger_append(a->ledger, "decision", d->ticket_id, info, NULL, NULL);
 	json_object_set_new(audit, type, info);
 	return autonomous;
@@ -625,6 +642,85 @@ static int is_critical_error(struct csa_auto *a, const char *type, int critical,
 static void demote_type(struct csa_auto *a, const char *type, int to, const char *why,
                         json_t *events);
 
+/* A critical error: alert, and the decision type back to human review at
+ * once. Caller holds a->mu. */
+static void critical_error(struct csa_auto *a, const char *decision_id, const char *ticket,
+                           const char *type, const char *segment, const char *ai_value,
+                           const char *human_value, json_t *events)
+{
+	char scope[200];
+	snprintf(scope, sizeof(scope), "%s/%s", type, segment);
+	raise_alert(a, "CRITICAL_ERROR", "CRITICAL", scope,
+	            json_pack("{s:s, s:s, s:s, s:s}", "decision_id", decision_id, "ticket_id",
+	                      ticket, "ai_value", ai_value, "human_value", human_value),
+	            events);
+	demote_type(a, type, 2, "critical error in an autonomous decision", events);
+}
+
+/* Whether a person confirmed the ticket's priority as CRITICAL. */
+static int ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
+{
+	return count_i64(a,
+	                 "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
+	                 "type = 'priority' AND final = 'CRITICAL'",
+	                 ticket, NULL) > 0;
+}
+
+/* Every decision of the ticket counts as one on a CRITICAL ticket (the
+ * gates count critical errors by this flag). */
+static void mark_ticket_critical(struct csa_auto *a, const char *ticket)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1,
+	                       &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+}
+
+/*
+ * A person has just confirmed the ticket as CRITICAL (decision 'by'). Its
+ * autonomous decisions that were already reversed while the ticket looked
+ * non-critical are critical errors now: nothing in the ticket hinted at it,
+ * which is exactly what the safety manager must learn about.
+ */
+static void reversals_became_critical(struct csa_auto *a, const char *ticket, const char *by,
+                                      json_t *events)
+{
+	sqlite3_stmt *st;
+	json_t *found = json_array();
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT id, type, segment, value, final FROM decisions WHERE "
+	                       "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
+	                       "AND correct = 0",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, by, -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_array_append_new(found,
+			                      json_pack("{s:s, s:s, s:s, s:s?, s:s}", "id",
+			                                sqlite3_column_text(st, 0), "type",
+			                                sqlite3_column_text(st, 1), "segment",
+			                                sqlite3_column_text(st, 2), "value",
+			                                (const char *)sqlite3_column_text(st, 3),
+			                                "final", sqlite3_column_text(st, 4)));
+		sqlite3_finalize(st);
+	}
+	mark_ticket_critical(a, ticket);
+	size_t i;
+	json_t *d;
+	json_array_foreach(found, i, d)
+	{
+		const char *type = csa_json_str(d, "type"), *ai = csa_json_str(d, "value");
+		if (is_critical_error(a, type, 1, ai))
+			critical_error(a, csa_json_str(d, "id"), ticket, type,
+			               csa_json_str(d, "segment"), ai ? ai : "",
+			               csa_json_str(d, "final"), events);
+	}
+	json_decref(found);
+}
+
 int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
                            const char *notes, int64_t decision_ms, json_t **out,
                            struct csa_err *err)
@@ -718,18 +814,19 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	              "correct", correct, "decision_ms", (json_int_t)decision_ms, "notes", notes,
 	              "autonomous_decision", autonomous);
 	json_t *events = json_array();
+	/* the flag is the guess at decision time; what people confirmed about
+	 * the ticket's priority decides whether a reversal is critical */
+	if (strcmp(type, "priority") == 0 && strcmp(value, "CRITICAL") == 0) {
+		reversals_became_critical(a, ticket, decision_id, events);
+		critical = 1;
+	} else if (!critical && ticket_confirmed_critical(a, ticket)) {
+		critical = 1;
+		mark_ticket_critical(a, ticket);
+	}
 	int crit = autonomous && !correct && is_critical_error(a, type, critical, ai_value);
 	if (crit) {
 		json_object_set_new(rec, "critical_error", json_true());
-		char scope[200];
-		snprintf(scope, sizeof(scope), "%s/%s", type, segment);
-		raise_alert(a, "CRITICAL_ERROR", "CRITICAL", scope,
-		            json_pack("{s:s, s:s, s:s, s:s}", "decision_id", decision_id,
-		                      "ticket_id", ticket, "ai_value", ai_value, "human_value",
-		                      value),
-		            events);
-		/* a critical violation takes the decision type back to human review */
-		demote_type(a, type, 2, "critical error in an autonomous decision", events);
+		critical_error(a, decision_id, ticket, type, segment, ai_value, value, events);
 	}
 	csa_ledger_append(a->ledger, "review", ticket, rec, NULL, NULL);
 	json_object_set_new(rec, "events", events);

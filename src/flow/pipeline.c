@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define TEXT_MAX 4000
 
@@ -264,14 +265,27 @@ struct run {
 	int human;
 };
 
-/* Ask the automation hook about one decision type of an agent's output. */
-/* Whether a ticket may be CRITICAL: the human said so, or the priority
- * model gives CRITICAL at least 5%. Such decisions need more confidence, so
- * a ticket the model thinks "probably HIGH" is not treated lightly. */
-static int possibly_critical(const struct csa_ticket *tk, const json_t *cls)
+/* Whether 'text' mentions 'phrase' (ASCII case-insensitive) other than
+ * right after "not " or "no ": "not urgent" is a calm customer. */
+static int mentions(const char *text, const char *phrase)
 {
-	if (strcmp(csa_json_str(tk->t, "priority"), "CRITICAL") == 0)
-		return 1;
+	size_t n = strlen(phrase);
+	if (!n)
+		return 0;
+	for (const char *s = text; *s; s++) {
+		if (strncasecmp(s, phrase, n) != 0)
+			continue;
+		size_t before = (size_t)(s - text);
+		if (!((before >= 4 && strncasecmp(s - 4, "not ", 4) == 0) ||
+		      (before >= 3 && strncasecmp(s - 3, "no ", 3) == 0)))
+			return 1;
+	}
+	return 0;
+}
+
+/* The priority model's probability of CRITICAL in a classification. */
+static double critical_probability(const json_t *cls)
+{
 	const char *pri = csa_json_str(cls, "priority");
 	if (!pri)
 		return 0;
@@ -281,17 +295,51 @@ static int possibly_critical(const struct csa_ticket *tk, const json_t *cls)
 	json_t *a;
 	json_array_foreach(json_object_get(cls, "priority_alternatives"), i, a)
 	{
-		if (strcmp(csa_json_str(a, "value"), "CRITICAL") == 0 &&
-		    csa_json_num(a, "confidence", 0) >= 0.05)
+		if (strcmp(csa_json_str(a, "value"), "CRITICAL") == 0)
+			return csa_json_num(a, "confidence", 0);
+	}
+	return 0;
+}
+
+int csa_pipeline_possibly_critical(const struct csa_config *cfg, const json_t *t_doc,
+                                   const json_t *customer, const char *text,
+                                   const json_t *classification)
+{
+	const char *pri = csa_json_str(t_doc, "priority");
+	if (pri && strcmp(pri, "CRITICAL") == 0)
+		return 1;
+	json_t *min_p = csa_config_get(cfg, "automation.critical_signals.min_probability");
+	if (critical_probability(classification) >=
+	    (json_is_number(min_p) ? json_number_value(min_p) : 0.05))
+		return 1;
+	/* The priority model is often confidently wrong exactly where it
+	 * matters: a critical ticket whose first message reads like a routine
+	 * question. The customer's own priority level and urgent wording are
+	 * evidence the model may not weigh enough. */
+	const char *level = csa_json_str(customer, "priority_level");
+	if (level &&
+	    csa_config_in_list(cfg, "automation.critical_signals.customer_priority_levels", level))
+		return 1;
+	size_t i;
+	json_t *w;
+	json_array_foreach(csa_config_get(cfg, "automation.critical_signals.urgency_words"), i, w)
+	{
+		if (json_is_string(w) && text && mentions(text, json_string_value(w)))
 			return 1;
 	}
 	return 0;
 }
 
-static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const char *decision_id,
-                    enum csa_dtype t, const struct csa_agent_output *o, const char *segment,
-                    const char *input_digest, const json_t *cls, json_t *audit)
+/* Ask the automation hook about one decision type of an agent's output. */
+static int ask_hook(struct csa_pipeline *p, const struct csa_agent_input *in,
+                    const char *decision_id, enum csa_dtype t, const struct csa_agent_output *o,
+                    const char *segment, int category_autonomous, const char *input_digest,
+                    json_t *audit)
 {
+	const struct csa_ticket *tk = in->tk;
+	/* the classifier's own run judges by its fresh classification */
+	const json_t *cls = in->classification ? in->classification : o->decision;
+	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
 	const char *value = csa_json_str(o->decision, value_key(t));
 	double conf = o->confidence;
 	if (t == CSA_DT_CATEGORY)
@@ -305,7 +353,8 @@ static int ask_hook(struct csa_pipeline *p, const struct csa_ticket *tk, const c
 	    .value = value,
 	    .confidence = conf,
 	    .segment = segment,
-	    .critical = possibly_critical(tk, cls ? cls : o->decision),
+	    .category_autonomous = category_autonomous,
+	    .critical = csa_pipeline_possibly_critical(&p->ws->cfg, tk->t, cust, in->text, cls),
 	    .alternatives = t == CSA_DT_PRIORITY
 	                        ? json_object_get(o->decision, "priority_alternatives")
 	                        : o->alternatives,
@@ -373,7 +422,7 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 	json_t *tdec = json_object_get(tk->t, "agent_decisions");
 	json_t *outs[CSA_AGENT_COUNT] = {0};
 	const char *segment = NULL;
-	int human = 0, failed = 0;
+	int human = 0, failed = 0, category_autonomous = 0;
 	for (int a = 0; a < CSA_AGENT_COUNT && !failed; a++) {
 		struct csa_agent_output o = {0};
 		struct csa_err aerr = {0};
@@ -405,8 +454,10 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 			enum csa_dtype t = agent_types[a][k];
 			if (t == CSA_DT_COUNT || !csa_json_str(o.decision, value_key(t)))
 				continue; /* no such decision in this run */
-			int autonomous = ask_hook(p, tk, decision_id, t, &o, segment, digest,
-			                          in.classification, audit);
+			int autonomous = ask_hook(p, &in, decision_id, t, &o, segment,
+			                          category_autonomous, digest, audit);
+			if (t == CSA_DT_CATEGORY)
+				category_autonomous = autonomous;
 			json_object_set_new(applied, csa_dtype_name(t), json_boolean(autonomous));
 			if (autonomous)
 				apply(tk, t, o.decision);

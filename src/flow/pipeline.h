@@ -32,7 +32,10 @@ struct csa_flow_decision {
 	const char *value; /* the AI's proposal */
 	double confidence;
 	const char *segment; /* the ticket's category (its segment) */
-	int critical;        /* the ticket's proposed priority is CRITICAL */
+	/* that category was applied autonomously in this run (0: a person
+	 * decides it, so what builds on it is not settled yet) */
+	int category_autonomous;
+	int critical; /* the ticket may be CRITICAL (csa_pipeline_possibly_critical) */
 	const json_t *alternatives;
 	const char *model_version;
 	const char *input_digest; /* SHA-256 of the decision's input */
@@ -52,6 +55,21 @@ struct csa_flow_hooks {
 	/* After the commit of a run (for events, metrics). May be NULL. */
 	void (*after_run)(void *ctx, const char *ticket_id, const json_t *result);
 };
+
+/*
+ * Whether a ticket may be CRITICAL, so that decisions on it need the
+ * stricter requirement of automation.critical_target_accuracy: its priority
+ * (t_doc "priority", borrowed) is CRITICAL; or the classification's priority
+ * is CRITICAL or has at least automation.critical_signals.min_probability;
+ * or the customer's priority_level (customer, borrowed, may be NULL) is one
+ * of critical_signals.customer_priority_levels; or 'text' (may be NULL)
+ * mentions one of critical_signals.urgency_words, not negated ("not
+ * urgent"). Returns 1 or 0.
+ */
+struct csa_config;
+int csa_pipeline_possibly_critical(const struct csa_config *cfg, const json_t *t_doc,
+                                   const json_t *customer, const char *text,
+                                   const json_t *classification);
 
 /* Open over a workspace: loads models/ (missing models leave their agents
  * failing to a human), the knowledge base, and indexes the history. */
