@@ -600,6 +600,25 @@ static void possibly_critical_signals(void **state)
 	json_decref(worried);
 }
 
+/* A wrong automated resolution is a critical error by default, so such a
+ * decision is held to the critical target; other strategies and types are
+ * not, and a team that does not count it as critical frees it. */
+static void resolutions_sent_to_customers_are_held_to_the_critical_target(void **state)
+{
+	(void)state;
+	assert_true(csa_auto_wrong_is_critical(fx.a, "strategy", "AUTOMATED_RESOLUTION"));
+	assert_false(csa_auto_wrong_is_critical(fx.a, "strategy", "TEMPLATE_RESPONSE"));
+	assert_false(csa_auto_wrong_is_critical(fx.a, "category", "AUTOMATED_RESOLUTION"));
+	assert_false(csa_auto_wrong_is_critical(fx.a, "strategy", NULL));
+	char path[512];
+	snprintf(path, sizeof(path), "%s/lenient.json", fx.dir);
+	t_write(path, "{\"automation\": {\"critical_errors\": "
+	              "{\"wrong_automated_resolution\": false}}}");
+	struct csa_err err = {0};
+	assert_int_equal(csa_config_overlay(&fx.ws->cfg, path, &err), 0);
+	assert_false(csa_auto_wrong_is_critical(fx.a, "strategy", "AUTOMATED_RESOLUTION"));
+}
+
 /* A ticket in the store, as imported history, and a decision of 'type' on
  * it with its review task. */
 static void add_ticket(const char *tid)
@@ -794,6 +813,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(possibly_critical_signals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reversal_on_confirmed_critical_ticket, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        resolutions_sent_to_customers_are_held_to_the_critical_target, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(unit, NULL, NULL);
 	return rc | cmocka_run_group_tests(ctl, NULL, NULL);

@@ -438,6 +438,16 @@ static void decisions_done(void *ctx)
 	}
 }
 
+/* An automated resolution sent to a customer, when a wrong one counts as a
+ * critical error (automation.critical_errors.wrong_automated_resolution). */
+int csa_auto_wrong_is_critical(const struct csa_auto *a, const char *type, const char *value)
+{
+	return strcmp(type, "strategy") == 0 && value &&
+	       strcmp(value, "AUTOMATED_RESOLUTION") == 0 &&
+	       json_is_true(csa_config_get(
+	           &a->ws->cfg, "automation.critical_errors.wrong_automated_resolution"));
+}
+
 /* A customer-facing strategy (automation.customer_facing_strategies: a
  * resolution sent to the customer) is chosen for the ticket's category and
  * its articles; it goes out autonomously only when that category was
@@ -463,7 +473,10 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	snprintf(key, sizeof(key), "%s#%s", d->decision_id, type);
 	pthread_mutex_lock(&a->mu);
 	int phase = segment_phase(a, type, segment);
-	const struct thr *t = threshold_of(a, type, segment, d->critical);
+	/* a decision whose error would be critical clears the critical target,
+	 * on a critical ticket or not */
+	int strict = d->critical || csa_auto_wrong_is_critical(a, type, d->value);
+	const struct thr *t = threshold_of(a, type, segment, strict);
 	double threshold = t ? t->threshold : 2.0;
 	int confident = phase >= 3 && d->confidence >= threshold;
 	int held = confident && waits_for_category(a, type, d);
@@ -633,10 +646,7 @@ static int is_critical_error(struct csa_auto *a, const char *type, int critical,
 	if (critical && json_is_true(csa_config_get(
 	                    &a->ws->cfg, "automation.critical_errors.reversed_on_critical_ticket")))
 		return 1;
-	return strcmp(type, "strategy") == 0 && ai_value &&
-	       strcmp(ai_value, "AUTOMATED_RESOLUTION") == 0 &&
-	       json_is_true(csa_config_get(
-	           &a->ws->cfg, "automation.critical_errors.wrong_automated_resolution"));
+	return csa_auto_wrong_is_critical(a, type, ai_value);
 }
 
 static void demote_type(struct csa_auto *a, const char *type, int to, const char *why,

@@ -91,6 +91,11 @@ void csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scop
 /* Path of the audit ledger. */
 const char *csa_auto_ledger_path(const struct csa_auto *a);
 
+/* Whether a wrong decision of 'type' with 'value' is a critical error
+ * whatever the ticket (by default: an automated resolution sent to the
+ * customer). Such decisions are held to the critical target accuracy. */
+int csa_auto_wrong_is_critical(const struct csa_auto *a, const char *type, const char *value);
+
 /* Number of the phase ("PHASE_3" -> 3), 0 if malformed. */
 int csa_phase_num(const char *s);
 
