@@ -81,6 +81,18 @@ size_t csa_text_normalize(const char *text, size_t len, char *out)
 	return o;
 }
 
+/* The murmur3 finaliser: every input bit affects every output bit, so the
+ * low bits that pick a bucket are well mixed. */
+static uint32_t fmix32(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
 static uint32_t fnv(const char *s, size_t n, uint32_t seed)
 {
 	uint32_t h = 2166136261u ^ seed;
@@ -88,13 +100,8 @@ static uint32_t fnv(const char *s, size_t n, uint32_t seed)
 		h ^= (unsigned char)s[i];
 		h *= 16777619u;
 	}
-	/* final avalanche (murmur3 fmix) so low bits are well mixed */
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	/* final avalanche so low bits are well mixed */
+	return fmix32(h);
 }
 
 static int push(struct csa_fvec *v, uint32_t idx, float val)
@@ -133,13 +140,7 @@ static int char_grams(const struct csa_feat_opts *o, const char *gram, size_t gl
 static uint32_t pair_hash(uint32_t x, uint32_t y)
 {
 	uint32_t lo = x < y ? x : y, hi = x < y ? y : x;
-	uint32_t h = lo * 0x9E3779B1u ^ (hi + 0x7F4A7C15u + (lo << 6) + (lo >> 2));
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	return fmix32(lo * 0x9E3779B1u ^ (hi + 0x7F4A7C15u + (lo << 6) + (lo >> 2)));
 }
 
 /*
