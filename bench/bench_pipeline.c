@@ -2,9 +2,12 @@
  * make bench-pipeline: tickets per second through the whole pipeline
  * (context manager, four agents, automation controller, one durable
  * commit per ticket) next to the store-only rate (the same tickets created
- * with one durable commit each, no agents) measured in the same run.
+ * with one durable commit each, no agents) measured in the same run, on
+ * one thread and on one thread per core, with the latency per ticket.
  * Not a test: nothing passes or fails.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,12 @@
 #include "gen/gen.h"
 #include "store/ticket.h"
 #include "store/ws.h"
+
+static int by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
 
 static void die(const char *what, const char *msg)
 {
@@ -36,9 +45,60 @@ static json_t *arrival(struct csa_gen *g, const char *prefix, int i)
 	return doc;
 }
 
+/* One measured round: n tickets through the store alone (p NULL) or the
+ * pipeline, shared out over 'threads' threads. */
+struct round {
+	struct csa_ws *ws;
+	struct csa_pipeline *p;
+	json_t **docs;
+	double *lat; /* ms per ticket, sorted after the round */
+	int n, threads;
+	_Atomic int next;
+	double rate;
+};
+
+static void *worker(void *arg)
+{
+	struct round *r = arg;
+	struct csa_err err = {0};
+	for (int i; (i = atomic_fetch_add(&r->next, 1)) < r->n;) {
+		int64_t s0 = csa_mono_ns();
+		if (r->p) {
+			json_t *res;
+			if (csa_pipeline_ingest(r->p, r->docs[i], &res, &err))
+				die("pipeline", err.msg);
+			json_decref(res);
+		} else {
+			struct csa_ticket tk;
+			if (csa_ticket_build(&r->ws->cfg, r->docs[i], csa_now_ms(), &tk, &err) ||
+			    csa_store_commit(r->ws->store, &tk, CSA_DOC_ALL, &err))
+				die("store", err.msg);
+			csa_ticket_release(&tk);
+		}
+		r->lat[i] = (double)(csa_mono_ns() - s0) / 1e6;
+	}
+	return NULL;
+}
+
+static void run_round(struct round *r)
+{
+	pthread_t t[64];
+	int nt = r->threads < 64 ? r->threads : 64;
+	int64_t t0 = csa_mono_ns();
+	for (int i = 0; i < nt; i++)
+		if (pthread_create(&t[i], NULL, worker, r))
+			die("threads", "cannot start a thread");
+	for (int i = 0; i < nt; i++)
+		pthread_join(t[i], NULL);
+	r->rate = r->n / ((double)(csa_mono_ns() - t0) / 1e9);
+	qsort(r->lat, (size_t)r->n, sizeof(*r->lat), by_value);
+}
+
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 2000;
+	if (n < 1 || n > 10000000)
+		die("usage", "bench_pipeline [TICKETS], 1 to 10000000");
 	/* TMPDIR picks the disk measured (the data disk of a deployment) */
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	char dir[4096];
@@ -68,35 +128,42 @@ int main(int argc, char **argv)
 	if (csa_pipeline_open(ws, &p, &err) || csa_auto_open(ws, p, &a, &err))
 		die("open", err.msg);
 
-	/* store only: create the same kind of tickets, one durable commit each */
-	int64_t t0 = csa_mono_ns();
-	for (int i = 0; i < n; i++) {
-		json_t *doc = arrival(g, "S", i);
-		struct csa_ticket tk;
-		if (csa_ticket_build(&ws->cfg, doc, csa_now_ms(), &tk, &err) ||
-		    csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err))
-			die("store", err.msg);
-		csa_ticket_release(&tk);
-		json_decref(doc);
-	}
-	double store_rate = n / ((double)(csa_mono_ns() - t0) / 1e9);
-
-	/* the whole pipeline with the automation controller */
-	t0 = csa_mono_ns();
-	for (int i = 0; i < n; i++) {
-		json_t *doc = arrival(g, "P", i), *res;
-		if (csa_pipeline_ingest(p, doc, &res, &err))
-			die("pipeline", err.msg);
-		json_decref(res);
-		json_decref(doc);
-	}
-	double pipe_rate = n / ((double)(csa_mono_ns() - t0) / 1e9);
-	printf("%d tickets each, one durable commit per ticket, workspace of %d tickets\n", n,
+	/* Rounds of n tickets each, arrivals generated beforehand: store only
+	 * (the same tickets created with one durable commit each) and the
+	 * whole pipeline, first on one thread, then on one thread per core
+	 * as the server runs them. */
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int threads[2] = {1, cores > 1 ? (int)cores : 2};
+	printf("%d tickets per round, one durable commit per ticket, workspace of %d tickets\n", n,
 	       3000);
-	printf("%-44s %10s %8s\n", "path", "tickets/s", "vs store");
-	printf("%-44s %10.0f %7.0f%%\n", "store only (create + commit)", store_rate, 100.0);
-	printf("%-44s %10.0f %7.0f%%\n", "pipeline (4 agents + controller + commit)", pipe_rate,
-	       100 * pipe_rate / store_rate);
+	printf("%-44s %8s %10s %8s %8s %8s\n", "path", "threads", "tickets/s", "vs store",
+	       "p50 ms", "p99 ms");
+	for (int k = 0; k < 2; k++) {
+		struct round r[2] = {{.ws = ws, .n = n, .threads = threads[k]},
+		                     {.ws = ws, .p = p, .n = n, .threads = threads[k]}};
+		for (int m = 0; m < 2; m++) {
+			char prefix[8];
+			snprintf(prefix, sizeof(prefix), "%c%d", m ? 'P' : 'S', k);
+			r[m].docs = calloc((size_t)n, sizeof(json_t *));
+			r[m].lat = calloc((size_t)n, sizeof(double));
+			if (!r[m].docs || !r[m].lat)
+				die("memory", "out of memory");
+			for (int i = 0; i < n; i++)
+				r[m].docs[i] = arrival(g, prefix, i);
+			run_round(&r[m]);
+		}
+		for (int m = 0; m < 2; m++) {
+			printf("%-44s %8d %10.0f %7.0f%% %8.2f %8.2f\n",
+			       m ? "pipeline (4 agents + controller + commit)"
+			         : "store only (create + commit)",
+			       threads[k], r[m].rate, 100 * r[m].rate / r[0].rate, r[m].lat[n / 2],
+			       r[m].lat[n * 99 / 100]);
+			for (int i = 0; i < n; i++)
+				json_decref(r[m].docs[i]);
+			free(r[m].docs);
+			free(r[m].lat);
+		}
+	}
 	csa_gen_free(g);
 	csa_auto_close(a);
 	csa_pipeline_free(p);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -120,6 +121,45 @@ static int verify_ok(const char *path, int64_t *bad_seq)
 	*bad_seq = csa_json_int(r, "first_bad_seq", 0);
 	json_decref(r);
 	return ok;
+}
+
+/* Appends do not wait for the disk: the ledger's own thread flushes them,
+ * and a flush that fails is reported by a later append, not lost. */
+static void ledger_flushes_off_the_appending_thread(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("ledger-sync");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
+	struct csa_ledger *l;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ledger_open(path, &l, &err), 0);
+	csa_fault_arm(CSA_FS_FSYNC, 1, EIO); /* the first flush fails */
+	json_t *p = json_pack("{s:s}", "value", "BILLING_INQUIRY");
+	assert_int_equal(csa_ledger_append(l, "decision", "T1", p, NULL, &err), 0);
+	int appended = 1, reported = 0;
+	for (int i = 0; i < 500 && !reported; i++) {
+		usleep(10000);
+		int rc = csa_ledger_append(l, "decision", "T1", p, NULL, &err);
+		appended++;
+		if (rc) {
+			assert_non_null(strstr(err.msg, "records appended before this one"));
+			reported = 1;
+		}
+	}
+	csa_fault_disarm();
+	assert_true(reported);
+	assert_int_equal(csa_ledger_append(l, "decision", "T1", p, NULL, &err), 0);
+	appended++;
+	json_decref(p);
+	csa_ledger_close(l);
+	json_t *r;
+	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(csa_json_int(r, "records", 0), appended);
+	json_decref(r);
+	t_rmrf(dir);
+	free(dir);
 }
 
 static void ledger_detects_tampering(void **state)
@@ -805,6 +845,7 @@ int main(void)
 	const struct CMUnitTest unit[] = {
 	    cmocka_unit_test(statistics),
 	    cmocka_unit_test(ledger_detects_tampering),
+	    cmocka_unit_test(ledger_flushes_off_the_appending_thread),
 	    cmocka_unit_test(replay_phase_journey),
 	};
 	const struct CMUnitTest ctl[] = {

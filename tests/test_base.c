@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "base/walckpt.h"
 
 static void ts_roundtrip(void **state)
 {
@@ -154,6 +156,56 @@ static void atomic_write_faults_keep_old(void **state)
 	rmdir(dir);
 }
 
+/* The writer's commits fill the WAL; the background thread, not the writer,
+ * copies it back, and every row stays readable. */
+static void wal_checkpoints_run_in_the_background(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/csa-wal-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], wal[300];
+	snprintf(path, sizeof(path), "%s/db", dir);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+	                              "CREATE TABLE t(x BLOB);",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	struct csa_walckpt *c;
+	struct csa_err err = {0};
+	assert_int_equal(csa_walckpt_start(db, path, 16, &c, &err), 0);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO t VALUES(zeroblob(3000))", -1, &st,
+	                                    NULL),
+	                 SQLITE_OK);
+	/* 400 commits of about a page each: 25 times the threshold */
+	for (int i = 0; i < 400; i++) {
+		assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	for (int i = 0; i < 500 && csa_walckpt_count(c) == 0; i++)
+		usleep(10000);
+	assert_true(csa_walckpt_count(c) > 0);
+	csa_walckpt_stop(c);
+	sqlite3_close(db);
+	/* a fresh connection reads every row from the file */
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM t", -1, &st, NULL),
+	                 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 400);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	unlink(wal);
+	snprintf(wal, sizeof(wal), "%s-shm", path);
+	unlink(wal);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -163,6 +215,7 @@ int main(void)
 	    cmocka_unit_test(json_errors_name_place),
 	    cmocka_unit_test(config_defaults_and_overrides),
 	    cmocka_unit_test(atomic_write_faults_keep_old),
+	    cmocka_unit_test(wal_checkpoints_run_in_the_background),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

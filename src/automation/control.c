@@ -7,6 +7,7 @@
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "base/walckpt.h"
 #include "flow/pipeline.h"
 #include "store/ws.h"
 
@@ -37,6 +38,7 @@ struct csa_auto {
 	struct csa_ws *ws;
 	struct csa_pipeline *pipe;
 	sqlite3 *db;
+	struct csa_walckpt *ckpt; /* automation.db's checkpoints, off the decision path */
 	pthread_mutex_t mu;
 	struct csa_ledger *ledger;
 	char ledger_path[PATH_SZ];
@@ -1956,6 +1958,8 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		               a->db ? sqlite3_errmsg(a->db) : "out of memory");
 		goto fail;
 	}
+	if ((rc = csa_walckpt_start(a->db, path, 1000, &a->ckpt, err)))
+		goto fail;
 	csa_ws_path(ws, "audit/ledger.jsonl", a->ledger_path, sizeof(a->ledger_path));
 	if ((rc = csa_ledger_open(a->ledger_path, &a->ledger, err)))
 		goto fail;
@@ -1979,6 +1983,7 @@ void csa_auto_close(struct csa_auto *a)
 	csa_ledger_close(a->ledger);
 	for (int k = 0; k < KEPT_COUNT; k++)
 		sqlite3_finalize(a->kept[k]);
+	csa_walckpt_stop(a->ckpt);
 	sqlite3_close(a->db);
 	json_decref(a->state);
 	free(a->thr);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GENESIS       "0000000000000000000000000000000000000000000000000000000000000000"
@@ -27,6 +28,13 @@ struct csa_ledger {
 	char last_hash[65];
 	int64_t last_sync_ns;
 	int dirty;
+	/* Appends are made durable by a thread of their own, every
+	 * SYNC_EVERY_NS, so no append waits for a disk flush; started by the
+	 * first append. */
+	pthread_t syncer;
+	pthread_cond_t cv;
+	int syncer_on, stop;
+	int sync_errno; /* a failed background flush, reported by the next append */
 };
 
 static void sha256_hex(const void *d, size_t n, char out[65])
@@ -104,6 +112,42 @@ static int refresh_tail(struct csa_ledger *l, struct csa_err *err)
 	return CSA_OK;
 }
 
+static void *sync_loop(void *arg)
+{
+	struct csa_ledger *l = arg;
+	pthread_mutex_lock(&l->mu);
+	while (!l->stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += SYNC_EVERY_NS;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&l->cv, &l->mu, &until);
+		if (!l->dirty || l->stop)
+			continue;
+		/* appends go on during the flush; those it misses stay dirty */
+		l->dirty = 0;
+		pthread_mutex_unlock(&l->mu);
+		int failed = csa_fs_fsync(l->fd, 1) < 0 ? errno : 0;
+		pthread_mutex_lock(&l->mu);
+		if (failed) {
+			l->dirty = 1;
+			l->sync_errno = failed;
+		}
+		l->last_sync_ns = csa_mono_ns();
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+/* Caller holds l->mu. Without a thread, appends flush inline as before. */
+static void start_syncer(struct csa_ledger *l)
+{
+	if (l->syncer_on)
+		return;
+	l->syncer_on = pthread_create(&l->syncer, NULL, sync_loop, l) == 0 ? 1 : -1;
+}
+
 int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *err)
 {
 	struct csa_ledger *l = calloc(1, sizeof(*l));
@@ -117,6 +161,7 @@ int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *e
 		return rc;
 	}
 	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
 	l->known_end = -1;
 	l->last_sync_ns = csa_mono_ns();
 	*out = l;
@@ -142,8 +187,16 @@ void csa_ledger_close(struct csa_ledger *l)
 {
 	if (!l)
 		return;
+	pthread_mutex_lock(&l->mu);
+	int joined = l->syncer_on == 1;
+	l->stop = 1;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+	if (joined)
+		pthread_join(l->syncer, NULL);
 	csa_ledger_sync(l, NULL);
 	close(l->fd);
+	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }
@@ -190,7 +243,14 @@ int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket
 	l->dirty = 1;
 	if (seq_out)
 		*seq_out = l->seq;
-	if (csa_mono_ns() - l->last_sync_ns > SYNC_EVERY_NS) {
+	if (l->sync_errno) {
+		errno = l->sync_errno;
+		l->sync_errno = 0;
+		rc = csa_error_sys(err, "cannot fsync ledger '%s' (records appended before this one)",
+		                   l->path);
+	}
+	start_syncer(l);
+	if (l->syncer_on < 0 && csa_mono_ns() - l->last_sync_ns > SYNC_EVERY_NS) {
 		if (csa_fs_fsync(l->fd, 1) < 0)
 			rc = csa_error_sys(err, "cannot fsync ledger '%s'", l->path);
 		else

@@ -10,10 +10,11 @@
  * record breaks the chain, which csa_ledger_verify() finds.
  *
  * Appends are serialised between threads (mutex) and processes (flock).
- * They are made durable in groups: an append fdatasyncs when the last sync
- * is older than 50 ms, and close always syncs; a crash can lose at most
- * that last group (verify then reports nothing: the chain is whole), never
- * break the chain.
+ * They are made durable in groups, off the appending thread: a thread of
+ * the ledger fdatasyncs every 50 ms while there are new records (a failed
+ * flush is reported by the next append), and close always syncs; a crash
+ * can lose at most the records of the last 50 ms (verify then reports
+ * nothing: the chain is whole), never break the chain.
  */
 #ifndef CSA_AUTOMATION_LEDGER_H
 #define CSA_AUTOMATION_LEDGER_H
