@@ -327,6 +327,9 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* Added to the creation and review times of add_decisions(). */
+static int created_base;
+
 /* n decisions of (type, segment) in 'phase': the first 'correct' right,
  * 'autonomous' of them autonomous; all reviewed in 'ms' each. */
 static void add_decisions(const char *type, const char *seg, int phase, int n, int correct,
@@ -347,7 +350,8 @@ static void add_decisions(const char *type, const char *seg, int phase, int n, i
 		    "reviewer, decision_ms) VALUES('d%d#%s', 't%d', '%s', '%s', %d, 'X', %f, 0.9, "
 		    "%d, %d, %d, %s, %d, %d, 'test', %d)",
 		    id, type, id, type, seg, phase, i < correct ? 0.97 : 0.6, i < autonomous,
-		    critical, id, i < correct ? "'X'" : "'Y'", i < correct, id, ms);
+		    critical, created_base + id, i < correct ? "'X'" : "'Y'", i < correct,
+		    created_base + id, ms);
 		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 		sqlite3_free(sql);
 	}
@@ -530,6 +534,82 @@ static void alerts_and_safety_fallbacks(void **state)
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_true(csa_json_int(r, "records", 0) >= 4);
 	json_decref(r);
+}
+
+static int has_event(json_t *ev, const char *what)
+{
+	char *s = json_dumps(ev, 0);
+	int hit = s && strstr(s, what) != NULL;
+	free(s);
+	return hit;
+}
+
+static int segment_phase_now(const char *key)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation/state.json", fx.dir);
+	json_t *st = json_load_file(path, 0, NULL);
+	int ph = (int)csa_json_int(json_object_get(st, "segments"), key, 0);
+	json_decref(st);
+	return ph;
+}
+
+static size_t open_alerts(void)
+{
+	json_t *al;
+	struct csa_err err = {0};
+	assert_int_equal(csa_auto_alerts(fx.a, 1, &al, &err), 0);
+	size_t n = json_array_size(al);
+	json_decref(al);
+	return n;
+}
+
+/* After ACCURACY_DEGRADATION demotes a type, its segments move again only
+ * on evidence gathered after the demotion: the phase-2 record from before
+ * does not promote them at the next tick, the old sample does not demote
+ * them again, and the alert closes once fresh autonomous decisions are
+ * judged right. */
+static void degraded_type_waits_for_fresh_evidence(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev;
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &ev, &err), 0);
+		json_decref(ev);
+	} /* PHASE_3 */
+	set_segment("priority/Q", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	setenv("CSA_FAKE_NOW_MS", "1000000", 1);
+	add_decisions("priority", "Q", 2, 100, 100, 0, 1000, 0); /* a good PHASE_2 record */
+	add_decisions("priority", "Q", 3, 100, 60, 100, 1000, 0); /* then poor autonomy */
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	assert_true(has_event(ev, "ACCURACY_DEGRADATION"));
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("priority/Q"), 2);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+		assert_false(has_event(ev, "phase_change"));
+		json_decref(ev);
+	}
+	assert_int_equal(segment_phase_now("priority/Q"), 2);
+	assert_int_equal(open_alerts(), 1);
+	/* fresh PHASE_2 evidence promotes it; the alert waits for a sample */
+	created_base = 2000000;
+	add_decisions("priority", "Q", 2, 100, 100, 0, 1000, 0);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("priority/Q"), 3);
+	assert_int_equal(open_alerts(), 1);
+	/* fresh autonomous decisions judged right close it */
+	add_decisions("priority", "Q", 3, 100, 100, 100, 1000, 0);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(open_alerts(), 0);
+	assert_int_equal(segment_phase_now("priority/Q"), 3);
+	unsetenv("CSA_FAKE_NOW_MS");
+	created_base = 0;
 }
 
 static void rollback_restores_a_point_exactly(void **state)
@@ -852,6 +932,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(degraded_type_waits_for_fresh_evidence, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(possibly_critical_signals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reversal_on_confirmed_critical_ticket, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

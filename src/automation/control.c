@@ -127,6 +127,37 @@ static int save_state(struct csa_auto *a, struct csa_err *err)
 	return rc;
 }
 
+/*
+ * After a demotion for poor quality, the decisions made before it say
+ * nothing about whether the scope has recovered: gates and the monitor
+ * then count only what came after (state "evidence_since": {"type" or
+ * "type/segment": ms}). Without this the old evidence promotes the scope
+ * again at the next tick and the old sample demotes it again.
+ */
+static int64_t evidence_since(const struct csa_auto *a, const char *type, const char *segment)
+{
+	json_t *m = json_object_get(a->state, "evidence_since");
+	int64_t t = type ? csa_json_int(m, type, 0) : 0;
+	if (type && segment) {
+		char key[200];
+		snprintf(key, sizeof(key), "%s/%s", type, segment);
+		int64_t s = csa_json_int(m, key, 0);
+		t = s > t ? s : t;
+	}
+	return t;
+}
+
+static void restart_evidence(struct csa_auto *a, const char *scope)
+{
+	json_t *m = json_object_get(a->state, "evidence_since");
+	if (!json_is_object(m)) {
+		m = json_object();
+		json_object_set_new(a->state, "evidence_since", m);
+	}
+	json_object_set_new(m, scope, json_integer(csa_now_ms()));
+	save_state(a, NULL);
+}
+
 static int db_err(struct csa_auto *a, struct csa_err *err, const char *what)
 {
 	return csa_error(err, CSA_EIO, "automation.db: %s: %s", what, sqlite3_errmsg(a->db));
@@ -966,6 +997,7 @@ static void demote_type(struct csa_auto *a, const char *type, int to, const char
 			set_segment_phase(a, key, to, why, events);
 	}
 	sqlite3_finalize(st);
+	restart_evidence(a, type);
 }
 
 /* ---- gates -------------------------------------------------------------- */
@@ -992,7 +1024,7 @@ static void scope_metrics(struct csa_auto *a, const char *type, const char *segm
 	    " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
 	    " value = 'AUTOMATED_RESOLUTION')))"
 	    " FROM (SELECT * FROM decisions WHERE phase = ?1 AND (?2 IS NULL OR type = ?2) AND"
-	    " (?3 IS NULL OR segment = ?3) ORDER BY created_ms DESC LIMIT ?4)";
+	    " (?3 IS NULL OR segment = ?3) AND created_ms > ?5 ORDER BY created_ms DESC LIMIT ?4)";
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_int(st, 1, phase);
@@ -1001,6 +1033,7 @@ static void scope_metrics(struct csa_auto *a, const char *type, const char *segm
 	if (segment)
 		sqlite3_bind_text(st, 3, segment, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)cfg_num(a, "automation.window", 500));
+	sqlite3_bind_int64(st, 5, evidence_since(a, type, segment));
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		m->n = sqlite3_column_int64(st, 0);
 		m->autonomous = sqlite3_column_int64(st, 1);
@@ -1512,11 +1545,12 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 	if (sqlite3_prepare_v2(
 	        a->db,
 	        "SELECT correct FROM decisions WHERE type = ?1 AND autonomous = 1 AND "
-	        "final IS NOT NULL ORDER BY reviewed_ms DESC LIMIT ?2",
+	        "final IS NOT NULL AND created_ms > ?3 ORDER BY reviewed_ms DESC LIMIT ?2",
 	        -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)win);
+	sqlite3_bind_int64(st, 3, evidence_since(a, type, NULL));
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		n++;
 		k += sqlite3_column_int(st, 0) != 0;
@@ -1559,6 +1593,8 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 			}
 			sqlite3_finalize(st);
 		}
+		/* the alert stays open until a fresh sample judges the type */
+		restart_evidence(a, type);
 	} else {
 		close_alert(a, "ACCURACY_DEGRADATION", type);
 	}
@@ -1581,18 +1617,23 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
 	sqlite3_stmt *st;
 	double h[2][10] = {{0}};
 	double acc[2] = {0}, rev[2] = {0};
-	int64_t n = count_i64(a,
-	                      "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 AND "
-	                      "segment = ?2 ORDER BY created_ms DESC LIMIT 400)",
-	                      type, seg);
-	if (n < 100 ||
-	    sqlite3_prepare_v2(a->db,
+	int64_t since = evidence_since(a, type, seg);
+	if (sqlite3_prepare_v2(a->db,
 	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
-	                       "segment = ?2 ORDER BY created_ms DESC LIMIT 400",
+	                       "segment = ?2 AND created_ms > ?3 ORDER BY created_ms DESC LIMIT 400",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, seg, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, since);
+	int64_t n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		n++;
+	sqlite3_reset(st);
+	if (n < 100) {
+		sqlite3_finalize(st);
+		return;
+	}
 	int64_t i = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		int half = i++ < n / 2 ? 1 : 0; /* newest first: 1 = recent */
@@ -1618,8 +1659,10 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
 			raise_alert(a, "ANOMALY_ACCURACY_DROP", "HIGH", scope,
 			            json_pack("{s:f, s:f}", "before", old, "recent", now), events);
 			int ph = (int)csa_json_int(json_object_get(a->state, "segments"), scope, 1);
-			if (ph >= 3)
+			if (ph >= 3) {
 				set_segment_phase(a, scope, ph - 1, "accuracy drop", events);
+				restart_evidence(a, scope);
+			}
 		} else {
 			close_alert(a, "ANOMALY_ACCURACY_DROP", scope);
 		}
