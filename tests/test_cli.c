@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,37 @@ static void serve_environment(void **state)
 	unsetenv("MODEL_CONFIG_PATH");
 }
 
+/* `csa phase tick` runs the controller once: the quality monitor finds
+ * autonomous decisions that reviews judged wrong too often. */
+static void phase_tick_runs_the_controller(void **state)
+{
+	(void)state;
+	char *out, *err, path[4096];
+	assert_int_equal(t_csa(NULL, &out, NULL, "phase status --dir '%s'", ws), 0);
+	free(out);
+	snprintf(path, sizeof(path), "%s/automation.db", ws);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	for (int i = 0; i < 40; i++) {
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
+		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms)"
+		    " VALUES('cli-%d#category', 'CLI-%d', 'category', 'BUG_REPORT', 3, 'BUG_REPORT',"
+		    " 0.97, 0.9, 1, 0, %d, '%s', %d, %d)",
+		    i, i, 1000 + i, i < 20 ? "BUG_REPORT" : "TECHNICAL_ISSUE", i < 20, 2000 + i);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_close(db);
+	assert_int_equal(t_csa(NULL, &out, &err, "phase tick --dir '%s'", ws), 0);
+	json_t *ev = json_loads(out, 0, NULL);
+	assert_true(json_is_array(ev));
+	assert_non_null(strstr(out, "ACCURACY_DEGRADATION"));
+	json_decref(ev);
+	free(out);
+	free(err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +263,7 @@ int main(void)
 	    cmocka_unit_test(bad_input),
 	    cmocka_unit_test(verify_and_repair),
 	    cmocka_unit_test(serve_environment),
+	    cmocka_unit_test(phase_tick_runs_the_controller),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -127,6 +128,9 @@ static int setup(void **state)
 		return -1;
 	/* a small body limit to test 413 */
 	ws->cfg.limits.max_document_bytes = 64 * 1024;
+	/* the controller's tick every 0.2 s instead of every minute */
+	json_object_set_new(json_object_get(ws->cfg.root, "automation"), "tick_seconds",
+	                    json_real(0.2));
 	mk(CSA_ROLE_ADMIN, admin);
 	mk(CSA_ROLE_VIEWER, viewer);
 	mk(CSA_ROLE_AGENT, agent);
@@ -582,6 +586,39 @@ static void file_monitor(void **state)
 	free(r.body);
 }
 
+/* The server runs the controller's tick by itself: autonomous decisions
+ * that reviews found wrong too often raise ACCURACY_DEGRADATION with no
+ * one running a command. */
+static void controller_ticks_in_the_server(void **state)
+{
+	(void)state;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/automation.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 100; i++) {
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
+		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms)"
+		    " VALUES('tick-%d#priority', 'TICK-%d', 'priority', 'Q', 3, 'LOW', 0.97, 0.9,"
+		    " 1, 0, %d, '%s', %d, %d)",
+		    i, i, 1000 + i, i < 60 ? "LOW" : "HIGH", i < 60, 2000 + i);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	int seen = 0;
+	/* polled within the token's rate limit (5 requests/s here) */
+	for (int i = 0; i < 60 && !seen; i++) {
+		usleep(300000);
+		seen = open_alerts("ACCURACY_DEGRADATION", "priority");
+	}
+	assert_int_equal(seen, 1);
+}
+
 /* Make a ticket's files look a minute old, so the server may cache it. */
 static void age_ticket(const char *id)
 {
@@ -653,6 +690,7 @@ int main(void)
 	    cmocka_unit_test(channel_hooks),
 	    cmocka_unit_test(server_sent_events),
 	    cmocka_unit_test(file_monitor),
+	    cmocka_unit_test(controller_ticks_in_the_server),
 	    cmocka_unit_test(ticket_reads_are_cached_until_a_change),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);

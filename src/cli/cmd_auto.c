@@ -110,7 +110,8 @@ int cmd_review(int argc, char **argv)
 int cmd_phase(int argc, char **argv)
 {
 	static const char usage[] =
-	    "csa phase status | evaluate | advance [--force] | rollback [POINT] | points";
+	    "csa phase status | evaluate | advance [--force] | rollback [POINT] | points | tick "
+	    "[--advance]";
 	const char *sub = cli_pos(argc, argv, 0, valued);
 	if (!sub)
 		return cli_usage(usage);
@@ -131,6 +132,8 @@ int cmd_phase(int argc, char **argv)
 		rc = csa_auto_phase_rollback(c.a, cli_pos(argc, argv, 1, valued), who, &out, &err);
 	else if (strcmp(sub, "points") == 0)
 		rc = csa_auto_rollback_points(c.a, &out, &err);
+	else if (strcmp(sub, "tick") == 0)
+		rc = csa_auto_tick(c.a, cli_flag(argc, argv, "--advance"), &out, &err);
 	else {
 		ctl_close(&c);
 		return cli_usage(usage);

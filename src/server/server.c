@@ -612,14 +612,42 @@ static void queue_notices(void *ctx, const char *ticket_id, const json_t *result
 	}
 }
 
+/* The controller's tick (quality monitor, anomaly detection, segments
+ * moving with their gates) every automation.tick_seconds; its alerts and
+ * phase changes reach the dashboard as events. */
+static void tick_if_due(struct csa_server *s, int64_t *next_ms)
+{
+	int64_t now = csa_now_ms();
+	if (now < *next_ms)
+		return;
+	json_t *every = csa_config_get(&s->ws->cfg, "automation.tick_seconds");
+	*next_ms = now + (int64_t)(1000 * (json_is_number(every) ? json_number_value(every) : 60));
+	json_t *ev = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_tick(s->autom, 0, &ev, &err)) {
+		fprintf(stderr, "csa serve: controller tick: %s\n", err.msg);
+		return;
+	}
+	size_t i;
+	json_t *e;
+	json_array_foreach(ev, i, e)
+	{
+		const char *kind = csa_json_str(e, "event");
+		publish(s, kind && strcmp(kind, "alert") == 0 ? "alert" : "phase", json_incref(e));
+	}
+	json_decref(ev);
+}
+
 static void *deliver_loop(void *arg)
 {
 	struct csa_server *s = arg;
+	int64_t next_tick = csa_now_ms() + 1000;
 	pthread_mutex_lock(&s->stop_mu);
 	while (!s->stopping) {
 		pthread_mutex_unlock(&s->stop_mu);
 		int n = 0;
 		csa_outbox_deliver_due(s->outbox, csa_now_ms(), 32, &n, NULL);
+		tick_if_due(s, &next_tick);
 		pthread_mutex_lock(&s->stop_mu);
 		if (s->stopping)
 			break;
