@@ -177,6 +177,14 @@ static void ledger_detects_tampering(void **state)
 		    csa_ledger_append(l, "decision", i % 2 ? "T1" : "T2", p, NULL, &err), 0);
 		json_decref(p);
 	}
+	/* records are written by hand around the payload: any payload, an
+	 * escaped ticket id and none at all must still verify */
+	json_t *odd = json_pack("{s:s, s:f, s:{s:i, s:i}, s:[s, n], s:s}", "zeta", "quote \" \\ /",
+	                        "conf", 0.1, "nested", "b", 2, "a", 1, "list", "é\u2028", "amount",
+	                        "a\tb\n");
+	assert_int_equal(csa_ledger_append(l, "decision", "T\"x", odd, NULL, &err), 0);
+	assert_int_equal(csa_ledger_append(l, "alert", NULL, NULL, NULL, &err), 0);
+	json_decref(odd);
 	csa_ledger_close(l);
 	int64_t bad;
 	assert_true(verify_ok(path, &bad));
