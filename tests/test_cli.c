@@ -8,7 +8,6 @@
 #include <cmocka.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,23 +229,10 @@ static void serve_environment(void **state)
 static void phase_tick_runs_the_controller(void **state)
 {
 	(void)state;
-	char *out, *err, path[4096];
+	char *out, *err;
 	assert_int_equal(t_csa(NULL, &out, NULL, "phase status --dir '%s'", ws), 0);
 	free(out);
-	snprintf(path, sizeof(path), "%s/automation.db", ws);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	for (int i = 0; i < 40; i++) {
-		char *sql = sqlite3_mprintf(
-		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
-		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms)"
-		    " VALUES('cli-%d#category', 'CLI-%d', 'category', 'BUG_REPORT', 3, 'BUG_REPORT',"
-		    " 0.97, 0.9, 1, 0, %d, '%s', %d, %d)",
-		    i, i, 1000 + i, i < 20 ? "BUG_REPORT" : "TECHNICAL_ISSUE", i < 20, 2000 + i);
-		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-		sqlite3_free(sql);
-	}
-	sqlite3_close(db);
+	assert_int_equal(t_reviewed_autonomous(ws, "category", "BUG_REPORT", 40, 20), 0);
 	assert_int_equal(t_csa(NULL, &out, &err, "phase tick --dir '%s'", ws), 0);
 	json_t *ev = json_loads(out, 0, NULL);
 	assert_true(json_is_array(ev));

@@ -8,7 +8,6 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -592,24 +591,7 @@ static void file_monitor(void **state)
 static void controller_ticks_in_the_server(void **state)
 {
 	(void)state;
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/automation.db", dir);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-	for (int i = 0; i < 100; i++) {
-		char *sql = sqlite3_mprintf(
-		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
-		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms)"
-		    " VALUES('tick-%d#priority', 'TICK-%d', 'priority', 'Q', 3, 'LOW', 0.97, 0.9,"
-		    " 1, 0, %d, '%s', %d, %d)",
-		    i, i, 1000 + i, i < 60 ? "LOW" : "HIGH", i < 60, 2000 + i);
-		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-		sqlite3_free(sql);
-	}
-	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	assert_int_equal(t_reviewed_autonomous(dir, "priority", "Q", 100, 60), 0);
 	int seen = 0;
 	/* polled within the token's rate limit (5 requests/s here) */
 	for (int i = 0; i < 60 && !seen; i++) {

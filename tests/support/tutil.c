@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,4 +105,31 @@ void t_age(const char *path, int seconds)
 		fprintf(stderr, "t_age: cannot set the times of '%s'\n", path);
 		abort();
 	}
+}
+
+int t_reviewed_autonomous(const char *ws, const char *type, const char *segment, int n,
+                          int correct)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/automation.db", ws);
+	sqlite3 *db;
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		return -1;
+	sqlite3_busy_timeout(db, 5000);
+	int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	for (int i = 0; i < n && rc == SQLITE_OK; i++) {
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
+		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms)"
+		    " VALUES('%q-%d#%q', '%q-%d', '%q', '%q', 3, 'A', 0.97, 0.9, 1, 0, %d, '%s', %d,"
+		    " %d)",
+		    segment, i, type, segment, i, type, segment, 1000 + i, i < correct ? "A" : "B",
+		    i < correct, 2000 + i);
+		rc = sql ? sqlite3_exec(db, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
+		sqlite3_free(sql);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
 }

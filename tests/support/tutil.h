@@ -17,5 +17,10 @@ int t_csa(const char *in, char **out, char **err, const char *fmt, ...)
 void t_age(const char *path, int seconds);
 /* Write a file (test setup). */
 void t_write(const char *path, const char *text);
+/* Put n reviewed autonomous decisions of (type, segment) in PHASE_3 into a
+ * workspace's automation.db, the first 'correct' of them right; returns 0
+ * or -1. For the quality monitor's tests. */
+int t_reviewed_autonomous(const char *ws, const char *type, const char *segment, int n,
+                          int correct);
 
 #endif
