@@ -621,11 +621,15 @@ static void tick_if_due(struct csa_server *s, int64_t *next_ms)
 	if (now < *next_ms)
 		return;
 	json_t *every = csa_config_get(&s->ws->cfg, "automation.tick_seconds");
-	*next_ms = now + (int64_t)(1000 * (json_is_number(every) ? json_number_value(every) : 60));
+	double seconds = json_is_number(every) ? json_number_value(every) : 60;
+	*next_ms = now + (int64_t)(1000 * (seconds > 0 ? seconds : 60));
+	if (seconds <= 0)
+		return; /* turned off */
 	json_t *ev = NULL;
 	struct csa_err err = {0};
 	if (csa_auto_tick(s->autom, 0, &ev, &err)) {
 		fprintf(stderr, "csa serve: controller tick: %s\n", err.msg);
+		json_decref(ev);
 		return;
 	}
 	size_t i;
