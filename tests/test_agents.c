@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,30 @@ static void sla_deadlines_and_states(void **state)
 
 /* ---- knowledge base ------------------------------------------------- */
 
+/* Searches from several threads at once, each on whichever copy of the
+ * index is free: every answer is the right one. */
+static void *search_many(void *arg)
+{
+	struct csa_kb *kb = arg;
+	struct csa_err err = {0};
+	for (int i = 0; i < 300; i++) {
+		json_t *hits = NULL;
+		if (csa_kb_search(kb, "I forgot my password, reset link never arrives",
+		                  "ACCOUNT_MANAGEMENT", NULL, 3, &hits, &err) ||
+		    strcmp(csa_json_str(json_array_get(hits, 0), "id"), "account-password") != 0) {
+			json_decref(hits);
+			return (void *)1;
+		}
+		json_decref(hits);
+		json_t *a = csa_kb_get(kb, "general-hours");
+		int bad = !a || !csa_json_str(a, "body");
+		json_decref(a);
+		if (bad)
+			return (void *)1;
+	}
+	return NULL;
+}
+
 static void knowledge_base_search_and_render(void **state)
 {
 	(void)state;
@@ -189,6 +214,14 @@ static void knowledge_base_search_and_render(void **state)
 	free(r);
 	json_decref(vars);
 	json_decref(a);
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, search_many, kb), 0);
+	for (int i = 0; i < 4; i++) {
+		void *failed;
+		pthread_join(th[i], &failed);
+		assert_null(failed);
+	}
 	csa_kb_free(kb);
 	/* a malformed header is named */
 	char path[512];

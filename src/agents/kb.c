@@ -11,20 +11,42 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-struct csa_kb {
+/* One copy of the index per core (at most this many): searches of
+ * tickets on different threads run side by side instead of queueing on
+ * one connection. */
+#define KB_MAX_CONNS 8
+
+struct kbconn {
 	sqlite3 *db;
 	pthread_mutex_t mu; /* guards db and the statements */
-	size_t n;
 	/* prepared once: a ticket runs a search or two and a lookup */
 	sqlite3_stmt *search_words, *search_filters, *get;
 };
 
+struct csa_kb {
+	size_t n;     /* articles */
+	size_t nconn; /* copies made */
+	struct kbconn c[KB_MAX_CONNS];
+};
+
+/* A free copy, or, when every copy is busy, this thread's own to wait on. */
+static struct kbconn *acquire(struct csa_kb *kb)
+{
+	for (size_t i = 0; i < kb->nconn; i++)
+		if (pthread_mutex_trylock(&kb->c[i].mu) == 0)
+			return &kb->c[i];
+	struct kbconn *c = &kb->c[(size_t)pthread_self() % kb->nconn];
+	pthread_mutex_lock(&c->mu);
+	return c;
+}
+
 /* The statement kept in *slot, prepared on first use and reset after. */
-static sqlite3_stmt *kept(struct csa_kb *kb, sqlite3_stmt **slot, const char *sql)
+static sqlite3_stmt *kept(struct kbconn *c, sqlite3_stmt **slot, const char *sql)
 {
 	if (!*slot &&
-	    sqlite3_prepare_v3(kb->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK)
+	    sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK)
 		return NULL;
 	return *slot;
 }
@@ -44,11 +66,13 @@ void csa_kb_free(struct csa_kb *kb)
 {
 	if (!kb)
 		return;
-	sqlite3_finalize(kb->search_words);
-	sqlite3_finalize(kb->search_filters);
-	sqlite3_finalize(kb->get);
-	sqlite3_close(kb->db);
-	pthread_mutex_destroy(&kb->mu);
+	for (size_t i = 0; i < KB_MAX_CONNS; i++) {
+		sqlite3_finalize(kb->c[i].search_words);
+		sqlite3_finalize(kb->c[i].search_filters);
+		sqlite3_finalize(kb->c[i].get);
+		sqlite3_close(kb->c[i].db);
+		pthread_mutex_destroy(&kb->c[i].mu);
+	}
 	free(kb);
 }
 
@@ -124,7 +148,7 @@ static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins, 
 	sqlite3_bind_text(ins, 5, strategy, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(ins) != SQLITE_DONE) {
 		rc =
-		    csa_error(err, CSA_EIO, "'%s': cannot index: %s", path, sqlite3_errmsg(kb->db));
+		    csa_error(err, CSA_EIO, "'%s': cannot index: %s", path, sqlite3_errmsg(kb->c[0].db));
 		goto out;
 	}
 	kb->n++;
@@ -138,24 +162,63 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The built index, copied byte for byte into one more in-memory database
+ * per core. */
+static int copy_index(struct csa_kb *kb, struct csa_err *err)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t want = cores < 1 ? 1 : cores > KB_MAX_CONNS ? KB_MAX_CONNS : (size_t)cores;
+	sqlite3_int64 size = 0;
+	unsigned char *img = want > 1 ? sqlite3_serialize(kb->c[0].db, "main", &size, 0) : NULL;
+	if (want > 1 && !img)
+		return csa_error(err, CSA_ENOMEM, "out of memory copying the knowledge base index");
+	for (size_t i = 1; i < want; i++) {
+		unsigned char *copy = sqlite3_malloc64((sqlite3_uint64)size);
+		if (!copy ||
+		    sqlite3_open_v2(":memory:", &kb->c[i].db,
+		                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+			sqlite3_free(copy);
+			sqlite3_free(img);
+			return csa_error(err, CSA_ENOMEM,
+			                 "out of memory copying the knowledge base index");
+		}
+		memcpy(copy, img, (size_t)size);
+		/* the copy belongs to the connection from here, even on failure */
+		if (sqlite3_deserialize(kb->c[i].db, "main", copy, size, size,
+		                        SQLITE_DESERIALIZE_FREEONCLOSE |
+		                            SQLITE_DESERIALIZE_RESIZEABLE) != SQLITE_OK) {
+			int rc = csa_error(err, CSA_EIO, "cannot copy the knowledge base index: %s",
+			                   sqlite3_errmsg(kb->c[i].db));
+			sqlite3_free(img);
+			return rc;
+		}
+		kb->nconn = i + 1;
+	}
+	sqlite3_free(img);
+	return CSA_OK;
+}
+
 int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err)
 {
 	struct csa_kb *kb = calloc(1, sizeof(*kb));
 	if (!kb)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the knowledge base");
-	pthread_mutex_init(&kb->mu, NULL);
+	for (size_t i = 0; i < KB_MAX_CONNS; i++)
+		pthread_mutex_init(&kb->c[i].mu, NULL);
 	sqlite3_stmt *ins = NULL;
 	int rc = CSA_OK;
-	if (sqlite3_open_v2(":memory:", &kb->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-	                    NULL) ||
-	    sqlite3_exec(kb->db,
+	int failed = sqlite3_open_v2(":memory:", &kb->c[0].db,
+	                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	sqlite3 *db0 = kb->c[0].db; /* the copy the articles go into */
+	if (failed ||
+	    sqlite3_exec(db0,
 	                 "CREATE VIRTUAL TABLE kb USING fts5(id UNINDEXED, title, body, "
 	                 "categories UNINDEXED, strategy UNINDEXED, tokenize='porter unicode61');",
 	                 NULL, NULL, NULL) ||
-	    sqlite3_prepare_v2(kb->db, "INSERT INTO kb VALUES(?1, ?2, ?3, ?4, ?5)", -1, &ins,
+	    sqlite3_prepare_v2(db0, "INSERT INTO kb VALUES(?1, ?2, ?3, ?4, ?5)", -1, &ins,
 	                       NULL)) {
 		rc = csa_error(err, CSA_EIO, "cannot create the knowledge base index: %s",
-		               sqlite3_errmsg(kb->db));
+		               db0 ? sqlite3_errmsg(db0) : "out of memory");
 		goto fail;
 	}
 	DIR *d = opendir(dir);
@@ -194,11 +257,14 @@ int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err)
 	ins = NULL;
 	/* one b-tree segment instead of one per article: each query word is
 	 * then one lookup, five times faster than across the segments */
-	if (sqlite3_exec(kb->db, "INSERT INTO kb(kb) VALUES('optimize')", NULL, NULL, NULL)) {
+	if (sqlite3_exec(db0, "INSERT INTO kb(kb) VALUES('optimize')", NULL, NULL, NULL)) {
 		rc = csa_error(err, CSA_EIO, "cannot optimise the knowledge base index: %s",
-		               sqlite3_errmsg(kb->db));
+		               sqlite3_errmsg(db0));
 		goto fail;
 	}
+	kb->nconn = 1;
+	if ((rc = copy_index(kb, err)))
+		goto fail;
 	*out = kb;
 	return CSA_OK;
 fail:
@@ -291,7 +357,7 @@ int csa_kb_search(struct csa_kb *kb, const char *text, const char *category, con
 		json_decref(arr);
 		return csa_error(err, CSA_ENOMEM, "out of memory searching the knowledge base");
 	}
-	pthread_mutex_lock(&kb->mu);
+	struct kbconn *c = acquire(kb);
 	sqlite3_stmt *st = NULL;
 	/* with no usable words, fall back to the filters alone */
 	const char *sql = *q ? "SELECT id, title, strategy, bm25(kb) FROM kb WHERE kb MATCH ?1 "
@@ -303,8 +369,8 @@ int csa_kb_search(struct csa_kb *kb, const char *text, const char *category, con
 	                       "LIKE '%,' || ?2 || ',%') AND (?3 IS NULL OR strategy = ?3) "
 	                       "ORDER BY id LIMIT ?4";
 	int rc = CSA_OK;
-	if (!(st = kept(kb, *q ? &kb->search_words : &kb->search_filters, sql))) {
-		rc = csa_error(err, CSA_EIO, "knowledge base query: %s", sqlite3_errmsg(kb->db));
+	if (!(st = kept(c, *q ? &c->search_words : &c->search_filters, sql))) {
+		rc = csa_error(err, CSA_EIO, "knowledge base query: %s", sqlite3_errmsg(c->db));
 		goto out;
 	}
 	sqlite3_bind_text(st, 1, q, -1, SQLITE_STATIC);
@@ -321,11 +387,11 @@ int csa_kb_search(struct csa_kb *kb, const char *text, const char *category, con
 		                                     sqlite3_column_text(st, 2), "score",
 		                                     -sqlite3_column_double(st, 3)));
 	if (s != SQLITE_DONE)
-		rc = csa_error(err, CSA_EIO, "knowledge base query: %s", sqlite3_errmsg(kb->db));
+		rc = csa_error(err, CSA_EIO, "knowledge base query: %s", sqlite3_errmsg(c->db));
 out:
 	if (st)
 		done_with(st);
-	pthread_mutex_unlock(&kb->mu);
+	pthread_mutex_unlock(&c->mu);
 	free(q);
 	if (rc) {
 		json_decref(arr);
@@ -339,8 +405,8 @@ json_t *csa_kb_get(struct csa_kb *kb, const char *id)
 {
 	json_t *r = NULL;
 	sqlite3_stmt *st = NULL;
-	pthread_mutex_lock(&kb->mu);
-	if ((st = kept(kb, &kb->get,
+	struct kbconn *c = acquire(kb);
+	if ((st = kept(c, &c->get,
 	               "SELECT id, title, categories, strategy, body FROM kb WHERE id = ?1"))) {
 		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
@@ -351,7 +417,7 @@ json_t *csa_kb_get(struct csa_kb *kb, const char *id)
 			              sqlite3_column_text(st, 4));
 		done_with(st);
 	}
-	pthread_mutex_unlock(&kb->mu);
+	pthread_mutex_unlock(&c->mu);
 	return r;
 }
 
