@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/config.h"
@@ -186,8 +187,14 @@ static void wal_checkpoints_run_in_the_background(void **state)
 		sqlite3_reset(st);
 	}
 	sqlite3_finalize(st);
-	for (int i = 0; i < 500 && csa_walckpt_count(c) == 0; i++)
+	/* the rows are copied back into the database file itself */
+	struct stat st_db = {0};
+	for (int i = 0; i < 500 && (st_db.st_size <= 100 * 4096 || csa_walckpt_count(c) == 0);
+	     i++) {
 		usleep(10000);
+		assert_int_equal(stat(path, &st_db), 0);
+	}
+	assert_true(st_db.st_size > 100 * 4096);
 	assert_true(csa_walckpt_count(c) > 0);
 	csa_walckpt_stop(c);
 	sqlite3_close(db);

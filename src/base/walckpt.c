@@ -44,9 +44,21 @@ static void *run(void *arg)
 			break;
 		c->wanted = 0;
 		pthread_mutex_unlock(&c->mu);
-		/* SQLITE_BUSY (another checkpoint running) is fine: the next
-		 * commit asks again */
-		sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		/* The log starts again from its beginning only when a commit
+		 * finds every frame copied back, so pass again while commits
+		 * made during a pass are left. SQLITE_BUSY (another checkpoint
+		 * running) is fine: the next commit asks again. */
+		int log = 0, copied = 0;
+		for (int pass = 0; pass < 8; pass++)
+			if (sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+			                              &copied) != SQLITE_OK ||
+			    copied >= log)
+				break;
+		/* Commits that always outrun the passes would grow the log
+		 * without end: past ten times the threshold, a RESTART makes
+		 * them wait the short while it takes to copy the last frames. */
+		if (copied < log && log > 10 * c->pages)
+			sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
 		pthread_mutex_lock(&c->mu);
 		c->done++;
 	}
@@ -64,7 +76,10 @@ int csa_walckpt_start(sqlite3 *db, const char *path, int pages, struct csa_walck
 	c->pages = pages > 0 ? pages : 1000;
 	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
 	        SQLITE_OK ||
-	    sqlite3_busy_timeout(c->db, 10000) != SQLITE_OK) {
+	    sqlite3_busy_timeout(c->db, 10000) != SQLITE_OK ||
+	    /* a connection that has not read the database yet does not know it
+	     * is in WAL mode, and its checkpoints do nothing */
+	    sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
 		int rc = csa_error(err, CSA_EIO, "cannot open '%s' for checkpoints: %s", path,
 		                   c->db ? sqlite3_errmsg(c->db) : "out of memory");
 		sqlite3_close(c->db);
