@@ -517,6 +517,29 @@ static void alerts_and_safety_fallbacks(void **state)
 	assert_int_equal(json_array_size(al), 1);
 	assert_string_equal(csa_json_str(json_array_get(al, 0), "severity"), "HIGH");
 	json_decref(al);
+	/* reviews that sampled the uncertain decisions most: 40 wrong ones
+	 * each standing for itself, 60 right ones each for 20 decisions; the
+	 * type's autonomous accuracy is 1200/1240, no alert */
+	set_segment("escalation/W", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	add_decisions("escalation", "W", 3, 100, 60, 100, 1000, 0);
+	char dbp[512];
+	snprintf(dbp, sizeof(dbp), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(dbp, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db,
+	                              "UPDATE decisions SET review_weight = 20 WHERE type = "
+	                              "'escalation' AND correct = 1",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	s = json_dumps(ev, 0);
+	assert_null(strstr(s, "\"escalation\""));
+	free(s);
+	json_decref(ev);
 	/* >90% autonomous below 90% accuracy: OVERAUTOMATION_RISK, the whole
 	 * type back to human review at once */
 	set_segment("strategy/S", 4);

@@ -1568,26 +1568,34 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 {
 	/* The accuracy that matters for safety is that of the decisions the
 	 * system made by itself, judged by sampled reviews. Decisions humans
-	 * made are right by definition and say nothing about automation. */
+	 * made are right by definition and say nothing about automation.
+	 * Reviews sample the least certain autonomous decisions most, so each
+	 * counts for the decisions it stands for (review_weight, 1/p): the
+	 * plain share right in the sample understates the accuracy. */
 	size_t win = (size_t)cfg_num(a, "automation.monitor.window", 200);
 	size_t min_s = (size_t)cfg_num(a, "automation.monitor.min_sample", 30);
 	sqlite3_stmt *st;
-	size_t n = 0, k = 0;
+	size_t n = 0;
+	double w = 0, wk = 0;
 	if (sqlite3_prepare_v2(
 	        a->db,
-	        "SELECT correct FROM decisions WHERE type = ?1 AND autonomous = 1 AND "
-	        "final IS NOT NULL AND created_ms > ?3 ORDER BY reviewed_ms DESC LIMIT ?2",
+	        "SELECT correct, coalesce(review_weight, 1) FROM decisions WHERE type = ?1 AND "
+	        "autonomous = 1 AND final IS NOT NULL AND created_ms > ?3 "
+	        "ORDER BY reviewed_ms DESC LIMIT ?2",
 	        -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)win);
 	sqlite3_bind_int64(st, 3, evidence_since(a, type, NULL));
 	while (sqlite3_step(st) == SQLITE_ROW) {
+		double wi = sqlite3_column_double(st, 1);
+		wi = wi > 0 ? wi : 1;
 		n++;
-		k += sqlite3_column_int(st, 0) != 0;
+		w += wi;
+		wk += sqlite3_column_int(st, 0) != 0 ? wi : 0;
 	}
 	sqlite3_finalize(st);
-	double acc = n ? (double)k / (double)n : 1;
+	double acc = w > 0 ? wk / w : 1;
 	int64_t recent = count_i64(a,
 	                           "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 "
 	                           "ORDER BY created_ms DESC LIMIT 200)",
