@@ -17,7 +17,9 @@ N=${BENCH_TICKETS:-100000}
 DUR=${BENCH_SECONDS:-20}
 command -v wrk >/dev/null || { echo "bench-server: wrk not installed (CSA_DEPS_BENCH=1 ./scripts/deps.sh)" >&2; exit 1; }
 WS=$(mktemp -d /tmp/csa-bench-server-XXXXXX)
-trap 'kill $PID 2>/dev/null; rm -rf "$WS"' EXIT
+PID=
+# the server finishes its in-flight requests before the workspace goes
+trap '[ -n "$PID" ] && kill $PID 2>/dev/null && wait $PID 2>/dev/null; rm -rf "$WS"' EXIT
 "$CSA" init "$WS" >/dev/null
 "$CSA" demo-data --tickets 3000 --seed 1 --out "$WS/h.jsonl"
 "$CSA" import "$WS/h.jsonl" --dir "$WS" >/dev/null

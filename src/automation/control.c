@@ -88,7 +88,10 @@ static const char schema_sql[] =
      * the newest reviews of a type or segment: covering indexes keep them
      * independent of how many unreviewed decisions pile up */
     "CREATE INDEX IF NOT EXISTS decisions_new_type ON decisions(type, created_ms);"
-    "CREATE INDEX IF NOT EXISTS decisions_new_seg ON decisions(type, segment, created_ms);"
+    /* every index is a page more in each ticket's commit: a segment's
+     * newest decisions are read through decisions_gate, in its phase
+     * (decisions_new_seg dropped, 0.9) */
+    "DROP INDEX IF EXISTS decisions_new_seg;"
     "CREATE INDEX IF NOT EXISTS decisions_rev_type ON decisions(type, reviewed_ms, autonomous,"
     " correct, confidence, review_weight) WHERE final IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS decisions_rev_seg ON decisions(type, segment, reviewed_ms,"
@@ -1649,9 +1652,10 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 }
 
 /* PHASE_4+ anomaly detection for a segment: confidence distribution shift
- * (PSI, older vs newer half of its recent decisions) and accuracy drop in
- * the reviewed sample. */
-static void anomalies(struct csa_auto *a, const char *type, const char *seg, json_t *events)
+ * (PSI, older vs newer half of its recent decisions in its current phase)
+ * and accuracy drop in the reviewed sample. */
+static void anomalies(struct csa_auto *a, const char *type, const char *seg, int phase,
+                      json_t *events)
 {
 	sqlite3_stmt *st;
 	double h[2][10] = {{0}};
@@ -1659,12 +1663,14 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, jso
 	int64_t since = evidence_since(a, type, seg);
 	if (sqlite3_prepare_v2(a->db,
 	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
-	                       "segment = ?2 AND created_ms > ?3 ORDER BY created_ms DESC LIMIT 400",
+	                       "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
+	                       "ORDER BY created_ms DESC LIMIT 400",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, seg, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, since);
+	sqlite3_bind_int(st, 4, phase);
 	int64_t n = 0;
 	while (sqlite3_step(st) == SQLITE_ROW)
 		n++;
@@ -1768,7 +1774,7 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 			snprintf(key, sizeof(key), "%s/%s", type, seg);
 			int own = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
 			if (own >= 4)
-				anomalies(a, type, seg, events);
+				anomalies(a, type, seg, own, events);
 			if (own >= w || own >= 5)
 				continue;
 			json_t *g = evaluate_gate(a, type, seg, own);
