@@ -82,6 +82,10 @@ static const char schema_sql[] =
     "DROP INDEX IF EXISTS decisions_scope;"
     "CREATE INDEX IF NOT EXISTS decisions_gate ON decisions(type, segment, phase, created_ms);"
     "CREATE INDEX IF NOT EXISTS decisions_phase ON decisions(phase, created_ms);"
+    /* the PHASE_1 baseline from the reviewed decisions alone, without
+     * reading the table; written at review time, not per decision */
+    "CREATE INDEX IF NOT EXISTS decisions_time ON decisions(phase, decision_ms) WHERE"
+    " decision_ms IS NOT NULL;"
     /* a review looks at the other decisions of its ticket (is it CRITICAL?) */
     "CREATE INDEX IF NOT EXISTS decisions_ticket ON decisions(ticket_id);"
     /* the per-decision and monitor queries read the newest decisions and
@@ -1087,8 +1091,9 @@ static double baseline_ms(struct csa_auto *a)
 	sqlite3_stmt *st;
 	double b = 0;
 	if (sqlite3_prepare_v2(a->db,
+	                       /* decision_ms is set with final, by a review */
 	                       "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
-	                       "final IS NOT NULL AND decision_ms IS NOT NULL",
+	                       "decision_ms IS NOT NULL",
 	                       -1, &st, NULL) == SQLITE_OK) {
 		if (sqlite3_step(st) == SQLITE_ROW)
 			b = sqlite3_column_double(st, 0);
@@ -1582,9 +1587,12 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 	double w = 0, wk = 0;
 	if (sqlite3_prepare_v2(
 	        a->db,
-	        "SELECT correct, coalesce(review_weight, 1) FROM decisions WHERE type = ?1 AND "
-	        "autonomous = 1 AND final IS NOT NULL AND created_ms > ?3 "
-	        "ORDER BY reviewed_ms DESC LIMIT ?2",
+	        /* among the last 5,000 reviews: where little is autonomous the
+	         * tick does not read every review the type ever had */
+	        "SELECT correct, coalesce(review_weight, 1) FROM (SELECT autonomous, correct,"
+	        " review_weight, created_ms FROM decisions WHERE type = ?1 AND final IS NOT NULL"
+	        " ORDER BY reviewed_ms DESC LIMIT 5000) WHERE autonomous = 1 AND created_ms > ?3"
+	        " LIMIT ?2",
 	        -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
