@@ -136,8 +136,8 @@ int main(int argc, char **argv)
 	int threads[2] = {1, cores > 1 ? (int)cores : 2};
 	printf("%d tickets per round, one durable commit per ticket, workspace of %d tickets\n", n,
 	       3000);
-	printf("%-44s %8s %10s %8s %8s %8s\n", "path", "threads", "tickets/s", "vs store",
-	       "p50 ms", "p99 ms");
+	printf("%-44s %8s %10s %8s %8s %8s\n", "path", "threads", "tickets/s", "vs store", "p50 ms",
+	       "p99 ms");
 	for (int k = 0; k < 2; k++) {
 		struct round r[2] = {{.ws = ws, .n = n, .threads = threads[k]},
 		                     {.ws = ws, .p = p, .n = n, .threads = threads[k]}};

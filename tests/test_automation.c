@@ -179,9 +179,9 @@ static void ledger_detects_tampering(void **state)
 	}
 	/* records are written by hand around the payload: any payload, an
 	 * escaped ticket id and none at all must still verify */
-	json_t *odd = json_pack("{s:s, s:f, s:{s:i, s:i}, s:[s, n], s:s}", "zeta", "quote \" \\ /",
-	                        "conf", 0.1, "nested", "b", 2, "a", 1, "list", "é\u2028", "amount",
-	                        "a\tb\n");
+	json_t *odd =
+	    json_pack("{s:s, s:f, s:{s:i, s:i}, s:[s, n], s:s}", "zeta", "quote \" \\ /", "conf",
+	              0.1, "nested", "b", 2, "a", 1, "list", "é\u2028", "amount", "a\tb\n");
 	assert_int_equal(csa_ledger_append(l, "decision", "T\"x", odd, NULL, &err), 0);
 	assert_int_equal(csa_ledger_append(l, "alert", NULL, NULL, NULL, &err), 0);
 	json_decref(odd);
@@ -613,7 +613,7 @@ static void degraded_type_waits_for_fresh_evidence(void **state)
 	close_fx();
 	assert_int_equal(open_fx(), 0);
 	setenv("CSA_FAKE_NOW_MS", "1000000", 1);
-	add_decisions("priority", "Q", 2, 100, 100, 0, 1000, 0); /* a good PHASE_2 record */
+	add_decisions("priority", "Q", 2, 100, 100, 0, 1000, 0);  /* a good PHASE_2 record */
 	add_decisions("priority", "Q", 3, 100, 60, 100, 1000, 0); /* then poor autonomy */
 	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
 	assert_true(has_event(ev, "ACCURACY_DEGRADATION"));
@@ -897,7 +897,8 @@ static void replay_phase_journey(void **state)
 			json_object_set_new(gates, k, json_pack("{s:i}", "min_decisions", 40));
 	}
 	json_decref(defaults);
-	json_t *team = json_pack("{s:{s:i, s:o}}", "automation", "min_decisions", 30, "gates", gates);
+	json_t *team =
+	    json_pack("{s:{s:i, s:o}}", "automation", "min_decisions", 30, "gates", gates);
 	char cfgp[600];
 	snprintf(cfgp, sizeof(cfgp), "%s/team.json", dir);
 	json_dump_file(team, cfgp, 0);
@@ -922,7 +923,8 @@ static void replay_phase_journey(void **state)
 	char wcfg[600];
 	snprintf(wcfg, sizeof(wcfg), "%s/csa.json", ws);
 	json_t *merged = json_load_file(wcfg, 0, NULL);
-	assert_int_equal(csa_json_int(json_object_get(merged, "automation"), "min_decisions", 0), 30);
+	assert_int_equal(csa_json_int(json_object_get(merged, "automation"), "min_decisions", 0),
+	                 30);
 	json_decref(merged);
 	json_t *phases = json_object_get(rep, "phases");
 	char *s = json_dumps(phases, JSON_COMPACT);

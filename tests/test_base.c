@@ -178,9 +178,9 @@ static void wal_checkpoints_run_in_the_background(void **state)
 	struct csa_err err = {0};
 	assert_int_equal(csa_walckpt_start(db, path, 16, &c, &err), 0);
 	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO t VALUES(zeroblob(3000))", -1, &st,
-	                                    NULL),
-	                 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, "INSERT INTO t VALUES(zeroblob(3000))", -1, &st, NULL),
+	    SQLITE_OK);
 	/* 400 commits of about a page each: 25 times the threshold */
 	for (int i = 0; i < 400; i++) {
 		assert_int_equal(sqlite3_step(st), SQLITE_DONE);

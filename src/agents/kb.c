@@ -147,8 +147,8 @@ static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins, 
 	sqlite3_bind_text(ins, 4, cats ? cats : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(ins, 5, strategy, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(ins) != SQLITE_DONE) {
-		rc =
-		    csa_error(err, CSA_EIO, "'%s': cannot index: %s", path, sqlite3_errmsg(kb->c[0].db));
+		rc = csa_error(err, CSA_EIO, "'%s': cannot index: %s", path,
+		               sqlite3_errmsg(kb->c[0].db));
 		goto out;
 	}
 	kb->n++;
@@ -174,9 +174,9 @@ static int copy_index(struct csa_kb *kb, struct csa_err *err)
 		return csa_error(err, CSA_ENOMEM, "out of memory copying the knowledge base index");
 	for (size_t i = 1; i < want; i++) {
 		unsigned char *copy = sqlite3_malloc64((sqlite3_uint64)size);
-		if (!copy ||
-		    sqlite3_open_v2(":memory:", &kb->c[i].db,
-		                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		if (!copy || sqlite3_open_v2(":memory:", &kb->c[i].db,
+		                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+		                             NULL) != SQLITE_OK) {
 			sqlite3_free(copy);
 			sqlite3_free(img);
 			return csa_error(err, CSA_ENOMEM,
@@ -215,8 +215,7 @@ int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err)
 	                 "CREATE VIRTUAL TABLE kb USING fts5(id UNINDEXED, title, body, "
 	                 "categories UNINDEXED, strategy UNINDEXED, tokenize='porter unicode61');",
 	                 NULL, NULL, NULL) ||
-	    sqlite3_prepare_v2(db0, "INSERT INTO kb VALUES(?1, ?2, ?3, ?4, ?5)", -1, &ins,
-	                       NULL)) {
+	    sqlite3_prepare_v2(db0, "INSERT INTO kb VALUES(?1, ?2, ?3, ?4, ?5)", -1, &ins, NULL)) {
 		rc = csa_error(err, CSA_EIO, "cannot create the knowledge base index: %s",
 		               db0 ? sqlite3_errmsg(db0) : "out of memory");
 		goto fail;

@@ -1057,7 +1057,9 @@ static void scope_metrics(struct csa_auto *a, const char *type, const char *segm
 	/* one statement per kind of scope, so that each can use its index */
 	char q[1200];
 	snprintf(q, sizeof(q), sql,
-	         segment ? "type = ?2 AND segment = ?3 AND" : type ? "type = ?2 AND" : "");
+	         segment ? "type = ?2 AND segment = ?3 AND"
+	         : type  ? "type = ?2 AND"
+	                 : "");
 	if (sqlite3_prepare_v2(a->db, q, -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_int(st, 1, phase);
@@ -1745,7 +1747,8 @@ static int type_vouches(struct csa_auto *a, const char *type, const char *seg, i
 		json_decref(tg);
 		if (a->ev.ntype_gate < sizeof(a->ev.type_gate) / sizeof(a->ev.type_gate[0])) {
 			size_t i = a->ev.ntype_gate++;
-			snprintf(a->ev.type_gate[i].type, sizeof(a->ev.type_gate[i].type), "%s", type);
+			snprintf(a->ev.type_gate[i].type, sizeof(a->ev.type_gate[i].type), "%s",
+			         type);
 			a->ev.type_gate[i].phase = phase;
 			a->ev.type_gate[i].pass = pass;
 		}

@@ -241,14 +241,16 @@ int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket
 	 * uses, gives the same bytes for the parsed line. */
 	char hash[65], *c = NULL, *line = NULL;
 	long long seq = (long long)(l->seq + 1);
-	if (asprintf(&c, "{\"payload\":%s,\"prev\":\"%s\",\"seq\":%lld,\"ticket_id\":%s,"
-	                 "\"timestamp\":\"%s\",\"type\":%s}",
+	if (asprintf(&c,
+	             "{\"payload\":%s,\"prev\":\"%s\",\"seq\":%lld,\"ticket_id\":%s,"
+	             "\"timestamp\":\"%s\",\"type\":%s}",
 	             body, l->last_hash, seq, tid, ts, ty) < 0)
 		c = NULL;
 	if (c) {
 		sha256_hex(c, strlen(c), hash);
-		if (asprintf(&line, "{\"seq\":%lld,\"timestamp\":\"%s\",\"type\":%s,\"ticket_id\":%s,"
-		                    "\"payload\":%s,\"prev\":\"%s\",\"hash\":\"%s\"}",
+		if (asprintf(&line,
+		             "{\"seq\":%lld,\"timestamp\":\"%s\",\"type\":%s,\"ticket_id\":%s,"
+		             "\"payload\":%s,\"prev\":\"%s\",\"hash\":\"%s\"}",
 		             seq, ts, ty, tid, body, l->last_hash, hash) < 0)
 			line = NULL;
 		free(c);
@@ -273,8 +275,8 @@ int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket
 	if (l->sync_errno) {
 		errno = l->sync_errno;
 		l->sync_errno = 0;
-		rc = csa_error_sys(err, "cannot fsync ledger '%s' (records appended before this one)",
-		                   l->path);
+		rc = csa_error_sys(
+		    err, "cannot fsync ledger '%s' (records appended before this one)", l->path);
 	}
 	start_syncer(l);
 	if (l->syncer_on < 0 && csa_mono_ns() - l->last_sync_ns > SYNC_EVERY_NS) {

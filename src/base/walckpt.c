@@ -58,7 +58,8 @@ static void *run(void *arg)
 		 * without end: past ten times the threshold, a RESTART makes
 		 * them wait the short while it takes to copy the last frames. */
 		if (copied < log && log > 10 * c->pages)
-			sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+			sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL,
+			                          NULL);
 		pthread_mutex_lock(&c->mu);
 		c->done++;
 	}
@@ -71,7 +72,8 @@ int csa_walckpt_start(sqlite3 *db, const char *path, int pages, struct csa_walck
 {
 	struct csa_walckpt *c = calloc(1, sizeof(*c));
 	if (!c)
-		return csa_error(err, CSA_ENOMEM, "out of memory starting checkpoints of '%s'", path);
+		return csa_error(err, CSA_ENOMEM, "out of memory starting checkpoints of '%s'",
+		                 path);
 	c->writer = db;
 	c->pages = pages > 0 ? pages : 1000;
 	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=

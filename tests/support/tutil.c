@@ -107,8 +107,7 @@ void t_age(const char *path, int seconds)
 	}
 }
 
-int t_reviewed_autonomous(const char *ws, const char *type, const char *segment, int n,
-                          int correct)
+int t_reviewed_autonomous(const char *ws, const char *type, const char *segment, int n, int correct)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/automation.db", ws);
@@ -121,7 +120,8 @@ int t_reviewed_autonomous(const char *ws, const char *type, const char *segment,
 		char *sql = sqlite3_mprintf(
 		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
 		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms)"
-		    " VALUES('%q-%d#%q', '%q-%d', '%q', '%q', 3, 'A', 0.97, 0.9, 1, 0, %d, '%s', %d,"
+		    " VALUES('%q-%d#%q', '%q-%d', '%q', '%q', 3, 'A', 0.97, 0.9, 1, 0, %d, '%s', "
+		    "%d,"
 		    " %d)",
 		    segment, i, type, segment, i, type, segment, 1000 + i, i < correct ? "A" : "B",
 		    i < correct, 2000 + i);
