@@ -643,6 +643,39 @@ static void degraded_type_waits_for_fresh_evidence(void **state)
 	created_base = 0;
 }
 
+/* PHASE_4 anomaly detection: a segment whose recent decisions are much
+ * less sure (confidence shift) and less often right (accuracy drop) than
+ * the ones before raises both alerts and goes down one phase. */
+static void anomalies_raise_alerts_and_demote(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev;
+	set_segment("category/Z", 4);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	/* human decisions only, so the type's monitor has no sample */
+	add_decisions("category", "Z", 4, 200, 200, 0, 1000, 0); /* sure and right */
+	add_decisions("category", "Z", 4, 200, 100, 0, 1000, 0); /* half unsure and wrong */
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	assert_true(has_event(ev, "ANOMALY_CONFIDENCE_SHIFT"));
+	assert_true(has_event(ev, "ANOMALY_ACCURACY_DROP"));
+	assert_false(has_event(ev, "ACCURACY_DEGRADATION"));
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/Z"), 3);
+	/* a steady segment raises neither */
+	set_segment("category/Y", 4);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	add_decisions("category", "Y", 4, 400, 400, 0, 1000, 0);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	char *s = json_dumps(ev, 0);
+	assert_null(strstr(s, "category/Y"));
+	free(s);
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/Y"), 4);
+}
+
 static void rollback_restores_a_point_exactly(void **state)
 {
 	(void)state;
@@ -967,6 +1000,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(degraded_type_waits_for_fresh_evidence, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(anomalies_raise_alerts_and_demote, setup, teardown),
 	    cmocka_unit_test_setup_teardown(possibly_critical_signals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reversal_on_confirmed_critical_ticket, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

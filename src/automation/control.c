@@ -1681,25 +1681,27 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, int
 	sqlite3_bind_text(st, 2, seg, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, since);
 	sqlite3_bind_int(st, 4, phase);
-	int64_t n = 0;
-	while (sqlite3_step(st) == SQLITE_ROW)
-		n++;
-	sqlite3_reset(st);
-	if (n < 100) {
-		sqlite3_finalize(st);
-		return;
-	}
-	int64_t i = 0;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		int half = i++ < n / 2 ? 1 : 0; /* newest first: 1 = recent */
-		int b = (int)(sqlite3_column_double(st, 0) * 10);
-		h[half][b < 0 ? 0 : b > 9 ? 9 : b] += 1;
-		if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
-			rev[half] += 1;
-			acc[half] += sqlite3_column_int(st, 1);
-		}
+	/* newest first; -1: not reviewed */
+	double conf[400];
+	int right[400];
+	int n = 0;
+	while (n < 400 && sqlite3_step(st) == SQLITE_ROW) {
+		conf[n] = sqlite3_column_double(st, 0);
+		right[n++] =
+		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
 	}
 	sqlite3_finalize(st);
+	if (n < 100)
+		return;
+	for (int i = 0; i < n; i++) {
+		int half = i < n / 2 ? 1 : 0; /* 1 = recent */
+		int b = (int)(conf[i] * 10);
+		h[half][b < 0 ? 0 : b > 9 ? 9 : b] += 1;
+		if (right[i] >= 0) {
+			rev[half] += 1;
+			acc[half] += right[i];
+		}
+	}
 	char scope[200];
 	snprintf(scope, sizeof(scope), "%s/%s", type, seg);
 	double psi = csa_psi(h[0], h[1], 10);
