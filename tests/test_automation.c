@@ -482,6 +482,15 @@ static void every_gate_passes_and_blocks(void **state)
 	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 0, &ev, &err), CSA_ESTATE);
 }
 
+/* Whether any event (or anything in it) mentions what. */
+static int has_event(json_t *ev, const char *what)
+{
+	char *s = json_dumps(ev, 0);
+	int hit = s && strstr(s, what) != NULL;
+	free(s);
+	return hit;
+}
+
 static void alerts_and_safety_fallbacks(void **state)
 {
 	(void)state;
@@ -536,9 +545,7 @@ static void alerts_and_safety_fallbacks(void **state)
 	                 SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
-	s = json_dumps(ev, 0);
-	assert_null(strstr(s, "\"escalation\""));
-	free(s);
+	assert_false(has_event(ev, "\"escalation\""));
 	json_decref(ev);
 	/* >90% autonomous below 90% accuracy: OVERAUTOMATION_RISK, the whole
 	 * type back to human review at once */
@@ -565,14 +572,6 @@ static void alerts_and_safety_fallbacks(void **state)
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_true(csa_json_int(r, "records", 0) >= 4);
 	json_decref(r);
-}
-
-static int has_event(json_t *ev, const char *what)
-{
-	char *s = json_dumps(ev, 0);
-	int hit = s && strstr(s, what) != NULL;
-	free(s);
-	return hit;
 }
 
 static int segment_phase_now(const char *key)
@@ -669,9 +668,7 @@ static void anomalies_raise_alerts_and_demote(void **state)
 	assert_int_equal(open_fx(), 0);
 	add_decisions("category", "Y", 4, 400, 400, 0, 1000, 0);
 	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
-	char *s = json_dumps(ev, 0);
-	assert_null(strstr(s, "category/Y"));
-	free(s);
+	assert_false(has_event(ev, "category/Y"));
 	json_decref(ev);
 	assert_int_equal(segment_phase_now("category/Y"), 4);
 }
@@ -847,14 +844,6 @@ static int64_t add_task(const char *tid, const char *agent_decision, const char 
 	return id;
 }
 
-static int has_critical_alert(json_t *review)
-{
-	char *s = json_dumps(json_object_get(review, "events"), 0);
-	int found = s && strstr(s, "CRITICAL_ERROR") != NULL;
-	free(s);
-	return found;
-}
-
 /* An autonomous escalation NONE on a ticket nothing marked as critical,
  * reversed by a person, on a ticket people confirm as CRITICAL: a critical
  * error, in whichever order the two reviews come. */
@@ -871,11 +860,12 @@ static void reversal_on_confirmed_critical_ticket(void **state)
 	int64_t esc = add_task("T_CRIT1", "T_CRIT1:escalation:2", "escalation", "NONE", 1);
 	int64_t pri = add_task("T_CRIT1", "T_CRIT1:classifier:0", "priority", "MEDIUM", 0);
 	assert_int_equal(csa_auto_review_decide(fx.a, esc, "URGENT", "t", NULL, 1000, &r, &err), 0);
-	assert_false(has_critical_alert(r)); /* nothing says CRITICAL yet */
+	assert_false(has_event(json_object_get(r, "events"),
+	                       "CRITICAL_ERROR")); /* nothing says CRITICAL yet */
 	json_decref(r);
 	assert_int_equal(csa_auto_review_decide(fx.a, pri, "CRITICAL", "t", NULL, 1000, &r, &err),
 	                 0);
-	assert_true(has_critical_alert(r));
+	assert_true(has_event(json_object_get(r, "events"), "CRITICAL_ERROR"));
 	json_decref(r);
 	char path[512];
 	snprintf(path, sizeof(path), "%s/automation/state.json", fx.dir);
@@ -889,10 +879,10 @@ static void reversal_on_confirmed_critical_ticket(void **state)
 	pri = add_task("T_CRIT2", "T_CRIT2:classifier:0", "priority", "LOW", 0);
 	assert_int_equal(csa_auto_review_decide(fx.a, pri, "CRITICAL", "t", NULL, 1000, &r, &err),
 	                 0);
-	assert_false(has_critical_alert(r));
+	assert_false(has_event(json_object_get(r, "events"), "CRITICAL_ERROR"));
 	json_decref(r);
 	assert_int_equal(csa_auto_review_decide(fx.a, esc, "URGENT", "t", NULL, 1000, &r, &err), 0);
-	assert_true(has_critical_alert(r));
+	assert_true(has_event(json_object_get(r, "events"), "CRITICAL_ERROR"));
 	assert_true(json_is_true(json_object_get(r, "critical_error")));
 	json_decref(r);
 	json_t *al;

@@ -26,7 +26,7 @@ struct csa_ledger {
 	off_t known_end;
 	int64_t seq;
 	char last_hash[65];
-	int64_t last_sync_ns;
+	int64_t last_sync_ns; /* for appends that flush inline (no thread) */
 	int dirty;
 	/* Appends are made durable by a thread of their own, every
 	 * SYNC_EVERY_NS, so no append waits for a disk flush; started by the
@@ -145,7 +145,6 @@ static void *sync_loop(void *arg)
 			l->dirty = 1;
 			l->sync_errno = failed;
 		}
-		l->last_sync_ns = csa_mono_ns();
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;
