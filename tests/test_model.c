@@ -183,15 +183,17 @@ static void put_crc(char *buf, size_t len)
 static char tr_text[2000][128], te_text[500][128];
 static struct csa_example tr[2000], te[500];
 
-static void training_learns_and_files_round_trip(void **state)
+/* Train a model of 'hidden' units (0: linear), check it learns, and that
+ * its file round-trips and bad files are refused. */
+static void learns_and_round_trips(unsigned hidden)
 {
-	(void)state;
 	make_set(tr_text, tr, 2000, 1);
 	make_set(te_text, te, 500, 0);
 	struct csa_train_opts o;
 	csa_train_opts_default(&o);
 	o.feat.bits = 14;
 	o.epochs = 5;
+	o.hidden = hidden;
 	struct csa_linear *m, *m2;
 	struct csa_err err = {0};
 	assert_int_equal(csa_linear_train(cls, 5, tr, 1800, tr + 1800, 200, &o, &m, &err), 0);
@@ -199,6 +201,7 @@ static void training_learns_and_files_round_trip(void **state)
 	print_message("accuracy on clean test set: %.3f, temperature %.3f\n", acc,
 	              csa_linear_temperature(m));
 	assert_true(acc > 0.95); /* it learns despite 10% noise */
+	assert_int_equal(csa_linear_hidden(m), hidden);
 	/* deterministic for a seed */
 	assert_int_equal(csa_linear_train(cls, 5, tr, 1800, tr + 1800, 200, &o, &m2, &err), 0);
 	double p1[5], p2[5];
@@ -218,6 +221,8 @@ static void training_learns_and_files_round_trip(void **state)
 		assert_memory_equal(p1, p2, sizeof(p1));
 	}
 	assert_string_equal(csa_linear_label(m2, 2), "gamma");
+	assert_int_equal(csa_linear_hidden(m2), hidden);
+	assert_int_equal(csa_linear_file_size(m2), csa_linear_file_size(m));
 	csa_linear_free(m2);
 
 	/* truncated, corrupted and foreign files are refused */
@@ -242,21 +247,43 @@ static void training_learns_and_files_round_trip(void **state)
 	assert_non_null(strstr(err.msg, "not a csa model"));
 	buf[len / 3] ^= 0x40;
 	/* a file of a newer format is refused by name and version */
-	buf[4] = 3;
+	buf[4] = 4;
 	put_crc(buf, len);
 	assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
 	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
-	assert_non_null(strstr(err.msg, "format version 3"));
-	/* a format-1 file (no word weight, no pair window) still loads */
-	buf[4] = 1;
-	memset(buf + 36, 0, 4);
-	memmove(buf + 48, buf + 56, len - 56);
-	put_crc(buf, len - 8);
-	assert_int_equal(csa_fs_write_atomic(bad, buf, len - 8, &err), 0);
-	assert_int_equal(csa_linear_load(bad, &m2, &err), 0);
-	csa_linear_predict(m2, "refund my invoice", 17, NULL, 0, p2);
-	assert_float_equal(p2[0] + p2[1] + p2[2] + p2[3] + p2[4], 1.0, 1e-9);
-	csa_linear_free(m2);
+	assert_non_null(strstr(err.msg, "format version 4"));
+	/* a hidden layer the file's size does not hold is refused */
+	buf[4] = 3;
+	buf[56] ^= 1;
+	put_crc(buf, len);
+	assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "does not match its header"));
+	buf[56] ^= 1;
+	if (hidden == 0) {
+		/* older formats had no hidden layer. Format 2 (no hidden units
+		 * field) predicts as before */
+		memmove(buf + 56, buf + 60, len - 60);
+		len -= 4;
+		buf[4] = 2;
+		put_crc(buf, len);
+		assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
+		assert_int_equal(csa_linear_load(bad, &m2, &err), 0);
+		csa_linear_predict(m, "refund my invoice", 17, NULL, 0, p1);
+		csa_linear_predict(m2, "refund my invoice", 17, NULL, 0, p2);
+		assert_memory_equal(p1, p2, sizeof(p1));
+		csa_linear_free(m2);
+		/* format 1 (no word weight, no pair window) still loads */
+		buf[4] = 1;
+		memset(buf + 36, 0, 4);
+		memmove(buf + 48, buf + 56, len - 56);
+		put_crc(buf, len - 8);
+		assert_int_equal(csa_fs_write_atomic(bad, buf, len - 8, &err), 0);
+		assert_int_equal(csa_linear_load(bad, &m2, &err), 0);
+		csa_linear_predict(m2, "refund my invoice", 17, NULL, 0, p2);
+		assert_float_equal(p2[0] + p2[1] + p2[2] + p2[3] + p2[4], 1.0, 1e-9);
+		csa_linear_free(m2);
+	}
 	free(buf);
 
 	/* online learning moves the prediction towards the taught label */
@@ -272,6 +299,21 @@ static void training_learns_and_files_round_trip(void **state)
 	csa_linear_free(m);
 	t_rmrf(dir);
 	free(dir);
+}
+
+static void training_learns_and_files_round_trip(void **state)
+{
+	(void)state;
+	learns_and_round_trips(0);
+}
+
+static void hidden_layer_learns_and_files_round_trip(void **state)
+{
+	(void)state;
+	struct csa_train_opts o;
+	csa_train_opts_default(&o);
+	assert_true(o.hidden > 0); /* the default */
+	learns_and_round_trips(o.hidden);
 }
 
 static void calibration_maths(void **state)
@@ -396,12 +438,57 @@ static void concurrent_predict_while_learning(void **state)
 	csa_linear_free(m);
 }
 
+/* Labels that only word pairs tell ("card lost" and "arrive late" one,
+ * "card late" and "arrive lost" the other; an exclusive or): no single
+ * word tells them apart, so a linear model over words alone cannot, and a
+ * hidden layer can. */
+static void hidden_layer_learns_interactions(void **state)
+{
+	(void)state;
+	static const char *const a[] = {"card", "arrive"}, *const b[] = {"lost", "late"};
+	static char text[1200][64];
+	static struct csa_example ex[1200];
+	for (size_t i = 0; i < 1200; i++) {
+		int x = (int)(i % 2), y = (int)(i / 2 % 2); /* each pair as often */
+		snprintf(text[i], sizeof(text[i]), "%s %s %s", filler[rnd(10)], a[x], b[y]);
+		ex[i] = (struct csa_example){text[i], NULL, 0, x == y};
+	}
+	static const char *const two[] = {"one", "other"};
+	double acc[2];
+	for (int hidden = 0; hidden < 2; hidden++) {
+		struct csa_train_opts o;
+		csa_train_opts_default(&o);
+		o.feat.bits = 14;
+		o.feat.char_min = o.feat.char_max = 0; /* whole words only */
+		o.feat.word_bigrams = 0;
+		o.feat.pair_window = 0;
+		o.hidden = hidden ? 16 : 0;
+		struct csa_linear *m;
+		struct csa_err err = {0};
+		assert_int_equal(csa_linear_train(two, 2, ex, 1000, NULL, 0, &o, &m, &err), 0);
+		size_t ok = 0;
+		for (size_t i = 1000; i < 1200; i++) {
+			double p[2];
+			csa_linear_predict(m, ex[i].text, strlen(ex[i].text), NULL, 0, p);
+			ok += (p[1] > p[0]) == ex[i].label;
+		}
+		acc[hidden] = (double)ok / 200;
+		csa_linear_free(m);
+	}
+	print_message("exclusive-or of two words: linear %.3f, hidden layer %.3f\n", acc[0],
+	              acc[1]);
+	assert_true(acc[0] < 0.7);
+	assert_true(acc[1] > 0.95);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(normalization_is_utf8_safe),
 	    cmocka_unit_test(csv_and_jsonl_readers),
 	    cmocka_unit_test(training_learns_and_files_round_trip),
+	    cmocka_unit_test(hidden_layer_learns_and_files_round_trip),
+	    cmocka_unit_test(hidden_layer_learns_interactions),
 	    cmocka_unit_test(calibration_maths),
 	    cmocka_unit_test(temperature_reduces_overconfidence),
 	    cmocka_unit_test(concurrent_predict_while_learning),

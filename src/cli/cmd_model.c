@@ -13,7 +13,7 @@
 
 static const char usage[] =
     "csa model train --data F --text COL --label COL [--valid F] --out M [--seed S] "
-    "[--epochs N] [--bits B] [--no-refit]\n"
+    "[--epochs N] [--bits B] [--hidden H] [--dropout P] [--no-refit]\n"
     "       csa model eval --model M --data F --text COL --label COL";
 
 static int label_index(const char *const *labels, size_t n, const char *l)
@@ -40,6 +40,11 @@ static int train(int argc, char **argv)
 		o.epochs = (unsigned)strtoul(v, NULL, 10);
 	if ((v = cli_opt(argc, argv, "--bits")))
 		o.feat.bits = (unsigned)strtoul(v, NULL, 10);
+	/* --hidden 0: a linear model */
+	if ((v = cli_opt(argc, argv, "--hidden")))
+		o.hidden = (unsigned)strtoul(v, NULL, 10);
+	if ((v = cli_opt(argc, argv, "--dropout")))
+		o.dropout = strtod(v, NULL);
 	/* keep the held-out rows (or --valid file) out of the final model */
 	if (cli_flag(argc, argv, "--no-refit"))
 		o.refit = 0;
@@ -80,9 +85,10 @@ static int train(int argc, char **argv)
 	if (!rc)
 		rc = csa_linear_save(m, outp, &err);
 	if (!rc) {
-		json_t *j = json_pack("{s:s, s:I, s:I, s:f, s:I, s:f, s:o}", "model", outp, "n",
-		                      (json_int_t)(n_ex + (o.refit ? n_cal : 0)), "labels",
-		                      (json_int_t)k, "train_seconds", secs, "model_bytes",
+		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:f, s:I, s:f, s:o}", "model", outp,
+		                      "n", (json_int_t)(n_ex + (o.refit ? n_cal : 0)), "labels",
+		                      (json_int_t)k, "hidden", (json_int_t)o.hidden,
+		                      "train_seconds", secs, "model_bytes",
 		                      (json_int_t)csa_linear_file_size(m), "temperature",
 		                      csa_linear_temperature(m), "valid_accuracy",
 		                      isnan(vacc) ? json_null() : json_real(vacc));
@@ -144,8 +150,9 @@ static int eval(int argc, char **argv)
 
 int cmd_model(int argc, char **argv)
 {
-	static const char *const valued[] = {"--data", "--text",   "--label", "--valid", "--out",
-	                                     "--seed", "--epochs", "--bits",  "--model", NULL};
+	static const char *const valued[] = {"--data",  "--text",   "--label", "--valid",
+	                                     "--out",   "--seed",   "--epochs", "--bits",
+	                                     "--model", "--hidden", "--dropout", NULL};
 	const char *sub = cli_pos(argc, argv, 0, valued);
 	if (sub && strcmp(sub, "train") == 0)
 		return train(argc, argv);

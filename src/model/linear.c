@@ -1,4 +1,5 @@
-/* Softmax regression over hashed features: train, predict, learn, files. */
+/* Softmax classifier over hashed features, linear or with one hidden
+ * layer: train, predict, learn, files. */
 #include "model/linear.h"
 #include "base/fsops.h"
 
@@ -12,18 +13,24 @@
 #define MAGIC "CSAM"
 /* 2: the word n-gram weight in what was a reserved field (0 in format 1,
  * read as weight 1), and the word-pair window and prefix after the
- * temperature; format-1 files still load and predict as before. */
-#define FORMAT_VERSION 2u
+ * temperature; 3: the number of hidden units after those, and the hidden
+ * layer's weights after the output biases. Older files still load and
+ * predict as before. */
+#define FORMAT_VERSION 3u
 #define MAX_LABELS     4096
 #define MAX_LABEL_LEN  255
+#define MAX_HIDDEN     1024
 
 struct csa_linear {
 	struct csa_feat_opts feat;
-	size_t k;   /* labels */
-	size_t dim; /* 2^bits */
+	size_t k;      /* labels */
+	size_t dim;    /* 2^bits */
+	size_t hidden; /* hidden units; 0: linear */
 	char **labels;
-	float *w; /* dim x k, row per feature */
-	float *b; /* k */
+	float *w;  /* dim x width(m), row per feature */
+	float *b;  /* k output biases */
+	float *hb; /* hidden: the units' biases */
+	float *v;  /* hidden: hidden x k output weights, row per unit */
 	double temperature;
 	double heldout_acc; /* of the calibration data before a refit; not saved */
 	uint32_t revision;
@@ -42,7 +49,9 @@ void csa_train_opts_default(struct csa_train_opts *o)
 	o->feat.pair_window = 12;
 	o->feat.pair_prefix = 4;
 	o->epochs = 8;
-	o->lr = 0.1;
+	o->hidden = 80;
+	o->dropout = 0.3;
+	o->lr = 0;
 	o->l2 = 1e-7;
 	o->seed = 42;
 	o->label_smoothing = 0.0;
@@ -90,6 +99,17 @@ void csa_linear_set_temperature(struct csa_linear *m, double t)
 	pthread_rwlock_unlock(&m->lock);
 }
 
+size_t csa_linear_hidden(const struct csa_linear *m)
+{
+	return m->hidden;
+}
+
+/* Floats per feature row: the hidden units, or the labels when linear. */
+static size_t width(const struct csa_linear *m)
+{
+	return m->hidden ? m->hidden : m->k;
+}
+
 void csa_linear_free(struct csa_linear *m)
 {
 	if (!m)
@@ -99,11 +119,13 @@ void csa_linear_free(struct csa_linear *m)
 	free(m->labels);
 	free(m->w);
 	free(m->b);
+	free(m->hb);
+	free(m->v);
 	pthread_rwlock_destroy(&m->lock);
 	free(m);
 }
 
-static struct csa_linear *alloc_model(const struct csa_feat_opts *f, size_t k)
+static struct csa_linear *alloc_model(const struct csa_feat_opts *f, size_t k, size_t hidden)
 {
 	struct csa_linear *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -112,12 +134,17 @@ static struct csa_linear *alloc_model(const struct csa_feat_opts *f, size_t k)
 	m->feat = *f;
 	m->k = k;
 	m->dim = (size_t)1 << f->bits;
+	m->hidden = hidden;
 	m->temperature = 1.0;
 	m->heldout_acc = NAN;
 	m->labels = calloc(k, sizeof(char *));
-	m->w = calloc(m->dim * k, sizeof(float));
+	m->w = calloc(m->dim * width(m), sizeof(float));
 	m->b = calloc(k, sizeof(float));
-	if (!m->labels || !m->w || !m->b) {
+	if (hidden) {
+		m->hb = calloc(hidden, sizeof(float));
+		m->v = calloc(hidden * k, sizeof(float));
+	}
+	if (!m->labels || !m->w || !m->b || (hidden && (!m->hb || !m->v))) {
 		csa_linear_free(m);
 		return NULL;
 	}
@@ -151,19 +178,47 @@ static void prefetch_row(const float *row, size_t k)
 #endif
 }
 
-/* scores = b + W^T x */
-static void raw_scores(const struct csa_linear *m, const struct csa_fvec *x, float *s)
+/* out[0..n) = bias + W^T x, W's rows n wide */
+static void sparse_layer(const float *w, const float *bias, size_t n, const struct csa_fvec *x,
+                         float *out)
 {
 	enum { AHEAD = 4 };
-	size_t k = m->k;
-	memcpy(s, m->b, k * sizeof(float));
+	memcpy(out, bias, n * sizeof(float));
 	for (size_t j = 0; j < x->n && j < AHEAD; j++)
-		prefetch_row(m->w + (size_t)x->idx[j] * k, k);
+		prefetch_row(w + (size_t)x->idx[j] * n, n);
 	for (size_t j = 0; j < x->n; j++) {
 		if (j + AHEAD < x->n)
-			prefetch_row(m->w + (size_t)x->idx[j + AHEAD] * k, k);
-		axpy(s, m->w + (size_t)x->idx[j] * k, x->val[j], k);
+			prefetch_row(w + (size_t)x->idx[j + AHEAD] * n, n);
+		axpy(out, w + (size_t)x->idx[j] * n, x->val[j], n);
 	}
+}
+
+/* s[0..k) = b + V^T h over the units that fire */
+static void output_layer(const struct csa_linear *m, const float *h, float *s)
+{
+	memcpy(s, m->b, m->k * sizeof(float));
+	for (size_t u = 0; u < m->hidden; u++)
+		if (h[u] != 0)
+			axpy(s, m->v + u * m->k, h[u], m->k);
+}
+
+/* The logits of x into s[k]; h (hidden units) is scratch space. */
+static void raw_scores_h(const struct csa_linear *m, const struct csa_fvec *x, float *s, float *h)
+{
+	if (!m->hidden) {
+		sparse_layer(m->w, m->b, m->k, x, s);
+		return;
+	}
+	sparse_layer(m->w, m->hb, m->hidden, x, h);
+	for (size_t u = 0; u < m->hidden; u++)
+		h[u] = h[u] > 0 ? h[u] : 0;
+	output_layer(m, h, s);
+}
+
+static void raw_scores(const struct csa_linear *m, const struct csa_fvec *x, float *s)
+{
+	float h[MAX_HIDDEN];
+	raw_scores_h(m, x, s, h);
 }
 
 static void softmax(const float *s, size_t k, double t, double *p)
@@ -243,21 +298,29 @@ static double fit_temperature(const float *scores, const int *labels, size_t n, 
 }
 
 /* The state of one training run: row-wise AdaGrad (one sum of squared
- * gradients per feature row, averaged over the labels, so the state is
- * small and rare features keep large steps) and scratch space. */
+ * gradients per weight row, averaged over the row, so the state is small
+ * and rare features keep large steps) and scratch space. */
 struct sgd {
 	float *g_row; /* per feature row */
 	float *g_b;   /* per label bias */
+	float *g_v;   /* hidden: per output row (unit) */
+	float *g_hb;  /* hidden: per unit bias */
 	float *s, *grad;
+	float *h, *dh; /* hidden: unit outputs and their gradients */
 	double *p;
+	uint64_t rng; /* dropout */
 };
 
 static void sgd_free(struct sgd *g)
 {
 	free(g->g_row);
 	free(g->g_b);
+	free(g->g_v);
+	free(g->g_hb);
 	free(g->s);
 	free(g->grad);
+	free(g->h);
+	free(g->dh);
 	free(g->p);
 }
 
@@ -274,12 +337,15 @@ static void update_row(float *restrict row, const float *restrict grad, float v,
 		row[c] = d * row[c] - a * grad[c];
 }
 
-/* One AdaGrad step of the softmax loss (with margin) on example x, label y. */
-static void sgd_step(struct csa_linear *m, struct sgd *g, const struct csa_fvec *x, int y,
-                     const struct csa_train_opts *o)
+static double step_size(const struct csa_linear *m, const struct csa_train_opts *o)
 {
-	size_t k = m->k;
-	raw_scores(m, x, g->s);
+	return o->lr > 0 ? o->lr : m->hidden ? 0.05 : 0.1;
+}
+
+/* Gradient of the softmax loss (with margin) at logits g->s for label y
+ * into g->grad; returns its mean square. */
+static double output_gradient(struct sgd *g, size_t k, int y, const struct csa_train_opts *o)
+{
 	for (size_t c = 0; c < k && o->margin > 0; c++)
 		if (c != (size_t)y)
 			g->s[c] += (float)o->margin;
@@ -290,33 +356,139 @@ static void sgd_step(struct csa_linear *m, struct sgd *g, const struct csa_fvec 
 		g->grad[c] = (float)(g->p[c] - target);
 		gsq += (double)g->grad[c] * g->grad[c];
 	}
-	const float eps = 1e-6f, lr = (float)o->lr, l2 = (float)o->l2;
-	for (size_t c = 0; c < k; c++) {
-		g->g_b[c] += g->grad[c] * g->grad[c];
-		m->b[c] -= lr * g->grad[c] / sqrtf(g->g_b[c] + eps);
-	}
+	return gsq / (double)k;
+}
+
+/* AdaGrad step on the rows of the features of x, along grad (n wide). */
+static void update_features(float *w, float *g_row, const struct csa_fvec *x,
+                            const float *grad, double gsq, size_t n, float lr, float l2)
+{
 	for (size_t j = 0; j < x->n; j++) {
 		uint32_t f = x->idx[j];
 		float v = x->val[j];
-		g->g_row[f] += (float)(gsq / (double)k) * v * v;
-		update_row(m->w + (size_t)f * k, g->grad, v, lr / sqrtf(g->g_row[f] + eps), l2, k);
+		g_row[f] += (float)gsq * v * v;
+		update_row(w + (size_t)f * n, grad, v, lr / sqrtf(g_row[f] + 1e-6f), l2, n);
 	}
 }
 
-/* Train the weights of m (from their current values) on xs/ys for
+static void update_biases(float *b, float *g_b, const float *grad, size_t n, float lr)
+{
+	for (size_t c = 0; c < n; c++) {
+		g_b[c] += grad[c] * grad[c];
+		b[c] -= lr * grad[c] / sqrtf(g_b[c] + 1e-6f);
+	}
+}
+
+/* One AdaGrad step of the softmax loss (with margin) on example x, label y. */
+static void sgd_step(struct csa_linear *m, struct sgd *g, const struct csa_fvec *x, int y,
+                     const struct csa_train_opts *o)
+{
+	size_t k = m->k;
+	const float lr = (float)step_size(m, o), l2 = (float)o->l2;
+	if (!m->hidden) {
+		raw_scores(m, x, g->s);
+		double gsq = output_gradient(g, k, y, o);
+		update_biases(m->b, g->g_b, g->grad, k, lr);
+		update_features(m->w, g->g_row, x, g->grad, gsq, k, lr, l2);
+		return;
+	}
+	/* forward, with inverted dropout: a kept unit is scaled up so that
+	 * prediction, which keeps all, sees the same expected input */
+	size_t nh = m->hidden;
+	sparse_layer(m->w, m->hb, nh, x, g->h);
+	float keep = (float)(1 - o->dropout);
+	for (size_t u = 0; u < nh; u++) {
+		int drop = o->dropout > 0 &&
+		           (double)(rng_next(&g->rng) >> 11) / 9007199254740992.0 < o->dropout;
+		g->h[u] = g->h[u] > 0 && !drop ? g->h[u] / keep : 0;
+	}
+	output_layer(m, g->h, g->s);
+	double gsq = output_gradient(g, k, y, o);
+	/* back: a unit that did not fire (or was dropped) passes nothing */
+	double dsq = 0;
+	for (size_t u = 0; u < nh; u++) {
+		float d = 0;
+		if (g->h[u] != 0) {
+			const float *row = m->v + u * k;
+			for (size_t c = 0; c < k; c++)
+				d += row[c] * g->grad[c];
+			d /= keep;
+		}
+		g->dh[u] = d;
+		dsq += (double)d * d;
+	}
+	for (size_t u = 0; u < nh; u++) {
+		if (g->h[u] == 0)
+			continue;
+		g->g_v[u] += (float)gsq * g->h[u] * g->h[u];
+		update_row(m->v + u * k, g->grad, g->h[u], lr / sqrtf(g->g_v[u] + 1e-6f), l2, k);
+	}
+	update_biases(m->b, g->g_b, g->grad, k, lr);
+	update_biases(m->hb, g->g_hb, g->dh, nh, lr);
+	update_features(m->w, g->g_row, x, g->dh, dsq / (double)nh, nh, lr, l2);
+}
+
+static double uniform(uint64_t *rng, double r)
+{
+	return r * (2.0 * (double)(rng_next(rng) >> 11) / 9007199254740992.0 - 1);
+}
+
+/* Starting weights: zero for a linear model. With a hidden layer, small
+ * and random (seeded) in both layers: units that started alike would get
+ * alike gradients and stay alike (with two labels, every feature row
+ * would move along one direction and the network would be no better than
+ * a linear model). */
+static void init_weights(struct csa_linear *m, uint64_t *rng)
+{
+	memset(m->b, 0, m->k * sizeof(float));
+	if (!m->hidden) {
+		memset(m->w, 0, m->dim * m->k * sizeof(float));
+		return;
+	}
+	for (size_t i = 0; i < m->dim * m->hidden; i++)
+		m->w[i] = (float)uniform(rng, 0.1);
+	memset(m->hb, 0, m->hidden * sizeof(float));
+	double r = sqrt(6.0 / (double)(m->hidden + m->k));
+	for (size_t i = 0; i < m->hidden * m->k; i++)
+		m->v[i] = (float)uniform(rng, r);
+}
+
+/* After training, rows of features no example had go back to zero: a
+ * text's unseen words and word parts then add nothing, not noise. */
+static int zero_unseen_rows(struct csa_linear *m, const struct csa_fvec *xs, size_t n)
+{
+	unsigned char *seen = calloc(m->dim, 1);
+	if (!seen)
+		return CSA_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < xs[i].n; j++)
+			seen[xs[i].idx[j]] = 1;
+	for (size_t f = 0; f < m->dim; f++)
+		if (!seen[f])
+			memset(m->w + f * m->hidden, 0, m->hidden * sizeof(float));
+	free(seen);
+	return CSA_OK;
+}
+
+/* Train the weights of m from their starting values on xs/ys for
  * o->epochs passes, each in a fresh order drawn from o->seed. */
 static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const int *ys, size_t n,
                        const struct csa_train_opts *o)
 {
-	size_t k = m->k;
+	size_t k = m->k, nh = m->hidden ? m->hidden : 1;
 	struct sgd g = {0};
 	size_t *order = malloc(n * sizeof(*order));
 	g.g_row = calloc(m->dim, sizeof(float));
 	g.g_b = calloc(k, sizeof(float));
+	g.g_v = calloc(nh, sizeof(float));
+	g.g_hb = calloc(nh, sizeof(float));
 	g.s = malloc(k * sizeof(float));
 	g.grad = malloc(k * sizeof(float));
+	g.h = malloc(nh * sizeof(float));
+	g.dh = malloc(nh * sizeof(float));
 	g.p = malloc(k * sizeof(double));
-	if (!order || !g.g_row || !g.g_b || !g.s || !g.grad || !g.p) {
+	if (!order || !g.g_row || !g.g_b || !g.g_v || !g.g_hb || !g.s || !g.grad || !g.h ||
+	    !g.dh || !g.p) {
 		free(order);
 		sgd_free(&g);
 		return CSA_ENOMEM;
@@ -326,6 +498,8 @@ static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const in
 	uint64_t rng = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)o->seed * 0x100000001B3ULL);
 	if (!rng)
 		rng = 1;
+	init_weights(m, &rng);
+	g.rng = rng ^ 0xD1B54A32D192ED03ULL;
 	for (unsigned ep = 0; ep < o->epochs; ep++) {
 		for (size_t i = n; i > 1; i--) {
 			size_t j = (size_t)(rng_next(&rng) % i);
@@ -338,14 +512,14 @@ static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const in
 	}
 	free(order);
 	sgd_free(&g);
-	return CSA_OK;
+	return m->hidden ? zero_unseen_rows(m, xs, n) : CSA_OK;
 }
 
 /* A model with 'labels' copied and zero weights, or an error. */
 static int new_model(const char *const *labels, size_t k, const struct csa_feat_opts *f,
-                     struct csa_linear **out, struct csa_err *err)
+                     size_t hidden, struct csa_linear **out, struct csa_err *err)
 {
-	struct csa_linear *m = alloc_model(f, k);
+	struct csa_linear *m = alloc_model(f, k, hidden);
 	if (!m)
 		return csa_error(err, CSA_ENOMEM, "out of memory for a model of %zu labels", k);
 	for (size_t i = 0; i < k; i++) {
@@ -422,6 +596,11 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 		return csa_error(err, CSA_EINVAL, "no training examples");
 	if (o->feat.bits < 8 || o->feat.bits > 24)
 		return csa_error(err, CSA_EINVAL, "feature bits must be 8..24");
+	if (o->hidden > MAX_HIDDEN)
+		return csa_error(err, CSA_EINVAL, "hidden units must be 0..%d, got %u", MAX_HIDDEN,
+		                 o->hidden);
+	if (!(o->dropout >= 0 && o->dropout < 1))
+		return csa_error(err, CSA_EINVAL, "dropout must be in [0, 1)");
 	if (!calib)
 		n_calib = 0;
 	int rc = check_labels(ex, n, n_labels, "training", err);
@@ -429,7 +608,7 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 		rc = check_labels(calib, n_calib, n_labels, "calibration", err);
 	struct csa_linear *m = NULL;
 	if (rc == CSA_OK)
-		rc = new_model(labels, n_labels, &o->feat, &m, err);
+		rc = new_model(labels, n_labels, &o->feat, o->hidden, &m, err);
 	if (rc)
 		return rc;
 	size_t nall = n + n_calib;
@@ -445,8 +624,6 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 	if (rc == CSA_OK && n_calib && o->refit) {
 		/* The temperature fitted above is kept: a model trained on 10% more
 		 * data of the same kind is about as confident. */
-		memset(m->w, 0, m->dim * m->k * sizeof(float));
-		memset(m->b, 0, m->k * sizeof(float));
 		rc = fit_weights(m, xs, ys, nall, o);
 	}
 	for (size_t i = 0; xs && i < nall; i++)
@@ -530,10 +707,13 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const c
 	pthread_rwlock_wrlock(&m->lock);
 	/* Plain SGD steps on this example until the label leads with a
 	 * calibrated probability above 0.6, at most 10: enough to correct the
-	 * decision, few enough not to forget the rest. */
+	 * decision, few enough not to forget the rest. With a hidden layer
+	 * only the rows of this text's features move: the units and output
+	 * weights every text shares stay as trained. */
 	const float lr = 1.0f;
+	float h[MAX_HIDDEN], dh[MAX_HIDDEN];
 	for (int step = 0; step < 10; step++) {
-		raw_scores(m, &x, s);
+		raw_scores_h(m, &x, s, h);
 		softmax(s, m->k, m->temperature, p);
 		size_t best = 0;
 		for (size_t c = 1; c < m->k; c++)
@@ -542,12 +722,25 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const c
 		if (best == (size_t)label && p[label] > 0.6)
 			break;
 		softmax(s, m->k, 1.0, p);
-		for (size_t c = 0; c < m->k; c++) {
-			float g = (float)(p[c] - (c == (size_t)label));
-			m->b[c] -= lr * 0.1f * g;
-			for (size_t j = 0; j < x.n; j++)
-				m->w[(size_t)x.idx[j] * m->k + c] -= lr * g * x.val[j];
+		float *grad = s; /* the logits are no longer needed */
+		for (size_t c = 0; c < m->k; c++)
+			grad[c] = (float)(p[c] - (c == (size_t)label));
+		const float *fgrad = grad;
+		if (m->hidden) {
+			for (size_t u = 0; u < m->hidden; u++) {
+				float d = 0;
+				for (size_t c = 0; h[u] > 0 && c < m->k; c++)
+					d += m->v[u * m->k + c] * grad[c];
+				dh[u] = d;
+			}
+			fgrad = dh;
+		} else {
+			for (size_t c = 0; c < m->k; c++)
+				m->b[c] -= lr * 0.1f * grad[c];
 		}
+		for (size_t j = 0; j < x.n; j++)
+			update_row(m->w + (size_t)x.idx[j] * width(m), fgrad, x.val[j], lr, 0,
+			           width(m));
 	}
 	m->revision++;
 	pthread_rwlock_unlock(&m->lock);
@@ -590,10 +783,10 @@ static int wu32(struct wbuf *b, uint32_t v)
 
 size_t csa_linear_file_size(const struct csa_linear *m)
 {
-	size_t n = 4 + 4 * 9 + 8 + 4 * 2;
+	size_t n = 4 + 4 * 9 + 8 + 4 * 3;
 	for (size_t i = 0; i < m->k; i++)
 		n += 1 + strlen(m->labels[i]);
-	return n + (m->dim * m->k + m->k) * 4 + 4;
+	return n + (m->dim * width(m) + m->k + m->hidden * (1 + m->k)) * 4 + 4;
 }
 
 int csa_linear_save(const struct csa_linear *m, const char *path, struct csa_err *err)
@@ -618,13 +811,18 @@ int csa_linear_save(const struct csa_linear *m, const char *path, struct csa_err
 	bad |= wput(&b, &m->temperature, 8);
 	bad |= wu32(&b, m->feat.pair_window);
 	bad |= wu32(&b, m->feat.pair_prefix);
+	bad |= wu32(&b, (uint32_t)m->hidden);
 	for (size_t i = 0; i < m->k; i++) {
 		unsigned char l = (unsigned char)strlen(m->labels[i]);
 		bad |= wput(&b, &l, 1);
 		bad |= wput(&b, m->labels[i], l);
 	}
-	bad |= wput(&b, m->w, m->dim * m->k * sizeof(float));
+	bad |= wput(&b, m->w, m->dim * width(m) * sizeof(float));
 	bad |= wput(&b, m->b, m->k * sizeof(float));
+	if (m->hidden) {
+		bad |= wput(&b, m->hb, m->hidden * sizeof(float));
+		bad |= wput(&b, m->v, m->hidden * m->k * sizeof(float));
+	}
 	pthread_rwlock_unlock((pthread_rwlock_t *)&m->lock);
 	if (!bad)
 		bad |= wu32(&b, (uint32_t)crc32(crc32(0L, Z_NULL, 0), b.p, (uInt)b.len));
@@ -656,7 +854,7 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 		goto out;
 	}
 	uint32_t version = ru32(p + 4);
-	if (version != 1 && version != FORMAT_VERSION) {
+	if (version < 1 || version > FORMAT_VERSION) {
 		rc = csa_error(err, CSA_ECORRUPT,
 		               "'%s': model format version %u, this csa reads 1 to %u", path,
 		               version, FORMAT_VERSION);
@@ -681,18 +879,22 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': implausible word weight", path);
 		goto out;
 	}
-	size_t off = 48;
+	size_t off = 48, hidden = 0;
 	if (version >= 2) {
 		f.pair_window = ru32(p + off);
 		f.pair_prefix = ru32(p + off + 4);
 		off += 8;
 	}
+	if (version >= 3) {
+		hidden = ru32(p + off);
+		off += 4;
+	}
 	if (k < 2 || k > MAX_LABELS || f.bits < 8 || f.bits > 24 || f.char_max > 16 ||
-	    f.pair_window > 1024 || f.pair_prefix > 1024) {
+	    f.pair_window > 1024 || f.pair_prefix > 1024 || hidden > MAX_HIDDEN) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': implausible model header", path);
 		goto out;
 	}
-	if (!(m = alloc_model(&f, k))) {
+	if (!(m = alloc_model(&f, k, hidden))) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory loading '%s'", path);
 		goto out;
 	}
@@ -706,14 +908,21 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 		m->labels[i] = strndup((const char *)p + off + 1, p[off]);
 		off += 1 + p[off];
 	}
-	size_t need = (m->dim * k + k) * sizeof(float);
+	size_t nw = m->dim * width(m);
+	size_t need = (nw + k + hidden * (1 + k)) * sizeof(float);
 	if (off + need + 4 != len || !(m->temperature > 0 && m->temperature < 1e6)) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': size %zu does not match its header", path,
 		               len);
 		goto out;
 	}
-	memcpy(m->w, p + off, m->dim * k * sizeof(float));
-	memcpy(m->b, p + off + m->dim * k * sizeof(float), k * sizeof(float));
+	memcpy(m->w, p + off, nw * sizeof(float));
+	off += nw * sizeof(float);
+	memcpy(m->b, p + off, k * sizeof(float));
+	off += k * sizeof(float);
+	if (hidden) {
+		memcpy(m->hb, p + off, hidden * sizeof(float));
+		memcpy(m->v, p + off + hidden * sizeof(float), hidden * k * sizeof(float));
+	}
 out:
 	free(buf);
 	if (rc) {

@@ -1,15 +1,17 @@
 /*
- * The embedded classifier: a multinomial logistic (softmax) regression over
- * hashed text features (model/text.h), trained by mini-batch-free AdaGrad
- * with L2 regularisation for several passes in a seeded order, with
- * temperature calibration fitted on held-out data (then, by default, trained
- * again on all the data with that temperature).
+ * The embedded classifier over hashed text features (model/text.h): a
+ * softmax output layer either straight on the features (multinomial
+ * logistic regression) or on one hidden layer of ReLU units (a small
+ * neural network, the default), trained by mini-batch-free AdaGrad with L2
+ * regularisation (and dropout on the hidden units) for several passes in a
+ * seeded order, with temperature calibration fitted on held-out data (then,
+ * by default, trained again on all the data with that temperature).
  *
  * Thread safety: predict takes a read lock and may run in many threads;
  * learn (online update from one example) takes the write lock.
- * Files: "CSAM" magic, format version (2; 1 is still read), options,
- * temperature, labels, float32 weights, CRC-32 of everything before it; a
- * truncated, foreign, corrupt or newer file is refused.
+ * Files: "CSAM" magic, format version (3; 1 and 2 are still read), options,
+ * temperature, hidden units, labels, float32 weights, CRC-32 of everything
+ * before it; a truncated, foreign, corrupt or newer file is refused.
  */
 #ifndef CSA_MODEL_LINEAR_H
 #define CSA_MODEL_LINEAR_H
@@ -24,7 +26,13 @@ struct csa_linear;
 struct csa_train_opts {
 	struct csa_feat_opts feat;
 	unsigned epochs;
-	double lr; /* AdaGrad base step */
+	/* Units of the hidden layer, 0 for a linear model. A hidden layer
+	 * learns which words and word parts go together: on Banking77 (77
+	 * intents) 80 units gain about half a point of accuracy, at 'hidden'
+	 * floats per hashed feature instead of one per label. */
+	unsigned hidden;
+	double dropout; /* share of hidden units dropped per training step */
+	double lr;      /* AdaGrad base step; 0: 0.1 linear, 0.05 with hidden units */
 	double l2; /* L2 strength per update */
 	unsigned seed;
 	double label_smoothing;
@@ -68,6 +76,8 @@ double csa_linear_temperature(const struct csa_linear *m);
  * before the refit that also learns from it; NaN without calibration data
  * or after loading (not saved). */
 double csa_linear_heldout_accuracy(const struct csa_linear *m);
+/* Hidden units; 0 for a linear model. */
+size_t csa_linear_hidden(const struct csa_linear *m);
 /* Incremented by every online update; saved with the model. */
 uint32_t csa_linear_revision(const struct csa_linear *m);
 
