@@ -13,18 +13,25 @@ TMP=$(mktemp -d /tmp/csa-bench-model-XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 printf '%-28s %9s %9s %7s %9s %9s %11s %9s\n' model accuracy train_s ece "acc@80%" "cov@99%" pred/s size_MB
 
-# ours, on one core
-taskset -c 0 "$CSA" model train --data "$DATA/train.csv" --text text --label category \
-	--out "$TMP/b77.model" >"$TMP/train.json"
-taskset -c 0 "$CSA" model eval --model "$TMP/b77.model" --data "$DATA/test.csv" --text text \
-	--label category >"$TMP/eval.json"
-python3 - "$TMP/train.json" "$TMP/eval.json" <<'PY' 2>/dev/null || cat "$TMP/train.json" "$TMP/eval.json"
+# ours, on one core: the default (a hidden layer) and the linear model
+ours() {
+	name=$1
+	shift
+	taskset -c 0 "$CSA" model train --data "$DATA/train.csv" --text text --label category \
+		--out "$TMP/b77.model" "$@" >"$TMP/train.json"
+	taskset -c 0 "$CSA" model eval --model "$TMP/b77.model" --data "$DATA/test.csv" \
+		--text text --label category >"$TMP/eval.json"
+	python3 - "$name" "$TMP/train.json" "$TMP/eval.json" <<'PY' 2>/dev/null ||
 import json, sys
-t = json.load(open(sys.argv[1])); e = json.load(open(sys.argv[2]))
-print('%-28s %8.2f%% %9.2f %6.2f%% %8.2f%% %8.1f%% %11.0f %9.1f' % ('csa embedded (1 core)',
+t = json.load(open(sys.argv[2])); e = json.load(open(sys.argv[3]))
+print('%-28s %8.2f%% %9.2f %6.2f%% %8.2f%% %8.1f%% %11.0f %9.1f' % (sys.argv[1],
       100 * e['accuracy'], t['train_seconds'], 100 * e['ece'], 100 * e['acc_at_coverage']['0.8'],
       100 * e['coverage_at_acc']['0.99'], e['predict_per_second'], e['model_bytes'] / 1e6))
 PY
+		cat "$TMP/train.json" "$TMP/eval.json"
+}
+ours "csa embedded (1 core)"
+ours "csa linear (--hidden 0)" --hidden 0
 
 # the peers, where installed
 to_ft() { python3 -c "
