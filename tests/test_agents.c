@@ -18,6 +18,7 @@
 #include "agents/histfile.h"
 #include "agents/history.h"
 #include "agents/kb.h"
+#include "agents/dmodel.h"
 #include "agents/kbsel.h"
 #include "agents/sentiment.h"
 #include "base/json.h"
@@ -25,6 +26,7 @@
 #include "flow/import.h"
 #include "flow/pipeline.h"
 #include "gen/gen.h"
+#include "model/linear.h"
 #include "sla/sla.h"
 #include "store/mesh.h"
 #include "store/ticket.h"
@@ -709,12 +711,55 @@ static void import_refreshes_the_history_index(void **state)
 	free(d);
 }
 
+/* Decision models keep the linear form for a handful of labels (small
+ * files, fast tickets) and take a hidden layer for fine-grained
+ * taxonomies, where it is more accurate at about the same size. */
+static void decision_models_choose_their_form(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("dmodel");
+	static char names[24][16], texts[480][48];
+	const char *labels[24];
+	struct csa_drow rows[480];
+	for (int l = 0; l < 24; l++) {
+		snprintf(names[l], sizeof(names[l]), "LABEL_%d", l);
+		labels[l] = names[l];
+	}
+	static const size_t sizes[] = {6, 24};
+	for (int k = 0; k < 2; k++) {
+		size_t nl = sizes[k];
+		for (size_t i = 0; i < 480; i++) {
+			snprintf(texts[i], sizeof(texts[i]), "topic%zu word%zu", i % nl, i % 7);
+			rows[i] = (struct csa_drow){texts[i], NULL, 0, labels[i % nl]};
+		}
+		struct csa_dmodel *m;
+		struct csa_err err = {0};
+		double acc;
+		assert_int_equal(csa_dmodel_train(labels, nl, rows, 480, 5, 1, &m, &acc, &err), 0);
+		assert_true(acc > 0.9); /* the topic word names the label */
+		assert_int_equal(csa_dmodel_save(m, dir, CSA_DT_CATEGORY, &err), 0);
+		csa_dmodel_free(m);
+		char path[512];
+		snprintf(path, sizeof(path), "%s/category.model", dir);
+		struct csa_linear *lin;
+		assert_int_equal(csa_linear_load(path, &lin, &err), 0);
+		if (nl <= 16)
+			assert_int_equal(csa_linear_hidden(lin), 0);
+		else
+			assert_true(csa_linear_hidden(lin) > 0);
+		csa_linear_free(lin);
+	}
+	t_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
 	    cmocka_unit_test(history_reindexes_changed_entries),
 	    cmocka_unit_test(history_file_is_reused_only_where_right),
 	    cmocka_unit_test(import_refreshes_the_history_index),
+	    cmocka_unit_test(decision_models_choose_their_form),
 	    cmocka_unit_test(sentiment_on_labelled_examples),
 	    cmocka_unit_test(sla_deadlines_and_states),
 	    cmocka_unit_test(generator_is_deterministic_and_valid),

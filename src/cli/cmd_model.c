@@ -85,13 +85,12 @@ static int train(int argc, char **argv)
 	if (!rc)
 		rc = csa_linear_save(m, outp, &err);
 	if (!rc) {
-		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:f, s:I, s:f, s:o}", "model", outp,
-		                      "n", (json_int_t)(n_ex + (o.refit ? n_cal : 0)), "labels",
-		                      (json_int_t)k, "hidden", (json_int_t)o.hidden,
-		                      "train_seconds", secs, "model_bytes",
-		                      (json_int_t)csa_linear_file_size(m), "temperature",
-		                      csa_linear_temperature(m), "valid_accuracy",
-		                      isnan(vacc) ? json_null() : json_real(vacc));
+		json_t *j = json_pack(
+		    "{s:s, s:I, s:I, s:I, s:f, s:I, s:f, s:o}", "model", outp, "n",
+		    (json_int_t)(n_ex + (o.refit ? n_cal : 0)), "labels", (json_int_t)k, "hidden",
+		    (json_int_t)o.hidden, "train_seconds", secs, "model_bytes",
+		    (json_int_t)csa_linear_file_size(m), "temperature", csa_linear_temperature(m),
+		    "valid_accuracy", isnan(vacc) ? json_null() : json_real(vacc));
 		csa_json_print(j, 1);
 		json_decref(j);
 	}
@@ -150,8 +149,8 @@ static int eval(int argc, char **argv)
 
 int cmd_model(int argc, char **argv)
 {
-	static const char *const valued[] = {"--data",  "--text",   "--label", "--valid",
-	                                     "--out",   "--seed",   "--epochs", "--bits",
+	static const char *const valued[] = {"--data",  "--text",   "--label",   "--valid",
+	                                     "--out",   "--seed",   "--epochs",  "--bits",
 	                                     "--model", "--hidden", "--dropout", NULL};
 	const char *sub = cli_pos(argc, argv, 0, valued);
 	if (sub && strcmp(sub, "train") == 0)

@@ -366,8 +366,8 @@ static double output_gradient(struct sgd *g, size_t k, int y, const struct csa_t
 }
 
 /* AdaGrad step on the rows of the features of x, along grad (n wide). */
-static void update_features(float *w, float *g_row, const struct csa_fvec *x,
-                            const float *grad, double gsq, size_t n, float lr, float l2)
+static void update_features(float *w, float *g_row, const struct csa_fvec *x, const float *grad,
+                            double gsq, size_t n, float lr, float l2)
 {
 	for (size_t j = 0; j < x->n; j++) {
 		uint32_t f = x->idx[j];
@@ -493,8 +493,8 @@ static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const in
 	g.h = malloc(nh * sizeof(float));
 	g.dh = malloc(nh * sizeof(float));
 	g.p = malloc(k * sizeof(double));
-	if (!order || !g.g_row || !g.g_b || !g.g_v || !g.g_hb || !g.s || !g.grad || !g.h ||
-	    !g.dh || !g.p) {
+	if (!order || !g.g_row || !g.g_b || !g.g_v || !g.g_hb || !g.s || !g.grad || !g.h || !g.dh ||
+	    !g.p) {
 		free(order);
 		sgd_free(&g);
 		return CSA_ENOMEM;

@@ -33,7 +33,7 @@ struct csa_train_opts {
 	unsigned hidden;
 	double dropout; /* share of hidden units dropped per training step */
 	double lr;      /* AdaGrad base step; 0: 0.1 linear, 0.05 with hidden units */
-	double l2; /* L2 strength per update */
+	double l2;      /* L2 strength per update */
 	unsigned seed;
 	double label_smoothing;
 	/* With calibration data: after fitting the temperature, train again
