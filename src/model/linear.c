@@ -905,26 +905,39 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': implausible model header", path);
 		goto out;
 	}
-	if (!(m = alloc_model(&f, k, hidden))) {
-		rc = csa_error(err, CSA_ENOMEM, "out of memory loading '%s'", path);
-		goto out;
-	}
-	m->revision = ru32(p + 32);
-	memcpy(&m->temperature, p + 40, 8);
+	/* the label table, then whether the weights the header promises are
+	 * all there, before allocating room for them */
+	size_t labels_at = off;
 	for (uint32_t i = 0; i < k; i++) {
 		if (off + 1 > len - 4 || off + 1 + p[off] > len - 4 || p[off] == 0) {
 			rc = csa_error(err, CSA_ECORRUPT, "'%s': truncated label table", path);
 			goto out;
 		}
-		m->labels[i] = strndup((const char *)p + off + 1, p[off]);
 		off += 1 + p[off];
 	}
-	size_t nw = m->dim * width(m);
+	size_t width_f = hidden ? hidden : k;
+	size_t nw = ((size_t)1 << f.bits) * width_f;
 	size_t need = (nw + k + hidden * (1 + k)) * sizeof(float);
-	if (off + need + 4 != len || !(m->temperature > 0 && m->temperature < 1e6)) {
+	double temperature;
+	memcpy(&temperature, p + 40, 8);
+	if (off + need + 4 != len || !(temperature > 0 && temperature < 1e6)) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': size %zu does not match its header", path,
 		               len);
 		goto out;
+	}
+	if (!(m = alloc_model(&f, k, hidden))) {
+		rc = csa_error(err, CSA_ENOMEM, "out of memory loading '%s'", path);
+		goto out;
+	}
+	m->revision = ru32(p + 32);
+	m->temperature = temperature;
+	size_t at = labels_at;
+	for (uint32_t i = 0; i < k; i++) {
+		if (!(m->labels[i] = strndup((const char *)p + at + 1, p[at]))) {
+			rc = csa_error(err, CSA_ENOMEM, "out of memory loading '%s'", path);
+			goto out;
+		}
+		at += 1 + (size_t)p[at];
 	}
 	memcpy(m->w, p + off, nw * sizeof(float));
 	off += nw * sizeof(float);
