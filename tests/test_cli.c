@@ -134,6 +134,22 @@ static void bad_input(void **state)
 		int rc_ = t_csa(NULL, NULL, &err, "list --dir /nonexistent-ws");
 		assert_fails_with(rc_, err, "not a csa workspace");
 	}
+	/* numbers in options are checked, not read as 0 */
+	{
+		int rc_ =
+		    t_csa(NULL, NULL, &err,
+		          "model train --data x.csv --text t --label l --out m --hidden many");
+		assert_fails_with(rc_, err, "--hidden: 'many' is not a whole number in 0..1024");
+	}
+	{
+		int rc_ = t_csa(NULL, NULL, &err,
+		                "model train --data x.csv --text t --label l --out m --dropout 1");
+		assert_fails_with(rc_, err, "--dropout: '1' is not a number in [0, 0.9]");
+	}
+	{
+		int rc_ = t_csa(NULL, NULL, &err, "replay --data x.csv --retrain 10k");
+		assert_fails_with(rc_, err, "--retrain: '10k' is not a whole number");
+	}
 	/* a failed write of a commit is reported and loses nothing */
 	char *out;
 	assert_int_equal(t_csa("{\"content\": \"disk full\"}", NULL, &err,

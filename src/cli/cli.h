@@ -29,6 +29,12 @@ int cli_failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 const char *cli_opt(int argc, char **argv, const char *name);
 int cli_flag(int argc, char **argv, const char *name);
+/* A whole number or a real in [lo, hi] given with --name into *out (left
+ * as it is when the option is absent). Returns 0, or prints what is wrong
+ * ("--hidden: 'abc' is not a whole number in 0..1024") and returns 1. */
+int cli_opt_uint(int argc, char **argv, const char *name, unsigned long lo, unsigned long hi,
+                 unsigned long *out);
+int cli_opt_real(int argc, char **argv, const char *name, double lo, double hi, double *out);
 /* The n-th (0-based) positional argument after the verb, skipping options
  * listed in 'valued' (a NULL-terminated list of options taking a value). */
 const char *cli_pos(int argc, char **argv, int n, const char *const *valued);

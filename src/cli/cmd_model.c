@@ -6,6 +6,7 @@
 #include "model/dataset.h"
 #include "model/linear.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,23 +34,21 @@ static int train(int argc, char **argv)
 		return cli_usage(usage);
 	struct csa_train_opts o;
 	csa_train_opts_default(&o);
-	const char *v;
-	if ((v = cli_opt(argc, argv, "--seed")))
-		o.seed = (unsigned)strtoul(v, NULL, 10);
-	if ((v = cli_opt(argc, argv, "--epochs")))
-		o.epochs = (unsigned)strtoul(v, NULL, 10);
-	if ((v = cli_opt(argc, argv, "--bits")))
-		o.feat.bits = (unsigned)strtoul(v, NULL, 10);
+	unsigned long seed = o.seed, epochs = o.epochs, bits = o.feat.bits, hidden = o.hidden;
 	/* --hidden 0: a linear model */
-	if ((v = cli_opt(argc, argv, "--hidden")))
-		o.hidden = (unsigned)strtoul(v, NULL, 10);
-	if ((v = cli_opt(argc, argv, "--dropout")))
-		o.dropout = strtod(v, NULL);
+	if (cli_opt_uint(argc, argv, "--seed", 0, UINT_MAX, &seed) ||
+	    cli_opt_uint(argc, argv, "--epochs", 1, 1000, &epochs) ||
+	    cli_opt_uint(argc, argv, "--bits", 8, 24, &bits) ||
+	    cli_opt_uint(argc, argv, "--hidden", 0, 1024, &hidden) ||
+	    cli_opt_real(argc, argv, "--dropout", 0, 0.9, &o.dropout))
+		return 1;
+	o.seed = (unsigned)seed;
+	o.epochs = (unsigned)epochs;
+	o.feat.bits = (unsigned)bits;
+	o.hidden = (unsigned)hidden;
 	/* keep the held-out rows (or --valid file) out of the final model */
 	if (cli_flag(argc, argv, "--no-refit"))
 		o.refit = 0;
-	if (o.epochs == 0 || o.epochs > 1000)
-		return cli_failf("--epochs must be 1..1000");
 	struct csa_err err = {0};
 	struct csa_dataset tr = {0}, va = {0};
 	if (csa_dataset_load(data, tc, lc, &tr, &err))

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "store/ws.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,34 @@ int cli_flag(int argc, char **argv, const char *name)
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], name) == 0)
 			return 1;
+	return 0;
+}
+
+int cli_opt_uint(int argc, char **argv, const char *name, unsigned long lo, unsigned long hi,
+                 unsigned long *out)
+{
+	const char *v = cli_opt(argc, argv, name);
+	if (!v)
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long x = strtoul(v, &end, 10);
+	if (end == v || *end || errno || v[0] == '-' || x < lo || x > hi)
+		return cli_failf("%s: '%s' is not a whole number in %lu..%lu", name, v, lo, hi);
+	*out = x;
+	return 0;
+}
+
+int cli_opt_real(int argc, char **argv, const char *name, double lo, double hi, double *out)
+{
+	const char *v = cli_opt(argc, argv, name);
+	if (!v)
+		return 0;
+	char *end;
+	double x = strtod(v, &end);
+	if (end == v || *end || !(x >= lo && x <= hi))
+		return cli_failf("%s: '%s' is not a number in [%g, %g]", name, v, lo, hi);
+	*out = x;
 	return 0;
 }
 
