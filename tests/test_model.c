@@ -341,6 +341,24 @@ static void calibration_maths(void **state)
 	json_t *r = csa_calib_reliability(p, 10, 15);
 	assert_int_equal(json_array_size(r), 1);
 	json_decref(r);
+	/* per label, weakest first; a label that never occurs is left out.
+	 * "a": 3 of 4 found, none wrongly; "b": all 4 found, once wrongly */
+	struct csa_pred q[8];
+	for (int i = 0; i < 8; i++)
+		q[i] = (struct csa_pred){i < 3 ? 0 : 1, i < 4 ? 0 : 1, 0.9};
+	static const char *const names[] = {"a", "b", "never"};
+	json_t *pl = csa_calib_per_label(q, 8, 3, names);
+	assert_int_equal(json_array_size(pl), 2);
+	json_t *w = json_array_get(pl, 0), *s = json_array_get(pl, 1);
+	assert_string_equal(json_string_value(json_object_get(w, "label")), "a");
+	assert_float_equal(json_real_value(json_object_get(w, "precision")), 1.0, 1e-9);
+	assert_float_equal(json_real_value(json_object_get(w, "recall")), 0.75, 1e-9);
+	assert_float_equal(json_real_value(json_object_get(w, "f1")), 6.0 / 7.0, 1e-9);
+	assert_int_equal(json_integer_value(json_object_get(w, "support")), 4);
+	assert_string_equal(json_string_value(json_object_get(s, "label")), "b");
+	assert_float_equal(json_real_value(json_object_get(s, "precision")), 0.8, 1e-9);
+	assert_int_equal(json_integer_value(json_object_get(s, "predicted")), 5);
+	json_decref(pl);
 }
 
 static void temperature_reduces_overconfidence(void **state)

@@ -15,7 +15,8 @@
 static const char usage[] =
     "csa model train --data F --text COL --label COL [--valid F] --out M [--seed S] "
     "[--epochs N] [--bits B] [--hidden H] [--dropout P] [--no-refit]\n"
-    "       csa model eval --model M --data F --text COL --label COL";
+    "       csa model eval --model M --data F --text COL --label COL [--reliability] "
+    "[--per-label]";
 
 static int label_index(const char *const *labels, size_t n, const char *l)
 {
@@ -137,6 +138,22 @@ static int eval(int argc, char **argv)
 	json_object_set_new(rep, "model_bytes", json_integer((json_int_t)csa_linear_file_size(m)));
 	if (!cli_flag(argc, argv, "--reliability"))
 		json_object_del(rep, "reliability");
+	if (cli_flag(argc, argv, "--per-label")) {
+		const char **names = malloc(k * sizeof(*names));
+		for (size_t c = 0; names && c < k; c++)
+			names[c] = csa_linear_label(m, c);
+		json_t *pl = names ? csa_calib_per_label(pr, ds.n, k, names) : NULL;
+		free(names);
+		if (!pl) {
+			json_decref(rep);
+			free(pr);
+			free(p);
+			csa_dataset_release(&ds);
+			csa_linear_free(m);
+			return cli_failf("out of memory for the per-label report");
+		}
+		json_object_set_new(rep, "per_label", pl);
+	}
 	csa_json_print(rep, 1);
 	json_decref(rep);
 	free(pr);

@@ -12,36 +12,98 @@ double csa_calib_accuracy(const struct csa_pred *p, size_t n)
 	return n ? (double)ok / (double)n : 0;
 }
 
-double csa_calib_macro_f1(const struct csa_pred *p, size_t n, size_t k)
+/* True positives, false positives and false negatives per label; NULL
+ * when out of memory. Predictions outside 0..k-1 are left out. */
+struct counts {
+	size_t *tp, *fp, *fn;
+};
+
+static int count_labels(const struct csa_pred *p, size_t n, size_t k, struct counts *c)
 {
-	size_t *tp = calloc(k, sizeof(size_t)), *fp = calloc(k, sizeof(size_t)),
-	       *fn = calloc(k, sizeof(size_t));
-	double sum = 0;
-	size_t used = 0;
-	if (!tp || !fp || !fn)
-		goto out;
+	c->tp = calloc(k, sizeof(size_t));
+	c->fp = calloc(k, sizeof(size_t));
+	c->fn = calloc(k, sizeof(size_t));
+	if (!c->tp || !c->fp || !c->fn)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].pred < 0 || (size_t)p[i].pred >= k || p[i].label < 0 ||
 		    (size_t)p[i].label >= k)
 			continue;
 		if (p[i].pred == p[i].label)
-			tp[p[i].label]++;
+			c->tp[p[i].label]++;
 		else {
-			fp[p[i].pred]++;
-			fn[p[i].label]++;
+			c->fp[p[i].pred]++;
+			c->fn[p[i].label]++;
 		}
 	}
-	for (size_t c = 0; c < k; c++) {
-		if (tp[c] + fp[c] + fn[c] == 0)
-			continue;
-		used++;
-		sum += 2.0 * (double)tp[c] / (double)(2 * tp[c] + fp[c] + fn[c]);
-	}
-out:
-	free(tp);
-	free(fp);
-	free(fn);
+	return 0;
+}
+
+static void counts_free(struct counts *c)
+{
+	free(c->tp);
+	free(c->fp);
+	free(c->fn);
+}
+
+static double f1_of(const struct counts *c, size_t l)
+{
+	size_t d = 2 * c->tp[l] + c->fp[l] + c->fn[l];
+	return d ? 2.0 * (double)c->tp[l] / (double)d : 0;
+}
+
+double csa_calib_macro_f1(const struct csa_pred *p, size_t n, size_t k)
+{
+	struct counts c;
+	double sum = 0;
+	size_t used = 0;
+	if (count_labels(p, n, k, &c) == 0)
+		for (size_t l = 0; l < k; l++)
+			if (c.tp[l] + c.fp[l] + c.fn[l]) {
+				used++;
+				sum += f1_of(&c, l);
+			}
+	counts_free(&c);
 	return used ? sum / (double)used : 0;
+}
+
+static int by_f1(const void *a, const void *b, void *counts)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	double fx = f1_of(counts, x), fy = f1_of(counts, y);
+	if (fx != fy)
+		return fx < fy ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+json_t *csa_calib_per_label(const struct csa_pred *p, size_t n, size_t k, const char *const *names)
+{
+	struct counts c;
+	size_t *order = malloc((k ? k : 1) * sizeof(size_t));
+	json_t *out = json_array();
+	if (!order || count_labels(p, n, k, &c) != 0) {
+		free(order);
+		counts_free(&c);
+		json_decref(out);
+		return NULL;
+	}
+	size_t m = 0;
+	for (size_t l = 0; l < k; l++)
+		if (c.tp[l] + c.fp[l] + c.fn[l])
+			order[m++] = l;
+	qsort_r(order, m, sizeof(size_t), by_f1, &c);
+	for (size_t i = 0; i < m; i++) {
+		size_t l = order[i], pred = c.tp[l] + c.fp[l], support = c.tp[l] + c.fn[l];
+		json_array_append_new(
+		    out,
+		    json_pack("{s:s, s:f, s:f, s:f, s:I, s:I}", "label", names[l], "precision",
+		              pred ? (double)c.tp[l] / (double)pred : 0.0, "recall",
+		              support ? (double)c.tp[l] / (double)support : 0.0, "f1", f1_of(&c, l),
+		              "support", (json_int_t)support, "predicted", (json_int_t)pred));
+	}
+	free(order);
+	counts_free(&c);
+	return out;
 }
 
 static int bin_of(double c, int bins)

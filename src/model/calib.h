@@ -21,6 +21,12 @@ struct csa_pred {
 double csa_calib_accuracy(const struct csa_pred *p, size_t n);
 /* Macro-F1 over labels 0..n_labels-1 that occur in truth or predictions. */
 double csa_calib_macro_f1(const struct csa_pred *p, size_t n, size_t n_labels);
+/* Precision, recall, F1, support (true count) and predicted count of each
+ * label that occurs, weakest F1 first: [{"label", "precision", "recall",
+ * "f1", "support", "predicted"}]; names[l] names label l. NULL when out
+ * of memory. */
+json_t *csa_calib_per_label(const struct csa_pred *p, size_t n, size_t n_labels,
+                            const char *const *names);
 /* ECE with 'bins' equal-width bins (15 in reports). */
 double csa_calib_ece(const struct csa_pred *p, size_t n, int bins);
 /* [{"bin_lo", "bin_hi", "n", "confidence", "accuracy"}] for non-empty bins. */
