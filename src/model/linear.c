@@ -720,7 +720,7 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const c
 	 * of many other texts, so a near miss gets a nudge and only a text
 	 * unlike the training data a large step (streaming Banking77's test
 	 * set through the trained model and teaching it every mistake: 90.2%
-	 * right with steps of 1, 92.7% without teaching). */
+	 * right with steps of 1, 91.2% with these, 92.7% without teaching). */
 	float lr = m->hidden ? 0.05f : 1.0f;
 	float h[MAX_HIDDEN], dh[MAX_HIDDEN];
 	for (int step = 0; step < 10; step++, lr *= m->hidden ? 2.0f : 1.0f) {
