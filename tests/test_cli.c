@@ -240,6 +240,61 @@ static void serve_environment(void **state)
 	unsetenv("MODEL_CONFIG_PATH");
 }
 
+/* `csa model train` and `eval` on a CSV a user brings: the model's form
+ * follows the number of labels unless --hidden says otherwise, and eval
+ * reports the figures and, asked, each label's. */
+static void model_train_and_eval(void **state)
+{
+	(void)state;
+	static const char *const words[3][3] = {{"invoice", "refund", "charge"},
+	                                        {"crash", "error", "login"},
+	                                        {"upgrade", "plan", "seats"}};
+	static const char *const names[3] = {"billing", "technical", "sales"};
+	char csv[512], model[512];
+	snprintf(csv, sizeof(csv), "%s/rows.csv", ws);
+	snprintf(model, sizeof(model), "%s/m.model", ws);
+	FILE *f = fopen(csv, "w");
+	assert_non_null(f);
+	fprintf(f, "text,label\n");
+	for (int i = 0; i < 300; i++)
+		fprintf(f, "\"please, help with %s and %s\",%s\n", words[i % 3][i % 3],
+		        words[i % 3][(i / 3) % 3], names[i % 3]);
+	fclose(f);
+	static const struct {
+		const char *opt;
+		int hidden;
+	} forms[] = {{"", 0}, {"--hidden 8", 8}};
+	for (int k = 0; k < 2; k++) {
+		char *out, *err;
+		assert_int_equal(
+		    t_csa(NULL, &out, &err,
+		          "model train --data '%s' --text text --label label --out '%s' %s", csv,
+		          model, forms[k].opt),
+		    0);
+		free(err);
+		json_t *j = json_loads(out, 0, NULL);
+		free(out);
+		assert_non_null(j);
+		assert_int_equal(json_integer_value(json_object_get(j, "labels")), 3);
+		assert_int_equal(json_integer_value(json_object_get(j, "hidden")), forms[k].hidden);
+		json_decref(j);
+		assert_int_equal(
+		    t_csa(NULL, &out, &err,
+		          "model eval --model '%s' --data '%s' --text text --label label "
+		          "--per-label",
+		          model, csv),
+		    0);
+		free(err);
+		j = json_loads(out, 0, NULL);
+		free(out);
+		assert_non_null(j);
+		assert_true(json_real_value(json_object_get(j, "accuracy")) > 0.95);
+		assert_int_equal(json_integer_value(json_object_get(j, "n")), 300);
+		assert_int_equal(json_array_size(json_object_get(j, "per_label")), 3);
+		json_decref(j);
+	}
+}
+
 /* `csa phase tick` runs the controller once: the quality monitor finds
  * autonomous decisions that reviews judged wrong too often. */
 static void phase_tick_runs_the_controller(void **state)
@@ -266,6 +321,7 @@ int main(void)
 	    cmocka_unit_test(verify_and_repair),
 	    cmocka_unit_test(serve_environment),
 	    cmocka_unit_test(phase_tick_runs_the_controller),
+	    cmocka_unit_test(model_train_and_eval),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -143,12 +143,7 @@ int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct cs
 	/* Ticket decisions have few labels: a smaller hash space keeps the
 	 * four models of a workspace small without losing accuracy. */
 	o.feat.bits = n_labels <= 8 ? 18 : 17;
-	/* A hidden layer pays on fine-grained taxonomies (77 intents in
-	 * Banking77), where its table is about the size of a linear model's;
-	 * with a handful of labels it would make the model many times larger
-	 * and each ticket slower for little gain. */
-	if (n_labels <= 16)
-		o.hidden = 0;
+	o.hidden = csa_train_default_hidden(n_labels);
 	struct csa_dmodel *m = calloc(1, sizeof(*m));
 	if (!m) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory training");

@@ -36,7 +36,8 @@ static int train(int argc, char **argv)
 	struct csa_train_opts o;
 	csa_train_opts_default(&o);
 	unsigned long seed = o.seed, epochs = o.epochs, bits = o.feat.bits, hidden = o.hidden;
-	/* --hidden 0: a linear model */
+	/* --hidden 0: a linear model; without it, the form follows the
+	 * number of labels (csa_train_default_hidden) */
 	if (cli_opt_uint(argc, argv, "--seed", 0, UINT_MAX, &seed) ||
 	    cli_opt_uint(argc, argv, "--epochs", 1, 1000, &epochs) ||
 	    cli_opt_uint(argc, argv, "--bits", 8, 24, &bits) ||
@@ -60,6 +61,8 @@ static int train(int argc, char **argv)
 	}
 	const char **labels;
 	size_t k = csa_dataset_labels(&tr, &labels);
+	if (!cli_opt(argc, argv, "--hidden"))
+		o.hidden = csa_train_default_hidden(k);
 	struct csa_example *ex = calloc(tr.n, sizeof(*ex)),
 	                   *cal = calloc(tr.n + va.n, sizeof(*cal));
 	size_t n_ex = 0, n_cal = 0;

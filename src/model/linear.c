@@ -59,6 +59,11 @@ void csa_train_opts_default(struct csa_train_opts *o)
 	o->margin = 2.0;
 }
 
+unsigned csa_train_default_hidden(size_t n_labels)
+{
+	return n_labels > 16 ? 80 : 0;
+}
+
 size_t csa_linear_n_labels(const struct csa_linear *m)
 {
 	return m->k;

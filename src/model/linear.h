@@ -51,6 +51,13 @@ struct csa_train_opts {
 /* Defaults that work for short support texts. */
 void csa_train_opts_default(struct csa_train_opts *o);
 
+/* The hidden units a model of n_labels gets unless told otherwise: a
+ * hidden layer pays on fine-grained taxonomies (77 intents in Banking77),
+ * where its table is about the size of a linear model's; with a handful of
+ * labels it would make the model many times larger and each prediction
+ * slower for little gain, so those stay linear. */
+unsigned csa_train_default_hidden(size_t n_labels);
+
 /* One training example: features built by the caller or by the model. */
 struct csa_example {
 	const char *text;
