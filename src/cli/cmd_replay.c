@@ -3,6 +3,7 @@
 #include "automation/replay.h"
 #include "base/json.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,22 +21,15 @@ int cmd_replay(int argc, char **argv)
 	o.label_col = cli_opt(argc, argv, "--label");
 	if (!!o.text_col != !!o.label_col)
 		return cli_failf("--text and --label go together (CSV, category only)");
-	unsigned long long seed = o.seed;
 	/* the first model needs 20 tickets of history */
-	unsigned long bootstrap = o.bootstrap, retrain = o.retrain;
+	unsigned long seed = o.seed, bootstrap = o.bootstrap, retrain = o.retrain;
 	if (cli_opt_real(argc, argv, "--human-accuracy", 0, 1, &o.human_accuracy) ||
+	    cli_opt_uint(argc, argv, "--seed", 0, ULONG_MAX, &seed) ||
 	    cli_opt_uint(argc, argv, "--bootstrap", 20, 10000000, &bootstrap) ||
 	    cli_opt_uint(argc, argv, "--retrain", 0, 10000000, &retrain))
 		return 1;
 	if (!(o.human_accuracy > 0))
 		return cli_failf("--human-accuracy must be in (0, 1]");
-	const char *v;
-	if ((v = cli_opt(argc, argv, "--seed"))) {
-		char *end;
-		seed = strtoull(v, &end, 10);
-		if (end == v || *end || v[0] == '-')
-			return cli_failf("--seed: '%s' is not a whole number", v);
-	}
 	o.seed = seed;
 	o.bootstrap = (unsigned)bootstrap;
 	o.retrain = (unsigned)retrain;

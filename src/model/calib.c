@@ -54,7 +54,7 @@ static double f1_of(const struct counts *c, size_t l)
 
 double csa_calib_macro_f1(const struct csa_pred *p, size_t n, size_t k)
 {
-	struct counts c;
+	struct counts c = {0};
 	double sum = 0;
 	size_t used = 0;
 	if (count_labels(p, n, k, &c) == 0)
@@ -78,7 +78,7 @@ static int by_f1(const void *a, const void *b, void *counts)
 
 json_t *csa_calib_per_label(const struct csa_pred *p, size_t n, size_t k, const char *const *names)
 {
-	struct counts c;
+	struct counts c = {0};
 	size_t *order = malloc((k ? k : 1) * sizeof(size_t));
 	json_t *out = json_array();
 	if (!order || count_labels(p, n, k, &c) != 0) {
