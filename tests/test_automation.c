@@ -642,6 +642,64 @@ static void degraded_type_waits_for_fresh_evidence(void **state)
 	created_base = 0;
 }
 
+/* Readiness is judged on the decisions a segment would make autonomously
+ * (spec §4.2: "ready for autonomous decisions in given context"): a
+ * segment of easily confused labels whose confident proposals are right
+ * earns autonomy for them, and a segment whose confident proposals go
+ * wrong does not, whatever its average. */
+static void readiness_is_judged_on_what_a_segment_would_automate(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev, *st;
+	/* wrong 40% of the time, but right whenever sure (confidence 0.97;
+	 * the wrong ones 0.6) */
+	add_decisions("category", "CONFUSED", 1, 200, 120, 0, 60000, 0);
+	/* right 85% of the time, but as sure when wrong as when right */
+	add_decisions("category", "OVERSURE", 1, 200, 170, 0, 60000, 0);
+	/* the type, latest: sure decisions right (confidence 0.97) */
+	add_decisions("category", "CLEAR", 1, 1500, 1500, 0, 60000, 0);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                              "UPDATE decisions SET confidence = 0.97 WHERE segment = "
+	                              "'OVERSURE'",
+	                              NULL, NULL, NULL),
+	                 SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	json_t *c = segment_gate(st, "category", "CONFUSED");
+	json_t *o = segment_gate(st, "category", "OVERSURE");
+	assert_non_null(c);
+	assert_non_null(o);
+	/* judged on its 120 sure decisions, not its 60% average */
+	assert_int_equal(csa_json_int(c, "reviewed", 0), 120);
+	assert_true(csa_json_num(c, "readiness", 0) > 0.95);
+	assert_true(fabs(csa_json_num(c, "autonomy_threshold", 0) - 0.97) < 1e-9);
+	assert_true(csa_json_num(o, "readiness", 1) < 0.8);
+	assert_true(json_is_null(json_object_get(o, "autonomy_threshold")));
+	assert_false(json_is_null(
+	    json_object_get(segment_gate(st, "category", "CLEAR"), "autonomy_threshold")));
+	json_decref(st);
+
+	/* the type passes its PHASE_1 gate; CONFUSED fails its own but follows
+	 * the type, since the decisions it would automate are not worse */
+	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	assert_false(
+	    crit_pass(segment_gate(ev, "category", "CONFUSED"), "heldout_accuracy_lower_bound"));
+	json_decref(ev);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	assert_true(has_event(ev, "decision type's gate passed"));
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/CONFUSED"), 2);
+	assert_int_equal(segment_phase_now("category/CLEAR"), 2);
+}
+
 /* PHASE_4 anomaly detection: a segment whose recent decisions are much
  * less sure (confidence shift) and less often right (accuracy drop) than
  * the ones before raises both alerts and goes down one phase. */
@@ -991,6 +1049,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(degraded_type_waits_for_fresh_evidence, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(anomalies_raise_alerts_and_demote, setup, teardown),
+	    cmocka_unit_test_setup_teardown(readiness_is_judged_on_what_a_segment_would_automate,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(possibly_critical_signals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reversal_on_confirmed_critical_ticket, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

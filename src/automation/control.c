@@ -27,12 +27,20 @@
 struct thr {
 	char key[200]; /* type/segment/critical */
 	double threshold;
+	double type_threshold; /* the type's threshold it was computed for */
 	struct csa_readiness r;
-	int64_t reviewed_at; /* reviewed count when computed */
+	int64_t reviewed_at; /* reviewed count when computed; -1 never */
 };
 
 /* Statements run for every decision, prepared once (see kept()). */
-enum { KEPT_REVIEWED, KEPT_REVIEWED_AUTO, KEPT_INSERT_DECISION, KEPT_INSERT_TASK, KEPT_COUNT };
+enum {
+	KEPT_REVIEWED,
+	KEPT_REVIEWED_TYPE,
+	KEPT_REVIEWED_AUTO,
+	KEPT_INSERT_DECISION,
+	KEPT_INSERT_TASK,
+	KEPT_COUNT
+};
 
 struct csa_auto {
 	struct csa_ws *ws;
@@ -312,15 +320,77 @@ static int64_t count_kept(struct csa_auto *a, int k, const char *sql, const char
 	if (!st)
 		return 0;
 	sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
+	if (p2)
+		sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	return v;
 }
 
-/* The threshold and readiness of (type, segment, critical), cached and
- * recomputed as reviews come in. Caller holds a->mu. */
+/* The cache slot of key, made empty on first use (NULL when out of memory). */
+static struct thr *thr_slot(struct csa_auto *a, const char *key)
+{
+	for (size_t i = 0; i < a->nthr; i++)
+		if (strcmp(a->thr[i].key, key) == 0)
+			return &a->thr[i];
+	if (a->nthr == a->capthr) {
+		size_t cap = a->capthr ? a->capthr * 2 : 64;
+		struct thr *nv = realloc(a->thr, cap * sizeof(*nv));
+		if (!nv)
+			return NULL;
+		a->thr = nv;
+		a->capthr = cap;
+	}
+	struct thr *t = &a->thr[a->nthr++];
+	memset(t, 0, sizeof(*t));
+	t->reviewed_at = -1;
+	snprintf(t->key, sizeof(t->key), "%s", key);
+	return t;
+}
+
+/* How confident a decision of the type must be for the decisions above it
+ * to reach the target accuracy (lower bound), read from the whole type's
+ * latest reviewed decisions, where the evidence is large enough for a
+ * tight bound; 2 when no confidence is enough. Caller holds a->mu. */
+static double type_threshold(struct csa_auto *a, const char *type, int critical)
+{
+	char key[200];
+	snprintf(key, sizeof(key), "%s/*/%d", type, critical);
+	int64_t reviewed = count_kept(
+	    a, KEPT_REVIEWED_TYPE,
+	    "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND type = ?1", type, NULL);
+	struct thr *t = thr_slot(a, key);
+	if (!t)
+		return 2.0;
+	if (t->reviewed_at >= 0 && reviewed - t->reviewed_at < 20)
+		return t->threshold;
+	double target = cfg_num(
+	    a, critical ? "automation.critical_target_accuracy" : "automation.target_accuracy",
+	    critical ? 0.995 : 0.96);
+	size_t n, window = (size_t)cfg_num(a, "automation.window", 500);
+	struct csa_outcome *all = outcomes(a, type, NULL, window * 4, &n);
+	t->threshold =
+	    all ? csa_threshold_for_accuracy(all, n, target, cfg_num(a, "automation.z", 1.96),
+	                                     (size_t)cfg_num(a, "automation.min_decisions", 50))
+	        : 2.0;
+	free(all);
+	t->reviewed_at = reviewed;
+	return t->threshold;
+}
+
+/*
+ * The threshold and readiness of (type, segment, critical), cached and
+ * recomputed as reviews come in. Caller holds a->mu.
+ *
+ * Readiness answers spec §4.2's question, "is the system ready for
+ * autonomous decisions in this context", so it is judged on the decisions
+ * the segment would make autonomously: its reviewed decisions at or above
+ * the type's threshold. A segment of easily confused labels whose proposals
+ * are right 75% of the time overall can still be ready for the confident
+ * share of its decisions, and one whose confident decisions go wrong is not
+ * ready however good its average.
+ */
 static const struct thr *threshold_of(struct csa_auto *a, const char *type, const char *segment,
                                       int critical)
 {
@@ -330,49 +400,35 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 	                              "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND "
 	                              "type = ?1 AND segment = ?2",
 	                              type, segment);
-	struct thr *t = NULL;
-	for (size_t i = 0; i < a->nthr; i++)
-		if (strcmp(a->thr[i].key, key) == 0)
-			t = &a->thr[i];
-	if (t && reviewed - t->reviewed_at < 20 && !(reviewed > 0 && t->reviewed_at == 0))
+	double tt = type_threshold(a, type, critical);
+	struct thr *t = thr_slot(a, key);
+	if (!t)
+		return NULL;
+	if (t->reviewed_at >= 0 && reviewed - t->reviewed_at < 20 &&
+	    !(reviewed > 0 && t->reviewed_at == 0) && t->type_threshold == tt)
 		return t;
-	if (!t) {
-		if (a->nthr == a->capthr) {
-			size_t cap = a->capthr ? a->capthr * 2 : 64;
-			struct thr *nv = realloc(a->thr, cap * sizeof(*nv));
-			if (!nv)
-				return NULL;
-			a->thr = nv;
-			a->capthr = cap;
-		}
-		t = &a->thr[a->nthr++];
-		memset(t, 0, sizeof(*t));
-		snprintf(t->key, sizeof(t->key), "%s", key);
-	}
 	size_t n;
 	size_t window = (size_t)cfg_num(a, "automation.window", 500);
 	struct csa_outcome *o = outcomes(a, type, segment, window, &n);
-	csa_readiness(o, n, &t->r);
-	double target = cfg_num(
-	    a, critical ? "automation.critical_target_accuracy" : "automation.target_accuracy",
-	    critical ? 0.995 : 0.96);
 	double need = cfg_num(a,
 	                      critical ? "automation.readiness_required_critical"
 	                               : "automation.readiness_required",
 	                      critical ? 0.9 : 0.8);
 	size_t min_n = (size_t)cfg_num(a, "automation.min_decisions", 50);
-	t->threshold = 2.0;
-	if (n >= min_n && t->r.score >= need) {
-		/* The segment shows it is ready; how confident a decision must be
-		 * is read from the whole decision type's calibration, where there
-		 * is evidence enough for a tight bound. */
-		size_t nt;
-		struct csa_outcome *all = outcomes(a, type, NULL, window * 4, &nt);
-		if (all)
-			t->threshold = csa_threshold_for_accuracy(
-			    all, nt, target, cfg_num(a, "automation.z", 1.96), min_n);
-		free(all);
+	size_t m = n;
+	if (o && tt <= 1) {
+		m = 0;
+		for (size_t i = 0; i < n; i++) /* oldest first, as readiness wants */
+			if (o[i].confidence >= tt)
+				o[m++] = o[i];
 	}
+	csa_readiness(o, o ? m : 0, &t->r);
+	t->threshold = tt <= 1 && n >= min_n &&
+	                       m >= (size_t)cfg_num(a, "automation.segment_min_decisions", 30) &&
+	                       t->r.score >= need
+	                   ? tt
+	                   : 2.0;
+	t->type_threshold = tt;
 	t->reviewed_at = reviewed;
 	free(o);
 	return t;
@@ -1757,15 +1813,15 @@ static int type_vouches(struct csa_auto *a, const char *type, const char *seg, i
 	}
 	if (!pass)
 		return 0;
-	struct scope_metrics m;
-	scope_metrics(a, type, seg, phase, &m);
-	if (m.reviewed < 10)
+	/* judged, like readiness, on the decisions it would make autonomously */
+	const struct thr *t = threshold_of(a, type, seg, 0);
+	if (!t || t->r.n < 10)
 		return 0;
 	json_t *g = json_object_get(csa_config_get(&a->ws->cfg, "automation.gates"), names[phase]);
 	double need = csa_json_num(g, "accuracy", 0.8);
 	/* upper bound: 1 - lower bound of the error rate */
-	double upper = 1 - csa_wilson_lower((size_t)(m.reviewed - m.correct), (size_t)m.reviewed,
-	                                    cfg_num(a, "automation.z", 1.96));
+	double upper = 1 - csa_wilson_lower_p(1 - t->r.success_rate, (double)t->r.n,
+	                                      cfg_num(a, "automation.z", 1.96));
 	return upper >= need;
 }
 
