@@ -367,7 +367,7 @@ static double type_threshold(struct csa_auto *a, const char *type, int critical)
 		return t->threshold;
 	double target = cfg_num(
 	    a, critical ? "automation.critical_target_accuracy" : "automation.target_accuracy",
-	    critical ? 0.995 : 0.96);
+	    critical ? 0.995 : 0.97);
 	size_t n, window = (size_t)cfg_num(a, "automation.window", 500);
 	struct csa_outcome *all = outcomes(a, type, NULL, window * 4, &n);
 	t->threshold =

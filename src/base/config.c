@@ -61,7 +61,7 @@ static const char default_config[] =
     "  \"default\": [\"Could you tell us more about what you need?\"]}},"
     "\"automation\": {"
     "  \"decision_types\": [\"category\", \"priority\", \"strategy\", \"escalation\"],"
-    "  \"z\": 1.96, \"target_accuracy\": 0.96, \"critical_target_accuracy\": 0.995,"
+    "  \"z\": 1.96, \"target_accuracy\": 0.97, \"critical_target_accuracy\": 0.995,"
     "  \"min_decisions\": 50, \"segment_min_decisions\": 30, \"readiness_required\": 0.8, "
     "\"readiness_required_critical\": 0.9,"
     "  \"review_floor\": 0.05, \"review_half_life\": 200, \"review_uncertain_share\": 0.7,"

@@ -713,7 +713,9 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name, const struct 
 			emb = &e.c[i];
 	}
 	if (rc == CSA_OK) {
-		double target = o->target > 0 ? o->target : 0.96;
+		double target = o->target > 0 ? o->target
+		                              : csa_json_num(csa_config_get(&ws->cfg, "automation"),
+		                                             "target_accuracy", 0.97);
 		json_t *matrix = json_array(), *cascade = json_object();
 		double perf[MAX_CANDS], edge[MAX_CANDS], cost[MAX_CANDS],
 		    tacc[MAX_CANDS][CSA_DT_COUNT];

@@ -716,26 +716,36 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const c
 		return csa_error(err, CSA_ENOMEM, "out of memory learning from feedback");
 	}
 	pthread_rwlock_wrlock(&m->lock);
-	/* Plain SGD steps on this example until the label leads with a
-	 * calibrated probability above 0.6, at most 10: enough to correct the
-	 * decision, few enough not to forget the rest. With a hidden layer
-	 * only the rows of this text's features move, by steps that start
-	 * small and double: the units and output weights every text shares
-	 * stay as trained, and the rows of its common words carry the meaning
-	 * of many other texts, so a near miss gets a nudge and only a text
-	 * unlike the training data a large step (streaming Banking77's test
-	 * set through the trained model and teaching it every mistake: 90.2%
-	 * right with steps of 1, 91.2% with these, 92.7% without teaching). */
-	float lr = m->hidden ? 0.05f : 1.0f;
+	/*
+	 * One training step on the example (the step one more example in a
+	 * training pass would get), then, while the label does not lead with a
+	 * calibrated probability above 0.6, steps that double, at most 10 in
+	 * all, on the rows of features training never saw. Those rows carry
+	 * nothing else, so a text unlike the training data is corrected at
+	 * once; the rows of known words carry the meaning of many other texts,
+	 * so a mistake on a text like the training data (in practice two
+	 * intents customers word alike) gets the nudge only. Correcting those
+	 * in full cost Banking77's replay 2 points of accuracy in its last
+	 * 20% (90.9% against 92.7% with this rule) and 4 points of autonomy.
+	 */
+	unsigned char novel[512];
+	size_t nx = x.n < sizeof(novel) ? x.n : sizeof(novel);
+	for (size_t j = 0; j < nx; j++) {
+		const float *row = m->w + (size_t)x.idx[j] * width(m);
+		novel[j] = 1;
+		for (size_t c = 0; c < width(m) && novel[j]; c++)
+			novel[j] = row[c] == 0.0f;
+	}
+	float lr = (float)(m->hidden ? 0.05 : 0.1);
 	float h[MAX_HIDDEN], dh[MAX_HIDDEN];
-	for (int step = 0; step < 10; step++, lr *= m->hidden ? 2.0f : 1.0f) {
+	for (int step = 0; step < 10; step++, lr *= 2.0f) {
 		raw_scores_h(m, &x, s, h);
 		softmax(s, m->k, m->temperature, p);
 		size_t best = 0;
 		for (size_t c = 1; c < m->k; c++)
 			if (p[c] > p[best])
 				best = c;
-		if (best == (size_t)label && p[label] > 0.6)
+		if (step > 0 && best == (size_t)label && p[label] > 0.6)
 			break;
 		softmax(s, m->k, 1.0, p);
 		float *grad = s; /* the logits are no longer needed */
@@ -750,13 +760,19 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const c
 				dh[u] = d;
 			}
 			fgrad = dh;
-		} else {
+		} else if (step == 0) {
 			for (size_t c = 0; c < m->k; c++)
 				m->b[c] -= lr * 0.1f * grad[c];
 		}
+		size_t moved = 0;
 		for (size_t j = 0; j < x.n; j++)
-			update_row(m->w + (size_t)x.idx[j] * width(m), fgrad, x.val[j], lr, 0,
-			           width(m));
+			if (step == 0 || (j < nx && novel[j])) {
+				update_row(m->w + (size_t)x.idx[j] * width(m), fgrad, x.val[j], lr,
+				           0, width(m));
+				moved++;
+			}
+		if (!moved)
+			break;
 	}
 	m->revision++;
 	pthread_rwlock_unlock(&m->lock);
