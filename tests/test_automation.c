@@ -698,6 +698,27 @@ static void readiness_is_judged_on_what_a_segment_would_automate(void **state)
 	json_decref(ev);
 	assert_int_equal(segment_phase_now("category/CONFUSED"), 2);
 	assert_int_equal(segment_phase_now("category/CLEAR"), 2);
+
+	/* demoted for poor quality, it waits for fresh evidence of its own */
+	close_fx();
+	set_segment("category/CONFUSED", 1);
+	snprintf(path, sizeof(path), "%s/automation/state.json", fx.dir);
+	json_t *st2 = json_load_file(path, 0, NULL);
+	assert_non_null(st2);
+	json_object_set_new(st2, "evidence_since", json_pack("{s:i}", "category/CONFUSED", 5000));
+	assert_int_equal(json_dump_file(st2, path, 0), 0);
+	json_decref(st2);
+	assert_int_equal(open_fx(), 0);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/CONFUSED"), 1);
+	created_base = 10000;
+	add_decisions("category", "CONFUSED", 1, 10, 10, 0, 60000, 0);
+	created_base = 0;
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	assert_true(has_event(ev, "decision type's gate passed"));
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/CONFUSED"), 2);
 }
 
 /* PHASE_4 anomaly detection: a segment whose recent decisions are much

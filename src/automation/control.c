@@ -1813,7 +1813,16 @@ static int type_vouches(struct csa_auto *a, const char *type, const char *seg, i
 	}
 	if (!pass)
 		return 0;
-	/* judged, like readiness, on the decisions it would make autonomously */
+	/* after a demotion, some fresh evidence of its own (scope_metrics
+	 * counts only what came after it) ... */
+	if (evidence_since(a, type, seg) > 0) {
+		struct scope_metrics m;
+		scope_metrics(a, type, seg, phase, &m);
+		if (m.reviewed < 10)
+			return 0;
+	}
+	/* ... and, judged like readiness on the decisions it would make
+	 * autonomously, not worse than the gate asks */
 	const struct thr *t = threshold_of(a, type, seg, 0);
 	if (!t || t->r.n < 10)
 		return 0;
