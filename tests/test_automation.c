@@ -676,7 +676,8 @@ static void readiness_is_judged_on_what_a_segment_would_automate(void **state)
 	assert_non_null(c);
 	assert_non_null(o);
 	/* judged on its 120 sure decisions, not its 60% average */
-	assert_int_equal(csa_json_int(c, "reviewed", 0), 120);
+	assert_int_equal(csa_json_int(c, "reviewed", 0), 200);
+	assert_int_equal(csa_json_int(c, "readiness_reviewed", 0), 120);
 	assert_true(csa_json_num(c, "readiness", 0) > 0.95);
 	assert_true(fabs(csa_json_num(c, "autonomy_threshold", 0) - 0.97) < 1e-9);
 	assert_true(csa_json_num(o, "readiness", 1) < 0.8);

@@ -27,9 +27,10 @@
 struct thr {
 	char key[200]; /* type/segment/critical */
 	double threshold;
-	double type_threshold; /* the type's threshold it was computed for */
-	struct csa_readiness r;
-	int64_t reviewed_at; /* reviewed count when computed; -1 never */
+	double type_threshold;  /* the type's threshold it was computed for */
+	struct csa_readiness r; /* over the slice it would automate */
+	size_t reviewed;        /* the segment's reviewed decisions in the window */
+	int64_t reviewed_at;    /* reviewed count when computed; -1 never */
 };
 
 /* Statements run for every decision, prepared once (see kept()). */
@@ -429,6 +430,7 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 	                   ? tt
 	                   : 2.0;
 	t->type_threshold = tt;
+	t->reviewed = n;
 	t->reviewed_at = reviewed;
 	free(o);
 	return t;
@@ -1327,14 +1329,14 @@ static json_t *segments_json(struct csa_auto *a)
 		const struct thr *t = threshold_of(a, type, seg, 0);
 		json_array_append_new(
 		    segs,
-		    json_pack("{s:s, s:s, s:i, s:o, s:f, s:I, s:f, s:f, s:f}", "decision_type",
-		              type, "segment", seg, "phase", ph, "autonomy_threshold",
-		              t && t->threshold <= 1 ? json_real(t->threshold) : json_null(),
-		              "readiness", t ? t->r.score : 0.0, "reviewed",
-		              (json_int_t)(t ? t->r.n : 0), "success_rate",
-		              t ? t->r.success_rate : 0.0, "consistency",
-		              t ? t->r.consistency : 0.0, "confidence_accuracy",
-		              t ? t->r.confidence_accuracy : 0.0));
+		    json_pack(
+		        "{s:s, s:s, s:i, s:o, s:f, s:I, s:I, s:f, s:f, s:f}", "decision_type", type,
+		        "segment", seg, "phase", ph, "autonomy_threshold",
+		        t && t->threshold <= 1 ? json_real(t->threshold) : json_null(), "readiness",
+		        t ? t->r.score : 0.0, "reviewed", (json_int_t)(t ? t->reviewed : 0),
+		        "readiness_reviewed", (json_int_t)(t ? t->r.n : 0), "success_rate",
+		        t ? t->r.success_rate : 0.0, "consistency", t ? t->r.consistency : 0.0,
+		        "confidence_accuracy", t ? t->r.confidence_accuracy : 0.0));
 	}
 	sqlite3_finalize(st);
 	return segs;
