@@ -30,7 +30,8 @@ struct thr {
 	double type_threshold;  /* the type's threshold it was computed for */
 	struct csa_readiness r; /* over the slice it would automate */
 	size_t reviewed;        /* the segment's reviewed decisions in the window */
-	int64_t reviewed_at;    /* reviewed count when computed; -1 never */
+	int computed, had_reviews;
+	int64_t newest_ms; /* the newest review it was computed with */
 };
 
 /* Statements run for every decision, prepared once (see kept()). */
@@ -313,22 +314,6 @@ static sqlite3_stmt *kept(struct csa_auto *a, int k, const char *sql)
 	return a->kept[k];
 }
 
-static int64_t count_kept(struct csa_auto *a, int k, const char *sql, const char *p1,
-                          const char *p2)
-{
-	sqlite3_stmt *st = kept(a, k, sql);
-	int64_t v = 0;
-	if (!st)
-		return 0;
-	sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
-	if (p2)
-		sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return v;
-}
-
 /* The cache slot of key, made empty on first use (NULL when out of memory). */
 static struct thr *thr_slot(struct csa_auto *a, const char *key)
 {
@@ -345,9 +330,43 @@ static struct thr *thr_slot(struct csa_auto *a, const char *key)
 	}
 	struct thr *t = &a->thr[a->nthr++];
 	memset(t, 0, sizeof(*t));
-	t->reviewed_at = -1;
 	snprintf(t->key, sizeof(t->key), "%s", key);
 	return t;
+}
+
+/*
+ * Whether the cached t is out of date: 20 reviews of its scope (type, and
+ * segment unless NULL) came in since it was computed, or the first one.
+ * Counted in the database, so reviews another process records count too,
+ * over a range of a reviews index: only the reviews after t's newest are
+ * read, however long the history. Leaves in *newest the newest review's
+ * time. Caller holds a->mu.
+ */
+static int thr_stale(struct csa_auto *a, const struct thr *t, const char *type, const char *segment,
+                     int64_t *newest)
+{
+	sqlite3_stmt *st =
+	    segment ? kept(a, KEPT_REVIEWED,
+	                   "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
+	                   "NULL AND type = ?1 AND segment = ?2 AND reviewed_ms > ?3")
+	            : kept(a, KEPT_REVIEWED_TYPE,
+	                   "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
+	                   "NULL AND type = ?1 AND reviewed_ms > ?3");
+	int64_t fresh = 0;
+	*newest = t->newest_ms;
+	if (st) {
+		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+		if (segment)
+			sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, t->computed ? t->newest_ms : INT64_MIN);
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			fresh = sqlite3_column_int64(st, 0);
+			if (fresh > 0)
+				*newest = sqlite3_column_int64(st, 1);
+		}
+		sqlite3_reset(st);
+	}
+	return !t->computed || fresh >= 20 || (fresh > 0 && !t->had_reviews);
 }
 
 /* How confident a decision of the type must be for the decisions above it
@@ -358,13 +377,11 @@ static double type_threshold(struct csa_auto *a, const char *type, int critical)
 {
 	char key[200];
 	snprintf(key, sizeof(key), "%s/*/%d", type, critical);
-	int64_t reviewed = count_kept(
-	    a, KEPT_REVIEWED_TYPE,
-	    "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND type = ?1", type, NULL);
 	struct thr *t = thr_slot(a, key);
+	int64_t newest;
 	if (!t)
 		return 2.0;
-	if (t->reviewed_at >= 0 && reviewed - t->reviewed_at < 20)
+	if (!thr_stale(a, t, type, NULL, &newest))
 		return t->threshold;
 	double target = cfg_num(
 	    a, critical ? "automation.critical_target_accuracy" : "automation.target_accuracy",
@@ -375,8 +392,10 @@ static double type_threshold(struct csa_auto *a, const char *type, int critical)
 	    all ? csa_threshold_for_accuracy(all, n, target, cfg_num(a, "automation.z", 1.96),
 	                                     (size_t)cfg_num(a, "automation.min_decisions", 50))
 	        : 2.0;
+	t->computed = 1;
+	t->had_reviews = n > 0;
+	t->newest_ms = newest;
 	free(all);
-	t->reviewed_at = reviewed;
 	return t->threshold;
 }
 
@@ -397,16 +416,12 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 {
 	char key[200];
 	snprintf(key, sizeof(key), "%s/%s/%d", type, segment, critical);
-	int64_t reviewed = count_kept(a, KEPT_REVIEWED,
-	                              "SELECT count(*) FROM decisions WHERE final IS NOT NULL AND "
-	                              "type = ?1 AND segment = ?2",
-	                              type, segment);
 	double tt = type_threshold(a, type, critical);
 	struct thr *t = thr_slot(a, key);
+	int64_t newest;
 	if (!t)
 		return NULL;
-	if (t->reviewed_at >= 0 && reviewed - t->reviewed_at < 20 &&
-	    !(reviewed > 0 && t->reviewed_at == 0) && t->type_threshold == tt)
+	if (!thr_stale(a, t, type, segment, &newest) && t->type_threshold == tt)
 		return t;
 	size_t n;
 	size_t window = (size_t)cfg_num(a, "automation.window", 500);
@@ -431,7 +446,9 @@ static const struct thr *threshold_of(struct csa_auto *a, const char *type, cons
 	                   : 2.0;
 	t->type_threshold = tt;
 	t->reviewed = n;
-	t->reviewed_at = reviewed;
+	t->computed = 1;
+	t->had_reviews = n > 0;
+	t->newest_ms = newest;
 	free(o);
 	return t;
 }
@@ -604,15 +621,25 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	const char *review = "decide";
 	double review_p = 1;
 	if (autonomous) {
-		int64_t reviewed_auto = count_kept(
-		    a, KEPT_REVIEWED_AUTO,
-		    "SELECT count(*) FROM decisions WHERE autonomous = 1 AND final IS NOT NULL "
-		    "AND type = ?1 AND segment = ?2",
-		    type, segment);
+		/* counted up to 20 half-lives, past which the sampling rate is at
+		 * its floor: the cost stays bounded as the history grows */
+		double half_life = cfg_num(a, "automation.review_half_life", 200);
+		int64_t reviewed_auto = 0;
+		sqlite3_stmt *st = kept(a, KEPT_REVIEWED_AUTO,
+		                        "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
+		                        "autonomous = 1 AND final IS "
+		                        "NOT NULL AND type = ?1 AND segment = ?2 LIMIT ?3)");
+		if (st) {
+			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 3, (sqlite3_int64)(20 * fmax(half_life, 1)) + 1);
+			if (sqlite3_step(st) == SQLITE_ROW)
+				reviewed_auto = sqlite3_column_int64(st, 0);
+			sqlite3_reset(st);
+		}
 		review_p = csa_review_probability(
-		    (size_t)reviewed_auto, cfg_num(a, "automation.review_floor", 0.05),
-		    cfg_num(a, "automation.review_half_life", 200), d->confidence, 0.95,
-		    cfg_num(a, "automation.review_uncertain_share", 0.7));
+		    (size_t)reviewed_auto, cfg_num(a, "automation.review_floor", 0.05), half_life,
+		    d->confidence, 0.95, cfg_num(a, "automation.review_uncertain_share", 0.7));
 		/* deterministic per decision: replays repeat exactly */
 		double u = (double)(hash64(d->decision_id) >> 11) / 9007199254740992.0;
 		review = u < review_p ? "audit" : "none";
