@@ -728,7 +728,7 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const c
 	 * in full cost Banking77's replay 2 points of accuracy in its last
 	 * 20% (90.9% against 92.7% with this rule) and 4 points of autonomy.
 	 */
-	unsigned char novel[512];
+	unsigned char novel[512]; /* of the first 512 features; the rest take one step */
 	size_t nx = x.n < sizeof(novel) ? x.n : sizeof(novel);
 	for (size_t j = 0; j < nx; j++) {
 		const float *row = m->w + (size_t)x.idx[j] * width(m);
