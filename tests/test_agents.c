@@ -559,6 +559,133 @@ static void history_reindexes_changed_entries(void **state)
 	csa_history_free(h);
 }
 
+/* The customer totals and newest tickets are kept up to date on every put
+ * rather than counted on every question: after any sequence of puts they
+ * must say what counting the entries says. */
+struct ref_entry {
+	struct csa_hist_entry e;
+	int used;
+};
+
+static int dcmp_test(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void check_customer(struct csa_history *h, const struct ref_entry *ref, int nref,
+                           const char *company, const char *client, const char *exclude)
+{
+	const char *key = company ? company : client;
+	size_t n = 0, open = 0, esc = 0, ncsat = 0;
+	double csat = 0;
+	int recent[5], nrecent = 0;
+	for (int r = 0; r < nref; r++) {
+		const struct csa_hist_entry *e = &ref[r].e;
+		if (!ref[r].used || strcmp(company ? e->company : e->client, key) ||
+		    (exclude && strcmp(e->id, exclude) == 0))
+			continue;
+		n++;
+		open += !e->resolved;
+		esc += e->escalation[0] && strcmp(e->escalation, "NONE") != 0;
+		if (e->csat >= 1) {
+			csat += e->csat;
+			ncsat++;
+		}
+		/* newest first; on a tie, the one put first */
+		int k = nrecent < 5 ? nrecent : 5;
+		while (k > 0 && e->created_ms > ref[recent[k - 1]].e.created_ms)
+			k--;
+		if (k < 5) {
+			int keep = nrecent < 5 ? nrecent : 4;
+			memmove(&recent[k + 1], &recent[k], (size_t)(keep - k) * sizeof(int));
+			recent[k] = r;
+			nrecent = keep + 1;
+		}
+	}
+	json_t *c = csa_history_customer(h, company, client, exclude);
+	assert_int_equal(csa_json_int(c, "tickets", -1), n);
+	assert_int_equal(csa_json_int(c, "open", -1), open);
+	assert_int_equal(csa_json_int(c, "escalated", -1), esc);
+	json_t *avg = json_object_get(c, "avg_csat");
+	if (ncsat)
+		assert_true(fabs(json_number_value(avg) - csat / (double)ncsat) < 1e-9);
+	else
+		assert_true(json_is_null(avg));
+	json_t *ids = json_object_get(c, "recent");
+	assert_int_equal(json_array_size(ids), nrecent);
+	for (int k = 0; k < nrecent; k++)
+		assert_string_equal(json_string_value(json_array_get(ids, k)), ref[recent[k]].e.id);
+	json_decref(c);
+}
+
+static void history_totals_match_a_count(void **state)
+{
+	(void)state;
+	static const char *const companies[] = {"", "Acme", "Globex", "Initech"};
+	static const char *const clients[] = {"", "Ann", "Bob"};
+	static const char *const escalations[] = {"", "NONE", "TECHNICAL", "BILLING"};
+	static const char *const priorities[] = {"LOW", "HIGH"};
+	enum { IDS = 60 };
+	struct ref_entry ref[IDS] = {0};
+	struct csa_history *h;
+	assert_int_equal(csa_history_new(&h), 0);
+	unsigned seed = 7;
+	int order[IDS], nput = 0; /* ids in the order first put: the index's order */
+	for (int step = 0; step < 3000; step++) {
+		int r = rand_r(&seed) % IDS;
+		struct csa_hist_entry *e = &ref[r].e;
+		snprintf(e->id, sizeof(e->id), "H%02d", r);
+		snprintf(e->company, sizeof(e->company), "%s", companies[rand_r(&seed) % 4]);
+		snprintf(e->client, sizeof(e->client), "%s", clients[rand_r(&seed) % 3]);
+		snprintf(e->category, sizeof(e->category), "%s",
+		         rand_r(&seed) % 2 ? "BUG_REPORT" : "BILLING_INQUIRY");
+		snprintf(e->priority, sizeof(e->priority), "%s", priorities[rand_r(&seed) % 2]);
+		snprintf(e->escalation, sizeof(e->escalation), "%s",
+		         escalations[rand_r(&seed) % 4]);
+		e->resolved = rand_r(&seed) % 2;
+		e->resolution_hours = e->resolved ? (double)(rand_r(&seed) % 100) : -1;
+		e->csat = rand_r(&seed) % 3 ? 1 + (double)(rand_r(&seed) % 41) / 10 : -1;
+		/* mostly kept, sometimes moved, often tied */
+		if (!ref[r].used || rand_r(&seed) % 4 == 0)
+			e->created_ms = rand_r(&seed) % 40;
+		if (!ref[r].used)
+			order[nput++] = r;
+		ref[r].used = 1;
+		assert_int_equal(csa_history_put(h, e), 0);
+		if (step % 25)
+			continue;
+		/* the reference in the index's order, so ties break alike */
+		struct ref_entry byidx[IDS];
+		for (int k = 0; k < nput; k++)
+			byidx[k] = ref[order[k]];
+		const char *exclude = ref[rand_r(&seed) % IDS].e.id;
+		for (int k = 1; k < 4; k++) {
+			check_customer(h, byidx, nput, companies[k], NULL, NULL);
+			check_customer(h, byidx, nput, companies[k], NULL,
+			               exclude[0] ? exclude : NULL);
+		}
+		for (int k = 1; k < 3; k++)
+			check_customer(h, byidx, nput, NULL, clients[k],
+			               exclude[0] ? exclude : NULL);
+		/* the resolution estimate: median over the category and priority */
+		double hours[IDS];
+		size_t nh = 0, n = 0;
+		for (int k = 0; k < nput; k++)
+			if (byidx[k].e.resolved && strcmp(byidx[k].e.category, "BUG_REPORT") == 0 &&
+			    strcmp(byidx[k].e.priority, "HIGH") == 0)
+				hours[nh++] = byidx[k].e.resolution_hours;
+		double eta = csa_history_eta_hours(h, "BUG_REPORT", "HIGH", &n);
+		if (nh) {
+			qsort(hours, nh, sizeof(hours[0]), dcmp_test);
+			assert_int_equal(n, nh);
+			assert_true(eta == (nh % 2 ? hours[nh / 2]
+			                           : (hours[nh / 2 - 1] + hours[nh / 2]) / 2));
+		}
+	}
+	csa_history_free(h);
+}
+
 static void age_files(struct csa_ws *w, const char *id)
 {
 	for (int k = 0; k < 3; k++) {
@@ -757,6 +884,7 @@ int main(void)
 {
 	const struct CMUnitTest unit[] = {
 	    cmocka_unit_test(history_reindexes_changed_entries),
+	    cmocka_unit_test(history_totals_match_a_count),
 	    cmocka_unit_test(history_file_is_reused_only_where_right),
 	    cmocka_unit_test(import_refreshes_the_history_index),
 	    cmocka_unit_test(decision_models_choose_their_form),

@@ -15,11 +15,28 @@ struct ivec {
 	size_t n, cap;
 };
 
-/* String key -> ivec, open addressing (customer or category -> entries), so
- * a lookup reads one customer's or one category's entries, not them all. */
+/* How many of a customer's newest entries a group keeps at hand: the five
+ * csa_history_customer shows, and one more for the ticket it excludes. */
+enum { NEWEST = 6 };
+
+/* The entries of one key, in insertion order. For a customer also the
+ * totals csa_history_customer answers with and its newest entries, kept
+ * current on every put, so that a question costs the same for a customer
+ * with 10 tickets and one with 100,000. */
+struct group {
+	struct ivec l;
+	size_t open, escalated, ncsat;
+	int64_t csat_milli;    /* sum of CSAT in thousandths: no drift as entries come and go */
+	size_t newest[NEWEST]; /* entry indexes, newest first */
+	int nnewest;
+	int newest_stale; /* one of them left the group: rebuilt from l when next read */
+};
+
+/* String key -> group, open addressing (customer or category -> entries),
+ * so a lookup reads one customer's or one category's entries, not them all. */
 struct kmap {
 	char **keys;
-	struct ivec *vals;
+	struct group *vals;
 	size_t nslots, n;
 };
 
@@ -46,7 +63,8 @@ struct csa_history {
 	size_t *slots;
 	size_t nslots;
 	struct kmap by_company, by_client, resolved_by_category;
-	struct ivec resolved; /* every resolved entry */
+	struct kmap resolved_by_category_priority; /* key: category US priority */
+	struct ivec resolved;                      /* every resolved entry */
 };
 
 static uint64_t hash(const char *s)
@@ -82,7 +100,7 @@ static int kmap_grow(struct kmap *m)
 {
 	size_t ns = m->nslots ? m->nslots * 2 : 256;
 	char **keys = calloc(ns, sizeof(*keys));
-	struct ivec *vals = calloc(ns, sizeof(*vals));
+	struct group *vals = calloc(ns, sizeof(*vals));
 	if (!keys || !vals) {
 		free(keys);
 		free(vals);
@@ -105,9 +123,9 @@ static int kmap_grow(struct kmap *m)
 	return CSA_OK;
 }
 
-/* The list of a key; created when 'create' (NULL when absent or out of
- * memory). Empty keys have no list. */
-static struct ivec *kmap_get(struct kmap *m, const char *key, int create)
+/* The group of a key; created when 'create' (NULL when absent or out of
+ * memory). Empty keys have no group. */
+static struct group *kmap_get(struct kmap *m, const char *key, int create)
 {
 	if (!key || !*key)
 		return NULL;
@@ -132,15 +150,15 @@ static const char *intern(struct kmap *pool, const char *s)
 {
 	if (!*s)
 		return "";
-	struct ivec *v = kmap_get(pool, s, 1);
-	return v ? pool->keys[v - pool->vals] : NULL;
+	struct group *g = kmap_get(pool, s, 1);
+	return g ? pool->keys[g - pool->vals] : NULL;
 }
 
 static void kmap_free(struct kmap *m)
 {
 	for (size_t i = 0; i < m->nslots; i++) {
 		free(m->keys[i]);
-		free(m->vals[i].v);
+		free(m->vals[i].l.v);
 	}
 	free(m->keys);
 	free(m->vals);
@@ -164,6 +182,7 @@ void csa_history_free(struct csa_history *h)
 	kmap_free(&h->by_company);
 	kmap_free(&h->by_client);
 	kmap_free(&h->resolved_by_category);
+	kmap_free(&h->resolved_by_category_priority);
 	kmap_free(&h->pool);
 	free(h->resolved.v);
 	for (size_t i = 0; i < h->n; i++)
@@ -210,31 +229,111 @@ static size_t find(const struct csa_history *h, const char *id)
 	return SIZE_MAX;
 }
 
-/* Move entry i from the lists of 'old' (NULL: a new entry) to those of 'e'. */
+/* Entry i before entry j among a customer's newest: later created, then
+ * the one indexed first. */
+static int newer(const struct csa_history *h, size_t i, size_t j)
+{
+	int64_t a = h->v[i].created_ms, b = h->v[j].created_ms;
+	return a != b ? a > b : i < j;
+}
+
+static void newest_offer(const struct csa_history *h, struct group *g, size_t i)
+{
+	if (g->newest_stale)
+		return;
+	int k = g->nnewest;
+	while (k > 0 && newer(h, i, g->newest[k - 1]))
+		k--;
+	if (k == NEWEST)
+		return;
+	int keep = g->nnewest < NEWEST ? g->nnewest : NEWEST - 1;
+	memmove(&g->newest[k + 1], &g->newest[k], (size_t)(keep - k) * sizeof(g->newest[0]));
+	g->newest[k] = i;
+	g->nnewest = keep + 1;
+}
+
+static void newest_rebuild(const struct csa_history *h, struct group *g)
+{
+	g->nnewest = 0;
+	g->newest_stale = 0;
+	for (size_t j = 0; j < g->l.n; j++)
+		newest_offer(h, g, g->l.v[j]);
+}
+
+static void newest_drop(struct group *g, size_t i)
+{
+	for (int k = 0; k < g->nnewest; k++)
+		g->newest_stale |= g->newest[k] == i;
+}
+
+/* Add (sign 1) or take away (-1) an entry's share of a customer's totals. */
+static void group_count(struct group *g, const struct rec *r, int sign)
+{
+	g->open += (size_t)(sign * !r->resolved);
+	g->escalated += (size_t)(sign * (r->escalation[0] && strcmp(r->escalation, "NONE") != 0));
+	if (r->csat >= 1) {
+		g->ncsat += (size_t)sign;
+		g->csat_milli += sign * llround(r->csat * 1000);
+	}
+}
+
+/* Move entry i from its customer group under 'old' (pooled key; NULL rec:
+ * a new entry) to the one under 'now', keeping the totals current. */
+static int move_customer(struct csa_history *h, struct kmap *m, size_t i, const struct rec *old,
+                         const char *old_key, const struct rec *e, const char *key)
+{
+	struct group *g = old ? kmap_get(m, old_key, 0) : NULL;
+	int same = g && old_key == key;
+	if (g) {
+		group_count(g, old, -1);
+		if (!same)
+			ivec_remove(&g->l, i);
+		if (!same || old->created_ms != e->created_ms)
+			newest_drop(g, i);
+	}
+	if (!key[0])
+		return CSA_OK;
+	if (!same && (!(g = kmap_get(m, key, 1)) || ivec_push(&g->l, i)))
+		return CSA_ENOMEM;
+	group_count(g, e, 1);
+	if (!same || old->created_ms != e->created_ms)
+		newest_offer(h, g, i);
+	return CSA_OK;
+}
+
+/* The key of resolved_by_category_priority. */
+static void cat_pri_key(char *out, size_t n, const char *category, const char *priority)
+{
+	snprintf(out, n, "%s\x1f%s", category, priority);
+}
+
+/* Move entry i from the lists of 'old' (NULL: a new entry) to those of 'e';
+ * h->v[i] already holds e. */
 static int reindex(struct csa_history *h, size_t i, const struct rec *old, const struct rec *e)
 {
 	int rc = CSA_OK;
-	if (!old || strcmp(old->company, e->company)) {
-		if (old)
-			ivec_remove(kmap_get(&h->by_company, old->company, 0), i);
-		struct ivec *l = kmap_get(&h->by_company, e->company, 1);
-		if (e->company[0] && (!l || ivec_push(l, i)))
-			rc = CSA_ENOMEM;
-	}
-	if (!old || strcmp(old->client, e->client)) {
-		if (old)
-			ivec_remove(kmap_get(&h->by_client, old->client, 0), i);
-		struct ivec *l = kmap_get(&h->by_client, e->client, 1);
-		if (e->client[0] && (!l || ivec_push(l, i)))
-			rc = CSA_ENOMEM;
-	}
-	if (!old || old->resolved != e->resolved || strcmp(old->category, e->category)) {
-		if (old && old->resolved)
-			ivec_remove(kmap_get(&h->resolved_by_category, old->category, 0), i);
-		struct ivec *l =
-		    e->resolved ? kmap_get(&h->resolved_by_category, e->category, 1) : NULL;
-		if (e->resolved && e->category[0] && (!l || ivec_push(l, i)))
-			rc = CSA_ENOMEM;
+	if (move_customer(h, &h->by_company, i, old, old ? old->company : NULL, e, e->company) ||
+	    move_customer(h, &h->by_client, i, old, old ? old->client : NULL, e, e->client))
+		rc = CSA_ENOMEM;
+	if (!old || old->resolved != e->resolved || strcmp(old->category, e->category) ||
+	    strcmp(old->priority, e->priority)) {
+		char key[160]; /* category (< 128) US priority (< 12) */
+		if (old && old->resolved) {
+			struct group *g = kmap_get(&h->resolved_by_category, old->category, 0);
+			ivec_remove(g ? &g->l : NULL, i);
+			cat_pri_key(key, sizeof(key), old->category, old->priority);
+			g = kmap_get(&h->resolved_by_category_priority, key, 0);
+			ivec_remove(g ? &g->l : NULL, i);
+		}
+		if (e->resolved && e->category[0]) {
+			struct group *g = kmap_get(&h->resolved_by_category, e->category, 1);
+			if (!g || ivec_push(&g->l, i))
+				rc = CSA_ENOMEM;
+			cat_pri_key(key, sizeof(key), e->category, e->priority);
+			g = kmap_get(&h->resolved_by_category_priority, key, 1);
+			if (!g || ivec_push(&g->l, i))
+				rc = CSA_ENOMEM;
+		}
 	}
 	if (!old || old->resolved != e->resolved) {
 		if (old && old->resolved)
@@ -373,38 +472,26 @@ json_t *csa_history_customer(struct csa_history *h, const char *company, const c
 {
 	const char *key = company && *company ? company : client;
 	int by_company = company && *company;
-	size_t n = 0, open = 0, esc = 0, ncsat = 0;
-	double csat = 0;
-	const struct rec *recent[5] = {0};
 	pthread_mutex_lock(&h->mu);
-	const struct ivec *l = kmap_get(by_company ? &h->by_company : &h->by_client, key, 0);
-	for (size_t j = 0; l && j < l->n; j++) {
-		const struct rec *e = &h->v[l->v[j]];
-		if (exclude_id && strcmp(e->id, exclude_id) == 0)
-			continue;
-		n++;
-		open += !e->resolved;
-		esc += e->escalation[0] && strcmp(e->escalation, "NONE") != 0;
-		if (e->csat >= 1) {
-			csat += e->csat;
-			ncsat++;
-		}
-		/* keep the 5 newest */
-		for (int k = 0; k < 5; k++)
-			if (!recent[k] || e->created_ms > recent[k]->created_ms) {
-				memmove(&recent[k + 1], &recent[k],
-				        (size_t)(4 - k) * sizeof(recent[0]));
-				recent[k] = e;
-				break;
-			}
+	struct group *g = kmap_get(by_company ? &h->by_company : &h->by_client, key, 0);
+	struct group none = {0}, sum = g ? *g : none;
+	size_t x = exclude_id ? find(h, exclude_id) : SIZE_MAX;
+	if (g && x != SIZE_MAX && strcmp(by_company ? h->v[x].company : h->v[x].client, key) == 0) {
+		sum.l.n--;
+		group_count(&sum, &h->v[x], -1);
 	}
+	if (g && g->newest_stale)
+		newest_rebuild(h, g);
 	json_t *ids = json_array();
-	for (int k = 0; k < 5 && recent[k]; k++)
-		json_array_append_new(ids, json_string(recent[k]->id));
+	for (int k = 0; g && k < g->nnewest && json_array_size(ids) < 5; k++)
+		if (g->newest[k] != x)
+			json_array_append_new(ids, json_string(h->v[g->newest[k]].id));
 	pthread_mutex_unlock(&h->mu);
-	return json_pack("{s:I, s:I, s:I, s:o, s:o}", "tickets", (json_int_t)n, "open",
-	                 (json_int_t)open, "escalated", (json_int_t)esc, "avg_csat",
-	                 ncsat ? json_real(csat / (double)ncsat) : json_null(), "recent", ids);
+	return json_pack("{s:I, s:I, s:I, s:o, s:o}", "tickets", (json_int_t)sum.l.n, "open",
+	                 (json_int_t)sum.open, "escalated", (json_int_t)sum.escalated, "avg_csat",
+	                 sum.ncsat ? json_real((double)sum.csat_milli / 1000.0 / (double)sum.ncsat)
+	                           : json_null(),
+	                 "recent", ids);
 }
 
 json_t *csa_history_similar(struct csa_history *h, const char *category, const char *exclude_id,
@@ -415,9 +502,9 @@ json_t *csa_history_similar(struct csa_history *h, const char *category, const c
 		return out;
 	pthread_mutex_lock(&h->mu);
 	/* lists are in scan/arrival order; walk back for the newest */
-	const struct ivec *l = kmap_get(&h->resolved_by_category, category, 0);
-	for (size_t j = l ? l->n : 0; j-- > 0 && json_array_size(out) < k;) {
-		const struct rec *e = &h->v[l->v[j]];
+	const struct group *g = kmap_get(&h->resolved_by_category, category, 0);
+	for (size_t j = g ? g->l.n : 0; j-- > 0 && json_array_size(out) < k;) {
+		const struct rec *e = &h->v[g->l.v[j]];
 		if (!exclude_id || strcmp(e->id, exclude_id) != 0)
 			json_array_append_new(out, json_string(e->id));
 	}
@@ -440,17 +527,20 @@ double csa_history_eta_hours(struct csa_history *h, const char *category, const 
 	double med = -1;
 	if (!s)
 		return -1;
+	char key[160];
+	cat_pri_key(key, sizeof(key), category ? category : "", priority ? priority : "");
 	pthread_mutex_lock(&h->mu);
 	for (int level = 0; level < 3 && n == 0; level++) {
-		const struct ivec *l =
-		    level < 2 ? kmap_get(&h->resolved_by_category, category, 0) : &h->resolved;
+		const struct group *g =
+		    level == 0
+		        ? (priority ? kmap_get(&h->resolved_by_category_priority, key, 0) : NULL)
+		    : level == 1 ? kmap_get(&h->resolved_by_category, category, 0)
+		                 : NULL;
+		const struct ivec *l = level < 2 ? (g ? &g->l : NULL) : &h->resolved;
 		for (size_t j = l ? l->n : 0; j-- > 0 && n < CAP;) {
 			const struct rec *e = &h->v[l->v[j]];
-			if (e->resolution_hours < 0)
-				continue;
-			if (level < 1 && (!priority || strcmp(e->priority, priority) != 0))
-				continue;
-			s[n++] = e->resolution_hours;
+			if (e->resolution_hours >= 0)
+				s[n++] = e->resolution_hours;
 		}
 	}
 	pthread_mutex_unlock(&h->mu);
