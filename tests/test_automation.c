@@ -162,6 +162,58 @@ static void ledger_flushes_off_the_appending_thread(void **state)
 	free(dir);
 }
 
+/* A pipeline run's decisions go in as one append: chained in order, with
+ * consecutive numbers, whole or not at all. */
+static void ledger_appends_a_batch_whole(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("ledger-batch");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
+	struct csa_ledger *l;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ledger_open(path, &l, &err), 0);
+	json_t *p[3];
+	struct csa_ledger_rec recs[3];
+	for (int i = 0; i < 3; i++) {
+		p[i] = json_pack("{s:i}", "n", i);
+		recs[i] = (struct csa_ledger_rec){"decision", "T1", p[i]};
+	}
+	int64_t seq = 0;
+	assert_int_equal(csa_ledger_append(l, "review", "T0", p[0], &seq, &err), 0);
+	assert_int_equal(seq, 1);
+	assert_int_equal(csa_ledger_append_many(l, recs, 3, &seq, &err), 0);
+	assert_int_equal(seq, 2);
+	char *before = read_file(path);
+	assert_non_null(before);
+	csa_fault_arm(CSA_FS_WRITE, 1, ENOSPC);
+	assert_int_not_equal(csa_ledger_append_many(l, recs, 3, &seq, &err), 0);
+	csa_fault_disarm();
+	assert_non_null(strstr(err.msg, "cannot append to ledger"));
+	char *after = read_file(path);
+	assert_string_equal(before, after); /* nothing of the failed batch */
+	assert_int_equal(csa_ledger_append_many(l, recs, 2, &seq, &err), 0);
+	assert_int_equal(seq, 5);
+	csa_ledger_close(l);
+	int64_t bad;
+	assert_true(verify_ok(path, &bad));
+	json_t *trail;
+	assert_int_equal(csa_ledger_trail(path, "T1", &trail, &err), 0);
+	assert_int_equal(json_array_size(trail), 5);
+	for (size_t i = 0; i < 5; i++) {
+		json_t *r = json_array_get(trail, i);
+		assert_int_equal(csa_json_int(r, "seq", 0), (json_int_t)i + 2);
+		assert_int_equal(csa_json_int(json_object_get(r, "payload"), "n", -1), i % 3);
+	}
+	json_decref(trail);
+	for (int i = 0; i < 3; i++)
+		json_decref(p[i]);
+	free(before);
+	free(after);
+	t_rmrf(dir);
+	free(dir);
+}
+
 static void ledger_detects_tampering(void **state)
 {
 	(void)state;
@@ -1061,6 +1113,7 @@ int main(void)
 	const struct CMUnitTest unit[] = {
 	    cmocka_unit_test(statistics),
 	    cmocka_unit_test(ledger_detects_tampering),
+	    cmocka_unit_test(ledger_appends_a_batch_whole),
 	    cmocka_unit_test(ledger_flushes_off_the_appending_thread),
 	    cmocka_unit_test(replay_phase_journey),
 	};

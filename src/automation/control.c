@@ -465,34 +465,37 @@ static uint64_t hash64(const char *s)
 }
 
 /*
- * A run's decision rows wait here, on the thread that runs it, until the
- * run's last decision (decisions_done), then go into automation.db in one
- * transaction: one WAL commit per ticket instead of one per decision, and
- * still before the ticket itself is committed, so a ticket is never
- * committed without its review tasks.
+ * A run's decision rows and audit records wait here, on the thread that
+ * runs it, until the run's last decision (decisions_done), then go into
+ * the ledger in one append and into automation.db in one transaction: one
+ * ledger write and one WAL commit per ticket instead of one per decision,
+ * and still before the ticket itself is committed, so a ticket is never
+ * committed without its audit trail and review tasks.
  */
 struct pending {
 	struct csa_auto *a;
-	json_t *row;
+	json_t *row, *audit; /* owned */
 };
 static __thread struct pending *pending_v;
 static __thread size_t pending_n, pending_cap;
 
-static void pending_add(struct csa_auto *a, json_t *row)
+static void pending_add(struct csa_auto *a, json_t *row, json_t *audit)
 {
-	if (!row)
-		return;
 	if (pending_n == pending_cap) {
 		size_t cap = pending_cap ? pending_cap * 2 : 8;
 		struct pending *nv = realloc(pending_v, cap * sizeof(*nv));
 		if (!nv) {
-			json_decref(row); /* the decision stays in T and the ledger */
+			/* the decision stays in T; its audit record goes in now */
+			csa_ledger_append(a->ledger, "decision", csa_json_str(audit, "ticket_id"),
+			                  json_object_get(audit, "payload"), NULL, NULL);
+			json_decref(row);
+			json_decref(audit);
 			return;
 		}
 		pending_v = nv;
 		pending_cap = cap;
 	}
-	pending_v[pending_n++] = (struct pending){a, row};
+	pending_v[pending_n++] = (struct pending){a, row, audit};
 }
 
 static void insert_row(struct csa_auto *a, const json_t *r)
@@ -544,10 +547,28 @@ static void insert_row(struct csa_auto *a, const json_t *r)
 	}
 }
 
-/* Write this thread's waiting rows of 'a' in one transaction. */
+/* Write this thread's waiting audit records of 'a' in one ledger append
+ * and its rows in one transaction. */
 static void decisions_done(void *ctx)
 {
 	struct csa_auto *a = ctx;
+	struct csa_ledger_rec *recs = calloc(pending_n ? pending_n : 1, sizeof(*recs));
+	size_t nrecs = 0;
+	for (size_t i = 0; i < pending_n; i++) {
+		const json_t *au = pending_v[i].audit;
+		if (pending_v[i].a != a || !au)
+			continue;
+		if (recs)
+			recs[nrecs++] =
+			    (struct csa_ledger_rec){"decision", csa_json_str(au, "ticket_id"),
+			                            json_object_get(au, "payload")};
+		else /* out of memory: one by one */
+			csa_ledger_append(a->ledger, "decision", csa_json_str(au, "ticket_id"),
+			                  json_object_get(au, "payload"), NULL, NULL);
+	}
+	if (nrecs)
+		csa_ledger_append_many(a->ledger, recs, nrecs, NULL, NULL);
+	free(recs);
 	size_t keep = 0;
 	int began = 0;
 	for (size_t i = 0; i < pending_n; i++) {
@@ -555,6 +576,9 @@ static void decisions_done(void *ctx)
 			pending_v[keep++] = pending_v[i];
 			continue;
 		}
+		json_decref(pending_v[i].audit);
+		if (!pending_v[i].row)
+			continue;
 		if (!began) {
 			pthread_mutex_lock(&a->mu);
 			sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
@@ -653,17 +677,15 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	double score = (1 - d->confidence) + (d->critical ? 1.0 : 0) + (decide ? 0.5 : 0);
 	int64_t delay =
 	    decide ? 0 : (int64_t)(cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
-	pending_add(
-	    a,
-	    json_pack("{s:s, s:s, s:s, s:s, s:i, s:s?, s:f, s:f, s:b, s:b, s:I, s:s?, s:b, s:f, "
-	              "s:s?, s:f, s:I, s:s?}",
-	              "key", key, "ticket_id", d->ticket_id, "type", type, "segment", segment,
-	              "phase", phase, "value", d->value, "confidence", d->confidence, "threshold",
-	              threshold, "autonomous", autonomous, "critical", d->critical, "created_ms",
-	              (json_int_t)now, "model", d->model_version, "shown", phase >= 2, "weight",
-	              review_p > 0 ? 1 / review_p : 1, "task",
-	              strcmp(review, "none") != 0 ? (decide ? "decide" : "audit") : NULL, "score",
-	              score, "due_ms", (json_int_t)(now + delay), "alternatives", alts));
+	json_t *row = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:i, s:s?, s:f, s:f, s:b, s:b, s:I, s:s?, s:b, s:f, "
+	    "s:s?, s:f, s:I, s:s?}",
+	    "key", key, "ticket_id", d->ticket_id, "type", type, "segment", segment, "phase", phase,
+	    "value", d->value, "confidence", d->confidence, "threshold", threshold, "autonomous",
+	    autonomous, "critical", d->critical, "created_ms", (json_int_t)now, "model",
+	    d->model_version, "shown", phase >= 2, "weight", review_p > 0 ? 1 / review_p : 1,
+	    "task", strcmp(review, "none") != 0 ? (decide ? "decide" : "audit") : NULL, "score",
+	    score, "due_ms", (json_int_t)(now + delay), "alternatives", alts);
 	free(alts);
 
 	json_t *info = json_pack(
@@ -676,7 +698,12 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 	json_object_set_new(info, "value", json_string(d->value));
 	if (held)
 		json_object_set_new(info, "held", json_string("category not applied autonomously"));
-	csa_ledger_append(a->ledger, "decision", d->ticket_id, info, NULL, NULL);
+	/* a copy: the ledger records the decision as it was made */
+	json_t *rec =
+	    json_pack("{s:s, s:o}", "ticket_id", d->ticket_id, "payload", json_deep_copy(info));
+	if (!rec)
+		csa_ledger_append(a->ledger, "decision", d->ticket_id, info, NULL, NULL);
+	pending_add(a, row, rec);
 	json_object_set_new(audit, type, info);
 	return autonomous;
 }

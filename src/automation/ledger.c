@@ -214,63 +214,94 @@ void csa_ledger_close(struct csa_ledger *l)
 int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket_id,
                       const json_t *payload, int64_t *seq_out, struct csa_err *err)
 {
+	struct csa_ledger_rec r = {type, ticket_id, payload};
+	return csa_ledger_append_many(l, &r, 1, seq_out, err);
+}
+
+/* A record's serialised parts, made before the lock is taken. */
+struct parts {
+	char *body, *ty, *tid;
+};
+
+int csa_ledger_append_many(struct csa_ledger *l, const struct csa_ledger_rec *recs, size_t n,
+                           int64_t *seq_out, struct csa_err *err)
+{
+	if (n == 0)
+		return CSA_OK;
 	char ts[CSA_TS_LEN];
 	csa_ts_format(csa_now_ms(), ts);
-	json_t *none = payload ? NULL : json_object();
-	char *body = json_dumps(payload ? payload : none, JSON_COMPACT | JSON_SORT_KEYS);
-	char *ty = json_text(type), *tid = json_text(ticket_id);
-	json_decref(none);
-	if (!body || !ty || !tid) {
-		free(body);
-		free(ty);
-		free(tid);
-		return csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
+	struct parts *pt = calloc(n, sizeof(*pt));
+	int rc = pt ? CSA_OK : CSA_ENOMEM;
+	for (size_t i = 0; rc == CSA_OK && i < n; i++) {
+		json_t *none = recs[i].payload ? NULL : json_object();
+		pt[i].body = json_dumps(recs[i].payload ? recs[i].payload : none,
+		                        JSON_COMPACT | JSON_SORT_KEYS);
+		pt[i].ty = json_text(recs[i].type);
+		pt[i].tid = json_text(recs[i].ticket_id);
+		json_decref(none);
+		if (!pt[i].body || !pt[i].ty || !pt[i].tid)
+			rc = CSA_ENOMEM;
+	}
+	if (rc) {
+		rc = csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
+		goto out;
 	}
 	pthread_mutex_lock(&l->mu);
-	int rc = CSA_OK;
 	if (flock(l->fd, LOCK_EX) < 0) {
 		rc = csa_error_sys(err, "cannot lock ledger '%s'", l->path);
-		goto out;
+		goto unlocked;
 	}
 	if ((rc = refresh_tail(l, err)))
 		goto unlock;
-	/* The record is written by hand around its one serialised part, the
+	/* Each record is written by hand around its one serialised part, the
 	 * payload (keys sorted): its canonical form for the hash and its line
 	 * then cost one json_dumps, not three. canonical() below, which verify
-	 * uses, gives the same bytes for the parsed line. */
-	char hash[65], *c = NULL, *line = NULL;
-	long long seq = (long long)(l->seq + 1);
-	if (asprintf(&c,
-	             "{\"payload\":%s,\"prev\":\"%s\",\"seq\":%lld,\"ticket_id\":%s,"
-	             "\"timestamp\":\"%s\",\"type\":%s}",
-	             body, l->last_hash, seq, tid, ts, ty) < 0)
-		c = NULL;
-	if (c) {
+	 * uses, gives the same bytes for the parsed line. The lines go out in
+	 * one write, so a batch is appended whole or not at all. */
+	char hash[65], prev[65];
+	memcpy(prev, l->last_hash, sizeof(prev));
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	for (size_t i = 0; out && i < n; i++) {
+		long long seq = (long long)(l->seq + 1 + i);
+		char *c = NULL;
+		if (asprintf(&c,
+		             "{\"payload\":%s,\"prev\":\"%s\",\"seq\":%lld,\"ticket_id\":%s,"
+		             "\"timestamp\":\"%s\",\"type\":%s}",
+		             pt[i].body, prev, seq, pt[i].tid, ts, pt[i].ty) < 0) {
+			fclose(out);
+			out = NULL;
+			break;
+		}
 		sha256_hex(c, strlen(c), hash);
-		if (asprintf(&line,
-		             "{\"seq\":%lld,\"timestamp\":\"%s\",\"type\":%s,\"ticket_id\":%s,"
-		             "\"payload\":%s,\"prev\":\"%s\",\"hash\":\"%s\"}",
-		             seq, ts, ty, tid, body, l->last_hash, hash) < 0)
-			line = NULL;
 		free(c);
+		fprintf(out,
+		        "{\"seq\":%lld,\"timestamp\":\"%s\",\"type\":%s,\"ticket_id\":%s,"
+		        "\"payload\":%s,\"prev\":\"%s\",\"hash\":\"%s\"}\n",
+		        seq, ts, pt[i].ty, pt[i].tid, pt[i].body, prev, hash);
+		memcpy(prev, hash, sizeof(prev));
 	}
-	size_t n = line ? strlen(line) : 0;
-	if (!line || (line[n] = '\n', csa_fs_write_all(l->fd, line, n + 1) < 0)) {
-		rc = line ? csa_error_sys(err, "cannot append to ledger '%s'", l->path)
-		          : csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
-		/* a partial line would break the chain: cut it off */
-		if (line && l->known_end >= 0 && ftruncate(l->fd, l->known_end) < 0)
-			l->known_end = -1;
-		free(line);
+	if (!out || fclose(out) != 0) {
+		free(buf);
+		rc = csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
 		goto unlock;
 	}
-	free(line);
-	l->seq++;
-	memcpy(l->last_hash, hash, 65);
-	l->known_end += (off_t)n + 1;
+	if (csa_fs_write_all(l->fd, buf, len) < 0) {
+		rc = csa_error_sys(err, "cannot append to ledger '%s'", l->path);
+		/* a partial line would break the chain: cut it off */
+		if (l->known_end >= 0 && ftruncate(l->fd, l->known_end) < 0)
+			l->known_end = -1;
+		free(buf);
+		goto unlock;
+	}
+	free(buf);
+	l->seq += n;
+	memcpy(l->last_hash, prev, 65);
+	l->known_end += (off_t)len;
 	l->dirty = 1;
 	if (seq_out)
-		*seq_out = l->seq;
+		*seq_out = l->seq - (int64_t)n + 1;
 	if (l->sync_errno) {
 		errno = l->sync_errno;
 		l->sync_errno = 0;
@@ -287,11 +318,15 @@ int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket
 	}
 unlock:
 	flock(l->fd, LOCK_UN);
-out:
+unlocked:
 	pthread_mutex_unlock(&l->mu);
-	free(body);
-	free(ty);
-	free(tid);
+out:
+	for (size_t i = 0; pt && i < n; i++) {
+		free(pt[i].body);
+		free(pt[i].ty);
+		free(pt[i].tid);
+	}
+	free(pt);
 	return rc;
 }
 

@@ -33,6 +33,16 @@ void csa_ledger_close(struct csa_ledger *l);
 int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket_id,
                       const json_t *payload, int64_t *seq_out, struct csa_err *err);
 
+/* Append records in order under one lock with one write, whole or not at
+ * all: a pipeline run's decisions. *first_seq (optional) receives the
+ * first one's sequence number. */
+struct csa_ledger_rec {
+	const char *type, *ticket_id;
+	const json_t *payload; /* borrowed */
+};
+int csa_ledger_append_many(struct csa_ledger *l, const struct csa_ledger_rec *recs, size_t n,
+                           int64_t *first_seq, struct csa_err *err);
+
 /* Make every appended record durable now. */
 int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err);
 
