@@ -104,6 +104,33 @@ static int refresh_tail(struct csa_ledger *l, struct csa_err *err)
 		return csa_error_sys(err, "cannot read '%s'", l->path);
 	}
 	buf[n] = '\0';
+	/* Every append is one write that ends in a newline: a tail without one
+	 * is an append a crash cut short, before the flush that would have
+	 * made it durable. It goes, and the chain continues from the last
+	 * whole record. */
+	if (n > 0 && buf[n - 1] != '\n') {
+		char *nl = memrchr(buf, '\n', (size_t)n);
+		if (!nl && st.st_size > (off_t)want) {
+			free(buf);
+			return csa_error(
+			    err, CSA_ECORRUPT,
+			    "'%s': no whole record in the last MB (run 'csa audit verify')",
+			    l->path);
+		}
+		off_t keep = st.st_size - (off_t)n + (nl ? nl - buf + 1 : 0);
+		if (ftruncate(l->fd, keep) < 0) {
+			free(buf);
+			return csa_error_sys(err, "cannot cut the torn tail of '%s'", l->path);
+		}
+		n = nl ? nl - buf + 1 : 0;
+		buf[n] = '\0';
+		st.st_size = keep;
+		if (keep == 0) {
+			free(buf);
+			l->known_end = 0;
+			return CSA_OK;
+		}
+	}
 	/* last complete line */
 	char *end = buf + n;
 	while (end > buf && end[-1] == '\n')
@@ -330,7 +357,8 @@ out:
 	return rc;
 }
 
-typedef int (*line_fn)(void *ctx, const char *line, size_t lineno);
+/* 'whole' is 0 for a last line without its newline: an append cut short. */
+typedef int (*line_fn)(void *ctx, const char *line, size_t lineno, int whole);
 
 static int each_line(const char *path, line_fn fn, void *ctx, struct csa_err *err)
 {
@@ -346,9 +374,10 @@ static int each_line(const char *path, line_fn fn, void *ctx, struct csa_err *er
 	int rc = 0;
 	while (!rc && (n = getline(&buf, &cap, f)) >= 0) {
 		lineno++;
-		if (n && buf[n - 1] == '\n')
+		int whole = n && buf[n - 1] == '\n';
+		if (whole)
 			buf[n - 1] = '\0';
-		rc = fn(ctx, buf, lineno);
+		rc = fn(ctx, buf, lineno, whole);
 	}
 	free(buf);
 	fclose(f);
@@ -361,9 +390,14 @@ struct vctx {
 	json_t *report;
 };
 
-static int verify_line(void *vc, const char *line, size_t lineno)
+static int verify_line(void *vc, const char *line, size_t lineno, int whole)
 {
 	struct vctx *v = vc;
+	if (!whole) {
+		/* not a record: the next append removes it */
+		json_object_set_new(v->report, "torn_tail", json_true());
+		return 1;
+	}
 	const char *problem = NULL;
 	json_t *rec = json_loads(line, 0, NULL);
 	if (!rec) {
@@ -416,10 +450,12 @@ struct tctx {
 	json_t *out;
 };
 
-static int trail_line(void *vc, const char *line, size_t lineno)
+static int trail_line(void *vc, const char *line, size_t lineno, int whole)
 {
 	(void)lineno;
 	struct tctx *t = vc;
+	if (!whole)
+		return 0;
 	/* cheap filter before parsing */
 	if (!strstr(line, t->id))
 		return 0;

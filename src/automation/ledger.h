@@ -13,8 +13,9 @@
  * They are made durable in groups, off the appending thread: a thread of
  * the ledger fdatasyncs every 50 ms while there are new records (a failed
  * flush is reported by the next append), and close always syncs; a crash
- * can lose at most the records of the last 50 ms (verify then reports
- * nothing: the chain is whole), never break the chain.
+ * can lose at most the records of the last 50 ms, never break the chain:
+ * an append is one write ending in a newline, and a tail a crash cut
+ * short is removed before the next append.
  */
 #ifndef CSA_AUTOMATION_LEDGER_H
 #define CSA_AUTOMATION_LEDGER_H
@@ -47,7 +48,9 @@ int csa_ledger_append_many(struct csa_ledger *l, const struct csa_ledger_rec *re
 int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err);
 
 /* Check the whole chain. *report: {"ok", "records", "first_bad_seq",
- * "line", "problem"}. Returns 0 unless the file could not be read. */
+ * "line", "problem"}, and "torn_tail": true when the file ends in part of
+ * a line, an append a crash cut short (not a break of the chain: the next
+ * append removes it). Returns 0 unless the file could not be read. */
 int csa_ledger_verify(const char *path, json_t **report, struct csa_err *err);
 
 /* The records of one ticket, in order (a new array). */
