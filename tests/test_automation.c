@@ -1048,6 +1048,62 @@ static void reversal_on_confirmed_critical_ticket(void **state)
 	json_decref(al);
 }
 
+static size_t open_alerts_of(const char *type)
+{
+	json_t *al, *x;
+	struct csa_err err = {0};
+	size_t i, n = 0;
+	assert_int_equal(csa_auto_alerts(fx.a, 1, &al, &err), 0);
+	json_array_foreach(al, i, x) n += strcmp(csa_json_str(x, "type"), type) == 0;
+	json_decref(al);
+	return n;
+}
+
+/* A decision whose audit record cannot be written raises a CRITICAL alert
+ * instead of leaving a silent gap; the ticket is still processed, and the
+ * alert closes when the ledger takes records again. */
+static void ledger_failure_raises_an_alert(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char model_path[512], ledger_path[512];
+	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
+	snprintf(ledger_path, sizeof(ledger_path), "%s/audit/ledger.jsonl", fx.dir);
+	write_model(model_path, 1);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	json_t *doc = json_pack("{s:s, s:[{s:s}]}", "client_name", "Ann", "messages", "content",
+	                        "the invoice was charged twice");
+	json_t *res, *r;
+	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	json_int_t before = csa_json_int(r, "records", 0);
+	json_decref(r);
+	/* the ledger's append is the run's first durable write */
+	csa_fault_arm(CSA_FS_WRITE, 1, ENOSPC);
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+	csa_fault_disarm();
+	assert_true(json_is_true(json_object_get(res, "created")));
+	json_decref(res);
+	assert_int_equal(open_alerts_of("AUDIT_LEDGER_FAILURE"), 1);
+	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	json_int_t failed = csa_json_int(r, "records", 0); /* the alert's own record at most */
+	assert_true(failed <= before + 1);
+	json_decref(r);
+	/* still open after a restart, closed by the next append that works */
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	assert_int_equal(open_alerts_of("AUDIT_LEDGER_FAILURE"), 1);
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+	json_decref(res);
+	assert_int_equal(open_alerts_of("AUDIT_LEDGER_FAILURE"), 0);
+	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_true(csa_json_int(r, "records", 0) > failed);
+	json_decref(r);
+	json_decref(doc);
+}
+
 /* ---- a replay on a small generated stream ------------------------------------- */
 
 static void replay_phase_journey(void **state)
@@ -1150,6 +1206,7 @@ int main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(possibly_critical_signals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reversal_on_confirmed_critical_ticket, setup, teardown),
+	    cmocka_unit_test_setup_teardown(ledger_failure_raises_an_alert, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        resolutions_sent_to_customers_are_held_to_the_critical_target, setup, teardown),
 	};

@@ -51,6 +51,7 @@ struct csa_auto {
 	struct csa_walckpt *ckpt; /* automation.db's checkpoints, off the decision path */
 	pthread_mutex_t mu;
 	struct csa_ledger *ledger;
+	int ledger_failing; /* the last append failed: AUDIT_LEDGER_FAILURE is open; under mu */
 	char ledger_path[PATH_SZ];
 	char state_path[PATH_SZ];
 	json_t *state; /* {"segments": {"type/segment": phase}} */
@@ -547,6 +548,26 @@ static void insert_row(struct csa_auto *a, const json_t *r)
 	}
 }
 
+static void raise_alert(struct csa_auto *a, const char *type, const char *severity,
+                        const char *scope, json_t *detail, json_t *events);
+static void close_alert(struct csa_auto *a, const char *type, const char *scope);
+
+/* A ledger that cannot take records (disk full, I/O error) is a CRITICAL
+ * alert, not a silent gap: the decisions are still in T and automation.db,
+ * but the tamper-evident chain misses them. It closes at the next append
+ * that succeeds. */
+static void ledger_health(struct csa_auto *a, int rc, const struct csa_err *err)
+{
+	pthread_mutex_lock(&a->mu);
+	if (rc && !a->ledger_failing)
+		raise_alert(a, "AUDIT_LEDGER_FAILURE", "CRITICAL", "ledger",
+		            json_pack("{s:s}", "error", err->msg), NULL);
+	else if (!rc && a->ledger_failing)
+		close_alert(a, "AUDIT_LEDGER_FAILURE", "ledger");
+	a->ledger_failing = rc != CSA_OK;
+	pthread_mutex_unlock(&a->mu);
+}
+
 /* Write this thread's waiting audit records of 'a' in one ledger append
  * and its rows in one transaction. */
 static void decisions_done(void *ctx)
@@ -566,9 +587,11 @@ static void decisions_done(void *ctx)
 			csa_ledger_append(a->ledger, "decision", csa_json_str(au, "ticket_id"),
 			                  json_object_get(au, "payload"), NULL, NULL);
 	}
-	if (nrecs)
-		csa_ledger_append_many(a->ledger, recs, nrecs, NULL, NULL);
+	struct csa_err lerr = {0};
+	int lrc = nrecs ? csa_ledger_append_many(a->ledger, recs, nrecs, NULL, &lerr) : CSA_OK;
 	free(recs);
+	if (nrecs)
+		ledger_health(a, lrc, &lerr);
 	size_t keep = 0;
 	int began = 0;
 	for (size_t i = 0; i < pending_n; i++) {
@@ -809,9 +832,6 @@ out:
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }
-
-static void raise_alert(struct csa_auto *a, const char *type, const char *severity,
-                        const char *scope, json_t *detail, json_t *events);
 
 /* What counts as a critical error (automation.critical_errors). */
 static int is_critical_error(struct csa_auto *a, const char *type, int critical,
@@ -2198,6 +2218,16 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	csa_ws_path(ws, "audit/ledger.jsonl", a->ledger_path, sizeof(a->ledger_path));
 	if ((rc = csa_ledger_open(a->ledger_path, &a->ledger, err)))
 		goto fail;
+	/* a failure alert left open by an earlier run closes at the next
+	 * append that succeeds */
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = "
+	                       "'AUDIT_LEDGER_FAILURE'",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		a->ledger_failing = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+	}
 	struct csa_flow_hooks h = {
 	    .ctx = a, .on_decision = on_decision, .decisions_done = decisions_done};
 	csa_pipeline_set_hooks(p, &h);
