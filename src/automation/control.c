@@ -555,17 +555,15 @@ static void close_alert(struct csa_auto *a, const char *type, const char *scope)
 /* A ledger that cannot take records (disk full, I/O error) is a CRITICAL
  * alert, not a silent gap: the decisions are still in T and automation.db,
  * but the tamper-evident chain misses them. It closes at the next append
- * that succeeds. */
-static void ledger_health(struct csa_auto *a, int rc, const struct csa_err *err)
+ * that succeeds. Caller holds a->mu. */
+static void ledger_health_locked(struct csa_auto *a, int rc, const struct csa_err *err)
 {
-	pthread_mutex_lock(&a->mu);
 	if (rc && !a->ledger_failing)
 		raise_alert(a, "AUDIT_LEDGER_FAILURE", "CRITICAL", "ledger",
 		            json_pack("{s:s}", "error", err->msg), NULL);
 	else if (!rc && a->ledger_failing)
 		close_alert(a, "AUDIT_LEDGER_FAILURE", "ledger");
 	a->ledger_failing = rc != CSA_OK;
-	pthread_mutex_unlock(&a->mu);
 }
 
 /* Write this thread's waiting audit records of 'a' in one ledger append
@@ -590,8 +588,11 @@ static void decisions_done(void *ctx)
 	struct csa_err lerr = {0};
 	int lrc = nrecs ? csa_ledger_append_many(a->ledger, recs, nrecs, NULL, &lerr) : CSA_OK;
 	free(recs);
-	if (nrecs)
-		ledger_health(a, lrc, &lerr);
+	if (nrecs) {
+		pthread_mutex_lock(&a->mu);
+		ledger_health_locked(a, lrc, &lerr);
+		pthread_mutex_unlock(&a->mu);
+	}
 	size_t keep = 0;
 	int began = 0;
 	for (size_t i = 0; i < pending_n; i++) {
@@ -1032,7 +1033,9 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 		json_object_set_new(rec, "critical_error", json_true());
 		critical_error(a, decision_id, ticket, type, segment, ai_value, value, events);
 	}
-	csa_ledger_append(a->ledger, "review", ticket, rec, NULL, NULL);
+	struct csa_err lerr = {0};
+	ledger_health_locked(a, csa_ledger_append(a->ledger, "review", ticket, rec, NULL, &lerr),
+	                     &lerr);
 	json_object_set_new(rec, "events", events);
 	*out = rec;
 out:
