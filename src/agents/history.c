@@ -277,8 +277,9 @@ static void group_count(struct group *g, const struct rec *r, int sign)
 	}
 }
 
-/* Move entry i from its customer group under 'old' (pooled key; NULL rec:
- * a new entry) to the one under 'now', keeping the totals current. */
+/* Move entry i (now 'e') from its customer group under old_key, as 'old'
+ * (NULL: a new entry), to the one under key, keeping the totals and the
+ * newest current. Keys are pooled: the same key is the same pointer. */
 static int move_customer(struct csa_history *h, struct kmap *m, size_t i, const struct rec *old,
                          const char *old_key, const struct rec *e, const char *key)
 {

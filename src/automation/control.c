@@ -487,8 +487,10 @@ static void pending_add(struct csa_auto *a, json_t *row, json_t *audit)
 		struct pending *nv = realloc(pending_v, cap * sizeof(*nv));
 		if (!nv) {
 			/* the decision stays in T; its audit record goes in now */
-			csa_ledger_append(a->ledger, "decision", csa_json_str(audit, "ticket_id"),
-			                  json_object_get(audit, "payload"), NULL, NULL);
+			if (audit)
+				csa_ledger_append(a->ledger, "decision",
+				                  csa_json_str(audit, "ticket_id"),
+				                  json_object_get(audit, "payload"), NULL, NULL);
 			json_decref(row);
 			json_decref(audit);
 			return;
