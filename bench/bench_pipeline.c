@@ -152,6 +152,50 @@ static void run_round(struct round *r)
 	qsort(r->lat, (size_t)r->n, sizeof(*r->lat), by_value);
 }
 
+/* A workspace with 3,000 tickets of history imported and its models
+ * trained, in a new directory under 'tmp'. */
+struct bench_ws {
+	char dir[4096];
+	struct csa_ws *ws;
+	struct csa_pipeline *p;
+	struct csa_auto *a;
+};
+
+static void bench_ws_open(struct bench_ws *b, const char *tmp, struct csa_gen *g)
+{
+	struct csa_err err = {0};
+	snprintf(b->dir, sizeof(b->dir), "%s/csa-bench-pipe-XXXXXX", tmp);
+	if (!mkdtemp(b->dir))
+		die("mkdtemp", "failed");
+	if (csa_ws_init(b->dir, &err) || csa_ws_open(b->dir, &b->ws, &err))
+		die("workspace", err.msg);
+	char hist[4200];
+	snprintf(hist, sizeof(hist), "%s/history.jsonl", b->dir);
+	FILE *f = fopen(hist, "w");
+	if (!f || csa_gen_write(g, 3000, f))
+		die("history", "cannot write");
+	fclose(f);
+	f = fopen(hist, "r");
+	json_t *rep;
+	if (!f || csa_import_jsonl(b->ws, f, "history", 1, &rep, &err))
+		die("import", err.msg);
+	fclose(f);
+	json_decref(rep);
+	if (csa_pipeline_open(b->ws, &b->p, &err) || csa_auto_open(b->ws, b->p, &b->a, &err))
+		die("open", err.msg);
+}
+
+static void bench_ws_close(struct bench_ws *b)
+{
+	csa_auto_close(b->a);
+	csa_pipeline_free(b->p);
+	csa_ws_close(b->ws);
+	char cmd[4300];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
+	if (system(cmd) != 0)
+		die("cleanup", b->dir);
+}
+
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 2000;
@@ -159,44 +203,21 @@ int main(int argc, char **argv)
 		die("usage", "bench_pipeline [TICKETS], 1 to 10000000");
 	/* TMPDIR picks the disk measured (the data disk of a deployment) */
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	char dir[4096];
-	snprintf(dir, sizeof(dir), "%s/csa-bench-pipe-XXXXXX", tmp);
-	if (!mkdtemp(dir))
-		die("mkdtemp", "failed");
-	struct csa_err err = {0};
-	struct csa_ws *ws;
-	if (csa_ws_init(dir, &err) || csa_ws_open(dir, &ws, &err))
-		die("workspace", err.msg);
-	/* history and models */
-	char hist[4200];
-	snprintf(hist, sizeof(hist), "%s/history.jsonl", dir);
-	FILE *f = fopen(hist, "w");
 	struct csa_gen *g = csa_gen_new(5, 1767225600000LL);
-	if (csa_gen_write(g, 3000, f))
-		die("history", "cannot write");
-	fclose(f);
-	f = fopen(hist, "r");
-	json_t *rep;
-	if (csa_import_jsonl(ws, f, "history", 1, &rep, &err))
-		die("import", err.msg);
-	fclose(f);
-	json_decref(rep);
-	struct csa_pipeline *p;
-	struct csa_auto *a;
-	if (csa_pipeline_open(ws, &p, &err) || csa_auto_open(ws, p, &a, &err))
-		die("open", err.msg);
 
 	/* Rounds of n tickets each, arrivals generated beforehand: store only
 	 * (the same tickets created with one durable commit each) and the
 	 * whole pipeline, first on one thread, then on one thread per core
 	 * as the server runs them. The three rounds run REPS times in turn
 	 * and each figure is the median: a shared machine's bursts of load
-	 * then move one repetition, not the table. */
+	 * then move one repetition, not the table. Each thread count gets a
+	 * workspace of its own, so that both halves of the table start from
+	 * the same state. */
 	enum { REPS = 3 };
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	int threads[2] = {1, cores > 1 ? (int)cores : 2};
-	printf("%d tickets per round, one durable commit per ticket, workspace of %d tickets, "
-	       "median of %d repetitions\n",
+	printf("%d tickets per round, one durable commit per ticket, a workspace of %d tickets "
+	       "per thread count, median of %d repetitions\n",
 	       n, 3000, REPS);
 	printf("%-44s %8s %10s %8s %8s %8s %8s\n", "path", "threads", "tickets/s", "vs store",
 	       "p50 ms", "p99 ms", "CPU ms");
@@ -204,6 +225,10 @@ int main(int argc, char **argv)
 	                                     "store only, processed documents",
 	                                     "pipeline (4 agents + controller + commit)"};
 	for (int k = 0; k < 2; k++) {
+		struct bench_ws b;
+		bench_ws_open(&b, tmp, g);
+		struct csa_ws *ws = b.ws;
+		struct csa_pipeline *p = b.p;
 		/* per row and repetition: rate, share of the store-only rate,
 		 * p50, p99, CPU */
 		double fig[3][5][REPS];
@@ -245,12 +270,9 @@ int main(int argc, char **argv)
 			       fig[m][0][REPS / 2], 100 * fig[m][1][REPS / 2], fig[m][2][REPS / 2],
 			       fig[m][3][REPS / 2], fig[m][4][REPS / 2]);
 		}
+		fflush(stdout);
+		bench_ws_close(&b);
 	}
 	csa_gen_free(g);
-	csa_auto_close(a);
-	csa_pipeline_free(p);
-	csa_ws_close(ws);
-	char cmd[4300];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : 1;
+	return 0;
 }
