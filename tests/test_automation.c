@@ -123,17 +123,25 @@ static int verify_ok(const char *path, int64_t *bad_seq)
 	return ok;
 }
 
+/* A new ledger at DIR/ledger.jsonl in a fresh temporary DIR. */
+static struct csa_ledger *tmp_ledger(const char *name, char **dir, char path[512])
+{
+	struct csa_err err = {0};
+	struct csa_ledger *l;
+	*dir = t_tmpdir(name);
+	snprintf(path, 512, "%s/ledger.jsonl", *dir);
+	assert_int_equal(csa_ledger_open(path, &l, &err), 0);
+	return l;
+}
+
 /* Appends do not wait for the disk: the ledger's own thread flushes them,
  * and a flush that fails is reported by a later append, not lost. */
 static void ledger_flushes_off_the_appending_thread(void **state)
 {
 	(void)state;
-	char *dir = t_tmpdir("ledger-sync");
-	char path[512];
-	snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
-	struct csa_ledger *l;
+	char *dir, path[512];
+	struct csa_ledger *l = tmp_ledger("ledger-sync", &dir, path);
 	struct csa_err err = {0};
-	assert_int_equal(csa_ledger_open(path, &l, &err), 0);
 	csa_fault_arm(CSA_FS_FSYNC, 1, EIO); /* the first flush fails */
 	json_t *p = json_pack("{s:s}", "value", "BILLING_INQUIRY");
 	assert_int_equal(csa_ledger_append(l, "decision", "T1", p, NULL, &err), 0);
@@ -167,12 +175,9 @@ static void ledger_flushes_off_the_appending_thread(void **state)
 static void ledger_appends_a_batch_whole(void **state)
 {
 	(void)state;
-	char *dir = t_tmpdir("ledger-batch");
-	char path[512];
-	snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
-	struct csa_ledger *l;
+	char *dir, path[512];
+	struct csa_ledger *l = tmp_ledger("ledger-batch", &dir, path);
 	struct csa_err err = {0};
-	assert_int_equal(csa_ledger_open(path, &l, &err), 0);
 	json_t *p[3];
 	struct csa_ledger_rec recs[3];
 	for (int i = 0; i < 3; i++) {
@@ -217,12 +222,9 @@ static void ledger_appends_a_batch_whole(void **state)
 static void ledger_detects_tampering(void **state)
 {
 	(void)state;
-	char *dir = t_tmpdir("ledger");
-	char path[512];
-	snprintf(path, sizeof(path), "%s/ledger.jsonl", dir);
-	struct csa_ledger *l;
+	char *dir, path[512];
+	struct csa_ledger *l = tmp_ledger("ledger", &dir, path);
 	struct csa_err err = {0};
-	assert_int_equal(csa_ledger_open(path, &l, &err), 0);
 	for (int i = 0; i < 6; i++) {
 		json_t *p = json_pack("{s:i, s:s}", "n", i, "value", "BILLING_INQUIRY");
 		assert_int_equal(

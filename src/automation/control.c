@@ -590,11 +590,9 @@ static void decisions_done(void *ctx)
 	struct csa_err lerr = {0};
 	int lrc = nrecs ? csa_ledger_append_many(a->ledger, recs, nrecs, NULL, &lerr) : CSA_OK;
 	free(recs);
-	if (nrecs) {
-		pthread_mutex_lock(&a->mu);
+	pthread_mutex_lock(&a->mu);
+	if (nrecs)
 		ledger_health_locked(a, lrc, &lerr);
-		pthread_mutex_unlock(&a->mu);
-	}
 	size_t keep = 0;
 	int began = 0;
 	for (size_t i = 0; i < pending_n; i++) {
@@ -606,17 +604,15 @@ static void decisions_done(void *ctx)
 		if (!pending_v[i].row)
 			continue;
 		if (!began) {
-			pthread_mutex_lock(&a->mu);
 			sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
 			began = 1;
 		}
 		insert_row(a, pending_v[i].row);
 		json_decref(pending_v[i].row);
 	}
-	if (began) {
+	if (began)
 		sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
-		pthread_mutex_unlock(&a->mu);
-	}
+	pthread_mutex_unlock(&a->mu);
 	pending_n = keep;
 	if (!pending_n) {
 		free(pending_v);
