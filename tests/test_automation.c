@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
@@ -23,6 +24,7 @@
 #include "automation/stats.h"
 #include "base/fsops.h"
 #include "base/json.h"
+#include "base/ts.h"
 #include "flow/import.h"
 #include "flow/pipeline.h"
 #include "gen/gen.h"
@@ -1106,6 +1108,376 @@ static void ledger_failure_raises_an_alert(void **state)
 	json_decref(doc);
 }
 
+/* Run SQL on the fixture's automation.db from a connection of its own;
+ * with 'count', the first column of the first row. */
+static int64_t fx_sql(const char *sql, int count)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t v = -1;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	if (!count) {
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	} else {
+		assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		v = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	return v;
+}
+
+/* A run whose decisions or review tasks cannot go into automation.db fails
+ * whole, with the reason: no ticket or message is committed without its
+ * review tasks, no row of the run stays, no audit record is written for
+ * it; and once the database takes rows again, the same ingest works. */
+static void decisions_that_cannot_be_recorded_fail_the_run(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char model_path[512], ledger_path[512];
+	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
+	snprintf(ledger_path, sizeof(ledger_path), "%s/audit/ledger.jsonl", fx.dir);
+	write_model(model_path, 1);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_REC1", "client_name",
+	                        "Ann", "messages", "content", "the invoice was charged twice");
+	json_t *res = NULL, *r;
+	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	json_int_t records = csa_json_int(r, "records", 0);
+	json_decref(r);
+	int64_t tasks = fx_sql("SELECT count(*) FROM tasks", 1);
+
+	/* PHASE_1: every decision queues a task; the queue is gone */
+	fx_sql("ALTER TABLE tasks RENAME TO tasks_away", 0);
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), CSA_EIO);
+	assert_null(res);
+	assert_non_null(strstr(err.msg, "automation.db"));
+	assert_non_null(strstr(err.msg, "T_REC1"));
+	assert_non_null(strstr(err.msg, "no such table"));
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(fx.ws->store, "T_REC1", &tk, &err), CSA_ENOENT);
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_REC1'", 1), 0);
+	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	assert_int_equal(csa_json_int(r, "records", 0), records);
+	json_decref(r);
+
+	/* the database takes rows again: the same ticket goes through whole */
+	fx_sql("ALTER TABLE tasks_away RENAME TO tasks", 0);
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+	assert_true(json_is_true(json_object_get(res, "created")));
+	json_decref(res);
+	int64_t decisions = fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_REC1'", 1);
+	assert_true(decisions >= 1);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks", 1), tasks + decisions);
+	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	assert_int_equal(csa_json_int(r, "records", 0), records + decisions);
+	json_decref(r);
+
+	/* a follow-up message whose run cannot be recorded is not added */
+	assert_int_equal(csa_store_load(fx.ws->store, "T_REC1", &tk, &err), 0);
+	size_t messages = json_array_size(json_object_get(tk.e, "messages"));
+	csa_ticket_release(&tk);
+	json_t *more = json_pack("{s:s, s:{s:s}}", "ticket_id", "T_REC1", "message", "content",
+	                         "and again this month");
+	fx_sql("ALTER TABLE decisions RENAME TO decisions_away", 0);
+	assert_int_equal(csa_pipeline_ingest(fx.p, more, &res, &err), CSA_EIO);
+	assert_non_null(strstr(err.msg, "cannot record decision 'T_REC1:"));
+	fx_sql("ALTER TABLE decisions_away RENAME TO decisions", 0);
+	assert_int_equal(csa_store_load(fx.ws->store, "T_REC1", &tk, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(tk.e, "messages")), messages);
+	csa_ticket_release(&tk);
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_REC1'", 1),
+	                 decisions);
+	assert_int_equal(csa_pipeline_ingest(fx.p, more, &res, &err), 0);
+	json_decref(res);
+	assert_int_equal(csa_store_load(fx.ws->store, "T_REC1", &tk, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(tk.e, "messages")), messages + 1);
+	csa_ticket_release(&tk);
+	json_decref(more);
+	json_decref(doc);
+}
+
+/* Records of 'type' in a ticket's audit trail. */
+static size_t trail_count(const char *ticket, const char *type)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/audit/ledger.jsonl", fx.dir);
+	json_t *t, *x;
+	struct csa_err err = {0};
+	size_t i, n = 0;
+	assert_int_equal(csa_ledger_trail(path, ticket, &t, &err), 0);
+	json_array_foreach(t, i, x) n += strcmp(csa_json_str(x, "type"), type) == 0;
+	json_decref(t);
+	return n;
+}
+
+/* A run whose ticket cannot be committed (the store fails after the
+ * decisions went into automation.db) takes its rows and review tasks back:
+ * nobody is asked to review a decision on a message that is not there,
+ * and the ticket's next run, which reuses the decision ids, is not
+ * confused with it. The ledger says why the run's records are void. */
+static void a_run_that_cannot_be_committed_leaves_no_review_tasks(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char model_path[512];
+	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
+	write_model(model_path, 1);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_ABN1", "client_name",
+	                        "Ann", "messages", "content", "the invoice was charged twice");
+	json_t *res = NULL;
+	csa_fault_arm(CSA_FS_RENAME, 1, EIO); /* the commit's first rename */
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), CSA_EIO);
+	csa_fault_disarm();
+	assert_null(res);
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(fx.ws->store, "T_ABN1", &tk, &err), CSA_ENOENT);
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_ABN1'", 1), 0);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_ABN1'", 1), 0);
+	assert_int_equal(trail_count("T_ABN1", "abandoned"), 1);
+
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+	json_decref(res);
+	int64_t rows = fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_ABN1'", 1);
+	assert_true(rows >= 1);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_ABN1'", 1), rows);
+
+	/* a follow-up message: its run's rows go, the first run's stay */
+	json_t *more = json_pack("{s:s, s:{s:s}}", "ticket_id", "T_ABN1", "message", "content",
+	                         "and again this month");
+	csa_fault_arm(CSA_FS_RENAME, 1, EIO);
+	assert_int_equal(csa_pipeline_ingest(fx.p, more, &res, &err), CSA_EIO);
+	csa_fault_disarm();
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_ABN1'", 1),
+	                 rows);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_ABN1'", 1), rows);
+	assert_int_equal(trail_count("T_ABN1", "abandoned"), 2);
+	assert_int_equal(csa_pipeline_ingest(fx.p, more, &res, &err), 0);
+	json_decref(res);
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_ABN1'", 1),
+	                 2 * rows);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_ABN1'", 1),
+	                 2 * rows);
+	/* a new ticket under a taken id is refused before it runs: its
+	 * decision ids would be the existing ticket's */
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), CSA_EEXIST);
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_ABN1'", 1),
+	                 2 * rows);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_ABN1'", 1),
+	                 2 * rows);
+	assert_int_equal(trail_count("T_ABN1", "abandoned"), 2);
+	json_decref(more);
+	json_decref(doc);
+}
+
+/* Records of 'type' in the whole ledger. */
+static size_t ledger_count(const char *type)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/audit/ledger.jsonl", fx.dir);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char line[1 << 16];
+	size_t n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		json_t *r = json_loads(line, 0, NULL);
+		n += r && strcmp(csa_json_str(r, "type") ? csa_json_str(r, "type") : "", type) == 0;
+		json_decref(r);
+	}
+	fclose(f);
+	return n;
+}
+
+/* Every row 'sql' returns, all columns, as one string (freed by the caller). */
+static char *fx_dump(const char *sql)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	char *out = sqlite3_mprintf("%s", "");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		for (int c = 0; c < sqlite3_column_count(st); c++) {
+			const char *v = (const char *)sqlite3_column_text(st, c);
+			char *n = sqlite3_mprintf("%s%s|", out, v ? v : "NULL");
+			sqlite3_free(out);
+			out = n;
+		}
+		char *n = sqlite3_mprintf("%s\n", out);
+		sqlite3_free(out);
+		out = n;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	char *r = strdup(out);
+	sqlite3_free(out);
+	return r;
+}
+
+static size_t open_markers(void)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation/open", fx.dir);
+	DIR *d = opendir(path);
+	struct dirent *de;
+	size_t n = 0;
+	while (d && (de = readdir(d)))
+		n += strstr(de->d_name, ".live") != NULL;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* T keeps confidences to 10 significant digits */
+#define DECISION_COLS                                                                              \
+	"SELECT id, ticket_id, type, segment, phase, value, round(confidence, 8), threshold, "     \
+	"autonomous, critical, model, shown, review_weight, final, reviewer FROM decisions ORDER " \
+	"BY id"
+#define TASK_COLS_T                                                                                \
+	"SELECT decision_id, ticket_id, type, segment, kind, status, shown, suggestion, "          \
+	"round(confidence, 8), json_extract(alternatives, '$[0].value'), "                         \
+	"round(json_extract(alternatives, '$[0].confidence'), 8), round(score, 8) FROM tasks "     \
+	"ORDER BY decision_id"
+
+/* A process that stops without closing (a crash, a power loss) leaves
+ * automation.db out of line with the tickets: a power loss takes the last
+ * rows of committed tickets (automation.db does not wait for the disk), a
+ * crash between a run's rows and its ticket's commit leaves rows of a run
+ * that never happened. The next open finds the dead process's marker and
+ * puts automation.db back in line with the T files: lost rows and review
+ * tasks come back as they were, rows of runs that never happened go, and
+ * the ledger says what changed. A clean stop leaves nothing to do. */
+static void an_unclean_stop_is_recovered_from_the_tickets(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char model_path[512];
+	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
+	write_model(model_path, 1);
+	close_fx();
+	assert_int_equal(open_markers(), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) { /* three tickets, a review, then gone without closing */
+		int bad = open_fx() != 0;
+		for (int i = 0; !bad && i < 3; i++) {
+			char id[16];
+			snprintf(id, sizeof(id), "T_UNC%d", i);
+			json_t *doc =
+			    json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", id, "client_name",
+			              "Ann", "messages", "content",
+			              i % 2 ? "the app crashes at login" : "charged twice");
+			json_t *res = NULL;
+			bad = csa_pipeline_ingest(fx.p, doc, &res, &err) != 0;
+			json_decref(res);
+			json_decref(doc);
+		}
+		json_t *tasks = NULL, *r = NULL;
+		bad = bad || csa_auto_review_for_ticket(fx.a, "T_UNC2", &tasks, &err) ||
+		      !json_array_size(tasks) ||
+		      csa_auto_review_decide(fx.a,
+		                             csa_json_int(json_array_get(tasks, 0), "task_id", 0),
+		                             "TECHNICAL_ISSUE", "kim", NULL, 1000, &r, &err);
+		json_decref(tasks);
+		json_decref(r);
+		_exit(bad ? 1 : 0);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(open_markers(), 1);
+	char *rows = fx_dump(DECISION_COLS), *tasks = fx_dump(TASK_COLS_T);
+	assert_non_null(strstr(rows, "T_UNC2"));
+	assert_non_null(strstr(rows, "|kim|"));
+	/* the power loss: the last two tickets' rows never reached the disk */
+	fx_sql("DELETE FROM decisions WHERE ticket_id IN ('T_UNC1', 'T_UNC2');"
+	       "DELETE FROM tasks WHERE ticket_id IN ('T_UNC1', 'T_UNC2')",
+	       0);
+	/* the crash: a run's rows for a ticket, and a follow-up on one, whose
+	 * commits never happened */
+	char *orphans = sqlite3_mprintf(
+	    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
+	    "threshold, autonomous, critical, created_ms) VALUES('T_GONE:classifier:0#category', "
+	    "'T_GONE', 'category', '-', 1, 'X', 0.5, 2, 0, 0, %lld), "
+	    "('T_UNC0:classifier:7#category', 'T_UNC0', 'category', '-', 1, 'X', 0.5, 2, 0, 0, "
+	    "%lld);"
+	    "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, score, "
+	    "created_ms, due_ms) VALUES('T_GONE:classifier:0#category', 'T_GONE', 'category', "
+	    "'-', 'decide', 0, 1, 1, 1)",
+	    (long long)csa_now_ms(), (long long)csa_now_ms());
+	fx_sql(orphans, 0);
+	sqlite3_free(orphans);
+
+	assert_int_equal(open_fx(), 0);
+	assert_int_equal(open_markers(), 1); /* its own; the dead one is gone */
+	char *rows2 = fx_dump(DECISION_COLS), *tasks2 = fx_dump(TASK_COLS_T);
+	assert_string_equal(rows2, rows);
+	assert_string_equal(tasks2, tasks);
+	assert_int_equal(ledger_count("recovery"), 1);
+	json_t *st;
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	json_t *rec = json_object_get(st, "recovery");
+	assert_int_equal(json_array_size(json_object_get(rec, "removed")), 2);
+	assert_true(json_array_size(json_object_get(rec, "restored")) >= 2);
+	json_decref(st);
+	free(rows2);
+	free(tasks2);
+
+	/* a clean stop: nothing is checked at the next open */
+	fx_sql("DELETE FROM tasks WHERE ticket_id = 'T_UNC1'", 0);
+	close_fx();
+	assert_int_equal(open_markers(), 0);
+	assert_int_equal(open_fx(), 0);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_UNC1'", 1), 0);
+	assert_int_equal(ledger_count("recovery"), 1);
+	free(rows);
+	free(tasks);
+}
+
+/* A review whose task cannot be closed says so and changes nothing in
+ * automation.db; decided again once the database works, it goes through. */
+static void a_review_that_cannot_be_recorded_can_be_decided_again(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *r = NULL;
+	add_ticket("T_REV1");
+	int64_t task = add_task("T_REV1", "T_REV1:classifier:0", "priority", "MEDIUM", 0);
+	fx_sql("CREATE TRIGGER no_close BEFORE UPDATE ON tasks BEGIN SELECT RAISE(ABORT, "
+	       "'disk says no'); END",
+	       0);
+	assert_int_equal(csa_auto_review_decide(fx.a, task, "HIGH", "t", NULL, 1000, &r, &err),
+	                 CSA_EIO);
+	assert_null(r);
+	assert_non_null(strstr(err.msg, "T_REV1"));
+	assert_non_null(strstr(err.msg, "disk says no"));
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_REV1' AND "
+	                        "final IS NOT NULL",
+	                        1),
+	                 0);
+	fx_sql("DROP TRIGGER no_close", 0);
+	assert_int_equal(csa_auto_review_decide(fx.a, task, "HIGH", "t", NULL, 1000, &r, &err), 0);
+	json_decref(r);
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_REV1' AND "
+	                        "final = 'HIGH'",
+	                        1),
+	                 1);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_REV1' AND "
+	                        "status = 'open'",
+	                        1),
+	                 0);
+}
+
 /* ---- a replay on a small generated stream ------------------------------------- */
 
 static void replay_phase_journey(void **state)
@@ -1209,6 +1581,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(possibly_critical_signals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reversal_on_confirmed_critical_ticket, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ledger_failure_raises_an_alert, setup, teardown),
+	    cmocka_unit_test_setup_teardown(decisions_that_cannot_be_recorded_fail_the_run, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(a_review_that_cannot_be_recorded_can_be_decided_again,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_run_that_cannot_be_committed_leaves_no_review_tasks,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(an_unclean_stop_is_recovered_from_the_tickets, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(
 	        resolutions_sent_to_customers_are_held_to_the_critical_target, setup, teardown),
 	};

@@ -9,18 +9,25 @@
 #include "base/ts.h"
 #include "base/walckpt.h"
 #include "flow/pipeline.h"
+#include "base/ids.h"
+#include "store/mesh.h"
+#include "store/store.h"
 #include "store/ws.h"
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define PATH_SZ 4096
 
@@ -51,7 +58,12 @@ struct csa_auto {
 	struct csa_walckpt *ckpt; /* automation.db's checkpoints, off the decision path */
 	pthread_mutex_t mu;
 	struct csa_ledger *ledger;
-	int ledger_failing; /* the last append failed: AUDIT_LEDGER_FAILURE is open; under mu */
+	/* the last append failed: AUDIT_LEDGER_FAILURE is open; written under mu */
+	_Atomic int ledger_failing;
+	char db_path[PATH_SZ];
+	char open_marker[PATH_SZ]; /* automation/open/<random>.live, locked while open */
+	int open_fd;
+	json_t *recovery; /* what the recovery after an unclean stop did, or NULL */
 	char ledger_path[PATH_SZ];
 	char state_path[PATH_SZ];
 	json_t *state; /* {"segments": {"type/segment": phase}} */
@@ -198,9 +210,14 @@ static void restart_evidence(struct csa_auto *a, const char *scope)
 	save_state(a, NULL);
 }
 
+/* A statement on automation.db failed: what was being done and SQLite's
+ * reason; CSA_EBUSY when another process held the database past the busy
+ * timeout (worth retrying), CSA_EIO otherwise. Caller holds a->mu. */
 static int db_err(struct csa_auto *a, struct csa_err *err, const char *what)
 {
-	return csa_error(err, CSA_EIO, "automation.db: %s: %s", what, sqlite3_errmsg(a->db));
+	int code = sqlite3_errcode(a->db);
+	return csa_error(err, code == SQLITE_BUSY || code == SQLITE_LOCKED ? CSA_EBUSY : CSA_EIO,
+	                 "'%s': %s: %s", a->db_path, what, sqlite3_errmsg(a->db));
 }
 
 /* ---- labels of a decision type ---------------------------------------- */
@@ -501,53 +518,66 @@ static void pending_add(struct csa_auto *a, json_t *row, json_t *audit)
 	pending_v[pending_n++] = (struct pending){a, row, audit};
 }
 
-static void insert_row(struct csa_auto *a, const json_t *r)
+/* Run a prepared statement to its end and reset it; SQLITE_DONE or not. */
+static int step_done(sqlite3_stmt *st)
 {
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE;
+}
+
+static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
+{
+	char what[300];
+	snprintf(what, sizeof(what), "cannot record decision '%s' of ticket '%s'",
+	         csa_json_str(r, "key"), csa_json_str(r, "ticket_id"));
 	sqlite3_stmt *st;
-	if ((st = kept(a, KEPT_INSERT_DECISION,
-	               "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
-	               "value, confidence, threshold, autonomous, critical, created_ms, model, "
-	               "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-	               "?12, ?13, ?14)"))) {
-		sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 5, (int)csa_json_int(r, "phase", 1));
-		sqlite3_bind_text(st, 6, csa_json_str(r, "value"), -1, SQLITE_STATIC);
-		sqlite3_bind_double(st, 7, csa_json_num(r, "confidence", 0));
-		sqlite3_bind_double(st, 8, csa_json_num(r, "threshold", 2));
-		sqlite3_bind_int(st, 9, json_is_true(json_object_get(r, "autonomous")));
-		sqlite3_bind_int(st, 10, json_is_true(json_object_get(r, "critical")));
-		sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
-		sqlite3_bind_text(st, 12, csa_json_str(r, "model"), -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 13, json_is_true(json_object_get(r, "shown")));
-		/* an audited autonomous decision stands for 1/p of its kind */
-		sqlite3_bind_double(st, 14, csa_json_num(r, "weight", 1));
-		sqlite3_step(st);
-		sqlite3_reset(st);
-	}
+	if (!(st = kept(a, KEPT_INSERT_DECISION,
+	                "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
+	                "value, confidence, threshold, autonomous, critical, created_ms, model, "
+	                "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+	                "?11, ?12, ?13, ?14)")))
+		return db_err(a, err, what);
+	sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, (int)csa_json_int(r, "phase", 1));
+	sqlite3_bind_text(st, 6, csa_json_str(r, "value"), -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 7, csa_json_num(r, "confidence", 0));
+	sqlite3_bind_double(st, 8, csa_json_num(r, "threshold", 2));
+	sqlite3_bind_int(st, 9, json_is_true(json_object_get(r, "autonomous")));
+	sqlite3_bind_int(st, 10, json_is_true(json_object_get(r, "critical")));
+	sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
+	sqlite3_bind_text(st, 12, csa_json_str(r, "model"), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 13, json_is_true(json_object_get(r, "shown")));
+	/* an audited autonomous decision stands for 1/p of its kind */
+	sqlite3_bind_double(st, 14, csa_json_num(r, "weight", 1));
+	if (!step_done(st))
+		return db_err(a, err, what);
 	const char *kind = csa_json_str(r, "task");
-	if (kind &&
-	    (st = kept(a, KEPT_INSERT_TASK,
-	               "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, "
-	               "shown, suggestion, confidence, alternatives, score, created_ms, "
-	               "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))) {
-		sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, kind, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 6, json_is_true(json_object_get(r, "shown")));
-		sqlite3_bind_text(st, 7, csa_json_str(r, "value"), -1, SQLITE_STATIC);
-		sqlite3_bind_double(st, 8, csa_json_num(r, "confidence", 0));
-		sqlite3_bind_text(st, 9, csa_json_str(r, "alternatives"), -1, SQLITE_STATIC);
-		sqlite3_bind_double(st, 10, csa_json_num(r, "score", 0));
-		sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
-		sqlite3_bind_int64(st, 12, csa_json_int(r, "due_ms", 0));
-		sqlite3_step(st);
-		sqlite3_reset(st);
-	}
+	if (!kind)
+		return CSA_OK;
+	snprintf(what, sizeof(what), "cannot queue the review of decision '%s' of ticket '%s'",
+	         csa_json_str(r, "key"), csa_json_str(r, "ticket_id"));
+	if (!(st = kept(a, KEPT_INSERT_TASK,
+	                "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, "
+	                "shown, suggestion, confidence, alternatives, score, created_ms, "
+	                "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")))
+		return db_err(a, err, what);
+	sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, json_is_true(json_object_get(r, "shown")));
+	sqlite3_bind_text(st, 7, csa_json_str(r, "value"), -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 8, csa_json_num(r, "confidence", 0));
+	sqlite3_bind_text(st, 9, csa_json_str(r, "alternatives"), -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 10, csa_json_num(r, "score", 0));
+	sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
+	sqlite3_bind_int64(st, 12, csa_json_int(r, "due_ms", 0));
+	return step_done(st) ? CSA_OK : db_err(a, err, what);
 }
 
 static void raise_alert(struct csa_auto *a, const char *type, const char *severity,
@@ -568,14 +598,47 @@ static void ledger_health_locked(struct csa_auto *a, int rc, const struct csa_er
 	a->ledger_failing = rc != CSA_OK;
 }
 
-/* Write this thread's waiting audit records of 'a' in one ledger append
- * and its rows in one transaction. */
-static void decisions_done(void *ctx)
+/* Caller holds a->mu. A failed transaction is rolled back whole. */
+static void rollback_locked(struct csa_auto *a)
+{
+	if (!sqlite3_get_autocommit(a->db))
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* This thread's waiting rows of 'a' in one transaction, then their audit
+ * records in one ledger append. A row that cannot be written fails the run
+ * whole: the transaction rolls back, no audit record goes out, and the
+ * pipeline does not commit the ticket, so a ticket is never committed
+ * without its review tasks. A ledger that fails does not stop the run (the
+ * decisions are in T and automation.db): it raises AUDIT_LEDGER_FAILURE. */
+static int decisions_done(void *ctx, struct csa_err *err)
 {
 	struct csa_auto *a = ctx;
-	struct csa_ledger_rec *recs = calloc(pending_n ? pending_n : 1, sizeof(*recs));
+	int rc = CSA_OK, began = 0;
+	pthread_mutex_lock(&a->mu);
+	for (size_t i = 0; rc == CSA_OK && i < pending_n; i++) {
+		const json_t *row = pending_v[i].row;
+		if (pending_v[i].a != a || !row)
+			continue;
+		if (!began && sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+			char what[200];
+			snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
+			         csa_json_str(row, "ticket_id"));
+			rc = db_err(a, err, what);
+			break;
+		}
+		began = 1;
+		rc = insert_row(a, row, err);
+	}
+	if (began && rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = db_err(a, err, "cannot commit a run's decisions");
+	if (rc)
+		rollback_locked(a);
+	pthread_mutex_unlock(&a->mu);
+
+	struct csa_ledger_rec *recs = rc ? NULL : calloc(pending_n ? pending_n : 1, sizeof(*recs));
 	size_t nrecs = 0;
-	for (size_t i = 0; i < pending_n; i++) {
+	for (size_t i = 0; rc == CSA_OK && i < pending_n; i++) {
 		const json_t *au = pending_v[i].audit;
 		if (pending_v[i].a != a || !au)
 			continue;
@@ -590,35 +653,75 @@ static void decisions_done(void *ctx)
 	struct csa_err lerr = {0};
 	int lrc = nrecs ? csa_ledger_append_many(a->ledger, recs, nrecs, NULL, &lerr) : CSA_OK;
 	free(recs);
-	pthread_mutex_lock(&a->mu);
-	if (nrecs)
+	if (nrecs && (lrc != CSA_OK) != atomic_load(&a->ledger_failing)) {
+		pthread_mutex_lock(&a->mu);
 		ledger_health_locked(a, lrc, &lerr);
+		pthread_mutex_unlock(&a->mu);
+	}
+
 	size_t keep = 0;
-	int began = 0;
 	for (size_t i = 0; i < pending_n; i++) {
 		if (pending_v[i].a != a) {
 			pending_v[keep++] = pending_v[i];
 			continue;
 		}
-		json_decref(pending_v[i].audit);
-		if (!pending_v[i].row)
-			continue;
-		if (!began) {
-			sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
-			began = 1;
-		}
-		insert_row(a, pending_v[i].row);
 		json_decref(pending_v[i].row);
+		json_decref(pending_v[i].audit);
 	}
-	if (began)
-		sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
-	pthread_mutex_unlock(&a->mu);
 	pending_n = keep;
 	if (!pending_n) {
 		free(pending_v);
 		pending_v = NULL;
 		pending_cap = 0;
 	}
+	return rc;
+}
+
+/* The run's ticket was not committed (the pipeline's commit failed after
+ * decisions_done): its decisions never happened, so their rows and review
+ * tasks go, in one transaction, and the ledger, which already holds their
+ * records, says why they are void. Called under the ticket's lock. */
+static void run_abandoned(void *ctx, const char *ticket_id, const char *const *ids, size_t n,
+                          const struct csa_err *why)
+{
+	struct csa_auto *a = ctx;
+	pthread_mutex_lock(&a->mu);
+	sqlite3_stmt *dd = NULL, *dt = NULL;
+	int ok = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(a->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
+	                            &dd, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(a->db,
+	                            "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
+	                            "AND decision_id < ?2",
+	                            -1, &dt, NULL) == SQLITE_OK;
+	/* a decision's rows are "<id>#<type>": every key from "<id>#" up to,
+	 * not including, "<id>$" ('$' follows '#') */
+	for (size_t i = 0; ok && i < n; i++) {
+		char lo[CSA_ID_MAX + 64], hi[CSA_ID_MAX + 64];
+		snprintf(lo, sizeof(lo), "%s#", ids[i] ? ids[i] : "");
+		snprintf(hi, sizeof(hi), "%s$", ids[i] ? ids[i] : "");
+		for (int k = 0; k < 2; k++) {
+			sqlite3_stmt *st = k ? dt : dd;
+			sqlite3_bind_text(st, 1, lo, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
+			if (k)
+				sqlite3_bind_text(st, 3, ticket_id, -1, SQLITE_STATIC);
+			ok = ok && step_done(st);
+		}
+	}
+	sqlite3_finalize(dd);
+	sqlite3_finalize(dt);
+	ok = ok && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	if (!ok)
+		rollback_locked(a);
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, json_string(ids[i] ? ids[i] : ""));
+	json_t *rec = json_pack("{s:o, s:s, s:b}", "decision_ids", list, "reason",
+	                        why ? why->msg : "", "rows_removed", ok);
+	pthread_mutex_unlock(&a->mu);
+	csa_ledger_append(a->ledger, "abandoned", ticket_id, rec, NULL, NULL);
+	json_decref(rec);
 }
 
 /* An automated resolution sent to a customer, when a wrong one counts as a
@@ -642,6 +745,47 @@ static int waits_for_category(const struct csa_auto *a, const char *type,
 	       csa_config_in_list(&a->ws->cfg, "automation.customer_facing_strategies", d->value);
 }
 
+/* The automation.db row of a decision, from the automation block that
+ * on_decision writes into T and the ledger ('info'): after a power loss
+ * took the row, the ticket alone gives it back (recover()). */
+static json_t *row_of(struct csa_auto *a, const char *ticket_id, const char *type,
+                      const json_t *info, int64_t created_ms, const json_t *alternatives)
+{
+	/* one agent decision can carry two decision types (classifier:
+	 * category and priority): the log keys them apart */
+	char key[200];
+	snprintf(key, sizeof(key), "%s#%s", csa_json_str(info, "decision_id"), type);
+	const char *review = csa_json_str(info, "review");
+	int decide = !review || strcmp(review, "decide") == 0;
+	double confidence = csa_json_num(info, "confidence", 0);
+	double threshold = csa_json_num(info, "threshold", -1);
+	int critical = json_is_true(json_object_get(info, "critical"));
+	int phase = csa_phase_num(csa_json_str(info, "phase"));
+	if (!phase)
+		phase = 1;
+	/* most valuable first: humans are needed most where the AI is least
+	 * sure, on critical tickets, and to unblock tickets */
+	double score = (1 - confidence) + (critical ? 1.0 : 0) + (decide ? 0.5 : 0);
+	int64_t delay =
+	    decide ? 0 : (int64_t)(cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
+	char *alts = alternatives ? json_dumps(alternatives, JSON_COMPACT) : NULL;
+	json_t *row = json_pack(
+	    "{s:s, s:s, s:s, s:s?, s:i, s:s?, s:f, s:f, s:b, s:b, s:I, s:s?, s:b, s:f, "
+	    "s:s?, s:f, s:I, s:s?}",
+	    "key", key, "ticket_id", ticket_id, "type", type, "segment",
+	    csa_json_str(info, "segment"), "phase", phase, "value", csa_json_str(info, "value"),
+	    "confidence", confidence, "threshold", threshold < 0 ? 2.0 : threshold, "autonomous",
+	    json_is_true(json_object_get(info, "autonomous")), "critical", critical, "created_ms",
+	    (json_int_t)created_ms, "model", csa_json_str(info, "model"), "shown", phase >= 2,
+	    "weight", csa_json_num(info, "review_weight", 1), "task",
+	    decide                         ? "decide"
+	    : strcmp(review, "audit") == 0 ? "audit"
+	                                   : NULL,
+	    "score", score, "due_ms", (json_int_t)(created_ms + delay), "alternatives", alts);
+	free(alts);
+	return row;
+}
+
 static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit)
 {
 	struct csa_auto *a = ctx;
@@ -650,10 +794,6 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 		return 0;
 	const char *segment = d->segment ? d->segment : "-";
 	int64_t now = csa_now_ms();
-	/* one agent decision can carry two decision types (classifier:
-	 * category and priority): the log keys them apart */
-	char key[200];
-	snprintf(key, sizeof(key), "%s#%s", d->decision_id, type);
 	pthread_mutex_lock(&a->mu);
 	int phase = segment_phase(a, type, segment);
 	/* a decision whose error would be critical clears the critical target,
@@ -691,35 +831,19 @@ static int on_decision(void *ctx, const struct csa_flow_decision *d, json_t *aud
 		review = u < review_p ? "audit" : "none";
 	}
 	pthread_mutex_unlock(&a->mu);
-	/* the rows go in with the run's other decisions (decisions_done) */
-	char *alts = d->alternatives ? json_dumps(d->alternatives, JSON_COMPACT) : NULL;
-	int decide = strcmp(review, "decide") == 0;
-	/* most valuable first: humans are needed most where the AI is least
-	 * sure, on critical tickets, and to unblock tickets */
-	double score = (1 - d->confidence) + (d->critical ? 1.0 : 0) + (decide ? 0.5 : 0);
-	int64_t delay =
-	    decide ? 0 : (int64_t)(cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
-	json_t *row = json_pack(
-	    "{s:s, s:s, s:s, s:s, s:i, s:s?, s:f, s:f, s:b, s:b, s:I, s:s?, s:b, s:f, "
-	    "s:s?, s:f, s:I, s:s?}",
-	    "key", key, "ticket_id", d->ticket_id, "type", type, "segment", segment, "phase", phase,
-	    "value", d->value, "confidence", d->confidence, "threshold", threshold, "autonomous",
-	    autonomous, "critical", d->critical, "created_ms", (json_int_t)now, "model",
-	    d->model_version, "shown", phase >= 2, "weight", review_p > 0 ? 1 / review_p : 1,
-	    "task", strcmp(review, "none") != 0 ? (decide ? "decide" : "audit") : NULL, "score",
-	    score, "due_ms", (json_int_t)(now + delay), "alternatives", alts);
-	free(alts);
-
 	json_t *info = json_pack(
-	    "{s:s, s:s, s:s, s:f, s:f, s:s, s:b, s:s, s:s?, s:s?}", "decision_id", d->decision_id,
-	    "decision_type", type, "segment", segment, "confidence", d->confidence, "threshold",
-	    threshold > 1 ? -1.0 : threshold, "phase",
+	    "{s:s, s:s, s:s, s:f, s:f, s:s, s:b, s:s, s:s?, s:s?, s:b, s:f}", "decision_id",
+	    d->decision_id, "decision_type", type, "segment", segment, "confidence", d->confidence,
+	    "threshold", threshold > 1 ? -1.0 : threshold, "phase",
 	    (const char *[]){"", "PHASE_1", "PHASE_2", "PHASE_3", "PHASE_4", "PHASE_5"}[phase],
 	    "autonomous", autonomous, "review", review, "model", d->model_version, "input_digest",
-	    d->input_digest);
+	    d->input_digest, "critical", d->critical, "review_weight",
+	    review_p > 0 ? 1 / review_p : 1);
 	json_object_set_new(info, "value", json_string(d->value));
 	if (held)
 		json_object_set_new(info, "held", json_string("category not applied autonomously"));
+	/* the row goes in with the run's other decisions (decisions_done) */
+	json_t *row = row_of(a, d->ticket_id, type, info, now, d->alternatives);
 	/* a copy: the ledger records the decision as it was made */
 	json_t *rec =
 	    json_pack("{s:s, s:o}", "ticket_id", d->ticket_id, "payload", json_deep_copy(info));
@@ -988,27 +1112,43 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	if (decision_ms < 0)
 		decision_ms = now - created;
 	int correct = strcmp(ai_value, value) == 0;
-	sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL);
+	/* the ticket holds the person's decision now; the task closes with it,
+	 * or the caller hears that it did not and can decide again */
+	char what[300];
+	snprintf(what, sizeof(what),
+	         "the decision is in ticket '%s' but review task %lld could not be closed", ticket,
+	         (long long)task_id);
+	if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = db_err(a, err, what);
+		goto out;
+	}
 	if (sqlite3_prepare_v2(a->db,
 	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
 	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 3, correct);
-		sqlite3_bind_int64(st, 4, now);
-		sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 6, decision_ms);
-		sqlite3_step(st);
-		sqlite3_finalize(st);
+	                       -1, &st, NULL) != SQLITE_OK) {
+		rc = db_err(a, err, what);
+		goto rollback;
 	}
-	if (sqlite3_prepare_v2(a->db, "UPDATE tasks SET status = 'done' WHERE id = ?1", -1, &st,
-	                       NULL) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, task_id);
-		sqlite3_step(st);
-		sqlite3_finalize(st);
+	sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, correct);
+	sqlite3_bind_int64(st, 4, now);
+	sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, decision_ms);
+	int done = step_done(st);
+	sqlite3_finalize(st);
+	if (!done || sqlite3_prepare_v2(a->db, "UPDATE tasks SET status = 'done' WHERE id = ?1", -1,
+	                                &st, NULL) != SQLITE_OK) {
+		rc = db_err(a, err, what);
+		goto rollback;
 	}
-	sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_bind_int64(st, 1, task_id);
+	done = step_done(st);
+	sqlite3_finalize(st);
+	if (!done || sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = db_err(a, err, what);
+		goto rollback;
+	}
 	a->reviews++;
 	json_t *rec =
 	    json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:I, s:s?, s:b}", "task_id",
@@ -1036,6 +1176,9 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	                     &lerr);
 	json_object_set_new(rec, "events", events);
 	*out = rec;
+	goto out;
+rollback:
+	rollback_locked(a);
 out:
 	pthread_mutex_unlock(&a->mu);
 	return rc;
@@ -1426,6 +1569,8 @@ int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
 	*out = json_pack(
 	    "{s:s, s:o, s:I}", "phase", ph, "segments", segments_json(a), "open_alerts",
 	    (json_int_t)count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL));
+	if (a->recovery)
+		json_object_set(*out, "recovery", a->recovery);
 	pthread_mutex_unlock(&a->mu);
 	return CSA_OK;
 }
@@ -2179,6 +2324,294 @@ const char *csa_auto_ledger_path(const struct csa_auto *a)
 
 /* ---- open / close ------------------------------------------------------------ */
 
+/* ---- after an unclean stop ----------------------------------------------- */
+
+/*
+ * automation.db commits without waiting for the disk (synchronous=NORMAL;
+ * an fdatasync per ticket would cost about as much as the ticket's own
+ * commit): a power loss can take its last transactions, the rows and
+ * review tasks of tickets the store has durably committed. A crash between
+ * decisions_done and the ticket's commit leaves the opposite, rows of a run
+ * whose ticket never changed. T holds every decision with its automation
+ * block, so after an unclean stop the tickets touched near the newest
+ * surviving row are compared with automation.db and it is put back in line
+ * with them, under each ticket's lock.
+ *
+ * Each open controller holds a lock on a marker file of its own
+ * (automation/open/<random>.live) and removes it on close: a marker found
+ * unlocked is a process that ended without closing.
+ */
+/* Rows a power loss takes are those written after automation.db's last
+ * durable transaction, rows of a crashed run are the crash's last: either
+ * is newer than the newest surviving row, give or take threads that
+ * committed out of order, which the slack covers. */
+enum { RECOVERY_SLACK_MS = 10000 };
+
+static int mark_open(struct csa_auto *a, json_t *dead, struct csa_err *err)
+{
+	char dir[PATH_SZ], tmp[PATH_SZ];
+	csa_ws_path(a->ws, "automation/open", dir, sizeof(dir));
+	int rc = csa_fs_mkdirs(dir, err);
+	if (rc)
+		return rc;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 6 || strcmp(de->d_name + len - 5, ".live") != 0)
+			continue;
+		char path[PATH_SZ];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+			json_array_append_new(dead, json_string(path));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (d)
+		closedir(d);
+	/* locked before it gets the name others look for */
+	snprintf(tmp, sizeof(tmp), "%s/new-XXXXXX", dir);
+	a->open_fd = mkostemp(tmp, O_CLOEXEC);
+	if (a->open_fd < 0 || flock(a->open_fd, LOCK_EX) != 0)
+		return csa_error_sys(err, "cannot create an open marker in '%s'", dir);
+	snprintf(a->open_marker, sizeof(a->open_marker), "%s.live", tmp);
+	if (rename(tmp, a->open_marker) != 0) {
+		rc = csa_error_sys(err, "cannot rename '%s'", tmp);
+		unlink(tmp);
+		a->open_marker[0] = 0;
+		return rc;
+	}
+	return CSA_OK;
+}
+
+/* The review a person gave decision 'type' of T record 'rec', if any. */
+static const json_t *review_in_t(const json_t *rec, const char *type)
+{
+	if (!json_is_true(json_object_get(rec, "human_confirmed")))
+		return NULL;
+	const json_t *found = NULL, *u;
+	size_t i;
+	json_array_foreach(
+	    json_object_get(json_object_get(rec, "learning_feedback"), "pattern_updates"), i,
+	    u) if (strcmp(csa_json_str(u, "decision_type") ?: "", type) == 0) found = u;
+	return found;
+}
+
+/* Put one ticket's rows in line with its T (NULL: the ticket does not
+ * exist) for decisions made since 'since'. Caller holds the ticket's lock
+ * and a->mu, inside a transaction. */
+static int recover_ticket(struct csa_auto *a, const char *id, const json_t *t, int64_t since,
+                          json_t *restored, json_t *removed, struct csa_err *err)
+{
+	/* the decisions T has: key -> [record, type, info] */
+	json_t *want = json_object(), *rec, *info;
+	size_t i;
+	const char *type;
+	json_array_foreach(json_object_get(t, "agent_decisions"), i, rec)
+	{
+		json_t *blk = json_object_get(json_object_get(rec, "decision"), "automation");
+		json_object_foreach(blk, type, info)
+		{
+			char key[200];
+			snprintf(key, sizeof(key), "%s#%s", csa_json_str(info, "decision_id") ?: "",
+			         type);
+			json_object_set_new(want, key, json_pack("[O, s, O]", rec, type, info));
+		}
+	}
+	sqlite3_stmt *st;
+	int rc = CSA_OK;
+	char prefix[CSA_ID_MAX + 2];
+	snprintf(prefix, sizeof(prefix), "%s:", id);
+	if (sqlite3_prepare_v2(a->db, "SELECT id, created_ms FROM decisions WHERE ticket_id = ?1",
+	                       -1, &st, NULL) != SQLITE_OK) {
+		json_decref(want);
+		return db_err(a, err, "reading a ticket's decisions to recover them");
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	json_t *orphans = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *key = (const char *)sqlite3_column_text(st, 0);
+		if (json_object_get(want, key))
+			json_object_del(want, key);
+		else if (sqlite3_column_int64(st, 1) >= since &&
+		         strncmp(key, prefix, strlen(prefix)) == 0)
+			json_array_append_new(orphans, json_string(key)); /* run never committed */
+	}
+	sqlite3_finalize(st);
+	json_t *k;
+	json_array_foreach(orphans, i, k)
+	{
+		for (int q = 0; rc == CSA_OK && q < 2; q++) {
+			if (sqlite3_prepare_v2(a->db,
+			                       q ? "DELETE FROM tasks WHERE ticket_id = ?2 AND "
+			                           "decision_id = ?1"
+			                         : "DELETE FROM decisions WHERE id = ?1",
+			                       -1, &st, NULL) != SQLITE_OK)
+				rc = db_err(a, err,
+				            "removing a decision whose ticket was not committed");
+			else {
+				sqlite3_bind_text(st, 1, json_string_value(k), -1, SQLITE_STATIC);
+				if (q)
+					sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+				if (!step_done(st))
+					rc = db_err(
+					    a, err,
+					    "removing a decision whose ticket was not committed");
+				sqlite3_finalize(st);
+			}
+		}
+		json_array_append(removed, k);
+	}
+	json_decref(orphans);
+	const char *key;
+	json_t *w;
+	json_object_foreach(want, key, w)
+	{
+		if (rc)
+			break;
+		rec = json_array_get(w, 0);
+		type = json_string_value(json_array_get(w, 1));
+		info = json_array_get(w, 2);
+		int64_t created = 0;
+		if (csa_ts_parse(csa_json_str(rec, "timestamp") ?: "", &created) || created < since)
+			continue; /* older than any row a power loss can take */
+		json_t *dec = json_object_get(rec, "decision");
+		json_t *row =
+		    row_of(a, id, type, info, created, json_object_get(dec, "alternatives"));
+		rc = insert_row(a, row, err);
+		json_decref(row);
+		/* reviewed already: the person's value, and the task done */
+		const json_t *review = review_in_t(rec, type);
+		for (int q = 0; rc == CSA_OK && review && q < 2; q++) {
+			if (sqlite3_prepare_v2(
+			        a->db,
+			        q ? "UPDATE tasks SET status = 'done' WHERE ticket_id = "
+			            "?6 AND decision_id = ?1"
+			          : "UPDATE decisions SET final = ?2, correct = ?3, "
+			            "reviewed_ms = ?4, reviewer = ?5 WHERE id = ?1",
+			        -1, &st, NULL) != SQLITE_OK) {
+				rc = db_err(a, err, "restoring a reviewed decision");
+				break;
+			}
+			const char *v = csa_json_str(review, "human_value");
+			sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+			if (q) {
+				sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
+			} else {
+				sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
+				sqlite3_bind_int(
+				    st, 3, v && strcmp(v, csa_json_str(info, "value") ?: "") == 0);
+				sqlite3_bind_int64(st, 4, csa_now_ms());
+				sqlite3_bind_text(st, 5, csa_json_str(review, "by"), -1,
+				                  SQLITE_STATIC);
+			}
+			if (!step_done(st))
+				rc = db_err(a, err, "restoring a reviewed decision");
+			sqlite3_finalize(st);
+		}
+		if (rc == CSA_OK)
+			json_array_append_new(restored, json_string(key));
+	}
+	json_decref(want);
+	return rc;
+}
+
+/* The ids of the tickets whose T was written since 'since_ms'. */
+static void tickets_written_since(struct csa_auto *a, int64_t since_ms, json_t *ids)
+{
+	char dir[PATH_SZ];
+	csa_ws_path(a->ws, csa_mesh_dir(2), dir, sizeof(dir));
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		struct stat sb;
+		if (len < 8 || strncmp(de->d_name, "T_", 2) != 0 ||
+		    strcmp(de->d_name + len - 5, ".json") != 0 ||
+		    fstatat(dirfd(d), de->d_name, &sb, 0) != 0)
+			continue;
+		int64_t ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+		if (ms >= since_ms) {
+			char id[CSA_ID_MAX + 1];
+			snprintf(id, sizeof(id), "%.*s", (int)(len - 7), de->d_name + 2);
+			json_object_set_new(ids, id, json_true());
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+/* After an unclean stop: every ticket written, or decided on in
+ * automation.db, since shortly before its newest decision is put back in
+ * line with its T. The ledger records what changed. */
+static int recover(struct csa_auto *a, struct csa_err *err)
+{
+	int64_t since =
+	    count_i64(a, "SELECT coalesce(max(created_ms), 0) FROM decisions", NULL, NULL) -
+	    RECOVERY_SLACK_MS;
+	json_t *ids = json_object();
+	tickets_written_since(a, since, ids);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT DISTINCT ticket_id FROM decisions WHERE created_ms >= ?1",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, since);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_object_set_new(ids, (const char *)sqlite3_column_text(st, 0),
+			                    json_true());
+		sqlite3_finalize(st);
+	}
+	json_t *restored = json_array(), *removed = json_array(), *v;
+	const char *id;
+	int rc = CSA_OK;
+	json_object_foreach(ids, id, v)
+	{
+		struct csa_lock *lk;
+		if (csa_id_check(id, strlen(id), NULL) ||
+		    csa_store_lock(a->ws->store, id, &lk, NULL))
+			continue; /* not a ticket of this store */
+		struct csa_ticket tk;
+		struct csa_err lerr = {0};
+		int lrc = csa_store_load_locked(a->ws->store, id, &tk, &lerr);
+		if (lrc == CSA_OK || lrc == CSA_ENOENT) {
+			pthread_mutex_lock(&a->mu);
+			if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+				rc = db_err(a, err, "recovering after an unclean stop");
+			else if ((rc = recover_ticket(a, id, lrc ? NULL : tk.t, since, restored,
+			                              removed, err)) == CSA_OK &&
+			         sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+				rc = db_err(a, err, "recovering after an unclean stop");
+			if (rc)
+				rollback_locked(a);
+			pthread_mutex_unlock(&a->mu);
+		}
+		if (lrc == CSA_OK)
+			csa_ticket_release(&tk);
+		csa_store_unlock(a->ws->store, lk);
+		if (rc)
+			break;
+	}
+	if (rc == CSA_OK && (json_array_size(restored) || json_array_size(removed))) {
+		char ts[CSA_TS_LEN];
+		json_t *r = json_pack("{s:s, s:I, s:O, s:O}", "since", csa_ts_format(since, ts),
+		                      "tickets_checked", (json_int_t)json_object_size(ids),
+		                      "restored", restored, "removed", removed);
+		csa_ledger_append(a->ledger, "recovery", NULL, r, NULL, NULL);
+		json_decref(r);
+	}
+	a->recovery = rc == CSA_OK ? json_pack("{s:I, s:o, s:o}", "tickets_checked",
+	                                       (json_int_t)json_object_size(ids), "restored",
+	                                       restored, "removed", removed)
+	                           : NULL;
+	if (rc) {
+		json_decref(restored);
+		json_decref(removed);
+	}
+	json_decref(ids);
+	return rc;
+}
+
 int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **out,
                   struct csa_err *err)
 {
@@ -2188,6 +2621,7 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		                 "out of memory opening the automation controller");
 	a->ws = ws;
 	a->pipe = p;
+	a->open_fd = -1;
 	pthread_mutex_init(&a->mu, NULL);
 	char path[PATH_SZ];
 	int rc = CSA_OK;
@@ -2204,7 +2638,8 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		goto fail;
 	if (!json_is_object(json_object_get(a->state, "segments")))
 		json_object_set_new(a->state, "segments", json_object());
-	csa_ws_path(ws, "automation.db", path, sizeof(path));
+	csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
+	snprintf(path, sizeof(path), "%s", a->db_path);
 	if (sqlite3_open_v2(path, &a->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
@@ -2229,8 +2664,20 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		a->ledger_failing = sqlite3_step(st) == SQLITE_ROW;
 		sqlite3_finalize(st);
 	}
-	struct csa_flow_hooks h = {
-	    .ctx = a, .on_decision = on_decision, .decisions_done = decisions_done};
+	/* markers of processes that ended without closing go once their
+	 * tickets are recovered, so a recovery cut short runs again */
+	json_t *dead = json_array(), *m;
+	size_t i;
+	if ((rc = mark_open(a, dead, err)) == CSA_OK && json_array_size(dead))
+		rc = recover(a, err);
+	json_array_foreach(dead, i, m) if (rc == CSA_OK) unlink(json_string_value(m));
+	json_decref(dead);
+	if (rc)
+		goto fail;
+	struct csa_flow_hooks h = {.ctx = a,
+	                           .on_decision = on_decision,
+	                           .decisions_done = decisions_done,
+	                           .run_abandoned = run_abandoned};
 	csa_pipeline_set_hooks(p, &h);
 	*out = a;
 	return CSA_OK;
@@ -2245,12 +2692,17 @@ void csa_auto_close(struct csa_auto *a)
 		return;
 	if (a->pipe)
 		csa_pipeline_set_hooks(a->pipe, NULL);
-	decisions_done(a); /* rows of a run cut short on this thread */
+	decisions_done(a, NULL); /* rows of a run cut short on this thread */
 	csa_ledger_close(a->ledger);
 	for (int k = 0; k < KEPT_COUNT; k++)
 		sqlite3_finalize(a->kept[k]);
 	csa_walckpt_stop(a->ckpt);
 	sqlite3_close(a->db);
+	if (a->open_marker[0])
+		unlink(a->open_marker);
+	if (a->open_fd >= 0)
+		close(a->open_fd);
+	json_decref(a->recovery);
 	json_decref(a->state);
 	free(a->thr);
 	pthread_mutex_destroy(&a->mu);

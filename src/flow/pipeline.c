@@ -572,16 +572,51 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 		json_object_set(final, "strategy", json_object_get(outs[1], "strategy"));
 	if (outs[2])
 		json_object_set(final, "escalate", json_object_get(outs[2], "escalate"));
-	*result = json_pack("{s:s, s:o, s:o, s:o, s:b}", "ticket_id", tk->id, "processing_timeline",
-	                    timeline, "agent_decisions", decisions, "final_recommendation", final,
-	                    "human_intervention_required", human);
 	for (int a = 0; a < CSA_AGENT_COUNT; a++)
 		json_decref(outs[a]);
 	json_decref(history);
 	free(text);
-	if (p->hooks.decisions_done)
-		p->hooks.decisions_done(p->hooks.ctx);
+	/* the decisions' rows and review tasks are durable before the ticket
+	 * is committed, or the ticket is not committed */
+	int rc = p->hooks.decisions_done ? p->hooks.decisions_done(p->hooks.ctx, err) : CSA_OK;
+	if (rc) {
+		json_decref(timeline);
+		json_decref(decisions);
+		json_decref(final);
+		return rc;
+	}
+	*result = json_pack("{s:s, s:o, s:o, s:o, s:b}", "ticket_id", tk->id, "processing_timeline",
+	                    timeline, "agent_decisions", decisions, "final_recommendation", final,
+	                    "human_intervention_required", human);
 	return CSA_OK;
+}
+
+/* Run the pipeline on 'tk' and commit it, under the ticket's lock. If the
+ * commit fails, the hook takes back the rows the run's decisions left in
+ * the controller's store, before the lock goes. */
+static int run_and_commit(struct csa_pipeline *p, struct csa_ticket *tk, json_t **result,
+                          struct csa_err *err)
+{
+	size_t first = json_array_size(json_object_get(tk->t, "agent_decisions"));
+	int rc = run_locked(p, tk, result, err);
+	if (rc)
+		return rc;
+	if ((rc = csa_store_commit(p->ws->store, tk, CSA_DOC_ALL, err)) == CSA_OK)
+		return CSA_OK;
+	json_decref(*result);
+	*result = NULL;
+	json_t *tdec = json_object_get(tk->t, "agent_decisions");
+	size_t n = json_array_size(tdec) - first;
+	const char **ids = calloc(n ? n : 1, sizeof(*ids));
+	if (ids && p->hooks.run_abandoned) {
+		for (size_t i = 0; i < n; i++)
+			ids[i] = csa_json_str(
+			    json_object_get(json_array_get(tdec, first + i), "decision"),
+			    "decision_id");
+		p->hooks.run_abandoned(p->hooks.ctx, tk->id, ids, n, err);
+	}
+	free(ids);
+	return rc;
 }
 
 struct process_ctx {
@@ -593,8 +628,8 @@ struct process_ctx {
 static int process_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
 {
 	struct process_ctx *c = vctx;
-	int rc = run_locked(c->p, tk, &c->result, err);
-	*docs = CSA_DOC_ALL;
+	int rc = run_and_commit(c->p, tk, &c->result, err);
+	*docs = 0; /* committed, or not, by run_and_commit */
 	if (rc == CSA_OK)
 		csa_history_entry_from(tk, &c->entry);
 	return rc;
@@ -662,11 +697,12 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 	if (rc)
 		return rc;
 	snprintf(c->msg_id, sizeof(c->msg_id), "%s", mid);
-	*docs = CSA_DOC_ALL;
-	if (c->side == CSA_SIDE_INTERNAL)
+	if (c->side == CSA_SIDE_INTERNAL) {
+		*docs = CSA_DOC_ALL;
 		return CSA_OK;
+	}
 	/* same lock, same commit: the message and the decisions on it */
-	int rc2 = run_locked(c->p, tk, &c->result, err);
+	int rc2 = run_and_commit(c->p, tk, &c->result, err);
 	if (rc2 == CSA_OK)
 		csa_history_entry_from(tk, &c->entry);
 	return rc2;
@@ -701,10 +737,16 @@ static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **res
 			csa_ticket_release(&tk);
 			return rc;
 		}
+		/* a taken id fails before the run, whose decision ids would be
+		 * the existing ticket's */
+		struct csa_ticket old;
+		int exists = csa_store_load_locked(p->ws->store, tk.id, &old, NULL);
+		if (exists == CSA_OK)
+			csa_ticket_release(&old);
 		json_t *res = NULL;
-		rc = run_locked(p, &tk, &res, err);
-		if (!rc)
-			rc = csa_store_commit(p->ws->store, &tk, CSA_DOC_ALL, err);
+		rc = exists != CSA_ENOENT
+		         ? csa_error(err, CSA_EEXIST, "ticket '%s' already exists", tk.id)
+		         : run_and_commit(p, &tk, &res, err);
 		csa_store_unlock(p->ws->store, lk);
 		if (!rc) {
 			json_object_set_new(res, "created", json_true());

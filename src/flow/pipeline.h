@@ -50,8 +50,16 @@ struct csa_flow_hooks {
 	 * owned by the hook) explains the choice for the audit trail. */
 	int (*on_decision)(void *ctx, const struct csa_flow_decision *d, json_t *audit_info);
 	/* After a run's last on_decision, before its ticket is committed: make
-	 * what on_decision recorded durable, all at once. May be NULL. */
-	void (*decisions_done)(void *ctx);
+	 * what on_decision recorded durable, all at once. An error fails the
+	 * run: its ticket is not committed. May be NULL. */
+	int (*decisions_done)(void *ctx, struct csa_err *err);
+	/* The ticket could not be committed after decisions_done succeeded:
+	 * take back what it recorded for the run's decisions (ids, n of them;
+	 * 'why' the commit's error). Called under the ticket's lock, so no
+	 * later run on the ticket, which reuses the ids, can be in between.
+	 * May be NULL. */
+	void (*run_abandoned)(void *ctx, const char *ticket_id, const char *const *decision_ids,
+	                      size_t n, const struct csa_err *why);
 	/* After the commit of a run (for events, metrics). May be NULL. */
 	void (*after_run)(void *ctx, const char *ticket_id, const json_t *result);
 };
