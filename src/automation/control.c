@@ -2576,7 +2576,8 @@ static int recover(struct csa_auto *a, struct csa_err *err)
 		int lrc = csa_store_load_locked(a->ws->store, id, &tk, &lerr);
 		if (lrc == CSA_OK || lrc == CSA_ENOENT) {
 			pthread_mutex_lock(&a->mu);
-			if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+			/* the write lock first: another process may be committing */
+			if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
 				rc = db_err(a, err, "recovering after an unclean stop");
 			else if ((rc = recover_ticket(a, id, lrc ? NULL : tk.t, since, restored,
 			                              removed, err)) == CSA_OK &&
