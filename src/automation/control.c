@@ -2,6 +2,7 @@
  * review queue, gates, phases, rollback, quality monitor, metrics. */
 #include "automation/control.h"
 #include "base/hash.h"
+#include "base/ids.h"
 #include "automation/ledger.h"
 #include "automation/stats.h"
 #include "base/fsops.h"
@@ -9,7 +10,6 @@
 #include "base/ts.h"
 #include "base/walckpt.h"
 #include "flow/pipeline.h"
-#include "base/ids.h"
 #include "store/mesh.h"
 #include "store/store.h"
 #include "store/ws.h"
@@ -526,18 +526,25 @@ static int step_done(sqlite3_stmt *st)
 	return rc == SQLITE_DONE;
 }
 
-static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
+/* db_err() for row 'r': "<doing> decision '<key>' of ticket '<id>'". */
+static int row_err(struct csa_auto *a, struct csa_err *err, const char *doing, const json_t *r)
 {
 	char what[300];
-	snprintf(what, sizeof(what), "cannot record decision '%s' of ticket '%s'",
+	snprintf(what, sizeof(what), "%s decision '%s' of ticket '%s'", doing,
 	         csa_json_str(r, "key"), csa_json_str(r, "ticket_id"));
+	return db_err(a, err, what);
+}
+
+static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
+{
+	static const char record[] = "cannot record", queue[] = "cannot queue the review of";
 	sqlite3_stmt *st;
 	if (!(st = kept(a, KEPT_INSERT_DECISION,
 	                "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
 	                "value, confidence, threshold, autonomous, critical, created_ms, model, "
 	                "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
 	                "?11, ?12, ?13, ?14)")))
-		return db_err(a, err, what);
+		return row_err(a, err, record, r);
 	sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
@@ -554,17 +561,15 @@ static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 	/* an audited autonomous decision stands for 1/p of its kind */
 	sqlite3_bind_double(st, 14, csa_json_num(r, "weight", 1));
 	if (!step_done(st))
-		return db_err(a, err, what);
+		return row_err(a, err, record, r);
 	const char *kind = csa_json_str(r, "task");
 	if (!kind)
 		return CSA_OK;
-	snprintf(what, sizeof(what), "cannot queue the review of decision '%s' of ticket '%s'",
-	         csa_json_str(r, "key"), csa_json_str(r, "ticket_id"));
 	if (!(st = kept(a, KEPT_INSERT_TASK,
 	                "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, "
 	                "shown, suggestion, confidence, alternatives, score, created_ms, "
 	                "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")))
-		return db_err(a, err, what);
+		return row_err(a, err, queue, r);
 	sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
@@ -577,7 +582,7 @@ static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 	sqlite3_bind_double(st, 10, csa_json_num(r, "score", 0));
 	sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
 	sqlite3_bind_int64(st, 12, csa_json_int(r, "due_ms", 0));
-	return step_done(st) ? CSA_OK : db_err(a, err, what);
+	return step_done(st) ? CSA_OK : row_err(a, err, queue, r);
 }
 
 static void raise_alert(struct csa_auto *a, const char *type, const char *severity,
