@@ -1063,6 +1063,28 @@ static size_t open_alerts_of(const char *type)
 	return n;
 }
 
+/* The fixture reopened with a real category model, so that runs make
+ * category decisions. */
+static void reopen_with_category_model(void)
+{
+	char model_path[512];
+	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
+	write_model(model_path, 1);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+}
+
+/* csa_ledger_verify() of the fixture's ledger. */
+static json_t *ledger_report(void)
+{
+	char path[512];
+	json_t *r;
+	struct csa_err err = {0};
+	snprintf(path, sizeof(path), "%s/audit/ledger.jsonl", fx.dir);
+	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	return r;
+}
+
 /* A decision whose audit record cannot be written raises a CRITICAL alert
  * instead of leaving a silent gap; the ticket is still processed, and the
  * alert closes when the ledger takes records again. */
@@ -1070,16 +1092,11 @@ static void ledger_failure_raises_an_alert(void **state)
 {
 	(void)state;
 	struct csa_err err = {0};
-	char model_path[512], ledger_path[512];
-	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
-	snprintf(ledger_path, sizeof(ledger_path), "%s/audit/ledger.jsonl", fx.dir);
-	write_model(model_path, 1);
-	close_fx();
-	assert_int_equal(open_fx(), 0);
+	reopen_with_category_model();
 	json_t *doc = json_pack("{s:s, s:[{s:s}]}", "client_name", "Ann", "messages", "content",
 	                        "the invoice was charged twice");
 	json_t *res, *r;
-	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	r = ledger_report();
 	json_int_t before = csa_json_int(r, "records", 0);
 	json_decref(r);
 	/* the ledger's append is the run's first durable write */
@@ -1089,7 +1106,7 @@ static void ledger_failure_raises_an_alert(void **state)
 	assert_true(json_is_true(json_object_get(res, "created")));
 	json_decref(res);
 	assert_int_equal(open_alerts_of("AUDIT_LEDGER_FAILURE"), 1);
-	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	r = ledger_report();
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	json_int_t failed = csa_json_int(r, "records", 0); /* the alert's own record at most */
 	assert_true(failed <= before + 1);
@@ -1101,7 +1118,7 @@ static void ledger_failure_raises_an_alert(void **state)
 	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
 	json_decref(res);
 	assert_int_equal(open_alerts_of("AUDIT_LEDGER_FAILURE"), 0);
-	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	r = ledger_report();
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_true(csa_json_int(r, "records", 0) > failed);
 	json_decref(r);
@@ -1139,16 +1156,11 @@ static void decisions_that_cannot_be_recorded_fail_the_run(void **state)
 {
 	(void)state;
 	struct csa_err err = {0};
-	char model_path[512], ledger_path[512];
-	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
-	snprintf(ledger_path, sizeof(ledger_path), "%s/audit/ledger.jsonl", fx.dir);
-	write_model(model_path, 1);
-	close_fx();
-	assert_int_equal(open_fx(), 0);
+	reopen_with_category_model();
 	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_REC1", "client_name",
 	                        "Ann", "messages", "content", "the invoice was charged twice");
 	json_t *res = NULL, *r;
-	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	r = ledger_report();
 	json_int_t records = csa_json_int(r, "records", 0);
 	json_decref(r);
 	int64_t tasks = fx_sql("SELECT count(*) FROM tasks", 1);
@@ -1163,7 +1175,7 @@ static void decisions_that_cannot_be_recorded_fail_the_run(void **state)
 	struct csa_ticket tk;
 	assert_int_equal(csa_store_load(fx.ws->store, "T_REC1", &tk, &err), CSA_ENOENT);
 	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_REC1'", 1), 0);
-	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	r = ledger_report();
 	assert_int_equal(csa_json_int(r, "records", 0), records);
 	json_decref(r);
 
@@ -1175,7 +1187,7 @@ static void decisions_that_cannot_be_recorded_fail_the_run(void **state)
 	int64_t decisions = fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_REC1'", 1);
 	assert_true(decisions >= 1);
 	assert_int_equal(fx_sql("SELECT count(*) FROM tasks", 1), tasks + decisions);
-	assert_int_equal(csa_ledger_verify(ledger_path, &r, &err), 0);
+	r = ledger_report();
 	assert_int_equal(csa_json_int(r, "records", 0), records + decisions);
 	json_decref(r);
 
@@ -1226,11 +1238,7 @@ static void a_run_that_cannot_be_committed_leaves_no_review_tasks(void **state)
 {
 	(void)state;
 	struct csa_err err = {0};
-	char model_path[512];
-	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
-	write_model(model_path, 1);
-	close_fx();
-	assert_int_equal(open_fx(), 0);
+	reopen_with_category_model();
 	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_ABN1", "client_name",
 	                        "Ann", "messages", "content", "the invoice was charged twice");
 	json_t *res = NULL;
@@ -1361,9 +1369,7 @@ static void an_unclean_stop_is_recovered_from_the_tickets(void **state)
 {
 	(void)state;
 	struct csa_err err = {0};
-	char model_path[512];
-	snprintf(model_path, sizeof(model_path), "%s/models/category.model", fx.dir);
-	write_model(model_path, 1);
+	reopen_with_category_model();
 	close_fx();
 	assert_int_equal(open_markers(), 0);
 	pid_t pid = fork();

@@ -2,7 +2,6 @@
 #include "agents/histfile.h"
 #include "agents/history.h"
 #include "base/fsops.h"
-#include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "store/mesh.h"
@@ -209,10 +208,8 @@ static char **list_ids(struct csa_ws *ws, size_t *n_out, struct csa_err *err)
 	char **ids = malloc(cap * sizeof(*ids));
 	struct dirent *de;
 	while (ids && (de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		if (len < 8 || strncmp(de->d_name, "T_", 2) != 0 ||
-		    strcmp(de->d_name + len - 5, ".json") != 0 ||
-		    csa_id_check(de->d_name + 2, len - 7, NULL))
+		size_t len = csa_mesh_workflow_id_len(de->d_name);
+		if (!len)
 			continue;
 		if (n == cap) {
 			char **nv = realloc(ids, (cap *= 2) * sizeof(*ids));
@@ -220,7 +217,7 @@ static char **list_ids(struct csa_ws *ws, size_t *n_out, struct csa_err *err)
 				break;
 			ids = nv;
 		}
-		if (!(ids[n] = strndup(de->d_name + 2, len - 7)))
+		if (!(ids[n] = strndup(de->d_name + 2, len)))
 			break;
 		n++;
 	}
@@ -331,9 +328,14 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = cpus < 1 ? 1 : cpus > LOAD_THREADS ? LOAD_THREADS : (int)cpus;
 	for (size_t lo = 0; lo < ni && rc == CSA_OK; lo += LOAD_BLOCK) {
-		struct block b = {.ws = ws, .ids = ids, .c = c, .nc = c ? nc : 0,
-		                  .written = written, .lo = lo,
-		                  .n = ni - lo < LOAD_BLOCK ? ni - lo : LOAD_BLOCK, .out = out};
+		struct block b = {.ws = ws,
+		                  .ids = ids,
+		                  .c = c,
+		                  .nc = c ? nc : 0,
+		                  .written = written,
+		                  .lo = lo,
+		                  .n = ni - lo < LOAD_BLOCK ? ni - lo : LOAD_BLOCK,
+		                  .out = out};
 		pthread_t th[LOAD_THREADS];
 		int started = 0;
 		while (started < nthreads - 1 &&
@@ -348,8 +350,10 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 			if (!s->ok)
 				continue;
 			used += s->cached;
-			if (csa_history_put_sig(h, &s->e, s->newest < now_ns - RACY_NS ? s->sig : 0))
-				rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
+			if (csa_history_put_sig(h, &s->e,
+			                        s->newest < now_ns - RACY_NS ? s->sig : 0))
+				rc = csa_error(err, CSA_ENOMEM,
+				               "out of memory indexing ticket history");
 		}
 	}
 	for (size_t i = 0; ids && i < ni; i++)

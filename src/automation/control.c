@@ -535,6 +535,16 @@ static int row_err(struct csa_auto *a, struct csa_err *err, const char *doing, c
 	return db_err(a, err, what);
 }
 
+/* ?1-?4, shared by a decision's row and its task: key (decision id),
+ * ticket, type, segment. */
+static void bind_keys(sqlite3_stmt *st, const json_t *r)
+{
+	sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
+}
+
 static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 {
 	static const char record[] = "cannot record", queue[] = "cannot queue the review of";
@@ -545,10 +555,7 @@ static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 	                "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
 	                "?11, ?12, ?13, ?14)")))
 		return row_err(a, err, record, r);
-	sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
+	bind_keys(st, r);
 	sqlite3_bind_int(st, 5, (int)csa_json_int(r, "phase", 1));
 	sqlite3_bind_text(st, 6, csa_json_str(r, "value"), -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 7, csa_json_num(r, "confidence", 0));
@@ -570,10 +577,7 @@ static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 	                "shown, suggestion, confidence, alternatives, score, created_ms, "
 	                "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")))
 		return row_err(a, err, queue, r);
-	sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
+	bind_keys(st, r);
 	sqlite3_bind_text(st, 5, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 6, json_is_true(json_object_get(r, "shown")));
 	sqlite3_bind_text(st, 7, csa_json_str(r, "value"), -1, SQLITE_STATIC);
@@ -2530,16 +2534,14 @@ static void tickets_written_since(struct csa_auto *a, int64_t since_ms, json_t *
 	DIR *d = opendir(dir);
 	struct dirent *de;
 	while (d && (de = readdir(d))) {
-		size_t len = strlen(de->d_name);
+		size_t len = csa_mesh_workflow_id_len(de->d_name);
 		struct stat sb;
-		if (len < 8 || strncmp(de->d_name, "T_", 2) != 0 ||
-		    strcmp(de->d_name + len - 5, ".json") != 0 ||
-		    fstatat(dirfd(d), de->d_name, &sb, 0) != 0)
+		if (!len || fstatat(dirfd(d), de->d_name, &sb, 0) != 0)
 			continue;
 		int64_t ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
 		if (ms >= since_ms) {
 			char id[CSA_ID_MAX + 1];
-			snprintf(id, sizeof(id), "%.*s", (int)(len - 7), de->d_name + 2);
+			snprintf(id, sizeof(id), "%.*s", (int)len, de->d_name + 2);
 			json_object_set_new(ids, id, json_true());
 		}
 	}

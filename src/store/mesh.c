@@ -61,6 +61,15 @@ const char *csa_mesh_dir(int kind)
 	return kind_dir[kind];
 }
 
+size_t csa_mesh_workflow_id_len(const char *name)
+{
+	size_t len = strlen(name);
+	if (len < 8 || strncmp(name, "T_", 2) != 0 || strcmp(name + len - 5, ".json") != 0 ||
+	    csa_id_check(name + 2, len - 7, NULL))
+		return 0;
+	return len - 7;
+}
+
 int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *out, size_t outsz,
                       struct csa_err *err)
 {
@@ -730,7 +739,8 @@ static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct cs
 				return rc; /* previous state intact */
 			/* The journal still holds the commits: recovery completes them. */
 			m->needs_recovery = 1;
-			csa_error_prefix(err, "commit not rolled back, recovery will complete it: ");
+			csa_error_prefix(err,
+			                 "commit not rolled back, recovery will complete it: ");
 			return rc;
 		}
 	}
@@ -772,8 +782,7 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	}
 	size_t accepted = 0;
 	for (struct creq *r = batch; r; r = r->next) {
-		if ((r->rc = check_new(m, batch, r, &r->err)) ||
-		    (r->rc = write_req(m, r, &r->err)))
+		if ((r->rc = check_new(m, batch, r, &r->err)) || (r->rc = write_req(m, r, &r->err)))
 			continue;
 		if (csa_jbuf_merge(&jb, &r->jb)) {
 			undo_renames(m, r->p, r->n * 3);
@@ -924,11 +933,8 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 	struct dirent *de;
 	int rc = CSA_OK;
 	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		if (len < 8 || strncmp(de->d_name, "T_", 2) != 0 ||
-		    strcmp(de->d_name + len - 5, ".json") != 0)
-			continue;
-		if (csa_id_check(de->d_name + 2, len - 7, NULL))
+		size_t len = csa_mesh_workflow_id_len(de->d_name);
+		if (!len)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 256;
@@ -939,7 +945,7 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 			}
 			ids = nv;
 		}
-		ids[n] = strndup(de->d_name + 2, len - 7);
+		ids[n] = strndup(de->d_name + 2, len);
 		if (!ids[n]) {
 			rc = csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
 			goto out;

@@ -62,6 +62,10 @@ uint64_t csa_mesh_files_sig(const struct csa_ws *ws, const char *id, int64_t *ne
 /* Directory of document kind, relative to the workspace ("Tickets/T_ext"). */
 const char *csa_mesh_dir(int kind);
 
+/* The length of the ticket id in workflow file name 'name' ("T_<id>.json",
+ * the id at name + 2); 0 if 'name' is not one. */
+size_t csa_mesh_workflow_id_len(const char *name);
+
 /* Test hook: checkpoint threshold in bytes (default 16 MB). */
 void csa_mesh_set_checkpoint_bytes(struct csa_store *st, size_t bytes);
 
