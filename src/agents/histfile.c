@@ -328,14 +328,9 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = cpus < 1 ? 1 : cpus > LOAD_THREADS ? LOAD_THREADS : (int)cpus;
 	for (size_t lo = 0; lo < ni && rc == CSA_OK; lo += LOAD_BLOCK) {
-		struct block b = {.ws = ws,
-		                  .ids = ids,
-		                  .c = c,
-		                  .nc = c ? nc : 0,
-		                  .written = written,
-		                  .lo = lo,
-		                  .n = ni - lo < LOAD_BLOCK ? ni - lo : LOAD_BLOCK,
-		                  .out = out};
+		struct block b = {.ws = ws, .ids = ids, .c = c, .nc = c ? nc : 0,
+		                  .written = written, .lo = lo,
+		                  .n = ni - lo < LOAD_BLOCK ? ni - lo : LOAD_BLOCK, .out = out};
 		pthread_t th[LOAD_THREADS];
 		int started = 0;
 		while (started < nthreads - 1 &&
@@ -350,10 +345,8 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 			if (!s->ok)
 				continue;
 			used += s->cached;
-			if (csa_history_put_sig(h, &s->e,
-			                        s->newest < now_ns - RACY_NS ? s->sig : 0))
-				rc = csa_error(err, CSA_ENOMEM,
-				               "out of memory indexing ticket history");
+			if (csa_history_put_sig(h, &s->e, s->newest < now_ns - RACY_NS ? s->sig : 0))
+				rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
 		}
 	}
 	for (size_t i = 0; ids && i < ni; i++)

@@ -739,8 +739,7 @@ static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct cs
 				return rc; /* previous state intact */
 			/* The journal still holds the commits: recovery completes them. */
 			m->needs_recovery = 1;
-			csa_error_prefix(err,
-			                 "commit not rolled back, recovery will complete it: ");
+			csa_error_prefix(err, "commit not rolled back, recovery will complete it: ");
 			return rc;
 		}
 	}
@@ -782,7 +781,8 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	}
 	size_t accepted = 0;
 	for (struct creq *r = batch; r; r = r->next) {
-		if ((r->rc = check_new(m, batch, r, &r->err)) || (r->rc = write_req(m, r, &r->err)))
+		if ((r->rc = check_new(m, batch, r, &r->err)) ||
+		    (r->rc = write_req(m, r, &r->err)))
 			continue;
 		if (csa_jbuf_merge(&jb, &r->jb)) {
 			undo_renames(m, r->p, r->n * 3);
