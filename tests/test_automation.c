@@ -1484,6 +1484,139 @@ static void a_review_that_cannot_be_recorded_can_be_decided_again(void **state)
 	                 0);
 }
 
+/* The phase of a segment as automation/state.json holds it. */
+static int segment_phase(const char *key)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation/state.json", fx.dir);
+	json_t *st = json_load_file(path, 0, NULL);
+	assert_non_null(st);
+	int ph = (int)csa_json_int(json_object_get(st, "segments"), key, 1);
+	json_decref(st);
+	return ph;
+}
+
+/* A review that confirms a ticket CRITICAL marks its decisions critical and
+ * records the critical errors it finds in the same transaction as itself:
+ * when either cannot be written, the review fails whole (nothing marked, no
+ * alert, no demotion, the task still open) and deciding again completes it. */
+static void a_critical_review_that_cannot_be_recorded_changes_nothing(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *r = NULL;
+	set_segment("escalation/ACCOUNT_MANAGEMENT", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	add_ticket("T_CRIT3");
+	int64_t esc = add_task("T_CRIT3", "T_CRIT3:escalation:2", "escalation", "NONE", 1);
+	int64_t pri = add_task("T_CRIT3", "T_CRIT3:classifier:0", "priority", "LOW", 0);
+	fx_sql("CREATE TRIGGER no_mark BEFORE UPDATE OF critical ON decisions BEGIN SELECT "
+	       "RAISE(ABORT, 'disk says no'); END",
+	       0);
+	assert_int_equal(csa_auto_review_decide(fx.a, pri, "CRITICAL", "t", NULL, 1000, &r, &err),
+	                 CSA_EIO);
+	assert_null(r);
+	assert_non_null(strstr(err.msg, "T_CRIT3"));
+	assert_non_null(strstr(err.msg, "critical"));
+	assert_non_null(strstr(err.msg, "disk says no"));
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_CRIT3' AND "
+	                        "(critical = 1 OR final IS NOT NULL)",
+	                        1),
+	                 0);
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_CRIT3' AND "
+	                        "status = 'open'",
+	                        1),
+	                 2);
+	fx_sql("DROP TRIGGER no_mark", 0);
+	assert_int_equal(csa_auto_review_decide(fx.a, pri, "CRITICAL", "t", NULL, 1000, &r, &err),
+	                 0);
+	json_decref(r);
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE ticket_id = 'T_CRIT3' AND "
+	                        "critical = 0",
+	                        1),
+	                 0);
+
+	/* the reversal on the CRITICAL ticket is a critical error, whose alert
+	 * the table refuses */
+	size_t alerts = ledger_count("alert");
+	fx_sql("CREATE TRIGGER no_alert BEFORE INSERT ON alerts BEGIN SELECT RAISE(ABORT, "
+	       "'disk says no'); END",
+	       0);
+	r = NULL;
+	assert_int_equal(csa_auto_review_decide(fx.a, esc, "URGENT", "t", NULL, 1000, &r, &err),
+	                 CSA_EIO);
+	assert_null(r);
+	assert_non_null(strstr(err.msg, "CRITICAL_ERROR"));
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE id = "
+	                        "'T_CRIT3:escalation:2#escalation' AND final IS NOT NULL",
+	                        1),
+	                 0);
+	assert_int_equal(ledger_count("alert"), alerts);
+	assert_int_equal(segment_phase("escalation/ACCOUNT_MANAGEMENT"), 3);
+	fx_sql("DROP TRIGGER no_alert", 0);
+	assert_int_equal(csa_auto_review_decide(fx.a, esc, "URGENT", "t", NULL, 1000, &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "critical_error")));
+	json_decref(r);
+	assert_int_equal(open_alerts_of("CRITICAL_ERROR"), 1);
+	assert_int_equal(ledger_count("alert"), alerts + 1);
+	assert_int_equal(segment_phase("escalation/ACCOUNT_MANAGEMENT"), 2);
+}
+
+/* An alert that automation.db cannot take still reaches the ledger and
+ * the events, and the caller hears why it is not in the alerts table;
+ * closing one reports its failure too. */
+static void alerts_that_cannot_be_recorded_still_go_out(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev;
+	set_segment("priority/Q", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	add_decisions("priority", "Q", 3, 100, 60, 100, 1000, 0);
+	fx_sql("CREATE TRIGGER no_alert BEFORE INSERT ON alerts BEGIN SELECT RAISE(ABORT, "
+	       "'disk says no'); END",
+	       0);
+	/* the monitor (60% accuracy, all autonomous: ACCURACY_DEGRADATION and
+	 * OVERAUTOMATION_RISK): both alerts go out, the demotion happens, the
+	 * tick fails with the first error */
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), CSA_EIO);
+	assert_true(has_event(ev, "ACCURACY_DEGRADATION"));
+	assert_true(has_event(ev, "OVERAUTOMATION_RISK"));
+	json_decref(ev);
+	assert_non_null(strstr(err.msg, "ACCURACY_DEGRADATION"));
+	assert_non_null(strstr(err.msg, "disk says no"));
+	assert_non_null(strstr(err.msg, "automation.db"));
+	assert_int_equal(ledger_count("alert"), 2);
+	assert_int_equal(segment_phase("priority/Q"), 2);
+	assert_int_equal(fx_sql("SELECT count(*) FROM alerts", 1), 0);
+	/* the file monitor's alerts */
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(csa_auto_alert_raise(fx.a, "MESH_DAMAGED", "HIGH", "mesh/x",
+	                                      json_pack("{s:i}", "count", 1), &err),
+	                 CSA_EIO);
+	assert_non_null(strstr(err.msg, "MESH_DAMAGED"));
+	assert_int_equal(ledger_count("alert"), 3);
+	fx_sql("DROP TRIGGER no_alert", 0);
+	assert_int_equal(csa_auto_alert_raise(fx.a, "MESH_DAMAGED", "HIGH", "mesh/x",
+	                                      json_pack("{s:i}", "count", 1), &err),
+	                 0);
+	assert_int_equal(open_alerts_of("MESH_DAMAGED"), 1);
+	fx_sql("CREATE TRIGGER no_close BEFORE UPDATE ON alerts BEGIN SELECT RAISE(ABORT, "
+	       "'disk says no'); END",
+	       0);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(csa_auto_alert_close(fx.a, "MESH_DAMAGED", "mesh/x", &err), CSA_EIO);
+	assert_non_null(strstr(err.msg, "closing alert MESH_DAMAGED"));
+	assert_int_equal(open_alerts_of("MESH_DAMAGED"), 1);
+	assert_int_equal(ledger_count("alert_closed"), 0);
+	fx_sql("DROP TRIGGER no_close", 0);
+	assert_int_equal(csa_auto_alert_close(fx.a, "MESH_DAMAGED", "mesh/x", &err), 0);
+	assert_int_equal(open_alerts_of("MESH_DAMAGED"), 0);
+	assert_int_equal(ledger_count("alert_closed"), 1);
+}
+
 /* ---- a replay on a small generated stream ------------------------------------- */
 
 static void replay_phase_journey(void **state)
@@ -1591,6 +1724,10 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_review_that_cannot_be_recorded_can_be_decided_again,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        a_critical_review_that_cannot_be_recorded_changes_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(alerts_that_cannot_be_recorded_still_go_out, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_run_that_cannot_be_committed_leaves_no_review_tasks,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(an_unclean_stop_is_recovered_from_the_tickets, setup,

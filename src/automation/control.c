@@ -589,9 +589,14 @@ static int insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 	return step_done(st) ? CSA_OK : row_err(a, err, queue, r);
 }
 
-static void raise_alert(struct csa_auto *a, const char *type, const char *severity,
-                        const char *scope, json_t *detail, json_t *events);
-static void close_alert(struct csa_auto *a, const char *type, const char *scope);
+static int record_alert(struct csa_auto *a, const char *type, const char *severity,
+                        const char *scope, const json_t *detail, int *is_new, struct csa_err *err);
+static void announce_alert(struct csa_auto *a, const char *type, const char *severity,
+                           const char *scope, json_t *detail, json_t *events);
+static int raise_alert(struct csa_auto *a, const char *type, const char *severity,
+                       const char *scope, json_t *detail, json_t *events, struct csa_err *err);
+static int close_alert(struct csa_auto *a, const char *type, const char *scope, int *closed,
+                       struct csa_err *err);
 
 /* A ledger that cannot take records (disk full, I/O error) is a CRITICAL
  * alert, not a silent gap: the decisions are still in T and automation.db,
@@ -599,12 +604,18 @@ static void close_alert(struct csa_auto *a, const char *type, const char *scope)
  * that succeeds. Caller holds a->mu. */
 static void ledger_health_locked(struct csa_auto *a, int rc, const struct csa_err *err)
 {
+	struct csa_err aerr = {0};
+	int arc = CSA_OK;
 	if (rc && !a->ledger_failing)
-		raise_alert(a, "AUDIT_LEDGER_FAILURE", "CRITICAL", "ledger",
-		            json_pack("{s:s}", "error", err->msg), NULL);
+		arc = raise_alert(a, "AUDIT_LEDGER_FAILURE", "CRITICAL", "ledger",
+		                  json_pack("{s:s}", "error", err->msg), NULL, &aerr);
 	else if (!rc && a->ledger_failing)
-		close_alert(a, "AUDIT_LEDGER_FAILURE", "ledger");
-	a->ledger_failing = rc != CSA_OK;
+		arc = close_alert(a, "AUDIT_LEDGER_FAILURE", "ledger", NULL, &aerr);
+	/* neither the ledger nor the alerts table takes it: the log does */
+	if (arc)
+		fprintf(stderr, "csa: %s\n", aerr.msg);
+	/* an alert that could not be closed is closed at the next append */
+	a->ledger_failing = rc != CSA_OK || (a->ledger_failing && arc);
 }
 
 /* Caller holds a->mu. A failed transaction is rolled back whole. */
@@ -978,19 +989,42 @@ static int is_critical_error(struct csa_auto *a, const char *type, int critical,
 static void demote_type(struct csa_auto *a, const char *type, int to, const char *why,
                         json_t *events);
 
-/* A critical error: alert, and the decision type back to human review at
- * once. Caller holds a->mu. */
-static void critical_error(struct csa_auto *a, const char *decision_id, const char *ticket,
-                           const char *type, const char *segment, const char *ai_value,
-                           const char *human_value, json_t *events)
+/*
+ * A critical error a review found: its alert row goes into the review's
+ * transaction; 'crits' keeps it for announce_critical_errors() once that
+ * commits. Caller holds a->mu.
+ */
+static int critical_error(struct csa_auto *a, const char *decision_id, const char *ticket,
+                          const char *type, const char *segment, const char *ai_value,
+                          const char *human_value, json_t *crits, struct csa_err *err)
 {
 	char scope[200];
 	snprintf(scope, sizeof(scope), "%s/%s", type, segment);
-	raise_alert(a, "CRITICAL_ERROR", "CRITICAL", scope,
-	            json_pack("{s:s, s:s, s:s, s:s}", "decision_id", decision_id, "ticket_id",
-	                      ticket, "ai_value", ai_value, "human_value", human_value),
-	            events);
-	demote_type(a, type, 2, "critical error in an autonomous decision", events);
+	json_t *detail = json_pack("{s:s, s:s, s:s, s:s}", "decision_id", decision_id, "ticket_id",
+	                           ticket, "ai_value", ai_value, "human_value", human_value);
+	int is_new, rc = record_alert(a, "CRITICAL_ERROR", "CRITICAL", scope, detail, &is_new, err);
+	if (rc == CSA_OK)
+		json_array_append_new(crits, json_pack("{s:s, s:s, s:o}", "type", type, "scope",
+		                                       scope, "detail", detail));
+	else
+		json_decref(detail);
+	return rc;
+}
+
+/* The review committed: its critical errors reach the ledger, the webhook
+ * and the events, and their decision types go back to human review at
+ * once. Caller holds a->mu. */
+static void announce_critical_errors(struct csa_auto *a, const json_t *crits, json_t *events)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(crits, i, c)
+	{
+		announce_alert(a, "CRITICAL_ERROR", "CRITICAL", csa_json_str(c, "scope"),
+		               json_incref(json_object_get(c, "detail")), events);
+		demote_type(a, csa_json_str(c, "type"), 2,
+		            "critical error in an autonomous decision", events);
+	}
 }
 
 /* Whether a person confirmed the ticket's priority as CRITICAL. */
@@ -1004,57 +1038,66 @@ static int ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
 
 /* Every decision of the ticket counts as one on a CRITICAL ticket (the
  * gates count critical errors by this flag). */
-static void mark_ticket_critical(struct csa_auto *a, const char *ticket)
+static int mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err)
 {
+	char what[160];
+	snprintf(what, sizeof(what), "marking the decisions of ticket '%s' critical", ticket);
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1,
 	                       &st, NULL) != SQLITE_OK)
-		return;
+		return db_err(a, err, what);
 	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	int done = step_done(st);
 	sqlite3_finalize(st);
+	return done ? CSA_OK : db_err(a, err, what);
 }
 
 /*
  * A person has just confirmed the ticket as CRITICAL (decision 'by'). Its
  * autonomous decisions that were already reversed while the ticket looked
  * non-critical are critical errors now: nothing in the ticket hinted at it,
- * which is exactly what the safety manager must learn about.
+ * which is exactly what the safety manager must learn about. Inside the
+ * review's transaction.
  */
-static void reversals_became_critical(struct csa_auto *a, const char *ticket, const char *by,
-                                      json_t *events)
+static int reversals_became_critical(struct csa_auto *a, const char *ticket, const char *by,
+                                     json_t *crits, struct csa_err *err)
 {
+	char what[160];
+	snprintf(what, sizeof(what), "reading the reversed decisions of ticket '%s'", ticket);
 	sqlite3_stmt *st;
 	json_t *found = json_array();
 	if (sqlite3_prepare_v2(a->db,
 	                       "SELECT id, type, segment, value, final FROM decisions WHERE "
 	                       "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
 	                       "AND correct = 0",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, by, -1, SQLITE_STATIC);
-		while (sqlite3_step(st) == SQLITE_ROW)
-			json_array_append_new(found,
-			                      json_pack("{s:s, s:s, s:s, s:s?, s:s}", "id",
-			                                sqlite3_column_text(st, 0), "type",
-			                                sqlite3_column_text(st, 1), "segment",
-			                                sqlite3_column_text(st, 2), "value",
-			                                (const char *)sqlite3_column_text(st, 3),
-			                                "final", sqlite3_column_text(st, 4)));
-		sqlite3_finalize(st);
+	                       -1, &st, NULL) != SQLITE_OK) {
+		json_decref(found);
+		return db_err(a, err, what);
 	}
-	mark_ticket_critical(a, ticket);
+	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, by, -1, SQLITE_STATIC);
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(found, json_pack("{s:s, s:s, s:s, s:s?, s:s}", "id",
+		                                       sqlite3_column_text(st, 0), "type",
+		                                       sqlite3_column_text(st, 1), "segment",
+		                                       sqlite3_column_text(st, 2), "value",
+		                                       (const char *)sqlite3_column_text(st, 3),
+		                                       "final", sqlite3_column_text(st, 4)));
+	sqlite3_finalize(st);
+	int rc = step == SQLITE_DONE ? mark_ticket_critical(a, ticket, err) : db_err(a, err, what);
 	size_t i;
 	json_t *d;
 	json_array_foreach(found, i, d)
 	{
 		const char *type = csa_json_str(d, "type"), *ai = csa_json_str(d, "value");
-		if (is_critical_error(a, type, 1, ai))
-			critical_error(a, csa_json_str(d, "id"), ticket, type,
-			               csa_json_str(d, "segment"), ai ? ai : "",
-			               csa_json_str(d, "final"), events);
+		if (rc == CSA_OK && is_critical_error(a, type, 1, ai))
+			rc = critical_error(a, csa_json_str(d, "id"), ticket, type,
+			                    csa_json_str(d, "segment"), ai ? ai : "",
+			                    csa_json_str(d, "final"), crits, err);
 	}
 	json_decref(found);
+	return rc;
 }
 
 int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
@@ -1068,6 +1111,7 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	     kind[16] = "", ai_value[160] = "";
 	int64_t created = 0;
 	int critical = 0, autonomous = 0, phase = 1;
+	json_t *crits = json_array(); /* critical errors this review found */
 	if (sqlite3_prepare_v2(
 	        a->db,
 	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.kind, "
@@ -1154,7 +1198,30 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	sqlite3_bind_int64(st, 1, task_id);
 	done = step_done(st);
 	sqlite3_finalize(st);
-	if (!done || sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (!done) {
+		rc = db_err(a, err, what);
+		goto rollback;
+	}
+	/* what the person said about the ticket's criticality goes in with
+	 * the review: the flag on decisions is the guess at decision time,
+	 * what people confirmed about the ticket's priority decides whether a
+	 * reversal is critical */
+	if (strcmp(type, "priority") == 0 && strcmp(value, "CRITICAL") == 0) {
+		rc = reversals_became_critical(a, ticket, decision_id, crits, err);
+		critical = 1;
+	} else if (!critical && ticket_confirmed_critical(a, ticket)) {
+		critical = 1;
+		rc = mark_ticket_critical(a, ticket, err);
+	}
+	int crit = autonomous && !correct && is_critical_error(a, type, critical, ai_value);
+	if (rc == CSA_OK && crit)
+		rc = critical_error(a, decision_id, ticket, type, segment, ai_value, value, crits,
+		                    err);
+	if (rc) {
+		csa_error_prefix(err, "%s: ", what);
+		goto rollback;
+	}
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		rc = db_err(a, err, what);
 		goto rollback;
 	}
@@ -1166,20 +1233,9 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	              "correct", correct, "decision_ms", (json_int_t)decision_ms, "notes", notes,
 	              "autonomous_decision", autonomous);
 	json_t *events = json_array();
-	/* the flag is the guess at decision time; what people confirmed about
-	 * the ticket's priority decides whether a reversal is critical */
-	if (strcmp(type, "priority") == 0 && strcmp(value, "CRITICAL") == 0) {
-		reversals_became_critical(a, ticket, decision_id, events);
-		critical = 1;
-	} else if (!critical && ticket_confirmed_critical(a, ticket)) {
-		critical = 1;
-		mark_ticket_critical(a, ticket);
-	}
-	int crit = autonomous && !correct && is_critical_error(a, type, critical, ai_value);
-	if (crit) {
+	if (crit)
 		json_object_set_new(rec, "critical_error", json_true());
-		critical_error(a, decision_id, ticket, type, segment, ai_value, value, events);
-	}
+	announce_critical_errors(a, crits, events);
 	struct csa_err lerr = {0};
 	ledger_health_locked(a, csa_ledger_append(a->ledger, "review", ticket, rec, NULL, &lerr),
 	                     &lerr);
@@ -1190,6 +1246,7 @@ rollback:
 	rollback_locked(a);
 out:
 	pthread_mutex_unlock(&a->mu);
+	json_decref(crits);
 	return rc;
 }
 
@@ -1220,39 +1277,52 @@ static void post_webhook(struct csa_auto *a, const json_t *alert)
 	free(body);
 }
 
-/* Caller holds a->mu. An open alert of the same type and scope is not
- * raised twice. */
-static void raise_alert(struct csa_auto *a, const char *type, const char *severity,
-                        const char *scope, json_t *detail, json_t *events)
+/* The alerts table's row for an alert: *is_new is 0 when an open alert of
+ * the same type and scope stands (each CRITICAL_ERROR is its own alert).
+ * Caller holds a->mu. */
+static int record_alert(struct csa_auto *a, const char *type, const char *severity,
+                        const char *scope, const json_t *detail, int *is_new, struct csa_err *err)
 {
+	char what[300];
+	snprintf(what, sizeof(what), "recording alert %s (%s)", type, scope);
+	*is_new = 1;
 	sqlite3_stmt *st;
-	int exists = 0;
 	if (sqlite3_prepare_v2(a->db,
 	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND scope = ?2",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
-		exists = sqlite3_step(st) == SQLITE_ROW && strcmp(type, "CRITICAL_ERROR") != 0;
-		sqlite3_finalize(st);
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return db_err(a, err, what);
+	if (step == SQLITE_ROW && strcmp(type, "CRITICAL_ERROR") != 0) {
+		*is_new = 0;
+		return CSA_OK;
 	}
-	if (exists) {
-		json_decref(detail);
-		return;
-	}
-	char *d = json_dumps(detail, JSON_COMPACT);
 	if (sqlite3_prepare_v2(a->db,
 	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
 	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, csa_now_ms());
-		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, d, -1, SQLITE_STATIC);
-		sqlite3_step(st);
-		sqlite3_finalize(st);
-	}
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_err(a, err, what);
+	char *d = json_dumps(detail, JSON_COMPACT);
+	sqlite3_bind_int64(st, 1, csa_now_ms());
+	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, d ? d : "{}", -1, SQLITE_STATIC);
+	int done = step_done(st);
+	sqlite3_finalize(st);
 	free(d);
+	return done ? CSA_OK : db_err(a, err, what);
+}
+
+/* The ledger, the webhook and the caller's events hear of an alert.
+ * 'detail' is stolen. */
+static void announce_alert(struct csa_auto *a, const char *type, const char *severity,
+                           const char *scope, json_t *detail, json_t *events)
+{
 	json_t *alert = json_pack("{s:s, s:s, s:s, s:o}", "type", type, "severity", severity,
 	                          "scope", scope, "detail", detail);
 	csa_ledger_append(a->ledger, "alert", NULL, alert, NULL, NULL);
@@ -1263,16 +1333,43 @@ static void raise_alert(struct csa_auto *a, const char *type, const char *severi
 	json_decref(alert);
 }
 
-static void close_alert(struct csa_auto *a, const char *type, const char *scope)
+/* Caller holds a->mu. An open alert of the same type and scope is not
+ * raised twice. One that the alerts table cannot take still reaches the
+ * ledger, the webhook and the events, and the caller gets the error to
+ * report: an alert is never silent. 'detail' is stolen. */
+static int raise_alert(struct csa_auto *a, const char *type, const char *severity,
+                       const char *scope, json_t *detail, json_t *events, struct csa_err *err)
 {
+	int is_new;
+	int rc = record_alert(a, type, severity, scope, detail, &is_new, err);
+	if (is_new)
+		announce_alert(a, type, severity, scope, detail, events);
+	else
+		json_decref(detail);
+	return rc;
+}
+
+/* Caller holds a->mu; *closed tells whether an alert was open. */
+static int close_alert(struct csa_auto *a, const char *type, const char *scope, int *closed,
+                       struct csa_err *err)
+{
+	char what[300];
+	snprintf(what, sizeof(what), "closing alert %s (%s)", type, scope);
 	sqlite3_stmt *st;
+	if (closed)
+		*closed = 0;
 	if (sqlite3_prepare_v2(a->db, "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
-		sqlite3_step(st);
-		sqlite3_finalize(st);
-	}
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
+	int done = step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return db_err(a, err, what);
+	if (closed)
+		*closed = sqlite3_changes(a->db) > 0;
+	return CSA_OK;
 }
 
 static void set_segment_phase(struct csa_auto *a, const char *key, int phase, const char *why,
@@ -1861,7 +1958,7 @@ out:
 
 /* Quality of one decision type over its recent reviewed decisions (spec
  * §7.1) and anomalies of its segments in PHASE_4+. Caller holds a->mu. */
-static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
+static int monitor_type(struct csa_auto *a, const char *type, json_t *events, struct csa_err *err)
 {
 	/* The accuracy that matters for safety is that of the decisions the
 	 * system made by itself, judged by sampled reviews. Decisions humans
@@ -1871,6 +1968,8 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 	 * plain share right in the sample understates the accuracy. */
 	size_t win = (size_t)cfg_num(a, "automation.monitor.window", 200);
 	size_t min_s = (size_t)cfg_num(a, "automation.monitor.min_sample", 30);
+	char what[120];
+	snprintf(what, sizeof(what), "monitoring decision type %s", type);
 	sqlite3_stmt *st;
 	size_t n = 0;
 	double w = 0, wk = 0;
@@ -1883,11 +1982,12 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 	        " ORDER BY reviewed_ms DESC LIMIT 5000) WHERE autonomous = 1 AND created_ms > ?3"
 	        " LIMIT ?2",
 	        -1, &st, NULL) != SQLITE_OK)
-		return;
+		return db_err(a, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)win);
 	sqlite3_bind_int64(st, 3, evidence_since(a, type, NULL));
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		double wi = sqlite3_column_double(st, 1);
 		wi = wi > 0 ? wi : 1;
 		n++;
@@ -1895,6 +1995,8 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 		wk += sqlite3_column_int(st, 0) != 0 ? wi : 0;
 	}
 	sqlite3_finalize(st);
+	if (step != SQLITE_DONE)
+		return db_err(a, err, what);
 	double acc = w > 0 ? wk / w : 1;
 	int64_t recent = count_i64(a,
 	                           "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 "
@@ -1907,20 +2009,28 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 	              type, NULL);
 	double rate = recent ? (double)recent_auto / (double)recent : 0;
 	if (n < min_s)
-		return;
+		return CSA_OK;
+	/* every step below runs even after one failed (an alert the table
+	 * could not take is still announced, and the demotion matters more);
+	 * the first error is returned */
+	int rc = CSA_OK;
 	double amin = cfg_num(a, "automation.monitor.accuracy_min", 0.85);
 	if (acc < amin) {
-		raise_alert(a, "ACCURACY_DEGRADATION", "HIGH", type,
-		            json_pack("{s:f, s:f, s:I, s:s}", "accuracy_rate", acc, "threshold",
-		                      amin, "sample", (json_int_t)n, "recommendation",
-		                      "Increase human oversight and retrain models"),
-		            events);
+		rc =
+		    raise_alert(a, "ACCURACY_DEGRADATION", "HIGH", type,
+		                json_pack("{s:f, s:f, s:I, s:s}", "accuracy_rate", acc, "threshold",
+		                          amin, "sample", (json_int_t)n, "recommendation",
+		                          "Increase human oversight and retrain models"),
+		                events, err);
 		/* gradual: every autonomous segment of the type one phase down */
 		if (sqlite3_prepare_v2(a->db,
 		                       "SELECT DISTINCT segment FROM decisions WHERE type = ?1", -1,
-		                       &st, NULL) == SQLITE_OK) {
+		                       &st, NULL) != SQLITE_OK) {
+			int r = db_err(a, rc ? NULL : err, what);
+			rc = rc ? rc : r;
+		} else {
 			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-			while (sqlite3_step(st) == SQLITE_ROW) {
+			while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 				char key[200];
 				snprintf(key, sizeof(key), "%s/%s", type,
 				         sqlite3_column_text(st, 0));
@@ -1931,39 +2041,48 @@ static void monitor_type(struct csa_auto *a, const char *type, json_t *events)
 					                  events);
 			}
 			sqlite3_finalize(st);
+			if (step != SQLITE_DONE) {
+				int r = db_err(a, rc ? NULL : err, what);
+				rc = rc ? rc : r;
+			}
 		}
 		/* the alert stays open until a fresh sample judges the type */
 		restart_evidence(a, type);
 	} else {
-		close_alert(a, "ACCURACY_DEGRADATION", type);
+		rc = close_alert(a, "ACCURACY_DEGRADATION", type, NULL, err);
 	}
 	if (rate > cfg_num(a, "automation.monitor.overautomation_rate", 0.9) &&
 	    acc < cfg_num(a, "automation.monitor.overautomation_accuracy", 0.9)) {
-		raise_alert(a, "OVERAUTOMATION_RISK", "CRITICAL", type,
-		            json_pack("{s:f, s:f, s:s}", "autonomous_rate", rate, "accuracy_rate",
-		                      acc, "recommendation",
-		                      "Reduce automation threshold immediately"),
-		            events);
+		int r = raise_alert(a, "OVERAUTOMATION_RISK", "CRITICAL", type,
+		                    json_pack("{s:f, s:f, s:s}", "autonomous_rate", rate,
+		                              "accuracy_rate", acc, "recommendation",
+		                              "Reduce automation threshold immediately"),
+		                    events, rc ? NULL : err);
+		rc = rc ? rc : r;
 		demote_type(a, type, 2, "overautomation risk", events);
 	}
+	return rc;
 }
 
 /* PHASE_4+ anomaly detection for a segment: confidence distribution shift
  * (PSI, older vs newer half of its recent decisions in its current phase)
  * and accuracy drop in the reviewed sample. */
-static void anomalies(struct csa_auto *a, const char *type, const char *seg, int phase,
-                      json_t *events)
+static int anomalies(struct csa_auto *a, const char *type, const char *seg, int phase,
+                     json_t *events, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	double h[2][10] = {{0}};
 	double acc[2] = {0}, rev[2] = {0};
 	int64_t since = evidence_since(a, type, seg);
+	char scope[200], what[260];
+	snprintf(scope, sizeof(scope), "%s/%s", type, seg);
+	snprintf(what, sizeof(what), "looking for anomalies in %s", scope);
 	if (sqlite3_prepare_v2(a->db,
 	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
 	                       "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
 	                       "ORDER BY created_ms DESC LIMIT 400",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return;
+		return db_err(a, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, seg, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, since);
@@ -1971,15 +2090,17 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, int
 	/* newest first; -1: not reviewed */
 	double conf[400];
 	int right[400];
-	int n = 0;
-	while (n < 400 && sqlite3_step(st) == SQLITE_ROW) {
+	int n = 0, step = SQLITE_DONE;
+	while (n < 400 && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		conf[n] = sqlite3_column_double(st, 0);
 		right[n++] =
 		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
 	}
 	sqlite3_finalize(st);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return db_err(a, err, what);
 	if (n < 100)
-		return;
+		return CSA_OK;
 	for (int i = 0; i < n; i++) {
 		int half = i < n / 2 ? 1 : 0; /* 1 = recent */
 		int b = (int)(conf[i] * 10);
@@ -1989,28 +2110,30 @@ static void anomalies(struct csa_auto *a, const char *type, const char *seg, int
 			acc[half] += right[i];
 		}
 	}
-	char scope[200];
-	snprintf(scope, sizeof(scope), "%s/%s", type, seg);
+	/* as in monitor_type: every step runs, the first error is returned */
+	int rc, r = CSA_OK;
 	double psi = csa_psi(h[0], h[1], 10);
 	if (psi > cfg_num(a, "automation.monitor.psi_alert", 0.25))
-		raise_alert(a, "ANOMALY_CONFIDENCE_SHIFT", "HIGH", scope,
-		            json_pack("{s:f}", "psi", psi), events);
+		rc = raise_alert(a, "ANOMALY_CONFIDENCE_SHIFT", "HIGH", scope,
+		                 json_pack("{s:f}", "psi", psi), events, err);
 	else
-		close_alert(a, "ANOMALY_CONFIDENCE_SHIFT", scope);
+		rc = close_alert(a, "ANOMALY_CONFIDENCE_SHIFT", scope, NULL, err);
 	if (rev[0] >= 20 && rev[1] >= 20) {
 		double old = acc[0] / rev[0], now = acc[1] / rev[1];
 		if (old - now > cfg_num(a, "automation.monitor.accuracy_drop", 0.1)) {
-			raise_alert(a, "ANOMALY_ACCURACY_DROP", "HIGH", scope,
-			            json_pack("{s:f, s:f}", "before", old, "recent", now), events);
+			r = raise_alert(a, "ANOMALY_ACCURACY_DROP", "HIGH", scope,
+			                json_pack("{s:f, s:f}", "before", old, "recent", now),
+			                events, rc ? NULL : err);
 			int ph = (int)csa_json_int(json_object_get(a->state, "segments"), scope, 1);
 			if (ph >= 3) {
 				set_segment_phase(a, scope, ph - 1, "accuracy drop", events);
 				restart_evidence(a, scope);
 			}
 		} else {
-			close_alert(a, "ANOMALY_ACCURACY_DROP", scope);
+			r = close_alert(a, "ANOMALY_ACCURACY_DROP", scope, NULL, rc ? NULL : err);
 		}
 	}
+	return rc ? rc : r;
 }
 
 /*
@@ -2074,17 +2197,23 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 	int w = workspace_phase(a), rc = CSA_OK;
 	/* segments follow their own evidence up to the workspace phase */
 	sqlite3_stmt *st;
+	int step = SQLITE_DONE;
 	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions", -1, &st,
-	                       NULL) == SQLITE_OK) {
-		while (sqlite3_step(st) == SQLITE_ROW) {
+	                       NULL) != SQLITE_OK) {
+		rc = db_err(a, err, "listing the segments");
+	} else {
+		while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 			const char *type = (const char *)sqlite3_column_text(st, 0);
 			const char *seg = (const char *)sqlite3_column_text(st, 1);
 			char key[200];
 			snprintf(key, sizeof(key), "%s/%s", type, seg);
 			int own = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
-			if (own >= 4)
-				anomalies(a, type, seg, own, events);
-			if (own >= w || own >= 5)
+			if (own >= 4) {
+				int r = anomalies(a, type, seg, own, events, rc ? NULL : err);
+				rc = rc ? rc : r;
+			}
+			/* nothing is promoted once the database failed */
+			if (rc || own >= w || own >= 5)
 				continue;
 			json_t *g = evaluate_gate(a, type, seg, own);
 			if (json_is_true(json_object_get(g, "pass")))
@@ -2096,12 +2225,18 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 			json_decref(g);
 		}
 		sqlite3_finalize(st);
+		if (step != SQLITE_DONE && rc == CSA_OK)
+			rc = db_err(a, err, "listing the segments");
 	}
 	size_t i;
 	json_t *t;
 	json_array_foreach(csa_config_get(&a->ws->cfg, "automation.decision_types"), i, t)
-	    monitor_type(a, json_string_value(t), events);
-	if (advance_workspace && w < 5) {
+	{
+		int r = monitor_type(a, json_string_value(t), events, rc ? NULL : err);
+		rc = rc ? rc : r;
+	}
+	/* a monitor that could not see or record everything advances nothing */
+	if (advance_workspace && w < 5 && rc == CSA_OK) {
 		json_t *g = evaluate_gate(a, NULL, NULL, w);
 		int pass = json_is_true(json_object_get(g, "pass"));
 		json_decref(g);
@@ -2272,24 +2407,27 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	return CSA_OK;
 }
 
-void csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *severity,
-                          const char *scope, json_t *detail)
+int csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *severity,
+                         const char *scope, json_t *detail, struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
-	raise_alert(a, type, severity, scope, detail, NULL);
+	int rc = raise_alert(a, type, severity, scope, detail, NULL, err);
 	pthread_mutex_unlock(&a->mu);
+	return rc;
 }
 
-void csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope)
+int csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope,
+                         struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
-	close_alert(a, type, scope);
-	if (sqlite3_changes(a->db) > 0) {
+	int closed, rc = close_alert(a, type, scope, &closed, err);
+	if (rc == CSA_OK && closed) {
 		json_t *rec = json_pack("{s:s, s:s}", "type", type, "scope", scope);
 		csa_ledger_append(a->ledger, "alert_closed", NULL, rec, NULL, NULL);
 		json_decref(rec);
 	}
 	pthread_mutex_unlock(&a->mu);
+	return rc;
 }
 
 int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_err *err)

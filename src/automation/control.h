@@ -83,10 +83,13 @@ int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_
 /* Alerts from outside the controller (the server's mesh monitor): stored,
  * appended to the ledger and posted to the alert webhook; an alert whose
  * type and scope are already open is not raised again. 'detail' is stolen.
- * Closing records "alert_closed" in the ledger when an alert was open. */
-void csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *severity,
-                          const char *scope, json_t *detail);
-void csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope);
+ * Closing records "alert_closed" in the ledger when an alert was open.
+ * An alert the alerts table cannot take (automation.db failing) is still
+ * appended and posted, and the error returned. */
+int csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *severity,
+                         const char *scope, json_t *detail, struct csa_err *err);
+int csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope,
+                         struct csa_err *err);
 
 /* Path of the audit ledger. */
 const char *csa_auto_ledger_path(const struct csa_auto *a);

@@ -42,9 +42,11 @@ struct csa_monitor {
 	json_t *last;
 };
 
-/* Raise or close one alert per kind from a verify report. */
-static void alert_from(struct csa_monitor *m, const json_t *rep, json_t *counts)
+/* Raise or close one alert per kind from a verify report; every kind is
+ * handled, the first error is returned. */
+static int alert_from(struct csa_monitor *m, const json_t *rep, json_t *counts, struct csa_err *err)
 {
+	int rc = CSA_OK;
 	for (size_t k = 0; k < NKINDS; k++) {
 		json_t *listed = json_array();
 		const char *first = NULL;
@@ -65,17 +67,21 @@ static void alert_from(struct csa_monitor *m, const json_t *rep, json_t *counts)
 		char scope[64];
 		snprintf(scope, sizeof(scope), "mesh/%s", kinds[k].problem);
 		json_object_set_new(counts, kinds[k].problem, json_integer((json_int_t)n));
+		int r;
 		if (n) {
-			csa_auto_alert_raise(
+			r = csa_auto_alert_raise(
 			    m->autom, kinds[k].alert, kinds[k].severity, scope,
 			    json_pack("{s:s, s:I, s:o, s:s?, s:s}", "problem", kinds[k].problem,
 			              "count", (json_int_t)n, "affected", listed, "example", first,
-			              "fix", "see 'csa verify' (and 'csa verify --repair')"));
+			              "fix", "see 'csa verify' (and 'csa verify --repair')"),
+			    rc ? NULL : err);
 		} else {
 			json_decref(listed);
-			csa_auto_alert_close(m->autom, kinds[k].alert, scope);
+			r = csa_auto_alert_close(m->autom, kinds[k].alert, scope, rc ? NULL : err);
 		}
+		rc = rc ? rc : r;
 	}
+	return rc;
 }
 
 int csa_monitor_check(struct csa_monitor *m, json_t **report, struct csa_err *err)
@@ -89,7 +95,8 @@ int csa_monitor_check(struct csa_monitor *m, json_t **report, struct csa_err *er
 		return rc;
 	}
 	json_t *counts = json_object();
-	alert_from(m, rep, counts);
+	/* the summary is kept even when an alert could not be recorded */
+	rc = alert_from(m, rep, counts, err);
 	char ts[CSA_TS_LEN];
 	json_t *problems = json_object_get(rep, "problems");
 	size_t total = json_array_size(problems);
@@ -108,11 +115,11 @@ int csa_monitor_check(struct csa_monitor *m, json_t **report, struct csa_err *er
 	m->last = json_incref(sum);
 	pthread_mutex_unlock(&m->mu);
 	pthread_mutex_unlock(&m->check_mu);
-	if (report)
+	if (report && rc == CSA_OK)
 		*report = sum;
 	else
 		json_decref(sum);
-	return CSA_OK;
+	return rc;
 }
 
 static void *monitor_loop(void *arg)

@@ -26,7 +26,9 @@ int csa_monitor_start(struct csa_ws *ws, struct csa_auto *a, double interval_s,
                       struct csa_monitor **out, struct csa_err *err);
 
 /* Check now and raise or close alerts; *report (may be NULL) receives the
- * summary csa_monitor_status() shows as "last", with up to 100 problems. */
+ * summary csa_monitor_status() shows as "last", with up to 100 problems.
+ * An alert that automation.db could not record fails the check (the
+ * summary is still kept as "last"). */
 int csa_monitor_check(struct csa_monitor *m, json_t **report, struct csa_err *err);
 
 /* {"interval_seconds", "checks", "last": {"at", "duration_ms", "tickets",
