@@ -1617,6 +1617,50 @@ static void alerts_that_cannot_be_recorded_still_go_out(void **state)
 	assert_int_equal(ledger_count("alert_closed"), 1);
 }
 
+/* A gate never passes on what automation.db could not tell it: with the
+ * alerts table unreadable, PHASE_4 -> 5 is blocked and says why, the tick
+ * promotes nothing, and phase status reports the error. */
+static void a_gate_does_not_pass_on_what_it_cannot_read(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev;
+	set_segment("category/G", 4);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	for (int i = 0; i < 4; i++) { /* the workspace to PHASE_5 */
+		assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &ev, &err), 0);
+		json_decref(ev);
+	}
+	add_decisions("category", "G", 4, 200, 200, 180, 5000, 0);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	assert_true(json_is_true(json_object_get(segment_gate(ev, "category", "G"), "pass")));
+	json_decref(ev);
+
+	fx_sql("ALTER TABLE alerts RENAME TO alerts_away", 0);
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	json_t *g = segment_gate(ev, "category", "G");
+	assert_false(json_is_true(json_object_get(g, "pass")));
+	assert_false(crit_pass(g, "automation_db_readable"));
+	assert_true(has_event(json_object_get(g, "blocking"), "could not be read"));
+	assert_true(has_event(json_object_get(g, "blocking"), "alerts"));
+	json_decref(ev);
+	/* the tick's anomaly check cannot close its alerts either */
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), CSA_EIO);
+	json_decref(ev);
+	assert_non_null(strstr(err.msg, "no such table: alerts"));
+	assert_int_equal(segment_phase("category/G"), 4);
+	json_t *st = NULL;
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), CSA_EIO);
+	assert_null(st);
+	assert_non_null(strstr(err.msg, "open alerts"));
+
+	fx_sql("ALTER TABLE alerts_away RENAME TO alerts", 0);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase("category/G"), 5);
+}
+
 /* ---- a replay on a small generated stream ------------------------------------- */
 
 static void replay_phase_journey(void **state)
@@ -1727,6 +1771,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 	        a_critical_review_that_cannot_be_recorded_changes_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(alerts_that_cannot_be_recorded_still_go_out, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(a_gate_does_not_pass_on_what_it_cannot_read, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_run_that_cannot_be_committed_leaves_no_review_tasks,
 	                                    setup, teardown),

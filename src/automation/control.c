@@ -305,12 +305,14 @@ static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const 
 	return o;
 }
 
+/* The one number a query returns (NULL reads as 0); -1 when the database
+ * cannot answer (sqlite3_errmsg says why). */
 static int64_t count_i64(struct csa_auto *a, const char *sql, const char *p1, const char *p2)
 {
 	sqlite3_stmt *st;
-	int64_t v = 0;
+	int64_t v = -1;
 	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return 0;
+		return -1;
 	if (p1)
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
 	if (p2)
@@ -1419,8 +1421,9 @@ struct scope_metrics {
 	double mean_decision_ms, total_decision_ms;
 };
 
-static void scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
-                          struct scope_metrics *m)
+/* CSA_EIO (all zero) when automation.db cannot answer. */
+static int scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
+                         struct scope_metrics *m)
 {
 	memset(m, 0, sizeof(*m));
 	sqlite3_stmt *st;
@@ -1443,7 +1446,7 @@ static void scope_metrics(struct csa_auto *a, const char *type, const char *segm
 	         : type  ? "type = ?2 AND"
 	                 : "");
 	if (sqlite3_prepare_v2(a->db, q, -1, &st, NULL) != SQLITE_OK)
-		return;
+		return CSA_EIO;
 	sqlite3_bind_int(st, 1, phase);
 	if (type)
 		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
@@ -1451,7 +1454,8 @@ static void scope_metrics(struct csa_auto *a, const char *type, const char *segm
 		sqlite3_bind_text(st, 3, segment, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)cfg_num(a, "automation.window", 500));
 	sqlite3_bind_int64(st, 5, evidence_since(a, type, segment));
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	int step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
 		m->n = sqlite3_column_int64(st, 0);
 		m->autonomous = sqlite3_column_int64(st, 1);
 		m->reviewed = sqlite3_column_int64(st, 2);
@@ -1465,6 +1469,7 @@ static void scope_metrics(struct csa_auto *a, const char *type, const char *segm
 		m->critical_errors = sqlite3_column_int64(st, 10);
 	}
 	sqlite3_finalize(st);
+	return step == SQLITE_ROW ? CSA_OK : CSA_EIO;
 }
 
 /* Mean human decision time without AI help: PHASE_1 decisions (global). */
@@ -1502,7 +1507,8 @@ static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *s
 	                                    "PHASE_3", "PHASE_4", "PHASE_5"};
 	json_t *g = json_object_get(csa_config_get(&a->ws->cfg, "automation.gates"), names[phase]);
 	struct scope_metrics m;
-	scope_metrics(a, type, segment, phase, &m);
+	/* a gate never passes on what it could not read */
+	int unread = scope_metrics(a, type, segment, phase, &m) != CSA_OK;
 	double z = cfg_num(a, "automation.z", 1.96);
 	json_t *crit = json_array();
 	char fix[200];
@@ -1595,12 +1601,18 @@ static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *s
 			    a,
 			    "SELECT count(*) FROM alerts WHERE open = 1 AND severity = 'CRITICAL'",
 			    NULL, NULL);
+			unread |= open < 0;
 			snprintf(fix, sizeof(fix), "%lld open critical alerts: resolve them first",
 			         (long long)open);
 			criterion(crit, "open_critical_alerts", (double)open, "<=", 0, open == 0,
 			          fix);
 			criterion(crit, "anomaly_detection_running", 1, "==", 1, 1, NULL);
 		}
+	}
+	if (unread) {
+		snprintf(fix, sizeof(fix), "'%s' could not be read: %s", a->db_path,
+		         sqlite3_errmsg(a->db));
+		criterion(crit, "automation_db_readable", 0, "==", 1, 0, fix);
 	}
 	int pass = phase < 5;
 	size_t i;
@@ -1668,13 +1680,17 @@ static json_t *segments_json(struct csa_auto *a)
 
 int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
 {
-	(void)err;
 	pthread_mutex_lock(&a->mu);
+	int64_t open = count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL);
+	if (open < 0) {
+		int rc = db_err(a, err, "counting the open alerts");
+		pthread_mutex_unlock(&a->mu);
+		return rc;
+	}
 	char ph[8];
 	snprintf(ph, sizeof(ph), "PHASE_%d", workspace_phase(a));
-	*out = json_pack(
-	    "{s:s, s:o, s:I}", "phase", ph, "segments", segments_json(a), "open_alerts",
-	    (json_int_t)count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL));
+	*out = json_pack("{s:s, s:o, s:I}", "phase", ph, "segments", segments_json(a),
+	                 "open_alerts", (json_int_t)open);
 	if (a->recovery)
 		json_object_set(*out, "recovery", a->recovery);
 	pthread_mutex_unlock(&a->mu);
@@ -2007,6 +2023,8 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 	              "SELECT sum(autonomous) FROM (SELECT autonomous FROM "
 	              "decisions WHERE type = ?1 ORDER BY created_ms DESC LIMIT 200)",
 	              type, NULL);
+	if (recent < 0 || recent_auto < 0)
+		return db_err(a, err, what);
 	double rate = recent ? (double)recent_auto / (double)recent : 0;
 	if (n < min_s)
 		return CSA_OK;
@@ -2171,8 +2189,7 @@ static int type_vouches(struct csa_auto *a, const char *type, const char *seg, i
 	 * counts only what came after it) ... */
 	if (evidence_since(a, type, seg) > 0) {
 		struct scope_metrics m;
-		scope_metrics(a, type, seg, phase, &m);
-		if (m.reviewed < 10)
+		if (scope_metrics(a, type, seg, phase, &m) || m.reviewed < 10)
 			return 0;
 	}
 	/* ... and, judged like readiness on the decisions it would make
@@ -2692,6 +2709,7 @@ static void tickets_written_since(struct csa_auto *a, int64_t since_ms, json_t *
  * line with its T. The ledger records what changed. */
 static int recover(struct csa_auto *a, struct csa_err *err)
 {
+	/* unreadable (-1): every ticket is checked */
 	int64_t since =
 	    count_i64(a, "SELECT coalesce(max(created_ms), 0) FROM decisions", NULL, NULL) -
 	    RECOVERY_SLACK_MS;
