@@ -1661,6 +1661,47 @@ static void a_gate_does_not_pass_on_what_it_cannot_read(void **state)
 	assert_int_equal(segment_phase("category/G"), 5);
 }
 
+/* A demotion whose state file cannot be written is in effect at once, shown
+ * by phase status, reported by every tick, and saved by the first tick that
+ * can write it. */
+static void a_demotion_that_cannot_be_saved_is_kept_and_reported(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev, *st;
+	set_segment("priority/Q", 3);
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	add_decisions("priority", "Q", 3, 100, 60, 100, 1000, 0);
+	/* a directory where the state's temporary file goes */
+	char blocker[600];
+	snprintf(blocker, sizeof(blocker), "%s/automation/state.json.tmp.%ld", fx.dir,
+	         (long)getpid());
+	assert_int_equal(mkdir(blocker, 0755), 0);
+	assert_int_not_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	assert_true(has_event(ev, "OVERAUTOMATION_RISK"));
+	json_decref(ev);
+	assert_non_null(strstr(err.msg, "not saved"));
+	assert_non_null(strstr(err.msg, "state.json.tmp"));
+	assert_int_equal(segment_phase("priority/Q"), 3); /* the file */
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	assert_non_null(json_object_get(st, "state_not_saved"));
+	json_decref(st);
+	/* still failing: reported again */
+	memset(&err, 0, sizeof(err));
+	assert_int_not_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_non_null(strstr(err.msg, "not saved"));
+
+	assert_int_equal(rmdir(blocker), 0);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase("priority/Q"), 2);
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	assert_null(json_object_get(st, "state_not_saved"));
+	json_decref(st);
+}
+
 /* ---- a replay on a small generated stream ------------------------------------- */
 
 static void replay_phase_journey(void **state)
@@ -1774,6 +1815,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_gate_does_not_pass_on_what_it_cannot_read, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(a_demotion_that_cannot_be_saved_is_kept_and_reported,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_run_that_cannot_be_committed_leaves_no_review_tasks,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(an_unclean_stop_is_recovered_from_the_tickets, setup,

@@ -67,6 +67,10 @@ struct csa_auto {
 	char ledger_path[PATH_SZ];
 	char state_path[PATH_SZ];
 	json_t *state; /* {"segments": {"type/segment": phase}} */
+	/* the last save of state failed: what is in effect here is not on
+	 * disk yet (every tick tries again and reports it) */
+	int state_unsaved;
+	struct csa_err state_err;
 	struct thr *thr;
 	size_t nthr, capthr;
 	int64_t reviews;                /* reviews since open, for threshold refresh */
@@ -167,15 +171,25 @@ static int segment_phase(const struct csa_auto *a, const char *type, const char 
 	return p < w ? p : w;
 }
 
+/* A failure is remembered (state_unsaved): a phase change or demotion is
+ * in effect in this process at once, and reaches the disk at the next save
+ * that works. Caller holds a->mu (or is opening). */
 static int save_state(struct csa_auto *a, struct csa_err *err)
 {
 	char *s;
 	size_t n;
-	int rc = csa_json_dump(a->state, 1, &s, &n, err);
-	if (rc)
-		return rc;
-	rc = csa_fs_write_atomic(a->state_path, s, n, err);
-	free(s);
+	struct csa_err e = {0};
+	int rc = csa_json_dump(a->state, 1, &s, &n, &e);
+	if (rc == CSA_OK) {
+		rc = csa_fs_write_atomic(a->state_path, s, n, &e);
+		free(s);
+	}
+	a->state_unsaved = rc != CSA_OK;
+	if (rc) {
+		a->state_err = e;
+		if (err)
+			*err = e;
+	}
 	return rc;
 }
 
@@ -1691,6 +1705,8 @@ int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
 	snprintf(ph, sizeof(ph), "PHASE_%d", workspace_phase(a));
 	*out = json_pack("{s:s, s:o, s:I}", "phase", ph, "segments", segments_json(a),
 	                 "open_alerts", (json_int_t)open);
+	if (a->state_unsaved)
+		json_object_set_new(*out, "state_not_saved", json_string(a->state_err.msg));
 	if (a->recovery)
 		json_object_set(*out, "recovery", a->recovery);
 	pthread_mutex_unlock(&a->mu);
@@ -1781,7 +1797,9 @@ static int make_point(struct csa_auto *a, const char *reason, const char *who, c
 	csa_ws_path(a->ws, rel, dir, sizeof(dir));
 	if ((rc = csa_fs_mkdirs(dir, err)))
 		return rc;
-	save_state(a, NULL);
+	/* the point copies the state file: it must hold what is in effect */
+	if ((rc = save_state(a, err)))
+		return rc;
 	char names[40][64];
 	int n = point_files(a, names, 40);
 	json_t *files = json_object();
@@ -2271,6 +2289,12 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 			}
 		}
 	}
+	/* a phase change or demotion that did not reach the disk (now or at
+	 * an earlier save) is written again, and reported while it fails */
+	if (a->state_unsaved && save_state(a, NULL) && rc == CSA_OK)
+		rc = csa_error(err, a->state_err.code ? a->state_err.code : CSA_EIO,
+		               "the automation state is in effect but not saved: %s",
+		               a->state_err.msg);
 	pthread_mutex_unlock(&a->mu);
 	if (events_out)
 		*events_out = events;
