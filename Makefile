@@ -2,11 +2,13 @@
 # Debian 12 machine: both install what is missing first.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc)
 CMAKE_OPTS ?=
 
 .PHONY: all deps build asan test test-fast run format bench-store bench-model \
-        bench-pipeline bench-server clean
+        bench-pipeline bench-server fuzz clean
 
 all: build
 
@@ -39,6 +41,15 @@ test-fast: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# Each fuzz target for FUZZ_SECONDS under libFuzzer + ASan + UBSan (clang,
+# on the machine already). Not part of `make test`, which replays the
+# committed corpus instead.
+fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DCSA_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+	@./scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 run: build
 	@./scripts/run-demo.sh $(BUILD)/csa
 
@@ -63,4 +74,4 @@ bench-server: build
 	@./bench/bench-server.sh $(BUILD)/csa $(BUILD)/bench_loadgen
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -339,6 +339,16 @@ static void reimport_skips_and_bad_lines_are_named(void **state)
 	fclose(f);
 	assert_non_null(strstr(err.msg, "bad.jsonl line 2"));
 	assert_non_null(strstr(err.msg, "WEATHER"));
+	/* an outcome T cannot hold is the line's fault, not the commit's */
+	const char far[] = "{\"ticket_id\": \"N2\", \"gold\": {\"category\": \"TECHNICAL_ISSUE\", "
+	                   "\"priority\": \"LOW\", \"strategy\": \"TEMPLATE_RESPONSE\", "
+	                   "\"first_response_minutes\": 1e13}}\n";
+	f = fmemopen((void *)far, sizeof(far) - 1, "r");
+	assert_int_equal(csa_import_jsonl(ws, f, "far.jsonl", 0, &rep, &err), CSA_EINVAL);
+	fclose(f);
+	assert_non_null(strstr(err.msg, "far.jsonl line 1: gold.first_response_minutes must be"));
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(ws->store, "N2", &tk, &err), CSA_ENOENT);
 }
 
 static void ingest_runs_every_agent_and_fills_the_documents(void **state)

@@ -63,6 +63,18 @@ static void redaction_finds_personal_data(void **state)
 	redact_is("a@b.io +44 20 7946 0958", CSA_PII_EMAIL, "[EMAIL] +44 20 7946 0958", 1);
 	redact_is("a@b.io +44 20 7946 0958", CSA_PII_PHONE, "a@b.io [PHONE]", 1);
 	redact_is("Grüße: jörg@example.de", CSA_PII_ALL, "Grüße: [EMAIL]", 1);
+	/* a number right after a redacted one starts anew (it read as the
+	 * first one's continuation, and went out unredacted) */
+	redact_is("+54 20 7946 +54 20 7946 0958", CSA_PII_ALL, "[PHONE] [PHONE]", 2);
+	redact_is("+1 415 555 +1 415 555 +1 415 555", CSA_PII_ALL, "[PHONE] [PHONE] [PHONE]", 3);
+	/* one run of too many digits for a phone is not one in part either,
+	 * or a second pass would take what the first left ("+54 20 7946026"
+	 * once "24.946026--24" was gone) */
+	redact_is("+54 20 7946026--24.946026--24.", CSA_PII_ALL, "+54 20 7946026--24.946026--24.",
+	          0);
+	/* an address whose domain runs into a number ends at its last
+	 * top-level domain */
+	redact_is("mo.458@example.co.440 7946 0912", CSA_PII_ALL, "[EMAIL].[PHONE]", 2);
 }
 
 static void redaction_checksums_and_hostile_input(void **state)

@@ -113,6 +113,11 @@ static void csv_and_jsonl_readers(void **state)
 	t_write(p, "text,category\nok,a\nonly-one-field\n");
 	assert_int_equal(csa_dataset_load(p, "text", "category", &ds, &err), CSA_EPARSE);
 	assert_non_null(strstr(err.msg, "line 3"));
+	/* a Latin-1 label would vanish from JSON output; Latin-1 text is
+	 * read with its invalid bytes skipped */
+	t_write(p, "text,category\ncaf\xe9 please,drinks\ntea,caf\xe9\n");
+	assert_int_equal(csa_dataset_load(p, "text", "category", &ds, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "line 3: label is not valid UTF-8"));
 	snprintf(p, sizeof(p), "%s/b.jsonl", dir);
 	t_write(p, "{\"q\": \"hi\", \"y\": \"a\"}\n\n{\"q\": \"yo\", \"y\": \"b\"}\n");
 	assert_int_equal(csa_dataset_load(p, "q", "y", &ds, &err), 0);
@@ -260,6 +265,37 @@ static void learns_and_round_trips(unsigned hidden)
 	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
 	assert_non_null(strstr(err.msg, "does not match its header"));
 	buf[56] ^= 1;
+	/* a weight that is not a number would make every prediction NaN, a
+	 * temperature far from any that training fits a one-hot guess:
+	 * refused, with a valid checksum too */
+	float weight;
+	memcpy(&weight, buf + len - 8, 4);
+	const float nan_weight = NAN;
+	memcpy(buf + len - 8, &nan_weight, 4);
+	put_crc(buf, len);
+	assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "implausible weight"));
+	memcpy(buf + len - 8, &weight, 4);
+	double temperature;
+	memcpy(&temperature, buf + 40, 8);
+	const double tiny = 1e-99;
+	memcpy(buf + 40, &tiny, 8);
+	put_crc(buf, len);
+	assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "implausible temperature"));
+	memcpy(buf + 40, &temperature, 8);
+	/* labels go into JSON: one that is not UTF-8 is refused */
+	const size_t label_at = 60; /* format 3: the label table follows the header */
+	char first = buf[label_at + 1];
+	buf[label_at + 1] = (char)0xe9;
+	put_crc(buf, len);
+	assert_int_equal(csa_fs_write_atomic(bad, buf, len, &err), 0);
+	assert_int_equal(csa_linear_load(bad, &m2, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "label 0 is not valid UTF-8"));
+	buf[label_at + 1] = first;
+	put_crc(buf, len);
 	if (hidden == 0) {
 		/* older formats had no hidden layer. Format 2 (no hidden units
 		 * field) predicts as before */

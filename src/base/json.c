@@ -92,6 +92,15 @@ int csa_json_dump(const json_t *j, int pretty, char **out, size_t *len, struct c
 	return CSA_OK;
 }
 
+int csa_json_utf8_ok(const char *s, size_t len)
+{
+	if (memchr(s, '\0', len))
+		return 0;
+	json_t *v = json_stringn(s, len); /* jansson's check, not a copy of it */
+	json_decref(v);
+	return v != NULL;
+}
+
 const char *csa_json_str(const json_t *obj, const char *key)
 {
 	return json_string_value(json_object_get(obj, key));

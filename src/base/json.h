@@ -25,6 +25,10 @@ int csa_json_load_arg(const char *path_or_dash, size_t max_len, json_t **out, st
  * Caller frees *out with free(). Keys keep insertion order. */
 int csa_json_dump(const json_t *j, int pretty, char **out, size_t *len, struct csa_err *err);
 
+/* Whether s (len bytes) is valid UTF-8 without NUL bytes, as a JSON
+ * string must be (labels, names and text headed for JSON output). */
+int csa_json_utf8_ok(const char *s, size_t len);
+
 /* Typed getters: NULL / default when absent or of another type. */
 const char *csa_json_str(const json_t *obj, const char *key);
 double csa_json_num(const json_t *obj, const char *key, double dflt);

@@ -28,6 +28,22 @@ static int gold_in(const struct csa_ws *ws, const char *list, const char *v)
 	return v && csa_config_in_list(&ws->cfg, list, v);
 }
 
+/* gold.<key>: *out -1 when absent or null, else a number in [lo, hi]. */
+static int outcome(const json_t *gold, const char *key, double lo, double hi, size_t line,
+                   double *out, struct csa_err *err)
+{
+	const json_t *v = json_object_get(gold, key);
+	*out = -1;
+	if (!v || json_is_null(v))
+		return CSA_OK;
+	if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
+		return csa_error(err, CSA_EINVAL,
+		                 "line %zu: gold.%s must be a number from %g to %g", line, key, lo,
+		                 hi);
+	*out = json_number_value(v);
+	return CSA_OK;
+}
+
 int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, struct csa_ticket *tk,
                       struct csa_err *err)
 {
@@ -54,6 +70,13 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
 	if (path && !json_object_get(csa_config_get(&ws->cfg, "escalation_paths"), path))
 		return csa_error(err, CSA_EINVAL, "line %zu: gold.escalation_path '%s' unknown",
 		                 line, path);
+	/* the outcomes, within what T's sla_metrics hold (minutes up to 1e12) */
+	double res_h, frm, csat;
+	int rc;
+	if ((rc = outcome(gold, "resolution_hours", 0, 1e12 / 60, line, &res_h, err)) ||
+	    (rc = outcome(gold, "first_response_minutes", 0, 1e12, line, &frm, err)) ||
+	    (rc = outcome(gold, "csat", 1, 5, line, &csat, err)))
+		return rc;
 	int64_t created = csa_now_ms();
 	const char *cs = csa_json_str(h, "created_at");
 	if (cs && csa_ts_parse(cs, &created))
@@ -64,7 +87,7 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
 		if (v)
 			json_object_set(ctx, ctx_keys[k], v);
 	}
-	int rc = csa_ticket_build(&ws->cfg, ctx, created, tk, err);
+	rc = csa_ticket_build(&ws->cfg, ctx, created, tk, err);
 	json_decref(ctx);
 	if (rc)
 		return csa_error_prefix(err, "line %zu: ", line);
@@ -72,9 +95,6 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
 	/* the human decisions and the outcome */
 	char ts[CSA_TS_LEN];
 	csa_ts_format(created, ts);
-	double res_h = csa_json_num(gold, "resolution_hours", -1);
-	double frm = csa_json_num(gold, "first_response_minutes", -1);
-	double csat = csa_json_num(gold, "csat", -1);
 	int escalate = json_is_true(json_object_get(gold, "escalate")) || path;
 	json_object_set_new(tk->t, "priority", json_string(pri));
 	json_object_set_new(tk->t, "resolved", json_true());
@@ -85,7 +105,7 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
 	json_object_set_new(sla, "resolution_time",
 	                    res_h >= 0 ? json_real(res_h * 60) : json_null());
 	json_object_set_new(sla, "customer_satisfaction",
-	                    csat >= 1 && csat <= 5 ? json_real(csat) : json_null());
+	                    csat >= 0 ? json_real(csat) : json_null());
 	json_t *dec = json_object_get(tk->t, "agent_decisions");
 	char id[CSA_ID_MAX + 32];
 	snprintf(id, sizeof(id), "%s:classifier:0", tk->id);

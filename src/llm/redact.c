@@ -71,17 +71,24 @@ static size_t match_email(const char *s, size_t n)
 	size_t k = j + 1, d = k;
 	while (d < n && d - k <= EMAIL_DOMAIN_MAX && domain_char(s[d]))
 		d++;
-	while (d > k && (s[d - 1] == '.' || s[d - 1] == '-'))
-		d--;
-	size_t dot = d;
-	while (dot > k && s[dot - 1] != '.')
-		dot--;
-	if (dot <= k + 1 || d - dot < 2)
-		return 0; /* no "x." before the top-level domain, or it is too short */
-	for (size_t t = dot; t < d; t++)
-		if (!isalpha((unsigned char)s[t]) && (unsigned char)s[t] < 0x80)
-			return 0;
-	return d;
+	/* the longest domain whose last label is a top-level domain: in
+	 * "a@example.co.440" the address is "a@example.co", as it will be
+	 * once "440 ..." is redacted as a phone number */
+	for (;;) {
+		while (d > k && (s[d - 1] == '.' || s[d - 1] == '-'))
+			d--;
+		size_t dot = d;
+		while (dot > k && s[dot - 1] != '.')
+			dot--;
+		if (dot <= k + 1)
+			return 0; /* no "x." before the top-level domain */
+		int tld = d - dot >= 2;
+		for (size_t t = dot; tld && t < d; t++)
+			tld = isalpha((unsigned char)s[t]) || (unsigned char)s[t] >= 0x80;
+		if (tld)
+			return d;
+		d = dot - 1;
+	}
 }
 
 /* Length of the longest IBAN (groups of letters and digits separated by
@@ -134,6 +141,12 @@ static int is_iso_date(const char *s, size_t n)
 	       is_digit(s[9]);
 }
 
+/* What may separate the digits of a phone number, two at most in a row. */
+static int is_phone_sep(char c)
+{
+	return c != '\0' && strchr(" -.()", c) != NULL;
+}
+
 /* Length of a phone number starting at s[0], or 0. */
 static size_t match_phone(const char *s, size_t n)
 {
@@ -147,7 +160,7 @@ static size_t match_phone(const char *s, size_t n)
 				return 0;
 			end = j + 1;
 			seps = 0;
-		} else if (s[j] != '\0' && strchr(" -.()", s[j]) && ++seps <= 2) {
+		} else if (is_phone_sep(s[j]) && ++seps <= 2) {
 			continue;
 		} else {
 			break;
@@ -158,11 +171,18 @@ static size_t match_phone(const char *s, size_t n)
 	return digits >= (plus ? 7u : 9u) ? end : 0;
 }
 
-/* "1111 2222": the second group continues a number, it does not start one. */
-static int inside_number(const char *text, size_t i)
+/* "1111 2222", "1111) (2222": the second group continues a number (by
+ * match_phone's rules), it does not start one, unless the number before
+ * it was redacted (it ends at 'after'). Both keep what is redacted the
+ * same over a second pass, which reads "]" where a number was: a group
+ * taken for a start while the run it is in was too long for a phone
+ * would leave the run's first part a phone once it is gone. */
+static int inside_number(const char *text, size_t i, size_t after)
 {
-	return i >= 2 && (text[i - 1] == ' ' || text[i - 1] == '-' || text[i - 1] == '.') &&
-	       is_digit(text[i - 2]);
+	size_t j = i;
+	while (j > after && i - j < 2 && is_phone_sep(text[j - 1]))
+		j--;
+	return j < i && j > after && is_digit(text[j - 1]);
 }
 
 char *csa_redact(const char *text, unsigned kinds, size_t *count)
@@ -171,14 +191,16 @@ char *csa_redact(const char *text, unsigned kinds, size_t *count)
 	char *out = malloc(2 * n + 16), *o = out;
 	if (!out)
 		return NULL;
+	size_t after = 0; /* where the last redaction ended */
 	for (size_t i = 0; i < n;) {
-		char prev = i ? text[i - 1] : ' ';
+		/* what precedes i in the output: a redaction ends with "]" */
+		char prev = i == 0 ? ' ' : i == after ? ']' : text[i - 1];
 		const char *s = text + i;
 		size_t rest = n - i, len = 0;
 		const char *tag = NULL;
 		if ((kinds & CSA_PII_EMAIL) && !local_char(prev) && (len = match_email(s, rest)))
 			tag = "[EMAIL]";
-		else if (!is_alnum(prev) && prev != '+' && !inside_number(text, i)) {
+		else if (!is_alnum(prev) && prev != '+' && !inside_number(text, i, after)) {
 			if ((kinds & CSA_PII_IBAN) && (len = match_iban(s, rest)))
 				tag = "[IBAN]";
 			else if ((kinds & CSA_PII_CARD) && (len = match_card(s, rest)))
@@ -193,6 +215,7 @@ char *csa_redact(const char *text, unsigned kinds, size_t *count)
 			memcpy(o, tag, tl);
 			o += tl;
 			i += len;
+			after = i;
 			found++;
 		} else {
 			*o++ = text[i++];

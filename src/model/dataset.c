@@ -171,6 +171,15 @@ static int load_csv(const char *path, const char *buf, size_t len, const char *t
 			               start_line);
 			goto out;
 		}
+		/* labels end up in JSON (eval, decisions); the text is read as
+		 * UTF-8 with invalid bytes skipped */
+		if (!csa_json_utf8_ok(f[li], strlen(f[li]))) {
+			rc = csa_error(err, CSA_EPARSE,
+			               "'%s' line %zu: label is not valid UTF-8 (save the file as "
+			               "UTF-8)",
+			               path, start_line);
+			goto out;
+		}
 		if (csa_dataset_add(ds, f[ti], f[li])) {
 			rc = csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);
 			goto out;

@@ -2,6 +2,7 @@
  * layer: train, predict, learn, files. */
 #include "model/linear.h"
 #include "base/fsops.h"
+#include "base/json.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -20,6 +21,10 @@
 #define MAX_LABELS     4096
 #define MAX_LABEL_LEN  255
 #define MAX_HIDDEN     1024
+/* Larger weights, biases or structured-feature values are refused on
+ * load: training keeps them in the tens, and scores, sums of up to a few
+ * thousand of them, must stay finite as floats. */
+#define MAX_WEIGHT 1e6f
 
 struct csa_linear {
 	struct csa_feat_opts feat;
@@ -699,6 +704,13 @@ int csa_linear_predict(const struct csa_linear *m, const char *text, size_t len,
 	return rc;
 }
 
+/* Weights within +-MAX_WEIGHT, as csa_linear_load wants them. */
+static void clamp_weights(float *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		w[i] = fminf(fmaxf(w[i], -MAX_WEIGHT), MAX_WEIGHT);
+}
+
 int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const char *const *extra,
                      size_t n_extra, int label, struct csa_err *err)
 {
@@ -774,6 +786,10 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const c
 		if (!moved)
 			break;
 	}
+	/* a file holds what load accepts, however many updates came before */
+	for (size_t j = 0; j < x.n; j++)
+		clamp_weights(m->w + (size_t)x.idx[j] * width(m), width(m));
+	clamp_weights(m->b, m->k);
 	m->revision++;
 	pthread_rwlock_unlock(&m->lock);
 	csa_fvec_release(&x);
@@ -872,6 +888,20 @@ static uint32_t ru32(const unsigned char *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+/* The index of the first of n floats (little-endian, unaligned) that is
+ * not finite or exceeds MAX_WEIGHT, or SIZE_MAX. */
+static size_t implausible_weight(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t u = ru32(p + i * 4);
+		float x;
+		memcpy(&x, &u, 4);
+		if (!(fabsf(x) <= MAX_WEIGHT))
+			return i;
+	}
+	return SIZE_MAX;
+}
+
 int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *err)
 {
 	char *buf;
@@ -922,7 +952,8 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 		off += 4;
 	}
 	if (k < 2 || k > MAX_LABELS || f.bits < 8 || f.bits > 24 || f.char_max > 16 ||
-	    f.pair_window > 1024 || f.pair_prefix > 1024 || hidden > MAX_HIDDEN) {
+	    f.pair_window > 1024 || f.pair_prefix > 1024 || hidden > MAX_HIDDEN ||
+	    !(f.extra_weight >= 0 && f.extra_weight <= MAX_WEIGHT)) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': implausible model header", path);
 		goto out;
 	}
@@ -934,6 +965,11 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 			rc = csa_error(err, CSA_ECORRUPT, "'%s': truncated label table", path);
 			goto out;
 		}
+		if (!csa_json_utf8_ok((const char *)p + off + 1, p[off])) {
+			rc = csa_error(err, CSA_ECORRUPT, "'%s': label %u is not valid UTF-8", path,
+			               i);
+			goto out;
+		}
 		off += 1 + p[off];
 	}
 	size_t width_f = hidden ? hidden : k;
@@ -941,9 +977,24 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 	size_t need = (nw + k + hidden * (1 + k)) * sizeof(float);
 	double temperature;
 	memcpy(&temperature, p + 40, 8);
-	if (off + need + 4 != len || !(temperature > 0 && temperature < 1e6)) {
+	if (off + need + 4 != len) {
 		rc = csa_error(err, CSA_ECORRUPT, "'%s': size %zu does not match its header", path,
 		               len);
+		goto out;
+	}
+	/* training fits it within [0.05, 20]; far outside that, every
+	 * prediction is a one-hot or a uniform guess */
+	if (!(temperature >= 1e-3 && temperature <= 1e3)) {
+		rc = csa_error(err, CSA_ECORRUPT, "'%s': implausible temperature %g", path,
+		               temperature);
+		goto out;
+	}
+	/* a weight that is not a number, or so large that a score overflows,
+	 * would give every prediction NaN or 0/0 probabilities */
+	size_t bad_at;
+	if ((bad_at = implausible_weight(p + off, need / sizeof(float))) != SIZE_MAX) {
+		rc = csa_error(err, CSA_ECORRUPT, "'%s': implausible weight at byte %zu", path,
+		               off + bad_at * sizeof(float));
 		goto out;
 	}
 	if (!(m = alloc_model(&f, k, hidden))) {

@@ -1,0 +1,48 @@
+/*
+ * One line of a history file (`csa import`, docs/DATA.md): whatever
+ * csa_import_ticket accepts must give documents the store's schema check
+ * accepts, and a refusal must name the line.
+ */
+#include <string.h>
+
+#include "base/config.h"
+#include "base/json.h"
+#include "flow/import.h"
+#include "fuzz.h"
+#include "store/schema.h"
+#include "store/ticket.h"
+#include "store/ws.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* csa_import_ticket reads the workspace's configuration only */
+	static struct csa_ws ws;
+	static int ready;
+	if (!ready) {
+		FUZZ_CHECK(csa_config_init_default(&ws.cfg) == 0);
+		ready = 1;
+	}
+	json_t *h = NULL;
+	struct csa_err err = {0};
+	if (csa_json_parse((const char *)data, size, "fuzz", &h, &err))
+		return 0;
+	struct csa_ticket tk;
+	int rc = csa_import_ticket(&ws, h, 7, &tk, &err);
+	json_decref(h);
+	if (rc) {
+		FUZZ_CHECK(strstr(err.msg, "line 7") != NULL);
+		return 0;
+	}
+	json_t *d[3] = {tk.e, tk.i, tk.t};
+	for (int k = 0; k < 3; k++) {
+		rc = csa_schema_check((enum csa_doc_kind)k, tk.id, d[k], &err);
+		if (rc == CSA_OK)
+			rc = csa_schema_check_limits((enum csa_doc_kind)k, tk.id, d[k],
+			                             &ws.cfg.limits, &err);
+		if (rc)
+			fprintf(stderr, "fuzz_import: %s\n", err.msg);
+		FUZZ_CHECK(rc == CSA_OK);
+	}
+	csa_ticket_release(&tk);
+	return 0;
+}
