@@ -75,6 +75,11 @@ static void redaction_finds_personal_data(void **state)
 	/* an address whose domain runs into a number ends at its last
 	 * top-level domain */
 	redact_is("mo.458@example.co.440 7946 0912", CSA_PII_ALL, "[EMAIL].[PHONE]", 2);
+	/* and one whose last label runs into a phone number is one once the
+	 * number is gone */
+	redact_is("jo@example.\xc3\xbc"
+	          "0612 345 678",
+	          CSA_PII_ALL, "[EMAIL][PHONE]", 2);
 }
 
 static void redaction_checksums_and_hostile_input(void **state)

@@ -172,11 +172,10 @@ static size_t match_phone(const char *s, size_t n)
 }
 
 /* "1111 2222", "1111) (2222": the second group continues a number (by
- * match_phone's rules), it does not start one, unless the number before
- * it was redacted (it ends at 'after'). Both keep what is redacted the
- * same over a second pass, which reads "]" where a number was: a group
- * taken for a start while the run it is in was too long for a phone
- * would leave the run's first part a phone once it is gone. */
+ * match_phone's separators), it does not start one, unless the number
+ * before it was redacted up to 'after'. So a pass reads each start as the
+ * next pass will: a group of a run too long for a phone is no phone, and a
+ * number after a redacted one is one. */
 static int inside_number(const char *text, size_t i, size_t after)
 {
 	size_t j = i;
@@ -185,7 +184,8 @@ static int inside_number(const char *text, size_t i, size_t after)
 	return j < i && j > after && is_digit(text[j - 1]);
 }
 
-char *csa_redact(const char *text, unsigned kinds, size_t *count)
+/* One pass over text; *count receives its replacements. */
+static char *redact_pass(const char *text, unsigned kinds, size_t *count)
 {
 	size_t n = strlen(text), found = 0;
 	char *out = malloc(2 * n + 16), *o = out;
@@ -222,8 +222,32 @@ char *csa_redact(const char *text, unsigned kinds, size_t *count)
 		}
 	}
 	*o = '\0';
+	*count = found;
+	return out;
+}
+
+/*
+ * Passes until one finds nothing. A pass judges each candidate by the text
+ * around it, and a later redaction can change that context for an earlier
+ * one ("jo@example.ü0612 345 678": the address's last label runs into
+ * the phone number, so it is no address until the number is gone), so the
+ * output of one pass may still hold what a second would redact. Text
+ * without personal data takes one pass, text with some usually two. Every
+ * replacement removes digits or an '@' that no tag puts back, so the
+ * passes end.
+ */
+char *csa_redact(const char *text, unsigned kinds, size_t *count)
+{
+	size_t total = 0, found;
+	char *out = redact_pass(text, kinds, &found);
+	while (out && found) {
+		total += found;
+		char *again = redact_pass(out, kinds, &found);
+		free(out);
+		out = again;
+	}
 	if (count)
-		*count = found;
+		*count = total;
 	return out;
 }
 
