@@ -5,12 +5,9 @@
  */
 #include <string.h>
 
-#include "base/config.h"
 #include "base/json.h"
 #include "flow/import.h"
-#include "fuzz.h"
-#include "store/schema.h"
-#include "store/ticket.h"
+#include "fuzz_docs.h"
 #include "store/ws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -33,16 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(strstr(err.msg, "line 7") != NULL);
 		return 0;
 	}
-	json_t *d[3] = {tk.e, tk.i, tk.t};
-	for (int k = 0; k < 3; k++) {
-		rc = csa_schema_check((enum csa_doc_kind)k, tk.id, d[k], &err);
-		if (rc == CSA_OK)
-			rc = csa_schema_check_limits((enum csa_doc_kind)k, tk.id, d[k],
-			                             &ws.cfg.limits, &err);
-		if (rc)
-			fprintf(stderr, "fuzz_import: %s\n", err.msg);
-		FUZZ_CHECK(rc == CSA_OK);
-	}
+	fuzz_check_docs(&ws.cfg, &tk);
 	csa_ticket_release(&tk);
 	return 0;
 }

@@ -5,26 +5,8 @@
  * csa_ticket_add_message accept must give documents the store's schema
  * check accepts; whatever they refuse must say why.
  */
-#include "base/config.h"
 #include "base/json.h"
-#include "fuzz.h"
-#include "store/schema.h"
-#include "store/ticket.h"
-
-static void check_docs(const struct csa_config *cfg, const struct csa_ticket *tk)
-{
-	json_t *d[3] = {tk->e, tk->i, tk->t};
-	for (int k = 0; k < 3; k++) {
-		struct csa_err err = {0};
-		int rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], &err);
-		if (rc == CSA_OK)
-			rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k],
-			                             &cfg->limits, &err);
-		if (rc)
-			fprintf(stderr, "fuzz_ticket: %s\n", err.msg);
-		FUZZ_CHECK(rc == CSA_OK);
-	}
-}
+#include "fuzz_docs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -51,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_decref(in);
 		return 0;
 	}
-	check_docs(&cfg, &tk);
+	fuzz_check_docs(&cfg, &tk);
 	for (size_t i = 1; i < json_array_size(in); i++) {
 		const char *mid = NULL;
 		enum csa_side side = i % 2 ? CSA_SIDE_EXTERNAL : CSA_SIDE_INTERNAL;
@@ -61,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(mid != NULL);
 		else
 			FUZZ_CHECK(err.msg[0] != 0);
-		check_docs(&cfg, &tk);
+		fuzz_check_docs(&cfg, &tk);
 	}
 	csa_ticket_release(&tk);
 	json_decref(in);
