@@ -61,6 +61,15 @@ static void normalization_is_utf8_safe(void **state)
 		ss += (double)v.val[i] * v.val[i];
 	assert_float_equal(ss, 1.0, 1e-4);
 	assert_float_equal(v.val[v.n - 1], 0.5, 1e-6);
+	/* however small the weights a model file sets (its inverse norm is
+	 * beyond float's range) */
+	struct csa_feat_opts tiny = {12, 0, 0, 0, 0.5f, 1e-44f, 0, 0};
+	assert_int_equal(csa_text_features(&tiny, "card not arrived", 16, NULL, 0, &v), 0);
+	ss = 0;
+	for (size_t i = 0; i < v.n; i++)
+		ss += (double)v.val[i] * v.val[i];
+	/* not assert_float_equal: its relative tolerance takes inf for 1 */
+	assert_true(fabs(ss - 1.0) < 1e-4);
 	/* word pairs ignore order: "card arrived" and "arrived card" have the
 	 * same features when there are only words and pairs */
 	struct csa_feat_opts wp = {16, 0, 0, 0, 0.5f, 1.0f, 12, 0};

@@ -265,9 +265,11 @@ static void l2_normalize(struct csa_fvec *v)
 		ss += (double)v->val[k] * v->val[k];
 	if (ss <= 0)
 		return;
-	float inv = (float)(1.0 / sqrt(ss));
+	/* in double: values as small as a model file may set (word weight
+	 * 1e-44) have an inverse norm beyond float's range */
+	double inv = 1.0 / sqrt(ss);
 	for (size_t k = 0; k < v->n; k++)
-		v->val[k] *= inv;
+		v->val[k] = (float)(v->val[k] * inv);
 }
 
 int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t len,
