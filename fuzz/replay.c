@@ -7,36 +7,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/fsops.h"
 #include "fuzz.h"
 
 static int run_file(const char *path)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "replay: cannot open '%s'\n", path);
+	char *buf;
+	size_t n;
+	struct csa_err err = {0};
+	if (csa_fs_read_all(path, (size_t)1 << 30, &buf, &n, &err)) {
+		fprintf(stderr, "replay: %s\n", err.msg);
 		return 1;
 	}
-	size_t cap = 1 << 16, n = 0;
-	unsigned char *buf = malloc(cap);
-	for (size_t got; buf && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
-		n += got;
-		if (n == cap) {
-			unsigned char *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				free(buf);
-				buf = NULL;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-	}
-	fclose(f);
-	if (!buf) {
-		fprintf(stderr, "replay: out of memory reading '%s'\n", path);
-		return 1;
-	}
-	/* an exact-size copy, so reading past the input is caught */
+	/* an exact-size copy (buf has a NUL after it), so reading past the
+	 * input is caught */
 	unsigned char *exact = malloc(n ? n : 1);
 	if (!exact) {
 		free(buf);
