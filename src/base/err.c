@@ -38,6 +38,8 @@ const char *csa_strerror(int code)
 		return "authentication failed";
 	case CSA_EBACKEND:
 		return "backend failure";
+	case CSA_ECONFLICT:
+		return "conflict";
 	}
 	return "unknown error";
 }

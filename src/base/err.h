@@ -25,7 +25,8 @@ enum csa_status {
 	CSA_EBUSY = -10,   /* resource locked or budget exhausted */
 	CSA_ESTATE = -11,  /* operation not allowed in the current state */
 	CSA_EAUTH = -12,   /* authentication or signature failure */
-	CSA_EBACKEND = -13 /* an external backend failed */
+	CSA_EBACKEND = -13, /* an external backend failed */
+	CSA_ECONFLICT = -14 /* lost a race: another caller changed it first */
 };
 
 struct csa_err {
