@@ -86,8 +86,10 @@ static void *worker(void *arg)
 				die("store", err.msg);
 		} else {
 			struct csa_ticket tk;
-			if (csa_ticket_build(&r->ws->cfg, r->docs[i], csa_now_ms(), &tk, &err) ||
-			    csa_store_commit(r->ws->store, &tk, CSA_DOC_ALL, &err))
+			const struct csa_config *cfg = csa_ws_config(r->ws);
+			int rc = csa_ticket_build(cfg, r->docs[i], csa_now_ms(), &tk, &err);
+			csa_config_unref(cfg);
+			if (rc || csa_store_commit(r->ws->store, &tk, CSA_DOC_ALL, &err))
 				die("store", err.msg);
 			csa_ticket_release(&tk);
 		}

@@ -76,7 +76,10 @@ int main(int argc, char **argv)
 		char id[16];
 		snprintf(id, sizeof(id), "B%04d", i);
 		json_object_set_new(ctx, "ticket_id", json_string(id));
-		if (csa_ticket_build(&ws->cfg, ctx, csa_now_ms(), &tks[i], &err))
+		const struct csa_config *cfg = csa_ws_config(ws);
+		int rc = csa_ticket_build(cfg, ctx, csa_now_ms(), &tks[i], &err);
+		csa_config_unref(cfg);
+		if (rc)
 			die("build", err.msg);
 		json_decref(ctx);
 	}

@@ -8,15 +8,14 @@
 #include "base/json.h"
 #include "flow/import.h"
 #include "fuzz_docs.h"
-#include "store/ws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* csa_import_ticket reads the workspace's configuration only */
-	static struct csa_ws ws;
+	/* csa_import_ticket reads the configuration only */
+	static struct csa_config cfg;
 	static int ready;
 	if (!ready) {
-		FUZZ_CHECK(csa_config_init_default(&ws.cfg) == 0);
+		FUZZ_CHECK(csa_config_init_default(&cfg) == 0);
 		ready = 1;
 	}
 	json_t *h = NULL;
@@ -24,13 +23,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (csa_json_parse((const char *)data, size, "fuzz", &h, &err))
 		return 0;
 	struct csa_ticket tk;
-	int rc = csa_import_ticket(&ws, h, 7, &tk, &err);
+	int rc = csa_import_ticket(&cfg, h, 7, &tk, &err);
 	json_decref(h);
 	if (rc) {
 		FUZZ_CHECK(strstr(err.msg, "line 7") != NULL);
 		return 0;
 	}
-	fuzz_check_docs(&ws.cfg, &tk);
+	fuzz_check_docs(&cfg, &tk);
 	csa_ticket_release(&tk);
 	return 0;
 }

@@ -913,7 +913,7 @@ static json_t *classification(const char *pri, double conf, double p_critical)
 static void possibly_critical_signals(void **state)
 {
 	(void)state;
-	const struct csa_config *cfg = &fx.ws->cfg;
+	const struct csa_config *cfg = csa_ws_config(fx.ws);
 	json_t *t_doc = json_pack("{s:s}", "priority", "MEDIUM");
 	json_t *high = json_pack("{s:s}", "priority_level", "HIGH");
 	json_t *low = json_pack("{s:s}", "priority_level", "LOW");
@@ -937,6 +937,7 @@ static void possibly_critical_signals(void **state)
 	json_decref(low);
 	json_decref(calm);
 	json_decref(worried);
+	csa_config_unref(cfg);
 }
 
 /* A wrong automated resolution is a critical error by default, so such a
@@ -949,12 +950,11 @@ static void resolutions_sent_to_customers_are_held_to_the_critical_target(void *
 	assert_false(csa_auto_wrong_is_critical(fx.a, "strategy", "TEMPLATE_RESPONSE"));
 	assert_false(csa_auto_wrong_is_critical(fx.a, "category", "AUTOMATED_RESOLUTION"));
 	assert_false(csa_auto_wrong_is_critical(fx.a, "strategy", NULL));
-	char path[512];
-	snprintf(path, sizeof(path), "%s/lenient.json", fx.dir);
-	t_write(path, "{\"automation\": {\"critical_errors\": "
-	              "{\"wrong_automated_resolution\": false}}}");
+	json_t *lenient = json_pack("{s:{s:{s:b}}}", "automation", "critical_errors",
+	                            "wrong_automated_resolution", 0);
 	struct csa_err err = {0};
-	assert_int_equal(csa_config_overlay(&fx.ws->cfg, path, &err), 0);
+	assert_int_equal(csa_ws_config_override(fx.ws, lenient, &err), 0);
+	json_decref(lenient);
 	assert_false(csa_auto_wrong_is_critical(fx.a, "strategy", "AUTOMATED_RESOLUTION"));
 }
 
@@ -971,7 +971,10 @@ static void add_ticket(const char *tid)
 	    "category", "ACCOUNT_MANAGEMENT", "priority", "CRITICAL", "strategy",
 	    "ESCALATE_TO_HUMAN", "escalation_path", "URGENT");
 	struct csa_ticket tk;
-	if (csa_import_ticket(fx.ws, h, 1, &tk, &err))
+	const struct csa_config *cfg = csa_ws_config(fx.ws);
+	int rc = csa_import_ticket(cfg, h, 1, &tk, &err);
+	csa_config_unref(cfg);
+	if (rc)
 		fail_msg("import: %s", err.msg);
 	assert_int_equal(csa_store_commit(fx.ws->store, &tk, CSA_DOC_ALL, &err), 0);
 	csa_ticket_release(&tk);

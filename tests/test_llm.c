@@ -756,8 +756,9 @@ static void use_llm(const char *extra)
 	         " \"cascade\": {\"threshold\": 1.01}}}",
 	         fakellm_port(fake));
 	json_t *a = json_loads(conf, 0, NULL), *b = json_loads(extra, 0, NULL);
-	csa_json_merge(ws->cfg.root, a);
-	csa_json_merge(ws->cfg.root, b);
+	struct csa_err err = {0};
+	if (csa_ws_config_override(ws, a, &err) || csa_ws_config_override(ws, b, &err))
+		fail_msg("configuration: %s", err.msg);
 	json_decref(a);
 	json_decref(b);
 }

@@ -53,11 +53,12 @@ static void writer(const char *dir, int w)
 	if (csa_ws_open(dir, &ws, &err))
 		_exit(2);
 	for (int i = 0; i < PER_WRITER; i++) {
-		struct addc c = {&ws->cfg, w, i};
+		struct addc c = {csa_ws_config(ws), w, i};
 		if (csa_store_update(ws->store, "shared", 0, append, &c, &err)) {
 			fprintf(stderr, "writer %d: %s\n", w, err.msg);
 			_exit(3);
 		}
+		csa_config_unref(c.cfg);
 	}
 	csa_ws_close(ws);
 	_exit(0);
@@ -94,7 +95,9 @@ static void eight_writers_one_ticket(void **state)
 	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
 	json_t *ctx = json_pack("{s:s}", "ticket_id", "shared");
 	struct csa_ticket tk;
-	assert_int_equal(csa_ticket_build(&ws->cfg, ctx, csa_now_ms(), &tk, &err), 0);
+	const struct csa_config *cfg = csa_ws_config(ws);
+	assert_int_equal(csa_ticket_build(cfg, ctx, csa_now_ms(), &tk, &err), 0);
+	csa_config_unref(cfg);
 	assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err), 0);
 	csa_ticket_release(&tk);
 	json_decref(ctx);

@@ -125,11 +125,14 @@ static int setup(void **state)
 	dir = t_tmpdir("server");
 	if (csa_ws_init(dir, &err) || csa_ws_open(dir, &ws, &err))
 		return -1;
-	/* a small body limit to test 413 */
-	ws->cfg.limits.max_document_bytes = 64 * 1024;
-	/* the controller's tick every 0.2 s instead of every minute */
-	json_object_set_new(json_object_get(ws->cfg.root, "automation"), "tick_seconds",
-	                    json_real(0.2));
+	/* a small body limit to test 413; the controller's tick every 0.2 s
+	 * instead of every minute */
+	json_t *over = json_pack("{s:{s:i}, s:{s:f}}", "limits", "max_document_bytes", 64 * 1024,
+	                         "automation", "tick_seconds", 0.2);
+	int rc = csa_ws_config_override(ws, over, &err);
+	json_decref(over);
+	if (rc)
+		return -1;
 	mk(CSA_ROLE_ADMIN, admin);
 	mk(CSA_ROLE_VIEWER, viewer);
 	mk(CSA_ROLE_AGENT, agent);

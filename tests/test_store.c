@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -56,9 +59,21 @@ static int build(struct fx *f, const char *ctx_text, struct csa_ticket *tk, stru
 {
 	json_t *ctx = json_loads(ctx_text, 0, NULL);
 	assert_non_null(ctx);
-	int rc = csa_ticket_build(&f->ws->cfg, ctx, 1795734186123LL, tk, err);
+	const struct csa_config *cfg = csa_ws_config(f->ws);
+	int rc = csa_ticket_build(cfg, ctx, 1795734186123LL, tk, err);
+	csa_config_unref(cfg);
 	json_decref(ctx);
 	return rc;
+}
+
+/* A size limit of csa.json, as a team would set it. */
+static void limit(struct fx *f, const char *key, int value)
+{
+	struct csa_err err = {0};
+	json_t *over = json_pack("{s:{s:i}}", "limits", key, value);
+	if (csa_ws_config_override(f->ws, over, &err))
+		fail_msg("limits.%s: %s", key, err.msg);
+	json_decref(over);
 }
 
 static void built_documents_match_schema(void **state)
@@ -168,16 +183,16 @@ static void bad_input_is_refused_with_the_field_named(void **state)
 			fail_msg("case %zu (%s): rc %d msg '%s'", i, cases[i].ctx, rc, err.msg);
 	}
 	/* size limits from config */
-	f->ws->cfg.limits.max_message_bytes = 10;
+	limit(f, "max_message_bytes", 10);
 	assert_int_equal(build(f, "{\"messages\": [{\"content\": \"01234567890\"}]}", &tk, &err),
 	                 CSA_ELIMIT);
 	assert_non_null(strstr(err.msg, "limit is 10"));
-	f->ws->cfg.limits.max_attachments = 1;
+	limit(f, "max_attachments", 1);
 	assert_int_equal(
 	    build(f, "{\"messages\": [{\"content\": \"a\", \"attachments\": [1,2]}]}", &tk, &err),
 	    CSA_ELIMIT);
 	assert_non_null(strstr(err.msg, "attachments"));
-	f->ws->cfg.limits.max_messages_per_ticket = 2;
+	limit(f, "max_messages_per_ticket", 2);
 	assert_int_equal(build(f,
 	                       "{\"messages\": [{\"content\": \"a\"}, {\"content\": \"b\"},"
 	                       " {\"content\": \"c\"}]}",
@@ -189,9 +204,10 @@ static void bad_input_is_refused_with_the_field_named(void **state)
 	                       &tk, &err),
 	                 0);
 	json_t *m = json_pack("{s:s}", "content", "c");
-	assert_int_equal(
-	    csa_ticket_add_message(&f->ws->cfg, &tk, CSA_SIDE_EXTERNAL, m, 0, NULL, &err),
-	    CSA_ELIMIT);
+	const struct csa_config *cfg = csa_ws_config(f->ws);
+	assert_int_equal(csa_ticket_add_message(cfg, &tk, CSA_SIDE_EXTERNAL, m, 0, NULL, &err),
+	                 CSA_ELIMIT);
+	csa_config_unref(cfg);
 	json_decref(m);
 	csa_ticket_release(&tk);
 }
@@ -225,7 +241,7 @@ static void timeline_merges_by_time_stably(void **state)
 }
 
 struct addc {
-	struct csa_config *cfg;
+	struct csa_ws *ws;
 	const char *content, *id;
 };
 
@@ -235,7 +251,9 @@ static int add_fn(void *ctx, struct csa_ticket *tk, unsigned *docs, struct csa_e
 	json_t *m = json_pack("{s:s}", "content", c->content);
 	if (c->id)
 		json_object_set_new(m, "message_id", json_string(c->id));
-	int rc = csa_ticket_add_message(c->cfg, tk, CSA_SIDE_EXTERNAL, m, csa_now_ms(), NULL, err);
+	const struct csa_config *cfg = csa_ws_config(c->ws);
+	int rc = csa_ticket_add_message(cfg, tk, CSA_SIDE_EXTERNAL, m, csa_now_ms(), NULL, err);
+	csa_config_unref(cfg);
 	json_decref(m);
 	*docs = CSA_DOC_E;
 	return rc;
@@ -270,7 +288,7 @@ static void commit_load_scan(void **state)
 	assert_int_equal(csa_store_load(f->ws->store, "../etc", &got, &err), CSA_EINVAL);
 
 	/* update: dedupe by message id, schema failure writes nothing */
-	struct addc c = {&f->ws->cfg, "second", "m-1"};
+	struct addc c = {f->ws, "second", "m-1"};
 	assert_int_equal(csa_store_update(f->ws->store, "A1", 0, add_fn, &c, &err), 0);
 	assert_int_equal(csa_store_update(f->ws->store, "A1", 0, add_fn, &c, &err), CSA_EEXIST);
 	assert_int_equal(csa_store_load(f->ws->store, "A1", &got, &err), 0);
@@ -323,7 +341,7 @@ static void damaged_file_is_named_and_nothing_written(void **state)
 	t_write(path, "{\n \"ticket_id\": \"D1\",\n oops\n}");
 	assert_int_equal(csa_store_load(f->ws->store, "D1", &got, &err), CSA_EPARSE);
 	assert_non_null(strstr(err.msg, "I_D1.json line 3"));
-	struct addc c = {&f->ws->cfg, "x", NULL};
+	struct addc c = {f->ws, "x", NULL};
 	assert_int_equal(csa_store_update(f->ws->store, "D1", 0, add_fn, &c, &err), CSA_EPARSE);
 	/* the damaged file is untouched: still the same bytes */
 	char *buf;
@@ -390,6 +408,100 @@ static void verify_memo_skips_only_unchanged(void **state)
 	csa_verify_memo_free(memo);
 }
 
+/* A configuration snapshot never changes under its reader: a phase change
+ * publishes a new one, the old one stays readable until released, the
+ * process's overrides and phase cap outlive a reload of csa.json. */
+static void config_snapshots_are_immutable(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	const struct csa_config *before = csa_ws_config(f->ws);
+	const char *phase_before = csa_json_str(before->root, "phase");
+	assert_string_equal(phase_before, "PHASE_1");
+	limit(f, "max_attachments", 3);
+	assert_int_equal(csa_ws_set_phase(f->ws, 2, &err), 0);
+	const struct csa_config *after = csa_ws_config(f->ws);
+	assert_ptr_not_equal(before, after);
+	/* the reader's snapshot is the one it started with, and still alive */
+	assert_string_equal(csa_json_str(before->root, "phase"), "PHASE_1");
+	assert_string_equal(phase_before, "PHASE_1");
+	assert_int_not_equal(before->limits.max_attachments, 3);
+	assert_string_equal(csa_json_str(after->root, "phase"), "PHASE_2");
+	assert_int_equal(after->limits.max_attachments, 3); /* the override outlived the reload */
+	csa_config_unref(before);
+	csa_config_unref(after);
+	/* csa.json holds the phase; the override stays in this process */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/csa.json", f->dir);
+	json_t *file;
+	assert_int_equal(csa_json_load_file(path, 1 << 20, &file, &err), 0);
+	assert_string_equal(csa_json_str(file, "phase"), "PHASE_2");
+	assert_int_not_equal(csa_json_int(json_object_get(file, "limits"), "max_attachments", 0),
+	                     3);
+	json_decref(file);
+	/* a cap holds the phase down, also after the phase is raised again */
+	int lowered = 0;
+	assert_int_equal(csa_ws_config_cap_phase(f->ws, 1, &lowered, &err), 0);
+	assert_int_equal(lowered, 1);
+	assert_int_equal(csa_ws_phase(f->ws), 1);
+	assert_int_equal(csa_ws_set_phase(f->ws, 3, &err), 0);
+	assert_int_equal(csa_ws_phase(f->ws), 1);
+	/* an override that does not validate changes nothing */
+	json_t *bad = json_pack("{s:{s:i}}", "limits", "max_attachments", -1);
+	assert_int_equal(csa_ws_config_override(f->ws, bad, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "max_attachments"));
+	json_decref(bad);
+	const struct csa_config *now = csa_ws_config(f->ws);
+	assert_int_equal(now->limits.max_attachments, 3);
+	csa_config_unref(now);
+}
+
+struct cfg_race {
+	struct csa_ws *ws;
+	atomic_int stop;
+	long reads;
+};
+
+static void *cfg_reader(void *arg)
+{
+	struct cfg_race *r = arg;
+	while (!atomic_load(&r->stop)) {
+		const struct csa_config *c = csa_ws_config(r->ws);
+		const char *ph = csa_json_str(c->root, "phase");
+		json_t *cats = csa_config_get(c, "taxonomy.categories");
+		/* a freed snapshot would show under ASan right here */
+		if (!ph || strncmp(ph, "PHASE_", 6) != 0 || json_array_size(cats) == 0)
+			r->reads = -1000000;
+		sched_yield();
+		if (strcmp(csa_json_str(c->root, "phase"), ph) != 0)
+			r->reads = -1000000;
+		csa_config_unref(c);
+		r->reads++;
+	}
+	return NULL;
+}
+
+/* Readers on two threads while the phase changes and csa.json is reloaded:
+ * each sees a whole configuration that does not change under it. */
+static void config_changes_while_threads_read(void **state)
+{
+	struct fx *f = *state;
+	struct cfg_race r = {.ws = f->ws};
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, cfg_reader, &r), 0);
+	struct csa_err err = {0};
+	for (int i = 0; i < 200; i++) {
+		assert_int_equal(csa_ws_set_phase(f->ws, 1 + i % 3, &err), 0);
+		assert_int_equal(csa_ws_config_reload(f->ws, &err), 0);
+	}
+	atomic_store(&r.stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	assert_true(r.reads > 0);
+	assert_int_equal(csa_ws_phase(f->ws), 1 + 199 % 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -401,6 +513,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_memo_skips_only_unchanged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(config_snapshots_are_immutable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(config_changes_while_threads_read, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

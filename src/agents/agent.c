@@ -163,7 +163,7 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 		}
 		pri = csa_dmodel_label(env->models[CSA_DT_PRIORITY], (size_t)p);
 	}
-	const char *route = routing_for(env->cfg, cat);
+	const char *route = routing_for(in->cfg, cat);
 	char routing[96];
 	snprintf(routing, sizeof(routing), "%s%s",
 	         pri && strcmp(pri, "CRITICAL") == 0 ? "urgent:" : "", route);
@@ -242,7 +242,7 @@ static int selector_process(const struct csa_agent_env *env, const struct csa_ag
 	for (size_t i = 0; i < csa_dmodel_n_labels(m); i++)
 		json_object_set_new(breakdown, csa_dmodel_label(m, i), json_real(ps[i]));
 	json_t *params = NULL;
-	int rc = csa_kbsel_parameters(env->kb, env->cfg, strategy, cat, in->text, &params, err);
+	int rc = csa_kbsel_parameters(env->kb, in->cfg, strategy, cat, in->text, &params, err);
 	if (rc) {
 		json_decref(breakdown);
 		json_decref(cascade);
@@ -286,7 +286,7 @@ static int escalation_process(const struct csa_agent_env *env, const struct csa_
 	struct csa_dmodel *m = env->models[CSA_DT_ESCALATION];
 	const char *label = csa_dmodel_label(m, (size_t)e);
 	int escalate = strcmp(label, "NONE") != 0;
-	json_t *path = json_object_get(csa_config_get(env->cfg, "escalation_paths"), label);
+	json_t *path = json_object_get(csa_config_get(in->cfg, "escalation_paths"), label);
 	size_t n = 0;
 	double eta = env->history ? csa_history_eta_hours(env->history, cat, pri, &n) : -1;
 	char summary[400];
@@ -346,7 +346,7 @@ static int updates_process(const struct csa_agent_env *env, const struct csa_age
 	json_t *levels = json_object_get(in->escalation, "escalation_levels");
 	const char *resolver = json_string_value(json_array_get(levels, 0));
 	const char *client = csa_json_str(in->tk->t, "client_name");
-	int interval = update_interval(env->cfg, pri, in->sla_status);
+	int interval = update_interval(in->cfg, pri, in->sla_status);
 	int64_t now = csa_now_ms();
 	char ts[CSA_TS_LEN];
 

@@ -26,7 +26,6 @@ struct csa_cascade;
  * base (may be NULL), the history index, the LLM cascade (NULL when no
  * backend is configured: the embedded model decides alone). All borrowed. */
 struct csa_agent_env {
-	const struct csa_config *cfg;
 	struct csa_dmodel *models[CSA_DT_COUNT];
 	struct csa_kb *kb;
 	struct csa_history *history;
@@ -35,6 +34,7 @@ struct csa_agent_env {
 
 /* Everything an agent may look at for one ticket. */
 struct csa_agent_input {
+	const struct csa_config *cfg; /* the run's configuration snapshot */
 	const struct csa_ticket *tk;
 	const char *text;         /* customer text the decision is about */
 	const char *tier;         /* subscription tier or NULL */

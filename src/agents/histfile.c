@@ -243,6 +243,7 @@ struct slot {
 /* A block of tickets shared by the loader threads. */
 struct block {
 	struct csa_ws *ws;
+	size_t max_doc; /* limits.max_document_bytes */
 	char **ids;
 	const struct cached *c;
 	size_t nc;
@@ -283,7 +284,7 @@ static void load_one(struct block *b, size_t i, struct slot *s)
 	char tpath[PATH_SZ];
 	struct csa_ticket tk = {0};
 	csa_mesh_doc_path(b->ws, 2, id, tpath, sizeof(tpath), NULL);
-	if (csa_json_load_file(tpath, b->ws->cfg.limits.max_document_bytes, &tk.t, NULL))
+	if (csa_json_load_file(tpath, b->max_doc, &tk.t, NULL))
 		return;
 	snprintf(tk.id, sizeof(tk.id), "%s", id);
 	csa_history_entry_from(&tk, e);
@@ -327,10 +328,19 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 		rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = cpus < 1 ? 1 : cpus > LOAD_THREADS ? LOAD_THREADS : (int)cpus;
+	const struct csa_config *cfg = csa_ws_config(ws);
+	size_t max_doc = cfg->limits.max_document_bytes;
+	csa_config_unref(cfg);
 	for (size_t lo = 0; lo < ni && rc == CSA_OK; lo += LOAD_BLOCK) {
-		struct block b = {.ws = ws, .ids = ids, .c = c, .nc = c ? nc : 0,
-		                  .written = written, .lo = lo,
-		                  .n = ni - lo < LOAD_BLOCK ? ni - lo : LOAD_BLOCK, .out = out};
+		struct block b = {.ws = ws,
+		                  .max_doc = max_doc,
+		                  .ids = ids,
+		                  .c = c,
+		                  .nc = c ? nc : 0,
+		                  .written = written,
+		                  .lo = lo,
+		                  .n = ni - lo < LOAD_BLOCK ? ni - lo : LOAD_BLOCK,
+		                  .out = out};
 		pthread_t th[LOAD_THREADS];
 		int started = 0;
 		while (started < nthreads - 1 &&
@@ -345,8 +355,10 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 			if (!s->ok)
 				continue;
 			used += s->cached;
-			if (csa_history_put_sig(h, &s->e, s->newest < now_ns - RACY_NS ? s->sig : 0))
-				rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
+			if (csa_history_put_sig(h, &s->e,
+			                        s->newest < now_ns - RACY_NS ? s->sig : 0))
+				rc = csa_error(err, CSA_ENOMEM,
+				               "out of memory indexing ticket history");
 		}
 	}
 	for (size_t i = 0; ids && i < ni; i++)

@@ -51,8 +51,17 @@ enum {
 	KEPT_COUNT
 };
 
+/* The configurations the controller has read: see acfg(). */
+struct cfg_seen {
+	pthread_mutex_t mu;
+	const struct csa_config *now;  /* the newest, one reference held */
+	const struct csa_config **old; /* earlier ones, released at close */
+	size_t nold;
+};
+
 struct csa_auto {
 	struct csa_ws *ws;
+	struct cfg_seen *cfg;
 	struct csa_pipeline *pipe;
 	sqlite3 *db;
 	struct csa_walckpt *ckpt; /* automation.db's checkpoints, off the decision path */
@@ -145,21 +154,47 @@ int csa_phase_num(const char *s)
 	return s[6] - '0';
 }
 
+/* The configuration in effect. The controller keeps every snapshot it
+ * has read until it closes, so what its steps borrow from one (a gate's
+ * criteria, the decision types) never dangles when a phase change or a
+ * rollback publishes a new one: those happen a few times a day, so the
+ * list stays short. */
+static const struct csa_config *acfg(const struct csa_auto *a)
+{
+	struct cfg_seen *c = a->cfg;
+	const struct csa_config *fresh = csa_ws_config(a->ws);
+	pthread_mutex_lock(&c->mu);
+	if (fresh == c->now) {
+		pthread_mutex_unlock(&c->mu);
+		csa_config_unref(fresh); /* c->now holds it */
+		return fresh;
+	}
+	const struct csa_config **old = c->old;
+	if (c->now && (old = realloc(c->old, (c->nold + 1) * sizeof(*old)))) {
+		old[c->nold++] = c->now;
+		c->old = old;
+	}
+	/* without memory for the list the old snapshot is kept, not freed */
+	c->now = fresh;
+	pthread_mutex_unlock(&c->mu);
+	return fresh;
+}
+
 static double cfg_num(const struct csa_auto *a, const char *path, double dflt)
 {
-	json_t *v = csa_config_get(&a->ws->cfg, path);
+	json_t *v = csa_config_get(acfg(a), path);
 	return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
 static int workspace_phase(const struct csa_auto *a)
 {
-	int p = csa_phase_num(csa_json_str(a->ws->cfg.root, "phase"));
+	int p = csa_phase_num(csa_json_str(acfg(a)->root, "phase"));
 	return p ? p : 1;
 }
 
 static int type_tracked(const struct csa_auto *a, const char *type)
 {
-	return csa_config_in_list(&a->ws->cfg, "automation.decision_types", type);
+	return csa_config_in_list(acfg(a), "automation.decision_types", type);
 }
 
 static int segment_phase(const struct csa_auto *a, const char *type, const char *segment)
@@ -241,13 +276,13 @@ static int valid_label(const struct csa_auto *a, const char *type, const char *v
 	if (!v)
 		return 0;
 	if (strcmp(type, "category") == 0)
-		return csa_config_in_list(&a->ws->cfg, "taxonomy.categories", v);
+		return csa_config_in_list(acfg(a), "taxonomy.categories", v);
 	if (strcmp(type, "priority") == 0)
-		return csa_config_in_list(&a->ws->cfg, "taxonomy.priorities", v);
+		return csa_config_in_list(acfg(a), "taxonomy.priorities", v);
 	if (strcmp(type, "strategy") == 0)
-		return csa_config_in_list(&a->ws->cfg, "taxonomy.strategies", v);
+		return csa_config_in_list(acfg(a), "taxonomy.strategies", v);
 	return strcmp(v, "NONE") == 0 ||
-	       json_object_get(csa_config_get(&a->ws->cfg, "escalation_paths"), v) != NULL;
+	       json_object_get(csa_config_get(acfg(a), "escalation_paths"), v) != NULL;
 }
 
 static json_t *labels_of(const struct csa_auto *a, const char *type)
@@ -256,14 +291,14 @@ static json_t *labels_of(const struct csa_auto *a, const char *type)
 		json_t *l = json_pack("[s]", "NONE");
 		const char *k;
 		json_t *v;
-		json_object_foreach(csa_config_get(&a->ws->cfg, "escalation_paths"), k, v)
+		json_object_foreach(csa_config_get(acfg(a), "escalation_paths"), k, v)
 		    json_array_append_new(l, json_string(k));
 		return l;
 	}
 	const char *path = strcmp(type, "category") == 0   ? "taxonomy.categories"
 	                   : strcmp(type, "priority") == 0 ? "taxonomy.priorities"
 	                                                   : "taxonomy.strategies";
-	return json_deep_copy(csa_config_get(&a->ws->cfg, path));
+	return json_deep_copy(csa_config_get(acfg(a), path));
 }
 
 /* ---- outcomes, readiness and thresholds ------------------------------- */
@@ -767,7 +802,7 @@ int csa_auto_wrong_is_critical(const struct csa_auto *a, const char *type, const
 	return strcmp(type, "strategy") == 0 && value &&
 	       strcmp(value, "AUTOMATED_RESOLUTION") == 0 &&
 	       json_is_true(csa_config_get(
-	           &a->ws->cfg, "automation.critical_errors.wrong_automated_resolution"));
+	           acfg(a), "automation.critical_errors.wrong_automated_resolution"));
 }
 
 /* A customer-facing strategy (automation.customer_facing_strategies: a
@@ -778,7 +813,7 @@ static int waits_for_category(const struct csa_auto *a, const char *type,
                               const struct csa_flow_decision *d)
 {
 	return strcmp(type, "strategy") == 0 && !d->category_autonomous && d->value &&
-	       csa_config_in_list(&a->ws->cfg, "automation.customer_facing_strategies", d->value);
+	       csa_config_in_list(acfg(a), "automation.customer_facing_strategies", d->value);
 }
 
 /* The automation.db row of a decision, from the automation block that
@@ -997,7 +1032,7 @@ static int is_critical_error(struct csa_auto *a, const char *type, int critical,
                              const char *ai_value)
 {
 	if (critical && json_is_true(csa_config_get(
-	                    &a->ws->cfg, "automation.critical_errors.reversed_on_critical_ticket")))
+	                    acfg(a), "automation.critical_errors.reversed_on_critical_ticket")))
 		return 1;
 	return csa_auto_wrong_is_critical(a, type, ai_value);
 }
@@ -1270,7 +1305,7 @@ out:
 
 static void post_webhook(struct csa_auto *a, const json_t *alert)
 {
-	const char *url = csa_json_str(csa_config_get(&a->ws->cfg, "automation"), "alert_webhook");
+	const char *url = csa_json_str(csa_config_get(acfg(a), "automation"), "alert_webhook");
 	if (!url || !*url)
 		url = getenv("ALERT_WEBHOOK_URL");
 	if (!url || !*url)
@@ -1519,7 +1554,7 @@ static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *s
 {
 	static const char *const names[] = {"",        "PHASE_1", "PHASE_2",
 	                                    "PHASE_3", "PHASE_4", "PHASE_5"};
-	json_t *g = json_object_get(csa_config_get(&a->ws->cfg, "automation.gates"), names[phase]);
+	json_t *g = json_object_get(csa_config_get(acfg(a), "automation.gates"), names[phase]);
 	struct scope_metrics m;
 	/* a gate never passes on what it could not read */
 	int unread = scope_metrics(a, type, segment, phase, &m) != CSA_OK;
@@ -1644,25 +1679,7 @@ static json_t *evaluate_gate(struct csa_auto *a, const char *type, const char *s
 
 static int set_workspace_phase(struct csa_auto *a, int phase, struct csa_err *err)
 {
-	char path[PATH_SZ];
-	csa_ws_path(a->ws, "csa.json", path, sizeof(path));
-	json_t *file;
-	int rc = csa_json_load_file(path, 1 << 20, &file, err);
-	if (rc)
-		return rc;
-	char ph[8];
-	snprintf(ph, sizeof(ph), "PHASE_%d", phase);
-	json_object_set_new(file, "phase", json_string(ph));
-	char *s;
-	size_t n;
-	if ((rc = csa_json_dump(file, 1, &s, &n, err)) == CSA_OK) {
-		rc = csa_fs_write_atomic(path, s, n, err);
-		free(s);
-	}
-	json_decref(file);
-	if (rc == CSA_OK)
-		json_object_set_new(a->ws->cfg.root, "phase", json_string(ph));
-	return rc;
+	return csa_ws_set_phase(a->ws, phase, err);
 }
 
 static json_t *segments_json(struct csa_auto *a)
@@ -1963,13 +1980,8 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 			goto out;
 	}
 	/* reload what was restored */
-	char path[PATH_SZ];
-	csa_ws_path(a->ws, "csa.json", path, sizeof(path));
-	struct csa_config cfg;
-	if ((rc = csa_config_load(path, &cfg, err)))
+	if ((rc = csa_ws_config_reload(a->ws, err)))
 		goto out;
-	json_decref(a->ws->cfg.root);
-	a->ws->cfg = cfg;
 	json_t *st;
 	if (csa_json_load_file(a->state_path, 1 << 22, &st, NULL) == CSA_OK) {
 		json_decref(a->state);
@@ -1979,7 +1991,7 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 	if ((rc = csa_pipeline_reload_models(a->pipe, err)))
 		goto out;
 	json_t *rec = json_pack("{s:s, s:s, s:s?}", "rollback_point", id, "phase",
-	                        csa_json_str(a->ws->cfg.root, "phase"), "by", who);
+	                        csa_json_str(acfg(a)->root, "phase"), "by", who);
 	csa_ledger_append(a->ledger, "rollback", NULL, rec, NULL, NULL);
 	*out = rec;
 out:
@@ -2215,7 +2227,7 @@ static int type_vouches(struct csa_auto *a, const char *type, const char *seg, i
 	const struct thr *t = threshold_of(a, type, seg, 0);
 	if (!t || t->r.n < 10)
 		return 0;
-	json_t *g = json_object_get(csa_config_get(&a->ws->cfg, "automation.gates"), names[phase]);
+	json_t *g = json_object_get(csa_config_get(acfg(a), "automation.gates"), names[phase]);
 	double need = csa_json_num(g, "accuracy", 0.8);
 	/* upper bound: 1 - lower bound of the error rate */
 	double upper = 1 - csa_wilson_lower_p(1 - t->r.success_rate, (double)t->r.n,
@@ -2265,7 +2277,7 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 	}
 	size_t i;
 	json_t *t;
-	json_array_foreach(csa_config_get(&a->ws->cfg, "automation.decision_types"), i, t)
+	json_array_foreach(csa_config_get(acfg(a), "automation.decision_types"), i, t)
 	{
 		int r = monitor_type(a, json_string_value(t), events, rc ? NULL : err);
 		rc = rc ? rc : r;
@@ -2426,7 +2438,7 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	}
 	size_t i;
 	json_t *t;
-	json_array_foreach(csa_config_get(&a->ws->cfg, "automation.decision_types"), i, t)
+	json_array_foreach(csa_config_get(acfg(a), "automation.decision_types"), i, t)
 	    json_object_set_new(by_type, json_string_value(t),
 	                        kpi_row(a, "WHERE type = ?1", json_string_value(t)));
 	sqlite3_stmt *st;
@@ -2811,6 +2823,12 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	a->pipe = p;
 	a->open_fd = -1;
 	pthread_mutex_init(&a->mu, NULL);
+	if (!(a->cfg = calloc(1, sizeof(*a->cfg)))) {
+		free(a);
+		return csa_error(err, CSA_ENOMEM,
+		                 "out of memory opening the automation controller");
+	}
+	pthread_mutex_init(&a->cfg->mu, NULL);
 	char path[PATH_SZ];
 	int rc = CSA_OK;
 	csa_ws_path(ws, "automation", path, sizeof(path));
@@ -2894,5 +2912,11 @@ void csa_auto_close(struct csa_auto *a)
 	json_decref(a->state);
 	free(a->thr);
 	pthread_mutex_destroy(&a->mu);
+	for (size_t i = 0; i < a->cfg->nold; i++)
+		csa_config_unref(a->cfg->old[i]);
+	free(a->cfg->old);
+	csa_config_unref(a->cfg->now);
+	pthread_mutex_destroy(&a->cfg->mu);
+	free(a->cfg);
 	free(a);
 }

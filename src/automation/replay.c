@@ -331,7 +331,10 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 	/* Bootstrap: the first tickets are history the team already decided. */
 	for (size_t i = 0; rc == CSA_OK && i < o->bootstrap; i++) {
 		struct csa_ticket tk;
-		if ((rc = csa_import_ticket(ws, s.t[i], i + 1, &tk, err)) == CSA_OK) {
+		const struct csa_config *cfg = csa_ws_config(ws);
+		rc = csa_import_ticket(cfg, s.t[i], i + 1, &tk, err);
+		csa_config_unref(cfg);
+		if (rc == CSA_OK) {
 			rc = csa_store_commit(ws->store, &tk, CSA_DOC_ALL, err);
 			csa_ticket_release(&tk);
 		}
@@ -349,7 +352,9 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 	struct tally *per = calloc(n ? n : 1, sizeof(*per));
 	int *phase_at = calloc(n ? n : 1, sizeof(int));
 	json_t *types = json_object(), *events = json_array();
-	json_t *dtypes = ws ? csa_config_get(&ws->cfg, "automation.decision_types") : NULL;
+	/* the decision types are fixed for the replay: the first snapshot's */
+	const struct csa_config *cfg0 = ws ? csa_ws_config(ws) : NULL;
+	json_t *dtypes = cfg0 ? csa_config_get(cfg0, "automation.decision_types") : NULL;
 	for (size_t i = 0; rc == CSA_OK && i < n; i++) {
 		json_t *h = s.t[o->bootstrap + i];
 		json_t *gold = json_object_get(h, "gold");
@@ -375,7 +380,7 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		if (rc)
 			break;
 		const char *tid = csa_json_str(res, "ticket_id");
-		phase_at[i] = csa_phase_num(csa_json_str(ws->cfg.root, "phase"));
+		phase_at[i] = csa_ws_phase(ws);
 		struct tally *t = &per[i];
 		t->tickets = 1;
 		/* what the AI did, judged against the gold */
@@ -484,8 +489,8 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 			}
 		}
 		if (!o->quiet && (i + 1) % 1000 == 0)
-			fprintf(stderr, "replay: %zu/%zu tickets, %s\n", i + 1, n,
-			        csa_json_str(ws->cfg.root, "phase"));
+			fprintf(stderr, "replay: %zu/%zu tickets, PHASE_%d\n", i + 1, n,
+			        csa_ws_phase(ws));
 	}
 	unsetenv("CSA_FAKE_NOW_MS");
 
@@ -531,8 +536,9 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 			       : json_null());
 		}
 		json_t *final = tally_json(&fin);
-		json_object_set_new(final, "phase",
-		                    json_string(csa_json_str(ws->cfg.root, "phase")));
+		char phase[8];
+		snprintf(phase, sizeof(phase), "PHASE_%d", csa_ws_phase(ws));
+		json_object_set_new(final, "phase", json_string(phase));
 		*report = json_pack("{s:I, s:I, s:f, s:o, s:o, s:o, s:o, s:o, s:f, s:s}", "tickets",
 		                    (json_int_t)n, "bootstrap_tickets", (json_int_t)o->bootstrap,
 		                    "human_accuracy", o->human_accuracy, "phases", phases, "final",
@@ -565,6 +571,7 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		}
 	}
 	json_decref(types);
+	csa_config_unref(cfg0);
 	json_decref(events);
 	free(per);
 	free(phase_at);

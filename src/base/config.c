@@ -224,27 +224,38 @@ int csa_config_load(const char *path, struct csa_config *cfg, struct csa_err *er
 	return rc;
 }
 
-int csa_config_overlay(struct csa_config *cfg, const char *path, struct csa_err *err)
+int csa_config_merge(struct csa_config *cfg, const json_t *over, const char *what,
+                     struct csa_err *err)
 {
-	json_t *file;
-	int rc = csa_json_load_file(path, 1 << 20, &file, err);
-	if (rc)
-		return rc;
-	if (!json_is_object(file)) {
-		json_decref(file);
-		return csa_error(err, CSA_ESCHEMA, "'%s': top level must be an object", path);
-	}
+	if (!json_is_object(over))
+		return csa_error(err, CSA_ESCHEMA, "%s: top level must be an object", what);
 	struct csa_config next = {.root = json_deep_copy(cfg->root)};
-	csa_json_merge(next.root, file);
-	json_decref(file);
-	if ((rc = finish(&next, err))) {
-		csa_error_prefix(err, "'%s': ", path);
+	if (!next.root)
+		return csa_error(err, CSA_ENOMEM, "%s: out of memory merging the configuration",
+		                 what);
+	csa_json_merge(next.root, over);
+	int rc = finish(&next, err);
+	if (rc) {
+		csa_error_prefix(err, "%s: ", what);
 		json_decref(next.root);
 		return rc;
 	}
 	json_decref(cfg->root);
 	*cfg = next;
 	return CSA_OK;
+}
+
+int csa_config_overlay(struct csa_config *cfg, const char *path, struct csa_err *err)
+{
+	json_t *file;
+	int rc = csa_json_load_file(path, 1 << 20, &file, err);
+	if (rc)
+		return rc;
+	char what[4200];
+	snprintf(what, sizeof(what), "'%s'", path);
+	rc = csa_config_merge(cfg, file, what, err);
+	json_decref(file);
+	return rc;
 }
 
 void csa_config_release(struct csa_config *cfg)

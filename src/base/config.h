@@ -40,6 +40,12 @@ int csa_config_init_default(struct csa_config *cfg);
  * server's MODEL_CONFIG_PATH); on failure 'cfg' is unchanged. */
 int csa_config_overlay(struct csa_config *cfg, const char *path, struct csa_err *err);
 
+/* Merge the JSON object 'over' into a loaded configuration and validate
+ * the result; 'what' names the source in errors. On failure 'cfg' is
+ * unchanged. */
+int csa_config_merge(struct csa_config *cfg, const json_t *over, const char *what,
+                     struct csa_err *err);
+
 void csa_config_release(struct csa_config *cfg);
 
 /* Recursively copy keys of 'over' into 'base' (objects merge, others replace). */

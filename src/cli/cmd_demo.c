@@ -34,10 +34,11 @@ int cmd_demo(int argc, char **argv)
 		return cli_fail(&err);
 	json_t *out = json_array();
 	int rc = 0;
+	const struct csa_config *cfg = csa_ws_config(ws);
 	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]) && !rc; i++) {
 		json_t *ctx = json_loads(samples[i], 0, NULL);
 		struct csa_ticket tk;
-		rc = csa_ticket_build(&ws->cfg, ctx, csa_now_ms(), &tk, &err);
+		rc = csa_ticket_build(cfg, ctx, csa_now_ms(), &tk, &err);
 		if (!rc) {
 			rc = csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err);
 			if (!rc)
@@ -46,6 +47,7 @@ int cmd_demo(int argc, char **argv)
 		}
 		json_decref(ctx);
 	}
+	csa_config_unref(cfg);
 	if (!rc)
 		csa_json_print(out, 1);
 	json_decref(out);

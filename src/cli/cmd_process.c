@@ -47,7 +47,9 @@ int cmd_ingest(int argc, char **argv)
 	struct csa_pipeline *p = NULL;
 	struct csa_auto *a = NULL;
 	json_t *doc = NULL, *res = NULL;
-	int rc = csa_json_load_arg(file, ws->cfg.limits.max_document_bytes, &doc, &err);
+	const struct csa_config *cfg = csa_ws_config(ws);
+	int rc = csa_json_load_arg(file, cfg->limits.max_document_bytes, &doc, &err);
+	csa_config_unref(cfg);
 	if (!rc)
 		rc = csa_pipeline_open(ws, &p, &err);
 	if (!rc)

@@ -26,8 +26,15 @@ static int apply_env(struct csa_ws *ws, struct csa_err *err)
 {
 	const char *v;
 	int rc;
-	if ((v = getenv("MODEL_CONFIG_PATH")) && *v && (rc = csa_config_overlay(&ws->cfg, v, err)))
-		return csa_error_prefix(err, "MODEL_CONFIG_PATH: ");
+	if ((v = getenv("MODEL_CONFIG_PATH")) && *v) {
+		json_t *over;
+		if ((rc = csa_json_load_file(v, 1 << 20, &over, err)))
+			return csa_error_prefix(err, "MODEL_CONFIG_PATH: ");
+		rc = csa_ws_config_override(ws, over, err);
+		json_decref(over);
+		if (rc)
+			return csa_error_prefix(err, "MODEL_CONFIG_PATH '%s': ", v);
+	}
 	if ((v = getenv("SYNC_CHECK_INTERVAL")) && *v) {
 		char *end;
 		double secs = strtod(v, &end);
@@ -35,19 +42,23 @@ static int apply_env(struct csa_ws *ws, struct csa_err *err)
 			return csa_error(
 			    err, CSA_EINVAL,
 			    "SYNC_CHECK_INTERVAL must be a number of seconds >= 0, not '%s'", v);
-		json_object_set_new(json_object_get(ws->cfg.root, "sync"), "check_interval_seconds",
-		                    json_real(secs));
+		json_t *over = json_pack("{s:{s:f}}", "sync", "check_interval_seconds", secs);
+		rc = csa_ws_config_override(ws, over, err);
+		json_decref(over);
+		if (rc)
+			return csa_error_prefix(err, "SYNC_CHECK_INTERVAL: ");
 	}
 	if ((v = getenv("PHASE")) && *v) {
 		int cap = csa_phase_num(v);
 		if (!cap)
 			return csa_error(err, CSA_EINVAL,
 			                 "PHASE must be PHASE_1 .. PHASE_5, not '%s'", v);
-		if (cap < csa_phase_num(csa_json_str(ws->cfg.root, "phase"))) {
-			fprintf(stderr, "csa: PHASE=%s holds the workspace below its %s\n", v,
-			        csa_json_str(ws->cfg.root, "phase"));
-			json_object_set_new(ws->cfg.root, "phase", json_string(v));
-		}
+		int earned = csa_ws_phase(ws), lowered = 0;
+		if ((rc = csa_ws_config_cap_phase(ws, cap, &lowered, err)))
+			return rc;
+		if (lowered)
+			fprintf(stderr, "csa: PHASE=%s holds the workspace below its PHASE_%d\n", v,
+			        earned);
 	}
 	return CSA_OK;
 }
@@ -68,14 +79,20 @@ int cmd_serve(int argc, char **argv)
 		csa_ws_close(ws);
 		return cli_fail(&err);
 	}
+	/* the server's own settings are read once, at start */
+	const struct csa_config *cfg = csa_ws_config(ws);
+	json_t *server = csa_config_get(cfg, "server");
+	char bind[256];
+	snprintf(bind, sizeof(bind), "%s",
+	         csa_json_str(server, "bind") ? csa_json_str(server, "bind") : "");
 	struct csa_server_opts o = {
-	    .bind = csa_json_str(csa_config_get(&ws->cfg, "server"), "bind"),
-	    .port = (unsigned)csa_json_int(csa_config_get(&ws->cfg, "server"), "port", 8000),
-	    .threads = (unsigned)csa_json_int(csa_config_get(&ws->cfg, "server"), "threads", 4),
+	    .bind = bind[0] ? bind : NULL,
+	    .port = (unsigned)csa_json_int(server, "port", 8000),
+	    .threads = (unsigned)csa_json_int(server, "threads", 4),
 	    .web_dir = getenv("CSA_WEB_DIR") ? getenv("CSA_WEB_DIR") : CSA_WEB_DIR,
-	    .rate_per_second =
-	        csa_json_num(csa_config_get(&ws->cfg, "server"), "rate_per_second", 200),
+	    .rate_per_second = csa_json_num(server, "rate_per_second", 200),
 	};
+	csa_config_unref(cfg);
 	const char *v;
 	if ((v = cli_opt(argc, argv, "--port")) || (v = getenv("PORT"))) {
 		char *end;

@@ -25,9 +25,11 @@ int cmd_ticket(int argc, char **argv)
 	struct csa_err err = {0};
 	json_t *ctx = NULL;
 	struct csa_ticket tk = {0};
-	int rc = csa_json_load_arg(file, ws->cfg.limits.max_document_bytes, &ctx, &err);
+	const struct csa_config *cfg = csa_ws_config(ws);
+	int rc = csa_json_load_arg(file, cfg->limits.max_document_bytes, &ctx, &err);
 	if (!rc)
-		rc = csa_ticket_build(&ws->cfg, ctx, csa_now_ms(), &tk, &err);
+		rc = csa_ticket_build(cfg, ctx, csa_now_ms(), &tk, &err);
+	csa_config_unref(cfg);
 	if (!rc) {
 		struct csa_lock *lk;
 		if (!(rc = csa_store_lock(ws->store, tk.id, &lk, &err))) {
@@ -91,10 +93,12 @@ int cmd_message(int argc, char **argv)
 	if (!ws)
 		return 1;
 	json_t *msg = NULL;
-	int rc = csa_json_load_arg(file, ws->cfg.limits.max_document_bytes, &msg, &err);
-	struct add_ctx c = {.cfg = &ws->cfg, .side = (enum csa_side)s, .msg = msg};
+	struct add_ctx c = {.cfg = csa_ws_config(ws), .side = (enum csa_side)s};
+	int rc = csa_json_load_arg(file, c.cfg->limits.max_document_bytes, &msg, &err);
+	c.msg = msg;
 	if (!rc)
 		rc = csa_store_update(ws->store, id, 0, add_one, &c, &err);
+	csa_config_unref(c.cfg);
 	if (!rc) {
 		json_t *out =
 		    json_pack("{s:s, s:s, s:s, s:b}", "ticket_id", id, "message_id", c.msg_id,

@@ -53,6 +53,7 @@ struct cand {
 
 struct ev {
 	struct csa_ws *ws;
+	const struct csa_config *cfg; /* the snapshot the whole evaluation reads */
 	const struct csa_evalm_opts *o;
 	struct ev_row *rows;
 	size_t n, n_train, n_test; /* test rows are rows[n_train .. n_train + n_test) */
@@ -96,7 +97,7 @@ static int read_row(struct ev *e, const json_t *h, size_t line, struct ev_row *r
                     struct csa_err *err)
 {
 	struct csa_ticket tk;
-	int rc = csa_import_ticket(e->ws, h, line, &tk, err);
+	int rc = csa_import_ticket(e->cfg, h, line, &tk, err);
 	if (rc)
 		return rc;
 	memset(r, 0, sizeof(*r));
@@ -184,7 +185,7 @@ static int open_cand(struct ev *e, const char *spec, struct cand *c, struct csa_
 		c->errors = json_array();
 		return CSA_OK;
 	}
-	json_t *defs = csa_config_get(&e->ws->cfg, "llm.backends");
+	json_t *defs = csa_config_get(e->cfg, "llm.backends");
 	json_t *def = json_object_get(defs, spec);
 	json_t *conf = def ? json_deep_copy(def) : NULL;
 	const char *colon = strchr(spec, ':');
@@ -663,11 +664,12 @@ static int save_calibration(struct ev *e, struct csa_err *err)
 int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name, const struct csa_evalm_opts *o,
                     json_t **report, struct csa_err *err)
 {
-	struct ev e = {.ws = ws, .o = o};
+	struct ev e = {.ws = ws, .cfg = csa_ws_config(ws), .o = o};
 	int rc = CSA_OK;
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
-		e.n_labels[t] = csa_import_labels(ws, (enum csa_dtype)t, e.labels[t], MAX_LABELS);
-		e.types[t] = csa_config_in_list(&ws->cfg, "automation.decision_types",
+		e.n_labels[t] =
+		    csa_import_labels(e.cfg, (enum csa_dtype)t, e.labels[t], MAX_LABELS);
+		e.types[t] = csa_config_in_list(e.cfg, "automation.decision_types",
 		                                csa_dtype_name((enum csa_dtype)t));
 	}
 	/* candidates first: a typo should not cost a training run */
@@ -714,7 +716,7 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name, const struct 
 	}
 	if (rc == CSA_OK) {
 		double target = o->target > 0 ? o->target
-		                              : csa_json_num(csa_config_get(&ws->cfg, "automation"),
+		                              : csa_json_num(csa_config_get(e.cfg, "automation"),
 		                                             "target_accuracy", 0.97);
 		json_t *matrix = json_array(), *cascade = json_object();
 		double perf[MAX_CANDS], edge[MAX_CANDS], cost[MAX_CANDS],
@@ -761,6 +763,7 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name, const struct 
 		free(e.rows[i].full);
 	}
 	free(e.rows);
+	csa_config_unref(e.cfg);
 	return rc;
 }
 

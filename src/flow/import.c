@@ -23,9 +23,9 @@ static const char *const ctx_keys[] = {"ticket_id",       "client_name", "compan
                                        "customer",        "platform",    "channel",
                                        "trello_template", "messages",    "internal_messages"};
 
-static int gold_in(const struct csa_ws *ws, const char *list, const char *v)
+static int gold_in(const struct csa_config *cfg, const char *list, const char *v)
 {
-	return v && csa_config_in_list(&ws->cfg, list, v);
+	return v && csa_config_in_list(cfg, list, v);
 }
 
 /* gold.<key>: *out -1 when absent or null, else a number in [lo, hi]. */
@@ -44,8 +44,8 @@ static int outcome(const json_t *gold, const char *key, double lo, double hi, si
 	return CSA_OK;
 }
 
-int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, struct csa_ticket *tk,
-                      struct csa_err *err)
+int csa_import_ticket(const struct csa_config *cfg, const json_t *h, size_t line,
+                      struct csa_ticket *tk, struct csa_err *err)
 {
 	if (!json_is_object(h))
 		return csa_error(err, CSA_EPARSE, "line %zu: expected a JSON object", line);
@@ -55,19 +55,19 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
 	           *path = csa_json_str(gold, "escalation_path");
 	if (!json_is_object(gold))
 		return csa_error(err, CSA_EINVAL, "line %zu: field 'gold' missing", line);
-	if (!gold_in(ws, "taxonomy.categories", cat))
+	if (!gold_in(cfg, "taxonomy.categories", cat))
 		return csa_error(err, CSA_EINVAL,
 		                 "line %zu: gold.category '%s' not in the taxonomy", line,
 		                 cat ? cat : "(missing)");
-	if (!gold_in(ws, "taxonomy.priorities", pri))
+	if (!gold_in(cfg, "taxonomy.priorities", pri))
 		return csa_error(err, CSA_EINVAL,
 		                 "line %zu: gold.priority '%s' not in the taxonomy", line,
 		                 pri ? pri : "(missing)");
-	if (!gold_in(ws, "taxonomy.strategies", strat))
+	if (!gold_in(cfg, "taxonomy.strategies", strat))
 		return csa_error(err, CSA_EINVAL,
 		                 "line %zu: gold.strategy '%s' not in the taxonomy", line,
 		                 strat ? strat : "(missing)");
-	if (path && !json_object_get(csa_config_get(&ws->cfg, "escalation_paths"), path))
+	if (path && !json_object_get(csa_config_get(cfg, "escalation_paths"), path))
 		return csa_error(err, CSA_EINVAL, "line %zu: gold.escalation_path '%s' unknown",
 		                 line, path);
 	/* the outcomes, within what T's sla_metrics hold (minutes up to 1e12) */
@@ -87,7 +87,7 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
 		if (v)
 			json_object_set(ctx, ctx_keys[k], v);
 	}
-	rc = csa_ticket_build(&ws->cfg, ctx, created, tk, err);
+	rc = csa_ticket_build(cfg, ctx, created, tk, err);
 	json_decref(ctx);
 	if (rc)
 		return csa_error_prefix(err, "line %zu: ", line);
@@ -127,9 +127,8 @@ int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, str
 	                   escalate, "escalation_path", path ? path : "NONE", "source", "human",
 	                   "confidence", 1.0, "human_confirmed", 1, "learning_feedback"));
 	if (escalate) {
-		json_object_set(
-		    json_object_get(tk->i, "participants"), "escalation_path",
-		    json_object_get(csa_config_get(&ws->cfg, "escalation_paths"), path));
+		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
+		                json_object_get(csa_config_get(cfg, "escalation_paths"), path));
 	}
 	return CSA_OK;
 }
@@ -157,6 +156,7 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 	size_t cap = 0;
 	ssize_t len;
 	int rc = CSA_OK;
+	const struct csa_config *cfg = csa_ws_config(ws);
 	while (rc == CSA_OK && (len = getline(&buf, &cap, in)) >= 0) {
 		line++;
 		if ((size_t)len > LINE_MAX_BYTES) {
@@ -175,7 +175,7 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 		snprintf(where, sizeof(where), "%s line %zu", name, line);
 		if ((rc = csa_json_parse(buf, (size_t)len, where, &h, err)))
 			break;
-		rc = csa_import_ticket(ws, h, line, &batch[nb], err);
+		rc = csa_import_ticket(cfg, h, line, &batch[nb], err);
 		json_decref(h);
 		if (rc) {
 			csa_error_prefix(err, "%s ", name);
@@ -199,6 +199,7 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 		}
 	}
 	free(buf);
+	csa_config_unref(cfg);
 	if (rc == CSA_OK && nb) {
 		rc = csa_store_commit_many(ws->store, ptrs, nb, CSA_DOC_ALL, err);
 		imported += rc ? 0 : nb;
@@ -314,7 +315,8 @@ static int collect_one(void *vctx, const char *id, const json_t *t, const char *
 	return 0;
 }
 
-size_t csa_import_labels(const struct csa_ws *ws, enum csa_dtype t, const char **out, size_t max)
+size_t csa_import_labels(const struct csa_config *cfg, enum csa_dtype t, const char **out,
+                         size_t max)
 {
 	static const char *const lists[] = {"taxonomy.categories", "taxonomy.priorities",
 	                                    "taxonomy.strategies"};
@@ -323,7 +325,7 @@ size_t csa_import_labels(const struct csa_ws *ws, enum csa_dtype t, const char *
 		out[n++] = "NONE";
 		const char *key;
 		json_t *v;
-		json_object_foreach(csa_config_get(&ws->cfg, "escalation_paths"), key, v)
+		json_object_foreach(csa_config_get(cfg, "escalation_paths"), key, v)
 		{
 			if (n < max)
 				out[n++] = key;
@@ -332,7 +334,7 @@ size_t csa_import_labels(const struct csa_ws *ws, enum csa_dtype t, const char *
 	}
 	size_t i;
 	json_t *v;
-	json_array_foreach(csa_config_get(&ws->cfg, lists[t]), i, v)
+	json_array_foreach(csa_config_get(cfg, lists[t]), i, v)
 	{
 		if (n < max)
 			out[n++] = json_string_value(v);
@@ -343,6 +345,7 @@ size_t csa_import_labels(const struct csa_ws *ws, enum csa_dtype t, const char *
 int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err)
 {
 	struct collect c = {.ws = ws};
+	const struct csa_config *cfg = csa_ws_config(ws);
 	int rc = csa_store_scan(ws->store, NULL, collect_one, &c, err);
 	if (rc == CSA_ENOMEM)
 		rc = csa_error(err, rc, "out of memory collecting training data");
@@ -372,7 +375,7 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 		rc = rc ? rc : csa_error(err, CSA_ENOMEM, "out of memory training");
 	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
 		const char *labels[1024];
-		size_t nl = csa_import_labels(ws, (enum csa_dtype)t, labels, 1024);
+		size_t nl = csa_import_labels(cfg, (enum csa_dtype)t, labels, 1024);
 		size_t nr = 0;
 		for (size_t i = 0; i < c.n; i++) {
 			if (!c.v[i].label[t][0])
@@ -385,7 +388,7 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 			    (struct csa_drow){c.v[i].text, fp[nr], c.v[i].nf[t], c.v[i].label[t]};
 			nr++;
 		}
-		if (nr < 20 || !csa_config_in_list(&ws->cfg, "automation.decision_types",
+		if (nr < 20 || !csa_config_in_list(cfg, "automation.decision_types",
 		                                   csa_dtype_name((enum csa_dtype)t)))
 			continue; /* not decided by this workspace, or no human decisions yet */
 		struct csa_dmodel *m = NULL;
@@ -407,6 +410,7 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 	for (size_t i = 0; i < c.n; i++)
 		free(c.v[i].text);
 	free(c.v);
+	csa_config_unref(cfg);
 	if (rc) {
 		json_decref(rep);
 		return rc;

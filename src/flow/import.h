@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include "agents/dmodel.h"
+#include "base/config.h"
 #include "base/err.h"
 
 struct csa_ws;
@@ -20,8 +21,8 @@ struct csa_ws;
  * in errors.
  */
 struct csa_ticket;
-int csa_import_ticket(const struct csa_ws *ws, const json_t *h, size_t line, struct csa_ticket *tk,
-                      struct csa_err *err);
+int csa_import_ticket(const struct csa_config *cfg, const json_t *h, size_t line,
+                      struct csa_ticket *tk, struct csa_err *err);
 
 /* Import a JSONL stream and train; *report receives {"tickets", "skipped_existing",
  * "models": {type: {"heldout_accuracy", "n", "labels"}}, "seconds"}. With
@@ -30,8 +31,9 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
                      struct csa_err *err);
 
 /* The labels of a decision type from the configuration (taxonomy lists;
- * "NONE" and the escalation_paths keys for escalation), borrowed. */
-size_t csa_import_labels(const struct csa_ws *ws, enum csa_dtype t, const char **out, size_t max);
+ * "NONE" and the escalation_paths keys for escalation), borrowed from cfg. */
+size_t csa_import_labels(const struct csa_config *cfg, enum csa_dtype t, const char **out,
+                         size_t max);
 
 /* Train the four models from every resolved ticket in the workspace whose
  * decisions were confirmed by humans. */

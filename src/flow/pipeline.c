@@ -60,7 +60,6 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	if (!p)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the pipeline");
 	p->ws = ws;
-	p->env.cfg = &ws->cfg;
 	pthread_rwlock_init(&p->models_lock, NULL);
 	char dir[4096];
 	csa_ws_path(ws, "models", dir, sizeof(dir));
@@ -82,7 +81,10 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	if ((rc = csa_history_load(p->history, ws, &reused, err)))
 		goto fail;
 	p->history_stale = reused < csa_history_count(p->history);
-	if ((rc = csa_cascade_open(&ws->cfg, ws->root, &p->env.cascade, err)))
+	const struct csa_config *cfg = csa_ws_config(ws);
+	rc = csa_cascade_open(cfg, ws->root, &p->env.cascade, err);
+	csa_config_unref(cfg);
+	if (rc)
 		goto fail;
 	*out = p;
 	return CSA_OK;
@@ -354,7 +356,7 @@ static int ask_hook(struct csa_pipeline *p, const struct csa_agent_input *in,
 	    .confidence = conf,
 	    .segment = segment,
 	    .category_autonomous = category_autonomous,
-	    .critical = csa_pipeline_possibly_critical(&p->ws->cfg, tk->t, cust, in->text, cls),
+	    .critical = csa_pipeline_possibly_critical(in->cfg, tk->t, cust, in->text, cls),
 	    .alternatives = t == CSA_DT_PRIORITY
 	                        ? json_object_get(o->decision, "priority_alternatives")
 	                        : o->alternatives,
@@ -387,10 +389,9 @@ static void apply(struct csa_ticket *tk, enum csa_dtype t, const json_t *decisio
 	}
 }
 
-static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **result,
-                      struct csa_err *err)
+static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, struct csa_ticket *tk,
+                      json_t **result, struct csa_err *err)
 {
-	const struct csa_config *cfg = &p->ws->cfg;
 	int64_t now = csa_now_ms();
 	char ts[CSA_TS_LEN];
 	csa_ts_format(now, ts);
@@ -405,6 +406,7 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 	json_t *history = csa_history_customer(p->history, csa_json_str(cust, "company_name"),
 	                                       csa_json_str(cust, "client_name"), tk->id);
 	struct csa_agent_input in = {
+	    .cfg = cfg,
 	    .tk = tk,
 	    .text = text,
 	    .tier = csa_json_str(cust, "subscription_tier"),
@@ -594,11 +596,11 @@ static int run_locked(struct csa_pipeline *p, struct csa_ticket *tk, json_t **re
 /* Run the pipeline on 'tk' and commit it, under the ticket's lock. If the
  * commit fails, the hook takes back the rows the run's decisions left in
  * the controller's store, before the lock goes. */
-static int run_and_commit(struct csa_pipeline *p, struct csa_ticket *tk, json_t **result,
-                          struct csa_err *err)
+static int run_and_commit(struct csa_pipeline *p, const struct csa_config *cfg,
+                          struct csa_ticket *tk, json_t **result, struct csa_err *err)
 {
 	size_t first = json_array_size(json_object_get(tk->t, "agent_decisions"));
-	int rc = run_locked(p, tk, result, err);
+	int rc = run_locked(p, cfg, tk, result, err);
 	if (rc)
 		return rc;
 	if ((rc = csa_store_commit(p->ws->store, tk, CSA_DOC_ALL, err)) == CSA_OK)
@@ -621,6 +623,7 @@ static int run_and_commit(struct csa_pipeline *p, struct csa_ticket *tk, json_t 
 
 struct process_ctx {
 	struct csa_pipeline *p;
+	const struct csa_config *cfg;
 	json_t *result;
 	struct csa_hist_entry entry;
 };
@@ -628,7 +631,7 @@ struct process_ctx {
 static int process_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
 {
 	struct process_ctx *c = vctx;
-	int rc = run_and_commit(c->p, tk, &c->result, err);
+	int rc = run_and_commit(c->p, c->cfg, tk, &c->result, err);
 	*docs = 0; /* committed, or not, by run_and_commit */
 	if (rc == CSA_OK)
 		csa_history_entry_from(tk, &c->entry);
@@ -658,10 +661,11 @@ static void after(struct csa_pipeline *p, const char *id, json_t *result,
 int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,
                          struct csa_err *err)
 {
-	struct process_ctx c = {.p = p};
+	struct process_ctx c = {.p = p, .cfg = csa_ws_config(p->ws)};
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, process_fn, &c, err);
 	pthread_rwlock_unlock(&p->models_lock);
+	csa_config_unref(c.cfg);
 	if (rc) {
 		json_decref(c.result);
 		return rc;
@@ -677,6 +681,7 @@ int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t *
 struct ingest_ctx {
 	struct csa_hist_entry entry;
 	struct csa_pipeline *p;
+	const struct csa_config *cfg;
 	const json_t *message;
 	enum csa_side side;
 	int duplicate;
@@ -688,8 +693,7 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 {
 	struct ingest_ctx *c = vctx;
 	const char *mid = NULL;
-	int rc = csa_ticket_add_message(&c->p->ws->cfg, tk, c->side, c->message, csa_now_ms(), &mid,
-	                                err);
+	int rc = csa_ticket_add_message(c->cfg, tk, c->side, c->message, csa_now_ms(), &mid, err);
 	if (rc == CSA_EEXIST) {
 		c->duplicate = 1;
 		return CSA_OK; /* nothing to write */
@@ -702,26 +706,28 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 		return CSA_OK;
 	}
 	/* same lock, same commit: the message and the decisions on it */
-	int rc2 = run_and_commit(c->p, tk, &c->result, err);
+	int rc2 = run_and_commit(c->p, c->cfg, tk, &c->result, err);
 	if (rc2 == CSA_OK)
 		csa_history_entry_from(tk, &c->entry);
 	return rc2;
 }
 
-static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **result,
-                         struct csa_err *err);
+static int ingest_locked(struct csa_pipeline *p, const struct csa_config *cfg, const json_t *doc,
+                         json_t **result, struct csa_err *err);
 
 int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **result,
                         struct csa_err *err)
 {
+	const struct csa_config *cfg = csa_ws_config(p->ws);
 	pthread_rwlock_rdlock(&p->models_lock);
-	int rc = ingest_locked(p, doc, result, err);
+	int rc = ingest_locked(p, cfg, doc, result, err);
 	pthread_rwlock_unlock(&p->models_lock);
+	csa_config_unref(cfg);
 	return rc;
 }
 
-static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **result,
-                         struct csa_err *err)
+static int ingest_locked(struct csa_pipeline *p, const struct csa_config *cfg, const json_t *doc,
+                         json_t **result, struct csa_err *err)
 {
 	if (!json_is_object(doc))
 		return csa_error(err, CSA_EINVAL, "ingest: expected a JSON object");
@@ -729,7 +735,7 @@ static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **res
 	if (!message) {
 		/* a new ticket */
 		struct csa_ticket tk;
-		int rc = csa_ticket_build(&p->ws->cfg, doc, csa_now_ms(), &tk, err);
+		int rc = csa_ticket_build(cfg, doc, csa_now_ms(), &tk, err);
 		if (rc)
 			return rc;
 		struct csa_lock *lk;
@@ -746,7 +752,7 @@ static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **res
 		json_t *res = NULL;
 		rc = exists != CSA_ENOENT
 		         ? csa_error(err, CSA_EEXIST, "ticket '%s' already exists", tk.id)
-		         : run_and_commit(p, &tk, &res, err);
+		         : run_and_commit(p, cfg, &tk, &res, err);
 		csa_store_unlock(p->ws->store, lk);
 		if (!rc) {
 			json_object_set_new(res, "created", json_true());
@@ -771,7 +777,7 @@ static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **res
 	if (side < 0)
 		return csa_error(err, CSA_EINVAL,
 		                 "ingest: field 'side' must be external or internal");
-	struct ingest_ctx c = {.p = p, .message = message, .side = (enum csa_side)side};
+	struct ingest_ctx c = {.p = p, .cfg = cfg, .message = message, .side = (enum csa_side)side};
 	int rc = csa_store_update(p->ws->store, id, 0, ingest_fn, &c, err);
 	if (rc) {
 		json_decref(c.result);
@@ -791,6 +797,7 @@ static int ingest_locked(struct csa_pipeline *p, const json_t *doc, json_t **res
 
 struct feedback_ctx {
 	struct csa_pipeline *p;
+	const struct csa_config *cfg;
 	const char *decision_id, *value, *who, *notes;
 	enum csa_dtype type;
 	int learn;
@@ -836,7 +843,7 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 		json_t *e = json_pack(
 		    "{s:b, s:s, s:O?}", "escalate", strcmp(c->value, "NONE") != 0,
 		    "escalation_path", c->value, "escalation_levels",
-		    json_object_get(csa_config_get(&c->p->ws->cfg, "escalation_paths"), c->value));
+		    json_object_get(csa_config_get(c->cfg, "escalation_paths"), c->value));
 		apply(tk, c->type, e);
 		json_decref(e);
 	}
@@ -859,7 +866,8 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	    .tier = csa_json_str(cust, "subscription_tier"),
 	    .platform = csa_json_str(tk->e, "platform"),
 	    .sentiment = text_sentiment(text ? text : ""),
-	    .sla_status = csa_sla_status_of(&c->p->ws->cfg, tk->e, csa_now_ms()),
+	    .cfg = c->cfg,
+	    .sla_status = csa_sla_status_of(c->cfg, tk->e, csa_now_ms()),
 	    .agent_replies = count_agent_replies(tk->e),
 	};
 	/* category and priority as the pipeline saw them for this decision */
@@ -887,10 +895,12 @@ int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const c
                           enum csa_dtype type, const char *value, const char *who,
                           const char *notes, int learn, struct csa_err *err)
 {
-	struct feedback_ctx c = {p, decision_id, value, who, notes, type, learn, 0};
+	struct feedback_ctx c = {
+	    p, csa_ws_config(p->ws), decision_id, value, who, notes, type, learn, 0};
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, feedback_fn, &c, err);
 	pthread_rwlock_unlock(&p->models_lock);
+	csa_config_unref(c.cfg);
 	if (!rc)
 		after(p, ticket_id, NULL, NULL);
 	return rc;

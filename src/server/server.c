@@ -101,6 +101,33 @@ typedef json_t *(*handler_fn)(struct call *c);
 
 static void publish(struct csa_server *s, const char *event, json_t *data);
 
+/* A secret named by csa.json channels.<key> (an environment variable
+ * name): secrets never live in the workspace. */
+static const char *secret(struct csa_server *s, const char *key)
+{
+	const struct csa_config *cfg = csa_ws_config(s->ws);
+	const char *env = csa_json_str(csa_config_get(cfg, "channels"), key);
+	const char *v = env ? getenv(env) : NULL;
+	csa_config_unref(cfg);
+	return v;
+}
+
+/* Request bodies are capped at the document limit: memory is bounded. */
+static size_t max_body(struct csa_server *s)
+{
+	const struct csa_config *cfg = csa_ws_config(s->ws);
+	size_t lim = cfg->limits.max_document_bytes;
+	csa_config_unref(cfg);
+	return lim;
+}
+
+static void publish_phase(struct csa_server *s)
+{
+	char ph[8];
+	snprintf(ph, sizeof(ph), "PHASE_%d", csa_ws_phase(s->ws));
+	publish(s, "phase", json_pack("{s:s}", "phase", ph));
+}
+
 struct route {
 	const char *method;
 	const char *pattern; /* "/api/tickets/{}" */
@@ -376,8 +403,7 @@ static json_t *h_phase_advance(struct call *c)
 	if (csa_auto_phase_advance(c->s->autom, c->who, csa_json_bool(c->body, "force", 0), &out,
 	                           &err))
 		return fail_err(c, &err);
-	publish(c->s, "phase",
-	        json_pack("{s:s?}", "phase", csa_json_str(c->s->ws->cfg.root, "phase")));
+	publish_phase(c->s);
 	return out;
 }
 
@@ -388,8 +414,7 @@ static json_t *h_phase_rollback(struct call *c)
 	if (csa_auto_phase_rollback(c->s->autom, csa_json_str(c->body, "point"), c->who, &out,
 	                            &err))
 		return fail_err(c, &err);
-	publish(c->s, "phase",
-	        json_pack("{s:s?}", "phase", csa_json_str(c->s->ws->cfg.root, "phase")));
+	publish_phase(c->s);
 	return out;
 }
 
@@ -558,8 +583,7 @@ static const struct {
  */
 static void queue_reply(struct csa_server *s, const char *ticket_id, const json_t *result)
 {
-	const char *env = csa_json_str(csa_config_get(&s->ws->cfg, "channels"), "webhook_url_env");
-	const char *url = env ? getenv(env) : NULL;
+	const char *url = secret(s, "webhook_url_env");
 	json_t *payload = url && *url ? csa_autonomous_reply(ticket_id, result) : NULL;
 	if (!payload)
 		return;
@@ -592,9 +616,7 @@ static void queue_notices(void *ctx, const char *ticket_id, const json_t *result
 		if (!to || !msg || strcmp(to, "customer") == 0)
 			continue; /* customer replies go out through review, not here */
 		for (size_t k = 0; k < sizeof(outbound) / sizeof(outbound[0]); k++) {
-			const char *env =
-			    csa_json_str(csa_config_get(&s->ws->cfg, "channels"), outbound[k].key);
-			const char *url = env ? getenv(env) : NULL;
+			const char *url = secret(s, outbound[k].key);
 			if (!url || !*url)
 				continue;
 			char key[300];
@@ -620,8 +642,10 @@ static void tick_if_due(struct csa_server *s, int64_t *next_ms)
 	int64_t now = csa_now_ms();
 	if (now < *next_ms)
 		return;
-	json_t *every = csa_config_get(&s->ws->cfg, "automation.tick_seconds");
+	const struct csa_config *cfg = csa_ws_config(s->ws);
+	json_t *every = csa_config_get(cfg, "automation.tick_seconds");
 	double seconds = json_is_number(every) ? json_number_value(every) : 60;
+	csa_config_unref(cfg);
 	*next_ms = now + (int64_t)(1000 * (seconds > 0 ? seconds : 60));
 	if (seconds <= 0)
 		return; /* turned off */
@@ -978,14 +1002,6 @@ static void count(struct csa_server *s, size_t route, int status, int64_t t0)
 
 /* ---- channel hooks ------------------------------------------------------------ */
 
-/* A secret named by csa.json channels.<key> (an environment variable
- * name): secrets never live in the workspace. */
-static const char *secret(struct csa_server *s, const char *key)
-{
-	const char *env = csa_json_str(csa_config_get(&s->ws->cfg, "channels"), key);
-	return env ? getenv(env) : NULL;
-}
-
 static int thread_get(struct csa_server *s, const char *key, char *ticket, size_t n)
 {
 	sqlite3_stmt *st;
@@ -1202,10 +1218,15 @@ static json_t *hook_mattermost(struct call *c, const char *body, size_t len)
 static json_t *hook_trello(struct call *c, const char *body, size_t len)
 {
 	struct csa_err err = {0};
-	const char *url =
-	    csa_json_str(csa_config_get(&c->s->ws->cfg, "channels"), "trello_callback_url");
-	if (csa_trello_verify(secret(c->s, "trello_secret_env"), url, hdr(c, "X-Trello-Webhook"),
-	                      body, len, &err))
+	const struct csa_config *cfg = csa_ws_config(c->s->ws);
+	char url[2048];
+	snprintf(url, sizeof(url), "%s",
+	         csa_json_str(csa_config_get(cfg, "channels"), "trello_callback_url")
+	             ? csa_json_str(csa_config_get(cfg, "channels"), "trello_callback_url")
+	             : "");
+	csa_config_unref(cfg);
+	if (csa_trello_verify(secret(c->s, "trello_secret_env"), url[0] ? url : NULL,
+	                      hdr(c, "X-Trello-Webhook"), body, len, &err))
 		return fail(c, 401, "unauthorized", "%s", err.msg);
 	json_t *j;
 	if (csa_json_parse(body, len, "request body", &j, &err))
@@ -1279,7 +1300,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (*upload_size) {
 		/* bodies are capped at the document limit: memory is bounded */
-		size_t lim = s->ws->cfg.limits.max_document_bytes;
+		size_t lim = max_body(s);
 		if (!rq->too_large && rq->len + *upload_size <= lim) {
 			if (rq->len + *upload_size + 1 > rq->cap) {
 				size_t cap = (rq->len + *upload_size + 1) * 2;
@@ -1384,10 +1405,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	json_t *body = NULL;
 	if (rq->too_large) {
 		count(s, ri, 413, t0);
-		return send_json(c, 413,
-		                 fail(&call, 413, "too_large", "request body over %zu bytes",
-		                      s->ws->cfg.limits.max_document_bytes),
-		                 0);
+		return send_json(
+		    c, 413,
+		    fail(&call, 413, "too_large", "request body over %zu bytes", max_body(s)), 0);
 	}
 	if (strcmp(method, "POST") == 0 && rq->len) {
 		const char *ct =
@@ -1467,15 +1487,15 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 		goto fail;
 	}
 	csa_ws_path(ws, "outbox.db", tpath, sizeof(tpath));
-	if ((rc = csa_outbox_open(
-	         tpath, (int)csa_json_int(csa_config_get(&ws->cfg, "channels"), "max_attempts", 8),
-	         &s->outbox, err)))
+	const struct csa_config *cfg = csa_ws_config(ws);
+	int max_attempts = (int)csa_json_int(csa_config_get(cfg, "channels"), "max_attempts", 8);
+	double check_every =
+	    csa_json_num(csa_config_get(cfg, "sync"), "check_interval_seconds", 60);
+	csa_config_unref(cfg);
+	if ((rc = csa_outbox_open(tpath, max_attempts, &s->outbox, err)))
 		goto fail;
 	csa_pipeline_set_observer(s->pipe, queue_notices, s);
-	if ((rc = csa_monitor_start(
-	         ws, s->autom,
-	         csa_json_num(csa_config_get(&ws->cfg, "sync"), "check_interval_seconds", 60),
-	         &s->monitor, err)))
+	if ((rc = csa_monitor_start(ws, s->autom, check_every, &s->monitor, err)))
 		goto fail;
 	pthread_mutex_init(&s->stop_mu, NULL);
 	pthread_cond_init(&s->stop_cv, NULL);

@@ -190,6 +190,15 @@ static int journal_lock(struct mesh *m, struct csa_err *err)
 	return rc;
 }
 
+/* The size limits in effect (a copy: the configuration may change). */
+static struct csa_limits limits_now(const struct mesh *m)
+{
+	const struct csa_config *cfg = csa_ws_config(m->ws);
+	struct csa_limits l = cfg->limits;
+	csa_config_unref(cfg);
+	return l;
+}
+
 /* ---- load ----------------------------------------------------------- */
 
 static int load_docs(struct mesh *m, const char *id, struct csa_ticket *tk, struct csa_err *err)
@@ -198,6 +207,7 @@ static int load_docs(struct mesh *m, const char *id, struct csa_ticket *tk, stru
 	char path[PATH_SZ];
 	int rc;
 	json_t **slots[3] = {&tk->e, &tk->i, &tk->t};
+	size_t max_doc = limits_now(m).max_document_bytes;
 	/* T first: a ticket exists when its workflow file does. */
 	static const int order[3] = {2, 0, 1};
 	for (int n = 0; n < 3; n++) {
@@ -206,7 +216,7 @@ static int load_docs(struct mesh *m, const char *id, struct csa_ticket *tk, stru
 			goto fail;
 		char *buf;
 		size_t len;
-		rc = csa_fs_read_all(path, m->ws->cfg.limits.max_document_bytes, &buf, &len, err);
+		rc = csa_fs_read_all(path, max_doc, &buf, &len, err);
 		if (rc == CSA_ENOENT) {
 			if (k == 2)
 				csa_error(err, CSA_ENOENT, "no ticket '%s'", id);
@@ -566,6 +576,7 @@ static int prepare(struct mesh *m, struct csa_ticket *tk, unsigned docs, const c
 		return csa_error(err, CSA_EINVAL, "ticket '%s': commit needs all three documents",
 		                 tk->id);
 	json_t *d[3] = {tk->e, tk->i, tk->t};
+	struct csa_limits limits = limits_now(m);
 	if (docs & CSA_DOC_E)
 		json_object_set_new(tk->e, "last_updated", json_string(ts));
 	if (docs & CSA_DOC_I)
@@ -573,19 +584,19 @@ static int prepare(struct mesh *m, struct csa_ticket *tk, unsigned docs, const c
 	json_object_set_new(tk->t, "last_synchronized", json_string(ts));
 	for (int k = 0; k < 3; k++) {
 		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
-		    (rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k],
-		                                  &m->ws->cfg.limits, err)))
+		    (rc =
+		         csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k], &limits, err)))
 			return rc;
 		char *s =
 		    json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
 		if (!s)
 			return csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
 		size_t len = strlen(s);
-		if (len > m->ws->cfg.limits.max_document_bytes) {
+		if (len > limits.max_document_bytes) {
 			free(s);
-			return csa_error(
-			    err, CSA_ELIMIT, "%c_%s.json would be %zu bytes, limit is %zu",
-			    kind_letter[k], tk->id, len, m->ws->cfg.limits.max_document_bytes);
+			return csa_error(err, CSA_ELIMIT,
+			                 "%c_%s.json would be %zu bytes, limit is %zu",
+			                 kind_letter[k], tk->id, len, limits.max_document_bytes);
 		}
 		p[k] = (struct pending){.tk = tk, .kind = k, .bytes = s, .len = len};
 		if (csa_jbuf_add(jb, k, tk->id, s, len))
@@ -739,7 +750,8 @@ static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct cs
 				return rc; /* previous state intact */
 			/* The journal still holds the commits: recovery completes them. */
 			m->needs_recovery = 1;
-			csa_error_prefix(err, "commit not rolled back, recovery will complete it: ");
+			csa_error_prefix(err,
+			                 "commit not rolled back, recovery will complete it: ");
 			return rc;
 		}
 	}
@@ -781,8 +793,7 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	}
 	size_t accepted = 0;
 	for (struct creq *r = batch; r; r = r->next) {
-		if ((r->rc = check_new(m, batch, r, &r->err)) ||
-		    (r->rc = write_req(m, r, &r->err)))
+		if ((r->rc = check_new(m, batch, r, &r->err)) || (r->rc = write_req(m, r, &r->err)))
 			continue;
 		if (csa_jbuf_merge(&jb, &r->jb)) {
 			undo_renames(m, r->p, r->n * 3);
@@ -954,11 +965,12 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 	}
 	if (n)
 		qsort(ids, n, sizeof(*ids), id_cmp);
+	size_t max_doc = limits_now(m).max_document_bytes;
 	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
 		char path[PATH_SZ];
 		json_t *t = NULL, *e = NULL;
 		csa_mesh_doc_path(m->ws, 2, ids[i], path, sizeof(path), NULL);
-		if (csa_json_load_file(path, m->ws->cfg.limits.max_document_bytes, &t, NULL))
+		if (csa_json_load_file(path, max_doc, &t, NULL))
 			continue; /* vanished or damaged: verify reports it */
 		const char *pr = csa_json_str(t, "priority"),
 		           *stg = csa_json_str(t, "workflow_stage");
@@ -967,8 +979,7 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 		const char *status = NULL;
 		if (match && f && f->status) {
 			csa_mesh_doc_path(m->ws, 0, ids[i], path, sizeof(path), NULL);
-			if (csa_json_load_file(path, m->ws->cfg.limits.max_document_bytes, &e,
-			                       NULL) == CSA_OK)
+			if (csa_json_load_file(path, max_doc, &e, NULL) == CSA_OK)
 				status = csa_json_str(e, "conversation_status");
 			match = status && strcmp(status, f->status) == 0;
 		}

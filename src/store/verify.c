@@ -36,7 +36,8 @@ struct vstate {
 	const struct csa_verify_memo *memo;
 	struct csa_verify_memo next; /* the memo this check leaves behind */
 	size_t unchanged;
-	int64_t started_ns; /* wall clock when the check began */
+	int64_t started_ns;       /* wall clock when the check began */
+	double max_drift_seconds; /* sync.max_drift_seconds */
 	int nomem;
 };
 
@@ -273,13 +274,13 @@ static void check_ticket(struct vstate *s, struct seen *e)
 	csa_ts_parse(csa_json_str(tk.t, "last_synchronized"), &t_sync);
 	csa_ts_parse(csa_json_str(tk.e, "last_updated"), &e_up);
 	csa_ts_parse(csa_json_str(tk.i, "last_updated"), &i_up);
-	int64_t tol = (int64_t)(s->ws->cfg.max_drift_seconds * 1000);
+	int64_t tol = (int64_t)(s->max_drift_seconds * 1000);
 	int64_t newest = e_up > i_up ? e_up : i_up;
 	if (newest - t_sync > tol) {
 		char detail[160];
 		snprintf(detail, sizeof(detail),
 		         "conversation updated %.3f s after the last synchronisation (limit %g s)",
-		         (double)(newest - t_sync) / 1000.0, s->ws->cfg.max_drift_seconds);
+		         (double)(newest - t_sync) / 1000.0, s->max_drift_seconds);
 		problem(s, e->id, NULL, "sync_drift", detail, 0);
 	}
 	csa_ticket_release(&tk);
@@ -301,6 +302,9 @@ int csa_verify(struct csa_ws *ws, unsigned flags, struct csa_verify_memo *memo, 
 	                   .problems = json_array(),
 	                   .memo = memo,
 	                   .started_ns = csa_now_ms() * 1000000LL};
+	const struct csa_config *cfg = csa_ws_config(ws);
+	s.max_drift_seconds = cfg->max_drift_seconds;
+	csa_config_unref(cfg);
 	/* workflow files first, sorted, so the other two kinds are looked up
 	 * rather than added: one entry per ticket, not per file */
 	static const int order[3] = {2, 0, 1};

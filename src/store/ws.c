@@ -6,6 +6,8 @@
 #include "base/json.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,186 @@ int csa_ws_init(const char *dir, struct csa_err *err)
 	return rc;
 }
 
+/* A published configuration and its readers' count. The config is the
+ * first member, so csa_config_unref() finds its snapshot from it. */
+struct csa_ws_cfg {
+	struct csa_config cfg;
+	atomic_int refs;
+};
+
+static void snap_put(struct csa_ws_cfg *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		csa_config_release(&s->cfg);
+		free(s);
+	}
+}
+
+const struct csa_config *csa_ws_config(struct csa_ws *ws)
+{
+	pthread_mutex_lock(&ws->cfg_mu);
+	struct csa_ws_cfg *s = ws->cfg_now;
+	atomic_fetch_add(&s->refs, 1);
+	pthread_mutex_unlock(&ws->cfg_mu);
+	return &s->cfg;
+}
+
+void csa_config_unref(const struct csa_config *cfg)
+{
+	if (cfg)
+		snap_put((struct csa_ws_cfg *)(void *)(uintptr_t)cfg);
+}
+
+/* Publish 'value' (its root is taken over) as the configuration in effect. */
+static int publish(struct csa_ws *ws, struct csa_config *value, struct csa_err *err)
+{
+	struct csa_ws_cfg *s = calloc(1, sizeof(*s));
+	if (!s) {
+		csa_config_release(value);
+		return csa_error(err, CSA_ENOMEM,
+		                 "out of memory publishing the configuration of '%s'", ws->root);
+	}
+	s->cfg = *value;
+	atomic_init(&s->refs, 1);
+	pthread_mutex_lock(&ws->cfg_mu);
+	struct csa_ws_cfg *old = ws->cfg_now;
+	ws->cfg_now = s;
+	pthread_mutex_unlock(&ws->cfg_mu);
+	snap_put(old);
+	return CSA_OK;
+}
+
+static int phase_of(const struct csa_config *cfg)
+{
+	/* validated as PHASE_1 .. PHASE_5 by csa_config_load() */
+	return json_string_value(json_object_get(cfg->root, "phase"))[6] - '0';
+}
+
+static void cap_phase(struct csa_config *cfg, int cap)
+{
+	if (cap && phase_of(cfg) > cap) {
+		char ph[8];
+		snprintf(ph, sizeof(ph), "PHASE_%d", cap);
+		json_object_set_new(cfg->root, "phase", json_string(ph));
+	}
+}
+
+/* csa.json, this process's overrides and phase cap: the configuration a
+ * reload publishes. The caller holds cfg_write_mu. */
+static int build(struct csa_ws *ws, struct csa_config *out, struct csa_err *err)
+{
+	char path[4096];
+	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
+	int rc = csa_config_load(path, out, err);
+	if (rc == CSA_OK && ws->cfg_over &&
+	    (rc = csa_config_merge(out, ws->cfg_over, "configuration overrides", err)))
+		csa_config_release(out);
+	if (rc == CSA_OK)
+		cap_phase(out, ws->phase_cap);
+	return rc;
+}
+
+int csa_ws_config_override(struct csa_ws *ws, const json_t *over, struct csa_err *err)
+{
+	pthread_mutex_lock(&ws->cfg_write_mu);
+	const struct csa_config *now = csa_ws_config(ws);
+	struct csa_config next = {.root = json_deep_copy(now->root)};
+	csa_config_unref(now);
+	json_t *all = ws->cfg_over ? json_deep_copy(ws->cfg_over) : json_object();
+	int rc = next.root && all ? CSA_OK
+	                          : csa_error(err, CSA_ENOMEM,
+	                                      "out of memory overriding the "
+	                                      "configuration");
+	if (rc == CSA_OK)
+		rc = csa_config_merge(&next, over, "configuration override", err);
+	if (rc == CSA_OK) {
+		csa_json_merge(all, over);
+		cap_phase(&next, ws->phase_cap);
+		rc = publish(ws, &next, err);
+	} else {
+		csa_config_release(&next);
+	}
+	if (rc == CSA_OK) {
+		json_decref(ws->cfg_over);
+		ws->cfg_over = all;
+	} else {
+		json_decref(all);
+	}
+	pthread_mutex_unlock(&ws->cfg_write_mu);
+	return rc;
+}
+
+int csa_ws_config_cap_phase(struct csa_ws *ws, int cap, int *lowered, struct csa_err *err)
+{
+	if (cap < 1 || cap > 5)
+		return csa_error(err, CSA_EINVAL, "phase cap must be 1..5, not %d", cap);
+	pthread_mutex_lock(&ws->cfg_write_mu);
+	const struct csa_config *now = csa_ws_config(ws);
+	int before = phase_of(now);
+	struct csa_config next = {.root = json_deep_copy(now->root),
+	                          .limits = now->limits,
+	                          .max_drift_seconds = now->max_drift_seconds};
+	csa_config_unref(now);
+	int rc = next.root ? CSA_OK : csa_error(err, CSA_ENOMEM, "out of memory capping the phase");
+	if (rc == CSA_OK) {
+		cap_phase(&next, cap);
+		rc = publish(ws, &next, err);
+	}
+	if (rc == CSA_OK)
+		ws->phase_cap = cap;
+	pthread_mutex_unlock(&ws->cfg_write_mu);
+	if (lowered)
+		*lowered = rc == CSA_OK && before > cap;
+	return rc;
+}
+
+int csa_ws_config_reload(struct csa_ws *ws, struct csa_err *err)
+{
+	pthread_mutex_lock(&ws->cfg_write_mu);
+	struct csa_config next;
+	int rc = build(ws, &next, err);
+	if (rc == CSA_OK)
+		rc = publish(ws, &next, err);
+	pthread_mutex_unlock(&ws->cfg_write_mu);
+	return rc;
+}
+
+int csa_ws_phase(struct csa_ws *ws)
+{
+	const struct csa_config *cfg = csa_ws_config(ws);
+	int phase = phase_of(cfg);
+	csa_config_unref(cfg);
+	return phase;
+}
+
+int csa_ws_set_phase(struct csa_ws *ws, int phase, struct csa_err *err)
+{
+	if (phase < 1 || phase > 5)
+		return csa_error(err, CSA_EINVAL, "phase must be 1..5, not %d", phase);
+	char path[4096];
+	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
+	pthread_mutex_lock(&ws->cfg_write_mu);
+	json_t *file;
+	int rc = csa_json_load_file(path, 1 << 20, &file, err);
+	if (rc == CSA_OK) {
+		char ph[8], *text = NULL;
+		size_t len;
+		snprintf(ph, sizeof(ph), "PHASE_%d", phase);
+		json_object_set_new(file, "phase", json_string(ph));
+		if ((rc = csa_json_dump(file, 1, &text, &len, err)) == CSA_OK)
+			rc = csa_fs_write_atomic(path, text, len, err);
+		free(text);
+		json_decref(file);
+	}
+	struct csa_config next;
+	if (rc == CSA_OK && (rc = build(ws, &next, err)) == CSA_OK)
+		rc = publish(ws, &next, err);
+	pthread_mutex_unlock(&ws->cfg_write_mu);
+	return rc;
+}
+
 int csa_ws_path(const struct csa_ws *ws, const char *rel, char *out, size_t outsz)
 {
 	int n = snprintf(out, outsz, "%s/%s", ws->root, rel);
@@ -69,12 +251,14 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
 		free(ws);
 		return csa_error(err, CSA_ENOMEM, "out of memory opening workspace");
 	}
-	int rc = csa_config_load(path, &ws->cfg, err);
-	if (rc) {
-		free(ws->root);
-		free(ws);
-		return rc;
-	}
+	pthread_mutex_init(&ws->cfg_mu, NULL);
+	pthread_mutex_init(&ws->cfg_write_mu, NULL);
+	struct csa_config cfg;
+	int rc = csa_config_load(path, &cfg, err);
+	if (rc == CSA_OK)
+		rc = publish(ws, &cfg, err);
+	if (rc)
+		goto fail;
 	/* Layout directories added by newer versions appear on open. */
 	for (size_t i = 0; i < sizeof(layout) / sizeof(layout[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, layout[i]);
@@ -86,7 +270,9 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
 	*out = ws;
 	return CSA_OK;
 fail:
-	csa_config_release(&ws->cfg);
+	snap_put(ws->cfg_now);
+	pthread_mutex_destroy(&ws->cfg_mu);
+	pthread_mutex_destroy(&ws->cfg_write_mu);
 	free(ws->root);
 	free(ws);
 	return rc;
@@ -98,7 +284,11 @@ void csa_ws_close(struct csa_ws *ws)
 		return;
 	if (ws->store)
 		csa_store_close(ws->store);
-	csa_config_release(&ws->cfg);
+	/* readers still holding the snapshot keep it alive */
+	snap_put(ws->cfg_now);
+	json_decref(ws->cfg_over);
+	pthread_mutex_destroy(&ws->cfg_mu);
+	pthread_mutex_destroy(&ws->cfg_write_mu);
 	free(ws->root);
 	free(ws);
 }

@@ -14,16 +14,23 @@
 #ifndef CSA_STORE_WS_H
 #define CSA_STORE_WS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include "base/config.h"
 #include "base/err.h"
 
 struct csa_store;
+struct csa_ws_cfg;
 
 struct csa_ws {
 	char *root;              /* directory, as given; owned */
-	struct csa_config cfg;   /* loaded csa.json */
 	struct csa_store *store; /* ticket store (file mesh) */
+	/* The configuration in effect, read with csa_ws_config(): private. */
+	pthread_mutex_t cfg_mu;       /* guards cfg_now's pointer and count */
+	pthread_mutex_t cfg_write_mu; /* one change of configuration at a time */
+	struct csa_ws_cfg *cfg_now;
+	json_t *cfg_over; /* this process's overrides, merged over csa.json */
+	int phase_cap;    /* PHASE of the environment: 1..5, 0 for none */
 };
 
 /* Create the layout and a csa.json with the defaults in 'dir' (created if
@@ -36,6 +43,41 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err);
 
 /* Checkpoint the store journal and free everything. NULL is a no-op. */
 void csa_ws_close(struct csa_ws *ws);
+
+/*
+ * The configuration in effect: csa.json over the defaults, with this
+ * process's overrides. A snapshot never changes once published; a change
+ * (a phase change, a rollback that restores csa.json) publishes a new one,
+ * and whoever holds the old one keeps reading it until it lets go. So a
+ * pipeline run, a request or a controller step takes one snapshot at its
+ * start and reads a consistent configuration throughout.
+ *
+ * csa_ws_config() returns a new reference; release it with
+ * csa_config_unref() (which takes only what csa_ws_config() returned).
+ */
+const struct csa_config *csa_ws_config(struct csa_ws *ws);
+void csa_config_unref(const struct csa_config *cfg);
+
+/* Merge the JSON object 'over' into this process's configuration (never
+ * into csa.json), now and after every reload: MODEL_CONFIG_PATH, tests.
+ * On failure (the result does not validate) nothing changes. */
+int csa_ws_config_override(struct csa_ws *ws, const json_t *over, struct csa_err *err);
+
+/* Hold the workspace phase at or below 'cap' (1..5) for this process,
+ * now and after every reload: a deployment may hold back autonomy the
+ * gates have earned, never grant more. *lowered (may be NULL) says
+ * whether the phase in effect was lowered. */
+int csa_ws_config_cap_phase(struct csa_ws *ws, int cap, int *lowered, struct csa_err *err);
+
+/* Read csa.json again (after a rollback restored it) and publish it. On
+ * failure the configuration in effect stays. */
+int csa_ws_config_reload(struct csa_ws *ws, struct csa_err *err);
+
+/* The workspace phase in effect, 1..5. */
+int csa_ws_phase(struct csa_ws *ws);
+
+/* Write "phase": "PHASE_<n>" into csa.json durably, then publish it. */
+int csa_ws_set_phase(struct csa_ws *ws, int phase, struct csa_err *err);
 
 /* Path of a file inside the workspace: root + "/" + rel. Returns 0, or
  * CSA_ELIMIT when it does not fit. */

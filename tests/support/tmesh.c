@@ -14,13 +14,15 @@ int tm_create(struct csa_ws *ws, const char *const *ids, size_t n)
 	struct csa_ticket **p = calloc(n, sizeof(*p));
 	struct csa_err err = {0};
 	int rc = 0;
+	const struct csa_config *cfg = csa_ws_config(ws);
 	for (size_t i = 0; i < n && !rc; i++) {
 		json_t *ctx = json_pack("{s:s}", "ticket_id", ids[i]);
-		rc = csa_ticket_build(&ws->cfg, ctx, csa_now_ms(), &tks[i], &err);
+		rc = csa_ticket_build(cfg, ctx, csa_now_ms(), &tks[i], &err);
 		json_decref(ctx);
 		tm_set(&tks[i], 0);
 		p[i] = &tks[i];
 	}
+	csa_config_unref(cfg);
 	if (!rc)
 		rc = csa_store_commit_many(ws->store, p, n, CSA_DOC_ALL, &err);
 	if (rc)
