@@ -168,9 +168,11 @@ static void knowledge_base_search_and_render(void **state)
 	(void)state;
 	struct csa_err err = {0};
 	char *dir = t_tmpdir("kb");
-	assert_int_equal(csa_kb_write_defaults(dir, &err), 0);
+	struct csa_blobs *blobs;
+	assert_int_equal(csa_blobs_open_files(dir, &blobs, &err), 0);
+	assert_int_equal(csa_kb_write_defaults(blobs, &err), 0);
 	struct csa_kb *kb;
-	assert_int_equal(csa_kb_open(dir, &kb, &err), 0);
+	assert_int_equal(csa_kb_open(blobs, &kb, &err), 0);
 	assert_true(csa_kb_count(kb) >= 12);
 	json_t *hits;
 	assert_int_equal(csa_kb_search(kb, "I forgot my password, reset link never arrives",
@@ -227,13 +229,23 @@ static void knowledge_base_search_and_render(void **state)
 	csa_kb_free(kb);
 	/* a malformed header is named */
 	char path[512];
-	snprintf(path, sizeof(path), "%s/zz-bad.md", dir);
+	snprintf(path, sizeof(path), "%s/kb/zz-bad.md", dir);
 	t_write(path, "id: x\nthis line has no colon\n---\nbody\n");
-	assert_int_equal(csa_kb_open(dir, &kb, &err), CSA_EPARSE);
+	assert_int_equal(csa_kb_open(blobs, &kb, &err), CSA_EPARSE);
 	assert_non_null(strstr(err.msg, "zz-bad.md' line 2"));
 	t_write(path, "title: no id\n---\nbody\n");
-	assert_int_equal(csa_kb_open(dir, &kb, &err), CSA_EPARSE);
+	assert_int_equal(csa_kb_open(blobs, &kb, &err), CSA_EPARSE);
 	assert_non_null(strstr(err.msg, "needs 'id'"));
+	/* the team's own version of a default article is kept */
+	snprintf(path, sizeof(path), "%s/kb/general-hours.md", dir);
+	t_write(path, "id: general-hours\nstrategy: TEMPLATE_RESPONSE\n---\nours\n");
+	assert_int_equal(csa_kb_write_defaults(blobs, &err), 0);
+	char *mine;
+	size_t mlen;
+	assert_int_equal(csa_blobs_get(blobs, "kb/general-hours.md", 1024, &mine, &mlen, &err), 0);
+	assert_non_null(strstr(mine, "ours"));
+	free(mine);
+	csa_blobs_close(blobs);
 	t_rmrf(dir);
 	free(dir);
 }
@@ -874,10 +886,13 @@ static void decision_models_choose_their_form(void **state)
 		double acc;
 		assert_int_equal(csa_dmodel_train(labels, nl, rows, 480, 5, 1, &m, &acc, &err), 0);
 		assert_true(acc > 0.9); /* the topic word names the label */
-		assert_int_equal(csa_dmodel_save(m, dir, CSA_DT_CATEGORY, &err), 0);
-		csa_dmodel_free(m);
+		struct csa_blobs *blobs;
+		assert_int_equal(csa_blobs_open_files(dir, &blobs, &err), 0);
 		char path[512];
-		snprintf(path, sizeof(path), "%s/category.model", dir);
+		assert_int_equal(csa_dmodel_save(m, blobs, CSA_DT_CATEGORY, &err), 0);
+		csa_dmodel_free(m);
+		csa_blobs_close(blobs);
+		snprintf(path, sizeof(path), "%s/models/category.model", dir);
 		struct csa_linear *lin;
 		assert_int_equal(csa_linear_load(path, &lin, &err), 0);
 		if (nl <= 16)

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -531,7 +532,11 @@ static struct csa_cascade *cascade_with(const char *dir, const char *llm)
 	json_decref(b);
 	struct csa_cascade *c = NULL;
 	struct csa_err err = {0};
-	int rc = csa_cascade_open(&cfg, dir, &c, &err);
+	struct csa_blobs *docs = NULL;
+	int rc = csa_blobs_open_files(dir, &docs, &err);
+	if (rc == CSA_OK)
+		rc = csa_cascade_open(&cfg, docs, dir, &c, &err);
+	csa_blobs_close(docs);
 	csa_config_release(&cfg);
 	if (rc)
 		fail_msg("cascade: %s", err.msg);
@@ -620,6 +625,65 @@ static void cascade_asks_only_when_unsure_and_within_budget(void **state)
 	assert_non_null(strstr(csa_json_str(tr, "error"), "HTTP 500"));
 	assert_true(f[0] == 0.4);
 	json_decref(tr);
+	csa_cascade_free(c);
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* Run one SQL statement on a workspace's llm.db from another connection. */
+static void llm_db(const char *dir, const char *sql)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/llm.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+		fail_msg("%s: %s", sql, msg);
+	sqlite3_close(db);
+}
+
+/* The budget fails closed: a call log that cannot be read allows no call,
+ * and a call the log could not record still counts against the budget. */
+static void budget_holds_when_the_call_log_fails(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("budget");
+	struct csa_cascade *c =
+	    cascade_with(dir, "{\"llm\": {\"cascade\": {\"calls_per_hour\": 1}}}");
+	char *ans = fakellm_openai_answer(
+	    "{\"label\": \"FEATURE_REQUEST\", \"confidence\": 0.5, \"rationale\": \"r\"}", 0.9);
+	script1(200, ans, NULL, 0);
+	free(ans);
+	/* unreadable: no call */
+	llm_db(dir, "ALTER TABLE calls RENAME TO gone");
+	double p[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
+	int sent = fakellm_count(fake);
+	json_t *tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, p);
+	assert_string_equal(csa_json_str(tr, "reason"), "budget_unreadable");
+	assert_string_equal(csa_json_str(tr, "decided_by"), "embedded");
+	assert_int_equal(fakellm_count(fake), sent);
+	json_decref(tr);
+	/* readable again, but refusing new rows: the call is made once, and
+	 * counted although unrecorded */
+	llm_db(dir,
+	       "ALTER TABLE gone RENAME TO calls;"
+	       "CREATE TRIGGER refuse BEFORE INSERT ON calls BEGIN SELECT RAISE(ABORT, 'full');"
+	       " END;");
+	double q[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
+	tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, q);
+	assert_string_equal(csa_json_str(tr, "decided_by"), "llm");
+	assert_int_equal(fakellm_count(fake), sent + 1);
+	json_decref(tr);
+	double r[6] = {0.4, 0.3, 0.1, 0.1, 0.05, 0.05};
+	tr = csa_cascade_refine(c, "classifier", "category", CATS, 6, "t", NULL, 0, r);
+	assert_string_equal(csa_json_str(tr, "reason"), "budget_calls_per_hour");
+	assert_int_equal(fakellm_count(fake), sent + 1);
+	json_decref(tr);
+	json_t *use = csa_cascade_usage(c);
+	assert_int_equal(csa_json_int(use, "unrecorded_calls", 0), 1);
+	assert_int_equal(csa_json_int(use, "calls_last_hour", 0), 1);
+	json_decref(use);
 	csa_cascade_free(c);
 	t_rmrf(dir);
 	free(dir);
@@ -973,6 +1037,7 @@ int main(void)
 	    cmocka_unit_test(circuit_breaker_opens_and_recovers),
 	    cmocka_unit_test(configuration_errors_are_named),
 	    cmocka_unit_test(cascade_asks_only_when_unsure_and_within_budget),
+	    cmocka_unit_test(budget_holds_when_the_call_log_fails),
 	    cmocka_unit_test(stated_confidence_needs_calibration),
 	};
 	const struct CMUnitTest flow[] = {

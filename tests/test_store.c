@@ -19,6 +19,7 @@
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "store/blobs.h"
 #include "store/mesh.h"
 #include "store/schema.h"
 #include "store/ticket.h"
@@ -502,6 +503,57 @@ static void config_changes_while_threads_read(void **state)
 	assert_int_equal(csa_ws_phase(f->ws), 1 + 199 % 3);
 }
 
+/* The workspace's documents (models, knowledge base): names are checked
+ * before any path is built, a put replaces whole and changes the version,
+ * listing is sorted and leaves out an atomic write's scratch file. */
+static void documents_are_named_safely_and_replaced_whole(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_blobs *b = f->ws->blobs;
+	static const char *const bad[] = {"models/../csa.json",
+	                                  "kb/.hidden",
+	                                  "other/x.md",
+	                                  "models/a/b",
+	                                  "models/",
+	                                  "kb",
+	                                  "",
+	                                  "kb/a\nb"};
+	char *buf;
+	size_t len;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&err, 0, sizeof(err));
+		if (csa_blobs_put(b, bad[i], "x", 1, &err) != CSA_EINVAL ||
+		    csa_blobs_get(b, bad[i], 10, &buf, &len, NULL) != CSA_EINVAL)
+			fail_msg("name '%s' was accepted", bad[i]);
+		assert_non_null(strstr(err.msg, "document name"));
+	}
+	assert_int_equal(csa_blobs_version(b, "models/m.bin"), 0);
+	assert_int_equal(csa_blobs_get(b, "models/m.bin", 10, &buf, &len, &err), CSA_ENOENT);
+	assert_int_equal(csa_blobs_put(b, "models/m.bin", "one", 3, &err), 0);
+	uint64_t v1 = csa_blobs_version(b, "models/m.bin");
+	assert_int_not_equal(v1, 0);
+	assert_int_equal(csa_blobs_put(b, "models/m.bin", "second", 6, &err), 0);
+	assert_int_not_equal(csa_blobs_version(b, "models/m.bin"), v1);
+	assert_int_equal(csa_blobs_get(b, "models/m.bin", 10, &buf, &len, &err), 0);
+	assert_int_equal(len, 6);
+	assert_string_equal(buf, "second");
+	free(buf);
+	assert_int_equal(csa_blobs_get(b, "models/m.bin", 3, &buf, &len, &err), CSA_ELIMIT);
+	/* a scratch file a put left behind when it was killed is not listed */
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/models/m.bin.tmp.4242", f->dir);
+	t_write(path, "half");
+	assert_int_equal(csa_blobs_put(b, "models/a.bin", "a", 1, &err), 0);
+	json_t *names;
+	assert_int_equal(csa_blobs_list(b, "models", &names, &err), 0);
+	assert_int_equal(json_array_size(names), 2);
+	assert_string_equal(json_string_value(json_array_get(names, 0)), "a.bin");
+	assert_string_equal(json_string_value(json_array_get(names, 1)), "m.bin");
+	json_decref(names);
+	assert_int_equal(csa_blobs_list(b, "elsewhere", &names, &err), CSA_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -514,6 +566,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_memo_skips_only_unchanged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(config_snapshots_are_immutable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(documents_are_named_safely_and_replaced_whole, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(config_changes_while_threads_read, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -70,19 +70,27 @@ int csa_dmodel_learn(struct csa_dmodel *m, const char *text, const char *const *
 	return rc;
 }
 
-static void model_path(const char *dir, enum csa_dtype t, char *out, size_t n)
+static void model_name(enum csa_dtype t, char *out, size_t n)
 {
-	snprintf(out, n, "%s/%s.model", dir, csa_dtype_name(t));
+	snprintf(out, n, "models/%s.model", csa_dtype_name(t));
 }
 
-int csa_dmodel_load(const char *dir, enum csa_dtype t, struct csa_dmodel **out, struct csa_err *err)
+int csa_dmodel_load(struct csa_blobs *b, enum csa_dtype t, struct csa_dmodel **out,
+                    struct csa_err *err)
 {
-	char path[4096];
-	model_path(dir, t, path, sizeof(path));
+	char name[64];
+	model_name(t, name, sizeof(name));
+	char *buf;
+	size_t len;
+	int rc = csa_blobs_get(b, name, CSA_LINEAR_MAX_BYTES, &buf, &len, err);
+	if (rc)
+		return rc;
 	struct csa_dmodel *m = calloc(1, sizeof(*m));
 	if (!m)
-		return csa_error(err, CSA_ENOMEM, "out of memory loading '%s'", path);
-	int rc = csa_linear_load(path, &m->lin, err);
+		rc = csa_error(err, CSA_ENOMEM, "out of memory loading '%s'", name);
+	else
+		rc = csa_linear_decode(buf, len, name, &m->lin, err);
+	free(buf);
 	if (rc) {
 		free(m);
 		return rc;
@@ -92,12 +100,18 @@ int csa_dmodel_load(const char *dir, enum csa_dtype t, struct csa_dmodel **out, 
 	return CSA_OK;
 }
 
-int csa_dmodel_save(const struct csa_dmodel *m, const char *dir, enum csa_dtype t,
+int csa_dmodel_save(const struct csa_dmodel *m, struct csa_blobs *b, enum csa_dtype t,
                     struct csa_err *err)
 {
-	char path[4096];
-	model_path(dir, t, path, sizeof(path));
-	return csa_linear_save(m->lin, path, err);
+	char name[64];
+	model_name(t, name, sizeof(name));
+	char *buf;
+	size_t len;
+	int rc = csa_linear_encode(m->lin, &buf, &len, name, err);
+	if (rc == CSA_OK)
+		rc = csa_blobs_put(b, name, buf, len, err);
+	free(buf);
+	return rc;
 }
 
 void csa_dmodel_free(struct csa_dmodel *m)

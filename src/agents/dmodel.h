@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include "base/err.h"
+#include "store/blobs.h"
 
 enum csa_dtype {
 	CSA_DT_CATEGORY,
@@ -47,11 +48,12 @@ int csa_dmodel_predict(const struct csa_dmodel *m, const char *text, const char 
 int csa_dmodel_learn(struct csa_dmodel *m, const char *text, const char *const *feats,
                      size_t n_feats, size_t label, struct csa_err *err);
 
-/* Load models/<type>.model from a directory; CSA_ENOENT when absent. */
-int csa_dmodel_load(const char *dir, enum csa_dtype t, struct csa_dmodel **out,
+/* Load models/<type>.model from the workspace's documents (store/blobs.h);
+ * CSA_ENOENT when absent. */
+int csa_dmodel_load(struct csa_blobs *b, enum csa_dtype t, struct csa_dmodel **out,
                     struct csa_err *err);
-/* Save (atomically) to models/<type>.model. */
-int csa_dmodel_save(const struct csa_dmodel *m, const char *dir, enum csa_dtype t,
+/* Save (atomically) as models/<type>.model. */
+int csa_dmodel_save(const struct csa_dmodel *m, struct csa_blobs *b, enum csa_dtype t,
                     struct csa_err *err);
 void csa_dmodel_free(struct csa_dmodel *m);
 

@@ -1,16 +1,13 @@
 /* Knowledge base over SQLite FTS5. */
 #include "agents/kb.h"
-#include "base/fsops.h"
 #include "base/json.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* One copy of the index per core (at most this many): searches of
@@ -86,13 +83,12 @@ static char *trim(char *s)
 	return s;
 }
 
-static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins, struct csa_err *err)
+/* Index one article; 'buf' (NUL-terminated) is parsed in place, 'path'
+ * names it in errors. */
+static int load_article(struct csa_kb *kb, const char *path, char *buf, sqlite3_stmt *ins,
+                        struct csa_err *err)
 {
-	char *buf;
-	size_t len;
-	int rc = csa_fs_read_all(path, CSA_KB_MAX_ARTICLE_BYTES, &buf, &len, err);
-	if (rc)
-		return rc;
+	int rc = CSA_OK;
 	char *id = NULL, *title = NULL, *cats = NULL, *strategy = NULL, *body = NULL;
 	char *p = buf;
 	int line = 0;
@@ -153,13 +149,7 @@ static int load_article(struct csa_kb *kb, const char *path, sqlite3_stmt *ins, 
 	}
 	kb->n++;
 out:
-	free(buf);
 	return rc;
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* The built index, copied byte for byte into one more in-memory database
@@ -198,7 +188,7 @@ static int copy_index(struct csa_kb *kb, struct csa_err *err)
 	return CSA_OK;
 }
 
-int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err)
+int csa_kb_open(struct csa_blobs *blobs, struct csa_kb **out, struct csa_err *err)
 {
 	struct csa_kb *kb = calloc(1, sizeof(*kb));
 	if (!kb)
@@ -220,38 +210,30 @@ int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err)
 		               db0 ? sqlite3_errmsg(db0) : "out of memory");
 		goto fail;
 	}
-	DIR *d = opendir(dir);
-	if (d) {
-		char **names = NULL;
-		size_t n = 0, cap = 0;
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			size_t l = strlen(de->d_name);
-			if (l < 4 || de->d_name[0] == '.' || strcmp(de->d_name + l - 3, ".md") != 0)
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 32;
-				char **nn = realloc(names, cap * sizeof(*nn));
-				if (!nn)
-					break;
-				names = nn;
-			}
-			names[n++] = strdup(de->d_name);
-		}
-		closedir(d);
-		if (n)
-			qsort(names, n, sizeof(*names), name_cmp);
-		for (size_t i = 0; i < n; i++) {
-			char path[4096];
-			snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-			if (rc == CSA_OK)
-				rc = load_article(kb, path, ins, err);
-			free(names[i]);
-		}
-		free(names);
+	json_t *names = NULL;
+	if ((rc = csa_blobs_list(blobs, "kb", &names, err)))
+		goto fail;
+	size_t i;
+	json_t *nm;
+	json_array_foreach(names, i, nm)
+	{
+		const char *f = json_string_value(nm);
+		size_t l = strlen(f);
+		if (l < 4 || strcmp(f + l - 3, ".md") != 0)
+			continue;
+		char name[256], *buf;
+		size_t len;
+		snprintf(name, sizeof(name), "kb/%s", f);
+		if ((rc = csa_blobs_get(blobs, name, CSA_KB_MAX_ARTICLE_BYTES, &buf, &len, err)))
+			break;
+		rc = load_article(kb, name, buf, ins, err);
+		free(buf);
 		if (rc)
-			goto fail;
+			break;
 	}
+	json_decref(names);
+	if (rc)
+		goto fail;
 	sqlite3_finalize(ins);
 	ins = NULL;
 	/* one b-tree segment instead of one per article: each query word is
@@ -545,16 +527,15 @@ static const char *const defaults[][2] = {
      "us more about what is not working, what you expected, and since when?\n"},
 };
 
-int csa_kb_write_defaults(const char *dir, struct csa_err *err)
+int csa_kb_write_defaults(struct csa_blobs *blobs, struct csa_err *err)
 {
-	int rc = csa_fs_mkdirs(dir, err);
+	int rc = CSA_OK;
 	for (size_t i = 0; rc == CSA_OK && i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-		char path[4096];
-		struct stat st;
-		snprintf(path, sizeof(path), "%s/%s", dir, defaults[i][0]);
-		if (stat(path, &st) == 0)
-			continue;
-		rc = csa_fs_write_atomic(path, defaults[i][1], strlen(defaults[i][1]), err);
+		char name[256];
+		snprintf(name, sizeof(name), "kb/%s", defaults[i][0]);
+		if (csa_blobs_version(blobs, name))
+			continue; /* the team's own version stays */
+		rc = csa_blobs_put(blobs, name, defaults[i][1], strlen(defaults[i][1]), err);
 	}
 	return rc;
 }

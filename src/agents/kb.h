@@ -19,14 +19,15 @@
 #include <jansson.h>
 #include <stddef.h>
 #include "base/err.h"
+#include "store/blobs.h"
 
 struct csa_kb;
 
 #define CSA_KB_MAX_ARTICLE_BYTES 65536
 
-/* Load every *.md of 'dir' (a missing directory is an empty KB). A
- * malformed header is an error naming the file and line. */
-int csa_kb_open(const char *dir, struct csa_kb **out, struct csa_err *err);
+/* Load every kb/<name>.md of the workspace's documents (store/blobs.h; none is
+ * an empty KB). A malformed header is an error naming the file and line. */
+int csa_kb_open(struct csa_blobs *blobs, struct csa_kb **out, struct csa_err *err);
 void csa_kb_free(struct csa_kb *kb);
 size_t csa_kb_count(const struct csa_kb *kb);
 
@@ -44,7 +45,7 @@ json_t *csa_kb_get(struct csa_kb *kb, const char *id);
  * are). The result is at most 'max' bytes. Caller frees. */
 char *csa_kb_render(const char *body, const json_t *vars, size_t max);
 
-/* Write the default articles into 'dir' (existing files are kept). */
-int csa_kb_write_defaults(const char *dir, struct csa_err *err);
+/* Write the default articles as kb/<name>.md (existing ones are kept). */
+int csa_kb_write_defaults(struct csa_blobs *blobs, struct csa_err *err);
 
 #endif

@@ -621,14 +621,20 @@ static void assign_roles(struct ev *e, json_t *matrix, const double *perf, const
 
 static int save_calibration(struct ev *e, struct csa_err *err)
 {
-	char path[4096];
-	csa_ws_path(e->ws, "models/llm-calibration.json", path, sizeof(path));
 	json_t *file = NULL;
+	char *old;
+	size_t old_len;
 	struct csa_err lerr = {0};
-	if (csa_json_load_file(path, 1 << 20, &file, &lerr)) {
-		if (lerr.code != CSA_ENOENT)
-			return csa_error(err, lerr.code, "%s", lerr.msg);
+	int rc = csa_blobs_get(e->ws->blobs, CSA_LLM_CALIBRATION, 1 << 20, &old, &old_len, &lerr);
+	if (rc == CSA_OK) {
+		rc = csa_json_parse(old, old_len, CSA_LLM_CALIBRATION, &file, err);
+		free(old);
+		if (rc)
+			return rc;
+	} else if (rc == CSA_ENOENT) {
 		file = json_object();
+	} else {
+		return csa_error(err, lerr.code, "%s", lerr.msg);
 	}
 	for (size_t i = 0; i < e->n_c; i++) {
 		struct cand *c = &e->c[i];
@@ -653,10 +659,10 @@ static int save_calibration(struct ev *e, struct csa_err *err)
 	}
 	char *text = NULL;
 	size_t len = 0;
-	int rc = csa_json_dump(file, 1, &text, &len, err);
+	rc = csa_json_dump(file, 1, &text, &len, err);
 	json_decref(file);
 	if (rc == CSA_OK)
-		rc = csa_fs_write_atomic(path, text, len, err);
+		rc = csa_blobs_put(e->ws->blobs, CSA_LLM_CALIBRATION, text, len, err);
 	free(text);
 	return rc;
 }
@@ -742,7 +748,7 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name, const struct 
 		                    matrix, "cascade", cascade);
 		if (o->save_calibration && (rc = save_calibration(&e, err)) == CSA_OK)
 			json_object_set_new(*report, "calibration_saved",
-			                    json_string("models/llm-calibration.json"));
+			                    json_string(CSA_LLM_CALIBRATION));
 		if (rc) {
 			json_decref(*report);
 			*report = NULL;

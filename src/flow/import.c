@@ -350,8 +350,6 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 	if (rc == CSA_ENOMEM)
 		rc = csa_error(err, rc, "out of memory collecting training data");
 	json_t *rep = json_object();
-	char dir[4096];
-	csa_ws_path(ws, "models", dir, sizeof(dir));
 	if (rc == CSA_OK && c.n < 20)
 		rc = csa_error(err, CSA_ESTATE,
 		               "only %zu tickets with human decisions: at least 20 are needed to "
@@ -396,7 +394,7 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 		int64_t t0 = csa_mono_ns();
 		rc = csa_dmodel_train(labels, nl, rows, nr, 5, seed, &m, &acc, err);
 		if (rc == CSA_OK)
-			rc = csa_dmodel_save(m, dir, (enum csa_dtype)t, err);
+			rc = csa_dmodel_save(m, ws->blobs, (enum csa_dtype)t, err);
 		if (rc == CSA_OK)
 			json_object_set_new(rep, csa_dtype_name((enum csa_dtype)t),
 			                    json_pack("{s:f, s:I, s:I, s:f}", "heldout_accuracy",

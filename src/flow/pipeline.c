@@ -61,18 +61,15 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the pipeline");
 	p->ws = ws;
 	pthread_rwlock_init(&p->models_lock, NULL);
-	char dir[4096];
-	csa_ws_path(ws, "models", dir, sizeof(dir));
 	int rc = CSA_OK;
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
-		rc = csa_dmodel_load(dir, (enum csa_dtype)t, &p->env.models[t], err);
+		rc = csa_dmodel_load(ws->blobs, (enum csa_dtype)t, &p->env.models[t], err);
 		if (rc == CSA_ENOENT)
 			rc = CSA_OK; /* untrained: that agent defers to humans */
 		if (rc)
 			goto fail;
 	}
-	csa_ws_path(ws, "kb", dir, sizeof(dir));
-	if ((rc = csa_kb_open(dir, &p->env.kb, err)))
+	if ((rc = csa_kb_open(ws->blobs, &p->env.kb, err)))
 		goto fail;
 	if ((rc = csa_history_new(&p->history)))
 		goto fail;
@@ -82,7 +79,7 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		goto fail;
 	p->history_stale = reused < csa_history_count(p->history);
 	const struct csa_config *cfg = csa_ws_config(ws);
-	rc = csa_cascade_open(cfg, ws->root, &p->env.cascade, err);
+	rc = csa_cascade_open(cfg, ws->blobs, ws->root, &p->env.cascade, err);
 	csa_config_unref(cfg);
 	if (rc)
 		goto fail;
@@ -95,11 +92,9 @@ fail:
 
 int csa_pipeline_reload_models(struct csa_pipeline *p, struct csa_err *err)
 {
-	char dir[4096];
-	csa_ws_path(p->ws, "models", dir, sizeof(dir));
 	struct csa_dmodel *fresh[CSA_DT_COUNT] = {0};
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
-		int rc = csa_dmodel_load(dir, (enum csa_dtype)t, &fresh[t], err);
+		int rc = csa_dmodel_load(p->ws->blobs, (enum csa_dtype)t, &fresh[t], err);
 		if (rc && rc != CSA_ENOENT) {
 			for (int k = 0; k < t; k++)
 				csa_dmodel_free(fresh[k]);

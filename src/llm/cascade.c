@@ -3,10 +3,10 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "llm/backend.h"
+#include "llm/calllog.h"
 
 #include <math.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +28,13 @@ struct csa_cascade {
 	long calls_per_hour;
 	json_t *calib; /* models/llm-calibration.json, or NULL */
 
-	pthread_mutex_t mu; /* db, in-flight reservations */
-	sqlite3 *db;
+	pthread_mutex_t mu; /* in-flight reservations, unrecorded calls */
+	struct csa_call_log *log;
 	int inflight;
 	double inflight_cost;
+	/* calls the log could not take: still counted against the budget */
+	long unrecorded;
+	double unrecorded_cost;
 };
 
 /* ---- calibration ------------------------------------------------------ */
@@ -123,37 +126,14 @@ static int bind_agent(struct csa_cascade *c, const json_t *conf, const char *age
 	return CSA_OK;
 }
 
-static int open_db(struct csa_cascade *c, const char *ws_root, struct csa_err *err)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/llm.db", ws_root);
-	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-	    SQLITE_OK)
-		return csa_error(err, CSA_EIO, "'%s': %s", path, sqlite3_errmsg(c->db));
-	sqlite3_busy_timeout(c->db, 5000);
-	char *msg = NULL;
-	if (sqlite3_exec(c->db,
-	                 "PRAGMA journal_mode=WAL;"
-	                 "CREATE TABLE IF NOT EXISTS calls(ts INTEGER NOT NULL, backend TEXT NOT "
-	                 "NULL, purpose TEXT NOT NULL, tokens_in INTEGER, tokens_out INTEGER, "
-	                 "cost REAL, latency_ms INTEGER, ok INTEGER);"
-	                 "CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts);",
-	                 NULL, NULL, &msg) != SQLITE_OK) {
-		int rc = csa_error(err, CSA_EIO, "'%s': %s", path, msg ? msg : "cannot initialise");
-		sqlite3_free(msg);
-		return rc;
-	}
-	return CSA_OK;
-}
-
 static double cfg_num(const struct csa_config *cfg, const char *key, double dflt)
 {
 	json_t *v = csa_config_get(cfg, key);
 	return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
-int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct csa_cascade **out,
-                     struct csa_err *err)
+int csa_cascade_open(const struct csa_config *cfg, struct csa_blobs *docs, const char *ws_root,
+                     struct csa_cascade **out, struct csa_err *err)
 {
 	*out = NULL;
 	json_t *conf = csa_config_get(cfg, "llm.agents");
@@ -198,17 +178,19 @@ int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct c
 	c->calls_per_hour = (long)cfg_num(cfg, "llm.cascade.calls_per_hour", 600);
 	c->money_per_day = cfg_num(cfg, "llm.cascade.money_per_day", 5.0);
 	c->uncal_max = cfg_num(cfg, "llm.cascade.uncalibrated_max_confidence", 0.6);
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/models/llm-calibration.json", ws_root);
-	json_t *calib = NULL;
+	char *text;
+	size_t len;
 	struct csa_err cerr = {0};
-	if (csa_json_load_file(path, 1 << 20, &calib, &cerr) == CSA_OK)
-		c->calib = calib;
-	else if (cerr.code != CSA_ENOENT) {
-		rc = csa_error(err, cerr.code, "%s", cerr.msg);
-		goto fail;
+	rc = csa_blobs_get(docs, CSA_LLM_CALIBRATION, 1 << 20, &text, &len, &cerr);
+	if (rc == CSA_OK) {
+		rc = csa_json_parse(text, len, CSA_LLM_CALIBRATION, &c->calib, err);
+		free(text);
+	} else if (rc == CSA_ENOENT) {
+		rc = CSA_OK;
+	} else {
+		csa_error(err, cerr.code, "%s", cerr.msg);
 	}
-	if ((rc = open_db(c, ws_root, err)))
+	if (rc || (rc = csa_call_log_open(ws_root, &c->log, err)))
 		goto fail;
 	*out = c;
 	return CSA_OK;
@@ -224,41 +206,38 @@ void csa_cascade_free(struct csa_cascade *c)
 	for (size_t i = 0; i < c->n_backends; i++)
 		csa_llm_free(c->backends[i]);
 	json_decref(c->calib);
-	sqlite3_close(c->db);
+	csa_call_log_close(c->log);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 
 /* ---- budget ----------------------------------------------------------- */
 
-static void spent(struct csa_cascade *c, int64_t now, long *calls_hour, double *cost_day)
+/* Calls in the last hour and money spent today, with the calls the log
+ * could not take. Caller holds c->mu. */
+static int spent(struct csa_cascade *c, int64_t now, long *calls_hour, double *cost_day,
+                 struct csa_err *err)
 {
-	sqlite3_stmt *st = NULL;
 	*calls_hour = 0;
 	*cost_day = 0;
-	if (sqlite3_prepare_v2(c->db,
-	                       "SELECT (SELECT count(*) FROM calls WHERE ts > ?1),"
-	                       " (SELECT coalesce(sum(cost), 0) FROM calls WHERE ts >= ?2)",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(st, 1, now - HOUR_MS);
-	sqlite3_bind_int64(st, 2, now - now % DAY_MS);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*calls_hour = (long)sqlite3_column_int64(st, 0);
-		*cost_day = sqlite3_column_double(st, 1);
-	}
-	sqlite3_finalize(st);
+	int rc = csa_call_log_spent(c->log, now - HOUR_MS, now - now % DAY_MS, calls_hour, cost_day,
+	                            err);
+	*calls_hour += c->unrecorded;
+	*cost_day += c->unrecorded_cost;
+	return rc;
 }
 
-/* Reserve one call costing at most 'bound'; NULL when allowed, else why not. */
+/* Reserve one call costing at most 'bound'; NULL when allowed, else why
+ * not. A budget that cannot be read allows nothing. */
 static const char *reserve(struct csa_cascade *c, double bound)
 {
 	const char *why = NULL;
 	pthread_mutex_lock(&c->mu);
 	long calls;
 	double cost;
-	spent(c, csa_now_ms(), &calls, &cost);
-	if (calls + c->inflight >= c->calls_per_hour)
+	if (spent(c, csa_now_ms(), &calls, &cost, NULL))
+		why = "budget_unreadable";
+	else if (calls + c->inflight >= c->calls_per_hour)
 		why = "budget_calls_per_hour";
 	else if (cost + c->inflight_cost + bound > c->money_per_day)
 		why = "budget_money_per_day";
@@ -273,58 +252,41 @@ static const char *reserve(struct csa_cascade *c, double bound)
 static void settle(struct csa_cascade *c, struct csa_llm *b, const char *purpose, double bound,
                    const struct csa_llm_usage *u, int ok)
 {
+	struct csa_llm_call call = {csa_now_ms(),  csa_llm_name(b), purpose,       u->tokens_in,
+	                            u->tokens_out, u->cost,         u->latency_ms, ok};
+	/* outside the lock: the log serialises its own writers */
+	int failed = u->attempts > 0 && csa_call_log_record(c->log, &call, NULL) != CSA_OK;
 	pthread_mutex_lock(&c->mu);
 	c->inflight--;
 	c->inflight_cost -= bound;
-	sqlite3_stmt *st = NULL;
-	if (u->attempts > 0 &&
-	    sqlite3_prepare_v2(c->db, "INSERT INTO calls VALUES(?,?,?,?,?,?,?,?)", -1, &st, NULL) ==
-	        SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, csa_now_ms());
-		sqlite3_bind_text(st, 2, csa_llm_name(b), -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 3, purpose, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, u->tokens_in);
-		sqlite3_bind_int64(st, 5, u->tokens_out);
-		sqlite3_bind_double(st, 6, u->cost);
-		sqlite3_bind_int64(st, 7, u->latency_ms);
-		sqlite3_bind_int(st, 8, ok);
-		sqlite3_step(st);
+	if (failed) {
+		c->unrecorded++;
+		c->unrecorded_cost += u->cost;
 	}
-	sqlite3_finalize(st);
 	pthread_mutex_unlock(&c->mu);
 }
 
 json_t *csa_cascade_usage(struct csa_cascade *c)
 {
-	long calls;
-	double cost;
+	long calls = 0;
+	double cost = 0;
 	int64_t now = csa_now_ms();
-	json_t *per = json_object();
+	json_t *per = NULL;
+	struct csa_err err = {0};
 	pthread_mutex_lock(&c->mu);
-	spent(c, now, &calls, &cost);
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(c->db,
-	                       "SELECT backend, count(*), sum(ok), sum(cost), avg(latency_ms),"
-	                       " sum(tokens_in), sum(tokens_out) FROM calls WHERE ts >= ?"
-	                       " GROUP BY backend",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, now - now % DAY_MS);
-		while (sqlite3_step(st) == SQLITE_ROW)
-			json_object_set_new(
-			    per, (const char *)sqlite3_column_text(st, 0),
-			    json_pack("{s:I, s:I, s:f, s:f, s:I, s:I}", "calls",
-			              (json_int_t)sqlite3_column_int64(st, 1), "ok",
-			              (json_int_t)sqlite3_column_int64(st, 2), "cost",
-			              sqlite3_column_double(st, 3), "mean_latency_ms",
-			              sqlite3_column_double(st, 4), "tokens_in",
-			              (json_int_t)sqlite3_column_int64(st, 5), "tokens_out",
-			              (json_int_t)sqlite3_column_int64(st, 6)));
-	}
-	sqlite3_finalize(st);
+	int rc = spent(c, now, &calls, &cost, &err);
+	long unrecorded = c->unrecorded;
 	pthread_mutex_unlock(&c->mu);
-	return json_pack("{s:I, s:f, s:I, s:f, s:o}", "calls_last_hour", (json_int_t)calls,
-	                 "cost_today", cost, "calls_per_hour", (json_int_t)c->calls_per_hour,
-	                 "money_per_day", c->money_per_day, "today_by_backend", per);
+	if (rc == CSA_OK)
+		rc = csa_call_log_by_backend(c->log, now - now % DAY_MS, &per, &err);
+	json_t *out =
+	    json_pack("{s:I, s:f, s:I, s:f, s:o, s:I}", "calls_last_hour", (json_int_t)calls,
+	              "cost_today", cost, "calls_per_hour", (json_int_t)c->calls_per_hour,
+	              "money_per_day", c->money_per_day, "today_by_backend",
+	              per ? per : json_object(), "unrecorded_calls", (json_int_t)unrecorded);
+	if (rc && out)
+		json_object_set_new(out, "error", json_string(err.msg));
+	return out;
 }
 
 /* ---- decisions -------------------------------------------------------- */

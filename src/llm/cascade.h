@@ -23,13 +23,20 @@
 #include <jansson.h>
 #include "base/config.h"
 #include "base/err.h"
+#include "store/blobs.h"
 
 struct csa_cascade;
 struct csa_llm;
 
-/* *out is NULL when csa.json names no backend for any agent. */
-int csa_cascade_open(const struct csa_config *cfg, const char *ws_root, struct csa_cascade **out,
-                     struct csa_err *err);
+/* The LLM calibration, fitted by `csa eval-models`, among the workspace's
+ * documents (store/blobs.h). */
+#define CSA_LLM_CALIBRATION "models/llm-calibration.json"
+
+/* *out is NULL when csa.json names no backend for any agent. The
+ * calibration is read from 'docs' (at open only); the call log
+ * (llm/calllog.h) is the workspace's at 'ws_root'. */
+int csa_cascade_open(const struct csa_config *cfg, struct csa_blobs *docs, const char *ws_root,
+                     struct csa_cascade **out, struct csa_err *err);
 void csa_cascade_free(struct csa_cascade *c);
 
 /*

@@ -837,7 +837,8 @@ size_t csa_linear_file_size(const struct csa_linear *m)
 	return n + (m->dim * width(m) + m->k + m->hidden * (1 + m->k)) * 4 + 4;
 }
 
-int csa_linear_save(const struct csa_linear *m, const char *path, struct csa_err *err)
+int csa_linear_encode(const struct csa_linear *m, char **out, size_t *out_len, const char *name,
+                      struct csa_err *err)
 {
 	struct wbuf b = {0};
 	int bad = 0;
@@ -876,10 +877,21 @@ int csa_linear_save(const struct csa_linear *m, const char *path, struct csa_err
 		bad |= wu32(&b, (uint32_t)crc32(crc32(0L, Z_NULL, 0), b.p, (uInt)b.len));
 	if (bad) {
 		free(b.p);
-		return csa_error(err, CSA_ENOMEM, "out of memory saving model '%s'", path);
+		return csa_error(err, CSA_ENOMEM, "out of memory saving model '%s'", name);
 	}
-	int rc = csa_fs_write_atomic(path, b.p, b.len, err);
-	free(b.p);
+	*out = (char *)b.p;
+	*out_len = b.len;
+	return CSA_OK;
+}
+
+int csa_linear_save(const struct csa_linear *m, const char *path, struct csa_err *err)
+{
+	char *buf;
+	size_t len;
+	int rc = csa_linear_encode(m, &buf, &len, path, err);
+	if (rc == CSA_OK)
+		rc = csa_fs_write_atomic(path, buf, len, err);
+	free(buf);
 	return rc;
 }
 
@@ -906,9 +918,18 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 {
 	char *buf;
 	size_t len;
-	int rc = csa_fs_read_all(path, (size_t)1 << 31, &buf, &len, err);
+	int rc = csa_fs_read_all(path, CSA_LINEAR_MAX_BYTES, &buf, &len, err);
 	if (rc)
 		return rc;
+	rc = csa_linear_decode(buf, len, path, out, err);
+	free(buf);
+	return rc;
+}
+
+int csa_linear_decode(const char *buf, size_t len, const char *path, struct csa_linear **out,
+                      struct csa_err *err)
+{
+	int rc = CSA_OK;
 	const unsigned char *p = (const unsigned char *)buf;
 	struct csa_linear *m = NULL;
 	if (len < 56 || memcmp(p, MAGIC, 4) != 0) {
@@ -1020,7 +1041,6 @@ int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *e
 		memcpy(m->v, p + off + hidden * sizeof(float), hidden * k * sizeof(float));
 	}
 out:
-	free(buf);
 	if (rc) {
 		csa_linear_free(m);
 		return rc;

@@ -104,8 +104,17 @@ int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const c
 /* Set the temperature (after fitting it elsewhere). */
 void csa_linear_set_temperature(struct csa_linear *m, double t);
 
+/* The saved form (a checksummed binary, docs/MODEL.md) to and from a
+ * file, or to and from memory for a store that keeps it elsewhere; 'name'
+ * names it in errors. Decoding checks everything a damaged or hostile
+ * file could get wrong. */
+#define CSA_LINEAR_MAX_BYTES ((size_t)1 << 31)
 int csa_linear_save(const struct csa_linear *m, const char *path, struct csa_err *err);
 int csa_linear_load(const char *path, struct csa_linear **out, struct csa_err *err);
+int csa_linear_encode(const struct csa_linear *m, char **out, size_t *out_len, const char *name,
+                      struct csa_err *err);
+int csa_linear_decode(const char *buf, size_t len, const char *name, struct csa_linear **out,
+                      struct csa_err *err);
 /* Bytes of the saved form. */
 size_t csa_linear_file_size(const struct csa_linear *m);
 void csa_linear_free(struct csa_linear *m);

@@ -1,5 +1,6 @@
 /* Workspace creation and opening. */
 #include "store/ws.h"
+#include "store/blobs.h"
 #include "store/mesh.h"
 #include "agents/kb.h"
 #include "base/fsops.h"
@@ -34,8 +35,12 @@ int csa_ws_init(const char *dir, struct csa_err *err)
 	if (stat(path, &st) == 0)
 		return CSA_OK;
 	/* a new workspace starts with the default knowledge base */
-	snprintf(path, sizeof(path), "%s/kb", dir);
-	if ((rc = csa_kb_write_defaults(path, err)))
+	struct csa_blobs *blobs;
+	if ((rc = csa_blobs_open_files(dir, &blobs, err)))
+		return rc;
+	rc = csa_kb_write_defaults(blobs, err);
+	csa_blobs_close(blobs);
+	if (rc)
 		return rc;
 	snprintf(path, sizeof(path), "%s/csa.json", dir);
 	json_t *cfg = csa_config_defaults();
@@ -265,11 +270,13 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
 		if ((rc = csa_fs_mkdirs(path, err)))
 			goto fail;
 	}
-	if ((rc = csa_mesh_open(ws, &ws->store, err)))
+	if ((rc = csa_blobs_open_files(dir, &ws->blobs, err)) ||
+	    (rc = csa_mesh_open(ws, &ws->store, err)))
 		goto fail;
 	*out = ws;
 	return CSA_OK;
 fail:
+	csa_blobs_close(ws->blobs);
 	snap_put(ws->cfg_now);
 	pthread_mutex_destroy(&ws->cfg_mu);
 	pthread_mutex_destroy(&ws->cfg_write_mu);
@@ -284,6 +291,7 @@ void csa_ws_close(struct csa_ws *ws)
 		return;
 	if (ws->store)
 		csa_store_close(ws->store);
+	csa_blobs_close(ws->blobs);
 	/* readers still holding the snapshot keep it alive */
 	snap_put(ws->cfg_now);
 	json_decref(ws->cfg_over);

@@ -20,11 +20,13 @@
 #include "base/err.h"
 
 struct csa_store;
+struct csa_blobs;
 struct csa_ws_cfg;
 
 struct csa_ws {
 	char *root;              /* directory, as given; owned */
 	struct csa_store *store; /* ticket store (file mesh) */
+	struct csa_blobs *blobs; /* models and knowledge base (store/blobs.h) */
 	/* The configuration in effect, read with csa_ws_config(): private. */
 	pthread_mutex_t cfg_mu;       /* guards cfg_now's pointer and count */
 	pthread_mutex_t cfg_write_mu; /* one change of configuration at a time */
