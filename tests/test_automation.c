@@ -118,7 +118,7 @@ static int verify_ok(const char *path, int64_t *bad_seq)
 {
 	json_t *r;
 	struct csa_err err = {0};
-	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	assert_int_equal(t_ledger_verify(path, &r, &err), 0);
 	int ok = json_is_true(json_object_get(r, "ok"));
 	*bad_seq = csa_json_int(r, "first_bad_seq", 0);
 	json_decref(r);
@@ -164,7 +164,7 @@ static void ledger_flushes_off_the_appending_thread(void **state)
 	json_decref(p);
 	csa_ledger_close(l);
 	json_t *r;
-	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	assert_int_equal(t_ledger_verify(path, &r, &err), 0);
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_int_equal(csa_json_int(r, "records", 0), appended);
 	json_decref(r);
@@ -205,7 +205,7 @@ static void ledger_appends_a_batch_whole(void **state)
 	int64_t bad;
 	assert_true(verify_ok(path, &bad));
 	json_t *trail;
-	assert_int_equal(csa_ledger_trail(path, "T1", &trail, &err), 0);
+	assert_int_equal(t_ledger_trail(path, "T1", &trail, &err), 0);
 	assert_int_equal(json_array_size(trail), 5);
 	for (size_t i = 0; i < 5; i++) {
 		json_t *r = json_array_get(trail, i);
@@ -245,7 +245,7 @@ static void ledger_detects_tampering(void **state)
 	int64_t bad;
 	assert_true(verify_ok(path, &bad));
 	json_t *trail;
-	assert_int_equal(csa_ledger_trail(path, "T1", &trail, &err), 0);
+	assert_int_equal(t_ledger_trail(path, "T1", &trail, &err), 0);
 	assert_int_equal(json_array_size(trail), 3);
 	json_decref(trail);
 	char *orig = read_file(path);
@@ -285,7 +285,7 @@ static void ledger_detects_tampering(void **state)
 	snprintf(buf, sizeof(buf), "%s\n%s\n%.20s", lines[0], lines[1], lines[2]);
 	t_write(path, buf);
 	json_t *r;
-	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	assert_int_equal(t_ledger_verify(path, &r, &err), 0);
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_true(json_is_true(json_object_get(r, "torn_tail")));
 	assert_int_equal(csa_json_int(r, "records", 0), 2);
@@ -295,7 +295,7 @@ static void ledger_detects_tampering(void **state)
 	assert_int_equal(csa_ledger_append(l, "alert", NULL, NULL, &seq, &err), 0);
 	assert_int_equal(seq, 3);
 	csa_ledger_close(l);
-	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	assert_int_equal(t_ledger_verify(path, &r, &err), 0);
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_null(json_object_get(r, "torn_tail"));
 	assert_int_equal(csa_json_int(r, "records", 0), 3);
@@ -334,7 +334,7 @@ static void ledger_detects_tampering(void **state)
 		waitpid(pids[w], &st, 0);
 		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
-	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	assert_int_equal(t_ledger_verify(path, &r, &err), 0);
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_int_equal(csa_json_int(r, "records", 0), 200);
 	json_decref(r);
@@ -646,7 +646,7 @@ static void alerts_and_safety_fallbacks(void **state)
 	json_decref(state_j);
 	/* alerts are in the ledger */
 	json_t *r;
-	assert_int_equal(csa_ledger_verify(csa_auto_ledger_path(fx.a), &r, &err), 0);
+	assert_int_equal(csa_ledger_verify(csa_auto_ledger(fx.a), &r, &err), 0);
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	assert_true(csa_json_int(r, "records", 0) >= 4);
 	json_decref(r);
@@ -1077,14 +1077,14 @@ static void reopen_with_category_model(void)
 	assert_int_equal(open_fx(), 0);
 }
 
-/* csa_ledger_verify() of the fixture's ledger. */
+/* t_ledger_verify() of the fixture's ledger. */
 static json_t *ledger_report(void)
 {
 	char path[512];
 	json_t *r;
 	struct csa_err err = {0};
 	snprintf(path, sizeof(path), "%s/audit/ledger.jsonl", fx.dir);
-	assert_int_equal(csa_ledger_verify(path, &r, &err), 0);
+	assert_int_equal(t_ledger_verify(path, &r, &err), 0);
 	return r;
 }
 
@@ -1226,7 +1226,7 @@ static size_t trail_count(const char *ticket, const char *type)
 	json_t *t, *x;
 	struct csa_err err = {0};
 	size_t i, n = 0;
-	assert_int_equal(csa_ledger_trail(path, ticket, &t, &err), 0);
+	assert_int_equal(t_ledger_trail(path, ticket, &t, &err), 0);
 	json_array_foreach(t, i, x) n += strcmp(csa_json_str(x, "type"), type) == 0;
 	json_decref(t);
 	return n;
@@ -1779,7 +1779,7 @@ static void replay_phase_journey(void **state)
 	char ledger[700];
 	snprintf(ledger, sizeof(ledger), "%s/audit/ledger.jsonl", ws);
 	json_t *r;
-	assert_int_equal(csa_ledger_verify(ledger, &r, &err), 0);
+	assert_int_equal(t_ledger_verify(ledger, &r, &err), 0);
 	assert_true(json_is_true(json_object_get(r, "ok")));
 	json_decref(r);
 	json_decref(rep);

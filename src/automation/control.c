@@ -2517,9 +2517,9 @@ out:
 	return rc;
 }
 
-const char *csa_auto_ledger_path(const struct csa_auto *a)
+struct csa_ledger *csa_auto_ledger(struct csa_auto *a)
 {
-	return a->ledger_path;
+	return a->ledger;
 }
 
 /* ---- open / close ------------------------------------------------------------ */

@@ -91,8 +91,8 @@ int csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *sever
 int csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope,
                          struct csa_err *err);
 
-/* Path of the audit ledger. */
-const char *csa_auto_ledger_path(const struct csa_auto *a);
+/* The audit ledger the controller appends to (automation/ledger.h). */
+struct csa_ledger *csa_auto_ledger(struct csa_auto *a);
 
 /* Whether a wrong decision of 'type' with 'value' is a critical error
  * whatever the ticket (by default: an automated resolution sent to the

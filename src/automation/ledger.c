@@ -1,8 +1,9 @@
-/* Hash-chained audit ledger. */
+/* The file backend of the hash-chained audit ledger: audit/ledger.jsonl. */
 #include "automation/ledger.h"
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "store/ws.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +20,8 @@
 #define GENESIS       "0000000000000000000000000000000000000000000000000000000000000000"
 #define SYNC_EVERY_NS 50000000LL
 
-struct csa_ledger {
+struct file_ledger {
+	struct csa_ledger base; /* first: the interface's handle */
 	char path[4096];
 	int fd;
 	pthread_mutex_t mu;
@@ -81,7 +83,7 @@ static char *json_text(const char *s)
 
 /* Re-read the tail record to learn seq and hash (another process may
  * have appended since we looked). Caller holds the flock. */
-static int refresh_tail(struct csa_ledger *l, struct csa_err *err)
+static int refresh_tail(struct file_ledger *l, struct csa_err *err)
 {
 	struct stat st;
 	if (fstat(l->fd, &st) < 0)
@@ -152,7 +154,7 @@ static int refresh_tail(struct csa_ledger *l, struct csa_err *err)
 
 static void *sync_loop(void *arg)
 {
-	struct csa_ledger *l = arg;
+	struct file_ledger *l = arg;
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop) {
 		struct timespec until;
@@ -178,35 +180,16 @@ static void *sync_loop(void *arg)
 }
 
 /* Caller holds l->mu. Without a thread, appends flush inline as before. */
-static void start_syncer(struct csa_ledger *l)
+static void start_syncer(struct file_ledger *l)
 {
 	if (l->syncer_on)
 		return;
 	l->syncer_on = pthread_create(&l->syncer, NULL, sync_loop, l) == 0 ? 1 : -1;
 }
 
-int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *err)
+static int f_sync(struct csa_ledger *b, struct csa_err *err)
 {
-	struct csa_ledger *l = calloc(1, sizeof(*l));
-	if (!l)
-		return csa_error(err, CSA_ENOMEM, "out of memory opening the ledger");
-	snprintf(l->path, sizeof(l->path), "%s", path);
-	l->fd = csa_fs_open(path, O_RDWR | O_CREAT | O_APPEND, 0644);
-	if (l->fd < 0) {
-		int rc = csa_error_sys(err, "cannot open ledger '%s'", path);
-		free(l);
-		return rc;
-	}
-	pthread_mutex_init(&l->mu, NULL);
-	pthread_cond_init(&l->cv, NULL);
-	l->known_end = -1;
-	l->last_sync_ns = csa_mono_ns();
-	*out = l;
-	return CSA_OK;
-}
-
-int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err)
-{
+	struct file_ledger *l = (struct file_ledger *)b;
 	pthread_mutex_lock(&l->mu);
 	int rc = CSA_OK;
 	if (l->dirty) {
@@ -220,10 +203,9 @@ int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err)
 	return rc;
 }
 
-void csa_ledger_close(struct csa_ledger *l)
+static void f_close(struct csa_ledger *b)
 {
-	if (!l)
-		return;
+	struct file_ledger *l = (struct file_ledger *)b;
 	pthread_mutex_lock(&l->mu);
 	int joined = l->syncer_on == 1;
 	l->stop = 1;
@@ -231,18 +213,11 @@ void csa_ledger_close(struct csa_ledger *l)
 	pthread_mutex_unlock(&l->mu);
 	if (joined)
 		pthread_join(l->syncer, NULL);
-	csa_ledger_sync(l, NULL);
+	f_sync(b, NULL);
 	close(l->fd);
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
-}
-
-int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket_id,
-                      const json_t *payload, int64_t *seq_out, struct csa_err *err)
-{
-	struct csa_ledger_rec r = {type, ticket_id, payload};
-	return csa_ledger_append_many(l, &r, 1, seq_out, err);
 }
 
 /* A record's serialised parts, made before the lock is taken. */
@@ -250,9 +225,10 @@ struct parts {
 	char *body, *ty, *tid;
 };
 
-int csa_ledger_append_many(struct csa_ledger *l, const struct csa_ledger_rec *recs, size_t n,
-                           int64_t *seq_out, struct csa_err *err)
+static int f_append_many(struct csa_ledger *b, const struct csa_ledger_rec *recs, size_t n,
+                         int64_t *seq_out, struct csa_err *err)
 {
+	struct file_ledger *l = (struct file_ledger *)b;
 	if (n == 0)
 		return CSA_OK;
 	char ts[CSA_TS_LEN];
@@ -430,11 +406,12 @@ static int verify_line(void *vc, const char *line, size_t lineno, int whole)
 	return 0;
 }
 
-int csa_ledger_verify(const char *path, json_t **report, struct csa_err *err)
+static int f_verify(struct csa_ledger *b, json_t **report, struct csa_err *err)
 {
+	struct file_ledger *l = (struct file_ledger *)b;
 	struct vctx v = {.seq = 0, .report = json_pack("{s:b}", "ok", 1)};
 	memcpy(v.prev, GENESIS, 65);
-	int rc = each_line(path, verify_line, &v, err);
+	int rc = each_line(l->path, verify_line, &v, err);
 	if (rc) {
 		json_decref(v.report);
 		return rc;
@@ -467,14 +444,50 @@ static int trail_line(void *vc, const char *line, size_t lineno, int whole)
 	return 0;
 }
 
-int csa_ledger_trail(const char *path, const char *ticket_id, json_t **out, struct csa_err *err)
+static int f_trail(struct csa_ledger *b, const char *ticket_id, json_t **out, struct csa_err *err)
 {
+	struct file_ledger *l = (struct file_ledger *)b;
 	struct tctx t = {ticket_id, strlen(ticket_id), json_array()};
-	int rc = each_line(path, trail_line, &t, err);
+	int rc = each_line(l->path, trail_line, &t, err);
 	if (rc) {
 		json_decref(t.out);
 		return rc;
 	}
 	*out = t.out;
 	return CSA_OK;
+}
+
+static const struct csa_ledger_ops file_ops = {.append_many = f_append_many,
+                                               .sync = f_sync,
+                                               .verify = f_verify,
+                                               .trail = f_trail,
+                                               .close = f_close};
+
+int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *err)
+{
+	struct file_ledger *l = calloc(1, sizeof(*l));
+	if (!l)
+		return csa_error(err, CSA_ENOMEM, "out of memory opening the ledger");
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	l->fd = csa_fs_open(path, O_RDWR | O_CREAT | O_APPEND, 0644);
+	if (l->fd < 0) {
+		int rc = csa_error_sys(err, "cannot open ledger '%s'", path);
+		free(l);
+		return rc;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	l->known_end = -1;
+	l->last_sync_ns = csa_mono_ns();
+	l->base.ops = &file_ops;
+	*out = &l->base;
+	return CSA_OK;
+}
+
+int csa_ledger_open_ws(struct csa_ws *ws, struct csa_ledger **out, struct csa_err *err)
+{
+	char path[4096];
+	if (csa_ws_path(ws, "audit/ledger.jsonl", path, sizeof(path)))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
+	return csa_ledger_open(path, out, err);
 }

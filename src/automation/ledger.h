@@ -24,37 +24,83 @@
 #include <stdint.h>
 #include "base/err.h"
 
-struct csa_ledger;
-
-int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *err);
-void csa_ledger_close(struct csa_ledger *l);
-
-/* Append a record; 'payload' is borrowed. *seq_out (optional) receives its
- * sequence number. */
-int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket_id,
-                      const json_t *payload, int64_t *seq_out, struct csa_err *err);
-
-/* Append records in order under one lock with one write, whole or not at
- * all: a pipeline run's decisions. *first_seq (optional) receives the
- * first one's sequence number. */
+/* One record to append; 'payload' is borrowed (NULL: {}). */
 struct csa_ledger_rec {
 	const char *type, *ticket_id;
-	const json_t *payload; /* borrowed */
+	const json_t *payload;
 };
-int csa_ledger_append_many(struct csa_ledger *l, const struct csa_ledger_rec *recs, size_t n,
-                           int64_t *first_seq, struct csa_err *err);
 
-/* Make every appended record durable now. */
-int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err);
+/*
+ * The interface a ledger backend implements (the file above is the first;
+ * a database holds the chain in its transactions). Appends of records are
+ * whole or not at all and serialised across every writer of the
+ * workspace, so the chain stays one chain.
+ */
+struct csa_ledger;
+struct csa_ledger_ops {
+	/* Append in order, one chain step each; *first_seq (optional) gets
+	 * the first one's sequence number. */
+	int (*append_many)(struct csa_ledger *l, const struct csa_ledger_rec *recs, size_t n,
+	                   int64_t *first_seq, struct csa_err *err);
+	/* Make every appended record durable now. */
+	int (*sync)(struct csa_ledger *l, struct csa_err *err);
+	/* Check the whole chain. *report: {"ok", "records", "first_bad_seq",
+	 * "line", "problem"}, and "torn_tail": true when the file ends in part
+	 * of a line, an append a crash cut short (not a break of the chain:
+	 * the next append removes it). 0 unless the ledger cannot be read. */
+	int (*verify)(struct csa_ledger *l, json_t **report, struct csa_err *err);
+	/* The records of one ticket, in order (a new array). */
+	int (*trail)(struct csa_ledger *l, const char *ticket_id, json_t **out,
+	             struct csa_err *err);
+	void (*close)(struct csa_ledger *l);
+};
 
-/* Check the whole chain. *report: {"ok", "records", "first_bad_seq",
- * "line", "problem"}, and "torn_tail": true when the file ends in part of
- * a line, an append a crash cut short (not a break of the chain: the next
- * append removes it). Returns 0 unless the file could not be read. */
-int csa_ledger_verify(const char *path, json_t **report, struct csa_err *err);
+struct csa_ledger {
+	const struct csa_ledger_ops *ops;
+};
 
-/* The records of one ticket, in order (a new array). */
-int csa_ledger_trail(const char *path, const char *ticket_id, json_t **out, struct csa_err *err);
+/* The file backend over 'path' (created when missing). */
+int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *err);
+
+/* The workspace's ledger: audit/ledger.jsonl. */
+struct csa_ws;
+int csa_ledger_open_ws(struct csa_ws *ws, struct csa_ledger **out, struct csa_err *err);
+
+static inline int csa_ledger_append_many(struct csa_ledger *l, const struct csa_ledger_rec *recs,
+                                         size_t n, int64_t *first_seq, struct csa_err *err)
+{
+	return n ? l->ops->append_many(l, recs, n, first_seq, err) : CSA_OK;
+}
+
+/* Append one record; *seq_out (optional) receives its sequence number. */
+static inline int csa_ledger_append(struct csa_ledger *l, const char *type, const char *ticket_id,
+                                    const json_t *payload, int64_t *seq_out, struct csa_err *err)
+{
+	struct csa_ledger_rec r = {type, ticket_id, payload};
+	return l->ops->append_many(l, &r, 1, seq_out, err);
+}
+
+static inline int csa_ledger_sync(struct csa_ledger *l, struct csa_err *err)
+{
+	return l->ops->sync(l, err);
+}
+
+static inline int csa_ledger_verify(struct csa_ledger *l, json_t **report, struct csa_err *err)
+{
+	return l->ops->verify(l, report, err);
+}
+
+static inline int csa_ledger_trail(struct csa_ledger *l, const char *ticket_id, json_t **out,
+                                   struct csa_err *err)
+{
+	return l->ops->trail(l, ticket_id, out, err);
+}
+
+static inline void csa_ledger_close(struct csa_ledger *l)
+{
+	if (l)
+		l->ops->close(l);
+}
 
 /* SHA-256 (hex) of a JSON value in canonical form (sorted keys, compact). */
 void csa_json_digest(const json_t *v, char out[65]);

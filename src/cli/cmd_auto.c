@@ -194,34 +194,29 @@ int cmd_audit(int argc, char **argv)
 {
 	static const char usage[] = "csa audit verify | show T_NO";
 	const char *sub = cli_pos(argc, argv, 0, NULL);
-	if (!sub)
+	const char *id = sub && strcmp(sub, "show") == 0 ? cli_pos(argc, argv, 1, NULL) : NULL;
+	if (!sub || (strcmp(sub, "verify") != 0 && !id))
 		return cli_usage(usage);
+	struct csa_err err = {0};
+	if (id && csa_id_check(id, strlen(id), &err))
+		return cli_fail(&err);
 	struct csa_ws *ws = cli_open_ws(argc, argv);
 	if (!ws)
 		return 1;
-	char path[4096];
-	csa_ws_path(ws, "audit/ledger.jsonl", path, sizeof(path));
-	csa_ws_close(ws);
-	struct csa_err err = {0};
+	struct csa_ledger *l = NULL;
+	int rc = csa_ledger_open_ws(ws, &l, &err);
 	json_t *out = NULL;
-	int rc, exit_code = 0;
-	if (strcmp(sub, "verify") == 0) {
-		rc = csa_ledger_verify(path, &out, &err);
-		if (!rc && !json_is_true(json_object_get(out, "ok")))
-			exit_code = 1;
-	} else if (strcmp(sub, "show") == 0) {
-		const char *id = cli_pos(argc, argv, 1, NULL);
-		if (!id)
-			return cli_usage(usage);
-		if ((rc = csa_id_check(id, strlen(id), &err)) == 0)
-			rc = csa_ledger_trail(path, id, &out, &err);
-	} else {
-		return cli_usage(usage);
-	}
-	if (!rc)
-		csa_json_print(out, 1);
+	if (rc == CSA_OK)
+		rc = id ? csa_ledger_trail(l, id, &out, &err) : csa_ledger_verify(l, &out, &err);
+	csa_ledger_close(l);
+	csa_ws_close(ws);
+	if (rc)
+		return cli_fail(&err);
+	csa_json_print(out, 1);
+	/* verify exits 1 when the chain is broken */
+	int exit_code = !id && !json_is_true(json_object_get(out, "ok"));
 	json_decref(out);
-	return rc ? cli_fail(&err) : exit_code;
+	return exit_code;
 }
 
 int cmd_alerts(int argc, char **argv)

@@ -457,7 +457,7 @@ static json_t *h_audit(struct call *c)
 {
 	json_t *out = NULL;
 	struct csa_err err = {0};
-	if (csa_ledger_trail(csa_auto_ledger_path(c->s->autom), c->params[0], &out, &err))
+	if (csa_ledger_trail(csa_auto_ledger(c->s->autom), c->params[0], &out, &err))
 		return fail_err(c, &err);
 	return json_pack("{s:s, s:o}", "ticket_id", c->params[0], "trail", out);
 }

@@ -1,5 +1,6 @@
 /* Test helpers. */
 #include "tutil.h"
+#include "automation/ledger.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -132,4 +133,26 @@ int t_reviewed_autonomous(const char *ws, const char *type, const char *segment,
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
 	return rc == SQLITE_OK ? 0 : -1;
+}
+
+int t_ledger_verify(const char *path, json_t **report, struct csa_err *err)
+{
+	struct csa_ledger *l;
+	int rc = csa_ledger_open(path, &l, err);
+	if (rc == CSA_OK) {
+		rc = csa_ledger_verify(l, report, err);
+		csa_ledger_close(l);
+	}
+	return rc;
+}
+
+int t_ledger_trail(const char *path, const char *ticket_id, json_t **out, struct csa_err *err)
+{
+	struct csa_ledger *l;
+	int rc = csa_ledger_open(path, &l, err);
+	if (rc == CSA_OK) {
+		rc = csa_ledger_trail(l, ticket_id, out, err);
+		csa_ledger_close(l);
+	}
+	return rc;
 }

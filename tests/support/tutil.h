@@ -2,6 +2,7 @@
 #ifndef CSA_TESTS_TUTIL_H
 #define CSA_TESTS_TUTIL_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 /* mkdtemp under $TMPDIR or /tmp; returns a malloc'd path. */
@@ -22,5 +23,9 @@ void t_write(const char *path, const char *text);
  * or -1. For the quality monitor's tests. */
 int t_reviewed_autonomous(const char *ws, const char *type, const char *segment, int n,
                           int correct);
+/* csa_ledger_verify / csa_ledger_trail of the file ledger at 'path'. */
+struct csa_err;
+int t_ledger_verify(const char *path, json_t **report, struct csa_err *err);
+int t_ledger_trail(const char *path, const char *ticket_id, json_t **out, struct csa_err *err);
 
 #endif
