@@ -283,44 +283,45 @@ static void typos(struct csa_gen *g, char *t, double rate)
 static const char *const prio_names[4] = {"CRITICAL", "HIGH", "MEDIUM", "LOW"};
 static const char *const tiers[3] = {"PREMIUM", "STANDARD", "BASIC"};
 
-json_t *csa_gen_next(struct csa_gen *g)
-{
-	g->seq++;
-	/* arrival: ~25 minutes apart on average */
-	g->now_ms += (int64_t)(60000.0 * (2 + 46 * unif(g)));
-	int64_t t0 = g->now_ms;
+struct customer {
+	char client[64], email[96];
+	const char *company, *tier;
+};
 
-	/* customer */
-	char client[64], email[96], tid[32];
+/* Who writes: a person of a company, the company's usual tier or, for some,
+ * another. */
+static void pick_customer(struct csa_gen *g, struct customer *c)
+{
 	const char *fn = PICK(g, first_names), *ln = PICK(g, last_names);
 	size_t ci = pick_n(g, sizeof(companies) / sizeof(companies[0]));
-	const char *company = companies[ci];
-	const char *tier = tiers[ci % 5 == 0 ? 0 : ci % 5 < 3 ? 1 : 2];
+	c->company = companies[ci];
+	c->tier = tiers[ci % 5 == 0 ? 0 : ci % 5 < 3 ? 1 : 2];
 	if (unif(g) < 0.15)
-		tier = tiers[pick_n(g, 3)];
-	snprintf(client, sizeof(client), "%s %s", fn, ln);
-	snprintf(email, sizeof(email), "%c.%s@%.*s.example", fn[0] + 32 * (fn[0] < 'a'), ln,
-	         (int)strcspn(company, " "), company);
-	for (char *p = email; *p; p++)
+		c->tier = tiers[pick_n(g, 3)];
+	snprintf(c->client, sizeof(c->client), "%s %s", fn, ln);
+	snprintf(c->email, sizeof(c->email), "%c.%s@%.*s.example", fn[0] + 32 * (fn[0] < 'a'), ln,
+	         (int)strcspn(c->company, " "), c->company);
+	for (char *p = c->email; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p + 32);
-	snprintf(tid, sizeof(tid), "H%06u", g->seq);
+}
 
-	/* category mix: technical and billing most common */
+/* The category mix: technical and billing most common. */
+static int pick_category(struct csa_gen *g)
+{
 	static const double mix[NCAT] = {0.26, 0.2, 0.1, 0.14, 0.16, 0.14};
 	double r = unif(g), acc = 0;
-	int cat = GEN;
 	for (int c = 0; c < NCAT; c++) {
 		acc += mix[c];
-		if (r < acc) {
-			cat = c;
-			break;
-		}
+		if (r < acc)
+			return c;
 	}
-	const struct tmpl *tp = &banks[cat][pick_n(g, bank_n[cat])];
-	char kind = tp->kind;
+	return GEN;
+}
 
-	/* urgency: hidden 0 critical .. 3 low */
+/* The hidden urgency, 0 critical .. 3 low, by category. */
+static int pick_urgency(struct csa_gen *g, int cat)
+{
 	int urg = cat == FEAT ? 3 : cat == GEN ? 2 + (unif(g) < 0.5) : 2;
 	double u = unif(g);
 	if (cat == TECH || cat == BUG) {
@@ -338,43 +339,49 @@ json_t *csa_gen_next(struct csa_gen *g)
 		else if (u > 0.75)
 			urg = 3;
 	}
-	int angry = unif(g) < (urg <= 1 ? 0.35 : 0.08);
+	return urg;
+}
 
-	struct sbuf s = {.n = 0};
-	s.b[0] = '\0';
+/* The customer's first message: an opener, the template, urgency cues
+ * that are mostly there but not always (priority is not a keyword), anger,
+ * sometimes a second topic, typos. */
+static void compose_message(struct csa_gen *g, const struct tmpl *tp, int urg, int angry,
+                            struct sbuf *s)
+{
+	s->n = 0;
+	s->b[0] = '\0';
 	const char *op = PICK(g, openers);
 	if (*op) {
-		sadd(&s, op);
-		sadd(&s, " ");
+		sadd(s, op);
+		sadd(s, " ");
 	}
-	fill(g, &s, tp->text);
-	/* cues are mostly present but not always: priority is not a keyword */
+	fill(g, s, tp->text);
 	if (urg == 0 && unif(g) < 0.92) {
-		sadd(&s, " ");
-		sadd(&s, PICK(g, urgent_cues));
+		sadd(s, " ");
+		sadd(s, PICK(g, urgent_cues));
 	} else if (urg == 1 && unif(g) < 0.85) {
-		sadd(&s, " ");
-		sadd(&s, PICK(g, high_cues));
+		sadd(s, " ");
+		sadd(s, PICK(g, high_cues));
 	} else if (urg == 3 && unif(g) < 0.75) {
-		sadd(&s, " ");
-		sadd(&s, PICK(g, calm_cues));
+		sadd(s, " ");
+		sadd(s, PICK(g, calm_cues));
 	}
 	if (angry) {
-		sadd(&s, " ");
-		sadd(&s, PICK(g, angry_cues));
+		sadd(s, " ");
+		sadd(s, PICK(g, angry_cues));
 	}
-	/* multi-topic: a sentence from another category */
 	if (unif(g) < 0.12) {
 		int other = (int)pick_n(g, NCAT);
-		sadd(&s, " Also, ");
-		fill(g, &s, banks[other][pick_n(g, bank_n[other])].text);
+		sadd(s, " Also, ");
+		fill(g, s, banks[other][pick_n(g, bank_n[other])].text);
 	}
-	typos(g, s.b, 0.04);
+	typos(g, s->b, 0.04);
+}
 
-	/* gold: category with a little label noise (ambiguity) */
-	int gold_cat = cat;
-	if (unif(g) < 0.015)
-		gold_cat = (int)pick_n(g, NCAT);
+/* The team's priority: the urgency, raised for premium and angry
+ * customers, with a little noise. */
+static int gold_priority(struct csa_gen *g, int urg, const char *tier, int angry)
+{
 	int prio = urg;
 	if (strcmp(tier, "PREMIUM") == 0 && prio == 2 && unif(g) < 0.75)
 		prio = 1;
@@ -382,7 +389,13 @@ json_t *csa_gen_next(struct csa_gen *g)
 		prio--;
 	if (unif(g) < 0.02)
 		prio = (int)pick_n(g, 4);
+	return prio;
+}
 
+/* The team's strategy from the template's kind, the category and the
+ * priority, with a little noise. */
+static const char *gold_strategy(struct csa_gen *g, char kind, int cat, int prio)
+{
 	const char *strategy;
 	if (kind == 'v')
 		strategy = "REQUEST_MORE_INFO";
@@ -403,33 +416,47 @@ json_t *csa_gen_next(struct csa_gen *g)
 		strategy = (const char *[]){"AUTOMATED_RESOLUTION", "TEMPLATE_RESPONSE",
 		                            "ESCALATE_TO_HUMAN", "ESCALATE_TO_TECHNICAL",
 		                            "REQUEST_MORE_INFO"}[pick_n(g, 5)];
+	return strategy;
+}
 
-	const char *path = NULL;
+/* The escalation path of the team's decision, or NULL for none. */
+static const char *gold_path(const char *tier, const char *strategy, int cat, int prio)
+{
 	if (prio == 0 && strcmp(tier, "PREMIUM") == 0)
-		path = "URGENT";
-	else if (strcmp(strategy, "ESCALATE_TO_TECHNICAL") == 0)
-		path = "TECHNICAL";
-	else if (strcmp(strategy, "ESCALATE_TO_HUMAN") == 0)
-		path = cat == BILL ? "BILLING" : prio == 0 ? "URGENT" : NULL;
-	int escalate = path != NULL;
+		return "URGENT";
+	if (strcmp(strategy, "ESCALATE_TO_TECHNICAL") == 0)
+		return "TECHNICAL";
+	if (strcmp(strategy, "ESCALATE_TO_HUMAN") == 0)
+		return cat == BILL ? "BILLING" : prio == 0 ? "URGENT" : NULL;
+	return NULL;
+}
 
+struct outcome {
+	double res_h, frm, csat;
+};
+
+/* Resolution time, first response and CSAT as the team achieved them. */
+static struct outcome gold_outcome(struct csa_gen *g, int prio, int escalate, int cat,
+                                   const char *tier, int angry)
+{
 	static const double base_h[4] = {3, 10, 30, 72};
 	double res_h = base_h[prio] * (escalate ? 1.6 : 1.0) * (cat == BUG ? 1.5 : 1.0) *
 	               exp(0.5 * (unif(g) + unif(g) + unif(g) - 1.5));
 	static const double fr_min[4] = {10, 45, 180, 600};
 	double frm = fr_min[prio] * (strcmp(tier, "PREMIUM") == 0 ? 0.6 : 1.0) * (0.5 + unif(g));
 	double csat = 4.6 - 0.6 * angry - (res_h > base_h[prio] * 1.5 ? 0.9 : 0) + (unif(g) - 0.5);
-	csat = fmax(1, fmin(5, round(csat * 10) / 10));
+	return (struct outcome){res_h, frm, fmax(1, fmin(5, round(csat * 10) / 10))};
+}
 
-	/* conversation */
-	static const char *const platforms[] = {"email", "web_chat", "trello", "phone"};
-	const char *platform = platforms[pick_n(g, 4)];
-	const char *channel = strcmp(platform, "email") == 0 ? "EMAIL" : "CHAT";
+/* The external thread (the first message, then agent and customer turns)
+ * and a few internal notes. */
+static void converse(struct csa_gen *g, int64_t t0, const char *email, const char *first,
+                     double frm, json_t *msgs, json_t *imsgs)
+{
 	char ts[CSA_TS_LEN];
-	json_t *msgs = json_array(), *imsgs = json_array();
-	json_array_append_new(msgs,
-	                      json_pack("{s:s, s:s, s:s, s:s}", "sender", "customer", "sender_id",
-	                                email, "content", s.b, "timestamp", csa_ts_format(t0, ts)));
+	json_array_append_new(msgs, json_pack("{s:s, s:s, s:s, s:s}", "sender", "customer",
+	                                      "sender_id", email, "content", first, "timestamp",
+	                                      csa_ts_format(t0, ts)));
 	int turns = 1 + (int)pick_n(g, 4);
 	int64_t t = t0;
 	for (int k = 1; k < turns; k++) {
@@ -453,17 +480,56 @@ json_t *csa_gen_next(struct csa_gen *g)
 		              k % 2 ? "eng-3" : "agent-7", "content", PICK(g, internal_notes),
 		              "timestamp", csa_ts_format(t0 + (k + 1) * 420000, ts), "platform",
 		              PICK(g, tplat), "message_type", mtypes[pick_n(g, 5)]));
+}
+
+/* The steps draw from the generator in a fixed order: a seed gives the
+ * same history on every machine, which replays and tests rely on. */
+json_t *csa_gen_next(struct csa_gen *g)
+{
+	g->seq++;
+	/* arrival: ~25 minutes apart on average */
+	g->now_ms += (int64_t)(60000.0 * (2 + 46 * unif(g)));
+	int64_t t0 = g->now_ms;
+	struct customer c;
+	pick_customer(g, &c);
+	char tid[32];
+	snprintf(tid, sizeof(tid), "H%06u", g->seq);
+
+	int cat = pick_category(g);
+	const struct tmpl *tp = &banks[cat][pick_n(g, bank_n[cat])];
+	int urg = pick_urgency(g, cat);
+	int angry = unif(g) < (urg <= 1 ? 0.35 : 0.08);
+	struct sbuf s;
+	compose_message(g, tp, urg, angry, &s);
+
+	/* gold: category with a little label noise (ambiguity) */
+	int gold_cat = cat;
+	if (unif(g) < 0.015)
+		gold_cat = (int)pick_n(g, NCAT);
+	int prio = gold_priority(g, urg, c.tier, angry);
+	const char *strategy = gold_strategy(g, tp->kind, cat, prio);
+	const char *path = gold_path(c.tier, strategy, cat, prio);
+	struct outcome o = gold_outcome(g, prio, path != NULL, cat, c.tier, angry);
+
+	static const char *const platforms[] = {"email", "web_chat", "trello", "phone"};
+	const char *platform = platforms[pick_n(g, 4)];
+	const char *channel = strcmp(platform, "email") == 0 ? "EMAIL" : "CHAT";
+	json_t *msgs = json_array(), *imsgs = json_array();
+	converse(g, t0, c.email, s.b, o.frm, msgs, imsgs);
+
+	char ts[CSA_TS_LEN];
 	const char *plevel = prio <= 1 ? "HIGH" : prio == 2 ? "MEDIUM" : "LOW";
 	return json_pack(
 	    "{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:{s:s}, s:s, s:s}, s:s, s:s, s:o, s:o, "
 	    "s:{s:s, s:s, s:s, s:b, s:s?, s:f, s:f, s:f}}",
-	    "ticket_id", tid, "created_at", csa_ts_format(t0, ts), "client_name", client,
-	    "company_name", company, "customer", "client_name", client, "company_name", company,
-	    "contact_info", "email", email, "priority_level", plevel, "subscription_tier", tier,
-	    "platform", platform, "channel", channel, "messages", msgs, "internal_messages", imsgs,
-	    "gold", "category", cat_names[gold_cat], "priority", prio_names[prio], "strategy",
-	    strategy, "escalate", escalate, "escalation_path", path, "resolution_hours",
-	    round(res_h * 10) / 10, "first_response_minutes", round(frm), "csat", csat);
+	    "ticket_id", tid, "created_at", csa_ts_format(t0, ts), "client_name", c.client,
+	    "company_name", c.company, "customer", "client_name", c.client, "company_name",
+	    c.company, "contact_info", "email", c.email, "priority_level", plevel,
+	    "subscription_tier", c.tier, "platform", platform, "channel", channel, "messages", msgs,
+	    "internal_messages", imsgs, "gold", "category", cat_names[gold_cat], "priority",
+	    prio_names[prio], "strategy", strategy, "escalate", path != NULL, "escalation_path",
+	    path, "resolution_hours", round(o.res_h * 10) / 10, "first_response_minutes",
+	    round(o.frm), "csat", o.csat);
 }
 
 int csa_gen_write(struct csa_gen *g, long n, FILE *out)
