@@ -1040,7 +1040,10 @@ static json_t *deliver(struct call *c, struct inbound *in)
 	if (!in->ticket[0] && in->thread[0])
 		thread_get(s, in->thread, in->ticket, sizeof(in->ticket));
 	char mid[48];
-	csa_external_message_id(in->platform, in->external_id ? in->external_id : in->content, mid);
+	struct csa_err err = {0};
+	if (csa_external_message_id(in->platform, in->external_id ? in->external_id : in->content,
+	                            mid, &err))
+		return fail_err(c, &err);
 	json_t *msg = json_pack("{s:s, s:s, s:s?, s:{s:O?}}", "content", in->content, "message_id",
 	                        mid, "sender_id", in->sender_id, "metadata", "platform_specific",
 	                        in->platform_specific);
@@ -1067,7 +1070,6 @@ static json_t *deliver(struct call *c, struct inbound *in)
 		                in->sender_name, "contact_info", "address", in->sender_id,
 		                "messages", msg);
 	}
-	struct csa_err err = {0};
 	int rc = csa_pipeline_ingest(s->pipe, doc, &res, &err);
 	json_decref(doc);
 	if (rc)
