@@ -302,12 +302,32 @@ json_t *csa_h_static(struct call *c)
 
 /* ---- one request ------------------------------------------------------------------- */
 
-/* A request's body as it arrives, capped at the document size limit. */
+/* A request: its path as sent and its body as it arrives, capped at the
+ * document size limit. */
 struct req {
+	char *path; /* before any '?', not percent-decoded */
 	char *body;
 	size_t len, cap;
 	int too_large;
+	int started; /* the access handler has seen the request */
 };
+
+/*
+ * Routes match the path as the client sent it, not as libmicrohttpd
+ * decodes it: "/api/tickets/..%2Fetc" names one segment, an id that is
+ * not valid (400), which decoded would look like a different path (404).
+ * Ids never need percent-encoding, so nothing valid is lost.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	(void)cls, (void)c;
+	struct req *rq = calloc(1, sizeof(*rq));
+	if (rq && !(rq->path = strndup(uri, strcspn(uri, "?")))) {
+		free(rq);
+		rq = NULL;
+	}
+	return rq;
+}
 
 /* Step 0: collect the body; memory is bounded by the document limit. */
 static enum MHD_Result collect(struct csa_server *s, struct req *rq, const char *upload,
@@ -368,9 +388,10 @@ static json_t *authenticate(struct call *c, const struct route *rt)
 	if (rt->auth != CSA_AUTH_BEARER)
 		return NULL;
 	c->role = csa_auth_bearer(c->s, c, &err);
+	/* tokens that cannot be read are the server's failure, not the client's */
 	if (c->role == CSA_ROLE_NONE)
 		return err.code == CSA_EAUTH ? csa_fail(c, 401, "unauthorized", "%s", err.msg)
-		                             : csa_fail_err(c, &err);
+		                             : csa_fail(c, 500, "internal", "%s", err.msg);
 	if (c->role < rt->role)
 		return csa_fail(c, 403, "forbidden", "%s needs the %s role, token has %s", rt->name,
 		                csa_role_name(rt->role), csa_role_name(c->role));
@@ -438,17 +459,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 	(void)version;
 	struct csa_server *s = cls;
 	struct req *rq = *con_cls;
-	if (!rq) {
-		if (!(rq = calloc(1, sizeof(*rq))))
-			return MHD_NO;
-		*con_cls = rq;
+	if (!rq && !(rq = on_uri(NULL, url, mc)))
+		return MHD_NO;
+	*con_cls = rq;
+	if (!rq->started) {
+		rq->started = 1;
 		return MHD_YES;
 	}
 	if (*upload_size)
 		return collect(s, rq, upload, upload_size);
 
 	int64_t t0 = csa_mono_ns();
-	struct call c = {.s = s, .c = mc, .method = method, .url = url, .status = 200};
+	struct call c = {.s = s, .c = mc, .method = method, .url = rq->path, .status = 200};
 	char params[2][80];
 	int np = 0;
 	long ri = -1;
@@ -478,6 +500,7 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)cls, (void)c, (void)toe;
 	struct req *rq = *con_cls;
 	if (rq) {
+		free(rq->path);
 		free(rq->body);
 		free(rq);
 		*con_cls = NULL;
@@ -496,7 +519,8 @@ int csa_http_listen(struct csa_server *s, struct csa_err *err)
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
 	        MHD_USE_ERROR_LOG,
 	    (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-	    (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
+	    (struct sockaddr *)&addr, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
 	if (!s->d)
 		return csa_error(err, CSA_EIO, "cannot listen on %s:%u (in use?)", bind, s->o.port);
