@@ -49,14 +49,17 @@ int csa_slack_verify(const char *secret, const char *timestamp, const char *sign
 	size_t blen = strlen(timestamp) + len + 4;
 	char *base = malloc(blen);
 	if (!base)
-		return csa_error(err, CSA_ENOMEM, "out of memory");
+		return csa_error(err, CSA_ENOMEM, "out of memory checking a Slack signature");
 	int n = snprintf(base, blen, "v0:%s:", timestamp);
 	memcpy(base + n, body, len);
 	unsigned char mac[32];
 	unsigned int ml = 0;
-	HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)base, (size_t)n + len, mac,
-	     &ml);
+	unsigned char *h = HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)base,
+	                        (size_t)n + len, mac, &ml);
 	free(base);
+	if (!h || ml != 32)
+		return csa_error(err, CSA_EIO, "cannot compute the Slack signature (OpenSSL HMAC "
+		                               "failed)");
 	char hex[65];
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
@@ -79,13 +82,16 @@ int csa_trello_verify(const char *secret, const char *callback_url, const char *
 	size_t ul = strlen(callback_url);
 	unsigned char *msg = malloc(len + ul + 1);
 	if (!msg)
-		return csa_error(err, CSA_ENOMEM, "out of memory");
+		return csa_error(err, CSA_ENOMEM, "out of memory checking a Trello signature");
 	memcpy(msg, body, len);
 	memcpy(msg + len, callback_url, ul);
 	unsigned char mac[20];
 	unsigned int ml = 0;
-	HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, len + ul, mac, &ml);
+	unsigned char *h = HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, len + ul, mac, &ml);
 	free(msg);
+	if (!h || ml != 20)
+		return csa_error(err, CSA_EIO, "cannot compute the Trello signature (OpenSSL HMAC "
+		                               "failed)");
 	unsigned char b64[64];
 	int bl = EVP_EncodeBlock(b64, mac, 20);
 	if ((size_t)bl != strlen(signature) || CRYPTO_memcmp(b64, signature, (size_t)bl) != 0)
