@@ -25,6 +25,7 @@
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "server/chanmap.h"
 #include "server/server.h"
 #include "server/server_internal.h"
 #include "server/tokens.h"
@@ -205,6 +206,106 @@ static void error_statuses(void **state)
 	assert_string_equal(csa_json_str(j, "error"), "conflict");
 	assert_string_equal(csa_json_str(j, "detail"), "task 7 was decided by tk_x");
 	json_decref(j);
+}
+
+/* The contract of a token store (tokens.h), run on tokens.json. */
+static void tokens_contract(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("tokens");
+	struct csa_tokens *a, *b;
+	struct csa_err err = {0};
+	assert_int_equal(csa_tokens_open(d, &a, &err), 0);
+	assert_int_equal(csa_tokens_open(d, &b, &err), 0);
+	enum csa_role role;
+	char id[CSA_TOKEN_ID_LEN], id2[CSA_TOKEN_ID_LEN], *tok, *tok2;
+	/* nothing yet: every secret is unknown */
+	assert_int_equal(csa_tokens_check(a, "csa_nothing", &role, id, &err), CSA_EAUTH);
+	assert_int_equal(role, CSA_ROLE_NONE);
+	assert_int_equal(csa_tokens_create(a, CSA_ROLE_NONE, "x", &tok, id, &err), CSA_EINVAL);
+	assert_int_equal(csa_tokens_create(a, CSA_ROLE_AGENT, "ann", &tok, id, &err), 0);
+	assert_int_equal(strncmp(id, "tk_", 3), 0);
+	/* another handle (another process) sees it at once */
+	assert_int_equal(csa_tokens_check(b, tok, &role, id2, &err), 0);
+	assert_int_equal(role, CSA_ROLE_AGENT);
+	assert_string_equal(id2, id);
+	assert_int_equal(csa_tokens_create(b, CSA_ROLE_ADMIN, NULL, &tok2, id2, &err), 0);
+	assert_int_equal(csa_tokens_check(a, tok2, &role, id2, &err), 0);
+	assert_int_equal(role, CSA_ROLE_ADMIN);
+	/* a secret that differs in one character, or is too long, is unknown */
+	tok2[10] = tok2[10] == 'a' ? 'b' : 'a';
+	assert_int_equal(csa_tokens_check(a, tok2, &role, id2, &err), CSA_EAUTH);
+	char longtok[300];
+	memset(longtok, 'a', sizeof(longtok) - 1);
+	longtok[sizeof(longtok) - 1] = '\0';
+	assert_int_equal(csa_tokens_check(a, longtok, &role, id2, &err), CSA_EAUTH);
+	/* listed without digests */
+	json_t *l;
+	assert_int_equal(csa_tokens_list(a, &l, &err), 0);
+	assert_int_equal(json_array_size(l), 2);
+	assert_string_equal(csa_json_str(json_array_get(l, 0), "name"), "ann");
+	assert_string_equal(csa_json_str(json_array_get(l, 0), "role"), "agent");
+	assert_null(json_object_get(json_array_get(l, 0), "sha256"));
+	json_decref(l);
+	/* revoked through one handle, gone for the other */
+	assert_int_equal(csa_tokens_revoke(b, id, &err), 0);
+	assert_int_equal(csa_tokens_check(a, tok, &role, id2, &err), CSA_EAUTH);
+	assert_int_equal(csa_tokens_revoke(a, id, &err), CSA_ENOENT);
+	assert_non_null(strstr(err.msg, id));
+	csa_tokens_close(a);
+	csa_tokens_close(b);
+	csa_tokens_close(NULL);
+	free(tok);
+	free(tok2);
+	t_rmrf(d);
+	free(d);
+}
+
+/* The contract of a channel thread map (chanmap.h), run on channels.db. */
+static void chanmap_contract(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("chanmap");
+	struct csa_ws *w;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	struct csa_chanmap *a, *b;
+	assert_int_equal(csa_chanmap_open(w, &a, &err), 0);
+	assert_int_equal(csa_chanmap_open(w, &b, &err), 0);
+	char t[80] = "unchanged";
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.2", t, sizeof(t), &err), CSA_ENOENT);
+	assert_int_equal(csa_chanmap_bind(a, "slack:C1:1.2", "T-1", &err), 0);
+	assert_int_equal(csa_chanmap_get(b, "slack:C1:1.2", t, sizeof(t), &err), 0);
+	assert_string_equal(t, "T-1");
+	/* the first binding wins, from any handle */
+	assert_int_equal(csa_chanmap_bind(b, "slack:C1:1.2", "T-2", &err), 0);
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.2", t, sizeof(t), &err), 0);
+	assert_string_equal(t, "T-1");
+	/* keys are exact: no prefix or case folding */
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.", t, sizeof(t), &err), CSA_ENOENT);
+	assert_int_equal(csa_chanmap_get(a, "SLACK:C1:1.2", t, sizeof(t), &err), CSA_ENOENT);
+	/* a ticket id that does not fit the caller's buffer is an error, not cut */
+	char small[3];
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.2", small, sizeof(small), &err),
+	                 CSA_ECORRUPT);
+	/* an overlong key is refused with a message, before the database */
+	char key[CSA_CHANMAP_KEY_MAX + 2];
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	assert_int_equal(csa_chanmap_bind(a, key, "T-3", &err), CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "longer than"));
+	csa_chanmap_close(a);
+	csa_chanmap_close(b);
+	csa_chanmap_close(NULL);
+	/* durable: a new handle after all were closed */
+	assert_int_equal(csa_chanmap_open(w, &a, &err), 0);
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.2", t, sizeof(t), &err), 0);
+	assert_string_equal(t, "T-1");
+	csa_chanmap_close(a);
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
 }
 
 /* The value of a Prometheus series in /metrics, or -1 when absent. */
@@ -1042,6 +1143,8 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(error_statuses),
+	    cmocka_unit_test(tokens_contract),
+	    cmocka_unit_test(chanmap_contract),
 	    T(tickets_messages_reviews),
 	    T(auth_roles_limits_errors),
 	    T(pages_health_metrics),

@@ -128,7 +128,8 @@ json_t *csa_h_prometheus(struct call *c)
 	    (long long)csa_json_int(mon, "checks", 0));
 	if (json_is_object(last)) {
 		int64_t at = 0;
-		csa_ts_parse(csa_json_str(last, "at"), &at);
+		if (csa_ts_parse(csa_json_str(last, "at"), &at) != CSA_OK)
+			at = 0; /* the monitor always writes it; 0 shows that it did not */
 		OUT("# HELP csa_mesh_last_check_timestamp_seconds When the last check ran.\n"
 		    "# TYPE csa_mesh_last_check_timestamp_seconds gauge\n"
 		    "csa_mesh_last_check_timestamp_seconds %.3f\n"
