@@ -281,10 +281,14 @@ json_t *csa_h_static(struct call *c)
 		char *buf;
 		size_t len;
 		struct csa_err err = {0};
-		if (csa_fs_read_all(path, 1 << 22, &buf, &len, &err))
+		if (csa_fs_read_all(path, 1 << 22, &buf, &len, &err)) {
+			/* the log names the path; the public answer only the file */
+			fprintf(stderr, "csa serve: dashboard: %s\n", err.msg);
 			return csa_fail(c, err.code == CSA_ENOENT ? 404 : 500,
 			                err.code == CSA_ENOENT ? "not_found" : "internal",
-			                "dashboard file: %s", err.msg);
+			                "dashboard file '%s' cannot be read (see the server log)",
+			                files[i].file);
+		}
 		json_t *fail = NULL;
 		struct MHD_Response *r = buffer_response(c, buf, len, files[i].type, &fail);
 		if (!r)

@@ -58,13 +58,19 @@ static void *deliver_loop(void *arg)
 {
 	struct csa_server *s = arg;
 	int64_t next_tick = csa_now_ms() + 1000;
+	char last_error[sizeof(((struct csa_err *)0)->msg)] = "";
 	pthread_mutex_lock(&s->stop_mu);
 	while (!s->stopping) {
 		pthread_mutex_unlock(&s->stop_mu);
 		int n = 0;
 		struct csa_err err = {0};
-		if (csa_outbox_deliver_due(s->outbox, csa_now_ms(), 32, &n, &err))
-			fprintf(stderr, "csa serve: outbox delivery: %s\n", err.msg);
+		/* a failure that lasts is logged once, not twice a second */
+		if (csa_outbox_deliver_due(s->outbox, csa_now_ms(), 32, &n, &err) == CSA_OK)
+			last_error[0] = '\0';
+		else if (strcmp(err.msg, last_error) != 0) {
+			memcpy(last_error, err.msg, sizeof(last_error));
+			fprintf(stderr, "csa serve: outbox delivery: %s\n", last_error);
+		}
 		tick_if_due(s, &next_tick);
 		pthread_mutex_lock(&s->stop_mu);
 		if (s->stopping)
