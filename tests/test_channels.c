@@ -235,8 +235,7 @@ static void base64_padding_and_line_breaks(void **state)
 	free(t);
 	/* refused with a message that says so: a character outside the
 	 * alphabet, data after the padding, a partial group */
-	static const char *const bad[] = {"QQ==\r\nQUJD\r\n", "Q@==\r\n", "QUJ\r\n",
-	                                  "Q\r\n"};
+	static const char *const bad[] = {"QQ==\r\nQUJD\r\n", "Q@==\r\n", "QUJ\r\n", "Q\r\n"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&err, 0, sizeof(err));
 		char *b = b64_text(bad[i], &err);
@@ -308,9 +307,9 @@ static void autonomous_replies_only(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(slack_signatures),        cmocka_unit_test(trello_and_mattermost),
-	    cmocka_unit_test(email_parsing),           cmocka_unit_test(base64_padding_and_line_breaks),           cmocka_unit_test(ticket_tags_and_ids),
-	    cmocka_unit_test(autonomous_replies_only),
+	    cmocka_unit_test(slack_signatures),    cmocka_unit_test(trello_and_mattermost),
+	    cmocka_unit_test(email_parsing),       cmocka_unit_test(base64_padding_and_line_breaks),
+	    cmocka_unit_test(ticket_tags_and_ids), cmocka_unit_test(autonomous_replies_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -173,7 +173,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-
 /* Library statuses map to one HTTP status each; a lost race is a 409. */
 static void error_statuses(void **state)
 {
@@ -560,10 +559,10 @@ static void auth_roles_limits_errors(void **state)
 		free(r.body);
 	}
 	/* limit and offset are whole numbers in range */
-	static const char *const bad_q[] = {"/api/tickets?limit=abc", "/api/tickets?limit=10x",
-	                                    "/api/tickets?limit=0", "/api/tickets?limit=1001",
-	                                    "/api/tickets?offset=-1",
-	                                    "/api/tickets?offset=99999999999999999999"};
+	static const char *const bad_q[] = {
+	    "/api/tickets?limit=abc", "/api/tickets?limit=10x",
+	    "/api/tickets?limit=0",   "/api/tickets?limit=1001",
+	    "/api/tickets?offset=-1", "/api/tickets?offset=99999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad_q) / sizeof(bad_q[0]); i++) {
 		j = call("GET", bad_q[i], admin, NULL, &r);
 		if (r.status != 400 || !strstr(csa_json_str(j, "detail"), "whole number"))
@@ -972,8 +971,8 @@ static long long add_review_task(const char *tid)
 	    "{s:s, s:s, s:{s:s, s:s, s:s}, s:[{s:s, s:s}], s:{s:s, s:s, s:s, s:s}}", "ticket_id",
 	    tid, "created_at", "2026-01-01T10:00:00.000Z", "customer", "client_name", "Ann Lee",
 	    "priority_level", "HIGH", "subscription_tier", "STANDARD", "messages", "sender",
-	    "customer", "content", "The invoice is wrong and the app crashes.", "gold",
-	    "category", "BILLING_INQUIRY", "priority", "HIGH", "strategy", "ESCALATE_TO_HUMAN",
+	    "customer", "content", "The invoice is wrong and the app crashes.", "gold", "category",
+	    "BILLING_INQUIRY", "priority", "HIGH", "strategy", "ESCALATE_TO_HUMAN",
 	    "escalation_path", "URGENT");
 	struct csa_ticket tk;
 	if (csa_import_ticket(ws, h, 1, &tk, &err))
@@ -988,7 +987,8 @@ static long long add_review_task(const char *tid)
 	sqlite3_busy_timeout(db, 5000);
 	char *sql = sqlite3_mprintf(
 	    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
-	    "threshold, autonomous, critical, created_ms, shown) VALUES('%q:classifier:0#priority', "
+	    "threshold, autonomous, critical, created_ms, shown) "
+	    "VALUES('%q:classifier:0#priority', "
 	    "'%q', 'priority', 'BILLING_INQUIRY', 1, 'MEDIUM', 0.6, 0.98, 0, 0, 1, 1);"
 	    "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, suggestion, "
 	    "confidence, score, created_ms, due_ms) VALUES('%q:classifier:0#priority', '%q', "
@@ -1104,8 +1104,9 @@ static void concurrent_decisions_one_winner(void **state)
 	for (int k = 0; k < 4; k++) {
 		if (d[k].status == 200) {
 			if (won >= 0)
-				fail_msg("two winners: '%s' and '%s' (the controller let both decide)",
-				         d[won].value, d[k].value);
+				fail_msg(
+				    "two winners: '%s' and '%s' (the controller let both decide)",
+				    d[won].value, d[k].value);
 			won = k;
 		} else if (d[k].status == 409) {
 			lost++;

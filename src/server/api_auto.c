@@ -67,8 +67,8 @@ json_t *csa_h_review_decide(struct call *c)
 	errno = 0;
 	long long id = strtoll(c->params[0], &end, 10);
 	if (*end || id <= 0 || errno == ERANGE)
-		return csa_fail(c, 400, "bad_request", "task id must be a positive number, not '%s'",
-		                c->params[0]);
+		return csa_fail(c, 400, "bad_request",
+		                "task id must be a positive number, not '%s'", c->params[0]);
 	const char *value = csa_json_str(c->body, "value");
 	if (!value)
 		return csa_fail(c, 400, "bad_request", "field 'value' (string) is required");
@@ -78,9 +78,9 @@ json_t *csa_h_review_decide(struct call *c)
 		                "field 'decision_ms' must be a non-negative integer");
 	json_t *out = NULL;
 	struct csa_err err = {0};
-	int rc = csa_auto_review_decide(c->s->autom, id, value, c->who,
-	                                csa_json_str(c->body, "notes"),
-	                                ms ? json_integer_value(ms) : -1, &out, &err);
+	int rc =
+	    csa_auto_review_decide(c->s->autom, id, value, c->who, csa_json_str(c->body, "notes"),
+	                           ms ? json_integer_value(ms) : -1, &out, &err);
 	if (rc == CSA_ECONFLICT) {
 		json_t *body = csa_fail_err(c, &err);
 		if (body && json_object_set_new(body, "winner", out ? out : json_null())) {

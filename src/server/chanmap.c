@@ -39,8 +39,9 @@ static int sq_get(struct csa_chanmap *cm, const char *key, char *ticket, size_t 
 	if (step == SQLITE_ROW) {
 		const unsigned char *t = sqlite3_column_text(m->get, 0);
 		if (!t || (size_t)snprintf(ticket, n, "%s", (const char *)t) >= n)
-			out = csa_error(err, CSA_ECORRUPT, "'%s': thread '%.100s' maps to no valid ticket",
-			                m->path, key);
+			out = csa_error(err, CSA_ECORRUPT,
+			                "'%s': thread '%.100s' maps to no valid ticket", m->path,
+			                key);
 		else
 			out = CSA_OK;
 	} else if (step == SQLITE_DONE) {
@@ -56,8 +57,7 @@ static int sq_get(struct csa_chanmap *cm, const char *key, char *ticket, size_t 
 	return out;
 }
 
-static int sq_bind(struct csa_chanmap *cm, const char *key, const char *ticket,
-                   struct csa_err *err)
+static int sq_bind(struct csa_chanmap *cm, const char *key, const char *ticket, struct csa_err *err)
 {
 	struct sqlite_map *m = (struct sqlite_map *)cm;
 	if (strlen(key) > CSA_CHANMAP_KEY_MAX)
@@ -119,10 +119,11 @@ int csa_chanmap_open(struct csa_ws *ws, struct csa_chanmap **out, struct csa_err
 	    (what = "prepare statements on",
 	     sqlite3_prepare_v2(m->db, "SELECT ticket_id FROM threads WHERE key = ?1", -1, &m->get,
 	                        NULL)) != SQLITE_OK ||
-	    sqlite3_prepare_v2(m->db, "INSERT OR IGNORE INTO threads(key, ticket_id) VALUES(?1, ?2)",
-	                       -1, &m->bind, NULL) != SQLITE_OK) {
-		int rc = csa_error(err, CSA_EIO, "cannot %s the channel map '%s': %s", what, m->path,
-		                   m->db ? sqlite3_errmsg(m->db) : "out of memory");
+	    sqlite3_prepare_v2(m->db,
+	                       "INSERT OR IGNORE INTO threads(key, ticket_id) VALUES(?1, ?2)", -1,
+	                       &m->bind, NULL) != SQLITE_OK) {
+		int rc = csa_error(err, CSA_EIO, "cannot %s the channel map '%s': %s", what,
+		                   m->path, m->db ? sqlite3_errmsg(m->db) : "out of memory");
 		sq_close(&m->base);
 		return rc;
 	}

@@ -23,7 +23,8 @@ int csa_token_equal(const char *expected, const char *presented, struct csa_err 
 	unsigned char x[32], y[32];
 	if (csa_sha256(expected, strlen(expected), x) ||
 	    csa_sha256(presented, strlen(presented), y))
-		return csa_error(err, CSA_EIO, "cannot hash the hook token (OpenSSL SHA-256 failed)");
+		return csa_error(err, CSA_EIO,
+		                 "cannot hash the hook token (OpenSSL SHA-256 failed)");
 	if (CRYPTO_memcmp(x, y, 32) != 0)
 		return csa_error(err, CSA_EAUTH, "wrong token");
 	return CSA_OK;
@@ -58,8 +59,9 @@ int csa_slack_verify(const char *secret, const char *timestamp, const char *sign
 	                        (size_t)n + len, mac, &ml);
 	free(base);
 	if (!h || ml != 32)
-		return csa_error(err, CSA_EIO, "cannot compute the Slack signature (OpenSSL HMAC "
-		                               "failed)");
+		return csa_error(err, CSA_EIO,
+		                 "cannot compute the Slack signature (OpenSSL HMAC "
+		                 "failed)");
 	char hex[65];
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
@@ -90,8 +92,9 @@ int csa_trello_verify(const char *secret, const char *callback_url, const char *
 	unsigned char *h = HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, len + ul, mac, &ml);
 	free(msg);
 	if (!h || ml != 20)
-		return csa_error(err, CSA_EIO, "cannot compute the Trello signature (OpenSSL HMAC "
-		                               "failed)");
+		return csa_error(err, CSA_EIO,
+		                 "cannot compute the Trello signature (OpenSSL HMAC "
+		                 "failed)");
 	unsigned char b64[64];
 	int bl = EVP_EncodeBlock(b64, mac, 20);
 	if ((size_t)bl != strlen(signature) || CRYPTO_memcmp(b64, signature, (size_t)bl) != 0)
@@ -232,8 +235,8 @@ static int b64_decode(const char *s, size_t n, struct buf *out)
 		/* EVP_DecodeUpdate takes an int length: feed at most 1 MiB at a time */
 		int chunk = (int)(n - off < (1u << 20) ? n - off : (1u << 20));
 		int got = 0;
-		int r = EVP_DecodeUpdate(ctx, dec + total, &got, (const unsigned char *)s + off,
-		                         chunk);
+		int r =
+		    EVP_DecodeUpdate(ctx, dec + total, &got, (const unsigned char *)s + off, chunk);
 		if (r < 0)
 			rc = DEC_BASE64;
 		else

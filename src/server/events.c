@@ -72,7 +72,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
 		if (s->ev_next - c->next > CSA_EVENTS_RING)
-			c->next = s->ev_next - CSA_EVENTS_RING; /* a slow client skips what is gone */
+			c->next =
+			    s->ev_next - CSA_EVENTS_RING; /* a slow client skips what is gone */
 		if (c->next < s->ev_next) {
 			c->buf = strdup(s->ev[c->next % CSA_EVENTS_RING]);
 			c->next++;

@@ -38,10 +38,9 @@ int csa_hook_verify_email(struct call *c, struct csa_err *err)
 
 int csa_hook_verify_slack(struct call *c, struct csa_err *err)
 {
-	return csa_slack_verify(secret(c->s, "slack_signing_secret_env"),
-	                        csa_header(c, "X-Slack-Request-Timestamp"),
-	                        csa_header(c, "X-Slack-Signature"), c->bytes, c->nbytes,
-	                        csa_now_ms() / 1000, err);
+	return csa_slack_verify(
+	    secret(c->s, "slack_signing_secret_env"), csa_header(c, "X-Slack-Request-Timestamp"),
+	    csa_header(c, "X-Slack-Signature"), c->bytes, c->nbytes, csa_now_ms() / 1000, err);
 }
 
 /* Mattermost puts its token in the body. */

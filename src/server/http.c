@@ -43,11 +43,11 @@ static const struct {
 	int code, status;
 	const char *error;
 } status_map[] = {
-    {CSA_EINVAL, 400, "bad_request"},  {CSA_ESCHEMA, 400, "bad_request"},
-    {CSA_EPARSE, 400, "bad_request"},  {CSA_EAUTH, 401, "unauthorized"},
-    {CSA_ENOENT, 404, "not_found"},    {CSA_EEXIST, 409, "exists"},
-    {CSA_ESTATE, 409, "conflict"},     {CSA_ECONFLICT, 409, "conflict"},
-    {CSA_ELIMIT, 413, "too_large"},    {CSA_EBUSY, 503, "busy"},
+    {CSA_EINVAL, 400, "bad_request"}, {CSA_ESCHEMA, 400, "bad_request"},
+    {CSA_EPARSE, 400, "bad_request"}, {CSA_EAUTH, 401, "unauthorized"},
+    {CSA_ENOENT, 404, "not_found"},   {CSA_EEXIST, 409, "exists"},
+    {CSA_ESTATE, 409, "conflict"},    {CSA_ECONFLICT, 409, "conflict"},
+    {CSA_ELIMIT, 413, "too_large"},   {CSA_EBUSY, 503, "busy"},
 };
 
 int csa_http_status_of(int code, const char **error_code)
@@ -78,8 +78,7 @@ const char *csa_header(struct call *c, const char *name)
 	return MHD_lookup_connection_value(c->c, MHD_HEADER_KIND, name);
 }
 
-json_t *csa_query_long(struct call *c, const char *name, long def, long min, long max,
-                       long *out)
+json_t *csa_query_long(struct call *c, const char *name, long def, long min, long max, long *out)
 {
 	const char *v = csa_query(c, name);
 	*out = def;
@@ -89,8 +88,10 @@ json_t *csa_query_long(struct call *c, const char *name, long def, long min, lon
 	errno = 0;
 	long n = strtol(v, &end, 10);
 	if (!*v || *end || errno == ERANGE || n < min || n > max)
-		return csa_fail(c, 400, "bad_request", "query argument '%s' must be a whole number "
-		                "from %ld to %ld, not '%.40s'", name, min, max, v);
+		return csa_fail(c, 400, "bad_request",
+		                "query argument '%s' must be a whole number "
+		                "from %ld to %ld, not '%.40s'",
+		                name, min, max, v);
 	*out = n;
 	return NULL;
 }
@@ -218,8 +219,8 @@ static enum MHD_Result respond(struct call *c, json_t *out)
 /* A response for a handler to hand over in c->response: 'body' (malloc'd,
  * handed over) with a content type and the security headers. NULL, with
  * a 500 body in *fail_out, when libmicrohttpd cannot make it. */
-static struct MHD_Response *buffer_response(struct call *c, char *body, size_t n,
-                                            const char *type, json_t **fail_out)
+static struct MHD_Response *buffer_response(struct call *c, char *body, size_t n, const char *type,
+                                            json_t **fail_out)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
@@ -231,8 +232,10 @@ static struct MHD_Response *buffer_response(struct call *c, char *body, size_t n
 	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES ||
 	    add_headers(r, security, sizeof(security) / sizeof(security[0]))) {
 		MHD_destroy_response(r);
-		*fail_out = csa_fail(c, 500, "internal", "cannot set the headers of the response "
-		                     "to %s %s", c->method, c->url);
+		*fail_out = csa_fail(c, 500, "internal",
+		                     "cannot set the headers of the response "
+		                     "to %s %s",
+		                     c->method, c->url);
 		return NULL;
 	}
 	return r;
@@ -423,8 +426,8 @@ static json_t *read_body(struct call *c, const struct route *rt, struct req *rq,
 		return NULL;
 	const char *ct = csa_header(c, MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (ct && strncmp(ct, "application/json", 16) != 0)
-		return csa_fail(c, 415, "unsupported_media_type", "send application/json, not '%.60s'",
-		                ct);
+		return csa_fail(c, 415, "unsupported_media_type",
+		                "send application/json, not '%.60s'", ct);
 	json_t *fail = parse_json(c, rq->body, rq->len, body);
 	c->body = *body;
 	return fail;
@@ -524,8 +527,8 @@ int csa_http_listen(struct csa_server *s, struct csa_err *err)
 	        MHD_USE_ERROR_LOG,
 	    (uint16_t)s->o.port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
 	    (struct sockaddr *)&addr, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
-	    MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_COMPLETED, on_done, s, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+	    MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
 	if (!s->d)
 		return csa_error(err, CSA_EIO, "cannot listen on %s:%u (in use?)", bind, s->o.port);
 	return CSA_OK;

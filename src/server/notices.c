@@ -69,12 +69,11 @@ void csa_notices_route(void *ctx, const char *ticket_id, const json_t *result)
 {
 	struct csa_server *s = ctx;
 	queue_reply(s, ticket_id, result);
-	csa_publish(s, "ticket",
-	            json_pack("{s:s, s:O?, s:O?}", "ticket_id", ticket_id,
-	                      "human_intervention_required",
-	                      json_object_get(result, "human_intervention_required"),
-	                      "final_recommendation",
-	                      json_object_get(result, "final_recommendation")));
+	csa_publish(
+	    s, "ticket",
+	    json_pack("{s:s, s:O?, s:O?}", "ticket_id", ticket_id, "human_intervention_required",
+	              json_object_get(result, "human_intervention_required"),
+	              "final_recommendation", json_object_get(result, "final_recommendation")));
 	json_t *upd = json_object_get(json_object_get(result, "agent_decisions"), "updates");
 	const char *did = csa_json_str(upd, "decision_id");
 	size_t i;

@@ -65,8 +65,10 @@ static void route_series(struct text *t, const struct csa_server *s, size_t r, c
 	if (!histogram) {
 		for (int k = 1; k < 6; k++)
 			if (s->req_count[r][k])
-				text_add(t, "csa_http_requests_total{route=\"%s\",status=\"%dxx\"} %llu\n",
-				         name, k, (unsigned long long)s->req_count[r][k]);
+				text_add(
+				    t,
+				    "csa_http_requests_total{route=\"%s\",status=\"%dxx\"} %llu\n",
+				    name, k, (unsigned long long)s->req_count[r][k]);
 		return;
 	}
 	uint64_t cum = 0, total = 0;
@@ -77,8 +79,9 @@ static void route_series(struct text *t, const struct csa_server *s, size_t r, c
 	for (int k = 0; k < CSA_LAT_BUCKETS; k++) {
 		cum += s->lat_bucket[r][k];
 		if (k < CSA_LAT_BUCKETS - 1)
-			text_add(t, "csa_http_request_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n", name,
-			         csa_http_lat_bounds[k], (unsigned long long)cum);
+			text_add(t,
+			         "csa_http_request_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+			         name, csa_http_lat_bounds[k], (unsigned long long)cum);
 	}
 	text_add(t,
 	         "csa_http_request_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"

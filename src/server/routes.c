@@ -11,10 +11,18 @@
 
 #include "base/banned.h"
 
-#define PUBLIC(m, p, fn, name) {m, p, CSA_AUTH_NONE, CSA_ROLE_NONE, NULL, CSA_BODY_JSON, fn, name}
-#define BEARER(m, p, role, fn, name) {m, p, CSA_AUTH_BEARER, role, NULL, CSA_BODY_JSON, fn, name}
-#define HOOK(p, verify, fn, name)                                                          \
-	{"POST", p, CSA_AUTH_PLATFORM, CSA_ROLE_NONE, verify, CSA_BODY_BYTES, fn, name}
+#define PUBLIC(m, p, fn, name)                                                                     \
+	{                                                                                          \
+		m, p, CSA_AUTH_NONE, CSA_ROLE_NONE, NULL, CSA_BODY_JSON, fn, name                  \
+	}
+#define BEARER(m, p, role, fn, name)                                                               \
+	{                                                                                          \
+		m, p, CSA_AUTH_BEARER, role, NULL, CSA_BODY_JSON, fn, name                         \
+	}
+#define HOOK(p, verify, fn, name)                                                                  \
+	{                                                                                          \
+		"POST", p, CSA_AUTH_PLATFORM, CSA_ROLE_NONE, verify, CSA_BODY_BYTES, fn, name      \
+	}
 
 const struct route csa_routes[] = {
     PUBLIC("GET", "/healthz", csa_h_health, "healthz"),
@@ -29,20 +37,15 @@ const struct route csa_routes[] = {
     BEARER("POST", "/api/tickets", CSA_ROLE_AGENT, csa_h_ticket_create, "tickets_create"),
     BEARER("GET", "/api/tickets", CSA_ROLE_VIEWER, csa_h_ticket_list, "tickets_list"),
     BEARER("GET", "/api/tickets/{}", CSA_ROLE_VIEWER, csa_h_ticket_get, "tickets_get"),
-    BEARER("POST", "/api/tickets/{}/messages", CSA_ROLE_AGENT, csa_h_message_add,
-           "messages_add"),
-    BEARER("GET", "/api/tickets/{}/deliveries", CSA_ROLE_VIEWER, csa_h_deliveries,
-           "deliveries"),
+    BEARER("POST", "/api/tickets/{}/messages", CSA_ROLE_AGENT, csa_h_message_add, "messages_add"),
+    BEARER("GET", "/api/tickets/{}/deliveries", CSA_ROLE_VIEWER, csa_h_deliveries, "deliveries"),
     BEARER("GET", "/api/reviews", CSA_ROLE_VIEWER, csa_h_reviews, "reviews_list"),
     BEARER("GET", "/api/reviews/next", CSA_ROLE_AGENT, csa_h_review_next, "reviews_next"),
-    BEARER("POST", "/api/reviews/{}/decide", CSA_ROLE_AGENT, csa_h_review_decide,
-           "reviews_decide"),
+    BEARER("POST", "/api/reviews/{}/decide", CSA_ROLE_AGENT, csa_h_review_decide, "reviews_decide"),
     BEARER("GET", "/api/phase", CSA_ROLE_VIEWER, csa_h_phase, "phase_status"),
-    BEARER("POST", "/api/phase/evaluate", CSA_ROLE_VIEWER, csa_h_phase_evaluate,
-           "phase_evaluate"),
+    BEARER("POST", "/api/phase/evaluate", CSA_ROLE_VIEWER, csa_h_phase_evaluate, "phase_evaluate"),
     BEARER("POST", "/api/phase/advance", CSA_ROLE_ADMIN, csa_h_phase_advance, "phase_advance"),
-    BEARER("POST", "/api/phase/rollback", CSA_ROLE_ADMIN, csa_h_phase_rollback,
-           "phase_rollback"),
+    BEARER("POST", "/api/phase/rollback", CSA_ROLE_ADMIN, csa_h_phase_rollback, "phase_rollback"),
     BEARER("GET", "/api/metrics", CSA_ROLE_VIEWER, csa_h_metrics_json, "metrics"),
     BEARER("GET", "/api/alerts", CSA_ROLE_VIEWER, csa_h_alerts, "alerts"),
     BEARER("GET", "/api/mesh", CSA_ROLE_VIEWER, csa_h_mesh, "mesh_status"),
@@ -53,8 +56,7 @@ const struct route csa_routes[] = {
     HOOK("/hooks/email", csa_hook_verify_email, csa_h_hook_email, "hook_email"),
     HOOK("/hooks/email/raw", csa_hook_verify_email, csa_h_hook_email_raw, "hook_email_raw"),
     HOOK("/hooks/slack", csa_hook_verify_slack, csa_h_hook_slack, "hook_slack"),
-    HOOK("/hooks/mattermost", csa_hook_verify_mattermost, csa_h_hook_mattermost,
-         "hook_mattermost"),
+    HOOK("/hooks/mattermost", csa_hook_verify_mattermost, csa_h_hook_mattermost, "hook_mattermost"),
     HOOK("/hooks/trello", csa_hook_verify_trello, csa_h_hook_trello, "hook_trello"),
     /* Trello checks the callback URL with HEAD (and people with GET) before
      * it sends anything signed */

@@ -144,7 +144,8 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 		rc = csa_error(err, CSA_ELIMIT, "workspace path too long for 'outbox.db'");
 	if (!rc)
 		rc = csa_outbox_open(
-		    path, (int)csa_json_int(csa_config_get(&ws->cfg, "channels"), "max_attempts", 8),
+		    path,
+		    (int)csa_json_int(csa_config_get(&ws->cfg, "channels"), "max_attempts", 8),
 		    &s->outbox, err);
 	if (rc)
 		goto fail;

@@ -71,8 +71,8 @@ struct csa_server {
 	char web_dir[1024];
 	int ready;
 
-	struct csa_tokens *tokens;    /* API tokens (tokens.h) */
-	struct csa_chanmap *chanmap;  /* platform thread -> ticket (chanmap.h) */
+	struct csa_tokens *tokens;   /* API tokens (tokens.h) */
+	struct csa_chanmap *chanmap; /* platform thread -> ticket (chanmap.h) */
 	struct csa_outbox *outbox;
 
 	/* the delivery and controller thread (server.c) */
@@ -107,15 +107,15 @@ struct call {
 	struct csa_server *s;
 	struct MHD_Connection *c;
 	const char *method, *url;
-	const char *params[2];   /* {} values of the route's pattern */
-	const json_t *body;      /* parsed JSON body (BODY_JSON routes) or NULL */
-	const char *bytes;       /* the body as sent (BODY_BYTES routes), NUL-ended */
+	const char *params[2]; /* {} values of the route's pattern */
+	const json_t *body;    /* parsed JSON body (BODY_JSON routes) or NULL */
+	const char *bytes;     /* the body as sent (BODY_BYTES routes), NUL-ended */
 	size_t nbytes;
-	enum csa_role role;      /* of the bearer token */
-	const char *who;         /* the token's id, valid for the request */
+	enum csa_role role; /* of the bearer token */
+	const char *who;    /* the token's id, valid for the request */
 	char who_buf[32];
-	int status;              /* response status */
-	double retry_after;      /* seconds, for 429 */
+	int status;         /* response status */
+	double retry_after; /* seconds, for 429 */
 	/* A handler that answers with something else than a JSON value sets
 	 * one of these and returns NULL: */
 	char *raw; /* a rendered JSON body (malloc'd, handed over) */
@@ -173,8 +173,7 @@ const char *csa_query(struct call *c, const char *name);
 const char *csa_header(struct call *c, const char *name);
 /* A query argument as a whole number in [min, max]: 0 with *out set (def
  * when absent), or a 400 body naming the argument. */
-json_t *csa_query_long(struct call *c, const char *name, long def, long min, long max,
-                       long *out);
+json_t *csa_query_long(struct call *c, const char *name, long def, long min, long max, long *out);
 /* Parse a BODY_BYTES request as JSON with the depth limit: 0, or the
  * failure's HTTP body in *fail_out. */
 int csa_bytes_json(struct call *c, json_t **out, json_t **fail_out);

@@ -57,7 +57,8 @@ static int file_read(const char *path, json_t **out, struct csa_err *err)
 	int rc = csa_json_load_file(path, 1 << 20, out, err);
 	if (rc == CSA_ENOENT) {
 		*out = json_pack("{s:[]}", "tokens");
-		return *out ? CSA_OK : csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);
+		return *out ? CSA_OK
+		            : csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);
 	}
 	if (rc == CSA_OK && !json_is_array(json_object_get(*out, "tokens"))) {
 		json_decref(*out);
@@ -130,8 +131,8 @@ static int file_create(struct csa_tokens *t, enum csa_role role, const char *nam
 	json_t *doc;
 	int rc = file_read(ft->path, &doc, err);
 	if (rc == CSA_OK) {
-		json_t *entry = json_pack("{s:s, s:s?, s:s, s:s, s:s}", "id", id, "name", name, "role",
-		                          csa_role_name(role), "sha256", hash, "created",
+		json_t *entry = json_pack("{s:s, s:s?, s:s, s:s, s:s}", "id", id, "name", name,
+		                          "role", csa_role_name(role), "sha256", hash, "created",
 		                          csa_ts_format(csa_now_ms(), ts));
 		if (!entry || json_array_append_new(json_object_get(doc, "tokens"), entry))
 			rc = csa_error(err, CSA_EINVAL,
@@ -161,8 +162,9 @@ static int file_check(struct csa_tokens *t, const char *presented, enum csa_role
 		return csa_error(err, CSA_EAUTH, "no token, or one longer than 256 characters");
 	char hash[CSA_SHA256_HEX_LEN];
 	if (csa_sha256_hex(presented, strlen(presented), hash))
-		return csa_error(err, CSA_EIO, "cannot hash the presented token (OpenSSL SHA-256 "
-		                               "failed)");
+		return csa_error(err, CSA_EIO,
+		                 "cannot hash the presented token (OpenSSL SHA-256 "
+		                 "failed)");
 	pthread_mutex_lock(&ft->mu);
 	int rc = refresh(ft, err);
 	if (rc == CSA_OK) {
@@ -197,10 +199,10 @@ static int file_list(struct csa_tokens *t, json_t **out, struct csa_err *err)
 	json_t *e;
 	json_array_foreach(json_object_get(doc, "tokens"), i, e)
 	{
-		json_t *row = json_pack("{s:O?, s:O?, s:O?, s:O?}", "id", json_object_get(e, "id"),
-		                        "name", json_object_get(e, "name"), "role",
-		                        json_object_get(e, "role"), "created",
-		                        json_object_get(e, "created"));
+		json_t *row =
+		    json_pack("{s:O?, s:O?, s:O?, s:O?}", "id", json_object_get(e, "id"), "name",
+		              json_object_get(e, "name"), "role", json_object_get(e, "role"),
+		              "created", json_object_get(e, "created"));
 		if (!arr || !row || json_array_append_new(arr, row)) {
 			json_decref(arr);
 			json_decref(doc);
@@ -261,7 +263,8 @@ int csa_tokens_open(const char *ws_root, struct csa_tokens **out, struct csa_err
 	int n = snprintf(ft->path, sizeof(ft->path), "%s/tokens.json", ws_root);
 	if (n < 0 || (size_t)n >= sizeof(ft->path)) {
 		free(ft);
-		return csa_error(err, CSA_EINVAL, "workspace path '%.100s...' is too long", ws_root);
+		return csa_error(err, CSA_EINVAL, "workspace path '%.100s...' is too long",
+		                 ws_root);
 	}
 	ft->base.ops = &file_ops;
 	pthread_mutex_init(&ft->mu, NULL);

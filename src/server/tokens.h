@@ -66,9 +66,8 @@ static inline int csa_tokens_create(struct csa_tokens *t, enum csa_role role, co
 	return t->ops->create(t, role, name, token, id, err);
 }
 
-static inline int csa_tokens_check(struct csa_tokens *t, const char *presented,
-                                   enum csa_role *role, char id[CSA_TOKEN_ID_LEN],
-                                   struct csa_err *err)
+static inline int csa_tokens_check(struct csa_tokens *t, const char *presented, enum csa_role *role,
+                                   char id[CSA_TOKEN_ID_LEN], struct csa_err *err)
 {
 	return t->ops->check(t, presented, role, id, err);
 }
