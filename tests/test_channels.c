@@ -166,6 +166,99 @@ static void email_parsing(void **state)
 	}
 }
 
+/* The decoded text of a base64 text/plain body, or NULL with err set. */
+static char *b64_text(const char *encoded, struct csa_err *err)
+{
+	char raw[4096];
+	snprintf(raw, sizeof(raw),
+	         "Subject: b64\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	         "Content-Transfer-Encoding: base64\r\n\r\n%s",
+	         encoded);
+	json_t *j = NULL;
+	if (csa_email_parse(raw, strlen(raw), &j, err))
+		return NULL;
+	json_t *t = json_object_get(j, "text");
+	char *out = malloc(json_string_length(t) + 1);
+	memcpy(out, json_string_value(t), json_string_length(t) + 1);
+	/* a decoded NUL would make the length differ from strlen */
+	assert_int_equal(strlen(out), json_string_length(t));
+	json_decref(j);
+	return out;
+}
+
+/* Base64 bodies as mail clients send them: CRLF line breaks, padding
+ * followed by a line break or spaces. "QQ==\n" is one byte, not two. */
+static void base64_padding_and_line_breaks(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *out;
+	} ok[] = {
+	    {"QQ==\r\n", "A"},
+	    {"QQ==\n", "A"},
+	    {"QQ==  \r\n\r\n", "A"},
+	    {"QUI=\r\n", "AB"},
+	    {"QUJD\r\n", "ABC"},
+	    {"SGVsbG8g\r\nd29ybGQh\r\n", "Hello world!"},
+	    {"SGVsbG8gd29y\r\nbGQ=\r\n", "Hello world"},
+	    {"SGVs bG8=\r\n", "Hello"},
+	};
+	struct csa_err err = {0};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char *t = b64_text(ok[i].in, &err);
+		if (!t)
+			fail_msg("case %zu refused: %s", i, err.msg);
+		if (strcmp(t, ok[i].out) != 0)
+			fail_msg("case %zu: '%s', expected '%s'", i, t, ok[i].out);
+		free(t);
+	}
+	/* a 1,000-byte body in 76-character CRLF lines, as e-mail wraps it */
+	unsigned char plain[1000];
+	for (size_t i = 0; i < sizeof(plain); i++)
+		plain[i] = (unsigned char)('a' + i % 26);
+	unsigned char enc[1400];
+	int el = EVP_EncodeBlock(enc, plain, (int)sizeof(plain));
+	char wrapped[1500];
+	size_t w = 0;
+	for (int i = 0; i < el; i += 76) {
+		int k = el - i < 76 ? el - i : 76;
+		memcpy(wrapped + w, enc + i, (size_t)k);
+		w += (size_t)k;
+		wrapped[w++] = '\r';
+		wrapped[w++] = '\n';
+	}
+	wrapped[w] = '\0';
+	char *t = b64_text(wrapped, &err);
+	assert_non_null(t);
+	assert_int_equal(strlen(t), sizeof(plain));
+	assert_memory_equal(t, plain, sizeof(plain));
+	free(t);
+	/* refused with a message that says so: a character outside the
+	 * alphabet, data after the padding, a partial group */
+	static const char *const bad[] = {"QQ==\r\nQUJD\r\n", "Q@==\r\n", "QUJ\r\n", "Q\r\n"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&err, 0, sizeof(err));
+		char *b = b64_text(bad[i], &err);
+		if (b)
+			fail_msg("bad case %zu accepted as '%s'", i, b);
+		assert_int_equal(err.code, CSA_EPARSE);
+		if (!strstr(err.msg, "invalid base64 in the text part"))
+			fail_msg("bad case %zu: '%s'", i, err.msg);
+	}
+	/* an encoded word that is not base64 names its header */
+	json_t *o = NULL;
+	const char *subj = "Subject: =?UTF-8?B?Q@==?=\r\n\r\nhello\r\n";
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(csa_email_parse(subj, strlen(subj), &o, &err), CSA_EPARSE);
+	assert_non_null(strstr(err.msg, "Subject"));
+	/* a padded encoded word decodes to its bytes only */
+	const char *word = "Subject: =?UTF-8?B?QQ==?= =?UTF-8?B?Qg==?=\r\n\r\nhello\r\n";
+	assert_int_equal(csa_email_parse(word, strlen(word), &o, &err), 0);
+	assert_string_equal(csa_json_str(o, "subject"), "AB");
+	assert_int_equal(json_string_length(json_object_get(o, "subject")), 2);
+	json_decref(o);
+}
+
 static void ticket_tags_and_ids(void **state)
 {
 	(void)state;
@@ -175,11 +268,11 @@ static void ticket_tags_and_ids(void **state)
 	assert_true(csa_subject_ticket("[T-9] x", t, sizeof(t)));
 	assert_false(csa_subject_ticket("[../x] nope [a b]", t, sizeof(t)));
 	assert_false(csa_subject_ticket(NULL, t, sizeof(t)));
-	csa_external_message_id("email", "<m1@example.com>", id);
-	csa_external_message_id("email", "<m1@example.com>", id2);
+	assert_int_equal(csa_external_message_id("email", "<m1@example.com>", id, NULL), 0);
+	assert_int_equal(csa_external_message_id("email", "<m1@example.com>", id2, NULL), 0);
 	assert_string_equal(id, id2);
 	assert_int_equal(strlen(id), 6 + 32);
-	csa_external_message_id("email", "<m2@example.com>", id2);
+	assert_int_equal(csa_external_message_id("email", "<m2@example.com>", id2, NULL), 0);
 	assert_string_not_equal(id, id2);
 }
 
@@ -214,9 +307,9 @@ static void autonomous_replies_only(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(slack_signatures),        cmocka_unit_test(trello_and_mattermost),
-	    cmocka_unit_test(email_parsing),           cmocka_unit_test(ticket_tags_and_ids),
-	    cmocka_unit_test(autonomous_replies_only),
+	    cmocka_unit_test(slack_signatures),    cmocka_unit_test(trello_and_mattermost),
+	    cmocka_unit_test(email_parsing),       cmocka_unit_test(base64_padding_and_line_breaks),
+	    cmocka_unit_test(ticket_tags_and_ids), cmocka_unit_test(autonomous_replies_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,9 @@
 /* The HTTP API against a real server on a free loopback port: tickets,
- * messages, reviews, auth and roles, limits, errors, pages and metrics. */
+ * messages, reviews, auth and roles, limits, errors, pages and metrics.
+ *
+ * Every test gets a workspace and a server of its own (setup/teardown run
+ * around each), so each runs alone and fails for its own reason:
+ *   test_server [PATTERN]   runs the tests whose names match (* and ?). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,11 +22,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "server/chanmap.h"
 #include "server/server.h"
+#include "server/server_internal.h"
 #include "server/tokens.h"
+#include "flow/import.h"
+#include "store/store.h"
 #include "store/ws.h"
+#include <sqlite3.h>
 #include "support/tutil.h"
 
 static char *dir;
@@ -95,6 +105,8 @@ static json_t *call_h(const char *method, const char *path, const char *token, c
 	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
@@ -118,6 +130,7 @@ static void mk(enum csa_role role, char out[80])
 	free(t);
 }
 
+/* A fresh workspace with its tokens and a server on it. */
 static int setup(void **state)
 {
 	(void)state;
@@ -156,7 +169,275 @@ static int teardown(void **state)
 	csa_ws_close(ws);
 	t_rmrf(dir);
 	free(dir);
+	srv = NULL;
+	ws = NULL;
+	dir = NULL;
+	port = 0;
 	return 0;
+}
+
+/* Library statuses map to one HTTP status each; a lost race is a 409. */
+static void error_statuses(void **state)
+{
+	(void)state;
+	static const struct {
+		int code, status;
+		const char *error;
+	} want[] = {
+	    {CSA_EINVAL, 400, "bad_request"}, {CSA_ESCHEMA, 400, "bad_request"},
+	    {CSA_EPARSE, 400, "bad_request"}, {CSA_EAUTH, 401, "unauthorized"},
+	    {CSA_ENOENT, 404, "not_found"},   {CSA_EEXIST, 409, "exists"},
+	    {CSA_ESTATE, 409, "conflict"},    {CSA_ECONFLICT, 409, "conflict"},
+	    {CSA_ELIMIT, 413, "too_large"},   {CSA_EBUSY, 503, "busy"},
+	    {CSA_EIO, 500, "internal"},       {CSA_ENOMEM, 500, "internal"},
+	    {CSA_ECORRUPT, 500, "internal"},  {CSA_EBACKEND, 500, "internal"},
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const char *code = NULL;
+		int st = csa_http_status_of(want[i].code, &code);
+		if (st != want[i].status || strcmp(code, want[i].error) != 0)
+			fail_msg("%s: %d %s, expected %d %s", csa_strerror(want[i].code), st, code,
+			         want[i].status, want[i].error);
+	}
+	/* the body of a conflict names it */
+	struct call c = {0};
+	struct csa_err e = {0};
+	csa_error(&e, CSA_ECONFLICT, "task 7 was decided by tk_x");
+	json_t *j = csa_fail_err(&c, &e);
+	assert_int_equal(c.status, 409);
+	assert_string_equal(csa_json_str(j, "error"), "conflict");
+	assert_string_equal(csa_json_str(j, "detail"), "task 7 was decided by tk_x");
+	json_decref(j);
+}
+
+/* The contract of a token store (tokens.h), run on tokens.json. */
+static void tokens_contract(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("tokens");
+	struct csa_tokens *a, *b;
+	struct csa_err err = {0};
+	assert_int_equal(csa_tokens_open(d, &a, &err), 0);
+	assert_int_equal(csa_tokens_open(d, &b, &err), 0);
+	enum csa_role role;
+	char id[CSA_TOKEN_ID_LEN], id2[CSA_TOKEN_ID_LEN], *tok, *tok2;
+	/* nothing yet: every secret is unknown */
+	assert_int_equal(csa_tokens_check(a, "csa_nothing", &role, id, &err), CSA_EAUTH);
+	assert_int_equal(role, CSA_ROLE_NONE);
+	assert_int_equal(csa_tokens_create(a, CSA_ROLE_NONE, "x", &tok, id, &err), CSA_EINVAL);
+	assert_int_equal(csa_tokens_create(a, CSA_ROLE_AGENT, "ann", &tok, id, &err), 0);
+	assert_int_equal(strncmp(id, "tk_", 3), 0);
+	/* another handle (another process) sees it at once */
+	assert_int_equal(csa_tokens_check(b, tok, &role, id2, &err), 0);
+	assert_int_equal(role, CSA_ROLE_AGENT);
+	assert_string_equal(id2, id);
+	assert_int_equal(csa_tokens_create(b, CSA_ROLE_ADMIN, NULL, &tok2, id2, &err), 0);
+	assert_int_equal(csa_tokens_check(a, tok2, &role, id2, &err), 0);
+	assert_int_equal(role, CSA_ROLE_ADMIN);
+	/* a secret that differs in one character, or is too long, is unknown */
+	tok2[10] = tok2[10] == 'a' ? 'b' : 'a';
+	assert_int_equal(csa_tokens_check(a, tok2, &role, id2, &err), CSA_EAUTH);
+	char longtok[300];
+	memset(longtok, 'a', sizeof(longtok) - 1);
+	longtok[sizeof(longtok) - 1] = '\0';
+	assert_int_equal(csa_tokens_check(a, longtok, &role, id2, &err), CSA_EAUTH);
+	/* listed without digests */
+	json_t *l;
+	assert_int_equal(csa_tokens_list(a, &l, &err), 0);
+	assert_int_equal(json_array_size(l), 2);
+	assert_string_equal(csa_json_str(json_array_get(l, 0), "name"), "ann");
+	assert_string_equal(csa_json_str(json_array_get(l, 0), "role"), "agent");
+	assert_null(json_object_get(json_array_get(l, 0), "sha256"));
+	json_decref(l);
+	/* revoked through one handle, gone for the other */
+	assert_int_equal(csa_tokens_revoke(b, id, &err), 0);
+	assert_int_equal(csa_tokens_check(a, tok, &role, id2, &err), CSA_EAUTH);
+	assert_int_equal(csa_tokens_revoke(a, id, &err), CSA_ENOENT);
+	assert_non_null(strstr(err.msg, id));
+	csa_tokens_close(a);
+	csa_tokens_close(b);
+	csa_tokens_close(NULL);
+	free(tok);
+	free(tok2);
+	t_rmrf(d);
+	free(d);
+}
+
+/* The contract of a channel thread map (chanmap.h), run on channels.db. */
+static void chanmap_contract(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("chanmap");
+	struct csa_ws *w;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	struct csa_chanmap *a, *b;
+	assert_int_equal(csa_chanmap_open(w, &a, &err), 0);
+	assert_int_equal(csa_chanmap_open(w, &b, &err), 0);
+	char t[80] = "unchanged";
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.2", t, sizeof(t), &err), CSA_ENOENT);
+	assert_int_equal(csa_chanmap_bind(a, "slack:C1:1.2", "T-1", &err), 0);
+	assert_int_equal(csa_chanmap_get(b, "slack:C1:1.2", t, sizeof(t), &err), 0);
+	assert_string_equal(t, "T-1");
+	/* the first binding wins, from any handle */
+	assert_int_equal(csa_chanmap_bind(b, "slack:C1:1.2", "T-2", &err), 0);
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.2", t, sizeof(t), &err), 0);
+	assert_string_equal(t, "T-1");
+	/* keys are exact: no prefix or case folding */
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.", t, sizeof(t), &err), CSA_ENOENT);
+	assert_int_equal(csa_chanmap_get(a, "SLACK:C1:1.2", t, sizeof(t), &err), CSA_ENOENT);
+	/* a ticket id that does not fit the caller's buffer is an error, not cut */
+	char small[3];
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.2", small, sizeof(small), &err),
+	                 CSA_ECORRUPT);
+	/* an overlong key is refused with a message, before the database */
+	char key[CSA_CHANMAP_KEY_MAX + 2];
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	assert_int_equal(csa_chanmap_bind(a, key, "T-3", &err), CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "longer than"));
+	csa_chanmap_close(a);
+	csa_chanmap_close(b);
+	csa_chanmap_close(NULL);
+	/* durable: a new handle after all were closed */
+	assert_int_equal(csa_chanmap_open(w, &a, &err), 0);
+	assert_int_equal(csa_chanmap_get(a, "slack:C1:1.2", t, sizeof(t), &err), 0);
+	assert_string_equal(t, "T-1");
+	csa_chanmap_close(a);
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
+/* The value of a Prometheus series in /metrics, or -1 when absent. */
+static long series(const char *text, const char *name)
+{
+	const char *p = text;
+	size_t n = strlen(name);
+	while ((p = strstr(p, name))) {
+		if ((p == text || p[-1] == '\n') && p[n] == ' ')
+			return strtol(p + n + 1, NULL, 10);
+		p += n;
+	}
+	return -1;
+}
+
+/* /metrics, hooks, events and pages are routes like any other: counted,
+ * size-limited, and answered 404 or 405 the same way. */
+static void every_route_counted_and_answered_alike(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j;
+	static const struct {
+		const char *method, *path;
+		long status;
+		const char *detail;
+	} cases[] = {
+	    {"POST", "/hooks/nope", 404, "no route POST /hooks/nope"},
+	    {"GET", "/hooks/email", 405, "GET not allowed on /hooks/email"},
+	    {"DELETE", "/hooks/slack", 405, "DELETE not allowed"},
+	    {"POST", "/metrics", 405, "POST not allowed on /metrics"},
+	    {"POST", "/", 405, "POST not allowed on /"},
+	    {"GET", "/nope.html", 404, "no route GET /nope.html"},
+	    {"GET", "/api/events", 401, "Bearer"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		j = call(cases[i].method, cases[i].path, NULL, NULL, &r);
+		if (r.status != cases[i].status || !j ||
+		    !strstr(csa_json_str(j, "detail"), cases[i].detail))
+			fail_msg("%s %s: %ld %s", cases[i].method, cases[i].path, r.status,
+			         r.body ? r.body : "");
+		json_decref(j);
+		free(r.body);
+	}
+	/* Trello's probe of the callback URL */
+	json_decref(call("HEAD", "/hooks/trello", NULL, NULL, &r));
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	/* a hook's body is limited like any other */
+	char *big = malloc(70 * 1024);
+	memset(big, 'a', 70 * 1024 - 1);
+	big[70 * 1024 - 1] = '\0';
+	j = call_h("POST", "/hooks/email", NULL, big, "X-CSA-Hook-Token: hooktok", NULL, &r);
+	assert_int_equal(r.status, 413);
+	free(big);
+	json_decref(j);
+	free(r.body);
+	j = call_h("POST", "/hooks/email", NULL, "{}", "X-CSA-Hook-Token: wrong", NULL, &r);
+	assert_int_equal(r.status, 401);
+	json_decref(j);
+	free(r.body);
+	json_decref(call("GET", "/metrics", NULL, NULL, &r));
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	json_decref(call("GET", "/metrics", NULL, NULL, &r));
+	assert_int_equal(r.status, 200);
+	static const struct {
+		const char *series;
+		long n;
+	} counted[] = {
+	    {"csa_http_requests_total{route=\"prometheus\",status=\"2xx\"}", 1},
+	    {"csa_http_requests_total{route=\"none\",status=\"4xx\"}", 6},
+	    {"csa_http_requests_total{route=\"events\",status=\"4xx\"}", 1},
+	    {"csa_http_requests_total{route=\"hook_email\",status=\"4xx\"}", 2},
+	    {"csa_http_requests_total{route=\"hook_trello_head\",status=\"2xx\"}", 1},
+	    {"csa_http_request_seconds_count{route=\"hook_email\"}", 2},
+	};
+	for (size_t i = 0; i < sizeof(counted) / sizeof(counted[0]); i++) {
+		long n = series(r.body, counted[i].series);
+		if (n != counted[i].n)
+			fail_msg("%s is %ld, expected %ld", counted[i].series, n, counted[i].n);
+	}
+	free(r.body);
+}
+
+/* `csa token create` and `revoke` while the server runs take effect at
+ * the next request; a tokens file that cannot be read lets no one in. */
+static void tokens_created_while_serving(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_decref(call("GET", "/api/phase", viewer, NULL, &r));
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	char *tok, id[CSA_TOKEN_ID_LEN];
+	struct csa_err err = {0};
+	assert_int_equal(csa_token_create(dir, CSA_ROLE_VIEWER, "late", &tok, id, &err), 0);
+	json_decref(call("GET", "/api/phase", tok, NULL, &r));
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	assert_int_equal(csa_token_revoke(dir, id, &err), 0);
+	json_decref(call("GET", "/api/phase", tok, NULL, &r));
+	assert_int_equal(r.status, 401);
+	free(r.body);
+	/* listing shows no digests */
+	json_t *t;
+	assert_int_equal(csa_tokens_load(dir, &t, &err), 0);
+	assert_true(json_array_size(json_object_get(t, "tokens")) >= 3);
+	assert_null(json_object_get(json_array_get(json_object_get(t, "tokens"), 0), "sha256"));
+	json_decref(t);
+	/* a broken tokens.json: 500 naming the file, for every token */
+	char path[4096], *saved;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/tokens.json", dir);
+	assert_int_equal(csa_fs_read_all(path, 1 << 20, &saved, &len, NULL), 0);
+	t_write(path, "{\"tokens\": [");
+	json_t *j = call("GET", "/api/phase", viewer, NULL, &r);
+	assert_int_equal(r.status, 500);
+	assert_non_null(strstr(csa_json_str(j, "detail"), "tokens.json"));
+	json_decref(j);
+	free(r.body);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(saved, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+	free(saved);
+	json_decref(call("GET", "/api/phase", viewer, NULL, &r));
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	free(tok);
 }
 
 static void tickets_messages_reviews(void **state)
@@ -267,10 +548,31 @@ static void auth_roles_limits_errors(void **state)
 	free(big);
 	json_decref(j);
 	free(r.body);
-	j = call("GET", "/api/tickets/..%2Fetc", viewer, NULL, &r);
-	assert_true(r.status == 400 || r.status == 404);
-	json_decref(j);
-	free(r.body);
+	/* one path segment that is not an id: refused as such, whatever it
+	 * would mean decoded */
+	static const char *const bad_ids[] = {"/api/tickets/..%2Fetc", "/api/tickets/a%2Fb",
+	                                      "/api/tickets/%41", "/api/audit/a.b"};
+	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+		j = call("GET", bad_ids[i], viewer, NULL, &r);
+		if (r.status != 400)
+			fail_msg("%s: %ld %s", bad_ids[i], r.status, r.body);
+		assert_string_equal(csa_json_str(j, "error"), "bad_request");
+		assert_non_null(strstr(csa_json_str(j, "detail"), "invalid ticket id"));
+		json_decref(j);
+		free(r.body);
+	}
+	/* limit and offset are whole numbers in range */
+	static const char *const bad_q[] = {
+	    "/api/tickets?limit=abc", "/api/tickets?limit=10x",
+	    "/api/tickets?limit=0",   "/api/tickets?limit=1001",
+	    "/api/tickets?offset=-1", "/api/tickets?offset=99999999999999999999"};
+	for (size_t i = 0; i < sizeof(bad_q) / sizeof(bad_q[0]); i++) {
+		j = call("GET", bad_q[i], admin, NULL, &r);
+		if (r.status != 400 || !strstr(csa_json_str(j, "detail"), "whole number"))
+			fail_msg("%s: %ld %s", bad_q[i], r.status, r.body);
+		json_decref(j);
+		free(r.body);
+	}
 	j = call("DELETE", "/api/tickets", admin, NULL, &r);
 	assert_int_equal(r.status, 405);
 	json_decref(j);
@@ -663,22 +965,210 @@ static void ticket_reads_are_cached_until_a_change(void **state)
 	assert_true(messages_of("C-1", cache_agent) < n + 1);
 }
 
-int main(void)
+/* A ticket in the store (imported history) with an open review task of
+ * its priority decision, as the controller makes them; the task's id. */
+static long long add_review_task(const char *tid)
+{
+	struct csa_err err = {0};
+	json_t *h = json_pack(
+	    "{s:s, s:s, s:{s:s, s:s, s:s}, s:[{s:s, s:s}], s:{s:s, s:s, s:s, s:s}}", "ticket_id",
+	    tid, "created_at", "2026-01-01T10:00:00.000Z", "customer", "client_name", "Ann Lee",
+	    "priority_level", "HIGH", "subscription_tier", "STANDARD", "messages", "sender",
+	    "customer", "content", "The invoice is wrong and the app crashes.", "gold", "category",
+	    "BILLING_INQUIRY", "priority", "HIGH", "strategy", "ESCALATE_TO_HUMAN",
+	    "escalation_path", "URGENT");
+	struct csa_ticket tk;
+	const struct csa_config *cfg = csa_ws_config(ws);
+	int rc = csa_import_ticket(cfg, h, 1, &tk, &err);
+	csa_config_unref(cfg);
+	if (rc)
+		fail_msg("import: %s", err.msg);
+	assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	json_decref(h);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/automation.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	char *sql = sqlite3_mprintf(
+	    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
+	    "threshold, autonomous, critical, created_ms, shown) "
+	    "VALUES('%q:classifier:0#priority', "
+	    "'%q', 'priority', 'BILLING_INQUIRY', 1, 'MEDIUM', 0.6, 0.98, 0, 0, 1, 1);"
+	    "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, shown, suggestion, "
+	    "confidence, score, created_ms, due_ms) VALUES('%q:classifier:0#priority', '%q', "
+	    "'priority', 'BILLING_INQUIRY', 'decide', 1, 'MEDIUM', 0.6, 1, 1, 1)",
+	    tid, tid, tid, tid);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_free(sql);
+	long long id = (long long)sqlite3_last_insert_rowid(db);
+	sqlite3_close(db);
+	return id;
+}
+
+struct decider {
+	pthread_barrier_t *go;
+	long long task;
+	char value[64];
+	long status;
+	char body[2048];
+};
+
+static void *decide(void *arg)
+{
+	struct decider *d = arg;
+	char path[64], body[160];
+	snprintf(path, sizeof(path), "/api/reviews/%lld/decide", d->task);
+	snprintf(body, sizeof(body), "{\"value\": \"%s\", \"decision_ms\": 1000}", d->value);
+	pthread_barrier_wait(d->go);
+	struct resp r;
+	json_decref(call("POST", path, agent, body, &r));
+	d->status = r.status;
+	snprintf(d->body, sizeof(d->body), "%s", r.body ? r.body : "");
+	free(r.body);
+	return NULL;
+}
+
+struct marked_stream {
+	char buf[65536];
+	size_t n;
+	const char *until; /* stop once this is in */
+};
+
+static size_t on_marked(char *p, size_t sz, size_t n, void *ud)
+{
+	struct marked_stream *st = ud;
+	size_t k = sz * n;
+	if (st->n + k < sizeof(st->buf)) {
+		memcpy(st->buf + st->n, p, k);
+		st->n += k;
+		st->buf[st->n] = '\0';
+	}
+	return strstr(st->buf, st->until) ? 0 : k;
+}
+
+static void *listen_until(void *arg)
+{
+	struct marked_stream *st = arg;
+	CURL *c = curl_easy_init();
+	char url[256], auth[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/api/events", port);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_marked);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, st);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	curl_easy_perform(c);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+/* Four reviewers decide the same open task at once with different values:
+ * one wins (200), the others get 409 naming the winner's value, and only
+ * the winner's decision is published. */
+static void concurrent_decisions_one_winner(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j;
+	long long task_id = add_review_task("R-1");
+	static const char *const values[4] = {"CRITICAL", "HIGH", "MEDIUM", "LOW"};
+	struct decider d[4];
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, 4);
+	for (int k = 0; k < 4; k++) {
+		memset(&d[k], 0, sizeof(d[k]));
+		d[k].go = &go;
+		d[k].task = task_id;
+		snprintf(d[k].value, sizeof(d[k].value), "%s", values[k]);
+	}
+	static struct marked_stream st;
+	st.until = "END-1";
+	pthread_t listener, th[4];
+	pthread_create(&listener, NULL, listen_until, &st);
+	for (int k = 0; k < 200 && !strstr(st.buf, ": connected"); k++)
+		usleep(10000);
+	assert_non_null(strstr(st.buf, ": connected"));
+	for (int k = 0; k < 4; k++)
+		pthread_create(&th[k], NULL, decide, &d[k]);
+	for (int k = 0; k < 4; k++)
+		pthread_join(th[k], NULL);
+	pthread_barrier_destroy(&go);
+	/* a ticket event marks the end of the stream; the listener is joined
+	 * before any check can end the test */
+	j = call("POST", "/api/tickets", admin,
+	         "{\"ticket_id\": \"END-1\", \"messages\": [{\"content\": \"done\"}]}", &r);
+	json_decref(j);
+	free(r.body);
+	pthread_join(listener, NULL);
+	assert_int_equal(r.status, 201);
+	int won = -1, lost = 0;
+	for (int k = 0; k < 4; k++) {
+		if (d[k].status == 200) {
+			if (won >= 0)
+				fail_msg(
+				    "two winners: '%s' and '%s' (the controller let both decide)",
+				    d[won].value, d[k].value);
+			won = k;
+		} else if (d[k].status == 409) {
+			lost++;
+		} else {
+			fail_msg("decision %d: %ld %s", k, d[k].status, d[k].body);
+		}
+	}
+	assert_true(won >= 0);
+	assert_int_equal(lost, 3);
+	for (int k = 0; k < 4; k++) {
+		if (k == won)
+			continue;
+		json_t *b = json_loads(d[k].body, 0, NULL);
+		json_t *w = json_object_get(b, "winner");
+		if (!json_is_object(w))
+			fail_msg("409 without the winner: %s", d[k].body);
+		assert_string_equal(csa_json_str(b, "error"), "conflict");
+		assert_string_equal(csa_json_str(w, "value"), d[won].value);
+		assert_string_equal(csa_json_str(w, "status"), "done");
+		assert_int_equal(csa_json_int(w, "task_id", 0), d[won].task);
+		assert_non_null(csa_json_str(w, "reviewer"));
+		json_decref(b);
+	}
+	int reviews = 0;
+	for (const char *p = st.buf; (p = strstr(p, "event: review")); p++)
+		reviews++;
+	assert_int_equal(reviews, 1);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(int argc, char **argv)
 {
 	setenv("CSA_EMAIL_HOOK_TOKEN", "hooktok", 1);
 	setenv("SLACK_SIGNING_SECRET", "slacksecret", 1);
+	setenv("MATTERMOST_TOKEN", "mmtok", 1);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(tickets_messages_reviews),
-	    cmocka_unit_test(auth_roles_limits_errors),
-	    cmocka_unit_test(pages_health_metrics),
-	    cmocka_unit_test(channel_hooks),
-	    cmocka_unit_test(server_sent_events),
-	    cmocka_unit_test(file_monitor),
-	    cmocka_unit_test(controller_ticks_in_the_server),
-	    cmocka_unit_test(ticket_reads_are_cached_until_a_change),
+	    cmocka_unit_test(error_statuses),
+	    cmocka_unit_test(tokens_contract),
+	    cmocka_unit_test(chanmap_contract),
+	    T(tickets_messages_reviews),
+	    T(auth_roles_limits_errors),
+	    T(pages_health_metrics),
+	    T(every_route_counted_and_answered_alike),
+	    T(tokens_created_while_serving),
+	    T(channel_hooks),
+	    T(server_sent_events),
+	    T(file_monitor),
+	    T(controller_ticks_in_the_server),
+	    T(ticket_reads_are_cached_until_a_change),
+	    T(concurrent_decisions_one_winner),
 	};
-	int rc = cmocka_run_group_tests(tests, setup, teardown);
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();
 	return rc;
 }

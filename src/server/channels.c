@@ -1,5 +1,6 @@
 /* Webhook signatures and e-mail parsing. */
 #include "server/channels.h"
+#include "base/digest.h"
 #include "base/ids.h"
 #include "base/json.h"
 
@@ -18,12 +19,12 @@ int csa_token_equal(const char *expected, const char *presented, struct csa_err 
 		return csa_error(err, CSA_EAUTH, "no token configured for this hook");
 	if (!presented)
 		return csa_error(err, CSA_EAUTH, "missing token");
-	size_t a = strlen(expected), b = strlen(presented);
 	/* compare digests: equal length, constant time */
 	unsigned char x[32], y[32];
-	unsigned int l;
-	EVP_Digest(expected, a, x, &l, EVP_sha256(), NULL);
-	EVP_Digest(presented, b, y, &l, EVP_sha256(), NULL);
+	if (csa_sha256(expected, strlen(expected), x) ||
+	    csa_sha256(presented, strlen(presented), y))
+		return csa_error(err, CSA_EIO,
+		                 "cannot hash the hook token (OpenSSL SHA-256 failed)");
 	if (CRYPTO_memcmp(x, y, 32) != 0)
 		return csa_error(err, CSA_EAUTH, "wrong token");
 	return CSA_OK;
@@ -49,14 +50,18 @@ int csa_slack_verify(const char *secret, const char *timestamp, const char *sign
 	size_t blen = strlen(timestamp) + len + 4;
 	char *base = malloc(blen);
 	if (!base)
-		return csa_error(err, CSA_ENOMEM, "out of memory");
+		return csa_error(err, CSA_ENOMEM, "out of memory checking a Slack signature");
 	int n = snprintf(base, blen, "v0:%s:", timestamp);
 	memcpy(base + n, body, len);
 	unsigned char mac[32];
 	unsigned int ml = 0;
-	HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)base, (size_t)n + len, mac,
-	     &ml);
+	unsigned char *h = HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)base,
+	                        (size_t)n + len, mac, &ml);
 	free(base);
+	if (!h || ml != 32)
+		return csa_error(err, CSA_EIO,
+		                 "cannot compute the Slack signature (OpenSSL HMAC "
+		                 "failed)");
 	char hex[65];
 	for (int i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", mac[i]);
@@ -79,13 +84,17 @@ int csa_trello_verify(const char *secret, const char *callback_url, const char *
 	size_t ul = strlen(callback_url);
 	unsigned char *msg = malloc(len + ul + 1);
 	if (!msg)
-		return csa_error(err, CSA_ENOMEM, "out of memory");
+		return csa_error(err, CSA_ENOMEM, "out of memory checking a Trello signature");
 	memcpy(msg, body, len);
 	memcpy(msg + len, callback_url, ul);
 	unsigned char mac[20];
 	unsigned int ml = 0;
-	HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, len + ul, mac, &ml);
+	unsigned char *h = HMAC(EVP_sha1(), secret, (int)strlen(secret), msg, len + ul, mac, &ml);
 	free(msg);
+	if (!h || ml != 20)
+		return csa_error(err, CSA_EIO,
+		                 "cannot compute the Trello signature (OpenSSL HMAC "
+		                 "failed)");
 	unsigned char b64[64];
 	int bl = EVP_EncodeBlock(b64, mac, 20);
 	if ((size_t)bl != strlen(signature) || CRYPTO_memcmp(b64, signature, (size_t)bl) != 0)
@@ -93,14 +102,18 @@ int csa_trello_verify(const char *secret, const char *callback_url, const char *
 	return CSA_OK;
 }
 
-void csa_external_message_id(const char *prefix, const char *external, char out[48])
+int csa_external_message_id(const char *prefix, const char *external, char out[48],
+                            struct csa_err *err)
 {
-	unsigned char md[32];
-	unsigned int l = 0;
-	EVP_Digest(external, strlen(external), md, &l, EVP_sha256(), NULL);
-	int n = snprintf(out, 48, "%.12s-", prefix);
-	for (int i = 0; i < 16 && n + 2 < 48; i++)
-		n += snprintf(out + n, (size_t)(48 - n), "%02x", md[i]);
+	char hex[CSA_SHA256_HEX_LEN];
+	out[0] = '\0';
+	if (csa_sha256_hex(external, strlen(external), hex))
+		return csa_error(err, CSA_EIO,
+		                 "cannot derive the message id of a %.12s message (OpenSSL SHA-256 "
+		                 "failed)",
+		                 prefix);
+	snprintf(out, 48, "%.12s-%.32s", prefix, hex);
+	return CSA_OK;
 }
 
 int csa_subject_ticket(const char *subject, char *out, size_t outsz)
@@ -196,36 +209,55 @@ static int qp_decode(const char *s, size_t n, struct buf *out, int underscore_sp
 	return 0;
 }
 
+/* Results of the decoders below, besides 0 (done). */
+enum { DEC_NOMEM = -1, DEC_STRUCTURE = -2, DEC_BASE64 = -3 };
+
+/*
+ * Base64 as MIME sends it (RFC 2045 §6.8): lines of at most 76 characters
+ * with CRLF or LF breaks, padding at the end. OpenSSL's decoder skips the
+ * line breaks and white space, stops at the padding and counts it right,
+ * and refuses characters outside the alphabet, data after the padding and
+ * a partial group at the end (DEC_BASE64).
+ */
 static int b64_decode(const char *s, size_t n, struct buf *out)
 {
-	/* strip whitespace first: EVP_DecodeBlock does not */
-	char *clean = malloc(n + 1);
-	if (!clean)
-		return -1;
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!isspace((unsigned char)s[i]))
-			clean[k++] = s[i];
-	if (k % 4) {
-		free(clean);
-		return -2;
+	EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+	/* the decoded bytes are never more than the characters read */
+	unsigned char *dec = ctx ? malloc(n + 3) : NULL;
+	if (!dec) {
+		EVP_ENCODE_CTX_free(ctx);
+		return DEC_NOMEM;
 	}
-	unsigned char *dec = malloc(k / 4 * 3 + 1);
-	int dl = dec ? EVP_DecodeBlock(dec, (unsigned char *)clean, (int)k) : -1;
-	free(clean);
-	if (dl < 0) {
-		free(dec);
-		return -2;
+	EVP_DecodeInit(ctx);
+	size_t total = 0;
+	int rc = 0, done = 0;
+	for (size_t off = 0; off < n && !done && rc == 0;) {
+		/* EVP_DecodeUpdate takes an int length: feed at most 1 MiB at a time */
+		int chunk = (int)(n - off < (1u << 20) ? n - off : (1u << 20));
+		int got = 0;
+		int r =
+		    EVP_DecodeUpdate(ctx, dec + total, &got, (const unsigned char *)s + off, chunk);
+		if (r < 0)
+			rc = DEC_BASE64;
+		else
+			total += (size_t)got;
+		done = r == 0; /* the padding ended the data */
+		off += (size_t)chunk;
+		/* what follows the padding in later chunks may only be white space */
+		for (size_t k = off; done && rc == 0 && k < n; k++)
+			if (!isspace((unsigned char)s[k]))
+				rc = DEC_BASE64;
 	}
-	/* DecodeBlock counts padding as zero bytes */
-	if (k >= 1 && s[n - 1] == '=')
-		dl--;
-	for (size_t i = n; i-- > 0 && (s[i] == '=' || isspace((unsigned char)s[i]));)
-		if (s[i] == '=' && i > 0 && s[i - 1] == '=') {
-			dl--;
-			break;
-		}
-	int rc = put(out, (char *)dec, (size_t)(dl > 0 ? dl : 0));
+	if (rc == 0) {
+		int got = 0;
+		if (EVP_DecodeFinal(ctx, dec + total, &got) != 1)
+			rc = DEC_BASE64;
+		else
+			total += (size_t)got;
+	}
+	EVP_ENCODE_CTX_free(ctx);
+	if (rc == 0 && put(out, (const char *)dec, total))
+		rc = DEC_NOMEM;
 	free(dec);
 	return rc;
 }
@@ -255,8 +287,9 @@ static int decode_body(const char *s, size_t n, const char *cte, const char *cha
 	return rc;
 }
 
-/* A header's value (unfolded) from a header block; caller frees. */
-static char *header(const char *h, size_t hn, const char *name)
+/* A header's value (unfolded) from a header block; caller frees. NULL when
+ * the header is absent, or when memory ran out (then *nomem is set). */
+static char *header(const char *h, size_t hn, const char *name, int *nomem)
 {
 	size_t nl = strlen(name);
 	for (size_t i = 0; i < hn;) {
@@ -272,10 +305,11 @@ static char *header(const char *h, size_t hn, const char *name)
 					le--;
 				while (s < le && (h[s] == ' ' || h[s] == '\t'))
 					s++;
-				if (v.n && put(&v, " ", 1))
-					break;
-				if (put(&v, h + s, le - s))
-					break;
+				if ((v.n && put(&v, " ", 1)) || put(&v, h + s, le - s)) {
+					free(v.p);
+					*nomem = 1;
+					return NULL;
+				}
 				/* folded continuation lines start with white space */
 				if (e + 1 < hn && (h[e + 1] == ' ' || h[e + 1] == '\t')) {
 					s = e + 1;
@@ -286,8 +320,8 @@ static char *header(const char *h, size_t hn, const char *name)
 				}
 				break;
 			}
-			if (!v.p)
-				return strdup("");
+			if (!v.p && !(v.p = strdup("")))
+				*nomem = 1;
 			return v.p;
 		}
 		i = e + 1;
@@ -317,22 +351,25 @@ static char *param(const char *v, const char *name)
 	return NULL;
 }
 
-/* RFC 2047: =?charset?B|Q?text?= words in a header value. */
-static char *decode_words(const char *v)
+/* RFC 2047: =?charset?B|Q?text?= words in a header value. Returns 0 with
+ * *out the decoded value (caller frees), or DEC_NOMEM, or DEC_BASE64 for a
+ * B word that is not base64. */
+static int decode_words(const char *v, char **out_value)
 {
 	struct buf out = {0};
 	const char *p = v;
-	while (*p) {
+	int rc = 0;
+	while (*p && rc == 0) {
 		const char *s = strstr(p, "=?");
 		if (!s) {
-			put(&out, p, strlen(p));
+			rc = put(&out, p, strlen(p)) ? DEC_NOMEM : 0;
 			break;
 		}
 		const char *q1 = strchr(s + 2, '?');
 		const char *q2 = q1 ? strchr(q1 + 1, '?') : NULL;
 		const char *e = q2 ? strstr(q2 + 1, "?=") : NULL;
 		if (!q1 || !q2 || !e || q2 != q1 + 2) {
-			put(&out, p, (size_t)(s + 2 - p));
+			rc = put(&out, p, (size_t)(s + 2 - p)) ? DEC_NOMEM : 0;
 			p = s + 2;
 			continue;
 		}
@@ -341,41 +378,54 @@ static char *decode_words(const char *v)
 		int only_space = 1;
 		for (; w < s; w++)
 			only_space &= *w == ' ' || *w == '\t';
-		if (!(only_space && out.n))
-			put(&out, p, (size_t)(s - p));
+		if (!(only_space && out.n) && put(&out, p, (size_t)(s - p))) {
+			rc = DEC_NOMEM;
+			break;
+		}
 		char *charset = strndup(s + 2, (size_t)(q1 - s - 2));
 		char enc = (char)toupper((unsigned char)q1[1]);
 		struct buf raw = {0};
-		if (enc == 'B')
-			b64_decode(q2 + 1, (size_t)(e - q2 - 1), &raw);
+		if (!charset)
+			rc = DEC_NOMEM;
+		else if (enc == 'B')
+			rc = b64_decode(q2 + 1, (size_t)(e - q2 - 1), &raw);
 		else
-			qp_decode(q2 + 1, (size_t)(e - q2 - 1), &raw, 1);
-		if (raw.p)
-			decode_body(raw.p, raw.n, NULL, charset, &out);
+			rc = qp_decode(q2 + 1, (size_t)(e - q2 - 1), &raw, 1);
+		if (rc == 0 && raw.p)
+			rc = decode_body(raw.p, raw.n, NULL, charset, &out);
 		free(raw.p);
 		free(charset);
 		p = e + 2;
 	}
-	return out.p ? out.p : strdup("");
+	if (rc == 0 && !out.p && !(out.p = strdup("")))
+		rc = DEC_NOMEM;
+	if (rc) {
+		free(out.p);
+		return rc;
+	}
+	*out_value = out.p;
+	return 0;
 }
 
 /* Find the first text/plain part of an entity (headers h, body b). */
 static int find_text(const char *h, size_t hn, const char *b, size_t bn, int depth, struct buf *out)
 {
 	if (depth > 8)
-		return -2;
-	char *ct = header(h, hn, "Content-Type");
-	char *cte = header(h, hn, "Content-Transfer-Encoding");
+		return DEC_STRUCTURE;
+	int nomem = 0;
+	char *ct = header(h, hn, "Content-Type", &nomem);
+	char *cte = header(h, hn, "Content-Transfer-Encoding", &nomem);
 	int rc = 1; /* not found */
-	if (!ct || strncasecmp(ct, "text/plain", 10) == 0) {
+	if (nomem) {
+		rc = DEC_NOMEM;
+	} else if (!ct || strncasecmp(ct, "text/plain", 10) == 0) {
 		char *cs = ct ? param(ct, "charset") : NULL;
-		int d = decode_body(b, bn, cte, cs, out);
-		rc = d == 0 ? 0 : d == -2 ? -2 : -1;
+		rc = decode_body(b, bn, cte, cs, out);
 		free(cs);
 	} else if (strncasecmp(ct, "multipart/", 10) == 0) {
 		char *bd = param(ct, "boundary");
 		if (!bd) {
-			rc = -2;
+			rc = DEC_STRUCTURE;
 			goto out;
 		}
 		char delim[210];
@@ -435,13 +485,24 @@ int csa_email_parse(const char *raw, size_t len, json_t **out, struct csa_err *e
 	if (!sep)
 		return csa_error(err, CSA_EPARSE, "e-mail: no blank line between headers and body");
 	size_t hn = (size_t)(sep - raw);
-	char *from = header(raw, hn, "From"), *subj = header(raw, hn, "Subject"),
-	     *mid = header(raw, hn, "Message-ID"), *irt = header(raw, hn, "In-Reply-To"),
-	     *refs = header(raw, hn, "References");
+	int nomem = 0;
+	char *from = header(raw, hn, "From", &nomem), *subj = header(raw, hn, "Subject", &nomem),
+	     *mid = header(raw, hn, "Message-ID", &nomem),
+	     *irt = header(raw, hn, "In-Reply-To", &nomem),
+	     *refs = header(raw, hn, "References", &nomem);
 	struct buf text = {0};
-	int rc = find_text(raw, hn, sep + skip, len - hn - skip, 0, &text);
+	char *ds = NULL, *df = NULL;
+	const char *where = "the text part"; /* what a base64 error is in */
+	int rc = nomem ? DEC_NOMEM : find_text(raw, hn, sep + skip, len - hn - skip, 0, &text);
+	if (rc == 0 && subj) {
+		where = "an encoded word of the Subject header";
+		rc = decode_words(subj, &ds);
+	}
+	if (rc == 0 && from) {
+		where = "an encoded word of the From header";
+		rc = decode_words(from, &df);
+	}
 	if (rc == 0) {
-		char *ds = subj ? decode_words(subj) : NULL, *df = from ? decode_words(from) : NULL;
 		/* text that is not UTF-8 after decoding is refused, not guessed */
 		json_t *t = text.p ? json_stringn(text.p, text.n) : json_string("");
 		if (!t) {
@@ -455,16 +516,22 @@ int csa_email_parse(const char *raw, size_t len, json_t **out, struct csa_err *e
 				rc = csa_error(err, CSA_EPARSE,
 				               "e-mail: headers are not valid UTF-8");
 		}
-		free(ds);
-		free(df);
 	} else if (rc == 1) {
 		rc = csa_error(err, CSA_EPARSE, "e-mail: no text/plain part");
-	} else if (rc == -1) {
+	} else if (rc == DEC_NOMEM) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory parsing e-mail");
+	} else if (rc == DEC_BASE64) {
+		rc = csa_error(err, CSA_EPARSE,
+		               "e-mail: invalid base64 in %s (a character outside the alphabet, "
+		               "data after the padding, or a partial group at the end)",
+		               where);
 	} else {
 		rc = csa_error(err, CSA_EPARSE,
-		               "e-mail: broken MIME structure (boundary, nesting or base64)");
+		               "e-mail: broken MIME structure (missing boundary or nested deeper "
+		               "than 8 levels)");
 	}
+	free(ds);
+	free(df);
 	free(text.p);
 	free(from);
 	free(subj);

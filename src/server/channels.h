@@ -43,8 +43,11 @@ int csa_email_parse(const char *raw, size_t len, json_t **out, struct csa_err *e
  * valid id. Writes it to out and returns 1, else 0. */
 int csa_subject_ticket(const char *subject, char *out, size_t outsz);
 
-/* An id-safe message id for an external one: prefix + 32 hex of SHA-256. */
-void csa_external_message_id(const char *prefix, const char *external, char out[48]);
+/* An id-safe message id for an external one: prefix (at most 12 characters
+ * used) + "-" + the first 32 hex digits of its SHA-256. CSA_OK, or CSA_EIO
+ * when OpenSSL fails (out is then ""). */
+int csa_external_message_id(const char *prefix, const char *external, char out[48],
+                            struct csa_err *err);
 
 /*
  * The customer reply a pipeline run may send by itself: the selector's

@@ -1,10 +1,10 @@
 /*
  * csa serve: the HTTP API, the dashboard and Prometheus metrics over one
  * workspace, on libmicrohttpd with a thread per connection (event streams
- * wait without holding up other requests). Routes are a
- * table (server.c); every /api route needs "Authorization: Bearer TOKEN"
- * with a role (server/tokens.h); errors are {"error", "detail"} with the
- * matching status. See docs/API.md.
+ * wait without holding up other requests). Every route is an entry of
+ * one table (routes.c) with its authentication: none, a bearer token with
+ * a role (server/tokens.h), or the platform's signature (hooks); errors
+ * are {"error", "detail"} with the matching status. See docs/API.md.
  */
 #ifndef CSA_SERVER_SERVER_H
 #define CSA_SERVER_SERVER_H

@@ -1,8 +1,18 @@
 /*
  * API tokens with roles: viewer (read), agent (read, decide reviews, add
  * messages, create tickets), admin (also phase changes, rollback, tokens).
- * A token is shown once when created; the workspace keeps only its SHA-256
- * (tokens.json), and lookups compare digests in constant time.
+ * A token is shown once when created; the store keeps only its SHA-256,
+ * and a check compares the digest with every stored one in constant time.
+ *
+ * The tokens live behind a table of operations (struct csa_tokens_ops), so
+ * a server sharing them with others (PostgreSQL) can replace the first
+ * implementation, <ws>/tokens.json. Callers hold a handle from
+ * csa_tokens_open() and use the csa_tokens_*() calls below; nothing
+ * outside tokens.c knows where tokens are kept.
+ *
+ * Concurrency: a handle may be used by many threads at once. Tokens
+ * created or revoked by another process (`csa token create` while the
+ * server runs) are seen by the next check.
  */
 #ifndef CSA_SERVER_TOKENS_H
 #define CSA_SERVER_TOKENS_H
@@ -14,21 +24,79 @@ enum csa_role { CSA_ROLE_NONE = 0, CSA_ROLE_VIEWER = 1, CSA_ROLE_AGENT = 2, CSA_
 
 /* "viewer" | "agent" | "admin" -> role; CSA_ROLE_NONE otherwise. */
 enum csa_role csa_role_parse(const char *s);
+/* "none", "viewer", "agent", "admin" (static strings). */
 const char *csa_role_name(enum csa_role r);
 
-/* Create a token in <ws>/tokens.json; *token (caller frees) is the secret,
- * *id its public id. */
+#define CSA_TOKEN_ID_LEN 32 /* room for a token id "tk_" + 12 hex and its NUL */
+
+struct csa_tokens;
+
+struct csa_tokens_ops {
+	const char *name;
+	/* Make a token with a role and an optional name (a note for people).
+	 * *token is the secret (caller frees; shown once, never stored), id
+	 * its public id. Nothing is stored on error. */
+	int (*create)(struct csa_tokens *t, enum csa_role role, const char *name, char **token,
+	              char id[CSA_TOKEN_ID_LEN], struct csa_err *err);
+	/* The role and id of a presented secret: CSA_OK, CSA_EAUTH when no
+	 * stored token has it, another code when the tokens cannot be read
+	 * (then no request may pass). */
+	int (*check)(struct csa_tokens *t, const char *presented, enum csa_role *role,
+	             char id[CSA_TOKEN_ID_LEN], struct csa_err *err);
+	/* Every token as a new array of {"id", "name", "role", "created"}
+	 * (no digests). */
+	int (*list)(struct csa_tokens *t, json_t **out, struct csa_err *err);
+	/* Remove a token by id; CSA_ENOENT when there is none. */
+	int (*revoke)(struct csa_tokens *t, const char *id, struct csa_err *err);
+	void (*close)(struct csa_tokens *t);
+};
+
+struct csa_tokens {
+	const struct csa_tokens_ops *ops;
+};
+
+/* Open the tokens of a workspace: today <ws_root>/tokens.json (absent: no
+ * tokens yet). The file is read at the first check and again whenever it
+ * changes. */
+int csa_tokens_open(const char *ws_root, struct csa_tokens **out, struct csa_err *err);
+
+static inline int csa_tokens_create(struct csa_tokens *t, enum csa_role role, const char *name,
+                                    char **token, char id[CSA_TOKEN_ID_LEN], struct csa_err *err)
+{
+	return t->ops->create(t, role, name, token, id, err);
+}
+
+static inline int csa_tokens_check(struct csa_tokens *t, const char *presented, enum csa_role *role,
+                                   char id[CSA_TOKEN_ID_LEN], struct csa_err *err)
+{
+	return t->ops->check(t, presented, role, id, err);
+}
+
+static inline int csa_tokens_list(struct csa_tokens *t, json_t **out, struct csa_err *err)
+{
+	return t->ops->list(t, out, err);
+}
+
+static inline int csa_tokens_revoke(struct csa_tokens *t, const char *id, struct csa_err *err)
+{
+	return t->ops->revoke(t, id, err);
+}
+
+/* Close a handle; NULL is a no-op. */
+static inline void csa_tokens_close(struct csa_tokens *t)
+{
+	if (t)
+		t->ops->close(t);
+}
+
+/*
+ * One-call forms for the CLI (`csa token create|list|revoke`): open the
+ * workspace's tokens, do one operation, close. csa_tokens_load gives
+ * {"tokens": [list]} (new reference).
+ */
 int csa_token_create(const char *ws_root, enum csa_role role, const char *name, char **token,
-                     char id_out[32], struct csa_err *err);
-
-/* Role of a presented token, or CSA_ROLE_NONE. 'tokens' is the parsed
- * tokens.json (csa_tokens_load). */
-enum csa_role csa_token_check(const json_t *tokens, const char *presented, const char **id_out);
-
-/* Load <ws>/tokens.json ({"tokens": []} when absent). */
+                     char id_out[CSA_TOKEN_ID_LEN], struct csa_err *err);
 int csa_tokens_load(const char *ws_root, json_t **out, struct csa_err *err);
-
-/* Remove a token by id. */
 int csa_token_revoke(const char *ws_root, const char *id, struct csa_err *err);
 
 #endif

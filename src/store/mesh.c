@@ -923,6 +923,27 @@ uint64_t csa_mesh_files_sig(const struct csa_ws *ws, const char *id, int64_t *ne
 	return h ? h : 1;
 }
 
+/* The store's version of a ticket: its files' signature. A file's mtime
+ * has the granularity of the file system's clock, so a second change
+ * within it could keep the signature: a ticket is settled once its newest
+ * file is two seconds old. */
+static uint64_t mesh_version(struct csa_store *st, const char *id, int *settled)
+{
+	struct mesh *m = (struct mesh *)st;
+	int64_t newest_ns = 0;
+	uint64_t sig = csa_mesh_files_sig(m->ws, id, &newest_ns);
+	*settled = sig && newest_ns <= csa_now_ms() * 1000000LL - 2000000000LL;
+	return sig;
+}
+
+static void mesh_stats_op(struct csa_store *st, struct csa_store_stats *out)
+{
+	const struct mesh *m = (const struct mesh *)st;
+	out->commits = m->stats.commits;
+	out->batches = m->stats.batches;
+	out->checkpoints = m->stats.checkpoints;
+}
+
 /* ---- scan ----------------------------------------------------------- */
 
 static int id_cmp(const void *a, const void *b)
@@ -1032,6 +1053,8 @@ static const struct csa_store_ops mesh_ops = {
     .scan = mesh_scan,
     .checkpoint = mesh_checkpoint,
     .close = mesh_close,
+    .version = mesh_version,
+    .stats = mesh_stats_op,
 };
 
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "base/err.h"
 #include "base/ids.h"
 
@@ -50,6 +51,13 @@ struct csa_filter {
  * returned by it. */
 typedef int (*csa_scan_fn)(void *ctx, const char *id, const json_t *t, const char *status);
 
+/* Counters of one store handle since it was opened. */
+struct csa_store_stats {
+	long commits;     /* commits by this handle */
+	long batches;     /* durable steps they took (commits made at once share one) */
+	long checkpoints; /* checkpoints by this handle */
+};
+
 struct csa_store_ops {
 	const char *name;
 	/* Load all three documents of 'id' into *out (released by the caller),
@@ -77,6 +85,18 @@ struct csa_store_ops {
 	/* Flush pending state to its final place (journal checkpoint). */
 	int (*checkpoint)(struct csa_store *st, struct csa_err *err);
 	void (*close)(struct csa_store *st);
+	/* A cheap version of one ticket, for caches of what is derived from
+	 * it: nonzero, and different after any change of any of its
+	 * documents (by this process or another); 0 when the ticket does not
+	 * exist or has no cheap version. It takes no lock and reads no
+	 * document. *settled is set to 1 when the version is sure to change
+	 * with the next change, 0 when a change could still keep it (the
+	 * file backend cannot see a second change within its timestamps'
+	 * granularity, so tickets written in the last two seconds are not
+	 * settled): cache only under a settled version. */
+	uint64_t (*version)(struct csa_store *st, const char *id, int *settled);
+	/* The handle's counters. */
+	void (*stats)(struct csa_store *st, struct csa_store_stats *out);
 };
 
 struct csa_store {
@@ -125,6 +145,16 @@ static inline int csa_store_scan(struct csa_store *st, const struct csa_filter *
                                  void *ctx, struct csa_err *err)
 {
 	return st->ops->scan(st, f, fn, ctx, err);
+}
+
+static inline uint64_t csa_store_version(struct csa_store *st, const char *id, int *settled)
+{
+	return st->ops->version(st, id, settled);
+}
+
+static inline void csa_store_stats(struct csa_store *st, struct csa_store_stats *out)
+{
+	st->ops->stats(st, out);
 }
 
 static inline void csa_store_close(struct csa_store *st)

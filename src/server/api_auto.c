@@ -1,0 +1,188 @@
+/*
+ * The automation resources of the API: the review queue, phases and
+ * their gates, KPIs, alerts, the audit trail of a ticket and the file
+ * monitor. Each is a thin layer over the controller (automation/control.h)
+ * and the monitor; what a change means for the dashboard goes out as an
+ * event.
+ */
+#include "server/server_internal.h"
+#include "automation/control.h"
+#include "automation/ledger.h"
+#include "base/json.h"
+#include "server/monitor.h"
+#include "store/ticket.h"
+#include "store/ws.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/banned.h"
+
+json_t *csa_h_reviews(struct call *c)
+{
+	const char *st = csa_query(c, "status");
+	if (st && strcmp(st, "open") != 0 && strcmp(st, "done") != 0)
+		return csa_fail(c, 400, "bad_request", "status must be open or done");
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_review_list(c->s->autom, st ? st : "open", 200, &out, &err))
+		return csa_fail_err(c, &err);
+	return json_pack("{s:o}", "tasks", out);
+}
+
+json_t *csa_h_review_next(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_review_next(c->s->autom, &out, &err))
+		return csa_fail_err(c, &err);
+	if (!out)
+		return json_pack("{s:n}", "task");
+	/* the reviewer sees the whole ticket; a task whose ticket cannot be
+	 * read is still shown, with the reason */
+	struct csa_ticket tk;
+	const char *tid = csa_json_str(out, "ticket_id");
+	if (tid && csa_store_load(c->s->ws->store, tid, &tk, &err) == CSA_OK) {
+		json_object_set_new(out, "ticket", csa_ticket_state_json(&tk, 1));
+		csa_ticket_release(&tk);
+	} else {
+		json_object_set_new(out, "ticket", json_null());
+		json_object_set_new(out, "ticket_error",
+		                    json_string(tid ? err.msg : "the task names no ticket"));
+	}
+	return json_pack("{s:o}", "task", out);
+}
+
+/*
+ * Two reviewers deciding the same task at once: the controller lets the
+ * first one win and answers the others CSA_ECONFLICT with the winner's
+ * decision in *out. They get 409 with that decision under "winner", so the
+ * dashboard can show what was decided; only the winner's decision is an
+ * event.
+ */
+json_t *csa_h_review_decide(struct call *c)
+{
+	char *end;
+	errno = 0;
+	long long id = strtoll(c->params[0], &end, 10);
+	if (*end || id <= 0 || errno == ERANGE)
+		return csa_fail(c, 400, "bad_request",
+		                "task id must be a positive number, not '%s'", c->params[0]);
+	const char *value = csa_json_str(c->body, "value");
+	if (!value)
+		return csa_fail(c, 400, "bad_request", "field 'value' (string) is required");
+	json_t *ms = json_object_get(c->body, "decision_ms");
+	if (ms && (!json_is_integer(ms) || json_integer_value(ms) < 0))
+		return csa_fail(c, 400, "bad_request",
+		                "field 'decision_ms' must be a non-negative integer");
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	int rc =
+	    csa_auto_review_decide(c->s->autom, id, value, c->who, csa_json_str(c->body, "notes"),
+	                           ms ? json_integer_value(ms) : -1, &out, &err);
+	if (rc == CSA_ECONFLICT) {
+		json_t *body = csa_fail_err(c, &err);
+		if (body && json_object_set_new(body, "winner", out ? out : json_null())) {
+			json_decref(body);
+			return csa_fail(c, 500, "internal", "out of memory answering a conflict");
+		}
+		return body;
+	}
+	if (rc) {
+		json_decref(out);
+		return csa_fail_err(c, &err);
+	}
+	csa_publish(c->s, "review",
+	            json_pack("{s:O?, s:O?, s:O?}", "task_id", json_object_get(out, "task_id"),
+	                      "decision_type", json_object_get(out, "decision_type"), "correct",
+	                      json_object_get(out, "correct")));
+	return out;
+}
+
+json_t *csa_h_phase(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_status(c->s->autom, &out, &err))
+		return csa_fail_err(c, &err);
+	return out;
+}
+
+json_t *csa_h_phase_evaluate(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_evaluate(c->s->autom, &out, &err))
+		return csa_fail_err(c, &err);
+	return out;
+}
+
+json_t *csa_h_phase_advance(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_advance(c->s->autom, c->who, csa_json_bool(c->body, "force", 0), &out,
+	                           &err))
+		return csa_fail_err(c, &err);
+	csa_publish_phase(c->s);
+	return out;
+}
+
+json_t *csa_h_phase_rollback(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_rollback(c->s->autom, csa_json_str(c->body, "point"), c->who, &out,
+	                            &err))
+		return csa_fail_err(c, &err);
+	csa_publish_phase(c->s);
+	return out;
+}
+
+json_t *csa_h_metrics_json(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_metrics(c->s->autom, &out, &err))
+		return csa_fail_err(c, &err);
+	json_t *gates = NULL;
+	if (csa_auto_phase_evaluate(c->s->autom, &gates, &err)) {
+		json_decref(out);
+		return csa_fail_err(c, &err);
+	}
+	json_object_set_new(out, "gates", gates);
+	return out;
+}
+
+json_t *csa_h_alerts(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_alerts(c->s->autom, csa_query(c, "all") == NULL, &out, &err))
+		return csa_fail_err(c, &err);
+	return json_pack("{s:o}", "alerts", out);
+}
+
+json_t *csa_h_mesh(struct call *c)
+{
+	return csa_monitor_status(c->s->monitor);
+}
+
+json_t *csa_h_mesh_check(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_monitor_check(c->s->monitor, &out, &err))
+		return csa_fail_err(c, &err);
+	return out;
+}
+
+json_t *csa_h_audit(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_ledger_trail(csa_auto_ledger(c->s->autom), c->params[0], &out, &err))
+		return csa_fail_err(c, &err);
+	return json_pack("{s:s, s:o}", "ticket_id", c->params[0], "trail", out);
+}
