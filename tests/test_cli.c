@@ -313,11 +313,53 @@ static void phase_tick_runs_the_controller(void **state)
 	free(err);
 }
 
+/* Global options go before the verb as with `git -C`: `csa --dir W VERB`
+ * and `csa VERB --dir W` open the same workspace; a global option the
+ * program does not know, or --dir in both places, is refused clearly. */
+static void dir_before_or_after_the_verb(void **state)
+{
+	(void)state;
+	char *out, *err;
+	const char *forms[] = {"--dir '%s' list", "list --dir '%s'", "--dir='%s' list"};
+	for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++) {
+		assert_int_equal(t_csa(NULL, &out, &err, forms[k], ws), 0);
+		json_t *j = json_loads(out, 0, NULL);
+		if (!json_is_array(j) || json_array_size(j) != 1)
+			fail_msg("'%s': expected the workspace's one ticket, got '%s'", forms[k], out);
+		json_decref(j);
+		free(out);
+		free(err);
+	}
+	/* the workspace is the global --dir, not $CSA_HOME or "." */
+	setenv("CSA_HOME", "/nonexistent-ws", 1);
+	assert_int_equal(t_csa(NULL, &out, &err, "--dir '%s' show C-1", ws), 0);
+	unsetenv("CSA_HOME");
+	assert_non_null(strstr(out, "C-1"));
+	free(out);
+	free(err);
+	/* a verb's own options and positionals still work after the move */
+	assert_int_equal(
+	    t_csa(NULL, &out, &err, "--dir '%s' list --priority MEDIUM --status active", ws), 0);
+	free(out);
+	free(err);
+	int rc = t_csa(NULL, NULL, &err, "--frobnicate list --dir '%s'", ws);
+	assert_fails_with(rc, err, "unknown global option '--frobnicate' before the verb");
+	rc = t_csa(NULL, NULL, &err, "--dir '%s' list --dir '%s'", ws, ws);
+	assert_fails_with(rc, err, "'--dir' given both before and after the verb 'list'");
+	rc = t_csa(NULL, NULL, &err, "--dir '%s'", ws);
+	assert_fails_with(rc, err, "no verb after the global options");
+	rc = t_csa(NULL, NULL, &err, "--dir");
+	assert_fails_with(rc, err, "global option '--dir' needs a value");
+	rc = t_csa(NULL, NULL, &err, "--dir /nonexistent-ws list");
+	assert_fails_with(rc, err, "not a csa workspace");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(create_show_add_list),
 	    cmocka_unit_test(bad_input),
+	    cmocka_unit_test(dir_before_or_after_the_verb),
 	    cmocka_unit_test(verify_and_repair),
 	    cmocka_unit_test(serve_environment),
 	    cmocka_unit_test(phase_tick_runs_the_controller),
