@@ -390,6 +390,98 @@ static void verify_memo_skips_only_unchanged(void **state)
 	csa_verify_memo_free(memo);
 }
 
+/* A workspace made through the library is private to its user whatever
+ * the program's umask: no group or other bits on any directory or file
+ * (the mesh's documents, the journal, the lock, csa.json, kb/), also when
+ * its directory existed before with 0755. */
+static void new_workspace_is_private(void **state)
+{
+	(void)state;
+	mode_t old = umask(022);
+	char *base = t_tmpdir("private");
+	char dir[600], first[4400];
+	struct csa_err err = {0};
+	struct csa_ws *ws = NULL;
+	for (int existed = 0; existed < 2; existed++) {
+		snprintf(dir, sizeof(dir), "%s/ws%d", base, existed);
+		if (existed)
+			assert_int_equal(mkdir(dir, 0755), 0);
+		if (csa_ws_init(dir, &err) || csa_ws_open(dir, &ws, &err))
+			fail_msg("%s", err.msg);
+		struct csa_ticket tk;
+		struct fx fxw = {.dir = dir, .ws = ws};
+		assert_int_equal(build(&fxw,
+		                       "{\"ticket_id\": \"P1\", \"client_name\": \"Ann\", "
+		                       "\"messages\": [{\"content\": \"my card number\"}]}",
+		                       &tk, &err),
+		                 0);
+		assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+		int n = t_loose_modes(dir, first, sizeof(first));
+		csa_ws_close(ws);
+		if (n != 0)
+			fail_msg("%d paths of a new workspace are open to group or others, "
+			         "the first %s",
+			         n, first);
+	}
+	umask(old);
+	t_rmrf(base);
+	free(base);
+}
+
+/* csa verify reports a file and a directory that group or others may
+ * access, naming each with its mode; --repair takes those bits away. */
+static void verify_reports_loose_modes(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_ticket tk;
+	assert_int_equal(build(f, "{\"ticket_id\": \"M1\", \"client_name\": \"Ann\"}", &tk, &err),
+	                 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	char file[600], dir[600];
+	snprintf(file, sizeof(file), "%s/Tickets/T_ext/E_M1.json", f->dir);
+	snprintf(dir, sizeof(dir), "%s/models", f->dir);
+	assert_int_equal(chmod(file, 0644), 0);
+	assert_int_equal(chmod(dir, 0755), 0);
+	for (int repair = 0; repair < 2; repair++) {
+		json_t *rep = NULL;
+		assert_int_equal(csa_verify(f->ws, repair ? CSA_VERIFY_REPAIR : 0, NULL, &rep, &err),
+		                 0);
+		assert_int_equal(json_is_true(json_object_get(rep, "ok")), repair);
+		json_t *probs = json_object_get(rep, "problems");
+		assert_int_equal(json_array_size(probs), 2);
+		int seen = 0;
+		size_t i;
+		json_t *p;
+		json_array_foreach(probs, i, p)
+		{
+			assert_string_equal(csa_json_str(p, "problem"), "loose_mode");
+			assert_int_equal(json_is_true(json_object_get(p, "repaired")), repair);
+			const char *path = csa_json_str(p, "file"), *detail = csa_json_str(p, "detail");
+			if (strcmp(path, "Tickets/T_ext/E_M1.json") == 0) {
+				assert_non_null(strstr(detail, "file of mode 0644"));
+				seen |= 1;
+			} else if (strcmp(path, "models") == 0) {
+				assert_non_null(strstr(detail, "directory of mode 0755"));
+				seen |= 2;
+			}
+		}
+		assert_int_equal(seen, 3);
+		json_decref(rep);
+	}
+	struct stat st;
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	json_t *rep = NULL;
+	assert_int_equal(csa_verify(f->ws, 0, NULL, &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -401,6 +493,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_memo_skips_only_unchanged, setup, teardown),
+	    cmocka_unit_test(new_workspace_is_private),
+	    cmocka_unit_test_setup_teardown(verify_reports_loose_modes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

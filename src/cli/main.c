@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int cmd_version(int argc, char **argv);
 
@@ -257,6 +258,9 @@ static int scan_global(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* A workspace is private to the service's user (docs/STORE.md): also
+	 * what SQLite, fopen and other libraries create in it. */
+	umask(077);
 	int nglobal = scan_global(argc, argv);
 	if (nglobal < 0)
 		return 2;

@@ -1,5 +1,6 @@
 /* The cascade: when to ask an LLM, the budget, calibration, and traces. */
 #include "llm/cascade.h"
+#include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "llm/backend.h"
@@ -127,6 +128,9 @@ static int open_db(struct csa_cascade *c, const char *ws_root, struct csa_err *e
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/llm.db", ws_root);
+	int rc = csa_fs_create_private(path, err);
+	if (rc)
+		return rc;
 	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK)
 		return csa_error(err, CSA_EIO, "'%s': %s", path, sqlite3_errmsg(c->db));
@@ -139,7 +143,7 @@ static int open_db(struct csa_cascade *c, const char *ws_root, struct csa_err *e
 	                 "cost REAL, latency_ms INTEGER, ok INTEGER);"
 	                 "CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts);",
 	                 NULL, NULL, &msg) != SQLITE_OK) {
-		int rc = csa_error(err, CSA_EIO, "'%s': %s", path, msg ? msg : "cannot initialise");
+		rc = csa_error(err, CSA_EIO, "'%s': %s", path, msg ? msg : "cannot initialise");
 		sqlite3_free(msg);
 		return rc;
 	}

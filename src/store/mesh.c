@@ -155,7 +155,7 @@ static void journal_unlock(struct mesh *m)
  * identity. */
 static int journal_reopen(struct mesh *m, struct csa_err *err)
 {
-	int fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		int rc = csa_error_sys(err, "cannot open journal '%s'", m->journal_path);
@@ -304,7 +304,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 		rc = csa_error_sys(err, "cannot read journal '%s'", m->journal_path);
 		goto out;
 	}
-	fd = csa_fs_open(m->journal_new, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = csa_fs_open(m->journal_new, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, CSA_FILE_MODE);
 	if (fd < 0) {
 		rc = csa_error_sys(err, "cannot create '%s'", m->journal_new);
 		goto out;
@@ -460,7 +460,7 @@ static int put_doc(struct mesh *m, int kind, const char *id, const char *doc, si
 			return 0;
 	}
 	tmp_path(m, kind, id, tmp, sizeof(tmp));
-	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, CSA_FILE_MODE);
 	if (fd < 0)
 		return csa_error_sys(err, "cannot create '%s'", tmp);
 	if (csa_fs_write_all(fd, doc, len) < 0) {
@@ -598,7 +598,7 @@ static int write_tmp(struct mesh *m, struct pending *p, struct csa_err *err)
 {
 	char tmp[PATH_SZ];
 	tmp_path(m, p->kind, p->tk->id, tmp, sizeof(tmp));
-	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, CSA_FILE_MODE);
 	if (fd < 0)
 		return csa_error_sys(err, "cannot create '%s'", tmp);
 	p->written = 1;
@@ -1040,7 +1040,7 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	snprintf(m->tmp_dir, sizeof(m->tmp_dir), "%s/.csa/tmp", ws->root);
 	snprintf(m->journal_new, sizeof(m->journal_new), "%s/.csa/journal.new", ws->root);
 	int rc;
-	m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
 	if (m->lock_fd < 0) {
 		rc = csa_error_sys(err, "cannot open '%s'", m->lock_path);
 		goto fail;

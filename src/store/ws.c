@@ -21,6 +21,10 @@ int csa_ws_init(const char *dir, struct csa_err *err)
 	int rc = csa_fs_mkdirs(dir, err);
 	if (rc)
 		return rc;
+	/* private even when it existed before, as PostgreSQL's initdb makes its
+	 * data directory (`csa verify` reports looser modes later) */
+	if (chmod(dir, CSA_DIR_MODE) != 0)
+		return csa_error_sys(err, "cannot make '%s' private (mode 0700)", dir);
 	for (size_t i = 0; i < sizeof(layout) / sizeof(layout[0]); i++) {
 		if (snprintf(path, sizeof(path), "%s/%s", dir, layout[i]) >= (int)sizeof(path))
 			return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", dir);

@@ -2,6 +2,7 @@
 #include "tutil.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -132,4 +133,30 @@ int t_reviewed_autonomous(const char *ws, const char *type, const char *segment,
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
 	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* nftw's callback takes no argument of ours: the tally of one walk. */
+static int loose_n;
+static char loose_first[4200];
+
+static int loose_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_NS || type == FTW_DNR)
+		return -1;
+	if (type != FTW_SL && (st->st_mode & 077) && loose_n++ == 0)
+		snprintf(loose_first, sizeof(loose_first), "%s (mode %04o)", path,
+		         (unsigned)(st->st_mode & 07777));
+	return 0;
+}
+
+int t_loose_modes(const char *root, char *first, size_t firstsz)
+{
+	loose_n = 0;
+	loose_first[0] = '\0';
+	if (nftw(root, loose_one, 16, FTW_PHYS) != 0)
+		return -1;
+	if (first && firstsz)
+		snprintf(first, firstsz, "%s", loose_first);
+	return loose_n;
 }
