@@ -390,6 +390,50 @@ static void verify_memo_skips_only_unchanged(void **state)
 	csa_verify_memo_free(memo);
 }
 
+/* What an index beside the store reads (agents/histfile.c): the sorted
+ * ids, a signature that changes with each commit of a ticket, and one
+ * document without the others. */
+static void ids_sig_and_one_document(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"B-2", "A-1", "C-3"};
+	for (size_t k = 0; k < 3; k++) {
+		char ctx[200];
+		struct csa_ticket tk;
+		snprintf(ctx, sizeof(ctx), "{\"ticket_id\": \"%s\", \"client_name\": \"Ann\"}",
+		         ids[k]);
+		assert_int_equal(build(f, ctx, &tk, &err), 0);
+		assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+	}
+	char **got = NULL;
+	size_t n = 0;
+	assert_int_equal(csa_store_ids(f->ws->store, &got, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(got[0], "A-1");
+	assert_string_equal(got[1], "B-2");
+	assert_string_equal(got[2], "C-3");
+	csa_store_ids_free(got, n);
+	int64_t newest = 0;
+	uint64_t sig = csa_store_sig(f->ws->store, "B-2", &newest);
+	assert_true(sig != 0);
+	assert_true(newest > 0);
+	assert_int_equal(csa_store_sig(f->ws->store, "nope", &newest), 0);
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(f->ws->store, "B-2", &tk, &err), 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_T, &err), 0);
+	csa_ticket_release(&tk);
+	assert_true(csa_store_sig(f->ws->store, "B-2", &newest) != sig);
+	json_t *t = NULL;
+	assert_int_equal(csa_store_load_doc(f->ws->store, "B-2", CSA_DOC_T, &t, &err), 0);
+	assert_string_equal(csa_json_str(t, "ticket_id"), "B-2");
+	json_decref(t);
+	assert_int_equal(csa_store_load_doc(f->ws->store, "nope", CSA_DOC_T, &t, &err), CSA_ENOENT);
+	assert_null(t);
+	assert_int_equal(csa_store_load_doc(f->ws->store, "../x", CSA_DOC_E, &t, &err), CSA_EINVAL);
+}
+
 /* A workspace made through the library is private to its user whatever
  * the program's umask: no group or other bits on any directory or file
  * (the mesh's documents, the journal, the lock, csa.json, kb/), also when
@@ -493,6 +537,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_memo_skips_only_unchanged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),
 	    cmocka_unit_test(new_workspace_is_private),
 	    cmocka_unit_test_setup_teardown(verify_reports_loose_modes, setup, teardown),
 	};

@@ -2,8 +2,10 @@
 #include "agents/kb.h"
 #include "base/fsops.h"
 #include "base/json.h"
+#include "store/ws.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -557,4 +559,25 @@ int csa_kb_write_defaults(const char *dir, struct csa_err *err)
 		rc = csa_fs_write_atomic(path, defaults[i][1], strlen(defaults[i][1]), err);
 	}
 	return rc;
+}
+
+int csa_kb_seed(const char *ws_root, struct csa_err *err)
+{
+	char marker[4096], dir[4096];
+	if (snprintf(marker, sizeof(marker), "%s/%s", ws_root, CSA_WS_KB_SEED) >=
+	        (int)sizeof(marker) ||
+	    snprintf(dir, sizeof(dir), "%s/kb", ws_root) >= (int)sizeof(dir))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws_root);
+	struct stat st;
+	if (stat(marker, &st) != 0) {
+		if (errno == ENOENT)
+			return CSA_OK;
+		return csa_error_sys(err, "cannot stat '%s'", marker);
+	}
+	int rc = csa_kb_write_defaults(dir, err);
+	if (rc)
+		return rc;
+	if (csa_fs_unlink(marker) != 0 && errno != ENOENT)
+		return csa_error_sys(err, "cannot remove '%s'", marker);
+	return CSA_OK;
 }

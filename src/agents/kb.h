@@ -47,4 +47,10 @@ char *csa_kb_render(const char *body, const json_t *vars, size_t max);
 /* Write the default articles into 'dir' (existing files are kept). */
 int csa_kb_write_defaults(const char *dir, struct csa_err *err);
 
+/* In the workspace at 'ws_root', if csa_ws_init() left the marker
+ * CSA_WS_KB_SEED (a new workspace), write the default articles into kb/
+ * and remove the marker; otherwise do nothing, so a knowledge base a team
+ * has emptied stays empty. Idempotent, safe in concurrent processes. */
+int csa_kb_seed(const char *ws_root, struct csa_err *err);
+
 #endif

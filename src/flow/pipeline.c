@@ -72,6 +72,9 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		if (rc)
 			goto fail;
 	}
+	/* a new workspace's default articles (store/ws.h: CSA_WS_KB_SEED) */
+	if ((rc = csa_kb_seed(ws->root, err)))
+		goto fail;
 	csa_ws_path(ws, "kb", dir, sizeof(dir));
 	if ((rc = csa_kb_open(dir, &p->env.kb, err)))
 		goto fail;

@@ -919,10 +919,13 @@ static int id_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
-                     struct csa_err *err)
+/* The ids of the workflow files, sorted: a ticket exists when its
+ * workflow file does. */
+static int mesh_ids(struct csa_store *st, char ***out, size_t *n_out, struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
+	*out = NULL;
+	*n_out = 0;
 	char dir[PATH_SZ];
 	snprintf(dir, sizeof(dir), "%s/%s", m->ws->root, kind_dir[2]);
 	DIR *d = opendir(dir);
@@ -932,7 +935,13 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 	size_t n = 0, cap = 0;
 	struct dirent *de;
 	int rc = CSA_OK;
-	while ((de = readdir(d))) {
+	int read_errno = 0;
+	while (rc == CSA_OK) {
+		errno = 0;
+		if (!(de = readdir(d))) {
+			read_errno = errno;
+			break;
+		}
 		size_t len = csa_mesh_workflow_id_len(de->d_name);
 		if (!len)
 			continue;
@@ -941,19 +950,62 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 			char **nv = realloc(ids, cap * sizeof(*nv));
 			if (!nv) {
 				rc = csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
-				goto out;
+				break;
 			}
 			ids = nv;
 		}
-		ids[n] = strndup(de->d_name + 2, len);
-		if (!ids[n]) {
+		if (!(ids[n] = strndup(de->d_name + 2, len))) {
 			rc = csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
-			goto out;
+			break;
 		}
 		n++;
 	}
+	if (rc == CSA_OK && read_errno) {
+		errno = read_errno;
+		rc = csa_error_sys(err, "cannot read directory '%s'", dir);
+	}
+	closedir(d);
+	if (rc) {
+		csa_store_ids_free(ids, n);
+		return rc;
+	}
 	if (n)
 		qsort(ids, n, sizeof(*ids), id_cmp);
+	*out = ids;
+	*n_out = n;
+	return CSA_OK;
+}
+
+static uint64_t mesh_sig(struct csa_store *st, const char *id, int64_t *newest_ns)
+{
+	return csa_mesh_files_sig(((struct mesh *)st)->ws, id, newest_ns);
+}
+
+static int mesh_load_doc(struct csa_store *st, const char *id, unsigned doc, json_t **out,
+                         struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	int kind = doc == CSA_DOC_E ? 0 : doc == CSA_DOC_I ? 1 : doc == CSA_DOC_T ? 2 : -1;
+	*out = NULL;
+	if (kind < 0)
+		CSA_BUG("load_doc: doc is not one of CSA_DOC_E, CSA_DOC_I, CSA_DOC_T");
+	char path[PATH_SZ];
+	int rc = csa_mesh_doc_path(m->ws, kind, id, path, sizeof(path), err);
+	if (rc)
+		return rc;
+	size_t max = m->ws->cfg.limits.max_document_bytes;
+	return csa_json_load_file(path, max, out, err);
+}
+
+static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
+                     struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	char **ids;
+	size_t n;
+	int rc = mesh_ids(st, &ids, &n, err);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
 		char path[PATH_SZ];
 		json_t *t = NULL, *e = NULL;
@@ -977,11 +1029,7 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 		json_decref(t);
 		json_decref(e);
 	}
-out:
-	closedir(d);
-	for (size_t i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
+	csa_store_ids_free(ids, n);
 	return rc;
 }
 
@@ -1021,6 +1069,9 @@ static const struct csa_store_ops mesh_ops = {
     .scan = mesh_scan,
     .checkpoint = mesh_checkpoint,
     .close = mesh_close,
+    .ids = mesh_ids,
+    .sig = mesh_sig,
+    .load_doc = mesh_load_doc,
 };
 
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)

@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include "base/err.h"
 #include "base/ids.h"
 
@@ -77,6 +79,28 @@ struct csa_store_ops {
 	/* Flush pending state to its final place (journal checkpoint). */
 	int (*checkpoint)(struct csa_store *st, struct csa_err *err);
 	void (*close)(struct csa_store *st);
+
+	/* For indexes kept beside the store (agents/histfile.h's history
+	 * index), which must not read every ticket on every start: */
+
+	/* The ids of every ticket, sorted (strcmp), without reading a
+	 * document: *ids is a malloc'd array of n malloc'd strings, freed by
+	 * the caller (csa_store_ids_free). On failure *ids is NULL, *n 0. */
+	int (*ids)(struct csa_store *st, char ***ids, size_t *n, struct csa_err *err);
+	/* A signature of ticket 'id' as stored, nonzero, that changes with
+	 * every commit of it (the mesh: inode, size and mtime of its three
+	 * files), without a lock or reading a document; 0 when there is none
+	 * (a document missing). *newest_ns is the time of its latest change:
+	 * a signature is to be trusted only when that is a couple of seconds
+	 * old, since a change within the clock's granularity may keep it. */
+	uint64_t (*sig)(struct csa_store *st, const char *id, int64_t *newest_ns);
+	/* One document of 'id' (doc: one of CSA_DOC_E, CSA_DOC_I, CSA_DOC_T)
+	 * into *out (json_decref), within the size limit, without the ticket's
+	 * lock or a schema check: it may be of a commit other than the other
+	 * two documents'. For a reader that checks the signature around it.
+	 * CSA_ENOENT when it does not exist. */
+	int (*load_doc)(struct csa_store *st, const char *id, unsigned doc, json_t **out,
+	                struct csa_err *err);
 };
 
 struct csa_store {
@@ -125,6 +149,31 @@ static inline int csa_store_scan(struct csa_store *st, const struct csa_filter *
                                  void *ctx, struct csa_err *err)
 {
 	return st->ops->scan(st, f, fn, ctx, err);
+}
+
+static inline int csa_store_ids(struct csa_store *st, char ***ids, size_t *n,
+                                struct csa_err *err)
+{
+	return st->ops->ids(st, ids, n, err);
+}
+
+/* Free what csa_store_ids() returned; (NULL, 0) is a no-op. */
+static inline void csa_store_ids_free(char **ids, size_t n)
+{
+	for (size_t i = 0; ids && i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+static inline uint64_t csa_store_sig(struct csa_store *st, const char *id, int64_t *newest_ns)
+{
+	return st->ops->sig(st, id, newest_ns);
+}
+
+static inline int csa_store_load_doc(struct csa_store *st, const char *id, unsigned doc,
+                                     json_t **out, struct csa_err *err)
+{
+	return st->ops->load_doc(st, id, doc, out, err);
 }
 
 static inline void csa_store_close(struct csa_store *st)

@@ -1,7 +1,6 @@
 /* Workspace creation and opening. */
 #include "store/ws.h"
 #include "store/mesh.h"
-#include "agents/kb.h"
 #include "base/fsops.h"
 #include "base/json.h"
 
@@ -35,9 +34,10 @@ int csa_ws_init(const char *dir, struct csa_err *err)
 	struct stat st;
 	if (stat(path, &st) == 0)
 		return CSA_OK;
-	/* a new workspace starts with the default knowledge base */
-	snprintf(path, sizeof(path), "%s/kb", dir);
-	if ((rc = csa_kb_write_defaults(path, err)))
+	/* a new workspace starts with the default knowledge base, written by
+	 * the layer that knows it (csa_kb_seed) */
+	snprintf(path, sizeof(path), "%s/%s", dir, CSA_WS_KB_SEED);
+	if ((rc = csa_fs_write_atomic(path, "", 0, err)))
 		return rc;
 	snprintf(path, sizeof(path), "%s/csa.json", dir);
 	json_t *cfg = csa_config_defaults();
