@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "support/tutil.h"
@@ -176,10 +177,13 @@ static void verify_and_repair(void **state)
 	free(out);
 	free(err);
 	/* an orphan (E only) and a temp leftover */
+	/* (0600 as csa writes them, so only these two problems are found) */
 	snprintf(path, sizeof(path), "%s/Tickets/T_ext/E_orphan.json", ws);
 	t_write(path, "{}");
+	assert_int_equal(chmod(path, 0600), 0);
 	snprintf(path, sizeof(path), "%s/Tickets/tickets/T_C-1.json.tmp.123", ws);
 	t_write(path, "{");
+	assert_int_equal(chmod(path, 0600), 0);
 	assert_int_equal(t_csa(NULL, &out, &err, "verify --json --dir '%s'", ws), 1);
 	json_t *j = json_loads(out, 0, NULL);
 	assert_false(json_is_true(json_object_get(j, "ok")));
@@ -313,11 +317,105 @@ static void phase_tick_runs_the_controller(void **state)
 	free(err);
 }
 
+/* Global options go before the verb as with `git -C`: `csa --dir W VERB`
+ * and `csa VERB --dir W` open the same workspace; a global option the
+ * program does not know, or --dir in both places, is refused clearly. */
+static void dir_before_or_after_the_verb(void **state)
+{
+	(void)state;
+	char *out, *err;
+	const char *forms[] = {"--dir '%s' list", "list --dir '%s'", "--dir='%s' list"};
+	for (size_t k = 0; k < sizeof(forms) / sizeof(forms[0]); k++) {
+		assert_int_equal(t_csa(NULL, &out, &err, forms[k], ws), 0);
+		json_t *j = json_loads(out, 0, NULL);
+		if (!json_is_array(j) || json_array_size(j) != 1)
+			fail_msg("'%s': expected the workspace's one ticket, got '%s'", forms[k], out);
+		json_decref(j);
+		free(out);
+		free(err);
+	}
+	/* the workspace is the global --dir, not $CSA_HOME or "." */
+	setenv("CSA_HOME", "/nonexistent-ws", 1);
+	assert_int_equal(t_csa(NULL, &out, &err, "--dir '%s' show C-1", ws), 0);
+	unsetenv("CSA_HOME");
+	assert_non_null(strstr(out, "C-1"));
+	free(out);
+	free(err);
+	/* a verb's own options and positionals still work after the move */
+	assert_int_equal(
+	    t_csa(NULL, &out, &err, "--dir '%s' list --priority MEDIUM --status active", ws), 0);
+	free(out);
+	free(err);
+	int rc = t_csa(NULL, NULL, &err, "--frobnicate list --dir '%s'", ws);
+	assert_fails_with(rc, err, "unknown global option '--frobnicate' before the verb");
+	rc = t_csa(NULL, NULL, &err, "--dir '%s' list --dir '%s'", ws, ws);
+	assert_fails_with(rc, err, "'--dir' given both before and after the verb 'list'");
+	rc = t_csa(NULL, NULL, &err, "--dir '%s'", ws);
+	assert_fails_with(rc, err, "no verb after the global options");
+	rc = t_csa(NULL, NULL, &err, "--dir");
+	assert_fails_with(rc, err, "global option '--dir' needs a value");
+	rc = t_csa(NULL, NULL, &err, "--dir /nonexistent-ws list");
+	assert_fails_with(rc, err, "not a csa workspace");
+}
+
+/* A workspace the csa program makes and works in is private to its user,
+ * even when csa is started with umask 022: tickets, the journal, the
+ * SQLite databases and their WAL, tokens, models, the ledger and the
+ * copies of a rollback point have no group or other bits. */
+static void workspace_is_private(void **state)
+{
+	(void)state;
+	mode_t old = umask(022);
+	char *base = t_tmpdir("private");
+	char w[600], hist[600], first[4400];
+	snprintf(w, sizeof(w), "%s/ws", base);
+	snprintf(hist, sizeof(hist), "%s/history.jsonl", base);
+	static const char *const steps[] = {
+	    "init '%s'", "demo-data --tickets 300 --seed 2 --out '%s'", "--dir '%s' import '%s'",
+	    "--dir '%s' ingest --json -", "--dir '%s' token create --role admin",
+	    "--dir '%s' phase advance --force"};
+	for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+		char *err = NULL;
+		int rc;
+		if (k == 1)
+			rc = t_csa(NULL, NULL, &err, steps[k], hist);
+		else if (k == 2)
+			rc = t_csa(NULL, NULL, &err, steps[k], w, hist);
+		else
+			rc = t_csa(k == 3 ? "{\"ticket_id\": \"P-1\", \"client_name\": \"Ann\", "
+			                    "\"messages\": [{\"content\": \"cannot log in\"}]}"
+			                  : NULL,
+			           NULL, &err, steps[k], w);
+		if (rc != 0)
+			fail_msg("'%s' failed: %s", steps[k], err);
+		free(err);
+	}
+	umask(old);
+	int n = t_loose_modes(w, first, sizeof(first));
+	if (n != 0)
+		fail_msg("%d paths of the workspace are open to group or others, the first %s", n,
+		         first);
+	/* what the check covers is there */
+	static const char *const made[] = {"automation.db", "tokens.json", ".csa/journal",
+	                                   "audit/ledger.jsonl", "rollback",
+	                                   "Tickets/tickets/T_P-1.json"};
+	for (size_t k = 0; k < sizeof(made) / sizeof(made[0]); k++) {
+		char p[800];
+		snprintf(p, sizeof(p), "%s/%s", w, made[k]);
+		if (access(p, F_OK) != 0)
+			fail_msg("'%s' was not made", made[k]);
+	}
+	t_rmrf(base);
+	free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(create_show_add_list),
 	    cmocka_unit_test(bad_input),
+	    cmocka_unit_test(dir_before_or_after_the_verb),
+	    cmocka_unit_test(workspace_is_private),
 	    cmocka_unit_test(verify_and_repair),
 	    cmocka_unit_test(serve_environment),
 	    cmocka_unit_test(phase_tick_runs_the_controller),

@@ -554,6 +554,142 @@ static void documents_are_named_safely_and_replaced_whole(void **state)
 	assert_int_equal(csa_blobs_list(b, "elsewhere", &names, &err), CSA_EINVAL);
 }
 
+/* What an index beside the store reads (agents/histfile.c): the sorted
+ * ids, a signature that changes with each commit of a ticket, and one
+ * document without the others. */
+static void ids_sig_and_one_document(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"B-2", "A-1", "C-3"};
+	for (size_t k = 0; k < 3; k++) {
+		char ctx[200];
+		struct csa_ticket tk;
+		snprintf(ctx, sizeof(ctx), "{\"ticket_id\": \"%s\", \"client_name\": \"Ann\"}",
+		         ids[k]);
+		assert_int_equal(build(f, ctx, &tk, &err), 0);
+		assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+	}
+	char **got = NULL;
+	size_t n = 0;
+	assert_int_equal(csa_store_ids(f->ws->store, &got, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(got[0], "A-1");
+	assert_string_equal(got[1], "B-2");
+	assert_string_equal(got[2], "C-3");
+	csa_store_ids_free(got, n);
+	int64_t newest = 0;
+	uint64_t sig = csa_store_sig(f->ws->store, "B-2", &newest);
+	assert_true(sig != 0);
+	assert_true(newest > 0);
+	assert_int_equal(csa_store_sig(f->ws->store, "nope", &newest), 0);
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(f->ws->store, "B-2", &tk, &err), 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_T, &err), 0);
+	csa_ticket_release(&tk);
+	assert_true(csa_store_sig(f->ws->store, "B-2", &newest) != sig);
+	json_t *t = NULL;
+	assert_int_equal(csa_store_load_doc(f->ws->store, "B-2", CSA_DOC_T, &t, &err), 0);
+	assert_string_equal(csa_json_str(t, "ticket_id"), "B-2");
+	json_decref(t);
+	assert_int_equal(csa_store_load_doc(f->ws->store, "nope", CSA_DOC_T, &t, &err), CSA_ENOENT);
+	assert_null(t);
+	assert_int_equal(csa_store_load_doc(f->ws->store, "../x", CSA_DOC_E, &t, &err), CSA_EINVAL);
+}
+
+/* A workspace made through the library is private to its user whatever
+ * the program's umask: no group or other bits on any directory or file
+ * (the mesh's documents, the journal, the lock, csa.json, kb/), also when
+ * its directory existed before with 0755. */
+static void new_workspace_is_private(void **state)
+{
+	(void)state;
+	mode_t old = umask(022);
+	char *base = t_tmpdir("private");
+	char dir[600], first[4400];
+	struct csa_err err = {0};
+	struct csa_ws *ws = NULL;
+	for (int existed = 0; existed < 2; existed++) {
+		snprintf(dir, sizeof(dir), "%s/ws%d", base, existed);
+		if (existed)
+			assert_int_equal(mkdir(dir, 0755), 0);
+		if (csa_ws_init(dir, &err) || csa_ws_open(dir, &ws, &err))
+			fail_msg("%s", err.msg);
+		struct csa_ticket tk;
+		struct fx fxw = {.dir = dir, .ws = ws};
+		assert_int_equal(build(&fxw,
+		                       "{\"ticket_id\": \"P1\", \"client_name\": \"Ann\", "
+		                       "\"messages\": [{\"content\": \"my card number\"}]}",
+		                       &tk, &err),
+		                 0);
+		assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+		int n = t_loose_modes(dir, first, sizeof(first));
+		csa_ws_close(ws);
+		if (n != 0)
+			fail_msg("%d paths of a new workspace are open to group or others, "
+			         "the first %s",
+			         n, first);
+	}
+	umask(old);
+	t_rmrf(base);
+	free(base);
+}
+
+/* csa verify reports a file and a directory that group or others may
+ * access, naming each with its mode; --repair takes those bits away. */
+static void verify_reports_loose_modes(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_ticket tk;
+	assert_int_equal(build(f, "{\"ticket_id\": \"M1\", \"client_name\": \"Ann\"}", &tk, &err),
+	                 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	char file[600], dir[600];
+	snprintf(file, sizeof(file), "%s/Tickets/T_ext/E_M1.json", f->dir);
+	snprintf(dir, sizeof(dir), "%s/models", f->dir);
+	assert_int_equal(chmod(file, 0644), 0);
+	assert_int_equal(chmod(dir, 0755), 0);
+	for (int repair = 0; repair < 2; repair++) {
+		json_t *rep = NULL;
+		assert_int_equal(csa_verify(f->ws, repair ? CSA_VERIFY_REPAIR : 0, NULL, &rep, &err),
+		                 0);
+		assert_int_equal(json_is_true(json_object_get(rep, "ok")), repair);
+		json_t *probs = json_object_get(rep, "problems");
+		assert_int_equal(json_array_size(probs), 2);
+		int seen = 0;
+		size_t i;
+		json_t *p;
+		json_array_foreach(probs, i, p)
+		{
+			assert_string_equal(csa_json_str(p, "problem"), "loose_mode");
+			assert_int_equal(json_is_true(json_object_get(p, "repaired")), repair);
+			const char *path = csa_json_str(p, "file"), *detail = csa_json_str(p, "detail");
+			if (strcmp(path, "Tickets/T_ext/E_M1.json") == 0) {
+				assert_non_null(strstr(detail, "file of mode 0644"));
+				seen |= 1;
+			} else if (strcmp(path, "models") == 0) {
+				assert_non_null(strstr(detail, "directory of mode 0755"));
+				seen |= 2;
+			}
+		}
+		assert_int_equal(seen, 3);
+		json_decref(rep);
+	}
+	struct stat st;
+	assert_int_equal(stat(file, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	json_t *rep = NULL;
+	assert_int_equal(csa_verify(f->ws, 0, NULL, &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -569,6 +705,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(documents_are_named_safely_and_replaced_whole, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(config_changes_while_threads_read, setup, teardown),
+	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),
+	    cmocka_unit_test(new_workspace_is_private),
+	    cmocka_unit_test_setup_teardown(verify_reports_loose_modes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

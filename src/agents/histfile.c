@@ -4,11 +4,12 @@
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
-#include "store/mesh.h"
+#include "store/store.h"
 #include "store/ticket.h"
 #include "store/ws.h"
 
-#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <inttypes.h>
@@ -189,48 +190,6 @@ static void copy(char *dst, size_t n, const char *src)
 	snprintf(dst, n, "%s", src);
 }
 
-static int id_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The ids of the workflow files, sorted. */
-static char **list_ids(struct csa_ws *ws, size_t *n_out, struct csa_err *err)
-{
-	char dir[PATH_SZ];
-	csa_ws_path(ws, csa_mesh_dir(2), dir, sizeof(dir));
-	DIR *d = opendir(dir);
-	if (!d) {
-		csa_error_sys(err, "cannot open directory '%s'", dir);
-		return NULL;
-	}
-	size_t n = 0, cap = 1024;
-	char **ids = malloc(cap * sizeof(*ids));
-	struct dirent *de;
-	while (ids && (de = readdir(d))) {
-		size_t len = csa_mesh_workflow_id_len(de->d_name);
-		if (!len)
-			continue;
-		if (n == cap) {
-			char **nv = realloc(ids, (cap *= 2) * sizeof(*ids));
-			if (!nv)
-				break;
-			ids = nv;
-		}
-		if (!(ids[n] = strndup(de->d_name + 2, len)))
-			break;
-		n++;
-	}
-	closedir(d);
-	if (!ids) {
-		csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
-		return NULL;
-	}
-	qsort(ids, n, sizeof(*ids), id_cmp);
-	*n_out = n;
-	return ids;
-}
-
 /* One ticket's entry, read by a loader thread. */
 struct slot {
 	struct csa_hist_entry e;
@@ -258,34 +217,52 @@ static int cached_find(const void *key, const void *elem)
 	return strcmp(key, ((const struct cached *)elem)->id);
 }
 
+/* The numbers of a cached entry, each whole and in range; -1 when the
+ * index file holds something else (damaged or edited): the entry is then
+ * read from the ticket instead. */
+static int cached_numbers(const struct cached *c, struct csa_hist_entry *e)
+{
+	char *end;
+	errno = 0;
+	long resolved = strtol(c->fields[7], &end, 10);
+	if (end == c->fields[7] || *end || errno || resolved < INT_MIN || resolved > INT_MAX)
+		return -1;
+	e->resolved = (int)resolved;
+	e->resolution_hours = strtod(c->fields[8], &end);
+	if (end == c->fields[8] || *end || errno)
+		return -1;
+	e->csat = strtod(c->fields[9], &end);
+	if (end == c->fields[9] || *end || errno)
+		return -1;
+	e->created_ms = strtoll(c->fields[10], &end, 10);
+	if (end == c->fields[10] || *end || errno)
+		return -1;
+	return 0;
+}
+
 static void load_one(struct block *b, size_t i, struct slot *s)
 {
 	const char *id = b->ids[i];
 	memset(s, 0, sizeof(*s));
-	s->sig = csa_mesh_files_sig(b->ws, id, &s->newest);
+	s->sig = csa_store_sig(b->ws->store, id, &s->newest);
 	const struct cached *c =
 	    b->nc ? bsearch(id, b->c, b->nc, sizeof(*b->c), cached_find) : NULL;
 	struct csa_hist_entry *e = &s->e;
-	if (s->sig && c && c->sig == s->sig && s->newest < b->written - RACY_NS) {
+	if (s->sig && c && c->sig == s->sig && s->newest < b->written - RACY_NS &&
+	    cached_numbers(c, e) == 0) {
 		copy(e->id, sizeof(e->id), id);
 		copy(e->company, sizeof(e->company), c->fields[2]);
 		copy(e->client, sizeof(e->client), c->fields[3]);
 		copy(e->category, sizeof(e->category), c->fields[4]);
 		copy(e->priority, sizeof(e->priority), c->fields[5]);
 		copy(e->escalation, sizeof(e->escalation), c->fields[6]);
-		e->resolved = atoi(c->fields[7]);
-		e->resolution_hours = strtod(c->fields[8], NULL);
-		e->csat = strtod(c->fields[9], NULL);
-		e->created_ms = strtoll(c->fields[10], NULL, 10);
 		s->ok = s->cached = 1;
 		return;
 	}
 	/* T alone holds what the index needs */
-	char tpath[PATH_SZ];
 	struct csa_ticket tk = {0};
-	csa_mesh_doc_path(b->ws, 2, id, tpath, sizeof(tpath), NULL);
-	if (csa_json_load_file(tpath, b->max_doc, &tk.t, NULL))
-		return;
+	if (csa_store_load_doc(b->ws->store, id, CSA_DOC_T, &tk.t, NULL))
+		return; /* vanished or damaged: verify reports it */
 	snprintf(tk.id, sizeof(tk.id), "%s", id);
 	csa_history_entry_from(&tk, e);
 	json_decref(tk.t);
@@ -321,10 +298,10 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 	struct cached *c = NULL;
 	if (csa_fs_read_all(path, MAX_INDEX, &buf, &len, NULL) == CSA_OK)
 		c = parse_index(buf, len, &written, &nc);
-	char **ids = list_ids(ws, &ni, err);
-	int rc = ids ? CSA_OK : err->code;
-	struct slot *out = ids && ni ? malloc(LOAD_BLOCK * sizeof(*out)) : NULL;
-	if (ids && ni && !out)
+	char **ids = NULL;
+	int rc = csa_store_ids(ws->store, &ids, &ni, err);
+	struct slot *out = rc == CSA_OK && ni ? malloc(LOAD_BLOCK * sizeof(*out)) : NULL;
+	if (rc == CSA_OK && ni && !out)
 		rc = csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads = cpus < 1 ? 1 : cpus > LOAD_THREADS ? LOAD_THREADS : (int)cpus;
@@ -361,9 +338,7 @@ int csa_history_load(struct csa_history *h, struct csa_ws *ws, size_t *reused, s
 				               "out of memory indexing ticket history");
 		}
 	}
-	for (size_t i = 0; ids && i < ni; i++)
-		free(ids[i]);
-	free(ids);
+	csa_store_ids_free(ids, ni);
 	free(out);
 	free(c);
 	free(buf);

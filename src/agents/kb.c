@@ -1,12 +1,16 @@
 /* Knowledge base over SQLite FTS5. */
 #include "agents/kb.h"
+#include "base/fsops.h"
 #include "base/json.h"
+#include "store/ws.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -538,4 +542,24 @@ int csa_kb_write_defaults(struct csa_blobs *blobs, struct csa_err *err)
 		rc = csa_blobs_put(blobs, name, defaults[i][1], strlen(defaults[i][1]), err);
 	}
 	return rc;
+}
+
+int csa_kb_seed(struct csa_blobs *docs, const char *ws_root, struct csa_err *err)
+{
+	char marker[4096];
+	if (snprintf(marker, sizeof(marker), "%s/%s", ws_root, CSA_WS_KB_SEED) >=
+	    (int)sizeof(marker))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws_root);
+	struct stat st;
+	if (stat(marker, &st) != 0) {
+		if (errno == ENOENT)
+			return CSA_OK;
+		return csa_error_sys(err, "cannot stat '%s'", marker);
+	}
+	int rc = csa_kb_write_defaults(docs, err);
+	if (rc)
+		return rc;
+	if (csa_fs_unlink(marker) != 0 && errno != ENOENT)
+		return csa_error_sys(err, "cannot remove '%s'", marker);
+	return CSA_OK;
 }

@@ -48,4 +48,11 @@ char *csa_kb_render(const char *body, const json_t *vars, size_t max);
 /* Write the default articles as kb/<name>.md (existing ones are kept). */
 int csa_kb_write_defaults(struct csa_blobs *blobs, struct csa_err *err);
 
+/* In the workspace at 'ws_root', if csa_ws_init() left the marker
+ * CSA_WS_KB_SEED (a new workspace), write the default articles into its
+ * documents (kb/) and remove the marker; otherwise do nothing, so a
+ * knowledge base a team has emptied stays empty. Idempotent, safe in
+ * concurrent processes. */
+int csa_kb_seed(struct csa_blobs *docs, const char *ws_root, struct csa_err *err);
+
 #endif

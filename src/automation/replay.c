@@ -11,6 +11,8 @@
 #include "store/ticket.h"
 #include "store/ws.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,12 +306,45 @@ static void category_only(const struct stream *s, json_t *cfg)
 	json_object_set_new(cfg, "automation", json_pack("{s:[s]}", "decision_types", "category"));
 }
 
+/* The entry nftw() could not remove, for the message: nftw's callback has no
+ * argument of ours, and a replay runs on one thread, so a thread-local is
+ * enough. */
+static _Thread_local char rm_failed[4096];
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st, (void)ftw;
+	/* FTW_DEPTH: a directory comes after its contents; FTW_PHYS: a symbolic
+	 * link is removed, never followed out of the scratch workspace */
+	int r = type == FTW_DP ? rmdir(path) : unlink(path);
+	if (r != 0 || type == FTW_DNR || type == FTW_NS) {
+		int e = r != 0 ? errno : EACCES;
+		snprintf(rm_failed, sizeof(rm_failed), "%s", path);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+/* Remove the scratch workspace 'dir' and everything in it. */
+static int remove_tree(const char *dir, struct csa_err *err)
+{
+	rm_failed[0] = '\0';
+	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		return csa_error_sys(err, "cannot remove '%s' of the scratch workspace '%s'",
+		                     rm_failed[0] ? rm_failed : dir, dir);
+	return CSA_OK;
+}
+
 int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err)
 {
 	int64_t t0 = csa_mono_ns();
 	struct stream s = {0};
 	int rc = CSA_OK;
+	*report = NULL;
 	char *files = strdup(o->data ? o->data : "");
+	if (!files)
+		return csa_error(err, CSA_ENOMEM, "out of memory reading the replay's --data");
 	for (char *save = NULL, *f = strtok_r(files, ",", &save); f && rc == CSA_OK;
 	     f = strtok_r(NULL, ",", &save))
 		rc = o->text_col ? load_csv(f, o->text_col, o->label_col, o->seed, &s, err)
@@ -352,6 +387,8 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 	struct tally *per = calloc(n ? n : 1, sizeof(*per));
 	int *phase_at = calloc(n ? n : 1, sizeof(int));
 	json_t *types = json_object(), *events = json_array();
+	if (rc == CSA_OK && (!per || !phase_at || !types || !events))
+		rc = csa_error(err, CSA_ENOMEM, "out of memory for a replay of %zu tickets", n);
 	/* the decision types are fixed for the replay: the first snapshot's */
 	const struct csa_config *cfg0 = ws ? csa_ws_config(ws) : NULL;
 	json_t *dtypes = cfg0 ? csa_config_get(cfg0, "automation.decision_types") : NULL;
@@ -546,9 +583,13 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		                    "events", events, "seconds", (double)(csa_mono_ns() - t0) / 1e9,
 		                    "workspace", dir);
 		types = events = NULL;
-		if (o->svg) {
+		if (!*report)
+			rc = csa_error(err, CSA_ENOMEM, "out of memory writing the replay's report");
+		if (rc == CSA_OK && o->svg) {
 			double *rate = malloc(n * sizeof(double)),
 			       *acc = malloc(n * sizeof(double));
+			if (!rate || !acc)
+				rc = csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'", o->svg);
 			struct tally w = {0};
 			for (size_t i = 0; rate && acc && i < n; i++) {
 				add(&w, &per[i]);
@@ -582,12 +623,23 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		json_decref(s.t[i]);
 	free(s.t);
 	if (!o->workdir && dir[0]) {
-		char cmd[4200];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "replay: could not remove %s\n", dir);
+		/* the first error is the one reported; a failed removal after a
+		 * successful replay fails the replay, since it leaves data behind */
+		struct csa_err rm_err = {0};
+		int rm_rc = remove_tree(dir, &rm_err);
+		if (rm_rc != CSA_OK && rc == CSA_OK) {
+			rc = rm_rc;
+			if (err)
+				*err = rm_err;
+		} else if (rm_rc != CSA_OK && !o->quiet) {
+			fprintf(stderr, "replay: %s\n", rm_err.msg);
+		}
 		if (rc == CSA_OK)
 			json_object_set_new(*report, "workspace", json_null());
+	}
+	if (rc != CSA_OK) {
+		json_decref(*report);
+		*report = NULL;
 	}
 	return rc;
 }

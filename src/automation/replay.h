@@ -30,7 +30,10 @@ struct csa_replay_opts {
 
 void csa_replay_opts_default(struct csa_replay_opts *o);
 
-/* Run; *report as documented in docs/AUTOMATION.md. */
+/* Run; *report as documented in docs/AUTOMATION.md, owned by the caller
+ * (json_decref). On failure *report is NULL. Without o->workdir the
+ * scratch workspace is removed at the end; a failure to remove it fails a
+ * replay that otherwise succeeded. */
 int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err);
 
 #endif

@@ -1,6 +1,8 @@
 /*
  * Functions that are easy to misuse: including this header after the
  * system headers turns their use into a compile error (git's banned.h).
+ * Every compile of src/ includes it through base/prelude.h (-include, see
+ * CMakeLists.txt); scripts/check-layers.sh --banned checks each ban.
  */
 #ifndef CSA_BASE_BANNED_H
 #define CSA_BASE_BANNED_H

@@ -56,11 +56,4 @@ int csa_error_prefix(struct csa_err *err, const char *fmt, ...)
 #define CSA_BUG(msg) csa_bug(__FILE__, __LINE__, (msg))
 _Noreturn void csa_bug(const char *file, int line, const char *msg);
 
-/* Internal helpers are static in the shipped build, visible to tests. */
-#ifdef CSA_TESTING
-#define CSA_STATIC
-#else
-#define CSA_STATIC static
-#endif
-
 #endif

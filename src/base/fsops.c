@@ -111,7 +111,7 @@ int csa_fs_open(const char *path, int flags, mode_t mode)
 		return -1;
 	int fd;
 	do
-		fd = open(path, flags | O_CLOEXEC, mode);
+		fd = open(path, flags | O_CLOEXEC, mode & CSA_FILE_MODE);
 	while (fd < 0 && errno == EINTR);
 	return fd;
 }
@@ -188,12 +188,12 @@ int csa_fs_write_atomic(const char *path, const void *buf, size_t len, struct cs
 	char tmp[4096], dir[4096];
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
 	dir_of(path, dir, sizeof(dir));
-	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_EXCL, CSA_FILE_MODE);
 	if (fd < 0 && errno == EEXIST) {
 		/* A leftover from a crashed writer with our pid: stale by
 		 * definition, since we are that pid now. */
 		unlink(tmp);
-		fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_EXCL, CSA_FILE_MODE);
 	}
 	if (fd < 0)
 		return csa_error_sys(err, "cannot create '%s'", tmp);
@@ -299,11 +299,21 @@ int csa_fs_mkdirs(const char *path, struct csa_err *err)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		if (mkdir(buf, CSA_DIR_MODE) < 0 && errno != EEXIST)
 			return csa_error_sys(err, "cannot create directory '%s'", buf);
 		*p = '/';
 	}
-	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+	if (mkdir(buf, CSA_DIR_MODE) < 0 && errno != EEXIST)
 		return csa_error_sys(err, "cannot create directory '%s'", buf);
+	return CSA_OK;
+}
+
+int csa_fs_create_private(const char *path, struct csa_err *err)
+{
+	int fd = csa_fs_open(path, O_WRONLY | O_CREAT, CSA_FILE_MODE);
+	if (fd < 0)
+		return csa_error_sys(err, "cannot create '%s'", path);
+	if (close(fd) < 0)
+		return csa_error_sys(err, "cannot close '%s'", path);
 	return CSA_OK;
 }

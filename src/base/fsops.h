@@ -24,7 +24,18 @@ enum csa_fs_op {
 	CSA_FS_NOPS
 };
 
-/* open(2); returns fd or -1 with errno set. */
+/*
+ * A workspace holds customer data: it is private to the service's user, as
+ * PostgreSQL's data directory is. Files are created with at most
+ * CSA_FILE_MODE and directories with CSA_DIR_MODE, whatever the umask of
+ * the program using the library (the csa program also sets umask 077, for
+ * the files SQLite creates).
+ */
+#define CSA_FILE_MODE 0600
+#define CSA_DIR_MODE  0700
+
+/* open(2); returns fd or -1 with errno set. A file it creates gets 'mode'
+ * masked to CSA_FILE_MODE: no group or other bits. */
 int csa_fs_open(const char *path, int flags, mode_t mode);
 /* Write all of buf; 0 or -1 with errno set (short writes are retried). */
 int csa_fs_write_all(int fd, const void *buf, size_t len);
@@ -50,8 +61,14 @@ int csa_fs_write_atomic(const char *path, const void *buf, size_t len, struct cs
 int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_len,
                     struct csa_err *err);
 
-/* mkdir -p; 0 or CSA_EIO. */
+/* mkdir -p; directories it creates get CSA_DIR_MODE (existing ones keep
+ * their mode). 0 or CSA_EIO. */
 int csa_fs_mkdirs(const char *path, struct csa_err *err);
+
+/* Create 'path' empty with CSA_FILE_MODE unless it exists (left as it is):
+ * done before SQLite opens a new database, since SQLite creates files 0644
+ * and gives its -wal and -shm files the database file's mode. 0 or CSA_EIO. */
+int csa_fs_create_private(const char *path, struct csa_err *err);
 
 /* Fault injection (test build only; no-ops returning 0 otherwise). */
 void csa_fault_arm(enum csa_fs_op op, long nth, int err_no);

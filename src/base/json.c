@@ -73,6 +73,9 @@ int csa_json_load_arg(const char *arg, size_t max_len, json_t **out, struct csa_
 
 int csa_json_dump(const json_t *j, int pretty, char **out, size_t *len, struct csa_err *err)
 {
+	*out = NULL;
+	if (len)
+		*len = 0;
 	size_t flags = JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10) |
 	               (pretty ? JSON_INDENT(2) : JSON_COMPACT);
 	char *s = json_dumps(j, flags | JSON_ENCODE_ANY);
@@ -135,7 +138,7 @@ int csa_json_set_str(json_t *obj, const char *key, const char *s)
 
 void csa_json_print(const json_t *j, int pretty)
 {
-	char *s;
+	char *s = NULL;
 	if (csa_json_dump(j, pretty, &s, NULL, NULL) == CSA_OK) {
 		fputs(s, stdout);
 		free(s);

@@ -22,7 +22,8 @@ int csa_json_load_file(const char *path, size_t max_len, json_t **out, struct cs
 int csa_json_load_arg(const char *path_or_dash, size_t max_len, json_t **out, struct csa_err *err);
 
 /* Serialize compactly (pretty when 'pretty') with a trailing newline.
- * Caller frees *out with free(). Keys keep insertion order. */
+ * Caller frees *out with free(). Keys keep insertion order. On failure
+ * *out is NULL (and *len 0), so a caller may free(*out) either way. */
 int csa_json_dump(const json_t *j, int pretty, char **out, size_t *len, struct csa_err *err);
 
 /* Whether s (len bytes) is valid UTF-8 without NUL bytes, as a JSON

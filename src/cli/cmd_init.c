@@ -1,5 +1,6 @@
 /* csa init: create a workspace. */
 #include "cli/cli.h"
+#include "agents/kb.h"
 #include "base/json.h"
 #include "store/ws.h"
 
@@ -9,7 +10,12 @@ int cmd_init(int argc, char **argv)
 	if (!dir)
 		dir = cli_ws_dir(argc, argv);
 	struct csa_err err = {0};
-	if (csa_ws_init(dir, &err))
+	struct csa_blobs *docs = NULL;
+	int rc = csa_ws_init(dir, &err);
+	if (rc == CSA_OK && (rc = csa_blobs_open_files(dir, &docs, &err)) == CSA_OK)
+		rc = csa_kb_seed(docs, dir, &err);
+	csa_blobs_close(docs);
+	if (rc)
 		return cli_fail(&err);
 	json_t *out = json_pack("{s:s, s:b}", "workspace", dir, "initialized", 1);
 	csa_json_print(out, 1);

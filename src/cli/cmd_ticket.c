@@ -2,7 +2,6 @@
 #include "cli/cli.h"
 #include "base/json.h"
 #include "base/ts.h"
-#include "store/mesh.h"
 #include "store/schema.h"
 #include "store/ticket.h"
 #include "store/ws.h"

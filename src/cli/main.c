@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int cmd_version(int argc, char **argv);
 
@@ -55,7 +56,7 @@ static const struct cli_cmd commands[] = {
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: csa <verb> [options]   (every verb takes --dir DIR)\n\n");
+	fprintf(out, "usage: csa [--dir DIR] <verb> [options]   (--dir may also follow the verb)\n\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(out, "  %-60s %s\n", commands[i].usage, commands[i].help);
 }
@@ -179,7 +180,8 @@ struct csa_ws *cli_open_ws(int argc, char **argv)
 	return ws;
 }
 
-int main(int argc, char **argv)
+/* Dispatch argv[1] (the verb) with the global options already moved after it. */
+static int run(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
 	    strcmp(argv[1], "-h") == 0) {
@@ -196,4 +198,112 @@ int main(int argc, char **argv)
 		}
 	fprintf(stderr, "csa: unknown verb '%s' (try 'csa help')\n", argv[1]);
 	return 2;
+}
+
+/*
+ * Options that may come before the verb, as `git -C DIR`: `csa --dir W list`
+ * is `csa list --dir W`. main() moves them to just after the verb, so each
+ * verb finds them with cli_opt() wherever the user wrote them.
+ */
+static const struct {
+	const char *name;
+	const char *usage;
+} global_opts[] = {
+    {"--dir", "--dir DIR"},
+};
+
+#define NGLOBAL (sizeof(global_opts) / sizeof(global_opts[0]))
+
+/* Length of the global options at argv[1..]: each takes a value, as
+ * "--name VALUE" or "--name=VALUE". Returns -1 after printing what is
+ * wrong (an unknown option, a missing value, an option given twice). */
+static int scan_global(int argc, char **argv)
+{
+	int i = 1;
+	int seen[NGLOBAL] = {0};
+	while (i < argc && argv[i][0] == '-' && strcmp(argv[i], "--help") != 0 &&
+	       strcmp(argv[i], "-h") != 0) {
+		size_t k = 0;
+		size_t n = 0;
+		for (; k < NGLOBAL; k++) {
+			n = strlen(global_opts[k].name);
+			if (strncmp(argv[i], global_opts[k].name, n) == 0 &&
+			    (argv[i][n] == '\0' || argv[i][n] == '='))
+				break;
+		}
+		if (k == NGLOBAL) {
+			fprintf(stderr, "csa: unknown global option '%s' before the verb (global options:",
+			        argv[i]);
+			for (size_t g = 0; g < NGLOBAL; g++)
+				fprintf(stderr, " %s", global_opts[g].usage);
+			fprintf(stderr, ")\n");
+			return -1;
+		}
+		if (seen[k]++) {
+			fprintf(stderr, "csa: global option '%s' given twice\n", global_opts[k].name);
+			return -1;
+		}
+		if (argv[i][n] == '=') {
+			i += 1;
+		} else if (i + 1 < argc) {
+			i += 2;
+		} else {
+			fprintf(stderr, "csa: global option '%s' needs a value (%s)\n",
+			        global_opts[k].name, global_opts[k].usage);
+			return -1;
+		}
+	}
+	return i - 1;
+}
+
+int main(int argc, char **argv)
+{
+	/* A workspace is private to the service's user (docs/STORE.md): also
+	 * what SQLite, fopen and other libraries create in it. */
+	umask(077);
+	int nglobal = scan_global(argc, argv);
+	if (nglobal < 0)
+		return 2;
+	/* argv without the global options, which follow the verb instead */
+	char **args = argv;
+	int nargs = argc;
+	if (nglobal > 0) {
+		if (1 + nglobal >= argc) {
+			fprintf(stderr, "csa: no verb after the global options (try 'csa help')\n");
+			return 2;
+		}
+		const char *verb = argv[1 + nglobal];
+		for (int g = 0; g < nglobal; g++) {
+			const char *opt = argv[1 + g];
+			if (strncmp(opt, "--", 2) != 0)
+				continue;
+			char name[32];
+			size_t n = strcspn(opt, "=");
+			if (n >= sizeof(name))
+				continue;
+			memcpy(name, opt, n);
+			name[n] = '\0';
+			if (cli_opt(argc - 1 - nglobal, argv + 1 + nglobal, name)) {
+				fprintf(stderr, "csa: '%s' given both before and after the verb '%s'\n",
+				        name, verb);
+				return 2;
+			}
+		}
+		if (!(args = malloc(((size_t)argc + 1) * sizeof(*args)))) {
+			fprintf(stderr, "csa: out of memory parsing the command line\n");
+			return 1;
+		}
+		nargs = 0;
+		args[nargs++] = argv[0];
+		args[nargs++] = argv[1 + nglobal];
+		for (int g = 0; g < nglobal; g++)
+			args[nargs++] = argv[1 + g];
+		for (int k = 2 + nglobal; k < argc; k++)
+			args[nargs++] = argv[k];
+		args[nargs] = NULL;
+	}
+	int rc = run(nargs, args);
+	if (args != argv)
+		free(args);
+	return rc;
 }

@@ -440,6 +440,7 @@ static int best_mode(const struct ev *e, const struct cand *c, int t)
  * The cascade threshold for an LLM behind the embedded model on one type:
  * the lowest threshold whose accuracy meets the target (the least LLM
  * traffic, so the least cost), or the most accurate one when none does.
+ * NULL when out of memory.
  */
 static json_t *cascade_for(const struct ev *e, const struct cand *emb, const struct cand *c, int t,
                            double target)
@@ -455,6 +456,8 @@ static json_t *cascade_for(const struct ev *e, const struct cand *emb, const str
 	if (!nt)
 		return json_null();
 	double *cands = malloc((e->n_test + 2) * sizeof(double));
+	if (!cands)
+		return NULL;
 	size_t nc = 0;
 	cands[nc++] = 0;
 	for (size_t k = 0; k < e->n_test; k++)
@@ -735,18 +738,28 @@ int csa_eval_models(struct csa_ws *ws, FILE *in, const char *name, const struct 
 			if (!e.c[i].llm)
 				continue;
 			json_t *per = json_object();
-			for (int t = 0; t < CSA_DT_COUNT; t++)
-				if (e.types[t])
-					json_object_set_new(
-					    per, csa_dtype_name((enum csa_dtype)t),
-					    cascade_for(&e, emb, &e.c[i], t, target));
-			json_object_set_new(cascade, e.c[i].name, per);
+			for (int t = 0; per && t < CSA_DT_COUNT; t++) {
+				if (!e.types[t])
+					continue;
+				json_t *cas = cascade_for(&e, emb, &e.c[i], t, target);
+				if (!cas || json_object_set_new(per, csa_dtype_name((enum csa_dtype)t),
+				                                cas)) {
+					json_decref(per);
+					per = NULL;
+				}
+			}
+			if (!per || json_object_set_new(cascade, e.c[i].name, per))
+				rc = csa_error(err, CSA_ENOMEM,
+				               "out of memory choosing the cascade thresholds of '%s'",
+				               e.c[i].name);
 		}
 		*report = json_pack("{s:s, s:I, s:I, s:I, s:f, s:o, s:o}", "data", name, "tickets",
 		                    (json_int_t)e.n, "train", (json_int_t)e.n_train, "test",
 		                    (json_int_t)e.n_test, "target_accuracy", target, "matrix",
 		                    matrix, "cascade", cascade);
-		if (o->save_calibration && (rc = save_calibration(&e, err)) == CSA_OK)
+		if (rc == CSA_OK && !*report)
+			rc = csa_error(err, CSA_ENOMEM, "out of memory writing the report on '%s'", name);
+		if (rc == CSA_OK && o->save_calibration && (rc = save_calibration(&e, err)) == CSA_OK)
 			json_object_set_new(*report, "calibration_saved",
 			                    json_string(CSA_LLM_CALIBRATION));
 		if (rc) {

@@ -4,6 +4,7 @@
 #include "agents/history.h"
 #include "agents/kb.h"
 #include "agents/sentiment.h"
+#include "base/digest.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "llm/cascade.h"
@@ -13,7 +14,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +69,9 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		if (rc)
 			goto fail;
 	}
+	/* a new workspace's default articles (store/ws.h: CSA_WS_KB_SEED) */
+	if ((rc = csa_kb_seed(ws->blobs, ws->root, err)))
+		goto fail;
 	if ((rc = csa_kb_open(ws->blobs, &p->env.kb, err)))
 		goto fail;
 	if ((rc = csa_history_new(&p->history)))
@@ -226,15 +229,6 @@ static int count_agent_replies(const json_t *e)
 		n += s && strcmp(s, "cs_agent") == 0;
 	}
 	return n;
-}
-
-static void sha256_hex(const char *data, size_t len, char out[65])
-{
-	unsigned char md[32];
-	unsigned int mdlen = 0;
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 /* ---- one run --------------------------------------------------------- */
@@ -412,8 +406,12 @@ static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, stru
 	    .customer_history = history,
 	    .prior_confidence = 1.0,
 	};
-	char digest[65];
-	sha256_hex(text, strlen(text), digest);
+	char digest[CSA_SHA256_HEX_LEN];
+	if (csa_sha256_hex(text, strlen(text), digest) != CSA_OK) {
+		json_decref(history);
+		free(text);
+		return csa_error(err, CSA_EIO, "cannot digest the customer text of '%s'", tk->id);
+	}
 
 	json_t *timeline = json_array(), *decisions = json_object();
 	json_t *tdec = json_object_get(tk->t, "agent_decisions");

@@ -6,6 +6,7 @@
 #include "llm/redact.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -69,10 +70,9 @@ static int get_long(const json_t *c, const char *name, const char *key, long def
                     long max, long *out, struct csa_err *err)
 {
 	json_t *v = json_object_get(c, key);
-	if (!v) {
-		*out = def;
+	*out = def; /* also on failure: the caller's variable is never left unset */
+	if (!v)
 		return CSA_OK;
-	}
 	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
 		return csa_error(err, CSA_EINVAL,
 		                 "llm.backends.%s.%s: expected an integer in %ld..%ld", name, key,
@@ -95,18 +95,22 @@ static int get_price(const json_t *c, const char *name, const char *key, double 
 	return CSA_OK;
 }
 
-static char *dup_str(const json_t *c, const char *name, const char *key, int required,
-                     struct csa_err *err)
+/* *out is a copy of string 'key' of 'c' (NULL when absent and not
+ * required); the caller frees it. On failure *out is NULL. */
+static int dup_str(const json_t *c, const char *name, const char *key, int required, char **out,
+                   struct csa_err *err)
 {
 	json_t *v = json_object_get(c, key);
+	*out = NULL;
 	if (!v && !required)
-		return NULL;
-	if (!json_is_string(v) || !*json_string_value(v)) {
-		csa_error(err, CSA_EINVAL, "llm.backends.%s.%s: expected a non-empty string", name,
-		          key);
-		return NULL;
-	}
-	return strdup(json_string_value(v));
+		return CSA_OK;
+	if (!json_is_string(v) || !*json_string_value(v))
+		return csa_error(err, CSA_EINVAL, "llm.backends.%s.%s: expected a non-empty string",
+		                 name, key);
+	if (!(*out = strdup(json_string_value(v))))
+		return csa_error(err, CSA_ENOMEM, "out of memory reading llm.backends.%s.%s", name,
+		                 key);
+	return CSA_OK;
 }
 
 int csa_llm_open(const char *name, const json_t *c, struct csa_llm **out, struct csa_err *err)
@@ -117,8 +121,15 @@ int csa_llm_open(const char *name, const json_t *c, struct csa_llm **out, struct
 	struct csa_llm *b = calloc(1, sizeof(*b));
 	if (!b)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening backend '%s'", name);
-	pthread_mutex_init(&b->mu, NULL);
-	b->name = strdup(name);
+	if (!(b->name = strdup(name))) {
+		free(b);
+		return csa_error(err, CSA_ENOMEM, "out of memory opening backend '%s'", name);
+	}
+	if ((errno = pthread_mutex_init(&b->mu, NULL))) {
+		free(b->name);
+		free(b);
+		return csa_error_sys(err, "cannot initialise the lock of backend '%s'", name);
+	}
 	b->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)b;
 	const char *kind = csa_json_str(c, "kind");
 	long v;
@@ -129,8 +140,8 @@ int csa_llm_open(const char *name, const json_t *c, struct csa_llm **out, struct
 		goto fail;
 	}
 	b->kind = strcmp(kind, "openai") == 0 ? KIND_OPENAI : KIND_ANTHROPIC;
-	if (!(b->endpoint = dup_str(c, name, "endpoint", 1, err)) ||
-	    !(b->model = dup_str(c, name, "model", 1, err)))
+	if ((rc = dup_str(c, name, "endpoint", 1, &b->endpoint, err)) ||
+	    (rc = dup_str(c, name, "model", 1, &b->model, err)))
 		goto fail;
 	if (strncmp(b->endpoint, "http://", 7) && strncmp(b->endpoint, "https://", 8)) {
 		csa_error(err, CSA_EINVAL, "llm.backends.%s.endpoint: expected an http(s) URL",
@@ -141,7 +152,7 @@ int csa_llm_open(const char *name, const json_t *c, struct csa_llm **out, struct
 	while (el > 8 && b->endpoint[el - 1] == '/')
 		b->endpoint[--el] = '\0';
 	if (json_object_get(c, "api_key_env") &&
-	    !(b->key_env = dup_str(c, name, "api_key_env", 1, err)))
+	    (rc = dup_str(c, name, "api_key_env", 1, &b->key_env, err)))
 		goto fail;
 	if ((rc = get_long(c, name, "timeout_ms", 20000, 1, 600000, &b->timeout_ms, err)) ||
 	    (rc = get_long(c, name, "retries", 2, 0, 10, &v, err)) ||

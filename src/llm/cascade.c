@@ -1,5 +1,6 @@
 /* The cascade: when to ask an LLM, the budget, calibration, and traces. */
 #include "llm/cascade.h"
+#include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "llm/backend.h"

@@ -155,7 +155,7 @@ static void journal_unlock(struct mesh *m)
  * identity. */
 static int journal_reopen(struct mesh *m, struct csa_err *err)
 {
-	int fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		int rc = csa_error_sys(err, "cannot open journal '%s'", m->journal_path);
@@ -314,7 +314,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 		rc = csa_error_sys(err, "cannot read journal '%s'", m->journal_path);
 		goto out;
 	}
-	fd = csa_fs_open(m->journal_new, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = csa_fs_open(m->journal_new, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, CSA_FILE_MODE);
 	if (fd < 0) {
 		rc = csa_error_sys(err, "cannot create '%s'", m->journal_new);
 		goto out;
@@ -470,7 +470,7 @@ static int put_doc(struct mesh *m, int kind, const char *id, const char *doc, si
 			return 0;
 	}
 	tmp_path(m, kind, id, tmp, sizeof(tmp));
-	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, CSA_FILE_MODE);
 	if (fd < 0)
 		return csa_error_sys(err, "cannot create '%s'", tmp);
 	if (csa_fs_write_all(fd, doc, len) < 0) {
@@ -609,7 +609,7 @@ static int write_tmp(struct mesh *m, struct pending *p, struct csa_err *err)
 {
 	char tmp[PATH_SZ];
 	tmp_path(m, p->kind, p->tk->id, tmp, sizeof(tmp));
-	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, CSA_FILE_MODE);
 	if (fd < 0)
 		return csa_error_sys(err, "cannot create '%s'", tmp);
 	p->written = 1;
@@ -927,15 +927,6 @@ uint64_t csa_mesh_files_sig(const struct csa_ws *ws, const char *id, int64_t *ne
  * has the granularity of the file system's clock, so a second change
  * within it could keep the signature: a ticket is settled once its newest
  * file is two seconds old. */
-static uint64_t mesh_version(struct csa_store *st, const char *id, int *settled)
-{
-	struct mesh *m = (struct mesh *)st;
-	int64_t newest_ns = 0;
-	uint64_t sig = csa_mesh_files_sig(m->ws, id, &newest_ns);
-	*settled = sig && newest_ns <= csa_now_ms() * 1000000LL - 2000000000LL;
-	return sig;
-}
-
 static void mesh_stats_op(struct csa_store *st, struct csa_store_stats *out)
 {
 	const struct mesh *m = (const struct mesh *)st;
@@ -951,10 +942,13 @@ static int id_cmp(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
-                     struct csa_err *err)
+/* The ids of the workflow files, sorted: a ticket exists when its
+ * workflow file does. */
+static int mesh_ids(struct csa_store *st, char ***out, size_t *n_out, struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
+	*out = NULL;
+	*n_out = 0;
 	char dir[PATH_SZ];
 	snprintf(dir, sizeof(dir), "%s/%s", m->ws->root, kind_dir[2]);
 	DIR *d = opendir(dir);
@@ -964,7 +958,13 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 	size_t n = 0, cap = 0;
 	struct dirent *de;
 	int rc = CSA_OK;
-	while ((de = readdir(d))) {
+	int read_errno = 0;
+	while (rc == CSA_OK) {
+		errno = 0;
+		if (!(de = readdir(d))) {
+			read_errno = errno;
+			break;
+		}
 		size_t len = csa_mesh_workflow_id_len(de->d_name);
 		if (!len)
 			continue;
@@ -973,19 +973,62 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 			char **nv = realloc(ids, cap * sizeof(*nv));
 			if (!nv) {
 				rc = csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
-				goto out;
+				break;
 			}
 			ids = nv;
 		}
-		ids[n] = strndup(de->d_name + 2, len);
-		if (!ids[n]) {
+		if (!(ids[n] = strndup(de->d_name + 2, len))) {
 			rc = csa_error(err, CSA_ENOMEM, "out of memory listing tickets");
-			goto out;
+			break;
 		}
 		n++;
 	}
+	if (rc == CSA_OK && read_errno) {
+		errno = read_errno;
+		rc = csa_error_sys(err, "cannot read directory '%s'", dir);
+	}
+	closedir(d);
+	if (rc) {
+		csa_store_ids_free(ids, n);
+		return rc;
+	}
 	if (n)
 		qsort(ids, n, sizeof(*ids), id_cmp);
+	*out = ids;
+	*n_out = n;
+	return CSA_OK;
+}
+
+static uint64_t mesh_version(struct csa_store *st, const char *id, int64_t *newest_ns)
+{
+	return csa_mesh_files_sig(((struct mesh *)st)->ws, id, newest_ns);
+}
+
+static int mesh_load_doc(struct csa_store *st, const char *id, unsigned doc, json_t **out,
+                         struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	int kind = doc == CSA_DOC_E ? 0 : doc == CSA_DOC_I ? 1 : doc == CSA_DOC_T ? 2 : -1;
+	*out = NULL;
+	if (kind < 0)
+		CSA_BUG("load_doc: doc is not one of CSA_DOC_E, CSA_DOC_I, CSA_DOC_T");
+	char path[PATH_SZ];
+	int rc = csa_mesh_doc_path(m->ws, kind, id, path, sizeof(path), err);
+	if (rc)
+		return rc;
+	size_t max = limits_now(m).max_document_bytes;
+	return csa_json_load_file(path, max, out, err);
+}
+
+static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
+                     struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	char **ids;
+	size_t n;
+	int rc = mesh_ids(st, &ids, &n, err);
+	if (rc)
+		return rc;
 	size_t max_doc = limits_now(m).max_document_bytes;
 	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
 		char path[PATH_SZ];
@@ -1009,11 +1052,7 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 		json_decref(t);
 		json_decref(e);
 	}
-out:
-	closedir(d);
-	for (size_t i = 0; i < n; i++)
-		free(ids[i]);
-	free(ids);
+	csa_store_ids_free(ids, n);
 	return rc;
 }
 
@@ -1053,8 +1092,10 @@ static const struct csa_store_ops mesh_ops = {
     .scan = mesh_scan,
     .checkpoint = mesh_checkpoint,
     .close = mesh_close,
+    .ids = mesh_ids,
     .version = mesh_version,
     .stats = mesh_stats_op,
+    .load_doc = mesh_load_doc,
 };
 
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
@@ -1074,7 +1115,7 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	snprintf(m->tmp_dir, sizeof(m->tmp_dir), "%s/.csa/tmp", ws->root);
 	snprintf(m->journal_new, sizeof(m->journal_new), "%s/.csa/journal.new", ws->root);
 	int rc;
-	m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
 	if (m->lock_fd < 0) {
 		rc = csa_error_sys(err, "cannot open '%s'", m->lock_path);
 		goto fail;

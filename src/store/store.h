@@ -14,8 +14,10 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include "base/err.h"
 #include "base/ids.h"
+#include "base/ts.h"
 
 /* Which documents a commit writes. T is always written: its
  * last_synchronized records the commit. */
@@ -85,16 +87,30 @@ struct csa_store_ops {
 	/* Flush pending state to its final place (journal checkpoint). */
 	int (*checkpoint)(struct csa_store *st, struct csa_err *err);
 	void (*close)(struct csa_store *st);
-	/* A cheap version of one ticket, for caches of what is derived from
-	 * it: nonzero, and different after any change of any of its
-	 * documents (by this process or another); 0 when the ticket does not
-	 * exist or has no cheap version. It takes no lock and reads no
-	 * document. *settled is set to 1 when the version is sure to change
-	 * with the next change, 0 when a change could still keep it (the
-	 * file backend cannot see a second change within its timestamps'
-	 * granularity, so tickets written in the last two seconds are not
-	 * settled): cache only under a settled version. */
-	uint64_t (*version)(struct csa_store *st, const char *id, int *settled);
+
+	/* For indexes kept beside the store (agents/histfile.h's history
+	 * index), which must not read every ticket on every start: */
+
+	/* The ids of every ticket, sorted (strcmp), without reading a
+	 * document: *ids is a malloc'd array of n malloc'd strings, freed by
+	 * the caller (csa_store_ids_free). On failure *ids is NULL, *n 0. */
+	int (*ids)(struct csa_store *st, char ***ids, size_t *n, struct csa_err *err);
+	/* A version of ticket 'id' as stored, for caches and indexes of what
+	 * is derived from it: nonzero, and different after any commit of it
+	 * (by this process or another; the mesh: inode, size and mtime of its
+	 * three files), without a lock or reading a document; 0 when there is
+	 * none (a document missing). *newest_ns is the time of its latest
+	 * change: a version is to be trusted only when that is a couple of
+	 * seconds old, since a change within the clock's granularity may keep
+	 * it (csa_store_version() says so as 'settled'). */
+	uint64_t (*version)(struct csa_store *st, const char *id, int64_t *newest_ns);
+	/* One document of 'id' (doc: one of CSA_DOC_E, CSA_DOC_I, CSA_DOC_T)
+	 * into *out (json_decref), within the size limit, without the ticket's
+	 * lock or a schema check: it may be of a commit other than the other
+	 * two documents'. For a reader that checks the signature around it.
+	 * CSA_ENOENT when it does not exist. */
+	int (*load_doc)(struct csa_store *st, const char *id, unsigned doc, json_t **out,
+	                struct csa_err *err);
 	/* The handle's counters. */
 	void (*stats)(struct csa_store *st, struct csa_store_stats *out);
 };
@@ -147,14 +163,45 @@ static inline int csa_store_scan(struct csa_store *st, const struct csa_filter *
 	return st->ops->scan(st, f, fn, ctx, err);
 }
 
+static inline int csa_store_ids(struct csa_store *st, char ***ids, size_t *n,
+                                struct csa_err *err)
+{
+	return st->ops->ids(st, ids, n, err);
+}
+
+/* Free what csa_store_ids() returned; (NULL, 0) is a no-op. */
+static inline void csa_store_ids_free(char **ids, size_t n)
+{
+	for (size_t i = 0; ids && i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+static inline uint64_t csa_store_sig(struct csa_store *st, const char *id, int64_t *newest_ns)
+{
+	return st->ops->version(st, id, newest_ns);
+}
+
+/* The version, and whether it is settled: sure to change with the next
+ * commit (its latest change is more than two seconds old). Cache only
+ * under a settled version. */
 static inline uint64_t csa_store_version(struct csa_store *st, const char *id, int *settled)
 {
-	return st->ops->version(st, id, settled);
+	int64_t newest_ns = 0;
+	uint64_t v = st->ops->version(st, id, &newest_ns);
+	*settled = v && newest_ns <= csa_now_ms() * 1000000LL - 2000000000LL;
+	return v;
 }
 
 static inline void csa_store_stats(struct csa_store *st, struct csa_store_stats *out)
 {
 	st->ops->stats(st, out);
+}
+
+static inline int csa_store_load_doc(struct csa_store *st, const char *id, unsigned doc,
+                                     json_t **out, struct csa_err *err)
+{
+	return st->ops->load_doc(st, id, doc, out, err);
 }
 
 static inline void csa_store_close(struct csa_store *st)

@@ -2,7 +2,9 @@
  * csa verify: the invariants of spec §6.1 over a whole workspace (ticket id
  * in all three files, cross-references, synchronisation drift, schema) and
  * the leftovers of interrupted work (temporary files, orphans: one or two
- * of a ticket's three files missing, foreign files).
+ * of a ticket's three files missing, foreign files), and, except in live
+ * mode, directories and files that group or others may access
+ * ("loose_mode": the workspace is private to its user, 0700/0600).
  */
 #ifndef CSA_STORE_VERIFY_H
 #define CSA_STORE_VERIFY_H
@@ -28,8 +30,9 @@ struct csa_verify_memo *csa_verify_memo_new(void);
 void csa_verify_memo_free(struct csa_verify_memo *m);
 
 /*
- * Check every ticket; with CSA_VERIFY_REPAIR, remove temporary files and move the
- * files of orphaned tickets to lost+found/<id>/ (nothing is deleted). *report
+ * Check every ticket; with CSA_VERIFY_REPAIR, remove temporary files, move the
+ * files of orphaned tickets to lost+found/<id>/ (nothing is deleted) and
+ * take group and other bits off loose modes. *report
  * receives {"ok", "tickets", "problems": [{"ticket", "file", "problem",
  * "detail", "repaired"}], "recovery": {...}}; "ok" is true when no problem
  * remains. With a memo, a ticket whose files have not changed (same inode,

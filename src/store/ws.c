@@ -2,7 +2,6 @@
 #include "store/ws.h"
 #include "store/blobs.h"
 #include "store/mesh.h"
-#include "agents/kb.h"
 #include "base/fsops.h"
 #include "base/json.h"
 
@@ -24,6 +23,10 @@ int csa_ws_init(const char *dir, struct csa_err *err)
 	int rc = csa_fs_mkdirs(dir, err);
 	if (rc)
 		return rc;
+	/* private even when it existed before, as PostgreSQL's initdb makes its
+	 * data directory (`csa verify` reports looser modes later) */
+	if (chmod(dir, CSA_DIR_MODE) != 0)
+		return csa_error_sys(err, "cannot make '%s' private (mode 0700)", dir);
 	for (size_t i = 0; i < sizeof(layout) / sizeof(layout[0]); i++) {
 		if (snprintf(path, sizeof(path), "%s/%s", dir, layout[i]) >= (int)sizeof(path))
 			return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", dir);
@@ -34,13 +37,10 @@ int csa_ws_init(const char *dir, struct csa_err *err)
 	struct stat st;
 	if (stat(path, &st) == 0)
 		return CSA_OK;
-	/* a new workspace starts with the default knowledge base */
-	struct csa_blobs *blobs;
-	if ((rc = csa_blobs_open_files(dir, &blobs, err)))
-		return rc;
-	rc = csa_kb_write_defaults(blobs, err);
-	csa_blobs_close(blobs);
-	if (rc)
+	/* a new workspace starts with the default knowledge base, written by
+	 * the layer that knows it (csa_kb_seed) */
+	snprintf(path, sizeof(path), "%s/%s", dir, CSA_WS_KB_SEED);
+	if ((rc = csa_fs_write_atomic(path, "", 0, err)))
 		return rc;
 	snprintf(path, sizeof(path), "%s/csa.json", dir);
 	json_t *cfg = csa_config_defaults();

@@ -36,8 +36,16 @@ struct csa_ws {
 };
 
 /* Create the layout and a csa.json with the defaults in 'dir' (created if
- * missing). An existing csa.json is kept; existing tickets are untouched. */
+ * missing). An existing csa.json is kept; existing tickets are untouched.
+ * A new workspace also gets the marker CSA_WS_KB_SEED: the store sits
+ * below the agents, so the default knowledge base is written into kb/ by
+ * csa_kb_seed() (agents/kb.h), which `csa init` and csa_pipeline_open()
+ * call, and which removes the marker. */
 int csa_ws_init(const char *dir, struct csa_err *err);
+
+/* Relative path of the marker of a workspace whose kb/ still awaits the
+ * default articles. */
+#define CSA_WS_KB_SEED ".csa/kb-defaults-pending"
 
 /* Open an initialised workspace and recover its store. *out is freed with
  * csa_ws_close(). */

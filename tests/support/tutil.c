@@ -3,6 +3,7 @@
 #include "automation/ledger.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -155,4 +156,30 @@ int t_ledger_trail(const char *path, const char *ticket_id, json_t **out, struct
 		csa_ledger_close(l);
 	}
 	return rc;
+}
+
+/* nftw's callback takes no argument of ours: the tally of one walk. */
+static int loose_n;
+static char loose_first[4200];
+
+static int loose_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_NS || type == FTW_DNR)
+		return -1;
+	if (type != FTW_SL && (st->st_mode & 077) && loose_n++ == 0)
+		snprintf(loose_first, sizeof(loose_first), "%s (mode %04o)", path,
+		         (unsigned)(st->st_mode & 07777));
+	return 0;
+}
+
+int t_loose_modes(const char *root, char *first, size_t firstsz)
+{
+	loose_n = 0;
+	loose_first[0] = '\0';
+	if (nftw(root, loose_one, 16, FTW_PHYS) != 0)
+		return -1;
+	if (first && firstsz)
+		snprintf(first, firstsz, "%s", loose_first);
+	return loose_n;
 }

@@ -16,6 +16,10 @@ int t_csa(const char *in, char **out, char **err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Set a file's modification time 'seconds' into the past. */
 void t_age(const char *path, int seconds);
+/* How many directories and files under 'root' (itself included; links not
+ * followed) group or others may access; the first one's path and mode go
+ * to 'first' (may be NULL). -1 when the walk fails. */
+int t_loose_modes(const char *root, char *first, size_t firstsz);
 /* Write a file (test setup). */
 void t_write(const char *path, const char *text);
 /* Put n reviewed autonomous decisions of (type, segment) in PHASE_3 into a
