@@ -1,6 +1,7 @@
 /* The SQLite backend of llm/calllog.h: one table in llm.db (WAL), its
  * statements prepared once and run under a mutex (threads share it). */
 #include "llm/calllog.h"
+#include "base/fsops.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -137,9 +138,12 @@ int csa_call_log_open(const char *ws_root, struct csa_call_log **out, struct csa
 		free(s);
 		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws_root);
 	}
-	int rc = CSA_OK;
 	char *msg = NULL;
-	if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	/* private before SQLite creates it (and its -wal, -shm) 0644 */
+	int rc = csa_fs_create_private(s->path, err);
+	if (rc)
+		;
+	else if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK)
 		rc = csa_error(err, CSA_EIO, "'%s': %s", s->path,
 		               s->db ? sqlite3_errmsg(s->db) : "out of memory");

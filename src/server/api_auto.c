@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/banned.h"
-
 json_t *csa_h_reviews(struct call *c)
 {
 	const char *st = csa_query(c, "status");

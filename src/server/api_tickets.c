@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/banned.h"
-
 json_t *csa_h_ticket_create(struct call *c)
 {
 	if (!json_is_object(c->body))

@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "base/banned.h"
-
 enum csa_role csa_auth_bearer(struct csa_server *s, struct call *c, struct csa_err *err)
 {
 	const char *h = csa_header(c, MHD_HTTP_HEADER_AUTHORIZATION);

@@ -7,6 +7,7 @@
  * (with a busy timeout) applies.
  */
 #include "server/chanmap.h"
+#include "base/fsops.h"
 #include "store/ws.h"
 
 #include <pthread.h>
@@ -14,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "base/banned.h"
 
 struct sqlite_map {
 	struct csa_chanmap base;
@@ -109,6 +108,12 @@ int csa_chanmap_open(struct csa_ws *ws, struct csa_chanmap **out, struct csa_err
 		return csa_error(err, CSA_EINVAL, "workspace path too long for 'channels.db'");
 	}
 	const char *what = "open";
+	int rc = csa_fs_create_private(m->path, err);
+	if (rc) {
+		pthread_mutex_destroy(&m->mu);
+		free(m);
+		return rc;
+	}
 	if (sqlite3_open_v2(m->path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	        SQLITE_OK ||
 	    (what = "set up", sqlite3_busy_timeout(m->db, 5000)) != SQLITE_OK ||
@@ -122,8 +127,8 @@ int csa_chanmap_open(struct csa_ws *ws, struct csa_chanmap **out, struct csa_err
 	    sqlite3_prepare_v2(m->db,
 	                       "INSERT OR IGNORE INTO threads(key, ticket_id) VALUES(?1, ?2)", -1,
 	                       &m->bind, NULL) != SQLITE_OK) {
-		int rc = csa_error(err, CSA_EIO, "cannot %s the channel map '%s': %s", what,
-		                   m->path, m->db ? sqlite3_errmsg(m->db) : "out of memory");
+		rc = csa_error(err, CSA_EIO, "cannot %s the channel map '%s': %s", what, m->path,
+		               m->db ? sqlite3_errmsg(m->db) : "out of memory");
 		sq_close(&m->base);
 		return rc;
 	}

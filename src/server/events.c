@@ -13,8 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/banned.h"
-
 void csa_publish(struct csa_server *s, const char *event, json_t *data)
 {
 	char *d = data ? json_dumps(data, JSON_COMPACT) : NULL;

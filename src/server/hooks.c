@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/banned.h"
-
 #define secret csa_server_secret
 
 /* ---- signatures ------------------------------------------------------------------ */

@@ -20,8 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/banned.h"
-
 const double csa_http_lat_bounds[CSA_LAT_BUCKETS] = {0.001, 0.005, 0.01, 0.025,
                                                      0.05,  0.1,   0.5,  1e9};
 

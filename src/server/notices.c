@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/banned.h"
-
 /* Outbound targets: incoming-webhook URLs named by environment variables
  * (csa.json channels.*_webhook_env; the URLs carry secrets). */
 static const struct {

@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/banned.h"
-
 /* The text being built: it grows as needed; a failed growth is remembered
  * and reported once at the end. */
 struct text {

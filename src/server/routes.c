@@ -9,8 +9,6 @@
 
 #include <string.h>
 
-#include "base/banned.h"
-
 #define PUBLIC(m, p, fn, name)                                                                     \
 	{                                                                                          \
 		m, p, CSA_AUTH_NONE, CSA_ROLE_NONE, NULL, CSA_BODY_JSON, fn, name                  \

@@ -21,8 +21,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/banned.h"
-
 const char *csa_server_secret(struct csa_server *s, const char *key)
 {
 	const struct csa_config *cfg = csa_ws_config(s->ws);

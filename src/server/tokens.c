@@ -22,8 +22,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
-#include "base/banned.h"
-
 enum csa_role csa_role_parse(const char *s)
 {
 	if (!s)
