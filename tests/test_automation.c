@@ -1462,8 +1462,8 @@ static void a_review_that_cannot_be_recorded_can_be_decided_again(void **state)
 	json_t *r = NULL;
 	add_ticket("T_REV1");
 	int64_t task = add_task("T_REV1", "T_REV1:classifier:0", "priority", "MEDIUM", 0);
-	fx_sql("CREATE TRIGGER no_close BEFORE UPDATE ON tasks BEGIN SELECT RAISE(ABORT, "
-	       "'disk says no'); END",
+	fx_sql("CREATE TRIGGER no_close BEFORE UPDATE ON tasks WHEN NEW.status = 'done' BEGIN "
+	       "SELECT RAISE(ABORT, 'disk says no'); END",
 	       0);
 	assert_int_equal(csa_auto_review_decide(fx.a, task, "HIGH", "t", NULL, 1000, &r, &err),
 	                 CSA_EIO);
@@ -1474,6 +1474,11 @@ static void a_review_that_cannot_be_recorded_can_be_decided_again(void **state)
 	                        "final IS NOT NULL",
 	                        1),
 	                 0);
+	/* the claim is given up: the task is open for anyone */
+	assert_int_equal(fx_sql("SELECT count(*) FROM tasks WHERE ticket_id = 'T_REV1' AND "
+	                        "status = 'open' AND claim IS NULL",
+	                        1),
+	                 1);
 	fx_sql("DROP TRIGGER no_close", 0);
 	assert_int_equal(csa_auto_review_decide(fx.a, task, "HIGH", "t", NULL, 1000, &r, &err), 0);
 	json_decref(r);
@@ -1485,6 +1490,83 @@ static void a_review_that_cannot_be_recorded_can_be_decided_again(void **state)
 	                        "status = 'open'",
 	                        1),
 	                 0);
+}
+
+/* A process that dies while deciding a review task leaves the task
+ * claimed ('deciding'). The next open settles it from the ticket: done with
+ * the person's value when the ticket took it, open again when it did not,
+ * so the task is neither lost nor decided twice. */
+static void a_claim_of_a_dead_process_is_settled_from_its_ticket(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *r = NULL;
+	reopen_with_category_model();
+	int64_t task[2];
+	char v1[64] = "", v2[64] = "";
+	for (int i = 0; i < 2; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "T_CL%d", i + 1);
+		json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", id, "client_name",
+		                        "Ann", "messages", "content", "charged twice");
+		json_t *res = NULL, *tasks = NULL;
+		assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+		assert_int_equal(csa_auto_review_for_ticket(fx.a, id, &tasks, &err), 0);
+		json_t *tk = json_array_get(tasks, 0);
+		assert_non_null(tk);
+		task[i] = csa_json_int(tk, "task_id", 0);
+		json_t *labels = json_object_get(tk, "labels");
+		assert_true(json_array_size(labels) >= 2);
+		snprintf(v1, sizeof(v1), "%s", json_string_value(json_array_get(labels, 0)));
+		snprintf(v2, sizeof(v2), "%s", json_string_value(json_array_get(labels, 1)));
+		json_decref(tasks);
+		json_decref(res);
+		json_decref(doc);
+	}
+	int64_t took = task[0], lost = task[1];
+	assert_int_equal(csa_auto_review_decide(fx.a, took, v1, "kim", NULL, 1000, &r, &err), 0);
+	json_decref(r);
+	close_fx();
+	/* the dead process: its marker (unlocked), its claims; the ticket of
+	 * the first took the decision, the second's never did */
+	char marker[600];
+	snprintf(marker, sizeof(marker), "%s/automation/open/dead-test.live", fx.dir);
+	FILE *f = fopen(marker, "w");
+	assert_non_null(f);
+	fclose(f);
+	char *sql = sqlite3_mprintf(
+	    "UPDATE tasks SET status = 'deciding', claim = %Q, value = %Q, reviewer = 'kim' "
+	    "WHERE id = %lld;"
+	    "UPDATE decisions SET final = NULL, reviewer = NULL WHERE id = (SELECT decision_id "
+	    "FROM tasks WHERE id = %lld);"
+	    "UPDATE tasks SET status = 'deciding', claim = %Q, value = %Q, reviewer = 'lee' "
+	    "WHERE id = %lld",
+	    marker, v1, (long long)took, (long long)took, marker, v2, (long long)lost);
+	fx_sql(sql, 0);
+	sqlite3_free(sql);
+	assert_int_equal(open_fx(), 0);
+	assert_int_equal(access(marker, F_OK), -1);
+	sql = sqlite3_mprintf("SELECT count(*) FROM tasks t JOIN decisions d ON d.id = "
+	                      "t.decision_id WHERE t.id = %lld AND t.status = 'done' AND t.value "
+	                      "= %Q AND d.final = %Q AND d.reviewer = 'kim'",
+	                      (long long)took, v1, v1);
+	assert_int_equal(fx_sql(sql, 1), 1);
+	sqlite3_free(sql);
+	sql = sqlite3_mprintf("SELECT count(*) FROM tasks WHERE id = %lld AND status = 'open' AND "
+	                      "claim IS NULL AND value IS NULL",
+	                      (long long)lost);
+	assert_int_equal(fx_sql(sql, 1), 1);
+	sqlite3_free(sql);
+	/* and it can be decided now, once */
+	assert_int_equal(csa_auto_review_decide(fx.a, lost, v2, "lee", NULL, 1000, &r, &err), 0);
+	json_decref(r);
+	r = NULL;
+	assert_int_equal(csa_auto_review_decide(fx.a, lost, v1, "kim", NULL, 1000, &r, &err),
+	                 CSA_ECONFLICT);
+	assert_string_equal(csa_json_str(r, "value"), v2);
+	assert_string_equal(csa_json_str(r, "reviewer"), "lee");
+	assert_string_equal(csa_json_str(r, "status"), "done");
+	json_decref(r);
 }
 
 /* The phase of a segment as automation/state.json holds it. */
@@ -1814,6 +1896,8 @@ int main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 	        a_critical_review_that_cannot_be_recorded_changes_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_claim_of_a_dead_process_is_settled_from_its_ticket,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(alerts_that_cannot_be_recorded_still_go_out, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_gate_does_not_pass_on_what_it_cannot_read, setup,

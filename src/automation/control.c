@@ -10,7 +10,6 @@
 #include "base/ts.h"
 #include "base/walckpt.h"
 #include "flow/pipeline.h"
-#include "store/mesh.h"
 #include "store/store.h"
 #include "store/ws.h"
 
@@ -66,6 +65,7 @@ struct csa_auto {
 	sqlite3 *db;
 	struct csa_walckpt *ckpt; /* automation.db's checkpoints, off the decision path */
 	pthread_mutex_t mu;
+	pthread_cond_t decided; /* a claimed review task was closed or released */
 	struct csa_ledger *ledger;
 	/* the last append failed: AUDIT_LEDGER_FAILURE is open; written under mu */
 	_Atomic int ledger_failing;
@@ -140,7 +140,10 @@ static const char schema_sql[] =
     " decision_id TEXT NOT NULL, ticket_id TEXT NOT NULL, type TEXT NOT NULL,"
     " segment TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
     " shown INTEGER NOT NULL, suggestion TEXT, confidence REAL, alternatives TEXT,"
-    " score REAL NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL);"
+    " score REAL NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL,"
+    /* status 'deciding': claimed by the controller whose open marker is
+     * 'claim', for 'value' by 'reviewer' (see csa_auto_review_decide) */
+    " claim TEXT, value TEXT, reviewer TEXT);"
     "CREATE INDEX IF NOT EXISTS tasks_open ON tasks(status, score);"
     "CREATE INDEX IF NOT EXISTS tasks_ticket ON tasks(ticket_id, status);"
     "CREATE TABLE IF NOT EXISTS alerts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -303,28 +306,49 @@ static json_t *labels_of(const struct csa_auto *a, const char *type)
 
 /* ---- outcomes, readiness and thresholds ------------------------------- */
 
-/* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
-/* A decisions table from before review weights gets the column (its
- * reviews then count with weight 1, as they were sampled before). */
-static int add_review_weight(sqlite3 *db)
+/* A table from before a column was added gets it: decisions before
+ * review weights (their reviews then count with weight 1, as they were
+ * sampled before), tasks before one decision per task (claim, value,
+ * reviewer: NULL on tasks decided before, whose value is in decisions). */
+static int add_column(sqlite3 *db, const char *table, const char *column, const char *decl)
 {
 	sqlite3_stmt *st = NULL;
 	int has_table = 0, has_column = 0;
-	if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('decisions')", -1, &st,
-	                       NULL) != SQLITE_OK)
+	char *sql = sqlite3_mprintf("SELECT name FROM pragma_table_info(%Q)", table);
+	if (!sql || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_free(sql);
 		return SQLITE_ERROR;
+	}
+	sqlite3_free(sql);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		has_table = 1;
-		has_column |=
-		    strcmp((const char *)sqlite3_column_text(st, 0), "review_weight") == 0;
+		has_column |= strcmp((const char *)sqlite3_column_text(st, 0), column) == 0;
 	}
 	sqlite3_finalize(st);
 	if (!has_table || has_column)
 		return SQLITE_OK; /* new database (schema_sql creates it), or current */
-	return sqlite3_exec(db, "ALTER TABLE decisions ADD COLUMN review_weight REAL", NULL, NULL,
-	                    NULL);
+	if (!(sql = sqlite3_mprintf("ALTER TABLE %s ADD COLUMN %s %s", table, column, decl)))
+		return SQLITE_NOMEM;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_free(sql);
+	return rc;
 }
 
+static int add_columns(sqlite3 *db)
+{
+	static const char *const cols[][3] = {{"decisions", "review_weight", "REAL"},
+	                                      {"tasks", "claim", "TEXT"},
+	                                      {"tasks", "value", "TEXT"},
+	                                      {"tasks", "reviewer", "TEXT"}};
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+		int rc = add_column(db, cols[i][0], cols[i][1], cols[i][2]);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
+
+/* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
 static struct csa_outcome *outcomes(struct csa_auto *a, const char *type, const char *segment,
                                     size_t limit, size_t *n)
 {
@@ -1151,150 +1175,255 @@ static int reversals_became_critical(struct csa_auto *a, const char *ticket, con
 	return rc;
 }
 
-int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
-                           const char *notes, int64_t decision_ms, json_t **out,
-                           struct csa_err *err)
+/* A task being decided elsewhere is waited for up to this long, so the
+ * loser hears the winner's outcome, not that one is under way. */
+enum { CLAIM_WAIT_MS = 30000, CLAIM_POLL_MS = 100 };
+
+/* What review_decide reads of a task and of its decision. */
+struct task_claim {
+	int64_t id, created;
+	char decision_id[160], ticket[80], type[32], segment[160], ai_value[160], status[16],
+	    value[160], reviewer[160];
+	int critical, autonomous, phase;
+};
+
+static int read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	pthread_mutex_lock(&a->mu);
-	int rc = CSA_OK;
-	char decision_id[160] = "", ticket[80] = "", type[32] = "", segment[160] = "",
-	     kind[16] = "", ai_value[160] = "";
-	int64_t created = 0;
-	int critical = 0, autonomous = 0, phase = 1;
-	json_t *crits = json_array(); /* critical errors this review found */
 	if (sqlite3_prepare_v2(
 	        a->db,
-	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.kind, "
-	        "t.created_ms, d.value, d.critical, d.autonomous, d.phase, t.status "
+	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
+	        "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
+	        "coalesce(t.reviewer, d.reviewer) "
 	        "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1",
-	        -1, &st, NULL) != SQLITE_OK) {
-		rc = db_err(a, err, "reading the task");
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, task_id);
+	        -1, &st, NULL) != SQLITE_OK)
+		return db_err(a, err, "reading a review task");
+	sqlite3_bind_int64(st, 1, t->id);
 	if (sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
-		rc = csa_error(err, CSA_ENOENT, "no review task %lld", (long long)task_id);
-		goto out;
+		return csa_error(err, CSA_ENOENT, "no review task %lld", (long long)t->id);
 	}
-	snprintf(decision_id, sizeof(decision_id), "%s", sqlite3_column_text(st, 0));
-	snprintf(ticket, sizeof(ticket), "%s", sqlite3_column_text(st, 1));
-	snprintf(type, sizeof(type), "%s", sqlite3_column_text(st, 2));
-	snprintf(segment, sizeof(segment), "%s", sqlite3_column_text(st, 3));
-	snprintf(kind, sizeof(kind), "%s", sqlite3_column_text(st, 4));
-	created = sqlite3_column_int64(st, 5);
-	snprintf(ai_value, sizeof(ai_value), "%s",
-	         sqlite3_column_text(st, 6) ? (const char *)sqlite3_column_text(st, 6) : "");
-	critical = sqlite3_column_int(st, 7);
-	autonomous = sqlite3_column_int(st, 8);
-	phase = sqlite3_column_int(st, 9);
-	int open = strcmp((const char *)sqlite3_column_text(st, 10), "open") == 0;
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	snprintf(t->decision_id, sizeof(t->decision_id), "%s", COL(0));
+	snprintf(t->ticket, sizeof(t->ticket), "%s", COL(1));
+	snprintf(t->type, sizeof(t->type), "%s", COL(2));
+	snprintf(t->segment, sizeof(t->segment), "%s", COL(3));
+	t->created = sqlite3_column_int64(st, 4);
+	snprintf(t->ai_value, sizeof(t->ai_value), "%s", COL(5));
+	t->critical = sqlite3_column_int(st, 6);
+	t->autonomous = sqlite3_column_int(st, 7);
+	t->phase = sqlite3_column_int(st, 8);
+	snprintf(t->status, sizeof(t->status), "%s", COL(9));
+	snprintf(t->value, sizeof(t->value), "%s", COL(10));
+	snprintf(t->reviewer, sizeof(t->reviewer), "%s", COL(11));
+#undef COL
 	sqlite3_finalize(st);
-	if (!open) {
-		rc = csa_error(err, CSA_ESTATE, "review task %lld is already decided",
-		               (long long)task_id);
-		goto out;
+	return CSA_OK;
+}
+
+/* Claims an open task for 'value' in one conditional update: 1 if this
+ * controller got it, 0 if another decision did first. */
+static int claim_task(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
+                      struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE tasks SET status = 'deciding', claim = ?2, value = ?3, "
+	                       "reviewer = ?4 WHERE id = ?1 AND status = 'open'",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_err(a, err, "claiming a review task");
+	sqlite3_bind_int64(st, 1, task_id);
+	sqlite3_bind_text(st, 2, a->open_marker, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, who, -1, SQLITE_STATIC);
+	int done = step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return db_err(a, err, "claiming a review task");
+	return sqlite3_changes(a->db) == 1;
+}
+
+/* A claim given up (the ticket could not take the decision, or the task
+ * could not be closed): the task is open again for anyone. */
+static void release_claim(struct csa_auto *a, int64_t task_id)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
+	                       "reviewer = NULL WHERE id = ?1 AND status = 'deciding' AND "
+	                       "claim = ?2",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, task_id);
+		sqlite3_bind_text(st, 2, a->open_marker, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
 	}
-	if (!valid_label(a, type, value)) {
-		rc = csa_error(err, CSA_EINVAL, "'%s' is not a %s value", value ? value : "", type);
-		goto out;
+	pthread_cond_broadcast(&a->decided);
+}
+
+/* Waits, holding a->mu between polls, until task t is open or decided:
+ * the error to answer, or CSA_OK with the task open. */
+static int wait_for_open(struct csa_auto *a, struct task_claim *t, json_t **winner,
+                         struct csa_err *err)
+{
+	int64_t deadline = csa_now_ms() + CLAIM_WAIT_MS;
+	int rc;
+	while ((rc = read_claim(a, t, err)) == CSA_OK && strcmp(t->status, "deciding") == 0 &&
+	       csa_now_ms() < deadline) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += CLAIM_POLL_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&a->decided, &a->mu, &ts);
 	}
-	pthread_mutex_unlock(&a->mu);
-	char agent_decision[160];
-	snprintf(agent_decision, sizeof(agent_decision), "%.*s", (int)strcspn(decision_id, "#"),
-	         decision_id);
-	/* the ticket: confirmed or overridden; the model learns from
-	 * disagreements from PHASE_2 on (PHASE_1 only captures) */
-	rc = csa_pipeline_feedback(a->pipe, ticket, agent_decision,
-	                           (enum csa_dtype)csa_dtype_parse(type), value, who, notes,
-	                           phase >= 2, err);
-	pthread_mutex_lock(&a->mu);
-	if (rc)
-		goto out;
-	int64_t now = csa_now_ms();
-	if (decision_ms < 0)
-		decision_ms = now - created;
-	int correct = strcmp(ai_value, value) == 0;
-	/* the ticket holds the person's decision now; the task closes with it,
-	 * or the caller hears that it did not and can decide again */
-	char what[300];
-	snprintf(what, sizeof(what),
-	         "the decision is in ticket '%s' but review task %lld could not be closed", ticket,
-	         (long long)task_id);
-	if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = db_err(a, err, what);
-		goto out;
-	}
+	if (rc || strcmp(t->status, "open") == 0)
+		return rc;
+	*winner =
+	    json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s}", "task_id", (json_int_t)t->id,
+	              "decision_id", t->decision_id, "ticket_id", t->ticket, "decision_type",
+	              t->type, "status", t->status, "value", t->value, "reviewer", t->reviewer);
+	return csa_error(err, CSA_ECONFLICT, "review task %lld is %s: '%s' by %s", (long long)t->id,
+	                 strcmp(t->status, "done") == 0 ? "decided" : "being decided", t->value,
+	                 t->reviewer);
+}
+
+/* Closes a claimed task with the person's decision, in one transaction
+ * with what the review reveals about critical errors. */
+static int close_task(struct csa_auto *a, const struct task_claim *t, const char *value,
+                      const char *who, int64_t decision_ms, int *crit, json_t *crits,
+                      struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	int rc = CSA_OK, correct = strcmp(t->ai_value, value) == 0, critical = t->critical;
+	if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(a, err, "beginning the review's transaction");
 	if (sqlite3_prepare_v2(a->db,
 	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
 	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		rc = db_err(a, err, what);
-		goto rollback;
-	}
-	sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
+	                       -1, &st, NULL) != SQLITE_OK)
+		return db_err(a, err, "recording the review");
+	sqlite3_bind_text(st, 1, t->decision_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, correct);
-	sqlite3_bind_int64(st, 4, now);
+	sqlite3_bind_int64(st, 4, csa_now_ms());
 	sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, decision_ms);
 	int done = step_done(st);
 	sqlite3_finalize(st);
-	if (!done || sqlite3_prepare_v2(a->db, "UPDATE tasks SET status = 'done' WHERE id = ?1", -1,
-	                                &st, NULL) != SQLITE_OK) {
-		rc = db_err(a, err, what);
-		goto rollback;
-	}
-	sqlite3_bind_int64(st, 1, task_id);
+	if (!done || sqlite3_prepare_v2(a->db,
+	                                "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
+	                                "status = 'deciding' AND claim = ?2",
+	                                -1, &st, NULL) != SQLITE_OK)
+		return db_err(a, err, "recording the review");
+	sqlite3_bind_int64(st, 1, t->id);
+	sqlite3_bind_text(st, 2, a->open_marker, -1, SQLITE_STATIC);
 	done = step_done(st);
 	sqlite3_finalize(st);
-	if (!done) {
-		rc = db_err(a, err, what);
-		goto rollback;
-	}
+	if (!done)
+		return db_err(a, err, "closing the task");
+	if (sqlite3_changes(a->db) != 1)
+		return csa_error(err, CSA_ESTATE, "the claim on review task %lld was lost",
+		                 (long long)t->id);
 	/* what the person said about the ticket's criticality goes in with
 	 * the review: the flag on decisions is the guess at decision time,
 	 * what people confirmed about the ticket's priority decides whether a
 	 * reversal is critical */
-	if (strcmp(type, "priority") == 0 && strcmp(value, "CRITICAL") == 0) {
-		rc = reversals_became_critical(a, ticket, decision_id, crits, err);
+	if (strcmp(t->type, "priority") == 0 && strcmp(value, "CRITICAL") == 0) {
+		rc = reversals_became_critical(a, t->ticket, t->decision_id, crits, err);
 		critical = 1;
-	} else if (!critical && ticket_confirmed_critical(a, ticket)) {
+	} else if (!critical && ticket_confirmed_critical(a, t->ticket)) {
 		critical = 1;
-		rc = mark_ticket_critical(a, ticket, err);
+		rc = mark_ticket_critical(a, t->ticket, err);
 	}
-	int crit = autonomous && !correct && is_critical_error(a, type, critical, ai_value);
-	if (rc == CSA_OK && crit)
-		rc = critical_error(a, decision_id, ticket, type, segment, ai_value, value, crits,
-		                    err);
+	*crit = t->autonomous && !correct && is_critical_error(a, t->type, critical, t->ai_value);
+	if (rc == CSA_OK && *crit)
+		rc = critical_error(a, t->decision_id, t->ticket, t->type, t->segment, t->ai_value,
+		                    value, crits, err);
+	if (rc)
+		return rc;
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(a, err, "committing the review");
+	return CSA_OK;
+}
+
+/*
+ * One decision per task, whoever and however many decide at once: the task
+ * is claimed by a conditional update (open -> deciding) before the ticket
+ * takes the person's decision, and closed (deciding -> done) with the
+ * review's rows. A loser waits for the winner's outcome and gets
+ * CSA_ECONFLICT with the winner's decision in *out; nothing of its own is
+ * written. A claim whose ticket write fails is released.
+ */
+int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
+                           const char *notes, int64_t decision_ms, json_t **out,
+                           struct csa_err *err)
+{
+	struct task_claim t = {.id = task_id};
+	json_t *crits = json_array(); /* critical errors this review found */
+	int rc, crit = 0;
+	pthread_mutex_lock(&a->mu);
+	for (;;) {
+		if ((rc = wait_for_open(a, &t, out, err)))
+			goto out;
+		if (!valid_label(a, t.type, value)) {
+			rc = csa_error(err, CSA_EINVAL, "'%s' is not a %s value",
+			               value ? value : "", t.type);
+			goto out;
+		}
+		if ((rc = claim_task(a, task_id, value, who, err)) < 0) {
+			csa_error_prefix(
+			    err, "review task %lld of ticket '%s': ", (long long)task_id, t.ticket);
+			goto out;
+		}
+		if (rc == 1)
+			break; /* ours; else another process claimed it since the read */
+	}
+	pthread_mutex_unlock(&a->mu);
+	char agent_decision[160];
+	snprintf(agent_decision, sizeof(agent_decision), "%.*s", (int)strcspn(t.decision_id, "#"),
+	         t.decision_id);
+	/* the ticket: confirmed or overridden; the model learns from
+	 * disagreements from PHASE_2 on (PHASE_1 only captures) */
+	rc = csa_pipeline_feedback(a->pipe, t.ticket, agent_decision,
+	                           (enum csa_dtype)csa_dtype_parse(t.type), value, who, notes,
+	                           t.phase >= 2, err);
+	pthread_mutex_lock(&a->mu);
 	if (rc) {
-		csa_error_prefix(err, "%s: ", what);
-		goto rollback;
+		release_claim(a, task_id);
+		goto out;
 	}
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		rc = db_err(a, err, what);
-		goto rollback;
+	if (decision_ms < 0)
+		decision_ms = csa_now_ms() - t.created;
+	/* the ticket holds the person's decision now; the task closes with it,
+	 * or the caller hears that it did not and can decide again */
+	if ((rc = close_task(a, &t, value, who, decision_ms, &crit, crits, err))) {
+		csa_error_prefix(err,
+		                 "the decision is in ticket '%s' but review task %lld could not be "
+		                 "closed: ",
+		                 t.ticket, (long long)task_id);
+		rollback_locked(a);
+		release_claim(a, task_id);
+		goto out;
 	}
+	pthread_cond_broadcast(&a->decided);
 	a->reviews++;
+	int correct = strcmp(t.ai_value, value) == 0;
 	json_t *rec =
 	    json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:I, s:s?, s:b}", "task_id",
-	              (json_int_t)task_id, "decision_id", decision_id, "decision_type", type,
-	              "segment", segment, "value", value, "ai_value", ai_value, "by", who,
+	              (json_int_t)task_id, "decision_id", t.decision_id, "decision_type", t.type,
+	              "segment", t.segment, "value", value, "ai_value", t.ai_value, "by", who,
 	              "correct", correct, "decision_ms", (json_int_t)decision_ms, "notes", notes,
-	              "autonomous_decision", autonomous);
+	              "autonomous_decision", t.autonomous);
 	json_t *events = json_array();
 	if (crit)
 		json_object_set_new(rec, "critical_error", json_true());
 	announce_critical_errors(a, crits, events);
 	struct csa_err lerr = {0};
-	ledger_health_locked(a, csa_ledger_append(a->ledger, "review", ticket, rec, NULL, &lerr),
+	ledger_health_locked(a, csa_ledger_append(a->ledger, "review", t.ticket, rec, NULL, &lerr),
 	                     &lerr);
 	json_object_set_new(rec, "events", events);
 	*out = rec;
-	goto out;
-rollback:
-	rollback_locked(a);
 out:
 	pthread_mutex_unlock(&a->mu);
 	json_decref(crits);
@@ -2717,27 +2846,141 @@ static int recover_ticket(struct csa_auto *a, const char *id, const json_t *t, i
 	return rc;
 }
 
-/* The ids of the tickets whose T was written since 'since_ms'. */
-static void tickets_written_since(struct csa_auto *a, int64_t since_ms, json_t *ids)
+/* The ids of the tickets changed since 'since_ms' (every ticket when the
+ * store cannot list them: recovery then checks nothing it should not). */
+static int tickets_written_since(struct csa_auto *a, int64_t since_ms, json_t *ids,
+                                 struct csa_err *err)
 {
-	char dir[PATH_SZ];
-	csa_ws_path(a->ws, csa_mesh_dir(2), dir, sizeof(dir));
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		size_t len = csa_mesh_workflow_id_len(de->d_name);
-		struct stat sb;
-		if (!len || fstatat(dirfd(d), de->d_name, &sb, 0) != 0)
-			continue;
-		int64_t ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
-		if (ms >= since_ms) {
-			char id[CSA_ID_MAX + 1];
-			snprintf(id, sizeof(id), "%.*s", (int)len, de->d_name + 2);
-			json_object_set_new(ids, id, json_true());
-		}
+	char **all;
+	size_t n;
+	int rc = csa_store_ids(a->ws->store, &all, &n, err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		int64_t newest_ns = 0;
+		if (csa_store_sig(a->ws->store, all[i], &newest_ns) &&
+		    newest_ns / 1000000 >= since_ms)
+			json_object_set_new(ids, all[i], json_true());
 	}
-	if (d)
-		closedir(d);
+	csa_store_ids_free(all, n);
+	return CSA_OK;
+}
+
+/* The review T holds for decision 'decision_id' ("<agent decision>#type"),
+ * or NULL: matched as csa_pipeline_feedback() finds the decision. */
+static const json_t *review_of(const json_t *t, const char *decision_id, const char *type)
+{
+	size_t i, n = strcspn(decision_id, "#");
+	json_t *rec;
+	const json_t *found = NULL;
+	json_array_foreach(json_object_get(t, "agent_decisions"), i, rec)
+	{
+		const char *id = csa_json_str(json_object_get(rec, "decision"), "decision_id");
+		if (id && strlen(id) == n && strncmp(id, decision_id, n) == 0)
+			found = review_in_t(rec, type);
+	}
+	return found;
+}
+
+/* Settles one task a dead process had claimed: done with the value its
+ * ticket took if the ticket took it, open again if not. Caller holds a->mu
+ * and the ticket's lock. */
+static int settle_claim(struct csa_auto *a, int64_t task_id, const char *decision_id,
+                        const char *type, const json_t *t, struct csa_err *err)
+{
+	const json_t *review = t ? review_of(t, decision_id, type) : NULL;
+	const char *v = csa_json_str(review, "human_value");
+	sqlite3_stmt *st;
+	int rc = CSA_OK;
+	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return db_err(a, err, "settling a review task claimed by a dead process");
+	for (int q = 0; q < 2 && rc == CSA_OK; q++) {
+		if (!v && q == 0)
+			continue;
+		if (sqlite3_prepare_v2(
+		        a->db,
+		        q == 0 ? "UPDATE decisions SET final = ?2, correct = (value IS ?2), "
+		                 "reviewed_ms = ?3, reviewer = ?4 WHERE id = ?1"
+		        : v    ? "UPDATE tasks SET status = 'done', value = ?2, reviewer = ?4 "
+		                 "WHERE id = ?5"
+		               : "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
+		                 "reviewer = NULL WHERE id = ?5",
+		        -1, &st, NULL) != SQLITE_OK) {
+			rc = db_err(a, err, "settling a review task claimed by a dead process");
+			break;
+		}
+		sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, csa_now_ms());
+		sqlite3_bind_text(st, 4, csa_json_str(review, "by"), -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, task_id);
+		if (!step_done(st))
+			rc = db_err(a, err, "settling a review task claimed by a dead process");
+		sqlite3_finalize(st);
+	}
+	if (rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = db_err(a, err, "settling a review task claimed by a dead process");
+	if (rc)
+		rollback_locked(a);
+	return rc;
+}
+
+/* The review tasks processes that ended without closing were deciding. */
+static int settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_err *err)
+{
+	size_t i;
+	json_t *m;
+	int rc = CSA_OK;
+	json_array_foreach(dead, i, m)
+	{
+		json_t *claims = json_array();
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(a->db,
+		                       "SELECT id, ticket_id, decision_id, type FROM tasks WHERE "
+		                       "status = 'deciding' AND claim = ?1",
+		                       -1, &st, NULL) != SQLITE_OK) {
+			json_decref(claims);
+			return db_err(a, err, "reading review tasks claimed by a dead process");
+		}
+		sqlite3_bind_text(st, 1, json_string_value(m), -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_array_append_new(
+			    claims,
+			    json_pack("[I, s, s, s]", (json_int_t)sqlite3_column_int64(st, 0),
+			              sqlite3_column_text(st, 1), sqlite3_column_text(st, 2),
+			              sqlite3_column_text(st, 3)));
+		sqlite3_finalize(st);
+		size_t k;
+		json_t *c;
+		json_array_foreach(claims, k, c)
+		{
+			const char *id = json_string_value(json_array_get(c, 1));
+			struct csa_lock *lk;
+			if ((rc = csa_store_lock(a->ws->store, id, &lk, err)))
+				break;
+			struct csa_ticket tk;
+			int lrc = csa_store_load_locked(a->ws->store, id, &tk, err);
+			if (lrc == CSA_OK || lrc == CSA_ENOENT) {
+				pthread_mutex_lock(&a->mu);
+				rc = settle_claim(a, json_integer_value(json_array_get(c, 0)),
+				                  json_string_value(json_array_get(c, 2)),
+				                  json_string_value(json_array_get(c, 3)),
+				                  lrc ? NULL : tk.t, err);
+				pthread_mutex_unlock(&a->mu);
+			} else {
+				rc = lrc;
+			}
+			if (lrc == CSA_OK)
+				csa_ticket_release(&tk);
+			csa_store_unlock(a->ws->store, lk);
+			if (rc)
+				break;
+		}
+		json_decref(claims);
+		if (rc)
+			break;
+	}
+	return rc;
 }
 
 /* After an unclean stop: every ticket written, or decided on in
@@ -2750,7 +2993,11 @@ static int recover(struct csa_auto *a, struct csa_err *err)
 	    count_i64(a, "SELECT coalesce(max(created_ms), 0) FROM decisions", NULL, NULL) -
 	    RECOVERY_SLACK_MS;
 	json_t *ids = json_object();
-	tickets_written_since(a, since, ids);
+	int rc = tickets_written_since(a, since, ids, err);
+	if (rc) {
+		json_decref(ids);
+		return rc;
+	}
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db,
 	                       "SELECT DISTINCT ticket_id FROM decisions WHERE created_ms >= ?1",
@@ -2763,7 +3010,6 @@ static int recover(struct csa_auto *a, struct csa_err *err)
 	}
 	json_t *restored = json_array(), *removed = json_array(), *v;
 	const char *id;
-	int rc = CSA_OK;
 	json_object_foreach(ids, id, v)
 	{
 		struct csa_lock *lk;
@@ -2823,6 +3069,7 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	a->pipe = p;
 	a->open_fd = -1;
 	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->decided, NULL);
 	if (!(a->cfg = calloc(1, sizeof(*a->cfg)))) {
 		free(a);
 		return csa_error(err, CSA_ENOMEM,
@@ -2849,7 +3096,7 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	if (sqlite3_open_v2(path, &a->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
-	    (add_review_weight(a->db), 0) ||
+	    sqlite3_busy_timeout(a->db, 10000) != SQLITE_OK || add_columns(a->db) != SQLITE_OK ||
 	    sqlite3_exec(a->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
 		rc = csa_error(err, CSA_EIO, "cannot open '%s': %s", path,
 		               a->db ? sqlite3_errmsg(a->db) : "out of memory");
@@ -2874,8 +3121,9 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	 * tickets are recovered, so a recovery cut short runs again */
 	json_t *dead = json_array(), *m;
 	size_t i;
-	if ((rc = mark_open(a, dead, err)) == CSA_OK && json_array_size(dead))
-		rc = recover(a, err);
+	if ((rc = mark_open(a, dead, err)) == CSA_OK && json_array_size(dead) &&
+	    (rc = recover(a, err)) == CSA_OK)
+		rc = settle_dead_claims(a, dead, err);
 	json_array_foreach(dead, i, m) if (rc == CSA_OK) unlink(json_string_value(m));
 	json_decref(dead);
 	if (rc)
@@ -2912,6 +3160,7 @@ void csa_auto_close(struct csa_auto *a)
 	json_decref(a->state);
 	free(a->thr);
 	pthread_mutex_destroy(&a->mu);
+	pthread_cond_destroy(&a->decided);
 	for (size_t i = 0; i < a->cfg->nold; i++)
 		csa_config_unref(a->cfg->old[i]);
 	free(a->cfg->old);
