@@ -70,9 +70,9 @@ int auto_mark_open(struct csa_auto *a, json_t *dead, struct csa_err *err)
 	if (a->open_fd < 0 || flock(a->open_fd, LOCK_EX) != 0)
 		return csa_error_sys(err, "cannot create an open marker in '%s'", dir);
 	snprintf(a->open_marker, sizeof(a->open_marker), "%s.live", tmp);
-	if (rename(tmp, a->open_marker) != 0) {
+	if (csa_fs_rename(tmp, a->open_marker) != 0) {
 		rc = csa_error_sys(err, "cannot rename '%s'", tmp);
-		unlink(tmp);
+		csa_fs_unlink(tmp);
 		a->open_marker[0] = 0;
 		return rc;
 	}

@@ -5,13 +5,13 @@
  */
 #include "automation/auto_internal.h"
 #include "automation/ledger.h"
+#include "base/digest.h"
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
 #include "store/ws.h"
 
-#include <openssl/evp.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,19 +19,17 @@
 
 /* ---- rollback points ----------------------------------------------------- */
 
-static int copy_file(const char *from, const char *to, char sha[65], struct csa_err *err)
+static int copy_file(const char *from, const char *to, char sha[CSA_SHA256_HEX_LEN],
+                     struct csa_err *err)
 {
 	char *buf;
 	size_t len;
 	int rc = csa_fs_read_all(from, (size_t)1 << 31, &buf, &len, err);
 	if (rc)
 		return rc;
-	if (sha) {
-		unsigned char md[32];
-		unsigned int l = 0;
-		EVP_Digest(buf, len, md, &l, EVP_sha256(), NULL);
-		for (int i = 0; i < 32; i++)
-			snprintf(sha + 2 * i, 3, "%02x", md[i]);
+	if (sha && csa_sha256_hex(buf, len, sha) != CSA_OK) {
+		free(buf);
+		return csa_error(err, CSA_EIO, "cannot compute the checksum of '%s'", from);
 	}
 	rc = csa_fs_write_atomic(to, buf, len, err);
 	free(buf);
@@ -82,7 +80,7 @@ int auto_make_point(struct csa_auto *a, const char *reason, const char *who, cha
 	int n = point_files(a, names, 40);
 	json_t *files = json_object();
 	for (int i = 0; i < n && rc == CSA_OK; i++) {
-		char sha[65];
+		char sha[CSA_SHA256_HEX_LEN];
 		csa_ws_path(a->ws, names[i], from, sizeof(from));
 		snprintf(rel, sizeof(rel), "rollback/%s/%s", id, names[i]);
 		csa_ws_path(a->ws, rel, to, sizeof(to));
@@ -176,19 +174,16 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 	char from[PATH_SZ], rel[PATH_SZ];
 	json_object_foreach(json_object_get(pick, "files"), name, sha)
 	{
-		char got[65];
+		char got[CSA_SHA256_HEX_LEN];
 		snprintf(rel, sizeof(rel), "rollback/%s/%s", id, name);
 		csa_ws_path(a->ws, rel, from, sizeof(from));
 		char *buf;
 		size_t len;
 		if ((rc = csa_fs_read_all(from, (size_t)1 << 31, &buf, &len, err)))
 			goto out;
-		unsigned char md[32];
-		unsigned int l = 0;
-		EVP_Digest(buf, len, md, &l, EVP_sha256(), NULL);
+		/* a checksum that cannot be computed ("") matches nothing */
+		csa_sha256_hex(buf, len, got);
 		free(buf);
-		for (int k = 0; k < 32; k++)
-			snprintf(got + 2 * k, 3, "%02x", md[k]);
 		if (strcmp(got, json_string_value(sha)) != 0) {
 			rc = csa_error(err, CSA_ECORRUPT,
 			               "rollback point '%s': '%s' does not match its checksum", id,

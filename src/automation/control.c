@@ -249,7 +249,7 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	if ((rc = auto_mark_open(a, dead, err)) == CSA_OK && json_array_size(dead) &&
 	    (rc = auto_recover(a, err)) == CSA_OK)
 		rc = auto_settle_dead_claims(a, dead, err);
-	json_array_foreach(dead, i, m) if (rc == CSA_OK) unlink(json_string_value(m));
+	json_array_foreach(dead, i, m) if (rc == CSA_OK) csa_fs_unlink(json_string_value(m));
 	json_decref(dead);
 	if (rc)
 		goto fail;
@@ -278,7 +278,7 @@ void csa_auto_close(struct csa_auto *a)
 	csa_walckpt_stop(a->ckpt);
 	sqlite3_close(a->db);
 	if (a->open_marker[0])
-		unlink(a->open_marker);
+		csa_fs_unlink(a->open_marker);
 	if (a->open_fd >= 0)
 		close(a->open_fd);
 	json_decref(a->recovery);
