@@ -6,7 +6,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
@@ -29,6 +34,7 @@
 #include "flow/pipeline.h"
 #include "gen/gen.h"
 #include "model/linear.h"
+#include "outbound/outbox.h"
 #include "store/mesh.h"
 #include "store/ticket.h"
 #include "store/ws.h"
@@ -1702,6 +1708,154 @@ static void alerts_that_cannot_be_recorded_still_go_out(void **state)
 	assert_int_equal(ledger_count("alert_closed"), 1);
 }
 
+/* A receiver for the alert webhook: answers 200 and keeps the last body. */
+struct hook_rcv {
+	int got;
+	char last[1024];
+	size_t n;
+};
+
+static enum MHD_Result hook_req(void *cls, struct MHD_Connection *c, const char *url,
+                                const char *method, const char *version, const char *upload,
+                                size_t *upload_size, void **con_cls)
+{
+	(void)url, (void)method, (void)version;
+	struct hook_rcv *r = cls;
+	if (!*con_cls) {
+		*con_cls = r;
+		r->n = 0;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t k = *upload_size < sizeof(r->last) - r->n - 1 ? *upload_size
+		                                                     : sizeof(r->last) - r->n - 1;
+		memcpy(r->last + r->n, upload, k);
+		r->n += k;
+		r->last[r->n] = 0;
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	r->got++;
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* The outbox items of the alert webhook, as "key|url|state|payload" lines. */
+static char *alert_items(void)
+{
+	char path[512], *out = calloc(1, 1 << 16);
+	snprintf(path, sizeof(path), "%s/outbox.db", fx.dir);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                                    "SELECT key, url, state, payload FROM items WHERE "
+	                                    "target = 'alert' ORDER BY id",
+	                                    -1, &st, NULL),
+	                 SQLITE_OK);
+	size_t n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		n += (size_t)snprintf(out + n, (1 << 16) - n, "%s|%s|%s|%s\n",
+		                      sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+		                      sqlite3_column_text(st, 2), sqlite3_column_text(st, 3));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return out;
+}
+
+/*
+ * An alert's webhook goes through the durable outbox: raising it queues
+ * the item (key "alert-<id>-<created_ms>") and contacts nobody, so a
+ * webhook that never answers cannot hold the controller's lock. The
+ * receiver here is a socket that listens and never accepts: had the raise
+ * posted (under the lock), a connection would wait in its backlog. The
+ * queued item is then delivered by the outbox, as the server's delivery
+ * loop does. automation.db and outbox.db are private.
+ */
+static void an_alert_waits_in_the_outbox_not_on_the_webhook(void **state)
+{
+	(void)state;
+	int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t salen = sizeof(sa);
+	assert_true(silent >= 0);
+	assert_int_equal(bind(silent, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(silent, 8), 0);
+	assert_int_equal(getsockname(silent, (struct sockaddr *)&sa, &salen), 0);
+	char url[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook", ntohs(sa.sin_port));
+	setenv("ALERT_WEBHOOK_URL", url, 1);
+
+	struct csa_err err = {0};
+	assert_int_equal(csa_auto_alert_raise(fx.a, "MESH_DAMAGED", "HIGH", "mesh/x",
+	                                      json_pack("{s:i}", "count", 1), &err),
+	                 0);
+	/* nobody knocked on the webhook's door */
+	struct pollfd pf = {.fd = silent, .events = POLLIN};
+	assert_int_equal(poll(&pf, 1, 0), 0);
+	/* the lock is free: the controller answers at once */
+	json_t *al;
+	assert_int_equal(csa_auto_alerts(fx.a, 1, &al, &err), 0);
+	json_t *row = json_array_get(al, 0);
+	assert_string_equal(csa_json_str(row, "type"), "MESH_DAMAGED");
+	int64_t id = csa_json_int(row, "id", 0);
+	json_decref(al);
+	int64_t created = fx_sql("SELECT created_ms FROM alerts WHERE type = 'MESH_DAMAGED'", 1);
+	char *items = alert_items(), want[512];
+	snprintf(want, sizeof(want),
+	         "alert-%lld-%lld|%s|pending|{\"type\":\"MESH_DAMAGED\",\"severity\":\"HIGH\","
+	         "\"scope\":\"mesh/x\",\"detail\":{\"count\":1}}\n",
+	         (long long)id, (long long)created, url);
+	assert_string_equal(items, want);
+	free(items);
+	/* an alert already open is not queued again */
+	assert_int_equal(csa_auto_alert_raise(fx.a, "MESH_DAMAGED", "HIGH", "mesh/x",
+	                                      json_pack("{s:i}", "count", 2), &err),
+	                 0);
+	items = alert_items();
+	assert_int_equal(strchr(items, '\n') - items + 1, (long)strlen(items));
+	free(items);
+	close(silent);
+
+	/* delivered by the outbox's delivery, which the server runs */
+	struct hook_rcv rcv = {0};
+	struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
+	                                        hook_req, &rcv, MHD_OPTION_END);
+	assert_non_null(d);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook",
+	         MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port);
+	setenv("ALERT_WEBHOOK_URL", url, 1);
+	assert_int_equal(csa_auto_alert_raise(fx.a, "DISK_LOW", "CRITICAL", "disk",
+	                                      json_pack("{s:i}", "free_mb", 3), &err),
+	                 0);
+	unsetenv("ALERT_WEBHOOK_URL");
+	char path[512];
+	snprintf(path, sizeof(path), "%s/outbox.db", fx.dir);
+	struct csa_outbox *ob;
+	int delivered = 0;
+	assert_int_equal(csa_outbox_open(path, 3, &ob, &err), 0);
+	assert_int_equal(csa_outbox_deliver_due(ob, csa_now_ms() + 1, 32, &delivered, &err), 0);
+	csa_outbox_close(ob);
+	MHD_stop_daemon(d);
+	assert_int_equal(rcv.got, 1);
+	assert_non_null(strstr(rcv.last, "\"type\":\"DISK_LOW\""));
+	items = alert_items();
+	assert_non_null(strstr(items, "DISK_LOW\",\"severity\""));
+	assert_non_null(strstr(items, "|delivered|"));
+	free(items);
+
+	struct stat sb;
+	snprintf(path, sizeof(path), "%s/outbox.db", fx.dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 077, 0);
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 077, 0);
+}
+
 /* A gate never passes on what automation.db could not tell it: with the
  * alerts table unreadable, PHASE_4 -> 5 is blocked and says why, the tick
  * promotes nothing, and phase status reports the error. */
@@ -1898,6 +2052,8 @@ int main(void)
 	        a_critical_review_that_cannot_be_recorded_changes_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_claim_of_a_dead_process_is_settled_from_its_ticket,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(an_alert_waits_in_the_outbox_not_on_the_webhook, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(alerts_that_cannot_be_recorded_still_go_out, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_gate_does_not_pass_on_what_it_cannot_read, setup,

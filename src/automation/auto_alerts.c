@@ -1,53 +1,59 @@
 /*
- * Alerts: recorded in the alerts table, appended to the ledger, posted to
- * the alert webhook; the ledger's own health as an alert.
+ * Alerts: recorded in the alerts table, appended to the ledger, queued in
+ * the outbox for the alert webhook; the ledger's own health as an alert.
  */
 #include "automation/auto_internal.h"
 #include "automation/ledger.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "outbound/outbox.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- alerts and safety ------------------------------------------------- */
 
-static void post_webhook(struct csa_auto *a, const json_t *alert)
+/*
+ * The alert webhook (automation.alert_webhook, else $ALERT_WEBHOOK_URL)
+ * hears of an alert through the durable outbox, never from here: a slow or
+ * unreachable receiver would otherwise hold a->mu, and every decision
+ * behind it, for as long as it takes to answer. The server's delivery loop
+ * posts it with retries; without a server (`csa auto tick`) it waits in
+ * outbox.db for the next one. The key makes a queued alert go out once.
+ */
+static void queue_webhook(struct csa_auto *a, const struct alert_id *aid, const json_t *alert)
 {
 	const char *url = csa_json_str(csa_config_get(auto_cfg(a), "automation"), "alert_webhook");
 	if (!url || !*url)
 		url = getenv("ALERT_WEBHOOK_URL");
-	if (!url || !*url)
+	if (!url || !*url || !a->outbox)
 		return;
-	CURL *c = curl_easy_init();
-	if (!c)
-		return;
-	char *body = json_dumps(alert, JSON_COMPACT);
-	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	/* best effort: the alert is in the ledger and the alerts table */
-	(void)curl_easy_perform(c);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	free(body);
+	char key[400];
+	if (aid->id > 0)
+		snprintf(key, sizeof(key), "alert-%lld-%lld", (long long)aid->id,
+		         (long long)aid->created_ms);
+	else /* the alerts table did not take it: still one key per announcement */
+		snprintf(key, sizeof(key), "alert-unrecorded-%lld-%s-%s",
+		         (long long)aid->created_ms, csa_json_str(alert, "type"),
+		         csa_json_str(alert, "scope"));
+	struct csa_err e = {0};
+	/* the alert is in the ledger and the alerts table: a webhook that
+	 * cannot be queued is logged, not a failure of the alert */
+	if (csa_outbox_enqueue(a->outbox, key, NULL, "alert", url, alert, &e) < 0)
+		fprintf(stderr, "csa: alert %s not queued for the webhook: %s\n", key, e.msg);
 }
 
 /* The alerts table's row for an alert: *is_new is 0 when an open alert of
- * the same type and scope stands (each CRITICAL_ERROR is its own alert).
- * Caller holds a->mu. */
+ * the same type and scope stands (each CRITICAL_ERROR is its own alert);
+ * *aid its row (id 0 when not written). Caller holds a->mu. */
 int auto_record_alert(struct csa_auto *a, const char *type, const char *severity, const char *scope,
-                      const json_t *detail, int *is_new, struct csa_err *err)
+                      const json_t *detail, int *is_new, struct alert_id *aid, struct csa_err *err)
 {
 	char what[300];
 	snprintf(what, sizeof(what), "recording alert %s (%s)", type, scope);
 	*is_new = 1;
+	*aid = (struct alert_id){0, csa_now_ms()};
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db,
 	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND scope = ?2",
@@ -69,7 +75,7 @@ int auto_record_alert(struct csa_auto *a, const char *type, const char *severity
 	                       -1, &st, NULL) != SQLITE_OK)
 		return auto_db_err(a, err, what);
 	char *d = json_dumps(detail, JSON_COMPACT);
-	sqlite3_bind_int64(st, 1, csa_now_ms());
+	sqlite3_bind_int64(st, 1, aid->created_ms);
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
@@ -77,18 +83,21 @@ int auto_record_alert(struct csa_auto *a, const char *type, const char *severity
 	int done = auto_step_done(st);
 	sqlite3_finalize(st);
 	free(d);
-	return done ? CSA_OK : auto_db_err(a, err, what);
+	if (!done)
+		return auto_db_err(a, err, what);
+	aid->id = sqlite3_last_insert_rowid(a->db);
+	return CSA_OK;
 }
 
-/* The ledger, the webhook and the caller's events hear of an alert.
- * 'detail' is stolen. */
-void auto_announce_alert(struct csa_auto *a, const char *type, const char *severity,
-                         const char *scope, json_t *detail, json_t *events)
+/* The ledger, the webhook (through the outbox) and the caller's events
+ * hear of the alert recorded as *aid. 'detail' is stolen. */
+void auto_announce_alert(struct csa_auto *a, const struct alert_id *aid, const char *type,
+                         const char *severity, const char *scope, json_t *detail, json_t *events)
 {
 	json_t *alert = json_pack("{s:s, s:s, s:s, s:o}", "type", type, "severity", severity,
 	                          "scope", scope, "detail", detail);
 	csa_ledger_append(a->ledger, "alert", NULL, alert, NULL, NULL);
-	post_webhook(a, alert);
+	queue_webhook(a, aid, alert);
 	if (events)
 		json_array_append_new(events,
 		                      json_pack("{s:s, s:O}", "event", "alert", "alert", alert));
@@ -103,9 +112,10 @@ int auto_raise_alert(struct csa_auto *a, const char *type, const char *severity,
                      json_t *detail, json_t *events, struct csa_err *err)
 {
 	int is_new;
-	int rc = auto_record_alert(a, type, severity, scope, detail, &is_new, err);
+	struct alert_id aid;
+	int rc = auto_record_alert(a, type, severity, scope, detail, &is_new, &aid, err);
 	if (is_new)
-		auto_announce_alert(a, type, severity, scope, detail, events);
+		auto_announce_alert(a, &aid, type, severity, scope, detail, events);
 	else
 		json_decref(detail);
 	return rc;

@@ -32,6 +32,7 @@
 #include "base/err.h"
 
 struct csa_flow_decision;
+struct csa_outbox;
 
 #define PATH_SZ 4096
 
@@ -72,6 +73,8 @@ struct csa_auto {
 	pthread_mutex_t mu;
 	pthread_cond_t decided; /* a claimed review task was closed or released */
 	struct csa_ledger *ledger;
+	/* outbox.db, where alerts wait for the webhook (auto_alerts.c) */
+	struct csa_outbox *outbox;
 	/* the last append failed: AUDIT_LEDGER_FAILURE is open; written under mu */
 	_Atomic int ledger_failing;
 	char db_path[PATH_SZ];
@@ -139,11 +142,15 @@ void auto_run_abandoned(void *ctx, const char *ticket_id, const char *const *ids
 json_t *auto_row_of(struct csa_auto *a, const char *ticket_id, const char *type, const json_t *info,
                     int64_t created_ms, const json_t *alternatives);
 
-/* auto_alerts.c */
+/* auto_alerts.c. An alert's row in the alerts table (id 0: not written)
+ * and its time; the two make its outbox key. */
+struct alert_id {
+	int64_t id, created_ms;
+};
 int auto_record_alert(struct csa_auto *a, const char *type, const char *severity, const char *scope,
-                      const json_t *detail, int *is_new, struct csa_err *err);
-void auto_announce_alert(struct csa_auto *a, const char *type, const char *severity,
-                         const char *scope, json_t *detail, json_t *events);
+                      const json_t *detail, int *is_new, struct alert_id *aid, struct csa_err *err);
+void auto_announce_alert(struct csa_auto *a, const struct alert_id *aid, const char *type,
+                         const char *severity, const char *scope, json_t *detail, json_t *events);
 int auto_raise_alert(struct csa_auto *a, const char *type, const char *severity, const char *scope,
                      json_t *detail, json_t *events, struct csa_err *err);
 int auto_close_alert(struct csa_auto *a, const char *type, const char *scope, int *closed,

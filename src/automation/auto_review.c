@@ -139,11 +139,14 @@ static int critical_error(struct csa_auto *a, const char *decision_id, const cha
 	snprintf(scope, sizeof(scope), "%s/%s", type, segment);
 	json_t *detail = json_pack("{s:s, s:s, s:s, s:s}", "decision_id", decision_id, "ticket_id",
 	                           ticket, "ai_value", ai_value, "human_value", human_value);
-	int is_new,
-	    rc = auto_record_alert(a, "CRITICAL_ERROR", "CRITICAL", scope, detail, &is_new, err);
+	struct alert_id aid;
+	int is_new, rc = auto_record_alert(a, "CRITICAL_ERROR", "CRITICAL", scope, detail, &is_new,
+	                                   &aid, err);
 	if (rc == CSA_OK)
-		json_array_append_new(crits, json_pack("{s:s, s:s, s:o}", "type", type, "scope",
-		                                       scope, "detail", detail));
+		json_array_append_new(crits, json_pack("{s:s, s:s, s:o, s:I, s:I}", "type", type,
+		                                       "scope", scope, "detail", detail, "alert_id",
+		                                       (json_int_t)aid.id, "created_ms",
+		                                       (json_int_t)aid.created_ms));
 	else
 		json_decref(detail);
 	return rc;
@@ -158,7 +161,9 @@ static void announce_critical_errors(struct csa_auto *a, const json_t *crits, js
 	json_t *c;
 	json_array_foreach(crits, i, c)
 	{
-		auto_announce_alert(a, "CRITICAL_ERROR", "CRITICAL", csa_json_str(c, "scope"),
+		struct alert_id aid = {csa_json_int(c, "alert_id", 0),
+		                       csa_json_int(c, "created_ms", 0)};
+		auto_announce_alert(a, &aid, "CRITICAL_ERROR", "CRITICAL", csa_json_str(c, "scope"),
 		                    json_incref(json_object_get(c, "detail")), events);
 		auto_demote_type(a, csa_json_str(c, "type"), 2,
 		                 "critical error in an autonomous decision", events);

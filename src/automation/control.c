@@ -10,6 +10,7 @@
 #include "base/json.h"
 #include "base/walckpt.h"
 #include "flow/pipeline.h"
+#include "outbound/outbox.h"
 #include "store/ws.h"
 
 #include <stdio.h>
@@ -217,6 +218,9 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		json_object_set_new(a->state, "segments", json_object());
 	csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
 	snprintf(path, sizeof(path), "%s", a->db_path);
+	/* private before SQLite creates it (and its -wal and -shm) 0644 */
+	if ((rc = csa_fs_create_private(path, err)))
+		goto fail;
 	if (sqlite3_open_v2(path, &a->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
@@ -228,6 +232,11 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		goto fail;
 	}
 	if ((rc = csa_walckpt_start(a->db, path, 1000, &a->ckpt, err)))
+		goto fail;
+	/* the outbox the server delivers: alerts are queued there, not
+	 * posted while a->mu is held */
+	csa_ws_path(ws, "outbox.db", path, sizeof(path));
+	if ((rc = csa_outbox_open(path, 0, &a->outbox, err)))
 		goto fail;
 	csa_ws_path(ws, "audit/ledger.jsonl", a->ledger_path, sizeof(a->ledger_path));
 	if ((rc = csa_ledger_open(a->ledger_path, &a->ledger, err)))
@@ -273,6 +282,7 @@ void csa_auto_close(struct csa_auto *a)
 		csa_pipeline_set_hooks(a->pipe, NULL);
 	auto_decisions_done(a, NULL); /* rows of a run cut short on this thread */
 	csa_ledger_close(a->ledger);
+	csa_outbox_close(a->outbox);
 	for (int k = 0; k < KEPT_COUNT; k++)
 		sqlite3_finalize(a->kept[k]);
 	csa_walckpt_stop(a->ckpt);
