@@ -25,6 +25,7 @@
 #include "automation/control.h"
 #include "automation/ledger.h"
 #include "automation/replay.h"
+#include "automation/settings.h"
 #include "base/config.h"
 #include "automation/stats.h"
 #include "base/fsops.h"
@@ -1157,6 +1158,88 @@ static int64_t fx_sql(const char *sql, int count)
 	return v;
 }
 
+/* The settings' defaults (automation/settings.c) are the default
+ * configuration's values: read from a fresh workspace's csa.json or from
+ * no configuration at all, every setting is the same. */
+static void settings_defaults_are_the_default_configuration(void **state)
+{
+	(void)state;
+	struct csa_auto_settings from_cfg, dflt;
+	memset(&from_cfg, 0xa5, sizeof(from_cfg));
+	memset(&dflt, 0x5a, sizeof(dflt));
+	const struct csa_config *cfg = csa_ws_config(fx.ws);
+	csa_auto_settings_read(cfg, &from_cfg);
+	csa_config_unref(cfg);
+	csa_auto_settings_read(NULL, &dflt);
+	assert_float_equal(dflt.target_accuracy, 0.97, 0);
+	assert_float_equal(dflt.monitor.psi_alert, 0.25, 0);
+	assert_float_equal(dflt.gates[3].min_reviewed, 30, 0);
+	assert_float_equal(dflt.gates[2].accuracy, 0.85, 0);
+	assert_int_equal(dflt.wrong_automated_resolution, 1);
+	/* field by field: padding aside, the struct is all doubles and ints */
+	assert_float_equal(from_cfg.z, dflt.z, 0);
+	assert_float_equal(from_cfg.target_accuracy, dflt.target_accuracy, 0);
+	assert_float_equal(from_cfg.critical_target_accuracy, dflt.critical_target_accuracy, 0);
+	assert_float_equal(from_cfg.min_decisions, dflt.min_decisions, 0);
+	assert_float_equal(from_cfg.segment_min_decisions, dflt.segment_min_decisions, 0);
+	assert_float_equal(from_cfg.readiness_required, dflt.readiness_required, 0);
+	assert_float_equal(from_cfg.readiness_required_critical, dflt.readiness_required_critical,
+	                   0);
+	assert_float_equal(from_cfg.window, dflt.window, 0);
+	assert_float_equal(from_cfg.review_floor, dflt.review_floor, 0);
+	assert_float_equal(from_cfg.review_half_life, dflt.review_half_life, 0);
+	assert_float_equal(from_cfg.review_uncertain_share, dflt.review_uncertain_share, 0);
+	assert_float_equal(from_cfg.review_delay_minutes, dflt.review_delay_minutes, 0);
+	assert_float_equal(from_cfg.baseline_decision_ms, dflt.baseline_decision_ms, 0);
+	assert_memory_equal(&from_cfg.monitor, &dflt.monitor, sizeof(dflt.monitor));
+	assert_int_equal(from_cfg.reversed_on_critical_ticket, dflt.reversed_on_critical_ticket);
+	assert_int_equal(from_cfg.wrong_automated_resolution, dflt.wrong_automated_resolution);
+	for (int p = 1; p <= 5; p++)
+		assert_memory_equal(&from_cfg.gates[p], &dflt.gates[p], sizeof(dflt.gates[p]));
+}
+
+/* "No threshold" is said one way: null in the decision's record (ledger
+ * and ticket), NULL in automation.db, null in the phase status. A fresh
+ * workspace has no reviews, so no decision type has a threshold. */
+static void no_threshold_reads_as_null(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	reopen_with_category_model();
+	json_t *doc = json_pack("{s:s, s:[{s:s}]}", "client_name", "Ann", "messages", "content",
+	                        "the invoice was charged twice");
+	json_t *res;
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+	json_decref(res);
+	json_decref(doc);
+	assert_true(fx_sql("SELECT count(*) FROM decisions", 1) > 0);
+	assert_int_equal(fx_sql("SELECT count(*) FROM decisions WHERE threshold IS NOT NULL", 1),
+	                 0);
+	char path[512], line[1 << 16];
+	snprintf(path, sizeof(path), "%s/audit/ledger.jsonl", fx.dir);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	int decisions = 0;
+	while (fgets(line, sizeof(line), f)) {
+		json_t *r = json_loads(line, 0, NULL);
+		if (strcmp(csa_json_str(r, "type") ?: "", "decision") == 0) {
+			json_t *thr = json_object_get(json_object_get(r, "payload"), "threshold");
+			assert_non_null(thr);
+			assert_true(json_is_null(thr));
+			decisions++;
+		}
+		json_decref(r);
+	}
+	fclose(f);
+	assert_true(decisions > 0);
+	json_t *st;
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	json_t *seg = json_array_get(json_object_get(st, "segments"), 0);
+	assert_non_null(seg);
+	assert_true(json_is_null(json_object_get(seg, "autonomy_threshold")));
+	json_decref(st);
+}
+
 /* A run whose decisions or review tasks cannot go into automation.db fails
  * whole, with the reason: no ticket or message is committed without its
  * review tasks, no row of the run stays, no audit record is written for
@@ -2052,6 +2135,9 @@ int main(void)
 	        a_critical_review_that_cannot_be_recorded_changes_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_claim_of_a_dead_process_is_settled_from_its_ticket,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(settings_defaults_are_the_default_configuration, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(no_threshold_reads_as_null, setup, teardown),
 	    cmocka_unit_test_setup_teardown(an_alert_waits_in_the_outbox_not_on_the_webhook, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(alerts_that_cannot_be_recorded_still_go_out, setup,

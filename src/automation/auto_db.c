@@ -209,7 +209,12 @@ int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 	sqlite3_bind_int(st, 5, (int)csa_json_int(r, "phase", 1));
 	sqlite3_bind_text(st, 6, csa_json_str(r, "value"), -1, SQLITE_STATIC);
 	sqlite3_bind_double(st, 7, csa_json_num(r, "confidence", 0));
-	sqlite3_bind_double(st, 8, csa_json_num(r, "threshold", 2));
+	/* NULL: no threshold (older rows say 2.0) */
+	json_t *thr = json_object_get(r, "threshold");
+	if (json_is_number(thr))
+		sqlite3_bind_double(st, 8, json_number_value(thr));
+	else
+		sqlite3_bind_null(st, 8);
 	sqlite3_bind_int(st, 9, json_is_true(json_object_get(r, "autonomous")));
 	sqlite3_bind_int(st, 10, json_is_true(json_object_get(r, "critical")));
 	sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));

@@ -49,7 +49,7 @@ static int scope_metrics(struct csa_auto *a, const char *type, const char *segme
 		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
 	if (segment)
 		sqlite3_bind_text(st, 3, segment, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)auto_cfg_num(a, "automation.window", 500));
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)auto_settings(a)->window);
 	sqlite3_bind_int64(st, 5, auto_evidence_since(a, type, segment));
 	int step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
@@ -85,7 +85,7 @@ static double baseline_ms(struct csa_auto *a)
 			b = sqlite3_column_double(st, 0);
 		sqlite3_finalize(st);
 	}
-	a->ev.baseline_ms = b > 0 ? b : auto_cfg_num(a, "automation.baseline_decision_ms", 60000);
+	a->ev.baseline_ms = b > 0 ? b : auto_settings(a)->baseline_decision_ms;
 	return a->ev.baseline_ms;
 }
 
@@ -102,16 +102,16 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 {
 	static const char *const names[] = {"",        "PHASE_1", "PHASE_2",
 	                                    "PHASE_3", "PHASE_4", "PHASE_5"};
-	json_t *g = json_object_get(csa_config_get(auto_cfg(a), "automation.gates"), names[phase]);
+	const struct csa_auto_settings *set = auto_settings(a);
+	const struct csa_gate_settings *gs = &set->gates[phase];
 	struct scope_metrics m;
 	/* a gate never passes on what it could not read */
 	int unread = scope_metrics(a, type, segment, phase, &m) != CSA_OK;
-	double z = auto_cfg_num(a, "automation.z", 1.96);
+	double z = set->z;
 	json_t *crit = json_array();
 	char fix[200];
 	/* a segment needs less evidence than the whole workspace to move */
-	double min_n = segment ? auto_cfg_num(a, "automation.segment_min_decisions", 30)
-	                       : csa_json_num(g, "min_decisions", 0);
+	double min_n = segment ? set->segment_min_decisions : gs->min_decisions;
 	if (phase >= 5)
 		min_n = 0;
 	if (min_n > 0) {
@@ -123,13 +123,13 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 	double base = baseline_ms(a);
 	if (phase == 1) {
 		double cap = m.human ? (double)m.human_reviewed / (double)m.human : 0;
-		double need = csa_json_num(g, "capture_rate", 1.0);
+		double need = gs->capture_rate;
 		snprintf(fix, sizeof(fix),
 		         "%lld decisions still wait for a human: work the review queue",
 		         (long long)(m.human - m.human_reviewed));
 		criterion(crit, "human_decisions_captured", cap, ">=", need, m.human && cap >= need,
 		          fix);
-		need = csa_json_num(g, "accuracy", 0.8);
+		need = gs->accuracy;
 		snprintf(fix, sizeof(fix),
 		         "AI accuracy lower bound %.3f: retrain with more history ('csa train')",
 		         acc_lb);
@@ -137,41 +137,41 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 		          fix);
 	} else if (phase == 2) {
 		double agree = m.reviewed ? (double)m.correct / (double)m.reviewed : 0;
-		double need = csa_json_num(g, "agreement", 0.75);
+		double need = gs->agreement;
 		snprintf(fix, sizeof(fix),
 		         "agreement %.3f: correct the AI in the review queue, it learns from "
 		         "disagreements",
 		         agree);
 		criterion(crit, "agreement", agree, ">", need, agree > need, fix);
 		double ratio = m.mean_decision_ms > 0 ? m.mean_decision_ms / base : 1;
-		need = csa_json_num(g, "decision_time_ratio", 0.8);
+		need = gs->decision_time_ratio;
 		snprintf(fix, sizeof(fix),
 		         "decisions take %.0f%% of the PHASE_1 time; the suggestion must save 20%%",
 		         100 * ratio);
 		criterion(crit, "decision_time_ratio", ratio, "<=", need,
 		          m.mean_decision_ms > 0 && ratio <= need, fix);
-		need = csa_json_num(g, "accuracy", 0.85);
+		need = gs->accuracy;
 		snprintf(fix, sizeof(fix),
 		         "accuracy lower bound %.3f: more reviewed decisions or a better model",
 		         acc_lb);
 		criterion(crit, "accuracy_lower_bound", acc_lb, ">=", need, acc_lb >= need, fix);
 	} else {
 		double rate = m.n ? (double)m.autonomous / (double)m.n : 0;
-		double need = csa_json_num(g, "autonomous_rate", 0.6);
+		double need = gs->autonomous_rate;
 		snprintf(fix, sizeof(fix),
 		         "%.0f%% autonomous: thresholds fall as reviewed evidence grows; review "
 		         "more decisions",
 		         100 * rate);
 		criterion(crit, "autonomous_rate", rate, ">=", need, rate >= need, fix);
 		double alb = csa_wilson_lower((size_t)m.auto_correct, (size_t)m.auto_reviewed, z);
-		need = csa_json_num(g, "autonomous_accuracy", 0.9);
+		need = gs->autonomous_accuracy;
 		snprintf(fix, sizeof(fix),
 		         "autonomous accuracy lower bound %.3f from %lld reviews: review more "
 		         "autonomous decisions",
 		         alb, (long long)m.auto_reviewed);
 		criterion(crit, "autonomous_accuracy_lower_bound", alb, ">=", need, alb >= need,
 		          fix);
-		double min_rev = csa_json_num(g, "min_reviewed", 0);
+		double min_rev = gs->min_reviewed;
 		if (min_rev > 0) {
 			snprintf(fix, sizeof(fix), "need %.0f more reviewed autonomous decisions",
 			         min_rev - (double)m.auto_reviewed);
@@ -181,12 +181,12 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 		if (phase == 3) {
 			double per = m.n ? m.total_decision_ms / (double)m.n : base;
 			double ratio = per / base;
-			need = csa_json_num(g, "intervention_time_ratio", 0.5);
+			need = gs->intervention_time_ratio;
 			snprintf(fix, sizeof(fix), "human time per decision is %.0f%% of PHASE_1",
 			         100 * ratio);
 			criterion(crit, "intervention_time_ratio", ratio, "<=", need, ratio <= need,
 			          fix);
-			need = csa_json_num(g, "critical_errors", 0);
+			need = gs->critical_errors;
 			snprintf(fix, sizeof(fix),
 			         "%lld critical errors: investigate them, they block this gate",
 			         (long long)m.critical_errors);
@@ -232,8 +232,6 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
  */
 int auto_type_vouches(struct csa_auto *a, const char *type, const char *seg, int phase)
 {
-	static const char *const names[] = {"",        "PHASE_1", "PHASE_2",
-	                                    "PHASE_3", "PHASE_4", "PHASE_5"};
 	if (phase < 1 || phase > 2)
 		return 0; /* autonomy phases need the segment's own evidence */
 	int pass = -1;
@@ -266,10 +264,10 @@ int auto_type_vouches(struct csa_auto *a, const char *type, const char *seg, int
 	const struct thr *t = auto_threshold_of(a, type, seg, 0);
 	if (!t || t->r.n < 10)
 		return 0;
-	json_t *g = json_object_get(csa_config_get(auto_cfg(a), "automation.gates"), names[phase]);
-	double need = csa_json_num(g, "accuracy", 0.8);
+	const struct csa_auto_settings *set = auto_settings(a);
+	const struct csa_gate_settings *gs = &set->gates[phase];
+	double need = gs->accuracy;
 	/* upper bound: 1 - lower bound of the error rate */
-	double upper = 1 - csa_wilson_lower_p(1 - t->r.success_rate, (double)t->r.n,
-	                                      auto_cfg_num(a, "automation.z", 1.96));
+	double upper = 1 - csa_wilson_lower_p(1 - t->r.success_rate, (double)t->r.n, set->z);
 	return upper >= need;
 }

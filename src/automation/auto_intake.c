@@ -207,7 +207,7 @@ json_t *auto_row_of(struct csa_auto *a, const char *ticket_id, const char *type,
 	const char *review = csa_json_str(info, "review");
 	int decide = !review || strcmp(review, "decide") == 0;
 	double confidence = csa_json_num(info, "confidence", 0);
-	double threshold = csa_json_num(info, "threshold", -1);
+	double threshold = auto_threshold_from_json(json_object_get(info, "threshold"));
 	int critical = json_is_true(json_object_get(info, "critical"));
 	int phase = csa_phase_num(csa_json_str(info, "phase"));
 	if (!phase)
@@ -215,15 +215,14 @@ json_t *auto_row_of(struct csa_auto *a, const char *ticket_id, const char *type,
 	/* most valuable first: humans are needed most where the AI is least
 	 * sure, on critical tickets, and to unblock tickets */
 	double score = (1 - confidence) + (critical ? 1.0 : 0) + (decide ? 0.5 : 0);
-	int64_t delay =
-	    decide ? 0 : (int64_t)(auto_cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
+	int64_t delay = decide ? 0 : (int64_t)(auto_settings(a)->review_delay_minutes * 60000);
 	char *alts = alternatives ? json_dumps(alternatives, JSON_COMPACT) : NULL;
 	json_t *row = json_pack(
-	    "{s:s, s:s, s:s, s:s?, s:i, s:s?, s:f, s:f, s:b, s:b, s:I, s:s?, s:b, s:f, "
+	    "{s:s, s:s, s:s, s:s?, s:i, s:s?, s:f, s:o, s:b, s:b, s:I, s:s?, s:b, s:f, "
 	    "s:s?, s:f, s:I, s:s?}",
 	    "key", key, "ticket_id", ticket_id, "type", type, "segment",
 	    csa_json_str(info, "segment"), "phase", phase, "value", csa_json_str(info, "value"),
-	    "confidence", confidence, "threshold", threshold < 0 ? 2.0 : threshold, "autonomous",
+	    "confidence", confidence, "threshold", auto_threshold_json(threshold), "autonomous",
 	    json_is_true(json_object_get(info, "autonomous")), "critical", critical, "created_ms",
 	    (json_int_t)created_ms, "model", csa_json_str(info, "model"), "shown", phase >= 2,
 	    "weight", csa_json_num(info, "review_weight", 1), "task",
@@ -249,7 +248,7 @@ int auto_on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit
 	 * on a critical ticket or not */
 	int strict = d->critical || csa_auto_wrong_is_critical(a, type, d->value);
 	const struct thr *t = auto_threshold_of(a, type, segment, strict);
-	double threshold = t ? t->threshold : 2.0;
+	double threshold = t ? t->threshold : CSA_NO_THRESHOLD;
 	int confident = phase >= 3 && d->confidence >= threshold;
 	int held = confident && waits_for_category(a, type, d);
 	int autonomous = confident && !held;
@@ -258,7 +257,8 @@ int auto_on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit
 	if (autonomous) {
 		/* counted up to 20 half-lives, past which the sampling rate is at
 		 * its floor: the cost stays bounded as the history grows */
-		double half_life = auto_cfg_num(a, "automation.review_half_life", 200);
+		const struct csa_auto_settings *set = auto_settings(a);
+		double half_life = set->review_half_life;
 		int64_t reviewed_auto = 0;
 		sqlite3_stmt *st = auto_kept(a, KEPT_REVIEWED_AUTO,
 		                             "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
@@ -272,19 +272,18 @@ int auto_on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit
 				reviewed_auto = sqlite3_column_int64(st, 0);
 			sqlite3_reset(st);
 		}
-		review_p = csa_review_probability(
-		    (size_t)reviewed_auto, auto_cfg_num(a, "automation.review_floor", 0.05),
-		    half_life, d->confidence, 0.95,
-		    auto_cfg_num(a, "automation.review_uncertain_share", 0.7));
+		review_p =
+		    csa_review_probability((size_t)reviewed_auto, set->review_floor, half_life,
+		                           d->confidence, 0.95, set->review_uncertain_share);
 		/* deterministic per decision: replays repeat exactly */
 		double u = (double)(hash64(d->decision_id) >> 11) / 9007199254740992.0;
 		review = u < review_p ? "audit" : "none";
 	}
 	pthread_mutex_unlock(&a->mu);
 	json_t *info = json_pack(
-	    "{s:s, s:s, s:s, s:f, s:f, s:s, s:b, s:s, s:s?, s:s?, s:b, s:f}", "decision_id",
+	    "{s:s, s:s, s:s, s:f, s:o, s:s, s:b, s:s, s:s?, s:s?, s:b, s:f}", "decision_id",
 	    d->decision_id, "decision_type", type, "segment", segment, "confidence", d->confidence,
-	    "threshold", threshold > 1 ? -1.0 : threshold, "phase",
+	    "threshold", auto_threshold_json(threshold), "phase",
 	    (const char *[]){"", "PHASE_1", "PHASE_2", "PHASE_3", "PHASE_4", "PHASE_5"}[phase],
 	    "autonomous", autonomous, "review", review, "model", d->model_version, "input_digest",
 	    d->input_digest, "critical", d->critical, "review_weight",

@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 #include <stdint.h>
 #include "automation/control.h"
+#include "automation/settings.h"
 #include "automation/stats.h"
 #include "base/config.h"
 #include "base/err.h"
@@ -57,10 +58,14 @@ enum {
 };
 
 /* The configurations the controller has read: see auto_cfg(). */
+struct auto_snap {
+	const struct csa_config *cfg; /* one reference held */
+	struct csa_auto_settings set; /* read from cfg */
+};
 struct cfg_seen {
 	pthread_mutex_t mu;
-	const struct csa_config *now;  /* the newest, one reference held */
-	const struct csa_config **old; /* earlier ones, released at close */
+	struct auto_snap *now;  /* the newest; read first at open */
+	struct auto_snap **old; /* earlier ones, released at close */
 	size_t nold;
 };
 
@@ -108,7 +113,8 @@ struct csa_auto {
 /* control.c */
 void auto_begin_evaluation(struct csa_auto *a);
 const struct csa_config *auto_cfg(const struct csa_auto *a);
-double auto_cfg_num(const struct csa_auto *a, const char *path, double dflt);
+/* The settings of the configuration in effect: valid until close. */
+const struct csa_auto_settings *auto_settings(const struct csa_auto *a);
 int auto_workspace_phase(const struct csa_auto *a);
 int auto_type_tracked(const struct csa_auto *a, const char *type);
 int auto_segment_phase(const struct csa_auto *a, const char *type, const char *segment);
@@ -117,6 +123,20 @@ int64_t auto_evidence_since(const struct csa_auto *a, const char *type, const ch
 void auto_restart_evidence(struct csa_auto *a, const char *scope);
 int auto_valid_label(const struct csa_auto *a, const char *type, const char *v);
 json_t *auto_labels_of(const struct csa_auto *a, const char *type);
+
+/* A threshold in JSON: the number, or null for CSA_NO_THRESHOLD. */
+static inline json_t *auto_threshold_json(double t)
+{
+	return csa_has_threshold(t) ? json_real(t) : json_null();
+}
+
+/* A threshold read from JSON: anything but a number in [0, 1] (null; -1
+ * and 2 in records written before one "no threshold") is none. */
+static inline double auto_threshold_from_json(const json_t *v)
+{
+	double t = json_is_number(v) ? json_number_value(v) : -1;
+	return t >= 0 && csa_has_threshold(t) ? t : CSA_NO_THRESHOLD;
+}
 
 /* auto_db.c */
 extern const char auto_schema_sql[];

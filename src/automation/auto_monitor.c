@@ -21,8 +21,9 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 	 * Reviews sample the least certain autonomous decisions most, so each
 	 * counts for the decisions it stands for (review_weight, 1/p): the
 	 * plain share right in the sample understates the accuracy. */
-	size_t win = (size_t)auto_cfg_num(a, "automation.monitor.window", 200);
-	size_t min_s = (size_t)auto_cfg_num(a, "automation.monitor.min_sample", 30);
+	const struct csa_auto_settings *set = auto_settings(a);
+	size_t win = (size_t)set->monitor.window;
+	size_t min_s = (size_t)set->monitor.min_sample;
 	char what[120];
 	snprintf(what, sizeof(what), "monitoring decision type %s", type);
 	sqlite3_stmt *st;
@@ -72,7 +73,7 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 	 * could not take is still announced, and the demotion matters more);
 	 * the first error is returned */
 	int rc = CSA_OK;
-	double amin = auto_cfg_num(a, "automation.monitor.accuracy_min", 0.85);
+	double amin = set->monitor.accuracy_min;
 	if (acc < amin) {
 		rc = auto_raise_alert(a, "ACCURACY_DEGRADATION", "HIGH", type,
 		                      json_pack("{s:f, s:f, s:I, s:s}", "accuracy_rate", acc,
@@ -109,8 +110,7 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 	} else {
 		rc = auto_close_alert(a, "ACCURACY_DEGRADATION", type, NULL, err);
 	}
-	if (rate > auto_cfg_num(a, "automation.monitor.overautomation_rate", 0.9) &&
-	    acc < auto_cfg_num(a, "automation.monitor.overautomation_accuracy", 0.9)) {
+	if (rate > set->monitor.overautomation_rate && acc < set->monitor.overautomation_accuracy) {
 		int r = auto_raise_alert(a, "OVERAUTOMATION_RISK", "CRITICAL", type,
 		                         json_pack("{s:f, s:f, s:s}", "autonomous_rate", rate,
 		                                   "accuracy_rate", acc, "recommendation",
@@ -171,14 +171,14 @@ static int anomalies(struct csa_auto *a, const char *type, const char *seg, int 
 	/* as in monitor_type: every step runs, the first error is returned */
 	int rc, r = CSA_OK;
 	double psi = csa_psi(h[0], h[1], 10);
-	if (psi > auto_cfg_num(a, "automation.monitor.psi_alert", 0.25))
+	if (psi > auto_settings(a)->monitor.psi_alert)
 		rc = auto_raise_alert(a, "ANOMALY_CONFIDENCE_SHIFT", "HIGH", scope,
 		                      json_pack("{s:f}", "psi", psi), events, err);
 	else
 		rc = auto_close_alert(a, "ANOMALY_CONFIDENCE_SHIFT", scope, NULL, err);
 	if (rev[0] >= 20 && rev[1] >= 20) {
 		double old = acc[0] / rev[0], now = acc[1] / rev[1];
-		if (old - now > auto_cfg_num(a, "automation.monitor.accuracy_drop", 0.1)) {
+		if (old - now > auto_settings(a)->monitor.accuracy_drop) {
 			r = auto_raise_alert(a, "ANOMALY_ACCURACY_DROP", "HIGH", scope,
 			                     json_pack("{s:f, s:f}", "before", old, "recent", now),
 			                     events, rc ? NULL : err);

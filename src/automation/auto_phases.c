@@ -70,14 +70,14 @@ static json_t *segments_json(struct csa_auto *a)
 		const struct thr *t = auto_threshold_of(a, type, seg, 0);
 		json_array_append_new(
 		    segs,
-		    json_pack(
-		        "{s:s, s:s, s:i, s:o, s:f, s:I, s:I, s:f, s:f, s:f}", "decision_type", type,
-		        "segment", seg, "phase", ph, "autonomy_threshold",
-		        t && t->threshold <= 1 ? json_real(t->threshold) : json_null(), "readiness",
-		        t ? t->r.score : 0.0, "reviewed", (json_int_t)(t ? t->reviewed : 0),
-		        "readiness_reviewed", (json_int_t)(t ? t->r.n : 0), "success_rate",
-		        t ? t->r.success_rate : 0.0, "consistency", t ? t->r.consistency : 0.0,
-		        "confidence_accuracy", t ? t->r.confidence_accuracy : 0.0));
+		    json_pack("{s:s, s:s, s:i, s:o, s:f, s:I, s:I, s:f, s:f, s:f}", "decision_type",
+		              type, "segment", seg, "phase", ph, "autonomy_threshold",
+		              auto_threshold_json(t ? t->threshold : CSA_NO_THRESHOLD), "readiness",
+		              t ? t->r.score : 0.0, "reviewed", (json_int_t)(t ? t->reviewed : 0),
+		              "readiness_reviewed", (json_int_t)(t ? t->r.n : 0), "success_rate",
+		              t ? t->r.success_rate : 0.0, "consistency",
+		              t ? t->r.consistency : 0.0, "confidence_accuracy",
+		              t ? t->r.confidence_accuracy : 0.0));
 	}
 	sqlite3_finalize(st);
 	return segs;

@@ -120,8 +120,7 @@ out:
 static int is_critical_error(struct csa_auto *a, const char *type, int critical,
                              const char *ai_value)
 {
-	if (critical && json_is_true(csa_config_get(
-	                    auto_cfg(a), "automation.critical_errors.reversed_on_critical_ticket")))
+	if (critical && auto_settings(a)->reversed_on_critical_ticket)
 		return 1;
 	return csa_auto_wrong_is_critical(a, type, ai_value);
 }

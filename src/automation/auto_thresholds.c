@@ -67,7 +67,8 @@ static int thr_stale(struct csa_auto *a, const struct thr *t, const char *type, 
 /* How confident a decision of the type must be for the decisions above it
  * to reach the target accuracy (lower bound), read from the whole type's
  * latest reviewed decisions, where the evidence is large enough for a
- * tight bound; 2 when no confidence is enough. Caller holds a->mu. */
+ * tight bound; CSA_NO_THRESHOLD when no confidence is enough. Caller
+ * holds a->mu. */
 static double type_threshold(struct csa_auto *a, const char *type, int critical)
 {
 	char key[200];
@@ -75,18 +76,16 @@ static double type_threshold(struct csa_auto *a, const char *type, int critical)
 	struct thr *t = thr_slot(a, key);
 	int64_t newest;
 	if (!t)
-		return 2.0;
+		return CSA_NO_THRESHOLD;
 	if (!thr_stale(a, t, type, NULL, &newest))
 		return t->threshold;
-	double target = auto_cfg_num(
-	    a, critical ? "automation.critical_target_accuracy" : "automation.target_accuracy",
-	    critical ? 0.995 : 0.97);
-	size_t n, window = (size_t)auto_cfg_num(a, "automation.window", 500);
+	const struct csa_auto_settings *set = auto_settings(a);
+	double target = critical ? set->critical_target_accuracy : set->target_accuracy;
+	size_t n, window = (size_t)set->window;
 	struct csa_outcome *all = auto_outcomes(a, type, NULL, window * 4, &n);
-	t->threshold = all ? csa_threshold_for_accuracy(
-	                         all, n, target, auto_cfg_num(a, "automation.z", 1.96),
-	                         (size_t)auto_cfg_num(a, "automation.min_decisions", 50))
-	                   : 2.0;
+	t->threshold =
+	    all ? csa_threshold_for_accuracy(all, n, target, set->z, (size_t)set->min_decisions)
+	        : CSA_NO_THRESHOLD;
 	t->computed = 1;
 	t->had_reviews = n > 0;
 	t->newest_ms = newest;
@@ -118,28 +117,23 @@ const struct thr *auto_threshold_of(struct csa_auto *a, const char *type, const 
 		return NULL;
 	if (!thr_stale(a, t, type, segment, &newest) && t->type_threshold == tt)
 		return t;
+	const struct csa_auto_settings *set = auto_settings(a);
 	size_t n;
-	size_t window = (size_t)auto_cfg_num(a, "automation.window", 500);
-	struct csa_outcome *o = auto_outcomes(a, type, segment, window, &n);
-	double need = auto_cfg_num(a,
-	                           critical ? "automation.readiness_required_critical"
-	                                    : "automation.readiness_required",
-	                           critical ? 0.9 : 0.8);
-	size_t min_n = (size_t)auto_cfg_num(a, "automation.min_decisions", 50);
+	struct csa_outcome *o = auto_outcomes(a, type, segment, (size_t)set->window, &n);
+	double need = critical ? set->readiness_required_critical : set->readiness_required;
+	size_t min_n = (size_t)set->min_decisions;
 	size_t m = n;
-	if (o && tt <= 1) {
+	if (o && csa_has_threshold(tt)) {
 		m = 0;
 		for (size_t i = 0; i < n; i++) /* oldest first, as readiness wants */
 			if (o[i].confidence >= tt)
 				o[m++] = o[i];
 	}
 	csa_readiness(o, o ? m : 0, &t->r);
-	t->threshold =
-	    tt <= 1 && n >= min_n &&
-	            m >= (size_t)auto_cfg_num(a, "automation.segment_min_decisions", 30) &&
-	            t->r.score >= need
-	        ? tt
-	        : 2.0;
+	t->threshold = csa_has_threshold(tt) && n >= min_n &&
+	                       m >= (size_t)set->segment_min_decisions && t->r.score >= need
+	                   ? tt
+	                   : CSA_NO_THRESHOLD;
 	t->type_threshold = tt;
 	t->reviewed = n;
 	t->computed = 1;

@@ -31,36 +31,54 @@ int csa_phase_num(const char *s)
 	return s[6] - '0';
 }
 
-/* The configuration in effect. The controller keeps every snapshot it
- * has read until it closes, so what its steps borrow from one (a gate's
- * criteria, the decision types) never dangles when a phase change or a
- * rollback publishes a new one: those happen a few times a day, so the
- * list stays short. */
-const struct csa_config *auto_cfg(const struct csa_auto *a)
+/*
+ * The configuration in effect and its settings, read once per snapshot.
+ * The controller keeps every snapshot it has read until it closes, so what
+ * its steps borrow from one (a gate's criteria, the decision types, the
+ * settings) never dangles when a phase change or a rollback publishes a
+ * new one: those happen a few times a day, so the list stays short.
+ */
+static const struct auto_snap *snap(const struct csa_auto *a)
 {
 	struct cfg_seen *c = a->cfg;
 	const struct csa_config *fresh = csa_ws_config(a->ws);
 	pthread_mutex_lock(&c->mu);
-	if (fresh == c->now) {
+	if (c->now && fresh == c->now->cfg) {
+		const struct auto_snap *cur = c->now;
 		pthread_mutex_unlock(&c->mu);
 		csa_config_unref(fresh); /* c->now holds it */
-		return fresh;
+		return cur;
 	}
-	const struct csa_config **old = c->old;
-	if (c->now && (old = realloc(c->old, (c->nold + 1) * sizeof(*old)))) {
+	struct auto_snap *n = malloc(sizeof(*n));
+	struct auto_snap **old = c->old;
+	if (!n || (c->now && !(old = realloc(c->old, (c->nold + 1) * sizeof(*old))))) {
+		/* without memory the snapshot in hand stays in effect (NULL
+		 * only at open, which then fails) */
+		free(n);
+		const struct auto_snap *cur = c->now;
+		pthread_mutex_unlock(&c->mu);
+		csa_config_unref(fresh);
+		return cur;
+	}
+	n->cfg = fresh;
+	csa_auto_settings_read(fresh, &n->set);
+	if (c->now) {
 		old[c->nold++] = c->now;
 		c->old = old;
 	}
-	/* without memory for the list the old snapshot is kept, not freed */
-	c->now = fresh;
+	c->now = n;
 	pthread_mutex_unlock(&c->mu);
-	return fresh;
+	return n;
 }
 
-double auto_cfg_num(const struct csa_auto *a, const char *path, double dflt)
+const struct csa_config *auto_cfg(const struct csa_auto *a)
 {
-	json_t *v = csa_config_get(auto_cfg(a), path);
-	return json_is_number(v) ? json_number_value(v) : dflt;
+	return snap(a)->cfg;
+}
+
+const struct csa_auto_settings *auto_settings(const struct csa_auto *a)
+{
+	return &snap(a)->set;
 }
 
 int auto_workspace_phase(const struct csa_auto *a)
@@ -174,8 +192,7 @@ int csa_auto_wrong_is_critical(const struct csa_auto *a, const char *type, const
 {
 	return strcmp(type, "strategy") == 0 && value &&
 	       strcmp(value, "AUTOMATED_RESOLUTION") == 0 &&
-	       json_is_true(csa_config_get(
-	           auto_cfg(a), "automation.critical_errors.wrong_automated_resolution"));
+	       auto_settings(a)->wrong_automated_resolution;
 }
 
 struct csa_ledger *csa_auto_ledger(struct csa_auto *a)
@@ -201,8 +218,14 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		                 "out of memory opening the automation controller");
 	}
 	pthread_mutex_init(&a->cfg->mu, NULL);
+	/* the first snapshot, so that a later one that finds no memory has
+	 * one to stay with */
 	char path[PATH_SZ];
 	int rc = CSA_OK;
+	if (!snap(a)) {
+		rc = csa_error(err, CSA_ENOMEM, "out of memory opening the automation controller");
+		goto fail;
+	}
 	csa_ws_path(ws, "automation", path, sizeof(path));
 	if ((rc = csa_fs_mkdirs(path, err)))
 		goto fail;
@@ -296,10 +319,14 @@ void csa_auto_close(struct csa_auto *a)
 	free(a->thr);
 	pthread_mutex_destroy(&a->mu);
 	pthread_cond_destroy(&a->decided);
-	for (size_t i = 0; i < a->cfg->nold; i++)
-		csa_config_unref(a->cfg->old[i]);
+	for (size_t i = 0; i < a->cfg->nold; i++) {
+		csa_config_unref(a->cfg->old[i]->cfg);
+		free(a->cfg->old[i]);
+	}
 	free(a->cfg->old);
-	csa_config_unref(a->cfg->now);
+	if (a->cfg->now)
+		csa_config_unref(a->cfg->now->cfg);
+	free(a->cfg->now);
 	pthread_mutex_destroy(&a->cfg->mu);
 	free(a->cfg);
 	free(a);

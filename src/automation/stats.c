@@ -88,7 +88,7 @@ double csa_threshold_for_accuracy(struct csa_outcome *o, size_t n, double target
 {
 	if (n)
 		qsort(o, n, sizeof(*o), by_conf_desc);
-	double best = 2.0, w = 0, w2 = 0, wk = 0;
+	double best = CSA_NO_THRESHOLD, w = 0, w2 = 0, wk = 0;
 	for (size_t i = 0; i < n; i++) {
 		double wi = o[i].weight > 0 ? o[i].weight : 1;
 		w += wi;

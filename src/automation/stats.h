@@ -7,7 +7,19 @@
 #ifndef CSA_AUTOMATION_STATS_H
 #define CSA_AUTOMATION_STATS_H
 
+#include <math.h>
 #include <stddef.h>
+
+/* "No confidence is enough": above every confidence, so that
+ * 'confidence >= threshold' never holds. The one way to say it: JSON null
+ * and SQL NULL outside the program. */
+#define CSA_NO_THRESHOLD INFINITY
+
+/* Whether t is a threshold a confidence can clear. */
+static inline int csa_has_threshold(double t)
+{
+	return t <= 1;
+}
 
 /* Wilson score interval lower bound of k successes in n trials at z
  * (1.96 for 95%). 0 when n == 0. */
@@ -44,7 +56,7 @@ void csa_readiness(const struct csa_outcome *o, size_t n, struct csa_readiness *
  * min_n of them. Outcomes are importance-weighted (Horvitz-Thompson): the
  * accuracy is the weighted share, and the bound uses the effective sample
  * size (sum w)^2 / sum w^2, so sampled reviews are neither over- nor
- * under-counted. Returns > 1 (never autonomous) when no threshold works.
+ * under-counted. Returns CSA_NO_THRESHOLD when no threshold works.
  * 'o' is reordered.
  */
 double csa_threshold_for_accuracy(struct csa_outcome *o, size_t n, double target, double z,
