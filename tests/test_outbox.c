@@ -15,7 +15,7 @@
 
 #include "base/json.h"
 #include "base/ts.h"
-#include "server/outbox.h"
+#include "outbound/outbox.h"
 #include "support/tutil.h"
 
 struct receiver {

@@ -7,7 +7,7 @@
 #include "base/hash.h"
 #include "base/json.h"
 #include "flow/pipeline.h"
-#include "server/outbox.h"
+#include "outbound/outbox.h"
 #include "store/schema.h"
 #include "store/store.h"
 #include "store/ticket.h"

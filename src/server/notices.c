@@ -11,7 +11,7 @@
 #include "server/server_internal.h"
 #include "base/json.h"
 #include "server/channels.h"
-#include "server/outbox.h"
+#include "outbound/outbox.h"
 #include "store/ws.h"
 
 #include <stdio.h>

@@ -12,7 +12,7 @@
 #include "flow/pipeline.h"
 #include "server/chanmap.h"
 #include "server/monitor.h"
-#include "server/outbox.h"
+#include "outbound/outbox.h"
 #include "store/ws.h"
 
 #include <microhttpd.h>

@@ -1,5 +1,6 @@
-/* The durable outbox. */
-#include "server/outbox.h"
+/* The durable outbox (outbox.h): outbox.db and delivery over HTTP. */
+#include "outbound/outbox.h"
+#include "base/fsops.h"
 #include "base/ts.h"
 
 #include <curl/curl.h>
@@ -34,6 +35,13 @@ int csa_outbox_open(const char *path, int max_attempts, struct csa_outbox **out,
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the outbox");
 	ob->max_attempts = max_attempts > 0 ? max_attempts : 8;
 	pthread_mutex_init(&ob->mu, NULL);
+	/* what goes out to customers and teams is private: SQLite would
+	 * create the file, and its -wal and -shm, with the umask's mode */
+	int prc = csa_fs_create_private(path, err);
+	if (prc) {
+		csa_outbox_close(ob);
+		return prc;
+	}
 	if (sqlite3_open_v2(path, &ob->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
@@ -152,8 +160,10 @@ int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *
 		int attempts;
 		char *url, *payload;
 	} *v = calloc((size_t)(max > 0 ? max : 1), sizeof(*v));
-	int n = 0, ok = 0;
+	int n = 0, ok = 0, rc = CSA_OK, step = SQLITE_DONE;
 	sqlite3_stmt *st;
+	if (delivered)
+		*delivered = 0;
 	if (!v)
 		return csa_error(err, CSA_ENOMEM, "out of memory delivering");
 	pthread_mutex_lock(&ob->mu);
@@ -161,16 +171,23 @@ int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *
 	        ob->db,
 	        "SELECT id, attempts, url, payload FROM items WHERE state = 'pending' AND"
 	        " next_ms <= ?1 ORDER BY next_ms LIMIT ?2",
-	        -1, &st, NULL) == SQLITE_OK) {
+	        -1, &st, NULL) != SQLITE_OK) {
+		rc = csa_error(err, CSA_EIO, "outbox: reading the due items: %s",
+		               sqlite3_errmsg(ob->db));
+	} else {
 		sqlite3_bind_int64(st, 1, now_ms);
 		sqlite3_bind_int(st, 2, max);
-		while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+		while (n < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
 			v[n].id = sqlite3_column_int64(st, 0);
 			v[n].attempts = sqlite3_column_int(st, 1);
 			v[n].url = strdup((const char *)sqlite3_column_text(st, 2));
 			v[n].payload = strdup((const char *)sqlite3_column_text(st, 3));
 			n++;
 		}
+		/* the items read so far still go out */
+		if (step != SQLITE_ROW && step != SQLITE_DONE)
+			rc = csa_error(err, CSA_EIO, "outbox: reading the due items: %s",
+			               sqlite3_errmsg(ob->db));
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&ob->mu);
@@ -185,6 +202,7 @@ int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *
 		double u = (double)(r[0] << 8 | r[1]) / 65536.0;
 		int attempts = v[i].attempts + 1;
 		pthread_mutex_lock(&ob->mu);
+		int saved = 0;
 		if (sqlite3_prepare_v2(ob->db,
 		                       "UPDATE items SET attempts = ?2, state = ?3, next_ms = ?4,"
 		                       " last_error = ?5, delivered_ms = ?6 WHERE id = ?1",
@@ -205,9 +223,16 @@ int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *
 				sqlite3_bind_int64(st, 6, now_ms);
 			else
 				sqlite3_bind_null(st, 6);
-			sqlite3_step(st);
+			saved = sqlite3_step(st) == SQLITE_DONE;
 			sqlite3_finalize(st);
 		}
+		/* an item delivered but not marked so goes out again at the next
+		 * round (the receiver sees it twice): the caller hears of it */
+		if (!saved && rc == CSA_OK)
+			rc = csa_error(err, CSA_EIO,
+			               "outbox: item %lld %s but its state not saved: %s",
+			               (long long)v[i].id, good ? "delivered" : "failed",
+			               sqlite3_errmsg(ob->db));
 		pthread_mutex_unlock(&ob->mu);
 		ok += good;
 		free(v[i].url);
@@ -216,7 +241,7 @@ int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *
 	free(v);
 	if (delivered)
 		*delivered = ok;
-	return CSA_OK;
+	return rc;
 }
 
 int csa_outbox_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t **out,

@@ -1,14 +1,17 @@
 /*
- * The durable outbox: replies, internal notices, escalations and
- * stakeholder updates queued for delivery to Mattermost/Slack incoming
- * webhooks and a generic JSON webhook. Items live in outbox.db (SQLite,
+ * The durable outbox: replies, internal notices, escalations, stakeholder
+ * updates and the automation controller's alerts, queued for delivery to
+ * Mattermost/Slack incoming webhooks and generic JSON webhooks. Items live in outbox.db (SQLite,
  * WAL, synchronous=FULL), so a restart loses nothing; each has an
  * idempotency key (queued twice, delivered once). Delivery retries with
  * exponential backoff and jitter (1 s doubling, at most 1 h) and gives up
- * after max_attempts, marking the item failed. Thread-safe.
+ * after max_attempts, marking the item failed. outbox.db is created
+ * private (0600). Anyone may enqueue (the controller, with or without a
+ * server); only the server's delivery loop delivers, so what is queued
+ * while no server runs waits in outbox.db for the next one. Thread-safe.
  */
-#ifndef CSA_SERVER_OUTBOX_H
-#define CSA_SERVER_OUTBOX_H
+#ifndef CSA_OUTBOUND_OUTBOX_H
+#define CSA_OUTBOUND_OUTBOX_H
 
 #include <jansson.h>
 #include <stdint.h>
@@ -16,6 +19,8 @@
 
 struct csa_outbox;
 
+/* Open (creating it) the outbox at 'path'; several handles, in one process
+ * or several, may share a file. */
 int csa_outbox_open(const char *path, int max_attempts, struct csa_outbox **out,
                     struct csa_err *err);
 void csa_outbox_close(struct csa_outbox *ob);
@@ -27,7 +32,10 @@ int csa_outbox_enqueue(struct csa_outbox *ob, const char *key, const char *ticke
                        struct csa_err *err);
 
 /* Deliver every pending item due at 'now_ms' (at most 'max'); *delivered
- * receives how many went out. Items that fail are rescheduled. */
+ * receives how many went out. Items that fail are rescheduled. CSA_EIO when
+ * outbox.db cannot list the due items or save an item's delivery state
+ * (an item delivered but not marked so is sent again next time); the items
+ * it could read are still attempted. */
 int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *delivered,
                            struct csa_err *err);
 

@@ -1,0 +1,212 @@
+/*
+ * Alerts: recorded in the alerts table, appended to the ledger, posted to
+ * the alert webhook; the ledger's own health as an alert.
+ */
+#include "automation/auto_internal.h"
+#include "automation/ledger.h"
+#include "base/json.h"
+#include "base/ts.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- alerts and safety ------------------------------------------------- */
+
+static void post_webhook(struct csa_auto *a, const json_t *alert)
+{
+	const char *url = csa_json_str(csa_config_get(auto_cfg(a), "automation"), "alert_webhook");
+	if (!url || !*url)
+		url = getenv("ALERT_WEBHOOK_URL");
+	if (!url || !*url)
+		return;
+	CURL *c = curl_easy_init();
+	if (!c)
+		return;
+	char *body = json_dumps(alert, JSON_COMPACT);
+	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* best effort: the alert is in the ledger and the alerts table */
+	(void)curl_easy_perform(c);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(body);
+}
+
+/* The alerts table's row for an alert: *is_new is 0 when an open alert of
+ * the same type and scope stands (each CRITICAL_ERROR is its own alert).
+ * Caller holds a->mu. */
+int auto_record_alert(struct csa_auto *a, const char *type, const char *severity, const char *scope,
+                      const json_t *detail, int *is_new, struct csa_err *err)
+{
+	char what[300];
+	snprintf(what, sizeof(what), "recording alert %s (%s)", type, scope);
+	*is_new = 1;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND scope = ?2",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return auto_db_err(a, err, what);
+	if (step == SQLITE_ROW && strcmp(type, "CRITICAL_ERROR") != 0) {
+		*is_new = 0;
+		return CSA_OK;
+	}
+	if (sqlite3_prepare_v2(a->db,
+	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
+	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	char *d = json_dumps(detail, JSON_COMPACT);
+	sqlite3_bind_int64(st, 1, csa_now_ms());
+	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, d ? d : "{}", -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	free(d);
+	return done ? CSA_OK : auto_db_err(a, err, what);
+}
+
+/* The ledger, the webhook and the caller's events hear of an alert.
+ * 'detail' is stolen. */
+void auto_announce_alert(struct csa_auto *a, const char *type, const char *severity,
+                         const char *scope, json_t *detail, json_t *events)
+{
+	json_t *alert = json_pack("{s:s, s:s, s:s, s:o}", "type", type, "severity", severity,
+	                          "scope", scope, "detail", detail);
+	csa_ledger_append(a->ledger, "alert", NULL, alert, NULL, NULL);
+	post_webhook(a, alert);
+	if (events)
+		json_array_append_new(events,
+		                      json_pack("{s:s, s:O}", "event", "alert", "alert", alert));
+	json_decref(alert);
+}
+
+/* Caller holds a->mu. An open alert of the same type and scope is not
+ * raised twice. One that the alerts table cannot take still reaches the
+ * ledger, the webhook and the events, and the caller gets the error to
+ * report: an alert is never silent. 'detail' is stolen. */
+int auto_raise_alert(struct csa_auto *a, const char *type, const char *severity, const char *scope,
+                     json_t *detail, json_t *events, struct csa_err *err)
+{
+	int is_new;
+	int rc = auto_record_alert(a, type, severity, scope, detail, &is_new, err);
+	if (is_new)
+		auto_announce_alert(a, type, severity, scope, detail, events);
+	else
+		json_decref(detail);
+	return rc;
+}
+
+/* Caller holds a->mu; *closed tells whether an alert was open. */
+int auto_close_alert(struct csa_auto *a, const char *type, const char *scope, int *closed,
+                     struct csa_err *err)
+{
+	char what[300];
+	snprintf(what, sizeof(what), "closing alert %s (%s)", type, scope);
+	sqlite3_stmt *st;
+	if (closed)
+		*closed = 0;
+	if (sqlite3_prepare_v2(a->db, "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return auto_db_err(a, err, what);
+	if (closed)
+		*closed = sqlite3_changes(a->db) > 0;
+	return CSA_OK;
+}
+
+/* A ledger that cannot take records (disk full, I/O error) is a CRITICAL
+ * alert, not a silent gap: the decisions are still in T and automation.db,
+ * but the tamper-evident chain misses them. It closes at the next append
+ * that succeeds. Caller holds a->mu. */
+void auto_ledger_health_locked(struct csa_auto *a, int rc, const struct csa_err *err)
+{
+	struct csa_err aerr = {0};
+	int arc = CSA_OK;
+	if (rc && !a->ledger_failing)
+		arc = auto_raise_alert(a, "AUDIT_LEDGER_FAILURE", "CRITICAL", "ledger",
+		                       json_pack("{s:s}", "error", err->msg), NULL, &aerr);
+	else if (!rc && a->ledger_failing)
+		arc = auto_close_alert(a, "AUDIT_LEDGER_FAILURE", "ledger", NULL, &aerr);
+	/* neither the ledger nor the alerts table takes it: the log does */
+	if (arc)
+		fprintf(stderr, "csa: %s\n", aerr.msg);
+	/* an alert that could not be closed is closed at the next append */
+	a->ledger_failing = rc != CSA_OK || (a->ledger_failing && arc);
+}
+
+int csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *severity,
+                         const char *scope, json_t *detail, struct csa_err *err)
+{
+	pthread_mutex_lock(&a->mu);
+	int rc = auto_raise_alert(a, type, severity, scope, detail, NULL, err);
+	pthread_mutex_unlock(&a->mu);
+	return rc;
+}
+
+int csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope,
+                         struct csa_err *err)
+{
+	pthread_mutex_lock(&a->mu);
+	int closed, rc = auto_close_alert(a, type, scope, &closed, err);
+	if (rc == CSA_OK && closed) {
+		json_t *rec = json_pack("{s:s, s:s}", "type", type, "scope", scope);
+		csa_ledger_append(a->ledger, "alert_closed", NULL, rec, NULL, NULL);
+		json_decref(rec);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return rc;
+}
+
+int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	pthread_mutex_lock(&a->mu);
+	int rc = CSA_OK;
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
+	        "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT 500",
+	        -1, &st, NULL) != SQLITE_OK) {
+		rc = auto_db_err(a, err, "listing alerts");
+		goto out;
+	}
+	sqlite3_bind_int(st, 1, open_only);
+	json_t *arr = json_array();
+	char ts[CSA_TS_LEN];
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *d = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+		json_array_append_new(
+		    arr,
+		    json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:b}", "id",
+		              (json_int_t)sqlite3_column_int64(st, 0), "created",
+		              csa_ts_format(sqlite3_column_int64(st, 1), ts), "type",
+		              sqlite3_column_text(st, 2), "severity", sqlite3_column_text(st, 3),
+		              "scope", sqlite3_column_text(st, 4), "detail", d ? d : json_null(),
+		              "open", sqlite3_column_int(st, 6)));
+	}
+	sqlite3_finalize(st);
+	*out = arr;
+out:
+	pthread_mutex_unlock(&a->mu);
+	return rc;
+}

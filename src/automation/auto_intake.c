@@ -1,0 +1,305 @@
+/*
+ * Intake of a pipeline run's decisions: the hooks that decide, per
+ * decision, whether it is applied autonomously or goes to a human, and
+ * record the run's rows and audit records when the run ends.
+ */
+#include "automation/auto_internal.h"
+#include "automation/ledger.h"
+#include "base/hash.h"
+#include "base/ids.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "flow/pipeline.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the pipeline hook ------------------------------------------------- */
+
+static uint64_t hash64(const char *s)
+{
+	uint64_t h = csa_fnv1a_str(CSA_FNV_SEED_V1, s);
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h;
+}
+
+/*
+ * A run's decision rows and audit records wait here, on the thread that
+ * runs it, until the run's last decision (decisions_done), then go into
+ * the ledger in one append and into automation.db in one transaction: one
+ * ledger write and one WAL commit per ticket instead of one per decision,
+ * and still before the ticket itself is committed, so a ticket is never
+ * committed without its audit trail and review tasks.
+ */
+struct pending {
+	struct csa_auto *a;
+	json_t *row, *audit; /* owned */
+};
+static __thread struct pending *pending_v;
+static __thread size_t pending_n, pending_cap;
+
+static void pending_add(struct csa_auto *a, json_t *row, json_t *audit)
+{
+	if (pending_n == pending_cap) {
+		size_t cap = pending_cap ? pending_cap * 2 : 8;
+		struct pending *nv = realloc(pending_v, cap * sizeof(*nv));
+		if (!nv) {
+			/* the decision stays in T; its audit record goes in now */
+			if (audit)
+				csa_ledger_append(a->ledger, "decision",
+				                  csa_json_str(audit, "ticket_id"),
+				                  json_object_get(audit, "payload"), NULL, NULL);
+			json_decref(row);
+			json_decref(audit);
+			return;
+		}
+		pending_v = nv;
+		pending_cap = cap;
+	}
+	pending_v[pending_n++] = (struct pending){a, row, audit};
+}
+
+/* This thread's waiting rows of 'a' in one transaction, then their audit
+ * records in one ledger append. A row that cannot be written fails the run
+ * whole: the transaction rolls back, no audit record goes out, and the
+ * pipeline does not commit the ticket, so a ticket is never committed
+ * without its review tasks. A ledger that fails does not stop the run (the
+ * decisions are in T and automation.db): it raises AUDIT_LEDGER_FAILURE. */
+int auto_decisions_done(void *ctx, struct csa_err *err)
+{
+	struct csa_auto *a = ctx;
+	int rc = CSA_OK, began = 0;
+	pthread_mutex_lock(&a->mu);
+	for (size_t i = 0; rc == CSA_OK && i < pending_n; i++) {
+		const json_t *row = pending_v[i].row;
+		if (pending_v[i].a != a || !row)
+			continue;
+		if (!began && sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+			char what[200];
+			snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
+			         csa_json_str(row, "ticket_id"));
+			rc = auto_db_err(a, err, what);
+			break;
+		}
+		began = 1;
+		rc = auto_insert_row(a, row, err);
+	}
+	if (began && rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = auto_db_err(a, err, "cannot commit a run's decisions");
+	if (rc)
+		auto_rollback_locked(a);
+	pthread_mutex_unlock(&a->mu);
+
+	struct csa_ledger_rec *recs = rc ? NULL : calloc(pending_n ? pending_n : 1, sizeof(*recs));
+	size_t nrecs = 0;
+	for (size_t i = 0; rc == CSA_OK && i < pending_n; i++) {
+		const json_t *au = pending_v[i].audit;
+		if (pending_v[i].a != a || !au)
+			continue;
+		if (recs)
+			recs[nrecs++] =
+			    (struct csa_ledger_rec){"decision", csa_json_str(au, "ticket_id"),
+			                            json_object_get(au, "payload")};
+		else /* out of memory: one by one */
+			csa_ledger_append(a->ledger, "decision", csa_json_str(au, "ticket_id"),
+			                  json_object_get(au, "payload"), NULL, NULL);
+	}
+	struct csa_err lerr = {0};
+	int lrc = nrecs ? csa_ledger_append_many(a->ledger, recs, nrecs, NULL, &lerr) : CSA_OK;
+	free(recs);
+	if (nrecs && (lrc != CSA_OK) != atomic_load(&a->ledger_failing)) {
+		pthread_mutex_lock(&a->mu);
+		auto_ledger_health_locked(a, lrc, &lerr);
+		pthread_mutex_unlock(&a->mu);
+	}
+
+	size_t keep = 0;
+	for (size_t i = 0; i < pending_n; i++) {
+		if (pending_v[i].a != a) {
+			pending_v[keep++] = pending_v[i];
+			continue;
+		}
+		json_decref(pending_v[i].row);
+		json_decref(pending_v[i].audit);
+	}
+	pending_n = keep;
+	if (!pending_n) {
+		free(pending_v);
+		pending_v = NULL;
+		pending_cap = 0;
+	}
+	return rc;
+}
+
+/* The run's ticket was not committed (the pipeline's commit failed after
+ * decisions_done): its decisions never happened, so their rows and review
+ * tasks go, in one transaction, and the ledger, which already holds their
+ * records, says why they are void. Called under the ticket's lock. */
+void auto_run_abandoned(void *ctx, const char *ticket_id, const char *const *ids, size_t n,
+                        const struct csa_err *why)
+{
+	struct csa_auto *a = ctx;
+	pthread_mutex_lock(&a->mu);
+	sqlite3_stmt *dd = NULL, *dt = NULL;
+	int ok = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(a->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
+	                            &dd, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(a->db,
+	                            "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
+	                            "AND decision_id < ?2",
+	                            -1, &dt, NULL) == SQLITE_OK;
+	/* a decision's rows are "<id>#<type>": every key from "<id>#" up to,
+	 * not including, "<id>$" ('$' follows '#') */
+	for (size_t i = 0; ok && i < n; i++) {
+		char lo[CSA_ID_MAX + 64], hi[CSA_ID_MAX + 64];
+		snprintf(lo, sizeof(lo), "%s#", ids[i] ? ids[i] : "");
+		snprintf(hi, sizeof(hi), "%s$", ids[i] ? ids[i] : "");
+		for (int k = 0; k < 2; k++) {
+			sqlite3_stmt *st = k ? dt : dd;
+			sqlite3_bind_text(st, 1, lo, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
+			if (k)
+				sqlite3_bind_text(st, 3, ticket_id, -1, SQLITE_STATIC);
+			ok = ok && auto_step_done(st);
+		}
+	}
+	sqlite3_finalize(dd);
+	sqlite3_finalize(dt);
+	ok = ok && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	if (!ok)
+		auto_rollback_locked(a);
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, json_string(ids[i] ? ids[i] : ""));
+	json_t *rec = json_pack("{s:o, s:s, s:b}", "decision_ids", list, "reason",
+	                        why ? why->msg : "", "rows_removed", ok);
+	pthread_mutex_unlock(&a->mu);
+	csa_ledger_append(a->ledger, "abandoned", ticket_id, rec, NULL, NULL);
+	json_decref(rec);
+}
+
+/* A customer-facing strategy (automation.customer_facing_strategies: a
+ * resolution sent to the customer) is chosen for the ticket's category and
+ * its articles; it goes out autonomously only when that category was
+ * confident enough to be applied autonomously too. */
+static int waits_for_category(const struct csa_auto *a, const char *type,
+                              const struct csa_flow_decision *d)
+{
+	return strcmp(type, "strategy") == 0 && !d->category_autonomous && d->value &&
+	       csa_config_in_list(auto_cfg(a), "automation.customer_facing_strategies", d->value);
+}
+
+/* The automation.db row of a decision, from the automation block that
+ * on_decision writes into T and the ledger ('info'): after a power loss
+ * took the row, the ticket alone gives it back (auto_recover()). */
+json_t *auto_row_of(struct csa_auto *a, const char *ticket_id, const char *type, const json_t *info,
+                    int64_t created_ms, const json_t *alternatives)
+{
+	/* one agent decision can carry two decision types (classifier:
+	 * category and priority): the log keys them apart */
+	char key[200];
+	snprintf(key, sizeof(key), "%s#%s", csa_json_str(info, "decision_id"), type);
+	const char *review = csa_json_str(info, "review");
+	int decide = !review || strcmp(review, "decide") == 0;
+	double confidence = csa_json_num(info, "confidence", 0);
+	double threshold = csa_json_num(info, "threshold", -1);
+	int critical = json_is_true(json_object_get(info, "critical"));
+	int phase = csa_phase_num(csa_json_str(info, "phase"));
+	if (!phase)
+		phase = 1;
+	/* most valuable first: humans are needed most where the AI is least
+	 * sure, on critical tickets, and to unblock tickets */
+	double score = (1 - confidence) + (critical ? 1.0 : 0) + (decide ? 0.5 : 0);
+	int64_t delay =
+	    decide ? 0 : (int64_t)(auto_cfg_num(a, "automation.review_delay_minutes", 60) * 60000);
+	char *alts = alternatives ? json_dumps(alternatives, JSON_COMPACT) : NULL;
+	json_t *row = json_pack(
+	    "{s:s, s:s, s:s, s:s?, s:i, s:s?, s:f, s:f, s:b, s:b, s:I, s:s?, s:b, s:f, "
+	    "s:s?, s:f, s:I, s:s?}",
+	    "key", key, "ticket_id", ticket_id, "type", type, "segment",
+	    csa_json_str(info, "segment"), "phase", phase, "value", csa_json_str(info, "value"),
+	    "confidence", confidence, "threshold", threshold < 0 ? 2.0 : threshold, "autonomous",
+	    json_is_true(json_object_get(info, "autonomous")), "critical", critical, "created_ms",
+	    (json_int_t)created_ms, "model", csa_json_str(info, "model"), "shown", phase >= 2,
+	    "weight", csa_json_num(info, "review_weight", 1), "task",
+	    decide                         ? "decide"
+	    : strcmp(review, "audit") == 0 ? "audit"
+	                                   : NULL,
+	    "score", score, "due_ms", (json_int_t)(created_ms + delay), "alternatives", alts);
+	free(alts);
+	return row;
+}
+
+int auto_on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit)
+{
+	struct csa_auto *a = ctx;
+	const char *type = csa_dtype_name(d->type);
+	if (!auto_type_tracked(a, type))
+		return 0;
+	const char *segment = d->segment ? d->segment : "-";
+	int64_t now = csa_now_ms();
+	pthread_mutex_lock(&a->mu);
+	int phase = auto_segment_phase(a, type, segment);
+	/* a decision whose error would be critical clears the critical target,
+	 * on a critical ticket or not */
+	int strict = d->critical || csa_auto_wrong_is_critical(a, type, d->value);
+	const struct thr *t = auto_threshold_of(a, type, segment, strict);
+	double threshold = t ? t->threshold : 2.0;
+	int confident = phase >= 3 && d->confidence >= threshold;
+	int held = confident && waits_for_category(a, type, d);
+	int autonomous = confident && !held;
+	const char *review = "decide";
+	double review_p = 1;
+	if (autonomous) {
+		/* counted up to 20 half-lives, past which the sampling rate is at
+		 * its floor: the cost stays bounded as the history grows */
+		double half_life = auto_cfg_num(a, "automation.review_half_life", 200);
+		int64_t reviewed_auto = 0;
+		sqlite3_stmt *st = auto_kept(a, KEPT_REVIEWED_AUTO,
+		                             "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
+		                             "autonomous = 1 AND final IS "
+		                             "NOT NULL AND type = ?1 AND segment = ?2 LIMIT ?3)");
+		if (st) {
+			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 3, (sqlite3_int64)(20 * fmax(half_life, 1)) + 1);
+			if (sqlite3_step(st) == SQLITE_ROW)
+				reviewed_auto = sqlite3_column_int64(st, 0);
+			sqlite3_reset(st);
+		}
+		review_p = csa_review_probability(
+		    (size_t)reviewed_auto, auto_cfg_num(a, "automation.review_floor", 0.05),
+		    half_life, d->confidence, 0.95,
+		    auto_cfg_num(a, "automation.review_uncertain_share", 0.7));
+		/* deterministic per decision: replays repeat exactly */
+		double u = (double)(hash64(d->decision_id) >> 11) / 9007199254740992.0;
+		review = u < review_p ? "audit" : "none";
+	}
+	pthread_mutex_unlock(&a->mu);
+	json_t *info = json_pack(
+	    "{s:s, s:s, s:s, s:f, s:f, s:s, s:b, s:s, s:s?, s:s?, s:b, s:f}", "decision_id",
+	    d->decision_id, "decision_type", type, "segment", segment, "confidence", d->confidence,
+	    "threshold", threshold > 1 ? -1.0 : threshold, "phase",
+	    (const char *[]){"", "PHASE_1", "PHASE_2", "PHASE_3", "PHASE_4", "PHASE_5"}[phase],
+	    "autonomous", autonomous, "review", review, "model", d->model_version, "input_digest",
+	    d->input_digest, "critical", d->critical, "review_weight",
+	    review_p > 0 ? 1 / review_p : 1);
+	json_object_set_new(info, "value", json_string(d->value));
+	if (held)
+		json_object_set_new(info, "held", json_string("category not applied autonomously"));
+	/* the row goes in with the run's other decisions (decisions_done) */
+	json_t *row = auto_row_of(a, d->ticket_id, type, info, now, d->alternatives);
+	/* a copy: the ledger records the decision as it was made */
+	json_t *rec =
+	    json_pack("{s:s, s:o}", "ticket_id", d->ticket_id, "payload", json_deep_copy(info));
+	if (!rec)
+		csa_ledger_append(a->ledger, "decision", d->ticket_id, info, NULL, NULL);
+	pending_add(a, row, rec);
+	json_object_set_new(audit, type, info);
+	return autonomous;
+}

@@ -1,0 +1,173 @@
+/*
+ * Private to src/automation/: the controller's state (struct csa_auto) and
+ * the internals its jobs share. control.h is the public API; each job
+ * lives in its own file:
+ *
+ *   control.c          open/close, configuration snapshot, segment phases
+ *                      of automation/state.json, labels of a decision type
+ *   auto_db.c          automation.db: schema, kept statements, row writes
+ *   auto_intake.c      a pipeline run's decisions (the flow hooks)
+ *   auto_thresholds.c  autonomy thresholds and readiness
+ *   auto_review.c      the review queue and a person's decision
+ *   auto_alerts.c      alerts and the ledger's health
+ *   auto_gates.c       phase gates
+ *   auto_phases.c      phase status, changes and the workspace's advance
+ *   auto_rollback.c    rollback points
+ *   auto_monitor.c     the quality monitor and the periodic tick
+ *   auto_kpi.c         KPIs
+ *   auto_recovery.c    recovery after an unclean stop
+ *
+ * Unless a function says otherwise, its caller holds a->mu.
+ */
+#ifndef CSA_AUTOMATION_AUTO_INTERNAL_H
+#define CSA_AUTOMATION_AUTO_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include "automation/control.h"
+#include "automation/stats.h"
+#include "base/config.h"
+#include "base/err.h"
+
+struct csa_flow_decision;
+
+#define PATH_SZ 4096
+
+struct thr {
+	char key[200]; /* type/segment/critical */
+	double threshold;
+	double type_threshold;  /* the type's threshold it was computed for */
+	struct csa_readiness r; /* over the slice it would automate */
+	size_t reviewed;        /* the segment's reviewed decisions in the window */
+	int computed, had_reviews;
+	int64_t newest_ms; /* the newest review it was computed with */
+};
+
+/* Statements run for every decision, prepared once (see auto_kept()). */
+enum {
+	KEPT_REVIEWED,
+	KEPT_REVIEWED_TYPE,
+	KEPT_REVIEWED_AUTO,
+	KEPT_INSERT_DECISION,
+	KEPT_INSERT_TASK,
+	KEPT_COUNT
+};
+
+/* The configurations the controller has read: see auto_cfg(). */
+struct cfg_seen {
+	pthread_mutex_t mu;
+	const struct csa_config *now;  /* the newest, one reference held */
+	const struct csa_config **old; /* earlier ones, released at close */
+	size_t nold;
+};
+
+struct csa_auto {
+	struct csa_ws *ws;
+	struct cfg_seen *cfg;
+	struct csa_pipeline *pipe;
+	sqlite3 *db;
+	struct csa_walckpt *ckpt; /* automation.db's checkpoints, off the decision path */
+	pthread_mutex_t mu;
+	pthread_cond_t decided; /* a claimed review task was closed or released */
+	struct csa_ledger *ledger;
+	/* the last append failed: AUDIT_LEDGER_FAILURE is open; written under mu */
+	_Atomic int ledger_failing;
+	char db_path[PATH_SZ];
+	char open_marker[PATH_SZ]; /* automation/open/<random>.live, locked while open */
+	int open_fd;
+	json_t *recovery; /* what the recovery after an unclean stop did, or NULL */
+	char ledger_path[PATH_SZ];
+	char state_path[PATH_SZ];
+	json_t *state; /* {"segments": {"type/segment": phase}} */
+	/* the last save of state failed: what is in effect here is not on
+	 * disk yet (every tick tries again and reports it) */
+	int state_unsaved;
+	struct csa_err state_err;
+	struct thr *thr;
+	size_t nthr, capthr;
+	int64_t reviews;                /* reviews since open, for threshold refresh */
+	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
+	/* Within one evaluation (a tick, `phase evaluate`, an advance) the
+	 * PHASE_1 baseline and each type's own gate are computed once, not
+	 * once per segment. Reset by auto_begin_evaluation(); under mu. */
+	struct {
+		double baseline_ms; /* 0: not yet */
+		struct {
+			char type[64];
+			int phase, pass;
+		} type_gate[32];
+		size_t ntype_gate;
+	} ev;
+};
+
+/* control.c */
+void auto_begin_evaluation(struct csa_auto *a);
+const struct csa_config *auto_cfg(const struct csa_auto *a);
+double auto_cfg_num(const struct csa_auto *a, const char *path, double dflt);
+int auto_workspace_phase(const struct csa_auto *a);
+int auto_type_tracked(const struct csa_auto *a, const char *type);
+int auto_segment_phase(const struct csa_auto *a, const char *type, const char *segment);
+int auto_save_state(struct csa_auto *a, struct csa_err *err);
+int64_t auto_evidence_since(const struct csa_auto *a, const char *type, const char *segment);
+void auto_restart_evidence(struct csa_auto *a, const char *scope);
+int auto_valid_label(const struct csa_auto *a, const char *type, const char *v);
+json_t *auto_labels_of(const struct csa_auto *a, const char *type);
+
+/* auto_db.c */
+extern const char auto_schema_sql[];
+int auto_add_columns(sqlite3 *db);
+int auto_db_err(struct csa_auto *a, struct csa_err *err, const char *what);
+struct csa_outcome *auto_outcomes(struct csa_auto *a, const char *type, const char *segment,
+                                  size_t limit, size_t *n);
+int64_t auto_count_i64(struct csa_auto *a, const char *sql, const char *p1, const char *p2);
+sqlite3_stmt *auto_kept(struct csa_auto *a, int k, const char *sql);
+int auto_step_done(sqlite3_stmt *st);
+int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err);
+void auto_rollback_locked(struct csa_auto *a);
+
+/* auto_thresholds.c */
+const struct thr *auto_threshold_of(struct csa_auto *a, const char *type, const char *segment,
+                                    int critical);
+
+/* auto_intake.c: the flow hooks (flow/pipeline.h) */
+int auto_on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit);
+int auto_decisions_done(void *ctx, struct csa_err *err);
+void auto_run_abandoned(void *ctx, const char *ticket_id, const char *const *ids, size_t n,
+                        const struct csa_err *why);
+json_t *auto_row_of(struct csa_auto *a, const char *ticket_id, const char *type, const json_t *info,
+                    int64_t created_ms, const json_t *alternatives);
+
+/* auto_alerts.c */
+int auto_record_alert(struct csa_auto *a, const char *type, const char *severity, const char *scope,
+                      const json_t *detail, int *is_new, struct csa_err *err);
+void auto_announce_alert(struct csa_auto *a, const char *type, const char *severity,
+                         const char *scope, json_t *detail, json_t *events);
+int auto_raise_alert(struct csa_auto *a, const char *type, const char *severity, const char *scope,
+                     json_t *detail, json_t *events, struct csa_err *err);
+int auto_close_alert(struct csa_auto *a, const char *type, const char *scope, int *closed,
+                     struct csa_err *err);
+void auto_ledger_health_locked(struct csa_auto *a, int rc, const struct csa_err *err);
+
+/* auto_phases.c */
+void auto_set_segment_phase(struct csa_auto *a, const char *key, int phase, const char *why,
+                            json_t *events);
+void auto_demote_type(struct csa_auto *a, const char *type, int to, const char *why,
+                      json_t *events);
+int auto_set_workspace_phase(struct csa_auto *a, int phase, struct csa_err *err);
+
+/* auto_gates.c */
+json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *segment, int phase);
+int auto_type_vouches(struct csa_auto *a, const char *type, const char *seg, int phase);
+
+/* auto_rollback.c */
+int auto_make_point(struct csa_auto *a, const char *reason, const char *who, char id[64],
+                    struct csa_err *err);
+
+/* auto_recovery.c: at open, before the hooks are installed */
+int auto_mark_open(struct csa_auto *a, json_t *dead, struct csa_err *err);
+int auto_recover(struct csa_auto *a, struct csa_err *err);
+int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_err *err);
+
+#endif

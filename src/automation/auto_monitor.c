@@ -1,0 +1,277 @@
+/*
+ * The quality monitor (spec §7.1) and the periodic tick: accuracy per
+ * decision type, anomalies of PHASE_4+ segments, safety fallbacks and
+ * promotions through the gates.
+ */
+#include "automation/auto_internal.h"
+#include "automation/ledger.h"
+#include "base/json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Quality of one decision type over its recent reviewed decisions (spec
+ * §7.1) and anomalies of its segments in PHASE_4+. Caller holds a->mu. */
+static int monitor_type(struct csa_auto *a, const char *type, json_t *events, struct csa_err *err)
+{
+	/* The accuracy that matters for safety is that of the decisions the
+	 * system made by itself, judged by sampled reviews. Decisions humans
+	 * made are right by definition and say nothing about automation.
+	 * Reviews sample the least certain autonomous decisions most, so each
+	 * counts for the decisions it stands for (review_weight, 1/p): the
+	 * plain share right in the sample understates the accuracy. */
+	size_t win = (size_t)auto_cfg_num(a, "automation.monitor.window", 200);
+	size_t min_s = (size_t)auto_cfg_num(a, "automation.monitor.min_sample", 30);
+	char what[120];
+	snprintf(what, sizeof(what), "monitoring decision type %s", type);
+	sqlite3_stmt *st;
+	size_t n = 0;
+	double w = 0, wk = 0;
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        /* among the last 5,000 reviews: where little is autonomous the
+	         * tick does not read every review the type ever had */
+	        "SELECT correct, coalesce(review_weight, 1) FROM (SELECT autonomous, correct,"
+	        " review_weight, created_ms FROM decisions WHERE type = ?1 AND final IS NOT NULL"
+	        " ORDER BY reviewed_ms DESC LIMIT 5000) WHERE autonomous = 1 AND created_ms > ?3"
+	        " LIMIT ?2",
+	        -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)win);
+	sqlite3_bind_int64(st, 3, auto_evidence_since(a, type, NULL));
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		double wi = sqlite3_column_double(st, 1);
+		wi = wi > 0 ? wi : 1;
+		n++;
+		w += wi;
+		wk += sqlite3_column_int(st, 0) != 0 ? wi : 0;
+	}
+	sqlite3_finalize(st);
+	if (step != SQLITE_DONE)
+		return auto_db_err(a, err, what);
+	double acc = w > 0 ? wk / w : 1;
+	int64_t recent =
+	    auto_count_i64(a,
+	                   "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 "
+	                   "ORDER BY created_ms DESC LIMIT 200)",
+	                   type, NULL);
+	int64_t recent_auto =
+	    auto_count_i64(a,
+	                   "SELECT sum(autonomous) FROM (SELECT autonomous FROM "
+	                   "decisions WHERE type = ?1 ORDER BY created_ms DESC LIMIT 200)",
+	                   type, NULL);
+	if (recent < 0 || recent_auto < 0)
+		return auto_db_err(a, err, what);
+	double rate = recent ? (double)recent_auto / (double)recent : 0;
+	if (n < min_s)
+		return CSA_OK;
+	/* every step below runs even after one failed (an alert the table
+	 * could not take is still announced, and the demotion matters more);
+	 * the first error is returned */
+	int rc = CSA_OK;
+	double amin = auto_cfg_num(a, "automation.monitor.accuracy_min", 0.85);
+	if (acc < amin) {
+		rc = auto_raise_alert(a, "ACCURACY_DEGRADATION", "HIGH", type,
+		                      json_pack("{s:f, s:f, s:I, s:s}", "accuracy_rate", acc,
+		                                "threshold", amin, "sample", (json_int_t)n,
+		                                "recommendation",
+		                                "Increase human oversight and retrain models"),
+		                      events, err);
+		/* gradual: every autonomous segment of the type one phase down */
+		if (sqlite3_prepare_v2(a->db,
+		                       "SELECT DISTINCT segment FROM decisions WHERE type = ?1", -1,
+		                       &st, NULL) != SQLITE_OK) {
+			int r = auto_db_err(a, rc ? NULL : err, what);
+			rc = rc ? rc : r;
+		} else {
+			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+			while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+				char key[200];
+				snprintf(key, sizeof(key), "%s/%s", type,
+				         sqlite3_column_text(st, 0));
+				int ph = (int)csa_json_int(json_object_get(a->state, "segments"),
+				                           key, 1);
+				if (ph >= 3)
+					auto_set_segment_phase(a, key, ph - 1,
+					                       "accuracy degradation", events);
+			}
+			sqlite3_finalize(st);
+			if (step != SQLITE_DONE) {
+				int r = auto_db_err(a, rc ? NULL : err, what);
+				rc = rc ? rc : r;
+			}
+		}
+		/* the alert stays open until a fresh sample judges the type */
+		auto_restart_evidence(a, type);
+	} else {
+		rc = auto_close_alert(a, "ACCURACY_DEGRADATION", type, NULL, err);
+	}
+	if (rate > auto_cfg_num(a, "automation.monitor.overautomation_rate", 0.9) &&
+	    acc < auto_cfg_num(a, "automation.monitor.overautomation_accuracy", 0.9)) {
+		int r = auto_raise_alert(a, "OVERAUTOMATION_RISK", "CRITICAL", type,
+		                         json_pack("{s:f, s:f, s:s}", "autonomous_rate", rate,
+		                                   "accuracy_rate", acc, "recommendation",
+		                                   "Reduce automation threshold immediately"),
+		                         events, rc ? NULL : err);
+		rc = rc ? rc : r;
+		auto_demote_type(a, type, 2, "overautomation risk", events);
+	}
+	return rc;
+}
+
+/* PHASE_4+ anomaly detection for a segment: confidence distribution shift
+ * (PSI, older vs newer half of its recent decisions in its current phase)
+ * and accuracy drop in the reviewed sample. */
+static int anomalies(struct csa_auto *a, const char *type, const char *seg, int phase,
+                     json_t *events, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	double h[2][10] = {{0}};
+	double acc[2] = {0}, rev[2] = {0};
+	int64_t since = auto_evidence_since(a, type, seg);
+	char scope[200], what[260];
+	snprintf(scope, sizeof(scope), "%s/%s", type, seg);
+	snprintf(what, sizeof(what), "looking for anomalies in %s", scope);
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
+	                       "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
+	                       "ORDER BY created_ms DESC LIMIT 400",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, seg, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, since);
+	sqlite3_bind_int(st, 4, phase);
+	/* newest first; -1: not reviewed */
+	double conf[400];
+	int right[400];
+	int n = 0, step = SQLITE_DONE;
+	while (n < 400 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		conf[n] = sqlite3_column_double(st, 0);
+		right[n++] =
+		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
+	}
+	sqlite3_finalize(st);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return auto_db_err(a, err, what);
+	if (n < 100)
+		return CSA_OK;
+	for (int i = 0; i < n; i++) {
+		int half = i < n / 2 ? 1 : 0; /* 1 = recent */
+		int b = (int)(conf[i] * 10);
+		h[half][b < 0 ? 0 : b > 9 ? 9 : b] += 1;
+		if (right[i] >= 0) {
+			rev[half] += 1;
+			acc[half] += right[i];
+		}
+	}
+	/* as in monitor_type: every step runs, the first error is returned */
+	int rc, r = CSA_OK;
+	double psi = csa_psi(h[0], h[1], 10);
+	if (psi > auto_cfg_num(a, "automation.monitor.psi_alert", 0.25))
+		rc = auto_raise_alert(a, "ANOMALY_CONFIDENCE_SHIFT", "HIGH", scope,
+		                      json_pack("{s:f}", "psi", psi), events, err);
+	else
+		rc = auto_close_alert(a, "ANOMALY_CONFIDENCE_SHIFT", scope, NULL, err);
+	if (rev[0] >= 20 && rev[1] >= 20) {
+		double old = acc[0] / rev[0], now = acc[1] / rev[1];
+		if (old - now > auto_cfg_num(a, "automation.monitor.accuracy_drop", 0.1)) {
+			r = auto_raise_alert(a, "ANOMALY_ACCURACY_DROP", "HIGH", scope,
+			                     json_pack("{s:f, s:f}", "before", old, "recent", now),
+			                     events, rc ? NULL : err);
+			int ph = (int)csa_json_int(json_object_get(a->state, "segments"), scope, 1);
+			if (ph >= 3) {
+				auto_set_segment_phase(a, scope, ph - 1, "accuracy drop", events);
+				auto_restart_evidence(a, scope);
+			}
+		} else {
+			r = auto_close_alert(a, "ANOMALY_ACCURACY_DROP", scope, NULL,
+			                     rc ? NULL : err);
+		}
+	}
+	return rc ? rc : r;
+}
+
+int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out,
+                  struct csa_err *err)
+{
+	json_t *events = json_array();
+	pthread_mutex_lock(&a->mu);
+	auto_begin_evaluation(a);
+	int w = auto_workspace_phase(a), rc = CSA_OK;
+	/* segments follow their own evidence up to the workspace phase */
+	sqlite3_stmt *st;
+	int step = SQLITE_DONE;
+	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions", -1, &st,
+	                       NULL) != SQLITE_OK) {
+		rc = auto_db_err(a, err, "listing the segments");
+	} else {
+		while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *type = (const char *)sqlite3_column_text(st, 0);
+			const char *seg = (const char *)sqlite3_column_text(st, 1);
+			char key[200];
+			snprintf(key, sizeof(key), "%s/%s", type, seg);
+			int own = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
+			if (own >= 4) {
+				int r = anomalies(a, type, seg, own, events, rc ? NULL : err);
+				rc = rc ? rc : r;
+			}
+			/* nothing is promoted once the database failed */
+			if (rc || own >= w || own >= 5)
+				continue;
+			json_t *g = auto_evaluate_gate(a, type, seg, own);
+			if (json_is_true(json_object_get(g, "pass")))
+				auto_set_segment_phase(a, key, own + 1, "gate passed", events);
+			else if (auto_type_vouches(a, type, seg, own))
+				auto_set_segment_phase(
+				    a, key, own + 1,
+				    "decision type's gate passed, segment not worse", events);
+			json_decref(g);
+		}
+		sqlite3_finalize(st);
+		if (step != SQLITE_DONE && rc == CSA_OK)
+			rc = auto_db_err(a, err, "listing the segments");
+	}
+	size_t i;
+	json_t *t;
+	json_array_foreach(csa_config_get(auto_cfg(a), "automation.decision_types"), i, t)
+	{
+		int r = monitor_type(a, json_string_value(t), events, rc ? NULL : err);
+		rc = rc ? rc : r;
+	}
+	/* a monitor that could not see or record everything advances nothing */
+	if (advance_workspace && w < 5 && rc == CSA_OK) {
+		json_t *g = auto_evaluate_gate(a, NULL, NULL, w);
+		int pass = json_is_true(json_object_get(g, "pass"));
+		json_decref(g);
+		if (pass) {
+			char id[64];
+			if ((rc = auto_make_point(a, "before advancing", "auto", id, err)) ==
+			        CSA_OK &&
+			    (rc = auto_set_workspace_phase(a, w + 1, err)) == CSA_OK) {
+				json_t *rec = json_pack("{s:s, s:i, s:i, s:s, s:s}", "scope",
+				                        "workspace", "from", w, "to", w + 1,
+				                        "rollback_point", id, "by", "auto");
+				csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
+				json_array_append_new(events,
+				                      json_pack("{s:s, s:o}", "event",
+				                                "phase_change", "change", rec));
+			}
+		}
+	}
+	/* a phase change or demotion that did not reach the disk (now or at
+	 * an earlier save) is written again, and reported while it fails */
+	if (a->state_unsaved && auto_save_state(a, NULL) && rc == CSA_OK)
+		rc = csa_error(err, a->state_err.code ? a->state_err.code : CSA_EIO,
+		               "the automation state is in effect but not saved: %s",
+		               a->state_err.msg);
+	pthread_mutex_unlock(&a->mu);
+	if (events_out)
+		*events_out = events;
+	else
+		json_decref(events);
+	return rc;
+}

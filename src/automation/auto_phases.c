@@ -1,0 +1,167 @@
+/*
+ * Phases: the phase of each segment and of the workspace, their status and
+ * gate evaluation, advancing the workspace and demoting a decision type.
+ */
+#include "automation/auto_internal.h"
+#include "automation/ledger.h"
+#include "base/json.h"
+#include "store/ws.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void auto_set_segment_phase(struct csa_auto *a, const char *key, int phase, const char *why,
+                            json_t *events)
+{
+	json_t *segs = json_object_get(a->state, "segments");
+	int from = (int)csa_json_int(segs, key, 1);
+	if (from == phase)
+		return;
+	json_object_set_new(segs, key, json_integer(phase));
+	auto_save_state(a, NULL);
+	/* thresholds of the segment are recomputed from here on */
+	a->nthr = 0;
+	json_t *rec = json_pack("{s:s, s:i, s:i, s:s}", "segment", key, "from", from, "to", phase,
+	                        "reason", why);
+	csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
+	if (events)
+		json_array_append_new(
+		    events, json_pack("{s:s, s:O}", "event", "phase_change", "change", rec));
+	json_decref(rec);
+}
+
+/* Every known segment of a type down to phase 'to' (if above). */
+void auto_demote_type(struct csa_auto *a, const char *type, int to, const char *why, json_t *events)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT segment FROM decisions WHERE type = ?1", -1,
+	                       &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		char key[200];
+		snprintf(key, sizeof(key), "%s/%s", type, sqlite3_column_text(st, 0));
+		if (csa_json_int(json_object_get(a->state, "segments"), key, 1) > to)
+			auto_set_segment_phase(a, key, to, why, events);
+	}
+	sqlite3_finalize(st);
+	auto_restart_evidence(a, type);
+}
+
+/* ---- phases ------------------------------------------------------------- */
+
+int auto_set_workspace_phase(struct csa_auto *a, int phase, struct csa_err *err)
+{
+	return csa_ws_set_phase(a->ws, phase, err);
+}
+
+static json_t *segments_json(struct csa_auto *a)
+{
+	json_t *segs = json_array();
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return segs;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *type = (const char *)sqlite3_column_text(st, 0);
+		const char *seg = (const char *)sqlite3_column_text(st, 1);
+		int ph = auto_segment_phase(a, type, seg);
+		const struct thr *t = auto_threshold_of(a, type, seg, 0);
+		json_array_append_new(
+		    segs,
+		    json_pack(
+		        "{s:s, s:s, s:i, s:o, s:f, s:I, s:I, s:f, s:f, s:f}", "decision_type", type,
+		        "segment", seg, "phase", ph, "autonomy_threshold",
+		        t && t->threshold <= 1 ? json_real(t->threshold) : json_null(), "readiness",
+		        t ? t->r.score : 0.0, "reviewed", (json_int_t)(t ? t->reviewed : 0),
+		        "readiness_reviewed", (json_int_t)(t ? t->r.n : 0), "success_rate",
+		        t ? t->r.success_rate : 0.0, "consistency", t ? t->r.consistency : 0.0,
+		        "confidence_accuracy", t ? t->r.confidence_accuracy : 0.0));
+	}
+	sqlite3_finalize(st);
+	return segs;
+}
+
+int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
+{
+	pthread_mutex_lock(&a->mu);
+	int64_t open = auto_count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL);
+	if (open < 0) {
+		int rc = auto_db_err(a, err, "counting the open alerts");
+		pthread_mutex_unlock(&a->mu);
+		return rc;
+	}
+	char ph[8];
+	snprintf(ph, sizeof(ph), "PHASE_%d", auto_workspace_phase(a));
+	*out = json_pack("{s:s, s:o, s:I}", "phase", ph, "segments", segments_json(a),
+	                 "open_alerts", (json_int_t)open);
+	if (a->state_unsaved)
+		json_object_set_new(*out, "state_not_saved", json_string(a->state_err.msg));
+	if (a->recovery)
+		json_object_set(*out, "recovery", a->recovery);
+	pthread_mutex_unlock(&a->mu);
+	return CSA_OK;
+}
+
+int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *err)
+{
+	(void)err;
+	pthread_mutex_lock(&a->mu);
+	auto_begin_evaluation(a);
+	int w = auto_workspace_phase(a);
+	json_t *segs = json_array();
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *type = (const char *)sqlite3_column_text(st, 0);
+			const char *seg = (const char *)sqlite3_column_text(st, 1);
+			json_t *g =
+			    auto_evaluate_gate(a, type, seg, auto_segment_phase(a, type, seg));
+			json_object_set_new(g, "decision_type", json_string(type));
+			json_object_set_new(g, "segment", json_string(seg));
+			json_array_append_new(segs, g);
+		}
+		sqlite3_finalize(st);
+	}
+	*out = json_pack("{s:o, s:o}", "workspace", auto_evaluate_gate(a, NULL, NULL, w),
+	                 "segments", segs);
+	pthread_mutex_unlock(&a->mu);
+	return CSA_OK;
+}
+
+int csa_auto_phase_advance(struct csa_auto *a, const char *who, int force, json_t **out,
+                           struct csa_err *err)
+{
+	pthread_mutex_lock(&a->mu);
+	auto_begin_evaluation(a);
+	int w = auto_workspace_phase(a), rc = CSA_OK;
+	json_t *gate = auto_evaluate_gate(a, NULL, NULL, w);
+	if (w >= 5) {
+		rc = csa_error(err, CSA_ESTATE, "already in PHASE_5");
+		goto out;
+	}
+	if (!force && !json_is_true(json_object_get(gate, "pass"))) {
+		rc = csa_error(err, CSA_ESTATE,
+		               "the gate from PHASE_%d is closed (see 'csa phase evaluate'; "
+		               "--force to override)",
+		               w);
+		goto out;
+	}
+	char id[64];
+	if ((rc = auto_make_point(a, "before advancing", who, id, err)))
+		goto out;
+	if ((rc = auto_set_workspace_phase(a, w + 1, err)))
+		goto out;
+	json_t *rec = json_pack("{s:s, s:i, s:i, s:s, s:s?, s:b}", "scope", "workspace", "from", w,
+	                        "to", w + 1, "rollback_point", id, "by", who, "forced",
+	                        force && !json_is_true(json_object_get(gate, "pass")));
+	csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
+	json_object_set_new(rec, "gate", json_incref(gate));
+	*out = rec;
+out:
+	json_decref(gate);
+	pthread_mutex_unlock(&a->mu);
+	return rc;
+}
