@@ -9,7 +9,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_OPTS ?=
 
 .PHONY: all deps build release asan test test-fast run format bench-store bench-model \
-        bench-pipeline bench-server fuzz clean
+        bench-pipeline bench-server bench-decide-race fuzz clean
 
 all: build
 
@@ -75,6 +75,11 @@ bench-model: build
 bench-pipeline: build
 	@cmake --build $(BUILD) --target bench_pipeline >/dev/null
 	@./$(BUILD)/bench_pipeline
+
+# Four reviewers decide each of 15 review tasks at once over HTTP: how many
+# were told they won (exactly one may).
+bench-decide-race: build
+	@./bench/decide-race.sh $(BUILD)/csa 15 600
 
 bench-server: build
 	@CSA_DEPS_BENCH=1 ./scripts/deps.sh || true

@@ -576,11 +576,13 @@ static int has_event(json_t *ev, const char *what)
 	return hit;
 }
 
+static int segment_phase(const char *key);
+
 static void alerts_and_safety_fallbacks(void **state)
 {
 	(void)state;
 	struct csa_err err = {0};
-	json_t *ev, *st;
+	json_t *ev;
 	/* accurate autonomy: quiet */
 	set_segment("priority/P", 3);
 	set_segment("priority/Q", 3);
@@ -602,10 +604,10 @@ static void alerts_and_safety_fallbacks(void **state)
 	assert_null(strstr(s, "OVERAUTOMATION_RISK"));
 	free(s);
 	json_decref(ev);
-	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
-	s = json_dumps(st, 0);
-	json_decref(st);
-	free(s);
+	/* each autonomous segment of the type one phase down (PHASE_3 -> 2),
+	 * in state.json; phase status shows it (capped by the workspace's) */
+	assert_int_equal(segment_phase("priority/P"), 2);
+	assert_int_equal(segment_phase("priority/Q"), 2);
 	json_t *al;
 	assert_int_equal(csa_auto_alerts(fx.a, 1, &al, &err), 0);
 	assert_int_equal(json_array_size(al), 1);

@@ -336,307 +336,383 @@ static int remove_tree(const char *dir, struct csa_err *err)
 	return CSA_OK;
 }
 
-int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err)
+/* ---- the run ------------------------------------------------------------ */
+
+/* One replay's state, from the stream read to the report written. */
+struct replay {
+	const struct csa_replay_opts *o;
+	struct stream s;
+	char dir[4096]; /* the scratch (or --workdir) workspace */
+	struct csa_ws *ws;
+	struct csa_pipeline *p;
+	struct csa_auto *a;
+	struct rng rng;    /* the simulated people's choices */
+	size_t n;          /* tickets after the bootstrap */
+	struct tally *per; /* per ticket */
+	int *phase_at;     /* the workspace's phase when each ticket arrived */
+	json_t *types;     /* per decision type counters */
+	json_t *events;    /* the controller's events, with the ticket they came at */
+	/* the decision types are fixed for the replay: the first snapshot's */
+	const struct csa_config *cfg0;
+	json_t *dtypes;
+	struct phase_row ph[64]; /* phases as the stream lived them */
+	size_t nph;
+};
+
+static int load_stream(const struct csa_replay_opts *o, struct stream *s, struct csa_err *err)
 {
-	int64_t t0 = csa_mono_ns();
-	struct stream s = {0};
-	int rc = CSA_OK;
-	*report = NULL;
 	char *files = strdup(o->data ? o->data : "");
+	int rc = CSA_OK;
 	if (!files)
 		return csa_error(err, CSA_ENOMEM, "out of memory reading the replay's --data");
 	for (char *save = NULL, *f = strtok_r(files, ",", &save); f && rc == CSA_OK;
 	     f = strtok_r(NULL, ",", &save))
-		rc = o->text_col ? load_csv(f, o->text_col, o->label_col, o->seed, &s, err)
-		                 : load_jsonl(f, &s, err);
+		rc = o->text_col ? load_csv(f, o->text_col, o->label_col, o->seed, s, err)
+		                 : load_jsonl(f, s, err);
 	free(files);
-	if (rc == CSA_OK && s.n <= o->bootstrap)
+	if (rc == CSA_OK && s->n <= o->bootstrap)
 		rc = csa_error(err, CSA_EINVAL,
 		               "replay needs more than the %u bootstrap tickets, got %zu",
-		               o->bootstrap, s.n);
-	char dir[4096] = "";
-	struct csa_ws *ws = NULL;
-	struct csa_pipeline *p = NULL;
-	struct csa_auto *a = NULL;
-	if (rc == CSA_OK)
-		rc = setup_workspace(o, &s, dir, sizeof(dir), err);
-	if (rc == CSA_OK)
-		rc = csa_ws_open(dir, &ws, err);
+		               o->bootstrap, s->n);
+	return rc;
+}
 
-	/* Bootstrap: the first tickets are history the team already decided. */
+/* The workspace, its history (the first tickets, which the team already
+ * decided), the models trained on it, the pipeline and the controller. */
+static int open_replay(struct replay *r, struct csa_err *err)
+{
+	const struct csa_replay_opts *o = r->o;
+	int rc = setup_workspace(o, &r->s, r->dir, sizeof(r->dir), err);
+	if (rc == CSA_OK)
+		rc = csa_ws_open(r->dir, &r->ws, err);
 	for (size_t i = 0; rc == CSA_OK && i < o->bootstrap; i++) {
 		struct csa_ticket tk;
-		const struct csa_config *cfg = csa_ws_config(ws);
-		rc = csa_import_ticket(cfg, s.t[i], i + 1, &tk, err);
+		const struct csa_config *cfg = csa_ws_config(r->ws);
+		rc = csa_import_ticket(cfg, r->s.t[i], i + 1, &tk, err);
 		csa_config_unref(cfg);
 		if (rc == CSA_OK) {
-			rc = csa_store_commit(ws->store, &tk, CSA_DOC_ALL, err);
+			rc = csa_store_commit(r->ws->store, &tk, CSA_DOC_ALL, err);
 			csa_ticket_release(&tk);
 		}
 	}
 	json_t *tr = NULL;
-	if (rc == CSA_OK && (rc = csa_import_train(ws, (unsigned)o->seed, &tr, err)) == CSA_OK)
+	if (rc == CSA_OK && (rc = csa_import_train(r->ws, (unsigned)o->seed, &tr, err)) == CSA_OK)
 		json_decref(tr);
 	if (rc == CSA_OK)
-		rc = csa_pipeline_open(ws, &p, err);
+		rc = csa_pipeline_open(r->ws, &r->p, err);
 	if (rc == CSA_OK)
-		rc = csa_auto_open(ws, p, &a, err);
+		rc = csa_auto_open(r->ws, r->p, &r->a, err);
+	if (rc)
+		return rc;
+	r->rng = (struct rng){o->seed * 0x9E3779B97F4A7C15ULL + 7};
+	r->n = r->s.n - o->bootstrap;
+	r->per = calloc(r->n ? r->n : 1, sizeof(*r->per));
+	r->phase_at = calloc(r->n ? r->n : 1, sizeof(int));
+	r->types = json_object();
+	r->events = json_array();
+	if (!r->per || !r->phase_at || !r->types || !r->events)
+		return csa_error(err, CSA_ENOMEM, "out of memory for a replay of %zu tickets",
+		                 r->n);
+	r->cfg0 = csa_ws_config(r->ws);
+	r->dtypes = csa_config_get(r->cfg0, "automation.decision_types");
+	return CSA_OK;
+}
 
-	struct rng rng = {o->seed * 0x9E3779B97F4A7C15ULL + 7};
-	size_t n = s.n - o->bootstrap;
-	struct tally *per = calloc(n ? n : 1, sizeof(*per));
-	int *phase_at = calloc(n ? n : 1, sizeof(int));
-	json_t *types = json_object(), *events = json_array();
-	if (rc == CSA_OK && (!per || !phase_at || !types || !events))
-		rc = csa_error(err, CSA_ENOMEM, "out of memory for a replay of %zu tickets", n);
-	/* the decision types are fixed for the replay: the first snapshot's */
-	const struct csa_config *cfg0 = ws ? csa_ws_config(ws) : NULL;
-	json_t *dtypes = cfg0 ? csa_config_get(cfg0, "automation.decision_types") : NULL;
-	for (size_t i = 0; rc == CSA_OK && i < n; i++) {
-		json_t *h = s.t[o->bootstrap + i];
-		json_t *gold = json_object_get(h, "gold");
-		/* the ticket as it arrives: its first message, no gold */
-		json_t *doc = json_object();
-		static const char *const keys[] = {"ticket_id", "client_name", "company_name",
-		                                   "customer",  "platform",    "channel"};
-		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
-			if (json_object_get(h, keys[k]))
-				json_object_set(doc, keys[k], json_object_get(h, keys[k]));
-		json_t *first = json_deep_copy(json_array_get(json_object_get(h, "messages"), 0));
-		json_object_set_new(doc, "messages",
-		                    json_pack("[o]", first ? first : json_object()));
-		char fake_now[32];
-		int64_t created;
-		if (csa_ts_parse(csa_json_str(h, "created_at"), &created) == 0) {
-			snprintf(fake_now, sizeof(fake_now), "%lld", (long long)created);
-			setenv("CSA_FAKE_NOW_MS", fake_now, 1);
-		}
-		json_t *res = NULL;
-		rc = csa_pipeline_ingest(p, doc, &res, err);
-		json_decref(doc);
-		if (rc)
-			break;
-		const char *tid = csa_json_str(res, "ticket_id");
-		phase_at[i] = csa_ws_phase(ws);
-		struct tally *t = &per[i];
-		t->tickets = 1;
-		/* what the AI did, judged against the gold */
-		static const char *const agents[] = {"classifier", "selector", "escalation"};
-		static const char *const vkeys[] = {"category", "priority", "strategy",
-		                                    "escalation_path"};
-		for (int ag = 0; ag < 3; ag++) {
-			json_t *dec = json_object_get(
-			    json_object_get(json_object_get(res, "agent_decisions"), agents[ag]),
-			    "decision");
-			json_t *applied = json_object_get(dec, "applied_autonomously");
-			const char *k;
-			json_t *v;
-			json_object_foreach(applied, k, v)
-			{
-				const char *vk = strcmp(k, "escalation") == 0 ? vkeys[3] : k;
-				const char *ai = csa_json_str(dec, vk);
-				const char *g = gold_of(gold, k);
-				int right = ai && g && strcmp(ai, g) == 0;
-				json_t *ty = json_object_get(types, k);
-				if (!ty) {
-					ty = json_pack("{s:i, s:i, s:i}", "decisions", 0,
-					               "autonomous", 0, "autonomous_correct", 0);
-					json_object_set_new(types, k, ty);
-				}
-				json_object_set_new(
-				    ty, "decisions",
-				    json_integer(csa_json_int(ty, "decisions", 0) + 1));
-				t->decisions++;
-				if (json_is_true(v)) {
-					t->autonomous++;
-					t->auto_correct += right;
-					json_object_set_new(
-					    ty, "autonomous",
-					    json_integer(csa_json_int(ty, "autonomous", 0) + 1));
-					json_object_set_new(
-					    ty, "autonomous_correct",
-					    json_integer(csa_json_int(ty, "autonomous_correct", 0) +
-					                 right));
-					const char *gp = csa_json_str(gold, "priority");
-					if (!right && ((gp && strcmp(gp, "CRITICAL") == 0) ||
-					               (strcmp(k, "strategy") == 0 &&
-					                strcmp(ai, "AUTOMATED_RESOLUTION") == 0)))
-						t->critical_errors++;
-				}
-			}
-		}
-		/* the human works this ticket's tasks */
-		json_t *tasks = NULL;
-		if (tid && (rc = csa_auto_review_for_ticket(a, tid, &tasks, err)) == CSA_OK) {
-			size_t k;
-			json_t *task;
-			json_array_foreach(tasks, k, task)
-			{
-				const char *type = csa_json_str(task, "decision_type");
-				const char *g = gold_of(gold, type);
-				json_t *labels = json_object_get(task, "labels");
-				const char *value = g;
-				if (unif(&rng) >= o->human_accuracy && json_array_size(labels) > 1)
-					value = json_string_value(json_array_get(
-					    labels, (size_t)(unif(&rng) *
-					                     (double)json_array_size(labels))));
-				if (!value || !dtypes)
-					continue;
-				const char *sug = csa_json_str(task, "suggestion");
-				int audit = strcmp(csa_json_str(task, "kind"), "audit") == 0;
-				/* seconds a person needs: 60 alone, less with a right
-				 * suggestion to confirm, more with a wrong one */
-				double secs = 60 * (0.7 + 0.6 * unif(&rng));
-				if (sug)
-					secs *= strcmp(sug, value) == 0 ? 0.4 : 1.2;
-				if (audit)
-					secs *= 0.5;
-				json_t *out = NULL;
-				rc = csa_auto_review_decide(a, csa_json_int(task, "task_id", 0),
-				                            value, "replay-human", NULL,
-				                            (int64_t)(secs * 1000), &out, err);
-				json_decref(out);
-				if (rc)
-					break;
-				if (!audit)
-					t->human++;
-			}
-			json_decref(tasks);
-		}
-		json_decref(res);
-		if (rc)
-			break;
-		if ((i + 1) % o->tick == 0) {
-			json_t *ev = NULL;
-			if ((rc = csa_auto_tick(a, 1, &ev, err)))
-				break;
-			size_t k;
-			json_t *e;
-			json_array_foreach(ev, k, e)
-			{
-				json_object_set_new(e, "ticket", json_integer((json_int_t)i));
-				json_array_append(events, e);
-			}
-			json_decref(ev);
-		}
-		if (o->retrain && (i + 1) % o->retrain == 0) {
-			if ((rc = csa_import_train(ws, (unsigned)o->seed, &tr, err)) == CSA_OK) {
-				json_decref(tr);
-				rc = csa_pipeline_reload_models(p, err);
-			}
-		}
-		if (!o->quiet && (i + 1) % 1000 == 0)
-			fprintf(stderr, "replay: %zu/%zu tickets, PHASE_%d\n", i + 1, n,
-			        csa_ws_phase(ws));
+/* Ticket h as it arrives: its first message, no gold. */
+static json_t *arrival_of(const json_t *h)
+{
+	json_t *doc = json_object();
+	static const char *const keys[] = {"ticket_id", "client_name", "company_name",
+	                                   "customer",  "platform",    "channel"};
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		if (json_object_get(h, keys[k]))
+			json_object_set(doc, keys[k], json_object_get(h, keys[k]));
+	json_t *first = json_deep_copy(json_array_get(json_object_get(h, "messages"), 0));
+	json_object_set_new(doc, "messages", json_pack("[o]", first ? first : json_object()));
+	return doc;
+}
+
+/* A counter of decision type 'type' in r->types, plus 'by'. */
+static void count_type(struct replay *r, const char *type, const char *counter, int by)
+{
+	json_t *ty = json_object_get(r->types, type);
+	if (!ty) {
+		ty = json_pack("{s:i, s:i, s:i}", "decisions", 0, "autonomous", 0,
+		               "autonomous_correct", 0);
+		json_object_set_new(r->types, type, ty);
 	}
-	unsetenv("CSA_FAKE_NOW_MS");
+	json_object_set_new(ty, counter, json_integer(csa_json_int(ty, counter, 0) + by));
+}
 
-	if (rc == CSA_OK) {
-		/* phases as the stream lived them */
-		struct phase_row ph[64];
-		size_t nph = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (nph == 0 || ph[nph - 1].phase != phase_at[i]) {
-				if (nph == 64)
-					break;
-				ph[nph++] = (struct phase_row){phase_at[i], (long)i, {0}};
-			}
-			add(&ph[nph - 1].t, &per[i]);
-		}
-		json_t *phases = json_array();
-		for (size_t k = 0; k < nph; k++) {
-			json_t *j = tally_json(&ph[k].t);
-			char name[8];
-			snprintf(name, sizeof(name), "PHASE_%d", ph[k].phase);
-			json_object_set_new(j, "phase", json_string(name));
-			json_object_set_new(j, "start_ticket", json_integer(ph[k].start));
-			json_array_append_new(phases, j);
-		}
-		struct tally fin = {0}, all = {0};
-		for (size_t i = 0; i < n; i++) {
-			add(&all, &per[i]);
-			if (i >= n - n / 5)
-				add(&fin, &per[i]);
-		}
+/* What the AI did with ticket result 'res', judged against the gold. */
+static void judge_ai(struct replay *r, const json_t *res, const json_t *gold, struct tally *t)
+{
+	static const char *const agents[] = {"classifier", "selector", "escalation"};
+	for (int ag = 0; ag < 3; ag++) {
+		json_t *dec = json_object_get(
+		    json_object_get(json_object_get(res, "agent_decisions"), agents[ag]),
+		    "decision");
+		json_t *applied = json_object_get(dec, "applied_autonomously");
 		const char *k;
 		json_t *v;
-		json_object_foreach(types, k, v)
+		json_object_foreach(applied, k, v)
 		{
-			long d = (long)csa_json_int(v, "decisions", 0),
-			     au = (long)csa_json_int(v, "autonomous", 0);
-			json_object_set_new(v, "autonomous_rate",
-			                    d ? json_real((double)au / (double)d) : json_null());
-			json_object_set_new(
-			    v, "autonomous_accuracy",
-			    au ? json_real((double)csa_json_int(v, "autonomous_correct", 0) /
-			                   (double)au)
-			       : json_null());
-		}
-		json_t *final = tally_json(&fin);
-		char phase[8];
-		snprintf(phase, sizeof(phase), "PHASE_%d", csa_ws_phase(ws));
-		json_object_set_new(final, "phase", json_string(phase));
-		*report = json_pack("{s:I, s:I, s:f, s:o, s:o, s:o, s:o, s:o, s:f, s:s}", "tickets",
-		                    (json_int_t)n, "bootstrap_tickets", (json_int_t)o->bootstrap,
-		                    "human_accuracy", o->human_accuracy, "phases", phases, "final",
-		                    final, "overall", tally_json(&all), "decision_types", types,
-		                    "events", events, "seconds", (double)(csa_mono_ns() - t0) / 1e9,
-		                    "workspace", dir);
-		types = events = NULL;
-		if (!*report)
-			rc = csa_error(err, CSA_ENOMEM, "out of memory writing the replay's report");
-		if (rc == CSA_OK && o->svg) {
-			double *rate = malloc(n * sizeof(double)),
-			       *acc = malloc(n * sizeof(double));
-			if (!rate || !acc)
-				rc = csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'", o->svg);
-			struct tally w = {0};
-			for (size_t i = 0; rate && acc && i < n; i++) {
-				add(&w, &per[i]);
-				if (i >= 500) {
-					struct tally *old = &per[i - 500];
-					w.decisions -= old->decisions;
-					w.autonomous -= old->autonomous;
-					w.auto_correct -= old->auto_correct;
-				}
-				rate[i] =
-				    w.decisions ? (double)w.autonomous / (double)w.decisions : NAN;
-				acc[i] = w.autonomous
-				             ? (double)w.auto_correct / (double)w.autonomous
-				             : NAN;
-			}
-			if (rate && acc)
-				rc = write_svg(o->svg, rate, acc, n, ph, nph, err);
-			free(rate);
-			free(acc);
+			const char *vk = strcmp(k, "escalation") == 0 ? "escalation_path" : k;
+			const char *ai = csa_json_str(dec, vk);
+			const char *g = gold_of(gold, k);
+			int right = ai && g && strcmp(ai, g) == 0;
+			count_type(r, k, "decisions", 1);
+			t->decisions++;
+			if (!json_is_true(v))
+				continue;
+			t->autonomous++;
+			t->auto_correct += right;
+			count_type(r, k, "autonomous", 1);
+			count_type(r, k, "autonomous_correct", right);
+			const char *gp = csa_json_str(gold, "priority");
+			if (!right && ((gp && strcmp(gp, "CRITICAL") == 0) ||
+			               (strcmp(k, "strategy") == 0 &&
+			                strcmp(ai, "AUTOMATED_RESOLUTION") == 0)))
+				t->critical_errors++;
 		}
 	}
-	json_decref(types);
-	csa_config_unref(cfg0);
-	json_decref(events);
-	free(per);
-	free(phase_at);
-	csa_auto_close(a);
-	csa_pipeline_free(p);
-	csa_ws_close(ws);
-	for (size_t i = 0; i < s.n; i++)
-		json_decref(s.t[i]);
-	free(s.t);
-	if (!o->workdir && dir[0]) {
-		/* the first error is the one reported; a failed removal after a
-		 * successful replay fails the replay, since it leaves data behind */
-		struct csa_err rm_err = {0};
-		int rm_rc = remove_tree(dir, &rm_err);
-		if (rm_rc != CSA_OK && rc == CSA_OK) {
-			rc = rm_rc;
-			if (err)
-				*err = rm_err;
-		} else if (rm_rc != CSA_OK && !o->quiet) {
-			fprintf(stderr, "replay: %s\n", rm_err.msg);
-		}
-		if (rc == CSA_OK)
-			json_object_set_new(*report, "workspace", json_null());
+}
+
+/* The simulated person works ticket 'tid''s review tasks: the gold value,
+ * or at (1 - human_accuracy) a label at random, in the time a person
+ * needs. */
+static int work_tasks(struct replay *r, const char *tid, const json_t *gold, struct tally *t,
+                      struct csa_err *err)
+{
+	json_t *tasks = NULL;
+	int rc = csa_auto_review_for_ticket(r->a, tid, &tasks, err);
+	size_t k;
+	json_t *task;
+	json_array_foreach(tasks, k, task)
+	{
+		if (rc)
+			break;
+		const char *type = csa_json_str(task, "decision_type");
+		const char *value = gold_of(gold, type);
+		json_t *labels = json_object_get(task, "labels");
+		if (unif(&r->rng) >= r->o->human_accuracy && json_array_size(labels) > 1)
+			value = json_string_value(json_array_get(
+			    labels, (size_t)(unif(&r->rng) * (double)json_array_size(labels))));
+		if (!value || !r->dtypes)
+			continue;
+		const char *sug = csa_json_str(task, "suggestion");
+		int audit = strcmp(csa_json_str(task, "kind"), "audit") == 0;
+		/* seconds a person needs: 60 alone, less with a right suggestion
+		 * to confirm, more with a wrong one */
+		double secs = 60 * (0.7 + 0.6 * unif(&r->rng));
+		if (sug)
+			secs *= strcmp(sug, value) == 0 ? 0.4 : 1.2;
+		if (audit)
+			secs *= 0.5;
+		json_t *out = NULL;
+		rc =
+		    csa_auto_review_decide(r->a, csa_json_int(task, "task_id", 0), value,
+		                           "replay-human", NULL, (int64_t)(secs * 1000), &out, err);
+		json_decref(out);
+		if (rc == CSA_OK && !audit)
+			t->human++;
 	}
+	json_decref(tasks);
+	return rc;
+}
+
+/* After ticket i: the controller's tick, and the models' retraining. */
+static int after_ticket(struct replay *r, size_t i, struct csa_err *err)
+{
+	const struct csa_replay_opts *o = r->o;
+	int rc = CSA_OK;
+	if ((i + 1) % o->tick == 0) {
+		json_t *ev = NULL;
+		if ((rc = csa_auto_tick(r->a, 1, &ev, err)))
+			return rc;
+		size_t k;
+		json_t *e;
+		json_array_foreach(ev, k, e)
+		{
+			json_object_set_new(e, "ticket", json_integer((json_int_t)i));
+			json_array_append(r->events, e);
+		}
+		json_decref(ev);
+	}
+	if (o->retrain && (i + 1) % o->retrain == 0) {
+		json_t *tr = NULL;
+		if ((rc = csa_import_train(r->ws, (unsigned)o->seed, &tr, err)) == CSA_OK) {
+			json_decref(tr);
+			rc = csa_pipeline_reload_models(r->p, err);
+		}
+	}
+	if (rc == CSA_OK && !o->quiet && (i + 1) % 1000 == 0)
+		fprintf(stderr, "replay: %zu/%zu tickets, PHASE_%d\n", i + 1, r->n,
+		        csa_ws_phase(r->ws));
+	return rc;
+}
+
+/* Ticket i of the stream, from arrival to the person's reviews. */
+static int replay_ticket(struct replay *r, size_t i, struct csa_err *err)
+{
+	json_t *h = r->s.t[r->o->bootstrap + i];
+	json_t *gold = json_object_get(h, "gold");
+	json_t *doc = arrival_of(h);
+	char fake_now[32];
+	int64_t created;
+	if (csa_ts_parse(csa_json_str(h, "created_at"), &created) == 0) {
+		snprintf(fake_now, sizeof(fake_now), "%lld", (long long)created);
+		setenv("CSA_FAKE_NOW_MS", fake_now, 1);
+	}
+	json_t *res = NULL;
+	int rc = csa_pipeline_ingest(r->p, doc, &res, err);
+	json_decref(doc);
+	if (rc)
+		return rc;
+	const char *tid = csa_json_str(res, "ticket_id");
+	r->phase_at[i] = csa_ws_phase(r->ws);
+	struct tally *t = &r->per[i];
+	t->tickets = 1;
+	judge_ai(r, res, gold, t);
+	if (tid)
+		rc = work_tasks(r, tid, gold, t, err);
+	json_decref(res);
+	return rc == CSA_OK ? after_ticket(r, i, err) : rc;
+}
+
+/* The report: per phase as the stream lived them, the final fifth, the
+ * whole, and per decision type. */
+static int build_report(struct replay *r, int64_t t0, json_t **report, struct csa_err *err)
+{
+	size_t n = r->n;
+	for (size_t i = 0; i < n; i++) {
+		if (r->nph == 0 || r->ph[r->nph - 1].phase != r->phase_at[i]) {
+			if (r->nph == 64)
+				break;
+			r->ph[r->nph++] = (struct phase_row){r->phase_at[i], (long)i, {0}};
+		}
+		add(&r->ph[r->nph - 1].t, &r->per[i]);
+	}
+	json_t *phases = json_array();
+	for (size_t k = 0; k < r->nph; k++) {
+		json_t *j = tally_json(&r->ph[k].t);
+		char name[8];
+		snprintf(name, sizeof(name), "PHASE_%d", r->ph[k].phase);
+		json_object_set_new(j, "phase", json_string(name));
+		json_object_set_new(j, "start_ticket", json_integer(r->ph[k].start));
+		json_array_append_new(phases, j);
+	}
+	struct tally fin = {0}, all = {0};
+	for (size_t i = 0; i < n; i++) {
+		add(&all, &r->per[i]);
+		if (i >= n - n / 5)
+			add(&fin, &r->per[i]);
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(r->types, k, v)
+	{
+		long d = (long)csa_json_int(v, "decisions", 0),
+		     au = (long)csa_json_int(v, "autonomous", 0);
+		json_object_set_new(v, "autonomous_rate",
+		                    d ? json_real((double)au / (double)d) : json_null());
+		json_object_set_new(
+		    v, "autonomous_accuracy",
+		    au ? json_real((double)csa_json_int(v, "autonomous_correct", 0) / (double)au)
+		       : json_null());
+	}
+	json_t *final = tally_json(&fin);
+	char phase[8];
+	snprintf(phase, sizeof(phase), "PHASE_%d", csa_ws_phase(r->ws));
+	json_object_set_new(final, "phase", json_string(phase));
+	*report =
+	    json_pack("{s:I, s:I, s:f, s:o, s:o, s:o, s:o, s:o, s:f, s:s}", "tickets",
+	              (json_int_t)n, "bootstrap_tickets", (json_int_t)r->o->bootstrap,
+	              "human_accuracy", r->o->human_accuracy, "phases", phases, "final", final,
+	              "overall", tally_json(&all), "decision_types", r->types, "events", r->events,
+	              "seconds", (double)(csa_mono_ns() - t0) / 1e9, "workspace", r->dir);
+	r->types = r->events = NULL; /* the report has them, or json_pack freed them */
+	if (!*report)
+		return csa_error(err, CSA_ENOMEM, "out of memory writing the replay's report");
+	return CSA_OK;
+}
+
+/* The --svg chart: autonomous rate and accuracy over a 500-ticket window. */
+static int draw_chart(struct replay *r, struct csa_err *err)
+{
+	size_t n = r->n;
+	double *rate = malloc(n * sizeof(double)), *acc = malloc(n * sizeof(double));
+	int rc = CSA_OK;
+	if (!rate || !acc)
+		rc = csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'", r->o->svg);
+	struct tally w = {0};
+	for (size_t i = 0; rc == CSA_OK && i < n; i++) {
+		add(&w, &r->per[i]);
+		if (i >= 500) {
+			struct tally *old = &r->per[i - 500];
+			w.decisions -= old->decisions;
+			w.autonomous -= old->autonomous;
+			w.auto_correct -= old->auto_correct;
+		}
+		rate[i] = w.decisions ? (double)w.autonomous / (double)w.decisions : NAN;
+		acc[i] = w.autonomous ? (double)w.auto_correct / (double)w.autonomous : NAN;
+	}
+	if (rc == CSA_OK)
+		rc = write_svg(r->o->svg, rate, acc, n, r->ph, r->nph, err);
+	free(rate);
+	free(acc);
+	return rc;
+}
+
+/* Everything the replay opened; the scratch workspace removed unless it
+ * was --workdir. The first error is the one reported; a failed removal
+ * after a successful replay fails the replay, since it leaves data
+ * behind. */
+static int close_replay(struct replay *r, int rc, json_t *report, struct csa_err *err)
+{
+	json_decref(r->types);
+	json_decref(r->events);
+	csa_config_unref(r->cfg0);
+	free(r->per);
+	free(r->phase_at);
+	csa_auto_close(r->a);
+	csa_pipeline_free(r->p);
+	csa_ws_close(r->ws);
+	for (size_t i = 0; i < r->s.n; i++)
+		json_decref(r->s.t[i]);
+	free(r->s.t);
+	if (r->o->workdir || !r->dir[0])
+		return rc;
+	struct csa_err rm_err = {0};
+	int rm_rc = remove_tree(r->dir, &rm_err);
+	if (rm_rc != CSA_OK && rc == CSA_OK) {
+		rc = rm_rc;
+		if (err)
+			*err = rm_err;
+	} else if (rm_rc != CSA_OK && !r->o->quiet) {
+		fprintf(stderr, "replay: %s\n", rm_err.msg);
+	}
+	if (rc == CSA_OK && report)
+		json_object_set_new(report, "workspace", json_null());
+	return rc;
+}
+
+int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err)
+{
+	int64_t t0 = csa_mono_ns();
+	struct replay r = {.o = o};
+	*report = NULL;
+	int rc = load_stream(o, &r.s, err);
+	if (rc == CSA_OK)
+		rc = open_replay(&r, err);
+	for (size_t i = 0; rc == CSA_OK && i < r.n; i++)
+		rc = replay_ticket(&r, i, err);
+	unsetenv("CSA_FAKE_NOW_MS");
+	if (rc == CSA_OK)
+		rc = build_report(&r, t0, report, err);
+	if (rc == CSA_OK && o->svg)
+		rc = draw_chart(&r, err);
+	rc = close_replay(&r, rc, *report, err);
 	if (rc != CSA_OK) {
 		json_decref(*report);
 		*report = NULL;

@@ -378,186 +378,213 @@ static void apply(struct csa_ticket *tk, enum csa_dtype t, const json_t *decisio
 	}
 }
 
-static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, struct csa_ticket *tk,
-                      json_t **result, struct csa_err *err)
-{
-	int64_t now = csa_now_ms();
+/* One pipeline run over a locked ticket, from its context to its result. */
+struct agents_run {
+	struct csa_pipeline *p;
+	const struct csa_config *cfg;
+	struct csa_ticket *tk;
+	int64_t now;
 	char ts[CSA_TS_LEN];
-	csa_ts_format(now, ts);
+	char *text;      /* the customer's text, as the agents read it */
+	json_t *history; /* the customer's earlier tickets */
+	struct csa_agent_input in;
+	char digest[CSA_SHA256_HEX_LEN]; /* of text: the decisions' input */
+	json_t *timeline, *decisions;    /* for the result */
+	json_t *outs[CSA_AGENT_COUNT];   /* each agent's decision, or NULL */
+	const char *segment;             /* the classifier's category */
+	int human, category_autonomous;
+};
 
-	/* context manager */
+/* The context manager: sentiment, the customer's text and history, SLA. */
+static int build_context(struct agents_run *r, struct csa_err *err)
+{
+	struct csa_ticket *tk = r->tk;
 	fill_sentiment(tk->e);
-	char *text = csa_pipeline_text(tk->e, TEXT_MAX, 0);
-	if (!text)
+	if (!(r->text = csa_pipeline_text(tk->e, TEXT_MAX, 0)))
 		return csa_error(err, CSA_ENOMEM, "out of memory building context of '%s'", tk->id);
-	double sentiment = text_sentiment(text);
 	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
-	json_t *history = csa_history_customer(p->history, csa_json_str(cust, "company_name"),
-	                                       csa_json_str(cust, "client_name"), tk->id);
-	struct csa_agent_input in = {
-	    .cfg = cfg,
+	r->history = csa_history_customer(r->p->history, csa_json_str(cust, "company_name"),
+	                                  csa_json_str(cust, "client_name"), tk->id);
+	r->in = (struct csa_agent_input){
+	    .cfg = r->cfg,
 	    .tk = tk,
-	    .text = text,
+	    .text = r->text,
 	    .tier = csa_json_str(cust, "subscription_tier"),
 	    .platform = csa_json_str(tk->e, "platform"),
-	    .sentiment = sentiment,
-	    .sla_status = csa_sla_status_of(cfg, tk->e, now),
+	    .sentiment = text_sentiment(r->text),
+	    .sla_status = csa_sla_status_of(r->cfg, tk->e, r->now),
 	    .agent_replies = count_agent_replies(tk->e),
-	    .customer_history = history,
+	    .customer_history = r->history,
 	    .prior_confidence = 1.0,
 	};
-	char digest[CSA_SHA256_HEX_LEN];
-	if (csa_sha256_hex(text, strlen(text), digest) != CSA_OK) {
-		json_decref(history);
-		free(text);
+	if (csa_sha256_hex(r->text, strlen(r->text), r->digest) != CSA_OK)
 		return csa_error(err, CSA_EIO, "cannot digest the customer text of '%s'", tk->id);
-	}
+	return CSA_OK;
+}
 
-	json_t *timeline = json_array(), *decisions = json_object();
-	json_t *tdec = json_object_get(tk->t, "agent_decisions");
-	json_t *outs[CSA_AGENT_COUNT] = {0};
-	const char *segment = NULL;
-	int human = 0, failed = 0, category_autonomous = 0;
-	for (int a = 0; a < CSA_AGENT_COUNT && !failed; a++) {
-		struct csa_agent_output o = {0};
-		struct csa_err aerr = {0};
-		char decision_id[CSA_ID_MAX + 32];
-		snprintf(decision_id, sizeof(decision_id), "%s:%s:%zu", tk->id, csa_agents[a].name,
-		         json_array_size(tdec));
-		int rc = csa_agents[a].process(&p->env, &in, &o, &aerr);
-		json_t *rec;
-		if (rc) {
-			/* The agent failed: a human takes over from here. */
-			failed = human = 1;
-			rec = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:b}, s:f, s:b, s:n}",
-			                "agent", csa_agents[a].name, "timestamp", ts, "decision",
-			                "decision_id", decision_id, "status", "failed", "error",
-			                aerr.msg, "requires_human_review", 1, "confidence", 0.0,
-			                "human_confirmed", 0, "learning_feedback");
-			json_object_set_new(
-			    decisions, csa_agents[a].name,
-			    json_pack("{s:s, s:s}", "status", "failed", "error", aerr.msg));
-			json_array_append_new(tdec, rec);
-			break;
-		}
-		o.requires_human_review = o.confidence < csa_agent_threshold(cfg);
-		json_t *audit = json_object();
-		json_t *applied = json_object();
-		if (a == CSA_AGENT_CLASSIFIER)
-			segment = csa_json_str(o.decision, "category");
-		for (int k = 0; k < 2; k++) {
-			enum csa_dtype t = agent_types[a][k];
-			if (t == CSA_DT_COUNT || !csa_json_str(o.decision, value_key(t)))
-				continue; /* no such decision in this run */
-			int autonomous = ask_hook(p, &in, decision_id, t, &o, segment,
-			                          category_autonomous, digest, audit);
-			if (t == CSA_DT_CATEGORY)
-				category_autonomous = autonomous;
-			json_object_set_new(applied, csa_dtype_name(t), json_boolean(autonomous));
-			if (autonomous)
-				apply(tk, t, o.decision);
-			else
-				human = 1;
-		}
-		json_t *dec = json_deep_copy(o.decision);
-		json_object_set_new(dec, "decision_id", json_string(decision_id));
-		json_object_set_new(dec, "rationale", json_string(o.rationale));
-		json_object_set(dec, "alternatives", o.alternatives);
-		json_object_set_new(dec, "requires_human_review",
-		                    json_boolean(o.requires_human_review));
-		json_object_set_new(dec, "applied_autonomously", applied);
-		json_object_set_new(dec, "input_digest", json_string(digest));
-		if (json_object_size(audit))
-			json_object_set(dec, "automation", audit);
-		json_decref(audit);
-		rec = json_pack("{s:s, s:s, s:O, s:f, s:b, s:n}", "agent", csa_agents[a].name,
-		                "timestamp", ts, "decision", dec, "confidence", o.confidence,
-		                "human_confirmed", 0, "learning_feedback");
-		json_array_append_new(tdec, rec);
-		json_object_set_new(decisions, csa_agents[a].name,
-		                    json_pack("{s:s, s:o, s:f, s:O, s:s, s:b}", "decision_id",
-		                              decision_id, "decision", dec, "confidence",
-		                              o.confidence, "alternatives", o.alternatives,
-		                              "rationale", o.rationale, "requires_human_review",
-		                              o.requires_human_review));
-		json_array_append_new(timeline, json_pack("{s:s, s:s, s:s, s:f}", "timestamp", ts,
-		                                          "agent", csa_agents[a].name, "action",
-		                                          a == 0   ? "ticket_classification"
-		                                          : a == 1 ? "strategy_selection"
-		                                          : a == 2 ? "escalation_assessment"
-		                                                   : "update_planning",
-		                                          "confidence", o.confidence));
-		json_object_set_new(tk->t, "workflow_stage", json_string(stage_after[a]));
-		outs[a] = json_incref(o.decision);
-		if (o.confidence < in.prior_confidence)
-			in.prior_confidence = o.confidence;
-		if (a == CSA_AGENT_CLASSIFIER)
-			in.classification = outs[a];
-		else if (a == CSA_AGENT_SELECTOR)
-			in.selection = outs[a];
-		else if (a == CSA_AGENT_ESCALATION)
-			in.escalation = outs[a];
-		human |= o.requires_human_review;
-		csa_agent_output_release(&o);
-	}
+/* Agent a failed: its record says why, and a human takes over from here. */
+static void agent_failed(struct agents_run *r, int a, const char *decision_id, const char *why)
+{
+	r->human = 1;
+	json_array_append_new(json_object_get(r->tk->t, "agent_decisions"),
+	                      json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:b}, s:f, s:b, s:n}",
+	                                "agent", csa_agents[a].name, "timestamp", r->ts, "decision",
+	                                "decision_id", decision_id, "status", "failed", "error",
+	                                why, "requires_human_review", 1, "confidence", 0.0,
+	                                "human_confirmed", 0, "learning_feedback"));
+	json_object_set_new(r->decisions, csa_agents[a].name,
+	                    json_pack("{s:s, s:s}", "status", "failed", "error", why));
+}
 
-	/* E: the AI's reading of the latest customer message; SLA deadlines */
-	json_t *msgs = json_object_get(tk->e, "messages");
+/* Each decision type of agent a's output goes to the automation hook:
+ * applied to the ticket if it may be autonomous, else left to a human. */
+static json_t *decide_types(struct agents_run *r, int a, const char *decision_id,
+                            const struct csa_agent_output *o, json_t *audit)
+{
+	json_t *applied = json_object();
+	for (int k = 0; k < 2; k++) {
+		enum csa_dtype t = agent_types[a][k];
+		if (t == CSA_DT_COUNT || !csa_json_str(o->decision, value_key(t)))
+			continue; /* no such decision in this run */
+		int autonomous = ask_hook(r->p, &r->in, decision_id, t, o, r->segment,
+		                          r->category_autonomous, r->digest, audit);
+		if (t == CSA_DT_CATEGORY)
+			r->category_autonomous = autonomous;
+		json_object_set_new(applied, csa_dtype_name(t), json_boolean(autonomous));
+		if (autonomous)
+			apply(r->tk, t, o->decision);
+		else
+			r->human = 1;
+	}
+	return applied;
+}
+
+/* Agent a's decision in T, the result and the timeline; what later agents
+ * read of it. */
+static void record_agent(struct agents_run *r, int a, const char *decision_id,
+                         const struct csa_agent_output *o, json_t *applied, json_t *audit)
+{
+	json_t *dec = json_deep_copy(o->decision);
+	json_object_set_new(dec, "decision_id", json_string(decision_id));
+	json_object_set_new(dec, "rationale", json_string(o->rationale));
+	json_object_set(dec, "alternatives", o->alternatives);
+	json_object_set_new(dec, "requires_human_review", json_boolean(o->requires_human_review));
+	json_object_set_new(dec, "applied_autonomously", applied);
+	json_object_set_new(dec, "input_digest", json_string(r->digest));
+	if (json_object_size(audit))
+		json_object_set(dec, "automation", audit);
+	json_array_append_new(json_object_get(r->tk->t, "agent_decisions"),
+	                      json_pack("{s:s, s:s, s:O, s:f, s:b, s:n}", "agent",
+	                                csa_agents[a].name, "timestamp", r->ts, "decision", dec,
+	                                "confidence", o->confidence, "human_confirmed", 0,
+	                                "learning_feedback"));
+	json_object_set_new(r->decisions, csa_agents[a].name,
+	                    json_pack("{s:s, s:o, s:f, s:O, s:s, s:b}", "decision_id", decision_id,
+	                              "decision", dec, "confidence", o->confidence, "alternatives",
+	                              o->alternatives, "rationale", o->rationale,
+	                              "requires_human_review", o->requires_human_review));
+	json_array_append_new(r->timeline, json_pack("{s:s, s:s, s:s, s:f}", "timestamp", r->ts,
+	                                             "agent", csa_agents[a].name, "action",
+	                                             a == 0   ? "ticket_classification"
+	                                             : a == 1 ? "strategy_selection"
+	                                             : a == 2 ? "escalation_assessment"
+	                                                      : "update_planning",
+	                                             "confidence", o->confidence));
+	json_object_set_new(r->tk->t, "workflow_stage", json_string(stage_after[a]));
+	r->outs[a] = json_incref(o->decision);
+	if (o->confidence < r->in.prior_confidence)
+		r->in.prior_confidence = o->confidence;
+	if (a == CSA_AGENT_CLASSIFIER)
+		r->in.classification = r->outs[a];
+	else if (a == CSA_AGENT_SELECTOR)
+		r->in.selection = r->outs[a];
+	else if (a == CSA_AGENT_ESCALATION)
+		r->in.escalation = r->outs[a];
+	r->human |= o->requires_human_review;
+}
+
+/* Agent a's turn: 0, or -1 when it failed and the run stops there. */
+static int run_agent(struct agents_run *r, int a)
+{
+	struct csa_agent_output o = {0};
+	struct csa_err aerr = {0};
+	char decision_id[CSA_ID_MAX + 32];
+	snprintf(decision_id, sizeof(decision_id), "%s:%s:%zu", r->tk->id, csa_agents[a].name,
+	         json_array_size(json_object_get(r->tk->t, "agent_decisions")));
+	if (csa_agents[a].process(&r->p->env, &r->in, &o, &aerr)) {
+		agent_failed(r, a, decision_id, aerr.msg);
+		return -1;
+	}
+	o.requires_human_review = o.confidence < csa_agent_threshold(r->cfg);
+	if (a == CSA_AGENT_CLASSIFIER)
+		r->segment = csa_json_str(o.decision, "category");
+	json_t *audit = json_object();
+	json_t *applied = decide_types(r, a, decision_id, &o, audit);
+	record_agent(r, a, decision_id, &o, applied, audit);
+	json_decref(audit);
+	csa_agent_output_release(&o);
+	return 0;
+}
+
+/* E: the AI's reading of the latest customer message. */
+static void annotate_customer_message(struct agents_run *r)
+{
+	json_t *msgs = json_object_get(r->tk->e, "messages"), **outs = r->outs;
 	for (size_t i = json_array_size(msgs); i-- > 0;) {
 		json_t *m = json_array_get(msgs, i);
 		if (strcmp(csa_json_str(m, "sender"), "customer") != 0)
 			continue;
-		if (outs[0]) {
-			json_t *actions = json_array();
-			if (outs[1])
-				json_array_append(actions, json_object_get(outs[1], "strategy"));
-			json_t *triggers = json_array();
-			if (outs[2] && json_is_true(json_object_get(outs[2], "escalate")))
-				json_array_append(triggers,
-				                  json_object_get(outs[2], "escalation_path"));
-			json_object_set_new(
-			    m, "ai_processing",
-			    json_pack("{s:O, s:O, s:o, s:o}", "intent_classification",
-			              json_object_get(outs[0], "category"), "confidence",
-			              json_object_get(outs[0], "category_confidence"),
-			              "suggested_actions", actions, "escalation_triggers",
-			              triggers));
-		}
-		break;
+		if (!outs[0])
+			return;
+		json_t *actions = json_array();
+		if (outs[1])
+			json_array_append(actions, json_object_get(outs[1], "strategy"));
+		json_t *triggers = json_array();
+		if (outs[2] && json_is_true(json_object_get(outs[2], "escalate")))
+			json_array_append(triggers, json_object_get(outs[2], "escalation_path"));
+		json_object_set_new(m, "ai_processing",
+		                    json_pack("{s:O, s:O, s:o, s:o}", "intent_classification",
+		                              json_object_get(outs[0], "category"), "confidence",
+		                              json_object_get(outs[0], "category_confidence"),
+		                              "suggested_actions", actions, "escalation_triggers",
+		                              triggers));
+		return;
 	}
-	csa_sla_fill(cfg, tk->e, csa_json_str(tk->t, "priority"), in.tier, now);
+}
 
-	/* I: the analysis, for the team */
-	if (outs[0]) {
-		const char *pri = csa_json_str(outs[0], "priority");
-		if (!pri)
-			pri = csa_json_str(tk->t, "priority");
-		int esc = outs[2] && json_is_true(json_object_get(outs[2], "escalate"));
-		const char *complexity = strcmp(pri, "CRITICAL") == 0      ? "CRITICAL"
-		                         : esc || strcmp(pri, "HIGH") == 0 ? "HIGH"
-		                         : strcmp(pri, "LOW") == 0         ? "LOW"
-		                                                           : "MEDIUM";
-		json_t *similar = csa_history_similar(p->history, segment, tk->id, 5);
-		json_t *eta =
-		    outs[2] ? json_object_get(outs[2], "estimated_resolution_time") : NULL;
-		char content[600];
-		snprintf(content, sizeof(content), "AI analysis: %s",
-		         outs[2] ? csa_json_str(outs[2], "context_summary")
-		                 : "classification only");
-		json_t *msg = json_pack(
-		    "{s:s, s:s, s:s, s:s, s:{s:s, s:O?, s:[s], s:o}}", "content", content, "sender",
-		    "ai_agent", "message_type", "analysis", "sender_id", "csa-pipeline",
-		    "ai_insights", "complexity_assessment", complexity, "estimated_resolution_time",
-		    eta && json_is_number(eta) ? eta : NULL, "required_expertise",
-		    csa_json_str(outs[0], "routing_suggestion"), "similar_cases", similar);
-		if (csa_ticket_add_message(cfg, tk, CSA_SIDE_INTERNAL, msg, now, NULL, err) &&
-		    err && err->code == CSA_ELIMIT) {
-			/* The internal side is full: the analysis is still in T. */
-		}
-		json_decref(msg);
-	}
+/* I: the analysis, for the team. A full internal side keeps it in T only. */
+static void add_analysis(struct agents_run *r)
+{
+	json_t **outs = r->outs;
+	if (!outs[0])
+		return;
+	const char *pri = csa_json_str(outs[0], "priority");
+	if (!pri)
+		pri = csa_json_str(r->tk->t, "priority");
+	int esc = outs[2] && json_is_true(json_object_get(outs[2], "escalate"));
+	const char *complexity = strcmp(pri, "CRITICAL") == 0      ? "CRITICAL"
+	                         : esc || strcmp(pri, "HIGH") == 0 ? "HIGH"
+	                         : strcmp(pri, "LOW") == 0         ? "LOW"
+	                                                           : "MEDIUM";
+	json_t *similar = csa_history_similar(r->p->history, r->segment, r->tk->id, 5);
+	json_t *eta = outs[2] ? json_object_get(outs[2], "estimated_resolution_time") : NULL;
+	char content[600];
+	snprintf(content, sizeof(content), "AI analysis: %s",
+	         outs[2] ? csa_json_str(outs[2], "context_summary") : "classification only");
+	json_t *msg = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:{s:s, s:O?, s:[s], s:o}}", "content", content, "sender",
+	    "ai_agent", "message_type", "analysis", "sender_id", "csa-pipeline", "ai_insights",
+	    "complexity_assessment", complexity, "estimated_resolution_time",
+	    eta && json_is_number(eta) ? eta : NULL, "required_expertise",
+	    csa_json_str(outs[0], "routing_suggestion"), "similar_cases", similar);
+	csa_ticket_add_message(r->cfg, r->tk, CSA_SIDE_INTERNAL, msg, r->now, NULL, NULL);
+	json_decref(msg);
+}
 
+static json_t *final_recommendation(const struct agents_run *r)
+{
 	json_t *final = json_object();
+	json_t *const *outs = r->outs;
 	if (outs[0])
 		json_object_set_new(final, "classification",
 		                    json_pack("{s:O, s:O?}", "category",
@@ -567,23 +594,47 @@ static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, stru
 		json_object_set(final, "strategy", json_object_get(outs[1], "strategy"));
 	if (outs[2])
 		json_object_set(final, "escalate", json_object_get(outs[2], "escalate"));
+	return final;
+}
+
+static void run_release(struct agents_run *r)
+{
 	for (int a = 0; a < CSA_AGENT_COUNT; a++)
-		json_decref(outs[a]);
-	json_decref(history);
-	free(text);
-	/* the decisions' rows and review tasks are durable before the ticket
-	 * is committed, or the ticket is not committed */
-	int rc = p->hooks.decisions_done ? p->hooks.decisions_done(p->hooks.ctx, err) : CSA_OK;
+		json_decref(r->outs[a]);
+	json_decref(r->history);
+	json_decref(r->timeline);
+	json_decref(r->decisions);
+	free(r->text);
+}
+
+static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, struct csa_ticket *tk,
+                      json_t **result, struct csa_err *err)
+{
+	struct agents_run r = {.p = p, .cfg = cfg, .tk = tk, .now = csa_now_ms()};
+	csa_ts_format(r.now, r.ts);
+	int rc = build_context(&r, err);
 	if (rc) {
-		json_decref(timeline);
-		json_decref(decisions);
-		json_decref(final);
+		run_release(&r);
 		return rc;
 	}
-	*result = json_pack("{s:s, s:o, s:o, s:o, s:b}", "ticket_id", tk->id, "processing_timeline",
-	                    timeline, "agent_decisions", decisions, "final_recommendation", final,
-	                    "human_intervention_required", human);
-	return CSA_OK;
+	r.timeline = json_array();
+	r.decisions = json_object();
+	for (int a = 0; a < CSA_AGENT_COUNT; a++)
+		if (run_agent(&r, a))
+			break;
+	annotate_customer_message(&r);
+	csa_sla_fill(cfg, tk->e, csa_json_str(tk->t, "priority"), r.in.tier, r.now);
+	add_analysis(&r);
+	/* the decisions' rows and review tasks are durable before the ticket
+	 * is committed, or the ticket is not committed */
+	rc = p->hooks.decisions_done ? p->hooks.decisions_done(p->hooks.ctx, err) : CSA_OK;
+	if (rc == CSA_OK)
+		*result = json_pack("{s:s, s:O, s:O, s:o, s:b}", "ticket_id", tk->id,
+		                    "processing_timeline", r.timeline, "agent_decisions",
+		                    r.decisions, "final_recommendation", final_recommendation(&r),
+		                    "human_intervention_required", r.human);
+	run_release(&r);
+	return rc;
 }
 
 /* Run the pipeline on 'tk' and commit it, under the ticket's lock. If the
