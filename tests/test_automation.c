@@ -1160,6 +1160,106 @@ static int64_t fx_sql(const char *sql, int count)
 	return v;
 }
 
+/* Hooks that check the per-run context: every call of a run gets the
+ * context its begin_run made, and every begun run ends once. */
+struct run_probe {
+	int begun, ended, decisions, done, abandoned, wrong_run, fail_done;
+	void *current;
+};
+
+static void *probe_begin(void *ctx)
+{
+	struct run_probe *p = ctx;
+	p->begun++;
+	p->current = malloc(1);
+	return p->current;
+}
+
+static int probe_decision(void *ctx, void *run, const struct csa_flow_decision *d, json_t *audit)
+{
+	(void)d, (void)audit;
+	struct run_probe *p = ctx;
+	p->wrong_run += run != p->current;
+	p->decisions++;
+	return 0;
+}
+
+static int probe_done(void *ctx, void *run, struct csa_err *err)
+{
+	struct run_probe *p = ctx;
+	p->wrong_run += run != p->current;
+	p->done++;
+	return p->fail_done ? csa_error(err, CSA_EIO, "probe says no") : CSA_OK;
+}
+
+static void probe_abandoned(void *ctx, void *run, const char *ticket_id, const char *const *ids,
+                            size_t n, const struct csa_err *why)
+{
+	(void)ticket_id, (void)ids, (void)n, (void)why;
+	struct run_probe *p = ctx;
+	p->wrong_run += run != p->current;
+	p->abandoned++;
+}
+
+static void probe_end(void *ctx, void *run)
+{
+	struct run_probe *p = ctx;
+	p->wrong_run += run != p->current;
+	p->ended++;
+	free(run);
+	p->current = NULL;
+}
+
+/* The pipeline hands the automation hook an explicit context per run
+ * (begin_run ... end_run) instead of the hook keeping a run's rows in a
+ * thread-local buffer: a committed run, one whose commit fails and one
+ * whose decisions cannot be recorded each end their context exactly once,
+ * and every call in between gets it. */
+static void each_run_has_its_own_context(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	reopen_with_category_model();
+	struct run_probe pr = {0};
+	struct csa_flow_hooks h = {.ctx = &pr,
+	                           .begin_run = probe_begin,
+	                           .on_decision = probe_decision,
+	                           .decisions_done = probe_done,
+	                           .run_abandoned = probe_abandoned,
+	                           .end_run = probe_end};
+	csa_pipeline_set_hooks(fx.p, &h);
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_RUN1", "client_name",
+	                        "Ann", "messages", "content", "the invoice was charged twice");
+	json_t *res = NULL;
+	/* the commit fails: abandoned, then ended */
+	csa_fault_arm(CSA_FS_RENAME, 1, EIO);
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), CSA_EIO);
+	csa_fault_disarm();
+	assert_int_equal(pr.begun, 1);
+	assert_int_equal(pr.done, 1);
+	assert_int_equal(pr.abandoned, 1);
+	assert_int_equal(pr.ended, 1);
+	assert_true(pr.decisions > 0);
+	/* the decisions cannot be recorded: the run fails, and ends */
+	pr.fail_done = 1;
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), CSA_EIO);
+	assert_non_null(strstr(err.msg, "probe says no"));
+	assert_int_equal(pr.begun, 2);
+	assert_int_equal(pr.ended, 2);
+	assert_int_equal(pr.abandoned, 1);
+	/* committed */
+	pr.fail_done = 0;
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+	json_decref(res);
+	assert_int_equal(pr.begun, 3);
+	assert_int_equal(pr.ended, 3);
+	assert_int_equal(pr.done, 3);
+	assert_int_equal(pr.wrong_run, 0);
+	assert_null(pr.current);
+	json_decref(doc);
+	csa_pipeline_set_hooks(fx.p, NULL);
+}
+
 /* The settings' defaults (automation/settings.c) are the default
  * configuration's values: read from a fresh workspace's csa.json or from
  * no configuration at all, every setting is the same. */
@@ -2137,6 +2237,7 @@ int main(void)
 	        a_critical_review_that_cannot_be_recorded_changes_nothing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_claim_of_a_dead_process_is_settled_from_its_ticket,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(each_run_has_its_own_context, setup, teardown),
 	    cmocka_unit_test_setup_teardown(settings_defaults_are_the_default_configuration, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(no_threshold_reads_as_null, setup, teardown),

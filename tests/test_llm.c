@@ -768,9 +768,9 @@ static char *ws_dir;
 static struct csa_ws *ws;
 static char cat_model[128];
 
-static int record_model(void *ctx, const struct csa_flow_decision *d, json_t *audit)
+static int record_model(void *ctx, void *run, const struct csa_flow_decision *d, json_t *audit)
 {
-	(void)ctx, (void)audit;
+	(void)ctx, (void)run, (void)audit;
 	if (d->type == CSA_DT_CATEGORY)
 		snprintf(cat_model, sizeof(cat_model), "%s", d->model_version);
 	return 0;

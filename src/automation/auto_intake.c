@@ -29,55 +29,88 @@ static uint64_t hash64(const char *s)
 }
 
 /*
- * A run's decision rows and audit records wait here, on the thread that
- * runs it, until the run's last decision (decisions_done), then go into
- * the ledger in one append and into automation.db in one transaction: one
- * ledger write and one WAL commit per ticket instead of one per decision,
- * and still before the ticket itself is committed, so a ticket is never
+ * A run's decision rows and audit records wait in its context (begin_run)
+ * until the run's last decision (decisions_done), then go into the ledger
+ * in one append and into automation.db in one transaction: one ledger
+ * write and one WAL commit per ticket instead of one per decision, and
+ * still before the ticket itself is committed, so a ticket is never
  * committed without its audit trail and review tasks.
  */
 struct pending {
-	struct csa_auto *a;
 	json_t *row, *audit; /* owned */
 };
-static __thread struct pending *pending_v;
-static __thread size_t pending_n, pending_cap;
 
-static void pending_add(struct csa_auto *a, json_t *row, json_t *audit)
+struct auto_run {
+	struct pending *v;
+	size_t n, cap;
+	/* a decision's row found no memory: the run must fail, or its ticket
+	 * would be committed without the decision's review task */
+	int lost;
+};
+
+void *auto_begin_run(void *ctx)
 {
-	if (pending_n == pending_cap) {
-		size_t cap = pending_cap ? pending_cap * 2 : 8;
-		struct pending *nv = realloc(pending_v, cap * sizeof(*nv));
-		if (!nv) {
-			/* the decision stays in T; its audit record goes in now */
-			if (audit)
-				csa_ledger_append(a->ledger, "decision",
-				                  csa_json_str(audit, "ticket_id"),
-				                  json_object_get(audit, "payload"), NULL, NULL);
-			json_decref(row);
-			json_decref(audit);
-			return;
-		}
-		pending_v = nv;
-		pending_cap = cap;
-	}
-	pending_v[pending_n++] = (struct pending){a, row, audit};
+	(void)ctx;
+	/* NULL (no memory) is a run whose decisions_done fails */
+	return calloc(1, sizeof(struct auto_run));
 }
 
-/* This thread's waiting rows of 'a' in one transaction, then their audit
- * records in one ledger append. A row that cannot be written fails the run
- * whole: the transaction rolls back, no audit record goes out, and the
- * pipeline does not commit the ticket, so a ticket is never committed
- * without its review tasks. A ledger that fails does not stop the run (the
- * decisions are in T and automation.db): it raises AUDIT_LEDGER_FAILURE. */
-int auto_decisions_done(void *ctx, struct csa_err *err)
+void auto_end_run(void *ctx, void *run)
+{
+	(void)ctx;
+	struct auto_run *r = run;
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++) {
+		json_decref(r->v[i].row);
+		json_decref(r->v[i].audit);
+	}
+	free(r->v);
+	free(r);
+}
+
+static void pending_add(struct csa_auto *a, struct auto_run *r, json_t *row, json_t *audit)
+{
+	if (r && r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		struct pending *nv = realloc(r->v, cap * sizeof(*nv));
+		if (nv) {
+			r->v = nv;
+			r->cap = cap;
+		}
+	}
+	if (!r || r->n == r->cap) {
+		/* the audit record goes in now; the run fails at its end */
+		if (audit)
+			csa_ledger_append(a->ledger, "decision", csa_json_str(audit, "ticket_id"),
+			                  json_object_get(audit, "payload"), NULL, NULL);
+		json_decref(row);
+		json_decref(audit);
+		if (r)
+			r->lost = 1;
+		return;
+	}
+	r->v[r->n++] = (struct pending){row, audit};
+}
+
+/* The run's waiting rows in one transaction, then their audit records in
+ * one ledger append. A row that cannot be written fails the run whole: the
+ * transaction rolls back, no audit record goes out, and the pipeline does
+ * not commit the ticket, so a ticket is never committed without its review
+ * tasks. A ledger that fails does not stop the run (the decisions are in T
+ * and automation.db): it raises AUDIT_LEDGER_FAILURE. What was recorded
+ * leaves the run, which end_run frees. */
+int auto_decisions_done(void *ctx, void *run, struct csa_err *err)
 {
 	struct csa_auto *a = ctx;
+	struct auto_run *r = run;
+	if (!r || r->lost)
+		return csa_error(err, CSA_ENOMEM, "out of memory recording a run's decisions");
 	int rc = CSA_OK, began = 0;
 	pthread_mutex_lock(&a->mu);
-	for (size_t i = 0; rc == CSA_OK && i < pending_n; i++) {
-		const json_t *row = pending_v[i].row;
-		if (pending_v[i].a != a || !row)
+	for (size_t i = 0; rc == CSA_OK && i < r->n; i++) {
+		const json_t *row = r->v[i].row;
+		if (!row)
 			continue;
 		if (!began && sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 			char what[200];
@@ -95,11 +128,11 @@ int auto_decisions_done(void *ctx, struct csa_err *err)
 		auto_rollback_locked(a);
 	pthread_mutex_unlock(&a->mu);
 
-	struct csa_ledger_rec *recs = rc ? NULL : calloc(pending_n ? pending_n : 1, sizeof(*recs));
+	struct csa_ledger_rec *recs = rc ? NULL : calloc(r->n ? r->n : 1, sizeof(*recs));
 	size_t nrecs = 0;
-	for (size_t i = 0; rc == CSA_OK && i < pending_n; i++) {
-		const json_t *au = pending_v[i].audit;
-		if (pending_v[i].a != a || !au)
+	for (size_t i = 0; rc == CSA_OK && i < r->n; i++) {
+		const json_t *au = r->v[i].audit;
+		if (!au)
 			continue;
 		if (recs)
 			recs[nrecs++] =
@@ -118,21 +151,11 @@ int auto_decisions_done(void *ctx, struct csa_err *err)
 		pthread_mutex_unlock(&a->mu);
 	}
 
-	size_t keep = 0;
-	for (size_t i = 0; i < pending_n; i++) {
-		if (pending_v[i].a != a) {
-			pending_v[keep++] = pending_v[i];
-			continue;
-		}
-		json_decref(pending_v[i].row);
-		json_decref(pending_v[i].audit);
+	for (size_t i = 0; i < r->n; i++) {
+		json_decref(r->v[i].row);
+		json_decref(r->v[i].audit);
 	}
-	pending_n = keep;
-	if (!pending_n) {
-		free(pending_v);
-		pending_v = NULL;
-		pending_cap = 0;
-	}
+	r->n = 0;
 	return rc;
 }
 
@@ -140,10 +163,11 @@ int auto_decisions_done(void *ctx, struct csa_err *err)
  * decisions_done): its decisions never happened, so their rows and review
  * tasks go, in one transaction, and the ledger, which already holds their
  * records, says why they are void. Called under the ticket's lock. */
-void auto_run_abandoned(void *ctx, const char *ticket_id, const char *const *ids, size_t n,
-                        const struct csa_err *why)
+void auto_run_abandoned(void *ctx, void *run, const char *ticket_id, const char *const *ids,
+                        size_t n, const struct csa_err *why)
 {
 	struct csa_auto *a = ctx;
+	(void)run; /* its rows are in automation.db: found by the ids */
 	pthread_mutex_lock(&a->mu);
 	sqlite3_stmt *dd = NULL, *dt = NULL;
 	int ok = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
@@ -234,7 +258,7 @@ json_t *auto_row_of(struct csa_auto *a, const char *ticket_id, const char *type,
 	return row;
 }
 
-int auto_on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit)
+int auto_on_decision(void *ctx, void *run, const struct csa_flow_decision *d, json_t *audit)
 {
 	struct csa_auto *a = ctx;
 	const char *type = csa_dtype_name(d->type);
@@ -298,7 +322,7 @@ int auto_on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit
 	    json_pack("{s:s, s:o}", "ticket_id", d->ticket_id, "payload", json_deep_copy(info));
 	if (!rec)
 		csa_ledger_append(a->ledger, "decision", d->ticket_id, info, NULL, NULL);
-	pending_add(a, row, rec);
+	pending_add(a, run, row, rec);
 	json_object_set_new(audit, type, info);
 	return autonomous;
 }

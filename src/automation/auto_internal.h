@@ -155,10 +155,12 @@ const struct thr *auto_threshold_of(struct csa_auto *a, const char *type, const 
                                     int critical);
 
 /* auto_intake.c: the flow hooks (flow/pipeline.h) */
-int auto_on_decision(void *ctx, const struct csa_flow_decision *d, json_t *audit);
-int auto_decisions_done(void *ctx, struct csa_err *err);
-void auto_run_abandoned(void *ctx, const char *ticket_id, const char *const *ids, size_t n,
-                        const struct csa_err *why);
+void *auto_begin_run(void *ctx);
+int auto_on_decision(void *ctx, void *run, const struct csa_flow_decision *d, json_t *audit);
+int auto_decisions_done(void *ctx, void *run, struct csa_err *err);
+void auto_run_abandoned(void *ctx, void *run, const char *ticket_id, const char *const *ids,
+                        size_t n, const struct csa_err *why);
+void auto_end_run(void *ctx, void *run);
 json_t *auto_row_of(struct csa_auto *a, const char *ticket_id, const char *type, const json_t *info,
                     int64_t created_ms, const json_t *alternatives);
 

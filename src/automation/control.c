@@ -286,9 +286,11 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	if (rc)
 		goto fail;
 	struct csa_flow_hooks h = {.ctx = a,
+	                           .begin_run = auto_begin_run,
 	                           .on_decision = auto_on_decision,
 	                           .decisions_done = auto_decisions_done,
-	                           .run_abandoned = auto_run_abandoned};
+	                           .run_abandoned = auto_run_abandoned,
+	                           .end_run = auto_end_run};
 	csa_pipeline_set_hooks(p, &h);
 	*out = a;
 	return CSA_OK;
@@ -303,7 +305,6 @@ void csa_auto_close(struct csa_auto *a)
 		return;
 	if (a->pipe)
 		csa_pipeline_set_hooks(a->pipe, NULL);
-	auto_decisions_done(a, NULL); /* rows of a run cut short on this thread */
 	csa_ledger_close(a->ledger);
 	csa_outbox_close(a->outbox);
 	for (int k = 0; k < KEPT_COUNT; k++)

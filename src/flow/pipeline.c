@@ -322,7 +322,7 @@ int csa_pipeline_possibly_critical(const struct csa_config *cfg, const json_t *t
 }
 
 /* Ask the automation hook about one decision type of an agent's output. */
-static int ask_hook(struct csa_pipeline *p, const struct csa_agent_input *in,
+static int ask_hook(struct csa_pipeline *p, void *run, const struct csa_agent_input *in,
                     const char *decision_id, enum csa_dtype t, const struct csa_agent_output *o,
                     const char *segment, int category_autonomous, const char *input_digest,
                     json_t *audit)
@@ -360,7 +360,7 @@ static int ask_hook(struct csa_pipeline *p, const struct csa_agent_input *in,
 		d.model_version = llm;
 	if (!p->hooks.on_decision)
 		return 0;
-	return p->hooks.on_decision(p->hooks.ctx, &d, audit);
+	return p->hooks.on_decision(p->hooks.ctx, run, &d, audit);
 }
 
 /* Apply an autonomous decision to the ticket's documents. */
@@ -393,6 +393,7 @@ struct agents_run {
 	json_t *outs[CSA_AGENT_COUNT];   /* each agent's decision, or NULL */
 	const char *segment;             /* the classifier's category */
 	int human, category_autonomous;
+	void *run; /* the automation hook's context of this run */
 };
 
 /* The context manager: sentiment, the customer's text and history, SLA. */
@@ -446,7 +447,7 @@ static json_t *decide_types(struct agents_run *r, int a, const char *decision_id
 		enum csa_dtype t = agent_types[a][k];
 		if (t == CSA_DT_COUNT || !csa_json_str(o->decision, value_key(t)))
 			continue; /* no such decision in this run */
-		int autonomous = ask_hook(r->p, &r->in, decision_id, t, o, r->segment,
+		int autonomous = ask_hook(r->p, r->run, &r->in, decision_id, t, o, r->segment,
 		                          r->category_autonomous, r->digest, audit);
 		if (t == CSA_DT_CATEGORY)
 			r->category_autonomous = autonomous;
@@ -608,9 +609,9 @@ static void run_release(struct agents_run *r)
 }
 
 static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, struct csa_ticket *tk,
-                      json_t **result, struct csa_err *err)
+                      void *run, json_t **result, struct csa_err *err)
 {
-	struct agents_run r = {.p = p, .cfg = cfg, .tk = tk, .now = csa_now_ms()};
+	struct agents_run r = {.p = p, .cfg = cfg, .tk = tk, .now = csa_now_ms(), .run = run};
 	csa_ts_format(r.now, r.ts);
 	int rc = build_context(&r, err);
 	if (rc) {
@@ -627,7 +628,7 @@ static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, stru
 	add_analysis(&r);
 	/* the decisions' rows and review tasks are durable before the ticket
 	 * is committed, or the ticket is not committed */
-	rc = p->hooks.decisions_done ? p->hooks.decisions_done(p->hooks.ctx, err) : CSA_OK;
+	rc = p->hooks.decisions_done ? p->hooks.decisions_done(p->hooks.ctx, run, err) : CSA_OK;
 	if (rc == CSA_OK)
 		*result = json_pack("{s:s, s:O, s:O, s:o, s:b}", "ticket_id", tk->id,
 		                    "processing_timeline", r.timeline, "agent_decisions",
@@ -637,18 +638,11 @@ static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, stru
 	return rc;
 }
 
-/* Run the pipeline on 'tk' and commit it, under the ticket's lock. If the
- * commit fails, the hook takes back the rows the run's decisions left in
- * the controller's store, before the lock goes. */
-static int run_and_commit(struct csa_pipeline *p, const struct csa_config *cfg,
-                          struct csa_ticket *tk, json_t **result, struct csa_err *err)
+/* The run's ticket could not be committed: no result, and the hook takes
+ * back what the run's decisions (those after the first 'first') left. */
+static void abandon(struct csa_pipeline *p, void *run, struct csa_ticket *tk, size_t first,
+                    json_t **result, const struct csa_err *err)
 {
-	size_t first = json_array_size(json_object_get(tk->t, "agent_decisions"));
-	int rc = run_locked(p, cfg, tk, result, err);
-	if (rc)
-		return rc;
-	if ((rc = csa_store_commit(p->ws->store, tk, CSA_DOC_ALL, err)) == CSA_OK)
-		return CSA_OK;
 	json_decref(*result);
 	*result = NULL;
 	json_t *tdec = json_object_get(tk->t, "agent_decisions");
@@ -659,9 +653,24 @@ static int run_and_commit(struct csa_pipeline *p, const struct csa_config *cfg,
 			ids[i] = csa_json_str(
 			    json_object_get(json_array_get(tdec, first + i), "decision"),
 			    "decision_id");
-		p->hooks.run_abandoned(p->hooks.ctx, tk->id, ids, n, err);
+		p->hooks.run_abandoned(p->hooks.ctx, run, tk->id, ids, n, err);
 	}
 	free(ids);
+}
+
+/* Run the pipeline on 'tk' and commit it, under the ticket's lock. If the
+ * commit fails, the hook takes back the rows the run's decisions left in
+ * the controller's store, before the lock goes. */
+static int run_and_commit(struct csa_pipeline *p, const struct csa_config *cfg,
+                          struct csa_ticket *tk, json_t **result, struct csa_err *err)
+{
+	size_t first = json_array_size(json_object_get(tk->t, "agent_decisions"));
+	void *run = p->hooks.begin_run ? p->hooks.begin_run(p->hooks.ctx) : NULL;
+	int rc = run_locked(p, cfg, tk, run, result, err);
+	if (rc == CSA_OK && (rc = csa_store_commit(p->ws->store, tk, CSA_DOC_ALL, err)))
+		abandon(p, run, tk, first, result, err);
+	if (p->hooks.end_run)
+		p->hooks.end_run(p->hooks.ctx, run);
 	return rc;
 }
 

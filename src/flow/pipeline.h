@@ -45,21 +45,30 @@ struct csa_flow_decision {
  * goes to a human (PHASE_1 behaviour). Called under the ticket's lock. */
 struct csa_flow_hooks {
 	void *ctx;
+	/* At the start of a run on a ticket: the hook's context of that run
+	 * (what on_decision records waits there), handed back as 'run' to
+	 * every call below until end_run. May return NULL (the hook decides
+	 * what that means; the pipeline only passes it on). May be NULL. */
+	void *(*begin_run)(void *ctx);
 	/* Return 1 to apply autonomously, 0 to leave it to a human; may record
-	 * review tasks, audit records, metrics. *why (optional, static or
-	 * owned by the hook) explains the choice for the audit trail. */
-	int (*on_decision)(void *ctx, const struct csa_flow_decision *d, json_t *audit_info);
+	 * review tasks, audit records, metrics into 'run'. */
+	int (*on_decision)(void *ctx, void *run, const struct csa_flow_decision *d,
+	                   json_t *audit_info);
 	/* After a run's last on_decision, before its ticket is committed: make
 	 * what on_decision recorded durable, all at once. An error fails the
 	 * run: its ticket is not committed. May be NULL. */
-	int (*decisions_done)(void *ctx, struct csa_err *err);
+	int (*decisions_done)(void *ctx, void *run, struct csa_err *err);
 	/* The ticket could not be committed after decisions_done succeeded:
 	 * take back what it recorded for the run's decisions (ids, n of them;
 	 * 'why' the commit's error). Called under the ticket's lock, so no
 	 * later run on the ticket, which reuses the ids, can be in between.
 	 * May be NULL. */
-	void (*run_abandoned)(void *ctx, const char *ticket_id, const char *const *decision_ids,
-	                      size_t n, const struct csa_err *why);
+	void (*run_abandoned)(void *ctx, void *run, const char *ticket_id,
+	                      const char *const *decision_ids, size_t n, const struct csa_err *why);
+	/* The run is over, committed or not (always called after begin_run,
+	 * also when the run failed before decisions_done): free 'run'. May be
+	 * NULL. */
+	void (*end_run)(void *ctx, void *run);
 	/* After the commit of a run (for events, metrics). May be NULL. */
 	void (*after_run)(void *ctx, const char *ticket_id, const json_t *result);
 };
