@@ -114,6 +114,7 @@ int auto_raise_alert(struct csa_auto *a, const char *type, const char *severity,
 	int is_new;
 	struct alert_id aid;
 	int rc = auto_record_alert(a, type, severity, scope, detail, &is_new, &aid, err);
+	atomic_fetch_add(&a->n.open_alerts, aid.id > 0);
 	if (is_new)
 		auto_announce_alert(a, &aid, type, severity, scope, detail, events);
 	else
@@ -130,7 +131,11 @@ int auto_close_alert(struct csa_auto *a, const char *type, const char *scope, in
 	sqlite3_stmt *st;
 	if (closed)
 		*closed = 0;
-	if (sqlite3_prepare_v2(a->db, "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2",
+	/* only open ones: *closed and the count of open alerts tell what
+	 * this closed */
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2 AND "
+	                       "open = 1",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return auto_db_err(a, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
@@ -139,8 +144,10 @@ int auto_close_alert(struct csa_auto *a, const char *type, const char *scope, in
 	sqlite3_finalize(st);
 	if (!done)
 		return auto_db_err(a, err, what);
+	int n = sqlite3_changes(a->db);
+	atomic_fetch_sub(&a->n.open_alerts, n);
 	if (closed)
-		*closed = sqlite3_changes(a->db) > 0;
+		*closed = n > 0;
 	return CSA_OK;
 }
 

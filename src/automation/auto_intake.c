@@ -107,11 +107,14 @@ int auto_decisions_done(void *ctx, void *run, struct csa_err *err)
 	if (!r || r->lost)
 		return csa_error(err, CSA_ENOMEM, "out of memory recording a run's decisions");
 	int rc = CSA_OK, began = 0;
+	int64_t rows = 0, tasks = 0;
 	pthread_mutex_lock(&a->mu);
 	for (size_t i = 0; rc == CSA_OK && i < r->n; i++) {
 		const json_t *row = r->v[i].row;
 		if (!row)
 			continue;
+		rows++;
+		tasks += csa_json_str(row, "task") != NULL;
 		if (!began && sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 			char what[200];
 			snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
@@ -124,8 +127,12 @@ int auto_decisions_done(void *ctx, void *run, struct csa_err *err)
 	}
 	if (began && rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = auto_db_err(a, err, "cannot commit a run's decisions");
-	if (rc)
+	if (rc) {
 		auto_rollback_locked(a);
+	} else {
+		atomic_fetch_add(&a->n.decisions, rows);
+		atomic_fetch_add(&a->n.open_tasks, tasks);
+	}
 	pthread_mutex_unlock(&a->mu);
 
 	struct csa_ledger_rec *recs = rc ? NULL : calloc(r->n ? r->n : 1, sizeof(*recs));
@@ -170,6 +177,7 @@ void auto_run_abandoned(void *ctx, void *run, const char *ticket_id, const char 
 	(void)run; /* its rows are in automation.db: found by the ids */
 	pthread_mutex_lock(&a->mu);
 	sqlite3_stmt *dd = NULL, *dt = NULL;
+	int64_t gone[2] = {0, 0}; /* decisions, tasks */
 	int ok = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
 	         sqlite3_prepare_v2(a->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
 	                            &dd, NULL) == SQLITE_OK &&
@@ -190,13 +198,18 @@ void auto_run_abandoned(void *ctx, void *run, const char *ticket_id, const char 
 			if (k)
 				sqlite3_bind_text(st, 3, ticket_id, -1, SQLITE_STATIC);
 			ok = ok && auto_step_done(st);
+			gone[k] += ok ? sqlite3_changes(a->db) : 0;
 		}
 	}
 	sqlite3_finalize(dd);
 	sqlite3_finalize(dt);
 	ok = ok && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
-	if (!ok)
+	if (!ok) {
 		auto_rollback_locked(a);
+	} else { /* the tasks of a run just made are open */
+		atomic_fetch_sub(&a->n.decisions, gone[0]);
+		atomic_fetch_sub(&a->n.open_tasks, gone[1]);
+	}
 	json_t *list = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list, json_string(ids[i] ? ids[i] : ""));

@@ -25,6 +25,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include "automation/control.h"
 #include "automation/settings.h"
@@ -95,7 +96,11 @@ struct csa_auto {
 	struct csa_err state_err;
 	struct thr *thr;
 	size_t nthr, capthr;
-	int64_t reviews;                /* reviews since open, for threshold refresh */
+	int64_t reviews; /* reviews since open, for threshold refresh */
+	/* csa_auto_counts(): written under mu, read without it */
+	struct {
+		_Atomic int64_t open_tasks, decisions, reviews, open_alerts;
+	} n;
 	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
 	/* Within one evaluation (a tick, `phase evaluate`, an advance) the
 	 * PHASE_1 baseline and each type's own gate are computed once, not
@@ -149,6 +154,10 @@ sqlite3_stmt *auto_kept(struct csa_auto *a, int k, const char *sql);
 int auto_step_done(sqlite3_stmt *st);
 int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err);
 void auto_rollback_locked(struct csa_auto *a);
+
+/* auto_kpi.c: the counters of csa_auto_counts() counted in automation.db
+ * (those it cannot count keep their value); CSA_OK or the first error. */
+int auto_counts_reload(struct csa_auto *a, struct csa_err *err);
 
 /* auto_thresholds.c */
 const struct thr *auto_threshold_of(struct csa_auto *a, const char *type, const char *segment,

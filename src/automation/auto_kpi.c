@@ -7,6 +7,8 @@
 #include "store/ws.h"
 
 #include <math.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,4 +154,41 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	                 by_phase, "by_decision_type", by_type, "by_segment", by_seg);
 	pthread_mutex_unlock(&a->mu);
 	return CSA_OK;
+}
+
+void csa_auto_counts(struct csa_auto *a, struct csa_auto_counts *out)
+{
+	out->open_tasks = atomic_load(&a->n.open_tasks);
+	out->decisions = atomic_load(&a->n.decisions);
+	out->reviews = atomic_load(&a->n.reviews);
+	out->open_alerts = atomic_load(&a->n.open_alerts);
+}
+
+int auto_counts_reload(struct csa_auto *a, struct csa_err *err)
+{
+	static const struct {
+		size_t off;
+		const char *sql, *what;
+	} q[] = {
+	    /* each through an index: tasks_open, the decision log's smallest
+	     * index, the reviews' partial index */
+	    {offsetof(struct csa_auto, n.open_tasks),
+	     "SELECT count(*) FROM tasks WHERE status IN ('open', 'deciding')",
+	     "counting the open review tasks"},
+	    {offsetof(struct csa_auto, n.decisions), "SELECT count(*) FROM decisions",
+	     "counting the decisions"},
+	    {offsetof(struct csa_auto, n.reviews),
+	     "SELECT count(*) FROM decisions WHERE final IS NOT NULL", "counting the reviews"},
+	    {offsetof(struct csa_auto, n.open_alerts), "SELECT count(*) FROM alerts WHERE open = 1",
+	     "counting the open alerts"},
+	};
+	int rc = CSA_OK;
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		int64_t v = auto_count_i64(a, q[i].sql, NULL, NULL);
+		if (v >= 0)
+			atomic_store((_Atomic int64_t *)((char *)a + q[i].off), v);
+		else if (rc == CSA_OK)
+			rc = auto_db_err(a, err, q[i].what);
+	}
+	return rc;
 }

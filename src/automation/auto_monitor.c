@@ -262,6 +262,9 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 			}
 		}
 	}
+	/* what other processes on the workspace changed shows in the
+	 * counters from here (a failure keeps the ones this one kept) */
+	auto_counts_reload(a, NULL);
 	/* a phase change or demotion that did not reach the disk (now or at
 	 * an earlier save) is written again, and reported while it fails */
 	if (a->state_unsaved && auto_save_state(a, NULL) && rc == CSA_OK)

@@ -162,6 +162,8 @@ static void announce_critical_errors(struct csa_auto *a, const json_t *crits, js
 	{
 		struct alert_id aid = {csa_json_int(c, "alert_id", 0),
 		                       csa_json_int(c, "created_ms", 0)};
+		/* its row committed with the review */
+		atomic_fetch_add(&a->n.open_alerts, aid.id > 0);
 		auto_announce_alert(a, &aid, "CRITICAL_ERROR", "CRITICAL", csa_json_str(c, "scope"),
 		                    json_incref(json_object_get(c, "detail")), events);
 		auto_demote_type(a, csa_json_str(c, "type"), 2,
@@ -476,6 +478,8 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	}
 	pthread_cond_broadcast(&a->decided);
 	a->reviews++;
+	atomic_fetch_sub(&a->n.open_tasks, 1);
+	atomic_fetch_add(&a->n.reviews, 1);
 	int correct = strcmp(t.ai_value, value) == 0;
 	json_t *rec =
 	    json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:I, s:s?, s:b}", "task_id",

@@ -285,6 +285,12 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	json_decref(dead);
 	if (rc)
 		goto fail;
+	/* once, after recovery: from here on each change keeps them */
+	pthread_mutex_lock(&a->mu);
+	rc = auto_counts_reload(a, err);
+	pthread_mutex_unlock(&a->mu);
+	if (rc)
+		goto fail;
 	struct csa_flow_hooks h = {.ctx = a,
 	                           .begin_run = auto_begin_run,
 	                           .on_decision = auto_on_decision,
