@@ -196,6 +196,7 @@ void auto_demote_type(struct csa_auto *a, const char *type, int to, const char *
 int auto_set_workspace_phase(struct csa_auto *a, int phase, struct csa_err *err);
 
 /* auto_gates.c */
+
 json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *segment, int phase);
 int auto_type_vouches(struct csa_auto *a, const char *type, const char *seg, int phase);
 
@@ -207,5 +208,66 @@ int auto_make_point(struct csa_auto *a, const char *reason, const char *who, cha
 int auto_mark_open(struct csa_auto *a, json_t *dead, struct csa_err *err);
 int auto_recover(struct csa_auto *a, struct csa_err *err);
 int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_err *err);
+
+/*
+ * ---- the store: auto_sqlite.c ------------------------------------------
+ *
+ * Everything that reads or writes automation.db (the decision log, review
+ * tasks, alerts) goes through these functions, named for what the jobs
+ * need, not for SQL: a second backend (PostgreSQL) is a second file with
+ * the same functions. The caller holds a->mu. A function returning an int
+ * status leaves "what failed and why" in err; one returning a count gives
+ * -1 when the store cannot answer (auto_db_errmsg() says why).
+ */
+
+/* The last error of the store, for a message. */
+const char *auto_db_errmsg(struct csa_auto *a);
+
+/* The newest 'window' decisions of a scope (type and segment NULL: all)
+ * made in 'phase' after 'since' (ms), summed for its gate. */
+struct scope_metrics {
+	int64_t n, autonomous, reviewed, correct, human, human_reviewed, auto_reviewed,
+	    auto_correct, critical_errors, open_tasks_decide;
+	double mean_decision_ms, total_decision_ms;
+};
+
+int auto_db_scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
+                          int64_t window, int64_t since, struct scope_metrics *m);
+/* Mean time a person took on a reviewed PHASE_1 decision (0: none). */
+double auto_db_baseline_ms(struct csa_auto *a);
+/* Open alerts (of 'severity', NULL: any). */
+int64_t auto_db_open_alerts(struct csa_auto *a, const char *severity);
+
+/* The segments with decisions, into *out (a new array, also on failure,
+ * then with what could be read): [type, segment] pairs in the store's
+ * order (AUTO_SEGS_ANY_ORDER) or sorted, or "type/segment" keys. */
+enum auto_seg_order { AUTO_SEGS_ANY_ORDER, AUTO_SEGS_SORTED, AUTO_SEGS_KEYS };
+int auto_db_segments(struct csa_auto *a, enum auto_seg_order order, const char *what, json_t **out,
+                     struct csa_err *err);
+/* The segments of 'type' with decisions (strings), as above. */
+int auto_db_segments_of(struct csa_auto *a, const char *type, const char *what, json_t **out,
+                        struct csa_err *err);
+
+/* The reviewed autonomous decisions of 'type' made after 'since' (at most
+ * 'max', newest reviews first): how many (*n), their weight (*w) and the
+ * weight of the right ones (*wk). */
+int auto_db_reviewed_autonomous_sample(struct csa_auto *a, const char *type, size_t max,
+                                       int64_t since, size_t *n, double *w, double *wk,
+                                       const char *what, struct csa_err *err);
+/* Of the newest 'last' decisions of 'type': how many, how many autonomous. */
+int auto_db_recent_autonomy(struct csa_auto *a, const char *type, int last, int64_t *n,
+                            int64_t *autonomous, const char *what, struct csa_err *err);
+/* The newest decisions (at most 'max') of a segment in 'phase' made after
+ * 'since': confidence, and right[i] 1/0 when reviewed, -1 when not. */
+int auto_db_recent_outcomes(struct csa_auto *a, const char *type, const char *segment, int phase,
+                            int64_t since, size_t max, double *confidence, int *right, size_t *n,
+                            const char *what, struct csa_err *err);
+
+/* KPIs ({"decisions", "automation_rate", "accuracy", ...}) of the
+ * decisions in 'phase' (0: any), of 'type', of the segment 'segment_key'
+ * ("type/segment"), or of all when none is given. */
+json_t *auto_db_kpi(struct csa_auto *a, int phase, const char *type, const char *segment_key);
+/* The counters of csa_auto_counts() counted (-1 for one it cannot count). */
+int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err *err);
 
 #endif
