@@ -270,4 +270,38 @@ json_t *auto_db_kpi(struct csa_auto *a, int phase, const char *type, const char 
 /* The counters of csa_auto_counts() counted (-1 for one it cannot count). */
 int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err *err);
 
+/* Whether an alert of 'type' and 'scope' (NULL: any scope) is open. */
+int auto_db_alert_is_open(struct csa_auto *a, const char *type, const char *scope, int *open,
+                          const char *what, struct csa_err *err);
+/* A new open alert; *id its id (0 when not written). */
+int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *type,
+                         const char *severity, const char *scope, const json_t *detail, int64_t *id,
+                         const char *what, struct csa_err *err);
+/* Close the open alerts of 'type' and 'scope'; *n how many. */
+int auto_db_close_alerts(struct csa_auto *a, const char *type, const char *scope, int64_t *n,
+                         const char *what, struct csa_err *err);
+/* The newest alerts (open ones only, or all), at most 'limit', as
+ * csa_auto_alerts() gives them. */
+int auto_db_alert_list(struct csa_auto *a, int open_only, size_t limit, json_t **out,
+                       struct csa_err *err);
+
+/* Reviews of a scope (type; segment unless NULL) after 'after_ms': *n how
+ * many and, when any, *newest_ms the newest one's time (else untouched).
+ * Run for every decision: cheap, over an index of reviews. */
+int auto_db_reviews_after(struct csa_auto *a, const char *type, const char *segment,
+                          int64_t after_ms, int64_t *n, int64_t *newest_ms);
+
+/* A run's decision rows (auto_row_of(), with their review tasks) in one
+ * transaction: all or none. */
+int auto_db_record_decisions(struct csa_auto *a, const json_t *rows, struct csa_err *err);
+/* The rows and tasks of decisions ids[0..n) of a ticket, gone in one
+ * transaction (all or none); gone[0] and gone[1] grow by the decisions and
+ * tasks removed. CSA_OK or CSA_EIO. */
+int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const char *const *ids,
+                             size_t n, int64_t gone[2]);
+/* Reviewed autonomous decisions of a segment, counted up to 'limit' (0
+ * when the store cannot answer). Run for every autonomous decision. */
+int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const char *segment,
+                                    int64_t limit);
+
 #endif

@@ -3,7 +3,9 @@
  * decision, and the helpers every job uses to read and write it.
  */
 #include "automation/auto_internal.h"
+#include "base/ids.h"
 #include "base/json.h"
+#include "base/ts.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -577,4 +579,210 @@ int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err
 			rc = auto_db_err(a, err, q[i].what);
 	}
 	return rc;
+}
+
+/* ---- alerts -------------------------------------------------------------------- */
+
+int auto_db_alert_is_open(struct csa_auto *a, const char *type, const char *scope, int *open,
+                          const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*open = 0;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND "
+	                       "(?2 IS NULL OR scope = ?2)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return auto_db_err(a, err, what);
+	*open = step == SQLITE_ROW;
+	return CSA_OK;
+}
+
+int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *type,
+                         const char *severity, const char *scope, const json_t *detail, int64_t *id,
+                         const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*id = 0;
+	if (sqlite3_prepare_v2(a->db,
+	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
+	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	char *d = json_dumps(detail, JSON_COMPACT);
+	sqlite3_bind_int64(st, 1, created_ms);
+	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, d ? d : "{}", -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	free(d);
+	if (!done)
+		return auto_db_err(a, err, what);
+	*id = sqlite3_last_insert_rowid(a->db);
+	return CSA_OK;
+}
+
+int auto_db_close_alerts(struct csa_auto *a, const char *type, const char *scope, int64_t *n,
+                         const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*n = 0;
+	/* only open ones: the caller learns how many this closed */
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2 AND "
+	                       "open = 1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return auto_db_err(a, err, what);
+	*n = sqlite3_changes(a->db);
+	return CSA_OK;
+}
+
+int auto_db_alert_list(struct csa_auto *a, int open_only, size_t limit, json_t **out,
+                       struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
+	        "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT ?2",
+	        -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "listing alerts");
+	sqlite3_bind_int(st, 1, open_only);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	json_t *arr = json_array();
+	char ts[CSA_TS_LEN];
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *d = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+		json_array_append_new(
+		    arr,
+		    json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:b}", "id",
+		              (json_int_t)sqlite3_column_int64(st, 0), "created",
+		              csa_ts_format(sqlite3_column_int64(st, 1), ts), "type",
+		              sqlite3_column_text(st, 2), "severity", sqlite3_column_text(st, 3),
+		              "scope", sqlite3_column_text(st, 4), "detail", d ? d : json_null(),
+		              "open", sqlite3_column_int(st, 6)));
+	}
+	sqlite3_finalize(st);
+	*out = arr;
+	return CSA_OK;
+}
+
+/* ---- thresholds ------------------------------------------------------------------ */
+
+int auto_db_reviews_after(struct csa_auto *a, const char *type, const char *segment,
+                          int64_t after_ms, int64_t *n, int64_t *newest_ms)
+{
+	sqlite3_stmt *st =
+	    segment
+	        ? auto_kept(a, KEPT_REVIEWED,
+	                    "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
+	                    "NULL AND type = ?1 AND segment = ?2 AND reviewed_ms > ?3")
+	        : auto_kept(a, KEPT_REVIEWED_TYPE,
+	                    "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
+	                    "NULL AND type = ?1 AND reviewed_ms > ?3");
+	if (!st)
+		return CSA_EIO;
+	int rc = CSA_EIO;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	if (segment)
+		sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, after_ms);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*n = sqlite3_column_int64(st, 0);
+		if (*n > 0)
+			*newest_ms = sqlite3_column_int64(st, 1);
+		rc = CSA_OK;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* ---- a run's decisions ---------------------------------------------------------- */
+
+int auto_db_record_decisions(struct csa_auto *a, const json_t *rows, struct csa_err *err)
+{
+	size_t i;
+	const json_t *row;
+	if (!json_array_size(rows))
+		return CSA_OK;
+	if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		char what[200];
+		snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
+		         csa_json_str(json_array_get(rows, 0), "ticket_id"));
+		return auto_db_err(a, err, what);
+	}
+	int rc = CSA_OK;
+	json_array_foreach(rows, i, row) if (rc == CSA_OK) rc = auto_insert_row(a, row, err);
+	if (rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = auto_db_err(a, err, "cannot commit a run's decisions");
+	if (rc)
+		auto_rollback_locked(a);
+	return rc;
+}
+
+int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const char *const *ids,
+                             size_t n, int64_t gone[2])
+{
+	sqlite3_stmt *dd = NULL, *dt = NULL;
+	int ok = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(a->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
+	                            &dd, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(a->db,
+	                            "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
+	                            "AND decision_id < ?2",
+	                            -1, &dt, NULL) == SQLITE_OK;
+	/* a decision's rows are "<id>#<type>": every key from "<id>#" up to,
+	 * not including, "<id>$" ('$' follows '#') */
+	for (size_t i = 0; ok && i < n; i++) {
+		char lo[CSA_ID_MAX + 64], hi[CSA_ID_MAX + 64];
+		snprintf(lo, sizeof(lo), "%s#", ids[i] ? ids[i] : "");
+		snprintf(hi, sizeof(hi), "%s$", ids[i] ? ids[i] : "");
+		for (int k = 0; k < 2; k++) {
+			sqlite3_stmt *st = k ? dt : dd;
+			sqlite3_bind_text(st, 1, lo, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
+			if (k)
+				sqlite3_bind_text(st, 3, ticket_id, -1, SQLITE_STATIC);
+			ok = ok && auto_step_done(st);
+			gone[k] += ok ? sqlite3_changes(a->db) : 0;
+		}
+	}
+	sqlite3_finalize(dd);
+	sqlite3_finalize(dt);
+	ok = ok && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	if (!ok)
+		auto_rollback_locked(a);
+	return ok ? CSA_OK : CSA_EIO;
+}
+
+int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const char *segment,
+                                    int64_t limit)
+{
+	int64_t n = 0;
+	sqlite3_stmt *st = auto_kept(a, KEPT_REVIEWED_AUTO,
+	                             "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
+	                             "autonomous = 1 AND final IS "
+	                             "NOT NULL AND type = ?1 AND segment = ?2 LIMIT ?3)");
+	if (st) {
+		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, limit);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+	}
+	return n;
 }

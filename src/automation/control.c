@@ -266,14 +266,9 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		goto fail;
 	/* a failure alert left open by an earlier run closes at the next
 	 * append that succeeds */
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = "
-	                       "'AUDIT_LEDGER_FAILURE'",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		a->ledger_failing = sqlite3_step(st) == SQLITE_ROW;
-		sqlite3_finalize(st);
-	}
+	int failing;
+	if (auto_db_alert_is_open(a, "AUDIT_LEDGER_FAILURE", NULL, &failing, "", NULL) == CSA_OK)
+		a->ledger_failing = failing;
 	/* markers of processes that ended without closing go once their
 	 * tickets are recovered, so a recovery cut short runs again */
 	json_t *dead = json_array(), *m;
