@@ -304,4 +304,50 @@ int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const ch
 int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const char *segment,
                                     int64_t limit);
 
+/* A unit of work: begin ('write_now': take the write lock at once, as a
+ * recovery must before it reads), commit; auto_rollback_locked() undoes
+ * one that failed. */
+int auto_db_begin(struct csa_auto *a, int write_now, const char *what, struct csa_err *err);
+int auto_db_commit(struct csa_auto *a, const char *what, struct csa_err *err);
+
+/* Review tasks as csa_auto_review_list() and its kin give them: by status
+ * (NULL: any; open first, most valuable first), a ticket's open ones, the
+ * most valuable open one due at 'now_ms' (*out NULL when none). */
+int auto_db_task_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
+                      struct csa_err *err);
+int auto_db_ticket_tasks(struct csa_auto *a, const char *ticket_id, json_t **out,
+                         struct csa_err *err);
+int auto_db_next_task(struct csa_auto *a, int64_t now_ms, json_t **out, struct csa_err *err);
+
+/* What review_decide reads of a task and of its decision. */
+struct task_claim {
+	int64_t id, created;
+	char decision_id[160], ticket[80], type[32], segment[160], ai_value[160], status[16],
+	    value[160], reviewer[160];
+	int critical, autonomous, phase;
+};
+/* Task t->id and its decision into *t (CSA_ENOENT: no such task). */
+int auto_db_read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err);
+/* Claim an open task for 'value' by 'who' under 'claim' (the controller's
+ * open marker) in one conditional step: 1 if it got it, 0 if the task was
+ * not open, < 0 on error. */
+int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, const char *value,
+                       const char *who, struct csa_err *err);
+/* Give up a claim: the task is open again (best effort). */
+void auto_db_release_claim(struct csa_auto *a, int64_t task_id, const char *claim);
+/* The person's decision on the claimed task's decision, and the task done;
+ * CSA_ESTATE when the claim was lost. Inside a unit of work. */
+int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const char *claim,
+                          const char *value, int correct, const char *who, int64_t decision_ms,
+                          struct csa_err *err);
+/* Whether a person confirmed the ticket's priority as CRITICAL. */
+int auto_db_ticket_confirmed_critical(struct csa_auto *a, const char *ticket);
+/* Every decision of the ticket counted as one on a critical ticket. */
+int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err);
+/* The ticket's autonomous decisions, but 'except', that a review reversed
+ * while the ticket did not count as critical: [{"id", "type", "segment",
+ * "value", "final"}] (a new array, empty on failure). */
+int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const char *except,
+                                json_t **found, struct csa_err *err);
+
 #endif

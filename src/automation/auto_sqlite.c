@@ -786,3 +786,262 @@ int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const 
 	}
 	return n;
 }
+
+/* ---- transactions ------------------------------------------------------------ */
+
+int auto_db_begin(struct csa_auto *a, int write_now, const char *what, struct csa_err *err)
+{
+	return sqlite3_exec(a->db, write_now ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL) ==
+	               SQLITE_OK
+	           ? CSA_OK
+	           : auto_db_err(a, err, what);
+}
+
+int auto_db_commit(struct csa_auto *a, const char *what, struct csa_err *err)
+{
+	return sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK
+	           ? CSA_OK
+	           : auto_db_err(a, err, what);
+}
+
+/* ---- review tasks ------------------------------------------------------------- */
+
+static json_t *task_row(struct csa_auto *a, sqlite3_stmt *st)
+{
+	char ts1[CSA_TS_LEN], ts2[CSA_TS_LEN];
+	const char *type = (const char *)sqlite3_column_text(st, 3);
+	int shown = sqlite3_column_int(st, 7);
+	const char *alts = (const char *)sqlite3_column_text(st, 10);
+	json_t *alt = alts && shown ? json_loads(alts, 0, NULL) : NULL;
+	json_t *t = json_pack(
+	    "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:f, s:s, s:s}", "task_id",
+	    (json_int_t)sqlite3_column_int64(st, 0), "decision_id", sqlite3_column_text(st, 1),
+	    "ticket_id", sqlite3_column_text(st, 2), "decision_type", type, "segment",
+	    sqlite3_column_text(st, 4), "kind", sqlite3_column_text(st, 5), "status",
+	    sqlite3_column_text(st, 6), "suggestion",
+	    shown ? json_string((const char *)sqlite3_column_text(st, 8)) : json_null(),
+	    "confidence", shown ? json_real(sqlite3_column_double(st, 9)) : json_null(),
+	    "alternatives", alt ? alt : json_array(), "labels", auto_labels_of(a, type),
+	    "priority_score", sqlite3_column_double(st, 11), "created",
+	    csa_ts_format(sqlite3_column_int64(st, 12), ts1), "due",
+	    csa_ts_format(sqlite3_column_int64(st, 13), ts2));
+	return t;
+}
+
+#define TASK_COLS                                                                                  \
+	"id, decision_id, ticket_id, type, segment, kind, status, shown, suggestion, "             \
+	"confidence, alternatives, score, created_ms, due_ms"
+
+/* Every row 'st' gives, as tasks, into a new array. */
+static json_t *task_rows(struct csa_auto *a, sqlite3_stmt *st)
+{
+	json_t *arr = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(arr, task_row(a, st));
+	sqlite3_finalize(st);
+	return arr;
+}
+
+int auto_db_task_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
+                      struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
+	                       "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "listing tasks");
+	if (status)
+		sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	*out = task_rows(a, st);
+	return CSA_OK;
+}
+
+int auto_db_ticket_tasks(struct csa_auto *a, const char *ticket_id, json_t **out,
+                         struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
+	                       "ticket_id = ?1 ORDER BY id",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "listing a ticket's tasks");
+	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
+	*out = task_rows(a, st);
+	return CSA_OK;
+}
+
+int auto_db_next_task(struct csa_auto *a, int64_t now_ms, json_t **out, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*out = NULL;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT " TASK_COLS
+	                       " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
+	                       "ORDER BY score DESC, id LIMIT 1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "choosing the next task");
+	sqlite3_bind_int64(st, 1, now_ms);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = task_row(a, st);
+	sqlite3_finalize(st);
+	return CSA_OK;
+}
+
+int auto_db_read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
+	        "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
+	        "coalesce(t.reviewer, d.reviewer) "
+	        "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1",
+	        -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "reading a review task");
+	sqlite3_bind_int64(st, 1, t->id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return csa_error(err, CSA_ENOENT, "no review task %lld", (long long)t->id);
+	}
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	snprintf(t->decision_id, sizeof(t->decision_id), "%s", COL(0));
+	snprintf(t->ticket, sizeof(t->ticket), "%s", COL(1));
+	snprintf(t->type, sizeof(t->type), "%s", COL(2));
+	snprintf(t->segment, sizeof(t->segment), "%s", COL(3));
+	t->created = sqlite3_column_int64(st, 4);
+	snprintf(t->ai_value, sizeof(t->ai_value), "%s", COL(5));
+	t->critical = sqlite3_column_int(st, 6);
+	t->autonomous = sqlite3_column_int(st, 7);
+	t->phase = sqlite3_column_int(st, 8);
+	snprintf(t->status, sizeof(t->status), "%s", COL(9));
+	snprintf(t->value, sizeof(t->value), "%s", COL(10));
+	snprintf(t->reviewer, sizeof(t->reviewer), "%s", COL(11));
+#undef COL
+	sqlite3_finalize(st);
+	return CSA_OK;
+}
+
+int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, const char *value,
+                       const char *who, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE tasks SET status = 'deciding', claim = ?2, value = ?3, "
+	                       "reviewer = ?4 WHERE id = ?1 AND status = 'open'",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "claiming a review task");
+	sqlite3_bind_int64(st, 1, task_id);
+	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, who, -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return auto_db_err(a, err, "claiming a review task");
+	return sqlite3_changes(a->db) == 1;
+}
+
+void auto_db_release_claim(struct csa_auto *a, int64_t task_id, const char *claim)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
+	                       "reviewer = NULL WHERE id = ?1 AND status = 'deciding' AND "
+	                       "claim = ?2",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, task_id);
+		sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+}
+
+int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const char *claim,
+                          const char *value, int correct, const char *who, int64_t decision_ms,
+                          struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
+	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "recording the review");
+	sqlite3_bind_text(st, 1, t->decision_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, correct);
+	sqlite3_bind_int64(st, 4, csa_now_ms());
+	sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, decision_ms);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done || sqlite3_prepare_v2(a->db,
+	                                "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
+	                                "status = 'deciding' AND claim = ?2",
+	                                -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "recording the review");
+	sqlite3_bind_int64(st, 1, t->id);
+	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
+	done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return auto_db_err(a, err, "closing the task");
+	if (sqlite3_changes(a->db) != 1)
+		return csa_error(err, CSA_ESTATE, "the claim on review task %lld was lost",
+		                 (long long)t->id);
+	return CSA_OK;
+}
+
+int auto_db_ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
+{
+	return auto_count_i64(a,
+	                      "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
+	                      "type = 'priority' AND final = 'CRITICAL'",
+	                      ticket, NULL) > 0;
+}
+
+int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err)
+{
+	char what[160];
+	snprintf(what, sizeof(what), "marking the decisions of ticket '%s' critical", ticket);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1,
+	                       &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	return done ? CSA_OK : auto_db_err(a, err, what);
+}
+
+int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const char *except,
+                                json_t **found, struct csa_err *err)
+{
+	char what[160];
+	snprintf(what, sizeof(what), "reading the reversed decisions of ticket '%s'", ticket);
+	sqlite3_stmt *st;
+	*found = json_array();
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT id, type, segment, value, final FROM decisions WHERE "
+	                       "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
+	                       "AND correct = 0",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, except, -1, SQLITE_STATIC);
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(*found, json_pack("{s:s, s:s, s:s, s:s?, s:s}", "id",
+		                                        sqlite3_column_text(st, 0), "type",
+		                                        sqlite3_column_text(st, 1), "segment",
+		                                        sqlite3_column_text(st, 2), "value",
+		                                        (const char *)sqlite3_column_text(st, 3),
+		                                        "final", sqlite3_column_text(st, 4)));
+	sqlite3_finalize(st);
+	if (step == SQLITE_DONE)
+		return CSA_OK;
+	/* a partial list decides nothing */
+	json_array_clear(*found);
+	return auto_db_err(a, err, what);
+}
