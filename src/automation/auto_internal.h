@@ -5,7 +5,7 @@
  *
  *   control.c          open/close, configuration snapshot, segment phases
  *                      of automation/state.json, labels of a decision type
- *   auto_db.c          automation.db: schema, kept statements, row writes
+ *   auto_sqlite.c      the store: every read and write of automation.db
  *   auto_intake.c      a pipeline run's decisions (the flow hooks)
  *   auto_thresholds.c  autonomy thresholds and readiness
  *   auto_review.c      the review queue and a person's decision
@@ -24,7 +24,6 @@
 
 #include <jansson.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include "automation/control.h"
@@ -35,6 +34,7 @@
 
 struct csa_flow_decision;
 struct csa_outbox;
+struct auto_store;
 
 #define PATH_SZ 4096
 
@@ -46,16 +46,6 @@ struct thr {
 	size_t reviewed;        /* the segment's reviewed decisions in the window */
 	int computed, had_reviews;
 	int64_t newest_ms; /* the newest review it was computed with */
-};
-
-/* Statements run for every decision, prepared once (see auto_kept()). */
-enum {
-	KEPT_REVIEWED,
-	KEPT_REVIEWED_TYPE,
-	KEPT_REVIEWED_AUTO,
-	KEPT_INSERT_DECISION,
-	KEPT_INSERT_TASK,
-	KEPT_COUNT
 };
 
 /* The configurations the controller has read: see auto_cfg(). */
@@ -74,8 +64,7 @@ struct csa_auto {
 	struct csa_ws *ws;
 	struct cfg_seen *cfg;
 	struct csa_pipeline *pipe;
-	sqlite3 *db;
-	struct csa_walckpt *ckpt; /* automation.db's checkpoints, off the decision path */
+	struct auto_store *store; /* automation.db (auto_sqlite.c) */
 	pthread_mutex_t mu;
 	pthread_cond_t decided; /* a claimed review task was closed or released */
 	struct csa_ledger *ledger;
@@ -101,7 +90,6 @@ struct csa_auto {
 	struct {
 		_Atomic int64_t open_tasks, decisions, reviews, open_alerts;
 	} n;
-	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
 	/* Within one evaluation (a tick, `phase evaluate`, an advance) the
 	 * PHASE_1 baseline and each type's own gate are computed once, not
 	 * once per segment. Reset by auto_begin_evaluation(); under mu. */
@@ -142,18 +130,6 @@ static inline double auto_threshold_from_json(const json_t *v)
 	double t = json_is_number(v) ? json_number_value(v) : -1;
 	return t >= 0 && csa_has_threshold(t) ? t : CSA_NO_THRESHOLD;
 }
-
-/* auto_db.c */
-extern const char auto_schema_sql[];
-int auto_add_columns(sqlite3 *db);
-int auto_db_err(struct csa_auto *a, struct csa_err *err, const char *what);
-struct csa_outcome *auto_outcomes(struct csa_auto *a, const char *type, const char *segment,
-                                  size_t limit, size_t *n);
-int64_t auto_count_i64(struct csa_auto *a, const char *sql, const char *p1, const char *p2);
-sqlite3_stmt *auto_kept(struct csa_auto *a, int k, const char *sql);
-int auto_step_done(sqlite3_stmt *st);
-int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err);
-void auto_rollback_locked(struct csa_auto *a);
 
 /* auto_kpi.c: the counters of csa_auto_counts() counted in automation.db
  * (those it cannot count keep their value); CSA_OK or the first error. */
@@ -220,8 +196,22 @@ int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_e
  * -1 when the store cannot answer (auto_db_errmsg() says why).
  */
 
-/* The last error of the store, for a message. */
+/* Open the store at 'path' (created private), or close it (NULL-safe). */
+int auto_db_open(struct csa_auto *a, const char *path, struct csa_err *err);
+void auto_db_close(struct csa_auto *a);
+/* The last error of the store, for a message; auto_db_err() makes it the
+ * error 'err' says ("<path>: <what>: <why>"; CSA_EBUSY when another
+ * process held the store too long, CSA_EIO otherwise). */
 const char *auto_db_errmsg(struct csa_auto *a);
+int auto_db_err(struct csa_auto *a, struct csa_err *err, const char *what);
+/* Undo the unit of work in progress, if any. */
+void auto_rollback_locked(struct csa_auto *a);
+/* One decision's row (auto_row_of()) and its review task, if it has one. */
+int auto_db_insert_decision(struct csa_auto *a, const json_t *row, struct csa_err *err);
+/* Reviewed outcomes of a scope (segment NULL: the whole type), oldest
+ * first, at most 'limit'; malloc'd (NULL when the store cannot answer). */
+struct csa_outcome *auto_db_outcomes(struct csa_auto *a, const char *type, const char *segment,
+                                     size_t limit, size_t *n);
 
 /* The newest 'window' decisions of a scope (type and segment NULL: all)
  * made in 'phase' after 'since' (ms), summed for its gate. */
@@ -349,5 +339,26 @@ int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct 
  * "value", "final"}] (a new array, empty on failure). */
 int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const char *except,
                                 json_t **found, struct csa_err *err);
+
+/* Recovery after an unclean stop (auto_recovery.c). The newest decision's
+ * time (-1: unreadable); the tickets decided on since 'since_ms' added to
+ * the object 'ids' (best effort); a ticket's decisions as [key, created_ms]
+ * pairs; one decision of a ticket and its task removed; a review restored
+ * onto a decision ('value' by 'by') and its task done. */
+int64_t auto_db_newest_decision_ms(struct csa_auto *a);
+void auto_db_tickets_decided_since(struct csa_auto *a, int64_t since_ms, json_t *ids);
+int auto_db_ticket_decisions(struct csa_auto *a, const char *ticket_id, json_t **out,
+                             struct csa_err *err);
+int auto_db_remove_decision(struct csa_auto *a, const char *ticket_id, const char *key,
+                            struct csa_err *err);
+int auto_db_restore_review(struct csa_auto *a, const char *ticket_id, const char *key,
+                           const char *value, int correct, const char *by, struct csa_err *err);
+/* The tasks being decided under 'claim' (a dead process's marker):
+ * [task_id, ticket_id, decision_id, type] each. */
+int auto_db_claims_of(struct csa_auto *a, const char *claim, json_t **out, struct csa_err *err);
+/* Settle one: done with 'value' (by 'by') onto its decision, or open again
+ * when value is NULL. Inside a unit of work. */
+int auto_db_settle_claim(struct csa_auto *a, int64_t task_id, const char *decision_id,
+                         const char *value, const char *by, const char *what, struct csa_err *err);
 
 #endif

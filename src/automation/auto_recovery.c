@@ -113,48 +113,29 @@ static int recover_ticket(struct csa_auto *a, const char *id, const json_t *t, i
 			json_object_set_new(want, key, json_pack("[O, s, O]", rec, type, info));
 		}
 	}
-	sqlite3_stmt *st;
-	int rc = CSA_OK;
 	char prefix[CSA_ID_MAX + 2];
 	snprintf(prefix, sizeof(prefix), "%s:", id);
-	if (sqlite3_prepare_v2(a->db, "SELECT id, created_ms FROM decisions WHERE ticket_id = ?1",
-	                       -1, &st, NULL) != SQLITE_OK) {
+	json_t *rows, *r, *k;
+	int rc = auto_db_ticket_decisions(a, id, &rows, err);
+	if (rc) {
 		json_decref(want);
-		return auto_db_err(a, err, "reading a ticket's decisions to recover them");
+		return rc;
 	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	json_t *orphans = json_array();
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		const char *key = (const char *)sqlite3_column_text(st, 0);
+	json_array_foreach(rows, i, r)
+	{
+		const char *key = json_string_value(json_array_get(r, 0));
 		if (json_object_get(want, key))
 			json_object_del(want, key);
-		else if (sqlite3_column_int64(st, 1) >= since &&
+		else if (json_integer_value(json_array_get(r, 1)) >= since &&
 		         strncmp(key, prefix, strlen(prefix)) == 0)
 			json_array_append_new(orphans, json_string(key)); /* run never committed */
 	}
-	sqlite3_finalize(st);
-	json_t *k;
+	json_decref(rows);
 	json_array_foreach(orphans, i, k)
 	{
-		for (int q = 0; rc == CSA_OK && q < 2; q++) {
-			if (sqlite3_prepare_v2(a->db,
-			                       q ? "DELETE FROM tasks WHERE ticket_id = ?2 AND "
-			                           "decision_id = ?1"
-			                         : "DELETE FROM decisions WHERE id = ?1",
-			                       -1, &st, NULL) != SQLITE_OK)
-				rc = auto_db_err(
-				    a, err, "removing a decision whose ticket was not committed");
-			else {
-				sqlite3_bind_text(st, 1, json_string_value(k), -1, SQLITE_STATIC);
-				if (q)
-					sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-				if (!auto_step_done(st))
-					rc = auto_db_err(
-					    a, err,
-					    "removing a decision whose ticket was not committed");
-				sqlite3_finalize(st);
-			}
-		}
+		if (rc == CSA_OK)
+			rc = auto_db_remove_decision(a, id, json_string_value(k), err);
 		json_array_append(removed, k);
 	}
 	json_decref(orphans);
@@ -173,37 +154,15 @@ static int recover_ticket(struct csa_auto *a, const char *id, const json_t *t, i
 		json_t *dec = json_object_get(rec, "decision");
 		json_t *row =
 		    auto_row_of(a, id, type, info, created, json_object_get(dec, "alternatives"));
-		rc = auto_insert_row(a, row, err);
+		rc = auto_db_insert_decision(a, row, err);
 		json_decref(row);
 		/* reviewed already: the person's value, and the task done */
 		const json_t *review = review_in_t(rec, type);
-		for (int q = 0; rc == CSA_OK && review && q < 2; q++) {
-			if (sqlite3_prepare_v2(
-			        a->db,
-			        q ? "UPDATE tasks SET status = 'done' WHERE ticket_id = "
-			            "?6 AND decision_id = ?1"
-			          : "UPDATE decisions SET final = ?2, correct = ?3, "
-			            "reviewed_ms = ?4, reviewer = ?5 WHERE id = ?1",
-			        -1, &st, NULL) != SQLITE_OK) {
-				rc = auto_db_err(a, err, "restoring a reviewed decision");
-				break;
-			}
-			const char *v = csa_json_str(review, "human_value");
-			sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-			if (q) {
-				sqlite3_bind_text(st, 6, id, -1, SQLITE_STATIC);
-			} else {
-				sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
-				sqlite3_bind_int(
-				    st, 3, v && strcmp(v, csa_json_str(info, "value") ?: "") == 0);
-				sqlite3_bind_int64(st, 4, csa_now_ms());
-				sqlite3_bind_text(st, 5, csa_json_str(review, "by"), -1,
-				                  SQLITE_STATIC);
-			}
-			if (!auto_step_done(st))
-				rc = auto_db_err(a, err, "restoring a reviewed decision");
-			sqlite3_finalize(st);
-		}
+		const char *v = csa_json_str(review, "human_value");
+		if (rc == CSA_OK && review)
+			rc = auto_db_restore_review(
+			    a, id, key, v, v && strcmp(v, csa_json_str(info, "value") ?: "") == 0,
+			    csa_json_str(review, "by"), err);
 		if (rc == CSA_OK)
 			json_array_append_new(restored, json_string(key));
 	}
@@ -255,38 +214,13 @@ static int settle_claim(struct csa_auto *a, int64_t task_id, const char *decisio
 {
 	const json_t *review = t ? review_of(t, decision_id, type) : NULL;
 	const char *v = csa_json_str(review, "human_value");
-	sqlite3_stmt *st;
-	int rc = CSA_OK;
-	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "settling a review task claimed by a dead process");
-	for (int q = 0; q < 2 && rc == CSA_OK; q++) {
-		if (!v && q == 0)
-			continue;
-		if (sqlite3_prepare_v2(
-		        a->db,
-		        q == 0 ? "UPDATE decisions SET final = ?2, correct = (value IS ?2), "
-		                 "reviewed_ms = ?3, reviewer = ?4 WHERE id = ?1"
-		        : v    ? "UPDATE tasks SET status = 'done', value = ?2, reviewer = ?4 "
-		                 "WHERE id = ?5"
-		               : "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
-		                 "reviewer = NULL WHERE id = ?5",
-		        -1, &st, NULL) != SQLITE_OK) {
-			rc =
-			    auto_db_err(a, err, "settling a review task claimed by a dead process");
-			break;
-		}
-		sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, v, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, csa_now_ms());
-		sqlite3_bind_text(st, 4, csa_json_str(review, "by"), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, task_id);
-		if (!auto_step_done(st))
-			rc =
-			    auto_db_err(a, err, "settling a review task claimed by a dead process");
-		sqlite3_finalize(st);
-	}
-	if (rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = auto_db_err(a, err, "settling a review task claimed by a dead process");
+	static const char what[] = "settling a review task claimed by a dead process";
+	int rc = auto_db_begin(a, 1, what, err);
+	if (rc)
+		return rc;
+	if ((rc = auto_db_settle_claim(a, task_id, decision_id, v, csa_json_str(review, "by"), what,
+	                               err)) == CSA_OK)
+		rc = auto_db_commit(a, what, err);
 	if (rc)
 		auto_rollback_locked(a);
 	return rc;
@@ -300,24 +234,9 @@ int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_e
 	int rc = CSA_OK;
 	json_array_foreach(dead, i, m)
 	{
-		json_t *claims = json_array();
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(a->db,
-		                       "SELECT id, ticket_id, decision_id, type FROM tasks WHERE "
-		                       "status = 'deciding' AND claim = ?1",
-		                       -1, &st, NULL) != SQLITE_OK) {
-			json_decref(claims);
-			return auto_db_err(a, err,
-			                   "reading review tasks claimed by a dead process");
-		}
-		sqlite3_bind_text(st, 1, json_string_value(m), -1, SQLITE_STATIC);
-		while (sqlite3_step(st) == SQLITE_ROW)
-			json_array_append_new(
-			    claims,
-			    json_pack("[I, s, s, s]", (json_int_t)sqlite3_column_int64(st, 0),
-			              sqlite3_column_text(st, 1), sqlite3_column_text(st, 2),
-			              sqlite3_column_text(st, 3)));
-		sqlite3_finalize(st);
+		json_t *claims;
+		if ((rc = auto_db_claims_of(a, json_string_value(m), &claims, err)))
+			return rc;
 		size_t k;
 		json_t *c;
 		json_array_foreach(claims, k, c)
@@ -357,25 +276,14 @@ int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_e
 int auto_recover(struct csa_auto *a, struct csa_err *err)
 {
 	/* unreadable (-1): every ticket is checked */
-	int64_t since =
-	    auto_count_i64(a, "SELECT coalesce(max(created_ms), 0) FROM decisions", NULL, NULL) -
-	    RECOVERY_SLACK_MS;
+	int64_t since = auto_db_newest_decision_ms(a) - RECOVERY_SLACK_MS;
 	json_t *ids = json_object();
 	int rc = tickets_written_since(a, since, ids, err);
 	if (rc) {
 		json_decref(ids);
 		return rc;
 	}
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT DISTINCT ticket_id FROM decisions WHERE created_ms >= ?1",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, since);
-		while (sqlite3_step(st) == SQLITE_ROW)
-			json_object_set_new(ids, (const char *)sqlite3_column_text(st, 0),
-			                    json_true());
-		sqlite3_finalize(st);
-	}
+	auto_db_tickets_decided_since(a, since, ids);
 	json_t *restored = json_array(), *removed = json_array(), *v;
 	const char *id;
 	json_object_foreach(ids, id, v)
@@ -390,12 +298,11 @@ int auto_recover(struct csa_auto *a, struct csa_err *err)
 		if (lrc == CSA_OK || lrc == CSA_ENOENT) {
 			pthread_mutex_lock(&a->mu);
 			/* the write lock first: another process may be committing */
-			if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-				rc = auto_db_err(a, err, "recovering after an unclean stop");
-			else if ((rc = recover_ticket(a, id, lrc ? NULL : tk.t, since, restored,
-			                              removed, err)) == CSA_OK &&
-			         sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-				rc = auto_db_err(a, err, "recovering after an unclean stop");
+			static const char what[] = "recovering after an unclean stop";
+			if ((rc = auto_db_begin(a, 1, what, err)) == CSA_OK &&
+			    (rc = recover_ticket(a, id, lrc ? NULL : tk.t, since, restored, removed,
+			                         err)) == CSA_OK)
+				rc = auto_db_commit(a, what, err);
 			if (rc)
 				auto_rollback_locked(a);
 			pthread_mutex_unlock(&a->mu);

@@ -1,19 +1,41 @@
 /*
- * automation.db: its schema, the statements kept prepared for every
- * decision, and the helpers every job uses to read and write it.
+ * The controller's store on SQLite: automation.db (WAL) holds the decision
+ * log, review tasks and alerts. Every statement the controller runs is in
+ * this file, behind the auto_db_* functions of auto_internal.h; a second
+ * backend implements the same functions and struct auto_store in a file
+ * of its own.
  */
 #include "automation/auto_internal.h"
+#include "base/fsops.h"
 #include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "base/walckpt.h"
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const char auto_schema_sql[] =
+/* Statements run for every decision, prepared once (see auto_kept()). */
+enum {
+	KEPT_REVIEWED,
+	KEPT_REVIEWED_TYPE,
+	KEPT_REVIEWED_AUTO,
+	KEPT_INSERT_DECISION,
+	KEPT_INSERT_TASK,
+	KEPT_COUNT
+};
+
+struct auto_store {
+	sqlite3 *db;
+	struct csa_walckpt *ckpt;       /* checkpoints, off the decision path */
+	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
+};
+
+static const char schema_sql[] =
     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
     "PRAGMA temp_store=MEMORY;"
     "CREATE TABLE IF NOT EXISTS decisions(id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL,"
@@ -65,9 +87,9 @@ const char auto_schema_sql[] =
  * timeout (worth retrying), CSA_EIO otherwise. Caller holds a->mu. */
 int auto_db_err(struct csa_auto *a, struct csa_err *err, const char *what)
 {
-	int code = sqlite3_errcode(a->db);
+	int code = sqlite3_errcode(a->store->db);
 	return csa_error(err, code == SQLITE_BUSY || code == SQLITE_LOCKED ? CSA_EBUSY : CSA_EIO,
-	                 "'%s': %s: %s", a->db_path, what, sqlite3_errmsg(a->db));
+	                 "'%s': %s: %s", a->db_path, what, sqlite3_errmsg(a->store->db));
 }
 
 /* A table from before a column was added gets it: decisions before
@@ -98,7 +120,7 @@ static int add_column(sqlite3 *db, const char *table, const char *column, const 
 	return rc;
 }
 
-int auto_add_columns(sqlite3 *db)
+static int add_columns(sqlite3 *db)
 {
 	static const char *const cols[][3] = {{"decisions", "review_weight", "REAL"},
 	                                      {"tasks", "claim", "TEXT"},
@@ -113,8 +135,8 @@ int auto_add_columns(sqlite3 *db)
 }
 
 /* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
-struct csa_outcome *auto_outcomes(struct csa_auto *a, const char *type, const char *segment,
-                                  size_t limit, size_t *n)
+struct csa_outcome *auto_db_outcomes(struct csa_auto *a, const char *type, const char *segment,
+                                     size_t limit, size_t *n)
 {
 	sqlite3_stmt *st;
 	*n = 0;
@@ -127,7 +149,7 @@ struct csa_outcome *auto_outcomes(struct csa_auto *a, const char *type, const ch
 	        : "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
 	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
 	          "AND type = ?1 ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
-	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	if (segment)
@@ -144,11 +166,11 @@ struct csa_outcome *auto_outcomes(struct csa_auto *a, const char *type, const ch
 
 /* The one number a query returns (NULL reads as 0); -1 when the database
  * cannot answer (sqlite3_errmsg says why). */
-int64_t auto_count_i64(struct csa_auto *a, const char *sql, const char *p1, const char *p2)
+static int64_t count_i64(struct csa_auto *a, const char *sql, const char *p1, const char *p2)
 {
 	sqlite3_stmt *st;
 	int64_t v = -1;
-	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return -1;
 	if (p1)
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
@@ -162,17 +184,18 @@ int64_t auto_count_i64(struct csa_auto *a, const char *sql, const char *p1, cons
 
 /* The statement in slot k, prepared on first use; the caller holds a->mu
  * and calls sqlite3_reset() when done with it. */
-sqlite3_stmt *auto_kept(struct csa_auto *a, int k, const char *sql)
+static sqlite3_stmt *kept(struct csa_auto *a, int k, const char *sql)
 {
-	if (!a->kept[k] && sqlite3_prepare_v3(a->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
-	                                      &a->kept[k], NULL) != SQLITE_OK)
+	if (!a->store->kept[k] &&
+	    sqlite3_prepare_v3(a->store->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &a->store->kept[k],
+	                       NULL) != SQLITE_OK)
 		return NULL;
-	sqlite3_clear_bindings(a->kept[k]);
-	return a->kept[k];
+	sqlite3_clear_bindings(a->store->kept[k]);
+	return a->store->kept[k];
 }
 
 /* Run a prepared statement to its end and reset it; SQLITE_DONE or not. */
-int auto_step_done(sqlite3_stmt *st)
+static int step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	sqlite3_reset(st);
@@ -198,16 +221,15 @@ static void bind_keys(sqlite3_stmt *st, const json_t *r)
 	sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
 }
 
-int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
+int auto_db_insert_decision(struct csa_auto *a, const json_t *r, struct csa_err *err)
 {
 	static const char record[] = "cannot record", queue[] = "cannot queue the review of";
 	sqlite3_stmt *st;
-	if (!(st = auto_kept(
-	          a, KEPT_INSERT_DECISION,
-	          "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
-	          "value, confidence, threshold, autonomous, critical, created_ms, model, "
-	          "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-	          "?11, ?12, ?13, ?14)")))
+	if (!(st = kept(a, KEPT_INSERT_DECISION,
+	                "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
+	                "value, confidence, threshold, autonomous, critical, created_ms, model, "
+	                "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+	                "?11, ?12, ?13, ?14)")))
 		return row_err(a, err, record, r);
 	bind_keys(st, r);
 	sqlite3_bind_int(st, 5, (int)csa_json_int(r, "phase", 1));
@@ -226,15 +248,15 @@ int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 	sqlite3_bind_int(st, 13, json_is_true(json_object_get(r, "shown")));
 	/* an audited autonomous decision stands for 1/p of its kind */
 	sqlite3_bind_double(st, 14, csa_json_num(r, "weight", 1));
-	if (!auto_step_done(st))
+	if (!step_done(st))
 		return row_err(a, err, record, r);
 	const char *kind = csa_json_str(r, "task");
 	if (!kind)
 		return CSA_OK;
-	if (!(st = auto_kept(a, KEPT_INSERT_TASK,
-	                     "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, "
-	                     "shown, suggestion, confidence, alternatives, score, created_ms, "
-	                     "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")))
+	if (!(st = kept(a, KEPT_INSERT_TASK,
+	                "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, "
+	                "shown, suggestion, confidence, alternatives, score, created_ms, "
+	                "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")))
 		return row_err(a, err, queue, r);
 	bind_keys(st, r);
 	sqlite3_bind_text(st, 5, kind, -1, SQLITE_STATIC);
@@ -245,14 +267,14 @@ int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
 	sqlite3_bind_double(st, 10, csa_json_num(r, "score", 0));
 	sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
 	sqlite3_bind_int64(st, 12, csa_json_int(r, "due_ms", 0));
-	return auto_step_done(st) ? CSA_OK : row_err(a, err, queue, r);
+	return step_done(st) ? CSA_OK : row_err(a, err, queue, r);
 }
 
 /* Caller holds a->mu. A failed transaction is rolled back whole. */
 void auto_rollback_locked(struct csa_auto *a)
 {
-	if (!sqlite3_get_autocommit(a->db))
-		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	if (!sqlite3_get_autocommit(a->store->db))
+		sqlite3_exec(a->store->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* ---- gates ----------------------------------------------------------------- */
@@ -281,7 +303,7 @@ int auto_db_scope_metrics(struct csa_auto *a, const char *type, const char *segm
 	         segment ? "type = ?2 AND segment = ?3 AND"
 	         : type  ? "type = ?2 AND"
 	                 : "");
-	if (sqlite3_prepare_v2(a->db, q, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(a->store->db, q, -1, &st, NULL) != SQLITE_OK)
 		return CSA_EIO;
 	sqlite3_bind_int(st, 1, phase);
 	if (type)
@@ -312,7 +334,7 @@ double auto_db_baseline_ms(struct csa_auto *a)
 {
 	sqlite3_stmt *st;
 	double b = 0;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       /* decision_ms is set with final, by a review */
 	                       "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
 	                       "decision_ms IS NOT NULL",
@@ -326,17 +348,16 @@ double auto_db_baseline_ms(struct csa_auto *a)
 
 int64_t auto_db_open_alerts(struct csa_auto *a, const char *severity)
 {
-	return severity
-	           ? auto_count_i64(a,
+	return severity ? count_i64(a,
 	                            "SELECT count(*) FROM alerts WHERE open = 1 AND "
 	                            "severity = ?1",
 	                            severity, NULL)
-	           : auto_count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL);
+	                : count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL);
 }
 
 const char *auto_db_errmsg(struct csa_auto *a)
 {
-	return sqlite3_errmsg(a->db);
+	return sqlite3_errmsg(a->store->db);
 }
 
 /* ---- segments ----------------------------------------------------------- */
@@ -348,7 +369,7 @@ static int list_rows(struct csa_auto *a, const char *sql, const char *type, cons
 {
 	sqlite3_stmt *st;
 	*out = json_array();
-	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return auto_db_err(a, err, what);
 	if (type)
 		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
@@ -397,7 +418,7 @@ int auto_db_reviewed_autonomous_sample(struct csa_auto *a, const char *type, siz
 	*n = 0;
 	*w = *wk = 0;
 	if (sqlite3_prepare_v2(
-	        a->db,
+	        a->store->db,
 	        /* among the last 5,000 reviews: where little is autonomous the
 	         * tick does not read every review the type ever had */
 	        "SELECT correct, coalesce(review_weight, 1) FROM (SELECT autonomous, correct,"
@@ -433,8 +454,8 @@ int auto_db_recent_autonomy(struct csa_auto *a, const char *type, int last, int6
 	         "SELECT sum(autonomous) FROM (SELECT autonomous FROM "
 	         "decisions WHERE type = ?1 ORDER BY created_ms DESC LIMIT %d)",
 	         last);
-	*n = auto_count_i64(a, q[0], type, NULL);
-	*autonomous = auto_count_i64(a, q[1], type, NULL);
+	*n = count_i64(a, q[0], type, NULL);
+	*autonomous = count_i64(a, q[1], type, NULL);
 	return *n < 0 || *autonomous < 0 ? auto_db_err(a, err, what) : CSA_OK;
 }
 
@@ -444,7 +465,7 @@ int auto_db_recent_outcomes(struct csa_auto *a, const char *type, const char *se
 {
 	sqlite3_stmt *st;
 	*n = 0;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
 	                       "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
 	                       "ORDER BY created_ms DESC LIMIT ?5",
@@ -481,7 +502,7 @@ static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
 	    where);
 	sqlite3_stmt *st;
 	json_t *r = json_object();
-	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return r;
 	if (p1)
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
@@ -510,7 +531,7 @@ static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
 	snprintf(sql, sizeof(sql),
 	         "SELECT confidence, correct FROM decisions %s%s final IS NOT NULL", where,
 	         *where ? " AND" : " WHERE");
-	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) == SQLITE_OK) {
 		if (p1)
 			sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
 		double conf[10] = {0}, acc[10] = {0}, cnt[10] = {0}, tot = 0, ece = 0;
@@ -573,7 +594,7 @@ int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err
 	};
 	int rc = CSA_OK;
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
-		int64_t v = auto_count_i64(a, q[i].sql, NULL, NULL);
+		int64_t v = count_i64(a, q[i].sql, NULL, NULL);
 		*(int64_t *)((char *)c + q[i].off) = v;
 		if (v < 0 && rc == CSA_OK)
 			rc = auto_db_err(a, err, q[i].what);
@@ -588,7 +609,7 @@ int auto_db_alert_is_open(struct csa_auto *a, const char *type, const char *scop
 {
 	sqlite3_stmt *st;
 	*open = 0;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND "
 	                       "(?2 IS NULL OR scope = ?2)",
 	                       -1, &st, NULL) != SQLITE_OK)
@@ -609,7 +630,7 @@ int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *typ
 {
 	sqlite3_stmt *st;
 	*id = 0;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
 	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
 	                       -1, &st, NULL) != SQLITE_OK)
@@ -620,12 +641,12 @@ int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *typ
 	sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, d ? d : "{}", -1, SQLITE_STATIC);
-	int done = auto_step_done(st);
+	int done = step_done(st);
 	sqlite3_finalize(st);
 	free(d);
 	if (!done)
 		return auto_db_err(a, err, what);
-	*id = sqlite3_last_insert_rowid(a->db);
+	*id = sqlite3_last_insert_rowid(a->store->db);
 	return CSA_OK;
 }
 
@@ -635,18 +656,18 @@ int auto_db_close_alerts(struct csa_auto *a, const char *type, const char *scope
 	sqlite3_stmt *st;
 	*n = 0;
 	/* only open ones: the caller learns how many this closed */
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2 AND "
 	                       "open = 1",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return auto_db_err(a, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
-	int done = auto_step_done(st);
+	int done = step_done(st);
 	sqlite3_finalize(st);
 	if (!done)
 		return auto_db_err(a, err, what);
-	*n = sqlite3_changes(a->db);
+	*n = sqlite3_changes(a->store->db);
 	return CSA_OK;
 }
 
@@ -655,7 +676,7 @@ int auto_db_alert_list(struct csa_auto *a, int open_only, size_t limit, json_t *
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(
-	        a->db,
+	        a->store->db,
 	        "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
 	        "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT ?2",
 	        -1, &st, NULL) != SQLITE_OK)
@@ -686,13 +707,12 @@ int auto_db_reviews_after(struct csa_auto *a, const char *type, const char *segm
                           int64_t after_ms, int64_t *n, int64_t *newest_ms)
 {
 	sqlite3_stmt *st =
-	    segment
-	        ? auto_kept(a, KEPT_REVIEWED,
-	                    "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
-	                    "NULL AND type = ?1 AND segment = ?2 AND reviewed_ms > ?3")
-	        : auto_kept(a, KEPT_REVIEWED_TYPE,
-	                    "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
-	                    "NULL AND type = ?1 AND reviewed_ms > ?3");
+	    segment ? kept(a, KEPT_REVIEWED,
+	                   "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
+	                   "NULL AND type = ?1 AND segment = ?2 AND reviewed_ms > ?3")
+	            : kept(a, KEPT_REVIEWED_TYPE,
+	                   "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
+	                   "NULL AND type = ?1 AND reviewed_ms > ?3");
 	if (!st)
 		return CSA_EIO;
 	int rc = CSA_EIO;
@@ -718,15 +738,16 @@ int auto_db_record_decisions(struct csa_auto *a, const json_t *rows, struct csa_
 	const json_t *row;
 	if (!json_array_size(rows))
 		return CSA_OK;
-	if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+	if (sqlite3_exec(a->store->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		char what[200];
 		snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
 		         csa_json_str(json_array_get(rows, 0), "ticket_id"));
 		return auto_db_err(a, err, what);
 	}
 	int rc = CSA_OK;
-	json_array_foreach(rows, i, row) if (rc == CSA_OK) rc = auto_insert_row(a, row, err);
-	if (rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+	json_array_foreach(rows, i, row) if (rc == CSA_OK) rc =
+	    auto_db_insert_decision(a, row, err);
+	if (rc == CSA_OK && sqlite3_exec(a->store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		rc = auto_db_err(a, err, "cannot commit a run's decisions");
 	if (rc)
 		auto_rollback_locked(a);
@@ -737,13 +758,14 @@ int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const ch
                              size_t n, int64_t gone[2])
 {
 	sqlite3_stmt *dd = NULL, *dt = NULL;
-	int ok = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
-	         sqlite3_prepare_v2(a->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
-	                            &dd, NULL) == SQLITE_OK &&
-	         sqlite3_prepare_v2(a->db,
-	                            "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
-	                            "AND decision_id < ?2",
-	                            -1, &dt, NULL) == SQLITE_OK;
+	int ok =
+	    sqlite3_exec(a->store->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(a->store->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
+	                       &dd, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(a->store->db,
+	                       "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
+	                       "AND decision_id < ?2",
+	                       -1, &dt, NULL) == SQLITE_OK;
 	/* a decision's rows are "<id>#<type>": every key from "<id>#" up to,
 	 * not including, "<id>$" ('$' follows '#') */
 	for (size_t i = 0; ok && i < n; i++) {
@@ -756,13 +778,13 @@ int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const ch
 			sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
 			if (k)
 				sqlite3_bind_text(st, 3, ticket_id, -1, SQLITE_STATIC);
-			ok = ok && auto_step_done(st);
-			gone[k] += ok ? sqlite3_changes(a->db) : 0;
+			ok = ok && step_done(st);
+			gone[k] += ok ? sqlite3_changes(a->store->db) : 0;
 		}
 	}
 	sqlite3_finalize(dd);
 	sqlite3_finalize(dt);
-	ok = ok && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	ok = ok && sqlite3_exec(a->store->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
 	if (!ok)
 		auto_rollback_locked(a);
 	return ok ? CSA_OK : CSA_EIO;
@@ -772,10 +794,10 @@ int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const 
                                     int64_t limit)
 {
 	int64_t n = 0;
-	sqlite3_stmt *st = auto_kept(a, KEPT_REVIEWED_AUTO,
-	                             "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
-	                             "autonomous = 1 AND final IS "
-	                             "NOT NULL AND type = ?1 AND segment = ?2 LIMIT ?3)");
+	sqlite3_stmt *st = kept(a, KEPT_REVIEWED_AUTO,
+	                        "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
+	                        "autonomous = 1 AND final IS "
+	                        "NOT NULL AND type = ?1 AND segment = ?2 LIMIT ?3)");
 	if (st) {
 		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
@@ -791,15 +813,15 @@ int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const 
 
 int auto_db_begin(struct csa_auto *a, int write_now, const char *what, struct csa_err *err)
 {
-	return sqlite3_exec(a->db, write_now ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL) ==
-	               SQLITE_OK
+	return sqlite3_exec(a->store->db, write_now ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL,
+	                    NULL) == SQLITE_OK
 	           ? CSA_OK
 	           : auto_db_err(a, err, what);
 }
 
 int auto_db_commit(struct csa_auto *a, const char *what, struct csa_err *err)
 {
-	return sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK
+	return sqlite3_exec(a->store->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK
 	           ? CSA_OK
 	           : auto_db_err(a, err, what);
 }
@@ -846,7 +868,7 @@ int auto_db_task_list(struct csa_auto *a, const char *status, size_t limit, json
                       struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
 	                       "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
 	                       -1, &st, NULL) != SQLITE_OK)
@@ -862,7 +884,7 @@ int auto_db_ticket_tasks(struct csa_auto *a, const char *ticket_id, json_t **out
                          struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
 	                       "ticket_id = ?1 ORDER BY id",
 	                       -1, &st, NULL) != SQLITE_OK)
@@ -876,7 +898,7 @@ int auto_db_next_task(struct csa_auto *a, int64_t now_ms, json_t **out, struct c
 {
 	sqlite3_stmt *st;
 	*out = NULL;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "SELECT " TASK_COLS
 	                       " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
 	                       "ORDER BY score DESC, id LIMIT 1",
@@ -893,7 +915,7 @@ int auto_db_read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err 
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(
-	        a->db,
+	        a->store->db,
 	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
 	        "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
 	        "coalesce(t.reviewer, d.reviewer) "
@@ -927,7 +949,7 @@ int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, c
                        const char *who, struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "UPDATE tasks SET status = 'deciding', claim = ?2, value = ?3, "
 	                       "reviewer = ?4 WHERE id = ?1 AND status = 'open'",
 	                       -1, &st, NULL) != SQLITE_OK)
@@ -936,17 +958,17 @@ int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, c
 	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, who, -1, SQLITE_STATIC);
-	int done = auto_step_done(st);
+	int done = step_done(st);
 	sqlite3_finalize(st);
 	if (!done)
 		return auto_db_err(a, err, "claiming a review task");
-	return sqlite3_changes(a->db) == 1;
+	return sqlite3_changes(a->store->db) == 1;
 }
 
 void auto_db_release_claim(struct csa_auto *a, int64_t task_id, const char *claim)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
 	                       "reviewer = NULL WHERE id = ?1 AND status = 'deciding' AND "
 	                       "claim = ?2",
@@ -963,7 +985,7 @@ int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const 
                           struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
 	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
 	                       -1, &st, NULL) != SQLITE_OK)
@@ -974,20 +996,20 @@ int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const 
 	sqlite3_bind_int64(st, 4, csa_now_ms());
 	sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, decision_ms);
-	int done = auto_step_done(st);
+	int done = step_done(st);
 	sqlite3_finalize(st);
-	if (!done || sqlite3_prepare_v2(a->db,
+	if (!done || sqlite3_prepare_v2(a->store->db,
 	                                "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
 	                                "status = 'deciding' AND claim = ?2",
 	                                -1, &st, NULL) != SQLITE_OK)
 		return auto_db_err(a, err, "recording the review");
 	sqlite3_bind_int64(st, 1, t->id);
 	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
-	done = auto_step_done(st);
+	done = step_done(st);
 	sqlite3_finalize(st);
 	if (!done)
 		return auto_db_err(a, err, "closing the task");
-	if (sqlite3_changes(a->db) != 1)
+	if (sqlite3_changes(a->store->db) != 1)
 		return csa_error(err, CSA_ESTATE, "the claim on review task %lld was lost",
 		                 (long long)t->id);
 	return CSA_OK;
@@ -995,10 +1017,10 @@ int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const 
 
 int auto_db_ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
 {
-	return auto_count_i64(a,
-	                      "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
-	                      "type = 'priority' AND final = 'CRITICAL'",
-	                      ticket, NULL) > 0;
+	return count_i64(a,
+	                 "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
+	                 "type = 'priority' AND final = 'CRITICAL'",
+	                 ticket, NULL) > 0;
 }
 
 int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err)
@@ -1006,11 +1028,12 @@ int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct 
 	char what[160];
 	snprintf(what, sizeof(what), "marking the decisions of ticket '%s' critical", ticket);
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1,
-	                       &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(a->store->db,
+	                       "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1, &st,
+	                       NULL) != SQLITE_OK)
 		return auto_db_err(a, err, what);
 	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
-	int done = auto_step_done(st);
+	int done = step_done(st);
 	sqlite3_finalize(st);
 	return done ? CSA_OK : auto_db_err(a, err, what);
 }
@@ -1022,7 +1045,7 @@ int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const ch
 	snprintf(what, sizeof(what), "reading the reversed decisions of ticket '%s'", ticket);
 	sqlite3_stmt *st;
 	*found = json_array();
-	if (sqlite3_prepare_v2(a->db,
+	if (sqlite3_prepare_v2(a->store->db,
 	                       "SELECT id, type, segment, value, final FROM decisions WHERE "
 	                       "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
 	                       "AND correct = 0",
@@ -1044,4 +1067,180 @@ int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const ch
 	/* a partial list decides nothing */
 	json_array_clear(*found);
 	return auto_db_err(a, err, what);
+}
+
+/* ---- recovery ------------------------------------------------------------------ */
+
+int64_t auto_db_newest_decision_ms(struct csa_auto *a)
+{
+	return count_i64(a, "SELECT coalesce(max(created_ms), 0) FROM decisions", NULL, NULL);
+}
+
+void auto_db_tickets_decided_since(struct csa_auto *a, int64_t since_ms, json_t *ids)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->store->db,
+	                       "SELECT DISTINCT ticket_id FROM decisions WHERE created_ms >= ?1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, since_ms);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_object_set_new(ids, (const char *)sqlite3_column_text(st, 0), json_true());
+	sqlite3_finalize(st);
+}
+
+int auto_db_ticket_decisions(struct csa_auto *a, const char *ticket_id, json_t **out,
+                             struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*out = json_array();
+	if (sqlite3_prepare_v2(a->store->db,
+	                       "SELECT id, created_ms FROM decisions WHERE ticket_id = ?1", -1, &st,
+	                       NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "reading a ticket's decisions to recover them");
+	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(*out,
+		                      json_pack("[s, I]", (const char *)sqlite3_column_text(st, 0),
+		                                (json_int_t)sqlite3_column_int64(st, 1)));
+	sqlite3_finalize(st);
+	return CSA_OK;
+}
+
+int auto_db_remove_decision(struct csa_auto *a, const char *ticket_id, const char *key,
+                            struct csa_err *err)
+{
+	static const char what[] = "removing a decision whose ticket was not committed";
+	sqlite3_stmt *st;
+	for (int q = 0; q < 2; q++) {
+		if (sqlite3_prepare_v2(a->store->db,
+		                       q ? "DELETE FROM tasks WHERE ticket_id = ?2 AND "
+		                           "decision_id = ?1"
+		                         : "DELETE FROM decisions WHERE id = ?1",
+		                       -1, &st, NULL) != SQLITE_OK)
+			return auto_db_err(a, err, what);
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		if (q)
+			sqlite3_bind_text(st, 2, ticket_id, -1, SQLITE_STATIC);
+		int done = step_done(st);
+		sqlite3_finalize(st);
+		if (!done)
+			return auto_db_err(a, err, what);
+	}
+	return CSA_OK;
+}
+
+int auto_db_restore_review(struct csa_auto *a, const char *ticket_id, const char *key,
+                           const char *value, int correct, const char *by, struct csa_err *err)
+{
+	static const char what[] = "restoring a reviewed decision";
+	sqlite3_stmt *st;
+	for (int q = 0; q < 2; q++) {
+		if (sqlite3_prepare_v2(a->store->db,
+		                       q ? "UPDATE tasks SET status = 'done' WHERE ticket_id = "
+		                           "?6 AND decision_id = ?1"
+		                         : "UPDATE decisions SET final = ?2, correct = ?3, "
+		                           "reviewed_ms = ?4, reviewer = ?5 WHERE id = ?1",
+		                       -1, &st, NULL) != SQLITE_OK)
+			return auto_db_err(a, err, what);
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		if (q) {
+			sqlite3_bind_text(st, 6, ticket_id, -1, SQLITE_STATIC);
+		} else {
+			sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+			sqlite3_bind_int(st, 3, correct);
+			sqlite3_bind_int64(st, 4, csa_now_ms());
+			sqlite3_bind_text(st, 5, by, -1, SQLITE_STATIC);
+		}
+		int done = step_done(st);
+		sqlite3_finalize(st);
+		if (!done)
+			return auto_db_err(a, err, what);
+	}
+	return CSA_OK;
+}
+
+int auto_db_claims_of(struct csa_auto *a, const char *claim, json_t **out, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*out = NULL;
+	if (sqlite3_prepare_v2(a->store->db,
+	                       "SELECT id, ticket_id, decision_id, type FROM tasks WHERE "
+	                       "status = 'deciding' AND claim = ?1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "reading review tasks claimed by a dead process");
+	*out = json_array();
+	sqlite3_bind_text(st, 1, claim, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(
+		    *out, json_pack("[I, s, s, s]", (json_int_t)sqlite3_column_int64(st, 0),
+		                    sqlite3_column_text(st, 1), sqlite3_column_text(st, 2),
+		                    sqlite3_column_text(st, 3)));
+	sqlite3_finalize(st);
+	return CSA_OK;
+}
+
+int auto_db_settle_claim(struct csa_auto *a, int64_t task_id, const char *decision_id,
+                         const char *value, const char *by, const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	for (int q = 0; q < 2; q++) {
+		if (!value && q == 0)
+			continue;
+		if (sqlite3_prepare_v2(
+		        a->store->db,
+		        q == 0  ? "UPDATE decisions SET final = ?2, correct = (value IS ?2), "
+		                  "reviewed_ms = ?3, reviewer = ?4 WHERE id = ?1"
+		        : value ? "UPDATE tasks SET status = 'done', value = ?2, reviewer = ?4 "
+		                  "WHERE id = ?5"
+		                : "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
+		                  "reviewer = NULL WHERE id = ?5",
+		        -1, &st, NULL) != SQLITE_OK)
+			return auto_db_err(a, err, what);
+		sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, csa_now_ms());
+		sqlite3_bind_text(st, 4, by, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, task_id);
+		int done = step_done(st);
+		sqlite3_finalize(st);
+		if (!done)
+			return auto_db_err(a, err, what);
+	}
+	return CSA_OK;
+}
+
+/* ---- open and close ------------------------------------------------------------ */
+
+int auto_db_open(struct csa_auto *a, const char *path, struct csa_err *err)
+{
+	struct auto_store *d = calloc(1, sizeof(*d));
+	if (!d)
+		return csa_error(err, CSA_ENOMEM, "out of memory opening '%s'", path);
+	a->store = d;
+	/* private before SQLite creates it (and its -wal and -shm) 0644 */
+	int rc = csa_fs_create_private(path, err);
+	if (rc)
+		return rc;
+	if (sqlite3_open_v2(path, &d->db,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(d->db, 10000) != SQLITE_OK || add_columns(d->db) != SQLITE_OK ||
+	    sqlite3_exec(d->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+		return csa_error(err, CSA_EIO, "cannot open '%s': %s", path,
+		                 d->db ? sqlite3_errmsg(d->db) : "out of memory");
+	return csa_walckpt_start(d->db, path, 1000, &d->ckpt, err);
+}
+
+void auto_db_close(struct csa_auto *a)
+{
+	struct auto_store *d = a->store;
+	if (!d)
+		return;
+	for (int k = 0; k < KEPT_COUNT; k++)
+		sqlite3_finalize(d->kept[k]);
+	csa_walckpt_stop(d->ckpt);
+	sqlite3_close(d->db);
+	free(d);
+	a->store = NULL;
 }

@@ -65,7 +65,7 @@ static double type_threshold(struct csa_auto *a, const char *type, int critical)
 	const struct csa_auto_settings *set = auto_settings(a);
 	double target = critical ? set->critical_target_accuracy : set->target_accuracy;
 	size_t n, window = (size_t)set->window;
-	struct csa_outcome *all = auto_outcomes(a, type, NULL, window * 4, &n);
+	struct csa_outcome *all = auto_db_outcomes(a, type, NULL, window * 4, &n);
 	t->threshold =
 	    all ? csa_threshold_for_accuracy(all, n, target, set->z, (size_t)set->min_decisions)
 	        : CSA_NO_THRESHOLD;
@@ -102,7 +102,7 @@ const struct thr *auto_threshold_of(struct csa_auto *a, const char *type, const 
 		return t;
 	const struct csa_auto_settings *set = auto_settings(a);
 	size_t n;
-	struct csa_outcome *o = auto_outcomes(a, type, segment, (size_t)set->window, &n);
+	struct csa_outcome *o = auto_db_outcomes(a, type, segment, (size_t)set->window, &n);
 	double need = critical ? set->readiness_required_critical : set->readiness_required;
 	size_t min_n = (size_t)set->min_decisions;
 	size_t m = n;

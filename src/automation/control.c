@@ -8,7 +8,6 @@
 #include "automation/ledger.h"
 #include "base/fsops.h"
 #include "base/json.h"
-#include "base/walckpt.h"
 #include "flow/pipeline.h"
 #include "outbound/outbox.h"
 #include "store/ws.h"
@@ -240,21 +239,7 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	if (!json_is_object(json_object_get(a->state, "segments")))
 		json_object_set_new(a->state, "segments", json_object());
 	csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
-	snprintf(path, sizeof(path), "%s", a->db_path);
-	/* private before SQLite creates it (and its -wal and -shm) 0644 */
-	if ((rc = csa_fs_create_private(path, err)))
-		goto fail;
-	if (sqlite3_open_v2(path, &a->db,
-	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-	                    NULL) != SQLITE_OK ||
-	    sqlite3_busy_timeout(a->db, 10000) != SQLITE_OK ||
-	    auto_add_columns(a->db) != SQLITE_OK ||
-	    sqlite3_exec(a->db, auto_schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
-		rc = csa_error(err, CSA_EIO, "cannot open '%s': %s", path,
-		               a->db ? sqlite3_errmsg(a->db) : "out of memory");
-		goto fail;
-	}
-	if ((rc = csa_walckpt_start(a->db, path, 1000, &a->ckpt, err)))
+	if ((rc = auto_db_open(a, a->db_path, err)))
 		goto fail;
 	/* the outbox the server delivers: alerts are queued there, not
 	 * posted while a->mu is held */
@@ -308,10 +293,7 @@ void csa_auto_close(struct csa_auto *a)
 		csa_pipeline_set_hooks(a->pipe, NULL);
 	csa_ledger_close(a->ledger);
 	csa_outbox_close(a->outbox);
-	for (int k = 0; k < KEPT_COUNT; k++)
-		sqlite3_finalize(a->kept[k]);
-	csa_walckpt_stop(a->ckpt);
-	sqlite3_close(a->db);
+	auto_db_close(a);
 	if (a->open_marker[0])
 		csa_fs_unlink(a->open_marker);
 	if (a->open_fd >= 0)
