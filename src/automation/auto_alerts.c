@@ -54,15 +54,15 @@ int auto_record_alert(struct csa_auto *a, const char *type, const char *severity
 	snprintf(what, sizeof(what), "recording alert %s (%s)", type, scope);
 	*is_new = 1;
 	*aid = (struct alert_id){0, csa_now_ms()};
-	int open, rc = auto_db_alert_is_open(a, type, scope, &open, what, err);
+	int open, rc = a->ops->alert_is_open(a->store, type, scope, &open, what, err);
 	if (rc)
 		return rc;
 	if (open && strcmp(type, "CRITICAL_ERROR") != 0) {
 		*is_new = 0;
 		return CSA_OK;
 	}
-	return auto_db_insert_alert(a, aid->created_ms, type, severity, scope, detail, &aid->id,
-	                            what, err);
+	return a->ops->insert_alert(a->store, aid->created_ms, type, severity, scope, detail,
+	                            &aid->id, what, err);
 }
 
 /* The ledger, the webhook (through the outbox) and the caller's events
@@ -107,7 +107,7 @@ int auto_close_alert(struct csa_auto *a, const char *type, const char *scope, in
 	if (closed)
 		*closed = 0;
 	int64_t n;
-	int rc = auto_db_close_alerts(a, type, scope, &n, what, err);
+	int rc = a->ops->close_alerts(a->store, type, scope, &n, what, err);
 	if (rc)
 		return rc;
 	atomic_fetch_sub(&a->n.open_alerts, n);
@@ -162,7 +162,7 @@ int csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope
 int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
-	int rc = auto_db_alert_list(a, open_only, 500, out, err);
+	int rc = a->ops->alert_list(a->store, open_only, 500, out, err);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }

@@ -17,7 +17,7 @@ static double baseline_ms(struct csa_auto *a)
 {
 	if (a->ev.baseline_ms > 0)
 		return a->ev.baseline_ms;
-	double b = auto_db_baseline_ms(a);
+	double b = a->ops->baseline_ms(a->store);
 	a->ev.baseline_ms = b > 0 ? b : auto_settings(a)->baseline_decision_ms;
 	return a->ev.baseline_ms;
 }
@@ -39,7 +39,7 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 	const struct csa_gate_settings *gs = &set->gates[phase];
 	struct scope_metrics m;
 	/* a gate never passes on what it could not read */
-	int unread = auto_db_scope_metrics(a, type, segment, phase, (int64_t)set->window,
+	int unread = a->ops->scope_metrics(a->store, type, segment, phase, (int64_t)set->window,
 	                                   auto_evidence_since(a, type, segment), &m) != CSA_OK;
 	double z = set->z;
 	json_t *crit = json_array();
@@ -128,7 +128,7 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 			          (double)m.critical_errors <= need, fix);
 		}
 		if (phase == 4) {
-			int64_t open = auto_db_open_alerts(a, "CRITICAL");
+			int64_t open = a->ops->open_alerts(a->store, "CRITICAL");
 			unread |= open < 0;
 			snprintf(fix, sizeof(fix), "%lld open critical alerts: resolve them first",
 			         (long long)open);
@@ -139,7 +139,7 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 	}
 	if (unread) {
 		snprintf(fix, sizeof(fix), "'%s' could not be read: %s", a->db_path,
-		         auto_db_errmsg(a));
+		         a->ops->errmsg(a->store));
 		criterion(crit, "automation_db_readable", 0, "==", 1, 0, fix);
 	}
 	int pass = phase < 5;
@@ -187,7 +187,8 @@ int auto_type_vouches(struct csa_auto *a, const char *type, const char *seg, int
 	 * counts only what came after it) ... */
 	if (auto_evidence_since(a, type, seg) > 0) {
 		struct scope_metrics m;
-		if (auto_db_scope_metrics(a, type, seg, phase, (int64_t)auto_settings(a)->window,
+		if (a->ops->scope_metrics(a->store, type, seg, phase,
+		                          (int64_t)auto_settings(a)->window,
 		                          auto_evidence_since(a, type, seg), &m) ||
 		    m.reviewed < 10)
 			return 0;

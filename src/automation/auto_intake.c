@@ -117,7 +117,7 @@ int auto_decisions_done(void *ctx, void *run, struct csa_err *err)
 		tasks += csa_json_str(r->v[i].row, "task") != NULL;
 	}
 	pthread_mutex_lock(&a->mu);
-	int rc = auto_db_record_decisions(a, rows, err);
+	int rc = a->ops->record_decisions(a->store, rows, err);
 	if (rc == CSA_OK) {
 		atomic_fetch_add(&a->n.decisions, (int64_t)json_array_size(rows));
 		atomic_fetch_add(&a->n.open_tasks, tasks);
@@ -167,7 +167,7 @@ void auto_run_abandoned(void *ctx, void *run, const char *ticket_id, const char 
 	(void)run; /* its rows are in automation.db: found by the ids */
 	pthread_mutex_lock(&a->mu);
 	int64_t gone[2] = {0, 0}; /* decisions, tasks */
-	int ok = auto_db_forget_decisions(a, ticket_id, ids, n, gone) == CSA_OK;
+	int ok = a->ops->forget_decisions(a->store, ticket_id, ids, n, gone) == CSA_OK;
 	if (ok) { /* the tasks of a run just made are open */
 		atomic_fetch_sub(&a->n.decisions, gone[0]);
 		atomic_fetch_sub(&a->n.open_tasks, gone[1]);
@@ -258,8 +258,8 @@ int auto_on_decision(void *ctx, void *run, const struct csa_flow_decision *d, js
 		 * its floor: the cost stays bounded as the history grows */
 		const struct csa_auto_settings *set = auto_settings(a);
 		double half_life = set->review_half_life;
-		int64_t reviewed_auto = auto_db_reviewed_autonomous(
-		    a, type, segment, (int64_t)(20 * fmax(half_life, 1)) + 1);
+		int64_t reviewed_auto = a->ops->reviewed_autonomous(
+		    a->store, type, segment, (int64_t)(20 * fmax(half_life, 1)) + 1);
 		review_p =
 		    csa_review_probability((size_t)reviewed_auto, set->review_floor, half_life,
 		                           d->confidence, 0.95, set->review_uncertain_share);

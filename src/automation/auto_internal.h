@@ -5,7 +5,7 @@
  *
  *   control.c          open/close, configuration snapshot, segment phases
  *                      of automation/state.json, labels of a decision type
- *   auto_sqlite.c      the store: every read and write of automation.db
+ *   auto_sqlite.c      the store (auto_store.h) on SQLite: automation.db
  *   auto_intake.c      a pipeline run's decisions (the flow hooks)
  *   auto_thresholds.c  autonomy thresholds and readiness
  *   auto_review.c      the review queue and a person's decision
@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include "automation/auto_store.h"
 #include "automation/control.h"
 #include "automation/settings.h"
 #include "automation/stats.h"
@@ -34,7 +35,6 @@
 
 struct csa_flow_decision;
 struct csa_outbox;
-struct auto_store;
 
 #define PATH_SZ 4096
 
@@ -64,7 +64,9 @@ struct csa_auto {
 	struct csa_ws *ws;
 	struct cfg_seen *cfg;
 	struct csa_pipeline *pipe;
-	struct auto_store *store; /* automation.db (auto_sqlite.c) */
+	/* automation.db through its backend: auto_sqlite_ops */
+	const struct auto_store_ops *ops;
+	struct auto_store *store;
 	pthread_mutex_t mu;
 	pthread_cond_t decided; /* a claimed review task was closed or released */
 	struct csa_ledger *ledger;
@@ -184,181 +186,5 @@ int auto_make_point(struct csa_auto *a, const char *reason, const char *who, cha
 int auto_mark_open(struct csa_auto *a, json_t *dead, struct csa_err *err);
 int auto_recover(struct csa_auto *a, struct csa_err *err);
 int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_err *err);
-
-/*
- * ---- the store: auto_sqlite.c ------------------------------------------
- *
- * Everything that reads or writes automation.db (the decision log, review
- * tasks, alerts) goes through these functions, named for what the jobs
- * need, not for SQL: a second backend (PostgreSQL) is a second file with
- * the same functions. The caller holds a->mu. A function returning an int
- * status leaves "what failed and why" in err; one returning a count gives
- * -1 when the store cannot answer (auto_db_errmsg() says why).
- */
-
-/* Open the store at 'path' (created private), or close it (NULL-safe). */
-int auto_db_open(struct csa_auto *a, const char *path, struct csa_err *err);
-void auto_db_close(struct csa_auto *a);
-/* The last error of the store, for a message; auto_db_err() makes it the
- * error 'err' says ("<path>: <what>: <why>"; CSA_EBUSY when another
- * process held the store too long, CSA_EIO otherwise). */
-const char *auto_db_errmsg(struct csa_auto *a);
-int auto_db_err(struct csa_auto *a, struct csa_err *err, const char *what);
-/* Undo the unit of work in progress, if any. */
-void auto_rollback_locked(struct csa_auto *a);
-/* One decision's row (auto_row_of()) and its review task, if it has one. */
-int auto_db_insert_decision(struct csa_auto *a, const json_t *row, struct csa_err *err);
-/* Reviewed outcomes of a scope (segment NULL: the whole type), oldest
- * first, at most 'limit'; malloc'd (NULL when the store cannot answer). */
-struct csa_outcome *auto_db_outcomes(struct csa_auto *a, const char *type, const char *segment,
-                                     size_t limit, size_t *n);
-
-/* The newest 'window' decisions of a scope (type and segment NULL: all)
- * made in 'phase' after 'since' (ms), summed for its gate. */
-struct scope_metrics {
-	int64_t n, autonomous, reviewed, correct, human, human_reviewed, auto_reviewed,
-	    auto_correct, critical_errors, open_tasks_decide;
-	double mean_decision_ms, total_decision_ms;
-};
-
-int auto_db_scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
-                          int64_t window, int64_t since, struct scope_metrics *m);
-/* Mean time a person took on a reviewed PHASE_1 decision (0: none). */
-double auto_db_baseline_ms(struct csa_auto *a);
-/* Open alerts (of 'severity', NULL: any). */
-int64_t auto_db_open_alerts(struct csa_auto *a, const char *severity);
-
-/* The segments with decisions, into *out (a new array, also on failure,
- * then with what could be read): [type, segment] pairs in the store's
- * order (AUTO_SEGS_ANY_ORDER) or sorted, or "type/segment" keys. */
-enum auto_seg_order { AUTO_SEGS_ANY_ORDER, AUTO_SEGS_SORTED, AUTO_SEGS_KEYS };
-int auto_db_segments(struct csa_auto *a, enum auto_seg_order order, const char *what, json_t **out,
-                     struct csa_err *err);
-/* The segments of 'type' with decisions (strings), as above. */
-int auto_db_segments_of(struct csa_auto *a, const char *type, const char *what, json_t **out,
-                        struct csa_err *err);
-
-/* The reviewed autonomous decisions of 'type' made after 'since' (at most
- * 'max', newest reviews first): how many (*n), their weight (*w) and the
- * weight of the right ones (*wk). */
-int auto_db_reviewed_autonomous_sample(struct csa_auto *a, const char *type, size_t max,
-                                       int64_t since, size_t *n, double *w, double *wk,
-                                       const char *what, struct csa_err *err);
-/* Of the newest 'last' decisions of 'type': how many, how many autonomous. */
-int auto_db_recent_autonomy(struct csa_auto *a, const char *type, int last, int64_t *n,
-                            int64_t *autonomous, const char *what, struct csa_err *err);
-/* The newest decisions (at most 'max') of a segment in 'phase' made after
- * 'since': confidence, and right[i] 1/0 when reviewed, -1 when not. */
-int auto_db_recent_outcomes(struct csa_auto *a, const char *type, const char *segment, int phase,
-                            int64_t since, size_t max, double *confidence, int *right, size_t *n,
-                            const char *what, struct csa_err *err);
-
-/* KPIs ({"decisions", "automation_rate", "accuracy", ...}) of the
- * decisions in 'phase' (0: any), of 'type', of the segment 'segment_key'
- * ("type/segment"), or of all when none is given. */
-json_t *auto_db_kpi(struct csa_auto *a, int phase, const char *type, const char *segment_key);
-/* The counters of csa_auto_counts() counted (-1 for one it cannot count). */
-int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err *err);
-
-/* Whether an alert of 'type' and 'scope' (NULL: any scope) is open. */
-int auto_db_alert_is_open(struct csa_auto *a, const char *type, const char *scope, int *open,
-                          const char *what, struct csa_err *err);
-/* A new open alert; *id its id (0 when not written). */
-int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *type,
-                         const char *severity, const char *scope, const json_t *detail, int64_t *id,
-                         const char *what, struct csa_err *err);
-/* Close the open alerts of 'type' and 'scope'; *n how many. */
-int auto_db_close_alerts(struct csa_auto *a, const char *type, const char *scope, int64_t *n,
-                         const char *what, struct csa_err *err);
-/* The newest alerts (open ones only, or all), at most 'limit', as
- * csa_auto_alerts() gives them. */
-int auto_db_alert_list(struct csa_auto *a, int open_only, size_t limit, json_t **out,
-                       struct csa_err *err);
-
-/* Reviews of a scope (type; segment unless NULL) after 'after_ms': *n how
- * many and, when any, *newest_ms the newest one's time (else untouched).
- * Run for every decision: cheap, over an index of reviews. */
-int auto_db_reviews_after(struct csa_auto *a, const char *type, const char *segment,
-                          int64_t after_ms, int64_t *n, int64_t *newest_ms);
-
-/* A run's decision rows (auto_row_of(), with their review tasks) in one
- * transaction: all or none. */
-int auto_db_record_decisions(struct csa_auto *a, const json_t *rows, struct csa_err *err);
-/* The rows and tasks of decisions ids[0..n) of a ticket, gone in one
- * transaction (all or none); gone[0] and gone[1] grow by the decisions and
- * tasks removed. CSA_OK or CSA_EIO. */
-int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const char *const *ids,
-                             size_t n, int64_t gone[2]);
-/* Reviewed autonomous decisions of a segment, counted up to 'limit' (0
- * when the store cannot answer). Run for every autonomous decision. */
-int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const char *segment,
-                                    int64_t limit);
-
-/* A unit of work: begin ('write_now': take the write lock at once, as a
- * recovery must before it reads), commit; auto_rollback_locked() undoes
- * one that failed. */
-int auto_db_begin(struct csa_auto *a, int write_now, const char *what, struct csa_err *err);
-int auto_db_commit(struct csa_auto *a, const char *what, struct csa_err *err);
-
-/* Review tasks as csa_auto_review_list() and its kin give them: by status
- * (NULL: any; open first, most valuable first), a ticket's open ones, the
- * most valuable open one due at 'now_ms' (*out NULL when none). */
-int auto_db_task_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
-                      struct csa_err *err);
-int auto_db_ticket_tasks(struct csa_auto *a, const char *ticket_id, json_t **out,
-                         struct csa_err *err);
-int auto_db_next_task(struct csa_auto *a, int64_t now_ms, json_t **out, struct csa_err *err);
-
-/* What review_decide reads of a task and of its decision. */
-struct task_claim {
-	int64_t id, created;
-	char decision_id[160], ticket[80], type[32], segment[160], ai_value[160], status[16],
-	    value[160], reviewer[160];
-	int critical, autonomous, phase;
-};
-/* Task t->id and its decision into *t (CSA_ENOENT: no such task). */
-int auto_db_read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err);
-/* Claim an open task for 'value' by 'who' under 'claim' (the controller's
- * open marker) in one conditional step: 1 if it got it, 0 if the task was
- * not open, < 0 on error. */
-int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, const char *value,
-                       const char *who, struct csa_err *err);
-/* Give up a claim: the task is open again (best effort). */
-void auto_db_release_claim(struct csa_auto *a, int64_t task_id, const char *claim);
-/* The person's decision on the claimed task's decision, and the task done;
- * CSA_ESTATE when the claim was lost. Inside a unit of work. */
-int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const char *claim,
-                          const char *value, int correct, const char *who, int64_t decision_ms,
-                          struct csa_err *err);
-/* Whether a person confirmed the ticket's priority as CRITICAL. */
-int auto_db_ticket_confirmed_critical(struct csa_auto *a, const char *ticket);
-/* Every decision of the ticket counted as one on a critical ticket. */
-int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err);
-/* The ticket's autonomous decisions, but 'except', that a review reversed
- * while the ticket did not count as critical: [{"id", "type", "segment",
- * "value", "final"}] (a new array, empty on failure). */
-int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const char *except,
-                                json_t **found, struct csa_err *err);
-
-/* Recovery after an unclean stop (auto_recovery.c). The newest decision's
- * time (-1: unreadable); the tickets decided on since 'since_ms' added to
- * the object 'ids' (best effort); a ticket's decisions as [key, created_ms]
- * pairs; one decision of a ticket and its task removed; a review restored
- * onto a decision ('value' by 'by') and its task done. */
-int64_t auto_db_newest_decision_ms(struct csa_auto *a);
-void auto_db_tickets_decided_since(struct csa_auto *a, int64_t since_ms, json_t *ids);
-int auto_db_ticket_decisions(struct csa_auto *a, const char *ticket_id, json_t **out,
-                             struct csa_err *err);
-int auto_db_remove_decision(struct csa_auto *a, const char *ticket_id, const char *key,
-                            struct csa_err *err);
-int auto_db_restore_review(struct csa_auto *a, const char *ticket_id, const char *key,
-                           const char *value, int correct, const char *by, struct csa_err *err);
-/* The tasks being decided under 'claim' (a dead process's marker):
- * [task_id, ticket_id, decision_id, type] each. */
-int auto_db_claims_of(struct csa_auto *a, const char *claim, json_t **out, struct csa_err *err);
-/* Settle one: done with 'value' (by 'by') onto its decision, or open again
- * when value is NULL. Inside a unit of work. */
-int auto_db_settle_claim(struct csa_auto *a, int64_t task_id, const char *decision_id,
-                         const char *value, const char *by, const char *what, struct csa_err *err);
 
 #endif

@@ -39,7 +39,7 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&a->mu);
-	json_t *overall = auto_db_kpi(a, 0, NULL, NULL);
+	json_t *overall = a->ops->kpi(a->store, 0, NULL, NULL);
 	json_object_set_new(overall, "tickets", json_integer((json_int_t)ts.n));
 	json_object_set_new(overall, "resolved_tickets", json_integer((json_int_t)ts.resolved));
 	json_object_set_new(overall, "mean_first_response_minutes",
@@ -52,7 +52,7 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	for (int p = 1; p <= 5; p++) {
 		char name[8];
 		snprintf(name, sizeof(name), "PHASE_%d", p);
-		json_t *r = auto_db_kpi(a, p, NULL, NULL);
+		json_t *r = a->ops->kpi(a->store, p, NULL, NULL);
 		if (csa_json_int(r, "decisions", 0))
 			json_object_set_new(by_phase, name, r);
 		else
@@ -62,12 +62,12 @@ int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 	json_t *t;
 	json_array_foreach(csa_config_get(auto_cfg(a), "automation.decision_types"), i, t)
 	    json_object_set_new(by_type, json_string_value(t),
-	                        auto_db_kpi(a, 0, json_string_value(t), NULL));
+	                        a->ops->kpi(a->store, 0, json_string_value(t), NULL));
 	json_t *keys, *key;
-	auto_db_segments(a, AUTO_SEGS_KEYS, "listing the segments", &keys, NULL);
+	a->ops->segments(a->store, AUTO_SEGS_KEYS, "listing the segments", &keys, NULL);
 	json_array_foreach(keys, i, key)
 	{
-		json_t *r = auto_db_kpi(a, 0, NULL, json_string_value(key));
+		json_t *r = a->ops->kpi(a->store, 0, NULL, json_string_value(key));
 		json_object_del(r, "reliability");
 		json_object_set_new(by_seg, json_string_value(key), r);
 	}
@@ -91,7 +91,7 @@ void csa_auto_counts(struct csa_auto *a, struct csa_auto_counts *out)
 int auto_counts_reload(struct csa_auto *a, struct csa_err *err)
 {
 	struct csa_auto_counts c;
-	int rc = auto_db_counts(a, &c, err);
+	int rc = a->ops->counts(a->store, &c, err);
 	/* a count the store could not give (-1) keeps its value */
 	if (c.open_tasks >= 0)
 		atomic_store(&a->n.open_tasks, c.open_tasks);

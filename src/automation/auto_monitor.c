@@ -29,12 +29,12 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 	size_t n = 0;
 	double w = 0, wk = 0;
 	int64_t recent, recent_auto;
-	int rc = auto_db_reviewed_autonomous_sample(
-	    a, type, win, auto_evidence_since(a, type, NULL), &n, &w, &wk, what, err);
+	int rc = a->ops->reviewed_autonomous_sample(
+	    a->store, type, win, auto_evidence_since(a, type, NULL), &n, &w, &wk, what, err);
 	if (rc)
 		return rc;
 	double acc = w > 0 ? wk / w : 1;
-	if ((rc = auto_db_recent_autonomy(a, type, 200, &recent, &recent_auto, what, err)))
+	if ((rc = a->ops->recent_autonomy(a->store, type, 200, &recent, &recent_auto, what, err)))
 		return rc;
 	double rate = recent ? (double)recent_auto / (double)recent : 0;
 	if (n < min_s)
@@ -53,7 +53,7 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 		/* gradual: every autonomous segment of the type one phase down */
 		json_t *segs, *seg;
 		size_t i;
-		int r = auto_db_segments_of(a, type, what, &segs, rc ? NULL : err);
+		int r = a->ops->segments_of(a->store, type, what, &segs, rc ? NULL : err);
 		json_array_foreach(segs, i, seg)
 		{
 			char key[200];
@@ -98,8 +98,8 @@ static int anomalies(struct csa_auto *a, const char *type, const char *seg, int 
 	double conf[400];
 	int right[400];
 	size_t n = 0;
-	int lrc =
-	    auto_db_recent_outcomes(a, type, seg, phase, since, 400, conf, right, &n, what, err);
+	int lrc = a->ops->recent_outcomes(a->store, type, seg, phase, since, 400, conf, right, &n,
+	                                  what, err);
 	if (lrc)
 		return lrc;
 	if (n < 100)
@@ -151,7 +151,8 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 	json_t *list, *pair;
 	size_t k;
 	struct csa_err lerr = {0};
-	int lrc = auto_db_segments(a, AUTO_SEGS_ANY_ORDER, "listing the segments", &list, &lerr);
+	int lrc =
+	    a->ops->segments(a->store, AUTO_SEGS_ANY_ORDER, "listing the segments", &list, &lerr);
 	/* the segments it could list are worked on, then the failure told */
 	json_array_foreach(list, k, pair)
 	{

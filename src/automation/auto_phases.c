@@ -37,7 +37,7 @@ void auto_demote_type(struct csa_auto *a, const char *type, int to, const char *
 	json_t *segs, *seg;
 	size_t i;
 	/* what could be read is demoted; the evidence restarts regardless */
-	auto_db_segments_of(a, type, "listing the segments of a type", &segs, NULL);
+	a->ops->segments_of(a->store, type, "listing the segments of a type", &segs, NULL);
 	json_array_foreach(segs, i, seg)
 	{
 		char key[200];
@@ -60,7 +60,7 @@ static json_t *segments_json(struct csa_auto *a)
 {
 	json_t *segs = json_array(), *list, *pair;
 	size_t i;
-	auto_db_segments(a, AUTO_SEGS_SORTED, "listing the segments", &list, NULL);
+	a->ops->segments(a->store, AUTO_SEGS_SORTED, "listing the segments", &list, NULL);
 	json_array_foreach(list, i, pair)
 	{
 		const char *type = json_string_value(json_array_get(pair, 0));
@@ -85,9 +85,9 @@ static json_t *segments_json(struct csa_auto *a)
 int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
-	int64_t open = auto_db_open_alerts(a, NULL);
+	int64_t open = a->ops->open_alerts(a->store, NULL);
 	if (open < 0) {
-		int rc = auto_db_err(a, err, "counting the open alerts");
+		int rc = a->ops->error(a->store, err, "counting the open alerts");
 		pthread_mutex_unlock(&a->mu);
 		return rc;
 	}
@@ -111,7 +111,7 @@ int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *er
 	int w = auto_workspace_phase(a);
 	json_t *segs = json_array(), *list, *pair;
 	size_t i;
-	auto_db_segments(a, AUTO_SEGS_SORTED, "listing the segments", &list, NULL);
+	a->ops->segments(a->store, AUTO_SEGS_SORTED, "listing the segments", &list, NULL);
 	json_array_foreach(list, i, pair)
 	{
 		const char *type = json_string_value(json_array_get(pair, 0));

@@ -116,7 +116,7 @@ static int recover_ticket(struct csa_auto *a, const char *id, const json_t *t, i
 	char prefix[CSA_ID_MAX + 2];
 	snprintf(prefix, sizeof(prefix), "%s:", id);
 	json_t *rows, *r, *k;
-	int rc = auto_db_ticket_decisions(a, id, &rows, err);
+	int rc = a->ops->ticket_decisions(a->store, id, &rows, err);
 	if (rc) {
 		json_decref(want);
 		return rc;
@@ -135,7 +135,7 @@ static int recover_ticket(struct csa_auto *a, const char *id, const json_t *t, i
 	json_array_foreach(orphans, i, k)
 	{
 		if (rc == CSA_OK)
-			rc = auto_db_remove_decision(a, id, json_string_value(k), err);
+			rc = a->ops->remove_decision(a->store, id, json_string_value(k), err);
 		json_array_append(removed, k);
 	}
 	json_decref(orphans);
@@ -154,14 +154,15 @@ static int recover_ticket(struct csa_auto *a, const char *id, const json_t *t, i
 		json_t *dec = json_object_get(rec, "decision");
 		json_t *row =
 		    auto_row_of(a, id, type, info, created, json_object_get(dec, "alternatives"));
-		rc = auto_db_insert_decision(a, row, err);
+		rc = a->ops->insert_decision(a->store, row, err);
 		json_decref(row);
 		/* reviewed already: the person's value, and the task done */
 		const json_t *review = review_in_t(rec, type);
 		const char *v = csa_json_str(review, "human_value");
 		if (rc == CSA_OK && review)
-			rc = auto_db_restore_review(
-			    a, id, key, v, v && strcmp(v, csa_json_str(info, "value") ?: "") == 0,
+			rc = a->ops->restore_review(
+			    a->store, id, key, v,
+			    v && strcmp(v, csa_json_str(info, "value") ?: "") == 0,
 			    csa_json_str(review, "by"), err);
 		if (rc == CSA_OK)
 			json_array_append_new(restored, json_string(key));
@@ -215,14 +216,14 @@ static int settle_claim(struct csa_auto *a, int64_t task_id, const char *decisio
 	const json_t *review = t ? review_of(t, decision_id, type) : NULL;
 	const char *v = csa_json_str(review, "human_value");
 	static const char what[] = "settling a review task claimed by a dead process";
-	int rc = auto_db_begin(a, 1, what, err);
+	int rc = a->ops->begin(a->store, 1, what, err);
 	if (rc)
 		return rc;
-	if ((rc = auto_db_settle_claim(a, task_id, decision_id, v, csa_json_str(review, "by"), what,
-	                               err)) == CSA_OK)
-		rc = auto_db_commit(a, what, err);
+	if ((rc = a->ops->settle_claim(a->store, task_id, decision_id, v,
+	                               csa_json_str(review, "by"), what, err)) == CSA_OK)
+		rc = a->ops->commit(a->store, what, err);
 	if (rc)
-		auto_rollback_locked(a);
+		a->ops->rollback(a->store);
 	return rc;
 }
 
@@ -235,7 +236,7 @@ int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_e
 	json_array_foreach(dead, i, m)
 	{
 		json_t *claims;
-		if ((rc = auto_db_claims_of(a, json_string_value(m), &claims, err)))
+		if ((rc = a->ops->claims_of(a->store, json_string_value(m), &claims, err)))
 			return rc;
 		size_t k;
 		json_t *c;
@@ -276,14 +277,14 @@ int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_e
 int auto_recover(struct csa_auto *a, struct csa_err *err)
 {
 	/* unreadable (-1): every ticket is checked */
-	int64_t since = auto_db_newest_decision_ms(a) - RECOVERY_SLACK_MS;
+	int64_t since = a->ops->newest_decision_ms(a->store) - RECOVERY_SLACK_MS;
 	json_t *ids = json_object();
 	int rc = tickets_written_since(a, since, ids, err);
 	if (rc) {
 		json_decref(ids);
 		return rc;
 	}
-	auto_db_tickets_decided_since(a, since, ids);
+	a->ops->tickets_decided_since(a->store, since, ids);
 	json_t *restored = json_array(), *removed = json_array(), *v;
 	const char *id;
 	json_object_foreach(ids, id, v)
@@ -299,12 +300,12 @@ int auto_recover(struct csa_auto *a, struct csa_err *err)
 			pthread_mutex_lock(&a->mu);
 			/* the write lock first: another process may be committing */
 			static const char what[] = "recovering after an unclean stop";
-			if ((rc = auto_db_begin(a, 1, what, err)) == CSA_OK &&
+			if ((rc = a->ops->begin(a->store, 1, what, err)) == CSA_OK &&
 			    (rc = recover_ticket(a, id, lrc ? NULL : tk.t, since, restored, removed,
 			                         err)) == CSA_OK)
-				rc = auto_db_commit(a, what, err);
+				rc = a->ops->commit(a->store, what, err);
 			if (rc)
-				auto_rollback_locked(a);
+				a->ops->rollback(a->store);
 			pthread_mutex_unlock(&a->mu);
 		}
 		if (lrc == CSA_OK)

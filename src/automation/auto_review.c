@@ -16,11 +16,26 @@
 
 /* ---- review queue ------------------------------------------------------- */
 
+/* The labels a person may choose from, on each task (or array of tasks):
+ * the configuration's, not the store's. */
+static void with_labels(struct csa_auto *a, json_t *tasks)
+{
+	size_t i;
+	json_t *t;
+	if (json_is_object(tasks))
+		json_object_set_new(tasks, "labels",
+		                    auto_labels_of(a, csa_json_str(tasks, "decision_type")));
+	else
+		json_array_foreach(tasks, i, t) with_labels(a, t);
+}
+
 int csa_auto_review_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
                          struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
-	int rc = auto_db_task_list(a, status, limit, out, err);
+	int rc = a->ops->task_list(a->store, status, limit, out, err);
+	if (rc == CSA_OK)
+		with_labels(a, *out);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }
@@ -29,7 +44,9 @@ int csa_auto_review_for_ticket(struct csa_auto *a, const char *ticket_id, json_t
                                struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
-	int rc = auto_db_ticket_tasks(a, ticket_id, out, err);
+	int rc = a->ops->ticket_tasks(a->store, ticket_id, out, err);
+	if (rc == CSA_OK)
+		with_labels(a, *out);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }
@@ -38,7 +55,9 @@ int csa_auto_review_next(struct csa_auto *a, json_t **out, struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
 	/* due tasks first (delayed audits wait for their time), then value */
-	int rc = auto_db_next_task(a, csa_now_ms(), out, err);
+	int rc = a->ops->next_task(a->store, csa_now_ms(), out, err);
+	if (rc == CSA_OK)
+		with_labels(a, *out);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }
@@ -101,14 +120,14 @@ static void announce_critical_errors(struct csa_auto *a, const json_t *crits, js
 /* Whether a person confirmed the ticket's priority as CRITICAL. */
 static int ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
 {
-	return auto_db_ticket_confirmed_critical(a, ticket);
+	return a->ops->ticket_confirmed_critical(a->store, ticket);
 }
 
 /* Every decision of the ticket counts as one on a CRITICAL ticket (the
  * gates count critical errors by this flag). */
 static int mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err)
 {
-	return auto_db_mark_ticket_critical(a, ticket, err);
+	return a->ops->mark_ticket_critical(a->store, ticket, err);
 }
 
 /*
@@ -122,7 +141,7 @@ static int reversals_became_critical(struct csa_auto *a, const char *ticket, con
                                      json_t *crits, struct csa_err *err)
 {
 	json_t *found;
-	int rc = auto_db_reversed_autonomous(a, ticket, by, &found, err);
+	int rc = a->ops->reversed_autonomous(a->store, ticket, by, &found, err);
 	if (rc == CSA_OK)
 		rc = mark_ticket_critical(a, ticket, err);
 	size_t i;
@@ -145,7 +164,7 @@ enum { CLAIM_WAIT_MS = 30000, CLAIM_POLL_MS = 100 };
 
 static int read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err)
 {
-	return auto_db_read_claim(a, t, err);
+	return a->ops->read_claim(a->store, t, err);
 }
 
 /* Claims an open task for 'value' in one conditional update: 1 if this
@@ -153,14 +172,14 @@ static int read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *
 static int claim_task(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
                       struct csa_err *err)
 {
-	return auto_db_claim_task(a, task_id, a->open_marker, value, who, err);
+	return a->ops->claim_task(a->store, task_id, a->open_marker, value, who, err);
 }
 
 /* A claim given up (the ticket could not take the decision, or the task
  * could not be closed): the task is open again for anyone. */
 static void release_claim(struct csa_auto *a, int64_t task_id)
 {
-	auto_db_release_claim(a, task_id, a->open_marker);
+	a->ops->release_claim(a->store, task_id, a->open_marker);
 	pthread_cond_broadcast(&a->decided);
 }
 
@@ -198,9 +217,9 @@ static int close_task(struct csa_auto *a, const struct task_claim *t, const char
                       struct csa_err *err)
 {
 	int rc = CSA_OK, correct = strcmp(t->ai_value, value) == 0, critical = t->critical;
-	if ((rc = auto_db_begin(a, 0, "beginning the review's transaction", err)) ||
-	    (rc = auto_db_record_review(a, t, a->open_marker, value, correct, who, decision_ms,
-	                                err)))
+	if ((rc = a->ops->begin(a->store, 0, "beginning the review's transaction", err)) ||
+	    (rc = a->ops->record_review(a->store, t, a->open_marker, value, correct, who,
+	                                decision_ms, err)))
 		return rc;
 	/* what the person said about the ticket's criticality goes in with
 	 * the review: the flag on decisions is the guess at decision time,
@@ -219,7 +238,7 @@ static int close_task(struct csa_auto *a, const struct task_claim *t, const char
 		                    value, crits, err);
 	if (rc)
 		return rc;
-	return auto_db_commit(a, "committing the review", err);
+	return a->ops->commit(a->store, "committing the review", err);
 }
 
 /*
@@ -277,7 +296,7 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 		                 "the decision is in ticket '%s' but review task %lld could not be "
 		                 "closed: ",
 		                 t.ticket, (long long)task_id);
-		auto_rollback_locked(a);
+		a->ops->rollback(a->store);
 		release_claim(a, task_id);
 		goto out;
 	}

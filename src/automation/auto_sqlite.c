@@ -1,9 +1,7 @@
 /*
- * The controller's store on SQLite: automation.db (WAL) holds the decision
- * log, review tasks and alerts. Every statement the controller runs is in
- * this file, behind the auto_db_* functions of auto_internal.h; a second
- * backend implements the same functions and struct auto_store in a file
- * of its own.
+ * The controller's store on SQLite (auto_store.h): automation.db (WAL)
+ * holds the decision log, review tasks and alerts. Every statement the
+ * controller runs is in this file, behind auto_sqlite_ops.
  */
 #include "automation/auto_internal.h"
 #include "base/fsops.h"
@@ -30,6 +28,7 @@ enum {
 };
 
 struct auto_store {
+	char path[4096]; /* for messages */
 	sqlite3 *db;
 	struct csa_walckpt *ckpt;       /* checkpoints, off the decision path */
 	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
@@ -85,11 +84,11 @@ static const char schema_sql[] =
 /* A statement on automation.db failed: what was being done and SQLite's
  * reason; CSA_EBUSY when another process held the database past the busy
  * timeout (worth retrying), CSA_EIO otherwise. Caller holds a->mu. */
-int auto_db_err(struct csa_auto *a, struct csa_err *err, const char *what)
+static int sq_error(struct auto_store *s, struct csa_err *err, const char *what)
 {
-	int code = sqlite3_errcode(a->store->db);
+	int code = sqlite3_errcode(s->db);
 	return csa_error(err, code == SQLITE_BUSY || code == SQLITE_LOCKED ? CSA_EBUSY : CSA_EIO,
-	                 "'%s': %s: %s", a->db_path, what, sqlite3_errmsg(a->store->db));
+	                 "'%s': %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
 /* A table from before a column was added gets it: decisions before
@@ -135,8 +134,8 @@ static int add_columns(sqlite3 *db)
 }
 
 /* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
-struct csa_outcome *auto_db_outcomes(struct csa_auto *a, const char *type, const char *segment,
-                                     size_t limit, size_t *n)
+static struct csa_outcome *sq_outcomes(struct auto_store *s, const char *type, const char *segment,
+                                       size_t limit, size_t *n)
 {
 	sqlite3_stmt *st;
 	*n = 0;
@@ -149,7 +148,7 @@ struct csa_outcome *auto_db_outcomes(struct csa_auto *a, const char *type, const
 	        : "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
 	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
 	          "AND type = ?1 ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
-	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	if (segment)
@@ -166,11 +165,11 @@ struct csa_outcome *auto_db_outcomes(struct csa_auto *a, const char *type, const
 
 /* The one number a query returns (NULL reads as 0); -1 when the database
  * cannot answer (sqlite3_errmsg says why). */
-static int64_t count_i64(struct csa_auto *a, const char *sql, const char *p1, const char *p2)
+static int64_t count_i64(struct auto_store *s, const char *sql, const char *p1, const char *p2)
 {
 	sqlite3_stmt *st;
 	int64_t v = -1;
-	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return -1;
 	if (p1)
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
@@ -184,14 +183,13 @@ static int64_t count_i64(struct csa_auto *a, const char *sql, const char *p1, co
 
 /* The statement in slot k, prepared on first use; the caller holds a->mu
  * and calls sqlite3_reset() when done with it. */
-static sqlite3_stmt *kept(struct csa_auto *a, int k, const char *sql)
+static sqlite3_stmt *kept(struct auto_store *s, int k, const char *sql)
 {
-	if (!a->store->kept[k] &&
-	    sqlite3_prepare_v3(a->store->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &a->store->kept[k],
-	                       NULL) != SQLITE_OK)
+	if (!s->kept[k] && sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	                                      &s->kept[k], NULL) != SQLITE_OK)
 		return NULL;
-	sqlite3_clear_bindings(a->store->kept[k]);
-	return a->store->kept[k];
+	sqlite3_clear_bindings(s->kept[k]);
+	return s->kept[k];
 }
 
 /* Run a prepared statement to its end and reset it; SQLITE_DONE or not. */
@@ -202,13 +200,13 @@ static int step_done(sqlite3_stmt *st)
 	return rc == SQLITE_DONE;
 }
 
-/* auto_db_err() for row 'r': "<doing> decision '<key>' of ticket '<id>'". */
-static int row_err(struct csa_auto *a, struct csa_err *err, const char *doing, const json_t *r)
+/* sq_error() for row 'r': "<doing> decision '<key>' of ticket '<id>'". */
+static int row_err(struct auto_store *s, struct csa_err *err, const char *doing, const json_t *r)
 {
 	char what[300];
 	snprintf(what, sizeof(what), "%s decision '%s' of ticket '%s'", doing,
 	         csa_json_str(r, "key"), csa_json_str(r, "ticket_id"));
-	return auto_db_err(a, err, what);
+	return sq_error(s, err, what);
 }
 
 /* ?1-?4, shared by a decision's row and its task: key (decision id),
@@ -221,16 +219,16 @@ static void bind_keys(sqlite3_stmt *st, const json_t *r)
 	sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
 }
 
-int auto_db_insert_decision(struct csa_auto *a, const json_t *r, struct csa_err *err)
+static int sq_insert_decision(struct auto_store *s, const json_t *r, struct csa_err *err)
 {
 	static const char record[] = "cannot record", queue[] = "cannot queue the review of";
 	sqlite3_stmt *st;
-	if (!(st = kept(a, KEPT_INSERT_DECISION,
+	if (!(st = kept(s, KEPT_INSERT_DECISION,
 	                "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
 	                "value, confidence, threshold, autonomous, critical, created_ms, model, "
 	                "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
 	                "?11, ?12, ?13, ?14)")))
-		return row_err(a, err, record, r);
+		return row_err(s, err, record, r);
 	bind_keys(st, r);
 	sqlite3_bind_int(st, 5, (int)csa_json_int(r, "phase", 1));
 	sqlite3_bind_text(st, 6, csa_json_str(r, "value"), -1, SQLITE_STATIC);
@@ -249,15 +247,15 @@ int auto_db_insert_decision(struct csa_auto *a, const json_t *r, struct csa_err 
 	/* an audited autonomous decision stands for 1/p of its kind */
 	sqlite3_bind_double(st, 14, csa_json_num(r, "weight", 1));
 	if (!step_done(st))
-		return row_err(a, err, record, r);
+		return row_err(s, err, record, r);
 	const char *kind = csa_json_str(r, "task");
 	if (!kind)
 		return CSA_OK;
-	if (!(st = kept(a, KEPT_INSERT_TASK,
+	if (!(st = kept(s, KEPT_INSERT_TASK,
 	                "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, "
 	                "shown, suggestion, confidence, alternatives, score, created_ms, "
 	                "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")))
-		return row_err(a, err, queue, r);
+		return row_err(s, err, queue, r);
 	bind_keys(st, r);
 	sqlite3_bind_text(st, 5, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 6, json_is_true(json_object_get(r, "shown")));
@@ -267,21 +265,21 @@ int auto_db_insert_decision(struct csa_auto *a, const json_t *r, struct csa_err 
 	sqlite3_bind_double(st, 10, csa_json_num(r, "score", 0));
 	sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
 	sqlite3_bind_int64(st, 12, csa_json_int(r, "due_ms", 0));
-	return step_done(st) ? CSA_OK : row_err(a, err, queue, r);
+	return step_done(st) ? CSA_OK : row_err(s, err, queue, r);
 }
 
 /* Caller holds a->mu. A failed transaction is rolled back whole. */
-void auto_rollback_locked(struct csa_auto *a)
+static void sq_rollback(struct auto_store *s)
 {
-	if (!sqlite3_get_autocommit(a->store->db))
-		sqlite3_exec(a->store->db, "ROLLBACK", NULL, NULL, NULL);
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* ---- gates ----------------------------------------------------------------- */
 
 /* CSA_EIO (all zero) when automation.db cannot answer. */
-int auto_db_scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
-                          int64_t window, int64_t since, struct scope_metrics *m)
+static int sq_scope_metrics(struct auto_store *s, const char *type, const char *segment, int phase,
+                            int64_t window, int64_t since, struct scope_metrics *m)
 {
 	memset(m, 0, sizeof(*m));
 	sqlite3_stmt *st;
@@ -303,7 +301,7 @@ int auto_db_scope_metrics(struct csa_auto *a, const char *type, const char *segm
 	         segment ? "type = ?2 AND segment = ?3 AND"
 	         : type  ? "type = ?2 AND"
 	                 : "");
-	if (sqlite3_prepare_v2(a->store->db, q, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK)
 		return CSA_EIO;
 	sqlite3_bind_int(st, 1, phase);
 	if (type)
@@ -330,11 +328,11 @@ int auto_db_scope_metrics(struct csa_auto *a, const char *type, const char *segm
 	return step == SQLITE_ROW ? CSA_OK : CSA_EIO;
 }
 
-double auto_db_baseline_ms(struct csa_auto *a)
+static double sq_baseline_ms(struct auto_store *s)
 {
 	sqlite3_stmt *st;
 	double b = 0;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       /* decision_ms is set with final, by a review */
 	                       "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
 	                       "decision_ms IS NOT NULL",
@@ -346,31 +344,31 @@ double auto_db_baseline_ms(struct csa_auto *a)
 	return b;
 }
 
-int64_t auto_db_open_alerts(struct csa_auto *a, const char *severity)
+static int64_t sq_open_alerts(struct auto_store *s, const char *severity)
 {
-	return severity ? count_i64(a,
+	return severity ? count_i64(s,
 	                            "SELECT count(*) FROM alerts WHERE open = 1 AND "
 	                            "severity = ?1",
 	                            severity, NULL)
-	                : count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL);
+	                : count_i64(s, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL);
 }
 
-const char *auto_db_errmsg(struct csa_auto *a)
+static const char *sq_errmsg(struct auto_store *s)
 {
-	return sqlite3_errmsg(a->store->db);
+	return sqlite3_errmsg(s->db);
 }
 
 /* ---- segments ----------------------------------------------------------- */
 
 /* Each row of 'sql' (binding 'type' to ?1 when given) into *out: a string
  * when the statement has one column, else an array of its columns. */
-static int list_rows(struct csa_auto *a, const char *sql, const char *type, const char *what,
+static int list_rows(struct auto_store *s, const char *sql, const char *type, const char *what,
                      json_t **out, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*out = json_array();
-	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return sq_error(s, err, what);
 	if (type)
 		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	int step, cols = sqlite3_column_count(st);
@@ -387,38 +385,38 @@ static int list_rows(struct csa_auto *a, const char *sql, const char *type, cons
 		json_array_append_new(*out, row);
 	}
 	sqlite3_finalize(st);
-	return step == SQLITE_DONE ? CSA_OK : auto_db_err(a, err, what);
+	return step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
 }
 
-int auto_db_segments(struct csa_auto *a, enum auto_seg_order order, const char *what, json_t **out,
-                     struct csa_err *err)
+static int sq_segments(struct auto_store *s, enum auto_seg_order order, const char *what,
+                       json_t **out, struct csa_err *err)
 {
 	static const char *const sql[] = {
 	    [AUTO_SEGS_ANY_ORDER] = "SELECT DISTINCT type, segment FROM decisions",
 	    [AUTO_SEGS_SORTED] = "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
 	    [AUTO_SEGS_KEYS] = "SELECT DISTINCT type || '/' || segment FROM decisions",
 	};
-	return list_rows(a, sql[order], NULL, what, out, err);
+	return list_rows(s, sql[order], NULL, what, out, err);
 }
 
-int auto_db_segments_of(struct csa_auto *a, const char *type, const char *what, json_t **out,
-                        struct csa_err *err)
+static int sq_segments_of(struct auto_store *s, const char *type, const char *what, json_t **out,
+                          struct csa_err *err)
 {
-	return list_rows(a, "SELECT DISTINCT segment FROM decisions WHERE type = ?1", type, what,
+	return list_rows(s, "SELECT DISTINCT segment FROM decisions WHERE type = ?1", type, what,
 	                 out, err);
 }
 
 /* ---- the quality monitor --------------------------------------------------- */
 
-int auto_db_reviewed_autonomous_sample(struct csa_auto *a, const char *type, size_t max,
-                                       int64_t since, size_t *n, double *w, double *wk,
-                                       const char *what, struct csa_err *err)
+static int sq_reviewed_autonomous_sample(struct auto_store *s, const char *type, size_t max,
+                                         int64_t since, size_t *n, double *w, double *wk,
+                                         const char *what, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*n = 0;
 	*w = *wk = 0;
 	if (sqlite3_prepare_v2(
-	        a->store->db,
+	        s->db,
 	        /* among the last 5,000 reviews: where little is autonomous the
 	         * tick does not read every review the type ever had */
 	        "SELECT correct, coalesce(review_weight, 1) FROM (SELECT autonomous, correct,"
@@ -426,7 +424,7 @@ int auto_db_reviewed_autonomous_sample(struct csa_auto *a, const char *type, siz
 	        " ORDER BY reviewed_ms DESC LIMIT 5000) WHERE autonomous = 1 AND created_ms > ?3"
 	        " LIMIT ?2",
 	        -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
+		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
 	sqlite3_bind_int64(st, 3, since);
@@ -439,11 +437,11 @@ int auto_db_reviewed_autonomous_sample(struct csa_auto *a, const char *type, siz
 		*wk += sqlite3_column_int(st, 0) != 0 ? wi : 0;
 	}
 	sqlite3_finalize(st);
-	return step == SQLITE_DONE ? CSA_OK : auto_db_err(a, err, what);
+	return step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
 }
 
-int auto_db_recent_autonomy(struct csa_auto *a, const char *type, int last, int64_t *n,
-                            int64_t *autonomous, const char *what, struct csa_err *err)
+static int sq_recent_autonomy(struct auto_store *s, const char *type, int last, int64_t *n,
+                              int64_t *autonomous, const char *what, struct csa_err *err)
 {
 	char q[2][200];
 	snprintf(q[0], sizeof(q[0]),
@@ -454,23 +452,23 @@ int auto_db_recent_autonomy(struct csa_auto *a, const char *type, int last, int6
 	         "SELECT sum(autonomous) FROM (SELECT autonomous FROM "
 	         "decisions WHERE type = ?1 ORDER BY created_ms DESC LIMIT %d)",
 	         last);
-	*n = count_i64(a, q[0], type, NULL);
-	*autonomous = count_i64(a, q[1], type, NULL);
-	return *n < 0 || *autonomous < 0 ? auto_db_err(a, err, what) : CSA_OK;
+	*n = count_i64(s, q[0], type, NULL);
+	*autonomous = count_i64(s, q[1], type, NULL);
+	return *n < 0 || *autonomous < 0 ? sq_error(s, err, what) : CSA_OK;
 }
 
-int auto_db_recent_outcomes(struct csa_auto *a, const char *type, const char *segment, int phase,
-                            int64_t since, size_t max, double *confidence, int *right, size_t *n,
-                            const char *what, struct csa_err *err)
+static int sq_recent_outcomes(struct auto_store *s, const char *type, const char *segment,
+                              int phase, int64_t since, size_t max, double *confidence, int *right,
+                              size_t *n, const char *what, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*n = 0;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
 	                       "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
 	                       "ORDER BY created_ms DESC LIMIT ?5",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
+		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, since);
@@ -483,13 +481,13 @@ int auto_db_recent_outcomes(struct csa_auto *a, const char *type, const char *se
 		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
 	}
 	sqlite3_finalize(st);
-	return step == SQLITE_ROW || step == SQLITE_DONE ? CSA_OK : auto_db_err(a, err, what);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
 }
 
 /* ---- KPIs -------------------------------------------------------------------- */
 
 /* The KPIs of the decisions 'where' selects (p1 bound to ?1). */
-static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
+static json_t *kpi_row(struct auto_store *s, const char *where, const char *p1)
 {
 	char sql[1024];
 	snprintf(
@@ -502,7 +500,7 @@ static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
 	    where);
 	sqlite3_stmt *st;
 	json_t *r = json_object();
-	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return r;
 	if (p1)
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
@@ -531,7 +529,7 @@ static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
 	snprintf(sql, sizeof(sql),
 	         "SELECT confidence, correct FROM decisions %s%s final IS NOT NULL", where,
 	         *where ? " AND" : " WHERE");
-	if (sqlite3_prepare_v2(a->store->db, sql, -1, &st, NULL) == SQLITE_OK) {
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK) {
 		if (p1)
 			sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
 		double conf[10] = {0}, acc[10] = {0}, cnt[10] = {0}, tot = 0, ece = 0;
@@ -560,21 +558,21 @@ static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
 	return r;
 }
 
-json_t *auto_db_kpi(struct csa_auto *a, int phase, const char *type, const char *segment_key)
+static json_t *sq_kpi(struct auto_store *s, int phase, const char *type, const char *segment_key)
 {
 	char where[64];
 	if (phase) {
 		snprintf(where, sizeof(where), "WHERE phase = %d", phase);
-		return kpi_row(a, where, NULL);
+		return kpi_row(s, where, NULL);
 	}
 	if (type)
-		return kpi_row(a, "WHERE type = ?1", type);
+		return kpi_row(s, "WHERE type = ?1", type);
 	if (segment_key)
-		return kpi_row(a, "WHERE type || '/' || segment = ?1", segment_key);
-	return kpi_row(a, "", NULL);
+		return kpi_row(s, "WHERE type || '/' || segment = ?1", segment_key);
+	return kpi_row(s, "", NULL);
 }
 
-int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err *err)
+static int sq_counts(struct auto_store *s, struct csa_auto_counts *c, struct csa_err *err)
 {
 	static const struct {
 		size_t off;
@@ -594,47 +592,47 @@ int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err
 	};
 	int rc = CSA_OK;
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
-		int64_t v = count_i64(a, q[i].sql, NULL, NULL);
+		int64_t v = count_i64(s, q[i].sql, NULL, NULL);
 		*(int64_t *)((char *)c + q[i].off) = v;
 		if (v < 0 && rc == CSA_OK)
-			rc = auto_db_err(a, err, q[i].what);
+			rc = sq_error(s, err, q[i].what);
 	}
 	return rc;
 }
 
 /* ---- alerts -------------------------------------------------------------------- */
 
-int auto_db_alert_is_open(struct csa_auto *a, const char *type, const char *scope, int *open,
-                          const char *what, struct csa_err *err)
+static int sq_alert_is_open(struct auto_store *s, const char *type, const char *scope, int *open,
+                            const char *what, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*open = 0;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND "
 	                       "(?2 IS NULL OR scope = ?2)",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
+		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
 	int step = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (step != SQLITE_ROW && step != SQLITE_DONE)
-		return auto_db_err(a, err, what);
+		return sq_error(s, err, what);
 	*open = step == SQLITE_ROW;
 	return CSA_OK;
 }
 
-int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *type,
-                         const char *severity, const char *scope, const json_t *detail, int64_t *id,
-                         const char *what, struct csa_err *err)
+static int sq_insert_alert(struct auto_store *s, int64_t created_ms, const char *type,
+                           const char *severity, const char *scope, const json_t *detail,
+                           int64_t *id, const char *what, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*id = 0;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
 	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
+		return sq_error(s, err, what);
 	char *d = json_dumps(detail, JSON_COMPACT);
 	sqlite3_bind_int64(st, 1, created_ms);
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
@@ -645,42 +643,42 @@ int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *typ
 	sqlite3_finalize(st);
 	free(d);
 	if (!done)
-		return auto_db_err(a, err, what);
-	*id = sqlite3_last_insert_rowid(a->store->db);
+		return sq_error(s, err, what);
+	*id = sqlite3_last_insert_rowid(s->db);
 	return CSA_OK;
 }
 
-int auto_db_close_alerts(struct csa_auto *a, const char *type, const char *scope, int64_t *n,
-                         const char *what, struct csa_err *err)
+static int sq_close_alerts(struct auto_store *s, const char *type, const char *scope, int64_t *n,
+                           const char *what, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*n = 0;
 	/* only open ones: the caller learns how many this closed */
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2 AND "
 	                       "open = 1",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
+		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
 	int done = step_done(st);
 	sqlite3_finalize(st);
 	if (!done)
-		return auto_db_err(a, err, what);
-	*n = sqlite3_changes(a->store->db);
+		return sq_error(s, err, what);
+	*n = sqlite3_changes(s->db);
 	return CSA_OK;
 }
 
-int auto_db_alert_list(struct csa_auto *a, int open_only, size_t limit, json_t **out,
-                       struct csa_err *err)
+static int sq_alert_list(struct auto_store *s, int open_only, size_t limit, json_t **out,
+                         struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(
-	        a->store->db,
+	        s->db,
 	        "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
 	        "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT ?2",
 	        -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "listing alerts");
+		return sq_error(s, err, "listing alerts");
 	sqlite3_bind_int(st, 1, open_only);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
 	json_t *arr = json_array();
@@ -703,14 +701,14 @@ int auto_db_alert_list(struct csa_auto *a, int open_only, size_t limit, json_t *
 
 /* ---- thresholds ------------------------------------------------------------------ */
 
-int auto_db_reviews_after(struct csa_auto *a, const char *type, const char *segment,
-                          int64_t after_ms, int64_t *n, int64_t *newest_ms)
+static int sq_reviews_after(struct auto_store *s, const char *type, const char *segment,
+                            int64_t after_ms, int64_t *n, int64_t *newest_ms)
 {
 	sqlite3_stmt *st =
-	    segment ? kept(a, KEPT_REVIEWED,
+	    segment ? kept(s, KEPT_REVIEWED,
 	                   "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
 	                   "NULL AND type = ?1 AND segment = ?2 AND reviewed_ms > ?3")
-	            : kept(a, KEPT_REVIEWED_TYPE,
+	            : kept(s, KEPT_REVIEWED_TYPE,
 	                   "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
 	                   "NULL AND type = ?1 AND reviewed_ms > ?3");
 	if (!st)
@@ -732,40 +730,38 @@ int auto_db_reviews_after(struct csa_auto *a, const char *type, const char *segm
 
 /* ---- a run's decisions ---------------------------------------------------------- */
 
-int auto_db_record_decisions(struct csa_auto *a, const json_t *rows, struct csa_err *err)
+static int sq_record_decisions(struct auto_store *s, const json_t *rows, struct csa_err *err)
 {
 	size_t i;
 	const json_t *row;
 	if (!json_array_size(rows))
 		return CSA_OK;
-	if (sqlite3_exec(a->store->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
 		char what[200];
 		snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
 		         csa_json_str(json_array_get(rows, 0), "ticket_id"));
-		return auto_db_err(a, err, what);
+		return sq_error(s, err, what);
 	}
 	int rc = CSA_OK;
-	json_array_foreach(rows, i, row) if (rc == CSA_OK) rc =
-	    auto_db_insert_decision(a, row, err);
-	if (rc == CSA_OK && sqlite3_exec(a->store->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = auto_db_err(a, err, "cannot commit a run's decisions");
+	json_array_foreach(rows, i, row) if (rc == CSA_OK) rc = sq_insert_decision(s, row, err);
+	if (rc == CSA_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = sq_error(s, err, "cannot commit a run's decisions");
 	if (rc)
-		auto_rollback_locked(a);
+		sq_rollback(s);
 	return rc;
 }
 
-int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const char *const *ids,
-                             size_t n, int64_t gone[2])
+static int sq_forget_decisions(struct auto_store *s, const char *ticket_id, const char *const *ids,
+                               size_t n, int64_t gone[2])
 {
 	sqlite3_stmt *dd = NULL, *dt = NULL;
-	int ok =
-	    sqlite3_exec(a->store->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(a->store->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
-	                       &dd, NULL) == SQLITE_OK &&
-	    sqlite3_prepare_v2(a->store->db,
-	                       "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
-	                       "AND decision_id < ?2",
-	                       -1, &dt, NULL) == SQLITE_OK;
+	int ok = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(s->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
+	                            &dd, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(s->db,
+	                            "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
+	                            "AND decision_id < ?2",
+	                            -1, &dt, NULL) == SQLITE_OK;
 	/* a decision's rows are "<id>#<type>": every key from "<id>#" up to,
 	 * not including, "<id>$" ('$' follows '#') */
 	for (size_t i = 0; ok && i < n; i++) {
@@ -779,22 +775,22 @@ int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const ch
 			if (k)
 				sqlite3_bind_text(st, 3, ticket_id, -1, SQLITE_STATIC);
 			ok = ok && step_done(st);
-			gone[k] += ok ? sqlite3_changes(a->store->db) : 0;
+			gone[k] += ok ? sqlite3_changes(s->db) : 0;
 		}
 	}
 	sqlite3_finalize(dd);
 	sqlite3_finalize(dt);
-	ok = ok && sqlite3_exec(a->store->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	ok = ok && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
 	if (!ok)
-		auto_rollback_locked(a);
+		sq_rollback(s);
 	return ok ? CSA_OK : CSA_EIO;
 }
 
-int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const char *segment,
-                                    int64_t limit)
+static int64_t sq_reviewed_autonomous(struct auto_store *s, const char *type, const char *segment,
+                                      int64_t limit)
 {
 	int64_t n = 0;
-	sqlite3_stmt *st = kept(a, KEPT_REVIEWED_AUTO,
+	sqlite3_stmt *st = kept(s, KEPT_REVIEWED_AUTO,
 	                        "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
 	                        "autonomous = 1 AND final IS "
 	                        "NOT NULL AND type = ?1 AND segment = ?2 LIMIT ?3)");
@@ -811,24 +807,25 @@ int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const 
 
 /* ---- transactions ------------------------------------------------------------ */
 
-int auto_db_begin(struct csa_auto *a, int write_now, const char *what, struct csa_err *err)
+static int sq_begin(struct auto_store *s, int write_now, const char *what, struct csa_err *err)
 {
-	return sqlite3_exec(a->store->db, write_now ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL,
-	                    NULL) == SQLITE_OK
+	return sqlite3_exec(s->db, write_now ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL) ==
+	               SQLITE_OK
 	           ? CSA_OK
-	           : auto_db_err(a, err, what);
+	           : sq_error(s, err, what);
 }
 
-int auto_db_commit(struct csa_auto *a, const char *what, struct csa_err *err)
+static int sq_commit(struct auto_store *s, const char *what, struct csa_err *err)
 {
-	return sqlite3_exec(a->store->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK
+	return sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK
 	           ? CSA_OK
-	           : auto_db_err(a, err, what);
+	           : sq_error(s, err, what);
 }
 
 /* ---- review tasks ------------------------------------------------------------- */
 
-static json_t *task_row(struct csa_auto *a, sqlite3_stmt *st)
+/* A task as the review API gives it, but its "labels" (the controller's). */
+static json_t *task_row(sqlite3_stmt *st)
 {
 	char ts1[CSA_TS_LEN], ts2[CSA_TS_LEN];
 	const char *type = (const char *)sqlite3_column_text(st, 3);
@@ -836,15 +833,15 @@ static json_t *task_row(struct csa_auto *a, sqlite3_stmt *st)
 	const char *alts = (const char *)sqlite3_column_text(st, 10);
 	json_t *alt = alts && shown ? json_loads(alts, 0, NULL) : NULL;
 	json_t *t = json_pack(
-	    "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:f, s:s, s:s}", "task_id",
+	    "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:f, s:s, s:s}", "task_id",
 	    (json_int_t)sqlite3_column_int64(st, 0), "decision_id", sqlite3_column_text(st, 1),
 	    "ticket_id", sqlite3_column_text(st, 2), "decision_type", type, "segment",
 	    sqlite3_column_text(st, 4), "kind", sqlite3_column_text(st, 5), "status",
 	    sqlite3_column_text(st, 6), "suggestion",
 	    shown ? json_string((const char *)sqlite3_column_text(st, 8)) : json_null(),
 	    "confidence", shown ? json_real(sqlite3_column_double(st, 9)) : json_null(),
-	    "alternatives", alt ? alt : json_array(), "labels", auto_labels_of(a, type),
-	    "priority_score", sqlite3_column_double(st, 11), "created",
+	    "alternatives", alt ? alt : json_array(), "priority_score",
+	    sqlite3_column_double(st, 11), "created",
 	    csa_ts_format(sqlite3_column_int64(st, 12), ts1), "due",
 	    csa_ts_format(sqlite3_column_int64(st, 13), ts2));
 	return t;
@@ -855,73 +852,73 @@ static json_t *task_row(struct csa_auto *a, sqlite3_stmt *st)
 	"confidence, alternatives, score, created_ms, due_ms"
 
 /* Every row 'st' gives, as tasks, into a new array. */
-static json_t *task_rows(struct csa_auto *a, sqlite3_stmt *st)
+static json_t *task_rows(sqlite3_stmt *st)
 {
 	json_t *arr = json_array();
 	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(arr, task_row(a, st));
+		json_array_append_new(arr, task_row(st));
 	sqlite3_finalize(st);
 	return arr;
 }
 
-int auto_db_task_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
-                      struct csa_err *err)
+static int sq_task_list(struct auto_store *s, const char *status, size_t limit, json_t **out,
+                        struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
 	                       "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "listing tasks");
+		return sq_error(s, err, "listing tasks");
 	if (status)
 		sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	*out = task_rows(a, st);
+	*out = task_rows(st);
 	return CSA_OK;
 }
 
-int auto_db_ticket_tasks(struct csa_auto *a, const char *ticket_id, json_t **out,
-                         struct csa_err *err)
+static int sq_ticket_tasks(struct auto_store *s, const char *ticket_id, json_t **out,
+                           struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
 	                       "ticket_id = ?1 ORDER BY id",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "listing a ticket's tasks");
+		return sq_error(s, err, "listing a ticket's tasks");
 	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
-	*out = task_rows(a, st);
+	*out = task_rows(st);
 	return CSA_OK;
 }
 
-int auto_db_next_task(struct csa_auto *a, int64_t now_ms, json_t **out, struct csa_err *err)
+static int sq_next_task(struct auto_store *s, int64_t now_ms, json_t **out, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*out = NULL;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT " TASK_COLS
 	                       " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
 	                       "ORDER BY score DESC, id LIMIT 1",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "choosing the next task");
+		return sq_error(s, err, "choosing the next task");
 	sqlite3_bind_int64(st, 1, now_ms);
 	if (sqlite3_step(st) == SQLITE_ROW)
-		*out = task_row(a, st);
+		*out = task_row(st);
 	sqlite3_finalize(st);
 	return CSA_OK;
 }
 
-int auto_db_read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err)
+static int sq_read_claim(struct auto_store *s, struct task_claim *t, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(
-	        a->store->db,
+	        s->db,
 	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
 	        "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
 	        "coalesce(t.reviewer, d.reviewer) "
 	        "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1",
 	        -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "reading a review task");
+		return sq_error(s, err, "reading a review task");
 	sqlite3_bind_int64(st, 1, t->id);
 	if (sqlite3_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
@@ -945,15 +942,15 @@ int auto_db_read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err 
 	return CSA_OK;
 }
 
-int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, const char *value,
-                       const char *who, struct csa_err *err)
+static int sq_claim_task(struct auto_store *s, int64_t task_id, const char *claim,
+                         const char *value, const char *who, struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "UPDATE tasks SET status = 'deciding', claim = ?2, value = ?3, "
 	                       "reviewer = ?4 WHERE id = ?1 AND status = 'open'",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "claiming a review task");
+		return sq_error(s, err, "claiming a review task");
 	sqlite3_bind_int64(st, 1, task_id);
 	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
@@ -961,14 +958,14 @@ int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, c
 	int done = step_done(st);
 	sqlite3_finalize(st);
 	if (!done)
-		return auto_db_err(a, err, "claiming a review task");
-	return sqlite3_changes(a->store->db) == 1;
+		return sq_error(s, err, "claiming a review task");
+	return sqlite3_changes(s->db) == 1;
 }
 
-void auto_db_release_claim(struct csa_auto *a, int64_t task_id, const char *claim)
+static void sq_release_claim(struct auto_store *s, int64_t task_id, const char *claim)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
 	                       "reviewer = NULL WHERE id = ?1 AND status = 'deciding' AND "
 	                       "claim = ?2",
@@ -980,16 +977,16 @@ void auto_db_release_claim(struct csa_auto *a, int64_t task_id, const char *clai
 	}
 }
 
-int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const char *claim,
-                          const char *value, int correct, const char *who, int64_t decision_ms,
-                          struct csa_err *err)
+static int sq_record_review(struct auto_store *s, const struct task_claim *t, const char *claim,
+                            const char *value, int correct, const char *who, int64_t decision_ms,
+                            struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
 	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "recording the review");
+		return sq_error(s, err, "recording the review");
 	sqlite3_bind_text(st, 1, t->decision_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, correct);
@@ -998,59 +995,58 @@ int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const 
 	sqlite3_bind_int64(st, 6, decision_ms);
 	int done = step_done(st);
 	sqlite3_finalize(st);
-	if (!done || sqlite3_prepare_v2(a->store->db,
+	if (!done || sqlite3_prepare_v2(s->db,
 	                                "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
 	                                "status = 'deciding' AND claim = ?2",
 	                                -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "recording the review");
+		return sq_error(s, err, "recording the review");
 	sqlite3_bind_int64(st, 1, t->id);
 	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
 	done = step_done(st);
 	sqlite3_finalize(st);
 	if (!done)
-		return auto_db_err(a, err, "closing the task");
-	if (sqlite3_changes(a->store->db) != 1)
+		return sq_error(s, err, "closing the task");
+	if (sqlite3_changes(s->db) != 1)
 		return csa_error(err, CSA_ESTATE, "the claim on review task %lld was lost",
 		                 (long long)t->id);
 	return CSA_OK;
 }
 
-int auto_db_ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
+static int sq_ticket_confirmed_critical(struct auto_store *s, const char *ticket)
 {
-	return count_i64(a,
+	return count_i64(s,
 	                 "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
 	                 "type = 'priority' AND final = 'CRITICAL'",
 	                 ticket, NULL) > 0;
 }
 
-int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err)
+static int sq_mark_ticket_critical(struct auto_store *s, const char *ticket, struct csa_err *err)
 {
 	char what[160];
 	snprintf(what, sizeof(what), "marking the decisions of ticket '%s' critical", ticket);
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->store->db,
-	                       "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1, &st,
-	                       NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
+	if (sqlite3_prepare_v2(s->db, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1,
+	                       &st, NULL) != SQLITE_OK)
+		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
 	int done = step_done(st);
 	sqlite3_finalize(st);
-	return done ? CSA_OK : auto_db_err(a, err, what);
+	return done ? CSA_OK : sq_error(s, err, what);
 }
 
-int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const char *except,
-                                json_t **found, struct csa_err *err)
+static int sq_reversed_autonomous(struct auto_store *s, const char *ticket, const char *except,
+                                  json_t **found, struct csa_err *err)
 {
 	char what[160];
 	snprintf(what, sizeof(what), "reading the reversed decisions of ticket '%s'", ticket);
 	sqlite3_stmt *st;
 	*found = json_array();
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT id, type, segment, value, final FROM decisions WHERE "
 	                       "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
 	                       "AND correct = 0",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
+		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, except, -1, SQLITE_STATIC);
 	int step;
@@ -1066,20 +1062,20 @@ int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const ch
 		return CSA_OK;
 	/* a partial list decides nothing */
 	json_array_clear(*found);
-	return auto_db_err(a, err, what);
+	return sq_error(s, err, what);
 }
 
 /* ---- recovery ------------------------------------------------------------------ */
 
-int64_t auto_db_newest_decision_ms(struct csa_auto *a)
+static int64_t sq_newest_decision_ms(struct auto_store *s)
 {
-	return count_i64(a, "SELECT coalesce(max(created_ms), 0) FROM decisions", NULL, NULL);
+	return count_i64(s, "SELECT coalesce(max(created_ms), 0) FROM decisions", NULL, NULL);
 }
 
-void auto_db_tickets_decided_since(struct csa_auto *a, int64_t since_ms, json_t *ids)
+static void sq_tickets_decided_since(struct auto_store *s, int64_t since_ms, json_t *ids)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT DISTINCT ticket_id FROM decisions WHERE created_ms >= ?1",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return;
@@ -1089,15 +1085,14 @@ void auto_db_tickets_decided_since(struct csa_auto *a, int64_t since_ms, json_t 
 	sqlite3_finalize(st);
 }
 
-int auto_db_ticket_decisions(struct csa_auto *a, const char *ticket_id, json_t **out,
-                             struct csa_err *err)
+static int sq_ticket_decisions(struct auto_store *s, const char *ticket_id, json_t **out,
+                               struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*out = json_array();
-	if (sqlite3_prepare_v2(a->store->db,
-	                       "SELECT id, created_ms FROM decisions WHERE ticket_id = ?1", -1, &st,
-	                       NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "reading a ticket's decisions to recover them");
+	if (sqlite3_prepare_v2(s->db, "SELECT id, created_ms FROM decisions WHERE ticket_id = ?1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return sq_error(s, err, "reading a ticket's decisions to recover them");
 	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(*out,
@@ -1107,42 +1102,42 @@ int auto_db_ticket_decisions(struct csa_auto *a, const char *ticket_id, json_t *
 	return CSA_OK;
 }
 
-int auto_db_remove_decision(struct csa_auto *a, const char *ticket_id, const char *key,
-                            struct csa_err *err)
+static int sq_remove_decision(struct auto_store *s, const char *ticket_id, const char *key,
+                              struct csa_err *err)
 {
 	static const char what[] = "removing a decision whose ticket was not committed";
 	sqlite3_stmt *st;
 	for (int q = 0; q < 2; q++) {
-		if (sqlite3_prepare_v2(a->store->db,
+		if (sqlite3_prepare_v2(s->db,
 		                       q ? "DELETE FROM tasks WHERE ticket_id = ?2 AND "
 		                           "decision_id = ?1"
 		                         : "DELETE FROM decisions WHERE id = ?1",
 		                       -1, &st, NULL) != SQLITE_OK)
-			return auto_db_err(a, err, what);
+			return sq_error(s, err, what);
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		if (q)
 			sqlite3_bind_text(st, 2, ticket_id, -1, SQLITE_STATIC);
 		int done = step_done(st);
 		sqlite3_finalize(st);
 		if (!done)
-			return auto_db_err(a, err, what);
+			return sq_error(s, err, what);
 	}
 	return CSA_OK;
 }
 
-int auto_db_restore_review(struct csa_auto *a, const char *ticket_id, const char *key,
-                           const char *value, int correct, const char *by, struct csa_err *err)
+static int sq_restore_review(struct auto_store *s, const char *ticket_id, const char *key,
+                             const char *value, int correct, const char *by, struct csa_err *err)
 {
 	static const char what[] = "restoring a reviewed decision";
 	sqlite3_stmt *st;
 	for (int q = 0; q < 2; q++) {
-		if (sqlite3_prepare_v2(a->store->db,
+		if (sqlite3_prepare_v2(s->db,
 		                       q ? "UPDATE tasks SET status = 'done' WHERE ticket_id = "
 		                           "?6 AND decision_id = ?1"
 		                         : "UPDATE decisions SET final = ?2, correct = ?3, "
 		                           "reviewed_ms = ?4, reviewer = ?5 WHERE id = ?1",
 		                       -1, &st, NULL) != SQLITE_OK)
-			return auto_db_err(a, err, what);
+			return sq_error(s, err, what);
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		if (q) {
 			sqlite3_bind_text(st, 6, ticket_id, -1, SQLITE_STATIC);
@@ -1155,20 +1150,20 @@ int auto_db_restore_review(struct csa_auto *a, const char *ticket_id, const char
 		int done = step_done(st);
 		sqlite3_finalize(st);
 		if (!done)
-			return auto_db_err(a, err, what);
+			return sq_error(s, err, what);
 	}
 	return CSA_OK;
 }
 
-int auto_db_claims_of(struct csa_auto *a, const char *claim, json_t **out, struct csa_err *err)
+static int sq_claims_of(struct auto_store *s, const char *claim, json_t **out, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	*out = NULL;
-	if (sqlite3_prepare_v2(a->store->db,
+	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT id, ticket_id, decision_id, type FROM tasks WHERE "
 	                       "status = 'deciding' AND claim = ?1",
 	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "reading review tasks claimed by a dead process");
+		return sq_error(s, err, "reading review tasks claimed by a dead process");
 	*out = json_array();
 	sqlite3_bind_text(st, 1, claim, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
@@ -1180,15 +1175,15 @@ int auto_db_claims_of(struct csa_auto *a, const char *claim, json_t **out, struc
 	return CSA_OK;
 }
 
-int auto_db_settle_claim(struct csa_auto *a, int64_t task_id, const char *decision_id,
-                         const char *value, const char *by, const char *what, struct csa_err *err)
+static int sq_settle_claim(struct auto_store *s, int64_t task_id, const char *decision_id,
+                           const char *value, const char *by, const char *what, struct csa_err *err)
 {
 	sqlite3_stmt *st;
 	for (int q = 0; q < 2; q++) {
 		if (!value && q == 0)
 			continue;
 		if (sqlite3_prepare_v2(
-		        a->store->db,
+		        s->db,
 		        q == 0  ? "UPDATE decisions SET final = ?2, correct = (value IS ?2), "
 		                  "reviewed_ms = ?3, reviewer = ?4 WHERE id = ?1"
 		        : value ? "UPDATE tasks SET status = 'done', value = ?2, reviewer = ?4 "
@@ -1196,7 +1191,7 @@ int auto_db_settle_claim(struct csa_auto *a, int64_t task_id, const char *decisi
 		                : "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
 		                  "reviewer = NULL WHERE id = ?5",
 		        -1, &st, NULL) != SQLITE_OK)
-			return auto_db_err(a, err, what);
+			return sq_error(s, err, what);
 		sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, csa_now_ms());
@@ -1205,42 +1200,88 @@ int auto_db_settle_claim(struct csa_auto *a, int64_t task_id, const char *decisi
 		int done = step_done(st);
 		sqlite3_finalize(st);
 		if (!done)
-			return auto_db_err(a, err, what);
+			return sq_error(s, err, what);
 	}
 	return CSA_OK;
 }
 
 /* ---- open and close ------------------------------------------------------------ */
 
-int auto_db_open(struct csa_auto *a, const char *path, struct csa_err *err)
+static int sq_open(const char *path, struct auto_store **out, struct csa_err *err)
 {
-	struct auto_store *d = calloc(1, sizeof(*d));
-	if (!d)
+	struct auto_store *s = calloc(1, sizeof(*s));
+	*out = s;
+	if (!s)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening '%s'", path);
-	a->store = d;
+	snprintf(s->path, sizeof(s->path), "%s", path);
 	/* private before SQLite creates it (and its -wal and -shm) 0644 */
 	int rc = csa_fs_create_private(path, err);
 	if (rc)
 		return rc;
-	if (sqlite3_open_v2(path, &d->db,
+	if (sqlite3_open_v2(path, &s->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
-	    sqlite3_busy_timeout(d->db, 10000) != SQLITE_OK || add_columns(d->db) != SQLITE_OK ||
-	    sqlite3_exec(d->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+	    sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK || add_columns(s->db) != SQLITE_OK ||
+	    sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
 		return csa_error(err, CSA_EIO, "cannot open '%s': %s", path,
-		                 d->db ? sqlite3_errmsg(d->db) : "out of memory");
-	return csa_walckpt_start(d->db, path, 1000, &d->ckpt, err);
+		                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+	return csa_walckpt_start(s->db, path, 1000, &s->ckpt, err);
 }
 
-void auto_db_close(struct csa_auto *a)
+static void sq_close(struct auto_store *s)
 {
-	struct auto_store *d = a->store;
-	if (!d)
+	if (!s)
 		return;
 	for (int k = 0; k < KEPT_COUNT; k++)
-		sqlite3_finalize(d->kept[k]);
-	csa_walckpt_stop(d->ckpt);
-	sqlite3_close(d->db);
-	free(d);
-	a->store = NULL;
+		sqlite3_finalize(s->kept[k]);
+	csa_walckpt_stop(s->ckpt);
+	sqlite3_close(s->db);
+	free(s);
 }
+
+const struct auto_store_ops auto_sqlite_ops = {
+    .open = sq_open,
+    .close = sq_close,
+    .errmsg = sq_errmsg,
+    .error = sq_error,
+    .rollback = sq_rollback,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .insert_decision = sq_insert_decision,
+    .record_decisions = sq_record_decisions,
+    .forget_decisions = sq_forget_decisions,
+    .reviewed_autonomous = sq_reviewed_autonomous,
+    .outcomes = sq_outcomes,
+    .reviews_after = sq_reviews_after,
+    .scope_metrics = sq_scope_metrics,
+    .baseline_ms = sq_baseline_ms,
+    .open_alerts = sq_open_alerts,
+    .segments = sq_segments,
+    .segments_of = sq_segments_of,
+    .reviewed_autonomous_sample = sq_reviewed_autonomous_sample,
+    .recent_autonomy = sq_recent_autonomy,
+    .recent_outcomes = sq_recent_outcomes,
+    .kpi = sq_kpi,
+    .counts = sq_counts,
+    .alert_is_open = sq_alert_is_open,
+    .insert_alert = sq_insert_alert,
+    .close_alerts = sq_close_alerts,
+    .alert_list = sq_alert_list,
+    .task_list = sq_task_list,
+    .ticket_tasks = sq_ticket_tasks,
+    .next_task = sq_next_task,
+    .read_claim = sq_read_claim,
+    .claim_task = sq_claim_task,
+    .release_claim = sq_release_claim,
+    .record_review = sq_record_review,
+    .ticket_confirmed_critical = sq_ticket_confirmed_critical,
+    .mark_ticket_critical = sq_mark_ticket_critical,
+    .reversed_autonomous = sq_reversed_autonomous,
+    .newest_decision_ms = sq_newest_decision_ms,
+    .tickets_decided_since = sq_tickets_decided_since,
+    .ticket_decisions = sq_ticket_decisions,
+    .remove_decision = sq_remove_decision,
+    .restore_review = sq_restore_review,
+    .claims_of = sq_claims_of,
+    .settle_claim = sq_settle_claim,
+};

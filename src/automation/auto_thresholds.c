@@ -42,8 +42,8 @@ static int thr_stale(struct csa_auto *a, const struct thr *t, const char *type, 
 	int64_t fresh = 0;
 	*newest = t->newest_ms;
 	/* unreadable: as if none came in */
-	auto_db_reviews_after(a, type, segment, t->computed ? t->newest_ms : INT64_MIN, &fresh,
-	                      newest);
+	a->ops->reviews_after(a->store, type, segment, t->computed ? t->newest_ms : INT64_MIN,
+	                      &fresh, newest);
 	return !t->computed || fresh >= 20 || (fresh > 0 && !t->had_reviews);
 }
 
@@ -65,7 +65,7 @@ static double type_threshold(struct csa_auto *a, const char *type, int critical)
 	const struct csa_auto_settings *set = auto_settings(a);
 	double target = critical ? set->critical_target_accuracy : set->target_accuracy;
 	size_t n, window = (size_t)set->window;
-	struct csa_outcome *all = auto_db_outcomes(a, type, NULL, window * 4, &n);
+	struct csa_outcome *all = a->ops->outcomes(a->store, type, NULL, window * 4, &n);
 	t->threshold =
 	    all ? csa_threshold_for_accuracy(all, n, target, set->z, (size_t)set->min_decisions)
 	        : CSA_NO_THRESHOLD;
@@ -102,7 +102,7 @@ const struct thr *auto_threshold_of(struct csa_auto *a, const char *type, const 
 		return t;
 	const struct csa_auto_settings *set = auto_settings(a);
 	size_t n;
-	struct csa_outcome *o = auto_db_outcomes(a, type, segment, (size_t)set->window, &n);
+	struct csa_outcome *o = a->ops->outcomes(a->store, type, segment, (size_t)set->window, &n);
 	double need = critical ? set->readiness_required_critical : set->readiness_required;
 	size_t min_n = (size_t)set->min_decisions;
 	size_t m = n;

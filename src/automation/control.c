@@ -239,7 +239,8 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	if (!json_is_object(json_object_get(a->state, "segments")))
 		json_object_set_new(a->state, "segments", json_object());
 	csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
-	if ((rc = auto_db_open(a, a->db_path, err)))
+	a->ops = &auto_sqlite_ops;
+	if ((rc = a->ops->open(a->db_path, &a->store, err)))
 		goto fail;
 	/* the outbox the server delivers: alerts are queued there, not
 	 * posted while a->mu is held */
@@ -252,7 +253,8 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	/* a failure alert left open by an earlier run closes at the next
 	 * append that succeeds */
 	int failing;
-	if (auto_db_alert_is_open(a, "AUDIT_LEDGER_FAILURE", NULL, &failing, "", NULL) == CSA_OK)
+	if (a->ops->alert_is_open(a->store, "AUDIT_LEDGER_FAILURE", NULL, &failing, "", NULL) ==
+	    CSA_OK)
 		a->ledger_failing = failing;
 	/* markers of processes that ended without closing go once their
 	 * tickets are recovered, so a recovery cut short runs again */
@@ -293,7 +295,8 @@ void csa_auto_close(struct csa_auto *a)
 		csa_pipeline_set_hooks(a->pipe, NULL);
 	csa_ledger_close(a->ledger);
 	csa_outbox_close(a->outbox);
-	auto_db_close(a);
+	if (a->ops)
+		a->ops->close(a->store);
 	if (a->open_marker[0])
 		csa_fs_unlink(a->open_marker);
 	if (a->open_fd >= 0)

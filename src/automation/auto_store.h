@@ -1,0 +1,206 @@
+/*
+ * The automation controller's store (private to src/automation/): the
+ * decision log, review tasks and alerts, today automation.db on SQLite
+ * (auto_sqlite.c). Every read and write the controller makes goes through
+ * struct auto_store_ops, whose operations are named for what the jobs
+ * need, not for SQL: a second backend (PostgreSQL) is a second file that
+ * fills the same table.
+ *
+ * The controller calls every operation under its mutex, so a backend need
+ * not be thread-safe itself; several processes may share one store (the
+ * CLI and the server), so a backend must be safe for that (SQLite: WAL and
+ * a busy timeout). An operation returning an int status leaves "what
+ * failed and why" in err; one returning a count gives -1 when the store
+ * cannot answer (errmsg() says why).
+ */
+#ifndef CSA_AUTOMATION_AUTO_STORE_H
+#define CSA_AUTOMATION_AUTO_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "base/err.h"
+
+struct auto_store; /* the backend's own */
+struct csa_outcome;
+struct csa_auto_counts;
+
+/* The newest 'window' decisions of a scope (type and segment NULL: all)
+ * made in 'phase' after 'since' (ms), summed for its gate. */
+struct scope_metrics {
+	int64_t n, autonomous, reviewed, correct, human, human_reviewed, auto_reviewed,
+	    auto_correct, critical_errors, open_tasks_decide;
+	double mean_decision_ms, total_decision_ms;
+};
+
+/* How segments are listed: [type, segment] pairs in the store's order or
+ * sorted, or "type/segment" keys. */
+enum auto_seg_order { AUTO_SEGS_ANY_ORDER, AUTO_SEGS_SORTED, AUTO_SEGS_KEYS };
+
+/* What review_decide reads of a task and of its decision. */
+struct task_claim {
+	int64_t id, created;
+	char decision_id[160], ticket[80], type[32], segment[160], ai_value[160], status[16],
+	    value[160], reviewer[160];
+	int critical, autonomous, phase;
+};
+
+struct auto_store_ops {
+	/* Open the store at 'path' (created private), or close it (NULL-safe). */
+	int (*open)(const char *path, struct auto_store **out, struct csa_err *err);
+	void (*close)(struct auto_store *s);
+	/* The last error of the store, for a message; error() makes it the
+	 * error 'err' says ("<path>: <what>: <why>"; CSA_EBUSY when another
+	 * process held the store too long, CSA_EIO otherwise). */
+	const char *(*errmsg)(struct auto_store *s);
+	int (*error)(struct auto_store *s, struct csa_err *err, const char *what);
+	/* Undo the unit of work in progress, if any. */
+	void (*rollback)(struct auto_store *s);
+	/* One decision's row (auto_row_of()) and its review task, if it has one. */
+	int (*insert_decision)(struct auto_store *s, const json_t *row, struct csa_err *err);
+	/* Reviewed outcomes of a scope (segment NULL: the whole type), oldest
+	 * first, at most 'limit'; malloc'd (NULL when the store cannot answer). */
+	struct csa_outcome *(*outcomes)(struct auto_store *s, const char *type, const char *segment,
+	                                size_t limit, size_t *n);
+
+	/* The newest 'window' decisions of a scope (type and segment NULL: all)
+	 * made in 'phase' after 'since' (ms), summed for its gate. */
+	int (*scope_metrics)(struct auto_store *s, const char *type, const char *segment, int phase,
+	                     int64_t window, int64_t since, struct scope_metrics *m);
+	/* Mean time a person took on a reviewed PHASE_1 decision (0: none). */
+	double (*baseline_ms)(struct auto_store *s);
+	/* Open alerts (of 'severity', NULL: any). */
+	int64_t (*open_alerts)(struct auto_store *s, const char *severity);
+
+	/* The segments with decisions, into *out (a new array, also on failure,
+	 * then with what could be read): [type, segment] pairs in the store's
+	 * order (AUTO_SEGS_ANY_ORDER) or sorted, or "type/segment" keys. */
+	int (*segments)(struct auto_store *s, enum auto_seg_order order, const char *what,
+	                json_t **out, struct csa_err *err);
+	/* The segments of 'type' with decisions (strings), as above. */
+	int (*segments_of)(struct auto_store *s, const char *type, const char *what, json_t **out,
+	                   struct csa_err *err);
+
+	/* The reviewed autonomous decisions of 'type' made after 'since' (at most
+	 * 'max', newest reviews first): how many (*n), their weight (*w) and the
+	 * weight of the right ones (*wk). */
+	int (*reviewed_autonomous_sample)(struct auto_store *s, const char *type, size_t max,
+	                                  int64_t since, size_t *n, double *w, double *wk,
+	                                  const char *what, struct csa_err *err);
+	/* Of the newest 'last' decisions of 'type': how many, how many autonomous. */
+	int (*recent_autonomy)(struct auto_store *s, const char *type, int last, int64_t *n,
+	                       int64_t *autonomous, const char *what, struct csa_err *err);
+	/* The newest decisions (at most 'max') of a segment in 'phase' made after
+	 * 'since': confidence, and right[i] 1/0 when reviewed, -1 when not. */
+	int (*recent_outcomes)(struct auto_store *s, const char *type, const char *segment,
+	                       int phase, int64_t since, size_t max, double *confidence, int *right,
+	                       size_t *n, const char *what, struct csa_err *err);
+
+	/* KPIs ({"decisions", "automation_rate", "accuracy", ...}) of the
+	 * decisions in 'phase' (0: any), of 'type', of the segment 'segment_key'
+	 * ("type/segment"), or of all when none is given. */
+	json_t *(*kpi)(struct auto_store *s, int phase, const char *type, const char *segment_key);
+	/* The counters of csa_auto_counts() counted (-1 for one it cannot count). */
+	int (*counts)(struct auto_store *s, struct csa_auto_counts *c, struct csa_err *err);
+
+	/* Whether an alert of 'type' and 'scope' (NULL: any scope) is open. */
+	int (*alert_is_open)(struct auto_store *s, const char *type, const char *scope, int *open,
+	                     const char *what, struct csa_err *err);
+	/* A new open alert; *id its id (0 when not written). */
+	int (*insert_alert)(struct auto_store *s, int64_t created_ms, const char *type,
+	                    const char *severity, const char *scope, const json_t *detail,
+	                    int64_t *id, const char *what, struct csa_err *err);
+	/* Close the open alerts of 'type' and 'scope'; *n how many. */
+	int (*close_alerts)(struct auto_store *s, const char *type, const char *scope, int64_t *n,
+	                    const char *what, struct csa_err *err);
+	/* The newest alerts (open ones only, or all), at most 'limit', as
+	 * csa_auto_alerts() gives them. */
+	int (*alert_list)(struct auto_store *s, int open_only, size_t limit, json_t **out,
+	                  struct csa_err *err);
+
+	/* Reviews of a scope (type; segment unless NULL) after 'after_ms': *n how
+	 * many and, when any, *newest_ms the newest one's time (else untouched).
+	 * Run for every decision: cheap, over an index of reviews. */
+	int (*reviews_after)(struct auto_store *s, const char *type, const char *segment,
+	                     int64_t after_ms, int64_t *n, int64_t *newest_ms);
+
+	/* A run's decision rows (auto_row_of(), with their review tasks) in one
+	 * transaction: all or none. */
+	int (*record_decisions)(struct auto_store *s, const json_t *rows, struct csa_err *err);
+	/* The rows and tasks of decisions ids[0..n) of a ticket, gone in one
+	 * transaction (all or none); gone[0] and gone[1] grow by the decisions and
+	 * tasks removed. CSA_OK or CSA_EIO. */
+	int (*forget_decisions)(struct auto_store *s, const char *ticket_id, const char *const *ids,
+	                        size_t n, int64_t gone[2]);
+	/* Reviewed autonomous decisions of a segment, counted up to 'limit' (0
+	 * when the store cannot answer). Run for every autonomous decision. */
+	int64_t (*reviewed_autonomous)(struct auto_store *s, const char *type, const char *segment,
+	                               int64_t limit);
+
+	/* A unit of work: begin ('write_now': take the write lock at once, as a
+	 * recovery must before it reads), commit; rollback() undoes
+	 * one that failed. */
+	int (*begin)(struct auto_store *s, int write_now, const char *what, struct csa_err *err);
+	int (*commit)(struct auto_store *s, const char *what, struct csa_err *err);
+
+	/* Review tasks as csa_auto_review_list() and its kin give them: by status
+	 * (NULL: any; open first, most valuable first), a ticket's open ones, the
+	 * most valuable open one due at 'now_ms' (*out NULL when none). */
+	int (*task_list)(struct auto_store *s, const char *status, size_t limit, json_t **out,
+	                 struct csa_err *err);
+	int (*ticket_tasks)(struct auto_store *s, const char *ticket_id, json_t **out,
+	                    struct csa_err *err);
+	int (*next_task)(struct auto_store *s, int64_t now_ms, json_t **out, struct csa_err *err);
+
+	/* Task t->id and its decision into *t (CSA_ENOENT: no such task). */
+	int (*read_claim)(struct auto_store *s, struct task_claim *t, struct csa_err *err);
+	/* Claim an open task for 'value' by 'who' under 'claim' (the controller's
+	 * open marker) in one conditional step: 1 if it got it, 0 if the task was
+	 * not open, < 0 on error. */
+	int (*claim_task)(struct auto_store *s, int64_t task_id, const char *claim,
+	                  const char *value, const char *who, struct csa_err *err);
+	/* Give up a claim: the task is open again (best effort). */
+	void (*release_claim)(struct auto_store *s, int64_t task_id, const char *claim);
+	/* The person's decision on the claimed task's decision, and the task done;
+	 * CSA_ESTATE when the claim was lost. Inside a unit of work. */
+	int (*record_review)(struct auto_store *s, const struct task_claim *t, const char *claim,
+	                     const char *value, int correct, const char *who, int64_t decision_ms,
+	                     struct csa_err *err);
+	/* Whether a person confirmed the ticket's priority as CRITICAL. */
+	int (*ticket_confirmed_critical)(struct auto_store *s, const char *ticket);
+	/* Every decision of the ticket counted as one on a critical ticket. */
+	int (*mark_ticket_critical)(struct auto_store *s, const char *ticket, struct csa_err *err);
+	/* The ticket's autonomous decisions, but 'except', that a review reversed
+	 * while the ticket did not count as critical: [{"id", "type", "segment",
+	 * "value", "final"}] (a new array, empty on failure). */
+	int (*reversed_autonomous)(struct auto_store *s, const char *ticket, const char *except,
+	                           json_t **found, struct csa_err *err);
+
+	/* Recovery after an unclean stop (auto_recovery.c). The newest decision's
+	 * time (-1: unreadable); the tickets decided on since 'since_ms' added to
+	 * the object 'ids' (best effort); a ticket's decisions as [key, created_ms]
+	 * pairs; one decision of a ticket and its task removed; a review restored
+	 * onto a decision ('value' by 'by') and its task done. */
+	int64_t (*newest_decision_ms)(struct auto_store *s);
+	void (*tickets_decided_since)(struct auto_store *s, int64_t since_ms, json_t *ids);
+	int (*ticket_decisions)(struct auto_store *s, const char *ticket_id, json_t **out,
+	                        struct csa_err *err);
+	int (*remove_decision)(struct auto_store *s, const char *ticket_id, const char *key,
+	                       struct csa_err *err);
+	int (*restore_review)(struct auto_store *s, const char *ticket_id, const char *key,
+	                      const char *value, int correct, const char *by, struct csa_err *err);
+	/* The tasks being decided under 'claim' (a dead process's marker):
+	 * [task_id, ticket_id, decision_id, type] each. */
+	int (*claims_of)(struct auto_store *s, const char *claim, json_t **out,
+	                 struct csa_err *err);
+	/* Settle one: done with 'value' (by 'by') onto its decision, or open again
+	 * when value is NULL. Inside a unit of work. */
+	int (*settle_claim)(struct auto_store *s, int64_t task_id, const char *decision_id,
+	                    const char *value, const char *by, const char *what,
+	                    struct csa_err *err);
+};
+
+/* The SQLite backend (auto_sqlite.c). */
+extern const struct auto_store_ops auto_sqlite_ops;
+
+#endif
