@@ -1378,6 +1378,129 @@ static void counts_cost_nothing_to_read(void **state)
 	assert_counts_match_the_database();
 }
 
+/* A decision row as auto_row_of() makes it. */
+static json_t *contract_row(const char *key, const char *ticket, int autonomous, const char *task)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:n, s:b, s:b, s:I, s:s, s:b, s:f, "
+	                 "s:s?, s:f, s:I, s:s}",
+	                 "key", key, "ticket_id", ticket, "type", "category", "segment", "BILLING",
+	                 "phase", 2, "value", "BILLING_INQUIRY", "confidence", 0.8, "threshold",
+	                 "autonomous", autonomous, "critical", 0, "created_ms", (json_int_t)1000,
+	                 "model", "m", "shown", 1, "weight", 1.0, "task", task, "score", 0.7,
+	                 "due_ms", (json_int_t)1000, "alternatives", "[]");
+}
+
+/*
+ * What every backend of the controller's store (auto_store.h) must do,
+ * run against each one (today auto_sqlite_ops): a run's rows go in whole
+ * and come out as tasks, a task is claimed once, a review needs its claim,
+ * alerts open and close once, a run's rows can be forgotten, and what was
+ * written is there after a reopen.
+ */
+static void store_contract(const struct auto_store_ops *ops)
+{
+	char *dir = t_tmpdir("store"), path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", dir);
+	struct auto_store *st;
+	struct csa_err err = {0};
+	struct csa_auto_counts c;
+	assert_int_equal(ops->open(path, &st, &err), 0);
+	assert_int_equal(ops->counts(st, &c, &err), 0);
+	assert_true(c.decisions == 0 && c.open_tasks == 0 && c.reviews == 0 && c.open_alerts == 0);
+
+	/* a run: one decision for a person, one autonomous */
+	json_t *rows = json_array(), *out;
+	json_array_append_new(rows, contract_row("K1:classifier:0#category", "K1", 0, "decide"));
+	json_array_append_new(rows, contract_row("K1:classifier:0#priority", "K1", 1, NULL));
+	assert_int_equal(ops->record_decisions(st, rows, &err), 0);
+	json_decref(rows);
+	assert_int_equal(ops->counts(st, &c, &err), 0);
+	assert_int_equal(c.decisions, 2);
+	assert_int_equal(c.open_tasks, 1);
+	assert_int_equal(ops->task_list(st, "open", 10, &out, &err), 0);
+	assert_int_equal(json_array_size(out), 1);
+	int64_t task = csa_json_int(json_array_get(out, 0), "task_id", 0);
+	assert_string_equal(csa_json_str(json_array_get(out, 0), "decision_id"),
+	                    "K1:classifier:0#category");
+	json_decref(out);
+	assert_int_equal(ops->ticket_tasks(st, "K1", &out, &err), 0);
+	assert_int_equal(json_array_size(out), 1);
+	json_decref(out);
+	assert_int_equal(ops->next_task(st, 2000, &out, &err), 0);
+	assert_int_equal(csa_json_int(out, "task_id", 0), task);
+	json_decref(out);
+
+	/* a task is claimed once; the review needs the claim */
+	struct task_claim t = {.id = task};
+	assert_int_equal(ops->read_claim(st, &t, &err), 0);
+	assert_string_equal(t.status, "open");
+	assert_string_equal(t.ai_value, "BILLING_INQUIRY");
+	assert_int_equal(ops->claim_task(st, task, "m1", "TECHNICAL_ISSUE", "ann", &err), 1);
+	assert_int_equal(ops->claim_task(st, task, "m2", "BILLING_INQUIRY", "bob", &err), 0);
+	assert_int_equal(ops->read_claim(st, &t, &err), 0);
+	assert_string_equal(t.status, "deciding");
+	assert_string_equal(t.value, "TECHNICAL_ISSUE");
+	assert_int_equal(ops->begin(st, 0, "review", &err), 0);
+	assert_int_equal(ops->record_review(st, &t, "m2", "TECHNICAL_ISSUE", 0, "ann", 5, &err),
+	                 CSA_ESTATE);
+	ops->rollback(st);
+	assert_int_equal(ops->begin(st, 0, "review", &err), 0);
+	assert_int_equal(ops->record_review(st, &t, "m1", "TECHNICAL_ISSUE", 0, "ann", 5, &err), 0);
+	assert_int_equal(ops->commit(st, "review", &err), 0);
+	ops->release_claim(st, task, "m1"); /* decided: nothing to release */
+	assert_int_equal(ops->read_claim(st, &t, &err), 0);
+	assert_string_equal(t.status, "done");
+	assert_int_equal(ops->counts(st, &c, &err), 0);
+	assert_int_equal(c.reviews, 1);
+	assert_int_equal(c.open_tasks, 0);
+
+	/* alerts open and close once */
+	int64_t id = 0, n = -1;
+	int open = 0;
+	json_t *detail = json_pack("{s:i}", "n", 1);
+	assert_int_equal(ops->insert_alert(st, 1000, "X", "HIGH", "s", detail, &id, "a", &err), 0);
+	json_decref(detail);
+	assert_true(id > 0);
+	assert_int_equal(ops->alert_is_open(st, "X", "s", &open, "a", &err), 0);
+	assert_true(open);
+	assert_int_equal(ops->open_alerts(st, "HIGH"), 1);
+	assert_int_equal(ops->close_alerts(st, "X", "s", &n, "a", &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ops->close_alerts(st, "X", "s", &n, "a", &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(ops->open_alerts(st, NULL), 0);
+
+	/* segments; and what was written is there after a reopen */
+	assert_int_equal(ops->segments(st, AUTO_SEGS_SORTED, "s", &out, &err), 0);
+	assert_int_equal(json_array_size(out), 1);
+	assert_string_equal(json_string_value(json_array_get(json_array_get(out, 0), 1)),
+	                    "BILLING");
+	json_decref(out);
+	ops->close(st);
+	assert_int_equal(ops->open(path, &st, &err), 0);
+	assert_int_equal(ops->counts(st, &c, &err), 0);
+	assert_int_equal(c.decisions, 2);
+	assert_int_equal(c.reviews, 1);
+
+	/* a run's rows forgotten, all of them */
+	const char *ids[] = {"K1:classifier:0"};
+	int64_t gone[2] = {0, 0};
+	assert_int_equal(ops->forget_decisions(st, "K1", ids, 1, gone), 0);
+	assert_int_equal(gone[0], 2);
+	assert_int_equal(gone[1], 1);
+	assert_int_equal(ops->counts(st, &c, &err), 0);
+	assert_int_equal(c.decisions, 0);
+	ops->close(st);
+	t_rmrf(dir);
+	free(dir);
+}
+
+static void sqlite_store_keeps_the_contract(void **state)
+{
+	(void)state;
+	store_contract(&auto_sqlite_ops);
+}
+
 /* The settings' defaults (automation/settings.c) are the default
  * configuration's values: read from a fresh workspace's csa.json or from
  * no configuration at all, every setting is the same. */
@@ -2334,6 +2457,7 @@ int main(void)
 	    cmocka_unit_test(ledger_appends_a_batch_whole),
 	    cmocka_unit_test(ledger_flushes_off_the_appending_thread),
 	    cmocka_unit_test(replay_phase_journey),
+	    cmocka_unit_test(sqlite_store_keeps_the_contract),
 	};
 	const struct CMUnitTest ctl[] = {
 	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
