@@ -11,6 +11,8 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <errno.h>
 #include <math.h>
@@ -22,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "automation/auto_internal.h" /* the controller's lock */
 #include "automation/control.h"
 #include "automation/ledger.h"
 #include "automation/replay.h"
@@ -1260,6 +1263,121 @@ static void each_run_has_its_own_context(void **state)
 	csa_pipeline_set_hooks(fx.p, NULL);
 }
 
+/* The counters of csa_auto_counts() against automation.db. */
+static void assert_counts_match_the_database(void)
+{
+	struct csa_auto_counts c;
+	csa_auto_counts(fx.a, &c);
+	assert_int_equal(c.open_tasks,
+	                 fx_sql("SELECT count(*) FROM tasks WHERE status <> 'done'", 1));
+	assert_int_equal(c.decisions, fx_sql("SELECT count(*) FROM decisions", 1));
+	assert_int_equal(c.reviews,
+	                 fx_sql("SELECT count(*) FROM decisions WHERE final IS NOT NULL", 1));
+	assert_int_equal(c.open_alerts, fx_sql("SELECT count(*) FROM alerts WHERE open = 1", 1));
+}
+
+struct counts_reader {
+	struct csa_auto_counts c;
+	_Atomic int done;
+};
+
+static void *read_counts(void *arg)
+{
+	struct counts_reader *r = arg;
+	csa_auto_counts(fx.a, &r->c);
+	atomic_store(&r->done, 1);
+	return NULL;
+}
+
+/*
+ * /metrics reads csa_auto_counts(): counters the controller keeps at each
+ * change, not a query over the review queue under its lock. They match
+ * automation.db through runs, a review, an abandoned run and alerts; they
+ * are read while another thread holds the controller's lock; and what
+ * another process writes shows at the next tick.
+ */
+static void counts_cost_nothing_to_read(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	reopen_with_category_model();
+	assert_counts_match_the_database();
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_CNT1", "client_name",
+	                        "Ann", "messages", "content", "the invoice was charged twice");
+	json_t *res, *task, *out;
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+	json_decref(res);
+	json_decref(doc);
+	struct csa_auto_counts c;
+	csa_auto_counts(fx.a, &c);
+	assert_true(c.decisions > 0 && c.open_tasks > 0);
+	assert_counts_match_the_database();
+
+	/* a review */
+	assert_int_equal(csa_auto_review_next(fx.a, &task, &err), 0);
+	assert_non_null(task);
+	const char *label = json_string_value(json_array_get(json_object_get(task, "labels"), 0));
+	assert_int_equal(csa_auto_review_decide(fx.a, csa_json_int(task, "task_id", 0), label,
+	                                        "ann", NULL, 1000, &out, &err),
+	                 0);
+	json_decref(out);
+	json_decref(task);
+	csa_auto_counts(fx.a, &c);
+	assert_int_equal(c.reviews, 1);
+	assert_counts_match_the_database();
+
+	/* a run whose ticket cannot be committed leaves nothing counted */
+	json_t *more = json_pack("{s:s, s:{s:s}}", "ticket_id", "T_CNT1", "message", "content",
+	                         "and again this month");
+	csa_fault_arm(CSA_FS_RENAME, 1, EIO);
+	assert_int_equal(csa_pipeline_ingest(fx.p, more, &res, &err), CSA_EIO);
+	csa_fault_disarm();
+	json_decref(more);
+	assert_counts_match_the_database();
+
+	/* alerts: raised once, closed once */
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(csa_auto_alert_raise(fx.a, "MESH_DAMAGED", "HIGH", "mesh/x",
+		                                      json_pack("{s:i}", "count", 1), &err),
+		                 0);
+	csa_auto_counts(fx.a, &c);
+	assert_int_equal(c.open_alerts, 1);
+	assert_counts_match_the_database();
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(csa_auto_alert_close(fx.a, "MESH_DAMAGED", "mesh/x", &err), 0);
+	csa_auto_counts(fx.a, &c);
+	assert_int_equal(c.open_alerts, 0);
+	assert_counts_match_the_database();
+
+	/* read while the controller's lock is held elsewhere */
+	struct counts_reader rd = {.done = 0};
+	pthread_t th;
+	pthread_mutex_lock(&fx.a->mu);
+	assert_int_equal(pthread_create(&th, NULL, read_counts, &rd), 0);
+	/* a bound on a failure only: the reader that takes no lock is done
+	 * at once */
+	for (int i = 0; i < 10000 && !atomic_load(&rd.done); i++)
+		usleep(1000);
+	int done = atomic_load(&rd.done);
+	pthread_mutex_unlock(&fx.a->mu);
+	pthread_join(th, NULL);
+	assert_true(done);
+	assert_int_equal(rd.c.reviews, 1);
+
+	/* another process's alert shows at the next tick */
+	fx_sql("INSERT INTO alerts(created_ms, type, severity, scope, detail) VALUES(1, "
+	       "'ELSEWHERE', 'HIGH', 'x', '{}')",
+	       0);
+	csa_auto_counts(fx.a, &c);
+	assert_int_equal(c.open_alerts, 0);
+	json_t *ev;
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	csa_auto_counts(fx.a, &c);
+	assert_int_equal(c.open_alerts, 1);
+	assert_counts_match_the_database();
+}
+
 /* The settings' defaults (automation/settings.c) are the default
  * configuration's values: read from a fresh workspace's csa.json or from
  * no configuration at all, every setting is the same. */
@@ -2238,6 +2356,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(a_claim_of_a_dead_process_is_settled_from_its_ticket,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(each_run_has_its_own_context, setup, teardown),
+	    cmocka_unit_test_setup_teardown(counts_cost_nothing_to_read, setup, teardown),
 	    cmocka_unit_test_setup_teardown(settings_defaults_are_the_default_configuration, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(no_threshold_reads_as_null, setup, teardown),

@@ -492,7 +492,20 @@ static void tickets_messages_reviews(void **state)
 	j = call("GET", "/api/reviews", viewer, NULL, &r);
 	assert_int_equal(r.status, 200);
 	assert_true(json_is_array(json_object_get(j, "tasks")));
+	long open = 0;
+	size_t i;
+	json_t *t;
+	json_array_foreach(json_object_get(j, "tasks"), i, t) open +=
+	    strcmp(csa_json_str(t, "status"), "done") != 0;
 	json_decref(j);
+	free(r.body);
+	/* /metrics has the controller's counters, as the API sees them */
+	json_decref(call("GET", "/metrics", NULL, NULL, &r));
+	assert_int_equal(r.status, 200);
+	assert_int_equal(series(r.body, "csa_review_open_tasks"), open);
+	assert_true(series(r.body, "csa_automation_decisions") >= open);
+	assert_int_equal(series(r.body, "csa_automation_reviews"), 0);
+	assert_true(series(r.body, "csa_alerts_open") >= 0);
 	free(r.body);
 	j = call("GET", "/api/metrics", viewer, NULL, &r);
 	assert_int_equal(r.status, 200);

@@ -54,39 +54,15 @@ int auto_record_alert(struct csa_auto *a, const char *type, const char *severity
 	snprintf(what, sizeof(what), "recording alert %s (%s)", type, scope);
 	*is_new = 1;
 	*aid = (struct alert_id){0, csa_now_ms()};
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND scope = ?2",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
-	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
-	int step = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (step != SQLITE_ROW && step != SQLITE_DONE)
-		return auto_db_err(a, err, what);
-	if (step == SQLITE_ROW && strcmp(type, "CRITICAL_ERROR") != 0) {
+	int open, rc = auto_db_alert_is_open(a, type, scope, &open, what, err);
+	if (rc)
+		return rc;
+	if (open && strcmp(type, "CRITICAL_ERROR") != 0) {
 		*is_new = 0;
 		return CSA_OK;
 	}
-	if (sqlite3_prepare_v2(a->db,
-	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
-	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
-	char *d = json_dumps(detail, JSON_COMPACT);
-	sqlite3_bind_int64(st, 1, aid->created_ms);
-	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, d ? d : "{}", -1, SQLITE_STATIC);
-	int done = auto_step_done(st);
-	sqlite3_finalize(st);
-	free(d);
-	if (!done)
-		return auto_db_err(a, err, what);
-	aid->id = sqlite3_last_insert_rowid(a->db);
-	return CSA_OK;
+	return auto_db_insert_alert(a, aid->created_ms, type, severity, scope, detail, &aid->id,
+	                            what, err);
 }
 
 /* The ledger, the webhook (through the outbox) and the caller's events
@@ -114,6 +90,7 @@ int auto_raise_alert(struct csa_auto *a, const char *type, const char *severity,
 	int is_new;
 	struct alert_id aid;
 	int rc = auto_record_alert(a, type, severity, scope, detail, &is_new, &aid, err);
+	atomic_fetch_add(&a->n.open_alerts, aid.id > 0);
 	if (is_new)
 		auto_announce_alert(a, &aid, type, severity, scope, detail, events);
 	else
@@ -127,20 +104,15 @@ int auto_close_alert(struct csa_auto *a, const char *type, const char *scope, in
 {
 	char what[300];
 	snprintf(what, sizeof(what), "closing alert %s (%s)", type, scope);
-	sqlite3_stmt *st;
 	if (closed)
 		*closed = 0;
-	if (sqlite3_prepare_v2(a->db, "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
-	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
-	int done = auto_step_done(st);
-	sqlite3_finalize(st);
-	if (!done)
-		return auto_db_err(a, err, what);
+	int64_t n;
+	int rc = auto_db_close_alerts(a, type, scope, &n, what, err);
+	if (rc)
+		return rc;
+	atomic_fetch_sub(&a->n.open_alerts, n);
 	if (closed)
-		*closed = sqlite3_changes(a->db) > 0;
+		*closed = n > 0;
 	return CSA_OK;
 }
 
@@ -189,34 +161,8 @@ int csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope
 
 int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_err *err)
 {
-	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
-	int rc = CSA_OK;
-	if (sqlite3_prepare_v2(
-	        a->db,
-	        "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
-	        "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT 500",
-	        -1, &st, NULL) != SQLITE_OK) {
-		rc = auto_db_err(a, err, "listing alerts");
-		goto out;
-	}
-	sqlite3_bind_int(st, 1, open_only);
-	json_t *arr = json_array();
-	char ts[CSA_TS_LEN];
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		json_t *d = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
-		json_array_append_new(
-		    arr,
-		    json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:b}", "id",
-		              (json_int_t)sqlite3_column_int64(st, 0), "created",
-		              csa_ts_format(sqlite3_column_int64(st, 1), ts), "type",
-		              sqlite3_column_text(st, 2), "severity", sqlite3_column_text(st, 3),
-		              "scope", sqlite3_column_text(st, 4), "detail", d ? d : json_null(),
-		              "open", sqlite3_column_int(st, 6)));
-	}
-	sqlite3_finalize(st);
-	*out = arr;
-out:
+	int rc = auto_db_alert_list(a, open_only, 500, out, err);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }

@@ -12,79 +12,12 @@
 
 /* ---- gates -------------------------------------------------------------- */
 
-struct scope_metrics {
-	int64_t n, autonomous, reviewed, correct, human, human_reviewed, auto_reviewed,
-	    auto_correct, critical_errors, open_tasks_decide;
-	double mean_decision_ms, total_decision_ms;
-};
-
-/* CSA_EIO (all zero) when automation.db cannot answer. */
-static int scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
-                         struct scope_metrics *m)
-{
-	memset(m, 0, sizeof(*m));
-	sqlite3_stmt *st;
-	/* the latest 'window' decisions made in this phase */
-	const char *sql =
-	    "SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct, 0)),"
-	    " sum(autonomous = 0), sum(autonomous = 0 AND final IS NOT NULL),"
-	    " sum(autonomous = 1 AND final IS NOT NULL),"
-	    " sum(autonomous = 1 AND correct = 1),"
-	    " avg(CASE WHEN autonomous = 0 AND final IS NOT NULL THEN decision_ms END),"
-	    " sum(coalesce(decision_ms, 0)),"
-	    " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
-	    " value = 'AUTOMATED_RESOLUTION')))"
-	    " FROM (SELECT * FROM decisions WHERE phase = ?1 AND %s created_ms > ?5"
-	    " ORDER BY created_ms DESC LIMIT ?4)";
-	/* one statement per kind of scope, so that each can use its index */
-	char q[1200];
-	snprintf(q, sizeof(q), sql,
-	         segment ? "type = ?2 AND segment = ?3 AND"
-	         : type  ? "type = ?2 AND"
-	                 : "");
-	if (sqlite3_prepare_v2(a->db, q, -1, &st, NULL) != SQLITE_OK)
-		return CSA_EIO;
-	sqlite3_bind_int(st, 1, phase);
-	if (type)
-		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-	if (segment)
-		sqlite3_bind_text(st, 3, segment, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, (sqlite3_int64)auto_settings(a)->window);
-	sqlite3_bind_int64(st, 5, auto_evidence_since(a, type, segment));
-	int step = sqlite3_step(st);
-	if (step == SQLITE_ROW) {
-		m->n = sqlite3_column_int64(st, 0);
-		m->autonomous = sqlite3_column_int64(st, 1);
-		m->reviewed = sqlite3_column_int64(st, 2);
-		m->correct = sqlite3_column_int64(st, 3);
-		m->human = sqlite3_column_int64(st, 4);
-		m->human_reviewed = sqlite3_column_int64(st, 5);
-		m->auto_reviewed = sqlite3_column_int64(st, 6);
-		m->auto_correct = sqlite3_column_int64(st, 7);
-		m->mean_decision_ms = sqlite3_column_double(st, 8);
-		m->total_decision_ms = sqlite3_column_double(st, 9);
-		m->critical_errors = sqlite3_column_int64(st, 10);
-	}
-	sqlite3_finalize(st);
-	return step == SQLITE_ROW ? CSA_OK : CSA_EIO;
-}
-
 /* Mean human decision time without AI help: PHASE_1 decisions (global). */
 static double baseline_ms(struct csa_auto *a)
 {
 	if (a->ev.baseline_ms > 0)
 		return a->ev.baseline_ms;
-	sqlite3_stmt *st;
-	double b = 0;
-	if (sqlite3_prepare_v2(a->db,
-	                       /* decision_ms is set with final, by a review */
-	                       "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
-	                       "decision_ms IS NOT NULL",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			b = sqlite3_column_double(st, 0);
-		sqlite3_finalize(st);
-	}
+	double b = auto_db_baseline_ms(a);
 	a->ev.baseline_ms = b > 0 ? b : auto_settings(a)->baseline_decision_ms;
 	return a->ev.baseline_ms;
 }
@@ -106,7 +39,8 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 	const struct csa_gate_settings *gs = &set->gates[phase];
 	struct scope_metrics m;
 	/* a gate never passes on what it could not read */
-	int unread = scope_metrics(a, type, segment, phase, &m) != CSA_OK;
+	int unread = auto_db_scope_metrics(a, type, segment, phase, (int64_t)set->window,
+	                                   auto_evidence_since(a, type, segment), &m) != CSA_OK;
 	double z = set->z;
 	json_t *crit = json_array();
 	char fix[200];
@@ -194,10 +128,7 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 			          (double)m.critical_errors <= need, fix);
 		}
 		if (phase == 4) {
-			int64_t open = auto_count_i64(
-			    a,
-			    "SELECT count(*) FROM alerts WHERE open = 1 AND severity = 'CRITICAL'",
-			    NULL, NULL);
+			int64_t open = auto_db_open_alerts(a, "CRITICAL");
 			unread |= open < 0;
 			snprintf(fix, sizeof(fix), "%lld open critical alerts: resolve them first",
 			         (long long)open);
@@ -208,7 +139,7 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 	}
 	if (unread) {
 		snprintf(fix, sizeof(fix), "'%s' could not be read: %s", a->db_path,
-		         sqlite3_errmsg(a->db));
+		         auto_db_errmsg(a));
 		criterion(crit, "automation_db_readable", 0, "==", 1, 0, fix);
 	}
 	int pass = phase < 5;
@@ -256,7 +187,9 @@ int auto_type_vouches(struct csa_auto *a, const char *type, const char *seg, int
 	 * counts only what came after it) ... */
 	if (auto_evidence_since(a, type, seg) > 0) {
 		struct scope_metrics m;
-		if (scope_metrics(a, type, seg, phase, &m) || m.reviewed < 10)
+		if (auto_db_scope_metrics(a, type, seg, phase, (int64_t)auto_settings(a)->window,
+		                          auto_evidence_since(a, type, seg), &m) ||
+		    m.reviewed < 10)
 			return 0;
 	}
 	/* ... and, judged like readiness on the decisions it would make

@@ -106,27 +106,24 @@ int auto_decisions_done(void *ctx, void *run, struct csa_err *err)
 	struct auto_run *r = run;
 	if (!r || r->lost)
 		return csa_error(err, CSA_ENOMEM, "out of memory recording a run's decisions");
-	int rc = CSA_OK, began = 0;
-	pthread_mutex_lock(&a->mu);
-	for (size_t i = 0; rc == CSA_OK && i < r->n; i++) {
-		const json_t *row = r->v[i].row;
-		if (!row)
-			continue;
-		if (!began && sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
-			char what[200];
-			snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
-			         csa_json_str(row, "ticket_id"));
-			rc = auto_db_err(a, err, what);
-			break;
+	int64_t tasks = 0;
+	json_t *rows = json_array();
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->v[i].row && json_array_append(rows, r->v[i].row)) {
+			json_decref(rows);
+			return csa_error(err, CSA_ENOMEM,
+			                 "out of memory recording a run's decisions");
 		}
-		began = 1;
-		rc = auto_insert_row(a, row, err);
+		tasks += csa_json_str(r->v[i].row, "task") != NULL;
 	}
-	if (began && rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = auto_db_err(a, err, "cannot commit a run's decisions");
-	if (rc)
-		auto_rollback_locked(a);
+	pthread_mutex_lock(&a->mu);
+	int rc = auto_db_record_decisions(a, rows, err);
+	if (rc == CSA_OK) {
+		atomic_fetch_add(&a->n.decisions, (int64_t)json_array_size(rows));
+		atomic_fetch_add(&a->n.open_tasks, tasks);
+	}
 	pthread_mutex_unlock(&a->mu);
+	json_decref(rows);
 
 	struct csa_ledger_rec *recs = rc ? NULL : calloc(r->n ? r->n : 1, sizeof(*recs));
 	size_t nrecs = 0;
@@ -169,34 +166,12 @@ void auto_run_abandoned(void *ctx, void *run, const char *ticket_id, const char 
 	struct csa_auto *a = ctx;
 	(void)run; /* its rows are in automation.db: found by the ids */
 	pthread_mutex_lock(&a->mu);
-	sqlite3_stmt *dd = NULL, *dt = NULL;
-	int ok = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
-	         sqlite3_prepare_v2(a->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
-	                            &dd, NULL) == SQLITE_OK &&
-	         sqlite3_prepare_v2(a->db,
-	                            "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
-	                            "AND decision_id < ?2",
-	                            -1, &dt, NULL) == SQLITE_OK;
-	/* a decision's rows are "<id>#<type>": every key from "<id>#" up to,
-	 * not including, "<id>$" ('$' follows '#') */
-	for (size_t i = 0; ok && i < n; i++) {
-		char lo[CSA_ID_MAX + 64], hi[CSA_ID_MAX + 64];
-		snprintf(lo, sizeof(lo), "%s#", ids[i] ? ids[i] : "");
-		snprintf(hi, sizeof(hi), "%s$", ids[i] ? ids[i] : "");
-		for (int k = 0; k < 2; k++) {
-			sqlite3_stmt *st = k ? dt : dd;
-			sqlite3_bind_text(st, 1, lo, -1, SQLITE_TRANSIENT);
-			sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
-			if (k)
-				sqlite3_bind_text(st, 3, ticket_id, -1, SQLITE_STATIC);
-			ok = ok && auto_step_done(st);
-		}
+	int64_t gone[2] = {0, 0}; /* decisions, tasks */
+	int ok = auto_db_forget_decisions(a, ticket_id, ids, n, gone) == CSA_OK;
+	if (ok) { /* the tasks of a run just made are open */
+		atomic_fetch_sub(&a->n.decisions, gone[0]);
+		atomic_fetch_sub(&a->n.open_tasks, gone[1]);
 	}
-	sqlite3_finalize(dd);
-	sqlite3_finalize(dt);
-	ok = ok && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
-	if (!ok)
-		auto_rollback_locked(a);
 	json_t *list = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list, json_string(ids[i] ? ids[i] : ""));
@@ -283,19 +258,8 @@ int auto_on_decision(void *ctx, void *run, const struct csa_flow_decision *d, js
 		 * its floor: the cost stays bounded as the history grows */
 		const struct csa_auto_settings *set = auto_settings(a);
 		double half_life = set->review_half_life;
-		int64_t reviewed_auto = 0;
-		sqlite3_stmt *st = auto_kept(a, KEPT_REVIEWED_AUTO,
-		                             "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
-		                             "autonomous = 1 AND final IS "
-		                             "NOT NULL AND type = ?1 AND segment = ?2 LIMIT ?3)");
-		if (st) {
-			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 3, (sqlite3_int64)(20 * fmax(half_life, 1)) + 1);
-			if (sqlite3_step(st) == SQLITE_ROW)
-				reviewed_auto = sqlite3_column_int64(st, 0);
-			sqlite3_reset(st);
-		}
+		int64_t reviewed_auto = auto_db_reviewed_autonomous(
+		    a, type, segment, (int64_t)(20 * fmax(half_life, 1)) + 1);
 		review_p =
 		    csa_review_probability((size_t)reviewed_auto, set->review_floor, half_life,
 		                           d->confidence, 0.95, set->review_uncertain_share);

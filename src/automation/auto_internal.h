@@ -25,6 +25,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include "automation/control.h"
 #include "automation/settings.h"
@@ -95,7 +96,11 @@ struct csa_auto {
 	struct csa_err state_err;
 	struct thr *thr;
 	size_t nthr, capthr;
-	int64_t reviews;                /* reviews since open, for threshold refresh */
+	int64_t reviews; /* reviews since open, for threshold refresh */
+	/* csa_auto_counts(): written under mu, read without it */
+	struct {
+		_Atomic int64_t open_tasks, decisions, reviews, open_alerts;
+	} n;
 	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
 	/* Within one evaluation (a tick, `phase evaluate`, an advance) the
 	 * PHASE_1 baseline and each type's own gate are computed once, not
@@ -150,6 +155,10 @@ int auto_step_done(sqlite3_stmt *st);
 int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err);
 void auto_rollback_locked(struct csa_auto *a);
 
+/* auto_kpi.c: the counters of csa_auto_counts() counted in automation.db
+ * (those it cannot count keep their value); CSA_OK or the first error. */
+int auto_counts_reload(struct csa_auto *a, struct csa_err *err);
+
 /* auto_thresholds.c */
 const struct thr *auto_threshold_of(struct csa_auto *a, const char *type, const char *segment,
                                     int critical);
@@ -187,6 +196,7 @@ void auto_demote_type(struct csa_auto *a, const char *type, int to, const char *
 int auto_set_workspace_phase(struct csa_auto *a, int phase, struct csa_err *err);
 
 /* auto_gates.c */
+
 json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *segment, int phase);
 int auto_type_vouches(struct csa_auto *a, const char *type, const char *seg, int phase);
 
@@ -198,5 +208,146 @@ int auto_make_point(struct csa_auto *a, const char *reason, const char *who, cha
 int auto_mark_open(struct csa_auto *a, json_t *dead, struct csa_err *err);
 int auto_recover(struct csa_auto *a, struct csa_err *err);
 int auto_settle_dead_claims(struct csa_auto *a, const json_t *dead, struct csa_err *err);
+
+/*
+ * ---- the store: auto_sqlite.c ------------------------------------------
+ *
+ * Everything that reads or writes automation.db (the decision log, review
+ * tasks, alerts) goes through these functions, named for what the jobs
+ * need, not for SQL: a second backend (PostgreSQL) is a second file with
+ * the same functions. The caller holds a->mu. A function returning an int
+ * status leaves "what failed and why" in err; one returning a count gives
+ * -1 when the store cannot answer (auto_db_errmsg() says why).
+ */
+
+/* The last error of the store, for a message. */
+const char *auto_db_errmsg(struct csa_auto *a);
+
+/* The newest 'window' decisions of a scope (type and segment NULL: all)
+ * made in 'phase' after 'since' (ms), summed for its gate. */
+struct scope_metrics {
+	int64_t n, autonomous, reviewed, correct, human, human_reviewed, auto_reviewed,
+	    auto_correct, critical_errors, open_tasks_decide;
+	double mean_decision_ms, total_decision_ms;
+};
+
+int auto_db_scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
+                          int64_t window, int64_t since, struct scope_metrics *m);
+/* Mean time a person took on a reviewed PHASE_1 decision (0: none). */
+double auto_db_baseline_ms(struct csa_auto *a);
+/* Open alerts (of 'severity', NULL: any). */
+int64_t auto_db_open_alerts(struct csa_auto *a, const char *severity);
+
+/* The segments with decisions, into *out (a new array, also on failure,
+ * then with what could be read): [type, segment] pairs in the store's
+ * order (AUTO_SEGS_ANY_ORDER) or sorted, or "type/segment" keys. */
+enum auto_seg_order { AUTO_SEGS_ANY_ORDER, AUTO_SEGS_SORTED, AUTO_SEGS_KEYS };
+int auto_db_segments(struct csa_auto *a, enum auto_seg_order order, const char *what, json_t **out,
+                     struct csa_err *err);
+/* The segments of 'type' with decisions (strings), as above. */
+int auto_db_segments_of(struct csa_auto *a, const char *type, const char *what, json_t **out,
+                        struct csa_err *err);
+
+/* The reviewed autonomous decisions of 'type' made after 'since' (at most
+ * 'max', newest reviews first): how many (*n), their weight (*w) and the
+ * weight of the right ones (*wk). */
+int auto_db_reviewed_autonomous_sample(struct csa_auto *a, const char *type, size_t max,
+                                       int64_t since, size_t *n, double *w, double *wk,
+                                       const char *what, struct csa_err *err);
+/* Of the newest 'last' decisions of 'type': how many, how many autonomous. */
+int auto_db_recent_autonomy(struct csa_auto *a, const char *type, int last, int64_t *n,
+                            int64_t *autonomous, const char *what, struct csa_err *err);
+/* The newest decisions (at most 'max') of a segment in 'phase' made after
+ * 'since': confidence, and right[i] 1/0 when reviewed, -1 when not. */
+int auto_db_recent_outcomes(struct csa_auto *a, const char *type, const char *segment, int phase,
+                            int64_t since, size_t max, double *confidence, int *right, size_t *n,
+                            const char *what, struct csa_err *err);
+
+/* KPIs ({"decisions", "automation_rate", "accuracy", ...}) of the
+ * decisions in 'phase' (0: any), of 'type', of the segment 'segment_key'
+ * ("type/segment"), or of all when none is given. */
+json_t *auto_db_kpi(struct csa_auto *a, int phase, const char *type, const char *segment_key);
+/* The counters of csa_auto_counts() counted (-1 for one it cannot count). */
+int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err *err);
+
+/* Whether an alert of 'type' and 'scope' (NULL: any scope) is open. */
+int auto_db_alert_is_open(struct csa_auto *a, const char *type, const char *scope, int *open,
+                          const char *what, struct csa_err *err);
+/* A new open alert; *id its id (0 when not written). */
+int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *type,
+                         const char *severity, const char *scope, const json_t *detail, int64_t *id,
+                         const char *what, struct csa_err *err);
+/* Close the open alerts of 'type' and 'scope'; *n how many. */
+int auto_db_close_alerts(struct csa_auto *a, const char *type, const char *scope, int64_t *n,
+                         const char *what, struct csa_err *err);
+/* The newest alerts (open ones only, or all), at most 'limit', as
+ * csa_auto_alerts() gives them. */
+int auto_db_alert_list(struct csa_auto *a, int open_only, size_t limit, json_t **out,
+                       struct csa_err *err);
+
+/* Reviews of a scope (type; segment unless NULL) after 'after_ms': *n how
+ * many and, when any, *newest_ms the newest one's time (else untouched).
+ * Run for every decision: cheap, over an index of reviews. */
+int auto_db_reviews_after(struct csa_auto *a, const char *type, const char *segment,
+                          int64_t after_ms, int64_t *n, int64_t *newest_ms);
+
+/* A run's decision rows (auto_row_of(), with their review tasks) in one
+ * transaction: all or none. */
+int auto_db_record_decisions(struct csa_auto *a, const json_t *rows, struct csa_err *err);
+/* The rows and tasks of decisions ids[0..n) of a ticket, gone in one
+ * transaction (all or none); gone[0] and gone[1] grow by the decisions and
+ * tasks removed. CSA_OK or CSA_EIO. */
+int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const char *const *ids,
+                             size_t n, int64_t gone[2]);
+/* Reviewed autonomous decisions of a segment, counted up to 'limit' (0
+ * when the store cannot answer). Run for every autonomous decision. */
+int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const char *segment,
+                                    int64_t limit);
+
+/* A unit of work: begin ('write_now': take the write lock at once, as a
+ * recovery must before it reads), commit; auto_rollback_locked() undoes
+ * one that failed. */
+int auto_db_begin(struct csa_auto *a, int write_now, const char *what, struct csa_err *err);
+int auto_db_commit(struct csa_auto *a, const char *what, struct csa_err *err);
+
+/* Review tasks as csa_auto_review_list() and its kin give them: by status
+ * (NULL: any; open first, most valuable first), a ticket's open ones, the
+ * most valuable open one due at 'now_ms' (*out NULL when none). */
+int auto_db_task_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
+                      struct csa_err *err);
+int auto_db_ticket_tasks(struct csa_auto *a, const char *ticket_id, json_t **out,
+                         struct csa_err *err);
+int auto_db_next_task(struct csa_auto *a, int64_t now_ms, json_t **out, struct csa_err *err);
+
+/* What review_decide reads of a task and of its decision. */
+struct task_claim {
+	int64_t id, created;
+	char decision_id[160], ticket[80], type[32], segment[160], ai_value[160], status[16],
+	    value[160], reviewer[160];
+	int critical, autonomous, phase;
+};
+/* Task t->id and its decision into *t (CSA_ENOENT: no such task). */
+int auto_db_read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err);
+/* Claim an open task for 'value' by 'who' under 'claim' (the controller's
+ * open marker) in one conditional step: 1 if it got it, 0 if the task was
+ * not open, < 0 on error. */
+int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, const char *value,
+                       const char *who, struct csa_err *err);
+/* Give up a claim: the task is open again (best effort). */
+void auto_db_release_claim(struct csa_auto *a, int64_t task_id, const char *claim);
+/* The person's decision on the claimed task's decision, and the task done;
+ * CSA_ESTATE when the claim was lost. Inside a unit of work. */
+int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const char *claim,
+                          const char *value, int correct, const char *who, int64_t decision_ms,
+                          struct csa_err *err);
+/* Whether a person confirmed the ticket's priority as CRITICAL. */
+int auto_db_ticket_confirmed_critical(struct csa_auto *a, const char *ticket);
+/* Every decision of the ticket counted as one on a critical ticket. */
+int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err);
+/* The ticket's autonomous decisions, but 'except', that a review reversed
+ * while the ticket did not count as critical: [{"id", "type", "segment",
+ * "value", "final"}] (a new array, empty on failure). */
+int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const char *except,
+                                json_t **found, struct csa_err *err);
 
 #endif

@@ -26,53 +26,22 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 	size_t min_s = (size_t)set->monitor.min_sample;
 	char what[120];
 	snprintf(what, sizeof(what), "monitoring decision type %s", type);
-	sqlite3_stmt *st;
 	size_t n = 0;
 	double w = 0, wk = 0;
-	if (sqlite3_prepare_v2(
-	        a->db,
-	        /* among the last 5,000 reviews: where little is autonomous the
-	         * tick does not read every review the type ever had */
-	        "SELECT correct, coalesce(review_weight, 1) FROM (SELECT autonomous, correct,"
-	        " review_weight, created_ms FROM decisions WHERE type = ?1 AND final IS NOT NULL"
-	        " ORDER BY reviewed_ms DESC LIMIT 5000) WHERE autonomous = 1 AND created_ms > ?3"
-	        " LIMIT ?2",
-	        -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
-	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)win);
-	sqlite3_bind_int64(st, 3, auto_evidence_since(a, type, NULL));
-	int step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		double wi = sqlite3_column_double(st, 1);
-		wi = wi > 0 ? wi : 1;
-		n++;
-		w += wi;
-		wk += sqlite3_column_int(st, 0) != 0 ? wi : 0;
-	}
-	sqlite3_finalize(st);
-	if (step != SQLITE_DONE)
-		return auto_db_err(a, err, what);
+	int64_t recent, recent_auto;
+	int rc = auto_db_reviewed_autonomous_sample(
+	    a, type, win, auto_evidence_since(a, type, NULL), &n, &w, &wk, what, err);
+	if (rc)
+		return rc;
 	double acc = w > 0 ? wk / w : 1;
-	int64_t recent =
-	    auto_count_i64(a,
-	                   "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 "
-	                   "ORDER BY created_ms DESC LIMIT 200)",
-	                   type, NULL);
-	int64_t recent_auto =
-	    auto_count_i64(a,
-	                   "SELECT sum(autonomous) FROM (SELECT autonomous FROM "
-	                   "decisions WHERE type = ?1 ORDER BY created_ms DESC LIMIT 200)",
-	                   type, NULL);
-	if (recent < 0 || recent_auto < 0)
-		return auto_db_err(a, err, what);
+	if ((rc = auto_db_recent_autonomy(a, type, 200, &recent, &recent_auto, what, err)))
+		return rc;
 	double rate = recent ? (double)recent_auto / (double)recent : 0;
 	if (n < min_s)
 		return CSA_OK;
 	/* every step below runs even after one failed (an alert the table
 	 * could not take is still announced, and the demotion matters more);
 	 * the first error is returned */
-	int rc = CSA_OK;
 	double amin = set->monitor.accuracy_min;
 	if (acc < amin) {
 		rc = auto_raise_alert(a, "ACCURACY_DEGRADATION", "HIGH", type,
@@ -82,29 +51,20 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 		                                "Increase human oversight and retrain models"),
 		                      events, err);
 		/* gradual: every autonomous segment of the type one phase down */
-		if (sqlite3_prepare_v2(a->db,
-		                       "SELECT DISTINCT segment FROM decisions WHERE type = ?1", -1,
-		                       &st, NULL) != SQLITE_OK) {
-			int r = auto_db_err(a, rc ? NULL : err, what);
-			rc = rc ? rc : r;
-		} else {
-			sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-			while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-				char key[200];
-				snprintf(key, sizeof(key), "%s/%s", type,
-				         sqlite3_column_text(st, 0));
-				int ph = (int)csa_json_int(json_object_get(a->state, "segments"),
-				                           key, 1);
-				if (ph >= 3)
-					auto_set_segment_phase(a, key, ph - 1,
-					                       "accuracy degradation", events);
-			}
-			sqlite3_finalize(st);
-			if (step != SQLITE_DONE) {
-				int r = auto_db_err(a, rc ? NULL : err, what);
-				rc = rc ? rc : r;
-			}
+		json_t *segs, *seg;
+		size_t i;
+		int r = auto_db_segments_of(a, type, what, &segs, rc ? NULL : err);
+		json_array_foreach(segs, i, seg)
+		{
+			char key[200];
+			snprintf(key, sizeof(key), "%s/%s", type, json_string_value(seg));
+			int ph = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
+			if (ph >= 3)
+				auto_set_segment_phase(a, key, ph - 1, "accuracy degradation",
+				                       events);
 		}
+		json_decref(segs);
+		rc = rc ? rc : r;
 		/* the alert stays open until a fresh sample judges the type */
 		auto_restart_evidence(a, type);
 	} else {
@@ -128,38 +88,23 @@ static int monitor_type(struct csa_auto *a, const char *type, json_t *events, st
 static int anomalies(struct csa_auto *a, const char *type, const char *seg, int phase,
                      json_t *events, struct csa_err *err)
 {
-	sqlite3_stmt *st;
 	double h[2][10] = {{0}};
 	double acc[2] = {0}, rev[2] = {0};
 	int64_t since = auto_evidence_since(a, type, seg);
 	char scope[200], what[260];
 	snprintf(scope, sizeof(scope), "%s/%s", type, seg);
 	snprintf(what, sizeof(what), "looking for anomalies in %s", scope);
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
-	                       "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
-	                       "ORDER BY created_ms DESC LIMIT 400",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
-	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, seg, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, since);
-	sqlite3_bind_int(st, 4, phase);
 	/* newest first; -1: not reviewed */
 	double conf[400];
 	int right[400];
-	int n = 0, step = SQLITE_DONE;
-	while (n < 400 && (step = sqlite3_step(st)) == SQLITE_ROW) {
-		conf[n] = sqlite3_column_double(st, 0);
-		right[n++] =
-		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
-	}
-	sqlite3_finalize(st);
-	if (step != SQLITE_ROW && step != SQLITE_DONE)
-		return auto_db_err(a, err, what);
+	size_t n = 0;
+	int lrc =
+	    auto_db_recent_outcomes(a, type, seg, phase, since, 400, conf, right, &n, what, err);
+	if (lrc)
+		return lrc;
 	if (n < 100)
 		return CSA_OK;
-	for (int i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int half = i < n / 2 ? 1 : 0; /* 1 = recent */
 		int b = (int)(conf[i] * 10);
 		h[half][b < 0 ? 0 : b > 9 ? 9 : b] += 1;
@@ -203,37 +148,39 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 	auto_begin_evaluation(a);
 	int w = auto_workspace_phase(a), rc = CSA_OK;
 	/* segments follow their own evidence up to the workspace phase */
-	sqlite3_stmt *st;
-	int step = SQLITE_DONE;
-	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions", -1, &st,
-	                       NULL) != SQLITE_OK) {
-		rc = auto_db_err(a, err, "listing the segments");
-	} else {
-		while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-			const char *type = (const char *)sqlite3_column_text(st, 0);
-			const char *seg = (const char *)sqlite3_column_text(st, 1);
-			char key[200];
-			snprintf(key, sizeof(key), "%s/%s", type, seg);
-			int own = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
-			if (own >= 4) {
-				int r = anomalies(a, type, seg, own, events, rc ? NULL : err);
-				rc = rc ? rc : r;
-			}
-			/* nothing is promoted once the database failed */
-			if (rc || own >= w || own >= 5)
-				continue;
-			json_t *g = auto_evaluate_gate(a, type, seg, own);
-			if (json_is_true(json_object_get(g, "pass")))
-				auto_set_segment_phase(a, key, own + 1, "gate passed", events);
-			else if (auto_type_vouches(a, type, seg, own))
-				auto_set_segment_phase(
-				    a, key, own + 1,
-				    "decision type's gate passed, segment not worse", events);
-			json_decref(g);
+	json_t *list, *pair;
+	size_t k;
+	struct csa_err lerr = {0};
+	int lrc = auto_db_segments(a, AUTO_SEGS_ANY_ORDER, "listing the segments", &list, &lerr);
+	/* the segments it could list are worked on, then the failure told */
+	json_array_foreach(list, k, pair)
+	{
+		const char *type = json_string_value(json_array_get(pair, 0));
+		const char *seg = json_string_value(json_array_get(pair, 1));
+		char key[200];
+		snprintf(key, sizeof(key), "%s/%s", type, seg);
+		int own = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
+		if (own >= 4) {
+			int r = anomalies(a, type, seg, own, events, rc ? NULL : err);
+			rc = rc ? rc : r;
 		}
-		sqlite3_finalize(st);
-		if (step != SQLITE_DONE && rc == CSA_OK)
-			rc = auto_db_err(a, err, "listing the segments");
+		/* nothing is promoted once the database failed */
+		if (rc || own >= w || own >= 5)
+			continue;
+		json_t *g = auto_evaluate_gate(a, type, seg, own);
+		if (json_is_true(json_object_get(g, "pass")))
+			auto_set_segment_phase(a, key, own + 1, "gate passed", events);
+		else if (auto_type_vouches(a, type, seg, own))
+			auto_set_segment_phase(a, key, own + 1,
+			                       "decision type's gate passed, segment not worse",
+			                       events);
+		json_decref(g);
+	}
+	json_decref(list);
+	if (lrc && rc == CSA_OK) {
+		rc = lrc;
+		if (err)
+			*err = lerr;
 	}
 	size_t i;
 	json_t *t;
@@ -262,6 +209,9 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 			}
 		}
 	}
+	/* what other processes on the workspace changed shows in the
+	 * counters from here (a failure keeps the ones this one kept) */
+	auto_counts_reload(a, NULL);
 	/* a phase change or demotion that did not reach the disk (now or at
 	 * an earlier save) is written again, and reported while it fails */
 	if (a->state_unsaved && auto_save_state(a, NULL) && rc == CSA_OK)

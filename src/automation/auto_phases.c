@@ -34,18 +34,18 @@ void auto_set_segment_phase(struct csa_auto *a, const char *key, int phase, cons
 /* Every known segment of a type down to phase 'to' (if above). */
 void auto_demote_type(struct csa_auto *a, const char *type, int to, const char *why, json_t *events)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT segment FROM decisions WHERE type = ?1", -1,
-	                       &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	json_t *segs, *seg;
+	size_t i;
+	/* what could be read is demoted; the evidence restarts regardless */
+	auto_db_segments_of(a, type, "listing the segments of a type", &segs, NULL);
+	json_array_foreach(segs, i, seg)
+	{
 		char key[200];
-		snprintf(key, sizeof(key), "%s/%s", type, sqlite3_column_text(st, 0));
+		snprintf(key, sizeof(key), "%s/%s", type, json_string_value(seg));
 		if (csa_json_int(json_object_get(a->state, "segments"), key, 1) > to)
 			auto_set_segment_phase(a, key, to, why, events);
 	}
-	sqlite3_finalize(st);
+	json_decref(segs);
 	auto_restart_evidence(a, type);
 }
 
@@ -58,14 +58,13 @@ int auto_set_workspace_phase(struct csa_auto *a, int phase, struct csa_err *err)
 
 static json_t *segments_json(struct csa_auto *a)
 {
-	json_t *segs = json_array();
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return segs;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		const char *type = (const char *)sqlite3_column_text(st, 0);
-		const char *seg = (const char *)sqlite3_column_text(st, 1);
+	json_t *segs = json_array(), *list, *pair;
+	size_t i;
+	auto_db_segments(a, AUTO_SEGS_SORTED, "listing the segments", &list, NULL);
+	json_array_foreach(list, i, pair)
+	{
+		const char *type = json_string_value(json_array_get(pair, 0));
+		const char *seg = json_string_value(json_array_get(pair, 1));
 		int ph = auto_segment_phase(a, type, seg);
 		const struct thr *t = auto_threshold_of(a, type, seg, 0);
 		json_array_append_new(
@@ -79,14 +78,14 @@ static json_t *segments_json(struct csa_auto *a)
 		              t ? t->r.consistency : 0.0, "confidence_accuracy",
 		              t ? t->r.confidence_accuracy : 0.0));
 	}
-	sqlite3_finalize(st);
+	json_decref(list);
 	return segs;
 }
 
 int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
 {
 	pthread_mutex_lock(&a->mu);
-	int64_t open = auto_count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL);
+	int64_t open = auto_db_open_alerts(a, NULL);
 	if (open < 0) {
 		int rc = auto_db_err(a, err, "counting the open alerts");
 		pthread_mutex_unlock(&a->mu);
@@ -110,21 +109,19 @@ int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *er
 	pthread_mutex_lock(&a->mu);
 	auto_begin_evaluation(a);
 	int w = auto_workspace_phase(a);
-	json_t *segs = json_array();
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			const char *type = (const char *)sqlite3_column_text(st, 0);
-			const char *seg = (const char *)sqlite3_column_text(st, 1);
-			json_t *g =
-			    auto_evaluate_gate(a, type, seg, auto_segment_phase(a, type, seg));
-			json_object_set_new(g, "decision_type", json_string(type));
-			json_object_set_new(g, "segment", json_string(seg));
-			json_array_append_new(segs, g);
-		}
-		sqlite3_finalize(st);
+	json_t *segs = json_array(), *list, *pair;
+	size_t i;
+	auto_db_segments(a, AUTO_SEGS_SORTED, "listing the segments", &list, NULL);
+	json_array_foreach(list, i, pair)
+	{
+		const char *type = json_string_value(json_array_get(pair, 0));
+		const char *seg = json_string_value(json_array_get(pair, 1));
+		json_t *g = auto_evaluate_gate(a, type, seg, auto_segment_phase(a, type, seg));
+		json_object_set_new(g, "decision_type", json_string(type));
+		json_object_set_new(g, "segment", json_string(seg));
+		json_array_append_new(segs, g);
 	}
+	json_decref(list);
 	*out = json_pack("{s:o, s:o}", "workspace", auto_evaluate_gate(a, NULL, NULL, w),
 	                 "segments", segs);
 	pthread_mutex_unlock(&a->mu);

@@ -16,54 +16,11 @@
 
 /* ---- review queue ------------------------------------------------------- */
 
-static json_t *task_row(struct csa_auto *a, sqlite3_stmt *st)
-{
-	char ts1[CSA_TS_LEN], ts2[CSA_TS_LEN];
-	const char *type = (const char *)sqlite3_column_text(st, 3);
-	int shown = sqlite3_column_int(st, 7);
-	const char *alts = (const char *)sqlite3_column_text(st, 10);
-	json_t *alt = alts && shown ? json_loads(alts, 0, NULL) : NULL;
-	json_t *t = json_pack(
-	    "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:f, s:s, s:s}", "task_id",
-	    (json_int_t)sqlite3_column_int64(st, 0), "decision_id", sqlite3_column_text(st, 1),
-	    "ticket_id", sqlite3_column_text(st, 2), "decision_type", type, "segment",
-	    sqlite3_column_text(st, 4), "kind", sqlite3_column_text(st, 5), "status",
-	    sqlite3_column_text(st, 6), "suggestion",
-	    shown ? json_string((const char *)sqlite3_column_text(st, 8)) : json_null(),
-	    "confidence", shown ? json_real(sqlite3_column_double(st, 9)) : json_null(),
-	    "alternatives", alt ? alt : json_array(), "labels", auto_labels_of(a, type),
-	    "priority_score", sqlite3_column_double(st, 11), "created",
-	    csa_ts_format(sqlite3_column_int64(st, 12), ts1), "due",
-	    csa_ts_format(sqlite3_column_int64(st, 13), ts2));
-	return t;
-}
-
-#define TASK_COLS                                                                                  \
-	"id, decision_id, ticket_id, type, segment, kind, status, shown, suggestion, "             \
-	"confidence, alternatives, score, created_ms, due_ms"
-
 int csa_auto_review_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
                          struct csa_err *err)
 {
-	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
-	int rc = CSA_OK;
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
-	                       "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		rc = auto_db_err(a, err, "listing tasks");
-		goto out;
-	}
-	if (status)
-		sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	json_t *arr = json_array();
-	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(arr, task_row(a, st));
-	sqlite3_finalize(st);
-	*out = arr;
-out:
+	int rc = auto_db_task_list(a, status, limit, out, err);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }
@@ -71,47 +28,17 @@ out:
 int csa_auto_review_for_ticket(struct csa_auto *a, const char *ticket_id, json_t **out,
                                struct csa_err *err)
 {
-	sqlite3_stmt *st;
 	pthread_mutex_lock(&a->mu);
-	int rc = CSA_OK;
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
-	                       "ticket_id = ?1 ORDER BY id",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		rc = auto_db_err(a, err, "listing a ticket's tasks");
-		goto out;
-	}
-	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
-	json_t *arr = json_array();
-	while (sqlite3_step(st) == SQLITE_ROW)
-		json_array_append_new(arr, task_row(a, st));
-	sqlite3_finalize(st);
-	*out = arr;
-out:
+	int rc = auto_db_ticket_tasks(a, ticket_id, out, err);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }
 
 int csa_auto_review_next(struct csa_auto *a, json_t **out, struct csa_err *err)
 {
-	sqlite3_stmt *st;
-	*out = NULL;
 	pthread_mutex_lock(&a->mu);
-	int rc = CSA_OK;
 	/* due tasks first (delayed audits wait for their time), then value */
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT " TASK_COLS
-	                       " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
-	                       "ORDER BY score DESC, id LIMIT 1",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		rc = auto_db_err(a, err, "choosing the next task");
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, csa_now_ms());
-	if (sqlite3_step(st) == SQLITE_ROW)
-		*out = task_row(a, st);
-	sqlite3_finalize(st);
-out:
+	int rc = auto_db_next_task(a, csa_now_ms(), out, err);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
 }
@@ -162,6 +89,8 @@ static void announce_critical_errors(struct csa_auto *a, const json_t *crits, js
 	{
 		struct alert_id aid = {csa_json_int(c, "alert_id", 0),
 		                       csa_json_int(c, "created_ms", 0)};
+		/* its row committed with the review */
+		atomic_fetch_add(&a->n.open_alerts, aid.id > 0);
 		auto_announce_alert(a, &aid, "CRITICAL_ERROR", "CRITICAL", csa_json_str(c, "scope"),
 		                    json_incref(json_object_get(c, "detail")), events);
 		auto_demote_type(a, csa_json_str(c, "type"), 2,
@@ -172,26 +101,14 @@ static void announce_critical_errors(struct csa_auto *a, const json_t *crits, js
 /* Whether a person confirmed the ticket's priority as CRITICAL. */
 static int ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
 {
-	return auto_count_i64(a,
-	                      "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
-	                      "type = 'priority' AND final = 'CRITICAL'",
-	                      ticket, NULL) > 0;
+	return auto_db_ticket_confirmed_critical(a, ticket);
 }
 
 /* Every decision of the ticket counts as one on a CRITICAL ticket (the
  * gates count critical errors by this flag). */
 static int mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err)
 {
-	char what[160];
-	snprintf(what, sizeof(what), "marking the decisions of ticket '%s' critical", ticket);
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1,
-	                       &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, what);
-	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
-	int done = auto_step_done(st);
-	sqlite3_finalize(st);
-	return done ? CSA_OK : auto_db_err(a, err, what);
+	return auto_db_mark_ticket_critical(a, ticket, err);
 }
 
 /*
@@ -204,31 +121,10 @@ static int mark_ticket_critical(struct csa_auto *a, const char *ticket, struct c
 static int reversals_became_critical(struct csa_auto *a, const char *ticket, const char *by,
                                      json_t *crits, struct csa_err *err)
 {
-	char what[160];
-	snprintf(what, sizeof(what), "reading the reversed decisions of ticket '%s'", ticket);
-	sqlite3_stmt *st;
-	json_t *found = json_array();
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT id, type, segment, value, final FROM decisions WHERE "
-	                       "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
-	                       "AND correct = 0",
-	                       -1, &st, NULL) != SQLITE_OK) {
-		json_decref(found);
-		return auto_db_err(a, err, what);
-	}
-	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, by, -1, SQLITE_STATIC);
-	int step;
-	while ((step = sqlite3_step(st)) == SQLITE_ROW)
-		json_array_append_new(found, json_pack("{s:s, s:s, s:s, s:s?, s:s}", "id",
-		                                       sqlite3_column_text(st, 0), "type",
-		                                       sqlite3_column_text(st, 1), "segment",
-		                                       sqlite3_column_text(st, 2), "value",
-		                                       (const char *)sqlite3_column_text(st, 3),
-		                                       "final", sqlite3_column_text(st, 4)));
-	sqlite3_finalize(st);
-	int rc =
-	    step == SQLITE_DONE ? mark_ticket_critical(a, ticket, err) : auto_db_err(a, err, what);
+	json_t *found;
+	int rc = auto_db_reversed_autonomous(a, ticket, by, &found, err);
+	if (rc == CSA_OK)
+		rc = mark_ticket_critical(a, ticket, err);
 	size_t i;
 	json_t *d;
 	json_array_foreach(found, i, d)
@@ -247,46 +143,9 @@ static int reversals_became_critical(struct csa_auto *a, const char *ticket, con
  * loser hears the winner's outcome, not that one is under way. */
 enum { CLAIM_WAIT_MS = 30000, CLAIM_POLL_MS = 100 };
 
-/* What review_decide reads of a task and of its decision. */
-struct task_claim {
-	int64_t id, created;
-	char decision_id[160], ticket[80], type[32], segment[160], ai_value[160], status[16],
-	    value[160], reviewer[160];
-	int critical, autonomous, phase;
-};
-
 static int read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(
-	        a->db,
-	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
-	        "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
-	        "coalesce(t.reviewer, d.reviewer) "
-	        "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1",
-	        -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "reading a review task");
-	sqlite3_bind_int64(st, 1, t->id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return csa_error(err, CSA_ENOENT, "no review task %lld", (long long)t->id);
-	}
-#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
-	snprintf(t->decision_id, sizeof(t->decision_id), "%s", COL(0));
-	snprintf(t->ticket, sizeof(t->ticket), "%s", COL(1));
-	snprintf(t->type, sizeof(t->type), "%s", COL(2));
-	snprintf(t->segment, sizeof(t->segment), "%s", COL(3));
-	t->created = sqlite3_column_int64(st, 4);
-	snprintf(t->ai_value, sizeof(t->ai_value), "%s", COL(5));
-	t->critical = sqlite3_column_int(st, 6);
-	t->autonomous = sqlite3_column_int(st, 7);
-	t->phase = sqlite3_column_int(st, 8);
-	snprintf(t->status, sizeof(t->status), "%s", COL(9));
-	snprintf(t->value, sizeof(t->value), "%s", COL(10));
-	snprintf(t->reviewer, sizeof(t->reviewer), "%s", COL(11));
-#undef COL
-	sqlite3_finalize(st);
-	return CSA_OK;
+	return auto_db_read_claim(a, t, err);
 }
 
 /* Claims an open task for 'value' in one conditional update: 1 if this
@@ -294,38 +153,14 @@ static int read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *
 static int claim_task(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
                       struct csa_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
-	                       "UPDATE tasks SET status = 'deciding', claim = ?2, value = ?3, "
-	                       "reviewer = ?4 WHERE id = ?1 AND status = 'open'",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "claiming a review task");
-	sqlite3_bind_int64(st, 1, task_id);
-	sqlite3_bind_text(st, 2, a->open_marker, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, who, -1, SQLITE_STATIC);
-	int done = auto_step_done(st);
-	sqlite3_finalize(st);
-	if (!done)
-		return auto_db_err(a, err, "claiming a review task");
-	return sqlite3_changes(a->db) == 1;
+	return auto_db_claim_task(a, task_id, a->open_marker, value, who, err);
 }
 
 /* A claim given up (the ticket could not take the decision, or the task
  * could not be closed): the task is open again for anyone. */
 static void release_claim(struct csa_auto *a, int64_t task_id)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
-	                       "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
-	                       "reviewer = NULL WHERE id = ?1 AND status = 'deciding' AND "
-	                       "claim = ?2",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, task_id);
-		sqlite3_bind_text(st, 2, a->open_marker, -1, SQLITE_STATIC);
-		sqlite3_step(st);
-		sqlite3_finalize(st);
-	}
+	auto_db_release_claim(a, task_id, a->open_marker);
 	pthread_cond_broadcast(&a->decided);
 }
 
@@ -362,37 +197,11 @@ static int close_task(struct csa_auto *a, const struct task_claim *t, const char
                       const char *who, int64_t decision_ms, int *crit, json_t *crits,
                       struct csa_err *err)
 {
-	sqlite3_stmt *st;
 	int rc = CSA_OK, correct = strcmp(t->ai_value, value) == 0, critical = t->critical;
-	if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "beginning the review's transaction");
-	if (sqlite3_prepare_v2(a->db,
-	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
-	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
-	                       -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "recording the review");
-	sqlite3_bind_text(st, 1, t->decision_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, correct);
-	sqlite3_bind_int64(st, 4, csa_now_ms());
-	sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, decision_ms);
-	int done = auto_step_done(st);
-	sqlite3_finalize(st);
-	if (!done || sqlite3_prepare_v2(a->db,
-	                                "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
-	                                "status = 'deciding' AND claim = ?2",
-	                                -1, &st, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "recording the review");
-	sqlite3_bind_int64(st, 1, t->id);
-	sqlite3_bind_text(st, 2, a->open_marker, -1, SQLITE_STATIC);
-	done = auto_step_done(st);
-	sqlite3_finalize(st);
-	if (!done)
-		return auto_db_err(a, err, "closing the task");
-	if (sqlite3_changes(a->db) != 1)
-		return csa_error(err, CSA_ESTATE, "the claim on review task %lld was lost",
-		                 (long long)t->id);
+	if ((rc = auto_db_begin(a, 0, "beginning the review's transaction", err)) ||
+	    (rc = auto_db_record_review(a, t, a->open_marker, value, correct, who, decision_ms,
+	                                err)))
+		return rc;
 	/* what the person said about the ticket's criticality goes in with
 	 * the review: the flag on decisions is the guess at decision time,
 	 * what people confirmed about the ticket's priority decides whether a
@@ -410,9 +219,7 @@ static int close_task(struct csa_auto *a, const struct task_claim *t, const char
 		                    value, crits, err);
 	if (rc)
 		return rc;
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		return auto_db_err(a, err, "committing the review");
-	return CSA_OK;
+	return auto_db_commit(a, "committing the review", err);
 }
 
 /*
@@ -476,6 +283,8 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	}
 	pthread_cond_broadcast(&a->decided);
 	a->reviews++;
+	atomic_fetch_sub(&a->n.open_tasks, 1);
+	atomic_fetch_add(&a->n.reviews, 1);
 	int correct = strcmp(t.ai_value, value) == 0;
 	json_t *rec =
 	    json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:I, s:s?, s:b}", "task_id",

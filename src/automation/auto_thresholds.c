@@ -39,28 +39,11 @@ static struct thr *thr_slot(struct csa_auto *a, const char *key)
 static int thr_stale(struct csa_auto *a, const struct thr *t, const char *type, const char *segment,
                      int64_t *newest)
 {
-	sqlite3_stmt *st =
-	    segment
-	        ? auto_kept(a, KEPT_REVIEWED,
-	                    "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
-	                    "NULL AND type = ?1 AND segment = ?2 AND reviewed_ms > ?3")
-	        : auto_kept(a, KEPT_REVIEWED_TYPE,
-	                    "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
-	                    "NULL AND type = ?1 AND reviewed_ms > ?3");
 	int64_t fresh = 0;
 	*newest = t->newest_ms;
-	if (st) {
-		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-		if (segment)
-			sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, t->computed ? t->newest_ms : INT64_MIN);
-		if (sqlite3_step(st) == SQLITE_ROW) {
-			fresh = sqlite3_column_int64(st, 0);
-			if (fresh > 0)
-				*newest = sqlite3_column_int64(st, 1);
-		}
-		sqlite3_reset(st);
-	}
+	/* unreadable: as if none came in */
+	auto_db_reviews_after(a, type, segment, t->computed ? t->newest_ms : INT64_MIN, &fresh,
+	                      newest);
 	return !t->computed || fresh >= 20 || (fresh > 0 && !t->had_reviews);
 }
 

@@ -266,14 +266,9 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		goto fail;
 	/* a failure alert left open by an earlier run closes at the next
 	 * append that succeeds */
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db,
-	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = "
-	                       "'AUDIT_LEDGER_FAILURE'",
-	                       -1, &st, NULL) == SQLITE_OK) {
-		a->ledger_failing = sqlite3_step(st) == SQLITE_ROW;
-		sqlite3_finalize(st);
-	}
+	int failing;
+	if (auto_db_alert_is_open(a, "AUDIT_LEDGER_FAILURE", NULL, &failing, "", NULL) == CSA_OK)
+		a->ledger_failing = failing;
 	/* markers of processes that ended without closing go once their
 	 * tickets are recovered, so a recovery cut short runs again */
 	json_t *dead = json_array(), *m;
@@ -283,6 +278,12 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		rc = auto_settle_dead_claims(a, dead, err);
 	json_array_foreach(dead, i, m) if (rc == CSA_OK) csa_fs_unlink(json_string_value(m));
 	json_decref(dead);
+	if (rc)
+		goto fail;
+	/* once, after recovery: from here on each change keeps them */
+	pthread_mutex_lock(&a->mu);
+	rc = auto_counts_reload(a, err);
+	pthread_mutex_unlock(&a->mu);
 	if (rc)
 		goto fail;
 	struct csa_flow_hooks h = {.ctx = a,

@@ -77,6 +77,20 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events, st
 /* KPIs of spec §9.1: overall, per phase, per decision type, per segment. */
 int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err);
 
+/*
+ * Counters that cost nothing to read (no query, no lock; for /metrics):
+ * open_tasks are review tasks not yet decided (open or being decided),
+ * decisions the rows of the decision log, reviews the decisions a person
+ * reviewed, open_alerts the alerts not closed. Counted in automation.db at
+ * open, kept by this controller at each change it makes, and counted
+ * again at every tick, which is when the changes of other processes on
+ * the same workspace show.
+ */
+struct csa_auto_counts {
+	int64_t open_tasks, decisions, reviews, open_alerts;
+};
+void csa_auto_counts(struct csa_auto *a, struct csa_auto_counts *out);
+
 /* Open alerts. */
 int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_err *err);
 

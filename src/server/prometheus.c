@@ -146,14 +146,20 @@ json_t *csa_h_prometheus(struct call *c)
 		        (long long)json_integer_value(n));
 	}
 	json_decref(mon);
-	json_t *tasks = NULL;
-	if (csa_auto_review_list(s->autom, "open", 100000, &tasks, NULL) == CSA_OK) {
-		OUT("# HELP csa_review_open_tasks Open review tasks.\n# TYPE csa_review_open_tasks "
-		    "gauge\n"
-		    "csa_review_open_tasks %zu\n",
-		    json_array_size(tasks));
-		json_decref(tasks);
-	}
+	/* counters the controller keeps: no query, no lock (the endpoint
+	 * needs no token) */
+	struct csa_auto_counts ac;
+	csa_auto_counts(s->autom, &ac);
+	OUT("# HELP csa_review_open_tasks Review tasks not yet decided.\n"
+	    "# TYPE csa_review_open_tasks gauge\ncsa_review_open_tasks %lld\n"
+	    "# HELP csa_automation_decisions Decisions in the controller's decision log.\n"
+	    "# TYPE csa_automation_decisions gauge\ncsa_automation_decisions %lld\n"
+	    "# HELP csa_automation_reviews Decisions a person reviewed.\n"
+	    "# TYPE csa_automation_reviews gauge\ncsa_automation_reviews %lld\n"
+	    "# HELP csa_alerts_open Open alerts.\n# TYPE csa_alerts_open gauge\n"
+	    "csa_alerts_open %lld\n",
+	    (long long)ac.open_tasks, (long long)ac.decisions, (long long)ac.reviews,
+	    (long long)ac.open_alerts);
 #undef OUT
 	if (o.nomem) {
 		free(o.b);

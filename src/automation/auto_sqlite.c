@@ -1,0 +1,1047 @@
+/*
+ * automation.db: its schema, the statements kept prepared for every
+ * decision, and the helpers every job uses to read and write it.
+ */
+#include "automation/auto_internal.h"
+#include "base/ids.h"
+#include "base/json.h"
+#include "base/ts.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char auto_schema_sql[] =
+    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;"
+    "PRAGMA temp_store=MEMORY;"
+    "CREATE TABLE IF NOT EXISTS decisions(id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL,"
+    " type TEXT NOT NULL, segment TEXT NOT NULL, phase INTEGER NOT NULL, value TEXT,"
+    " confidence REAL, threshold REAL, autonomous INTEGER NOT NULL, critical INTEGER NOT NULL,"
+    " created_ms INTEGER NOT NULL, final TEXT, correct INTEGER, reviewed_ms INTEGER,"
+    " reviewer TEXT, decision_ms INTEGER, model TEXT, shown INTEGER NOT NULL DEFAULT 0,"
+    " review_weight REAL);"
+    /* gates read a scope's newest decisions in a phase, and the PHASE_1
+     * baseline all of PHASE_1; (type, segment, phase) without the time
+     * made every gate sort the scope (replaced, 0.9) */
+    "DROP INDEX IF EXISTS decisions_scope;"
+    "CREATE INDEX IF NOT EXISTS decisions_gate ON decisions(type, segment, phase, created_ms);"
+    "CREATE INDEX IF NOT EXISTS decisions_phase ON decisions(phase, created_ms);"
+    /* the PHASE_1 baseline from the reviewed decisions alone, without
+     * reading the table; written at review time, not per decision */
+    "CREATE INDEX IF NOT EXISTS decisions_time ON decisions(phase, decision_ms) WHERE"
+    " decision_ms IS NOT NULL;"
+    /* a review looks at the other decisions of its ticket (is it CRITICAL?) */
+    "CREATE INDEX IF NOT EXISTS decisions_ticket ON decisions(ticket_id);"
+    /* the per-decision and monitor queries read the newest decisions and
+     * the newest reviews of a type or segment: covering indexes keep them
+     * independent of how many unreviewed decisions pile up */
+    "CREATE INDEX IF NOT EXISTS decisions_new_type ON decisions(type, created_ms);"
+    /* every index is a page more in each ticket's commit: a segment's
+     * newest decisions are read through decisions_gate, in its phase
+     * (decisions_new_seg dropped, 0.9) */
+    "DROP INDEX IF EXISTS decisions_new_seg;"
+    "CREATE INDEX IF NOT EXISTS decisions_rev_type ON decisions(type, reviewed_ms, autonomous,"
+    " correct, confidence, review_weight) WHERE final IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS decisions_rev_seg ON decisions(type, segment, reviewed_ms,"
+    " autonomous, correct, confidence, review_weight) WHERE final IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " decision_id TEXT NOT NULL, ticket_id TEXT NOT NULL, type TEXT NOT NULL,"
+    " segment TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
+    " shown INTEGER NOT NULL, suggestion TEXT, confidence REAL, alternatives TEXT,"
+    " score REAL NOT NULL, created_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL,"
+    /* status 'deciding': claimed by the controller whose open marker is
+     * 'claim', for 'value' by 'reviewer' (see csa_auto_review_decide) */
+    " claim TEXT, value TEXT, reviewer TEXT);"
+    "CREATE INDEX IF NOT EXISTS tasks_open ON tasks(status, score);"
+    "CREATE INDEX IF NOT EXISTS tasks_ticket ON tasks(ticket_id, status);"
+    "CREATE TABLE IF NOT EXISTS alerts(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " created_ms INTEGER NOT NULL, type TEXT NOT NULL, severity TEXT NOT NULL,"
+    " scope TEXT NOT NULL, detail TEXT NOT NULL, open INTEGER NOT NULL DEFAULT 1);";
+
+/* A statement on automation.db failed: what was being done and SQLite's
+ * reason; CSA_EBUSY when another process held the database past the busy
+ * timeout (worth retrying), CSA_EIO otherwise. Caller holds a->mu. */
+int auto_db_err(struct csa_auto *a, struct csa_err *err, const char *what)
+{
+	int code = sqlite3_errcode(a->db);
+	return csa_error(err, code == SQLITE_BUSY || code == SQLITE_LOCKED ? CSA_EBUSY : CSA_EIO,
+	                 "'%s': %s: %s", a->db_path, what, sqlite3_errmsg(a->db));
+}
+
+/* A table from before a column was added gets it: decisions before
+ * review weights (their reviews then count with weight 1, as they were
+ * sampled before), tasks before one decision per task (claim, value,
+ * reviewer: NULL on tasks decided before, whose value is in decisions). */
+static int add_column(sqlite3 *db, const char *table, const char *column, const char *decl)
+{
+	sqlite3_stmt *st = NULL;
+	int has_table = 0, has_column = 0;
+	char *sql = sqlite3_mprintf("SELECT name FROM pragma_table_info(%Q)", table);
+	if (!sql || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_free(sql);
+		return SQLITE_ERROR;
+	}
+	sqlite3_free(sql);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		has_table = 1;
+		has_column |= strcmp((const char *)sqlite3_column_text(st, 0), column) == 0;
+	}
+	sqlite3_finalize(st);
+	if (!has_table || has_column)
+		return SQLITE_OK; /* new database (auto_schema_sql creates it), or current */
+	if (!(sql = sqlite3_mprintf("ALTER TABLE %s ADD COLUMN %s %s", table, column, decl)))
+		return SQLITE_NOMEM;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_free(sql);
+	return rc;
+}
+
+int auto_add_columns(sqlite3 *db)
+{
+	static const char *const cols[][3] = {{"decisions", "review_weight", "REAL"},
+	                                      {"tasks", "claim", "TEXT"},
+	                                      {"tasks", "value", "TEXT"},
+	                                      {"tasks", "reviewer", "TEXT"}};
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+		int rc = add_column(db, cols[i][0], cols[i][1], cols[i][2]);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_OK;
+}
+
+/* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
+struct csa_outcome *auto_outcomes(struct csa_auto *a, const char *type, const char *segment,
+                                  size_t limit, size_t *n)
+{
+	sqlite3_stmt *st;
+	*n = 0;
+	const char *sql =
+	    segment
+	        ? "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
+	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
+	          "AND type = ?1 AND segment = ?2 ORDER BY reviewed_ms DESC LIMIT ?3) "
+	          "ORDER BY reviewed_ms"
+	        : "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
+	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
+	          "AND type = ?1 ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
+	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	if (segment)
+		sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+	struct csa_outcome *o = malloc(limit * sizeof(*o) + 1);
+	while (o && sqlite3_step(st) == SQLITE_ROW && *n < limit)
+		o[(*n)++] =
+		    (struct csa_outcome){sqlite3_column_double(st, 0), sqlite3_column_int(st, 1),
+		                         sqlite3_column_double(st, 2)};
+	sqlite3_finalize(st);
+	return o;
+}
+
+/* The one number a query returns (NULL reads as 0); -1 when the database
+ * cannot answer (sqlite3_errmsg says why). */
+int64_t auto_count_i64(struct csa_auto *a, const char *sql, const char *p1, const char *p2)
+{
+	sqlite3_stmt *st;
+	int64_t v = -1;
+	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (p1)
+		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+	if (p2)
+		sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* The statement in slot k, prepared on first use; the caller holds a->mu
+ * and calls sqlite3_reset() when done with it. */
+sqlite3_stmt *auto_kept(struct csa_auto *a, int k, const char *sql)
+{
+	if (!a->kept[k] && sqlite3_prepare_v3(a->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	                                      &a->kept[k], NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_clear_bindings(a->kept[k]);
+	return a->kept[k];
+}
+
+/* Run a prepared statement to its end and reset it; SQLITE_DONE or not. */
+int auto_step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE;
+}
+
+/* auto_db_err() for row 'r': "<doing> decision '<key>' of ticket '<id>'". */
+static int row_err(struct csa_auto *a, struct csa_err *err, const char *doing, const json_t *r)
+{
+	char what[300];
+	snprintf(what, sizeof(what), "%s decision '%s' of ticket '%s'", doing,
+	         csa_json_str(r, "key"), csa_json_str(r, "ticket_id"));
+	return auto_db_err(a, err, what);
+}
+
+/* ?1-?4, shared by a decision's row and its task: key (decision id),
+ * ticket, type, segment. */
+static void bind_keys(sqlite3_stmt *st, const json_t *r)
+{
+	sqlite3_bind_text(st, 1, csa_json_str(r, "key"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, csa_json_str(r, "ticket_id"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, csa_json_str(r, "type"), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, csa_json_str(r, "segment"), -1, SQLITE_STATIC);
+}
+
+int auto_insert_row(struct csa_auto *a, const json_t *r, struct csa_err *err)
+{
+	static const char record[] = "cannot record", queue[] = "cannot queue the review of";
+	sqlite3_stmt *st;
+	if (!(st = auto_kept(
+	          a, KEPT_INSERT_DECISION,
+	          "INSERT OR REPLACE INTO decisions(id, ticket_id, type, segment, phase, "
+	          "value, confidence, threshold, autonomous, critical, created_ms, model, "
+	          "shown, review_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+	          "?11, ?12, ?13, ?14)")))
+		return row_err(a, err, record, r);
+	bind_keys(st, r);
+	sqlite3_bind_int(st, 5, (int)csa_json_int(r, "phase", 1));
+	sqlite3_bind_text(st, 6, csa_json_str(r, "value"), -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 7, csa_json_num(r, "confidence", 0));
+	/* NULL: no threshold (older rows say 2.0) */
+	json_t *thr = json_object_get(r, "threshold");
+	if (json_is_number(thr))
+		sqlite3_bind_double(st, 8, json_number_value(thr));
+	else
+		sqlite3_bind_null(st, 8);
+	sqlite3_bind_int(st, 9, json_is_true(json_object_get(r, "autonomous")));
+	sqlite3_bind_int(st, 10, json_is_true(json_object_get(r, "critical")));
+	sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
+	sqlite3_bind_text(st, 12, csa_json_str(r, "model"), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 13, json_is_true(json_object_get(r, "shown")));
+	/* an audited autonomous decision stands for 1/p of its kind */
+	sqlite3_bind_double(st, 14, csa_json_num(r, "weight", 1));
+	if (!auto_step_done(st))
+		return row_err(a, err, record, r);
+	const char *kind = csa_json_str(r, "task");
+	if (!kind)
+		return CSA_OK;
+	if (!(st = auto_kept(a, KEPT_INSERT_TASK,
+	                     "INSERT INTO tasks(decision_id, ticket_id, type, segment, kind, "
+	                     "shown, suggestion, confidence, alternatives, score, created_ms, "
+	                     "due_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")))
+		return row_err(a, err, queue, r);
+	bind_keys(st, r);
+	sqlite3_bind_text(st, 5, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, json_is_true(json_object_get(r, "shown")));
+	sqlite3_bind_text(st, 7, csa_json_str(r, "value"), -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 8, csa_json_num(r, "confidence", 0));
+	sqlite3_bind_text(st, 9, csa_json_str(r, "alternatives"), -1, SQLITE_STATIC);
+	sqlite3_bind_double(st, 10, csa_json_num(r, "score", 0));
+	sqlite3_bind_int64(st, 11, csa_json_int(r, "created_ms", 0));
+	sqlite3_bind_int64(st, 12, csa_json_int(r, "due_ms", 0));
+	return auto_step_done(st) ? CSA_OK : row_err(a, err, queue, r);
+}
+
+/* Caller holds a->mu. A failed transaction is rolled back whole. */
+void auto_rollback_locked(struct csa_auto *a)
+{
+	if (!sqlite3_get_autocommit(a->db))
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* ---- gates ----------------------------------------------------------------- */
+
+/* CSA_EIO (all zero) when automation.db cannot answer. */
+int auto_db_scope_metrics(struct csa_auto *a, const char *type, const char *segment, int phase,
+                          int64_t window, int64_t since, struct scope_metrics *m)
+{
+	memset(m, 0, sizeof(*m));
+	sqlite3_stmt *st;
+	/* the latest 'window' decisions made in this phase */
+	const char *sql =
+	    "SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct, 0)),"
+	    " sum(autonomous = 0), sum(autonomous = 0 AND final IS NOT NULL),"
+	    " sum(autonomous = 1 AND final IS NOT NULL),"
+	    " sum(autonomous = 1 AND correct = 1),"
+	    " avg(CASE WHEN autonomous = 0 AND final IS NOT NULL THEN decision_ms END),"
+	    " sum(coalesce(decision_ms, 0)),"
+	    " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
+	    " value = 'AUTOMATED_RESOLUTION')))"
+	    " FROM (SELECT * FROM decisions WHERE phase = ?1 AND %s created_ms > ?5"
+	    " ORDER BY created_ms DESC LIMIT ?4)";
+	/* one statement per kind of scope, so that each can use its index */
+	char q[1200];
+	snprintf(q, sizeof(q), sql,
+	         segment ? "type = ?2 AND segment = ?3 AND"
+	         : type  ? "type = ?2 AND"
+	                 : "");
+	if (sqlite3_prepare_v2(a->db, q, -1, &st, NULL) != SQLITE_OK)
+		return CSA_EIO;
+	sqlite3_bind_int(st, 1, phase);
+	if (type)
+		sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	if (segment)
+		sqlite3_bind_text(st, 3, segment, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, window);
+	sqlite3_bind_int64(st, 5, since);
+	int step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		m->n = sqlite3_column_int64(st, 0);
+		m->autonomous = sqlite3_column_int64(st, 1);
+		m->reviewed = sqlite3_column_int64(st, 2);
+		m->correct = sqlite3_column_int64(st, 3);
+		m->human = sqlite3_column_int64(st, 4);
+		m->human_reviewed = sqlite3_column_int64(st, 5);
+		m->auto_reviewed = sqlite3_column_int64(st, 6);
+		m->auto_correct = sqlite3_column_int64(st, 7);
+		m->mean_decision_ms = sqlite3_column_double(st, 8);
+		m->total_decision_ms = sqlite3_column_double(st, 9);
+		m->critical_errors = sqlite3_column_int64(st, 10);
+	}
+	sqlite3_finalize(st);
+	return step == SQLITE_ROW ? CSA_OK : CSA_EIO;
+}
+
+double auto_db_baseline_ms(struct csa_auto *a)
+{
+	sqlite3_stmt *st;
+	double b = 0;
+	if (sqlite3_prepare_v2(a->db,
+	                       /* decision_ms is set with final, by a review */
+	                       "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
+	                       "decision_ms IS NOT NULL",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			b = sqlite3_column_double(st, 0);
+		sqlite3_finalize(st);
+	}
+	return b;
+}
+
+int64_t auto_db_open_alerts(struct csa_auto *a, const char *severity)
+{
+	return severity
+	           ? auto_count_i64(a,
+	                            "SELECT count(*) FROM alerts WHERE open = 1 AND "
+	                            "severity = ?1",
+	                            severity, NULL)
+	           : auto_count_i64(a, "SELECT count(*) FROM alerts WHERE open = 1", NULL, NULL);
+}
+
+const char *auto_db_errmsg(struct csa_auto *a)
+{
+	return sqlite3_errmsg(a->db);
+}
+
+/* ---- segments ----------------------------------------------------------- */
+
+/* Each row of 'sql' (binding 'type' to ?1 when given) into *out: a string
+ * when the statement has one column, else an array of its columns. */
+static int list_rows(struct csa_auto *a, const char *sql, const char *type, const char *what,
+                     json_t **out, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*out = json_array();
+	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	if (type)
+		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	int step, cols = sqlite3_column_count(st);
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *row = cols == 1 ? NULL : json_array();
+		for (int c = 0; c < cols; c++) {
+			const char *v = (const char *)sqlite3_column_text(st, c);
+			json_t *j = json_string(v ? v : "");
+			if (row)
+				json_array_append_new(row, j);
+			else
+				row = j;
+		}
+		json_array_append_new(*out, row);
+	}
+	sqlite3_finalize(st);
+	return step == SQLITE_DONE ? CSA_OK : auto_db_err(a, err, what);
+}
+
+int auto_db_segments(struct csa_auto *a, enum auto_seg_order order, const char *what, json_t **out,
+                     struct csa_err *err)
+{
+	static const char *const sql[] = {
+	    [AUTO_SEGS_ANY_ORDER] = "SELECT DISTINCT type, segment FROM decisions",
+	    [AUTO_SEGS_SORTED] = "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
+	    [AUTO_SEGS_KEYS] = "SELECT DISTINCT type || '/' || segment FROM decisions",
+	};
+	return list_rows(a, sql[order], NULL, what, out, err);
+}
+
+int auto_db_segments_of(struct csa_auto *a, const char *type, const char *what, json_t **out,
+                        struct csa_err *err)
+{
+	return list_rows(a, "SELECT DISTINCT segment FROM decisions WHERE type = ?1", type, what,
+	                 out, err);
+}
+
+/* ---- the quality monitor --------------------------------------------------- */
+
+int auto_db_reviewed_autonomous_sample(struct csa_auto *a, const char *type, size_t max,
+                                       int64_t since, size_t *n, double *w, double *wk,
+                                       const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*n = 0;
+	*w = *wk = 0;
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        /* among the last 5,000 reviews: where little is autonomous the
+	         * tick does not read every review the type ever had */
+	        "SELECT correct, coalesce(review_weight, 1) FROM (SELECT autonomous, correct,"
+	        " review_weight, created_ms FROM decisions WHERE type = ?1 AND final IS NOT NULL"
+	        " ORDER BY reviewed_ms DESC LIMIT 5000) WHERE autonomous = 1 AND created_ms > ?3"
+	        " LIMIT ?2",
+	        -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+	sqlite3_bind_int64(st, 3, since);
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		double wi = sqlite3_column_double(st, 1);
+		wi = wi > 0 ? wi : 1;
+		(*n)++;
+		*w += wi;
+		*wk += sqlite3_column_int(st, 0) != 0 ? wi : 0;
+	}
+	sqlite3_finalize(st);
+	return step == SQLITE_DONE ? CSA_OK : auto_db_err(a, err, what);
+}
+
+int auto_db_recent_autonomy(struct csa_auto *a, const char *type, int last, int64_t *n,
+                            int64_t *autonomous, const char *what, struct csa_err *err)
+{
+	char q[2][200];
+	snprintf(q[0], sizeof(q[0]),
+	         "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE type = ?1 "
+	         "ORDER BY created_ms DESC LIMIT %d)",
+	         last);
+	snprintf(q[1], sizeof(q[1]),
+	         "SELECT sum(autonomous) FROM (SELECT autonomous FROM "
+	         "decisions WHERE type = ?1 ORDER BY created_ms DESC LIMIT %d)",
+	         last);
+	*n = auto_count_i64(a, q[0], type, NULL);
+	*autonomous = auto_count_i64(a, q[1], type, NULL);
+	return *n < 0 || *autonomous < 0 ? auto_db_err(a, err, what) : CSA_OK;
+}
+
+int auto_db_recent_outcomes(struct csa_auto *a, const char *type, const char *segment, int phase,
+                            int64_t since, size_t max, double *confidence, int *right, size_t *n,
+                            const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*n = 0;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
+	                       "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
+	                       "ORDER BY created_ms DESC LIMIT ?5",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, since);
+	sqlite3_bind_int(st, 4, phase);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)max);
+	int step = SQLITE_DONE;
+	while (*n < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		confidence[*n] = sqlite3_column_double(st, 0);
+		right[(*n)++] =
+		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
+	}
+	sqlite3_finalize(st);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? CSA_OK : auto_db_err(a, err, what);
+}
+
+/* ---- KPIs -------------------------------------------------------------------- */
+
+/* The KPIs of the decisions 'where' selects (p1 bound to ?1). */
+static json_t *kpi_row(struct csa_auto *a, const char *where, const char *p1)
+{
+	char sql[1024];
+	snprintf(
+	    sql, sizeof(sql),
+	    "SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct,0)),"
+	    " sum(autonomous = 1 AND final IS NOT NULL), sum(autonomous = 1 AND correct = 1),"
+	    " avg(CASE WHEN final IS NOT NULL THEN decision_ms END),"
+	    " sum(type = 'escalation'), sum(type = 'escalation' AND value <> 'NONE')"
+	    " FROM decisions %s",
+	    where);
+	sqlite3_stmt *st;
+	json_t *r = json_object();
+	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return r;
+	if (p1)
+		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		double n = sqlite3_column_double(st, 0), aut = sqlite3_column_double(st, 1),
+		       rev = sqlite3_column_double(st, 2), cor = sqlite3_column_double(st, 3),
+		       arev = sqlite3_column_double(st, 4), acor = sqlite3_column_double(st, 5),
+		       esc_n = sqlite3_column_double(st, 7), esc = sqlite3_column_double(st, 8);
+		json_object_set_new(r, "decisions", json_integer((json_int_t)n));
+		json_object_set_new(r, "automation_rate", n ? json_real(aut / n) : json_null());
+		json_object_set_new(r, "accuracy", rev ? json_real(cor / rev) : json_null());
+		json_object_set_new(r, "accuracy_lower_bound",
+		                    json_real(csa_wilson_lower((size_t)cor, (size_t)rev, 1.96)));
+		json_object_set_new(r, "autonomous_accuracy",
+		                    arev ? json_real(acor / arev) : json_null());
+		json_object_set_new(r, "reviewed", json_integer((json_int_t)rev));
+		json_object_set_new(r, "mean_decision_seconds",
+		                    sqlite3_column_type(st, 6) == SQLITE_NULL
+		                        ? json_null()
+		                        : json_real(sqlite3_column_double(st, 6) / 1000));
+		json_object_set_new(r, "escalation_rate",
+		                    esc_n ? json_real(esc / esc_n) : json_null());
+	}
+	sqlite3_finalize(st);
+	/* calibration of reviewed decisions */
+	snprintf(sql, sizeof(sql),
+	         "SELECT confidence, correct FROM decisions %s%s final IS NOT NULL", where,
+	         *where ? " AND" : " WHERE");
+	if (sqlite3_prepare_v2(a->db, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (p1)
+			sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+		double conf[10] = {0}, acc[10] = {0}, cnt[10] = {0}, tot = 0, ece = 0;
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			int b = (int)(sqlite3_column_double(st, 0) * 10);
+			b = b < 0 ? 0 : b > 9 ? 9 : b;
+			conf[b] += sqlite3_column_double(st, 0);
+			acc[b] += sqlite3_column_int(st, 1);
+			cnt[b] += 1;
+			tot += 1;
+		}
+		sqlite3_finalize(st);
+		json_t *rel = json_array();
+		for (int b = 0; b < 10; b++) {
+			if (!cnt[b])
+				continue;
+			ece += fabs(acc[b] - conf[b]) / tot;
+			json_array_append_new(
+			    rel, json_pack("{s:f, s:f, s:f, s:I}", "bin", (b + 0.5) / 10,
+			                   "confidence", conf[b] / cnt[b], "accuracy",
+			                   acc[b] / cnt[b], "n", (json_int_t)cnt[b]));
+		}
+		json_object_set_new(r, "calibration_ece", tot ? json_real(ece) : json_null());
+		json_object_set_new(r, "reliability", rel);
+	}
+	return r;
+}
+
+json_t *auto_db_kpi(struct csa_auto *a, int phase, const char *type, const char *segment_key)
+{
+	char where[64];
+	if (phase) {
+		snprintf(where, sizeof(where), "WHERE phase = %d", phase);
+		return kpi_row(a, where, NULL);
+	}
+	if (type)
+		return kpi_row(a, "WHERE type = ?1", type);
+	if (segment_key)
+		return kpi_row(a, "WHERE type || '/' || segment = ?1", segment_key);
+	return kpi_row(a, "", NULL);
+}
+
+int auto_db_counts(struct csa_auto *a, struct csa_auto_counts *c, struct csa_err *err)
+{
+	static const struct {
+		size_t off;
+		const char *sql, *what;
+	} q[] = {
+	    /* each through an index: tasks_open, the decision log's smallest
+	     * index, the reviews' partial index */
+	    {offsetof(struct csa_auto_counts, open_tasks),
+	     "SELECT count(*) FROM tasks WHERE status IN ('open', 'deciding')",
+	     "counting the open review tasks"},
+	    {offsetof(struct csa_auto_counts, decisions), "SELECT count(*) FROM decisions",
+	     "counting the decisions"},
+	    {offsetof(struct csa_auto_counts, reviews),
+	     "SELECT count(*) FROM decisions WHERE final IS NOT NULL", "counting the reviews"},
+	    {offsetof(struct csa_auto_counts, open_alerts),
+	     "SELECT count(*) FROM alerts WHERE open = 1", "counting the open alerts"},
+	};
+	int rc = CSA_OK;
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		int64_t v = auto_count_i64(a, q[i].sql, NULL, NULL);
+		*(int64_t *)((char *)c + q[i].off) = v;
+		if (v < 0 && rc == CSA_OK)
+			rc = auto_db_err(a, err, q[i].what);
+	}
+	return rc;
+}
+
+/* ---- alerts -------------------------------------------------------------------- */
+
+int auto_db_alert_is_open(struct csa_auto *a, const char *type, const char *scope, int *open,
+                          const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*open = 0;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND "
+	                       "(?2 IS NULL OR scope = ?2)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
+	int step = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return auto_db_err(a, err, what);
+	*open = step == SQLITE_ROW;
+	return CSA_OK;
+}
+
+int auto_db_insert_alert(struct csa_auto *a, int64_t created_ms, const char *type,
+                         const char *severity, const char *scope, const json_t *detail, int64_t *id,
+                         const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*id = 0;
+	if (sqlite3_prepare_v2(a->db,
+	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
+	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	char *d = json_dumps(detail, JSON_COMPACT);
+	sqlite3_bind_int64(st, 1, created_ms);
+	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, severity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, d ? d : "{}", -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	free(d);
+	if (!done)
+		return auto_db_err(a, err, what);
+	*id = sqlite3_last_insert_rowid(a->db);
+	return CSA_OK;
+}
+
+int auto_db_close_alerts(struct csa_auto *a, const char *type, const char *scope, int64_t *n,
+                         const char *what, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*n = 0;
+	/* only open ones: the caller learns how many this closed */
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2 AND "
+	                       "open = 1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return auto_db_err(a, err, what);
+	*n = sqlite3_changes(a->db);
+	return CSA_OK;
+}
+
+int auto_db_alert_list(struct csa_auto *a, int open_only, size_t limit, json_t **out,
+                       struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
+	        "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT ?2",
+	        -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "listing alerts");
+	sqlite3_bind_int(st, 1, open_only);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	json_t *arr = json_array();
+	char ts[CSA_TS_LEN];
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *d = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+		json_array_append_new(
+		    arr,
+		    json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:b}", "id",
+		              (json_int_t)sqlite3_column_int64(st, 0), "created",
+		              csa_ts_format(sqlite3_column_int64(st, 1), ts), "type",
+		              sqlite3_column_text(st, 2), "severity", sqlite3_column_text(st, 3),
+		              "scope", sqlite3_column_text(st, 4), "detail", d ? d : json_null(),
+		              "open", sqlite3_column_int(st, 6)));
+	}
+	sqlite3_finalize(st);
+	*out = arr;
+	return CSA_OK;
+}
+
+/* ---- thresholds ------------------------------------------------------------------ */
+
+int auto_db_reviews_after(struct csa_auto *a, const char *type, const char *segment,
+                          int64_t after_ms, int64_t *n, int64_t *newest_ms)
+{
+	sqlite3_stmt *st =
+	    segment
+	        ? auto_kept(a, KEPT_REVIEWED,
+	                    "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
+	                    "NULL AND type = ?1 AND segment = ?2 AND reviewed_ms > ?3")
+	        : auto_kept(a, KEPT_REVIEWED_TYPE,
+	                    "SELECT count(*), max(reviewed_ms) FROM decisions WHERE final IS NOT "
+	                    "NULL AND type = ?1 AND reviewed_ms > ?3");
+	if (!st)
+		return CSA_EIO;
+	int rc = CSA_EIO;
+	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+	if (segment)
+		sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, after_ms);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*n = sqlite3_column_int64(st, 0);
+		if (*n > 0)
+			*newest_ms = sqlite3_column_int64(st, 1);
+		rc = CSA_OK;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* ---- a run's decisions ---------------------------------------------------------- */
+
+int auto_db_record_decisions(struct csa_auto *a, const json_t *rows, struct csa_err *err)
+{
+	size_t i;
+	const json_t *row;
+	if (!json_array_size(rows))
+		return CSA_OK;
+	if (sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		char what[200];
+		snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
+		         csa_json_str(json_array_get(rows, 0), "ticket_id"));
+		return auto_db_err(a, err, what);
+	}
+	int rc = CSA_OK;
+	json_array_foreach(rows, i, row) if (rc == CSA_OK) rc = auto_insert_row(a, row, err);
+	if (rc == CSA_OK && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = auto_db_err(a, err, "cannot commit a run's decisions");
+	if (rc)
+		auto_rollback_locked(a);
+	return rc;
+}
+
+int auto_db_forget_decisions(struct csa_auto *a, const char *ticket_id, const char *const *ids,
+                             size_t n, int64_t gone[2])
+{
+	sqlite3_stmt *dd = NULL, *dt = NULL;
+	int ok = sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(a->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
+	                            &dd, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(a->db,
+	                            "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
+	                            "AND decision_id < ?2",
+	                            -1, &dt, NULL) == SQLITE_OK;
+	/* a decision's rows are "<id>#<type>": every key from "<id>#" up to,
+	 * not including, "<id>$" ('$' follows '#') */
+	for (size_t i = 0; ok && i < n; i++) {
+		char lo[CSA_ID_MAX + 64], hi[CSA_ID_MAX + 64];
+		snprintf(lo, sizeof(lo), "%s#", ids[i] ? ids[i] : "");
+		snprintf(hi, sizeof(hi), "%s$", ids[i] ? ids[i] : "");
+		for (int k = 0; k < 2; k++) {
+			sqlite3_stmt *st = k ? dt : dd;
+			sqlite3_bind_text(st, 1, lo, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 2, hi, -1, SQLITE_TRANSIENT);
+			if (k)
+				sqlite3_bind_text(st, 3, ticket_id, -1, SQLITE_STATIC);
+			ok = ok && auto_step_done(st);
+			gone[k] += ok ? sqlite3_changes(a->db) : 0;
+		}
+	}
+	sqlite3_finalize(dd);
+	sqlite3_finalize(dt);
+	ok = ok && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+	if (!ok)
+		auto_rollback_locked(a);
+	return ok ? CSA_OK : CSA_EIO;
+}
+
+int64_t auto_db_reviewed_autonomous(struct csa_auto *a, const char *type, const char *segment,
+                                    int64_t limit)
+{
+	int64_t n = 0;
+	sqlite3_stmt *st = auto_kept(a, KEPT_REVIEWED_AUTO,
+	                             "SELECT count(*) FROM (SELECT 1 FROM decisions WHERE "
+	                             "autonomous = 1 AND final IS "
+	                             "NOT NULL AND type = ?1 AND segment = ?2 LIMIT ?3)");
+	if (st) {
+		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, limit);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+	}
+	return n;
+}
+
+/* ---- transactions ------------------------------------------------------------ */
+
+int auto_db_begin(struct csa_auto *a, int write_now, const char *what, struct csa_err *err)
+{
+	return sqlite3_exec(a->db, write_now ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL) ==
+	               SQLITE_OK
+	           ? CSA_OK
+	           : auto_db_err(a, err, what);
+}
+
+int auto_db_commit(struct csa_auto *a, const char *what, struct csa_err *err)
+{
+	return sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK
+	           ? CSA_OK
+	           : auto_db_err(a, err, what);
+}
+
+/* ---- review tasks ------------------------------------------------------------- */
+
+static json_t *task_row(struct csa_auto *a, sqlite3_stmt *st)
+{
+	char ts1[CSA_TS_LEN], ts2[CSA_TS_LEN];
+	const char *type = (const char *)sqlite3_column_text(st, 3);
+	int shown = sqlite3_column_int(st, 7);
+	const char *alts = (const char *)sqlite3_column_text(st, 10);
+	json_t *alt = alts && shown ? json_loads(alts, 0, NULL) : NULL;
+	json_t *t = json_pack(
+	    "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:f, s:s, s:s}", "task_id",
+	    (json_int_t)sqlite3_column_int64(st, 0), "decision_id", sqlite3_column_text(st, 1),
+	    "ticket_id", sqlite3_column_text(st, 2), "decision_type", type, "segment",
+	    sqlite3_column_text(st, 4), "kind", sqlite3_column_text(st, 5), "status",
+	    sqlite3_column_text(st, 6), "suggestion",
+	    shown ? json_string((const char *)sqlite3_column_text(st, 8)) : json_null(),
+	    "confidence", shown ? json_real(sqlite3_column_double(st, 9)) : json_null(),
+	    "alternatives", alt ? alt : json_array(), "labels", auto_labels_of(a, type),
+	    "priority_score", sqlite3_column_double(st, 11), "created",
+	    csa_ts_format(sqlite3_column_int64(st, 12), ts1), "due",
+	    csa_ts_format(sqlite3_column_int64(st, 13), ts2));
+	return t;
+}
+
+#define TASK_COLS                                                                                  \
+	"id, decision_id, ticket_id, type, segment, kind, status, shown, suggestion, "             \
+	"confidence, alternatives, score, created_ms, due_ms"
+
+/* Every row 'st' gives, as tasks, into a new array. */
+static json_t *task_rows(struct csa_auto *a, sqlite3_stmt *st)
+{
+	json_t *arr = json_array();
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(arr, task_row(a, st));
+	sqlite3_finalize(st);
+	return arr;
+}
+
+int auto_db_task_list(struct csa_auto *a, const char *status, size_t limit, json_t **out,
+                      struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
+	                       "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "listing tasks");
+	if (status)
+		sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+	*out = task_rows(a, st);
+	return CSA_OK;
+}
+
+int auto_db_ticket_tasks(struct csa_auto *a, const char *ticket_id, json_t **out,
+                         struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
+	                       "ticket_id = ?1 ORDER BY id",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "listing a ticket's tasks");
+	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
+	*out = task_rows(a, st);
+	return CSA_OK;
+}
+
+int auto_db_next_task(struct csa_auto *a, int64_t now_ms, json_t **out, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	*out = NULL;
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT " TASK_COLS
+	                       " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
+	                       "ORDER BY score DESC, id LIMIT 1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "choosing the next task");
+	sqlite3_bind_int64(st, 1, now_ms);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*out = task_row(a, st);
+	sqlite3_finalize(st);
+	return CSA_OK;
+}
+
+int auto_db_read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(
+	        a->db,
+	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
+	        "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
+	        "coalesce(t.reviewer, d.reviewer) "
+	        "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1",
+	        -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "reading a review task");
+	sqlite3_bind_int64(st, 1, t->id);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return csa_error(err, CSA_ENOENT, "no review task %lld", (long long)t->id);
+	}
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	snprintf(t->decision_id, sizeof(t->decision_id), "%s", COL(0));
+	snprintf(t->ticket, sizeof(t->ticket), "%s", COL(1));
+	snprintf(t->type, sizeof(t->type), "%s", COL(2));
+	snprintf(t->segment, sizeof(t->segment), "%s", COL(3));
+	t->created = sqlite3_column_int64(st, 4);
+	snprintf(t->ai_value, sizeof(t->ai_value), "%s", COL(5));
+	t->critical = sqlite3_column_int(st, 6);
+	t->autonomous = sqlite3_column_int(st, 7);
+	t->phase = sqlite3_column_int(st, 8);
+	snprintf(t->status, sizeof(t->status), "%s", COL(9));
+	snprintf(t->value, sizeof(t->value), "%s", COL(10));
+	snprintf(t->reviewer, sizeof(t->reviewer), "%s", COL(11));
+#undef COL
+	sqlite3_finalize(st);
+	return CSA_OK;
+}
+
+int auto_db_claim_task(struct csa_auto *a, int64_t task_id, const char *claim, const char *value,
+                       const char *who, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE tasks SET status = 'deciding', claim = ?2, value = ?3, "
+	                       "reviewer = ?4 WHERE id = ?1 AND status = 'open'",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "claiming a review task");
+	sqlite3_bind_int64(st, 1, task_id);
+	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, who, -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return auto_db_err(a, err, "claiming a review task");
+	return sqlite3_changes(a->db) == 1;
+}
+
+void auto_db_release_claim(struct csa_auto *a, int64_t task_id, const char *claim)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
+	                       "reviewer = NULL WHERE id = ?1 AND status = 'deciding' AND "
+	                       "claim = ?2",
+	                       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, task_id);
+		sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+}
+
+int auto_db_record_review(struct csa_auto *a, const struct task_claim *t, const char *claim,
+                          const char *value, int correct, const char *who, int64_t decision_ms,
+                          struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db,
+	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
+	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "recording the review");
+	sqlite3_bind_text(st, 1, t->decision_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, correct);
+	sqlite3_bind_int64(st, 4, csa_now_ms());
+	sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, decision_ms);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done || sqlite3_prepare_v2(a->db,
+	                                "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
+	                                "status = 'deciding' AND claim = ?2",
+	                                -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, "recording the review");
+	sqlite3_bind_int64(st, 1, t->id);
+	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
+	done = auto_step_done(st);
+	sqlite3_finalize(st);
+	if (!done)
+		return auto_db_err(a, err, "closing the task");
+	if (sqlite3_changes(a->db) != 1)
+		return csa_error(err, CSA_ESTATE, "the claim on review task %lld was lost",
+		                 (long long)t->id);
+	return CSA_OK;
+}
+
+int auto_db_ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
+{
+	return auto_count_i64(a,
+	                      "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
+	                      "type = 'priority' AND final = 'CRITICAL'",
+	                      ticket, NULL) > 0;
+}
+
+int auto_db_mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err)
+{
+	char what[160];
+	snprintf(what, sizeof(what), "marking the decisions of ticket '%s' critical", ticket);
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1,
+	                       &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+	int done = auto_step_done(st);
+	sqlite3_finalize(st);
+	return done ? CSA_OK : auto_db_err(a, err, what);
+}
+
+int auto_db_reversed_autonomous(struct csa_auto *a, const char *ticket, const char *except,
+                                json_t **found, struct csa_err *err)
+{
+	char what[160];
+	snprintf(what, sizeof(what), "reading the reversed decisions of ticket '%s'", ticket);
+	sqlite3_stmt *st;
+	*found = json_array();
+	if (sqlite3_prepare_v2(a->db,
+	                       "SELECT id, type, segment, value, final FROM decisions WHERE "
+	                       "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
+	                       "AND correct = 0",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return auto_db_err(a, err, what);
+	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, except, -1, SQLITE_STATIC);
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW)
+		json_array_append_new(*found, json_pack("{s:s, s:s, s:s, s:s?, s:s}", "id",
+		                                        sqlite3_column_text(st, 0), "type",
+		                                        sqlite3_column_text(st, 1), "segment",
+		                                        sqlite3_column_text(st, 2), "value",
+		                                        (const char *)sqlite3_column_text(st, 3),
+		                                        "final", sqlite3_column_text(st, 4)));
+	sqlite3_finalize(st);
+	if (step == SQLITE_DONE)
+		return CSA_OK;
+	/* a partial list decides nothing */
+	json_array_clear(*found);
+	return auto_db_err(a, err, what);
+}
