@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,123 @@ static void survives_a_restart_and_gives_up(void **state)
 	csa_outbox_close(ob);
 }
 
+/* The storage contract a backend keeps (here outbox.db through two
+ * handles, as two processes would have): a claimed item is nobody else's
+ * until its lease ends; an item whose deliverer died is claimed again
+ * then; a delivered one never again. */
+static void claims_are_leased(void **state)
+{
+	(void)state;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/lease.db", dir);
+	struct csa_outbox *a, *b;
+	struct csa_err err = {0};
+	assert_int_equal(csa_outbox_open(path, 8, &a, &err), 0);
+	assert_int_equal(csa_outbox_open(path, 8, &b, &err), 0);
+	json_t *p = json_pack("{s:s}", "text", "x");
+	const char *keys[] = {"k1", "k2", "k3"};
+	for (int k = 0; k < 3; k++)
+		assert_int_equal(csa_outbox_enqueue(a, keys[k], "T9", "webhook", url, p, &err), 1);
+	json_decref(p);
+	int64_t now = csa_now_ms();
+	struct csa_outbox_item *v;
+	int n;
+	assert_int_equal(a->ops->claim_due(a, now, 10, 60000, &v, &n, &err), 0);
+	assert_int_equal(n, 3);
+	for (int i = 0; i < n; i++) {
+		free(v[i].url);
+		free(v[i].payload);
+	}
+	free(v);
+	assert_int_equal(b->ops->claim_due(b, now + 59000, 10, 60000, &v, &n, &err), 0);
+	assert_int_equal(n, 0); /* a holds them */
+	free(v);
+	/* a died: the lease ends, b claims them all */
+	assert_int_equal(b->ops->claim_due(b, now + 60001, 10, 60000, &v, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(v[0].attempts, 0);
+	assert_int_equal(
+	    b->ops->settle(b, v[0].id, 1, "delivered", now + 60002, now + 61000, "", &err), 0);
+	for (int i = 0; i < n; i++) {
+		free(v[i].url);
+		free(v[i].payload);
+	}
+	free(v);
+	assert_int_equal(a->ops->claim_due(a, now + 200000, 10, 60000, &v, &n, &err), 0);
+	assert_int_equal(n, 2); /* never the delivered one again */
+	for (int i = 0; i < n; i++) {
+		free(v[i].url);
+		free(v[i].payload);
+	}
+	free(v);
+	csa_outbox_close(a);
+	csa_outbox_close(b);
+}
+
+struct deliverer {
+	char path[512];
+	int delivered;
+	int rc;
+};
+
+static void *deliver_all(void *arg)
+{
+	struct deliverer *d = arg;
+	struct csa_outbox *ob;
+	if ((d->rc = csa_outbox_open(d->path, 8, &ob, NULL)))
+		return NULL;
+	int n;
+	do {
+		n = 0;
+		d->rc = csa_outbox_deliver_due(ob, csa_now_ms(), 3, &n, NULL);
+		d->delivered += n;
+	} while (d->rc == 0 && n > 0);
+	csa_outbox_close(ob);
+	return NULL;
+}
+
+/* Two servers delivering from one outbox at once: each item reaches its
+ * receiver once (the claim, not luck, keeps them apart). */
+static void two_deliverers_post_each_item_once(void **state)
+{
+	(void)state;
+	struct deliverer d[2];
+	memset(d, 0, sizeof(d));
+	snprintf(d[0].path, sizeof(d[0].path), "%s/two.db", dir);
+	snprintf(d[1].path, sizeof(d[1].path), "%s/two.db", dir);
+	struct csa_outbox *ob;
+	struct csa_err err = {0};
+	assert_int_equal(csa_outbox_open(d[0].path, 8, &ob, &err), 0);
+	for (int k = 0; k < 30; k++) {
+		char key[16];
+		snprintf(key, sizeof(key), "two-%d", k);
+		json_t *p = json_pack("{s:s}", "text", key);
+		assert_int_equal(csa_outbox_enqueue(ob, key, "T8", "webhook", url, p, &err), 1);
+		json_decref(p);
+	}
+	int before = rcv.got;
+	pthread_t th[2];
+	for (int k = 0; k < 2; k++)
+		pthread_create(&th[k], NULL, deliver_all, &d[k]);
+	for (int k = 0; k < 2; k++)
+		pthread_join(th[k], NULL);
+	assert_int_equal(d[0].rc, 0);
+	assert_int_equal(d[1].rc, 0);
+	assert_int_equal(d[0].delivered + d[1].delivered, 30);
+	assert_int_equal(rcv.got - before, 30);
+	json_t *j;
+	assert_int_equal(csa_outbox_for_ticket(ob, "T8", &j, &err), 0);
+	size_t i;
+	json_t *it;
+	json_array_foreach(j, i, it)
+	{
+		assert_string_equal(csa_json_str(it, "state"), "delivered");
+		assert_int_equal(csa_json_int(it, "attempts", 0), 1);
+	}
+	json_decref(j);
+	csa_outbox_close(ob);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -207,6 +325,8 @@ int main(void)
 	    cmocka_unit_test(backoff_schedule),
 	    cmocka_unit_test(retries_until_delivered_and_once_only),
 	    cmocka_unit_test(survives_a_restart_and_gives_up),
+	    cmocka_unit_test(claims_are_leased),
+	    cmocka_unit_test(two_deliverers_post_each_item_once),
 	};
 	int rc = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();

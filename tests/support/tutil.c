@@ -14,6 +14,22 @@
 #include <time.h>
 #include <unistd.h>
 
+int t_size(const char *what, int full, int reduced)
+{
+	int n = full;
+#ifdef CSA_TEST_REDUCED
+	const char *e = getenv("CSA_TEST_FULL");
+	if (!e || strcmp(e, "1") != 0)
+		n = reduced;
+#else
+	(void)reduced;
+#endif
+	fprintf(stderr, "%s: %d%s\n", what, n,
+	        n == full ? ""
+	                  : " (reduced for the sanitizer build; CSA_TEST_FULL=1 for full size)");
+	return n;
+}
+
 char *t_tmpdir(const char *tag)
 {
 	const char *base = getenv("TMPDIR");

@@ -5,6 +5,13 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* How many rounds a long suite runs: 'full' in the normal build, 'reduced'
+ * in the sanitizer build (compiled with CSA_TEST_REDUCED, set by
+ * CMakeLists.txt from CSA_SANITIZE), 'full' there too when the environment
+ * has CSA_TEST_FULL=1. The normal build proves a property at scale; the
+ * sanitizer build, many times slower, proves the same code memory-safe on
+ * fewer rounds. 'what' names the size in the test's output. */
+int t_size(const char *what, int full, int reduced);
 /* mkdtemp under $TMPDIR or /tmp; returns a malloc'd path. */
 char *t_tmpdir(const char *tag);
 /* rm -rf (for paths under the temp dir only). */
