@@ -7,9 +7,11 @@
  * quality and falls back by itself when quality drops. Everything it does
  * is appended to the audit ledger.
  *
- * State: automation.db (SQLite, WAL) holds the decision log, review tasks
- * and alerts; automation/state.json the phase of each segment; csa.json
- * "phase" the workspace phase, the ceiling for every segment.
+ * State: the decision log, review tasks and alerts in the controller's
+ * store (auto_store.h; automation.db, SQLite WAL); automation/state.json
+ * the phase of each segment; csa.json "phase" the workspace phase, the
+ * ceiling for every segment. Alerts for the webhook wait in the outbox
+ * (outbound/outbox.h) until the server delivers them.
  *
  * Phases per segment: 1 the AI proposes silently, humans decide; 2 humans
  * decide with the proposal shown; 3 autonomous when the calibrated
@@ -95,11 +97,12 @@ void csa_auto_counts(struct csa_auto *a, struct csa_auto_counts *out);
 int csa_auto_alerts(struct csa_auto *a, int open_only, json_t **out, struct csa_err *err);
 
 /* Alerts from outside the controller (the server's mesh monitor): stored,
- * appended to the ledger and posted to the alert webhook; an alert whose
- * type and scope are already open is not raised again. 'detail' is stolen.
- * Closing records "alert_closed" in the ledger when an alert was open.
- * An alert the alerts table cannot take (automation.db failing) is still
- * appended and posted, and the error returned. */
+ * appended to the ledger and queued in the outbox for the alert webhook
+ * (nothing is posted from here); an alert whose type and scope are already
+ * open is not raised again. 'detail' is stolen. Closing records
+ * "alert_closed" in the ledger when an alert was open. An alert the alerts
+ * table cannot take (automation.db failing) is still appended and queued,
+ * and the error returned. */
 int csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *severity,
                          const char *scope, json_t *detail, struct csa_err *err);
 int csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope,
