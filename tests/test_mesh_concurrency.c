@@ -8,8 +8,9 @@
  * writes the whole ticket): 4,000 take about 2 minutes in the normal build
  * and 14 under ASan, so the sanitizer build runs 100 per writer (t_size).
  * The workspace stays on the ordinary temporary directory rather than
- * tmpfs: the time goes to JSON, not fsync (tmpfs saved a fifth), and the
- * store is meant for a disk file system. */
+ * tmpfs: the time goes to JSON, not fsync (tmpfs saved a fifth), and a
+ * disk's fsyncs inside each commit widen the windows a torn read would
+ * fall into, which tmpfs would shrink to almost nothing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
