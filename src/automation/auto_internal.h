@@ -79,7 +79,6 @@ struct csa_auto {
 	int open_fd;
 	json_t *recovery; /* what the recovery after an unclean stop did, or NULL */
 	char ledger_path[PATH_SZ];
-	char state_path[PATH_SZ];
 	json_t *state; /* {"segments": {"type/segment": phase}} */
 	/* the last save of state failed: what is in effect here is not on
 	 * disk yet (every tick tries again and reports it) */
