@@ -3,9 +3,12 @@
  * the internals its jobs share. control.h is the public API; each job
  * lives in its own file:
  *
- *   control.c          open/close, configuration snapshot, segment phases
- *                      of automation/state.json, labels of a decision type
- *   auto_sqlite.c      the store (auto_store.h) on SQLite: automation.db
+ *   control.c          open/close, configuration and settings snapshot,
+ *                      segment phases in memory, labels of a decision type
+ *   settings.c         the typed settings (settings.h), one table of defaults
+ *   auto_store.h       the store's operations: decision log, review tasks,
+ *                      alerts, segment phases
+ *   auto_sqlite.c      the store on SQLite: automation.db, state.json
  *   auto_intake.c      a pipeline run's decisions (the flow hooks)
  *   auto_thresholds.c  autonomy thresholds and readiness
  *   auto_review.c      the review queue and a person's decision
