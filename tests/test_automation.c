@@ -1395,7 +1395,7 @@ static json_t *contract_row(const char *key, const char *ticket, int autonomous,
  * run against each one (today auto_sqlite_ops): a run's rows go in whole
  * and come out as tasks, a task is claimed once, a review needs its claim,
  * alerts open and close once, a run's rows can be forgotten, and what was
- * written is there after a reopen.
+ * written (the segment phases too) is there after a reopen.
  */
 static void store_contract(const struct auto_store_ops *ops)
 {
@@ -1407,6 +1407,11 @@ static void store_contract(const struct auto_store_ops *ops)
 	assert_int_equal(ops->open(path, &st, &err), 0);
 	assert_int_equal(ops->counts(st, &c, &err), 0);
 	assert_true(c.decisions == 0 && c.open_tasks == 0 && c.reviews == 0 && c.open_alerts == 0);
+	json_t *phases = NULL;
+	assert_int_equal(ops->load_phases(st, &phases, NULL), CSA_ENOENT);
+	phases = json_pack("{s:{s:i}}", "segments", "category/BILLING", 3);
+	assert_int_equal(ops->save_phases(st, phases, &err), 0);
+	json_decref(phases);
 
 	/* a run: one decision for a person, one autonomous */
 	json_t *rows = json_array(), *out;
@@ -1481,6 +1486,10 @@ static void store_contract(const struct auto_store_ops *ops)
 	assert_int_equal(ops->counts(st, &c, &err), 0);
 	assert_int_equal(c.decisions, 2);
 	assert_int_equal(c.reviews, 1);
+	assert_int_equal(ops->load_phases(st, &phases, &err), 0);
+	assert_int_equal(csa_json_int(json_object_get(phases, "segments"), "category/BILLING", 0),
+	                 3);
+	json_decref(phases);
 
 	/* a run's rows forgotten, all of them */
 	const char *ids[] = {"K1:classifier:0"};

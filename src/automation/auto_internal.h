@@ -3,9 +3,12 @@
  * the internals its jobs share. control.h is the public API; each job
  * lives in its own file:
  *
- *   control.c          open/close, configuration snapshot, segment phases
- *                      of automation/state.json, labels of a decision type
- *   auto_sqlite.c      the store (auto_store.h) on SQLite: automation.db
+ *   control.c          open/close, configuration and settings snapshot,
+ *                      segment phases in memory, labels of a decision type
+ *   settings.c         the typed settings (settings.h), one table of defaults
+ *   auto_store.h       the store's operations: decision log, review tasks,
+ *                      alerts, segment phases
+ *   auto_sqlite.c      the store on SQLite: automation.db, state.json
  *   auto_intake.c      a pipeline run's decisions (the flow hooks)
  *   auto_thresholds.c  autonomy thresholds and readiness
  *   auto_review.c      the review queue and a person's decision
@@ -79,7 +82,6 @@ struct csa_auto {
 	int open_fd;
 	json_t *recovery; /* what the recovery after an unclean stop did, or NULL */
 	char ledger_path[PATH_SZ];
-	char state_path[PATH_SZ];
 	json_t *state; /* {"segments": {"type/segment": phase}} */
 	/* the last save of state failed: what is in effect here is not on
 	 * disk yet (every tick tries again and reports it) */

@@ -117,19 +117,6 @@ static void announce_critical_errors(struct csa_auto *a, const json_t *crits, js
 	}
 }
 
-/* Whether a person confirmed the ticket's priority as CRITICAL. */
-static int ticket_confirmed_critical(struct csa_auto *a, const char *ticket)
-{
-	return a->ops->ticket_confirmed_critical(a->store, ticket);
-}
-
-/* Every decision of the ticket counts as one on a CRITICAL ticket (the
- * gates count critical errors by this flag). */
-static int mark_ticket_critical(struct csa_auto *a, const char *ticket, struct csa_err *err)
-{
-	return a->ops->mark_ticket_critical(a->store, ticket, err);
-}
-
 /*
  * A person has just confirmed the ticket as CRITICAL (decision 'by'). Its
  * autonomous decisions that were already reversed while the ticket looked
@@ -143,7 +130,7 @@ static int reversals_became_critical(struct csa_auto *a, const char *ticket, con
 	json_t *found;
 	int rc = a->ops->reversed_autonomous(a->store, ticket, by, &found, err);
 	if (rc == CSA_OK)
-		rc = mark_ticket_critical(a, ticket, err);
+		rc = a->ops->mark_ticket_critical(a->store, ticket, err);
 	size_t i;
 	json_t *d;
 	json_array_foreach(found, i, d)
@@ -162,19 +149,6 @@ static int reversals_became_critical(struct csa_auto *a, const char *ticket, con
  * loser hears the winner's outcome, not that one is under way. */
 enum { CLAIM_WAIT_MS = 30000, CLAIM_POLL_MS = 100 };
 
-static int read_claim(struct csa_auto *a, struct task_claim *t, struct csa_err *err)
-{
-	return a->ops->read_claim(a->store, t, err);
-}
-
-/* Claims an open task for 'value' in one conditional update: 1 if this
- * controller got it, 0 if another decision did first. */
-static int claim_task(struct csa_auto *a, int64_t task_id, const char *value, const char *who,
-                      struct csa_err *err)
-{
-	return a->ops->claim_task(a->store, task_id, a->open_marker, value, who, err);
-}
-
 /* A claim given up (the ticket could not take the decision, or the task
  * could not be closed): the task is open again for anyone. */
 static void release_claim(struct csa_auto *a, int64_t task_id)
@@ -190,8 +164,8 @@ static int wait_for_open(struct csa_auto *a, struct task_claim *t, json_t **winn
 {
 	int64_t deadline = csa_now_ms() + CLAIM_WAIT_MS;
 	int rc;
-	while ((rc = read_claim(a, t, err)) == CSA_OK && strcmp(t->status, "deciding") == 0 &&
-	       csa_now_ms() < deadline) {
+	while ((rc = a->ops->read_claim(a->store, t, err)) == CSA_OK &&
+	       strcmp(t->status, "deciding") == 0 && csa_now_ms() < deadline) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += CLAIM_POLL_MS * 1000000L;
@@ -228,9 +202,9 @@ static int close_task(struct csa_auto *a, const struct task_claim *t, const char
 	if (strcmp(t->type, "priority") == 0 && strcmp(value, "CRITICAL") == 0) {
 		rc = reversals_became_critical(a, t->ticket, t->decision_id, crits, err);
 		critical = 1;
-	} else if (!critical && ticket_confirmed_critical(a, t->ticket)) {
+	} else if (!critical && a->ops->ticket_confirmed_critical(a->store, t->ticket)) {
 		critical = 1;
-		rc = mark_ticket_critical(a, t->ticket, err);
+		rc = a->ops->mark_ticket_critical(a->store, t->ticket, err);
 	}
 	*crit = t->autonomous && !correct && is_critical_error(a, t->type, critical, t->ai_value);
 	if (rc == CSA_OK && *crit)
@@ -265,7 +239,8 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 			               value ? value : "", t.type);
 			goto out;
 		}
-		if ((rc = claim_task(a, task_id, value, who, err)) < 0) {
+		if ((rc = a->ops->claim_task(a->store, task_id, a->open_marker, value, who, err)) <
+		    0) {
 			csa_error_prefix(
 			    err, "review task %lld of ticket '%s': ", (long long)task_id, t.ticket);
 			goto out;

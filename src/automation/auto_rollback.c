@@ -204,7 +204,7 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 	if ((rc = csa_ws_config_reload(a->ws, err)))
 		goto out;
 	json_t *st;
-	if (csa_json_load_file(a->state_path, 1 << 22, &st, NULL) == CSA_OK) {
+	if (a->ops->load_phases(a->store, &st, NULL) == CSA_OK) {
 		json_decref(a->state);
 		a->state = st;
 	}

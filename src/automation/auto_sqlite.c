@@ -28,7 +28,8 @@ enum {
 };
 
 struct auto_store {
-	char path[4096]; /* for messages */
+	char path[4096];       /* automation.db, also for messages */
+	char state_path[4200]; /* automation/state.json beside it */
 	sqlite3 *db;
 	struct csa_walckpt *ckpt;       /* checkpoints, off the decision path */
 	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
@@ -1214,9 +1215,16 @@ static int sq_open(const char *path, struct auto_store **out, struct csa_err *er
 	if (!s)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening '%s'", path);
 	snprintf(s->path, sizeof(s->path), "%s", path);
-	/* private before SQLite creates it (and its -wal and -shm) 0644 */
-	int rc = csa_fs_create_private(path, err);
-	if (rc)
+	const char *slash = strrchr(path, '/');
+	snprintf(s->state_path, sizeof(s->state_path), "%.*sautomation/state.json",
+	         slash ? (int)(slash - path + 1) : 0, path);
+	/* the phases' directory; and automation.db private before SQLite
+	 * creates it (and its -wal and -shm) 0644 */
+	char dir[sizeof(s->state_path)];
+	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(s->state_path, '/') - s->state_path),
+	         s->state_path);
+	int rc = csa_fs_mkdirs(dir, err);
+	if (rc || (rc = csa_fs_create_private(path, err)))
 		return rc;
 	if (sqlite3_open_v2(path, &s->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -1239,12 +1247,31 @@ static void sq_close(struct auto_store *s)
 	free(s);
 }
 
+static int sq_load_phases(struct auto_store *s, json_t **out, struct csa_err *err)
+{
+	return csa_json_load_file(s->state_path, 1 << 22, out, err);
+}
+
+static int sq_save_phases(struct auto_store *s, const json_t *phases, struct csa_err *err)
+{
+	char *buf;
+	size_t n;
+	int rc = csa_json_dump(phases, 1, &buf, &n, err);
+	if (rc == CSA_OK) {
+		rc = csa_fs_write_atomic(s->state_path, buf, n, err);
+		free(buf);
+	}
+	return rc;
+}
+
 const struct auto_store_ops auto_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
     .errmsg = sq_errmsg,
     .error = sq_error,
     .rollback = sq_rollback,
+    .load_phases = sq_load_phases,
+    .save_phases = sq_save_phases,
     .begin = sq_begin,
     .commit = sq_commit,
     .insert_decision = sq_insert_decision,

@@ -54,6 +54,14 @@ struct auto_store_ops {
 	 * process held the store too long, CSA_EIO otherwise). */
 	const char *(*errmsg)(struct auto_store *s);
 	int (*error)(struct auto_store *s, struct csa_err *err, const char *what);
+	/* The phase of each segment and when its evidence restarts
+	 * ({"segments": {"type/segment": phase}, "evidence_since": {...}}):
+	 * *out a new object, CSA_ENOENT when none was ever saved; saved whole,
+	 * atomically. The SQLite backend keeps it in automation/state.json,
+	 * beside automation.db, the file rollback points copy: a backend that
+	 * keeps it elsewhere needs rollback points of its own. */
+	int (*load_phases)(struct auto_store *s, json_t **out, struct csa_err *err);
+	int (*save_phases)(struct auto_store *s, const json_t *phases, struct csa_err *err);
 	/* Undo the unit of work in progress, if any. */
 	void (*rollback)(struct auto_store *s);
 	/* One decision's row (auto_row_of()) and its review task, if it has one. */

@@ -105,14 +105,8 @@ int auto_segment_phase(const struct csa_auto *a, const char *type, const char *s
  * that works. Caller holds a->mu (or is opening). */
 int auto_save_state(struct csa_auto *a, struct csa_err *err)
 {
-	char *s;
-	size_t n;
 	struct csa_err e = {0};
-	int rc = csa_json_dump(a->state, 1, &s, &n, &e);
-	if (rc == CSA_OK) {
-		rc = csa_fs_write_atomic(a->state_path, s, n, &e);
-		free(s);
-	}
+	int rc = a->ops->save_phases(a->store, a->state, &e);
 	a->state_unsaved = rc != CSA_OK;
 	if (rc) {
 		a->state_err = e;
@@ -228,8 +222,11 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	csa_ws_path(ws, "automation", path, sizeof(path));
 	if ((rc = csa_fs_mkdirs(path, err)))
 		goto fail;
-	csa_ws_path(ws, "automation/state.json", a->state_path, sizeof(a->state_path));
-	rc = csa_json_load_file(a->state_path, 1 << 22, &a->state, err);
+	csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
+	a->ops = &auto_sqlite_ops;
+	if ((rc = a->ops->open(a->db_path, &a->store, err)))
+		goto fail;
+	rc = a->ops->load_phases(a->store, &a->state, err);
 	if (rc == CSA_ENOENT) {
 		a->state = json_pack("{s:{}}", "segments");
 		rc = CSA_OK;
@@ -238,10 +235,6 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		goto fail;
 	if (!json_is_object(json_object_get(a->state, "segments")))
 		json_object_set_new(a->state, "segments", json_object());
-	csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
-	a->ops = &auto_sqlite_ops;
-	if ((rc = a->ops->open(a->db_path, &a->store, err)))
-		goto fail;
 	/* the outbox the server delivers: alerts are queued there, not
 	 * posted while a->mu is held */
 	csa_ws_path(ws, "outbox.db", path, sizeof(path));
