@@ -1004,6 +1004,30 @@ static uint64_t mesh_version(struct csa_store *st, const char *id, int64_t *newe
 	return csa_mesh_files_sig(((struct mesh *)st)->ws, id, newest_ns);
 }
 
+/* A commit renames each written document into its directory, which
+ * changes the directory's mtime: the three directories' identities and
+ * mtimes change with every commit of any process. */
+static uint64_t mesh_stamp(struct csa_store *st, int64_t *newest_ns)
+{
+	struct mesh *m = (struct mesh *)st;
+	uint64_t h = CSA_FNV_SEED;
+	*newest_ns = 0;
+	for (int k = 0; k < 3; k++) {
+		char path[PATH_SZ];
+		struct stat sb;
+		snprintf(path, sizeof(path), "%s/%s", m->ws->root, kind_dir[k]);
+		if (stat(path, &sb))
+			return 0;
+		int64_t f[4] = {(int64_t)sb.st_ino, (int64_t)sb.st_size, (int64_t)sb.st_mtim.tv_sec,
+		                (int64_t)sb.st_mtim.tv_nsec};
+		h = csa_fnv1a(h, f, sizeof(f));
+		int64_t ns = f[2] * 1000000000LL + f[3];
+		if (ns > *newest_ns)
+			*newest_ns = ns;
+	}
+	return h ? h : 1;
+}
+
 static int mesh_load_doc(struct csa_store *st, const char *id, unsigned doc, json_t **out,
                          struct csa_err *err)
 {
@@ -1096,6 +1120,7 @@ static const struct csa_store_ops mesh_ops = {
     .version = mesh_version,
     .stats = mesh_stats_op,
     .load_doc = mesh_load_doc,
+    .stamp = mesh_stamp,
 };
 
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
