@@ -55,6 +55,7 @@ struct row {
 
 int main(void)
 {
+	setvbuf(stdout, NULL, _IOLBF, 0); /* each row as soon as it is measured */
 	const char *nv = getenv("BENCH_TICKETS");
 	long n = nv ? strtol(nv, NULL, 10) : 100000;
 	char dir[] = "/tmp/csa-bench-inbox-XXXXXX";

@@ -3,19 +3,29 @@
  * from its documents, the catch-up with the store, the refresh thread, and
  * the FTS query of user words.
  *
- * Why a catch-up by versions, on a thread, rather than updating the index
- * on every commit: commits come from this server's pipeline, reviews and
- * hooks, from `csa` commands and from other servers over the same
- * workspace, and the store tells no one about them. Comparing versions
- * (csa_store_version, a few stat calls per ticket) finds them all, whoever
- * wrote; the store's stamp (csa_store_stamp) says when nothing at all was
- * committed, so an idle workspace costs three stat calls per interval. A
- * query never waits for the comparison (at 100,000 tickets it takes a
- * few hundred milliseconds) and a write is found within about one
- * interval, as with Elasticsearch's refresh interval. A ticket changed
- * within the file system's timestamp granularity is indexed under version
- * 0 (unsettled) and read again at every catch-up until it settles, so no
- * change is missed because two commits shared a timestamp.
+ * How the index stays right when tickets are written by anyone: commits
+ * come from this server's pipeline, reviews and hooks, from `csa`
+ * commands and from other servers over the same workspace.
+ *   - This process's commits are reported by the store's observer
+ *     (csa_store_observe): their ids are noted, and the next query (or the
+ *     refresh thread, whichever comes first) reads and indexes those few
+ *     tickets before it answers. Whoever wrote through this server finds
+ *     it at once.
+ *   - Anyone else's are found by comparing every ticket's store version
+ *     with the indexed one (csa_search_sync), which reads only the tickets
+ *     that changed, but must stat every ticket: seconds at 100,000. So the
+ *     refresh thread runs it only when the store says a commit may not
+ *     have been this handle's (csa_store_mark / csa_store_stamp: in the
+ *     mesh, the journal's position, which every commit moves, exactly), and
+ *     then every CSA_SEARCH_REFRESH_MS at most; a write by the CLI or
+ *     another server is found within about that long plus the comparison,
+ *     and a server alone with its workspace never pays for it.
+ *   - Once every five minutes the comparison runs anyway: a file edited in
+ *     place by hand is no commit.
+ * A ticket changed within the file system's timestamp granularity is
+ * indexed under version 0 (unsettled) and read again at the next
+ * comparison, so no change is missed because two commits shared a
+ * timestamp.
  */
 #include "search/search.h"
 #include "base/json.h"
@@ -458,36 +468,38 @@ static int drain(struct csa_search *s, struct csa_err *err)
 	return rc;
 }
 
-/* A full comparison of versions at least this often, even when the stamp
- * says nothing was committed: it finds a document edited in place by
- * hand, which moves no directory's mtime. */
-#define FULL_EVERY_MS 60000
+/* A full comparison of versions at least this often, even when the store
+ * says every commit was this process's: it finds a document edited in
+ * place by hand, which no commit reports. */
+#define FULL_EVERY_MS 300000
 
 static void *refresh_main(void *arg)
 {
 	struct csa_search *s = arg;
 	struct csa_search_refresh *r = s->refresh;
-	uint64_t last = 0;
 	int64_t last_full = 0;
 	for (int first = 1;; first = 0) {
-		int settled = 0;
-		/* taken before the catch-up: a commit during it moves the stamp
-		 * and is caught next round */
-		uint64_t stamp = csa_store_stamp(s->ws->store, &settled);
+		struct csa_err err = {0};
+		int only_own = 0;
+		(void)csa_store_stamp(s->ws->store, &only_own);
 		int64_t now = csa_now_ms();
-		if (first || !stamp || stamp != last || now - last_full >= FULL_EVERY_MS) {
-			struct csa_err err = {0};
-			int rc = csa_search_sync(s, NULL, &err);
-			last = rc == CSA_OK && settled ? stamp : 0;
+		int rc;
+		if (first || !only_own || now - last_full >= FULL_EVERY_MS) {
+			/* the mark before the comparison: a commit by anyone
+			 * else after it is seen next round */
+			csa_store_mark(s->ws->store);
+			rc = csa_search_sync(s, NULL, &err);
 			last_full = now;
-			if (first) {
-				pthread_mutex_lock(&r->mu);
-				r->ready = 1;
-				r->first_rc = rc;
-				snprintf(r->first_msg, sizeof(r->first_msg), "%s", err.msg);
-				pthread_cond_broadcast(&r->cv);
-				pthread_mutex_unlock(&r->mu);
-			}
+		} else {
+			rc = drain(s, &err); /* this process's own commits */
+		}
+		if (first) {
+			pthread_mutex_lock(&r->mu);
+			r->ready = 1;
+			r->first_rc = rc;
+			snprintf(r->first_msg, sizeof(r->first_msg), "%s", err.msg);
+			pthread_cond_broadcast(&r->cv);
+			pthread_mutex_unlock(&r->mu);
 		}
 		pthread_mutex_lock(&r->mu);
 		if (!r->stopping) {

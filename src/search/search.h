@@ -11,11 +11,10 @@
  * Freshness: the index holds, per ticket, the store's version of it
  * (csa_store_version) when it was indexed. csa_search_sync() compares
  * those with the store's and reads again only the tickets whose version
- * changed (or was not yet settled), whoever wrote them: this process, the
- * CLI or another server. A handle opened with a refresh interval runs that
- * catch-up on a thread of its own whenever the store's stamp
- * (csa_store_stamp) moves, so a query never pays for it, and a write by
- * anyone is found within about one interval; see search.c for why.
+ * changed, whoever wrote them: this process, the CLI or another server. A
+ * handle opened with a refresh interval also takes up this process's
+ * commits before each query and runs the comparison on a thread of its own
+ * when another handle may have committed; see search.c.
  *
  * Threads: every function may be called from any thread.
  */

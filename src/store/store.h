@@ -113,13 +113,19 @@ struct csa_store_ops {
 	                struct csa_err *err);
 	/* The handle's counters. */
 	void (*stats)(struct csa_store *st, struct csa_store_stats *out);
-	/* A stamp of the whole store: nonzero, and different after any commit
-	 * of any ticket by any process (the mesh: identity and mtime of the
-	 * three ticket directories, which every commit renames a file into),
-	 * with the same 'settled' rule as version. Lets an index skip
-	 * comparing every ticket's version when nothing was committed. May be
-	 * NULL: then every catch-up compares them all. */
-	uint64_t (*stamp)(struct csa_store *st, int64_t *newest_ns);
+	/* For an index that must notice commits by other handles and
+	 * processes without comparing every ticket's version each time (both
+	 * may be NULL: then it must compare them every time): */
+
+	/* Note the store's position now, with no commit half done: from here
+	 * on, stamp() says whether every commit since was this handle's. */
+	void (*mark)(struct csa_store *st);
+	/* A value that changes with every commit by anyone (the mesh: the
+	 * journal's identity and length, exact, no clock involved), and in
+	 * *only_own 1 when every commit since the last mark() went through
+	 * this handle (whose commits csa_store_observe reports), 0 when
+	 * another handle or process may have committed. */
+	uint64_t (*stamp)(struct csa_store *st, int *only_own);
 };
 
 /* Called after every successful commit through this handle with the ids of
@@ -222,14 +228,18 @@ static inline uint64_t csa_store_version(struct csa_store *st, const char *id, i
 	return v;
 }
 
-/* The store's stamp and whether it is settled (as csa_store_version); 0
- * when the backend has none. */
-static inline uint64_t csa_store_stamp(struct csa_store *st, int *settled)
+/* See the ops. Without them: a stamp of 0 and *only_own 0 (a caller
+ * compares versions every time). */
+static inline void csa_store_mark(struct csa_store *st)
 {
-	int64_t newest_ns = 0;
-	uint64_t v = st->ops->stamp ? st->ops->stamp(st, &newest_ns) : 0;
-	*settled = v && newest_ns <= csa_now_ms() * 1000000LL - 2000000000LL;
-	return v;
+	if (st->ops->mark)
+		st->ops->mark(st);
+}
+
+static inline uint64_t csa_store_stamp(struct csa_store *st, int *only_own)
+{
+	*only_own = 0;
+	return st->ops->stamp ? st->ops->stamp(st, only_own) : 0;
 }
 
 static inline void csa_store_stats(struct csa_store *st, struct csa_store_stats *out)
