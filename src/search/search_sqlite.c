@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define READERS        4
 
 struct reader {
@@ -55,6 +55,9 @@ static int db_err(struct sqlite_search *s, sqlite3 *db, struct csa_err *err, con
 	                 "'%s': %s: %s", s->path, doing, sqlite3_errmsg(db));
 }
 
+#define FILTER_COLS                                                                                \
+	"status, priority, stage, category, assigned, sla_risk, sla_breach, review, autonomous"
+
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS tickets("
     " rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, version INTEGER NOT NULL,"
@@ -64,18 +67,21 @@ static const char schema[] =
     " nupd INTEGER NOT NULL," /* minus the update time: every order ascends */
     " sla_risk INTEGER NOT NULL, sla_breach INTEGER NOT NULL, sla_due INTEGER NOT NULL,"
     " review INTEGER NOT NULL, autonomous INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS t_upd ON tickets(nupd, id);"
-    "CREATE INDEX IF NOT EXISTS t_due ON tickets(sla_due, id);"
-    "CREATE INDEX IF NOT EXISTS t_pri ON tickets(prank, nupd, id);"
+    /* one index per order, holding every filter column, so a page walks
+     * it in order and tests each filter without reading the row: at worst
+     * (a filter nothing matches) one pass over the index, about 20 ms at
+     * 100,000 tickets */
+    "CREATE INDEX IF NOT EXISTS t_upd ON tickets(nupd, id, " FILTER_COLS ");"
+    "CREATE INDEX IF NOT EXISTS t_due ON tickets(sla_due, id, " FILTER_COLS ");"
+    "CREATE INDEX IF NOT EXISTS t_pri ON tickets(prank, nupd, id, " FILTER_COLS ");"
+    /* the default order under one equal filter: read just its rows */
     "CREATE INDEX IF NOT EXISTS t_status ON tickets(status, nupd, id);"
     "CREATE INDEX IF NOT EXISTS t_priority ON tickets(priority, nupd, id);"
     "CREATE INDEX IF NOT EXISTS t_category ON tickets(category, nupd, id);"
     "CREATE INDEX IF NOT EXISTS t_assigned ON tickets(assigned, nupd, id);"
     "CREATE INDEX IF NOT EXISTS t_stage ON tickets(stage, nupd, id);"
-    "CREATE INDEX IF NOT EXISTS t_breach ON tickets(sla_breach);"
-    "CREATE INDEX IF NOT EXISTS t_risk ON tickets(sla_risk);"
-    "CREATE INDEX IF NOT EXISTS t_review ON tickets(review, nupd, id) WHERE review = 1;"
-    "CREATE INDEX IF NOT EXISTS t_auto ON tickets(autonomous, nupd, id) WHERE autonomous = 1;"
+    "CREATE INDEX IF NOT EXISTS t_review ON tickets(nupd, id) WHERE review = 1;"
+    "CREATE INDEX IF NOT EXISTS t_auto ON tickets(nupd, id) WHERE autonomous = 1;"
     "CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(body,"
     " tokenize = 'unicode61 remove_diacritics 2');"
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);";
@@ -356,14 +362,11 @@ static void where(struct sql *q, struct binds *b, const struct csa_search_filter
 			bind_txt(b, v);
 		}
 	}
-	if (f->review >= 0) {
-		sql_add(q, " AND review = ?");
-		bind_num(b, f->review);
-	}
-	if (f->autonomous >= 0) {
-		sql_add(q, " AND autonomous = ?");
-		bind_num(b, f->autonomous);
-	}
+	/* as constants: a partial index is used only for a literal */
+	if (f->review >= 0)
+		sql_add(q, f->review ? " AND review = 1" : " AND review = 0");
+	if (f->autonomous >= 0)
+		sql_add(q, f->autonomous ? " AND autonomous = 1" : " AND autonomous = 0");
 	/* the clock's instants against now (csa_sla_clock_state) */
 	if (f->sla == CSA_SLA_BREACHED) {
 		sql_add(q, " AND sla_breach < ?");
@@ -378,7 +381,10 @@ static void where(struct sql *q, struct binds *b, const struct csa_search_filter
 		bind_num(b, f->now_ms);
 	}
 	if (fts && *fts) {
-		sql_add(q, " AND rid IN (SELECT rowid FROM fts WHERE fts MATCH ?)");
+		/* "+rid": the matches are a set the walk of the order's index
+		 * tests each row against, not rows to fetch and sort (a common
+		 * word matches tens of thousands) */
+		sql_add(q, " AND +rid IN (SELECT rowid FROM fts WHERE fts MATCH ?)");
 		bind_txt(b, fts);
 	}
 }
@@ -479,6 +485,29 @@ static json_t *row_json(sqlite3_stmt *st, int64_t now_ms)
 	                 "decided_autonomously", sqlite3_column_int(st, 13));
 }
 
+/*
+ * The index a page walks, chosen here rather than by SQLite, which cannot
+ * tell how many rows a range (the SLA state) or a word matches and would
+ * rather fetch every match and sort it: the order's own index, except in
+ * the default order under a filter that has an index in that order (then
+ * only the filter's rows are read), the one likely to match least first.
+ */
+static const char *index_for(const struct csa_search_filter *f, enum csa_search_sort sort)
+{
+	if (sort == CSA_SORT_SLA_DUE)
+		return "t_due";
+	if (sort == CSA_SORT_PRIORITY)
+		return "t_pri";
+	return f->assigned          ? "t_assigned"
+	       : f->review == 1     ? "t_review"
+	       : f->autonomous == 1 ? "t_auto"
+	       : f->category        ? "t_category"
+	       : f->stage           ? "t_stage"
+	       : f->priority        ? "t_priority"
+	       : f->status          ? "t_status"
+	                            : "t_upd";
+}
+
 static int s_query(struct csa_search *base, const struct csa_search_filter *f,
                    enum csa_search_sort sort, const char *cursor, size_t limit,
                    struct csa_search_page *out, struct csa_err *err)
@@ -502,7 +531,8 @@ static int s_query(struct csa_search *base, const struct csa_search_filter *f,
 	sql_add(&q, "SELECT id, client, company, priority, stage, status, category, assigned,"
 	            " nupd, sla_risk, sla_breach, sla_due, review, autonomous, ");
 	sql_add(&q, order_keys[sort]);
-	sql_add(&q, " FROM tickets");
+	sql_add(&q, " FROM tickets INDEXED BY ");
+	sql_add(&q, index_for(f, sort));
 	where(&q, &b, f, fts);
 	if (*after) {
 		sql_add(&q, sort == CSA_SORT_PRIORITY  ? " AND (prank, nupd, id) > (?, ?, ?)"
