@@ -237,8 +237,11 @@ static int derive(const struct csa_config *cfg, const struct csa_ticket *tk, uin
 struct slot {
 	struct csa_ticket tk;
 	struct csa_search_doc doc;
-	int ok; /* 0: vanished or damaged (csa verify reports it) */
+	uint64_t version; /* as it was before the read, settled or not */
+	int ok;           /* 0: vanished or damaged (csa verify reports it) */
 };
+
+static void note(struct csa_search_refresh *r, const char *id);
 
 /* A block of changed tickets shared by the loader threads. */
 struct block {
@@ -259,6 +262,7 @@ static void load_one(struct block *b, size_t k)
 	/* the version before the read: a commit after it changes it, and the
 	 * next catch-up reads the ticket again */
 	uint64_t v = csa_store_version(b->s->ws->store, b->ids[k], &settled);
+	sl->version = v;
 	if (csa_store_load(b->s->ws->store, b->ids[k], &sl->tk, NULL))
 		return;
 	if (derive(b->cfg, &sl->tk, settled ? v : 0, &sl->doc)) {
@@ -323,6 +327,16 @@ static int reindex(struct csa_search *s, char **ids, size_t n, struct csa_err *e
 			    csa_error(err, CSA_ENOMEM, "out of memory indexing tickets for search");
 		else
 			rc = s->ops->update(s, docs, nd, err);
+		/* A commit of this process between a read above and the write
+		 * may have been indexed by a query meanwhile, and then
+		 * overwritten with what was read before it: such tickets are
+		 * noted to be read again, as if just committed. */
+		for (size_t k = 0; rc == CSA_OK && s->refresh && k < b.n; k++) {
+			int64_t newest;
+			if (out[k].ok &&
+			    csa_store_sig(s->ws->store, out[k].tk.id, &newest) != out[k].version)
+				note(s->refresh, out[k].tk.id);
+		}
 		for (size_t k = 0; k < b.n; k++) {
 			free((char *)out[k].doc.text);
 			csa_ticket_release(&out[k].tk);
@@ -414,25 +428,38 @@ struct csa_search_refresh {
 	size_t ndirty, cap;
 };
 
+/* Note a ticket to index before the next query. Without memory it is
+ * not noted: the next full comparison finds it instead. Caller holds
+ * r->dmu. */
+static void note_locked(struct csa_search_refresh *r, const char *id)
+{
+	if (r->ndirty == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 64;
+		char **nd = realloc(r->dirty, cap * sizeof(*nd));
+		if (!nd)
+			return;
+		r->dirty = nd;
+		r->cap = cap;
+	}
+	if ((r->dirty[r->ndirty] = strdup(id)))
+		r->ndirty++;
+}
+
+static void note(struct csa_search_refresh *r, const char *id)
+{
+	pthread_mutex_lock(&r->dmu);
+	note_locked(r, id);
+	pthread_mutex_unlock(&r->dmu);
+}
+
 /* The store's observer: note the ids, nothing more, on the committing
- * thread. Without memory the id is not noted: the refresh thread finds
- * the ticket at its next catch-up instead. */
+ * thread. */
 static void on_commit(void *ctx, struct csa_ticket *const *tks, size_t n)
 {
 	struct csa_search_refresh *r = ctx;
 	pthread_mutex_lock(&r->dmu);
-	for (size_t i = 0; i < n; i++) {
-		if (r->ndirty == r->cap) {
-			size_t cap = r->cap ? r->cap * 2 : 64;
-			char **nd = realloc(r->dirty, cap * sizeof(*nd));
-			if (!nd)
-				break;
-			r->dirty = nd;
-			r->cap = cap;
-		}
-		if ((r->dirty[r->ndirty] = strdup(tks[i]->id)))
-			r->ndirty++;
-	}
+	for (size_t i = 0; i < n; i++)
+		note_locked(r, tks[i]->id);
 	pthread_mutex_unlock(&r->dmu);
 }
 
