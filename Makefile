@@ -9,7 +9,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_OPTS ?=
 
 .PHONY: all deps build release asan test test-fast run format bench-store bench-model \
-        bench-pipeline bench-server bench-decide-race fuzz clean
+        bench-pipeline bench-server bench-inbox bench-decide-race fuzz clean
 
 all: build
 
@@ -80,6 +80,12 @@ bench-pipeline: build
 # were told they won (exactly one may).
 bench-decide-race: build
 	@./bench/decide-race.sh $(BUILD)/csa 15 600
+
+# The inbox's search index: build, catch-up, the first page of every filter
+# at BENCH_TICKETS (100,000).
+bench-inbox: build
+	@cmake --build $(BUILD) --target bench_inbox >/dev/null
+	@./$(BUILD)/bench_inbox
 
 bench-server: build
 	@CSA_DEPS_BENCH=1 ./scripts/deps.sh || true

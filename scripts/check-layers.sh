@@ -2,7 +2,7 @@
 # The layering of docs/ARCHITECTURE.md, checked on every #include under
 # src/ (run by `make test` as the ctest test check_layers):
 #
-#   L0 base/   L1 store/ model/ llm/ outbound/   L2 agents/ sla/ gen/
+#   L0 base/   L1 store/ model/ llm/ outbound/   L2 agents/ sla/ gen/ search/
 #   L3 flow/ automation/   L4 cli/ server/
 #
 # A file may include headers of its own layer and the layers below, never
@@ -37,7 +37,7 @@ layer() {
 	case $1 in
 	base) echo 0 ;;
 	store | model | llm | outbound) echo 1 ;;
-	agents | sla | gen) echo 2 ;;
+	agents | sla | gen | search) echo 2 ;;
 	flow | automation) echo 3 ;;
 	cli | server) echo 4 ;;
 	esac

@@ -475,7 +475,7 @@ static void tickets_messages_reviews(void **state)
 	assert_true(json_is_true(json_object_get(j, "duplicate")));
 	json_decref(j);
 	free(r.body);
-	j = call("GET", "/api/tickets?status=active&limit=10", viewer, NULL, &r);
+	j = call("GET", "/api/tickets?status=active&limit=10&count=1", viewer, NULL, &r);
 	assert_int_equal(r.status, 200);
 	assert_int_equal(csa_json_int(j, "total", 0), 1);
 	json_decref(j);
@@ -574,11 +574,11 @@ static void auth_roles_limits_errors(void **state)
 		json_decref(j);
 		free(r.body);
 	}
-	/* limit and offset are whole numbers in range */
+	/* limit and count are whole numbers in range */
 	static const char *const bad_q[] = {
 	    "/api/tickets?limit=abc", "/api/tickets?limit=10x",
-	    "/api/tickets?limit=0",   "/api/tickets?limit=1001",
-	    "/api/tickets?offset=-1", "/api/tickets?offset=99999999999999999999"};
+	    "/api/tickets?limit=0",   "/api/tickets?limit=201",
+	    "/api/tickets?count=-1",  "/api/tickets?count=99999999999999999999"};
 	for (size_t i = 0; i < sizeof(bad_q) / sizeof(bad_q[0]); i++) {
 		j = call("GET", bad_q[i], admin, NULL, &r);
 		if (r.status != 400 || !strstr(csa_json_str(j, "detail"), "whole number"))

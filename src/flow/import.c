@@ -8,6 +8,7 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
+#include "search/search.h"
 #include "store/schema.h"
 #include "store/ticket.h"
 #include "store/ws.h"
@@ -213,6 +214,12 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 	 * one file instead of every ticket's workflow */
 	if (imported && (rc = refresh_history_index(ws, err)))
 		return rc;
+	/* and so is the search index, for the same reason: a server would
+	 * otherwise read every ticket before its inbox answers */
+	struct csa_search *search = NULL;
+	if (imported && (rc = csa_search_open_sqlite(ws, 0, &search, err)))
+		return rc;
+	csa_search_close(search);
 	json_t *models = NULL;
 	if (train && (rc = csa_import_train(ws, 42, &models, err)))
 		return rc;

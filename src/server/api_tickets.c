@@ -6,8 +6,11 @@
 #include "server/server_internal.h"
 #include "base/hash.h"
 #include "base/json.h"
+#include "base/ts.h"
 #include "flow/pipeline.h"
 #include "outbound/outbox.h"
+#include "search/search.h"
+#include "sla/sla.h"
 #include "store/schema.h"
 #include "store/store.h"
 #include "store/ticket.h"
@@ -108,33 +111,40 @@ json_t *csa_h_ticket_get(struct call *c)
 	return NULL;
 }
 
-struct list_ctx {
-	json_t *arr;
-	long skip, limit, total;
-	int nomem;
-};
-
-static int list_one(void *vctx, const char *id, const json_t *t, const char *status)
+/* A yes/no query argument: 1, 0, or -1 when absent; -2 when it is
+ * neither. */
+static int query_bool(struct call *c, const char *name)
 {
-	struct list_ctx *l = vctx;
-	l->total++;
-	if (l->skip > 0) {
-		l->skip--;
+	const char *v = csa_query(c, name);
+	if (!v)
+		return -1;
+	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+		return 1;
+	if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
 		return 0;
-	}
-	if ((long)json_array_size(l->arr) >= l->limit)
-		return 0;
-	if (json_array_append_new(l->arr, csa_ticket_summary(id, t, status))) {
-		l->nomem = 1;
-		return CSA_ENOMEM;
-	}
-	return 0;
+	return -2;
 }
 
+/* The inbox: one page of the tickets matching the filters, from the
+ * search index (search/search.h), in the order asked for, with the cursor
+ * of the next page. Only enumerated values are checked here; q is words
+ * the index treats as plain text, whatever they hold. */
 json_t *csa_h_ticket_list(struct call *c)
 {
-	struct csa_filter f = {csa_query(c, "status"), csa_query(c, "priority"),
-	                       csa_query(c, "stage")};
+	if (csa_query(c, "offset"))
+		return csa_fail(c, 400, "bad_request",
+		                "offset is superseded by cursor: pass the next_cursor of the "
+		                "previous page");
+	struct csa_search_filter f = {.q = csa_query(c, "q"),
+	                              .status = csa_query(c, "status"),
+	                              .priority = csa_query(c, "priority"),
+	                              .stage = csa_query(c, "stage"),
+	                              .category = csa_query(c, "category"),
+	                              .assigned = csa_query(c, "assigned"),
+	                              .sla = -1,
+	                              .review = query_bool(c, "review"),
+	                              .autonomous = query_bool(c, "autonomous"),
+	                              .now_ms = csa_now_ms()};
 	if (f.status && !csa_enum_has(csa_enum_conv_status, f.status))
 		return csa_fail(c, 400, "bad_request", "status must be one of %s",
 		                csa_enum_conv_status);
@@ -143,23 +153,50 @@ json_t *csa_h_ticket_list(struct call *c)
 		                csa_enum_priority);
 	if (f.stage && !csa_enum_has(csa_enum_stage, f.stage))
 		return csa_fail(c, 400, "bad_request", "stage must be one of %s", csa_enum_stage);
-	struct list_ctx l = {0};
-	json_t *bad = csa_query_long(c, "limit", 100, 1, 1000, &l.limit);
+	const char *sla = csa_query(c, "sla");
+	for (int k = CSA_SLA_ON_TIME; sla && k <= CSA_SLA_BREACHED; k++)
+		if (strcmp(sla, csa_sla_state_name((enum csa_sla_state)k)) == 0)
+			f.sla = k;
+	if (sla && f.sla < 0)
+		return csa_fail(c, 400, "bad_request",
+		                "sla must be one of on_time|at_risk|breached");
+	if (f.review == -2 || f.autonomous == -2)
+		return csa_fail(c, 400, "bad_request",
+		                "review and autonomous must be true or false");
+	const char *sort_name = csa_query(c, "sort");
+	int sort = sort_name ? csa_search_sort_parse(sort_name) : CSA_SORT_UPDATED;
+	if (sort < 0)
+		return csa_fail(c, 400, "bad_request",
+		                "sort must be one of updated|sla_due|priority");
+	long limit = 0, count = 0;
+	json_t *bad = csa_query_long(c, "limit", 50, 1, CSA_SEARCH_LIMIT_MAX, &limit);
 	if (!bad)
-		bad = csa_query_long(c, "offset", 0, 0, 1L << 40, &l.skip);
+		bad = csa_query_long(c, "count", 0, 0, 1, &count);
 	if (bad)
 		return bad;
-	if (!(l.arr = json_array()))
-		return csa_fail(c, 500, "internal", "out of memory listing tickets");
+	const char *cursor = csa_query(c, "cursor");
+	if (cursor && strlen(cursor) > CSA_SEARCH_CURSOR_MAX)
+		return csa_fail(c, 400, "bad_request", "cursor is damaged");
 	struct csa_err err = {0};
-	int rc = csa_store_scan(c->s->ws->store, &f, list_one, &l, &err);
+	struct csa_search_page page;
+	int rc = csa_search_query(c->s->search, &f, (enum csa_search_sort)sort, cursor,
+	                          (size_t)limit, &page, &err);
+	long total = 0;
+	if (rc == CSA_OK && count)
+		rc = csa_search_count(c->s->search, &f, &total, &err);
 	if (rc) {
-		json_decref(l.arr);
-		if (l.nomem)
-			return csa_fail(c, 500, "internal", "out of memory listing tickets");
+		csa_search_page_release(&page);
 		return csa_fail_err(c, &err);
 	}
-	return json_pack("{s:o, s:I}", "tickets", l.arr, "total", (json_int_t)l.total);
+	json_t *out = json_pack("{s:O, s:s?, s:s}", "tickets", page.rows, "next_cursor",
+	                        page.next[0] ? page.next : NULL, "sort",
+	                        csa_search_sort_name((enum csa_search_sort)sort));
+	if (out && count)
+		json_object_set_new(out, "total", json_integer(total));
+	csa_search_page_release(&page);
+	if (!out)
+		return csa_fail(c, 500, "internal", "out of memory listing tickets");
+	return out;
 }
 
 json_t *csa_h_message_add(struct call *c)

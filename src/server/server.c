@@ -13,6 +13,7 @@
 #include "server/chanmap.h"
 #include "server/monitor.h"
 #include "outbound/outbox.h"
+#include "search/search.h"
 #include "store/ws.h"
 
 #include <microhttpd.h>
@@ -122,6 +123,7 @@ static void release(struct csa_server *s)
 		pthread_mutex_unlock(&s->stop_mu);
 		pthread_join(s->worker, NULL);
 	}
+	csa_search_close(s->search);
 	csa_monitor_stop(s->monitor);
 	csa_outbox_close(s->outbox);
 	csa_chanmap_close(s->chanmap);
@@ -173,6 +175,8 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	csa_config_unref(cfg);
 	if (!rc)
 		rc = csa_outbox_open(path, max_attempts, &s->outbox, err);
+	if (!rc)
+		rc = csa_search_open_sqlite(ws, CSA_SEARCH_REFRESH_MS, &s->search, err);
 	if (rc)
 		goto fail;
 	csa_pipeline_set_observer(s->pipe, csa_notices_route, s);

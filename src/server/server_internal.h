@@ -36,6 +36,7 @@ struct csa_outbox;
 struct csa_pipeline;
 struct csa_auto;
 struct csa_monitor;
+struct csa_search;
 
 #define CSA_HTTP_MAX_DEPTH  32   /* JSON nesting of a request body */
 #define CSA_HTTP_ROUTES_MAX 48   /* room in the per-route counters */
@@ -74,6 +75,7 @@ struct csa_server {
 	struct csa_tokens *tokens;   /* API tokens (tokens.h) */
 	struct csa_chanmap *chanmap; /* platform thread -> ticket (chanmap.h) */
 	struct csa_outbox *outbox;
+	struct csa_search *search; /* the inbox's index (search/search.h) */
 
 	/* the delivery and controller thread (server.c) */
 	pthread_t worker;

@@ -3,6 +3,7 @@
 #include "base/json.h"
 #include "base/ts.h"
 
+#include <stdint.h>
 #include <string.h>
 
 const char *csa_sla_state_name(enum csa_sla_state s)
@@ -58,28 +59,53 @@ static double at_risk_fraction(const struct csa_config *cfg)
 	return json_is_number(v) ? json_number_value(v) : 0.75;
 }
 
+void csa_sla_clock_of(const struct csa_config *cfg, const json_t *e, struct csa_sla_clock *out)
+{
+	out->risk_ms = out->breach_ms = out->due_ms = CSA_SLA_NEVER;
+	json_t *sla = json_object_get(e, "sla_tracking");
+	int64_t created, due;
+	if (csa_ts_parse(csa_json_str(sla, "created_at"), &created))
+		return;
+	double f = at_risk_fraction(cfg);
+	/* each deadline with the time of its event (-1: not yet) */
+	int64_t done[2] = {first_reply_ms(e), -1};
+	const char *st = csa_json_str(e, "conversation_status");
+	if (st && strcmp(st, "resolved") == 0 &&
+	    csa_ts_parse(csa_json_str(e, "last_updated"), &done[1]))
+		done[1] = -1;
+	static const char *const key[2] = {"first_response_due", "resolution_due"};
+	for (int k = 0; k < 2; k++) {
+		if (csa_ts_parse(csa_json_str(sla, key[k]), &due))
+			continue;
+		/* the rules of csa_sla_state_of, as the instants they change */
+		if (done[k] >= 0 && done[k] <= due)
+			continue; /* met: on time for good */
+		if (due < out->breach_ms)
+			out->breach_ms = due;
+		if (done[k] >= 0)
+			continue; /* missed: breached for good */
+		int64_t risk = created + (int64_t)((double)(due - created) * f);
+		if (risk < out->risk_ms)
+			out->risk_ms = risk;
+		if (due < out->due_ms)
+			out->due_ms = due;
+	}
+}
+
+enum csa_sla_state csa_sla_clock_state(const struct csa_sla_clock *c, int64_t now_ms)
+{
+	if (c->breach_ms != CSA_SLA_NEVER && now_ms > c->breach_ms)
+		return CSA_SLA_BREACHED;
+	if (c->risk_ms != CSA_SLA_NEVER && now_ms >= c->risk_ms)
+		return CSA_SLA_AT_RISK;
+	return CSA_SLA_ON_TIME;
+}
+
 static int state_now(const struct csa_config *cfg, const json_t *e, int64_t now_ms)
 {
-	json_t *sla = json_object_get(e, "sla_tracking");
-	int64_t created, fr_due, res_due;
-	if (csa_ts_parse(csa_json_str(sla, "created_at"), &created))
-		return CSA_SLA_ON_TIME;
-	double f = at_risk_fraction(cfg);
-	int worst = CSA_SLA_ON_TIME;
-	if (csa_ts_parse(csa_json_str(sla, "first_response_due"), &fr_due) == 0) {
-		int s = csa_sla_state_of(created, fr_due, first_reply_ms(e), now_ms, f);
-		worst = s > worst ? s : worst;
-	}
-	if (csa_ts_parse(csa_json_str(sla, "resolution_due"), &res_due) == 0) {
-		const char *st = csa_json_str(e, "conversation_status");
-		int resolved = st && strcmp(st, "resolved") == 0;
-		int64_t done = -1;
-		if (resolved)
-			csa_ts_parse(csa_json_str(e, "last_updated"), &done);
-		int s = csa_sla_state_of(created, res_due, resolved ? done : -1, now_ms, f);
-		worst = s > worst ? s : worst;
-	}
-	return worst;
+	struct csa_sla_clock c;
+	csa_sla_clock_of(cfg, e, &c);
+	return csa_sla_clock_state(&c, now_ms);
 }
 
 void csa_sla_fill(const struct csa_config *cfg, json_t *e, const char *priority, const char *tier,

@@ -28,6 +28,24 @@ long csa_sla_minutes(const struct csa_config *cfg, const char *table, const char
 enum csa_sla_state csa_sla_state_of(int64_t start_ms, int64_t due_ms, int64_t done_ms,
                                     int64_t now_ms, double at_risk_fraction);
 
+/* "Never" for the instants of a clock. */
+#define CSA_SLA_NEVER INT64_MAX
+
+/* The instants at which a ticket's SLA state changes, as E stands (the
+ * rules of csa_sla_state_of over both deadlines): an index stores them and
+ * asks for a state at any time without reading the ticket again. */
+struct csa_sla_clock {
+	int64_t risk_ms;   /* at_risk from this instant on (CSA_SLA_NEVER) */
+	int64_t breach_ms; /* breached after this instant (CSA_SLA_NEVER) */
+	int64_t due_ms;    /* the nearest deadline still open (CSA_SLA_NEVER) */
+};
+
+void csa_sla_clock_of(const struct csa_config *cfg, const json_t *e, struct csa_sla_clock *out);
+
+/* The state a clock gives at now_ms: the same as csa_sla_status_of() on
+ * the E document the clock was taken from. */
+enum csa_sla_state csa_sla_clock_state(const struct csa_sla_clock *c, int64_t now_ms);
+
 /* Fill E.sla_tracking (both deadlines from created_at, current_status as
  * the worse of the two) for a ticket of this priority and tier. */
 void csa_sla_fill(const struct csa_config *cfg, json_t *e, const char *priority, const char *tier,

@@ -24,6 +24,13 @@
 static const char *const kind_dir[3] = {"Tickets/T_ext", "Tickets/T_int", "Tickets/tickets"};
 static const char kind_letter[3] = {'E', 'I', 'T'};
 
+/* A position in the journal (mesh_mark). */
+struct jpos {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+};
+
 struct mesh {
 	struct csa_store base;
 	struct csa_ws *ws;
@@ -50,11 +57,19 @@ struct mesh {
 	void *before_batch_ctx;
 #endif
 	struct csa_mesh_stats stats;
+	/* the journal position as of the last mark, moved along by this
+	 * handle's own commits and trims (mesh_mark, mesh_stamp) */
+	pthread_mutex_t mark_mu;
+	struct jpos mark;
+	int marked;
 };
 
 struct csa_lock {
 	int fd;
 };
+
+static int jpos_now(struct mesh *m, struct jpos *out);
+static void mark_follow(struct mesh *m, const struct jpos *before);
 
 const char *csa_mesh_dir(int kind)
 {
@@ -295,9 +310,11 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 	struct stat st;
 	if (fstat(m->journal_fd, &st) < 0)
 		return csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
+	struct jpos before = {st.st_dev, st.st_ino, st.st_size};
 	if (st.st_size <= upto) {
 		if (ftruncate(m->journal_fd, 0) < 0)
 			return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
+		mark_follow(m, &before);
 		trims_bump(m);
 		if (csa_fs_fsync(m->journal_fd, 1) < 0)
 			return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
@@ -330,6 +347,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 	}
 	close(fd);
 	fd = -1;
+	mark_follow(m, &before);
 	trims_bump(m);
 	/* the records of the tail are only in the new file: it must be the
 	 * journal on disk before another commit counts on it */
@@ -812,6 +830,8 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	off_t end = sb.st_size;
 	if (rc == CSA_OK)
 		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, &err);
+	if (rc == CSA_OK)
+		mark_follow(m, &(struct jpos){sb.st_dev, sb.st_ino, end});
 	if (rc) {
 		for (struct creq *r = batch; r; r = r->next)
 			if (r->rc == CSA_OK) {
@@ -1004,6 +1024,66 @@ static uint64_t mesh_version(struct csa_store *st, const char *id, int64_t *newe
 	return csa_mesh_files_sig(((struct mesh *)st)->ws, id, newest_ns);
 }
 
+/* The journal's position: every commit appends to it under the journal
+ * lock, a trim replaces or empties it, so its identity and length change
+ * with every commit of any handle, exactly. */
+static int jpos_now(struct mesh *m, struct jpos *out)
+{
+	struct stat sb;
+	if (stat(m->journal_path, &sb))
+		return -1;
+	*out = (struct jpos){sb.st_dev, sb.st_ino, sb.st_size};
+	return 0;
+}
+
+static int jpos_eq(const struct jpos *a, const struct jpos *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size;
+}
+
+/* Under the journal lock: a commit of this handle that starts where the
+ * mark is moves the mark along, so the mark keeps meaning "nobody else
+ * since". */
+static void mark_follow(struct mesh *m, const struct jpos *before)
+{
+	struct jpos after;
+	pthread_mutex_lock(&m->mark_mu);
+	if (m->marked && jpos_eq(&m->mark, before) && jpos_now(m, &after) == 0)
+		m->mark = after;
+	pthread_mutex_unlock(&m->mark_mu);
+}
+
+/* Taken under the journal lock, so no commit is between its append and
+ * its renames: whatever the position covers is in Tickets/. */
+static void mesh_mark(struct csa_store *st)
+{
+	struct mesh *m = (struct mesh *)st;
+	struct csa_err ignored;
+	if (journal_lock(m, &ignored))
+		return;
+	struct jpos now;
+	pthread_mutex_lock(&m->mark_mu);
+	m->marked = jpos_now(m, &now) == 0;
+	m->mark = now;
+	pthread_mutex_unlock(&m->mark_mu);
+	journal_unlock(m);
+}
+
+static uint64_t mesh_stamp(struct csa_store *st, int *only_own)
+{
+	struct mesh *m = (struct mesh *)st;
+	struct jpos now;
+	*only_own = 0;
+	if (jpos_now(m, &now))
+		return 0;
+	pthread_mutex_lock(&m->mark_mu);
+	*only_own = m->marked && jpos_eq(&m->mark, &now);
+	pthread_mutex_unlock(&m->mark_mu);
+	int64_t f[3] = {(int64_t)now.dev, (int64_t)now.ino, (int64_t)now.size};
+	uint64_t h = csa_fnv1a(CSA_FNV_SEED, f, sizeof(f));
+	return h ? h : 1;
+}
+
 static int mesh_load_doc(struct csa_store *st, const char *id, unsigned doc, json_t **out,
                          struct csa_err *err)
 {
@@ -1078,6 +1158,7 @@ static void mesh_close(struct csa_store *st)
 	close(m->lock_fd);
 	pthread_mutex_destroy(&m->mu);
 	pthread_mutex_destroy(&m->qmu);
+	pthread_mutex_destroy(&m->mark_mu);
 	pthread_cond_destroy(&m->qcv);
 	free(m);
 }
@@ -1096,6 +1177,8 @@ static const struct csa_store_ops mesh_ops = {
     .version = mesh_version,
     .stats = mesh_stats_op,
     .load_doc = mesh_load_doc,
+    .mark = mesh_mark,
+    .stamp = mesh_stamp,
 };
 
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
@@ -1108,6 +1191,7 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	m->lock_fd = m->journal_fd = -1;
 	m->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
 	pthread_mutex_init(&m->mu, NULL);
+	pthread_mutex_init(&m->mark_mu, NULL);
 	pthread_mutex_init(&m->qmu, NULL);
 	pthread_cond_init(&m->qcv, NULL);
 	snprintf(m->journal_path, sizeof(m->journal_path), "%s/.csa/journal", ws->root);
@@ -1137,6 +1221,7 @@ fail:
 		close(m->lock_fd);
 	pthread_mutex_destroy(&m->mu);
 	pthread_mutex_destroy(&m->qmu);
+	pthread_mutex_destroy(&m->mark_mu);
 	pthread_cond_destroy(&m->qcv);
 	free(m);
 	return rc;

@@ -113,11 +113,41 @@ struct csa_store_ops {
 	                struct csa_err *err);
 	/* The handle's counters. */
 	void (*stats)(struct csa_store *st, struct csa_store_stats *out);
+	/* For an index that must notice commits by other handles and
+	 * processes without comparing every ticket's version each time (both
+	 * may be NULL: then it must compare them every time): */
+
+	/* Note the store's position now, with no commit half done: from here
+	 * on, stamp() says whether every commit since was this handle's. */
+	void (*mark)(struct csa_store *st);
+	/* A value that changes with every commit by anyone (the mesh: the
+	 * journal's identity and length, exact, no clock involved), and in
+	 * *only_own 1 when every commit since the last mark() went through
+	 * this handle (whose commits csa_store_observe reports), 0 when
+	 * another handle or process may have committed. */
+	uint64_t (*stamp)(struct csa_store *st, int *only_own);
 };
+
+/* Called after every successful commit through this handle with the ids of
+ * the tickets it wrote, on the committing thread, so it must be quick
+ * (note the ids, wake a thread). */
+typedef void (*csa_commit_fn)(void *ctx, struct csa_ticket *const *tks, size_t n);
 
 struct csa_store {
 	const struct csa_store_ops *ops;
+	/* One observer of this handle's commits (csa_store_observe); commits
+	 * by other handles and processes are not seen here. */
+	csa_commit_fn observer;
+	void *observer_ctx;
 };
+
+/* Set (or with fn NULL, clear) the observer of the handle's commits. Not
+ * thread-safe: set it before commits start and clear it after they end. */
+static inline void csa_store_observe(struct csa_store *st, csa_commit_fn fn, void *ctx)
+{
+	st->observer = fn;
+	st->observer_ctx = ctx;
+}
 
 static inline int csa_store_load(struct csa_store *st, const char *id, struct csa_ticket *out,
                                  struct csa_err *err)
@@ -135,14 +165,20 @@ static inline int csa_store_commit(struct csa_store *st, struct csa_ticket *tk, 
                                    struct csa_err *err)
 {
 	struct csa_ticket *one[1] = {tk};
-	return st->ops->commit(st, one, 1, docs, err);
+	int rc = st->ops->commit(st, one, 1, docs, err);
+	if (rc == CSA_OK && st->observer)
+		st->observer(st->observer_ctx, one, 1);
+	return rc;
 }
 
 /* Group commit: many tickets, one durable step. */
 static inline int csa_store_commit_many(struct csa_store *st, struct csa_ticket *const *tks,
                                         size_t n, unsigned docs, struct csa_err *err)
 {
-	return st->ops->commit(st, tks, n, docs, err);
+	int rc = st->ops->commit(st, tks, n, docs, err);
+	if (rc == CSA_OK && st->observer)
+		st->observer(st->observer_ctx, tks, n);
+	return rc;
 }
 
 static inline int csa_store_lock(struct csa_store *st, const char *id, struct csa_lock **out,
@@ -163,8 +199,7 @@ static inline int csa_store_scan(struct csa_store *st, const struct csa_filter *
 	return st->ops->scan(st, f, fn, ctx, err);
 }
 
-static inline int csa_store_ids(struct csa_store *st, char ***ids, size_t *n,
-                                struct csa_err *err)
+static inline int csa_store_ids(struct csa_store *st, char ***ids, size_t *n, struct csa_err *err)
 {
 	return st->ops->ids(st, ids, n, err);
 }
@@ -191,6 +226,20 @@ static inline uint64_t csa_store_version(struct csa_store *st, const char *id, i
 	uint64_t v = st->ops->version(st, id, &newest_ns);
 	*settled = v && newest_ns <= csa_now_ms() * 1000000LL - 2000000000LL;
 	return v;
+}
+
+/* See the ops. Without them: a stamp of 0 and *only_own 0 (a caller
+ * compares versions every time). */
+static inline void csa_store_mark(struct csa_store *st)
+{
+	if (st->ops->mark)
+		st->ops->mark(st);
+}
+
+static inline uint64_t csa_store_stamp(struct csa_store *st, int *only_own)
+{
+	*only_own = 0;
+	return st->ops->stamp ? st->ops->stamp(st, only_own) : 0;
 }
 
 static inline void csa_store_stats(struct csa_store *st, struct csa_store_stats *out)
