@@ -24,13 +24,16 @@
 #define PHASES_DOC "automation/state.json"
 
 /* What a point may restore, and so what a manifest may name: a name
- * read back from the store that is none of these is refused. */
+ * read back from the store that is none of these is refused. A model's
+ * held-out measurement goes with it: it is the PHASE_1 gate's evidence. */
 static int restorable(const char *name)
 {
 	if (strcmp(name, CONFIG_DOC) == 0 || strcmp(name, PHASES_DOC) == 0)
 		return 1;
 	size_t l = strlen(name);
-	return strncmp(name, "models/", 7) == 0 && l > 13 && strcmp(name + l - 6, ".model") == 0 &&
+	int model = l > 13 && strcmp(name + l - 6, ".model") == 0,
+	    measure = l > 20 && strcmp(name + l - 13, ".heldout.json") == 0; /* dmodel.h */
+	return strncmp(name, "models/", 7) == 0 && (model || measure) &&
 	       csa_blobs_name_check(name, NULL) == CSA_OK;
 }
 
