@@ -3,7 +3,8 @@
  * platform's way (the route's verify function: a shared token, Slack's or
  * Trello's HMAC), turned into one normalised inbound message, mapped to
  * its ticket (a [T_NO] tag, else the platform thread through the channel
- * map, chanmap.h) and handed to the pipeline. A message that names no
+ * map, chanmap.h; Flock, which has no threads, by the tag only) and
+ * handed to the pipeline. A message that names no
  * known thread starts a ticket when it comes from a customer.
  */
 #include "server/server_internal.h"
@@ -45,6 +46,12 @@ int csa_hook_verify_mattermost(struct call *c, struct csa_err *err)
 	rc = csa_token_equal(secret(c->s, "mattermost_token_env"), csa_json_str(j, "token"), err);
 	json_decref(j);
 	return rc;
+}
+
+int csa_hook_verify_flock(struct call *c, struct csa_err *err)
+{
+	return csa_flock_verify(secret(c->s, "flock_app_secret_env"),
+	                        csa_header(c, "X-Flock-Event-Token"), csa_now_ms() / 1000, err);
 }
 
 int csa_hook_verify_trello(struct call *c, struct csa_err *err)
@@ -265,6 +272,27 @@ json_t *csa_h_hook_mattermost(struct call *c)
 	in.sender_id = csa_json_str(j, "user_name");
 	json_object_del(j, "token"); /* the secret is not kept with the message */
 	in.platform_specific = j;
+	json_t *out = deliver(c, &in);
+	json_decref(j);
+	return out;
+}
+
+/* Flock's outgoing webhook posts the message itself ({"uid", "from", "to",
+ * "text", ...}); an app's event wraps it in "message". Flock has no
+ * threads: a message names its ticket with a [T_NO] tag. */
+json_t *csa_h_hook_flock(struct call *c)
+{
+	json_t *j, *fail;
+	if (csa_bytes_json(c, &j, &fail))
+		return fail;
+	json_t *m = json_is_object(json_object_get(j, "message")) ? json_object_get(j, "message")
+	                                                          : j;
+	struct inbound in = {.platform = "flock", .internal = 1};
+	in.content = csa_json_str(m, "text");
+	csa_subject_ticket(in.content, in.ticket, sizeof(in.ticket));
+	in.external_id = csa_json_str(m, "uid");
+	in.sender_id = csa_json_str(m, "from");
+	in.platform_specific = m;
 	json_t *out = deliver(c, &in);
 	json_decref(j);
 	return out;

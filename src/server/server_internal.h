@@ -238,11 +238,13 @@ int csa_hook_verify_email(struct call *c, struct csa_err *err);
 int csa_hook_verify_slack(struct call *c, struct csa_err *err);
 int csa_hook_verify_mattermost(struct call *c, struct csa_err *err);
 int csa_hook_verify_trello(struct call *c, struct csa_err *err);
+int csa_hook_verify_flock(struct call *c, struct csa_err *err);
 json_t *csa_h_hook_email(struct call *c);
 json_t *csa_h_hook_email_raw(struct call *c);
 json_t *csa_h_hook_slack(struct call *c);
 json_t *csa_h_hook_mattermost(struct call *c);
 json_t *csa_h_hook_trello(struct call *c);
+json_t *csa_h_hook_flock(struct call *c);
 json_t *csa_h_hook_probe(struct call *c);
 
 #endif
