@@ -114,6 +114,23 @@ static int customer_address(const json_t *e, char *out, size_t n, struct csa_err
 	return csa_mail_addr_of(a, out, n, "the customer's e-mail address", err);
 }
 
+/* The customer's name for the To header: client_name without an address
+ * in angle brackets that a hook may have kept with it. */
+static void display_name(const json_t *e, char *out, size_t n)
+{
+	const char *name = csa_json_str(
+	    json_object_get(json_object_get(e, "participants"), "customer"), "client_name");
+	snprintf(out, n, "%.200s", name ? name : "");
+	char *lt = strchr(out, '<');
+	if (lt)
+		*lt = '\0';
+	size_t k = strlen(out);
+	while (k && (out[k - 1] == ' ' || out[k - 1] == '"'))
+		out[--k] = '\0';
+	size_t b = strspn(out, " \"");
+	memmove(out, out + b, k - b + 1);
+}
+
 static int plan_email(struct csa_server *s, const struct csa_config *cfg,
                       const struct csa_ticket *tk, const struct csa_reply *r,
                       struct csa_reply_plan *p, struct csa_err *err)
@@ -122,17 +139,22 @@ static int plan_email(struct csa_server *s, const struct csa_config *cfg,
 	if (!url || !*url)
 		url = setting(cfg, "channels.email.smtp_url");
 	const char *from = setting(cfg, "channels.email.from");
-	if (!url || !from)
+	if (!url)
 		return csa_error(err, CSA_ESTATE,
-		                 "ticket '%s' is answered by e-mail, but %s is not configured "
-		                 "(csa.json channels.email%s)",
-		                 tk->id, url ? "the sender" : "no SMTP server",
-		                 url ? ".from" : ".smtp_url or CSA_SMTP_URL");
-	char to[300], subject[1024], msgid[400], refs[700] = "";
+		                 "ticket '%s' is answered by e-mail, but no SMTP server is configured "
+		                 "(CSA_SMTP_URL or csa.json channels.email.smtp_url)",
+		                 tk->id);
+	if (!from)
+		return csa_error(err, CSA_ESTATE,
+		                 "ticket '%s' is answered by e-mail, but no sender is configured "
+		                 "(csa.json channels.email.from)",
+		                 tk->id);
+	char to[300], name[208], subject[1024], msgid[400], refs[700] = "";
 	int rc = customer_address(tk->e, to, sizeof(to), err);
 	if (rc)
 		return csa_error_prefix(err, "ticket '%s': ", tk->id);
 	reply_subject(tk->e, tk->id, subject, sizeof(subject));
+	display_name(tk->e, name, sizeof(name));
 	snprintf(msgid, sizeof(msgid), "<%s.%s%s>", r->message_id, tk->id,
 	         strchr(from, '@') ? strchr(from, '@') : "@invalid");
 	json_t *ps = platform_specific(last_customer_message(tk->e));
@@ -142,9 +164,7 @@ static int plan_email(struct csa_server *s, const struct csa_config *cfg,
 	         last ? last : "");
 	struct csa_mail m = {.from_name = setting(cfg, "channels.email.from_name"),
 	                     .from = from,
-	                     .to_name = csa_json_str(json_object_get(json_object_get(
-	                                                 tk->e, "participants"), "customer"),
-	                                             "client_name"),
+	                     .to_name = name,
 	                     .to = to,
 	                     .subject = subject,
 	                     .message_id = msgid,
