@@ -20,6 +20,7 @@
 #include "base/json.h"
 #include "outbound/email.h"
 #include "server/server.h"
+#include "server/server_internal.h"
 #include "server/tokens.h"
 #include "store/ws.h"
 #include "support/fakehttp.h"
@@ -436,6 +437,48 @@ static void smtp_refusal_is_shown_as_delivery_state(void **state)
 	assert_int_equal(smtp_sink_wait(sink, 1, 300), 0);
 }
 
+/* An autonomous reply (the selector's draft, the strategy applied by
+ * itself) goes out as a person's does: on the ticket's channel, stored on
+ * E as the ai_agent's message, once however often the run is reported. */
+static void autonomous_reply_goes_out_once(void **state)
+{
+	(void)state;
+	start(NULL);
+	char t[80], path[160], did[120];
+	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
+	snprintf(did, sizeof(did), "%s:selector:0", t);
+	/* what a pipeline run reports to its observer (notices.c) */
+	json_t *held = json_pack(
+	    "{s:{s:{s:s, s:{s:{s:b}, s:{s:{s:s, s:s}}}}}}", "agent_decisions", "selector",
+	    "decision_id", did, "decision", "applied_autonomously", "strategy", 0,
+	    "execution_parameters", "draft_reply", "text", "Held for review", "source", "kb");
+	csa_notices_route(srv, t, held);
+	json_decref(held);
+	json_t *run = json_pack(
+	    "{s:{s:{s:s, s:{s:{s:b}, s:{s:{s:s, s:s}}}}}}", "agent_decisions", "selector",
+	    "decision_id", did, "decision", "applied_autonomously", "strategy", 1,
+	    "execution_parameters", "draft_reply", "text", "Your refund is on its way.", "source",
+	    "kb");
+	csa_notices_route(srv, t, run);
+	csa_notices_route(srv, t, run); /* reported again: nothing twice */
+	json_decref(run);
+	assert_int_equal(smtp_sink_wait(sink, 2, 2500), 1);
+	char *msg = smtp_sink_data(sink, 0), h[512];
+	header_of(msg, "In-Reply-To", h, sizeof(h));
+	assert_string_equal(h, "<m1@example.com>");
+	assert_non_null(strstr(msg, "\r\n\r\nYour refund is on its way.\r\n"));
+	assert_null(strstr(msg, "Held for review"));
+	free(msg);
+	snprintf(path, sizeof(path), "/api/tickets/%s", t);
+	json_t *tk = get(path);
+	json_t *msgs = json_object_get(json_object_get(tk, "external_conversation"), "messages");
+	assert_int_equal(json_array_size(msgs), 2);
+	assert_string_equal(csa_json_str(json_array_get(msgs, 1), "sender"), "ai_agent");
+	assert_true(json_is_number(json_object_get(
+	    json_object_get(json_object_get(tk, "workflow"), "sla_metrics"), "first_response_time")));
+	json_decref(tk);
+}
+
 /* ---- platforms ---------------------------------------------------------------------- */
 
 /* A Trello ticket with Slack and Mattermost threads: the reply is a card
@@ -633,6 +676,7 @@ int main(int argc, char **argv)
 	    T(hostile_customer_adds_no_header),
 	    T(undeliverable_reply_is_refused_and_not_stored),
 	    T(smtp_refusal_is_shown_as_delivery_state),
+	    T(autonomous_reply_goes_out_once),
 	    T(trello_comment_and_thread_replies),
 	    T(slack_refusal_is_a_failure),
 	    T(flock_hook_signed_and_stored_once),
