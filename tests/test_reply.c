@@ -113,10 +113,10 @@ static void start(json_t *channels)
 	assert_int_equal(fake_http_start(&api, &api_port), 0);
 	char base[64];
 	snprintf(base, sizeof(base), "http://127.0.0.1:%u", api_port);
-	json_t *ch = json_pack("{s:{s:s, s:s}, s:s+, s:s+, s:s+}", "email", "from",
-	                       "support@csa.test", "from_name", "Acme Support", "slack_api_url",
-	                       base, "/slack", "mattermost_url", base, "/mm", "trello_api_url",
-	                       base, "/trello");
+	json_t *ch =
+	    json_pack("{s:{s:s, s:s}, s:s+, s:s+, s:s+}", "email", "from", "support@csa.test",
+	              "from_name", "Acme Support", "slack_api_url", base, "/slack",
+	              "mattermost_url", base, "/mm", "trello_api_url", base, "/trello");
 	if (channels)
 		csa_json_merge(ch, channels);
 	json_t *over = json_pack("{s:o}", "channels", ch);
@@ -171,9 +171,9 @@ static json_t *reply(const char *ticket, const char *mid, const char *text, long
 {
 	char path[160];
 	snprintf(path, sizeof(path), "/api/tickets/%s/messages", ticket);
-	json_t *b = json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "side", "external", "message",
-	                      "sender", "cs_agent", "sender_id", "agent-7", "content", text,
-	                      "message_id", mid);
+	json_t *b =
+	    json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "side", "external", "message", "sender",
+	              "cs_agent", "sender_id", "agent-7", "content", text, "message_id", mid);
 	char *body = json_dumps(b, 0);
 	json_t *j = post(path, body, NULL, status);
 	free(body);
@@ -270,8 +270,7 @@ static void compose_refuses_injection(void **state)
 	assert_int_equal(csa_mail_addr_of("Ada Park <ada@example.com>", a, sizeof(a), "x", &err),
 	                 0);
 	assert_string_equal(a, "ada@example.com");
-	assert_int_equal(csa_mail_addr_of("ada@exa mple.com", a, sizeof(a), "x", &err),
-	                 CSA_EINVAL);
+	assert_int_equal(csa_mail_addr_of("ada@exa mple.com", a, sizeof(a), "x", &err), CSA_EINVAL);
 	/* a non-ASCII subject is sent as encoded words */
 	m.to = "eve@example.com";
 	m.subject = "Rückerstattung für Rechnung 77";
@@ -298,9 +297,9 @@ static void email_reply_threads_and_runs_no_pipeline(void **state)
 	mail_in("Ada Park <ada@example.com>", "Invoice", "<m1@example.com>", t);
 	snprintf(path, sizeof(path), "/api/tickets/%s", t);
 	json_t *before = get(path);
-	assert_true(json_is_null(json_object_get(
-	    json_object_get(json_object_get(before, "workflow"), "sla_metrics"),
-	    "first_response_time")));
+	assert_true(json_is_null(
+	    json_object_get(json_object_get(json_object_get(before, "workflow"), "sla_metrics"),
+	                    "first_response_time")));
 	json_t *j = reply(t, "r1", "We refunded the second charge.\n.\nRegards, Sam", 201);
 	assert_true(json_is_true(json_object_get(j, "reply")));
 	assert_null(json_object_get(j, "agent_decisions")); /* no run */
@@ -338,13 +337,14 @@ static void email_reply_threads_and_runs_no_pipeline(void **state)
 	assert_int_equal(count_of(after, "internal_conversation", "messages"),
 	                 count_of(before, "internal_conversation", "messages"));
 	assert_int_equal(count_of(after, "external_conversation", "messages"), 2);
-	json_t *last = json_array_get(json_object_get(after, "unified_timeline"),
-	                              json_array_size(json_object_get(after, "unified_timeline")) - 1);
+	json_t *last =
+	    json_array_get(json_object_get(after, "unified_timeline"),
+	                   json_array_size(json_object_get(after, "unified_timeline")) - 1);
 	assert_string_equal(csa_json_str(last, "sender"), "cs_agent");
 	assert_string_equal(csa_json_str(last, "side"), "external");
-	json_t *frt = json_object_get(
-	    json_object_get(json_object_get(after, "workflow"), "sla_metrics"),
-	    "first_response_time");
+	json_t *frt =
+	    json_object_get(json_object_get(json_object_get(after, "workflow"), "sla_metrics"),
+	                    "first_response_time");
 	assert_true(json_is_number(frt) && json_number_value(frt) >= 0);
 	json_decref(before);
 	json_decref(after);
@@ -354,9 +354,9 @@ static void email_reply_threads_and_runs_no_pipeline(void **state)
 	json_decref(j);
 	assert_int_equal(smtp_sink_wait(sink, 2, 1500), 1);
 	/* the customer answers our e-mail (no tag in the subject): same ticket */
-	json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s}", "from", "ada@example.com", "subject",
-	                      "Thanks", "text", "got it", "message_id", "<m3@example.com>",
-	                      "in_reply_to", mid);
+	json_t *m =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s}", "from", "ada@example.com", "subject", "Thanks",
+	              "text", "got it", "message_id", "<m3@example.com>", "in_reply_to", mid);
 	char *body = json_dumps(m, 0);
 	j = post("/hooks/email", body, "X-CSA-Hook-Token: hooktok", 202);
 	assert_string_equal(csa_json_str(j, "ticket_id"), t);
@@ -407,11 +407,12 @@ static void undeliverable_reply_is_refused_and_not_stored(void **state)
 	char smtp[64];
 	snprintf(smtp, sizeof(smtp), "smtp://127.0.0.1:%u", sink_port);
 	setenv("CSA_SMTP_URL", smtp, 1);
-	j = post("/api/tickets",
-	         "{\"platform\": \"email\", \"client_name\": \"Mal\", \"customer\": {\"contact_info\": "
-	         "{\"email\": \"mal@example.com>\\r\\nRCPT TO:<x@y.z\"}}, \"messages\": "
-	         "[{\"content\": \"hello\"}]}",
-	         NULL, 201);
+	j = post(
+	    "/api/tickets",
+	    "{\"platform\": \"email\", \"client_name\": \"Mal\", \"customer\": {\"contact_info\": "
+	    "{\"email\": \"mal@example.com>\\r\\nRCPT TO:<x@y.z\"}}, \"messages\": "
+	    "[{\"content\": \"hello\"}]}",
+	    NULL, 201);
 	snprintf(t, sizeof(t), "%s", csa_json_str(j, "ticket_id"));
 	json_decref(j);
 	j = reply(t, "r2", "hello", 400);
@@ -448,17 +449,16 @@ static void autonomous_reply_goes_out_once(void **state)
 	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
 	snprintf(did, sizeof(did), "%s:selector:0", t);
 	/* what a pipeline run reports to its observer (notices.c) */
-	json_t *held = json_pack(
-	    "{s:{s:{s:s, s:{s:{s:b}, s:{s:{s:s, s:s}}}}}}", "agent_decisions", "selector",
-	    "decision_id", did, "decision", "applied_autonomously", "strategy", 0,
-	    "execution_parameters", "draft_reply", "text", "Held for review", "source", "kb");
+	json_t *held = json_pack("{s:{s:{s:s, s:{s:{s:b}, s:{s:{s:s, s:s}}}}}}", "agent_decisions",
+	                         "selector", "decision_id", did, "decision", "applied_autonomously",
+	                         "strategy", 0, "execution_parameters", "draft_reply", "text",
+	                         "Held for review", "source", "kb");
 	csa_notices_route(srv, t, held);
 	json_decref(held);
-	json_t *run = json_pack(
-	    "{s:{s:{s:s, s:{s:{s:b}, s:{s:{s:s, s:s}}}}}}", "agent_decisions", "selector",
-	    "decision_id", did, "decision", "applied_autonomously", "strategy", 1,
-	    "execution_parameters", "draft_reply", "text", "Your refund is on its way.", "source",
-	    "kb");
+	json_t *run = json_pack("{s:{s:{s:s, s:{s:{s:b}, s:{s:{s:s, s:s}}}}}}", "agent_decisions",
+	                        "selector", "decision_id", did, "decision", "applied_autonomously",
+	                        "strategy", 1, "execution_parameters", "draft_reply", "text",
+	                        "Your refund is on its way.", "source", "kb");
 	csa_notices_route(srv, t, run);
 	csa_notices_route(srv, t, run); /* reported again: nothing twice */
 	json_decref(run);
@@ -474,8 +474,9 @@ static void autonomous_reply_goes_out_once(void **state)
 	json_t *msgs = json_object_get(json_object_get(tk, "external_conversation"), "messages");
 	assert_int_equal(json_array_size(msgs), 2);
 	assert_string_equal(csa_json_str(json_array_get(msgs, 1), "sender"), "ai_agent");
-	assert_true(json_is_number(json_object_get(
-	    json_object_get(json_object_get(tk, "workflow"), "sla_metrics"), "first_response_time")));
+	assert_true(json_is_number(
+	    json_object_get(json_object_get(json_object_get(tk, "workflow"), "sla_metrics"),
+	                    "first_response_time")));
 	json_decref(tk);
 }
 
@@ -496,21 +497,24 @@ static void trello_comment_and_thread_replies(void **state)
 	snprintf(t, sizeof(t), "%s", csa_json_str(j, "ticket_id"));
 	json_decref(j);
 	snprintf(path, sizeof(path), "/api/tickets/%s/messages", t);
-	json_decref(post(path,
-	                 "{\"side\": \"internal\", \"message\": {\"content\": \"on it\", \"platform\": "
-	                 "\"slack\", \"metadata\": {\"platform_specific\": {\"channel\": \"C42\", "
-	                 "\"ts\": \"1700000000.0002\", \"thread_ts\": \"1700000000.0001\"}}}}",
-	                 NULL, 201));
-	json_decref(post(path,
-	                 "{\"side\": \"internal\", \"message\": {\"content\": \"same\", \"platform\": "
-	                 "\"mattermost\", \"metadata\": {\"platform_specific\": {\"channel_id\": "
-	                 "\"mmchan\", \"post_id\": \"mmpost1\", \"root_id\": \"\"}}}}",
-	                 NULL, 201));
+	json_decref(
+	    post(path,
+	         "{\"side\": \"internal\", \"message\": {\"content\": \"on it\", \"platform\": "
+	         "\"slack\", \"metadata\": {\"platform_specific\": {\"channel\": \"C42\", "
+	         "\"ts\": \"1700000000.0002\", \"thread_ts\": \"1700000000.0001\"}}}}",
+	         NULL, 201));
+	json_decref(
+	    post(path,
+	         "{\"side\": \"internal\", \"message\": {\"content\": \"same\", \"platform\": "
+	         "\"mattermost\", \"metadata\": {\"platform_specific\": {\"channel_id\": "
+	         "\"mmchan\", \"post_id\": \"mmpost1\", \"root_id\": \"\"}}}}",
+	         NULL, 201));
 	json_decref(reply(t, "r1", "Fixed in 2.4.1", 201));
 	assert_true(fake_http_wait(api, 3, 10000) >= 3);
 	struct fake_req q;
-	assert_int_equal(fake_http_find(api, "/trello/1/cards/5f0c1a2b3c4d5e6f7a8b9c0d/actions/"
-	                                     "comments",
+	assert_int_equal(fake_http_find(api,
+	                                "/trello/1/cards/5f0c1a2b3c4d5e6f7a8b9c0d/actions/"
+	                                "comments",
 	                                &q),
 	                 0);
 	assert_string_equal(q.method, "POST");

@@ -911,7 +911,8 @@ int csa_pipeline_reply(struct csa_pipeline *p, const char *ticket_id, const json
 	json_t *doc = json_pack("{s:s, s:s, s:O}", "ticket_id", ticket_id, "side", "external",
 	                        "message", message);
 	if (!doc)
-		return csa_error(err, CSA_ENOMEM, "out of memory adding a reply to '%s'", ticket_id);
+		return csa_error(err, CSA_ENOMEM, "out of memory adding a reply to '%s'",
+		                 ticket_id);
 	/* no run: the models are not read, so their lock is not taken */
 	const struct csa_config *cfg = csa_ws_config(p->ws);
 	int rc = ingest_locked(p, cfg, doc, result, err);

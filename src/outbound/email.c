@@ -94,8 +94,8 @@ int csa_mail_addr_of(const char *s, char *out, size_t n, const char *what, struc
 	out[len] = '\0';
 	if (!csa_mail_addr_valid(out)) {
 		out[0] = '\0';
-		return csa_error(err, CSA_EINVAL, "%s: '%.80s' is not a valid e-mail address",
-		                 what, s);
+		return csa_error(err, CSA_EINVAL, "%s: '%.80s' is not a valid e-mail address", what,
+		                 s);
 	}
 	return CSA_OK;
 }
@@ -302,7 +302,8 @@ static void qp_body(struct mbuf *b, const char *s)
 int csa_mail_compose(const struct csa_mail *m, char **out, size_t *len, struct csa_err *err)
 {
 	if (!csa_mail_addr_valid(m->from))
-		return csa_error(err, CSA_EINVAL, "e-mail reply: From '%.80s' is not a valid address",
+		return csa_error(err, CSA_EINVAL,
+		                 "e-mail reply: From '%.80s' is not a valid address",
 		                 m->from ? m->from : "");
 	if (!csa_mail_addr_valid(m->to))
 		return csa_error(err, CSA_EINVAL, "e-mail reply: To '%.80s' is not a valid address",
@@ -395,7 +396,9 @@ int csa_smtp_send(const char *url, const struct csa_smtp_login *login, const cha
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	/* a password never crosses in clear: over smtp:// it needs STARTTLS */
 	curl_easy_setopt(c, CURLOPT_USE_SSL,
-	                 tls ? CURLUSESSL_ALL : has_login ? CURLUSESSL_ALL : CURLUSESSL_TRY);
+	                 tls         ? CURLUSESSL_ALL
+	                 : has_login ? CURLUSESSL_ALL
+	                             : CURLUSESSL_TRY);
 	if (has_login) {
 		curl_easy_setopt(c, CURLOPT_USERNAME, login->user);
 		curl_easy_setopt(c, CURLOPT_PASSWORD, login->password ? login->password : "");

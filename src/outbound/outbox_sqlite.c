@@ -148,9 +148,9 @@ static int sq_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t **
 		json_array_append_new(
 		    arr, json_pack("{s:I, s:s, s:s, s:s, s:i, s:s?, s:s?, s:s, s:s?}", "id",
 		                   (json_int_t)sqlite3_column_int64(st, 0), "key",
-		                   sqlite3_column_text(st, 8), "target",
-		                   sqlite3_column_text(st, 1), "state", sqlite3_column_text(st, 2),
-		                   "attempts", sqlite3_column_int(st, 3), "next_attempt",
+		                   sqlite3_column_text(st, 8), "target", sqlite3_column_text(st, 1),
+		                   "state", sqlite3_column_text(st, 2), "attempts",
+		                   sqlite3_column_int(st, 3), "next_attempt",
 		                   pending ? csa_ts_format(sqlite3_column_int64(st, 4), t1) : NULL,
 		                   "last_error", sqlite3_column_text(st, 5), "created",
 		                   csa_ts_format(sqlite3_column_int64(st, 6), t2), "delivered",

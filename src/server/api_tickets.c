@@ -206,7 +206,8 @@ static int is_reply(const json_t *body)
 {
 	const char *side = csa_json_str(body, "side");
 	const char *sender = csa_json_str(json_object_get(body, "message"), "sender");
-	return (!side || strcmp(side, "external") == 0) && sender && strcmp(sender, "customer") != 0;
+	return (!side || strcmp(side, "external") == 0) && sender &&
+	       strcmp(sender, "customer") != 0;
 }
 
 /* A person's (or a tool's) reply goes to the customer on the ticket's

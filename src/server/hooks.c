@@ -285,8 +285,8 @@ json_t *csa_h_hook_flock(struct call *c)
 	json_t *j, *fail;
 	if (csa_bytes_json(c, &j, &fail))
 		return fail;
-	json_t *m = json_is_object(json_object_get(j, "message")) ? json_object_get(j, "message")
-	                                                          : j;
+	json_t *m =
+	    json_is_object(json_object_get(j, "message")) ? json_object_get(j, "message") : j;
 	struct inbound in = {.platform = "flock", .internal = 1};
 	in.content = csa_json_str(m, "text");
 	csa_subject_ticket(in.content, in.ticket, sizeof(in.ticket));

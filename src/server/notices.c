@@ -70,8 +70,8 @@ static void queue_reply(struct csa_server *s, const char *ticket_id, const json_
 	}
 	/* the run is committed: there is no caller to tell. A channel that is
 	 * not configured is said once, not at every run. */
-	int quiet = err.code == CSA_ESTATE && __atomic_exchange_n(&s->unconfigured_said, 1,
-	                                                          __ATOMIC_RELAXED);
+	int quiet = err.code == CSA_ESTATE &&
+	            __atomic_exchange_n(&s->unconfigured_said, 1, __ATOMIC_RELAXED);
 	if (err.code != CSA_OK && !quiet)
 		fprintf(stderr, "csa serve: ticket '%s': autonomous reply of '%s' not sent: %s\n",
 		        ticket_id, did, err.msg[0] ? err.msg : "out of memory");

@@ -42,7 +42,8 @@ static int add_item(struct csa_reply_plan *p, const char *ticket, const char *mi
                     const char *target, const char *url, json_t *payload, struct csa_err *err)
 {
 	if (!payload)
-		return csa_error(err, CSA_ENOMEM, "out of memory planning the reply to '%s'", ticket);
+		return csa_error(err, CSA_ENOMEM, "out of memory planning the reply to '%s'",
+		                 ticket);
 	if (p->n == CSA_REPLY_ITEMS_MAX) {
 		json_decref(payload);
 		return CSA_OK; /* enough threads: the customer's channel came first */
@@ -131,19 +132,19 @@ static void display_name(const json_t *e, char *out, size_t n)
 	memmove(out, out + b, k - b + 1);
 }
 
-static int plan_email(struct csa_server *s, const struct csa_config *cfg,
-                      const struct csa_ticket *tk, const struct csa_reply *r,
-                      struct csa_reply_plan *p, struct csa_err *err)
+static int plan_email(const struct csa_config *cfg, const struct csa_ticket *tk,
+                      const struct csa_reply *r, struct csa_reply_plan *p, struct csa_err *err)
 {
 	const char *url = getenv("CSA_SMTP_URL");
 	if (!url || !*url)
 		url = setting(cfg, "channels.email.smtp_url");
 	const char *from = setting(cfg, "channels.email.from");
 	if (!url)
-		return csa_error(err, CSA_ESTATE,
-		                 "ticket '%s' is answered by e-mail, but no SMTP server is configured "
-		                 "(CSA_SMTP_URL or csa.json channels.email.smtp_url)",
-		                 tk->id);
+		return csa_error(
+		    err, CSA_ESTATE,
+		    "ticket '%s' is answered by e-mail, but no SMTP server is configured "
+		    "(CSA_SMTP_URL or csa.json channels.email.smtp_url)",
+		    tk->id);
 	if (!from)
 		return csa_error(err, CSA_ESTATE,
 		                 "ticket '%s' is answered by e-mail, but no sender is configured "
@@ -176,12 +177,11 @@ static int plan_email(struct csa_server *s, const struct csa_config *cfg,
 	size_t len;
 	if ((rc = csa_mail_compose(&m, &data, &len, err)))
 		return csa_error_prefix(err, "ticket '%s': ", tk->id);
-	json_t *payload = json_pack("{s:s, s:s, s:s%}", "mail_from", from, "rcpt_to", to, "data",
-	                            data, len);
+	json_t *payload =
+	    json_pack("{s:s, s:s, s:s%}", "mail_from", from, "rcpt_to", to, "data", data, len);
 	free(data);
 	/* the customer's answer to this e-mail finds the ticket (hooks.c) */
 	snprintf(p->email_thread, sizeof(p->email_thread), "email:%.380s", msgid);
-	(void)s;
 	return add_item(p, tk->id, r->message_id, "email", url, payload, err);
 }
 
@@ -192,16 +192,18 @@ static int plan_trello(const struct csa_config *cfg, const struct csa_ticket *tk
 	const char *api = setting(cfg, "channels.trello_api_url");
 	const char *card = csa_json_str(platform_specific(last_customer_message(tk->e)), "id");
 	if (!api)
-		return csa_error(err, CSA_ESTATE,
-		                 "ticket '%s' is answered on Trello, but channels.trello_api_url is "
-		                 "not configured",
-		                 tk->id);
+		return csa_error(
+		    err, CSA_ESTATE,
+		    "ticket '%s' is answered on Trello, but channels.trello_api_url is "
+		    "not configured",
+		    tk->id);
 	/* the id goes into a URL path: only an id's characters */
 	if (!card || !csa_id_valid(card))
-		return csa_error(err, CSA_ESTATE,
-		                 "ticket '%s' is answered on Trello, but no card is known for it (no "
-		                 "customer message came from a card)",
-		                 tk->id);
+		return csa_error(
+		    err, CSA_ESTATE,
+		    "ticket '%s' is answered on Trello, but no card is known for it (no "
+		    "customer message came from a card)",
+		    tk->id);
 	char url[1024];
 	snprintf(url, sizeof(url), "%.900s/1/cards/%s/actions/comments", api, card);
 	return add_item(p, tk->id, r->message_id, "trello", url,
@@ -209,17 +211,17 @@ static int plan_trello(const struct csa_config *cfg, const struct csa_ticket *tk
 }
 
 static int plan_webhook(struct csa_server *s, const struct csa_ticket *tk,
-                        const struct csa_reply *r, struct csa_reply_plan *p,
-                        struct csa_err *err)
+                        const struct csa_reply *r, struct csa_reply_plan *p, struct csa_err *err)
 {
 	const char *url = csa_server_secret(s, "webhook_url_env");
 	const char *platform = csa_json_str(tk->e, "platform");
 	if (!url || !*url)
-		return csa_error(err, CSA_ESTATE,
-		                 "ticket '%s' is answered on %s through the generic webhook, but its "
-		                 "URL is not set (the variable csa.json channels.webhook_url_env "
-		                 "names)",
-		                 tk->id, platform);
+		return csa_error(
+		    err, CSA_ESTATE,
+		    "ticket '%s' is answered on %s through the generic webhook, but its "
+		    "URL is not set (the variable csa.json channels.webhook_url_env "
+		    "names)",
+		    tk->id, platform);
 	json_t *payload = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?}", "ticket_id",
 	                            tk->id, "to", "customer", "platform", platform, "message_id",
 	                            r->message_id, "message", r->text, "sender", r->sender,
@@ -230,8 +232,8 @@ static int plan_webhook(struct csa_server *s, const struct csa_ticket *tk,
 /* One Slack or Mattermost thread of the ticket's internal messages, unless
  * it is planned already. */
 static int plan_thread(struct csa_server *s, const struct csa_config *cfg,
-                       const struct csa_ticket *tk, const struct csa_reply *r,
-                       const json_t *msg, struct csa_reply_plan *p, struct csa_err *err)
+                       const struct csa_ticket *tk, const struct csa_reply *r, const json_t *msg,
+                       struct csa_reply_plan *p, struct csa_err *err)
 {
 	const char *plat = csa_json_str(msg, "platform");
 	json_t *ps = platform_specific(msg);
@@ -242,9 +244,10 @@ static int plan_thread(struct csa_server *s, const struct csa_config *cfg,
 	const char *root = csa_json_str(ps, slack ? "thread_ts" : "root_id");
 	if (!root || !*root)
 		root = csa_json_str(ps, slack ? "ts" : "post_id");
-	const char *token = csa_server_secret(s, slack ? "slack_bot_token_env"
-	                                               : "mattermost_bot_token_env");
-	const char *api = setting(cfg, slack ? "channels.slack_api_url" : "channels.mattermost_url");
+	const char *token =
+	    csa_server_secret(s, slack ? "slack_bot_token_env" : "mattermost_bot_token_env");
+	const char *api =
+	    setting(cfg, slack ? "channels.slack_api_url" : "channels.mattermost_url");
 	if (!chan || !root || !token || !*token || !api)
 		return CSA_OK; /* a thread csa cannot answer in: the channel reply stands */
 	char target[32];
@@ -258,10 +261,10 @@ static int plan_thread(struct csa_server *s, const struct csa_config *cfg,
 	snprintf(url, sizeof(url), "%.900s%s", api, slack ? "/chat.postMessage" : "/api/v4/posts");
 	/* one item per thread: the key names it */
 	snprintf(key, sizeof(key), "%s|%.40s", r->message_id, root);
-	json_t *payload =
-	    slack ? json_pack("{s:s, s:s, s:s}", "channel", chan, "thread_ts", root, "text", r->text)
-	          : json_pack("{s:s, s:s, s:s}", "channel_id", chan, "root_id", root, "message",
-	                      r->text);
+	json_t *payload = slack ? json_pack("{s:s, s:s, s:s}", "channel", chan, "thread_ts", root,
+	                                    "text", r->text)
+	                        : json_pack("{s:s, s:s, s:s}", "channel_id", chan, "root_id", root,
+	                                    "message", r->text);
 	return add_item(p, tk->id, key, target, url, payload, err);
 }
 
@@ -275,7 +278,7 @@ int csa_reply_plan(struct csa_server *s, const struct csa_ticket *tk, const stru
 	if (!platform)
 		rc = csa_error(err, CSA_ESCHEMA, "ticket '%s': E has no platform", tk->id);
 	else if (strcmp(platform, "email") == 0)
-		rc = plan_email(s, cfg, tk, r, p, err);
+		rc = plan_email(cfg, tk, r, p, err);
 	else if (strcmp(platform, "trello") == 0)
 		rc = plan_trello(cfg, tk, r, p, err);
 	else
@@ -300,8 +303,8 @@ int csa_reply_enqueue(struct csa_server *s, const char *ticket_id, struct csa_re
 		struct csa_reply_item *it = &p->v[i];
 		if (csa_outbox_enqueue(s->outbox, it->key, ticket_id, it->target, it->url,
 		                       it->payload, err) < 0)
-			return csa_error_prefix(err, "reply to '%s' stored but not queued: ",
-			                        ticket_id);
+			return csa_error_prefix(err,
+			                        "reply to '%s' stored but not queued: ", ticket_id);
 	}
 	/* the customer answering our e-mail lands on this ticket; without the
 	 * binding the [T_NO] tag of the subject still finds it */
@@ -324,8 +327,8 @@ static json_t *targets_of(const struct csa_reply_plan *p)
 {
 	json_t *a = json_array();
 	for (int i = 0; a && i < p->n; i++)
-		json_array_append_new(a, json_pack("{s:s, s:s}", "target", p->v[i].target, "key",
-		                                   p->v[i].key));
+		json_array_append_new(
+		    a, json_pack("{s:s, s:s}", "target", p->v[i].target, "key", p->v[i].key));
 	return a;
 }
 
@@ -376,11 +379,11 @@ int csa_reply_credentials(struct csa_server *s, struct csa_err *err)
 		                 "CSA_SMTP_URL must start smtp:// or smtps://, not '%.60s'", url);
 	const struct csa_config *cfg = csa_ws_config(s->ws);
 	const char *from = setting(cfg, "channels.email.from");
-	int rc = from && !csa_mail_addr_valid(from)
-	             ? csa_error(err, CSA_EINVAL,
-	                         "csa.json channels.email.from: '%.80s' is not an e-mail address",
-	                         from)
-	             : CSA_OK;
+	int rc =
+	    from && !csa_mail_addr_valid(from)
+	        ? csa_error(err, CSA_EINVAL,
+	                    "csa.json channels.email.from: '%.80s' is not an e-mail address", from)
+	        : CSA_OK;
 	csa_config_unref(cfg);
 	if (rc == CSA_OK)
 		rc = csa_outbox_set_credentials(s->outbox, "email", getenv("CSA_SMTP_USER"),
@@ -395,7 +398,8 @@ int csa_reply_credentials(struct csa_server *s, struct csa_err *err)
 		if (!tok || !*tok)
 			continue;
 		if (strpbrk(tok, "\r\n") || strlen(tok) > 900)
-			return csa_error(err, CSA_EINVAL, "the %s token holds a line break or is too long",
+			return csa_error(err, CSA_EINVAL,
+			                 "the %s token holds a line break or is too long",
 			                 bearer[i].target);
 		snprintf(h, sizeof(h), "Authorization: Bearer %s", tok);
 		rc = csa_outbox_set_credentials(s->outbox, bearer[i].target, NULL, NULL, h, err);
@@ -403,13 +407,15 @@ int csa_reply_credentials(struct csa_server *s, struct csa_err *err)
 	const char *key = csa_server_secret(s, "trello_key_env"),
 	           *tok = csa_server_secret(s, "trello_token_env");
 	if (rc == CSA_OK && key && tok) {
-		if (strpbrk(key, "\"\r\n") || strpbrk(tok, "\"\r\n") || strlen(key) + strlen(tok) > 900)
+		if (strpbrk(key, "\"\r\n") || strpbrk(tok, "\"\r\n") ||
+		    strlen(key) + strlen(tok) > 900)
 			return csa_error(err, CSA_EINVAL,
 			                 "the Trello key or token holds a quote or line break");
 		/* Trello takes the key and token in an OAuth header, so they are in
 		 * no URL (and no log of one) */
-		snprintf(h, sizeof(h), "Authorization: OAuth oauth_consumer_key=\"%s\", oauth_token=\"%s\"",
-		         key, tok);
+		snprintf(h, sizeof(h),
+		         "Authorization: OAuth oauth_consumer_key=\"%s\", oauth_token=\"%s\"", key,
+		         tok);
 		rc = csa_outbox_set_credentials(s->outbox, "trello", NULL, NULL, h, err);
 	}
 	return rc;

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#define FAKE_REQS 64
-#define FAKE_ANSWERS 8
+#define FAKE_REQS     64
+#define FAKE_ANSWERS  8
 #define FAKE_BODY_MAX (256 * 1024)
 
 struct answer {

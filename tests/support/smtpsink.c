@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SINK_MAX 16
+#define SINK_MAX      16
 #define SINK_DATA_MAX (1 << 20)
 
 struct sink_msg {
@@ -197,8 +197,8 @@ int smtp_sink_start(struct smtp_sink **out, unsigned *port)
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	socklen_t al = sizeof(a);
 	s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&a, sizeof(a)) ||
-	    listen(s->fd, 8) || getsockname(s->fd, (struct sockaddr *)&a, &al) ||
+	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&a, sizeof(a)) || listen(s->fd, 8) ||
+	    getsockname(s->fd, (struct sockaddr *)&a, &al) ||
 	    pthread_create(&s->th, NULL, serve, s)) {
 		if (s->fd >= 0)
 			close(s->fd);
