@@ -438,6 +438,26 @@ static void smtp_refusal_is_shown_as_delivery_state(void **state)
 	assert_int_equal(smtp_sink_wait(sink, 1, 300), 0);
 }
 
+/* With an SMTP login, a server that cannot upgrade to TLS gets no
+ * message: the password never crosses in clear. */
+static void smtp_login_needs_tls(void **state)
+{
+	(void)state;
+	setenv("CSA_SMTP_USER", "csa", 1);
+	setenv("CSA_SMTP_PASSWORD", "s3cret", 1);
+	start(NULL); /* the outbox takes the login at start */
+	unsetenv("CSA_SMTP_USER");
+	unsetenv("CSA_SMTP_PASSWORD");
+	char t[80];
+	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
+	json_decref(reply(t, "r1", "hello", 201));
+	json_t *d = delivery(t, "email", "pending", 1);
+	assert_non_null(csa_json_str(d, "last_error"));
+	assert_non_null(strstr(csa_json_str(d, "last_error"), "SSL"));
+	json_decref(d);
+	assert_int_equal(smtp_sink_wait(sink, 1, 300), 0);
+}
+
 /* An autonomous reply (the selector's draft, the strategy applied by
  * itself) goes out as a person's does: on the ticket's channel, stored on
  * E as the ai_agent's message, once however often the run is reported. */
@@ -680,6 +700,7 @@ int main(int argc, char **argv)
 	    T(hostile_customer_adds_no_header),
 	    T(undeliverable_reply_is_refused_and_not_stored),
 	    T(smtp_refusal_is_shown_as_delivery_state),
+	    T(smtp_login_needs_tls),
 	    T(autonomous_reply_goes_out_once),
 	    T(trello_comment_and_thread_replies),
 	    T(slack_refusal_is_a_failure),
