@@ -329,6 +329,7 @@ static void email_reply_threads_and_runs_no_pipeline(void **state)
 	char key[200];
 	snprintf(key, sizeof(key), "reply|%s|r1|email", t);
 	assert_string_equal(csa_json_str(d, "key"), key);
+	assert_string_equal(csa_json_str(d, "message_id"), "r1");
 	json_decref(d);
 	/* the ticket: the reply on the timeline, nothing else of a run */
 	json_t *after = get(path);

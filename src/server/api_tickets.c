@@ -267,11 +267,29 @@ json_t *csa_h_message_add(struct call *c)
 	return res;
 }
 
+/* A reply's deliveries name their message ("reply|T_NO|message id|..."),
+ * so a ticket page can show each message's state beside it. */
+static void name_messages(json_t *deliveries)
+{
+	size_t i;
+	json_t *d;
+	json_array_foreach(deliveries, i, d)
+	{
+		const char *key = csa_json_str(d, "key");
+		const char *t = key && strncmp(key, "reply|", 6) == 0 ? strchr(key + 6, '|') : NULL;
+		const char *e = t ? strchr(t + 1, '|') : NULL;
+		if (e)
+			json_object_set_new(d, "message_id",
+			                    json_stringn(t + 1, (size_t)(e - t - 1)));
+	}
+}
+
 json_t *csa_h_deliveries(struct call *c)
 {
 	json_t *out = NULL;
 	struct csa_err err = {0};
 	if (csa_outbox_for_ticket(c->s->outbox, c->params[0], &out, &err))
 		return csa_fail_err(c, &err);
+	name_messages(out);
 	return json_pack("{s:s, s:o}", "ticket_id", c->params[0], "deliveries", out);
 }
