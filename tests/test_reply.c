@@ -606,6 +606,69 @@ static void slack_refusal_is_a_failure(void **state)
 	free(q.body);
 }
 
+/* A Trello webhook body for a comment on a card, with its signature
+ * header (base64 HMAC-SHA1 of body + callback URL). */
+static void trello_comment(const char *action, const char *card, const char *text, char *body,
+                           size_t n, char *sig, size_t sn)
+{
+	json_t *j = json_pack("{s:{s:s, s:s, s:{s:s, s:{s:s, s:s}}, s:{s:s, s:s}}}", "action", "id",
+	                      action, "type", "commentCard", "data", "text", text, "card", "id",
+	                      card, "name", "Export broken", "memberCreator", "username", "bo",
+	                      "fullName", "Bo Customer");
+	char *d = json_dumps(j, JSON_COMPACT);
+	snprintf(body, n, "%s", d);
+	free(d);
+	json_decref(j);
+	char signed_[4096];
+	int l = snprintf(signed_, sizeof(signed_), "%s%s", body, "https://csa.test/hooks/trello");
+	unsigned char mac[20], b64[64];
+	unsigned int ml;
+	HMAC(EVP_sha1(), "trellosecret", 12, (unsigned char *)signed_, (size_t)l, mac, &ml);
+	EVP_EncodeBlock(b64, mac, 20);
+	snprintf(sig, sn, "X-Trello-Webhook: %s", b64);
+}
+
+/* csa's own replies coming back (Trello reports the comment csa posted;
+ * a mailbox gets a copy of csa's e-mail) are not customer messages: they
+ * would run the pipeline, and an autonomous reply would loop. */
+static void own_replies_coming_back_are_ignored(void **state)
+{
+	(void)state;
+	start(json_pack("{s:s}", "trello_callback_url", "https://csa.test/hooks/trello"));
+	char body[2048], sig[128], t[80], path[160];
+	trello_comment("a1", "5f0c1a2b3c4d5e6f7a8b9c0d", "export is broken", body, sizeof(body),
+	               sig, sizeof(sig));
+	json_t *j = post("/hooks/trello", body, sig, 202);
+	snprintf(t, sizeof(t), "%s", csa_json_str(j, "ticket_id"));
+	json_decref(j);
+	json_decref(reply(t, "r1", "Fixed in 2.4.1", 201));
+	assert_true(fake_http_wait(api, 1, 10000) >= 1);
+	/* Trello reports csa's comment as a new one */
+	trello_comment("a2", "5f0c1a2b3c4d5e6f7a8b9c0d", "Fixed in 2.4.1", body, sizeof(body), sig,
+	               sizeof(sig));
+	j = post("/hooks/trello", body, sig, 200);
+	assert_string_equal(csa_json_str(j, "ignored"), "csa's own reply");
+	json_decref(j);
+	/* the customer's next comment is theirs */
+	trello_comment("a3", "5f0c1a2b3c4d5e6f7a8b9c0d", "thanks, works", body, sizeof(body), sig,
+	               sizeof(sig));
+	json_decref(post("/hooks/trello", body, sig, 202));
+	/* a copy of csa's own e-mail reaching the inbound relay */
+	snprintf(body, sizeof(body),
+	         "{\"from\": \"Acme Support <SUPPORT@csa.test>\", \"subject\": \"[%s] Export\", "
+	         "\"text\": \"Fixed in 2.4.1\", \"message_id\": \"<r1.%s@csa.test>\"}",
+	         t, t);
+	j = post("/hooks/email", body, "X-CSA-Hook-Token: hooktok", 200);
+	assert_non_null(csa_json_str(j, "ignored"));
+	json_decref(j);
+	snprintf(path, sizeof(path), "/api/tickets/%s", t);
+	j = get(path);
+	json_t *msgs = json_object_get(json_object_get(j, "external_conversation"), "messages");
+	assert_int_equal(json_array_size(msgs), 3); /* comment, reply, comment */
+	assert_string_equal(csa_json_str(json_array_get(msgs, 2), "content"), "thanks, works");
+	json_decref(j);
+}
+
 /* ---- Flock -------------------------------------------------------------------------- */
 
 static void b64url(const unsigned char *d, size_t n, char *out)
@@ -694,6 +757,7 @@ int main(int argc, char **argv)
 	setenv("TRELLO_KEY", "tkey", 1);
 	setenv("TRELLO_TOKEN", "ttok", 1);
 	setenv("FLOCK_APP_SECRET", "flocksecret", 1);
+	setenv("TRELLO_SECRET", "trellosecret", 1);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(compose_refuses_injection),
@@ -705,6 +769,7 @@ int main(int argc, char **argv)
 	    T(autonomous_reply_goes_out_once),
 	    T(trello_comment_and_thread_replies),
 	    T(slack_refusal_is_a_failure),
+	    T(own_replies_coming_back_are_ignored),
 	    T(flock_hook_signed_and_stored_once),
 	};
 	if (argc > 1)

@@ -11,6 +11,7 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
+#include "outbound/email.h"
 #include "server/channels.h"
 #include "server/chanmap.h"
 #include "store/ws.h"
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define secret csa_server_secret
 
@@ -77,6 +79,7 @@ struct inbound {
 	const char *sender_name;
 	const char *content;
 	json_t *platform_specific; /* borrowed */
+	int echo_check;            /* the platform reports csa's own posts back */
 };
 
 /* The ticket bound to a thread key into in->ticket: 0 (found or not), or
@@ -106,6 +109,28 @@ static void bind(struct call *c, const char *key, json_t *res)
 	json_object_set_new(res, "thread_map_error", json_string(err.msg));
 }
 
+/* 1 when a customer-side message is csa's own reply coming back: a
+ * platform reports the comment csa posted on a card as a new comment. Its
+ * text is that of a reply on the ticket (sender not the customer). */
+static int own_echo(struct csa_server *s, const struct inbound *in)
+{
+	struct csa_ticket tk;
+	if (in->internal || !in->ticket[0] ||
+	    csa_store_load(s->ws->store, in->ticket, &tk, NULL) != CSA_OK)
+		return 0;
+	int echo = 0;
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(tk.e, "messages"), i, m)
+	{
+		const char *sender = csa_json_str(m, "sender"), *text = csa_json_str(m, "content");
+		echo |= sender && strcmp(sender, "customer") != 0 && text &&
+		        strcmp(text, in->content) == 0;
+	}
+	csa_ticket_release(&tk);
+	return echo;
+}
+
 static json_t *deliver(struct call *c, struct inbound *in)
 {
 	struct csa_server *s = c->s;
@@ -114,6 +139,11 @@ static json_t *deliver(struct call *c, struct inbound *in)
 	json_t *fail;
 	if (!in->ticket[0] && in->thread[0] && (fail = lookup(c, in->thread, in)))
 		return fail;
+	/* stored as the customer's, it would run the pipeline, whose
+	 * autonomous reply would come back again */
+	if (in->echo_check && own_echo(s, in))
+		return json_pack("{s:s, s:s}", "ignored", "csa's own reply", "ticket_id",
+		                 in->ticket);
 	char mid[48];
 	struct csa_err err = {0};
 	if (csa_external_message_id(in->platform, in->external_id ? in->external_id : in->content,
@@ -161,6 +191,19 @@ static json_t *deliver(struct call *c, struct inbound *in)
 
 /* ---- the hooks --------------------------------------------------------------------- */
 
+/* 1 when an e-mail comes from channels.email.from: csa's own reply (a
+ * copy the mailbox got back), not the customer's. */
+static int own_address(struct csa_server *s, const char *from)
+{
+	char addr[300];
+	const struct csa_config *cfg = csa_ws_config(s->ws);
+	const char *own = json_string_value(csa_config_get(cfg, "channels.email.from"));
+	int same = own && from && csa_mail_addr_of(from, addr, sizeof(addr), "From", NULL) == 0 &&
+	           strcasecmp(addr, own) == 0;
+	csa_config_unref(cfg);
+	return same;
+}
+
 /* E-mail as JSON from an inbound relay, or raw RFC 5322. */
 static json_t *hook_email(struct call *c, int raw)
 {
@@ -170,6 +213,10 @@ static json_t *hook_email(struct call *c, int raw)
 	        : csa_bytes_json(c, &m, &fail) != 0)
 		return fail ? fail : csa_fail_err(c, &err);
 	struct inbound in = {.platform = "email"};
+	if (own_address(c->s, csa_json_str(m, "from"))) {
+		json_decref(m);
+		return json_pack("{s:s}", "ignored", "an e-mail from csa's own address");
+	}
 	const char *subject = csa_json_str(m, "subject");
 	const char *mid = csa_json_str(m, "message_id");
 	const char *irt = csa_json_str(m, "in_reply_to");
@@ -311,7 +358,7 @@ json_t *csa_h_hook_trello(struct call *c)
 	} else {
 		json_t *data = json_object_get(act, "data"),
 		       *member = json_object_get(act, "memberCreator");
-		struct inbound in = {.platform = "trello"};
+		struct inbound in = {.platform = "trello", .echo_check = 1};
 		in.content = csa_json_str(data, "text");
 		const char *card = csa_json_str(json_object_get(data, "card"), "id");
 		snprintf(in.thread, sizeof(in.thread), "trello:%.200s", card ? card : "");
