@@ -161,9 +161,11 @@ static void encoded_words(struct mbuf *b, const char *s)
 {
 	size_t n = strlen(s), i = 0;
 	while (i < n) {
-		size_t k = n - i < 45 ? n - i : 45;
-		while (k < n - i && ((unsigned char)s[i + k] & 0xC0) == 0x80)
+		size_t max = n - i < 45 ? n - i : 45, k = max;
+		while (k && k < n - i && ((unsigned char)s[i + k] & 0xC0) == 0x80)
 			k--; /* never split a UTF-8 sequence */
+		if (k == 0)
+			k = max; /* not UTF-8 at all: any cut is as good */
 		unsigned char enc[64];
 		int el = EVP_EncodeBlock(enc, (const unsigned char *)s + i, (int)k);
 		if (i)
@@ -276,25 +278,23 @@ static void qp_body(struct mbuf *b, const char *s)
 			col = 0;
 			continue;
 		}
-		char enc[4] = {0};
 		int lit = (*p >= 33 && *p <= 126 && *p != '=') ||
 		          (*p == ' ' && p[1] && p[1] != '\n' && p[1] != '\r');
+		if (col + (lit ? 1 : 3) > 75) {
+			puts_(b, "=\r\n"); /* soft line break */
+			col = 0;
+		}
+		/* decided after the break: a "." that starts a line is encoded */
 		if (*p == '.' && col == 0)
 			lit = 0;
-		if (lit) {
-			enc[0] = (char)*p;
-		} else {
+		char enc[4] = {(char)*p, 0, 0, 0};
+		if (!lit) {
 			enc[0] = '=';
 			enc[1] = hex[*p >> 4];
 			enc[2] = hex[*p & 15];
 		}
-		size_t w = strlen(enc);
-		if (col + w > 75) {
-			puts_(b, "=\r\n"); /* soft line break */
-			col = 0;
-		}
 		puts_(b, enc);
-		col += w;
+		col += strlen(enc);
 	}
 	puts_(b, "\r\n");
 }
