@@ -524,12 +524,15 @@ static void trello_comment_and_thread_replies(void **state)
 	         "\"slack\", \"metadata\": {\"platform_specific\": {\"channel\": \"C42\", "
 	         "\"ts\": \"1700000000.0002\", \"thread_ts\": \"1700000000.0001\"}}}}",
 	         NULL, 201));
-	json_decref(
-	    post(path,
-	         "{\"side\": \"internal\", \"message\": {\"content\": \"same\", \"platform\": "
-	         "\"mattermost\", \"metadata\": {\"platform_specific\": {\"channel_id\": "
-	         "\"mmchan\", \"post_id\": \"mmpost1\", \"root_id\": \"\"}}}}",
-	         NULL, 201));
+	/* the team discusses it in Mattermost (the outgoing webhook binds
+	 * the thread to the ticket) */
+	char mm[512];
+	snprintf(mm, sizeof(mm),
+	         "{\"token\": \"mmtok\", \"text\": \"[%s] same here\", \"channel_id\": "
+	         "\"mmchan\", \"post_id\": \"mmpost1\", \"root_id\": \"\", \"user_name\": "
+	         "\"dana\"}",
+	         t);
+	json_decref(post("/hooks/mattermost", mm, "X-None: 1", 202));
 	json_decref(reply(t, "r1", "Fixed in 2.4.1", 201));
 	assert_true(fake_http_wait(api, 3, 10000) >= 3);
 	struct fake_req q;
@@ -564,6 +567,14 @@ static void trello_comment_and_thread_replies(void **state)
 	json_decref(delivery(t, "trello", "delivered", 1));
 	json_decref(delivery(t, "slack_thread", "delivered", 1));
 	json_decref(delivery(t, "mattermost_thread", "delivered", 1));
+	/* Mattermost reports csa's thread reply: not noted twice */
+	json_t *echo = post("/hooks/mattermost",
+	                    "{\"token\": \"mmtok\", \"text\": \"Fixed in 2.4.1\", \"channel_id\": "
+	                    "\"mmchan\", \"post_id\": \"mmpost2\", \"root_id\": \"mmpost1\", "
+	                    "\"user_name\": \"csa-bot\"}",
+	                    "X-None: 1", 200);
+	assert_string_equal(csa_json_str(echo, "ignored"), "csa's own reply");
+	json_decref(echo);
 }
 
 /* Slack answers 200 {"ok": false}: that is a failed delivery with
@@ -758,6 +769,7 @@ int main(int argc, char **argv)
 	setenv("TRELLO_TOKEN", "ttok", 1);
 	setenv("FLOCK_APP_SECRET", "flocksecret", 1);
 	setenv("TRELLO_SECRET", "trellosecret", 1);
+	setenv("MATTERMOST_TOKEN", "mmtok", 1);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(compose_refuses_injection),

@@ -109,14 +109,14 @@ static void bind(struct call *c, const char *key, json_t *res)
 	json_object_set_new(res, "thread_map_error", json_string(err.msg));
 }
 
-/* 1 when a customer-side message is csa's own reply coming back: a
- * platform reports the comment csa posted on a card as a new comment. Its
- * text is that of a reply on the ticket (sender not the customer). */
+/* 1 when a message is csa's own reply coming back: a platform reports
+ * what csa posted (a card comment, a thread reply) as a new message. Its
+ * text is that of a reply on the ticket (an E message whose sender is not
+ * the customer). */
 static int own_echo(struct csa_server *s, const struct inbound *in)
 {
 	struct csa_ticket tk;
-	if (in->internal || !in->ticket[0] ||
-	    csa_store_load(s->ws->store, in->ticket, &tk, NULL) != CSA_OK)
+	if (!in->ticket[0] || csa_store_load(s->ws->store, in->ticket, &tk, NULL) != CSA_OK)
 		return 0;
 	int echo = 0;
 	size_t i;
@@ -140,7 +140,8 @@ static json_t *deliver(struct call *c, struct inbound *in)
 	if (!in->ticket[0] && in->thread[0] && (fail = lookup(c, in->thread, in)))
 		return fail;
 	/* stored as the customer's, it would run the pipeline, whose
-	 * autonomous reply would come back again */
+	 * autonomous reply would come back again; as a note, it would say
+	 * twice what the timeline shows */
 	if (in->echo_check && own_echo(s, in))
 		return json_pack("{s:s, s:s}", "ignored", "csa's own reply", "ticket_id",
 		                 in->ticket);
@@ -282,7 +283,7 @@ json_t *csa_h_hook_slack(struct call *c)
 		out = json_pack("{s:s}", "challenge", csa_json_str(j, "challenge"));
 	} else {
 		json_t *ev = json_object_get(j, "event");
-		struct inbound in = {.platform = "slack", .internal = 1};
+		struct inbound in = {.platform = "slack", .internal = 1, .echo_check = 1};
 		const char *ch = csa_json_str(ev, "channel"), *ts = csa_json_str(ev, "ts"),
 		           *root = csa_json_str(ev, "thread_ts");
 		in.content = csa_json_str(ev, "text");
@@ -306,7 +307,7 @@ json_t *csa_h_hook_mattermost(struct call *c)
 	json_t *j, *fail;
 	if (csa_bytes_json(c, &j, &fail))
 		return fail;
-	struct inbound in = {.platform = "mattermost", .internal = 1};
+	struct inbound in = {.platform = "mattermost", .internal = 1, .echo_check = 1};
 	in.content = csa_json_str(j, "text");
 	csa_subject_ticket(in.content, in.ticket, sizeof(in.ticket));
 	const char *root = csa_json_str(j, "root_id"), *post = csa_json_str(j, "post_id"),
