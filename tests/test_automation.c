@@ -952,6 +952,93 @@ static void a_forged_point_is_refused_whole(void **state)
 	free(cfg1);
 }
 
+static json_t *status_segment(json_t *st, const char *type, const char *seg)
+{
+	size_t i;
+	json_t *g;
+	json_array_foreach(json_object_get(st, "segments"), i, g)
+	{
+		if (strcmp(csa_json_str(g, "decision_type"), type) == 0 &&
+		    strcmp(csa_json_str(g, "segment"), seg) == 0)
+			return g;
+	}
+	fail_msg("no segment %s/%s in the status", type, seg);
+	return NULL;
+}
+
+/* An admin caps a segment or a whole type ("refunds are never decided
+ * autonomously"): the segment decides in no higher phase whatever its gate
+ * earns, the tick does not promote it past the cap, lifting the cap gives
+ * back what it earned, every change is in the ledger, a rollback leaves
+ * the caps as they are, and a scope that is not a tracked type or a
+ * category is refused. */
+static void a_cap_holds_a_segment_below_what_it_earns(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *out, *ev, *st;
+	assert_int_equal(csa_ws_set_phase(fx.ws, 3, &err), 0);
+	add_decisions("category", "BILLING_INQUIRY", 1, 150, 150, 0, 60000, 0); /* earns PHASE_2 */
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category/BILLING_INQUIRY", 1, "lead", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/BILLING_INQUIRY"), 0); /* never promoted */
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	assert_int_equal(csa_json_int(status_segment(st, "category", "BILLING_INQUIRY"), "cap", 0), 1);
+	assert_int_equal(csa_json_int(json_object_get(st, "caps"), "category/BILLING_INQUIRY", 0), 1);
+	json_decref(st);
+
+	/* lifted: the gate it passed promotes it */
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category/BILLING_INQUIRY", 0, "lead", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/BILLING_INQUIRY"), 2);
+
+	/* the whole type capped: the segment decides in PHASE_1 again, keeps
+	 * what it earned underneath */
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category", 1, "lead", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	assert_int_equal(csa_json_int(status_segment(st, "category", "BILLING_INQUIRY"), "phase", 0), 1);
+	json_decref(st);
+	assert_int_equal(segment_phase_now("category/BILLING_INQUIRY"), 2);
+
+	/* a rollback point taken under the cap, the cap lifted, the point
+	 * restored: the cap stays lifted */
+	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &out, &err), 0);
+	char pid[80];
+	snprintf(pid, sizeof(pid), "%s", csa_json_str(out, "rollback_point"));
+	json_decref(out);
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category", 0, "lead", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_phase_rollback(fx.a, pid, "test", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	assert_int_equal(json_object_size(json_object_get(st, "caps")), 0);
+	assert_int_equal(csa_json_int(status_segment(st, "category", "BILLING_INQUIRY"), "phase", 0), 2);
+	json_decref(st);
+
+	/* each change is in the ledger, with who made it */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/audit/ledger.jsonl", fx.dir);
+	char *ledger = read_file(path);
+	size_t caps = 0;
+	for (const char *p = ledger; (p = strstr(p, "\"type\":\"phase_cap\"")); p++)
+		caps++;
+	free(ledger);
+	assert_int_equal(caps, 4);
+
+	/* what is not a scope or a phase is refused */
+	assert_int_equal(csa_auto_phase_cap(fx.a, "nope", 2, "lead", &out, &err), CSA_EINVAL);
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category/NOPE", 2, "lead", &out, &err),
+	                 CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "NOPE"));
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category/BILLING_INQUIRY", 6, "lead", &out, &err), CSA_EINVAL);
+	assert_int_equal(csa_auto_phase_cap(fx.a, "", 2, "lead", &out, &err), CSA_EINVAL);
+}
+
 /* ---- critical tickets ---------------------------------------------------------- */
 
 /* A classification as the classifier writes it: priority, confidence and
@@ -2556,6 +2643,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_forged_point_is_refused_whole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_cap_holds_a_segment_below_what_it_earns, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(degraded_type_waits_for_fresh_evidence, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(anomalies_raise_alerts_and_demote, setup, teardown),

@@ -201,6 +201,12 @@ static int restore_docs(struct csa_auto *a, struct auto_doc *docs, size_t n, str
 		if (strcmp(docs[i].name, CONFIG_DOC) == 0)
 			rc = csa_ws_config_replace(a->ws, docs[i].buf, docs[i].len, err);
 	if (rc == CSA_OK && phases) {
+		/* caps are a person's policy: a rollback leaves them as they are */
+		json_t *caps = json_object_get(a->state, "caps");
+		if (caps)
+			json_object_set(phases, "caps", caps);
+		else
+			json_object_del(phases, "caps");
 		json_decref(a->state);
 		a->state = json_incref(phases);
 		rc = auto_save_state(a, err);

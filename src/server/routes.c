@@ -44,6 +44,7 @@ const struct route csa_routes[] = {
     BEARER("POST", "/api/phase/evaluate", CSA_ROLE_VIEWER, csa_h_phase_evaluate, "phase_evaluate"),
     BEARER("POST", "/api/phase/advance", CSA_ROLE_ADMIN, csa_h_phase_advance, "phase_advance"),
     BEARER("POST", "/api/phase/rollback", CSA_ROLE_ADMIN, csa_h_phase_rollback, "phase_rollback"),
+    BEARER("POST", "/api/phase/cap", CSA_ROLE_ADMIN, csa_h_phase_cap, "phase_cap"),
     BEARER("GET", "/api/metrics", CSA_ROLE_VIEWER, csa_h_metrics_json, "metrics"),
     BEARER("GET", "/api/alerts", CSA_ROLE_VIEWER, csa_h_alerts, "alerts"),
     BEARER("GET", "/api/mesh", CSA_ROLE_VIEWER, csa_h_mesh, "mesh_status"),
