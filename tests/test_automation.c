@@ -489,6 +489,80 @@ static void set_segment(const char *key, int phase)
 	json_decref(st);
 }
 
+/* n reviewed PHASE_1 decisions of category/'seg', one an hour, the first
+ * 'correct' right. */
+static void add_hourly(const char *seg, int n, int correct)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	for (int i = 0; i < n; i++) {
+		long long at = 1700000000000LL + (long long)i * 3600000;
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
+		    "threshold, autonomous, critical, created_ms, final, correct, reviewed_ms, "
+		    "reviewer, decision_ms) VALUES('h%s%d#category', 'h%d', 'category', '%s', 1, "
+		    "'X', 0.9, 0.9, 0, 0, %lld, %s, %d, %lld, 'test', 60000)",
+		    seg, i, i, seg, at, i < correct ? "'X'" : "'Y'", i < correct, at);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+}
+
+static json_t *criterion_of(json_t *g, const char *name)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(g, "criteria"), i, c)
+	{
+		if (strcmp(csa_json_str(c, "criterion"), name) == 0)
+			return c;
+	}
+	fail_msg("no criterion %s", name);
+	return NULL;
+}
+
+/* A gate that does not pass says when it would at the current pace (spec
+ * §8.2 estimated_timeline): decisions still needed over decisions a day,
+ * reviews until the accuracy bound reaches the gate if the accuracy seen
+ * holds; no date when the accuracy seen is below what the gate needs. */
+static void a_blocked_gate_says_when_it_would_pass(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev;
+	add_hourly("BUG_REPORT", 20, 19);   /* 24 a day, 95% right */
+	add_hourly("FEATURE_REQUEST", 20, 14); /* 70% right: below the gate's 80% */
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	json_t *g = segment_gate(ev, "category", "BUG_REPORT");
+	json_t *when = json_object_get(g, "estimated_timeline");
+	assert_float_equal(csa_json_num(when, "decisions_per_day", 0), 24, 1e-9);
+	/* 30 decisions needed for a segment: 10 more at 24 a day */
+	assert_float_equal(csa_json_num(criterion_of(g, "decisions"), "estimated_days", -1),
+	                   10.0 / 24, 1e-9);
+	/* 19 of 20 right has a lower bound under 0.80; at 95% some dozens of
+	 * reviews more lift it over, at about 25 reviews a day */
+	double acc_days =
+	    csa_json_num(criterion_of(g, "heldout_accuracy_lower_bound"), "estimated_days", -1);
+	assert_true(acc_days > 0 && acc_days < 5);
+	assert_float_equal(csa_json_num(when, "days", -1), acc_days > 10.0 / 24 ? acc_days : 10.0 / 24,
+	                   1e-9);
+	assert_int_equal(json_array_size(json_object_get(when, "not_estimated")), 0);
+	/* below the gate's accuracy, waiting does not pass it */
+	g = segment_gate(ev, "category", "FEATURE_REQUEST");
+	when = json_object_get(g, "estimated_timeline");
+	assert_true(json_is_null(json_object_get(when, "days")));
+	assert_true(json_is_null(
+	    json_object_get(criterion_of(g, "heldout_accuracy_lower_bound"), "estimated_days")));
+	assert_string_equal(json_string_value(json_array_get(json_object_get(when, "not_estimated"), 0)),
+	                    "heldout_accuracy_lower_bound");
+	json_decref(ev);
+}
+
 static void every_gate_passes_and_blocks(void **state)
 {
 	(void)state;
@@ -2643,6 +2717,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_forged_point_is_refused_whole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_blocked_gate_says_when_it_would_pass, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_cap_holds_a_segment_below_what_it_earns, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(degraded_type_waits_for_fresh_evidence, setup,
