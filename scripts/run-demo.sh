@@ -1,8 +1,12 @@
 #!/bin/sh
 # make run: a demo workspace from the generator (history imported, models
 # trained), `csa serve` on port 8000 (PORT to change it) with a simulated
-# stream of new tickets arriving through the API, the dashboard URL and an
-# admin token printed. Ctrl-C stops everything.
+# stream of new tickets arriving through the API (every ARRIVAL seconds, 2)
+# and a simulated review team working the queue (`csa demo-team`, right
+# with probability TEAM_ACCURACY, 0.95), so the gates see decisions and
+# reviews and automation grows while one watches: the controller ticks
+# every 10 s and may advance the workspace phase (demo-config.json). The
+# dashboard URL and an admin token are printed. Ctrl-C stops everything.
 set -eu
 CSA=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 WS=${CSA_HOME:-demo-ws}
@@ -22,22 +26,34 @@ fi
 ADMIN=$("$CSA" token create --role admin --name demo-admin --dir "$WS" | sed -n 's/.*"token": "\(.*\)".*/\1/p')
 AGENT=$("$CSA" token create --role agent --name demo-stream --dir "$WS" | sed -n 's/.*"token": "\(.*\)".*/\1/p')
 
-"$CSA" serve --dir "$WS" --port "$PORT" &
+ARRIVAL=${ARRIVAL:-2}
+TEAM_ACCURACY=${TEAM_ACCURACY:-0.95}
+# the demo's pace: the controller every 10 s instead of every minute, and
+# the gates may move the workspace phase (a team decides that itself)
+printf '{"automation": {"tick_seconds": 10, "advance_workspace": true}}\n' >"$WS/demo-config.json"
+MODEL_CONFIG_PATH="$WS/demo-config.json" "$CSA" serve --dir "$WS" --port "$PORT" &
 SERVER=$!
-trap 'kill $SERVER $STREAM 2>/dev/null; wait $SERVER 2>/dev/null' INT TERM EXIT
+STREAM=
+TEAM=
+trap 'kill $SERVER $STREAM $TEAM 2>/dev/null; wait $SERVER 2>/dev/null' INT TERM EXIT
 
-# new tickets arrive every few seconds, as a support inbox would
-"$CSA" demo-data --tickets 500 --seed "$(date +%s)" --stream --out "$WS/stream.jsonl"
+# new tickets arrive every few seconds, as a support inbox would, with
+# what a person would decide for each, for the simulated team
+"$CSA" demo-data --tickets 2000 --seed "$(date +%s)" --stream --out "$WS/stream.jsonl" \
+	--answers "$WS/answers.jsonl"
 (
 	sleep 2
 	while IFS= read -r ticket; do
 		curl -s -o /dev/null -H "Authorization: Bearer $AGENT" \
 			-H 'Content-Type: application/json' --data "$ticket" \
 			"http://127.0.0.1:$PORT/api/tickets" || true
-		sleep 4
+		sleep "$ARRIVAL"
 	done <"$WS/stream.jsonl"
 ) &
 STREAM=$!
+CSA_TOKEN=$AGENT "$CSA" demo-team --url "http://127.0.0.1:$PORT" \
+	--answers "$WS/answers.jsonl" --accuracy "$TEAM_ACCURACY" --pace 0.4 >/dev/null &
+TEAM=$!
 
 sleep 1
 cat <<MSG
@@ -45,7 +61,8 @@ cat <<MSG
   csa is running.
   Dashboard:    http://127.0.0.1:$PORT/
   Admin token:  $ADMIN
-  (paste the token in the dashboard; new tickets arrive every 4 seconds)
+  (paste the token in the dashboard; a new ticket every $ARRIVAL s, and a
+  simulated review team decides the queue: watch the Phase page)
   Stop with Ctrl-C.
 
 MSG

@@ -919,6 +919,51 @@ static void controller_ticks_in_the_server(void **state)
 	assert_int_equal(seen, 1);
 }
 
+/* With automation.advance_workspace the server's tick moves the workspace
+ * phase when its gate passes (here: 120 PHASE_1 decisions, every one
+ * reviewed and right); without it only a person does. */
+static void the_tick_advances_the_workspace_when_told(void **state)
+{
+	(void)state;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/automation.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	for (int i = 0; i < 120; i++) {
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
+		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms,"
+		    " decision_ms) VALUES('W-%d#priority', 'W-%d', 'priority', 'Q', 1, 'A', 0.9,"
+		    " 0.9, 0, 0, %d, 'A', 1, %d, 60000)",
+		    i, i, 1000 + i, 2000 + i);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	struct resp r;
+	usleep(600000); /* three ticks without the setting: still PHASE_1 */
+	json_t *j = call("GET", "/api/phase", viewer, NULL, &r);
+	assert_string_equal(csa_json_str(j, "phase"), "PHASE_1");
+	json_decref(j);
+	free(r.body);
+	struct csa_err err = {0};
+	json_t *over = json_pack("{s:{s:b}}", "automation", "advance_workspace", 1);
+	assert_int_equal(csa_ws_config_override(ws, over, &err), 0);
+	json_decref(over);
+	int advanced = 0;
+	for (int i = 0; i < 50 && !advanced; i++) {
+		usleep(200000);
+		j = call("GET", "/api/phase", viewer, NULL, &r);
+		advanced = csa_json_str(j, "phase") && strcmp(csa_json_str(j, "phase"), "PHASE_2") == 0;
+		json_decref(j);
+		free(r.body);
+	}
+	assert_true(advanced);
+}
+
 /* Make a ticket's files look a minute old, so the server may cache it. */
 static void age_ticket(const char *id)
 {
@@ -1220,6 +1265,7 @@ int main(int argc, char **argv)
 	    T(ticket_reads_are_cached_until_a_change),
 	    T(concurrent_decisions_one_winner),
 	    T(phase_caps_over_http),
+	    T(the_tick_advances_the_workspace_when_told),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

@@ -56,6 +56,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_model(int argc, char **argv);
 int cmd_demo_data(int argc, char **argv);
+int cmd_demo_team(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_process(int argc, char **argv);

@@ -30,6 +30,16 @@ int cmd_demo_data(int argc, char **argv)
 	/* --stream: tickets as they arrive (first message, no outcome), ready
 	 * for POST /api/tickets or `csa ingest` */
 	int stream = cli_flag(argc, argv, "--stream");
+	/* --answers FILE: what a person would decide for each streamed ticket
+	 * (its gold record), for `csa demo-team` */
+	const char *answers_s = cli_opt(argc, argv, "--answers");
+	FILE *answers = NULL;
+	if (answers_s && (!stream || !(answers = fopen(answers_s, "w")))) {
+		if (out != stdout)
+			fclose(out);
+		return stream ? cli_failf("cannot create '%s'", answers_s)
+		              : cli_failf("--answers goes with --stream");
+	}
 	struct csa_gen *g = csa_gen_new(seed, start);
 	for (long i = 0; i < n; i++) {
 		json_t *t = csa_gen_next(g);
@@ -37,6 +47,14 @@ int cmd_demo_data(int argc, char **argv)
 			char id[32];
 			snprintf(id, sizeof(id), "N%llu-%06ld", seed, i + 1);
 			json_t *doc = csa_gen_arrival(t, id);
+			if (answers) {
+				json_t *a = json_pack("{s:s, s:O}", "ticket_id", id, "gold",
+				                      json_object_get(t, "gold"));
+				char *line = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER);
+				fprintf(answers, "%s\n", line);
+				free(line);
+				json_decref(a);
+			}
 			json_decref(t);
 			t = doc;
 		}
@@ -50,6 +68,8 @@ int cmd_demo_data(int argc, char **argv)
 	int bad = ferror(out);
 	if (out != stdout && fclose(out) != 0)
 		bad = 1;
+	if (answers && fclose(answers) != 0)
+		return cli_failf("cannot write '%s'", answers_s);
 	return bad ? cli_failf("cannot write '%s'", out_s ? out_s : "<stdout>") : 0;
 }
 

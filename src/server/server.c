@@ -58,13 +58,15 @@ static void tick_if_due(struct csa_server *s, int64_t *next_ms)
 	const struct csa_config *cfg = csa_ws_config(s->ws);
 	json_t *every = csa_config_get(cfg, "automation.tick_seconds");
 	double seconds = json_is_number(every) ? json_number_value(every) : 60;
+	/* a team may let the gates move the workspace phase too */
+	int advance = json_is_true(csa_config_get(cfg, "automation.advance_workspace"));
 	csa_config_unref(cfg);
 	*next_ms = now + (int64_t)(1000 * (seconds > 0 ? seconds : 60));
 	if (seconds <= 0)
 		return; /* turned off */
 	json_t *ev = NULL;
 	struct csa_err err = {0};
-	if (csa_auto_tick(s->autom, 0, &ev, &err)) {
+	if (csa_auto_tick(s->autom, advance, &ev, &err)) {
 		fprintf(stderr, "csa serve: controller tick: %s\n", err.msg);
 		json_decref(ev);
 		return;
