@@ -964,6 +964,72 @@ static void the_tick_advances_the_workspace_when_told(void **state)
 	assert_true(advanced);
 }
 
+/* csa demo-team works the queue through the API: with accuracy 1 every
+ * open task is decided with the value the generator knew was right, and
+ * the queue is empty after it. */
+static void demo_team_works_the_queue(void **state)
+{
+	(void)state;
+	char stream[4200], answers[4200], history[4200];
+	snprintf(stream, sizeof(stream), "%s/stream.jsonl", dir);
+	snprintf(answers, sizeof(answers), "%s/answers.jsonl", dir);
+	snprintf(history, sizeof(history), "%s/history.jsonl", dir);
+	/* models, so that the pipeline proposes decisions for people to review
+	 * (imported with the server stopped: it reads its models at start) */
+	assert_int_equal(t_csa(NULL, NULL, NULL, "demo-data --tickets 200 --seed 3 --out '%s'",
+	                       history),
+	                 0);
+	csa_server_stop(srv);
+	csa_ws_close(ws);
+	assert_int_equal(t_csa(NULL, NULL, NULL, "--dir '%s' import '%s'", dir, history), 0);
+	struct csa_err e = {0};
+	assert_int_equal(csa_ws_open(dir, &ws, &e), 0);
+	struct csa_server_opts o = {"127.0.0.1", 0, 2, CSA_SOURCE_DIR "/web", 5};
+	if (csa_server_start(ws, &o, &srv, &e))
+		fail_msg("server: %s", e.msg);
+	port = csa_server_port(srv);
+	assert_int_equal(t_csa(NULL, NULL, NULL,
+	                       "demo-data --tickets 3 --seed 4 --stream --out '%s' --answers '%s'",
+	                       stream, answers),
+	                 0);
+	FILE *f = fopen(stream, "r");
+	assert_non_null(f);
+	char line[8192];
+	struct resp r;
+	while (fgets(line, sizeof(line), f)) {
+		json_t *j = call("POST", "/api/tickets", agent, line, &r);
+		assert_int_equal(r.status, 201);
+		json_decref(j);
+		free(r.body);
+	}
+	fclose(f);
+	json_t *j = call("GET", "/api/reviews?status=open", viewer, NULL, &r);
+	size_t open = json_array_size(json_object_get(j, "tasks"));
+	json_decref(j);
+	free(r.body);
+	if (open < 3)
+		fail_msg("%zu open review tasks after 3 tickets", open);
+	setenv("CSA_TOKEN", agent, 1);
+	char *out = NULL, *err = NULL;
+	int rc = t_csa(NULL, &out, &err,
+	               "demo-team --url http://127.0.0.1:%u --answers '%s' --accuracy 1 --pace 0 "
+	               "--until-empty",
+	               (unsigned)port, answers);
+	unsetenv("CSA_TOKEN");
+	if (rc != 0)
+		fail_msg("demo-team: %s", err);
+	json_t *rep = json_loads(out, 0, NULL);
+	assert_int_equal(csa_json_int(rep, "decided", -1), (long long)open);
+	assert_int_equal(csa_json_int(rep, "right", -1), (long long)open);
+	json_decref(rep);
+	free(out);
+	free(err);
+	j = call("GET", "/api/reviews?status=open", viewer, NULL, &r);
+	assert_int_equal(json_array_size(json_object_get(j, "tasks")), 0);
+	json_decref(j);
+	free(r.body);
+}
+
 /* Make a ticket's files look a minute old, so the server may cache it. */
 static void age_ticket(const char *id)
 {
@@ -1266,6 +1332,7 @@ int main(int argc, char **argv)
 	    T(concurrent_decisions_one_winner),
 	    T(phase_caps_over_http),
 	    T(the_tick_advances_the_workspace_when_told),
+	    T(demo_team_works_the_queue),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

@@ -7,6 +7,7 @@
 #include "automation/stats.h"
 #include "agents/dmodel.h"
 #include "base/json.h"
+#include "base/ts.h"
 #include "store/ws.h"
 
 #include <math.h>
@@ -174,8 +175,10 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 	const struct csa_gate_settings *gs = &set->gates[phase];
 	struct scope_metrics m;
 	/* a gate never passes on what it could not read */
+	int64_t settled = csa_now_ms() - (int64_t)(set->capture_grace_minutes * 60000);
 	int unread = a->ops->scope_metrics(a->store, type, segment, phase, (int64_t)set->window,
-	                                   auto_evidence_since(a, type, segment), &m) != CSA_OK;
+	                                   auto_evidence_since(a, type, segment), settled,
+	                                   &m) != CSA_OK;
 	double z = set->z;
 	json_t *crit = json_array();
 	char fix[200];
@@ -195,8 +198,9 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 		double cap = m.human ? (double)m.human_reviewed / (double)m.human : 0;
 		double need = gs->capture_rate;
 		snprintf(fix, sizeof(fix),
-		         "%lld decisions still wait for a human: work the review queue",
-		         (long long)(m.human - m.human_reviewed));
+		         "%lld decisions have waited over %.0f minutes for a person: work the "
+		         "review queue",
+		         (long long)(m.human - m.human_reviewed), set->capture_grace_minutes);
 		criterion(crit, "human_decisions_captured", cap, ">=", need, m.human && cap >= need,
 		          fix);
 		need = gs->accuracy;
@@ -340,7 +344,7 @@ int auto_type_vouches(struct csa_auto *a, const char *type, const char *seg, int
 		struct scope_metrics m;
 		if (a->ops->scope_metrics(a->store, type, seg, phase,
 		                          (int64_t)auto_settings(a)->window,
-		                          auto_evidence_since(a, type, seg), &m) ||
+		                          auto_evidence_since(a, type, seg), INT64_MAX, &m) ||
 		    m.reviewed < 10)
 			return 0;
 	}

@@ -284,14 +284,16 @@ static void sq_rollback(struct auto_store *s)
 
 /* CSA_EIO (all zero) when automation.db cannot answer. */
 static int sq_scope_metrics(struct auto_store *s, const char *type, const char *segment, int phase,
-                            int64_t window, int64_t since, struct scope_metrics *m)
+                            int64_t window, int64_t since, int64_t settled_before,
+                            struct scope_metrics *m)
 {
 	memset(m, 0, sizeof(*m));
 	sqlite3_stmt *st;
 	/* the latest 'window' decisions made in this phase */
 	const char *sql =
 	    "SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct, 0)),"
-	    " sum(autonomous = 0), sum(autonomous = 0 AND final IS NOT NULL),"
+	    " sum(autonomous = 0 AND (final IS NOT NULL OR created_ms <= ?6)),"
+	    " sum(autonomous = 0 AND final IS NOT NULL),"
 	    " sum(autonomous = 1 AND final IS NOT NULL),"
 	    " sum(autonomous = 1 AND correct = 1),"
 	    " avg(CASE WHEN autonomous = 0 AND final IS NOT NULL THEN decision_ms END),"
@@ -315,6 +317,7 @@ static int sq_scope_metrics(struct auto_store *s, const char *type, const char *
 		sqlite3_bind_text(st, 3, segment, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, window);
 	sqlite3_bind_int64(st, 5, since);
+	sqlite3_bind_int64(st, 6, settled_before);
 	int step = sqlite3_step(st);
 	if (step == SQLITE_ROW) {
 		m->n = sqlite3_column_int64(st, 0);

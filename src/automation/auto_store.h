@@ -92,9 +92,12 @@ struct auto_store_ops {
 	                                size_t limit, size_t *n);
 
 	/* The newest 'window' decisions of a scope (type and segment NULL: all)
-	 * made in 'phase' after 'since' (ms), summed for its gate. */
+	 * made in 'phase' after 'since' (ms), summed for its gate. 'human'
+	 * leaves out a decision still waiting for a person that was made after
+	 * 'settled_before': it is not uncaptured yet, only not decided yet. */
 	int (*scope_metrics)(struct auto_store *s, const char *type, const char *segment, int phase,
-	                     int64_t window, int64_t since, struct scope_metrics *m);
+	                     int64_t window, int64_t since, int64_t settled_before,
+	                     struct scope_metrics *m);
 	/* Mean time a person took on a reviewed PHASE_1 decision (0: none). */
 	double (*baseline_ms)(struct auto_store *s);
 	/* Open alerts (of 'severity', NULL: any). */

@@ -30,6 +30,7 @@ static const struct {
     S(review_uncertain_share, "review_uncertain_share", 0.7),
     S(review_delay_minutes, "review_delay_minutes", 60),
     S(baseline_decision_ms, "baseline_decision_ms", 60000),
+    S(capture_grace_minutes, "capture_grace_minutes", 60),
     S(monitor.window, "monitor.window", 200),
     S(monitor.min_sample, "monitor.min_sample", 30),
     S(monitor.accuracy_min, "monitor.accuracy_min", 0.85),

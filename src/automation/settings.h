@@ -27,6 +27,9 @@ struct csa_auto_settings {
 	double review_floor, review_half_life, review_uncertain_share, review_delay_minutes;
 	/* mean human decision time assumed before PHASE_1 has any */
 	double baseline_decision_ms;
+	/* how long a decision may wait for a person before PHASE_1 counts it
+	 * as not captured */
+	double capture_grace_minutes;
 	/* the quality monitor ("automation.monitor") */
 	struct {
 		double window, min_sample, accuracy_min, overautomation_rate,

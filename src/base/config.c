@@ -66,6 +66,7 @@ static const char default_config[] =
     "\"readiness_required_critical\": 0.9,"
     "  \"review_floor\": 0.05, \"review_half_life\": 200, \"review_uncertain_share\": 0.7,"
     "  \"review_delay_minutes\": 60, \"window\": 500, \"baseline_decision_ms\": 60000,"
+    "  \"capture_grace_minutes\": 60,"
     "  \"tick_seconds\": 60, \"advance_workspace\": false,"
     "  \"monitor\": {\"window\": 200, \"min_sample\": 30, \"accuracy_min\": 0.85,"
     "    \"overautomation_rate\": 0.9, \"overautomation_accuracy\": 0.9, \"psi_alert\": 0.25,"
