@@ -526,6 +526,47 @@ static json_t *criterion_of(json_t *g, const char *name)
 	return NULL;
 }
 
+/* n PHASE_1 decisions of category/'seg' waiting for a person, made
+ * 'age_ms' ago. */
+static void add_waiting(const char *seg, int n, long long age_ms)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	for (int i = 0; i < n; i++) {
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
+		    "threshold, autonomous, critical, created_ms) VALUES('w%s%lld-%d#category', "
+		    "'w%d', 'category', '%s', 1, 'X', 0.9, 0.9, 0, 0, %lld)",
+		    seg, age_ms, i, i, seg, (long long)csa_now_ms() - age_ms);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_close(db);
+}
+
+/* PHASE_1's capture criterion counts what people could have decided: a
+ * decision waiting for a person less than capture_grace_minutes is not yet
+ * uncaptured, one that has waited longer is. */
+static void capture_counts_decisions_people_could_have_made(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev;
+	add_hourly("BUG_REPORT", 40, 40);
+	add_waiting("BUG_REPORT", 5, 60000); /* a minute old: in the queue */
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	assert_true(crit_pass(segment_gate(ev, "category", "BUG_REPORT"), "human_decisions_captured"));
+	json_decref(ev);
+	add_waiting("BUG_REPORT", 2, 2 * 3600000LL); /* two hours: not captured */
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	json_t *c = criterion_of(segment_gate(ev, "category", "BUG_REPORT"), "human_decisions_captured");
+	assert_false(json_is_true(json_object_get(c, "pass")));
+	assert_float_equal(csa_json_num(c, "observed", 0), 40.0 / 42, 1e-9);
+	json_decref(ev);
+}
+
 /* A gate that does not pass says when it would at the current pace (spec
  * §8.2 estimated_timeline): decisions still needed over decisions a day,
  * reviews until the accuracy bound reaches the gate if the accuracy seen
@@ -2718,6 +2759,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_forged_point_is_refused_whole, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_blocked_gate_says_when_it_would_pass, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(capture_counts_decisions_people_could_have_made, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_cap_holds_a_segment_below_what_it_earns, setup,
 	                                    teardown),
