@@ -7,7 +7,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CSA=$1
 ARTIFACTS=${2:-$HERE/../../build/artifacts}
 CSA_DEPS_BROWSER=1 "$HERE/../../scripts/deps.sh"
-if [ ! -d "$HERE/node_modules/playwright-core" ]; then
+if [ ! -d "$HERE/node_modules/playwright-core" ] || [ ! -d "$HERE/node_modules/axe-core" ]; then
 	(cd "$HERE" && npm ci --no-audit --no-fund --silent)
 fi
 mkdir -p "$ARTIFACTS"
