@@ -1,0 +1,356 @@
+// The ticket page (#ticket/T_NO): the unified E/I timeline, the SLA clocks,
+// every decision with its confidence, alternatives, threshold, phase, who
+// decided and why it was or was not automated (the T document's decisions
+// and their automation blocks, with their records in the audit ledger),
+// the delivery state, and the actions the API has: an internal note, a
+// reply to the customer, deciding the ticket's open review tasks.
+// Everything from the API goes on the page as text (el(), textContent).
+'use strict';
+
+const tk = {
+  id: '',
+  seq: 0,
+  timer: null,
+  shownAt: 0,   // when the tasks were shown, for decision_ms
+};
+
+// The agents' decisions by type: where the value and its alternatives are.
+const DECISION_KEYS = {
+  category: { value: 'category', alts: 'alternatives' },
+  priority: { value: 'priority', alts: 'priority_alternatives' },
+  strategy: { value: 'strategy', alts: 'alternatives' },
+  escalation: { value: 'escalation_path', alts: 'alternatives' },
+};
+
+function pctOf(x) { return typeof x === 'number' ? (100 * x).toFixed(0) + '%' : '–'; }
+
+function clock(due, doneAt, label) {
+  const dd = el('dd');
+  if (doneAt) {
+    dd.append(badge('met', 'sla-on_time'), document.createTextNode(` ${label} at `), timeEl(doneAt));
+    return dd;
+  }
+  if (!due) { dd.textContent = '–'; return dd; }
+  const left = Date.parse(due) - Date.now();
+  if (Number.isNaN(left)) { dd.textContent = String(due); return dd; }
+  dd.append(left < 0 ? badge('overdue by ' + span(left), 'sla-breached') : badge('in ' + span(left), 'sla-on_time'),
+    document.createTextNode(' due '), timeEl(due));
+  return dd;
+}
+
+function ticketFacts(t) {
+  const w = t.workflow || {}, e = t.external_conversation || {}, i = t.internal_conversation || {};
+  const cust = (e.participants || {}).customer || {};
+  const cls = (w.agent_decisions || []).filter((d) => d.agent === 'classifier').pop();
+  const pairs = [
+    ['customer', cust.client_name || w.client_name],
+    ['company', cust.company_name || w.company_name],
+    ['tier', cust.subscription_tier],
+    ['channel', e.platform || w.channel],
+    ['status', e.conversation_status],
+    ['priority', w.priority],
+    ['category', cls && cls.decision ? cls.decision.category : null],
+    ['stage', w.workflow_stage],
+    ['assigned', w.assigned_member || 'unassigned'],
+    ['resolver', (i.participants || {}).assigned_resolver],
+    ['phase', w.automation_phase],
+    ['resolved', w.resolved ? 'yes' : 'no'],
+  ];
+  const facts = $('ticket-facts');
+  facts.replaceChildren();
+  for (const [k, v] of pairs) {
+    const dd = el('dd', v === null || v === undefined || v === '' ? '–' : v);
+    facts.append(el('dt', k), dd);
+  }
+  facts.append(el('dt', 'created'), (() => { const d = el('dd'); d.append(timeEl(w.card_create_timestamp)); return d; })());
+}
+
+// The SLA clocks: the first response is the team's first message on the
+// customer side (as the server's SLA rules count it), the resolution the
+// ticket's resolved state.
+function ticketSla(t) {
+  const e = t.external_conversation || {};
+  const s = e.sla_tracking || {};
+  const m = (t.workflow || {}).sla_metrics || {};
+  const box = $('ticket-sla');
+  box.replaceChildren();
+  const st = el('dd');
+  const state = s.current_status || 'on_time';
+  st.append(badge(SLA_TEXT[state] || state, 'sla-' + state));
+  box.append(el('dt', 'state'), st);
+  const reply = (e.messages || []).find((x) => x.sender === 'cs_agent');
+  box.append(el('dt', 'first response'), clock(s.first_response_due, reply ? reply.timestamp : null, 'answered'));
+  if (!reply && typeof m.first_response_time === 'number') box.append(el('dt', 'first response took'), el('dd', span(m.first_response_time * 60000)));
+  const resolved = (t.workflow || {}).resolved || e.conversation_status === 'resolved';
+  box.append(el('dt', 'resolution'), resolved
+    ? (() => { const d = el('dd'); d.append(badge('resolved', 'sla-on_time')); return d; })()
+    : clock(s.resolution_due, null, 'resolved'));
+}
+
+// Who decided: a person (a review's human value), an LLM (the cascade's
+// trace), or the embedded model.
+function decidedBy(d, type, auto, reviews) {
+  const fb = d.learning_feedback;
+  const pu = fb && Array.isArray(fb.pattern_updates) ? fb.pattern_updates.filter((p) => p.decision_type === type) : [];
+  const person = pu.length ? pu[pu.length - 1] : null;
+  const rec = reviews.filter((r) => r.payload && (r.payload.decision_type === type || r.payload.type === type)).pop();
+  const out = [];
+  if (person) out.push(`person ${person.by || ''}: ${person.human_value}`.replace('  ', ' '));
+  else if (rec && rec.payload.human_value) out.push(`person ${rec.payload.by || rec.payload.reviewer || ''}: ${rec.payload.human_value}`);
+  const c = d.decision && d.decision.cascade && d.decision.cascade[type];
+  if (c && c.decided_by === 'llm') out.push(`LLM ${c.model_version || c.backend} (cascade: ${c.reason})`);
+  else if (c) out.push(`model ${auto && auto.model ? auto.model : 'embedded'} (LLM ${c.backend} not asked: ${c.reason})`);
+  else if (auto && auto.model) out.push(`model ${auto.model}`);
+  else out.push(`agent ${d.agent}`);
+  return out.join(' · after ');
+}
+
+function whyAutomated(a) {
+  if (!a) return 'not a tracked decision type: not automated, nothing to review';
+  const conf = pctOf(a.confidence), thr = typeof a.threshold === 'number' ? pctOf(a.threshold) : null;
+  if (a.autonomous) {
+    const r = a.review === 'audit' ? 'sampled for a delayed review' : 'not sampled for review';
+    return `applied autonomously: confidence ${conf} ≥ threshold ${thr} in ${a.phase}; ${r}`;
+  }
+  if (a.held) return `not automated: ${a.held}`;
+  const n = parseInt(String(a.phase || '').replace('PHASE_', ''), 10);
+  if (n && n < 3) return `not automated: ${a.phase} lets a person decide (autonomy starts in PHASE_3)`;
+  if (!thr) return `not automated: no autonomy threshold yet for ${a.segment}`;
+  if (a.confidence < a.threshold) return `not automated: confidence ${conf} below threshold ${thr}${a.critical ? ' (critical target)' : ''}`;
+  return 'not automated';
+}
+
+function ticketDecisions(t, trail) {
+  const box = $('ticket-decisions');
+  box.replaceChildren();
+  const decs = (t.workflow || {}).agent_decisions || [];
+  if (!decs.length) { box.append(el('p', 'No decision yet.', 'muted')); return; }
+  for (const d of decs) {
+    const dec = d.decision || {};
+    const autos = dec.automation ? Object.entries(dec.automation) : [];
+    const entries = autos.length ? autos : [[null, null]];
+    for (const [type, a] of entries) {
+      const card = el('section', null, 'decision');
+      card.dataset.type = type || d.agent;
+      const keys = DECISION_KEYS[type] || {};
+      const value = a ? a.value : (dec[keys.value] !== undefined ? dec[keys.value] : null);
+      const h = el('h4');
+      h.append(el('span', type || d.agent, 'dtype'), document.createTextNode(' '));
+      if (value !== null && value !== undefined) h.append(el('strong', value));
+      else h.append(el('span', d.agent + ' plan', 'muted'));
+      card.append(h);
+      const conf = a ? a.confidence : d.confidence;
+      const alts = dec[keys.alts || 'alternatives'] || [];
+      const reviews = trail.filter((r) => r.type === 'review' && r.payload && r.payload.decision_id && String(r.payload.decision_id).startsWith(dec.decision_id || '\u0000'));
+      const rows = [
+        ['confidence', pctOf(conf)],
+        ['alternatives', alts.length ? alts.map((x) => `${x.value} ${pctOf(x.confidence)}`).join(', ') : 'none'],
+        ['threshold', a ? (typeof a.threshold === 'number' ? pctOf(a.threshold) : 'none yet') : '–'],
+        ['phase', a ? a.phase : '–'],
+        ['segment', a ? a.segment : '–'],
+        ['decided by', decidedBy(d, type, a, reviews)],
+        ['automation', whyAutomated(a)],
+        ['review', a ? (d.human_confirmed ? 'confirmed by a person' : a.review === 'decide' ? 'waits for a person' : a.review === 'audit' ? 'delayed review' : 'none') : '–'],
+      ];
+      const rec = trail.find((r) => r.type === 'decision' && r.payload && r.payload.decision_id === dec.decision_id && r.payload.decision_type === type);
+      if (rec) rows.push(['audit record', `#${rec.seq} ${String(rec.hash || '').slice(0, 12)}`]);
+      const list = el('dl', null, 'facts');
+      for (const [k, v] of rows) if (a || v !== '–') list.append(el('dt', k), el('dd', v));
+      card.append(list);
+      if (dec.rationale) card.append(el('p', dec.rationale, 'rationale'));
+      box.append(card);
+    }
+  }
+}
+
+function ticketTasks(tasks) {
+  const box = $('ticket-tasks');
+  box.replaceChildren();
+  if (!tasks.length) { box.append(el('p', 'None open.', 'muted')); return; }
+  for (const task of tasks) {
+    const card = el('div', null, 'task');
+    const head = el('p');
+    head.append(el('strong', task.decision_type), document.createTextNode(` · ${task.kind === 'audit' ? 'review of an autonomous decision' : 'decision needed'}`));
+    if (task.suggestion !== null && task.suggestion !== undefined) head.append(document.createTextNode(` · AI suggests ${task.suggestion} (${pctOf(task.confidence)})`));
+    else head.append(document.createTextNode(' · no suggestion shown in PHASE_1'));
+    const group = el('div', null, 'choices');
+    group.setAttribute('role', 'group');
+    group.setAttribute('aria-label', `decide ${task.decision_type}`);
+    for (const v of task.labels || []) {
+      const b = el('button', v, v === task.suggestion ? 'suggested' : '');
+      b.type = 'button';
+      b.onclick = () => ticketDecide(task, v, card);
+      group.append(b);
+    }
+    const status = el('p', '', 'task-status');
+    status.setAttribute('role', 'status');
+    card.append(head, group, status);
+    box.append(card);
+  }
+}
+
+async function ticketDecide(task, value, card) {
+  const status = card.querySelector('.task-status');
+  for (const b of card.querySelectorAll('button')) b.disabled = true;
+  try {
+    const r = await api('POST', `/api/reviews/${task.task_id}/decide`, { value, decision_ms: Math.round(performance.now() - tk.shownAt) });
+    status.textContent = `${r.correct ? 'Confirmed' : 'Overridden'}: ${task.decision_type} = ${value}`;
+    ticketLater(300);
+  } catch (e) {
+    const w = e.body && e.body.winner;
+    status.textContent = w ? `Already decided: ${w.value} by ${w.reviewer}` : 'Error: ' + e.message;
+    status.classList.add('error');
+    for (const b of card.querySelectorAll('button')) b.disabled = false;
+  }
+}
+
+function ticketDeliveries(res) {
+  const box = $('ticket-deliveries');
+  box.replaceChildren();
+  if (res instanceof Error) { box.append(el('p', 'Delivery state unavailable: ' + res.message, 'error')); return; }
+  const ds = res.deliveries || [];
+  if (!ds.length) { box.append(el('p', 'No outbound notice for this ticket.', 'muted')); return; }
+  const table = el('table', null, 'deliveries');
+  const head = el('tr');
+  for (const c of ['target', 'state', 'attempts', 'last error', 'created', 'delivered / next']) { const th = el('th', c); th.scope = 'col'; head.append(th); }
+  const thead = el('thead'); thead.append(head);
+  const tb = el('tbody');
+  for (const d of ds) {
+    const tr = el('tr');
+    const st = el('td'); st.append(badge(d.state, 'del-' + d.state));
+    const when = el('td'); when.append(timeEl(d.delivered || d.next_attempt, true));
+    const made = el('td'); made.append(timeEl(d.created, true));
+    tr.append(el('td', d.target), st, el('td', d.attempts), el('td', d.last_error || '–'), made, when);
+    tb.append(tr);
+  }
+  table.append(thead, tb);
+  box.append(table);
+}
+
+function auditLine(r) {
+  const p = r.payload || {};
+  if (r.type === 'decision') return `${p.decision_type} = ${p.value} (${pctOf(p.confidence)}, threshold ${typeof p.threshold === 'number' ? pctOf(p.threshold) : 'none'}, ${p.phase}, ${p.autonomous ? 'autonomous' : 'for a person'}, review ${p.review}, ${p.model})`;
+  if (r.type === 'review') return `${p.decision_type || ''} reviewed: ${p.ai_value || '?'} → ${p.human_value || p.value || '?'}${p.by ? ' by ' + p.by : ''}`;
+  return JSON.stringify(p);
+}
+
+function ticketAudit(res) {
+  const box = $('audit');
+  box.replaceChildren();
+  if (res instanceof Error) { box.append(el('li', 'Audit trail unavailable: ' + res.message, 'error')); return; }
+  if (!res.trail.length) { box.append(el('li', 'No record.', 'muted')); return; }
+  for (const r of res.trail) {
+    const li = el('li');
+    li.append(el('span', '#' + r.seq, 'seq'), timeEl(r.timestamp), el('span', r.type, 'pill'), el('span', auditLine(r)));
+    li.title = 'hash ' + r.hash;
+    box.append(li);
+  }
+}
+
+const soft = (p) => p.catch((e) => e);
+
+async function ticketLoad(id) {
+  const seq = ++tk.seq;
+  const enc = encodeURIComponent(id);
+  const busy = $('ticket-view');
+  busy.setAttribute('aria-busy', 'true');
+  try {
+    const [t, audit, del, reviews] = await Promise.all([
+      api('GET', '/api/tickets/' + enc),
+      soft(api('GET', '/api/audit/' + enc)),
+      soft(api('GET', '/api/tickets/' + enc + '/deliveries')),
+      soft(api('GET', '/api/reviews?status=open')),
+    ]);
+    if (seq !== tk.seq) return;
+    showError($('ticket-error'), null);
+    const w = t.workflow || {};
+    $('ticket-title').textContent = `${t.ticket_id} — ${w.client_name || '(no name)'}${w.company_name ? ' (' + w.company_name + ')' : ''}`;
+    document.title = `${t.ticket_id} · csa`;
+    ticketFacts(t);
+    ticketSla(t);
+    timeline($('ticket-timeline'), t.unified_timeline);
+    const trail = audit instanceof Error ? [] : audit.trail;
+    ticketDecisions(t, trail);
+    ticketAudit(audit);
+    ticketDeliveries(del);
+    if (reviews instanceof Error) {
+      $('ticket-tasks').replaceChildren(el('p', 'Review tasks unavailable: ' + reviews.message, 'error'));
+    } else {
+      ticketTasks(reviews.tasks.filter((x) => x.ticket_id === t.ticket_id));
+      tk.shownAt = performance.now();
+    }
+    $('ticket-view').hidden = false;
+  } catch (e) {
+    if (seq !== tk.seq) return;
+    $('ticket-view').hidden = true;
+    showError($('ticket-error'), e.status === 404 ? new Error(`no ticket '${id}'`) : e);
+  } finally {
+    busy.removeAttribute('aria-busy');
+  }
+}
+
+function ticketLater(ms) {
+  clearTimeout(tk.timer);
+  tk.timer = setTimeout(() => { if (tk.id) ticketLoad(tk.id); }, ms);
+}
+
+function composeSide() {
+  return document.querySelector('#compose input[name=side]:checked').value;
+}
+
+function composeLabel() {
+  $('compose-send').textContent = composeSide() === 'external' ? 'Send reply to the customer' : 'Add internal note';
+}
+
+async function composeSend(e) {
+  e.preventDefault();
+  const text = $('compose-text').value;
+  const status = $('compose-status');
+  status.classList.remove('error');
+  if (!text.trim()) { status.textContent = 'Write something first.'; return; }
+  const side = composeSide();
+  $('compose-send').disabled = true;
+  status.textContent = 'Sending…';
+  try {
+    await api('POST', `/api/tickets/${encodeURIComponent(tk.id)}/messages`, { side, message: { sender: 'cs_agent', content: text } });
+    $('compose-text').value = '';
+    status.textContent = side === 'external' ? 'Reply added to the conversation.' : 'Internal note added.';
+    await ticketLoad(tk.id);
+  } catch (err) {
+    status.textContent = 'Error: ' + err.message;
+    status.classList.add('error');
+  } finally {
+    $('compose-send').disabled = false;
+  }
+}
+
+pages.ticket = {
+  show: (arg) => {
+    const id = arg.trim();
+    $('ticket-id').value = id;
+    if (id !== tk.id) {
+      $('ticket-view').hidden = true;
+      $('compose-status').textContent = '';
+      $('compose-text').value = '';
+    }
+    tk.id = id;
+    showError($('ticket-error'), null);
+    if (!id) { $('ticket-view').hidden = true; $('ticket-id').focus(); return; }
+    ticketLoad(id).then(() => { if (!$('ticket-view').hidden) $('ticket-title').focus(); });
+  },
+  event: (type, data) => {
+    if (!tk.id) return;
+    if (type === 'review' || (type === 'ticket' && data && data.ticket_id === tk.id)) ticketLater(500);
+  },
+};
+
+window.addEventListener('DOMContentLoaded', () => {
+  $('ticket-form').onsubmit = (e) => {
+    e.preventDefault();
+    const id = $('ticket-id').value.trim();
+    if (id) location.hash = '#ticket/' + encodeURIComponent(id);
+  };
+  $('ticket-title').tabIndex = -1;
+  $('compose').onsubmit = composeSend;
+  for (const r of document.querySelectorAll('#compose input[name=side]')) r.addEventListener('change', composeLabel);
+});
