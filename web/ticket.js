@@ -87,22 +87,28 @@ function ticketSla(t) {
     : clock(s.resolution_due, null, 'resolved'));
 }
 
-// Who decided: a person (a review's human value), an LLM (the cascade's
-// trace), or the embedded model.
-function decidedBy(d, type, auto, reviews) {
+// The person's value, if a person decided: the review record in the
+// ledger (value, by) or, without it, the decision's learning feedback.
+function personOf(d, type, review) {
+  if (review && review.payload) return { value: review.payload.value, by: review.payload.by, notes: review.payload.notes };
   const fb = d.learning_feedback;
   const pu = fb && Array.isArray(fb.pattern_updates) ? fb.pattern_updates.filter((p) => p.decision_type === type) : [];
-  const person = pu.length ? pu[pu.length - 1] : null;
-  const rec = reviews.filter((r) => r.payload && (r.payload.decision_type === type || r.payload.type === type)).pop();
-  const out = [];
-  if (person) out.push(`person ${person.by || ''}: ${person.human_value}`.replace('  ', ' '));
-  else if (rec && rec.payload.human_value) out.push(`person ${rec.payload.by || rec.payload.reviewer || ''}: ${rec.payload.human_value}`);
+  const p = pu.length ? pu[pu.length - 1] : null;
+  return p ? { value: p.human_value, by: p.by, notes: fb.improvement_notes } : null;
+}
+
+// Who decided: a person, an LLM (the cascade's trace), or the model.
+function decidedBy(d, type, auto, person) {
   const c = d.decision && d.decision.cascade && d.decision.cascade[type];
-  if (c && c.decided_by === 'llm') out.push(`LLM ${c.model_version || c.backend} (cascade: ${c.reason})`);
-  else if (c) out.push(`model ${auto && auto.model ? auto.model : 'embedded'} (LLM ${c.backend} not asked: ${c.reason})`);
-  else if (auto && auto.model) out.push(`model ${auto.model}`);
-  else out.push(`agent ${d.agent}`);
-  return out.join(' · after ');
+  let machine;
+  if (c && c.decided_by === 'llm') machine = `LLM ${c.model_version || c.backend} (cascade: ${c.reason}; embedded model said ${c.embedded ? c.embedded.label : '?'})`;
+  else if (c) machine = `model ${auto && auto.model ? auto.model : 'embedded'} (LLM ${c.backend} not asked: ${c.reason})`;
+  else if (auto && auto.model) machine = `model ${auto.model}`;
+  else machine = `agent ${d.agent}`;
+  if (!person) return machine;
+  const ai = auto ? auto.value : null;
+  return `a person${person.by ? ' (' + person.by + ')' : ''} chose ${person.value}` +
+    (ai ? (ai === person.value ? `, confirming ${machine}` : `, overriding ${ai} from ${machine}`) : '');
 }
 
 function whyAutomated(a) {
@@ -120,47 +126,65 @@ function whyAutomated(a) {
   return 'not automated';
 }
 
+function decisionCard(d, type, a, trail) {
+  const dec = d.decision || {};
+  const card = el('section', null, 'decision');
+  card.dataset.type = type || d.agent;
+  const keys = DECISION_KEYS[type] || {};
+  const review = trail.filter((r) => r.type === 'review' && r.payload && r.payload.decision_id === `${dec.decision_id}#${type}`).pop();
+  const person = type ? personOf(d, type, review) : null;
+  const value = person ? person.value : a ? a.value : (dec[keys.value] !== undefined ? dec[keys.value] : null);
+  const h = el('h4');
+  h.append(el('span', type || d.agent, 'dtype'), document.createTextNode(' '));
+  if (value !== null && value !== undefined) h.append(el('strong', value));
+  else h.append(el('span', d.agent + ' plan', 'muted'));
+  if (person) h.append(document.createTextNode(' '), badge('by a person', 'review'));
+  else if (a && a.autonomous) h.append(document.createTextNode(' '), badge('autonomous', 'auto'));
+  card.append(h);
+  const conf = a ? a.confidence : d.confidence;
+  const alts = dec[keys.alts || 'alternatives'] || [];
+  const rows = [
+    ['confidence', pctOf(conf)],
+    ['alternatives', alts.length ? alts.map((x) => `${x.value} ${pctOf(x.confidence)}`).join(', ') : 'none'],
+    ['threshold', a ? (typeof a.threshold === 'number' ? pctOf(a.threshold) : 'none yet') : '–'],
+    ['phase', a ? a.phase : '–'],
+    ['segment', a ? a.segment : '–'],
+    ['decided by', decidedBy(d, type, a, person)],
+    ['automation', whyAutomated(a)],
+    ['review', a ? (person ? 'done' + (person.notes ? ': ' + person.notes : '') : a.review === 'decide' ? 'waits for a person' : a.review === 'audit' ? 'sampled for a delayed review' : 'none') : '–'],
+  ];
+  const rec = trail.find((r) => r.type === 'decision' && r.payload && r.payload.decision_id === dec.decision_id && r.payload.decision_type === type);
+  if (rec || review) rows.push(['audit record', [rec, review].filter(Boolean).map((r) => `#${r.seq} ${r.type} ${String(r.hash || '').slice(0, 12)}`).join(' · ')]);
+  const list = el('dl', null, 'facts');
+  for (const [k, v] of rows) if (a || v !== '–') list.append(el('dt', k), el('dd', v));
+  card.append(list);
+  if (dec.rationale) card.append(el('p', dec.rationale, 'rationale'));
+  return card;
+}
+
+// The latest decision of each type first; those of earlier pipeline runs
+// folded below.
 function ticketDecisions(t, trail) {
   const box = $('ticket-decisions');
   box.replaceChildren();
   const decs = (t.workflow || {}).agent_decisions || [];
   if (!decs.length) { box.append(el('p', 'No decision yet.', 'muted')); return; }
+  const cards = [];
   for (const d of decs) {
-    const dec = d.decision || {};
-    const autos = dec.automation ? Object.entries(dec.automation) : [];
-    const entries = autos.length ? autos : [[null, null]];
-    for (const [type, a] of entries) {
-      const card = el('section', null, 'decision');
-      card.dataset.type = type || d.agent;
-      const keys = DECISION_KEYS[type] || {};
-      const value = a ? a.value : (dec[keys.value] !== undefined ? dec[keys.value] : null);
-      const h = el('h4');
-      h.append(el('span', type || d.agent, 'dtype'), document.createTextNode(' '));
-      if (value !== null && value !== undefined) h.append(el('strong', value));
-      else h.append(el('span', d.agent + ' plan', 'muted'));
-      card.append(h);
-      const conf = a ? a.confidence : d.confidence;
-      const alts = dec[keys.alts || 'alternatives'] || [];
-      const reviews = trail.filter((r) => r.type === 'review' && r.payload && r.payload.decision_id && String(r.payload.decision_id).startsWith(dec.decision_id || '\u0000'));
-      const rows = [
-        ['confidence', pctOf(conf)],
-        ['alternatives', alts.length ? alts.map((x) => `${x.value} ${pctOf(x.confidence)}`).join(', ') : 'none'],
-        ['threshold', a ? (typeof a.threshold === 'number' ? pctOf(a.threshold) : 'none yet') : '–'],
-        ['phase', a ? a.phase : '–'],
-        ['segment', a ? a.segment : '–'],
-        ['decided by', decidedBy(d, type, a, reviews)],
-        ['automation', whyAutomated(a)],
-        ['review', a ? (d.human_confirmed ? 'confirmed by a person' : a.review === 'decide' ? 'waits for a person' : a.review === 'audit' ? 'delayed review' : 'none') : '–'],
-      ];
-      const rec = trail.find((r) => r.type === 'decision' && r.payload && r.payload.decision_id === dec.decision_id && r.payload.decision_type === type);
-      if (rec) rows.push(['audit record', `#${rec.seq} ${String(rec.hash || '').slice(0, 12)}`]);
-      const list = el('dl', null, 'facts');
-      for (const [k, v] of rows) if (a || v !== '–') list.append(el('dt', k), el('dd', v));
-      card.append(list);
-      if (dec.rationale) card.append(el('p', dec.rationale, 'rationale'));
-      box.append(card);
-    }
+    const autos = d.decision && d.decision.automation ? Object.entries(d.decision.automation) : [];
+    for (const [type, a] of autos.length ? autos : [[null, null]]) cards.push({ key: type || d.agent, d, type, a });
   }
+  const latest = new Map();
+  cards.forEach((c, i) => latest.set(c.key, i));
+  const earlier = el('details', null, 'earlier');
+  const n = cards.length - latest.size;
+  earlier.append(el('summary', `Earlier decisions (${n})`));
+  cards.forEach((c, i) => {
+    const card = decisionCard(c.d, c.type, c.a, trail);
+    if (latest.get(c.key) === i) box.append(card);
+    else { card.classList.add('old'); earlier.append(card); }
+  });
+  if (n) box.append(earlier);
 }
 
 function ticketTasks(tasks) {
@@ -170,7 +194,7 @@ function ticketTasks(tasks) {
   for (const task of tasks) {
     const card = el('div', null, 'task');
     const head = el('p');
-    head.append(el('strong', task.decision_type), document.createTextNode(` · ${task.kind === 'audit' ? 'review of an autonomous decision' : 'decision needed'}`));
+    head.append(el('strong', task.decision_type), document.createTextNode(` · ${task.kind === 'audit' ? 'review of an autonomous decision' : 'decision needed'}`), el('span', ` (task ${task.task_id}, ${task.decision_id})`, 'muted'));
     if (task.suggestion !== null && task.suggestion !== undefined) head.append(document.createTextNode(` · AI suggests ${task.suggestion} (${pctOf(task.confidence)})`));
     else head.append(document.createTextNode(' · no suggestion shown in PHASE_1'));
     const group = el('div', null, 'choices');
@@ -230,7 +254,7 @@ function ticketDeliveries(res) {
 function auditLine(r) {
   const p = r.payload || {};
   if (r.type === 'decision') return `${p.decision_type} = ${p.value} (${pctOf(p.confidence)}, threshold ${typeof p.threshold === 'number' ? pctOf(p.threshold) : 'none'}, ${p.phase}, ${p.autonomous ? 'autonomous' : 'for a person'}, review ${p.review}, ${p.model})`;
-  if (r.type === 'review') return `${p.decision_type || ''} reviewed: ${p.ai_value || '?'} → ${p.human_value || p.value || '?'}${p.by ? ' by ' + p.by : ''}`;
+  if (r.type === 'review') return `${p.decision_type} reviewed: AI ${p.ai_value || '?'}, person ${p.value}${p.by ? ' (' + p.by + ')' : ''}, ${p.correct ? 'confirmed' : 'overridden'}${p.notes ? ': ' + p.notes : ''}`;
   return JSON.stringify(p);
 }
 

@@ -147,7 +147,7 @@ try {
   const decisions = await page.$$eval('#ticket-decisions .decision', (ds) => ds.map((d) => d.dataset.type));
   for (const t of ['category', 'priority', 'strategy', 'escalation']) assert.ok(decisions.includes(t), 'decision ' + t);
   const cat = await page.textContent('#ticket-decisions .decision[data-type="category"]');
-  for (const w of ['confidence', 'alternatives', 'threshold', 'phase', 'decided by', 'model embedded', 'automation', 'audit record#'])
+  for (const w of ['confidence', 'alternatives', 'threshold', 'phase', 'decided by', 'model embedded', 'automation', 'audit record#1 decision'])
     assert.ok(cat.includes(w), `the category decision shows ${w}`);
   assert.match(await page.textContent('#ticket-sla'), /first response.*due/s);
   step(`ticket page: both sides, decisions ${decisions.join(', ')}`);
@@ -177,6 +177,8 @@ try {
   assert.ok(before >= 1, 'the ticket has open review tasks');
   await page.click('#ticket-tasks .task >> nth=0 >> button >> nth=0');
   await page.waitForFunction((n) => document.querySelectorAll('#ticket-tasks .task').length === n - 1, before);
+  await page.waitForFunction(() => /a person \(tk_[0-9a-f]+\) chose/.test(document.getElementById('ticket-decisions').textContent));
+  assert.match(await page.textContent('#audit'), /reviewed: AI .*, person /);
   step(`decided a review task (${before} → ${before - 1} open)`);
 
   await accessible(page, 'ticket page');
