@@ -41,7 +41,8 @@ cat <<MSG
   csa is running.
   Dashboard:    http://127.0.0.1:$PORT/
   Admin token:  $ADMIN
-  (paste the token in the dashboard; new tickets arrive every 4 seconds)
+  (paste the token in the dashboard: the inbox lists the tickets, new ones
+  arrive every 4 seconds)
   Stop with Ctrl-C.
 
 MSG
