@@ -52,7 +52,8 @@ const pages = {};
 let pageNow = null;
 
 function route() {
-  const h = decodeURIComponent((location.hash || '#inbox').slice(1));
+  let h = (location.hash || '#inbox').slice(1);
+  try { h = decodeURIComponent(h); } catch (e) { /* a malformed escape: taken as typed */ }
   const i = h.indexOf('/');
   return i < 0 ? [h, ''] : [h.slice(0, i), h.slice(i + 1)];
 }
@@ -106,8 +107,12 @@ function ago(ts) {
 function timeEl(ts, relative) {
   const e = el('time', ts ? (relative ? ago(ts) : fmtTime(ts)) : '–');
   if (ts) { e.dateTime = ts; e.title = fmtTime(ts); }
+  if (ts && relative) e.dataset.rel = '1';
   return e;
 }
+
+// Relative times stay true while the page is open.
+setInterval(() => { for (const t of document.querySelectorAll('time[data-rel]')) t.textContent = ago(t.dateTime); }, 30000);
 
 const SLA_TEXT = { on_time: 'on time', at_risk: 'at risk', breached: 'breached' };
 
@@ -267,10 +272,20 @@ async function phaseAction(path, body) {
 // Live updates: server-sent events read with fetch (the token stays in a
 // header, never in a URL). Each event goes to the page on screen; the
 // header says whether the stream is connected.
+let listening = false;
 async function listen() {
+  if (listening) return;
+  listening = true;
   for (;;) {
     try {
       const r = await fetch('/api/events', { headers: { Authorization: 'Bearer ' + token } });
+      if (r.status === 401 || r.status === 403) {
+        // a revoked or wrong token: no point retrying until a new one is given
+        listening = false;
+        $('live-state').textContent = '○ not live';
+        $('live-state').className = 'live off';
+        return;
+      }
       if (!r.ok) throw new Error('HTTP ' + r.status);
       $('live-state').textContent = '● live';
       $('live-state').className = 'live on';

@@ -147,8 +147,9 @@ async function inboxLoad() {
     inboxCategories();
     $('inbox-count').textContent = `${r.total} ticket${r.total === 1 ? '' : 's'}`;
     showError($('inbox-error'), null);
+    const focused = $('inbox-rows').contains(document.activeElement);
     inboxRender();
-    if (inbox.sel >= 0 && $('inbox-rows').contains(document.activeElement)) inboxSelect(inbox.sel, true);
+    if (inbox.sel >= 0 && focused) inboxSelect(inbox.sel, true);
   } catch (e) {
     if (seq === inbox.seq) showError($('inbox-error'), e);
   } finally {

@@ -133,9 +133,14 @@ try {
   await page.goto(base + '/#inbox');
   await page.waitForSelector('#inbox-rows tr');
   await page.waitForFunction(() => document.getElementById('live-state').textContent.includes('live'));
+  await page.focus('body');
+  await page.keyboard.press('j');
+  const focusedId = await page.evaluate(() => document.activeElement.closest('tr').dataset.id);
   assert.equal((await api('POST', '/api/tickets', { ticket_id: 'WEB-LIVE', client_name: 'Cy Live', messages: [{ content: 'Password reset link does not arrive' }] })).status, 201);
   await page.waitForSelector('#inbox-rows tr[data-id="WEB-LIVE"]', { timeout: 10000 });
   await page.waitForFunction(() => document.getElementById('inbox-count').textContent === '4 tickets');
+  assert.equal(await page.evaluate(() => document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.id), focusedId,
+    'the refresh keeps the focused ticket');
   step('a new ticket arrived over the event stream');
 
   // the ticket page: both sides, the decisions
