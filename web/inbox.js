@@ -287,7 +287,9 @@ pages.inbox = {
   show: () => {
     inboxViews();
     inboxMarkView();
-    inboxLoad();
+    // back from a ticket: the keyboard continues where it was
+    const back = inbox.sel >= 0;
+    inboxLoad().then(() => { if (back && inbox.sel >= 0) inboxSelect(inbox.sel, true); });
     inboxCounts();
     inboxLoadCategories();
   },

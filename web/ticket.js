@@ -362,6 +362,11 @@ pages.ticket = {
     if (!id) { $('ticket-view').hidden = true; $('ticket-id').focus(); return; }
     ticketLoad(id).then(() => { if (!$('ticket-view').hidden) $('ticket-title').focus(); });
   },
+  // Escape, when not writing, goes back to the inbox (its selection kept)
+  key: (e) => {
+    const tag = e.target.tagName;
+    if (e.key === 'Escape' && tag !== 'INPUT' && tag !== 'TEXTAREA' && tag !== 'SELECT') location.hash = '#inbox';
+  },
   event: (type, data) => {
     if (!tk.id) return;
     if (type === 'review' || (type === 'ticket' && data && data.ticket_id === tk.id)) ticketLater(500);

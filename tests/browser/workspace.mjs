@@ -127,7 +127,9 @@ try {
   await page.waitForFunction((id) => location.hash === '#ticket/' + id, sel);
   await page.waitForSelector('#ticket-view:not([hidden])');
   assert.equal((await page.textContent('#ticket-title')).split(' ')[0], sel);
-  step(`keyboard: moved to ${sel} and opened it`);
+  await page.keyboard.press('Escape');
+  await page.waitForFunction((id) => location.hash === '#inbox' && document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.id === id, sel);
+  step(`keyboard: moved to ${sel}, opened it, Escape came back to it`);
 
   // live: a ticket created elsewhere appears in the inbox without a reload
   await page.goto(base + '/#inbox');
