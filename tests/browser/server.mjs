@@ -9,7 +9,7 @@ import { join } from 'node:path';
 export const browserArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-export async function start(csa, tickets = 400) {
+export async function start(csa, tickets = 400, env = {}) {
   const ws = mkdtempSync(join(tmpdir(), 'csa-browser-'));
   const run = (...args) => execFileSync(csa, [...args, '--dir', ws], { encoding: 'utf8' });
   execFileSync(csa, ['init', ws]);
@@ -17,7 +17,8 @@ export async function start(csa, tickets = 400) {
   run('import', join(ws, 'h.jsonl'));
   const token = JSON.parse(run('token', 'create', '--role', 'admin')).token;
 
-  const server = spawn(csa, ['serve', '--dir', ws, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn(csa, ['serve', '--dir', ws, '--port', '0'],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
   const exited = new Promise((r) => server.on('exit', (code) => r(code)));
   const base = await new Promise((resolve, reject) => {
     let out = '';

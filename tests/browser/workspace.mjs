@@ -13,7 +13,8 @@ import assert from 'node:assert/strict';
 import { start, browserArgs } from './server.mjs';
 
 const [csa, artifacts] = process.argv.slice(2);
-const { base, token, api, stop } = await start(csa);
+// team notices go to a webhook nobody listens on: they wait in the outbox
+const { base, token, api, stop } = await start(csa, 400, { CSA_WEBHOOK_URL: 'http://127.0.0.1:9/csa-test-hook' });
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const step = (s) => console.log('workspace: ' + s);
@@ -157,7 +158,11 @@ try {
   for (const w of ['confidence', 'alternatives', 'threshold', 'phase', 'decided by', 'model embedded', 'automation', 'audit record#1 decision'])
     assert.ok(cat.includes(w), `the category decision shows ${w}`);
   assert.match(await page.textContent('#ticket-sla'), /first response.*due/s);
-  step(`ticket page: both sides, decisions ${decisions.join(', ')}`);
+  await page.waitForSelector('#ticket-deliveries table');
+  const del = await page.textContent('#ticket-deliveries tbody');
+  assert.match(del, /webhook/, 'the escalation notice for the webhook');
+  assert.match(del, /pending|dead/, 'not delivered: nobody listens');
+  step(`ticket page: both sides, decisions ${decisions.join(', ')}, deliveries of its notices`);
 
   // an internal note
   const note = 'Checked the export logs: quota exceeded on shard 7';
