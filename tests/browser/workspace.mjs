@@ -3,7 +3,8 @@
 // new tickets arrive live; the ticket page shows both sides of the timeline
 // and the decisions, takes an internal note and a reply, decides a review
 // task; hostile customer text is shown literally and runs nothing; no
-// console errors; axe-core finds no serious or critical violation; the
+// console errors; axe-core finds no serious or critical violation on any
+// page (inbox, ticket, review, metrics, phase); the
 // screenshots go to the artifacts directory.
 import { chromium } from 'playwright-core';
 import { readFileSync } from 'node:fs';
@@ -208,6 +209,13 @@ try {
   assert.equal(await page.evaluate(() => window.__xss), undefined, 'no injected code ran');
   assert.deepEqual(dialogs, [], 'no alert');
   step('hostile text is shown literally and runs nothing');
+
+  // the other pages pass axe-core too
+  for (const [hash, ready] of [['review', '#task:not([hidden]), #task-empty:not([hidden])'], ['metrics', '#kpis div'], ['phase', '#phase-now:not(:empty)']]) {
+    await page.goto(base + '/#' + hash);
+    await page.waitForSelector(ready);
+    await accessible(page, hash + ' page');
+  }
 
   // a failing call says so on the page
   expectErrors = true;
