@@ -10,6 +10,8 @@ const inbox = {
   sel: -1,           // index of the selected row
   seq: 0,            // the latest request; older answers are dropped
   timer: null,       // the debounced refresh
+  countTimer: null,  // the throttled counts of the views
+  countedAt: 0,
   typing: null,      // the debounced search while typing
   fresh: new Set(),  // tickets an event just named, marked for a moment
   categories: new Set(),
@@ -203,6 +205,7 @@ function inboxMarkView() {
 }
 
 async function inboxCounts() {
+  inbox.countedAt = Date.now();
   inboxViews();
   await Promise.all([...$('inbox-views').querySelectorAll('button')].map(async (b) => {
     const p = new URLSearchParams(Object.assign({ limit: 1, count: 1 }, b.view));
@@ -251,12 +254,16 @@ function inboxRefresh() {
   inboxLoad();
 }
 
-// Live: a burst of events is one refresh, a second after the last.
+// Live: a burst of events is one refresh of the page, a second after the
+// last; the counts of the views (one query each) at most every 5 seconds.
 function inboxLater() {
   clearTimeout(inbox.timer);
   inbox.timer = setTimeout(() => {
     inboxLoad().then(() => { inbox.fresh.clear(); });
-    inboxCounts();
+    const wait = inbox.countedAt + 5000 - Date.now();
+    clearTimeout(inbox.countTimer);
+    if (wait <= 0) inboxCounts();
+    else inbox.countTimer = setTimeout(inboxCounts, wait);
   }, 1000);
 }
 
