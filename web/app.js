@@ -100,6 +100,7 @@ function ago(ts) {
   const t = Date.parse(ts);
   if (Number.isNaN(t)) return '–';
   const d = Date.now() - t;
+  if (Math.abs(d) < 60000) return 'just now';
   return d >= 0 ? span(d) + ' ago' : 'in ' + span(d);
 }
 

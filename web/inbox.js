@@ -148,6 +148,11 @@ async function inboxLoad() {
     for (const t of inbox.rows) if (t.category) inbox.categories.add(t.category);
     inboxCategories();
     $('inbox-count').textContent = `${r.total} ticket${r.total === 1 ? '' : 's'}`;
+    // the list on screen is a view: its count is this total
+    const now = inboxFilters();
+    if (!$('inbox-q').value.trim()) {
+      for (const b of $('inbox-views').querySelectorAll('button')) if (sameFilters(b.view, now)) b.lastChild.textContent = String(r.total);
+    }
     showError($('inbox-error'), null);
     const focused = $('inbox-rows').contains(document.activeElement);
     inboxRender();

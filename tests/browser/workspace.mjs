@@ -73,6 +73,7 @@ try {
   assert.ok(xssRow.includes(evil) && xssRow.includes('<b>Evil Corp</b>'), 'hostile names shown as text in the inbox');
   assert.equal(await page.locator('#page-inbox img').count(), 0);
   step(`inbox lists ${total} tickets, views ${JSON.stringify(views)}`);
+  await page.screenshot({ path: join(artifacts, 'workspace-inbox.png') });
 
   // load more, by cursor
   await page.click('#inbox-more');
@@ -82,7 +83,6 @@ try {
   step('load more brings the next 50');
 
   await accessible(page, 'inbox');
-  await page.screenshot({ path: join(artifacts, 'workspace-inbox.png') });
 
   // search by a word
   await page.fill('#inbox-q', 'quokka');
@@ -145,6 +145,7 @@ try {
   await page.waitForFunction(() => document.getElementById('inbox-count').textContent === '4 tickets');
   assert.equal(await page.evaluate(() => document.activeElement.closest('tr') && document.activeElement.closest('tr').dataset.id), focusedId,
     'the refresh keeps the focused ticket');
+  await page.screenshot({ path: join(artifacts, 'workspace-inbox-active.png') });
   step('a new ticket arrived over the event stream');
 
   // the ticket page: both sides, the decisions
@@ -227,7 +228,7 @@ try {
   step('an unknown ticket is named in an error message');
 
   assert.deepEqual(errors, [], 'no console errors');
-  console.log('workspace browser test passed; screenshots workspace-inbox.png, workspace-ticket.png in ' + artifacts);
+  console.log('workspace browser test passed; screenshots workspace-inbox.png, workspace-inbox-active.png, workspace-ticket.png in ' + artifacts);
 } finally {
   if (browser) await browser.close();
   const code = await stop();
