@@ -187,6 +187,54 @@ function ticketDecisions(t, trail) {
   if (n) box.append(earlier);
 }
 
+// What the agents suggest: the knowledge-base article and the drafted
+// reply of the latest strategy decision, the similar resolved cases of the
+// latest analysis note.
+function ticketSuggestions(t) {
+  const box = $('ticket-suggestions');
+  box.replaceChildren();
+  const sel = ((t.workflow || {}).agent_decisions || []).filter((d) => d.agent === 'selector').pop();
+  const params = sel && sel.decision ? sel.decision.execution_parameters || {} : {};
+  const list = el('dl', null, 'facts');
+  const art = params.article;
+  if (art && art.id) {
+    const dd = el('dd');
+    dd.append(el('strong', art.title || art.id), el('span', ` (${art.id}, for ${art.strategy || 'this strategy'})`, 'muted'));
+    list.append(el('dt', 'article'), dd);
+  }
+  const others = (params.other_articles || []).filter((a) => a && a.id);
+  if (others.length) list.append(el('dt', 'also'), el('dd', others.map((a) => a.title || a.id).join(' · ')));
+  const notes = ((t.internal_conversation || {}).messages || []).filter((m) => m.ai_insights && Array.isArray(m.ai_insights.similar_cases));
+  const similar = notes.length ? notes[notes.length - 1].ai_insights.similar_cases : [];
+  if (similar.length) {
+    const dd = el('dd', null, 'similar');
+    similar.forEach((id, i) => {
+      const a = el('a', id);
+      a.href = '#ticket/' + encodeURIComponent(id);
+      if (i) dd.append(document.createTextNode(' '));
+      dd.append(a);
+    });
+    list.append(el('dt', 'similar cases'), dd);
+  }
+  if (list.children.length) box.append(list);
+  const draft = params.draft_reply;
+  if (draft && draft.text) {
+    const d = el('div', null, 'draft');
+    d.append(el('p', `Drafted reply (${draft.source === 'llm' ? 'by the LLM' : 'from the article template'}):`, 'muted'), el('blockquote', draft.text));
+    const use = el('button', 'Start the reply from this draft');
+    use.type = 'button';
+    use.onclick = () => {
+      document.querySelector('#compose input[value="external"]').checked = true;
+      composeLabel();
+      $('compose-text').value = draft.text;
+      $('compose-text').focus();
+    };
+    d.append(use);
+    box.append(d);
+  }
+  if (!box.children.length) box.append(el('p', 'None for this ticket.', 'muted'));
+}
+
 function ticketTasks(tasks) {
   const box = $('ticket-tasks');
   box.replaceChildren();
@@ -293,6 +341,7 @@ async function ticketLoad(id) {
     ticketFacts(t);
     ticketSla(t);
     timeline($('ticket-timeline'), t.unified_timeline);
+    ticketSuggestions(t);
     const trail = audit instanceof Error ? [] : audit.trail;
     ticketDecisions(t, trail);
     ticketAudit(audit);
@@ -354,8 +403,11 @@ pages.ticket = {
     $('ticket-id').value = id;
     if (id !== tk.id) {
       $('ticket-view').hidden = true;
+      // another ticket: nothing written for the last one, and a note by default
       $('compose-status').textContent = '';
       $('compose-text').value = '';
+      document.querySelector('#compose input[value="internal"]').checked = true;
+      composeLabel();
     }
     tk.id = id;
     showError($('ticket-error'), null);

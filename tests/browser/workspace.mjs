@@ -148,6 +148,28 @@ try {
   await page.screenshot({ path: join(artifacts, 'workspace-inbox-active.png') });
   step('a new ticket arrived over the event stream');
 
+  // suggestions: the article, similar cases, and a reply started from the draft
+  const live = (await api('GET', '/api/tickets/WEB-LIVE')).json;
+  const selector = live.workflow.agent_decisions.find((d) => d.agent === 'selector').decision;
+  const draft = selector.execution_parameters.draft_reply;
+  assert.ok(draft && draft.text, `a drafted reply for a password reset (strategy ${selector.strategy})`);
+  await page.goto(base + '/#ticket/WEB-LIVE');
+  await page.waitForSelector('#ticket-view:not([hidden]) #ticket-suggestions .draft');
+  const sugg = await page.textContent('#ticket-suggestions');
+  assert.ok(sugg.includes(selector.execution_parameters.article.title), 'the suggested article');
+  assert.ok(await page.locator('#ticket-suggestions .similar a').count() >= 1, 'similar resolved cases');
+  await page.click('#ticket-suggestions .draft button');
+  assert.equal(await page.inputValue('#compose-text'), draft.text);
+  assert.ok(await page.isChecked('#compose input[value="external"]'));
+  assert.equal(await page.textContent('#compose-send'), 'Send reply to the customer');
+  const similar = await page.getAttribute('#ticket-suggestions .similar a', 'href');
+  await page.click('#ticket-suggestions .similar a');
+  await page.waitForFunction((h) => location.hash === h, similar);
+  await page.waitForFunction((id) => document.getElementById('ticket-title').textContent.startsWith(id + ' '), decodeURIComponent(similar.slice('#ticket/'.length)));
+  assert.equal(await page.inputValue('#compose-text'), '', 'another ticket starts with an empty reply');
+  assert.ok(await page.isChecked('#compose input[value="internal"]'), 'and with an internal note');
+  step(`suggestions: article, similar case ${similar}, a reply started from the ${draft.source} draft`);
+
   // the ticket page: both sides, the decisions
   await page.goto(base + '/#ticket/WEB-QUOKKA');
   await page.waitForSelector('#ticket-view:not([hidden]) #ticket-timeline li');
