@@ -98,6 +98,13 @@ try {
   // a filter narrows the list
   await page.click('#inbox-clear');
   await page.waitForFunction((n) => document.getElementById('inbox-count').textContent === n + ' tickets', total);
+  // sort: by priority, critical first
+  await page.selectOption('#f-sort', 'priority');
+  await page.waitForFunction(() => document.querySelector('#inbox-rows tr td:nth-child(4)').textContent === 'critical');
+  const prios = await page.$$eval('#inbox-rows tr td:nth-child(4)', (tds) => tds.map((td) => td.textContent));
+  const rank = { critical: 0, high: 1, medium: 2, low: 3 };
+  assert.ok(prios.every((p, i) => i === 0 || rank[prios[i - 1]] <= rank[p]), 'priorities in order: ' + prios.join(','));
+  await page.selectOption('#f-sort', 'updated');
   await page.selectOption('#f-status', 'active');
   await page.waitForFunction(() => document.getElementById('inbox-count').textContent === '3 tickets');
   const active = await rowIds(page);
