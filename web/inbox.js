@@ -148,6 +148,10 @@ async function inboxLoad() {
     for (const t of inbox.rows) if (t.category) inbox.categories.add(t.category);
     inboxCategories();
     $('inbox-count').textContent = `${r.total} ticket${r.total === 1 ? '' : 's'}`;
+    const sorted = { updated: ['Last update', 'descending'], sla_due: ['SLA', 'ascending'], priority: ['Priority', 'descending'] }[r.sort] || [];
+    for (const th of $('inbox-table').querySelectorAll('thead th')) {
+      if (th.textContent === sorted[0]) th.setAttribute('aria-sort', sorted[1]); else th.removeAttribute('aria-sort');
+    }
     // the list on screen is a view: its count is this total
     const now = inboxFilters();
     if (!$('inbox-q').value.trim()) {

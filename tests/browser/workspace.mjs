@@ -249,6 +249,16 @@ try {
 
   // a failing call says so on the page
   expectErrors = true;
+  await page.goto(base + '/#inbox');
+  await page.waitForSelector('#inbox-rows tr');
+  await page.route('**/api/tickets?*', (r) => r.abort());
+  await page.selectOption('#f-priority', 'LOW');
+  await page.waitForSelector('#inbox-error:not([hidden])');
+  assert.match(await page.textContent('#inbox-error'), /Error: cannot reach the server \(GET \/api\/tickets/);
+  await page.unroute('**/api/tickets?*');
+  await page.selectOption('#f-priority', 'HIGH');
+  await page.waitForSelector('#inbox-error', { state: 'hidden' });
+  step('an inbox that cannot reach the server says so, and recovers');
   await page.goto(base + '/#ticket/NO-SUCH-TICKET');
   await page.waitForSelector('#ticket-error:not([hidden])');
   assert.match(await page.textContent('#ticket-error'), /no ticket 'NO-SUCH-TICKET'/);
