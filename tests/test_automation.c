@@ -489,6 +489,80 @@ static void set_segment(const char *key, int phase)
 	json_decref(st);
 }
 
+/* n reviewed PHASE_1 decisions of category/'seg', one an hour, the first
+ * 'correct' right. */
+static void add_hourly(const char *seg, int n, int correct)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation.db", fx.dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	for (int i = 0; i < n; i++) {
+		long long at = 1700000000000LL + (long long)i * 3600000;
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence, "
+		    "threshold, autonomous, critical, created_ms, final, correct, reviewed_ms, "
+		    "reviewer, decision_ms) VALUES('h%s%d#category', 'h%d', 'category', '%s', 1, "
+		    "'X', 0.9, 0.9, 0, 0, %lld, %s, %d, %lld, 'test', 60000)",
+		    seg, i, i, seg, at, i < correct ? "'X'" : "'Y'", i < correct, at);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+}
+
+static json_t *criterion_of(json_t *g, const char *name)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(g, "criteria"), i, c)
+	{
+		if (strcmp(csa_json_str(c, "criterion"), name) == 0)
+			return c;
+	}
+	fail_msg("no criterion %s", name);
+	return NULL;
+}
+
+/* A gate that does not pass says when it would at the current pace (spec
+ * §8.2 estimated_timeline): decisions still needed over decisions a day,
+ * reviews until the accuracy bound reaches the gate if the accuracy seen
+ * holds; no date when the accuracy seen is below what the gate needs. */
+static void a_blocked_gate_says_when_it_would_pass(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev;
+	add_hourly("BUG_REPORT", 20, 19);   /* 24 a day, 95% right */
+	add_hourly("FEATURE_REQUEST", 20, 14); /* 70% right: below the gate's 80% */
+	assert_int_equal(csa_auto_phase_evaluate(fx.a, &ev, &err), 0);
+	json_t *g = segment_gate(ev, "category", "BUG_REPORT");
+	json_t *when = json_object_get(g, "estimated_timeline");
+	assert_float_equal(csa_json_num(when, "decisions_per_day", 0), 24, 1e-9);
+	/* 30 decisions needed for a segment: 10 more at 24 a day */
+	assert_float_equal(csa_json_num(criterion_of(g, "decisions"), "estimated_days", -1),
+	                   10.0 / 24, 1e-9);
+	/* 19 of 20 right has a lower bound under 0.80; at 95% some dozens of
+	 * reviews more lift it over, at about 25 reviews a day */
+	double acc_days =
+	    csa_json_num(criterion_of(g, "heldout_accuracy_lower_bound"), "estimated_days", -1);
+	assert_true(acc_days > 0 && acc_days < 5);
+	assert_float_equal(csa_json_num(when, "days", -1), acc_days > 10.0 / 24 ? acc_days : 10.0 / 24,
+	                   1e-9);
+	assert_int_equal(json_array_size(json_object_get(when, "not_estimated")), 0);
+	/* below the gate's accuracy, waiting does not pass it */
+	g = segment_gate(ev, "category", "FEATURE_REQUEST");
+	when = json_object_get(g, "estimated_timeline");
+	assert_true(json_is_null(json_object_get(when, "days")));
+	assert_true(json_is_null(
+	    json_object_get(criterion_of(g, "heldout_accuracy_lower_bound"), "estimated_days")));
+	assert_string_equal(json_string_value(json_array_get(json_object_get(when, "not_estimated"), 0)),
+	                    "heldout_accuracy_lower_bound");
+	json_decref(ev);
+}
+
 static void every_gate_passes_and_blocks(void **state)
 {
 	(void)state;
@@ -950,6 +1024,93 @@ static void a_forged_point_is_refused_whole(void **state)
 	assert_int_equal(csa_ws_phase(fx.ws), phase);
 	free(cfg0);
 	free(cfg1);
+}
+
+static json_t *status_segment(json_t *st, const char *type, const char *seg)
+{
+	size_t i;
+	json_t *g;
+	json_array_foreach(json_object_get(st, "segments"), i, g)
+	{
+		if (strcmp(csa_json_str(g, "decision_type"), type) == 0 &&
+		    strcmp(csa_json_str(g, "segment"), seg) == 0)
+			return g;
+	}
+	fail_msg("no segment %s/%s in the status", type, seg);
+	return NULL;
+}
+
+/* An admin caps a segment or a whole type ("refunds are never decided
+ * autonomously"): the segment decides in no higher phase whatever its gate
+ * earns, the tick does not promote it past the cap, lifting the cap gives
+ * back what it earned, every change is in the ledger, a rollback leaves
+ * the caps as they are, and a scope that is not a tracked type or a
+ * category is refused. */
+static void a_cap_holds_a_segment_below_what_it_earns(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *out, *ev, *st;
+	assert_int_equal(csa_ws_set_phase(fx.ws, 3, &err), 0);
+	add_decisions("category", "BILLING_INQUIRY", 1, 150, 150, 0, 60000, 0); /* earns PHASE_2 */
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category/BILLING_INQUIRY", 1, "lead", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/BILLING_INQUIRY"), 0); /* never promoted */
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	assert_int_equal(csa_json_int(status_segment(st, "category", "BILLING_INQUIRY"), "cap", 0), 1);
+	assert_int_equal(csa_json_int(json_object_get(st, "caps"), "category/BILLING_INQUIRY", 0), 1);
+	json_decref(st);
+
+	/* lifted: the gate it passed promotes it */
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category/BILLING_INQUIRY", 0, "lead", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/BILLING_INQUIRY"), 2);
+
+	/* the whole type capped: the segment decides in PHASE_1 again, keeps
+	 * what it earned underneath */
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category", 1, "lead", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	assert_int_equal(csa_json_int(status_segment(st, "category", "BILLING_INQUIRY"), "phase", 0), 1);
+	json_decref(st);
+	assert_int_equal(segment_phase_now("category/BILLING_INQUIRY"), 2);
+
+	/* a rollback point taken under the cap, the cap lifted, the point
+	 * restored: the cap stays lifted */
+	assert_int_equal(csa_auto_phase_advance(fx.a, "test", 1, &out, &err), 0);
+	char pid[80];
+	snprintf(pid, sizeof(pid), "%s", csa_json_str(out, "rollback_point"));
+	json_decref(out);
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category", 0, "lead", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_phase_rollback(fx.a, pid, "test", &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(csa_auto_phase_status(fx.a, &st, &err), 0);
+	assert_int_equal(json_object_size(json_object_get(st, "caps")), 0);
+	assert_int_equal(csa_json_int(status_segment(st, "category", "BILLING_INQUIRY"), "phase", 0), 2);
+	json_decref(st);
+
+	/* each change is in the ledger, with who made it */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/audit/ledger.jsonl", fx.dir);
+	char *ledger = read_file(path);
+	size_t caps = 0;
+	for (const char *p = ledger; (p = strstr(p, "\"type\":\"phase_cap\"")); p++)
+		caps++;
+	free(ledger);
+	assert_int_equal(caps, 4);
+
+	/* what is not a scope or a phase is refused */
+	assert_int_equal(csa_auto_phase_cap(fx.a, "nope", 2, "lead", &out, &err), CSA_EINVAL);
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category/NOPE", 2, "lead", &out, &err),
+	                 CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "NOPE"));
+	assert_int_equal(csa_auto_phase_cap(fx.a, "category/BILLING_INQUIRY", 6, "lead", &out, &err), CSA_EINVAL);
+	assert_int_equal(csa_auto_phase_cap(fx.a, "", 2, "lead", &out, &err), CSA_EINVAL);
 }
 
 /* ---- critical tickets ---------------------------------------------------------- */
@@ -2556,6 +2717,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
 	    cmocka_unit_test_setup_teardown(a_forged_point_is_refused_whole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_blocked_gate_says_when_it_would_pass, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(a_cap_holds_a_segment_below_what_it_earns, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(degraded_type_waits_for_fresh_evidence, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(anomalies_raise_alerts_and_demote, setup, teardown),

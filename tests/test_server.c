@@ -1164,6 +1164,47 @@ static void concurrent_decisions_one_winner(void **state)
 	assert_int_equal(reviews, 1);
 }
 
+/* POST /api/phase/cap: an admin's, a body that says what it caps, and the
+ * cap in GET /api/phase until it is lifted. */
+static void phase_caps_over_http(void **state)
+{
+	(void)state;
+	struct resp r;
+	static const char body[] = "{\"scope\": \"strategy/BILLING_INQUIRY\", \"max_phase\": 2}";
+	json_t *j = call("POST", "/api/phase/cap", agent, body, &r);
+	assert_int_equal(r.status, 403);
+	json_decref(j);
+	free(r.body);
+	static const char *const bad[] = {"{\"max_phase\": 2}",
+	                                  "{\"scope\": \"strategy\", \"max_phase\": 9}",
+	                                  "{\"scope\": \"strategy\", \"max_phase\": \"2\"}",
+	                                  "{\"scope\": \"nope\", \"max_phase\": 2}"};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		j = call("POST", "/api/phase/cap", admin, bad[k], &r);
+		if (r.status != 400)
+			fail_msg("%s: %d, not 400", bad[k], r.status);
+		json_decref(j);
+		free(r.body);
+	}
+	j = call("POST", "/api/phase/cap", admin, body, &r);
+	assert_int_equal(r.status, 200);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/phase", viewer, NULL, &r);
+	assert_int_equal(csa_json_int(json_object_get(j, "caps"), "strategy/BILLING_INQUIRY", 0), 2);
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/api/phase/cap", admin,
+	         "{\"scope\": \"strategy/BILLING_INQUIRY\", \"max_phase\": null}", &r);
+	assert_int_equal(r.status, 200);
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/phase", viewer, NULL, &r);
+	assert_int_equal(json_object_size(json_object_get(j, "caps")), 0);
+	json_decref(j);
+	free(r.body);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(int argc, char **argv)
@@ -1187,6 +1228,7 @@ int main(int argc, char **argv)
 	    T(controller_ticks_in_the_server),
 	    T(ticket_reads_are_cached_until_a_change),
 	    T(concurrent_decisions_one_winner),
+	    T(phase_caps_over_http),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

@@ -104,6 +104,12 @@ struct csa_auto {
 			int phase, pass;
 		} type_gate[32];
 		size_t ntype_gate;
+		/* each type's held-out measurement at training (n 0: none) */
+		struct {
+			char type[64];
+			size_t correct, n;
+		} heldout[32];
+		size_t nheldout;
 	} ev;
 };
 
@@ -114,7 +120,12 @@ const struct csa_config *auto_cfg(const struct csa_auto *a);
 const struct csa_auto_settings *auto_settings(const struct csa_auto *a);
 int auto_workspace_phase(const struct csa_auto *a);
 int auto_type_tracked(const struct csa_auto *a, const char *type);
+/* The phase a segment decides in: its own, at most the workspace's and
+ * its cap. */
 int auto_segment_phase(const struct csa_auto *a, const char *type, const char *segment);
+/* The highest phase an admin allows a segment (csa_auto_phase_cap): the
+ * lower of its own cap and its type's; 5 when neither is capped. */
+int auto_phase_cap(const struct csa_auto *a, const char *type, const char *segment);
 int auto_save_state(struct csa_auto *a, struct csa_err *err);
 int64_t auto_evidence_since(const struct csa_auto *a, const char *type, const char *segment);
 void auto_restart_evidence(struct csa_auto *a, const char *scope);

@@ -147,7 +147,8 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 	pthread_mutex_lock(&a->mu);
 	auto_begin_evaluation(a);
 	int w = auto_workspace_phase(a), rc = CSA_OK;
-	/* segments follow their own evidence up to the workspace phase */
+	/* segments follow their own evidence up to the workspace phase and
+	 * their cap */
 	json_t *list, *pair;
 	size_t k;
 	struct csa_err lerr = {0};
@@ -166,7 +167,7 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 			rc = rc ? rc : r;
 		}
 		/* nothing is promoted once the database failed */
-		if (rc || own >= w || own >= 5)
+		if (rc || own >= w || own >= 5 || own >= auto_phase_cap(a, type, seg))
 			continue;
 		json_t *g = auto_evaluate_gate(a, type, seg, own);
 		if (json_is_true(json_object_get(g, "pass")))

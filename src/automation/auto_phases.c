@@ -65,7 +65,7 @@ static json_t *segments_json(struct csa_auto *a)
 	{
 		const char *type = json_string_value(json_array_get(pair, 0));
 		const char *seg = json_string_value(json_array_get(pair, 1));
-		int ph = auto_segment_phase(a, type, seg);
+		int ph = auto_segment_phase(a, type, seg), cap = auto_phase_cap(a, type, seg);
 		const struct thr *t = auto_threshold_of(a, type, seg, 0);
 		json_array_append_new(
 		    segs,
@@ -77,6 +77,9 @@ static json_t *segments_json(struct csa_auto *a)
 		              t ? t->r.success_rate : 0.0, "consistency",
 		              t ? t->r.consistency : 0.0, "confidence_accuracy",
 		              t ? t->r.confidence_accuracy : 0.0));
+		if (cap < 5)
+			json_object_set_new(json_array_get(segs, json_array_size(segs) - 1), "cap",
+			                    json_integer(cap));
 	}
 	json_decref(list);
 	return segs;
@@ -93,8 +96,10 @@ int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
 	}
 	char ph[8];
 	snprintf(ph, sizeof(ph), "PHASE_%d", auto_workspace_phase(a));
-	*out = json_pack("{s:s, s:o, s:I}", "phase", ph, "segments", segments_json(a),
-	                 "open_alerts", (json_int_t)open);
+	json_t *caps = json_object_get(a->state, "caps");
+	*out = json_pack("{s:s, s:o, s:I, s:o}", "phase", ph, "segments", segments_json(a),
+	                 "open_alerts", (json_int_t)open, "caps",
+	                 caps ? json_deep_copy(caps) : json_object());
 	if (a->state_unsaved)
 		json_object_set_new(*out, "state_not_saved", json_string(a->state_err.msg));
 	if (a->recovery)
@@ -116,7 +121,12 @@ int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *er
 	{
 		const char *type = json_string_value(json_array_get(pair, 0));
 		const char *seg = json_string_value(json_array_get(pair, 1));
-		json_t *g = auto_evaluate_gate(a, type, seg, auto_segment_phase(a, type, seg));
+		int ph = auto_segment_phase(a, type, seg);
+		json_t *g = auto_evaluate_gate(a, type, seg, ph);
+		if (ph >= auto_phase_cap(a, type, seg)) { /* what it earns stays unused */
+			json_object_set_new(g, "cap", json_integer(ph));
+			json_object_set_new(g, "pass", json_false());
+		}
 		json_object_set_new(g, "decision_type", json_string(type));
 		json_object_set_new(g, "segment", json_string(seg));
 		json_array_append_new(segs, g);
@@ -161,4 +171,68 @@ out:
 	json_decref(gate);
 	pthread_mutex_unlock(&a->mu);
 	return rc;
+}
+
+/* ---- caps ---------------------------------------------------------------- */
+
+/* "type" or "type/segment", the type tracked and the segment a category. */
+static int cap_scope_ok(struct csa_auto *a, const char *scope, struct csa_err *err)
+{
+	const char *slash = scope ? strchr(scope, '/') : NULL;
+	char type[64];
+	size_t tl = slash ? (size_t)(slash - scope) : (scope ? strlen(scope) : 0);
+	if (!scope || tl == 0 || tl >= sizeof(type) || strlen(scope) >= 160)
+		return csa_error(err, CSA_EINVAL,
+		                 "a cap's scope is a decision type or type/segment, not '%.80s'",
+		                 scope ? scope : "");
+	memcpy(type, scope, tl);
+	type[tl] = '\0';
+	if (!auto_type_tracked(a, type))
+		return csa_error(err, CSA_EINVAL,
+		                 "'%s' is not a decision type this workspace tracks "
+		                 "(automation.decision_types)",
+		                 type);
+	if (slash && !auto_valid_label(a, "category", slash + 1))
+		return csa_error(err, CSA_EINVAL,
+		                 "segment '%.80s' is not a category of taxonomy.categories", slash + 1);
+	return CSA_OK;
+}
+
+int csa_auto_phase_cap(struct csa_auto *a, const char *scope, int max_phase, const char *who,
+                       json_t **out, struct csa_err *err)
+{
+	if (max_phase < 0 || max_phase > 5)
+		return csa_error(err, CSA_EINVAL, "a phase cap is 1..5 (0 lifts it), not %d",
+		                 max_phase);
+	pthread_mutex_lock(&a->mu);
+	int rc = cap_scope_ok(a, scope, err);
+	if (rc) {
+		pthread_mutex_unlock(&a->mu);
+		return rc;
+	}
+	json_t *caps = json_object_get(a->state, "caps");
+	if (!caps)
+		json_object_set_new(a->state, "caps", caps = json_object());
+	json_t *before = json_incref(json_object_get(caps, scope));
+	if (max_phase)
+		json_object_set_new(caps, scope, json_integer(max_phase));
+	else
+		json_object_del(caps, scope);
+	if ((rc = auto_save_state(a, err))) { /* nothing changes that is not kept */
+		if (before)
+			json_object_set(caps, scope, before);
+		else
+			json_object_del(caps, scope);
+		json_decref(before);
+		pthread_mutex_unlock(&a->mu);
+		return rc;
+	}
+	a->nthr = 0; /* thresholds follow the phase in effect */
+	json_t *rec = json_pack("{s:s, s:o, s:o, s:s?}", "scope", scope, "max_phase",
+	                        max_phase ? json_integer(max_phase) : json_null(), "previous",
+	                        before ? before : json_null(), "by", who);
+	csa_ledger_append(a->ledger, "phase_cap", NULL, rec, NULL, NULL);
+	*out = json_pack("{s:o, s:O}", "cap", rec, "caps", caps);
+	pthread_mutex_unlock(&a->mu);
+	return CSA_OK;
 }

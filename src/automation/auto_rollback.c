@@ -24,13 +24,16 @@
 #define PHASES_DOC "automation/state.json"
 
 /* What a point may restore, and so what a manifest may name: a name
- * read back from the store that is none of these is refused. */
+ * read back from the store that is none of these is refused. A model's
+ * held-out measurement goes with it: it is the PHASE_1 gate's evidence. */
 static int restorable(const char *name)
 {
 	if (strcmp(name, CONFIG_DOC) == 0 || strcmp(name, PHASES_DOC) == 0)
 		return 1;
 	size_t l = strlen(name);
-	return strncmp(name, "models/", 7) == 0 && l > 13 && strcmp(name + l - 6, ".model") == 0 &&
+	int model = l > 13 && strcmp(name + l - 6, ".model") == 0,
+	    measure = l > 20 && strcmp(name + l - 13, ".heldout.json") == 0; /* dmodel.h */
+	return strncmp(name, "models/", 7) == 0 && (model || measure) &&
 	       csa_blobs_name_check(name, NULL) == CSA_OK;
 }
 
@@ -198,6 +201,12 @@ static int restore_docs(struct csa_auto *a, struct auto_doc *docs, size_t n, str
 		if (strcmp(docs[i].name, CONFIG_DOC) == 0)
 			rc = csa_ws_config_replace(a->ws, docs[i].buf, docs[i].len, err);
 	if (rc == CSA_OK && phases) {
+		/* caps are a person's policy: a rollback leaves them as they are */
+		json_t *caps = json_object_get(a->state, "caps");
+		if (caps)
+			json_object_set(phases, "caps", caps);
+		else
+			json_object_del(phases, "caps");
 		json_decref(a->state);
 		a->state = json_incref(phases);
 		rc = auto_save_state(a, err);

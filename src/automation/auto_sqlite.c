@@ -297,7 +297,7 @@ static int sq_scope_metrics(struct auto_store *s, const char *type, const char *
 	    " avg(CASE WHEN autonomous = 0 AND final IS NOT NULL THEN decision_ms END),"
 	    " sum(coalesce(decision_ms, 0)),"
 	    " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
-	    " value = 'AUTOMATED_RESOLUTION')))"
+	    " value = 'AUTOMATED_RESOLUTION'))), min(created_ms), max(created_ms)"
 	    " FROM (SELECT * FROM decisions WHERE phase = ?1 AND %s created_ms > ?5"
 	    " ORDER BY created_ms DESC LIMIT ?4)";
 	/* one statement per kind of scope, so that each can use its index */
@@ -328,6 +328,8 @@ static int sq_scope_metrics(struct auto_store *s, const char *type, const char *
 		m->mean_decision_ms = sqlite3_column_double(st, 8);
 		m->total_decision_ms = sqlite3_column_double(st, 9);
 		m->critical_errors = sqlite3_column_int64(st, 10);
+		m->first_ms = sqlite3_column_int64(st, 11);
+		m->last_ms = sqlite3_column_int64(st, 12);
 	}
 	sqlite3_finalize(st);
 	return step == SQLITE_ROW ? CSA_OK : CSA_EIO;

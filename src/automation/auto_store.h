@@ -31,6 +31,7 @@ struct scope_metrics {
 	int64_t n, autonomous, reviewed, correct, human, human_reviewed, auto_reviewed,
 	    auto_correct, critical_errors, open_tasks_decide;
 	double mean_decision_ms, total_decision_ms;
+	int64_t first_ms, last_ms; /* when the oldest and the newest were made */
 };
 
 /* How segments are listed: [type, segment] pairs in the store's order or

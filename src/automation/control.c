@@ -21,6 +21,7 @@ void auto_begin_evaluation(struct csa_auto *a)
 {
 	a->ev.baseline_ms = 0;
 	a->ev.ntype_gate = 0;
+	a->ev.nheldout = 0;
 }
 
 int csa_phase_num(const char *s)
@@ -91,13 +92,27 @@ int auto_type_tracked(const struct csa_auto *a, const char *type)
 	return csa_config_in_list(auto_cfg(a), "automation.decision_types", type);
 }
 
+int auto_phase_cap(const struct csa_auto *a, const char *type, const char *segment)
+{
+	json_t *caps = json_object_get(a->state, "caps");
+	int cap = (int)csa_json_int(caps, type, 5);
+	if (segment) {
+		char key[200];
+		snprintf(key, sizeof(key), "%s/%s", type, segment);
+		int c = (int)csa_json_int(caps, key, 5);
+		cap = c < cap ? c : cap;
+	}
+	return cap;
+}
+
 int auto_segment_phase(const struct csa_auto *a, const char *type, const char *segment)
 {
 	char key[200];
 	snprintf(key, sizeof(key), "%s/%s", type, segment ? segment : "-");
 	int p = (int)csa_json_int(json_object_get(a->state, "segments"), key, 1);
-	int w = auto_workspace_phase(a);
-	return p < w ? p : w;
+	int w = auto_workspace_phase(a), cap = auto_phase_cap(a, type, segment);
+	p = p < w ? p : w;
+	return p < cap ? p : cap;
 }
 
 /* A failure is remembered (state_unsaved): a phase change or demotion is

@@ -67,6 +67,13 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
                             struct csa_err *err);
 /* List rollback points. */
 int csa_auto_rollback_points(struct csa_auto *a, json_t **out, struct csa_err *err);
+/* Cap the phase of a decision type ("strategy") or of one of its segments
+ * ("strategy/BILLING_INQUIRY") at 'max_phase' (1..5; 0 lifts the cap): it
+ * decides in no higher phase whatever its gates earn, until lifted. Kept
+ * with the segment phases, recorded in the audit ledger, and left as it
+ * is by a rollback (a cap is a person's policy, not automation state). */
+int csa_auto_phase_cap(struct csa_auto *a, const char *scope, int max_phase, const char *who,
+                       json_t **out, struct csa_err *err);
 
 /*
  * Periodic work: move each segment up when its gate passes (up to the

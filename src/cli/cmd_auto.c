@@ -107,11 +107,25 @@ int cmd_review(int argc, char **argv)
 	return rc ? cli_fail(&err) : 0;
 }
 
+/* csa phase cap SCOPE N|none */
+static int cap(struct ctl *c, const char *scope, const char *level, const char *who, json_t **out,
+               struct csa_err *err)
+{
+	int max = 0;
+	if (strcmp(level, "none") != 0) {
+		if (level[0] < '1' || level[0] > '5' || level[1])
+			return csa_error(err, CSA_EINVAL,
+			                 "phase cap: '%.20s' is not 1..5 or 'none' (to lift it)", level);
+		max = level[0] - '0';
+	}
+	return csa_auto_phase_cap(c->a, scope, max, who, out, err);
+}
+
 int cmd_phase(int argc, char **argv)
 {
 	static const char usage[] =
 	    "csa phase status | evaluate | advance [--force] | rollback [POINT] | points | tick "
-	    "[--advance]";
+	    "[--advance] | cap TYPE[/SEGMENT] 1..5|none";
 	const char *sub = cli_pos(argc, argv, 0, valued);
 	if (!sub)
 		return cli_usage(usage);
@@ -134,6 +148,9 @@ int cmd_phase(int argc, char **argv)
 		rc = csa_auto_rollback_points(c.a, &out, &err);
 	else if (strcmp(sub, "tick") == 0)
 		rc = csa_auto_tick(c.a, cli_flag(argc, argv, "--advance"), &out, &err);
+	else if (strcmp(sub, "cap") == 0 && cli_pos(argc, argv, 2, valued))
+		rc = cap(&c, cli_pos(argc, argv, 1, valued), cli_pos(argc, argv, 2, valued), who, &out,
+		         &err);
 	else {
 		ctl_close(&c);
 		return cli_usage(usage);

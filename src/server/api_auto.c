@@ -138,6 +138,25 @@ json_t *csa_h_phase_rollback(struct call *c)
 	return out;
 }
 
+/* {"scope": "type" or "type/segment", "max_phase": 1..5, or null to lift} */
+json_t *csa_h_phase_cap(struct call *c)
+{
+	json_t *max = json_object_get(c->body, "max_phase");
+	const char *scope = csa_json_str(c->body, "scope");
+	if (!scope || !(json_is_null(max) || json_is_integer(max)))
+		return csa_fail(c, 400, "bad_request",
+		                "body: {\"scope\": \"TYPE[/SEGMENT]\", \"max_phase\": 1..5 or null}");
+	json_int_t m = json_is_integer(max) ? json_integer_value(max) : 0;
+	if (json_is_integer(max) && (m < 1 || m > 5))
+		return csa_fail(c, 400, "bad_request", "max_phase must be 1..5, or null to lift the cap");
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_phase_cap(c->s->autom, scope, (int)m, c->who, &out, &err))
+		return csa_fail_err(c, &err);
+	csa_publish_phase(c->s);
+	return out;
+}
+
 json_t *csa_h_metrics_json(struct call *c)
 {
 	json_t *out = NULL;

@@ -46,6 +46,7 @@ const struct route csa_routes[] = {
     BEARER("POST", "/api/phase/evaluate", CSA_ROLE_VIEWER, csa_h_phase_evaluate, "phase_evaluate"),
     BEARER("POST", "/api/phase/advance", CSA_ROLE_ADMIN, csa_h_phase_advance, "phase_advance"),
     BEARER("POST", "/api/phase/rollback", CSA_ROLE_ADMIN, csa_h_phase_rollback, "phase_rollback"),
+    BEARER("POST", "/api/phase/cap", CSA_ROLE_ADMIN, csa_h_phase_cap, "phase_cap"),
     BEARER("GET", "/api/metrics", CSA_ROLE_VIEWER, csa_h_metrics_json, "metrics"),
     BEARER("GET", "/api/alerts", CSA_ROLE_VIEWER, csa_h_alerts, "alerts"),
     BEARER("GET", "/api/mesh", CSA_ROLE_VIEWER, csa_h_mesh, "mesh_status"),
@@ -58,6 +59,7 @@ const struct route csa_routes[] = {
     HOOK("/hooks/slack", csa_hook_verify_slack, csa_h_hook_slack, "hook_slack"),
     HOOK("/hooks/mattermost", csa_hook_verify_mattermost, csa_h_hook_mattermost, "hook_mattermost"),
     HOOK("/hooks/trello", csa_hook_verify_trello, csa_h_hook_trello, "hook_trello"),
+    HOOK("/hooks/flock", csa_hook_verify_flock, csa_h_hook_flock, "hook_flock"),
     /* Trello checks the callback URL with HEAD (and people with GET) before
      * it sends anything signed */
     PUBLIC("HEAD", "/hooks/trello", csa_h_hook_probe, "hook_trello_head"),
