@@ -128,8 +128,9 @@ const SIDES = {
   internal: { tag: 'I', name: 'internal side' },
 };
 
-// The unified timeline of E and I messages, each marked with its side.
-function timeline(target, items) {
+// The unified timeline of E and I messages, each marked with its side;
+// with 'deliveries' (message_id -> outbox items), a reply's delivery state.
+function timeline(target, items, deliveries) {
   target.replaceChildren();
   for (const m of items || []) {
     const side = m.side === 'internal' ? 'internal' : 'external';
@@ -144,6 +145,16 @@ function timeline(target, items) {
     if (m.platform) meta.append(el('span', 'via ' + m.platform));
     meta.append(timeEl(m.timestamp));
     li.append(meta, el('div', m.content, 'content'));
+    const sent = deliveries && m.message_id ? deliveries.get(m.message_id) : null;
+    if (sent && sent.length) {
+      const st = el('div', null, 'delivery');
+      for (const d of sent) {
+        const b = badge(`${d.target}: ${d.state}`, 'del-' + d.state, d.last_error ? 'last error: ' + d.last_error : '');
+        st.append(b);
+        if (d.state !== 'delivered' && d.last_error) st.append(el('span', d.last_error, 'muted'));
+      }
+      li.append(st);
+    }
     target.append(li);
   }
 }

@@ -284,7 +284,7 @@ function ticketDeliveries(res) {
   if (!ds.length) { box.append(el('p', 'No outbound notice for this ticket.', 'muted')); return; }
   const table = el('table', null, 'deliveries');
   const head = el('tr');
-  for (const c of ['target', 'state', 'attempts', 'last error', 'created', 'delivered / next']) { const th = el('th', c); th.scope = 'col'; head.append(th); }
+  for (const c of ['what', 'target', 'state', 'attempts', 'last error', 'created', 'delivered / next']) { const th = el('th', c); th.scope = 'col'; head.append(th); }
   const thead = el('thead'); thead.append(head);
   const tb = el('tbody');
   for (const d of ds) {
@@ -292,7 +292,8 @@ function ticketDeliveries(res) {
     const st = el('td'); st.append(badge(d.state, 'del-' + d.state));
     const when = el('td'); when.append(timeEl(d.delivered || d.next_attempt, true));
     const made = el('td'); made.append(timeEl(d.created, true));
-    tr.append(el('td', d.target), st, el('td', d.attempts), el('td', d.last_error || '–'), made, when);
+    const what = d.message_id ? 'reply ' + d.message_id : String(d.key || '').startsWith('reply|') ? 'reply' : 'team notice';
+    tr.append(el('td', what), el('td', d.target), st, el('td', d.attempts), el('td', d.last_error || '–'), made, when);
     tb.append(tr);
   }
   table.append(thead, tb);
@@ -340,7 +341,13 @@ async function ticketLoad(id) {
     document.title = `${t.ticket_id} · csa`;
     ticketFacts(t);
     ticketSla(t);
-    timeline($('ticket-timeline'), t.unified_timeline);
+    const byMessage = new Map();
+    for (const d of del instanceof Error ? [] : del.deliveries || []) {
+      if (!d.message_id) continue;
+      if (!byMessage.has(d.message_id)) byMessage.set(d.message_id, []);
+      byMessage.get(d.message_id).push(d);
+    }
+    timeline($('ticket-timeline'), t.unified_timeline, byMessage);
     ticketSuggestions(t);
     const trail = audit instanceof Error ? [] : audit.trail;
     ticketDecisions(t, trail);

@@ -192,7 +192,7 @@ try {
   await page.waitForSelector('#ticket-deliveries table');
   const del = await page.textContent('#ticket-deliveries tbody');
   assert.match(del, /webhook/, 'the escalation notice for the webhook');
-  assert.match(del, /pending|dead/, 'not delivered: nobody listens');
+  assert.match(del, /pending|failed/, 'not delivered: nobody listens');
   step(`ticket page: both sides, decisions ${decisions.join(', ')}, deliveries of its notices`);
 
   // an internal note
@@ -205,15 +205,38 @@ try {
   assert.ok(inside.some((m) => m.content === note && m.sender === 'cs_agent'), 'the note is in the I file');
   step('an internal note appears in the timeline');
 
-  // a reply to the customer: on the customer side, and the first response clock is met
+  // a reply on a channel the server cannot send on (e-mail without an SMTP
+  // server): refused, said so, and the text is kept
   const reply = 'We found the cause and are raising your export quota now.';
   await page.check('#compose input[value="external"]');
   assert.equal(await page.textContent('#compose-send'), 'Send reply to the customer');
   await page.fill('#compose-text', reply);
+  expectErrors = true;
   await page.click('#compose-send');
-  await page.waitForFunction((n) => [...document.querySelectorAll('#ticket-timeline li[data-side="external"]')].some((li) => li.textContent.includes(n)), reply);
+  await page.waitForFunction(() => document.getElementById('compose-status').textContent.startsWith('Error: '));
+  expectErrors = false;
+  const refused = await page.textContent('#compose-status');
+  assert.equal(await page.inputValue('#compose-text'), reply, 'the reply is kept to send later');
+  assert.ok(!(await page.textContent('#ticket-timeline')).includes(reply));
+  step('a reply that cannot be sent says why: ' + refused);
+
+  // a reply on web chat (the generic webhook): on the customer side with its
+  // delivery state, and the first response clock is met
+  await page.goto(base + '/#ticket/WEB-INVOICE');
+  await page.waitForSelector('#ticket-view:not([hidden]) #ticket-timeline li');
+  await page.check('#compose input[value="external"]');
+  const answer = 'We refunded the second charge; it shows on your card within 3 days.';
+  await page.fill('#compose-text', answer);
+  await page.click('#compose-send');
+  await page.waitForFunction((n) => [...document.querySelectorAll('#ticket-timeline li[data-side="external"]')].some((li) => li.textContent.includes(n)), answer);
+  assert.match(await page.textContent('#compose-status'), /Reply added/);
+  const sentLi = page.locator('#ticket-timeline li[data-side="external"]', { hasText: answer });
+  assert.match(await sentLi.textContent(), /cs_agent/);
+  await page.waitForFunction((n) => [...document.querySelectorAll('#ticket-timeline li')].some((li) => li.textContent.includes(n) && li.querySelector('.delivery')), answer);
+  assert.match(await sentLi.locator('.delivery').textContent(), /webhook: (pending|failed)/, 'nobody listens on the webhook');
+  assert.match(await page.textContent('#ticket-deliveries tbody'), /reply /);
   assert.match(await page.textContent('#ticket-sla'), /met answered at/);
-  step('a reply appears on the customer side; the first response clock is met');
+  step('a reply appears on the customer side with its delivery state; the first response clock is met');
 
   // decide an open review task from the ticket page
   const before = await page.locator('#ticket-tasks .task').count();
