@@ -61,8 +61,9 @@ cat <<MSG
   csa is running.
   Dashboard:    http://127.0.0.1:$PORT/
   Admin token:  $ADMIN
-  (paste the token in the dashboard; a new ticket every $ARRIVAL s, and a
-  simulated review team decides the queue: watch the Phase page)
+  (paste the token in the dashboard: the inbox lists the tickets, a new one
+  arrives every $ARRIVAL s, and a simulated review team decides the queue:
+  watch the Phase page)
   Stop with Ctrl-C.
 
 MSG

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -636,6 +637,72 @@ static void cursor_is_stable_under_inserts(void **state)
 	json_decref(after);
 }
 
+/* The total of GET path, or -1; for threads (no cmocka assertion). */
+static void *count_thread(void *arg)
+{
+	const char *path = arg;
+	struct resp r = {0};
+	CURL *c = curl_easy_init();
+	char url[1024], auth[128];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", viewer);
+	struct curl_slist *h = curl_slist_append(NULL, auth);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	long total = -1;
+	if (curl_easy_perform(c) == CURLE_OK && r.body) {
+		json_t *j = json_loads(r.body, 0, NULL);
+		json_t *t = json_object_get(j, "total");
+		if (json_is_integer(t))
+			total = (long)json_integer_value(t);
+		json_decref(j);
+	}
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(r.body);
+	return (void *)(intptr_t)total;
+}
+
+/* Queries that arrive together right after this server's writes all see
+ * them: one query indexing the writes does not let the others answer
+ * from the index before it has (the dashboard asks for a count per view
+ * at once after every event). */
+static void concurrent_queries_read_the_writes(void **state)
+{
+	(void)state;
+	enum { ROUNDS = 12, PER_ROUND = 3, QUERIES = 8 };
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int k = 0; k < PER_ROUND; k++) {
+			char body[256];
+			snprintf(body, sizeof(body),
+			         "{\"ticket_id\": \"RACE-%d-%d\", \"client_name\": \"Rae\", "
+			         "\"messages\": [{\"content\": \"zqxokapi%d stuck\"}]}",
+			         round, k, round);
+			struct resp r;
+			json_t *j = call("POST", "/api/tickets", agent, body, &r);
+			if (r.status != 201)
+				fail_msg("create: %ld %s", r.status, r.body);
+			json_decref(j);
+			free(r.body);
+		}
+		char path[128];
+		snprintf(path, sizeof(path), "/api/tickets?limit=1&count=1&q=zqxokapi%d", round);
+		pthread_t th[QUERIES];
+		for (int q = 0; q < QUERIES; q++)
+			assert_int_equal(pthread_create(&th[q], NULL, count_thread, path), 0);
+		for (int q = 0; q < QUERIES; q++) {
+			void *total;
+			pthread_join(th[q], &total);
+			if ((intptr_t)total != PER_ROUND)
+				fail_msg("round %d, query %d: total %ld, not %d", round, q,
+				         (long)(intptr_t)total, PER_ROUND);
+		}
+	}
+}
+
 /* ---- other writers ----------------------------------------------------------- */
 
 static int add_word(void *ctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
@@ -763,6 +830,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(bad_arguments_are_refused),
 	    cmocka_unit_test(sorts_walk_every_ticket_in_order),
 	    cmocka_unit_test(cursor_is_stable_under_inserts),
+	    cmocka_unit_test(concurrent_queries_read_the_writes),
 	    cmocka_unit_test(ticket_written_elsewhere_is_found),
 	};
 	if (argc > 1)

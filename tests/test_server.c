@@ -623,6 +623,15 @@ static void pages_health_metrics(void **state)
 	    strstr(r.headers, "Content-Security-Policy: default-src 'self'; script-src 'self'"));
 	assert_non_null(strstr(r.body, "<title>csa"));
 	free(r.body);
+	/* the dashboard's scripts, one per page, each a route of its own */
+	for (const char *const *js = (const char *const[]){"/app.js", "/inbox.js", "/ticket.js", NULL};
+	     *js; js++) {
+		json_decref(call("GET", *js, NULL, NULL, &r));
+		assert_int_equal(r.status, 200);
+		assert_non_null(strstr(r.headers, "text/javascript"));
+		assert_non_null(strstr(r.headers, "Content-Security-Policy: default-src 'self'"));
+		free(r.body);
+	}
 	j = call("GET", "/../../etc/passwd", NULL, NULL, &r);
 	assert_int_equal(r.status, 404);
 	json_decref(j);

@@ -14,30 +14,63 @@ function el(tag, text, cls) {
   return e;
 }
 
+// Every API call. A failure is an Error whose message says what failed:
+// the server's detail, or that it could not be reached.
 async function api(method, path, body) {
   const opt = { method, headers: { Authorization: 'Bearer ' + token } };
   if (body !== undefined) {
     opt.headers['Content-Type'] = 'application/json';
     opt.body = JSON.stringify(body);
   }
-  const r = await fetch(path, opt);
+  let r;
+  try { r = await fetch(path, opt); } catch (e) { throw new Error(`cannot reach the server (${method} ${path})`); }
   const j = await r.json().catch(() => ({}));
-  if (r.status === 401) { showLogin(); throw new Error('unauthorized'); }
-  if (!r.ok) throw new Error(j.detail || j.error || ('HTTP ' + r.status));
+  if (r.status === 401) { showLogin('The token was refused: sign in again.'); throw new Error('unauthorized'); }
+  if (!r.ok) {
+    const err = new Error(`${method} ${path.split('?')[0]}: ${j.detail || j.error || 'HTTP ' + r.status}`);
+    err.status = r.status; err.body = j;
+    throw err;
+  }
   return j;
 }
 
-function showLogin() {
-  for (const s of document.querySelectorAll('main > section')) s.hidden = true;
-  $('login').hidden = false;
+// An error shown in a page's alert paragraph (hidden when there is none).
+function showError(target, e) {
+  target.textContent = e ? 'Error: ' + (e.message || e) : '';
+  target.hidden = !e;
 }
 
-function show(page) {
+function showLogin(why) {
+  for (const s of document.querySelectorAll('main > section')) s.hidden = true;
+  $('login').hidden = false;
+  if (why) $('login').querySelector('p').textContent = why;
+}
+
+// Pages: each script registers { show(arg), event(type, data), key(e) }.
+// The hash names the page and its argument: #inbox, #ticket/T_NO, ...
+const pages = {};
+let pageNow = null;
+
+function route() {
+  let h = (location.hash || '#inbox').slice(1);
+  try { h = decodeURIComponent(h); } catch (e) { /* a malformed escape: taken as typed */ }
+  const i = h.indexOf('/');
+  return i < 0 ? [h, ''] : [h.slice(0, i), h.slice(i + 1)];
+}
+
+function show() {
   if (!token) return showLogin();
+  let [page, arg] = route();
+  if (!pages[page]) page = 'inbox';
   for (const s of document.querySelectorAll('main > section')) s.hidden = true;
   $('page-' + page).hidden = false;
-  for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.page === page);
-  ({ review: loadReview, metrics: loadMetrics, ticket: () => {}, phase: loadPhase })[page]();
+  for (const a of document.querySelectorAll('header nav a')) {
+    const on = a.dataset.page === page;
+    a.classList.toggle('active', on);
+    if (on) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+  pageNow = page;
+  pages[page].show(arg);
   if (page !== 'phase') loadPhase().catch(() => {});
 }
 
@@ -48,18 +81,87 @@ function dl(target, pairs) {
   for (const [k, v] of pairs) { target.append(el('dt', k), el('dd', v === null || v === undefined ? '–' : v)); }
 }
 
-function timeline(target, items) {
+// Times: an absolute one for titles, a relative one to read at a glance.
+function fmtTime(ts) {
+  const t = Date.parse(ts);
+  return Number.isNaN(t) ? String(ts || '–') : new Date(t).toLocaleString();
+}
+
+function span(ms) {
+  const m = Math.round(Math.abs(ms) / 60000);
+  if (m < 1) return 'less than a minute';
+  if (m < 60) return m + ' min';
+  const h = Math.floor(m / 60);
+  if (h < 48) return h + ' h' + (m % 60 ? ' ' + (m % 60) + ' min' : '');
+  return Math.round(h / 24) + ' days';
+}
+
+function ago(ts) {
+  const t = Date.parse(ts);
+  if (Number.isNaN(t)) return '–';
+  const d = Date.now() - t;
+  if (Math.abs(d) < 60000) return 'just now';
+  return d >= 0 ? span(d) + ' ago' : 'in ' + span(d);
+}
+
+// A <time> element: relative text, the exact time on hover.
+function timeEl(ts, relative) {
+  const e = el('time', ts ? (relative ? ago(ts) : fmtTime(ts)) : '–');
+  if (ts) { e.dateTime = ts; e.title = fmtTime(ts); }
+  if (ts && relative) e.dataset.rel = '1';
+  return e;
+}
+
+// Relative times stay true while the page is open.
+setInterval(() => { for (const t of document.querySelectorAll('time[data-rel]')) t.textContent = ago(t.dateTime); }, 30000);
+
+const SLA_TEXT = { on_time: 'on time', at_risk: 'at risk', breached: 'breached' };
+
+function badge(text, cls, title) {
+  const b = el('span', text, 'badge ' + cls);
+  if (title) b.title = title;
+  return b;
+}
+
+const SIDES = {
+  external: { tag: 'E', name: 'customer side' },
+  internal: { tag: 'I', name: 'internal side' },
+};
+
+// The unified timeline of E and I messages, each marked with its side;
+// with 'deliveries' (message_id -> outbox items), a reply's delivery state.
+function timeline(target, items, deliveries) {
   target.replaceChildren();
   for (const m of items || []) {
-    const li = el('li', null, m.side === 'internal' ? 'internal' : 'external');
-    li.append(el('span', `${m.timestamp} · ${m.side} · ${m.sender}${m.sender_id ? ' (' + m.sender_id + ')' : ''}`, 'meta'));
-    li.append(el('span', m.content));
+    const side = m.side === 'internal' ? 'internal' : 'external';
+    const li = el('li', null, side);
+    li.dataset.side = side;
+    const meta = el('div', null, 'meta');
+    const tag = el('span', SIDES[side].tag, 'side-tag ' + side);
+    tag.title = SIDES[side].name;
+    meta.append(tag, el('span', SIDES[side].name, 'side-name'), el('strong', m.sender || '?'));
+    if (m.sender_id) meta.append(el('span', '(' + m.sender_id + ')'));
+    if (m.message_type) meta.append(el('span', m.message_type, 'pill'));
+    if (m.platform) meta.append(el('span', 'via ' + m.platform));
+    meta.append(timeEl(m.timestamp));
+    li.append(meta, el('div', m.content, 'content'));
+    const sent = deliveries && m.message_id ? deliveries.get(m.message_id) : null;
+    if (sent && sent.length) {
+      const st = el('div', null, 'delivery');
+      for (const d of sent) {
+        const b = badge(`${d.target}: ${d.state}`, 'del-' + d.state, d.last_error ? 'last error: ' + d.last_error : '');
+        st.append(b);
+        if (d.state !== 'delivered' && d.last_error) st.append(el('span', d.last_error, 'muted'));
+      }
+      li.append(st);
+    }
     target.append(li);
   }
 }
 
 async function loadReview() {
   $('review-status').textContent = '';
+  $('review-status').classList.remove('error');
   const [next, all] = await Promise.all([api('GET', '/api/reviews/next'), api('GET', '/api/reviews')]);
   $('queue-size').textContent = `(${all.tasks.length} open)`;
   current = next.task;
@@ -71,8 +173,7 @@ async function loadReview() {
   $('task-type').textContent = `${t.decision_type} · ${t.segment}`;
   $('task-kind').textContent = t.kind === 'audit' ? 'review of an autonomous decision' : 'decision needed';
   $('task-ticket').textContent = t.ticket_id;
-  $('task-ticket').href = '#ticket';
-  $('task-ticket').onclick = () => { $('ticket-id').value = t.ticket_id; location.hash = 'ticket'; loadTicket(t.ticket_id); };
+  $('task-ticket').href = '#ticket/' + encodeURIComponent(t.ticket_id);
   $('task-due').textContent = t.due;
   dl($('customer'), [['name', cust.client_name], ['company', cust.company_name], ['tier', cust.subscription_tier], ['platform', ext.platform]]);
   const sla = ext.sla_tracking || {};
@@ -109,12 +210,12 @@ async function decide(value) {
   } catch (e) { $('review-status').textContent = 'Error: ' + e.message; }
 }
 
-document.addEventListener('keydown', (e) => {
-  if ($('page-review').hidden || !current || e.target.tagName === 'INPUT') return;
+function reviewKey(e) {
+  if (!current || e.target.tagName === 'INPUT' || e.target.tagName === 'BUTTON' || e.target.tagName === 'A') return;
   if (e.key === 'Enter' && current.suggestion) decide(current.suggestion);
   const n = parseInt(e.key, 10);
   if (n >= 1 && n <= 9 && current.labels[n - 1]) decide(current.labels[n - 1]);
-});
+}
 
 const SVG = 'http://www.w3.org/2000/svg';
 function svgEl(tag, attrs) { const e = document.createElementNS(SVG, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); return e; }
@@ -130,15 +231,15 @@ function reliability(svg, rows) {
   }
 }
 
-const history = [];
+const trendHistory = [];
 function trend(svg, m) {
-  history.push({ t: Date.now(), rate: m.automation_rate || 0, acc: m.accuracy || 0, esc: m.escalation_rate || 0 });
-  if (history.length > 120) history.shift();
+  trendHistory.push({ t: Date.now(), rate: m.automation_rate || 0, acc: m.accuracy || 0, esc: m.escalation_rate || 0 });
+  if (trendHistory.length > 120) trendHistory.shift();
   svg.replaceChildren();
-  const W = 620, H = 160, n = history.length;
+  const W = 620, H = 160, n = trendHistory.length;
   svg.append(svgEl('rect', { x: 10, y: 10, width: W, height: H, fill: '#fff', stroke: '#999' }));
   for (const [key, color] of [['rate', '#1f77b4'], ['acc', '#2ca02c'], ['esc', '#d62728']]) {
-    const pts = history.map((h, i) => `${10 + (n > 1 ? i / (n - 1) : 0) * W},${10 + (1 - h[key]) * H}`).join(' ');
+    const pts = trendHistory.map((h, i) => `${10 + (n > 1 ? i / (n - 1) : 0) * W},${10 + (1 - h[key]) * H}`).join(' ');
     svg.append(svgEl('polyline', { points: pts, fill: 'none', stroke: color, 'stroke-width': 2 }));
   }
 }
@@ -169,23 +270,6 @@ async function loadMetrics() {
   }
 }
 
-async function loadTicket(id) {
-  const v = $('ticket-view');
-  v.replaceChildren();
-  $('audit').replaceChildren();
-  try {
-    const t = await api('GET', '/api/tickets/' + encodeURIComponent(id));
-    const w = t.workflow;
-    const info = el('dl');
-    dl(info, [['client', w.client_name], ['company', w.company_name], ['priority', w.priority], ['stage', w.workflow_stage], ['phase', w.automation_phase], ['resolved', String(w.resolved)]]);
-    const tl = el('ol', null, 'timeline');
-    timeline(tl, t.unified_timeline);
-    v.append(info, tl);
-    const a = await api('GET', '/api/audit/' + encodeURIComponent(id));
-    for (const r of a.trail) $('audit').append(el('li', `#${r.seq} ${r.timestamp} ${r.type} ${JSON.stringify(r.payload)}`));
-  } catch (e) { v.append(el('p', 'Error: ' + e.message)); }
-}
-
 async function loadPhase() {
   const s = await api('GET', '/api/phase');
   $('phase-now').textContent = s.phase;
@@ -198,12 +282,25 @@ async function phaseAction(path, body) {
 }
 
 // Live updates: server-sent events read with fetch (the token stays in a
-// header, never in a URL). New tickets and decisions refresh the page.
+// header, never in a URL). Each event goes to the page on screen; the
+// header says whether the stream is connected.
+let listening = false;
 async function listen() {
+  if (listening) return;
+  listening = true;
   for (;;) {
     try {
       const r = await fetch('/api/events', { headers: { Authorization: 'Bearer ' + token } });
+      if (r.status === 401 || r.status === 403) {
+        // a revoked or wrong token: no point retrying until a new one is given
+        listening = false;
+        $('live-state').textContent = '○ not live';
+        $('live-state').className = 'live off';
+        return;
+      }
       if (!r.ok) throw new Error('HTTP ' + r.status);
+      $('live-state').textContent = '● live';
+      $('live-state').className = 'live on';
       const reader = r.body.getReader(), dec = new TextDecoder();
       let buf = '';
       for (;;) {
@@ -215,24 +312,52 @@ async function listen() {
           const chunk = buf.slice(0, i); buf = buf.slice(i + 2);
           const ev = (chunk.match(/^event: (.*)$/m) || [])[1];
           if (!ev) continue;
-          if (!$('page-review').hidden && !current) loadReview().catch(() => {});
-          if (!$('page-metrics').hidden) loadMetrics().catch(() => {});
+          let data = null;
+          try { data = JSON.parse((chunk.match(/^data: (.*)$/m) || [])[1] || 'null'); } catch (e) { data = null; }
+          const p = pages[pageNow];
+          if (p && p.event && !$('page-' + pageNow).hidden) p.event(ev, data);
           if (ev === 'phase') loadPhase().catch(() => {});
         }
       }
     } catch (e) { /* the server restarts or the token changed: retry */ }
+    $('live-state').textContent = '○ reconnecting';
+    $('live-state').className = 'live off';
     await new Promise((res) => setTimeout(res, 3000));
   }
 }
 
+pages.review = {
+  show: () => loadReview().catch((e) => { $('review-status').textContent = 'Error: ' + e.message; $('review-status').classList.add('error'); }),
+  event: () => { if (!current) loadReview().catch(() => {}); },
+  key: reviewKey,
+};
+pages.metrics = {
+  show: () => loadMetrics().catch((e) => { $('kpis').replaceChildren(el('p', 'Error: ' + e.message, 'error')); }),
+  event: () => loadMetrics().catch(() => {}),
+};
+pages.phase = {
+  show: () => loadPhase().catch((e) => { $('phase-out').textContent = 'Error: ' + e.message; }),
+};
+
+document.addEventListener('keydown', (e) => {
+  if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
+  const p = pages[pageNow];
+  if (p && p.key && !$('page-' + pageNow).hidden) p.key(e);
+});
+
 window.addEventListener('DOMContentLoaded', () => {
-  $('login-form').onsubmit = (e) => { e.preventDefault(); token = $('token').value.trim(); sessionStorage.setItem('csa-token', token); show((location.hash || '#review').slice(1)); };
-  $('ticket-form').onsubmit = (e) => { e.preventDefault(); loadTicket($('ticket-id').value.trim()); };
+  $('login-form').onsubmit = (e) => {
+    e.preventDefault();
+    token = $('token').value.trim();
+    sessionStorage.setItem('csa-token', token);
+    show();
+    listen();
+  };
   $('btn-evaluate').onclick = () => phaseAction('/api/phase/evaluate', {});
   $('btn-advance').onclick = () => phaseAction('/api/phase/advance', {});
   $('btn-rollback').onclick = () => phaseAction('/api/phase/rollback', {});
-  window.addEventListener('hashchange', () => show((location.hash || '#review').slice(1)));
-  show((location.hash || '#review').slice(1));
+  window.addEventListener('hashchange', show);
+  show();
   if (token) listen();
-  setInterval(() => { if (!$('page-metrics').hidden) loadMetrics().catch(() => {}); }, 5000);
+  setInterval(() => { if (pageNow === 'metrics' && !$('page-metrics').hidden) loadMetrics().catch(() => {}); }, 5000);
 });

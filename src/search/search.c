@@ -426,6 +426,10 @@ struct csa_search_refresh {
 	pthread_mutex_t dmu;
 	char **dirty;
 	size_t ndirty, cap;
+	/* held from taking the ids to having indexed them: a query that
+	 * finds the list empty because another drain took it waits for that
+	 * drain, so it never answers without the writes */
+	pthread_mutex_t drain_mu;
 };
 
 /* Note a ticket to index before the next query. Without memory it is
@@ -474,14 +478,17 @@ static int id_cmp(const void *a, const void *b)
 static int drain(struct csa_search *s, struct csa_err *err)
 {
 	struct csa_search_refresh *r = s->refresh;
+	pthread_mutex_lock(&r->drain_mu);
 	pthread_mutex_lock(&r->dmu);
 	char **ids = r->dirty;
 	size_t n = r->ndirty;
 	r->dirty = NULL;
 	r->ndirty = r->cap = 0;
 	pthread_mutex_unlock(&r->dmu);
-	if (!n)
+	if (!n) {
+		pthread_mutex_unlock(&r->drain_mu);
 		return CSA_OK;
+	}
 	qsort(ids, n, sizeof(*ids), id_cmp);
 	size_t u = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -491,6 +498,7 @@ static int drain(struct csa_search *s, struct csa_err *err)
 			ids[u++] = ids[i];
 	}
 	int rc = reindex(s, ids, u, err);
+	pthread_mutex_unlock(&r->drain_mu);
 	csa_store_ids_free(ids, u);
 	return rc;
 }
@@ -551,6 +559,7 @@ int csa_search_start_refresh(struct csa_search *s, int interval_ms, struct csa_e
 		return csa_error(err, CSA_ENOMEM, "out of memory starting the search refresh");
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_mutex_init(&r->dmu, NULL);
+	pthread_mutex_init(&r->drain_mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	r->interval_ms = interval_ms;
 	s->refresh = r;
@@ -558,6 +567,7 @@ int csa_search_start_refresh(struct csa_search *s, int interval_ms, struct csa_e
 		s->refresh = NULL;
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->dmu);
+		pthread_mutex_destroy(&r->drain_mu);
 		pthread_cond_destroy(&r->cv);
 		free(r);
 		return csa_error(err, CSA_EIO, "cannot start the search refresh thread");
@@ -615,6 +625,7 @@ void csa_search_close(struct csa_search *s)
 		pthread_join(r->th, NULL);
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->dmu);
+		pthread_mutex_destroy(&r->drain_mu);
 		pthread_cond_destroy(&r->cv);
 		csa_store_ids_free(r->dirty, r->ndirty);
 		free(r);

@@ -273,6 +273,8 @@ json_t *csa_h_static(struct call *c)
 		const char *url, *file, *type;
 	} files[] = {{"/", "index.html", "text/html; charset=utf-8"},
 	             {"/app.js", "app.js", "text/javascript; charset=utf-8"},
+	             {"/inbox.js", "inbox.js", "text/javascript; charset=utf-8"},
+	             {"/ticket.js", "ticket.js", "text/javascript; charset=utf-8"},
 	             {"/style.css", "style.css", "text/css; charset=utf-8"}};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (strcmp(c->url, files[i].url) != 0)

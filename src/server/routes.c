@@ -30,6 +30,8 @@ const struct route csa_routes[] = {
     /* the dashboard */
     PUBLIC("GET", "/", csa_h_static, "dashboard_html"),
     PUBLIC("GET", "/app.js", csa_h_static, "dashboard_js"),
+    PUBLIC("GET", "/inbox.js", csa_h_static, "dashboard_inbox_js"),
+    PUBLIC("GET", "/ticket.js", csa_h_static, "dashboard_ticket_js"),
     PUBLIC("GET", "/style.css", csa_h_static, "dashboard_css"),
 
     BEARER("POST", "/api/tickets", CSA_ROLE_AGENT, csa_h_ticket_create, "tickets_create"),

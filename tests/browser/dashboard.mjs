@@ -2,48 +2,22 @@
 // and never runs, a reviewer decides a task with one click, the metrics
 // move, and the page carries its Content-Security-Policy.
 import { chromium } from 'playwright-core';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
+import { start, browserArgs } from './server.mjs';
 
 const [csa, artifacts] = process.argv.slice(2);
-const ws = mkdtempSync(join(tmpdir(), 'csa-browser-'));
-const run = (...args) => execFileSync(csa, [...args, '--dir', ws], { encoding: 'utf8' });
-
-execFileSync(csa, ['init', ws]);
-execFileSync(csa, ['demo-data', '--tickets', '400', '--seed', '5', '--out', join(ws, 'h.jsonl')]);
-run('import', join(ws, 'h.jsonl'));
-const token = JSON.parse(run('token', 'create', '--role', 'admin')).token;
-
-const server = spawn(csa, ['serve', '--dir', ws, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const exited = new Promise((r) => server.on('exit', (code) => r(code)));
-const base = await new Promise((resolve, reject) => {
-  let out = '';
-  server.stdout.on('data', (d) => {
-    out += d;
-    const m = out.match(/"listening": "(http:\/\/[^"]+)"/);
-    if (m) resolve(m[1].replace(/\/$/, ''));
-  });
-  server.on('exit', (c) => reject(new Error('csa serve exited with ' + c)));
-});
+const { base, token, api, stop } = await start(csa);
 
 let browser;
 try {
-  const api = (method, path, body) => fetch(base + path, {
-    method, headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
-    body: body && JSON.stringify(body),
-  }).then(async (r) => ({ status: r.status, json: await r.json() }));
-
   const evil = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2"> my card was charged twice';
   const created = await api('POST', '/api/tickets', { ticket_id: 'XSS-1', client_name: '<b>Mallory</b>', messages: [{ content: evil }] });
   assert.equal(created.status, 201);
 
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: browserArgs,
   });
   const page = await browser.newPage();
   const errors = [];
@@ -53,7 +27,7 @@ try {
 
   await page.fill('#token', token);
   await page.click('#login-form button');
-  await page.waitForSelector('#task:not([hidden]), #task-empty:not([hidden])');
+  await page.waitForSelector('#inbox-rows tr');
 
   // the hostile ticket, shown literally
   await page.goto(base + '/#ticket');
@@ -92,8 +66,6 @@ try {
   console.log('browser test passed; screenshots in ' + artifacts);
 } finally {
   if (browser) await browser.close();
-  server.kill('SIGTERM');
-  const code = await exited;
-  rmSync(ws, { recursive: true, force: true });
+  const code = await stop();
   if (code !== 0) { console.error('csa serve exited with ' + code); process.exitCode = 1; }
 }
