@@ -7,6 +7,7 @@
 #include "base/digest.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "flow/lifecycle.h"
 #include "llm/cascade.h"
 #include "sla/sla.h"
 #include "store/ticket.h"
@@ -42,6 +43,11 @@ void csa_pipeline_set_observer(struct csa_pipeline *p, csa_run_observer fn, void
 const struct csa_agent_env *csa_pipeline_env(const struct csa_pipeline *p)
 {
 	return &p->env;
+}
+
+struct csa_ws *csa_pipeline_ws(const struct csa_pipeline *p)
+{
+	return p->ws;
 }
 
 struct csa_history *csa_pipeline_history(struct csa_pipeline *p)
@@ -373,8 +379,13 @@ static void apply(struct csa_ticket *tk, enum csa_dtype t, const json_t *decisio
 		json_t *lv = json_object_get(decision, "escalation_levels");
 		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
 		                json_is_array(lv) ? lv : json_array());
+		/* the escalation's first level resolves it, unless a team member
+		 * is assigned (flow/lifecycle.h) */
+		json_t *member = json_object_get(tk->t, "assigned_member");
 		json_object_set(json_object_get(tk->i, "participants"), "assigned_resolver",
-		                json_array_get(lv, 0) ? json_array_get(lv, 0) : json_null());
+		                json_is_string(member)  ? member
+		                : json_array_get(lv, 0) ? json_array_get(lv, 0)
+		                                        : json_null());
 	}
 }
 
@@ -625,6 +636,8 @@ static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, stru
 			break;
 	annotate_customer_message(&r);
 	csa_sla_fill(cfg, tk->e, csa_json_str(tk->t, "priority"), r.in.tier, r.now);
+	csa_lifecycle_after_run(cfg, tk, r.outs[CSA_AGENT_ESCALATION], r.outs[CSA_AGENT_UPDATES],
+	                        r.now);
 	add_analysis(&r);
 	/* the decisions' rows and review tasks are durable before the ticket
 	 * is committed, or the ticket is not committed */
@@ -746,13 +759,18 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 {
 	struct ingest_ctx *c = vctx;
 	const char *mid = NULL;
-	int rc = csa_ticket_add_message(c->cfg, tk, c->side, c->message, csa_now_ms(), &mid, err);
+	int64_t now = csa_now_ms();
+	int rc = csa_ticket_add_message(c->cfg, tk, c->side, c->message, now, &mid, err);
 	if (rc == CSA_EEXIST) {
 		c->duplicate = 1;
 		return CSA_OK; /* nothing to write */
 	}
 	if (rc)
 		return rc;
+	json_t *side_msgs =
+	    json_object_get(c->side == CSA_SIDE_EXTERNAL ? tk->e : tk->i, "messages");
+	csa_lifecycle_note_message(c->cfg, tk, c->side,
+	                           json_array_get(side_msgs, json_array_size(side_msgs) - 1), now);
 	snprintf(c->msg_id, sizeof(c->msg_id), "%s", mid);
 	if (c->side == CSA_SIDE_INTERNAL) {
 		*docs = CSA_DOC_ALL;
@@ -788,9 +806,12 @@ static int ingest_locked(struct csa_pipeline *p, const struct csa_config *cfg, c
 	if (!message) {
 		/* a new ticket */
 		struct csa_ticket tk;
-		int rc = csa_ticket_build(cfg, doc, csa_now_ms(), &tk, err);
+		int64_t now = csa_now_ms();
+		int rc = csa_ticket_build(cfg, doc, now, &tk, err);
 		if (rc)
 			return rc;
+		/* the people who wrote in the first messages are participants */
+		csa_lifecycle_note_new(cfg, &tk, now);
 		struct csa_lock *lk;
 		if ((rc = csa_store_lock(p->ws->store, tk.id, &lk, err))) {
 			csa_ticket_release(&tk);
