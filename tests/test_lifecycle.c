@@ -24,6 +24,7 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/import.h"
+#include "flow/pipeline.h"
 #include "gen/gen.h"
 #include "llm/redact.h"
 #include "server/server.h"
@@ -535,6 +536,89 @@ static long long open_task(const char *tid, const char *type)
 	return id;
 }
 
+/* T.active_learning_data after the ticket's life (flow/learning.h): a
+ * pattern, a context and a calibration bin per decision; the person's
+ * escalation decision (TECHNICAL, the AI having said 'ai_escalation') and
+ * the ticket's outcome measured. */
+static void assert_learning(const json_t *t, const json_t *e, const char *ai_escalation)
+{
+	json_t *ald = DOC(t, "active_learning_data");
+	json_t *pats = DOC(ald, "decision_patterns"), *ctx = DOC(ald, "context_vectors");
+	json_t *out = DOC(ald, "outcome_measurements"), *cal = DOC(ald, "confidence_calibration");
+	assert_true(json_is_array(pats) && json_is_array(ctx) && json_is_array(out));
+	assert_true(json_is_object(cal));
+	/* one context per decision type of every run: four a run, three runs */
+	assert_true(json_array_size(ctx) >= 8);
+	assert_int_equal(json_array_size(ctx) % 4, 0);
+	assert_true(json_array_size(pats) > 0);
+	char *customer = csa_pipeline_text(e, 1 << 20, 0);
+	char *lower = strdup(customer);
+	for (char *p = lower; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+	size_t k, f;
+	json_t *x, *feat;
+	json_array_foreach(pats, k, x)
+	{
+		assert_non_null(csa_json_str(x, "decision_id"));
+		assert_non_null(csa_json_str(x, "value"));
+		double conf = csa_json_num(x, "confidence", -1);
+		assert_true(conf >= 0 && conf <= 1);
+		json_array_foreach(DOC(x, "features"), f, feat)
+		{
+			const char *name = csa_json_str(feat, "feature");
+			assert_true(csa_json_num(feat, "weight", 0) > 0);
+			/* a word of the customer's text, or a structured feature */
+			if (!strncmp(name, "word=", 5))
+				assert_non_null(strstr(lower, name + 5));
+			else
+				assert_non_null(strchr(name, '='));
+		}
+	}
+	json_array_foreach(ctx, k, x)
+	{
+		assert_int_equal(strlen(csa_json_str(x, "input_digest")), 64);
+		assert_true(csa_json_int(x, "text_bytes", 0) > 0);
+		assert_strings(DOC(x, "features"), "context features");
+	}
+	/* never the customer's words */
+	char *dump = json_dumps(ctx, 0);
+	assert_null(strstr(dump, "dashboard is down"));
+	assert_null(strstr(dump, "Still failing"));
+	free(dump);
+	/* the person's escalation decision and the ticket's outcome */
+	int review = 0, outcome = 0;
+	json_array_foreach(out, k, x)
+	{
+		const char *kind = csa_json_str(x, "kind");
+		if (!strcmp(kind, "review") &&
+		    !strcmp(csa_json_str(x, "decision_type"), "escalation")) {
+			review++;
+			assert_string_equal(csa_json_str(x, "human_value"), "TECHNICAL");
+			assert_string_equal(csa_json_str(x, "ai_value"), ai_escalation);
+			assert_int_equal(json_is_true(DOC(x, "confirmed")),
+			                 strcmp(ai_escalation, "TECHNICAL") == 0);
+			char key[128];
+			snprintf(key, sizeof(key), "%s#escalation", csa_json_str(x, "decision_id"));
+			json_t *cd = DOC(DOC(cal, "decisions"), key);
+			assert_true(json_is_boolean(DOC(cd, "confirmed")));
+			json_t *bin = DOC(DOC(cal, "bins"), csa_json_str(cd, "bin"));
+			assert_true(csa_json_int(bin, "reviewed", 0) >= 1);
+			assert_true(json_is_number(DOC(bin, "accuracy")));
+		}
+		if (!strcmp(kind, "ticket_outcome")) {
+			outcome++;
+			assert_true(fabs(csa_json_num(x, "customer_satisfaction", 0) - 4) < 1e-9);
+			assert_true(json_is_true(DOC(x, "escalated")));
+		}
+	}
+	assert_int_equal(review, 1);
+	assert_int_equal(outcome, 1);
+	/* every decision has its bin */
+	assert_int_equal(json_object_size(DOC(cal, "decisions")), json_array_size(ctx));
+	free(lower);
+	free(customer);
+}
+
 static const char reply[] =
     "Hi Ann, thanks for waiting. Please clear your browser cache and log in again. We have "
     "fixed the certificate problem. To prevent this in the future, we set up an alert 30 days "
@@ -638,6 +722,18 @@ static void whole_life_through_the_api(void **state)
 	/* a person decides the escalation: the member stays the resolver */
 	long long task = open_task("L-1", "escalation");
 	assert_true(task > 0);
+	char ai_escalation[32] = "";
+	j = ticket("L-1");
+	json_t *d;
+	size_t di;
+	json_array_foreach(DOC(DOC(j, "workflow"), "agent_decisions"), di, d)
+	{
+		if (!strcmp(csa_json_str(d, "agent"), "escalation"))
+			snprintf(ai_escalation, sizeof(ai_escalation), "%s",
+			         csa_json_str(DOC(d, "decision"), "escalation_path"));
+	}
+	assert_true(ai_escalation[0]);
+	json_decref(j);
 	char path[128];
 	snprintf(path, sizeof(path), "/api/reviews/%lld/decide", task);
 	json_decref(post(path, "{\"value\": \"TECHNICAL\"}", 200));
@@ -738,6 +834,11 @@ static void whole_life_through_the_api(void **state)
 	assert_non_null(strstr(all, "Still failing for some users"));
 	assert_non_null(strstr(all, "make sure the expiry alert stays enabled"));
 	free(all);
+	json_decref(j);
+
+	/* the learning data: per decision, readable and without the text */
+	j = ticket("L-1");
+	assert_learning(DOC(j, "workflow"), DOC(j, "external_conversation"), ai_escalation);
 	json_decref(j);
 
 	/* the mesh still verifies */

@@ -65,11 +65,15 @@ size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in, co
 	return n;
 }
 
+/* The terms named in a decision's patterns (T active_learning_data). */
+#define PATTERN_TERMS 5
+
 /* Predict one decision type; fills probs and returns the best index. When
- * the cascade asks an LLM, its trace goes into cascade[type]. */
+ * the cascade asks an LLM, its trace goes into cascade[type]; the embedded
+ * model's heaviest terms for the chosen label go into why[type]. */
 static int predict(const struct csa_agent_env *env, enum csa_dtype t,
                    const struct csa_agent_input *in, const char *category, const char *priority,
-                   double *probs, json_t *cascade, struct csa_err *err)
+                   double *probs, json_t *cascade, json_t *why, struct csa_err *err)
 {
 	struct csa_dmodel *m = env->models[t];
 	if (!m)
@@ -102,6 +106,10 @@ static int predict(const struct csa_agent_env *env, enum csa_dtype t,
 	for (size_t i = 1; i < csa_dmodel_n_labels(m); i++)
 		if (probs[i] > probs[best])
 			best = (int)i;
+	json_t *terms =
+	    csa_dmodel_explain(m, in->text ? in->text : "", feats, nf, (size_t)best, PATTERN_TERMS);
+	if (terms)
+		json_object_set_new(why, csa_dtype_name(t), terms);
 	return best;
 }
 
@@ -127,12 +135,17 @@ static json_t *alternatives(const struct csa_dmodel *m, const double *probs, int
 	return arr;
 }
 
-/* Keep the cascade's traces in the decision (T-file), if there are any. */
-static void attach_cascade(json_t *decision, json_t *cascade)
+/* Keep the cascade's traces in the decision (T-file), if there are any,
+ * and the decision patterns (what weighed most, per decision type), which
+ * the pipeline moves to T active_learning_data. */
+static void attach_cascade(json_t *decision, json_t *cascade, json_t *why)
 {
 	if (json_object_size(cascade))
 		json_object_set(decision, "cascade", cascade);
 	json_decref(cascade);
+	if (json_object_size(why))
+		json_object_set(decision, "decision_patterns", why);
+	json_decref(why);
 }
 
 static const char *routing_for(const struct csa_config *cfg, const char *category)
@@ -147,10 +160,11 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
                               struct csa_agent_output *out, struct csa_err *err)
 {
 	double pc[MAX_LABELS], pp[MAX_LABELS];
-	json_t *cascade = json_object();
-	int c = predict(env, CSA_DT_CATEGORY, in, NULL, NULL, pc, cascade, err);
+	json_t *cascade = json_object(), *why = json_object();
+	int c = predict(env, CSA_DT_CATEGORY, in, NULL, NULL, pc, cascade, why, err);
 	if (c < 0) {
 		json_decref(cascade);
+		json_decref(why);
 		return c;
 	}
 	const char *cat = csa_dmodel_label(env->models[CSA_DT_CATEGORY], (size_t)c);
@@ -159,8 +173,9 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 	int p = -1;
 	const char *pri = NULL;
 	if (env->models[CSA_DT_PRIORITY]) {
-		if ((p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, cascade, err)) < 0) {
+		if ((p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, cascade, why, err)) < 0) {
 			json_decref(cascade);
+			json_decref(why);
 			return p;
 		}
 		pri = csa_dmodel_label(env->models[CSA_DT_PRIORITY], (size_t)p);
@@ -176,7 +191,7 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 	if (pri)
 		json_object_set_new(out->decision, "priority_alternatives",
 		                    alternatives(env->models[CSA_DT_PRIORITY], pp, p, 2));
-	attach_cascade(out->decision, cascade);
+	attach_cascade(out->decision, cascade, why);
 	out->confidence = pri ? fmin(pc[c], pp[p]) : pc[c];
 	out->alternatives = alternatives(env->models[CSA_DT_CATEGORY], pc, c, 3);
 	snprintf(out->rationale, sizeof(out->rationale),
@@ -232,10 +247,11 @@ static int selector_process(const struct csa_agent_env *env, const struct csa_ag
 	const char *cat = csa_json_str(in->classification, "category");
 	const char *pri = csa_json_str(in->classification, "priority");
 	double ps[MAX_LABELS];
-	json_t *cascade = json_object();
-	int s = predict(env, CSA_DT_STRATEGY, in, cat, pri, ps, cascade, err);
+	json_t *cascade = json_object(), *why = json_object();
+	int s = predict(env, CSA_DT_STRATEGY, in, cat, pri, ps, cascade, why, err);
 	if (s < 0) {
 		json_decref(cascade);
+		json_decref(why);
 		return s;
 	}
 	struct csa_dmodel *m = env->models[CSA_DT_STRATEGY];
@@ -248,12 +264,13 @@ static int selector_process(const struct csa_agent_env *env, const struct csa_ag
 	if (rc) {
 		json_decref(breakdown);
 		json_decref(cascade);
+		json_decref(why);
 		return rc;
 	}
 	draft_reply(env, in, strategy, params);
 	out->decision = json_pack("{s:s, s:o, s:o}", "strategy", strategy, "confidence_breakdown",
 	                          breakdown, "execution_parameters", params);
-	attach_cascade(out->decision, cascade);
+	attach_cascade(out->decision, cascade, why);
 	out->confidence = ps[s];
 	out->alternatives = alternatives(m, ps, s, 2);
 	snprintf(out->rationale, sizeof(out->rationale),
@@ -333,10 +350,11 @@ static int escalation_process(const struct csa_agent_env *env, const struct csa_
 	const char *cat = csa_json_str(in->classification, "category");
 	const char *pri = csa_json_str(in->classification, "priority");
 	double pe[MAX_LABELS];
-	json_t *cascade = json_object();
-	int e = predict(env, CSA_DT_ESCALATION, in, cat, pri, pe, cascade, err);
+	json_t *cascade = json_object(), *why = json_object();
+	int e = predict(env, CSA_DT_ESCALATION, in, cat, pri, pe, cascade, why, err);
 	if (e < 0) {
 		json_decref(cascade);
+		json_decref(why);
 		return e;
 	}
 	struct csa_dmodel *m = env->models[CSA_DT_ESCALATION];
@@ -363,7 +381,7 @@ static int escalation_process(const struct csa_agent_env *env, const struct csa_
 	if (!escalate)
 		json_object_set_new(out->decision, "escalation_levels", json_array());
 	propose_assignment(env, in, label, escalate ? path : NULL, out->decision);
-	attach_cascade(out->decision, cascade);
+	attach_cascade(out->decision, cascade, why);
 	out->confidence = pe[e];
 	out->alternatives = alternatives(m, pe, e, 2);
 	snprintf(out->rationale, sizeof(out->rationale),

@@ -7,6 +7,7 @@
 #include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "flow/learning.h"
 #include "flow/pipeline.h"
 #include "sla/sla.h"
 #include "store/ws.h"
@@ -212,7 +213,10 @@ static int resolve_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	json_object_set_new(sla, "internal_efficiency", json_real(efficiency(minutes, target)));
 	json_object_set_new(tk->t, "resolved", json_true());
 	json_object_set_new(tk->t, "workflow_stage", json_string("end"));
+	int escalated = json_array_size(json_object_get(json_object_get(tk->i, "participants"),
+	                                                "escalation_path")) > 0;
 	json_object_set_new(tk->e, "conversation_status", json_string("resolved"));
+	csa_learning_outcome(tk, escalated, now);
 
 	json_t *know = csa_knowledge_extract(tk->e, tk->i);
 	if (!know)

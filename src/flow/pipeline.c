@@ -7,6 +7,7 @@
 #include "base/digest.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "flow/learning.h"
 #include "flow/lifecycle.h"
 #include "llm/cascade.h"
 #include "sla/sla.h"
@@ -477,6 +478,9 @@ static void record_agent(struct agents_run *r, int a, const char *decision_id,
                          const struct csa_agent_output *o, json_t *applied, json_t *audit)
 {
 	json_t *dec = json_deep_copy(o->decision);
+	/* what weighed most goes to T active_learning_data (flow/learning.h) */
+	json_t *patterns = json_incref(json_object_get(dec, "decision_patterns"));
+	json_object_del(dec, "decision_patterns");
 	json_object_set_new(dec, "decision_id", json_string(decision_id));
 	json_object_set_new(dec, "rationale", json_string(o->rationale));
 	json_object_set(dec, "alternatives", o->alternatives);
@@ -513,6 +517,21 @@ static void record_agent(struct agents_run *r, int a, const char *decision_id,
 	else if (a == CSA_AGENT_ESCALATION)
 		r->in.escalation = r->outs[a];
 	r->human |= o->requires_human_review;
+	for (int k = 0; k < 2; k++) {
+		enum csa_dtype t = agent_types[a][k];
+		const char *value =
+		    t == CSA_DT_COUNT ? NULL : csa_json_str(o->decision, value_key(t));
+		if (!value)
+			continue;
+		double conf = t == CSA_DT_CATEGORY
+		                  ? csa_json_num(o->decision, "category_confidence", o->confidence)
+		              : t == CSA_DT_PRIORITY
+		                  ? csa_json_num(o->decision, "priority_confidence", o->confidence)
+		                  : o->confidence;
+		csa_learning_decision(r->tk, &r->in, decision_id, t, value, conf, r->digest,
+		                      json_object_get(patterns, csa_dtype_name(t)));
+	}
+	json_decref(patterns);
 }
 
 /* Agent a's turn: 0, or -1 when it failed and the run stops there. */
@@ -908,6 +927,7 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	                    json_pack("{s:b, s:s?, s:o}", "correct", c->correct,
 	                              "improvement_notes", c->notes, "pattern_updates", pu));
 	json_object_set_new(found, "human_confirmed", json_true());
+	csa_learning_review(tk, c->decision_id, c->type, proposed, c->value, c->who, csa_now_ms());
 	/* the human's value is the ticket's value */
 	if (c->type == CSA_DT_PRIORITY)
 		json_object_set_new(tk->t, "priority", json_string(c->value));
