@@ -241,6 +241,35 @@ static int resolve_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	return CSA_OK;
 }
 
+int csa_lifecycle_imported(const struct csa_config *cfg, struct csa_ticket *tk, int64_t created_ms,
+                           int64_t resolved_ms)
+{
+	csa_lifecycle_note_new(cfg, tk, created_ms);
+	json_t *sla = json_object_get(tk->t, "sla_metrics");
+	json_t *rt = json_object_get(sla, "resolution_time");
+	if (json_is_number(rt)) {
+		json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
+		long target =
+		    csa_sla_minutes(cfg, "resolution_minutes", csa_json_str(tk->t, "priority"),
+		                    csa_json_str(cust, "subscription_tier"));
+		json_object_set_new(sla, "internal_efficiency",
+		                    json_real(efficiency(json_number_value(rt), target)));
+	}
+	json_t *know = csa_knowledge_extract(tk->e, tk->i);
+	if (!know)
+		return CSA_ENOMEM;
+	json_object_set_new(tk->i, "knowledge_extraction", know);
+	char ts[CSA_TS_LEN];
+	if (resolved_ms < created_ms)
+		resolved_ms = created_ms;
+	add_progress(tk, resolved_ms, "import", "resolved", "resolved before the import",
+	             csa_ts_format(resolved_ms, ts), NULL, NULL);
+	int escalated = json_array_size(json_object_get(json_object_get(tk->i, "participants"),
+	                                                "escalation_path")) > 0;
+	csa_learning_outcome(tk, escalated, resolved_ms);
+	return CSA_OK;
+}
+
 int csa_lifecycle_resolve(struct csa_pipeline *p, const struct csa_resolution *r, json_t **result,
                           struct csa_err *err)
 {

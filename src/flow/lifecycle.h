@@ -58,6 +58,15 @@ void csa_lifecycle_note_new(const struct csa_config *cfg, struct csa_ticket *tk,
 void csa_lifecycle_after_run(const struct csa_config *cfg, struct csa_ticket *tk,
                              const json_t *escalation, const json_t *updates, int64_t now_ms);
 
+/* A resolved ticket of imported history (flow/import.h), its
+ * sla_metrics already set: participants from its messages, the
+ * internal_efficiency of its resolution_time, a "resolved" progress update
+ * by "import" at 'resolved_ms' (creation when unknown), its knowledge
+ * extraction and its outcome measured, as csa_lifecycle_resolve leaves a
+ * live ticket. Returns CSA_ENOMEM or 0. */
+int csa_lifecycle_imported(const struct csa_config *cfg, struct csa_ticket *tk, int64_t created_ms,
+                           int64_t resolved_ms);
+
 /* What a person's resolution says. */
 struct csa_resolution {
 	const char *ticket_id;
