@@ -62,6 +62,7 @@ int cmd_process(int argc, char **argv);
 int cmd_ingest(int argc, char **argv);
 int cmd_resolve(int argc, char **argv);
 int cmd_assign(int argc, char **argv);
+int cmd_kb(int argc, char **argv);
 int cmd_review(int argc, char **argv);
 int cmd_phase(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);

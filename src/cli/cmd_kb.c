@@ -1,0 +1,89 @@
+/* csa kb gaps: the knowledge base's gaps (flow/gaps.h). */
+#include "cli/cli.h"
+#include "agents/kb.h"
+#include "base/json.h"
+#include "base/ts.h"
+#include "flow/gaps.h"
+#include "store/ws.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+    "csa kb gaps [--days N] [--weak SCORE] [--limit N] [--examples N] [--json]";
+
+static void print_text(const json_t *r)
+{
+	printf("%lld of %lld tickets since %s match the knowledge base weakly (best score under "
+	       "%g)\n",
+	       csa_json_int(r, "weak", 0), csa_json_int(r, "tickets", 0), csa_json_str(r, "since"),
+	       csa_json_num(r, "weak_score", 0));
+	size_t i, k;
+	json_t *g, *v;
+	json_array_foreach(json_object_get(r, "groups"), i, g)
+	{
+		printf("\n%zu. %s: %lld tickets, %.1f h handling in all (mean %.0f min), nearest "
+		       "article %s\n   words:",
+		       i + 1, csa_json_str(g, "category"), csa_json_int(g, "volume", 0),
+		       csa_json_num(g, "cost_hours", 0),
+		       csa_json_num(g, "mean_handling_minutes", 0),
+		       csa_json_str(g, "nearest_article") ? csa_json_str(g, "nearest_article")
+		                                          : "none");
+		json_array_foreach(json_object_get(g, "words"), k, v)
+		    printf(" %s", json_string_value(v));
+		printf("\n   examples:");
+		json_array_foreach(json_object_get(g, "examples"), k, v)
+		    printf(" %s", json_string_value(v));
+		printf("\n   draft:\n");
+		const char *body = csa_json_str(json_object_get(g, "draft"), "body");
+		for (const char *p = body ? body : ""; *p;) {
+			const char *nl = strchr(p, '\n');
+			size_t n = nl ? (size_t)(nl - p) : strlen(p);
+			printf("     %.*s\n", (int)n, p);
+			p += n + (nl ? 1 : 0);
+		}
+	}
+}
+
+static int gaps(int argc, char **argv)
+{
+	struct csa_gaps_opts o;
+	csa_gaps_opts_default(&o);
+	unsigned long days = 30, limit = o.max_groups, examples = o.examples;
+	if (cli_opt_uint(argc, argv, "--days", 1, 36500, &days) ||
+	    cli_opt_real(argc, argv, "--weak", 0, 1000, &o.weak_score) ||
+	    cli_opt_uint(argc, argv, "--limit", 1, 1000, &limit) ||
+	    cli_opt_uint(argc, argv, "--examples", 0, 100, &examples))
+		return 1;
+	o.since_ms = csa_now_ms() - (int64_t)days * 86400000;
+	o.max_groups = limit;
+	o.examples = examples;
+	struct csa_ws *ws = cli_open_ws(argc, argv);
+	if (!ws)
+		return 1;
+	struct csa_err err = {0};
+	struct csa_kb *kb = NULL;
+	json_t *r = NULL;
+	int rc = csa_kb_open(ws->blobs, &kb, &err);
+	if (!rc)
+		rc = csa_gaps_find(ws, kb, &o, &r, &err);
+	if (!rc) {
+		if (cli_flag(argc, argv, "--json"))
+			csa_json_print(r, 1);
+		else
+			print_text(r);
+	}
+	json_decref(r);
+	csa_kb_free(kb);
+	csa_ws_close(ws);
+	return rc ? cli_fail(&err) : 0;
+}
+
+int cmd_kb(int argc, char **argv)
+{
+	static const char *const valued[] = {"--days", "--weak", "--limit", "--examples", NULL};
+	const char *sub = cli_pos(argc, argv, 0, valued);
+	if (!sub || strcmp(sub, "gaps") != 0 || cli_pos(argc, argv, 1, valued))
+		return cli_usage(usage);
+	return gaps(argc, argv);
+}
