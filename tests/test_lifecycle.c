@@ -779,6 +779,8 @@ static void whole_life_through_the_api(void **state)
 	json_decref(j);
 	j = post("/api/tickets/L-1/assign", "{\"member\": \"bob\"}", 409);
 	json_decref(j);
+	j = post("/api/tickets/L-1/progress", "{\"status\": \"in_progress\"}", 409);
+	json_decref(j);
 
 	j = ticket("L-1");
 	t = DOC(j, "workflow");
@@ -854,8 +856,9 @@ static void whole_life_through_the_api(void **state)
 	json_decref(rep);
 }
 
-/* Assignments a person asks for are checked before anything changes. */
-static void assign_refuses_bad_input(void **state)
+/* Assignments and progress updates a person asks for are checked before
+ * anything changes; a good update is stored as given. */
+static void assign_and_progress_refuse_bad_input(void **state)
 {
 	(void)state;
 	json_decref(post("/api/tickets",
@@ -894,6 +897,44 @@ static void assign_refuses_bad_input(void **state)
 	                 n);
 	json_decref(j);
 	free(before);
+	/* a person says where it stands */
+	static const struct {
+		const char *body, *says;
+	} badp[] = {
+	    {"{\"status\": \"resolved\"}", "must be assigned, in_progress or blocked"},
+	    {"{\"status\": \"blocked\"}", "names what blocks it"},
+	    {"{\"status\": \"blocked\", \"blockers\": \"x\"}", "'blockers' must be an array"},
+	    {"{\"status\": \"blocked\", \"blockers\": [\"\"]}", "blockers[0]"},
+	    {"{\"status\": \"in_progress\", \"estimated_completion\": \"soon\"}",
+	     "estimated_completion"},
+	    {"{\"status\": \"in_progress\", \"ai_recommendations\": []}",
+	     "unknown field 'ai_recommendations'"},
+	    {"{\"status\": \"in_progress\", \"by\": 7}", "'by' must be a string"},
+	};
+	for (size_t k = 0; k < sizeof(badp) / sizeof(badp[0]); k++) {
+		j = post("/api/tickets/L-2/progress", badp[k].body, 400);
+		if (!strstr(csa_json_str(j, "detail"), badp[k].says))
+			fail_msg("progress case %zu: '%s' does not say '%s'", k,
+			         csa_json_str(j, "detail"), badp[k].says);
+		json_decref(j);
+	}
+	j = post("/api/tickets/L-2/progress",
+	         "{\"status\": \"blocked\", \"by\": \"ann\", \"notes\": \"need the invoice\", "
+	         "\"blockers\": [\"waiting for the customer's invoice number\"], "
+	         "\"estimated_completion\": \"2026-12-24T10:00:00+01:00\"}",
+	         201);
+	json_decref(j);
+	j = ticket("L-2");
+	json_t *i = DOC(j, "internal_conversation");
+	assert_int_equal(json_array_size(DOC(i, "progress_updates")), n + 1);
+	json_t *u = last_update(i);
+	assert_string_equal(csa_json_str(u, "status"), "blocked");
+	assert_string_equal(csa_json_str(u, "updater"), "ann");
+	assert_string_equal(csa_json_str(u, "estimated_completion"), "2026-12-24T09:00:00.000Z");
+	assert_true(has(DOC(u, "blockers"), "waiting for the customer's invoice number"));
+	assert_progress_shape(i);
+	json_decref(j);
+
 	/* a viewer may not assign */
 	long st = 0;
 	j = call("POST", "/api/tickets/L-2/assign", viewer, "{\"member\": \"cid\"}", &st);
@@ -1104,7 +1145,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(roster_choice),
 	    cmocka_unit_test(knowledge_is_extractive),
 	    cmocka_unit_test_setup_teardown(whole_life_through_the_api, setup, teardown),
-	    cmocka_unit_test_setup_teardown(assign_refuses_bad_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(assign_and_progress_refuse_bad_input, setup, teardown),
 	    cmocka_unit_test(resolve_and_assign_by_cli),
 	    cmocka_unit_test(knowledge_gap_comes_first),
 	};

@@ -368,3 +368,114 @@ int csa_lifecycle_assign(struct csa_pipeline *p, const char *ticket_id, const ch
 	*result = c.result;
 	return CSA_OK;
 }
+
+/* ---- a person's progress update ------------------------------------------ */
+
+#define PERSON_BLOCKERS    20
+#define PERSON_BLOCKER_MAX 500
+
+struct progress_ctx {
+	const struct csa_config *cfg;
+	const json_t *update;
+	const char *by;
+	json_t *result;
+};
+
+/* The update checked: 0, or CSA_EINVAL / CSA_ELIMIT naming the field. */
+static int check_update(const struct csa_config *cfg, const json_t *u, int64_t *eta,
+                        struct csa_err *err)
+{
+	static const char *const keys[] = {"status", "notes", "blockers", "estimated_completion",
+	                                   NULL};
+	if (!json_is_object(u))
+		return csa_error(err, CSA_EINVAL, "progress: expected an object");
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)u, key, v)
+	{
+		size_t k = 0;
+		while (keys[k] && strcmp(keys[k], key))
+			k++;
+		if (!keys[k])
+			return csa_error(err, CSA_EINVAL, "progress: unknown field '%.60s'", key);
+	}
+	const char *st = csa_json_str(u, "status");
+	if (!st || (strcmp(st, "assigned") && strcmp(st, "in_progress") && strcmp(st, "blocked")))
+		return csa_error(
+		    err, CSA_EINVAL,
+		    "progress: field 'status' must be assigned, in_progress or blocked "
+		    "(resolve a ticket with its resolve request)");
+	json_t *notes = json_object_get(u, "notes");
+	if (notes && !json_is_null(notes) && !json_is_string(notes))
+		return csa_error(err, CSA_EINVAL, "progress: field 'notes' must be a string");
+	if (json_is_string(notes) && json_string_length(notes) > cfg->limits.max_message_bytes)
+		return csa_error(err, CSA_ELIMIT, "progress: notes of %zu bytes, limit is %zu",
+		                 json_string_length(notes), cfg->limits.max_message_bytes);
+	json_t *bl = json_object_get(u, "blockers");
+	if (bl && !json_is_array(bl))
+		return csa_error(err, CSA_EINVAL, "progress: field 'blockers' must be an array");
+	if (json_array_size(bl) > PERSON_BLOCKERS)
+		return csa_error(err, CSA_EINVAL, "progress: %zu blockers, at most %d",
+		                 json_array_size(bl), PERSON_BLOCKERS);
+	size_t i;
+	json_array_foreach(bl, i, v)
+	{
+		if (!json_is_string(v) || !json_string_length(v) ||
+		    json_string_length(v) > PERSON_BLOCKER_MAX)
+			return csa_error(
+			    err, CSA_EINVAL,
+			    "progress: blockers[%zu] must be a string of 1 to %d bytes", i,
+			    PERSON_BLOCKER_MAX);
+	}
+	if (strcmp(st, "blocked") == 0 && !json_array_size(bl))
+		return csa_error(err, CSA_EINVAL,
+		                 "progress: a blocked update names what blocks it in 'blockers'");
+	json_t *e = json_object_get(u, "estimated_completion");
+	*eta = -1;
+	if (e && !json_is_null(e) &&
+	    (!json_is_string(e) || csa_ts_parse(json_string_value(e), eta)))
+		return csa_error(err, CSA_EINVAL,
+		                 "progress: field 'estimated_completion' must be an ISO 8601 time");
+	return CSA_OK;
+}
+
+static int progress_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	struct progress_ctx *c = vctx;
+	if (json_is_true(json_object_get(tk->t, "resolved")))
+		return csa_error(err, CSA_ECONFLICT, "ticket '%s' is resolved", tk->id);
+	int64_t eta;
+	int rc = check_update(c->cfg, c->update, &eta, err);
+	if (rc)
+		return rc;
+	char ts[CSA_TS_LEN];
+	const char *eta_s = eta >= 0 ? csa_ts_format(eta, ts)
+	                             : csa_json_str(last_progress(tk), "estimated_completion");
+	json_t *bl = json_object_get(c->update, "blockers");
+	json_t *u = add_progress(tk, csa_now_ms(), c->by, csa_json_str(c->update, "status"),
+	                         csa_json_str(c->update, "notes"), eta_s,
+	                         bl ? json_deep_copy(bl) : NULL, NULL);
+	if (!u)
+		return csa_error(err, CSA_ENOMEM, "out of memory updating '%s'", tk->id);
+	c->result = json_incref(u);
+	*docs = CSA_DOC_I;
+	return CSA_OK;
+}
+
+int csa_lifecycle_progress(struct csa_pipeline *p, const char *ticket_id, const json_t *update,
+                           const char *by, json_t **result, struct csa_err *err)
+{
+	if (!by || !csa_id_valid(by))
+		return csa_error(err, CSA_EINVAL,
+		                 "progress: who updates the ticket must be 1-64 of [A-Za-z0-9_-]");
+	struct csa_ws *ws = csa_pipeline_ws(p);
+	struct progress_ctx c = {.cfg = csa_ws_config(ws), .update = update, .by = by};
+	int rc = csa_store_update(ws->store, ticket_id, 0, progress_fn, &c, err);
+	csa_config_unref(c.cfg);
+	if (rc) {
+		json_decref(c.result);
+		return rc;
+	}
+	*result = c.result;
+	return CSA_OK;
+}

@@ -110,4 +110,21 @@ int csa_lifecycle_resolve(struct csa_pipeline *p, const struct csa_resolution *r
 int csa_lifecycle_assign(struct csa_pipeline *p, const char *ticket_id, const char *member,
                          const char *by, const char *notes, json_t **result, struct csa_err *err);
 
+/*
+ * A person's progress update ('update' borrowed): {"status":
+ * "assigned"|"in_progress"|"blocked", "notes", "blockers": [strings],
+ * "estimated_completion": ISO 8601, "ai_recommendations" not allowed},
+ * every field but status optional, by 'by'. A "blocked" update needs a
+ * blocker; "resolved" is csa_lifecycle_resolve's. Appended to I
+ * progress_updates as given (estimated_completion normalised to UTC
+ * milliseconds, absent ones kept from the latest update).
+ *
+ * Errors: CSA_EINVAL naming the field (unknown field, wrong type or
+ * value, more than 20 blockers or one over 500 bytes), CSA_ELIMIT (notes
+ * over limits.max_message_bytes), CSA_ENOENT, CSA_ECONFLICT (resolved).
+ * *result is the update as stored.
+ */
+int csa_lifecycle_progress(struct csa_pipeline *p, const char *ticket_id, const json_t *update,
+                           const char *by, json_t **result, struct csa_err *err);
+
 #endif

@@ -1,7 +1,8 @@
 /*
  * The ticket's life through the API (flow/lifecycle.h): a person resolves
- * a ticket (POST /api/tickets/{id}/resolve) or assigns it to a member of
- * the team (POST /api/tickets/{id}/assign).
+ * a ticket (POST /api/tickets/{id}/resolve), assigns it to a member of
+ * the team (POST /api/tickets/{id}/assign) or says where it stands (POST
+ * /api/tickets/{id}/progress).
  */
 #include "server/server_internal.h"
 #include "base/json.h"
@@ -83,5 +84,31 @@ json_t *csa_h_ticket_assign(struct call *c)
 	if (csa_lifecycle_assign(c->s->pipe, c->params[0], member, actor(c),
 	                         csa_json_str(c->body, "notes"), &res, &err))
 		return csa_fail_err(c, &err);
+	return res;
+}
+
+json_t *csa_h_ticket_progress(struct call *c)
+{
+	if (!json_is_object(c->body))
+		return csa_fail(c, 400, "bad_request",
+		                "body must be {\"status\": \"assigned|in_progress|blocked\", "
+		                "\"notes\", \"blockers\", \"estimated_completion\", \"by\"}");
+	const char *by = actor(c);
+	json_t *update = json_deep_copy(c->body);
+	if (!update)
+		return csa_fail(c, 500, "internal", "out of memory updating '%s'", c->params[0]);
+	json_t *byv = json_object_get(update, "by");
+	if (byv && !json_is_string(byv)) {
+		json_decref(update);
+		return csa_fail(c, 400, "bad_request", "field 'by' must be a string");
+	}
+	json_object_del(update, "by");
+	struct csa_err err = {0};
+	json_t *res = NULL;
+	int rc = csa_lifecycle_progress(c->s->pipe, c->params[0], update, by, &res, &err);
+	json_decref(update);
+	if (rc)
+		return csa_fail_err(c, &err);
+	c->status = 201;
 	return res;
 }

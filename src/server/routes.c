@@ -40,6 +40,8 @@ const struct route csa_routes[] = {
     BEARER("POST", "/api/tickets/{}/resolve", CSA_ROLE_AGENT, csa_h_ticket_resolve,
            "tickets_resolve"),
     BEARER("POST", "/api/tickets/{}/assign", CSA_ROLE_AGENT, csa_h_ticket_assign, "tickets_assign"),
+    BEARER("POST", "/api/tickets/{}/progress", CSA_ROLE_AGENT, csa_h_ticket_progress,
+           "tickets_progress"),
     BEARER("GET", "/api/reviews", CSA_ROLE_VIEWER, csa_h_reviews, "reviews_list"),
     BEARER("GET", "/api/reviews/next", CSA_ROLE_AGENT, csa_h_review_next, "reviews_next"),
     BEARER("POST", "/api/reviews/{}/decide", CSA_ROLE_AGENT, csa_h_review_decide, "reviews_decide"),

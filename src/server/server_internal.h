@@ -218,6 +218,7 @@ json_t *csa_h_deliveries(struct call *c);
 /* api_lifecycle.c */
 json_t *csa_h_ticket_resolve(struct call *c);
 json_t *csa_h_ticket_assign(struct call *c);
+json_t *csa_h_ticket_progress(struct call *c);
 void csa_rcache_release(struct csa_server *s);
 
 json_t *csa_h_reviews(struct call *c);
