@@ -919,7 +919,7 @@ static void assign_and_progress_refuse_bad_input(void **state)
 		json_decref(j);
 	}
 	j = post("/api/tickets/L-2/progress",
-	         "{\"status\": \"blocked\", \"by\": \"ann\", \"notes\": \"need the invoice\", "
+	         "{\"status\": \"blocked\", \"by\": \"ann.mm\", \"notes\": \"need the invoice\", "
 	         "\"blockers\": [\"waiting for the customer's invoice number\"], "
 	         "\"estimated_completion\": \"2026-12-24T10:00:00+01:00\"}",
 	         201);
@@ -929,6 +929,7 @@ static void assign_and_progress_refuse_bad_input(void **state)
 	assert_int_equal(json_array_size(DOC(i, "progress_updates")), n + 1);
 	json_t *u = last_update(i);
 	assert_string_equal(csa_json_str(u, "status"), "blocked");
+	/* her Mattermost id names her */
 	assert_string_equal(csa_json_str(u, "updater"), "ann");
 	assert_string_equal(csa_json_str(u, "estimated_completion"), "2026-12-24T09:00:00.000Z");
 	assert_true(has(DOC(u, "blockers"), "waiting for the customer's invoice number"));

@@ -49,6 +49,16 @@ static json_t *team_list(json_t *i_doc, const json_t *member, const char *sender
 	return NULL;
 }
 
+/* Who acts, as recorded: the roster member 'by' names (by id or platform
+ * id), else 'by' itself when it is an id; NULL when it is neither. */
+static const char *actor_id(const struct csa_config *cfg, const char *by)
+{
+	const json_t *member = csa_team_member(cfg, by);
+	if (member)
+		return csa_json_str(member, "id");
+	return by && csa_id_valid(by) ? by : NULL;
+}
+
 /* The latest progress update, or NULL. */
 static json_t *last_progress(const struct csa_ticket *tk)
 {
@@ -186,7 +196,7 @@ static int resolve_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	    csa_ts_parse(csa_json_str(tk->t, "card_create_timestamp"), &created))
 		created = now;
 	const json_t *member = csa_team_member(c->cfg, r->by);
-	const char *by = member ? csa_json_str(member, "id") : r->by;
+	const char *by = actor_id(c->cfg, r->by);
 	if (r->notes && *r->notes) {
 		const char *team = csa_json_str(member, "team");
 		json_t *m = json_pack("{s:s, s:s, s:s, s:s}", "content", r->notes, "sender",
@@ -273,16 +283,18 @@ int csa_lifecycle_imported(const struct csa_config *cfg, struct csa_ticket *tk, 
 int csa_lifecycle_resolve(struct csa_pipeline *p, const struct csa_resolution *r, json_t **result,
                           struct csa_err *err)
 {
-	if (!r->by || !csa_id_valid(r->by))
-		return csa_error(err, CSA_EINVAL,
-		                 "resolve: who resolves the ticket must be 1-64 of [A-Za-z0-9_-]");
+
 	if (!isfinite(r->csat) || (r->csat >= 0 && (r->csat < 1 || r->csat > 5)))
 		return csa_error(err, CSA_EINVAL,
 		                 "resolve: csat must be a number from 1 to 5 (the customer's "
 		                 "satisfaction)");
 	struct csa_ws *ws = csa_pipeline_ws(p);
 	struct resolve_ctx c = {.p = p, .cfg = csa_ws_config(ws), .r = r};
-	int rc = csa_store_update(ws->store, r->ticket_id, 0, resolve_fn, &c, err);
+	int rc = actor_id(c.cfg, r->by)
+	             ? csa_store_update(ws->store, r->ticket_id, 0, resolve_fn, &c, err)
+	             : csa_error(err, CSA_EINVAL,
+	                         "resolve: who resolves the ticket must be a team member's id or "
+	                         "platform id, or 1-64 of [A-Za-z0-9_-]");
 	csa_config_unref(c.cfg);
 	if (rc) {
 		json_decref(c.result);
@@ -342,9 +354,6 @@ static int assign_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 int csa_lifecycle_assign(struct csa_pipeline *p, const char *ticket_id, const char *member,
                          const char *by, const char *notes, json_t **result, struct csa_err *err)
 {
-	if (!by || !csa_id_valid(by))
-		return csa_error(err, CSA_EINVAL,
-		                 "assign: who assigns the ticket must be 1-64 of [A-Za-z0-9_-]");
 	struct csa_ws *ws = csa_pipeline_ws(p);
 	struct assign_ctx c = {
 	    .cfg = csa_ws_config(ws), .h = csa_pipeline_history(p), .by = by, .notes = notes};
@@ -352,6 +361,10 @@ int csa_lifecycle_assign(struct csa_pipeline *p, const char *ticket_id, const ch
 	if (notes && strlen(notes) > c.cfg->limits.max_message_bytes)
 		rc = csa_error(err, CSA_ELIMIT, "assign: notes of %zu bytes, limit is %zu",
 		               strlen(notes), c.cfg->limits.max_message_bytes);
+	else if (!(c.by = actor_id(c.cfg, by)))
+		rc = csa_error(err, CSA_EINVAL,
+		               "assign: who assigns the ticket must be a team member's id or "
+		               "platform id, or 1-64 of [A-Za-z0-9_-]");
 	else if (!(c.member = csa_team_member(c.cfg, member)))
 		rc = csa_error(err, CSA_EINVAL,
 		               "assign: '%.80s' is no member of the team (csa.json team.members)",
@@ -465,12 +478,13 @@ static int progress_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 int csa_lifecycle_progress(struct csa_pipeline *p, const char *ticket_id, const json_t *update,
                            const char *by, json_t **result, struct csa_err *err)
 {
-	if (!by || !csa_id_valid(by))
-		return csa_error(err, CSA_EINVAL,
-		                 "progress: who updates the ticket must be 1-64 of [A-Za-z0-9_-]");
 	struct csa_ws *ws = csa_pipeline_ws(p);
-	struct progress_ctx c = {.cfg = csa_ws_config(ws), .update = update, .by = by};
-	int rc = csa_store_update(ws->store, ticket_id, 0, progress_fn, &c, err);
+	struct progress_ctx c = {.cfg = csa_ws_config(ws), .update = update};
+	int rc = (c.by = actor_id(c.cfg, by))
+	             ? csa_store_update(ws->store, ticket_id, 0, progress_fn, &c, err)
+	             : csa_error(err, CSA_EINVAL,
+	                         "progress: who updates the ticket must be a team member's id or "
+	                         "platform id, or 1-64 of [A-Za-z0-9_-]");
 	csa_config_unref(c.cfg);
 	if (rc) {
 		json_decref(c.result);

@@ -73,7 +73,8 @@ struct csa_resolution {
 	double csat;       /* customer satisfaction 1..5, or < 0 when not known */
 	const char *notes; /* how it was solved (may be NULL): kept as an internal
 	                    * "resolution" message, so knowledge extraction reads it */
-	const char *by;    /* who resolves it: a member id, platform id or token id */
+	const char *by;    /* who resolves it: a member id or platform id (recorded as
+	                    * the member's id), else an id such as a token's */
 };
 
 /*
