@@ -177,10 +177,22 @@ async function loadTicket(id) {
     const t = await api('GET', '/api/tickets/' + encodeURIComponent(id));
     const w = t.workflow;
     const info = el('dl');
-    dl(info, [['client', w.client_name], ['company', w.company_name], ['priority', w.priority], ['stage', w.workflow_stage], ['phase', w.automation_phase], ['resolved', String(w.resolved)]]);
+    dl(info, [['client', w.client_name], ['company', w.company_name], ['priority', w.priority], ['stage', w.workflow_stage], ['phase', w.automation_phase], ['resolved', String(w.resolved)], ['assigned', w.assigned_member]]);
+    // why: the terms that weighed most for each of the latest decisions
+    const why = el('ul', null, 'why');
+    const pats = ((w.active_learning_data || {}).decision_patterns || []).slice(-8);
+    for (const p of pats) {
+      const terms = (p.features || []).map((f) => f.feature.replace(/^word=/, '')).join(', ');
+      why.append(el('li', `${p.decision_type} ${p.value} (${Math.round(100 * p.confidence)}%) because of ${terms || '–'}`));
+    }
+    const prog = el('ol', null, 'progress');
+    for (const u of (t.internal_conversation.progress_updates || [])) {
+      const blocked = (u.blockers || []).length ? ` (blocked: ${u.blockers.join('; ')})` : '';
+      prog.append(el('li', `${u.timestamp} ${u.status} by ${u.updater}${u.notes ? ': ' + u.notes : ''}${blocked}`));
+    }
     const tl = el('ol', null, 'timeline');
     timeline(tl, t.unified_timeline);
-    v.append(info, tl);
+    v.append(info, el('h3', 'Why'), why, el('h3', 'Progress'), prog, tl);
     const a = await api('GET', '/api/audit/' + encodeURIComponent(id));
     for (const r of a.trail) $('audit').append(el('li', `#${r.seq} ${r.timestamp} ${r.type} ${JSON.stringify(r.payload)}`));
   } catch (e) { v.append(el('p', 'Error: ' + e.message)); }

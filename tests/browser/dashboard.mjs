@@ -66,6 +66,9 @@ try {
   assert.equal(await page.evaluate(() => window.__xss), undefined, 'no injected code ran');
   assert.equal(await page.locator('#ticket-view img').count(), 0);
   assert.ok((await page.textContent('#ticket-view')).includes('<b>Mallory</b>'));
+  // why: the decisions' heaviest terms, words of the hostile text as text
+  const why = await page.textContent('#ticket-view .why');
+  assert.ok(/category [A-Z_]+ \(\d+%\) because of /.test(why), 'the category decision says why');
 
   // metrics before
   const before = (await api('GET', '/api/metrics')).json.overall.reviewed;
