@@ -1,16 +1,19 @@
 /* csa kb gaps: the knowledge base's gaps (flow/gaps.h). */
 #include "cli/cli.h"
 #include "agents/kb.h"
+#include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/gaps.h"
 #include "store/ws.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
-    "csa kb gaps [--days N] [--weak SCORE] [--limit N] [--examples N] [--json]";
+    "csa kb gaps [--days N] [--weak SCORE] [--limit N] [--examples N] [--json] | "
+    "accept FILE|- [--by WHO]";
 
 static void print_text(const json_t *r)
 {
@@ -79,11 +82,55 @@ static int gaps(int argc, char **argv)
 	return rc ? cli_fail(&err) : 0;
 }
 
+/* An article file, or standard input for "-", into *buf. */
+static int read_article(const char *file, char **buf, size_t *len, struct csa_err *err)
+{
+	if (strcmp(file, "-") != 0)
+		return csa_fs_read_all(file, CSA_KB_MAX_ARTICLE_BYTES + 1, buf, len, err);
+	size_t cap = CSA_KB_MAX_ARTICLE_BYTES + 2;
+	char *b = malloc(cap);
+	if (!b)
+		return csa_error(err, CSA_ENOMEM, "out of memory reading standard input");
+	size_t n = fread(b, 1, cap - 1, stdin);
+	b[n] = '\0';
+	*buf = b;
+	*len = n;
+	return CSA_OK;
+}
+
+static int accept_article(int argc, char **argv, const char *file)
+{
+	struct csa_err err = {0};
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = read_article(file, &buf, &len, &err);
+	if (rc)
+		return cli_fail(&err);
+	struct csa_ws *ws = cli_open_ws(argc, argv);
+	if (!ws) {
+		free(buf);
+		return 1;
+	}
+	const char *by = cli_opt(argc, argv, "--by");
+	json_t *out = NULL;
+	rc = csa_gaps_accept(ws, buf, len, by ? by : "cli", &out, &err);
+	if (!rc)
+		csa_json_print(out, 1);
+	json_decref(out);
+	free(buf);
+	csa_ws_close(ws);
+	return rc ? cli_fail(&err) : 0;
+}
+
 int cmd_kb(int argc, char **argv)
 {
-	static const char *const valued[] = {"--days", "--weak", "--limit", "--examples", NULL};
+	static const char *const valued[] = {"--days",     "--weak", "--limit",
+	                                     "--examples", "--by",   NULL};
 	const char *sub = cli_pos(argc, argv, 0, valued);
-	if (!sub || strcmp(sub, "gaps") != 0 || cli_pos(argc, argv, 1, valued))
-		return cli_usage(usage);
-	return gaps(argc, argv);
+	if (sub && strcmp(sub, "gaps") == 0 && !cli_pos(argc, argv, 1, valued))
+		return gaps(argc, argv);
+	const char *file = cli_pos(argc, argv, 1, valued);
+	if (sub && strcmp(sub, "accept") == 0 && file && !cli_pos(argc, argv, 2, valued))
+		return accept_article(argc, argv, file);
+	return cli_usage(usage);
 }

@@ -33,8 +33,10 @@ static const struct cli_cmd commands[] = {
      "close a ticket: SLA metrics, CSAT, knowledge extracted from its replies and notes"},
     {"assign", cmd_assign, "csa assign T_NO MEMBER [--notes TEXT] [--by WHO]",
      "give a ticket to a member of csa.json team.members"},
-    {"kb", cmd_kb, "csa kb gaps [--days N] [--weak SCORE] [--limit N] [--examples N] [--json]",
-     "recent tickets the knowledge base answers weakly, costliest first, with drafts"},
+    {"kb", cmd_kb,
+     "csa kb gaps [--days N] [--weak SCORE] [--limit N] [--examples N] [--json] | accept "
+     "FILE|- [--by WHO]",
+     "the knowledge base's gaps, costliest first, with drafts; accept an article"},
     {"review", cmd_review, "csa review list [--json] | next | decide TASK --value V [--notes N]",
      "the human review queue"},
     {"phase", cmd_phase, "csa phase status | evaluate | advance [--force] | rollback [POINT]",

@@ -2,9 +2,13 @@
  * with draft articles from their extracted knowledge. */
 #include "flow/gaps.h"
 #include "agents/kb.h"
+#include "automation/ledger.h"
+#include "base/digest.h"
+#include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
+#include "store/blobs.h"
 #include "store/store.h"
 #include "store/ws.h"
 
@@ -404,5 +408,162 @@ int csa_gaps_find(struct csa_ws *ws, struct csa_kb *kb, const struct csa_gaps_op
 		group_release(&groups[i]);
 	free(groups);
 	json_decref(all_words);
+	return rc;
+}
+
+/* ---- accepting an article --------------------------------------------- */
+
+/* The header of an article as the knowledge base reads it (agents/kb.c):
+ * id and strategy into the buffers, categories checked. */
+static int check_article(const struct csa_config *cfg, const char *text, size_t len, char *id,
+                         size_t idsz, struct csa_err *err)
+{
+	if (len > CSA_KB_MAX_ARTICLE_BYTES)
+		return csa_error(err, CSA_ELIMIT, "article: %zu bytes, limit is %d", len,
+		                 CSA_KB_MAX_ARTICLE_BYTES);
+	if (memchr(text, '\0', len) || !csa_json_utf8_ok(text, len))
+		return csa_error(err, CSA_EINVAL, "article: not UTF-8 text");
+	int line = 0, body = 0;
+	char strategy[128] = "";
+	id[0] = '\0';
+	for (const char *p = text, *end = text + len; p < end && !body;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char l[512];
+		line++;
+		if (n >= sizeof(l))
+			return csa_error(err, CSA_EPARSE,
+			                 "article line %d: a header line over %zu bytes", line,
+			                 sizeof(l) - 1);
+		memcpy(l, p, n);
+		l[n] = '\0';
+		while (n && (l[n - 1] == '\r' || l[n - 1] == ' ' || l[n - 1] == '\t'))
+			l[--n] = '\0';
+		char *k = l;
+		while (*k == ' ' || *k == '\t')
+			k++;
+		p = nl ? nl + 1 : end;
+		if (strcmp(k, "---") == 0) {
+			body = 1;
+			break;
+		}
+		if (!*k)
+			continue;
+		char *colon = strchr(k, ':');
+		if (!colon)
+			return csa_error(err, CSA_EPARSE,
+			                 "article line %d: expected 'key: value' or '---'", line);
+		*colon = '\0';
+		char *v = colon + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		size_t kn = strlen(k);
+		while (kn && (k[kn - 1] == ' ' || k[kn - 1] == '\t'))
+			k[--kn] = '\0';
+		if (strcmp(k, "id") == 0) {
+			snprintf(id, idsz, "%s", v);
+		} else if (strcmp(k, "strategy") == 0) {
+			snprintf(strategy, sizeof(strategy), "%s", v);
+		} else if (strcmp(k, "categories") == 0) {
+			for (char *c = v; *c;) {
+				char *comma = strchr(c, ',');
+				if (comma)
+					*comma = '\0';
+				while (*c == ' ')
+					c++;
+				size_t cn = strlen(c);
+				while (cn && c[cn - 1] == ' ')
+					c[--cn] = '\0';
+				if (*c && !csa_config_in_list(cfg, "taxonomy.categories", c))
+					return csa_error(
+					    err, CSA_EINVAL,
+					    "article line %d: category '%.60s' is not in the "
+					    "taxonomy",
+					    line, c);
+				if (!comma)
+					break;
+				c = comma + 1;
+			}
+		} else if (strcmp(k, "title") != 0) {
+			return csa_error(err, CSA_EPARSE, "article line %d: unknown header '%.60s'",
+			                 line, k);
+		}
+	}
+	if (!body || !id[0] || !strategy[0])
+		return csa_error(err, CSA_EPARSE,
+		                 "article: the header needs 'id' and 'strategy' and a '---' line "
+		                 "before the body");
+	if (!csa_id_valid(id))
+		return csa_error(err, CSA_EINVAL,
+		                 "article: id '%.80s' must be 1-64 of [A-Za-z0-9_-]", id);
+	if (!csa_config_in_list(cfg, "taxonomy.strategies", strategy))
+		return csa_error(err, CSA_EINVAL,
+		                 "article: strategy '%.60s' is not in the taxonomy", strategy);
+	return CSA_OK;
+}
+
+int csa_gaps_accept(struct csa_ws *ws, const char *text, size_t len, const char *by, json_t **out,
+                    struct csa_err *err)
+{
+	if (!by || !csa_id_valid(by))
+		return csa_error(err, CSA_EINVAL,
+		                 "accept: who accepts the article must be 1-64 of [A-Za-z0-9_-]");
+	char id[CSA_ID_MAX + 2], doc[CSA_ID_MAX + 16], digest[CSA_SHA256_HEX_LEN];
+	const struct csa_config *cfg = csa_ws_config(ws);
+	int rc = check_article(cfg, text, len, id, sizeof(id), err);
+	csa_config_unref(cfg);
+	if (rc)
+		return rc;
+	snprintf(doc, sizeof(doc), "kb/%s.md", id);
+	if ((rc = csa_sha256_hex(text, len, digest)))
+		return csa_error(err, CSA_EIO, "accept: cannot digest the article");
+	char *old = NULL;
+	size_t old_len = 0;
+	rc = csa_blobs_get(ws->blobs, doc, CSA_KB_MAX_ARTICLE_BYTES, &old, &old_len, err);
+	if (rc && rc != CSA_ENOENT)
+		return rc;
+	struct csa_ledger *l = NULL;
+	json_t *trail = NULL;
+	if ((rc = csa_ledger_open_ws(ws, &l, err)) ||
+	    (rc = csa_ledger_trail(l, doc, &trail, err))) {
+		csa_ledger_close(l);
+		free(old);
+		return rc;
+	}
+	json_int_t version = 1;
+	size_t i;
+	json_t *r;
+	json_array_foreach(trail, i, r)
+	{
+		json_int_t v =
+		    (json_int_t)csa_json_int(json_object_get(r, "payload"), "version", 0);
+		if (v >= version)
+			version = v + 1;
+	}
+	json_decref(trail);
+	/* the previous text whole (the knowledge base's files are UTF-8; one
+	 * that is not is kept by its digest only) */
+	char old_digest[CSA_SHA256_HEX_LEN] = "";
+	json_t *prev = old ? json_stringn(old, old_len) : NULL;
+	if (old && csa_sha256_hex(old, old_len, old_digest))
+		old_digest[0] = '\0';
+	json_t *payload =
+	    json_pack("{s:s, s:I, s:s, s:s, s:o, s:s?}", "id", id, "version", version, "by", by,
+	              "sha256", digest, "previous", prev ? prev : json_null(), "previous_sha256",
+	              old_digest[0] ? old_digest : NULL);
+	int replaced = old != NULL;
+	free(old);
+	/* the ledger first: a version that is written is always recorded */
+	rc = payload ? csa_ledger_append(l, "kb_article", doc, payload, NULL, err)
+	             : csa_error(err, CSA_ENOMEM, "out of memory accepting '%s'", doc);
+	if (!rc)
+		rc = csa_ledger_sync(l, err);
+	if (!rc)
+		rc = csa_blobs_put(ws->blobs, doc, text, len, err);
+	if (!rc && !(*out = json_pack("{s:s, s:s, s:I, s:s, s:b}", "id", id, "document", doc,
+	                              "version", version, "sha256", digest, "replaced", replaced)))
+		rc = csa_error(err, CSA_ENOMEM, "out of memory accepting '%s'", doc);
+	json_decref(payload);
+	csa_ledger_close(l);
 	return rc;
 }

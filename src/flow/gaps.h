@@ -46,4 +46,25 @@ void csa_gaps_opts_default(struct csa_gaps_opts *o);
 int csa_gaps_find(struct csa_ws *ws, struct csa_kb *kb, const struct csa_gaps_opts *o, json_t **out,
                   struct csa_err *err);
 
+/*
+ * An admin accepts an article (a draft of csa_gaps_find, edited or not)
+ * into the knowledge base: 'text' (len bytes, kb/ format: "key: value"
+ * lines of id, title, categories, strategy, then "---" and the body) is
+ * checked as the knowledge base will read it (the header's keys, an id
+ * that names a document, a strategy and categories of the taxonomy, at
+ * most CSA_KB_MAX_ARTICLE_BYTES of UTF-8), written as kb/<id>.md, and
+ * recorded in the audit ledger as a "kb_article" record under
+ * "kb/<id>.md": its version (1 for a new article, one more than the last
+ * record of that document otherwise), who accepted it, the SHA-256 of the
+ * new text and the whole previous text, so every version can be read back
+ * from the ledger. Processes that open the knowledge base afterwards
+ * (every csa command, a server started afterwards) use it.
+ *
+ * Errors: CSA_EPARSE / CSA_EINVAL naming the line or field, CSA_ELIMIT;
+ * nothing is written then. *out is {"id", "document", "version", "sha256",
+ * "replaced"}.
+ */
+int csa_gaps_accept(struct csa_ws *ws, const char *text, size_t len, const char *by, json_t **out,
+                    struct csa_err *err);
+
 #endif
