@@ -719,6 +719,18 @@ static void whole_life_through_the_api(void **state)
 	assert_true(
 	    has(DOC(DOC(DOC(j, "internal_conversation"), "participants"), "cs_team"), "ann"));
 	assert_progress_shape(DOC(j, "internal_conversation"));
+	/* the updates agent's next actions after the reassignment name Cid */
+	json_t *pu = DOC(DOC(j, "internal_conversation"), "progress_updates");
+	for (size_t k = updates; k < json_array_size(pu); k++) {
+		json_t *rec;
+		size_t r;
+		json_array_foreach(DOC(json_array_get(pu, k), "ai_recommendations"), r, rec)
+		{
+			if (!strncmp(json_string_value(rec), "brief ", 6))
+				assert_string_equal(json_string_value(rec),
+				                    "brief cid with the context summary");
+		}
+	}
 	json_decref(j);
 
 	/* a person decides the escalation: the member stays the resolver */

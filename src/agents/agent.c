@@ -464,9 +464,15 @@ static json_t *progress_of(const struct csa_agent_input *in, const char *strateg
 		snprintf(line, sizeof(line), "waiting for the %s escalation (%s)",
 		         path ? path : "?", resolver ? resolver : "no level configured");
 		json_array_append_new(blockers, json_string(line));
+		/* whoever works the ticket: this run's choice, else the member
+		 * already assigned, else the escalation's first level */
+		const char *who = json_is_object(assignment)
+		                      ? csa_json_str(assignment, "member")
+		                      : csa_json_str(in->tk->t, "assigned_member");
 		snprintf(line, sizeof(line), "brief %s with the context summary",
-		         json_is_object(assignment) ? csa_json_str(assignment, "member")
-		                                    : (resolver ? resolver : "the escalation"));
+		         who        ? who
+		         : resolver ? resolver
+		                    : "the escalation");
 		json_array_append_new(recs, json_string(line));
 	}
 	if (note && strcmp(note, "already assigned") &&
