@@ -13,7 +13,11 @@ if [ ! -f "$WS/csa.json" ]; then
 	echo "make run: generating 3000 past tickets and training the models..." >&2
 	"$CSA" demo-data --tickets 3000 --seed 42 --out "$WS/history.jsonl"
 	"$CSA" import "$WS/history.jsonl" --dir "$WS" >"$WS/import-report.json"
-	sed -n 's/.*"heldout_accuracy": \([0-9.]*\).*/  held-out accuracy \1/p' "$WS/import-report.json" >&2
+	# each decision type's model, with what it was measured on
+	awk -F'[":, ]+' '/^    "[a-z_]+": \{/ { type = $2 }
+		/"heldout_accuracy"/ { acc = $3 }
+		/"heldout_n"/ { printf "  %-10s model: held-out accuracy %.3f on %d tickets\n", type, acc, $3 }' \
+		"$WS/import-report.json" >&2
 fi
 ADMIN=$("$CSA" token create --role admin --name demo-admin --dir "$WS" | sed -n 's/.*"token": "\(.*\)".*/\1/p')
 AGENT=$("$CSA" token create --role agent --name demo-stream --dir "$WS" | sed -n 's/.*"token": "\(.*\)".*/\1/p')

@@ -31,6 +31,7 @@
 #include "automation/settings.h"
 #include "base/config.h"
 #include "automation/stats.h"
+#include "base/digest.h"
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
@@ -904,6 +905,53 @@ static void rollback_restores_a_point_exactly(void **state)
 	free(st0);
 }
 
+/* A point's manifest is read back from the store, so it is not trusted: a
+ * manifest that names a file outside what points restore, or a csa.json
+ * that does not validate (checksums forged to match), is refused and
+ * nothing in effect changes. */
+static void a_forged_point_is_refused_whole(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *out;
+	if (csa_auto_phase_advance(fx.a, "test", 1, &out, &err))
+		fail_msg("advance: %s", err.msg);
+	char pid[80], man_path[700], cfg_path[512], doc_path[700];
+	snprintf(pid, sizeof(pid), "%s", csa_json_str(out, "rollback_point"));
+	json_decref(out);
+	snprintf(man_path, sizeof(man_path), "%s/rollback/%s/manifest.json", fx.dir, pid);
+	snprintf(cfg_path, sizeof(cfg_path), "%s/csa.json", fx.dir);
+	char *cfg0 = read_file(cfg_path);
+	json_t *man = json_load_file(man_path, 0, NULL);
+	assert_non_null(man);
+
+	/* a name outside the point's kinds, checksum and all */
+	char sha[CSA_SHA256_HEX_LEN];
+	assert_int_equal(csa_sha256_hex("x", 1, sha), 0);
+	json_t *forged = json_deep_copy(man);
+	json_object_set_new(json_object_get(forged, "files"), "../outside", json_string(sha));
+	assert_int_equal(json_dump_file(forged, man_path, 0), 0);
+	json_decref(forged);
+	assert_int_equal(csa_auto_phase_rollback(fx.a, pid, "test", &out, &err), CSA_ECORRUPT);
+	assert_non_null(strstr(err.msg, "../outside"));
+
+	/* a csa.json that does not validate, with a matching checksum */
+	static const char bad_cfg[] = "{\"phase\": \"PHASE_9\"}";
+	snprintf(doc_path, sizeof(doc_path), "%s/rollback/%s/csa.json", fx.dir, pid);
+	t_write(doc_path, bad_cfg);
+	assert_int_equal(csa_sha256_hex(bad_cfg, strlen(bad_cfg), sha), 0);
+	json_object_set_new(json_object_get(man, "files"), "csa.json", json_string(sha));
+	assert_int_equal(json_dump_file(man, man_path, 0), 0);
+	json_decref(man);
+	int phase = csa_ws_phase(fx.ws);
+	assert_int_equal(csa_auto_phase_rollback(fx.a, pid, "test", &out, &err), CSA_ESCHEMA);
+	char *cfg1 = read_file(cfg_path);
+	assert_string_equal(cfg0, cfg1);
+	assert_int_equal(csa_ws_phase(fx.ws), phase);
+	free(cfg0);
+	free(cfg1);
+}
+
 /* ---- critical tickets ---------------------------------------------------------- */
 
 /* A classification as the classifier writes it: priority, confidence and
@@ -1394,8 +1442,10 @@ static json_t *contract_row(const char *key, const char *ticket, int autonomous,
  * What every backend of the controller's store (auto_store.h) must do,
  * run against each one (today auto_sqlite_ops): a run's rows go in whole
  * and come out as tasks, a task is claimed once, a review needs its claim,
- * alerts open and close once, a run's rows can be forgotten, and what was
- * written (the segment phases too) is there after a reopen.
+ * alerts open and close once, a run's rows can be forgotten, what was
+ * written (the segment phases too) is there after a reopen, and rollback
+ * points keep their documents byte for byte and refuse names that would
+ * leave them.
  */
 static void store_contract(const struct auto_store_ops *ops)
 {
@@ -1490,6 +1540,39 @@ static void store_contract(const struct auto_store_ops *ops)
 	assert_int_equal(csa_json_int(json_object_get(phases, "segments"), "category/BILLING", 0),
 	                 3);
 	json_decref(phases);
+
+	/* rollback points: listed once whole, each document as it was kept,
+	 * ids and names that would leave the point refused */
+	assert_int_equal(ops->list_points(st, &out, &err), 0);
+	assert_int_equal(json_array_size(out), 0);
+	json_decref(out);
+	struct auto_doc docs[2] = {{.name = "csa.json", .buf = "{}", .len = 2},
+	                           {.name = "models/category.model", .buf = "M\0odel", .len = 6}};
+	json_t *man = json_pack("{s:s, s:s}", "id", "rp-1-P1", "reason", "test");
+	assert_int_equal(ops->save_point(st, man, docs, 2, &err), 0);
+	json_decref(man);
+	man = json_pack("{s:s}", "id", "../escape");
+	assert_int_equal(ops->save_point(st, man, docs, 1, &err), CSA_EINVAL);
+	json_decref(man);
+	man = json_pack("{s:s}", "id", "rp-2-P1");
+	struct auto_doc up = {.name = "models/../../csa.json", .buf = "x", .len = 1};
+	assert_int_equal(ops->save_point(st, man, &up, 1, &err), CSA_EINVAL);
+	json_decref(man);
+	char *buf;
+	size_t len;
+	assert_int_equal(ops->point_doc(st, "rp-1-P1", "models/../csa.json", &buf, &len, &err),
+	                 CSA_EINVAL);
+	assert_int_equal(ops->point_doc(st, "rp-1-P1", "kb/none.md", &buf, &len, &err),
+	                 CSA_ENOENT);
+	assert_int_equal(ops->point_doc(st, "rp-1-P1", "models/category.model", &buf, &len, &err),
+	                 0);
+	assert_int_equal(len, 6);
+	assert_memory_equal(buf, "M\0odel", 6);
+	free(buf);
+	assert_int_equal(ops->list_points(st, &out, &err), 0);
+	assert_int_equal(json_array_size(out), 1); /* the refused ones are not points */
+	assert_string_equal(csa_json_str(json_array_get(out, 0), "reason"), "test");
+	json_decref(out);
 
 	/* a run's rows forgotten, all of them */
 	const char *ids[] = {"K1:classifier:0"};
@@ -2472,6 +2555,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(alerts_and_safety_fallbacks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(rollback_restores_a_point_exactly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_forged_point_is_refused_whole, setup, teardown),
 	    cmocka_unit_test_setup_teardown(degraded_type_waits_for_fresh_evidence, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(anomalies_raise_alerts_and_demote, setup, teardown),

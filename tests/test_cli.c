@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "support/tutil.h"
 
 static char *ws;
@@ -409,6 +410,57 @@ static void workspace_is_private(void **state)
 	free(base);
 }
 
+/* Right after an import the PHASE_1 gate counts what the import measured:
+ * the models' accuracy on the rows held out of their training is evidence
+ * of the spec's "initial AI model trained with 80%+ accuracy", and the fix
+ * text says what the bound rests on (not "0.000: retrain"). */
+static void phase_one_counts_what_the_import_measured(void **state)
+{
+	(void)state;
+	char *base = t_tmpdir("heldout");
+	char w[600], hist[600];
+	snprintf(w, sizeof(w), "%s/ws", base);
+	snprintf(hist, sizeof(hist), "%s/history.jsonl", base);
+	char *out = NULL, *err = NULL;
+	assert_int_equal(t_csa(NULL, NULL, NULL, "init '%s'", w), 0);
+	assert_int_equal(t_csa(NULL, NULL, NULL, "demo-data --tickets 300 --seed 2 --out '%s'", hist),
+	                 0);
+	if (t_csa(NULL, &out, &err, "--dir '%s' import '%s'", w, hist) != 0)
+		fail_msg("import: %s", err);
+	json_t *rep = json_loads(out, 0, NULL);
+	assert_non_null(rep);
+	/* 300 tickets, every 5th held out of each type's training */
+	assert_int_equal(csa_json_int(json_object_get(json_object_get(rep, "models"), "category"),
+	                              "heldout_n", 0),
+	                 60);
+	json_decref(rep);
+	free(out);
+	free(err);
+	out = err = NULL;
+	if (t_csa(NULL, &out, &err, "--dir '%s' phase evaluate", w) != 0)
+		fail_msg("phase evaluate: %s", err);
+	json_t *ev = json_loads(out, 0, NULL);
+	assert_non_null(ev);
+	json_t *c, *found = NULL;
+	size_t i;
+	json_array_foreach(json_object_get(json_object_get(ev, "workspace"), "criteria"), i, c)
+	{
+		if (strcmp(csa_json_str(c, "criterion"), "heldout_accuracy_lower_bound") == 0)
+			found = c;
+	}
+	assert_non_null(found);
+	/* no decision reviewed yet: the bound rests on the 4 x 60 held-out rows */
+	assert_true(csa_json_num(found, "observed", 0) > 0.7);
+	const char *fix = csa_json_str(found, "fix");
+	if (!fix || !strstr(fix, "/240 held out at training and 0/0 reviewed"))
+		fail_msg("fix text: %s", fix);
+	json_decref(ev);
+	free(out);
+	free(err);
+	t_rmrf(base);
+	free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -416,6 +468,7 @@ int main(void)
 	    cmocka_unit_test(bad_input),
 	    cmocka_unit_test(dir_before_or_after_the_verb),
 	    cmocka_unit_test(workspace_is_private),
+	    cmocka_unit_test(phase_one_counts_what_the_import_measured),
 	    cmocka_unit_test(verify_and_repair),
 	    cmocka_unit_test(serve_environment),
 	    cmocka_unit_test(phase_tick_runs_the_controller),

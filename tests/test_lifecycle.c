@@ -432,6 +432,9 @@ static int setup(void **state)
 	json_decref(over);
 	mk(CSA_ROLE_AGENT, agent);
 	mk(CSA_ROLE_VIEWER, viewer);
+	/* replies to web_chat customers go to the generic webhook: one that
+	 * refuses connections (the outbox retries; delivery is not tested here) */
+	setenv("CSA_WEBHOOK_URL", "http://127.0.0.1:1/hook", 1);
 	/* a ticket's life is many requests in a row: no rate limit in the way */
 	struct csa_server_opts o = {"127.0.0.1", 0, 2, CSA_SOURCE_DIR "/web", 1000};
 	if (csa_server_start(ws, &o, &srv, &err)) {
@@ -716,6 +719,12 @@ static void whole_life_through_the_api(void **state)
 	j = ticket("L-1");
 	assert_true(
 	    has(DOC(DOC(DOC(j, "external_conversation"), "participants"), "cs_agents"), "ann"));
+	/* her e-mail id named her once, as the member she is */
+	assert_false(has(DOC(DOC(DOC(j, "external_conversation"), "participants"), "cs_agents"),
+	                 "ann-mail"));
+	/* the first reply reached the customer */
+	assert_true(
+	    json_is_number(DOC(DOC(DOC(j, "workflow"), "sla_metrics"), "first_response_time")));
 	assert_true(
 	    has(DOC(DOC(DOC(j, "internal_conversation"), "participants"), "cs_team"), "ann"));
 	assert_progress_shape(DOC(j, "internal_conversation"));

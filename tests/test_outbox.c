@@ -227,6 +227,7 @@ static void claims_are_leased(void **state)
 	for (int i = 0; i < n; i++) {
 		free(v[i].url);
 		free(v[i].payload);
+		free(v[i].target);
 	}
 	free(v);
 	assert_int_equal(b->ops->claim_due(b, now + 59000, 10, 60000, &v, &n, &err), 0);
@@ -241,6 +242,7 @@ static void claims_are_leased(void **state)
 	for (int i = 0; i < n; i++) {
 		free(v[i].url);
 		free(v[i].payload);
+		free(v[i].target);
 	}
 	free(v);
 	assert_int_equal(a->ops->claim_due(a, now + 200000, 10, 60000, &v, &n, &err), 0);
@@ -248,6 +250,7 @@ static void claims_are_leased(void **state)
 	for (int i = 0; i < n; i++) {
 		free(v[i].url);
 		free(v[i].payload);
+		free(v[i].target);
 	}
 	free(v);
 	csa_outbox_close(a);

@@ -1,6 +1,8 @@
 /* Decision models over the embedded linear classifier. */
 #include "agents/dmodel.h"
 #include "model/linear.h"
+#include "base/json.h"
+#include "base/ts.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -131,6 +133,52 @@ int csa_dmodel_save(const struct csa_dmodel *m, struct csa_blobs *b, enum csa_dt
 	return rc;
 }
 
+int csa_dmodel_save_heldout(const struct csa_heldout *h, size_t trained_rows,
+                            struct csa_blobs *b, enum csa_dtype t, struct csa_err *err)
+{
+	char name[96], ts[CSA_TS_LEN];
+	snprintf(name, sizeof(name), "models/%s.heldout.json", csa_dtype_name(t));
+	csa_ts_format(csa_now_ms(), ts);
+	json_t *j = json_pack("{s:s, s:I, s:I, s:o, s:I, s:s}", "decision_type", csa_dtype_name(t),
+	                      "correct", (json_int_t)h->correct, "n", (json_int_t)h->n, "accuracy",
+	                      h->n ? json_real((double)h->correct / (double)h->n) : json_null(),
+	                      "trained_rows", (json_int_t)trained_rows, "trained_at", ts);
+	char *buf = NULL;
+	size_t len;
+	int rc = j ? csa_json_dump(j, 1, &buf, &len, err)
+	           : csa_error(err, CSA_ENOMEM, "out of memory writing '%s'", name);
+	if (rc == CSA_OK)
+		rc = csa_blobs_put(b, name, buf, len, err);
+	free(buf);
+	json_decref(j);
+	return rc;
+}
+
+int csa_dmodel_load_heldout(struct csa_blobs *b, const char *type, struct csa_heldout *h,
+                            struct csa_err *err)
+{
+	char name[96], *buf;
+	size_t len;
+	snprintf(name, sizeof(name), "models/%.40s.heldout.json", type);
+	int rc = csa_blobs_get(b, name, 1 << 16, &buf, &len, err);
+	if (rc)
+		return rc;
+	json_t *j;
+	rc = csa_json_parse(buf, len, name, &j, err);
+	free(buf);
+	if (rc)
+		return rc;
+	json_int_t correct = json_integer_value(json_object_get(j, "correct")),
+	           n = json_integer_value(json_object_get(j, "n"));
+	json_decref(j);
+	if (n < 0 || correct < 0 || correct > n)
+		return csa_error(err, CSA_ESCHEMA, "'%s': 'correct' and 'n' must be 0 <= correct <= n",
+		                 name);
+	h->correct = (size_t)correct;
+	h->n = (size_t)n;
+	return CSA_OK;
+}
+
 void csa_dmodel_free(struct csa_dmodel *m)
 {
 	if (!m)
@@ -141,7 +189,7 @@ void csa_dmodel_free(struct csa_dmodel *m)
 
 int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct csa_drow *rows,
                      size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
-                     double *heldout_acc, struct csa_err *err)
+                     struct csa_heldout *heldout, struct csa_err *err)
 {
 	struct csa_example *tr = calloc(n_rows ? n_rows : 1, sizeof(*tr));
 	struct csa_example *ho = calloc(n_rows ? n_rows : 1, sizeof(*ho));
@@ -187,8 +235,11 @@ int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct cs
 	}
 	set_version(m);
 	/* measured by the trainer before it refits on the held-out rows too */
-	if (heldout_acc)
-		*heldout_acc = csa_linear_heldout_accuracy(m->lin);
+	if (heldout) {
+		double acc = csa_linear_heldout_accuracy(m->lin); /* correct / nho */
+		heldout->n = isnan(acc) ? 0 : nho;
+		heldout->correct = heldout->n ? (size_t)llround(acc * (double)nho) : 0;
+	}
 	*out = m;
 out:
 	free(tr);

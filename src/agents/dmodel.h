@@ -73,14 +73,29 @@ struct csa_drow {
 	const char *label;
 };
 
+/* How a model did on the rows held out of its training: 'correct' of 'n'
+ * (n 0: nothing was held out). */
+struct csa_heldout {
+	size_t correct, n;
+};
+
 /*
  * Train a model for 'labels' (the type's taxonomy, in order) on rows,
  * holding out every 'holdout'-th row (0: none) for calibration and for the
- * returned held-out accuracy (*heldout_acc, NaN when no hold-out).
- * Deterministic for a seed.
+ * held-out measurement (*heldout, may be NULL), taken before the model is
+ * refit on every row. Deterministic for a seed.
  */
 int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct csa_drow *rows,
                      size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
-                     double *heldout_acc, struct csa_err *err);
+                     struct csa_heldout *heldout, struct csa_err *err);
+
+/* Keep a model's held-out measurement beside it ("models/<type>.heldout.json":
+ * {"decision_type", "correct", "n", "accuracy", "trained_rows", "trained_at"}),
+ * the evidence of its accuracy the PHASE_1 gate reads; and read it back
+ * (CSA_ENOENT when the type's model was never measured). */
+int csa_dmodel_save_heldout(const struct csa_heldout *h, size_t trained_rows,
+                            struct csa_blobs *b, enum csa_dtype t, struct csa_err *err);
+int csa_dmodel_load_heldout(struct csa_blobs *b, const char *type, struct csa_heldout *h,
+                            struct csa_err *err);
 
 #endif

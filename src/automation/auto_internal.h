@@ -104,6 +104,12 @@ struct csa_auto {
 			int phase, pass;
 		} type_gate[32];
 		size_t ntype_gate;
+		/* each type's held-out measurement at training (n 0: none) */
+		struct {
+			char type[64];
+			size_t correct, n;
+		} heldout[32];
+		size_t nheldout;
 	} ev;
 };
 

@@ -1,59 +1,95 @@
 /*
- * Rollback points: copies of the configuration, the segment phases and the
- * models with their checksums, made before a phase advances and restored
- * on request.
+ * Rollback points: the configuration, the segment phases and the models
+ * with their checksums, kept before a phase advances and restored on
+ * request. Each document is read and written through its own interface
+ * (the workspace's configuration, the controller's store, the workspace's
+ * documents) and the point itself lives in the controller's store, so a
+ * second backend of those keeps rollback working unchanged.
  */
 #include "automation/auto_internal.h"
 #include "automation/ledger.h"
 #include "base/digest.h"
-#include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
+#include "store/blobs.h"
 #include "store/ws.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- rollback points ----------------------------------------------------- */
+#define POINT_MAX_DOCS 40
+#define CONFIG_DOC "csa.json"
+#define PHASES_DOC "automation/state.json"
 
-static int copy_file(const char *from, const char *to, char sha[CSA_SHA256_HEX_LEN],
-                     struct csa_err *err)
+/* What a point may restore, and so what a manifest may name: a name
+ * read back from the store that is none of these is refused. A model's
+ * held-out measurement goes with it: it is the PHASE_1 gate's evidence. */
+static int restorable(const char *name)
+{
+	if (strcmp(name, CONFIG_DOC) == 0 || strcmp(name, PHASES_DOC) == 0)
+		return 1;
+	size_t l = strlen(name);
+	int model = l > 13 && strcmp(name + l - 6, ".model") == 0,
+	    measure = l > 20 && strcmp(name + l - 13, ".heldout.json") == 0; /* dmodel.h */
+	return strncmp(name, "models/", 7) == 0 && (model || measure) &&
+	       csa_blobs_name_check(name, NULL) == CSA_OK;
+}
+
+static void free_docs(struct auto_doc *docs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(docs[i].buf);
+}
+
+static int add_doc(struct auto_doc *docs, size_t *n, const char *name, char *buf, size_t len,
+                   struct csa_err *err)
+{
+	if (*n == POINT_MAX_DOCS) {
+		free(buf);
+		return csa_error(err, CSA_ELIMIT, "a rollback point keeps at most %d documents",
+		                 POINT_MAX_DOCS);
+	}
+	snprintf(docs[*n].name, sizeof(docs[*n].name), "%s", name);
+	docs[*n].buf = buf;
+	docs[(*n)++].len = len;
+	return CSA_OK;
+}
+
+/* The documents in effect: configuration, segment phases, models. */
+static int current_docs(struct csa_auto *a, struct auto_doc *docs, size_t *n,
+                        struct csa_err *err)
 {
 	char *buf;
 	size_t len;
-	int rc = csa_fs_read_all(from, (size_t)1 << 31, &buf, &len, err);
-	if (rc)
+	int rc = csa_ws_config_document(a->ws, &buf, &len, err);
+	if (rc || (rc = add_doc(docs, n, CONFIG_DOC, buf, len, err)))
 		return rc;
-	if (sha && csa_sha256_hex(buf, len, sha) != CSA_OK) {
-		free(buf);
-		return csa_error(err, CSA_EIO, "cannot compute the checksum of '%s'", from);
+	if ((rc = csa_json_dump(a->state, 1, &buf, &len, err)) ||
+	    (rc = add_doc(docs, n, PHASES_DOC, buf, len, err)))
+		return rc;
+	json_t *models;
+	if ((rc = csa_blobs_list(a->ws->blobs, "models", &models, err)))
+		return rc;
+	size_t i;
+	json_t *file;
+	json_array_foreach(models, i, file)
+	{
+		char name[96];
+		snprintf(name, sizeof(name), "models/%s", json_string_value(file));
+		if (!restorable(name))
+			continue; /* the LLM calibration and files of other kinds */
+		rc = csa_blobs_get(a->ws->blobs, name, (size_t)1 << 31, &buf, &len, err);
+		if (rc == CSA_ENOENT) { /* removed since the listing */
+			rc = CSA_OK;
+			continue;
+		}
+		if (rc || (rc = add_doc(docs, n, name, buf, len, err)))
+			break;
 	}
-	rc = csa_fs_write_atomic(to, buf, len, err);
-	free(buf);
+	json_decref(models);
 	return rc;
-}
-
-/* Files a rollback point keeps: configuration, segment phases, models. */
-static int point_files(struct csa_auto *a, char names[][64], size_t max)
-{
-	size_t n = 0;
-	snprintf(names[n++], 64, "csa.json");
-	snprintf(names[n++], 64, "automation/state.json");
-	char dir[PATH_SZ];
-	csa_ws_path(a->ws, "models", dir, sizeof(dir));
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d)) && n < max) {
-		size_t l = strlen(de->d_name);
-		if (l > 6 && strcmp(de->d_name + l - 6, ".model") == 0 && l < 50)
-			snprintf(names[n++], 64, "models/%s", de->d_name);
-	}
-	if (d)
-		closedir(d);
-	return (int)n;
 }
 
 int auto_make_point(struct csa_auto *a, const char *reason, const char *who, char id[64],
@@ -63,33 +99,17 @@ int auto_make_point(struct csa_auto *a, const char *reason, const char *who, cha
 	int64_t now = csa_now_ms();
 	csa_ts_format(now, ts);
 	snprintf(id, 64, "rp-%lld-P%d", (long long)now, auto_workspace_phase(a));
-	char dir[PATH_SZ], rel[PATH_SZ], from[PATH_SZ], to[PATH_SZ];
-	snprintf(rel, sizeof(rel), "rollback/%s/models", id);
-	csa_ws_path(a->ws, rel, dir, sizeof(dir));
-	int rc = csa_fs_mkdirs(dir, err);
-	if (rc)
-		return rc;
-	snprintf(rel, sizeof(rel), "rollback/%s/automation", id);
-	csa_ws_path(a->ws, rel, dir, sizeof(dir));
-	if ((rc = csa_fs_mkdirs(dir, err)))
-		return rc;
-	/* the point copies the state file: it must hold what is in effect */
-	if ((rc = auto_save_state(a, err)))
-		return rc;
-	char names[40][64];
-	int n = point_files(a, names, 40);
+	struct auto_doc docs[POINT_MAX_DOCS];
+	size_t n = 0;
+	int rc = current_docs(a, docs, &n, err);
 	json_t *files = json_object();
-	for (int i = 0; i < n && rc == CSA_OK; i++) {
+	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
 		char sha[CSA_SHA256_HEX_LEN];
-		csa_ws_path(a->ws, names[i], from, sizeof(from));
-		snprintf(rel, sizeof(rel), "rollback/%s/%s", id, names[i]);
-		csa_ws_path(a->ws, rel, to, sizeof(to));
-		rc = copy_file(from, to, sha, err);
-		if (rc == CSA_ENOENT) {
-			rc = CSA_OK; /* nothing of that kind yet */
-			continue;
-		}
-		json_object_set_new(files, names[i], json_string(sha));
+		if (csa_sha256_hex(docs[i].buf, docs[i].len, sha) != CSA_OK)
+			rc = csa_error(err, CSA_EIO, "cannot compute the checksum of '%s'",
+			               docs[i].name);
+		else
+			json_object_set_new(files, docs[i].name, json_string(sha));
 	}
 	json_t *metrics = NULL;
 	if (rc == CSA_OK) {
@@ -100,65 +120,109 @@ int auto_make_point(struct csa_auto *a, const char *reason, const char *who, cha
 	json_t *man = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:o, s:o}", "id", id, "created", ts,
 	                        "phase", auto_workspace_phase(a), "reason", reason, "by", who,
 	                        "files", files, "metrics", metrics ? metrics : json_null());
-	if (rc == CSA_OK) {
-		char *s;
-		size_t len;
-		snprintf(rel, sizeof(rel), "rollback/%s/manifest.json", id);
-		csa_ws_path(a->ws, rel, to, sizeof(to));
-		if ((rc = csa_json_dump(man, 1, &s, &len, err)) == CSA_OK) {
-			rc = csa_fs_write_atomic(to, s, len, err);
-			free(s);
-		}
-	}
-	if (rc == CSA_OK) {
+	if (rc == CSA_OK && (rc = a->ops->save_point(a->store, man, docs, n, err)) == CSA_OK) {
 		json_object_del(man, "metrics");
 		csa_ledger_append(a->ledger, "rollback_point", NULL, man, NULL, NULL);
 	}
 	json_decref(man);
+	free_docs(docs, n);
 	return rc;
 }
 
 int csa_auto_rollback_points(struct csa_auto *a, json_t **out, struct csa_err *err)
 {
-	char dir[PATH_SZ];
-	csa_ws_path(a->ws, "rollback", dir, sizeof(dir));
-	json_t *arr = json_array();
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		char path[PATH_SZ + 300];
-		snprintf(path, sizeof(path), "%s/%s/manifest.json", dir, de->d_name);
+	pthread_mutex_lock(&a->mu);
+	int rc = a->ops->list_points(a->store, out, err);
+	pthread_mutex_unlock(&a->mu);
+	if (rc == CSA_OK) {
+		size_t i;
 		json_t *m;
-		if (csa_json_load_file(path, 1 << 22, &m, NULL) == CSA_OK) {
+		json_array_foreach(*out, i, m)
+		{
 			json_object_del(m, "metrics");
-			json_array_append_new(arr, m);
 		}
 	}
-	if (d)
-		closedir(d);
-	(void)err;
-	*out = arr;
-	return CSA_OK;
+	return rc;
+}
+
+/* The point 'want' names, or the newest (ids grow with time). */
+static json_t *pick_point(json_t *points, const char *want)
+{
+	json_t *pick = NULL, *p;
+	size_t i;
+	json_array_foreach(points, i, p)
+	{
+		const char *id = csa_json_str(p, "id");
+		if (want ? strcmp(id, want) == 0 : !pick || strcmp(id, csa_json_str(pick, "id")) > 0)
+			pick = p;
+	}
+	return pick;
+}
+
+/* Every document of point 'id' its manifest lists, each checked against
+ * its checksum: a damaged point is refused before anything changes. */
+static int point_docs(struct csa_auto *a, const char *id, json_t *files, struct auto_doc *docs,
+                      size_t *n, struct csa_err *err)
+{
+	const char *name;
+	json_t *sha;
+	int rc = CSA_OK;
+	json_object_foreach(files, name, sha)
+	{
+		if (!restorable(name))
+			return csa_error(err, CSA_ECORRUPT,
+			                 "rollback point '%s' lists '%.80s', which no point restores", id,
+			                 name);
+		char *buf, got[CSA_SHA256_HEX_LEN];
+		size_t len;
+		if ((rc = a->ops->point_doc(a->store, id, name, &buf, &len, err)) ||
+		    (rc = add_doc(docs, n, name, buf, len, err)))
+			return rc;
+		/* a checksum that cannot be computed ("") matches nothing */
+		csa_sha256_hex(buf, len, got);
+		if (!json_is_string(sha) || strcmp(got, json_string_value(sha)) != 0)
+			return csa_error(err, CSA_ECORRUPT,
+			                 "rollback point '%s': '%s' does not match its checksum", id,
+			                 name);
+	}
+	return rc;
+}
+
+/* Put the point's documents in effect: the configuration first (it is
+ * validated, and refused whole), then the phases, then the models. */
+static int restore_docs(struct csa_auto *a, struct auto_doc *docs, size_t n, struct csa_err *err)
+{
+	json_t *phases = NULL;
+	int rc = CSA_OK;
+	for (size_t i = 0; i < n && rc == CSA_OK; i++)
+		if (strcmp(docs[i].name, PHASES_DOC) == 0)
+			rc = csa_json_parse(docs[i].buf, docs[i].len, PHASES_DOC, &phases, err);
+	for (size_t i = 0; i < n && rc == CSA_OK; i++)
+		if (strcmp(docs[i].name, CONFIG_DOC) == 0)
+			rc = csa_ws_config_replace(a->ws, docs[i].buf, docs[i].len, err);
+	if (rc == CSA_OK && phases) {
+		json_decref(a->state);
+		a->state = json_incref(phases);
+		rc = auto_save_state(a, err);
+	}
+	for (size_t i = 0; i < n && rc == CSA_OK; i++)
+		if (strncmp(docs[i].name, "models/", 7) == 0)
+			rc = csa_blobs_put(a->ws->blobs, docs[i].name, docs[i].buf, docs[i].len, err);
+	json_decref(phases);
+	a->nthr = 0;
+	if (rc == CSA_OK)
+		rc = csa_pipeline_reload_models(a->pipe, err);
+	return rc;
 }
 
 int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *who, json_t **out,
                             struct csa_err *err)
 {
 	json_t *points;
-	csa_auto_rollback_points(a, &points, err);
-	json_t *pick = NULL;
-	size_t i;
-	json_t *p;
-	json_array_foreach(points, i, p)
-	{
-		const char *id = csa_json_str(p, "id");
-		if (point ? strcmp(id, point) == 0
-		          : !pick || strcmp(id, csa_json_str(pick, "id")) > 0)
-			pick = p;
-	}
-	int rc = CSA_OK;
+	int rc = csa_auto_rollback_points(a, &points, err);
+	if (rc)
+		return rc;
+	json_t *pick = pick_point(points, point);
 	if (!pick) {
 		rc = csa_error(err, CSA_ENOENT,
 		               point ? "no rollback point '%s'" : "no rollback point%s",
@@ -167,56 +231,20 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 		return rc;
 	}
 	const char *id = csa_json_str(pick, "id");
+	struct auto_doc docs[POINT_MAX_DOCS];
+	size_t n = 0;
 	pthread_mutex_lock(&a->mu);
-	/* verify every file first: a damaged point is refused, nothing changes */
-	const char *name;
-	json_t *sha;
-	char from[PATH_SZ], rel[PATH_SZ];
-	json_object_foreach(json_object_get(pick, "files"), name, sha)
-	{
-		char got[CSA_SHA256_HEX_LEN];
-		snprintf(rel, sizeof(rel), "rollback/%s/%s", id, name);
-		csa_ws_path(a->ws, rel, from, sizeof(from));
-		char *buf;
-		size_t len;
-		if ((rc = csa_fs_read_all(from, (size_t)1 << 31, &buf, &len, err)))
-			goto out;
-		/* a checksum that cannot be computed ("") matches nothing */
-		csa_sha256_hex(buf, len, got);
-		free(buf);
-		if (strcmp(got, json_string_value(sha)) != 0) {
-			rc = csa_error(err, CSA_ECORRUPT,
-			               "rollback point '%s': '%s' does not match its checksum", id,
-			               name);
-			goto out;
-		}
+	rc = point_docs(a, id, json_object_get(pick, "files"), docs, &n, err);
+	if (rc == CSA_OK)
+		rc = restore_docs(a, docs, n, err);
+	if (rc == CSA_OK) {
+		json_t *rec = json_pack("{s:s, s:s, s:s?}", "rollback_point", id, "phase",
+		                        csa_json_str(auto_cfg(a)->root, "phase"), "by", who);
+		csa_ledger_append(a->ledger, "rollback", NULL, rec, NULL, NULL);
+		*out = rec;
 	}
-	json_object_foreach(json_object_get(pick, "files"), name, sha)
-	{
-		char to[PATH_SZ];
-		snprintf(rel, sizeof(rel), "rollback/%s/%s", id, name);
-		csa_ws_path(a->ws, rel, from, sizeof(from));
-		csa_ws_path(a->ws, name, to, sizeof(to));
-		if ((rc = copy_file(from, to, NULL, err)))
-			goto out;
-	}
-	/* reload what was restored */
-	if ((rc = csa_ws_config_reload(a->ws, err)))
-		goto out;
-	json_t *st;
-	if (a->ops->load_phases(a->store, &st, NULL) == CSA_OK) {
-		json_decref(a->state);
-		a->state = st;
-	}
-	a->nthr = 0;
-	if ((rc = csa_pipeline_reload_models(a->pipe, err)))
-		goto out;
-	json_t *rec = json_pack("{s:s, s:s, s:s?}", "rollback_point", id, "phase",
-	                        csa_json_str(auto_cfg(a)->root, "phase"), "by", who);
-	csa_ledger_append(a->ledger, "rollback", NULL, rec, NULL, NULL);
-	*out = rec;
-out:
 	pthread_mutex_unlock(&a->mu);
+	free_docs(docs, n);
 	json_decref(points);
 	return rc;
 }

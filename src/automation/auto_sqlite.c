@@ -10,6 +10,9 @@
 #include "base/ts.h"
 #include "base/walckpt.h"
 
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stddef.h>
@@ -29,6 +32,7 @@ enum {
 
 struct auto_store {
 	char path[4096];       /* automation.db, also for messages */
+	char root[4096];       /* its directory, with the trailing '/' */
 	char state_path[4200]; /* automation/state.json beside it */
 	sqlite3 *db;
 	struct csa_walckpt *ckpt;       /* checkpoints, off the decision path */
@@ -1216,8 +1220,8 @@ static int sq_open(const char *path, struct auto_store **out, struct csa_err *er
 		return csa_error(err, CSA_ENOMEM, "out of memory opening '%s'", path);
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	const char *slash = strrchr(path, '/');
-	snprintf(s->state_path, sizeof(s->state_path), "%.*sautomation/state.json",
-	         slash ? (int)(slash - path + 1) : 0, path);
+	snprintf(s->root, sizeof(s->root), "%.*s", slash ? (int)(slash - path + 1) : 0, path);
+	snprintf(s->state_path, sizeof(s->state_path), "%sautomation/state.json", s->root);
 	/* the phases' directory; and automation.db private before SQLite
 	 * creates it (and its -wal and -shm) 0644 */
 	char dir[sizeof(s->state_path)];
@@ -1264,6 +1268,110 @@ static int sq_save_phases(struct auto_store *s, const json_t *phases, struct csa
 	return rc;
 }
 
+/* ---- rollback points: rollback/<id>/ beside automation.db ------------------ */
+
+/* An id (no slash) or a document name safe in a path: components of
+ * [A-Za-z0-9._-] separated by single slashes, none starting with a dot. */
+static int rel_ok(const char *rel, int slashes)
+{
+	int start = 1;
+	size_t n = 0;
+	for (const char *p = rel; *p; p++, n++) {
+		if (*p == '/') {
+			if (start || !slashes)
+				return 0;
+			start = 1;
+			continue;
+		}
+		if ((start && *p == '.') ||
+		    !(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+			return 0;
+		start = 0;
+	}
+	return n > 0 && n <= 200 && !start;
+}
+
+static int point_path(struct auto_store *s, const char *id, const char *name, char *out,
+                      size_t outsz, struct csa_err *err)
+{
+	if (!id || !rel_ok(id, 0))
+		return csa_error(err, CSA_EINVAL, "'%.80s' is not a rollback point id", id ? id : "");
+	if (!rel_ok(name, 1))
+		return csa_error(err, CSA_EINVAL, "rollback point '%s': '%.80s' is not a document name",
+		                 id, name);
+	if (snprintf(out, outsz, "%srollback/%s/%s", s->root, id, name) >= (int)outsz)
+		return csa_error(err, CSA_ELIMIT, "rollback point '%s': the path of '%s' is too long",
+		                 id, name);
+	return CSA_OK;
+}
+
+static int sq_save_point(struct auto_store *s, const json_t *manifest, const struct auto_doc *docs,
+                         size_t n, struct csa_err *err)
+{
+	const char *id = csa_json_str(manifest, "id");
+	char path[sizeof(s->root) + 512];
+	int rc = CSA_OK;
+	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
+		if ((rc = point_path(s, id, docs[i].name, path, sizeof(path), err)))
+			break;
+		char *slash = strrchr(path, '/');
+		*slash = '\0';
+		rc = csa_fs_mkdirs(path, err);
+		*slash = '/';
+		if (rc == CSA_OK)
+			rc = csa_fs_write_atomic(path, docs[i].buf, docs[i].len, err);
+	}
+	/* the manifest last: a point without one is not listed */
+	char *text;
+	size_t len;
+	if (rc == CSA_OK &&
+	    (rc = point_path(s, id, "manifest.json", path, sizeof(path), err)) == CSA_OK &&
+	    (rc = csa_json_dump(manifest, 1, &text, &len, err)) == CSA_OK) {
+		rc = csa_fs_write_atomic(path, text, len, err);
+		free(text);
+	}
+	return rc;
+}
+
+static int sq_list_points(struct auto_store *s, json_t **out, struct csa_err *err)
+{
+	char dir[sizeof(s->root) + 16];
+	snprintf(dir, sizeof(dir), "%srollback", s->root);
+	json_t *arr = json_array();
+	if (!arr)
+		return csa_error(err, CSA_ENOMEM, "out of memory listing '%s'", dir);
+	DIR *d = opendir(dir);
+	if (!d && errno != ENOENT) {
+		json_decref(arr);
+		return csa_error_sys(err, "cannot list the rollback points in '%s'", dir);
+	}
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		char path[sizeof(s->root) + 512];
+		json_t *m;
+		/* a point whose manifest is missing or names another is not one */
+		if (point_path(s, de->d_name, "manifest.json", path, sizeof(path), NULL) ||
+		    csa_json_load_file(path, 1 << 22, &m, NULL))
+			continue;
+		const char *id = csa_json_str(m, "id");
+		if (id && strcmp(id, de->d_name) == 0)
+			json_array_append(arr, m);
+		json_decref(m);
+	}
+	if (d)
+		closedir(d);
+	*out = arr;
+	return CSA_OK;
+}
+
+static int sq_point_doc(struct auto_store *s, const char *id, const char *name, char **buf,
+                        size_t *len, struct csa_err *err)
+{
+	char path[sizeof(s->root) + 512];
+	int rc = point_path(s, id, name, path, sizeof(path), err);
+	return rc ? rc : csa_fs_read_all(path, (size_t)1 << 31, buf, len, err);
+}
+
 const struct auto_store_ops auto_sqlite_ops = {
     .open = sq_open,
     .close = sq_close,
@@ -1272,6 +1380,9 @@ const struct auto_store_ops auto_sqlite_ops = {
     .rollback = sq_rollback,
     .load_phases = sq_load_phases,
     .save_phases = sq_save_phases,
+    .save_point = sq_save_point,
+    .list_points = sq_list_points,
+    .point_doc = sq_point_doc,
     .begin = sq_begin,
     .commit = sq_commit,
     .insert_decision = sq_insert_decision,

@@ -1,7 +1,7 @@
 /*
  * The automation controller's store (private to src/automation/): the
- * decision log, review tasks and alerts, today automation.db on SQLite
- * (auto_sqlite.c). Every read and write the controller makes goes through
+ * decision log, review tasks, alerts, segment phases and rollback points,
+ * today automation.db on SQLite and files beside it (auto_sqlite.c). Every read and write the controller makes goes through
  * struct auto_store_ops, whose operations are named for what the jobs
  * need, not for SQL: a second backend (PostgreSQL) is a second file that
  * fills the same table.
@@ -45,6 +45,14 @@ struct task_claim {
 	int critical, autonomous, phase;
 };
 
+/* A document a rollback point keeps: its name in the workspace
+ * ("csa.json", "automation/state.json", "models/<file>") and its bytes. */
+struct auto_doc {
+	char name[96];
+	char *buf;
+	size_t len;
+};
+
 struct auto_store_ops {
 	/* Open the store at 'path' (created private), or close it (NULL-safe). */
 	int (*open)(const char *path, struct auto_store **out, struct csa_err *err);
@@ -62,6 +70,17 @@ struct auto_store_ops {
 	 * keeps it elsewhere needs rollback points of its own. */
 	int (*load_phases)(struct auto_store *s, json_t **out, struct csa_err *err);
 	int (*save_phases)(struct auto_store *s, const json_t *phases, struct csa_err *err);
+	/* Rollback points. save_point keeps a point's documents, then its
+	 * manifest (a JSON object whose "id" names the point), so a point that
+	 * is listed is whole; list_points gives every manifest (a new array,
+	 * any order); point_doc the bytes of one document of a point (a new
+	 * buffer), CSA_ENOENT when it has none of that name. Ids and names are
+	 * checked before any path is built: they come back from the store. */
+	int (*save_point)(struct auto_store *s, const json_t *manifest, const struct auto_doc *docs,
+	                  size_t n, struct csa_err *err);
+	int (*list_points)(struct auto_store *s, json_t **out, struct csa_err *err);
+	int (*point_doc)(struct auto_store *s, const char *id, const char *name, char **buf,
+	                 size_t *len, struct csa_err *err);
 	/* Undo the unit of work in progress, if any. */
 	void (*rollback)(struct auto_store *s);
 	/* One decision's row (auto_row_of()) and its review task, if it has one. */

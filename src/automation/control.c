@@ -21,6 +21,7 @@ void auto_begin_evaluation(struct csa_auto *a)
 {
 	a->ev.baseline_ms = 0;
 	a->ev.ntype_gate = 0;
+	a->ev.nheldout = 0;
 }
 
 int csa_phase_num(const char *s)

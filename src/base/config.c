@@ -97,7 +97,16 @@ static const char default_config[] =
     "  \"mattermost_token_env\": \"MATTERMOST_TOKEN\", \"trello_secret_env\": \"TRELLO_SECRET\","
     "  \"trello_callback_url\": null, \"max_attempts\": 8,"
     "  \"mattermost_webhook_env\": \"MATTERMOST_WEBHOOK_URL\","
-    "  \"slack_webhook_env\": \"SLACK_WEBHOOK_URL\", \"webhook_url_env\": \"CSA_WEBHOOK_URL\"},"
+    "  \"slack_webhook_env\": \"SLACK_WEBHOOK_URL\", \"webhook_url_env\": \"CSA_WEBHOOK_URL\","
+    /* replies to customers on their channel (docs/API.md): e-mail by SMTP
+     * (the server's URL may come from CSA_SMTP_URL, its login only from
+     * CSA_SMTP_USER / CSA_SMTP_PASSWORD), Slack and Mattermost thread
+     * replies, Trello card comments; tokens from the variables named */
+    "  \"email\": {\"smtp_url\": null, \"from\": null, \"from_name\": null},"
+    "  \"slack_api_url\": \"https://slack.com/api\", \"slack_bot_token_env\": \"SLACK_BOT_TOKEN\","
+    "  \"mattermost_url\": null, \"mattermost_bot_token_env\": \"MATTERMOST_BOT_TOKEN\","
+    "  \"trello_api_url\": \"https://api.trello.com\", \"trello_key_env\": \"TRELLO_KEY\","
+    "  \"trello_token_env\": \"TRELLO_TOKEN\", \"flock_app_secret_env\": \"FLOCK_APP_SECRET\"},"
     "\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"},"
     /* LLM backends (docs/LLM.md): none by default, the embedded model decides */
     "\"llm\": {\"backends\": {}, \"agents\": {},"
@@ -305,6 +314,49 @@ static int check_team(struct csa_config *cfg, struct csa_err *err)
 	return rc;
 }
 
+/* An optional URL setting: null, or a string of one of 'schemes'
+ * ("http://|https://"), without white space or control characters. */
+static int check_url(struct csa_config *cfg, const char *dotted, const char *schemes,
+                     struct csa_err *err)
+{
+	json_t *v = csa_config_get(cfg, dotted);
+	if (!v || json_is_null(v))
+		return CSA_OK;
+	const char *s = json_string_value(v);
+	int ok = 0;
+	for (const char *p = schemes; s && *p;) {
+		size_t n = strcspn(p, "|");
+		ok |= strncmp(s, p, n) == 0 && s[n];
+		p += n + (p[n] == '|');
+	}
+	for (const char *c = s; ok && *c; c++)
+		ok = (unsigned char)*c > ' ' && *c != 0x7f;
+	if (!ok)
+		return csa_error(err, CSA_ESCHEMA, "csa.json: %s must be null or a URL starting %s",
+		                 dotted, schemes);
+	return CSA_OK;
+}
+
+/* channels: the URLs replies go to and the sender of e-mail replies. The
+ * address itself is checked where the e-mail is composed (outbound/). */
+static int check_channels(struct csa_config *cfg, struct csa_err *err)
+{
+	int rc;
+	if ((rc = check_url(cfg, "channels.email.smtp_url", "smtp://|smtps://", err)) ||
+	    (rc = check_url(cfg, "channels.slack_api_url", "http://|https://", err)) ||
+	    (rc = check_url(cfg, "channels.mattermost_url", "http://|https://", err)) ||
+	    (rc = check_url(cfg, "channels.trello_api_url", "http://|https://", err)))
+		return rc;
+	static const char *const text[] = {"channels.email.from", "channels.email.from_name"};
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = csa_config_get(cfg, text[i]);
+		if (v && !json_is_null(v) && !json_is_string(v))
+			return csa_error(err, CSA_ESCHEMA, "csa.json: %s must be null or a string",
+			                 text[i]);
+	}
+	return CSA_OK;
+}
+
 static int finish(struct csa_config *cfg, struct csa_err *err)
 {
 	int rc;
@@ -329,7 +381,7 @@ static int finish(struct csa_config *cfg, struct csa_err *err)
 		return csa_error(err, CSA_ESCHEMA,
 		                 "csa.json: sync.check_interval_seconds must be a number >= 0 "
 		                 "(0: no periodic check)");
-	if ((rc = check_team(cfg, err)))
+	if ((rc = check_team(cfg, err)) || (rc = check_channels(cfg, err)))
 		return rc;
 	const char *phase = json_string_value(json_object_get(cfg->root, "phase"));
 	if (!phase || strlen(phase) != 7 || strncmp(phase, "PHASE_", 6) != 0 || phase[6] < '1' ||

@@ -268,9 +268,8 @@ static int run_embedded(struct ev *e, struct cand *c, struct csa_err *err)
 			    (struct csa_drow){r->text, fp[nr], r->nf[t], e->labels[t][r->label[t]]};
 			nr++;
 		}
-		double acc;
 		rc = csa_dmodel_train(e->labels[t], e->n_labels[t], dr, nr, 5, e->o->seed, &m[t],
-		                      &acc, err);
+		                      NULL, err);
 	}
 	double probs[MAX_LABELS];
 	for (size_t k = 0; rc == CSA_OK && k < e->n_test; k++) {

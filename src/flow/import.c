@@ -404,15 +404,19 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 		                                   csa_dtype_name((enum csa_dtype)t)))
 			continue; /* not decided by this workspace, or no human decisions yet */
 		struct csa_dmodel *m = NULL;
-		double acc = NAN;
+		struct csa_heldout ho = {0};
 		int64_t t0 = csa_mono_ns();
-		rc = csa_dmodel_train(labels, nl, rows, nr, 5, seed, &m, &acc, err);
+		rc = csa_dmodel_train(labels, nl, rows, nr, 5, seed, &m, &ho, err);
 		if (rc == CSA_OK)
 			rc = csa_dmodel_save(m, ws->blobs, (enum csa_dtype)t, err);
 		if (rc == CSA_OK)
+			rc = csa_dmodel_save_heldout(&ho, nr, ws->blobs, (enum csa_dtype)t, err);
+		double acc = ho.n ? (double)ho.correct / (double)ho.n : NAN;
+		if (rc == CSA_OK)
 			json_object_set_new(rep, csa_dtype_name((enum csa_dtype)t),
-			                    json_pack("{s:f, s:I, s:I, s:f}", "heldout_accuracy",
-			                              acc, "n", (json_int_t)nr, "labels",
+			                    json_pack("{s:f, s:I, s:I, s:I, s:f}", "heldout_accuracy",
+			                              acc, "heldout_n", (json_int_t)ho.n, "n",
+			                              (json_int_t)nr, "labels",
 			                              (json_int_t)nl, "train_seconds",
 			                              (double)(csa_mono_ns() - t0) / 1e9));
 		csa_dmodel_free(m);

@@ -769,10 +769,41 @@ struct ingest_ctx {
 	const struct csa_config *cfg;
 	const json_t *message;
 	enum csa_side side;
+	int reply; /* an external message of the team, not of the customer */
 	int duplicate;
 	char msg_id[CSA_ID_MAX + 1];
 	json_t *result;
 };
+
+/* The team answered the customer: the first answer sets T's
+ * first_response_time (minutes since the ticket was created) once, and
+ * E's SLA state is taken again (its clock counts the first reply, sla.h);
+ * the replier joined E's cs_agents with every message's sender. */
+static void record_reply(const struct csa_config *cfg, struct csa_ticket *tk, const char *mid,
+                         int64_t now)
+{
+	json_t *msg = NULL, *m;
+	size_t i;
+	json_array_foreach(json_object_get(tk->e, "messages"), i, m)
+	{
+		const char *id = csa_json_str(m, "message_id");
+		if (id && strcmp(id, mid) == 0)
+			msg = m;
+	}
+	json_t *sla = json_object_get(tk->t, "sla_metrics");
+	int64_t created, at;
+	if (json_is_null(json_object_get(sla, "first_response_time")) &&
+	    csa_ts_parse(csa_json_str(sla, "created_at"), &created) == 0 &&
+	    csa_ts_parse(csa_json_str(msg, "timestamp"), &at) == 0)
+		json_object_set_new(sla, "first_response_time",
+		                    json_real(at > created ? (double)(at - created) / 60000.0 : 0));
+	/* the replier is in E's cs_agents already: csa_lifecycle_note_message
+	 * (flow/lifecycle.h) took every message's sender, as the roster names
+	 * them */
+	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
+	csa_sla_fill(cfg, tk->e, csa_json_str(tk->t, "priority"),
+	             csa_json_str(cust, "subscription_tier"), now);
+}
 
 static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
 {
@@ -792,6 +823,13 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 	                           json_array_get(side_msgs, json_array_size(side_msgs) - 1), now);
 	snprintf(c->msg_id, sizeof(c->msg_id), "%s", mid);
 	if (c->side == CSA_SIDE_INTERNAL) {
+		*docs = CSA_DOC_ALL;
+		return CSA_OK;
+	}
+	/* a reply to the customer is no new question: the decisions on the
+	 * customer's messages stand, so no run (and no repeated analysis) */
+	if (c->reply) {
+		record_reply(c->cfg, tk, c->msg_id, csa_now_ms());
 		*docs = CSA_DOC_ALL;
 		return CSA_OK;
 	}
@@ -870,7 +908,13 @@ static int ingest_locked(struct csa_pipeline *p, const struct csa_config *cfg, c
 	if (side < 0)
 		return csa_error(err, CSA_EINVAL,
 		                 "ingest: field 'side' must be external or internal");
-	struct ingest_ctx c = {.p = p, .cfg = cfg, .message = message, .side = (enum csa_side)side};
+	const char *sender = csa_json_str(message, "sender");
+	struct ingest_ctx c = {.p = p,
+	                       .cfg = cfg,
+	                       .message = message,
+	                       .side = (enum csa_side)side,
+	                       .reply = side == CSA_SIDE_EXTERNAL && sender &&
+	                                strcmp(sender, "customer") != 0};
 	int rc = csa_store_update(p->ws->store, id, 0, ingest_fn, &c, err);
 	if (rc) {
 		json_decref(c.result);
@@ -882,10 +926,32 @@ static int ingest_locked(struct csa_pipeline *p, const struct csa_config *cfg, c
 	                    c.duplicate ? json_incref(json_object_get(message, "message_id"))
 	                                : json_string(c.msg_id));
 	json_object_set_new(c.result, "duplicate", json_boolean(c.duplicate));
-	if (!c.duplicate && side == CSA_SIDE_EXTERNAL)
+	if (c.reply)
+		json_object_set_new(c.result, "reply", json_true());
+	else if (!c.duplicate && side == CSA_SIDE_EXTERNAL)
 		after(p, id, c.result, &c.entry);
 	*result = c.result;
 	return CSA_OK;
+}
+
+int csa_pipeline_reply(struct csa_pipeline *p, const char *ticket_id, const json_t *message,
+                       json_t **result, struct csa_err *err)
+{
+	const char *sender = csa_json_str(message, "sender");
+	if (!sender || strcmp(sender, "customer") == 0)
+		return csa_error(err, CSA_EINVAL,
+		                 "a reply's sender is cs_agent or ai_agent, not the customer");
+	json_t *doc = json_pack("{s:s, s:s, s:O}", "ticket_id", ticket_id, "side", "external",
+	                        "message", message);
+	if (!doc)
+		return csa_error(err, CSA_ENOMEM, "out of memory adding a reply to '%s'",
+		                 ticket_id);
+	/* no run: the models are not read, so their lock is not taken */
+	const struct csa_config *cfg = csa_ws_config(p->ws);
+	int rc = ingest_locked(p, cfg, doc, result, err);
+	csa_config_unref(cfg);
+	json_decref(doc);
+	return rc;
 }
 
 struct feedback_ctx {

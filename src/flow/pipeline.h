@@ -116,10 +116,21 @@ int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t *
  * {"ticket_id", "side": "external"|"internal", "message": {...}} (the
  * message is appended). A message already stored (same message_id) is not
  * stored twice and does not re-run the pipeline: result has
- * "duplicate": true. Internal messages are stored without a run.
+ * "duplicate": true. Internal messages are stored without a run, and so
+ * are external messages whose sender is not the customer (cs_agent,
+ * ai_agent): a reply to the customer, which records the first response
+ * (T sla_metrics.first_response_time, E's SLA state) and has
+ * "reply": true in its result.
  */
 int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **result,
                         struct csa_err *err);
+
+/* A reply to the customer (an E message whose sender is cs_agent or
+ * ai_agent): stored with the first response recorded, no pipeline run;
+ * as csa_pipeline_ingest with {"ticket_id", "side": "external",
+ * "message"}. */
+int csa_pipeline_reply(struct csa_pipeline *p, const char *ticket_id, const json_t *message,
+                       json_t **result, struct csa_err *err);
 
 /*
  * A human's decision on decision 'decision_id' of a ticket: marks it

@@ -1,7 +1,8 @@
-/* The durable outbox (outbox.h): queueing and delivery over HTTP, the same
- * over every storage backend. */
+/* The durable outbox (outbox.h): queueing and delivery over HTTP and SMTP,
+ * the same over every storage backend. */
 #include "outbound/outbox.h"
 #include "base/ts.h"
+#include "outbound/email.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -22,19 +23,78 @@ int64_t csa_outbox_backoff_ms(int attempts, double u)
 	return (int64_t)(ms * (0.8 + 0.4 * u)); /* +-20% so retries do not stampede */
 }
 
+static void cred_release(struct csa_outbox_cred *c)
+{
+	free(c->user);
+	free(c->password);
+	free(c->header);
+	memset(c, 0, sizeof(*c));
+}
+
 void csa_outbox_close(struct csa_outbox *ob)
 {
-	if (ob)
-		ob->ops->close(ob);
+	if (!ob)
+		return;
+	for (int i = 0; i < CSA_OUTBOX_CREDS; i++)
+		cred_release(&ob->creds[i]);
+	ob->ops->close(ob);
+}
+
+static const struct csa_outbox_cred *cred_of(const struct csa_outbox *ob, const char *target)
+{
+	for (int i = 0; target && i < CSA_OUTBOX_CREDS; i++)
+		if (ob->creds[i].target[0] && strcmp(ob->creds[i].target, target) == 0)
+			return &ob->creds[i];
+	return NULL;
+}
+
+static char *dup_or_null(const char *s, int *nomem)
+{
+	char *d = s ? strdup(s) : NULL;
+	*nomem |= s && !d;
+	return d;
+}
+
+int csa_outbox_set_credentials(struct csa_outbox *ob, const char *target, const char *user,
+                               const char *password, const char *header, struct csa_err *err)
+{
+	struct csa_outbox_cred *slot = (struct csa_outbox_cred *)cred_of(ob, target);
+	for (int i = 0; !slot && i < CSA_OUTBOX_CREDS; i++)
+		if (!ob->creds[i].target[0])
+			slot = &ob->creds[i];
+	if (!slot || strlen(target) >= sizeof(slot->target))
+		return csa_error(err, CSA_ELIMIT, "outbox: no room for the credentials of '%.40s'",
+		                 target);
+	cred_release(slot);
+	int nomem = 0;
+	slot->user = dup_or_null(user, &nomem);
+	slot->password = dup_or_null(password, &nomem);
+	slot->header = dup_or_null(header, &nomem);
+	if (nomem) {
+		cred_release(slot);
+		return csa_error(err, CSA_ENOMEM, "out of memory keeping credentials of '%s'",
+		                 target);
+	}
+	snprintf(slot->target, sizeof(slot->target), "%s", target);
+	return CSA_OK;
+}
+
+static int deliverable_url(const char *url)
+{
+	static const char *const schemes[] = {"http://", "https://", "smtp://", "smtps://"};
+	for (size_t i = 0; url && i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		if (strncmp(url, schemes[i], strlen(schemes[i])) == 0)
+			return 1;
+	return 0;
 }
 
 int csa_outbox_enqueue(struct csa_outbox *ob, const char *key, const char *ticket_id,
                        const char *target, const char *url, const json_t *payload,
                        struct csa_err *err)
 {
-	if (!key || !target || !url || strncmp(url, "http", 4) != 0)
+	if (!key || !target || !deliverable_url(url))
 		return csa_error(err, CSA_EINVAL,
-		                 "outbox: key, target and an http(s) URL are required");
+		                 "outbox: key, target and an http(s) or smtp(s) URL are required");
 	char *body = json_dumps(payload, JSON_COMPACT);
 	if (!body)
 		return csa_error(err, CSA_ENOMEM, "out of memory queueing a delivery");
@@ -49,21 +109,50 @@ int csa_outbox_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t *
 	return ob->ops->for_ticket(ob, ticket_id, out, err);
 }
 
-static size_t discard(char *p, size_t sz, size_t n, void *ud)
+/* The start of an answer (enough for {"ok": false, "error": ...}). */
+struct answer {
+	char b[2048];
+	size_t n;
+};
+
+static size_t keep_start(char *p, size_t sz, size_t n, void *ud)
 {
-	(void)p, (void)ud;
+	struct answer *a = ud;
+	size_t k = sz * n;
+	size_t room = sizeof(a->b) - 1 - a->n;
+	memcpy(a->b + a->n, p, k < room ? k : room);
+	a->n += k < room ? k : room;
+	a->b[a->n] = '\0';
 	return sz * n;
 }
 
-/* POST one payload; 0 on 2xx, else an error text in 'why'. */
-static int post(const char *url, const char *body, char *why, size_t whysz)
+/* Slack's Web API answers 200 with {"ok": false, "error": "..."} when it
+ * refuses: that is a failure, with Slack's reason. */
+static int refused_in_body(const struct answer *a, char *why, size_t whysz)
+{
+	json_t *j = json_loads(a->b, 0, NULL);
+	int refused = json_is_object(j) && json_is_false(json_object_get(j, "ok"));
+	if (refused) {
+		const char *e = json_string_value(json_object_get(j, "error"));
+		snprintf(why, whysz, "refused: %.200s", e ? e : "ok is false");
+	}
+	json_decref(j);
+	return refused;
+}
+
+/* POST one payload, with an extra header line when given; 0 on 2xx, else
+ * an error text in 'why'. */
+static int post(const char *url, const char *body, const char *header, char *why, size_t whysz)
 {
 	CURL *c = curl_easy_init();
 	if (!c) {
 		snprintf(why, whysz, "cannot create an HTTP handle");
 		return -1;
 	}
+	struct answer a = {.n = 0};
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+	if (h && header)
+		curl_slist_append(h, header);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -71,7 +160,8 @@ static int post(const char *url, const char *body, char *why, size_t whysz)
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_start);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
 	CURLcode r = curl_easy_perform(c);
 	long status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -85,7 +175,37 @@ static int post(const char *url, const char *body, char *why, size_t whysz)
 		snprintf(why, whysz, "HTTP %ld", status);
 		return -1;
 	}
-	return 0;
+	return refused_in_body(&a, why, whysz) ? -1 : 0;
+}
+
+/* Submit an e-mail item: {"mail_from", "rcpt_to", "data"}. */
+static int send_mail(const char *url, const char *payload, const struct csa_outbox_cred *cr,
+                     char *why, size_t whysz)
+{
+	json_t *j = json_loads(payload, 0, NULL);
+	const char *from = json_string_value(json_object_get(j, "mail_from"));
+	const char *to = json_string_value(json_object_get(j, "rcpt_to"));
+	json_t *data = json_object_get(j, "data");
+	int rc = -1;
+	if (!from || !to || !json_is_string(data)) {
+		snprintf(why, whysz, "e-mail item without mail_from, rcpt_to and data");
+	} else {
+		struct csa_smtp_login login = {cr ? cr->user : NULL, cr ? cr->password : NULL};
+		rc = csa_smtp_send(url, &login, from, to, json_string_value(data),
+		                   json_string_length(data), POST_TIMEOUT_MS, why, whysz);
+	}
+	json_decref(j);
+	return rc;
+}
+
+/* One attempt at one item, by its URL's scheme. */
+static int deliver_one(struct csa_outbox *ob, const struct csa_outbox_item *it, char *why,
+                       size_t whysz)
+{
+	const struct csa_outbox_cred *cr = cred_of(ob, it->target);
+	if (strncmp(it->url, "smtp", 4) == 0)
+		return send_mail(it->url, it->payload, cr, why, whysz);
+	return post(it->url, it->payload, cr ? cr->header : NULL, why, whysz);
 }
 
 static double jitter(void)
@@ -110,8 +230,8 @@ int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *
 	/* the items claimed so far still go out, without any lock held */
 	for (int i = 0; i < n; i++) {
 		char why[256] = "";
-		int good =
-		    v[i].url && v[i].payload && post(v[i].url, v[i].payload, why, sizeof(why)) == 0;
+		int good = v[i].url && v[i].payload && v[i].target &&
+		           deliver_one(ob, &v[i], why, sizeof(why)) == 0;
 		if (!good && !why[0])
 			snprintf(why, sizeof(why), "out of memory reading the item");
 		int attempts = v[i].attempts + 1;
@@ -134,6 +254,7 @@ int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *
 		ok += good;
 		free(v[i].url);
 		free(v[i].payload);
+		free(v[i].target);
 	}
 	free(v);
 	if (delivered)

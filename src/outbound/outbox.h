@@ -1,7 +1,9 @@
 /*
  * The durable outbox: replies, internal notices, escalations, stakeholder
  * updates and the automation controller's alerts, queued for delivery to
- * Mattermost/Slack incoming webhooks and generic JSON webhooks, so a
+ * Mattermost/Slack incoming webhooks, generic JSON webhooks, platform APIs
+ * (Slack and Mattermost thread replies, Trello card comments) and SMTP
+ * servers (customer replies by e-mail, outbound/email.h), so a
  * restart loses nothing; each item has an idempotency key (queued twice,
  * delivered once). Delivery retries with exponential backoff and jitter
  * (1 s doubling, at most 1 h) and gives up after max_attempts, marking the
@@ -28,8 +30,29 @@
 struct csa_outbox_item {
 	int64_t id;
 	int attempts; /* before this one */
-	char *url, *payload;
+	char *url, *payload, *target;
 };
+
+/*
+ * How an item is delivered depends on its URL:
+ *   http:// https://   POST of the JSON payload; with the target's header
+ *                      (below) when one is set. A 2xx answer whose body is
+ *                      a JSON object with "ok": false (Slack's Web API) is
+ *                      a failure with its "error".
+ *   smtp:// smtps://   the payload is {"mail_from", "rcpt_to", "data"}: the
+ *                      envelope and a composed message (outbound/email.h),
+ *                      submitted with the target's login when one is set.
+ */
+
+/* What a target's deliveries authenticate with. Set from the environment
+ * by the process that delivers; never stored in the outbox. */
+struct csa_outbox_cred {
+	char target[32];
+	char *user, *password; /* SMTP login */
+	char *header;          /* one HTTP header line, "Authorization: Bearer ..." */
+};
+
+#define CSA_OUTBOX_CREDS 8
 
 struct csa_outbox;
 
@@ -49,7 +72,7 @@ struct csa_outbox_ops {
 	 * "failed" (given up, 'why'). */
 	int (*settle)(struct csa_outbox *ob, int64_t id, int attempts, const char *state,
 	              int64_t now_ms, int64_t next_ms, const char *why, struct csa_err *err);
-	/* A ticket's items: [{"id", "target", "state", "attempts",
+	/* A ticket's items: [{"id", "key", "target", "state", "attempts",
 	 * "next_attempt" (pending only), "last_error", "created", "delivered"}],
 	 * oldest first. */
 	int (*for_ticket)(struct csa_outbox *ob, const char *ticket_id, json_t **out,
@@ -60,6 +83,7 @@ struct csa_outbox_ops {
 struct csa_outbox {
 	const struct csa_outbox_ops *ops;
 	int max_attempts;
+	struct csa_outbox_cred creds[CSA_OUTBOX_CREDS]; /* csa_outbox_set_credentials */
 };
 
 /* Open (creating it) the SQLite outbox at 'path'; several handles, in one
@@ -68,8 +92,14 @@ int csa_outbox_open(const char *path, int max_attempts, struct csa_outbox **out,
                     struct csa_err *err);
 void csa_outbox_close(struct csa_outbox *ob);
 
-/* Queue a JSON payload for an http(s) 'url'. 1 if queued, 0 if the key was
- * already there, negative on error. */
+/* The credentials of 'target' (copied; NULL members: none), replacing
+ * earlier ones. Call before delivery starts: delivery reads them without
+ * a lock. CSA_ELIMIT beyond CSA_OUTBOX_CREDS targets, CSA_ENOMEM. */
+int csa_outbox_set_credentials(struct csa_outbox *ob, const char *target, const char *user,
+                               const char *password, const char *header, struct csa_err *err);
+
+/* Queue a JSON payload for an http(s) or smtp(s) 'url'. 1 if queued, 0 if
+ * the key was already there, negative on error. */
 int csa_outbox_enqueue(struct csa_outbox *ob, const char *key, const char *ticket_id,
                        const char *target, const char *url, const json_t *payload,
                        struct csa_err *err);

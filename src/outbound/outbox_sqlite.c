@@ -66,7 +66,7 @@ static int sq_claim_due(struct csa_outbox *ob, int64_t now_ms, int max, int64_t 
 	if (sqlite3_prepare_v2(o->db,
 	                       "UPDATE items SET next_ms = ?3 WHERE id IN (SELECT id FROM items "
 	                       "WHERE state = 'pending' AND next_ms <= ?1 ORDER BY next_ms "
-	                       "LIMIT ?2) RETURNING id, attempts, url, payload",
+	                       "LIMIT ?2) RETURNING id, attempts, url, payload, target",
 	                       -1, &st, NULL) != SQLITE_OK) {
 		rc = sq_fail(o, err, "claiming the due items");
 		goto out;
@@ -80,6 +80,7 @@ static int sq_claim_due(struct csa_outbox *ob, int64_t now_ms, int max, int64_t 
 		it->attempts = sqlite3_column_int(st, 1);
 		it->url = strdup((const char *)sqlite3_column_text(st, 2));
 		it->payload = strdup((const char *)sqlite3_column_text(st, 3));
+		it->target = strdup((const char *)sqlite3_column_text(st, 4));
 		++*n;
 	}
 	if (step != SQLITE_ROW && step != SQLITE_DONE)
@@ -133,7 +134,7 @@ static int sq_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t **
 	if (sqlite3_prepare_v2(
 	        o->db,
 	        "SELECT id, target, state, attempts, next_ms, last_error, "
-	        "created_ms, delivered_ms FROM items WHERE ticket_id = ?1 ORDER BY id",
+	        "created_ms, delivered_ms, key FROM items WHERE ticket_id = ?1 ORDER BY id",
 	        -1, &st, NULL) != SQLITE_OK) {
 		rc = sq_fail(o, err, "reading a ticket's deliveries");
 		pthread_mutex_unlock(&o->mu);
@@ -145,10 +146,11 @@ static int sq_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t **
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		int pending = strcmp((const char *)sqlite3_column_text(st, 2), "pending") == 0;
 		json_array_append_new(
-		    arr, json_pack("{s:I, s:s, s:s, s:i, s:s?, s:s?, s:s, s:s?}", "id",
-		                   (json_int_t)sqlite3_column_int64(st, 0), "target",
-		                   sqlite3_column_text(st, 1), "state", sqlite3_column_text(st, 2),
-		                   "attempts", sqlite3_column_int(st, 3), "next_attempt",
+		    arr, json_pack("{s:I, s:s, s:s, s:s, s:i, s:s?, s:s?, s:s, s:s?}", "id",
+		                   (json_int_t)sqlite3_column_int64(st, 0), "key",
+		                   sqlite3_column_text(st, 8), "target", sqlite3_column_text(st, 1),
+		                   "state", sqlite3_column_text(st, 2), "attempts",
+		                   sqlite3_column_int(st, 3), "next_attempt",
 		                   pending ? csa_ts_format(sqlite3_column_int64(st, 4), t1) : NULL,
 		                   "last_error", sqlite3_column_text(st, 5), "created",
 		                   csa_ts_format(sqlite3_column_int64(st, 6), t2), "delivered",

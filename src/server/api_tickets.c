@@ -8,8 +8,10 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
+#include "base/ids.h"
 #include "outbound/outbox.h"
 #include "search/search.h"
+#include "server/replies.h"
 #include "sla/sla.h"
 #include "store/schema.h"
 #include "store/store.h"
@@ -199,12 +201,56 @@ json_t *csa_h_ticket_list(struct call *c)
 	return out;
 }
 
+/* An external message whose sender is not the customer: a reply. */
+static int is_reply(const json_t *body)
+{
+	const char *side = csa_json_str(body, "side");
+	const char *sender = csa_json_str(json_object_get(body, "message"), "sender");
+	return (!side || strcmp(side, "external") == 0) && sender &&
+	       strcmp(sender, "customer") != 0;
+}
+
+/* A person's (or a tool's) reply goes to the customer on the ticket's
+ * channel; its id is fixed before it is stored, so the deliveries are
+ * keyed by it and a retry with the same id queues nothing twice. */
+static json_t *reply_add(struct call *c)
+{
+	json_t *msg = json_deep_copy(json_object_get(c->body, "message"));
+	if (!msg)
+		return csa_fail(c, 500, "internal", "out of memory adding a reply");
+	json_t *given = json_object_get(msg, "message_id");
+	if (!given || json_is_null(given)) {
+		char id[CSA_ID_MAX + 1];
+		csa_id_generate("m", id, sizeof(id));
+		json_object_set_new(msg, "message_id", json_string(id));
+	}
+	json_t *res = NULL, *fail = NULL;
+	struct csa_err err = {0};
+	if (!json_is_string(json_object_get(msg, "content")))
+		fail = csa_fail(c, 400, "bad_request", "message.content: a string is required");
+	else if (!json_is_string(json_object_get(msg, "message_id")) ||
+	         !csa_id_valid(csa_json_str(msg, "message_id")))
+		fail = csa_fail(c, 400, "bad_request",
+		                "message.message_id: must be 1-64 characters of A-Z a-z 0-9 _ -");
+	else if (json_object_get(msg, "decision_id"))
+		fail = csa_fail(c, 400, "bad_request", "message: unknown field 'decision_id'");
+	else if (csa_reply_send(c->s, c->params[0], msg, &res, &err))
+		fail = csa_fail_err(c, &err);
+	json_decref(msg);
+	if (fail)
+		return fail;
+	c->status = json_is_true(json_object_get(res, "duplicate")) ? 200 : 201;
+	return res;
+}
+
 json_t *csa_h_message_add(struct call *c)
 {
 	if (!json_is_object(c->body) || !json_is_object(json_object_get(c->body, "message")))
 		return csa_fail(
 		    c, 400, "bad_request",
 		    "body must be {\"side\": \"external\"|\"internal\", \"message\": {...}}");
+	if (is_reply(c->body))
+		return reply_add(c);
 	json_t *doc = json_deep_copy(c->body);
 	if (!doc || json_object_set_new(doc, "ticket_id", json_string(c->params[0]))) {
 		json_decref(doc);
@@ -221,11 +267,29 @@ json_t *csa_h_message_add(struct call *c)
 	return res;
 }
 
+/* A reply's deliveries name their message ("reply|T_NO|message id|..."),
+ * so a ticket page can show each message's state beside it. */
+static void name_messages(json_t *deliveries)
+{
+	size_t i;
+	json_t *d;
+	json_array_foreach(deliveries, i, d)
+	{
+		const char *key = csa_json_str(d, "key");
+		const char *t = key && strncmp(key, "reply|", 6) == 0 ? strchr(key + 6, '|') : NULL;
+		const char *e = t ? strchr(t + 1, '|') : NULL;
+		if (e)
+			json_object_set_new(d, "message_id",
+			                    json_stringn(t + 1, (size_t)(e - t - 1)));
+	}
+}
+
 json_t *csa_h_deliveries(struct call *c)
 {
 	json_t *out = NULL;
 	struct csa_err err = {0};
 	if (csa_outbox_for_ticket(c->s->outbox, c->params[0], &out, &err))
 		return csa_fail_err(c, &err);
+	name_messages(out);
 	return json_pack("{s:s, s:o}", "ticket_id", c->params[0], "deliveries", out);
 }

@@ -102,6 +102,85 @@ int csa_trello_verify(const char *secret, const char *callback_url, const char *
 	return CSA_OK;
 }
 
+/* base64url (RFC 4648 §5, no padding) of n bytes into out (room for
+ * 4 * (n + 2) / 3 + 1). */
+static void b64url(const unsigned char *d, size_t n, char *out)
+{
+	int l = EVP_EncodeBlock((unsigned char *)out, d, (int)n);
+	while (l > 0 && out[l - 1] == '=')
+		l--;
+	out[l > 0 ? l : 0] = '\0';
+	for (char *p = out; *p; p++)
+		*p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+}
+
+/* A base64url part of a JWT decoded as JSON (new reference) or NULL. */
+static json_t *jwt_part(const char *s, size_t n)
+{
+	if (n == 0 || n > 4096)
+		return NULL;
+	char b[4100];
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!(isalnum((unsigned char)c) || c == '-' || c == '_'))
+			return NULL;
+		b[k++] = c == '-' ? '+' : c == '_' ? '/' : c;
+	}
+	size_t pad = (4 - k % 4) % 4;
+	if (pad == 3)
+		return NULL;
+	for (size_t i = 0; i < pad; i++)
+		b[k++] = '=';
+	unsigned char dec[3100];
+	int dl = EVP_DecodeBlock(dec, (unsigned char *)b, (int)k);
+	if (dl < 0)
+		return NULL;
+	return json_loadb((const char *)dec, (size_t)dl - pad, JSON_REJECT_DUPLICATES, NULL);
+}
+
+int csa_flock_verify(const char *secret, const char *token, int64_t now_s, struct csa_err *err)
+{
+	if (!secret || !*secret)
+		return csa_error(err, CSA_EAUTH, "no Flock app secret configured");
+	if (!token)
+		return csa_error(err, CSA_EAUTH, "missing X-Flock-Event-Token");
+	const char *d1 = strchr(token, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+	if (!d1 || !d2 || strchr(d2 + 1, '.') || strlen(token) > 8192)
+		return csa_error(err, CSA_EAUTH, "Flock event token is not a JWT");
+	json_t *head = jwt_part(token, (size_t)(d1 - token));
+	const char *alg = csa_json_str(head, "alg");
+	/* the algorithm is ours to choose, never the token's ("none") */
+	int hs256 = alg && strcmp(alg, "HS256") == 0;
+	json_decref(head);
+	if (!hs256)
+		return csa_error(err, CSA_EAUTH, "Flock event token is not signed HS256");
+	unsigned char mac[32];
+	unsigned int ml = 0;
+	if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)token,
+	          (size_t)(d2 - token), mac, &ml) ||
+	    ml != 32)
+		return csa_error(err, CSA_EIO,
+		                 "cannot compute the Flock signature (OpenSSL HMAC failed)");
+	char want[64];
+	b64url(mac, 32, want);
+	const char *sig = d2 + 1;
+	if (strlen(sig) != strlen(want) || CRYPTO_memcmp(sig, want, strlen(want)) != 0)
+		return csa_error(err, CSA_EAUTH, "Flock event token signature does not match");
+	json_t *claims = jwt_part(d1 + 1, (size_t)(d2 - d1 - 1));
+	json_t *exp = json_object_get(claims, "exp");
+	/* exp is seconds since the epoch (RFC 7519 NumericDate): a token
+	 * replayed after it is refused */
+	double e = json_is_number(exp) ? json_number_value(exp) : -1;
+	json_decref(claims);
+	if (e < 0)
+		return csa_error(err, CSA_EAUTH, "Flock event token has no exp claim");
+	if (e < (double)now_s)
+		return csa_error(err, CSA_EAUTH, "Flock event token expired %.0f s ago",
+		                 (double)now_s - e);
+	return CSA_OK;
+}
+
 int csa_external_message_id(const char *prefix, const char *external, char out[48],
                             struct csa_err *err)
 {

@@ -6,6 +6,8 @@
  *            signing secret, header "v0=<hex>", at most 5 minutes old
  *   Trello   base64 HMAC-SHA1 of body + callback URL (X-Trello-Webhook)
  *   Mattermost  the outgoing-webhook token, compared in constant time
+ *   Flock    X-Flock-Event-Token: a JWT signed HS256 with the app secret,
+ *            its "exp" not passed
  *   e-mail   JSON from an inbound relay, or a raw RFC 5322 message (plain
  *            text, or the text/plain part of any multipart, nested; quoted-
  *            printable and base64; RFC 2047 subjects; Latin-1 converted)
@@ -28,6 +30,11 @@ int csa_slack_verify(const char *secret, const char *timestamp, const char *sign
 /* 0 when the Trello request is authentic. */
 int csa_trello_verify(const char *secret, const char *callback_url, const char *signature,
                       const char *body, size_t len, struct csa_err *err);
+
+/* 0 when 'token' is a JWT whose header says HS256, signed with 'secret'
+ * (HMAC-SHA256 over "header.payload", base64url) and whose payload's
+ * "exp" (required) is not before now_s. */
+int csa_flock_verify(const char *secret, const char *token, int64_t now_s, struct csa_err *err);
 
 /* 0 when the presented token equals the expected one (constant time). */
 int csa_token_equal(const char *expected, const char *presented, struct csa_err *err);

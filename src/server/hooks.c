@@ -3,13 +3,15 @@
  * platform's way (the route's verify function: a shared token, Slack's or
  * Trello's HMAC), turned into one normalised inbound message, mapped to
  * its ticket (a [T_NO] tag, else the platform thread through the channel
- * map, chanmap.h) and handed to the pipeline. A message that names no
+ * map, chanmap.h; Flock, which has no threads, by the tag only) and
+ * handed to the pipeline. A message that names no
  * known thread starts a ticket when it comes from a customer.
  */
 #include "server/server_internal.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
+#include "outbound/email.h"
 #include "server/channels.h"
 #include "server/chanmap.h"
 #include "store/ws.h"
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define secret csa_server_secret
 
@@ -47,6 +50,12 @@ int csa_hook_verify_mattermost(struct call *c, struct csa_err *err)
 	return rc;
 }
 
+int csa_hook_verify_flock(struct call *c, struct csa_err *err)
+{
+	return csa_flock_verify(secret(c->s, "flock_app_secret_env"),
+	                        csa_header(c, "X-Flock-Event-Token"), csa_now_ms() / 1000, err);
+}
+
 int csa_hook_verify_trello(struct call *c, struct csa_err *err)
 {
 	const struct csa_config *cfg = csa_ws_config(c->s->ws);
@@ -70,6 +79,7 @@ struct inbound {
 	const char *sender_name;
 	const char *content;
 	json_t *platform_specific; /* borrowed */
+	int echo_check;            /* the platform reports csa's own posts back */
 };
 
 /* The ticket bound to a thread key into in->ticket: 0 (found or not), or
@@ -99,6 +109,28 @@ static void bind(struct call *c, const char *key, json_t *res)
 	json_object_set_new(res, "thread_map_error", json_string(err.msg));
 }
 
+/* 1 when a message is csa's own reply coming back: a platform reports
+ * what csa posted (a card comment, a thread reply) as a new message. Its
+ * text is that of a reply on the ticket (an E message whose sender is not
+ * the customer). */
+static int own_echo(struct csa_server *s, const struct inbound *in)
+{
+	struct csa_ticket tk;
+	if (!in->ticket[0] || csa_store_load(s->ws->store, in->ticket, &tk, NULL) != CSA_OK)
+		return 0;
+	int echo = 0;
+	size_t i;
+	json_t *m;
+	json_array_foreach(json_object_get(tk.e, "messages"), i, m)
+	{
+		const char *sender = csa_json_str(m, "sender"), *text = csa_json_str(m, "content");
+		echo |= sender && strcmp(sender, "customer") != 0 && text &&
+		        strcmp(text, in->content) == 0;
+	}
+	csa_ticket_release(&tk);
+	return echo;
+}
+
 static json_t *deliver(struct call *c, struct inbound *in)
 {
 	struct csa_server *s = c->s;
@@ -107,6 +139,12 @@ static json_t *deliver(struct call *c, struct inbound *in)
 	json_t *fail;
 	if (!in->ticket[0] && in->thread[0] && (fail = lookup(c, in->thread, in)))
 		return fail;
+	/* stored as the customer's, it would run the pipeline, whose
+	 * autonomous reply would come back again; as a note, it would say
+	 * twice what the timeline shows */
+	if (in->echo_check && own_echo(s, in))
+		return json_pack("{s:s, s:s}", "ignored", "csa's own reply", "ticket_id",
+		                 in->ticket);
 	char mid[48];
 	struct csa_err err = {0};
 	if (csa_external_message_id(in->platform, in->external_id ? in->external_id : in->content,
@@ -154,6 +192,19 @@ static json_t *deliver(struct call *c, struct inbound *in)
 
 /* ---- the hooks --------------------------------------------------------------------- */
 
+/* 1 when an e-mail comes from channels.email.from: csa's own reply (a
+ * copy the mailbox got back), not the customer's. */
+static int own_address(struct csa_server *s, const char *from)
+{
+	char addr[300];
+	const struct csa_config *cfg = csa_ws_config(s->ws);
+	const char *own = json_string_value(csa_config_get(cfg, "channels.email.from"));
+	int same = own && from && csa_mail_addr_of(from, addr, sizeof(addr), "From", NULL) == 0 &&
+	           strcasecmp(addr, own) == 0;
+	csa_config_unref(cfg);
+	return same;
+}
+
 /* E-mail as JSON from an inbound relay, or raw RFC 5322. */
 static json_t *hook_email(struct call *c, int raw)
 {
@@ -163,6 +214,10 @@ static json_t *hook_email(struct call *c, int raw)
 	        : csa_bytes_json(c, &m, &fail) != 0)
 		return fail ? fail : csa_fail_err(c, &err);
 	struct inbound in = {.platform = "email"};
+	if (own_address(c->s, csa_json_str(m, "from"))) {
+		json_decref(m);
+		return json_pack("{s:s}", "ignored", "an e-mail from csa's own address");
+	}
 	const char *subject = csa_json_str(m, "subject");
 	const char *mid = csa_json_str(m, "message_id");
 	const char *irt = csa_json_str(m, "in_reply_to");
@@ -228,7 +283,7 @@ json_t *csa_h_hook_slack(struct call *c)
 		out = json_pack("{s:s}", "challenge", csa_json_str(j, "challenge"));
 	} else {
 		json_t *ev = json_object_get(j, "event");
-		struct inbound in = {.platform = "slack", .internal = 1};
+		struct inbound in = {.platform = "slack", .internal = 1, .echo_check = 1};
 		const char *ch = csa_json_str(ev, "channel"), *ts = csa_json_str(ev, "ts"),
 		           *root = csa_json_str(ev, "thread_ts");
 		in.content = csa_json_str(ev, "text");
@@ -252,7 +307,7 @@ json_t *csa_h_hook_mattermost(struct call *c)
 	json_t *j, *fail;
 	if (csa_bytes_json(c, &j, &fail))
 		return fail;
-	struct inbound in = {.platform = "mattermost", .internal = 1};
+	struct inbound in = {.platform = "mattermost", .internal = 1, .echo_check = 1};
 	in.content = csa_json_str(j, "text");
 	csa_subject_ticket(in.content, in.ticket, sizeof(in.ticket));
 	const char *root = csa_json_str(j, "root_id"), *post = csa_json_str(j, "post_id"),
@@ -265,6 +320,27 @@ json_t *csa_h_hook_mattermost(struct call *c)
 	in.sender_id = csa_json_str(j, "user_name");
 	json_object_del(j, "token"); /* the secret is not kept with the message */
 	in.platform_specific = j;
+	json_t *out = deliver(c, &in);
+	json_decref(j);
+	return out;
+}
+
+/* Flock's outgoing webhook posts the message itself ({"uid", "from", "to",
+ * "text", ...}); an app's event wraps it in "message". Flock has no
+ * threads: a message names its ticket with a [T_NO] tag. */
+json_t *csa_h_hook_flock(struct call *c)
+{
+	json_t *j, *fail;
+	if (csa_bytes_json(c, &j, &fail))
+		return fail;
+	json_t *m =
+	    json_is_object(json_object_get(j, "message")) ? json_object_get(j, "message") : j;
+	struct inbound in = {.platform = "flock", .internal = 1};
+	in.content = csa_json_str(m, "text");
+	csa_subject_ticket(in.content, in.ticket, sizeof(in.ticket));
+	in.external_id = csa_json_str(m, "uid");
+	in.sender_id = csa_json_str(m, "from");
+	in.platform_specific = m;
 	json_t *out = deliver(c, &in);
 	json_decref(j);
 	return out;
@@ -283,7 +359,7 @@ json_t *csa_h_hook_trello(struct call *c)
 	} else {
 		json_t *data = json_object_get(act, "data"),
 		       *member = json_object_get(act, "memberCreator");
-		struct inbound in = {.platform = "trello"};
+		struct inbound in = {.platform = "trello", .echo_check = 1};
 		in.content = csa_json_str(data, "text");
 		const char *card = csa_json_str(json_object_get(data, "card"), "id");
 		snprintf(in.thread, sizeof(in.thread), "trello:%.200s", card ? card : "");

@@ -12,6 +12,7 @@
 #include "base/json.h"
 #include "server/channels.h"
 #include "outbound/outbox.h"
+#include "server/replies.h"
 #include "store/ws.h"
 
 #include <stdio.h>
@@ -45,19 +46,37 @@ static void enqueue(struct csa_server *s, const char *key, const char *ticket_id
 /*
  * A drafted reply goes to the customer on its own only when the phase let
  * the strategy decision through autonomously; otherwise it waits in review
- * like any other decision. Customer replies go to the generic webhook (the
- * team's relay to e-mail, chat, ...), once per decision.
+ * like any other decision. It goes out as any reply does (replies.h): on
+ * the ticket's channel, stored on E as the ai_agent's message (the
+ * timeline shows it and the first response is recorded), once per
+ * decision (the message id is derived from the decision id).
  */
 static void queue_reply(struct csa_server *s, const char *ticket_id, const json_t *result)
 {
-	const char *url = csa_server_secret(s, "webhook_url_env");
-	json_t *payload = url && *url ? csa_autonomous_reply(ticket_id, result) : NULL;
-	if (!payload)
+	json_t *draft = csa_autonomous_reply(ticket_id, result);
+	if (!draft)
 		return;
-	char key[300];
-	snprintf(key, sizeof(key), "%s|webhook|customer_reply",
-	         csa_json_str(payload, "decision_id"));
-	enqueue(s, key, ticket_id, "webhook", url, payload);
+	char mid[48];
+	struct csa_err err = {0};
+	json_t *res = NULL;
+	const char *did = csa_json_str(draft, "decision_id");
+	if (csa_external_message_id("auto", did, mid, &err) == CSA_OK) {
+		json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s}", "message_id", mid, "content",
+		                        csa_json_str(draft, "message"), "sender", "ai_agent",
+		                        "sender_id", "csa-selector", "decision_id", did);
+		if (!msg || csa_reply_send(s, ticket_id, msg, &res, &err) == CSA_OK)
+			err.code = msg ? CSA_OK : CSA_ENOMEM;
+		json_decref(msg);
+	}
+	/* the run is committed: there is no caller to tell. A channel that is
+	 * not configured is said once, not at every run. */
+	int quiet = err.code == CSA_ESTATE &&
+	            __atomic_exchange_n(&s->unconfigured_said, 1, __ATOMIC_RELAXED);
+	if (err.code != CSA_OK && !quiet)
+		fprintf(stderr, "csa serve: ticket '%s': autonomous reply of '%s' not sent: %s\n",
+		        ticket_id, did, err.msg[0] ? err.msg : "out of memory");
+	json_decref(res);
+	json_decref(draft);
 }
 
 /* After a pipeline run: the updates agent's notices for the team go to the

@@ -61,6 +61,7 @@ const struct route csa_routes[] = {
     HOOK("/hooks/slack", csa_hook_verify_slack, csa_h_hook_slack, "hook_slack"),
     HOOK("/hooks/mattermost", csa_hook_verify_mattermost, csa_h_hook_mattermost, "hook_mattermost"),
     HOOK("/hooks/trello", csa_hook_verify_trello, csa_h_hook_trello, "hook_trello"),
+    HOOK("/hooks/flock", csa_hook_verify_flock, csa_h_hook_flock, "hook_flock"),
     /* Trello checks the callback URL with HEAD (and people with GET) before
      * it sends anything signed */
     PUBLIC("HEAD", "/hooks/trello", csa_h_hook_probe, "hook_trello_head"),

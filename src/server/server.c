@@ -12,6 +12,7 @@
 #include "flow/pipeline.h"
 #include "server/chanmap.h"
 #include "server/monitor.h"
+#include "server/replies.h"
 #include "outbound/outbox.h"
 #include "search/search.h"
 #include "store/ws.h"
@@ -175,6 +176,8 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	csa_config_unref(cfg);
 	if (!rc)
 		rc = csa_outbox_open(path, max_attempts, &s->outbox, err);
+	if (!rc)
+		rc = csa_reply_credentials(s, err);
 	if (!rc)
 		rc = csa_search_open_sqlite(ws, CSA_SEARCH_REFRESH_MS, &s->search, err);
 	if (rc)

@@ -14,6 +14,7 @@
  *   events.c      server-sent events (/api/events)
  *   prometheus.c  the Prometheus exposition (/metrics)
  *   notices.c     which notice of a pipeline run goes to which channel
+ *   replies.c     replies to the customer on the ticket's channel (replies.h)
  *   server.c      start, stop, the delivery and controller thread
  */
 #ifndef CSA_SERVER_SERVER_INTERNAL_H
@@ -77,6 +78,7 @@ struct csa_server {
 	struct csa_chanmap *chanmap; /* platform thread -> ticket (chanmap.h) */
 	struct csa_outbox *outbox;
 	struct csa_search *search; /* the inbox's index (search/search.h) */
+	int unconfigured_said;     /* an autonomous reply found its channel unconfigured */
 
 	/* the delivery and controller thread (server.c) */
 	pthread_t worker;
@@ -241,11 +243,13 @@ int csa_hook_verify_email(struct call *c, struct csa_err *err);
 int csa_hook_verify_slack(struct call *c, struct csa_err *err);
 int csa_hook_verify_mattermost(struct call *c, struct csa_err *err);
 int csa_hook_verify_trello(struct call *c, struct csa_err *err);
+int csa_hook_verify_flock(struct call *c, struct csa_err *err);
 json_t *csa_h_hook_email(struct call *c);
 json_t *csa_h_hook_email_raw(struct call *c);
 json_t *csa_h_hook_slack(struct call *c);
 json_t *csa_h_hook_mattermost(struct call *c);
 json_t *csa_h_hook_trello(struct call *c);
+json_t *csa_h_hook_flock(struct call *c);
 json_t *csa_h_hook_probe(struct call *c);
 
 #endif

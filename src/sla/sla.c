@@ -37,7 +37,8 @@ enum csa_sla_state csa_sla_state_of(int64_t start_ms, int64_t due_ms, int64_t do
 	return now_ms >= risk_at ? CSA_SLA_AT_RISK : CSA_SLA_ON_TIME;
 }
 
-/* When the team first answered (first cs_agent message), or -1. */
+/* When the customer was first answered (the first cs_agent message, or
+ * ai_agent: a reply the phase let go out by itself), or -1. */
 static int64_t first_reply_ms(const json_t *e)
 {
 	size_t i;
@@ -46,7 +47,7 @@ static int64_t first_reply_ms(const json_t *e)
 	{
 		const char *s = csa_json_str(m, "sender");
 		int64_t ms;
-		if (s && strcmp(s, "cs_agent") == 0 &&
+		if (s && (strcmp(s, "cs_agent") == 0 || strcmp(s, "ai_agent") == 0) &&
 		    csa_ts_parse(csa_json_str(m, "timestamp"), &ms) == 0)
 			return ms;
 	}

@@ -200,6 +200,43 @@ int csa_ws_config_reload(struct csa_ws *ws, struct csa_err *err)
 	return rc;
 }
 
+int csa_ws_config_document(struct csa_ws *ws, char **buf, size_t *len, struct csa_err *err)
+{
+	char path[4096];
+	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
+	pthread_mutex_lock(&ws->cfg_write_mu);
+	int rc = csa_fs_read_all(path, 1 << 20, buf, len, err);
+	pthread_mutex_unlock(&ws->cfg_write_mu);
+	return rc;
+}
+
+int csa_ws_config_replace(struct csa_ws *ws, const char *buf, size_t len, struct csa_err *err)
+{
+	char path[4096];
+	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
+	/* what csa_config_load() would make of it, before the file changes */
+	json_t *doc;
+	int rc = csa_json_parse(buf, len, "the replacing csa.json", &doc, err);
+	if (rc)
+		return rc;
+	struct csa_config check = {.root = csa_config_defaults()};
+	rc = check.root ? csa_config_merge(&check, doc, "the replacing csa.json", err)
+	                : csa_error(err, CSA_ENOMEM, "out of memory checking a configuration");
+	json_decref(doc);
+	csa_config_release(&check);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ws->cfg_write_mu);
+	rc = csa_fs_write_atomic(path, buf, len, err);
+	struct csa_config next;
+	if (rc == CSA_OK && (rc = build(ws, &next, err)) == CSA_OK)
+		rc = publish(ws, &next, err);
+	pthread_mutex_unlock(&ws->cfg_write_mu);
+	return rc;
+}
+
 int csa_ws_phase(struct csa_ws *ws)
 {
 	const struct csa_config *cfg = csa_ws_config(ws);

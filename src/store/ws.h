@@ -83,6 +83,14 @@ int csa_ws_config_cap_phase(struct csa_ws *ws, int cap, int *lowered, struct csa
  * failure the configuration in effect stays. */
 int csa_ws_config_reload(struct csa_ws *ws, struct csa_err *err);
 
+/* The workspace's configuration document as stored (csa.json, without
+ * this process's overrides): a new buffer, NUL-terminated past *len. */
+int csa_ws_config_document(struct csa_ws *ws, char **buf, size_t *len, struct csa_err *err);
+
+/* Replace the configuration document with 'buf' (a rollback restores
+ * one) and publish it. Validated first: on failure nothing changes. */
+int csa_ws_config_replace(struct csa_ws *ws, const char *buf, size_t len, struct csa_err *err);
+
 /* The workspace phase in effect, 1..5. */
 int csa_ws_phase(struct csa_ws *ws);
 

@@ -1,0 +1,197 @@
+/* A fake platform API for tests (fakehttp.h), on libmicrohttpd. */
+#include "support/fakehttp.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FAKE_REQS     64
+#define FAKE_ANSWERS  8
+#define FAKE_BODY_MAX (256 * 1024)
+
+struct answer {
+	char prefix[128];
+	int status;
+	char *body;
+};
+
+struct fake_http {
+	struct MHD_Daemon *d;
+	pthread_mutex_t mu;
+	struct fake_req reqs[FAKE_REQS];
+	int n;
+	struct answer answers[FAKE_ANSWERS];
+	int nanswers;
+};
+
+struct upload {
+	char *b;
+	size_t n;
+};
+
+static int starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void record(struct fake_http *f, struct MHD_Connection *c, const char *method,
+                   const char *url, struct upload *u)
+{
+	pthread_mutex_lock(&f->mu);
+	if (f->n < FAKE_REQS) {
+		struct fake_req *r = &f->reqs[f->n++];
+		snprintf(r->method, sizeof(r->method), "%s", method);
+		snprintf(r->path, sizeof(r->path), "%s", url);
+		const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+		snprintf(r->auth, sizeof(r->auth), "%s", a ? a : "");
+		r->body = u->b ? u->b : strdup("");
+		u->b = NULL;
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+	(void)version;
+	struct fake_http *f = cls;
+	struct upload *u = *con_cls;
+	if (!u) {
+		*con_cls = calloc(1, sizeof(struct upload));
+		return *con_cls ? MHD_YES : MHD_NO;
+	}
+	if (*upload_size) {
+		size_t k = *upload_size;
+		if (u->n + k <= FAKE_BODY_MAX) {
+			char *p = realloc(u->b, u->n + k + 1);
+			if (p) {
+				memcpy(p + u->n, upload, k);
+				u->n += k;
+				p[u->n] = '\0';
+				u->b = p;
+			}
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	record(f, c, method, url, u);
+	int status = 200;
+	char body[1024] = "{}";
+	pthread_mutex_lock(&f->mu);
+	for (int i = 0; i < f->nanswers; i++)
+		if (starts(url, f->answers[i].prefix)) {
+			status = f->answers[i].status;
+			snprintf(body, sizeof(body), "%s", f->answers[i].body);
+		}
+	pthread_mutex_unlock(&f->mu);
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **con_cls,
+                    enum MHD_RequestTerminationCode t)
+{
+	(void)cls, (void)c, (void)t;
+	struct upload *u = *con_cls;
+	if (u)
+		free(u->b);
+	free(u);
+	*con_cls = NULL;
+}
+
+int fake_http_start(struct fake_http **out, unsigned *port)
+{
+	struct fake_http *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	pthread_mutex_init(&f->mu, NULL);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_req, f,
+	                        MHD_OPTION_SOCK_ADDR, &a, MHD_OPTION_NOTIFY_COMPLETED, on_done,
+	                        NULL, MHD_OPTION_END);
+	const union MHD_DaemonInfo *i =
+	    f->d ? MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+	if (!i) {
+		if (f->d)
+			MHD_stop_daemon(f->d);
+		pthread_mutex_destroy(&f->mu);
+		free(f);
+		return -1;
+	}
+	*port = i->port;
+	*out = f;
+	return 0;
+}
+
+void fake_http_stop(struct fake_http *f)
+{
+	if (!f)
+		return;
+	MHD_stop_daemon(f->d);
+	for (int i = 0; i < f->n; i++)
+		free(f->reqs[i].body);
+	for (int i = 0; i < f->nanswers; i++)
+		free(f->answers[i].body);
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
+void fake_http_answer(struct fake_http *f, const char *prefix, int status, const char *body)
+{
+	pthread_mutex_lock(&f->mu);
+	if (f->nanswers < FAKE_ANSWERS) {
+		struct answer *a = &f->answers[f->nanswers++];
+		snprintf(a->prefix, sizeof(a->prefix), "%s", prefix);
+		a->status = status;
+		a->body = strdup(body);
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+int fake_http_wait(struct fake_http *f, int n, int timeout_ms)
+{
+	for (int waited = 0;; waited += 50) {
+		pthread_mutex_lock(&f->mu);
+		int got = f->n;
+		pthread_mutex_unlock(&f->mu);
+		if (got >= n || waited >= timeout_ms)
+			return got;
+		struct timespec ts = {0, 50 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+}
+
+int fake_http_find(struct fake_http *f, const char *prefix, struct fake_req *out)
+{
+	int rc = -1;
+	pthread_mutex_lock(&f->mu);
+	for (int i = 0; i < f->n && rc; i++)
+		if (starts(f->reqs[i].path, prefix)) {
+			*out = f->reqs[i];
+			out->body = strdup(f->reqs[i].body);
+			rc = out->body ? 0 : -1;
+		}
+	pthread_mutex_unlock(&f->mu);
+	return rc;
+}
+
+int fake_http_count(struct fake_http *f, const char *prefix)
+{
+	int k = 0;
+	pthread_mutex_lock(&f->mu);
+	for (int i = 0; i < f->n; i++)
+		k += starts(f->reqs[i].path, prefix);
+	pthread_mutex_unlock(&f->mu);
+	return k;
+}
