@@ -964,6 +964,68 @@ static void assign_and_progress_refuse_bad_input(void **state)
 	json_decref(j);
 }
 
+/* The selector's article for a ticket (T's latest selector decision). */
+static char *article_of(const char *id)
+{
+	json_t *j = ticket(id);
+	const char *art = NULL;
+	size_t k;
+	json_t *d;
+	json_array_foreach(DOC(DOC(j, "workflow"), "agent_decisions"), k, d)
+	{
+		if (!strcmp(csa_json_str(d, "agent"), "selector"))
+			art = csa_json_str(
+			    DOC(DOC(DOC(d, "decision"), "execution_parameters"), "article"), "id");
+	}
+	char *out = strdup(art ? art : "");
+	json_decref(j);
+	return out;
+}
+
+/* An article an admin accepts is used by the running server's selector
+ * from then on (within a second), without a restart. */
+static void accepted_article_is_used_by_the_running_server(void **state)
+{
+	(void)state;
+	static const char ticket_body[] =
+	    "{\"ticket_id\": \"%s\", \"messages\": [{\"content\": \"The zanzibarite flux "
+	    "capacitor of our dashboard is broken\"}]}";
+	char body[512];
+	snprintf(body, sizeof(body), ticket_body, "Z-0");
+	json_decref(post("/api/tickets", body, 201));
+	char *before = article_of("Z-0");
+	assert_int_not_equal(strncmp(before, "zz-", 3), 0);
+	free(before);
+	/* one article per strategy, so whichever the selector picks has one */
+	const struct csa_config *cfg = csa_ws_config(ws);
+	json_t *strategies = csa_config_get(cfg, "taxonomy.strategies");
+	size_t k;
+	json_t *st;
+	json_array_foreach(strategies, k, st)
+	{
+		char text[1024], id[64];
+		snprintf(id, sizeof(id), "zz-%zu", k);
+		snprintf(text, sizeof(text),
+		         "id: %s\ntitle: Zanzibarite flux capacitor\ncategories: TECHNICAL_ISSUE, "
+		         "BILLING_INQUIRY, FEATURE_REQUEST, BUG_REPORT, ACCOUNT_MANAGEMENT, "
+		         "GENERAL_SUPPORT\nstrategy: %s\n---\nThe zanzibarite flux capacitor needs "
+		         "a restart.\n",
+		         id, json_string_value(st));
+		json_t *out = NULL;
+		struct csa_err err = {0};
+		assert_int_equal(csa_gaps_accept(ws, text, strlen(text), "admin", &out, &err), 0);
+		json_decref(out);
+	}
+	csa_config_unref(cfg);
+	usleep(1100 * 1000);
+	snprintf(body, sizeof(body), ticket_body, "Z-1");
+	json_decref(post("/api/tickets", body, 201));
+	char *after = article_of("Z-1");
+	print_message("selector's article: %s\n", after);
+	assert_int_equal(strncmp(after, "zz-", 3), 0);
+	free(after);
+}
+
 /* csa resolve and csa assign: the same through the command line, bad
  * input refused with the option named and exit status 1 or 2. */
 static void resolve_and_assign_by_cli(void **state)
@@ -1217,6 +1279,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test_setup_teardown(assign_and_progress_refuse_bad_input, setup, teardown),
 	    cmocka_unit_test(resolve_and_assign_by_cli),
 	    cmocka_unit_test(knowledge_gap_comes_first),
+	    cmocka_unit_test_setup_teardown(accepted_article_is_used_by_the_running_server, setup,
+	                                    teardown),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

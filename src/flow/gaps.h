@@ -57,8 +57,9 @@ int csa_gaps_find(struct csa_ws *ws, struct csa_kb *kb, const struct csa_gaps_op
  * "kb/<id>.md": its version (1 for a new article, one more than the last
  * record of that document otherwise), who accepted it, the SHA-256 of the
  * new text and the whole previous text, so every version can be read back
- * from the ledger. Processes that open the knowledge base afterwards
- * (every csa command, a server started afterwards) use it.
+ * from the ledger. A running pipeline (the server's) takes it up within
+ * a second, between runs (flow/pipeline.c refresh_kb); commands started
+ * afterwards load it.
  *
  * Errors: CSA_EPARSE / CSA_EINVAL naming the line or field, CSA_ELIMIT;
  * nothing is written then. *out is {"id", "document", "version", "sha256",

@@ -5,17 +5,20 @@
 #include "agents/kb.h"
 #include "agents/sentiment.h"
 #include "base/digest.h"
+#include "base/hash.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/learning.h"
 #include "flow/lifecycle.h"
 #include "llm/cascade.h"
 #include "sla/sla.h"
+#include "store/blobs.h"
 #include "store/ticket.h"
 #include "store/ws.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +36,60 @@ struct csa_pipeline {
 	struct csa_flow_hooks hooks;
 	csa_run_observer observer;
 	void *observer_ctx;
+	/* the knowledge base's documents as loaded (kb_signature), checked
+	 * again at most once a second (kb_checked_ns, monotonic); kb_mu lets
+	 * one thread at a time reload */
+	pthread_mutex_t kb_mu;
+	uint64_t kb_sig;
+	_Atomic int64_t kb_checked_ns;
 };
+
+/* The names and versions of the knowledge base's documents (kb/), as one
+ * number: it changes when an article is added, replaced or removed
+ * (csa kb accept, an edit). 0 when they cannot be listed. */
+static uint64_t kb_signature(struct csa_blobs *b)
+{
+	json_t *names = NULL;
+	if (csa_blobs_list(b, "kb", &names, NULL))
+		return 0;
+	uint64_t h = CSA_FNV_SEED;
+	size_t i;
+	json_t *n;
+	json_array_foreach(names, i, n)
+	{
+		char doc[256];
+		snprintf(doc, sizeof(doc), "kb/%s", json_string_value(n));
+		uint64_t v = csa_blobs_version(b, doc);
+		h = csa_fnv1a_str(h, doc);
+		h = csa_fnv1a(h, &v, sizeof(v));
+	}
+	json_decref(names);
+	return h ? h : 1;
+}
+
+/* Take up articles accepted since the knowledge base was loaded: when its
+ * documents changed, a fresh index replaces the old one between runs
+ * (swapped under the models lock, as models are). At most once a second;
+ * a knowledge base that no longer loads leaves the old one in place. */
+static void refresh_kb(struct csa_pipeline *p)
+{
+	int64_t now = csa_mono_ns(), last = atomic_load(&p->kb_checked_ns);
+	if (now - last < 1000000000LL ||
+	    !atomic_compare_exchange_strong(&p->kb_checked_ns, &last, now))
+		return;
+	pthread_mutex_lock(&p->kb_mu);
+	uint64_t sig = kb_signature(p->ws->blobs);
+	struct csa_kb *fresh = NULL;
+	if (sig && sig != p->kb_sig && csa_kb_open(p->ws->blobs, &fresh, NULL) == CSA_OK) {
+		pthread_rwlock_wrlock(&p->models_lock);
+		struct csa_kb *old = p->env.kb;
+		p->env.kb = fresh;
+		pthread_rwlock_unlock(&p->models_lock);
+		csa_kb_free(old);
+		p->kb_sig = sig;
+	}
+	pthread_mutex_unlock(&p->kb_mu);
+}
 
 void csa_pipeline_set_observer(struct csa_pipeline *p, csa_run_observer fn, void *ctx)
 {
@@ -68,6 +124,7 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the pipeline");
 	p->ws = ws;
 	pthread_rwlock_init(&p->models_lock, NULL);
+	pthread_mutex_init(&p->kb_mu, NULL);
 	int rc = CSA_OK;
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
 		rc = csa_dmodel_load(ws->blobs, (enum csa_dtype)t, &p->env.models[t], err);
@@ -79,6 +136,8 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	/* a new workspace's default articles (store/ws.h: CSA_WS_KB_SEED) */
 	if ((rc = csa_kb_seed(ws->blobs, ws->root, err)))
 		goto fail;
+	atomic_init(&p->kb_checked_ns, csa_mono_ns());
+	p->kb_sig = kb_signature(ws->blobs);
 	if ((rc = csa_kb_open(ws->blobs, &p->env.kb, err)))
 		goto fail;
 	if ((rc = csa_history_new(&p->history)))
@@ -133,6 +192,7 @@ void csa_pipeline_free(struct csa_pipeline *p)
 		(void)csa_history_save(p->history, p->ws, NULL);
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);
+	pthread_mutex_destroy(&p->kb_mu);
 	csa_cascade_free(p->env.cascade);
 	pthread_rwlock_destroy(&p->models_lock);
 	free(p);
@@ -746,6 +806,7 @@ static void after(struct csa_pipeline *p, const char *id, json_t *result,
 int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,
                          struct csa_err *err)
 {
+	refresh_kb(p);
 	struct process_ctx c = {.p = p, .cfg = csa_ws_config(p->ws)};
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, process_fn, &c, err);
@@ -846,6 +907,7 @@ static int ingest_locked(struct csa_pipeline *p, const struct csa_config *cfg, c
 int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **result,
                         struct csa_err *err)
 {
+	refresh_kb(p);
 	const struct csa_config *cfg = csa_ws_config(p->ws);
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = ingest_locked(p, cfg, doc, result, err);
