@@ -815,7 +815,7 @@ static void history_file_is_reused_only_where_right(void **state)
 	/* a damaged index costs time only */
 	char idx[4200];
 	snprintf(idx, sizeof(idx), "%s/.csa/history.idx", d);
-	t_write(idx, "csa-history 1 99999999999999999999\nM-1\tzz\n\t\t%%%\n");
+	t_write(idx, "csa-history 2 99999999999999999999\nM-1\tzz\n\t\t%%%\n");
 	json_t *after = loaded(w, &reused);
 	assert_int_equal(reused, 0);
 	assert_int_equal(json_array_size(after), 3);

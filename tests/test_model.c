@@ -556,6 +556,58 @@ static void hidden_layer_learns_interactions(void **state)
 	assert_true(acc[1] > 0.95);
 }
 
+/* The terms named as the reason of a label are the words that carry it,
+ * not the filler every class shares, heaviest first; words with digits are
+ * never named; linear and hidden-layer models alike. */
+static void explanations_name_the_words_that_decide(void **state)
+{
+	(void)state;
+	make_set(tr_text, tr, 2000, 0);
+	for (int hidden = 0; hidden < 2; hidden++) {
+		struct csa_train_opts o;
+		csa_train_opts_default(&o);
+		o.feat.bits = 14;
+		o.epochs = 5;
+		o.hidden = hidden ? 16 : 0;
+		struct csa_linear *m;
+		struct csa_err err = {0};
+		assert_int_equal(csa_linear_train(cls, 5, tr, 2000, NULL, 0, &o, &m, &err), 0);
+		static const char text[] = "please refund invoice 4111111111111111 today thanks";
+		const char *extra[] = {"tier=PREMIUM"};
+		struct csa_term t[3];
+		size_t n = 0;
+		assert_int_equal(csa_linear_explain(m, text, strlen(text), extra, 1, 0, t, 3, &n),
+		                 0);
+		assert_true(n >= 2);
+		int billing = 0;
+		for (size_t k = 0; k < n; k++) {
+			print_message("%s %s %.3f\n", hidden ? "hidden" : "linear", t[k].name,
+			              t[k].weight);
+			assert_true(t[k].weight > 0);
+			if (k)
+				assert_true(t[k].weight <= t[k - 1].weight);
+			assert_null(strstr(t[k].name, "4111"));
+			billing +=
+			    !strcmp(t[k].name, "word=refund") || !strcmp(t[k].name, "word=invoice");
+		}
+		/* the two billing words lead */
+		assert_int_equal(billing, 2);
+		assert_true(!strcmp(t[0].name, "word=refund") ||
+		            !strcmp(t[0].name, "word=invoice"));
+		/* for another label they are no reason */
+		assert_int_equal(csa_linear_explain(m, text, strlen(text), NULL, 0, 1, t, 3, &n),
+		                 0);
+		for (size_t k = 0; k < n; k++)
+			assert_true(strcmp(t[k].name, "word=refund") &&
+			            strcmp(t[k].name, "word=invoice"));
+		/* a label the model does not have: nothing */
+		assert_int_equal(csa_linear_explain(m, text, strlen(text), NULL, 0, 7, t, 3, &n),
+		                 0);
+		assert_int_equal(n, 0);
+		csa_linear_free(m);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -567,6 +619,7 @@ int main(void)
 	    cmocka_unit_test(calibration_maths),
 	    cmocka_unit_test(temperature_reduces_overconfidence),
 	    cmocka_unit_test(concurrent_predict_while_learning),
+	    cmocka_unit_test(explanations_name_the_words_that_decide),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

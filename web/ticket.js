@@ -126,7 +126,15 @@ function whyAutomated(a) {
   return 'not automated';
 }
 
-function decisionCard(d, type, a, trail) {
+// "Why": the terms that weighed most for the decision's label
+// (T.active_learning_data.decision_patterns).
+function whyOf(patterns, dec, type) {
+  const p = patterns.filter((x) => x.decision_type === type && (!x.decision_id || x.decision_id === dec.decision_id)).pop();
+  if (!p || !(p.features || []).length) return null;
+  return p.features.map((f) => String(f.feature).replace(/^word=/, '')).join(', ');
+}
+
+function decisionCard(d, type, a, trail, patterns) {
   const dec = d.decision || {};
   const card = el('section', null, 'decision');
   card.dataset.type = type || d.agent;
@@ -151,6 +159,7 @@ function decisionCard(d, type, a, trail) {
     ['segment', a ? a.segment : '–'],
     ['decided by', decidedBy(d, type, a, person)],
     ['automation', whyAutomated(a)],
+    ['why', (type && whyOf(patterns || [], dec, type)) || '–'],
     ['review', a ? (person ? 'done' + (person.notes ? ': ' + person.notes : '') : a.review === 'decide' ? 'waits for a person' : a.review === 'audit' ? 'sampled for a delayed review' : 'none') : '–'],
   ];
   const rec = trail.find((r) => r.type === 'decision' && r.payload && r.payload.decision_id === dec.decision_id && r.payload.decision_type === type);
@@ -168,6 +177,7 @@ function ticketDecisions(t, trail) {
   const box = $('ticket-decisions');
   box.replaceChildren();
   const decs = (t.workflow || {}).agent_decisions || [];
+  const patterns = ((t.workflow || {}).active_learning_data || {}).decision_patterns || [];
   if (!decs.length) { box.append(el('p', 'No decision yet.', 'muted')); return; }
   const cards = [];
   for (const d of decs) {
@@ -180,7 +190,7 @@ function ticketDecisions(t, trail) {
   const n = cards.length - latest.size;
   earlier.append(el('summary', `Earlier decisions (${n})`));
   cards.forEach((c, i) => {
-    const card = decisionCard(c.d, c.type, c.a, trail);
+    const card = decisionCard(c.d, c.type, c.a, trail, patterns);
     if (latest.get(c.key) === i) box.append(card);
     else { card.classList.add('old'); earlier.append(card); }
   });
@@ -322,6 +332,18 @@ function ticketAudit(res) {
 
 const soft = (p) => p.catch((e) => e);
 
+// Where the ticket stands: I.progress_updates, oldest first.
+function ticketProgress(t) {
+  const box = $('ticket-progress');
+  box.replaceChildren();
+  const ups = (t.internal_conversation || {}).progress_updates || [];
+  if (!ups.length) box.append(el('li', 'No progress update yet.', 'muted'));
+  for (const u of ups) {
+    const blocked = (u.blockers || []).length ? ` (blocked: ${u.blockers.join('; ')})` : '';
+    box.append(el('li', `${u.timestamp} ${u.status} by ${u.updater}${u.notes ? ': ' + u.notes : ''}${blocked}`));
+  }
+}
+
 async function ticketLoad(id) {
   const seq = ++tk.seq;
   const enc = encodeURIComponent(id);
@@ -341,6 +363,7 @@ async function ticketLoad(id) {
     document.title = `${t.ticket_id} · csa`;
     ticketFacts(t);
     ticketSla(t);
+    ticketProgress(t);
     const byMessage = new Map();
     for (const d of del instanceof Error ? [] : del.deliveries || []) {
       if (!d.message_id) continue;

@@ -3,9 +3,11 @@
 #include "agents/history.h"
 #include "agents/kb.h"
 #include "agents/kbsel.h"
+#include "agents/team.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "llm/cascade.h"
+#include "sla/sla.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -63,11 +65,15 @@ size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in, co
 	return n;
 }
 
+/* The terms named in a decision's patterns (T active_learning_data). */
+#define PATTERN_TERMS 5
+
 /* Predict one decision type; fills probs and returns the best index. When
- * the cascade asks an LLM, its trace goes into cascade[type]. */
+ * the cascade asks an LLM, its trace goes into cascade[type]; the embedded
+ * model's heaviest terms for the chosen label go into why[type]. */
 static int predict(const struct csa_agent_env *env, enum csa_dtype t,
                    const struct csa_agent_input *in, const char *category, const char *priority,
-                   double *probs, json_t *cascade, struct csa_err *err)
+                   double *probs, json_t *cascade, json_t *why, struct csa_err *err)
 {
 	struct csa_dmodel *m = env->models[t];
 	if (!m)
@@ -100,6 +106,10 @@ static int predict(const struct csa_agent_env *env, enum csa_dtype t,
 	for (size_t i = 1; i < csa_dmodel_n_labels(m); i++)
 		if (probs[i] > probs[best])
 			best = (int)i;
+	json_t *terms =
+	    csa_dmodel_explain(m, in->text ? in->text : "", feats, nf, (size_t)best, PATTERN_TERMS);
+	if (terms)
+		json_object_set_new(why, csa_dtype_name(t), terms);
 	return best;
 }
 
@@ -125,12 +135,17 @@ static json_t *alternatives(const struct csa_dmodel *m, const double *probs, int
 	return arr;
 }
 
-/* Keep the cascade's traces in the decision (T-file), if there are any. */
-static void attach_cascade(json_t *decision, json_t *cascade)
+/* Keep the cascade's traces in the decision (T-file), if there are any,
+ * and the decision patterns (what weighed most, per decision type), which
+ * the pipeline moves to T active_learning_data. */
+static void attach_cascade(json_t *decision, json_t *cascade, json_t *why)
 {
 	if (json_object_size(cascade))
 		json_object_set(decision, "cascade", cascade);
 	json_decref(cascade);
+	if (json_object_size(why))
+		json_object_set(decision, "decision_patterns", why);
+	json_decref(why);
 }
 
 static const char *routing_for(const struct csa_config *cfg, const char *category)
@@ -145,10 +160,11 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
                               struct csa_agent_output *out, struct csa_err *err)
 {
 	double pc[MAX_LABELS], pp[MAX_LABELS];
-	json_t *cascade = json_object();
-	int c = predict(env, CSA_DT_CATEGORY, in, NULL, NULL, pc, cascade, err);
+	json_t *cascade = json_object(), *why = json_object();
+	int c = predict(env, CSA_DT_CATEGORY, in, NULL, NULL, pc, cascade, why, err);
 	if (c < 0) {
 		json_decref(cascade);
+		json_decref(why);
 		return c;
 	}
 	const char *cat = csa_dmodel_label(env->models[CSA_DT_CATEGORY], (size_t)c);
@@ -157,8 +173,9 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 	int p = -1;
 	const char *pri = NULL;
 	if (env->models[CSA_DT_PRIORITY]) {
-		if ((p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, cascade, err)) < 0) {
+		if ((p = predict(env, CSA_DT_PRIORITY, in, cat, NULL, pp, cascade, why, err)) < 0) {
 			json_decref(cascade);
+			json_decref(why);
 			return p;
 		}
 		pri = csa_dmodel_label(env->models[CSA_DT_PRIORITY], (size_t)p);
@@ -174,7 +191,7 @@ static int classifier_process(const struct csa_agent_env *env, const struct csa_
 	if (pri)
 		json_object_set_new(out->decision, "priority_alternatives",
 		                    alternatives(env->models[CSA_DT_PRIORITY], pp, p, 2));
-	attach_cascade(out->decision, cascade);
+	attach_cascade(out->decision, cascade, why);
 	out->confidence = pri ? fmin(pc[c], pp[p]) : pc[c];
 	out->alternatives = alternatives(env->models[CSA_DT_CATEGORY], pc, c, 3);
 	snprintf(out->rationale, sizeof(out->rationale),
@@ -230,10 +247,11 @@ static int selector_process(const struct csa_agent_env *env, const struct csa_ag
 	const char *cat = csa_json_str(in->classification, "category");
 	const char *pri = csa_json_str(in->classification, "priority");
 	double ps[MAX_LABELS];
-	json_t *cascade = json_object();
-	int s = predict(env, CSA_DT_STRATEGY, in, cat, pri, ps, cascade, err);
+	json_t *cascade = json_object(), *why = json_object();
+	int s = predict(env, CSA_DT_STRATEGY, in, cat, pri, ps, cascade, why, err);
 	if (s < 0) {
 		json_decref(cascade);
+		json_decref(why);
 		return s;
 	}
 	struct csa_dmodel *m = env->models[CSA_DT_STRATEGY];
@@ -246,12 +264,13 @@ static int selector_process(const struct csa_agent_env *env, const struct csa_ag
 	if (rc) {
 		json_decref(breakdown);
 		json_decref(cascade);
+		json_decref(why);
 		return rc;
 	}
 	draft_reply(env, in, strategy, params);
 	out->decision = json_pack("{s:s, s:o, s:o}", "strategy", strategy, "confidence_breakdown",
 	                          breakdown, "execution_parameters", params);
-	attach_cascade(out->decision, cascade);
+	attach_cascade(out->decision, cascade, why);
 	out->confidence = ps[s];
 	out->alternatives = alternatives(m, ps, s, 2);
 	snprintf(out->rationale, sizeof(out->rationale),
@@ -271,16 +290,71 @@ static const char *urgency_for(const char *priority, int sla_status)
 	return priority && strcmp(priority, "LOW") == 0 ? "low" : "normal";
 }
 
+/* The current assignment was the escalation agent's (its latest
+ * "assigned" progress update is by "escalation"), not a person's. */
+static int assigned_by_agent(const json_t *i_doc)
+{
+	json_t *pu = json_object_get(i_doc, "progress_updates");
+	for (size_t k = json_array_size(pu); k-- > 0;) {
+		json_t *u = json_array_get(pu, k);
+		const char *st = csa_json_str(u, "status"), *by = csa_json_str(u, "updater");
+		if (st && strcmp(st, "assigned") == 0)
+			return by && strcmp(by, "escalation") == 0;
+	}
+	return 0;
+}
+
+/*
+ * Who should work the ticket (csa.json team.members, agents/team.h): the
+ * member whose skills match the required expertise (the classifier's
+ * routing and, when escalating, the escalation path's levels), of the
+ * technical team for a TECHNICAL escalation and of the CS team otherwise,
+ * least loaded for their capacity. A ticket already assigned keeps its
+ * member, except that the agent's own choice of a CS member is handed to
+ * the technical team when the ticket escalates there; a person's
+ * assignment is never overridden. Sets "assignment" (the choice, or null)
+ * and, without a choice, "assignment_note" saying why.
+ */
+static void propose_assignment(const struct csa_agent_env *env, const struct csa_agent_input *in,
+                               const char *label, const json_t *levels, json_t *decision)
+{
+	const char *cur = csa_json_str(in->tk->t, "assigned_member");
+	int technical = strcmp(label, "TECHNICAL") == 0;
+	const char *want = technical ? "technical" : "cs";
+	const char *note = NULL;
+	json_t *choice = NULL;
+	if (cur) {
+		const json_t *m = csa_team_member(in->cfg, cur);
+		const char *team = csa_json_str(m, "team");
+		if (!(technical && team && strcmp(team, "technical") &&
+		      assigned_by_agent(in->tk->i)))
+			note = "already assigned";
+	}
+	if (!note) {
+		json_t *expertise = json_array();
+		const char *routing = csa_json_str(in->classification, "routing_suggestion");
+		if (routing)
+			json_array_append_new(expertise, json_string(routing));
+		json_array_extend(expertise, (json_t *)levels);
+		choice = csa_team_choose(in->cfg, env->history, expertise, want, in->tk->id, &note);
+		json_decref(expertise);
+	}
+	json_object_set_new(decision, "assignment", choice ? choice : json_null());
+	if (!choice)
+		json_object_set_new(decision, "assignment_note", json_string(note));
+}
+
 static int escalation_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
                               struct csa_agent_output *out, struct csa_err *err)
 {
 	const char *cat = csa_json_str(in->classification, "category");
 	const char *pri = csa_json_str(in->classification, "priority");
 	double pe[MAX_LABELS];
-	json_t *cascade = json_object();
-	int e = predict(env, CSA_DT_ESCALATION, in, cat, pri, pe, cascade, err);
+	json_t *cascade = json_object(), *why = json_object();
+	int e = predict(env, CSA_DT_ESCALATION, in, cat, pri, pe, cascade, why, err);
 	if (e < 0) {
 		json_decref(cascade);
+		json_decref(why);
 		return e;
 	}
 	struct csa_dmodel *m = env->models[CSA_DT_ESCALATION];
@@ -306,7 +380,8 @@ static int escalation_process(const struct csa_agent_env *env, const struct csa_
 	              "eta_sample_size", (json_int_t)n, "escalate_confidence", pe[e]);
 	if (!escalate)
 		json_object_set_new(out->decision, "escalation_levels", json_array());
-	attach_cascade(out->decision, cascade);
+	propose_assignment(env, in, label, escalate ? path : NULL, out->decision);
+	attach_cascade(out->decision, cascade, why);
 	out->confidence = pe[e];
 	out->alternatives = alternatives(m, pe, e, 2);
 	snprintf(out->rationale, sizeof(out->rationale),
@@ -332,6 +407,97 @@ static int update_interval(const struct csa_config *cfg, const char *priority, i
 	if (sla_status == 2)
 		return 30 < base ? 30 : base;
 	return sla_status == 1 ? base / 2 : base;
+}
+
+/* When the ticket should be done: its creation plus the escalation
+ * agent's resolution-time estimate (the median of similar resolved
+ * tickets), else plus the SLA's resolution time; an estimate already past
+ * counts again from now (the ticket ran over). */
+static void estimated_completion(const struct csa_agent_input *in, const char *priority,
+                                 int64_t now, char ts[CSA_TS_LEN], int *known)
+{
+	int64_t created = now;
+	csa_ts_parse(csa_json_str(in->tk->t, "card_create_timestamp"), &created);
+	double hours = csa_json_num(in->escalation, "estimated_resolution_time", -1);
+	double minutes =
+	    hours >= 0 ? hours * 60
+	               : (double)csa_sla_minutes(in->cfg, "resolution_minutes", priority, in->tier);
+	*known = minutes >= 0;
+	int64_t at = created + (int64_t)(minutes * 60000);
+	if (at <= now)
+		at = now + (int64_t)(minutes * 60000);
+	csa_ts_format(at, ts);
+}
+
+/*
+ * Where the ticket stands after this run, for I.progress_updates: blocked
+ * while it waits on someone (the customer, asked for more information; the
+ * team an escalation went to; a free team member), else assigned when this
+ * run chose its resolver, else in progress; with what to do next.
+ */
+static json_t *progress_of(const struct csa_agent_input *in, const char *strategy, const char *pri,
+                           int escalate, const char *path, const char *resolver, int interval,
+                           int64_t now)
+{
+	json_t *blockers = json_array(), *recs = json_array();
+	char line[600];
+	json_t *params = json_object_get(in->selection, "execution_parameters");
+	json_t *assignment = json_object_get(in->escalation, "assignment");
+	const char *note = csa_json_str(in->escalation, "assignment_note");
+	if (strategy && strcmp(strategy, "REQUEST_MORE_INFO") == 0) {
+		json_t *qs = json_object_get(params, "questions");
+		snprintf(line, sizeof(line), "waiting for the customer to answer %zu question%s",
+		         json_array_size(qs), json_array_size(qs) == 1 ? "" : "s");
+		json_array_append_new(blockers, json_string(line));
+		size_t i;
+		json_t *q;
+		json_array_foreach(qs, i, q)
+		{
+			if (!json_is_string(q))
+				continue;
+			snprintf(line, sizeof(line), "ask the customer: %.500s",
+			         json_string_value(q));
+			json_array_append_new(recs, json_string(line));
+		}
+	}
+	if (escalate) {
+		snprintf(line, sizeof(line), "waiting for the %s escalation (%s)",
+		         path ? path : "?", resolver ? resolver : "no level configured");
+		json_array_append_new(blockers, json_string(line));
+		/* whoever works the ticket: this run's choice, else the member
+		 * already assigned, else the escalation's first level */
+		const char *who = json_is_object(assignment)
+		                      ? csa_json_str(assignment, "member")
+		                      : csa_json_str(in->tk->t, "assigned_member");
+		snprintf(line, sizeof(line), "brief %s with the context summary",
+		         who        ? who
+		         : resolver ? resolver
+		                    : "the escalation");
+		json_array_append_new(recs, json_string(line));
+	}
+	if (note && strcmp(note, "already assigned") &&
+	    json_array_size(csa_config_get(in->cfg, "team.members")) > 0) {
+		snprintf(line, sizeof(line), "no resolver: %s", note);
+		json_array_append_new(blockers, json_string(line));
+		json_array_append_new(recs, json_string("assign the ticket to a team member"));
+	}
+	const char *article = csa_json_str(json_object_get(params, "article"), "id");
+	if (strategy && article &&
+	    (!strcmp(strategy, "TEMPLATE_RESPONSE") || !strcmp(strategy, "AUTOMATED_RESOLUTION"))) {
+		snprintf(line, sizeof(line), "send the reply drafted from article '%.200s'",
+		         article);
+		json_array_append_new(recs, json_string(line));
+	}
+	snprintf(line, sizeof(line), "update the customer within %d minutes", interval);
+	json_array_append_new(recs, json_string(line));
+	char ts[CSA_TS_LEN];
+	int known = 0;
+	estimated_completion(in, pri, now, ts, &known);
+	const char *status = json_array_size(blockers)    ? "blocked"
+	                     : json_is_object(assignment) ? "assigned"
+	                                                  : "in_progress";
+	return json_pack("{s:s, s:s?, s:o, s:o}", "status", status, "estimated_completion",
+	                 known ? ts : NULL, "blockers", blockers, "ai_recommendations", recs);
 }
 
 static int updates_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
@@ -389,8 +555,10 @@ static int updates_process(const struct csa_agent_env *env, const struct csa_age
 	json_array_append_new(notes,
 	                      json_pack("{s:s, s:s}", "to", "internal_channel", "message", msg));
 
-	out->decision = json_pack("{s:o, s:o, s:o}", "update_plan", plan, "communication_schedule",
-	                          schedule, "stakeholder_notifications", notes);
+	out->decision =
+	    json_pack("{s:o, s:o, s:o, s:o}", "update_plan", plan, "communication_schedule",
+	              schedule, "stakeholder_notifications", notes, "progress",
+	              progress_of(in, strategy, pri, escalate, path, resolver, interval, now));
 	/* The plan follows from the decisions before it: it is as certain as
 	 * the least certain of them. */
 	out->confidence = in->prior_confidence;

@@ -63,6 +63,23 @@ int csa_dmodel_predict(const struct csa_dmodel *m, const char *text, const char 
 	return rc ? csa_error(err, rc, "out of memory predicting") : CSA_OK;
 }
 
+json_t *csa_dmodel_explain(const struct csa_dmodel *m, const char *text, const char *const *feats,
+                           size_t n_feats, size_t label, size_t max)
+{
+	struct csa_term terms[16];
+	size_t n = 0;
+	if (max > 16)
+		max = 16;
+	if (csa_linear_explain(m->lin, text, strlen(text), feats, n_feats, (int)label, terms, max,
+	                       &n))
+		return NULL;
+	json_t *out = json_array();
+	for (size_t i = 0; out && i < n; i++)
+		json_array_append_new(out, json_pack("{s:s, s:f}", "feature", terms[i].name,
+		                                     "weight", round(terms[i].weight * 1e4) / 1e4));
+	return out;
+}
+
 int csa_dmodel_learn(struct csa_dmodel *m, const char *text, const char *const *feats,
                      size_t n_feats, size_t label, struct csa_err *err)
 {

@@ -12,6 +12,8 @@
 #ifndef CSA_AGENTS_DMODEL_H
 #define CSA_AGENTS_DMODEL_H
 
+#include <jansson.h>
+
 #include <stddef.h>
 #include "base/err.h"
 #include "store/blobs.h"
@@ -43,6 +45,12 @@ const char *csa_dmodel_version(const struct csa_dmodel *m);
 /* Calibrated probabilities into probs[n_labels]. */
 int csa_dmodel_predict(const struct csa_dmodel *m, const char *text, const char *const *feats,
                        size_t n_feats, double *probs, struct csa_err *err);
+
+/* Why the model leans to 'label' for this input: a new JSON array of at
+ * most 'max' {"feature", "weight"}, heaviest first (csa_linear_explain in
+ * model/linear.h); NULL when out of memory. */
+json_t *csa_dmodel_explain(const struct csa_dmodel *m, const char *text, const char *const *feats,
+                           size_t n_feats, size_t label, size_t max);
 
 /* One online update towards 'label'. */
 int csa_dmodel_learn(struct csa_dmodel *m, const char *text, const char *const *feats,

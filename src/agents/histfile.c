@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HEADER    "csa-history 1"
+#define HEADER    "csa-history 2" /* 2: the assigned member after created_ms */
 #define PATH_SZ   4200
-#define FIELDS    11
+#define FIELDS    12
 #define RACY_NS   2000000000LL /* entries of files this recent are read again */
 #define MAX_INDEX ((size_t)1 << 30)
 
@@ -81,9 +81,13 @@ static int save_one(void *ctx, const struct csa_hist_entry *e, uint64_t sig)
 	put_field(b, e->category);
 	put_field(b, e->priority);
 	put_field(b, e->escalation);
-	int n = snprintf(num, sizeof(num), "%d\t%.17g\t%.17g\t%" PRId64 "\n", e->resolved,
+	int n = snprintf(num, sizeof(num), "%d\t%.17g\t%.17g\t%" PRId64 "\t", e->resolved,
 	                 e->resolution_hours, e->csat, e->created_ms);
 	put(b, num, (size_t)n);
+	put_field(b, e->assigned);
+	if (!b->bad)
+		b->len--; /* the line ends here: its last tab becomes the newline */
+	put(b, "\n", 1);
 	return b->bad ? CSA_ENOMEM : 0;
 }
 
@@ -256,6 +260,7 @@ static void load_one(struct block *b, size_t i, struct slot *s)
 		copy(e->category, sizeof(e->category), c->fields[4]);
 		copy(e->priority, sizeof(e->priority), c->fields[5]);
 		copy(e->escalation, sizeof(e->escalation), c->fields[6]);
+		copy(e->assigned, sizeof(e->assigned), c->fields[11]);
 		s->ok = s->cached = 1;
 		return;
 	}

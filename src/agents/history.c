@@ -46,6 +46,7 @@ struct kmap {
 struct rec {
 	char *id;                                /* owned */
 	const char *company, *client, *category; /* pooled, "" when unknown */
+	const char *assigned;                    /* pooled, "" when nobody */
 	char priority[12];
 	char escalation[16];
 	int resolved;
@@ -361,10 +362,11 @@ int csa_history_put_sig(struct csa_history *h, const struct csa_hist_entry *e, u
 	                .created_ms = e->created_ms,
 	                .company = intern(&h->pool, e->company),
 	                .client = intern(&h->pool, e->client),
-	                .category = intern(&h->pool, e->category)};
+	                .category = intern(&h->pool, e->category),
+	                .assigned = intern(&h->pool, e->assigned)};
 	memcpy(r.priority, e->priority, sizeof(r.priority));
 	memcpy(r.escalation, e->escalation, sizeof(r.escalation));
-	if (!r.company || !r.client || !r.category) {
+	if (!r.company || !r.client || !r.category || !r.assigned) {
 		rc = CSA_ENOMEM;
 		goto out;
 	}
@@ -429,6 +431,7 @@ void csa_history_entry_from(const struct csa_ticket *tk, struct csa_hist_entry *
 	e->resolution_hours = rt >= 0 ? rt / 60.0 : -1;
 	e->csat = csa_json_num(sla, "customer_satisfaction", -1);
 	csa_ts_parse(csa_json_str(tk->t, "card_create_timestamp"), &e->created_ms);
+	copy(e->assigned, sizeof(e->assigned), csa_json_str(tk->t, "assigned_member"));
 	/* the latest classifier and escalation decisions carry the category
 	 * and the escalation path */
 	size_t i;
@@ -460,12 +463,28 @@ int csa_history_each(struct csa_history *h, csa_hist_fn fn, void *ctx)
 		copy(e.company, sizeof(e.company), r->company);
 		copy(e.client, sizeof(e.client), r->client);
 		copy(e.category, sizeof(e.category), r->category);
+		copy(e.assigned, sizeof(e.assigned), r->assigned);
 		memcpy(e.priority, r->priority, sizeof(e.priority));
 		memcpy(e.escalation, r->escalation, sizeof(e.escalation));
 		rc = fn(ctx, &e, r->sig);
 	}
 	pthread_mutex_unlock(&h->mu);
 	return rc;
+}
+
+size_t csa_history_open_assigned(struct csa_history *h, const char *member, const char *exclude_id)
+{
+	size_t n = 0;
+	if (!member || !*member)
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->n; i++) {
+		const struct rec *r = &h->v[i];
+		n += !r->resolved && strcmp(r->assigned, member) == 0 &&
+		     !(exclude_id && strcmp(r->id, exclude_id) == 0);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return n;
 }
 
 json_t *csa_history_customer(struct csa_history *h, const char *company, const char *client,

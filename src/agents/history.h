@@ -23,6 +23,7 @@ struct csa_hist_entry {
 	double resolution_hours; /* < 0 when unknown */
 	double csat;             /* < 0 when unknown */
 	int64_t created_ms;
+	char assigned[65]; /* T.assigned_member, "" when nobody */
 };
 
 struct csa_history;
@@ -57,6 +58,11 @@ json_t *csa_history_customer(struct csa_history *h, const char *company, const c
  * excluding one; a new JSON array. */
 json_t *csa_history_similar(struct csa_history *h, const char *category, const char *exclude_id,
                             size_t k);
+
+/* How many tickets not yet resolved are assigned to 'member' (a roster
+ * id, T.assigned_member), not counting 'exclude_id' (may be NULL): a team
+ * member's current load. One pass over the index under its lock. */
+size_t csa_history_open_assigned(struct csa_history *h, const char *member, const char *exclude_id);
 
 /* Median resolution hours of resolved tickets with this category and
  * priority (falling back to the category, then to all); *n receives the

@@ -285,6 +285,11 @@ static int is_stopword(const char *w, size_t n)
 	return 0;
 }
 
+int csa_kb_is_stopword(const char *w, size_t n)
+{
+	return is_stopword(w, n);
+}
+
 /* At most this many distinct words go into one query. */
 #define QUERY_WORDS 24
 

@@ -37,6 +37,10 @@ size_t csa_kb_count(const struct csa_kb *kb);
 int csa_kb_search(struct csa_kb *kb, const char *text, const char *category, const char *strategy,
                   size_t k, json_t **out, struct csa_err *err);
 
+/* Whether the word w (n bytes) is one of the words the search leaves out
+ * as saying nothing about an article ("please", "the", ...). */
+int csa_kb_is_stopword(const char *w, size_t n);
+
 /* An article by id: {"id", "title", "categories", "strategy", "body"}, or
  * NULL. New reference. */
 json_t *csa_kb_get(struct csa_kb *kb, const char *id);

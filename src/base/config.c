@@ -1,5 +1,6 @@
 /* csa.json: defaults and loading. */
 #include "base/config.h"
+#include "base/ids.h"
 #include "base/json.h"
 
 #include <string.h>
@@ -47,6 +48,9 @@ static const char default_config[] =
     "  \"BILLING_INQUIRY\": \"billing\", \"ACCOUNT_MANAGEMENT\": \"account_management\","
     "  \"FEATURE_REQUEST\": \"product\", \"GENERAL_SUPPORT\": \"cs_general\"},"
     "\"agents\": {\"confidence_threshold\": 0.8},"
+    /* the people who work tickets (agents/team.h); empty: nobody is
+     * assigned until the team is listed */
+    "\"team\": {\"default_capacity\": 10, \"members\": []},"
     "\"updates\": {\"interval_minutes\": {\"CRITICAL\": 60, \"HIGH\": 240, \"MEDIUM\": 480,"
     "  \"LOW\": 1440}},"
     "\"selector\": {\"questions\": {"
@@ -186,6 +190,131 @@ static int check_string_list(struct csa_config *cfg, const char *dotted, struct 
 	return CSA_OK;
 }
 
+/* team.members: each {id, name, team, platform_ids, skills, capacity} as
+ * agents/team.h reads them, ids and platform ids unique, so a message's
+ * sender names at most one member. */
+static int check_team(struct csa_config *cfg, struct csa_err *err)
+{
+	json_t *dc = csa_config_get(cfg, "team.default_capacity");
+	if (!json_is_integer(dc) || json_integer_value(dc) < 1 || json_integer_value(dc) > 100000)
+		return csa_error(
+		    err, CSA_ESCHEMA,
+		    "csa.json: team.default_capacity must be a whole number in 1..100000");
+	json_t *members = csa_config_get(cfg, "team.members");
+	if (!json_is_array(members))
+		return csa_error(err, CSA_ESCHEMA, "csa.json: team.members must be an array");
+	static const char *const keys[] = {"id",     "name",     "team", "platform_ids",
+	                                   "skills", "capacity", NULL};
+	json_t *seen = json_object(); /* id or platform id -> the member's index */
+	size_t i;
+	json_t *m;
+	int rc = CSA_OK;
+	json_array_foreach(members, i, m)
+	{
+		const char *key;
+		json_t *v;
+		if (!json_is_object(m)) {
+			rc = csa_error(err, CSA_ESCHEMA,
+			               "csa.json: team.members[%zu] must be an object", i);
+			break;
+		}
+		json_object_foreach(m, key, v)
+		{
+			int known = 0;
+			for (size_t k = 0; keys[k] && !known; k++)
+				known = strcmp(keys[k], key) == 0;
+			if (!known) {
+				rc = csa_error(err, CSA_ESCHEMA,
+				               "csa.json: team.members[%zu]: unknown field '%.60s'",
+				               i, key);
+				break;
+			}
+		}
+		if (rc)
+			break;
+		const char *id = json_string_value(json_object_get(m, "id"));
+		const char *team = json_string_value(json_object_get(m, "team"));
+		json_t *name = json_object_get(m, "name"),
+		       *pids = json_object_get(m, "platform_ids"),
+		       *skills = json_object_get(m, "skills"),
+		       *cap = json_object_get(m, "capacity");
+		if (!id || !csa_id_valid(id))
+			rc = csa_error(
+			    err, CSA_ESCHEMA,
+			    "csa.json: team.members[%zu].id must be 1-64 of [A-Za-z0-9_-]", i);
+		else if (name && !json_is_string(name))
+			rc = csa_error(err, CSA_ESCHEMA,
+			               "csa.json: team.members[%zu].name must be a string", i);
+		else if (!team || (strcmp(team, "cs") && strcmp(team, "technical")))
+			rc = csa_error(err, CSA_ESCHEMA,
+			               "csa.json: team.members[%zu].team must be cs or technical",
+			               i);
+		else if (pids && !json_is_object(pids))
+			rc = csa_error(err, CSA_ESCHEMA,
+			               "csa.json: team.members[%zu].platform_ids must be an object "
+			               "(platform -> id)",
+			               i);
+		else if (skills && !json_is_array(skills))
+			rc = csa_error(
+			    err, CSA_ESCHEMA,
+			    "csa.json: team.members[%zu].skills must be an array of strings", i);
+		else if (cap && (!json_is_integer(cap) || json_integer_value(cap) < 1 ||
+		                 json_integer_value(cap) > 100000))
+			rc = csa_error(
+			    err, CSA_ESCHEMA,
+			    "csa.json: team.members[%zu].capacity must be a whole number in "
+			    "1..100000",
+			    i);
+		else if (json_object_get(seen, id))
+			rc = csa_error(
+			    err, CSA_ESCHEMA,
+			    "csa.json: team.members[%zu]: id '%s' is already a member's id "
+			    "or platform id",
+			    i, id);
+		if (rc)
+			break;
+		json_object_set_new(seen, id, json_integer((json_int_t)i));
+		size_t k;
+		json_array_foreach(skills, k, v)
+		{
+			if (!json_is_string(v) || !json_string_length(v)) {
+				rc = csa_error(
+				    err, CSA_ESCHEMA,
+				    "csa.json: team.members[%zu].skills[%zu] must be a non-empty "
+				    "string",
+				    i, k);
+				break;
+			}
+		}
+		json_object_foreach(pids, key, v)
+		{
+			const char *pid = json_string_value(v);
+			json_t *owner = pid ? json_object_get(seen, pid) : NULL;
+			if (!pid || !*pid) {
+				rc = csa_error(
+				    err, CSA_ESCHEMA,
+				    "csa.json: team.members[%zu].platform_ids.%.40s must be a "
+				    "non-empty string",
+				    i, key);
+				break;
+			}
+			if (owner && (size_t)json_integer_value(owner) != i) {
+				rc = csa_error(
+				    err, CSA_ESCHEMA,
+				    "csa.json: team.members[%zu].platform_ids.%.40s: '%.80s' "
+				    "already names team.members[%lld]",
+				    i, key, pid, (long long)json_integer_value(owner));
+				break;
+			}
+			json_object_set_new(seen, pid, json_integer((json_int_t)i));
+		}
+		if (rc)
+			break;
+	}
+	json_decref(seen);
+	return rc;
+}
+
 /* An optional URL setting: null, or a string of one of 'schemes'
  * ("http://|https://"), without white space or control characters. */
 static int check_url(struct csa_config *cfg, const char *dotted, const char *schemes,
@@ -253,7 +382,7 @@ static int finish(struct csa_config *cfg, struct csa_err *err)
 		return csa_error(err, CSA_ESCHEMA,
 		                 "csa.json: sync.check_interval_seconds must be a number >= 0 "
 		                 "(0: no periodic check)");
-	if ((rc = check_channels(cfg, err)))
+	if ((rc = check_team(cfg, err)) || (rc = check_channels(cfg, err)))
 		return rc;
 	const char *phase = json_string_value(json_object_get(cfg->root, "phase"));
 	if (!phase || strlen(phase) != 7 || strncmp(phase, "PHASE_", 6) != 0 || phase[6] < '1' ||

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "flow/lifecycle.h"
 #include "store/schema.h"
 #include "store/ticket.h"
 #include "store/ws.h"
@@ -26,8 +27,11 @@ int cmd_ticket(int argc, char **argv)
 	struct csa_ticket tk = {0};
 	const struct csa_config *cfg = csa_ws_config(ws);
 	int rc = csa_json_load_arg(file, cfg->limits.max_document_bytes, &ctx, &err);
+	int64_t now = csa_now_ms();
 	if (!rc)
-		rc = csa_ticket_build(cfg, ctx, csa_now_ms(), &tk, &err);
+		rc = csa_ticket_build(cfg, ctx, now, &tk, &err);
+	if (!rc)
+		csa_lifecycle_note_new(cfg, &tk, now);
 	csa_config_unref(cfg);
 	if (!rc) {
 		struct csa_lock *lk;
@@ -59,7 +63,8 @@ static int add_one(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa
 {
 	struct add_ctx *c = vctx;
 	const char *id = NULL;
-	int rc = csa_ticket_add_message(c->cfg, tk, c->side, c->msg, csa_now_ms(), &id, err);
+	int64_t now = csa_now_ms();
+	int rc = csa_ticket_add_message(c->cfg, tk, c->side, c->msg, now, &id, err);
 	if (rc == CSA_EEXIST) {
 		/* A platform retry: already stored, nothing to write. */
 		c->duplicate = 1;
@@ -69,7 +74,11 @@ static int add_one(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa
 	if (rc)
 		return rc;
 	snprintf(c->msg_id, sizeof(c->msg_id), "%s", id);
-	*docs = c->side == CSA_SIDE_EXTERNAL ? CSA_DOC_E : CSA_DOC_I;
+	/* its sender joins the participants (I, and E for a reply) */
+	json_t *msgs = json_object_get(c->side == CSA_SIDE_EXTERNAL ? tk->e : tk->i, "messages");
+	csa_lifecycle_note_message(c->cfg, tk, c->side,
+	                           json_array_get(msgs, json_array_size(msgs) - 1), now);
+	*docs = c->side == CSA_SIDE_EXTERNAL ? CSA_DOC_E | CSA_DOC_I : CSA_DOC_I;
 	return CSA_OK;
 }
 

@@ -7,6 +7,7 @@
 #include "agents/sentiment.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "flow/lifecycle.h"
 #include "flow/pipeline.h"
 #include "search/search.h"
 #include "store/schema.h"
@@ -130,6 +131,12 @@ int csa_import_ticket(const struct csa_config *cfg, const json_t *h, size_t line
 	if (escalate) {
 		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
 		                json_object_get(csa_config_get(cfg, "escalation_paths"), path));
+	}
+	/* who worked it, its progress, knowledge and outcome, as a live one */
+	if (csa_lifecycle_imported(cfg, tk, created,
+	                           res_h >= 0 ? created + (int64_t)(res_h * 3600000) : created)) {
+		csa_ticket_release(tk);
+		return csa_error(err, CSA_ENOMEM, "line %zu: out of memory", line);
 	}
 	return CSA_OK;
 }

@@ -5,15 +5,20 @@
 #include "agents/kb.h"
 #include "agents/sentiment.h"
 #include "base/digest.h"
+#include "base/hash.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "flow/learning.h"
+#include "flow/lifecycle.h"
 #include "llm/cascade.h"
 #include "sla/sla.h"
+#include "store/blobs.h"
 #include "store/ticket.h"
 #include "store/ws.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +36,60 @@ struct csa_pipeline {
 	struct csa_flow_hooks hooks;
 	csa_run_observer observer;
 	void *observer_ctx;
+	/* the knowledge base's documents as loaded (kb_signature), checked
+	 * again at most once a second (kb_checked_ns, monotonic); kb_mu lets
+	 * one thread at a time reload */
+	pthread_mutex_t kb_mu;
+	uint64_t kb_sig;
+	_Atomic int64_t kb_checked_ns;
 };
+
+/* The names and versions of the knowledge base's documents (kb/), as one
+ * number: it changes when an article is added, replaced or removed
+ * (csa kb accept, an edit). 0 when they cannot be listed. */
+static uint64_t kb_signature(struct csa_blobs *b)
+{
+	json_t *names = NULL;
+	if (csa_blobs_list(b, "kb", &names, NULL))
+		return 0;
+	uint64_t h = CSA_FNV_SEED;
+	size_t i;
+	json_t *n;
+	json_array_foreach(names, i, n)
+	{
+		char doc[256];
+		snprintf(doc, sizeof(doc), "kb/%s", json_string_value(n));
+		uint64_t v = csa_blobs_version(b, doc);
+		h = csa_fnv1a_str(h, doc);
+		h = csa_fnv1a(h, &v, sizeof(v));
+	}
+	json_decref(names);
+	return h ? h : 1;
+}
+
+/* Take up articles accepted since the knowledge base was loaded: when its
+ * documents changed, a fresh index replaces the old one between runs
+ * (swapped under the models lock, as models are). At most once a second;
+ * a knowledge base that no longer loads leaves the old one in place. */
+static void refresh_kb(struct csa_pipeline *p)
+{
+	int64_t now = csa_mono_ns(), last = atomic_load(&p->kb_checked_ns);
+	if (now - last < 1000000000LL ||
+	    !atomic_compare_exchange_strong(&p->kb_checked_ns, &last, now))
+		return;
+	pthread_mutex_lock(&p->kb_mu);
+	uint64_t sig = kb_signature(p->ws->blobs);
+	struct csa_kb *fresh = NULL;
+	if (sig && sig != p->kb_sig && csa_kb_open(p->ws->blobs, &fresh, NULL) == CSA_OK) {
+		pthread_rwlock_wrlock(&p->models_lock);
+		struct csa_kb *old = p->env.kb;
+		p->env.kb = fresh;
+		pthread_rwlock_unlock(&p->models_lock);
+		csa_kb_free(old);
+		p->kb_sig = sig;
+	}
+	pthread_mutex_unlock(&p->kb_mu);
+}
 
 void csa_pipeline_set_observer(struct csa_pipeline *p, csa_run_observer fn, void *ctx)
 {
@@ -42,6 +100,11 @@ void csa_pipeline_set_observer(struct csa_pipeline *p, csa_run_observer fn, void
 const struct csa_agent_env *csa_pipeline_env(const struct csa_pipeline *p)
 {
 	return &p->env;
+}
+
+struct csa_ws *csa_pipeline_ws(const struct csa_pipeline *p)
+{
+	return p->ws;
 }
 
 struct csa_history *csa_pipeline_history(struct csa_pipeline *p)
@@ -61,6 +124,7 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the pipeline");
 	p->ws = ws;
 	pthread_rwlock_init(&p->models_lock, NULL);
+	pthread_mutex_init(&p->kb_mu, NULL);
 	int rc = CSA_OK;
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
 		rc = csa_dmodel_load(ws->blobs, (enum csa_dtype)t, &p->env.models[t], err);
@@ -72,6 +136,8 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	/* a new workspace's default articles (store/ws.h: CSA_WS_KB_SEED) */
 	if ((rc = csa_kb_seed(ws->blobs, ws->root, err)))
 		goto fail;
+	atomic_init(&p->kb_checked_ns, csa_mono_ns());
+	p->kb_sig = kb_signature(ws->blobs);
 	if ((rc = csa_kb_open(ws->blobs, &p->env.kb, err)))
 		goto fail;
 	if ((rc = csa_history_new(&p->history)))
@@ -126,6 +192,7 @@ void csa_pipeline_free(struct csa_pipeline *p)
 		(void)csa_history_save(p->history, p->ws, NULL);
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);
+	pthread_mutex_destroy(&p->kb_mu);
 	csa_cascade_free(p->env.cascade);
 	pthread_rwlock_destroy(&p->models_lock);
 	free(p);
@@ -373,8 +440,13 @@ static void apply(struct csa_ticket *tk, enum csa_dtype t, const json_t *decisio
 		json_t *lv = json_object_get(decision, "escalation_levels");
 		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
 		                json_is_array(lv) ? lv : json_array());
+		/* the escalation's first level resolves it, unless a team member
+		 * is assigned (flow/lifecycle.h) */
+		json_t *member = json_object_get(tk->t, "assigned_member");
 		json_object_set(json_object_get(tk->i, "participants"), "assigned_resolver",
-		                json_array_get(lv, 0) ? json_array_get(lv, 0) : json_null());
+		                json_is_string(member)  ? member
+		                : json_array_get(lv, 0) ? json_array_get(lv, 0)
+		                                        : json_null());
 	}
 }
 
@@ -466,6 +538,9 @@ static void record_agent(struct agents_run *r, int a, const char *decision_id,
                          const struct csa_agent_output *o, json_t *applied, json_t *audit)
 {
 	json_t *dec = json_deep_copy(o->decision);
+	/* what weighed most goes to T active_learning_data (flow/learning.h) */
+	json_t *patterns = json_incref(json_object_get(dec, "decision_patterns"));
+	json_object_del(dec, "decision_patterns");
 	json_object_set_new(dec, "decision_id", json_string(decision_id));
 	json_object_set_new(dec, "rationale", json_string(o->rationale));
 	json_object_set(dec, "alternatives", o->alternatives);
@@ -502,6 +577,21 @@ static void record_agent(struct agents_run *r, int a, const char *decision_id,
 	else if (a == CSA_AGENT_ESCALATION)
 		r->in.escalation = r->outs[a];
 	r->human |= o->requires_human_review;
+	for (int k = 0; k < 2; k++) {
+		enum csa_dtype t = agent_types[a][k];
+		const char *value =
+		    t == CSA_DT_COUNT ? NULL : csa_json_str(o->decision, value_key(t));
+		if (!value)
+			continue;
+		double conf = t == CSA_DT_CATEGORY
+		                  ? csa_json_num(o->decision, "category_confidence", o->confidence)
+		              : t == CSA_DT_PRIORITY
+		                  ? csa_json_num(o->decision, "priority_confidence", o->confidence)
+		                  : o->confidence;
+		csa_learning_decision(r->tk, &r->in, decision_id, t, value, conf, r->digest,
+		                      json_object_get(patterns, csa_dtype_name(t)));
+	}
+	json_decref(patterns);
 }
 
 /* Agent a's turn: 0, or -1 when it failed and the run stops there. */
@@ -625,6 +715,8 @@ static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, stru
 			break;
 	annotate_customer_message(&r);
 	csa_sla_fill(cfg, tk->e, csa_json_str(tk->t, "priority"), r.in.tier, r.now);
+	csa_lifecycle_after_run(cfg, tk, r.outs[CSA_AGENT_ESCALATION], r.outs[CSA_AGENT_UPDATES],
+	                        r.now);
 	add_analysis(&r);
 	/* the decisions' rows and review tasks are durable before the ticket
 	 * is committed, or the ticket is not committed */
@@ -714,6 +806,7 @@ static void after(struct csa_pipeline *p, const char *id, json_t *result,
 int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t **result,
                          struct csa_err *err)
 {
+	refresh_kb(p);
 	struct process_ctx c = {.p = p, .cfg = csa_ws_config(p->ws)};
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, process_fn, &c, err);
@@ -744,9 +837,9 @@ struct ingest_ctx {
 };
 
 /* The team answered the customer: the first answer sets T's
- * first_response_time (minutes since the ticket was created) once, the
- * replier joins E's cs_agents, and E's SLA state is taken again (its clock
- * counts the first reply, sla.h). */
+ * first_response_time (minutes since the ticket was created) once, and
+ * E's SLA state is taken again (its clock counts the first reply, sla.h);
+ * the replier joined E's cs_agents with every message's sender. */
 static void record_reply(const struct csa_config *cfg, struct csa_ticket *tk, const char *mid,
                          int64_t now)
 {
@@ -765,16 +858,9 @@ static void record_reply(const struct csa_config *cfg, struct csa_ticket *tk, co
 	    csa_ts_parse(csa_json_str(msg, "timestamp"), &at) == 0)
 		json_object_set_new(sla, "first_response_time",
 		                    json_real(at > created ? (double)(at - created) / 60000.0 : 0));
-	const char *who = csa_json_str(msg, "sender_id");
-	json_t *agents = json_object_get(json_object_get(tk->e, "participants"), "cs_agents");
-	int known = 0;
-	json_array_foreach(agents, i, m)
-	{
-		known |= who && json_is_string(m) && strcmp(json_string_value(m), who) == 0;
-	}
-	if (who && !known && csa_json_str(msg, "sender") &&
-	    strcmp(csa_json_str(msg, "sender"), "cs_agent") == 0)
-		json_array_append_new(agents, json_string(who));
+	/* the replier is in E's cs_agents already: csa_lifecycle_note_message
+	 * (flow/lifecycle.h) took every message's sender, as the roster names
+	 * them */
 	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
 	csa_sla_fill(cfg, tk->e, csa_json_str(tk->t, "priority"),
 	             csa_json_str(cust, "subscription_tier"), now);
@@ -784,13 +870,18 @@ static int ingest_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 {
 	struct ingest_ctx *c = vctx;
 	const char *mid = NULL;
-	int rc = csa_ticket_add_message(c->cfg, tk, c->side, c->message, csa_now_ms(), &mid, err);
+	int64_t now = csa_now_ms();
+	int rc = csa_ticket_add_message(c->cfg, tk, c->side, c->message, now, &mid, err);
 	if (rc == CSA_EEXIST) {
 		c->duplicate = 1;
 		return CSA_OK; /* nothing to write */
 	}
 	if (rc)
 		return rc;
+	json_t *side_msgs =
+	    json_object_get(c->side == CSA_SIDE_EXTERNAL ? tk->e : tk->i, "messages");
+	csa_lifecycle_note_message(c->cfg, tk, c->side,
+	                           json_array_get(side_msgs, json_array_size(side_msgs) - 1), now);
 	snprintf(c->msg_id, sizeof(c->msg_id), "%s", mid);
 	if (c->side == CSA_SIDE_INTERNAL) {
 		*docs = CSA_DOC_ALL;
@@ -816,6 +907,7 @@ static int ingest_locked(struct csa_pipeline *p, const struct csa_config *cfg, c
 int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **result,
                         struct csa_err *err)
 {
+	refresh_kb(p);
 	const struct csa_config *cfg = csa_ws_config(p->ws);
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = ingest_locked(p, cfg, doc, result, err);
@@ -833,9 +925,12 @@ static int ingest_locked(struct csa_pipeline *p, const struct csa_config *cfg, c
 	if (!message) {
 		/* a new ticket */
 		struct csa_ticket tk;
-		int rc = csa_ticket_build(cfg, doc, csa_now_ms(), &tk, err);
+		int64_t now = csa_now_ms();
+		int rc = csa_ticket_build(cfg, doc, now, &tk, err);
 		if (rc)
 			return rc;
+		/* the people who wrote in the first messages are participants */
+		csa_lifecycle_note_new(cfg, &tk, now);
 		struct csa_lock *lk;
 		if ((rc = csa_store_lock(p->ws->store, tk.id, &lk, err))) {
 			csa_ticket_release(&tk);
@@ -960,6 +1055,7 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	                    json_pack("{s:b, s:s?, s:o}", "correct", c->correct,
 	                              "improvement_notes", c->notes, "pattern_updates", pu));
 	json_object_set_new(found, "human_confirmed", json_true());
+	csa_learning_review(tk, c->decision_id, c->type, proposed, c->value, c->who, csa_now_ms());
 	/* the human's value is the ticket's value */
 	if (c->type == CSA_DT_PRIORITY)
 		json_object_set_new(tk->t, "priority", json_string(c->value));

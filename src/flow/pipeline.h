@@ -100,6 +100,8 @@ void csa_pipeline_set_hooks(struct csa_pipeline *p, const struct csa_flow_hooks 
 typedef void (*csa_run_observer)(void *ctx, const char *ticket_id, const json_t *result);
 void csa_pipeline_set_observer(struct csa_pipeline *p, csa_run_observer fn, void *ctx);
 const struct csa_agent_env *csa_pipeline_env(const struct csa_pipeline *p);
+/* The workspace the pipeline was opened over (borrowed). */
+struct csa_ws *csa_pipeline_ws(const struct csa_pipeline *p);
 struct csa_history *csa_pipeline_history(struct csa_pipeline *p);
 
 /* Run the pipeline on a ticket. *result (new reference, may be NULL) is

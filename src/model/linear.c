@@ -704,6 +704,184 @@ int csa_linear_predict(const struct csa_linear *m, const char *text, size_t len,
 	return rc;
 }
 
+/* ---- explanations ------------------------------------------------------ */
+
+#define EXPLAIN_WORDS    256 /* distinct words looked at */
+#define EXPLAIN_WORD_MAX 48
+
+struct pos {
+	uint32_t idx;
+	float val;
+};
+
+static int pos_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct pos *)a)->idx, y = ((const struct pos *)b)->idx;
+	return x < y ? -1 : x > y;
+}
+
+static int term_cmp(const void *a, const void *b)
+{
+	double x = ((const struct csa_term *)a)->weight, y = ((const struct csa_term *)b)->weight;
+	return x > y ? -1 : x < y;
+}
+
+/* The label's margin: its logit over the mean of all. */
+static double margin(const float *s, size_t k, int label)
+{
+	double mean = 0;
+	for (size_t c = 0; c < k; c++)
+		mean += s[c];
+	return s[label] - mean / (double)k;
+}
+
+/* How much the label's margin falls without the features of 't' (their
+ * values as in the whole input, found in the sorted 'xs'). 'h' is the
+ * input's hidden pre-activation (hidden models), 'scratch' room for
+ * hidden + k floats. */
+static double term_weight(const struct csa_linear *m, const struct pos *xs, size_t nx,
+                          const struct csa_fvec *t, int label, double base, const float *h,
+                          float *scratch)
+{
+	size_t k = m->k;
+	if (!m->hidden) {
+		double mean_drop = 0, drop = 0;
+		for (size_t j = 0; j < t->n; j++) {
+			struct pos key = {t->idx[j], 0};
+			const struct pos *p = bsearch(&key, xs, nx, sizeof(*xs), pos_cmp);
+			if (!p)
+				continue;
+			const float *row = m->w + (size_t)p->idx * k;
+			double sum = 0;
+			for (size_t c = 0; c < k; c++)
+				sum += row[c];
+			drop += p->val * row[label];
+			mean_drop += p->val * sum / (double)k;
+		}
+		return drop - mean_drop;
+	}
+	float *hu = scratch, *s = scratch + m->hidden;
+	memcpy(hu, h, m->hidden * sizeof(float));
+	for (size_t j = 0; j < t->n; j++) {
+		struct pos key = {t->idx[j], 0};
+		const struct pos *p = bsearch(&key, xs, nx, sizeof(*xs), pos_cmp);
+		if (p)
+			axpy(hu, m->w + (size_t)p->idx * m->hidden, -p->val, m->hidden);
+	}
+	for (size_t u = 0; u < m->hidden; u++)
+		hu[u] = hu[u] > 0 ? hu[u] : 0;
+	output_layer(m, hu, s);
+	return base - margin(s, k, label);
+}
+
+/* Keep term 'name' of weight w if it belongs among the best 'max'. */
+static void offer(struct csa_term *out, size_t max, size_t *n, const char *name, double w)
+{
+	if (!(w > 0) || !max)
+		return;
+	size_t at = *n;
+	if (*n == max) {
+		if (w <= out[max - 1].weight)
+			return;
+		at = max - 1;
+	} else {
+		(*n)++;
+	}
+	snprintf(out[at].name, sizeof(out[at].name), "%s", name);
+	out[at].weight = w;
+	qsort(out, *n, sizeof(*out), term_cmp);
+}
+
+int csa_linear_explain(const struct csa_linear *m, const char *text, size_t len,
+                       const char *const *extra, size_t n_extra, int label, struct csa_term *out,
+                       size_t max, size_t *n_out)
+{
+	*n_out = 0;
+	if (label < 0 || (size_t)label >= m->k)
+		return CSA_OK;
+	if (len > CSA_TEXT_MAX_BYTES)
+		len = CSA_TEXT_MAX_BYTES;
+	struct csa_fvec x, t;
+	csa_fvec_init(&x);
+	csa_fvec_init(&t);
+	char *norm = malloc(len + 1);
+	struct pos *xs = NULL;
+	float *buf = NULL;
+	int rc =
+	    norm ? csa_text_features(&m->feat, text ? text : "", text ? len : 0, extra, n_extra, &x)
+	         : CSA_ENOMEM;
+	if (rc == CSA_OK && !(xs = malloc((x.n ? x.n : 1) * sizeof(*xs))))
+		rc = CSA_ENOMEM;
+	/* scores, hidden pre-activations and scratch for one term */
+	size_t nh = m->hidden;
+	if (rc == CSA_OK && !(buf = malloc((m->k + 2 * nh + m->k + 1) * sizeof(float))))
+		rc = CSA_ENOMEM;
+	if (rc) {
+		free(norm);
+		free(xs);
+		free(buf);
+		csa_fvec_release(&x);
+		return CSA_ENOMEM;
+	}
+	for (size_t j = 0; j < x.n; j++)
+		xs[j] = (struct pos){x.idx[j], x.val[j]};
+	qsort(xs, x.n, sizeof(*xs), pos_cmp);
+	float *s = buf, *h = buf + m->k, *scratch = buf + m->k + nh;
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&m->lock);
+	if (nh) {
+		sparse_layer(m->w, m->hb, nh, &x, h);
+		float relu[MAX_HIDDEN];
+		for (size_t u = 0; u < nh; u++)
+			relu[u] = h[u] > 0 ? h[u] : 0;
+		output_layer(m, relu, s);
+	} else {
+		sparse_layer(m->w, m->b, m->k, &x, s);
+	}
+	double base = margin(s, m->k, label);
+	for (size_t e = 0; e < n_extra && rc == CSA_OK; e++) {
+		if (!(rc = csa_text_features(&m->feat, "", 0, &extra[e], 1, &t)))
+			offer(out, max, n_out, extra[e],
+			      term_weight(m, xs, x.n, &t, label, base, h, scratch));
+	}
+	/* each distinct word once */
+	size_t nl = text ? csa_text_normalize(text, len, norm) : 0, seen = 0;
+	norm[nl] = '\0';
+	const char *words[EXPLAIN_WORDS];
+	for (char *p = norm; *p && rc == CSA_OK && seen < EXPLAIN_WORDS;) {
+		while (*p == ' ')
+			p++;
+		char *end = p;
+		int digit = 0;
+		while (*end && *end != ' ')
+			digit |= *end >= '0' && *end <= '9', end++;
+		size_t wl = (size_t)(end - p);
+		char saved = *end;
+		*end = '\0';
+		int dup = 0;
+		for (size_t k = 0; k < seen && !dup; k++)
+			dup = strcmp(words[k], p) == 0;
+		if (wl >= 3 && wl <= EXPLAIN_WORD_MAX && !digit && !dup) {
+			words[seen++] = p;
+			if (!(rc = csa_text_features(&m->feat, p, wl, NULL, 0, &t))) {
+				char name[CSA_TERM_NAME];
+				snprintf(name, sizeof(name), "word=%s", p);
+				offer(out, max, n_out, name,
+				      term_weight(m, xs, x.n, &t, label, base, h, scratch));
+			}
+		}
+		if (saved)
+			end++;
+		p = end;
+	}
+	pthread_rwlock_unlock((pthread_rwlock_t *)&m->lock);
+	csa_fvec_release(&t);
+	csa_fvec_release(&x);
+	free(norm);
+	free(xs);
+	free(buf);
+	return rc;
+}
+
 /* Weights within +-MAX_WEIGHT, as csa_linear_load wants them. */
 static void clamp_weights(float *w, size_t n)
 {

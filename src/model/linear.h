@@ -96,6 +96,29 @@ int csa_linear_predict(const struct csa_linear *m, const char *text, size_t len,
 int csa_linear_scores(const struct csa_linear *m, const char *text, size_t len,
                       const char *const *extra, size_t n_extra, double *scores);
 
+/* One readable term of an input and how much it weighs for a label. */
+#define CSA_TERM_NAME 64
+struct csa_term {
+	char name[CSA_TERM_NAME]; /* "word=refund" or a structured feature ("tier=PREMIUM") */
+	double weight;            /* how much its removal lowers the label's margin */
+};
+
+/*
+ * Why the model leans to 'label' for this input: the terms whose removal
+ * lowers the label's margin (its logit over the mean logit) the most,
+ * largest first, at most 'max' with a positive weight, into out; *n_out
+ * receives how many. Terms are the structured features and the words of
+ * the normalised text of 3 to 48 bytes without digits (so numbers such
+ * as phones or card numbers are never named), a word standing for its
+ * unigram and character n-grams (bigrams and pairs, shared by two words,
+ * are left out). Exact for a linear model; for a hidden layer the hidden
+ * units are recomputed without the term. Thread-safe. Returns 0 or
+ * CSA_ENOMEM.
+ */
+int csa_linear_explain(const struct csa_linear *m, const char *text, size_t len,
+                       const char *const *extra, size_t n_extra, int label, struct csa_term *out,
+                       size_t max, size_t *n_out);
+
 /* Online update towards 'label' from one example (a few SGD steps until
  * the label leads or the step budget is spent). */
 int csa_linear_learn(struct csa_linear *m, const char *text, size_t len, const char *const *extra,

@@ -8,6 +8,7 @@
  *   routes.c      the one route table and path matching
  *   auth.c        bearer tokens and per-token rate limits
  *   api_tickets.c tickets, messages, deliveries, health
+ *   api_lifecycle.c resolving and assigning a ticket
  *   api_auto.c    reviews, phases, metrics, alerts, audit, file monitor
  *   hooks.c       platform hooks (/hooks/...) and their signatures
  *   events.c      server-sent events (/api/events)
@@ -216,6 +217,10 @@ json_t *csa_h_ticket_list(struct call *c);
 json_t *csa_h_ticket_get(struct call *c);
 json_t *csa_h_message_add(struct call *c);
 json_t *csa_h_deliveries(struct call *c);
+/* api_lifecycle.c */
+json_t *csa_h_ticket_resolve(struct call *c);
+json_t *csa_h_ticket_assign(struct call *c);
+json_t *csa_h_ticket_progress(struct call *c);
 void csa_rcache_release(struct csa_server *s);
 
 json_t *csa_h_reviews(struct call *c);

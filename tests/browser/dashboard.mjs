@@ -40,6 +40,9 @@ try {
   assert.equal(await page.evaluate(() => window.__xss), undefined, 'no injected code ran');
   assert.equal(await page.locator('#ticket-view img').count(), 0);
   assert.ok((await page.textContent('#ticket-view')).includes('<b>Mallory</b>'));
+  // why: the decisions' heaviest terms, words of the hostile text as text
+  const cat = await page.textContent('#ticket-decisions section.decision[data-type="category"]');
+  assert.ok(/why[^–]/.test(cat), 'the category decision says why: ' + cat);
 
   // metrics before
   const before = (await api('GET', '/api/metrics')).json.overall.reviewed;
