@@ -7,7 +7,10 @@
  * every other thread that needs the connection waits behind it. Here the
  * writer's connection only notes how big the log is; a thread with its own
  * connection runs PASSIVE checkpoints (they never block readers or the
- * writer) once the log passes 'pages'.
+ * writer) once the log passes 'pages'. When commits keep outrunning them
+ * and the log passes ten times 'pages', one RESTART checkpoint makes the
+ * writer wait the while it takes: the writer's connection needs a busy
+ * timeout, as every connection of csa's has.
  */
 #ifndef CSA_BASE_WALCKPT_H
 #define CSA_BASE_WALCKPT_H
