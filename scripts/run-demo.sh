@@ -51,8 +51,11 @@ trap 'kill $SERVER $STREAM $TEAM 2>/dev/null; wait $SERVER 2>/dev/null' INT TERM
 	done <"$WS/stream.jsonl"
 ) &
 STREAM=$!
-CSA_TOKEN=$AGENT "$CSA" demo-team --url "http://127.0.0.1:$PORT" \
-	--answers "$WS/answers.jsonl" --accuracy "$TEAM_ACCURACY" --pace 0.4 >/dev/null &
+(
+	sleep 2 # the server listening
+	CSA_TOKEN=$AGENT exec "$CSA" demo-team --url "http://127.0.0.1:$PORT" \
+		--answers "$WS/answers.jsonl" --accuracy "$TEAM_ACCURACY" --pace 0.4 >/dev/null
+) &
 TEAM=$!
 
 sleep 1
