@@ -624,7 +624,7 @@ static void pages_health_metrics(void **state)
 	assert_non_null(strstr(r.body, "<title>csa"));
 	free(r.body);
 	/* the dashboard's scripts, one per page, each a route of its own */
-	for (const char *const *js = (const char *const[]){"/app.js", "/inbox.js", "/ticket.js", NULL};
+	for (const char *const *js = (const char *const[]){"/app.js", "/inbox.js", "/ticket.js", "/phase.js", NULL};
 	     *js; js++) {
 		json_decref(call("GET", *js, NULL, NULL, &r));
 		assert_int_equal(r.status, 200);

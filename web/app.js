@@ -276,10 +276,6 @@ async function loadPhase() {
   $('phase-badge').textContent = s.phase;
 }
 
-async function phaseAction(path, body) {
-  try { $('phase-out').textContent = JSON.stringify(await api('POST', path, body), null, 2); await loadPhase(); }
-  catch (e) { $('phase-out').textContent = 'Error: ' + e.message; }
-}
 
 // Live updates: server-sent events read with fetch (the token stays in a
 // header, never in a URL). Each event goes to the page on screen; the
@@ -335,9 +331,6 @@ pages.metrics = {
   show: () => loadMetrics().catch((e) => { $('kpis').replaceChildren(el('p', 'Error: ' + e.message, 'error')); }),
   event: () => loadMetrics().catch(() => {}),
 };
-pages.phase = {
-  show: () => loadPhase().catch((e) => { $('phase-out').textContent = 'Error: ' + e.message; }),
-};
 
 document.addEventListener('keydown', (e) => {
   if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -353,9 +346,6 @@ window.addEventListener('DOMContentLoaded', () => {
     show();
     listen();
   };
-  $('btn-evaluate').onclick = () => phaseAction('/api/phase/evaluate', {});
-  $('btn-advance').onclick = () => phaseAction('/api/phase/advance', {});
-  $('btn-rollback').onclick = () => phaseAction('/api/phase/rollback', {});
   window.addEventListener('hashchange', show);
   show();
   if (token) listen();

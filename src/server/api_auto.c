@@ -157,6 +157,15 @@ json_t *csa_h_phase_cap(struct call *c)
 	return out;
 }
 
+json_t *csa_h_phase_points(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_rollback_points(c->s->autom, &out, &err))
+		return csa_fail_err(c, &err);
+	return json_pack("{s:o}", "points", out);
+}
+
 json_t *csa_h_metrics_json(struct call *c)
 {
 	json_t *out = NULL;

@@ -32,6 +32,7 @@ const struct route csa_routes[] = {
     PUBLIC("GET", "/app.js", csa_h_static, "dashboard_js"),
     PUBLIC("GET", "/inbox.js", csa_h_static, "dashboard_inbox_js"),
     PUBLIC("GET", "/ticket.js", csa_h_static, "dashboard_ticket_js"),
+    PUBLIC("GET", "/phase.js", csa_h_static, "dashboard_phase_js"),
     PUBLIC("GET", "/style.css", csa_h_static, "dashboard_css"),
 
     BEARER("POST", "/api/tickets", CSA_ROLE_AGENT, csa_h_ticket_create, "tickets_create"),
@@ -52,6 +53,7 @@ const struct route csa_routes[] = {
     BEARER("POST", "/api/phase/advance", CSA_ROLE_ADMIN, csa_h_phase_advance, "phase_advance"),
     BEARER("POST", "/api/phase/rollback", CSA_ROLE_ADMIN, csa_h_phase_rollback, "phase_rollback"),
     BEARER("POST", "/api/phase/cap", CSA_ROLE_ADMIN, csa_h_phase_cap, "phase_cap"),
+    BEARER("GET", "/api/phase/points", CSA_ROLE_VIEWER, csa_h_phase_points, "phase_points"),
     BEARER("GET", "/api/metrics", CSA_ROLE_VIEWER, csa_h_metrics_json, "metrics"),
     BEARER("GET", "/api/alerts", CSA_ROLE_VIEWER, csa_h_alerts, "alerts"),
     BEARER("GET", "/api/mesh", CSA_ROLE_VIEWER, csa_h_mesh, "mesh_status"),
