@@ -1039,6 +1039,62 @@ static void demo_team_works_the_queue(void **state)
 	free(r.body);
 }
 
+/* GET /api/metrics/trend: the decision log by hour (or day), each bucket
+ * with its counts and accuracy; a bucket or span outside the set is 400. */
+static void metrics_trend_over_http(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("POST", "/api/tickets", agent,
+	                 "{\"ticket_id\": \"TR-1\", \"messages\": [{\"content\": \"cannot log in\"}]}",
+	                 &r);
+	json_decref(j);
+	free(r.body);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/automation.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	long long now = (long long)csa_now_ms();
+	for (int i = 0; i < 10; i++) {
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
+		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms)"
+		    " VALUES('TR-%d#priority', 'TR-%d', 'priority', 'Q', 3, 'A', 0.9, 0.9, %d, 0,"
+		    " %lld, 'A', %d, %lld)",
+		    i, i, i < 5, now - 3600000LL * (i % 2), i < 8, now);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_close(db);
+	j = call("GET", "/api/metrics/trend?bucket=hour", viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *series = json_object_get(j, "series");
+	assert_true(json_array_size(series) >= 2); /* this hour and the last */
+	long long n = 0, rev = 0;
+	size_t i;
+	json_t *b;
+	json_array_foreach(series, i, b)
+	{
+		n += csa_json_int(b, "decisions", 0);
+		rev += csa_json_int(b, "reviewed", 0);
+		assert_non_null(csa_json_str(b, "start"));
+	}
+	assert_true(n >= 10 && rev >= 10);
+	json_decref(j);
+	free(r.body);
+	static const char *const bad[] = {"/api/metrics/trend?bucket=week",
+	                                  "/api/metrics/trend?days=0",
+	                                  "/api/metrics/trend?days=x"};
+	for (size_t k = 0; k < 3; k++) {
+		j = call("GET", bad[k], viewer, NULL, &r);
+		if (r.status != 400)
+			fail_msg("%s: %d, not 400", bad[k], r.status);
+		json_decref(j);
+		free(r.body);
+	}
+}
+
 /* Make a ticket's files look a minute old, so the server may cache it. */
 static void age_ticket(const char *id)
 {
@@ -1342,6 +1398,7 @@ int main(int argc, char **argv)
 	    T(phase_caps_over_http),
 	    T(the_tick_advances_the_workspace_when_told),
 	    T(demo_team_works_the_queue),
+	    T(metrics_trend_over_http),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

@@ -55,6 +55,7 @@ const struct route csa_routes[] = {
     BEARER("POST", "/api/phase/cap", CSA_ROLE_ADMIN, csa_h_phase_cap, "phase_cap"),
     BEARER("GET", "/api/phase/points", CSA_ROLE_VIEWER, csa_h_phase_points, "phase_points"),
     BEARER("GET", "/api/metrics", CSA_ROLE_VIEWER, csa_h_metrics_json, "metrics"),
+    BEARER("GET", "/api/metrics/trend", CSA_ROLE_VIEWER, csa_h_metrics_trend, "metrics_trend"),
     BEARER("GET", "/api/alerts", CSA_ROLE_VIEWER, csa_h_alerts, "alerts"),
     BEARER("GET", "/api/mesh", CSA_ROLE_VIEWER, csa_h_mesh, "mesh_status"),
     BEARER("POST", "/api/mesh/check", CSA_ROLE_ADMIN, csa_h_mesh_check, "mesh_check"),

@@ -232,6 +232,7 @@ json_t *csa_h_phase_advance(struct call *c);
 json_t *csa_h_phase_rollback(struct call *c);
 json_t *csa_h_phase_cap(struct call *c);
 json_t *csa_h_phase_points(struct call *c);
+json_t *csa_h_metrics_trend(struct call *c);
 json_t *csa_h_metrics_json(struct call *c);
 json_t *csa_h_alerts(struct call *c);
 json_t *csa_h_mesh(struct call *c);
