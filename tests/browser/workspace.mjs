@@ -181,6 +181,18 @@ try {
   assert.equal(await page.inputValue('#compose-text'), '', 'another ticket starts with an empty reply');
   assert.ok(await page.isChecked('#compose input[value="internal"]'), 'and with an internal note');
   step(`suggestions: article, similar case ${similar}, a reply started from the ${draft.source} draft`);
+  // the customer's other tickets, as the API finds them by address
+  const simId = decodeURIComponent(similar.slice('#ticket/'.length));
+  const email = (await api('GET', '/api/tickets/' + encodeURIComponent(simId))).json.external_conversation.participants.customer.contact_info.email;
+  const same = (await api('GET', '/api/tickets?limit=50&customer=' + encodeURIComponent(email))).json.tickets.filter((x) => x.ticket_id !== simId);
+  await page.waitForSelector('#ticket-earlier li');
+  if (same.length) {
+    await page.waitForSelector('#ticket-earlier li a');
+    assert.equal(await page.locator('#ticket-earlier li a').count(), Math.min(10, same.length));
+  } else {
+    assert.match(await page.textContent('#ticket-earlier'), /No other ticket from/);
+  }
+  step(`the customer's other tickets: ${same.length} by ${email}`);
 
   // the ticket page: both sides, the decisions
   await page.goto(base + '/#ticket/WEB-QUOKKA');
