@@ -33,6 +33,7 @@ const struct route csa_routes[] = {
     PUBLIC("GET", "/inbox.js", csa_h_static, "dashboard_inbox_js"),
     PUBLIC("GET", "/ticket.js", csa_h_static, "dashboard_ticket_js"),
     PUBLIC("GET", "/phase.js", csa_h_static, "dashboard_phase_js"),
+    PUBLIC("GET", "/knowledge.js", csa_h_static, "dashboard_knowledge_js"),
     PUBLIC("GET", "/style.css", csa_h_static, "dashboard_css"),
 
     BEARER("POST", "/api/tickets", CSA_ROLE_AGENT, csa_h_ticket_create, "tickets_create"),
@@ -55,6 +56,8 @@ const struct route csa_routes[] = {
     BEARER("POST", "/api/phase/cap", CSA_ROLE_ADMIN, csa_h_phase_cap, "phase_cap"),
     BEARER("GET", "/api/phase/points", CSA_ROLE_VIEWER, csa_h_phase_points, "phase_points"),
     BEARER("GET", "/api/metrics", CSA_ROLE_VIEWER, csa_h_metrics_json, "metrics"),
+    BEARER("GET", "/api/kb/gaps", CSA_ROLE_VIEWER, csa_h_kb_gaps, "kb_gaps"),
+    BEARER("POST", "/api/kb/articles", CSA_ROLE_ADMIN, csa_h_kb_accept, "kb_accept"),
     BEARER("GET", "/api/metrics/trend", CSA_ROLE_VIEWER, csa_h_metrics_trend, "metrics_trend"),
     BEARER("GET", "/api/alerts", CSA_ROLE_VIEWER, csa_h_alerts, "alerts"),
     BEARER("GET", "/api/mesh", CSA_ROLE_VIEWER, csa_h_mesh, "mesh_status"),

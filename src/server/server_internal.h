@@ -233,6 +233,8 @@ json_t *csa_h_phase_rollback(struct call *c);
 json_t *csa_h_phase_cap(struct call *c);
 json_t *csa_h_phase_points(struct call *c);
 json_t *csa_h_metrics_trend(struct call *c);
+json_t *csa_h_kb_gaps(struct call *c);
+json_t *csa_h_kb_accept(struct call *c);
 json_t *csa_h_metrics_json(struct call *c);
 json_t *csa_h_alerts(struct call *c);
 json_t *csa_h_mesh(struct call *c);

@@ -313,6 +313,22 @@ try {
   assert.equal((await api('GET', '/api/phase')).json.phase, 'PHASE_1', 'the point before the advance');
   step('a rollback point is restored from the page after a confirmation');
 
+  // knowledge gaps: the groups the API reports, a draft accepted from the page
+  const gaps = (await api('GET', '/api/kb/gaps')).json;
+  await page.goto(base + '/#knowledge');
+  await page.waitForFunction(() => document.querySelector('#gaps-summary').textContent.length > 0);
+  assert.match(await page.textContent('#gaps-summary'), new RegExp(`^${gaps.weak} of ${gaps.tickets} tickets`));
+  assert.equal(await page.locator('#gaps section.gap').count(), gaps.groups.length);
+  await accessible(page, 'knowledge page');
+  if (gaps.groups.length) {
+    await page.locator('#gaps section.gap button').first().click();
+    await page.waitForFunction(() => /Accepted as kb\//.test(document.querySelector('#gaps section.gap p[role=status]').textContent));
+    step(`knowledge gaps: ${gaps.groups.length} groups, the first draft accepted into kb/`);
+  } else {
+    step('knowledge gaps: none in this history');
+  }
+  await page.screenshot({ path: join(artifacts, 'workspace-knowledge.png'), fullPage: true });
+
   // a failing call says so on the page
   expectErrors = true;
   await page.goto(base + '/#inbox');
@@ -333,7 +349,7 @@ try {
   step('an unknown ticket is named in an error message');
 
   assert.deepEqual(errors, [], 'no console errors');
-  console.log('workspace browser test passed; screenshots workspace-inbox.png, workspace-inbox-active.png, workspace-ticket.png, workspace-phase.png in ' + artifacts);
+  console.log('workspace browser test passed; screenshots workspace-inbox.png, workspace-inbox-active.png, workspace-ticket.png, workspace-phase.png, workspace-knowledge.png in ' + artifacts);
 } finally {
   if (browser) await browser.close();
   const code = await stop();
