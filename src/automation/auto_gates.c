@@ -166,151 +166,208 @@ static double model_accuracy_lb(struct csa_auto *a, const char *type,
 	return lb;
 }
 
+static const char *const phase_names[] = {"",        "PHASE_1", "PHASE_2",
+                                          "PHASE_3", "PHASE_4", "PHASE_5"};
+
+/* One gate's evaluation on its way through the steps below. */
+struct gate {
+	struct csa_auto *a;
+	const char *type, *segment; /* the scope (NULL: all) */
+	int phase;
+	const struct csa_auto_settings *set;
+	const struct csa_gate_settings *gs;
+	struct scope_metrics m; /* the scope's window in 'phase' */
+	int unread;             /* the store could not answer */
+	json_t *crit;           /* the criteria so far */
+	char fix[200];
+};
+
+/* Enough decisions in the phase: a segment needs fewer than the
+ * workspace or a type to move. */
+static void decisions_criterion(struct gate *g)
+{
+	double min_n = g->segment ? g->set->segment_min_decisions : g->gs->min_decisions;
+	if (g->phase >= 5 || min_n <= 0)
+		return;
+	snprintf(g->fix, sizeof(g->fix), "need %.0f more decisions in %s", min_n - (double)g->m.n,
+	         phase_names[g->phase]);
+	criterion(g->crit, "decisions", (double)g->m.n, ">=", min_n, (double)g->m.n >= min_n,
+	          g->fix);
+	estimate(g->crit, days_for(min_n - (double)g->m.n, per_day(g->m.n - 1, &g->m)));
+}
+
+/* An accuracy bound from 'c' right of 'n' that would rise at the pace of
+ * 'reviews_seen' reviews in the window, if the accuracy seen holds. */
+static void estimate_bound(struct gate *g, double c, double n, double need, int64_t reviews_seen)
+{
+	double more = reviews_to_bound(c, n, need, g->set->z);
+	estimate(g->crit, more < 0 ? -1 : days_for(more, per_day(reviews_seen, &g->m)));
+}
+
+/* PHASE_1 -> 2: every human decision captured, the model accurate. */
+static void phase1_criteria(struct gate *g)
+{
+	const struct scope_metrics *m = &g->m;
+	double cap = m->human ? (double)m->human_reviewed / (double)m->human : 0;
+	if (m->human == 0)
+		snprintf(g->fix, sizeof(g->fix),
+		         "no decision decided by a person yet: work the review queue");
+	else
+		snprintf(g->fix, sizeof(g->fix),
+		         "%lld decisions have waited over %.0f minutes for a person: work the "
+		         "review queue",
+		         (long long)(m->human - m->human_reviewed), g->set->capture_grace_minutes);
+	criterion(g->crit, "human_decisions_captured", cap, ">=", g->gs->capture_rate,
+	          m->human && cap >= g->gs->capture_rate, g->fix);
+	double need = g->gs->accuracy;
+	size_t seen_c = (size_t)m->correct, seen_n = (size_t)m->reviewed;
+	double lb = csa_wilson_lower(seen_c, seen_n, g->set->z);
+	if (g->segment)
+		snprintf(g->fix, sizeof(g->fix),
+		         "accuracy lower bound %.3f from %lld reviewed decisions of this "
+		         "segment: review more of them, or a better model",
+		         lb, (long long)m->reviewed);
+	else
+		lb = model_accuracy_lb(g->a, g->type, m, g->set, g->fix, sizeof(g->fix), &seen_c,
+		                       &seen_n);
+	criterion(g->crit, "heldout_accuracy_lower_bound", lb, ">=", need, lb >= need, g->fix);
+	estimate_bound(g, (double)seen_c, (double)seen_n, need, m->reviewed);
+}
+
+/* PHASE_2 -> 3: people agree with the suggestions, decide faster with
+ * them, and the suggestions are accurate. */
+static void phase2_criteria(struct gate *g)
+{
+	const struct scope_metrics *m = &g->m;
+	double agree = m->reviewed ? (double)m->correct / (double)m->reviewed : 0;
+	snprintf(g->fix, sizeof(g->fix),
+	         "agreement %.3f: correct the AI in the review queue, it learns from "
+	         "disagreements",
+	         agree);
+	criterion(g->crit, "agreement", agree, ">", g->gs->agreement, agree > g->gs->agreement,
+	          g->fix);
+	double ratio = m->mean_decision_ms > 0 ? m->mean_decision_ms / baseline_ms(g->a) : 1;
+	snprintf(g->fix, sizeof(g->fix),
+	         "decisions take %.0f%% of the PHASE_1 time; the suggestion must save 20%%",
+	         100 * ratio);
+	criterion(g->crit, "decision_time_ratio", ratio, "<=", g->gs->decision_time_ratio,
+	          m->mean_decision_ms > 0 && ratio <= g->gs->decision_time_ratio, g->fix);
+	double lb = csa_wilson_lower((size_t)m->correct, (size_t)m->reviewed, g->set->z);
+	snprintf(g->fix, sizeof(g->fix),
+	         "accuracy lower bound %.3f: more reviewed decisions or a better model", lb);
+	criterion(g->crit, "accuracy_lower_bound", lb, ">=", g->gs->accuracy, lb >= g->gs->accuracy,
+	          g->fix);
+	estimate_bound(g, (double)m->correct, (double)m->reviewed, g->gs->accuracy, m->reviewed);
+}
+
+/* PHASE_3 and up: enough decided autonomously, and accurately so, by the
+ * reviews of a sample. */
+static void autonomy_criteria(struct gate *g)
+{
+	const struct scope_metrics *m = &g->m;
+	double rate = m->n ? (double)m->autonomous / (double)m->n : 0;
+	snprintf(g->fix, sizeof(g->fix),
+	         "%.0f%% autonomous: thresholds fall as reviewed evidence grows; review "
+	         "more decisions",
+	         100 * rate);
+	criterion(g->crit, "autonomous_rate", rate, ">=", g->gs->autonomous_rate,
+	          rate >= g->gs->autonomous_rate, g->fix);
+	double need = g->gs->autonomous_accuracy;
+	double alb = csa_wilson_lower((size_t)m->auto_correct, (size_t)m->auto_reviewed, g->set->z);
+	snprintf(g->fix, sizeof(g->fix),
+	         "autonomous accuracy lower bound %.3f from %lld reviews: review more "
+	         "autonomous decisions",
+	         alb, (long long)m->auto_reviewed);
+	criterion(g->crit, "autonomous_accuracy_lower_bound", alb, ">=", need, alb >= need, g->fix);
+	estimate_bound(g, (double)m->auto_correct, (double)m->auto_reviewed, need,
+	               m->auto_reviewed);
+	double min_rev = g->gs->min_reviewed;
+	if (min_rev > 0) {
+		snprintf(g->fix, sizeof(g->fix), "need %.0f more reviewed autonomous decisions",
+		         min_rev - (double)m->auto_reviewed);
+		criterion(g->crit, "reviewed_autonomous", (double)m->auto_reviewed, ">=", min_rev,
+		          (double)m->auto_reviewed >= min_rev, g->fix);
+		estimate(g->crit,
+		         days_for(min_rev - (double)m->auto_reviewed, per_day(m->auto_reviewed, m)));
+	}
+}
+
+/* PHASE_3 -> 4: people's time halved, no critical error. */
+static void phase3_criteria(struct gate *g)
+{
+	const struct scope_metrics *m = &g->m;
+	double base = baseline_ms(g->a);
+	double ratio = (m->n ? m->total_decision_ms / (double)m->n : base) / base;
+	snprintf(g->fix, sizeof(g->fix), "human time per decision is %.0f%% of PHASE_1",
+	         100 * ratio);
+	criterion(g->crit, "intervention_time_ratio", ratio, "<=", g->gs->intervention_time_ratio,
+	          ratio <= g->gs->intervention_time_ratio, g->fix);
+	snprintf(g->fix, sizeof(g->fix),
+	         "%lld critical errors: investigate them, they block this gate",
+	         (long long)m->critical_errors);
+	criterion(g->crit, "critical_errors", (double)m->critical_errors, "<=",
+	          g->gs->critical_errors, (double)m->critical_errors <= g->gs->critical_errors,
+	          g->fix);
+}
+
+/* PHASE_4 -> 5: no open critical alert; anomaly detection runs. */
+static void phase4_criteria(struct gate *g)
+{
+	int64_t open = g->a->ops->open_alerts(g->a->store, "CRITICAL");
+	g->unread |= open < 0;
+	snprintf(g->fix, sizeof(g->fix), "%lld open critical alerts: resolve them first",
+	         (long long)open);
+	criterion(g->crit, "open_critical_alerts", (double)open, "<=", 0, open == 0, g->fix);
+	criterion(g->crit, "anomaly_detection_running", 1, "==", 1, 1, NULL);
+}
+
+/* The gate as JSON: it passes when every criterion does (never from
+ * PHASE_5), with what blocks it and when it would pass. */
+static json_t *gate_json(struct gate *g)
+{
+	if (g->unread) { /* a gate never passes on what it could not read */
+		snprintf(g->fix, sizeof(g->fix), "'%s' could not be read: %s", g->a->db_path,
+		         g->a->ops->errmsg(g->a->store));
+		criterion(g->crit, "automation_db_readable", 0, "==", 1, 0, g->fix);
+	}
+	int pass = g->phase < 5;
+	json_t *blocking = json_array(), *c;
+	size_t i;
+	json_array_foreach(g->crit, i, c)
+	{
+		int ok = json_is_true(json_object_get(c, "pass"));
+		pass &= ok;
+		if (!ok)
+			json_array_append(blocking, json_object_get(c, "fix"));
+	}
+	json_t *when = timeline(g->crit, &g->m);
+	return json_pack("{s:s, s:s?, s:b, s:o, s:o, s:o}", "from", phase_names[g->phase], "to",
+	                 g->phase < 5 ? phase_names[g->phase + 1] : NULL, "pass", pass,
+	                 "criteria", g->crit, "blocking", blocking, "estimated_timeline", when);
+}
+
 /* Gate from 'phase' to phase + 1 for a scope (type/segment NULL: all). */
 json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *segment, int phase)
 {
-	static const char *const names[] = {"",        "PHASE_1", "PHASE_2",
-	                                    "PHASE_3", "PHASE_4", "PHASE_5"};
-	const struct csa_auto_settings *set = auto_settings(a);
-	const struct csa_gate_settings *gs = &set->gates[phase];
-	struct scope_metrics m;
-	/* a gate never passes on what it could not read */
-	int64_t settled = csa_now_ms() - (int64_t)(set->capture_grace_minutes * 60000);
-	int unread = a->ops->scope_metrics(a->store, type, segment, phase, (int64_t)set->window,
-	                                   auto_evidence_since(a, type, segment), settled,
-	                                   &m) != CSA_OK;
-	double z = set->z;
-	json_t *crit = json_array();
-	char fix[200];
-	/* a segment needs less evidence than the whole workspace to move */
-	double min_n = segment ? set->segment_min_decisions : gs->min_decisions;
-	if (phase >= 5)
-		min_n = 0;
-	if (min_n > 0) {
-		snprintf(fix, sizeof(fix), "need %.0f more decisions in %s", min_n - (double)m.n,
-		         names[phase]);
-		criterion(crit, "decisions", (double)m.n, ">=", min_n, (double)m.n >= min_n, fix);
-		estimate(crit, days_for(min_n - (double)m.n, per_day(m.n - 1, &m)));
-	}
-	double acc_lb = csa_wilson_lower((size_t)m.correct, (size_t)m.reviewed, z);
-	double base = baseline_ms(a);
-	if (phase == 1) {
-		double cap = m.human ? (double)m.human_reviewed / (double)m.human : 0;
-		double need = gs->capture_rate;
-		if (m.human == 0)
-			snprintf(fix, sizeof(fix),
-			         "no decision decided by a person yet: work the review queue");
-		else
-			snprintf(fix, sizeof(fix),
-			         "%lld decisions have waited over %.0f minutes for a person: work the "
-			         "review queue",
-			         (long long)(m.human - m.human_reviewed), set->capture_grace_minutes);
-		criterion(crit, "human_decisions_captured", cap, ">=", need, m.human && cap >= need,
-		          fix);
-		need = gs->accuracy;
-		size_t seen_c = (size_t)m.correct, seen_n = (size_t)m.reviewed;
-		if (segment)
-			snprintf(fix, sizeof(fix),
-			         "accuracy lower bound %.3f from %lld reviewed decisions of this "
-			         "segment: review more of them, or a better model",
-			         acc_lb, (long long)m.reviewed);
-		else
-			acc_lb = model_accuracy_lb(a, type, &m, set, fix, sizeof(fix), &seen_c, &seen_n);
-		criterion(crit, "heldout_accuracy_lower_bound", acc_lb, ">=", need, acc_lb >= need,
-		          fix);
-		double more = reviews_to_bound((double)seen_c, (double)seen_n, need, z);
-		estimate(crit, more < 0 ? -1 : days_for(more, per_day(m.reviewed, &m)));
-	} else if (phase == 2) {
-		double agree = m.reviewed ? (double)m.correct / (double)m.reviewed : 0;
-		double need = gs->agreement;
-		snprintf(fix, sizeof(fix),
-		         "agreement %.3f: correct the AI in the review queue, it learns from "
-		         "disagreements",
-		         agree);
-		criterion(crit, "agreement", agree, ">", need, agree > need, fix);
-		double ratio = m.mean_decision_ms > 0 ? m.mean_decision_ms / base : 1;
-		need = gs->decision_time_ratio;
-		snprintf(fix, sizeof(fix),
-		         "decisions take %.0f%% of the PHASE_1 time; the suggestion must save 20%%",
-		         100 * ratio);
-		criterion(crit, "decision_time_ratio", ratio, "<=", need,
-		          m.mean_decision_ms > 0 && ratio <= need, fix);
-		need = gs->accuracy;
-		snprintf(fix, sizeof(fix),
-		         "accuracy lower bound %.3f: more reviewed decisions or a better model",
-		         acc_lb);
-		criterion(crit, "accuracy_lower_bound", acc_lb, ">=", need, acc_lb >= need, fix);
-		double more = reviews_to_bound((double)m.correct, (double)m.reviewed, need, z);
-		estimate(crit, more < 0 ? -1 : days_for(more, per_day(m.reviewed, &m)));
-	} else {
-		double rate = m.n ? (double)m.autonomous / (double)m.n : 0;
-		double need = gs->autonomous_rate;
-		snprintf(fix, sizeof(fix),
-		         "%.0f%% autonomous: thresholds fall as reviewed evidence grows; review "
-		         "more decisions",
-		         100 * rate);
-		criterion(crit, "autonomous_rate", rate, ">=", need, rate >= need, fix);
-		double alb = csa_wilson_lower((size_t)m.auto_correct, (size_t)m.auto_reviewed, z);
-		need = gs->autonomous_accuracy;
-		snprintf(fix, sizeof(fix),
-		         "autonomous accuracy lower bound %.3f from %lld reviews: review more "
-		         "autonomous decisions",
-		         alb, (long long)m.auto_reviewed);
-		criterion(crit, "autonomous_accuracy_lower_bound", alb, ">=", need, alb >= need,
-		          fix);
-		double more =
-		    reviews_to_bound((double)m.auto_correct, (double)m.auto_reviewed, need, z);
-		estimate(crit, more < 0 ? -1 : days_for(more, per_day(m.auto_reviewed, &m)));
-		double min_rev = gs->min_reviewed;
-		if (min_rev > 0) {
-			snprintf(fix, sizeof(fix), "need %.0f more reviewed autonomous decisions",
-			         min_rev - (double)m.auto_reviewed);
-			criterion(crit, "reviewed_autonomous", (double)m.auto_reviewed,
-			          ">=", min_rev, (double)m.auto_reviewed >= min_rev, fix);
-			estimate(crit, days_for(min_rev - (double)m.auto_reviewed,
-			                        per_day(m.auto_reviewed, &m)));
-		}
-		if (phase == 3) {
-			double per = m.n ? m.total_decision_ms / (double)m.n : base;
-			double ratio = per / base;
-			need = gs->intervention_time_ratio;
-			snprintf(fix, sizeof(fix), "human time per decision is %.0f%% of PHASE_1",
-			         100 * ratio);
-			criterion(crit, "intervention_time_ratio", ratio, "<=", need, ratio <= need,
-			          fix);
-			need = gs->critical_errors;
-			snprintf(fix, sizeof(fix),
-			         "%lld critical errors: investigate them, they block this gate",
-			         (long long)m.critical_errors);
-			criterion(crit, "critical_errors", (double)m.critical_errors, "<=", need,
-			          (double)m.critical_errors <= need, fix);
-		}
-		if (phase == 4) {
-			int64_t open = a->ops->open_alerts(a->store, "CRITICAL");
-			unread |= open < 0;
-			snprintf(fix, sizeof(fix), "%lld open critical alerts: resolve them first",
-			         (long long)open);
-			criterion(crit, "open_critical_alerts", (double)open, "<=", 0, open == 0,
-			          fix);
-			criterion(crit, "anomaly_detection_running", 1, "==", 1, 1, NULL);
-		}
-	}
-	if (unread) {
-		snprintf(fix, sizeof(fix), "'%s' could not be read: %s", a->db_path,
-		         a->ops->errmsg(a->store));
-		criterion(crit, "automation_db_readable", 0, "==", 1, 0, fix);
-	}
-	int pass = phase < 5;
-	size_t i;
-	json_t *c;
-	json_array_foreach(crit, i, c) pass &= json_is_true(json_object_get(c, "pass"));
-	json_t *blocking = json_array();
-	json_array_foreach(crit, i, c) if (!json_is_true(json_object_get(c, "pass")))
-	    json_array_append(blocking, json_object_get(c, "fix"));
-	json_t *when = timeline(crit, &m);
-	return json_pack("{s:s, s:s?, s:b, s:o, s:o, s:o}", "from", names[phase], "to",
-	                 phase < 5 ? names[phase + 1] : NULL, "pass", pass, "criteria", crit,
-	                 "blocking", blocking, "estimated_timeline", when);
+	struct gate g = {.a = a, .type = type, .segment = segment, .phase = phase,
+	                 .set = auto_settings(a), .crit = json_array()};
+	g.gs = &g.set->gates[phase];
+	int64_t settled = csa_now_ms() - (int64_t)(g.set->capture_grace_minutes * 60000);
+	g.unread = a->ops->scope_metrics(a->store, type, segment, phase, (int64_t)g.set->window,
+	                                 auto_evidence_since(a, type, segment), settled,
+	                                 &g.m) != CSA_OK;
+	decisions_criterion(&g);
+	if (phase == 1)
+		phase1_criteria(&g);
+	else if (phase == 2)
+		phase2_criteria(&g);
+	else
+		autonomy_criteria(&g);
+	if (phase == 3)
+		phase3_criteria(&g);
+	if (phase == 4)
+		phase4_criteria(&g);
+	return gate_json(&g);
 }
 
 /*
