@@ -1084,6 +1084,26 @@ static uint64_t mesh_stamp(struct csa_store *st, int *only_own)
 	return h ? h : 1;
 }
 
+/* Commits rename their documents into Tickets/ before they let go of the
+ * journal lock, so under it Tickets/ holds every acknowledged commit
+ * whole. A commit of this handle that failed and could not be undone is
+ * completed first; one of another process is in the journal, which a
+ * copy takes too (recovery completes it when the copy is opened). */
+static int mesh_hold(struct csa_store *st, int (*fn)(void *ctx, struct csa_err *err), void *ctx,
+                     struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	int rc = journal_lock(m, err);
+	if (rc)
+		return rc;
+	if (m->needs_recovery)
+		rc = recover_locked(m, err);
+	if (rc == CSA_OK)
+		rc = fn(ctx, err);
+	journal_unlock(m);
+	return rc;
+}
+
 static int mesh_load_doc(struct csa_store *st, const char *id, unsigned doc, json_t **out,
                          struct csa_err *err)
 {
@@ -1179,6 +1199,7 @@ static const struct csa_store_ops mesh_ops = {
     .load_doc = mesh_load_doc,
     .mark = mesh_mark,
     .stamp = mesh_stamp,
+    .hold = mesh_hold,
 };
 
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
