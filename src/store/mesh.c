@@ -50,6 +50,7 @@ struct mesh {
 	size_t checkpoint_bytes;
 	int needs_recovery; /* a failed commit could not be undone */
 	int checkpointing;  /* a commit of this handle is syncing outside the lock */
+	int observe;        /* opened to look only (csa_mesh_open_observer) */
 #ifdef CSA_TESTING
 	void (*after_sync)(void *ctx);
 	void *after_sync_ctx;
@@ -901,6 +902,9 @@ static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size
                        struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
+	if (m->observe)
+		return csa_error(err, CSA_ESTATE,
+		                 "the store of '%s' is open to observe only: no commit", m->ws->root);
 	if (n == 0)
 		return CSA_OK;
 	char ts[CSA_TS_LEN];
@@ -1161,6 +1165,8 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 static int mesh_checkpoint(struct csa_store *st, struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
+	if (m->observe)
+		return CSA_OK; /* the writers' business */
 	int rc = journal_lock(m, err);
 	if (rc)
 		return rc;
@@ -1202,7 +1208,19 @@ static const struct csa_store_ops mesh_ops = {
     .hold = mesh_hold,
 };
 
+static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, struct csa_err *err);
+
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
+{
+	return mesh_open(ws, 0, out, err);
+}
+
+int csa_mesh_open_observer(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
+{
+	return mesh_open(ws, 1, out, err);
+}
+
+static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, struct csa_err *err)
 {
 	struct mesh *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -1211,6 +1229,7 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	m->ws = ws;
 	m->lock_fd = m->journal_fd = -1;
 	m->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	m->observe = observe;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_mutex_init(&m->mark_mu, NULL);
 	pthread_mutex_init(&m->qmu, NULL);
@@ -1227,12 +1246,14 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	}
 	if ((rc = journal_reopen(m, err)))
 		goto fail;
-	if ((rc = journal_lock(m, err)))
-		goto fail;
-	rc = recover_locked(m, err);
-	journal_unlock(m);
-	if (rc)
-		goto fail;
+	if (!observe) {
+		if ((rc = journal_lock(m, err)))
+			goto fail;
+		rc = recover_locked(m, err);
+		journal_unlock(m);
+		if (rc)
+			goto fail;
+	}
 	*out = &m->base;
 	return CSA_OK;
 fail:
