@@ -9,7 +9,7 @@
 #include "automation/control.h"
 #include "automation/ledger.h"
 #include "base/json.h"
-#include "server/monitor.h"
+#include "store/monitor.h"
 #include "store/ticket.h"
 #include "store/ws.h"
 

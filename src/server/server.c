@@ -11,7 +11,7 @@
 #include "base/ts.h"
 #include "flow/pipeline.h"
 #include "server/chanmap.h"
-#include "server/monitor.h"
+#include "store/monitor.h"
 #include "server/replies.h"
 #include "outbound/outbox.h"
 #include "search/search.h"
@@ -178,6 +178,18 @@ static void *backup_loop(void *arg)
 	return NULL;
 }
 
+/* The file monitor's alerts are the controller's (store/monitor.h). */
+static int monitor_raise(void *ctx, const char *type, const char *severity, const char *scope,
+                         json_t *detail, struct csa_err *err)
+{
+	return csa_auto_alert_raise(ctx, type, severity, scope, detail, err);
+}
+
+static int monitor_close(void *ctx, const char *type, const char *scope, struct csa_err *err)
+{
+	return csa_auto_alert_close(ctx, type, scope, err);
+}
+
 /* Close what is open; used by a failed start and by stop. */
 static void release(struct csa_server *s)
 {
@@ -250,7 +262,8 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	if (rc)
 		goto fail;
 	csa_pipeline_set_observer(s->pipe, csa_notices_route, s);
-	if ((rc = csa_monitor_start(ws, s->autom, check_every, &s->monitor, err)))
+	const struct csa_monitor_sink sink = {monitor_raise, monitor_close, s->autom};
+	if ((rc = csa_monitor_start(ws, &sink, check_every, &s->monitor, err)))
 		goto fail;
 	if (pthread_create(&s->worker, NULL, deliver_loop, s) != 0) {
 		rc = csa_error(err, CSA_EIO, "cannot start the delivery worker");
