@@ -57,6 +57,9 @@ static const struct cli_cmd commands[] = {
      "a consistent copy of the workspace while it is in use, with a checksummed manifest"},
     {"restore", cmd_restore, "csa restore BACKUP_DIR --dir NEW_WORKSPACE",
      "check a backup's checksums, then bring it into an empty or new directory"},
+    {"monitor", cmd_monitor, "csa monitor [--once] [--outbox FILE]",
+     "the file monitor as its own process: a JSON line per check, alerts to "
+     "ALERT_WEBHOOK_URL (every SYNC_CHECK_INTERVAL s, default 30; SIGTERM stops it)"},
     {"token", cmd_token, "csa token create --role viewer|agent|admin [--name N] | list | revoke ID",
      "API tokens (stored hashed; shown once)"},
     {"eval-models", cmd_eval_models,
