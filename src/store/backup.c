@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <limits.h>
 #include <sqlite3.h>
@@ -572,6 +573,34 @@ static int outside_ws(const char *root, const char *out, struct csa_err *err)
 	return CSA_OK;
 }
 
+/* Remove the staging directories of backups whose process is gone (one
+ * killed half way leaves its links behind). */
+static void clear_stale_stages(const char *root)
+{
+	char dir[PATH_SZ];
+	if (snprintf(dir, sizeof(dir), "%s/.csa", root) >= (int)sizeof(dir))
+		return;
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		if (strncmp(de->d_name, "backup.", 7) != 0)
+			continue;
+		long pid = strtol(de->d_name + 7, &end, 10);
+		if (end == de->d_name + 7 || *end != '.' || pid <= 0)
+			continue;
+		int gone = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+		if (!gone)
+			continue; /* a backup under way, or a process we may not signal */
+		char path[PATH_SZ];
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) < (int)sizeof(path))
+			rmtree(path);
+	}
+	closedir(d);
+}
+
 int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, struct csa_err *err)
 {
 	struct bk b = {.ws = ws};
@@ -594,6 +623,7 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 	}
 	if ((rc = outside_ws(ws->root, b.out, err)))
 		goto fail;
+	clear_stale_stages(ws->root);
 	if (snprintf(b.stage, sizeof(b.stage), "%s/.csa/backup.%ld.%lld", ws->root,
 	             (long)getpid(), (long long)csa_now_ms()) >= (int)sizeof(b.stage)) {
 		rc = csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);

@@ -21,7 +21,9 @@
  *                       (not its open markers), rollback/ ...: files that
  *                       are replaced by rename, so a copy is one version
  *
- * The manifest is written last: a directory without one is no backup.
+ * The manifest is written last: a directory without one is no backup. A
+ * staging directory left by a backup whose process died is removed by the
+ * next backup.
  * What is not copied: .csa/lock, .csa/tmp, .csa/history.idx (a cache
  * keyed to file identities, rebuilt on open), SQLite's -wal/-shm/-journal
  * files (the backup API reads through them), automation/open/ (the
