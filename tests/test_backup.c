@@ -16,6 +16,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "automation/ledger.h"
@@ -500,6 +503,59 @@ static void scheduled_backups_rotate(void **state)
 	free(parent);
 }
 
+/* csa serve with backup.dir set takes a backup there by itself (the first
+ * look comes ten seconds after start), and SIGTERM still stops it. */
+static void serve_takes_the_scheduled_backup(void **state)
+{
+	(void)state;
+	char *src = small_workspace(), *parent = t_tmpdir("bk-serve");
+	char cfg[700], text[1000];
+	snprintf(cfg, sizeof(cfg), "%s/csa.json", src);
+	snprintf(text, sizeof(text), "{\"backup\": {\"dir\": \"%s/daily\", \"keep\": 2}}",
+	         parent);
+	t_write(cfg, text);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		execl(CSA_BIN, CSA_BIN, "serve", "--dir", src, "--port", "0", "--bind", "127.0.0.1",
+		      (char *)NULL);
+		_exit(127);
+	}
+	assert_true(pid > 0);
+	char daily[700], found[800] = "";
+	snprintf(daily, sizeof(daily), "%s/daily", parent);
+	for (int waited = 0; waited < 60000 && !found[0]; waited += 250) {
+		usleep(250000);
+		DIR *d = opendir(daily);
+		struct dirent *de;
+		while (d && (de = readdir(d))) {
+			char man[800];
+			snprintf(man, sizeof(man), "%s/%s/%s", daily, de->d_name, CSA_BACKUP_MANIFEST);
+			if (strncmp(de->d_name, "csa-", 4) == 0 && access(man, F_OK) == 0)
+				snprintf(found, sizeof(found), "%s/%s", daily, de->d_name);
+		}
+		if (d)
+			closedir(d);
+	}
+	kill(pid, SIGTERM);
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_true(found[0]);
+	struct csa_err err = {0};
+	json_t *man = NULL;
+	assert_int_equal(csa_backup_check(found, &man, &err), CSA_OK);
+	assert_int_equal(csa_json_int(man, "tickets", -1), 3);
+	json_decref(man);
+	char first[600] = "";
+	assert_int_equal(t_loose_modes(daily, first, sizeof(first)), 0);
+	t_rmrf(src);
+	t_rmrf(parent);
+	free(src);
+	free(parent);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +563,7 @@ int main(void)
 	    cmocka_unit_test(damaged_backup_is_refused),
 	    cmocka_unit_test(manifest_paths_are_checked),
 	    cmocka_unit_test(scheduled_backups_rotate),
+	    cmocka_unit_test(serve_takes_the_scheduled_backup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
