@@ -911,25 +911,31 @@ int csa_backup_scheduled(struct csa_ws *ws, const char *parent, int keep, double
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
-	while ((de = readdir(d))) {
+	int oom = 0;
+	while (!oom && (de = readdir(d))) {
 		if (scheduled_ms(de->d_name) < 0)
 			continue; /* not ours: left alone */
 		if (n == cap) {
-			char **more = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof(*names));
-			if (!more)
+			char **more = realloc(names, (cap ? 2 * cap : 16) * sizeof(*names));
+			if (!more) {
+				oom = 1;
 				break;
+			}
 			names = more;
+			cap = cap ? 2 * cap : 16;
 		}
 		if (!(names[n] = strdup(de->d_name)))
-			break;
-		n++;
+			oom = 1;
+		else
+			n++;
 	}
 	closedir(d);
-	if (de) {
+	if (oom) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory listing '%s'", parent);
 		goto out;
 	}
-	qsort(names, n, sizeof(*names), str_cmp); /* the names sort by time */
+	if (n)
+		qsort(names, n, sizeof(*names), str_cmp); /* the names sort by time */
 	char path[PATH_SZ];
 	int64_t now = csa_now_ms(), newest = -1;
 	for (size_t i = n; i-- > 0 && newest < 0;) {
