@@ -31,7 +31,7 @@
 #include "support/tmesh.h"
 #include "support/tutil.h"
 
-#define K           40 /* tickets the writer updates round robin */
+#define K            40 /* tickets the writer updates round robin */
 #define CREATE_EVERY 10 /* a new ticket after every tenth update */
 
 /* ---- the writer ------------------------------------------------------- */
@@ -81,8 +81,8 @@ static void *writer_run(void *arg)
 		if (rc == CSA_OK)
 			rc = csa_ledger_append(w->ledger, "test_commit", id, p, NULL, &err);
 		if (rc == CSA_OK)
-			rc = csa_outbox_enqueue(w->outbox, key, id, "test", "http://127.0.0.1:9/x", p,
-			                        &err) < 0
+			rc = csa_outbox_enqueue(w->outbox, key, id, "test", "http://127.0.0.1:9/x",
+			                        p, &err) < 0
 			         ? CSA_EIO
 			         : CSA_OK;
 		json_decref(p);
@@ -260,8 +260,7 @@ static void backup_during_writes_restores_one_instant(void **state)
 		        before, round, after);
 		assert_true(after > before); /* the writer committed while the backup ran */
 		json_decref(rep);
-		assert_int_equal(csa_json_parse(o, strlen(o), "backup output", &rep, &err),
-		                 CSA_OK);
+		assert_int_equal(csa_json_parse(o, strlen(o), "backup output", &rep, &err), CSA_OK);
 		free(o);
 		free(e);
 		char first[600] = "";
@@ -511,8 +510,7 @@ static void serve_takes_the_scheduled_backup(void **state)
 	char *src = small_workspace(), *parent = t_tmpdir("bk-serve");
 	char cfg[700], text[1000];
 	snprintf(cfg, sizeof(cfg), "%s/csa.json", src);
-	snprintf(text, sizeof(text), "{\"backup\": {\"dir\": \"%s/daily\", \"keep\": 2}}",
-	         parent);
+	snprintf(text, sizeof(text), "{\"backup\": {\"dir\": \"%s/daily\", \"keep\": 2}}", parent);
 	t_write(cfg, text);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -531,7 +529,8 @@ static void serve_takes_the_scheduled_backup(void **state)
 		struct dirent *de;
 		while (d && (de = readdir(d))) {
 			char man[800];
-			snprintf(man, sizeof(man), "%s/%s/%s", daily, de->d_name, CSA_BACKUP_MANIFEST);
+			snprintf(man, sizeof(man), "%s/%s/%s", daily, de->d_name,
+			         CSA_BACKUP_MANIFEST);
 			if (strncmp(de->d_name, "csa-", 4) == 0 && access(man, F_OK) == 0)
 				snprintf(found, sizeof(found), "%s/%s", daily, de->d_name);
 		}

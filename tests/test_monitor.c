@@ -143,10 +143,9 @@ static void monitor_reports_posts_and_stops(void **state)
 	                 CSA_OK);
 	assert_string_equal(csa_json_str(body, "type"), "MESH_INTEGRITY");
 	assert_string_equal(csa_json_str(body, "scope"), "mesh/orphan");
-	assert_string_equal(
-	    json_string_value(json_array_get(
-	        json_object_get(json_object_get(body, "detail"), "affected"), 0)),
-	    "M2");
+	assert_string_equal(json_string_value(json_array_get(
+	                        json_object_get(json_object_get(body, "detail"), "affected"), 0)),
+	                    "M2");
 	json_decref(body);
 	free(req.body);
 	/* several checks later, still one post: the alert is open, not new */

@@ -41,7 +41,7 @@ static void on_stop(int sig)
  * once, not on every check. */
 struct msink {
 	const char *root;
-	const char *url;          /* NULL: alerts are printed only */
+	const char *url;           /* NULL: alerts are printed only */
 	struct csa_outbox *outbox; /* with url */
 	struct {
 		char key[128];
@@ -93,7 +93,8 @@ static int sink_raise(void *ctx, const char *type, const char *severity, const c
 	if (k->url) {
 		char okey[300];
 		snprintf(okey, sizeof(okey), "monitor-%s-%s-%lld", type, scope, (long long)now);
-		int q = csa_outbox_enqueue(k->outbox, okey, NULL, MONITOR_TARGET, k->url, alert, err);
+		int q =
+		    csa_outbox_enqueue(k->outbox, okey, NULL, MONITOR_TARGET, k->url, alert, err);
 		if (q < 0) {
 			if (err)
 				csa_error_prefix(err, "alert %s (%s) not queued for '%s': ", type,
@@ -118,8 +119,8 @@ static int sink_close(void *ctx, const char *type, const char *scope, struct csa
 	if (i < 0)
 		return CSA_OK;
 	k->open[i] = k->open[--k->nopen];
-	print_line(json_pack("{s:s, s:s, s:s}", "event", "alert_closed", "type", type, "scope",
-	                     scope));
+	print_line(
+	    json_pack("{s:s, s:s, s:s}", "event", "alert_closed", "type", type, "scope", scope));
 	return CSA_OK;
 }
 
@@ -170,7 +171,8 @@ static int webhook(struct csa_ws *ws, char **out)
 		*out = strdup(v);
 	csa_config_unref(cfg);
 	if (bad)
-		return cli_failf("ALERT_WEBHOOK_URL must be an http:// or https:// URL, not '%s'", v);
+		return cli_failf("ALERT_WEBHOOK_URL must be an http:// or https:// URL, not '%s'",
+		                 v);
 	return 0;
 }
 
@@ -236,7 +238,8 @@ int cmd_monitor(int argc, char **argv)
 		if (rc) {
 			/* a check that could not run is a line too, and the next one
 			 * tries again */
-			print_line(json_pack("{s:s, s:s}", "event", "check_failed", "error", err.msg));
+			print_line(
+			    json_pack("{s:s, s:s}", "event", "check_failed", "error", err.msg));
 			status = 1;
 		} else {
 			json_object_set_new(rep, "event", json_string("check"));
@@ -251,8 +254,8 @@ int cmd_monitor(int argc, char **argv)
 			                              &n, &derr))
 				fprintf(stderr, "csa monitor: alert delivery: %s\n", derr.msg);
 			if (n)
-				print_line(json_pack("{s:s, s:i}", "event", "alerts_delivered", "count",
-				                     n));
+				print_line(json_pack("{s:s, s:i}", "event", "alerts_delivered",
+				                     "count", n));
 		}
 		if (once)
 			break;

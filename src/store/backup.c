@@ -121,7 +121,8 @@ static int safe_rel(const char *rel)
 	while (*p) {
 		const char *e = strchr(p, '/');
 		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+		if (len == 0 || (len == 1 && p[0] == '.') ||
+		    (len == 2 && p[0] == '.' && p[1] == '.'))
 			return 0;
 		p += len + (e != NULL);
 		if (e && !*p)
@@ -165,8 +166,8 @@ static int copy_fd(int fd, const char *src, off_t limit, const char *dst,
 		}
 		if (n == 0) {
 			if (limit >= 0)
-				rc = csa_error(err, CSA_EIO, "'%s' became shorter while it was copied",
-				               src);
+				rc = csa_error(err, CSA_EIO,
+				               "'%s' became shorter while it was copied", src);
 			break;
 		}
 		if (csa_fs_write_all(out, buf, (size_t)n) < 0) {
@@ -232,8 +233,8 @@ static int hash_file(const char *path, char hex[CSA_SHA256_HEX_LEN], long long *
 
 static int note_file(struct bk *b, const char *rel, long long bytes, const char *hex)
 {
-	json_t *e = json_pack("{s:s, s:I, s:s}", "path", rel, "bytes", (json_int_t)bytes, "sha256",
-	                      hex);
+	json_t *e =
+	    json_pack("{s:s, s:I, s:s}", "path", rel, "bytes", (json_int_t)bytes, "sha256", hex);
 	b->bytes += bytes;
 	return e && json_array_append_new(b->files, e) == 0 ? CSA_OK : CSA_ENOMEM;
 }
@@ -624,8 +625,8 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 	if ((rc = outside_ws(ws->root, b.out, err)))
 		goto fail;
 	clear_stale_stages(ws->root);
-	if (snprintf(b.stage, sizeof(b.stage), "%s/.csa/backup.%ld.%lld", ws->root,
-	             (long)getpid(), (long long)csa_now_ms()) >= (int)sizeof(b.stage)) {
+	if (snprintf(b.stage, sizeof(b.stage), "%s/.csa/backup.%ld.%lld", ws->root, (long)getpid(),
+	             (long long)csa_now_ms()) >= (int)sizeof(b.stage)) {
 		rc = csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
 		goto fail;
 	}
@@ -658,9 +659,9 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 		goto fail;
 	if ((rc = fsync_tree(b.out, err)))
 		goto fail;
-	json_t *man = json_pack("{s:s, s:s, s:s, s:I, s:O}", "format", FORMAT, "created_at", ts,
-	                        "source", ws->root, "tickets", (json_int_t)b.tickets, "files",
-	                        b.files);
+	json_t *man =
+	    json_pack("{s:s, s:s, s:s, s:I, s:O}", "format", FORMAT, "created_at", ts, "source",
+	              ws->root, "tickets", (json_int_t)b.tickets, "files", b.files);
 	char *text = NULL;
 	size_t len = 0;
 	rc = man ? csa_json_dump(man, 1, &text, &len, err)
@@ -675,11 +676,11 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 	if (rc)
 		goto fail;
 	if (report)
-		*report = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f}", "dir", b.out, "tickets",
-		                    (json_int_t)b.tickets, "files",
-		                    (json_int_t)json_array_size(b.files), "bytes",
-		                    (json_int_t)b.bytes, "hold_ms", (double)hold_ns / 1e6,
-		                    "duration_ms", (double)(csa_mono_ns() - t0) / 1e6);
+		*report =
+		    json_pack("{s:s, s:I, s:I, s:I, s:f, s:f}", "dir", b.out, "tickets",
+		              (json_int_t)b.tickets, "files", (json_int_t)json_array_size(b.files),
+		              "bytes", (json_int_t)b.bytes, "hold_ms", (double)hold_ns / 1e6,
+		              "duration_ms", (double)(csa_mono_ns() - t0) / 1e6);
 	json_decref(b.files);
 	return CSA_OK;
 fail:
@@ -724,9 +725,11 @@ static int no_strays(const char *root, const char *rel_dir, const char **listed,
 			rc = csa_error_sys(err, "cannot stat '%s'", path);
 		else if (S_ISDIR(sb.st_mode))
 			rc = no_strays(root, rel, listed, n, err);
-		else if (!S_ISREG(sb.st_mode) || !bsearch(&key, listed, n, sizeof(*listed), str_cmp))
+		else if (!S_ISREG(sb.st_mode) ||
+		         !bsearch(&key, listed, n, sizeof(*listed), str_cmp))
 			rc = csa_error(err, CSA_ECORRUPT,
-			               "backup '%s': '%s' is not in its manifest (refused)", root, rel);
+			               "backup '%s': '%s' is not in its manifest (refused)", root,
+			               rel);
 	}
 	closedir(d);
 	return rc;
@@ -766,7 +769,8 @@ int csa_backup_check(const char *dir, json_t **manifest, struct csa_err *err)
 	{
 		const char *rel = csa_json_str(f, "path"), *want = csa_json_str(f, "sha256");
 		json_t *bytes = json_object_get(f, "bytes");
-		if (!rel || !safe_rel(rel) || !want || strlen(want) != 64 || !json_is_integer(bytes)) {
+		if (!rel || !safe_rel(rel) || !want || strlen(want) != 64 ||
+		    !json_is_integer(bytes)) {
 			rc = csa_error(err, CSA_ECORRUPT,
 			               "backup '%s': entry %zu of %s is not a plain relative path "
 			               "with its bytes and sha256 (refused)",
@@ -780,15 +784,16 @@ int csa_backup_check(const char *dir, json_t **manifest, struct csa_err *err)
 			break;
 		if ((rc = hash_file(path, hex, &got, err))) {
 			if (rc == CSA_EIO && err && err->sys_errno == ENOENT)
-				rc = csa_error(err, CSA_ECORRUPT, "backup '%s': '%s' is missing", dir,
-				               rel);
+				rc = csa_error(err, CSA_ECORRUPT, "backup '%s': '%s' is missing",
+				               dir, rel);
 			break;
 		}
 		if (got != json_integer_value(bytes) || strcmp(hex, want) != 0) {
-			rc = csa_error(err, CSA_ECORRUPT,
-			               "backup '%s': '%s' does not match its checksum in %s (damaged; "
-			               "refused)",
-			               dir, rel, CSA_BACKUP_MANIFEST);
+			rc = csa_error(
+			    err, CSA_ECORRUPT,
+			    "backup '%s': '%s' does not match its checksum in %s (damaged; "
+			    "refused)",
+			    dir, rel, CSA_BACKUP_MANIFEST);
 			break;
 		}
 	}
@@ -797,8 +802,8 @@ int csa_backup_check(const char *dir, json_t **manifest, struct csa_err *err)
 		for (i = 1; i < n && rc == CSA_OK; i++)
 			if (strcmp(listed[i - 1], listed[i]) == 0)
 				rc = csa_error(err, CSA_ECORRUPT,
-				               "backup '%s': '%s' is listed twice in %s (refused)", dir,
-				               listed[i], CSA_BACKUP_MANIFEST);
+				               "backup '%s': '%s' is listed twice in %s (refused)",
+				               dir, listed[i], CSA_BACKUP_MANIFEST);
 	}
 	if (rc == CSA_OK)
 		rc = no_strays(dir, "", listed, n, err);
@@ -862,15 +867,17 @@ int csa_backup_restore(const char *dir, const char *target, json_t **report, str
 	    (rc = csa_ws_open(target, &ws, err)) == CSA_OK)
 		csa_ws_close(ws);
 	if (rc) {
-		csa_error_prefix(err, "restore into '%s' stopped half way (remove it and restore "
-		                      "again): ",
+		csa_error_prefix(err,
+		                 "restore into '%s' stopped half way (remove it and restore "
+		                 "again): ",
 		                 target);
 		goto out;
 	}
 	if (report)
-		*report = json_pack("{s:s, s:s, s:I, s:O?}", "dir", dir, "restored", target, "files",
-		                    (json_int_t)json_array_size(json_object_get(man, "files")),
-		                    "tickets", json_object_get(man, "tickets"));
+		*report =
+		    json_pack("{s:s, s:s, s:I, s:O?}", "dir", dir, "restored", target, "files",
+		              (json_int_t)json_array_size(json_object_get(man, "files")), "tickets",
+		              json_object_get(man, "tickets"));
 out:
 	json_decref(man);
 	return rc;

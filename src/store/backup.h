@@ -64,8 +64,7 @@ int csa_backup_check(const char *dir, json_t **manifest, struct csa_err *err);
  * the workspace opened once, which runs the store's recovery over the
  * backed-up journal. *report (may be NULL): {"dir", "files", "tickets"}.
  */
-int csa_backup_restore(const char *dir, const char *target, json_t **report,
-                       struct csa_err *err);
+int csa_backup_restore(const char *dir, const char *target, json_t **report, struct csa_err *err);
 
 /*
  * The scheduled backup (`csa serve` with backup.dir): when the newest
