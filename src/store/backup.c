@@ -483,8 +483,11 @@ static int unstage(struct bk *b, struct csa_err *err)
 /* What a walk of the workspace leaves out (paths relative to it). */
 static int skipped(const char *rel, const char *name)
 {
-	static const char *const top[] = {"Tickets", ".csa", "lost+found", "automation/open",
-	                                  CSA_BACKUP_MANIFEST};
+	/* automation/open/ is kept: the markers of the controllers running
+	 * now are found unlocked in the restored workspace, as after a crash,
+	 * so its first controller puts automation.db back in line with the
+	 * tickets (rows of a run whose ticket was committed after the hold) */
+	static const char *const top[] = {"Tickets", ".csa", "lost+found", CSA_BACKUP_MANIFEST};
 	for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++)
 		if (strcmp(rel, top[i]) == 0)
 			return 1;

@@ -18,16 +18,17 @@
  *                       backup (a read transaction: one commit's state)
  *   audit/ledger.jsonl  up to its last whole record
  *   everything else     csa.json, tokens.json, models/, kb/, automation/
- *                       (not its open markers), rollback/ ...: files that
- *                       are replaced by rename, so a copy is one version
+ *                       (with the open markers of running controllers: a
+ *                       restored workspace is then recovered as after a
+ *                       crash), rollback/ ...: files replaced by rename, so
+ *                       a copy is one version
  *
  * The manifest is written last: a directory without one is no backup. A
  * staging directory left by a backup whose process died is removed by the
  * next backup.
  * What is not copied: .csa/lock, .csa/tmp, .csa/history.idx (a cache
  * keyed to file identities, rebuilt on open), SQLite's -wal/-shm/-journal
- * files (the backup API reads through them), automation/open/ (the
- * markers of running controllers), lost+found/.
+ * files (the backup API reads through them), lost+found/.
  */
 #ifndef CSA_STORE_BACKUP_H
 #define CSA_STORE_BACKUP_H
