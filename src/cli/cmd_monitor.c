@@ -215,7 +215,13 @@ int cmd_monitor(int argc, char **argv)
 			ob = path;
 		}
 		if (csa_outbox_open(ob, 0, &sink.outbox, &err)) {
-			cli_fail(&err);
+			if (ob == path)
+				cli_failf(
+				    "%s (with the data mounted read-only, name a writable file "
+				    "with --outbox FILE)",
+				    err.msg);
+			else
+				cli_fail(&err);
 			goto out;
 		}
 	}

@@ -128,7 +128,11 @@ static int lock_ticket(struct mesh *m, const char *id, short type, struct csa_lo
 	int rc = csa_id_check(id, strlen(id), err);
 	if (rc)
 		return rc;
-	int fd = open(m->lock_path, O_RDWR | O_CLOEXEC);
+	/* an observer's lock is shared: it keeps a writer out just the same,
+	 * and needs only read access (the data may be mounted read-only) */
+	if (m->observe)
+		type = F_RDLCK;
+	int fd = open(m->lock_path, (m->observe ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0)
 		return csa_error_sys(err, "cannot open lock file '%s'", m->lock_path);
 	if (ofd_lock(fd, ticket_slot(id), type) < 0) {
@@ -167,11 +171,24 @@ static void journal_unlock(struct mesh *m)
 	pthread_mutex_unlock(&m->mu);
 }
 
+/* Open the journal or the lock file, created when missing; an observer
+ * opens it read-only, and creates it only when no writer ever did (an
+ * empty file, no ticket written; on a read-only mount that fails). */
+static int open_store_file(const char *path, int observe)
+{
+	if (observe) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+	}
+	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
+}
+
 /* Open .csa/journal as journal_fd (closing the one before) and note its
  * identity. */
 static int journal_reopen(struct mesh *m, struct csa_err *err)
 {
-	int fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
+	int fd = open_store_file(m->journal_path, m->observe);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		int rc = csa_error_sys(err, "cannot open journal '%s'", m->journal_path);
@@ -1239,7 +1256,7 @@ static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, str
 	snprintf(m->tmp_dir, sizeof(m->tmp_dir), "%s/.csa/tmp", ws->root);
 	snprintf(m->journal_new, sizeof(m->journal_new), "%s/.csa/journal.new", ws->root);
 	int rc;
-	m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
+	m->lock_fd = open_store_file(m->lock_path, observe);
 	if (m->lock_fd < 0) {
 		rc = csa_error_sys(err, "cannot open '%s'", m->lock_path);
 		goto fail;
