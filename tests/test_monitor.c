@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/json.h"
+#include "store/store.h"
 #include "store/ws.h"
 #include "support/fakehttp.h"
 #include "support/tmesh.h"
@@ -226,11 +227,46 @@ static void monitor_refuses_bad_settings(void **state)
 	free(dir);
 }
 
+/* A workspace opened to observe: commits refused, reads work, nothing of
+ * the layout created. */
+static void observer_only_looks(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("mon");
+	struct csa_err err = {0};
+	struct csa_ws *ws = NULL;
+	assert_int_equal(csa_ws_init(dir, &err), CSA_OK);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), CSA_OK);
+	const char *ids[1] = {"O1"};
+	assert_int_equal(tm_create(ws, ids, 1), 0);
+	csa_ws_close(ws);
+	char kb[600];
+	snprintf(kb, sizeof(kb), "%s/kb", dir);
+	assert_int_equal(rmdir(kb), 0);
+	assert_int_equal(csa_ws_open_observer(dir, &ws, &err), CSA_OK);
+	struct stat sb;
+	assert_int_not_equal(stat(kb, &sb), 0); /* not created */
+	struct csa_ticket tk = {0};
+	assert_int_equal(csa_store_load(ws->store, "O1", &tk, &err), CSA_OK);
+	assert_int_equal(tm_version(&tk), 0);
+	tm_set(&tk, 1);
+	assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err), CSA_ESTATE);
+	assert_non_null(strstr(err.msg, "observe only"));
+	csa_ticket_release(&tk);
+	csa_ws_close(ws);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), CSA_OK);
+	assert_int_equal(tm_load_version(ws, "O1"), 0); /* unchanged */
+	csa_ws_close(ws);
+	t_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(monitor_reports_posts_and_stops),
 	    cmocka_unit_test(monitor_refuses_bad_settings),
+	    cmocka_unit_test(observer_only_looks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
