@@ -182,9 +182,12 @@ static int copy_fd(int fd, const char *src, off_t limit, const char *dst,
 	}
 	if (rc == CSA_OK && csa_fs_fsync(out, 0) < 0)
 		rc = csa_error_sys(err, "cannot fsync '%s'", dst);
-	if (rc == CSA_OK && csa_sha256_end(sha, hex))
-		rc = csa_error(err, CSA_EIO, "cannot compute the SHA-256 of '%s'", src);
-	sha = NULL;
+	if (rc == CSA_OK) {
+		int e = csa_sha256_end(sha, hex); /* frees the context */
+		sha = NULL;
+		if (e)
+			rc = csa_error(err, CSA_EIO, "cannot compute the SHA-256 of '%s'", src);
+	}
 	*bytes = done;
 out:
 	csa_sha256_free(sha);
@@ -220,12 +223,13 @@ static int hash_file(const char *path, char hex[CSA_SHA256_HEX_LEN], long long *
 		else
 			*bytes += n;
 	}
-	if (rc == CSA_OK && csa_sha256_end(sha, hex))
-		rc = csa_error(err, CSA_EIO, "cannot compute the SHA-256 of '%s'", path);
-	else if (rc == CSA_OK)
+	if (rc == CSA_OK) {
+		int e = csa_sha256_end(sha, hex); /* frees the context */
 		sha = NULL;
-	if (rc)
-		csa_sha256_free(sha);
+		if (e)
+			rc = csa_error(err, CSA_EIO, "cannot compute the SHA-256 of '%s'", path);
+	}
+	csa_sha256_free(sha);
 	free(buf);
 	close(fd);
 	return rc;
