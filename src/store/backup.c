@@ -180,8 +180,9 @@ static int copy_fd(int fd, const char *src, off_t limit, const char *dst,
 		}
 		done += n;
 	}
-	if (rc == CSA_OK && csa_fs_fsync(out, 0) < 0)
-		rc = csa_error_sys(err, "cannot fsync '%s'", dst);
+	/* no fsync per file: thousands of them would make a backup of a big
+	 * workspace take minutes; the caller syncs the file system once
+	 * (sync_tree) before the manifest says the copy is whole */
 	if (rc == CSA_OK) {
 		int e = csa_sha256_end(sha, hex); /* frees the context */
 		sha = NULL;
@@ -543,6 +544,10 @@ static int walk(struct bk *b, const char *rel_dir, struct csa_err *err)
 	return rc;
 }
 
+/* Every file written under 'dir' to disk with one syncfs, then each
+ * directory fsynced (their entries). */
+static int sync_tree(const char *dir, struct csa_err *err);
+
 static int fsync_tree(const char *dir, struct csa_err *err)
 {
 	DIR *d = opendir(dir);
@@ -564,6 +569,17 @@ static int fsync_tree(const char *dir, struct csa_err *err)
 	if (rc == CSA_OK && csa_fs_fsync_dir(dir) < 0)
 		rc = csa_error_sys(err, "cannot fsync directory '%s'", dir);
 	return rc;
+}
+
+static int sync_tree(const char *dir, struct csa_err *err)
+{
+	int fd = csa_fs_open(dir, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return csa_error_sys(err, "cannot open '%s'", dir);
+	int rc = syncfs(fd) < 0 ? csa_error_sys(err, "cannot sync the file system of '%s'", dir)
+	                        : CSA_OK;
+	close(fd);
+	return rc ? rc : fsync_tree(dir, err);
 }
 
 /* Refuse a backup directory inside the workspace: the walk would copy
@@ -664,7 +680,7 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 		goto fail;
 	if (access(path, F_OK) == 0 && (rc = copy_out(&b, path, CSA_WS_KB_SEED, 0, err)))
 		goto fail;
-	if ((rc = fsync_tree(b.out, err)))
+	if ((rc = sync_tree(b.out, err)))
 		goto fail;
 	json_t *man =
 	    json_pack("{s:s, s:s, s:s, s:I, s:O}", "format", FORMAT, "created_at", ts, "source",
@@ -867,7 +883,7 @@ int csa_backup_restore(const char *dir, const char *target, json_t **report, str
 			break;
 	}
 	if (rc == CSA_OK)
-		rc = fsync_tree(target, err);
+		rc = sync_tree(target, err);
 	/* the layout's empty directories, then recovery over the journal */
 	struct csa_ws *ws = NULL;
 	if (rc == CSA_OK && (rc = csa_ws_init(target, err)) == CSA_OK &&
