@@ -255,6 +255,8 @@ static int copy_out(struct bk *b, const char *src, const char *rel, int whole_li
 	if (rc)
 		return rc;
 	int fd = csa_fs_open(src, O_RDONLY, 0);
+	if (fd < 0 && errno == ENOENT)
+		return csa_error(err, CSA_ENOENT, "'%s' is gone", src);
 	if (fd < 0)
 		return csa_error_sys(err, "cannot open '%s'", src);
 	off_t limit = -1;
@@ -537,8 +539,9 @@ static int walk(struct bk *b, const char *rel_dir, struct csa_err *err)
 			continue; /* links, sockets: nothing csa writes */
 		else if (ends_with(name, ".db") && is_sqlite(path))
 			rc = sqlite_out(b, path, rel, err);
-		else
-			rc = copy_out(b, path, rel, strcmp(rel, LEDGER_REL) == 0, err);
+		else if ((rc = copy_out(b, path, rel, strcmp(rel, LEDGER_REL) == 0, err)) ==
+		         CSA_ENOENT)
+			rc = CSA_OK; /* removed since it was listed: not part of the backup */
 	}
 	closedir(d);
 	return rc;
