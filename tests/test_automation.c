@@ -1711,6 +1711,18 @@ static void store_contract(const struct auto_store_ops *ops)
 	assert_int_equal(c.reviews, 1);
 	assert_int_equal(c.open_tasks, 0);
 
+	/* the log over time: both decisions in one bucket, the review in it */
+	assert_int_equal(ops->trend(st, 0, 3600000, 100, &out, &err), 0);
+	assert_int_equal(json_array_size(out), 1);
+	assert_int_equal(csa_json_int(json_array_get(out, 0), "start", -1), 0);
+	assert_int_equal(csa_json_int(json_array_get(out, 0), "decisions", 0), 2);
+	assert_int_equal(csa_json_int(json_array_get(out, 0), "autonomous", 0), 1);
+	assert_int_equal(csa_json_int(json_array_get(out, 0), "reviewed", 0), 1);
+	json_decref(out);
+	assert_int_equal(ops->trend(st, 2000, 3600000, 100, &out, &err), 0);
+	assert_int_equal(json_array_size(out), 0); /* none since */
+	json_decref(out);
+
 	/* alerts open and close once */
 	int64_t id = 0, n = -1;
 	int open = 0;

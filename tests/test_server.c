@@ -624,7 +624,7 @@ static void pages_health_metrics(void **state)
 	assert_non_null(strstr(r.body, "<title>csa"));
 	free(r.body);
 	/* the dashboard's scripts, one per page, each a route of its own */
-	for (const char *const *js = (const char *const[]){"/app.js", "/inbox.js", "/ticket.js", NULL};
+	for (const char *const *js = (const char *const[]){"/app.js", "/inbox.js", "/ticket.js", "/phase.js", "/knowledge.js", NULL};
 	     *js; js++) {
 		json_decref(call("GET", *js, NULL, NULL, &r));
 		assert_int_equal(r.status, 200);
@@ -1039,6 +1039,114 @@ static void demo_team_works_the_queue(void **state)
 	free(r.body);
 }
 
+/* GET /api/metrics/trend: the decision log by hour (or day), each bucket
+ * with its counts and accuracy; a bucket or span outside the set is 400. */
+static void metrics_trend_over_http(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("POST", "/api/tickets", agent,
+	                 "{\"ticket_id\": \"TR-1\", \"messages\": [{\"content\": \"cannot log in\"}]}",
+	                 &r);
+	json_decref(j);
+	free(r.body);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/automation.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	long long now = (long long)csa_now_ms();
+	for (int i = 0; i < 10; i++) {
+		char *sql = sqlite3_mprintf(
+		    "INSERT INTO decisions(id, ticket_id, type, segment, phase, value, confidence,"
+		    " threshold, autonomous, critical, created_ms, final, correct, reviewed_ms)"
+		    " VALUES('TR-%d#priority', 'TR-%d', 'priority', 'Q', 3, 'A', 0.9, 0.9, %d, 0,"
+		    " %lld, 'A', %d, %lld)",
+		    i, i, i < 5, now - 3600000LL * (i % 2), i < 8, now);
+		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_free(sql);
+	}
+	sqlite3_close(db);
+	j = call("GET", "/api/metrics/trend?bucket=hour", viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	json_t *series = json_object_get(j, "series");
+	assert_true(json_array_size(series) >= 2); /* this hour and the last */
+	long long n = 0, rev = 0;
+	size_t i;
+	json_t *b;
+	json_array_foreach(series, i, b)
+	{
+		n += csa_json_int(b, "decisions", 0);
+		rev += csa_json_int(b, "reviewed", 0);
+		assert_non_null(csa_json_str(b, "start"));
+	}
+	assert_true(n >= 10 && rev >= 10);
+	json_decref(j);
+	free(r.body);
+	static const char *const bad[] = {"/api/metrics/trend?bucket=week",
+	                                  "/api/metrics/trend?days=0",
+	                                  "/api/metrics/trend?days=x"};
+	for (size_t k = 0; k < 3; k++) {
+		j = call("GET", bad[k], viewer, NULL, &r);
+		if (r.status != 400)
+			fail_msg("%s: %d, not 400", bad[k], r.status);
+		json_decref(j);
+		free(r.body);
+	}
+}
+
+/* GET /api/kb/gaps and POST /api/kb/articles: the gaps as the report of
+ * flow/gaps.h; an article accepted by an admin is in kb/ and recorded in
+ * the ledger; an agent may not accept one; a body that is not an article
+ * is refused naming what is wrong, and nothing is written. */
+static void knowledge_gaps_over_http(void **state)
+{
+	(void)state;
+	struct resp r;
+	json_t *j = call("GET", "/api/kb/gaps", viewer, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(json_is_array(json_object_get(j, "groups")));
+	assert_non_null(json_object_get(j, "weak"));
+	json_decref(j);
+	free(r.body);
+	j = call("GET", "/api/kb/gaps?days=0", viewer, NULL, &r);
+	assert_int_equal(r.status, 400);
+	json_decref(j);
+	free(r.body);
+	static const char article[] =
+	    "{\"text\": \"id: late-parcel\\ntitle: A parcel that is late\\ncategories: "
+	    "GENERAL_SUPPORT\\nstrategy: TEMPLATE_RESPONSE\\n---\\nTrack it with the "
+	    "number in the e-mail.\\n\"}";
+	j = call("POST", "/api/kb/articles", agent, article, &r);
+	assert_int_equal(r.status, 403);
+	json_decref(j);
+	free(r.body);
+	j = call("POST", "/api/kb/articles", admin, "{\"text\": \"no header here\"}", &r);
+	assert_int_equal(r.status, 400);
+	json_decref(j);
+	free(r.body);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/kb/late-parcel.md", dir);
+	assert_int_not_equal(access(path, F_OK), 0);
+	j = call("POST", "/api/kb/articles", admin, article, &r);
+	if (r.status != 200)
+		fail_msg("accept: %d %s", r.status, r.body);
+	assert_string_equal(csa_json_str(j, "document"), "kb/late-parcel.md");
+	assert_int_equal(csa_json_int(j, "version", 0), 1);
+	json_decref(j);
+	free(r.body);
+	assert_int_equal(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/audit/ledger.jsonl", dir);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char line[8192];
+	int found = 0;
+	while (fgets(line, sizeof(line), f))
+		found |= strstr(line, "\"kb_article\"") && strstr(line, "late-parcel");
+	fclose(f);
+	assert_true(found);
+}
+
 /* Make a ticket's files look a minute old, so the server may cache it. */
 static void age_ticket(const char *id)
 {
@@ -1342,6 +1450,8 @@ int main(int argc, char **argv)
 	    T(phase_caps_over_http),
 	    T(the_tick_advances_the_workspace_when_told),
 	    T(demo_team_works_the_queue),
+	    T(metrics_trend_over_http),
+	    T(knowledge_gaps_over_http),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

@@ -231,21 +231,25 @@ function reliability(svg, rows) {
   }
 }
 
-const trendHistory = [];
-function trend(svg, m) {
-  trendHistory.push({ t: Date.now(), rate: m.automation_rate || 0, acc: m.accuracy || 0, esc: m.escalation_rate || 0 });
-  if (trendHistory.length > 120) trendHistory.shift();
+// The decision log over time (GET /api/metrics/trend): the autonomous
+// rate and the reviewed accuracy per bucket as lines (0..1), decisions per
+// bucket as bars scaled to the busiest one.
+function trend(svg, series) {
   svg.replaceChildren();
-  const W = 620, H = 160, n = trendHistory.length;
+  const W = 620, H = 160, n = series.length;
   svg.append(svgEl('rect', { x: 10, y: 10, width: W, height: H, fill: '#fff', stroke: '#999' }));
-  for (const [key, color] of [['rate', '#1f77b4'], ['acc', '#2ca02c'], ['esc', '#d62728']]) {
-    const pts = trendHistory.map((h, i) => `${10 + (n > 1 ? i / (n - 1) : 0) * W},${10 + (1 - h[key]) * H}`).join(' ');
+  if (!n) return;
+  const most = Math.max(...series.map((b) => b.decisions));
+  const x = (i) => 10 + (n > 1 ? i / (n - 1) : 0.5) * W, y = (v) => 10 + (1 - v) * H;
+  series.forEach((b, i) => svg.append(svgEl('rect', { x: x(i) - W / n / 3, y: y(b.decisions / most), width: Math.max(1, W / n / 1.5), height: (b.decisions / most) * H, fill: '#e3e8f0' })));
+  for (const [key, color] of [['autonomous_rate', '#1f77b4'], ['accuracy', '#2ca02c']]) {
+    const pts = series.map((b, i) => (typeof b[key] === 'number' ? `${x(i)},${y(b[key])}` : null)).filter(Boolean).join(' ');
     svg.append(svgEl('polyline', { points: pts, fill: 'none', stroke: color, 'stroke-width': 2 }));
   }
 }
 
 async function loadMetrics() {
-  const m = await api('GET', '/api/metrics');
+  const [m, tr] = await Promise.all([api('GET', '/api/metrics'), api('GET', '/api/metrics/trend?bucket=hour')]);
   const o = m.overall || {};
   const k = $('kpis');
   k.replaceChildren();
@@ -256,7 +260,10 @@ async function loadMetrics() {
     ['decisions', o.decisions], ['reviewed', o.reviewed], ['tickets', o.tickets]]) {
     const d = el('div'); d.append(el('b', v), el('span', name)); k.append(d);
   }
-  trend($('trend'), o);
+  trend($('trend'), tr.series);
+  $('trend-note').textContent = tr.series.length
+    ? `${tr.series.length} hours with decisions in the last ${tr.days} days; bars: decisions per hour (most ${Math.max(...tr.series.map((b) => b.decisions))}), blue: autonomous share, green: accuracy of the reviewed ones`
+    : `no decision in the last ${tr.days} days`;
   reliability($('reliability'), o.reliability);
   const tb = $('gates').querySelector('tbody');
   tb.replaceChildren();
@@ -276,10 +283,6 @@ async function loadPhase() {
   $('phase-badge').textContent = s.phase;
 }
 
-async function phaseAction(path, body) {
-  try { $('phase-out').textContent = JSON.stringify(await api('POST', path, body), null, 2); await loadPhase(); }
-  catch (e) { $('phase-out').textContent = 'Error: ' + e.message; }
-}
 
 // Live updates: server-sent events read with fetch (the token stays in a
 // header, never in a URL). Each event goes to the page on screen; the
@@ -335,9 +338,6 @@ pages.metrics = {
   show: () => loadMetrics().catch((e) => { $('kpis').replaceChildren(el('p', 'Error: ' + e.message, 'error')); }),
   event: () => loadMetrics().catch(() => {}),
 };
-pages.phase = {
-  show: () => loadPhase().catch((e) => { $('phase-out').textContent = 'Error: ' + e.message; }),
-};
 
 document.addEventListener('keydown', (e) => {
   if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey) return;
@@ -353,9 +353,6 @@ window.addEventListener('DOMContentLoaded', () => {
     show();
     listen();
   };
-  $('btn-evaluate').onclick = () => phaseAction('/api/phase/evaluate', {});
-  $('btn-advance').onclick = () => phaseAction('/api/phase/advance', {});
-  $('btn-rollback').onclick = () => phaseAction('/api/phase/rollback', {});
   window.addEventListener('hashchange', show);
   show();
   if (token) listen();

@@ -69,6 +69,7 @@ function inboxRow(t, i) {
   const who = el('td', null, 'who');
   who.append(el('span', t.client_name || '(no name)', 'client'));
   if (t.company_name) who.append(el('span', t.company_name, 'company'));
+  if (t.subject) who.append(el('span', t.subject, 'subject'));
 
   const prio = el('td');
   if (t.priority) prio.append(badge(t.priority.toLowerCase(), 'prio-' + t.priority));

@@ -332,6 +332,27 @@ function ticketAudit(res) {
 
 const soft = (p) => p.catch((e) => e);
 
+// The customer's other tickets (by their contact address), newest first.
+async function ticketEarlier(t) {
+  const box = $('ticket-earlier');
+  box.replaceChildren();
+  const e = t.external_conversation || {};
+  const email = (((e.participants || {}).customer || {}).contact_info || {}).email;
+  if (!email) { box.append(el('li', 'No contact address to find other tickets by.', 'muted')); return; }
+  try {
+    const r = await api('GET', '/api/tickets?limit=11&customer=' + encodeURIComponent(email));
+    const others = r.tickets.filter((x) => x.ticket_id !== t.ticket_id).slice(0, 10);
+    if (!others.length) box.append(el('li', 'No other ticket from ' + email + '.', 'muted'));
+    for (const o of others) {
+      const li = el('li');
+      const a = el('a', o.ticket_id);
+      a.href = '#ticket/' + encodeURIComponent(o.ticket_id);
+      li.append(a, el('span', ` ${o.conversation_status || ''} · ${o.category || '–'} · ${o.subject || ''}`));
+      box.append(li);
+    }
+  } catch (err) { box.append(el('li', 'Earlier tickets unavailable: ' + err.message, 'error')); }
+}
+
 // Where the ticket stands: I.progress_updates, oldest first.
 function ticketProgress(t) {
   const box = $('ticket-progress');
@@ -364,6 +385,7 @@ async function ticketLoad(id) {
     ticketFacts(t);
     ticketSla(t);
     ticketProgress(t);
+    ticketEarlier(t);
     const byMessage = new Map();
     for (const d of del instanceof Error ? [] : del.deliveries || []) {
       if (!d.message_id) continue;

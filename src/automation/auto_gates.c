@@ -197,10 +197,14 @@ json_t *auto_evaluate_gate(struct csa_auto *a, const char *type, const char *seg
 	if (phase == 1) {
 		double cap = m.human ? (double)m.human_reviewed / (double)m.human : 0;
 		double need = gs->capture_rate;
-		snprintf(fix, sizeof(fix),
-		         "%lld decisions have waited over %.0f minutes for a person: work the "
-		         "review queue",
-		         (long long)(m.human - m.human_reviewed), set->capture_grace_minutes);
+		if (m.human == 0)
+			snprintf(fix, sizeof(fix),
+			         "no decision decided by a person yet: work the review queue");
+		else
+			snprintf(fix, sizeof(fix),
+			         "%lld decisions have waited over %.0f minutes for a person: work the "
+			         "review queue",
+			         (long long)(m.human - m.human_reviewed), set->capture_grace_minutes);
 		criterion(crit, "human_decisions_captured", cap, ">=", need, m.human && cap >= need,
 		          fix);
 		need = gs->accuracy;

@@ -3,6 +3,7 @@
  */
 #include "automation/auto_internal.h"
 #include "base/json.h"
+#include "base/ts.h"
 #include "store/store.h"
 #include "store/ws.h"
 
@@ -102,4 +103,44 @@ int auto_counts_reload(struct csa_auto *a, struct csa_err *err)
 	if (c.open_alerts >= 0)
 		atomic_store(&a->n.open_alerts, c.open_alerts);
 	return rc;
+}
+
+int csa_auto_trend(struct csa_auto *a, int64_t since, int64_t bucket_ms, size_t max, json_t **out,
+                   struct csa_err *err)
+{
+	json_t *rows;
+	pthread_mutex_lock(&a->mu);
+	int rc = a->ops->trend(a->store, since, bucket_ms, max, &rows, err);
+	double z = auto_settings(a)->z;
+	pthread_mutex_unlock(&a->mu);
+	if (rc)
+		return rc;
+	size_t i;
+	json_t *r;
+	json_array_foreach(rows, i, r)
+	{
+		char ts[CSA_TS_LEN];
+		json_int_t n = json_integer_value(json_object_get(r, "decisions")),
+		           rev = json_integer_value(json_object_get(r, "reviewed")),
+		           ok = json_integer_value(json_object_get(r, "correct")),
+		           arev = json_integer_value(json_object_get(r, "auto_reviewed")),
+		           aok = json_integer_value(json_object_get(r, "auto_correct"));
+		csa_ts_format(json_integer_value(json_object_get(r, "start")), ts);
+		json_object_set_new(r, "start", json_string(ts));
+		json_object_set_new(r, "autonomous_rate",
+		                    json_real(n ? (double)json_integer_value(json_object_get(
+		                                      r, "autonomous")) /
+		                                      (double)n
+		                                : 0));
+		json_object_set_new(r, "accuracy", rev ? json_real((double)ok / (double)rev) : json_null());
+		json_object_set_new(r, "accuracy_lower_bound",
+		                    rev ? json_real(csa_wilson_lower((size_t)ok, (size_t)rev, z))
+		                        : json_null());
+		json_object_set_new(r, "autonomous_accuracy",
+		                    arev ? json_real((double)aok / (double)arev) : json_null());
+		json_object_del(r, "correct");
+		json_object_del(r, "auto_correct");
+	}
+	*out = rows;
+	return CSA_OK;
 }

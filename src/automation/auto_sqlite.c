@@ -338,6 +338,48 @@ static int sq_scope_metrics(struct auto_store *s, const char *type, const char *
 	return step == SQLITE_ROW ? CSA_OK : CSA_EIO;
 }
 
+static int sq_trend(struct auto_store *s, int64_t since, int64_t bucket_ms, size_t max,
+                    json_t **out, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (bucket_ms <= 0)
+		return csa_error(err, CSA_EINVAL, "a trend's bucket must be positive");
+	if (sqlite3_prepare_v2(
+	        s->db,
+	        "SELECT created_ms / ?2 AS b, count(*), sum(autonomous), sum(final IS NOT NULL),"
+	        " sum(coalesce(correct, 0)), sum(autonomous = 1 AND final IS NOT NULL),"
+	        " sum(autonomous = 1 AND correct = 1),"
+	        " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
+	        " value = 'AUTOMATED_RESOLUTION')))"
+	        " FROM decisions WHERE created_ms >= ?1 GROUP BY b ORDER BY b LIMIT ?3",
+	        -1, &st, NULL) != SQLITE_OK)
+		return sq_error(s, err, "reading the decision log's trend");
+	sqlite3_bind_int64(st, 1, since);
+	sqlite3_bind_int64(st, 2, bucket_ms);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+	json_t *arr = json_array();
+	int step;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		json_array_append_new(
+		    arr, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "start",
+		                   (json_int_t)(sqlite3_column_int64(st, 0) * bucket_ms), "decisions",
+		                   (json_int_t)sqlite3_column_int64(st, 1), "autonomous",
+		                   (json_int_t)sqlite3_column_int64(st, 2), "reviewed",
+		                   (json_int_t)sqlite3_column_int64(st, 3), "correct",
+		                   (json_int_t)sqlite3_column_int64(st, 4), "auto_reviewed",
+		                   (json_int_t)sqlite3_column_int64(st, 5), "auto_correct",
+		                   (json_int_t)sqlite3_column_int64(st, 6), "critical_errors",
+		                   (json_int_t)sqlite3_column_int64(st, 7)));
+	}
+	sqlite3_finalize(st);
+	if (step != SQLITE_DONE) {
+		json_decref(arr);
+		return sq_error(s, err, "reading the decision log's trend");
+	}
+	*out = arr;
+	return CSA_OK;
+}
+
 static double sq_baseline_ms(struct auto_store *s)
 {
 	sqlite3_stmt *st;
@@ -1398,6 +1440,7 @@ const struct auto_store_ops auto_sqlite_ops = {
     .reviews_after = sq_reviews_after,
     .scope_metrics = sq_scope_metrics,
     .baseline_ms = sq_baseline_ms,
+    .trend = sq_trend,
     .open_alerts = sq_open_alerts,
     .segments = sq_segments,
     .segments_of = sq_segments_of,

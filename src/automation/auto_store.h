@@ -98,6 +98,12 @@ struct auto_store_ops {
 	int (*scope_metrics)(struct auto_store *s, const char *type, const char *segment, int phase,
 	                     int64_t window, int64_t since, int64_t settled_before,
 	                     struct scope_metrics *m);
+	/* The decision log over time: per 'bucket_ms' from 'since' (ms), oldest
+	 * first, at most 'max' buckets (those with decisions): a new array of
+	 * {"start" (ms), "decisions", "autonomous", "reviewed", "correct",
+	 * "auto_reviewed", "auto_correct", "critical_errors"}. */
+	int (*trend)(struct auto_store *s, int64_t since, int64_t bucket_ms, size_t max, json_t **out,
+	             struct csa_err *err);
 	/* Mean time a person took on a reviewed PHASE_1 decision (0: none). */
 	double (*baseline_ms)(struct auto_store *s);
 	/* Open alerts (of 'severity', NULL: any). */

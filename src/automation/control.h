@@ -67,6 +67,13 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
                             struct csa_err *err);
 /* List rollback points. */
 int csa_auto_rollback_points(struct csa_auto *a, json_t **out, struct csa_err *err);
+/* The decision log over time (spec §9.2 decision_accuracy_trend): per
+ * bucket of 'bucket_ms' from 'since' (ms), at most 'max' buckets with
+ * decisions: {"start" (ISO 8601), "decisions", "autonomous_rate",
+ * "reviewed", "accuracy" and "accuracy_lower_bound" of the reviewed ones,
+ * "autonomous_accuracy", "critical_errors"}. */
+int csa_auto_trend(struct csa_auto *a, int64_t since, int64_t bucket_ms, size_t max, json_t **out,
+                   struct csa_err *err);
 /* Cap the phase of a decision type ("strategy") or of one of its segments
  * ("strategy/BILLING_INQUIRY") at 'max_phase' (1..5; 0 lifts the cap): it
  * decides in no higher phase whatever its gates earn, until lifted. Kept

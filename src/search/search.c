@@ -200,6 +200,17 @@ static int derive(const struct csa_config *cfg, const struct csa_ticket *tk, uin
 	           *company = csa_json_str(cust, "company_name");
 	d->client = str_or_empty(client ? client : csa_json_str(tk->t, "client_name"));
 	d->company = str_or_empty(company ? company : csa_json_str(tk->t, "company_name"));
+	d->customer = str_or_empty(csa_json_str(json_object_get(cust, "contact_info"), "email"));
+	/* what the inbox shows of the ticket: the first words the customer
+	 * wrote, cut on a character boundary */
+	d->subject = str_or_empty(
+	    csa_json_str(json_array_get(json_object_get(tk->e, "messages"), 0), "content"));
+	d->subject_len = strlen(d->subject);
+	if (d->subject_len > CSA_SEARCH_SUBJECT_MAX) {
+		d->subject_len = CSA_SEARCH_SUBJECT_MAX;
+		while (d->subject_len && ((unsigned char)d->subject[d->subject_len] & 0xc0) == 0x80)
+			d->subject_len--;
+	}
 	d->category = "";
 	csa_ts_parse(str_or_empty(csa_json_str(tk->t, "last_synchronized")), &d->updated_ms);
 	struct csa_sla_clock clock;

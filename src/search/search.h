@@ -42,6 +42,9 @@ struct csa_search_doc {
 	const char *category; /* the latest classifier decision's */
 	const char *assigned; /* T.assigned_member */
 	const char *client, *company;
+	const char *customer; /* the customer's contact e-mail ("" when none) */
+	const char *subject;  /* the first customer message, its first subject_len bytes */
+	size_t subject_len;
 	int64_t updated_ms; /* T.last_synchronized: the last commit */
 	/* the SLA clock (sla/sla.h): INT64_MAX when never */
 	int64_t sla_risk_ms, sla_breach_ms, sla_due_ms;
@@ -54,6 +57,7 @@ struct csa_search_doc {
 struct csa_search_filter {
 	const char *q; /* plain words, all of them (never query syntax) */
 	const char *status, *priority, *stage, *category, *assigned;
+	const char *customer; /* the customer's contact e-mail, exactly */
 	int sla;        /* enum csa_sla_state at now_ms, or -1 */
 	int review;     /* 1, 0 or -1 */
 	int autonomous; /* 1, 0 or -1 */
@@ -73,7 +77,8 @@ enum csa_search_sort {
 const char *csa_search_sort_name(enum csa_search_sort s);
 int csa_search_sort_parse(const char *name);
 
-#define CSA_SEARCH_LIMIT_MAX  200
+#define CSA_SEARCH_LIMIT_MAX   200
+#define CSA_SEARCH_SUBJECT_MAX 120
 #define CSA_SEARCH_CURSOR_MAX (CSA_ID_MAX + 48)
 
 /* One page: ids in order (malloc'd array of malloc'd strings), their rows

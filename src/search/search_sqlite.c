@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define READERS        4
 
 struct reader {
@@ -63,7 +63,8 @@ static const char schema[] =
     " rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, version INTEGER NOT NULL,"
     " status TEXT NOT NULL, priority TEXT NOT NULL, prank INTEGER NOT NULL,"
     " stage TEXT NOT NULL, category TEXT NOT NULL, assigned TEXT NOT NULL,"
-    " client TEXT NOT NULL, company TEXT NOT NULL,"
+    " client TEXT NOT NULL, company TEXT NOT NULL, customer TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
     " nupd INTEGER NOT NULL," /* minus the update time: every order ascends */
     " sla_risk INTEGER NOT NULL, sla_breach INTEGER NOT NULL, sla_due INTEGER NOT NULL,"
     " review INTEGER NOT NULL, autonomous INTEGER NOT NULL);"
@@ -79,6 +80,7 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS t_priority ON tickets(priority, nupd, id);"
     "CREATE INDEX IF NOT EXISTS t_category ON tickets(category, nupd, id);"
     "CREATE INDEX IF NOT EXISTS t_assigned ON tickets(assigned, nupd, id);"
+    "CREATE INDEX IF NOT EXISTS t_customer ON tickets(customer, nupd, id);"
     "CREATE INDEX IF NOT EXISTS t_stage ON tickets(stage, nupd, id);"
     "CREATE INDEX IF NOT EXISTS t_review ON tickets(nupd, id) WHERE review = 1;"
     "CREATE INDEX IF NOT EXISTS t_auto ON tickets(nupd, id) WHERE autonomous = 1;"
@@ -115,11 +117,12 @@ static int s_update(struct csa_search *base, const struct csa_search_doc *docs, 
 	        s->w,
 	        "INSERT INTO tickets(id, version, status, priority, prank, stage, category,"
 	        " assigned, client, company, nupd, sla_risk, sla_breach, sla_due, review,"
-	        " autonomous) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+	        " autonomous, customer, subject)"
+	        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"
 	        " ON CONFLICT(id) DO UPDATE SET version = ?2, status = ?3, priority = ?4,"
 	        " prank = ?5, stage = ?6, category = ?7, assigned = ?8, client = ?9,"
 	        " company = ?10, nupd = ?11, sla_risk = ?12, sla_breach = ?13, sla_due = ?14,"
-	        " review = ?15, autonomous = ?16 RETURNING rid",
+	        " review = ?15, autonomous = ?16, customer = ?17, subject = ?18 RETURNING rid",
 	        -1, &up, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(s->w, "DELETE FROM fts WHERE rowid = ?1", -1, &del, NULL) !=
 	        SQLITE_OK ||
@@ -146,6 +149,9 @@ static int s_update(struct csa_search *base, const struct csa_search_doc *docs, 
 		sqlite3_bind_int64(up, 14, d->sla_due_ms);
 		sqlite3_bind_int(up, 15, d->review);
 		sqlite3_bind_int(up, 16, d->autonomous);
+		sqlite3_bind_text(up, 17, d->customer ? d->customer : "", -1, SQLITE_STATIC);
+		sqlite3_bind_text(up, 18, d->subject ? d->subject : "", (int)d->subject_len,
+		                  SQLITE_STATIC);
 		if (sqlite3_step(up) != SQLITE_ROW) {
 			rc = db_err(s, s->w, err, "indexing tickets");
 			break;
@@ -354,6 +360,7 @@ static void where(struct sql *q, struct binds *b, const struct csa_search_filter
 	    {offsetof(struct csa_search_filter, stage), " AND stage = ?"},
 	    {offsetof(struct csa_search_filter, category), " AND category = ?"},
 	    {offsetof(struct csa_search_filter, assigned), " AND assigned = ?"},
+	    {offsetof(struct csa_search_filter, customer), " AND customer = ?"},
 	};
 	for (size_t k = 0; k < sizeof(eq) / sizeof(eq[0]); k++) {
 		const char *v = *(const char *const *)((const char *)f + eq[k].off);
@@ -474,7 +481,8 @@ static json_t *row_json(sqlite3_stmt *st, int64_t now_ms)
 	struct csa_sla_clock clock = {.risk_ms = sqlite3_column_int64(st, 9),
 	                              .breach_ms = sqlite3_column_int64(st, 10),
 	                              .due_ms = sqlite3_column_int64(st, 11)};
-	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:b, s:b}",
+	return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:b, s:b, s:o, "
+	                 "s:o}",
 	                 "ticket_id", (const char *)sqlite3_column_text(st, 0), "client_name",
 	                 col_str(st, 1), "company_name", col_str(st, 2), "priority", col_str(st, 3),
 	                 "workflow_stage", col_str(st, 4), "conversation_status", col_str(st, 5),
@@ -482,7 +490,8 @@ static json_t *row_json(sqlite3_stmt *st, int64_t now_ms)
 	                 "last_updated", instant(-sqlite3_column_int64(st, 8)), "sla_state",
 	                 csa_sla_state_name(csa_sla_clock_state(&clock, now_ms)), "sla_due",
 	                 instant(clock.due_ms), "waiting_for_review", sqlite3_column_int(st, 12),
-	                 "decided_autonomously", sqlite3_column_int(st, 13));
+	                 "decided_autonomously", sqlite3_column_int(st, 13), "subject",
+	                 col_str(st, 14), "customer", col_str(st, 15));
 }
 
 /*
@@ -498,7 +507,8 @@ static const char *index_for(const struct csa_search_filter *f, enum csa_search_
 		return "t_due";
 	if (sort == CSA_SORT_PRIORITY)
 		return "t_pri";
-	return f->assigned          ? "t_assigned"
+	return f->customer          ? "t_customer"
+	       : f->assigned        ? "t_assigned"
 	       : f->review == 1     ? "t_review"
 	       : f->autonomous == 1 ? "t_auto"
 	       : f->category        ? "t_category"
@@ -529,7 +539,7 @@ static int s_query(struct csa_search *base, const struct csa_search_filter *f,
 	struct sql q = {.len = 0};
 	struct binds b = {.n = 0};
 	sql_add(&q, "SELECT id, client, company, priority, stage, status, category, assigned,"
-	            " nupd, sla_risk, sla_breach, sla_due, review, autonomous, ");
+	            " nupd, sla_risk, sla_breach, sla_due, review, autonomous, subject, customer, ");
 	sql_add(&q, order_keys[sort]);
 	sql_add(&q, " FROM tickets INDEXED BY ");
 	sql_add(&q, index_for(f, sort));
@@ -581,7 +591,7 @@ static int s_query(struct csa_search *base, const struct csa_search_filter *f,
 			break;
 		}
 		for (int k = 0; k < order_nkeys[sort]; k++)
-			last[k] = sqlite3_column_int64(st, 14 + k);
+			last[k] = sqlite3_column_int64(st, 16 + k);
 		n++;
 	}
 	if (nomem)

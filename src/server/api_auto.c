@@ -9,6 +9,7 @@
 #include "automation/control.h"
 #include "automation/ledger.h"
 #include "base/json.h"
+#include "base/ts.h"
 #include "store/monitor.h"
 #include "store/ticket.h"
 #include "store/ws.h"
@@ -155,6 +156,40 @@ json_t *csa_h_phase_cap(struct call *c)
 		return csa_fail_err(c, &err);
 	csa_publish_phase(c->s);
 	return out;
+}
+
+json_t *csa_h_phase_points(struct call *c)
+{
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_rollback_points(c->s->autom, &out, &err))
+		return csa_fail_err(c, &err);
+	return json_pack("{s:o}", "points", out);
+}
+
+/* ?bucket=hour (the last 2 days, default) or day (the last 30), &days=N
+ * (1..365) for another span. */
+json_t *csa_h_metrics_trend(struct call *c)
+{
+	const char *bucket = csa_query(c, "bucket"), *days_s = csa_query(c, "days");
+	int day = bucket && strcmp(bucket, "day") == 0;
+	if (bucket && !day && strcmp(bucket, "hour") != 0)
+		return csa_fail(c, 400, "bad_request", "bucket is 'hour' or 'day', not '%.20s'", bucket);
+	long days = day ? 30 : 2;
+	if (days_s) {
+		char *end;
+		days = strtol(days_s, &end, 10);
+		if (*end || days < 1 || days > 365)
+			return csa_fail(c, 400, "bad_request", "days is a whole number 1..365");
+	}
+	int64_t bucket_ms = day ? 86400000LL : 3600000LL;
+	int64_t now = csa_now_ms(), since = (now - days * 86400000LL) / bucket_ms * bucket_ms;
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	if (csa_auto_trend(c->s->autom, since, bucket_ms, 24 * 366, &out, &err))
+		return csa_fail_err(c, &err);
+	return json_pack("{s:s, s:i, s:o}", "bucket", day ? "day" : "hour", "days", (int)days,
+	                 "series", out);
 }
 
 json_t *csa_h_metrics_json(struct call *c)

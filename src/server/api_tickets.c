@@ -143,6 +143,7 @@ json_t *csa_h_ticket_list(struct call *c)
 	                              .stage = csa_query(c, "stage"),
 	                              .category = csa_query(c, "category"),
 	                              .assigned = csa_query(c, "assigned"),
+	                              .customer = csa_query(c, "customer"),
 	                              .sla = -1,
 	                              .review = query_bool(c, "review"),
 	                              .autonomous = query_bool(c, "autonomous"),
@@ -155,6 +156,9 @@ json_t *csa_h_ticket_list(struct call *c)
 		                csa_enum_priority);
 	if (f.stage && !csa_enum_has(csa_enum_stage, f.stage))
 		return csa_fail(c, 400, "bad_request", "stage must be one of %s", csa_enum_stage);
+	if (f.customer && (!*f.customer || strlen(f.customer) > 254))
+		return csa_fail(c, 400, "bad_request",
+		                "customer is the customer's e-mail address (1 to 254 bytes)");
 	const char *sla = csa_query(c, "sla");
 	for (int k = CSA_SLA_ON_TIME; sla && k <= CSA_SLA_BREACHED; k++)
 		if (strcmp(sla, csa_sla_state_name((enum csa_sla_state)k)) == 0)

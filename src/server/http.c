@@ -275,6 +275,8 @@ json_t *csa_h_static(struct call *c)
 	             {"/app.js", "app.js", "text/javascript; charset=utf-8"},
 	             {"/inbox.js", "inbox.js", "text/javascript; charset=utf-8"},
 	             {"/ticket.js", "ticket.js", "text/javascript; charset=utf-8"},
+	             {"/phase.js", "phase.js", "text/javascript; charset=utf-8"},
+	             {"/knowledge.js", "knowledge.js", "text/javascript; charset=utf-8"},
 	             {"/style.css", "style.css", "text/css; charset=utf-8"}};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (strcmp(c->url, files[i].url) != 0)

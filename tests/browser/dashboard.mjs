@@ -61,6 +61,10 @@ try {
   await page.waitForSelector('#kpis div');
   const kpis = await page.textContent('#kpis');
   assert.ok(kpis.includes(String(after) + 'reviewed'), 'the reviewed count is on the metrics page');
+  // the chart over time has the decision log's past at the first look
+  assert.ok((await page.locator('#trend polyline').count()) === 2 && (await page.locator('#trend rect').count()) > 1,
+    'the trend chart draws the decision log');
+  assert.match(await page.textContent('#trend-note'), /hours? with decisions/);
   await page.screenshot({ path: join(artifacts, 'dashboard-metrics.png'), fullPage: true });
   await page.goto(base + '/#review');
   await page.waitForSelector('#task:not([hidden]), #task-empty:not([hidden])');

@@ -51,7 +51,12 @@ try {
   const dialogs = [];
   page.on('pageerror', (e) => errors.push('pageerror: ' + e.message));
   page.on('console', (m) => { if (m.type() === 'error' && !expectErrors) errors.push('console: ' + m.text()); });
-  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  let confirmNext = false; // the rollback's confirmation, accepted when the test asks for it
+  page.on('dialog', (d) => {
+    if (confirmNext && d.type() === 'confirm') { confirmNext = false; d.accept(); return; }
+    dialogs.push(d.message());
+    d.dismiss();
+  });
 
   // sign in: the inbox is the landing page
   await page.goto(base + '/');
@@ -176,6 +181,18 @@ try {
   assert.equal(await page.inputValue('#compose-text'), '', 'another ticket starts with an empty reply');
   assert.ok(await page.isChecked('#compose input[value="internal"]'), 'and with an internal note');
   step(`suggestions: article, similar case ${similar}, a reply started from the ${draft.source} draft`);
+  // the customer's other tickets, as the API finds them by address
+  const simId = decodeURIComponent(similar.slice('#ticket/'.length));
+  const email = (await api('GET', '/api/tickets/' + encodeURIComponent(simId))).json.external_conversation.participants.customer.contact_info.email;
+  const same = (await api('GET', '/api/tickets?limit=50&customer=' + encodeURIComponent(email))).json.tickets.filter((x) => x.ticket_id !== simId);
+  await page.waitForSelector('#ticket-earlier li');
+  if (same.length) {
+    await page.waitForSelector('#ticket-earlier li a');
+    assert.equal(await page.locator('#ticket-earlier li a').count(), Math.min(10, same.length));
+  } else {
+    assert.match(await page.textContent('#ticket-earlier'), /No other ticket from/);
+  }
+  step(`the customer's other tickets: ${same.length} by ${email}`);
 
   // the ticket page: both sides, the decisions
   await page.goto(base + '/#ticket/WEB-QUOKKA');
@@ -270,6 +287,48 @@ try {
     await accessible(page, hash + ' page');
   }
 
+  // the autonomy map: a cell per decision type and segment with what
+  // blocks it and when it would pass; a cap set from the map shows on it;
+  // a rollback point restored after a confirmation
+  assert.equal((await api('POST', '/api/phase/advance', { force: true })).status, 200);
+  await page.goto(base + '/#inbox');
+  await page.goto(base + '/#phase');
+  await page.waitForFunction(() => /PHASE_2 → PHASE_3/.test(document.querySelector('#phase-gate').textContent));
+  await page.waitForSelector('#phase-map table.map td.cell');
+  const cell = page.locator('#phase-map td.cell').first();
+  const scope = await cell.getAttribute('data-scope');
+  assert.match(await cell.textContent(), /readiness.*threshold.*— (passes|held|in |not by waiting|no pace)/s, 'a cell says what blocks it and when');
+  assert.match(await page.textContent('#phase-gate'), /PHASE_2 → PHASE_3/);
+  await cell.locator('select').selectOption('2');
+  await page.waitForSelector(`#phase-map td.cell[data-scope="${scope}"] .badge.cap`);
+  assert.equal((await api('GET', '/api/phase')).json.caps[scope], 2, 'the cap is the controller\'s');
+  await page.locator(`#phase-map td.cell[data-scope="${scope}"] select`).selectOption('none');
+  await page.waitForFunction((sc) => !document.querySelector(`#phase-map td.cell[data-scope="${sc}"] .badge.cap`), scope);
+  step(`the autonomy map shows ${await page.locator('#phase-map td.cell').count()} cells; a cap set and lifted from it`);
+  await accessible(page, 'autonomy map');
+  await page.screenshot({ path: join(artifacts, 'workspace-phase.png'), fullPage: true });
+  confirmNext = true;
+  await page.locator('#phase-points button').first().click();
+  await page.waitForFunction(() => /Rolled back to rp-/.test(document.querySelector('#phase-out').textContent));
+  assert.equal((await api('GET', '/api/phase')).json.phase, 'PHASE_1', 'the point before the advance');
+  step('a rollback point is restored from the page after a confirmation');
+
+  // knowledge gaps: the groups the API reports, a draft accepted from the page
+  const gaps = (await api('GET', '/api/kb/gaps')).json;
+  await page.goto(base + '/#knowledge');
+  await page.waitForFunction(() => document.querySelector('#gaps-summary').textContent.length > 0);
+  assert.match(await page.textContent('#gaps-summary'), new RegExp(`^${gaps.weak} of ${gaps.tickets} tickets`));
+  assert.equal(await page.locator('#gaps section.gap').count(), gaps.groups.length);
+  await accessible(page, 'knowledge page');
+  if (gaps.groups.length) {
+    await page.locator('#gaps section.gap button').first().click();
+    await page.waitForFunction(() => /Accepted as kb\//.test(document.querySelector('#gaps section.gap p[role=status]').textContent));
+    step(`knowledge gaps: ${gaps.groups.length} groups, the first draft accepted into kb/`);
+  } else {
+    step('knowledge gaps: none in this history');
+  }
+  await page.screenshot({ path: join(artifacts, 'workspace-knowledge.png'), fullPage: true });
+
   // a failing call says so on the page
   expectErrors = true;
   await page.goto(base + '/#inbox');
@@ -290,7 +349,7 @@ try {
   step('an unknown ticket is named in an error message');
 
   assert.deepEqual(errors, [], 'no console errors');
-  console.log('workspace browser test passed; screenshots workspace-inbox.png, workspace-inbox-active.png, workspace-ticket.png in ' + artifacts);
+  console.log('workspace browser test passed; screenshots workspace-inbox.png, workspace-inbox-active.png, workspace-ticket.png, workspace-phase.png, workspace-knowledge.png in ' + artifacts);
 } finally {
   if (browser) await browser.close();
   const code = await stop();

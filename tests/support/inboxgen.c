@@ -26,6 +26,11 @@ const char *inboxgen_assigned(long i)
 	return i % 5 == 0 ? "alice" : i % 5 == 1 ? "bob" : NULL;
 }
 
+int inboxgen_repeat_customer(long i)
+{
+	return i % 97 == 5;
+}
+
 /* i % 11: 0 a decision to decide, 1 an autonomous one sampled for audit,
  * 2 an autonomous one not sampled, 3 one a person already reviewed */
 int inboxgen_review(long i)
@@ -80,6 +85,11 @@ static void vary(struct csa_ticket *tk, long i, int64_t now_ms)
 	                    json_boolean(strcmp(inboxgen_status(i), "resolved") == 0));
 	const char *who = inboxgen_assigned(i);
 	json_object_set_new(tk->t, "assigned_member", who ? json_string(who) : json_null());
+	if (inboxgen_repeat_customer(i))
+		json_object_set_new(
+		    json_object_get(json_object_get(json_object_get(tk->e, "participants"), "customer"),
+		                    "contact_info"),
+		    "email", json_string(INBOXGEN_REPEAT_CUSTOMER));
 	/* open tickets: breached (i % 3 == 0), at risk (1) or on time (2) on
 	 * the resolution deadline; the first response was given long ago */
 	json_t *sla = json_object_get(tk->e, "sla_tracking");

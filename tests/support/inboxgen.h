@@ -18,6 +18,8 @@ const char *inboxgen_status(long i);   /* active|resolved|escalated|pending */
 const char *inboxgen_assigned(long i); /* "alice", "bob" or NULL */
 int inboxgen_review(long i);           /* a decision waits for review */
 int inboxgen_autonomous(long i);       /* a decision was applied autonomously */
+int inboxgen_repeat_customer(long i);  /* the customer is INBOXGEN_REPEAT_CUSTOMER */
+#define INBOXGEN_REPEAT_CUSTOMER "repeat@inboxgen.example"
 int inboxgen_e_word(long i);
 int inboxgen_i_word(long i);
 
