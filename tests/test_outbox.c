@@ -222,7 +222,7 @@ static void claims_are_leased(void **state)
 	int64_t now = csa_now_ms();
 	struct csa_outbox_item *v;
 	int n;
-	assert_int_equal(a->ops->claim_due(a, now, 10, 60000, &v, &n, &err), 0);
+	assert_int_equal(a->ops->claim_due(a, now, 10, 60000, NULL, &v, &n, &err), 0);
 	assert_int_equal(n, 3);
 	for (int i = 0; i < n; i++) {
 		free(v[i].url);
@@ -230,11 +230,11 @@ static void claims_are_leased(void **state)
 		free(v[i].target);
 	}
 	free(v);
-	assert_int_equal(b->ops->claim_due(b, now + 59000, 10, 60000, &v, &n, &err), 0);
+	assert_int_equal(b->ops->claim_due(b, now + 59000, 10, 60000, NULL, &v, &n, &err), 0);
 	assert_int_equal(n, 0); /* a holds them */
 	free(v);
 	/* a died: the lease ends, b claims them all */
-	assert_int_equal(b->ops->claim_due(b, now + 60001, 10, 60000, &v, &n, &err), 0);
+	assert_int_equal(b->ops->claim_due(b, now + 60001, 10, 60000, NULL, &v, &n, &err), 0);
 	assert_int_equal(n, 3);
 	assert_int_equal(v[0].attempts, 0);
 	assert_int_equal(
@@ -245,7 +245,7 @@ static void claims_are_leased(void **state)
 		free(v[i].target);
 	}
 	free(v);
-	assert_int_equal(a->ops->claim_due(a, now + 200000, 10, 60000, &v, &n, &err), 0);
+	assert_int_equal(a->ops->claim_due(a, now + 200000, 10, 60000, NULL, &v, &n, &err), 0);
 	assert_int_equal(n, 2); /* never the delivered one again */
 	for (int i = 0; i < n; i++) {
 		free(v[i].url);

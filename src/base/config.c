@@ -30,6 +30,9 @@ static const char default_config[] =
     "  \"max_document_bytes\": 16777216"
     "},"
     "\"sync\": {\"max_drift_seconds\": 5, \"check_interval_seconds\": 60},"
+    /* scheduled backups by `csa serve` (store/backup.h): off until a
+     * directory is named */
+    "\"backup\": {\"dir\": null, \"keep\": 7, \"interval_hours\": 24},"
     "\"sla\": {"
     "  \"at_risk_fraction\": 0.75,"
     "  \"first_response_minutes\": {"
@@ -358,6 +361,33 @@ static int check_channels(struct csa_config *cfg, struct csa_err *err)
 	return CSA_OK;
 }
 
+/* backup: an absolute directory (or null: no scheduled backup), how many
+ * to keep, how often. */
+static int check_backup(struct csa_config *cfg, struct csa_err *err)
+{
+	json_t *dir = csa_config_get(cfg, "backup.dir");
+	if (dir && !json_is_null(dir)) {
+		const char *d = json_string_value(dir);
+		int ok = d && d[0] == '/' && strlen(d) < 3000;
+		for (const char *c = d; ok && *c; c++)
+			ok = (unsigned char)*c >= ' ' && *c != 0x7f;
+		if (!ok)
+			return csa_error(err, CSA_ESCHEMA,
+			                 "csa.json: backup.dir must be null or an absolute directory "
+			                 "path");
+	}
+	json_t *keep = csa_config_get(cfg, "backup.keep");
+	if (!json_is_integer(keep) || json_integer_value(keep) < 1 ||
+	    json_integer_value(keep) > 10000)
+		return csa_error(err, CSA_ESCHEMA,
+		                 "csa.json: backup.keep must be a whole number in 1..10000");
+	json_t *every = csa_config_get(cfg, "backup.interval_hours");
+	if (!json_is_number(every) || !(json_number_value(every) > 0))
+		return csa_error(err, CSA_ESCHEMA,
+		                 "csa.json: backup.interval_hours must be a number > 0");
+	return CSA_OK;
+}
+
 static int finish(struct csa_config *cfg, struct csa_err *err)
 {
 	int rc;
@@ -382,7 +412,8 @@ static int finish(struct csa_config *cfg, struct csa_err *err)
 		return csa_error(err, CSA_ESCHEMA,
 		                 "csa.json: sync.check_interval_seconds must be a number >= 0 "
 		                 "(0: no periodic check)");
-	if ((rc = check_team(cfg, err)) || (rc = check_channels(cfg, err)))
+	if ((rc = check_team(cfg, err)) || (rc = check_channels(cfg, err)) ||
+	    (rc = check_backup(cfg, err)))
 		return rc;
 	const char *phase = json_string_value(json_object_get(cfg->root, "phase"));
 	if (!phase || strlen(phase) != 7 || strncmp(phase, "PHASE_", 6) != 0 || phase[6] < '1' ||

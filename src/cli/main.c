@@ -53,6 +53,13 @@ static const struct cli_cmd commands[] = {
      "stream labelled history through the pipeline and controllers"},
     {"serve", cmd_serve, "csa serve [--port 8000] [--bind 127.0.0.1]",
      "the HTTP API and dashboard (SIGTERM stops it gracefully)"},
+    {"backup", cmd_backup, "csa backup --out DIR",
+     "a consistent copy of the workspace while it is in use, with a checksummed manifest"},
+    {"restore", cmd_restore, "csa restore BACKUP_DIR --dir NEW_WORKSPACE",
+     "check a backup's checksums, then bring it into an empty or new directory"},
+    {"monitor", cmd_monitor, "csa monitor [--once] [--outbox FILE]",
+     "the file monitor as its own process: a JSON line per check, alerts to "
+     "ALERT_WEBHOOK_URL (every SYNC_CHECK_INTERVAL s, default 30; SIGTERM stops it)"},
     {"token", cmd_token, "csa token create --role viewer|agent|admin [--name N] | list | revoke ID",
      "API tokens (stored hashed; shown once)"},
     {"eval-models", cmd_eval_models,

@@ -219,6 +219,12 @@ static double jitter(void)
 int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *delivered,
                            struct csa_err *err)
 {
+	return csa_outbox_deliver_target(ob, now_ms, max, NULL, delivered, err);
+}
+
+int csa_outbox_deliver_target(struct csa_outbox *ob, int64_t now_ms, int max, const char *target,
+                              int *delivered, struct csa_err *err)
+{
 	struct csa_outbox_item *v = NULL;
 	int n = 0, ok = 0;
 	if (delivered)
@@ -226,7 +232,7 @@ int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *
 	/* the lease outlasts the round: every claimed item posted in turn */
 	int64_t lease =
 	    (int64_t)(max > 0 ? max : 1) * (CONNECT_TIMEOUT_MS + POST_TIMEOUT_MS) + 1000;
-	int rc = ob->ops->claim_due(ob, now_ms, max, lease, &v, &n, err);
+	int rc = ob->ops->claim_due(ob, now_ms, max, lease, target, &v, &n, err);
 	/* the items claimed so far still go out, without any lock held */
 	for (int i = 0; i < n; i++) {
 		char why[256] = "";

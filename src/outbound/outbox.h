@@ -8,8 +8,9 @@
  * delivered once). Delivery retries with exponential backoff and jitter
  * (1 s doubling, at most 1 h) and gives up after max_attempts, marking the
  * item failed. Anyone may enqueue (the controller, with or without a
- * server); only the server's delivery loop delivers, so what is queued
- * while no server runs waits for the next one. Thread-safe.
+ * server); the server's delivery loop delivers, so what is queued while
+ * no server runs waits for the next one; `csa monitor` delivers only its
+ * own alerts (csa_outbox_deliver_target). Thread-safe.
  *
  * Storage is an interface (struct csa_outbox_ops): outbox.db (SQLite, WAL,
  * synchronous=FULL, created 0600) is the first backend, opened by
@@ -62,11 +63,13 @@ struct csa_outbox_ops {
 	int (*enqueue)(struct csa_outbox *ob, const char *key, const char *ticket_id,
 	               const char *target, const char *url, const char *payload, int64_t now_ms,
 	               struct csa_err *err);
-	/* Claim up to 'max' pending items due at 'now_ms', oldest due first,
-	 * making them due again only at now_ms + lease_ms: *items (malloc'd,
-	 * *n of them) until settle() says what became of each. */
+	/* Claim up to 'max' pending items due at 'now_ms' (of 'target' only,
+	 * unless it is NULL), oldest due first, making them due again only at
+	 * now_ms + lease_ms: *items (malloc'd, *n of them) until settle() says
+	 * what became of each. */
 	int (*claim_due)(struct csa_outbox *ob, int64_t now_ms, int max, int64_t lease_ms,
-	                 struct csa_outbox_item **items, int *n, struct csa_err *err);
+	                 const char *target, struct csa_outbox_item **items, int *n,
+	                 struct csa_err *err);
 	/* Item 'id' after attempt number 'attempts': state "delivered" (at
 	 * 'now_ms'), "pending" (due again at next_ms, 'why' it failed) or
 	 * "failed" (given up, 'why'). */
@@ -111,6 +114,13 @@ int csa_outbox_enqueue(struct csa_outbox *ob, const char *key, const char *ticke
  * ends); the items it could claim are still attempted. */
 int csa_outbox_deliver_due(struct csa_outbox *ob, int64_t now_ms, int max, int *delivered,
                            struct csa_err *err);
+
+/* The same for the items of one target only: a process that queues its
+ * own kind of item (`csa monitor`, target "monitor_alert") delivers those
+ * and leaves the rest (replies needing credentials it lacks) to the
+ * server. */
+int csa_outbox_deliver_target(struct csa_outbox *ob, int64_t now_ms, int max, const char *target,
+                              int *delivered, struct csa_err *err);
 
 /* Delivery state of a ticket's items (see for_ticket above). */
 int csa_outbox_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t **out,

@@ -54,7 +54,8 @@ out:
 
 /* One statement claims the items: two processes cannot both get one. */
 static int sq_claim_due(struct csa_outbox *ob, int64_t now_ms, int max, int64_t lease_ms,
-                        struct csa_outbox_item **items, int *n, struct csa_err *err)
+                        const char *target, struct csa_outbox_item **items, int *n,
+                        struct csa_err *err)
 {
 	struct sq_outbox *o = (struct sq_outbox *)ob;
 	sqlite3_stmt *st;
@@ -65,8 +66,9 @@ static int sq_claim_due(struct csa_outbox *ob, int64_t now_ms, int max, int64_t 
 	pthread_mutex_lock(&o->mu);
 	if (sqlite3_prepare_v2(o->db,
 	                       "UPDATE items SET next_ms = ?3 WHERE id IN (SELECT id FROM items "
-	                       "WHERE state = 'pending' AND next_ms <= ?1 ORDER BY next_ms "
-	                       "LIMIT ?2) RETURNING id, attempts, url, payload, target",
+	                       "WHERE state = 'pending' AND next_ms <= ?1 AND (?4 IS NULL OR "
+	                       "target = ?4) ORDER BY next_ms LIMIT ?2) "
+	                       "RETURNING id, attempts, url, payload, target",
 	                       -1, &st, NULL) != SQLITE_OK) {
 		rc = sq_fail(o, err, "claiming the due items");
 		goto out;
@@ -74,6 +76,10 @@ static int sq_claim_due(struct csa_outbox *ob, int64_t now_ms, int max, int64_t 
 	sqlite3_bind_int64(st, 1, now_ms);
 	sqlite3_bind_int(st, 2, max);
 	sqlite3_bind_int64(st, 3, now_ms + lease_ms);
+	if (target)
+		sqlite3_bind_text(st, 4, target, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 4);
 	while (*n < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
 		struct csa_outbox_item *it = &(*items)[*n];
 		it->id = sqlite3_column_int64(st, 0);

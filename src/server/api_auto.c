@@ -10,7 +10,7 @@
 #include "automation/ledger.h"
 #include "base/json.h"
 #include "base/ts.h"
-#include "server/monitor.h"
+#include "store/monitor.h"
 #include "store/ticket.h"
 #include "store/ws.h"
 

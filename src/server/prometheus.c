@@ -9,7 +9,7 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/pipeline.h"
-#include "server/monitor.h"
+#include "store/monitor.h"
 #include "store/store.h"
 #include "store/ws.h"
 

@@ -11,10 +11,11 @@
 #include "base/ts.h"
 #include "flow/pipeline.h"
 #include "server/chanmap.h"
-#include "server/monitor.h"
+#include "store/monitor.h"
 #include "server/replies.h"
 #include "outbound/outbox.h"
 #include "search/search.h"
+#include "store/backup.h"
 #include "store/ws.h"
 
 #include <microhttpd.h>
@@ -116,16 +117,92 @@ static void *deliver_loop(void *arg)
 	return NULL;
 }
 
+/* Wait on stop_cv until 'ms' from now or the server stops; 1 when it
+ * stops. Caller holds stop_mu. */
+static int wait_stop(struct csa_server *s, long ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (!s->stopping && pthread_cond_timedwait(&s->stop_cv, &s->stop_mu, &until) == 0)
+		;
+	return s->stopping;
+}
+
+/*
+ * The scheduled backup (spec §8.1 "automated daily backups"): with
+ * backup.dir set, a backup is taken into it when the newest there is
+ * older than backup.interval_hours (24), keeping backup.keep of them. A
+ * thread of its own, since a backup of a large workspace takes minutes
+ * and the outbox must go on meanwhile (a stop waits for a backup under
+ * way); the first look comes ten seconds after start, then once a minute (the settings are read each time, so a
+ * change of csa.json needs no restart). A failure is logged and tried
+ * again an hour later.
+ */
+static void *backup_loop(void *arg)
+{
+	struct csa_server *s = arg;
+	long wait_ms = 10000;
+	pthread_mutex_lock(&s->stop_mu);
+	while (!wait_stop(s, wait_ms)) {
+		pthread_mutex_unlock(&s->stop_mu);
+		wait_ms = 60000;
+		const struct csa_config *cfg = csa_ws_config(s->ws);
+		const char *d = json_string_value(csa_config_get(cfg, "backup.dir"));
+		char *dir = d ? strdup(d) : NULL;
+		int keep = (int)json_integer_value(csa_config_get(cfg, "backup.keep"));
+		double hours = json_number_value(csa_config_get(cfg, "backup.interval_hours"));
+		csa_config_unref(cfg);
+		if (dir) {
+			struct csa_err err = {0};
+			json_t *rep = NULL;
+			if (csa_backup_scheduled(s->ws, dir, keep, hours * 3600.0, &rep, &err)) {
+				fprintf(stderr, "csa serve: scheduled backup into '%s': %s\n", dir,
+				        err.msg);
+				wait_ms = 3600000;
+			} else if (rep) {
+				fprintf(stderr, "csa serve: backup '%s' taken (%lld tickets)\n",
+				        csa_json_str(rep, "dir"), csa_json_int(rep, "tickets", 0));
+			}
+			json_decref(rep);
+			free(dir);
+		}
+		pthread_mutex_lock(&s->stop_mu);
+	}
+	pthread_mutex_unlock(&s->stop_mu);
+	return NULL;
+}
+
+/* The file monitor's alerts are the controller's (store/monitor.h). */
+static int monitor_raise(void *ctx, const char *type, const char *severity, const char *scope,
+                         json_t *detail, struct csa_err *err)
+{
+	return csa_auto_alert_raise(ctx, type, severity, scope, detail, err);
+}
+
+static int monitor_close(void *ctx, const char *type, const char *scope, struct csa_err *err)
+{
+	return csa_auto_alert_close(ctx, type, scope, err);
+}
+
 /* Close what is open; used by a failed start and by stop. */
 static void release(struct csa_server *s)
 {
-	if (s->worker_running) {
+	if (s->worker_running || s->backup_running) {
 		pthread_mutex_lock(&s->stop_mu);
 		s->stopping = 1;
-		pthread_cond_signal(&s->stop_cv);
+		pthread_cond_broadcast(&s->stop_cv);
 		pthread_mutex_unlock(&s->stop_mu);
-		pthread_join(s->worker, NULL);
 	}
+	if (s->worker_running)
+		pthread_join(s->worker, NULL);
+	if (s->backup_running)
+		pthread_join(s->backup_thread, NULL);
 	csa_search_close(s->search);
 	csa_monitor_stop(s->monitor);
 	csa_outbox_close(s->outbox);
@@ -185,13 +262,19 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	if (rc)
 		goto fail;
 	csa_pipeline_set_observer(s->pipe, csa_notices_route, s);
-	if ((rc = csa_monitor_start(ws, s->autom, check_every, &s->monitor, err)))
+	const struct csa_monitor_sink sink = {monitor_raise, monitor_close, s->autom};
+	if ((rc = csa_monitor_start(ws, &sink, check_every, &s->monitor, err)))
 		goto fail;
 	if (pthread_create(&s->worker, NULL, deliver_loop, s) != 0) {
 		rc = csa_error(err, CSA_EIO, "cannot start the delivery worker");
 		goto fail;
 	}
 	s->worker_running = 1;
+	if (pthread_create(&s->backup_thread, NULL, backup_loop, s) != 0) {
+		rc = csa_error(err, CSA_EIO, "cannot start the scheduled backup thread");
+		goto fail;
+	}
+	s->backup_running = 1;
 	if ((rc = csa_http_listen(s, err)))
 		goto fail;
 	s->ready = 1;
@@ -218,7 +301,7 @@ void csa_server_stop(struct csa_server *s)
 	pthread_mutex_lock(&s->ev_mu);
 	pthread_mutex_lock(&s->stop_mu);
 	s->stopping = 1;
-	pthread_cond_signal(&s->stop_cv);
+	pthread_cond_broadcast(&s->stop_cv);
 	pthread_mutex_unlock(&s->stop_mu);
 	pthread_cond_broadcast(&s->ev_cv);
 	pthread_mutex_unlock(&s->ev_mu);

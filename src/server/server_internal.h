@@ -85,6 +85,9 @@ struct csa_server {
 	int worker_running, stopping;
 	pthread_mutex_t stop_mu;
 	pthread_cond_t stop_cv;
+	/* the scheduled backup's thread (server.c; backup.dir) */
+	pthread_t backup_thread;
+	int backup_running;
 
 	/* server-sent events: a ring of the latest formatted events */
 	pthread_mutex_t ev_mu;

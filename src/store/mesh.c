@@ -50,6 +50,7 @@ struct mesh {
 	size_t checkpoint_bytes;
 	int needs_recovery; /* a failed commit could not be undone */
 	int checkpointing;  /* a commit of this handle is syncing outside the lock */
+	int observe;        /* opened to look only (csa_mesh_open_observer) */
 #ifdef CSA_TESTING
 	void (*after_sync)(void *ctx);
 	void *after_sync_ctx;
@@ -127,7 +128,11 @@ static int lock_ticket(struct mesh *m, const char *id, short type, struct csa_lo
 	int rc = csa_id_check(id, strlen(id), err);
 	if (rc)
 		return rc;
-	int fd = open(m->lock_path, O_RDWR | O_CLOEXEC);
+	/* an observer's lock is shared: it keeps a writer out just the same,
+	 * and needs only read access (the data may be mounted read-only) */
+	if (m->observe)
+		type = F_RDLCK;
+	int fd = open(m->lock_path, (m->observe ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0)
 		return csa_error_sys(err, "cannot open lock file '%s'", m->lock_path);
 	if (ofd_lock(fd, ticket_slot(id), type) < 0) {
@@ -166,11 +171,24 @@ static void journal_unlock(struct mesh *m)
 	pthread_mutex_unlock(&m->mu);
 }
 
+/* Open the journal or the lock file, created when missing; an observer
+ * opens it read-only, and creates it only when no writer ever did (an
+ * empty file, no ticket written; on a read-only mount that fails). */
+static int open_store_file(const char *path, int observe)
+{
+	if (observe) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 || errno != ENOENT)
+			return fd;
+	}
+	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
+}
+
 /* Open .csa/journal as journal_fd (closing the one before) and note its
  * identity. */
 static int journal_reopen(struct mesh *m, struct csa_err *err)
 {
-	int fd = open(m->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
+	int fd = open_store_file(m->journal_path, m->observe);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		int rc = csa_error_sys(err, "cannot open journal '%s'", m->journal_path);
@@ -901,6 +919,9 @@ static int mesh_commit(struct csa_store *st, struct csa_ticket *const *tks, size
                        struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
+	if (m->observe)
+		return csa_error(err, CSA_ESTATE,
+		                 "the store of '%s' is open to observe only: no commit", m->ws->root);
 	if (n == 0)
 		return CSA_OK;
 	char ts[CSA_TS_LEN];
@@ -1084,6 +1105,26 @@ static uint64_t mesh_stamp(struct csa_store *st, int *only_own)
 	return h ? h : 1;
 }
 
+/* Commits rename their documents into Tickets/ before they let go of the
+ * journal lock, so under it Tickets/ holds every acknowledged commit
+ * whole. A commit of this handle that failed and could not be undone is
+ * completed first; one of another process is in the journal, which a
+ * copy takes too (recovery completes it when the copy is opened). */
+static int mesh_hold(struct csa_store *st, int (*fn)(void *ctx, struct csa_err *err), void *ctx,
+                     struct csa_err *err)
+{
+	struct mesh *m = (struct mesh *)st;
+	int rc = journal_lock(m, err);
+	if (rc)
+		return rc;
+	if (m->needs_recovery)
+		rc = recover_locked(m, err);
+	if (rc == CSA_OK)
+		rc = fn(ctx, err);
+	journal_unlock(m);
+	return rc;
+}
+
 static int mesh_load_doc(struct csa_store *st, const char *id, unsigned doc, json_t **out,
                          struct csa_err *err)
 {
@@ -1141,6 +1182,8 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 static int mesh_checkpoint(struct csa_store *st, struct csa_err *err)
 {
 	struct mesh *m = (struct mesh *)st;
+	if (m->observe)
+		return CSA_OK; /* the writers' business */
 	int rc = journal_lock(m, err);
 	if (rc)
 		return rc;
@@ -1179,9 +1222,22 @@ static const struct csa_store_ops mesh_ops = {
     .load_doc = mesh_load_doc,
     .mark = mesh_mark,
     .stamp = mesh_stamp,
+    .hold = mesh_hold,
 };
 
+static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, struct csa_err *err);
+
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
+{
+	return mesh_open(ws, 0, out, err);
+}
+
+int csa_mesh_open_observer(struct csa_ws *ws, struct csa_store **out, struct csa_err *err)
+{
+	return mesh_open(ws, 1, out, err);
+}
+
+static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, struct csa_err *err)
 {
 	struct mesh *m = calloc(1, sizeof(*m));
 	if (!m)
@@ -1190,6 +1246,7 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	m->ws = ws;
 	m->lock_fd = m->journal_fd = -1;
 	m->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	m->observe = observe;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_mutex_init(&m->mark_mu, NULL);
 	pthread_mutex_init(&m->qmu, NULL);
@@ -1199,19 +1256,21 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	snprintf(m->tmp_dir, sizeof(m->tmp_dir), "%s/.csa/tmp", ws->root);
 	snprintf(m->journal_new, sizeof(m->journal_new), "%s/.csa/journal.new", ws->root);
 	int rc;
-	m->lock_fd = open(m->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
+	m->lock_fd = open_store_file(m->lock_path, observe);
 	if (m->lock_fd < 0) {
 		rc = csa_error_sys(err, "cannot open '%s'", m->lock_path);
 		goto fail;
 	}
 	if ((rc = journal_reopen(m, err)))
 		goto fail;
-	if ((rc = journal_lock(m, err)))
-		goto fail;
-	rc = recover_locked(m, err);
-	journal_unlock(m);
-	if (rc)
-		goto fail;
+	if (!observe) {
+		if ((rc = journal_lock(m, err)))
+			goto fail;
+		rc = recover_locked(m, err);
+		journal_unlock(m);
+		if (rc)
+			goto fail;
+	}
 	*out = &m->base;
 	return CSA_OK;
 fail:

@@ -43,6 +43,13 @@ struct csa_mesh_stats {
 /* Open the mesh of an initialised workspace and run recovery. */
 int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err);
 
+/* Open the mesh to look at it only (the file monitor): no recovery (what
+ * a crash left is seen as it is, not repaired), commits refused
+ * (CSA_ESTATE), no checkpoint on close, every file opened read-only (the
+ * workspace may be mounted read-only). Ticket locks are still taken, as
+ * shared locks, so a reader never sees half a commit. */
+int csa_mesh_open_observer(struct csa_ws *ws, struct csa_store **out, struct csa_err *err);
+
 /* Counters of a mesh store (zeroes for another backend). */
 struct csa_mesh_stats csa_mesh_stats(const struct csa_store *st);
 

@@ -126,6 +126,14 @@ struct csa_store_ops {
 	 * this handle (whose commits csa_store_observe reports), 0 when
 	 * another handle or process may have committed. */
 	uint64_t (*stamp)(struct csa_store *st, int *only_own);
+	/* For a consistent copy of the whole store (store/backup.h; may be
+	 * NULL: the backend cannot be copied from outside): call fn(ctx) with
+	 * no commit of any handle or process half done and none starting
+	 * until it returns (the mesh: under the journal lock, where every
+	 * acknowledged commit is renamed into Tickets/), and return what fn
+	 * returned. fn must be quick: every writer waits for it. */
+	int (*hold)(struct csa_store *st, int (*fn)(void *ctx, struct csa_err *err), void *ctx,
+	            struct csa_err *err);
 };
 
 /* Called after every successful commit through this handle with the ids of
@@ -240,6 +248,16 @@ static inline uint64_t csa_store_stamp(struct csa_store *st, int *only_own)
 {
 	*only_own = 0;
 	return st->ops->stamp ? st->ops->stamp(st, only_own) : 0;
+}
+
+/* See the op; CSA_ESTATE for a backend without it. */
+static inline int csa_store_hold(struct csa_store *st, int (*fn)(void *ctx, struct csa_err *err),
+                                 void *ctx, struct csa_err *err)
+{
+	if (!st->ops->hold)
+		return csa_error(err, CSA_ESTATE, "the '%s' store cannot hold its commits for a copy",
+		                 st->ops->name);
+	return st->ops->hold(st, fn, ctx, err);
 }
 
 static inline void csa_store_stats(struct csa_store *st, struct csa_store_stats *out)

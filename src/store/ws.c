@@ -278,7 +278,19 @@ int csa_ws_path(const struct csa_ws *ws, const char *rel, char *out, size_t outs
 	return n < 0 || (size_t)n >= outsz ? CSA_ELIMIT : CSA_OK;
 }
 
+static int ws_open(const char *dir, int observe, struct csa_ws **out, struct csa_err *err);
+
 int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, 0, out, err);
+}
+
+int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, 1, out, err);
+}
+
+static int ws_open(const char *dir, int observe, struct csa_ws **out, struct csa_err *err)
 {
 	char path[4096];
 	if (snprintf(path, sizeof(path), "%s/csa.json", dir) >= (int)sizeof(path))
@@ -301,14 +313,15 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
 		rc = publish(ws, &cfg, err);
 	if (rc)
 		goto fail;
-	/* Layout directories added by newer versions appear on open. */
-	for (size_t i = 0; i < sizeof(layout) / sizeof(layout[0]); i++) {
+	/* Layout directories added by newer versions appear on open (an
+	 * observer creates nothing: a missing one is what it reports). */
+	for (size_t i = 0; !observe && i < sizeof(layout) / sizeof(layout[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, layout[i]);
 		if ((rc = csa_fs_mkdirs(path, err)))
 			goto fail;
 	}
 	if ((rc = csa_blobs_open_files(dir, &ws->blobs, err)) ||
-	    (rc = csa_mesh_open(ws, &ws->store, err)))
+	    (rc = (observe ? csa_mesh_open_observer : csa_mesh_open)(ws, &ws->store, err)))
 		goto fail;
 	*out = ws;
 	return CSA_OK;

@@ -51,6 +51,11 @@ int csa_ws_init(const char *dir, struct csa_err *err);
  * csa_ws_close(). */
 int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err);
 
+/* Open a workspace to look at it only (`csa monitor`): no recovery, no
+ * layout created, the store refuses commits (store/mesh.h,
+ * csa_mesh_open_observer). Closed with csa_ws_close(). */
+int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *err);
+
 /* Checkpoint the store journal and free everything. NULL is a no-op. */
 void csa_ws_close(struct csa_ws *ws);
 

@@ -1,6 +1,5 @@
-/* The server's file monitor: periodic live verification of the mesh. */
-#include "server/monitor.h"
-#include "automation/control.h"
+/* The file monitor: periodic live verification of the mesh. */
+#include "store/monitor.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "store/verify.h"
@@ -30,7 +29,7 @@ static const struct {
 
 struct csa_monitor {
 	struct csa_ws *ws;
-	struct csa_auto *autom;
+	struct csa_monitor_sink sink;
 	double interval_s;
 	pthread_mutex_t check_mu; /* one check at a time; guards memo */
 	struct csa_verify_memo *memo;
@@ -69,15 +68,15 @@ static int alert_from(struct csa_monitor *m, const json_t *rep, json_t *counts, 
 		json_object_set_new(counts, kinds[k].problem, json_integer((json_int_t)n));
 		int r;
 		if (n) {
-			r = csa_auto_alert_raise(
-			    m->autom, kinds[k].alert, kinds[k].severity, scope,
+			r = m->sink.raise(
+			    m->sink.ctx, kinds[k].alert, kinds[k].severity, scope,
 			    json_pack("{s:s, s:I, s:o, s:s?, s:s}", "problem", kinds[k].problem,
 			              "count", (json_int_t)n, "affected", listed, "example", first,
 			              "fix", "see 'csa verify' (and 'csa verify --repair')"),
 			    rc ? NULL : err);
 		} else {
 			json_decref(listed);
-			r = csa_auto_alert_close(m->autom, kinds[k].alert, scope, rc ? NULL : err);
+			r = m->sink.close(m->sink.ctx, kinds[k].alert, scope, rc ? NULL : err);
 		}
 		rc = rc ? rc : r;
 	}
@@ -150,14 +149,14 @@ static void *monitor_loop(void *arg)
 	return NULL;
 }
 
-int csa_monitor_start(struct csa_ws *ws, struct csa_auto *a, double interval_s,
+int csa_monitor_start(struct csa_ws *ws, const struct csa_monitor_sink *sink, double interval_s,
                       struct csa_monitor **out, struct csa_err *err)
 {
 	struct csa_monitor *m = calloc(1, sizeof(*m));
 	if (!m)
 		return csa_error(err, CSA_ENOMEM, "out of memory starting the file monitor");
 	m->ws = ws;
-	m->autom = a;
+	m->sink = *sink;
 	m->interval_s = interval_s > 0 ? interval_s : 0;
 	if (!(m->memo = csa_verify_memo_new())) {
 		free(m);
