@@ -34,6 +34,7 @@
 #include "sla/sla.h"
 #include "store/verify.h"
 #include "store/ws.h"
+#include "flow/learning.h"
 #include "support/tutil.h"
 
 /* ---- the roster --------------------------------------------------------- */
@@ -212,6 +213,36 @@ static const json_t *source_of(const json_t *e, const json_t *i, const json_t *e
 
 /* Every entry is a sentence of the person's message it names (after the
  * redaction of personal data), never of the customer's or the AI's. */
+/* The decision patterns T keeps name no word of the customer's name,
+ * company or address: the model may weigh them, the file must not repeat
+ * them. Other words, and features that are not words, stay in order. */
+static void patterns_leave_out_the_customer(void **state)
+{
+	(void)state;
+	json_t *e = json_pack("{s:{s:{s:s, s:s, s:{s:s}}}}", "participants", "customer",
+	                      "client_name", "Zorya Quimby-Ames", "company_name", "Blue Fjord AS",
+	                      "contact_info", "email", "z.quimby@fjord.example");
+	json_t *pats = json_pack("[{s:s, s:f}, {s:s, s:f}, {s:s, s:f}, {s:s, s:f}, {s:s, s:f}, "
+	                         "{s:s, s:f}]",
+	                         "feature", "word=zorya", "weight", 1.0, "feature", "word=login",
+	                         "weight", 0.9, "feature", "word=Quimby", "weight", 0.8, "feature",
+	                         "word=fjord", "weight", 0.7, "feature", "pri=HIGH", "weight", 0.6,
+	                         "feature", "word=ames", "weight", 0.5);
+	json_t *out = csa_learning_public_patterns(pats, e);
+	assert_int_equal(json_array_size(out), 2);
+	assert_string_equal(csa_json_str(json_array_get(out, 0), "feature"), "word=login");
+	assert_string_equal(csa_json_str(json_array_get(out, 1), "feature"), "pri=HIGH");
+	json_decref(out);
+	/* no customer on record: nothing is left out */
+	json_t *bare = json_object();
+	out = csa_learning_public_patterns(pats, bare);
+	assert_int_equal(json_array_size(out), 6);
+	json_decref(out);
+	json_decref(bare);
+	json_decref(pats);
+	json_decref(e);
+}
+
 static void assert_extractive(const json_t *e, const json_t *i, const json_t *know)
 {
 	static const char *const lists[] = {"solution_patterns", "troubleshooting_steps",
@@ -1275,6 +1306,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(roster_validation),
 	    cmocka_unit_test(roster_choice),
 	    cmocka_unit_test(knowledge_is_extractive),
+	    cmocka_unit_test(patterns_leave_out_the_customer),
 	    cmocka_unit_test_setup_teardown(whole_life_through_the_api, setup, teardown),
 	    cmocka_unit_test_setup_teardown(assign_and_progress_refuse_bad_input, setup, teardown),
 	    cmocka_unit_test(resolve_and_assign_by_cli),

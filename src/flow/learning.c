@@ -4,9 +4,11 @@
 #include "base/json.h"
 #include "base/ts.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static json_t *section(struct csa_ticket *tk, const char *key)
 {
@@ -62,6 +64,44 @@ static void bin_count(json_t *c, const char *bin, const char *field, int delta)
 	                        : json_null());
 }
 
+/* Whether 'word' is one of the words of 's' (split at anything not a
+ * letter or digit, compared without case). */
+static int word_of(const char *word, size_t wlen, const char *s)
+{
+	while (s && *s) {
+		while (*s && !isalnum((unsigned char)*s) && !((unsigned char)*s & 0x80))
+			s++;
+		const char *w = s;
+		while (*s && (isalnum((unsigned char)*s) || ((unsigned char)*s & 0x80)))
+			s++;
+		if ((size_t)(s - w) == wlen && strncasecmp(w, word, wlen) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+json_t *csa_learning_public_patterns(const json_t *patterns, const json_t *e)
+{
+	const json_t *cust = json_object_get(json_object_get(e, "participants"), "customer");
+	const char *who[] = {csa_json_str(cust, "client_name"), csa_json_str(cust, "company_name"),
+	                     csa_json_str(json_object_get(cust, "contact_info"), "email"),
+	                     csa_json_str(json_object_get(cust, "contact_info"), "phone")};
+	json_t *out = json_array();
+	size_t i;
+	json_t *p;
+	json_array_foreach(patterns, i, p)
+	{
+		const char *f = csa_json_str(p, "feature");
+		int personal = 0;
+		if (f && strncmp(f, "word=", 5) == 0)
+			for (size_t k = 0; k < sizeof(who) / sizeof(who[0]) && !personal; k++)
+				personal = word_of(f + 5, strlen(f + 5), who[k]);
+		if (!personal)
+			json_array_append(out, p);
+	}
+	return out;
+}
+
 void csa_learning_decision(struct csa_ticket *tk, const struct csa_agent_input *in,
                            const char *decision_id, enum csa_dtype type, const char *value,
                            double confidence, const char *digest, const json_t *patterns)
@@ -69,9 +109,9 @@ void csa_learning_decision(struct csa_ticket *tk, const struct csa_agent_input *
 	const char *tname = csa_dtype_name(type);
 	if (json_is_array(patterns))
 		push(section(tk, "decision_patterns"),
-		     json_pack("{s:s, s:s, s:s?, s:f, s:O}", "decision_id", decision_id,
+		     json_pack("{s:s, s:s, s:s?, s:f, s:o}", "decision_id", decision_id,
 		               "decision_type", tname, "value", value, "confidence", confidence,
-		               "features", patterns));
+		               "features", csa_learning_public_patterns(patterns, tk->e)));
 	/* the structured features as the model saw them: the classifier's
 	 * category and priority for the later types */
 	const char *cat = csa_json_str(in->classification, "category");

@@ -43,6 +43,12 @@ void csa_learning_decision(struct csa_ticket *tk, const struct csa_agent_input *
                            const char *decision_id, enum csa_dtype type, const char *value,
                            double confidence, const char *digest, const json_t *patterns);
 
+/* The terms of 'patterns' ([{"feature", "weight"}]) a reader of T may see:
+ * without a word of the customer's name, company, e-mail or phone (E's
+ * participants.customer), which the model may weigh but T must not
+ * repeat. A new array. */
+json_t *csa_learning_public_patterns(const json_t *patterns, const json_t *e);
+
 /* A person kept ('confirmed') or changed the AI's value of a decision. */
 void csa_learning_review(struct csa_ticket *tk, const char *decision_id, enum csa_dtype type,
                          const char *ai_value, const char *human_value, const char *by,
