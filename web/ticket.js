@@ -449,6 +449,37 @@ async function composeSend(e) {
   }
 }
 
+// A person's assignment or resolution (POST .../assign, .../resolve),
+// then the ticket again as the server now has it.
+async function ticketAct(path, body, done) {
+  const status = $('act-status');
+  status.className = '';
+  status.textContent = 'Saving…';
+  try {
+    const r = await api('POST', `/api/tickets/${encodeURIComponent(tk.id)}/${path}`, body);
+    status.textContent = done(r);
+    await ticketLoad(tk.id);
+  } catch (err) {
+    status.textContent = 'Error: ' + err.message;
+    status.className = 'error';
+  }
+}
+
+function assignSubmit(e) {
+  e.preventDefault();
+  const member = $('assign-member').value.trim();
+  if (!member) return;
+  ticketAct('assign', { member }, (r) => (r.changed ? `Assigned to ${r.assigned_member}${r.over_capacity ? ' (over capacity)' : ''}.` : `Already ${r.assigned_member}'s.`));
+}
+
+function resolveSubmit(e) {
+  e.preventDefault();
+  const body = {};
+  if ($('resolve-csat').value) body.csat = Number($('resolve-csat').value);
+  if ($('resolve-notes').value.trim()) body.notes = $('resolve-notes').value.trim();
+  ticketAct('resolve', body, (r) => `Resolved; ${Object.values(r.knowledge_extraction || {}).reduce((n, l) => n + l.length, 0)} knowledge entries extracted.`);
+}
+
 pages.ticket = {
   show: (arg) => {
     const id = arg.trim();
@@ -457,6 +488,7 @@ pages.ticket = {
       $('ticket-view').hidden = true;
       // another ticket: nothing written for the last one, and a note by default
       $('compose-status').textContent = '';
+      $('act-status').textContent = '';
       $('compose-text').value = '';
       document.querySelector('#compose input[value="internal"]').checked = true;
       composeLabel();
@@ -485,5 +517,7 @@ window.addEventListener('DOMContentLoaded', () => {
   };
   $('ticket-title').tabIndex = -1;
   $('compose').onsubmit = composeSend;
+  $('assign-form').onsubmit = assignSubmit;
+  $('resolve-form').onsubmit = resolveSubmit;
   for (const r of document.querySelectorAll('#compose input[name=side]')) r.addEventListener('change', composeLabel);
 });

@@ -313,6 +313,26 @@ try {
   assert.equal((await api('GET', '/api/phase')).json.phase, 'PHASE_1', 'the point before the advance');
   step('a rollback point is restored from the page after a confirmation');
 
+  // assign and resolve from the ticket page: a member outside the roster is
+  // refused with the server's reason; a resolution with CSAT closes it
+  await page.goto(base + '/#ticket/XSS-2');
+  await page.waitForSelector('#ticket-view:not([hidden]) #ticket-timeline li');
+  await page.fill('#assign-member', 'nobody-here');
+  expectErrors = true; // the browser logs the 400 it was answered
+  await page.click('#assign-form button');
+  await page.waitForFunction(() => /^Error: /.test(document.querySelector('#act-status').textContent));
+  expectErrors = false;
+  assert.match(await page.textContent('#act-status'), /roster|member/);
+  await page.selectOption('#resolve-csat', '4');
+  await page.fill('#resolve-notes', 'Restarted the export job; it runs again.');
+  await page.click('#resolve-form button');
+  await page.waitForFunction(() => /^Resolved; /.test(document.querySelector('#act-status').textContent));
+  const closed = (await api('GET', '/api/tickets/XSS-2')).json.workflow;
+  assert.equal(closed.resolved, true);
+  assert.equal(closed.sla_metrics.customer_satisfaction, 4);
+  await page.waitForFunction(() => /resolvedyes/.test(document.querySelector('#ticket-facts').textContent));
+  step('assign refused for a member outside the roster; resolved from the page with CSAT 4');
+
   // knowledge gaps: the groups the API reports, a draft accepted from the page
   const gaps = (await api('GET', '/api/kb/gaps')).json;
   await page.goto(base + '/#knowledge');
