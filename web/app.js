@@ -248,18 +248,39 @@ function trend(svg, series) {
   }
 }
 
+// The KPI tiles in spec §9.2's four groups. Counts of tickets come from
+// the inbox index (count=1), the rest from GET /api/metrics.
+async function ticketCount(args) {
+  return (await api('GET', '/api/tickets?limit=1&count=1' + (args ? '&' + args : ''))).total;
+}
+
+function kpiGroup(title, tiles) {
+  const sec = el('section', null, 'kpi-group');
+  sec.append(el('h3', title));
+  const box = el('div', null, 'kpis');
+  for (const [name, v] of tiles) { const d = el('div'); d.append(el('b', v), el('span', name)); box.append(d); }
+  sec.append(box);
+  return sec;
+}
+
 async function loadMetrics() {
-  const [m, tr] = await Promise.all([api('GET', '/api/metrics'), api('GET', '/api/metrics/trend?bucket=hour')]);
+  const [m, tr, points, all, resolved, active, escalated, breached, waiting] = await Promise.all([
+    api('GET', '/api/metrics'), api('GET', '/api/metrics/trend?bucket=hour'), api('GET', '/api/phase/points'),
+    ticketCount(''), ticketCount('status=resolved'), ticketCount('status=active'), ticketCount('status=escalated'),
+    ticketCount('sla=breached'), ticketCount('review=true')]);
   const o = m.overall || {};
+  const num = (v, d) => (v === null || v === undefined ? '–' : Number(v).toFixed(d));
+  const open = all - resolved;
   const k = $('kpis');
-  k.replaceChildren();
-  for (const [name, v] of [['phase', m.phase], ['automation rate', pct(o.automation_rate)], ['accuracy', pct(o.accuracy)],
-    ['autonomous accuracy', pct(o.autonomous_accuracy)], ['escalation rate', pct(o.escalation_rate)],
-    ['calibration error', pct(o.calibration_ece)], ['first response (min)', o.mean_first_response_minutes == null ? '–' : o.mean_first_response_minutes.toFixed(0)],
-    ['resolution (min)', o.mean_resolution_minutes == null ? '–' : o.mean_resolution_minutes.toFixed(0)], ['CSAT', o.csat == null ? '–' : o.csat.toFixed(2)],
-    ['decisions', o.decisions], ['reviewed', o.reviewed], ['tickets', o.tickets]]) {
-    const d = el('div'); d.append(el('b', v), el('span', name)); k.append(d);
-  }
+  k.replaceChildren(
+    kpiGroup('Automation', [['phase', m.phase], ['automation rate', pct(o.automation_rate)], ['accuracy', pct(o.accuracy)],
+      ['mean confidence', pct(o.mean_confidence)], ['autonomous accuracy', pct(o.autonomous_accuracy)]]),
+    kpiGroup('Performance', [['first response (min)', num(o.mean_first_response_minutes, 0)], ['resolution (min)', num(o.mean_resolution_minutes, 0)],
+      ['SLA compliance (open tickets)', open ? pct(1 - breached / open) : '–'], ['CSAT', num(o.csat, 2)]]),
+    kpiGroup('Operational', [['tickets', all], ['active', active], ['escalated', escalated], ['waiting for review', waiting],
+      ['decisions', o.decisions], ['reviewed', o.reviewed]]),
+    kpiGroup('Quality', [['error rate', o.accuracy === null || o.accuracy === undefined ? '–' : pct(1 - o.accuracy)],
+      ['calibration error', pct(o.calibration_ece)], ['escalation rate', pct(o.escalation_rate)], ['rollback points', points.points.length]]));
   trend($('trend'), tr.series);
   $('trend-note').textContent = tr.series.length
     ? `${tr.series.length} hours with decisions in the last ${tr.days} days; bars: decisions per hour (most ${Math.max(...tr.series.map((b) => b.decisions))}), blue: autonomous share, green: accuracy of the reviewed ones`

@@ -547,7 +547,8 @@ static json_t *kpi_row(struct auto_store *s, const char *where, const char *p1)
 	    "SELECT count(*), sum(autonomous), sum(final IS NOT NULL), sum(coalesce(correct,0)),"
 	    " sum(autonomous = 1 AND final IS NOT NULL), sum(autonomous = 1 AND correct = 1),"
 	    " avg(CASE WHEN final IS NOT NULL THEN decision_ms END),"
-	    " sum(type = 'escalation'), sum(type = 'escalation' AND value <> 'NONE')"
+	    " sum(type = 'escalation'), sum(type = 'escalation' AND value <> 'NONE'),"
+	    " avg(confidence)"
 	    " FROM decisions %s",
 	    where);
 	sqlite3_stmt *st;
@@ -575,6 +576,10 @@ static json_t *kpi_row(struct auto_store *s, const char *where, const char *p1)
 		                        : json_real(sqlite3_column_double(st, 6) / 1000));
 		json_object_set_new(r, "escalation_rate",
 		                    esc_n ? json_real(esc / esc_n) : json_null());
+		json_object_set_new(r, "mean_confidence",
+		                    sqlite3_column_type(st, 9) == SQLITE_NULL
+		                        ? json_null()
+		                        : json_real(sqlite3_column_double(st, 9)));
 	}
 	sqlite3_finalize(st);
 	/* calibration of reviewed decisions */
