@@ -1154,6 +1154,32 @@ static void a_cap_holds_a_segment_below_what_it_earns(void **state)
 	assert_int_equal(csa_auto_phase_cap(fx.a, "", 2, "lead", &out, &err), CSA_EINVAL);
 }
 
+/* A cap set from the command line while a server's controller has the
+ * workspace open holds in that controller at its next tick, and its own
+ * saves of the segment phases keep it. */
+static void a_cap_from_another_process_holds(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *ev;
+	assert_int_equal(csa_ws_set_phase(fx.ws, 3, &err), 0);
+	add_decisions("category", "BILLING_INQUIRY", 1, 150, 150, 0, 60000, 0);
+	add_decisions("category", "TECHNICAL_ISSUE", 1, 150, 150, 0, 60000, 0);
+	char *cli_err = NULL;
+	if (t_csa(NULL, NULL, &cli_err, "--dir '%s' phase cap category/BILLING_INQUIRY 1", fx.dir))
+		fail_msg("csa phase cap: %s", cli_err);
+	free(cli_err);
+	assert_int_equal(csa_auto_tick(fx.a, 0, &ev, &err), 0);
+	json_decref(ev);
+	assert_int_equal(segment_phase_now("category/BILLING_INQUIRY"), 0); /* held */
+	assert_int_equal(segment_phase_now("category/TECHNICAL_ISSUE"), 2); /* saved by this one */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/automation/state.json", fx.dir);
+	json_t *st = json_load_file(path, 0, NULL);
+	assert_int_equal(csa_json_int(json_object_get(st, "caps"), "category/BILLING_INQUIRY", 0), 1);
+	json_decref(st);
+}
+
 /* ---- critical tickets ---------------------------------------------------------- */
 
 /* A classification as the classifier writes it: priority, confidence and
@@ -2776,6 +2802,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(a_cap_holds_a_segment_below_what_it_earns, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(a_cap_from_another_process_holds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(degraded_type_waits_for_fresh_evidence, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(anomalies_raise_alerts_and_demote, setup, teardown),

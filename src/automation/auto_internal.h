@@ -127,6 +127,10 @@ int auto_segment_phase(const struct csa_auto *a, const char *type, const char *s
  * lower of its own cap and its type's; 5 when neither is capped. */
 int auto_phase_cap(const struct csa_auto *a, const char *type, const char *segment);
 int auto_save_state(struct csa_auto *a, struct csa_err *err);
+/* Save a->state as it is, its caps included (csa_auto_phase_cap). */
+int auto_write_state(struct csa_auto *a, struct csa_err *err);
+/* Take up the caps the store holds (set by any process). */
+void auto_refresh_caps(struct csa_auto *a);
 int64_t auto_evidence_since(const struct csa_auto *a, const char *type, const char *segment);
 void auto_restart_evidence(struct csa_auto *a, const char *scope);
 int auto_valid_label(const struct csa_auto *a, const char *type, const char *v);

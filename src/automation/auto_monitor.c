@@ -146,6 +146,7 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 	json_t *events = json_array();
 	pthread_mutex_lock(&a->mu);
 	auto_begin_evaluation(a);
+	auto_refresh_caps(a);
 	int w = auto_workspace_phase(a), rc = CSA_OK;
 	/* segments follow their own evidence up to the workspace phase and
 	 * their cap */

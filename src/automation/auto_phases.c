@@ -123,7 +123,8 @@ int csa_auto_phase_evaluate(struct csa_auto *a, json_t **out, struct csa_err *er
 		const char *seg = json_string_value(json_array_get(pair, 1));
 		int ph = auto_segment_phase(a, type, seg);
 		json_t *g = auto_evaluate_gate(a, type, seg, ph);
-		if (ph >= auto_phase_cap(a, type, seg)) { /* what it earns stays unused */
+		int cap = auto_phase_cap(a, type, seg);
+		if (cap < 5 && ph >= cap) { /* what it earns stays unused */
 			json_object_set_new(g, "cap", json_integer(ph));
 			json_object_set_new(g, "pass", json_false());
 		}
@@ -210,6 +211,7 @@ int csa_auto_phase_cap(struct csa_auto *a, const char *scope, int max_phase, con
 		pthread_mutex_unlock(&a->mu);
 		return rc;
 	}
+	auto_refresh_caps(a); /* another process may have set some */
 	json_t *caps = json_object_get(a->state, "caps");
 	if (!caps)
 		json_object_set_new(a->state, "caps", caps = json_object());
@@ -218,7 +220,7 @@ int csa_auto_phase_cap(struct csa_auto *a, const char *scope, int max_phase, con
 		json_object_set_new(caps, scope, json_integer(max_phase));
 	else
 		json_object_del(caps, scope);
-	if ((rc = auto_save_state(a, err))) { /* nothing changes that is not kept */
+	if ((rc = auto_write_state(a, err))) { /* nothing changes that is not kept */
 		if (before)
 			json_object_set(caps, scope, before);
 		else

@@ -202,6 +202,7 @@ static int restore_docs(struct csa_auto *a, struct auto_doc *docs, size_t n, str
 			rc = csa_ws_config_replace(a->ws, docs[i].buf, docs[i].len, err);
 	if (rc == CSA_OK && phases) {
 		/* caps are a person's policy: a rollback leaves them as they are */
+		auto_refresh_caps(a);
 		json_t *caps = json_object_get(a->state, "caps");
 		if (caps)
 			json_object_set(phases, "caps", caps);
@@ -209,7 +210,7 @@ static int restore_docs(struct csa_auto *a, struct auto_doc *docs, size_t n, str
 			json_object_del(phases, "caps");
 		json_decref(a->state);
 		a->state = json_incref(phases);
-		rc = auto_save_state(a, err);
+		rc = auto_write_state(a, err);
 	}
 	for (size_t i = 0; i < n && rc == CSA_OK; i++)
 		if (strncmp(docs[i].name, "models/", 7) == 0)

@@ -115,10 +115,32 @@ int auto_segment_phase(const struct csa_auto *a, const char *type, const char *s
 	return p < cap ? p : cap;
 }
 
+/* Caps change only through csa_auto_phase_cap, which saves at once, and
+ * maybe in another process (the CLI beside a server): what the store holds
+ * is the truth, taken up before each save and each tick. */
+void auto_refresh_caps(struct csa_auto *a)
+{
+	json_t *disk = NULL;
+	if (a->ops->load_phases(a->store, &disk, NULL) != CSA_OK)
+		return; /* never saved, or unreadable: the caps in memory stand */
+	json_t *caps = json_object_get(disk, "caps");
+	if (caps)
+		json_object_set(a->state, "caps", caps);
+	else
+		json_object_del(a->state, "caps");
+	json_decref(disk);
+}
+
 /* A failure is remembered (state_unsaved): a phase change or demotion is
  * in effect in this process at once, and reaches the disk at the next save
  * that works. Caller holds a->mu (or is opening). */
 int auto_save_state(struct csa_auto *a, struct csa_err *err)
+{
+	auto_refresh_caps(a);
+	return auto_write_state(a, err);
+}
+
+int auto_write_state(struct csa_auto *a, struct csa_err *err)
 {
 	struct csa_err e = {0};
 	int rc = a->ops->save_phases(a->store, a->state, &e);
