@@ -384,7 +384,7 @@ static int open_replay(struct replay *r, struct csa_err *err)
 	const struct csa_replay_opts *o = r->o;
 	int rc = setup_workspace(o, &r->s, r->dir, sizeof(r->dir), err);
 	if (rc == CSA_OK)
-		rc = csa_ws_open(r->dir, &r->ws, err);
+		rc = csa_ws_open_scratch(r->dir, &r->ws, err);
 	for (size_t i = 0; rc == CSA_OK && i < o->bootstrap; i++) {
 		struct csa_ticket tk;
 		const struct csa_config *cfg = csa_ws_config(r->ws);

@@ -49,6 +49,10 @@ struct mesh {
 	int leading; /* a commit of this handle runs a batch */
 	size_t checkpoint_bytes;
 	int needs_recovery; /* a failed commit could not be undone */
+	/* 0 for a scratch workspace (csa_ws_open_scratch): the same commits,
+	 * journal and checkpoints, but nothing waits for the disk (no
+	 * fdatasync, fsync or syncfs); 1 for every other workspace */
+	int sync;
 	int checkpointing;  /* a commit of this handle is syncing outside the lock */
 #ifdef CSA_TESTING
 	void (*after_sync)(void *ctx);
@@ -316,7 +320,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 			return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
 		mark_follow(m, &before);
 		trims_bump(m);
-		if (csa_fs_fsync(m->journal_fd, 1) < 0)
+		if (m->sync && csa_fs_fsync(m->journal_fd, 1) < 0)
 			return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
 		return CSA_OK;
 	}
@@ -336,7 +340,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 		rc = csa_error_sys(err, "cannot create '%s'", m->journal_new);
 		goto out;
 	}
-	if (csa_fs_write_all(fd, tail, len) < 0 || csa_fs_fsync(fd, 1) < 0) {
+	if (csa_fs_write_all(fd, tail, len) < 0 || (m->sync && csa_fs_fsync(fd, 1) < 0)) {
 		rc = csa_error_sys(err, "cannot write '%s'", m->journal_new);
 		goto out;
 	}
@@ -354,7 +358,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 	char dir[PATH_SZ];
 	snprintf(dir, sizeof(dir), "%s/.csa", m->ws->root);
 	rc = journal_reopen(m, err);
-	if (rc == CSA_OK && csa_fs_fsync_dir(dir) < 0)
+	if (rc == CSA_OK && m->sync && csa_fs_fsync_dir(dir) < 0)
 		rc = csa_error_sys(err, "cannot fsync directory '%s'", dir);
 	if (rc)
 		m->needs_recovery = 1; /* recovery syncs everything again */
@@ -377,7 +381,7 @@ static int checkpoint_locked(struct mesh *m, struct csa_err *err)
 	/* Every document the journal covers was renamed into place before
 	 * its commit returned; syncfs makes those files and directory
 	 * entries durable, after which the journal is no longer needed. */
-	if (syncfs(m->journal_fd) < 0)
+	if (m->sync && syncfs(m->journal_fd) < 0)
 		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
 	int rc = trim_locked(m, st.st_size, err);
 	if (rc == CSA_OK)
@@ -403,7 +407,7 @@ static int checkpoint_unlocked(struct mesh *m, struct csa_err *err)
 	/* every record up to st_size had its documents renamed into place
 	 * before its commit released the lock, so syncfs covers them (through
 	 * the lock file: journal_fd may be replaced meanwhile) */
-	if (syncfs(m->lock_fd) < 0)
+	if (m->sync && syncfs(m->lock_fd) < 0)
 		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
 #ifdef CSA_TESTING
 	if (m->after_sync)
@@ -829,7 +833,7 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 		rc = csa_error_sys(&err, "cannot stat journal '%s'", m->journal_path);
 	off_t end = sb.st_size;
 	if (rc == CSA_OK)
-		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, &err);
+		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, m->sync, &err);
 	if (rc == CSA_OK)
 		mark_follow(m, &(struct jpos){sb.st_dev, sb.st_ino, end});
 	if (rc) {
@@ -1190,6 +1194,7 @@ int csa_mesh_open(struct csa_ws *ws, struct csa_store **out, struct csa_err *err
 	m->ws = ws;
 	m->lock_fd = m->journal_fd = -1;
 	m->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
+	m->sync = !ws->scratch;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_mutex_init(&m->mark_mu, NULL);
 	pthread_mutex_init(&m->qmu, NULL);

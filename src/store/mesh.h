@@ -16,6 +16,13 @@
  * last acknowledged commit or, for a commit that had not returned, at that
  * commit; recovery runs when a workspace is opened.
  *
+ * A scratch workspace (csa_ws_open_scratch(), the replay's) runs the same
+ * commits without any of the waits for the disk: no fdatasync of the
+ * journal, no syncfs or fsync in checkpoints. Within the process nothing
+ * changes (a reader sees whole commits, a failed commit is undone); a
+ * crash of the process still recovers from the journal, but a power loss
+ * may lose or tear any of it.
+ *
  * Locks: .csa/lock holds one OFD byte-range lock per ticket (offset from a
  * 64-bit hash of the id) and the journal lock at offset 0. OFD locks work
  * between processes and between threads holding different descriptors.

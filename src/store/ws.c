@@ -241,7 +241,7 @@ int csa_ws_path(const struct csa_ws *ws, const char *rel, char *out, size_t outs
 	return n < 0 || (size_t)n >= outsz ? CSA_ELIMIT : CSA_OK;
 }
 
-int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
+static int ws_open(const char *dir, int scratch, struct csa_ws **out, struct csa_err *err)
 {
 	char path[4096];
 	if (snprintf(path, sizeof(path), "%s/csa.json", dir) >= (int)sizeof(path))
@@ -258,6 +258,7 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
 	}
 	pthread_mutex_init(&ws->cfg_mu, NULL);
 	pthread_mutex_init(&ws->cfg_write_mu, NULL);
+	ws->scratch = scratch;
 	struct csa_config cfg;
 	int rc = csa_config_load(path, &cfg, err);
 	if (rc == CSA_OK)
@@ -283,6 +284,16 @@ fail:
 	free(ws->root);
 	free(ws);
 	return rc;
+}
+
+int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, 0, out, err);
+}
+
+int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, 1, out, err);
 }
 
 void csa_ws_close(struct csa_ws *ws)

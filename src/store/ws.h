@@ -33,6 +33,7 @@ struct csa_ws {
 	struct csa_ws_cfg *cfg_now;
 	json_t *cfg_over; /* this process's overrides, merged over csa.json */
 	int phase_cap;    /* PHASE of the environment: 1..5, 0 for none */
+	int scratch;      /* opened with csa_ws_open_scratch(); set before the store opens */
 };
 
 /* Create the layout and a csa.json with the defaults in 'dir' (created if
@@ -50,6 +51,16 @@ int csa_ws_init(const char *dir, struct csa_err *err);
 /* Open an initialised workspace and recover its store. *out is freed with
  * csa_ws_close(). */
 int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err);
+
+/*
+ * Open a scratch workspace: one whose content may be thrown away, such as
+ * the replay simulator's. Its ticket store does not wait for the disk (no
+ * fdatasync at the commit point, no syncfs or fsync in checkpoints:
+ * store/mesh.h); everything else, and every guarantee a reader or a
+ * failed commit relies on within the process, is as csa_ws_open()'s. A
+ * power loss may leave it torn: never use it for a team's workspace.
+ */
+int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err);
 
 /* Checkpoint the store journal and free everything. NULL is a no-op. */
 void csa_ws_close(struct csa_ws *ws);
