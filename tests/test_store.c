@@ -600,9 +600,11 @@ static void ids_sig_and_one_document(void **state)
 
 /* A scratch workspace (the replay's) makes the same commits without
  * waiting for the disk: not one fsync from a commit, an update or a
- * checkpoint, while every commit is read back whole, a failed one writes
- * nothing, and the workspace opens again as an ordinary one with every
- * ticket at its last commit. A durable workspace's commit does sync. */
+ * checkpoint, and the documents rewritten in place (the same inode, no
+ * file created and renamed), while every commit is read back whole, a
+ * failed one writes nothing, and the workspace opens again as an ordinary
+ * one with every ticket at its last commit. A durable workspace's commit
+ * does sync. */
 static void scratch_workspace_commits_without_syncing(void **state)
 {
 	struct fx *f = *state;
@@ -626,8 +628,16 @@ static void scratch_workspace_commits_without_syncing(void **state)
 	          &err),
 	    0);
 	assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	char epath[4200];
+	struct stat before, after;
+	assert_int_equal(csa_mesh_doc_path(ws, 0, "S1", epath, sizeof(epath), &err), 0);
+	assert_int_equal(stat(epath, &before), 0);
 	struct addc c = {ws, "second", "m-1"};
 	assert_int_equal(csa_store_update(ws->store, "S1", 0, add_fn, &c, &err), 0);
+	assert_int_equal(stat(epath, &after), 0);
+	assert_true(after.st_ino == before.st_ino);
+	assert_true(after.st_size > before.st_size);
+	assert_int_equal(csa_fault_count(CSA_FS_RENAME), 0);
 	json_object_set_new(tk.t, "priority", json_string("SOON"));
 	assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_T, &err), CSA_ESCHEMA);
 	csa_ticket_release(&tk);

@@ -55,10 +55,13 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err);
 /*
  * Open a scratch workspace: one whose content may be thrown away, such as
  * the replay simulator's. Its ticket store does not wait for the disk (no
- * fdatasync at the commit point, no syncfs or fsync in checkpoints:
- * store/mesh.h); everything else, and every guarantee a reader or a
- * failed commit relies on within the process, is as csa_ws_open()'s. A
- * power loss may leave it torn: never use it for a team's workspace.
+ * fdatasync at the commit point, no syncfs or fsync in checkpoints) and
+ * writes a commit's documents over the old files in place instead of
+ * renaming new ones over them (store/mesh.h). Loads (under the ticket's
+ * lock), a failed commit's undo, the journal and recovery on open are as
+ * csa_ws_open()'s; a reader without the lock (load_doc, scan) must not run
+ * during a commit, and a power loss may leave anything torn: for one
+ * process that reads between its own commits, never a team's workspace.
  */
 int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err);
 
