@@ -346,7 +346,8 @@ struct replay {
 	struct csa_ws *ws;
 	struct csa_pipeline *p;
 	struct csa_auto *a;
-	struct rng rng;    /* the simulated people's choices */
+	struct csa_train_cache *train; /* the models' training rows, between retrainings */
+	struct rng rng;                /* the simulated people's choices */
 	size_t n;          /* tickets after the bootstrap */
 	struct tally *per; /* per ticket */
 	int *phase_at;     /* the workspace's phase when each ticket arrived */
@@ -395,8 +396,13 @@ static int open_replay(struct replay *r, struct csa_err *err)
 			csa_ticket_release(&tk);
 		}
 	}
+	/* every retraining reads again only the tickets committed since the
+	 * last one, not the whole history */
+	if (rc == CSA_OK)
+		rc = csa_train_cache_new(r->ws, &r->train, err);
 	json_t *tr = NULL;
-	if (rc == CSA_OK && (rc = csa_import_train(r->ws, (unsigned)o->seed, &tr, err)) == CSA_OK)
+	if (rc == CSA_OK &&
+	    (rc = csa_import_train_cached(r->train, (unsigned)o->seed, &tr, err)) == CSA_OK)
 		json_decref(tr);
 	if (rc == CSA_OK)
 		rc = csa_pipeline_open(r->ws, &r->p, err);
@@ -541,7 +547,7 @@ static int after_ticket(struct replay *r, size_t i, struct csa_err *err)
 	}
 	if (o->retrain && (i + 1) % o->retrain == 0) {
 		json_t *tr = NULL;
-		if ((rc = csa_import_train(r->ws, (unsigned)o->seed, &tr, err)) == CSA_OK) {
+		if ((rc = csa_import_train_cached(r->train, (unsigned)o->seed, &tr, err)) == CSA_OK) {
 			json_decref(tr);
 			rc = csa_pipeline_reload_models(r->p, err);
 		}
@@ -677,6 +683,7 @@ static int close_replay(struct replay *r, int rc, json_t *report, struct csa_err
 	free(r->phase_at);
 	csa_auto_close(r->a);
 	csa_pipeline_free(r->p);
+	csa_train_cache_free(r->train);
 	csa_ws_close(r->ws);
 	for (size_t i = 0; i < r->s.n; i++)
 		json_decref(r->s.t[i]);

@@ -14,6 +14,7 @@
 #include "store/ws.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -233,6 +234,7 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 /* ---- training ------------------------------------------------------------ */
 
 struct row {
+	char id[CSA_ID_MAX + 1];
 	char *text;
 	char feats[CSA_DT_COUNT][256]; /* NUL-separated, nf[t] strings */
 	size_t nf[CSA_DT_COUNT];
@@ -284,6 +286,7 @@ static int collect_one(void *vctx, const char *id, const json_t *t, const char *
 		return 0;
 	struct row r;
 	memset(&r, 0, sizeof(r));
+	snprintf(r.id, sizeof(r.id), "%s", id);
 	confirmed_values(tk.t, r.label);
 	if (!r.label[CSA_DT_CATEGORY][0]) {
 		csa_ticket_release(&tk);
@@ -349,48 +352,48 @@ size_t csa_import_labels(const struct csa_config *cfg, enum csa_dtype t, const c
 	return n;
 }
 
-int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err)
+/* Train and save the models from 'n' rows in ticket-id order (v[i]
+ * borrowed; the array itself is shuffled). */
+static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed,
+                      json_t **report, struct csa_err *err)
 {
-	struct collect c = {.ws = ws};
 	const struct csa_config *cfg = csa_ws_config(ws);
-	int rc = csa_store_scan(ws->store, NULL, collect_one, &c, err);
-	if (rc == CSA_ENOMEM)
-		rc = csa_error(err, rc, "out of memory collecting training data");
+	int rc = CSA_OK;
 	json_t *rep = json_object();
-	if (rc == CSA_OK && c.n < 20)
+	if (n < 20)
 		rc = csa_error(err, CSA_ESTATE,
 		               "only %zu tickets with human decisions: at least 20 are needed to "
 		               "train",
-		               c.n);
+		               n);
 	/* rows are in ticket-id order; shuffle deterministically so the
 	 * hold-out is a fair sample */
 	uint64_t s = 0x9E3779B97F4A7C15ULL ^ seed;
-	for (size_t i = c.n; rc == CSA_OK && i > 1; i--) {
+	for (size_t i = n; rc == CSA_OK && i > 1; i--) {
 		s ^= s >> 12;
 		s ^= s << 25;
 		s ^= s >> 27;
 		size_t j = (size_t)((s * 2685821657736338717ULL) % i);
-		struct row tmp = c.v[i - 1];
-		c.v[i - 1] = c.v[j];
-		c.v[j] = tmp;
+		struct row *tmp = v[i - 1];
+		v[i - 1] = v[j];
+		v[j] = tmp;
 	}
-	struct csa_drow *rows = calloc(c.n ? c.n : 1, sizeof(*rows));
-	const char *(*fp)[16] = calloc(c.n ? c.n : 1, sizeof(*fp));
+	struct csa_drow *rows = calloc(n ? n : 1, sizeof(*rows));
+	const char *(*fp)[16] = calloc(n ? n : 1, sizeof(*fp));
 	if (!rows || !fp)
 		rc = rc ? rc : csa_error(err, CSA_ENOMEM, "out of memory training");
 	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
 		const char *labels[1024];
 		size_t nl = csa_import_labels(cfg, (enum csa_dtype)t, labels, 1024);
 		size_t nr = 0;
-		for (size_t i = 0; i < c.n; i++) {
-			if (!c.v[i].label[t][0])
+		for (size_t i = 0; i < n; i++) {
+			if (!v[i]->label[t][0])
 				continue;
 			/* the features were written as consecutive strings */
-			const char *q = c.v[i].feats[t];
-			for (size_t f = 0; f < c.v[i].nf[t]; f++, q += strlen(q) + 1)
+			const char *q = v[i]->feats[t];
+			for (size_t f = 0; f < v[i]->nf[t]; f++, q += strlen(q) + 1)
 				fp[nr][f] = q;
 			rows[nr] =
-			    (struct csa_drow){c.v[i].text, fp[nr], c.v[i].nf[t], c.v[i].label[t]};
+			    (struct csa_drow){v[i]->text, fp[nr], v[i]->nf[t], v[i]->label[t]};
 			nr++;
 		}
 		if (nr < 20 || !csa_config_in_list(cfg, "automation.decision_types",
@@ -412,9 +415,6 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 	}
 	free(rows);
 	free(fp);
-	for (size_t i = 0; i < c.n; i++)
-		free(c.v[i].text);
-	free(c.v);
 	csa_config_unref(cfg);
 	if (rc) {
 		json_decref(rep);
@@ -422,4 +422,198 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 	}
 	*report = rep;
 	return CSA_OK;
+}
+
+static void rows_free(struct collect *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->v[i].text);
+	free(c->v);
+	c->v = NULL;
+	c->n = c->cap = 0;
+}
+
+/* Every ticket's row, in id order (the scan's). */
+static int collect_all(struct csa_ws *ws, struct collect *c, struct csa_err *err)
+{
+	int rc = csa_store_scan(ws->store, NULL, collect_one, c, err);
+	if (rc == CSA_ENOMEM)
+		rc = csa_error(err, rc, "out of memory collecting training data");
+	return rc;
+}
+
+/* Pointers to the rows of 'c', for train_rows() to shuffle. */
+static int train_collected(struct csa_ws *ws, struct collect *c, unsigned seed, json_t **report,
+                           struct csa_err *err)
+{
+	struct row **v = malloc((c->n ? c->n : 1) * sizeof(*v));
+	if (!v)
+		return csa_error(err, CSA_ENOMEM, "out of memory training");
+	for (size_t i = 0; i < c->n; i++)
+		v[i] = &c->v[i];
+	int rc = train_rows(ws, v, c->n, seed, report, err);
+	free(v);
+	return rc;
+}
+
+int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err)
+{
+	struct collect c = {.ws = ws};
+	int rc = collect_all(ws, &c, err);
+	if (rc == CSA_OK)
+		rc = train_collected(ws, &c, seed, report, err);
+	rows_free(&c);
+	return rc;
+}
+
+/* ---- training data kept between trainings ------------------------------- */
+
+struct csa_train_cache {
+	struct csa_ws *ws;
+	struct collect rows; /* every ticket's row, in id order */
+	int collected;       /* rows hold the whole store as of the last training */
+	pthread_mutex_t mu;  /* guards the noted ids: commits may come from any thread */
+	char **noted;        /* ids committed since the last training */
+	size_t nnoted, capnoted;
+	int lost; /* a note could not be kept: collect everything again */
+};
+
+static void cache_on_commit(void *ctx, struct csa_ticket *const *tks, size_t n)
+{
+	struct csa_train_cache *tc = ctx;
+	pthread_mutex_lock(&tc->mu);
+	for (size_t i = 0; i < n && !tc->lost; i++) {
+		if (tc->nnoted == tc->capnoted) {
+			size_t cap = tc->capnoted ? tc->capnoted * 2 : 256;
+			char **nv = realloc(tc->noted, cap * sizeof(*nv));
+			if (!nv) {
+				tc->lost = 1;
+				break;
+			}
+			tc->noted = nv;
+			tc->capnoted = cap;
+		}
+		if (!(tc->noted[tc->nnoted] = strdup(tks[i]->id)))
+			tc->lost = 1;
+		else
+			tc->nnoted++;
+	}
+	pthread_mutex_unlock(&tc->mu);
+}
+
+int csa_train_cache_new(struct csa_ws *ws, struct csa_train_cache **out, struct csa_err *err)
+{
+	struct csa_train_cache *tc = calloc(1, sizeof(*tc));
+	if (!tc)
+		return csa_error(err, CSA_ENOMEM, "out of memory for the training cache");
+	tc->ws = ws;
+	tc->rows.ws = ws;
+	pthread_mutex_init(&tc->mu, NULL);
+	csa_store_observe(ws->store, cache_on_commit, tc);
+	*out = tc;
+	return CSA_OK;
+}
+
+void csa_train_cache_free(struct csa_train_cache *tc)
+{
+	if (!tc)
+		return;
+	csa_store_observe(tc->ws->store, NULL, NULL);
+	rows_free(&tc->rows);
+	for (size_t i = 0; i < tc->nnoted; i++)
+		free(tc->noted[i]);
+	free(tc->noted);
+	pthread_mutex_destroy(&tc->mu);
+	free(tc);
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The index of the first row of 'c' whose id is not below 'id'. */
+static size_t row_lower_bound(const struct collect *c, const char *id)
+{
+	size_t lo = 0, hi = c->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(c->v[mid].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Ticket 'id' read again: its row replaced, added or dropped in place. */
+static int recollect_one(struct csa_train_cache *tc, const char *id)
+{
+	struct collect one = {.ws = tc->ws};
+	int rc = collect_one(&one, id, NULL, NULL);
+	struct collect *c = &tc->rows;
+	size_t at = row_lower_bound(c, id);
+	int had = at < c->n && strcmp(c->v[at].id, id) == 0;
+	if (rc == CSA_OK && one.n == 1 && !had && c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 1024;
+		struct row *nv = realloc(c->v, cap * sizeof(*nv));
+		if (!nv)
+			rc = CSA_ENOMEM;
+		else {
+			c->v = nv;
+			c->cap = cap;
+		}
+	}
+	if (rc) {
+		rows_free(&one);
+		return rc;
+	}
+	if (had) {
+		free(c->v[at].text);
+		if (one.n == 1) {
+			c->v[at] = one.v[0];
+		} else {
+			memmove(&c->v[at], &c->v[at + 1], (c->n - at - 1) * sizeof(*c->v));
+			c->n--;
+		}
+	} else if (one.n == 1) {
+		memmove(&c->v[at + 1], &c->v[at], (c->n - at) * sizeof(*c->v));
+		c->v[at] = one.v[0];
+		c->n++;
+	}
+	free(one.v); /* the row itself moved into c */
+	return CSA_OK;
+}
+
+int csa_import_train_cached(struct csa_train_cache *tc, unsigned seed, json_t **report,
+                            struct csa_err *err)
+{
+	pthread_mutex_lock(&tc->mu);
+	char **noted = tc->noted;
+	size_t nnoted = tc->nnoted;
+	int lost = tc->lost;
+	tc->noted = NULL;
+	tc->nnoted = tc->capnoted = 0;
+	tc->lost = 0;
+	pthread_mutex_unlock(&tc->mu);
+	int rc = CSA_OK;
+	if (!tc->collected || lost) {
+		rows_free(&tc->rows);
+		rc = collect_all(tc->ws, &tc->rows, err);
+	} else {
+		if (nnoted)
+			qsort(noted, nnoted, sizeof(*noted), id_cmp);
+		for (size_t i = 0; rc == CSA_OK && i < nnoted; i++)
+			if (i == 0 || strcmp(noted[i], noted[i - 1]) != 0)
+				rc = recollect_one(tc, noted[i]);
+		if (rc == CSA_ENOMEM)
+			rc = csa_error(err, rc, "out of memory collecting training data");
+	}
+	for (size_t i = 0; i < nnoted; i++)
+		free(noted[i]);
+	free(noted);
+	tc->collected = rc == CSA_OK;
+	if (rc == CSA_OK)
+		rc = train_collected(tc->ws, &tc->rows, seed, report, err);
+	return rc;
 }
