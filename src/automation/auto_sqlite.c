@@ -1016,11 +1016,15 @@ static int sq_record_review(struct auto_store *s, const struct task_claim *t, co
 	return CSA_OK;
 }
 
+/* "+type": without it SQLite (no ANALYZE statistics) read the ticket's
+ * decisions through decisions_rev_type, every reviewed priority decision
+ * of the workspace, on every review; the ticket's few through
+ * decisions_ticket are what it needs. */
 static int sq_ticket_confirmed_critical(struct auto_store *s, const char *ticket)
 {
 	sqlite3_stmt *st = kept(s, KEPT_CONFIRMED_CRITICAL,
 	                        "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
-	                        "type = 'priority' AND final = 'CRITICAL'");
+	                        "+type = 'priority' AND final = 'CRITICAL'");
 	if (!st)
 		return 0;
 	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
