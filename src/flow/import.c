@@ -15,8 +15,10 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GROUP          256
 #define LINE_MAX_BYTES (1 << 20)
@@ -352,8 +354,53 @@ size_t csa_import_labels(const struct csa_config *cfg, enum csa_dtype t, const c
 	return n;
 }
 
+/* One decision type's model to train: its rows, and what training gave. */
+struct train_job {
+	int type;
+	const char *labels[1024]; /* borrowed from the configuration */
+	size_t nl;
+	struct csa_drow *rows;
+	const char *(*fp)[16];
+	size_t nr;
+	unsigned seed;
+	int skip; /* not decided by this workspace, or too few human decisions */
+	struct csa_dmodel *m;
+	double acc, seconds;
+	int rc;
+	struct csa_err err;
+};
+
+struct train_jobs {
+	struct train_job *job;
+	atomic_size_t next;
+};
+
+static void train_one(struct train_job *j)
+{
+	int64_t t0 = csa_mono_ns();
+	j->acc = NAN;
+	j->rc = csa_dmodel_train(j->labels, j->nl, j->rows, j->nr, 5, j->seed, &j->m, &j->acc,
+	                         &j->err);
+	j->seconds = (double)(csa_mono_ns() - t0) / 1e9;
+}
+
+/* Takes jobs until none is left: on the caller's thread and on one more. */
+static void *train_worker(void *arg)
+{
+	struct train_jobs *js = arg;
+	size_t k;
+	while ((k = atomic_fetch_add(&js->next, 1)) < CSA_DT_COUNT)
+		if (!js->job[k].skip)
+			train_one(&js->job[k]);
+	return NULL;
+}
+
 /* Train and save the models from 'n' rows in ticket-id order (v[i]
- * borrowed; the array itself is shuffled). */
+ * borrowed; the array itself is shuffled). The decision types' models are
+ * independent and each one's training is deterministic (its seed, its
+ * rows in order), so they are trained on two threads where there are two
+ * cores, then saved and reported in type order as one after the other
+ * would be: the same files, the first failure in type order returned. */
 static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed,
                       json_t **report, struct csa_err *err)
 {
@@ -377,44 +424,63 @@ static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed
 		v[i - 1] = v[j];
 		v[j] = tmp;
 	}
-	struct csa_drow *rows = calloc(n ? n : 1, sizeof(*rows));
-	const char *(*fp)[16] = calloc(n ? n : 1, sizeof(*fp));
-	if (!rows || !fp)
+	struct train_jobs js = {.job = calloc(CSA_DT_COUNT, sizeof(*js.job))};
+	if (!js.job)
 		rc = rc ? rc : csa_error(err, CSA_ENOMEM, "out of memory training");
 	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
-		const char *labels[1024];
-		size_t nl = csa_import_labels(cfg, (enum csa_dtype)t, labels, 1024);
-		size_t nr = 0;
+		struct train_job *j = &js.job[t];
+		j->type = t;
+		j->seed = seed;
+		j->nl = csa_import_labels(cfg, (enum csa_dtype)t, j->labels, 1024);
+		j->rows = calloc(n ? n : 1, sizeof(*j->rows));
+		j->fp = calloc(n ? n : 1, sizeof(*j->fp));
+		if (!j->rows || !j->fp) {
+			rc = csa_error(err, CSA_ENOMEM, "out of memory training");
+			break;
+		}
 		for (size_t i = 0; i < n; i++) {
 			if (!v[i]->label[t][0])
 				continue;
 			/* the features were written as consecutive strings */
 			const char *q = v[i]->feats[t];
 			for (size_t f = 0; f < v[i]->nf[t]; f++, q += strlen(q) + 1)
-				fp[nr][f] = q;
-			rows[nr] =
-			    (struct csa_drow){v[i]->text, fp[nr], v[i]->nf[t], v[i]->label[t]};
-			nr++;
+				j->fp[j->nr][f] = q;
+			j->rows[j->nr] = (struct csa_drow){v[i]->text, j->fp[j->nr], v[i]->nf[t],
+			                                   v[i]->label[t]};
+			j->nr++;
 		}
-		if (nr < 20 || !csa_config_in_list(cfg, "automation.decision_types",
-		                                   csa_dtype_name((enum csa_dtype)t)))
-			continue; /* not decided by this workspace, or no human decisions yet */
-		struct csa_dmodel *m = NULL;
-		double acc = NAN;
-		int64_t t0 = csa_mono_ns();
-		rc = csa_dmodel_train(labels, nl, rows, nr, 5, seed, &m, &acc, err);
+		/* not decided by this workspace, or no human decisions yet */
+		j->skip = j->nr < 20 || !csa_config_in_list(cfg, "automation.decision_types",
+		                                           csa_dtype_name((enum csa_dtype)t));
+	}
+	if (rc == CSA_OK) {
+		pthread_t th;
+		int two = sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+		          pthread_create(&th, NULL, train_worker, &js) == 0;
+		train_worker(&js);
+		if (two)
+			pthread_join(th, NULL);
+	}
+	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
+		struct train_job *j = &js.job[t];
+		if (j->skip)
+			continue;
+		if ((rc = j->rc) && err)
+			*err = j->err;
 		if (rc == CSA_OK)
-			rc = csa_dmodel_save(m, ws->blobs, (enum csa_dtype)t, err);
+			rc = csa_dmodel_save(j->m, ws->blobs, (enum csa_dtype)t, err);
 		if (rc == CSA_OK)
 			json_object_set_new(rep, csa_dtype_name((enum csa_dtype)t),
 			                    json_pack("{s:f, s:I, s:I, s:f}", "heldout_accuracy",
-			                              acc, "n", (json_int_t)nr, "labels",
-			                              (json_int_t)nl, "train_seconds",
-			                              (double)(csa_mono_ns() - t0) / 1e9));
-		csa_dmodel_free(m);
+			                              j->acc, "n", (json_int_t)j->nr, "labels",
+			                              (json_int_t)j->nl, "train_seconds", j->seconds));
 	}
-	free(rows);
-	free(fp);
+	for (int t = 0; js.job && t < CSA_DT_COUNT; t++) {
+		csa_dmodel_free(js.job[t].m);
+		free(js.job[t].rows);
+		free(js.job[t].fp);
+	}
+	free(js.job);
 	csa_config_unref(cfg);
 	if (rc) {
 		json_decref(rep);
