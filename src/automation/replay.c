@@ -770,13 +770,14 @@ static int setting_of(const char *key, double v, json_t **out, struct csa_err *e
 		cur = json_object_get(cur, p);
 	if (rc == CSA_OK && !json_is_number(cur))
 		rc = csa_error(err, CSA_EINVAL, "'%s' is not a numeric setting of csa.json", key);
-	json_decref(defaults);
+	/* an integer setting stays one when the value is whole */
+	int integer = rc == CSA_OK && json_is_integer(cur) && v == floor(v);
+	json_decref(defaults); /* cur was in it */
 	free(dup);
 	if (rc)
 		return rc;
 	/* built from the innermost key outwards */
-	json_t *val = json_is_integer(cur) && v == floor(v) ? json_integer((json_int_t)v)
-	                                                    : json_real(v);
+	json_t *val = integer ? json_integer((json_int_t)v) : json_real(v);
 	size_t len = strlen(key);
 	for (size_t end = len; val;) {
 		size_t start = end;
