@@ -18,6 +18,7 @@
 #include "automation/replay.h"
 #include "base/config.h"
 #include "base/digest.h"
+#include "base/fsops.h"
 #include "base/json.h"
 #include "gen/gen.h"
 #include "support/tutil.h"
@@ -85,10 +86,97 @@ static void replay_report_is_pinned(void **state)
 	free(dir);
 }
 
+/* Lines of one kind in the chart (polyline elements). */
+static int count_of(const char *text, const char *what)
+{
+	int n = 0;
+	for (const char *p = text; (p = strstr(p, what)); p += strlen(what))
+		n++;
+	return n;
+}
+
+/*
+ * A sweep runs one replay per value: the variant whose value is the one
+ * the replay uses anyway (the team's 40 decisions for the PHASE_1 gate)
+ * finds what a plain replay finds, a variant of another value is a replay
+ * of its own (1,000, more than the 500 decisions a gate reads, keeps the
+ * workspace in PHASE_1, so its journey differs), and the chart has both
+ * variants' lines. A setting
+ * that is not a number of csa.json is refused before any replay.
+ */
+static void sweep_runs_one_replay_per_value(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("replay-sweep");
+	char data[512], cfg[512], svg[512];
+	snprintf(data, sizeof(data), "%s/history.jsonl", dir);
+	snprintf(cfg, sizeof(cfg), "%s/team.json", dir);
+	snprintf(svg, sizeof(svg), "%s/sweep.svg", dir);
+	FILE *f = fopen(data, "w");
+	assert_non_null(f);
+	struct csa_gen *g = csa_gen_new(22, 1767225600000LL);
+	assert_int_equal(csa_gen_write(g, 600, f), 0);
+	csa_gen_free(g);
+	assert_int_equal(fclose(f), 0);
+	write_team_config(cfg);
+	struct csa_replay_opts o;
+	csa_replay_opts_default(&o);
+	o.data = data;
+	o.bootstrap = 300;
+	o.retrain = 150;
+	o.config = cfg;
+	o.quiet = 1;
+	json_t *plain = NULL, *sw = NULL;
+	if (csa_replay_run(&o, &plain, &err))
+		fail_msg("replay: %s", err.msg);
+	static const char key[] = "automation.gates.PHASE_1.min_decisions";
+	double values[2] = {1000, 40};
+	o.svg = svg;
+	if (csa_replay_sweep(&o, key, values, 2, &sw, &err))
+		fail_msg("sweep: %s", err.msg);
+	assert_string_equal(csa_json_str(sw, "setting"), key);
+	json_t *vs = json_object_get(sw, "variants");
+	assert_int_equal(json_array_size(vs), 2);
+	json_t *same = json_array_get(vs, 1), *other = json_array_get(vs, 0);
+	assert_true(json_equal(json_object_get(same, "final"), json_object_get(plain, "final")));
+	assert_true(
+	    json_equal(json_object_get(same, "overall"), json_object_get(plain, "overall")));
+	size_t k;
+	json_t *p, *journey = json_object_get(same, "journey");
+	assert_int_equal(json_array_size(journey), json_array_size(json_object_get(plain, "phases")));
+	json_array_foreach(json_object_get(plain, "phases"), k, p)
+	{
+		assert_true(json_equal(json_object_get(json_array_get(journey, k), "start_ticket"),
+		                       json_object_get(p, "start_ticket")));
+	}
+	assert_false(json_equal(json_object_get(other, "journey"), journey));
+	assert_true(json_equal(json_object_get(same, "human_decisions"),
+	                       json_object_get(json_object_get(plain, "overall"),
+	                                       "human_decisions")));
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(csa_fs_read_all(svg, 1 << 24, &text, &len, &err), 0);
+	assert_int_equal(count_of(text, "<polyline"), 4);
+	free(text);
+	json_decref(sw);
+	json_decref(plain);
+
+	o.svg = NULL;
+	sw = NULL;
+	assert_int_equal(csa_replay_sweep(&o, "automation.nope", values, 2, &sw, &err),
+	                 CSA_EINVAL);
+	assert_null(sw);
+	assert_non_null(strstr(err.msg, "automation.nope"));
+	t_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(replay_report_is_pinned),
+	    cmocka_unit_test(sweep_runs_one_replay_per_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

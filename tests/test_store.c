@@ -598,6 +598,68 @@ static void ids_sig_and_one_document(void **state)
 	assert_int_equal(csa_store_load_doc(f->ws->store, "../x", CSA_DOC_E, &t, &err), CSA_EINVAL);
 }
 
+/* A scratch workspace (the replay's) makes the same commits without
+ * waiting for the disk: not one fsync from a commit, an update or a
+ * checkpoint, and the documents rewritten in place (the same inode, no
+ * file created and renamed), while every commit is read back whole, a
+ * failed one writes nothing, and the workspace opens again as an ordinary
+ * one with every ticket at its last commit. A durable workspace's commit
+ * does sync. */
+static void scratch_workspace_commits_without_syncing(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_ticket tk, got;
+	csa_fault_reset_counts();
+	assert_int_equal(build(f, "{\"ticket_id\": \"D1\"}", &tk, &err), 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	assert_true(csa_fault_count(CSA_FS_FSYNC) > 0);
+
+	char *dir = t_tmpdir("scratch");
+	struct csa_ws *ws = NULL;
+	if (csa_ws_init(dir, &err) || csa_ws_open_scratch(dir, &ws, &err))
+		fail_msg("%s", err.msg);
+	assert_true(ws->scratch);
+	struct fx fs = {.dir = dir, .ws = ws};
+	csa_fault_reset_counts();
+	assert_int_equal(
+	    build(&fs, "{\"ticket_id\": \"S1\", \"messages\": [{\"content\": \"x\"}]}", &tk,
+	          &err),
+	    0);
+	assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	char epath[4200];
+	struct stat before, after;
+	assert_int_equal(csa_mesh_doc_path(ws, 0, "S1", epath, sizeof(epath), &err), 0);
+	assert_int_equal(stat(epath, &before), 0);
+	struct addc c = {ws, "second", "m-1"};
+	assert_int_equal(csa_store_update(ws->store, "S1", 0, add_fn, &c, &err), 0);
+	assert_int_equal(stat(epath, &after), 0);
+	assert_true(after.st_ino == before.st_ino);
+	assert_true(after.st_size > before.st_size);
+	assert_int_equal(csa_fault_count(CSA_FS_RENAME), 0);
+	json_object_set_new(tk.t, "priority", json_string("SOON"));
+	assert_int_equal(csa_store_commit(ws->store, &tk, CSA_DOC_T, &err), CSA_ESCHEMA);
+	csa_ticket_release(&tk);
+	assert_int_equal(ws->store->ops->checkpoint(ws->store, &err), 0);
+	assert_int_equal(csa_fault_count(CSA_FS_FSYNC), 0);
+	assert_int_equal(csa_store_load(ws->store, "S1", &got, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(got.e, "messages")), 2);
+	assert_string_equal(csa_json_str(got.t, "priority"), "MEDIUM");
+	csa_ticket_release(&got);
+	csa_ws_close(ws);
+
+	if (csa_ws_open(dir, &ws, &err))
+		fail_msg("%s", err.msg);
+	assert_false(ws->scratch);
+	assert_int_equal(csa_store_load(ws->store, "S1", &got, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(got.e, "messages")), 2);
+	csa_ticket_release(&got);
+	csa_ws_close(ws);
+	t_rmrf(dir);
+	free(dir);
+}
+
 /* A workspace made through the library is private to its user whatever
  * the program's umask: no group or other bits on any directory or file
  * (the mesh's documents, the journal, the lock, csa.json, kb/), also when
@@ -707,6 +769,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(config_changes_while_threads_read, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),
 	    cmocka_unit_test(new_workspace_is_private),
+	    cmocka_unit_test_setup_teardown(scratch_workspace_commits_without_syncing, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_reports_loose_modes, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,13 +20,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Statements run for every decision, prepared once (see auto_kept()). */
+/* Statements run for every decision and every review, prepared once
+ * (see kept()): preparing them each time was a tenth of a replay's CPU. */
 enum {
 	KEPT_REVIEWED,
 	KEPT_REVIEWED_TYPE,
 	KEPT_REVIEWED_AUTO,
 	KEPT_INSERT_DECISION,
 	KEPT_INSERT_TASK,
+	KEPT_TICKET_TASKS,
+	KEPT_READ_CLAIM,
+	KEPT_CLAIM_TASK,
+	KEPT_RECORD_REVIEW,
+	KEPT_CLOSE_TASK,
+	KEPT_CONFIRMED_CRITICAL,
 	KEPT_COUNT
 };
 
@@ -908,13 +915,17 @@ static json_t *task_row(sqlite3_stmt *st)
 	"id, decision_id, ticket_id, type, segment, kind, status, shown, suggestion, "             \
 	"confidence, alternatives, score, created_ms, due_ms"
 
-/* Every row 'st' gives, as tasks, into a new array. */
-static json_t *task_rows(sqlite3_stmt *st)
+/* Every row 'st' gives, as tasks, into a new array; then 'st' is
+ * finalized, or reset when it is a kept() one. */
+static json_t *task_rows(sqlite3_stmt *st, int is_kept)
 {
 	json_t *arr = json_array();
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(arr, task_row(st));
-	sqlite3_finalize(st);
+	if (is_kept)
+		sqlite3_reset(st);
+	else
+		sqlite3_finalize(st);
 	return arr;
 }
 
@@ -930,21 +941,20 @@ static int sq_task_list(struct auto_store *s, const char *status, size_t limit, 
 	if (status)
 		sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	*out = task_rows(st);
+	*out = task_rows(st, 0);
 	return CSA_OK;
 }
 
 static int sq_ticket_tasks(struct auto_store *s, const char *ticket_id, json_t **out,
                            struct csa_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
-	                       "ticket_id = ?1 ORDER BY id",
-	                       -1, &st, NULL) != SQLITE_OK)
+	sqlite3_stmt *st = kept(s, KEPT_TICKET_TASKS,
+	                        "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND "
+	                        "ticket_id = ?1 ORDER BY id");
+	if (!st)
 		return sq_error(s, err, "listing a ticket's tasks");
 	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
-	*out = task_rows(st);
+	*out = task_rows(st, 1);
 	return CSA_OK;
 }
 
@@ -967,18 +977,17 @@ static int sq_next_task(struct auto_store *s, int64_t now_ms, json_t **out, stru
 
 static int sq_read_claim(struct auto_store *s, struct task_claim *t, struct csa_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(
-	        s->db,
-	        "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
-	        "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
-	        "coalesce(t.reviewer, d.reviewer) "
-	        "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1",
-	        -1, &st, NULL) != SQLITE_OK)
+	sqlite3_stmt *st = kept(
+	    s, KEPT_READ_CLAIM,
+	    "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
+	    "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
+	    "coalesce(t.reviewer, d.reviewer) "
+	    "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1");
+	if (!st)
 		return sq_error(s, err, "reading a review task");
 	sqlite3_bind_int64(st, 1, t->id);
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		sqlite3_reset(st);
 		return csa_error(err, CSA_ENOENT, "no review task %lld", (long long)t->id);
 	}
 #define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
@@ -995,25 +1004,23 @@ static int sq_read_claim(struct auto_store *s, struct task_claim *t, struct csa_
 	snprintf(t->value, sizeof(t->value), "%s", COL(10));
 	snprintf(t->reviewer, sizeof(t->reviewer), "%s", COL(11));
 #undef COL
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
 	return CSA_OK;
 }
 
 static int sq_claim_task(struct auto_store *s, int64_t task_id, const char *claim,
                          const char *value, const char *who, struct csa_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-	                       "UPDATE tasks SET status = 'deciding', claim = ?2, value = ?3, "
-	                       "reviewer = ?4 WHERE id = ?1 AND status = 'open'",
-	                       -1, &st, NULL) != SQLITE_OK)
+	sqlite3_stmt *st = kept(s, KEPT_CLAIM_TASK,
+	                        "UPDATE tasks SET status = 'deciding', claim = ?2, value = ?3, "
+	                        "reviewer = ?4 WHERE id = ?1 AND status = 'open'");
+	if (!st)
 		return sq_error(s, err, "claiming a review task");
 	sqlite3_bind_int64(st, 1, task_id);
 	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, who, -1, SQLITE_STATIC);
 	int done = step_done(st);
-	sqlite3_finalize(st);
 	if (!done)
 		return sq_error(s, err, "claiming a review task");
 	return sqlite3_changes(s->db) == 1;
@@ -1038,11 +1045,10 @@ static int sq_record_review(struct auto_store *s, const struct task_claim *t, co
                             const char *value, int correct, const char *who, int64_t decision_ms,
                             struct csa_err *err)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-	                       "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
-	                       "reviewer = ?5, decision_ms = ?6 WHERE id = ?1",
-	                       -1, &st, NULL) != SQLITE_OK)
+	sqlite3_stmt *st = kept(s, KEPT_RECORD_REVIEW,
+	                        "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
+	                        "reviewer = ?5, decision_ms = ?6 WHERE id = ?1");
+	if (!st)
 		return sq_error(s, err, "recording the review");
 	sqlite3_bind_text(st, 1, t->decision_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
@@ -1051,16 +1057,13 @@ static int sq_record_review(struct auto_store *s, const struct task_claim *t, co
 	sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, decision_ms);
 	int done = step_done(st);
-	sqlite3_finalize(st);
-	if (!done || sqlite3_prepare_v2(s->db,
-	                                "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
-	                                "status = 'deciding' AND claim = ?2",
-	                                -1, &st, NULL) != SQLITE_OK)
+	if (!done || !(st = kept(s, KEPT_CLOSE_TASK,
+	                         "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
+	                         "status = 'deciding' AND claim = ?2")))
 		return sq_error(s, err, "recording the review");
 	sqlite3_bind_int64(st, 1, t->id);
 	sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
 	done = step_done(st);
-	sqlite3_finalize(st);
 	if (!done)
 		return sq_error(s, err, "closing the task");
 	if (sqlite3_changes(s->db) != 1)
@@ -1069,12 +1072,21 @@ static int sq_record_review(struct auto_store *s, const struct task_claim *t, co
 	return CSA_OK;
 }
 
+/* "+type": without it SQLite (no ANALYZE statistics) read the ticket's
+ * decisions through decisions_rev_type, every reviewed priority decision
+ * of the workspace, on every review; the ticket's few through
+ * decisions_ticket are what it needs. */
 static int sq_ticket_confirmed_critical(struct auto_store *s, const char *ticket)
 {
-	return count_i64(s,
-	                 "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
-	                 "type = 'priority' AND final = 'CRITICAL'",
-	                 ticket, NULL) > 0;
+	sqlite3_stmt *st = kept(s, KEPT_CONFIRMED_CRITICAL,
+	                        "SELECT count(*) FROM decisions WHERE ticket_id = ?1 AND "
+	                        "+type = 'priority' AND final = 'CRITICAL'");
+	if (!st)
+		return 0;
+	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
+	int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_reset(st);
+	return v > 0;
 }
 
 static int sq_mark_ticket_critical(struct auto_store *s, const char *ticket, struct csa_err *err)

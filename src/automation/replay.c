@@ -256,7 +256,7 @@ static int setup_workspace(const struct csa_replay_opts *o, const struct stream 
 			return csa_error_sys(err, "cannot create a scratch workspace");
 	}
 	int rc = csa_ws_init(dir, err);
-	if (rc || (!o->text_col && !o->config))
+	if (rc || (!o->text_col && !o->config && !o->set))
 		return rc;
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/csa.json", dir);
@@ -274,10 +274,13 @@ static int setup_workspace(const struct csa_replay_opts *o, const struct stream 
 	}
 	if (o->text_col)
 		category_only(s, cfg);
-	/* the team's own settings (thresholds, review budget, ...) last */
+	/* the team's own settings (thresholds, review budget, ...), then a
+	 * sweep's variant, last */
 	if (team)
 		csa_json_merge(cfg, team);
 	json_decref(team);
+	if (o->set)
+		csa_json_merge(cfg, o->set);
 	char *txt;
 	size_t len;
 	if ((rc = csa_json_dump(cfg, 1, &txt, &len, err)) == CSA_OK) {
@@ -346,7 +349,8 @@ struct replay {
 	struct csa_ws *ws;
 	struct csa_pipeline *p;
 	struct csa_auto *a;
-	struct rng rng;    /* the simulated people's choices */
+	struct csa_train_cache *train; /* the models' training rows, between retrainings */
+	struct rng rng;                /* the simulated people's choices */
 	size_t n;          /* tickets after the bootstrap */
 	struct tally *per; /* per ticket */
 	int *phase_at;     /* the workspace's phase when each ticket arrived */
@@ -384,7 +388,7 @@ static int open_replay(struct replay *r, struct csa_err *err)
 	const struct csa_replay_opts *o = r->o;
 	int rc = setup_workspace(o, &r->s, r->dir, sizeof(r->dir), err);
 	if (rc == CSA_OK)
-		rc = csa_ws_open(r->dir, &r->ws, err);
+		rc = csa_ws_open_scratch(r->dir, &r->ws, err);
 	for (size_t i = 0; rc == CSA_OK && i < o->bootstrap; i++) {
 		struct csa_ticket tk;
 		const struct csa_config *cfg = csa_ws_config(r->ws);
@@ -395,8 +399,13 @@ static int open_replay(struct replay *r, struct csa_err *err)
 			csa_ticket_release(&tk);
 		}
 	}
+	/* every retraining reads again only the tickets committed since the
+	 * last one, not the whole history */
+	if (rc == CSA_OK)
+		rc = csa_train_cache_new(r->ws, &r->train, err);
 	json_t *tr = NULL;
-	if (rc == CSA_OK && (rc = csa_import_train(r->ws, (unsigned)o->seed, &tr, err)) == CSA_OK)
+	if (rc == CSA_OK &&
+	    (rc = csa_import_train_cached(r->train, (unsigned)o->seed, &tr, err)) == CSA_OK)
 		json_decref(tr);
 	if (rc == CSA_OK)
 		rc = csa_pipeline_open(r->ws, &r->p, err);
@@ -541,7 +550,7 @@ static int after_ticket(struct replay *r, size_t i, struct csa_err *err)
 	}
 	if (o->retrain && (i + 1) % o->retrain == 0) {
 		json_t *tr = NULL;
-		if ((rc = csa_import_train(r->ws, (unsigned)o->seed, &tr, err)) == CSA_OK) {
+		if ((rc = csa_import_train_cached(r->train, (unsigned)o->seed, &tr, err)) == CSA_OK) {
 			json_decref(tr);
 			rc = csa_pipeline_reload_models(r->p, err);
 		}
@@ -637,16 +646,21 @@ static int build_report(struct replay *r, int64_t t0, json_t **report, struct cs
 	return CSA_OK;
 }
 
-/* The --svg chart: autonomous rate and accuracy over a 500-ticket window. */
-static int draw_chart(struct replay *r, struct csa_err *err)
+/* Autonomous rate and accuracy over a 500-ticket window, per ticket:
+ * malloc'd arrays of r->n into *rate and *acc (NAN where the window has
+ * none), freed by the caller. */
+static int rolling(struct replay *r, double **rate_out, double **acc_out, struct csa_err *err)
 {
 	size_t n = r->n;
-	double *rate = malloc(n * sizeof(double)), *acc = malloc(n * sizeof(double));
-	int rc = CSA_OK;
-	if (!rate || !acc)
-		rc = csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'", r->o->svg);
+	double *rate = malloc((n ? n : 1) * sizeof(double)),
+	       *acc = malloc((n ? n : 1) * sizeof(double));
+	if (!rate || !acc) {
+		free(rate);
+		free(acc);
+		return csa_error(err, CSA_ENOMEM, "out of memory drawing the replay's chart");
+	}
 	struct tally w = {0};
-	for (size_t i = 0; rc == CSA_OK && i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		add(&w, &r->per[i]);
 		if (i >= 500) {
 			struct tally *old = &r->per[i - 500];
@@ -657,10 +671,21 @@ static int draw_chart(struct replay *r, struct csa_err *err)
 		rate[i] = w.decisions ? (double)w.autonomous / (double)w.decisions : NAN;
 		acc[i] = w.autonomous ? (double)w.auto_correct / (double)w.autonomous : NAN;
 	}
-	if (rc == CSA_OK)
-		rc = write_svg(r->o->svg, rate, acc, n, r->ph, r->nph, err);
-	free(rate);
-	free(acc);
+	*rate_out = rate;
+	*acc_out = acc;
+	return CSA_OK;
+}
+
+/* The --svg chart: autonomous rate and accuracy over a 500-ticket window. */
+static int draw_chart(struct replay *r, struct csa_err *err)
+{
+	double *rate, *acc;
+	int rc = rolling(r, &rate, &acc, err);
+	if (rc == CSA_OK) {
+		rc = write_svg(r->o->svg, rate, acc, r->n, r->ph, r->nph, err);
+		free(rate);
+		free(acc);
+	}
 	return rc;
 }
 
@@ -677,6 +702,7 @@ static int close_replay(struct replay *r, int rc, json_t *report, struct csa_err
 	free(r->phase_at);
 	csa_auto_close(r->a);
 	csa_pipeline_free(r->p);
+	csa_train_cache_free(r->train);
 	csa_ws_close(r->ws);
 	for (size_t i = 0; i < r->s.n; i++)
 		json_decref(r->s.t[i]);
@@ -697,7 +723,11 @@ static int close_replay(struct replay *r, int rc, json_t *report, struct csa_err
 	return rc;
 }
 
-int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err)
+/* One replay; its chart to o->svg when set, and when 'rate' is not NULL
+ * its rolling autonomous rate and accuracy (rolling()) with their length
+ * in *n, for a sweep's chart. */
+static int run_one(const struct csa_replay_opts *o, json_t **report, double **rate,
+                   double **acc, size_t *n, struct csa_err *err)
 {
 	int64_t t0 = csa_mono_ns();
 	struct replay r = {.o = o};
@@ -712,10 +742,179 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
 		rc = build_report(&r, t0, report, err);
 	if (rc == CSA_OK && o->svg)
 		rc = draw_chart(&r, err);
+	if (rc == CSA_OK && rate && (rc = rolling(&r, rate, acc, err)) == CSA_OK)
+		*n = r.n;
 	rc = close_replay(&r, rc, *report, err);
 	if (rc != CSA_OK) {
 		json_decref(*report);
 		*report = NULL;
 	}
+	return rc;
+}
+
+int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err)
+{
+	return run_one(o, report, NULL, NULL, NULL, err);
+}
+
+/* ---- a sweep of one setting ----------------------------------------------- */
+
+/* {"a": {"b": v}} for "a.b", when "a.b" is a number in the defaults. */
+static int setting_of(const char *key, double v, json_t **out, struct csa_err *err)
+{
+	json_t *defaults = csa_config_defaults(), *cur = defaults;
+	char *dup = strdup(key);
+	int rc = dup && defaults ? CSA_OK : csa_error(err, CSA_ENOMEM, "out of memory");
+	for (char *save = NULL, *p = dup ? strtok_r(dup, ".", &save) : NULL; rc == CSA_OK && p;
+	     p = strtok_r(NULL, ".", &save))
+		cur = json_object_get(cur, p);
+	if (rc == CSA_OK && !json_is_number(cur))
+		rc = csa_error(err, CSA_EINVAL, "'%s' is not a numeric setting of csa.json", key);
+	/* an integer setting stays one when the value is whole */
+	int integer = rc == CSA_OK && json_is_integer(cur) && v == floor(v);
+	json_decref(defaults); /* cur was in it */
+	free(dup);
+	if (rc)
+		return rc;
+	/* built from the innermost key outwards */
+	json_t *val = integer ? json_integer((json_int_t)v) : json_real(v);
+	size_t len = strlen(key);
+	for (size_t end = len; val;) {
+		size_t start = end;
+		while (start > 0 && key[start - 1] != '.')
+			start--;
+		char part[128];
+		snprintf(part, sizeof(part), "%.*s", (int)(end - start), key + start);
+		json_t *obj = json_object();
+		if (!obj || json_object_set_new(obj, part, val)) {
+			json_decref(obj);
+			return csa_error(err, CSA_ENOMEM, "out of memory");
+		}
+		val = obj;
+		if (start == 0)
+			break;
+		end = start - 1;
+	}
+	*out = val;
+	return CSA_OK;
+}
+
+/* The phases a variant went through, with the ticket each started at. */
+static json_t *journey_of(const json_t *report)
+{
+	json_t *j = json_array();
+	size_t i;
+	json_t *p;
+	json_array_foreach(json_object_get(report, "phases"), i, p)
+	    json_array_append_new(j, json_pack("{s:O, s:O}", "phase", json_object_get(p, "phase"),
+	                                       "start_ticket", json_object_get(p, "start_ticket")));
+	return j;
+}
+
+/* One chart: each variant's autonomous rate (solid) and accuracy (dashed)
+ * over a 500-ticket window, a colour per variant. */
+static int write_sweep_svg(const char *path, const char *key, const double *values,
+                           double *const *rate, double *const *acc, const size_t *len,
+                           size_t nv, struct csa_err *err)
+{
+	static const char *const colour[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+	                                     "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+	const double L = 50, T = 20, PW = 820, PH = 300;
+	size_t cap = 1 << 16, used = 0;
+	char *b = malloc(cap);
+	int rc = b ? CSA_OK : csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'", path);
+#define Q(...)                                                                                     	do {                                                                                       		int w_ = rc ? 0 : snprintf(b + used, cap - used, __VA_ARGS__);                     		if (w_ > 0 && used + (size_t)w_ + 256 >= cap) {                                    			char *nb_ = realloc(b, cap = (cap + (size_t)w_) * 2);                      			if (!nb_) {                                                                				rc = csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'",      				               path);                                              				break;                                                             			}                                                                          			b = nb_;                                                                   			w_ = snprintf(b + used, cap - used, __VA_ARGS__);                          		}                                                                                  		used += (size_t)(w_ > 0 ? w_ : 0);                                                 	} while (0)
+	Q("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"%.0f\" "
+	  "font-family=\"sans-serif\" font-size=\"11\">\n",
+	  T + PH + 40 + 14.0 * (double)nv);
+	Q("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"#fafafa\" "
+	  "stroke=\"#999\"/>\n",
+	  L, T, PW, PH);
+	for (int g = 0; g <= 4; g++)
+		Q("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text "
+		  "x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n",
+		  L, L + PW, T + PH * g / 4.0, T + PH * g / 4.0, L - 4, T + PH * g / 4.0 + 4,
+		  100 - 25 * g);
+	for (size_t v = 0; v < nv; v++) {
+		size_t n = len[v];
+		const double *series[2] = {rate[v], acc[v]};
+		for (int s = 0; s < 2; s++) {
+			Q("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\"%s points=\"",
+			  colour[v % 8], s ? " stroke-dasharray=\"4 3\"" : "");
+			for (size_t i = 0; i < n; i += n > 2000 ? n / 2000 : 1)
+				if (!isnan(series[s][i]))
+					Q("%.1f,%.1f ", L + PW * (double)i / (double)n,
+					  T + PH * (1 - series[s][i]));
+			Q("\"/>\n");
+		}
+		Q("<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s = %g: autonomous rate (solid), "
+		  "autonomous accuracy (dashed)</text>\n",
+		  L, T + PH + 30 + 14.0 * (double)v, colour[v % 8], key, values[v]);
+	}
+	Q("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">tickets (rolling window of "
+	  "500)</text>\n</svg>\n",
+	  L + PW, T + PH + 16);
+#undef Q
+	if (rc == CSA_OK)
+		rc = csa_fs_write_atomic(path, b, used, err);
+	free(b);
+	return rc;
+}
+
+int csa_replay_sweep(const struct csa_replay_opts *o, const char *key, const double *values,
+                     size_t n, json_t **out, struct csa_err *err)
+{
+	int64_t t0 = csa_mono_ns();
+	*out = NULL;
+	if (o->set)
+		return csa_error(err, CSA_EINVAL, "a sweep sets '%s' itself", key);
+	if (n == 0)
+		return csa_error(err, CSA_EINVAL, "a sweep of '%s' needs at least one value", key);
+	double **rate = calloc(n, sizeof(*rate)), **acc = calloc(n, sizeof(*acc));
+	size_t *len = calloc(n, sizeof(*len));
+	json_t *variants = json_array();
+	int rc = rate && acc && len && variants
+	             ? CSA_OK
+	             : csa_error(err, CSA_ENOMEM, "out of memory for a sweep of %zu values", n);
+	for (size_t v = 0; rc == CSA_OK && v < n; v++) {
+		json_t *set = NULL, *rep = NULL;
+		if ((rc = setting_of(key, values[v], &set, err)))
+			break;
+		struct csa_replay_opts one = *o;
+		one.set = set;
+		one.svg = NULL;
+		if (!o->quiet)
+			fprintf(stderr, "replay: %s = %g (%zu of %zu)\n", key, values[v], v + 1, n);
+		rc = run_one(&one, &rep, &rate[v], &acc[v], &len[v], err);
+		json_decref(set);
+		if (rc) {
+			csa_error_prefix(err, "%s = %g: ", key, values[v]);
+			break;
+		}
+		json_t *overall = json_object_get(rep, "overall");
+		json_array_append_new(
+		    variants,
+		    json_pack("{s:f, s:o, s:O, s:O, s:O, s:O}", "value", values[v], "journey",
+		              journey_of(rep), "final", json_object_get(rep, "final"), "overall",
+		              overall, "critical_errors", json_object_get(overall, "critical_errors"),
+		              "human_decisions", json_object_get(overall, "human_decisions")));
+		json_decref(rep);
+	}
+	if (rc == CSA_OK && o->svg)
+		rc = write_sweep_svg(o->svg, key, values, rate, acc, len, n, err);
+	for (size_t v = 0; rate && acc && v < n; v++) {
+		free(rate[v]);
+		free(acc[v]);
+	}
+	free(rate);
+	free(acc);
+	free(len);
+	if (rc == CSA_OK)
+		*out = json_pack("{s:s, s:o, s:f}", "setting", key, "variants", variants, "seconds",
+		                 (double)(csa_mono_ns() - t0) / 1e9);
+	else
+		json_decref(variants);
+	if (rc == CSA_OK && !*out)
+		rc = csa_error(err, CSA_ENOMEM, "out of memory writing the sweep's report");
 	return rc;
 }

@@ -25,6 +25,9 @@ struct csa_replay_opts {
 	const char *workdir; /* scratch workspace (created; kept) or NULL for a temp one */
 	const char *svg;     /* write the chart here when set */
 	const char *config;  /* a JSON object merged into the scratch csa.json, or NULL */
+	/* csa.json keys merged last, over 'config' (borrowed; NULL for none):
+	 * what a sweep changes from one variant to the next */
+	const json_t *set;
 	int quiet;
 };
 
@@ -35,5 +38,20 @@ void csa_replay_opts_default(struct csa_replay_opts *o);
  * scratch workspace is removed at the end; a failure to remove it fails a
  * replay that otherwise succeeded. */
 int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err);
+
+/*
+ * A sweep: one replay of the same stream per value of one numeric setting
+ * ('key', dotted as in csa.json: "automation.target_accuracy"), values[0..n)
+ * in order, everything else as 'o' says (o->set must be NULL; o->svg, when
+ * set, gets one chart with every variant's autonomous rate). *out, owned
+ * by the caller: {"setting", "variants": [{"value", "journey": [{"phase",
+ * "start_ticket"}], "final", "overall", "critical_errors",
+ * "human_decisions"}], "seconds"}, each variant's "final" and "overall" as
+ * in its replay's report. CSA_EINVAL when 'key' is not a numeric setting.
+ * The variants run one after the other: a replay's clock is the process's
+ * (CSA_FAKE_NOW_MS), so two cannot share a process at once.
+ */
+int csa_replay_sweep(const struct csa_replay_opts *o, const char *key, const double *values,
+                     size_t n, json_t **out, struct csa_err *err);
 
 #endif

@@ -6,6 +6,68 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* --sweep KEY=V1,V2,...: one replay per value, one table (or the JSON with
+ * --json). */
+static int sweep(const struct csa_replay_opts *o, const char *spec, int json)
+{
+	const char *eq = strchr(spec, '=');
+	if (!eq || eq == spec || !eq[1])
+		return cli_failf("--sweep takes KEY=V1,V2,... (a numeric setting of csa.json), "
+		                 "not '%s'",
+		                 spec);
+	char key[256];
+	snprintf(key, sizeof(key), "%.*s", (int)(eq - spec), spec);
+	double values[32];
+	size_t n = 0;
+	for (const char *p = eq + 1; *p;) {
+		char *end;
+		double v = strtod(p, &end);
+		if (end == p || (*end && *end != ',') || n == 32)
+			return cli_failf("--sweep: '%s' is not a list of at most 32 numbers", eq + 1);
+		values[n++] = v;
+		p = *end ? end + 1 : end;
+	}
+	struct csa_err err = {0};
+	json_t *rep = NULL;
+	if (csa_replay_sweep(o, key, values, n, &rep, &err))
+		return cli_fail(&err);
+	if (json) {
+		csa_json_print(rep, 1);
+		json_decref(rep);
+		return 0;
+	}
+	int kw = (int)strlen(key);
+	printf("%-*s  %-36s %10s %9s %9s %8s %8s\n", kw, key, "journey (phase: start ticket)",
+	       "final auto", "final acc", "all auto", "critical", "human");
+	size_t i;
+	json_t *v;
+	json_array_foreach(json_object_get(rep, "variants"), i, v)
+	{
+		char journey[256] = "";
+		size_t k, len = 0;
+		json_t *p;
+		json_array_foreach(json_object_get(v, "journey"), k, p)
+		{
+			const char *ph = csa_json_str(p, "phase");
+			int w = snprintf(journey + len, sizeof(journey) - len, "%sP%s %lld",
+			                 k ? " " : "", ph ? ph + 6 : "?",
+			                 csa_json_int(p, "start_ticket", 0));
+			if (w > 0 && (size_t)w < sizeof(journey) - len)
+				len += (size_t)w;
+		}
+		json_t *f = json_object_get(v, "final"), *all = json_object_get(v, "overall");
+		printf("%-*g  %-36s %9.1f%% %8.2f%% %8.1f%% %8lld %8lld\n", kw,
+		       csa_json_num(v, "value", 0), journey,
+		       100 * csa_json_num(f, "autonomous_rate", 0),
+		       100 * csa_json_num(f, "autonomous_accuracy", 0),
+		       100 * csa_json_num(all, "autonomous_rate", 0),
+		       csa_json_int(v, "critical_errors", 0), csa_json_int(v, "human_decisions", 0));
+	}
+	json_decref(rep);
+	return 0;
+}
 
 int cmd_replay(int argc, char **argv)
 {
@@ -16,7 +78,7 @@ int cmd_replay(int argc, char **argv)
 		return cli_usage(
 		    "csa replay --data F[,F2] [--text COL --label COL] [--human-accuracy P] "
 		    "[--seed S] [--bootstrap N] [--retrain N] [--workdir DIR] [--config F] "
-		    "[--json] [--svg OUT]");
+		    "[--sweep KEY=V1,V2,...] [--json] [--svg OUT]");
 	o.text_col = cli_opt(argc, argv, "--text");
 	o.label_col = cli_opt(argc, argv, "--label");
 	if (!!o.text_col != !!o.label_col)
@@ -37,6 +99,12 @@ int cmd_replay(int argc, char **argv)
 	o.config = cli_opt(argc, argv, "--config");
 	o.svg = cli_opt(argc, argv, "--svg");
 	o.quiet = cli_flag(argc, argv, "--quiet");
+	const char *spec = cli_opt(argc, argv, "--sweep");
+	if (spec) {
+		if (o.workdir)
+			return cli_failf("--sweep runs one scratch workspace per value: no --workdir");
+		return sweep(&o, spec, cli_flag(argc, argv, "--json"));
+	}
 	struct csa_err err = {0};
 	json_t *rep = NULL;
 	if (csa_replay_run(&o, &rep, &err))

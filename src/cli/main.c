@@ -49,7 +49,8 @@ static const struct cli_cmd commands[] = {
     {"alerts", cmd_alerts, "csa alerts [--all]", "quality and safety alerts"},
     {"audit", cmd_audit, "csa audit verify | show T_NO", "the hash-chained audit ledger"},
     {"replay", cmd_replay,
-     "csa replay --data F [--text COL --label COL] [--human-accuracy P] [--json] [--svg OUT]",
+     "csa replay --data F [--text COL --label COL] [--human-accuracy P] [--sweep KEY=V1,V2,...] "
+     "[--json] [--svg OUT]",
      "stream labelled history through the pipeline and controllers"},
     {"serve", cmd_serve, "csa serve [--port 8000] [--bind 127.0.0.1]",
      "the HTTP API and dashboard (SIGTERM stops it gracefully)"},

@@ -15,8 +15,11 @@
 #include "store/ws.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GROUP          256
 #define LINE_MAX_BYTES (1 << 20)
@@ -240,6 +243,7 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 /* ---- training ------------------------------------------------------------ */
 
 struct row {
+	char id[CSA_ID_MAX + 1];
 	char *text;
 	char feats[CSA_DT_COUNT][256]; /* NUL-separated, nf[t] strings */
 	size_t nf[CSA_DT_COUNT];
@@ -291,6 +295,7 @@ static int collect_one(void *vctx, const char *id, const json_t *t, const char *
 		return 0;
 	struct row r;
 	memset(&r, 0, sizeof(r));
+	snprintf(r.id, sizeof(r.id), "%s", id);
 	confirmed_values(tk.t, r.label);
 	if (!r.label[CSA_DT_CATEGORY][0]) {
 		csa_ticket_release(&tk);
@@ -356,76 +361,137 @@ size_t csa_import_labels(const struct csa_config *cfg, enum csa_dtype t, const c
 	return n;
 }
 
-int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err)
+/* One decision type's model to train: its rows, and what training gave. */
+struct train_job {
+	int type;
+	const char *labels[1024]; /* borrowed from the configuration */
+	size_t nl;
+	struct csa_drow *rows;
+	const char *(*fp)[16];
+	size_t nr;
+	unsigned seed;
+	int skip; /* not decided by this workspace, or too few human decisions */
+	struct csa_dmodel *m;
+	struct csa_heldout ho; /* measured on the rows held out */
+	double seconds;
+	int rc;
+	struct csa_err err;
+};
+
+struct train_jobs {
+	struct train_job *job;
+	atomic_size_t next;
+};
+
+static void train_one(struct train_job *j)
 {
-	struct collect c = {.ws = ws};
+	int64_t t0 = csa_mono_ns();
+	j->rc = csa_dmodel_train(j->labels, j->nl, j->rows, j->nr, 5, j->seed, &j->m, &j->ho,
+	                         &j->err);
+	j->seconds = (double)(csa_mono_ns() - t0) / 1e9;
+}
+
+/* Takes jobs until none is left: on the caller's thread and on one more. */
+static void *train_worker(void *arg)
+{
+	struct train_jobs *js = arg;
+	size_t k;
+	while ((k = atomic_fetch_add(&js->next, 1)) < CSA_DT_COUNT)
+		if (!js->job[k].skip)
+			train_one(&js->job[k]);
+	return NULL;
+}
+
+/* Train and save the models from 'n' rows in ticket-id order (v[i]
+ * borrowed; the array itself is shuffled). The decision types' models are
+ * independent and each one's training is deterministic (its seed, its
+ * rows in order), so they are trained on two threads where there are two
+ * cores, then saved and reported in type order as one after the other
+ * would be: the same files, the first failure in type order returned. */
+static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed,
+                      json_t **report, struct csa_err *err)
+{
 	const struct csa_config *cfg = csa_ws_config(ws);
-	int rc = csa_store_scan(ws->store, NULL, collect_one, &c, err);
-	if (rc == CSA_ENOMEM)
-		rc = csa_error(err, rc, "out of memory collecting training data");
+	int rc = CSA_OK;
 	json_t *rep = json_object();
-	if (rc == CSA_OK && c.n < 20)
+	if (n < 20)
 		rc = csa_error(err, CSA_ESTATE,
 		               "only %zu tickets with human decisions: at least 20 are needed to "
 		               "train",
-		               c.n);
+		               n);
 	/* rows are in ticket-id order; shuffle deterministically so the
 	 * hold-out is a fair sample */
 	uint64_t s = 0x9E3779B97F4A7C15ULL ^ seed;
-	for (size_t i = c.n; rc == CSA_OK && i > 1; i--) {
+	for (size_t i = n; rc == CSA_OK && i > 1; i--) {
 		s ^= s >> 12;
 		s ^= s << 25;
 		s ^= s >> 27;
 		size_t j = (size_t)((s * 2685821657736338717ULL) % i);
-		struct row tmp = c.v[i - 1];
-		c.v[i - 1] = c.v[j];
-		c.v[j] = tmp;
+		struct row *tmp = v[i - 1];
+		v[i - 1] = v[j];
+		v[j] = tmp;
 	}
-	struct csa_drow *rows = calloc(c.n ? c.n : 1, sizeof(*rows));
-	const char *(*fp)[16] = calloc(c.n ? c.n : 1, sizeof(*fp));
-	if (!rows || !fp)
+	struct train_jobs js = {.job = calloc(CSA_DT_COUNT, sizeof(*js.job))};
+	if (!js.job)
 		rc = rc ? rc : csa_error(err, CSA_ENOMEM, "out of memory training");
 	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
-		const char *labels[1024];
-		size_t nl = csa_import_labels(cfg, (enum csa_dtype)t, labels, 1024);
-		size_t nr = 0;
-		for (size_t i = 0; i < c.n; i++) {
-			if (!c.v[i].label[t][0])
+		struct train_job *j = &js.job[t];
+		j->type = t;
+		j->seed = seed;
+		j->nl = csa_import_labels(cfg, (enum csa_dtype)t, j->labels, 1024);
+		j->rows = calloc(n ? n : 1, sizeof(*j->rows));
+		j->fp = calloc(n ? n : 1, sizeof(*j->fp));
+		if (!j->rows || !j->fp) {
+			rc = csa_error(err, CSA_ENOMEM, "out of memory training");
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (!v[i]->label[t][0])
 				continue;
 			/* the features were written as consecutive strings */
-			const char *q = c.v[i].feats[t];
-			for (size_t f = 0; f < c.v[i].nf[t]; f++, q += strlen(q) + 1)
-				fp[nr][f] = q;
-			rows[nr] =
-			    (struct csa_drow){c.v[i].text, fp[nr], c.v[i].nf[t], c.v[i].label[t]};
-			nr++;
+			const char *q = v[i]->feats[t];
+			for (size_t f = 0; f < v[i]->nf[t]; f++, q += strlen(q) + 1)
+				j->fp[j->nr][f] = q;
+			j->rows[j->nr] = (struct csa_drow){v[i]->text, j->fp[j->nr], v[i]->nf[t],
+			                                   v[i]->label[t]};
+			j->nr++;
 		}
-		if (nr < 20 || !csa_config_in_list(cfg, "automation.decision_types",
-		                                   csa_dtype_name((enum csa_dtype)t)))
-			continue; /* not decided by this workspace, or no human decisions yet */
-		struct csa_dmodel *m = NULL;
-		struct csa_heldout ho = {0};
-		int64_t t0 = csa_mono_ns();
-		rc = csa_dmodel_train(labels, nl, rows, nr, 5, seed, &m, &ho, err);
+		/* not decided by this workspace, or no human decisions yet */
+		j->skip = j->nr < 20 || !csa_config_in_list(cfg, "automation.decision_types",
+		                                           csa_dtype_name((enum csa_dtype)t));
+	}
+	if (rc == CSA_OK) {
+		pthread_t th;
+		int two = sysconf(_SC_NPROCESSORS_ONLN) > 1 &&
+		          pthread_create(&th, NULL, train_worker, &js) == 0;
+		train_worker(&js);
+		if (two)
+			pthread_join(th, NULL);
+	}
+	for (int t = 0; rc == CSA_OK && t < CSA_DT_COUNT; t++) {
+		struct train_job *j = &js.job[t];
+		if (j->skip)
+			continue;
+		if ((rc = j->rc) && err)
+			*err = j->err;
 		if (rc == CSA_OK)
-			rc = csa_dmodel_save(m, ws->blobs, (enum csa_dtype)t, err);
+			rc = csa_dmodel_save(j->m, ws->blobs, (enum csa_dtype)t, err);
 		if (rc == CSA_OK)
-			rc = csa_dmodel_save_heldout(&ho, nr, ws->blobs, (enum csa_dtype)t, err);
-		double acc = ho.n ? (double)ho.correct / (double)ho.n : NAN;
+			rc = csa_dmodel_save_heldout(&j->ho, j->nr, ws->blobs, (enum csa_dtype)t, err);
+		double acc = j->ho.n ? (double)j->ho.correct / (double)j->ho.n : NAN;
 		if (rc == CSA_OK)
 			json_object_set_new(rep, csa_dtype_name((enum csa_dtype)t),
 			                    json_pack("{s:f, s:I, s:I, s:I, s:f}", "heldout_accuracy",
-			                              acc, "heldout_n", (json_int_t)ho.n, "n",
-			                              (json_int_t)nr, "labels",
-			                              (json_int_t)nl, "train_seconds",
-			                              (double)(csa_mono_ns() - t0) / 1e9));
-		csa_dmodel_free(m);
+			                              acc, "heldout_n", (json_int_t)j->ho.n, "n",
+			                              (json_int_t)j->nr, "labels", (json_int_t)j->nl,
+			                              "train_seconds", j->seconds));
 	}
-	free(rows);
-	free(fp);
-	for (size_t i = 0; i < c.n; i++)
-		free(c.v[i].text);
-	free(c.v);
+	for (int t = 0; js.job && t < CSA_DT_COUNT; t++) {
+		csa_dmodel_free(js.job[t].m);
+		free(js.job[t].rows);
+		free(js.job[t].fp);
+	}
+	free(js.job);
 	csa_config_unref(cfg);
 	if (rc) {
 		json_decref(rep);
@@ -433,4 +499,198 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 	}
 	*report = rep;
 	return CSA_OK;
+}
+
+static void rows_free(struct collect *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->v[i].text);
+	free(c->v);
+	c->v = NULL;
+	c->n = c->cap = 0;
+}
+
+/* Every ticket's row, in id order (the scan's). */
+static int collect_all(struct csa_ws *ws, struct collect *c, struct csa_err *err)
+{
+	int rc = csa_store_scan(ws->store, NULL, collect_one, c, err);
+	if (rc == CSA_ENOMEM)
+		rc = csa_error(err, rc, "out of memory collecting training data");
+	return rc;
+}
+
+/* Pointers to the rows of 'c', for train_rows() to shuffle. */
+static int train_collected(struct csa_ws *ws, struct collect *c, unsigned seed, json_t **report,
+                           struct csa_err *err)
+{
+	struct row **v = malloc((c->n ? c->n : 1) * sizeof(*v));
+	if (!v)
+		return csa_error(err, CSA_ENOMEM, "out of memory training");
+	for (size_t i = 0; i < c->n; i++)
+		v[i] = &c->v[i];
+	int rc = train_rows(ws, v, c->n, seed, report, err);
+	free(v);
+	return rc;
+}
+
+int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err)
+{
+	struct collect c = {.ws = ws};
+	int rc = collect_all(ws, &c, err);
+	if (rc == CSA_OK)
+		rc = train_collected(ws, &c, seed, report, err);
+	rows_free(&c);
+	return rc;
+}
+
+/* ---- training data kept between trainings ------------------------------- */
+
+struct csa_train_cache {
+	struct csa_ws *ws;
+	struct collect rows; /* every ticket's row, in id order */
+	int collected;       /* rows hold the whole store as of the last training */
+	pthread_mutex_t mu;  /* guards the noted ids: commits may come from any thread */
+	char **noted;        /* ids committed since the last training */
+	size_t nnoted, capnoted;
+	int lost; /* a note could not be kept: collect everything again */
+};
+
+static void cache_on_commit(void *ctx, struct csa_ticket *const *tks, size_t n)
+{
+	struct csa_train_cache *tc = ctx;
+	pthread_mutex_lock(&tc->mu);
+	for (size_t i = 0; i < n && !tc->lost; i++) {
+		if (tc->nnoted == tc->capnoted) {
+			size_t cap = tc->capnoted ? tc->capnoted * 2 : 256;
+			char **nv = realloc(tc->noted, cap * sizeof(*nv));
+			if (!nv) {
+				tc->lost = 1;
+				break;
+			}
+			tc->noted = nv;
+			tc->capnoted = cap;
+		}
+		if (!(tc->noted[tc->nnoted] = strdup(tks[i]->id)))
+			tc->lost = 1;
+		else
+			tc->nnoted++;
+	}
+	pthread_mutex_unlock(&tc->mu);
+}
+
+int csa_train_cache_new(struct csa_ws *ws, struct csa_train_cache **out, struct csa_err *err)
+{
+	struct csa_train_cache *tc = calloc(1, sizeof(*tc));
+	if (!tc)
+		return csa_error(err, CSA_ENOMEM, "out of memory for the training cache");
+	tc->ws = ws;
+	tc->rows.ws = ws;
+	pthread_mutex_init(&tc->mu, NULL);
+	csa_store_observe(ws->store, cache_on_commit, tc);
+	*out = tc;
+	return CSA_OK;
+}
+
+void csa_train_cache_free(struct csa_train_cache *tc)
+{
+	if (!tc)
+		return;
+	csa_store_observe(tc->ws->store, NULL, NULL);
+	rows_free(&tc->rows);
+	for (size_t i = 0; i < tc->nnoted; i++)
+		free(tc->noted[i]);
+	free(tc->noted);
+	pthread_mutex_destroy(&tc->mu);
+	free(tc);
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The index of the first row of 'c' whose id is not below 'id'. */
+static size_t row_lower_bound(const struct collect *c, const char *id)
+{
+	size_t lo = 0, hi = c->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(c->v[mid].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Ticket 'id' read again: its row replaced, added or dropped in place. */
+static int recollect_one(struct csa_train_cache *tc, const char *id)
+{
+	struct collect one = {.ws = tc->ws};
+	int rc = collect_one(&one, id, NULL, NULL);
+	struct collect *c = &tc->rows;
+	size_t at = row_lower_bound(c, id);
+	int had = at < c->n && strcmp(c->v[at].id, id) == 0;
+	if (rc == CSA_OK && one.n == 1 && !had && c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 1024;
+		struct row *nv = realloc(c->v, cap * sizeof(*nv));
+		if (!nv)
+			rc = CSA_ENOMEM;
+		else {
+			c->v = nv;
+			c->cap = cap;
+		}
+	}
+	if (rc) {
+		rows_free(&one);
+		return rc;
+	}
+	if (had) {
+		free(c->v[at].text);
+		if (one.n == 1) {
+			c->v[at] = one.v[0];
+		} else {
+			memmove(&c->v[at], &c->v[at + 1], (c->n - at - 1) * sizeof(*c->v));
+			c->n--;
+		}
+	} else if (one.n == 1) {
+		memmove(&c->v[at + 1], &c->v[at], (c->n - at) * sizeof(*c->v));
+		c->v[at] = one.v[0];
+		c->n++;
+	}
+	free(one.v); /* the row itself moved into c */
+	return CSA_OK;
+}
+
+int csa_import_train_cached(struct csa_train_cache *tc, unsigned seed, json_t **report,
+                            struct csa_err *err)
+{
+	pthread_mutex_lock(&tc->mu);
+	char **noted = tc->noted;
+	size_t nnoted = tc->nnoted;
+	int lost = tc->lost;
+	tc->noted = NULL;
+	tc->nnoted = tc->capnoted = 0;
+	tc->lost = 0;
+	pthread_mutex_unlock(&tc->mu);
+	int rc = CSA_OK;
+	if (!tc->collected || lost) {
+		rows_free(&tc->rows);
+		rc = collect_all(tc->ws, &tc->rows, err);
+	} else {
+		if (nnoted)
+			qsort(noted, nnoted, sizeof(*noted), id_cmp);
+		for (size_t i = 0; rc == CSA_OK && i < nnoted; i++)
+			if (i == 0 || strcmp(noted[i], noted[i - 1]) != 0)
+				rc = recollect_one(tc, noted[i]);
+		if (rc == CSA_ENOMEM)
+			rc = csa_error(err, rc, "out of memory collecting training data");
+	}
+	for (size_t i = 0; i < nnoted; i++)
+		free(noted[i]);
+	free(noted);
+	tc->collected = rc == CSA_OK;
+	if (rc == CSA_OK)
+		rc = train_collected(tc->ws, &tc->rows, seed, report, err);
+	return rc;
 }

@@ -39,4 +39,23 @@ size_t csa_import_labels(const struct csa_config *cfg, enum csa_dtype t, const c
  * decisions were confirmed by humans. */
 int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err);
 
+/*
+ * Training data kept between trainings of one workspace, for a process that
+ * trains again and again while it commits (the replay retrains every 1,000
+ * tickets): every ticket's training row is read once, and again only when
+ * the ticket is committed through ws's store handle, whose commits the
+ * cache observes (csa_store_observe: it takes the handle's one observer
+ * from csa_train_cache_new() to csa_train_cache_free()). Commits by
+ * another handle or process are not seen: do not use it where there are
+ * any. csa_import_train_cached() trains exactly as csa_import_train()
+ * would on the workspace as it is (the same rows in the same order).
+ */
+struct csa_train_cache;
+int csa_train_cache_new(struct csa_ws *ws, struct csa_train_cache **out, struct csa_err *err);
+/* Stops observing the store and frees the rows. NULL is a no-op. */
+void csa_train_cache_free(struct csa_train_cache *tc);
+/* As csa_import_train(). On failure the next call reads every ticket again. */
+int csa_import_train_cached(struct csa_train_cache *tc, unsigned seed, json_t **report,
+                            struct csa_err *err);
+
 #endif

@@ -1023,11 +1023,27 @@ struct feedback_ctx {
 	enum csa_dtype type;
 	int learn;
 	int correct;
+	struct csa_hist_entry entry; /* the ticket as committed, for the history index */
 };
 
+static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigned *docs,
+                          struct csa_err *err);
+
+/* The person's decision into the ticket, and its history entry taken from
+ * the documents being committed (as a run's is), so the index does not
+ * read the ticket back from the store after every review. */
 static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
 {
 	struct feedback_ctx *c = vctx;
+	int rc = apply_feedback(c, tk, docs, err);
+	if (rc == CSA_OK)
+		csa_history_entry_from(tk, &c->entry);
+	return rc;
+}
+
+static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigned *docs,
+                          struct csa_err *err)
+{
 	json_t *found = NULL;
 	size_t i;
 	json_t *d;
@@ -1117,13 +1133,19 @@ int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const c
                           enum csa_dtype type, const char *value, const char *who,
                           const char *notes, int learn, struct csa_err *err)
 {
-	struct feedback_ctx c = {
-	    p, csa_ws_config(p->ws), decision_id, value, who, notes, type, learn, 0};
+	struct feedback_ctx c = {.p = p,
+	                         .cfg = csa_ws_config(p->ws),
+	                         .decision_id = decision_id,
+	                         .value = value,
+	                         .who = who,
+	                         .notes = notes,
+	                         .type = type,
+	                         .learn = learn};
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, feedback_fn, &c, err);
 	pthread_rwlock_unlock(&p->models_lock);
 	csa_config_unref(c.cfg);
 	if (!rc)
-		after(p, ticket_id, NULL, NULL);
+		after(p, ticket_id, NULL, &c.entry);
 	return rc;
 }

@@ -94,7 +94,8 @@ int csa_jbuf_merge(struct csa_jbuf *dst, const struct csa_jbuf *src)
 	return CSA_OK;
 }
 
-int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b, struct csa_err *err)
+int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b, int sync,
+                       struct csa_err *err)
 {
 	if (b->count == 0)
 		return CSA_OK;
@@ -113,7 +114,7 @@ int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b, 
 		csa_error_sys(err, "cannot write journal '%s'", path);
 		goto undo;
 	}
-	if (csa_fs_fsync(fd, 1) < 0) {
+	if (sync && csa_fs_fsync(fd, 1) < 0) {
 		csa_error_sys(err, "cannot fsync journal '%s'", path);
 		goto undo;
 	}

@@ -43,9 +43,10 @@ void csa_jbuf_release(struct csa_jbuf *b);
  * fdatasync for several callers' commits). */
 int csa_jbuf_merge(struct csa_jbuf *dst, const struct csa_jbuf *src);
 
-/* Append the record at offset 'end' and fdatasync. On failure the journal
- * is truncated back to 'end' (best effort) and an error returned. */
-int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b,
+/* Append the record at offset 'end' and, when 'sync' (always, but for a
+ * scratch workspace: store/ws.h), fdatasync. On failure the journal is
+ * truncated back to 'end' (best effort) and an error returned. */
+int csa_journal_append(int fd, const char *path, off_t end, struct csa_jbuf *b, int sync,
                        struct csa_err *err);
 
 /*

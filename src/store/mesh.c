@@ -49,6 +49,10 @@ struct mesh {
 	int leading; /* a commit of this handle runs a batch */
 	size_t checkpoint_bytes;
 	int needs_recovery; /* a failed commit could not be undone */
+	/* 0 for a scratch workspace (csa_ws_open_scratch): the same commits,
+	 * journal and checkpoints, but nothing waits for the disk (no
+	 * fdatasync, fsync or syncfs); 1 for every other workspace */
+	int sync;
 	int checkpointing;  /* a commit of this handle is syncing outside the lock */
 	int observe;        /* opened to look only (csa_mesh_open_observer) */
 #ifdef CSA_TESTING
@@ -334,7 +338,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 			return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
 		mark_follow(m, &before);
 		trims_bump(m);
-		if (csa_fs_fsync(m->journal_fd, 1) < 0)
+		if (m->sync && csa_fs_fsync(m->journal_fd, 1) < 0)
 			return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
 		return CSA_OK;
 	}
@@ -354,7 +358,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 		rc = csa_error_sys(err, "cannot create '%s'", m->journal_new);
 		goto out;
 	}
-	if (csa_fs_write_all(fd, tail, len) < 0 || csa_fs_fsync(fd, 1) < 0) {
+	if (csa_fs_write_all(fd, tail, len) < 0 || (m->sync && csa_fs_fsync(fd, 1) < 0)) {
 		rc = csa_error_sys(err, "cannot write '%s'", m->journal_new);
 		goto out;
 	}
@@ -372,7 +376,7 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 	char dir[PATH_SZ];
 	snprintf(dir, sizeof(dir), "%s/.csa", m->ws->root);
 	rc = journal_reopen(m, err);
-	if (rc == CSA_OK && csa_fs_fsync_dir(dir) < 0)
+	if (rc == CSA_OK && m->sync && csa_fs_fsync_dir(dir) < 0)
 		rc = csa_error_sys(err, "cannot fsync directory '%s'", dir);
 	if (rc)
 		m->needs_recovery = 1; /* recovery syncs everything again */
@@ -395,7 +399,7 @@ static int checkpoint_locked(struct mesh *m, struct csa_err *err)
 	/* Every document the journal covers was renamed into place before
 	 * its commit returned; syncfs makes those files and directory
 	 * entries durable, after which the journal is no longer needed. */
-	if (syncfs(m->journal_fd) < 0)
+	if (m->sync && syncfs(m->journal_fd) < 0)
 		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
 	int rc = trim_locked(m, st.st_size, err);
 	if (rc == CSA_OK)
@@ -421,7 +425,7 @@ static int checkpoint_unlocked(struct mesh *m, struct csa_err *err)
 	/* every record up to st_size had its documents renamed into place
 	 * before its commit released the lock, so syncfs covers them (through
 	 * the lock file: journal_fd may be replaced meanwhile) */
-	if (syncfs(m->lock_fd) < 0)
+	if (m->sync && syncfs(m->lock_fd) < 0)
 		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
 #ifdef CSA_TESTING
 	if (m->after_sync)
@@ -659,6 +663,32 @@ static int write_tmp(struct mesh *m, struct pending *p, struct csa_err *err)
 	return CSA_OK;
 }
 
+/*
+ * A scratch workspace's document, written over the old file in place once
+ * the commit's record is in the journal: no new inode per document per
+ * commit, so no old one freed. On a file system that discards freed
+ * blocks at once (ext4 mounted with discard) those discards, one disk
+ * round trip each, were most of what a replay waited for after its
+ * fdatasyncs went. The price: a reader that does not take the ticket's
+ * lock (load_doc, scan) may see a half-written file during a commit, which
+ * a scratch workspace's one user (the replay: one thread commits, and
+ * reads between its commits) never does; recovery on open rewrites such a
+ * file from the journal after a crash.
+ */
+static int write_in_place(const char *path, const struct pending *p)
+{
+	int fd = csa_fs_open(path, O_WRONLY | O_CREAT | O_CLOEXEC, CSA_FILE_MODE);
+	if (fd < 0)
+		return -1;
+	if (csa_fs_write_all(fd, p->bytes, p->len) < 0 || ftruncate(fd, (off_t)p->len) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return close(fd);
+}
+
 /* Put back the documents a failed commit had already renamed. 0 if the
  * previous state is fully restored. */
 static int undo_renames(struct mesh *m, struct pending *p, size_t n)
@@ -751,6 +781,10 @@ static int write_req(struct mesh *m, struct creq *r, struct csa_err *err)
 		struct pending *p = &r->p[j];
 		if (!(p->kind == 2 || !p->tk->exists || (r->docs & (1u << p->kind))))
 			continue;
+		if (!m->sync) {
+			p->written = 1; /* written in place by rename_batch */
+			continue;
+		}
 		int rc = write_tmp(m, p, err);
 		if (rc) {
 			undo_renames(m, r->p, r->n * 3);
@@ -772,11 +806,13 @@ static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct cs
 			char path[PATH_SZ], tmp[PATH_SZ];
 			csa_mesh_doc_path(m->ws, p->kind, p->tk->id, path, sizeof(path), NULL);
 			tmp_path(m, p->kind, p->tk->id, tmp, sizeof(tmp));
-			if (csa_fs_rename(tmp, path) == 0) {
+			if (m->sync ? csa_fs_rename(tmp, path) == 0 : write_in_place(path, p) == 0) {
 				p->renamed = 1;
 				continue;
 			}
-			int rc = csa_error_sys(err, "cannot rename '%s' to '%s'", tmp, path);
+			int rc = m->sync ? csa_error_sys(err, "cannot rename '%s' to '%s'", tmp, path)
+			                 : csa_error_sys(err, "cannot write '%s'", path);
+			p->renamed = !m->sync; /* a torn file: put back what it held */
 			int undone = 1;
 			for (struct creq *q = batch; q; q = q->next)
 				if (q->rc == CSA_OK && undo_renames(m, q->p, q->n * 3) != 0)
@@ -847,7 +883,7 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 		rc = csa_error_sys(&err, "cannot stat journal '%s'", m->journal_path);
 	off_t end = sb.st_size;
 	if (rc == CSA_OK)
-		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, &err);
+		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, m->sync, &err);
 	if (rc == CSA_OK)
 		mark_follow(m, &(struct jpos){sb.st_dev, sb.st_ino, end});
 	if (rc) {
@@ -1247,6 +1283,7 @@ static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, str
 	m->lock_fd = m->journal_fd = -1;
 	m->checkpoint_bytes = DEFAULT_CHECKPOINT_BYTES;
 	m->observe = observe;
+	m->sync = !ws->scratch;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_mutex_init(&m->mark_mu, NULL);
 	pthread_mutex_init(&m->qmu, NULL);

@@ -16,6 +16,16 @@
  * last acknowledged commit or, for a commit that had not returned, at that
  * commit; recovery runs when a workspace is opened.
  *
+ * A scratch workspace (csa_ws_open_scratch(), the replay's) runs the same
+ * commits without any of the waits for the disk: no fdatasync of the
+ * journal, no syncfs or fsync in checkpoints, and the documents written
+ * over the old files in place after the journal record (no new inode,
+ * so no old one freed, per document per commit). A load (under the
+ * ticket's lock) sees whole commits and a failed commit is undone; a crash
+ * of the process still recovers from the journal, but a power loss may
+ * lose or tear any of it, and a reader without the lock must not run
+ * during a commit.
+ *
  * Locks: .csa/lock holds one OFD byte-range lock per ticket (offset from a
  * 64-bit hash of the id) and the journal lock at offset 0. OFD locks work
  * between processes and between threads holding different descriptors.

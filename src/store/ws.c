@@ -278,19 +278,11 @@ int csa_ws_path(const struct csa_ws *ws, const char *rel, char *out, size_t outs
 	return n < 0 || (size_t)n >= outsz ? CSA_ELIMIT : CSA_OK;
 }
 
-static int ws_open(const char *dir, int observe, struct csa_ws **out, struct csa_err *err);
+/* How a workspace is opened: for work, to look at only (csa monitor), or
+ * as a scratch workspace (the replay). */
+enum ws_mode { WS_NORMAL, WS_OBSERVE, WS_SCRATCH };
 
-int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
-{
-	return ws_open(dir, 0, out, err);
-}
-
-int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *err)
-{
-	return ws_open(dir, 1, out, err);
-}
-
-static int ws_open(const char *dir, int observe, struct csa_ws **out, struct csa_err *err)
+static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, struct csa_err *err)
 {
 	char path[4096];
 	if (snprintf(path, sizeof(path), "%s/csa.json", dir) >= (int)sizeof(path))
@@ -307,6 +299,8 @@ static int ws_open(const char *dir, int observe, struct csa_ws **out, struct csa
 	}
 	pthread_mutex_init(&ws->cfg_mu, NULL);
 	pthread_mutex_init(&ws->cfg_write_mu, NULL);
+	ws->scratch = mode == WS_SCRATCH;
+	int observe = mode == WS_OBSERVE;
 	struct csa_config cfg;
 	int rc = csa_config_load(path, &cfg, err);
 	if (rc == CSA_OK)
@@ -333,6 +327,21 @@ fail:
 	free(ws->root);
 	free(ws);
 	return rc;
+}
+
+int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, WS_NORMAL, out, err);
+}
+
+int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, WS_OBSERVE, out, err);
+}
+
+int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, WS_SCRATCH, out, err);
 }
 
 void csa_ws_close(struct csa_ws *ws)

@@ -33,6 +33,7 @@ struct csa_ws {
 	struct csa_ws_cfg *cfg_now;
 	json_t *cfg_over; /* this process's overrides, merged over csa.json */
 	int phase_cap;    /* PHASE of the environment: 1..5, 0 for none */
+	int scratch;      /* opened with csa_ws_open_scratch(); set before the store opens */
 };
 
 /* Create the layout and a csa.json with the defaults in 'dir' (created if
@@ -55,6 +56,19 @@ int csa_ws_open(const char *dir, struct csa_ws **out, struct csa_err *err);
  * layout created, the store refuses commits (store/mesh.h,
  * csa_mesh_open_observer). Closed with csa_ws_close(). */
 int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *err);
+
+/*
+ * Open a scratch workspace: one whose content may be thrown away, such as
+ * the replay simulator's. Its ticket store does not wait for the disk (no
+ * fdatasync at the commit point, no syncfs or fsync in checkpoints) and
+ * writes a commit's documents over the old files in place instead of
+ * renaming new ones over them (store/mesh.h). Loads (under the ticket's
+ * lock), a failed commit's undo, the journal and recovery on open are as
+ * csa_ws_open()'s; a reader without the lock (load_doc, scan) must not run
+ * during a commit, and a power loss may leave anything torn: for one
+ * process that reads between its own commits, never a team's workspace.
+ */
+int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err);
 
 /* Checkpoint the store journal and free everything. NULL is a no-op. */
 void csa_ws_close(struct csa_ws *ws);
