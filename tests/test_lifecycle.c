@@ -908,6 +908,114 @@ static void whole_life_through_the_api(void **state)
 	json_decref(rep);
 }
 
+/* The category the ticket's newest classifier decision holds now (T). */
+static const char *category_of(json_t *j)
+{
+	const char *cat = NULL;
+	size_t k;
+	json_t *d;
+	json_array_foreach(DOC(DOC(j, "workflow"), "agent_decisions"), k, d)
+	{
+		const char *c = csa_json_str(DOC(d, "decision"), "category");
+		if (c)
+			cat = c;
+	}
+	return cat;
+}
+
+/* A person changes the category from the ticket: the open review task of
+ * that type is decided (one decision, the review's rules); changed again
+ * once no task is open, it is a correction of the newest decision: the
+ * ticket takes it and the audit trail records it as such. */
+static void a_person_changes_a_decision_from_the_ticket(void **state)
+{
+	(void)state;
+	json_decref(post("/api/tickets",
+	                 "{\"ticket_id\": \"CH-1\", \"client_name\": \"Ola\", \"messages\": "
+	                 "[{\"content\": \"I was charged twice for my subscription this month, "
+	                 "please refund the second payment\"}]}",
+	                 201));
+	long long task = open_task("CH-1", "category");
+	assert_true(task > 0); /* PHASE_1: a person decides every category */
+	json_t *j = ticket("CH-1");
+	char ai[64];
+	assert_non_null(category_of(j));
+	snprintf(ai, sizeof(ai), "%s", category_of(j));
+	json_decref(j);
+	const char *first = strcmp(ai, "ACCOUNT_MANAGEMENT") ? "ACCOUNT_MANAGEMENT" : "BILLING_INQUIRY";
+	char body[256];
+	snprintf(body, sizeof(body),
+	         "{\"decision_type\": \"category\", \"value\": \"%s\", \"notes\": \"plan "
+	         "change\"}",
+	         first);
+	j = post("/api/tickets/CH-1/decide", body, 200);
+	assert_int_equal(csa_json_int(j, "task_id", 0), task);
+	assert_string_equal(csa_json_str(j, "ai_value"), ai);
+	assert_false(json_is_true(DOC(j, "correct")));
+	json_decref(j);
+	assert_int_equal(open_task("CH-1", "category"), -1);
+	j = ticket("CH-1");
+	assert_string_equal(category_of(j), first);
+	json_decref(j);
+
+	/* no task is open now: a correction */
+	j = post("/api/tickets/CH-1/decide",
+	         "{\"decision_type\": \"category\", \"value\": \"TECHNICAL_ISSUE\"}", 200);
+	assert_null(DOC(j, "task_id"));
+	assert_string_equal(csa_json_str(j, "value"), "TECHNICAL_ISSUE");
+	assert_string_equal(csa_json_str(j, "ai_value"), ai);
+	json_decref(j);
+	j = ticket("CH-1");
+	assert_string_equal(category_of(j), "TECHNICAL_ISSUE");
+	json_decref(j);
+	long st = 0;
+	j = call("GET", "/api/audit/CH-1", viewer, NULL, &st);
+	assert_int_equal(st, 200);
+	int reviews = 0, corrections = 0;
+	size_t k;
+	json_t *r;
+	json_array_foreach(DOC(j, "trail"), k, r)
+	{
+		const char *type = csa_json_str(r, "type");
+		json_t *p = DOC(r, "payload");
+		if (!type || !p || strcmp(csa_json_str(p, "decision_type") ? csa_json_str(p, "decision_type") : "", "category"))
+			continue;
+		reviews += strcmp(type, "review") == 0;
+		if (strcmp(type, "correction") == 0) {
+			corrections++;
+			assert_string_equal(csa_json_str(p, "value"), "TECHNICAL_ISSUE");
+		}
+	}
+	json_decref(j);
+	assert_int_equal(reviews, 1);
+	assert_int_equal(corrections, 1);
+
+	/* what it refuses, and says why */
+	static const struct {
+		const char *path, *body;
+		long status;
+	} bad[] = {
+	    {"/api/tickets/CH-1/decide", "{\"decision_type\": \"category\", \"value\": \"NOPE\"}", 400},
+	    {"/api/tickets/CH-1/decide", "{\"decision_type\": \"mood\", \"value\": \"HIGH\"}", 400},
+	    {"/api/tickets/CH-1/decide", "{\"decision_type\": \"category\"}", 400},
+	    {"/api/tickets/CH-1/decide", "{\"decision_type\": \"priority\", \"value\": 3}", 400},
+	    {"/api/tickets/CH-1/decide",
+	     "{\"decision_type\": \"priority\", \"value\": \"HIGH\", \"by\": \"x\"}", 400},
+	    {"/api/tickets/CH-404/decide", "{\"decision_type\": \"priority\", \"value\": \"HIGH\"}",
+	     404},
+	};
+	for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+		j = call("POST", bad[b].path, agent, bad[b].body, &st);
+		if (st != bad[b].status || !csa_json_str(j, "detail"))
+			fail_msg("%s %s: %ld, expected %ld with a reason", bad[b].path, bad[b].body, st,
+			         bad[b].status);
+		json_decref(j);
+	}
+	j = ticket("CH-1");
+	assert_string_equal(category_of(j), "TECHNICAL_ISSUE"); /* nothing refused was applied */
+	json_decref(j);
+}
+
 /* Assignments and progress updates a person asks for are checked before
  * anything changes; a good update is stored as given. */
 static void assign_and_progress_refuse_bad_input(void **state)
@@ -1309,6 +1417,8 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(patterns_leave_out_the_customer),
 	    cmocka_unit_test_setup_teardown(whole_life_through_the_api, setup, teardown),
 	    cmocka_unit_test_setup_teardown(assign_and_progress_refuse_bad_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_person_changes_a_decision_from_the_ticket, setup,
+	                                    teardown),
 	    cmocka_unit_test(resolve_and_assign_by_cli),
 	    cmocka_unit_test(knowledge_gap_comes_first),
 	    cmocka_unit_test_setup_teardown(accepted_article_is_used_by_the_running_server, setup,

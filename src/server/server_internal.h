@@ -229,6 +229,7 @@ void csa_rcache_release(struct csa_server *s);
 json_t *csa_h_reviews(struct call *c);
 json_t *csa_h_review_next(struct call *c);
 json_t *csa_h_review_decide(struct call *c);
+json_t *csa_h_ticket_decide(struct call *c);
 json_t *csa_h_phase(struct call *c);
 json_t *csa_h_phase_evaluate(struct call *c);
 json_t *csa_h_phase_advance(struct call *c);

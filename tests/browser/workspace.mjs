@@ -313,10 +313,21 @@ try {
   assert.equal((await api('GET', '/api/phase')).json.phase, 'PHASE_1', 'the point before the advance');
   step('a rollback point is restored from the page after a confirmation');
 
-  // assign and resolve from the ticket page: a member outside the roster is
-  // refused with the server's reason; a resolution with CSAT closes it
+  // change, assign and resolve from the ticket page: a member outside the
+  // roster is refused with the server's reason; a resolution with CSAT
+  // closes it
   await page.goto(base + '/#ticket/XSS-2');
   await page.waitForSelector('#ticket-view:not([hidden]) #ticket-timeline li');
+  // a person changes the priority: the ticket takes it, the trail records it
+  await page.selectOption('#change-type', 'priority');
+  await page.waitForFunction(() => [...document.querySelectorAll('#change-value option')].some((o) => o.value === 'LOW'));
+  await page.selectOption('#change-value', 'LOW');
+  await page.click('#change-form button');
+  await page.waitForFunction(() => /^priority is LOW now \((review task \d+ decided|correction recorded); AI said /.test(document.querySelector('#act-status').textContent));
+  assert.equal((await api('GET', '/api/tickets/XSS-2')).json.workflow.priority, 'LOW');
+  const trail = (await api('GET', '/api/audit/XSS-2')).json.trail;
+  assert.ok(trail.some((r) => ['review', 'correction'].includes(r.type) && r.payload.decision_type === 'priority' && r.payload.value === 'LOW'), 'the change is in the audit trail');
+  step('the priority changed from the page: ' + await page.textContent('#act-status'));
   await page.fill('#assign-member', 'nobody-here');
   expectErrors = true; // the browser logs the 400 it was answered
   await page.click('#assign-form button');
