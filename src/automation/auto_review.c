@@ -393,6 +393,9 @@ int csa_auto_correct(struct csa_auto *a, const char *ticket, const char *type, c
 		a->ops->rollback(a->store);
 		goto out;
 	}
+	a->reviews++;
+	if (!t.value[0]) /* the decision counts as reviewed from now on */
+		atomic_fetch_add(&a->n.reviews, 1);
 	*out = reviewed(a, &t, "correction", value, who, notes, -1, crit, crits);
 out:
 	pthread_mutex_unlock(&a->mu);
