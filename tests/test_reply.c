@@ -34,6 +34,10 @@ static struct smtp_sink *sink;
 static struct fake_http *api;
 static unsigned port, sink_port, api_port;
 static char agent[80];
+/* The next start()'s SMTP server: plain, or TLS with this certificate
+ * (SINK_STARTTLS: smtp:// offering STARTTLS; SINK_SMTPS: smtps://). */
+static enum { SINK_PLAIN, SINK_STARTTLS, SINK_SMTPS } sink_mode;
+static char cert_dir[256], cert_file[300], key_file[300];
 
 struct resp {
 	long status;
@@ -109,7 +113,12 @@ static void start(json_t *channels)
 	dir = t_tmpdir("reply");
 	assert_int_equal(csa_ws_init(dir, &err), 0);
 	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
-	assert_int_equal(smtp_sink_start(&sink, &sink_port), 0);
+	if (sink_mode == SINK_PLAIN)
+		assert_int_equal(smtp_sink_start(&sink, &sink_port), 0);
+	else
+		assert_int_equal(smtp_sink_start_tls(&sink, &sink_port, cert_file, key_file,
+		                                     sink_mode == SINK_SMTPS),
+		                 0);
 	assert_int_equal(fake_http_start(&api, &api_port), 0);
 	char base[64];
 	snprintf(base, sizeof(base), "http://127.0.0.1:%u", api_port);
@@ -129,7 +138,8 @@ static void start(json_t *channels)
 	snprintf(agent, sizeof(agent), "%s", t);
 	free(t);
 	char smtp[64], hook[96];
-	snprintf(smtp, sizeof(smtp), "smtp://127.0.0.1:%u", sink_port);
+	snprintf(smtp, sizeof(smtp), "%s://127.0.0.1:%u", sink_mode == SINK_SMTPS ? "smtps" : "smtp",
+	         sink_port);
 	snprintf(hook, sizeof(hook), "%s/webhook", base);
 	setenv("CSA_SMTP_URL", smtp, 1);
 	setenv("CSA_WEBHOOK_URL", hook, 1);
@@ -150,7 +160,24 @@ static int teardown(void **state)
 	free(dir);
 	srv = NULL, ws = NULL, sink = NULL, api = NULL, dir = NULL;
 	unsetenv("CSA_SMTP_URL");
+	unsetenv("CSA_CA_FILE");
+	if (sink_mode != SINK_PLAIN) {
+		t_rmrf(cert_dir);
+		sink_mode = SINK_PLAIN;
+	}
 	return 0;
+}
+
+/* A certificate for the next start()'s TLS server, and that server. */
+static void tls_sink(int mode)
+{
+	char *d = t_tmpdir("cert");
+	snprintf(cert_dir, sizeof(cert_dir), "%s", d);
+	free(d);
+	snprintf(cert_file, sizeof(cert_file), "%s/cert.pem", cert_dir);
+	snprintf(key_file, sizeof(key_file), "%s/key.pem", cert_dir);
+	assert_int_equal(smtp_sink_make_cert(cert_file, key_file), 0);
+	sink_mode = mode;
 }
 
 /* A ticket from an e-mail sent to the inbound relay hook; its id. */
@@ -406,7 +433,8 @@ static void undeliverable_reply_is_refused_and_not_stored(void **state)
 	json_decref(tk);
 	/* a ticket whose customer address is not one */
 	char smtp[64];
-	snprintf(smtp, sizeof(smtp), "smtp://127.0.0.1:%u", sink_port);
+	snprintf(smtp, sizeof(smtp), "%s://127.0.0.1:%u", sink_mode == SINK_SMTPS ? "smtps" : "smtp",
+	         sink_port);
 	setenv("CSA_SMTP_URL", smtp, 1);
 	j = post(
 	    "/api/tickets",
@@ -457,6 +485,99 @@ static void smtp_login_needs_tls(void **state)
 	assert_non_null(strstr(csa_json_str(d, "last_error"), "SSL"));
 	json_decref(d);
 	assert_int_equal(smtp_sink_wait(sink, 1, 300), 0);
+}
+
+/* A reply over SMTPS to a relay whose certificate a private CA signed
+ * (CSA_CA_FILE): the TLS session is verified and the message arrives whole,
+ * threaded. */
+static void smtps_reply_verified_with_a_private_ca(void **state)
+{
+	(void)state;
+	tls_sink(SINK_SMTPS);
+	setenv("CSA_CA_FILE", cert_file, 1);
+	start(NULL);
+	char t[80], h[512], tag[100];
+	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
+	json_decref(reply(t, "r1", "Refunded over TLS.", 201));
+	assert_int_equal(smtp_sink_wait(sink, 1, 10000), 1);
+	char *msg = smtp_sink_data(sink, 0);
+	header_of(msg, "Subject", h, sizeof(h));
+	snprintf(tag, sizeof(tag), "[%s] Invoice", t);
+	assert_string_equal(h, tag);
+	header_of(msg, "In-Reply-To", h, sizeof(h));
+	assert_string_equal(h, "<m1@example.com>");
+	assert_non_null(strstr(msg, "\r\n\r\nRefunded over TLS.\r\n"));
+	free(msg);
+	json_decref(delivery(t, "email", "delivered", 1));
+}
+
+/* The same relay without its CA: the certificate is not trusted, nothing
+ * is sent, and the delivery says why. Verification is never turned off. */
+static void smtps_untrusted_certificate_is_refused(void **state)
+{
+	(void)state;
+	tls_sink(SINK_SMTPS);
+	start(NULL);
+	char t[80];
+	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
+	json_decref(reply(t, "r1", "hello", 201));
+	json_t *d = delivery(t, "email", "pending", 1);
+	const char *why = csa_json_str(d, "last_error");
+	assert_non_null(why);
+	if (!strstr(why, "certificate") && !strstr(why, "SSL"))
+		fail_msg("the delivery does not say the certificate was refused: %s", why);
+	json_decref(d);
+	assert_int_equal(smtp_sink_wait(sink, 1, 300), 0);
+}
+
+/* smtp:// with a login: the session is upgraded with STARTTLS before the
+ * login, which the relay receives encrypted, and the message arrives. */
+static void starttls_login_reaches_the_relay(void **state)
+{
+	(void)state;
+	tls_sink(SINK_STARTTLS);
+	setenv("CSA_CA_FILE", cert_file, 1);
+	setenv("CSA_SMTP_USER", "csa-relay", 1);
+	setenv("CSA_SMTP_PASSWORD", "s3cret", 1);
+	start(NULL);
+	unsetenv("CSA_SMTP_USER");
+	unsetenv("CSA_SMTP_PASSWORD");
+	char t[80];
+	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
+	json_decref(reply(t, "r1", "Sent after STARTTLS.", 201));
+	assert_int_equal(smtp_sink_wait(sink, 1, 10000), 1);
+	int over_tls = 0;
+	char *user = smtp_sink_auth_user(sink, &over_tls);
+	assert_string_equal(user, "csa-relay");
+	assert_true(over_tls);
+	free(user);
+	char *msg = smtp_sink_data(sink, 0);
+	assert_non_null(strstr(msg, "Sent after STARTTLS."));
+	free(msg);
+}
+
+/* A CA file that cannot be read stops the server at start, naming it. */
+static void unreadable_ca_file_is_said_at_start(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *d = t_tmpdir("reply-ca");
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	struct csa_ws *w;
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	setenv("CSA_CA_FILE", "/nonexistent/ca.pem", 1);
+	struct csa_server_opts o = {"127.0.0.1", 0, 1, CSA_SOURCE_DIR "/web", 50};
+	struct csa_server *sv = NULL;
+	int rc = csa_server_start(w, &o, &sv, &err);
+	unsetenv("CSA_CA_FILE");
+	if (rc == 0)
+		csa_server_stop(sv);
+	assert_int_not_equal(rc, 0);
+	assert_non_null(strstr(err.msg, "CSA_CA_FILE"));
+	assert_non_null(strstr(err.msg, "/nonexistent/ca.pem"));
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
 }
 
 /* An autonomous reply (the selector's draft, the strategy applied by
@@ -778,6 +899,10 @@ int main(int argc, char **argv)
 	    T(undeliverable_reply_is_refused_and_not_stored),
 	    T(smtp_refusal_is_shown_as_delivery_state),
 	    T(smtp_login_needs_tls),
+	    T(smtps_reply_verified_with_a_private_ca),
+	    T(smtps_untrusted_certificate_is_refused),
+	    T(starttls_login_reaches_the_relay),
+	    cmocka_unit_test(unreadable_ca_file_is_said_at_start),
 	    T(autonomous_reply_goes_out_once),
 	    T(trello_comment_and_thread_replies),
 	    T(slack_refusal_is_a_failure),

@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -37,7 +38,25 @@ void csa_outbox_close(struct csa_outbox *ob)
 		return;
 	for (int i = 0; i < CSA_OUTBOX_CREDS; i++)
 		cred_release(&ob->creds[i]);
+	free(ob->ca_file);
 	ob->ops->close(ob);
+}
+
+int csa_outbox_set_ca_file(struct csa_outbox *ob, const char *path, struct csa_err *err)
+{
+	char *copy = NULL;
+	if (path) {
+		/* read now, so a wrong path is said at start, not per delivery */
+		FILE *f = fopen(path, "r");
+		if (!f)
+			return csa_error(err, CSA_EIO, "CA file '%s': %s", path, strerror(errno));
+		fclose(f);
+		if (!(copy = strdup(path)))
+			return csa_error(err, CSA_ENOMEM, "out of memory");
+	}
+	free(ob->ca_file);
+	ob->ca_file = copy;
+	return CSA_OK;
 }
 
 static const struct csa_outbox_cred *cred_of(const struct csa_outbox *ob, const char *target)
@@ -142,7 +161,8 @@ static int refused_in_body(const struct answer *a, char *why, size_t whysz)
 
 /* POST one payload, with an extra header line when given; 0 on 2xx, else
  * an error text in 'why'. */
-static int post(const char *url, const char *body, const char *header, char *why, size_t whysz)
+static int post(const char *url, const char *body, const char *header, const char *ca_file,
+                char *why, size_t whysz)
 {
 	CURL *c = curl_easy_init();
 	if (!c) {
@@ -160,6 +180,8 @@ static int post(const char *url, const char *body, const char *header, char *why
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_start);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
 	CURLcode r = curl_easy_perform(c);
@@ -180,7 +202,7 @@ static int post(const char *url, const char *body, const char *header, char *why
 
 /* Submit an e-mail item: {"mail_from", "rcpt_to", "data"}. */
 static int send_mail(const char *url, const char *payload, const struct csa_outbox_cred *cr,
-                     char *why, size_t whysz)
+                     const char *ca_file, char *why, size_t whysz)
 {
 	json_t *j = json_loads(payload, 0, NULL);
 	const char *from = json_string_value(json_object_get(j, "mail_from"));
@@ -190,7 +212,8 @@ static int send_mail(const char *url, const char *payload, const struct csa_outb
 	if (!from || !to || !json_is_string(data)) {
 		snprintf(why, whysz, "e-mail item without mail_from, rcpt_to and data");
 	} else {
-		struct csa_smtp_login login = {cr ? cr->user : NULL, cr ? cr->password : NULL};
+		struct csa_smtp_login login = {cr ? cr->user : NULL, cr ? cr->password : NULL,
+		                               ca_file};
 		rc = csa_smtp_send(url, &login, from, to, json_string_value(data),
 		                   json_string_length(data), POST_TIMEOUT_MS, why, whysz);
 	}
@@ -204,8 +227,8 @@ static int deliver_one(struct csa_outbox *ob, const struct csa_outbox_item *it, 
 {
 	const struct csa_outbox_cred *cr = cred_of(ob, it->target);
 	if (strncmp(it->url, "smtp", 4) == 0)
-		return send_mail(it->url, it->payload, cr, why, whysz);
-	return post(it->url, it->payload, cr ? cr->header : NULL, why, whysz);
+		return send_mail(it->url, it->payload, cr, ob->ca_file, why, whysz);
+	return post(it->url, it->payload, cr ? cr->header : NULL, ob->ca_file, why, whysz);
 }
 
 static double jitter(void)

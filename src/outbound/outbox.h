@@ -87,6 +87,7 @@ struct csa_outbox {
 	const struct csa_outbox_ops *ops;
 	int max_attempts;
 	struct csa_outbox_cred creds[CSA_OUTBOX_CREDS]; /* csa_outbox_set_credentials */
+	char *ca_file; /* csa_outbox_set_ca_file; NULL: the system's CAs */
 };
 
 /* Open (creating it) the SQLite outbox at 'path'; several handles, in one
@@ -100,6 +101,13 @@ void csa_outbox_close(struct csa_outbox *ob);
  * a lock. CSA_ELIMIT beyond CSA_OUTBOX_CREDS targets, CSA_ENOMEM. */
 int csa_outbox_set_credentials(struct csa_outbox *ob, const char *target, const char *user,
                                const char *password, const char *header, struct csa_err *err);
+
+/* The certificate authorities (a PEM bundle) every TLS delivery (HTTPS,
+ * SMTPS, STARTTLS) verifies its server with, instead of the system's: for
+ * a mail relay or webhook with a private CA. Verification stays on either
+ * way. NULL: the system's again. CSA_EIO when the file cannot be read (the
+ * message names it), CSA_ENOMEM. Call before delivery starts. */
+int csa_outbox_set_ca_file(struct csa_outbox *ob, const char *path, struct csa_err *err);
 
 /* Queue a JSON payload for an http(s) or smtp(s) 'url'. 1 if queued, 0 if
  * the key was already there, negative on error. */

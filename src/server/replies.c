@@ -388,6 +388,9 @@ int csa_reply_credentials(struct csa_server *s, struct csa_err *err)
 	if (rc == CSA_OK)
 		rc = csa_outbox_set_credentials(s->outbox, "email", getenv("CSA_SMTP_USER"),
 		                                getenv("CSA_SMTP_PASSWORD"), NULL, err);
+	const char *ca = getenv("CSA_CA_FILE");
+	if (rc == CSA_OK && ca && *ca && (rc = csa_outbox_set_ca_file(s->outbox, ca, err)))
+		csa_error_prefix(err, "CSA_CA_FILE: ");
 	static const struct {
 		const char *target, *env;
 	} bearer[] = {{"slack_thread", "slack_bot_token_env"},
