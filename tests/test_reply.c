@@ -16,9 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "base/config.h"
 #include "base/json.h"
 #include "outbound/email.h"
+#include "server/chanmap.h"
 #include "server/server.h"
 #include "server/server_internal.h"
 #include "server/tokens.h"
@@ -624,6 +627,141 @@ static void autonomous_reply_goes_out_once(void **state)
 
 /* ---- platforms ---------------------------------------------------------------------- */
 
+/* The request number 'nth' to 'prefix' on the fake Trello, as JSON (its
+ * method in *method); fails the test when there is none. */
+static json_t *trello_req(const char *prefix, int nth, char method[8])
+{
+	struct fake_req q;
+	if (fake_http_find_nth(api, prefix, nth, &q))
+		fail_msg("no request %d to %s", nth, prefix);
+	snprintf(method, 8, "%s", q.method);
+	assert_string_equal(q.auth, "OAuth oauth_consumer_key=\"tkey\", oauth_token=\"ttok\"");
+	json_t *j = json_loads(q.body, 0, NULL);
+	free(q.body);
+	assert_non_null(j);
+	return j;
+}
+
+/* With a board configured, a new ticket gets a card made from its
+ * template in the list of its stage; an assignment puts the member's
+ * Trello id on it and resolving moves it to the "end" list, each through
+ * the outbox; the card is bound to the ticket both ways. */
+static void trello_card_follows_the_ticket(void **state)
+{
+	(void)state;
+	json_t *board = json_loads(
+	    "{\"trello_board\": {\"lists\": {\"trigger\": \"LTRIG\", \"classifier\": \"LCLS\", "
+	    "\"selection\": \"LSEL\", \"action\": \"LACT\", \"end\": \"LEND\"}, \"templates\": "
+	    "{\"standard\": \"TPLSTD\"}}}",
+	    0, NULL);
+	start(board);
+	struct csa_err err = {0};
+	json_t *team = json_loads(
+	    "{\"team\": {\"members\": [{\"id\": \"ann\", \"team\": \"cs\", \"platform_ids\": "
+	    "{\"trello\": \"mem-ann\"}, \"skills\": [\"billing\"]}]}}",
+	    0, NULL);
+	if (csa_ws_config_override(ws, team, &err))
+		fail_msg("%s", err.msg);
+	json_decref(team);
+	fake_http_answer(api, "/trello/1/cards", 200,
+	                 "{\"id\": \"card0000000000000000001\", \"name\": \"made\"}");
+	json_t *j = post("/api/tickets",
+	                 "{\"platform\": \"web_chat\", \"client_name\": \"Bo\", \"messages\": "
+	                 "[{\"content\": \"Export broken\\nsince the update\"}]}",
+	                 NULL, 201);
+	char t[80], path[160], method[8], card_of[120], bound[80];
+	snprintf(t, sizeof(t), "%s", csa_json_str(j, "ticket_id"));
+	json_decref(j);
+	json_decref(delivery(t, "trello_card", "delivered", 1));
+	j = trello_req("/trello/1/cards", 0, method);
+	assert_string_equal(method, "POST");
+	char name[160];
+	snprintf(name, sizeof(name), "[%s] Export broken since the update", t);
+	assert_string_equal(csa_json_str(j, "name"), name);
+	assert_string_equal(csa_json_str(j, "idCardSource"), "TPLSTD");
+	assert_string_equal(csa_json_str(j, "keepFromSource"), "all");
+	json_t *tk = get(strcat(strcpy(path, "/api/tickets/"), t));
+	const char *stage = csa_json_str(json_object_get(tk, "workflow"), "workflow_stage");
+	static const char *const lists[][2] = {{"trigger", "LTRIG"}, {"classifier", "LCLS"},
+	                                       {"selection", "LSEL"},  {"action", "LACT"},
+	                                       {"end", "LEND"}};
+	const char *want = NULL;
+	for (size_t k = 0; k < 5; k++)
+		if (stage && strcmp(lists[k][0], stage) == 0)
+			want = lists[k][1];
+	assert_non_null(want);
+	assert_string_equal(csa_json_str(j, "idList"), want);
+	assert_null(json_object_get(j, "idMembers"));
+	json_decref(j);
+	json_decref(tk);
+	snprintf(card_of, sizeof(card_of), "trello-card-of:%s", t);
+	assert_int_equal(csa_chanmap_get(srv->chanmap, card_of, bound, sizeof(bound), &err), 0);
+	assert_string_equal(bound, "card0000000000000000001");
+	assert_int_equal(
+	    csa_chanmap_get(srv->chanmap, "trello:card0000000000000000001", bound, sizeof(bound), &err),
+	    0);
+	assert_string_equal(bound, t);
+
+	/* assigned: the member's Trello id on the card */
+	static const char card[] = "/trello/1/cards/card0000000000000000001";
+	int puts = fake_http_count(api, card);
+	snprintf(path, sizeof(path), "/api/tickets/%s/assign", t);
+	json_decref(post(path, "{\"member\": \"ann\"}", NULL, 200));
+	for (int k = 0; k < 200 && fake_http_count(api, card) <= puts; k++)
+		usleep(50000);
+	j = trello_req(card, (puts = fake_http_count(api, card)) - 1, method);
+	assert_string_equal(method, "PUT");
+	assert_string_equal(csa_json_str(j, "idMembers"), "mem-ann");
+	json_decref(j);
+
+	/* resolved: to the end list */
+	snprintf(path, sizeof(path), "/api/tickets/%s/resolve", t);
+	json_decref(post(path, "{\"csat\": 5}", NULL, 200));
+	for (int k = 0; k < 200 && fake_http_count(api, card) <= puts; k++)
+		usleep(50000);
+	j = trello_req(card, fake_http_count(api, card) - 1, method);
+	assert_string_equal(method, "PUT");
+	assert_string_equal(csa_json_str(j, "idList"), "LEND");
+	assert_string_equal(csa_json_str(j, "idMembers"), "mem-ann");
+	json_decref(j);
+	/* one card, however many commits */
+	assert_int_equal(fake_http_count(api, "/trello/1/cards") -
+	                     fake_http_count(api, "/trello/1/cards/"),
+	                 1);
+}
+
+/* A board the configuration cannot use is refused when it is loaded,
+ * naming what is wrong. */
+static void trello_board_settings_are_checked(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *board, *says;
+	} bad[] = {
+	    {"{\"lists\": {\"end\": \"L1\"}}", "trigger"},
+	    {"{\"lists\": {\"trigger\": \"L1\", \"done\": \"L2\"}}", "'done' is not a workflow_stage"},
+	    {"{\"lists\": {\"trigger\": \"L/../x\"}}", "Trello id"},
+	    {"{\"lists\": {\"trigger\": \"L1\"}, \"templates\": {\"standard\": 7}}", "Trello id"},
+	    {"{\"lists\": {\"trigger\": \"L1\"}, \"colour\": {}}", "unknown key 'colour'"},
+	    {"[]", "must be null or"},
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		struct csa_config cfg;
+		struct csa_err err = {0};
+		assert_int_equal(csa_config_init_default(&cfg), 0);
+		char text[512];
+		snprintf(text, sizeof(text), "{\"channels\": {\"trello_board\": %s}}", bad[k].board);
+		json_t *over = json_loads(text, 0, NULL);
+		assert_non_null(over);
+		int rc = csa_config_merge(&cfg, over, "test", &err);
+		json_decref(over);
+		if (rc == 0 || !strstr(err.msg, bad[k].says))
+			fail_msg("%s: %d '%s', expected a refusal saying %s", bad[k].board, rc, err.msg,
+			         bad[k].says);
+		csa_config_release(&cfg);
+	}
+}
+
 /* A Trello ticket with Slack and Mattermost threads: the reply is a card
  * comment and a reply in each thread, with the configured credentials. */
 static void trello_comment_and_thread_replies(void **state)
@@ -899,6 +1037,8 @@ int main(int argc, char **argv)
 	    T(undeliverable_reply_is_refused_and_not_stored),
 	    T(smtp_refusal_is_shown_as_delivery_state),
 	    T(smtp_login_needs_tls),
+	    T(trello_card_follows_the_ticket),
+	    cmocka_unit_test(trello_board_settings_are_checked),
 	    T(smtps_reply_verified_with_a_private_ca),
 	    T(smtps_untrusted_certificate_is_refused),
 	    T(starttls_login_reaches_the_relay),
