@@ -175,6 +175,45 @@ static void add(struct tally *t, const struct tally *d)
 	t->human += d->human;
 }
 
+/* A decision's confidence and whether its value was the gold one. */
+struct conf_pt {
+	double conf;
+	int right;
+};
+
+static int by_confidence_desc(const void *a, const void *b)
+{
+	double x = ((const struct conf_pt *)a)->conf, y = ((const struct conf_pt *)b)->conf;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * The hindsight bound: of decisions pts[0..n) (reordered), the most that
+ * one confidence threshold chosen knowing every outcome would have let
+ * through at 'target' accuracy or better. What the controller automates
+ * is below it by its safety margin (bounds on accuracy, per-segment
+ * evidence, the phases), which this shows in figures.
+ */
+static json_t *hindsight_json(struct conf_pt *pts, size_t n, double target)
+{
+	qsort(pts, n, sizeof(*pts), by_confidence_desc);
+	size_t best = 0, right = 0, best_right = 0;
+	for (size_t k = 0; k < n; k++) {
+		right += (size_t)pts[k].right;
+		/* a threshold passes all decisions of equal confidence or none */
+		if (k + 1 < n && pts[k + 1].conf == pts[k].conf)
+			continue;
+		if ((double)right >= target * (double)(k + 1)) {
+			best = k + 1;
+			best_right = right;
+		}
+	}
+	return json_pack("{s:f, s:I, s:o, s:o, s:o}", "target_accuracy", target, "decisions",
+	                 (json_int_t)n, "threshold", best ? json_real(pts[best - 1].conf) : json_null(),
+	                 "coverage", n ? json_real((double)best / (double)n) : json_null(), "accuracy",
+	                 best ? json_real((double)best_right / (double)best) : json_null());
+}
+
 /* ---- SVG ------------------------------------------------------------------------- */
 
 static int write_svg(const char *path, const double *rate, const double *acc, size_t n,
@@ -361,6 +400,10 @@ struct replay {
 	json_t *dtypes;
 	struct phase_row ph[64]; /* phases as the stream lived them */
 	size_t nph;
+	/* the final fifth's decisions: confidence and whether it was right */
+	struct conf_pt *pts;
+	size_t npts, cap;
+	int oom;
 };
 
 static int load_stream(const struct csa_replay_opts *o, struct stream *s, struct csa_err *err)
@@ -453,8 +496,26 @@ static void count_type(struct replay *r, const char *type, const char *counter, 
 	json_object_set_new(ty, counter, json_integer(csa_json_int(ty, counter, 0) + by));
 }
 
-/* What the AI did with ticket result 'res', judged against the gold. */
-static void judge_ai(struct replay *r, const json_t *res, const json_t *gold, struct tally *t)
+/* A decision of the final fifth, for the hindsight bound. */
+static void keep_point(struct replay *r, double conf, int right)
+{
+	if (r->npts == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 4096;
+		struct conf_pt *p = realloc(r->pts, cap * sizeof(*p));
+		if (!p) {
+			r->oom = 1;
+			return;
+		}
+		r->pts = p;
+		r->cap = cap;
+	}
+	r->pts[r->npts++] = (struct conf_pt){conf, right};
+}
+
+/* What the AI did with ticket result 'res', judged against the gold; the
+ * final fifth's decisions kept with their confidence when 'final'. */
+static void judge_ai(struct replay *r, const json_t *res, const json_t *gold, struct tally *t,
+                     int final)
 {
 	static const char *const agents[] = {"classifier", "selector", "escalation"};
 	for (int ag = 0; ag < 3; ag++) {
@@ -472,6 +533,10 @@ static void judge_ai(struct replay *r, const json_t *res, const json_t *gold, st
 			int right = ai && g && strcmp(ai, g) == 0;
 			count_type(r, k, "decisions", 1);
 			t->decisions++;
+			json_t *conf = json_object_get(
+			    json_object_get(json_object_get(dec, "automation"), k), "confidence");
+			if (final && json_is_number(conf))
+				keep_point(r, json_number_value(conf), right);
 			if (!json_is_true(v))
 				continue;
 			t->autonomous++;
@@ -582,7 +647,7 @@ static int replay_ticket(struct replay *r, size_t i, struct csa_err *err)
 	r->phase_at[i] = csa_ws_phase(r->ws);
 	struct tally *t = &r->per[i];
 	t->tickets = 1;
-	judge_ai(r, res, gold, t);
+	judge_ai(r, res, gold, t, i >= r->n - r->n / 5);
 	if (tid)
 		rc = work_tasks(r, tid, gold, t, err);
 	json_decref(res);
@@ -630,7 +695,14 @@ static int build_report(struct replay *r, int64_t t0, json_t **report, struct cs
 		    au ? json_real((double)csa_json_int(v, "autonomous_correct", 0) / (double)au)
 		       : json_null());
 	}
+	if (r->oom)
+		return csa_error(err, CSA_ENOMEM, "out of memory keeping the decisions' confidences");
 	json_t *final = tally_json(&fin);
+	json_object_set_new(
+	    final, "hindsight",
+	    hindsight_json(r->pts, r->npts,
+	                   csa_json_num(csa_config_get(r->cfg0, "automation"), "target_accuracy",
+	                                0.95)));
 	char phase[8];
 	snprintf(phase, sizeof(phase), "PHASE_%d", csa_ws_phase(r->ws));
 	json_object_set_new(final, "phase", json_string(phase));
@@ -700,6 +772,7 @@ static int close_replay(struct replay *r, int rc, json_t *report, struct csa_err
 	csa_config_unref(r->cfg0);
 	free(r->per);
 	free(r->phase_at);
+	free(r->pts);
 	csa_auto_close(r->a);
 	csa_pipeline_free(r->p);
 	csa_train_cache_free(r->train);
