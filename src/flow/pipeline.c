@@ -1,5 +1,6 @@
 /* The agent coordinator. */
 #include "flow/pipeline.h"
+#include "agents/capacity.h"
 #include "agents/histfile.h"
 #include "agents/history.h"
 #include "agents/kb.h"
@@ -32,6 +33,7 @@ struct csa_pipeline {
 	struct csa_ws *ws;
 	struct csa_agent_env env;
 	struct csa_history *history;
+	struct csa_capacity *capacity; /* the team's load, workspace-wide */
 	int history_stale; /* some entries were read from files: save the index file */
 	struct csa_flow_hooks hooks;
 	csa_run_observer observer;
@@ -112,6 +114,11 @@ struct csa_history *csa_pipeline_history(struct csa_pipeline *p)
 	return p->history;
 }
 
+struct csa_capacity *csa_pipeline_capacity(struct csa_pipeline *p)
+{
+	return p->capacity;
+}
+
 void csa_pipeline_set_hooks(struct csa_pipeline *p, const struct csa_flow_hooks *h)
 {
 	p->hooks = h ? *h : (struct csa_flow_hooks){0};
@@ -143,6 +150,9 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	if ((rc = csa_history_new(&p->history)))
 		goto fail;
 	p->env.history = p->history;
+	/* before the index is filled: see agents/capacity.h */
+	if ((rc = csa_capacity_open(ws, p->history, &p->capacity, err)))
+		goto fail;
 	size_t reused = 0;
 	if ((rc = csa_history_load(p->history, ws, &reused, err)))
 		goto fail;
@@ -190,6 +200,7 @@ void csa_pipeline_free(struct csa_pipeline *p)
 	 * this run are read from their files next time either way) */
 	if (p->history && p->history_stale)
 		(void)csa_history_save(p->history, p->ws, NULL);
+	csa_capacity_free(p->capacity);
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);
 	pthread_mutex_destroy(&p->kb_mu);
@@ -465,7 +476,8 @@ struct agents_run {
 	json_t *outs[CSA_AGENT_COUNT];   /* each agent's decision, or NULL */
 	const char *segment;             /* the classifier's category */
 	int human, category_autonomous;
-	void *run; /* the automation hook's context of this run */
+	void *run;     /* the automation hook's context of this run */
+	int *capacity; /* set when this run holds the capacity lock */
 };
 
 /* The context manager: sentiment, the customer's text and history, SLA. */
@@ -594,6 +606,36 @@ static void record_agent(struct agents_run *r, int a, const char *decision_id,
 	json_decref(patterns);
 }
 
+/*
+ * The escalation agent chose a resolver by the members' load as this
+ * process knew it. Its model may have taken an LLM call, which no
+ * workspace-wide lock should wait for; so the choice is made again here,
+ * under the capacity lock (agents/capacity.h), which the run then holds
+ * until its ticket is committed (run_and_commit). Without the lock the
+ * ticket is left to a person, and the note says why.
+ */
+static void choose_under_capacity_lock(struct agents_run *r, json_t *decision)
+{
+	if (!csa_escalation_may_assign(r->cfg, r->tk))
+		return;
+	struct csa_err err = {0};
+	if (csa_capacity_lock(r->p->capacity, &err)) {
+		char note[300];
+		snprintf(note, sizeof(note), "no assignment: %.250s", err.msg);
+		json_object_set_new(decision, "assignment", json_null());
+		json_object_set_new(decision, "assignment_note", json_string(note));
+		return;
+	}
+	*r->capacity = 1;
+	json_t *path = json_object_get(decision, "escalation_path");
+	csa_escalation_propose_assignment(
+	    &r->p->env, &r->in, json_is_string(path) ? json_string_value(path) : "NONE",
+	    json_is_true(json_object_get(decision, "escalate"))
+	        ? json_object_get(decision, "escalation_levels")
+	        : NULL,
+	    decision);
+}
+
 /* Agent a's turn: 0, or -1 when it failed and the run stops there. */
 static int run_agent(struct agents_run *r, int a)
 {
@@ -606,6 +648,8 @@ static int run_agent(struct agents_run *r, int a)
 		agent_failed(r, a, decision_id, aerr.msg);
 		return -1;
 	}
+	if (a == CSA_AGENT_ESCALATION)
+		choose_under_capacity_lock(r, o.decision);
 	o.requires_human_review = o.confidence < csa_agent_threshold(r->cfg);
 	if (a == CSA_AGENT_CLASSIFIER)
 		r->segment = csa_json_str(o.decision, "category");
@@ -699,9 +743,10 @@ static void run_release(struct agents_run *r)
 }
 
 static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, struct csa_ticket *tk,
-                      void *run, json_t **result, struct csa_err *err)
+                      void *run, int *capacity, json_t **result, struct csa_err *err)
 {
-	struct agents_run r = {.p = p, .cfg = cfg, .tk = tk, .now = csa_now_ms(), .run = run};
+	struct agents_run r = {
+	    .p = p, .cfg = cfg, .tk = tk, .now = csa_now_ms(), .run = run, .capacity = capacity};
 	csa_ts_format(r.now, r.ts);
 	int rc = build_context(&r, err);
 	if (rc) {
@@ -758,12 +803,32 @@ static int run_and_commit(struct csa_pipeline *p, const struct csa_config *cfg,
 {
 	size_t first = json_array_size(json_object_get(tk->t, "agent_decisions"));
 	void *run = p->hooks.begin_run ? p->hooks.begin_run(p->hooks.ctx) : NULL;
-	int rc = run_locked(p, cfg, tk, run, result, err);
+	char before[CSA_ID_MAX + 1];
+	snprintf(before, sizeof(before), "%s", csa_json_str(tk->t, "assigned_member") ?: "");
+	int capacity = 0;
+	int rc = run_locked(p, cfg, tk, run, &capacity, result, err);
 	if (rc == CSA_OK && (rc = csa_store_commit(p->ws->store, tk, CSA_DOC_ALL, err)))
 		abandon(p, run, tk, first, result, err);
+	if (capacity) {
+		const char *now = csa_json_str(tk->t, "assigned_member");
+		csa_pipeline_capacity_release(p, tk, rc == CSA_OK && strcmp(before, now ? now : ""));
+	}
 	if (p->hooks.end_run)
 		p->hooks.end_run(p->hooks.ctx, run);
 	return rc;
+}
+
+void csa_pipeline_capacity_release(struct csa_pipeline *p, const struct csa_ticket *tk, int changed)
+{
+	if (changed) {
+		struct csa_hist_entry e;
+		csa_history_entry_from(tk, &e);
+		csa_history_put(p->history, &e);
+	}
+	struct csa_err err = {0};
+	if (csa_capacity_unlock(p->capacity, changed ? tk->id : NULL, &err))
+		fprintf(stderr, "csa: other processes may count ticket '%s' as before: %s\n",
+		        tk->id, err.msg);
 }
 
 struct process_ctx {
