@@ -1304,6 +1304,88 @@ static void knowledge_gap_comes_first(void **state)
 }
 
 
+/* ---- a person's escalation decision ------------------------------------ */
+
+/* The progress update of a ticket with this status and a blocker that
+ * contains 'blocker', or NULL. */
+static const json_t *update_with(const json_t *i, const char *status, const char *blocker)
+{
+	size_t k, b;
+	json_t *u, *x;
+	json_array_foreach(DOC(i, "progress_updates"), k, u)
+	{
+		if (strcmp(csa_json_str(u, "status"), status))
+			continue;
+		json_array_foreach(DOC(u, "blockers"), b, x) if (strstr(json_string_value(x), blocker))
+		    return u;
+	}
+	return NULL;
+}
+
+/* A person who decides TECHNICAL in a review hands the ticket to the
+ * technical team as the escalation agent does when it decides so itself:
+ * the agent's CS member gives way to the technical member whose skills
+ * match, who joins technical_team and resolves it, and the ticket is
+ * blocked waiting for the TECHNICAL escalation. */
+static void escalation_decided_in_review_hands_over(void **state)
+{
+	(void)state;
+	json_decref(post("/api/tickets",
+	                 "{\"ticket_id\": \"R-1\", \"messages\": [{\"content\": \"I was charged "
+	                 "twice for invoice 1234, please refund the second payment\"}]}",
+	                 201));
+	json_t *j = ticket("R-1");
+	const char *first = csa_json_str(DOC(j, "workflow"), "assigned_member");
+	char ai[32] = "";
+	size_t k;
+	json_t *d;
+	json_array_foreach(DOC(DOC(j, "workflow"), "agent_decisions"), k, d)
+	{
+		if (!strcmp(csa_json_str(d, "agent"), "escalation"))
+			snprintf(ai, sizeof(ai), "%s", csa_json_str(DOC(d, "decision"), "escalation_path"));
+	}
+	/* the premise: the agent gave a billing question to the CS team */
+	if (!first || strcmp(first, "ann") || !strcmp(ai, "TECHNICAL"))
+		fail_msg("premise: agent chose '%s' with escalation '%s'", first ? first : "nobody",
+		         ai);
+	json_decref(j);
+	long long task = open_task("R-1", "escalation");
+	assert_true(task > 0);
+	char path[128];
+	snprintf(path, sizeof(path), "/api/reviews/%lld/decide", task);
+	json_decref(post(path, "{\"value\": \"TECHNICAL\"}", 200));
+
+	j = ticket("R-1");
+	json_t *t = DOC(j, "workflow"), *i = DOC(j, "internal_conversation");
+	json_t *parts = DOC(i, "participants");
+	assert_string_equal(csa_json_str(t, "assigned_member"), "bob");
+	assert_string_equal(csa_json_str(parts, "assigned_resolver"), "bob");
+	assert_true(has(DOC(parts, "technical_team"), "bob"));
+	assert_true(json_array_size(DOC(parts, "escalation_path")) > 0);
+	assert_string_equal(csa_json_str(DOC(j, "external_conversation"), "conversation_status"),
+	                    "escalated");
+	/* handed over as the agent hands over: by "escalation", naming both */
+	json_t *pu = DOC(i, "progress_updates");
+	const json_t *handover = NULL;
+	json_array_foreach(pu, k, d)
+	{
+		if (!strcmp(csa_json_str(d, "status"), "assigned") &&
+		    strstr(csa_json_str(d, "notes"), "to bob"))
+			handover = d;
+	}
+	assert_non_null(handover);
+	assert_string_equal(csa_json_str(handover, "updater"), "escalation");
+	assert_non_null(strstr(csa_json_str(handover, "notes"), "handed over from ann"));
+	/* then blocked, waiting for the technical team */
+	json_t *u = last_update(i);
+	assert_string_equal(csa_json_str(u, "status"), "blocked");
+	assert_string_equal(csa_json_str(u, "updater"), "updates");
+	assert_non_null(update_with(i, "blocked", "waiting for the TECHNICAL escalation"));
+	assert_true(has(DOC(u, "ai_recommendations"), "brief bob with the context summary"));
+	assert_progress_shape(i);
+	json_decref(j);
+}
+
 /* ---- capacity: many assignments at once -------------------------------- */
 
 /* A member with room for one ticket, in csa.json so every process reads it. */
@@ -1560,6 +1642,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(knowledge_gap_comes_first),
 	    cmocka_unit_test_setup_teardown(accepted_article_is_used_by_the_running_server, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(escalation_decided_in_review_hands_over, setup, teardown),
 	    cmocka_unit_test(concurrent_assigns_keep_capacity),
 	    cmocka_unit_test_setup_teardown(automatic_assignment_keeps_capacity, setup, teardown),
 	};

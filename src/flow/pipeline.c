@@ -607,29 +607,34 @@ static void record_agent(struct agents_run *r, int a, const char *decision_id,
 }
 
 /*
- * The escalation agent chose a resolver by the members' load as this
- * process knew it. Its model may have taken an LLM call, which no
- * workspace-wide lock should wait for; so the choice is made again here,
- * under the capacity lock (agents/capacity.h), which the run then holds
- * until its ticket is committed (run_and_commit). Without the lock the
- * ticket is left to a person, and the note says why.
+ * Who works the ticket for the escalation 'decision' (the agent's, or a
+ * person's): the escalation agent chooses (agents/agent.h) under the
+ * capacity lock (agents/capacity.h) when its choice may assign someone,
+ * and *held says the caller then holds the lock until the ticket is
+ * committed (csa_pipeline_capacity_release). Without the lock nobody is
+ * assigned and the decision's note says why.
+ *
+ * In a run the agent has already chosen by the load as this process knew
+ * it, while its model (perhaps an LLM call, which no workspace-wide lock
+ * should wait for) decided; that choice is made again here.
  */
-static void choose_under_capacity_lock(struct agents_run *r, json_t *decision)
+static void choose_resolver(struct csa_pipeline *p, const struct csa_agent_input *in,
+                            json_t *decision, int *held)
 {
-	if (!csa_escalation_may_assign(r->cfg, r->tk))
-		return;
-	struct csa_err err = {0};
-	if (csa_capacity_lock(r->p->capacity, &err)) {
-		char note[300];
-		snprintf(note, sizeof(note), "no assignment: %.250s", err.msg);
-		json_object_set_new(decision, "assignment", json_null());
-		json_object_set_new(decision, "assignment_note", json_string(note));
-		return;
+	if (csa_escalation_may_assign(in->cfg, in->tk)) {
+		struct csa_err err = {0};
+		if (csa_capacity_lock(p->capacity, &err)) {
+			char note[300];
+			snprintf(note, sizeof(note), "no assignment: %.250s", err.msg);
+			json_object_set_new(decision, "assignment", json_null());
+			json_object_set_new(decision, "assignment_note", json_string(note));
+			return;
+		}
+		*held = 1;
 	}
-	*r->capacity = 1;
 	json_t *path = json_object_get(decision, "escalation_path");
 	csa_escalation_propose_assignment(
-	    &r->p->env, &r->in, json_is_string(path) ? json_string_value(path) : "NONE",
+	    &p->env, in, json_is_string(path) ? json_string_value(path) : "NONE",
 	    json_is_true(json_object_get(decision, "escalate"))
 	        ? json_object_get(decision, "escalation_levels")
 	        : NULL,
@@ -649,7 +654,7 @@ static int run_agent(struct agents_run *r, int a)
 		return -1;
 	}
 	if (a == CSA_AGENT_ESCALATION)
-		choose_under_capacity_lock(r, o.decision);
+		choose_resolver(r->p, &r->in, o.decision, r->capacity);
 	o.requires_human_review = o.confidence < csa_agent_threshold(r->cfg);
 	if (a == CSA_AGENT_CLASSIFIER)
 		r->segment = csa_json_str(o.decision, "category");
@@ -1088,6 +1093,7 @@ struct feedback_ctx {
 	enum csa_dtype type;
 	int learn;
 	int correct;
+	int capacity; /* holds the capacity lock: a person's escalation may assign */
 	struct csa_hist_entry entry; /* the ticket as committed, for the history index */
 };
 
@@ -1103,7 +1109,85 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	int rc = apply_feedback(c, tk, docs, err);
 	if (rc == CSA_OK)
 		csa_history_entry_from(tk, &c->entry);
+	if (!c->capacity)
+		return rc;
+	/* committed here, before the capacity lock goes */
+	if (rc == CSA_OK)
+		rc = csa_store_commit(c->p->ws->store, tk, *docs, err);
+	*docs = 0;
+	csa_pipeline_capacity_release(c->p, tk, rc == CSA_OK);
 	return rc;
+}
+
+/* The agents' input for a person's decision on tk, as a run would build
+ * it: the customer's text (*text, freed by the caller), the ticket's
+ * latest classification and strategy. */
+static void feedback_input(const struct feedback_ctx *c, const struct csa_ticket *tk,
+                           struct csa_agent_input *in, char **text)
+{
+	*text = csa_pipeline_text(tk->e, TEXT_MAX, 0);
+	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
+	*in = (struct csa_agent_input){
+	    .tk = tk,
+	    .text = *text,
+	    .tier = csa_json_str(cust, "subscription_tier"),
+	    .platform = csa_json_str(tk->e, "platform"),
+	    .sentiment = text_sentiment(*text ? *text : ""),
+	    .cfg = c->cfg,
+	    .sla_status = csa_sla_status_of(c->cfg, tk->e, csa_now_ms()),
+	    .agent_replies = count_agent_replies(tk->e),
+	    .prior_confidence = 1.0,
+	};
+	size_t i;
+	json_t *d;
+	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)
+	{
+		const char *agent = csa_json_str(d, "agent");
+		json_t *x = json_object_get(d, "decision");
+		if (!agent || csa_json_str(x, "status")) /* a failed agent's record */
+			continue;
+		if (strcmp(agent, "classifier") == 0)
+			in->classification = x;
+		else if (strcmp(agent, "selector") == 0)
+			in->selection = x;
+	}
+}
+
+/*
+ * A person decided the escalation ('value', on the agent's decision
+ * 'ai'): an open ticket follows as if the escalation agent had decided it
+ * in a run (a resolved one only records the escalation). The escalation is applied (E escalated, I escalation_path); the
+ * agent chooses who works the ticket for it (a TECHNICAL escalation goes
+ * to the technical team by expertise, unless a person assigned the
+ * ticket), under the capacity lock, which the caller then holds until
+ * its commit (c->capacity); the updates agent says where the ticket
+ * stands (blocked, waiting for the escalation); and flow/lifecycle.h
+ * applies both as after a run.
+ */
+static void escalation_decided(struct feedback_ctx *c, struct csa_ticket *tk, const json_t *ai)
+{
+	int escalate = strcmp(c->value, "NONE") != 0;
+	json_t *e = json_deep_copy(ai);
+	json_object_set_new(e, "escalate", json_boolean(escalate));
+	json_object_set_new(e, "escalation_path", json_string(c->value));
+	json_t *levels = json_object_get(csa_config_get(c->cfg, "escalation_paths"), c->value);
+	json_object_set(e, "escalation_levels",
+	                escalate && json_is_array(levels) ? levels : json_array());
+	apply(tk, CSA_DT_ESCALATION, e);
+	if (json_is_true(json_object_get(tk->t, "resolved"))) {
+		json_decref(e); /* closed: nobody to hand it to */
+		return;
+	}
+	char *text;
+	struct csa_agent_input in;
+	feedback_input(c, tk, &in, &text);
+	in.escalation = e;
+	choose_resolver(c->p, &in, e, &c->capacity);
+	json_t *updates = json_pack("{s:o}", "progress", csa_updates_progress(&in, csa_now_ms()));
+	csa_lifecycle_after_run(c->cfg, tk, e, updates, csa_now_ms());
+	json_decref(updates);
+	json_decref(e);
+	free(text);
 }
 
 static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigned *docs,
@@ -1142,14 +1226,8 @@ static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigne
 		json_object_set_new(tk->t, "priority", json_string(c->value));
 	if (c->type == CSA_DT_CATEGORY)
 		json_object_set_new(dec, "category", json_string(c->value));
-	if (c->type == CSA_DT_ESCALATION) {
-		json_t *e = json_pack(
-		    "{s:b, s:s, s:O?}", "escalate", strcmp(c->value, "NONE") != 0,
-		    "escalation_path", c->value, "escalation_levels",
-		    json_object_get(csa_config_get(c->cfg, "escalation_paths"), c->value));
-		apply(tk, c->type, e);
-		json_decref(e);
-	}
+	if (c->type == CSA_DT_ESCALATION)
+		escalation_decided(c, tk, dec);
 	*docs = CSA_DOC_ALL;
 	if (c->correct || !c->learn)
 		return CSA_OK;
@@ -1161,18 +1239,9 @@ static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigne
 	if (label < 0)
 		return csa_error(err, CSA_EINVAL, "'%s' is not a %s label", c->value,
 		                 csa_dtype_name(c->type));
-	char *text = csa_pipeline_text(tk->e, TEXT_MAX, 0);
-	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
-	struct csa_agent_input in = {
-	    .tk = tk,
-	    .text = text,
-	    .tier = csa_json_str(cust, "subscription_tier"),
-	    .platform = csa_json_str(tk->e, "platform"),
-	    .sentiment = text_sentiment(text ? text : ""),
-	    .cfg = c->cfg,
-	    .sla_status = csa_sla_status_of(c->cfg, tk->e, csa_now_ms()),
-	    .agent_replies = count_agent_replies(tk->e),
-	};
+	char *text;
+	struct csa_agent_input in;
+	feedback_input(c, tk, &in, &text);
 	/* category and priority as the pipeline saw them for this decision */
 	const char *cat = NULL, *pri = NULL;
 	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)
