@@ -240,10 +240,15 @@ static int resolve_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	json_object_set_new(tk->e, "conversation_status", json_string("resolved"));
 	csa_learning_outcome(tk, escalated, now);
 
-	json_t *know = csa_knowledge_extract(tk->e, tk->i);
-	if (!know)
+	/* a drafting call waits under the ticket's lock, as the agents'
+	 * calls in a run do, bounded by the backend's timeout and retries */
+	json_t *how = NULL;
+	json_t *know = csa_knowledge_of(csa_pipeline_env(c->p)->cascade, tk->e, tk->i, &how);
+	if (!know) {
+		json_decref(how);
 		return csa_error(err, CSA_ENOMEM, "out of memory extracting knowledge of '%s'",
 		                 tk->id);
+	}
 	json_object_set_new(tk->i, "knowledge_extraction", know);
 	json_t *recs = json_array();
 	if (!json_array_size(json_object_get(know, "solution_patterns")))
@@ -253,9 +258,9 @@ static int resolve_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	char ts[CSA_TS_LEN];
 	json_t *u = add_progress(tk, now, by, "resolved", r->notes && *r->notes ? r->notes : NULL,
 	                         csa_ts_format(now, ts), NULL, recs);
-	c->result =
-	    json_pack("{s:s, s:b, s:O, s:O, s:O}", "ticket_id", tk->id, "resolved", 1,
-	              "sla_metrics", sla, "knowledge_extraction", know, "progress_update", u);
+	c->result = json_pack("{s:s, s:b, s:O, s:O, s:o, s:O}", "ticket_id", tk->id, "resolved",
+	                      1, "sla_metrics", sla, "knowledge_extraction", know,
+	                      "knowledge_source", how, "progress_update", u);
 	if (!c->result)
 		return csa_error(err, CSA_ENOMEM, "out of memory resolving '%s'", tk->id);
 	csa_history_entry_from(tk, &c->entry);
