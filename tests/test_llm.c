@@ -1024,7 +1024,6 @@ static void eval_models_cli(void **state)
 	free(dir);
 }
 
-
 /* ---- knowledge drafted at resolution ----------------------------------- */
 
 struct kws {
@@ -1080,10 +1079,10 @@ static json_t *resolve_ticket(struct kws *k, const char *id)
 		fail_msg("create %s: %s", id, err.msg);
 	json_decref(d);
 	json_decref(res);
-	json_t *reply = json_pack("{s:s, s:s, s:s}", "sender", "cs_agent", "sender_id", "ann",
-	                          "content",
-	                          "We have renewed the expired certificate. Please clear your "
-	                          "browser cache; we will call +44 20 7946 0958 if it fails.");
+	json_t *reply =
+	    json_pack("{s:s, s:s, s:s}", "sender", "cs_agent", "sender_id", "ann", "content",
+	              "We have renewed the expired certificate. Please clear your "
+	              "browser cache; we will call +44 20 7946 0958 if it fails.");
 	if (csa_pipeline_reply(k->p, id, reply, &res, &err))
 		fail_msg("reply %s: %s", id, err.msg);
 	json_decref(reply);
@@ -1201,7 +1200,8 @@ static void malformed_knowledge_falls_back_to_extractive(void **state)
 	memset(longs, 'a', 500);
 	longs[500] = '\0';
 	for (int n = 0; n < 11; n++)
-		strcat(eleven, n ? ", \"Restart the gateway now.\"" : "\"Restart the gateway now.\"");
+		strcat(eleven,
+		       n ? ", \"Restart the gateway now.\"" : "\"Restart the gateway now.\"");
 	strcat(eleven, "]");
 	char c_long[800], c_eleven[1400];
 	snprintf(c_long, sizeof(c_long),
@@ -1220,7 +1220,8 @@ static void malformed_knowledge_falls_back_to_extractive(void **state)
 	         ok_rest);
 	snprintf(c_number, sizeof(c_number), "{\"solution_patterns\": [42], %s}", ok_rest);
 	snprintf(c_object, sizeof(c_object),
-	         "{\"solution_patterns\": [{\"text\": \"Renewed the certificate.\"}], %s}", ok_rest);
+	         "{\"solution_patterns\": [{\"text\": \"Renewed the certificate.\"}], %s}",
+	         ok_rest);
 	snprintf(c_ctl, sizeof(c_ctl),
 	         "{\"solution_patterns\": [\"Renewed the \\u0007certificate.\"], %s}", ok_rest);
 	const struct {

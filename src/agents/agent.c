@@ -438,8 +438,8 @@ json_t *csa_updates_progress(const struct csa_agent_input *in, int64_t now)
 	const char *pri = csa_json_str(in->classification, "priority");
 	int escalate = json_is_true(json_object_get(in->escalation, "escalate"));
 	const char *path = csa_json_str(in->escalation, "escalation_path");
-	const char *resolver =
-	    json_string_value(json_array_get(json_object_get(in->escalation, "escalation_levels"), 0));
+	const char *resolver = json_string_value(
+	    json_array_get(json_object_get(in->escalation, "escalation_levels"), 0));
 	int interval = update_interval(in->cfg, pri, in->sla_status);
 	json_t *blockers = json_array(), *recs = json_array();
 	char line[600];
@@ -557,10 +557,9 @@ static int updates_process(const struct csa_agent_env *env, const struct csa_age
 	json_array_append_new(notes,
 	                      json_pack("{s:s, s:s}", "to", "internal_channel", "message", msg));
 
-	out->decision =
-	    json_pack("{s:o, s:o, s:o, s:o}", "update_plan", plan, "communication_schedule",
-	              schedule, "stakeholder_notifications", notes, "progress",
-	              csa_updates_progress(in, now));
+	out->decision = json_pack("{s:o, s:o, s:o, s:o}", "update_plan", plan,
+	                          "communication_schedule", schedule, "stakeholder_notifications",
+	                          notes, "progress", csa_updates_progress(in, now));
 	/* The plan follows from the decisions before it: it is as certain as
 	 * the least certain of them. */
 	out->confidence = in->prior_confidence;

@@ -114,10 +114,9 @@ static int keep(json_t *out, const char *s, size_t n, const char *side, const js
 		return -1;
 	int rc = 0;
 	if (!already(list, text))
-		rc = json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:O?}", "text", text,
-		                                           "method", "extractive", "side", side,
-		                                           "message_id",
-		                                           json_object_get(m, "message_id")));
+		rc = json_array_append_new(
+		    list, json_pack("{s:s, s:s, s:s, s:O?}", "text", text, "method", "extractive",
+		                    "side", side, "message_id", json_object_get(m, "message_id")));
 	free(text);
 	return rc ? -1 : 0;
 }
@@ -199,7 +198,8 @@ static char *ticket_text(const json_t *e, const json_t *i)
 		json_t *m;
 		json_array_foreach(json_object_get(sides[s].doc, "messages"), k, m)
 		{
-			const char *sender = csa_json_str(m, "sender"), *c = csa_json_str(m, "content");
+			const char *sender = csa_json_str(m, "sender"),
+			           *c = csa_json_str(m, "content");
 			if (!sender || !c || strcmp(sender, "ai_agent") == 0)
 				continue;
 			const char *who = strcmp(sender, "customer") == 0 ? "Customer"
@@ -237,8 +237,9 @@ static json_t *drafted_entries(const json_t *answer, const char *model)
 				return NULL;
 			}
 			if (!already(list, text))
-				json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "text", text,
-				                                      "method", "drafted", "model", model));
+				json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "text",
+				                                      text, "method", "drafted",
+				                                      "model", model));
 			free(text);
 		}
 	}

@@ -179,7 +179,6 @@ static int commit_counted(struct csa_pipeline *p, struct csa_ticket *tk, struct 
 	return rc;
 }
 
-
 struct resolve_ctx {
 	struct csa_pipeline *p;
 	const struct csa_config *cfg;
@@ -258,9 +257,9 @@ static int resolve_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	char ts[CSA_TS_LEN];
 	json_t *u = add_progress(tk, now, by, "resolved", r->notes && *r->notes ? r->notes : NULL,
 	                         csa_ts_format(now, ts), NULL, recs);
-	c->result = json_pack("{s:s, s:b, s:O, s:O, s:o, s:O}", "ticket_id", tk->id, "resolved",
-	                      1, "sla_metrics", sla, "knowledge_extraction", know,
-	                      "knowledge_source", how, "progress_update", u);
+	c->result = json_pack("{s:s, s:b, s:O, s:O, s:o, s:O}", "ticket_id", tk->id, "resolved", 1,
+	                      "sla_metrics", sla, "knowledge_extraction", know, "knowledge_source",
+	                      how, "progress_update", u);
 	if (!c->result)
 		return csa_error(err, CSA_ENOMEM, "out of memory resolving '%s'", tk->id);
 	csa_history_entry_from(tk, &c->entry);

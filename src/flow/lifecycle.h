@@ -62,8 +62,8 @@ void csa_lifecycle_after_run(const struct csa_config *cfg, struct csa_ticket *tk
  * sla_metrics already set: participants from its messages, the
  * internal_efficiency of its resolution_time, a "resolved" progress update
  * by "import" at 'resolved_ms' (creation when unknown), its knowledge
- * extracted (never drafted: an import asks no LLM) and its outcome measured, as csa_lifecycle_resolve leaves a
- * live ticket. Returns CSA_ENOMEM or 0. */
+ * extracted (never drafted: an import asks no LLM) and its outcome measured, as
+ * csa_lifecycle_resolve leaves a live ticket. Returns CSA_ENOMEM or 0. */
 int csa_lifecycle_imported(const struct csa_config *cfg, struct csa_ticket *tk, int64_t created_ms,
                            int64_t resolved_ms);
 

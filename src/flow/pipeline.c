@@ -34,7 +34,7 @@ struct csa_pipeline {
 	struct csa_agent_env env;
 	struct csa_history *history;
 	struct csa_capacity *capacity; /* the team's load, workspace-wide */
-	int history_stale; /* some entries were read from files: save the index file */
+	int history_stale;             /* some entries were read from files: save the index file */
 	struct csa_flow_hooks hooks;
 	csa_run_observer observer;
 	void *observer_ctx;
@@ -633,12 +633,12 @@ static void choose_resolver(struct csa_pipeline *p, const struct csa_agent_input
 		*held = 1;
 	}
 	json_t *path = json_object_get(decision, "escalation_path");
-	csa_escalation_propose_assignment(
-	    &p->env, in, json_is_string(path) ? json_string_value(path) : "NONE",
-	    json_is_true(json_object_get(decision, "escalate"))
-	        ? json_object_get(decision, "escalation_levels")
-	        : NULL,
-	    decision);
+	csa_escalation_propose_assignment(&p->env, in,
+	                                  json_is_string(path) ? json_string_value(path) : "NONE",
+	                                  json_is_true(json_object_get(decision, "escalate"))
+	                                      ? json_object_get(decision, "escalation_levels")
+	                                      : NULL,
+	                                  decision);
 }
 
 /* Agent a's turn: 0, or -1 when it failed and the run stops there. */
@@ -816,7 +816,8 @@ static int run_and_commit(struct csa_pipeline *p, const struct csa_config *cfg,
 		abandon(p, run, tk, first, result, err);
 	if (capacity) {
 		const char *now = csa_json_str(tk->t, "assigned_member");
-		csa_pipeline_capacity_release(p, tk, rc == CSA_OK && strcmp(before, now ? now : ""));
+		csa_pipeline_capacity_release(p, tk,
+		                              rc == CSA_OK && strcmp(before, now ? now : ""));
 	}
 	if (p->hooks.end_run)
 		p->hooks.end_run(p->hooks.ctx, run);
@@ -1093,7 +1094,7 @@ struct feedback_ctx {
 	enum csa_dtype type;
 	int learn;
 	int correct;
-	int capacity; /* holds the capacity lock: a person's escalation may assign */
+	int capacity;                /* holds the capacity lock: a person's escalation may assign */
 	struct csa_hist_entry entry; /* the ticket as committed, for the history index */
 };
 
@@ -1156,13 +1157,12 @@ static void feedback_input(const struct feedback_ctx *c, const struct csa_ticket
 /*
  * A person decided the escalation ('value', on the agent's decision
  * 'ai'): an open ticket follows as if the escalation agent had decided it
- * in a run (a resolved one only records the escalation). The escalation is applied (E escalated, I escalation_path); the
- * agent chooses who works the ticket for it (a TECHNICAL escalation goes
- * to the technical team by expertise, unless a person assigned the
- * ticket), under the capacity lock, which the caller then holds until
- * its commit (c->capacity); the updates agent says where the ticket
- * stands (blocked, waiting for the escalation); and flow/lifecycle.h
- * applies both as after a run.
+ * in a run (a resolved one only records the escalation). The escalation is applied (E escalated, I
+ * escalation_path); the agent chooses who works the ticket for it (a TECHNICAL escalation goes to
+ * the technical team by expertise, unless a person assigned the ticket), under the capacity lock,
+ * which the caller then holds until its commit (c->capacity); the updates agent says where the
+ * ticket stands (blocked, waiting for the escalation); and flow/lifecycle.h applies both as after a
+ * run.
  */
 static void escalation_decided(struct feedback_ctx *c, struct csa_ticket *tk, const json_t *ai)
 {

@@ -113,7 +113,8 @@ struct csa_capacity *csa_pipeline_capacity(struct csa_pipeline *p);
  * the history index takes tk's new state and the capacity log names it,
  * so every process counts it (agents/capacity.h); a failure to write the
  * log is reported on stderr, the lock released anyway. */
-void csa_pipeline_capacity_release(struct csa_pipeline *p, const struct csa_ticket *tk, int changed);
+void csa_pipeline_capacity_release(struct csa_pipeline *p, const struct csa_ticket *tk,
+                                   int changed);
 
 /* Run the pipeline on a ticket. *result (new reference, may be NULL) is
  * the spec's workflow_result: ticket_id, processing_timeline,

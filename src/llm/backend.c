@@ -845,18 +845,19 @@ static int knowledge_valid(const struct csa_llm *b, const json_t *obj,
 		for (int l = 0; l < KNOWLEDGE_LISTS; l++)
 			known |= strcmp(key, knowledge_lists[l]) == 0;
 		if (!known)
-			return csa_error(err, CSA_EPARSE, "backend %s: unknown field '%.60s'", b->name,
-			                 key);
+			return csa_error(err, CSA_EPARSE, "backend %s: unknown field '%.60s'",
+			                 b->name, key);
 	}
 	for (int l = 0; l < KNOWLEDGE_LISTS; l++) {
 		json_t *list = json_object_get(obj, knowledge_lists[l]);
 		if (!json_is_array(list))
-			return csa_error(err, CSA_EPARSE, "backend %s: '%s' missing or not an array",
-			                 b->name, knowledge_lists[l]);
+			return csa_error(err, CSA_EPARSE,
+			                 "backend %s: '%s' missing or not an array", b->name,
+			                 knowledge_lists[l]);
 		if (json_array_size(list) > lim->max_items)
-			return csa_error(err, CSA_EPARSE, "backend %s: '%s' has %zu entries, at most %zu",
-			                 b->name, knowledge_lists[l], json_array_size(list),
-			                 lim->max_items);
+			return csa_error(err, CSA_EPARSE,
+			                 "backend %s: '%s' has %zu entries, at most %zu", b->name,
+			                 knowledge_lists[l], json_array_size(list), lim->max_items);
 		size_t k;
 		json_array_foreach(list, k, v)
 		{
@@ -866,11 +867,11 @@ static int knowledge_valid(const struct csa_llm *b, const json_t *obj,
 			for (size_t c = 0; c < n && !ctl; c++)
 				ctl = (unsigned char)s[c] < 0x20 || s[c] == 0x7f;
 			if (!json_is_string(v) || n < lim->min_bytes || n > lim->max_bytes || ctl)
-				return csa_error(err, CSA_EPARSE,
-				                 "backend %s: %s[%zu] must be a string of %zu to %zu "
-				                 "bytes without control characters",
-				                 b->name, knowledge_lists[l], k, lim->min_bytes,
-				                 lim->max_bytes);
+				return csa_error(
+				    err, CSA_EPARSE,
+				    "backend %s: %s[%zu] must be a string of %zu to %zu "
+				    "bytes without control characters",
+				    b->name, knowledge_lists[l], k, lim->min_bytes, lim->max_bytes);
 		}
 		total += json_array_size(list);
 	}
@@ -908,8 +909,9 @@ int csa_llm_knowledge(struct csa_llm *b, const char *ticket,
 	append(&user, &ulen, &ucap, "Ticket:\n<<<\n");
 	append_clipped(&user, &ulen, &ucap, ticket, text_budget(b, len + 64));
 	append(&user, &ulen, &ucap, "\n>>>\n");
-	json_t *item = json_pack("{s:s, s:I, s:I}", "type", "string", "minLength",
-	                         (json_int_t)lim->min_bytes, "maxLength", (json_int_t)lim->max_bytes);
+	json_t *item =
+	    json_pack("{s:s, s:I, s:I}", "type", "string", "minLength", (json_int_t)lim->min_bytes,
+	              "maxLength", (json_int_t)lim->max_bytes);
 	json_t *props = json_object();
 	for (int l = 0; l < KNOWLEDGE_LISTS; l++)
 		json_object_set_new(props, knowledge_lists[l],

@@ -96,7 +96,7 @@ int csa_llm_draft(struct csa_llm *b, const char *article, const char *conversati
 
 /* What an entry of drafted knowledge may be. */
 struct csa_llm_knowledge_limits {
-	size_t max_items;           /* entries a list */
+	size_t max_items;            /* entries a list */
 	size_t min_bytes, max_bytes; /* of an entry */
 };
 

@@ -442,8 +442,7 @@ struct knowledge_call {
 	json_t *out;
 };
 
-static int knowledge_fn(struct csa_llm *b, void *ctx, struct csa_llm_usage *u,
-                        struct csa_err *err)
+static int knowledge_fn(struct csa_llm *b, void *ctx, struct csa_llm_usage *u, struct csa_err *err)
 {
 	struct knowledge_call *k = ctx;
 	return csa_llm_knowledge(b, k->ticket, k->lim, &k->out, u, err);
