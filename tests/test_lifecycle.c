@@ -1569,6 +1569,53 @@ static void concurrent_assigns_keep_capacity(void **state)
 	free(d);
 }
 
+/* The capacity log is only a hint of what to read again: a log started
+ * over by another process (a new epoch) makes a process read every ticket
+ * again, and lines that name no ticket are passed over. */
+static void capacity_log_started_over(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("lifecaplog");
+	struct csa_err err = {0};
+	struct csa_ws *w = NULL;
+	struct csa_pipeline *a = NULL, *b = NULL;
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	write_roster(d, solo_roster);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	assert_int_equal(csa_pipeline_open(w, &a, &err), 0);
+	create_ticket(a, "L-1", "I was charged twice");
+	create_ticket(a, "L-2", "I was charged twice again");
+	create_ticket(a, "L-3", "And a third time");
+	assert_int_equal(csa_pipeline_open(w, &b, &err), 0);
+	json_t *res = NULL;
+	assert_int_equal(csa_lifecycle_assign(b, "L-1", "solo", "tester", NULL, &res, &err), 0);
+	assert_false(json_is_true(json_object_get(res, "over_capacity")));
+	json_decref(res);
+	/* someone started the log over: L-1's line is gone, junk follows */
+	char path[600];
+	snprintf(path, sizeof(path), "%s/.csa/capacity.log", d);
+	t_write(path, "csa-capacity 1 0123456789abcdef\n../../etc/passwd\nno such ticket\n");
+	assert_int_equal(csa_lifecycle_assign(a, "L-2", "solo", "tester", NULL, &res, &err), 0);
+	assert_true(json_is_true(json_object_get(res, "over_capacity")));
+	assert_int_equal(csa_json_int(res, "load", -1), 1);
+	json_decref(res);
+	/* a torn header: started over again, and still counted right */
+	t_write(path, "csa-capac");
+	assert_int_equal(csa_lifecycle_assign(b, "L-3", "solo", "tester", NULL, &res, &err), 0);
+	assert_int_equal(csa_json_int(res, "load", -1), 2);
+	json_decref(res);
+	assert_int_equal(csa_lifecycle_assign(a, "L-1", "duo", "tester", NULL, &res, &err), 0);
+	json_decref(res);
+	assert_int_equal(csa_lifecycle_assign(b, "L-2", "solo", "tester", NULL, &res, &err), 0);
+	assert_int_equal(csa_json_int(res, "load", -1), 1); /* L-3; L-1 went to duo */
+	json_decref(res);
+	csa_pipeline_free(b);
+	csa_pipeline_free(a);
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
 /* The escalation agent never assigns past capacity, whichever process
  * counted the load: a pipeline opened beside the server (as `csa` is)
  * learns of the server's assignment and of its resolution. */
@@ -1644,6 +1691,7 @@ int main(int argc, char **argv)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(escalation_decided_in_review_hands_over, setup, teardown),
 	    cmocka_unit_test(concurrent_assigns_keep_capacity),
+	    cmocka_unit_test(capacity_log_started_over),
 	    cmocka_unit_test_setup_teardown(automatic_assignment_keeps_capacity, setup, teardown),
 	};
 	if (argc > 1)

@@ -114,9 +114,9 @@ static int apply_lines(struct csa_capacity *c, off_t end, struct csa_err *err)
 		int lrc = csa_store_load_doc(c->ws->store, id, CSA_DOC_T, &t, &lerr);
 		if (lrc == CSA_OK)
 			rc = reread(c, id, t);
-		else if (lrc != CSA_ENOENT)
-			rc = csa_error(err, lrc, "capacity log: cannot read ticket '%s': %s", id,
-			               lerr.msg);
+		else if (lrc != CSA_ENOENT) /* damaged: verify reports it; counted as known */
+			fprintf(stderr, "csa: capacity log '%s': ticket '%s' not read again: %s\n",
+			        c->path, id, lerr.msg);
 		json_decref(t);
 	}
 	free(buf);
@@ -135,21 +135,25 @@ static int catch_up(struct csa_capacity *c, struct csa_err *err)
 	int rc = read_header(c, epoch, err);
 	if (rc < 0)
 		return rc;
-	if (rc == 1) /* new, or its header torn by a crash: nobody can rely on it */
-		return start_over(c, err);
-	if (strcmp(epoch, c->epoch) != 0 || st.st_size < c->seen) {
-		/* started over by someone else: every ticket, once */
-		int first = !c->epoch[0];
+	int first = !c->epoch[0]; /* csa_capacity_open: the index is filled after */
+	if (rc == 1) {
+		/* new, or its header torn by a crash: nobody can rely on it */
+		if ((rc = start_over(c, err)) || first)
+			return rc;
+	} else if (strcmp(epoch, c->epoch) == 0 && st.st_size >= c->seen) {
+		return st.st_size > c->seen ? apply_lines(c, st.st_size, err) : CSA_OK;
+	} else {
+		/* started over by someone else */
 		memcpy(c->epoch, epoch, sizeof(c->epoch));
 		c->seen = st.st_size;
 		if (first)
-			return CSA_OK; /* csa_capacity_open: the index is filled after */
-		rc = csa_store_scan(c->ws->store, NULL, reread_scanned, c, err);
-		if (rc)
-			csa_error_prefix(err, "capacity log '%s' started over: ", c->path);
-		return rc;
+			return CSA_OK;
 	}
-	return st.st_size > c->seen ? apply_lines(c, st.st_size, err) : CSA_OK;
+	/* what the log said is lost: every ticket, once */
+	rc = csa_store_scan(c->ws->store, NULL, reread_scanned, c, err);
+	if (rc)
+		csa_error_prefix(err, "capacity log '%s' started over: ", c->path);
+	return rc;
 }
 
 int csa_capacity_lock(struct csa_capacity *c, struct csa_err *err)
