@@ -1171,8 +1171,8 @@ static void escalation_decided(struct feedback_ctx *c, struct csa_ticket *tk, co
 	json_object_set_new(e, "escalate", json_boolean(escalate));
 	json_object_set_new(e, "escalation_path", json_string(c->value));
 	json_t *levels = json_object_get(csa_config_get(c->cfg, "escalation_paths"), c->value);
-	json_object_set(e, "escalation_levels",
-	                escalate && json_is_array(levels) ? levels : json_array());
+	json_object_set_new(e, "escalation_levels",
+	                    escalate && json_is_array(levels) ? json_incref(levels) : json_array());
 	apply(tk, CSA_DT_ESCALATION, e);
 	if (json_is_true(json_object_get(tk->t, "resolved"))) {
 		json_decref(e); /* closed: nobody to hand it to */
