@@ -1157,12 +1157,13 @@ static void feedback_input(const struct feedback_ctx *c, const struct csa_ticket
 /*
  * A person decided the escalation ('value', on the agent's decision
  * 'ai'): an open ticket follows as if the escalation agent had decided it
- * in a run (a resolved one only records the escalation). The escalation is applied (E escalated, I
- * escalation_path); the agent chooses who works the ticket for it (a TECHNICAL escalation goes to
- * the technical team by expertise, unless a person assigned the ticket), under the capacity lock,
- * which the caller then holds until its commit (c->capacity); the updates agent says where the
- * ticket stands (blocked, waiting for the escalation); and flow/lifecycle.h applies both as after a
- * run.
+ * in a run (a resolved one only records the escalation). The escalation
+ * is applied (E escalated, I escalation_path); the agent chooses who works
+ * the ticket for it (a TECHNICAL escalation goes to the technical team by
+ * expertise, unless a person assigned the ticket) under the capacity
+ * lock, which the caller then holds until its commit (c->capacity); the
+ * updates agent says where the ticket stands (blocked, waiting for the
+ * escalation); flow/lifecycle.h applies both as after a run.
  */
 static void escalation_decided(struct feedback_ctx *c, struct csa_ticket *tk, const json_t *ai)
 {
