@@ -394,6 +394,10 @@ async function ticketLoad(id) {
       byMessage.get(d.message_id).push(d);
     }
     timeline($('ticket-timeline'), t.unified_timeline, byMessage);
+    // a reply not tried yet goes out within seconds: look again then, so
+    // its delivery state shows without a reload (retries back off, so a
+    // delivery that failed once is not watched)
+    if ([...byMessage.values()].flat().some((d) => d.state === 'pending' && !d.attempts)) ticketLater(1500);
     ticketSuggestions(t);
     const trail = audit instanceof Error ? [] : audit.trail;
     ticketDecisions(t, trail);
