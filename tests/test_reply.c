@@ -709,6 +709,8 @@ static void trello_card_follows_the_ticket(void **state)
 	json_decref(post(path, "{\"member\": \"ann\"}", NULL, 200));
 	for (int k = 0; k < 200 && fake_http_count(api, card) <= puts; k++)
 		usleep(50000);
+	if (fake_http_count(api, card) <= puts)
+		fail_msg("the assignment sent nothing for the card");
 	j = trello_req(card, (puts = fake_http_count(api, card)) - 1, method);
 	assert_string_equal(method, "PUT");
 	assert_string_equal(csa_json_str(j, "idMembers"), "mem-ann");
@@ -719,10 +721,31 @@ static void trello_card_follows_the_ticket(void **state)
 	json_decref(post(path, "{\"csat\": 5}", NULL, 200));
 	for (int k = 0; k < 200 && fake_http_count(api, card) <= puts; k++)
 		usleep(50000);
+	if (fake_http_count(api, card) <= puts)
+		fail_msg("the resolution sent nothing for the card");
 	j = trello_req(card, fake_http_count(api, card) - 1, method);
 	assert_string_equal(method, "PUT");
 	assert_string_equal(csa_json_str(j, "idList"), "LEND");
 	assert_string_equal(csa_json_str(j, "idMembers"), "mem-ann");
+	json_decref(j);
+	/* a server started again still brings the card up to date: its items
+	 * are new to the outbox the first one left */
+	csa_server_stop(srv);
+	struct csa_server_opts o = {"127.0.0.1", 0, 2, CSA_SOURCE_DIR "/web", 50};
+	if (csa_server_start(ws, &o, &srv, &err))
+		fail_msg("%s", err.msg);
+	port = csa_server_port(srv);
+	puts = fake_http_count(api, card);
+	snprintf(path, sizeof(path), "/api/tickets/%s/messages", t);
+	json_decref(post(path, "{\"side\": \"internal\", \"message\": {\"content\": \"closed\"}}",
+	                 NULL, 201));
+	for (int k = 0; k < 200 && fake_http_count(api, card) <= puts; k++)
+		usleep(50000);
+	if (fake_http_count(api, card) <= puts)
+		fail_msg("the server started again sent nothing for the card");
+	j = trello_req(card, fake_http_count(api, card) - 1, method);
+	assert_string_equal(method, "PUT");
+	assert_string_equal(csa_json_str(j, "idList"), "LEND");
 	json_decref(j);
 	/* one card, however many commits */
 	assert_int_equal(fake_http_count(api, "/trello/1/cards") -

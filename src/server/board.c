@@ -21,6 +21,7 @@
 #include "agents/team.h"
 #include "base/config.h"
 #include "base/json.h"
+#include "base/ts.h"
 #include "outbound/outbox.h"
 #include "server/chanmap.h"
 #include "server/replies.h"
@@ -35,7 +36,8 @@ struct csa_board {
 	struct csa_server *s;
 	pthread_mutex_t mu;
 	json_t *queued; /* ticket id -> "stage|member" last queued */
-	uint64_t seq;   /* makes each item's key new */
+	uint64_t seq;   /* with the start time, makes each item's key new */
+	int64_t started_ms;
 };
 
 #define CARD_OF "trello-card-of:"
@@ -72,8 +74,9 @@ static void on_commit(void *ctx, struct csa_ticket *const *tks, size_t n)
 		int changed = !was || strcmp(was, state) != 0;
 		if (changed)
 			json_object_set_new(b->queued, tks[i]->id, json_string(state));
-		snprintf(key, sizeof(key), "trello-card|%s|%llu", tks[i]->id,
-		         (unsigned long long)++b->seq);
+		/* new in this process and in the outbox a previous one left */
+		snprintf(key, sizeof(key), "trello-card|%s|%lld-%llu", tks[i]->id,
+		         (long long)b->started_ms, (unsigned long long)++b->seq);
 		pthread_mutex_unlock(&b->mu);
 		if (!changed)
 			continue;
@@ -234,6 +237,7 @@ int csa_board_start(struct csa_server *s, struct csa_err *err)
 		return csa_error(err, CSA_ENOMEM, "out of memory starting the Trello board");
 	}
 	b->s = s;
+	b->started_ms = csa_now_ms();
 	pthread_mutex_init(&b->mu, NULL);
 	if (csa_store_observe(s->ws->store, on_commit, b, 0)) {
 		json_decref(b->queued);
