@@ -1,5 +1,10 @@
 /* Store unit tests: schema, ticket building, timeline, commit/load/scan,
- * and bad input (every rule of the foundation issue). */
+ * and bad input (every rule of the foundation issue).
+ *
+ * The contract tests of the ticket store (store/store.h) run twice: on the
+ * file mesh and on PostgreSQL (a private server, tests/support/tpg.h, a
+ * fresh database per test). If that server cannot start, the run fails
+ * with the reason: it is never skipped. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +19,13 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "base/fsops.h"
 #include "base/json.h"
@@ -22,16 +33,23 @@
 #include "store/blobs.h"
 #include "store/mesh.h"
 #include "store/schema.h"
+#include "store/store_pg.h"
 #include "store/ticket.h"
 #include "store/verify.h"
 #include "store/ws.h"
 #include "support/tmesh.h"
+#include "support/tpg.h"
 #include "support/tutil.h"
 
 struct fx {
 	char *dir;
 	struct csa_ws *ws;
+	char url[512]; /* the database of a PostgreSQL fixture, "" for the mesh */
 };
+
+/* The test server of the PostgreSQL runs (started by main). */
+static struct tpg *g_pg;
+static int g_db_seq;
 
 static int setup(void **state)
 {
@@ -40,6 +58,50 @@ static int setup(void **state)
 	f->dir = t_tmpdir("store");
 	if (csa_ws_init(f->dir, &err) || csa_ws_open(f->dir, &f->ws, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+/* A workspace whose csa.json puts its tickets in 'url' (store.url). */
+static int ws_with_url(const char *dir, const char *url, struct csa_err *err)
+{
+	int rc = csa_ws_init(dir, err);
+	if (rc)
+		return rc;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/csa.json", dir);
+	json_t *cfg = json_load_file(path, 0, NULL);
+	if (!cfg)
+		return csa_error(err, CSA_EPARSE, "cannot read '%s'", path);
+	json_object_set_new(cfg, "store", json_pack("{s:s}", "url", url));
+	rc = json_dump_file(cfg, path, JSON_INDENT(2)) == 0
+	         ? 0
+	         : csa_error(err, CSA_EIO, "cannot write '%s'", path);
+	json_decref(cfg);
+	return rc;
+}
+
+/* The same fixture with the tickets in a new database of the test server. */
+static int setup_pg(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct csa_err err = {0};
+	char why[2048], name[32];
+	snprintf(name, sizeof(name), "store_%d", ++g_db_seq);
+	if (tpg_create_db(g_pg, name, f->url, sizeof(f->url), why, sizeof(why))) {
+		fprintf(stderr, "setup_pg: %s\n", why);
+		free(f);
+		return -1;
+	}
+	f->dir = t_tmpdir("store-pg");
+	if (ws_with_url(f->dir, f->url, &err) || csa_ws_open(f->dir, &f->ws, &err)) {
+		fprintf(stderr, "setup_pg: %s\n", err.msg);
+		return -1;
+	}
+	if (!csa_store_is_pg(f->ws->store)) {
+		fprintf(stderr, "setup_pg: store.url did not select the PostgreSQL store\n");
 		return -1;
 	}
 	*state = f;
@@ -752,6 +814,437 @@ static void verify_reports_loose_modes(void **state)
 	json_decref(rep);
 }
 
+/* ---- contract tests beyond commit_load_scan, on every backend ---------- */
+
+static int build_many(struct fx *f, const char *const *ids, size_t n, struct csa_ticket *tks,
+                      struct csa_ticket **ptrs)
+{
+	struct csa_err err = {0};
+	for (size_t i = 0; i < n; i++) {
+		char ctx[160];
+		snprintf(ctx, sizeof(ctx), "{\"ticket_id\": \"%s\"}", ids[i]);
+		if (build(f, ctx, &tks[i], &err))
+			fail_msg("%s", err.msg);
+		ptrs[i] = &tks[i];
+	}
+	return 0;
+}
+
+static int exists(struct fx *f, const char *id)
+{
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	int rc = csa_store_load(f->ws->store, id, &tk, &err);
+	if (rc == CSA_OK)
+		csa_ticket_release(&tk);
+	else if (rc != CSA_ENOENT)
+		fail_msg("load %s: %s", id, err.msg);
+	return rc == CSA_OK;
+}
+
+/* A group commit writes all its tickets or none: one document that fails
+ * its schema, or one ticket that exists already, and no ticket of the
+ * group is written. */
+static void group_commit_is_all_or_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"GA-1", "GA-2", "GA-3"};
+	struct csa_ticket tks[3], *p[3];
+	build_many(f, ids, 3, tks, p);
+	json_object_set_new(tks[2].t, "priority", json_string("SOON"));
+	assert_int_equal(csa_store_commit_many(f->ws->store, p, 3, CSA_DOC_ALL, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "T_GA-3.json: priority"));
+	for (int i = 0; i < 3; i++)
+		assert_false(exists(f, ids[i]));
+	/* GA-2 alone, then the three again: GA-2 exists, nothing is written */
+	json_object_set_new(tks[2].t, "priority", json_string("LOW"));
+	assert_int_equal(csa_store_commit(f->ws->store, p[1], CSA_DOC_ALL, &err), 0);
+	struct csa_ticket again[3], *q[3];
+	build_many(f, ids, 3, again, q);
+	assert_int_equal(csa_store_commit_many(f->ws->store, q, 3, CSA_DOC_ALL, &err), CSA_EEXIST);
+	assert_non_null(strstr(err.msg, "GA-2"));
+	assert_false(exists(f, "GA-1"));
+	assert_false(exists(f, "GA-3"));
+	/* and once nothing is in the way, the group lands whole */
+	struct csa_ticket *r[2] = {p[0], p[2]};
+	assert_int_equal(csa_store_commit_many(f->ws->store, r, 2, CSA_DOC_ALL, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_true(exists(f, ids[i]));
+		csa_ticket_release(&tks[i]);
+		csa_ticket_release(&again[i]);
+	}
+}
+
+struct lock_race {
+	struct csa_store *st;
+	atomic_int got;
+	int rc;
+};
+
+static void *lock_l1(void *arg)
+{
+	struct lock_race *r = arg;
+	struct csa_lock *lk = NULL;
+	struct csa_err err = {0};
+	r->rc = csa_store_lock(r->st, "L1", &lk, &err);
+	atomic_store(&r->got, 1);
+	csa_store_unlock(r->st, lk);
+	return NULL;
+}
+
+/* A ticket's lock keeps a second locker waiting until it is released, and
+ * holding it does not keep anyone from another ticket. */
+static void locks_exclude_one_ticket_only(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_lock *l1 = NULL, *l2 = NULL;
+	assert_int_equal(csa_store_lock(f->ws->store, "L1", &l1, &err), 0);
+	struct lock_race r = {.st = f->ws->store};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, lock_l1, &r), 0);
+	struct timespec pause = {0, 300 * 1000 * 1000};
+	nanosleep(&pause, NULL);
+	assert_int_equal(atomic_load(&r.got), 0);
+	assert_int_equal(csa_store_lock(f->ws->store, "L2", &l2, &err), 0);
+	csa_store_unlock(f->ws->store, l2);
+	assert_int_equal(atomic_load(&r.got), 0);
+	assert_int_equal(csa_store_lock(f->ws->store, "../L1", &l2, &err), CSA_EINVAL);
+	csa_store_unlock(f->ws->store, l1);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&r.got), 1);
+	assert_int_equal(r.rc, 0);
+}
+
+/* One writer process's update: the next version in all three documents
+ * and one message on each side named after the writer and round. */
+struct xp {
+	struct csa_ws *ws;
+	int proc, round;
+};
+
+static int xp_update(void *ctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	struct xp *x = ctx;
+	long v = tm_version(tk);
+	if (v < 0)
+		return csa_error(err, CSA_ECORRUPT, "ticket '%s' loaded torn", tk->id);
+	tm_set(tk, v + 1);
+	char id[32];
+	snprintf(id, sizeof(id), "p%d-%d", x->proc, x->round);
+	json_t *m = json_pack("{s:s, s:s}", "message_id", id, "content", id);
+	const struct csa_config *cfg = csa_ws_config(x->ws);
+	int rc = csa_ticket_add_message(cfg, tk, CSA_SIDE_EXTERNAL, m, csa_now_ms(), NULL, err);
+	if (rc == CSA_OK)
+		rc = csa_ticket_add_message(cfg, tk, CSA_SIDE_INTERNAL, m, csa_now_ms(), NULL, err);
+	csa_config_unref(cfg);
+	json_decref(m);
+	*docs = CSA_DOC_ALL;
+	return rc;
+}
+
+/* A ticket as a reader may see it: one commit's three documents. */
+static int whole(const struct csa_ticket *tk)
+{
+	long v = tm_version(tk);
+	return v >= 0 && (long)json_array_size(json_object_get(tk->e, "messages")) == v &&
+	       (long)json_array_size(json_object_get(tk->i, "messages")) == v;
+}
+
+static _Noreturn void xp_writer(const char *dir, int proc, int rounds)
+{
+	struct csa_ws *ws = NULL;
+	struct csa_err err = {0};
+	if (csa_ws_open(dir, &ws, &err)) {
+		fprintf(stderr, "writer %d: %s\n", proc, err.msg);
+		_exit(2);
+	}
+	for (int k = 0; k < rounds; k++) {
+		struct xp x = {ws, proc, k};
+		if (csa_store_update(ws->store, "X-1", 0, xp_update, &x, &err)) {
+			fprintf(stderr, "writer %d round %d: %s\n", proc, k, err.msg);
+			_exit(3);
+		}
+	}
+	csa_ws_close(ws);
+	_exit(0);
+}
+
+static _Noreturn void xp_reader(const char *dir, const char *stop)
+{
+	struct csa_ws *ws = NULL;
+	struct csa_err err = {0};
+	if (csa_ws_open(dir, &ws, &err)) {
+		fprintf(stderr, "reader: %s\n", err.msg);
+		_exit(2);
+	}
+	long loads = 0;
+	for (int last = 0; !last; loads++) {
+		last = access(stop, F_OK) == 0;
+		struct csa_ticket tk;
+		if (csa_store_load(ws->store, "X-1", &tk, &err)) {
+			fprintf(stderr, "reader: %s\n", err.msg);
+			_exit(3);
+		}
+		if (!whole(&tk)) {
+			fprintf(stderr, "reader: ticket X-1 half-written: version %ld, %zu and %zu "
+			                "messages\n",
+			        tm_version(&tk), json_array_size(json_object_get(tk.e, "messages")),
+			        json_array_size(json_object_get(tk.i, "messages")));
+			_exit(4);
+		}
+		csa_ticket_release(&tk);
+	}
+	csa_ws_close(ws);
+	_exit(loads > 1 ? 0 : 5);
+}
+
+/* Writer processes, each with its own handle on the store, update one
+ * ticket at the same time under its lock while another process reads it
+ * without one: no update is lost (the last version counts them all, every
+ * message is there) and no read sees a ticket half-written. */
+static void processes_commit_one_ticket_without_loss_or_tearing(void **state)
+{
+	struct fx *f = *state;
+	enum { WRITERS = 3 };
+	int rounds = t_size("rounds per writer process", 40, 10);
+	static const char *const ids[] = {"X-1"};
+	assert_int_equal(tm_create(f->ws, ids, 1), 0);
+	char stop[4200];
+	snprintf(stop, sizeof(stop), "%s/stop-reading", f->dir);
+	fflush(NULL);
+	pid_t reader = fork();
+	assert_true(reader >= 0);
+	if (reader == 0)
+		xp_reader(f->dir, stop);
+	pid_t w[WRITERS];
+	for (int p = 0; p < WRITERS; p++) {
+		w[p] = fork();
+		assert_true(w[p] >= 0);
+		if (w[p] == 0)
+			xp_writer(f->dir, p, rounds);
+	}
+	int failed = 0;
+	for (int p = 0; p < WRITERS; p++) {
+		int st;
+		assert_int_equal(waitpid(w[p], &st, 0), w[p]);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "writer %d ended with status %d\n", p, st);
+			failed++;
+		}
+	}
+	t_write(stop, "");
+	int st;
+	assert_int_equal(waitpid(reader, &st, 0), reader);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("the reader process ended with status %d (see its message above)", st);
+	assert_int_equal(failed, 0);
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	assert_int_equal(csa_store_load(f->ws->store, "X-1", &tk, &err), 0);
+	assert_true(whole(&tk));
+	assert_int_equal(tm_version(&tk), WRITERS * rounds);
+	json_t *msgs = json_object_get(tk.e, "messages");
+	for (int p = 0; p < WRITERS; p++)
+		for (int k = 0; k < rounds; k++) {
+			char id[32];
+			snprintf(id, sizeof(id), "p%d-%d", p, k);
+			int seen = 0;
+			size_t i;
+			json_t *m;
+			json_array_foreach(msgs, i, m) seen += strcmp(csa_json_str(m, "message_id"), id) == 0;
+			if (seen != 1)
+				fail_msg("message %s stored %d times", id, seen);
+		}
+	csa_ticket_release(&tk);
+}
+
+/* ---- PostgreSQL only ---------------------------------------------------- */
+
+static long pg_count(const char *url, const char *sql)
+{
+	PGconn *c = PQconnectdb(url);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("connect: %s", PQerrorMessage(c));
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	long n = PQresultStatus(r) == PGRES_TUPLES_OK ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	PQclear(r);
+	PQfinish(c);
+	return n;
+}
+
+/* Migrations are recorded in schema_migrations and applied once: again on
+ * a current database is a no-op, and a database whose schema is newer
+ * than this build is refused with both versions named. */
+static void pg_migrations_apply_once(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	int applied = -1;
+	assert_int_equal(csa_store_pg_migrate(f->url, "test", &applied, &err), 0);
+	assert_int_equal(applied, 0);
+	assert_int_equal(pg_count(f->url, "SELECT count(*) FROM schema_migrations"),
+	                 csa_store_pg_schema_version());
+	char url[512], why[1024];
+	assert_int_equal(tpg_create_db(g_pg, "fresh_migrations", url, sizeof(url), why, sizeof(why)),
+	                 0);
+	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);
+	assert_int_equal(applied, csa_store_pg_schema_version());
+	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);
+	assert_int_equal(applied, 0);
+	assert_int_equal(pg_count(url, "SELECT count(*) FROM schema_migrations"),
+	                 csa_store_pg_schema_version());
+	assert_int_equal(pg_count(url, "SELECT count(*) FROM csa_tickets"), 0);
+	pg_count(url, "INSERT INTO schema_migrations (version, name) VALUES (999, 'future')");
+	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), CSA_ESTATE);
+	assert_non_null(strstr(err.msg, "schema version 999"));
+	assert_non_null(strstr(err.msg, "127.0.0.1:"));
+	char *dir = t_tmpdir("store-pg-future");
+	struct csa_ws *ws = NULL;
+	assert_int_equal(ws_with_url(dir, url, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), CSA_ESTATE);
+	assert_non_null(strstr(err.msg, "newer than this csa knows"));
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* A ticket loaded, then committed by someone else, is not written over
+ * from the stale copy: the database fences every update with the version
+ * it was loaded at, so even a lock lost with its connection loses no
+ * update. */
+static void pg_stale_commit_is_refused(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"F-1"};
+	assert_int_equal(tm_create(f->ws, ids, 1), 0);
+	struct csa_ticket a, b, got;
+	assert_int_equal(csa_store_load(f->ws->store, "F-1", &a, &err), 0);
+	assert_int_equal(csa_store_load(f->ws->store, "F-1", &b, &err), 0);
+	tm_set(&a, 1);
+	assert_int_equal(csa_store_commit(f->ws->store, &a, CSA_DOC_ALL, &err), 0);
+	tm_set(&a, 2); /* the committed copy goes on at its new version */
+	assert_int_equal(csa_store_commit(f->ws->store, &a, CSA_DOC_ALL, &err), 0);
+	tm_set(&b, 7);
+	assert_int_equal(csa_store_commit(f->ws->store, &b, CSA_DOC_ALL, &err), CSA_ECONFLICT);
+	assert_non_null(strstr(err.msg, "'F-1'"));
+	assert_non_null(strstr(err.msg, "changed it since it was loaded"));
+	assert_int_equal(csa_store_load(f->ws->store, "F-1", &got, &err), 0);
+	assert_int_equal(tm_version(&got), 2);
+	csa_ticket_release(&got);
+	csa_ticket_release(&a);
+	csa_ticket_release(&b);
+}
+
+static int closed_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(a);
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+	close(s); /* bound, never listened on, closed: connections are refused */
+	return ntohs(a.sin_port);
+}
+
+/* Errors say what failed and where: the server that refused (host:port,
+ * and whether the URL came from DATABASE_URL or csa.json), never the
+ * password; a URL libpq cannot read; a store.url of another scheme. */
+static void pg_errors_name_what_and_where(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("store-pg-errors");
+	char url[200], hp[64], sub[600];
+	int port = closed_port();
+	snprintf(url, sizeof(url), "postgresql://csa:sekrit-pw@127.0.0.1:%d/cs_ai_system", port);
+	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port);
+	struct csa_ws *ws = NULL;
+	snprintf(sub, sizeof(sub), "%s/a", dir);
+	assert_int_equal(ws_with_url(sub, url, &err), 0);
+	assert_int_equal(csa_ws_open(sub, &ws, &err), CSA_EBACKEND);
+	assert_non_null(strstr(err.msg, hp));
+	assert_non_null(strstr(err.msg, "csa.json store.url"));
+	assert_non_null(strstr(err.msg, "refused"));
+	assert_null(strstr(err.msg, "sekrit"));
+	/* DATABASE_URL wins over the workspace's own (file) store */
+	snprintf(sub, sizeof(sub), "%s/b", dir);
+	assert_int_equal(csa_ws_init(sub, &err), 0);
+	setenv("DATABASE_URL", url, 1);
+	int rc = csa_ws_open(sub, &ws, &err);
+	unsetenv("DATABASE_URL");
+	assert_int_equal(rc, CSA_EBACKEND);
+	assert_non_null(strstr(err.msg, "DATABASE_URL: cannot connect to PostgreSQL at"));
+	assert_non_null(strstr(err.msg, hp));
+	snprintf(sub, sizeof(sub), "%s/c", dir);
+	assert_int_equal(ws_with_url(sub, "postgresql://a@b@c/?bogus=1", &err), 0);
+	assert_int_equal(csa_ws_open(sub, &ws, &err), CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "csa.json store.url is not a PostgreSQL connection URL"));
+	snprintf(sub, sizeof(sub), "%s/d", dir);
+	assert_int_equal(ws_with_url(sub, "mysql://db/x", &err), 0);
+	assert_int_equal(csa_ws_open(sub, &ws, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "store.url"));
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* The CLI over DATABASE_URL: init, create, show, list reach the database
+ * (no ticket file is written), and verify and backup, which read the
+ * files, say that they do not cover the database yet instead of reporting
+ * an empty workspace as sound. */
+static void pg_cli_end_to_end(void **state)
+{
+	struct fx *f = *state;
+	char *dir = t_tmpdir("store-pg-cli"), ws[4200], *out = NULL, *err = NULL;
+	snprintf(ws, sizeof(ws), "%s/ws", dir);
+	setenv("DATABASE_URL", f->url, 1);
+	assert_int_equal(t_csa(NULL, NULL, NULL, "init '%s'", ws), 0);
+	assert_int_equal(t_csa("{\"ticket_id\": \"CLI-1\", \"client_name\": \"Ann\", \"messages\": "
+	                       "[{\"content\": \"cannot log in\"}]}",
+	                       NULL, NULL, "ticket create --json - --dir '%s'", ws),
+	                 0);
+	assert_int_equal(t_csa(NULL, &out, NULL, "show CLI-1 --dir '%s'", ws), 0);
+	json_t *j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(csa_json_str(json_object_get(j, "workflow"), "client_name"), "Ann");
+	/* the spec's key order, not jsonb's */
+	assert_true(strstr(out, "\"ticket_id\"") < strstr(out, "\"client_name\""));
+	json_decref(j);
+	free(out);
+	assert_int_equal(t_csa(NULL, &out, NULL, "list --dir '%s'", ws), 0);
+	assert_non_null(strstr(out, "CLI-1"));
+	free(out);
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "verify --dir '%s'", ws), 0);
+	assert_non_null(strstr(err, "csa verify: the tickets are in PostgreSQL at 127.0.0.1:"));
+	free(err);
+	char bk[4300];
+	snprintf(bk, sizeof(bk), "%s/backup", dir);
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "backup --out '%s' --dir '%s'", bk, ws), 0);
+	assert_non_null(strstr(err, "csa backup: the tickets are in PostgreSQL"));
+	free(err);
+	unsetenv("DATABASE_URL");
+	char tdir[4300];
+	snprintf(tdir, sizeof(tdir), "%s/Tickets/tickets/T_CLI-1.json", ws);
+	assert_int_not_equal(access(tdir, F_OK), 0);
+	/* the fixture's handle on the same database sees it */
+	assert_true(exists(f, "CLI-1"));
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* The store's contract, on whichever backend 'setup' opens. */
+#define CONTRACT_TESTS(setup)                                                                      \
+	cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),                        \
+	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),            \
+	    cmocka_unit_test_setup_teardown(group_commit_is_all_or_nothing, setup, teardown),      \
+	    cmocka_unit_test_setup_teardown(locks_exclude_one_ticket_only, setup, teardown),       \
+	    cmocka_unit_test_setup_teardown(processes_commit_one_ticket_without_loss_or_tearing,   \
+	                                    setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -759,7 +1252,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(bad_input_is_refused_with_the_field_named, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(timeline_merges_by_time_stably, setup, teardown),
-	    cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),
+	    CONTRACT_TESTS(setup),
 	    cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_memo_skips_only_unchanged, setup, teardown),
@@ -767,11 +1260,33 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(documents_are_named_safely_and_replaced_whole, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(config_changes_while_threads_read, setup, teardown),
-	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),
 	    cmocka_unit_test(new_workspace_is_private),
 	    cmocka_unit_test_setup_teardown(scratch_workspace_commits_without_syncing, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_reports_loose_modes, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("store (file mesh)", tests, NULL, NULL);
+
+	/* the same contract on PostgreSQL: a server that cannot start is a
+	 * failure with its reason, never a skip */
+	int64_t t0 = csa_mono_ns();
+	char why[4096];
+	g_pg = tpg_start(why, sizeof(why));
+	if (!g_pg) {
+		fprintf(stderr, "test_store: FAILED: the PostgreSQL store tests cannot run: %s\n", why);
+		return failed + 1;
+	}
+	const struct CMUnitTest pg_tests[] = {
+	    CONTRACT_TESTS(setup_pg),
+	    cmocka_unit_test_setup_teardown(pg_migrations_apply_once, setup_pg, teardown),
+	    cmocka_unit_test_setup_teardown(pg_stale_commit_is_refused, setup_pg, teardown),
+	    cmocka_unit_test(pg_errors_name_what_and_where),
+	    cmocka_unit_test_setup_teardown(pg_cli_end_to_end, setup_pg, teardown),
+	};
+	failed += cmocka_run_group_tests_name("store (PostgreSQL)", pg_tests, NULL, NULL);
+	tpg_stop(g_pg);
+	fprintf(stderr, "test_store: the PostgreSQL part took %.1f s, its server's start and stop "
+	                "included\n",
+	        (double)(csa_mono_ns() - t0) / 1e9);
+	return failed;
 }

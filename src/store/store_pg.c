@@ -84,6 +84,20 @@ int csa_store_is_pg(const struct csa_store *st)
 	return st && st->ops == &pg_ops;
 }
 
+const char *csa_store_pg_where(const struct csa_store *st)
+{
+	return csa_store_is_pg(st) ? ((const struct pgs *)st)->where : "";
+}
+
+int csa_store_pg_unsupported(const struct csa_store *st, const char *what, const char *instead,
+                             struct csa_err *err)
+{
+	return csa_error(err, CSA_ESTATE,
+	                 "%s: the tickets are in PostgreSQL at %s, which %s does not cover yet "
+	                 "(%s)",
+	                 what, csa_store_pg_where(st), what, instead);
+}
+
 /* libpq's message on one line, without the trailing newline. */
 static void one_line(const char *in, char *out, size_t outsz)
 {
@@ -354,7 +368,10 @@ static int parse_doc(const struct pgs *s, const char *id, int k, const char *tex
 	*out = NULL;
 	if (len > max)
 		return csa_error(err, CSA_ELIMIT, "%s: %zu bytes, limit is %zu", name, len, max);
-	return csa_json_parse(text, len, name, out, err);
+	int rc = csa_json_parse(text, len, name, out, err);
+	if (rc == CSA_OK) /* jsonb keeps its own order of keys: back to the spec's */
+		csa_schema_order((enum csa_doc_kind)k, *out);
+	return rc;
 }
 
 static int load_docs(struct pgs *s, const char *id, struct csa_ticket *tk, struct csa_err *err)

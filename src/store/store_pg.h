@@ -52,4 +52,14 @@ int csa_store_pg_schema_version(void);
 /* 1 if 'st' is a PostgreSQL store. */
 int csa_store_is_pg(const struct csa_store *st);
 
+/* host:port/dbname of a PostgreSQL store, for messages ("" for another
+ * backend). */
+const char *csa_store_pg_where(const struct csa_store *st);
+
+/* CSA_ESTATE for a workspace feature that reads the file mesh directly
+ * and does not cover the PostgreSQL store yet: "<what>: the tickets are in
+ * PostgreSQL at <where>, which <what> does not cover yet (<instead>)". */
+int csa_store_pg_unsupported(const struct csa_store *st, const char *what, const char *instead,
+                             struct csa_err *err);
+
 #endif

@@ -3,6 +3,7 @@
 #include "base/hash.h"
 #include "store/mesh.h"
 #include "store/schema.h"
+#include "store/store_pg.h"
 #include "store/ws.h"
 #include "base/fsops.h"
 #include "base/ids.h"
@@ -375,6 +376,13 @@ static void check_ticket(struct vstate *s, struct seen *e)
 int csa_verify(struct csa_ws *ws, unsigned flags, struct csa_verify_memo *memo, json_t **report,
                struct csa_err *err)
 {
+	if (report)
+		*report = NULL;
+	if (csa_store_is_pg(ws->store))
+		return csa_store_pg_unsupported(ws->store, "csa verify",
+		                                "each ticket's documents are schema-checked "
+		                                "whenever they are loaded or committed",
+		                                err);
 	struct vstate s = {.ws = ws,
 	                   .repair = (flags & CSA_VERIFY_REPAIR) != 0,
 	                   .live = (flags & CSA_VERIFY_LIVE) != 0,
