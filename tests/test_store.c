@@ -971,7 +971,7 @@ static _Noreturn void xp_writer(const char *dir, int proc, int rounds)
 	_exit(0);
 }
 
-static _Noreturn void xp_reader(const char *dir, const char *stop)
+static _Noreturn void xp_reader(const char *dir, const char *stop, pid_t parent)
 {
 	struct csa_ws *ws = NULL;
 	struct csa_err err = {0};
@@ -982,6 +982,8 @@ static _Noreturn void xp_reader(const char *dir, const char *stop)
 	long loads = 0;
 	for (int last = 0; !last; loads++) {
 		last = access(stop, F_OK) == 0;
+		if (getppid() != parent)
+			_exit(6); /* the test is gone */
 		struct csa_ticket tk;
 		if (csa_store_load(ws->store, "X-1", &tk, &err)) {
 			fprintf(stderr, "reader: %s\n", err.msg);
@@ -1014,16 +1016,21 @@ static void processes_commit_one_ticket_without_loss_or_tearing(void **state)
 	char stop[4200];
 	snprintf(stop, sizeof(stop), "%s/stop-reading", f->dir);
 	fflush(NULL);
+	pid_t me = getpid();
 	pid_t reader = fork();
 	assert_true(reader >= 0);
-	if (reader == 0)
-		xp_reader(f->dir, stop);
+	if (reader == 0) {
+		tpg_after_fork(g_pg);
+		xp_reader(f->dir, stop, me);
+	}
 	pid_t w[WRITERS];
 	for (int p = 0; p < WRITERS; p++) {
 		w[p] = fork();
 		assert_true(w[p] >= 0);
-		if (w[p] == 0)
+		if (w[p] == 0) {
+			tpg_after_fork(g_pg);
 			xp_writer(f->dir, p, rounds);
+		}
 	}
 	int failed = 0;
 	for (int p = 0; p < WRITERS; p++) {

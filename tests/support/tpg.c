@@ -34,8 +34,8 @@ struct tpg {
 	int as_postgres; /* run the binaries as the postgres user */
 	uid_t uid;
 	gid_t gid;
-	int guard_fd; /* write end of the guardian's pipe */
-	pid_t guard;
+	int guard_fd; /* write end of the pipe the guardian waits on */
+	int done_fd;  /* read end of the pipe the guardian closes when done */
 };
 
 static void say(char *why, size_t whysz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -139,11 +139,12 @@ static int stop_server(const struct tpg *pg, const char *mode)
 
 /* The guardian: waits until the test closes its end of the pipe (by
  * tpg_stop, or by dying), then stops the server and removes the
- * directory. In a session of its own, so that a kill of the test's
- * process group does not take it along. */
-static void guardian(struct tpg *pg, int rfd)
+ * directory. A grandchild of the test in a session of its own, so that
+ * neither a kill of the test's process group nor one of its process tree
+ * (a ctest timeout) takes it along. Its end of 'done' closes when it
+ * exits. */
+static _Noreturn void guardian(struct tpg *pg, int rfd)
 {
-	setsid();
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
@@ -177,7 +178,7 @@ struct tpg *tpg_start(char *why, size_t whysz)
 		say(why, whysz, "out of memory");
 		return NULL;
 	}
-	pg->guard_fd = -1;
+	pg->guard_fd = pg->done_fd = -1;
 	const char *bin = getenv("CSA_PG_BIN");
 	snprintf(pg->bin, sizeof(pg->bin), "%s", bin && *bin ? bin : TPG_BIN_DEFAULT);
 	char initdb[1100], pg_ctl[1100];
@@ -217,29 +218,39 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	snprintf(pg->log, sizeof(pg->log), "%s/server.log", pg->dir);
 	/* the guardian first: from here on the directory goes away whatever
 	 * happens to the test */
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0) {
+	int p[2], done[2];
+	if (pipe2(p, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0) {
 		say(why, whysz, "cannot create a pipe: %s", strerror(errno));
 		nftw(pg->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 		free(pg);
 		return NULL;
 	}
 	fflush(NULL);
-	pg->guard = fork();
-	if (pg->guard < 0) {
+	pid_t mid = fork();
+	if (mid < 0) {
 		say(why, whysz, "cannot fork the guardian: %s", strerror(errno));
 		close(p[0]);
 		close(p[1]);
+		close(done[0]);
+		close(done[1]);
 		nftw(pg->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 		free(pg);
 		return NULL;
 	}
-	if (pg->guard == 0) {
+	if (mid == 0) {
 		close(p[1]);
-		guardian(pg, p[0]);
+		close(done[0]);
+		setsid();
+		if (fork() == 0)
+			guardian(pg, p[0]); /* holds done[1] until it exits */
+		_exit(0);
 	}
+	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+		;
 	close(p[0]);
+	close(done[1]);
 	pg->guard_fd = p[1];
+	pg->done_fd = done[0];
 
 	if (pg->as_postgres && chown(pg->dir, pg->uid, pg->gid) < 0) {
 		say(why, whysz, "cannot give '%s' to the postgres user: %s", pg->dir,
@@ -355,14 +366,32 @@ int tpg_create_db(struct tpg *pg, const char *name, char *url, size_t urlsz, cha
 	return 0;
 }
 
+void tpg_after_fork(struct tpg *pg)
+{
+	if (!pg)
+		return;
+	if (pg->guard_fd >= 0)
+		close(pg->guard_fd);
+	if (pg->done_fd >= 0)
+		close(pg->done_fd);
+	pg->guard_fd = pg->done_fd = -1;
+}
+
 void tpg_stop(struct tpg *pg)
 {
 	if (!pg)
 		return;
 	if (pg->guard_fd >= 0)
 		close(pg->guard_fd);
-	if (pg->guard > 0)
-		while (waitpid(pg->guard, NULL, 0) < 0 && errno == EINTR)
-			;
+	/* the guardian stops the server and removes the directory, then
+	 * exits, which closes the other end */
+	while (pg->done_fd >= 0) {
+		char b;
+		ssize_t n = read(pg->done_fd, &b, 1);
+		if (n == 0 || (n < 0 && errno != EINTR))
+			break;
+	}
+	if (pg->done_fd >= 0)
+		close(pg->done_fd);
 	free(pg);
 }

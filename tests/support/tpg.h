@@ -36,6 +36,11 @@ int tpg_create_db(struct tpg *pg, const char *name, char *url, size_t urlsz, cha
 /* host:port of the server ("127.0.0.1:54321"). */
 const char *tpg_hostport(const struct tpg *pg);
 
+/* In a process the test forked: let go of this process's copy of the
+ * guardian's pipe, so that the guardian still cleans up when the test
+ * dies while this child lives on. The child must not call tpg_stop(). */
+void tpg_after_fork(struct tpg *pg);
+
 /* Stop the server (fast shutdown), remove its directory, free. NULL is a
  * no-op. */
 void tpg_stop(struct tpg *pg);
