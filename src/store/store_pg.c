@@ -93,9 +93,8 @@ int csa_store_pg_unsupported(const struct csa_store *st, const char *what, const
                              struct csa_err *err)
 {
 	return csa_error(err, CSA_ESTATE,
-	                 "%s: the tickets are in PostgreSQL at %s, which %s does not cover yet "
-	                 "(%s)",
-	                 what, csa_store_pg_where(st), what, instead);
+	                 "the tickets are in PostgreSQL at %s, which %s does not cover yet (%s)",
+	                 csa_store_pg_where(st), what, instead);
 }
 
 /* libpq's message on one line, without the trailing newline. */

@@ -57,8 +57,8 @@ int csa_store_is_pg(const struct csa_store *st);
 const char *csa_store_pg_where(const struct csa_store *st);
 
 /* CSA_ESTATE for a workspace feature that reads the file mesh directly
- * and does not cover the PostgreSQL store yet: "<what>: the tickets are in
- * PostgreSQL at <where>, which <what> does not cover yet (<instead>)". */
+ * and does not cover the PostgreSQL store yet: "the tickets are in PostgreSQL at
+ * <where>, which <what> does not cover yet (<instead>)". */
 int csa_store_pg_unsupported(const struct csa_store *st, const char *what, const char *instead,
                              struct csa_err *err);
 
