@@ -1067,6 +1067,48 @@ static void processes_commit_one_ticket_without_loss_or_tearing(void **state)
 	csa_ticket_release(&tk);
 }
 
+/* After a mark, the stamp says whether every commit since went through
+ * this handle: yes after its own, no once another handle (another
+ * process, another node) commits, yes again after the next mark. The
+ * stamp's value changes with each commit. */
+static void stamp_tells_own_commits_from_others(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"S-1", "S-2"};
+	assert_int_equal(tm_create(f->ws, ids, 2), 0);
+	struct csa_ws *other = NULL;
+	if (csa_ws_open(f->dir, &other, &err))
+		fail_msg("%s", err.msg);
+	int own = 0;
+	csa_store_mark(f->ws->store);
+	uint64_t s0 = csa_store_stamp(f->ws->store, &own);
+	assert_true(own);
+	struct csa_ticket tk;
+	for (int round = 1; round <= 2; round++) {
+		/* this handle's commit */
+		assert_int_equal(csa_store_load(f->ws->store, "S-1", &tk, &err), 0);
+		tm_set(&tk, round);
+		assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+		uint64_t s1 = csa_store_stamp(f->ws->store, &own);
+		assert_true(s1 != s0);
+		assert_true(own);
+		/* another handle's */
+		assert_int_equal(csa_store_load(other->store, "S-2", &tk, &err), 0);
+		tm_set(&tk, round);
+		assert_int_equal(csa_store_commit(other->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+		s0 = csa_store_stamp(f->ws->store, &own);
+		assert_true(s0 != s1);
+		assert_false(own);
+		csa_store_mark(f->ws->store);
+		s0 = csa_store_stamp(f->ws->store, &own);
+		assert_true(own);
+	}
+	csa_ws_close(other);
+}
+
 /* ---- PostgreSQL only ---------------------------------------------------- */
 
 static long pg_count(const char *url, const char *sql)
@@ -1251,7 +1293,8 @@ static void pg_cli_end_to_end(void **state)
 	    cmocka_unit_test_setup_teardown(group_commit_is_all_or_nothing, setup, teardown),      \
 	    cmocka_unit_test_setup_teardown(locks_exclude_one_ticket_only, setup, teardown),       \
 	    cmocka_unit_test_setup_teardown(processes_commit_one_ticket_without_loss_or_tearing,   \
-	                                    setup, teardown)
+	                                    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(stamp_tells_own_commits_from_others, setup, teardown)
 
 int main(void)
 {

@@ -7,6 +7,7 @@
 #include "store/store_internal.h"
 #include "store/ws.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -62,13 +63,19 @@ struct pgs {
 	struct csa_store base;
 	struct csa_ws *ws;
 	char *url;
-	char source[64]; /* where the URL came from, for errors */
 	char where[320]; /* host:port/dbname, no password, for errors */
 	int observe;
-	pthread_mutex_t mu; /* the pool and the counters */
+	pthread_mutex_t mu; /* the pool, the counters and the mark */
 	PGconn *idle[POOL_IDLE_MAX];
 	size_t nidle;
 	struct csa_store_stats stats;
+	/* mark/stamp (see pg_mark): commits hold it shared from BEGIN until
+	 * their change is counted, mark exclusive */
+	pthread_rwlock_t mark_rw;
+	int marked;
+	int unsure;         /* a commit since the mark whose outcome is unknown */
+	uint64_t mark_sum;  /* sum of all versions at the mark */
+	uint64_t own_delta; /* what this handle's commits added to it since */
 };
 
 struct csa_lock {
@@ -522,13 +529,31 @@ static const char sql_update[] =
     "t = $4::jsonb, version = nextval('csa_ticket_version'), committed_at = clock_timestamp() "
     "WHERE id = $1 AND ($5::bigint = 0 OR version = $5::bigint) RETURNING version";
 
-/* Write one ticket inside the open transaction; its new version into *v. */
+/* Write one ticket inside the open transaction; its new version into *v,
+ * what the commit adds to the sum of all versions into *delta. */
 static int write_one(struct pgs *s, PGconn *c, struct csa_ticket *tk, unsigned docs,
-                     char *const bytes[3], uint64_t *v, struct csa_err *err)
+                     char *const bytes[3], uint64_t *v, uint64_t *delta, struct csa_err *err)
 {
 	char ver[24];
 	snprintf(ver, sizeof(ver), "%" PRIu64, tk->version);
 	int update = tk->exists;
+	uint64_t old = tk->version;
+	if (update && old == 0) {
+		/* not fenced by a version: read the one it replaces, row locked
+		 * until the transaction ends */
+		const char *q[] = {tk->id};
+		PGresult *r = PQexecParams(
+		    c, "SELECT version FROM csa_tickets WHERE id = $1 FOR UPDATE", 1, NULL, q, NULL,
+		    NULL, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			int rc = db_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
+			PQclear(r);
+			return rc;
+		}
+		if (PQntuples(r) == 1)
+			old = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+	}
 	const char *p[5] = {tk->id, bytes[0], bytes[1], bytes[2], ver};
 	if (update) {
 		p[1] = docs & CSA_DOC_E ? bytes[0] : NULL;
@@ -543,6 +568,7 @@ static int write_one(struct pgs *s, PGconn *c, struct csa_ticket *tk, unsigned d
 	}
 	if (PQntuples(r) == 1) {
 		*v = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+		*delta = *v - (update ? old : 0);
 		PQclear(r);
 		return CSA_OK;
 	}
@@ -604,32 +630,40 @@ static int pg_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t
 	/* every transaction takes its tickets' rows in id order: two group
 	 * commits over the same tickets cannot deadlock */
 	qsort_r(order, n, sizeof(*order), cmp_by_id, (void *)tks);
+	pthread_rwlock_rdlock(&s->mark_rw);
+	uint64_t delta = 0;
 	PGresult *r = query(s, &c, "BEGIN", 0, NULL, err, &rc);
 	if (!r) {
 		csa_error_prefix(err, "commit of %zu ticket(s), the first '%s': ", n, tks[0]->id);
-		goto out;
+		goto unlock;
 	}
 	PQclear(r);
 	for (size_t j = 0; j < n && rc == CSA_OK; j++) {
 		size_t i = order[j];
-		rc = write_one(s, c, tks[i], docs, &bytes[i * 3], &vers[i], err);
+		uint64_t d = 0;
+		rc = write_one(s, c, tks[i], docs, &bytes[i * 3], &vers[i], &d, err);
+		delta += d;
 	}
 	if (rc) {
 		PQclear(PQexec(c, "ROLLBACK"));
-		goto out;
+		goto unlock;
 	}
 	r = PQexec(c, "COMMIT");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		if (PQstatus(c) == CONNECTION_BAD)
+		if (PQstatus(c) == CONNECTION_BAD) {
 			rc = db_error(s->where, err, c, r,
 			              "commit of %zu ticket(s), the first '%s': the connection was "
 			              "lost during COMMIT, whether it took effect is unknown",
 			              n, tks[0]->id);
-		else
+			pthread_mutex_lock(&s->mu);
+			s->unsure = 1;
+			pthread_mutex_unlock(&s->mu);
+		} else {
 			rc = db_error(s->where, err, c, r, "commit of %zu ticket(s), the first '%s'", n,
 			              tks[0]->id);
+		}
 		PQclear(r);
-		goto out;
+		goto unlock;
 	}
 	PQclear(r);
 	for (size_t i = 0; i < n; i++) {
@@ -639,7 +673,10 @@ static int pg_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t
 	pthread_mutex_lock(&s->mu);
 	s->stats.commits++;
 	s->stats.batches++;
+	s->own_delta += delta;
 	pthread_mutex_unlock(&s->mu);
+unlock:
+	pthread_rwlock_unlock(&s->mark_rw);
 out:
 	conn_put(s, c);
 	for (size_t j = 0; bytes && j < n * 3; j++)
@@ -755,6 +792,65 @@ static uint64_t pg_version(struct csa_store *st, const char *id, int64_t *newest
 	return v;
 }
 
+/*
+ * mark/stamp: every commit raises the sum of all tickets' versions (a new
+ * ticket adds its version; an update replaces one with a larger one drawn
+ * from the sequence), so the sum, read in one statement, changes with
+ * every commit anyone makes, exactly. This handle adds up what its own
+ * commits added; when the sum is the one at the mark plus that, nobody
+ * else committed since. The sum is a scan of the table's versions: a few
+ * milliseconds at 100,000 tickets, where comparing every ticket's version
+ * is a round trip per ticket.
+ */
+static int version_sum(struct pgs *s, uint64_t *out)
+{
+	PGconn *c = NULL;
+	int rc;
+	PGresult *r = query(s, &c, "SELECT coalesce(sum(version), 0) FROM csa_tickets", 0, NULL,
+	                    NULL, &rc);
+	conn_put(s, c);
+	if (!r)
+		return -1;
+	char *end;
+	errno = 0;
+	*out = strtoull(PQgetvalue(r, 0, 0), &end, 10);
+	rc = errno || *end ? -1 : 0; /* past 2^64: never "only own" */
+	PQclear(r);
+	return rc;
+}
+
+/* Taken with no commit of this handle between its BEGIN and the count of
+ * what it added; another process's commit in flight lands after the sum
+ * is read, and so shows as someone else's. */
+static void pg_mark(struct csa_store *st)
+{
+	struct pgs *s = (struct pgs *)st;
+	pthread_rwlock_wrlock(&s->mark_rw);
+	uint64_t sum = 0;
+	int ok = version_sum(s, &sum) == 0;
+	pthread_mutex_lock(&s->mu);
+	s->marked = ok;
+	s->mark_sum = sum;
+	s->own_delta = 0;
+	s->unsure = 0;
+	pthread_mutex_unlock(&s->mu);
+	pthread_rwlock_unlock(&s->mark_rw);
+}
+
+static uint64_t pg_stamp(struct csa_store *st, int *only_own)
+{
+	struct pgs *s = (struct pgs *)st;
+	uint64_t sum = 0;
+	*only_own = 0;
+	if (version_sum(s, &sum))
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	*only_own = s->marked && !s->unsure && sum == s->mark_sum + s->own_delta;
+	pthread_mutex_unlock(&s->mu);
+	uint64_t h = csa_fnv1a(CSA_FNV_SEED, &sum, sizeof(sum));
+	return h ? h : 1;
+}
+
 static void pg_stats(struct csa_store *st, struct csa_store_stats *out)
 {
 	struct pgs *s = (struct pgs *)st;
@@ -777,13 +873,13 @@ static void pg_close(struct csa_store *st)
 	for (size_t k = 0; k < s->nidle; k++)
 		PQfinish(s->idle[k]);
 	pthread_mutex_destroy(&s->mu);
+	pthread_rwlock_destroy(&s->mark_rw);
 	free(s->url);
 	free(s);
 }
 
-/* mark/stamp and hold are left out (NULL, which store.h allows): an
- * index compares versions every time, and `csa backup` says that this
- * store cannot be copied from outside. */
+/* hold is left out (NULL, which store.h allows): `csa backup` says that
+ * it does not cover this store (pg_dump does). */
 static const struct csa_store_ops pg_ops = {
     .name = "postgresql",
     .load = pg_load,
@@ -798,6 +894,8 @@ static const struct csa_store_ops pg_ops = {
     .version = pg_version,
     .load_doc = pg_load_doc,
     .stats = pg_stats,
+    .mark = pg_mark,
+    .stamp = pg_stamp,
 };
 
 int csa_store_pg_open(struct csa_ws *ws, const char *url, const char *source, int observe,
@@ -811,8 +909,13 @@ int csa_store_pg_open(struct csa_ws *ws, const char *url, const char *source, in
 	s->base.ops = &pg_ops;
 	s->ws = ws;
 	s->observe = observe;
-	snprintf(s->source, sizeof(s->source), "%s", source);
 	pthread_mutex_init(&s->mu, NULL);
+	/* a mark waits for the commits in flight, not for every later one */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->mark_rw, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	PGconn *c = NULL;
 	int rc = describe_url(url, source, s->where, sizeof(s->where), err);
 	if (rc == CSA_OK && (rc = connect_url(url, s->where, &c, err)))
