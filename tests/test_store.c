@@ -1241,17 +1241,29 @@ static void pg_errors_name_what_and_where(void **state)
 	free(dir);
 }
 
-/* The CLI over DATABASE_URL: init, create, show, list reach the database
- * (no ticket file is written), and verify and backup, which read the
- * files, say that they do not cover the database yet instead of reporting
- * an empty workspace as sound. */
+/* The CLI over DATABASE_URL: init creates the schema in a new database
+ * (and reports one it cannot reach), create, show, list reach the
+ * database (no ticket file is written), and verify and backup, which read
+ * the files, say that they do not cover the database yet instead of
+ * reporting an empty workspace as sound. */
 static void pg_cli_end_to_end(void **state)
 {
-	struct fx *f = *state;
+	(void)state;
 	char *dir = t_tmpdir("store-pg-cli"), ws[4200], *out = NULL, *err = NULL;
+	char url[512], why[1024];
+	assert_int_equal(tpg_create_db(g_pg, "cli_end_to_end", url, sizeof(url), why, sizeof(why)),
+	                 0);
 	snprintf(ws, sizeof(ws), "%s/ws", dir);
-	setenv("DATABASE_URL", f->url, 1);
+	char refused[200];
+	snprintf(refused, sizeof(refused), "postgresql://csa:pw@127.0.0.1:%d/x", closed_port());
+	setenv("DATABASE_URL", refused, 1);
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "init '%s'", ws), 0);
+	assert_non_null(strstr(err, "DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:"));
+	free(err);
+	setenv("DATABASE_URL", url, 1);
 	assert_int_equal(t_csa(NULL, NULL, NULL, "init '%s'", ws), 0);
+	assert_int_equal(pg_count(url, "SELECT count(*) FROM schema_migrations"),
+	                 csa_store_pg_schema_version());
 	assert_int_equal(t_csa("{\"ticket_id\": \"CLI-1\", \"client_name\": \"Ann\", \"messages\": "
 	                       "[{\"content\": \"cannot log in\"}]}",
 	                       NULL, NULL, "ticket create --json - --dir '%s'", ws),
@@ -1277,11 +1289,10 @@ static void pg_cli_end_to_end(void **state)
 	assert_non_null(strstr(err, "csa backup does not cover"));
 	free(err);
 	unsetenv("DATABASE_URL");
-	char tdir[4300];
-	snprintf(tdir, sizeof(tdir), "%s/Tickets/tickets/T_CLI-1.json", ws);
-	assert_int_not_equal(access(tdir, F_OK), 0);
-	/* the fixture's handle on the same database sees it */
-	assert_true(exists(f, "CLI-1"));
+	char tfile[4300];
+	snprintf(tfile, sizeof(tfile), "%s/Tickets/tickets/T_CLI-1.json", ws);
+	assert_int_not_equal(access(tfile, F_OK), 0);
+	assert_int_equal(pg_count(url, "SELECT count(*) FROM csa_tickets WHERE id = 'CLI-1'"), 1);
 	t_rmrf(dir);
 	free(dir);
 }
@@ -1332,7 +1343,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(pg_migrations_apply_once, setup_pg, teardown),
 	    cmocka_unit_test_setup_teardown(pg_stale_commit_is_refused, setup_pg, teardown),
 	    cmocka_unit_test(pg_errors_name_what_and_where),
-	    cmocka_unit_test_setup_teardown(pg_cli_end_to_end, setup_pg, teardown),
+	    cmocka_unit_test(pg_cli_end_to_end),
 	};
 	failed += cmocka_run_group_tests_name("store (PostgreSQL)", pg_tests, NULL, NULL);
 	tpg_stop(g_pg);
