@@ -78,7 +78,8 @@ int csa_ticket_prepare_commit(struct csa_ticket *tk, unsigned docs, const char *
 		len[k] = strlen(s);
 		out[k] = s;
 		if (len[k] > lim->max_document_bytes) {
-			rc = csa_error(err, CSA_ELIMIT, "%c_%s.json would be %zu bytes, limit is %zu",
+			rc = csa_error(err, CSA_ELIMIT,
+			               "%c_%s.json would be %zu bytes, limit is %zu",
 			               csa_doc_letter(k), tk->id, len[k], lim->max_document_bytes);
 			goto fail;
 		}

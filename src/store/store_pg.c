@@ -173,8 +173,14 @@ static int describe_url(const char *url, const char *source, char *out, size_t o
 		else if (strcmp(o->keyword, "user") == 0)
 			user = o->val;
 	}
-	snprintf(out, outsz, "%s:%s/%s", host ? host : hostaddr ? hostaddr : "localhost",
-	         port ? port : "5432", db ? db : user ? user : "(default database)");
+	snprintf(out, outsz, "%s:%s/%s",
+	         host       ? host
+	         : hostaddr ? hostaddr
+	                    : "localhost",
+	         port ? port : "5432",
+	         db     ? db
+	         : user ? user
+	                : "(default database)");
 	PQconninfoFree(opts);
 	return CSA_OK;
 }
@@ -234,8 +240,8 @@ static void conn_put(struct pgs *s, PGconn *c)
 /* A connection taken from the pool may have died while idle (the server
  * restarted): a read that failed because of that is run once more on a
  * new connection. */
-static PGresult *query(struct pgs *s, PGconn **c, const char *sql, int n,
-                       const char *const *params, struct csa_err *err, int *rc)
+static PGresult *query(struct pgs *s, PGconn **c, const char *sql, int n, const char *const *params,
+                       struct csa_err *err, int *rc)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (!*c && (*rc = conn_get(s, c, err)))
@@ -269,12 +275,11 @@ static struct csa_limits limits_now(const struct pgs *s)
 
 /* ---- migrations ------------------------------------------------------ */
 
-static int exec_ok(const char *where, PGconn *c, const char *sql, int n,
-                   const char *const *params, PGresult **keep, struct csa_err *err,
-                   const char *what)
+static int exec_ok(const char *where, PGconn *c, const char *sql, int n, const char *const *params,
+                   PGresult **keep, struct csa_err *err, const char *what)
 {
-	PGresult *r = n || keep ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0)
-	                        : PQexec(c, sql);
+	PGresult *r =
+	    n || keep ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
 	ExecStatusType st = PQresultStatus(r);
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		int rc = db_error(where, err, c, r, "%s", what);
@@ -300,8 +305,8 @@ static int migrate_on(PGconn *c, const char *where, int *applied, struct csa_err
 	if ((rc = exec_ok(where, c, "SELECT pg_advisory_xact_lock($1::bigint)", 1, key, NULL, err,
 	                  "schema migration: waiting for the migration lock")))
 		goto fail;
-	if ((rc = exec_ok(where, c, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0,
-	                  NULL, &r, err, "schema migration: looking for schema_migrations")))
+	if ((rc = exec_ok(where, c, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL,
+	                  &r, err, "schema migration: looking for schema_migrations")))
 		goto fail;
 	int have_table = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
@@ -335,8 +340,8 @@ static int migrate_on(PGconn *c, const char *where, int *applied, struct csa_err
 		const char *p[] = {ver, migrations[k].name};
 		if ((rc = exec_ok(where, c, migrations[k].sql, 0, NULL, NULL, err, what)) ||
 		    (rc = exec_ok(where, c,
-		                  "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
-		                  p, NULL, err, what)))
+		                  "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+		                  2, p, NULL, err, what)))
 			goto fail;
 		n++;
 	}
@@ -369,8 +374,7 @@ static int parse_doc(const struct pgs *s, const char *id, int k, const char *tex
                      size_t max, json_t **out, struct csa_err *err)
 {
 	char name[CSA_ID_MAX + 120];
-	snprintf(name, sizeof(name), "%c_%s in PostgreSQL at %s", csa_doc_letter(k), id,
-	         s->where);
+	snprintf(name, sizeof(name), "%c_%s in PostgreSQL at %s", csa_doc_letter(k), id, s->where);
 	*out = NULL;
 	if (len > max)
 		return csa_error(err, CSA_ELIMIT, "%s: %zu bytes, limit is %zu", name, len, max);
@@ -388,8 +392,8 @@ static int load_docs(struct pgs *s, const char *id, struct csa_ticket *tk, struc
 		return rc;
 	PGconn *c = NULL;
 	const char *p[] = {id};
-	PGresult *r = query(s, &c, "SELECT version, e, i, t FROM csa_tickets WHERE id = $1", 1, p,
-	                    err, &rc);
+	PGresult *r =
+	    query(s, &c, "SELECT version, e, i, t FROM csa_tickets WHERE id = $1", 1, p, err, &rc);
 	if (!r) {
 		conn_put(s, c);
 		csa_error_prefix(err, "loading ticket '%s': ", id);
@@ -403,7 +407,8 @@ static int load_docs(struct pgs *s, const char *id, struct csa_ticket *tk, struc
 	json_t **slots[3] = {&tk->e, &tk->i, &tk->t};
 	for (int k = 0; k < 3 && rc == CSA_OK; k++)
 		if ((rc = parse_doc(s, id, k, PQgetvalue(r, 0, 1 + k),
-		                    (size_t)PQgetlength(r, 0, 1 + k), max, slots[k], err)) == CSA_OK)
+		                    (size_t)PQgetlength(r, 0, 1 + k), max, slots[k], err)) ==
+		    CSA_OK)
 			rc = csa_schema_check((enum csa_doc_kind)k, id, *slots[k], err);
 	if (rc == CSA_OK) {
 		memcpy(tk->id, id, strlen(id) + 1);
@@ -461,8 +466,7 @@ static int pg_load_doc(struct csa_store *st, const char *id, unsigned doc, json_
  * locks are reentrant within a session, so two holders must never share
  * one. A process that dies loses its connections and with them its
  * locks. */
-static int pg_lock(struct csa_store *st, const char *id, struct csa_lock **out,
-                   struct csa_err *err)
+static int pg_lock(struct csa_store *st, const char *id, struct csa_lock **out, struct csa_err *err)
 {
 	struct pgs *s = (struct pgs *)st;
 	int rc = csa_id_check(id, strlen(id), err);
@@ -542,9 +546,9 @@ static int write_one(struct pgs *s, PGconn *c, struct csa_ticket *tk, unsigned d
 		/* not fenced by a version: read the one it replaces, row locked
 		 * until the transaction ends */
 		const char *q[] = {tk->id};
-		PGresult *r = PQexecParams(
-		    c, "SELECT version FROM csa_tickets WHERE id = $1 FOR UPDATE", 1, NULL, q, NULL,
-		    NULL, 0);
+		PGresult *r =
+		    PQexecParams(c, "SELECT version FROM csa_tickets WHERE id = $1 FOR UPDATE", 1,
+		                 NULL, q, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 			int rc = db_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
 			PQclear(r);
@@ -559,8 +563,8 @@ static int write_one(struct pgs *s, PGconn *c, struct csa_ticket *tk, unsigned d
 		p[1] = docs & CSA_DOC_E ? bytes[0] : NULL;
 		p[2] = docs & CSA_DOC_I ? bytes[1] : NULL;
 	}
-	PGresult *r =
-	    PQexecParams(c, update ? sql_update : sql_insert, update ? 5 : 4, NULL, p, NULL, NULL, 0);
+	PGresult *r = PQexecParams(c, update ? sql_update : sql_insert, update ? 5 : 4, NULL, p,
+	                           NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		int rc = db_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
 		PQclear(r);
@@ -659,8 +663,8 @@ static int pg_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t
 			s->unsure = 1;
 			pthread_mutex_unlock(&s->mu);
 		} else {
-			rc = db_error(s->where, err, c, r, "commit of %zu ticket(s), the first '%s'", n,
-			              tks[0]->id);
+			rc = db_error(s->where, err, c, r,
+			              "commit of %zu ticket(s), the first '%s'", n, tks[0]->id);
 		}
 		PQclear(r);
 		goto unlock;
@@ -723,11 +727,12 @@ static int pg_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn
 			json_t *t = NULL;
 			/* a damaged document is skipped, as the mesh skips a
 			 * damaged file: loading the ticket names the problem */
-			if (parse_doc(s, id, 2, PQgetvalue(r, k, 1), (size_t)PQgetlength(r, k, 1), max,
-			              &t, NULL) == CSA_OK)
-				rc = fn(ctx, id, t,
-				        f && f->status && !PQgetisnull(r, k, 2) ? PQgetvalue(r, k, 2)
-				                                                : NULL);
+			if (parse_doc(s, id, 2, PQgetvalue(r, k, 1), (size_t)PQgetlength(r, k, 1),
+			              max, &t, NULL) == CSA_OK)
+				rc =
+				    fn(ctx, id, t,
+				       f && f->status && !PQgetisnull(r, k, 2) ? PQgetvalue(r, k, 2)
+				                                               : NULL);
 			json_decref(t);
 			snprintf(after, sizeof(after), "%s", id);
 		}
@@ -806,8 +811,8 @@ static int version_sum(struct pgs *s, uint64_t *out)
 {
 	PGconn *c = NULL;
 	int rc;
-	PGresult *r = query(s, &c, "SELECT coalesce(sum(version), 0) FROM csa_tickets", 0, NULL,
-	                    NULL, &rc);
+	PGresult *r =
+	    query(s, &c, "SELECT coalesce(sum(version), 0) FROM csa_tickets", 0, NULL, NULL, &rc);
 	conn_put(s, c);
 	if (!r)
 		return -1;
@@ -926,15 +931,15 @@ int csa_store_pg_open(struct csa_ws *ws, const char *url, const char *source, in
 		rc = migrate_on(c, s->where, NULL, err);
 	if (rc == CSA_OK && observe) {
 		PGresult *r = NULL;
-		rc = exec_ok(s->where, c,
-		             "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, NULL, &r,
-		             err, "reading the schema version");
-		if (rc == CSA_OK && strtol(PQgetvalue(r, 0, 0), NULL, 10) !=
-		                        csa_store_pg_schema_version())
-			rc = csa_error(err, CSA_ESTATE,
-			               "the database at %s has schema version %s, this csa needs %d "
-			               "(run csa init with this database)",
-			               s->where, PQgetvalue(r, 0, 0), csa_store_pg_schema_version());
+		rc = exec_ok(s->where, c, "SELECT coalesce(max(version), 0) FROM schema_migrations",
+		             0, NULL, &r, err, "reading the schema version");
+		if (rc == CSA_OK &&
+		    strtol(PQgetvalue(r, 0, 0), NULL, 10) != csa_store_pg_schema_version())
+			rc =
+			    csa_error(err, CSA_ESTATE,
+			              "the database at %s has schema version %s, this csa needs %d "
+			              "(run csa init with this database)",
+			              s->where, PQgetvalue(r, 0, 0), csa_store_pg_schema_version());
 		PQclear(r);
 	}
 	if (rc) {

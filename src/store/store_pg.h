@@ -43,8 +43,7 @@ int csa_store_pg_open(struct csa_ws *ws, const char *url, const char *source, in
  * under an advisory lock (two nodes starting at once apply them once).
  * *applied (may be NULL): how many were applied now (0 when the schema was
  * current). */
-int csa_store_pg_migrate(const char *url, const char *source, int *applied,
-                         struct csa_err *err);
+int csa_store_pg_migrate(const char *url, const char *source, int *applied, struct csa_err *err);
 
 /* The newest schema version this build knows. */
 int csa_store_pg_schema_version(void);

@@ -38,7 +38,8 @@ struct tpg {
 	int done_fd;  /* read end of the pipe the guardian closes when done */
 };
 
-static void say(char *why, size_t whysz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *why, size_t whysz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void say(char *why, size_t whysz, const char *fmt, ...)
 {
@@ -132,8 +133,8 @@ static int stop_server(const struct tpg *pg, const char *mode)
 	snprintf(stoplog, sizeof(stoplog), "%s/pg_ctl-stop.log", pg->dir);
 	char pg_ctl[1100];
 	snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", pg->bin);
-	char *argv[] = {pg_ctl, "-D", (char *)pg->data, "-m", (char *)mode, "-w", "-t", "60",
-	                "stop", NULL};
+	char *argv[] = {pg_ctl, "-D", (char *)pg->data, "-m", (char *)mode, "-w",
+	                "-t",   "60", "stop",           NULL};
 	return run(pg, stoplog, argv);
 }
 
@@ -281,9 +282,17 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	 * directory is thrown away; the server runs with fsync on */
 	char pwopt[760];
 	snprintf(pwopt, sizeof(pwopt), "--pwfile=%s", pwfile);
-	char *iargv[] = {initdb,     "-D",          pg->data,        "-U",  TPG_USER,
-	                 pwopt,      "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
-	                 "--no-sync", NULL};
+	char *iargv[] = {initdb,
+	                 "-D",
+	                 pg->data,
+	                 "-U",
+	                 TPG_USER,
+	                 pwopt,
+	                 "--auth=scram-sha-256",
+	                 "--encoding=UTF8",
+	                 "--locale=C",
+	                 "--no-sync",
+	                 NULL};
 	int rc = run(pg, initlog, iargv);
 	unlink(pwfile);
 	if (rc != 0) {
@@ -297,7 +306,8 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	for (int attempt = 0; attempt < 5; attempt++) {
 		pg->port = free_port();
 		if (pg->port < 0) {
-			say(why, whysz, "cannot find a free port on 127.0.0.1: %s", strerror(errno));
+			say(why, whysz, "cannot find a free port on 127.0.0.1: %s",
+			    strerror(errno));
 			goto fail;
 		}
 		char opts[1200];
@@ -309,8 +319,8 @@ struct tpg *tpg_start(char *why, size_t whysz)
 		         pg->port, pg->dir);
 		char startlog[700];
 		snprintf(startlog, sizeof(startlog), "%s/pg_ctl-start.log", pg->dir);
-		char *sargv[] = {pg_ctl, "-D", pg->data, "-l", pg->log, "-w", "-t", "60",
-		                 "-o",   opts, "start",  NULL};
+		char *sargv[] = {pg_ctl, "-D", pg->data, "-l", pg->log, "-w",
+		                 "-t",   "60", "-o",     opts, "start", NULL};
 		if ((rc = run(pg, startlog, sargv)) == 0) {
 			snprintf(pg->hostport, sizeof(pg->hostport), "127.0.0.1:%d", pg->port);
 			return pg;
@@ -361,8 +371,8 @@ int tpg_create_db(struct tpg *pg, const char *name, char *url, size_t urlsz, cha
 	PQfinish(c);
 	if (!ok)
 		return -1;
-	snprintf(url, urlsz, "postgresql://%s:%s@127.0.0.1:%d/%s", TPG_USER, pg->password,
-	         pg->port, name);
+	snprintf(url, urlsz, "postgresql://%s:%s@127.0.0.1:%d/%s", TPG_USER, pg->password, pg->port,
+	         name);
 	return 0;
 }
 
