@@ -1188,6 +1188,28 @@ static void pg_stale_commit_is_refused(void **state)
 	csa_ticket_release(&b);
 }
 
+/* A document damaged in the database (by hand, by another program) is
+ * named with its field and the server when loaded, and an update of its
+ * ticket writes nothing. */
+static void pg_damaged_document_is_named_and_nothing_written(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"D-1"};
+	assert_int_equal(tm_create(f->ws, ids, 1), 0);
+	pg_count(f->url, "UPDATE csa_tickets SET t = jsonb_set(t, '{priority}', '\"SOON\"') "
+	                 "WHERE id = 'D-1'");
+	long before = pg_count(f->url, "SELECT version FROM csa_tickets WHERE id = 'D-1'");
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(f->ws->store, "D-1", &tk, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "in PostgreSQL at 127.0.0.1:"));
+	assert_non_null(strstr(err.msg, "T_D-1.json: priority"));
+	struct addc c = {f->ws, "x", NULL};
+	assert_int_equal(csa_store_update(f->ws->store, "D-1", 0, add_fn, &c, &err), CSA_ESCHEMA);
+	assert_int_equal(pg_count(f->url, "SELECT version FROM csa_tickets WHERE id = 'D-1'"),
+	                 before);
+}
+
 static int closed_port(void)
 {
 	int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -1342,6 +1364,8 @@ int main(void)
 	    CONTRACT_TESTS(setup_pg),
 	    cmocka_unit_test_setup_teardown(pg_migrations_apply_once, setup_pg, teardown),
 	    cmocka_unit_test_setup_teardown(pg_stale_commit_is_refused, setup_pg, teardown),
+	    cmocka_unit_test_setup_teardown(pg_damaged_document_is_named_and_nothing_written,
+	                                    setup_pg, teardown),
 	    cmocka_unit_test(pg_errors_name_what_and_where),
 	    cmocka_unit_test(pg_cli_end_to_end),
 	};

@@ -408,8 +408,9 @@ static int load_docs(struct pgs *s, const char *id, struct csa_ticket *tk, struc
 	for (int k = 0; k < 3 && rc == CSA_OK; k++)
 		if ((rc = parse_doc(s, id, k, PQgetvalue(r, 0, 1 + k),
 		                    (size_t)PQgetlength(r, 0, 1 + k), max, slots[k], err)) ==
-		    CSA_OK)
-			rc = csa_schema_check((enum csa_doc_kind)k, id, *slots[k], err);
+		        CSA_OK &&
+		    (rc = csa_schema_check((enum csa_doc_kind)k, id, *slots[k], err)))
+			csa_error_prefix(err, "in PostgreSQL at %s: ", s->where);
 	if (rc == CSA_OK) {
 		memcpy(tk->id, id, strlen(id) + 1);
 		tk->exists = 1;
