@@ -2,9 +2,7 @@
 #include "store/monitor.h"
 #include "base/json.h"
 #include "base/ts.h"
-#include "store/store_pg.h"
 #include "store/verify.h"
-#include "store/ws.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -160,11 +158,6 @@ int csa_monitor_start(struct csa_ws *ws, const struct csa_monitor_sink *sink, do
 	m->ws = ws;
 	m->sink = *sink;
 	m->interval_s = interval_s > 0 ? interval_s : 0;
-	/* the checks read the mesh's files: with the tickets in PostgreSQL
-	 * there is nothing for a periodic check to read (a check on demand
-	 * says so) */
-	if (csa_store_is_pg(ws->store))
-		m->interval_s = 0;
 	if (!(m->memo = csa_verify_memo_new())) {
 		free(m);
 		return csa_error(err, CSA_ENOMEM, "out of memory starting the file monitor");
