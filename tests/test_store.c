@@ -1248,6 +1248,39 @@ static void pg_damaged_document_is_named_and_nothing_written(void **state)
 	csa_verify_memo_free(memo);
 }
 
+/* The server goes away and comes back: while it is down, a load and a
+ * lock fail at once with the server named; a lock held across it is
+ * released without harm; once it is back, the pooled connections that
+ * died are replaced and updates, loads and locks work again. */
+static void pg_restart_is_survived(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	char why[2048];
+	static const char *const ids[] = {"R-1"};
+	assert_int_equal(tm_create(f->ws, ids, 1), 0);
+	struct csa_lock *held = NULL, *lk = NULL;
+	assert_int_equal(csa_store_lock(f->ws->store, "R-1", &held, &err), 0);
+	if (tpg_server_stop(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	int64_t t0 = csa_mono_ns();
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(f->ws->store, "R-1", &tk, &err), CSA_EBACKEND);
+	assert_non_null(strstr(err.msg, tpg_hostport(g_pg)));
+	assert_int_equal(csa_store_lock(f->ws->store, "R-2", &lk, &err), CSA_EBACKEND);
+	assert_non_null(strstr(err.msg, "cannot lock ticket 'R-2'"));
+	assert_true(csa_mono_ns() - t0 < 5000000000LL);
+	csa_store_unlock(f->ws->store, held); /* its connection is gone */
+	if (tpg_server_start(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	struct addc c = {f->ws, "after the restart", NULL};
+	assert_int_equal(csa_store_update(f->ws->store, "R-1", 0, add_fn, &c, &err), 0);
+	assert_int_equal(csa_store_load(f->ws->store, "R-1", &tk, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(tk.e, "messages")), 1);
+	assert_int_equal(tm_version(&tk), 0);
+	csa_ticket_release(&tk);
+}
+
 static int closed_port(void)
 {
 	int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -1407,6 +1440,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(pg_damaged_document_is_named_and_nothing_written,
 	                                    setup_pg, teardown),
 	    cmocka_unit_test(pg_errors_name_what_and_where),
+	    cmocka_unit_test_setup_teardown(pg_restart_is_survived, setup_pg, teardown),
 	    cmocka_unit_test(pg_cli_end_to_end),
 	};
 	failed += cmocka_run_group_tests_name("store (PostgreSQL)", pg_tests, NULL, NULL);

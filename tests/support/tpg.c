@@ -172,6 +172,31 @@ static int write_file(const char *path, const char *text)
 	return close(fd) == 0 && n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+/* pg_ctl start on pg->port; 0, or the exit status with the log's tail in
+ * 'why'. */
+static int start_server(struct tpg *pg, char *why, size_t whysz)
+{
+	char opts[1200], pg_ctl[1100], startlog[700];
+	snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", pg->bin);
+	snprintf(opts, sizeof(opts),
+	         "-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s "
+	         "-c unix_socket_permissions=0700 -c fsync=on -c synchronous_commit=on "
+	         "-c full_page_writes=on -c max_connections=60 -c shared_buffers=16MB "
+	         "-c log_min_messages=warning",
+	         pg->port, pg->dir);
+	snprintf(startlog, sizeof(startlog), "%s/pg_ctl-start.log", pg->dir);
+	char *sargv[] = {pg_ctl, "-D", pg->data, "-l", pg->log, "-w",
+	                 "-t",   "60", "-o",     opts, "start", NULL};
+	int rc = run(pg, startlog, sargv);
+	if (rc != 0) {
+		char t[1500];
+		tail(pg->log, t, sizeof(t));
+		say(why, whysz, "pg_ctl start of '%s' on 127.0.0.1:%d failed (exit %d): %s",
+		    pg->data, pg->port, rc, t);
+	}
+	return rc;
+}
+
 struct tpg *tpg_start(char *why, size_t whysz)
 {
 	struct tpg *pg = calloc(1, sizeof(*pg));
@@ -310,26 +335,11 @@ struct tpg *tpg_start(char *why, size_t whysz)
 			    strerror(errno));
 			goto fail;
 		}
-		char opts[1200];
-		snprintf(opts, sizeof(opts),
-		         "-c listen_addresses=127.0.0.1 -p %d -c unix_socket_directories=%s "
-		         "-c unix_socket_permissions=0700 -c fsync=on -c synchronous_commit=on "
-		         "-c full_page_writes=on -c max_connections=60 -c shared_buffers=16MB "
-		         "-c log_min_messages=warning",
-		         pg->port, pg->dir);
-		char startlog[700];
-		snprintf(startlog, sizeof(startlog), "%s/pg_ctl-start.log", pg->dir);
-		char *sargv[] = {pg_ctl, "-D", pg->data, "-l", pg->log, "-w",
-		                 "-t",   "60", "-o",     opts, "start", NULL};
-		if ((rc = run(pg, startlog, sargv)) == 0) {
+		if ((rc = start_server(pg, why, whysz)) == 0) {
 			snprintf(pg->hostport, sizeof(pg->hostport), "127.0.0.1:%d", pg->port);
 			return pg;
 		}
-		char t[1500];
-		tail(pg->log, t, sizeof(t));
-		say(why, whysz, "pg_ctl start of '%s' on 127.0.0.1:%d failed (exit %d): %s",
-		    pg->data, pg->port, rc, t);
-		if (!strstr(t, "could not bind") && !strstr(t, "already in use"))
+		if (!strstr(why, "could not bind") && !strstr(why, "already in use"))
 			break;
 	}
 fail:
@@ -374,6 +384,19 @@ int tpg_create_db(struct tpg *pg, const char *name, char *url, size_t urlsz, cha
 	snprintf(url, urlsz, "postgresql://%s:%s@127.0.0.1:%d/%s", TPG_USER, pg->password, pg->port,
 	         name);
 	return 0;
+}
+
+int tpg_server_stop(struct tpg *pg, char *why, size_t whysz)
+{
+	int rc = stop_server(pg, "fast");
+	if (rc != 0)
+		say(why, whysz, "pg_ctl stop of '%s' failed (exit %d)", pg->data, rc);
+	return rc ? -1 : 0;
+}
+
+int tpg_server_start(struct tpg *pg, char *why, size_t whysz)
+{
+	return start_server(pg, why, whysz) ? -1 : 0;
 }
 
 void tpg_after_fork(struct tpg *pg)

@@ -36,6 +36,12 @@ int tpg_create_db(struct tpg *pg, const char *name, char *url, size_t urlsz, cha
 /* host:port of the server ("127.0.0.1:54321"). */
 const char *tpg_hostport(const struct tpg *pg);
 
+/* Stop the server (fast shutdown: connections are closed) and start it
+ * again on the same port and data, for tests of a database that goes
+ * away. 0, or -1 with the reason in 'why'. */
+int tpg_server_stop(struct tpg *pg, char *why, size_t whysz);
+int tpg_server_start(struct tpg *pg, char *why, size_t whysz);
+
 /* In a process the test forked: let go of this process's copy of the
  * guardian's pipe, so that the guardian still cleans up when the test
  * dies while this child lives on. The child must not call tpg_stop(). */
