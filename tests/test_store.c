@@ -616,6 +616,13 @@ static void documents_are_named_safely_and_replaced_whole(void **state)
 	assert_int_equal(csa_blobs_list(b, "elsewhere", &names, &err), CSA_EINVAL);
 }
 
+static int scan_ids_fn(void *ctx, const char *id, const json_t *t, const char *status)
+{
+	(void)t, (void)status;
+	json_array_append_new(ctx, json_string(id));
+	return 0;
+}
+
 /* What an index beside the store reads (agents/histfile.c): the sorted
  * ids, a signature that changes with each commit of a ticket, and one
  * document without the others. */
@@ -623,8 +630,8 @@ static void ids_sig_and_one_document(void **state)
 {
 	struct fx *f = *state;
 	struct csa_err err = {0};
-	static const char *const ids[] = {"B-2", "A-1", "C-3"};
-	for (size_t k = 0; k < 3; k++) {
+	static const char *const ids[] = {"B-2", "A-1", "C-3", "a-0"};
+	for (size_t k = 0; k < 4; k++) {
 		char ctx[200];
 		struct csa_ticket tk;
 		snprintf(ctx, sizeof(ctx), "{\"ticket_id\": \"%s\", \"client_name\": \"Ann\"}",
@@ -635,12 +642,20 @@ static void ids_sig_and_one_document(void **state)
 	}
 	char **got = NULL;
 	size_t n = 0;
+	/* in strcmp order, whatever the database's collation says */
 	assert_int_equal(csa_store_ids(f->ws->store, &got, &n, &err), 0);
-	assert_int_equal(n, 3);
+	assert_int_equal(n, 4);
 	assert_string_equal(got[0], "A-1");
 	assert_string_equal(got[1], "B-2");
 	assert_string_equal(got[2], "C-3");
+	assert_string_equal(got[3], "a-0");
 	csa_store_ids_free(got, n);
+	json_t *seen = json_array();
+	assert_int_equal(csa_store_scan(f->ws->store, NULL, scan_ids_fn, seen, &err), 0);
+	assert_int_equal(json_array_size(seen), 4);
+	assert_string_equal(json_string_value(json_array_get(seen, 0)), "A-1");
+	assert_string_equal(json_string_value(json_array_get(seen, 3)), "a-0");
+	json_decref(seen);
 	int64_t newest = 0;
 	uint64_t sig = csa_store_sig(f->ws->store, "B-2", &newest);
 	assert_true(sig != 0);

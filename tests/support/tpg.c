@@ -370,8 +370,14 @@ int tpg_create_db(struct tpg *pg, const char *name, char *url, size_t urlsz, cha
 		PQfinish(c);
 		return -1;
 	}
-	char sql[200];
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	char sql[300];
+	/* ordered as a production database often is (an ICU en-US
+	 * collation: "a" before "B"), not as the server's C default, so a
+	 * store that relies on the database's default order is caught */
+	snprintf(sql, sizeof(sql),
+	         "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu "
+	         "ICU_LOCALE 'en-US'",
+	         name);
 	PGresult *r = PQexec(c, sql);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)

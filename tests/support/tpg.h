@@ -27,7 +27,8 @@ struct tpg;
  * server's log tail where there is one) into 'why'. */
 struct tpg *tpg_start(char *why, size_t whysz);
 
-/* A new empty database on the server; its URL
+/* A new empty database on the server, UTF-8 with an ICU en-US collation
+ * as its default (not byte order); its URL
  * (postgresql://user:password@127.0.0.1:port/name) into 'url'. 0, or -1
  * with the reason in 'why'. */
 int tpg_create_db(struct tpg *pg, const char *name, char *url, size_t urlsz, char *why,
