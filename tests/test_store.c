@@ -19,6 +19,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -908,6 +909,17 @@ static void *lock_l1(void *arg)
 	return NULL;
 }
 
+static void *lock_k1(void *arg)
+{
+	struct lock_race *r = arg;
+	struct csa_lock *lk = NULL;
+	struct csa_err err = {0};
+	r->rc = csa_store_lock(r->st, "K-1", &lk, &err);
+	atomic_store(&r->got, 1);
+	csa_store_unlock(r->st, lk);
+	return NULL;
+}
+
 /* A ticket's lock keeps a second locker waiting until it is released, and
  * holding it does not keep anyone from another ticket. */
 static void locks_exclude_one_ticket_only(void **state)
@@ -930,6 +942,55 @@ static void locks_exclude_one_ticket_only(void **state)
 	pthread_join(th, NULL);
 	assert_int_equal(atomic_load(&r.got), 1);
 	assert_int_equal(r.rc, 0);
+}
+
+/* A process that dies holding a ticket's lock (SIGKILL: no unlock, no
+ * close) does not keep it: the next locker gets it at once. */
+static void lock_of_a_killed_process_is_released(void **state)
+{
+	struct fx *f = *state;
+	int ready[2];
+	assert_int_equal(pipe(ready), 0);
+	fflush(NULL);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		tpg_after_fork(g_pg);
+		close(ready[0]);
+		struct csa_ws *ws = NULL;
+		struct csa_lock *lk = NULL;
+		struct csa_err err = {0};
+		if (csa_ws_open(f->dir, &ws, &err) || csa_store_lock(ws->store, "K-1", &lk, &err)) {
+			fprintf(stderr, "locking child: %s\n", err.msg);
+			_exit(2);
+		}
+		if (write(ready[1], "L", 1) != 1)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	char b = 0;
+	assert_int_equal(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+	struct lock_race r = {.st = f->ws->store};
+	pthread_t th;
+	struct csa_lock *lk = NULL;
+	struct csa_err err = {0};
+	assert_int_equal(pthread_create(&th, NULL, lock_k1, &r), 0);
+	struct timespec pause_ts = {0, 300 * 1000 * 1000};
+	nanosleep(&pause_ts, NULL);
+	assert_int_equal(atomic_load(&r.got), 0);
+	int64_t t0 = csa_mono_ns();
+	assert_int_equal(kill(child, SIGKILL), 0);
+	int st;
+	assert_int_equal(waitpid(child, &st, 0), child);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&r.got), 1);
+	assert_int_equal(r.rc, 0);
+	assert_true(csa_mono_ns() - t0 < 5000000000LL);
+	assert_int_equal(csa_store_lock(f->ws->store, "K-1", &lk, &err), 0);
+	csa_store_unlock(f->ws->store, lk);
 }
 
 /* One writer process's update: the next version in all three documents
@@ -1413,6 +1474,8 @@ static void pg_cli_end_to_end(void **state)
 	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),            \
 	    cmocka_unit_test_setup_teardown(group_commit_is_all_or_nothing, setup, teardown),      \
 	    cmocka_unit_test_setup_teardown(locks_exclude_one_ticket_only, setup, teardown),       \
+	    cmocka_unit_test_setup_teardown(lock_of_a_killed_process_is_released, setup,           \
+	                                    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(processes_commit_one_ticket_without_loss_or_tearing,   \
 	                                    setup, teardown),                                      \
 	    cmocka_unit_test_setup_teardown(stamp_tells_own_commits_from_others, setup, teardown)
