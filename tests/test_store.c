@@ -3,7 +3,8 @@
  *
  * The contract tests of the ticket store (store/store.h) run twice: on the
  * file mesh and on PostgreSQL (a private server, tests/support/tpg.h, a
- * fresh database per test). If that server cannot start, the run fails
+ * schema of its own per test, named by the URL's search_path). If that
+ * server cannot start, the run fails
  * with the reason: it is never skipped. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,14 +85,15 @@ static int ws_with_url(const char *dir, const char *url, struct csa_err *err)
 	return rc;
 }
 
-/* The same fixture with the tickets in a new database of the test server. */
+/* The same fixture with the tickets in a new schema of the test server's
+ * database (selected by the URL's search_path). */
 static int setup_pg(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct csa_err err = {0};
 	char why[2048], name[32];
 	snprintf(name, sizeof(name), "store_%d", ++g_db_seq);
-	if (tpg_create_db(g_pg, name, f->url, sizeof(f->url), why, sizeof(why))) {
+	if (tpg_create_schema(g_pg, name, f->url, sizeof(f->url), why, sizeof(why))) {
 		fprintf(stderr, "setup_pg: %s\n", why);
 		free(f);
 		return -1;
@@ -1214,7 +1216,7 @@ static void pg_migrations_apply_once(void **state)
 	assert_int_equal(pg_count(f->url, "SELECT count(*) FROM schema_migrations"),
 	                 csa_store_pg_schema_version());
 	char url[512], why[1024];
-	assert_int_equal(tpg_create_db(g_pg, "fresh_migrations", url, sizeof(url), why, sizeof(why)),
+	assert_int_equal(tpg_create_schema(g_pg, "fresh_migrations", url, sizeof(url), why, sizeof(why)),
 	                 0);
 	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);
 	assert_int_equal(applied, csa_store_pg_schema_version());
@@ -1324,10 +1326,11 @@ static void pg_damaged_document_is_named_and_nothing_written(void **state)
 	csa_verify_memo_free(memo);
 }
 
-/* The server goes away and comes back: while it is down, a load and a
- * lock fail at once with the server named; a lock held across it is
- * released without harm; once it is back, the pooled connections that
- * died are replaced and updates, loads and locks work again. */
+/* The server crashes and comes back: while it is down, a load and a lock
+ * fail at once with the server named; a lock held across it is released
+ * without harm; once it is back (crash recovery from its WAL), what was
+ * acknowledged before is there, the pooled connections that died are
+ * replaced, and updates, loads and locks work again. */
 static void pg_restart_is_survived(void **state)
 {
 	struct fx *f = *state;
@@ -1410,7 +1413,7 @@ static void pg_errors_name_what_and_where(void **state)
 	free(dir);
 }
 
-/* The CLI over DATABASE_URL: init creates the schema in a new database
+/* The CLI over DATABASE_URL: init creates the tables in a new schema
  * (and reports one it cannot reach), create, show, list and verify reach
  * the database (no ticket file is written), and backup, which copies
  * files, says that it does not cover the database yet. */
@@ -1419,7 +1422,7 @@ static void pg_cli_end_to_end(void **state)
 	(void)state;
 	char *dir = t_tmpdir("store-pg-cli"), ws[4200], *out = NULL, *err = NULL;
 	char url[512], why[1024];
-	assert_int_equal(tpg_create_db(g_pg, "cli_end_to_end", url, sizeof(url), why, sizeof(why)),
+	assert_int_equal(tpg_create_schema(g_pg, "cli_end_to_end", url, sizeof(url), why, sizeof(why)),
 	                 0);
 	snprintf(ws, sizeof(ws), "%s/ws", dir);
 	char refused[200];

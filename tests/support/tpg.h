@@ -27,19 +27,21 @@ struct tpg;
  * server's log tail where there is one) into 'why'. */
 struct tpg *tpg_start(char *why, size_t whysz);
 
-/* A new empty database on the server, UTF-8 with an ICU en-US collation
- * as its default (not byte order); its URL
- * (postgresql://user:password@127.0.0.1:port/name) into 'url'. 0, or -1
- * with the reason in 'why'. */
-int tpg_create_db(struct tpg *pg, const char *name, char *url, size_t urlsz, char *why,
-                  size_t whysz);
+/* A new, empty place for a store on the server: schema 'name' of the
+ * database csa_tests (UTF-8, an ICU en-US collation as its default, not
+ * byte order), which the URL written to 'url' selects through its
+ * search_path (postgresql://user:password@127.0.0.1:port/csa_tests?
+ * options=-csearch_path%3Dname). 0, or -1 with the reason in 'why'. */
+int tpg_create_schema(struct tpg *pg, const char *name, char *url, size_t urlsz, char *why,
+                      size_t whysz);
 
 /* host:port of the server ("127.0.0.1:54321"). */
 const char *tpg_hostport(const struct tpg *pg);
 
-/* Stop the server (fast shutdown: connections are closed) and start it
- * again on the same port and data, for tests of a database that goes
- * away. 0, or -1 with the reason in 'why'. */
+/* Stop the server as a crash would (immediate shutdown: connections cut,
+ * no checkpoint) and start it again on the same port and data (crash
+ * recovery from its WAL), for tests of a database that goes away. 0, or
+ * -1 with the reason in 'why'. */
 int tpg_server_stop(struct tpg *pg, char *why, size_t whysz);
 int tpg_server_start(struct tpg *pg, char *why, size_t whysz);
 
@@ -48,8 +50,8 @@ int tpg_server_start(struct tpg *pg, char *why, size_t whysz);
  * dies while this child lives on. The child must not call tpg_stop(). */
 void tpg_after_fork(struct tpg *pg);
 
-/* Stop the server (fast shutdown), remove its directory, free. NULL is a
- * no-op. */
+/* Stop the server (immediate shutdown: its data is thrown away), remove
+ * its directory, free. NULL is a no-op. */
 void tpg_stop(struct tpg *pg);
 
 #endif
