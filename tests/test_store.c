@@ -1203,7 +1203,8 @@ static long pg_count(const char *url, const char *sql)
 	return n;
 }
 
-/* Migrations are recorded in schema_migrations and applied once: again on
+/* Migrations are recorded in schema_migrations and applied once (in a
+ * schema named by the URL, and in a database's default schema): again on
  * a current database is a no-op, and a database whose schema is newer
  * than this build is refused with both versions named. */
 static void pg_migrations_apply_once(void **state)
@@ -1216,8 +1217,8 @@ static void pg_migrations_apply_once(void **state)
 	assert_int_equal(pg_count(f->url, "SELECT count(*) FROM schema_migrations"),
 	                 csa_store_pg_schema_version());
 	char url[512], why[1024];
-	assert_int_equal(tpg_create_schema(g_pg, "fresh_migrations", url, sizeof(url), why, sizeof(why)),
-	                 0);
+	assert_int_equal(
+	    tpg_create_database(g_pg, "fresh_migrations", url, sizeof(url), why, sizeof(why)), 0);
 	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);
 	assert_int_equal(applied, csa_store_pg_schema_version());
 	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);

@@ -376,6 +376,26 @@ static int admin_exec(struct tpg *pg, const char *db, const char *sql, char *why
 	return ok ? 0 : -1;
 }
 
+int tpg_create_database(struct tpg *pg, const char *name, char *url, size_t urlsz, char *why,
+                        size_t whysz)
+{
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_')) {
+			say(why, whysz, "database name '%s': only a-z 0-9 _", name);
+			return -1;
+		}
+	char sql[200];
+	snprintf(sql, sizeof(sql),
+	         "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu "
+	         "ICU_LOCALE 'en-US'",
+	         name);
+	if (admin_exec(pg, "postgres", sql, why, whysz))
+		return -1;
+	snprintf(url, urlsz, "postgresql://%s:%s@127.0.0.1:%d/%s", TPG_USER, pg->password, pg->port,
+	         name);
+	return 0;
+}
+
 int tpg_create_schema(struct tpg *pg, const char *name, char *url, size_t urlsz, char *why,
                       size_t whysz)
 {

@@ -35,6 +35,12 @@ struct tpg *tpg_start(char *why, size_t whysz);
 int tpg_create_schema(struct tpg *pg, const char *name, char *url, size_t urlsz, char *why,
                       size_t whysz);
 
+/* A new database 'name' (UTF-8, ICU en-US), the store's tables to go in
+ * its default schema (public) as in most deployments; its URL into 'url'.
+ * 0, or -1 with the reason in 'why'. */
+int tpg_create_database(struct tpg *pg, const char *name, char *url, size_t urlsz, char *why,
+                        size_t whysz);
+
 /* host:port of the server ("127.0.0.1:54321"). */
 const char *tpg_hostport(const struct tpg *pg);
 
