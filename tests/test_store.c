@@ -1463,6 +1463,11 @@ static void pg_cli_end_to_end(void **state)
 	assert_int_not_equal(t_csa(NULL, NULL, &err, "backup --out '%s' --dir '%s'", bk, ws), 0);
 	assert_non_null(strstr(err, "csa backup does not cover"));
 	free(err);
+	/* a restore (of a file workspace's backup) is not opened on the database */
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "restore '%s' --dir '%s/restored'", bk, dir),
+	                     0);
+	assert_non_null(strstr(err, "DATABASE_URL is set"));
+	free(err);
 	unsetenv("DATABASE_URL");
 	char tfile[4300];
 	snprintf(tfile, sizeof(tfile), "%s/Tickets/tickets/T_CLI-1.json", ws);

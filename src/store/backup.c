@@ -853,6 +853,14 @@ int csa_backup_restore(const char *dir, const char *target, json_t **report, str
 		*report = NULL;
 	if (!target || !*target)
 		return csa_error(err, CSA_EINVAL, "no directory to restore into");
+	/* a backup is of a workspace whose tickets are files (csa backup
+	 * refuses the database's): opened with DATABASE_URL set, the restored
+	 * workspace would be the database's and its journal never replayed */
+	const char *db = getenv("DATABASE_URL");
+	if (db && *db)
+		return csa_error(err, CSA_ESTATE,
+		                 "csa restore: DATABASE_URL is set, and a backup restores a workspace "
+		                 "whose tickets are files: unset it for the restore");
 	int absent = absent_or_empty(target, "the directory to restore into", err);
 	if (absent < 0)
 		return absent;
