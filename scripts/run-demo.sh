@@ -1,27 +1,37 @@
 #!/bin/sh
-# make run: a demo workspace from the generator (history imported, models
-# trained), `csa serve` on port 8000 (PORT to change it) with a simulated
-# stream of new tickets arriving through the API (every ARRIVAL seconds, 2)
-# and a simulated review team working the queue (`csa demo-team`, right
-# with probability TEAM_ACCURACY, 0.95), so the gates see decisions and
-# reviews and automation grows while one watches: the controller ticks
-# every 10 s and may advance the workspace phase (demo-config.json). The
-# dashboard URL and an admin token are printed. Ctrl-C stops everything.
+# make run: a demo workspace built by replaying generated history (`csa
+# replay --workdir`: the models trained on the first 500 tickets, then the
+# rest decided as they would have been, a simulated team reviewing, the
+# phases earned along the way; the history ends now, so the charts have a
+# past), then `csa serve` on port 8000 (PORT to change it) with a
+# simulated stream of new tickets arriving through the API (every ARRIVAL
+# seconds, 2) and a simulated review team working the queue (`csa
+# demo-team`, right with probability TEAM_ACCURACY, 0.95), so the gates
+# see decisions and reviews and automation grows while one watches: the
+# controller ticks every 10 s and may advance the workspace phase
+# (demo-config.json). The dashboard URL and an admin token are printed.
+# Ctrl-C stops everything.
 set -eu
 CSA=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 WS=${CSA_HOME:-demo-ws}
 PORT=${PORT:-8000}
 
 if [ ! -f "$WS/csa.json" ]; then
-	"$CSA" init "$WS" >/dev/null
-	echo "make run: generating 3000 past tickets and training the models..." >&2
-	"$CSA" demo-data --tickets 3000 --seed 42 --out "$WS/history.jsonl"
-	"$CSA" import "$WS/history.jsonl" --dir "$WS" >"$WS/import-report.json"
-	# each decision type's model, with what it was measured on
-	awk -F'[":, ]+' '/^    "[a-z_]+": \{/ { type = $2 }
-		/"heldout_accuracy"/ { acc = $3 }
-		/"heldout_n"/ { printf "  %-10s model: held-out accuracy %.3f on %d tickets\n", type, acc, $3 }' \
-		"$WS/import-report.json" >&2
+	echo "make run: replaying 3000 past tickets (about half a minute)..." >&2
+	HISTORY=$(mktemp)
+	# the generator spaces tickets by minutes: its history is placed so
+	# that its last ticket arrived a few minutes ago
+	"$CSA" demo-data --tickets 3000 --seed 42 --out "$HISTORY"
+	LAST=$(tail -n 1 "$HISTORY" | sed -n 's/^.*"created_at":"\([^"]*\)".*$/\1/p')
+	SPAN=$(($(date -u -d "$LAST" +%s) - $(date -u -d 2026-01-01T00:00:00Z +%s)))
+	START=$(date -u -d "@$(($(date +%s) - SPAN - 300))" +%Y-%m-%dT%H:%M:%S.000Z)
+	"$CSA" demo-data --tickets 3000 --seed 42 --start "$START" --out "$HISTORY"
+	# the phase journey of the replay, and where it ended
+	"$CSA" replay --data "$HISTORY" --workdir "$WS" --quiet >&2 || {
+		rm -f "$HISTORY"
+		exit 1
+	}
+	rm -f "$HISTORY"
 fi
 ADMIN=$("$CSA" token create --role admin --name demo-admin --dir "$WS" | sed -n 's/.*"token": "\(.*\)".*/\1/p')
 AGENT=$("$CSA" token create --role agent --name demo-stream --dir "$WS" | sed -n 's/.*"token": "\(.*\)".*/\1/p')

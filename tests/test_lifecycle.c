@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "agents/history.h"
@@ -26,6 +28,7 @@
 #include "base/ts.h"
 #include "flow/gaps.h"
 #include "flow/import.h"
+#include "flow/lifecycle.h"
 #include "flow/pipeline.h"
 #include "gen/gen.h"
 #include "llm/redact.h"
@@ -908,6 +911,114 @@ static void whole_life_through_the_api(void **state)
 	json_decref(rep);
 }
 
+/* The category the ticket's newest classifier decision holds now (T). */
+static const char *category_of(json_t *j)
+{
+	const char *cat = NULL;
+	size_t k;
+	json_t *d;
+	json_array_foreach(DOC(DOC(j, "workflow"), "agent_decisions"), k, d)
+	{
+		const char *c = csa_json_str(DOC(d, "decision"), "category");
+		if (c)
+			cat = c;
+	}
+	return cat;
+}
+
+/* A person changes the category from the ticket: the open review task of
+ * that type is decided (one decision, the review's rules); changed again
+ * once no task is open, it is a correction of the newest decision: the
+ * ticket takes it and the audit trail records it as such. */
+static void a_person_changes_a_decision_from_the_ticket(void **state)
+{
+	(void)state;
+	json_decref(post("/api/tickets",
+	                 "{\"ticket_id\": \"CH-1\", \"client_name\": \"Ola\", \"messages\": "
+	                 "[{\"content\": \"I was charged twice for my subscription this month, "
+	                 "please refund the second payment\"}]}",
+	                 201));
+	long long task = open_task("CH-1", "category");
+	assert_true(task > 0); /* PHASE_1: a person decides every category */
+	json_t *j = ticket("CH-1");
+	char ai[64];
+	assert_non_null(category_of(j));
+	snprintf(ai, sizeof(ai), "%s", category_of(j));
+	json_decref(j);
+	const char *first = strcmp(ai, "ACCOUNT_MANAGEMENT") ? "ACCOUNT_MANAGEMENT" : "BILLING_INQUIRY";
+	char body[256];
+	snprintf(body, sizeof(body),
+	         "{\"decision_type\": \"category\", \"value\": \"%s\", \"notes\": \"plan "
+	         "change\"}",
+	         first);
+	j = post("/api/tickets/CH-1/decide", body, 200);
+	assert_int_equal(csa_json_int(j, "task_id", 0), task);
+	assert_string_equal(csa_json_str(j, "ai_value"), ai);
+	assert_false(json_is_true(DOC(j, "correct")));
+	json_decref(j);
+	assert_int_equal(open_task("CH-1", "category"), -1);
+	j = ticket("CH-1");
+	assert_string_equal(category_of(j), first);
+	json_decref(j);
+
+	/* no task is open now: a correction */
+	j = post("/api/tickets/CH-1/decide",
+	         "{\"decision_type\": \"category\", \"value\": \"TECHNICAL_ISSUE\"}", 200);
+	assert_null(DOC(j, "task_id"));
+	assert_string_equal(csa_json_str(j, "value"), "TECHNICAL_ISSUE");
+	assert_string_equal(csa_json_str(j, "ai_value"), ai);
+	json_decref(j);
+	j = ticket("CH-1");
+	assert_string_equal(category_of(j), "TECHNICAL_ISSUE");
+	json_decref(j);
+	long st = 0;
+	j = call("GET", "/api/audit/CH-1", viewer, NULL, &st);
+	assert_int_equal(st, 200);
+	int reviews = 0, corrections = 0;
+	size_t k;
+	json_t *r;
+	json_array_foreach(DOC(j, "trail"), k, r)
+	{
+		const char *type = csa_json_str(r, "type");
+		json_t *p = DOC(r, "payload");
+		if (!type || !p || strcmp(csa_json_str(p, "decision_type") ? csa_json_str(p, "decision_type") : "", "category"))
+			continue;
+		reviews += strcmp(type, "review") == 0;
+		if (strcmp(type, "correction") == 0) {
+			corrections++;
+			assert_string_equal(csa_json_str(p, "value"), "TECHNICAL_ISSUE");
+		}
+	}
+	json_decref(j);
+	assert_int_equal(reviews, 1);
+	assert_int_equal(corrections, 1);
+
+	/* what it refuses, and says why */
+	static const struct {
+		const char *path, *body;
+		long status;
+	} bad[] = {
+	    {"/api/tickets/CH-1/decide", "{\"decision_type\": \"category\", \"value\": \"NOPE\"}", 400},
+	    {"/api/tickets/CH-1/decide", "{\"decision_type\": \"mood\", \"value\": \"HIGH\"}", 400},
+	    {"/api/tickets/CH-1/decide", "{\"decision_type\": \"category\"}", 400},
+	    {"/api/tickets/CH-1/decide", "{\"decision_type\": \"priority\", \"value\": 3}", 400},
+	    {"/api/tickets/CH-1/decide",
+	     "{\"decision_type\": \"priority\", \"value\": \"HIGH\", \"by\": \"x\"}", 400},
+	    {"/api/tickets/CH-404/decide", "{\"decision_type\": \"priority\", \"value\": \"HIGH\"}",
+	     404},
+	};
+	for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+		j = call("POST", bad[b].path, agent, bad[b].body, &st);
+		if (st != bad[b].status || !csa_json_str(j, "detail"))
+			fail_msg("%s %s: %ld, expected %ld with a reason", bad[b].path, bad[b].body, st,
+			         bad[b].status);
+		json_decref(j);
+	}
+	j = ticket("CH-1");
+	assert_string_equal(category_of(j), "TECHNICAL_ISSUE"); /* nothing refused was applied */
+	json_decref(j);
+}
+
 /* Assignments and progress updates a person asks for are checked before
  * anything changes; a good update is stored as given. */
 static void assign_and_progress_refuse_bad_input(void **state)
@@ -1300,6 +1411,379 @@ static void knowledge_gap_comes_first(void **state)
 	free(d);
 }
 
+
+/* ---- a person's escalation decision ------------------------------------ */
+
+/* The progress update of a ticket with this status and a blocker that
+ * contains 'blocker', or NULL. */
+static const json_t *update_with(const json_t *i, const char *status, const char *blocker)
+{
+	size_t k, b;
+	json_t *u, *x;
+	json_array_foreach(DOC(i, "progress_updates"), k, u)
+	{
+		if (strcmp(csa_json_str(u, "status"), status))
+			continue;
+		json_array_foreach(DOC(u, "blockers"), b, x) if (strstr(json_string_value(x), blocker))
+		    return u;
+	}
+	return NULL;
+}
+
+/* A person who decides TECHNICAL in a review hands the ticket to the
+ * technical team as the escalation agent does when it decides so itself:
+ * the agent's CS member gives way to the technical member whose skills
+ * match, who joins technical_team and resolves it, and the ticket is
+ * blocked waiting for the TECHNICAL escalation. */
+static void escalation_decided_in_review_hands_over(void **state)
+{
+	(void)state;
+	json_decref(post("/api/tickets",
+	                 "{\"ticket_id\": \"R-1\", \"messages\": [{\"content\": \"I was charged "
+	                 "twice for invoice 1234, please refund the second payment\"}]}",
+	                 201));
+	json_t *j = ticket("R-1");
+	const char *first = csa_json_str(DOC(j, "workflow"), "assigned_member");
+	char ai[32] = "";
+	size_t k;
+	json_t *d;
+	json_array_foreach(DOC(DOC(j, "workflow"), "agent_decisions"), k, d)
+	{
+		if (!strcmp(csa_json_str(d, "agent"), "escalation"))
+			snprintf(ai, sizeof(ai), "%s", csa_json_str(DOC(d, "decision"), "escalation_path"));
+	}
+	/* the premise: the agent gave a billing question to the CS team */
+	if (!first || strcmp(first, "ann") || !strcmp(ai, "TECHNICAL"))
+		fail_msg("premise: agent chose '%s' with escalation '%s'", first ? first : "nobody",
+		         ai);
+	json_decref(j);
+	long long task = open_task("R-1", "escalation");
+	assert_true(task > 0);
+	char path[128];
+	snprintf(path, sizeof(path), "/api/reviews/%lld/decide", task);
+	json_decref(post(path, "{\"value\": \"TECHNICAL\"}", 200));
+
+	j = ticket("R-1");
+	json_t *t = DOC(j, "workflow"), *i = DOC(j, "internal_conversation");
+	json_t *parts = DOC(i, "participants");
+	assert_string_equal(csa_json_str(t, "assigned_member"), "bob");
+	assert_string_equal(csa_json_str(parts, "assigned_resolver"), "bob");
+	assert_true(has(DOC(parts, "technical_team"), "bob"));
+	assert_true(json_array_size(DOC(parts, "escalation_path")) > 0);
+	assert_string_equal(csa_json_str(DOC(j, "external_conversation"), "conversation_status"),
+	                    "escalated");
+	/* handed over as the agent hands over: by "escalation", naming both */
+	json_t *pu = DOC(i, "progress_updates");
+	const json_t *handover = NULL;
+	json_array_foreach(pu, k, d)
+	{
+		if (!strcmp(csa_json_str(d, "status"), "assigned") &&
+		    strstr(csa_json_str(d, "notes"), "to bob"))
+			handover = d;
+	}
+	assert_non_null(handover);
+	assert_string_equal(csa_json_str(handover, "updater"), "escalation");
+	assert_non_null(strstr(csa_json_str(handover, "notes"), "handed over from ann"));
+	/* then blocked, waiting for the technical team */
+	json_t *u = last_update(i);
+	assert_string_equal(csa_json_str(u, "status"), "blocked");
+	assert_string_equal(csa_json_str(u, "updater"), "updates");
+	assert_non_null(update_with(i, "blocked", "waiting for the TECHNICAL escalation"));
+	assert_true(has(DOC(u, "ai_recommendations"), "brief bob with the context summary"));
+	assert_progress_shape(i);
+	json_decref(j);
+}
+
+/* ---- capacity: many assignments at once -------------------------------- */
+
+/* A member with room for one ticket, in csa.json so every process reads it. */
+static const char solo_roster[] =
+    "{\"team\": {\"members\": ["
+    " {\"id\": \"solo\", \"name\": \"Solo\", \"team\": \"cs\","
+    "  \"skills\": [\"billing\", \"technical_support\", \"cs_general\"], \"capacity\": 1},"
+    " {\"id\": \"duo\", \"name\": \"Duo\", \"team\": \"cs\", \"skills\": [], \"capacity\": 1}]}}";
+
+static void write_roster(const char *d, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/csa.json", d);
+	json_t *cfg = json_load_file(path, 0, NULL);
+	json_t *over = json_loads(text, 0, NULL);
+	assert_non_null(cfg);
+	assert_non_null(over);
+	csa_json_merge(cfg, over);
+	assert_int_equal(json_dump_file(cfg, path, JSON_INDENT(1)), 0);
+	json_decref(cfg);
+	json_decref(over);
+}
+
+static void create_ticket(struct csa_pipeline *p, const char *id, const char *text)
+{
+	json_t *doc = json_pack("{s:s, s:[{s:s}]}", "ticket_id", id, "messages", "content", text);
+	json_t *res = NULL;
+	struct csa_err err = {0};
+	if (csa_pipeline_ingest(p, doc, &res, &err))
+		fail_msg("creating %s: %s", id, err.msg);
+	json_decref(res);
+	json_decref(doc);
+}
+
+#define RACERS 8
+
+struct racer {
+	struct csa_pipeline *p;
+	pthread_barrier_t *go;
+	char id[16];
+	int rc, over;
+};
+
+static void *race_assign(void *arg)
+{
+	struct racer *r = arg;
+	json_t *res = NULL;
+	struct csa_err err = {0};
+	pthread_barrier_wait(r->go);
+	r->rc = csa_lifecycle_assign(r->p, r->id, "solo", "tester", NULL, &res, &err);
+	r->over = json_is_true(json_object_get(res, "over_capacity"));
+	if (r->rc == CSA_OK && !json_is_true(json_object_get(res, "changed")))
+		r->rc = -100;
+	json_decref(res);
+	return NULL;
+}
+
+static void *race_create(void *arg)
+{
+	struct racer *r = arg;
+	json_t *doc = json_pack("{s:s, s:[{s:s}]}", "ticket_id", r->id, "messages", "content",
+	                        "I was charged twice for my invoice, please refund");
+	json_t *res = NULL;
+	struct csa_err err = {0};
+	r->rc = csa_pipeline_ingest(r->p, doc, &res, &err);
+	if (r->rc)
+		fprintf(stderr, "%s: %s\n", r->id, err.msg);
+	json_decref(res);
+	json_decref(doc);
+	return NULL;
+}
+
+/* A child process: its own workspace handle and pipeline, the index loaded
+ * before the parent says go; exits 0 when its assignment was within
+ * capacity, 1 when over it, 2 on an error. */
+static void child_assign(const char *d, const char *id, int ready, int go)
+{
+	struct csa_ws *w = NULL;
+	struct csa_pipeline *p = NULL;
+	struct csa_err err = {0};
+	json_t *res = NULL;
+	char b = 0;
+	int rc = csa_ws_open(d, &w, &err) || csa_pipeline_open(w, &p, &err);
+	if (write(ready, "r", 1) != 1 || read(go, &b, 1) != 1)
+		rc = 1;
+	if (!rc)
+		rc = csa_lifecycle_assign(p, id, "duo", "tester", NULL, &res, &err);
+	int out = rc ? 2 : json_is_true(json_object_get(res, "over_capacity")) ? 1 : 0;
+	if (rc)
+		fprintf(stderr, "child %s: %s\n", id, err.msg);
+	json_decref(res);
+	csa_pipeline_free(p);
+	csa_ws_close(w);
+	_exit(out);
+}
+
+/* Assignments to a member with room for one, all at once: from threads of
+ * one process (the server's requests) and from processes (`csa assign`
+ * beside the server), each having read the member's load before any of
+ * them assigns. Exactly one is within capacity; the others are made and
+ * say over_capacity (a person may assign over capacity, docs/API.md). */
+static void concurrent_assigns_keep_capacity(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("lifecap");
+	struct csa_err err = {0};
+	struct csa_ws *w = NULL;
+	struct csa_pipeline *p = NULL;
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	write_roster(d, solo_roster);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	assert_int_equal(csa_pipeline_open(w, &p, &err), 0);
+	struct racer r[RACERS];
+	pthread_t th[RACERS];
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, RACERS);
+	for (int k = 0; k < RACERS; k++) {
+		r[k] = (struct racer){.p = p, .go = &go};
+		snprintf(r[k].id, sizeof(r[k].id), "K-%d", k);
+		create_ticket(p, r[k].id, "I was charged twice for my invoice");
+		char pid[16];
+		snprintf(pid, sizeof(pid), "P-%d", k);
+		create_ticket(p, pid, "Please send me the invoice again");
+	}
+	for (int k = 0; k < RACERS; k++)
+		assert_int_equal(pthread_create(&th[k], NULL, race_assign, &r[k]), 0);
+	int within = 0;
+	for (int k = 0; k < RACERS; k++) {
+		pthread_join(th[k], NULL);
+		assert_int_equal(r[k].rc, CSA_OK);
+		within += !r[k].over;
+	}
+	pthread_barrier_destroy(&go);
+	assert_int_equal(within, 1);
+	csa_pipeline_free(p);
+	csa_ws_close(w);
+
+	/* processes */
+	int ready[2], gop[2];
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(gop), 0);
+	pid_t pids[RACERS];
+	for (int k = 0; k < RACERS; k++) {
+		char pid[16];
+		snprintf(pid, sizeof(pid), "P-%d", k);
+		if ((pids[k] = fork()) == 0)
+			child_assign(d, pid, ready[1], gop[0]);
+		assert_true(pids[k] > 0);
+	}
+	char b;
+	for (int k = 0; k < RACERS; k++)
+		assert_int_equal(read(ready[0], &b, 1), 1);
+	for (int k = 0; k < RACERS; k++)
+		assert_int_equal(write(gop[1], "g", 1), 1);
+	int outcome[3] = {0};
+	for (int k = 0; k < RACERS; k++) {
+		int st = 0;
+		assert_int_equal(waitpid(pids[k], &st, 0), pids[k]);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) <= 2);
+		outcome[WEXITSTATUS(st)]++;
+	}
+	close(ready[0]);
+	close(ready[1]);
+	close(gop[0]);
+	close(gop[1]);
+	assert_int_equal(outcome[2], 0);
+	assert_int_equal(outcome[0], 1);
+	assert_int_equal(outcome[1], RACERS - 1);
+	/* every assignment was made */
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	for (int k = 0; k < RACERS; k++) {
+		struct csa_ticket tk;
+		char pid[16];
+		snprintf(pid, sizeof(pid), "P-%d", k);
+		assert_int_equal(csa_store_load(w->store, pid, &tk, &err), 0);
+		assert_string_equal(csa_json_str(tk.t, "assigned_member"), "duo");
+		csa_ticket_release(&tk);
+	}
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
+/* The capacity log is only a hint of what to read again: a log started
+ * over by another process (a new epoch) makes a process read every ticket
+ * again, and lines that name no ticket are passed over. */
+static void capacity_log_started_over(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("lifecaplog");
+	struct csa_err err = {0};
+	struct csa_ws *w = NULL;
+	struct csa_pipeline *a = NULL, *b = NULL;
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	write_roster(d, solo_roster);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	assert_int_equal(csa_pipeline_open(w, &a, &err), 0);
+	create_ticket(a, "L-1", "I was charged twice");
+	create_ticket(a, "L-2", "I was charged twice again");
+	create_ticket(a, "L-3", "And a third time");
+	assert_int_equal(csa_pipeline_open(w, &b, &err), 0);
+	json_t *res = NULL;
+	assert_int_equal(csa_lifecycle_assign(b, "L-1", "solo", "tester", NULL, &res, &err), 0);
+	assert_false(json_is_true(json_object_get(res, "over_capacity")));
+	json_decref(res);
+	/* someone started the log over: L-1's line is gone, junk follows */
+	char path[600];
+	snprintf(path, sizeof(path), "%s/.csa/capacity.log", d);
+	t_write(path, "csa-capacity 1 0123456789abcdef\n../../etc/passwd\nno such ticket\n");
+	assert_int_equal(csa_lifecycle_assign(a, "L-2", "solo", "tester", NULL, &res, &err), 0);
+	assert_true(json_is_true(json_object_get(res, "over_capacity")));
+	assert_int_equal(csa_json_int(res, "load", -1), 1);
+	json_decref(res);
+	/* a torn header: started over again, and still counted right */
+	t_write(path, "csa-capac");
+	assert_int_equal(csa_lifecycle_assign(b, "L-3", "solo", "tester", NULL, &res, &err), 0);
+	assert_int_equal(csa_json_int(res, "load", -1), 2);
+	json_decref(res);
+	assert_int_equal(csa_lifecycle_assign(a, "L-1", "duo", "tester", NULL, &res, &err), 0);
+	json_decref(res);
+	assert_int_equal(csa_lifecycle_assign(b, "L-2", "solo", "tester", NULL, &res, &err), 0);
+	assert_int_equal(csa_json_int(res, "load", -1), 1); /* L-3; L-1 went to duo */
+	json_decref(res);
+	csa_pipeline_free(b);
+	csa_pipeline_free(a);
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
+/* The escalation agent never assigns past capacity, whichever process
+ * counted the load: a pipeline opened beside the server (as `csa` is)
+ * learns of the server's assignment and of its resolution. */
+static void automatic_assignment_keeps_capacity(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	json_t *over = json_loads(solo_roster, 0, NULL);
+	assert_int_equal(csa_ws_config_override(ws, over, &err), 0);
+	json_decref(over);
+	struct csa_pipeline *p = NULL;
+	assert_int_equal(csa_pipeline_open(ws, &p, &err), 0); /* solo has room here */
+	json_decref(post("/api/tickets",
+	                 "{\"ticket_id\": \"A-1\", \"messages\": [{\"content\": \"I was charged "
+	                 "twice for invoice 1234\"}]}",
+	                 201));
+	json_t *j = ticket("A-1");
+	const char *first = csa_json_str(DOC(j, "workflow"), "assigned_member");
+	assert_non_null(first);
+	int solo_first = strcmp(first, "solo") == 0;
+	json_decref(j);
+	/* both at capacity, as the server's assignment left them */
+	if (!solo_first)
+		json_decref(post("/api/tickets/A-1/assign", "{\"member\": \"solo\"}", 200));
+	json_decref(post("/api/tickets",
+	                 "{\"ticket_id\": \"A-0\", \"messages\": [{\"content\": \"My invoice "
+	                 "shows the wrong address\"}]}",
+	                 201));
+	j = ticket("A-0");
+	assert_string_equal(csa_json_str(DOC(j, "workflow"), "assigned_member"), "duo");
+	json_decref(j);
+	create_ticket(p, "A-2", "The invoice total is wrong, I was charged twice");
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(ws->store, "A-2", &tk, &err), 0);
+	assert_null(csa_json_str(tk.t, "assigned_member"));
+	csa_ticket_release(&tk);
+	/* the server resolves A-1: one slot, for one of many runs at once */
+	json_decref(post("/api/tickets/A-1/resolve", "{\"csat\": 5}", 200));
+	struct racer r[4];
+	pthread_t th[4];
+	for (int k = 0; k < 4; k++) {
+		r[k] = (struct racer){.p = p};
+		snprintf(r[k].id, sizeof(r[k].id), "A-%d", k + 3);
+	}
+	for (int k = 0; k < 4; k++)
+		assert_int_equal(pthread_create(&th[k], NULL, race_create, &r[k]), 0);
+	int solo = 0;
+	for (int k = 0; k < 4; k++) {
+		pthread_join(th[k], NULL);
+		assert_int_equal(r[k].rc, CSA_OK);
+		assert_int_equal(csa_store_load(ws->store, r[k].id, &tk, &err), 0);
+		const char *m = csa_json_str(tk.t, "assigned_member");
+		solo += m && strcmp(m, "solo") == 0;
+		assert_true(!m || strcmp(m, "duo"));
+		csa_ticket_release(&tk);
+	}
+	assert_int_equal(solo, 1);
+	csa_pipeline_free(p);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1309,10 +1793,16 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(patterns_leave_out_the_customer),
 	    cmocka_unit_test_setup_teardown(whole_life_through_the_api, setup, teardown),
 	    cmocka_unit_test_setup_teardown(assign_and_progress_refuse_bad_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(a_person_changes_a_decision_from_the_ticket, setup,
+	                                    teardown),
 	    cmocka_unit_test(resolve_and_assign_by_cli),
 	    cmocka_unit_test(knowledge_gap_comes_first),
 	    cmocka_unit_test_setup_teardown(accepted_article_is_used_by_the_running_server, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(escalation_decided_in_review_hands_over, setup, teardown),
+	    cmocka_unit_test(concurrent_assigns_keep_capacity),
+	    cmocka_unit_test(capacity_log_started_over),
+	    cmocka_unit_test_setup_teardown(automatic_assignment_keeps_capacity, setup, teardown),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

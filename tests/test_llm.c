@@ -16,9 +16,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "agents/knowledge.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/import.h"
+#include "flow/lifecycle.h"
 #include "flow/pipeline.h"
 #include "gen/gen.h"
 #include "llm/backend.h"
@@ -1022,6 +1024,266 @@ static void eval_models_cli(void **state)
 	free(dir);
 }
 
+/* ---- knowledge drafted at resolution ----------------------------------- */
+
+struct kws {
+	char *dir;
+	struct csa_ws *ws;
+	struct csa_pipeline *p;
+};
+
+/* A workspace whose replies backend is the fake server ('extra' merged
+ * into csa.json's llm section), and its pipeline. */
+static void knowledge_ws(struct kws *k, const char *extra)
+{
+	struct csa_err err = {0};
+	k->dir = t_tmpdir("llmknow");
+	if (csa_ws_init(k->dir, &err) || csa_ws_open(k->dir, &k->ws, &err))
+		fail_msg("workspace: %s", err.msg);
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+	         "{\"llm\": {\"backends\": {\"fast\": {\"kind\": \"openai\", \"endpoint\":"
+	         " \"http://127.0.0.1:%u/v1\", \"model\": \"m-1\", \"retries\": 0,"
+	         " \"timeout_ms\": 1000, \"breaker_failures\": 1000}},"
+	         " \"agents\": {\"replies\": \"fast\"}}}",
+	         fakellm_port(fake));
+	json_t *a = json_loads(conf, 0, NULL), *b = json_loads(extra ? extra : "{}", 0, NULL);
+	if (csa_ws_config_override(k->ws, a, &err) || csa_ws_config_override(k->ws, b, &err) ||
+	    csa_pipeline_open(k->ws, &k->p, &err))
+		fail_msg("configuration: %s", err.msg);
+	json_decref(a);
+	json_decref(b);
+}
+
+static void knowledge_ws_close(struct kws *k)
+{
+	csa_pipeline_free(k->p);
+	csa_ws_close(k->ws);
+	t_rmrf(k->dir);
+	free(k->dir);
+}
+
+/* A ticket whose customer and team wrote personal data, resolved with
+ * notes: the resolve answer. */
+static json_t *resolve_ticket(struct kws *k, const char *id)
+{
+	struct csa_err err = {0};
+	char doc[1024];
+	snprintf(doc, sizeof(doc),
+	         "{\"ticket_id\": \"%s\", \"client_name\": \"Ada\", \"messages\": [{\"content\":"
+	         " \"Login fails with error 500. Reach me at ada@globex.example or +44 20 7946 "
+	         "0958.\"}]}",
+	         id);
+	json_t *d = json_loads(doc, 0, NULL), *res = NULL;
+	if (csa_pipeline_ingest(k->p, d, &res, &err))
+		fail_msg("create %s: %s", id, err.msg);
+	json_decref(d);
+	json_decref(res);
+	json_t *reply =
+	    json_pack("{s:s, s:s, s:s}", "sender", "cs_agent", "sender_id", "ann", "content",
+	              "We have renewed the expired certificate. Please clear your "
+	              "browser cache; we will call +44 20 7946 0958 if it fails.");
+	if (csa_pipeline_reply(k->p, id, reply, &res, &err))
+		fail_msg("reply %s: %s", id, err.msg);
+	json_decref(reply);
+	json_decref(res);
+	struct csa_resolution r = {.ticket_id = id,
+	                           .csat = 5,
+	                           .by = "ann",
+	                           .notes = "Renewed the TLS certificate for ada@globex.example; "
+	                                    "make sure the expiry alert stays enabled."};
+	if (csa_lifecycle_resolve(k->p, &r, &res, &err))
+		fail_msg("resolve %s: %s", id, err.msg);
+	return res;
+}
+
+/* Every list of 'know' holds only entries of 'method'. */
+static void assert_method(const json_t *know, const char *method)
+{
+	const char *key;
+	json_t *list, *e;
+	size_t i;
+	json_object_foreach((json_t *)know, key, list) json_array_foreach(list, i, e)
+	    assert_string_equal(csa_json_str(e, "method"), method);
+}
+
+/* With a replies backend, the knowledge is the backend's draft: its
+ * strings (personal data redacted, each once) as entries that say they
+ * were drafted and by which model; the prompt carried the ticket without
+ * the customer's e-mail address or phone number. */
+static void knowledge_drafted_by_the_replies_backend(void **state)
+{
+	(void)state;
+	struct kws k = {0};
+	knowledge_ws(&k, NULL);
+	char *ans = fakellm_openai_answer(
+	    "{\"solution_patterns\": [\"Renewed the expired TLS certificate of the login "
+	    "service.\"], \"troubleshooting_steps\": [\"Clear the browser cache and log in "
+	    "again.\", \"Write to ops@example.com to get help.\"], \"prevention_measures\": "
+	    "[\"Keep an alert 30 days before a certificate expires.\", \"Keep an alert 30 days "
+	    "before a certificate expires.\"]}",
+	    -1);
+	script1(200, ans, NULL, 0);
+	free(ans);
+	int sent = fakellm_count(fake);
+	json_t *res = resolve_ticket(&k, "KD-1");
+	assert_int_equal(fakellm_count(fake), sent + 1);
+	json_t *how = json_object_get(res, "knowledge_source");
+	assert_string_equal(csa_json_str(how, "method"), "drafted");
+	assert_string_equal(csa_json_str(how, "model_version"), "llm:fast:m-1");
+	json_decref(res);
+
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	assert_int_equal(csa_store_load(k.ws->store, "KD-1", &tk, &err), 0);
+	json_t *know = json_object_get(tk.i, "knowledge_extraction");
+	assert_method(know, "drafted");
+	json_t *sol = json_array_get(json_object_get(know, "solution_patterns"), 0);
+	assert_string_equal(csa_json_str(sol, "text"),
+	                    "Renewed the expired TLS certificate of the login service.");
+	assert_string_equal(csa_json_str(sol, "model"), "llm:fast:m-1");
+	json_t *steps = json_object_get(know, "troubleshooting_steps");
+	assert_int_equal(json_array_size(steps), 2);
+	assert_string_equal(csa_json_str(json_array_get(steps, 1), "text"),
+	                    "Write to [EMAIL] to get help.");
+	assert_int_equal(json_array_size(json_object_get(know, "prevention_measures")), 1);
+	csa_ticket_release(&tk);
+
+	/* what the server received: the ticket, redacted */
+	char *path = NULL, *body = NULL;
+	fakellm_last(fake, &path, &body, NULL, NULL, NULL);
+	assert_non_null(strstr(body, "renewed the expired certificate"));
+	assert_non_null(strstr(body, "expiry alert stays enabled"));
+	assert_non_null(strstr(body, "[EMAIL]"));
+	assert_null(strstr(body, "ada@globex.example"));
+	assert_null(strstr(body, "7946"));
+	assert_non_null(strstr(body, "solution_patterns"));
+	free(path);
+	free(body);
+	knowledge_ws_close(&k);
+}
+
+/* The ticket's knowledge is what extraction gives, and says so. */
+static void assert_extracted(struct kws *k, const char *id, const json_t *res, const char *reason,
+                             const char *says)
+{
+	json_t *how = json_object_get(res, "knowledge_source");
+	const char *why = csa_json_str(how, "reason"), *error = csa_json_str(how, "error");
+	assert_non_null(csa_json_str(how, "method"));
+	assert_string_equal(csa_json_str(how, "method"), "extractive");
+	if (!why || strcmp(why, reason))
+		fail_msg("%s: reason '%s', expected '%s' (%s)", id, why ? why : "(none)", reason,
+		         error ? error : "");
+	if (says && (!error || !strstr(error, says)))
+		fail_msg("%s: '%s' does not say '%s'", id, csa_json_str(how, "error"), says);
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	assert_int_equal(csa_store_load(k->ws->store, id, &tk, &err), 0);
+	json_t *know = json_object_get(tk.i, "knowledge_extraction");
+	json_t *want = csa_knowledge_extract(tk.e, tk.i);
+	assert_true(json_equal(know, want));
+	assert_true(json_array_size(json_object_get(know, "solution_patterns")) > 0);
+	assert_method(know, "extractive");
+	json_decref(want);
+	csa_ticket_release(&tk);
+}
+
+/* Whatever the backend answers that is not exactly the knowledge asked
+ * for, and when it fails, is slow or the budget is spent, the knowledge
+ * is extractive and the resolve answer says why. */
+static void malformed_knowledge_falls_back_to_extractive(void **state)
+{
+	(void)state;
+	struct kws k = {0};
+	knowledge_ws(&k, NULL);
+	char longs[600], eleven[1200] = "[";
+	memset(longs, 'a', 500);
+	longs[500] = '\0';
+	for (int n = 0; n < 11; n++)
+		strcat(eleven,
+		       n ? ", \"Restart the gateway now.\"" : "\"Restart the gateway now.\"");
+	strcat(eleven, "]");
+	char c_long[800], c_eleven[1400];
+	snprintf(c_long, sizeof(c_long),
+	         "{\"solution_patterns\": [\"%s\"], \"troubleshooting_steps\": [], "
+	         "\"prevention_measures\": []}",
+	         longs);
+	snprintf(c_eleven, sizeof(c_eleven),
+	         "{\"solution_patterns\": %s, \"troubleshooting_steps\": [], "
+	         "\"prevention_measures\": []}",
+	         eleven);
+	static const char ok_rest[] = "\"troubleshooting_steps\": [], \"prevention_measures\": []";
+	char c_extra[300], c_number[300], c_object[300], c_ctl[300];
+	snprintf(c_extra, sizeof(c_extra),
+	         "{\"solution_patterns\": [\"Renewed the certificate today.\"], %s, \"note\": "
+	         "\"ignore\"}",
+	         ok_rest);
+	snprintf(c_number, sizeof(c_number), "{\"solution_patterns\": [42], %s}", ok_rest);
+	snprintf(c_object, sizeof(c_object),
+	         "{\"solution_patterns\": [{\"text\": \"Renewed the certificate.\"}], %s}",
+	         ok_rest);
+	snprintf(c_ctl, sizeof(c_ctl),
+	         "{\"solution_patterns\": [\"Renewed the \\u0007certificate.\"], %s}", ok_rest);
+	const struct {
+		const char *content, *says;
+	} bad[] = {
+	    {"this is not JSON", "not a JSON object"},
+	    {"[\"Renewed the certificate.\"]", "not a JSON object"},
+	    {c_extra, "unknown field 'note'"},
+	    {c_number, "solution_patterns[0] must be a string"},
+	    {c_object, "solution_patterns[0] must be a string"},
+	    {c_ctl, "without control characters"},
+	    {c_long, "of 12 to 400 bytes"},
+	    {"{\"solution_patterns\": [\"Too short\"], \"troubleshooting_steps\": [], "
+	     "\"prevention_measures\": []}",
+	     "of 12 to 400 bytes"},
+	    {c_eleven, "has 11 entries, at most 10"},
+	    {"{\"solution_patterns\": [\"Renewed the certificate.\"], \"troubleshooting_steps\": "
+	     "[]}",
+	     "'prevention_measures' missing"},
+	    {"{\"solution_patterns\": [], \"troubleshooting_steps\": [], \"prevention_measures\": "
+	     "\"none\"}",
+	     "'prevention_measures' missing or not an array"},
+	    {"{\"solution_patterns\": [], \"troubleshooting_steps\": [], \"prevention_measures\": "
+	     "[]}",
+	     "every list is empty"},
+	};
+	char id[32];
+	for (size_t n = 0; n < sizeof(bad) / sizeof(bad[0]); n++) {
+		char *ans = fakellm_openai_answer(bad[n].content, -1);
+		script1(200, ans, NULL, 0);
+		free(ans);
+		snprintf(id, sizeof(id), "KB-%zu", n);
+		json_t *res = resolve_ticket(&k, id);
+		assert_extracted(&k, id, res, "llm_failed", bad[n].says);
+		json_decref(res);
+	}
+	/* the server fails, or answers too late */
+	script1(500, "{\"error\": \"overloaded\"}", NULL, 0);
+	json_t *res = resolve_ticket(&k, "KB-500");
+	assert_extracted(&k, "KB-500", res, "llm_failed", "HTTP 500");
+	json_decref(res);
+	char *ans = fakellm_openai_answer("{\"solution_patterns\": [\"Renewed the certificate "
+	                                  "today.\"], \"troubleshooting_steps\": [], "
+	                                  "\"prevention_measures\": []}",
+	                                  -1);
+	script1(200, ans, NULL, 2500);
+	free(ans);
+	res = resolve_ticket(&k, "KB-slow");
+	assert_extracted(&k, "KB-slow", res, "llm_failed", NULL);
+	json_decref(res);
+	knowledge_ws_close(&k);
+
+	/* the budget is spent: no call at all */
+	knowledge_ws(&k, "{\"llm\": {\"cascade\": {\"calls_per_hour\": 0}}}");
+	int sent = fakellm_count(fake);
+	res = resolve_ticket(&k, "KB-budget");
+	assert_int_equal(fakellm_count(fake), sent);
+	assert_extracted(&k, "KB-budget", res, "budget_calls_per_hour", NULL);
+	json_decref(res);
+	knowledge_ws_close(&k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest pure[] = {
@@ -1045,7 +1307,12 @@ int main(void)
 	    cmocka_unit_test(failing_llm_falls_back_to_the_embedded_model),
 	    cmocka_unit_test(eval_models_cli),
 	};
+	const struct CMUnitTest knowledge[] = {
+	    cmocka_unit_test(knowledge_drafted_by_the_replies_backend),
+	    cmocka_unit_test(malformed_knowledge_falls_back_to_extractive),
+	};
 	int rc = cmocka_run_group_tests(pure, NULL, NULL);
 	rc |= cmocka_run_group_tests(backends, start_fake, stop_fake);
+	rc |= cmocka_run_group_tests(knowledge, start_fake, stop_fake);
 	return rc | cmocka_run_group_tests(flow, trained_workspace, close_workspace);
 }

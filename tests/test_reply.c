@@ -16,9 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "base/config.h"
 #include "base/json.h"
 #include "outbound/email.h"
+#include "server/chanmap.h"
 #include "server/server.h"
 #include "server/server_internal.h"
 #include "server/tokens.h"
@@ -34,6 +37,10 @@ static struct smtp_sink *sink;
 static struct fake_http *api;
 static unsigned port, sink_port, api_port;
 static char agent[80];
+/* The next start()'s SMTP server: plain, or TLS with this certificate
+ * (SINK_STARTTLS: smtp:// offering STARTTLS; SINK_SMTPS: smtps://). */
+static enum { SINK_PLAIN, SINK_STARTTLS, SINK_SMTPS } sink_mode;
+static char cert_dir[256], cert_file[300], key_file[300];
 
 struct resp {
 	long status;
@@ -109,7 +116,12 @@ static void start(json_t *channels)
 	dir = t_tmpdir("reply");
 	assert_int_equal(csa_ws_init(dir, &err), 0);
 	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
-	assert_int_equal(smtp_sink_start(&sink, &sink_port), 0);
+	if (sink_mode == SINK_PLAIN)
+		assert_int_equal(smtp_sink_start(&sink, &sink_port), 0);
+	else
+		assert_int_equal(smtp_sink_start_tls(&sink, &sink_port, cert_file, key_file,
+		                                     sink_mode == SINK_SMTPS),
+		                 0);
 	assert_int_equal(fake_http_start(&api, &api_port), 0);
 	char base[64];
 	snprintf(base, sizeof(base), "http://127.0.0.1:%u", api_port);
@@ -129,7 +141,8 @@ static void start(json_t *channels)
 	snprintf(agent, sizeof(agent), "%s", t);
 	free(t);
 	char smtp[64], hook[96];
-	snprintf(smtp, sizeof(smtp), "smtp://127.0.0.1:%u", sink_port);
+	snprintf(smtp, sizeof(smtp), "%s://127.0.0.1:%u", sink_mode == SINK_SMTPS ? "smtps" : "smtp",
+	         sink_port);
 	snprintf(hook, sizeof(hook), "%s/webhook", base);
 	setenv("CSA_SMTP_URL", smtp, 1);
 	setenv("CSA_WEBHOOK_URL", hook, 1);
@@ -150,7 +163,24 @@ static int teardown(void **state)
 	free(dir);
 	srv = NULL, ws = NULL, sink = NULL, api = NULL, dir = NULL;
 	unsetenv("CSA_SMTP_URL");
+	unsetenv("CSA_CA_FILE");
+	if (sink_mode != SINK_PLAIN) {
+		t_rmrf(cert_dir);
+		sink_mode = SINK_PLAIN;
+	}
 	return 0;
+}
+
+/* A certificate for the next start()'s TLS server, and that server. */
+static void tls_sink(int mode)
+{
+	char *d = t_tmpdir("cert");
+	snprintf(cert_dir, sizeof(cert_dir), "%s", d);
+	free(d);
+	snprintf(cert_file, sizeof(cert_file), "%s/cert.pem", cert_dir);
+	snprintf(key_file, sizeof(key_file), "%s/key.pem", cert_dir);
+	assert_int_equal(smtp_sink_make_cert(cert_file, key_file), 0);
+	sink_mode = mode;
 }
 
 /* A ticket from an e-mail sent to the inbound relay hook; its id. */
@@ -406,7 +436,8 @@ static void undeliverable_reply_is_refused_and_not_stored(void **state)
 	json_decref(tk);
 	/* a ticket whose customer address is not one */
 	char smtp[64];
-	snprintf(smtp, sizeof(smtp), "smtp://127.0.0.1:%u", sink_port);
+	snprintf(smtp, sizeof(smtp), "%s://127.0.0.1:%u", sink_mode == SINK_SMTPS ? "smtps" : "smtp",
+	         sink_port);
 	setenv("CSA_SMTP_URL", smtp, 1);
 	j = post(
 	    "/api/tickets",
@@ -459,6 +490,99 @@ static void smtp_login_needs_tls(void **state)
 	assert_int_equal(smtp_sink_wait(sink, 1, 300), 0);
 }
 
+/* A reply over SMTPS to a relay whose certificate a private CA signed
+ * (CSA_CA_FILE): the TLS session is verified and the message arrives whole,
+ * threaded. */
+static void smtps_reply_verified_with_a_private_ca(void **state)
+{
+	(void)state;
+	tls_sink(SINK_SMTPS);
+	setenv("CSA_CA_FILE", cert_file, 1);
+	start(NULL);
+	char t[80], h[512], tag[100];
+	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
+	json_decref(reply(t, "r1", "Refunded over TLS.", 201));
+	assert_int_equal(smtp_sink_wait(sink, 1, 10000), 1);
+	char *msg = smtp_sink_data(sink, 0);
+	header_of(msg, "Subject", h, sizeof(h));
+	snprintf(tag, sizeof(tag), "[%s] Invoice", t);
+	assert_string_equal(h, tag);
+	header_of(msg, "In-Reply-To", h, sizeof(h));
+	assert_string_equal(h, "<m1@example.com>");
+	assert_non_null(strstr(msg, "\r\n\r\nRefunded over TLS.\r\n"));
+	free(msg);
+	json_decref(delivery(t, "email", "delivered", 1));
+}
+
+/* The same relay without its CA: the certificate is not trusted, nothing
+ * is sent, and the delivery says why. Verification is never turned off. */
+static void smtps_untrusted_certificate_is_refused(void **state)
+{
+	(void)state;
+	tls_sink(SINK_SMTPS);
+	start(NULL);
+	char t[80];
+	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
+	json_decref(reply(t, "r1", "hello", 201));
+	json_t *d = delivery(t, "email", "pending", 1);
+	const char *why = csa_json_str(d, "last_error");
+	assert_non_null(why);
+	if (!strstr(why, "certificate") && !strstr(why, "SSL"))
+		fail_msg("the delivery does not say the certificate was refused: %s", why);
+	json_decref(d);
+	assert_int_equal(smtp_sink_wait(sink, 1, 300), 0);
+}
+
+/* smtp:// with a login: the session is upgraded with STARTTLS before the
+ * login, which the relay receives encrypted, and the message arrives. */
+static void starttls_login_reaches_the_relay(void **state)
+{
+	(void)state;
+	tls_sink(SINK_STARTTLS);
+	setenv("CSA_CA_FILE", cert_file, 1);
+	setenv("CSA_SMTP_USER", "csa-relay", 1);
+	setenv("CSA_SMTP_PASSWORD", "s3cret", 1);
+	start(NULL);
+	unsetenv("CSA_SMTP_USER");
+	unsetenv("CSA_SMTP_PASSWORD");
+	char t[80];
+	mail_in("ada@example.com", "Invoice", "<m1@example.com>", t);
+	json_decref(reply(t, "r1", "Sent after STARTTLS.", 201));
+	assert_int_equal(smtp_sink_wait(sink, 1, 10000), 1);
+	int over_tls = 0;
+	char *user = smtp_sink_auth_user(sink, &over_tls);
+	assert_string_equal(user, "csa-relay");
+	assert_true(over_tls);
+	free(user);
+	char *msg = smtp_sink_data(sink, 0);
+	assert_non_null(strstr(msg, "Sent after STARTTLS."));
+	free(msg);
+}
+
+/* A CA file that cannot be read stops the server at start, naming it. */
+static void unreadable_ca_file_is_said_at_start(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *d = t_tmpdir("reply-ca");
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	struct csa_ws *w;
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	setenv("CSA_CA_FILE", "/nonexistent/ca.pem", 1);
+	struct csa_server_opts o = {"127.0.0.1", 0, 1, CSA_SOURCE_DIR "/web", 50};
+	struct csa_server *sv = NULL;
+	int rc = csa_server_start(w, &o, &sv, &err);
+	unsetenv("CSA_CA_FILE");
+	if (rc == 0)
+		csa_server_stop(sv);
+	assert_int_not_equal(rc, 0);
+	assert_non_null(strstr(err.msg, "CSA_CA_FILE"));
+	assert_non_null(strstr(err.msg, "/nonexistent/ca.pem"));
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
 /* An autonomous reply (the selector's draft, the strategy applied by
  * itself) goes out as a person's does: on the ticket's channel, stored on
  * E as the ai_agent's message, once however often the run is reported. */
@@ -502,6 +626,164 @@ static void autonomous_reply_goes_out_once(void **state)
 }
 
 /* ---- platforms ---------------------------------------------------------------------- */
+
+/* The request number 'nth' to 'prefix' on the fake Trello, as JSON (its
+ * method in *method); fails the test when there is none. */
+static json_t *trello_req(const char *prefix, int nth, char method[8])
+{
+	struct fake_req q;
+	if (fake_http_find_nth(api, prefix, nth, &q))
+		fail_msg("no request %d to %s", nth, prefix);
+	snprintf(method, 8, "%s", q.method);
+	assert_string_equal(q.auth, "OAuth oauth_consumer_key=\"tkey\", oauth_token=\"ttok\"");
+	json_t *j = json_loads(q.body, 0, NULL);
+	free(q.body);
+	assert_non_null(j);
+	return j;
+}
+
+/* With a board configured, a new ticket gets a card made from its
+ * template in the list of its stage; an assignment puts the member's
+ * Trello id on it and resolving moves it to the "end" list, each through
+ * the outbox; the card is bound to the ticket both ways. */
+static void trello_card_follows_the_ticket(void **state)
+{
+	(void)state;
+	json_t *board = json_loads(
+	    "{\"trello_board\": {\"lists\": {\"trigger\": \"LTRIG\", \"classifier\": \"LCLS\", "
+	    "\"selection\": \"LSEL\", \"action\": \"LACT\", \"end\": \"LEND\"}, \"templates\": "
+	    "{\"standard\": \"TPLSTD\"}}}",
+	    0, NULL);
+	start(board);
+	struct csa_err err = {0};
+	json_t *team = json_loads(
+	    "{\"team\": {\"members\": [{\"id\": \"ann\", \"team\": \"cs\", \"platform_ids\": "
+	    "{\"trello\": \"mem-ann\"}, \"skills\": [\"billing\"]}]}}",
+	    0, NULL);
+	if (csa_ws_config_override(ws, team, &err))
+		fail_msg("%s", err.msg);
+	json_decref(team);
+	fake_http_answer(api, "/trello/1/cards", 200,
+	                 "{\"id\": \"card0000000000000000001\", \"name\": \"made\"}");
+	json_t *j = post("/api/tickets",
+	                 "{\"platform\": \"web_chat\", \"client_name\": \"Bo\", \"messages\": "
+	                 "[{\"content\": \"Export broken\\nsince the update\"}]}",
+	                 NULL, 201);
+	char t[80], path[160], method[8], card_of[120], bound[80];
+	snprintf(t, sizeof(t), "%s", csa_json_str(j, "ticket_id"));
+	json_decref(j);
+	json_decref(delivery(t, "trello_card", "delivered", 1));
+	j = trello_req("/trello/1/cards", 0, method);
+	assert_string_equal(method, "POST");
+	char name[160];
+	snprintf(name, sizeof(name), "[%s] Export broken since the update", t);
+	assert_string_equal(csa_json_str(j, "name"), name);
+	assert_string_equal(csa_json_str(j, "idCardSource"), "TPLSTD");
+	assert_string_equal(csa_json_str(j, "keepFromSource"), "all");
+	json_t *tk = get(strcat(strcpy(path, "/api/tickets/"), t));
+	const char *stage = csa_json_str(json_object_get(tk, "workflow"), "workflow_stage");
+	static const char *const lists[][2] = {{"trigger", "LTRIG"}, {"classifier", "LCLS"},
+	                                       {"selection", "LSEL"},  {"action", "LACT"},
+	                                       {"end", "LEND"}};
+	const char *want = NULL;
+	for (size_t k = 0; k < 5; k++)
+		if (stage && strcmp(lists[k][0], stage) == 0)
+			want = lists[k][1];
+	assert_non_null(want);
+	assert_string_equal(csa_json_str(j, "idList"), want);
+	assert_null(json_object_get(j, "idMembers"));
+	json_decref(j);
+	json_decref(tk);
+	snprintf(card_of, sizeof(card_of), "trello-card-of:%s", t);
+	assert_int_equal(csa_chanmap_get(srv->chanmap, card_of, bound, sizeof(bound), &err), 0);
+	assert_string_equal(bound, "card0000000000000000001");
+	assert_int_equal(
+	    csa_chanmap_get(srv->chanmap, "trello:card0000000000000000001", bound, sizeof(bound), &err),
+	    0);
+	assert_string_equal(bound, t);
+
+	/* assigned: the member's Trello id on the card */
+	static const char card[] = "/trello/1/cards/card0000000000000000001";
+	int puts = fake_http_count(api, card);
+	snprintf(path, sizeof(path), "/api/tickets/%s/assign", t);
+	json_decref(post(path, "{\"member\": \"ann\"}", NULL, 200));
+	for (int k = 0; k < 200 && fake_http_count(api, card) <= puts; k++)
+		usleep(50000);
+	if (fake_http_count(api, card) <= puts)
+		fail_msg("the assignment sent nothing for the card");
+	j = trello_req(card, (puts = fake_http_count(api, card)) - 1, method);
+	assert_string_equal(method, "PUT");
+	assert_string_equal(csa_json_str(j, "idMembers"), "mem-ann");
+	json_decref(j);
+
+	/* resolved: to the end list */
+	snprintf(path, sizeof(path), "/api/tickets/%s/resolve", t);
+	json_decref(post(path, "{\"csat\": 5}", NULL, 200));
+	for (int k = 0; k < 200 && fake_http_count(api, card) <= puts; k++)
+		usleep(50000);
+	if (fake_http_count(api, card) <= puts)
+		fail_msg("the resolution sent nothing for the card");
+	j = trello_req(card, fake_http_count(api, card) - 1, method);
+	assert_string_equal(method, "PUT");
+	assert_string_equal(csa_json_str(j, "idList"), "LEND");
+	assert_string_equal(csa_json_str(j, "idMembers"), "mem-ann");
+	json_decref(j);
+	/* a server started again still brings the card up to date: its items
+	 * are new to the outbox the first one left */
+	csa_server_stop(srv);
+	struct csa_server_opts o = {"127.0.0.1", 0, 2, CSA_SOURCE_DIR "/web", 50};
+	if (csa_server_start(ws, &o, &srv, &err))
+		fail_msg("%s", err.msg);
+	port = csa_server_port(srv);
+	puts = fake_http_count(api, card);
+	snprintf(path, sizeof(path), "/api/tickets/%s/messages", t);
+	json_decref(post(path, "{\"side\": \"internal\", \"message\": {\"content\": \"closed\"}}",
+	                 NULL, 201));
+	for (int k = 0; k < 200 && fake_http_count(api, card) <= puts; k++)
+		usleep(50000);
+	if (fake_http_count(api, card) <= puts)
+		fail_msg("the server started again sent nothing for the card");
+	j = trello_req(card, fake_http_count(api, card) - 1, method);
+	assert_string_equal(method, "PUT");
+	assert_string_equal(csa_json_str(j, "idList"), "LEND");
+	json_decref(j);
+	/* one card, however many commits */
+	assert_int_equal(fake_http_count(api, "/trello/1/cards") -
+	                     fake_http_count(api, "/trello/1/cards/"),
+	                 1);
+}
+
+/* A board the configuration cannot use is refused when it is loaded,
+ * naming what is wrong. */
+static void trello_board_settings_are_checked(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *board, *says;
+	} bad[] = {
+	    {"{\"lists\": {\"end\": \"L1\"}}", "trigger"},
+	    {"{\"lists\": {\"trigger\": \"L1\", \"done\": \"L2\"}}", "'done' is not a workflow_stage"},
+	    {"{\"lists\": {\"trigger\": \"L/../x\"}}", "Trello id"},
+	    {"{\"lists\": {\"trigger\": \"L1\"}, \"templates\": {\"standard\": 7}}", "Trello id"},
+	    {"{\"lists\": {\"trigger\": \"L1\"}, \"colour\": {}}", "unknown key 'colour'"},
+	    {"[]", "must be null or"},
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		struct csa_config cfg;
+		struct csa_err err = {0};
+		assert_int_equal(csa_config_init_default(&cfg), 0);
+		char text[512];
+		snprintf(text, sizeof(text), "{\"channels\": {\"trello_board\": %s}}", bad[k].board);
+		json_t *over = json_loads(text, 0, NULL);
+		assert_non_null(over);
+		int rc = csa_config_merge(&cfg, over, "test", &err);
+		json_decref(over);
+		if (rc == 0 || !strstr(err.msg, bad[k].says))
+			fail_msg("%s: %d '%s', expected a refusal saying %s", bad[k].board, rc, err.msg,
+			         bad[k].says);
+		csa_config_release(&cfg);
+	}
+}
 
 /* A Trello ticket with Slack and Mattermost threads: the reply is a card
  * comment and a reply in each thread, with the configured credentials. */
@@ -778,6 +1060,12 @@ int main(int argc, char **argv)
 	    T(undeliverable_reply_is_refused_and_not_stored),
 	    T(smtp_refusal_is_shown_as_delivery_state),
 	    T(smtp_login_needs_tls),
+	    T(trello_card_follows_the_ticket),
+	    cmocka_unit_test(trello_board_settings_are_checked),
+	    T(smtps_reply_verified_with_a_private_ca),
+	    T(smtps_untrusted_certificate_is_refused),
+	    T(starttls_login_reaches_the_relay),
+	    cmocka_unit_test(unreadable_ca_file_is_said_at_start),
 	    T(autonomous_reply_goes_out_once),
 	    T(trello_comment_and_thread_replies),
 	    T(slack_refusal_is_a_failure),

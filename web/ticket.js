@@ -3,7 +3,8 @@
 // decided and why it was or was not automated (the T document's decisions
 // and their automation blocks, with their records in the audit ledger),
 // the delivery state, and the actions the API has: an internal note, a
-// reply to the customer, deciding the ticket's open review tasks.
+// reply to the customer, deciding the ticket's open review tasks, changing
+// a decision, assigning and resolving.
 // Everything from the API goes on the page as text (el(), textContent).
 'use strict';
 
@@ -393,6 +394,10 @@ async function ticketLoad(id) {
       byMessage.get(d.message_id).push(d);
     }
     timeline($('ticket-timeline'), t.unified_timeline, byMessage);
+    // a reply not tried yet goes out within seconds: look again then, so
+    // its delivery state shows without a reload (retries back off, so a
+    // delivery that failed once is not watched)
+    if ([...byMessage.values()].flat().some((d) => d.state === 'pending' && !d.attempts)) ticketLater(1500);
     ticketSuggestions(t);
     const trail = audit instanceof Error ? [] : audit.trail;
     ticketDecisions(t, trail);
@@ -449,8 +454,8 @@ async function composeSend(e) {
   }
 }
 
-// A person's assignment or resolution (POST .../assign, .../resolve),
-// then the ticket again as the server now has it.
+// A person's change, assignment or resolution (POST .../decide, .../assign,
+// .../resolve), then the ticket again as the server now has it.
 async function ticketAct(path, body, done) {
   const status = $('act-status');
   status.className = '';
@@ -470,6 +475,26 @@ function assignSubmit(e) {
   const member = $('assign-member').value.trim();
   if (!member) return;
   ticketAct('assign', { member }, (r) => (r.changed ? `Assigned to ${r.assigned_member}${r.over_capacity ? ' (over capacity)' : ''}.` : `Already ${r.assigned_member}'s.`));
+}
+
+// A person changes a decision (POST .../decide): the open review task of
+// that type is decided, else the newest decision is corrected; either way
+// the model learns from it and the audit trail records it.
+let changeLabels = null; // {type: [labels]} from GET /api/phase, read once
+
+async function changeOptions() {
+  if (!changeLabels) {
+    try { changeLabels = (await api('GET', '/api/phase')).labels || {}; } catch (e) { changeLabels = null; return; }
+  }
+  const sel = $('change-value');
+  sel.replaceChildren(...(changeLabels[$('change-type').value] || []).map((v) => el('option', v)));
+}
+
+function changeSubmit(e) {
+  e.preventDefault();
+  const decision_type = $('change-type').value, value = $('change-value').value;
+  if (!value) return;
+  ticketAct('decide', { decision_type, value }, (r) => `${decision_type} is ${r.value} now (${r.task_id ? 'review task ' + r.task_id + ' decided' : 'correction recorded'}; AI said ${r.ai_value}).`);
 }
 
 function resolveSubmit(e) {
@@ -494,6 +519,7 @@ pages.ticket = {
       composeLabel();
     }
     tk.id = id;
+    changeOptions();
     showError($('ticket-error'), null);
     if (!id) { $('ticket-view').hidden = true; $('ticket-id').focus(); return; }
     ticketLoad(id).then(() => { if (!$('ticket-view').hidden) $('ticket-title').focus(); });
@@ -518,6 +544,8 @@ window.addEventListener('DOMContentLoaded', () => {
   $('ticket-title').tabIndex = -1;
   $('compose').onsubmit = composeSend;
   $('assign-form').onsubmit = assignSubmit;
+  $('change-form').onsubmit = changeSubmit;
+  $('change-type').onchange = changeOptions;
   $('resolve-form').onsubmit = resolveSubmit;
   for (const r of document.querySelectorAll('#compose input[name=side]')) r.addEventListener('change', composeLabel);
 });

@@ -304,32 +304,32 @@ static int assigned_by_agent(const json_t *i_doc)
 	return 0;
 }
 
-/*
- * Who should work the ticket (csa.json team.members, agents/team.h): the
- * member whose skills match the required expertise (the classifier's
- * routing and, when escalating, the escalation path's levels), of the
- * technical team for a TECHNICAL escalation and of the CS team otherwise,
- * least loaded for their capacity. A ticket already assigned keeps its
- * member, except that the agent's own choice of a CS member is handed to
- * the technical team when the ticket escalates there; a person's
- * assignment is never overridden. Sets "assignment" (the choice, or null)
- * and, without a choice, "assignment_note" saying why.
- */
-static void propose_assignment(const struct csa_agent_env *env, const struct csa_agent_input *in,
-                               const char *label, const json_t *levels, json_t *decision)
+/* The ticket's member is the escalation agent's own choice of a member
+ * not on the technical team: a TECHNICAL escalation hands it over. */
+static int may_hand_over(const struct csa_config *cfg, const struct csa_ticket *tk)
 {
-	const char *cur = csa_json_str(in->tk->t, "assigned_member");
+	const json_t *m = csa_team_member(cfg, csa_json_str(tk->t, "assigned_member"));
+	const char *team = csa_json_str(m, "team");
+	return team && strcmp(team, "technical") && assigned_by_agent(tk->i);
+}
+
+int csa_escalation_may_assign(const struct csa_config *cfg, const struct csa_ticket *tk)
+{
+	return json_array_size(csa_config_get(cfg, "team.members")) > 0 &&
+	       (!csa_json_str(tk->t, "assigned_member") || may_hand_over(cfg, tk));
+}
+
+void csa_escalation_propose_assignment(const struct csa_agent_env *env,
+                                       const struct csa_agent_input *in, const char *label,
+                                       const json_t *levels, json_t *decision)
+{
 	int technical = strcmp(label, "TECHNICAL") == 0;
 	const char *want = technical ? "technical" : "cs";
 	const char *note = NULL;
 	json_t *choice = NULL;
-	if (cur) {
-		const json_t *m = csa_team_member(in->cfg, cur);
-		const char *team = csa_json_str(m, "team");
-		if (!(technical && team && strcmp(team, "technical") &&
-		      assigned_by_agent(in->tk->i)))
-			note = "already assigned";
-	}
+	if (csa_json_str(in->tk->t, "assigned_member") &&
+	    !(technical && may_hand_over(in->cfg, in->tk)))
+		note = "already assigned";
 	if (!note) {
 		json_t *expertise = json_array();
 		const char *routing = csa_json_str(in->classification, "routing_suggestion");
@@ -342,6 +342,8 @@ static void propose_assignment(const struct csa_agent_env *env, const struct csa
 	json_object_set_new(decision, "assignment", choice ? choice : json_null());
 	if (!choice)
 		json_object_set_new(decision, "assignment_note", json_string(note));
+	else
+		json_object_del(decision, "assignment_note");
 }
 
 static int escalation_process(const struct csa_agent_env *env, const struct csa_agent_input *in,
@@ -380,7 +382,7 @@ static int escalation_process(const struct csa_agent_env *env, const struct csa_
 	              "eta_sample_size", (json_int_t)n, "escalate_confidence", pe[e]);
 	if (!escalate)
 		json_object_set_new(out->decision, "escalation_levels", json_array());
-	propose_assignment(env, in, label, escalate ? path : NULL, out->decision);
+	csa_escalation_propose_assignment(env, in, label, escalate ? path : NULL, out->decision);
 	attach_cascade(out->decision, cascade, why);
 	out->confidence = pe[e];
 	out->alternatives = alternatives(m, pe, e, 2);
@@ -429,16 +431,16 @@ static void estimated_completion(const struct csa_agent_input *in, const char *p
 	csa_ts_format(at, ts);
 }
 
-/*
- * Where the ticket stands after this run, for I.progress_updates: blocked
- * while it waits on someone (the customer, asked for more information; the
- * team an escalation went to; a free team member), else assigned when this
- * run chose its resolver, else in progress; with what to do next.
- */
-static json_t *progress_of(const struct csa_agent_input *in, const char *strategy, const char *pri,
-                           int escalate, const char *path, const char *resolver, int interval,
-                           int64_t now)
+/* Where the ticket stands: see agent.h. */
+json_t *csa_updates_progress(const struct csa_agent_input *in, int64_t now)
 {
+	const char *strategy = csa_json_str(in->selection, "strategy");
+	const char *pri = csa_json_str(in->classification, "priority");
+	int escalate = json_is_true(json_object_get(in->escalation, "escalate"));
+	const char *path = csa_json_str(in->escalation, "escalation_path");
+	const char *resolver = json_string_value(
+	    json_array_get(json_object_get(in->escalation, "escalation_levels"), 0));
+	int interval = update_interval(in->cfg, pri, in->sla_status);
 	json_t *blockers = json_array(), *recs = json_array();
 	char line[600];
 	json_t *params = json_object_get(in->selection, "execution_parameters");
@@ -555,10 +557,9 @@ static int updates_process(const struct csa_agent_env *env, const struct csa_age
 	json_array_append_new(notes,
 	                      json_pack("{s:s, s:s}", "to", "internal_channel", "message", msg));
 
-	out->decision =
-	    json_pack("{s:o, s:o, s:o, s:o}", "update_plan", plan, "communication_schedule",
-	              schedule, "stakeholder_notifications", notes, "progress",
-	              progress_of(in, strategy, pri, escalate, path, resolver, interval, now));
+	out->decision = json_pack("{s:o, s:o, s:o, s:o}", "update_plan", plan,
+	                          "communication_schedule", schedule, "stakeholder_notifications",
+	                          notes, "progress", csa_updates_progress(in, now));
 	/* The plan follows from the decisions before it: it is as certain as
 	 * the least certain of them. */
 	out->confidence = in->prior_confidence;

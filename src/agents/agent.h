@@ -12,6 +12,7 @@
 #define CSA_AGENTS_AGENT_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include "agents/dmodel.h"
 #include "base/config.h"
 #include "base/err.h"
@@ -90,6 +91,42 @@ extern const struct csa_agent csa_agents[CSA_AGENT_COUNT];
 size_t csa_agent_features(enum csa_dtype t, const struct csa_agent_input *in, const char *category,
                           const char *priority, char *buf, size_t bufsz, const char **feats,
                           size_t max);
+
+/*
+ * Whether the escalation agent may choose a resolver for tk: the roster
+ * (csa.json team.members) has members and the ticket has no member, or
+ * has the agent's own choice of a member not on the technical team (a
+ * TECHNICAL escalation hands it over); a person's assignment is never
+ * overridden. Whoever runs the agent, or csa_escalation_propose_assignment,
+ * on such a ticket holds the capacity lock (agents/capacity.h) until the
+ * assignment is committed.
+ */
+int csa_escalation_may_assign(const struct csa_config *cfg, const struct csa_ticket *tk);
+
+/*
+ * The escalation agent's choice of who works in->tk for an escalation to
+ * 'label' (NONE, TECHNICAL, ...; 'levels' the path's levels, NULL when not
+ * escalating): the member whose skills match most of the expertise (the
+ * routing of in->classification, which may be NULL, and the levels), of
+ * the technical team for TECHNICAL and of the CS team otherwise, least
+ * loaded for their capacity (agents/team.h). Sets decision's "assignment"
+ * (the choice) or null with "assignment_note" saying why there is none.
+ * Agent runs and a person's escalation decision (flow/pipeline.h,
+ * csa_pipeline_feedback) both choose here.
+ */
+void csa_escalation_propose_assignment(const struct csa_agent_env *env,
+                                       const struct csa_agent_input *in, const char *label,
+                                       const json_t *levels, json_t *decision);
+
+/*
+ * The updates agent's "progress" for in (its classification, selection
+ * and escalation, each may be NULL): {"status", "estimated_completion",
+ * "blockers", "ai_recommendations"}, status "blocked" while the ticket
+ * waits on someone (the customer asked for more information, the team an
+ * escalation went to, a free team member), else "assigned" when
+ * in->escalation chose a resolver, else "in_progress". New reference.
+ */
+json_t *csa_updates_progress(const struct csa_agent_input *in, int64_t now);
 
 /* Confidence threshold under which an agent asks for a human
  * (agents.confidence_threshold, default 0.8 as in spec §5.1). */

@@ -2,9 +2,12 @@
  * by cue words. */
 #include "agents/knowledge.h"
 #include "base/json.h"
+#include "llm/backend.h"
+#include "llm/cascade.h"
 #include "llm/redact.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,9 +114,9 @@ static int keep(json_t *out, const char *s, size_t n, const char *side, const js
 		return -1;
 	int rc = 0;
 	if (!already(list, text))
-		rc = json_array_append_new(list, json_pack("{s:s, s:s, s:O?}", "text", text, "side",
-		                                           side, "message_id",
-		                                           json_object_get(m, "message_id")));
+		rc = json_array_append_new(
+		    list, json_pack("{s:s, s:s, s:s, s:O?}", "text", text, "method", "extractive",
+		                    "side", side, "message_id", json_object_get(m, "message_id")));
 	free(text);
 	return rc ? -1 : 0;
 }
@@ -165,5 +168,104 @@ json_t *csa_knowledge_extract(const json_t *e, const json_t *i)
 			}
 		}
 	}
+	return out;
+}
+
+/* ---- drafted by the replies backend ------------------------------------ */
+
+/* Bytes of one message and of the whole ticket the backend is shown: the
+ * backend clips further to its context window. */
+#define DRAFT_MESSAGE_MAX 2000
+#define DRAFT_TICKET_MAX  48000
+
+/* The ticket as the backend reads it: each message of the customer and
+ * of the team, oldest first, E then I, a line "Customer:", "Team reply:"
+ * or "Team note:" before it; the AI's analyses left out. NULL when out of
+ * memory. */
+static char *ticket_text(const json_t *e, const json_t *i)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	const struct {
+		const json_t *doc;
+		int internal;
+	} sides[] = {{e, 0}, {i, 1}};
+	for (size_t s = 0; s < 2; s++) {
+		size_t k;
+		json_t *m;
+		json_array_foreach(json_object_get(sides[s].doc, "messages"), k, m)
+		{
+			const char *sender = csa_json_str(m, "sender"),
+			           *c = csa_json_str(m, "content");
+			if (!sender || !c || strcmp(sender, "ai_agent") == 0)
+				continue;
+			const char *who = strcmp(sender, "customer") == 0 ? "Customer"
+			                  : sides[s].internal             ? "Team note"
+			                                                  : "Team reply";
+			int n = (int)strnlen(c, DRAFT_MESSAGE_MAX);
+			if (ftell(f) + n > DRAFT_TICKET_MAX)
+				break;
+			fprintf(f, "%s: %.*s\n", who, n, c);
+		}
+	}
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* The backend's lists as entries {"text", "method": "drafted", "model"},
+ * personal data redacted as in extractive entries, each text once a list.
+ * NULL when out of memory. */
+static json_t *drafted_entries(const json_t *answer, const char *model)
+{
+	json_t *out = json_pack("{s:[], s:[], s:[]}", list_key[SOLUTION], list_key[TROUBLESHOOTING],
+	                        list_key[PREVENTION]);
+	for (int l = 0; out && l < NLISTS; l++) {
+		json_t *list = json_object_get(out, list_key[l]);
+		size_t k;
+		json_t *v;
+		json_array_foreach(json_object_get(answer, list_key[l]), k, v)
+		{
+			char *text = csa_redact(json_string_value(v), CSA_PII_ALL, NULL);
+			if (!text) {
+				json_decref(out);
+				return NULL;
+			}
+			if (!already(list, text))
+				json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "text",
+				                                      text, "method", "drafted",
+				                                      "model", model));
+			free(text);
+		}
+	}
+	return out;
+}
+
+json_t *csa_knowledge_of(struct csa_cascade *c, const json_t *e, const json_t *i, json_t **how)
+{
+	static const struct csa_llm_knowledge_limits lim = {CSA_KNOWLEDGE_MAX, SENTENCE_MIN,
+	                                                    SENTENCE_MAX};
+	json_t *trace = NULL, *answer = NULL, *out = NULL;
+	char *ticket = ticket_text(e, i);
+	if (ticket)
+		answer = csa_cascade_knowledge(c, ticket, &lim, &trace);
+	free(ticket);
+	if (answer)
+		out = drafted_entries(answer, csa_json_str(trace, "model_version"));
+	int drafted = out != NULL;
+	if (answer && !drafted)
+		json_object_set_new(trace, "reason", json_string("out of memory"));
+	json_decref(answer);
+	if (!drafted)
+		out = csa_knowledge_extract(e, i);
+	if (!trace)
+		trace = json_object();
+	json_object_set_new(trace, "method", json_string(drafted ? "drafted" : "extractive"));
+	*how = trace;
 	return out;
 }

@@ -18,8 +18,19 @@
  * redacted (llm/redact.h) before a sentence is kept, since the entries
  * feed knowledge-base drafts.
  *
- * An entry is {"text", "side": "external"|"internal", "message_id"}: the
- * message it was taken from, so a reader can check it against the ticket.
+ * An entry is {"text", "method": "extractive", "side":
+ * "external"|"internal", "message_id"}: the message it was taken from, so
+ * a reader can check it against the ticket.
+ *
+ * Drafted: when csa.json names a `replies` LLM backend (llm.agents.replies),
+ * csa_knowledge_of asks it first, showing it the customer's and the team's
+ * messages (redacted as every prompt is, llm/backend.h), within the LLM
+ * budget and circuit (llm/cascade.h). Its answer must be exactly the three
+ * lists of at most CSA_KNOWLEDGE_MAX strings of 12 to 400 bytes without
+ * control characters, not all empty; then each string, personal data
+ * redacted, is an entry {"text", "method": "drafted", "model":
+ * "llm:<backend>:<model>"}. Any other answer, a failure, a timeout, an
+ * open circuit or a spent budget leaves the extractive knowledge.
  */
 #ifndef CSA_AGENTS_KNOWLEDGE_H
 #define CSA_AGENTS_KNOWLEDGE_H
@@ -32,5 +43,16 @@
  * "prevention_measures": [..]} from a ticket's E and I documents
  * (borrowed). A new reference; NULL only when out of memory. */
 json_t *csa_knowledge_extract(const json_t *e, const json_t *i);
+
+struct csa_cascade;
+
+/* The knowledge of a resolved ticket: drafted by the replies backend of
+ * 'c' (may be NULL: none) when its answer holds, else extractive. *how
+ * (new) records which: {"method": "drafted"|"extractive"} with, when a
+ * backend is configured, its "backend", "usage", and "model_version" or
+ * the "reason" ("circuit_open", "budget_...", "llm_failed") and "error"
+ * of the fallback. Returns a new reference; NULL only when out of memory
+ * (*how is set either way). */
+json_t *csa_knowledge_of(struct csa_cascade *c, const json_t *e, const json_t *i, json_t **how);
 
 #endif

@@ -100,6 +100,13 @@ int csa_auto_phase_status(struct csa_auto *a, json_t **out, struct csa_err *err)
 	*out = json_pack("{s:s, s:o, s:I, s:o}", "phase", ph, "segments", segments_json(a),
 	                 "open_alerts", (json_int_t)open, "caps",
 	                 caps ? json_deep_copy(caps) : json_object());
+	/* what a person may choose for each decision type, on a ticket page */
+	json_t *labels = json_object();
+	static const char *const types[] = {"category", "priority", "strategy", "escalation"};
+	for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++)
+		if (auto_type_tracked(a, types[k]))
+			json_object_set_new(labels, types[k], auto_labels_of(a, types[k]));
+	json_object_set_new(*out, "labels", labels);
 	if (a->state_unsaved)
 		json_object_set_new(*out, "state_not_saved", json_string(a->state_err.msg));
 	if (a->recovery)

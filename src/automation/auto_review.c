@@ -145,6 +145,10 @@ static int reversals_became_critical(struct csa_auto *a, const char *ticket, con
 	return rc;
 }
 
+static json_t *reviewed(struct csa_auto *a, const struct task_claim *t, const char *what,
+                        const char *value, const char *who, const char *notes,
+                        int64_t decision_ms, int crit, const json_t *crits);
+
 /* A task being decided elsewhere is waited for up to this long, so the
  * loser hears the winner's outcome, not that one is under way. */
 enum { CLAIM_WAIT_MS = 30000, CLAIM_POLL_MS = 100 };
@@ -184,8 +188,9 @@ static int wait_for_open(struct csa_auto *a, struct task_claim *t, json_t **winn
 	                 t->reviewer);
 }
 
-/* Closes a claimed task with the person's decision, in one transaction
- * with what the review reveals about critical errors. */
+/* Closes a claimed task with the person's decision (or, t->id 0, records
+ * a correction on the decision alone), in one transaction with what the
+ * review reveals about critical errors. */
 static int close_task(struct csa_auto *a, const struct task_claim *t, const char *value,
                       const char *who, int64_t decision_ms, int *crit, json_t *crits,
                       struct csa_err *err)
@@ -279,22 +284,119 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	a->reviews++;
 	atomic_fetch_sub(&a->n.open_tasks, 1);
 	atomic_fetch_add(&a->n.reviews, 1);
-	int correct = strcmp(t.ai_value, value) == 0;
-	json_t *rec =
-	    json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s?, s:b, s:I, s:s?, s:b}", "task_id",
-	              (json_int_t)task_id, "decision_id", t.decision_id, "decision_type", t.type,
-	              "segment", t.segment, "value", value, "ai_value", t.ai_value, "by", who,
-	              "correct", correct, "decision_ms", (json_int_t)decision_ms, "notes", notes,
-	              "autonomous_decision", t.autonomous);
+	*out = reviewed(a, &t, "review", value, who, notes, decision_ms, crit, crits);
+out:
+	pthread_mutex_unlock(&a->mu);
+	json_decref(crits);
+	return rc;
+}
+
+/*
+ * A review or correction has committed: its record ('what' in the ledger,
+ * and the caller's answer) with the critical errors it revealed announced
+ * under "events". Caller holds a->mu.
+ */
+static json_t *reviewed(struct csa_auto *a, const struct task_claim *t, const char *what,
+                        const char *value, const char *who, const char *notes,
+                        int64_t decision_ms, int crit, const json_t *crits)
+{
+	json_t *rec = json_object();
+	if (t->id) /* a correction has no task */
+		json_object_set_new(rec, "task_id", json_integer(t->id));
+	json_t *rest = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?, s:b}", "decision_id",
+	                         t->decision_id, "decision_type", t->type, "segment", t->segment,
+	                         "value", value, "ai_value", t->ai_value, "by", who, "correct",
+	                         strcmp(t->ai_value, value) == 0);
+	json_object_update(rec, rest);
+	json_decref(rest);
+	if (decision_ms >= 0)
+		json_object_set_new(rec, "decision_ms", json_integer(decision_ms));
+	if (notes)
+		json_object_set_new(rec, "notes", json_string(notes));
+	json_object_set_new(rec, "autonomous_decision", json_boolean(t->autonomous));
 	json_t *events = json_array();
 	if (crit)
 		json_object_set_new(rec, "critical_error", json_true());
 	announce_critical_errors(a, crits, events);
 	struct csa_err lerr = {0};
 	auto_ledger_health_locked(
-	    a, csa_ledger_append(a->ledger, "review", t.ticket, rec, NULL, &lerr), &lerr);
+	    a, csa_ledger_append(a->ledger, what, t->ticket, rec, NULL, &lerr), &lerr);
 	json_object_set_new(rec, "events", events);
-	*out = rec;
+	return rec;
+}
+
+/* The newest open task of decision type 'type' on the ticket, or 0. */
+static int64_t open_task_of(struct csa_auto *a, const char *ticket, const char *type,
+                            struct csa_err *err, int *rc)
+{
+	json_t *tasks = NULL, *t;
+	int64_t id = 0;
+	size_t i;
+	if ((*rc = a->ops->ticket_tasks(a->store, ticket, &tasks, err)))
+		return 0;
+	json_array_foreach(tasks, i, t)
+	{
+		const char *tt = csa_json_str(t, "decision_type");
+		if (tt && strcmp(tt, type) == 0)
+			id = csa_json_int(t, "task_id", 0);
+	}
+	json_decref(tasks);
+	return id;
+}
+
+/*
+ * A person changes a decision from the ticket (category, priority, ...),
+ * whether or not a review task asked for it. An open task of that type is
+ * decided (the same path, the same one-winner rule); with none (the
+ * decision was autonomous and not sampled, or already reviewed) the
+ * ticket takes the person's value, the model learns from it as from a
+ * review, and the decision's row and the ledger ("correction") record it,
+ * with any critical error it reveals.
+ */
+int csa_auto_correct(struct csa_auto *a, const char *ticket, const char *type, const char *value,
+                     const char *who, const char *notes, json_t **out, struct csa_err *err)
+{
+	struct task_claim t = {0};
+	json_t *crits = json_array();
+	int rc, crit = 0;
+	*out = NULL;
+	pthread_mutex_lock(&a->mu);
+	if (!auto_type_tracked(a, type) || !auto_valid_label(a, type, value)) {
+		rc = csa_error(err, CSA_EINVAL, "'%s' is not a %s value", value ? value : "", type);
+		goto out;
+	}
+	int64_t task = open_task_of(a, ticket, type, err, &rc);
+	if (rc)
+		goto out;
+	if (task) {
+		pthread_mutex_unlock(&a->mu);
+		json_decref(crits);
+		return csa_auto_review_decide(a, task, value, who, notes, -1, out, err);
+	}
+	snprintf(t.ticket, sizeof(t.ticket), "%s", ticket);
+	snprintf(t.type, sizeof(t.type), "%s", type);
+	if ((rc = a->ops->latest_decision(a->store, &t, err)))
+		goto out;
+	pthread_mutex_unlock(&a->mu);
+	char agent_decision[160];
+	snprintf(agent_decision, sizeof(agent_decision), "%.*s", (int)strcspn(t.decision_id, "#"),
+	         t.decision_id);
+	rc = csa_pipeline_feedback(a->pipe, ticket, agent_decision,
+	                           (enum csa_dtype)csa_dtype_parse(type), value, who, notes,
+	                           t.phase >= 2, err);
+	pthread_mutex_lock(&a->mu);
+	if (rc)
+		goto out;
+	if ((rc = close_task(a, &t, value, who, -1, &crit, crits, err))) {
+		csa_error_prefix(err, "the change is in ticket '%s' but its decision log was not: ",
+		                 ticket);
+		a->ops->rollback(a->store);
+		goto out;
+	}
+	a->reviews++;
+	if (!t.value[0]) /* the decision counts as reviewed from now on */
+		atomic_fetch_add(&a->n.reviews, 1);
+	*out = reviewed(a, &t, "correction", value, who, notes, -1, crit, crits);
 out:
 	pthread_mutex_unlock(&a->mu);
 	json_decref(crits);

@@ -975,6 +975,27 @@ static int sq_next_task(struct auto_store *s, int64_t now_ms, json_t **out, stru
 	return CSA_OK;
 }
 
+/* A task_claim from a row of: decision id, ticket, type, segment, created
+ * (ms), the AI's value, critical, autonomous, phase, status, the person's
+ * value, reviewer. */
+static void claim_of_row(sqlite3_stmt *st, struct task_claim *t)
+{
+#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
+	snprintf(t->decision_id, sizeof(t->decision_id), "%s", COL(0));
+	snprintf(t->ticket, sizeof(t->ticket), "%s", COL(1));
+	snprintf(t->type, sizeof(t->type), "%s", COL(2));
+	snprintf(t->segment, sizeof(t->segment), "%s", COL(3));
+	t->created = sqlite3_column_int64(st, 4);
+	snprintf(t->ai_value, sizeof(t->ai_value), "%s", COL(5));
+	t->critical = sqlite3_column_int(st, 6);
+	t->autonomous = sqlite3_column_int(st, 7);
+	t->phase = sqlite3_column_int(st, 8);
+	snprintf(t->status, sizeof(t->status), "%s", COL(9));
+	snprintf(t->value, sizeof(t->value), "%s", COL(10));
+	snprintf(t->reviewer, sizeof(t->reviewer), "%s", COL(11));
+#undef COL
+}
+
 static int sq_read_claim(struct auto_store *s, struct task_claim *t, struct csa_err *err)
 {
 	sqlite3_stmt *st = kept(
@@ -990,21 +1011,32 @@ static int sq_read_claim(struct auto_store *s, struct task_claim *t, struct csa_
 		sqlite3_reset(st);
 		return csa_error(err, CSA_ENOENT, "no review task %lld", (long long)t->id);
 	}
-#define COL(i) (sqlite3_column_text(st, i) ? (const char *)sqlite3_column_text(st, i) : "")
-	snprintf(t->decision_id, sizeof(t->decision_id), "%s", COL(0));
-	snprintf(t->ticket, sizeof(t->ticket), "%s", COL(1));
-	snprintf(t->type, sizeof(t->type), "%s", COL(2));
-	snprintf(t->segment, sizeof(t->segment), "%s", COL(3));
-	t->created = sqlite3_column_int64(st, 4);
-	snprintf(t->ai_value, sizeof(t->ai_value), "%s", COL(5));
-	t->critical = sqlite3_column_int(st, 6);
-	t->autonomous = sqlite3_column_int(st, 7);
-	t->phase = sqlite3_column_int(st, 8);
-	snprintf(t->status, sizeof(t->status), "%s", COL(9));
-	snprintf(t->value, sizeof(t->value), "%s", COL(10));
-	snprintf(t->reviewer, sizeof(t->reviewer), "%s", COL(11));
-#undef COL
+	claim_of_row(st, t);
 	sqlite3_reset(st);
+	return CSA_OK;
+}
+
+static int sq_latest_decision(struct auto_store *s, struct task_claim *t, struct csa_err *err)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db,
+	                       "SELECT id, ticket_id, type, segment, created_ms, value, critical, "
+	                       "autonomous, phase, '', final, reviewer FROM decisions WHERE "
+	                       "ticket_id = ?1 AND type = ?2 ORDER BY created_ms DESC, rowid DESC "
+	                       "LIMIT 1",
+	                       -1, &st, NULL) != SQLITE_OK)
+		return sq_error(s, err, "reading a ticket's latest decision");
+	/* copied: the row is read back into the same struct */
+	sqlite3_bind_text(st, 1, t->ticket, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, t->type, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return csa_error(err, CSA_ENOENT, "ticket '%s' has no %s decision", t->ticket,
+		                 t->type);
+	}
+	t->id = 0;
+	claim_of_row(st, t);
+	sqlite3_finalize(st);
 	return CSA_OK;
 }
 
@@ -1047,7 +1079,7 @@ static int sq_record_review(struct auto_store *s, const struct task_claim *t, co
 {
 	sqlite3_stmt *st = kept(s, KEPT_RECORD_REVIEW,
 	                        "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
-	                        "reviewer = ?5, decision_ms = ?6 WHERE id = ?1");
+	                        "reviewer = ?5, decision_ms = coalesce(?6, decision_ms) WHERE id = ?1");
 	if (!st)
 		return sq_error(s, err, "recording the review");
 	sqlite3_bind_text(st, 1, t->decision_id, -1, SQLITE_STATIC);
@@ -1055,8 +1087,13 @@ static int sq_record_review(struct auto_store *s, const struct task_claim *t, co
 	sqlite3_bind_int(st, 3, correct);
 	sqlite3_bind_int64(st, 4, csa_now_ms());
 	sqlite3_bind_text(st, 5, who, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, decision_ms);
+	if (decision_ms >= 0)
+		sqlite3_bind_int64(st, 6, decision_ms);
+	else
+		sqlite3_bind_null(st, 6);
 	int done = step_done(st);
+	if (done && t->id == 0)
+		return CSA_OK; /* a correction: no task to close */
 	if (!done || !(st = kept(s, KEPT_CLOSE_TASK,
 	                         "UPDATE tasks SET status = 'done' WHERE id = ?1 AND "
 	                         "status = 'deciding' AND claim = ?2")))
@@ -1485,6 +1522,7 @@ const struct auto_store_ops auto_sqlite_ops = {
     .ticket_decisions = sq_ticket_decisions,
     .remove_decision = sq_remove_decision,
     .restore_review = sq_restore_review,
+    .latest_decision = sq_latest_decision,
     .claims_of = sq_claims_of,
     .settle_claim = sq_settle_claim,
 };

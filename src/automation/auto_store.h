@@ -189,6 +189,10 @@ struct auto_store_ops {
 	                    struct csa_err *err);
 	int (*next_task)(struct auto_store *s, int64_t now_ms, json_t **out, struct csa_err *err);
 
+	/* The newest decision of type t->type on ticket t->ticket into *t, as
+	 * read_claim fills it with no task (id 0, status "", value and reviewer
+	 * a review's if one was made); CSA_ENOENT: the ticket has none. */
+	int (*latest_decision)(struct auto_store *s, struct task_claim *t, struct csa_err *err);
 	/* Task t->id and its decision into *t (CSA_ENOENT: no such task). */
 	int (*read_claim)(struct auto_store *s, struct task_claim *t, struct csa_err *err);
 	/* Claim an open task for 'value' by 'who' under 'claim' (the controller's
@@ -199,7 +203,9 @@ struct auto_store_ops {
 	/* Give up a claim: the task is open again (best effort). */
 	void (*release_claim)(struct auto_store *s, int64_t task_id, const char *claim);
 	/* The person's decision on the claimed task's decision, and the task done;
-	 * CSA_ESTATE when the claim was lost. Inside a unit of work. */
+	 * CSA_ESTATE when the claim was lost. t->id 0: a correction with no task,
+	 * the decision alone; decision_ms < 0: no time to decide is known.
+	 * Inside a unit of work. */
 	int (*record_review)(struct auto_store *s, const struct task_claim *t, const char *claim,
 	                     const char *value, int correct, const char *who, int64_t decision_ms,
 	                     struct csa_err *err);

@@ -53,6 +53,14 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
                            const char *notes, int64_t decision_ms, json_t **out,
                            struct csa_err *err);
 
+/* A person's change of a ticket's decision of 'type' (category,
+ * priority, ...) from the ticket: decides its open review task when there
+ * is one (as csa_auto_review_decide, CSA_ECONFLICT included), else records
+ * a correction of the newest decision (ticket, model, decision log,
+ * ledger). *out: the record, as a review's. CSA_ENOENT: no such decision. */
+int csa_auto_correct(struct csa_auto *a, const char *ticket, const char *type, const char *value,
+                     const char *who, const char *notes, json_t **out, struct csa_err *err);
+
 /* Phases. status: workspace phase and every segment's phase, readiness and
  * threshold. evaluate: the gate from each current phase to the next, with
  * every criterion's observed and required value and what would fix it. */

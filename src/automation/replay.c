@@ -175,6 +175,45 @@ static void add(struct tally *t, const struct tally *d)
 	t->human += d->human;
 }
 
+/* A decision's confidence and whether its value was the gold one. */
+struct conf_pt {
+	double conf;
+	int right;
+};
+
+static int by_confidence_desc(const void *a, const void *b)
+{
+	double x = ((const struct conf_pt *)a)->conf, y = ((const struct conf_pt *)b)->conf;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * The hindsight bound: of decisions pts[0..n) (reordered), the most that
+ * one confidence threshold chosen knowing every outcome would have let
+ * through at 'target' accuracy or better. What the controller automates
+ * is below it by its safety margin (bounds on accuracy, per-segment
+ * evidence, the phases), which this shows in figures.
+ */
+static json_t *hindsight_json(struct conf_pt *pts, size_t n, double target)
+{
+	qsort(pts, n, sizeof(*pts), by_confidence_desc);
+	size_t best = 0, right = 0, best_right = 0;
+	for (size_t k = 0; k < n; k++) {
+		right += (size_t)pts[k].right;
+		/* a threshold passes all decisions of equal confidence or none */
+		if (k + 1 < n && pts[k + 1].conf == pts[k].conf)
+			continue;
+		if ((double)right >= target * (double)(k + 1)) {
+			best = k + 1;
+			best_right = right;
+		}
+	}
+	return json_pack("{s:f, s:I, s:o, s:o, s:o}", "target_accuracy", target, "decisions",
+	                 (json_int_t)n, "threshold", best ? json_real(pts[best - 1].conf) : json_null(),
+	                 "coverage", n ? json_real((double)best / (double)n) : json_null(), "accuracy",
+	                 best ? json_real((double)best_right / (double)best) : json_null());
+}
+
 /* ---- SVG ------------------------------------------------------------------------- */
 
 static int write_svg(const char *path, const double *rate, const double *acc, size_t n,
@@ -361,6 +400,10 @@ struct replay {
 	json_t *dtypes;
 	struct phase_row ph[64]; /* phases as the stream lived them */
 	size_t nph;
+	/* the final fifth's decisions: confidence and whether it was right */
+	struct conf_pt *pts;
+	size_t npts, cap;
+	int oom;
 };
 
 static int load_stream(const struct csa_replay_opts *o, struct stream *s, struct csa_err *err)
@@ -453,8 +496,26 @@ static void count_type(struct replay *r, const char *type, const char *counter, 
 	json_object_set_new(ty, counter, json_integer(csa_json_int(ty, counter, 0) + by));
 }
 
-/* What the AI did with ticket result 'res', judged against the gold. */
-static void judge_ai(struct replay *r, const json_t *res, const json_t *gold, struct tally *t)
+/* A decision of the final fifth, for the hindsight bound. */
+static void keep_point(struct replay *r, double conf, int right)
+{
+	if (r->npts == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 4096;
+		struct conf_pt *p = realloc(r->pts, cap * sizeof(*p));
+		if (!p) {
+			r->oom = 1;
+			return;
+		}
+		r->pts = p;
+		r->cap = cap;
+	}
+	r->pts[r->npts++] = (struct conf_pt){conf, right};
+}
+
+/* What the AI did with ticket result 'res', judged against the gold; the
+ * final fifth's decisions kept with their confidence when 'final'. */
+static void judge_ai(struct replay *r, const json_t *res, const json_t *gold, struct tally *t,
+                     int final)
 {
 	static const char *const agents[] = {"classifier", "selector", "escalation"};
 	for (int ag = 0; ag < 3; ag++) {
@@ -472,6 +533,10 @@ static void judge_ai(struct replay *r, const json_t *res, const json_t *gold, st
 			int right = ai && g && strcmp(ai, g) == 0;
 			count_type(r, k, "decisions", 1);
 			t->decisions++;
+			json_t *conf = json_object_get(
+			    json_object_get(json_object_get(dec, "automation"), k), "confidence");
+			if (final && json_is_number(conf))
+				keep_point(r, json_number_value(conf), right);
 			if (!json_is_true(v))
 				continue;
 			t->autonomous++;
@@ -582,7 +647,7 @@ static int replay_ticket(struct replay *r, size_t i, struct csa_err *err)
 	r->phase_at[i] = csa_ws_phase(r->ws);
 	struct tally *t = &r->per[i];
 	t->tickets = 1;
-	judge_ai(r, res, gold, t);
+	judge_ai(r, res, gold, t, i >= r->n - r->n / 5);
 	if (tid)
 		rc = work_tasks(r, tid, gold, t, err);
 	json_decref(res);
@@ -630,7 +695,14 @@ static int build_report(struct replay *r, int64_t t0, json_t **report, struct cs
 		    au ? json_real((double)csa_json_int(v, "autonomous_correct", 0) / (double)au)
 		       : json_null());
 	}
+	if (r->oom)
+		return csa_error(err, CSA_ENOMEM, "out of memory keeping the decisions' confidences");
 	json_t *final = tally_json(&fin);
+	json_object_set_new(
+	    final, "hindsight",
+	    hindsight_json(r->pts, r->npts,
+	                   csa_json_num(csa_config_get(r->cfg0, "automation"), "target_accuracy",
+	                                0.95)));
 	char phase[8];
 	snprintf(phase, sizeof(phase), "PHASE_%d", csa_ws_phase(r->ws));
 	json_object_set_new(final, "phase", json_string(phase));
@@ -700,6 +772,7 @@ static int close_replay(struct replay *r, int rc, json_t *report, struct csa_err
 	csa_config_unref(r->cfg0);
 	free(r->per);
 	free(r->phase_at);
+	free(r->pts);
 	csa_auto_close(r->a);
 	csa_pipeline_free(r->p);
 	csa_train_cache_free(r->train);
@@ -723,11 +796,8 @@ static int close_replay(struct replay *r, int rc, json_t *report, struct csa_err
 	return rc;
 }
 
-/* One replay; its chart to o->svg when set, and when 'rate' is not NULL
- * its rolling autonomous rate and accuracy (rolling()) with their length
- * in *n, for a sweep's chart. */
-static int run_one(const struct csa_replay_opts *o, json_t **report, double **rate,
-                   double **acc, size_t *n, struct csa_err *err)
+int csa_replay_run_series(const struct csa_replay_opts *o, json_t **report, double **rate,
+                          double **acc, size_t *n, struct csa_err *err)
 {
 	int64_t t0 = csa_mono_ns();
 	struct replay r = {.o = o};
@@ -754,167 +824,5 @@ static int run_one(const struct csa_replay_opts *o, json_t **report, double **ra
 
 int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_err *err)
 {
-	return run_one(o, report, NULL, NULL, NULL, err);
-}
-
-/* ---- a sweep of one setting ----------------------------------------------- */
-
-/* {"a": {"b": v}} for "a.b", when "a.b" is a number in the defaults. */
-static int setting_of(const char *key, double v, json_t **out, struct csa_err *err)
-{
-	json_t *defaults = csa_config_defaults(), *cur = defaults;
-	char *dup = strdup(key);
-	int rc = dup && defaults ? CSA_OK : csa_error(err, CSA_ENOMEM, "out of memory");
-	for (char *save = NULL, *p = dup ? strtok_r(dup, ".", &save) : NULL; rc == CSA_OK && p;
-	     p = strtok_r(NULL, ".", &save))
-		cur = json_object_get(cur, p);
-	if (rc == CSA_OK && !json_is_number(cur))
-		rc = csa_error(err, CSA_EINVAL, "'%s' is not a numeric setting of csa.json", key);
-	/* an integer setting stays one when the value is whole */
-	int integer = rc == CSA_OK && json_is_integer(cur) && v == floor(v);
-	json_decref(defaults); /* cur was in it */
-	free(dup);
-	if (rc)
-		return rc;
-	/* built from the innermost key outwards */
-	json_t *val = integer ? json_integer((json_int_t)v) : json_real(v);
-	size_t len = strlen(key);
-	for (size_t end = len; val;) {
-		size_t start = end;
-		while (start > 0 && key[start - 1] != '.')
-			start--;
-		char part[128];
-		snprintf(part, sizeof(part), "%.*s", (int)(end - start), key + start);
-		json_t *obj = json_object();
-		if (!obj || json_object_set_new(obj, part, val)) {
-			json_decref(obj);
-			return csa_error(err, CSA_ENOMEM, "out of memory");
-		}
-		val = obj;
-		if (start == 0)
-			break;
-		end = start - 1;
-	}
-	*out = val;
-	return CSA_OK;
-}
-
-/* The phases a variant went through, with the ticket each started at. */
-static json_t *journey_of(const json_t *report)
-{
-	json_t *j = json_array();
-	size_t i;
-	json_t *p;
-	json_array_foreach(json_object_get(report, "phases"), i, p)
-	    json_array_append_new(j, json_pack("{s:O, s:O}", "phase", json_object_get(p, "phase"),
-	                                       "start_ticket", json_object_get(p, "start_ticket")));
-	return j;
-}
-
-/* One chart: each variant's autonomous rate (solid) and accuracy (dashed)
- * over a 500-ticket window, a colour per variant. */
-static int write_sweep_svg(const char *path, const char *key, const double *values,
-                           double *const *rate, double *const *acc, const size_t *len,
-                           size_t nv, struct csa_err *err)
-{
-	static const char *const colour[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
-	                                     "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
-	const double L = 50, T = 20, PW = 820, PH = 300;
-	size_t cap = 1 << 16, used = 0;
-	char *b = malloc(cap);
-	int rc = b ? CSA_OK : csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'", path);
-#define Q(...)                                                                                     	do {                                                                                       		int w_ = rc ? 0 : snprintf(b + used, cap - used, __VA_ARGS__);                     		if (w_ > 0 && used + (size_t)w_ + 256 >= cap) {                                    			char *nb_ = realloc(b, cap = (cap + (size_t)w_) * 2);                      			if (!nb_) {                                                                				rc = csa_error(err, CSA_ENOMEM, "out of memory drawing '%s'",      				               path);                                              				break;                                                             			}                                                                          			b = nb_;                                                                   			w_ = snprintf(b + used, cap - used, __VA_ARGS__);                          		}                                                                                  		used += (size_t)(w_ > 0 ? w_ : 0);                                                 	} while (0)
-	Q("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"900\" height=\"%.0f\" "
-	  "font-family=\"sans-serif\" font-size=\"11\">\n",
-	  T + PH + 40 + 14.0 * (double)nv);
-	Q("<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"#fafafa\" "
-	  "stroke=\"#999\"/>\n",
-	  L, T, PW, PH);
-	for (int g = 0; g <= 4; g++)
-		Q("<line x1=\"%.0f\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text "
-		  "x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n",
-		  L, L + PW, T + PH * g / 4.0, T + PH * g / 4.0, L - 4, T + PH * g / 4.0 + 4,
-		  100 - 25 * g);
-	for (size_t v = 0; v < nv; v++) {
-		size_t n = len[v];
-		const double *series[2] = {rate[v], acc[v]};
-		for (int s = 0; s < 2; s++) {
-			Q("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\"%s points=\"",
-			  colour[v % 8], s ? " stroke-dasharray=\"4 3\"" : "");
-			for (size_t i = 0; i < n; i += n > 2000 ? n / 2000 : 1)
-				if (!isnan(series[s][i]))
-					Q("%.1f,%.1f ", L + PW * (double)i / (double)n,
-					  T + PH * (1 - series[s][i]));
-			Q("\"/>\n");
-		}
-		Q("<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s = %g: autonomous rate (solid), "
-		  "autonomous accuracy (dashed)</text>\n",
-		  L, T + PH + 30 + 14.0 * (double)v, colour[v % 8], key, values[v]);
-	}
-	Q("<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">tickets (rolling window of "
-	  "500)</text>\n</svg>\n",
-	  L + PW, T + PH + 16);
-#undef Q
-	if (rc == CSA_OK)
-		rc = csa_fs_write_atomic(path, b, used, err);
-	free(b);
-	return rc;
-}
-
-int csa_replay_sweep(const struct csa_replay_opts *o, const char *key, const double *values,
-                     size_t n, json_t **out, struct csa_err *err)
-{
-	int64_t t0 = csa_mono_ns();
-	*out = NULL;
-	if (o->set)
-		return csa_error(err, CSA_EINVAL, "a sweep sets '%s' itself", key);
-	if (n == 0)
-		return csa_error(err, CSA_EINVAL, "a sweep of '%s' needs at least one value", key);
-	double **rate = calloc(n, sizeof(*rate)), **acc = calloc(n, sizeof(*acc));
-	size_t *len = calloc(n, sizeof(*len));
-	json_t *variants = json_array();
-	int rc = rate && acc && len && variants
-	             ? CSA_OK
-	             : csa_error(err, CSA_ENOMEM, "out of memory for a sweep of %zu values", n);
-	for (size_t v = 0; rc == CSA_OK && v < n; v++) {
-		json_t *set = NULL, *rep = NULL;
-		if ((rc = setting_of(key, values[v], &set, err)))
-			break;
-		struct csa_replay_opts one = *o;
-		one.set = set;
-		one.svg = NULL;
-		if (!o->quiet)
-			fprintf(stderr, "replay: %s = %g (%zu of %zu)\n", key, values[v], v + 1, n);
-		rc = run_one(&one, &rep, &rate[v], &acc[v], &len[v], err);
-		json_decref(set);
-		if (rc) {
-			csa_error_prefix(err, "%s = %g: ", key, values[v]);
-			break;
-		}
-		json_t *overall = json_object_get(rep, "overall");
-		json_array_append_new(
-		    variants,
-		    json_pack("{s:f, s:o, s:O, s:O, s:O, s:O}", "value", values[v], "journey",
-		              journey_of(rep), "final", json_object_get(rep, "final"), "overall",
-		              overall, "critical_errors", json_object_get(overall, "critical_errors"),
-		              "human_decisions", json_object_get(overall, "human_decisions")));
-		json_decref(rep);
-	}
-	if (rc == CSA_OK && o->svg)
-		rc = write_sweep_svg(o->svg, key, values, rate, acc, len, n, err);
-	for (size_t v = 0; rate && acc && v < n; v++) {
-		free(rate[v]);
-		free(acc[v]);
-	}
-	free(rate);
-	free(acc);
-	free(len);
-	if (rc == CSA_OK)
-		*out = json_pack("{s:s, s:o, s:f}", "setting", key, "variants", variants, "seconds",
-		                 (double)(csa_mono_ns() - t0) / 1e9);
-	else
-		json_decref(variants);
-	if (rc == CSA_OK && !*out)
-		rc = csa_error(err, CSA_ENOMEM, "out of memory writing the sweep's report");
-	return rc;
+	return csa_replay_run_series(o, report, NULL, NULL, NULL, err);
 }

@@ -48,10 +48,22 @@ int csa_replay_run(const struct csa_replay_opts *o, json_t **report, struct csa_
  * "start_ticket"}], "final", "overall", "critical_errors",
  * "human_decisions"}], "seconds"}, each variant's "final" and "overall" as
  * in its replay's report. CSA_EINVAL when 'key' is not a numeric setting.
- * The variants run one after the other: a replay's clock is the process's
- * (CSA_FAKE_NOW_MS), so two cannot share a process at once.
+ * A replay's clock is the process's (CSA_FAKE_NOW_MS), so each variant
+ * runs in a child process of its own, as many at once as there are cores
+ * (sweep.c); the caller must have no other thread running.
  */
 int csa_replay_sweep(const struct csa_replay_opts *o, const char *key, const double *values,
                      size_t n, json_t **out, struct csa_err *err);
+
+/* One replay as csa_replay_run, with, when 'rate' is not NULL, its
+ * rolling autonomous rate and accuracy over 500 tickets (malloc'd, NAN
+ * where a window has none) and their length in *n: a sweep's chart. */
+int csa_replay_run_series(const struct csa_replay_opts *o, json_t **report, double **rate,
+                          double **acc, size_t *n, struct csa_err *err);
+
+/* {"a": {"b": v}} for "a.b" (new reference in *out), when "a.b" is a
+ * number in csa.json's defaults (an integer stays one when v is whole);
+ * CSA_EINVAL otherwise. */
+int csa_replay_setting(const char *key, double v, json_t **out, struct csa_err *err);
 
 #endif

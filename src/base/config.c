@@ -110,7 +110,10 @@ static const char default_config[] =
     "  \"slack_api_url\": \"https://slack.com/api\", \"slack_bot_token_env\": \"SLACK_BOT_TOKEN\","
     "  \"mattermost_url\": null, \"mattermost_bot_token_env\": \"MATTERMOST_BOT_TOKEN\","
     "  \"trello_api_url\": \"https://api.trello.com\", \"trello_key_env\": \"TRELLO_KEY\","
-    "  \"trello_token_env\": \"TRELLO_TOKEN\", \"flock_app_secret_env\": \"FLOCK_APP_SECRET\"},"
+    "  \"trello_token_env\": \"TRELLO_TOKEN\", \"flock_app_secret_env\": \"FLOCK_APP_SECRET\","
+    /* the team's Trello board: null, or {"lists": {workflow_stage: list
+     * id}, "templates": {trello_template: template card id}} */
+    "  \"trello_board\": null},"
     "\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"},"
     /* the ticket store: null keeps it in the workspace's files; a
      * PostgreSQL URL puts it in that database (DATABASE_URL in the
@@ -345,6 +348,51 @@ static int check_url(struct csa_config *cfg, const char *dotted, const char *sch
 	return CSA_OK;
 }
 
+/* channels.trello_board: null, or {"lists": {stage: id}, "templates":
+ * {template: id}} with a "trigger" list (where a card starts) and ids fit
+ * for a URL path. */
+static int check_board(const json_t *b, struct csa_err *err)
+{
+	static const char what[] = "csa.json: channels.trello_board";
+	if (!b || json_is_null(b))
+		return CSA_OK;
+	if (!json_is_object(b) || !json_is_object(json_object_get(b, "lists")) ||
+	    !json_is_string(json_object_get(json_object_get(b, "lists"), "trigger")))
+		return csa_error(err, CSA_ESCHEMA,
+		                 "%s must be null or {\"lists\": {\"trigger\": \"<list id>\", ...}, "
+		                 "\"templates\": {...}}",
+		                 what);
+	static const char *const stages[] = {"trigger", "classifier", "selection", "action", "end",
+	                                     NULL};
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)b, key, v)
+	{
+		if (strcmp(key, "lists") && strcmp(key, "templates"))
+			return csa_error(err, CSA_ESCHEMA, "%s: unknown key '%.60s'", what, key);
+		if (!json_is_object(v))
+			return csa_error(err, CSA_ESCHEMA, "%s.%s must be an object", what, key);
+		const char *k;
+		json_t *id;
+		json_object_foreach(v, k, id)
+		{
+			size_t s = 0;
+			while (strcmp(key, "lists") == 0 && stages[s] && strcmp(stages[s], k))
+				s++;
+			if (strcmp(key, "lists") == 0 && !stages[s])
+				return csa_error(err, CSA_ESCHEMA,
+				                 "%s.lists: '%.60s' is not a workflow_stage "
+				                 "(trigger, classifier, selection, action, end)",
+				                 what, k);
+			if (!json_is_string(id) || !csa_id_valid(json_string_value(id)))
+				return csa_error(err, CSA_ESCHEMA,
+				                 "%s.%s.%.60s must be a Trello id (letters, digits, - and _)",
+				                 what, key, k);
+		}
+	}
+	return CSA_OK;
+}
+
 /* channels: the URLs replies go to and the sender of e-mail replies. The
  * address itself is checked where the e-mail is composed (outbound/). */
 static int check_channels(struct csa_config *cfg, struct csa_err *err)
@@ -354,6 +402,8 @@ static int check_channels(struct csa_config *cfg, struct csa_err *err)
 	    (rc = check_url(cfg, "channels.slack_api_url", "http://|https://", err)) ||
 	    (rc = check_url(cfg, "channels.mattermost_url", "http://|https://", err)) ||
 	    (rc = check_url(cfg, "channels.trello_api_url", "http://|https://", err)))
+		return rc;
+	if ((rc = check_board(csa_config_get(cfg, "channels.trello_board"), err)))
 		return rc;
 	static const char *const text[] = {"channels.email.from", "channels.email.from_name"};
 	for (size_t i = 0; i < 2; i++) {

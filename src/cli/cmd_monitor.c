@@ -224,6 +224,11 @@ int cmd_monitor(int argc, char **argv)
 				cli_fail(&err);
 			goto out;
 		}
+		const char *ca = getenv("CSA_CA_FILE"); /* an alert webhook with a private CA */
+		if (ca && *ca && csa_outbox_set_ca_file(sink.outbox, ca, &err)) {
+			cli_failf("CSA_CA_FILE: %s", err.msg);
+			goto out;
+		}
 	}
 	const struct csa_monitor_sink ms = {sink_raise, sink_close, &sink};
 	if (csa_monitor_start(ws, &ms, 0, &mon, &err)) {

@@ -39,8 +39,8 @@ static int sweep(const struct csa_replay_opts *o, const char *spec, int json)
 		return 0;
 	}
 	int kw = (int)strlen(key);
-	printf("%-*s  %-36s %10s %9s %9s %8s %8s\n", kw, key, "journey (phase: start ticket)",
-	       "final auto", "final acc", "all auto", "critical", "human");
+	printf("%-*s  %-36s %10s %9s %9s %9s %8s %8s\n", kw, key, "journey (phase: start ticket)",
+	       "final auto", "final acc", "hindsight", "all auto", "critical", "human");
 	size_t i;
 	json_t *v;
 	json_array_foreach(json_object_get(rep, "variants"), i, v)
@@ -58,10 +58,11 @@ static int sweep(const struct csa_replay_opts *o, const char *spec, int json)
 				len += (size_t)w;
 		}
 		json_t *f = json_object_get(v, "final"), *all = json_object_get(v, "overall");
-		printf("%-*g  %-36s %9.1f%% %8.2f%% %8.1f%% %8lld %8lld\n", kw,
+		printf("%-*g  %-36s %9.1f%% %8.2f%% %8.1f%% %8.1f%% %8lld %8lld\n", kw,
 		       csa_json_num(v, "value", 0), journey,
 		       100 * csa_json_num(f, "autonomous_rate", 0),
 		       100 * csa_json_num(f, "autonomous_accuracy", 0),
+		       100 * csa_json_num(json_object_get(f, "hindsight"), "coverage", 0),
 		       100 * csa_json_num(all, "autonomous_rate", 0),
 		       csa_json_int(v, "critical_errors", 0), csa_json_int(v, "human_decisions", 0));
 	}
@@ -128,6 +129,11 @@ int cmd_replay(int argc, char **argv)
 		    csa_json_str(f, "phase"), 100 * csa_json_num(f, "autonomous_rate", 0),
 		    100 * csa_json_num(f, "autonomous_accuracy", 0),
 		    csa_json_int(f, "critical_errors", 0));
+		json_t *h = json_object_get(f, "hindsight");
+		printf("hindsight: one threshold chosen knowing every outcome would have decided "
+		       "%.1f%% at %.0f%% accuracy or better\n",
+		       100 * csa_json_num(h, "coverage", 0),
+		       100 * csa_json_num(h, "target_accuracy", 0));
 	}
 	json_decref(rep);
 	return 0;

@@ -586,7 +586,11 @@ int csa_train_cache_new(struct csa_ws *ws, struct csa_train_cache **out, struct 
 	tc->ws = ws;
 	tc->rows.ws = ws;
 	pthread_mutex_init(&tc->mu, NULL);
-	csa_store_observe(ws->store, cache_on_commit, tc);
+	if (csa_store_observe(ws->store, cache_on_commit, tc, 0)) {
+		pthread_mutex_destroy(&tc->mu);
+		free(tc);
+		return csa_error(err, CSA_ELIMIT, "the store has no room for another commit observer");
+	}
 	*out = tc;
 	return CSA_OK;
 }
@@ -595,7 +599,7 @@ void csa_train_cache_free(struct csa_train_cache *tc)
 {
 	if (!tc)
 		return;
-	csa_store_observe(tc->ws->store, NULL, NULL);
+	csa_store_observe(tc->ws->store, cache_on_commit, tc, 1);
 	rows_free(&tc->rows);
 	for (size_t i = 0; i < tc->nnoted; i++)
 		free(tc->noted[i]);

@@ -1,6 +1,7 @@
 /* A ticket's life around the agents' runs: participants, progress
  * updates, assignment and resolution. */
 #include "flow/lifecycle.h"
+#include "agents/capacity.h"
 #include "agents/history.h"
 #include "agents/knowledge.h"
 #include "agents/team.h"
@@ -168,6 +169,16 @@ void csa_lifecycle_after_run(const struct csa_config *cfg, struct csa_ticket *tk
 
 /* ---- resolution ---------------------------------------------------------- */
 
+/* Commit tk's documents while holding the capacity lock, and release it
+ * (csa_pipeline_capacity_release): the load every process counts changes
+ * with the commit, never before or after it. */
+static int commit_counted(struct csa_pipeline *p, struct csa_ticket *tk, struct csa_err *err)
+{
+	int rc = csa_store_commit(csa_pipeline_ws(p)->store, tk, CSA_DOC_ALL, err);
+	csa_pipeline_capacity_release(p, tk, rc == CSA_OK);
+	return rc;
+}
+
 struct resolve_ctx {
 	struct csa_pipeline *p;
 	const struct csa_config *cfg;
@@ -228,10 +239,15 @@ static int resolve_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	json_object_set_new(tk->e, "conversation_status", json_string("resolved"));
 	csa_learning_outcome(tk, escalated, now);
 
-	json_t *know = csa_knowledge_extract(tk->e, tk->i);
-	if (!know)
+	/* a drafting call waits under the ticket's lock, as the agents'
+	 * calls in a run do, bounded by the backend's timeout and retries */
+	json_t *how = NULL;
+	json_t *know = csa_knowledge_of(csa_pipeline_env(c->p)->cascade, tk->e, tk->i, &how);
+	if (!know) {
+		json_decref(how);
 		return csa_error(err, CSA_ENOMEM, "out of memory extracting knowledge of '%s'",
 		                 tk->id);
+	}
 	json_object_set_new(tk->i, "knowledge_extraction", know);
 	json_t *recs = json_array();
 	if (!json_array_size(json_object_get(know, "solution_patterns")))
@@ -241,14 +257,24 @@ static int resolve_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct 
 	char ts[CSA_TS_LEN];
 	json_t *u = add_progress(tk, now, by, "resolved", r->notes && *r->notes ? r->notes : NULL,
 	                         csa_ts_format(now, ts), NULL, recs);
-	c->result =
-	    json_pack("{s:s, s:b, s:O, s:O, s:O}", "ticket_id", tk->id, "resolved", 1,
-	              "sla_metrics", sla, "knowledge_extraction", know, "progress_update", u);
+	c->result = json_pack("{s:s, s:b, s:O, s:O, s:o, s:O}", "ticket_id", tk->id, "resolved", 1,
+	                      "sla_metrics", sla, "knowledge_extraction", know, "knowledge_source",
+	                      how, "progress_update", u);
 	if (!c->result)
 		return csa_error(err, CSA_ENOMEM, "out of memory resolving '%s'", tk->id);
 	csa_history_entry_from(tk, &c->entry);
-	*docs = CSA_DOC_ALL;
-	return CSA_OK;
+	if (!csa_json_str(tk->t, "assigned_member")) {
+		*docs = CSA_DOC_ALL;
+		return CSA_OK;
+	}
+	/* a member's slot frees: every process is to count it so */
+	*docs = 0;
+	int rc = csa_capacity_lock(csa_pipeline_capacity(c->p), err);
+	if (rc) {
+		csa_error_prefix(err, "resolve '%s': ", tk->id);
+		return rc;
+	}
+	return commit_counted(c->p, tk, err);
 }
 
 int csa_lifecycle_imported(const struct csa_config *cfg, struct csa_ticket *tk, int64_t created_ms,
@@ -308,24 +334,43 @@ int csa_lifecycle_resolve(struct csa_pipeline *p, const struct csa_resolution *r
 /* ---- assignment ---------------------------------------------------------- */
 
 struct assign_ctx {
+	struct csa_pipeline *p;
 	const struct csa_config *cfg;
-	struct csa_history *h;
 	const json_t *member;
 	const char *by, *notes;
 	json_t *result;
-	struct csa_hist_entry entry;
 	int changed;
 };
 
+static int assign_locked(struct assign_ctx *c, struct csa_ticket *tk, struct csa_err *err);
+
+/* The member's load is read and the assignment committed under the
+ * capacity lock: of many assignments at once, only as many as the member
+ * has room for are within capacity. */
 static int assign_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
 {
 	struct assign_ctx *c = vctx;
+	*docs = 0; /* committed here, under the lock */
 	if (json_is_true(json_object_get(tk->t, "resolved")))
 		return csa_error(err, CSA_ECONFLICT, "ticket '%s' is resolved: nothing to assign",
 		                 tk->id);
+	int rc = csa_capacity_lock(csa_pipeline_capacity(c->p), err);
+	if (rc) {
+		csa_error_prefix(err, "assign '%s': ", tk->id);
+		return rc;
+	}
+	if ((rc = assign_locked(c, tk, err)) || !c->changed) {
+		csa_pipeline_capacity_release(c->p, tk, 0);
+		return rc;
+	}
+	return commit_counted(c->p, tk, err);
+}
+
+static int assign_locked(struct assign_ctx *c, struct csa_ticket *tk, struct csa_err *err)
+{
 	const char *id = csa_json_str(c->member, "id");
 	const char *before = csa_json_str(tk->t, "assigned_member");
-	size_t load = csa_history_open_assigned(c->h, id, tk->id);
+	size_t load = csa_history_open_assigned(csa_pipeline_history(c->p), id, tk->id);
 	long cap = csa_team_capacity(c->cfg, c->member);
 	c->changed = !before || strcmp(before, id) != 0;
 	c->result = json_pack("{s:s, s:s, s:s?, s:b, s:I, s:I, s:b}", "ticket_id", tk->id,
@@ -334,10 +379,8 @@ static int assign_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 	                      "over_capacity", (long)load >= cap);
 	if (!c->result)
 		return csa_error(err, CSA_ENOMEM, "out of memory assigning '%s'", tk->id);
-	if (!c->changed) {
-		*docs = 0;
+	if (!c->changed)
 		return CSA_OK;
-	}
 	char notes[1200];
 	snprintf(notes, sizeof(notes), "%s%s%s to %s by %s%s%.1000s",
 	         before ? "reassigned from " : "", before ? before : "", before ? "" : "assigned",
@@ -346,8 +389,6 @@ static int assign_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct c
 	set_assignee(tk, c->member);
 	add_progress(tk, csa_now_ms(), c->by, "assigned", notes,
 	             csa_json_str(last, "estimated_completion"), NULL, NULL);
-	csa_history_entry_from(tk, &c->entry);
-	*docs = CSA_DOC_ALL;
 	return CSA_OK;
 }
 
@@ -355,8 +396,7 @@ int csa_lifecycle_assign(struct csa_pipeline *p, const char *ticket_id, const ch
                          const char *by, const char *notes, json_t **result, struct csa_err *err)
 {
 	struct csa_ws *ws = csa_pipeline_ws(p);
-	struct assign_ctx c = {
-	    .cfg = csa_ws_config(ws), .h = csa_pipeline_history(p), .by = by, .notes = notes};
+	struct assign_ctx c = {.p = p, .cfg = csa_ws_config(ws), .by = by, .notes = notes};
 	int rc = CSA_OK;
 	if (notes && strlen(notes) > c.cfg->limits.max_message_bytes)
 		rc = csa_error(err, CSA_ELIMIT, "assign: notes of %zu bytes, limit is %zu",
@@ -371,8 +411,6 @@ int csa_lifecycle_assign(struct csa_pipeline *p, const char *ticket_id, const ch
 		               member ? member : "");
 	else
 		rc = csa_store_update(ws->store, ticket_id, 0, assign_fn, &c, err);
-	if (rc == CSA_OK && c.changed)
-		csa_history_put(c.h, &c.entry);
 	csa_config_unref(c.cfg);
 	if (rc) {
 		json_decref(c.result);

@@ -62,8 +62,8 @@ void csa_lifecycle_after_run(const struct csa_config *cfg, struct csa_ticket *tk
  * sla_metrics already set: participants from its messages, the
  * internal_efficiency of its resolution_time, a "resolved" progress update
  * by "import" at 'resolved_ms' (creation when unknown), its knowledge
- * extraction and its outcome measured, as csa_lifecycle_resolve leaves a
- * live ticket. Returns CSA_ENOMEM or 0. */
+ * extracted (never drafted: an import asks no LLM) and its outcome measured, as
+ * csa_lifecycle_resolve leaves a live ticket. Returns CSA_ENOMEM or 0. */
 int csa_lifecycle_imported(const struct csa_config *cfg, struct csa_ticket *tk, int64_t created_ms,
                            int64_t resolved_ms);
 
@@ -84,13 +84,18 @@ struct csa_resolution {
  * = 1 / (1 + resolution_time / target), target being the SLA resolution
  * minutes of the ticket's priority and tier (1 would be instant, 0.5 is
  * exactly on target, under 0.5 over it); a "resolved" progress update; and
- * I.knowledge_extraction from the replies and notes. One commit.
+ * I.knowledge_extraction from the replies and notes (agents/knowledge.h
+ * csa_knowledge_of: drafted by the replies LLM backend when one is
+ * configured and its answer holds, else extractive; a drafting call is
+ * made under the ticket's lock, bounded by the backend's timeout). One
+ * commit, under the capacity lock when the ticket has a member.
  *
  * Errors: CSA_EINVAL (csat outside 1..5, notes too long or not text, 'by'
  * missing), CSA_ENOENT (no such ticket), CSA_ECONFLICT (already resolved);
  * the ticket is then unchanged. *result (new reference) is
  * {"ticket_id", "resolved", "sla_metrics", "knowledge_extraction",
- * "progress_update"}.
+ * "knowledge_source" (which method was used, and why: csa_knowledge_of's
+ * *how), "progress_update"}.
  */
 int csa_lifecycle_resolve(struct csa_pipeline *p, const struct csa_resolution *r, json_t **result,
                           struct csa_err *err);

@@ -1,5 +1,6 @@
 /* The agent coordinator. */
 #include "flow/pipeline.h"
+#include "agents/capacity.h"
 #include "agents/histfile.h"
 #include "agents/history.h"
 #include "agents/kb.h"
@@ -32,7 +33,8 @@ struct csa_pipeline {
 	struct csa_ws *ws;
 	struct csa_agent_env env;
 	struct csa_history *history;
-	int history_stale; /* some entries were read from files: save the index file */
+	struct csa_capacity *capacity; /* the team's load, workspace-wide */
+	int history_stale;             /* some entries were read from files: save the index file */
 	struct csa_flow_hooks hooks;
 	csa_run_observer observer;
 	void *observer_ctx;
@@ -112,6 +114,11 @@ struct csa_history *csa_pipeline_history(struct csa_pipeline *p)
 	return p->history;
 }
 
+struct csa_capacity *csa_pipeline_capacity(struct csa_pipeline *p)
+{
+	return p->capacity;
+}
+
 void csa_pipeline_set_hooks(struct csa_pipeline *p, const struct csa_flow_hooks *h)
 {
 	p->hooks = h ? *h : (struct csa_flow_hooks){0};
@@ -143,6 +150,9 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	if ((rc = csa_history_new(&p->history)))
 		goto fail;
 	p->env.history = p->history;
+	/* before the index is filled: see agents/capacity.h */
+	if ((rc = csa_capacity_open(ws, p->history, &p->capacity, err)))
+		goto fail;
 	size_t reused = 0;
 	if ((rc = csa_history_load(p->history, ws, &reused, err)))
 		goto fail;
@@ -190,6 +200,7 @@ void csa_pipeline_free(struct csa_pipeline *p)
 	 * this run are read from their files next time either way) */
 	if (p->history && p->history_stale)
 		(void)csa_history_save(p->history, p->ws, NULL);
+	csa_capacity_free(p->capacity);
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);
 	pthread_mutex_destroy(&p->kb_mu);
@@ -465,7 +476,8 @@ struct agents_run {
 	json_t *outs[CSA_AGENT_COUNT];   /* each agent's decision, or NULL */
 	const char *segment;             /* the classifier's category */
 	int human, category_autonomous;
-	void *run; /* the automation hook's context of this run */
+	void *run;     /* the automation hook's context of this run */
+	int *capacity; /* set when this run holds the capacity lock */
 };
 
 /* The context manager: sentiment, the customer's text and history, SLA. */
@@ -594,6 +606,41 @@ static void record_agent(struct agents_run *r, int a, const char *decision_id,
 	json_decref(patterns);
 }
 
+/*
+ * Who works the ticket for the escalation 'decision' (the agent's, or a
+ * person's): the escalation agent chooses (agents/agent.h) under the
+ * capacity lock (agents/capacity.h) when its choice may assign someone,
+ * and *held says the caller then holds the lock until the ticket is
+ * committed (csa_pipeline_capacity_release). Without the lock nobody is
+ * assigned and the decision's note says why.
+ *
+ * In a run the agent has already chosen by the load as this process knew
+ * it, while its model (perhaps an LLM call, which no workspace-wide lock
+ * should wait for) decided; that choice is made again here.
+ */
+static void choose_resolver(struct csa_pipeline *p, const struct csa_agent_input *in,
+                            json_t *decision, int *held)
+{
+	if (csa_escalation_may_assign(in->cfg, in->tk)) {
+		struct csa_err err = {0};
+		if (csa_capacity_lock(p->capacity, &err)) {
+			char note[300];
+			snprintf(note, sizeof(note), "no assignment: %.250s", err.msg);
+			json_object_set_new(decision, "assignment", json_null());
+			json_object_set_new(decision, "assignment_note", json_string(note));
+			return;
+		}
+		*held = 1;
+	}
+	json_t *path = json_object_get(decision, "escalation_path");
+	csa_escalation_propose_assignment(&p->env, in,
+	                                  json_is_string(path) ? json_string_value(path) : "NONE",
+	                                  json_is_true(json_object_get(decision, "escalate"))
+	                                      ? json_object_get(decision, "escalation_levels")
+	                                      : NULL,
+	                                  decision);
+}
+
 /* Agent a's turn: 0, or -1 when it failed and the run stops there. */
 static int run_agent(struct agents_run *r, int a)
 {
@@ -606,6 +653,8 @@ static int run_agent(struct agents_run *r, int a)
 		agent_failed(r, a, decision_id, aerr.msg);
 		return -1;
 	}
+	if (a == CSA_AGENT_ESCALATION)
+		choose_resolver(r->p, &r->in, o.decision, r->capacity);
 	o.requires_human_review = o.confidence < csa_agent_threshold(r->cfg);
 	if (a == CSA_AGENT_CLASSIFIER)
 		r->segment = csa_json_str(o.decision, "category");
@@ -699,9 +748,10 @@ static void run_release(struct agents_run *r)
 }
 
 static int run_locked(struct csa_pipeline *p, const struct csa_config *cfg, struct csa_ticket *tk,
-                      void *run, json_t **result, struct csa_err *err)
+                      void *run, int *capacity, json_t **result, struct csa_err *err)
 {
-	struct agents_run r = {.p = p, .cfg = cfg, .tk = tk, .now = csa_now_ms(), .run = run};
+	struct agents_run r = {
+	    .p = p, .cfg = cfg, .tk = tk, .now = csa_now_ms(), .run = run, .capacity = capacity};
 	csa_ts_format(r.now, r.ts);
 	int rc = build_context(&r, err);
 	if (rc) {
@@ -758,12 +808,33 @@ static int run_and_commit(struct csa_pipeline *p, const struct csa_config *cfg,
 {
 	size_t first = json_array_size(json_object_get(tk->t, "agent_decisions"));
 	void *run = p->hooks.begin_run ? p->hooks.begin_run(p->hooks.ctx) : NULL;
-	int rc = run_locked(p, cfg, tk, run, result, err);
+	char before[CSA_ID_MAX + 1];
+	snprintf(before, sizeof(before), "%s", csa_json_str(tk->t, "assigned_member") ?: "");
+	int capacity = 0;
+	int rc = run_locked(p, cfg, tk, run, &capacity, result, err);
 	if (rc == CSA_OK && (rc = csa_store_commit(p->ws->store, tk, CSA_DOC_ALL, err)))
 		abandon(p, run, tk, first, result, err);
+	if (capacity) {
+		const char *now = csa_json_str(tk->t, "assigned_member");
+		csa_pipeline_capacity_release(p, tk,
+		                              rc == CSA_OK && strcmp(before, now ? now : ""));
+	}
 	if (p->hooks.end_run)
 		p->hooks.end_run(p->hooks.ctx, run);
 	return rc;
+}
+
+void csa_pipeline_capacity_release(struct csa_pipeline *p, const struct csa_ticket *tk, int changed)
+{
+	if (changed) {
+		struct csa_hist_entry e;
+		csa_history_entry_from(tk, &e);
+		csa_history_put(p->history, &e);
+	}
+	struct csa_err err = {0};
+	if (csa_capacity_unlock(p->capacity, changed ? tk->id : NULL, &err))
+		fprintf(stderr, "csa: other processes may count ticket '%s' as before: %s\n",
+		        tk->id, err.msg);
 }
 
 struct process_ctx {
@@ -1023,6 +1094,7 @@ struct feedback_ctx {
 	enum csa_dtype type;
 	int learn;
 	int correct;
+	int capacity;                /* holds the capacity lock: a person's escalation may assign */
 	struct csa_hist_entry entry; /* the ticket as committed, for the history index */
 };
 
@@ -1038,7 +1110,85 @@ static int feedback_fn(void *vctx, struct csa_ticket *tk, unsigned *docs, struct
 	int rc = apply_feedback(c, tk, docs, err);
 	if (rc == CSA_OK)
 		csa_history_entry_from(tk, &c->entry);
+	if (!c->capacity)
+		return rc;
+	/* committed here, before the capacity lock goes */
+	if (rc == CSA_OK)
+		rc = csa_store_commit(c->p->ws->store, tk, *docs, err);
+	*docs = 0;
+	csa_pipeline_capacity_release(c->p, tk, rc == CSA_OK);
 	return rc;
+}
+
+/* The agents' input for a person's decision on tk, as a run would build
+ * it: the customer's text (*text, freed by the caller), the ticket's
+ * latest classification and strategy. */
+static void feedback_input(const struct feedback_ctx *c, const struct csa_ticket *tk,
+                           struct csa_agent_input *in, char **text)
+{
+	*text = csa_pipeline_text(tk->e, TEXT_MAX, 0);
+	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
+	*in = (struct csa_agent_input){
+	    .tk = tk,
+	    .text = *text,
+	    .tier = csa_json_str(cust, "subscription_tier"),
+	    .platform = csa_json_str(tk->e, "platform"),
+	    .sentiment = text_sentiment(*text ? *text : ""),
+	    .cfg = c->cfg,
+	    .sla_status = csa_sla_status_of(c->cfg, tk->e, csa_now_ms()),
+	    .agent_replies = count_agent_replies(tk->e),
+	    .prior_confidence = 1.0,
+	};
+	size_t i;
+	json_t *d;
+	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)
+	{
+		const char *agent = csa_json_str(d, "agent");
+		json_t *x = json_object_get(d, "decision");
+		if (!agent || csa_json_str(x, "status")) /* a failed agent's record */
+			continue;
+		if (strcmp(agent, "classifier") == 0)
+			in->classification = x;
+		else if (strcmp(agent, "selector") == 0)
+			in->selection = x;
+	}
+}
+
+/*
+ * A person decided the escalation ('value', on the agent's decision
+ * 'ai'): an open ticket follows as if the escalation agent had decided it
+ * in a run (a resolved one only records the escalation). The escalation
+ * is applied (E escalated, I escalation_path); the agent chooses who works
+ * the ticket for it (a TECHNICAL escalation goes to the technical team by
+ * expertise, unless a person assigned the ticket) under the capacity
+ * lock, which the caller then holds until its commit (c->capacity); the
+ * updates agent says where the ticket stands (blocked, waiting for the
+ * escalation); flow/lifecycle.h applies both as after a run.
+ */
+static void escalation_decided(struct feedback_ctx *c, struct csa_ticket *tk, const json_t *ai)
+{
+	int escalate = strcmp(c->value, "NONE") != 0;
+	json_t *e = json_deep_copy(ai);
+	json_object_set_new(e, "escalate", json_boolean(escalate));
+	json_object_set_new(e, "escalation_path", json_string(c->value));
+	json_t *levels = json_object_get(csa_config_get(c->cfg, "escalation_paths"), c->value);
+	json_object_set_new(e, "escalation_levels",
+	                    escalate && json_is_array(levels) ? json_incref(levels) : json_array());
+	apply(tk, CSA_DT_ESCALATION, e);
+	if (json_is_true(json_object_get(tk->t, "resolved"))) {
+		json_decref(e); /* closed: nobody to hand it to */
+		return;
+	}
+	char *text;
+	struct csa_agent_input in;
+	feedback_input(c, tk, &in, &text);
+	in.escalation = e;
+	choose_resolver(c->p, &in, e, &c->capacity);
+	json_t *updates = json_pack("{s:o}", "progress", csa_updates_progress(&in, csa_now_ms()));
+	csa_lifecycle_after_run(c->cfg, tk, e, updates, csa_now_ms());
+	json_decref(updates);
+	json_decref(e);
+	free(text);
 }
 
 static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigned *docs,
@@ -1077,14 +1227,8 @@ static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigne
 		json_object_set_new(tk->t, "priority", json_string(c->value));
 	if (c->type == CSA_DT_CATEGORY)
 		json_object_set_new(dec, "category", json_string(c->value));
-	if (c->type == CSA_DT_ESCALATION) {
-		json_t *e = json_pack(
-		    "{s:b, s:s, s:O?}", "escalate", strcmp(c->value, "NONE") != 0,
-		    "escalation_path", c->value, "escalation_levels",
-		    json_object_get(csa_config_get(c->cfg, "escalation_paths"), c->value));
-		apply(tk, c->type, e);
-		json_decref(e);
-	}
+	if (c->type == CSA_DT_ESCALATION)
+		escalation_decided(c, tk, dec);
 	*docs = CSA_DOC_ALL;
 	if (c->correct || !c->learn)
 		return CSA_OK;
@@ -1096,18 +1240,9 @@ static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigne
 	if (label < 0)
 		return csa_error(err, CSA_EINVAL, "'%s' is not a %s label", c->value,
 		                 csa_dtype_name(c->type));
-	char *text = csa_pipeline_text(tk->e, TEXT_MAX, 0);
-	json_t *cust = json_object_get(json_object_get(tk->e, "participants"), "customer");
-	struct csa_agent_input in = {
-	    .tk = tk,
-	    .text = text,
-	    .tier = csa_json_str(cust, "subscription_tier"),
-	    .platform = csa_json_str(tk->e, "platform"),
-	    .sentiment = text_sentiment(text ? text : ""),
-	    .cfg = c->cfg,
-	    .sla_status = csa_sla_status_of(c->cfg, tk->e, csa_now_ms()),
-	    .agent_replies = count_agent_replies(tk->e),
-	};
+	char *text;
+	struct csa_agent_input in;
+	feedback_input(c, tk, &in, &text);
 	/* category and priority as the pipeline saw them for this decision */
 	const char *cat = NULL, *pri = NULL;
 	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)

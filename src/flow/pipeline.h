@@ -103,6 +103,18 @@ const struct csa_agent_env *csa_pipeline_env(const struct csa_pipeline *p);
 /* The workspace the pipeline was opened over (borrowed). */
 struct csa_ws *csa_pipeline_ws(const struct csa_pipeline *p);
 struct csa_history *csa_pipeline_history(struct csa_pipeline *p);
+/* The workspace-wide lock over the team's load (agents/capacity.h):
+ * whoever reads a member's load to assign a ticket holds it until the
+ * assignment is committed and in the history index. Borrowed. */
+struct csa_capacity *csa_pipeline_capacity(struct csa_pipeline *p);
+
+/* Release the capacity lock taken for tk, after its commit or its
+ * failure. When 'changed' (tk's assignment or resolution was committed)
+ * the history index takes tk's new state and the capacity log names it,
+ * so every process counts it (agents/capacity.h); a failure to write the
+ * log is reported on stderr, the lock released anyway. */
+void csa_pipeline_capacity_release(struct csa_pipeline *p, const struct csa_ticket *tk,
+                                   int changed);
 
 /* Run the pipeline on a ticket. *result (new reference, may be NULL) is
  * the spec's workflow_result: ticket_id, processing_timeline,

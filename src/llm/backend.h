@@ -94,6 +94,26 @@ int csa_llm_classify(struct csa_llm *b, const struct csa_llm_task *task, int *la
 int csa_llm_draft(struct csa_llm *b, const char *article, const char *conversation, char **reply,
                   struct csa_llm_usage *u, struct csa_err *err);
 
+/* What an entry of drafted knowledge may be. */
+struct csa_llm_knowledge_limits {
+	size_t max_items;            /* entries a list */
+	size_t min_bytes, max_bytes; /* of an entry */
+};
+
+/*
+ * Draft the knowledge of a resolved ticket ('ticket': its conversation as
+ * text, the customer's and the team's messages; redacted here as every
+ * prompt is). *out (new) is {"solution_patterns", "troubleshooting_steps",
+ * "prevention_measures"}: exactly these keys, each an array of at most
+ * lim->max_items strings of lim->min_bytes to lim->max_bytes without
+ * control characters, not all empty. Any other answer is a failed call
+ * (CSA_EPARSE naming the field, counted by the circuit breaker) and *out
+ * stays NULL.
+ */
+int csa_llm_knowledge(struct csa_llm *b, const char *ticket,
+                      const struct csa_llm_knowledge_limits *lim, json_t **out,
+                      struct csa_llm_usage *u, struct csa_err *err);
+
 #ifdef CSA_TESTING
 /* Replace the waits between attempts (tests record them instead). */
 void csa_llm_test_set_sleep(void (*fn)(void *ctx, int64_t ms), void *ctx);

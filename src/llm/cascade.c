@@ -379,30 +379,84 @@ json_t *csa_cascade_refine(struct csa_cascade *c, const char *agent, const char 
 	return tr;
 }
 
-char *csa_cascade_draft(struct csa_cascade *c, const char *article, const char *conversation,
-                        json_t **trace)
+/* One call of the replies backend: fn makes it with b. */
+typedef int (*replies_fn)(struct csa_llm *b, void *ctx, struct csa_llm_usage *u,
+                          struct csa_err *err);
+
+/*
+ * A call of the replies backend for 'purpose' (as the call log names it)
+ * within the circuit and the budget (a prompt of about 'prompt_bytes').
+ * Returns 1 when fn succeeded; 0 when there is no replies backend
+ * (*trace NULL), the call was not made or failed (*trace, new, says
+ * {"backend", "usage", "reason", "error"}).
+ */
+static int replies_call(struct csa_cascade *c, const char *purpose, size_t prompt_bytes,
+                        replies_fn fn, void *ctx, json_t **trace)
 {
 	*trace = NULL;
 	struct csa_llm *b = c ? c->for_agent[REPLIES] : NULL;
 	if (!b)
-		return NULL;
+		return 0;
 	*trace = json_pack("{s:s}", "backend", csa_llm_name(b));
 	const char *why = NULL;
-	double bound = csa_llm_cost_bound(b, strlen(article) + strlen(conversation) + 2048);
+	double bound = csa_llm_cost_bound(b, prompt_bytes + 2048);
 	if (!csa_llm_available(b))
 		why = "circuit_open";
 	else if ((why = reserve(c, bound)) == NULL) {
 		struct csa_llm_usage u = {0};
 		struct csa_err err = {0};
-		char *reply = NULL;
-		int rc = csa_llm_draft(b, article, conversation, &reply, &u, &err);
-		settle(c, b, "reply", bound, &u, rc == CSA_OK);
+		int rc = fn(b, ctx, &u, &err);
+		settle(c, b, purpose, bound, &u, rc == CSA_OK);
 		json_object_set_new(*trace, "usage", usage_json(&u));
 		if (rc == CSA_OK)
-			return reply;
+			return 1;
 		why = "llm_failed";
 		json_object_set_new(*trace, "error", json_string(err.msg));
 	}
 	json_object_set_new(*trace, "reason", json_string(why));
-	return NULL;
+	return 0;
+}
+
+struct draft_call {
+	const char *article, *conversation;
+	char *reply;
+};
+
+static int draft_fn(struct csa_llm *b, void *ctx, struct csa_llm_usage *u, struct csa_err *err)
+{
+	struct draft_call *d = ctx;
+	return csa_llm_draft(b, d->article, d->conversation, &d->reply, u, err);
+}
+
+char *csa_cascade_draft(struct csa_cascade *c, const char *article, const char *conversation,
+                        json_t **trace)
+{
+	struct draft_call d = {article, conversation, NULL};
+	replies_call(c, "reply", strlen(article) + strlen(conversation), draft_fn, &d, trace);
+	return d.reply;
+}
+
+struct knowledge_call {
+	const char *ticket;
+	const struct csa_llm_knowledge_limits *lim;
+	json_t *out;
+};
+
+static int knowledge_fn(struct csa_llm *b, void *ctx, struct csa_llm_usage *u, struct csa_err *err)
+{
+	struct knowledge_call *k = ctx;
+	return csa_llm_knowledge(b, k->ticket, k->lim, &k->out, u, err);
+}
+
+json_t *csa_cascade_knowledge(struct csa_cascade *c, const char *ticket,
+                              const struct csa_llm_knowledge_limits *lim, json_t **trace)
+{
+	struct knowledge_call k = {ticket, lim, NULL};
+	if (!replies_call(c, "knowledge", strlen(ticket), knowledge_fn, &k, trace))
+		return NULL;
+	char ver[300];
+	snprintf(ver, sizeof(ver), "llm:%s:%s", csa_llm_name(c->for_agent[REPLIES]),
+	         csa_llm_model(c->for_agent[REPLIES]));
+	json_object_set_new(*trace, "model_version", json_string(ver));
+	return k.out;
 }

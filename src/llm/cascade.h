@@ -56,6 +56,18 @@ json_t *csa_cascade_refine(struct csa_cascade *c, const char *agent, const char 
 char *csa_cascade_draft(struct csa_cascade *c, const char *article, const char *conversation,
                         json_t **trace);
 
+/* The knowledge of a resolved ticket drafted by the replies backend
+ * (csa_llm_knowledge: 'ticket' its conversation as text, the answer
+ * checked against 'lim'), within the circuit and the budget as every
+ * call; NULL when there is no replies backend (*trace NULL) or the call
+ * was not made or failed (*trace, new, says why: {"backend", "reason":
+ * "circuit_open"|"budget_..."|"llm_failed", "error", "usage"}). On
+ * success *trace names the backend, usage and "model_version"
+ * ("llm:<backend>:<model>"). */
+struct csa_llm_knowledge_limits;
+json_t *csa_cascade_knowledge(struct csa_cascade *c, const char *ticket,
+                              const struct csa_llm_knowledge_limits *lim, json_t **trace);
+
 /* {"calls_last_hour", "cost_today", "calls_per_hour", "money_per_day",
  *  "today_by_backend": {NAME: {"calls", "ok", "cost", "mean_latency_ms",
  *  "tokens_in", "tokens_out"}}}: the KPIs of LLM use. */

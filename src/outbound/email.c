@@ -399,6 +399,8 @@ int csa_smtp_send(const char *url, const struct csa_smtp_login *login, const cha
 	                 tls         ? CURLUSESSL_ALL
 	                 : has_login ? CURLUSESSL_ALL
 	                             : CURLUSESSL_TRY);
+	if (login && login->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, login->ca_file);
 	if (has_login) {
 		curl_easy_setopt(c, CURLOPT_USERNAME, login->user);
 		curl_easy_setopt(c, CURLOPT_PASSWORD, login->password ? login->password : "");

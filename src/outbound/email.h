@@ -53,6 +53,7 @@ int csa_mail_compose(const struct csa_mail *m, char **out, size_t *len, struct c
 /* Login for the SMTP server (borrowed; both NULL: none). */
 struct csa_smtp_login {
 	const char *user, *password;
+	const char *ca_file; /* PEM bundle to verify the server with; NULL: the system's */
 };
 
 /* Submit 'msg' (as composed) to the SMTP server at 'url' (smtp:// or

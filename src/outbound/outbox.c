@@ -6,6 +6,7 @@
 
 #include <curl/curl.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -37,7 +38,25 @@ void csa_outbox_close(struct csa_outbox *ob)
 		return;
 	for (int i = 0; i < CSA_OUTBOX_CREDS; i++)
 		cred_release(&ob->creds[i]);
+	free(ob->ca_file);
 	ob->ops->close(ob);
+}
+
+int csa_outbox_set_ca_file(struct csa_outbox *ob, const char *path, struct csa_err *err)
+{
+	char *copy = NULL;
+	if (path) {
+		/* read now, so a wrong path is said at start, not per delivery */
+		FILE *f = fopen(path, "r");
+		if (!f)
+			return csa_error(err, CSA_EIO, "CA file '%s': %s", path, strerror(errno));
+		fclose(f);
+		if (!(copy = strdup(path)))
+			return csa_error(err, CSA_ENOMEM, "out of memory");
+	}
+	free(ob->ca_file);
+	ob->ca_file = copy;
+	return CSA_OK;
 }
 
 static const struct csa_outbox_cred *cred_of(const struct csa_outbox *ob, const char *target)
@@ -109,9 +128,17 @@ int csa_outbox_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t *
 	return ob->ops->for_ticket(ob, ticket_id, out, err);
 }
 
-/* The start of an answer (enough for {"ok": false, "error": ...}). */
+void csa_outbox_set_hook(struct csa_outbox *ob, const struct csa_outbox_hook *h)
+{
+	memset(&ob->hook, 0, sizeof(ob->hook));
+	if (h)
+		ob->hook = *h;
+}
+
+/* The start of an answer (enough for {"ok": false, "error": ...}, and for
+ * the object a created resource is answered with). */
 struct answer {
-	char b[2048];
+	char b[16384];
 	size_t n;
 };
 
@@ -140,28 +167,35 @@ static int refused_in_body(const struct answer *a, char *why, size_t whysz)
 	return refused;
 }
 
-/* POST one payload, with an extra header line when given; 0 on 2xx, else
- * an error text in 'why'. */
-static int post(const char *url, const char *body, const char *header, char *why, size_t whysz)
+/* Send one JSON body by 'method' (POST, PUT), with an extra header line
+ * when given; 0 on 2xx, else an error text in 'why'. The answer's start
+ * in *a. */
+static int request(const char *method, const char *url, const char *body, const char *header,
+                   const char *ca_file, struct answer *a, char *why, size_t whysz)
 {
 	CURL *c = curl_easy_init();
 	if (!c) {
 		snprintf(why, whysz, "cannot create an HTTP handle");
 		return -1;
 	}
-	struct answer a = {.n = 0};
+	a->n = 0;
+	a->b[0] = '\0';
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
 	if (h && header)
 		curl_slist_append(h, header);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	if (strcmp(method, "POST") != 0)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)POST_TIMEOUT_MS);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_start);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, a);
 	CURLcode r = curl_easy_perform(c);
 	long status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -175,12 +209,12 @@ static int post(const char *url, const char *body, const char *header, char *why
 		snprintf(why, whysz, "HTTP %ld", status);
 		return -1;
 	}
-	return refused_in_body(&a, why, whysz) ? -1 : 0;
+	return refused_in_body(a, why, whysz) ? -1 : 0;
 }
 
 /* Submit an e-mail item: {"mail_from", "rcpt_to", "data"}. */
 static int send_mail(const char *url, const char *payload, const struct csa_outbox_cred *cr,
-                     char *why, size_t whysz)
+                     const char *ca_file, char *why, size_t whysz)
 {
 	json_t *j = json_loads(payload, 0, NULL);
 	const char *from = json_string_value(json_object_get(j, "mail_from"));
@@ -190,7 +224,8 @@ static int send_mail(const char *url, const char *payload, const struct csa_outb
 	if (!from || !to || !json_is_string(data)) {
 		snprintf(why, whysz, "e-mail item without mail_from, rcpt_to and data");
 	} else {
-		struct csa_smtp_login login = {cr ? cr->user : NULL, cr ? cr->password : NULL};
+		struct csa_smtp_login login = {cr ? cr->user : NULL, cr ? cr->password : NULL,
+		                               ca_file};
 		rc = csa_smtp_send(url, &login, from, to, json_string_value(data),
 		                   json_string_length(data), POST_TIMEOUT_MS, why, whysz);
 	}
@@ -198,14 +233,50 @@ static int send_mail(const char *url, const char *payload, const struct csa_outb
 	return rc;
 }
 
-/* One attempt at one item, by its URL's scheme. */
+/* An item of the hooked target: the request its hook writes now, and
+ * the answer handed back to it. */
+static int deliver_hooked(struct csa_outbox *ob, const struct csa_outbox_item *it,
+                          const struct csa_outbox_cred *cr, char *why, size_t whysz)
+{
+	struct csa_outbox_req req = {.method = ""};
+	int rc = ob->hook.prepare(ob->hook.ctx, it, &req, why, whysz);
+	if (rc == 0 && (!req.url || !req.body || !deliverable_url(req.url))) {
+		snprintf(why, whysz, "the %s hook wrote no request", it->target);
+		rc = -1;
+	}
+	struct answer *a = rc == 0 ? malloc(sizeof(*a)) : NULL;
+	if (rc == 0 && !a) {
+		snprintf(why, whysz, "out of memory for the answer");
+		rc = -1;
+	}
+	if (rc == 0 && (rc = request(req.method, req.url, req.body, cr ? cr->header : NULL,
+	                             ob->ca_file, a, why, whysz)) == 0 &&
+	    ob->hook.answered)
+		ob->hook.answered(ob->hook.ctx, it, &req, a->b);
+	free(a);
+	free(req.url);
+	free(req.body);
+	return rc;
+}
+
+/* One attempt at one item, by its target's hook or its URL's scheme. */
 static int deliver_one(struct csa_outbox *ob, const struct csa_outbox_item *it, char *why,
                        size_t whysz)
 {
 	const struct csa_outbox_cred *cr = cred_of(ob, it->target);
+	if (ob->hook.target[0] && strcmp(ob->hook.target, it->target) == 0)
+		return deliver_hooked(ob, it, cr, why, whysz);
 	if (strncmp(it->url, "smtp", 4) == 0)
-		return send_mail(it->url, it->payload, cr, why, whysz);
-	return post(it->url, it->payload, cr ? cr->header : NULL, why, whysz);
+		return send_mail(it->url, it->payload, cr, ob->ca_file, why, whysz);
+	struct answer *a = malloc(sizeof(*a));
+	if (!a) {
+		snprintf(why, whysz, "out of memory for the answer");
+		return -1;
+	}
+	int rc = request("POST", it->url, it->payload, cr ? cr->header : NULL, ob->ca_file, a, why,
+	                 whysz);
+	free(a);
+	return rc;
 }
 
 static double jitter(void)

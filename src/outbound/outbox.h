@@ -57,6 +57,32 @@ struct csa_outbox_cred {
 
 struct csa_outbox;
 
+/* The request an item of a hooked target turns into when it is delivered
+ * (struct csa_outbox_hook): url and body malloc'd by prepare(). */
+struct csa_outbox_req {
+	char method[8]; /* "POST" or "PUT" */
+	char *url, *body;
+};
+
+/*
+ * A target whose items are written when they are delivered, from the
+ * state they bring up to date as it is then: a Trello card follows its
+ * ticket, so whichever commit queued an item, and however its retries are
+ * ordered, the card gets the ticket as it is now, never an older state.
+ * prepare() turns the item (its payload names what to sync) into a
+ * request, or fails with why (the item is retried as any failure);
+ * answered() hears the answer of a delivered request (its start, up to
+ * 16 KiB) on the delivering thread.
+ */
+struct csa_outbox_hook {
+	char target[32];
+	int (*prepare)(void *ctx, const struct csa_outbox_item *it, struct csa_outbox_req *req,
+	               char *why, size_t whysz);
+	void (*answered)(void *ctx, const struct csa_outbox_item *it,
+	                 const struct csa_outbox_req *req, const char *answer);
+	void *ctx;
+};
+
 struct csa_outbox_ops {
 	/* Queue 'payload' (compact JSON) for 'url' under 'key', due at once:
 	 * 1 if queued, 0 if the key was already there, negative on error. */
@@ -87,6 +113,8 @@ struct csa_outbox {
 	const struct csa_outbox_ops *ops;
 	int max_attempts;
 	struct csa_outbox_cred creds[CSA_OUTBOX_CREDS]; /* csa_outbox_set_credentials */
+	char *ca_file; /* csa_outbox_set_ca_file; NULL: the system's CAs */
+	struct csa_outbox_hook hook; /* csa_outbox_set_hook; no target: none */
 };
 
 /* Open (creating it) the SQLite outbox at 'path'; several handles, in one
@@ -100,6 +128,17 @@ void csa_outbox_close(struct csa_outbox *ob);
  * a lock. CSA_ELIMIT beyond CSA_OUTBOX_CREDS targets, CSA_ENOMEM. */
 int csa_outbox_set_credentials(struct csa_outbox *ob, const char *target, const char *user,
                                const char *password, const char *header, struct csa_err *err);
+
+/* The certificate authorities (a PEM bundle) every TLS delivery (HTTPS,
+ * SMTPS, STARTTLS) verifies its server with, instead of the system's: for
+ * a mail relay or webhook with a private CA. Verification stays on either
+ * way. NULL: the system's again. CSA_EIO when the file cannot be read (the
+ * message names it), CSA_ENOMEM. Call before delivery starts. */
+int csa_outbox_set_ca_file(struct csa_outbox *ob, const char *path, struct csa_err *err);
+
+/* The hook of one target (copied; NULL: none). Call before delivery
+ * starts. */
+void csa_outbox_set_hook(struct csa_outbox *ob, const struct csa_outbox_hook *h);
 
 /* Queue a JSON payload for an http(s) or smtp(s) 'url'. 1 if queued, 0 if
  * the key was already there, negative on error. */

@@ -574,16 +574,19 @@ int csa_search_start_refresh(struct csa_search *s, int interval_ms, struct csa_e
 	pthread_cond_init(&r->cv, NULL);
 	r->interval_ms = interval_ms;
 	s->refresh = r;
-	if (pthread_create(&r->th, NULL, refresh_main, s) != 0) {
+	int full = csa_store_observe(s->ws->store, on_commit, r, 0);
+	if (full || pthread_create(&r->th, NULL, refresh_main, s) != 0) {
+		csa_store_observe(s->ws->store, on_commit, r, 1);
 		s->refresh = NULL;
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->dmu);
 		pthread_mutex_destroy(&r->drain_mu);
 		pthread_cond_destroy(&r->cv);
 		free(r);
-		return csa_error(err, CSA_EIO, "cannot start the search refresh thread");
+		return full ? csa_error(err, CSA_ELIMIT,
+		                        "the store has no room for another commit observer")
+		            : csa_error(err, CSA_EIO, "cannot start the search refresh thread");
 	}
-	csa_store_observe(s->ws->store, on_commit, r);
 	return CSA_OK;
 }
 
@@ -628,7 +631,7 @@ void csa_search_close(struct csa_search *s)
 		return;
 	struct csa_search_refresh *r = s->refresh;
 	if (r) {
-		csa_store_observe(s->ws->store, NULL, NULL);
+		csa_store_observe(s->ws->store, on_commit, r, 1);
 		pthread_mutex_lock(&r->mu);
 		r->stopping = 1;
 		pthread_cond_broadcast(&r->cv);

@@ -8,6 +8,7 @@
 #include "server/server_internal.h"
 #include "automation/control.h"
 #include "automation/ledger.h"
+#include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "store/monitor.h"
@@ -54,6 +55,35 @@ json_t *csa_h_review_next(struct call *c)
 }
 
 /*
+ * The answer to a person's decision (rc, *out from the controller): a
+ * conflict is 409 with the winner's decision under "winner", so the
+ * dashboard can show what was decided; only a decision that won is an
+ * event ('ticket' named in it when known).
+ */
+static json_t *answer_decision(struct call *c, int rc, json_t *out, struct csa_err *err,
+                               const char *ticket)
+{
+	if (rc == CSA_ECONFLICT) {
+		json_t *body = csa_fail_err(c, err);
+		if (body && json_object_set_new(body, "winner", out ? out : json_null())) {
+			json_decref(body);
+			return csa_fail(c, 500, "internal", "out of memory answering a conflict");
+		}
+		return body;
+	}
+	if (rc) {
+		json_decref(out);
+		return csa_fail_err(c, err);
+	}
+	csa_publish(c->s, "review",
+	            json_pack("{s:O?, s:s?, s:O?, s:O?}", "task_id", json_object_get(out, "task_id"),
+	                      "ticket_id", ticket, "decision_type",
+	                      json_object_get(out, "decision_type"), "correct",
+	                      json_object_get(out, "correct")));
+	return out;
+}
+
+/*
  * Two reviewers deciding the same task at once: the controller lets the
  * first one win and answers the others CSA_ECONFLICT with the winner's
  * decision in *out. They get 409 with that decision under "winner", so the
@@ -80,23 +110,45 @@ json_t *csa_h_review_decide(struct call *c)
 	int rc =
 	    csa_auto_review_decide(c->s->autom, id, value, c->who, csa_json_str(c->body, "notes"),
 	                           ms ? json_integer_value(ms) : -1, &out, &err);
-	if (rc == CSA_ECONFLICT) {
-		json_t *body = csa_fail_err(c, &err);
-		if (body && json_object_set_new(body, "winner", out ? out : json_null())) {
-			json_decref(body);
-			return csa_fail(c, 500, "internal", "out of memory answering a conflict");
-		}
-		return body;
+	return answer_decision(c, rc, out, &err, NULL);
+}
+
+/*
+ * A person changes one of the ticket's decisions (category, priority, ...)
+ * from the ticket page: the open review task of that type is decided, or,
+ * with none, the newest decision is corrected. Either way the model learns
+ * and the ledger records it; a conflict with another reviewer is 409 with
+ * the winner, as on the review queue.
+ */
+json_t *csa_h_ticket_decide(struct call *c)
+{
+	static const char shape[] =
+	    "{\"decision_type\": \"category|priority|strategy|escalation\", \"value\": \"...\", "
+	    "\"notes\": \"...\"}";
+	if (!json_is_object(c->body))
+		return csa_fail(c, 400, "bad_request", "body must be %s", shape);
+	const char *key;
+	json_t *v;
+	json_object_foreach((json_t *)c->body, key, v)
+	{
+		if (strcmp(key, "decision_type") && strcmp(key, "value") && strcmp(key, "notes"))
+			return csa_fail(c, 400, "bad_request", "unknown field '%.60s': body must be %s",
+			                key, shape);
+		if (!json_is_string(v) && !(strcmp(key, "notes") == 0 && json_is_null(v)))
+			return csa_fail(c, 400, "bad_request", "field '%s' must be a string", key);
 	}
-	if (rc) {
-		json_decref(out);
-		return csa_fail_err(c, &err);
-	}
-	csa_publish(c->s, "review",
-	            json_pack("{s:O?, s:O?, s:O?}", "task_id", json_object_get(out, "task_id"),
-	                      "decision_type", json_object_get(out, "decision_type"), "correct",
-	                      json_object_get(out, "correct")));
-	return out;
+	const char *type = csa_json_str(c->body, "decision_type"),
+	           *value = csa_json_str(c->body, "value");
+	if (!type || !value)
+		return csa_fail(c, 400, "bad_request", "fields 'decision_type' and 'value' are required: %s",
+		                shape);
+	if (!csa_id_valid(c->params[0]))
+		return csa_fail(c, 400, "bad_request", "'%.80s' is not a valid ticket id", c->params[0]);
+	json_t *out = NULL;
+	struct csa_err err = {0};
+	int rc = csa_auto_correct(c->s->autom, c->params[0], type, value, c->who,
+	                          csa_json_str(c->body, "notes"), &out, &err);
+	return answer_decision(c, rc, out, &err, c->params[0]);
 }
 
 json_t *csa_h_phase(struct call *c)

@@ -75,9 +75,8 @@ static json_t *platform_specific(const json_t *m)
 	return json_object_get(json_object_get(m, "metadata"), "platform_specific");
 }
 
-/* The customer's subject (of their first message that had one) without
- * "Re:" prefixes, tagged with the ticket unless it is already. */
-static void reply_subject(const json_t *e, const char *ticket, char *out, size_t n)
+void csa_reply_subject(const json_t *e, const char *ticket, const char *fallback, char *out,
+                       size_t n)
 {
 	const char *subj = NULL;
 	json_t *m;
@@ -98,7 +97,8 @@ static void reply_subject(const json_t *e, const char *ticket, char *out, size_t
 	if (subj && strstr(subj, tag))
 		snprintf(out, n, "%.900s", subj);
 	else
-		snprintf(out, n, "%s %.900s", tag, subj && *subj ? subj : "Your request");
+		snprintf(out, n, "%s %.900s", tag,
+		         subj && *subj ? subj : fallback ? fallback : "Your request");
 }
 
 /* The customer's address: contact_info's "email" or "address", else who
@@ -154,7 +154,7 @@ static int plan_email(const struct csa_config *cfg, const struct csa_ticket *tk,
 	int rc = customer_address(tk->e, to, sizeof(to), err);
 	if (rc)
 		return csa_error_prefix(err, "ticket '%s': ", tk->id);
-	reply_subject(tk->e, tk->id, subject, sizeof(subject));
+	csa_reply_subject(tk->e, tk->id, NULL, subject, sizeof(subject));
 	display_name(tk->e, name, sizeof(name));
 	snprintf(msgid, sizeof(msgid), "<%s.%s%s>", r->message_id, tk->id,
 	         strchr(from, '@') ? strchr(from, '@') : "@invalid");
@@ -185,20 +185,26 @@ static int plan_email(const struct csa_config *cfg, const struct csa_ticket *tk,
 	return add_item(p, tk->id, r->message_id, "email", url, payload, err);
 }
 
+const char *csa_reply_trello_card(const json_t *e)
+{
+	const char *card = csa_json_str(platform_specific(last_customer_message(e)), "id");
+	/* the id goes into a URL path: only an id's characters */
+	return card && csa_id_valid(card) ? card : NULL;
+}
+
 /* The card of a ticket on Trello: the card its customer wrote on last. */
 static int plan_trello(const struct csa_config *cfg, const struct csa_ticket *tk,
                        const struct csa_reply *r, struct csa_reply_plan *p, struct csa_err *err)
 {
 	const char *api = setting(cfg, "channels.trello_api_url");
-	const char *card = csa_json_str(platform_specific(last_customer_message(tk->e)), "id");
+	const char *card = csa_reply_trello_card(tk->e);
 	if (!api)
 		return csa_error(
 		    err, CSA_ESTATE,
 		    "ticket '%s' is answered on Trello, but channels.trello_api_url is "
 		    "not configured",
 		    tk->id);
-	/* the id goes into a URL path: only an id's characters */
-	if (!card || !csa_id_valid(card))
+	if (!card)
 		return csa_error(
 		    err, CSA_ESTATE,
 		    "ticket '%s' is answered on Trello, but no card is known for it (no "
@@ -388,6 +394,9 @@ int csa_reply_credentials(struct csa_server *s, struct csa_err *err)
 	if (rc == CSA_OK)
 		rc = csa_outbox_set_credentials(s->outbox, "email", getenv("CSA_SMTP_USER"),
 		                                getenv("CSA_SMTP_PASSWORD"), NULL, err);
+	const char *ca = getenv("CSA_CA_FILE");
+	if (rc == CSA_OK && ca && *ca && (rc = csa_outbox_set_ca_file(s->outbox, ca, err)))
+		csa_error_prefix(err, "CSA_CA_FILE: ");
 	static const struct {
 		const char *target, *env;
 	} bearer[] = {{"slack_thread", "slack_bot_token_env"},
@@ -417,6 +426,8 @@ int csa_reply_credentials(struct csa_server *s, struct csa_err *err)
 		         "Authorization: OAuth oauth_consumer_key=\"%s\", oauth_token=\"%s\"", key,
 		         tok);
 		rc = csa_outbox_set_credentials(s->outbox, "trello", NULL, NULL, h, err);
+		if (rc == CSA_OK) /* the board's cards (board.c) */
+			rc = csa_outbox_set_credentials(s->outbox, "trello_card", NULL, NULL, h, err);
 	}
 	return rc;
 }

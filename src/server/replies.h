@@ -61,6 +61,16 @@ void csa_reply_plan_release(struct csa_reply_plan *p);
 int csa_reply_send(struct csa_server *s, const char *ticket_id, const json_t *message,
                    json_t **result, struct csa_err *err);
 
+/* The customer's subject (of their first message that had one) without
+ * "Re:" prefixes, tagged "[T_NO]" unless it is already; 'fallback' (NULL:
+ * "Your request") when they gave none. */
+void csa_reply_subject(const json_t *e, const char *ticket, const char *fallback, char *out,
+                       size_t n);
+
+/* The Trello card the customer wrote on last (E), or NULL: an id checked
+ * to be fit for a URL path. */
+const char *csa_reply_trello_card(const json_t *e);
+
 /* At start: check CSA_SMTP_URL and channels.email.from, and give the
  * outbox the credentials of the reply targets from the environment (SMTP
  * login, Slack and Mattermost bot tokens, Trello key and token). */

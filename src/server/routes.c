@@ -44,6 +44,7 @@ const struct route csa_routes[] = {
     BEARER("POST", "/api/tickets/{}/resolve", CSA_ROLE_AGENT, csa_h_ticket_resolve,
            "tickets_resolve"),
     BEARER("POST", "/api/tickets/{}/assign", CSA_ROLE_AGENT, csa_h_ticket_assign, "tickets_assign"),
+    BEARER("POST", "/api/tickets/{}/decide", CSA_ROLE_AGENT, csa_h_ticket_decide, "tickets_decide"),
     BEARER("POST", "/api/tickets/{}/progress", CSA_ROLE_AGENT, csa_h_ticket_progress,
            "tickets_progress"),
     BEARER("GET", "/api/reviews", CSA_ROLE_VIEWER, csa_h_reviews, "reviews_list"),

@@ -203,6 +203,7 @@ static void release(struct csa_server *s)
 		pthread_join(s->worker, NULL);
 	if (s->backup_running)
 		pthread_join(s->backup_thread, NULL);
+	csa_board_stop(s);
 	csa_search_close(s->search);
 	csa_monitor_stop(s->monitor);
 	csa_outbox_close(s->outbox);
@@ -259,6 +260,8 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 		rc = csa_reply_credentials(s, err);
 	if (!rc)
 		rc = csa_search_open_sqlite(ws, CSA_SEARCH_REFRESH_MS, &s->search, err);
+	if (!rc)
+		rc = csa_board_start(s, err);
 	if (rc)
 		goto fail;
 	csa_pipeline_set_observer(s->pipe, csa_notices_route, s);

@@ -15,6 +15,7 @@
  *   prometheus.c  the Prometheus exposition (/metrics)
  *   notices.c     which notice of a pipeline run goes to which channel
  *   replies.c     replies to the customer on the ticket's channel (replies.h)
+ *   board.c       the ticket's card on the team's Trello board
  *   server.c      start, stop, the delivery and controller thread
  */
 #ifndef CSA_SERVER_SERVER_INTERNAL_H
@@ -39,6 +40,7 @@ struct csa_pipeline;
 struct csa_auto;
 struct csa_monitor;
 struct csa_search;
+struct csa_board;
 
 #define CSA_HTTP_MAX_DEPTH  32   /* JSON nesting of a request body */
 #define CSA_HTTP_ROUTES_MAX 48   /* room in the per-route counters */
@@ -78,6 +80,7 @@ struct csa_server {
 	struct csa_chanmap *chanmap; /* platform thread -> ticket (chanmap.h) */
 	struct csa_outbox *outbox;
 	struct csa_search *search; /* the inbox's index (search/search.h) */
+	struct csa_board *board;   /* the Trello board's cards (board.c) */
 	int unconfigured_said;     /* an autonomous reply found its channel unconfigured */
 
 	/* the delivery and controller thread (server.c) */
@@ -211,6 +214,12 @@ void csa_events_release(struct csa_server *s);
 /* notices.c: the pipeline's run observer */
 void csa_notices_route(void *server, const char *ticket_id, const json_t *result);
 
+/* The Trello board (board.c): start observing commits and give the outbox
+ * its hook (cards are made only while channels.trello_board is set); stop
+ * before the outbox and the store close, after delivery has stopped. */
+int csa_board_start(struct csa_server *s, struct csa_err *err);
+void csa_board_stop(struct csa_server *s);
+
 /* handlers, by file */
 json_t *csa_h_health(struct call *c);
 json_t *csa_h_ready(struct call *c);
@@ -229,6 +238,7 @@ void csa_rcache_release(struct csa_server *s);
 json_t *csa_h_reviews(struct call *c);
 json_t *csa_h_review_next(struct call *c);
 json_t *csa_h_review_decide(struct call *c);
+json_t *csa_h_ticket_decide(struct call *c);
 json_t *csa_h_phase(struct call *c);
 json_t *csa_h_phase_evaluate(struct call *c);
 json_t *csa_h_phase_advance(struct call *c);

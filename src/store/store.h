@@ -145,20 +145,41 @@ struct csa_store_ops {
  * (note the ids, wake a thread). */
 typedef void (*csa_commit_fn)(void *ctx, struct csa_ticket *const *tks, size_t n);
 
+#define CSA_STORE_OBSERVERS 4
+
 struct csa_store {
 	const struct csa_store_ops *ops;
-	/* One observer of this handle's commits (csa_store_observe); commits
+	/* The observers of this handle's commits (csa_store_observe); commits
 	 * by other handles and processes are not seen here. */
-	csa_commit_fn observer;
-	void *observer_ctx;
+	struct {
+		csa_commit_fn fn;
+		void *ctx;
+	} observers[CSA_STORE_OBSERVERS];
 };
 
-/* Set (or with fn NULL, clear) the observer of the handle's commits. Not
- * thread-safe: set it before commits start and clear it after they end. */
-static inline void csa_store_observe(struct csa_store *st, csa_commit_fn fn, void *ctx)
+/* Add the observer fn(ctx) of the handle's commits (0), or -1 when
+ * CSA_STORE_OBSERVERS are there already; with 'remove' set, take it away
+ * again. Not thread-safe: change observers before commits start and after
+ * they end. */
+static inline int csa_store_observe(struct csa_store *st, csa_commit_fn fn, void *ctx, int remove)
 {
-	st->observer = fn;
-	st->observer_ctx = ctx;
+	for (int i = 0; i < CSA_STORE_OBSERVERS; i++) {
+		if (remove ? st->observers[i].fn == fn && st->observers[i].ctx == ctx
+		           : !st->observers[i].fn) {
+			st->observers[i].fn = remove ? NULL : fn;
+			st->observers[i].ctx = remove ? NULL : ctx;
+			return 0;
+		}
+	}
+	return remove ? 0 : -1;
+}
+
+/* Each observer hears of a commit, in the order they were added. */
+static inline void csa_store_notify(struct csa_store *st, struct csa_ticket *const *tks, size_t n)
+{
+	for (int i = 0; i < CSA_STORE_OBSERVERS; i++)
+		if (st->observers[i].fn)
+			st->observers[i].fn(st->observers[i].ctx, tks, n);
 }
 
 static inline int csa_store_load(struct csa_store *st, const char *id, struct csa_ticket *out,
@@ -178,8 +199,8 @@ static inline int csa_store_commit(struct csa_store *st, struct csa_ticket *tk, 
 {
 	struct csa_ticket *one[1] = {tk};
 	int rc = st->ops->commit(st, one, 1, docs, err);
-	if (rc == CSA_OK && st->observer)
-		st->observer(st->observer_ctx, one, 1);
+	if (rc == CSA_OK)
+		csa_store_notify(st, one, 1);
 	return rc;
 }
 
@@ -188,8 +209,8 @@ static inline int csa_store_commit_many(struct csa_store *st, struct csa_ticket 
                                         size_t n, unsigned docs, struct csa_err *err)
 {
 	int rc = st->ops->commit(st, tks, n, docs, err);
-	if (rc == CSA_OK && st->observer)
-		st->observer(st->observer_ctx, tks, n);
+	if (rc == CSA_OK)
+		csa_store_notify(st, tks, n);
 	return rc;
 }
 

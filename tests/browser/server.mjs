@@ -2,14 +2,49 @@
 // the browser tests: start() returns its URL, an admin token, an API
 // helper and stop().
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const browserArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-export async function start(csa, tickets = 400, env = {}) {
+// A local SMTP server on a free loopback port that keeps what it is sent:
+// { port, messages: [{ from, to: [...], data }], close() }.
+export async function smtpSink() {
+  const messages = [];
+  const server = createServer((sock) => {
+    let buf = '', data = null, from = '', to = [];
+    sock.write('220 sink ESMTP\r\n');
+    sock.on('data', (chunk) => {
+      buf += chunk.toString('latin1');
+      let nl;
+      while ((nl = buf.indexOf('\r\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 2);
+        if (data !== null) {
+          if (line === '.') {
+            messages.push({ from, to, data: data.join('\r\n') });
+            data = null;
+            sock.write('250 queued\r\n');
+          } else data.push(line.startsWith('.') ? line.slice(1) : line);
+        } else if (/^(EHLO|HELO)/i.test(line)) sock.write('250 sink\r\n');
+        else if (/^MAIL FROM:/i.test(line)) { from = line.slice(10); to = []; sock.write('250 ok\r\n'); }
+        else if (/^RCPT TO:/i.test(line)) { to.push(line.slice(8)); sock.write('250 ok\r\n'); }
+        else if (/^DATA/i.test(line)) { data = []; sock.write('354 go ahead\r\n'); }
+        else if (/^QUIT/i.test(line)) { sock.end('221 bye\r\n'); }
+        else sock.write(/^(RSET|NOOP)/i.test(line) ? '250 ok\r\n' : '502 not implemented\r\n');
+      }
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { port: server.address().port, messages, close: () => new Promise((r) => server.close(r)) };
+}
+
+// config: csa.json keys for the server (MODEL_CONFIG_PATH), or null.
+export async function start(csa, tickets = 400, env = {}, config = null) {
   const ws = mkdtempSync(join(tmpdir(), 'csa-browser-'));
   const run = (...args) => execFileSync(csa, [...args, '--dir', ws], { encoding: 'utf8' });
   execFileSync(csa, ['init', ws]);
@@ -17,8 +52,13 @@ export async function start(csa, tickets = 400, env = {}) {
   run('import', join(ws, 'h.jsonl'));
   const token = JSON.parse(run('token', 'create', '--role', 'admin')).token;
 
+  const extra = {};
+  if (config) {
+    extra.MODEL_CONFIG_PATH = join(ws, 'test-config.json');
+    writeFileSync(extra.MODEL_CONFIG_PATH, JSON.stringify(config), { mode: 0o600 });
+  }
   const server = spawn(csa, ['serve', '--dir', ws, '--port', '0'],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env, ...extra } });
   const exited = new Promise((r) => server.on('exit', (code) => r(code)));
   const base = await new Promise((resolve, reject) => {
     let out = '';

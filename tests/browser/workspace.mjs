@@ -1,7 +1,8 @@
 // The agent's workspace in a real browser: the inbox lists tickets, a word
 // finds its ticket, a filter narrows the list, the keyboard moves and opens,
 // new tickets arrive live; the ticket page shows both sides of the timeline
-// and the decisions, takes an internal note and a reply, decides a review
+// and the decisions, takes an internal note and a reply (one by e-mail to a
+// local SMTP server), decides a review
 // task; hostile customer text is shown literally and runs nothing; no
 // console errors; axe-core finds no serious or critical violation on any
 // page (inbox, ticket, review, metrics, phase); the
@@ -11,11 +12,15 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { start, browserArgs } from './server.mjs';
+import { start, smtpSink, browserArgs } from './server.mjs';
 
 const [csa, artifacts] = process.argv.slice(2);
-// team notices go to a webhook nobody listens on: they wait in the outbox
-const { base, token, api, stop } = await start(csa, 400, { CSA_WEBHOOK_URL: 'http://127.0.0.1:9/csa-test-hook' });
+// team notices go to a webhook nobody listens on: they wait in the outbox;
+// e-mail replies go to a local SMTP server that keeps them
+const smtp = await smtpSink();
+const { base, token, api, stop } = await start(csa, 400,
+  { CSA_WEBHOOK_URL: 'http://127.0.0.1:9/csa-test-hook', CSA_SMTP_URL: `smtp://127.0.0.1:${smtp.port}` },
+  { channels: { email: { from: 'support@csa.test', from_name: 'Acme Support' } } });
 const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const step = (s) => console.log('workspace: ' + s);
@@ -36,7 +41,8 @@ try {
   const evil = '<img src=x onerror=alert(1)>';
   const made = [
     { ticket_id: 'WEB-QUOKKA', client_name: 'Ada Park', company_name: 'Northwind', platform: 'email',
-      customer: { subscription_tier: 'PREMIUM' }, messages: [{ content: 'The quokka export fails with error 500 since this morning' }] },
+      customer: { subscription_tier: 'PREMIUM', contact_info: { email: 'ada@northwind.test' } },
+      messages: [{ content: 'The quokka export fails with error 500 since this morning' }] },
     { ticket_id: 'WEB-INVOICE', client_name: 'Bo Lind', company_name: 'Initech', platform: 'web_chat',
       messages: [{ content: 'I was charged twice on my last invoice, please refund one' }] },
     { ticket_id: 'XSS-2', client_name: evil, company_name: '<b>Evil Corp</b>',
@@ -222,20 +228,24 @@ try {
   assert.ok(inside.some((m) => m.content === note && m.sender === 'cs_agent'), 'the note is in the I file');
   step('an internal note appears in the timeline');
 
-  // a reply on a channel the server cannot send on (e-mail without an SMTP
-  // server): refused, said so, and the text is kept
+  // the golden path: the ticket the search found by "quokka" answered by
+  // e-mail, and the reply reaches the customer's mailbox (the local SMTP
+  // server) threaded under the ticket's tag, delivered on the page
   const reply = 'We found the cause and are raising your export quota now.';
   await page.check('#compose input[value="external"]');
   assert.equal(await page.textContent('#compose-send'), 'Send reply to the customer');
   await page.fill('#compose-text', reply);
-  expectErrors = true;
   await page.click('#compose-send');
-  await page.waitForFunction(() => document.getElementById('compose-status').textContent.startsWith('Error: '));
-  expectErrors = false;
-  const refused = await page.textContent('#compose-status');
-  assert.equal(await page.inputValue('#compose-text'), reply, 'the reply is kept to send later');
-  assert.ok(!(await page.textContent('#ticket-timeline')).includes(reply));
-  step('a reply that cannot be sent says why: ' + refused);
+  await page.waitForFunction(() => /Reply added/.test(document.getElementById('compose-status').textContent));
+  for (let k = 0; k < 200 && !smtp.messages.length; k++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(smtp.messages.length, 1, 'the reply reached the SMTP server');
+  const mail = smtp.messages[0];
+  assert.deepEqual(mail.to, ['<ada@northwind.test>']);
+  assert.match(mail.data, /^Subject: \[WEB-QUOKKA\] /m);
+  assert.match(mail.data, /^From: "Acme Support" <support@csa\.test>/m);
+  assert.ok(mail.data.includes('We found the cause and are raising your export quota now.'), 'the body');
+  await page.waitForFunction(() => /email: delivered/.test(document.getElementById('ticket-timeline').textContent), null, { timeout: 15000 });
+  step('a reply by e-mail reached the local SMTP server and shows as delivered');
 
   // a reply on web chat (the generic webhook): on the customer side with its
   // delivery state, and the first response clock is met
@@ -313,10 +323,21 @@ try {
   assert.equal((await api('GET', '/api/phase')).json.phase, 'PHASE_1', 'the point before the advance');
   step('a rollback point is restored from the page after a confirmation');
 
-  // assign and resolve from the ticket page: a member outside the roster is
-  // refused with the server's reason; a resolution with CSAT closes it
+  // change, assign and resolve from the ticket page: a member outside the
+  // roster is refused with the server's reason; a resolution with CSAT
+  // closes it
   await page.goto(base + '/#ticket/XSS-2');
   await page.waitForSelector('#ticket-view:not([hidden]) #ticket-timeline li');
+  // a person changes the priority: the ticket takes it, the trail records it
+  await page.selectOption('#change-type', 'priority');
+  await page.waitForFunction(() => [...document.querySelectorAll('#change-value option')].some((o) => o.value === 'LOW'));
+  await page.selectOption('#change-value', 'LOW');
+  await page.click('#change-form button');
+  await page.waitForFunction(() => /^priority is LOW now \((review task \d+ decided|correction recorded); AI said /.test(document.querySelector('#act-status').textContent));
+  assert.equal((await api('GET', '/api/tickets/XSS-2')).json.workflow.priority, 'LOW');
+  const trail = (await api('GET', '/api/audit/XSS-2')).json.trail;
+  assert.ok(trail.some((r) => ['review', 'correction'].includes(r.type) && r.payload.decision_type === 'priority' && r.payload.value === 'LOW'), 'the change is in the audit trail');
+  step('the priority changed from the page: ' + await page.textContent('#act-status'));
   await page.fill('#assign-member', 'nobody-here');
   expectErrors = true; // the browser logs the 400 it was answered
   await page.click('#assign-form button');
@@ -373,5 +394,6 @@ try {
 } finally {
   if (browser) await browser.close();
   const code = await stop();
+  await smtp.close();
   if (code !== 0) { console.error('csa serve exited with ' + code); process.exitCode = 1; }
 }

@@ -172,18 +172,23 @@ int fake_http_wait(struct fake_http *f, int n, int timeout_ms)
 	}
 }
 
-int fake_http_find(struct fake_http *f, const char *prefix, struct fake_req *out)
+int fake_http_find_nth(struct fake_http *f, const char *prefix, int nth, struct fake_req *out)
 {
-	int rc = -1;
+	int rc = -1, seen = 0;
 	pthread_mutex_lock(&f->mu);
 	for (int i = 0; i < f->n && rc; i++)
-		if (starts(f->reqs[i].path, prefix)) {
+		if (starts(f->reqs[i].path, prefix) && seen++ == nth) {
 			*out = f->reqs[i];
 			out->body = strdup(f->reqs[i].body);
 			rc = out->body ? 0 : -1;
 		}
 	pthread_mutex_unlock(&f->mu);
 	return rc;
+}
+
+int fake_http_find(struct fake_http *f, const char *prefix, struct fake_req *out)
+{
+	return fake_http_find_nth(f, prefix, 0, out);
 }
 
 int fake_http_count(struct fake_http *f, const char *prefix)

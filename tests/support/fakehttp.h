@@ -30,6 +30,9 @@ int fake_http_wait(struct fake_http *f, int n, int timeout_ms);
  * its body with free), 0; -1 when there is none. */
 int fake_http_find(struct fake_http *f, const char *prefix, struct fake_req *out);
 
+/* The same for the nth (0 first) such request. */
+int fake_http_find_nth(struct fake_http *f, const char *prefix, int nth, struct fake_req *out);
+
 /* How many requests have a path starting with 'prefix'. */
 int fake_http_count(struct fake_http *f, const char *prefix);
 
