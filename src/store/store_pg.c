@@ -19,6 +19,10 @@
 /* Idle connections kept for reuse; more may be open while busy (one per
  * held ticket lock, one per commit or read in flight). */
 #define POOL_IDLE_MAX 8
+/* Marks kept at once (pg_mark): each index beside the store that marks
+ * may have one of its own, so one index's mark never moves another's.
+ * The store interface names one today (slot 0). */
+#define MARK_SLOTS 4
 /* Rows a scan fetches at a time. */
 #define SCAN_PAGE 256
 /* Seconds a connection attempt may take unless the URL says otherwise. */
@@ -72,10 +76,12 @@ struct pgs {
 	/* mark/stamp (see pg_mark): commits hold it shared from BEGIN until
 	 * their change is counted, mark exclusive */
 	pthread_rwlock_t mark_rw;
-	int marked;
-	int unsure;         /* a commit since the mark whose outcome is unknown */
-	uint64_t mark_sum;  /* sum of all versions at the mark */
-	uint64_t own_delta; /* what this handle's commits added to it since */
+	struct {
+		int marked;
+		int unsure;   /* a commit since the mark whose outcome is unknown */
+		uint64_t sum; /* sum of all versions at the mark */
+		uint64_t own; /* what this handle's commits added to it since */
+	} marks[MARK_SLOTS];
 };
 
 struct csa_lock {
@@ -681,7 +687,8 @@ static int pg_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t
 			              "lost during COMMIT, whether it took effect is unknown",
 			              n, tks[0]->id);
 			pthread_mutex_lock(&s->mu);
-			s->unsure = 1;
+			for (int k = 0; k < MARK_SLOTS; k++)
+				s->marks[k].unsure = 1;
 			pthread_mutex_unlock(&s->mu);
 		} else {
 			rc = db_error(s->where, err, c, r,
@@ -698,7 +705,8 @@ static int pg_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t
 	pthread_mutex_lock(&s->mu);
 	s->stats.commits++;
 	s->stats.batches++;
-	s->own_delta += delta;
+	for (int k = 0; k < MARK_SLOTS; k++)
+		s->marks[k].own += delta;
 	pthread_mutex_unlock(&s->mu);
 unlock:
 	pthread_rwlock_unlock(&s->mark_rw);
@@ -848,33 +856,42 @@ static int version_sum(struct pgs *s, uint64_t *out)
 /* Taken with no commit of this handle between its BEGIN and the count of
  * what it added; another process's commit in flight lands after the sum
  * is read, and so shows as someone else's. */
-static void pg_mark(struct csa_store *st)
+static void mark_slot(struct pgs *s, unsigned slot)
 {
-	struct pgs *s = (struct pgs *)st;
 	pthread_rwlock_wrlock(&s->mark_rw);
 	uint64_t sum = 0;
 	int ok = version_sum(s, &sum) == 0;
 	pthread_mutex_lock(&s->mu);
-	s->marked = ok;
-	s->mark_sum = sum;
-	s->own_delta = 0;
-	s->unsure = 0;
+	s->marks[slot].marked = ok;
+	s->marks[slot].sum = sum;
+	s->marks[slot].own = 0;
+	s->marks[slot].unsure = 0;
 	pthread_mutex_unlock(&s->mu);
 	pthread_rwlock_unlock(&s->mark_rw);
 }
 
-static uint64_t pg_stamp(struct csa_store *st, int *only_own)
+static uint64_t stamp_slot(struct pgs *s, unsigned slot, int *only_own)
 {
-	struct pgs *s = (struct pgs *)st;
 	uint64_t sum = 0;
 	*only_own = 0;
 	if (version_sum(s, &sum))
 		return 0;
 	pthread_mutex_lock(&s->mu);
-	*only_own = s->marked && !s->unsure && sum == s->mark_sum + s->own_delta;
+	*only_own = s->marks[slot].marked && !s->marks[slot].unsure &&
+	            sum == s->marks[slot].sum + s->marks[slot].own;
 	pthread_mutex_unlock(&s->mu);
 	uint64_t h = csa_fnv1a(CSA_FNV_SEED, &sum, sizeof(sum));
 	return h ? h : 1;
+}
+
+static void pg_mark(struct csa_store *st)
+{
+	mark_slot((struct pgs *)st, 0);
+}
+
+static uint64_t pg_stamp(struct csa_store *st, int *only_own)
+{
+	return stamp_slot((struct pgs *)st, 0, only_own);
 }
 
 static void pg_stats(struct csa_store *st, struct csa_store_stats *out)
