@@ -8,8 +8,11 @@
 # A file may include headers of its own layer and the layers below, never
 # one above. A backend's private headers stay in its folder: the file
 # backend's store/mesh.h and store/journal.h are included only from
-# src/store/, and any *_internal.h only from its own folder. Each
-# violation is printed as `file:line: includes X (layer N) from layer M`.
+# src/store/, and any *_internal.h only from its own folder. The same
+# holds for the database backend: store/store_pg.h, and libpq's
+# <libpq-fe.h>, only from src/store/, so nothing above the store knows
+# which backend holds the tickets. Each violation is printed as
+# `file:line: includes X (layer N) from layer M`.
 #
 # With --banned CC [FLAGS...], it also checks that the forced include of
 # every compile (src/base/prelude.h, then base/banned.h) makes each banned
@@ -87,10 +90,10 @@ while read -r file line hdr; do
 		status=1
 	fi
 	case $target in
-	store/mesh.h | store/journal.h)
+	store/mesh.h | store/journal.h | store/store_pg.h)
 		if [ "$fdir" != store ]; then
 			echo "$file:$line: includes $target (layer $to) from layer $from:" \
-				"a private header of the file backend, for src/store/ only"
+				"a private header of a ticket store backend, for src/store/ only"
 			status=1
 		fi
 		;;
@@ -105,6 +108,14 @@ while read -r file line hdr; do
 		;;
 	esac
 done <"$tmp" >"$tmp.out"
+# the database client library, included with <>, is the store's alone
+find "$src" -name '*.[ch]' | LC_ALL=C sort | while IFS= read -r f; do
+	rel=${f#"$src"/}
+	[ "${rel%%/*}" = store ] && continue
+	awk -v f="$f" '/^[ \t]*#[ \t]*include[ \t]*<libpq/ {
+		print f ":" FNR ": includes libpq (<libpq-fe.h>), the database backend'"'"'s" \
+			" library, for src/store/ only" }' "$f"
+done >>"$tmp.out"
 if [ -s "$tmp.out" ]; then
 	cat "$tmp.out"
 	status=1

@@ -1,12 +1,16 @@
 #!/bin/sh
 # Install the Debian packages csa builds, tests and runs with.
+# postgresql (Debian 12: PostgreSQL 15, binaries in /usr/lib/postgresql/15/bin)
+# is the ticket store's database backend; the tests start private servers
+# of it (tests/support/tpg.c), never the system one the package sets up.
 # Idempotent and fast when everything is present: apt is only called for
 # packages dpkg does not already report as installed.
 set -eu
 
 PKGS="build-essential cmake pkg-config clang-format \
 libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev \
-libcmocka-dev libssl-dev zlib1g-dev sqlite3 curl"
+libcmocka-dev libssl-dev zlib1g-dev sqlite3 curl \
+postgresql libpq-dev"
 
 # Optional extras: browser tests (chromium) and benchmark peers.
 if [ "${CSA_DEPS_BROWSER:-0}" = 1 ]; then

@@ -1,5 +1,11 @@
 /* Store unit tests: schema, ticket building, timeline, commit/load/scan,
- * and bad input (every rule of the foundation issue). */
+ * and bad input (every rule of the foundation issue).
+ *
+ * The contract tests of the ticket store (store/store.h) run twice: on the
+ * file mesh and on PostgreSQL (a private server, tests/support/tpg.h, a
+ * schema of its own per test, named by the URL's search_path). If that
+ * server cannot start, the run fails
+ * with the reason: it is never skipped. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +20,14 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "base/fsops.h"
 #include "base/json.h"
@@ -22,16 +35,23 @@
 #include "store/blobs.h"
 #include "store/mesh.h"
 #include "store/schema.h"
+#include "store/store_pg.h"
 #include "store/ticket.h"
 #include "store/verify.h"
 #include "store/ws.h"
 #include "support/tmesh.h"
+#include "support/tpg.h"
 #include "support/tutil.h"
 
 struct fx {
 	char *dir;
 	struct csa_ws *ws;
+	char url[512]; /* the database of a PostgreSQL fixture, "" for the mesh */
 };
+
+/* The test server of the PostgreSQL runs (started by main). */
+static struct tpg *g_pg;
+static int g_db_seq;
 
 static int setup(void **state)
 {
@@ -40,6 +60,51 @@ static int setup(void **state)
 	f->dir = t_tmpdir("store");
 	if (csa_ws_init(f->dir, &err) || csa_ws_open(f->dir, &f->ws, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+/* A workspace whose csa.json puts its tickets in 'url' (store.url). */
+static int ws_with_url(const char *dir, const char *url, struct csa_err *err)
+{
+	int rc = csa_ws_init(dir, err);
+	if (rc)
+		return rc;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/csa.json", dir);
+	json_t *cfg = json_load_file(path, 0, NULL);
+	if (!cfg)
+		return csa_error(err, CSA_EPARSE, "cannot read '%s'", path);
+	json_object_set_new(cfg, "store", json_pack("{s:s}", "url", url));
+	rc = json_dump_file(cfg, path, JSON_INDENT(2)) == 0
+	         ? 0
+	         : csa_error(err, CSA_EIO, "cannot write '%s'", path);
+	json_decref(cfg);
+	return rc;
+}
+
+/* The same fixture with the tickets in a new schema of the test server's
+ * database (selected by the URL's search_path). */
+static int setup_pg(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct csa_err err = {0};
+	char why[2048], name[32];
+	snprintf(name, sizeof(name), "store_%d", ++g_db_seq);
+	if (tpg_create_schema(g_pg, name, f->url, sizeof(f->url), why, sizeof(why))) {
+		fprintf(stderr, "setup_pg: %s\n", why);
+		free(f);
+		return -1;
+	}
+	f->dir = t_tmpdir("store-pg");
+	if (ws_with_url(f->dir, f->url, &err) || csa_ws_open(f->dir, &f->ws, &err)) {
+		fprintf(stderr, "setup_pg: %s\n", err.msg);
+		return -1;
+	}
+	if (!csa_store_is_pg(f->ws->store)) {
+		fprintf(stderr, "setup_pg: store.url did not select the PostgreSQL store\n");
 		return -1;
 	}
 	*state = f;
@@ -554,6 +619,13 @@ static void documents_are_named_safely_and_replaced_whole(void **state)
 	assert_int_equal(csa_blobs_list(b, "elsewhere", &names, &err), CSA_EINVAL);
 }
 
+static int scan_ids_fn(void *ctx, const char *id, const json_t *t, const char *status)
+{
+	(void)t, (void)status;
+	json_array_append_new(ctx, json_string(id));
+	return 0;
+}
+
 /* What an index beside the store reads (agents/histfile.c): the sorted
  * ids, a signature that changes with each commit of a ticket, and one
  * document without the others. */
@@ -561,8 +633,8 @@ static void ids_sig_and_one_document(void **state)
 {
 	struct fx *f = *state;
 	struct csa_err err = {0};
-	static const char *const ids[] = {"B-2", "A-1", "C-3"};
-	for (size_t k = 0; k < 3; k++) {
+	static const char *const ids[] = {"B-2", "A-1", "C-3", "a-0"};
+	for (size_t k = 0; k < 4; k++) {
 		char ctx[200];
 		struct csa_ticket tk;
 		snprintf(ctx, sizeof(ctx), "{\"ticket_id\": \"%s\", \"client_name\": \"Ann\"}",
@@ -573,12 +645,20 @@ static void ids_sig_and_one_document(void **state)
 	}
 	char **got = NULL;
 	size_t n = 0;
+	/* in strcmp order, whatever the database's collation says */
 	assert_int_equal(csa_store_ids(f->ws->store, &got, &n, &err), 0);
-	assert_int_equal(n, 3);
+	assert_int_equal(n, 4);
 	assert_string_equal(got[0], "A-1");
 	assert_string_equal(got[1], "B-2");
 	assert_string_equal(got[2], "C-3");
+	assert_string_equal(got[3], "a-0");
 	csa_store_ids_free(got, n);
+	json_t *seen = json_array();
+	assert_int_equal(csa_store_scan(f->ws->store, NULL, scan_ids_fn, seen, &err), 0);
+	assert_int_equal(json_array_size(seen), 4);
+	assert_string_equal(json_string_value(json_array_get(seen, 0)), "A-1");
+	assert_string_equal(json_string_value(json_array_get(seen, 3)), "a-0");
+	json_decref(seen);
 	int64_t newest = 0;
 	uint64_t sig = csa_store_sig(f->ws->store, "B-2", &newest);
 	assert_true(sig != 0);
@@ -752,6 +832,663 @@ static void verify_reports_loose_modes(void **state)
 	json_decref(rep);
 }
 
+/* ---- contract tests beyond commit_load_scan, on every backend ---------- */
+
+static int build_many(struct fx *f, const char *const *ids, size_t n, struct csa_ticket *tks,
+                      struct csa_ticket **ptrs)
+{
+	struct csa_err err = {0};
+	for (size_t i = 0; i < n; i++) {
+		char ctx[160];
+		snprintf(ctx, sizeof(ctx), "{\"ticket_id\": \"%s\"}", ids[i]);
+		if (build(f, ctx, &tks[i], &err))
+			fail_msg("%s", err.msg);
+		ptrs[i] = &tks[i];
+	}
+	return 0;
+}
+
+static int exists(struct fx *f, const char *id)
+{
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	int rc = csa_store_load(f->ws->store, id, &tk, &err);
+	if (rc == CSA_OK)
+		csa_ticket_release(&tk);
+	else if (rc != CSA_ENOENT)
+		fail_msg("load %s: %s", id, err.msg);
+	return rc == CSA_OK;
+}
+
+/* A group commit writes all its tickets or none: one document that fails
+ * its schema, or one ticket that exists already, and no ticket of the
+ * group is written. */
+static void group_commit_is_all_or_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"GA-1", "GA-2", "GA-3"};
+	struct csa_ticket tks[3], *p[3];
+	build_many(f, ids, 3, tks, p);
+	json_object_set_new(tks[2].t, "priority", json_string("SOON"));
+	assert_int_equal(csa_store_commit_many(f->ws->store, p, 3, CSA_DOC_ALL, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "T_GA-3.json: priority"));
+	for (int i = 0; i < 3; i++)
+		assert_false(exists(f, ids[i]));
+	/* GA-2 alone, then the three again: GA-2 exists, nothing is written */
+	json_object_set_new(tks[2].t, "priority", json_string("LOW"));
+	assert_int_equal(csa_store_commit(f->ws->store, p[1], CSA_DOC_ALL, &err), 0);
+	struct csa_ticket again[3], *q[3];
+	build_many(f, ids, 3, again, q);
+	assert_int_equal(csa_store_commit_many(f->ws->store, q, 3, CSA_DOC_ALL, &err), CSA_EEXIST);
+	assert_non_null(strstr(err.msg, "GA-2"));
+	assert_false(exists(f, "GA-1"));
+	assert_false(exists(f, "GA-3"));
+	/* and once nothing is in the way, the group lands whole */
+	struct csa_ticket *r[2] = {p[0], p[2]};
+	assert_int_equal(csa_store_commit_many(f->ws->store, r, 2, CSA_DOC_ALL, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_true(exists(f, ids[i]));
+		csa_ticket_release(&tks[i]);
+		csa_ticket_release(&again[i]);
+	}
+}
+
+struct lock_race {
+	struct csa_store *st;
+	atomic_int got;
+	int rc;
+};
+
+static void *lock_l1(void *arg)
+{
+	struct lock_race *r = arg;
+	struct csa_lock *lk = NULL;
+	struct csa_err err = {0};
+	r->rc = csa_store_lock(r->st, "L1", &lk, &err);
+	atomic_store(&r->got, 1);
+	csa_store_unlock(r->st, lk);
+	return NULL;
+}
+
+static void *lock_k1(void *arg)
+{
+	struct lock_race *r = arg;
+	struct csa_lock *lk = NULL;
+	struct csa_err err = {0};
+	r->rc = csa_store_lock(r->st, "K-1", &lk, &err);
+	atomic_store(&r->got, 1);
+	csa_store_unlock(r->st, lk);
+	return NULL;
+}
+
+/* A ticket's lock keeps a second locker waiting until it is released, and
+ * holding it does not keep anyone from another ticket. */
+static void locks_exclude_one_ticket_only(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_lock *l1 = NULL, *l2 = NULL;
+	assert_int_equal(csa_store_lock(f->ws->store, "L1", &l1, &err), 0);
+	struct lock_race r = {.st = f->ws->store};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, lock_l1, &r), 0);
+	struct timespec pause = {0, 300 * 1000 * 1000};
+	nanosleep(&pause, NULL);
+	assert_int_equal(atomic_load(&r.got), 0);
+	assert_int_equal(csa_store_lock(f->ws->store, "L2", &l2, &err), 0);
+	csa_store_unlock(f->ws->store, l2);
+	assert_int_equal(atomic_load(&r.got), 0);
+	assert_int_equal(csa_store_lock(f->ws->store, "../L1", &l2, &err), CSA_EINVAL);
+	csa_store_unlock(f->ws->store, l1);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&r.got), 1);
+	assert_int_equal(r.rc, 0);
+}
+
+/* A process that dies holding a ticket's lock (SIGKILL: no unlock, no
+ * close) does not keep it: the next locker gets it at once. */
+static void lock_of_a_killed_process_is_released(void **state)
+{
+	struct fx *f = *state;
+	int ready[2];
+	assert_int_equal(pipe(ready), 0);
+	fflush(NULL);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		tpg_after_fork(g_pg);
+		close(ready[0]);
+		struct csa_ws *ws = NULL;
+		struct csa_lock *lk = NULL;
+		struct csa_err err = {0};
+		if (csa_ws_open(f->dir, &ws, &err) || csa_store_lock(ws->store, "K-1", &lk, &err)) {
+			fprintf(stderr, "locking child: %s\n", err.msg);
+			_exit(2);
+		}
+		if (write(ready[1], "L", 1) != 1)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	char b = 0;
+	assert_int_equal(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+	struct lock_race r = {.st = f->ws->store};
+	pthread_t th;
+	struct csa_lock *lk = NULL;
+	struct csa_err err = {0};
+	assert_int_equal(pthread_create(&th, NULL, lock_k1, &r), 0);
+	struct timespec pause_ts = {0, 300 * 1000 * 1000};
+	nanosleep(&pause_ts, NULL);
+	assert_int_equal(atomic_load(&r.got), 0);
+	int64_t t0 = csa_mono_ns();
+	assert_int_equal(kill(child, SIGKILL), 0);
+	int st;
+	assert_int_equal(waitpid(child, &st, 0), child);
+	pthread_join(th, NULL);
+	assert_int_equal(atomic_load(&r.got), 1);
+	assert_int_equal(r.rc, 0);
+	assert_true(csa_mono_ns() - t0 < 5000000000LL);
+	assert_int_equal(csa_store_lock(f->ws->store, "K-1", &lk, &err), 0);
+	csa_store_unlock(f->ws->store, lk);
+}
+
+/* One writer process's update: the next version in all three documents
+ * and one message on each side named after the writer and round. */
+struct xp {
+	struct csa_ws *ws;
+	int proc, round;
+};
+
+static int xp_update(void *ctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	struct xp *x = ctx;
+	long v = tm_version(tk);
+	if (v < 0)
+		return csa_error(err, CSA_ECORRUPT, "ticket '%s' loaded torn", tk->id);
+	tm_set(tk, v + 1);
+	char id[32];
+	snprintf(id, sizeof(id), "p%d-%d", x->proc, x->round);
+	json_t *m = json_pack("{s:s, s:s}", "message_id", id, "content", id);
+	const struct csa_config *cfg = csa_ws_config(x->ws);
+	int rc = csa_ticket_add_message(cfg, tk, CSA_SIDE_EXTERNAL, m, csa_now_ms(), NULL, err);
+	if (rc == CSA_OK)
+		rc = csa_ticket_add_message(cfg, tk, CSA_SIDE_INTERNAL, m, csa_now_ms(), NULL, err);
+	csa_config_unref(cfg);
+	json_decref(m);
+	*docs = CSA_DOC_ALL;
+	return rc;
+}
+
+/* A ticket as a reader may see it: one commit's three documents. */
+static int whole(const struct csa_ticket *tk)
+{
+	long v = tm_version(tk);
+	return v >= 0 && (long)json_array_size(json_object_get(tk->e, "messages")) == v &&
+	       (long)json_array_size(json_object_get(tk->i, "messages")) == v;
+}
+
+static _Noreturn void xp_writer(const char *dir, int proc, int rounds)
+{
+	struct csa_ws *ws = NULL;
+	struct csa_err err = {0};
+	if (csa_ws_open(dir, &ws, &err)) {
+		fprintf(stderr, "writer %d: %s\n", proc, err.msg);
+		_exit(2);
+	}
+	for (int k = 0; k < rounds; k++) {
+		struct xp x = {ws, proc, k};
+		if (csa_store_update(ws->store, "X-1", 0, xp_update, &x, &err)) {
+			fprintf(stderr, "writer %d round %d: %s\n", proc, k, err.msg);
+			_exit(3);
+		}
+	}
+	csa_ws_close(ws);
+	_exit(0);
+}
+
+static _Noreturn void xp_reader(const char *dir, const char *stop, pid_t parent)
+{
+	struct csa_ws *ws = NULL;
+	struct csa_err err = {0};
+	if (csa_ws_open(dir, &ws, &err)) {
+		fprintf(stderr, "reader: %s\n", err.msg);
+		_exit(2);
+	}
+	long loads = 0;
+	for (int last = 0; !last; loads++) {
+		last = access(stop, F_OK) == 0;
+		if (getppid() != parent)
+			_exit(6); /* the test is gone */
+		struct csa_ticket tk;
+		if (csa_store_load(ws->store, "X-1", &tk, &err)) {
+			fprintf(stderr, "reader: %s\n", err.msg);
+			_exit(3);
+		}
+		if (!whole(&tk)) {
+			fprintf(stderr, "reader: ticket X-1 half-written: version %ld, %zu and %zu "
+			                "messages\n",
+			        tm_version(&tk), json_array_size(json_object_get(tk.e, "messages")),
+			        json_array_size(json_object_get(tk.i, "messages")));
+			_exit(4);
+		}
+		csa_ticket_release(&tk);
+	}
+	csa_ws_close(ws);
+	_exit(loads > 1 ? 0 : 5);
+}
+
+/* Writer processes, each with its own handle on the store, update one
+ * ticket at the same time under its lock while another process reads it
+ * without one: no update is lost (the last version counts them all, every
+ * message is there) and no read sees a ticket half-written. */
+static void processes_commit_one_ticket_without_loss_or_tearing(void **state)
+{
+	struct fx *f = *state;
+	enum { WRITERS = 3 };
+	int rounds = t_size("rounds per writer process", 40, 10);
+	static const char *const ids[] = {"X-1"};
+	assert_int_equal(tm_create(f->ws, ids, 1), 0);
+	char stop[4200];
+	snprintf(stop, sizeof(stop), "%s/stop-reading", f->dir);
+	fflush(NULL);
+	pid_t me = getpid();
+	pid_t reader = fork();
+	assert_true(reader >= 0);
+	if (reader == 0) {
+		tpg_after_fork(g_pg);
+		xp_reader(f->dir, stop, me);
+	}
+	pid_t w[WRITERS];
+	for (int p = 0; p < WRITERS; p++) {
+		w[p] = fork();
+		assert_true(w[p] >= 0);
+		if (w[p] == 0) {
+			tpg_after_fork(g_pg);
+			xp_writer(f->dir, p, rounds);
+		}
+	}
+	int failed = 0;
+	for (int p = 0; p < WRITERS; p++) {
+		int st;
+		assert_int_equal(waitpid(w[p], &st, 0), w[p]);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "writer %d ended with status %d\n", p, st);
+			failed++;
+		}
+	}
+	t_write(stop, "");
+	int st;
+	assert_int_equal(waitpid(reader, &st, 0), reader);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("the reader process ended with status %d (see its message above)", st);
+	assert_int_equal(failed, 0);
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	assert_int_equal(csa_store_load(f->ws->store, "X-1", &tk, &err), 0);
+	assert_true(whole(&tk));
+	assert_int_equal(tm_version(&tk), WRITERS * rounds);
+	json_t *msgs = json_object_get(tk.e, "messages");
+	for (int p = 0; p < WRITERS; p++)
+		for (int k = 0; k < rounds; k++) {
+			char id[32];
+			snprintf(id, sizeof(id), "p%d-%d", p, k);
+			int seen = 0;
+			size_t i;
+			json_t *m;
+			json_array_foreach(msgs, i, m) seen += strcmp(csa_json_str(m, "message_id"), id) == 0;
+			if (seen != 1)
+				fail_msg("message %s stored %d times", id, seen);
+		}
+	csa_ticket_release(&tk);
+}
+
+/* After a mark, the stamp says whether every commit since went through
+ * this handle: yes after its own, no once another handle (another
+ * process, another node) commits, yes again after the next mark. The
+ * stamp's value changes with each commit. */
+static void stamp_tells_own_commits_from_others(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"S-1", "S-2"};
+	assert_int_equal(tm_create(f->ws, ids, 2), 0);
+	struct csa_ws *other = NULL;
+	if (csa_ws_open(f->dir, &other, &err))
+		fail_msg("%s", err.msg);
+	int own = 0;
+	csa_store_mark(f->ws->store);
+	uint64_t s0 = csa_store_stamp(f->ws->store, &own);
+	assert_true(own);
+	struct csa_ticket tk;
+	for (int round = 1; round <= 2; round++) {
+		/* this handle's commit */
+		assert_int_equal(csa_store_load(f->ws->store, "S-1", &tk, &err), 0);
+		tm_set(&tk, round);
+		assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+		uint64_t s1 = csa_store_stamp(f->ws->store, &own);
+		assert_true(s1 != s0);
+		assert_true(own);
+		/* another handle's */
+		assert_int_equal(csa_store_load(other->store, "S-2", &tk, &err), 0);
+		tm_set(&tk, round);
+		assert_int_equal(csa_store_commit(other->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+		s0 = csa_store_stamp(f->ws->store, &own);
+		assert_true(s0 != s1);
+		assert_false(own);
+		csa_store_mark(f->ws->store);
+		s0 = csa_store_stamp(f->ws->store, &own);
+		assert_true(own);
+	}
+	csa_ws_close(other);
+}
+
+/* ---- PostgreSQL only ---------------------------------------------------- */
+
+static long pg_count(const char *url, const char *sql)
+{
+	PGconn *c = PQconnectdb(url);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("connect: %s", PQerrorMessage(c));
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	long n = PQresultStatus(r) == PGRES_TUPLES_OK ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	PQclear(r);
+	PQfinish(c);
+	return n;
+}
+
+/* Migrations are recorded in schema_migrations and applied once (in a
+ * schema named by the URL, and in a database's default schema): again on
+ * a current database is a no-op, and a database whose schema is newer
+ * than this build is refused with both versions named. */
+static void pg_migrations_apply_once(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	int applied = -1;
+	assert_int_equal(csa_store_pg_migrate(f->url, "test", &applied, &err), 0);
+	assert_int_equal(applied, 0);
+	assert_int_equal(pg_count(f->url, "SELECT count(*) FROM schema_migrations"),
+	                 csa_store_pg_schema_version());
+	char url[512], why[1024];
+	assert_int_equal(
+	    tpg_create_database(g_pg, "fresh_migrations", url, sizeof(url), why, sizeof(why)), 0);
+	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);
+	assert_int_equal(applied, csa_store_pg_schema_version());
+	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);
+	assert_int_equal(applied, 0);
+	assert_int_equal(pg_count(url, "SELECT count(*) FROM schema_migrations"),
+	                 csa_store_pg_schema_version());
+	assert_int_equal(pg_count(url, "SELECT count(*) FROM csa_tickets"), 0);
+	pg_count(url, "INSERT INTO schema_migrations (version, name) VALUES (999, 'future')");
+	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), CSA_ESTATE);
+	assert_non_null(strstr(err.msg, "schema version 999"));
+	assert_non_null(strstr(err.msg, "127.0.0.1:"));
+	char *dir = t_tmpdir("store-pg-future");
+	struct csa_ws *ws = NULL;
+	assert_int_equal(ws_with_url(dir, url, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), CSA_ESTATE);
+	assert_non_null(strstr(err.msg, "newer than this csa knows"));
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* A ticket loaded, then committed by someone else, is not written over
+ * from the stale copy: the database fences every update with the version
+ * it was loaded at, so even a lock lost with its connection loses no
+ * update. */
+static void pg_stale_commit_is_refused(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"F-1"};
+	assert_int_equal(tm_create(f->ws, ids, 1), 0);
+	struct csa_ticket a, b, got;
+	assert_int_equal(csa_store_load(f->ws->store, "F-1", &a, &err), 0);
+	assert_int_equal(csa_store_load(f->ws->store, "F-1", &b, &err), 0);
+	tm_set(&a, 1);
+	assert_int_equal(csa_store_commit(f->ws->store, &a, CSA_DOC_ALL, &err), 0);
+	tm_set(&a, 2); /* the committed copy goes on at its new version */
+	assert_int_equal(csa_store_commit(f->ws->store, &a, CSA_DOC_ALL, &err), 0);
+	tm_set(&b, 7);
+	assert_int_equal(csa_store_commit(f->ws->store, &b, CSA_DOC_ALL, &err), CSA_ECONFLICT);
+	assert_non_null(strstr(err.msg, "'F-1'"));
+	assert_non_null(strstr(err.msg, "changed it since it was loaded"));
+	assert_int_equal(csa_store_load(f->ws->store, "F-1", &got, &err), 0);
+	assert_int_equal(tm_version(&got), 2);
+	csa_ticket_release(&got);
+	csa_ticket_release(&a);
+	csa_ticket_release(&b);
+}
+
+/* A document damaged in the database (by hand, by another program) is
+ * named with its field and the server when loaded, an update of its
+ * ticket writes nothing, and csa verify reports it, with the invariants
+ * of the file mesh that still apply to a database (schema, drift). */
+static void pg_damaged_document_is_named_and_nothing_written(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	static const char *const ids[] = {"D-1"};
+	assert_int_equal(tm_create(f->ws, ids, 1), 0);
+	pg_count(f->url, "UPDATE csa_tickets SET t = jsonb_set(t, '{priority}', '\"SOON\"') "
+	                 "WHERE id = 'D-1'");
+	long before = pg_count(f->url, "SELECT version FROM csa_tickets WHERE id = 'D-1'");
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(f->ws->store, "D-1", &tk, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "in PostgreSQL at 127.0.0.1:"));
+	assert_non_null(strstr(err.msg, "T_D-1.json: priority"));
+	struct addc c = {f->ws, "x", NULL};
+	assert_int_equal(csa_store_update(f->ws->store, "D-1", 0, add_fn, &c, &err), CSA_ESCHEMA);
+	assert_int_equal(pg_count(f->url, "SELECT version FROM csa_tickets WHERE id = 'D-1'"),
+	                 before);
+	/* csa verify finds it, and a conversation changed an hour after the
+	 * last synchronisation (sync_drift) */
+	static const char *const more[] = {"D-2", "D-3"};
+	assert_int_equal(tm_create(f->ws, more, 2), 0);
+	pg_count(f->url, "UPDATE csa_tickets SET e = jsonb_set(e, '{last_updated}', "
+	                 "to_jsonb(to_char(((t->>'last_synchronized')::timestamptz + interval '1 "
+	                 "hour') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))) "
+	                 "WHERE id = 'D-2'");
+	json_t *rep = NULL;
+	assert_int_equal(csa_verify(f->ws, 0, NULL, &rep, &err), 0);
+	assert_false(json_is_true(json_object_get(rep, "ok")));
+	assert_int_equal(csa_json_int(rep, "tickets", -1), 3);
+	json_t *probs = json_object_get(rep, "problems");
+	assert_int_equal(json_array_size(probs), 2);
+	json_t *p0 = json_array_get(probs, 0), *p1 = json_array_get(probs, 1);
+	assert_string_equal(csa_json_str(p0, "ticket"), "D-1");
+	assert_string_equal(csa_json_str(p0, "problem"), "schema");
+	assert_string_equal(csa_json_str(p1, "ticket"), "D-2");
+	assert_string_equal(csa_json_str(p1, "problem"), "sync_drift");
+	json_decref(rep);
+	/* the live check (the monitor's) remembers clean tickets by version
+	 * and reads again only what a commit changed */
+	struct csa_verify_memo *memo = csa_verify_memo_new();
+	pg_count(f->url, "UPDATE csa_tickets SET committed_at = committed_at - interval '1 minute'");
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(csa_verify(f->ws, CSA_VERIFY_LIVE, memo, &rep, &err), 0);
+		assert_int_equal(csa_json_int(rep, "unchanged_since_last_check", -1), round);
+		json_decref(rep);
+	}
+	struct csa_ticket d3;
+	assert_int_equal(csa_store_load(f->ws->store, "D-3", &d3, &err), 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &d3, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&d3);
+	assert_int_equal(csa_verify(f->ws, CSA_VERIFY_LIVE, memo, &rep, &err), 0);
+	assert_int_equal(csa_json_int(rep, "unchanged_since_last_check", -1), 0);
+	json_decref(rep);
+	csa_verify_memo_free(memo);
+}
+
+/* The server crashes and comes back: while it is down, a load and a lock
+ * fail at once with the server named; a lock held across it is released
+ * without harm; once it is back (crash recovery from its WAL), what was
+ * acknowledged before is there, the pooled connections that died are
+ * replaced, and updates, loads and locks work again. */
+static void pg_restart_is_survived(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	char why[2048];
+	static const char *const ids[] = {"R-1"};
+	assert_int_equal(tm_create(f->ws, ids, 1), 0);
+	struct csa_lock *held = NULL, *lk = NULL;
+	assert_int_equal(csa_store_lock(f->ws->store, "R-1", &held, &err), 0);
+	if (tpg_server_stop(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	int64_t t0 = csa_mono_ns();
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(f->ws->store, "R-1", &tk, &err), CSA_EBACKEND);
+	assert_non_null(strstr(err.msg, tpg_hostport(g_pg)));
+	assert_int_equal(csa_store_lock(f->ws->store, "R-2", &lk, &err), CSA_EBACKEND);
+	assert_non_null(strstr(err.msg, "cannot lock ticket 'R-2'"));
+	assert_true(csa_mono_ns() - t0 < 5000000000LL);
+	csa_store_unlock(f->ws->store, held); /* its connection is gone */
+	if (tpg_server_start(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	struct addc c = {f->ws, "after the restart", NULL};
+	assert_int_equal(csa_store_update(f->ws->store, "R-1", 0, add_fn, &c, &err), 0);
+	assert_int_equal(csa_store_load(f->ws->store, "R-1", &tk, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(tk.e, "messages")), 1);
+	assert_int_equal(tm_version(&tk), 0);
+	csa_ticket_release(&tk);
+}
+
+static int closed_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(a);
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+	close(s); /* bound, never listened on, closed: connections are refused */
+	return ntohs(a.sin_port);
+}
+
+/* Errors say what failed and where: the server that refused (host:port,
+ * and whether the URL came from DATABASE_URL or csa.json), never the
+ * password; a URL libpq cannot read; a store.url of another scheme. */
+static void pg_errors_name_what_and_where(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("store-pg-errors");
+	char url[200], hp[64], sub[600];
+	int port = closed_port();
+	snprintf(url, sizeof(url), "postgresql://csa:sekrit-pw@127.0.0.1:%d/cs_ai_system", port);
+	snprintf(hp, sizeof(hp), "127.0.0.1:%d", port);
+	struct csa_ws *ws = NULL;
+	snprintf(sub, sizeof(sub), "%s/a", dir);
+	assert_int_equal(ws_with_url(sub, url, &err), 0);
+	assert_int_equal(csa_ws_open(sub, &ws, &err), CSA_EBACKEND);
+	assert_non_null(strstr(err.msg, hp));
+	assert_non_null(strstr(err.msg, "csa.json store.url"));
+	assert_non_null(strstr(err.msg, "refused"));
+	assert_null(strstr(err.msg, "sekrit"));
+	/* DATABASE_URL wins over the workspace's own (file) store */
+	snprintf(sub, sizeof(sub), "%s/b", dir);
+	assert_int_equal(csa_ws_init(sub, &err), 0);
+	setenv("DATABASE_URL", url, 1);
+	int rc = csa_ws_open(sub, &ws, &err);
+	unsetenv("DATABASE_URL");
+	assert_int_equal(rc, CSA_EBACKEND);
+	assert_non_null(strstr(err.msg, "DATABASE_URL: cannot connect to PostgreSQL at"));
+	assert_non_null(strstr(err.msg, hp));
+	snprintf(sub, sizeof(sub), "%s/c", dir);
+	assert_int_equal(ws_with_url(sub, "postgresql://a@b@c/?bogus=1", &err), 0);
+	assert_int_equal(csa_ws_open(sub, &ws, &err), CSA_EINVAL);
+	assert_non_null(strstr(err.msg, "csa.json store.url is not a PostgreSQL connection URL"));
+	snprintf(sub, sizeof(sub), "%s/d", dir);
+	assert_int_equal(ws_with_url(sub, "mysql://db/x", &err), 0);
+	assert_int_equal(csa_ws_open(sub, &ws, &err), CSA_ESCHEMA);
+	assert_non_null(strstr(err.msg, "store.url"));
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* The CLI over DATABASE_URL: init creates the tables in a new schema
+ * (and reports one it cannot reach), create, show, list and verify reach
+ * the database (no ticket file is written), and backup, which copies
+ * files, says that it does not cover the database yet. */
+static void pg_cli_end_to_end(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("store-pg-cli"), ws[4200], *out = NULL, *err = NULL;
+	char url[512], why[1024];
+	assert_int_equal(tpg_create_schema(g_pg, "cli_end_to_end", url, sizeof(url), why, sizeof(why)),
+	                 0);
+	snprintf(ws, sizeof(ws), "%s/ws", dir);
+	char refused[200];
+	snprintf(refused, sizeof(refused), "postgresql://csa:pw@127.0.0.1:%d/x", closed_port());
+	setenv("DATABASE_URL", refused, 1);
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "init '%s'", ws), 0);
+	assert_non_null(strstr(err, "DATABASE_URL: cannot connect to PostgreSQL at 127.0.0.1:"));
+	free(err);
+	setenv("DATABASE_URL", url, 1);
+	assert_int_equal(t_csa(NULL, NULL, NULL, "init '%s'", ws), 0);
+	assert_int_equal(pg_count(url, "SELECT count(*) FROM schema_migrations"),
+	                 csa_store_pg_schema_version());
+	assert_int_equal(t_csa("{\"ticket_id\": \"CLI-1\", \"client_name\": \"Ann\", \"messages\": "
+	                       "[{\"content\": \"cannot log in\"}]}",
+	                       NULL, NULL, "ticket create --json - --dir '%s'", ws),
+	                 0);
+	assert_int_equal(t_csa(NULL, &out, NULL, "show CLI-1 --dir '%s'", ws), 0);
+	json_t *j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(csa_json_str(json_object_get(j, "workflow"), "client_name"), "Ann");
+	/* the spec's key order, not jsonb's */
+	assert_true(strstr(out, "\"ticket_id\"") < strstr(out, "\"client_name\""));
+	json_decref(j);
+	free(out);
+	assert_int_equal(t_csa(NULL, &out, NULL, "list --dir '%s'", ws), 0);
+	assert_non_null(strstr(out, "CLI-1"));
+	free(out);
+	assert_int_equal(t_csa(NULL, &out, NULL, "verify --json --dir '%s'", ws), 0);
+	j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	assert_true(json_is_true(json_object_get(j, "ok")));
+	assert_int_equal(csa_json_int(j, "tickets", -1), 1);
+	json_decref(j);
+	free(out);
+	char bk[4300];
+	snprintf(bk, sizeof(bk), "%s/backup", dir);
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "backup --out '%s' --dir '%s'", bk, ws), 0);
+	assert_non_null(strstr(err, "csa backup does not cover"));
+	free(err);
+	/* a restore (of a file workspace's backup) is not opened on the database */
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "restore '%s' --dir '%s/restored'", bk, dir),
+	                     0);
+	assert_non_null(strstr(err, "DATABASE_URL is set"));
+	free(err);
+	unsetenv("DATABASE_URL");
+	char tfile[4300];
+	snprintf(tfile, sizeof(tfile), "%s/Tickets/tickets/T_CLI-1.json", ws);
+	assert_int_not_equal(access(tfile, F_OK), 0);
+	assert_int_equal(pg_count(url, "SELECT count(*) FROM csa_tickets WHERE id = 'CLI-1'"), 1);
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* The store's contract, on whichever backend 'setup' opens. */
+#define CONTRACT_TESTS(setup)                                                                      \
+	cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),                        \
+	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),            \
+	    cmocka_unit_test_setup_teardown(group_commit_is_all_or_nothing, setup, teardown),      \
+	    cmocka_unit_test_setup_teardown(locks_exclude_one_ticket_only, setup, teardown),       \
+	    cmocka_unit_test_setup_teardown(lock_of_a_killed_process_is_released, setup,           \
+	                                    teardown),                                             \
+	    cmocka_unit_test_setup_teardown(processes_commit_one_ticket_without_loss_or_tearing,   \
+	                                    setup, teardown),                                      \
+	    cmocka_unit_test_setup_teardown(stamp_tells_own_commits_from_others, setup, teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -759,7 +1496,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(bad_input_is_refused_with_the_field_named, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(timeline_merges_by_time_stably, setup, teardown),
-	    cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),
+	    CONTRACT_TESTS(setup),
 	    cmocka_unit_test_setup_teardown(damaged_file_is_named_and_nothing_written, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_memo_skips_only_unchanged, setup, teardown),
@@ -767,11 +1504,36 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(documents_are_named_safely_and_replaced_whole, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(config_changes_while_threads_read, setup, teardown),
-	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),
 	    cmocka_unit_test(new_workspace_is_private),
 	    cmocka_unit_test_setup_teardown(scratch_workspace_commits_without_syncing, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_reports_loose_modes, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests_name("store (file mesh)", tests, NULL, NULL);
+
+	/* the same contract on PostgreSQL: a server that cannot start is a
+	 * failure with its reason, never a skip */
+	int64_t t0 = csa_mono_ns();
+	char why[4096];
+	g_pg = tpg_start(why, sizeof(why));
+	if (!g_pg) {
+		fprintf(stderr, "test_store: FAILED: the PostgreSQL store tests cannot run: %s\n", why);
+		return failed + 1;
+	}
+	const struct CMUnitTest pg_tests[] = {
+	    CONTRACT_TESTS(setup_pg),
+	    cmocka_unit_test_setup_teardown(pg_migrations_apply_once, setup_pg, teardown),
+	    cmocka_unit_test_setup_teardown(pg_stale_commit_is_refused, setup_pg, teardown),
+	    cmocka_unit_test_setup_teardown(pg_damaged_document_is_named_and_nothing_written,
+	                                    setup_pg, teardown),
+	    cmocka_unit_test(pg_errors_name_what_and_where),
+	    cmocka_unit_test_setup_teardown(pg_restart_is_survived, setup_pg, teardown),
+	    cmocka_unit_test(pg_cli_end_to_end),
+	};
+	failed += cmocka_run_group_tests_name("store (PostgreSQL)", pg_tests, NULL, NULL);
+	tpg_stop(g_pg);
+	fprintf(stderr, "test_store: the PostgreSQL part took %.1f s, its server's start and stop "
+	                "included\n",
+	        (double)(csa_mono_ns() - t0) / 1e9);
+	return failed;
 }

@@ -115,6 +115,10 @@ static const char default_config[] =
      * id}, "templates": {trello_template: template card id}} */
     "  \"trello_board\": null},"
     "\"server\": {\"port\": 8000, \"bind\": \"127.0.0.1\"},"
+    /* the ticket store: null keeps it in the workspace's files; a
+     * PostgreSQL URL puts it in that database (DATABASE_URL in the
+     * environment wins; docs/DEPLOY.md) */
+    "\"store\": {\"url\": null},"
     /* LLM backends (docs/LLM.md): none by default, the embedded model decides */
     "\"llm\": {\"backends\": {}, \"agents\": {},"
     "  \"cascade\": {\"threshold\": 0.8, \"calls_per_hour\": 600, \"money_per_day\": 5.0,"
@@ -463,7 +467,8 @@ static int finish(struct csa_config *cfg, struct csa_err *err)
 		                 "csa.json: sync.check_interval_seconds must be a number >= 0 "
 		                 "(0: no periodic check)");
 	if ((rc = check_team(cfg, err)) || (rc = check_channels(cfg, err)) ||
-	    (rc = check_backup(cfg, err)))
+	    (rc = check_backup(cfg, err)) ||
+	    (rc = check_url(cfg, "store.url", "postgresql://|postgres://", err)))
 		return rc;
 	const char *phase = json_string_value(json_object_get(cfg->root, "phase"));
 	if (!phase || strlen(phase) != 7 || strncmp(phase, "PHASE_", 6) != 0 || phase[6] < '1' ||

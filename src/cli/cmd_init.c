@@ -15,6 +15,12 @@ int cmd_init(int argc, char **argv)
 	if (rc == CSA_OK && (rc = csa_blobs_open_files(dir, &docs, &err)) == CSA_OK)
 		rc = csa_kb_seed(docs, dir, &err);
 	csa_blobs_close(docs);
+	/* open it once: the ticket store is created where csa.json or
+	 * DATABASE_URL puts it (a database gets its schema now), and a store
+	 * that cannot be reached is reported here rather than at first use */
+	struct csa_ws *ws = NULL;
+	if (rc == CSA_OK && (rc = csa_ws_open(dir, &ws, &err)) == CSA_OK)
+		csa_ws_close(ws);
 	if (rc)
 		return cli_fail(&err);
 	json_t *out = json_pack("{s:s, s:b}", "workspace", dir, "initialized", 1);

@@ -7,6 +7,7 @@
 #include "base/ts.h"
 #include "store/mesh.h"
 #include "store/store.h"
+#include "store/store_pg.h"
 #include "store/ws.h"
 
 #include <dirent.h>
@@ -636,6 +637,11 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 		*report = NULL;
 	if (!out_dir || !*out_dir)
 		return csa_error(err, CSA_EINVAL, "no backup directory given");
+	if (csa_store_is_pg(ws->store))
+		return csa_store_pg_unsupported(ws->store, "csa backup",
+		                                "back the database up with pg_dump, see "
+		                                "docs/DEPLOY.md",
+		                                err);
 	if (snprintf(b.out, sizeof(b.out), "%s", out_dir) >= (int)sizeof(b.out))
 		return csa_error(err, CSA_ELIMIT, "backup directory path too long: '%s'", out_dir);
 	int made = absent_or_empty(b.out, "a backup directory", err);
@@ -847,6 +853,14 @@ int csa_backup_restore(const char *dir, const char *target, json_t **report, str
 		*report = NULL;
 	if (!target || !*target)
 		return csa_error(err, CSA_EINVAL, "no directory to restore into");
+	/* a backup is of a workspace whose tickets are files (csa backup
+	 * refuses the database's): opened with DATABASE_URL set, the restored
+	 * workspace would be the database's and its journal never replayed */
+	const char *db = getenv("DATABASE_URL");
+	if (db && *db)
+		return csa_error(err, CSA_ESTATE,
+		                 "csa restore: DATABASE_URL is set, and a backup restores a workspace "
+		                 "whose tickets are files: unset it for the restore");
 	int absent = absent_or_empty(target, "the directory to restore into", err);
 	if (absent < 0)
 		return absent;

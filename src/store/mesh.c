@@ -3,6 +3,7 @@
 #include "base/hash.h"
 #include "store/journal.h"
 #include "store/schema.h"
+#include "store/store_internal.h"
 #include "store/ws.h"
 #include "base/fsops.h"
 #include "base/json.h"
@@ -609,39 +610,17 @@ struct pending {
 static int prepare(struct mesh *m, struct csa_ticket *tk, unsigned docs, const char *ts,
                    struct pending *p, struct csa_jbuf *jb, struct csa_err *err)
 {
-	int rc = csa_id_check(tk->id, strlen(tk->id), err);
+	struct csa_limits limits = limits_now(m);
+	char *bytes[3];
+	size_t len[3];
+	int rc = csa_ticket_prepare_commit(tk, docs, ts, &limits, bytes, len, err);
 	if (rc)
 		return rc;
-	if (!tk->e || !tk->i || !tk->t)
-		return csa_error(err, CSA_EINVAL, "ticket '%s': commit needs all three documents",
-		                 tk->id);
-	json_t *d[3] = {tk->e, tk->i, tk->t};
-	struct csa_limits limits = limits_now(m);
-	if (docs & CSA_DOC_E)
-		json_object_set_new(tk->e, "last_updated", json_string(ts));
-	if (docs & CSA_DOC_I)
-		json_object_set_new(tk->i, "last_updated", json_string(ts));
-	json_object_set_new(tk->t, "last_synchronized", json_string(ts));
-	for (int k = 0; k < 3; k++) {
-		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
-		    (rc =
-		         csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k], &limits, err)))
-			return rc;
-		char *s =
-		    json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
-		if (!s)
-			return csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
-		size_t len = strlen(s);
-		if (len > limits.max_document_bytes) {
-			free(s);
-			return csa_error(err, CSA_ELIMIT,
-			                 "%c_%s.json would be %zu bytes, limit is %zu",
-			                 kind_letter[k], tk->id, len, limits.max_document_bytes);
-		}
-		p[k] = (struct pending){.tk = tk, .kind = k, .bytes = s, .len = len};
-		if (csa_jbuf_add(jb, k, tk->id, s, len))
+	for (int k = 0; k < 3; k++)
+		p[k] = (struct pending){.tk = tk, .kind = k, .bytes = bytes[k], .len = len[k]};
+	for (int k = 0; k < 3; k++)
+		if (csa_jbuf_add(jb, k, tk->id, bytes[k], len[k]))
 			return csa_error(err, CSA_ENOMEM, "cannot journal ticket '%s'", tk->id);
-	}
 	return CSA_OK;
 }
 

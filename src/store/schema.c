@@ -414,6 +414,45 @@ int csa_schema_check(enum csa_doc_kind kind, const char *id, const json_t *doc, 
 	return check_refs(&c, kind, id, doc);
 }
 
+/* Rebuild obj with the keys of 'fields' first, in their order, each value
+ * put in order too where the table describes it; any other key after. */
+static void order_struct(json_t *obj, const struct fld *fields)
+{
+	if (!json_is_object(obj))
+		return;
+	json_t *sorted = json_object();
+	if (!sorted)
+		return; /* out of memory: the order stays as it was */
+	for (const struct fld *f = fields; f->key; f++) {
+		json_t *v = json_object_get(obj, f->key);
+		if (!v)
+			continue;
+		if (f->kind == K_STRUCT) {
+			order_struct(v, f->sub);
+		} else if (f->kind == K_ARR_STRUCT) {
+			size_t i;
+			json_t *el;
+			json_array_foreach(v, i, el) order_struct(el, f->sub);
+		}
+		json_object_set(sorted, f->key, v);
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach(obj, key, v) if (!json_object_get(sorted, key))
+	    json_object_set(sorted, key, v);
+	if (json_object_size(sorted) == json_object_size(obj)) {
+		json_object_clear(obj);
+		json_object_update(obj, sorted);
+	}
+	json_decref(sorted);
+}
+
+void csa_schema_order(enum csa_doc_kind kind, json_t *doc)
+{
+	static const struct fld *const docs[] = {e_doc, i_doc, t_doc};
+	order_struct(doc, docs[kind]);
+}
+
 int csa_schema_check_limits(enum csa_doc_kind kind, const char *id, const json_t *doc,
                             const struct csa_limits *lim, struct csa_err *err)
 {

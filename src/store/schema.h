@@ -19,6 +19,12 @@ enum csa_doc_kind { CSA_KIND_E, CSA_KIND_I, CSA_KIND_T };
 int csa_schema_check(enum csa_doc_kind kind, const char *id, const json_t *doc,
                      struct csa_err *err);
 
+/* Put the keys of 'doc', and of every object inside it that the schema
+ * describes, in the spec's order (the order the store writes them in), for
+ * a backend whose storage does not keep the order (PostgreSQL's jsonb).
+ * Free-form objects (metadata.platform_specific, ...) keep theirs. */
+void csa_schema_order(enum csa_doc_kind kind, json_t *doc);
+
 /* Configured limits (messages per side, message size, attachments) of one
  * document; CSA_ELIMIT with the place on failure. */
 int csa_schema_check_limits(enum csa_doc_kind kind, const char *id, const json_t *doc,

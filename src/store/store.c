@@ -1,5 +1,7 @@
 /* Backend-independent store helpers. */
 #include "store/store.h"
+#include "store/schema.h"
+#include "store/store_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -42,5 +44,51 @@ int csa_store_update(struct csa_store *st, const char *id, int create, csa_updat
 		rc = csa_store_commit(st, &tk, docs, err);
 	csa_ticket_release(&tk);
 	csa_store_unlock(st, lk);
+	return rc;
+}
+
+int csa_ticket_prepare_commit(struct csa_ticket *tk, unsigned docs, const char *ts,
+                              const struct csa_limits *lim, char *out[3], size_t len[3],
+                              struct csa_err *err)
+{
+	for (int k = 0; k < 3; k++)
+		out[k] = NULL;
+	int rc = csa_id_check(tk->id, strlen(tk->id), err);
+	if (rc)
+		return rc;
+	if (!tk->e || !tk->i || !tk->t)
+		return csa_error(err, CSA_EINVAL, "ticket '%s': commit needs all three documents",
+		                 tk->id);
+	json_t *d[3] = {tk->e, tk->i, tk->t};
+	if (docs & CSA_DOC_E)
+		json_object_set_new(tk->e, "last_updated", json_string(ts));
+	if (docs & CSA_DOC_I)
+		json_object_set_new(tk->i, "last_updated", json_string(ts));
+	json_object_set_new(tk->t, "last_synchronized", json_string(ts));
+	for (int k = 0; k < 3; k++) {
+		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
+		    (rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k], lim, err)))
+			goto fail;
+		char *s =
+		    json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+		if (!s) {
+			rc = csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
+			goto fail;
+		}
+		len[k] = strlen(s);
+		out[k] = s;
+		if (len[k] > lim->max_document_bytes) {
+			rc = csa_error(err, CSA_ELIMIT,
+			               "%c_%s.json would be %zu bytes, limit is %zu",
+			               csa_doc_letter(k), tk->id, len[k], lim->max_document_bytes);
+			goto fail;
+		}
+	}
+	return CSA_OK;
+fail:
+	for (int k = 0; k < 3; k++) {
+		free(out[k]);
+		out[k] = NULL;
+	}
 	return rc;
 }

@@ -34,6 +34,10 @@ struct csa_ticket {
 	 * that fails half-way can put them back. Owned; backend-private. */
 	char *loaded[3];
 	size_t loaded_len[3];
+	/* The version it was loaded at (backend-private; 0 when the backend
+	 * keeps none): the database backend commits a loaded ticket only if
+	 * nobody committed it since (CSA_ECONFLICT otherwise). */
+	uint64_t version;
 };
 
 void csa_ticket_release(struct csa_ticket *tk);

@@ -3,6 +3,7 @@
 #include "base/hash.h"
 #include "store/mesh.h"
 #include "store/schema.h"
+#include "store/store_pg.h"
 #include "store/ws.h"
 #include "base/fsops.h"
 #include "base/ids.h"
@@ -194,6 +195,24 @@ static int scan_dir(struct vstate *s, int kind)
 	return CSA_OK;
 }
 
+/* The tickets of a store that keeps each ticket whole in one place (the
+ * database): every one has its three documents. */
+static int collect_ids(struct vstate *s, struct csa_err *err)
+{
+	char **ids = NULL;
+	size_t n = 0;
+	int rc = csa_store_ids(s->ws->store, &ids, &n, err);
+	for (size_t i = 0; rc == CSA_OK && i < n; i++) {
+		struct seen *e = seen_add(s, ids[i], strlen(ids[i]), 0);
+		if (!e)
+			rc = csa_error(err, CSA_ENOMEM, "out of memory verifying %zu tickets", n);
+		else
+			e->mask = 7;
+	}
+	csa_store_ids_free(ids, n);
+	return rc;
+}
+
 /* Move the files of an incomplete ticket out of the mesh, keeping them. */
 static int quarantine(struct vstate *s, const struct seen *e)
 {
@@ -333,7 +352,7 @@ static void check_ticket(struct vstate *s, struct seen *e)
 	size_t before = s->remaining;
 	if (s->memo) {
 		idh = csa_fnv1a_str(CSA_FNV_SEED, e->id);
-		sig = csa_mesh_files_sig(s->ws, e->id, &mtime);
+		sig = csa_store_sig(s->ws->store, e->id, &mtime);
 		if (sig && memo_has(s->memo, idh, sig)) {
 			s->unchanged++;
 			memo_add(s, idh, sig);
@@ -367,7 +386,7 @@ static void check_ticket(struct vstate *s, struct seen *e)
 	 * are not so recent that a same-size edit could share their mtime
 	 * (timestamps are only as fine as the kernel's clock tick) */
 	int64_t again;
-	if (sig && s->remaining == before && csa_mesh_files_sig(s->ws, e->id, &again) == sig &&
+	if (sig && s->remaining == before && csa_store_sig(s->ws->store, e->id, &again) == sig &&
 	    mtime < s->started_ns - 2000000000LL)
 		memo_add(s, idh, sig);
 }
@@ -375,6 +394,8 @@ static void check_ticket(struct vstate *s, struct seen *e)
 int csa_verify(struct csa_ws *ws, unsigned flags, struct csa_verify_memo *memo, json_t **report,
                struct csa_err *err)
 {
+	if (report)
+		*report = NULL;
 	struct vstate s = {.ws = ws,
 	                   .repair = (flags & CSA_VERIFY_REPAIR) != 0,
 	                   .live = (flags & CSA_VERIFY_LIVE) != 0,
@@ -384,18 +405,27 @@ int csa_verify(struct csa_ws *ws, unsigned flags, struct csa_verify_memo *memo, 
 	const struct csa_config *cfg = csa_ws_config(ws);
 	s.max_drift_seconds = cfg->max_drift_seconds;
 	csa_config_unref(cfg);
-	/* workflow files first, sorted, so the other two kinds are looked up
-	 * rather than added: one entry per ticket, not per file */
-	static const int order[3] = {2, 0, 1};
 	int rc = CSA_OK;
-	for (int k = 0; k < 3 && rc == CSA_OK; k++) {
-		rc = scan_dir(&s, order[k]);
-		if (k == 0)
-			merge_seen(&s);
-	}
-	if (rc) {
-		rc = csa_error(err, rc, "out of memory verifying '%s'", ws->root);
-		goto out;
+	if (csa_store_is_pg(ws->store)) {
+		/* one row holds a ticket's three documents: no orphan, no
+		 * scratch or foreign file; what is left to check is each
+		 * ticket's content */
+		if ((rc = collect_ids(&s, err)))
+			goto out;
+	} else {
+		/* workflow files first, sorted, so the other two kinds are
+		 * looked up rather than added: one entry per ticket, not per
+		 * file */
+		static const int order[3] = {2, 0, 1};
+		for (int k = 0; k < 3 && rc == CSA_OK; k++) {
+			rc = scan_dir(&s, order[k]);
+			if (k == 0)
+				merge_seen(&s);
+		}
+		if (rc) {
+			rc = csa_error(err, rc, "out of memory verifying '%s'", ws->root);
+			goto out;
+		}
 	}
 	merge_seen(&s);
 	for (size_t i = 0; i < s.n; i++)

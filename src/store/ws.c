@@ -2,6 +2,7 @@
 #include "store/ws.h"
 #include "store/blobs.h"
 #include "store/mesh.h"
+#include "store/store_pg.h"
 #include "base/fsops.h"
 #include "base/json.h"
 
@@ -282,6 +283,30 @@ int csa_ws_path(const struct csa_ws *ws, const char *rel, char *out, size_t outs
  * as a scratch workspace (the replay). */
 enum ws_mode { WS_NORMAL, WS_OBSERVE, WS_SCRATCH };
 
+/* The ticket store's backend: PostgreSQL when DATABASE_URL is set in the
+ * environment or store.url in csa.json (the environment wins), the file
+ * mesh otherwise. A scratch workspace (the replay's) is always the mesh:
+ * it is thrown away, never a team's database. */
+static int open_store(struct csa_ws *ws, enum ws_mode mode, struct csa_store **out,
+                      struct csa_err *err)
+{
+	int observe = mode == WS_OBSERVE;
+	if (mode != WS_SCRATCH) {
+		const char *env = getenv("DATABASE_URL");
+		if (env && *env)
+			return csa_store_pg_open(ws, env, "DATABASE_URL", observe, out, err);
+		const struct csa_config *cfg = csa_ws_config(ws);
+		const char *url = json_string_value(csa_config_get(cfg, "store.url"));
+		int rc = CSA_OK, pg = url != NULL;
+		if (pg)
+			rc = csa_store_pg_open(ws, url, "csa.json store.url", observe, out, err);
+		csa_config_unref(cfg);
+		if (pg)
+			return rc;
+	}
+	return (observe ? csa_mesh_open_observer : csa_mesh_open)(ws, out, err);
+}
+
 static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, struct csa_err *err)
 {
 	char path[4096];
@@ -315,7 +340,7 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 			goto fail;
 	}
 	if ((rc = csa_blobs_open_files(dir, &ws->blobs, err)) ||
-	    (rc = (observe ? csa_mesh_open_observer : csa_mesh_open)(ws, &ws->store, err)))
+	    (rc = open_store(ws, mode, &ws->store, err)))
 		goto fail;
 	*out = ws;
 	return CSA_OK;
