@@ -44,8 +44,8 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
  * trains again and again while it commits (the replay retrains every 1,000
  * tickets): every ticket's training row is read once, and again only when
  * the ticket is committed through ws's store handle, whose commits the
- * cache observes (csa_store_observe: it takes the handle's one observer
- * from csa_train_cache_new() to csa_train_cache_free()). Commits by
+ * cache observes (csa_store_observe, from csa_train_cache_new() to
+ * csa_train_cache_free()). Commits by
  * another handle or process are not seen: do not use it where there are
  * any. csa_import_train_cached() trains exactly as csa_import_train()
  * would on the workspace as it is (the same rows in the same order).

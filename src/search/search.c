@@ -527,13 +527,13 @@ static void *refresh_main(void *arg)
 	for (int first = 1;; first = 0) {
 		struct csa_err err = {0};
 		int only_own = 0;
-		(void)csa_store_stamp(s->ws->store, &only_own);
+		(void)csa_store_stamp(s->ws->store, CSA_MARK_SEARCH, &only_own);
 		int64_t now = csa_now_ms();
 		int rc;
 		if (first || !only_own || now - last_full >= FULL_EVERY_MS) {
 			/* the mark before the comparison: a commit by anyone
 			 * else after it is seen next round */
-			csa_store_mark(s->ws->store);
+			csa_store_mark(s->ws->store, CSA_MARK_SEARCH);
 			rc = csa_search_sync(s, NULL, &err);
 			last_full = now;
 		} else {
@@ -573,18 +573,26 @@ int csa_search_start_refresh(struct csa_search *s, int interval_ms, struct csa_e
 	pthread_mutex_init(&r->drain_mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	r->interval_ms = interval_ms;
+	/* observing first: a commit between the thread's first catch-up and
+	 * the observer would otherwise wait for the next full comparison */
+	int rc = csa_store_observe(s->ws->store, on_commit, r);
+	if (rc)
+		rc = csa_error(err, rc, "too many observers of the store for the search index");
 	s->refresh = r;
-	if (pthread_create(&r->th, NULL, refresh_main, s) != 0) {
+	if (rc == CSA_OK && pthread_create(&r->th, NULL, refresh_main, s) != 0) {
+		csa_store_unobserve(s->ws->store, on_commit, r);
+		rc = csa_error(err, CSA_EIO, "cannot start the search refresh thread");
+	}
+	if (rc) {
 		s->refresh = NULL;
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->dmu);
 		pthread_mutex_destroy(&r->drain_mu);
 		pthread_cond_destroy(&r->cv);
+		csa_store_ids_free(r->dirty, r->ndirty);
 		free(r);
-		return csa_error(err, CSA_EIO, "cannot start the search refresh thread");
 	}
-	csa_store_observe(s->ws->store, on_commit, r);
-	return CSA_OK;
+	return rc;
 }
 
 /* Wait for the first catch-up: until it is done the index may lack
@@ -628,7 +636,7 @@ void csa_search_close(struct csa_search *s)
 		return;
 	struct csa_search_refresh *r = s->refresh;
 	if (r) {
-		csa_store_observe(s->ws->store, NULL, NULL);
+		csa_store_unobserve(s->ws->store, on_commit, r);
 		pthread_mutex_lock(&r->mu);
 		r->stopping = 1;
 		pthread_cond_broadcast(&r->cv);
