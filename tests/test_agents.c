@@ -871,6 +871,10 @@ static void import_refreshes_the_history_index(void **state)
 		age_files(w, id);
 	}
 	import_lines(w, "NEW-", 2); /* its index holds the aged tickets */
+	/* closed and opened again, as between `csa import` and `csa serve`:
+	 * the close's checkpoint moves no position */
+	csa_ws_close(w);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
 	struct csa_history *h;
 	size_t reused = 0;
 	int by_position = 0;
@@ -1130,6 +1134,13 @@ static void history_put_if_yields_to_a_later_put(void **state)
 	assert_int_equal(csa_history_put_if(h, &e, 7, gen, &skipped), 0);
 	assert_int_equal(skipped, 0);
 	assert_string_equal(assigned_of(h, "Q-1", a), "stale");
+	/* the same entry read again only learns its signature */
+	assert_int_equal(csa_history_get_sig(h, "Q-1", &sig, &gen), 0);
+	assert_int_equal(csa_history_put_if(h, &e, 9, gen, &skipped), 0);
+	assert_int_equal(skipped, 0);
+	assert_int_equal(csa_history_get_sig(h, "Q-1", &sig, &gen0), 0);
+	assert_int_equal(sig, 9);
+	assert_true(gen0 > gen);
 	struct csa_hist_entry f = {.id = "Q-2", .priority = "LOW", .resolution_hours = -1,
 	                           .csat = -1};
 	assert_int_equal(csa_history_put_if(h, &f, 0, 0, &skipped), 0);

@@ -117,7 +117,11 @@ int csa_history_save(struct csa_history *h, struct csa_ws *ws, struct csa_err *e
 	 * observer, the entries are the store as of that position. A commit
 	 * by anyone else before or after the position clears only_own. */
 	uint64_t pos = 0;
-	if (csa_history_tracking(h)) {
+	struct csa_err ignored;
+	/* The journal is checkpointed first: the close that follows a save
+	 * would do it anyway, and its trim would move the position past the
+	 * one saved (a failed checkpoint saves no position). */
+	if (csa_history_tracking(h) && ws->store->ops->checkpoint(ws->store, &ignored) == CSA_OK) {
 		int only_own = 0;
 		uint64_t p = csa_store_position(ws->store);
 		(void)csa_store_stamp(ws->store, CSA_MARK_HISTORY, &only_own);
