@@ -421,6 +421,56 @@ int csa_search_sync(struct csa_search *s, size_t *changed, struct csa_err *err)
 	return rc;
 }
 
+/* ---- the position kept between runs ------------------------------------------ */
+
+/* The index is the store as of the store's position saved in its meta
+ * "position" (csa_store_position: no commit by anyone since, no ticket
+ * file added, renamed or removed), under the same SLA rules: the first
+ * catch-up of a run may then skip comparing 100,000 tickets' versions. A
+ * file edited in place by hand, which no position shows, is found by the
+ * full comparison every FULL_EVERY_MS, as within a run. */
+static int position_current(struct csa_search *s)
+{
+	uint64_t pos = csa_store_position(s->ws->store);
+	char *had = s->ops->meta_get(s, "position"), *rules = sla_rules(s),
+	     *had_rules = s->ops->meta_get(s, "sla_rules");
+	int yes = pos && had && strtoull(had, NULL, 16) == pos && rules && had_rules &&
+	          strcmp(rules, had_rules) == 0;
+	free(had);
+	free(rules);
+	free(had_rules);
+	return yes;
+}
+
+/* Save the store's position when the index provably holds it: every
+ * commit since the mark (taken before the last full comparison, or before
+ * a match of the position) was this handle's, and this handle's are
+ * indexed (the caller drained them). The journal is checkpointed first, as
+ * the store's close would do next, moving the position. Best effort:
+ * without it the next start compares every ticket. */
+static void keep_position(struct csa_search *s)
+{
+	struct csa_err ignored;
+	char hex[32] = "0";
+	if (s->ws->store->ops->checkpoint(s->ws->store, &ignored) == CSA_OK) {
+		int only_own = 0;
+		uint64_t pos = csa_store_position(s->ws->store);
+		(void)csa_store_stamp(s->ws->store, CSA_MARK_SEARCH, &only_own);
+		if (only_own && pos)
+			snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)pos);
+	}
+	(void)s->ops->meta_set(s, "position", hex, &ignored);
+}
+
+int csa_search_first_sync(struct csa_search *s, struct csa_err *err)
+{
+	csa_store_mark(s->ws->store, CSA_MARK_SEARCH);
+	int rc = position_current(s) ? CSA_OK : csa_search_sync(s, NULL, err);
+	if (rc == CSA_OK)
+		keep_position(s);
+	return rc;
+}
+
 /* ---- the refresh thread ----------------------------------------------------- */
 
 struct csa_search_refresh {
@@ -534,7 +584,10 @@ static void *refresh_main(void *arg)
 			/* the mark before the comparison: a commit by anyone
 			 * else after it is seen next round */
 			csa_store_mark(s->ws->store, CSA_MARK_SEARCH);
-			rc = csa_search_sync(s, NULL, &err);
+			/* the first may find the index saved at the store's
+			 * position: then only this process's commits are new */
+			rc = first && position_current(s) ? drain(s, &err)
+			                                   : csa_search_sync(s, NULL, &err);
 			last_full = now;
 		} else {
 			rc = drain(s, &err); /* this process's own commits */
@@ -642,6 +695,12 @@ void csa_search_close(struct csa_search *s)
 		pthread_cond_broadcast(&r->cv);
 		pthread_mutex_unlock(&r->mu);
 		pthread_join(r->th, NULL);
+		/* this process's last commits, then the position: the next
+		 * start need not compare every ticket (a failed first
+		 * catch-up vouches for nothing) */
+		struct csa_err ignored;
+		if (r->ready && r->first_rc == CSA_OK && drain(s, &ignored) == CSA_OK)
+			keep_position(s);
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->dmu);
 		pthread_mutex_destroy(&r->drain_mu);
