@@ -22,6 +22,9 @@
  *     and a server alone with its workspace never pays for it.
  *   - Once every five minutes the comparison runs anyway: a file edited in
  *     place by hand is no commit.
+ *   - Between runs, the index keeps the store's position (csa_store_position)
+ *     when it provably holds the store as of it; the first catch-up of the
+ *     next run compares no ticket while the position is unchanged.
  * A ticket changed within the file system's timestamp granularity is
  * indexed under version 0 (unsettled) and read again at the next
  * comparison, so no change is missed because two commits shared a
