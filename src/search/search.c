@@ -488,6 +488,10 @@ struct csa_search_refresh {
 	/* tickets this process committed since the last query (malloc'd
 	 * ids), indexed before the next query answers */
 	pthread_mutex_t dmu;
+	/* a write this process made may be missing from the index (a note
+	 * or a catch-up that failed): the index then vouches for no position
+	 * at close, for the rest of the run */
+	int lost;
 	char **dirty;
 	size_t ndirty, cap;
 	/* held from taking the ids to having indexed them: a query that
@@ -504,13 +508,24 @@ static void note_locked(struct csa_search_refresh *r, const char *id)
 	if (r->ndirty == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 64;
 		char **nd = realloc(r->dirty, cap * sizeof(*nd));
-		if (!nd)
+		if (!nd) {
+			r->lost = 1;
 			return;
+		}
 		r->dirty = nd;
 		r->cap = cap;
 	}
 	if ((r->dirty[r->ndirty] = strdup(id)))
 		r->ndirty++;
+	else
+		r->lost = 1;
+}
+
+static void lose(struct csa_search_refresh *r)
+{
+	pthread_mutex_lock(&r->dmu);
+	r->lost = 1;
+	pthread_mutex_unlock(&r->dmu);
 }
 
 static void note(struct csa_search_refresh *r, const char *id)
@@ -562,6 +577,8 @@ static int drain(struct csa_search *s, struct csa_err *err)
 			ids[u++] = ids[i];
 	}
 	int rc = reindex(s, ids, u, err);
+	if (rc)
+		lose(r);
 	pthread_mutex_unlock(&r->drain_mu);
 	csa_store_ids_free(ids, u);
 	return rc;
@@ -591,6 +608,8 @@ static void *refresh_main(void *arg)
 			 * position: then only this process's commits are new */
 			rc = first && position_current(s) ? drain(s, &err)
 			                                   : csa_search_sync(s, NULL, &err);
+			if (rc)
+				lose(r);
 			last_full = now;
 		} else {
 			rc = drain(s, &err); /* this process's own commits */
@@ -702,7 +721,7 @@ void csa_search_close(struct csa_search *s)
 		 * start need not compare every ticket (a failed first
 		 * catch-up vouches for nothing) */
 		struct csa_err ignored;
-		if (r->ready && r->first_rc == CSA_OK && drain(s, &ignored) == CSA_OK)
+		if (r->ready && r->first_rc == CSA_OK && drain(s, &ignored) == CSA_OK && !r->lost)
 			keep_position(s);
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->dmu);
