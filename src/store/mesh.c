@@ -77,6 +77,9 @@ struct csa_lock {
 };
 
 static int jpos_now(struct mesh *m, struct jpos *out);
+/* A jpos whose trim counter is still to be read (under the journal lock,
+ * where it cannot change). */
+#define TRIMS_UNREAD UINT64_MAX
 static void mark_follow(struct mesh *m, const struct jpos *before);
 
 const char *csa_mesh_dir(int kind)
@@ -888,7 +891,7 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	if (rc == CSA_OK)
 		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, m->sync, &err);
 	if (rc == CSA_OK)
-		mark_follow(m, &(struct jpos){sb.st_dev, sb.st_ino, end, trims_read(m)});
+		mark_follow(m, &(struct jpos){sb.st_dev, sb.st_ino, end, TRIMS_UNREAD});
 	if (rc) {
 		for (struct creq *r = batch; r; r = r->next)
 			if (r->rc == CSA_OK) {
@@ -1108,9 +1111,16 @@ static void mark_follow(struct mesh *m, const struct jpos *before)
 {
 	struct jpos after;
 	int have_after = -1;
+	struct jpos b = *before;
 	pthread_mutex_lock(&m->mark_mu);
 	for (int k = 0; k < CSA_MARK_SLOTS; k++) {
-		if (!m->marked[k] || !jpos_eq(&m->mark[k], before))
+		if (!m->marked[k])
+			continue;
+		/* read only when some index marked: a commit nobody follows
+		 * pays no extra system call */
+		if (b.trims == TRIMS_UNREAD)
+			b.trims = trims_read(m);
+		if (!jpos_eq(&m->mark[k], &b))
 			continue;
 		if (have_after < 0)
 			have_after = jpos_now(m, &after) == 0;
