@@ -175,8 +175,6 @@ static int cached_cmp(const void *a, const void *b)
 	return strcmp(((const struct cached *)a)->id, ((const struct cached *)b)->id);
 }
 
-/* Parse the index file into entries sorted by id; a malformed line ends
- * the list (the rest is read from the files). */
 /* What the header of an index file says. */
 struct header {
 	int64_t written_ns;
