@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agents/histfile.h"
 #include "agents/history.h"
@@ -22,6 +23,7 @@
 #include "agents/dmodel.h"
 #include "agents/kbsel.h"
 #include "agents/sentiment.h"
+#include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/import.h"
@@ -749,7 +751,10 @@ static json_t *loaded(struct csa_ws *w, size_t *reused)
 	struct csa_history *h;
 	struct csa_err err = {0};
 	assert_int_equal(csa_history_new(&h), 0);
-	assert_int_equal(csa_history_load(h, w, reused, &err), 0);
+	assert_int_equal(csa_history_load(h, w, reused, NULL, &err), 0);
+	/* as a server does after a load by position; after a load ticket by
+	 * ticket it finds nothing more to read */
+	assert_int_equal(csa_history_verify(h, w, 1, NULL, NULL, &err), 0);
 	json_t *all = json_array();
 	csa_history_each(h, dump_entry, all);
 	assert_int_equal(csa_history_save(h, w, &err), 0);
@@ -784,7 +789,7 @@ static void history_file_is_reused_only_where_right(void **state)
 	/* an entry with separators in its strings survives the round trip */
 	struct csa_history *h;
 	assert_int_equal(csa_history_new(&h), 0);
-	assert_int_equal(csa_history_load(h, w, NULL, &err), 0);
+	assert_int_equal(csa_history_load(h, w, NULL, NULL, &err), 0);
 	struct csa_hist_entry e = {.id = "M-1",
 	                           .company = "A\tB%C\nD",
 	                           .priority = "LOW",
@@ -795,7 +800,7 @@ static void history_file_is_reused_only_where_right(void **state)
 	assert_int_equal(csa_history_save(h, w, &err), 0);
 	csa_history_free(h);
 	assert_int_equal(csa_history_new(&h), 0);
-	assert_int_equal(csa_history_load(h, w, &reused, &err), 0);
+	assert_int_equal(csa_history_load(h, w, &reused, NULL, &err), 0);
 	assert_int_equal(reused, 3);
 	json_t *c = csa_history_customer(h, "A\tB%C\nD", NULL, NULL);
 	assert_int_equal(csa_json_int(c, "tickets", 0), 1);
@@ -848,8 +853,9 @@ static void import_lines(struct csa_ws *w, const char *first, int n)
 	json_decref(rep);
 }
 
-/* An import leaves the history index up to date, so the first start after
- * a bulk import does not read every ticket again. */
+/* An import leaves the history index up to date with the store's position,
+ * so the first start after a bulk import reads one file and looks at no
+ * ticket. */
 static void import_refreshes_the_history_index(void **state)
 {
 	(void)state;
@@ -865,16 +871,284 @@ static void import_refreshes_the_history_index(void **state)
 		age_files(w, id);
 	}
 	import_lines(w, "NEW-", 2); /* its index holds the aged tickets */
+	/* closed and opened again, as between `csa import` and `csa serve`:
+	 * the close's checkpoint moves no position */
+	csa_ws_close(w);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
 	struct csa_history *h;
 	size_t reused = 0;
+	int by_position = 0;
 	assert_int_equal(csa_history_new(&h), 0);
-	assert_int_equal(csa_history_load(h, w, &reused, &err), 0);
+	assert_int_equal(csa_history_load(h, w, &reused, &by_position, &err), 0);
+	assert_int_equal(by_position, 1);
 	assert_int_equal(csa_history_count(h), 5);
-	assert_int_equal(reused, 3);
+	assert_int_equal(reused, 5);
+	json_t *c = csa_history_similar(h, "BILLING_INQUIRY", NULL, 10);
+	assert_int_equal(json_array_size(c), 5);
+	json_decref(c);
 	csa_history_free(h);
 	csa_ws_close(w);
 	t_rmrf(d);
 	free(d);
+}
+
+static char *read_text(const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	return csa_fs_read_all(path, 1 << 24, &buf, &len, NULL) == CSA_OK ? buf : NULL;
+}
+
+/* The assigned member of id's entry ("" when it has none, "-" when there
+ * is no entry). */
+struct find_assigned {
+	const char *id;
+	char assigned[65];
+};
+
+static int find_assigned_fn(void *ctx, const struct csa_hist_entry *e, uint64_t sig)
+{
+	(void)sig;
+	struct find_assigned *f = ctx;
+	if (strcmp(e->id, f->id) == 0)
+		snprintf(f->assigned, sizeof(f->assigned), "%s", e->assigned);
+	return 0;
+}
+
+static const char *assigned_of(struct csa_history *h, const char *id, char out[65])
+{
+	struct find_assigned f = {.id = id, .assigned = "-"};
+	csa_history_each(h, find_assigned_fn, &f);
+	memcpy(out, f.assigned, sizeof(f.assigned));
+	return out;
+}
+
+static struct csa_history *load_h(struct csa_ws *w, int *by_position)
+{
+	struct csa_history *h;
+	struct csa_err err = {0};
+	assert_int_equal(csa_history_new(&h), 0);
+	assert_int_equal(csa_history_load(h, w, NULL, by_position, &err), 0);
+	return h;
+}
+
+static void set_version(struct csa_ws *w, const char *id, long v)
+{
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	assert_int_equal(csa_store_load(w->store, id, &tk, &err), 0);
+	tm_set(&tk, v);
+	assert_int_equal(csa_store_commit(w->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+}
+
+/* The position in the header of the index file ("" when there is none). */
+static void header_position(const char *d, char out[17])
+{
+	char path[4200], line[256] = "";
+	snprintf(path, sizeof(path), "%s/.csa/history.idx", d);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	long long written;
+	char pos[32] = "";
+	size_t count;
+	assert_int_equal(sscanf(line, "csa-history 3 %lld %16s %zu", &written, pos, &count), 3);
+	snprintf(out, 17, "%s", strcmp(pos, "0000000000000000") == 0 ? "" : pos);
+}
+
+/* A load by the file's position reads no ticket, yet whatever was written
+ * behind the index's back is found: a commit by another handle (another
+ * process, an older csa) changes the position, so the next load looks at
+ * every ticket; a file added by hand is found by the position or, at the
+ * latest, by the check that follows a load by position; a file edited in
+ * place (which no position shows) by that check. */
+static void history_file_follows_the_store_position(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("histpos");
+	struct csa_ws *w, *other;
+	struct csa_err err = {0};
+	char a[65];
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	static const char *const ids[] = {"P-1", "P-2", "P-3"};
+	assert_int_equal(tm_create(w, ids, 3), 0);
+	for (int i = 0; i < 3; i++)
+		age_files(w, ids[i]);
+
+	/* the first load looks at every ticket; its save holds the position */
+	int by_position = -1;
+	struct csa_history *h = load_h(w, &by_position);
+	assert_int_equal(by_position, 0);
+	assert_int_equal(csa_history_save(h, w, &err), 0);
+	csa_history_free(h);
+	char pos[17];
+	header_position(d, pos);
+	assert_true(pos[0]);
+
+	/* nothing changed: taken whole, and a commit through the loading
+	 * handle is tracked, so the save keeps a position */
+	h = load_h(w, &by_position);
+	assert_int_equal(by_position, 1);
+	assert_int_equal(csa_history_count(h), 3);
+	set_version(w, "P-3", 3);
+	assert_string_equal(assigned_of(h, "P-3", a), "v3");
+	assert_int_equal(csa_history_save(h, w, &err), 0);
+	csa_history_free(h);
+	header_position(d, pos);
+	assert_true(pos[0]);
+	h = load_h(w, &by_position);
+	assert_int_equal(by_position, 1);
+	assert_string_equal(assigned_of(h, "P-3", a), "v3");
+	csa_history_free(h);
+
+	/* another handle commits behind the index's back, a change and a new
+	 * ticket: the position moved, every ticket is looked at */
+	assert_int_equal(csa_ws_open(d, &other, &err), 0);
+	set_version(other, "P-2", 7);
+	static const char *const more[] = {"P-4"};
+	assert_int_equal(tm_create(other, more, 1), 0);
+	csa_ws_close(other);
+	h = load_h(w, &by_position);
+	assert_int_equal(by_position, 0);
+	assert_int_equal(csa_history_count(h), 4);
+	assert_string_equal(assigned_of(h, "P-2", a), "v7");
+	assert_string_equal(assigned_of(h, "P-4", a), "v0");
+
+	/* a commit by another handle while this index is loaded: its save
+	 * cannot vouch for the store, so it writes no position, and the
+	 * next load looks at every ticket and finds the commit */
+	assert_int_equal(csa_ws_open(d, &other, &err), 0);
+	set_version(other, "P-1", 9);
+	csa_ws_close(other);
+	assert_int_equal(csa_history_save(h, w, &err), 0);
+	csa_history_free(h);
+	header_position(d, pos);
+	assert_false(pos[0]);
+	h = load_h(w, &by_position);
+	assert_int_equal(by_position, 0);
+	assert_string_equal(assigned_of(h, "P-1", a), "v9");
+	assert_int_equal(csa_history_save(h, w, &err), 0);
+	csa_history_free(h);
+
+	/* a ticket's three files copied in by hand, no commit */
+	for (int k = 0; k < 3; k++) {
+		char from[4200], to[4200];
+		assert_int_equal(csa_mesh_doc_path(w, k, "P-4", from, sizeof(from), NULL), 0);
+		assert_int_equal(csa_mesh_doc_path(w, k, "P-5", to, sizeof(to), NULL), 0);
+		char *text = read_text(from);
+		assert_non_null(text);
+		t_write(to, text);
+		free(text);
+	}
+	h = load_h(w, NULL);
+	size_t reread = 0;
+	assert_int_equal(csa_history_verify(h, w, 2, NULL, &reread, &err), 0);
+	assert_int_equal(csa_history_count(h), 5);
+	assert_string_equal(assigned_of(h, "P-5", a), "v0");
+	assert_int_equal(csa_history_save(h, w, &err), 0);
+	csa_history_free(h);
+	for (int i = 0; i < 5; i++) {
+		char id[8];
+		snprintf(id, sizeof(id), "P-%d", i + 1);
+		age_files(w, id);
+	}
+	h = load_h(w, NULL);
+	assert_int_equal(csa_history_verify(h, w, 1, NULL, NULL, &err), 0);
+	assert_int_equal(csa_history_save(h, w, &err), 0);
+	csa_history_free(h);
+
+	/* P-3's workflow file edited in place by hand: the position stays,
+	 * the load takes the file whole, and the check finds the edit */
+	char tpath[4200];
+	assert_int_equal(csa_mesh_doc_path(w, 2, "P-3", tpath, sizeof(tpath), NULL), 0);
+	char *text = read_text(tpath);
+	assert_non_null(text);
+	char *at = strstr(text, "\"assigned_member\":\"v3\"");
+	assert_non_null(at);
+	at[strlen("\"assigned_member\":\"v")] = '8';
+	int fd = open(tpath, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, text, strlen(text), 0), (ssize_t)strlen(text));
+	close(fd);
+	free(text);
+	h = load_h(w, &by_position);
+	assert_int_equal(by_position, 1);
+	assert_string_equal(assigned_of(h, "P-3", a), "v3");
+	assert_int_equal(csa_history_verify(h, w, 1, NULL, &reread, &err), 0);
+	assert_int_equal(reread, 1);
+	assert_string_equal(assigned_of(h, "P-3", a), "v8");
+	csa_history_free(h);
+
+	/* an index file cut short under a matching position is no proof: the
+	 * load looks at every ticket */
+	char idx[4200];
+	snprintf(idx, sizeof(idx), "%s/.csa/history.idx", d);
+	text = read_text(idx);
+	assert_non_null(text);
+	char *last = strrchr(text, '\n');
+	assert_non_null(last);
+	*last = '\0';
+	last = strrchr(text, '\n');
+	assert_non_null(last);
+	last[1] = '\0';
+	t_write(idx, text);
+	free(text);
+	h = load_h(w, &by_position);
+	assert_int_equal(by_position, 0);
+	assert_int_equal(csa_history_count(h), 5);
+	csa_history_free(h);
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
+/* A checker's put never replaces an entry put after it looked. */
+static void history_put_if_yields_to_a_later_put(void **state)
+{
+	(void)state;
+	struct csa_history *h;
+	assert_int_equal(csa_history_new(&h), 0);
+	struct csa_hist_entry e = {.id = "Q-1", .priority = "LOW", .assigned = "old",
+	                           .resolution_hours = -1, .csat = -1};
+	uint64_t sig, gen, gen0;
+	assert_int_equal(csa_history_get_sig(h, "Q-1", &sig, &gen0), CSA_ENOENT);
+	assert_int_equal(gen0, 0);
+	assert_int_equal(csa_history_put_sig(h, &e, 42), 0);
+	assert_int_equal(csa_history_get_sig(h, "Q-1", &sig, &gen), 0);
+	assert_int_equal(sig, 42);
+	/* a commit's put comes between the checker's look and its put */
+	snprintf(e.assigned, sizeof(e.assigned), "committed");
+	assert_int_equal(csa_history_put(h, &e), 0);
+	snprintf(e.assigned, sizeof(e.assigned), "stale");
+	int skipped = 0;
+	assert_int_equal(csa_history_put_if(h, &e, 7, gen, &skipped), 0);
+	assert_int_equal(skipped, 1);
+	char a[65];
+	assert_string_equal(assigned_of(h, "Q-1", a), "committed");
+	/* with nothing between, it replaces; an absent entry is added only
+	 * while still absent */
+	assert_int_equal(csa_history_get_sig(h, "Q-1", &sig, &gen), 0);
+	assert_int_equal(csa_history_put_if(h, &e, 7, gen, &skipped), 0);
+	assert_int_equal(skipped, 0);
+	assert_string_equal(assigned_of(h, "Q-1", a), "stale");
+	/* the same entry read again only learns its signature */
+	assert_int_equal(csa_history_get_sig(h, "Q-1", &sig, &gen), 0);
+	assert_int_equal(csa_history_put_if(h, &e, 9, gen, &skipped), 0);
+	assert_int_equal(skipped, 0);
+	assert_int_equal(csa_history_get_sig(h, "Q-1", &sig, &gen0), 0);
+	assert_int_equal(sig, 9);
+	assert_true(gen0 > gen);
+	struct csa_hist_entry f = {.id = "Q-2", .priority = "LOW", .resolution_hours = -1,
+	                           .csat = -1};
+	assert_int_equal(csa_history_put_if(h, &f, 0, 0, &skipped), 0);
+	assert_int_equal(skipped, 0);
+	assert_int_equal(csa_history_put_if(h, &f, 0, 0, &skipped), 0);
+	assert_int_equal(skipped, 1);
+	assert_int_equal(csa_history_count(h), 2);
+	csa_history_free(h);
 }
 
 /* Decision models keep the linear form for a handful of labels (small
@@ -930,6 +1204,8 @@ int main(void)
 	    cmocka_unit_test(history_totals_match_a_count),
 	    cmocka_unit_test(history_file_is_reused_only_where_right),
 	    cmocka_unit_test(import_refreshes_the_history_index),
+	    cmocka_unit_test(history_file_follows_the_store_position),
+	    cmocka_unit_test(history_put_if_yields_to_a_later_put),
 	    cmocka_unit_test(decision_models_choose_their_form),
 	    cmocka_unit_test(sentiment_on_labelled_examples),
 	    cmocka_unit_test(sla_deadlines_and_states),

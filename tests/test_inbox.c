@@ -14,21 +14,25 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "search/search.h"
 #include "server/server.h"
 #include "server/tokens.h"
 #include "sla/sla.h"
+#include "store/mesh.h"
 #include "store/store.h"
 #include "store/ws.h"
 #include "support/inboxgen.h"
+#include "support/tmesh.h"
 #include "support/tutil.h"
 
 #define N 10000
@@ -800,6 +804,105 @@ static void ticket_written_elsewhere_is_found(void **state)
 		fail_msg("the new assignee was not found");
 }
 
+/* ---- the index kept at the store's position ------------------------------------ */
+
+/* Whom the index says P-n is assigned to: the one id the filter
+ * assigned=who finds, or 0 when it finds none. */
+static int assigned_in_index(struct csa_search *s, const char *who, const char *id)
+{
+	struct csa_search_filter f = {.assigned = who, .sla = -1, .review = -1, .autonomous = -1,
+	                              .now_ms = csa_now_ms()};
+	struct csa_search_page page;
+	struct csa_err err = {0};
+	assert_int_equal(csa_search_query(s, &f, CSA_SORT_UPDATED, NULL, 50, &page, &err), 0);
+	int found = 0;
+	for (size_t i = 0; i < page.n; i++)
+		found |= strcmp(page.ids[i], id) == 0;
+	csa_search_page_release(&page);
+	return found;
+}
+
+static void set_assigned(struct csa_ws *w, const char *id, long v)
+{
+	struct csa_ticket tk;
+	struct csa_err err = {0};
+	assert_int_equal(csa_store_load(w->store, id, &tk, &err), 0);
+	tm_set(&tk, v);
+	assert_int_equal(csa_store_commit(w->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+}
+
+/* An index saved at the store's position is taken as it is at the next
+ * open (no ticket compared: a file edited in place by hand meanwhile
+ * shows only at the next full comparison); a commit by another handle,
+ * while the index is closed or while it is open, moves the position, and
+ * the next open compares every ticket and finds it. */
+static void search_index_kept_at_the_store_position(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("searchpos");
+	struct csa_ws *w, *other;
+	struct csa_search *s;
+	struct csa_err err = {0};
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	assert_int_equal(csa_ws_open(d, &w, &err), 0);
+	static const char *const ids[] = {"P-1", "P-2", "P-3"};
+	assert_int_equal(tm_create(w, ids, 3), 0);
+	assert_int_equal(csa_search_open_sqlite(w, 0, &s, &err), 0);
+	assert_true(assigned_in_index(s, "v0", "P-2"));
+	csa_search_close(s);
+
+	/* written by another handle while the index was closed */
+	assert_int_equal(csa_ws_open(d, &other, &err), 0);
+	set_assigned(other, "P-2", 7);
+	csa_ws_close(other);
+	assert_int_equal(csa_search_open_sqlite(w, 0, &s, &err), 0);
+	assert_true(assigned_in_index(s, "v7", "P-2"));
+	csa_search_close(s);
+
+	/* written by another handle while the index was open with its
+	 * refresh thread: found at once or at the next open, never lost */
+	assert_int_equal(csa_search_open_sqlite(w, 60000, &s, &err), 0);
+	assert_true(assigned_in_index(s, "v0", "P-3"));
+	assert_int_equal(csa_ws_open(d, &other, &err), 0);
+	set_assigned(other, "P-3", 4);
+	csa_ws_close(other);
+	csa_search_close(s);
+	assert_int_equal(csa_search_open_sqlite(w, 0, &s, &err), 0);
+	assert_true(assigned_in_index(s, "v4", "P-3"));
+	csa_search_close(s);
+
+	/* this handle's own commit while open is indexed and kept */
+	assert_int_equal(csa_search_open_sqlite(w, 60000, &s, &err), 0);
+	set_assigned(w, "P-1", 2);
+	csa_search_close(s);
+
+	/* P-1's workflow file edited in place by hand: no commit, the
+	 * position stays, the open takes the index as it is; the full
+	 * comparison finds the edit */
+	char tpath[4200], *text = NULL;
+	size_t len = 0;
+	assert_int_equal(csa_mesh_doc_path(w, 2, "P-1", tpath, sizeof(tpath), NULL), 0);
+	assert_int_equal(csa_fs_read_all(tpath, 1 << 24, &text, &len, NULL), 0);
+	char *at = strstr(text, "\"assigned_member\":\"v2\"");
+	assert_non_null(at);
+	at[strlen("\"assigned_member\":\"v")] = '5';
+	int fd = open(tpath, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, text, len, 0), (ssize_t)len);
+	close(fd);
+	free(text);
+	assert_int_equal(csa_search_open_sqlite(w, 0, &s, &err), 0);
+	assert_true(assigned_in_index(s, "v2", "P-1"));
+	size_t changed = 0;
+	assert_int_equal(csa_search_sync(s, &changed, &err), 0);
+	assert_true(assigned_in_index(s, "v5", "P-1"));
+	csa_search_close(s);
+	csa_ws_close(w);
+	t_rmrf(d);
+	free(d);
+}
+
 /* ---- the SLA clock ------------------------------------------------------------- */
 
 /* The clock (the instants the state changes) gives the state the rules
@@ -880,6 +983,7 @@ int main(int argc, char **argv)
 	    cmocka_unit_test(cursor_is_stable_under_inserts),
 	    cmocka_unit_test(concurrent_queries_read_the_writes),
 	    cmocka_unit_test(ticket_written_elsewhere_is_found),
+	    cmocka_unit_test(search_index_kept_at_the_store_position),
 	};
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);

@@ -1159,8 +1159,8 @@ static void stamp_tells_own_commits_from_others(void **state)
 	if (csa_ws_open(f->dir, &other, &err))
 		fail_msg("%s", err.msg);
 	int own = 0;
-	csa_store_mark(f->ws->store);
-	uint64_t s0 = csa_store_stamp(f->ws->store, &own);
+	csa_store_mark(f->ws->store, CSA_MARK_SEARCH);
+	uint64_t s0 = csa_store_stamp(f->ws->store, CSA_MARK_SEARCH, &own);
 	assert_true(own);
 	struct csa_ticket tk;
 	for (int round = 1; round <= 2; round++) {
@@ -1169,7 +1169,7 @@ static void stamp_tells_own_commits_from_others(void **state)
 		tm_set(&tk, round);
 		assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
 		csa_ticket_release(&tk);
-		uint64_t s1 = csa_store_stamp(f->ws->store, &own);
+		uint64_t s1 = csa_store_stamp(f->ws->store, CSA_MARK_SEARCH, &own);
 		assert_true(s1 != s0);
 		assert_true(own);
 		/* another handle's */
@@ -1177,11 +1177,11 @@ static void stamp_tells_own_commits_from_others(void **state)
 		tm_set(&tk, round);
 		assert_int_equal(csa_store_commit(other->store, &tk, CSA_DOC_ALL, &err), 0);
 		csa_ticket_release(&tk);
-		s0 = csa_store_stamp(f->ws->store, &own);
+		s0 = csa_store_stamp(f->ws->store, CSA_MARK_SEARCH, &own);
 		assert_true(s0 != s1);
 		assert_false(own);
-		csa_store_mark(f->ws->store);
-		s0 = csa_store_stamp(f->ws->store, &own);
+		csa_store_mark(f->ws->store, CSA_MARK_SEARCH);
+		s0 = csa_store_stamp(f->ws->store, CSA_MARK_SEARCH, &own);
 		assert_true(own);
 	}
 	csa_ws_close(other);

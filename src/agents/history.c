@@ -53,6 +53,7 @@ struct rec {
 	double resolution_hours, csat;
 	int64_t created_ms;
 	uint64_t sig; /* of the files it was read from (csa_mesh_files_sig), 0: unknown */
+	uint64_t gen; /* the put that wrote it (csa_history_put_if) */
 };
 
 struct csa_history {
@@ -66,6 +67,9 @@ struct csa_history {
 	struct kmap by_company, by_client, resolved_by_category;
 	struct kmap resolved_by_category_priority; /* key: category US priority */
 	struct ivec resolved;                      /* every resolved entry */
+	uint64_t puts;                             /* puts so far: the next entry's gen */
+	struct csa_store *tracked;                 /* csa_history_track */
+	int lost;                                  /* a tracked commit found no memory */
 };
 
 static uint64_t hash(const char *s)
@@ -175,10 +179,14 @@ int csa_history_new(struct csa_history **out)
 	return CSA_OK;
 }
 
+static void on_commit(void *ctx, struct csa_ticket *const *tks, size_t n);
+
 void csa_history_free(struct csa_history *h)
 {
 	if (!h)
 		return;
+	if (h->tracked)
+		csa_store_unobserve(h->tracked, on_commit, h);
 	pthread_mutex_destroy(&h->mu);
 	kmap_free(&h->by_company);
 	kmap_free(&h->by_client);
@@ -351,11 +359,50 @@ int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e)
 	return csa_history_put_sig(h, e, 0);
 }
 
-int csa_history_put_sig(struct csa_history *h, const struct csa_hist_entry *e, uint64_t sig)
+static int same_str(const char *pooled, const char *s)
+{
+	return strcmp(pooled ? pooled : "", s) == 0;
+}
+
+/* The entry as kept holds what e says. */
+static int same(const struct rec *r, const struct csa_hist_entry *e)
+{
+	return same_str(r->company, e->company) && same_str(r->client, e->client) &&
+	       same_str(r->category, e->category) && same_str(r->assigned, e->assigned) &&
+	       strncmp(r->priority, e->priority, sizeof(r->priority)) == 0 &&
+	       strncmp(r->escalation, e->escalation, sizeof(r->escalation)) == 0 &&
+	       r->resolved == e->resolved && r->created_ms == e->created_ms &&
+	       memcmp(&r->resolution_hours, &e->resolution_hours, sizeof(double)) == 0 &&
+	       memcmp(&r->csat, &e->csat, sizeof(double)) == 0;
+}
+
+/* Insert or replace; with 'check', only while the entry's gen is
+ * 'expect_gen' (0: only while there is no entry), else *skipped is 1. */
+static int put(struct csa_history *h, const struct csa_hist_entry *e, uint64_t sig, int check,
+               uint64_t expect_gen, int *skipped)
 {
 	pthread_mutex_lock(&h->mu);
 	int rc = CSA_OK;
+	if (check) {
+		size_t at = find(h, e->id);
+		*skipped = at == SIZE_MAX ? expect_gen != 0 : h->v[at].gen != expect_gen;
+		if (*skipped) {
+			pthread_mutex_unlock(&h->mu);
+			return CSA_OK;
+		}
+		/* the same entry read again (a signature learnt): only the
+		 * signature changes, so the order of the customer's and the
+		 * category's lists, which a re-put would change, stays as it
+		 * was and a checker never changes what the agents are shown */
+		if (at != SIZE_MAX && same(&h->v[at], e)) {
+			h->v[at].sig = sig;
+			h->v[at].gen = ++h->puts;
+			pthread_mutex_unlock(&h->mu);
+			return CSA_OK;
+		}
+	}
 	struct rec r = {.sig = sig,
+	                .gen = ++h->puts,
 	                .resolved = e->resolved,
 	                .resolution_hours = e->resolution_hours,
 	                .csat = e->csat,
@@ -447,6 +494,80 @@ void csa_history_entry_from(const struct csa_ticket *tk, struct csa_hist_entry *
 			copy(e->escalation, sizeof(e->escalation),
 			     csa_json_str(dec, "escalation_path"));
 	}
+}
+
+int csa_history_put_sig(struct csa_history *h, const struct csa_hist_entry *e, uint64_t sig)
+{
+	return put(h, e, sig, 0, 0, NULL);
+}
+
+int csa_history_put_if(struct csa_history *h, const struct csa_hist_entry *e, uint64_t sig,
+                       uint64_t gen, int *skipped)
+{
+	return put(h, e, sig, 1, gen, skipped);
+}
+
+int csa_history_get_sig(struct csa_history *h, const char *id, uint64_t *sig, uint64_t *gen)
+{
+	pthread_mutex_lock(&h->mu);
+	size_t at = find(h, id);
+	*sig = at == SIZE_MAX ? 0 : h->v[at].sig;
+	*gen = at == SIZE_MAX ? 0 : h->v[at].gen;
+	pthread_mutex_unlock(&h->mu);
+	return at == SIZE_MAX ? CSA_ENOENT : CSA_OK;
+}
+
+uint64_t csa_history_puts(struct csa_history *h)
+{
+	pthread_mutex_lock(&h->mu);
+	uint64_t n = h->puts;
+	pthread_mutex_unlock(&h->mu);
+	return n;
+}
+
+/* The store's observer: the committed T (and E, for the customer's name)
+ * are at hand, so the entry costs no read. */
+static void on_commit(void *ctx, struct csa_ticket *const *tks, size_t n)
+{
+	struct csa_history *h = ctx;
+	for (size_t i = 0; i < n; i++) {
+		struct csa_hist_entry e;
+		csa_history_entry_from(tks[i], &e);
+		/* out of memory: the entry keeps its signature from before the
+		 * commit, which no longer matches the files, so the next load
+		 * reads the ticket again; and the index's position is not
+		 * saved (csa_history_tracked_all) */
+		if (csa_history_put(h, &e)) {
+			pthread_mutex_lock(&h->mu);
+			h->lost = 1;
+			pthread_mutex_unlock(&h->mu);
+		}
+	}
+}
+
+int csa_history_track(struct csa_history *h, struct csa_store *st)
+{
+	if (h->tracked)
+		return CSA_OK;
+	int rc = csa_store_observe(st, on_commit, h);
+	if (rc == CSA_OK)
+		h->tracked = st;
+	return rc;
+}
+
+int csa_history_tracking(struct csa_history *h)
+{
+	pthread_mutex_lock(&h->mu);
+	int yes = h->tracked && !h->lost;
+	pthread_mutex_unlock(&h->mu);
+	return yes;
+}
+
+void csa_history_untrack(struct csa_history *h)
+{
+	if (h->tracked)
+		csa_store_unobserve(h->tracked, on_commit, h);
+	h->tracked = NULL;
 }
 
 int csa_history_each(struct csa_history *h, csa_hist_fn fn, void *ctx)

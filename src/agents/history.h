@@ -47,6 +47,28 @@ int csa_history_each(struct csa_history *h, csa_hist_fn fn, void *ctx);
 /* Insert or replace by id. */
 int csa_history_put(struct csa_history *h, const struct csa_hist_entry *e);
 
+/* For a reader that checks entries against the files while others put
+ * (agents/histfile.h's csa_history_verify): the signature and the
+ * generation of id's entry (CSA_ENOENT, both 0, when there is none), and a
+ * put that happens only while the entry still has that generation (0:
+ * while there is still none); *skipped is 1 when another put came first,
+ * whose entry is then newer than what the reader read. */
+int csa_history_get_sig(struct csa_history *h, const char *id, uint64_t *sig, uint64_t *gen);
+int csa_history_put_if(struct csa_history *h, const struct csa_hist_entry *e, uint64_t sig,
+                       uint64_t gen, int *skipped);
+
+/* How many puts the index has had: a value that moves with every change. */
+uint64_t csa_history_puts(struct csa_history *h);
+
+/* Keep the index current with every commit through 'st' (a store
+ * observer: the entry comes from the committed documents), until
+ * csa_history_untrack() or csa_history_free(). Add it before commits
+ * start (csa_store_observe). csa_history_tracking() is 1 while every
+ * commit since was put (0 also after a put that found no memory). */
+int csa_history_track(struct csa_history *h, struct csa_store *st);
+int csa_history_tracking(struct csa_history *h);
+void csa_history_untrack(struct csa_history *h);
+
 size_t csa_history_count(const struct csa_history *h);
 
 /* {"tickets", "open", "escalated", "avg_csat", "recent": [ids]} of the

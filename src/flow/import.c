@@ -144,15 +144,33 @@ int csa_import_ticket(const struct csa_config *cfg, const json_t *h, size_t line
 	return CSA_OK;
 }
 
-static int refresh_history_index(struct csa_ws *ws, struct csa_err *err)
+/*
+ * The history index an import leaves behind: loaded before its first
+ * commit, so that it tracks every ticket the import writes (the store's
+ * observer puts each from the documents committed, no read), then checked
+ * (csa_history_verify: the signatures of the new files, while they are in
+ * the page cache) and saved with the store's position, so that the first
+ * server start after a bulk import reads one file and looks at no ticket.
+ */
+static int history_begin(struct csa_ws *ws, struct csa_history **h, struct csa_err *err)
 {
-	struct csa_history *h;
-	if (csa_history_new(&h))
+	if (*h)
+		return CSA_OK;
+	if (csa_history_new(h))
 		return csa_error(err, CSA_ENOMEM, "out of memory indexing ticket history");
-	int rc = csa_history_load(h, ws, NULL, err);
+	int rc = csa_history_load(*h, ws, NULL, NULL, err);
+	if (rc) {
+		csa_history_free(*h);
+		*h = NULL;
+	}
+	return rc;
+}
+
+static int history_end(struct csa_ws *ws, struct csa_history *h, struct csa_err *err)
+{
+	int rc = csa_history_verify(h, ws, 0, NULL, NULL, err);
 	if (rc == CSA_OK)
 		rc = csa_history_save(h, ws, err);
-	csa_history_free(h);
 	return rc;
 }
 
@@ -167,6 +185,7 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 	size_t cap = 0;
 	ssize_t len;
 	int rc = CSA_OK;
+	struct csa_history *hist = NULL;
 	const struct csa_config *cfg = csa_ws_config(ws);
 	while (rc == CSA_OK && (len = getline(&buf, &cap, in)) >= 0) {
 		line++;
@@ -202,7 +221,9 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 		}
 		ptrs[nb] = &batch[nb];
 		if (++nb == GROUP) {
-			rc = csa_store_commit_many(ws->store, ptrs, nb, CSA_DOC_ALL, err);
+			rc = history_begin(ws, &hist, err);
+			if (rc == CSA_OK)
+				rc = csa_store_commit_many(ws->store, ptrs, nb, CSA_DOC_ALL, err);
 			for (size_t i = 0; i < nb; i++)
 				csa_ticket_release(&batch[i]);
 			imported += rc ? 0 : nb;
@@ -211,18 +232,19 @@ int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, j
 	}
 	free(buf);
 	csa_config_unref(cfg);
-	if (rc == CSA_OK && nb) {
+	if (rc == CSA_OK && nb && (rc = history_begin(ws, &hist, err)) == CSA_OK) {
 		rc = csa_store_commit_many(ws->store, ptrs, nb, CSA_DOC_ALL, err);
 		imported += rc ? 0 : nb;
 	}
 	for (size_t i = 0; i < nb; i++)
 		csa_ticket_release(&batch[i]);
+	/* the history index is saved now, while the files are in the page
+	 * cache (a failed import saves none: the next load finds what it
+	 * committed by the store's position and signatures) */
+	if (rc == CSA_OK && imported)
+		rc = history_end(ws, hist, err);
+	csa_history_free(hist);
 	if (rc)
-		return rc;
-	/* the history index is built now, while the files are in the page
-	 * cache, so that the first server start after a bulk import reads
-	 * one file instead of every ticket's workflow */
-	if (imported && (rc = refresh_history_index(ws, err)))
 		return rc;
 	/* and so is the search index, for the same reason: a server would
 	 * otherwise read every ticket before its inbox answers */
@@ -586,10 +608,11 @@ int csa_train_cache_new(struct csa_ws *ws, struct csa_train_cache **out, struct 
 	tc->ws = ws;
 	tc->rows.ws = ws;
 	pthread_mutex_init(&tc->mu, NULL);
-	if (csa_store_observe(ws->store, cache_on_commit, tc, 0)) {
+	if (csa_store_observe(ws->store, cache_on_commit, tc)) {
 		pthread_mutex_destroy(&tc->mu);
 		free(tc);
-		return csa_error(err, CSA_ELIMIT, "the store has no room for another commit observer");
+		return csa_error(err, CSA_ELIMIT, "too many observers of the store for the "
+		                                  "training cache");
 	}
 	*out = tc;
 	return CSA_OK;
@@ -599,7 +622,7 @@ void csa_train_cache_free(struct csa_train_cache *tc)
 {
 	if (!tc)
 		return;
-	csa_store_observe(tc->ws->store, cache_on_commit, tc, 1);
+	csa_store_unobserve(tc->ws->store, cache_on_commit, tc);
 	rows_free(&tc->rows);
 	for (size_t i = 0; i < tc->nnoted; i++)
 		free(tc->noted[i]);

@@ -26,7 +26,9 @@ int csa_import_ticket(const struct csa_config *cfg, const json_t *h, size_t line
 
 /* Import a JSONL stream and train; *report receives {"tickets", "skipped_existing",
  * "models": {type: {"heldout_accuracy", "n", "labels"}}, "seconds"}. With
- * train == 0 only the tickets are stored. */
+ * train == 0 only the tickets are stored. The history index (saved with
+ * the store's position: agents/histfile.h) and the search index are left
+ * current, so a server's first start reads no ticket for them. */
 int csa_import_jsonl(struct csa_ws *ws, FILE *in, const char *name, int train, json_t **report,
                      struct csa_err *err);
 

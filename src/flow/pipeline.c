@@ -34,7 +34,17 @@ struct csa_pipeline {
 	struct csa_agent_env env;
 	struct csa_history *history;
 	struct csa_capacity *capacity; /* the team's load, workspace-wide */
-	int history_stale;             /* some entries were read from files: save the index file */
+	/* the index was loaded ticket by ticket (not by the file's position):
+	 * save it, with the position that lets the next start skip that */
+	int history_stale;
+	uint64_t history_puts; /* csa_history_puts after the load: save when moved */
+	int history_loaded;    /* a failed open saves no part of an index */
+	/* after a load by position, the entries are checked against the files
+	 * on a thread of their own (csa_history_verify), which stops with the
+	 * pipeline */
+	pthread_t verify_th;
+	int verify_running;
+	atomic_int verify_stop;
 	struct csa_flow_hooks hooks;
 	csa_run_observer observer;
 	void *observer_ctx;
@@ -124,6 +134,16 @@ void csa_pipeline_set_hooks(struct csa_pipeline *p, const struct csa_flow_hooks 
 	p->hooks = h ? *h : (struct csa_flow_hooks){0};
 }
 
+static void *verify_main(void *arg)
+{
+	struct csa_pipeline *p = arg;
+	struct csa_err err = {0};
+	size_t reread = 0;
+	if (csa_history_verify(p->history, p->ws, 1, &p->verify_stop, &reread, &err))
+		fprintf(stderr, "csa: checking the history index: %s\n", err.msg);
+	return NULL;
+}
+
 int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_err *err)
 {
 	struct csa_pipeline *p = calloc(1, sizeof(*p));
@@ -154,9 +174,17 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	if ((rc = csa_capacity_open(ws, p->history, &p->capacity, err)))
 		goto fail;
 	size_t reused = 0;
-	if ((rc = csa_history_load(p->history, ws, &reused, err)))
+	int by_position = 0;
+	if ((rc = csa_history_load(p->history, ws, &reused, &by_position, err)))
 		goto fail;
-	p->history_stale = reused < csa_history_count(p->history);
+	p->history_loaded = 1;
+	p->history_stale = !by_position;
+	p->history_puts = csa_history_puts(p->history);
+	atomic_init(&p->verify_stop, 0);
+	/* one thread: it finds what no commit reports (a file edited in place
+	 * by hand) and must not slow the requests that start meanwhile */
+	if (by_position && pthread_create(&p->verify_th, NULL, verify_main, p) == 0)
+		p->verify_running = 1;
 	const struct csa_config *cfg = csa_ws_config(ws);
 	rc = csa_cascade_open(cfg, ws->blobs, ws->root, &p->env.cascade, err);
 	csa_config_unref(cfg);
@@ -195,10 +223,15 @@ void csa_pipeline_free(struct csa_pipeline *p)
 		return;
 	for (int t = 0; t < CSA_DT_COUNT; t++)
 		csa_dmodel_free(p->env.models[t]);
+	if (p->verify_running) {
+		atomic_store(&p->verify_stop, 1);
+		pthread_join(p->verify_th, NULL);
+	}
 	/* best effort: without the file the next start reads every ticket;
-	 * when it served every entry it is left as it is (entries changed in
-	 * this run are read from their files next time either way) */
-	if (p->history && p->history_stale)
+	 * when it was loaded by its position and nothing changed since, it is
+	 * still right as it is */
+	if (p->history && p->history_loaded &&
+	    (p->history_stale || csa_history_puts(p->history) != p->history_puts))
 		(void)csa_history_save(p->history, p->ws, NULL);
 	csa_capacity_free(p->capacity);
 	csa_history_free(p->history);

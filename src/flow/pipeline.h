@@ -89,7 +89,9 @@ int csa_pipeline_possibly_critical(const struct csa_config *cfg, const json_t *t
                                    const json_t *classification);
 
 /* Open over a workspace: loads models/ (missing models leave their agents
- * failing to a human), the knowledge base, and indexes the history. */
+ * failing to a human), the knowledge base, and indexes the history
+ * (agents/histfile.h: after a load by the file's position, a thread checks
+ * the entries against the files until it is done or the pipeline freed). */
 int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_err *err);
 void csa_pipeline_free(struct csa_pipeline *p);
 

@@ -22,6 +22,9 @@
  *     and a server alone with its workspace never pays for it.
  *   - Once every five minutes the comparison runs anyway: a file edited in
  *     place by hand is no commit.
+ *   - Between runs, the index keeps the store's position (csa_store_position)
+ *     when it provably holds the store as of it; the first catch-up of the
+ *     next run compares no ticket while the position is unchanged.
  * A ticket changed within the file system's timestamp granularity is
  * indexed under version 0 (unsettled) and read again at the next
  * comparison, so no change is missed because two commits shared a
@@ -421,6 +424,56 @@ int csa_search_sync(struct csa_search *s, size_t *changed, struct csa_err *err)
 	return rc;
 }
 
+/* ---- the position kept between runs ------------------------------------------ */
+
+/* The index is the store as of the store's position saved in its meta
+ * "position" (csa_store_position: no commit by anyone since, no ticket
+ * file added, renamed or removed), under the same SLA rules: the first
+ * catch-up of a run may then skip comparing 100,000 tickets' versions. A
+ * file edited in place by hand, which no position shows, is found by the
+ * full comparison every FULL_EVERY_MS, as within a run. */
+static int position_current(struct csa_search *s)
+{
+	uint64_t pos = csa_store_position(s->ws->store);
+	char *had = s->ops->meta_get(s, "position"), *rules = sla_rules(s),
+	     *had_rules = s->ops->meta_get(s, "sla_rules");
+	int yes = pos && had && strtoull(had, NULL, 16) == pos && rules && had_rules &&
+	          strcmp(rules, had_rules) == 0;
+	free(had);
+	free(rules);
+	free(had_rules);
+	return yes;
+}
+
+/* Save the store's position when the index provably holds it: every
+ * commit since the mark (taken before the last full comparison, or before
+ * a match of the position) was this handle's, and this handle's are
+ * indexed (the caller drained them). The journal is checkpointed first, as
+ * the store's close would do next, moving the position. Best effort:
+ * without it the next start compares every ticket. */
+static void keep_position(struct csa_search *s)
+{
+	struct csa_err ignored;
+	char hex[32] = "0";
+	if (s->ws->store->ops->checkpoint(s->ws->store, &ignored) == CSA_OK) {
+		int only_own = 0;
+		uint64_t pos = csa_store_position(s->ws->store);
+		(void)csa_store_stamp(s->ws->store, CSA_MARK_SEARCH, &only_own);
+		if (only_own && pos)
+			snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)pos);
+	}
+	(void)s->ops->meta_set(s, "position", hex, &ignored);
+}
+
+int csa_search_first_sync(struct csa_search *s, struct csa_err *err)
+{
+	csa_store_mark(s->ws->store, CSA_MARK_SEARCH);
+	int rc = position_current(s) ? CSA_OK : csa_search_sync(s, NULL, err);
+	if (rc == CSA_OK)
+		keep_position(s);
+	return rc;
+}
+
 /* ---- the refresh thread ----------------------------------------------------- */
 
 struct csa_search_refresh {
@@ -435,6 +488,10 @@ struct csa_search_refresh {
 	/* tickets this process committed since the last query (malloc'd
 	 * ids), indexed before the next query answers */
 	pthread_mutex_t dmu;
+	/* a write this process made may be missing from the index (a note
+	 * or a catch-up that failed): the index then vouches for no position
+	 * at close, for the rest of the run */
+	int lost;
 	char **dirty;
 	size_t ndirty, cap;
 	/* held from taking the ids to having indexed them: a query that
@@ -451,13 +508,24 @@ static void note_locked(struct csa_search_refresh *r, const char *id)
 	if (r->ndirty == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 64;
 		char **nd = realloc(r->dirty, cap * sizeof(*nd));
-		if (!nd)
+		if (!nd) {
+			r->lost = 1;
 			return;
+		}
 		r->dirty = nd;
 		r->cap = cap;
 	}
 	if ((r->dirty[r->ndirty] = strdup(id)))
 		r->ndirty++;
+	else
+		r->lost = 1;
+}
+
+static void lose(struct csa_search_refresh *r)
+{
+	pthread_mutex_lock(&r->dmu);
+	r->lost = 1;
+	pthread_mutex_unlock(&r->dmu);
 }
 
 static void note(struct csa_search_refresh *r, const char *id)
@@ -509,6 +577,8 @@ static int drain(struct csa_search *s, struct csa_err *err)
 			ids[u++] = ids[i];
 	}
 	int rc = reindex(s, ids, u, err);
+	if (rc)
+		lose(r);
 	pthread_mutex_unlock(&r->drain_mu);
 	csa_store_ids_free(ids, u);
 	return rc;
@@ -527,14 +597,19 @@ static void *refresh_main(void *arg)
 	for (int first = 1;; first = 0) {
 		struct csa_err err = {0};
 		int only_own = 0;
-		(void)csa_store_stamp(s->ws->store, &only_own);
+		(void)csa_store_stamp(s->ws->store, CSA_MARK_SEARCH, &only_own);
 		int64_t now = csa_now_ms();
 		int rc;
 		if (first || !only_own || now - last_full >= FULL_EVERY_MS) {
 			/* the mark before the comparison: a commit by anyone
 			 * else after it is seen next round */
-			csa_store_mark(s->ws->store);
-			rc = csa_search_sync(s, NULL, &err);
+			csa_store_mark(s->ws->store, CSA_MARK_SEARCH);
+			/* the first may find the index saved at the store's
+			 * position: then only this process's commits are new */
+			rc = first && position_current(s) ? drain(s, &err)
+			                                   : csa_search_sync(s, NULL, &err);
+			if (rc)
+				lose(r);
 			last_full = now;
 		} else {
 			rc = drain(s, &err); /* this process's own commits */
@@ -573,21 +648,26 @@ int csa_search_start_refresh(struct csa_search *s, int interval_ms, struct csa_e
 	pthread_mutex_init(&r->drain_mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	r->interval_ms = interval_ms;
+	/* observing first: a commit between the thread's first catch-up and
+	 * the observer would otherwise wait for the next full comparison */
+	int rc = csa_store_observe(s->ws->store, on_commit, r);
+	if (rc)
+		rc = csa_error(err, rc, "too many observers of the store for the search index");
 	s->refresh = r;
-	int full = csa_store_observe(s->ws->store, on_commit, r, 0);
-	if (full || pthread_create(&r->th, NULL, refresh_main, s) != 0) {
-		csa_store_observe(s->ws->store, on_commit, r, 1);
+	if (rc == CSA_OK && pthread_create(&r->th, NULL, refresh_main, s) != 0) {
+		csa_store_unobserve(s->ws->store, on_commit, r);
+		rc = csa_error(err, CSA_EIO, "cannot start the search refresh thread");
+	}
+	if (rc) {
 		s->refresh = NULL;
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->dmu);
 		pthread_mutex_destroy(&r->drain_mu);
 		pthread_cond_destroy(&r->cv);
+		csa_store_ids_free(r->dirty, r->ndirty);
 		free(r);
-		return full ? csa_error(err, CSA_ELIMIT,
-		                        "the store has no room for another commit observer")
-		            : csa_error(err, CSA_EIO, "cannot start the search refresh thread");
 	}
-	return CSA_OK;
+	return rc;
 }
 
 /* Wait for the first catch-up: until it is done the index may lack
@@ -631,12 +711,18 @@ void csa_search_close(struct csa_search *s)
 		return;
 	struct csa_search_refresh *r = s->refresh;
 	if (r) {
-		csa_store_observe(s->ws->store, on_commit, r, 1);
+		csa_store_unobserve(s->ws->store, on_commit, r);
 		pthread_mutex_lock(&r->mu);
 		r->stopping = 1;
 		pthread_cond_broadcast(&r->cv);
 		pthread_mutex_unlock(&r->mu);
 		pthread_join(r->th, NULL);
+		/* this process's last commits, then the position: the next
+		 * start need not compare every ticket (a failed first
+		 * catch-up vouches for nothing) */
+		struct csa_err ignored;
+		if (r->ready && r->first_rc == CSA_OK && drain(s, &ignored) == CSA_OK && !r->lost)
+			keep_position(s);
 		pthread_mutex_destroy(&r->mu);
 		pthread_mutex_destroy(&r->dmu);
 		pthread_mutex_destroy(&r->drain_mu);

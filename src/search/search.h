@@ -153,6 +153,13 @@ int csa_search_open_sqlite(struct csa_ws *ws, int refresh_ms, struct csa_search 
  * every interval_ms (the first time at once; queries wait for that one). */
 int csa_search_start_refresh(struct csa_search *s, int interval_ms, struct csa_err *err);
 
+/* The catch-up of an open without a refresh thread: none when the index
+ * was saved at the store's position (no commit since), else
+ * csa_search_sync(); then the position is saved when the index provably
+ * holds it (a commit by another handle meanwhile: not). A handle with a
+ * refresh thread does the same at its first catch-up and at its close. */
+int csa_search_first_sync(struct csa_search *s, struct csa_err *err);
+
 /* Catch up with the store: index the tickets whose version differs from
  * the indexed one, drop those that are gone. *changed (may be NULL)
  * counts the tickets read. */

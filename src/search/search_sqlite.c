@@ -739,7 +739,7 @@ int csa_search_open_sqlite(struct csa_ws *ws, int refresh_ms, struct csa_search 
 		rc = open_conn(s, &s->r[k].db, err);
 	if (rc == CSA_OK)
 		rc = refresh_ms > 0 ? csa_search_start_refresh(&s->base, refresh_ms, err)
-		                    : csa_search_sync(&s->base, NULL, err);
+		                    : csa_search_first_sync(&s->base, err);
 	if (rc) {
 		s_close(&s->base);
 		return rc;

@@ -239,7 +239,7 @@ int csa_board_start(struct csa_server *s, struct csa_err *err)
 	b->s = s;
 	b->started_ms = csa_now_ms();
 	pthread_mutex_init(&b->mu, NULL);
-	if (csa_store_observe(s->ws->store, on_commit, b, 0)) {
+	if (csa_store_observe(s->ws->store, on_commit, b)) {
 		json_decref(b->queued);
 		pthread_mutex_destroy(&b->mu);
 		free(b);
@@ -259,7 +259,7 @@ void csa_board_stop(struct csa_server *s)
 	struct csa_board *b = s->board;
 	if (!b)
 		return;
-	csa_store_observe(s->ws->store, on_commit, b, 1);
+	csa_store_unobserve(s->ws->store, on_commit, b);
 	csa_outbox_set_hook(s->outbox, NULL);
 	json_decref(b->queued);
 	pthread_mutex_destroy(&b->mu);

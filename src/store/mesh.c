@@ -25,11 +25,14 @@
 static const char *const kind_dir[3] = {"Tickets/T_ext", "Tickets/T_int", "Tickets/tickets"};
 static const char kind_letter[3] = {'E', 'I', 'T'};
 
-/* A position in the journal (mesh_mark). */
+/* A position in the journal (mesh_mark). The trim counter is part of it:
+ * a trim to nothing by another handle leaves the same file at length 0,
+ * as it was before that handle's commits. */
 struct jpos {
 	dev_t dev;
 	ino_t ino;
 	off_t size;
+	uint64_t trims;
 };
 
 struct mesh {
@@ -66,8 +69,8 @@ struct mesh {
 	/* the journal position as of the last mark, moved along by this
 	 * handle's own commits and trims (mesh_mark, mesh_stamp) */
 	pthread_mutex_t mark_mu;
-	struct jpos mark;
-	int marked;
+	struct jpos mark[CSA_MARK_SLOTS];
+	int marked[CSA_MARK_SLOTS];
 };
 
 struct csa_lock {
@@ -75,6 +78,9 @@ struct csa_lock {
 };
 
 static int jpos_now(struct mesh *m, struct jpos *out);
+/* A jpos whose trim counter is still to be read (under the journal lock,
+ * where it cannot change). */
+#define TRIMS_UNREAD UINT64_MAX
 static void mark_follow(struct mesh *m, const struct jpos *before);
 
 const char *csa_mesh_dir(int kind)
@@ -333,12 +339,12 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 	struct stat st;
 	if (fstat(m->journal_fd, &st) < 0)
 		return csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
-	struct jpos before = {st.st_dev, st.st_ino, st.st_size};
+	struct jpos before = {st.st_dev, st.st_ino, st.st_size, trims_read(m)};
 	if (st.st_size <= upto) {
 		if (ftruncate(m->journal_fd, 0) < 0)
 			return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
-		mark_follow(m, &before);
 		trims_bump(m);
+		mark_follow(m, &before);
 		if (m->sync && csa_fs_fsync(m->journal_fd, 1) < 0)
 			return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
 		return CSA_OK;
@@ -370,8 +376,8 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 	}
 	close(fd);
 	fd = -1;
-	mark_follow(m, &before);
 	trims_bump(m);
+	mark_follow(m, &before);
 	/* the records of the tail are only in the new file: it must be the
 	 * journal on disk before another commit counts on it */
 	char dir[PATH_SZ];
@@ -864,7 +870,7 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	if (rc == CSA_OK)
 		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, m->sync, &err);
 	if (rc == CSA_OK)
-		mark_follow(m, &(struct jpos){sb.st_dev, sb.st_ino, end});
+		mark_follow(m, &(struct jpos){sb.st_dev, sb.st_ino, end, TRIMS_UNREAD});
 	if (rc) {
 		for (struct creq *r = batch; r; r = r->next)
 			if (r->rc == CSA_OK) {
@@ -1068,13 +1074,13 @@ static int jpos_now(struct mesh *m, struct jpos *out)
 	struct stat sb;
 	if (stat(m->journal_path, &sb))
 		return -1;
-	*out = (struct jpos){sb.st_dev, sb.st_ino, sb.st_size};
+	*out = (struct jpos){sb.st_dev, sb.st_ino, sb.st_size, trims_read(m)};
 	return 0;
 }
 
 static int jpos_eq(const struct jpos *a, const struct jpos *b)
 {
-	return a->dev == b->dev && a->ino == b->ino && a->size == b->size;
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->trims == b->trims;
 }
 
 /* Under the journal lock: a commit of this handle that starts where the
@@ -1083,40 +1089,105 @@ static int jpos_eq(const struct jpos *a, const struct jpos *b)
 static void mark_follow(struct mesh *m, const struct jpos *before)
 {
 	struct jpos after;
+	int have_after = -1;
+	struct jpos b = *before;
 	pthread_mutex_lock(&m->mark_mu);
-	if (m->marked && jpos_eq(&m->mark, before) && jpos_now(m, &after) == 0)
-		m->mark = after;
+	for (int k = 0; k < CSA_MARK_SLOTS; k++) {
+		if (!m->marked[k])
+			continue;
+		/* read only when some index marked: a commit nobody follows
+		 * pays no extra system call */
+		if (b.trims == TRIMS_UNREAD)
+			b.trims = trims_read(m);
+		if (!jpos_eq(&m->mark[k], &b))
+			continue;
+		if (have_after < 0)
+			have_after = jpos_now(m, &after) == 0;
+		if (have_after)
+			m->mark[k] = after;
+	}
 	pthread_mutex_unlock(&m->mark_mu);
 }
 
 /* Taken under the journal lock, so no commit is between its append and
  * its renames: whatever the position covers is in Tickets/. */
-static void mesh_mark(struct csa_store *st)
+static void mesh_mark(struct csa_store *st, unsigned slot)
 {
 	struct mesh *m = (struct mesh *)st;
 	struct csa_err ignored;
-	if (journal_lock(m, &ignored))
+	if (slot >= CSA_MARK_SLOTS || journal_lock(m, &ignored))
 		return;
 	struct jpos now;
 	pthread_mutex_lock(&m->mark_mu);
-	m->marked = jpos_now(m, &now) == 0;
-	m->mark = now;
+	m->marked[slot] = jpos_now(m, &now) == 0;
+	m->mark[slot] = now;
 	pthread_mutex_unlock(&m->mark_mu);
 	journal_unlock(m);
 }
 
-static uint64_t mesh_stamp(struct csa_store *st, int *only_own)
+static uint64_t mesh_stamp(struct csa_store *st, unsigned slot, int *only_own)
 {
 	struct mesh *m = (struct mesh *)st;
 	struct jpos now;
 	*only_own = 0;
-	if (jpos_now(m, &now))
+	if (slot >= CSA_MARK_SLOTS || jpos_now(m, &now))
 		return 0;
 	pthread_mutex_lock(&m->mark_mu);
-	*only_own = m->marked && jpos_eq(&m->mark, &now);
+	*only_own = m->marked[slot] && jpos_eq(&m->mark[slot], &now);
 	pthread_mutex_unlock(&m->mark_mu);
-	int64_t f[3] = {(int64_t)now.dev, (int64_t)now.ino, (int64_t)now.size};
+	int64_t f[4] = {(int64_t)now.dev, (int64_t)now.ino, (int64_t)now.size, (int64_t)now.trims};
 	uint64_t h = csa_fnv1a(CSA_FNV_SEED, f, sizeof(f));
+	return h ? h : 1;
+}
+
+/*
+ * The position kept between runs. Under the journal lock no commit is half
+ * done. Every commit appends to the journal (its length grows) and every
+ * trim bumps the counter in .csa/lock, so within one boot the journal's
+ * identity, length and the counter change with every commit, exactly; the
+ * journal's mtime and the three directories' (each commit renames its
+ * documents into them, and so does anything that adds, renames or removes a
+ * ticket's file by hand) cover a counter lost with the page cache in a
+ * crash, as recovery rewrites the journal and the files at a later time.
+ */
+static uint64_t mesh_position(struct csa_store *st)
+{
+	struct mesh *m = (struct mesh *)st;
+	struct csa_err ignored;
+	if (journal_lock(m, &ignored))
+		return 0;
+	int64_t f[4 * 4 + 1];
+	size_t nf = 0;
+	int ok = 1;
+	struct stat sb;
+	if (fstat(m->journal_fd, &sb) == 0) {
+		int64_t j[4] = {(int64_t)sb.st_ino, (int64_t)sb.st_size,
+		                (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
+		                (int64_t)sb.st_dev};
+		memcpy(f + nf, j, sizeof(j));
+		nf += 4;
+	} else {
+		ok = 0;
+	}
+	for (int k = 0; ok && k < 3; k++) {
+		char dir[PATH_SZ];
+		snprintf(dir, sizeof(dir), "%s/%s", m->ws->root, kind_dir[k]);
+		if (stat(dir, &sb)) {
+			ok = 0;
+			break;
+		}
+		int64_t d[4] = {(int64_t)sb.st_ino,
+		                (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec,
+		                (int64_t)sb.st_ctim.tv_sec * 1000000000LL + sb.st_ctim.tv_nsec,
+		                (int64_t)sb.st_dev};
+		memcpy(f + nf, d, sizeof(d));
+		nf += 4;
+	}
+	f[nf++] = (int64_t)trims_read(m);
+	journal_unlock(m);
+	if (!ok)
+		return 0;
+	uint64_t h = csa_fnv1a(CSA_FNV_SEED, f, nf * sizeof(f[0]));
 	return h ? h : 1;
 }
 
@@ -1237,6 +1308,7 @@ static const struct csa_store_ops mesh_ops = {
     .load_doc = mesh_load_doc,
     .mark = mesh_mark,
     .stamp = mesh_stamp,
+    .position = mesh_position,
     .hold = mesh_hold,
 };
 

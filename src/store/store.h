@@ -119,17 +119,29 @@ struct csa_store_ops {
 	void (*stats)(struct csa_store *st, struct csa_store_stats *out);
 	/* For an index that must notice commits by other handles and
 	 * processes without comparing every ticket's version each time (both
-	 * may be NULL: then it must compare them every time): */
+	 * may be NULL: then it must compare them every time). Each index has
+	 * a slot of its own (enum csa_store_mark_slot), so one index's mark
+	 * never moves another's: */
 
-	/* Note the store's position now, with no commit half done: from here
-	 * on, stamp() says whether every commit since was this handle's. */
-	void (*mark)(struct csa_store *st);
+	/* Note the store's position now in 'slot', with no commit half done:
+	 * from here on, stamp() says whether every commit since was this
+	 * handle's. */
+	void (*mark)(struct csa_store *st, unsigned slot);
 	/* A value that changes with every commit by anyone (the mesh: the
 	 * journal's identity and length, exact, no clock involved), and in
-	 * *only_own 1 when every commit since the last mark() went through
-	 * this handle (whose commits csa_store_observe reports), 0 when
-	 * another handle or process may have committed. */
-	uint64_t (*stamp)(struct csa_store *st, int *only_own);
+	 * *only_own 1 when every commit since the last mark() of 'slot' went
+	 * through this handle (whose commits csa_store_observe reports), 0
+	 * when another handle or process may have committed. */
+	uint64_t (*stamp)(struct csa_store *st, unsigned slot, int *only_own);
+	/* For an index saved between runs (agents/histfile.h): a value of the
+	 * store's position that holds across processes and restarts, taken
+	 * with no commit half done, and different after any commit by anyone
+	 * since (the mesh: the journal's identity, length and time, the trim
+	 * counter, and the identity and time of the three ticket directories,
+	 * so that a file added, renamed or removed by hand changes it too).
+	 * An edit in place that no commit made does not change it. 0 when
+	 * unknown. May be NULL: an index then checks every ticket's version. */
+	uint64_t (*position)(struct csa_store *st);
 	/* For a consistent copy of the whole store (store/backup.h; may be
 	 * NULL: the backend cannot be copied from outside): call fn(ctx) with
 	 * no commit of any handle or process half done and none starting
@@ -145,7 +157,12 @@ struct csa_store_ops {
  * (note the ids, wake a thread). */
 typedef void (*csa_commit_fn)(void *ctx, struct csa_ticket *const *tks, size_t n);
 
-#define CSA_STORE_OBSERVERS 4
+/* The marks of csa_store_mark / csa_store_stamp, one per index. */
+enum csa_store_mark_slot { CSA_MARK_SEARCH, CSA_MARK_HISTORY, CSA_MARK_SLOTS };
+
+/* Observers of one handle's commits at once: the search index, the
+ * history index, a training cache, the Trello board. */
+#define CSA_STORE_OBSERVERS 6
 
 struct csa_store {
 	const struct csa_store_ops *ops;
@@ -157,29 +174,36 @@ struct csa_store {
 	} observers[CSA_STORE_OBSERVERS];
 };
 
-/* Add the observer fn(ctx) of the handle's commits (0), or -1 when
- * CSA_STORE_OBSERVERS are there already; with 'remove' set, take it away
- * again. Not thread-safe: change observers before commits start and after
- * they end. */
-static inline int csa_store_observe(struct csa_store *st, csa_commit_fn fn, void *ctx, int remove)
+/* Add an observer of the handle's commits; CSA_ELIMIT when
+ * CSA_STORE_OBSERVERS are there already. Not thread-safe: add it before
+ * commits start and remove it (csa_store_unobserve) after they end. */
+static inline int csa_store_observe(struct csa_store *st, csa_commit_fn fn, void *ctx)
 {
-	for (int i = 0; i < CSA_STORE_OBSERVERS; i++) {
-		if (remove ? st->observers[i].fn == fn && st->observers[i].ctx == ctx
-		           : !st->observers[i].fn) {
-			st->observers[i].fn = remove ? NULL : fn;
-			st->observers[i].ctx = remove ? NULL : ctx;
-			return 0;
+	for (int k = 0; k < CSA_STORE_OBSERVERS; k++)
+		if (!st->observers[k].fn) {
+			st->observers[k].fn = fn;
+			st->observers[k].ctx = ctx;
+			return CSA_OK;
 		}
-	}
-	return remove ? 0 : -1;
+	return CSA_ELIMIT;
 }
 
-/* Each observer hears of a commit, in the order they were added. */
+/* Remove the observer added with the same fn and ctx (none: a no-op). */
+static inline void csa_store_unobserve(struct csa_store *st, csa_commit_fn fn, void *ctx)
+{
+	for (int k = 0; k < CSA_STORE_OBSERVERS; k++)
+		if (st->observers[k].fn == fn && st->observers[k].ctx == ctx) {
+			st->observers[k].fn = NULL;
+			st->observers[k].ctx = NULL;
+			return;
+		}
+}
+
 static inline void csa_store_notify(struct csa_store *st, struct csa_ticket *const *tks, size_t n)
 {
-	for (int i = 0; i < CSA_STORE_OBSERVERS; i++)
-		if (st->observers[i].fn)
-			st->observers[i].fn(st->observers[i].ctx, tks, n);
+	for (int k = 0; k < CSA_STORE_OBSERVERS; k++)
+		if (st->observers[k].fn)
+			st->observers[k].fn(st->observers[k].ctx, tks, n);
 }
 
 static inline int csa_store_load(struct csa_store *st, const char *id, struct csa_ticket *out,
@@ -263,16 +287,23 @@ static inline uint64_t csa_store_version(struct csa_store *st, const char *id, i
 
 /* See the ops. Without them: a stamp of 0 and *only_own 0 (a caller
  * compares versions every time). */
-static inline void csa_store_mark(struct csa_store *st)
+static inline void csa_store_mark(struct csa_store *st, enum csa_store_mark_slot slot)
 {
 	if (st->ops->mark)
-		st->ops->mark(st);
+		st->ops->mark(st, slot);
 }
 
-static inline uint64_t csa_store_stamp(struct csa_store *st, int *only_own)
+static inline uint64_t csa_store_stamp(struct csa_store *st, enum csa_store_mark_slot slot,
+                                       int *only_own)
 {
 	*only_own = 0;
-	return st->ops->stamp ? st->ops->stamp(st, only_own) : 0;
+	return st->ops->stamp ? st->ops->stamp(st, slot, only_own) : 0;
+}
+
+/* See the op; 0 (unknown) for a backend without it. */
+static inline uint64_t csa_store_position(struct csa_store *st)
+{
+	return st->ops->position ? st->ops->position(st) : 0;
 }
 
 /* See the op; CSA_ESTATE for a backend without it. */

@@ -20,8 +20,8 @@
  * held ticket lock, one per commit or read in flight). */
 #define POOL_IDLE_MAX 8
 /* Marks kept at once (pg_mark): each index beside the store that marks
- * may have one of its own, so one index's mark never moves another's.
- * The store interface names one today (slot 0). */
+ * has one of its own (enum csa_store_mark_slot), so one index's mark never
+ * moves another's. */
 #define MARK_SLOTS 4
 /* Rows a scan fetches at a time. */
 #define SCAN_PAGE 256
@@ -884,14 +884,18 @@ static uint64_t stamp_slot(struct pgs *s, unsigned slot, int *only_own)
 	return h ? h : 1;
 }
 
-static void pg_mark(struct csa_store *st)
+static void pg_mark(struct csa_store *st, unsigned slot)
 {
-	mark_slot((struct pgs *)st, 0);
+	if (slot < MARK_SLOTS)
+		mark_slot((struct pgs *)st, slot);
 }
 
-static uint64_t pg_stamp(struct csa_store *st, int *only_own)
+static uint64_t pg_stamp(struct csa_store *st, unsigned slot, int *only_own)
 {
-	return stamp_slot((struct pgs *)st, 0, only_own);
+	int own = 0; /* a slot with no mark knows of no commit as its own */
+	uint64_t h = stamp_slot((struct pgs *)st, slot < MARK_SLOTS ? slot : 0, &own);
+	*only_own = slot < MARK_SLOTS && own;
+	return h;
 }
 
 static void pg_stats(struct csa_store *st, struct csa_store_stats *out)
