@@ -34,7 +34,7 @@ asan: deps
 # the Release build has compiled (not run). The browser test also needs
 # Debian's Chromium.
 test: release
-	@CSA_DEPS_BROWSER=1 ./scripts/deps.sh
+	@CSA_DEPS_BROWSER=1 CSA_DEPS_TEST=1 ./scripts/deps.sh
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_OPTS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -45,6 +45,7 @@ test: release
 
 # Normal build only: the quick loop while developing.
 test-fast: deps
+	@CSA_DEPS_TEST=1 ./scripts/deps.sh
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_OPTS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -12,9 +12,14 @@ libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev \
 libcmocka-dev libssl-dev zlib1g-dev sqlite3 curl \
 postgresql libpq-dev"
 
-# Optional extras: browser tests (chromium) and benchmark peers.
+# Optional extras: browser tests (chromium), the deploy check and
+# benchmark peers.
 if [ "${CSA_DEPS_BROWSER:-0}" = 1 ]; then
 	PKGS="$PKGS chromium nodejs"
+fi
+# Tests only: the check of deploy/'s compose file (no engine needed).
+if [ "${CSA_DEPS_TEST:-0}" = 1 ]; then
+	PKGS="$PKGS docker-compose"
 fi
 if [ "${CSA_DEPS_BENCH:-0}" = 1 ]; then
 	PKGS="$PKGS wrk fasttext liblinear-tools python3-sklearn"

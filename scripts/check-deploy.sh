@@ -1,0 +1,35 @@
+#!/bin/sh
+# The deployment files (deploy/) hold together: docker-compose accepts the
+# compose file (Debian's docker-compose; no engine is needed to check it),
+# every variable it sets is one csa reads, and csa serve starts with the
+# configuration it mounts. Usage: check-deploy.sh SRC CSA
+set -eu
+SRC=$1
+CSA=$2
+fail() { echo "check-deploy: $*" >&2; exit 1; }
+
+docker-compose -f "$SRC/deploy/docker-compose.yml" config -q ||
+	fail "deploy/docker-compose.yml: docker-compose config refuses it"
+
+# the spec's variables, and the one the image sets, are read by csa
+for v in PHASE MODEL_CONFIG_PATH DATA_PATH SYNC_CHECK_INTERVAL ALERT_WEBHOOK_URL CSA_WEB_DIR; do
+	grep -q "getenv(\"$v\")" "$SRC"/src/*/*.c ||
+		fail "deploy/ sets $v, which no source file of csa reads"
+done
+
+# csa serve starts with the mounted configuration over a new workspace
+TMP=$(mktemp -d)
+trap 'kill "$PID" 2>/dev/null; rm -rf "$TMP"' EXIT
+"$CSA" init "$TMP/ws" >/dev/null
+MODEL_CONFIG_PATH="$SRC/deploy/config/models.json" PHASE=PHASE_1 \
+	"$CSA" serve --dir "$TMP/ws" --port 0 >"$TMP/out" 2>"$TMP/err" &
+PID=$!
+i=0
+until grep -q '"listening"' "$TMP/out"; do
+	kill -0 "$PID" 2>/dev/null ||
+		fail "csa serve with deploy/config/models.json stopped: $(cat "$TMP/err")"
+	i=$((i + 1))
+	[ "$i" -lt 100 ] || fail "csa serve did not listen within 10 s"
+	sleep 0.1
+done
+echo "check-deploy: the compose file, its variables and its configuration hold"
