@@ -377,6 +377,11 @@ int csa_auto_correct(struct csa_auto *a, const char *ticket, const char *type, c
 	snprintf(t.type, sizeof(t.type), "%s", type);
 	if ((rc = a->ops->latest_decision(a->store, &t, err)))
 		goto out;
+	if (t.id) { /* a reviewer is deciding it: theirs or ours, one wins */
+		pthread_mutex_unlock(&a->mu);
+		json_decref(crits);
+		return csa_auto_review_decide(a, t.id, value, who, notes, -1, out, err);
+	}
 	pthread_mutex_unlock(&a->mu);
 	char agent_decision[160];
 	snprintf(agent_decision, sizeof(agent_decision), "%.*s", (int)strcspn(t.decision_id, "#"),

@@ -1021,9 +1021,10 @@ static int sq_latest_decision(struct auto_store *s, struct task_claim *t, struct
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db,
 	                       "SELECT id, ticket_id, type, segment, created_ms, value, critical, "
-	                       "autonomous, phase, '', final, reviewer FROM decisions WHERE "
-	                       "ticket_id = ?1 AND type = ?2 ORDER BY created_ms DESC, rowid DESC "
-	                       "LIMIT 1",
+	                       "autonomous, phase, '', final, reviewer, (SELECT max(k.id) FROM "
+	                       "tasks k WHERE k.decision_id = d.id AND k.status = 'deciding') "
+	                       "FROM decisions d WHERE ticket_id = ?1 AND type = ?2 ORDER BY "
+	                       "created_ms DESC, rowid DESC LIMIT 1",
 	                       -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, "reading a ticket's latest decision");
 	/* copied: the row is read back into the same struct */
@@ -1034,8 +1035,10 @@ static int sq_latest_decision(struct auto_store *s, struct task_claim *t, struct
 		return csa_error(err, CSA_ENOENT, "ticket '%s' has no %s decision", t->ticket,
 		                 t->type);
 	}
-	t->id = 0;
 	claim_of_row(st, t);
+	t->id = sqlite3_column_int64(st, 12); /* NULL: 0 */
+	if (t->id)
+		snprintf(t->status, sizeof(t->status), "deciding");
 	sqlite3_finalize(st);
 	return CSA_OK;
 }

@@ -190,8 +190,9 @@ struct auto_store_ops {
 	int (*next_task)(struct auto_store *s, int64_t now_ms, json_t **out, struct csa_err *err);
 
 	/* The newest decision of type t->type on ticket t->ticket into *t, as
-	 * read_claim fills it with no task (id 0, status "", value and reviewer
-	 * a review's if one was made); CSA_ENOENT: the ticket has none. */
+	 * read_claim fills it (value and reviewer a review's if one was made),
+	 * with id and status its task's when one is being decided ("deciding"),
+	 * else 0 and ""; CSA_ENOENT: the ticket has none. */
 	int (*latest_decision)(struct auto_store *s, struct task_claim *t, struct csa_err *err);
 	/* Task t->id and its decision into *t (CSA_ENOENT: no such task). */
 	int (*read_claim)(struct auto_store *s, struct task_claim *t, struct csa_err *err);

@@ -55,7 +55,8 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 
 /* A person's change of a ticket's decision of 'type' (category,
  * priority, ...) from the ticket: decides its open review task when there
- * is one (as csa_auto_review_decide, CSA_ECONFLICT included), else records
+ * is one, or waits for the one a reviewer is deciding (as
+ * csa_auto_review_decide, CSA_ECONFLICT with the winner included), else records
  * a correction of the newest decision (ticket, model, decision log,
  * ledger). *out: the record, as a review's. CSA_ENOENT: no such decision. */
 int csa_auto_correct(struct csa_auto *a, const char *ticket, const char *type, const char *value,
