@@ -1267,6 +1267,88 @@ static void pg_stale_commit_is_refused(void **state)
 	csa_ticket_release(&b);
 }
 
+/* Whether two documents are the same but for the stamp every commit
+ * writes. */
+static int same_but(const json_t *a, const json_t *b, const char *stamp)
+{
+	json_t *x = json_copy((json_t *)a), *y = json_copy((json_t *)b);
+	json_object_del(x, stamp);
+	json_object_del(y, stamp);
+	int same = json_equal(x, y) && json_object_size(x) > 3;
+	json_decref(x);
+	json_decref(y);
+	return same;
+}
+
+/* Whether ticket 'id' has the same three documents in both stores, the
+ * commits' stamps aside. */
+static int same_ticket(struct csa_ws *a, struct csa_ws *b, const char *id)
+{
+	struct csa_ticket x, y;
+	struct csa_err err = {0};
+	if (csa_store_load(a->store, id, &x, &err))
+		return 0;
+	int same = csa_store_load(b->store, id, &y, &err) == CSA_OK &&
+	           same_but(x.e, y.e, "last_updated") && same_but(x.i, y.i, "last_updated") &&
+	           same_but(x.t, y.t, "last_synchronized");
+	if (!err.code)
+		csa_ticket_release(&y);
+	csa_ticket_release(&x);
+	return same;
+}
+
+/* csa migrate and csa export: a workspace's files into the database and
+ * back out, the documents unchanged; a second run copies nothing, and a
+ * ticket that differs on the two sides is named and left alone. */
+static void pg_migrate_and_export(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	char *src_dir = t_tmpdir("store-migrate"), *out_dir = t_tmpdir("store-export");
+	struct csa_ws *src = NULL, *out = NULL;
+	assert_int_equal(csa_ws_init(src_dir, &err), 0);
+	assert_int_equal(csa_ws_open_files(src_dir, &src, &err), 0);
+	static const char *const ids[] = {"M-1", "M-2", "M-3"};
+	assert_int_equal(tm_create(src, ids, 3), 0);
+	json_t *rep = NULL;
+	assert_int_equal(csa_ws_transfer(src, f->ws, &rep, &err), 0);
+	assert_int_equal(csa_json_int(rep, "copied", -1), 3);
+	assert_int_equal(json_array_size(json_object_get(rep, "conflicts")), 0);
+	json_decref(rep);
+	for (size_t k = 0; k < 3; k++)
+		assert_true(same_ticket(src, f->ws, ids[k]));
+	/* again: nothing to copy */
+	assert_int_equal(csa_ws_transfer(src, f->ws, &rep, &err), 0);
+	assert_int_equal(csa_json_int(rep, "copied", -1), 0);
+	assert_int_equal(csa_json_int(rep, "same", -1), 3);
+	json_decref(rep);
+	/* a ticket changed on one side only: named, not overwritten */
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(src->store, "M-2", &tk, &err), 0);
+	tm_set(&tk, 9);
+	assert_int_equal(csa_store_commit(src->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	assert_int_equal(csa_ws_transfer(src, f->ws, &rep, &err), 0);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(rep, "conflicts"), 0)),
+	                    "M-2");
+	json_decref(rep);
+	assert_false(same_ticket(src, f->ws, "M-2"));
+	/* back out into files */
+	assert_int_equal(csa_ws_init(out_dir, &err), 0);
+	assert_int_equal(csa_ws_open_files(out_dir, &out, &err), 0);
+	assert_int_equal(csa_ws_transfer(f->ws, out, &rep, &err), 0);
+	assert_int_equal(csa_json_int(rep, "copied", -1), 3);
+	json_decref(rep);
+	for (size_t k = 0; k < 3; k++)
+		assert_true(same_ticket(f->ws, out, ids[k]));
+	csa_ws_close(src);
+	csa_ws_close(out);
+	t_rmrf(src_dir);
+	t_rmrf(out_dir);
+	free(src_dir);
+	free(out_dir);
+}
+
 /* A document damaged in the database (by hand, by another program) is
  * named with its field and the server when loaded, an update of its
  * ticket writes nothing, and csa verify reports it, with the invariants
@@ -1473,6 +1555,20 @@ static void pg_cli_end_to_end(void **state)
 	snprintf(tfile, sizeof(tfile), "%s/Tickets/tickets/T_CLI-1.json", ws);
 	assert_int_not_equal(access(tfile, F_OK), 0);
 	assert_int_equal(pg_count(url, "SELECT count(*) FROM csa_tickets WHERE id = 'CLI-1'"), 1);
+	/* csa export: the database's tickets back into the workspace's own
+	 * files, which serve once DATABASE_URL is gone */
+	setenv("DATABASE_URL", url, 1);
+	assert_int_equal(t_csa(NULL, &out, NULL, "export --dir '%s'", ws), 0);
+	assert_non_null(strstr(out, "\"copied\": 1"));
+	free(out);
+	unsetenv("DATABASE_URL");
+	assert_int_equal(access(tfile, F_OK), 0);
+	assert_int_equal(t_csa(NULL, &out, NULL, "show CLI-1 --dir '%s'", ws), 0);
+	assert_non_null(strstr(out, "cannot log in"));
+	free(out);
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "migrate --dir '%s'", ws), 0);
+	assert_non_null(strstr(err, "are in files already"));
+	free(err);
 	t_rmrf(dir);
 	free(dir);
 }
@@ -1524,6 +1620,7 @@ int main(void)
 	    CONTRACT_TESTS(setup_pg),
 	    cmocka_unit_test_setup_teardown(pg_migrations_apply_once, setup_pg, teardown),
 	    cmocka_unit_test_setup_teardown(pg_stale_commit_is_refused, setup_pg, teardown),
+	    cmocka_unit_test_setup_teardown(pg_migrate_and_export, setup_pg, teardown),
 	    cmocka_unit_test_setup_teardown(pg_damaged_document_is_named_and_nothing_written,
 	                                    setup_pg, teardown),
 	    cmocka_unit_test(pg_errors_name_what_and_where),

@@ -75,6 +75,8 @@ int cmd_token(int argc, char **argv);
 int cmd_eval_models(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_monitor(int argc, char **argv);
 
 #endif

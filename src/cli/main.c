@@ -58,6 +58,12 @@ static const struct cli_cmd commands[] = {
      "a consistent copy of the workspace while it is in use, with a checksummed manifest"},
     {"restore", cmd_restore, "csa restore BACKUP_DIR --dir NEW_WORKSPACE",
      "check a backup's checksums, then bring it into an empty or new directory"},
+    {"migrate", cmd_migrate, "csa migrate [--from DIR]",
+     "with DATABASE_URL: the tickets of DIR's files (default: this workspace's own Tickets/) "
+     "into the database"},
+    {"export", cmd_export, "csa export [--out DIR]",
+     "with DATABASE_URL: the database's tickets back into files (default: this workspace's own "
+     "Tickets/)"},
     {"monitor", cmd_monitor, "csa monitor [--once] [--outbox FILE]",
      "the file monitor as its own process: a JSON line per check, alerts to "
      "ALERT_WEBHOOK_URL (every SYNC_CHECK_INTERVAL s, default 30; SIGTERM stops it)"},

@@ -281,7 +281,7 @@ int csa_ws_path(const struct csa_ws *ws, const char *rel, char *out, size_t outs
 
 /* How a workspace is opened: for work, to look at only (csa monitor), or
  * as a scratch workspace (the replay). */
-enum ws_mode { WS_NORMAL, WS_OBSERVE, WS_SCRATCH };
+enum ws_mode { WS_NORMAL, WS_OBSERVE, WS_SCRATCH, WS_FILES };
 
 /* The ticket store's backend: PostgreSQL when DATABASE_URL is set in the
  * environment or store.url in csa.json (the environment wins), the file
@@ -291,7 +291,7 @@ static int open_store(struct csa_ws *ws, enum ws_mode mode, struct csa_store **o
                       struct csa_err *err)
 {
 	int observe = mode == WS_OBSERVE;
-	if (mode != WS_SCRATCH) {
+	if (mode != WS_SCRATCH && mode != WS_FILES) {
 		const char *env = getenv("DATABASE_URL");
 		if (env && *env)
 			return csa_store_pg_open(ws, env, "DATABASE_URL", observe, out, err);
@@ -367,6 +367,11 @@ int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *e
 int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err)
 {
 	return ws_open(dir, WS_SCRATCH, out, err);
+}
+
+int csa_ws_open_files(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, WS_FILES, out, err);
 }
 
 void csa_ws_close(struct csa_ws *ws)

@@ -70,6 +70,22 @@ int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *e
  */
 int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err);
 
+/* Open a workspace with its tickets in its own files (Tickets/), whatever
+ * DATABASE_URL or store.url say: the other side of a transfer. */
+int csa_ws_open_files(const char *dir, struct csa_ws **out, struct csa_err *err);
+
+/*
+ * Copy every ticket of 'from' into 'to' (csa migrate: a workspace's files
+ * into its database; csa export: back out). A ticket 'to' lacks is
+ * committed there whole, in groups (the commit stamps its documents as
+ * any commit does: E's and I's last_updated, T's last_synchronized); one
+ * it has with the same documents, stamps aside, is left alone; one it has
+ * with other documents is a conflict, left as it is and named. *report: {"tickets", "copied", "same", "conflicts": [ids]}
+ * (new reference). No other process should write either side meanwhile.
+ */
+int csa_ws_transfer(struct csa_ws *from, struct csa_ws *to, json_t **report,
+                    struct csa_err *err);
+
 /* Checkpoint the store journal and free everything. NULL is a no-op. */
 void csa_ws_close(struct csa_ws *ws);
 
