@@ -33,6 +33,7 @@
 #include "store/ws.h"
 #include "support/inboxgen.h"
 #include "support/tmesh.h"
+#include "support/thttp.h"
 #include "support/tutil.h"
 
 #define N 10000
@@ -48,47 +49,14 @@ static char category[N][40], priority[N][12];
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
-struct resp {
-	long status;
-	char *body;
-	size_t len;
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-	struct resp *r = ud;
-	r->body = realloc(r->body, r->len + sz * n + 1);
-	memcpy(r->body + r->len, p, sz * n);
-	r->len += sz * n;
-	r->body[r->len] = '\0';
-	return sz * n;
-}
-
 /* GET or POST path; the parsed body (NULL if not JSON), r->status set. */
 static json_t *call(const char *method, const char *path, const char *token, const char *body,
-                    struct resp *r)
+                    struct t_resp *r)
 {
-	memset(r, 0, sizeof(*r));
-	CURL *c = curl_easy_init();
-	char url[16384], auth[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-	struct curl_slist *h = NULL;
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-	h = curl_slist_append(h, auth);
-	if (body) {
-		h = curl_slist_append(h, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
+	char auth[160];
+	t_bearer(auth, token);
+	const char *h[] = {auth, NULL};
+	assert_int_equal(t_http(port, method, path, h, body, 60, r), 0);
 	return r->body ? json_loads(r->body, 0, NULL) : NULL;
 }
 
@@ -124,7 +92,7 @@ static json_t *all_pages(const char *args)
 		snprintf(path, sizeof(path), "/api/tickets?limit=200%s%s%s%s", *args ? "&" : "",
 		         args, *cursor ? "&cursor=" : "", *cursor ? c : "");
 		free(c);
-		struct resp r;
+		struct t_resp r;
 		json_t *j = call("GET", path, viewer, NULL, &r);
 		if (r.status != 200)
 			fail_msg("%s: %ld %s", path, r.status, r.body);
@@ -337,7 +305,7 @@ static void hostile_queries_are_plain_words(void **state)
 		char *q = enc(hostile[k]), path[1024];
 		snprintf(path, sizeof(path), "/api/tickets?q=%s", q);
 		free(q);
-		struct resp r;
+		struct t_resp r;
 		json_t *j = call("GET", path, viewer, NULL, &r);
 		if (r.status != 200 || !json_is_array(json_object_get(j, "tickets")))
 			fail_msg("q=%s: %ld %s", hostile[k], r.status, r.body);
@@ -351,7 +319,7 @@ static void hostile_queries_are_plain_words(void **state)
 	longq[2100] = '\0';
 	char *q = enc(longq), *path = malloc(strlen(q) + 32);
 	sprintf(path, "/api/tickets?q=%s", q);
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("GET", path, viewer, NULL, &r);
 	if (r.status != 200)
 		fail_msg("long q: %ld %s", r.status, r.body);
@@ -483,7 +451,7 @@ static void each_filter_finds_exactly_its_tickets(void **state)
 		assert_true(strlen(subject) > 0 && strlen(subject) <= CSA_SEARCH_SUBJECT_MAX);
 		char path[128];
 		snprintf(path, sizeof(path), "/api/tickets/%s", csa_json_str(m_row, "ticket_id"));
-		struct resp r;
+		struct t_resp r;
 		json_t *t = call("GET", path, viewer, NULL, &r);
 		const char *first = csa_json_str(
 		    json_array_get(json_object_get(json_object_get(t, "external_conversation"),
@@ -526,7 +494,7 @@ static void each_filter_finds_exactly_its_tickets(void **state)
 	}
 	json_decref(rows);
 	/* count=1: the number of matches, on any page */
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("GET", "/api/tickets?status=pending&limit=1&count=1", viewer, NULL, &r);
 	assert_int_equal(r.status, 200);
 	long pending = 0;
@@ -562,7 +530,7 @@ static void bad_arguments_are_refused(void **state)
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
 		char path[256];
 		snprintf(path, sizeof(path), "/api/tickets?%s", bad[k]);
-		struct resp r;
+		struct t_resp r;
 		json_t *j = call("GET", path, viewer, NULL, &r);
 		if (r.status != 400 || !csa_json_str(j, "detail"))
 			fail_msg("%s: %ld %s", bad[k], r.status, r.body);
@@ -621,7 +589,7 @@ static void sorts_walk_every_ticket_in_order(void **state)
 
 static json_t *page_ids(const char *path)
 {
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("GET", path, viewer, NULL, &r);
 	assert_int_equal(r.status, 200);
 	json_t *ids = json_array();
@@ -655,7 +623,7 @@ static void cursor_is_stable_under_inserts(void **state)
 		         "{\"ticket_id\": \"NEW-%d\", \"client_name\": \"Nia\", "
 		         "\"messages\": [{\"content\": \"zqxpangolin broke\"}]}",
 		         k);
-		struct resp r;
+		struct t_resp r;
 		json_t *j = call("POST", "/api/tickets", agent, body, &r);
 		if (r.status != 201)
 			fail_msg("create: %ld %s", r.status, r.body);
@@ -691,27 +659,18 @@ static void cursor_is_stable_under_inserts(void **state)
 static void *count_thread(void *arg)
 {
 	const char *path = arg;
-	struct resp r = {0};
-	CURL *c = curl_easy_init();
-	char url[1024], auth[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", viewer);
-	struct curl_slist *h = curl_slist_append(NULL, auth);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	struct t_resp r;
+	char auth[160];
+	t_bearer(auth, viewer);
+	const char *h[] = {auth, NULL};
 	long total = -1;
-	if (curl_easy_perform(c) == CURLE_OK && r.body) {
+	if (t_http(port, "GET", path, h, NULL, 60, &r) == 0 && r.body) {
 		json_t *j = json_loads(r.body, 0, NULL);
 		json_t *t = json_object_get(j, "total");
 		if (json_is_integer(t))
 			total = (long)json_integer_value(t);
 		json_decref(j);
 	}
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
 	free(r.body);
 	return (void *)(intptr_t)total;
 }
@@ -731,7 +690,7 @@ static void concurrent_queries_read_the_writes(void **state)
 			         "{\"ticket_id\": \"RACE-%d-%d\", \"client_name\": \"Rae\", "
 			         "\"messages\": [{\"content\": \"zqxokapi%d stuck\"}]}",
 			         round, k, round);
-			struct resp r;
+			struct t_resp r;
 			json_t *j = call("POST", "/api/tickets", agent, body, &r);
 			if (r.status != 201)
 				fail_msg("create: %ld %s", r.status, r.body);

@@ -38,6 +38,7 @@
 #include "store/verify.h"
 #include "store/ws.h"
 #include "flow/learning.h"
+#include "support/thttp.h"
 #include "support/tutil.h"
 
 /* ---- the roster --------------------------------------------------------- */
@@ -357,48 +358,17 @@ static struct csa_server *srv;
 static char agent[80], viewer[80];
 static unsigned port;
 
-struct resp {
-	long status;
-	char *body;
-	size_t len;
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-	struct resp *r = ud;
-	r->body = realloc(r->body, r->len + sz * n + 1);
-	memcpy(r->body + r->len, p, sz * n);
-	r->len += sz * n;
-	r->body[r->len] = '\0';
-	return sz * n;
-}
-
 /* method path with token and body: the parsed answer (may be NULL) and
  * the status in *status. */
 static json_t *call(const char *method, const char *path, const char *token, const char *body,
                     long *status)
 {
-	struct resp r = {0};
-	CURL *c = curl_easy_init();
-	char url[512], auth[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-	struct curl_slist *h = NULL;
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-	h = curl_slist_append(h, auth);
-	if (body) {
-		h = curl_slist_append(h, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
+	struct t_resp r;
+	char auth[160];
+	t_bearer(auth, token);
+	const char *h[] = {auth, NULL};
+	assert_int_equal(t_http(port, method, path, h, body, 60, &r), 0);
+	*status = r.status;
 	json_t *j = r.body ? json_loads(r.body, 0, NULL) : NULL;
 	free(r.body);
 	return j;

@@ -28,6 +28,7 @@
 #include "store/ws.h"
 #include "support/fakehttp.h"
 #include "support/smtpsink.h"
+#include "support/thttp.h"
 #include "support/tutil.h"
 
 static char *dir;
@@ -42,46 +43,15 @@ static char agent[80];
 static enum { SINK_PLAIN, SINK_STARTTLS, SINK_SMTPS } sink_mode;
 static char cert_dir[256], cert_file[300], key_file[300];
 
-struct resp {
-	long status;
-	char *body;
-	size_t len;
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-	struct resp *r = ud;
-	r->body = realloc(r->body, r->len + sz * n + 1);
-	memcpy(r->body + r->len, p, sz * n);
-	r->len += sz * n;
-	r->body[r->len] = '\0';
-	return sz * n;
-}
-
-/* A request to the server; the parsed answer (or NULL), status in r. */
+/* A request to the server as the agent, or with 'header' instead of its
+ * token; the parsed answer (or NULL), status in r. */
 static json_t *call(const char *method, const char *path, const char *body, const char *header,
-                    struct resp *r)
+                    struct t_resp *r)
 {
-	memset(r, 0, sizeof(*r));
-	CURL *c = curl_easy_init();
-	char url[512], auth[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", agent);
-	struct curl_slist *h = curl_slist_append(NULL, header ? header : auth);
-	if (body) {
-		h = curl_slist_append(h, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
+	char auth[160];
+	t_bearer(auth, agent);
+	const char *h[] = {header ? header : auth, NULL};
+	assert_int_equal(t_http(port, method, path, h, body, 30, r), 0);
 	json_t *j = r->body ? json_loads(r->body, 0, NULL) : NULL;
 	free(r->body);
 	r->body = NULL;
@@ -91,7 +61,7 @@ static json_t *call(const char *method, const char *path, const char *body, cons
 /* POST and expect 'status'; the answer (caller frees). */
 static json_t *post(const char *path, const char *body, const char *header, long status)
 {
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("POST", path, body, header, &r);
 	if (r.status != status) {
 		char *s = j ? json_dumps(j, 0) : NULL;
@@ -102,7 +72,7 @@ static json_t *post(const char *path, const char *body, const char *header, long
 
 static json_t *get(const char *path)
 {
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("GET", path, NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
 	return j;

@@ -33,6 +33,7 @@
 #include "store/store.h"
 #include "store/ws.h"
 #include <sqlite3.h>
+#include "support/thttp.h"
 #include "support/tutil.h"
 
 static char *dir;
@@ -44,81 +45,31 @@ static char writer[80], mon_admin[80], mon_viewer[80];
 static char cache_agent[80]; /* and of the cache test */
 static unsigned port;
 
-struct resp {
-	long status;
-	char *body;
-	size_t len;
-	char headers[4096];
-	size_t hlen;
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-	struct resp *r = ud;
-	r->body = realloc(r->body, r->len + sz * n + 1);
-	memcpy(r->body + r->len, p, sz * n);
-	r->len += sz * n;
-	r->body[r->len] = '\0';
-	return sz * n;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *ud)
-{
-	struct resp *r = ud;
-	size_t k = sz * n;
-	if (r->hlen + k < sizeof(r->headers) - 1) {
-		memcpy(r->headers + r->hlen, p, k);
-		r->hlen += k;
-		r->headers[r->hlen] = '\0';
-	}
-	return k;
-}
-
 static json_t *call_h(const char *method, const char *path, const char *token, const char *body,
-                      const char *extra1, const char *extra2, struct resp *r);
+                      const char *extra1, const char *extra2, struct t_resp *r);
 
 static json_t *call(const char *method, const char *path, const char *token, const char *body,
-                    struct resp *r)
+                    struct t_resp *r)
 {
 	return call_h(method, path, token, body, NULL, NULL, r);
 }
 
 static json_t *call_h(const char *method, const char *path, const char *token, const char *body,
-                      const char *extra1, const char *extra2, struct resp *r)
+                      const char *extra1, const char *extra2, struct t_resp *r)
 {
-	memset(r, 0, sizeof(*r));
-	CURL *c = curl_easy_init();
-	char url[512], auth[128];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-	struct curl_slist *h = NULL;
+	char auth[160];
+	const char *h[4] = {NULL};
+	size_t k = 0;
 	if (token) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-		h = curl_slist_append(h, auth);
+		t_bearer(auth, token);
+		h[k++] = auth;
 	}
 	if (extra1)
-		h = curl_slist_append(h, extra1);
+		h[k++] = extra1;
 	if (extra2)
-		h = curl_slist_append(h, extra2);
-	if (body) {
-		h = curl_slist_append(h, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (strcmp(method, "HEAD") == 0)
-		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	assert_int_equal(curl_easy_perform(c), CURLE_OK);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	json_t *j = r->body ? json_loads(r->body, 0, NULL) : NULL;
-	return j;
+		h[k++] = extra2;
+	assert_int_equal(t_http(port, method, path, h, body, 30, r), 0);
+	return r->body ? json_loads(r->body, 0, NULL) : NULL;
 }
 
 static void mk(enum csa_role role, char out[80])
@@ -328,7 +279,7 @@ static long series(const char *text, const char *name)
 static void every_route_counted_and_answered_alike(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j;
 	static const struct {
 		const char *method, *path;
@@ -398,7 +349,7 @@ static void every_route_counted_and_answered_alike(void **state)
 static void tokens_created_while_serving(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_decref(call("GET", "/api/phase", viewer, NULL, &r));
 	assert_int_equal(r.status, 200);
 	free(r.body);
@@ -443,7 +394,7 @@ static void tokens_created_while_serving(void **state)
 static void tickets_messages_reviews(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("POST", "/api/tickets", agent,
 	                 "{\"ticket_id\": \"S-1\", \"client_name\": \"Ann\", \"messages\": "
 	                 "[{\"content\": \"<script>x</script> cannot log in\"}]}",
@@ -522,7 +473,7 @@ static void tickets_messages_reviews(void **state)
 static void auth_roles_limits_errors(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("GET", "/api/tickets", NULL, NULL, &r);
 	assert_int_equal(r.status, 401);
 	json_decref(j);
@@ -608,7 +559,7 @@ static void auth_roles_limits_errors(void **state)
 static void pages_health_metrics(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("GET", "/healthz", NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
 	json_decref(j);
@@ -647,7 +598,7 @@ static void pages_health_metrics(void **state)
 static void channel_hooks(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	/* e-mail from an inbound relay: a new ticket */
 	const char *mail1 = "{\"from\": \"ada@example.com\", \"subject\": \"Invoice\", \"text\": "
 	                    "\"I was charged twice\", \"message_id\": \"<m1@example.com>\"}";
@@ -777,7 +728,7 @@ static void server_sent_events(void **state)
 	for (int i = 0; i < 200 && !strstr(st.buf, ": connected"); i++)
 		usleep(10000);
 	assert_non_null(strstr(st.buf, ": connected"));
-	struct resp r;
+	struct t_resp r;
 	json_t *j =
 	    call("POST", "/api/tickets", admin,
 	         "{\"ticket_id\": \"SSE-1\", \"messages\": [{\"content\": \"hello\"}]}", &r);
@@ -797,7 +748,7 @@ static void server_sent_events(void **state)
 /* Count open alerts of one type and scope. */
 static int open_alerts(const char *type, const char *scope)
 {
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("GET", "/api/alerts", mon_viewer, NULL, &r);
 	assert_int_equal(r.status, 200);
 	int n = 0;
@@ -813,7 +764,7 @@ static int open_alerts(const char *type, const char *scope)
 
 static json_t *mesh_check(void)
 {
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("POST", "/api/mesh/check", mon_admin, "{}", &r);
 	assert_int_equal(r.status, 200);
 	free(r.body);
@@ -825,7 +776,7 @@ static void *create_tickets(void *arg)
 	(void)arg;
 	for (int i = 0; i < 10; i++) {
 		char body[160];
-		struct resp r;
+		struct t_resp r;
 		snprintf(body, sizeof(body),
 		         "{\"ticket_id\": \"MON-%d\", \"messages\": [{\"content\": \"hi %d\"}]}", i,
 		         i);
@@ -842,7 +793,7 @@ static void *create_tickets(void *arg)
 static void file_monitor(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("POST", "/api/mesh/check", mon_viewer, "{}", &r);
 	assert_int_equal(r.status, 403);
 	json_decref(j);
@@ -952,7 +903,7 @@ static void the_tick_advances_the_workspace_when_told(void **state)
 	}
 	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
-	struct resp r;
+	struct t_resp r;
 	usleep(600000); /* three ticks without the setting: still PHASE_1 */
 	json_t *j = call("GET", "/api/phase", viewer, NULL, &r);
 	assert_string_equal(csa_json_str(j, "phase"), "PHASE_1");
@@ -1004,7 +955,7 @@ static void demo_team_works_the_queue(void **state)
 	FILE *f = fopen(stream, "r");
 	assert_non_null(f);
 	char line[8192];
-	struct resp r;
+	struct t_resp r;
 	while (fgets(line, sizeof(line), f)) {
 		json_t *j = call("POST", "/api/tickets", agent, line, &r);
 		assert_int_equal(r.status, 201);
@@ -1044,7 +995,7 @@ static void demo_team_works_the_queue(void **state)
 static void metrics_trend_over_http(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("POST", "/api/tickets", agent,
 	                 "{\"ticket_id\": \"TR-1\", \"messages\": [{\"content\": \"cannot log in\"}]}",
 	                 &r);
@@ -1102,7 +1053,7 @@ static void metrics_trend_over_http(void **state)
 static void knowledge_gaps_over_http(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("GET", "/api/kb/gaps", viewer, NULL, &r);
 	assert_int_equal(r.status, 200);
 	assert_true(json_is_array(json_object_get(j, "groups")));
@@ -1163,7 +1114,7 @@ static void age_ticket(const char *id)
 static size_t messages_of(const char *id, const char *token)
 {
 	char path[128];
-	struct resp r;
+	struct t_resp r;
 	snprintf(path, sizeof(path), "/api/tickets/%s", id);
 	json_t *j = call("GET", path, token, NULL, &r);
 	assert_int_equal(r.status, 200);
@@ -1178,7 +1129,7 @@ static size_t messages_of(const char *id, const char *token)
 static void ticket_reads_are_cached_until_a_change(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j = call("POST", "/api/tickets", cache_agent,
 	                 "{\"ticket_id\": \"C-1\", \"messages\": [{\"content\": \"first\"}]}", &r);
 	assert_int_equal(r.status, 201);
@@ -1263,7 +1214,7 @@ static void *decide(void *arg)
 	snprintf(path, sizeof(path), "/api/reviews/%lld/decide", d->task);
 	snprintf(body, sizeof(body), "{\"value\": \"%s\", \"decision_ms\": 1000}", d->value);
 	pthread_barrier_wait(d->go);
-	struct resp r;
+	struct t_resp r;
 	json_decref(call("POST", path, agent, body, &r));
 	d->status = r.status;
 	snprintf(d->body, sizeof(d->body), "%s", r.body ? r.body : "");
@@ -1314,7 +1265,7 @@ static void *listen_until(void *arg)
 static void concurrent_decisions_one_winner(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	json_t *j;
 	long long task_id = add_review_task("R-1");
 	static const char *const values[4] = {"CRITICAL", "HIGH", "MEDIUM", "LOW"};
@@ -1388,7 +1339,7 @@ static void concurrent_decisions_one_winner(void **state)
 static void phase_caps_over_http(void **state)
 {
 	(void)state;
-	struct resp r;
+	struct t_resp r;
 	static const char body[] = "{\"scope\": \"strategy/BILLING_INQUIRY\", \"max_phase\": 2}";
 	json_t *j = call("POST", "/api/phase/cap", agent, body, &r);
 	assert_int_equal(r.status, 403);
