@@ -1,5 +1,6 @@
 /* Crash test: a child commits in a loop (group commits of three tickets and
- * single commits of a fourth) and is killed with SIGKILL at random
+ * single commits of a fourth; each writes its documents into files of the
+ * store's pool and swaps them in) and is killed with SIGKILL at random
  * instants, 200 times. After each kill, recovery must leave every ticket
  * wholly at one commit, the group's tickets at the same commit, no
  * acknowledged commit lost, and `verify` clean. */
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -173,6 +175,11 @@ static void killed_at_random_instants(void **state)
 	}
 	print_message("%d kills, %ld acknowledged commits, seed %u\n", KILLS, total_commits, seed);
 	assert_true(total_commits >= KILLS / 2); /* the kills did land mid-stream */
+	/* and they landed in commits that swap pool files in */
+	char pool0[4096];
+	struct stat sb;
+	snprintf(pool0, sizeof(pool0), "%s/.csa/pool/0", dir);
+	assert_int_equal(stat(pool0, &sb), 0);
 	t_rmrf(dir);
 	free(dir);
 }

@@ -148,6 +148,13 @@ int csa_fs_rename(const char *from, const char *to)
 	return rename(from, to);
 }
 
+int csa_fs_exchange(const char *a, const char *b)
+{
+	if (fault_hit(CSA_FS_RENAME))
+		return -1;
+	return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE);
+}
+
 int csa_fs_unlink(const char *path)
 {
 	if (fault_hit(CSA_FS_UNLINK))
@@ -234,53 +241,51 @@ int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_le
 			return csa_error(err, CSA_ENOENT, "'%s' does not exist", path);
 		return csa_error_sys(err, "cannot open '%s'", path);
 	}
+	int rc = csa_fs_read_fd(fd, path, max_len, out, out_len, err);
+	close(fd);
+	return rc;
+}
+
+int csa_fs_read_fd(int fd, const char *path, size_t max_len, char **out, size_t *out_len,
+                   struct csa_err *err)
+{
 	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
+	if (fstat(fd, &st) < 0)
 		return csa_error_sys(err, "cannot stat '%s'", path);
-	}
-	if ((size_t)st.st_size > max_len) {
-		close(fd);
+	if ((size_t)st.st_size > max_len)
 		return csa_error(err, CSA_ELIMIT, "'%s' is %lld bytes, more than the limit %zu",
 		                 path, (long long)st.st_size, max_len);
-	}
 	size_t cap = (size_t)st.st_size + 1, len = 0;
 	char *buf = malloc(cap);
-	if (!buf) {
-		close(fd);
+	if (!buf)
 		return csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);
-	}
 	for (;;) {
 		if (len + 1 >= cap) {
 			if (cap > max_len + 1) {
 				free(buf);
-				close(fd);
 				return csa_error(err, CSA_ELIMIT, "'%s' grew past the limit %zu",
 				                 path, max_len);
 			}
 			char *nb = realloc(buf, cap * 2);
 			if (!nb) {
 				free(buf);
-				close(fd);
 				return csa_error(err, CSA_ENOMEM, "out of memory reading '%s'",
 				                 path);
 			}
 			buf = nb;
 			cap *= 2;
 		}
-		ssize_t n = read(fd, buf + len, cap - len - 1);
+		ssize_t n = pread(fd, buf + len, cap - len - 1, (off_t)len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			free(buf);
-			close(fd);
 			return csa_error_sys(err, "cannot read '%s'", path);
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
-	close(fd);
 	buf[len] = '\0';
 	*out = buf;
 	if (out_len)

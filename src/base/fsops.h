@@ -43,6 +43,10 @@ int csa_fs_write_all(int fd, const void *buf, size_t len);
 int csa_fs_fsync(int fd, int data_only);
 /* rename(2). */
 int csa_fs_rename(const char *from, const char *to);
+/* Swap 'a' and 'b' atomically (renameat2 RENAME_EXCHANGE): each name then
+ * holds the other's file. Both must exist; EINVAL or ENOSYS where the
+ * file system or kernel cannot. Counted and faulted as a rename. */
+int csa_fs_exchange(const char *a, const char *b);
 /* unlink(2). */
 int csa_fs_unlink(const char *path);
 /* Open the directory and fsync it, making renames and creations in it
@@ -60,6 +64,10 @@ int csa_fs_write_atomic(const char *path, const void *buf, size_t len, struct cs
  * malloc'd, NUL-terminated buffer the caller frees. */
 int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_len,
                     struct csa_err *err);
+/* The same from an open file, read from its start ('path' names it in
+ * errors); the file stays open. */
+int csa_fs_read_fd(int fd, const char *path, size_t max_len, char **out, size_t *out_len,
+                   struct csa_err *err);
 
 /* mkdir -p; directories it creates get CSA_DIR_MODE (existing ones keep
  * their mode). 0 or CSA_EIO. */

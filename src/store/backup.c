@@ -393,8 +393,9 @@ static int ticket_doc_name(int kind, const char *name)
 }
 
 /* Put 'src' into the staging directory as 'dst': a hard link (the mesh
- * never writes a document in place, it renames a new file over it, so a
- * link keeps this version), or a copy where links are not possible. */
+ * never writes a document in place: it swaps a pool file in, and never
+ * reuses a file that has another name, so a link keeps this version), or a
+ * copy where links are not possible. */
 static int stage_one(const char *src, const char *dst, struct csa_err *err)
 {
 	if (link(src, dst) == 0)

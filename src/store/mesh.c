@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ struct mesh {
 	char journal_path[PATH_SZ];
 	char lock_path[PATH_SZ];
 	char tmp_dir[PATH_SZ];
+	char pool_dir[PATH_SZ]; /* .csa/pool: files a commit rewrites and swaps in */
 	char journal_new[PATH_SZ]; /* the trimmed journal before it replaces the old */
 	int lock_fd;               /* journal lock (offset 0) */
 	int journal_fd;            /* .csa/journal */
@@ -59,11 +61,16 @@ struct mesh {
 	int sync;
 	int checkpointing;  /* a commit of this handle is syncing outside the lock */
 	int observe;        /* opened to look only (csa_mesh_open_observer) */
+	/* the file system cannot swap two names (renameat2 RENAME_EXCHANGE):
+	 * a commit renames its pool file over the document, as a new file */
+	int no_exchange;
 #ifdef CSA_TESTING
 	void (*after_sync)(void *ctx);
 	void *after_sync_ctx;
 	void (*before_batch)(void *ctx);
 	void *before_batch_ctx;
+	void (*after_open)(void *ctx);
+	void *after_open_ctx;
 #endif
 	struct csa_mesh_stats stats;
 	/* the journal position as of the last mark, moved along by this
@@ -113,6 +120,80 @@ int csa_mesh_doc_path(const struct csa_ws *ws, int kind, const char *id, char *o
 static void tmp_path(const struct mesh *m, int kind, const char *id, char *out, size_t outsz)
 {
 	snprintf(out, outsz, "%s/%c_%s.json", m->tmp_dir, kind_letter[kind], id);
+}
+
+static void pool_path(const struct mesh *m, size_t slot, char *out, size_t outsz)
+{
+	snprintf(out, outsz, "%s/%zu", m->pool_dir, slot);
+}
+
+/* Readers that keep opening a file that a commit moved away give up after
+ * this many attempts (each one sees a newer commit of the document). */
+#define READ_ATTEMPTS 1000
+
+/*
+ * Read a ticket document, with or without the ticket's lock.
+ *
+ * A commit swaps its new file in (RENAME_EXCHANGE, see write_pool), and
+ * the file it replaces goes to the pool, where a later commit rewrites it
+ * for any document: a reader that opened that file before the swap must
+ * not read it then. So a reader takes a shared OFD lock on the whole file
+ * it opened (a commit claims a pool file only with an exclusive lock, and
+ * never waits: a file someone reads is skipped), and, holding it, checks
+ * that the file is still the one at the path. Then the file holds the
+ * document as its last commit wrote it, and nothing rewrites it before the
+ * reader closes it. A file that moved meanwhile is opened again by name.
+ */
+static int read_doc(struct mesh *m, const char *path, size_t max, char **buf, size_t *len,
+                    struct csa_err *err)
+{
+	(void)m;
+	for (int attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				return csa_error(err, CSA_ENOENT, "'%s' does not exist", path);
+			return csa_error_sys(err, "cannot open '%s'", path);
+		}
+#ifdef CSA_TESTING
+		if (m->after_open)
+			m->after_open(m->after_open_ctx);
+#endif
+		struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+		struct stat at_fd, at_path;
+		if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+			int e = errno;
+			close(fd);
+			if (e != EAGAIN && e != EACCES && e != EINTR) {
+				errno = e;
+				return csa_error_sys(err, "cannot lock '%s' to read it", path);
+			}
+		} else if (fstat(fd, &at_fd) == 0 && stat(path, &at_path) == 0 &&
+		           at_fd.st_ino == at_path.st_ino && at_fd.st_dev == at_path.st_dev) {
+			int rc = csa_fs_read_fd(fd, path, max, buf, len, err);
+			close(fd); /* releases the lock */
+			return rc;
+		} else {
+			close(fd);
+		}
+		if (attempt >= 8)
+			sched_yield(); /* a commit is between swap and unlock */
+	}
+	return csa_error(err, CSA_EBUSY, "'%s' changed %d times while being read", path,
+	                 READ_ATTEMPTS);
+}
+
+static int read_json(struct mesh *m, const char *path, size_t max, json_t **out,
+                     struct csa_err *err)
+{
+	char *buf;
+	size_t len;
+	int rc = read_doc(m, path, max, &buf, &len, err);
+	if (rc)
+		return rc;
+	rc = csa_json_parse(buf, len, path, out, err);
+	free(buf);
+	return rc;
 }
 
 /* ---- locks ---------------------------------------------------------- */
@@ -260,7 +341,7 @@ static int load_docs(struct mesh *m, const char *id, struct csa_ticket *tk, stru
 			goto fail;
 		char *buf;
 		size_t len;
-		rc = csa_fs_read_all(path, max_doc, &buf, &len, err);
+		rc = read_doc(m, path, max_doc, &buf, &len, err);
 		if (rc == CSA_ENOENT) {
 			if (k == 2)
 				csa_error(err, CSA_ENOENT, "no ticket '%s'", id);
@@ -609,8 +690,10 @@ struct pending {
 	int kind;
 	char *bytes; /* new document */
 	size_t len;
-	int written; /* temporary file exists */
+	int written; /* written to its pool file (in place for a scratch store) */
 	int renamed; /* in place */
+	size_t slot; /* its pool file (pool_path) */
+	int pool_fd; /* that file, locked exclusively until swapped in; -1 */
 };
 
 static int prepare(struct mesh *m, struct csa_ticket *tk, unsigned docs, const char *ts,
@@ -623,29 +706,101 @@ static int prepare(struct mesh *m, struct csa_ticket *tk, unsigned docs, const c
 	if (rc)
 		return rc;
 	for (int k = 0; k < 3; k++)
-		p[k] = (struct pending){.tk = tk, .kind = k, .bytes = bytes[k], .len = len[k]};
+		p[k] = (struct pending){
+		    .tk = tk, .kind = k, .bytes = bytes[k], .len = len[k], .pool_fd = -1};
 	for (int k = 0; k < 3; k++)
 		if (csa_jbuf_add(jb, k, tk->id, bytes[k], len[k]))
 			return csa_error(err, CSA_ENOMEM, "cannot journal ticket '%s'", tk->id);
 	return CSA_OK;
 }
 
-static int write_tmp(struct mesh *m, struct pending *p, struct csa_err *err)
+/*
+ * Write a document into a file of the pool, to be swapped in once the
+ * commit is in the journal (rename_batch). The pool keeps the files that
+ * commits swapped out, so a commit reuses an inode instead of creating
+ * one per document: creating and freeing an inode per document per
+ * commit was most of a commit's time (docs/STORE.md). Called under the
+ * journal lock, so no other commit claims pool files at the same time;
+ * *next is the batch's next slot to try.
+ *
+ * A file is claimed with an exclusive OFD lock taken without waiting: one
+ * a reader still holds (it opened it as a document before the swap,
+ * read_doc) is skipped and left to it. A file with another name besides
+ * its pool one (a backup's hard link to a document it keeps) is left to
+ * that name: the slot gets a new file.
+ */
+static int write_pool(struct mesh *m, struct pending *p, size_t *next, struct csa_err *err)
 {
-	char tmp[PATH_SZ];
-	tmp_path(m, p->kind, p->tk->id, tmp, sizeof(tmp));
-	int fd = csa_fs_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, CSA_FILE_MODE);
-	if (fd < 0)
-		return csa_error_sys(err, "cannot create '%s'", tmp);
-	p->written = 1;
-	if (csa_fs_write_all(fd, p->bytes, p->len) < 0) {
-		int rc = csa_error_sys(err, "cannot write '%s'", tmp);
-		close(fd);
-		return rc;
+	char path[PATH_SZ];
+	for (;;) {
+		pool_path(m, *next, path, sizeof(path));
+		int fd = csa_fs_open(path, O_RDWR | O_CREAT, CSA_FILE_MODE);
+		if (fd < 0)
+			return csa_error_sys(err, "cannot open pool file '%s'", path);
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+		struct stat st;
+		if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+			int e = errno;
+			close(fd);
+			if (e != EAGAIN && e != EACCES) {
+				errno = e;
+				return csa_error_sys(err, "cannot lock pool file '%s'", path);
+			}
+			(*next)++; /* being read */
+			continue;
+		}
+		if (fstat(fd, &st) < 0) {
+			int rc = csa_error_sys(err, "cannot stat pool file '%s'", path);
+			close(fd);
+			return rc;
+		}
+		if (st.st_nlink > 1) {
+			close(fd);
+			if (csa_fs_unlink(path) < 0 && errno != ENOENT)
+				return csa_error_sys(err, "cannot unlink pool file '%s'", path);
+			continue; /* the same slot, as a new file */
+		}
+		p->slot = (*next)++;
+		p->pool_fd = fd;
+		p->written = 1;
+		if (csa_fs_write_all(fd, p->bytes, p->len) < 0 ||
+		    ftruncate(fd, (off_t)p->len) < 0)
+			return csa_error_sys(err, "cannot write pool file '%s'", path);
+		return CSA_OK;
 	}
-	if (close(fd) < 0)
-		return csa_error_sys(err, "cannot close '%s'", tmp);
-	return CSA_OK;
+}
+
+/* Let go of the pool files a commit still holds. */
+static void pool_release(struct pending *p, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		if (p[j].pool_fd >= 0) {
+			close(p[j].pool_fd);
+			p[j].pool_fd = -1;
+		}
+}
+
+/* Put pending document p into place: swapped with the file there, which
+ * goes to p's pool slot (whole, as its last commit wrote it), or renamed
+ * there for a document that does not exist yet. */
+static int swap_in(struct mesh *m, struct pending *p, const char *path)
+{
+	char from[PATH_SZ];
+	pool_path(m, p->slot, from, sizeof(from));
+	if (p->tk->exists && !m->no_exchange) {
+		if (csa_fs_exchange(from, path) == 0)
+			goto done;
+		if (errno == EINVAL || errno == ENOSYS)
+			m->no_exchange = 1; /* not this file system: rename, as new files */
+		else if (errno != ENOENT)
+			return -1;
+	}
+	if (csa_fs_rename(from, path) < 0)
+		return -1;
+done:
+	close(p->pool_fd); /* readers may lock it now */
+	p->pool_fd = -1;
+	return 0;
 }
 
 /*
@@ -679,15 +834,10 @@ static int write_in_place(const char *path, const struct pending *p)
 static int undo_renames(struct mesh *m, struct pending *p, size_t n)
 {
 	int ok = 0;
-	char path[PATH_SZ], tmp[PATH_SZ];
+	char path[PATH_SZ];
 	for (size_t j = 0; j < n; j++) {
-		if (p[j].written && !p[j].renamed) {
-			tmp_path(m, p[j].kind, p[j].tk->id, tmp, sizeof(tmp));
-			unlink(tmp);
-			continue;
-		}
 		if (!p[j].renamed)
-			continue;
+			continue; /* its pool file holds nothing anyone reads */
 		csa_mesh_doc_path(m->ws, p[j].kind, p[j].tk->id, path, sizeof(path), NULL);
 		struct csa_ticket *tk = p[j].tk;
 		if (!tk->loaded[p[j].kind]) {
@@ -760,7 +910,7 @@ static int check_new(struct mesh *m, const struct creq *batch, const struct creq
 
 /* Only documents that changed are rewritten in place; the journal record
  * carries all three, so recovery restores whole tickets. */
-static int write_req(struct mesh *m, struct creq *r, struct csa_err *err)
+static int write_req(struct mesh *m, struct creq *r, size_t *next_slot, struct csa_err *err)
 {
 	for (size_t j = 0; j < r->n * 3; j++) {
 		struct pending *p = &r->p[j];
@@ -770,7 +920,7 @@ static int write_req(struct mesh *m, struct creq *r, struct csa_err *err)
 			p->written = 1; /* written in place by rename_batch */
 			continue;
 		}
-		int rc = write_tmp(m, p, err);
+		int rc = write_pool(m, p, next_slot, err);
 		if (rc) {
 			undo_renames(m, r->p, r->n * 3);
 			return rc;
@@ -788,14 +938,14 @@ static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct cs
 			struct pending *p = &r->p[j];
 			if (!p->written)
 				continue;
-			char path[PATH_SZ], tmp[PATH_SZ];
+			char path[PATH_SZ];
 			csa_mesh_doc_path(m->ws, p->kind, p->tk->id, path, sizeof(path), NULL);
-			tmp_path(m, p->kind, p->tk->id, tmp, sizeof(tmp));
-			if (m->sync ? csa_fs_rename(tmp, path) == 0 : write_in_place(path, p) == 0) {
+			if (m->sync ? swap_in(m, p, path) == 0 : write_in_place(path, p) == 0) {
 				p->renamed = 1;
 				continue;
 			}
-			int rc = m->sync ? csa_error_sys(err, "cannot rename '%s' to '%s'", tmp, path)
+			int rc = m->sync ? csa_error_sys(err, "cannot put pool file %zu in place of '%s'",
+			                                 p->slot, path)
 			                 : csa_error_sys(err, "cannot write '%s'", path);
 			p->renamed = !m->sync; /* a torn file: put back what it held */
 			int undone = 1;
@@ -848,9 +998,10 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 			fail_req(r, rc, &err);
 		return 0;
 	}
-	size_t accepted = 0;
+	size_t accepted = 0, next_slot = 0;
 	for (struct creq *r = batch; r; r = r->next) {
-		if ((r->rc = check_new(m, batch, r, &r->err)) || (r->rc = write_req(m, r, &r->err)))
+		if ((r->rc = check_new(m, batch, r, &r->err)) ||
+		    (r->rc = write_req(m, r, &next_slot, &r->err)))
 			continue;
 		if (csa_jbuf_merge(&jb, &r->jb)) {
 			undo_renames(m, r->p, r->n * 3);
@@ -892,6 +1043,8 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	if ((size_t)end + jb.len > m->checkpoint_bytes && !m->checkpointing)
 		m->checkpointing = checkpoint = 1;
 out:
+	for (struct creq *r = batch; r; r = r->next)
+		pool_release(r->p, r->n * 3);
 	journal_unlock(m);
 	csa_jbuf_release(&jb);
 	return checkpoint;
@@ -1224,7 +1377,7 @@ static int mesh_load_doc(struct csa_store *st, const char *id, unsigned doc, jso
 	if (rc)
 		return rc;
 	size_t max = limits_now(m).max_document_bytes;
-	return csa_json_load_file(path, max, out, err);
+	return read_json(m, path, max, out, err);
 }
 
 static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_fn fn, void *ctx,
@@ -1241,7 +1394,7 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 		char path[PATH_SZ];
 		json_t *t = NULL, *e = NULL;
 		csa_mesh_doc_path(m->ws, 2, ids[i], path, sizeof(path), NULL);
-		if (csa_json_load_file(path, max_doc, &t, NULL))
+		if (read_json(m, path, max_doc, &t, NULL))
 			continue; /* vanished or damaged: verify reports it */
 		const char *pr = csa_json_str(t, "priority"),
 		           *stg = csa_json_str(t, "workflow_stage");
@@ -1250,7 +1403,7 @@ static int mesh_scan(struct csa_store *st, const struct csa_filter *f, csa_scan_
 		const char *status = NULL;
 		if (match && f && f->status) {
 			csa_mesh_doc_path(m->ws, 0, ids[i], path, sizeof(path), NULL);
-			if (csa_json_load_file(path, max_doc, &e, NULL) == CSA_OK)
+			if (read_json(m, path, max_doc, &e, NULL) == CSA_OK)
 				status = csa_json_str(e, "conversation_status");
 			match = status && strcmp(status, f->status) == 0;
 		}
@@ -1342,6 +1495,7 @@ static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, str
 	snprintf(m->journal_path, sizeof(m->journal_path), "%s/.csa/journal", ws->root);
 	snprintf(m->lock_path, sizeof(m->lock_path), "%s/.csa/lock", ws->root);
 	snprintf(m->tmp_dir, sizeof(m->tmp_dir), "%s/.csa/tmp", ws->root);
+	snprintf(m->pool_dir, sizeof(m->pool_dir), "%s/.csa/pool", ws->root);
 	snprintf(m->journal_new, sizeof(m->journal_new), "%s/.csa/journal.new", ws->root);
 	int rc;
 	m->lock_fd = open_store_file(m->lock_path, observe);
@@ -1352,6 +1506,11 @@ static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, str
 	if ((rc = journal_reopen(m, err)))
 		goto fail;
 	if (!observe) {
+		/* workspaces made before the pool get it now */
+		if (mkdir(m->pool_dir, CSA_DIR_MODE) < 0 && errno != EEXIST) {
+			rc = csa_error_sys(err, "cannot create '%s'", m->pool_dir);
+			goto fail;
+		}
 		if ((rc = journal_lock(m, err)))
 			goto fail;
 		rc = recover_locked(m, err);
@@ -1405,6 +1564,13 @@ void csa_mesh_test_before_batch(struct csa_store *st, void (*fn)(void *ctx), voi
 		((struct mesh *)st)->before_batch = fn;
 		((struct mesh *)st)->before_batch_ctx = ctx;
 	}
+}
+
+void csa_mesh_test_after_open(struct csa_store *st, void (*fn)(void *ctx), void *ctx)
+{
+	struct mesh *m = (struct mesh *)st;
+	m->after_open = fn;
+	m->after_open_ctx = ctx;
 }
 
 size_t csa_mesh_test_queued(struct csa_store *st)

@@ -4,9 +4,12 @@
  * and Tickets/tickets/T_<id>.json, written as compact JSON.
  *
  * Atomicity and durability come from the redo journal (store/journal.h):
- * a commit writes the new documents to .csa/tmp, appends them to the
- * journal with one fdatasync (the commit point), then renames them into
- * place. The documents in Tickets/ are brought to disk by checkpoints
+ * a commit writes the new documents into files of the pool (.csa/pool),
+ * appends them to the journal with one fdatasync (the commit point), then
+ * swaps each pool file with the document it replaces (RENAME_EXCHANGE), so
+ * the old file goes to the pool for a later commit to rewrite and no inode
+ * is created or freed; a reader takes a shared lock on the file it opened
+ * and checks it is still the one in place, so a rewrite never reaches it. The documents in Tickets/ are brought to disk by checkpoints
  * (syncfs, then the journal is emptied): every 16 MB of journal, on close,
  * and by recovery. The one a commit starts syncs outside the journal lock,
  * so other commits go on meanwhile; it then drops only the records it
@@ -94,6 +97,10 @@ void csa_mesh_test_after_sync(struct csa_store *st, void (*fn)(void *ctx), void 
  * takes the journal lock; and the number of commits queued behind it. */
 void csa_mesh_test_before_batch(struct csa_store *st, void (*fn)(void *ctx), void *ctx);
 size_t csa_mesh_test_queued(struct csa_store *st);
+/* Test hook: called by every read of a document between opening the file
+ * and locking it (the window a commit's swap and a reuse of the file would
+ * have to fall into). */
+void csa_mesh_test_after_open(struct csa_store *st, void (*fn)(void *ctx), void *ctx);
 #endif
 
 #endif

@@ -16,7 +16,7 @@
 
 static const char *const layout[] = {"Tickets/T_ext", "Tickets/T_int", "Tickets/tickets",
                                      "audit",         "models",        "kb",
-                                     ".csa",          ".csa/tmp"};
+                                     ".csa",          ".csa/tmp",      ".csa/pool"};
 
 int csa_ws_init(const char *dir, struct csa_err *err)
 {
