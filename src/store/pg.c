@@ -39,6 +39,27 @@ static const struct {
      "CREATE INDEX csa_tickets_status ON csa_tickets ((e->>'conversation_status'));"
      "CREATE INDEX csa_tickets_priority ON csa_tickets ((t->>'priority'));"
      "CREATE INDEX csa_tickets_stage ON csa_tickets ((t->>'workflow_stage'));"},
+    /* outbound/outbox_pg.c: claim counts the claims of an item (the fence
+     * of a settle), claimed_by names the node of the latest */
+    {2, "outbox",
+     "CREATE TABLE csa_outbox ("
+     "  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     "  key text NOT NULL UNIQUE,"
+     "  ticket_id text,"
+     "  target text NOT NULL,"
+     "  url text NOT NULL,"
+     "  payload text NOT NULL,"
+     "  state text NOT NULL DEFAULT 'pending'"
+     "    CHECK (state IN ('pending', 'delivered', 'failed')),"
+     "  attempts integer NOT NULL DEFAULT 0,"
+     "  next_ms bigint NOT NULL,"
+     "  last_error text,"
+     "  created_ms bigint NOT NULL,"
+     "  delivered_ms bigint,"
+     "  claim bigint NOT NULL DEFAULT 0,"
+     "  claimed_by text);"
+     "CREATE INDEX csa_outbox_due ON csa_outbox (next_ms, id) WHERE state = 'pending';"
+     "CREATE INDEX csa_outbox_ticket ON csa_outbox (ticket_id, id);"},
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
