@@ -243,7 +243,7 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	if (!rc)
 		rc = csa_auto_open(ws, s->pipe, &s->autom, err);
 	if (!rc)
-		rc = csa_tokens_open(ws->root, &s->tokens, err);
+		rc = csa_tokens_open_ws(ws, &s->tokens, err);
 	if (!rc)
 		rc = csa_chanmap_open(ws, &s->chanmap, err);
 	const struct csa_config *cfg = csa_ws_config(ws);

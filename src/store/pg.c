@@ -60,6 +60,18 @@ static const struct {
      "  claimed_by text);"
      "CREATE INDEX csa_outbox_due ON csa_outbox (next_ms, id) WHERE state = 'pending';"
      "CREATE INDEX csa_outbox_ticket ON csa_outbox (ticket_id, id);"},
+    /* server/chanmap_pg.c and server/tokens_pg.c */
+    {3, "channels and tokens",
+     "CREATE TABLE csa_channels ("
+     "  key text COLLATE \"C\" PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 512),"
+     "  ticket_id text NOT NULL,"
+     "  bound_at timestamptz NOT NULL DEFAULT now());"
+     "CREATE TABLE csa_tokens ("
+     "  id text COLLATE \"C\" PRIMARY KEY,"
+     "  name text,"
+     "  role text NOT NULL CHECK (role IN ('viewer', 'agent', 'admin')),"
+     "  sha256 text NOT NULL UNIQUE CHECK (sha256 ~ '^[0-9a-f]{64}$'),"
+     "  created text NOT NULL);"},
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
