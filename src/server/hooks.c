@@ -80,6 +80,7 @@ struct inbound {
 	const char *content;
 	json_t *platform_specific; /* borrowed */
 	int echo_check;            /* the platform reports csa's own posts back */
+	int from_map;              /* ticket came from the channel map, not a tag */
 };
 
 /* The ticket bound to a thread key into in->ticket: 0 (found or not), or
@@ -180,7 +181,7 @@ static json_t *deliver(struct call *c, struct inbound *in)
 	json_t *fail;
 	/* the ticket came from the thread map (not from a [T_NO] tag): one
 	 * that is bound but not made yet is made by whoever finds it so */
-	int mapped = 0, create = 0;
+	int mapped = in->from_map, create = 0;
 	if (!in->ticket[0] && in->thread[0]) {
 		if ((fail = lookup(c, in->thread, in)))
 			return fail;
@@ -302,10 +303,12 @@ static json_t *hook_email(struct call *c, int raw)
 	char seen[300] = "";
 	if (mid)
 		snprintf(seen, sizeof(seen), "email:%.280s", mid);
-	if (!csa_subject_ticket(subject, in.ticket, sizeof(in.ticket)) && mid &&
-	    (fail = lookup(c, seen, &in))) {
-		json_decref(m);
-		return fail;
+	if (!csa_subject_ticket(subject, in.ticket, sizeof(in.ticket)) && mid) {
+		if ((fail = lookup(c, seen, &in))) {
+			json_decref(m);
+			return fail;
+		}
+		in.from_map = in.ticket[0] != '\0';
 	}
 	if (!in.ticket[0] && irt)
 		snprintf(in.thread, sizeof(in.thread), "email:%.280s", irt);
