@@ -9,10 +9,15 @@
 # one above. A backend's private headers stay in its folder: the file
 # backend's store/mesh.h and store/journal.h are included only from
 # src/store/, and any *_internal.h only from its own folder. The same
-# holds for the database backend: store/store_pg.h, and libpq's
-# <libpq-fe.h>, only from src/store/, so nothing above the store knows
-# which backend holds the tickets. Each violation is printed as
-# `file:line: includes X (layer N) from layer M`.
+# holds for the database backend: store/store_pg.h only from src/store/,
+# so nothing above the store knows which backend holds the tickets.
+# PostgreSQL itself -- libpq's <libpq-fe.h> and store/pg.h, the shared
+# connection module that includes it -- is for src/store/ and for the
+# files named *_pg.c in any folder (outbound/outbox_pg.c,
+# server/chanmap_pg.c, ...): each other kind of shared state has its
+# database backend in a file of that name beside its first backend, and
+# no other file of src/ may know there is a database. Each violation is
+# printed as `file:line: includes X (layer N) from layer M`.
 #
 # With --banned CC [FLAGS...], it also checks that the forced include of
 # every compile (src/base/prelude.h, then base/banned.h) makes each banned
@@ -97,6 +102,16 @@ while read -r file line hdr; do
 			status=1
 		fi
 		;;
+	store/pg.h)
+		case $fdir/${file##*/} in
+		store/* | */*_pg.c) ;;
+		*)
+			echo "$file:$line: includes $target (layer $to) from layer $from:" \
+				"the PostgreSQL connection module, for src/store/ and *_pg.c files only"
+			status=1
+			;;
+		esac
+		;;
 	esac
 	case $hbase in
 	*_internal.h)
@@ -108,13 +123,15 @@ while read -r file line hdr; do
 		;;
 	esac
 done <"$tmp" >"$tmp.out"
-# the database client library, included with <>, is the store's alone
+# the database client library, included with <>, is for src/store/ and
+# the *_pg.c backends alone
 find "$src" -name '*.[ch]' | LC_ALL=C sort | while IFS= read -r f; do
 	rel=${f#"$src"/}
 	[ "${rel%%/*}" = store ] && continue
+	case $f in *_pg.c) continue ;; esac
 	awk -v f="$f" '/^[ \t]*#[ \t]*include[ \t]*<libpq/ {
-		print f ":" FNR ": includes libpq (<libpq-fe.h>), the database backend'"'"'s" \
-			" library, for src/store/ only" }' "$f"
+		print f ":" FNR ": includes libpq (<libpq-fe.h>), the database backends'"'"'" \
+			" library, for src/store/ and *_pg.c files only" }' "$f"
 done >>"$tmp.out"
 if [ -s "$tmp.out" ]; then
 	cat "$tmp.out"

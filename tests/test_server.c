@@ -3,7 +3,13 @@
  *
  * Every test gets a workspace and a server of its own (setup/teardown run
  * around each), so each runs alone and fails for its own reason:
- *   test_server [PATTERN]   runs the tests whose names match (* and ?). */
+ *   test_server [PATTERN]   runs the tests whose names match (* and ?).
+ *
+ * The contracts of the token store and of the channel map run again on
+ * PostgreSQL (a private server, tests/support/tpg.h; the tests named
+ * pg_*), with two csa serve processes on one database receiving the same
+ * platform message. If that server cannot start, the run fails with the
+ * reason: never a skip. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +19,9 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -34,10 +42,15 @@
 #include "store/ws.h"
 #include <sqlite3.h>
 #include "support/thttp.h"
+#include "support/tpg.h"
 #include "support/tutil.h"
+#include <libpq-fe.h>
 
 static char *dir;
 static struct csa_ws *ws;
+/* The PostgreSQL server of the pg_* tests (started by main); NULL while
+ * the contracts run on files. */
+static struct tpg *g_pg;
 static struct csa_server *srv;
 static char admin[80], viewer[80], agent[80];
 /* tokens of the file monitor test: rate limits (5/s, burst 10) are per token */
@@ -161,15 +174,56 @@ static void error_statuses(void **state)
 	json_decref(j);
 }
 
-/* The contract of a token store (tokens.h), run on tokens.json. */
+/* A workspace in 'd' for a contract test: on files, or with g_pg its
+ * tickets (and so its outbox, channel map and tokens) in the schema
+ * 'schema' of the test server, named by csa.json's store.url. */
+static struct csa_ws *contract_ws(const char *d, const char *schema)
+{
+	struct csa_err err = {0};
+	assert_int_equal(csa_ws_init(d, &err), 0);
+	if (g_pg) {
+		/* one schema per name, made the first time (the URL is kept) */
+		static struct {
+			char name[32], url[512];
+		} made[8];
+		char why[1024], path[4200];
+		const char *url = NULL;
+		for (size_t k = 0; k < 8 && !url; k++) {
+			if (!made[k].name[0]) {
+				if (tpg_create_schema(g_pg, schema, made[k].url, sizeof(made[k].url), why,
+				                      sizeof(why)))
+					fail_msg("%s", why);
+				snprintf(made[k].name, sizeof(made[k].name), "%s", schema);
+			}
+			if (strcmp(made[k].name, schema) == 0)
+				url = made[k].url;
+		}
+		assert_non_null(url);
+		snprintf(path, sizeof(path), "%s/csa.json", d);
+		json_t *cfg = json_load_file(path, 0, NULL);
+		assert_non_null(cfg);
+		json_object_set_new(cfg, "store", json_pack("{s:s}", "url", url));
+		assert_int_equal(json_dump_file(cfg, path, JSON_INDENT(2)), 0);
+		json_decref(cfg);
+	}
+	struct csa_ws *w = NULL;
+	if (csa_ws_open(d, &w, &err))
+		fail_msg("%s", err.msg);
+	assert_true(!g_pg == !w->pg);
+	return w;
+}
+
+/* The contract of a token store (tokens.h), run on tokens.json and on
+ * PostgreSQL (two workspaces on one database: two nodes). */
 static void tokens_contract(void **state)
 {
 	(void)state;
-	char *d = t_tmpdir("tokens");
+	char *d = t_tmpdir("tokens"), *d2 = t_tmpdir("tokens2");
+	struct csa_ws *wa = contract_ws(d, "tokens"), *wb = contract_ws(g_pg ? d2 : d, "tokens");
 	struct csa_tokens *a, *b;
 	struct csa_err err = {0};
-	assert_int_equal(csa_tokens_open(d, &a, &err), 0);
-	assert_int_equal(csa_tokens_open(d, &b, &err), 0);
+	assert_int_equal(csa_tokens_open_ws(wa, &a, &err), 0);
+	assert_int_equal(csa_tokens_open_ws(wb, &b, &err), 0);
 	enum csa_role role;
 	char id[CSA_TOKEN_ID_LEN], id2[CSA_TOKEN_ID_LEN], *tok, *tok2;
 	/* nothing yet: every secret is unknown */
@@ -210,19 +264,23 @@ static void tokens_contract(void **state)
 	csa_tokens_close(NULL);
 	free(tok);
 	free(tok2);
+	if (wb != wa)
+		csa_ws_close(wb);
+	csa_ws_close(wa);
 	t_rmrf(d);
+	t_rmrf(d2);
 	free(d);
+	free(d2);
 }
 
-/* The contract of a channel thread map (chanmap.h), run on channels.db. */
+/* The contract of a channel thread map (chanmap.h), run on channels.db
+ * and on PostgreSQL. */
 static void chanmap_contract(void **state)
 {
 	(void)state;
 	char *d = t_tmpdir("chanmap");
-	struct csa_ws *w;
+	struct csa_ws *w = contract_ws(d, "chanmap");
 	struct csa_err err = {0};
-	assert_int_equal(csa_ws_init(d, &err), 0);
-	assert_int_equal(csa_ws_open(d, &w, &err), 0);
 	struct csa_chanmap *a, *b;
 	assert_int_equal(csa_chanmap_open(w, &a, &err), 0);
 	assert_int_equal(csa_chanmap_open(w, &b, &err), 0);
@@ -1375,6 +1433,185 @@ static void phase_caps_over_http(void **state)
 	free(r.body);
 }
 
+/* The same contracts with the workspace's state in PostgreSQL (g_pg is
+ * set while they run). */
+static void pg_tokens_contract(void **state)
+{
+	tokens_contract(state);
+}
+
+static void pg_chanmap_contract(void **state)
+{
+	chanmap_contract(state);
+}
+
+/* ---- two nodes on one database --------------------------------------- */
+
+/* The csa serve nodes of the test running, killed by its teardown
+ * whatever way it ends (a failed assertion leaves through longjmp). */
+static pid_t g_nodes[2];
+
+static int kill_nodes(void **state)
+{
+	(void)state;
+	for (int k = 0; k < 2; k++)
+		if (g_nodes[k] > 0) {
+			kill(g_nodes[k], SIGKILL);
+			waitpid(g_nodes[k], NULL, 0);
+			g_nodes[k] = 0;
+		}
+	return 0;
+}
+
+/* A csa serve node on workspace 'd' (its tickets in store.url): its pid,
+ * and its port from the line it prints when listening. */
+static pid_t start_node(const char *d, unsigned *node_port)
+{
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		tpg_after_fork(g_pg);
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		execl(CSA_BIN, CSA_BIN, "serve", "--dir", d, "--port", "0", "--bind", "127.0.0.1",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	FILE *f = fdopen(fds[0], "r");
+	char line[256] = "";
+	if (!f || !fgets(line, sizeof(line), f))
+		fail_msg("csa serve on '%s' printed nothing", d);
+	fclose(f);
+	const char *colon = strrchr(line, ':');
+	assert_non_null(colon);
+	*node_port = (unsigned)strtoul(colon + 1, NULL, 10);
+	assert_true(*node_port > 0);
+	return pid;
+}
+
+struct hook_post {
+	unsigned port;
+	const char *body;
+	long status;
+	char ticket[80];
+	int duplicate;
+};
+
+static void *post_hook(void *arg)
+{
+	struct hook_post *h = arg;
+	const char *hdr[] = {"X-CSA-Hook-Token: hooktok", NULL};
+	struct t_resp r;
+	if (t_http(h->port, "POST", "/hooks/email", hdr, h->body, 60, &r) == 0) {
+		h->status = r.status;
+		json_t *j = r.body ? json_loads(r.body, 0, NULL) : NULL;
+		snprintf(h->ticket, sizeof(h->ticket), "%s",
+		         csa_json_str(j, "ticket_id") ? csa_json_str(j, "ticket_id") : "");
+		h->duplicate = json_is_true(json_object_get(j, "duplicate"));
+		json_decref(j);
+	}
+	free(r.body);
+	return NULL;
+}
+
+/* Two csa serve processes -- two nodes, a workspace directory each, one
+ * database -- get the same customer e-mail at the same instant, as a
+ * relay retrying on the other node behind a load balancer sends it, five
+ * times over with five messages. Each message is stored once, in one
+ * ticket both nodes name (one answers 202, the other 200 "duplicate"),
+ * and a later retry to either node is a duplicate too. A token made on
+ * one node's workspace works on the other. */
+static void pg_two_nodes_store_a_retried_message_once(void **state)
+{
+	(void)state;
+	enum { MSGS = 5 };
+	char *d[2] = {t_tmpdir("node-a"), t_tmpdir("node-b")};
+	struct csa_ws *w[2];
+	for (int k = 0; k < 2; k++)
+		w[k] = contract_ws(d[k], "two_nodes");
+	char tok[80];
+	char *secret;
+	char id[CSA_TOKEN_ID_LEN];
+	struct csa_tokens *tk;
+	struct csa_err err = {0};
+	assert_int_equal(csa_tokens_open_ws(w[0], &tk, &err), 0);
+	assert_int_equal(csa_tokens_create(tk, CSA_ROLE_VIEWER, "both", &secret, id, &err), 0);
+	snprintf(tok, sizeof(tok), "%s", secret);
+	free(secret);
+	csa_tokens_close(tk);
+	for (int k = 0; k < 2; k++)
+		csa_ws_close(w[k]);
+	unsigned ports[2];
+	pid_t pids[2];
+	for (int k = 0; k < 2; k++)
+		g_nodes[k] = pids[k] = start_node(d[k], &ports[k]);
+	char bodies[MSGS][300], tickets[MSGS][80];
+	for (int m = 0; m < MSGS; m++) {
+		snprintf(bodies[m], sizeof(bodies[m]),
+		         "{\"from\": \"n%d@example.com\", \"subject\": \"Order %d\", \"text\": "
+		         "\"Where is my order %d?\", \"message_id\": \"<two-%d@example.com>\"}",
+		         m, m, m, m);
+		struct hook_post h[2] = {{.port = ports[0], .body = bodies[m]},
+		                         {.port = ports[1], .body = bodies[m]}};
+		pthread_t th[2];
+		for (int k = 0; k < 2; k++)
+			pthread_create(&th[k], NULL, post_hook, &h[k]);
+		for (int k = 0; k < 2; k++)
+			pthread_join(th[k], NULL);
+		if (!h[0].ticket[0] || strcmp(h[0].ticket, h[1].ticket) != 0)
+			fail_msg("message %d: node A answered %ld '%s', node B %ld '%s'", m,
+			         h[0].status, h[0].ticket, h[1].status, h[1].ticket);
+		assert_int_equal(h[0].status + h[1].status, 202 + 200);
+		assert_int_equal(h[0].duplicate + h[1].duplicate, 1);
+		snprintf(tickets[m], sizeof(tickets[m]), "%s", h[0].ticket);
+	}
+	/* a later retry, to either node */
+	for (int k = 0; k < 2; k++) {
+		struct hook_post h = {.port = ports[k], .body = bodies[0]};
+		post_hook(&h);
+		assert_int_equal(h.status, 200);
+		assert_true(h.duplicate);
+		assert_string_equal(h.ticket, tickets[0]);
+	}
+	/* the token made through node A's workspace opens node B */
+	struct t_resp r;
+	char auth[160];
+	t_bearer(auth, tok);
+	const char *hdr[] = {auth, NULL};
+	assert_int_equal(t_http(ports[1], "GET", "/api/tickets", hdr, NULL, 30, &r), 0);
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	for (int k = 0; k < 2; k++) {
+		kill(pids[k], SIGTERM);
+		int st;
+		assert_int_equal(waitpid(pids[k], &st, 0), pids[k]);
+		g_nodes[k] = 0;
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	/* in the database: five tickets, one customer message each */
+	struct csa_ws *check = contract_ws(d[0], "two_nodes");
+	char **ids;
+	size_t n;
+	assert_int_equal(csa_store_ids(check->store, &ids, &n, &err), 0);
+	assert_int_equal(n, MSGS);
+	for (size_t i = 0; i < n; i++) {
+		struct csa_ticket t;
+		assert_int_equal(csa_store_load(check->store, ids[i], &t, &err), 0);
+		assert_int_equal(json_array_size(json_object_get(t.e, "messages")), 1);
+		csa_ticket_release(&t);
+	}
+	csa_store_ids_free(ids, n);
+	csa_ws_close(check);
+	for (int k = 0; k < 2; k++) {
+		t_rmrf(d[k]);
+		free(d[k]);
+	}
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(int argc, char **argv)
@@ -1407,6 +1644,26 @@ int main(int argc, char **argv)
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]);
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	/* the contracts again on PostgreSQL, and two nodes on one database;
+	 * a server that cannot start is a failure with its reason, never a
+	 * skip (a filter that names no pg_* test does not start one) */
+	if (argc <= 1 || strstr(argv[1], "pg_") || strchr(argv[1], '*')) {
+		char why[4096];
+		if (!(g_pg = tpg_start(why, sizeof(why)))) {
+			fprintf(stderr, "test_server: FAILED: the PostgreSQL tests cannot run: %s\n",
+			        why);
+			curl_global_cleanup();
+			return rc + 1;
+		}
+		const struct CMUnitTest pg_tests[] = {
+		    cmocka_unit_test(pg_tokens_contract),
+		    cmocka_unit_test(pg_chanmap_contract),
+		    cmocka_unit_test_teardown(pg_two_nodes_store_a_retried_message_once,
+		                              kill_nodes),
+		};
+		rc += cmocka_run_group_tests_name("server (PostgreSQL)", pg_tests, NULL, NULL);
+		tpg_stop(g_pg);
+	}
 	curl_global_cleanup();
 	return rc;
 }

@@ -35,6 +35,7 @@
 #include "store/blobs.h"
 #include "store/mesh.h"
 #include "store/schema.h"
+#include "store/pg.h"
 #include "store/store_pg.h"
 #include "store/ticket.h"
 #include "store/verify.h"
@@ -1212,22 +1213,22 @@ static void pg_migrations_apply_once(void **state)
 	struct fx *f = *state;
 	struct csa_err err = {0};
 	int applied = -1;
-	assert_int_equal(csa_store_pg_migrate(f->url, "test", &applied, &err), 0);
+	assert_int_equal(csa_pg_migrate_url(f->url, "test", &applied, &err), 0);
 	assert_int_equal(applied, 0);
 	assert_int_equal(pg_count(f->url, "SELECT count(*) FROM schema_migrations"),
-	                 csa_store_pg_schema_version());
+	                 csa_pg_schema_version());
 	char url[512], why[1024];
 	assert_int_equal(
 	    tpg_create_database(g_pg, "fresh_migrations", url, sizeof(url), why, sizeof(why)), 0);
-	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);
-	assert_int_equal(applied, csa_store_pg_schema_version());
-	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), 0);
+	assert_int_equal(csa_pg_migrate_url(url, "test", &applied, &err), 0);
+	assert_int_equal(applied, csa_pg_schema_version());
+	assert_int_equal(csa_pg_migrate_url(url, "test", &applied, &err), 0);
 	assert_int_equal(applied, 0);
 	assert_int_equal(pg_count(url, "SELECT count(*) FROM schema_migrations"),
-	                 csa_store_pg_schema_version());
+	                 csa_pg_schema_version());
 	assert_int_equal(pg_count(url, "SELECT count(*) FROM csa_tickets"), 0);
 	pg_count(url, "INSERT INTO schema_migrations (version, name) VALUES (999, 'future')");
-	assert_int_equal(csa_store_pg_migrate(url, "test", &applied, &err), CSA_ESTATE);
+	assert_int_equal(csa_pg_migrate_url(url, "test", &applied, &err), CSA_ESTATE);
 	assert_non_null(strstr(err.msg, "schema version 999"));
 	assert_non_null(strstr(err.msg, "127.0.0.1:"));
 	char *dir = t_tmpdir("store-pg-future");
@@ -1517,7 +1518,7 @@ static void pg_cli_end_to_end(void **state)
 	setenv("DATABASE_URL", url, 1);
 	assert_int_equal(t_csa(NULL, NULL, NULL, "init '%s'", ws), 0);
 	assert_int_equal(pg_count(url, "SELECT count(*) FROM schema_migrations"),
-	                 csa_store_pg_schema_version());
+	                 csa_pg_schema_version());
 	assert_int_equal(t_csa("{\"ticket_id\": \"CLI-1\", \"client_name\": \"Ann\", \"messages\": "
 	                       "[{\"content\": \"cannot log in\"}]}",
 	                       NULL, NULL, "ticket create --json - --dir '%s'", ws),

@@ -274,8 +274,7 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		json_object_set_new(a->state, "segments", json_object());
 	/* the outbox the server delivers: alerts are queued there, not
 	 * posted while a->mu is held */
-	csa_ws_path(ws, "outbox.db", path, sizeof(path));
-	if ((rc = csa_outbox_open(path, 0, &a->outbox, err)))
+	if ((rc = csa_outbox_open_ws(ws, 0, &a->outbox, err)))
 		goto fail;
 	csa_ws_path(ws, "audit/ledger.jsonl", a->ledger_path, sizeof(a->ledger_path));
 	if ((rc = csa_ledger_open(a->ledger_path, &a->ledger, err)))

@@ -203,19 +203,13 @@ int cmd_monitor(int argc, char **argv)
 		goto out;
 	sink.url = url;
 	if (url) {
-		/* the workspace's outbox unless the data is mounted read-only and
-		 * another file is named */
-		char path[4200];
+		/* the workspace's outbox (its database's when the tickets are in
+		 * PostgreSQL) unless the data is mounted read-only and another
+		 * file is named */
 		const char *ob = cli_opt(argc, argv, "--outbox");
-		if (!ob) {
-			if (csa_ws_path(ws, "outbox.db", path, sizeof(path))) {
-				cli_failf("workspace path too long for 'outbox.db'");
-				goto out;
-			}
-			ob = path;
-		}
-		if (csa_outbox_open(ob, 0, &sink.outbox, &err)) {
-			if (ob == path)
+		if (ob ? csa_outbox_open(ob, 0, &sink.outbox, &err)
+		       : csa_outbox_open_ws(ws, 0, &sink.outbox, &err)) {
+			if (!ob && !ws->pg)
 				cli_failf(
 				    "%s (with the data mounted read-only, name a writable file "
 				    "with --outbox FILE)",

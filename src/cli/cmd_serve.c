@@ -142,16 +142,23 @@ int cmd_token(int argc, char **argv)
 	if (!ws)
 		return 1;
 	struct csa_err err = {0};
-	int rc = 0;
+	/* the workspace's tokens: its database's when the tickets are there */
+	struct csa_tokens *tks = NULL;
+	int rc = csa_tokens_open_ws(ws, &tks, &err);
+	if (rc) {
+		csa_ws_close(ws);
+		return cli_fail(&err);
+	}
 	if (strcmp(sub, "create") == 0) {
 		enum csa_role r = csa_role_parse(cli_opt(argc, argv, "--role"));
 		char *tok = NULL, id[32];
 		if (r == CSA_ROLE_NONE) {
+			csa_tokens_close(tks);
 			csa_ws_close(ws);
 			return cli_failf("--role must be viewer, agent or admin");
 		}
-		if (!(rc = csa_token_create(ws->root, r, cli_opt(argc, argv, "--name"), &tok, id,
-		                            &err))) {
+		if (!(rc = csa_tokens_create(tks, r, cli_opt(argc, argv, "--name"), &tok, id,
+		                             &err))) {
 			json_t *j =
 			    json_pack("{s:s, s:s, s:s, s:s}", "id", id, "role", csa_role_name(r),
 			              "token", tok, "note", "shown once: store it now");
@@ -161,29 +168,28 @@ int cmd_token(int argc, char **argv)
 		}
 	} else if (strcmp(sub, "list") == 0) {
 		json_t *t;
-		if (!(rc = csa_tokens_load(ws->root, &t, &err))) {
-			size_t i;
-			json_t *x;
-			json_array_foreach(json_object_get(t, "tokens"), i, x)
-			    json_object_del(x, "sha256");
-			csa_json_print(json_object_get(t, "tokens"), 1);
+		if (!(rc = csa_tokens_list(tks, &t, &err))) {
+			csa_json_print(t, 1); /* no digests: list() gives none */
 			json_decref(t);
 		}
 	} else if (strcmp(sub, "revoke") == 0) {
 		const char *id = cli_pos(argc, argv, 1, valued);
 		if (!id) {
+			csa_tokens_close(tks);
 			csa_ws_close(ws);
 			return cli_usage(usage);
 		}
-		if (!(rc = csa_token_revoke(ws->root, id, &err))) {
+		if (!(rc = csa_tokens_revoke(tks, id, &err))) {
 			json_t *j = json_pack("{s:s}", "revoked", id);
 			csa_json_print(j, 1);
 			json_decref(j);
 		}
 	} else {
+		csa_tokens_close(tks);
 		csa_ws_close(ws);
 		return cli_usage(usage);
 	}
+	csa_tokens_close(tks);
 	csa_ws_close(ws);
 	return rc ? cli_fail(&err) : 0;
 }

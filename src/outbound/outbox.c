@@ -3,6 +3,7 @@
 #include "outbound/outbox.h"
 #include "base/ts.h"
 #include "outbound/email.h"
+#include "store/ws.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -30,6 +31,26 @@ static void cred_release(struct csa_outbox_cred *c)
 	free(c->password);
 	free(c->header);
 	memset(c, 0, sizeof(*c));
+}
+
+void csa_outbox_item_release(struct csa_outbox_item *it)
+{
+	free(it->url);
+	free(it->payload);
+	free(it->target);
+	free(it->key);
+	it->url = it->payload = it->target = it->key = NULL;
+}
+
+int csa_outbox_open_ws(struct csa_ws *ws, int max_attempts, struct csa_outbox **out,
+                       struct csa_err *err)
+{
+	if (ws->pg)
+		return csa_outbox_pg_open(ws->pg, max_attempts, out, err);
+	char path[4200];
+	if (csa_ws_path(ws, "outbox.db", path, sizeof(path)))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long for 'outbox.db'");
+	return csa_outbox_open(path, max_attempts, out, err);
 }
 
 void csa_outbox_close(struct csa_outbox *ob)
@@ -171,7 +192,8 @@ static int refused_in_body(const struct answer *a, char *why, size_t whysz)
  * when given; 0 on 2xx, else an error text in 'why'. The answer's start
  * in *a. */
 static int request(const char *method, const char *url, const char *body, const char *header,
-                   const char *ca_file, struct answer *a, char *why, size_t whysz)
+                   const char *key, const char *ca_file, struct answer *a, char *why,
+                   size_t whysz)
 {
 	CURL *c = curl_easy_init();
 	if (!c) {
@@ -183,6 +205,13 @@ static int request(const char *method, const char *url, const char *body, const 
 	struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
 	if (h && header)
 		curl_slist_append(h, header);
+	/* the same on every attempt, by any node: a receiver that keeps the
+	 * keys it saw processes the item once (a key with a control
+	 * character, which no caller of csa makes, would split the header) */
+	char idem[600];
+	if (h && key && strcspn(key, "\r\n") == strlen(key) &&
+	    (size_t)snprintf(idem, sizeof(idem), "Idempotency-Key: %s", key) < sizeof(idem))
+		curl_slist_append(h, idem);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 	if (strcmp(method, "POST") != 0)
@@ -250,7 +279,7 @@ static int deliver_hooked(struct csa_outbox *ob, const struct csa_outbox_item *i
 		rc = -1;
 	}
 	if (rc == 0 && (rc = request(req.method, req.url, req.body, cr ? cr->header : NULL,
-	                             ob->ca_file, a, why, whysz)) == 0 &&
+	                             it->key, ob->ca_file, a, why, whysz)) == 0 &&
 	    ob->hook.answered)
 		ob->hook.answered(ob->hook.ctx, it, &req, a->b);
 	free(a);
@@ -273,8 +302,8 @@ static int deliver_one(struct csa_outbox *ob, const struct csa_outbox_item *it, 
 		snprintf(why, whysz, "out of memory for the answer");
 		return -1;
 	}
-	int rc = request("POST", it->url, it->payload, cr ? cr->header : NULL, ob->ca_file, a, why,
-	                 whysz);
+	int rc = request("POST", it->url, it->payload, cr ? cr->header : NULL, it->key, ob->ca_file,
+	                 a, why, whysz);
 	free(a);
 	return rc;
 }
@@ -307,7 +336,7 @@ int csa_outbox_deliver_target(struct csa_outbox *ob, int64_t now_ms, int max, co
 	/* the items claimed so far still go out, without any lock held */
 	for (int i = 0; i < n; i++) {
 		char why[256] = "";
-		int good = v[i].url && v[i].payload && v[i].target &&
+		int good = v[i].url && v[i].payload && v[i].target && v[i].key &&
 		           deliver_one(ob, &v[i], why, sizeof(why)) == 0;
 		if (!good && !why[0])
 			snprintf(why, sizeof(why), "out of memory reading the item");
@@ -319,7 +348,7 @@ int csa_outbox_deliver_target(struct csa_outbox *ob, int64_t now_ms, int max, co
 		/* an item delivered but not marked so goes out again when its
 		 * lease ends (the receiver sees it twice): the caller hears */
 		int src =
-		    ob->ops->settle(ob, v[i].id, attempts, state, now_ms,
+		    ob->ops->settle(ob, &v[i], attempts, state, now_ms,
 		                    now_ms + csa_outbox_backoff_ms(attempts, jitter()), why, &serr);
 		if (src && rc == CSA_OK) {
 			rc = src;
@@ -329,9 +358,7 @@ int csa_outbox_deliver_target(struct csa_outbox *ob, int64_t now_ms, int max, co
 				          serr.msg);
 		}
 		ok += good;
-		free(v[i].url);
-		free(v[i].payload);
-		free(v[i].target);
+		csa_outbox_item_release(&v[i]);
 	}
 	free(v);
 	if (delivered)

@@ -12,13 +12,25 @@
  * no server runs waits for the next one; `csa monitor` delivers only its
  * own alerts (csa_outbox_deliver_target). Thread-safe.
  *
- * Storage is an interface (struct csa_outbox_ops): outbox.db (SQLite, WAL,
- * synchronous=FULL, created 0600) is the first backend, opened by
- * csa_outbox_open(). Delivery itself (HTTP, backoff, giving up) is the
+ * Storage is an interface (struct csa_outbox_ops) with two backends:
+ * outbox.db (SQLite, WAL, synchronous=FULL, created 0600), opened by
+ * csa_outbox_open(), and the table csa_outbox of the workspace's
+ * PostgreSQL database (outbox_pg.c), opened by csa_outbox_pg_open();
+ * csa_outbox_open_ws() picks the one of a workspace (PostgreSQL when its
+ * tickets are there). Delivery itself (HTTP, backoff, giving up) is the
  * same over every backend: due items are claimed with a lease, so
- * processes delivering from one outbox never post the same item at once,
- * and an item whose deliverer died goes out again when its lease ends (at
- * least once).
+ * processes -- on one machine or on several over one database --
+ * delivering from one outbox never post the same item at once, and an item
+ * whose deliverer died goes out again when its lease ends (at least
+ * once). Every HTTP delivery carries the item's key as its
+ * "Idempotency-Key" header, the same on every attempt by any node, so a
+ * receiver that keeps the keys it has seen processes each item once even
+ * when a deliverer died after the receiver got the item but before the
+ * outbox recorded it.
+ *
+ * Leases are compared with the deliverers' clocks (now_ms): nodes sharing
+ * an outbox keep their clocks in step (NTP); a clock ahead by more than a
+ * lease lets an item go out twice, under the same key.
  */
 #ifndef CSA_OUTBOUND_OUTBOX_H
 #define CSA_OUTBOUND_OUTBOX_H
@@ -27,12 +39,18 @@
 #include <stdint.h>
 #include "base/err.h"
 
-/* An item claimed for delivery (strings malloc'd, freed by the caller). */
+/* An item claimed for delivery (strings malloc'd, freed by the caller
+ * with csa_outbox_item_release). */
 struct csa_outbox_item {
 	int64_t id;
 	int attempts; /* before this one */
 	char *url, *payload, *target;
+	char *key;     /* the idempotency key it was queued under */
+	int64_t claim; /* which claim of the item this is (the backend's fence; 0: none) */
 };
+
+/* Free an item's strings (not the item). */
+void csa_outbox_item_release(struct csa_outbox_item *it);
 
 /*
  * How an item is delivered depends on its URL:
@@ -96,11 +114,16 @@ struct csa_outbox_ops {
 	int (*claim_due)(struct csa_outbox *ob, int64_t now_ms, int max, int64_t lease_ms,
 	                 const char *target, struct csa_outbox_item **items, int *n,
 	                 struct csa_err *err);
-	/* Item 'id' after attempt number 'attempts': state "delivered" (at
-	 * 'now_ms'), "pending" (due again at next_ms, 'why' it failed) or
-	 * "failed" (given up, 'why'). */
-	int (*settle)(struct csa_outbox *ob, int64_t id, int attempts, const char *state,
-	              int64_t now_ms, int64_t next_ms, const char *why, struct csa_err *err);
+	/* Item 'it' (as claimed) after attempt number 'attempts': state
+	 * "delivered" (at 'now_ms'), "pending" (due again at next_ms, 'why'
+	 * it failed) or "failed" (given up, 'why'). A backend that fences
+	 * claims records "pending" and "failed" only for the item's latest
+	 * claim (a deliverer whose lease ran out and was claimed again by
+	 * another says nothing: CSA_OK, unchanged), and "delivered" whoever
+	 * says it, while the item is pending. */
+	int (*settle)(struct csa_outbox *ob, const struct csa_outbox_item *it, int attempts,
+	              const char *state, int64_t now_ms, int64_t next_ms, const char *why,
+	              struct csa_err *err);
 	/* A ticket's items: [{"id", "key", "target", "state", "attempts",
 	 * "next_attempt" (pending only), "last_error", "created", "delivered"}],
 	 * oldest first. */
@@ -121,6 +144,24 @@ struct csa_outbox {
  * process or several, may share a file. max_attempts <= 0: 8. */
 int csa_outbox_open(const char *path, int max_attempts, struct csa_outbox **out,
                     struct csa_err *err);
+
+struct csa_pg;
+struct csa_ws;
+
+/* Open the outbox in the PostgreSQL database of 'pg' (store/pg.h; its
+ * schema migrated, borrowed until the outbox is closed): the table
+ * csa_outbox, shared by every node of that database. Claims are one
+ * UPDATE of the due rows picked with FOR UPDATE SKIP LOCKED (two nodes
+ * never claim one item), each numbered (claim) and signed with the node
+ * (host:pid, claimed_by); a settle other than "delivered" is fenced by
+ * that number. max_attempts <= 0: 8. */
+int csa_outbox_pg_open(struct csa_pg *pg, int max_attempts, struct csa_outbox **out,
+                       struct csa_err *err);
+
+/* The outbox of a workspace: in its database when its tickets are in
+ * PostgreSQL (ws->pg), else <ws>/outbox.db. */
+int csa_outbox_open_ws(struct csa_ws *ws, int max_attempts, struct csa_outbox **out,
+                       struct csa_err *err);
 void csa_outbox_close(struct csa_outbox *ob);
 
 /* The credentials of 'target' (copied; NULL members: none), replacing

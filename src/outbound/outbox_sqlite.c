@@ -68,7 +68,7 @@ static int sq_claim_due(struct csa_outbox *ob, int64_t now_ms, int max, int64_t 
 	                       "UPDATE items SET next_ms = ?3 WHERE id IN (SELECT id FROM items "
 	                       "WHERE state = 'pending' AND next_ms <= ?1 AND (?4 IS NULL OR "
 	                       "target = ?4) ORDER BY next_ms LIMIT ?2) "
-	                       "RETURNING id, attempts, url, payload, target",
+	                       "RETURNING id, attempts, url, payload, target, key",
 	                       -1, &st, NULL) != SQLITE_OK) {
 		rc = sq_fail(o, err, "claiming the due items");
 		goto out;
@@ -87,6 +87,7 @@ static int sq_claim_due(struct csa_outbox *ob, int64_t now_ms, int max, int64_t 
 		it->url = strdup((const char *)sqlite3_column_text(st, 2));
 		it->payload = strdup((const char *)sqlite3_column_text(st, 3));
 		it->target = strdup((const char *)sqlite3_column_text(st, 4));
+		it->key = strdup((const char *)sqlite3_column_text(st, 5));
 		++*n;
 	}
 	if (step != SQLITE_ROW && step != SQLITE_DONE)
@@ -97,9 +98,14 @@ out:
 	return rc;
 }
 
-static int sq_settle(struct csa_outbox *ob, int64_t id, int attempts, const char *state,
-                     int64_t now_ms, int64_t next_ms, const char *why, struct csa_err *err)
+/* Not fenced by claim: a deliverer whose lease ran out and another that
+ * claimed the item since may both record their attempt (the last one
+ * written stands). */
+static int sq_settle(struct csa_outbox *ob, const struct csa_outbox_item *it, int attempts,
+                     const char *state, int64_t now_ms, int64_t next_ms, const char *why,
+                     struct csa_err *err)
 {
+	int64_t id = it->id;
 	struct sq_outbox *o = (struct sq_outbox *)ob;
 	sqlite3_stmt *st;
 	int delivered = strcmp(state, "delivered") == 0, rc = CSA_OK;

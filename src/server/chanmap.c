@@ -97,6 +97,8 @@ static const struct csa_chanmap_ops sqlite_ops = {
 
 int csa_chanmap_open(struct csa_ws *ws, struct csa_chanmap **out, struct csa_err *err)
 {
+	if (ws->pg)
+		return csa_chanmap_pg_open(ws->pg, out, err);
 	struct sqlite_map *m = calloc(1, sizeof(*m));
 	if (!m)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the channel map");

@@ -5,9 +5,12 @@
  * "trello:<card>"); the hooks look a key up before handing a message to
  * the pipeline and bind it to the ticket the message went to.
  *
- * Behind a table of operations so a server sharing its state with others
- * (PostgreSQL) can replace the first implementation, <ws>/channels.db
- * (SQLite, WAL). Nothing outside chanmap.c knows how the map is kept.
+ * Behind a table of operations with two implementations: <ws>/channels.db
+ * (SQLite, WAL; chanmap.c) and, when the workspace's tickets are in
+ * PostgreSQL, the table csa_channels of that database (chanmap_pg.c),
+ * shared by every node, so a platform's retry reaching another node finds
+ * the thread's ticket. Nothing outside those files knows how the map is
+ * kept.
  *
  * Concurrency: a handle may be used by many threads at once, and several
  * processes may open the same map. The first binding of a key wins: a
@@ -42,9 +45,15 @@ struct csa_chanmap {
 	const struct csa_chanmap_ops *ops;
 };
 
-/* Open the map of a workspace: today <ws>/channels.db, created when
- * absent. */
+/* Open the map of a workspace: in its database when its tickets are in
+ * PostgreSQL (ws->pg), else <ws>/channels.db, created when absent. */
 int csa_chanmap_open(struct csa_ws *ws, struct csa_chanmap **out, struct csa_err *err);
+
+struct csa_pg;
+
+/* The map in the database of 'pg' (store/pg.h, its schema migrated;
+ * borrowed until the map is closed). */
+int csa_chanmap_pg_open(struct csa_pg *pg, struct csa_chanmap **out, struct csa_err *err);
 
 static inline int csa_chanmap_get(struct csa_chanmap *m, const char *key, char *ticket, size_t n,
                                   struct csa_err *err)

@@ -80,6 +80,7 @@ struct inbound {
 	const char *content;
 	json_t *platform_specific; /* borrowed */
 	int echo_check;            /* the platform reports csa's own posts back */
+	int from_map;              /* ticket came from the channel map, not a tag */
 };
 
 /* The ticket bound to a thread key into in->ticket: 0 (found or not), or
@@ -131,14 +132,66 @@ static int own_echo(struct csa_server *s, const struct inbound *in)
 	return echo;
 }
 
+/*
+ * A customer's message on a thread no ticket has yet: the thread is bound
+ * to a new ticket id before the ticket is made, and the first binding
+ * wins, on this node or any other sharing the map. So a platform that
+ * sends the same message twice at once, to two nodes behind a load
+ * balancer or to two threads of one, gets one ticket: every receiver
+ * reads back the same id, one of them makes the ticket, and the others
+ * add the message to it, where its message id makes it a duplicate.
+ * in->ticket gets the bound id, *won whether it is the one made here;
+ * returns 0, or the failure's body.
+ */
+static json_t *claim_thread(struct call *c, struct inbound *in, int *won)
+{
+	char id[CSA_ID_MAX + 1];
+	struct csa_err err = {0};
+	csa_id_generate("T", id, sizeof(id));
+	if (csa_chanmap_bind(c->s->chanmap, in->thread, id, &err) ||
+	    csa_chanmap_get(c->s->chanmap, in->thread, in->ticket, sizeof(in->ticket), &err))
+		return csa_fail_err(c, &err);
+	*won = strcmp(in->ticket, id) == 0;
+	return NULL;
+}
+
+/* The document that adds 'msg' to ticket in->ticket (a new reference to
+ * it is taken). */
+static json_t *add_doc(const struct inbound *in, json_t *msg)
+{
+	return json_pack("{s:s, s:s, s:O}", "ticket_id", in->ticket, "side",
+	                 in->internal ? "internal" : "external", "message", msg);
+}
+
+/* The document that starts ticket 'id' with 'msg' (a new reference to
+ * it is taken). */
+static json_t *new_ticket_doc(const struct inbound *in, const char *id, json_t *msg)
+{
+	return json_pack("{s:s, s:s, s:s?, s:{s:s?, s:{s:s?}}, s:[O]}", "ticket_id", id,
+	                 "platform", in->platform, "client_name", in->sender_name, "customer",
+	                 "client_name", in->sender_name, "contact_info", "address", in->sender_id,
+	                 "messages", msg);
+}
+
 static json_t *deliver(struct call *c, struct inbound *in)
 {
 	struct csa_server *s = c->s;
 	if (!in->content || !*in->content)
 		return csa_fail(c, 400, "bad_request", "%s message without text", in->platform);
 	json_t *fail;
-	if (!in->ticket[0] && in->thread[0] && (fail = lookup(c, in->thread, in)))
-		return fail;
+	/* the ticket came from the thread map (not from a [T_NO] tag): one
+	 * that is bound but not made yet is made by whoever finds it so */
+	int mapped = in->from_map, create = 0;
+	if (!in->ticket[0] && in->thread[0]) {
+		if ((fail = lookup(c, in->thread, in)))
+			return fail;
+		mapped = in->ticket[0] != '\0';
+	}
+	if (!in->ticket[0] && !in->internal && in->thread[0]) {
+		if ((fail = claim_thread(c, in, &create)))
+			return fail;
+		mapped = 1;
+	}
 	/* stored as the customer's, it would run the pipeline, whose
 	 * autonomous reply would come back again; as a note, it would say
 	 * twice what the timeline shows */
@@ -165,24 +218,47 @@ static json_t *deliver(struct call *c, struct inbound *in)
 	}
 	json_t *doc, *res = NULL;
 	if (in->ticket[0]) {
-		doc = json_pack("{s:s, s:s, s:o}", "ticket_id", in->ticket, "side",
-		                in->internal ? "internal" : "external", "message", msg);
+		doc = create ? new_ticket_doc(in, in->ticket, msg) : add_doc(in, msg);
 	} else if (in->internal) {
 		json_decref(msg);
 		return csa_fail(c, 422, "unmapped",
 		                "internal message names no ticket: put [T_NO] in it or reply in a "
 		                "ticket's thread");
 	} else {
-		doc = json_pack("{s:s, s:s?, s:{s:s?, s:{s:s?}}, s:[o]}", "platform", in->platform,
+		/* a customer's message on no thread (a platform without one) */
+		doc = json_pack("{s:s, s:s?, s:{s:s?, s:{s:s?}}, s:[O]}", "platform", in->platform,
 		                "client_name", in->sender_name, "customer", "client_name",
 		                in->sender_name, "contact_info", "address", in->sender_id,
 		                "messages", msg);
 	}
-	if (!doc)
+	if (!doc) {
+		json_decref(msg);
 		return csa_fail(c, 400, "bad_request",
 		                "%s message: sender or ids are not valid UTF-8 text", in->platform);
+	}
 	int rc = csa_pipeline_ingest(s->pipe, doc, &res, &err);
 	json_decref(doc);
+	if (mapped && !in->internal && !create && rc == CSA_ENOENT) {
+		/* the thread's ticket is bound but not made: its claimer is
+		 * making it now, or failed to. Made here */
+		memset(&err, 0, sizeof(err));
+		doc = new_ticket_doc(in, in->ticket, msg);
+		rc = doc ? csa_pipeline_ingest(s->pipe, doc, &res, &err)
+		         : csa_error(&err, CSA_ENOMEM, "out of memory starting ticket '%s'",
+		                     in->ticket);
+		json_decref(doc);
+	}
+	if (mapped && !in->internal && rc == CSA_EEXIST) {
+		/* another receiver made the thread's ticket first: the message
+		 * goes to it, a duplicate there if it is the same one */
+		memset(&err, 0, sizeof(err));
+		doc = add_doc(in, msg);
+		rc = doc ? csa_pipeline_ingest(s->pipe, doc, &res, &err)
+		         : csa_error(&err, CSA_ENOMEM, "out of memory adding to ticket '%s'",
+		                     in->ticket);
+		json_decref(doc);
+	}
+	json_decref(msg);
 	if (rc)
 		return csa_fail_err(c, &err);
 	bind(c, in->thread, res);
@@ -227,10 +303,12 @@ static json_t *hook_email(struct call *c, int raw)
 	char seen[300] = "";
 	if (mid)
 		snprintf(seen, sizeof(seen), "email:%.280s", mid);
-	if (!csa_subject_ticket(subject, in.ticket, sizeof(in.ticket)) && mid &&
-	    (fail = lookup(c, seen, &in))) {
-		json_decref(m);
-		return fail;
+	if (!csa_subject_ticket(subject, in.ticket, sizeof(in.ticket)) && mid) {
+		if ((fail = lookup(c, seen, &in))) {
+			json_decref(m);
+			return fail;
+		}
+		in.from_map = in.ticket[0] != '\0';
 	}
 	if (!in.ticket[0] && irt)
 		snprintf(in.thread, sizeof(in.thread), "email:%.280s", irt);
@@ -239,6 +317,10 @@ static json_t *hook_email(struct call *c, int raw)
 		const char *last = strrchr(r, '<');
 		snprintf(in.thread, sizeof(in.thread), "email:%.280s", last ? last : r);
 	}
+	/* a message that starts a conversation is its own thread: the key a
+	 * relay's retry (to this node or another) is claimed under */
+	if (!in.ticket[0] && !in.thread[0] && mid)
+		snprintf(in.thread, sizeof(in.thread), "%s", seen);
 	in.external_id = mid;
 	in.sender_id = csa_json_str(m, "from");
 	in.sender_name = in.sender_id;

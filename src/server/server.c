@@ -239,23 +239,20 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	pthread_cond_init(&s->ev_cv, NULL);
 	pthread_mutex_init(&s->stop_mu, NULL);
 	pthread_cond_init(&s->stop_cv, NULL);
-	char path[4200];
 	int rc = csa_pipeline_open(ws, &s->pipe, err);
 	if (!rc)
 		rc = csa_auto_open(ws, s->pipe, &s->autom, err);
 	if (!rc)
-		rc = csa_tokens_open(ws->root, &s->tokens, err);
+		rc = csa_tokens_open_ws(ws, &s->tokens, err);
 	if (!rc)
 		rc = csa_chanmap_open(ws, &s->chanmap, err);
-	if (!rc && csa_ws_path(ws, "outbox.db", path, sizeof(path)))
-		rc = csa_error(err, CSA_ELIMIT, "workspace path too long for 'outbox.db'");
 	const struct csa_config *cfg = csa_ws_config(ws);
 	int max_attempts = (int)csa_json_int(csa_config_get(cfg, "channels"), "max_attempts", 8);
 	double check_every =
 	    csa_json_num(csa_config_get(cfg, "sync"), "check_interval_seconds", 60);
 	csa_config_unref(cfg);
 	if (!rc)
-		rc = csa_outbox_open(path, max_attempts, &s->outbox, err);
+		rc = csa_outbox_open_ws(ws, max_attempts, &s->outbox, err);
 	if (!rc)
 		rc = csa_reply_credentials(s, err);
 	if (!rc)

@@ -11,6 +11,7 @@
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "store/ws.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -103,10 +104,9 @@ static int refresh(struct file_tokens *ft, struct csa_err *err)
 	return CSA_OK;
 }
 
-static int file_create(struct csa_tokens *t, enum csa_role role, const char *name, char **token,
-                       char id_out[CSA_TOKEN_ID_LEN], struct csa_err *err)
+int csa_token_mint(enum csa_role role, char **token, char hash[CSA_SHA256_HEX_LEN],
+                   char id[CSA_TOKEN_ID_LEN], struct csa_err *err)
 {
-	struct file_tokens *ft = (struct file_tokens *)t;
 	if (role != CSA_ROLE_VIEWER && role != CSA_ROLE_AGENT && role != CSA_ROLE_ADMIN)
 		return csa_error(err, CSA_EINVAL, "role must be viewer, agent or admin");
 	unsigned char rnd[32];
@@ -118,16 +118,38 @@ static int file_create(struct csa_tokens *t, enum csa_role role, const char *nam
 	memcpy(tok, "csa_", 4);
 	for (int i = 0; i < 32; i++)
 		snprintf(tok + 4 + 2 * i, 3, "%02x", rnd[i]);
-	char hash[CSA_SHA256_HEX_LEN], ts[CSA_TS_LEN], id[CSA_TOKEN_ID_LEN];
 	if (csa_sha256_hex(tok, strlen(tok), hash)) {
 		free(tok);
 		return csa_error(err, CSA_EIO, "cannot hash a new token (OpenSSL SHA-256 failed)");
 	}
-	snprintf(id, sizeof(id), "tk_%.12s", hash);
+	snprintf(id, CSA_TOKEN_ID_LEN, "tk_%.12s", hash);
+	*token = tok;
+	return CSA_OK;
+}
+
+int csa_token_digest(const char *presented, char hash[CSA_SHA256_HEX_LEN], struct csa_err *err)
+{
+	if (!presented || strlen(presented) > 256)
+		return csa_error(err, CSA_EAUTH, "no token, or one longer than 256 characters");
+	if (csa_sha256_hex(presented, strlen(presented), hash))
+		return csa_error(err, CSA_EIO,
+		                 "cannot hash the presented token (OpenSSL SHA-256 "
+		                 "failed)");
+	return CSA_OK;
+}
+
+static int file_create(struct csa_tokens *t, enum csa_role role, const char *name, char **token,
+                       char id_out[CSA_TOKEN_ID_LEN], struct csa_err *err)
+{
+	struct file_tokens *ft = (struct file_tokens *)t;
+	char *tok, hash[CSA_SHA256_HEX_LEN], ts[CSA_TS_LEN], id[CSA_TOKEN_ID_LEN];
+	int rc = csa_token_mint(role, &tok, hash, id, err);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&ft->mu);
 	/* read afresh: another process may have added tokens */
 	json_t *doc;
-	int rc = file_read(ft->path, &doc, err);
+	rc = file_read(ft->path, &doc, err);
 	if (rc == CSA_OK) {
 		json_t *entry = json_pack("{s:s, s:s?, s:s, s:s, s:s}", "id", id, "name", name,
 		                          "role", csa_role_name(role), "sha256", hash, "created",
@@ -156,15 +178,12 @@ static int file_check(struct csa_tokens *t, const char *presented, enum csa_role
 	struct file_tokens *ft = (struct file_tokens *)t;
 	*role = CSA_ROLE_NONE;
 	id_out[0] = '\0';
-	if (!presented || strlen(presented) > 256)
-		return csa_error(err, CSA_EAUTH, "no token, or one longer than 256 characters");
 	char hash[CSA_SHA256_HEX_LEN];
-	if (csa_sha256_hex(presented, strlen(presented), hash))
-		return csa_error(err, CSA_EIO,
-		                 "cannot hash the presented token (OpenSSL SHA-256 "
-		                 "failed)");
+	int rc = csa_token_digest(presented, hash, err);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&ft->mu);
-	int rc = refresh(ft, err);
+	rc = refresh(ft, err);
 	if (rc == CSA_OK) {
 		size_t i;
 		json_t *e;
@@ -268,6 +287,13 @@ int csa_tokens_open(const char *ws_root, struct csa_tokens **out, struct csa_err
 	pthread_mutex_init(&ft->mu, NULL);
 	*out = &ft->base;
 	return CSA_OK;
+}
+
+int csa_tokens_open_ws(struct csa_ws *ws, struct csa_tokens **out, struct csa_err *err)
+{
+	if (ws->pg)
+		return csa_tokens_pg_open(ws->pg, out, err);
+	return csa_tokens_open(ws->root, out, err);
 }
 
 int csa_token_create(const char *ws_root, enum csa_role role, const char *name, char **token,

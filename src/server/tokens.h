@@ -4,11 +4,13 @@
  * A token is shown once when created; the store keeps only its SHA-256,
  * and a check compares the digest with every stored one in constant time.
  *
- * The tokens live behind a table of operations (struct csa_tokens_ops), so
- * a server sharing them with others (PostgreSQL) can replace the first
- * implementation, <ws>/tokens.json. Callers hold a handle from
- * csa_tokens_open() and use the csa_tokens_*() calls below; nothing
- * outside tokens.c knows where tokens are kept.
+ * The tokens live behind a table of operations (struct csa_tokens_ops)
+ * with two implementations: <ws>/tokens.json (tokens.c) and, when the
+ * workspace's tickets are in PostgreSQL, the table csa_tokens of that
+ * database (tokens_pg.c), so a token made on one node works on every
+ * node. Callers hold a handle from csa_tokens_open_ws() (or
+ * csa_tokens_open() for a file workspace) and use the csa_tokens_*()
+ * calls below; nothing outside those files knows where tokens are kept.
  *
  * Concurrency: a handle may be used by many threads at once. Tokens
  * created or revoked by another process (`csa token create` while the
@@ -18,6 +20,7 @@
 #define CSA_SERVER_TOKENS_H
 
 #include <jansson.h>
+#include "base/digest.h"
 #include "base/err.h"
 
 enum csa_role { CSA_ROLE_NONE = 0, CSA_ROLE_VIEWER = 1, CSA_ROLE_AGENT = 2, CSA_ROLE_ADMIN = 3 };
@@ -55,10 +58,34 @@ struct csa_tokens {
 	const struct csa_tokens_ops *ops;
 };
 
-/* Open the tokens of a workspace: today <ws_root>/tokens.json (absent: no
- * tokens yet). The file is read at the first check and again whenever it
- * changes. */
+/* Open the tokens in <ws_root>/tokens.json (absent: no tokens yet). The
+ * file is read at the first check and again whenever it changes. */
 int csa_tokens_open(const char *ws_root, struct csa_tokens **out, struct csa_err *err);
+
+struct csa_ws;
+struct csa_pg;
+
+/* Open the tokens of a workspace: in its database when its tickets are
+ * in PostgreSQL (ws->pg), else its tokens.json. */
+int csa_tokens_open_ws(struct csa_ws *ws, struct csa_tokens **out, struct csa_err *err);
+
+/* The tokens in the database of 'pg' (store/pg.h, its schema migrated;
+ * borrowed until the handle is closed): a check is one lookup of the
+ * presented secret's SHA-256 (the digest, not the secret, is what an
+ * index lookup could leak the timing of), so a token created or revoked
+ * on any node counts at the next request on every node. */
+int csa_tokens_pg_open(struct csa_pg *pg, struct csa_tokens **out, struct csa_err *err);
+
+/* For the backends: a new secret for 'role' ("csa_" and 64 hex digits,
+ * *token malloc'd, the caller frees), its SHA-256 in hex and its public
+ * id "tk_" + the digest's first 12 digits. CSA_EINVAL for a role other
+ * than viewer, agent or admin. */
+int csa_token_mint(enum csa_role role, char **token, char hash[CSA_SHA256_HEX_LEN],
+                   char id[CSA_TOKEN_ID_LEN], struct csa_err *err);
+
+/* The SHA-256 in hex of a presented secret; CSA_EAUTH when there is none
+ * or it is longer than 256 characters. */
+int csa_token_digest(const char *presented, char hash[CSA_SHA256_HEX_LEN], struct csa_err *err);
 
 static inline int csa_tokens_create(struct csa_tokens *t, enum csa_role role, const char *name,
                                     char **token, char id[CSA_TOKEN_ID_LEN], struct csa_err *err)
@@ -90,9 +117,10 @@ static inline void csa_tokens_close(struct csa_tokens *t)
 }
 
 /*
- * One-call forms for the CLI (`csa token create|list|revoke`): open the
- * workspace's tokens, do one operation, close. csa_tokens_load gives
- * {"tokens": [list]} (new reference).
+ * One-call forms over a file workspace's tokens.json (tests; the CLI opens
+ * csa_tokens_open_ws() so that a database workspace is served too): open,
+ * do one operation, close. csa_tokens_load gives {"tokens": [list]} (new
+ * reference).
  */
 int csa_token_create(const char *ws_root, enum csa_role role, const char *name, char **token,
                      char id_out[CSA_TOKEN_ID_LEN], struct csa_err *err);

@@ -1,5 +1,6 @@
 /* The ticket store on PostgreSQL (libpq): see store/store_pg.h. */
 #include "store/store_pg.h"
+#include "store/pg.h"
 #include "base/hash.h"
 #include "base/json.h"
 #include "base/ts.h"
@@ -11,67 +12,28 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Idle connections kept for reuse; more may be open while busy (one per
- * held ticket lock, one per commit or read in flight). */
-#define POOL_IDLE_MAX 8
 /* Marks kept at once (pg_mark): each index beside the store that marks
  * has one of its own (enum csa_store_mark_slot), so one index's mark never
  * moves another's. */
 #define MARK_SLOTS 4
 /* Rows a scan fetches at a time. */
 #define SCAN_PAGE 256
-/* Seconds a connection attempt may take unless the URL says otherwise. */
-#define CONNECT_TIMEOUT "10"
 
-/* ---- schema migrations ----------------------------------------------- */
-
-/* Append only: a released migration is never edited, a change is a new
- * one. Each runs in the transaction that records it. */
-static const struct {
-	int version;
-	const char *name;
-	const char *sql;
-} migrations[] = {
-    {1, "tickets",
-     "CREATE SEQUENCE csa_ticket_version AS bigint;"
-     "CREATE TABLE csa_tickets ("
-     "  id text COLLATE \"C\" PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9_-]{1,64}$'),"
-     "  version bigint NOT NULL,"
-     "  e jsonb NOT NULL CHECK (jsonb_typeof(e) = 'object'),"
-     "  i jsonb NOT NULL CHECK (jsonb_typeof(i) = 'object'),"
-     "  t jsonb NOT NULL CHECK (jsonb_typeof(t) = 'object'),"
-     "  committed_at timestamptz NOT NULL);"
-     "CREATE INDEX csa_tickets_status ON csa_tickets ((e->>'conversation_status'));"
-     "CREATE INDEX csa_tickets_priority ON csa_tickets ((t->>'priority'));"
-     "CREATE INDEX csa_tickets_stage ON csa_tickets ((t->>'workflow_stage'));"},
-};
-#define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
-
-/* Advisory lock keys: migrations, and the namespace of ticket locks. */
-#define MIGRATE_LOCK_KEY "7236951823456701234"
 static const char ticket_lock_ns[] = "csa:ticket-lock:";
-
-int csa_store_pg_schema_version(void)
-{
-	return migrations[NMIGRATIONS - 1].version;
-}
 
 /* ---- the store ------------------------------------------------------- */
 
 struct pgs {
 	struct csa_store base;
 	struct csa_ws *ws;
-	char *url;
-	char where[320]; /* host:port/dbname, no password, for errors */
+	struct csa_pg *pg;  /* borrowed: the workspace's (csa_ws->pg) */
+	const char *where;  /* host:port/dbname, no password, for errors */
 	int observe;
-	pthread_mutex_t mu; /* the pool, the counters and the mark */
-	PGconn *idle[POOL_IDLE_MAX];
-	size_t nidle;
+	pthread_mutex_t mu; /* the counters and the mark */
 	struct csa_store_stats stats;
 	/* mark/stamp (see pg_mark): commits hold it shared from BEGIN until
 	 * their change is counted, mark exclusive */
@@ -110,185 +72,17 @@ int csa_store_pg_unsupported(const struct csa_store *st, const char *what, const
 	                 csa_store_pg_where(st), what, instead);
 }
 
-/* libpq's message on one line, without the trailing newline. */
-static void one_line(const char *in, char *out, size_t outsz)
-{
-	size_t n = 0;
-	for (; in && *in && n + 1 < outsz; in++) {
-		char ch = *in == '\n' || *in == '\t' || *in == '\r' ? ' ' : *in;
-		if (ch == ' ' && (n == 0 || out[n - 1] == ' '))
-			continue;
-		out[n++] = ch;
-	}
-	while (n && out[n - 1] == ' ')
-		n--;
-	out[n] = '\0';
-}
-
-static int db_error(const char *where, struct csa_err *err, PGconn *c, const PGresult *r,
-                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-/* CSA_EBACKEND: "<what>: PostgreSQL at <where>: <server's message>". */
-static int db_error(const char *where, struct csa_err *err, PGconn *c, const PGresult *r,
-                    const char *fmt, ...)
-{
-	char what[256], msg[300];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	const char *m = r ? PQresultErrorMessage(r) : NULL;
-	if (!m || !*m)
-		m = c ? PQerrorMessage(c) : "no connection";
-	one_line(m, msg, sizeof(msg));
-	return csa_error(err, CSA_EBACKEND, "%s: PostgreSQL at %s: %s", what, where, msg);
-}
-
-static void quiet(void *arg, const char *message)
-{
-	(void)arg, (void)message; /* NOTICEs ("already exists, skipping") */
-}
-
-/* host:port/dbname of a URL, for messages (never the password). */
-static int describe_url(const char *url, const char *source, char *out, size_t outsz,
-                        struct csa_err *err)
-{
-	char *perr = NULL;
-	PQconninfoOption *opts = PQconninfoParse(url, &perr);
-	if (!opts) {
-		char msg[200];
-		one_line(perr ? perr : "out of memory", msg, sizeof(msg));
-		PQfreemem(perr);
-		return csa_error(err, CSA_EINVAL,
-		                 "%s is not a PostgreSQL connection URL "
-		                 "(postgresql://user:password@host:port/dbname): %s",
-		                 source, msg);
-	}
-	const char *host = NULL, *hostaddr = NULL, *port = NULL, *db = NULL, *user = NULL;
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		if (!o->val || !*o->val)
-			continue;
-		if (strcmp(o->keyword, "host") == 0)
-			host = o->val;
-		else if (strcmp(o->keyword, "hostaddr") == 0)
-			hostaddr = o->val;
-		else if (strcmp(o->keyword, "port") == 0)
-			port = o->val;
-		else if (strcmp(o->keyword, "dbname") == 0)
-			db = o->val;
-		else if (strcmp(o->keyword, "user") == 0)
-			user = o->val;
-	}
-	snprintf(out, outsz, "%s:%s/%s",
-	         host       ? host
-	         : hostaddr ? hostaddr
-	                    : "localhost",
-	         port ? port : "5432",
-	         db     ? db
-	         : user ? user
-	                : "(default database)");
-	PQconninfoFree(opts);
-	return CSA_OK;
-}
-
-/* A new connection to 'url'. */
-static int connect_url(const char *url, const char *where, PGconn **out, struct csa_err *err)
-{
-	/* expand_dbname: 'url' is parsed as a connection string; its own
-	 * settings come after, so they win over these defaults. Keepalives:
-	 * a node notices a server that vanished within about 30 s. */
-	const char *const keys[] = {
-	    "connect_timeout",     "application_name", "keepalives", "keepalives_idle",
-	    "keepalives_interval", "keepalives_count", "dbname",     NULL};
-	const char *const vals[] = {CONNECT_TIMEOUT, "csa", "1", "15", "5", "3", url, NULL};
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
-	if (!c)
-		return csa_error(err, CSA_ENOMEM, "out of memory connecting to PostgreSQL at %s",
-		                 where);
-	if (PQstatus(c) != CONNECTION_OK) {
-		char msg[300];
-		one_line(PQerrorMessage(c), msg, sizeof(msg));
-		PQfinish(c);
-		return csa_error(err, CSA_EBACKEND, "cannot connect to PostgreSQL at %s: %s", where,
-		                 msg);
-	}
-	PQsetNoticeProcessor(c, quiet, NULL);
-	/* and the server notices a node that vanished (power lost, cable cut:
-	 * no FIN ever comes) within about 30 s instead of the system's two
-	 * hours, and drops its session with the ticket locks it held */
-	const char *host = PQhost(c);
-	if (host && host[0] != '/' && host[0] != '@') {
-		PGresult *r = PQexec(c, "SET tcp_keepalives_idle = 15; "
-		                        "SET tcp_keepalives_interval = 5; "
-		                        "SET tcp_keepalives_count = 3");
-		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-		int rc = ok ? CSA_OK
-		            : db_error(where, err, c, r, "setting the keepalives of a connection");
-		PQclear(r);
-		if (!ok) {
-			PQfinish(c);
-			return rc;
-		}
-	}
-	*out = c;
-	return CSA_OK;
-}
-
-static int conn_get(struct pgs *s, PGconn **out, struct csa_err *err)
-{
-	pthread_mutex_lock(&s->mu);
-	PGconn *c = s->nidle ? s->idle[--s->nidle] : NULL;
-	pthread_mutex_unlock(&s->mu);
-	if (c) {
-		*out = c;
-		return CSA_OK;
-	}
-	return connect_url(s->url, s->where, out, err);
-}
-
-/* Back to the pool if it is healthy and outside a transaction. */
-static void conn_put(struct pgs *s, PGconn *c)
-{
-	if (!c)
-		return;
-	if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE) {
-		pthread_mutex_lock(&s->mu);
-		if (s->nidle < POOL_IDLE_MAX) {
-			s->idle[s->nidle++] = c;
-			c = NULL;
-		}
-		pthread_mutex_unlock(&s->mu);
-	}
-	if (c)
-		PQfinish(c);
-}
-
-/* A connection taken from the pool may have died while idle (the server
- * restarted): a read that failed because of that is run once more on a
- * new connection. */
+/* Every statement outside a transaction goes through the shared pool's
+ * retry-once query (store/pg.h). */
 static PGresult *query(struct pgs *s, PGconn **c, const char *sql, int n, const char *const *params,
                        struct csa_err *err, int *rc)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		if (!*c && (*rc = conn_get(s, c, err)))
-			return NULL;
-		PGresult *r = PQexecParams(*c, sql, n, NULL, params, NULL, NULL, 0);
-		ExecStatusType st = PQresultStatus(r);
-		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-			*rc = CSA_OK;
-			return r;
-		}
-		if (PQstatus(*c) == CONNECTION_BAD && attempt == 0) {
-			PQclear(r);
-			PQfinish(*c);
-			*c = NULL;
-			continue;
-		}
-		*rc = db_error(s->where, err, *c, r, "query of the ticket store");
-		PQclear(r);
-		return NULL;
-	}
-	return NULL; /* not reached */
+	return csa_pg_query(s->pg, c, "query of the ticket store", sql, n, params, err, rc);
+}
+
+static void conn_put(struct pgs *s, PGconn *c)
+{
+	csa_pg_put(s->pg, c);
 }
 
 static struct csa_limits limits_now(const struct pgs *s)
@@ -297,100 +91,6 @@ static struct csa_limits limits_now(const struct pgs *s)
 	struct csa_limits l = cfg->limits;
 	csa_config_unref(cfg);
 	return l;
-}
-
-/* ---- migrations ------------------------------------------------------ */
-
-static int exec_ok(const char *where, PGconn *c, const char *sql, int n, const char *const *params,
-                   PGresult **keep, struct csa_err *err, const char *what)
-{
-	PGresult *r =
-	    n || keep ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
-	ExecStatusType st = PQresultStatus(r);
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		int rc = db_error(where, err, c, r, "%s", what);
-		PQclear(r);
-		return rc;
-	}
-	if (keep)
-		*keep = r;
-	else
-		PQclear(r);
-	return CSA_OK;
-}
-
-static int migrate_on(PGconn *c, const char *where, int *applied, struct csa_err *err)
-{
-	int rc, n = 0;
-	PGresult *r = NULL;
-	if (applied)
-		*applied = 0;
-	if ((rc = exec_ok(where, c, "BEGIN", 0, NULL, NULL, err, "schema migration: BEGIN")))
-		return rc;
-	const char *key[] = {MIGRATE_LOCK_KEY};
-	if ((rc = exec_ok(where, c, "SELECT pg_advisory_xact_lock($1::bigint)", 1, key, NULL, err,
-	                  "schema migration: waiting for the migration lock")))
-		goto fail;
-	if ((rc = exec_ok(where, c, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, NULL,
-	                  &r, err, "schema migration: looking for schema_migrations")))
-		goto fail;
-	int have_table = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
-	r = NULL;
-	if (!have_table &&
-	    (rc = exec_ok(where, c,
-	                  "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
-	                  "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-	                  0, NULL, NULL, err, "schema migration: creating schema_migrations")))
-		goto fail;
-	if ((rc = exec_ok(where, c, "SELECT coalesce(max(version), 0) FROM schema_migrations", 0,
-	                  NULL, &r, err, "schema migration: reading schema_migrations")))
-		goto fail;
-	long current = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	r = NULL;
-	if (current > csa_store_pg_schema_version()) {
-		rc = csa_error(err, CSA_ESTATE,
-		               "the database at %s has schema version %ld, newer than this csa "
-		               "knows (%d): upgrade csa on this machine",
-		               where, current, csa_store_pg_schema_version());
-		goto fail;
-	}
-	for (size_t k = 0; k < NMIGRATIONS; k++) {
-		if (migrations[k].version <= current)
-			continue;
-		char what[160], ver[16];
-		snprintf(what, sizeof(what), "schema migration %d (%s)", migrations[k].version,
-		         migrations[k].name);
-		snprintf(ver, sizeof(ver), "%d", migrations[k].version);
-		const char *p[] = {ver, migrations[k].name};
-		if ((rc = exec_ok(where, c, migrations[k].sql, 0, NULL, NULL, err, what)) ||
-		    (rc = exec_ok(where, c,
-		                  "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-		                  2, p, NULL, err, what)))
-			goto fail;
-		n++;
-	}
-	if ((rc = exec_ok(where, c, "COMMIT", 0, NULL, NULL, err, "schema migration: COMMIT")))
-		goto fail;
-	if (applied)
-		*applied = n;
-	return CSA_OK;
-fail:
-	PQclear(PQexec(c, "ROLLBACK"));
-	return rc;
-}
-
-int csa_store_pg_migrate(const char *url, const char *source, int *applied, struct csa_err *err)
-{
-	char where[320];
-	PGconn *c;
-	int rc = describe_url(url, source, where, sizeof(where), err);
-	if (rc || (rc = connect_url(url, where, &c, err)))
-		return rc;
-	rc = migrate_on(c, where, applied, err);
-	PQfinish(c);
-	return rc;
 }
 
 /* ---- load ------------------------------------------------------------ */
@@ -503,8 +203,7 @@ static int pg_lock(struct csa_store *st, const char *id, struct csa_lock **out, 
 	if (!lk)
 		return csa_error(err, CSA_ENOMEM, "out of memory locking '%s'", id);
 	lk->s = s;
-	int64_t key = (int64_t)csa_fnv1a_str(csa_fnv1a_str(CSA_FNV_SEED, ticket_lock_ns), id);
-	snprintf(lk->key, sizeof(lk->key), "%" PRId64, key);
+	snprintf(lk->key, sizeof(lk->key), "%lld", csa_pg_lock_key(ticket_lock_ns, id));
 	const char *p[] = {lk->key};
 	PGresult *r = query(s, &lk->c,
 	                    s->observe ? "SELECT pg_advisory_lock_shared($1::bigint)"
@@ -577,7 +276,7 @@ static int write_one(struct pgs *s, PGconn *c, struct csa_ticket *tk, unsigned d
 		    PQexecParams(c, "SELECT version FROM csa_tickets WHERE id = $1 FOR UPDATE", 1,
 		                 NULL, q, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-			int rc = db_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
+			int rc = csa_pg_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
 			PQclear(r);
 			return rc;
 		}
@@ -593,7 +292,7 @@ static int write_one(struct pgs *s, PGconn *c, struct csa_ticket *tk, unsigned d
 	PGresult *r = PQexecParams(c, update ? sql_update : sql_insert, update ? 5 : 4, NULL, p,
 	                           NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		int rc = db_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
+		int rc = csa_pg_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
 		PQclear(r);
 		return rc;
 	}
@@ -612,7 +311,7 @@ static int write_one(struct pgs *s, PGconn *c, struct csa_ticket *tk, unsigned d
 	                 0);
 	int rc;
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
-		rc = db_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
+		rc = csa_pg_error(s->where, err, c, r, "commit of ticket '%s'", tk->id);
 	else if (PQntuples(r) == 0)
 		rc = csa_error(err, CSA_ENOENT,
 		               "commit of ticket '%s': it is not in PostgreSQL at %s (loaded "
@@ -676,13 +375,13 @@ static int pg_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t
 		delta += d;
 	}
 	if (rc) {
-		PQclear(PQexec(c, "ROLLBACK"));
+		csa_pg_rollback(c);
 		goto unlock;
 	}
 	r = PQexec(c, "COMMIT");
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		if (PQstatus(c) == CONNECTION_BAD) {
-			rc = db_error(s->where, err, c, r,
+			rc = csa_pg_error(s->where, err, c, r,
 			              "commit of %zu ticket(s), the first '%s': the connection was "
 			              "lost during COMMIT, whether it took effect is unknown",
 			              n, tks[0]->id);
@@ -691,7 +390,7 @@ static int pg_commit(struct csa_store *st, struct csa_ticket *const *tks, size_t
 				s->marks[k].unsure = 1;
 			pthread_mutex_unlock(&s->mu);
 		} else {
-			rc = db_error(s->where, err, c, r,
+			rc = csa_pg_error(s->where, err, c, r,
 			              "commit of %zu ticket(s), the first '%s'", n, tks[0]->id);
 		}
 		PQclear(r);
@@ -917,11 +616,8 @@ static int pg_checkpoint(struct csa_store *st, struct csa_err *err)
 static void pg_close(struct csa_store *st)
 {
 	struct pgs *s = (struct pgs *)st;
-	for (size_t k = 0; k < s->nidle; k++)
-		PQfinish(s->idle[k]);
 	pthread_mutex_destroy(&s->mu);
 	pthread_rwlock_destroy(&s->mark_rw);
-	free(s->url);
 	free(s);
 }
 
@@ -945,16 +641,16 @@ static const struct csa_store_ops pg_ops = {
     .stamp = pg_stamp,
 };
 
-int csa_store_pg_open(struct csa_ws *ws, const char *url, const char *source, int observe,
-                      struct csa_store **out, struct csa_err *err)
+int csa_store_pg_open(struct csa_ws *ws, struct csa_pg *pg, int observe, struct csa_store **out,
+                      struct csa_err *err)
 {
 	struct pgs *s = calloc(1, sizeof(*s));
-	if (!s || !(s->url = strdup(url))) {
-		free(s);
+	if (!s)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the ticket store");
-	}
 	s->base.ops = &pg_ops;
 	s->ws = ws;
+	s->pg = pg;
+	s->where = csa_pg_where(pg);
 	s->observe = observe;
 	pthread_mutex_init(&s->mu, NULL);
 	/* a mark waits for the commits in flight, not for every later one */
@@ -963,34 +659,6 @@ int csa_store_pg_open(struct csa_ws *ws, const char *url, const char *source, in
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&s->mark_rw, &ra);
 	pthread_rwlockattr_destroy(&ra);
-	PGconn *c = NULL;
-	int rc = describe_url(url, source, s->where, sizeof(s->where), err);
-	if (rc == CSA_OK && (rc = connect_url(url, s->where, &c, err)))
-		csa_error_prefix(err, "%s: ", source);
-	/* an observer never changes the database: it checks the schema is
-	 * there and current instead */
-	if (rc == CSA_OK && !observe)
-		rc = migrate_on(c, s->where, NULL, err);
-	if (rc == CSA_OK && observe) {
-		PGresult *r = NULL;
-		rc = exec_ok(s->where, c, "SELECT coalesce(max(version), 0) FROM schema_migrations",
-		             0, NULL, &r, err, "reading the schema version");
-		if (rc == CSA_OK &&
-		    strtol(PQgetvalue(r, 0, 0), NULL, 10) != csa_store_pg_schema_version())
-			rc =
-			    csa_error(err, CSA_ESTATE,
-			              "the database at %s has schema version %s, this csa needs %d "
-			              "(run csa init with this database)",
-			              s->where, PQgetvalue(r, 0, 0), csa_store_pg_schema_version());
-		PQclear(r);
-	}
-	if (rc) {
-		if (c)
-			PQfinish(c);
-		pg_close(&s->base);
-		return rc;
-	}
-	conn_put(s, c);
 	*out = &s->base;
 	return CSA_OK;
 }

@@ -5,10 +5,10 @@
  *
  * Chosen when DATABASE_URL is set in the environment, or store.url in
  * csa.json (the environment wins): store/ws.c opens it in place of the
- * file mesh. The rest of the workspace (csa.json, models, knowledge base,
- * the SQLite databases) stays in the workspace directory for now.
+ * file mesh, over the workspace's one connection pool (store/pg.h), which
+ * the other PostgreSQL backends (outbox, channel map, tokens) share.
  *
- * Tables (migrations in store_pg.c, recorded in schema_migrations):
+ * Tables (migrations in store/pg.c, recorded in schema_migrations):
  *   csa_tickets(id, version, e, i, t, committed_at): the three documents
  *     of spec §3.2 as jsonb, and a version drawn from the sequence
  *     csa_ticket_version by every commit of the ticket (unique across
@@ -31,22 +31,14 @@
 
 struct csa_ws;
 
-/* Open the ticket store in the database at 'url' (a libpq URL,
- * postgresql://user:password@host:port/dbname?...), applying the schema
- * migrations it lacks. 'source' names where the URL came from in errors
- * ("DATABASE_URL", "csa.json store.url"). With 'observe' the store
- * refuses commits (CSA_ESTATE) and its locks are shared. */
-int csa_store_pg_open(struct csa_ws *ws, const char *url, const char *source, int observe,
-                      struct csa_store **out, struct csa_err *err);
+struct csa_pg;
 
-/* Apply the migrations the database at 'url' lacks, in one transaction
- * under an advisory lock (two nodes starting at once apply them once).
- * *applied (may be NULL): how many were applied now (0 when the schema was
- * current). */
-int csa_store_pg_migrate(const char *url, const char *source, int *applied, struct csa_err *err);
-
-/* The newest schema version this build knows. */
-int csa_store_pg_schema_version(void);
+/* Open the ticket store in the database of 'pg' (store/pg.h: the
+ * workspace's pool, borrowed until the store is closed; its schema is
+ * migrated or checked by csa_pg_open). With 'observe' the store refuses
+ * commits (CSA_ESTATE) and its locks are shared. */
+int csa_store_pg_open(struct csa_ws *ws, struct csa_pg *pg, int observe, struct csa_store **out,
+                      struct csa_err *err);
 
 /* 1 if 'st' is a PostgreSQL store. */
 int csa_store_is_pg(const struct csa_store *st);

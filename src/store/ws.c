@@ -2,6 +2,7 @@
 #include "store/ws.h"
 #include "store/blobs.h"
 #include "store/mesh.h"
+#include "store/pg.h"
 #include "store/store_pg.h"
 #include "base/fsops.h"
 #include "base/json.h"
@@ -286,23 +287,34 @@ enum ws_mode { WS_NORMAL, WS_OBSERVE, WS_SCRATCH, WS_FILES };
 /* The ticket store's backend: PostgreSQL when DATABASE_URL is set in the
  * environment or store.url in csa.json (the environment wins), the file
  * mesh otherwise. A scratch workspace (the replay's) is always the mesh:
- * it is thrown away, never a team's database. */
+ * it is thrown away, never a team's database. With PostgreSQL the
+ * workspace's pool (ws->pg) is opened first, migrating the schema (an
+ * observer only checks it), and the store borrows it. */
 static int open_store(struct csa_ws *ws, enum ws_mode mode, struct csa_store **out,
                       struct csa_err *err)
 {
 	int observe = mode == WS_OBSERVE;
 	if (mode != WS_SCRATCH && mode != WS_FILES) {
 		const char *env = getenv("DATABASE_URL");
-		if (env && *env)
-			return csa_store_pg_open(ws, env, "DATABASE_URL", observe, out, err);
+		const char *url = NULL, *source = NULL;
 		const struct csa_config *cfg = csa_ws_config(ws);
-		const char *url = json_string_value(csa_config_get(cfg, "store.url"));
-		int rc = CSA_OK, pg = url != NULL;
-		if (pg)
-			rc = csa_store_pg_open(ws, url, "csa.json store.url", observe, out, err);
+		char *conf = NULL;
+		if (env && *env) {
+			url = env;
+			source = "DATABASE_URL";
+		} else if ((url = json_string_value(csa_config_get(cfg, "store.url")))) {
+			source = "csa.json store.url";
+			url = conf = strdup(url);
+		}
 		csa_config_unref(cfg);
-		if (pg)
-			return rc;
+		if (source && !url)
+			return csa_error(err, CSA_ENOMEM, "out of memory reading store.url");
+		if (url) {
+			int rc = csa_pg_open(url, source, observe ? CSA_PG_EXPECT : CSA_PG_MIGRATE,
+			                     &ws->pg, err);
+			free(conf);
+			return rc ? rc : csa_store_pg_open(ws, ws->pg, observe, out, err);
+		}
 	}
 	return (observe ? csa_mesh_open_observer : csa_mesh_open)(ws, out, err);
 }
@@ -346,6 +358,7 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 	return CSA_OK;
 fail:
 	csa_blobs_close(ws->blobs);
+	csa_pg_free(ws->pg);
 	snap_put(ws->cfg_now);
 	pthread_mutex_destroy(&ws->cfg_mu);
 	pthread_mutex_destroy(&ws->cfg_write_mu);
@@ -381,6 +394,7 @@ void csa_ws_close(struct csa_ws *ws)
 	if (ws->store)
 		csa_store_close(ws->store);
 	csa_blobs_close(ws->blobs);
+	csa_pg_free(ws->pg); /* after every backend that borrowed it */
 	/* readers still holding the snapshot keep it alive */
 	snap_put(ws->cfg_now);
 	json_decref(ws->cfg_over);

@@ -22,10 +22,17 @@
 struct csa_store;
 struct csa_blobs;
 struct csa_ws_cfg;
+struct csa_pg;
 
 struct csa_ws {
 	char *root;              /* directory, as given; owned */
-	struct csa_store *store; /* ticket store (file mesh) */
+	struct csa_store *store; /* ticket store (file mesh or PostgreSQL) */
+	/* The database of a workspace whose tickets are in PostgreSQL
+	 * (DATABASE_URL or store.url), NULL otherwise: one pool of
+	 * connections (store/pg.h) that every PostgreSQL backend of this
+	 * process borrows (tickets, outbox, channel map, tokens), owned by
+	 * the workspace and closed after them by csa_ws_close(). */
+	struct csa_pg *pg;
 	struct csa_blobs *blobs; /* models and knowledge base (store/blobs.h) */
 	/* The configuration in effect, read with csa_ws_config(): private. */
 	pthread_mutex_t cfg_mu;       /* guards cfg_now's pointer and count */

@@ -27,6 +27,10 @@ struct fake_http {
 	int n;
 	struct answer answers[FAKE_ANSWERS];
 	int nanswers;
+	char stall_prefix[128];
+	int stall_left;       /* requests still to hold */
+	int stall_released;   /* fake_http_release() or stop: hold none */
+	pthread_cond_t stall_cv;
 };
 
 struct upload {
@@ -39,9 +43,11 @@ static int starts(const char *s, const char *prefix)
 	return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-static void record(struct fake_http *f, struct MHD_Connection *c, const char *method,
-                   const char *url, struct upload *u)
+/* Keep the request; 1 when it is one to hold (fake_http_stall). */
+static int record(struct fake_http *f, struct MHD_Connection *c, const char *method,
+                  const char *url, struct upload *u)
 {
+	int hold = 0;
 	pthread_mutex_lock(&f->mu);
 	if (f->n < FAKE_REQS) {
 		struct fake_req *r = &f->reqs[f->n++];
@@ -49,10 +55,16 @@ static void record(struct fake_http *f, struct MHD_Connection *c, const char *me
 		snprintf(r->path, sizeof(r->path), "%s", url);
 		const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
 		snprintf(r->auth, sizeof(r->auth), "%s", a ? a : "");
+		const char *k = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+		snprintf(r->idem, sizeof(r->idem), "%s", k ? k : "");
 		r->body = u->b ? u->b : strdup("");
 		u->b = NULL;
+		/* decided with the recording, so the held one is known */
+		r->held = hold = f->stall_left > 0 && starts(url, f->stall_prefix);
+		f->stall_left -= hold;
 	}
 	pthread_mutex_unlock(&f->mu);
+	return hold;
 }
 
 static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
@@ -80,7 +92,13 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	record(f, c, method, url, u);
+	if (record(f, c, method, url, u)) {
+		/* a held request waits on this connection's own thread */
+		pthread_mutex_lock(&f->mu);
+		while (!f->stall_released)
+			pthread_cond_wait(&f->stall_cv, &f->mu);
+		pthread_mutex_unlock(&f->mu);
+	}
 	int status = 200;
 	char body[1024] = "{}";
 	pthread_mutex_lock(&f->mu);
@@ -115,9 +133,11 @@ int fake_http_start(struct fake_http **out, unsigned *port)
 	if (!f)
 		return -1;
 	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->stall_cv, NULL);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_req, f,
+	f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+	                        NULL, NULL, on_req, f,
 	                        MHD_OPTION_SOCK_ADDR, &a, MHD_OPTION_NOTIFY_COMPLETED, on_done,
 	                        NULL, MHD_OPTION_END);
 	const union MHD_DaemonInfo *i =
@@ -125,6 +145,7 @@ int fake_http_start(struct fake_http **out, unsigned *port)
 	if (!i) {
 		if (f->d)
 			MHD_stop_daemon(f->d);
+		pthread_cond_destroy(&f->stall_cv);
 		pthread_mutex_destroy(&f->mu);
 		free(f);
 		return -1;
@@ -138,11 +159,13 @@ void fake_http_stop(struct fake_http *f)
 {
 	if (!f)
 		return;
+	fake_http_release(f); /* a held request's thread must end for the stop */
 	MHD_stop_daemon(f->d);
 	for (int i = 0; i < f->n; i++)
 		free(f->reqs[i].body);
 	for (int i = 0; i < f->nanswers; i++)
 		free(f->answers[i].body);
+	pthread_cond_destroy(&f->stall_cv);
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 }
@@ -197,6 +220,34 @@ int fake_http_count(struct fake_http *f, const char *prefix)
 	pthread_mutex_lock(&f->mu);
 	for (int i = 0; i < f->n; i++)
 		k += starts(f->reqs[i].path, prefix);
+	pthread_mutex_unlock(&f->mu);
+	return k;
+}
+
+void fake_http_stall(struct fake_http *f, const char *prefix, int n)
+{
+	pthread_mutex_lock(&f->mu);
+	snprintf(f->stall_prefix, sizeof(f->stall_prefix), "%s", prefix);
+	f->stall_left = n;
+	f->stall_released = 0;
+	pthread_mutex_unlock(&f->mu);
+}
+
+void fake_http_release(struct fake_http *f)
+{
+	pthread_mutex_lock(&f->mu);
+	f->stall_left = 0;
+	f->stall_released = 1;
+	pthread_cond_broadcast(&f->stall_cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+int fake_http_count_key(struct fake_http *f, const char *key)
+{
+	int k = 0;
+	pthread_mutex_lock(&f->mu);
+	for (int i = 0; i < f->n; i++)
+		k += strcmp(f->reqs[i].idem, key) == 0;
 	pthread_mutex_unlock(&f->mu);
 	return k;
 }

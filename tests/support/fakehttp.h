@@ -12,6 +12,8 @@ struct fake_req {
 	char method[8];
 	char path[512];
 	char auth[512]; /* the Authorization header, or "" */
+	char idem[256]; /* the Idempotency-Key header, or "" */
+	int held;       /* held without an answer (fake_http_stall) */
 	char *body;
 };
 
@@ -35,5 +37,18 @@ int fake_http_find_nth(struct fake_http *f, const char *prefix, int nth, struct 
 
 /* How many requests have a path starting with 'prefix'. */
 int fake_http_count(struct fake_http *f, const char *prefix);
+
+/* A receiver that hangs: the next n requests whose path starts with
+ * 'prefix' are recorded (a client's request has arrived whole) and then
+ * get no answer until fake_http_release() or fake_http_stop(), as a
+ * platform that stalls after reading a request. Each connection has a
+ * thread of its own, so the others are answered meanwhile. */
+void fake_http_stall(struct fake_http *f, const char *prefix, int n);
+
+/* Let the held requests go (they are answered as any other). */
+void fake_http_release(struct fake_http *f);
+
+/* How many requests with this Idempotency-Key arrived. */
+int fake_http_count_key(struct fake_http *f, const char *key);
 
 #endif
