@@ -1,0 +1,76 @@
+#!/bin/sh
+# ctest check_cluster: scripts/cluster.sh as a user runs it, and a node
+# killed under load. Two csa nodes on one private PostgreSQL behind
+# HAProxy; tickets are posted through HAProxy from four clients while node 1
+# is killed with SIGKILL. Every ticket acknowledged (201) must then be
+# served, whole, through HAProxy and by the surviving node, and `csa verify`
+# must pass on the database. Then `cluster.sh stop --clean` leaves nothing.
+#
+# Usage: scripts/check-cluster.sh CSA
+set -eu
+CSA=$1
+here=$(cd "$(dirname "$0")/.." && pwd)
+DIR=$(mktemp -d /tmp/csa-check-cluster-XXXXXX)
+fail() {
+	echo "check-cluster: $*" >&2
+	for f in "$DIR"/node*.log "$DIR"/haproxy.log; do
+		[ -f "$f" ] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }
+	done
+	exit 1
+}
+trap '"$here/scripts/cluster.sh" stop -d "$DIR" --clean >/dev/null 2>&1 || true' EXIT
+
+# a free base port: the script refuses one in use
+base=
+for try in 1 2 3 4 5 6 7 8; do
+	p=$((20000 + ($$ * 7 + try * 997) % 30000))
+	if "$here/scripts/cluster.sh" start -n 2 -p $p -d "$DIR" -c "$CSA" >"$DIR.start.log" 2>&1; then
+		base=$p
+		break
+	fi
+	grep -q "in use" "$DIR.start.log" || { cat "$DIR.start.log" >&2; rm -f "$DIR.start.log"; fail "cluster.sh start failed"; }
+done
+rm -f "$DIR.start.log"
+[ -n "$base" ] || fail "no free ports found for the cluster"
+# shellcheck disable=SC1091
+. "$DIR/cluster.env"
+"$here/scripts/cluster.sh" status -d "$DIR" >/dev/null || fail "status: a node is not ready"
+
+# four clients post tickets through HAProxy; node 1 dies in the middle
+post() {
+	c=$1
+	k=0
+	while [ $k -lt 30 ]; do
+		k=$((k + 1))
+		id="K$c-$k"
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -X POST \
+			-H "Authorization: Bearer $CSA_TOKEN" -H 'Content-Type: application/json' \
+			-d "{\"ticket_id\":\"$id\",\"client_name\":\"Kim\",\"messages\":[{\"content\":\"my card $id was charged twice\"}]}" \
+			"$CSA_URL/api/tickets" || true)
+		[ "$code" = 201 ] && echo "$id" >>"$DIR/acked.$c"
+	done
+}
+for c in 1 2 3 4; do post $c & done
+sleep 1
+kill -9 "$(cat "$DIR/node1.pid")"
+wait
+acked=$(cat "$DIR"/acked.* 2>/dev/null | wc -l)
+[ "$acked" -ge 60 ] || fail "only $acked of 120 tickets acknowledged with node 2 alive"
+
+# every acknowledged ticket, through HAProxy and from node 2
+node2=$(echo "$CSA_NODE_URLS" | cut -d' ' -f2)
+for id in $(cat "$DIR"/acked.*); do
+	for u in "$CSA_URL" "$node2"; do
+		got=$(curl -sf -H "Authorization: Bearer $CSA_TOKEN" "$u/api/tickets/$id" |
+			sed -n 's/.*"ticket_id":"\([^"]*\)".*/\1/p' | head -n 1) ||
+			fail "acknowledged ticket $id not served by $u"
+		[ "$got" = "$id" ] || fail "$u served '$got' for acknowledged ticket $id"
+	done
+done
+"$CSA" --dir "$DIR/node2" verify >"$DIR/verify.txt" 2>&1 || {
+	cat "$DIR/verify.txt" >&2
+	fail "csa verify failed on the database after the kill"
+}
+echo "check-cluster: $acked tickets acknowledged through HAProxy with node 1 killed; all served by node 2; verify clean"
+"$here/scripts/cluster.sh" stop -d "$DIR" --clean || fail "cluster.sh stop failed"
+[ ! -e "$DIR" ] || fail "stop --clean left $DIR"
