@@ -12,7 +12,7 @@ docker-compose -f "$SRC/deploy/docker-compose.yml" config -q ||
 	fail "deploy/docker-compose.yml: docker-compose config refuses it"
 
 # the spec's variables, and the one the image sets, are read by csa
-for v in PHASE MODEL_CONFIG_PATH DATA_PATH SYNC_CHECK_INTERVAL ALERT_WEBHOOK_URL CSA_WEB_DIR; do
+for v in PHASE MODEL_CONFIG_PATH DATA_PATH SYNC_CHECK_INTERVAL ALERT_WEBHOOK_URL CSA_WEB_DIR REDIS_URL; do
 	grep -q "getenv(\"$v\")" "$SRC"/src/*/*.c ||
 		fail "deploy/ sets $v, which no source file of csa reads"
 done

@@ -11,7 +11,8 @@
 # src/store/, and any *_internal.h only from its own folder. The same
 # holds for the database backend: store/store_pg.h, and libpq's
 # <libpq-fe.h>, only from src/store/, so nothing above the store knows
-# which backend holds the tickets. Each violation is printed as
+# which backend holds the tickets. hiredis (<hiredis/hiredis.h>) is
+# included by src/server/redis.c alone. Each violation is printed as
 # `file:line: includes X (layer N) from layer M`.
 #
 # With --banned CC [FLAGS...], it also checks that the forced include of
@@ -115,6 +116,14 @@ find "$src" -name '*.[ch]' | LC_ALL=C sort | while IFS= read -r f; do
 	awk -v f="$f" '/^[ \t]*#[ \t]*include[ \t]*<libpq/ {
 		print f ":" FNR ": includes libpq (<libpq-fe.h>), the database backend'"'"'s" \
 			" library, for src/store/ only" }' "$f"
+done >>"$tmp.out"
+# hiredis: the link to Redis (src/server/redis.c) is the only file that
+# talks to Redis; events and rate limits go through server/redis.h
+find "$src" -name '*.[ch]' | LC_ALL=C sort | while IFS= read -r f; do
+	[ "${f#"$src"/}" = server/redis.c ] && continue
+	awk -v f="$f" '/^[ \t]*#[ \t]*include[ \t]*<(hiredis\/)?hiredis/ {
+		print f ":" FNR ": includes hiredis, which only src/server/redis.c may" \
+			" (the rest goes through server/redis.h)" }' "$f"
 done >>"$tmp.out"
 if [ -s "$tmp.out" ]; then
 	cat "$tmp.out"

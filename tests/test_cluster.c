@@ -573,12 +573,21 @@ static void redis_down_degrades_and_recovers(void **state)
 	j = wait_redis_state(&b, "down");
 	assert_non_null(j);
 	json_decref(j);
+	call(&a, "GET", "/metrics", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(r.body);
+	assert_non_null(strstr(r.body, "\ncsa_redis_up 0\n"));
+	free(r.body);
 
 	assert_int_equal(tredis_restart(redis, why, sizeof(why)), 0);
 	json_t *ja = wait_redis_state(&a, "up"), *jb = wait_redis_state(&b, "up");
 	assert_non_null(ja);
 	assert_non_null(jb);
 	assert_null(json_object_get(ja, "degraded"));
+	call(&a, "GET", "/metrics", NULL, NULL, &r);
+	assert_non_null(r.body);
+	assert_non_null(strstr(r.body, "\ncsa_redis_up 1\n"));
+	free(r.body);
 	json_decref(ja);
 	json_decref(jb);
 	/* B's open stream: refetch, B's link being back (before anything
