@@ -147,8 +147,8 @@ static int node_stop(struct node *n)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static json_t *call(const struct node *n, const char *method, const char *path,
-                    const char *token, const char *body, struct t_resp *r)
+static json_t *call(const struct node *n, const char *method, const char *path, const char *token,
+                    const char *body, struct t_resp *r)
 {
 	char auth[160];
 	const char *h[2] = {NULL, NULL};
@@ -268,7 +268,8 @@ static int sse_next(struct sse *c, long ms, struct sse_event *ev)
 				if (strncmp(line, "id: ", 4) == 0)
 					snprintf(ev->id, sizeof(ev->id), "%s", line + 4);
 				else if (strncmp(line, "event: ", 7) == 0)
-					any = snprintf(ev->event, sizeof(ev->event), "%s", line + 7) > 0;
+					any = snprintf(ev->event, sizeof(ev->event), "%s",
+					               line + 7) > 0;
 				else if (strncmp(line, "data: ", 6) == 0)
 					snprintf(ev->data, sizeof(ev->data), "%s", line + 6);
 				line = nl ? nl + 1 : NULL;
@@ -327,7 +328,8 @@ static int expect_ticket(struct sse *c, const char *ticket, unsigned long long *
 			continue;
 		}
 		if (n <= *last_id) {
-			fprintf(stderr, "event '%s' id %llu after id %llu: out of order or twice (%s)\n",
+			fprintf(stderr,
+			        "event '%s' id %llu after id %llu: out of order or twice (%s)\n",
 			        ev.event, n, *last_id, ev.data);
 			return -1;
 		}
@@ -363,7 +365,8 @@ static int expect_quiet(struct sse *c, long ms, const char *kind)
 		if (rc != 1)
 			return rc == 0 ? 0 : -1;
 		if (strcmp(ev.event, kind) == 0) {
-			fprintf(stderr, "an unexpected '%s' event: id %s %s\n", ev.event, ev.id, ev.data);
+			fprintf(stderr, "an unexpected '%s' event: id %s %s\n", ev.event, ev.id,
+			        ev.data);
 			return -1;
 		}
 	}
@@ -709,11 +712,12 @@ static void redis_url_parsing(void **state)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&err, 0, sizeof(err));
-		assert_int_equal(csa_redis_url_parse(bad[i].url, "REDIS_URL", &u, &err), CSA_EINVAL);
+		assert_int_equal(csa_redis_url_parse(bad[i].url, "REDIS_URL", &u, &err),
+		                 CSA_EINVAL);
 		if (!strstr(err.msg, bad[i].must) || strstr(err.msg, "topsecret") ||
 		    !strstr(err.msg, "REDIS_URL"))
-			fail_msg("'%s': message '%s' should name '%s' and not the password", bad[i].url,
-			         err.msg, bad[i].must);
+			fail_msg("'%s': message '%s' should name '%s' and not the password",
+			         bad[i].url, err.msg, bad[i].must);
 	}
 	/* csa serve refuses to start on one, saying so */
 	char *dir = t_tmpdir("cluster-url"), *errout = NULL;

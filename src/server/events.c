@@ -105,8 +105,8 @@ static int publish_shared(struct csa_server *s, const char *event, const char *d
 		/* CSA_EBUSY: the link is down, which it logged when it went down;
 		 * anything else is news */
 		if (rc != CSA_EBUSY)
-			fprintf(stderr, "csa serve: the '%s' event reaches this node only: %s\n", event,
-			        err.msg);
+			fprintf(stderr, "csa serve: the '%s' event reaches this node only: %s\n",
+			        event, err.msg);
 		return -1;
 	}
 	pthread_mutex_lock(&s->ev_mu);
@@ -126,7 +126,8 @@ void csa_publish(struct csa_server *s, const char *event, json_t *data)
 	char *d = data ? json_dumps(data, JSON_COMPACT) : NULL;
 	json_decref(data);
 	if (!d) {
-		fprintf(stderr, "csa serve: out of memory: the '%s' event is not published\n", event);
+		fprintf(stderr, "csa serve: out of memory: the '%s' event is not published\n",
+		        event);
 		return;
 	}
 	if (s->redis) {
@@ -136,8 +137,9 @@ void csa_publish(struct csa_server *s, const char *event, json_t *data)
 		if (alone) {
 			char reason[160];
 			snprintf(reason, sizeof(reason),
-			         "node %s emitted %llu events while it could not reach redis", s->node_id,
-			         (unsigned long long)alone);
+			         "node %s had %llu event(s) that only its own clients saw: it "
+			         "could not reach redis",
+			         s->node_id, (unsigned long long)alone);
 			json_t *j = json_pack("{s:s}", "reason", reason);
 			char *rd = j ? json_dumps(j, JSON_COMPACT) : NULL;
 			json_decref(j);
@@ -154,7 +156,8 @@ void csa_publish(struct csa_server *s, const char *event, json_t *data)
 	char *msg = format_event(0, event, d);
 	free(d);
 	if (!msg) {
-		fprintf(stderr, "csa serve: out of memory: the '%s' event is not published\n", event);
+		fprintf(stderr, "csa serve: out of memory: the '%s' event is not published\n",
+		        event);
 		return;
 	}
 	pthread_mutex_lock(&s->ev_mu);
@@ -171,7 +174,8 @@ static void on_message(void *ctx, uint64_t seq, const char *payload)
 	const char *sp1 = strchr(payload, ' ');
 	const char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
 	if (!sp1 || !sp2 || sp2 - sp1 - 1 > 40) {
-		fprintf(stderr, "csa serve: redis event %llu is not '<node> <event> <data>': ignored\n",
+		fprintf(stderr,
+		        "csa serve: redis event %llu is not '<node> <event> <data>': ignored\n",
 		        (unsigned long long)seq);
 		return;
 	}
@@ -207,8 +211,9 @@ static void on_subscribed(void *ctx, uint64_t seq, int again)
 	 * nothing; any later one, or one after events went out on this node
 	 * alone, may have */
 	if (again || s->ev_next > 0)
-		ring_resync(s, seq, again ? "the link to redis was re-established"
-		                          : "this node reached redis only after it started");
+		ring_resync(s, seq,
+		            again ? "the link to redis was re-established"
+		                  : "this node reached redis only after it started");
 	s->ev_last_seq = seq;
 	pthread_mutex_unlock(&s->ev_mu);
 }
@@ -260,12 +265,11 @@ int csa_events_cluster_start(struct csa_server *s, struct csa_err *err)
 		return csa_error_sys(err, "cannot read /dev/urandom for the node's id");
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(s->node_id + 2 * i, 3, "%02x", rnd[i]);
-	const struct csa_redis_hooks hooks = {on_message, on_subscribed, s};
-	if ((rc = csa_redis_open(&u, ns, &hooks, seq_floor, &s->redis, err)))
-		return rc;
-	fprintf(stderr, "csa serve: node %s, events and rate limits shared through redis at %s/%d\n",
+	fprintf(stderr,
+	        "csa serve: node %s, events and rate limits shared through redis at %s/%d\n",
 	        s->node_id, u.where, u.db);
-	return CSA_OK;
+	const struct csa_redis_hooks hooks = {on_message, on_subscribed, s};
+	return csa_redis_open(&u, ns, &hooks, seq_floor, &s->redis, err);
 }
 
 void csa_events_cluster_stop(struct csa_server *s)

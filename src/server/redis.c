@@ -99,8 +99,8 @@ struct csa_redis {
 
 	pthread_t thread;
 	int running;
-	int stopping;  /* atomic */
-	int wake[2];   /* a byte wakes the thread: stop, or the command link lost */
+	int stopping; /* atomic */
+	int wake[2];  /* a byte wakes the thread: stop, or the command link lost */
 };
 
 /* ---- the URL ---------------------------------------------------------------- */
@@ -148,7 +148,8 @@ int csa_redis_url_parse(const char *url, const char *source, struct csa_redis_ur
 	for (const char *c = url; *c; c++)
 		if ((unsigned char)*c <= ' ' || *c == 0x7f)
 			return csa_error(err, CSA_EINVAL,
-			                 "%s: white space or a control character in the URL", source);
+			                 "%s: white space or a control character in the URL",
+			                 source);
 	const char *p = url + 8;
 	size_t alen = strcspn(p, "/?#");
 	if (p[alen] == '?' || p[alen] == '#' || strchr(p + alen, '?') || strchr(p + alen, '#'))
@@ -172,7 +173,8 @@ int csa_redis_url_parse(const char *url, const char *source, struct csa_redis_ur
 		if (close + 1 < host + hlen) {
 			if (close[1] != ':')
 				return csa_error(err, CSA_EINVAL,
-				                 "%s: ':' port expected after the IPv6 host", source);
+				                 "%s: ':' port expected after the IPv6 host",
+				                 source);
 			port = close + 2;
 		}
 		snprintf(out->host, sizeof(out->host), "%.*s", (int)(close - host - 1), host + 1);
@@ -180,8 +182,8 @@ int csa_redis_url_parse(const char *url, const char *source, struct csa_redis_ur
 		const char *colon = memchr(host, ':', hlen);
 		size_t n = colon ? (size_t)(colon - host) : hlen;
 		if (n >= sizeof(out->host))
-			return csa_error(err, CSA_EINVAL, "%s: host name over %zu characters", source,
-			                 sizeof(out->host) - 1);
+			return csa_error(err, CSA_EINVAL, "%s: host name over %zu characters",
+			                 source, sizeof(out->host) - 1);
 		snprintf(out->host, sizeof(out->host), "%.*s", (int)n, host);
 		if (colon)
 			port = colon + 1;
@@ -189,8 +191,8 @@ int csa_redis_url_parse(const char *url, const char *source, struct csa_redis_ur
 	if (!out->host[0])
 		return csa_error(err, CSA_EINVAL, "%s: no host in the URL (%s)", source, form);
 	for (const char *c = out->host; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		      *c == '.' || *c == '-' || *c == '_' || *c == ':'))
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' || *c == '_' || *c == ':'))
 			return csa_error(err, CSA_EINVAL, "%s: '%s' is not a host name or address",
 			                 source, out->host);
 	if (port) {
@@ -205,8 +207,9 @@ int csa_redis_url_parse(const char *url, const char *source, struct csa_redis_ur
 			v = strtol(digits, NULL, 10);
 		}
 		if (!ok || v < 1 || v > 65535)
-			return csa_error(err, CSA_EINVAL, "%s: the port of %s:%.*s must be 1..65535",
-			                 source, out->host, (int)(n < 20 ? n : 20), port);
+			return csa_error(err, CSA_EINVAL,
+			                 "%s: the port of %s:%.*s must be 1..65535", source,
+			                 out->host, (int)(n < 20 ? n : 20), port);
 		out->port = (unsigned)v;
 	}
 	snprintf(out->where, sizeof(out->where), "%s:%u", out->host, out->port);
@@ -215,14 +218,16 @@ int csa_redis_url_parse(const char *url, const char *source, struct csa_redis_ur
 		size_t ulen = colon ? (size_t)(colon - p) : (size_t)(at - p);
 		if (!colon)
 			return csa_error(err, CSA_EINVAL,
-			                 "%s: the user information of %s has no ':password' (%s)", source,
-			                 out->where, form);
+			                 "%s: the user information of %s has no ':password' (%s)",
+			                 source, out->where, form);
 		if (decode(p, ulen, out->user, sizeof(out->user)) ||
-		    decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof(out->password)))
-			return csa_error(err, CSA_EINVAL,
-			                 "%s: the user or password for %s is too long or has a broken "
-			                 "%%-escape",
-			                 source, out->where);
+		    decode(colon + 1, (size_t)(at - colon - 1), out->password,
+		           sizeof(out->password)))
+			return csa_error(
+			    err, CSA_EINVAL,
+			    "%s: the user or password for %s is too long or has a broken "
+			    "%%-escape",
+			    source, out->where);
 		if (!out->password[0])
 			return csa_error(err, CSA_EINVAL, "%s: an empty password for %s", source,
 			                 out->where);
@@ -233,16 +238,16 @@ int csa_redis_url_parse(const char *url, const char *source, struct csa_redis_ur
 		errno = 0;
 		long db = strtol(path + 1, &end, 10);
 		if (*end || errno || db < 0 || db > 15 || path[1] < '0' || path[1] > '9')
-			return csa_error(err, CSA_EINVAL,
-			                 "%s: the database of %s must be a number 0..15, not '%.20s'",
-			                 source, out->where, path + 1);
+			return csa_error(
+			    err, CSA_EINVAL,
+			    "%s: the database of %s must be a number 0..15, not '%.20s'", source,
+			    out->where, path + 1);
 		out->db = (int)db;
 	}
 	return CSA_OK;
 }
 
-int csa_redis_namespace(const char *ws_root, const char *db_url, char out[17],
-                        struct csa_err *err)
+int csa_redis_namespace(const char *ws_root, const char *db_url, char out[17], struct csa_err *err)
 {
 	uint64_t h = CSA_FNV_SEED;
 	if (db_url && *db_url) {
@@ -281,8 +286,9 @@ static void set_state(struct csa_redis *r, const char *state, const char *detail
 	if (changed && strcmp(state, "up") == 0)
 		fprintf(stderr, "csa serve: redis at %s: connected\n", r->where);
 	else if (changed)
-		fprintf(stderr, "csa serve: redis at %s: %s (events reach this node's clients only, "
-		                "rate limits are this node's; retrying)\n",
+		fprintf(stderr,
+		        "csa serve: redis at %s: %s (events reach this node's clients only, "
+		        "rate limits are this node's; retrying)\n",
 		        r->where, detail);
 	if (changed)
 		r->since_ms = csa_now_ms();
@@ -333,7 +339,8 @@ static redisContext *connect_one(struct csa_redis *r, char *why, size_t whysz)
 	int fl = fcntl(c->fd, F_GETFD);
 	if (fl >= 0)
 		fcntl(c->fd, F_SETFD, fl | FD_CLOEXEC);
-	if (redisSetTimeout(c, ms_tv(COMMAND_MS)) != REDIS_OK || redisEnableKeepAlive(c) != REDIS_OK) {
+	if (redisSetTimeout(c, ms_tv(COMMAND_MS)) != REDIS_OK ||
+	    redisEnableKeepAlive(c) != REDIS_OK) {
 		snprintf(why, whysz, "cannot set the timeouts of the connection to %s: %s",
 		         r->url.where, c->errstr);
 		redisFree(c);
@@ -437,8 +444,9 @@ static void on_reply(struct csa_redis *r, redisReply *rep, int *ping_out)
 	errno = 0;
 	unsigned long long seq = strtoull(msg, &end, 10);
 	if (errno || end == msg || *end != ' ' || seq == 0) {
-		fprintf(stderr, "csa serve: redis channel %s: a message without a sequence number "
-		                "ignored\n",
+		fprintf(stderr,
+		        "csa serve: redis channel %s: a message without a sequence number "
+		        "ignored\n",
 		        r->channel);
 		return;
 	}
@@ -456,7 +464,9 @@ static int subscribe(struct csa_redis *r, redisContext **out, uint64_t *seq, cha
 	redisReply *rep = redisCommand(sub, "SUBSCRIBE %s", r->channel);
 	if (!rep || rep->type != REDIS_REPLY_ARRAY) {
 		snprintf(why, whysz, "cannot subscribe to %s on %s: %s", r->channel, r->where,
-		         !rep ? sub->errstr : rep->type == REDIS_REPLY_ERROR ? rep->str : "odd reply");
+		         !rep                             ? sub->errstr
+		         : rep->type == REDIS_REPLY_ERROR ? rep->str
+		                                          : "odd reply");
 		if (rep)
 			freeReplyObject(rep);
 		redisFree(sub);
@@ -539,6 +549,15 @@ static void *link_main(void *arg)
 				break;
 			continue;
 		}
+		/* replies hiredis already holds (read along with an earlier
+		 * one, such as the subscription's confirmation) before waiting
+		 * on the socket, which would not show them */
+		void *held = NULL;
+		while (redisGetReplyFromReader(sub, &held) == REDIS_OK && held) {
+			on_reply(r, held, &ping_out);
+			freeReplyObject(held);
+			held = NULL;
+		}
 		/* subscribed: wait for a message, a wake-up or the next ping */
 		int64_t now = csa_mono_ns() / 1000000;
 		long until = (long)(ping_at - now);
@@ -555,7 +574,8 @@ static void *link_main(void *arg)
 		}
 		if (!why[0] && n > 0 && p[0].revents) {
 			if (redisBufferRead(sub) != REDIS_OK)
-				snprintf(why, sizeof(why), "the subscription to %s was lost: %s", r->where,
+				snprintf(why, sizeof(why), "the subscription to %s was lost: %s",
+				         r->where,
 				         sub->errstr[0] ? sub->errstr : "connection closed");
 			void *rep = NULL;
 			while (!why[0] && redisGetReplyFromReader(sub, &rep) == REDIS_OK && rep) {
@@ -570,8 +590,9 @@ static void *link_main(void *arg)
 		now = csa_mono_ns() / 1000000;
 		if (!why[0] && now >= ping_at) {
 			if (ping_out) {
-				snprintf(why, sizeof(why), "redis at %s did not answer a PING for %d s",
-				         r->where, PING_EVERY_MS / 1000);
+				snprintf(why, sizeof(why),
+				         "redis at %s did not answer a PING for %d s", r->where,
+				         PING_EVERY_MS / 1000);
 			} else {
 				int done = 0;
 				if (redisAppendCommand(sub, "PING") != REDIS_OK)
@@ -609,8 +630,9 @@ int csa_redis_open(const struct csa_redis_url *url, const char *ns,
                    struct csa_redis **out, struct csa_err *err)
 {
 	size_t nl = strlen(ns);
-	if (nl == 0 || nl > 64 || strspn(ns, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	                                     "0123456789_-") != nl)
+	if (nl == 0 || nl > 64 ||
+	    strspn(ns, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	               "0123456789_-") != nl)
 		return csa_error(err, CSA_EINVAL, "redis namespace '%.80s': 1..64 of [A-Za-z0-9_-]",
 		                 ns);
 	struct csa_redis *r = calloc(1, sizeof(*r));
@@ -669,8 +691,7 @@ int csa_redis_up(struct csa_redis *r)
 	return up;
 }
 
-int csa_redis_publish(struct csa_redis *r, const char *payload, uint64_t *seq,
-                      struct csa_err *err)
+int csa_redis_publish(struct csa_redis *r, const char *payload, uint64_t *seq, struct csa_err *err)
 {
 	const char *argv[] = {"EVAL", publish_lua, "2", r->seq_key, r->channel, payload};
 	int rc;
@@ -679,8 +700,8 @@ int csa_redis_publish(struct csa_redis *r, const char *payload, uint64_t *seq,
 		return rc;
 	if (rep->type != REDIS_REPLY_INTEGER || rep->integer <= 0) {
 		freeReplyObject(rep);
-		return csa_error(err, CSA_EBACKEND, "redis at %s: the publish script answered no number",
-		                 r->where);
+		return csa_error(err, CSA_EBACKEND,
+		                 "redis at %s: the publish script answered no number", r->where);
 	}
 	*seq = (uint64_t)rep->integer;
 	freeReplyObject(rep);
@@ -719,8 +740,8 @@ json_t *csa_redis_status(struct csa_redis *r)
 	pthread_mutex_lock(&r->mu);
 	char since[CSA_TS_LEN];
 	csa_ts_format(r->since_ms, since);
-	json_t *j = json_pack("{s:s, s:s, s:s}", "state", r->state, "address", r->where, "since",
-	                      since);
+	json_t *j =
+	    json_pack("{s:s, s:s, s:s}", "state", r->state, "address", r->where, "since", since);
 	if (j && !r->up && json_object_set_new(j, "detail", json_string(r->detail))) {
 		json_decref(j);
 		j = NULL;

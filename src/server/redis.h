@@ -100,8 +100,7 @@ int csa_redis_up(struct csa_redis *r);
  * when the link is down (nothing sent), CSA_EBACKEND when Redis failed the
  * command (the link is then down until the thread reconnects).
  */
-int csa_redis_publish(struct csa_redis *r, const char *payload, uint64_t *seq,
-                      struct csa_err *err);
+int csa_redis_publish(struct csa_redis *r, const char *payload, uint64_t *seq, struct csa_err *err);
 
 /*
  * One request of token 'id' against its bucket in Redis, the same token
@@ -127,7 +126,6 @@ json_t *csa_redis_status(struct csa_redis *r);
  * store for every node: the PostgreSQL URL without its user and password
  * (host, port, database, options) when 'db_url' is given, else the
  * workspace directory's real path. */
-int csa_redis_namespace(const char *ws_root, const char *db_url, char out[17],
-                        struct csa_err *err);
+int csa_redis_namespace(const char *ws_root, const char *db_url, char out[17], struct csa_err *err);
 
 #endif

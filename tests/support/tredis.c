@@ -132,15 +132,17 @@ static int wait_ready(struct tredis *r, char *why, size_t whysz)
 			r->pid = 0;
 			char t[1200];
 			tail(r->log, t, sizeof(t));
-			say(why, whysz, "redis-server on 127.0.0.1:%d exited at start (status %d): %s",
-			    r->port, st, t);
+			say(why, whysz,
+			    "redis-server on 127.0.0.1:%d exited at start (status %d): %s", r->port,
+			    st, t);
 			return -1;
 		}
 		struct timeval tv = {1, 0};
 		redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
 		if (c && !c->err) {
 			redisReply *rep = redisCommand(c, "PING");
-			int ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+			int ok =
+			    rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
 			snprintf(last, sizeof(last), "PING answered %s",
 			         rep ? (rep->str ? rep->str : "?") : c->errstr);
 			if (rep)
@@ -158,7 +160,8 @@ static int wait_ready(struct tredis *r, char *why, size_t whysz)
 		if (now.tv_sec - t0.tv_sec > 30) {
 			char t[1200];
 			tail(r->log, t, sizeof(t));
-			say(why, whysz, "redis-server on 127.0.0.1:%d did not answer PING in 30 s (%s): %s",
+			say(why, whysz,
+			    "redis-server on 127.0.0.1:%d did not answer PING in 30 s (%s): %s",
 			    r->port, last, t);
 			return -1;
 		}
@@ -224,7 +227,8 @@ struct tredis *tredis_start(int appendonly, char *why, size_t whysz)
 	snprintf(r->bin, sizeof(r->bin), "%s", bin && *bin ? bin : TREDIS_BIN_DEFAULT);
 	if (access(r->bin, X_OK) != 0) {
 		say(why, whysz,
-		    "redis-server not found at '%s': scripts/deps.sh installs Debian's redis-server, "
+		    "redis-server not found at '%s': scripts/deps.sh installs Debian's "
+		    "redis-server, "
 		    "or set CSA_REDIS_SERVER",
 		    r->bin);
 		free(r);
@@ -277,7 +281,8 @@ struct tredis *tredis_start(int appendonly, char *why, size_t whysz)
 	for (int attempt = 0; attempt < 5; attempt++) {
 		r->port = free_port();
 		if (r->port < 0) {
-			say(why, whysz, "cannot find a free port on 127.0.0.1: %s", strerror(errno));
+			say(why, whysz, "cannot find a free port on 127.0.0.1: %s",
+			    strerror(errno));
 			break;
 		}
 		if (launch(r, why, whysz) == 0) {
