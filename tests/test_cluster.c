@@ -676,6 +676,67 @@ static void rate_limit_is_shared(void **state)
 
 /* ---- without the cluster --------------------------------------------------------- */
 
+/* The test's Redis goes away with the test, even when the test process is
+ * killed outright: a child starts one, says where, and is SIGKILLed; the
+ * server stops answering and its directory is removed (the guardian). */
+static void private_redis_is_cleaned_after_sigkill(void **state)
+{
+	(void)state;
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		char why[2000], line[700];
+		struct tredis *r = tredis_start(0, why, sizeof(why));
+		int n = r ? snprintf(line, sizeof(line), "%d %s\n", tredis_port(r), tredis_dir(r))
+		          : snprintf(line, sizeof(line), "0 %s\n", why);
+		if (write(p[1], line, (size_t)n) != n)
+			_exit(1);
+		for (;;)
+			pause(); /* until killed */
+	}
+	close(p[1]);
+	char line[2100] = "";
+	size_t len = 0;
+	ssize_t got;
+	while (!memchr(line, '\n', len) && len < sizeof(line) - 1 &&
+	       (got = read(p[0], line + len, sizeof(line) - 1 - len)) > 0)
+		len += (size_t)got;
+	close(p[0]);
+	line[len] = '\0';
+	int port = atoi(line);
+	char *dir = strchr(line, ' ');
+	if (port <= 0 || !dir)
+		fail_msg("the child's redis did not start: %s", line);
+	dir++;
+	dir[strcspn(dir, "\n")] = '\0';
+	/* it runs while the child lives */
+	char probe[2200];
+	snprintf(probe, sizeof(probe), "%s/redis.pid", dir);
+	assert_int_equal(access(probe, F_OK), 0);
+	kill(pid, SIGKILL);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	int64_t deadline = mono_ms() + 30000;
+	int gone = 0;
+	while (!gone && mono_ms() < deadline) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		int listening = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		close(fd);
+		gone = !listening && access(dir, F_OK) != 0;
+		if (!gone)
+			usleep(50000);
+	}
+	if (!gone)
+		fail_msg("redis on 127.0.0.1:%d or its directory '%s' outlived the killed test", port,
+		         dir);
+}
+
 /* REDIS_URL's forms and its errors, which name host:port and never the
  * password. */
 static void redis_url_parsing(void **state)
@@ -791,6 +852,7 @@ int main(void)
 	};
 	const struct CMUnitTest alone[] = {
 	    cmocka_unit_test(redis_url_parsing),
+	    cmocka_unit_test(private_redis_is_cleaned_after_sigkill),
 	    cmocka_unit_test(without_redis_nothing_changes),
 	};
 	int failed = cmocka_run_group_tests_name("alone", alone, NULL, NULL);

@@ -306,6 +306,11 @@ int tredis_port(const struct tredis *r)
 	return r->port;
 }
 
+const char *tredis_dir(const struct tredis *r)
+{
+	return r->dir;
+}
+
 int tredis_kill(struct tredis *r, char *why, size_t whysz)
 {
 	if (r->pid <= 0) {

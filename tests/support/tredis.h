@@ -30,6 +30,9 @@ struct tredis *tredis_start(int appendonly, char *why, size_t whysz);
 /* "redis://127.0.0.1:PORT/0" */
 const char *tredis_url(const struct tredis *r);
 int tredis_port(const struct tredis *r);
+/* The server's temporary directory (removed by tredis_stop or the
+ * guardian). */
+const char *tredis_dir(const struct tredis *r);
 
 /* Kill the server with SIGKILL (connections cut, nothing saved) and wait
  * for it; the directory stays. 0, or -1 with why. */
