@@ -19,7 +19,12 @@ done
 
 # csa serve starts with the mounted configuration over a new workspace
 TMP=$(mktemp -d)
-trap 'kill "$PID" 2>/dev/null; rm -rf "$TMP"' EXIT
+# the server is stopped and waited for before its workspace goes: a
+# graceful stop still writes under .csa/ (a checkpoint), which an rm
+# racing it finds not empty
+PID=
+trap 'if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+rm -rf "$TMP"' EXIT
 "$CSA" init "$TMP/ws" >/dev/null
 MODEL_CONFIG_PATH="$SRC/deploy/config/models.json" PHASE=PHASE_1 \
 	"$CSA" serve --dir "$TMP/ws" --port 0 >"$TMP/out" 2>"$TMP/err" &
