@@ -12,14 +12,19 @@ docker-compose -f "$SRC/deploy/docker-compose.yml" config -q ||
 	fail "deploy/docker-compose.yml: docker-compose config refuses it"
 
 # the spec's variables, and the one the image sets, are read by csa
-for v in PHASE MODEL_CONFIG_PATH DATA_PATH SYNC_CHECK_INTERVAL ALERT_WEBHOOK_URL CSA_WEB_DIR; do
+for v in PHASE MODEL_CONFIG_PATH DATA_PATH SYNC_CHECK_INTERVAL ALERT_WEBHOOK_URL CSA_WEB_DIR REDIS_URL; do
 	grep -q "getenv(\"$v\")" "$SRC"/src/*/*.c ||
 		fail "deploy/ sets $v, which no source file of csa reads"
 done
 
 # csa serve starts with the mounted configuration over a new workspace
 TMP=$(mktemp -d)
-trap 'kill "$PID" 2>/dev/null; rm -rf "$TMP"' EXIT
+# the server is stopped and waited for before its workspace goes: a
+# graceful stop still writes under .csa/ (a checkpoint), which an rm
+# racing it finds not empty
+PID=
+trap 'if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+rm -rf "$TMP"' EXIT
 "$CSA" init "$TMP/ws" >/dev/null
 MODEL_CONFIG_PATH="$SRC/deploy/config/models.json" PHASE=PHASE_1 \
 	"$CSA" serve --dir "$TMP/ws" --port 0 >"$TMP/out" 2>"$TMP/err" &

@@ -16,8 +16,9 @@
 # files named *_pg.c in any folder (outbound/outbox_pg.c,
 # server/chanmap_pg.c, ...): each other kind of shared state has its
 # database backend in a file of that name beside its first backend, and
-# no other file of src/ may know there is a database. Each violation is
-# printed as `file:line: includes X (layer N) from layer M`.
+# no other file of src/ may know there is a database. hiredis
+# (<hiredis/hiredis.h>) is included by src/server/redis.c alone. Each
+# violation is printed as `file:line: includes X (layer N) from layer M`.
 #
 # With --banned CC [FLAGS...], it also checks that the forced include of
 # every compile (src/base/prelude.h, then base/banned.h) makes each banned
@@ -132,6 +133,14 @@ find "$src" -name '*.[ch]' | LC_ALL=C sort | while IFS= read -r f; do
 	awk -v f="$f" '/^[ \t]*#[ \t]*include[ \t]*<libpq/ {
 		print f ":" FNR ": includes libpq (<libpq-fe.h>), the database backends'"'"'" \
 			" library, for src/store/ and *_pg.c files only" }' "$f"
+done >>"$tmp.out"
+# hiredis: the link to Redis (src/server/redis.c) is the only file that
+# talks to Redis; events and rate limits go through server/redis.h
+find "$src" -name '*.[ch]' | LC_ALL=C sort | while IFS= read -r f; do
+	[ "${f#"$src"/}" = server/redis.c ] && continue
+	awk -v f="$f" '/^[ \t]*#[ \t]*include[ \t]*<(hiredis\/)?hiredis/ {
+		print f ":" FNR ": includes hiredis, which only src/server/redis.c may" \
+			" (the rest goes through server/redis.h)" }' "$f"
 done >>"$tmp.out"
 if [ -s "$tmp.out" ]; then
 	cat "$tmp.out"

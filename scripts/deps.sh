@@ -3,6 +3,12 @@
 # postgresql (Debian 12: PostgreSQL 15, binaries in /usr/lib/postgresql/15/bin)
 # is the ticket store's database backend; the tests start private servers
 # of it (tests/support/tpg.c), never the system one the package sets up.
+# libhiredis-dev is Redis's C client, which csa links (src/server/redis.c:
+# live events and rate limits shared by several nodes, REDIS_URL), so it is
+# a base package like libpq-dev; redis-server is the server the tests start
+# privately (tests/support/tredis.c) and the one scripts and docs/DEPLOY.md
+# run on one host; csa itself never needs one running (no Redis configured:
+# one node, as before).
 # Idempotent and fast when everything is present: apt is only called for
 # packages dpkg does not already report as installed.
 set -eu
@@ -10,7 +16,7 @@ set -eu
 PKGS="build-essential cmake pkg-config clang-format \
 libjansson-dev libcurl4-openssl-dev libmicrohttpd-dev libsqlite3-dev \
 libcmocka-dev libssl-dev zlib1g-dev sqlite3 curl \
-postgresql libpq-dev"
+postgresql libpq-dev libhiredis-dev redis-server"
 
 # Optional extras: browser tests (chromium), the deploy check and
 # benchmark peers.

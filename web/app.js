@@ -307,14 +307,20 @@ async function loadPhase() {
 
 // Live updates: server-sent events read with fetch (the token stays in a
 // header, never in a URL). Each event goes to the page on screen; the
-// header says whether the stream is connected.
+// header says whether the stream is connected. With several nodes (Redis)
+// events carry ids: a reconnection sends the last one as Last-Event-ID and
+// gets what it missed, or a 'resync' event when that cannot be known, on
+// which the page on screen loads itself again (as on any event of its kind).
 let listening = false;
+let lastEventId = null;
 async function listen() {
   if (listening) return;
   listening = true;
   for (;;) {
     try {
-      const r = await fetch('/api/events', { headers: { Authorization: 'Bearer ' + token } });
+      const headers = { Authorization: 'Bearer ' + token };
+      if (lastEventId !== null) headers['Last-Event-ID'] = lastEventId;
+      const r = await fetch('/api/events', { headers });
       if (r.status === 401 || r.status === 403) {
         // a revoked or wrong token: no point retrying until a new one is given
         listening = false;
@@ -335,12 +341,14 @@ async function listen() {
         while ((i = buf.indexOf('\n\n')) >= 0) {
           const chunk = buf.slice(0, i); buf = buf.slice(i + 2);
           const ev = (chunk.match(/^event: (.*)$/m) || [])[1];
+          const id = (chunk.match(/^id: (.*)$/m) || [])[1];
+          if (id !== undefined) lastEventId = id;
           if (!ev) continue;
           let data = null;
           try { data = JSON.parse((chunk.match(/^data: (.*)$/m) || [])[1] || 'null'); } catch (e) { data = null; }
           const p = pages[pageNow];
           if (p && p.event && !$('page-' + pageNow).hidden) p.event(ev, data);
-          if (ev === 'phase') loadPhase().catch(() => {});
+          if (ev === 'phase' || ev === 'resync') loadPhase().catch(() => {});
         }
       }
     } catch (e) { /* the server restarts or the token changed: retry */ }

@@ -311,7 +311,8 @@ pages.inbox = {
     inboxLoadCategories();
   },
   event: (type, data) => {
-    if (type !== 'ticket' && type !== 'review') return;
+    // resync: events were missed (several nodes, docs/API.md): refresh
+    if (type !== 'ticket' && type !== 'review' && type !== 'resync') return;
     if (data && data.ticket_id) inbox.fresh.add(data.ticket_id);
     inboxLater();
   },

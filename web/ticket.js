@@ -531,7 +531,7 @@ pages.ticket = {
   },
   event: (type, data) => {
     if (!tk.id) return;
-    if (type === 'review' || (type === 'ticket' && data && data.ticket_id === tk.id)) ticketLater(500);
+    if (type === 'review' || type === 'resync' || (type === 'ticket' && data && data.ticket_id === tk.id)) ticketLater(500);
   },
 };
 

@@ -119,6 +119,10 @@ static const char default_config[] =
      * PostgreSQL URL puts it in that database (DATABASE_URL in the
      * environment wins; docs/DEPLOY.md) */
     "\"store\": {\"url\": null},"
+    /* Redis, for several nodes over one workspace: live events and rate
+     * limits shared between them (REDIS_URL in the environment wins;
+     * docs/DEPLOY.md). null: one node, events and limits its own */
+    "\"redis\": {\"url\": null},"
     /* LLM backends (docs/LLM.md): none by default, the embedded model decides */
     "\"llm\": {\"backends\": {}, \"agents\": {},"
     "  \"cascade\": {\"threshold\": 0.8, \"calls_per_hour\": 600, \"money_per_day\": 5.0,"
@@ -468,7 +472,8 @@ static int finish(struct csa_config *cfg, struct csa_err *err)
 		                 "(0: no periodic check)");
 	if ((rc = check_team(cfg, err)) || (rc = check_channels(cfg, err)) ||
 	    (rc = check_backup(cfg, err)) ||
-	    (rc = check_url(cfg, "store.url", "postgresql://|postgres://", err)))
+	    (rc = check_url(cfg, "store.url", "postgresql://|postgres://", err)) ||
+	    (rc = check_url(cfg, "redis.url", "redis://", err)))
 		return rc;
 	const char *phase = json_string_value(json_object_get(cfg->root, "phase"));
 	if (!phase || strlen(phase) != 7 || strncmp(phase, "PHASE_", 6) != 0 || phase[6] < '1' ||

@@ -10,6 +10,7 @@
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "server/redis.h"
 #include "store/ws.h"
 
 #include <arpa/inet.h>
@@ -258,7 +259,27 @@ json_t *csa_h_ready(struct call *c)
 {
 	if (!c->s->ready)
 		return csa_fail(c, 503, "not_ready", "workspace not open yet");
-	return json_pack("{s:s, s:s}", "status", "ready", "workspace", c->s->ws->root);
+	json_t *j = json_pack("{s:s, s:s}", "status", "ready", "workspace", c->s->ws->root);
+	if (!j || !c->s->redis)
+		return j;
+	/* with Redis: the node serves without it (200), and says what it does
+	 * meanwhile under "degraded" */
+	json_t *st = csa_redis_status(c->s->redis);
+	const char *state = csa_json_str(st, "state");
+	int bad = !st || json_object_set_new(j, "redis", st);
+	if (!bad && (!state || strcmp(state, "up") != 0)) {
+		char why[700];
+		snprintf(why, sizeof(why),
+		         "%s: live events reach this node's dashboards only and rate limits are "
+		         "this node's own until it reconnects",
+		         csa_json_str(st, "detail") ? csa_json_str(st, "detail") : "not connected");
+		bad = json_object_set_new(j, "degraded", json_pack("{s:s}", "redis", why));
+	}
+	if (bad) {
+		json_decref(j);
+		return csa_fail(c, 500, "internal", "out of memory answering /readyz");
+	}
+	return j;
 }
 
 static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'self'; "

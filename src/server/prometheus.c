@@ -4,6 +4,7 @@
  * ticket count, the file monitor's last check and the review queue.
  */
 #include "server/server_internal.h"
+#include "server/redis.h"
 #include "agents/history.h"
 #include "automation/control.h"
 #include "base/json.h"
@@ -160,6 +161,11 @@ json_t *csa_h_prometheus(struct call *c)
 	    "csa_alerts_open %lld\n",
 	    (long long)ac.open_tasks, (long long)ac.decisions, (long long)ac.reviews,
 	    (long long)ac.open_alerts);
+	if (s->redis)
+		OUT("# HELP csa_redis_up Whether this node's link to Redis is up (events and rate "
+		    "limits shared with the other nodes), 0 while it serves alone.\n"
+		    "# TYPE csa_redis_up gauge\ncsa_redis_up %d\n",
+		    csa_redis_up(s->redis));
 #undef OUT
 	if (o.nomem) {
 		free(o.b);

@@ -203,6 +203,7 @@ static void release(struct csa_server *s)
 		pthread_join(s->worker, NULL);
 	if (s->backup_running)
 		pthread_join(s->backup_thread, NULL);
+	csa_events_cluster_stop(s);
 	csa_board_stop(s);
 	csa_search_close(s->search);
 	csa_monitor_stop(s->monitor);
@@ -262,6 +263,8 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	if (rc)
 		goto fail;
 	csa_pipeline_set_observer(s->pipe, csa_notices_route, s);
+	if ((rc = csa_events_cluster_start(s, err)))
+		goto fail;
 	const struct csa_monitor_sink sink = {monitor_raise, monitor_close, s->autom};
 	if ((rc = csa_monitor_start(ws, &sink, check_every, &s->monitor, err)))
 		goto fail;

@@ -11,7 +11,8 @@
  *   api_lifecycle.c resolving and assigning a ticket
  *   api_auto.c    reviews, phases, metrics, alerts, audit, file monitor
  *   hooks.c       platform hooks (/hooks/...) and their signatures
- *   events.c      server-sent events (/api/events)
+ *   events.c      server-sent events (/api/events), across nodes with Redis
+ *   redis.c       the link to Redis: event channel, shared rate limits (redis.h)
  *   prometheus.c  the Prometheus exposition (/metrics)
  *   notices.c     which notice of a pipeline run goes to which channel
  *   replies.c     replies to the customer on the ticket's channel (replies.h)
@@ -41,6 +42,7 @@ struct csa_auto;
 struct csa_monitor;
 struct csa_search;
 struct csa_board;
+struct csa_redis;
 
 #define CSA_HTTP_MAX_DEPTH  32   /* JSON nesting of a request body */
 #define CSA_HTTP_ROUTES_MAX 48   /* room in the per-route counters */
@@ -49,6 +51,14 @@ struct csa_board;
 #define CSA_LAT_BUCKETS     8    /* request latency histogram */
 
 extern const double csa_http_lat_bounds[CSA_LAT_BUCKETS];
+
+/* One formatted event of the ring (events.c): 'seq' is its number from
+ * Redis (its SSE id), 0 for an event that reached this node only. */
+struct csa_event {
+	char *msg;
+	uint64_t seq;
+	int resync; /* a "resync" event: the client is to refetch */
+};
 
 /* A token bucket of one API token (auth.c). */
 struct csa_bucket {
@@ -95,10 +105,17 @@ struct csa_server {
 	/* server-sent events: a ring of the latest formatted events */
 	pthread_mutex_t ev_mu;
 	pthread_cond_t ev_cv;
-	char *ev[CSA_EVENTS_RING];
+	struct csa_event ev[CSA_EVENTS_RING];
 	uint64_t ev_next;
+	/* with Redis (REDIS_URL or redis.url; NULL without): every node's
+	 * events, numbered, through one channel (events.c, redis.h) */
+	struct csa_redis *redis;
+	char node_id[17];       /* this process among the nodes (random) */
+	uint64_t ev_last_seq;   /* the number of the last numbered event in the ring */
+	uint64_t ev_local_only; /* events that reached only this node's clients */
 
-	/* rate limits (auth.c) */
+	/* rate limits (auth.c): in Redis when the link is up, else these */
+	int rate_said; /* a Redis failure of the rate limit was logged */
 	pthread_mutex_t rate_mu;
 	struct csa_bucket buckets[256];
 
@@ -201,6 +218,13 @@ int csa_rate_ok(struct csa_server *s, const char *id, double *retry_after);
 
 /* events.c */
 void csa_publish(struct csa_server *s, const char *event, json_t *data);
+/* With Redis: start the link to it from REDIS_URL (the environment) or
+ * redis.url (csa.json); nothing to do without either. A URL that does not
+ * parse is an error naming its source and host:port; Redis not answering
+ * is not (the link keeps trying, the node serves alone meanwhile). */
+int csa_events_cluster_start(struct csa_server *s, struct csa_err *err);
+/* Stop the link (before csa_events_release). */
+void csa_events_cluster_stop(struct csa_server *s);
 /* The "phase" event with the workspace phase now in effect. */
 void csa_publish_phase(struct csa_server *s);
 
