@@ -9,7 +9,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_OPTS ?=
 
 .PHONY: all deps build release asan test test-fast run format bench-store bench-model \
-        bench-pipeline bench-server bench-inbox bench-decide-race fuzz clean
+        bench-pipeline bench-server bench-cluster bench-inbox bench-decide-race fuzz clean
 
 all: build
 
@@ -87,6 +87,10 @@ bench-decide-race: build
 bench-inbox: build
 	@cmake --build $(BUILD) --target bench_inbox >/dev/null
 	@./$(BUILD)/bench_inbox
+
+bench-cluster: build
+	@CSA_DEPS_BENCH=1 CSA_DEPS_CLUSTER=1 ./scripts/deps.sh
+	@./bench/bench-cluster.sh $(BUILD)/csa
 
 bench-server: build
 	@CSA_DEPS_BENCH=1 ./scripts/deps.sh || true

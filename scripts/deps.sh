@@ -27,6 +27,11 @@ fi
 if [ "${CSA_DEPS_TEST:-0}" = 1 ]; then
 	PKGS="$PKGS docker-compose"
 fi
+# scripts/cluster.sh: HAProxy in front of the nodes (and the tests that run
+# the cluster: check_cluster).
+if [ "${CSA_DEPS_CLUSTER:-0}" = 1 ] || [ "${CSA_DEPS_TEST:-0}" = 1 ]; then
+	PKGS="$PKGS haproxy"
+fi
 if [ "${CSA_DEPS_BENCH:-0}" = 1 ]; then
 	PKGS="$PKGS wrk fasttext liblinear-tools python3-sklearn"
 fi
