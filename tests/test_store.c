@@ -32,6 +32,7 @@
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "store/backup.h"
 #include "store/blobs.h"
 #include "store/mesh.h"
 #include "store/schema.h"
@@ -1501,6 +1502,80 @@ static void pg_errors_name_what_and_where(void **state)
  * (and reports one it cannot reach), create, show, list and verify reach
  * the database (no ticket file is written), and backup, which copies
  * files, says that it does not cover the database yet. */
+/* csa backup of the database while another process writes: the tables
+ * as of one transaction (a writer's group commits of two tickets are in
+ * the backup whole or not at all), restored into an empty database where
+ * every ticket loads and verify passes. */
+static void pg_backup_during_writes_restores_one_instant(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct csa_ws *ws;
+		if (csa_ws_open(f->dir, &ws, &err))
+			_exit(2);
+		for (int i = 0;; i++) {
+			char a[32], b[32];
+			snprintf(a, sizeof(a), "W%05d-a", i);
+			snprintf(b, sizeof(b), "W%05d-b", i);
+			const char *ids[] = {a, b};
+			if (tm_create(ws, ids, 2))
+				_exit(3);
+		}
+	}
+	char **ids = NULL;
+	size_t n = 0;
+	for (int tries = 0; tries < 600 && n < 20; tries++) {
+		csa_store_ids_free(ids, n);
+		assert_int_equal(csa_store_ids(f->ws->store, &ids, &n, &err), 0);
+		usleep(10000);
+	}
+	csa_store_ids_free(ids, n);
+	assert_true(n >= 20);
+	char *bk = t_tmpdir("store-pg-backup");
+	json_t *rep = NULL;
+	assert_int_equal(csa_backup_take(f->ws, bk, &rep, &err), 0);
+	long backed = csa_json_int(rep, "tickets", -1);
+	json_decref(rep);
+	int status;
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	assert_true(WIFSIGNALED(status)); /* it was still writing */
+	assert_true(backed >= 20 && backed % 2 == 0);
+
+	char url2[512], why[1024], name[32];
+	snprintf(name, sizeof(name), "store_%d", ++g_db_seq);
+	assert_int_equal(tpg_create_schema(g_pg, name, url2, sizeof(url2), why, sizeof(why)), 0);
+	char *target = t_tmpdir("store-pg-restored");
+	setenv("DATABASE_URL", url2, 1);
+	assert_int_equal(csa_backup_restore(bk, target, NULL, &err), 0);
+	struct csa_ws *rws = NULL;
+	assert_int_equal(csa_ws_open(target, &rws, &err), 0);
+	unsetenv("DATABASE_URL");
+	assert_int_equal(csa_store_ids(rws->store, &ids, &n, &err), 0);
+	assert_int_equal((long)n, backed);
+	for (size_t k = 0; k < n; k++) {
+		struct csa_ticket tk;
+		if (csa_store_load(rws->store, ids[k], &tk, &err))
+			fail_msg("restored %s does not load: %s", ids[k], err.msg);
+		csa_ticket_release(&tk);
+		/* a pair of one group commit: W<i>-a and W<i>-b side by side */
+		if (k % 2 == 1 && strncmp(ids[k - 1], ids[k], 6) != 0)
+			fail_msg("group commit split in the backup: %s beside %s", ids[k - 1], ids[k]);
+	}
+	csa_store_ids_free(ids, n);
+	json_t *vrep = NULL;
+	assert_int_equal(csa_verify(rws, 0, NULL, &vrep, &err), 0);
+	assert_true(json_is_true(json_object_get(vrep, "ok")));
+	json_decref(vrep);
+	csa_ws_close(rws);
+	t_rmrf(bk);
+	t_rmrf(target);
+	free(bk);
+	free(target);
+}
+
 static void pg_cli_end_to_end(void **state)
 {
 	(void)state;
@@ -1543,14 +1618,36 @@ static void pg_cli_end_to_end(void **state)
 	free(out);
 	char bk[4300];
 	snprintf(bk, sizeof(bk), "%s/backup", dir);
-	assert_int_not_equal(t_csa(NULL, NULL, &err, "backup --out '%s' --dir '%s'", bk, ws), 0);
-	assert_non_null(strstr(err, "csa backup does not cover"));
+	/* csa backup: the database's tables as of one transaction */
+	assert_int_equal(t_csa(NULL, &out, NULL, "backup --out '%s' --dir '%s'", bk, ws), 0);
+	assert_non_null(strstr(out, "\"tickets\": 1"));
+	free(out);
+	char url2[512];
+	assert_int_equal(
+	    tpg_create_schema(g_pg, "cli_restored", url2, sizeof(url2), why, sizeof(why)), 0);
+	/* a database's backup without a database to go into: refused */
+	unsetenv("DATABASE_URL");
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "restore '%s' --dir '%s/r0'", bk, dir), 0);
+	assert_non_null(strstr(err, "holds a database"));
 	free(err);
-	/* a restore (of a file workspace's backup) is not opened on the database */
-	assert_int_not_equal(t_csa(NULL, NULL, &err, "restore '%s' --dir '%s/restored'", bk, dir),
-	                     0);
-	assert_non_null(strstr(err, "DATABASE_URL is set"));
+	setenv("DATABASE_URL", url2, 1);
+	assert_int_equal(t_csa(NULL, NULL, NULL, "restore '%s' --dir '%s/r1'", bk, dir), 0);
+	assert_int_equal(pg_count(url2, "SELECT count(*) FROM csa_tickets WHERE id = 'CLI-1'"), 1);
+	assert_int_equal(t_csa(NULL, &out, NULL, "show CLI-1 --dir '%s/r1'", dir), 0);
+	assert_non_null(strstr(out, "cannot log in"));
+	free(out);
+	/* versions drawn after the restore never repeat one restored */
+	assert_int_equal(t_csa("{\"ticket_id\": \"CLI-2\", \"client_name\": \"Bo\", \"messages\": "
+	                       "[{\"content\": \"refund\"}]}",
+	                       NULL, NULL, "ticket create --json - --dir '%s/r1'", dir),
+	                 0);
+	assert_int_equal(pg_count(url2, "SELECT count(DISTINCT version) FROM csa_tickets"), 2);
+	assert_int_equal(t_csa(NULL, NULL, NULL, "verify --dir '%s/r1'", dir), 0);
+	/* and only into an empty database */
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "restore '%s' --dir '%s/r2'", bk, dir), 0);
+	assert_non_null(strstr(err, "is not empty: table csa_tickets has rows"));
 	free(err);
+	setenv("DATABASE_URL", url, 1);
 	unsetenv("DATABASE_URL");
 	char tfile[4300];
 	snprintf(tfile, sizeof(tfile), "%s/Tickets/tickets/T_CLI-1.json", ws);
@@ -1570,6 +1667,15 @@ static void pg_cli_end_to_end(void **state)
 	assert_int_not_equal(t_csa(NULL, NULL, &err, "migrate --dir '%s'", ws), 0);
 	assert_non_null(strstr(err, "are in files already"));
 	free(err);
+	/* a files workspace's backup is not restored onto the database */
+	char bk2[4300];
+	snprintf(bk2, sizeof(bk2), "%s/backup-files", dir);
+	assert_int_equal(t_csa(NULL, NULL, NULL, "backup --out '%s' --dir '%s'", bk2, ws), 0);
+	setenv("DATABASE_URL", url2, 1);
+	assert_int_not_equal(t_csa(NULL, NULL, &err, "restore '%s' --dir '%s/r3'", bk2, dir), 0);
+	assert_non_null(strstr(err, "DATABASE_URL is set"));
+	free(err);
+	unsetenv("DATABASE_URL");
 	t_rmrf(dir);
 	free(dir);
 }
@@ -1622,6 +1728,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(pg_migrations_apply_once, setup_pg, teardown),
 	    cmocka_unit_test_setup_teardown(pg_stale_commit_is_refused, setup_pg, teardown),
 	    cmocka_unit_test_setup_teardown(pg_migrate_and_export, setup_pg, teardown),
+	    cmocka_unit_test_setup_teardown(pg_backup_during_writes_restores_one_instant, setup_pg,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(pg_damaged_document_is_named_and_nothing_written,
 	                                    setup_pg, teardown),
 	    cmocka_unit_test(pg_errors_name_what_and_where),

@@ -7,6 +7,7 @@
 #include "base/ts.h"
 #include "store/mesh.h"
 #include "store/store.h"
+#include "store/backup_pg.h"
 #include "store/store_pg.h"
 #include "store/ws.h"
 
@@ -243,6 +244,15 @@ static int note_file(struct bk *b, const char *rel, long long bytes, const char 
 	    json_pack("{s:s, s:I, s:s}", "path", rel, "bytes", (json_int_t)bytes, "sha256", hex);
 	b->bytes += bytes;
 	return e && json_array_append_new(b->files, e) == 0 ? CSA_OK : CSA_ENOMEM;
+}
+
+/* A table of the database, dumped into the backup (csa_pg_dump). */
+static int note_dumped(void *ctx, const char *rel, long long bytes,
+                       const char hex[CSA_SHA256_HEX_LEN], struct csa_err *err)
+{
+	if (note_file(ctx, rel, bytes, hex))
+		return csa_error(err, CSA_ENOMEM, "out of memory noting '%s'", rel);
+	return CSA_OK;
 }
 
 /* Copy workspace-relative 'rel' (read from 'src') into the backup; with
@@ -633,16 +643,12 @@ static void clear_stale_stages(const char *root)
 int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, struct csa_err *err)
 {
 	struct bk b = {.ws = ws};
+	json_t *db = NULL; /* the database's part of the manifest (PostgreSQL mode) */
 	int64_t t0 = csa_mono_ns();
 	if (report)
 		*report = NULL;
 	if (!out_dir || !*out_dir)
 		return csa_error(err, CSA_EINVAL, "no backup directory given");
-	if (csa_store_is_pg(ws->store))
-		return csa_store_pg_unsupported(ws->store, "csa backup",
-		                                "back the database up with pg_dump, see "
-		                                "docs/DEPLOY.md",
-		                                err);
 	if (snprintf(b.out, sizeof(b.out), "%s", out_dir) >= (int)sizeof(b.out))
 		return csa_error(err, CSA_ELIMIT, "backup directory path too long: '%s'", out_dir);
 	int made = absent_or_empty(b.out, "a backup directory", err);
@@ -670,11 +676,18 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 	char ts[CSA_TS_LEN];
 	csa_ts_format(csa_now_ms(), ts);
 	int64_t h0 = csa_mono_ns();
-	rc = csa_store_hold(ws->store, stage_tickets, &b, err);
+	if (csa_store_is_pg(ws->store)) {
+		/* the database's tables as of one transaction; nothing waits */
+		rc = csa_pg_dump(ws->pg, b.out, note_dumped, &b, &db, err);
+		b.tickets = rc ? 0 : (long)json_integer_value(json_object_get(
+		                         json_object_get(db, "tables"), "csa_tickets"));
+	} else {
+		rc = csa_store_hold(ws->store, stage_tickets, &b, err);
+		if (rc == CSA_OK)
+			rc = unstage(&b, err);
+		rmtree(b.stage);
+	}
 	int64_t hold_ns = csa_mono_ns() - h0;
-	if (rc == CSA_OK)
-		rc = unstage(&b, err);
-	rmtree(b.stage);
 	if (rc)
 		goto fail;
 	if ((rc = walk(&b, "", err)))
@@ -693,8 +706,11 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 	if ((rc = sync_tree(b.out, err)))
 		goto fail;
 	json_t *man =
-	    json_pack("{s:s, s:s, s:s, s:I, s:O}", "format", FORMAT, "created_at", ts, "source",
-	              ws->root, "tickets", (json_int_t)b.tickets, "files", b.files);
+	    json_pack("{s:s, s:s, s:s, s:I, s:O, s:O*}", "format", FORMAT, "created_at", ts,
+	              "source", ws->root, "tickets", (json_int_t)b.tickets, "files", b.files,
+	              "database", db);
+	json_decref(db);
+	db = NULL;
 	char *text = NULL;
 	size_t len = 0;
 	rc = man ? csa_json_dump(man, 1, &text, &len, err)
@@ -717,6 +733,7 @@ int csa_backup_take(struct csa_ws *ws, const char *out_dir, json_t **report, str
 	json_decref(b.files);
 	return CSA_OK;
 fail:
+	json_decref(db);
 	json_decref(b.files);
 	if (made == 1)
 		rmtree(b.out);
@@ -854,14 +871,6 @@ int csa_backup_restore(const char *dir, const char *target, json_t **report, str
 		*report = NULL;
 	if (!target || !*target)
 		return csa_error(err, CSA_EINVAL, "no directory to restore into");
-	/* a backup is of a workspace whose tickets are files (csa backup
-	 * refuses the database's): opened with DATABASE_URL set, the restored
-	 * workspace would be the database's and its journal never replayed */
-	const char *db = getenv("DATABASE_URL");
-	if (db && *db)
-		return csa_error(err, CSA_ESTATE,
-		                 "csa restore: DATABASE_URL is set, and a backup restores a workspace "
-		                 "whose tickets are files: unset it for the restore");
 	int absent = absent_or_empty(target, "the directory to restore into", err);
 	if (absent < 0)
 		return absent;
@@ -870,6 +879,19 @@ int csa_backup_restore(const char *dir, const char *target, json_t **report, str
 	int rc = csa_backup_check(dir, &man, err);
 	if (rc)
 		return rc;
+	/* A backup of a workspace whose tickets are files restores into files:
+	 * opened with DATABASE_URL set, the restored workspace would be the
+	 * database's and its journal never replayed. One of a database's goes
+	 * into the (empty) database the restored workspace is configured for. */
+	json_t *dbmeta = json_object_get(man, "database");
+	const char *dburl = getenv("DATABASE_URL");
+	if (!dbmeta && dburl && *dburl) {
+		json_decref(man);
+		return csa_error(err, CSA_ESTATE,
+		                 "csa restore: DATABASE_URL is set, and backup '%s' is of a "
+		                 "workspace whose tickets are files: unset it for the restore",
+		                 dir);
+	}
 	if ((rc = csa_fs_mkdirs(target, err)))
 		goto out;
 	if (chmod(target, CSA_DIR_MODE) != 0) {
@@ -882,6 +904,8 @@ int csa_backup_restore(const char *dir, const char *target, json_t **report, str
 	{
 		const char *rel = csa_json_str(f, "path");
 		char src[PATH_SZ], dst[PATH_SZ], hex[CSA_SHA256_HEX_LEN];
+		if (dbmeta && strncmp(rel, "db/", 3) == 0)
+			continue; /* the database's tables: loaded below, not files */
 		if ((rc = join(src, sizeof(src), dir, rel, err)) ||
 		    (rc = join(dst, sizeof(dst), target, rel, err)))
 			break;
@@ -905,8 +929,16 @@ int csa_backup_restore(const char *dir, const char *target, json_t **report, str
 	/* the layout's empty directories, then recovery over the journal */
 	struct csa_ws *ws = NULL;
 	if (rc == CSA_OK && (rc = csa_ws_init(target, err)) == CSA_OK &&
-	    (rc = csa_ws_open(target, &ws, err)) == CSA_OK)
+	    (rc = csa_ws_open(target, &ws, err)) == CSA_OK) {
+		if (dbmeta && !csa_store_is_pg(ws->store))
+			rc = csa_error(err, CSA_ESTATE,
+			               "backup '%s' holds a database (%s): set DATABASE_URL to a new, "
+			               "empty database to restore it into",
+			               dir, csa_json_str(dbmeta, "where"));
+		else if (dbmeta)
+			rc = csa_pg_load(ws->pg, dir, dbmeta, err);
 		csa_ws_close(ws);
+	}
 	if (rc) {
 		csa_error_prefix(err,
 		                 "restore into '%s' stopped half way (remove it and restore "

@@ -1,6 +1,10 @@
 /*
  * Backups of a workspace while the service runs (spec §8.1), and their
- * restore: the file (single-host) mode.
+ * restore. With the tickets in PostgreSQL, the database's tables take the
+ * place of Tickets/ and the journal: db/<table>.copy, dumped in one
+ * transaction, and the manifest's "database" (store/backup_pg.h); a
+ * restore loads them into the empty database the restored workspace is
+ * configured for.
  *
  * A backup is a directory (0700, every file 0600):
  *
