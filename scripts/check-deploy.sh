@@ -8,11 +8,27 @@ SRC=$1
 CSA=$2
 fail() { echo "check-deploy: $*" >&2; exit 1; }
 
-docker-compose -f "$SRC/deploy/docker-compose.yml" config -q ||
-	fail "deploy/docker-compose.yml: docker-compose config refuses it"
+# on a copy with the example's postgres.env, as a user makes it
+TMPD=$(mktemp -d)
+cp -r "$SRC/deploy" "$TMPD/"
+cp "$TMPD/deploy/postgres.env.example" "$TMPD/deploy/postgres.env"
+docker-compose -f "$TMPD/deploy/docker-compose.yml" config -q ||
+	{ rm -rf "$TMPD"; fail "deploy/docker-compose.yml: docker-compose config refuses it"; }
+# every service the spec names, scaled behind the proxy
+services=$(docker-compose -f "$TMPD/deploy/docker-compose.yml" config --services | sort | tr '\n' ' ')
+rm -rf "$TMPD"
+[ "$services" = "cs-ai-system file-monitor postgres proxy redis " ] ||
+	fail "deploy/docker-compose.yml: services are '$services'"
+# the database's password is in the env file, never in the compose file
+if grep -Eq 'PASSWORD=[^$]|postgres(ql)?://[^@/]*:[^@/]*@' "$SRC/deploy/docker-compose.yml"; then
+	fail "deploy/docker-compose.yml holds a password: it belongs in postgres.env"
+fi
+grep -q '^/deploy/postgres.env$' "$SRC/.gitignore" ||
+	fail ".gitignore does not keep deploy/postgres.env out of git"
+haproxy -c -q -f "$SRC/deploy/haproxy.cfg" || fail "deploy/haproxy.cfg: haproxy -c refuses it"
 
 # the spec's variables, and the one the image sets, are read by csa
-for v in PHASE MODEL_CONFIG_PATH DATA_PATH SYNC_CHECK_INTERVAL ALERT_WEBHOOK_URL CSA_WEB_DIR REDIS_URL; do
+for v in PHASE MODEL_CONFIG_PATH DATA_PATH SYNC_CHECK_INTERVAL ALERT_WEBHOOK_URL CSA_WEB_DIR REDIS_URL DATABASE_URL; do
 	grep -q "getenv(\"$v\")" "$SRC"/src/*/*.c ||
 		fail "deploy/ sets $v, which no source file of csa reads"
 done
