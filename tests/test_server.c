@@ -1612,6 +1612,66 @@ static void pg_two_nodes_store_a_retried_message_once(void **state)
 	}
 }
 
+/* The database goes away under a serving node: a request that needs it
+ * fails at once with 503 and the server named, /readyz says so (a load
+ * balancer takes the node out), and once the database is back the node
+ * serves again without a restart, with what it acknowledged before. */
+static void pg_database_away_answers_503(void **state)
+{
+	(void)state;
+	char *d = t_tmpdir("node-db-away");
+	struct csa_ws *w = contract_ws(d, "db_away");
+	struct csa_tokens *tk;
+	struct csa_err err = {0};
+	char *secret, id[CSA_TOKEN_ID_LEN], auth[160], why[2048];
+	assert_int_equal(csa_tokens_open_ws(w, &tk, &err), 0);
+	assert_int_equal(csa_tokens_create(tk, CSA_ROLE_ADMIN, "away", &secret, id, &err), 0);
+	t_bearer(auth, secret);
+	free(secret);
+	csa_tokens_close(tk);
+	csa_ws_close(w);
+	unsigned nport;
+	g_nodes[0] = start_node(d, &nport);
+	const char *hdr[] = {auth, "Content-Type: application/json", NULL};
+	struct t_resp r;
+	assert_int_equal(t_http(nport, "POST", "/api/tickets", hdr,
+	                        "{\"ticket_id\": \"AWAY-1\", \"client_name\": \"Al\", "
+	                        "\"messages\": [{\"content\": \"my invoice is wrong\"}]}",
+	                        60, &r),
+	                 0);
+	assert_int_equal(r.status, 201);
+	free(r.body);
+
+	if (tpg_server_stop(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	assert_int_equal(t_http(nport, "GET", "/api/tickets/AWAY-1", hdr, NULL, 30, &r), 0);
+	if (r.status != 503 || !strstr(r.body, "\"unavailable\"") ||
+	    !strstr(r.body, tpg_hostport(g_pg)))
+		fail_msg("with the database away, GET answered %ld: %s", r.status, r.body);
+	free(r.body);
+	assert_int_equal(t_http(nport, "GET", "/readyz", NULL, NULL, 30, &r), 0);
+	if (r.status != 503 || !strstr(r.body, "PostgreSQL at"))
+		fail_msg("with the database away, /readyz answered %ld: %s", r.status, r.body);
+	free(r.body);
+
+	if (tpg_server_start(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	assert_int_equal(t_http(nport, "GET", "/readyz", NULL, NULL, 30, &r), 0);
+	assert_int_equal(r.status, 200);
+	free(r.body);
+	assert_int_equal(t_http(nport, "GET", "/api/tickets/AWAY-1", hdr, NULL, 30, &r), 0);
+	if (r.status != 200 || !strstr(r.body, "my invoice is wrong"))
+		fail_msg("after the database came back, GET answered %ld: %s", r.status, r.body);
+	free(r.body);
+	kill(g_nodes[0], SIGTERM);
+	int st;
+	assert_int_equal(waitpid(g_nodes[0], &st, 0), g_nodes[0]);
+	g_nodes[0] = 0;
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	t_rmrf(d);
+	free(d);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(int argc, char **argv)
@@ -1660,6 +1720,7 @@ int main(int argc, char **argv)
 		    cmocka_unit_test(pg_chanmap_contract),
 		    cmocka_unit_test_teardown(pg_two_nodes_store_a_retried_message_once,
 		                              kill_nodes),
+		    cmocka_unit_test_teardown(pg_database_away_answers_503, kill_nodes),
 		};
 		rc += cmocka_run_group_tests_name("server (PostgreSQL)", pg_tests, NULL, NULL);
 		tpg_stop(g_pg);

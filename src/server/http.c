@@ -47,6 +47,8 @@ static const struct {
     {CSA_ENOENT, 404, "not_found"},   {CSA_EEXIST, 409, "exists"},
     {CSA_ESTATE, 409, "conflict"},    {CSA_ECONFLICT, 409, "conflict"},
     {CSA_ELIMIT, 413, "too_large"},   {CSA_EBUSY, 503, "busy"},
+    /* the database (or another backend) is away: the client may retry */
+    {CSA_EBACKEND, 503, "unavailable"},
 };
 
 int csa_http_status_of(int code, const char **error_code)
@@ -259,6 +261,9 @@ json_t *csa_h_ready(struct call *c)
 {
 	if (!c->s->ready)
 		return csa_fail(c, 503, "not_ready", "workspace not open yet");
+	struct csa_err err = {0};
+	if (csa_ws_probe(c->s->ws, &err))
+		return csa_fail(c, 503, "unavailable", "%s", err.msg);
 	json_t *j = json_pack("{s:s, s:s}", "status", "ready", "workspace", c->s->ws->root);
 	if (!j || !c->s->redis)
 		return j;
@@ -421,7 +426,7 @@ static json_t *authenticate(struct call *c, const struct route *rt)
 	/* tokens that cannot be read are the server's failure, not the client's */
 	if (c->role == CSA_ROLE_NONE)
 		return err.code == CSA_EAUTH ? csa_fail(c, 401, "unauthorized", "%s", err.msg)
-		                             : csa_fail(c, 500, "internal", "%s", err.msg);
+		                             : csa_fail_err(c, &err);
 	if (c->role < rt->role)
 		return csa_fail(c, 403, "forbidden", "%s needs the %s role, token has %s", rt->name,
 		                csa_role_name(rt->role), csa_role_name(c->role));

@@ -403,3 +403,16 @@ void csa_ws_close(struct csa_ws *ws)
 	free(ws->root);
 	free(ws);
 }
+
+int csa_ws_probe(struct csa_ws *ws, struct csa_err *err)
+{
+	if (!ws->pg)
+		return CSA_OK; /* files: nothing away that a request would wait for */
+	PGconn *c = NULL;
+	int rc;
+	PGresult *r = csa_pg_query(ws->pg, &c, "checking the database", "SELECT 1", 0, NULL, err,
+	                           &rc);
+	PQclear(r);
+	csa_pg_put(ws->pg, c);
+	return rc;
+}

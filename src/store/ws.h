@@ -77,6 +77,11 @@ int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *e
  */
 int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err);
 
+/* Is what the workspace's requests need there? CSA_OK for files; with
+ * the database, one round trip to it (CSA_EBACKEND naming the server and
+ * its answer when it is away: /readyz says so). */
+int csa_ws_probe(struct csa_ws *ws, struct csa_err *err);
+
 /* Open a workspace with its tickets in its own files (Tickets/), whatever
  * DATABASE_URL or store.url say: the other side of a transfer. */
 int csa_ws_open_files(const char *dir, struct csa_ws **out, struct csa_err *err);
