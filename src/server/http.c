@@ -10,6 +10,7 @@
 #include "base/fsops.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "store/leader.h"
 #include "store/ws.h"
 
 #include <arpa/inet.h>
@@ -258,7 +259,19 @@ json_t *csa_h_ready(struct call *c)
 {
 	if (!c->s->ready)
 		return csa_fail(c, 503, "not_ready", "workspace not open yet");
-	return json_pack("{s:s, s:s}", "status", "ready", "workspace", c->s->ws->root);
+	/* which of the roles only one node runs this node leads (on a single
+	 * host: every one) */
+	json_t *leads = json_object();
+	for (int r = 0; r < CSA_ROLES && leads; r++)
+		if (json_object_set_new(leads, csa_server_roles[r],
+		                        json_boolean(csa_leader_leading(c->s->lead[r].l)))) {
+			json_decref(leads);
+			leads = NULL;
+		}
+	if (!leads)
+		return csa_fail(c, 500, "internal", "out of memory answering /readyz");
+	return json_pack("{s:s, s:s, s:o}", "status", "ready", "workspace", c->s->ws->root, "leads",
+	                 leads);
 }
 
 static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'self'; "
