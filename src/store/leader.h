@@ -12,8 +12,11 @@
  *       Always leads, epoch 0; the fence never refuses. What a single host
  *       guarantees (one server per workspace) is unchanged.
  *   PostgreSQL (csa_leader_pg_open, leader_pg.c): a node leads 'role'
- *       while it holds the session advisory lock csa_pg_lock_key("leader",
- *       role) on a connection of its own (never a pooled one). On taking
+ *       while it holds the session advisory lock
+ *       csa_pg_lock_key("leader:<schema>", role) on a connection of its
+ *       own, never put back in the pool (the schema of csa's tables is in
+ *       the key, so deployments in two schemas of one database have a
+ *       leader each). On taking
  *       the lock it increments the role's fencing epoch in csa_leaders
  *       (schema migration 4 in pg.c) and keeps the new value. Every poll
  *       while leading checks, on that connection, that the row still has

@@ -31,7 +31,7 @@ struct pg_leader {
 	struct csa_leader base;
 	struct csa_pg *pg; /* borrowed */
 	PGconn *conn;      /* dedicated: holds the advisory lock while leading */
-	char key[24];      /* the lock's key, decimal */
+	char key[24];      /* the lock's key, decimal ("": not made yet) */
 	char node[300];    /* host:pid, csa_leaders.holder */
 };
 
@@ -68,6 +68,24 @@ static int take(struct pg_leader *p, int *leading, struct csa_err *err)
 	if (!p->conn && (rc = csa_pg_get(p->pg, &p->conn, err)))
 		return prefixed(rc, err, "trying to lead '%s': ", p->base.role);
 	PGresult *r = NULL;
+	if (!p->key[0]) {
+		/* advisory locks are per database, csa's tables per schema: two
+		 * deployments in two schemas of one database (the URL's
+		 * search_path) must not share a leader, so the schema csa's
+		 * tables are in is part of the key */
+		rc = csa_pg_exec(where, p->conn, "trying to lead: reading the schema",
+		                 "SELECT current_schema()", 0, NULL, &r, err);
+		if (rc) {
+			drop_conn(p);
+			return prefixed(rc, err, "role '%s': ", p->base.role);
+		}
+		char ns[200];
+		snprintf(ns, sizeof(ns), "leader:%s",
+		         PQgetisnull(r, 0, 0) ? "(no schema)" : PQgetvalue(r, 0, 0));
+		PQclear(r);
+		r = NULL;
+		snprintf(p->key, sizeof(p->key), "%lld", csa_pg_lock_key(ns, p->base.role));
+	}
 	const char *kp[] = {p->key};
 	rc = csa_pg_exec(where, p->conn, "trying to lead: taking the advisory lock",
 	                 "SELECT pg_try_advisory_lock($1::bigint)", 1, kp, &r, err);
@@ -192,8 +210,7 @@ int csa_leader_pg_open(struct csa_pg *pg, const char *role, struct csa_leader **
 		free(p);
 		return rc;
 	}
-	p->pg = pg;
-	snprintf(p->key, sizeof(p->key), "%lld", csa_pg_lock_key("leader", role));
+	p->pg = pg; /* the lock's key is made at the first try (its schema) */
 	char host[256] = "";
 	if (gethostname(host, sizeof(host) - 1) != 0)
 		snprintf(host, sizeof(host), "unknown-host");
