@@ -624,7 +624,16 @@ static void pages_health_metrics(void **state)
 	free(r.body);
 	j = call("GET", "/readyz", NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
+	/* a single host leads every role, as it always did */
+	json_t *leads = json_object_get(j, "leads");
+	assert_true(json_is_true(json_object_get(leads, "tick")));
+	assert_true(json_is_true(json_object_get(leads, "outbox")));
 	json_decref(j);
+	free(r.body);
+	json_decref(call("GET", "/metrics", NULL, NULL, &r));
+	assert_int_equal(series(r.body, "csa_leader{role=\"tick\"}"), 1);
+	assert_int_equal(series(r.body, "csa_leader{role=\"outbox\"}"), 1);
+	assert_int_equal(series(r.body, "csa_leader_epoch{role=\"tick\"}"), 0);
 	free(r.body);
 	json_decref(call("GET", "/", NULL, NULL, &r));
 	assert_int_equal(r.status, 200);
