@@ -130,8 +130,7 @@ static int pg_url_of(const char *name, char *out, size_t outsz, struct csa_err *
 
 /* Open outbox 'name' of the backend under test: <dir>/<name>.db, or the
  * schema ob_<name> on the test server through a pool of its own. */
-static int ob_open(const char *name, int max_attempts, struct csa_outbox **out,
-                   struct csa_err *err)
+static int ob_open(const char *name, int max_attempts, struct csa_outbox **out, struct csa_err *err)
 {
 	if (!g_pg) {
 		char path[512];
@@ -519,8 +518,8 @@ static void killed_sender_item_goes_out_once_per_key(void **state)
 		snprintf(key, sizeof(key), "kill-%02d", k);
 		int want = strcmp(key, held.idem) == 0 ? 2 : 1;
 		if (fake_http_count_key(fh, key) != want)
-			fail_msg("%s arrived %d times, expected %d", key, fake_http_count_key(fh, key),
-			         want);
+			fail_msg("%s arrived %d times, expected %d", key,
+			         fake_http_count_key(fh, key), want);
 	}
 	struct fake_req again = {0};
 	for (int k = 0; k <= N; k++) {
@@ -644,8 +643,8 @@ static void fenced_leader_writes_nothing(void **state)
 	free(pid);
 	poll_until_leading(b, "node B");
 	assert_int_equal(csa_leader_epoch(b), e1 + 1);
-	char *row = pg_value(u, "SELECT epoch || ' ' || holder FROM csa_leaders WHERE role = $1",
-	                     "outbox");
+	char *row =
+	    pg_value(u, "SELECT epoch || ' ' || holder FROM csa_leaders WHERE role = $1", "outbox");
 	char expect[64];
 	snprintf(expect, sizeof(expect), "%lld ", (long long)(e1 + 1));
 	assert_int_equal(strncmp(row, expect, strlen(expect)), 0);
@@ -698,12 +697,53 @@ static void fenced_leader_writes_nothing(void **state)
 	ob_close(ob);
 }
 
+/* The database restarts (crash-stop, recovery): the leader's session is
+ * gone, so its next poll says it lost the role, naming it; once the
+ * server is back the node takes the role again at the next epoch, and
+ * its fenced deliveries go on. */
+static void leadership_lost_and_taken_again_across_a_restart(void **state)
+{
+	(void)state;
+	struct csa_outbox *ob;
+	struct csa_leader *l;
+	struct csa_err err = {0};
+	char why[4096];
+	assert_int_equal(ob_open("restart_lead", 8, &ob, &err), 0);
+	assert_int_equal(csa_leader_pg_open(pool_of(ob), "outbox", &l, &err), 0);
+	csa_outbox_set_fence(ob, l);
+	poll_until_leading(l, "the node");
+	int64_t e1 = csa_leader_epoch(l);
+	if (tpg_server_stop(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	int leading = -1;
+	memset(&err, 0, sizeof(err));
+	assert_int_not_equal(csa_leader_poll(l, &leading, &err), 0);
+	assert_int_equal(leading, 0);
+	assert_non_null(strstr(err.msg, "lost the leadership of 'outbox'"));
+	assert_int_equal(csa_outbox_deliver_due(ob, csa_now_ms(), 8, NULL, &err), CSA_ECONFLICT);
+	if (tpg_server_start(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	poll_until_leading(l, "the node after the restart");
+	assert_int_equal(csa_leader_epoch(l), e1 + 1);
+	json_t *p = json_pack("{s:s}", "text", "after");
+	assert_int_equal(csa_outbox_enqueue(ob, "restart-1", "TR", "webhook", url, p, &err), 1);
+	json_decref(p);
+	int n = 0;
+	assert_int_equal(csa_outbox_deliver_due(ob, csa_now_ms(), 8, &n, &err), 0);
+	assert_int_equal(n, 1);
+	csa_outbox_set_fence(ob, NULL);
+	csa_leader_free(l);
+	ob_close(ob);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 #define OUTBOX_TESTS                                                                               \
-	cmocka_unit_test(backoff_schedule), cmocka_unit_test(retries_until_delivered_and_once_only), \
-	    cmocka_unit_test(survives_a_restart_and_gives_up), cmocka_unit_test(claims_are_leased),  \
+	cmocka_unit_test(backoff_schedule),                                                        \
+	    cmocka_unit_test(retries_until_delivered_and_once_only),                               \
+	    cmocka_unit_test(survives_a_restart_and_gives_up),                                     \
+	    cmocka_unit_test(claims_are_leased),                                                   \
 	    cmocka_unit_test(two_deliverers_post_each_item_once)
 	const struct CMUnitTest tests[] = {OUTBOX_TESTS};
 	int failed = cmocka_run_group_tests_name("outbox (SQLite)", tests, setup, teardown);
@@ -721,6 +761,7 @@ int main(void)
 	    OUTBOX_TESTS,
 	    cmocka_unit_test(killed_sender_item_goes_out_once_per_key),
 	    cmocka_unit_test(fenced_leader_writes_nothing),
+	    cmocka_unit_test(leadership_lost_and_taken_again_across_a_restart),
 	};
 	failed += cmocka_run_group_tests_name("outbox (PostgreSQL)", pg_tests, setup, teardown);
 	tpg_stop(g_pg);

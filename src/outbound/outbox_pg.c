@@ -177,10 +177,11 @@ static int pg_settle(struct csa_outbox *ob, const struct csa_outbox_item *it, in
 		                 3, p, err, &rc);
 	} else {
 		const char *p[] = {id, att, state, next, why, claim};
-		r = fenced_query(o, &c, "outbox: saving a delivery's state",
-		                 "UPDATE csa_outbox SET attempts = $2, state = $3, next_ms = $4,"
-		                 " last_error = $5 WHERE id = $1 AND claim = $6 AND state = 'pending'",
-		                 6, p, err, &rc);
+		r = fenced_query(
+		    o, &c, "outbox: saving a delivery's state",
+		    "UPDATE csa_outbox SET attempts = $2, state = $3, next_ms = $4,"
+		    " last_error = $5 WHERE id = $1 AND claim = $6 AND state = 'pending'",
+		    6, p, err, &rc);
 	}
 	csa_pg_put(o->pg, c);
 	int saved = r != NULL;
@@ -215,8 +216,9 @@ static int pg_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t **
 		    pending ? csa_ts_format(strtoll(PQgetvalue(r, k, 4), NULL, 10), t1) : NULL,
 		    "last_error", PQgetisnull(r, k, 5) ? NULL : PQgetvalue(r, k, 5), "created",
 		    csa_ts_format(strtoll(PQgetvalue(r, k, 6), NULL, 10), t2), "delivered",
-		    PQgetisnull(r, k, 7) ? NULL
-		                         : csa_ts_format(strtoll(PQgetvalue(r, k, 7), NULL, 10), t3));
+		    PQgetisnull(r, k, 7)
+		        ? NULL
+		        : csa_ts_format(strtoll(PQgetvalue(r, k, 7), NULL, 10), t3));
 		if (!it || json_array_append_new(arr, it)) {
 			json_decref(arr);
 			arr = NULL;

@@ -4,8 +4,8 @@
  * of the roles only one node runs), run the thread that delivers the
  * outbox and ticks the controller -- each only while this node leads its
  * role (store/leader.h; always on a single host), the outbox's claims
- * fenced by the role's epoch -- listen, and stop in the reverse order. The rest of the server is in the files listed in
- * server_internal.h.
+ * fenced by the role's epoch -- listen, and stop in the reverse order.
+ * The rest of the server is in the files listed in server_internal.h.
  */
 #include "server/server_internal.h"
 #include "automation/control.h"

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int csa_leader_init_base(struct csa_leader *l, const struct csa_leader_ops *ops,
-                         const char *role, struct csa_err *err)
+int csa_leader_init_base(struct csa_leader *l, const struct csa_leader_ops *ops, const char *role,
+                         struct csa_err *err)
 {
 	size_t n = role ? strlen(role) : 0;
 	if (n == 0 || n > CSA_LEADER_ROLE_MAX)

@@ -28,8 +28,8 @@ struct csa_leader {
 };
 
 /* Fill the common part (role checked): CSA_OK or CSA_EINVAL. */
-int csa_leader_init_base(struct csa_leader *l, const struct csa_leader_ops *ops,
-                         const char *role, struct csa_err *err);
+int csa_leader_init_base(struct csa_leader *l, const struct csa_leader_ops *ops, const char *role,
+                         struct csa_err *err);
 /* Record what a poll found. */
 void csa_leader_set(struct csa_leader *l, int leading, int64_t epoch);
 

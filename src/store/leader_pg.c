@@ -183,8 +183,8 @@ static int pg_fence(struct csa_leader *l, void *conn, const char *where, struct 
 		               l->role, epoch, where, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
 	else
 		rc = csa_error(err, CSA_ECONFLICT,
-		               "fenced: PostgreSQL at %s has no leader of '%s': write refused", where,
-		               l->role);
+		               "fenced: PostgreSQL at %s has no leader of '%s': write refused",
+		               where, l->role);
 	PQclear(r);
 	return rc;
 }

@@ -23,7 +23,6 @@ struct csa_leader;
  * knows it is not leading refuses without asking; CSA_EBACKEND when the
  * check itself failed. A solo leader: CSA_OK without a query.
  */
-int csa_leader_fence_pg(struct csa_leader *l, PGconn *c, const char *where,
-                        struct csa_err *err);
+int csa_leader_fence_pg(struct csa_leader *l, PGconn *c, const char *where, struct csa_err *err);
 
 #endif
