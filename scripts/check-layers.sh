@@ -11,8 +11,9 @@
 # src/store/, and any *_internal.h only from its own folder. The same
 # holds for the database backend: store/store_pg.h only from src/store/,
 # so nothing above the store knows which backend holds the tickets.
-# PostgreSQL itself -- libpq's <libpq-fe.h> and store/pg.h, the shared
-# connection module that includes it -- is for src/store/ and for the
+# PostgreSQL itself -- libpq's <libpq-fe.h>, store/pg.h, the shared
+# connection module that includes it, and store/leader_pg.h, the fence of
+# a leader's writes -- is for src/store/ and for the
 # files named *_pg.c in any folder (outbound/outbox_pg.c,
 # server/chanmap_pg.c, ...): each other kind of shared state has its
 # database backend in a file of that name beside its first backend, and
@@ -103,7 +104,7 @@ while read -r file line hdr; do
 			status=1
 		fi
 		;;
-	store/pg.h)
+	store/pg.h | store/leader_pg.h)
 		case $fdir/${file##*/} in
 		store/* | */*_pg.c) ;;
 		*)

@@ -28,6 +28,7 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "outbound/outbox.h"
+#include "store/leader.h"
 #include "store/pg.h"
 #include "support/fakehttp.h"
 #include "support/tpg.h"
@@ -129,8 +130,7 @@ static int pg_url_of(const char *name, char *out, size_t outsz, struct csa_err *
 
 /* Open outbox 'name' of the backend under test: <dir>/<name>.db, or the
  * schema ob_<name> on the test server through a pool of its own. */
-static int ob_open(const char *name, int max_attempts, struct csa_outbox **out,
-                   struct csa_err *err)
+static int ob_open(const char *name, int max_attempts, struct csa_outbox **out, struct csa_err *err)
 {
 	if (!g_pg) {
 		char path[512];
@@ -518,8 +518,8 @@ static void killed_sender_item_goes_out_once_per_key(void **state)
 		snprintf(key, sizeof(key), "kill-%02d", k);
 		int want = strcmp(key, held.idem) == 0 ? 2 : 1;
 		if (fake_http_count_key(fh, key) != want)
-			fail_msg("%s arrived %d times, expected %d", key, fake_http_count_key(fh, key),
-			         want);
+			fail_msg("%s arrived %d times, expected %d", key,
+			         fake_http_count_key(fh, key), want);
 	}
 	struct fake_req again = {0};
 	for (int k = 0; k <= N; k++) {
@@ -550,12 +550,200 @@ static void killed_sender_item_goes_out_once_per_key(void **state)
 	fake_http_stop(fh);
 }
 
+/* ---- the sender's leadership and its fence ---------------------------- */
+
+/* The pool a handle of ob_open() was opened on. */
+static struct csa_pg *pool_of(struct csa_outbox *ob)
+{
+	for (size_t k = 0; k < 16; k++)
+		if (g_open[k].ob == ob)
+			return g_open[k].pg;
+	fail_msg("no pool for this outbox");
+	return NULL;
+}
+
+/* The backend holding the advisory lock of leadership 'role' in schema
+ * 'schema' ("" when none does). */
+static char *lock_holder(const char *u, const char *schema, const char *role)
+{
+	char ns[64], key[24];
+	snprintf(ns, sizeof(ns), "leader:%s", schema);
+	snprintf(key, sizeof(key), "%lld", csa_pg_lock_key(ns, role));
+	return pg_value(u,
+	                "SELECT coalesce(min(pid)::text, '') FROM pg_locks WHERE locktype = "
+	                "'advisory' AND granted AND ((classid::bigint << 32) | objid::bigint) = "
+	                "$1::bigint",
+	                key);
+}
+
+/* Poll 'l' until it leads (a deadline, not a timing assertion). */
+static void poll_until_leading(struct csa_leader *l, const char *who)
+{
+	struct csa_err err = {0};
+	int leading = 0;
+	for (int i = 0; i < 200 && !leading; i++) {
+		if (csa_leader_poll(l, &leading, &err))
+			fail_msg("%s: %s", who, err.msg);
+		if (!leading)
+			usleep(50000);
+	}
+	if (!leading)
+		fail_msg("%s never took the role over", who);
+}
+
+/*
+ * A leader that lost the role without noticing cannot write. Node A leads
+ * "outbox" and delivers through a fenced outbox; its lock's connection is
+ * killed (pg_terminate_backend: a partition, an operator, a restart of
+ * the session) and node B, a second handle on a pool of its own, takes
+ * the role with the next epoch. A has not polled since, so it still
+ * believes it leads, yet its next delivery round is refused by the fence
+ * with an error naming both epochs, and the due item is left untouched
+ * (never claimed, never sent). B delivers it. A's next poll finds the
+ * role lost; when B gives the role up, A takes it again at the epoch
+ * after B's.
+ */
+static void fenced_leader_writes_nothing(void **state)
+{
+	(void)state;
+	struct csa_outbox *oa, *ob;
+	struct csa_leader *a, *b;
+	struct csa_err err = {0};
+	char u[512];
+	assert_int_equal(pg_url_of("fence", u, sizeof(u), &err), 0);
+	assert_int_equal(ob_open("fence", 8, &oa, &err), 0);
+	assert_int_equal(ob_open("fence", 8, &ob, &err), 0);
+	assert_int_equal(csa_leader_pg_open(pool_of(oa), "outbox", &a, &err), 0);
+	assert_int_equal(csa_leader_pg_open(pool_of(ob), "outbox", &b, &err), 0);
+	csa_outbox_set_fence(oa, a);
+	csa_outbox_set_fence(ob, b);
+	int leading = -1;
+	assert_int_equal(csa_leader_poll(a, &leading, &err), 0);
+	assert_int_equal(leading, 1);
+	int64_t e1 = csa_leader_epoch(a);
+	assert_true(e1 >= 1);
+	/* one leader at a time: B asks and is told no, without an error */
+	assert_int_equal(csa_leader_poll(b, &leading, &err), 0);
+	assert_int_equal(leading, 0);
+	assert_int_equal(csa_leader_check(b, &err), CSA_ECONFLICT);
+	/* A leads: its fenced rounds deliver */
+	json_t *p = json_pack("{s:s}", "text", "first");
+	assert_int_equal(csa_outbox_enqueue(oa, "fence-1", "TF", "webhook", url, p, &err), 1);
+	json_decref(p);
+	int n = 0, before = rcv.got;
+	assert_int_equal(csa_outbox_deliver_due(oa, csa_now_ms(), 8, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rcv.got, before + 1);
+	/* A's session is killed; B takes over with the next epoch */
+	char *pid = lock_holder(u, "ob_fence", "outbox");
+	assert_true(pid[0] != '\0');
+	char *ok = pg_value(u, "SELECT pg_terminate_backend($1::int)::text", pid);
+	assert_string_equal(ok, "true");
+	free(ok);
+	free(pid);
+	poll_until_leading(b, "node B");
+	assert_int_equal(csa_leader_epoch(b), e1 + 1);
+	char *row =
+	    pg_value(u, "SELECT epoch || ' ' || holder FROM csa_leaders WHERE role = $1", "outbox");
+	char expect[64];
+	snprintf(expect, sizeof(expect), "%lld ", (long long)(e1 + 1));
+	assert_int_equal(strncmp(row, expect, strlen(expect)), 0);
+	free(row);
+	/* A has not noticed, and its write is refused all the same */
+	assert_int_equal(csa_leader_leading(a), 1);
+	p = json_pack("{s:s}", "text", "second");
+	assert_int_equal(csa_outbox_enqueue(oa, "fence-2", "TF", "webhook", url, p, &err), 1);
+	json_decref(p);
+	memset(&err, 0, sizeof(err));
+	before = rcv.got;
+	assert_int_equal(csa_outbox_deliver_due(oa, csa_now_ms(), 8, &n, &err), CSA_ECONFLICT);
+	assert_int_equal(n, 0);
+	assert_int_equal(rcv.got, before);
+	snprintf(expect, sizeof(expect), "led 'outbox' at epoch %lld", (long long)e1);
+	if (!strstr(err.msg, "fenced") || !strstr(err.msg, expect))
+		fail_msg("unclear refusal: %s", err.msg);
+	snprintf(expect, sizeof(expect), "has epoch %lld", (long long)(e1 + 1));
+	if (!strstr(err.msg, expect) || !strstr(err.msg, "write refused"))
+		fail_msg("unclear refusal: %s", err.msg);
+	row = pg_value(u,
+	               "SELECT coalesce(claimed_by, 'nobody') || ' ' || claim || ' ' || attempts"
+	               " || ' ' || state FROM csa_outbox WHERE key = $1",
+	               "fence-2");
+	assert_string_equal(row, "nobody 0 0 pending");
+	free(row);
+	/* A's poll finds out, and its rounds stop before asking anyone */
+	memset(&err, 0, sizeof(err));
+	assert_int_not_equal(csa_leader_poll(a, &leading, &err), 0);
+	assert_int_equal(leading, 0);
+	snprintf(expect, sizeof(expect), "lost the leadership of 'outbox' (epoch %lld)",
+	         (long long)e1);
+	if (!strstr(err.msg, expect))
+		fail_msg("unclear loss: %s", err.msg);
+	assert_int_equal(csa_outbox_deliver_due(oa, csa_now_ms(), 8, &n, &err), CSA_ECONFLICT);
+	assert_non_null(strstr(err.msg, "not the leader of 'outbox'"));
+	/* the new leader delivers what A could not */
+	assert_int_equal(csa_outbox_deliver_due(ob, csa_now_ms(), 8, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rcv.got, before + 1);
+	assert_string_equal(state_of(ob, "TF", NULL), "delivered");
+	/* B gives the role up: A takes it at the next epoch */
+	csa_outbox_set_fence(ob, NULL);
+	csa_leader_free(b);
+	poll_until_leading(a, "node A");
+	assert_int_equal(csa_leader_epoch(a), e1 + 2);
+	csa_outbox_set_fence(oa, NULL);
+	csa_leader_free(a);
+	ob_close(oa);
+	ob_close(ob);
+}
+
+/* The database restarts (crash-stop, recovery): the leader's session is
+ * gone, so its next poll says it lost the role, naming it; once the
+ * server is back the node takes the role again at the next epoch, and
+ * its fenced deliveries go on. */
+static void leadership_lost_and_taken_again_across_a_restart(void **state)
+{
+	(void)state;
+	struct csa_outbox *ob;
+	struct csa_leader *l;
+	struct csa_err err = {0};
+	char why[4096];
+	assert_int_equal(ob_open("restart_lead", 8, &ob, &err), 0);
+	assert_int_equal(csa_leader_pg_open(pool_of(ob), "outbox", &l, &err), 0);
+	csa_outbox_set_fence(ob, l);
+	poll_until_leading(l, "the node");
+	int64_t e1 = csa_leader_epoch(l);
+	if (tpg_server_stop(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	int leading = -1;
+	memset(&err, 0, sizeof(err));
+	assert_int_not_equal(csa_leader_poll(l, &leading, &err), 0);
+	assert_int_equal(leading, 0);
+	assert_non_null(strstr(err.msg, "lost the leadership of 'outbox'"));
+	assert_int_equal(csa_outbox_deliver_due(ob, csa_now_ms(), 8, NULL, &err), CSA_ECONFLICT);
+	if (tpg_server_start(g_pg, why, sizeof(why)))
+		fail_msg("%s", why);
+	poll_until_leading(l, "the node after the restart");
+	assert_int_equal(csa_leader_epoch(l), e1 + 1);
+	json_t *p = json_pack("{s:s}", "text", "after");
+	assert_int_equal(csa_outbox_enqueue(ob, "restart-1", "TR", "webhook", url, p, &err), 1);
+	json_decref(p);
+	int n = 0;
+	assert_int_equal(csa_outbox_deliver_due(ob, csa_now_ms(), 8, &n, &err), 0);
+	assert_int_equal(n, 1);
+	csa_outbox_set_fence(ob, NULL);
+	csa_leader_free(l);
+	ob_close(ob);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 #define OUTBOX_TESTS                                                                               \
-	cmocka_unit_test(backoff_schedule), cmocka_unit_test(retries_until_delivered_and_once_only), \
-	    cmocka_unit_test(survives_a_restart_and_gives_up), cmocka_unit_test(claims_are_leased),  \
+	cmocka_unit_test(backoff_schedule),                                                        \
+	    cmocka_unit_test(retries_until_delivered_and_once_only),                               \
+	    cmocka_unit_test(survives_a_restart_and_gives_up),                                     \
+	    cmocka_unit_test(claims_are_leased),                                                   \
 	    cmocka_unit_test(two_deliverers_post_each_item_once)
 	const struct CMUnitTest tests[] = {OUTBOX_TESTS};
 	int failed = cmocka_run_group_tests_name("outbox (SQLite)", tests, setup, teardown);
@@ -572,6 +760,8 @@ int main(void)
 	const struct CMUnitTest pg_tests[] = {
 	    OUTBOX_TESTS,
 	    cmocka_unit_test(killed_sender_item_goes_out_once_per_key),
+	    cmocka_unit_test(fenced_leader_writes_nothing),
+	    cmocka_unit_test(leadership_lost_and_taken_again_across_a_restart),
 	};
 	failed += cmocka_run_group_tests_name("outbox (PostgreSQL)", pg_tests, setup, teardown);
 	tpg_stop(g_pg);

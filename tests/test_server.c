@@ -154,7 +154,7 @@ static void error_statuses(void **state)
 	    {CSA_ESTATE, 409, "conflict"},    {CSA_ECONFLICT, 409, "conflict"},
 	    {CSA_ELIMIT, 413, "too_large"},   {CSA_EBUSY, 503, "busy"},
 	    {CSA_EIO, 500, "internal"},       {CSA_ENOMEM, 500, "internal"},
-	    {CSA_ECORRUPT, 500, "internal"},  {CSA_EBACKEND, 500, "internal"},
+	    {CSA_ECORRUPT, 500, "internal"},  {CSA_EBACKEND, 503, "unavailable"},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		const char *code = NULL;
@@ -624,7 +624,16 @@ static void pages_health_metrics(void **state)
 	free(r.body);
 	j = call("GET", "/readyz", NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
+	/* a single host leads every role, as it always did */
+	json_t *leads = json_object_get(j, "leads");
+	assert_true(json_is_true(json_object_get(leads, "tick")));
+	assert_true(json_is_true(json_object_get(leads, "outbox")));
 	json_decref(j);
+	free(r.body);
+	json_decref(call("GET", "/metrics", NULL, NULL, &r));
+	assert_int_equal(series(r.body, "csa_leader{role=\"tick\"}"), 1);
+	assert_int_equal(series(r.body, "csa_leader{role=\"outbox\"}"), 1);
+	assert_int_equal(series(r.body, "csa_leader_epoch{role=\"tick\"}"), 0);
 	free(r.body);
 	json_decref(call("GET", "/", NULL, NULL, &r));
 	assert_int_equal(r.status, 200);
@@ -1672,6 +1681,161 @@ static void pg_database_away_answers_503(void **state)
 	free(d);
 }
 
+/* What the node on port 'at' says it leads (/readyz "leads"): bit 0 "tick", bit 1
+ * "outbox"; -1 when it does not answer. */
+static int node_leads(unsigned at)
+{
+	struct t_resp r;
+	if (t_http(at, "GET", "/readyz", NULL, NULL, 30, &r) != 0)
+		return -1;
+	json_t *j = r.status == 200 && r.body ? json_loads(r.body, 0, NULL) : NULL;
+	free(r.body);
+	json_t *l = json_object_get(j, "leads");
+	int v = !json_is_object(l) ? -1
+	                           : json_is_true(json_object_get(l, "tick")) |
+	                                 json_is_true(json_object_get(l, "outbox")) << 1;
+	json_decref(j);
+	return v;
+}
+
+/* The value of the series 'series' (name and labels, as exposed) in the
+ * /metrics of the node on port 'at'; -1 when it is not there. */
+static long long node_metric(unsigned at, const char *series)
+{
+	struct t_resp r;
+	if (t_http(at, "GET", "/metrics", NULL, NULL, 30, &r) != 0)
+		return -1;
+	long long v = -1;
+	size_t n = strlen(series);
+	for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (strncmp(p, series, n) == 0 && p[n] == ' ')
+			v = strtoll(p + n + 1, NULL, 10);
+	free(r.body);
+	return v;
+}
+
+/* One value from the database of workspace 'd' (its csa.json store.url). */
+static char *ws_pg_value(const char *d, const char *sql, const char *param)
+{
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/csa.json", d);
+	json_t *cfg = json_load_file(path, 0, NULL);
+	const char *u = csa_json_str(json_object_get(cfg, "store"), "url");
+	assert_non_null(u);
+	PGconn *c = PQconnectdb(u);
+	json_decref(cfg);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("connect: %s", PQerrorMessage(c));
+	const char *p[] = {param};
+	PGresult *r = PQexecParams(c, sql, param ? 1 : 0, NULL, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	char *v = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* The controller's tick every TICK seconds in the two-node test. */
+#define TICK 3
+
+/*
+ * Two csa serve nodes on one database: exactly one leads each role (the
+ * controller's tick, the outbox's sender), and only the tick's leader
+ * ticks. The tick's leader is SIGKILLed; the survivor takes over every
+ * role within two tick intervals (a deadline to wait for, not a
+ * measurement), at the next fencing epoch, recorded in the database with
+ * its pid, and then ticks.
+ */
+static void pg_two_nodes_one_leader_takes_over(void **state)
+{
+	(void)state;
+	char *d[2] = {t_tmpdir("lead-a"), t_tmpdir("lead-b")};
+	for (int k = 0; k < 2; k++) {
+		csa_ws_close(contract_ws(d[k], "leaders"));
+		char path[4200];
+		snprintf(path, sizeof(path), "%s/csa.json", d[k]);
+		json_t *cfg = json_load_file(path, 0, NULL);
+		json_t *au = json_object_get(cfg, "automation");
+		if (!json_is_object(au))
+			json_object_set_new(cfg, "automation", au = json_object());
+		json_object_set_new(au, "tick_seconds", json_integer(TICK));
+		assert_int_equal(json_dump_file(cfg, path, JSON_INDENT(2)), 0);
+		json_decref(cfg);
+	}
+	unsigned ports[2];
+	pid_t pids[2];
+	for (int k = 0; k < 2; k++)
+		g_nodes[k] = pids[k] = start_node(d[k], &ports[k]);
+	/* one leader per role, and the tick's has ticked twice */
+	int leads[2] = {0, 0}, tick_leader = -1;
+	for (int i = 0; i < 600; i++) {
+		for (int k = 0; k < 2; k++)
+			leads[k] = node_leads(ports[k]);
+		assert_true(leads[0] >= 0 && leads[1] >= 0);
+		/* never two leaders of one role */
+		assert_int_equal(leads[0] & leads[1], 0);
+		tick_leader = leads[0] & 1 ? 0 : leads[1] & 1 ? 1 : -1;
+		if ((leads[0] | leads[1]) == 3 && tick_leader >= 0 &&
+		    node_metric(ports[tick_leader], "csa_controller_ticks_total") >= 2)
+			break;
+		usleep(100000);
+	}
+	if ((leads[0] | leads[1]) != 3 || tick_leader < 0)
+		fail_msg("the roles were never led: node A leads %d, node B %d", leads[0], leads[1]);
+	int other = 1 - tick_leader;
+	assert_true(node_metric(ports[tick_leader], "csa_controller_ticks_total") >= 2);
+	/* the other node serves but does not tick */
+	assert_int_equal(node_metric(ports[other], "csa_controller_ticks_total"), 0);
+	assert_int_equal(node_metric(ports[other], "csa_leader{role=\"tick\"}"), 0);
+	assert_int_equal(node_metric(ports[tick_leader], "csa_leader{role=\"tick\"}"), 1);
+	long long epoch = node_metric(ports[tick_leader], "csa_leader_epoch{role=\"tick\"}");
+	assert_true(epoch >= 1);
+	char *row = ws_pg_value(d[0], "SELECT epoch FROM csa_leaders WHERE role = $1", "tick");
+	assert_int_equal(strtoll(row, NULL, 10), epoch);
+	free(row);
+	/* the tick's leader dies */
+	assert_int_equal(kill(pids[tick_leader], SIGKILL), 0);
+	assert_int_equal(waitpid(pids[tick_leader], NULL, 0), pids[tick_leader]);
+	g_nodes[tick_leader] = 0;
+	int64_t deadline = csa_now_ms() + 2 * TICK * 1000;
+	int took = 0;
+	while (!took && csa_now_ms() < deadline) {
+		took = node_leads(ports[other]) == 3;
+		if (!took)
+			usleep(100000);
+	}
+	if (!took)
+		fail_msg("the survivor leads %d two ticks after the leader died",
+		         node_leads(ports[other]));
+	assert_int_equal(node_metric(ports[other], "csa_leader_epoch{role=\"tick\"}"), epoch + 1);
+	char expect[64];
+	snprintf(expect, sizeof(expect), "%lld :%ld", epoch + 1, (long)pids[other]);
+	row = ws_pg_value(d[0],
+	                  "SELECT epoch || ' ' || substring(holder from ':[0-9]+$') FROM csa_leaders"
+	                  " WHERE role = $1",
+	                  "tick");
+	assert_string_equal(row, expect);
+	free(row);
+	/* and the survivor ticks now */
+	long long ticks = 0;
+	for (int i = 0; i < 100 && ticks < 1; i++) {
+		ticks = node_metric(ports[other], "csa_controller_ticks_total");
+		if (ticks < 1)
+			usleep(100000);
+	}
+	assert_true(ticks >= 1);
+	kill(pids[other], SIGTERM);
+	int st;
+	assert_int_equal(waitpid(pids[other], &st, 0), pids[other]);
+	g_nodes[other] = 0;
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (int k = 0; k < 2; k++) {
+		t_rmrf(d[k]);
+		free(d[k]);
+	}
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(int argc, char **argv)
@@ -1721,6 +1885,7 @@ int main(int argc, char **argv)
 		    cmocka_unit_test_teardown(pg_two_nodes_store_a_retried_message_once,
 		                              kill_nodes),
 		    cmocka_unit_test_teardown(pg_database_away_answers_503, kill_nodes),
+		    cmocka_unit_test_teardown(pg_two_nodes_one_leader_takes_over, kill_nodes),
 		};
 		rc += cmocka_run_group_tests_name("server (PostgreSQL)", pg_tests, NULL, NULL);
 		tpg_stop(g_pg);

@@ -3,6 +3,7 @@
 #include "outbound/outbox.h"
 #include "base/ts.h"
 #include "outbound/email.h"
+#include "store/leader.h"
 #include "store/ws.h"
 
 #include <curl/curl.h>
@@ -154,6 +155,11 @@ void csa_outbox_set_hook(struct csa_outbox *ob, const struct csa_outbox_hook *h)
 	memset(&ob->hook, 0, sizeof(ob->hook));
 	if (h)
 		ob->hook = *h;
+}
+
+void csa_outbox_set_fence(struct csa_outbox *ob, struct csa_leader *l)
+{
+	ob->fence = l;
 }
 
 /* The start of an answer (enough for {"ok": false, "error": ...}, and for
@@ -329,10 +335,13 @@ int csa_outbox_deliver_target(struct csa_outbox *ob, int64_t now_ms, int max, co
 	int n = 0, ok = 0;
 	if (delivered)
 		*delivered = 0;
+	int rc;
+	if (ob->fence && (rc = csa_leader_check(ob->fence, err)))
+		return rc;
 	/* the lease outlasts the round: every claimed item posted in turn */
 	int64_t lease =
 	    (int64_t)(max > 0 ? max : 1) * (CONNECT_TIMEOUT_MS + POST_TIMEOUT_MS) + 1000;
-	int rc = ob->ops->claim_due(ob, now_ms, max, lease, target, &v, &n, err);
+	rc = ob->ops->claim_due(ob, now_ms, max, lease, target, &v, &n, err);
 	/* the items claimed so far still go out, without any lock held */
 	for (int i = 0; i < n; i++) {
 		char why[256] = "";

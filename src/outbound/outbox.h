@@ -138,6 +138,7 @@ struct csa_outbox {
 	struct csa_outbox_cred creds[CSA_OUTBOX_CREDS]; /* csa_outbox_set_credentials */
 	char *ca_file; /* csa_outbox_set_ca_file; NULL: the system's CAs */
 	struct csa_outbox_hook hook; /* csa_outbox_set_hook; no target: none */
+	struct csa_leader *fence;    /* csa_outbox_set_fence; NULL: none */
 };
 
 /* Open (creating it) the SQLite outbox at 'path'; several handles, in one
@@ -181,6 +182,22 @@ int csa_outbox_set_ca_file(struct csa_outbox *ob, const char *path, struct csa_e
  * starts. */
 void csa_outbox_set_hook(struct csa_outbox *ob, const struct csa_outbox_hook *h);
 
+struct csa_leader;
+
+/*
+ * Deliver only as the leader of a role (store/leader.h; borrowed, NULL:
+ * no fence): every delivery round first asks csa_leader_check (no
+ * query; refused with CSA_ECONFLICT when the last poll found this node
+ * not leading), and the PostgreSQL backend checks the role's epoch inside
+ * the transaction of each claim and of each failed attempt it records, so
+ * a node that lost the role without noticing claims nothing and
+ * reschedules nothing (the items it holds go out again from the new
+ * leader when their lease ends). Recording a delivery is not fenced: the
+ * item went out, and saying so keeps it from going out twice. Queueing
+ * is never fenced: every node queues. Call before delivery starts.
+ */
+void csa_outbox_set_fence(struct csa_outbox *ob, struct csa_leader *l);
+
 /* Queue a JSON payload for an http(s) or smtp(s) 'url'. 1 if queued, 0 if
  * the key was already there, negative on error. */
 int csa_outbox_enqueue(struct csa_outbox *ob, const char *key, const char *ticket_id,
@@ -188,7 +205,9 @@ int csa_outbox_enqueue(struct csa_outbox *ob, const char *key, const char *ticke
                        struct csa_err *err);
 
 /* Deliver the pending items due at 'now_ms' (at most 'max'); *delivered
- * receives how many went out. Items that fail are rescheduled. CSA_EIO when
+ * receives how many went out. Items that fail are rescheduled.
+ * CSA_ECONFLICT when the outbox's fence refused the round (nothing
+ * claimed, nothing sent). CSA_EIO when
  * the due items cannot be claimed or an item's delivery state cannot be
  * saved (an item delivered but not marked so is sent again when its lease
  * ends); the items it could claim are still attempted. */

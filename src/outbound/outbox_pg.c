@@ -14,9 +14,15 @@
  * lease ran out (a stall longer than the lease) cannot move a row another
  * node has claimed since; recording a delivery is a fact whoever states
  * it, while the row is pending.
+ *
+ * With a fence (the sender's leadership, csa_outbox_set_fence), a claim
+ * and a failed attempt's record are each one transaction that first
+ * checks the role's epoch (store/leader_pg.h): a node that lost the role
+ * claims nothing more, even before it noticed.
  */
 #include "outbound/outbox.h"
 #include "base/ts.h"
+#include "store/leader_pg.h"
 #include "store/pg.h"
 
 #include <inttypes.h>
@@ -55,6 +61,39 @@ static int pg_enqueue(struct csa_outbox *ob, const char *key, const char *ticket
 	return rc;
 }
 
+/*
+ * A statement the sender runs as leader (claims, failed attempts): with a
+ * fence (csa_outbox_set_fence), in one transaction after the role's epoch
+ * is found to be still this node's (store/leader_pg.h), so a node that
+ * lost the role writes nothing; without one, as csa_pg_query. The result,
+ * or NULL with *rc and 'err' set (CSA_ECONFLICT: fenced). *c is the
+ * caller's to put back either way.
+ */
+static PGresult *fenced_query(struct pg_outbox *o, PGconn **c, const char *what, const char *sql,
+                              int n, const char *const *params, struct csa_err *err, int *rc)
+{
+	if (!o->base.fence)
+		return csa_pg_query(o->pg, c, what, sql, n, params, err, rc);
+	const char *where = csa_pg_where(o->pg);
+	PGresult *r = NULL;
+	/* BEGIN on a pooled connection that died idle is sent once more on
+	 * a new one (nothing of the transaction ran yet) */
+	PGresult *b = csa_pg_query(o->pg, c, what, "BEGIN", 0, NULL, err, rc);
+	if (!b)
+		return NULL;
+	PQclear(b);
+	if ((*rc = csa_leader_fence_pg(o->base.fence, *c, where, err)) ||
+	    (*rc = csa_pg_exec(where, *c, what, sql, n, params, &r, err)) ||
+	    (*rc = csa_pg_exec(where, *c, what, "COMMIT", 0, NULL, NULL, err))) {
+		PQclear(r);
+		csa_pg_rollback(*c);
+		if (*rc == CSA_ECONFLICT)
+			csa_error_prefix(err, "%s: ", what);
+		return NULL;
+	}
+	return r;
+}
+
 static int by_id(const void *a, const void *b)
 {
 	const struct csa_outbox_item *x = a, *y = b;
@@ -83,8 +122,8 @@ static int pg_claim_due(struct csa_outbox *ob, int64_t now_ms, int max, int64_t 
 	const char *p[] = {now, lim, until, target, o->node};
 	PGconn *c = NULL;
 	int rc;
-	PGresult *r = csa_pg_query(
-	    o->pg, &c, "outbox: claiming the due items",
+	PGresult *r = fenced_query(
+	    o, &c, "outbox: claiming the due items",
 	    "WITH due AS (SELECT id FROM csa_outbox WHERE state = 'pending' AND next_ms <= $1"
 	    " AND ($4::text IS NULL OR target = $4) ORDER BY next_ms, id LIMIT $2"
 	    " FOR UPDATE SKIP LOCKED)"
@@ -138,10 +177,11 @@ static int pg_settle(struct csa_outbox *ob, const struct csa_outbox_item *it, in
 		                 3, p, err, &rc);
 	} else {
 		const char *p[] = {id, att, state, next, why, claim};
-		r = csa_pg_query(o->pg, &c, "outbox: saving a delivery's state",
-		                 "UPDATE csa_outbox SET attempts = $2, state = $3, next_ms = $4,"
-		                 " last_error = $5 WHERE id = $1 AND claim = $6 AND state = 'pending'",
-		                 6, p, err, &rc);
+		r = fenced_query(
+		    o, &c, "outbox: saving a delivery's state",
+		    "UPDATE csa_outbox SET attempts = $2, state = $3, next_ms = $4,"
+		    " last_error = $5 WHERE id = $1 AND claim = $6 AND state = 'pending'",
+		    6, p, err, &rc);
 	}
 	csa_pg_put(o->pg, c);
 	int saved = r != NULL;
@@ -176,8 +216,9 @@ static int pg_for_ticket(struct csa_outbox *ob, const char *ticket_id, json_t **
 		    pending ? csa_ts_format(strtoll(PQgetvalue(r, k, 4), NULL, 10), t1) : NULL,
 		    "last_error", PQgetisnull(r, k, 5) ? NULL : PQgetvalue(r, k, 5), "created",
 		    csa_ts_format(strtoll(PQgetvalue(r, k, 6), NULL, 10), t2), "delivered",
-		    PQgetisnull(r, k, 7) ? NULL
-		                         : csa_ts_format(strtoll(PQgetvalue(r, k, 7), NULL, 10), t3));
+		    PQgetisnull(r, k, 7)
+		        ? NULL
+		        : csa_ts_format(strtoll(PQgetvalue(r, k, 7), NULL, 10), t3));
 		if (!it || json_array_append_new(arr, it)) {
 			json_decref(arr);
 			arr = NULL;

@@ -11,6 +11,7 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "server/redis.h"
+#include "store/leader.h"
 #include "store/ws.h"
 
 #include <arpa/inet.h>
@@ -264,8 +265,21 @@ json_t *csa_h_ready(struct call *c)
 	struct csa_err err = {0};
 	if (csa_ws_probe(c->s->ws, &err))
 		return csa_fail(c, 503, "unavailable", "%s", err.msg);
-	json_t *j = json_pack("{s:s, s:s}", "status", "ready", "workspace", c->s->ws->root);
-	if (!j || !c->s->redis)
+	/* which of the roles only one node runs this node leads (on a single
+	 * host: every one) */
+	json_t *leads = json_object();
+	for (int r = 0; r < CSA_ROLES && leads; r++)
+		if (json_object_set_new(leads, csa_server_roles[r],
+		                        json_boolean(csa_leader_leading(c->s->lead[r].l)))) {
+			json_decref(leads);
+			leads = NULL;
+		}
+	json_t *j = leads ? json_pack("{s:s, s:s, s:o}", "status", "ready", "workspace",
+	                              c->s->ws->root, "leads", leads)
+	                  : NULL;
+	if (!j)
+		return csa_fail(c, 500, "internal", "out of memory answering /readyz");
+	if (!c->s->redis)
 		return j;
 	/* with Redis: the node serves without it (200), and says what it does
 	 * meanwhile under "degraded" */
@@ -425,8 +439,9 @@ static json_t *authenticate(struct call *c, const struct route *rt)
 	c->role = csa_auth_bearer(c->s, c, &err);
 	/* tokens that cannot be read are the server's failure, not the client's */
 	if (c->role == CSA_ROLE_NONE)
-		return err.code == CSA_EAUTH ? csa_fail(c, 401, "unauthorized", "%s", err.msg)
-		                             : csa_fail_err(c, &err);
+		return err.code == CSA_EAUTH      ? csa_fail(c, 401, "unauthorized", "%s", err.msg)
+		       : err.code == CSA_EBACKEND ? csa_fail_err(c, &err) /* 503: away */
+		                                  : csa_fail(c, 500, "internal", "%s", err.msg);
 	if (c->role < rt->role)
 		return csa_fail(c, 403, "forbidden", "%s needs the %s role, token has %s", rt->name,
 		                csa_role_name(rt->role), csa_role_name(c->role));

@@ -11,6 +11,7 @@
 #include "base/ts.h"
 #include "flow/pipeline.h"
 #include "store/monitor.h"
+#include "store/leader.h"
 #include "store/store.h"
 #include "store/ws.h"
 
@@ -166,6 +167,25 @@ json_t *csa_h_prometheus(struct call *c)
 		    "limits shared with the other nodes), 0 while it serves alone.\n"
 		    "# TYPE csa_redis_up gauge\ncsa_redis_up %d\n",
 		    csa_redis_up(s->redis));
+	/* the roles only one node of a database runs (always 1 on a single
+	 * host, epoch 0): who leads, since which takeover */
+	OUT("# HELP csa_leader Whether this node leads the role (the controller's tick, the "
+	    "outbox's sender).\n# TYPE csa_leader gauge\n");
+	for (int r = 0; r < CSA_ROLES; r++)
+		OUT("csa_leader{role=\"%s\"} %d\n", csa_server_roles[r],
+		    csa_leader_leading(s->lead[r].l));
+	OUT("# HELP csa_leader_epoch Fencing epoch of this node's current or last leadership of "
+	    "the role (0: never led, or a single host).\n# TYPE csa_leader_epoch gauge\n");
+	for (int r = 0; r < CSA_ROLES; r++)
+		OUT("csa_leader_epoch{role=\"%s\"} %lld\n", csa_server_roles[r],
+		    (long long)csa_leader_epoch(s->lead[r].l));
+	pthread_mutex_lock(&s->stat_mu);
+	unsigned long long ticks = (unsigned long long)s->ticks;
+	pthread_mutex_unlock(&s->stat_mu);
+	OUT("# HELP csa_controller_ticks_total Controller ticks this node ran (as leader of "
+	    "\"tick\").\n# TYPE csa_controller_ticks_total counter\n"
+	    "csa_controller_ticks_total %llu\n",
+	    ticks);
 #undef OUT
 	if (o.nomem) {
 		free(o.b);

@@ -1,9 +1,11 @@
 /*
  * csa serve's lifecycle: open what the server works with (pipeline,
- * controller, tokens, channel map, outbox, file monitor), run the thread
- * that delivers the outbox and ticks the controller, listen, and stop in
- * the reverse order. The rest of the server is in the files listed in
- * server_internal.h.
+ * controller, tokens, channel map, outbox, file monitor, the leadership
+ * of the roles only one node runs), run the thread that delivers the
+ * outbox and ticks the controller -- each only while this node leads its
+ * role (store/leader.h; always on a single host), the outbox's claims
+ * fenced by the role's epoch -- listen, and stop in the reverse order.
+ * The rest of the server is in the files listed in server_internal.h.
  */
 #include "server/server_internal.h"
 #include "automation/control.h"
@@ -16,6 +18,7 @@
 #include "outbound/outbox.h"
 #include "search/search.h"
 #include "store/backup.h"
+#include "store/leader.h"
 #include "store/ws.h"
 
 #include <microhttpd.h>
@@ -48,9 +51,49 @@ void csa_publish_phase(struct csa_server *s)
 	csa_publish(s, "phase", json_pack("{s:s}", "phase", ph));
 }
 
+const char *const csa_server_roles[CSA_ROLES] = {"tick", "outbox"};
+
+/* How often a node that does not lead a role asks to take it: a leader
+ * that died is replaced within this (plus the server noticing its
+ * session ended, at once for a killed process, ~30 s of keepalives for
+ * a vanished machine), well inside two ticks. */
+#define LEAD_RETRY_MS 1000
+
+/*
+ * Before each round of a role's work: may this node do it? A leader
+ * checks it still leads (one query on its lock's connection); a node
+ * that does not lead tries to take the role every LEAD_RETRY_MS. Changes
+ * are logged, and a failure once while it lasts. Solo (single host):
+ * always.
+ */
+static int lead_round(struct csa_server *s, int role)
+{
+	struct csa_role_lead *rl = &s->lead[role];
+	int was = csa_leader_leading(rl->l);
+	int64_t now = csa_now_ms();
+	if (!was && now < rl->next_try_ms)
+		return 0;
+	int leading = 0;
+	struct csa_err err = {0};
+	int rc = csa_leader_poll(rl->l, &leading, &err);
+	if (!leading)
+		rl->next_try_ms = now + LEAD_RETRY_MS;
+	if (leading && !was)
+		fprintf(stderr, "csa serve: leading '%s' (epoch %lld)\n", csa_server_roles[role],
+		        (long long)csa_leader_epoch(rl->l));
+	else if (!leading && was)
+		fprintf(stderr, "csa serve: no longer leading '%s': %s\n", csa_server_roles[role],
+		        rc ? err.msg : "another node leads");
+	else if (rc && strncmp(err.msg, rl->last_error, sizeof(rl->last_error) - 1) != 0)
+		fprintf(stderr, "csa serve: %s\n", err.msg);
+	snprintf(rl->last_error, sizeof(rl->last_error), "%s", rc ? err.msg : "");
+	return leading;
+}
+
 /* The controller's tick (quality monitor, anomaly detection, segments
- * moving with their gates) every automation.tick_seconds; its alerts and
- * phase changes reach the dashboard as events. */
+ * moving with their gates) every automation.tick_seconds, by the node
+ * that leads "tick"; its alerts and phase changes reach the dashboard as
+ * events. */
 static void tick_if_due(struct csa_server *s, int64_t *next_ms)
 {
 	int64_t now = csa_now_ms();
@@ -67,6 +110,9 @@ static void tick_if_due(struct csa_server *s, int64_t *next_ms)
 		return; /* turned off */
 	json_t *ev = NULL;
 	struct csa_err err = {0};
+	pthread_mutex_lock(&s->stat_mu);
+	s->ticks++;
+	pthread_mutex_unlock(&s->stat_mu);
 	if (csa_auto_tick(s->autom, advance, &ev, &err)) {
 		fprintf(stderr, "csa serve: controller tick: %s\n", err.msg);
 		json_decref(ev);
@@ -94,13 +140,22 @@ static void *deliver_loop(void *arg)
 		int n = 0;
 		struct csa_err err = {0};
 		/* a failure that lasts is logged once, not twice a second */
-		if (csa_outbox_deliver_due(s->outbox, csa_now_ms(), 32, &n, &err) == CSA_OK)
+		if (!lead_round(s, CSA_ROLE_OUTBOX) ||
+		    csa_outbox_deliver_due(s->outbox, csa_now_ms(), 32, &n, &err) == CSA_OK)
 			last_error[0] = '\0';
 		else if (strcmp(err.msg, last_error) != 0) {
 			memcpy(last_error, err.msg, sizeof(last_error));
 			fprintf(stderr, "csa serve: outbox delivery: %s\n", last_error);
 		}
-		tick_if_due(s, &next_tick);
+		int was_ticking = csa_leader_leading(s->lead[CSA_ROLE_TICK].l);
+		if (lead_round(s, CSA_ROLE_TICK)) {
+			/* a node taking the role over ticks a second later, as a
+			 * node starting does: the dead leader's last tick may be
+			 * a whole interval old */
+			if (!was_ticking)
+				next_tick = csa_now_ms() + 1000;
+			tick_if_due(s, &next_tick);
+		}
 		pthread_mutex_lock(&s->stop_mu);
 		if (s->stopping)
 			break;
@@ -208,6 +263,10 @@ static void release(struct csa_server *s)
 	csa_search_close(s->search);
 	csa_monitor_stop(s->monitor);
 	csa_outbox_close(s->outbox);
+	/* after the worker and the outbox that used them: the roles go at
+	 * once to another node */
+	for (int r = 0; r < CSA_ROLES; r++)
+		csa_leader_free(s->lead[r].l);
 	csa_chanmap_close(s->chanmap);
 	csa_tokens_close(s->tokens);
 	csa_auto_close(s->autom);
@@ -254,6 +313,10 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 	csa_config_unref(cfg);
 	if (!rc)
 		rc = csa_outbox_open_ws(ws, max_attempts, &s->outbox, err);
+	for (int r = 0; r < CSA_ROLES && !rc; r++)
+		rc = csa_leader_open_ws(ws, csa_server_roles[r], &s->lead[r].l, err);
+	if (!rc)
+		csa_outbox_set_fence(s->outbox, s->lead[CSA_ROLE_OUTBOX].l);
 	if (!rc)
 		rc = csa_reply_credentials(s, err);
 	if (!rc)

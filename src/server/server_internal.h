@@ -43,6 +43,11 @@ struct csa_monitor;
 struct csa_search;
 struct csa_board;
 struct csa_redis;
+struct csa_leader;
+
+/* The roles of struct csa_server's lead[], named by csa_server_roles. */
+enum { CSA_ROLE_TICK = 0, CSA_ROLE_OUTBOX = 1, CSA_ROLES = 2 };
+extern const char *const csa_server_roles[CSA_ROLES];
 
 #define CSA_HTTP_MAX_DEPTH  32   /* JSON nesting of a request body */
 #define CSA_HTTP_ROUTES_MAX 48   /* room in the per-route counters */
@@ -92,6 +97,17 @@ struct csa_server {
 	struct csa_search *search; /* the inbox's index (search/search.h) */
 	struct csa_board *board;   /* the Trello board's cards (board.c) */
 	int unconfigured_said;     /* an autonomous reply found its channel unconfigured */
+
+	/* the roles only one node runs at a time (server.c; store/leader.h):
+	 * [CSA_ROLE_TICK] the controller's tick, [CSA_ROLE_OUTBOX] the
+	 * outbox's sender; polled by the worker, read by /readyz and
+	 * /metrics */
+	struct csa_role_lead {
+		struct csa_leader *l;
+		int64_t next_try_ms;  /* when a node not leading asks again */
+		char last_error[200]; /* said once while it lasts */
+	} lead[CSA_ROLES];
+	uint64_t ticks; /* controller ticks this node ran (stat_mu) */
 
 	/* the delivery and controller thread (server.c) */
 	pthread_t worker;

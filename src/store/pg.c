@@ -75,6 +75,15 @@ static const struct {
      "  role text NOT NULL CHECK (role IN ('viewer', 'agent', 'admin')),"
      "  sha256 text NOT NULL UNIQUE CHECK (sha256 ~ '^[0-9a-f]{64}$'),"
      "  created text NOT NULL);"},
+    /* store/leader_pg.c: the fencing epoch of each leadership role, one
+     * more every time a node takes the role over */
+    {4, "leaders",
+     "CREATE TABLE csa_leaders ("
+     "  role text COLLATE \"C\" PRIMARY KEY CHECK (length(role) BETWEEN 1 AND 31),"
+     "  epoch bigint NOT NULL CHECK (epoch > 0),"
+     "  holder text NOT NULL,"
+     "  since timestamptz NOT NULL,"
+     "  renewed_at timestamptz NOT NULL);"},
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
