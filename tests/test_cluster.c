@@ -824,7 +824,9 @@ static void without_redis_nothing_changes(void **state)
 	assert_int_equal(r.status, 200);
 	assert_null(json_object_get(j, "redis"));
 	assert_null(json_object_get(j, "degraded"));
-	assert_int_equal(json_object_size(j), 2);
+	/* status, workspace and the roles it leads (every one: a single host) */
+	assert_int_equal(json_object_size(j), 3);
+	assert_true(json_is_true(json_object_get(json_object_get(j, "leads"), "tick")));
 	json_decref(j);
 	free(r.body);
 	struct sse c;
