@@ -334,6 +334,40 @@ static int count_fn(void *ctx, const char *id, const json_t *t, const char *stat
 	return 0;
 }
 
+/* A commit writes T and the conversation documents it names: one it does
+ * not name keeps the bytes it was loaded with, whatever was done to it in
+ * memory (both backends). */
+static void unnamed_documents_keep_their_bytes(void **state)
+{
+	struct fx *f = *state;
+	struct csa_ticket tk, got;
+	struct csa_err err = {0};
+	assert_int_equal(
+	    build(f, "{\"ticket_id\": \"K1\", \"messages\": [{\"content\": \"x\"}]}", &tk, &err),
+	    0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	assert_int_equal(csa_store_load(f->ws->store, "K1", &tk, &err), 0);
+	char *e_before = json_dumps(tk.e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_object_set_new(tk.e, "conversation_status", json_string("resolved"));
+	json_object_set_new(tk.t, "assigned_member", json_string("kim"));
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_T, &err), 0);
+	csa_ticket_release(&tk);
+	assert_int_equal(csa_store_load(f->ws->store, "K1", &got, &err), 0);
+	char *e_after = json_dumps(got.e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	assert_string_equal(e_after, e_before);
+	assert_string_equal(csa_json_str(got.t, "assigned_member"), "kim");
+	/* named, it is written */
+	json_object_set_new(got.e, "conversation_status", json_string("resolved"));
+	assert_int_equal(csa_store_commit(f->ws->store, &got, CSA_DOC_E, &err), 0);
+	csa_ticket_release(&got);
+	assert_int_equal(csa_store_load(f->ws->store, "K1", &got, &err), 0);
+	assert_string_equal(csa_json_str(got.e, "conversation_status"), "resolved");
+	csa_ticket_release(&got);
+	free(e_before);
+	free(e_after);
+}
+
 static void commit_load_scan(void **state)
 {
 	struct fx *f = *state;
@@ -1683,6 +1717,7 @@ static void pg_cli_end_to_end(void **state)
 /* The store's contract, on whichever backend 'setup' opens. */
 #define CONTRACT_TESTS(setup)                                                                      \
 	cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),                        \
+	    cmocka_unit_test_setup_teardown(unnamed_documents_keep_their_bytes, setup, teardown),  \
 	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup, teardown),            \
 	    cmocka_unit_test_setup_teardown(group_commit_is_all_or_nothing, setup, teardown),      \
 	    cmocka_unit_test_setup_teardown(locks_exclude_one_ticket_only, setup, teardown),       \

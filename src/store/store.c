@@ -66,6 +66,19 @@ int csa_ticket_prepare_commit(struct csa_ticket *tk, unsigned docs, const char *
 		json_object_set_new(tk->i, "last_updated", json_string(ts));
 	json_object_set_new(tk->t, "last_synchronized", json_string(ts));
 	for (int k = 0; k < 3; k++) {
+		if (k != 2 && !(docs & (1u << k)) && tk->exists && tk->loaded[k]) {
+			/* a conversation document this commit leaves alone: the bytes
+			 * it was loaded from, checked when they were loaded, instead
+			 * of a schema check and a serialisation per commit */
+			if (!(out[k] = malloc(tk->loaded_len[k] + 1))) {
+				rc = csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
+				goto fail;
+			}
+			memcpy(out[k], tk->loaded[k], tk->loaded_len[k]);
+			out[k][tk->loaded_len[k]] = '\0';
+			len[k] = tk->loaded_len[k];
+			continue;
+		}
 		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
 		    (rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k], lim, err)))
 			goto fail;

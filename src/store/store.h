@@ -75,9 +75,12 @@ struct csa_store_ops {
 	int (*load_locked)(struct csa_store *st, const char *id, struct csa_ticket *out,
 	                   struct csa_err *err);
 	/* Write the documents named by 'docs' of 'n' tickets in one atomic,
-	 * durable step, stamping last_updated / last_synchronized. All
-	 * documents are schema-checked first; nothing is written on error.
-	 * New tickets (exists == 0) must not exist yet (CSA_EEXIST). */
+	 * durable step, stamping last_updated / last_synchronized. T is always
+	 * written; E or I not named in 'docs' keeps, for a loaded ticket, the
+	 * bytes it was loaded with (a change to it in memory is not written).
+	 * Every document written is schema-checked first; nothing is written
+	 * on error. New tickets (exists == 0) must not exist yet (CSA_EEXIST),
+	 * and have all three written. */
 	int (*commit)(struct csa_store *st, struct csa_ticket *const *tks, size_t n, unsigned docs,
 	              struct csa_err *err);
 	/* Lock one ticket exclusively (blocking), across threads and
