@@ -2137,6 +2137,134 @@ static void ledgers_of_two_processes_make_one_chain(void **state)
 	csa_pg_free(pg);
 }
 
+/* A node of the two-node test: a workspace directory of its own on the
+ * shared database, its pipeline and its controller. */
+struct node {
+	struct csa_ws *ws;
+	struct csa_pipeline *p;
+	struct csa_auto *a;
+};
+
+static int node_open(const char *dir, struct node *n, struct csa_err *err)
+{
+	memset(n, 0, sizeof(*n));
+	return csa_ws_open(dir, &n->ws, err) || csa_pipeline_open(n->ws, &n->p, err) ||
+	       csa_auto_open(n->ws, n->p, &n->a, err);
+}
+
+static void node_close(struct node *n)
+{
+	csa_auto_close(n->a);
+	csa_pipeline_free(n->p);
+	csa_ws_close(n->ws);
+}
+
+/* Two nodes (workspace directories of their own, one database) share the
+ * review queue and the audit ledger: a person on each decides the same
+ * task at once and exactly one wins, the other told the winner's value;
+ * both nodes' records are one chain that verifies, from either node. */
+static void two_nodes_decide_a_task_once_and_keep_one_ledger(void **state)
+{
+	(void)state;
+	char url[600], dir[2][600];
+	store_place("nodes", url, sizeof(url));
+	struct csa_err err = {0};
+	setenv("DATABASE_URL", url, 1);
+	for (int i = 0; i < 2; i++) {
+		snprintf(dir[i], sizeof(dir[i]), "%s/node%d", g_dir, i);
+		assert_int_equal(csa_ws_init(dir[i], &err), 0);
+	}
+	char model[700];
+	snprintf(model, sizeof(model), "%s/models/category.model", dir[0]);
+	write_model(model, 1);
+	struct node a;
+	if (node_open(dir[0], &a, &err))
+		fail_msg("node 0: %s", err.msg);
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_NODES", "client_name",
+	                        "Ann", "messages", "content", "charged twice"),
+	       *res = NULL, *tasks = NULL;
+	assert_int_equal(csa_pipeline_ingest(a.p, doc, &res, &err), 0);
+	json_decref(doc);
+	json_decref(res);
+	assert_int_equal(csa_auto_review_for_ticket(a.a, "T_NODES", &tasks, &err), 0);
+	json_t *tk = json_array_get(tasks, 0);
+	assert_non_null(tk);
+	int64_t task = csa_json_int(tk, "task_id", 0);
+	json_t *labels = json_object_get(tk, "labels");
+	char value[2][64];
+	for (int i = 0; i < 2; i++)
+		snprintf(value[i], sizeof(value[i]), "%s",
+		         json_string_value(json_array_get(labels, (size_t)i)));
+	json_decref(tasks);
+	node_close(&a);
+	int go[2];
+	assert_int_equal(pipe(go), 0);
+	pid_t pid[2];
+	for (int i = 0; i < 2; i++) {
+		if ((pid[i] = fork()) == 0) {
+			tpg_after_fork(g_pg);
+			close(go[1]);
+			struct node n;
+			char byte;
+			json_t *out = NULL;
+			if (node_open(dir[i], &n, NULL) || read(go[0], &byte, 1) != 1)
+				_exit(2);
+			int rc = csa_auto_review_decide(n.a, task, value[i], i ? "lee" : "kim", NULL,
+			                                1000, &out, NULL);
+			/* the loser hears the winner's value, not its own */
+			int code = rc == CSA_OK ? 0
+			           : rc == CSA_ECONFLICT &&
+			                   strcmp(csa_json_str(out, "value") ?: "", value[!i]) == 0
+			               ? 1
+			               : 3;
+			json_decref(out);
+			node_close(&n);
+			_exit(code);
+		}
+	}
+	close(go[0]);
+	assert_int_equal(write(go[1], "gg", 2), 2);
+	close(go[1]);
+	int won = 0, lost = 0;
+	for (int i = 0; i < 2; i++) {
+		int st;
+		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+		assert_true(WIFEXITED(st));
+		won += WEXITSTATUS(st) == 0;
+		lost += WEXITSTATUS(st) == 1;
+	}
+	assert_int_equal(won, 1);
+	assert_int_equal(lost, 1);
+	/* one chain, read from the other node: the run's decisions and one
+	 * review */
+	struct node b;
+	if (node_open(dir[1], &b, &err))
+		fail_msg("node 1: %s", err.msg);
+	json_t *r, *trail;
+	assert_int_equal(csa_ledger_verify(csa_auto_ledger(b.a), &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_true(csa_json_int(r, "records", 0) >= 2);
+	json_decref(r);
+	assert_int_equal(csa_ledger_trail(csa_auto_ledger(b.a), "T_NODES", &trail, &err), 0);
+	size_t i, reviews = 0;
+	json_t *rec;
+	json_array_foreach(trail, i, rec) reviews += strcmp(csa_json_str(rec, "type") ?: "",
+	                                                    "review") == 0;
+	assert_int_equal(reviews, 1);
+	json_decref(trail);
+	/* the task is done on every node */
+	assert_int_equal(csa_auto_review_list(b.a, "done", 10, &tasks, &err), 0);
+	assert_int_equal(json_array_size(tasks), 1);
+	json_decref(tasks);
+	node_close(&b);
+	unsetenv("DATABASE_URL");
+	/* without the database, a node's directory has no ledger of its own */
+	char ledger[700];
+	snprintf(ledger, sizeof(ledger), "%s/audit/ledger.jsonl", dir[1]);
+	struct stat sb;
+	assert_true(stat(ledger, &sb) != 0 || sb.st_size == 0);
+}
+
 static int backend_setup(void **state)
 {
 	(void)state;
@@ -3122,6 +3250,8 @@ int main(void)
 	    BACKEND_TESTS,
 	    cmocka_unit_test_setup_teardown(a_dead_processs_claim_is_found_by_another, backend_setup,
 	                                    backend_teardown),
+	    cmocka_unit_test_setup_teardown(two_nodes_decide_a_task_once_and_keep_one_ledger,
+	                                    backend_setup, backend_teardown),
 	};
 	const struct CMUnitTest ctl[] = {
 	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
