@@ -8,11 +8,13 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <libpq-fe.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <errno.h>
 #include <math.h>
@@ -43,6 +45,8 @@
 #include "store/mesh.h"
 #include "store/ticket.h"
 #include "store/ws.h"
+#include "store/pg.h"
+#include "support/tpg.h"
 #include "support/tutil.h"
 
 /* ---- statistics ------------------------------------------------------------ */
@@ -1675,10 +1679,8 @@ static json_t *contract_row(const char *key, const char *ticket, int autonomous,
  * points keep their documents byte for byte and refuse names that would
  * leave them.
  */
-static void store_contract(const struct auto_store_ops *ops)
+static void store_contract(const struct auto_store_ops *ops, const char *path)
 {
-	char *dir = t_tmpdir("store"), path[512];
-	snprintf(path, sizeof(path), "%s/automation.db", dir);
 	struct auto_store *st;
 	struct csa_err err = {0};
 	struct csa_auto_counts c;
@@ -1823,14 +1825,459 @@ static void store_contract(const struct auto_store_ops *ops)
 	assert_int_equal(ops->counts(st, &c, &err), 0);
 	assert_int_equal(c.decisions, 0);
 	ops->close(st);
-	t_rmrf(dir);
-	free(dir);
 }
 
-static void sqlite_store_keeps_the_contract(void **state)
+/* ---- every backend of the controller's store, from one list -------------------- */
+
+/* The PostgreSQL run's server (started by main), NULL in the SQLite run. */
+static struct tpg *g_pg;
+static const struct auto_store_ops *g_ops = &auto_sqlite_ops;
+static char *g_dir; /* the SQLite run's files */
+
+/* A new, empty store for a test: <tmp>/automation.db, or a schema of
+ * its own on the test server (its URL). */
+static void store_place(const char *name, char *out, size_t outsz)
+{
+	if (!g_pg) {
+		char sub[512];
+		snprintf(sub, sizeof(sub), "%s/%s", g_dir, name);
+		assert_int_equal(mkdir(sub, 0700), 0);
+		snprintf(out, outsz, "%s/automation.db", sub);
+		return;
+	}
+	char why[1024];
+	if (tpg_create_schema(g_pg, name, out, outsz, why, sizeof(why)))
+		fail_msg("test schema '%s': %s", name, why);
+}
+
+static void store_keeps_the_contract(void **state)
 {
 	(void)state;
-	store_contract(&auto_sqlite_ops);
+	char path[600];
+	store_place("contract", path, sizeof(path));
+	store_contract(g_ops, path);
+}
+
+/* Reviews decided by two processes at once, each through a store of its
+ * own on the same place (two nodes of one database, or the CLI and the
+ * server on one automation.db). */
+enum { RACE_TASKS = 24 };
+
+static void race_child(const char *path, int who, int go, int report)
+{
+	if (g_pg)
+		tpg_after_fork(g_pg);
+	struct auto_store *st;
+	struct csa_err err = {0};
+	char claim[32], value[32], reviewer[32];
+	snprintf(claim, sizeof(claim), "claim-%d", who);
+	snprintf(value, sizeof(value), "VALUE_%d", who);
+	snprintf(reviewer, sizeof(reviewer), "reviewer-%d", who);
+	if (g_ops->open(path, &st, &err))
+		_exit(2);
+	char byte;
+	if (read(go, &byte, 1) != 1) /* both start together */
+		_exit(3);
+	for (int64_t task = 1; task <= RACE_TASKS; task++) {
+		struct task_claim t = {.id = task};
+		int won = g_ops->claim_task(st, task, claim, value, reviewer, &err);
+		if (won < 0 || g_ops->read_claim(st, &t, &err))
+			_exit(4);
+		if (won) {
+			if (g_ops->begin(st, 0, "review", &err) ||
+			    g_ops->record_review(st, &t, claim, value, 0, reviewer, 5, &err) ||
+			    g_ops->commit(st, "review", &err))
+				_exit(5);
+			if (write(report, &(int64_t){task}, sizeof(int64_t)) != sizeof(int64_t))
+				_exit(6);
+		} else if (strcmp(t.value, value) == 0 || strcmp(t.status, "open") == 0) {
+			/* a loser sees the winner's value, never its own */
+			_exit(7);
+		}
+	}
+	g_ops->close(st);
+	_exit(0);
+}
+
+static void two_processes_decide_each_task_once(void **state)
+{
+	(void)state;
+	char path[600];
+	store_place("race", path, sizeof(path));
+	struct auto_store *st;
+	struct csa_err err = {0};
+	assert_int_equal(g_ops->open(path, &st, &err), 0);
+	json_t *rows = json_array();
+	for (int i = 1; i <= RACE_TASKS; i++) {
+		char key[64], ticket[16];
+		snprintf(ticket, sizeof(ticket), "R%d", i);
+		snprintf(key, sizeof(key), "R%d:classifier:0#category", i);
+		json_array_append_new(rows, contract_row(key, ticket, 0, "decide"));
+	}
+	assert_int_equal(g_ops->record_decisions(st, rows, &err), 0);
+	json_decref(rows);
+	int go[2], report[2];
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(report), 0);
+	pid_t pid[2];
+	for (int w = 0; w < 2; w++)
+		if ((pid[w] = fork()) == 0) {
+			close(go[1]);
+			close(report[0]);
+			race_child(path, w, go[0], report[1]);
+		}
+	close(go[0]);
+	close(report[1]);
+	assert_int_equal(write(go[1], "gg", 2), 2);
+	close(go[1]);
+	int won[RACE_TASKS + 1] = {0};
+	int64_t task;
+	while (read(report[0], &task, sizeof(task)) == sizeof(task)) {
+		assert_true(task >= 1 && task <= RACE_TASKS);
+		won[task]++;
+	}
+	close(report[0]);
+	for (int w = 0; w < 2; w++) {
+		int status;
+		assert_int_equal(waitpid(pid[w], &status, 0), pid[w]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	/* one winner per task, whose value the task and its decision keep */
+	for (int64_t k = 1; k <= RACE_TASKS; k++) {
+		assert_int_equal(won[k], 1);
+		struct task_claim t = {.id = k};
+		assert_int_equal(g_ops->read_claim(st, &t, &err), 0);
+		assert_string_equal(t.status, "done");
+		assert_true(strcmp(t.value, "VALUE_0") == 0 || strcmp(t.value, "VALUE_1") == 0);
+		assert_int_equal(t.reviewer[9], t.value[6]); /* "reviewer-N" and "VALUE_N" */
+	}
+	struct csa_auto_counts c;
+	assert_int_equal(g_ops->counts(st, &c, &err), 0);
+	assert_int_equal(c.reviews, RACE_TASKS);
+	assert_int_equal(c.open_tasks, 0);
+	g_ops->close(st);
+}
+
+/* A claim whose process died is found by any process of the database (the
+ * store keeps claims' liveness: PostgreSQL), one that lives is not; the
+ * dead one is settled and its task decided again. */
+static void a_dead_processs_claim_is_found_by_another(void **state)
+{
+	(void)state;
+	char path[600];
+	store_place("dead_claim", path, sizeof(path));
+	struct auto_store *st;
+	struct csa_err err = {0};
+	assert_int_equal(g_ops->open(path, &st, &err), 0);
+	json_t *rows = json_array();
+	json_array_append_new(rows, contract_row("D1:classifier:0#category", "D1", 0, "decide"));
+	json_array_append_new(rows, contract_row("D2:classifier:0#category", "D2", 0, "decide"));
+	assert_int_equal(g_ops->record_decisions(st, rows, &err), 0);
+	json_decref(rows);
+	assert_int_equal(g_ops->hold_claim(st, "node-a:1:a.live", &err), 0);
+	assert_int_equal(g_ops->claim_task(st, 2, "node-a:1:a.live", "TECHNICAL_ISSUE", "ann", &err),
+	                 1);
+	int ready[2];
+	assert_int_equal(pipe(ready), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		tpg_after_fork(g_pg);
+		close(ready[0]);
+		struct auto_store *mine;
+		if (g_ops->open(path, &mine, NULL) ||
+		    g_ops->hold_claim(mine, "node-b:2:b.live", NULL) ||
+		    g_ops->claim_task(mine, 1, "node-b:2:b.live", "BILLING_INQUIRY", "bob", NULL) != 1 ||
+		    write(ready[1], "r", 1) != 1)
+			_exit(2);
+		pause(); /* until killed mid-decision */
+		_exit(3);
+	}
+	close(ready[1]);
+	char byte;
+	assert_int_equal(read(ready[0], &byte, 1), 1);
+	close(ready[0]);
+	json_t *dead = json_array();
+	int looked = g_ops->dead_claims(st, dead, &err);
+	size_t alive_found_dead = json_array_size(dead);
+	json_decref(dead);
+	/* killed before any assertion: a failed one leaves no child behind */
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(looked, 0);
+	assert_int_equal(alive_found_dead, 0); /* both alive */
+	/* the server ends the session when it reads the closed socket: asked
+	 * again until then (a cap against a hang, not a timing assertion) */
+	dead = NULL;
+	for (int tries = 0; tries < 300; tries++) {
+		json_decref(dead);
+		dead = json_array();
+		assert_int_equal(g_ops->dead_claims(st, dead, &err), 0);
+		if (json_array_size(dead))
+			break;
+		usleep(100 * 1000);
+	}
+	assert_int_equal(json_array_size(dead), 1);
+	assert_string_equal(json_string_value(json_array_get(dead, 0)), "node-b:2:b.live");
+	json_decref(dead);
+	json_t *claims;
+	assert_int_equal(g_ops->claims_of(st, "node-b:2:b.live", &claims, &err), 0);
+	assert_int_equal(json_array_size(claims), 1);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(claims, 0), 0)), 1);
+	json_decref(claims);
+	/* its ticket never took the decision: open again, and decided once */
+	assert_int_equal(g_ops->begin(st, 1, "settle", &err), 0);
+	assert_int_equal(
+	    g_ops->settle_claim(st, 1, "D1:classifier:0#category", NULL, NULL, "settle", &err), 0);
+	assert_int_equal(g_ops->commit(st, "settle", &err), 0);
+	assert_int_equal(g_ops->claim_task(st, 1, "node-a:1:a.live", "TECHNICAL_ISSUE", "ann", &err),
+	                 1);
+	/* this process's own claim is alive as long as its store is open */
+	dead = json_array();
+	assert_int_equal(g_ops->dead_claims(st, dead, &err), 0);
+	assert_int_equal(json_array_size(dead), 0);
+	json_decref(dead);
+	g_ops->close(st);
+}
+
+/* Processes appending to one ledger at once make one chain with every
+ * record once: the file under its flock, the database under its lock on
+ * the chain. */
+static void ledgers_of_two_processes_make_one_chain(void **state)
+{
+	(void)state;
+	char path[600];
+	struct csa_err err = {0};
+	struct csa_pg *pg = NULL;
+	if (g_pg) {
+		store_place("ledger", path, sizeof(path));
+		assert_int_equal(csa_pg_migrate_url(path, "test", NULL, &err), 0);
+	} else {
+		snprintf(path, sizeof(path), "%s/ledger.jsonl", g_dir);
+	}
+	enum { WRITERS = 3, APPENDS = 60 };
+	pid_t pids[WRITERS];
+	for (int w = 0; w < WRITERS; w++) {
+		if ((pids[w] = fork()) == 0) {
+			struct csa_ledger *cl;
+			struct csa_pg *mine = NULL;
+			if (g_pg)
+				tpg_after_fork(g_pg);
+			if (g_pg ? csa_pg_open(path, "writer", CSA_PG_EXPECT, &mine, NULL) ||
+			               csa_ledger_pg_open(mine, &cl, NULL)
+			         : csa_ledger_open(path, &cl, NULL))
+				_exit(2);
+			for (int i = 0; i < APPENDS; i++) {
+				/* single records and batches of two, interleaved */
+				json_t *p = json_pack("{s:i, s:i}", "writer", w, "i", i);
+				json_t *q = json_pack("{s:i, s:i}", "writer", w, "i", i + 1);
+				struct csa_ledger_rec recs[2] = {{"decision", "T_W", p},
+				                                 {"review", "T_W", q}};
+				int two = i % 3 == 0 && i + 1 < APPENDS;
+				if (csa_ledger_append_many(cl, recs, two ? 2 : 1, NULL, NULL))
+					_exit(3);
+				i += two;
+				json_decref(p);
+				json_decref(q);
+			}
+			csa_ledger_close(cl);
+			csa_pg_free(mine);
+			_exit(0);
+		}
+	}
+	for (int w = 0; w < WRITERS; w++) {
+		int st;
+		waitpid(pids[w], &st, 0);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	struct csa_ledger *l;
+	if (g_pg) {
+		assert_int_equal(csa_pg_open(path, "test", CSA_PG_EXPECT, &pg, &err), 0);
+		assert_int_equal(csa_ledger_pg_open(pg, &l, &err), 0);
+	} else {
+		assert_int_equal(csa_ledger_open(path, &l, &err), 0);
+	}
+	json_t *r, *trail;
+	assert_int_equal(csa_ledger_verify(l, &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(csa_json_int(r, "records", 0), WRITERS * APPENDS);
+	json_decref(r);
+	/* every record once, each writer's in its order */
+	assert_int_equal(csa_ledger_trail(l, "T_W", &trail, &err), 0);
+	assert_int_equal(json_array_size(trail), WRITERS * APPENDS);
+	int next[WRITERS] = {0};
+	size_t i;
+	json_t *rec;
+	json_array_foreach(trail, i, rec)
+	{
+		json_t *p = json_object_get(rec, "payload");
+		int w = (int)csa_json_int(p, "writer", -1);
+		assert_true(w >= 0 && w < WRITERS);
+		assert_int_equal(csa_json_int(p, "i", -1), next[w]);
+		next[w]++;
+	}
+	json_decref(trail);
+	/* and a record changed in place is found */
+	if (g_pg) {
+		PGconn *c = PQconnectdb(path);
+		assert_int_equal(PQstatus(c), CONNECTION_OK);
+		PGresult *u = PQexec(c, "UPDATE csa_ledger SET line = replace(line, '\"T_W\"',"
+		                        " '\"T_X\"') WHERE seq = 100 AND line LIKE '%\"T_W\"%'");
+		assert_int_equal(PQresultStatus(u), PGRES_COMMAND_OK);
+		assert_string_equal(PQcmdTuples(u), "1");
+		PQclear(u);
+		PQfinish(c);
+		assert_int_equal(csa_ledger_verify(l, &r, &err), 0);
+		if (json_is_true(json_object_get(r, "ok")))
+			fail_msg("record 100 was changed and the chain still verifies");
+		json_decref(r);
+	}
+	csa_ledger_close(l);
+	csa_pg_free(pg);
+}
+
+/* A node of the two-node test: a workspace directory of its own on the
+ * shared database, its pipeline and its controller. */
+struct node {
+	struct csa_ws *ws;
+	struct csa_pipeline *p;
+	struct csa_auto *a;
+};
+
+static int node_open(const char *dir, struct node *n, struct csa_err *err)
+{
+	memset(n, 0, sizeof(*n));
+	return csa_ws_open(dir, &n->ws, err) || csa_pipeline_open(n->ws, &n->p, err) ||
+	       csa_auto_open(n->ws, n->p, &n->a, err);
+}
+
+static void node_close(struct node *n)
+{
+	csa_auto_close(n->a);
+	csa_pipeline_free(n->p);
+	csa_ws_close(n->ws);
+}
+
+/* Two nodes (workspace directories of their own, one database) share the
+ * review queue and the audit ledger: a person on each decides the same
+ * task at once and exactly one wins, the other told the winner's value;
+ * both nodes' records are one chain that verifies, from either node. */
+static void two_nodes_decide_a_task_once_and_keep_one_ledger(void **state)
+{
+	(void)state;
+	char url[600], dir[2][600];
+	store_place("nodes", url, sizeof(url));
+	struct csa_err err = {0};
+	setenv("DATABASE_URL", url, 1);
+	for (int i = 0; i < 2; i++) {
+		snprintf(dir[i], sizeof(dir[i]), "%s/node%d", g_dir, i);
+		assert_int_equal(csa_ws_init(dir[i], &err), 0);
+	}
+	char model[700];
+	snprintf(model, sizeof(model), "%s/models/category.model", dir[0]);
+	write_model(model, 1);
+	struct node a;
+	if (node_open(dir[0], &a, &err))
+		fail_msg("node 0: %s", err.msg);
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_NODES", "client_name",
+	                        "Ann", "messages", "content", "charged twice"),
+	       *res = NULL, *tasks = NULL;
+	assert_int_equal(csa_pipeline_ingest(a.p, doc, &res, &err), 0);
+	json_decref(doc);
+	json_decref(res);
+	assert_int_equal(csa_auto_review_for_ticket(a.a, "T_NODES", &tasks, &err), 0);
+	json_t *tk = json_array_get(tasks, 0);
+	assert_non_null(tk);
+	int64_t task = csa_json_int(tk, "task_id", 0);
+	json_t *labels = json_object_get(tk, "labels");
+	char value[2][64];
+	for (int i = 0; i < 2; i++)
+		snprintf(value[i], sizeof(value[i]), "%s",
+		         json_string_value(json_array_get(labels, (size_t)i)));
+	json_decref(tasks);
+	node_close(&a);
+	int go[2];
+	assert_int_equal(pipe(go), 0);
+	pid_t pid[2];
+	for (int i = 0; i < 2; i++) {
+		if ((pid[i] = fork()) == 0) {
+			tpg_after_fork(g_pg);
+			close(go[1]);
+			struct node n;
+			char byte;
+			json_t *out = NULL;
+			if (node_open(dir[i], &n, NULL) || read(go[0], &byte, 1) != 1)
+				_exit(2);
+			int rc = csa_auto_review_decide(n.a, task, value[i], i ? "lee" : "kim", NULL,
+			                                1000, &out, NULL);
+			/* the loser hears the winner's value, not its own */
+			int code = rc == CSA_OK ? 0
+			           : rc == CSA_ECONFLICT &&
+			                   strcmp(csa_json_str(out, "value") ?: "", value[!i]) == 0
+			               ? 1
+			               : 3;
+			json_decref(out);
+			node_close(&n);
+			_exit(code);
+		}
+	}
+	close(go[0]);
+	assert_int_equal(write(go[1], "gg", 2), 2);
+	close(go[1]);
+	int won = 0, lost = 0;
+	for (int i = 0; i < 2; i++) {
+		int st;
+		assert_int_equal(waitpid(pid[i], &st, 0), pid[i]);
+		assert_true(WIFEXITED(st));
+		won += WEXITSTATUS(st) == 0;
+		lost += WEXITSTATUS(st) == 1;
+	}
+	assert_int_equal(won, 1);
+	assert_int_equal(lost, 1);
+	/* one chain, read from the other node: the run's decisions and one
+	 * review */
+	struct node b;
+	if (node_open(dir[1], &b, &err))
+		fail_msg("node 1: %s", err.msg);
+	json_t *r, *trail;
+	assert_int_equal(csa_ledger_verify(csa_auto_ledger(b.a), &r, &err), 0);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_true(csa_json_int(r, "records", 0) >= 2);
+	json_decref(r);
+	assert_int_equal(csa_ledger_trail(csa_auto_ledger(b.a), "T_NODES", &trail, &err), 0);
+	size_t i, reviews = 0;
+	json_t *rec;
+	json_array_foreach(trail, i, rec) reviews += strcmp(csa_json_str(rec, "type") ?: "",
+	                                                    "review") == 0;
+	assert_int_equal(reviews, 1);
+	json_decref(trail);
+	/* the task is done on every node */
+	assert_int_equal(csa_auto_review_list(b.a, "done", 10, &tasks, &err), 0);
+	assert_int_equal(json_array_size(tasks), 1);
+	json_decref(tasks);
+	node_close(&b);
+	unsetenv("DATABASE_URL");
+	/* without the database, a node's directory has no ledger of its own */
+	char ledger[700];
+	snprintf(ledger, sizeof(ledger), "%s/audit/ledger.jsonl", dir[1]);
+	struct stat sb;
+	assert_true(stat(ledger, &sb) != 0 || sb.st_size == 0);
+}
+
+static int backend_setup(void **state)
+{
+	(void)state;
+	g_dir = t_tmpdir("backend");
+	return 0;
+}
+
+static int backend_teardown(void **state)
+{
+	(void)state;
+	t_rmrf(g_dir);
+	free(g_dir);
+	return 0;
 }
 
 /* The settings' defaults (automation/settings.c) are the default
@@ -2789,7 +3236,22 @@ int main(void)
 	    cmocka_unit_test(ledger_appends_a_batch_whole),
 	    cmocka_unit_test(ledger_flushes_off_the_appending_thread),
 	    cmocka_unit_test(replay_phase_journey),
-	    cmocka_unit_test(sqlite_store_keeps_the_contract),
+	};
+	/* what every backend of the controller's store and of the ledger must
+	 * do, run once on SQLite and files and once on PostgreSQL */
+#define BACKEND_TESTS                                                                              \
+	cmocka_unit_test_setup_teardown(store_keeps_the_contract, backend_setup, backend_teardown), \
+	    cmocka_unit_test_setup_teardown(two_processes_decide_each_task_once, backend_setup,    \
+	                                    backend_teardown),                                     \
+	    cmocka_unit_test_setup_teardown(ledgers_of_two_processes_make_one_chain, backend_setup, \
+	                                    backend_teardown)
+	const struct CMUnitTest files[] = {BACKEND_TESTS};
+	const struct CMUnitTest database[] = {
+	    BACKEND_TESTS,
+	    cmocka_unit_test_setup_teardown(a_dead_processs_claim_is_found_by_another, backend_setup,
+	                                    backend_teardown),
+	    cmocka_unit_test_setup_teardown(two_nodes_decide_a_task_once_and_keep_one_ledger,
+	                                    backend_setup, backend_teardown),
 	};
 	const struct CMUnitTest ctl[] = {
 	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),
@@ -2840,5 +3302,20 @@ int main(void)
 	        resolutions_sent_to_customers_are_held_to_the_critical_target, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(unit, NULL, NULL);
+	rc |= cmocka_run_group_tests_name("automation store and ledger (SQLite, files)", files,
+	                                  NULL, NULL);
+	/* the same on PostgreSQL: a server that cannot start is a failure
+	 * with its reason, never a skip */
+	char why[4096];
+	if (!(g_pg = tpg_start(why, sizeof(why)))) {
+		fprintf(stderr, "test_automation: FAILED: the PostgreSQL tests cannot run: %s\n", why);
+		return 1;
+	}
+	g_ops = &auto_pg_ops;
+	rc |= cmocka_run_group_tests_name("automation store and ledger (PostgreSQL)", database, NULL,
+	                                  NULL);
+	g_ops = &auto_sqlite_ops;
+	tpg_stop(g_pg);
+	g_pg = NULL;
 	return rc | cmocka_run_group_tests(ctl, NULL, NULL);
 }

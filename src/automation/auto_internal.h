@@ -9,6 +9,7 @@
  *   auto_store.h       the store's operations: decision log, review tasks,
  *                      alerts, segment phases
  *   auto_sqlite.c      the store on SQLite: automation.db, state.json
+ *   auto_pg.c          the store in PostgreSQL: the tables csa_auto_*
  *   auto_intake.c      a pipeline run's decisions (the flow hooks)
  *   auto_thresholds.c  autonomy thresholds and readiness
  *   auto_review.c      the review queue and a person's decision
@@ -67,7 +68,8 @@ struct csa_auto {
 	struct csa_ws *ws;
 	struct cfg_seen *cfg;
 	struct csa_pipeline *pipe;
-	/* automation.db through its backend: auto_sqlite_ops */
+	/* the store through its backend: auto_sqlite_ops (automation.db) or
+	 * auto_pg_ops (the workspace's database) */
 	const struct auto_store_ops *ops;
 	struct auto_store *store;
 	pthread_mutex_t mu;
@@ -79,9 +81,11 @@ struct csa_auto {
 	_Atomic int ledger_failing;
 	char db_path[PATH_SZ];
 	char open_marker[PATH_SZ]; /* automation/open/<random>.live, locked while open */
+	/* what this controller claims review tasks under: the open marker, or
+	 * host:pid:marker where the store keeps claims' liveness (hold_claim) */
+	char claim[PATH_SZ + 320];
 	int open_fd;
 	json_t *recovery; /* what the recovery after an unclean stop did, or NULL */
-	char ledger_path[PATH_SZ];
 	json_t *state; /* {"segments": {"type/segment": phase}} */
 	/* the last save of state failed: what is in effect here is not on
 	 * disk yet (every tick tries again and reports it) */

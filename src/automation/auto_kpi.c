@@ -7,6 +7,7 @@
 #include "store/store.h"
 #include "store/ws.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,4 +144,59 @@ int csa_auto_trend(struct csa_auto *a, int64_t since, int64_t bucket_ms, size_t 
 	}
 	*out = rows;
 	return CSA_OK;
+}
+
+/* ---- what the store's backends share (auto_store.h) ------------------- */
+
+void auto_kpi_calibrate(struct auto_kpi_sums *k, double confidence, int correct)
+{
+	int b = (int)(confidence * 10);
+	b = b < 0 ? 0 : b > 9 ? 9 : b;
+	k->conf[b] += confidence;
+	k->acc[b] += correct;
+	k->cnt[b] += 1;
+	k->tot += 1;
+}
+
+json_t *auto_kpi_object(const struct auto_kpi_sums *k)
+{
+	json_t *r = json_object();
+	if (k->have_sums) {
+		double n = k->n, rev = k->reviewed, arev = k->auto_reviewed;
+		json_object_set_new(r, "decisions", json_integer((json_int_t)n));
+		json_object_set_new(r, "automation_rate",
+		                    n ? json_real(k->autonomous / n) : json_null());
+		json_object_set_new(r, "accuracy", rev ? json_real(k->correct / rev) : json_null());
+		json_object_set_new(
+		    r, "accuracy_lower_bound",
+		    json_real(csa_wilson_lower((size_t)k->correct, (size_t)rev, 1.96)));
+		json_object_set_new(r, "autonomous_accuracy",
+		                    arev ? json_real(k->auto_correct / arev) : json_null());
+		json_object_set_new(r, "reviewed", json_integer((json_int_t)rev));
+		json_object_set_new(r, "mean_decision_seconds",
+		                    k->has_mean_decision_ms ? json_real(k->mean_decision_ms / 1000)
+		                                            : json_null());
+		json_object_set_new(r, "escalation_rate",
+		                    k->escalations ? json_real(k->escalated / k->escalations)
+		                                   : json_null());
+		json_object_set_new(r, "mean_confidence",
+		                    k->has_mean_confidence ? json_real(k->mean_confidence)
+		                                           : json_null());
+	}
+	if (k->have_calibration) {
+		double ece = 0;
+		json_t *rel = json_array();
+		for (int b = 0; b < 10; b++) {
+			if (!k->cnt[b])
+				continue;
+			ece += fabs(k->acc[b] - k->conf[b]) / k->tot;
+			json_array_append_new(
+			    rel, json_pack("{s:f, s:f, s:f, s:I}", "bin", (b + 0.5) / 10, "confidence",
+			                   k->conf[b] / k->cnt[b], "accuracy", k->acc[b] / k->cnt[b],
+			                   "n", (json_int_t)k->cnt[b]));
+		}
+		json_object_set_new(r, "calibration_ece", k->tot ? json_real(ece) : json_null());
+		json_object_set_new(r, "reliability", rel);
+	}
+	return r;
 }

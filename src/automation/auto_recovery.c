@@ -33,7 +33,10 @@
  *
  * Each open controller holds a lock on a marker file of its own
  * (automation/open/<random>.live) and removes it on close: a marker found
- * unlocked is a process that ended without closing.
+ * unlocked is a process that ended without closing. A store shared by
+ * several machines (PostgreSQL) keeps the liveness of claims itself
+ * (auto_store.h, hold_claim and dead_claims): a controller's claim is then
+ * host:pid:marker, held in the store for as long as it is open.
  */
 /* Rows a power loss takes are those written after automation.db's last
  * durable transaction, rows of a crashed run are the crash's last: either
@@ -76,7 +79,18 @@ int auto_mark_open(struct csa_auto *a, json_t *dead, struct csa_err *err)
 		a->open_marker[0] = 0;
 		return rc;
 	}
-	return CSA_OK;
+	if (!a->ops->hold_claim) {
+		snprintf(a->claim, sizeof(a->claim), "%s", a->open_marker);
+		return CSA_OK;
+	}
+	/* a store shared by machines: the marker's path is only unique on
+	 * this one, and only the store can tell others that this process
+	 * lives */
+	char host[256] = "";
+	if (gethostname(host, sizeof(host) - 1) != 0)
+		snprintf(host, sizeof(host), "unknown-host");
+	snprintf(a->claim, sizeof(a->claim), "%s:%ld:%s", host, (long)getpid(), a->open_marker);
+	return a->ops->hold_claim(a->store, a->claim, err);
 }
 
 /* The review a person gave decision 'type' of T record 'rec', if any. */

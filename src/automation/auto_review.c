@@ -157,7 +157,7 @@ enum { CLAIM_WAIT_MS = 30000, CLAIM_POLL_MS = 100 };
  * could not be closed): the task is open again for anyone. */
 static void release_claim(struct csa_auto *a, int64_t task_id)
 {
-	a->ops->release_claim(a->store, task_id, a->open_marker);
+	a->ops->release_claim(a->store, task_id, a->claim);
 	pthread_cond_broadcast(&a->decided);
 }
 
@@ -197,7 +197,7 @@ static int close_task(struct csa_auto *a, const struct task_claim *t, const char
 {
 	int rc = CSA_OK, correct = strcmp(t->ai_value, value) == 0, critical = t->critical;
 	if ((rc = a->ops->begin(a->store, 0, "beginning the review's transaction", err)) ||
-	    (rc = a->ops->record_review(a->store, t, a->open_marker, value, correct, who,
+	    (rc = a->ops->record_review(a->store, t, a->claim, value, correct, who,
 	                                decision_ms, err)))
 		return rc;
 	/* what the person said about the ticket's criticality goes in with
@@ -244,7 +244,7 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 			               value ? value : "", t.type);
 			goto out;
 		}
-		if ((rc = a->ops->claim_task(a->store, task_id, a->open_marker, value, who, err)) <
+		if ((rc = a->ops->claim_task(a->store, task_id, a->claim, value, who, err)) <
 		    0) {
 			csa_error_prefix(
 			    err, "review task %lld of ticket '%s': ", (long long)task_id, t.ticket);

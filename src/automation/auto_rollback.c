@@ -15,6 +15,7 @@
 #include "store/blobs.h"
 #include "store/ws.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,37 @@ static int restorable(const char *name)
 	    measure = l > 20 && strcmp(name + l - 13, ".heldout.json") == 0; /* dmodel.h */
 	return strncmp(name, "models/", 7) == 0 && (model || measure) &&
 	       csa_blobs_name_check(name, NULL) == CSA_OK;
+}
+
+/* An id (no slash) or a document name safe in a path: components of
+ * [A-Za-z0-9._-] separated by single slashes, none starting with a dot. */
+static int rel_ok(const char *rel, int slashes)
+{
+	int start = 1;
+	size_t n = 0;
+	for (const char *p = rel; *p; p++, n++) {
+		if (*p == '/') {
+			if (start || !slashes)
+				return 0;
+			start = 1;
+			continue;
+		}
+		if ((start && *p == '.') ||
+		    !(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+			return 0;
+		start = 0;
+	}
+	return n > 0 && n <= 200 && !start;
+}
+
+int auto_point_names_ok(const char *id, const char *name, struct csa_err *err)
+{
+	if (!id || !rel_ok(id, 0))
+		return csa_error(err, CSA_EINVAL, "'%.80s' is not a rollback point id", id ? id : "");
+	if (!name || !rel_ok(name, 1))
+		return csa_error(err, CSA_EINVAL, "rollback point '%s': '%.80s' is not a document name",
+		                 id, name ? name : "");
+	return CSA_OK;
 }
 
 static void free_docs(struct auto_doc *docs, size_t n)

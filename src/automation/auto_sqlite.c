@@ -10,10 +10,8 @@
 #include "base/ts.h"
 #include "base/walckpt.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -559,34 +557,25 @@ static json_t *kpi_row(struct auto_store *s, const char *where, const char *p1)
 	    " FROM decisions %s",
 	    where);
 	sqlite3_stmt *st;
-	json_t *r = json_object();
+	struct auto_kpi_sums k = {0};
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return r;
+		return auto_kpi_object(&k);
 	if (p1)
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW) {
-		double n = sqlite3_column_double(st, 0), aut = sqlite3_column_double(st, 1),
-		       rev = sqlite3_column_double(st, 2), cor = sqlite3_column_double(st, 3),
-		       arev = sqlite3_column_double(st, 4), acor = sqlite3_column_double(st, 5),
-		       esc_n = sqlite3_column_double(st, 7), esc = sqlite3_column_double(st, 8);
-		json_object_set_new(r, "decisions", json_integer((json_int_t)n));
-		json_object_set_new(r, "automation_rate", n ? json_real(aut / n) : json_null());
-		json_object_set_new(r, "accuracy", rev ? json_real(cor / rev) : json_null());
-		json_object_set_new(r, "accuracy_lower_bound",
-		                    json_real(csa_wilson_lower((size_t)cor, (size_t)rev, 1.96)));
-		json_object_set_new(r, "autonomous_accuracy",
-		                    arev ? json_real(acor / arev) : json_null());
-		json_object_set_new(r, "reviewed", json_integer((json_int_t)rev));
-		json_object_set_new(r, "mean_decision_seconds",
-		                    sqlite3_column_type(st, 6) == SQLITE_NULL
-		                        ? json_null()
-		                        : json_real(sqlite3_column_double(st, 6) / 1000));
-		json_object_set_new(r, "escalation_rate",
-		                    esc_n ? json_real(esc / esc_n) : json_null());
-		json_object_set_new(r, "mean_confidence",
-		                    sqlite3_column_type(st, 9) == SQLITE_NULL
-		                        ? json_null()
-		                        : json_real(sqlite3_column_double(st, 9)));
+		k.have_sums = 1;
+		k.n = sqlite3_column_double(st, 0);
+		k.autonomous = sqlite3_column_double(st, 1);
+		k.reviewed = sqlite3_column_double(st, 2);
+		k.correct = sqlite3_column_double(st, 3);
+		k.auto_reviewed = sqlite3_column_double(st, 4);
+		k.auto_correct = sqlite3_column_double(st, 5);
+		k.has_mean_decision_ms = sqlite3_column_type(st, 6) != SQLITE_NULL;
+		k.mean_decision_ms = sqlite3_column_double(st, 6);
+		k.escalations = sqlite3_column_double(st, 7);
+		k.escalated = sqlite3_column_double(st, 8);
+		k.has_mean_confidence = sqlite3_column_type(st, 9) != SQLITE_NULL;
+		k.mean_confidence = sqlite3_column_double(st, 9);
 	}
 	sqlite3_finalize(st);
 	/* calibration of reviewed decisions */
@@ -596,30 +585,12 @@ static json_t *kpi_row(struct auto_store *s, const char *where, const char *p1)
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK) {
 		if (p1)
 			sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
-		double conf[10] = {0}, acc[10] = {0}, cnt[10] = {0}, tot = 0, ece = 0;
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			int b = (int)(sqlite3_column_double(st, 0) * 10);
-			b = b < 0 ? 0 : b > 9 ? 9 : b;
-			conf[b] += sqlite3_column_double(st, 0);
-			acc[b] += sqlite3_column_int(st, 1);
-			cnt[b] += 1;
-			tot += 1;
-		}
+		k.have_calibration = 1;
+		while (sqlite3_step(st) == SQLITE_ROW)
+			auto_kpi_calibrate(&k, sqlite3_column_double(st, 0), sqlite3_column_int(st, 1));
 		sqlite3_finalize(st);
-		json_t *rel = json_array();
-		for (int b = 0; b < 10; b++) {
-			if (!cnt[b])
-				continue;
-			ece += fabs(acc[b] - conf[b]) / tot;
-			json_array_append_new(
-			    rel, json_pack("{s:f, s:f, s:f, s:I}", "bin", (b + 0.5) / 10,
-			                   "confidence", conf[b] / cnt[b], "accuracy",
-			                   acc[b] / cnt[b], "n", (json_int_t)cnt[b]));
-		}
-		json_object_set_new(r, "calibration_ece", tot ? json_real(ece) : json_null());
-		json_object_set_new(r, "reliability", rel);
 	}
-	return r;
+	return auto_kpi_object(&k);
 }
 
 static json_t *sq_kpi(struct auto_store *s, int phase, const char *type, const char *segment_key)
@@ -1374,35 +1345,12 @@ static int sq_save_phases(struct auto_store *s, const json_t *phases, struct csa
 
 /* ---- rollback points: rollback/<id>/ beside automation.db ------------------ */
 
-/* An id (no slash) or a document name safe in a path: components of
- * [A-Za-z0-9._-] separated by single slashes, none starting with a dot. */
-static int rel_ok(const char *rel, int slashes)
-{
-	int start = 1;
-	size_t n = 0;
-	for (const char *p = rel; *p; p++, n++) {
-		if (*p == '/') {
-			if (start || !slashes)
-				return 0;
-			start = 1;
-			continue;
-		}
-		if ((start && *p == '.') ||
-		    !(isalnum((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
-			return 0;
-		start = 0;
-	}
-	return n > 0 && n <= 200 && !start;
-}
-
 static int point_path(struct auto_store *s, const char *id, const char *name, char *out,
                       size_t outsz, struct csa_err *err)
 {
-	if (!id || !rel_ok(id, 0))
-		return csa_error(err, CSA_EINVAL, "'%.80s' is not a rollback point id", id ? id : "");
-	if (!rel_ok(name, 1))
-		return csa_error(err, CSA_EINVAL, "rollback point '%s': '%.80s' is not a document name",
-		                 id, name);
+	int rc = auto_point_names_ok(id, name, err);
+	if (rc)
+		return rc;
 	if (snprintf(out, outsz, "%srollback/%s/%s", s->root, id, name) >= (int)outsz)
 		return csa_error(err, CSA_ELIMIT, "rollback point '%s': the path of '%s' is too long",
 		                 id, name);

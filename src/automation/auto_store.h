@@ -1,17 +1,22 @@
 /*
  * The automation controller's store (private to src/automation/): the
- * decision log, review tasks, alerts, segment phases and rollback points,
- * today automation.db on SQLite and files beside it (auto_sqlite.c). Every read and write the controller makes goes through
- * struct auto_store_ops, whose operations are named for what the jobs
- * need, not for SQL: a second backend (PostgreSQL) is a second file that
- * fills the same table.
+ * decision log, review tasks, alerts, segment phases and rollback points.
+ * Two backends: automation.db on SQLite with files beside it
+ * (auto_sqlite.c, a workspace on one host), and the tables csa_auto_* of
+ * the workspace's PostgreSQL database (auto_pg.c, chosen by
+ * csa_auto_open() when the workspace's tickets are there). Every read and
+ * write the controller makes goes through struct auto_store_ops, whose
+ * operations are named for what the jobs need, not for SQL; both backends
+ * pass one contract test (store_contract() in tests/test_automation.c).
  *
  * The controller calls every operation under its mutex, so a backend need
  * not be thread-safe itself; several processes may share one store (the
- * CLI and the server), so a backend must be safe for that (SQLite: WAL and
- * a busy timeout). An operation returning an int status leaves "what
- * failed and why" in err; one returning a count gives -1 when the store
- * cannot answer (errmsg() says why).
+ * CLI and the server, or the nodes of one database), so a backend must be
+ * safe for that (SQLite: WAL and a busy timeout; PostgreSQL: one
+ * conditional statement wherever one winner is wanted). An operation
+ * returning an int status leaves "what failed and why" in err; one
+ * returning a count gives -1 when the store cannot answer (errmsg() says
+ * why).
  */
 #ifndef CSA_AUTOMATION_AUTO_STORE_H
 #define CSA_AUTOMATION_AUTO_STORE_H
@@ -242,9 +247,54 @@ struct auto_store_ops {
 	int (*settle_claim)(struct auto_store *s, int64_t task_id, const char *decision_id,
 	                    const char *value, const char *by, const char *what,
 	                    struct csa_err *err);
+
+	/* Liveness of claims kept by the store itself, for a store shared by
+	 * processes that cannot see each other's open markers (other
+	 * machines); NULL in a backend whose claims are the markers of one
+	 * workspace directory (SQLite). hold_claim: this store's process
+	 * decides under 'claim' from now until close, held so that others can
+	 * tell it lives (once per store). dead_claims: the claims of tasks
+	 * being decided whose holder is gone, appended to 'dead' (strings). */
+	int (*hold_claim)(struct auto_store *s, const char *claim, struct csa_err *err);
+	int (*dead_claims)(struct auto_store *s, json_t *dead, struct csa_err *err);
 };
 
-/* The SQLite backend (auto_sqlite.c). */
+/* The SQLite backend (auto_sqlite.c): open's 'path' is automation.db. */
 extern const struct auto_store_ops auto_sqlite_ops;
+
+/* The PostgreSQL backend (auto_pg.c): the tables csa_auto_* of a database
+ * shared by every node. auto_pg_open() borrows the workspace's pool 'pg'
+ * (it must outlive the store; *out is closed with ops->close, also after
+ * a failure that made it); open's 'path' is a database URL, opened with a
+ * pool of the store's own. Claims are held as session advisory locks
+ * (hold_claim), so a claim of a process that died on any node is found. */
+struct csa_pg;
+extern const struct auto_store_ops auto_pg_ops;
+int auto_pg_open(struct csa_pg *pg, struct auto_store **out, struct csa_err *err);
+/* host:port/dbname of the store's database, for messages. */
+const char *auto_pg_where(const struct auto_store *s);
+
+/* ---- what the backends share -------------------------------------------- */
+
+/* Whether a rollback point's id (no slash) and a document name (components
+ * of [A-Za-z0-9._-], none starting with a dot) are safe to keep and to
+ * build a path from: CSA_OK or CSA_EINVAL naming which (auto_rollback.c). */
+int auto_point_names_ok(const char *id, const char *name, struct csa_err *err);
+
+/* The KPIs of a set of decisions as kpi() gives them (auto_kpi.c): the
+ * backend fills the sums of the set (have_sums 0 when it could not read
+ * them) and adds each reviewed decision with auto_kpi_calibrate()
+ * (have_calibration 0 when it could not read them); auto_kpi_object()
+ * makes the object. */
+struct auto_kpi_sums {
+	int have_sums, have_calibration;
+	double n, autonomous, reviewed, correct, auto_reviewed, auto_correct, escalations,
+	    escalated;
+	int has_mean_decision_ms, has_mean_confidence;
+	double mean_decision_ms, mean_confidence;
+	double conf[10], acc[10], cnt[10], tot; /* reliability bins */
+};
+void auto_kpi_calibrate(struct auto_kpi_sums *k, double confidence, int correct);
+json_t *auto_kpi_object(const struct auto_kpi_sums *k);
 
 #endif

@@ -259,10 +259,20 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	csa_ws_path(ws, "automation", path, sizeof(path));
 	if ((rc = csa_fs_mkdirs(path, err)))
 		goto fail;
-	csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
-	a->ops = &auto_sqlite_ops;
-	if ((rc = a->ops->open(a->db_path, &a->store, err)))
-		goto fail;
+	/* the store follows the tickets, as the outbox does: in their
+	 * database, shared by every node, or automation.db beside them */
+	if (ws->pg) {
+		a->ops = &auto_pg_ops;
+		if ((rc = auto_pg_open(ws->pg, &a->store, err)))
+			goto fail;
+		snprintf(a->db_path, sizeof(a->db_path), "csa_auto_decisions at %s",
+		         auto_pg_where(a->store));
+	} else {
+		csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
+		a->ops = &auto_sqlite_ops;
+		if ((rc = a->ops->open(a->db_path, &a->store, err)))
+			goto fail;
+	}
 	rc = a->ops->load_phases(a->store, &a->state, err);
 	if (rc == CSA_ENOENT) {
 		a->state = json_pack("{s:{}}", "segments");
@@ -276,8 +286,7 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	 * posted while a->mu is held */
 	if ((rc = csa_outbox_open_ws(ws, 0, &a->outbox, err)))
 		goto fail;
-	csa_ws_path(ws, "audit/ledger.jsonl", a->ledger_path, sizeof(a->ledger_path));
-	if ((rc = csa_ledger_open(a->ledger_path, &a->ledger, err)))
+	if ((rc = csa_ledger_open_ws(ws, &a->ledger, err)))
 		goto fail;
 	/* a failure alert left open by an earlier run closes at the next
 	 * append that succeeds */
@@ -286,14 +295,21 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	    CSA_OK)
 		a->ledger_failing = failing;
 	/* markers of processes that ended without closing go once their
-	 * tickets are recovered, so a recovery cut short runs again */
-	json_t *dead = json_array(), *m;
+	 * tickets are recovered, so a recovery cut short runs again; a store
+	 * shared by machines also knows the claims of processes gone from
+	 * any of them */
+	json_t *dead = json_array(), *claims = json_array(), *m;
 	size_t i;
-	if ((rc = auto_mark_open(a, dead, err)) == CSA_OK && json_array_size(dead) &&
-	    (rc = auto_recover(a, err)) == CSA_OK)
-		rc = auto_settle_dead_claims(a, dead, err);
+	if ((rc = auto_mark_open(a, dead, err)) == CSA_OK && json_array_size(dead))
+		rc = auto_recover(a, err);
+	json_array_extend(claims, dead);
+	if (rc == CSA_OK && a->ops->dead_claims)
+		rc = a->ops->dead_claims(a->store, claims, err);
+	if (rc == CSA_OK && json_array_size(claims))
+		rc = auto_settle_dead_claims(a, claims, err);
 	json_array_foreach(dead, i, m) if (rc == CSA_OK) csa_fs_unlink(json_string_value(m));
 	json_decref(dead);
+	json_decref(claims);
 	if (rc)
 		goto fail;
 	/* once, after recovery: from here on each change keeps them */

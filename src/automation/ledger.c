@@ -1,5 +1,8 @@
-/* The file backend of the hash-chained audit ledger: audit/ledger.jsonl. */
+/* The file backend of the hash-chained audit ledger: audit/ledger.jsonl;
+ * and what every backend shares (ledger_internal.h): a record's bytes and
+ * the check of a chain. */
 #include "automation/ledger.h"
+#include "automation/ledger_internal.h"
 #include "base/digest.h"
 #include "base/fsops.h"
 #include "base/json.h"
@@ -17,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define GENESIS       "0000000000000000000000000000000000000000000000000000000000000000"
+#define GENESIS       LEDGER_GENESIS
 #define SYNC_EVERY_NS 50000000LL
 
 struct file_ledger {
@@ -222,10 +225,81 @@ static void f_close(struct csa_ledger *b)
 	free(l);
 }
 
-/* A record's serialised parts, made before the lock is taken. */
-struct parts {
-	char *body, *ty, *tid;
-};
+int ledger_parts(const struct csa_ledger_rec *recs, size_t n, struct ledger_part *parts,
+                 struct csa_err *err)
+{
+	memset(parts, 0, n * sizeof(*parts));
+	for (size_t i = 0; i < n; i++) {
+		json_t *none = recs[i].payload ? NULL : json_object();
+		parts[i].body = json_dumps(recs[i].payload ? recs[i].payload : none,
+		                           JSON_COMPACT | JSON_SORT_KEYS);
+		parts[i].ty = json_text(recs[i].type);
+		parts[i].tid = json_text(recs[i].ticket_id);
+		json_decref(none);
+		if (!parts[i].body || !parts[i].ty || !parts[i].tid) {
+			ledger_parts_free(parts, n);
+			return csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
+		}
+	}
+	return CSA_OK;
+}
+
+void ledger_parts_free(struct ledger_part *parts, size_t n)
+{
+	for (size_t i = 0; parts && i < n; i++) {
+		free(parts[i].body);
+		free(parts[i].ty);
+		free(parts[i].tid);
+		parts[i] = (struct ledger_part){0};
+	}
+}
+
+/* Each record is written by hand around its one serialised part, the
+ * payload (keys sorted): its canonical form for the hash and its line then
+ * cost one json_dumps, not three. canonical() below, which verify uses,
+ * gives the same bytes for the parsed line. */
+int ledger_lines(const struct ledger_part *parts, size_t n, int64_t last_seq,
+                 const char *last_hash, const char *ts, struct ledger_line *lines,
+                 struct csa_err *err)
+{
+	char prev[65];
+	snprintf(prev, sizeof(prev), "%s", last_hash);
+	memset(lines, 0, n * sizeof(*lines));
+	for (size_t i = 0; i < n; i++) {
+		long long seq = (long long)(last_seq + 1 + (int64_t)i);
+		char *c = NULL;
+		int len;
+		if (asprintf(&c,
+		             "{\"payload\":%s,\"prev\":\"%s\",\"seq\":%lld,\"ticket_id\":%s,"
+		             "\"timestamp\":\"%s\",\"type\":%s}",
+		             parts[i].body, prev, seq, parts[i].tid, ts, parts[i].ty) < 0)
+			c = NULL;
+		if (c)
+			sha256_hex(c, strlen(c), lines[i].hash);
+		free(c);
+		if (!c || (len = asprintf(&lines[i].text,
+		                          "{\"seq\":%lld,\"timestamp\":\"%s\",\"type\":%s,"
+		                          "\"ticket_id\":%s,\"payload\":%s,\"prev\":\"%s\","
+		                          "\"hash\":\"%s\"}",
+		                          seq, ts, parts[i].ty, parts[i].tid, parts[i].body, prev,
+		                          lines[i].hash)) < 0) {
+			lines[i].text = NULL;
+			ledger_lines_free(lines, n);
+			return csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
+		}
+		lines[i].len = (size_t)len;
+		memcpy(prev, lines[i].hash, sizeof(prev));
+	}
+	return CSA_OK;
+}
+
+void ledger_lines_free(struct ledger_line *lines, size_t n)
+{
+	for (size_t i = 0; lines && i < n; i++) {
+		free(lines[i].text);
+		lines[i].text = NULL;
+	}
+}
 
 static int f_append_many(struct csa_ledger *b, const struct csa_ledger_rec *recs, size_t n,
                          int64_t *seq_out, struct csa_err *err)
@@ -235,57 +309,31 @@ static int f_append_many(struct csa_ledger *b, const struct csa_ledger_rec *recs
 		return CSA_OK;
 	char ts[CSA_TS_LEN];
 	csa_ts_format(csa_now_ms(), ts);
-	struct parts *pt = calloc(n, sizeof(*pt));
-	int rc = pt ? CSA_OK : CSA_ENOMEM;
-	for (size_t i = 0; rc == CSA_OK && i < n; i++) {
-		json_t *none = recs[i].payload ? NULL : json_object();
-		pt[i].body = json_dumps(recs[i].payload ? recs[i].payload : none,
-		                        JSON_COMPACT | JSON_SORT_KEYS);
-		pt[i].ty = json_text(recs[i].type);
-		pt[i].tid = json_text(recs[i].ticket_id);
-		json_decref(none);
-		if (!pt[i].body || !pt[i].ty || !pt[i].tid)
-			rc = CSA_ENOMEM;
-	}
-	if (rc) {
-		rc = csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
+	/* serialised before the lock is taken */
+	struct ledger_part *pt = calloc(n, sizeof(*pt));
+	struct ledger_line *ln = calloc(n, sizeof(*ln));
+	int rc = pt && ln ? ledger_parts(recs, n, pt, err)
+	                  : csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
+	if (rc)
 		goto out;
-	}
 	pthread_mutex_lock(&l->mu);
 	if (flock(l->fd, LOCK_EX) < 0) {
 		rc = csa_error_sys(err, "cannot lock ledger '%s'", l->path);
 		goto unlocked;
 	}
-	if ((rc = refresh_tail(l, err)))
+	if ((rc = refresh_tail(l, err)) ||
+	    (rc = ledger_lines(pt, n, l->seq, l->last_hash, ts, ln, err)))
 		goto unlock;
-	/* Each record is written by hand around its one serialised part, the
-	 * payload (keys sorted): its canonical form for the hash and its line
-	 * then cost one json_dumps, not three. canonical() below, which verify
-	 * uses, gives the same bytes for the parsed line. The lines go out in
-	 * one write, so a batch is appended whole or not at all. */
-	char hash[65], prev[65];
-	memcpy(prev, l->last_hash, sizeof(prev));
+	char prev[65];
+	memcpy(prev, ln[n - 1].hash, sizeof(prev));
+	/* the lines go out in one write, so a batch is appended whole or not
+	 * at all */
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&buf, &len);
 	for (size_t i = 0; out && i < n; i++) {
-		long long seq = (long long)(l->seq + 1 + i);
-		char *c = NULL;
-		if (asprintf(&c,
-		             "{\"payload\":%s,\"prev\":\"%s\",\"seq\":%lld,\"ticket_id\":%s,"
-		             "\"timestamp\":\"%s\",\"type\":%s}",
-		             pt[i].body, prev, seq, pt[i].tid, ts, pt[i].ty) < 0) {
-			fclose(out);
-			out = NULL;
-			break;
-		}
-		sha256_hex(c, strlen(c), hash);
-		free(c);
-		fprintf(out,
-		        "{\"seq\":%lld,\"timestamp\":\"%s\",\"type\":%s,\"ticket_id\":%s,"
-		        "\"payload\":%s,\"prev\":\"%s\",\"hash\":\"%s\"}\n",
-		        seq, ts, pt[i].ty, pt[i].tid, pt[i].body, prev, hash);
-		memcpy(prev, hash, sizeof(prev));
+		fwrite(ln[i].text, 1, ln[i].len, out);
+		fputc('\n', out);
 	}
 	if (!out || fclose(out) != 0) {
 		free(buf);
@@ -326,11 +374,9 @@ unlock:
 unlocked:
 	pthread_mutex_unlock(&l->mu);
 out:
-	for (size_t i = 0; pt && i < n; i++) {
-		free(pt[i].body);
-		free(pt[i].ty);
-		free(pt[i].tid);
-	}
+	ledger_lines_free(ln, n);
+	ledger_parts_free(pt, n);
+	free(ln);
 	free(pt);
 	return rc;
 }
@@ -362,15 +408,21 @@ static int each_line(const char *path, line_fn fn, void *ctx, struct csa_err *er
 	return rc > 0 ? CSA_OK : rc;
 }
 
-struct vctx {
-	int64_t seq;
-	char prev[65];
-	json_t *report;
-};
-
-static int verify_line(void *vc, const char *line, size_t lineno, int whole)
+void ledger_verify_init(struct ledger_verify *v)
 {
-	struct vctx *v = vc;
+	v->seq = 0;
+	memcpy(v->prev, GENESIS, 65);
+	v->report = json_pack("{s:b}", "ok", 1);
+}
+
+json_t *ledger_verify_end(struct ledger_verify *v)
+{
+	json_object_set_new(v->report, "records", json_integer(v->seq));
+	return v->report;
+}
+
+int ledger_verify_line(struct ledger_verify *v, const char *line, size_t lineno, int whole)
+{
 	if (!whole) {
 		/* not a record: the next append removes it */
 		json_object_set_new(v->report, "torn_tail", json_true());
@@ -408,18 +460,22 @@ static int verify_line(void *vc, const char *line, size_t lineno, int whole)
 	return 0;
 }
 
+static int verify_line(void *vc, const char *line, size_t lineno, int whole)
+{
+	return ledger_verify_line(vc, line, lineno, whole);
+}
+
 static int f_verify(struct csa_ledger *b, json_t **report, struct csa_err *err)
 {
 	struct file_ledger *l = (struct file_ledger *)b;
-	struct vctx v = {.seq = 0, .report = json_pack("{s:b}", "ok", 1)};
-	memcpy(v.prev, GENESIS, 65);
+	struct ledger_verify v;
+	ledger_verify_init(&v);
 	int rc = each_line(l->path, verify_line, &v, err);
 	if (rc) {
 		json_decref(v.report);
 		return rc;
 	}
-	json_object_set_new(v.report, "records", json_integer(v.seq));
-	*report = v.report;
+	*report = ledger_verify_end(&v);
 	return CSA_OK;
 }
 
@@ -488,6 +544,8 @@ int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *e
 
 int csa_ledger_open_ws(struct csa_ws *ws, struct csa_ledger **out, struct csa_err *err)
 {
+	if (ws->pg)
+		return csa_ledger_pg_open(ws->pg, out, err);
 	char path[4096];
 	if (csa_ws_path(ws, "audit/ledger.jsonl", path, sizeof(path)))
 		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);

@@ -9,6 +9,9 @@
  * payload keys sorted). Editing, removing, inserting or reordering any
  * record breaks the chain, which csa_ledger_verify() finds.
  *
+ * The file backend (ledger.c) is described here; the PostgreSQL one
+ * (ledger_pg.c) keeps the same lines in the table csa_ledger.
+ *
  * Appends are serialised between threads (mutex) and processes (flock).
  * They are made durable in groups, off the appending thread: a thread of
  * the ledger fdatasyncs every 50 ms while there are new records (a failed
@@ -62,7 +65,16 @@ struct csa_ledger {
 /* The file backend over 'path' (created when missing). */
 int csa_ledger_open(const char *path, struct csa_ledger **out, struct csa_err *err);
 
-/* The workspace's ledger: audit/ledger.jsonl. */
+/* The PostgreSQL backend (ledger_pg.c): the table csa_ledger of the
+ * database of 'pg' (borrowed: it must outlive the ledger). Appends from
+ * every node of the database are serialised in it (a transaction-level
+ * advisory lock on the chain), so the chain stays one chain; each append
+ * is durable when it returns. */
+struct csa_pg;
+int csa_ledger_pg_open(struct csa_pg *pg, struct csa_ledger **out, struct csa_err *err);
+
+/* The workspace's ledger: in its PostgreSQL database when its tickets are
+ * there (ws->pg), else audit/ledger.jsonl. */
 struct csa_ws;
 int csa_ledger_open_ws(struct csa_ws *ws, struct csa_ledger **out, struct csa_err *err);
 

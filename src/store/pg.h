@@ -2,7 +2,9 @@
  * One PostgreSQL database shared by every backend of a process: the ticket
  * store (store_pg.c), the outbox (outbound/outbox_pg.c), the channel map
  * and the API tokens (server/chanmap_pg.c, server/tokens_pg.c), the
- * leadership of the roles one node runs (leader_pg.c). What each
+ * leadership of the roles one node runs (leader_pg.c), the automation
+ * controller's store and the audit ledger (automation/auto_pg.c,
+ * automation/ledger_pg.c). What each
  * of them needs from libpq, written once: the URL read for messages
  * (host:port/dbname, never the password), connections with keepalives on
  * both ends, a pool of idle connections, a query run once more when the
