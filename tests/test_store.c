@@ -1567,6 +1567,13 @@ static void pg_backup_during_writes_restores_one_instant(void **state)
 	}
 	csa_store_ids_free(ids, n);
 	assert_true(n >= 20);
+	/* beside the tickets, tables with an identity column and a foreign key
+	 * (the controller's alerts, a rollback point and its document) */
+	pg_count(f->url, "WITH p AS (INSERT INTO csa_auto_points (id, manifest) VALUES ('p1', "
+	                 "'{}') RETURNING id) INSERT INTO csa_auto_point_docs (point_id, name, body) "
+	                 "SELECT id, 'csa.json', '\\x7b7d' FROM p");
+	pg_count(f->url, "INSERT INTO csa_auto_alerts (created_ms, type, severity, scope, detail) "
+	                 "VALUES (1, 'quality', 'warning', 'ALL', 'dip')");
 	char *bk = t_tmpdir("store-pg-backup");
 	json_t *rep = NULL;
 	assert_int_equal(csa_backup_take(f->ws, bk, &rep, &err), 0);
@@ -1599,6 +1606,14 @@ static void pg_backup_during_writes_restores_one_instant(void **state)
 			fail_msg("group commit split in the backup: %s beside %s", ids[k - 1], ids[k]);
 	}
 	csa_store_ids_free(ids, n);
+	assert_int_equal(pg_count(url2, "SELECT count(*) FROM csa_auto_point_docs WHERE "
+	                                "point_id = 'p1' AND body = '\\x7b7d'"),
+	                 1);
+	/* an identity drawn after the restore follows the restored ones */
+	assert_int_equal(pg_count(url2, "INSERT INTO csa_auto_alerts (created_ms, type, severity, "
+	                                "scope, detail) VALUES (2, 'quality', 'warning', 'ALL', "
+	                                "'again') RETURNING id"),
+	                 2);
 	json_t *vrep = NULL;
 	assert_int_equal(csa_verify(rws, 0, NULL, &vrep, &err), 0);
 	assert_true(json_is_true(json_object_get(vrep, "ok")));

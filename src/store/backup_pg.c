@@ -25,6 +25,13 @@ static const char list_sequences[] =
     "SELECT sequencename, last_value FROM pg_sequences "
     "WHERE schemaname = current_schema() AND sequencename LIKE 'csa\\_%' ORDER BY 1";
 
+/* Which csa table refers to which (foreign keys), to load in order. */
+static const char list_foreign_keys[] =
+    "SELECT c.relname, p.relname FROM pg_constraint k "
+    "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE k.contype = 'f' AND n.nspname = current_schema() AND c.relname <> p.relname";
+
 /* A name from the catalogue or a manifest, used in SQL and as a file
  * name: csa_ and lower-case letters, digits, underscores. */
 static int plain_name(const char *s)
@@ -223,6 +230,26 @@ static int copy_in(const char *where, PGconn *c, const char *table, const char *
 	return rc;
 }
 
+static int is_in(const char **v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Table 't' may be loaded: every table of the dump it refers to is. */
+static int ready(const PGresult *fks, const char *t, const json_t *tables, const char **done,
+                 size_t ndone)
+{
+	for (int i = 0; i < PQntuples(fks); i++) {
+		const char *from = PQgetvalue(fks, i, 0), *to = PQgetvalue(fks, i, 1);
+		if (strcmp(from, t) == 0 && json_object_get(tables, to) && !is_in(done, ndone, to))
+			return 0;
+	}
+	return 1;
+}
+
 /* Every csa table of the database must be empty. */
 static int check_empty(const char *where, PGconn *c, struct csa_err *err)
 {
@@ -276,25 +303,47 @@ int csa_pg_load(struct csa_pg *pg, const char *from_dir, const json_t *meta,
 	}
 	if ((rc = check_empty(where, c, err)))
 		goto out;
-	json_object_foreach(tables, t, v)
-	{
-		if (!plain_name(t) || !json_is_integer(v)) {
-			rc = csa_error(err, CSA_ECORRUPT, "backup '%s': '%s' is no table of csa",
-			               from_dir, t);
-			break;
+	/* referenced tables first (rollback points before their documents) */
+	PGresult *fks = NULL;
+	if ((rc = csa_pg_exec(where, c, "listing csa's foreign keys", list_foreign_keys, 0, NULL,
+	                      &fks, err)))
+		goto out;
+	size_t ntab = json_object_size(tables), loaded = 0;
+	const char **done = calloc(ntab ? ntab : 1, sizeof(*done));
+	if (!done)
+		rc = csa_error(err, CSA_ENOMEM, "out of memory restoring the database");
+	while (rc == CSA_OK && loaded < ntab) {
+		size_t before = loaded;
+		json_object_foreach(tables, t, v)
+		{
+			if (rc || is_in(done, loaded, t) || !ready(fks, t, tables, done, loaded))
+				continue;
+			if (!plain_name(t) || !json_is_integer(v)) {
+				rc = csa_error(err, CSA_ECORRUPT, "backup '%s': '%s' is no table of csa",
+				               from_dir, t);
+				break;
+			}
+			char path[PATH_SZ];
+			long long rows = -1;
+			snprintf(path, sizeof(path), "%s/%s/%s.copy", from_dir, DUMP_DIR, t);
+			if ((rc = copy_in(where, c, t, path, &rows, err)))
+				break;
+			if (rows != json_integer_value(v)) {
+				rc = csa_error(err, CSA_ECORRUPT,
+				               "backup '%s': table %s has %lld rows, its manifest says %lld",
+				               from_dir, t, rows, (long long)json_integer_value(v));
+				break;
+			}
+			done[loaded++] = t;
 		}
-		char path[PATH_SZ];
-		long long rows = -1;
-		snprintf(path, sizeof(path), "%s/%s/%s.copy", from_dir, DUMP_DIR, t);
-		if ((rc = copy_in(where, c, t, path, &rows, err)))
-			break;
-		if (rows != json_integer_value(v)) {
-			rc = csa_error(err, CSA_ECORRUPT,
-			               "backup '%s': table %s has %lld rows, its manifest says %lld",
-			               from_dir, t, rows, (long long)json_integer_value(v));
-			break;
-		}
+		if (rc == CSA_OK && loaded == before)
+			rc = csa_error(err, CSA_ESTATE,
+			               "the tables of backup '%s' refer to one another in a circle: "
+			               "no order loads them",
+			               from_dir);
 	}
+	free(done);
+	PQclear(fks);
 	json_object_foreach(seqs, t, v)
 	{
 		if (rc)
