@@ -653,6 +653,24 @@ static void documents_are_named_safely_and_replaced_whole(void **state)
 	assert_string_equal(json_string_value(json_array_get(names, 1)), "m.bin");
 	json_decref(names);
 	assert_int_equal(csa_blobs_list(b, "elsewhere", &names, &err), CSA_EINVAL);
+	/* another handle on the same workspace (another process, another node
+	 * of the database) sees a put by its version within a second, and
+	 * reads the new bytes: what makes pipelines reload retrained models */
+	struct csa_ws *other = NULL;
+	assert_int_equal(csa_ws_open(f->dir, &other, &err), 0);
+	uint64_t before = csa_blobs_version(other->blobs, "models/m.bin");
+	assert_int_not_equal(before, 0);
+	assert_int_equal(csa_blobs_put(b, "models/m.bin", "third!", 6, &err), 0);
+	uint64_t seen = before;
+	for (int k = 0; k < 300 && seen == before; k++) {
+		usleep(10000);
+		seen = csa_blobs_version(other->blobs, "models/m.bin");
+	}
+	assert_int_not_equal(seen, before);
+	assert_int_equal(csa_blobs_get(other->blobs, "models/m.bin", 10, &buf, &len, &err), 0);
+	assert_string_equal(buf, "third!");
+	free(buf);
+	csa_ws_close(other);
 }
 
 static int scan_ids_fn(void *ctx, const char *id, const json_t *t, const char *status)
@@ -1740,7 +1758,9 @@ static void pg_cli_end_to_end(void **state)
 	                                    teardown),                                             \
 	    cmocka_unit_test_setup_teardown(processes_commit_one_ticket_without_loss_or_tearing,   \
 	                                    setup, teardown),                                      \
-	    cmocka_unit_test_setup_teardown(stamp_tells_own_commits_from_others, setup, teardown)
+	    cmocka_unit_test_setup_teardown(stamp_tells_own_commits_from_others, setup, teardown), \
+	    cmocka_unit_test_setup_teardown(documents_are_named_safely_and_replaced_whole, setup,  \
+	                                    teardown)
 
 int main(void)
 {
@@ -1754,8 +1774,6 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(verify_memo_skips_only_unchanged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(config_snapshots_are_immutable, setup, teardown),
-	    cmocka_unit_test_setup_teardown(documents_are_named_safely_and_replaced_whole, setup,
-	                                    teardown),
 	    cmocka_unit_test_setup_teardown(config_changes_while_threads_read, setup, teardown),
 	    cmocka_unit_test(new_workspace_is_private),
 	    cmocka_unit_test_setup_teardown(scratch_workspace_commits_without_syncing, setup,

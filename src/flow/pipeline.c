@@ -54,6 +54,12 @@ struct csa_pipeline {
 	pthread_mutex_t kb_mu;
 	uint64_t kb_sig;
 	_Atomic int64_t kb_checked_ns;
+	/* the decision models' documents as loaded (models_signature), checked
+	 * the same way: a retraining or a rollback by another process, or
+	 * another node of the database, is taken up between runs (under
+	 * kb_mu, one reload at a time) */
+	_Atomic uint64_t models_sig;
+	_Atomic int64_t models_checked_ns;
 };
 
 /* The names and versions of the knowledge base's documents (kb/), as one
@@ -77,6 +83,37 @@ static uint64_t kb_signature(struct csa_blobs *b)
 	}
 	json_decref(names);
 	return h ? h : 1;
+}
+
+/* The versions of the decision models' documents, as one number. */
+static uint64_t models_signature(struct csa_blobs *b)
+{
+	uint64_t h = CSA_FNV_SEED;
+	for (int t = 0; t < CSA_DT_COUNT; t++) {
+		char doc[96];
+		snprintf(doc, sizeof(doc), "models/%s.model", csa_dtype_name((enum csa_dtype)t));
+		uint64_t v = csa_blobs_version(b, doc);
+		h = csa_fnv1a(h, &v, sizeof(v));
+	}
+	return h;
+}
+
+/* Take up models another process or node saved since they were loaded
+ * (csa train, a rollback, a replay's retraining in its own workspace is
+ * not one: a scratch workspace reloads only when told), at most once a
+ * second. A model learns online from each person's decision in memory;
+ * a reload replaces that with what was saved, which a retraining already
+ * learned from the same decisions. */
+static void refresh_models(struct csa_pipeline *p)
+{
+	int64_t now = csa_mono_ns(), last = atomic_load(&p->models_checked_ns);
+	if (p->ws->scratch || now - last < 1000000000LL ||
+	    !atomic_compare_exchange_strong(&p->models_checked_ns, &last, now))
+		return;
+	pthread_mutex_lock(&p->kb_mu);
+	if (models_signature(p->ws->blobs) != atomic_load(&p->models_sig))
+		(void)csa_pipeline_reload_models(p, NULL); /* the old ones stay on failure */
+	pthread_mutex_unlock(&p->kb_mu);
 }
 
 /* Take up articles accepted since the knowledge base was loaded: when its
@@ -160,6 +197,8 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		if (rc)
 			goto fail;
 	}
+	atomic_store(&p->models_sig, models_signature(ws->blobs));
+	atomic_store(&p->models_checked_ns, csa_mono_ns());
 	/* a new workspace's default articles (store/ws.h: CSA_WS_KB_SEED) */
 	if ((rc = csa_kb_seed(ws->blobs, ws->root, err)))
 		goto fail;
@@ -200,6 +239,8 @@ fail:
 int csa_pipeline_reload_models(struct csa_pipeline *p, struct csa_err *err)
 {
 	struct csa_dmodel *fresh[CSA_DT_COUNT] = {0};
+	/* noted before the loads: a save during them is taken up next time */
+	uint64_t sig = models_signature(p->ws->blobs);
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
 		int rc = csa_dmodel_load(p->ws->blobs, (enum csa_dtype)t, &fresh[t], err);
 		if (rc && rc != CSA_ENOENT) {
@@ -213,6 +254,7 @@ int csa_pipeline_reload_models(struct csa_pipeline *p, struct csa_err *err)
 		csa_dmodel_free(p->env.models[t]);
 		p->env.models[t] = fresh[t];
 	}
+	atomic_store(&p->models_sig, sig);
 	pthread_rwlock_unlock(&p->models_lock);
 	return CSA_OK;
 }
@@ -911,6 +953,7 @@ int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t *
                          struct csa_err *err)
 {
 	refresh_kb(p);
+	refresh_models(p);
 	struct process_ctx c = {.p = p, .cfg = csa_ws_config(p->ws)};
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, process_fn, &c, err);
@@ -1012,6 +1055,7 @@ int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **resu
                         struct csa_err *err)
 {
 	refresh_kb(p);
+	refresh_models(p);
 	const struct csa_config *cfg = csa_ws_config(p->ws);
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = ingest_locked(p, cfg, doc, result, err);

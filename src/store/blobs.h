@@ -10,7 +10,8 @@
  * a process notices another's retraining and reloads.
  *
  * Behind a table of function pointers like the ticket store (store.h):
- * the files of the workspace are the first backend (blobs_file.c).
+ * the files of the workspace (blobs_file.c), or, when the tickets are in
+ * PostgreSQL, the table csa_blobs (blobs_pg.c), which every node reads.
  */
 #ifndef CSA_STORE_BLOBS_H
 #define CSA_STORE_BLOBS_H
@@ -45,6 +46,11 @@ int csa_blobs_name_check(const char *name, struct csa_err *err);
 
 /* The file backend over the workspace directory 'root'. */
 int csa_blobs_open_files(const char *root, struct csa_blobs **out, struct csa_err *err);
+
+/* The database backend (blobs_pg.c), on the workspace's pool: the
+ * workspace opens it when its tickets are in PostgreSQL. */
+struct csa_pg;
+int csa_blobs_open_pg(struct csa_pg *pg, struct csa_blobs **out, struct csa_err *err);
 
 static inline int csa_blobs_get(struct csa_blobs *b, const char *name, size_t max, char **buf,
                                 size_t *len, struct csa_err *err)

@@ -172,6 +172,15 @@ static const struct {
      "  hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'));"
      "CREATE INDEX csa_ledger_ticket ON csa_ledger (ticket_id, seq)"
      "  WHERE ticket_id IS NOT NULL;"},
+    /* store/blobs_pg.c: the workspace's named documents (models, the LLM
+     * calibration, the knowledge base), shared by every node */
+    {6, "documents",
+     "CREATE SEQUENCE csa_blob_version AS bigint;"
+     "CREATE TABLE csa_blobs ("
+     "  name text COLLATE \"C\" PRIMARY KEY CHECK (name ~ '^(models|kb)/[^/]{1,200}$'),"
+     "  version bigint NOT NULL,"
+     "  body bytea NOT NULL,"
+     "  put_at timestamptz NOT NULL);"},
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

@@ -351,12 +351,17 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 		if ((rc = csa_fs_mkdirs(path, err)))
 			goto fail;
 	}
-	if ((rc = csa_blobs_open_files(dir, &ws->blobs, err)) ||
-	    (rc = open_store(ws, mode, &ws->store, err)))
+	/* the documents where the tickets are: the database's pool is made
+	 * by opening the store */
+	if ((rc = open_store(ws, mode, &ws->store, err)) ||
+	    (rc = ws->pg ? csa_blobs_open_pg(ws->pg, &ws->blobs, err)
+	                 : csa_blobs_open_files(dir, &ws->blobs, err)))
 		goto fail;
 	*out = ws;
 	return CSA_OK;
 fail:
+	if (ws->store)
+		csa_store_close(ws->store);
 	csa_blobs_close(ws->blobs);
 	csa_pg_free(ws->pg);
 	snap_put(ws->cfg_now);
