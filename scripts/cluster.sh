@@ -16,8 +16,8 @@
 #   to run as root), node<i>/ (each node's workspace directory: csa.json,
 #   models, the state not in the database yet), logs, haproxy.cfg, and
 #   cluster.env (the URLs, ports, pids and an admin token: source it).
-#   -H imports labelled history through node 1 (tickets into the database,
-#   models trained) and gives the other nodes node 1's models.
+#   -H imports labelled history through node 1 (tickets, decisions and the
+#   trained models into the database, which every node reads).
 # status: each node's /readyz, through HAProxy and directly.
 # stop: the nodes (SIGTERM: they finish their requests), HAProxy, Redis and
 #   PostgreSQL (fast shutdown: committed data is kept). --clean removes DIR.
@@ -212,11 +212,6 @@ done
 if [ -n "$HISTORY" ]; then
 	"$CSA" --dir "$DIR/node1" import "$HISTORY" >"$DIR/import.log" 2>&1 ||
 		{ tail_of "$DIR/import.log"; die "importing '$HISTORY' failed"; }
-	# models are files of each workspace for now (docs/DEPLOY.md)
-	for i in $(seq 2 "$N"); do
-		rm -rf "$DIR/node$i/models"
-		cp -a "$DIR/node1/models" "$DIR/node$i/models"
-	done
 fi
 TOKEN=$("$CSA" --dir "$DIR/node1" token create --role admin --name cluster |
 	sed -n 's/.*"token": "\(.*\)".*/\1/p')

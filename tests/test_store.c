@@ -1364,16 +1364,30 @@ static void pg_migrate_and_export(void **state)
 	assert_int_equal(csa_ws_open_files(src_dir, &src, &err), 0);
 	static const char *const ids[] = {"M-1", "M-2", "M-3"};
 	assert_int_equal(tm_create(src, ids, 3), 0);
+	/* a trained model goes along, and an article over the database's default */
+	assert_int_equal(csa_blobs_put(src->blobs, "models/category.model", "weights", 7, &err), 0);
+	assert_int_equal(csa_blobs_put(src->blobs, "kb/refunds.md", "# Refunds\nours", 15, &err), 0);
 	json_t *rep = NULL;
 	assert_int_equal(csa_ws_transfer(src, f->ws, &rep, &err), 0);
 	assert_int_equal(csa_json_int(rep, "copied", -1), 3);
 	assert_int_equal(json_array_size(json_object_get(rep, "conflicts")), 0);
+	assert_true(csa_json_int(rep, "documents_copied", -1) >= 2);
 	json_decref(rep);
+	char *doc;
+	size_t dlen;
+	assert_int_equal(csa_blobs_get(f->ws->blobs, "models/category.model", 100, &doc, &dlen, &err),
+	                 0);
+	assert_string_equal(doc, "weights");
+	free(doc);
+	assert_int_equal(csa_blobs_get(f->ws->blobs, "kb/refunds.md", 100, &doc, &dlen, &err), 0);
+	assert_string_equal(doc, "# Refunds\nours");
+	free(doc);
 	for (size_t k = 0; k < 3; k++)
 		assert_true(same_ticket(src, f->ws, ids[k]));
 	/* again: nothing to copy */
 	assert_int_equal(csa_ws_transfer(src, f->ws, &rep, &err), 0);
 	assert_int_equal(csa_json_int(rep, "copied", -1), 0);
+	assert_int_equal(csa_json_int(rep, "documents_copied", -1), 0);
 	assert_int_equal(csa_json_int(rep, "same", -1), 3);
 	json_decref(rep);
 	/* a ticket changed on one side only: named, not overwritten */

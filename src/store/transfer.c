@@ -1,5 +1,6 @@
 /* Tickets copied from one workspace's store to another's (store/ws.h). */
 #include "store/store.h"
+#include "store/blobs.h"
 #include "store/ws.h"
 
 #include <stdlib.h>
@@ -74,6 +75,49 @@ static int compare_or_add(struct csa_ws *from, struct csa_ws *to, const char *id
 	return 1;
 }
 
+/* The workspace's documents (models, knowledge base: store/blobs.h) go
+ * along: every one 'to' lacks or holds other bytes of is put there (the
+ * side being moved to takes the side being moved from's models and
+ * articles, over the defaults a new workspace is seeded with). */
+#define DOC_MAX ((size_t)1 << 30)
+
+static int transfer_documents(struct csa_ws *from, struct csa_ws *to, size_t *n_docs,
+                              size_t *n_copied, struct csa_err *err)
+{
+	static const char *const areas[] = {"models", "kb"};
+	*n_docs = *n_copied = 0;
+	for (size_t a = 0; a < sizeof(areas) / sizeof(areas[0]); a++) {
+		json_t *names = NULL;
+		int rc = csa_blobs_list(from->blobs, areas[a], &names, err);
+		if (rc)
+			return rc;
+		size_t i;
+		json_t *nm;
+		json_array_foreach(names, i, nm)
+		{
+			char name[256], *src = NULL, *dst = NULL;
+			size_t slen = 0, dlen = 0;
+			snprintf(name, sizeof(name), "%s/%s", areas[a], json_string_value(nm));
+			if ((rc = csa_blobs_get(from->blobs, name, DOC_MAX, &src, &slen, err)))
+				break;
+			int have = csa_blobs_get(to->blobs, name, DOC_MAX, &dst, &dlen, NULL) == CSA_OK;
+			if (!have || dlen != slen || memcmp(src, dst, slen) != 0) {
+				rc = csa_blobs_put(to->blobs, name, src, slen, err);
+				*n_copied += rc == CSA_OK;
+			}
+			(*n_docs)++;
+			free(src);
+			free(dst);
+			if (rc)
+				break;
+		}
+		json_decref(names);
+		if (rc)
+			return rc;
+	}
+	return CSA_OK;
+}
+
 int csa_ws_transfer(struct csa_ws *from, struct csa_ws *to, json_t **report,
                     struct csa_err *err)
 {
@@ -111,10 +155,14 @@ int csa_ws_transfer(struct csa_ws *from, struct csa_ws *to, json_t **report,
 	}
 	free(g);
 	csa_store_ids_free(ids, n);
+	size_t docs = 0, docs_copied = 0;
 	if (rc == CSA_OK)
-		*report = json_pack("{s:I, s:I, s:I, s:O}", "tickets", (json_int_t)n, "copied",
-		                    (json_int_t)copied, "same", (json_int_t)same, "conflicts",
-		                    conflicts);
+		rc = transfer_documents(from, to, &docs, &docs_copied, err);
+	if (rc == CSA_OK)
+		*report = json_pack("{s:I, s:I, s:I, s:O, s:I, s:I}", "tickets", (json_int_t)n,
+		                    "copied", (json_int_t)copied, "same", (json_int_t)same,
+		                    "conflicts", conflicts, "documents", (json_int_t)docs,
+		                    "documents_copied", (json_int_t)docs_copied);
 	json_decref(conflicts);
 	if (rc == CSA_OK && !*report)
 		rc = csa_error(err, CSA_ENOMEM, "out of memory writing the transfer's report");
