@@ -21,6 +21,13 @@ void csa_ticket_release(struct csa_ticket *tk)
 	}
 }
 
+int csa_store_cache_docs(struct csa_store *st, size_t tickets)
+{
+	if (st->docs)
+		return CSA_ESTATE;
+	return csa_doccache_new(tickets, &st->docs);
+}
+
 int csa_store_update(struct csa_store *st, const char *id, int create, csa_update_fn fn, void *ctx,
                      struct csa_err *err)
 {
@@ -69,8 +76,8 @@ int csa_ticket_prepare_commit(struct csa_ticket *tk, unsigned docs, const char *
 		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
 		    (rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k], lim, err)))
 			goto fail;
-		char *s =
-		    json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+		char *s = json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER |
+		                               JSON_REAL_PRECISION(CSA_STORE_REAL_PRECISION));
 		if (!s) {
 			rc = csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
 			goto fail;
