@@ -14,10 +14,10 @@
  * number rounded as the serialiser writes it (CSA_STORE_REAL_PRECISION
  * significant digits) and read back as the parser reads it. A document
  * that would not read back the same, or at all (a string holding a NUL, a
- * number that overflows once rounded), or that fails the schema check of
- * a load, leaves its ticket out of the cache, so that its loads go to the
- * files and fail or succeed there. Every other commit of a ticket, and any
- * failed one, drops its entry.
+ * number that overflows once rounded) leaves its ticket out of the cache,
+ * and one that fails the schema check a load makes is dropped when it is
+ * loaded, so that those loads go to the files and fail there. Every other commit of a ticket, and
+ * any failed one, drops its entry.
  *
  * A load takes the entry: its documents move to the caller (no copy),
  * and the next load of the ticket reads the files unless a commit came in
@@ -152,9 +152,7 @@ static int put_one(struct csa_doccache *c, const struct csa_ticket *tk)
 	for (int k = 0; k < 3; k++) {
 		if (!src[k] || !tk->loaded[k])
 			goto fail;
-		/* what a load checks, checked once here rather than per load */
-		if (!(d.doc[k] = as_read_back(src[k])) ||
-		    csa_schema_check((enum csa_doc_kind)k, tk->id, d.doc[k], NULL) != CSA_OK)
+		if (!(d.doc[k] = as_read_back(src[k])))
 			goto fail;
 		if (!(d.bytes[k] = malloc(tk->loaded_len[k] ? tk->loaded_len[k] : 1)))
 			goto fail;
@@ -205,6 +203,14 @@ int csa_doccache_take(struct csa_doccache *c, const char *id, struct csa_ticket 
 {
 	pthread_mutex_lock(&c->mu);
 	struct doc_entry *d = find(c, id);
+	/* the schema check of a load, made here rather than on every commit:
+	 * a ticket is committed more often than it is loaded again; one that
+	 * fails is left to the files, which fail the same way */
+	for (int k = 0; d && k < 3; k++)
+		if (csa_schema_check((enum csa_doc_kind)k, id, d->doc[k], NULL) != CSA_OK) {
+			drop(c, d);
+			d = NULL;
+		}
 	if (d) {
 		memset(out, 0, sizeof(*out));
 		memcpy(out->id, d->id, sizeof(out->id));
