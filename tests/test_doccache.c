@@ -179,6 +179,45 @@ static void unreadable_documents_fail_as_from_the_files(void **state)
 	}
 }
 
+/* What csa_store_update() commits goes into the cache by moving the
+ * ticket's documents, rounded in place: a value someone else also holds
+ * must be left as it was, and the load must still be the files'. */
+struct upd {
+	json_t *shared; /* also held by the test */
+};
+
+static int update_fn(void *ctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	(void)err;
+	struct upd *u = ctx;
+	json_t *ps = free_form(tk->e);
+	json_object_set_new(ps, "mine", awkward_values());
+	json_object_set(ps, "shared", u->shared);
+	json_object_set_new(tk->t, "priority", json_string("HIGH"));
+	*docs = CSA_DOC_ALL;
+	return 0;
+}
+
+static void update_moves_documents_into_the_cache(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_ticket tk;
+	build(f, "U1", json_object(), &tk);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	struct upd u = {json_pack("{s:f, s:[f]}", "third", 1.0 / 3, "list", 2.0 / 3)};
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(csa_store_update(f->ws->store, "U1", 0, update_fn, &u, &err), 0);
+		/* the test's value is untouched: still every bit of 1/3 */
+		assert_true(json_real_value(json_object_get(u.shared, "third")) == 1.0 / 3);
+		assert_true(json_real_value(json_array_get(json_object_get(u.shared, "list"), 0)) ==
+		            2.0 / 3);
+		same_as_files(f, "U1");
+	}
+	json_decref(u.shared);
+}
+
 /* More tickets than it keeps: the oldest go, every load still right. */
 static void capacity_evicts_the_oldest(void **state)
 {
@@ -205,6 +244,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(partial_commit_is_read_from_the_files, setup, teardown),
 	    cmocka_unit_test_setup_teardown(unreadable_documents_fail_as_from_the_files, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(update_moves_documents_into_the_cache, setup, teardown),
 	    cmocka_unit_test_setup_teardown(capacity_evicts_the_oldest, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

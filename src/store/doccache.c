@@ -142,6 +142,85 @@ static json_t *as_read_back(const json_t *v)
 	return NULL;
 }
 
+/* Entry *d into the cache (its contents handed over), the one put longest
+ * ago going when it is full. Caller holds mu. */
+static void insert(struct csa_doccache *c, struct doc_entry *d)
+{
+	if (c->n == c->cap) {
+		size_t old = 0;
+		for (size_t i = 1; i < c->n; i++)
+			if (c->e[i].used < c->e[old].used)
+				old = i;
+		drop(c, &c->e[old]);
+	}
+	d->used = ++c->clock;
+	c->e[c->n++] = *d;
+}
+
+/* A real number as it reads back (see as_read_back()); 0 when it would
+ * not (an overflow). */
+static int read_back_real(double v, double *out)
+{
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%.*g", CSA_STORE_REAL_PRECISION, v);
+	*out = strtod(buf, NULL);
+	return !isinf(*out);
+}
+
+/* Child x of a container made as it reads back, in place where the
+ * container alone holds it, else replaced through 'set' by a copy (a
+ * value shared with someone else is never changed). 0 when it would not
+ * read back. */
+static int adopt_node(json_t *v);
+
+static int adopt_child(json_t *x, json_t **replace)
+{
+	*replace = NULL;
+	switch (json_typeof(x)) {
+	case JSON_OBJECT:
+	case JSON_ARRAY:
+		if (x->refcount == 1)
+			return adopt_node(x);
+		return (*replace = as_read_back(x)) != NULL;
+	case JSON_STRING:
+		return !memchr(json_string_value(x), '\0', json_string_length(x));
+	case JSON_REAL: {
+		double r;
+		if (!read_back_real(json_real_value(x), &r))
+			return 0;
+		if (x->refcount == 1)
+			return json_real_set(x, r) == 0;
+		return (*replace = json_real(r)) != NULL;
+	}
+	default:
+		return 1;
+	}
+}
+
+/* Container v, held by the caller alone, made as it reads back in place. */
+static int adopt_node(json_t *v)
+{
+	json_t *rep;
+	if (json_is_array(v)) {
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			if (!adopt_child(json_array_get(v, i), &rep))
+				return 0;
+			if (rep && json_array_set_new(v, i, rep))
+				return 0;
+		}
+		return 1;
+	}
+	for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+		const char *key = json_object_iter_key(it);
+		if (strlen(key) != json_object_iter_key_len(it) ||
+		    !adopt_child(json_object_iter_value(it), &rep))
+			return 0;
+		if (rep && json_object_iter_set_new(v, it, rep))
+			return 0;
+	}
+	return 1;
+}
+
 /* Ticket tk, just committed with all three documents written, into the
  * cache; 0 when it cannot be kept. Caller holds mu. */
 static int put_one(struct csa_doccache *c, const struct csa_ticket *tk)
@@ -159,16 +238,7 @@ static int put_one(struct csa_doccache *c, const struct csa_ticket *tk)
 		memcpy(d.bytes[k], tk->loaded[k], tk->loaded_len[k]);
 		d.len[k] = tk->loaded_len[k];
 	}
-	if (c->n == c->cap) {
-		/* full: the entry put longest ago goes */
-		size_t old = 0;
-		for (size_t i = 1; i < c->n; i++)
-			if (c->e[i].used < c->e[old].used)
-				old = i;
-		drop(c, &c->e[old]);
-	}
-	d.used = ++c->clock;
-	c->e[c->n++] = d;
+	insert(c, &d);
 	return 1;
 fail:
 	entry_release(&d);
@@ -228,6 +298,51 @@ int csa_doccache_take(struct csa_doccache *c, const char *id, struct csa_ticket 
 	}
 	pthread_mutex_unlock(&c->mu);
 	return d != NULL;
+}
+
+int csa_doccache_adopt(struct csa_doccache *c, struct csa_ticket *tk)
+{
+	struct doc_entry d = {0};
+	json_t **src[3] = {&tk->e, &tk->i, &tk->t};
+	snprintf(d.id, sizeof(d.id), "%s", tk->id);
+	int ok = 1;
+	for (int k = 0; k < 3 && ok; k++) {
+		json_t *doc = *src[k];
+		if (!doc || !tk->loaded[k])
+			ok = 0;
+		else if (doc->refcount == 1 && json_is_object(doc))
+			ok = adopt_node(doc) ? (d.doc[k] = doc) != NULL : 0;
+		else /* someone else holds it too: a copy, it is never changed */
+			ok = (d.doc[k] = as_read_back(doc)) != NULL;
+	}
+	for (int k = 0; k < 3; k++) {
+		if (d.doc[k] == *src[k]) {
+			/* taken over from the ticket, or left to it on failure */
+			if (ok)
+				*src[k] = NULL;
+			else
+				d.doc[k] = NULL;
+		} else if (ok) {
+			json_decref(*src[k]);
+			*src[k] = NULL;
+		}
+		if (ok) {
+			d.bytes[k] = tk->loaded[k];
+			d.len[k] = tk->loaded_len[k];
+			tk->loaded[k] = NULL;
+			tk->loaded_len[k] = 0;
+		}
+	}
+	pthread_mutex_lock(&c->mu);
+	struct doc_entry *old = find(c, d.id);
+	if (old)
+		drop(c, old);
+	if (ok)
+		insert(c, &d);
+	pthread_mutex_unlock(&c->mu);
+	if (!ok)
+		entry_release(&d);
+	return ok;
 }
 
 void csa_doccache_committed(struct csa_doccache *c, struct csa_ticket *const *tks, size_t n,

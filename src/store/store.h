@@ -203,6 +203,12 @@ void csa_doccache_free(struct csa_doccache *c);
 int csa_doccache_take(struct csa_doccache *c, const char *id, struct csa_ticket *out);
 void csa_doccache_committed(struct csa_doccache *c, struct csa_ticket *const *tks, size_t n,
                             unsigned docs, int ok);
+/* For csa_store_update(): ticket tk, just committed whole and released
+ * right after, into the cache by moving its documents and bytes there
+ * (tk->e, i, t and loaded[] NULL after), not by copying them; 1 when
+ * kept, 0 when not (its documents may then have had numbers rounded:
+ * release it). */
+int csa_doccache_adopt(struct csa_doccache *c, struct csa_ticket *tk);
 
 /* Add an observer of the handle's commits; CSA_ELIMIT when
  * CSA_STORE_OBSERVERS are there already. Not thread-safe: add it before
