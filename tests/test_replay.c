@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 
 #include "automation/replay.h"
 #include "base/config.h"
@@ -90,6 +92,55 @@ static void replay_report_is_pinned(void **state)
 	free(dir);
 }
 
+/* Without --workdir the replay's scratch workspace (a few hundred files,
+ * removed by several threads) is gone when it returns, and its report
+ * names none. */
+static void scratch_workspace_is_removed(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("replay-rm");
+	char data[512], tmp[512];
+	snprintf(data, sizeof(data), "%s/history.jsonl", dir);
+	snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	FILE *f = fopen(data, "w");
+	assert_non_null(f);
+	struct csa_gen *g = csa_gen_new(23, 1767225600000LL);
+	assert_int_equal(csa_gen_write(g, 260, f), 0);
+	csa_gen_free(g);
+	assert_int_equal(fclose(f), 0);
+	struct csa_replay_opts o;
+	csa_replay_opts_default(&o);
+	o.data = data;
+	o.bootstrap = 200;
+	o.retrain = 0;
+	o.quiet = 1;
+	const char *old = getenv("TMPDIR");
+	char *saved = old ? strdup(old) : NULL;
+	setenv("TMPDIR", tmp, 1);
+	json_t *rep = NULL;
+	int rc = csa_replay_run(&o, &rep, &err);
+	if (saved)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	if (rc)
+		fail_msg("replay: %s", err.msg);
+	assert_true(json_is_null(json_object_get(rep, "workspace")));
+	json_decref(rep);
+	DIR *d = opendir(tmp);
+	assert_non_null(d);
+	int entries = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		entries += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	assert_int_equal(entries, 0);
+	t_rmrf(dir);
+	free(dir);
+}
+
 /* Lines of one kind in the chart (polyline elements). */
 static int count_of(const char *text, const char *what)
 {
@@ -148,16 +199,17 @@ static void sweep_runs_one_replay_per_value(void **state)
 	    json_equal(json_object_get(same, "overall"), json_object_get(plain, "overall")));
 	size_t k;
 	json_t *p, *journey = json_object_get(same, "journey");
-	assert_int_equal(json_array_size(journey), json_array_size(json_object_get(plain, "phases")));
+	assert_int_equal(json_array_size(journey),
+	                 json_array_size(json_object_get(plain, "phases")));
 	json_array_foreach(json_object_get(plain, "phases"), k, p)
 	{
 		assert_true(json_equal(json_object_get(json_array_get(journey, k), "start_ticket"),
 		                       json_object_get(p, "start_ticket")));
 	}
 	assert_false(json_equal(json_object_get(other, "journey"), journey));
-	assert_true(json_equal(json_object_get(same, "human_decisions"),
-	                       json_object_get(json_object_get(plain, "overall"),
-	                                       "human_decisions")));
+	assert_true(
+	    json_equal(json_object_get(same, "human_decisions"),
+	               json_object_get(json_object_get(plain, "overall"), "human_decisions")));
 	char *text = NULL;
 	size_t len = 0;
 	assert_int_equal(csa_fs_read_all(svg, 1 << 24, &text, &len, &err), 0);
@@ -168,8 +220,7 @@ static void sweep_runs_one_replay_per_value(void **state)
 
 	o.svg = NULL;
 	sw = NULL;
-	assert_int_equal(csa_replay_sweep(&o, "automation.nope", values, 2, &sw, &err),
-	                 CSA_EINVAL);
+	assert_int_equal(csa_replay_sweep(&o, "automation.nope", values, 2, &sw, &err), CSA_EINVAL);
 	assert_null(sw);
 	assert_non_null(strstr(err.msg, "automation.nope"));
 	t_rmrf(dir);
@@ -181,6 +232,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(replay_report_is_pinned),
 	    cmocka_unit_test(sweep_runs_one_replay_per_value),
+	    cmocka_unit_test(scratch_workspace_is_removed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

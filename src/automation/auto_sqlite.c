@@ -5,6 +5,7 @@
  */
 #include "automation/auto_internal.h"
 #include "base/fsops.h"
+#include "base/hash.h"
 #include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
@@ -35,6 +36,19 @@ enum {
 	KEPT_COUNT
 };
 
+/* Every other statement, prepared on its first use and kept for the next
+ * (prep(), unprep()): the controller's tick, gates and reviews run the same
+ * few dozen statements over and over, and compiling them each time was
+ * what a replay spent most in SQLite after running them. */
+#define STMT_CACHE 64
+
+struct stmt_slot {
+	char *sql;
+	uint64_t hash;
+	sqlite3_stmt *st;
+	int in_use; /* handed out by prep(), not yet back through unprep() */
+};
+
 struct auto_store {
 	char path[4096];       /* automation.db, also for messages */
 	char root[4096];       /* its directory, with the trailing '/' */
@@ -42,6 +56,9 @@ struct auto_store {
 	sqlite3 *db;
 	struct csa_walckpt *ckpt;       /* checkpoints, off the decision path */
 	sqlite3_stmt *kept[KEPT_COUNT]; /* statements of every decision, under mu */
+	pthread_mutex_t stmt_mu;        /* guards stmts[] (callers may not hold a->mu) */
+	struct stmt_slot stmts[STMT_CACHE];
+	size_t nstmts;
 };
 
 static const char schema_sql[] =
@@ -143,6 +160,56 @@ static int add_columns(sqlite3 *db)
 	return SQLITE_OK;
 }
 
+/*
+ * sqlite3_prepare_v2() on s->db, with the statement of the same text
+ * kept from an earlier use when there is one and nobody is using it (a
+ * statement being stepped by a caller further up gets a new one of its
+ * own). The statement goes back through unprep(), which resets a kept one
+ * (its bindings cleared here, at its next use) and finalizes any other:
+ * the pair behaves as prepare and finalize, only faster.
+ */
+static int prep(struct auto_store *s, const char *sql, int len, sqlite3_stmt **st,
+                const char **tail)
+{
+	(void)len, (void)tail; /* always -1 and NULL here: the text ends at its NUL */
+	size_t n = strlen(sql);
+	uint64_t h = csa_fnv1a(CSA_FNV_SEED, sql, n);
+	pthread_mutex_lock(&s->stmt_mu);
+	for (size_t i = 0; i < s->nstmts; i++) {
+		struct stmt_slot *k = &s->stmts[i];
+		if (k->hash == h && !k->in_use && strcmp(k->sql, sql) == 0) {
+			k->in_use = 1;
+			pthread_mutex_unlock(&s->stmt_mu);
+			sqlite3_clear_bindings(k->st);
+			*st = k->st;
+			return SQLITE_OK;
+		}
+	}
+	int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+	char *copy = rc == SQLITE_OK && s->nstmts < STMT_CACHE ? strdup(sql) : NULL;
+	if (copy)
+		s->stmts[s->nstmts++] = (struct stmt_slot){copy, h, *st, 1};
+	pthread_mutex_unlock(&s->stmt_mu);
+	return rc;
+}
+
+/* Give back a statement of prep() (NULL: a no-op). */
+static void unprep(struct auto_store *s, sqlite3_stmt *st)
+{
+	if (!st)
+		return;
+	pthread_mutex_lock(&s->stmt_mu);
+	for (size_t i = 0; i < s->nstmts; i++)
+		if (s->stmts[i].st == st) {
+			sqlite3_reset(st);
+			s->stmts[i].in_use = 0;
+			pthread_mutex_unlock(&s->stmt_mu);
+			return;
+		}
+	pthread_mutex_unlock(&s->stmt_mu);
+	sqlite3_finalize(st);
+}
+
 /* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
 static struct csa_outcome *sq_outcomes(struct auto_store *s, const char *type, const char *segment,
                                        size_t limit, size_t *n)
@@ -158,7 +225,7 @@ static struct csa_outcome *sq_outcomes(struct auto_store *s, const char *type, c
 	        : "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
 	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
 	          "AND type = ?1 ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (prep(s, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	if (segment)
@@ -169,7 +236,7 @@ static struct csa_outcome *sq_outcomes(struct auto_store *s, const char *type, c
 		o[(*n)++] =
 		    (struct csa_outcome){sqlite3_column_double(st, 0), sqlite3_column_int(st, 1),
 		                         sqlite3_column_double(st, 2)};
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return o;
 }
 
@@ -179,7 +246,7 @@ static int64_t count_i64(struct auto_store *s, const char *sql, const char *p1, 
 {
 	sqlite3_stmt *st;
 	int64_t v = -1;
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (prep(s, sql, -1, &st, NULL) != SQLITE_OK)
 		return -1;
 	if (p1)
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
@@ -187,7 +254,7 @@ static int64_t count_i64(struct auto_store *s, const char *sql, const char *p1, 
 		sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return v;
 }
 
@@ -313,7 +380,7 @@ static int sq_scope_metrics(struct auto_store *s, const char *type, const char *
 	         segment ? "type = ?2 AND segment = ?3 AND"
 	         : type  ? "type = ?2 AND"
 	                 : "");
-	if (sqlite3_prepare_v2(s->db, q, -1, &st, NULL) != SQLITE_OK)
+	if (prep(s, q, -1, &st, NULL) != SQLITE_OK)
 		return CSA_EIO;
 	sqlite3_bind_int(st, 1, phase);
 	if (type)
@@ -339,7 +406,7 @@ static int sq_scope_metrics(struct auto_store *s, const char *type, const char *
 		m->first_ms = sqlite3_column_int64(st, 11);
 		m->last_ms = sqlite3_column_int64(st, 12);
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return step == SQLITE_ROW ? CSA_OK : CSA_EIO;
 }
 
@@ -349,15 +416,14 @@ static int sq_trend(struct auto_store *s, int64_t since, int64_t bucket_ms, size
 	sqlite3_stmt *st;
 	if (bucket_ms <= 0)
 		return csa_error(err, CSA_EINVAL, "a trend's bucket must be positive");
-	if (sqlite3_prepare_v2(
-	        s->db,
-	        "SELECT created_ms / ?2 AS b, count(*), sum(autonomous), sum(final IS NOT NULL),"
-	        " sum(coalesce(correct, 0)), sum(autonomous = 1 AND final IS NOT NULL),"
-	        " sum(autonomous = 1 AND correct = 1),"
-	        " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
-	        " value = 'AUTOMATED_RESOLUTION')))"
-	        " FROM decisions WHERE created_ms >= ?1 GROUP BY b ORDER BY b LIMIT ?3",
-	        -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT created_ms / ?2 AS b, count(*), sum(autonomous), sum(final IS NOT NULL),"
+	         " sum(coalesce(correct, 0)), sum(autonomous = 1 AND final IS NOT NULL),"
+	         " sum(autonomous = 1 AND correct = 1),"
+	         " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
+	         " value = 'AUTOMATED_RESOLUTION')))"
+	         " FROM decisions WHERE created_ms >= ?1 GROUP BY b ORDER BY b LIMIT ?3",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, "reading the decision log's trend");
 	sqlite3_bind_int64(st, 1, since);
 	sqlite3_bind_int64(st, 2, bucket_ms);
@@ -367,16 +433,16 @@ static int sq_trend(struct auto_store *s, int64_t since, int64_t bucket_ms, size
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		json_array_append_new(
 		    arr, json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "start",
-		                   (json_int_t)(sqlite3_column_int64(st, 0) * bucket_ms), "decisions",
-		                   (json_int_t)sqlite3_column_int64(st, 1), "autonomous",
-		                   (json_int_t)sqlite3_column_int64(st, 2), "reviewed",
-		                   (json_int_t)sqlite3_column_int64(st, 3), "correct",
+		                   (json_int_t)(sqlite3_column_int64(st, 0) * bucket_ms),
+		                   "decisions", (json_int_t)sqlite3_column_int64(st, 1),
+		                   "autonomous", (json_int_t)sqlite3_column_int64(st, 2),
+		                   "reviewed", (json_int_t)sqlite3_column_int64(st, 3), "correct",
 		                   (json_int_t)sqlite3_column_int64(st, 4), "auto_reviewed",
 		                   (json_int_t)sqlite3_column_int64(st, 5), "auto_correct",
 		                   (json_int_t)sqlite3_column_int64(st, 6), "critical_errors",
 		                   (json_int_t)sqlite3_column_int64(st, 7)));
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	if (step != SQLITE_DONE) {
 		json_decref(arr);
 		return sq_error(s, err, "reading the decision log's trend");
@@ -389,14 +455,14 @@ static double sq_baseline_ms(struct auto_store *s)
 {
 	sqlite3_stmt *st;
 	double b = 0;
-	if (sqlite3_prepare_v2(s->db,
-	                       /* decision_ms is set with final, by a review */
-	                       "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
-	                       "decision_ms IS NOT NULL",
-	                       -1, &st, NULL) == SQLITE_OK) {
+	if (prep(s,
+	         /* decision_ms is set with final, by a review */
+	         "SELECT avg(decision_ms) FROM decisions WHERE phase = 1 AND "
+	         "decision_ms IS NOT NULL",
+	         -1, &st, NULL) == SQLITE_OK) {
 		if (sqlite3_step(st) == SQLITE_ROW)
 			b = sqlite3_column_double(st, 0);
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	return b;
 }
@@ -424,7 +490,7 @@ static int list_rows(struct auto_store *s, const char *sql, const char *type, co
 {
 	sqlite3_stmt *st;
 	*out = json_array();
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (prep(s, sql, -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, what);
 	if (type)
 		sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
@@ -441,19 +507,63 @@ static int list_rows(struct auto_store *s, const char *sql, const char *type, co
 		}
 		json_array_append_new(*out, row);
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
+	return step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
+}
+
+/*
+ * Every (type, segment) of the decision log, sorted, as [type, segment]
+ * arrays: one seek of decisions_gate per pair, from each pair to the next
+ * one above it, instead of "SELECT DISTINCT", which read the whole index
+ * on every tick of the controller (a replay's decision log grows by three
+ * rows a ticket, and it ticks every 25 tickets). The pairs and their order
+ * are those of that scan, which ran over the same index.
+ */
+static int segment_pairs(struct auto_store *s, const char *what, json_t **out, struct csa_err *err)
+{
+	/* two statements: a condition that is sometimes true on its own
+	 * ("?1 IS NULL OR ...") would keep SQLite from seeking */
+	static const char *const first =
+	    "SELECT type, segment FROM decisions ORDER BY type, segment LIMIT 1";
+	static const char *const next =
+	    "SELECT type, segment FROM decisions WHERE (type, segment) >"
+	    " (?1, ?2) ORDER BY type, segment LIMIT 1";
+	*out = json_array();
+	int step = SQLITE_DONE;
+	for (const json_t *last = NULL;;) {
+		sqlite3_stmt *st;
+		if (prep(s, last ? next : first, -1, &st, NULL) != SQLITE_OK)
+			return sq_error(s, err, what);
+		if (last) {
+			sqlite3_bind_text(st, 1, json_string_value(json_array_get(last, 0)), -1,
+			                  SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, json_string_value(json_array_get(last, 1)), -1,
+			                  SQLITE_STATIC);
+		}
+		json_t *pair = NULL;
+		if ((step = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *t = (const char *)sqlite3_column_text(st, 0),
+			           *g = (const char *)sqlite3_column_text(st, 1);
+			pair = json_pack("[s, s]", t ? t : "", g ? g : "");
+		}
+		unprep(s, st);
+		if (!pair)
+			break;
+		json_array_append_new(*out, pair);
+		last = pair;
+	}
+	if (step == SQLITE_ROW)
+		return csa_error(err, CSA_ENOMEM, "'%s': %s: out of memory", s->path, what);
 	return step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
 }
 
 static int sq_segments(struct auto_store *s, enum auto_seg_order order, const char *what,
                        json_t **out, struct csa_err *err)
 {
-	static const char *const sql[] = {
-	    [AUTO_SEGS_ANY_ORDER] = "SELECT DISTINCT type, segment FROM decisions",
-	    [AUTO_SEGS_SORTED] = "SELECT DISTINCT type, segment FROM decisions ORDER BY 1, 2",
-	    [AUTO_SEGS_KEYS] = "SELECT DISTINCT type || '/' || segment FROM decisions",
-	};
-	return list_rows(s, sql[order], NULL, what, out, err);
+	if (order != AUTO_SEGS_KEYS)
+		return segment_pairs(s, what, out, err);
+	return list_rows(s, "SELECT DISTINCT type || '/' || segment FROM decisions", NULL, what,
+	                 out, err);
 }
 
 static int sq_segments_of(struct auto_store *s, const char *type, const char *what, json_t **out,
@@ -472,15 +582,14 @@ static int sq_reviewed_autonomous_sample(struct auto_store *s, const char *type,
 	sqlite3_stmt *st;
 	*n = 0;
 	*w = *wk = 0;
-	if (sqlite3_prepare_v2(
-	        s->db,
-	        /* among the last 5,000 reviews: where little is autonomous the
-	         * tick does not read every review the type ever had */
-	        "SELECT correct, coalesce(review_weight, 1) FROM (SELECT autonomous, correct,"
-	        " review_weight, created_ms FROM decisions WHERE type = ?1 AND final IS NOT NULL"
-	        " ORDER BY reviewed_ms DESC LIMIT 5000) WHERE autonomous = 1 AND created_ms > ?3"
-	        " LIMIT ?2",
-	        -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         /* among the last 5,000 reviews: where little is autonomous the
+	          * tick does not read every review the type ever had */
+	         "SELECT correct, coalesce(review_weight, 1) FROM (SELECT autonomous, correct,"
+	         " review_weight, created_ms FROM decisions WHERE type = ?1 AND final IS NOT NULL"
+	         " ORDER BY reviewed_ms DESC LIMIT 5000) WHERE autonomous = 1 AND created_ms > ?3"
+	         " LIMIT ?2",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
@@ -493,7 +602,7 @@ static int sq_reviewed_autonomous_sample(struct auto_store *s, const char *type,
 		*w += wi;
 		*wk += sqlite3_column_int(st, 0) != 0 ? wi : 0;
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
 }
 
@@ -520,11 +629,11 @@ static int sq_recent_outcomes(struct auto_store *s, const char *type, const char
 {
 	sqlite3_stmt *st;
 	*n = 0;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
-	                       "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
-	                       "ORDER BY created_ms DESC LIMIT ?5",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT confidence, correct FROM decisions WHERE type = ?1 AND "
+	         "segment = ?2 AND phase = ?4 AND created_ms > ?3 "
+	         "ORDER BY created_ms DESC LIMIT ?5",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
@@ -537,7 +646,7 @@ static int sq_recent_outcomes(struct auto_store *s, const char *type, const char
 		right[(*n)++] =
 		    sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return step == SQLITE_ROW || step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
 }
 
@@ -558,7 +667,7 @@ static json_t *kpi_row(struct auto_store *s, const char *where, const char *p1)
 	    where);
 	sqlite3_stmt *st;
 	struct auto_kpi_sums k = {0};
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (prep(s, sql, -1, &st, NULL) != SQLITE_OK)
 		return auto_kpi_object(&k);
 	if (p1)
 		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
@@ -577,18 +686,18 @@ static json_t *kpi_row(struct auto_store *s, const char *where, const char *p1)
 		k.has_mean_confidence = sqlite3_column_type(st, 9) != SQLITE_NULL;
 		k.mean_confidence = sqlite3_column_double(st, 9);
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	/* calibration of reviewed decisions */
 	snprintf(sql, sizeof(sql),
 	         "SELECT confidence, correct FROM decisions %s%s final IS NOT NULL", where,
 	         *where ? " AND" : " WHERE");
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK) {
+	if (prep(s, sql, -1, &st, NULL) == SQLITE_OK) {
 		if (p1)
 			sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
 		k.have_calibration = 1;
 		while (sqlite3_step(st) == SQLITE_ROW)
 			auto_kpi_calibrate(&k, sqlite3_column_double(st, 0), sqlite3_column_int(st, 1));
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 	return auto_kpi_object(&k);
 }
@@ -642,15 +751,15 @@ static int sq_alert_is_open(struct auto_store *s, const char *type, const char *
 {
 	sqlite3_stmt *st;
 	*open = 0;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND "
-	                       "(?2 IS NULL OR scope = ?2)",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT 1 FROM alerts WHERE open = 1 AND type = ?1 AND "
+	         "(?2 IS NULL OR scope = ?2)",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
 	int step = sqlite3_step(st);
-	sqlite3_finalize(st);
+	unprep(s, st);
 	if (step != SQLITE_ROW && step != SQLITE_DONE)
 		return sq_error(s, err, what);
 	*open = step == SQLITE_ROW;
@@ -663,10 +772,10 @@ static int sq_insert_alert(struct auto_store *s, int64_t created_ms, const char 
 {
 	sqlite3_stmt *st;
 	*id = 0;
-	if (sqlite3_prepare_v2(s->db,
-	                       "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
-	                       "VALUES(?1, ?2, ?3, ?4, ?5)",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "INSERT INTO alerts(created_ms, type, severity, scope, detail) "
+	         "VALUES(?1, ?2, ?3, ?4, ?5)",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, what);
 	char *d = json_dumps(detail, JSON_COMPACT);
 	sqlite3_bind_int64(st, 1, created_ms);
@@ -675,7 +784,7 @@ static int sq_insert_alert(struct auto_store *s, int64_t created_ms, const char 
 	sqlite3_bind_text(st, 4, scope, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, d ? d : "{}", -1, SQLITE_STATIC);
 	int done = step_done(st);
-	sqlite3_finalize(st);
+	unprep(s, st);
 	free(d);
 	if (!done)
 		return sq_error(s, err, what);
@@ -689,15 +798,15 @@ static int sq_close_alerts(struct auto_store *s, const char *type, const char *s
 	sqlite3_stmt *st;
 	*n = 0;
 	/* only open ones: the caller learns how many this closed */
-	if (sqlite3_prepare_v2(s->db,
-	                       "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2 AND "
-	                       "open = 1",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "UPDATE alerts SET open = 0 WHERE type = ?1 AND scope = ?2 AND "
+	         "open = 1",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, scope, -1, SQLITE_STATIC);
 	int done = step_done(st);
-	sqlite3_finalize(st);
+	unprep(s, st);
 	if (!done)
 		return sq_error(s, err, what);
 	*n = sqlite3_changes(s->db);
@@ -708,11 +817,10 @@ static int sq_alert_list(struct auto_store *s, int open_only, size_t limit, json
                          struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(
-	        s->db,
-	        "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
-	        "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT ?2",
-	        -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT id, created_ms, type, severity, scope, detail, open FROM alerts "
+	         "WHERE ?1 = 0 OR open = 1 ORDER BY id DESC LIMIT ?2",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, "listing alerts");
 	sqlite3_bind_int(st, 1, open_only);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
@@ -729,7 +837,7 @@ static int sq_alert_list(struct auto_store *s, int open_only, size_t limit, json
 		              "scope", sqlite3_column_text(st, 4), "detail", d ? d : json_null(),
 		              "open", sqlite3_column_int(st, 6)));
 	}
-	sqlite3_finalize(st);
+	unprep(s, st);
 	*out = arr;
 	return CSA_OK;
 }
@@ -791,12 +899,12 @@ static int sq_forget_decisions(struct auto_store *s, const char *ticket_id, cons
 {
 	sqlite3_stmt *dd = NULL, *dt = NULL;
 	int ok = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK &&
-	         sqlite3_prepare_v2(s->db, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1,
-	                            &dd, NULL) == SQLITE_OK &&
-	         sqlite3_prepare_v2(s->db,
-	                            "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
-	                            "AND decision_id < ?2",
-	                            -1, &dt, NULL) == SQLITE_OK;
+	         prep(s, "DELETE FROM decisions WHERE id >= ?1 AND id < ?2", -1, &dd, NULL) ==
+	             SQLITE_OK &&
+	         prep(s,
+	              "DELETE FROM tasks WHERE ticket_id = ?3 AND decision_id >= ?1 "
+	              "AND decision_id < ?2",
+	              -1, &dt, NULL) == SQLITE_OK;
 	/* a decision's rows are "<id>#<type>": every key from "<id>#" up to,
 	 * not including, "<id>$" ('$' follows '#') */
 	for (size_t i = 0; ok && i < n; i++) {
@@ -813,8 +921,8 @@ static int sq_forget_decisions(struct auto_store *s, const char *ticket_id, cons
 			gone[k] += ok ? sqlite3_changes(s->db) : 0;
 		}
 	}
-	sqlite3_finalize(dd);
-	sqlite3_finalize(dt);
+	unprep(s, dd);
+	unprep(s, dt);
 	ok = ok && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
 	if (!ok)
 		sq_rollback(s);
@@ -886,9 +994,9 @@ static json_t *task_row(sqlite3_stmt *st)
 	"id, decision_id, ticket_id, type, segment, kind, status, shown, suggestion, "             \
 	"confidence, alternatives, score, created_ms, due_ms"
 
-/* Every row 'st' gives, as tasks, into a new array; then 'st' is
- * finalized, or reset when it is a kept() one. */
-static json_t *task_rows(sqlite3_stmt *st, int is_kept)
+/* Every row 'st' gives, as tasks, into a new array; then 'st' is given
+ * back (unprep()), or reset when it is a kept() one. */
+static json_t *task_rows(struct auto_store *s, sqlite3_stmt *st, int is_kept)
 {
 	json_t *arr = json_array();
 	while (sqlite3_step(st) == SQLITE_ROW)
@@ -896,7 +1004,7 @@ static json_t *task_rows(sqlite3_stmt *st, int is_kept)
 	if (is_kept)
 		sqlite3_reset(st);
 	else
-		sqlite3_finalize(st);
+		unprep(s, st);
 	return arr;
 }
 
@@ -904,15 +1012,15 @@ static int sq_task_list(struct auto_store *s, const char *status, size_t limit, 
                         struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
-	                       "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT " TASK_COLS " FROM tasks WHERE (?1 IS NULL OR status = ?1) "
+	         "ORDER BY status = 'open' DESC, score DESC, id LIMIT ?2",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, "listing tasks");
 	if (status)
 		sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-	*out = task_rows(st, 0);
+	*out = task_rows(s, st, 0);
 	return CSA_OK;
 }
 
@@ -925,7 +1033,7 @@ static int sq_ticket_tasks(struct auto_store *s, const char *ticket_id, json_t *
 	if (!st)
 		return sq_error(s, err, "listing a ticket's tasks");
 	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
-	*out = task_rows(st, 1);
+	*out = task_rows(s, st, 1);
 	return CSA_OK;
 }
 
@@ -933,16 +1041,15 @@ static int sq_next_task(struct auto_store *s, int64_t now_ms, json_t **out, stru
 {
 	sqlite3_stmt *st;
 	*out = NULL;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT " TASK_COLS
-	                       " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
-	                       "ORDER BY score DESC, id LIMIT 1",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT " TASK_COLS " FROM tasks WHERE status = 'open' AND due_ms <= ?1 "
+	         "ORDER BY score DESC, id LIMIT 1",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, "choosing the next task");
 	sqlite3_bind_int64(st, 1, now_ms);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		*out = task_row(st);
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return CSA_OK;
 }
 
@@ -969,12 +1076,12 @@ static void claim_of_row(sqlite3_stmt *st, struct task_claim *t)
 
 static int sq_read_claim(struct auto_store *s, struct task_claim *t, struct csa_err *err)
 {
-	sqlite3_stmt *st = kept(
-	    s, KEPT_READ_CLAIM,
-	    "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
-	    "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
-	    "coalesce(t.reviewer, d.reviewer) "
-	    "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1");
+	sqlite3_stmt *st =
+	    kept(s, KEPT_READ_CLAIM,
+	         "SELECT t.decision_id, t.ticket_id, t.type, t.segment, t.created_ms, d.value, "
+	         "d.critical, d.autonomous, d.phase, t.status, coalesce(t.value, d.final), "
+	         "coalesce(t.reviewer, d.reviewer) "
+	         "FROM tasks t JOIN decisions d ON d.id = t.decision_id WHERE t.id = ?1");
 	if (!st)
 		return sq_error(s, err, "reading a review task");
 	sqlite3_bind_int64(st, 1, t->id);
@@ -990,19 +1097,19 @@ static int sq_read_claim(struct auto_store *s, struct task_claim *t, struct csa_
 static int sq_latest_decision(struct auto_store *s, struct task_claim *t, struct csa_err *err)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT id, ticket_id, type, segment, created_ms, value, critical, "
-	                       "autonomous, phase, '', final, reviewer, (SELECT max(k.id) FROM "
-	                       "tasks k WHERE k.decision_id = d.id AND k.status = 'deciding') "
-	                       "FROM decisions d WHERE ticket_id = ?1 AND type = ?2 ORDER BY "
-	                       "created_ms DESC, rowid DESC LIMIT 1",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT id, ticket_id, type, segment, created_ms, value, critical, "
+	         "autonomous, phase, '', final, reviewer, (SELECT max(k.id) FROM "
+	         "tasks k WHERE k.decision_id = d.id AND k.status = 'deciding') "
+	         "FROM decisions d WHERE ticket_id = ?1 AND type = ?2 ORDER BY "
+	         "created_ms DESC, rowid DESC LIMIT 1",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, "reading a ticket's latest decision");
 	/* copied: the row is read back into the same struct */
 	sqlite3_bind_text(st, 1, t->ticket, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, t->type, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		unprep(s, st);
 		return csa_error(err, CSA_ENOENT, "ticket '%s' has no %s decision", t->ticket,
 		                 t->type);
 	}
@@ -1010,7 +1117,7 @@ static int sq_latest_decision(struct auto_store *s, struct task_claim *t, struct
 	t->id = sqlite3_column_int64(st, 12); /* NULL: 0 */
 	if (t->id)
 		snprintf(t->status, sizeof(t->status), "deciding");
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return CSA_OK;
 }
 
@@ -1035,15 +1142,15 @@ static int sq_claim_task(struct auto_store *s, int64_t task_id, const char *clai
 static void sq_release_claim(struct auto_store *s, int64_t task_id, const char *claim)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-	                       "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
-	                       "reviewer = NULL WHERE id = ?1 AND status = 'deciding' AND "
-	                       "claim = ?2",
-	                       -1, &st, NULL) == SQLITE_OK) {
+	if (prep(s,
+	         "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
+	         "reviewer = NULL WHERE id = ?1 AND status = 'deciding' AND "
+	         "claim = ?2",
+	         -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, task_id);
 		sqlite3_bind_text(st, 2, claim, -1, SQLITE_STATIC);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		unprep(s, st);
 	}
 }
 
@@ -1051,9 +1158,10 @@ static int sq_record_review(struct auto_store *s, const struct task_claim *t, co
                             const char *value, int correct, const char *who, int64_t decision_ms,
                             struct csa_err *err)
 {
-	sqlite3_stmt *st = kept(s, KEPT_RECORD_REVIEW,
-	                        "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
-	                        "reviewer = ?5, decision_ms = coalesce(?6, decision_ms) WHERE id = ?1");
+	sqlite3_stmt *st =
+	    kept(s, KEPT_RECORD_REVIEW,
+	         "UPDATE decisions SET final = ?2, correct = ?3, reviewed_ms = ?4, "
+	         "reviewer = ?5, decision_ms = coalesce(?6, decision_ms) WHERE id = ?1");
 	if (!st)
 		return sq_error(s, err, "recording the review");
 	sqlite3_bind_text(st, 1, t->decision_id, -1, SQLITE_STATIC);
@@ -1105,12 +1213,12 @@ static int sq_mark_ticket_critical(struct auto_store *s, const char *ticket, str
 	char what[160];
 	snprintf(what, sizeof(what), "marking the decisions of ticket '%s' critical", ticket);
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1,
-	                       &st, NULL) != SQLITE_OK)
+	if (prep(s, "UPDATE decisions SET critical = 1 WHERE ticket_id = ?1", -1, &st, NULL) !=
+	    SQLITE_OK)
 		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
 	int done = step_done(st);
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return done ? CSA_OK : sq_error(s, err, what);
 }
 
@@ -1121,11 +1229,11 @@ static int sq_reversed_autonomous(struct auto_store *s, const char *ticket, cons
 	snprintf(what, sizeof(what), "reading the reversed decisions of ticket '%s'", ticket);
 	sqlite3_stmt *st;
 	*found = json_array();
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT id, type, segment, value, final FROM decisions WHERE "
-	                       "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
-	                       "AND correct = 0",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT id, type, segment, value, final FROM decisions WHERE "
+	         "ticket_id = ?1 AND id <> ?2 AND critical = 0 AND autonomous = 1 "
+	         "AND correct = 0",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, what);
 	sqlite3_bind_text(st, 1, ticket, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, except, -1, SQLITE_STATIC);
@@ -1137,7 +1245,7 @@ static int sq_reversed_autonomous(struct auto_store *s, const char *ticket, cons
 		                                        sqlite3_column_text(st, 2), "value",
 		                                        (const char *)sqlite3_column_text(st, 3),
 		                                        "final", sqlite3_column_text(st, 4)));
-	sqlite3_finalize(st);
+	unprep(s, st);
 	if (step == SQLITE_DONE)
 		return CSA_OK;
 	/* a partial list decides nothing */
@@ -1155,14 +1263,13 @@ static int64_t sq_newest_decision_ms(struct auto_store *s)
 static void sq_tickets_decided_since(struct auto_store *s, int64_t since_ms, json_t *ids)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT DISTINCT ticket_id FROM decisions WHERE created_ms >= ?1",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s, "SELECT DISTINCT ticket_id FROM decisions WHERE created_ms >= ?1", -1, &st,
+	         NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_int64(st, 1, since_ms);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_object_set_new(ids, (const char *)sqlite3_column_text(st, 0), json_true());
-	sqlite3_finalize(st);
+	unprep(s, st);
 }
 
 static int sq_ticket_decisions(struct auto_store *s, const char *ticket_id, json_t **out,
@@ -1170,15 +1277,15 @@ static int sq_ticket_decisions(struct auto_store *s, const char *ticket_id, json
 {
 	sqlite3_stmt *st;
 	*out = json_array();
-	if (sqlite3_prepare_v2(s->db, "SELECT id, created_ms FROM decisions WHERE ticket_id = ?1",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s, "SELECT id, created_ms FROM decisions WHERE ticket_id = ?1", -1, &st, NULL) !=
+	    SQLITE_OK)
 		return sq_error(s, err, "reading a ticket's decisions to recover them");
 	sqlite3_bind_text(st, 1, ticket_id, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(*out,
 		                      json_pack("[s, I]", (const char *)sqlite3_column_text(st, 0),
 		                                (json_int_t)sqlite3_column_int64(st, 1)));
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return CSA_OK;
 }
 
@@ -1188,17 +1295,17 @@ static int sq_remove_decision(struct auto_store *s, const char *ticket_id, const
 	static const char what[] = "removing a decision whose ticket was not committed";
 	sqlite3_stmt *st;
 	for (int q = 0; q < 2; q++) {
-		if (sqlite3_prepare_v2(s->db,
-		                       q ? "DELETE FROM tasks WHERE ticket_id = ?2 AND "
-		                           "decision_id = ?1"
-		                         : "DELETE FROM decisions WHERE id = ?1",
-		                       -1, &st, NULL) != SQLITE_OK)
+		if (prep(s,
+		         q ? "DELETE FROM tasks WHERE ticket_id = ?2 AND "
+		             "decision_id = ?1"
+		           : "DELETE FROM decisions WHERE id = ?1",
+		         -1, &st, NULL) != SQLITE_OK)
 			return sq_error(s, err, what);
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		if (q)
 			sqlite3_bind_text(st, 2, ticket_id, -1, SQLITE_STATIC);
 		int done = step_done(st);
-		sqlite3_finalize(st);
+		unprep(s, st);
 		if (!done)
 			return sq_error(s, err, what);
 	}
@@ -1211,12 +1318,12 @@ static int sq_restore_review(struct auto_store *s, const char *ticket_id, const 
 	static const char what[] = "restoring a reviewed decision";
 	sqlite3_stmt *st;
 	for (int q = 0; q < 2; q++) {
-		if (sqlite3_prepare_v2(s->db,
-		                       q ? "UPDATE tasks SET status = 'done' WHERE ticket_id = "
-		                           "?6 AND decision_id = ?1"
-		                         : "UPDATE decisions SET final = ?2, correct = ?3, "
-		                           "reviewed_ms = ?4, reviewer = ?5 WHERE id = ?1",
-		                       -1, &st, NULL) != SQLITE_OK)
+		if (prep(s,
+		         q ? "UPDATE tasks SET status = 'done' WHERE ticket_id = "
+		             "?6 AND decision_id = ?1"
+		           : "UPDATE decisions SET final = ?2, correct = ?3, "
+		             "reviewed_ms = ?4, reviewer = ?5 WHERE id = ?1",
+		         -1, &st, NULL) != SQLITE_OK)
 			return sq_error(s, err, what);
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 		if (q) {
@@ -1228,7 +1335,7 @@ static int sq_restore_review(struct auto_store *s, const char *ticket_id, const 
 			sqlite3_bind_text(st, 5, by, -1, SQLITE_STATIC);
 		}
 		int done = step_done(st);
-		sqlite3_finalize(st);
+		unprep(s, st);
 		if (!done)
 			return sq_error(s, err, what);
 	}
@@ -1239,10 +1346,10 @@ static int sq_claims_of(struct auto_store *s, const char *claim, json_t **out, s
 {
 	sqlite3_stmt *st;
 	*out = NULL;
-	if (sqlite3_prepare_v2(s->db,
-	                       "SELECT id, ticket_id, decision_id, type FROM tasks WHERE "
-	                       "status = 'deciding' AND claim = ?1",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (prep(s,
+	         "SELECT id, ticket_id, decision_id, type FROM tasks WHERE "
+	         "status = 'deciding' AND claim = ?1",
+	         -1, &st, NULL) != SQLITE_OK)
 		return sq_error(s, err, "reading review tasks claimed by a dead process");
 	*out = json_array();
 	sqlite3_bind_text(st, 1, claim, -1, SQLITE_STATIC);
@@ -1251,7 +1358,7 @@ static int sq_claims_of(struct auto_store *s, const char *claim, json_t **out, s
 		    *out, json_pack("[I, s, s, s]", (json_int_t)sqlite3_column_int64(st, 0),
 		                    sqlite3_column_text(st, 1), sqlite3_column_text(st, 2),
 		                    sqlite3_column_text(st, 3)));
-	sqlite3_finalize(st);
+	unprep(s, st);
 	return CSA_OK;
 }
 
@@ -1262,15 +1369,14 @@ static int sq_settle_claim(struct auto_store *s, int64_t task_id, const char *de
 	for (int q = 0; q < 2; q++) {
 		if (!value && q == 0)
 			continue;
-		if (sqlite3_prepare_v2(
-		        s->db,
-		        q == 0  ? "UPDATE decisions SET final = ?2, correct = (value IS ?2), "
-		                  "reviewed_ms = ?3, reviewer = ?4 WHERE id = ?1"
-		        : value ? "UPDATE tasks SET status = 'done', value = ?2, reviewer = ?4 "
-		                  "WHERE id = ?5"
-		                : "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
-		                  "reviewer = NULL WHERE id = ?5",
-		        -1, &st, NULL) != SQLITE_OK)
+		if (prep(s,
+		         q == 0  ? "UPDATE decisions SET final = ?2, correct = (value IS ?2), "
+		                   "reviewed_ms = ?3, reviewer = ?4 WHERE id = ?1"
+		         : value ? "UPDATE tasks SET status = 'done', value = ?2, reviewer = ?4 "
+		                   "WHERE id = ?5"
+		                 : "UPDATE tasks SET status = 'open', claim = NULL, value = NULL, "
+		                   "reviewer = NULL WHERE id = ?5",
+		         -1, &st, NULL) != SQLITE_OK)
 			return sq_error(s, err, what);
 		sqlite3_bind_text(st, 1, decision_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
@@ -1278,7 +1384,7 @@ static int sq_settle_claim(struct auto_store *s, int64_t task_id, const char *de
 		sqlite3_bind_text(st, 4, by, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 5, task_id);
 		int done = step_done(st);
-		sqlite3_finalize(st);
+		unprep(s, st);
 		if (!done)
 			return sq_error(s, err, what);
 	}
@@ -1293,6 +1399,7 @@ static int sq_open(const char *path, struct auto_store **out, struct csa_err *er
 	*out = s;
 	if (!s)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening '%s'", path);
+	pthread_mutex_init(&s->stmt_mu, NULL);
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	const char *slash = strrchr(path, '/');
 	snprintf(s->root, sizeof(s->root), "%.*s", slash ? (int)(slash - path + 1) : 0, path);
@@ -1321,6 +1428,11 @@ static void sq_close(struct auto_store *s)
 		return;
 	for (int k = 0; k < KEPT_COUNT; k++)
 		sqlite3_finalize(s->kept[k]);
+	for (size_t i = 0; i < s->nstmts; i++) {
+		sqlite3_finalize(s->stmts[i].st);
+		free(s->stmts[i].sql);
+	}
+	pthread_mutex_destroy(&s->stmt_mu);
 	csa_walckpt_stop(s->ckpt);
 	sqlite3_close(s->db);
 	free(s);
@@ -1352,8 +1464,8 @@ static int point_path(struct auto_store *s, const char *id, const char *name, ch
 	if (rc)
 		return rc;
 	if (snprintf(out, outsz, "%srollback/%s/%s", s->root, id, name) >= (int)outsz)
-		return csa_error(err, CSA_ELIMIT, "rollback point '%s': the path of '%s' is too long",
-		                 id, name);
+		return csa_error(err, CSA_ELIMIT,
+		                 "rollback point '%s': the path of '%s' is too long", id, name);
 	return CSA_OK;
 }
 

@@ -375,11 +375,20 @@ static double output_gradient(struct sgd *g, size_t k, int y, const struct csa_t
 	return gsq / (double)k;
 }
 
-/* AdaGrad step on the rows of the features of x, along grad (n wide). */
+/* AdaGrad step on the rows of the features of x, along grad (n wide).
+ * Each feature's AdaGrad sum is asked for a few features ahead: g_row is
+ * a table of 2^bits floats read at scattered places, and waiting for
+ * those loads was the largest single cost of training (a prefetch changes
+ * no arithmetic). */
 static void update_features(float *w, float *g_row, const struct csa_fvec *x, const float *grad,
                             double gsq, size_t n, float lr, float l2)
 {
+	enum { AHEAD = 8 };
+	for (size_t j = 0; j < x->n && j < AHEAD; j++)
+		prefetch_row(g_row + x->idx[j], 1);
 	for (size_t j = 0; j < x->n; j++) {
+		if (j + AHEAD < x->n)
+			prefetch_row(g_row + x->idx[j + AHEAD], 1);
 		uint32_t f = x->idx[j];
 		float v = x->val[j];
 		g_row[f] += (float)gsq * v * v;
@@ -601,6 +610,77 @@ static int calibrate(struct csa_linear *m, const struct csa_fvec *xs, const int 
 	return CSA_OK;
 }
 
+/* The refit of fit_and_refit(), on a thread of its own. */
+struct refit_job {
+	struct csa_linear *m;
+	const struct csa_fvec *xs;
+	const int *ys;
+	size_t n;
+	const struct csa_train_opts *o;
+	int rc;
+};
+
+static void *refit_main(void *arg)
+{
+	struct refit_job *j = arg;
+	j->rc = fit_weights(j->m, j->xs, j->ys, j->n, j->o);
+	return NULL;
+}
+
+/*
+ * Fit *m on the first n of xs/ys, calibrate it on the n_calib after them,
+ * and, with o->refit, train it again from its starting weights on all
+ * n + n_calib keeping the temperature (a model trained on 10% more data of
+ * the same kind is about as confident).
+ *
+ * The refit starts from init_weights() with the same seed, not from the
+ * first fit: it needs only the temperature from it, which is set after
+ * both. So it runs on a second model and a second thread while the first
+ * fit and calibration run on this one; each fit's arithmetic is the same
+ * sequence as one after the other, so the model is too, bit for bit, and
+ * retraining (the replay retrains every 1,000 tickets) takes about half
+ * the time on two cores. Without a thread it runs here, after. On success
+ * *m is the refit model (the first one freed); on failure *m is left for
+ * the caller to free.
+ */
+static int fit_and_refit(struct csa_linear **m, const struct csa_fvec *xs, const int *ys, size_t n,
+                         size_t n_calib, const struct csa_train_opts *o)
+{
+	struct csa_linear *first = *m;
+	if (!n_calib || !o->refit) {
+		int rc = fit_weights(first, xs, ys, n, o);
+		return rc == CSA_OK && n_calib ? calibrate(first, xs + n, ys + n, n_calib) : rc;
+	}
+	struct csa_linear *re = alloc_model(&first->feat, first->k, first->hidden);
+	if (!re)
+		return CSA_ENOMEM;
+	struct refit_job job = {re, xs, ys, n + n_calib, o, CSA_OK};
+	pthread_t th;
+	int threaded = pthread_create(&th, NULL, refit_main, &job) == 0;
+	int rc = fit_weights(first, xs, ys, n, o);
+	if (rc == CSA_OK)
+		rc = calibrate(first, xs + n, ys + n, n_calib);
+	if (threaded)
+		pthread_join(th, NULL);
+	else if (rc == CSA_OK)
+		refit_main(&job);
+	rc = rc ? rc : job.rc;
+	if (rc) {
+		csa_linear_free(re);
+		return rc;
+	}
+	/* the refit model takes the first one's labels, temperature and
+	 * held-out accuracy */
+	char **labels = re->labels;
+	re->labels = first->labels;
+	first->labels = labels;
+	re->temperature = first->temperature;
+	re->heldout_acc = first->heldout_acc;
+	csa_linear_free(first);
+	*m = re;
+	return CSA_OK;
+}
+
 int csa_linear_train(const char *const *labels, size_t n_labels, const struct csa_example *ex,
                      size_t n, const struct csa_example *calib, size_t n_calib,
                      const struct csa_train_opts *o, struct csa_linear **out, struct csa_err *err)
@@ -634,14 +714,7 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 	if (rc == CSA_OK)
 		rc = extract(&o->feat, calib, n_calib, xs + n, ys + n);
 	if (rc == CSA_OK)
-		rc = fit_weights(m, xs, ys, n, o);
-	if (rc == CSA_OK && n_calib)
-		rc = calibrate(m, xs + n, ys + n, n_calib);
-	if (rc == CSA_OK && n_calib && o->refit) {
-		/* The temperature fitted above is kept: a model trained on 10% more
-		 * data of the same kind is about as confident. */
-		rc = fit_weights(m, xs, ys, nall, o);
-	}
+		rc = fit_and_refit(&m, xs, ys, n, n_calib, o);
 	for (size_t i = 0; xs && i < nall; i++)
 		csa_fvec_release(&xs[i]);
 	free(xs);

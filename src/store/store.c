@@ -21,6 +21,33 @@ void csa_ticket_release(struct csa_ticket *tk)
 	}
 }
 
+int csa_store_cache_docs(struct csa_store *st, size_t tickets)
+{
+	if (st->docs)
+		return CSA_ESTATE;
+	return csa_doccache_new(tickets, &st->docs);
+}
+
+/* csa_store_commit() of a ticket released right after (csa_store_update):
+ * with a document cache, a ticket committed whole goes into it by moving
+ * its documents rather than copying them (a replay commits a ticket about
+ * five times, and the copies cost as much as the serialising). After the
+ * observers, who may read tk. */
+static int commit_then_release(struct csa_store *st, struct csa_ticket *tk, unsigned docs,
+                               struct csa_err *err)
+{
+	struct csa_ticket *one[1] = {tk};
+	int rc = st->ops->commit(st, one, 1, docs, err);
+	int adopt = st->docs && rc == CSA_OK && (docs & CSA_DOC_ALL) == CSA_DOC_ALL;
+	if (st->docs) /* drops what it had of tk; copies it only when not adopting */
+		csa_doccache_committed(st->docs, one, 1, docs, rc == CSA_OK && !adopt);
+	if (rc == CSA_OK)
+		csa_store_notify(st, one, 1);
+	if (adopt)
+		csa_doccache_adopt(st->docs, tk);
+	return rc;
+}
+
 int csa_store_update(struct csa_store *st, const char *id, int create, csa_update_fn fn, void *ctx,
                      struct csa_err *err)
 {
@@ -41,7 +68,7 @@ int csa_store_update(struct csa_store *st, const char *id, int create, csa_updat
 	if (rc == CSA_OK)
 		rc = fn(ctx, &tk, &docs, err);
 	if (rc == CSA_OK && docs)
-		rc = csa_store_commit(st, &tk, docs, err);
+		rc = commit_then_release(st, &tk, docs, err);
 	csa_ticket_release(&tk);
 	csa_store_unlock(st, lk);
 	return rc;
@@ -82,8 +109,8 @@ int csa_ticket_prepare_commit(struct csa_ticket *tk, unsigned docs, const char *
 		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
 		    (rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k], lim, err)))
 			goto fail;
-		char *s =
-		    json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+		char *s = json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER |
+		                               JSON_REAL_PRECISION(CSA_STORE_REAL_PRECISION));
 		if (!s) {
 			rc = csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
 			goto fail;

@@ -167,6 +167,8 @@ enum csa_store_mark_slot { CSA_MARK_SEARCH, CSA_MARK_HISTORY, CSA_MARK_SLOTS };
  * history index, a training cache, the Trello board. */
 #define CSA_STORE_OBSERVERS 6
 
+struct csa_doccache;
+
 struct csa_store {
 	const struct csa_store_ops *ops;
 	/* The observers of this handle's commits (csa_store_observe); commits
@@ -175,7 +177,41 @@ struct csa_store {
 		csa_commit_fn fn;
 		void *ctx;
 	} observers[CSA_STORE_OBSERVERS];
+	/* The documents of its latest commits, when csa_store_cache_docs()
+	 * turned that on; NULL otherwise. */
+	struct csa_doccache *docs;
 };
+
+/*
+ * For a handle that is the only writer of its store and loads what it has
+ * just committed (the replay's scratch workspace, store/ws.h): keep the
+ * documents of the last 'tickets' tickets it committed whole (CSA_DOC_ALL)
+ * in memory, so that loading one of them reads no file. A load served so
+ * gives what the files would (the same documents, numbers as they read
+ * back, the same bytes in tk->loaded) and takes the ticket's entry: the
+ * next load reads the files unless another commit came in between
+ * (store/doccache.c). Commits by another handle or process are not seen,
+ * and a load of a kept ticket takes no lock: do not turn it on where
+ * there are any. Call before commits start; csa_store_close() frees it.
+ * CSA_ENOMEM, or CSA_ESTATE when it is on already.
+ */
+int csa_store_cache_docs(struct csa_store *st, size_t tickets);
+
+/* store/doccache.c, for the inline functions below: the new cache, its
+ * end; move ticket 'id''s documents into *out (1) or leave *out alone when
+ * it has none (0); and what commit of tks[0..n) of 'docs' did ('ok': it
+ * succeeded). */
+int csa_doccache_new(size_t tickets, struct csa_doccache **out);
+void csa_doccache_free(struct csa_doccache *c);
+int csa_doccache_take(struct csa_doccache *c, const char *id, struct csa_ticket *out);
+void csa_doccache_committed(struct csa_doccache *c, struct csa_ticket *const *tks, size_t n,
+                            unsigned docs, int ok);
+/* For csa_store_update(): ticket tk, just committed whole and released
+ * right after, into the cache by moving its documents and bytes there
+ * (tk->e, i, t and loaded[] NULL after), not by copying them; 1 when
+ * kept, 0 when not (its documents may then have had numbers rounded:
+ * release it). */
+int csa_doccache_adopt(struct csa_doccache *c, struct csa_ticket *tk);
 
 /* Add an observer of the handle's commits; CSA_ELIMIT when
  * CSA_STORE_OBSERVERS are there already. Not thread-safe: add it before
@@ -212,12 +248,16 @@ static inline void csa_store_notify(struct csa_store *st, struct csa_ticket *con
 static inline int csa_store_load(struct csa_store *st, const char *id, struct csa_ticket *out,
                                  struct csa_err *err)
 {
+	if (st->docs && csa_doccache_take(st->docs, id, out))
+		return CSA_OK;
 	return st->ops->load(st, id, out, err);
 }
 
 static inline int csa_store_load_locked(struct csa_store *st, const char *id,
                                         struct csa_ticket *out, struct csa_err *err)
 {
+	if (st->docs && csa_doccache_take(st->docs, id, out))
+		return CSA_OK;
 	return st->ops->load_locked(st, id, out, err);
 }
 
@@ -226,6 +266,8 @@ static inline int csa_store_commit(struct csa_store *st, struct csa_ticket *tk, 
 {
 	struct csa_ticket *one[1] = {tk};
 	int rc = st->ops->commit(st, one, 1, docs, err);
+	if (st->docs)
+		csa_doccache_committed(st->docs, one, 1, docs, rc == CSA_OK);
 	if (rc == CSA_OK)
 		csa_store_notify(st, one, 1);
 	return rc;
@@ -236,6 +278,8 @@ static inline int csa_store_commit_many(struct csa_store *st, struct csa_ticket 
                                         size_t n, unsigned docs, struct csa_err *err)
 {
 	int rc = st->ops->commit(st, tks, n, docs, err);
+	if (st->docs)
+		csa_doccache_committed(st->docs, tks, n, docs, rc == CSA_OK);
 	if (rc == CSA_OK)
 		csa_store_notify(st, tks, n);
 	return rc;
@@ -314,7 +358,8 @@ static inline int csa_store_hold(struct csa_store *st, int (*fn)(void *ctx, stru
                                  void *ctx, struct csa_err *err)
 {
 	if (!st->ops->hold)
-		return csa_error(err, CSA_ESTATE, "the '%s' store cannot hold its commits for a copy",
+		return csa_error(err, CSA_ESTATE,
+		                 "the '%s' store cannot hold its commits for a copy",
 		                 st->ops->name);
 	return st->ops->hold(st, fn, ctx, err);
 }
@@ -332,8 +377,11 @@ static inline int csa_store_load_doc(struct csa_store *st, const char *id, unsig
 
 static inline void csa_store_close(struct csa_store *st)
 {
-	if (st)
-		st->ops->close(st);
+	if (!st)
+		return;
+	csa_doccache_free(st->docs);
+	st->docs = NULL;
+	st->ops->close(st);
 }
 
 /*

@@ -26,6 +26,9 @@ static inline char csa_doc_letter(int k)
  * compact JSON in its key order into out[k] (malloc'd, length len[k]),
  * within lim->max_document_bytes. On failure every out[k] is NULL.
  */
+/* Significant digits of a real number in a stored document. */
+#define CSA_STORE_REAL_PRECISION 10
+
 int csa_ticket_prepare_commit(struct csa_ticket *tk, unsigned docs, const char *ts,
                               const struct csa_limits *lim, char *out[3], size_t len[3],
                               struct csa_err *err);

@@ -280,6 +280,9 @@ int csa_ws_path(const struct csa_ws *ws, const char *rel, char *out, size_t outs
 	return n < 0 || (size_t)n >= outsz ? CSA_ELIMIT : CSA_OK;
 }
 
+/* Tickets whose documents a scratch workspace keeps in memory. */
+#define SCRATCH_CACHED_TICKETS 64
+
 /* How a workspace is opened: for work, to look at only (csa monitor), or
  * as a scratch workspace (the replay). */
 enum ws_mode { WS_NORMAL, WS_OBSERVE, WS_SCRATCH, WS_FILES };
@@ -357,6 +360,15 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 	    (rc = ws->pg ? csa_blobs_open_pg(ws->pg, &ws->blobs, err)
 	                 : csa_blobs_open_files(dir, &ws->blobs, err)))
 		goto fail;
+	/* A scratch workspace's one user (the replay) loads each ticket again
+	 * right after committing it, for every review: those loads are served
+	 * from memory (store/doccache.c). A few dozen tickets are enough, as
+	 * a replay is done with a ticket before the next one arrives. */
+	if (ws->scratch && csa_store_cache_docs(ws->store, SCRATCH_CACHED_TICKETS) != CSA_OK) {
+		csa_store_close(ws->store);
+		rc = csa_error(err, CSA_ENOMEM, "out of memory opening workspace");
+		goto fail;
+	}
 	*out = ws;
 	return CSA_OK;
 fail:
