@@ -44,6 +44,7 @@
 #include "outbound/outbox.h"
 #include "store/mesh.h"
 #include "store/ticket.h"
+#include "store/blobs.h"
 #include "store/ws.h"
 #include "store/pg.h"
 #include "support/tpg.h"
@@ -2177,6 +2178,16 @@ static void two_nodes_decide_a_task_once_and_keep_one_ledger(void **state)
 	char model[700];
 	snprintf(model, sizeof(model), "%s/models/category.model", dir[0]);
 	write_model(model, 1);
+	/* with the tickets in the database the models are there too, for
+	 * every node: the file written above goes in as csa import would */
+	struct csa_ws *w0 = NULL;
+	char *mbuf;
+	size_t mlen;
+	assert_int_equal(csa_ws_open(dir[0], &w0, &err), 0);
+	assert_int_equal(csa_fs_read_all(model, (size_t)1 << 30, &mbuf, &mlen, &err), 0);
+	assert_int_equal(csa_blobs_put(w0->blobs, "models/category.model", mbuf, mlen, &err), 0);
+	free(mbuf);
+	csa_ws_close(w0);
 	struct node a;
 	if (node_open(dir[0], &a, &err))
 		fail_msg("node 0: %s", err.msg);
