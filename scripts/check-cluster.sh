@@ -3,7 +3,8 @@
 # killed under load. Two csa nodes on one private PostgreSQL behind
 # HAProxy; tickets are posted through HAProxy from four clients while node 1
 # is killed with SIGKILL. Every ticket acknowledged (201) must then be
-# served, whole, through HAProxy and by the surviving node, and `csa verify`
+# served, whole, through HAProxy and by the surviving node, with its
+# decisions in the audit ledger, and `csa verify` and `csa audit verify`
 # must pass on the database. Then `cluster.sh stop --clean` leaves nothing.
 #
 # Usage: scripts/check-cluster.sh CSA
@@ -18,13 +19,16 @@ fail() {
 	done
 	exit 1
 }
-trap '"$here/scripts/cluster.sh" stop -d "$DIR" --clean >/dev/null 2>&1 || true' EXIT
+trap '"$here/scripts/cluster.sh" stop -d "$DIR" --clean >/dev/null 2>&1 || true; rm -f "$DIR.history.jsonl"' EXIT
 
+# labelled history, so the nodes' models decide (and audit) every ticket
+"$CSA" demo-data --tickets 300 --seed 5 --out "$DIR.history.jsonl" >/dev/null ||
+	fail "csa demo-data failed"
 # a free base port: the script refuses one in use
 base=
 for try in 1 2 3 4 5 6 7 8; do
 	p=$((20000 + ($$ * 7 + try * 997) % 30000))
-	if "$here/scripts/cluster.sh" start -n 2 -p $p -d "$DIR" -c "$CSA" >"$DIR.start.log" 2>&1; then
+	if "$here/scripts/cluster.sh" start -n 2 -p $p -d "$DIR" -c "$CSA" -H "$DIR.history.jsonl" >"$DIR.start.log" 2>&1; then
 		base=$p
 		break
 	fi
@@ -71,6 +75,16 @@ done
 	cat "$DIR/verify.txt" >&2
 	fail "csa verify failed on the database after the kill"
 }
-echo "check-cluster: $acked tickets acknowledged through HAProxy with node 1 killed; all served by node 2; verify clean"
+# the audit chain both nodes appended to is one chain that verifies, and
+# every acknowledged ticket's decisions are in it
+"$CSA" --dir "$DIR/node2" audit verify >"$DIR/audit.txt" 2>&1 || {
+	cat "$DIR/audit.txt" >&2
+	fail "csa audit verify failed on the database after the kill"
+}
+for id in $(cat "$DIR"/acked.*); do
+	"$CSA" --dir "$DIR/node2" audit show "$id" | grep -q '"type": "decision"' ||
+		fail "acknowledged ticket $id has no decision in the audit ledger"
+done
+echo "check-cluster: $acked tickets acknowledged through HAProxy with node 1 killed; all served by node 2 with their audited decisions; verify and audit verify clean"
 "$here/scripts/cluster.sh" stop -d "$DIR" --clean || fail "cluster.sh stop failed"
 [ ! -e "$DIR" ] || fail "stop --clean left $DIR"
