@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <sqlite3.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
@@ -736,6 +737,52 @@ static void leadership_lost_and_taken_again_across_a_restart(void **state)
 	ob_close(ob);
 }
 
+/* Two processes (two csa serve started at once) open a new outbox at the
+ * same instant: the one that finds the file locked by the other's setup
+ * waits for it instead of failing with "database is locked". Here a
+ * connection holds the new file's lock for 300 ms while the outbox opens. */
+struct holder {
+	const char *path;
+};
+
+static void *hold_lock(void *arg)
+{
+	struct holder *h = arg;
+	sqlite3 *db = NULL;
+	if (sqlite3_open(h->path, &db) == SQLITE_OK &&
+	    sqlite3_exec(db, "BEGIN EXCLUSIVE; CREATE TABLE held(x);", NULL, NULL, NULL) ==
+	        SQLITE_OK) {
+		usleep(300000);
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+static void opening_waits_for_another_opener(void **state)
+{
+	(void)state;
+	char *odir = t_tmpdir("outbox-open");
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/outbox.db", odir);
+	struct holder h = {path};
+	pthread_t th;
+	sqlite3 *probe = NULL;
+	assert_int_equal(sqlite3_open(path, &probe), SQLITE_OK);
+	sqlite3_close(probe);
+	assert_int_equal(pthread_create(&th, NULL, hold_lock, &h), 0);
+	usleep(50000); /* the holder has the lock */
+	struct csa_outbox *ob = NULL;
+	struct csa_err err = {0};
+	int rc = csa_outbox_open(path, 3, &ob, &err);
+	pthread_join(th, NULL);
+	if (rc)
+		fail_msg("opening an outbox another process holds the lock of: %s", err.msg);
+	csa_outbox_close(ob);
+	t_rmrf(odir);
+	free(odir);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -745,7 +792,7 @@ int main(void)
 	    cmocka_unit_test(survives_a_restart_and_gives_up),                                     \
 	    cmocka_unit_test(claims_are_leased),                                                   \
 	    cmocka_unit_test(two_deliverers_post_each_item_once)
-	const struct CMUnitTest tests[] = {OUTBOX_TESTS};
+	const struct CMUnitTest tests[] = {OUTBOX_TESTS, cmocka_unit_test(opening_waits_for_another_opener)};
 	int failed = cmocka_run_group_tests_name("outbox (SQLite)", tests, setup, teardown);
 	/* the same on PostgreSQL: a server that cannot start is a failure
 	 * with its reason, never a skip */

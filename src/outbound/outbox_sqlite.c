@@ -216,9 +216,12 @@ int csa_outbox_open(const char *path, int max_attempts, struct csa_outbox **out,
 	if (sqlite3_open_v2(path, &o->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
+	    /* before the first statement: switching a new file to WAL needs
+	     * its lock, which another process opening it at once may hold */
+	    sqlite3_busy_timeout(o->db, 10000) != SQLITE_OK ||
 	    sqlite3_exec(
 	        o->db,
-	        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;"
+	        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 	        "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	        " key TEXT UNIQUE NOT NULL, ticket_id TEXT, target TEXT NOT NULL,"
 	        " url TEXT NOT NULL, payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',"
