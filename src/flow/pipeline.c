@@ -524,12 +524,15 @@ static void apply(struct csa_ticket *tk, enum csa_dtype t, const json_t *decisio
 	if (t == CSA_DT_ESCALATION && json_is_true(json_object_get(decision, "escalate"))) {
 		json_object_set_new(tk->e, "conversation_status", json_string("escalated"));
 		json_t *lv = json_object_get(decision, "escalation_levels");
-		json_object_set(json_object_get(tk->i, "participants"), "escalation_path",
-		                json_is_array(lv) ? lv : json_array());
+		json_t *parts = json_object_get(tk->i, "participants");
+		if (json_is_array(lv))
+			json_object_set(parts, "escalation_path", lv);
+		else /* a new array, owned by the document (set would leak ours) */
+			json_object_set_new(parts, "escalation_path", json_array());
 		/* the escalation's first level resolves it, unless a team member
 		 * is assigned (flow/lifecycle.h) */
 		json_t *member = json_object_get(tk->t, "assigned_member");
-		json_object_set(json_object_get(tk->i, "participants"), "assigned_resolver",
+		json_object_set(parts, "assigned_resolver",
 		                json_is_string(member)  ? member
 		                : json_array_get(lv, 0) ? json_array_get(lv, 0)
 		                                        : json_null());
