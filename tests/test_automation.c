@@ -46,6 +46,7 @@
 #include "store/ticket.h"
 #include "store/blobs.h"
 #include "store/ws.h"
+#include "store/leader.h"
 #include "store/pg.h"
 #include "support/tpg.h"
 #include "support/tutil.h"
@@ -2160,6 +2161,88 @@ static void node_close(struct node *n)
 	csa_ws_close(n->ws);
 }
 
+/* The tick's writes are fenced: node A leads "tick" and its store saves
+ * the segment phases; A's session is killed (a partition, an operator)
+ * and node B takes the role over with the next epoch; A has not noticed,
+ * and its tick's writes (the phases, an alert) are refused all the same
+ * and write nothing, while B's go through. */
+static void the_ticks_writes_are_fenced(void **state)
+{
+	(void)state;
+	char url[600];
+	store_place("tick_fence", url, sizeof(url));
+	struct csa_err err = {0};
+	struct csa_pg *pg = NULL;
+	assert_int_equal(csa_pg_open(url, "test", CSA_PG_MIGRATE, &pg, &err), 0);
+	struct csa_leader *la, *lb;
+	assert_int_equal(csa_leader_pg_open(pg, "tick", &la, &err), 0);
+	assert_int_equal(csa_leader_pg_open(pg, "tick", &lb, &err), 0);
+	int leading = 0;
+	assert_int_equal(csa_leader_poll(la, &leading, &err), 0);
+	assert_int_equal(leading, 1);
+	struct auto_store *sa, *sb;
+	assert_int_equal(auto_pg_open(pg, &sa, &err), 0);
+	assert_int_equal(auto_pg_open(pg, &sb, &err), 0);
+	g_ops->fence(sa, la);
+	g_ops->fence(sb, lb);
+	json_t *first = json_pack("{s:{s:i}}", "segments", "category/BILLING", 2);
+	assert_int_equal(g_ops->save_phases(sa, first, &err), 0);
+	/* A's session goes; B takes the role */
+	char key[24], ns[64];
+	snprintf(ns, sizeof(ns), "leader:%s", "tick_fence");
+	snprintf(key, sizeof(key), "%lld", csa_pg_lock_key(ns, "tick"));
+	PGconn *c = PQconnectdb(url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	const char *kp[] = {key};
+	PGresult *r = PQexecParams(c,
+	                           "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = "
+	                           "'advisory' AND granted AND ((classid::bigint << 32) | "
+	                           "objid::bigint) = $1::bigint",
+	                           1, NULL, kp, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(r), 1);
+	PQclear(r);
+	leading = 0;
+	for (int i = 0; i < 200 && !leading; i++) {
+		assert_int_equal(csa_leader_poll(lb, &leading, &err), 0);
+		if (!leading)
+			usleep(50000);
+	}
+	assert_int_equal(leading, 1);
+	/* A still believes it leads; its tick's writes are refused */
+	assert_int_equal(csa_leader_leading(la), 1);
+	json_t *second = json_pack("{s:{s:i}}", "segments", "category/BILLING", 4);
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(g_ops->save_phases(sa, second, &err), CSA_ECONFLICT);
+	assert_non_null(strstr(err.msg, "fenced"));
+	int64_t id = 0;
+	json_t *detail = json_pack("{s:s}", "why", "dip");
+	assert_int_equal(g_ops->insert_alert(sa, 1, "quality", "warning", "ALL", detail, &id,
+	                                     "opening an alert", &err),
+	                 CSA_ECONFLICT);
+	json_t *now = NULL;
+	assert_int_equal(g_ops->load_phases(sb, &now, &err), 0);
+	assert_true(json_equal(now, first));
+	json_decref(now);
+	struct csa_auto_counts counts;
+	assert_int_equal(g_ops->counts(sb, &counts, &err), 0);
+	assert_int_equal(counts.open_alerts, 0);
+	/* the new leader's go through */
+	assert_int_equal(g_ops->save_phases(sb, second, &err), 0);
+	assert_int_equal(g_ops->insert_alert(sb, 1, "quality", "warning", "ALL", detail, &id,
+	                                     "opening an alert", &err),
+	                 0);
+	json_decref(detail);
+	json_decref(first);
+	json_decref(second);
+	PQfinish(c);
+	g_ops->close(sa);
+	g_ops->close(sb);
+	csa_leader_free(la);
+	csa_leader_free(lb);
+	csa_pg_free(pg);
+}
+
 /* Two nodes (workspace directories of their own, one database) share the
  * review queue and the audit ledger: a person on each decides the same
  * task at once and exactly one wins, the other told the winner's value;
@@ -3263,6 +3346,8 @@ int main(void)
 	                                    backend_teardown),
 	    cmocka_unit_test_setup_teardown(two_nodes_decide_a_task_once_and_keep_one_ledger,
 	                                    backend_setup, backend_teardown),
+	    cmocka_unit_test_setup_teardown(the_ticks_writes_are_fenced, backend_setup,
+	                                    backend_teardown),
 	};
 	const struct CMUnitTest ctl[] = {
 	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),

@@ -66,6 +66,9 @@ struct cfg_seen {
 
 struct csa_auto {
 	struct csa_ws *ws;
+	/* the tick writes as this leader of "tick" (csa_auto_set_tick_fence);
+	 * NULL: unfenced */
+	struct csa_leader *tick_fence;
 	struct cfg_seen *cfg;
 	struct csa_pipeline *pipe;
 	/* the store through its backend: auto_sqlite_ops (automation.db) or

@@ -140,11 +140,20 @@ static int anomalies(struct csa_auto *a, const char *type, const char *seg, int 
 	return rc ? rc : r;
 }
 
+void csa_auto_set_tick_fence(struct csa_auto *a, struct csa_leader *l)
+{
+	pthread_mutex_lock(&a->mu);
+	a->tick_fence = l;
+	pthread_mutex_unlock(&a->mu);
+}
+
 int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out,
                   struct csa_err *err)
 {
 	json_t *events = json_array();
 	pthread_mutex_lock(&a->mu);
+	if (a->ops->fence)
+		a->ops->fence(a->store, a->tick_fence);
 	auto_begin_evaluation(a);
 	auto_refresh_caps(a);
 	int w = auto_workspace_phase(a), rc = CSA_OK;
@@ -221,6 +230,8 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 		rc = csa_error(err, a->state_err.code ? a->state_err.code : CSA_EIO,
 		               "the automation state is in effect but not saved: %s",
 		               a->state_err.msg);
+	if (a->ops->fence)
+		a->ops->fence(a->store, NULL); /* the tick's writes only */
 	pthread_mutex_unlock(&a->mu);
 	if (events_out)
 		*events_out = events;

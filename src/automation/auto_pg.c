@@ -37,6 +37,7 @@
 #include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "store/leader_pg.h"
 #include "store/pg.h"
 
 #include <inttypes.h>
@@ -52,6 +53,7 @@ struct auto_store {
 	PGconn *c;      /* the store's connection; a unit of work runs on it */
 	int in_tx;      /* inside begin ... commit/rollback */
 	PGconn *live;   /* holds the session lock of this controller's claim */
+	struct csa_leader *fence; /* ops->fence: the tick's writes check it */
 	char where[320];
 	char last[600]; /* the last error's message, for errmsg() */
 };
@@ -192,6 +194,48 @@ static void pg_rollback(struct auto_store *s)
 		return;
 	csa_pg_rollback(s->c);
 	s->in_tx = 0;
+}
+
+/* ---- the tick's fence (ops->fence) ------------------------------------ */
+
+static void pg_fence(struct auto_store *s, struct csa_leader *l)
+{
+	s->fence = l;
+}
+
+/* Before a write of the tick's: with a fence, in a transaction (its own,
+ * *own = 1, unless a unit of work is open) whose first step is the
+ * leader's check, which holds the role's row until the transaction ends. */
+static int fence_begin(struct auto_store *s, const char *what, int *own, struct csa_err *err)
+{
+	*own = 0;
+	if (!s->fence)
+		return CSA_OK;
+	int rc;
+	if (!s->in_tx) {
+		if ((rc = pg_begin(s, 0, what, err)))
+			return rc;
+		*own = 1;
+	}
+	if ((rc = csa_leader_fence_pg(s->fence, s->c, s->where, err)) && *own) {
+		pg_rollback(s);
+		*own = 0;
+	}
+	return rc;
+}
+
+/* After it: the transaction fence_begin opened ends with the write's
+ * outcome 'rc'. */
+static int fence_end(struct auto_store *s, const char *what, int own, int rc,
+                     struct csa_err *err)
+{
+	if (!own)
+		return rc;
+	if (rc) {
+		pg_rollback(s);
+		return rc;
+	}
+	return pg_commit(s, what, err);
 }
 
 /* ---- the decision log -------------------------------------------------- */
@@ -701,17 +745,18 @@ static int pg_insert_alert(struct auto_store *s, int64_t created_ms, const char 
 	*id = 0;
 	char *d = json_dumps(detail, JSON_COMPACT);
 	const char *p[] = {I64(created_ms), type, severity, scope, d ? d : "{}"};
-	int rc;
-	PGresult *r = run(s, what,
-	                  "INSERT INTO csa_auto_alerts (created_ms, type, severity, scope, detail)"
-	                  " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-	                  5, p, err, &rc);
+	int own = 0, rc = fence_begin(s, what, &own, err);
+	PGresult *r = NULL;
+	if (rc == CSA_OK)
+		r = run(s, what,
+		        "INSERT INTO csa_auto_alerts (created_ms, type, severity, scope, detail)"
+		        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+		        5, p, err, &rc);
 	free(d);
-	if (!r)
-		return rc;
-	*id = gi(r, 0, 0);
+	if (r)
+		*id = gi(r, 0, 0);
 	PQclear(r);
-	return CSA_OK;
+	return fence_end(s, what, own, rc, err);
 }
 
 static int pg_close_alerts(struct auto_store *s, const char *type, const char *scope, int64_t *n,
@@ -719,11 +764,14 @@ static int pg_close_alerts(struct auto_store *s, const char *type, const char *s
 {
 	*n = 0;
 	const char *p[] = {type, scope};
+	int own = 0, rc = fence_begin(s, what, &own, err);
 	/* only open ones: the caller learns how many this closed */
-	return exec(s, what,
-	            "UPDATE csa_auto_alerts SET open = 0 WHERE type = $1 AND scope = $2 AND"
-	            " open = 1",
-	            2, p, n, err);
+	if (rc == CSA_OK)
+		rc = exec(s, what,
+		          "UPDATE csa_auto_alerts SET open = 0 WHERE type = $1 AND scope = $2 AND"
+		          " open = 1",
+		          2, p, n, err);
+	return fence_end(s, what, own, rc, err);
 }
 
 static int pg_alert_list(struct auto_store *s, int open_only, size_t limit, json_t **out,
@@ -1212,10 +1260,13 @@ static int pg_save_phases(struct auto_store *s, const json_t *phases, struct csa
 	if (rc)
 		return rc;
 	const char *p[] = {buf};
-	rc = exec(s, "saving the segment phases",
-	          "INSERT INTO csa_auto_state (name, doc) VALUES ('phases', $1) ON CONFLICT (name)"
-	          " DO UPDATE SET doc = EXCLUDED.doc, saved_at = now()",
-	          1, p, NULL, err);
+	int own = 0;
+	if ((rc = fence_begin(s, "saving the segment phases", &own, err)) == CSA_OK)
+		rc = exec(s, "saving the segment phases",
+		          "INSERT INTO csa_auto_state (name, doc) VALUES ('phases', $1) ON CONFLICT "
+		          "(name) DO UPDATE SET doc = EXCLUDED.doc, saved_at = now()",
+		          1, p, NULL, err);
+	rc = fence_end(s, "saving the segment phases", own, rc, err);
 	free(buf);
 	return rc;
 }
@@ -1419,6 +1470,7 @@ const struct auto_store_ops auto_pg_ops = {
     .alert_is_open = pg_alert_is_open,
     .insert_alert = pg_insert_alert,
     .close_alerts = pg_close_alerts,
+    .fence = pg_fence,
     .alert_list = pg_alert_list,
     .task_list = pg_task_list,
     .ticket_tasks = pg_ticket_tasks,

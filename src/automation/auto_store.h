@@ -59,6 +59,8 @@ struct auto_doc {
 	size_t len;
 };
 
+struct csa_leader;
+
 struct auto_store_ops {
 	/* Open the store at 'path' (created private), or close it (NULL-safe). */
 	int (*open)(const char *path, struct auto_store **out, struct csa_err *err);
@@ -257,6 +259,13 @@ struct auto_store_ops {
 	 * being decided whose holder is gone, appended to 'dead' (strings). */
 	int (*hold_claim)(struct auto_store *s, const char *claim, struct csa_err *err);
 	int (*dead_claims)(struct auto_store *s, json_t *dead, struct csa_err *err);
+	/* The controller's tick writes as the leader of "tick" (store/leader.h):
+	 * until set again, the store's writes of the tick's own (phases, alerts,
+	 * rollback points) first check in their transaction that 'l' still
+	 * leads, refused (CSA_ECONFLICT, "fenced: ...") when another node took
+	 * the role over. NULL: none. May be NULL for a store shared by no other
+	 * node (SQLite). */
+	void (*fence)(struct auto_store *s, struct csa_leader *l);
 };
 
 /* The SQLite backend (auto_sqlite.c): open's 'path' is automation.db. */

@@ -99,6 +99,14 @@ int csa_auto_phase_cap(struct csa_auto *a, const char *scope, int max_phase, con
  */
 int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events, struct csa_err *err);
 
+/* The server's leadership of "tick" (store/leader.h): from now on every
+ * tick's own writes to a shared store (the segment phases, alerts) are
+ * fenced by it, refused when another node took the role over meanwhile,
+ * so a node that lost the role without noticing writes nothing. NULL
+ * (the default): unfenced, as for a single host or the CLI. */
+struct csa_leader;
+void csa_auto_set_tick_fence(struct csa_auto *a, struct csa_leader *l);
+
 /* KPIs of spec §9.1: overall, per phase, per decision type, per segment. */
 int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err);
 

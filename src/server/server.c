@@ -265,6 +265,8 @@ static void release(struct csa_server *s)
 	csa_outbox_close(s->outbox);
 	/* after the worker and the outbox that used them: the roles go at
 	 * once to another node */
+	if (s->autom)
+		csa_auto_set_tick_fence(s->autom, NULL);
 	for (int r = 0; r < CSA_ROLES; r++)
 		csa_leader_free(s->lead[r].l);
 	csa_chanmap_close(s->chanmap);
@@ -317,6 +319,8 @@ int csa_server_start(struct csa_ws *ws, const struct csa_server_opts *o, struct 
 		rc = csa_leader_open_ws(ws, csa_server_roles[r], &s->lead[r].l, err);
 	if (!rc)
 		csa_outbox_set_fence(s->outbox, s->lead[CSA_ROLE_OUTBOX].l);
+	if (!rc && s->autom)
+		csa_auto_set_tick_fence(s->autom, s->lead[CSA_ROLE_TICK].l);
 	if (!rc)
 		rc = csa_reply_credentials(s, err);
 	if (!rc)
