@@ -1,20 +1,16 @@
 /* A private PostgreSQL server for a test: see tpg.h. */
 #include "support/tpg.h"
+#include "support/tserver.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -38,31 +34,6 @@ struct tpg {
 	int done_fd;  /* read end of the pipe the guardian closes when done */
 	int have_db;  /* the database of tpg_create_schema() exists */
 };
-
-static void say(char *why, size_t whysz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t whysz, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, whysz, fmt, ap);
-	va_end(ap);
-}
-
-/* The last 'max' bytes of a file, for an error message ("" if none). */
-static void tail(const char *path, char *out, size_t max)
-{
-	out[0] = '\0';
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	off_t end = lseek(fd, 0, SEEK_END);
-	off_t from = end > (off_t)(max - 1) ? end - (off_t)(max - 1) : 0;
-	ssize_t n = pread(fd, out, max - 1, from);
-	close(fd);
-	out[n > 0 ? n : 0] = '\0';
-}
 
 /* Run argv[0] (a path) with stdout and stderr appended to 'log', as the
  * postgres user when pg->as_postgres. Returns the exit status, or -1. */
@@ -104,30 +75,6 @@ static int run(const struct tpg *pg, const char *log, char *const argv[])
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* A port on 127.0.0.1 nobody listens on right now (the kernel's pick). */
-static int free_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -1;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(a);
-	int port = -1;
-	if (bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(s, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(s);
-	return port;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	remove(path);
-	return 0;
-}
-
 static int stop_server(const struct tpg *pg, const char *mode)
 {
 	char stoplog[700];
@@ -139,30 +86,16 @@ static int stop_server(const struct tpg *pg, const char *mode)
 	return run(pg, stoplog, argv);
 }
 
-/* The guardian: waits until the test closes its end of the pipe (by
- * tpg_stop, or by dying), then stops the server and removes the
- * directory. A grandchild of the test in a session of its own, so that
- * neither a kill of the test's process group nor one of its process tree
- * (a ctest timeout) takes it along. Its end of 'done' closes when it
- * exits. */
-static _Noreturn void guardian(struct tpg *pg, int rfd)
+/* What the guardian (tserver.h) does before it removes the directory
+ * once the test closed its end of the pipe (tpg_stop, or dying): stop the
+ * server, at once (no shutdown checkpoint, the data is thrown away). */
+static void guard_cleanup(void *ctx)
 {
-	signal(SIGINT, SIG_IGN);
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	for (;;) {
-		char b;
-		ssize_t n = read(rfd, &b, 1);
-		if (n == 0 || (n < 0 && errno != EINTR))
-			break;
-	}
+	struct tpg *pg = ctx;
 	char pid[700];
 	snprintf(pid, sizeof(pid), "%s/postmaster.pid", pg->data);
-	/* immediate: no shutdown checkpoint, the data is thrown away */
 	if (access(pid, F_OK) == 0)
 		stop_server(pg, "immediate");
-	nftw(pg->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	_exit(0);
 }
 
 static int write_file(const char *path, const char *text)
@@ -192,8 +125,8 @@ static int start_server(struct tpg *pg, char *why, size_t whysz)
 	int rc = run(pg, startlog, sargv);
 	if (rc != 0) {
 		char t[1500];
-		tail(pg->log, t, sizeof(t));
-		say(why, whysz, "pg_ctl start of '%s' on 127.0.0.1:%d failed (exit %d): %s",
+		tsrv_tail(pg->log, t, sizeof(t));
+		tsrv_say(why, whysz, "pg_ctl start of '%s' on 127.0.0.1:%d failed (exit %d): %s",
 		    pg->data, pg->port, rc, t);
 	}
 	return rc;
@@ -203,7 +136,7 @@ struct tpg *tpg_start(char *why, size_t whysz)
 {
 	struct tpg *pg = calloc(1, sizeof(*pg));
 	if (!pg) {
-		say(why, whysz, "out of memory");
+		tsrv_say(why, whysz, "out of memory");
 		return NULL;
 	}
 	pg->guard_fd = pg->done_fd = -1;
@@ -213,7 +146,7 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	snprintf(initdb, sizeof(initdb), "%s/initdb", pg->bin);
 	snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", pg->bin);
 	if (access(initdb, X_OK) != 0 || access(pg_ctl, X_OK) != 0) {
-		say(why, whysz,
+		tsrv_say(why, whysz,
 		    "PostgreSQL server binaries not found in '%s' (initdb, pg_ctl): "
 		    "scripts/deps.sh installs Debian's postgresql, or set CSA_PG_BIN",
 		    pg->bin);
@@ -223,7 +156,7 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	if (geteuid() == 0) {
 		struct passwd *pw = getpwnam("postgres");
 		if (!pw) {
-			say(why, whysz,
+			tsrv_say(why, whysz,
 			    "running as root, and PostgreSQL refuses root: there is no 'postgres' "
 			    "user to run it as (Debian's postgresql package creates it)");
 			free(pg);
@@ -234,11 +167,7 @@ struct tpg *tpg_start(char *why, size_t whysz)
 		pg->gid = pw->pw_gid;
 	}
 	/* under /tmp (or $TMPDIR), which the postgres user can reach */
-	const char *tmp = getenv("TMPDIR");
-	snprintf(pg->dir, sizeof(pg->dir), "%s/csa-pg-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(pg->dir)) {
-		say(why, whysz, "cannot create a temporary directory '%s': %s", pg->dir,
-		    strerror(errno));
+	if (tsrv_mkdtemp("csa-pg", pg->dir, sizeof(pg->dir), why, whysz)) {
 		free(pg);
 		return NULL;
 	}
@@ -246,42 +175,13 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	snprintf(pg->log, sizeof(pg->log), "%s/server.log", pg->dir);
 	/* the guardian first: from here on the directory goes away whatever
 	 * happens to the test */
-	int p[2], done[2];
-	if (pipe2(p, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0) {
-		say(why, whysz, "cannot create a pipe: %s", strerror(errno));
-		nftw(pg->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (tsrv_guard(pg->dir, guard_cleanup, pg, &pg->guard_fd, &pg->done_fd, why, whysz)) {
 		free(pg);
 		return NULL;
 	}
-	fflush(NULL);
-	pid_t mid = fork();
-	if (mid < 0) {
-		say(why, whysz, "cannot fork the guardian: %s", strerror(errno));
-		close(p[0]);
-		close(p[1]);
-		close(done[0]);
-		close(done[1]);
-		nftw(pg->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-		free(pg);
-		return NULL;
-	}
-	if (mid == 0) {
-		close(p[1]);
-		close(done[0]);
-		setsid();
-		if (fork() == 0)
-			guardian(pg, p[0]); /* holds done[1] until it exits */
-		_exit(0);
-	}
-	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
-		;
-	close(p[0]);
-	close(done[1]);
-	pg->guard_fd = p[1];
-	pg->done_fd = done[0];
 
 	if (pg->as_postgres && chown(pg->dir, pg->uid, pg->gid) < 0) {
-		say(why, whysz, "cannot give '%s' to the postgres user: %s", pg->dir,
+		tsrv_say(why, whysz, "cannot give '%s' to the postgres user: %s", pg->dir,
 		    strerror(errno));
 		goto fail;
 	}
@@ -289,7 +189,7 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	unsigned char rnd[16];
 	int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 	if (ufd < 0 || read(ufd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
-		say(why, whysz, "cannot read /dev/urandom: %s", strerror(errno));
+		tsrv_say(why, whysz, "cannot read /dev/urandom: %s", strerror(errno));
 		if (ufd >= 0)
 			close(ufd);
 		goto fail;
@@ -302,7 +202,7 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	snprintf(initlog, sizeof(initlog), "%s/initdb.log", pg->dir);
 	if (write_file(pwfile, pg->password) < 0 ||
 	    (pg->as_postgres && chown(pwfile, pg->uid, pg->gid) < 0)) {
-		say(why, whysz, "cannot write '%s': %s", pwfile, strerror(errno));
+		tsrv_say(why, whysz, "cannot write '%s': %s", pwfile, strerror(errno));
 		goto fail;
 	}
 	/* --no-sync: initdb's own files need not reach the disk, the
@@ -324,16 +224,16 @@ struct tpg *tpg_start(char *why, size_t whysz)
 	unlink(pwfile);
 	if (rc != 0) {
 		char t[1200];
-		tail(initlog, t, sizeof(t));
-		say(why, whysz, "initdb of '%s' failed (exit %d): %s", pg->data, rc, t);
+		tsrv_tail(initlog, t, sizeof(t));
+		tsrv_say(why, whysz, "initdb of '%s' failed (exit %d): %s", pg->data, rc, t);
 		goto fail;
 	}
 	/* a free port can be taken by someone else before the server binds
 	 * it: try a few */
 	for (int attempt = 0; attempt < 5; attempt++) {
-		pg->port = free_port();
+		pg->port = tsrv_free_port();
 		if (pg->port < 0) {
-			say(why, whysz, "cannot find a free port on 127.0.0.1: %s",
+			tsrv_say(why, whysz, "cannot find a free port on 127.0.0.1: %s",
 			    strerror(errno));
 			goto fail;
 		}
@@ -362,7 +262,7 @@ static int admin_exec(struct tpg *pg, const char *db, const char *sql, char *why
 	         pg->port, db);
 	PGconn *c = PQconnectdb(admin);
 	if (PQstatus(c) != CONNECTION_OK) {
-		say(why, whysz, "cannot connect to the test server at %s: %s", pg->hostport,
+		tsrv_say(why, whysz, "cannot connect to the test server at %s: %s", pg->hostport,
 		    PQerrorMessage(c));
 		PQfinish(c);
 		return -1;
@@ -370,7 +270,7 @@ static int admin_exec(struct tpg *pg, const char *db, const char *sql, char *why
 	PGresult *r = PQexec(c, sql);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 	if (!ok)
-		say(why, whysz, "%s on %s: %s", sql, pg->hostport, PQerrorMessage(c));
+		tsrv_say(why, whysz, "%s on %s: %s", sql, pg->hostport, PQerrorMessage(c));
 	PQclear(r);
 	PQfinish(c);
 	return ok ? 0 : -1;
@@ -381,7 +281,7 @@ int tpg_create_database(struct tpg *pg, const char *name, char *url, size_t urls
 {
 	for (const char *c = name; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_')) {
-			say(why, whysz, "database name '%s': only a-z 0-9 _", name);
+			tsrv_say(why, whysz, "database name '%s': only a-z 0-9 _", name);
 			return -1;
 		}
 	char sql[200];
@@ -401,7 +301,7 @@ int tpg_create_schema(struct tpg *pg, const char *name, char *url, size_t urlsz,
 {
 	for (const char *c = name; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_')) {
-			say(why, whysz, "schema name '%s': only a-z 0-9 _", name);
+			tsrv_say(why, whysz, "schema name '%s': only a-z 0-9 _", name);
 			return -1;
 		}
 	/* One database, ordered as a production database often is (an ICU
@@ -430,7 +330,7 @@ int tpg_server_stop(struct tpg *pg, char *why, size_t whysz)
 {
 	int rc = stop_server(pg, "immediate");
 	if (rc != 0)
-		say(why, whysz, "pg_ctl stop of '%s' failed (exit %d)", pg->data, rc);
+		tsrv_say(why, whysz, "pg_ctl stop of '%s' failed (exit %d)", pg->data, rc);
 	return rc ? -1 : 0;
 }
 

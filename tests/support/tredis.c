@@ -1,18 +1,14 @@
 /* A private Redis server for a test: see tredis.h. */
 #include "support/tredis.h"
+#include "support/tserver.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -34,53 +30,6 @@ struct tredis {
 	int done_fd;  /* read end of the pipe the guardian closes when done */
 };
 
-static void say(char *why, size_t whysz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t whysz, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, whysz, fmt, ap);
-	va_end(ap);
-}
-
-static void tail(const char *path, char *out, size_t max)
-{
-	out[0] = '\0';
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	off_t end = lseek(fd, 0, SEEK_END);
-	off_t from = end > (off_t)(max - 1) ? end - (off_t)(max - 1) : 0;
-	ssize_t n = pread(fd, out, max - 1, from);
-	close(fd);
-	out[n > 0 ? n : 0] = '\0';
-}
-
-static int free_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -1;
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(a);
-	int port = -1;
-	if (bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(s, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(s);
-	return port;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* The pid in the server's pid file, or 0. */
 static pid_t read_pidfile(const char *path)
 {
@@ -95,29 +44,17 @@ static pid_t read_pidfile(const char *path)
 	return v > 1 ? (pid_t)v : 0;
 }
 
-/* The guardian: when the test's end of the pipe closes (tredis_stop, or
- * the test died), kill the server named by the pid file and remove the
- * directory. In a session of its own, a grandchild of the test, so that a
- * kill of the test's process group does not take it along. */
-static _Noreturn void guardian(struct tredis *r, int rfd)
+/* What the guardian (tserver.h) does before it removes the directory
+ * once the test closed its end of the pipe (tredis_stop, or dying): kill
+ * the server named by the pid file and wait until it is gone (it is not
+ * the guardian's child). */
+static void guard_cleanup(void *ctx)
 {
-	signal(SIGINT, SIG_IGN);
-	signal(SIGTERM, SIG_IGN);
-	signal(SIGHUP, SIG_IGN);
-	for (;;) {
-		char b;
-		ssize_t n = read(rfd, &b, 1);
-		if (n == 0 || (n < 0 && errno != EINTR))
-			break;
-	}
+	struct tredis *r = ctx;
 	pid_t pid = read_pidfile(r->pidfile);
-	if (pid > 0 && kill(pid, SIGKILL) == 0) {
-		/* not our child: wait until it is gone */
+	if (pid > 0 && kill(pid, SIGKILL) == 0)
 		for (int i = 0; i < 500 && kill(pid, 0) == 0; i++)
 			usleep(10000);
-	}
-	nftw(r->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	_exit(0);
 }
 
 /* PING until PONG or the deadline; 0, or -1 with the reason. */
@@ -131,8 +68,8 @@ static int wait_ready(struct tredis *r, char *why, size_t whysz)
 		if (r->pid > 0 && waitpid(r->pid, &st, WNOHANG) == r->pid) {
 			r->pid = 0;
 			char t[1200];
-			tail(r->log, t, sizeof(t));
-			say(why, whysz,
+			tsrv_tail(r->log, t, sizeof(t));
+			tsrv_say(why, whysz,
 			    "redis-server on 127.0.0.1:%d exited at start (status %d): %s", r->port,
 			    st, t);
 			return -1;
@@ -159,8 +96,8 @@ static int wait_ready(struct tredis *r, char *why, size_t whysz)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec - t0.tv_sec > 30) {
 			char t[1200];
-			tail(r->log, t, sizeof(t));
-			say(why, whysz,
+			tsrv_tail(r->log, t, sizeof(t));
+			tsrv_say(why, whysz,
 			    "redis-server on 127.0.0.1:%d did not answer PING in 30 s (%s): %s",
 			    r->port, last, t);
 			return -1;
@@ -177,7 +114,7 @@ static int launch(struct tredis *r, char *why, size_t whysz)
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid < 0) {
-		say(why, whysz, "cannot fork redis-server: %s", strerror(errno));
+		tsrv_say(why, whysz, "cannot fork redis-server: %s", strerror(errno));
 		return -1;
 	}
 	if (pid == 0) {
@@ -218,7 +155,7 @@ struct tredis *tredis_start(int appendonly, char *why, size_t whysz)
 {
 	struct tredis *r = calloc(1, sizeof(*r));
 	if (!r) {
-		say(why, whysz, "out of memory");
+		tsrv_say(why, whysz, "out of memory");
 		return NULL;
 	}
 	r->guard_fd = r->done_fd = -1;
@@ -226,7 +163,7 @@ struct tredis *tredis_start(int appendonly, char *why, size_t whysz)
 	const char *bin = getenv("CSA_REDIS_SERVER");
 	snprintf(r->bin, sizeof(r->bin), "%s", bin && *bin ? bin : TREDIS_BIN_DEFAULT);
 	if (access(r->bin, X_OK) != 0) {
-		say(why, whysz,
+		tsrv_say(why, whysz,
 		    "redis-server not found at '%s': scripts/deps.sh installs Debian's "
 		    "redis-server, "
 		    "or set CSA_REDIS_SERVER",
@@ -234,54 +171,21 @@ struct tredis *tredis_start(int appendonly, char *why, size_t whysz)
 		free(r);
 		return NULL;
 	}
-	const char *tmp = getenv("TMPDIR");
-	snprintf(r->dir, sizeof(r->dir), "%s/csa-redis-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(r->dir)) {
-		say(why, whysz, "cannot create a temporary directory '%s': %s", r->dir,
-		    strerror(errno));
+	if (tsrv_mkdtemp("csa-redis", r->dir, sizeof(r->dir), why, whysz)) {
 		free(r);
 		return NULL;
 	}
 	snprintf(r->log, sizeof(r->log), "%s/server.log", r->dir);
 	snprintf(r->pidfile, sizeof(r->pidfile), "%s/redis.pid", r->dir);
-	int p[2], done[2];
-	if (pipe2(p, O_CLOEXEC) < 0 || pipe2(done, O_CLOEXEC) < 0) {
-		say(why, whysz, "cannot create a pipe: %s", strerror(errno));
-		nftw(r->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (tsrv_guard(r->dir, guard_cleanup, r, &r->guard_fd, &r->done_fd, why, whysz)) {
 		free(r);
 		return NULL;
 	}
-	fflush(NULL);
-	pid_t mid = fork();
-	if (mid < 0) {
-		say(why, whysz, "cannot fork the guardian: %s", strerror(errno));
-		close(p[0]);
-		close(p[1]);
-		close(done[0]);
-		close(done[1]);
-		nftw(r->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-		free(r);
-		return NULL;
-	}
-	if (mid == 0) {
-		close(p[1]);
-		close(done[0]);
-		setsid();
-		if (fork() == 0)
-			guardian(r, p[0]); /* holds done[1] until it exits */
-		_exit(0);
-	}
-	while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
-		;
-	close(p[0]);
-	close(done[1]);
-	r->guard_fd = p[1];
-	r->done_fd = done[0];
 	/* a free port can be taken before the server binds it: try a few */
 	for (int attempt = 0; attempt < 5; attempt++) {
-		r->port = free_port();
+		r->port = tsrv_free_port();
 		if (r->port < 0) {
-			say(why, whysz, "cannot find a free port on 127.0.0.1: %s",
+			tsrv_say(why, whysz, "cannot find a free port on 127.0.0.1: %s",
 			    strerror(errno));
 			break;
 		}
@@ -314,11 +218,11 @@ const char *tredis_dir(const struct tredis *r)
 int tredis_kill(struct tredis *r, char *why, size_t whysz)
 {
 	if (r->pid <= 0) {
-		say(why, whysz, "redis-server on 127.0.0.1:%d is not running", r->port);
+		tsrv_say(why, whysz, "redis-server on 127.0.0.1:%d is not running", r->port);
 		return -1;
 	}
 	if (kill(r->pid, SIGKILL) < 0) {
-		say(why, whysz, "cannot kill redis-server %d: %s", (int)r->pid, strerror(errno));
+		tsrv_say(why, whysz, "cannot kill redis-server %d: %s", (int)r->pid, strerror(errno));
 		return -1;
 	}
 	while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR)
@@ -331,7 +235,7 @@ int tredis_kill(struct tredis *r, char *why, size_t whysz)
 int tredis_restart(struct tredis *r, char *why, size_t whysz)
 {
 	if (r->pid > 0) {
-		say(why, whysz, "redis-server on 127.0.0.1:%d is still running", r->port);
+		tsrv_say(why, whysz, "redis-server on 127.0.0.1:%d is still running", r->port);
 		return -1;
 	}
 	/* the port was ours a moment ago; another process could take it, in
