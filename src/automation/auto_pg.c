@@ -1273,19 +1273,6 @@ static int pg_save_phases(struct auto_store *s, const json_t *phases, struct csa
 
 /* ---- rollback points ------------------------------------------------------ */
 
-static char *hex_of(const char *buf, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	char *h = malloc(2 * len + 1);
-	for (size_t i = 0; h && i < len; i++) {
-		h[2 * i] = digits[(unsigned char)buf[i] >> 4];
-		h[2 * i + 1] = digits[(unsigned char)buf[i] & 15];
-	}
-	if (h)
-		h[2 * len] = '\0';
-	return h;
-}
-
 static int pg_save_point(struct auto_store *s, const json_t *manifest, const struct auto_doc *docs,
                          size_t n, struct csa_err *err)
 {
@@ -1311,7 +1298,7 @@ static int pg_save_point(struct auto_store *s, const json_t *manifest, const str
 			rc = exec(s, what, "DELETE FROM csa_auto_point_docs WHERE point_id = $1", 1, p,
 			          NULL, err);
 		for (size_t i = 0; i < n && rc == CSA_OK; i++) {
-			char *hex = hex_of(docs[i].buf, docs[i].len);
+			char *hex = csa_pg_hex(docs[i].buf, docs[i].len);
 			const char *q[] = {id, docs[i].name, hex};
 			rc = hex ? exec(s, what,
 			                "INSERT INTO csa_auto_point_docs (point_id, name, body)"

@@ -85,6 +85,14 @@ static uint64_t kb_signature(struct csa_blobs *b)
 	return h ? h : 1;
 }
 
+/* Whether a check last made at *checked (monotonic ns) is due again, at
+ * most once a second; the one thread told so takes the turn. */
+static int check_due(_Atomic int64_t *checked)
+{
+	int64_t now = csa_mono_ns(), last = atomic_load(checked);
+	return now - last >= 1000000000LL && atomic_compare_exchange_strong(checked, &last, now);
+}
+
 /* The versions of the decision models' documents, as one number. */
 static uint64_t models_signature(struct csa_blobs *b)
 {
@@ -106,9 +114,7 @@ static uint64_t models_signature(struct csa_blobs *b)
  * learned from the same decisions. */
 static void refresh_models(struct csa_pipeline *p)
 {
-	int64_t now = csa_mono_ns(), last = atomic_load(&p->models_checked_ns);
-	if (p->ws->scratch || now - last < 1000000000LL ||
-	    !atomic_compare_exchange_strong(&p->models_checked_ns, &last, now))
+	if (p->ws->scratch || !check_due(&p->models_checked_ns))
 		return;
 	pthread_mutex_lock(&p->kb_mu);
 	if (models_signature(p->ws->blobs) != atomic_load(&p->models_sig))
@@ -122,9 +128,7 @@ static void refresh_models(struct csa_pipeline *p)
  * a knowledge base that no longer loads leaves the old one in place. */
 static void refresh_kb(struct csa_pipeline *p)
 {
-	int64_t now = csa_mono_ns(), last = atomic_load(&p->kb_checked_ns);
-	if (now - last < 1000000000LL ||
-	    !atomic_compare_exchange_strong(&p->kb_checked_ns, &last, now))
+	if (!check_due(&p->kb_checked_ns))
 		return;
 	pthread_mutex_lock(&p->kb_mu);
 	uint64_t sig = kb_signature(p->ws->blobs);

@@ -103,25 +103,15 @@ static int pg_put(struct csa_blobs *b, const char *name, const void *buf, size_t
 	int rc = csa_blobs_name_check(name, err);
 	if (rc)
 		return rc;
-	/* bytea's hex input form: "\x" and two digits a byte */
-	char *hex = malloc(2 * len + 3);
+	char *hex = csa_pg_hex(buf, len);
 	if (!hex)
 		return csa_error(err, CSA_ENOMEM, "out of memory writing '%s'", name);
-	static const char digits[] = "0123456789abcdef";
-	hex[0] = '\\';
-	hex[1] = 'x';
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = ((const unsigned char *)buf)[i];
-		hex[2 + 2 * i] = digits[ch >> 4];
-		hex[3 + 2 * i] = digits[ch & 15];
-	}
-	hex[2 + 2 * len] = '\0';
 	PGconn *c = NULL;
 	const char *params[] = {name, hex};
 	PGresult *r = csa_pg_query(
 	    p->pg, &c, "writing a document",
 	    "INSERT INTO csa_blobs (name, version, body, put_at) "
-	    "VALUES ($1, nextval('csa_blob_version'), $2::bytea, clock_timestamp()) "
+	    "VALUES ($1, nextval('csa_blob_version'), decode($2, 'hex'), clock_timestamp()) "
 	    "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, body = EXCLUDED.body, "
 	    "put_at = EXCLUDED.put_at RETURNING version",
 	    2, params, err, &rc);

@@ -539,3 +539,17 @@ int csa_pg_open(const char *url, const char *source, enum csa_pg_schema schema,
 	*out = pg;
 	return CSA_OK;
 }
+
+char *csa_pg_hex(const void *buf, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *b = buf;
+	char *h = malloc(2 * len + 1);
+	for (size_t i = 0; h && i < len; i++) {
+		h[2 * i] = digits[b[i] >> 4];
+		h[2 * i + 1] = digits[b[i] & 15];
+	}
+	if (h)
+		h[2 * len] = '\0';
+	return h;
+}

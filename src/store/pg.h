@@ -109,6 +109,11 @@ int csa_pg_schema_version(void);
  * newer than this build is refused (CSA_ESTATE) with both versions. */
 int csa_pg_migrate_url(const char *url, const char *source, int *applied, struct csa_err *err);
 
+/* 'buf' as lower-case hex (a new string, free()): bytes sent as a text
+ * parameter and taken with decode($n, 'hex') into a bytea. NULL when out
+ * of memory. */
+char *csa_pg_hex(const void *buf, size_t len);
+
 /* A 64-bit advisory lock key for 'name' in namespace 'ns' (a hash): the
  * key space every advisory lock of csa draws from. */
 long long csa_pg_lock_key(const char *ns, const char *name);
