@@ -1699,7 +1699,7 @@ static void store_contract(const struct auto_store_ops *ops, const char *path)
 	json_t *rows = json_array(), *out;
 	json_array_append_new(rows, contract_row("K1:classifier:0#category", "K1", 0, "decide"));
 	json_array_append_new(rows, contract_row("K1:classifier:0#priority", "K1", 1, NULL));
-	assert_int_equal(ops->record_decisions(st, rows, &err), 0);
+	assert_int_equal(ops->record_decisions(st, rows, NULL, NULL, 0, &(int){0}, &err), 0);
 	json_decref(rows);
 	assert_int_equal(ops->counts(st, &c, &err), 0);
 	assert_int_equal(c.decisions, 2);
@@ -1916,7 +1916,7 @@ static void two_processes_decide_each_task_once(void **state)
 		snprintf(key, sizeof(key), "R%d:classifier:0#category", i);
 		json_array_append_new(rows, contract_row(key, ticket, 0, "decide"));
 	}
-	assert_int_equal(g_ops->record_decisions(st, rows, &err), 0);
+	assert_int_equal(g_ops->record_decisions(st, rows, NULL, NULL, 0, &(int){0}, &err), 0);
 	json_decref(rows);
 	int go[2], report[2];
 	assert_int_equal(pipe(go), 0);
@@ -1975,7 +1975,7 @@ static void a_dead_processs_claim_is_found_by_another(void **state)
 	json_t *rows = json_array();
 	json_array_append_new(rows, contract_row("D1:classifier:0#category", "D1", 0, "decide"));
 	json_array_append_new(rows, contract_row("D2:classifier:0#category", "D2", 0, "decide"));
-	assert_int_equal(g_ops->record_decisions(st, rows, &err), 0);
+	assert_int_equal(g_ops->record_decisions(st, rows, NULL, NULL, 0, &(int){0}, &err), 0);
 	json_decref(rows);
 	assert_int_equal(g_ops->hold_claim(st, "node-a:1:a.live", &err), 0);
 	assert_int_equal(g_ops->claim_task(st, 2, "node-a:1:a.live", "TECHNICAL_ISSUE", "ann", &err),
@@ -2243,6 +2243,28 @@ static void the_ticks_writes_are_fenced(void **state)
 	csa_pg_free(pg);
 }
 
+/* Node i's workspace directory on the database at 'url' (DATABASE_URL
+ * set to it; the caller unsets it), with a category model in the
+ * database, as csa import would put it there. */
+static void db_workspace(const char *url, int i, char *dir, size_t dirsz)
+{
+	struct csa_err err = {0};
+	setenv("DATABASE_URL", url, 1);
+	snprintf(dir, dirsz, "%s/node%d", g_dir, i);
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	char model[700];
+	snprintf(model, sizeof(model), "%s/models/category.model", dir);
+	write_model(model, 1);
+	struct csa_ws *w = NULL;
+	char *mbuf;
+	size_t mlen;
+	assert_int_equal(csa_ws_open(dir, &w, &err), 0);
+	assert_int_equal(csa_fs_read_all(model, (size_t)1 << 30, &mbuf, &mlen, &err), 0);
+	assert_int_equal(csa_blobs_put(w->blobs, "models/category.model", mbuf, mlen, &err), 0);
+	free(mbuf);
+	csa_ws_close(w);
+}
+
 /* Two nodes (workspace directories of their own, one database) share the
  * review queue and the audit ledger: a person on each decides the same
  * task at once and exactly one wins, the other told the winner's value;
@@ -2253,24 +2275,8 @@ static void two_nodes_decide_a_task_once_and_keep_one_ledger(void **state)
 	char url[600], dir[2][600];
 	store_place("nodes", url, sizeof(url));
 	struct csa_err err = {0};
-	setenv("DATABASE_URL", url, 1);
-	for (int i = 0; i < 2; i++) {
-		snprintf(dir[i], sizeof(dir[i]), "%s/node%d", g_dir, i);
-		assert_int_equal(csa_ws_init(dir[i], &err), 0);
-	}
-	char model[700];
-	snprintf(model, sizeof(model), "%s/models/category.model", dir[0]);
-	write_model(model, 1);
-	/* with the tickets in the database the models are there too, for
-	 * every node: the file written above goes in as csa import would */
-	struct csa_ws *w0 = NULL;
-	char *mbuf;
-	size_t mlen;
-	assert_int_equal(csa_ws_open(dir[0], &w0, &err), 0);
-	assert_int_equal(csa_fs_read_all(model, (size_t)1 << 30, &mbuf, &mlen, &err), 0);
-	assert_int_equal(csa_blobs_put(w0->blobs, "models/category.model", mbuf, mlen, &err), 0);
-	free(mbuf);
-	csa_ws_close(w0);
+	for (int i = 0; i < 2; i++)
+		db_workspace(url, i, dir[i], sizeof(dir[i]));
 	struct node a;
 	if (node_open(dir[0], &a, &err))
 		fail_msg("node 0: %s", err.msg);
@@ -2357,6 +2363,112 @@ static void two_nodes_decide_a_task_once_and_keep_one_ledger(void **state)
 	snprintf(ledger, sizeof(ledger), "%s/audit/ledger.jsonl", dir[1]);
 	struct stat sb;
 	assert_true(stat(ledger, &sb) != 0 || sb.st_size == 0);
+}
+
+/* In the database a run's decision rows and its audit records are one
+ * transaction: when the ledger refuses its records (a trigger here; a
+ * full disk or a broken connection in life) the run's rows roll back with
+ * them and the ticket is not committed, so no decision is ever recorded
+ * without its audit trail; once the ledger takes records again, the next
+ * run records both, one audit record per decision. A review and its
+ * record likewise: refused together, the task stays open. */
+static void decisions_and_their_audit_records_commit_together(void **state)
+{
+	(void)state;
+	char url[600], dir[600];
+	store_place("audited", url, sizeof(url));
+	struct csa_err err = {0};
+	db_workspace(url, 0, dir, sizeof(dir));
+	struct node n;
+	if (node_open(dir, &n, &err))
+		fail_msg("node: %s", err.msg);
+	PGconn *c = PQconnectdb(url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+	                        " $$BEGIN RAISE EXCEPTION 'the ledger refuses'; END$$;"
+	                        " CREATE TRIGGER refuse BEFORE INSERT ON csa_ledger"
+	                        " FOR EACH ROW EXECUTE FUNCTION refuse()");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_AUD", "client_name", "Ann",
+	                        "messages", "content", "charged twice"),
+	       *res = NULL;
+	assert_int_not_equal(csa_pipeline_ingest(n.p, doc, &res, &err), CSA_OK);
+	assert_non_null(strstr(err.msg, "the ledger refuses"));
+	assert_null(res);
+	struct csa_ticket tk;
+	assert_int_equal(csa_store_load(n.ws->store, "T_AUD", &tk, &err), CSA_ENOENT);
+	const char *count_rows = "SELECT (SELECT count(*) FROM csa_auto_decisions WHERE ticket_id ="
+	                         " 'T_AUD'), (SELECT count(*) FROM csa_ledger WHERE ticket_id ="
+	                         " 'T_AUD' AND line LIKE '%\"type\":\"decision\"%')";
+	r = PQexec(c, count_rows);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(r, 0, 0), "0");
+	assert_string_equal(PQgetvalue(r, 0, 1), "0");
+	PQclear(r);
+
+	r = PQexec(c, "DROP TRIGGER refuse ON csa_ledger");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	memset(&err, 0, sizeof(err));
+	if (csa_pipeline_ingest(n.p, doc, &res, &err))
+		fail_msg("ingest: %s", err.msg);
+	json_decref(res);
+	r = PQexec(c, count_rows);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_true(atoi(PQgetvalue(r, 0, 0)) >= 1);
+	assert_string_equal(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+	PQclear(r);
+
+	/* a review likewise: refused with its record, the task stays open */
+	json_t *tasks = NULL;
+	assert_int_equal(csa_auto_review_for_ticket(n.a, "T_AUD", &tasks, &err), 0);
+	int64_t task = csa_json_int(json_array_get(tasks, 0), "task_id", 0);
+	char value[64];
+	snprintf(value, sizeof(value), "%s",
+	         json_string_value(json_array_get(
+	             json_object_get(json_array_get(tasks, 0), "labels"), 0)));
+	json_decref(tasks);
+	assert_true(task > 0);
+	r = PQexec(c, "CREATE TRIGGER refuse BEFORE INSERT ON csa_ledger"
+	              " FOR EACH ROW EXECUTE FUNCTION refuse()");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	const char *count_reviews =
+	    "SELECT (SELECT count(*) FROM csa_auto_tasks WHERE ticket_id = 'T_AUD' AND status ="
+	    " 'done'), (SELECT count(*) FROM csa_ledger WHERE ticket_id = 'T_AUD' AND line LIKE"
+	    " '%\"type\":\"review\"%')";
+	json_t *out = NULL;
+	assert_int_not_equal(csa_auto_review_decide(n.a, task, value, "kim", NULL, 1000, &out, &err),
+	                     CSA_OK);
+	json_decref(out);
+	out = NULL;
+	r = PQexec(c, count_reviews);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(r, 0, 0), "0");
+	assert_string_equal(PQgetvalue(r, 0, 1), "0");
+	PQclear(r);
+	r = PQexec(c, "DROP TRIGGER refuse ON csa_ledger");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	memset(&err, 0, sizeof(err));
+	if (csa_auto_review_decide(n.a, task, value, "kim", NULL, 1000, &out, &err))
+		fail_msg("review: %s", err.msg);
+	json_decref(out);
+	r = PQexec(c, count_reviews);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(r, 0, 0), "1");
+	assert_string_equal(PQgetvalue(r, 0, 1), "1");
+	PQclear(r);
+
+	json_t *rep = NULL;
+	assert_int_equal(csa_ledger_verify(csa_auto_ledger(n.a), &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+	json_decref(doc);
+	PQfinish(c);
+	node_close(&n);
+	unsetenv("DATABASE_URL");
 }
 
 static int backend_setup(void **state)
@@ -3348,6 +3460,8 @@ int main(void)
 	                                    backend_setup, backend_teardown),
 	    cmocka_unit_test_setup_teardown(the_ticks_writes_are_fenced, backend_setup,
 	                                    backend_teardown),
+	    cmocka_unit_test_setup_teardown(decisions_and_their_audit_records_commit_together,
+	                                    backend_setup, backend_teardown),
 	};
 	const struct CMUnitTest ctl[] = {
 	    cmocka_unit_test_setup_teardown(every_gate_passes_and_blocks, setup, teardown),

@@ -93,13 +93,15 @@ static void pending_add(struct csa_auto *a, struct auto_run *r, json_t *row, jso
 	r->v[r->n++] = (struct pending){row, audit};
 }
 
-/* The run's waiting rows in one transaction, then their audit records in
- * one ledger append. A row that cannot be written fails the run whole: the
- * transaction rolls back, no audit record goes out, and the pipeline does
- * not commit the ticket, so a ticket is never committed without its review
- * tasks. A ledger that fails does not stop the run (the decisions are in T
- * and automation.db): it raises AUDIT_LEDGER_FAILURE. What was recorded
- * leaves the run, which end_run frees. */
+/* The run's waiting rows in one transaction with their audit records
+ * when the store can hold both (PostgreSQL: auto_store.h), else the rows
+ * in one transaction and then the records in one ledger append. A row
+ * that cannot be written fails the run whole: the transaction rolls back,
+ * no audit record goes out, and the pipeline does not commit the ticket,
+ * so a ticket is never committed without its review tasks. A ledger
+ * append of its own that fails does not stop the run (the decisions are
+ * in T and automation.db): it raises AUDIT_LEDGER_FAILURE. What was
+ * recorded leaves the run, which end_run frees. */
 int auto_decisions_done(void *ctx, void *run, struct csa_err *err)
 {
 	struct csa_auto *a = ctx;
@@ -108,16 +110,25 @@ int auto_decisions_done(void *ctx, void *run, struct csa_err *err)
 		return csa_error(err, CSA_ENOMEM, "out of memory recording a run's decisions");
 	int64_t tasks = 0;
 	json_t *rows = json_array();
+	struct csa_ledger_rec *recs = calloc(r->n ? r->n : 1, sizeof(*recs));
+	size_t nrecs = 0;
 	for (size_t i = 0; i < r->n; i++) {
-		if (r->v[i].row && json_array_append(rows, r->v[i].row)) {
+		if (!rows || !recs || (r->v[i].row && json_array_append(rows, r->v[i].row))) {
 			json_decref(rows);
+			free(recs);
 			return csa_error(err, CSA_ENOMEM,
 			                 "out of memory recording a run's decisions");
 		}
 		tasks += csa_json_str(r->v[i].row, "task") != NULL;
+		const json_t *au = r->v[i].audit;
+		if (au)
+			recs[nrecs++] =
+			    (struct csa_ledger_rec){"decision", csa_json_str(au, "ticket_id"),
+			                            json_object_get(au, "payload")};
 	}
+	int audited = 0;
 	pthread_mutex_lock(&a->mu);
-	int rc = a->ops->record_decisions(a->store, rows, err);
+	int rc = a->ops->record_decisions(a->store, rows, a->ledger, recs, nrecs, &audited, err);
 	if (rc == CSA_OK) {
 		atomic_fetch_add(&a->n.decisions, (int64_t)json_array_size(rows));
 		atomic_fetch_add(&a->n.open_tasks, tasks);
@@ -125,24 +136,12 @@ int auto_decisions_done(void *ctx, void *run, struct csa_err *err)
 	pthread_mutex_unlock(&a->mu);
 	json_decref(rows);
 
-	struct csa_ledger_rec *recs = rc ? NULL : calloc(r->n ? r->n : 1, sizeof(*recs));
-	size_t nrecs = 0;
-	for (size_t i = 0; rc == CSA_OK && i < r->n; i++) {
-		const json_t *au = r->v[i].audit;
-		if (!au)
-			continue;
-		if (recs)
-			recs[nrecs++] =
-			    (struct csa_ledger_rec){"decision", csa_json_str(au, "ticket_id"),
-			                            json_object_get(au, "payload")};
-		else /* out of memory: one by one */
-			csa_ledger_append(a->ledger, "decision", csa_json_str(au, "ticket_id"),
-			                  json_object_get(au, "payload"), NULL, NULL);
-	}
 	struct csa_err lerr = {0};
-	int lrc = nrecs ? csa_ledger_append_many(a->ledger, recs, nrecs, NULL, &lerr) : CSA_OK;
+	int lrc = rc == CSA_OK && nrecs && !audited
+	              ? csa_ledger_append_many(a->ledger, recs, nrecs, NULL, &lerr)
+	              : CSA_OK;
 	free(recs);
-	if (nrecs && (lrc != CSA_OK) != atomic_load(&a->ledger_failing)) {
+	if (rc == CSA_OK && nrecs && (lrc != CSA_OK) != atomic_load(&a->ledger_failing)) {
 		pthread_mutex_lock(&a->mu);
 		auto_ledger_health_locked(a, lrc, &lerr);
 		pthread_mutex_unlock(&a->mu);

@@ -34,6 +34,7 @@
  * controller to open, on any node, settles from the ticket.
  */
 #include "automation/auto_internal.h"
+#include "automation/ledger_internal.h"
 #include "base/ids.h"
 #include "base/json.h"
 #include "base/ts.h"
@@ -306,22 +307,44 @@ static int pg_insert_decision(struct auto_store *s, const json_t *r, struct csa_
 	return CSA_OK;
 }
 
-static int pg_record_decisions(struct auto_store *s, const json_t *rows, struct csa_err *err)
+static int pg_audit_in_unit(struct auto_store *s, struct csa_ledger *ledger,
+                            const struct csa_ledger_rec *recs, size_t n, int *audited,
+                            struct csa_err *err)
+{
+	*audited = 0;
+	if (!s->in_tx || !n || !ledger_pg_shares(ledger, s->pg))
+		return CSA_OK;
+	int rc = ledger_pg_append_tx(s->c, s->where, recs, n, NULL, err);
+	*audited = rc == CSA_OK;
+	return rc;
+}
+
+static int pg_record_decisions(struct auto_store *s, const json_t *rows,
+                               struct csa_ledger *ledger, const struct csa_ledger_rec *audit,
+                               size_t n, int *audited, struct csa_err *err)
 {
 	size_t i;
 	const json_t *row;
-	if (!json_array_size(rows))
+	*audited = 0;
+	if (!json_array_size(rows) && !n)
 		return CSA_OK;
 	char what[200];
 	snprintf(what, sizeof(what), "cannot record the decisions of ticket '%s'",
-	         csa_json_str(json_array_get(rows, 0), "ticket_id"));
+	         json_array_size(rows) ? csa_json_str(json_array_get(rows, 0), "ticket_id")
+	                               : audit[0].ticket_id);
 	int rc = pg_begin(s, 0, what, err);
 	if (rc)
 		return rc;
 	json_array_foreach(rows, i, row) if (rc == CSA_OK) rc = pg_insert_decision(s, row, err);
+	/* the records last: the chain's lock, which serialises every node's
+	 * appends, is held only from here to the commit */
+	int in_unit = 0;
+	if (rc == CSA_OK)
+		rc = pg_audit_in_unit(s, ledger, audit, n, &in_unit, err);
 	if (rc == CSA_OK)
 		rc = pg_commit(s, "cannot commit a run's decisions", err);
 	pg_rollback(s);
+	*audited = rc == CSA_OK && in_unit;
 	return rc;
 }
 
@@ -1437,6 +1460,7 @@ const struct auto_store_ops auto_pg_ops = {
     .point_doc = pg_point_doc,
     .begin = pg_begin,
     .commit = pg_commit,
+    .audit_in_unit = pg_audit_in_unit,
     .insert_decision = pg_insert_decision,
     .record_decisions = pg_record_decisions,
     .forget_decisions = pg_forget_decisions,

@@ -145,9 +145,10 @@ static int reversals_became_critical(struct csa_auto *a, const char *ticket, con
 	return rc;
 }
 
+static json_t *review_record(const struct task_claim *t, const char *value, const char *who,
+                             const char *notes, int64_t decision_ms, int crit);
 static json_t *reviewed(struct csa_auto *a, const struct task_claim *t, const char *what,
-                        const char *value, const char *who, const char *notes,
-                        int64_t decision_ms, int crit, const json_t *crits);
+                        json_t *rec, int audited, const json_t *crits);
 
 /* A task being decided elsewhere is waited for up to this long, so the
  * loser hears the winner's outcome, not that one is under way. */
@@ -190,12 +191,17 @@ static int wait_for_open(struct csa_auto *a, struct task_claim *t, json_t **winn
 
 /* Closes a claimed task with the person's decision (or, t->id 0, records
  * a correction on the decision alone), in one transaction with what the
- * review reveals about critical errors. */
-static int close_task(struct csa_auto *a, const struct task_claim *t, const char *value,
-                      const char *who, int64_t decision_ms, int *crit, json_t *crits,
+ * review reveals about critical errors and, where the store's transaction
+ * can hold it, with its audit record ('what'): *rec gets the record,
+ * *audited whether it is in the chain already. */
+static int close_task(struct csa_auto *a, const struct task_claim *t, const char *what,
+                      const char *value, const char *who, const char *notes,
+                      int64_t decision_ms, int *crit, json_t *crits, json_t **rec, int *audited,
                       struct csa_err *err)
 {
 	int rc = CSA_OK, correct = strcmp(t->ai_value, value) == 0, critical = t->critical;
+	*rec = NULL;
+	*audited = 0;
 	if ((rc = a->ops->begin(a->store, 0, "beginning the review's transaction", err)) ||
 	    (rc = a->ops->record_review(a->store, t, a->claim, value, correct, who,
 	                                decision_ms, err)))
@@ -215,9 +221,21 @@ static int close_task(struct csa_auto *a, const struct task_claim *t, const char
 	if (rc == CSA_OK && *crit)
 		rc = critical_error(a, t->decision_id, t->ticket, t->type, t->segment, t->ai_value,
 		                    value, crits, err);
-	if (rc)
+	if (rc == CSA_OK && !(*rec = review_record(t, value, who, notes, decision_ms, *crit)))
+		rc = csa_error(err, CSA_ENOMEM, "out of memory recording a review");
+	struct csa_ledger_rec lr = {what, t->ticket, *rec};
+	int in_unit = 0;
+	if (rc == CSA_OK)
+		rc = a->ops->audit_in_unit(a->store, a->ledger, &lr, 1, &in_unit, err);
+	if (rc == CSA_OK)
+		rc = a->ops->commit(a->store, "committing the review", err);
+	if (rc) {
+		json_decref(*rec);
+		*rec = NULL;
 		return rc;
-	return a->ops->commit(a->store, "committing the review", err);
+	}
+	*audited = in_unit;
+	return CSA_OK;
 }
 
 /*
@@ -271,7 +289,10 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 		decision_ms = csa_now_ms() - t.created;
 	/* the ticket holds the person's decision now; the task closes with it,
 	 * or the caller hears that it did not and can decide again */
-	if ((rc = close_task(a, &t, value, who, decision_ms, &crit, crits, err))) {
+	json_t *rec;
+	int audited;
+	if ((rc = close_task(a, &t, "review", value, who, notes, decision_ms, &crit, crits, &rec,
+	                     &audited, err))) {
 		csa_error_prefix(err,
 		                 "the decision is in ticket '%s' but review task %lld could not be "
 		                 "closed: ",
@@ -284,21 +305,16 @@ int csa_auto_review_decide(struct csa_auto *a, int64_t task_id, const char *valu
 	a->reviews++;
 	atomic_fetch_sub(&a->n.open_tasks, 1);
 	atomic_fetch_add(&a->n.reviews, 1);
-	*out = reviewed(a, &t, "review", value, who, notes, decision_ms, crit, crits);
+	*out = reviewed(a, &t, "review", rec, audited, crits);
 out:
 	pthread_mutex_unlock(&a->mu);
 	json_decref(crits);
 	return rc;
 }
 
-/*
- * A review or correction has committed: its record ('what' in the ledger,
- * and the caller's answer) with the critical errors it revealed announced
- * under "events". Caller holds a->mu.
- */
-static json_t *reviewed(struct csa_auto *a, const struct task_claim *t, const char *what,
-                        const char *value, const char *who, const char *notes,
-                        int64_t decision_ms, int crit, const json_t *crits)
+/* A review's or correction's audit record (its answer's body too). */
+static json_t *review_record(const struct task_claim *t, const char *value, const char *who,
+                             const char *notes, int64_t decision_ms, int crit)
 {
 	json_t *rec = json_object();
 	if (t->id) /* a correction has no task */
@@ -307,20 +323,38 @@ static json_t *reviewed(struct csa_auto *a, const struct task_claim *t, const ch
 	                         t->decision_id, "decision_type", t->type, "segment", t->segment,
 	                         "value", value, "ai_value", t->ai_value, "by", who, "correct",
 	                         strcmp(t->ai_value, value) == 0);
-	json_object_update(rec, rest);
+	if (!rec || !rest || json_object_update(rec, rest)) {
+		json_decref(rec);
+		json_decref(rest);
+		return NULL;
+	}
 	json_decref(rest);
 	if (decision_ms >= 0)
 		json_object_set_new(rec, "decision_ms", json_integer(decision_ms));
 	if (notes)
 		json_object_set_new(rec, "notes", json_string(notes));
 	json_object_set_new(rec, "autonomous_decision", json_boolean(t->autonomous));
-	json_t *events = json_array();
 	if (crit)
 		json_object_set_new(rec, "critical_error", json_true());
+	return rec;
+}
+
+/*
+ * A review or correction has committed: its record ('what') goes into the
+ * ledger unless the commit took it in already ('audited'), and becomes
+ * the caller's answer, with the critical errors it revealed announced
+ * under "events". Caller holds a->mu.
+ */
+static json_t *reviewed(struct csa_auto *a, const struct task_claim *t, const char *what,
+                        json_t *rec, int audited, const json_t *crits)
+{
+	json_t *events = json_array();
 	announce_critical_errors(a, crits, events);
-	struct csa_err lerr = {0};
-	auto_ledger_health_locked(
-	    a, csa_ledger_append(a->ledger, what, t->ticket, rec, NULL, &lerr), &lerr);
+	if (!audited) {
+		struct csa_err lerr = {0};
+		auto_ledger_health_locked(
+		    a, csa_ledger_append(a->ledger, what, t->ticket, rec, NULL, &lerr), &lerr);
+	}
 	json_object_set_new(rec, "events", events);
 	return rec;
 }
@@ -392,7 +426,10 @@ int csa_auto_correct(struct csa_auto *a, const char *ticket, const char *type, c
 	pthread_mutex_lock(&a->mu);
 	if (rc)
 		goto out;
-	if ((rc = close_task(a, &t, value, who, -1, &crit, crits, err))) {
+	json_t *rec;
+	int audited;
+	if ((rc = close_task(a, &t, "correction", value, who, notes, -1, &crit, crits, &rec,
+	                     &audited, err))) {
 		csa_error_prefix(err, "the change is in ticket '%s' but its decision log was not: ",
 		                 ticket);
 		a->ops->rollback(a->store);
@@ -401,7 +438,7 @@ int csa_auto_correct(struct csa_auto *a, const char *ticket, const char *type, c
 	a->reviews++;
 	if (!t.value[0]) /* the decision counts as reviewed from now on */
 		atomic_fetch_add(&a->n.reviews, 1);
-	*out = reviewed(a, &t, "correction", value, who, notes, -1, crit, crits);
+	*out = reviewed(a, &t, "correction", rec, audited, crits);
 out:
 	pthread_mutex_unlock(&a->mu);
 	json_decref(crits);

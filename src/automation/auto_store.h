@@ -60,6 +60,8 @@ struct auto_doc {
 };
 
 struct csa_leader;
+struct csa_ledger;
+struct csa_ledger_rec;
 
 struct auto_store_ops {
 	/* Open the store at 'path' (created private), or close it (NULL-safe). */
@@ -169,8 +171,11 @@ struct auto_store_ops {
 	                     int64_t after_ms, int64_t *n, int64_t *newest_ms);
 
 	/* A run's decision rows (auto_row_of(), with their review tasks) in one
-	 * transaction: all or none. */
-	int (*record_decisions)(struct auto_store *s, const json_t *rows, struct csa_err *err);
+	 * transaction: all or none. 'audit' (n records) are the run's audit
+	 * records, appended in that transaction as audit_in_unit() does. */
+	int (*record_decisions)(struct auto_store *s, const json_t *rows,
+	                        struct csa_ledger *ledger, const struct csa_ledger_rec *audit,
+	                        size_t n, int *audited, struct csa_err *err);
 	/* The rows and tasks of decisions ids[0..n) of a ticket, gone in one
 	 * transaction (all or none); gone[0] and gone[1] grow by the decisions and
 	 * tasks removed. CSA_OK or CSA_EIO. */
@@ -186,6 +191,15 @@ struct auto_store_ops {
 	 * one that failed. */
 	int (*begin)(struct auto_store *s, int write_now, const char *what, struct csa_err *err);
 	int (*commit)(struct auto_store *s, const char *what, struct csa_err *err);
+	/* Inside a unit of work: append 'recs' to the audit chain in it when
+	 * its transaction can hold them (PostgreSQL, 'ledger' the ledger of the
+	 * same database), so that what the unit records and its audit records
+	 * commit or roll back together: *audited = 1. Otherwise (automation.db
+	 * beside the ledger's file) nothing is done, *audited = 0, and the
+	 * caller appends them after the commit. */
+	int (*audit_in_unit)(struct auto_store *s, struct csa_ledger *ledger,
+	                     const struct csa_ledger_rec *recs, size_t n, int *audited,
+	                     struct csa_err *err);
 
 	/* Review tasks as csa_auto_review_list() and its kin give them: by status
 	 * (NULL: any; open first, most valuable first), a ticket's open ones, the

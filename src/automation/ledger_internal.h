@@ -56,4 +56,15 @@ void ledger_verify_init(struct ledger_verify *v);
 int ledger_verify_line(struct ledger_verify *v, const char *line, size_t lineno, int whole);
 json_t *ledger_verify_end(struct ledger_verify *v);
 
+/* The PostgreSQL backend's append inside a transaction the caller holds
+ * open on 'c' (a libpq PGconn), so that what the caller writes in it and
+ * the records commit or roll back together: the chain's lock is held to
+ * the end of that transaction. ledger_pg_shares() says whether 'l' is the
+ * PostgreSQL ledger on the pool 'pg' (the one whose connection that is). */
+struct pg_conn;
+struct csa_pg;
+int ledger_pg_append_tx(struct pg_conn *c, const char *where, const struct csa_ledger_rec *recs,
+                        size_t n, int64_t *first_seq, struct csa_err *err);
+int ledger_pg_shares(const struct csa_ledger *l, const struct csa_pg *pg);
+
 #endif

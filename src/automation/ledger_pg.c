@@ -38,11 +38,11 @@ struct pg_ledger {
 	struct csa_pg *pg;      /* borrowed */
 };
 
-static int pg_append_many(struct csa_ledger *b, const struct csa_ledger_rec *recs, size_t n,
-                          int64_t *first_seq, struct csa_err *err)
+/* The records' rows, in the transaction open on 'c': the chain's lock,
+ * its head, the records linked to it (ledger_internal.h). */
+int ledger_pg_append_tx(struct pg_conn *c, const char *where, const struct csa_ledger_rec *recs,
+                        size_t n, int64_t *first_seq, struct csa_err *err)
 {
-	struct pg_ledger *l = (struct pg_ledger *)b;
-	const char *where = csa_pg_where(l->pg);
 	if (n == 0)
 		return CSA_OK;
 	char ts[CSA_TS_LEN];
@@ -51,51 +51,59 @@ static int pg_append_many(struct csa_ledger *b, const struct csa_ledger_rec *rec
 	struct ledger_line *ln = calloc(n, sizeof(*ln));
 	int rc = pt && ln ? ledger_parts(recs, n, pt, err)
 	                  : csa_error(err, CSA_ENOMEM, "out of memory writing the ledger");
-	PGconn *c = NULL;
 	PGresult *r = NULL;
-	if (rc || (rc = csa_pg_get(l->pg, &c, err)))
-		goto out;
 	char key[24];
 	snprintf(key, sizeof(key), "%lld", csa_pg_lock_key("csa_ledger", "chain"));
 	const char *kp[] = {key};
-	if ((rc = csa_pg_exec(where, c, "audit ledger: BEGIN", "BEGIN", 0, NULL, NULL, err)) ||
+	if (rc ||
 	    (rc = csa_pg_exec(where, c, "audit ledger: waiting for the chain's lock",
 	                      "SELECT pg_advisory_xact_lock($1::bigint)", 1, kp, NULL, err)) ||
 	    (rc = csa_pg_exec(where, c, "audit ledger: reading the chain's head",
 	                      "SELECT seq, hash FROM csa_ledger ORDER BY seq DESC LIMIT 1", 0, NULL,
 	                      &r, err)))
-		goto fail;
+		goto out;
 	int64_t last_seq = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
 	char last_hash[65];
 	snprintf(last_hash, sizeof(last_hash), "%s",
 	         PQntuples(r) ? PQgetvalue(r, 0, 1) : LEDGER_GENESIS);
 	PQclear(r);
-	r = NULL;
 	if ((rc = ledger_lines(pt, n, last_seq, last_hash, ts, ln, err)))
-		goto fail;
-	for (size_t i = 0; i < n; i++) {
+		goto out;
+	for (size_t i = 0; i < n && rc == CSA_OK; i++) {
 		char seq[24];
 		snprintf(seq, sizeof(seq), "%" PRId64, last_seq + 1 + (int64_t)i);
 		const char *p[] = {seq, recs[i].ticket_id, ln[i].text, ln[i].hash};
-		if ((rc = csa_pg_exec(where, c, "audit ledger: appending a record",
-		                      "INSERT INTO csa_ledger (seq, ticket_id, line, hash)"
-		                      " VALUES ($1, $2, $3, $4)",
-		                      4, p, NULL, err)))
-			goto fail;
+		rc = csa_pg_exec(where, c, "audit ledger: appending a record",
+		                 "INSERT INTO csa_ledger (seq, ticket_id, line, hash)"
+		                 " VALUES ($1, $2, $3, $4)",
+		                 4, p, NULL, err);
 	}
-	if ((rc = csa_pg_exec(where, c, "audit ledger: COMMIT", "COMMIT", 0, NULL, NULL, err)))
-		goto fail;
-	if (first_seq)
+	if (rc == CSA_OK && first_seq)
 		*first_seq = last_seq + 1;
-	goto out;
-fail:
-	csa_pg_rollback(c);
-out:
-	csa_pg_put(l->pg, c);
 	ledger_lines_free(ln, n);
+out:
 	ledger_parts_free(pt, n);
 	free(ln);
 	free(pt);
+	return rc;
+}
+
+static int pg_append_many(struct csa_ledger *b, const struct csa_ledger_rec *recs, size_t n,
+                          int64_t *first_seq, struct csa_err *err)
+{
+	struct pg_ledger *l = (struct pg_ledger *)b;
+	const char *where = csa_pg_where(l->pg);
+	if (n == 0)
+		return CSA_OK;
+	PGconn *c = NULL;
+	int rc = csa_pg_get(l->pg, &c, err);
+	if (rc)
+		return rc;
+	if ((rc = csa_pg_exec(where, c, "audit ledger: BEGIN", "BEGIN", 0, NULL, NULL, err)) ||
+	    (rc = ledger_pg_append_tx(c, where, recs, n, first_seq, err)) ||
+	    (rc = csa_pg_exec(where, c, "audit ledger: COMMIT", "COMMIT", 0, NULL, NULL, err)))
+		csa_pg_rollback(c);
+	csa_pg_put(l->pg, c);
 	return rc;
 }
 
@@ -169,6 +177,13 @@ static int pg_trail(struct csa_ledger *b, const char *ticket_id, json_t **out, s
 static void pg_close(struct csa_ledger *b)
 {
 	free(b);
+}
+
+static const struct csa_ledger_ops pg_ops;
+
+int ledger_pg_shares(const struct csa_ledger *b, const struct csa_pg *pg)
+{
+	return b && b->ops == &pg_ops && ((const struct pg_ledger *)b)->pg == pg;
 }
 
 static const struct csa_ledger_ops pg_ops = {.append_many = pg_append_many,
