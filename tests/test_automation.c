@@ -2164,8 +2164,9 @@ static void node_close(struct node *n)
 /* The tick's writes are fenced: node A leads "tick" and its store saves
  * the segment phases; A's session is killed (a partition, an operator)
  * and node B takes the role over with the next epoch; A has not noticed,
- * and its tick's writes (the phases, an alert) are refused all the same
- * and write nothing, while B's go through. */
+ * and its tick's writes (the phases, an alert, a rollback point, audit
+ * records) are refused all the same and write nothing, while B's go
+ * through. */
 static void the_ticks_writes_are_fenced(void **state)
 {
 	(void)state;
@@ -2220,6 +2221,17 @@ static void the_ticks_writes_are_fenced(void **state)
 	assert_int_equal(g_ops->insert_alert(sa, 1, "quality", "warning", "ALL", detail, &id,
 	                                     "opening an alert", &err),
 	                 CSA_ECONFLICT);
+	/* ... and so are the rollback point it saves before advancing and
+	 * its audit records */
+	struct auto_doc doc = {.name = "csa.json", .buf = "{}", .len = 2};
+	json_t *man = json_pack("{s:s, s:s}", "id", "rp-1-P2", "reason", "before advancing");
+	assert_int_equal(g_ops->save_point(sa, man, &doc, 1, &err), CSA_ECONFLICT);
+	struct csa_ledger *ledger;
+	assert_int_equal(csa_ledger_pg_open(pg, &ledger, &err), 0);
+	struct csa_ledger_rec rec = {"phase_change", NULL, detail};
+	int audited = 1;
+	assert_int_equal(g_ops->audit(sa, ledger, &rec, 1, &audited, &err), CSA_ECONFLICT);
+	assert_int_equal(audited, 0);
 	json_t *now = NULL;
 	assert_int_equal(g_ops->load_phases(sb, &now, &err), 0);
 	assert_true(json_equal(now, first));
@@ -2227,11 +2239,26 @@ static void the_ticks_writes_are_fenced(void **state)
 	struct csa_auto_counts counts;
 	assert_int_equal(g_ops->counts(sb, &counts, &err), 0);
 	assert_int_equal(counts.open_alerts, 0);
+	json_t *points = NULL, *chain = NULL;
+	assert_int_equal(g_ops->list_points(sb, &points, &err), 0);
+	assert_int_equal(json_array_size(points), 0);
+	json_decref(points);
+	assert_int_equal(csa_ledger_verify(ledger, &chain, &err), 0);
+	assert_int_equal(csa_json_int(chain, "records", -1), 0);
+	json_decref(chain);
 	/* the new leader's go through */
 	assert_int_equal(g_ops->save_phases(sb, second, &err), 0);
 	assert_int_equal(g_ops->insert_alert(sb, 1, "quality", "warning", "ALL", detail, &id,
 	                                     "opening an alert", &err),
 	                 0);
+	assert_int_equal(g_ops->save_point(sb, man, &doc, 1, &err), 0);
+	assert_int_equal(g_ops->audit(sb, ledger, &rec, 1, &audited, &err), 0);
+	assert_int_equal(audited, 1);
+	assert_int_equal(csa_ledger_verify(ledger, &chain, &err), 0);
+	assert_int_equal(csa_json_int(chain, "records", -1), 1);
+	json_decref(chain);
+	json_decref(man);
+	csa_ledger_close(ledger);
 	json_decref(detail);
 	json_decref(first);
 	json_decref(second);

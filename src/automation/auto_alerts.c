@@ -45,7 +45,8 @@ static void queue_webhook(struct csa_auto *a, const struct alert_id *aid, const 
 }
 
 /* The alerts table's row for an alert: *is_new is 0 when an open alert of
- * the same type and scope stands (each CRITICAL_ERROR is its own alert);
+ * the same type and scope stands (each CRITICAL_ERROR is its own alert)
+ * or the tick's fence refused the row;
  * *aid its row (id 0 when not written). Caller holds a->mu. */
 int auto_record_alert(struct csa_auto *a, const char *type, const char *severity, const char *scope,
                       const json_t *detail, int *is_new, struct alert_id *aid, struct csa_err *err)
@@ -61,8 +62,13 @@ int auto_record_alert(struct csa_auto *a, const char *type, const char *severity
 		*is_new = 0;
 		return CSA_OK;
 	}
-	return a->ops->insert_alert(a->store, aid->created_ms, type, severity, scope, detail,
-	                            &aid->id, what, err);
+	rc = a->ops->insert_alert(a->store, aid->created_ms, type, severity, scope, detail,
+	                          &aid->id, what, err);
+	/* refused by the tick's fence: another node ticks now and raises it
+	 * if it still holds; this one announces nothing */
+	if (rc == CSA_ECONFLICT)
+		*is_new = 0;
+	return rc;
 }
 
 /* The ledger, the webhook (through the outbox) and the caller's events
@@ -72,7 +78,7 @@ void auto_announce_alert(struct csa_auto *a, const struct alert_id *aid, const c
 {
 	json_t *alert = json_pack("{s:s, s:s, s:s, s:o}", "type", type, "severity", severity,
 	                          "scope", scope, "detail", detail);
-	csa_ledger_append(a->ledger, "alert", NULL, alert, NULL, NULL);
+	auto_audit(a, "alert", NULL, alert);
 	queue_webhook(a, aid, alert);
 	if (events)
 		json_array_append_new(events,
@@ -136,6 +142,17 @@ void auto_ledger_health_locked(struct csa_auto *a, int rc, const struct csa_err 
 	a->ledger_failing = rc != CSA_OK || (a->ledger_failing && arc);
 }
 
+void auto_audit(struct csa_auto *a, const char *type, const char *ticket_id,
+                const json_t *payload)
+{
+	struct csa_ledger_rec rec = {type, ticket_id, payload};
+	int audited = 0;
+	if (a->ops->audit(a->store, a->ledger, &rec, 1, &audited, NULL) == CSA_ECONFLICT)
+		return; /* fenced: this node no longer ticks */
+	if (!audited)
+		csa_ledger_append(a->ledger, type, ticket_id, payload, NULL, NULL);
+}
+
 int csa_auto_alert_raise(struct csa_auto *a, const char *type, const char *severity,
                          const char *scope, json_t *detail, struct csa_err *err)
 {
@@ -152,7 +169,7 @@ int csa_auto_alert_close(struct csa_auto *a, const char *type, const char *scope
 	int closed, rc = auto_close_alert(a, type, scope, &closed, err);
 	if (rc == CSA_OK && closed) {
 		json_t *rec = json_pack("{s:s, s:s}", "type", type, "scope", scope);
-		csa_ledger_append(a->ledger, "alert_closed", NULL, rec, NULL, NULL);
+		auto_audit(a, "alert_closed", NULL, rec);
 		json_decref(rec);
 	}
 	pthread_mutex_unlock(&a->mu);

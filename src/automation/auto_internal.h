@@ -189,6 +189,11 @@ int auto_raise_alert(struct csa_auto *a, const char *type, const char *severity,
 int auto_close_alert(struct csa_auto *a, const char *type, const char *scope, int *closed,
                      struct csa_err *err);
 void auto_ledger_health_locked(struct csa_auto *a, int rc, const struct csa_err *err);
+/* An audit record of the controller's own ('type', about 'ticket_id' or
+ * NULL): through the store while a tick is fenced (ops->audit), so a node
+ * that lost the tick writes none; else appended to the ledger. */
+void auto_audit(struct csa_auto *a, const char *type, const char *ticket_id,
+                const json_t *payload);
 
 /* auto_phases.c */
 void auto_set_segment_phase(struct csa_auto *a, const char *key, int phase, const char *why,

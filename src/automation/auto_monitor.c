@@ -214,7 +214,7 @@ int csa_auto_tick(struct csa_auto *a, int advance_workspace, json_t **events_out
 				json_t *rec = json_pack("{s:s, s:i, s:i, s:s, s:s}", "scope",
 				                        "workspace", "from", w, "to", w + 1,
 				                        "rollback_point", id, "by", "auto");
-				csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
+				auto_audit(a, "phase_change", NULL, rec);
 				json_array_append_new(events,
 				                      json_pack("{s:s, s:o}", "event",
 				                                "phase_change", "change", rec));

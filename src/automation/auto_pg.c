@@ -307,14 +307,17 @@ static int pg_insert_decision(struct auto_store *s, const json_t *r, struct csa_
 	return CSA_OK;
 }
 
-static int pg_audit_in_unit(struct auto_store *s, struct csa_ledger *ledger,
-                            const struct csa_ledger_rec *recs, size_t n, int *audited,
-                            struct csa_err *err)
+static int pg_audit(struct auto_store *s, struct csa_ledger *ledger,
+                    const struct csa_ledger_rec *recs, size_t n, int *audited,
+                    struct csa_err *err)
 {
 	*audited = 0;
-	if (!s->in_tx || !n || !ledger_pg_shares(ledger, s->pg))
+	if (!n || !ledger_pg_shares(ledger, s->pg) || (!s->in_tx && !s->fence))
 		return CSA_OK;
-	int rc = ledger_pg_append_tx(s->c, s->where, recs, n, NULL, err);
+	int own = 0, rc = fence_begin(s, "appending the tick's audit records", &own, err);
+	if (rc == CSA_OK)
+		rc = ledger_pg_append_tx(s->c, s->where, recs, n, NULL, err);
+	rc = fence_end(s, "appending the tick's audit records", own, rc, err);
 	*audited = rc == CSA_OK;
 	return rc;
 }
@@ -340,7 +343,7 @@ static int pg_record_decisions(struct auto_store *s, const json_t *rows,
 	 * appends, is held only from here to the commit */
 	int in_unit = 0;
 	if (rc == CSA_OK)
-		rc = pg_audit_in_unit(s, ledger, audit, n, &in_unit, err);
+		rc = pg_audit(s, ledger, audit, n, &in_unit, err);
 	if (rc == CSA_OK)
 		rc = pg_commit(s, "cannot commit a run's decisions", err);
 	pg_rollback(s);
@@ -1310,13 +1313,18 @@ static int pg_save_point(struct auto_store *s, const json_t *manifest, const str
 	char what[200];
 	snprintf(what, sizeof(what), "saving rollback point '%s'", id);
 	/* one transaction: a point is there whole, manifest and documents,
-	 * or not at all */
+	 * or not at all; the tick's (before it advances the workspace) only
+	 * while its node leads */
 	if ((rc = pg_begin(s, 0, what, err)) == CSA_OK) {
 		const char *p[] = {id, text};
-		rc = exec(s, what,
-		          "INSERT INTO csa_auto_points (id, manifest) VALUES ($1, $2) ON CONFLICT"
-		          " (id) DO UPDATE SET manifest = EXCLUDED.manifest, saved_at = now()",
-		          2, p, NULL, err);
+		int own;
+		rc = fence_begin(s, what, &own, err);
+		if (rc == CSA_OK)
+			rc = exec(s, what,
+			          "INSERT INTO csa_auto_points (id, manifest) VALUES ($1, $2) ON"
+			          " CONFLICT (id) DO UPDATE SET manifest = EXCLUDED.manifest,"
+			          " saved_at = now()",
+			          2, p, NULL, err);
 		if (rc == CSA_OK)
 			rc = exec(s, what, "DELETE FROM csa_auto_point_docs WHERE point_id = $1", 1, p,
 			          NULL, err);
@@ -1460,7 +1468,7 @@ const struct auto_store_ops auto_pg_ops = {
     .point_doc = pg_point_doc,
     .begin = pg_begin,
     .commit = pg_commit,
-    .audit_in_unit = pg_audit_in_unit,
+    .audit = pg_audit,
     .insert_decision = pg_insert_decision,
     .record_decisions = pg_record_decisions,
     .forget_decisions = pg_forget_decisions,

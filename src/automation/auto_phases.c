@@ -24,7 +24,7 @@ void auto_set_segment_phase(struct csa_auto *a, const char *key, int phase, cons
 	a->nthr = 0;
 	json_t *rec = json_pack("{s:s, s:i, s:i, s:s}", "segment", key, "from", from, "to", phase,
 	                        "reason", why);
-	csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
+	auto_audit(a, "phase_change", NULL, rec);
 	if (events)
 		json_array_append_new(
 		    events, json_pack("{s:s, s:O}", "event", "phase_change", "change", rec));
@@ -172,7 +172,7 @@ int csa_auto_phase_advance(struct csa_auto *a, const char *who, int force, json_
 	json_t *rec = json_pack("{s:s, s:i, s:i, s:s, s:s?, s:b}", "scope", "workspace", "from", w,
 	                        "to", w + 1, "rollback_point", id, "by", who, "forced",
 	                        force && !json_is_true(json_object_get(gate, "pass")));
-	csa_ledger_append(a->ledger, "phase_change", NULL, rec, NULL, NULL);
+	auto_audit(a, "phase_change", NULL, rec);
 	json_object_set_new(rec, "gate", json_incref(gate));
 	*out = rec;
 out:
@@ -240,7 +240,7 @@ int csa_auto_phase_cap(struct csa_auto *a, const char *scope, int max_phase, con
 	json_t *rec = json_pack("{s:s, s:o, s:o, s:s?}", "scope", scope, "max_phase",
 	                        max_phase ? json_integer(max_phase) : json_null(), "previous",
 	                        before ? before : json_null(), "by", who);
-	csa_ledger_append(a->ledger, "phase_cap", NULL, rec, NULL, NULL);
+	auto_audit(a, "phase_cap", NULL, rec);
 	*out = json_pack("{s:o, s:O}", "cap", rec, "caps", caps);
 	pthread_mutex_unlock(&a->mu);
 	return CSA_OK;

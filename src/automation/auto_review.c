@@ -226,7 +226,7 @@ static int close_task(struct csa_auto *a, const struct task_claim *t, const char
 	struct csa_ledger_rec lr = {what, t->ticket, *rec};
 	int in_unit = 0;
 	if (rc == CSA_OK)
-		rc = a->ops->audit_in_unit(a->store, a->ledger, &lr, 1, &in_unit, err);
+		rc = a->ops->audit(a->store, a->ledger, &lr, 1, &in_unit, err);
 	if (rc == CSA_OK)
 		rc = a->ops->commit(a->store, "committing the review", err);
 	if (rc) {

@@ -154,7 +154,7 @@ int auto_make_point(struct csa_auto *a, const char *reason, const char *who, cha
 	                        "files", files, "metrics", metrics ? metrics : json_null());
 	if (rc == CSA_OK && (rc = a->ops->save_point(a->store, man, docs, n, err)) == CSA_OK) {
 		json_object_del(man, "metrics");
-		csa_ledger_append(a->ledger, "rollback_point", NULL, man, NULL, NULL);
+		auto_audit(a, "rollback_point", NULL, man);
 	}
 	json_decref(man);
 	free_docs(docs, n);
@@ -279,7 +279,7 @@ int csa_auto_phase_rollback(struct csa_auto *a, const char *point, const char *w
 	if (rc == CSA_OK) {
 		json_t *rec = json_pack("{s:s, s:s, s:s?}", "rollback_point", id, "phase",
 		                        csa_json_str(auto_cfg(a)->root, "phase"), "by", who);
-		csa_ledger_append(a->ledger, "rollback", NULL, rec, NULL, NULL);
+		auto_audit(a, "rollback", NULL, rec);
 		*out = rec;
 	}
 	pthread_mutex_unlock(&a->mu);

@@ -875,9 +875,9 @@ static int sq_reviews_after(struct auto_store *s, const char *type, const char *
 
 /* automation.db and the ledger's file cannot share a transaction: the
  * caller appends the audit records after the commit. */
-static int sq_audit_in_unit(struct auto_store *s, struct csa_ledger *ledger,
-                            const struct csa_ledger_rec *recs, size_t n, int *audited,
-                            struct csa_err *err)
+static int sq_audit(struct auto_store *s, struct csa_ledger *ledger,
+                    const struct csa_ledger_rec *recs, size_t n, int *audited,
+                    struct csa_err *err)
 {
 	(void)s, (void)ledger, (void)recs, (void)n, (void)err;
 	*audited = 0;
@@ -1564,7 +1564,7 @@ const struct auto_store_ops auto_sqlite_ops = {
     .point_doc = sq_point_doc,
     .begin = sq_begin,
     .commit = sq_commit,
-    .audit_in_unit = sq_audit_in_unit,
+    .audit = sq_audit,
     .insert_decision = sq_insert_decision,
     .record_decisions = sq_record_decisions,
     .forget_decisions = sq_forget_decisions,

@@ -172,7 +172,7 @@ struct auto_store_ops {
 
 	/* A run's decision rows (auto_row_of(), with their review tasks) in one
 	 * transaction: all or none. 'audit' (n records) are the run's audit
-	 * records, appended in that transaction as audit_in_unit() does. */
+	 * records, appended in that transaction as audit() does. */
 	int (*record_decisions)(struct auto_store *s, const json_t *rows,
 	                        struct csa_ledger *ledger, const struct csa_ledger_rec *audit,
 	                        size_t n, int *audited, struct csa_err *err);
@@ -191,15 +191,18 @@ struct auto_store_ops {
 	 * one that failed. */
 	int (*begin)(struct auto_store *s, int write_now, const char *what, struct csa_err *err);
 	int (*commit)(struct auto_store *s, const char *what, struct csa_err *err);
-	/* Inside a unit of work: append 'recs' to the audit chain in it when
-	 * its transaction can hold them (PostgreSQL, 'ledger' the ledger of the
-	 * same database), so that what the unit records and its audit records
-	 * commit or roll back together: *audited = 1. Otherwise (automation.db
-	 * beside the ledger's file) nothing is done, *audited = 0, and the
-	 * caller appends them after the commit. */
-	int (*audit_in_unit)(struct auto_store *s, struct csa_ledger *ledger,
-	                     const struct csa_ledger_rec *recs, size_t n, int *audited,
-	                     struct csa_err *err);
+	/* Append 'recs' to the audit chain through the store where its
+	 * transactions can hold them (PostgreSQL, 'ledger' the ledger of the
+	 * same database): inside a unit of work, in it, so that what the unit
+	 * records and its audit records commit or roll back together; outside
+	 * one, while a tick is fenced (fence below), in a transaction of its
+	 * own whose first step is the fence's check, so a node that lost the
+	 * tick appends nothing (CSA_ECONFLICT). *audited = 1 when appended.
+	 * Otherwise (automation.db beside the ledger's file, or no unit and
+	 * no fence) nothing is done, *audited = 0, and the caller appends
+	 * them to the ledger itself. */
+	int (*audit)(struct auto_store *s, struct csa_ledger *ledger, const struct csa_ledger_rec *recs,
+	             size_t n, int *audited, struct csa_err *err);
 
 	/* Review tasks as csa_auto_review_list() and its kin give them: by status
 	 * (NULL: any; open first, most valuable first), a ticket's open ones, the
@@ -275,7 +278,7 @@ struct auto_store_ops {
 	int (*dead_claims)(struct auto_store *s, json_t *dead, struct csa_err *err);
 	/* The controller's tick writes as the leader of "tick" (store/leader.h):
 	 * until set again, the store's writes of the tick's own (phases, alerts,
-	 * rollback points) first check in their transaction that 'l' still
+	 * rollback points, audit records through audit()) first check in their transaction that 'l' still
 	 * leads, refused (CSA_ECONFLICT, "fenced: ...") when another node took
 	 * the role over. NULL: none. May be NULL for a store shared by no other
 	 * node (SQLite). */
