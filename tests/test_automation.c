@@ -2285,7 +2285,8 @@ static void db_workspace(const char *url, int i, char *dir, size_t dirsz)
 	struct csa_ws *w = NULL;
 	char *mbuf;
 	size_t mlen;
-	assert_int_equal(csa_ws_open(dir, &w, &err), 0);
+	if (csa_ws_open(dir, &w, &err))
+		fail_msg("workspace '%s': %s", dir, err.msg);
 	assert_int_equal(csa_fs_read_all(model, (size_t)1 << 30, &mbuf, &mlen, &err), 0);
 	assert_int_equal(csa_blobs_put(w->blobs, "models/category.model", mbuf, mlen, &err), 0);
 	free(mbuf);
@@ -2390,6 +2391,70 @@ static void two_nodes_decide_a_task_once_and_keep_one_ledger(void **state)
 	snprintf(ledger, sizeof(ledger), "%s/audit/ledger.jsonl", dir[1]);
 	struct stat sb;
 	assert_true(stat(ledger, &sb) != 0 || sb.st_size == 0);
+}
+
+/* With the tickets in the database the configuration is the database's
+ * too: node 0 shares its csa.json (less store.url) as `csa init` does, a
+ * phase change or a replaced document on one node reaches the other at
+ * its next refresh, and neither node's csa.json file changes. */
+static void the_configuration_is_shared_by_the_nodes(void **state)
+{
+	(void)state;
+	char url[600], dir[2][600];
+	store_place("config", url, sizeof(url));
+	struct csa_err err = {0};
+	for (int i = 0; i < 2; i++)
+		db_workspace(url, i, dir[i], sizeof(dir[i]));
+	char file[700], *before, *after;
+	size_t blen, alen;
+	snprintf(file, sizeof(file), "%s/csa.json", dir[1]);
+	assert_int_equal(csa_fs_read_all(file, 1 << 20, &before, &blen, &err), 0);
+	struct csa_ws *a, *b;
+	assert_int_equal(csa_ws_open(dir[0], &a, &err), 0);
+	assert_int_equal(csa_ws_config_share(a, &err), 0); /* csa init */
+	assert_int_equal(csa_ws_open(dir[1], &b, &err), 0);
+	assert_int_equal(csa_ws_phase(b), 1);
+	assert_int_equal(csa_ws_set_phase(a, 3, &err), 0);
+	assert_int_equal(csa_ws_phase(a), 3);
+	/* B takes it up within the versions' cache (half a second) */
+	int seen = 0;
+	for (int i = 0; i < 100 && seen != 3; i++) {
+		assert_int_equal(csa_ws_config_refresh(b, &err), 0);
+		if ((seen = csa_ws_phase(b)) != 3)
+			usleep(20000);
+	}
+	assert_int_equal(seen, 3);
+	/* a document replaced on B (a rollback) reaches A */
+	char *doc;
+	size_t dlen;
+	assert_int_equal(csa_ws_config_document(b, &doc, &dlen, &err), 0);
+	assert_null(strstr(doc, "store"));
+	json_t *j = json_loads(doc, 0, NULL);
+	free(doc);
+	json_object_set_new(j, "phase", json_string("PHASE_2"));
+	char *text = json_dumps(j, 0);
+	json_decref(j);
+	assert_int_equal(csa_ws_config_replace(b, text, strlen(text), &err), 0);
+	free(text);
+	for (int i = 0; i < 100 && seen != 2; i++) {
+		assert_int_equal(csa_ws_config_refresh(a, &err), 0);
+		if ((seen = csa_ws_phase(a)) != 2)
+			usleep(20000);
+	}
+	assert_int_equal(seen, 2);
+	/* an invalid document is refused and changes nothing anywhere */
+	assert_int_equal(csa_ws_config_replace(a, "{\"phase\": \"PHASE_9\"}", 20, &err),
+	                 CSA_ESCHEMA);
+	assert_int_equal(csa_ws_config_refresh(b, &err), 0);
+	assert_int_equal(csa_ws_phase(b), 2);
+	assert_int_equal(csa_fs_read_all(file, 1 << 20, &after, &alen, &err), 0);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(after, before, blen);
+	free(before);
+	free(after);
+	csa_ws_close(a);
+	csa_ws_close(b);
+	unsetenv("DATABASE_URL");
 }
 
 /* In the database a run's decision rows and its audit records are one
@@ -3488,6 +3553,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(the_ticks_writes_are_fenced, backend_setup,
 	                                    backend_teardown),
 	    cmocka_unit_test_setup_teardown(decisions_and_their_audit_records_commit_together,
+	                                    backend_setup, backend_teardown),
+	    cmocka_unit_test_setup_teardown(the_configuration_is_shared_by_the_nodes,
 	                                    backend_setup, backend_teardown),
 	};
 	const struct CMUnitTest ctl[] = {

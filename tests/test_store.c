@@ -1622,7 +1622,8 @@ static void pg_backup_during_writes_restores_one_instant(void **state)
 	assert_int_equal(tpg_create_schema(g_pg, name, url2, sizeof(url2), why, sizeof(why)), 0);
 	char *target = t_tmpdir("store-pg-restored");
 	setenv("DATABASE_URL", url2, 1);
-	assert_int_equal(csa_backup_restore(bk, target, NULL, &err), 0);
+	if (csa_backup_restore(bk, target, NULL, &err))
+		fail_msg("restore: %s", err.msg);
 	struct csa_ws *rws = NULL;
 	assert_int_equal(csa_ws_open(target, &rws, &err), 0);
 	unsetenv("DATABASE_URL");
@@ -1726,7 +1727,7 @@ static void pg_cli_end_to_end(void **state)
 	assert_int_equal(t_csa(NULL, NULL, NULL, "verify --dir '%s/r1'", dir), 0);
 	/* and only into an empty database */
 	assert_int_not_equal(t_csa(NULL, NULL, &err, "restore '%s' --dir '%s/r2'", bk, dir), 0);
-	assert_non_null(strstr(err, "is not empty: table csa_tickets has rows"));
+	assert_non_null(strstr(err, "is not empty: table csa_")); /* csa_blobs: the configuration */
 	free(err);
 	setenv("DATABASE_URL", url, 1);
 	unsetenv("DATABASE_URL");

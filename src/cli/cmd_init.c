@@ -17,10 +17,13 @@ int cmd_init(int argc, char **argv)
 	csa_blobs_close(docs);
 	/* open it once: the ticket store is created where csa.json or
 	 * DATABASE_URL puts it (a database gets its schema now), and a store
-	 * that cannot be reached is reported here rather than at first use */
+	 * that cannot be reached is reported here rather than at first use;
+	 * a database without a configuration gets this one, for every node */
 	struct csa_ws *ws = NULL;
-	if (rc == CSA_OK && (rc = csa_ws_open(dir, &ws, &err)) == CSA_OK)
+	if (rc == CSA_OK && (rc = csa_ws_open(dir, &ws, &err)) == CSA_OK) {
+		rc = csa_ws_config_share(ws, &err);
 		csa_ws_close(ws);
+	}
 	if (rc)
 		return cli_fail(&err);
 	json_t *out = json_pack("{s:s, s:b}", "workspace", dir, "initialized", 1);

@@ -134,6 +134,7 @@ static void *deliver_loop(void *arg)
 	struct csa_server *s = arg;
 	int64_t next_tick = csa_now_ms() + 1000;
 	char last_error[sizeof(((struct csa_err *)0)->msg)] = "";
+	char last_config_error[sizeof(last_error)] = "";
 	pthread_mutex_lock(&s->stop_mu);
 	while (!s->stopping) {
 		pthread_mutex_unlock(&s->stop_mu);
@@ -146,6 +147,15 @@ static void *deliver_loop(void *arg)
 		else if (strcmp(err.msg, last_error) != 0) {
 			memcpy(last_error, err.msg, sizeof(last_error));
 			fprintf(stderr, "csa serve: outbox delivery: %s\n", last_error);
+		}
+		/* a phase change or a rollback on another node (configuration
+		 * in the database) */
+		struct csa_err cerr = {0};
+		if (csa_ws_config_refresh(s->ws, &cerr) == CSA_OK)
+			last_config_error[0] = '\0';
+		else if (strcmp(cerr.msg, last_config_error) != 0) {
+			memcpy(last_config_error, cerr.msg, sizeof(last_config_error));
+			fprintf(stderr, "csa serve: configuration: %s\n", cerr.msg);
 		}
 		int was_ticking = csa_leader_leading(s->lead[CSA_ROLE_TICK].l);
 		if (lead_round(s, CSA_ROLE_TICK)) {

@@ -3,7 +3,8 @@
  * decision models (models/<type>.model), the LLM calibration
  * (models/llm-calibration.json) and the knowledge base (kb/<name>.md).
  *
- * A name is "<area>/<file>": area "models" or "kb", file 1-200 bytes
+ * A name is "<area>/<file>": area "models", "kb" or "config" (the
+ * configuration nodes share in PostgreSQL: store/ws.c), file 1-200 bytes
  * without '/' or control characters, not starting with a dot, checked
  * before any path is built. A put is atomic and durable: a reader gets the old bytes or the
  * new ones, never a mix. version() changes whenever a document is put, so

@@ -18,7 +18,7 @@ struct file_blobs {
 	char *root;
 };
 
-static const char *const areas[] = {"models", "kb"};
+static const char *const areas[] = {"models", "kb", "config"};
 
 static int area_ok(const char *area, size_t len)
 {
@@ -56,7 +56,7 @@ int csa_blobs_name_check(const char *name, struct csa_err *err)
 	const char *slash = name ? strchr(name, '/') : NULL;
 	if (!slash || !area_ok(name, (size_t)(slash - name)))
 		return csa_error(err, CSA_EINVAL,
-		                 "document name '%.140s' must start with models/ or kb/",
+		                 "document name '%.140s' must start with models/, kb/ or config/",
 		                 name ? name : "(null)");
 	if (!file_ok(slash + 1))
 		return csa_error(err, CSA_EINVAL,

@@ -181,6 +181,11 @@ static const struct {
      "  version bigint NOT NULL,"
      "  body bytea NOT NULL,"
      "  put_at timestamptz NOT NULL);"},
+    /* store/ws.c: the configuration every node shares (config/csa.json) */
+    {7, "shared configuration",
+     "ALTER TABLE csa_blobs DROP CONSTRAINT csa_blobs_name_check;"
+     "ALTER TABLE csa_blobs ADD CONSTRAINT csa_blobs_name_check"
+     "  CHECK (name ~ '^(models|kb|config)/[^/]{1,200}$');"},
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

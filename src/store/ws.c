@@ -121,20 +121,117 @@ static void cap_phase(struct csa_config *cfg, int cap)
 	}
 }
 
-/* csa.json, this process's overrides and phase cap: the configuration a
- * reload publishes. The caller holds cfg_write_mu. */
-static int build(struct csa_ws *ws, struct csa_config *out, struct csa_err *err)
+/*
+ * Where the configuration document is. On a single host: csa.json. With
+ * the tickets in PostgreSQL, the document every node shares is the
+ * database's "config/csa.json" (store/blobs.h) once it has one (`csa
+ * init`, csa_ws_config_share, or the first change of configuration on
+ * any node puts it there): a phase change, a rollback or an edit on one
+ * node reaches the others (csa_ws_config_refresh). The workspace's
+ * csa.json file says where the database is (store.url) and is the
+ * configuration while the database has none.
+ */
+#define CONFIG_BLOB "config/csa.json"
+static int config_in_db(const struct csa_ws *ws)
 {
+	return ws->pg && ws->blobs;
+}
+
+/* The configuration document's bytes ('what' names it for messages) and,
+ * from the database, its version. The caller holds cfg_write_mu. */
+static int config_read(struct csa_ws *ws, char **buf, size_t *len, uint64_t *version, char *what,
+                       size_t whatsz, struct csa_err *err)
+{
+	if (config_in_db(ws) && (*version = csa_blobs_version(ws->blobs, CONFIG_BLOB))) {
+		snprintf(what, whatsz, "the configuration in the database (%s)", CONFIG_BLOB);
+		return csa_blobs_get(ws->blobs, CONFIG_BLOB, 1 << 20, buf, len, err);
+	}
 	char path[4096];
 	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
 		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
-	int rc = csa_config_load(path, out, err);
-	if (rc == CSA_OK && ws->cfg_over &&
-	    (rc = csa_config_merge(out, ws->cfg_over, "configuration overrides", err)))
-		csa_config_release(out);
+	*version = 0;
+	snprintf(what, whatsz, "'%s'", path);
+	return csa_fs_read_all(path, 1 << 20, buf, len, err);
+}
+
+static int config_write(struct csa_ws *ws, const char *buf, size_t len, struct csa_err *err)
+{
+	if (config_in_db(ws)) /* the first change shares the configuration */
+		return csa_blobs_put(ws->blobs, CONFIG_BLOB, buf, len, err);
+	char path[4096];
+	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
+		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
+	return csa_fs_write_atomic(path, buf, len, err);
+}
+
+/* The configuration document, this process's overrides and phase cap:
+ * the configuration a reload publishes. The caller holds cfg_write_mu. */
+static int build(struct csa_ws *ws, struct csa_config *out, struct csa_err *err)
+{
+	char *buf = NULL, what[4200];
+	size_t len;
+	uint64_t version;
+	json_t *doc = NULL;
+	int rc = config_read(ws, &buf, &len, &version, what, sizeof(what), err);
 	if (rc == CSA_OK)
-		cap_phase(out, ws->phase_cap);
+		rc = csa_json_parse(buf, len, what, &doc, err);
+	free(buf);
+	memset(out, 0, sizeof(*out));
+	if (rc == CSA_OK && !(out->root = csa_config_defaults()))
+		rc = csa_error(err, CSA_ENOMEM, "out of memory reading %s", what);
+	if (rc == CSA_OK)
+		rc = csa_config_merge(out, doc, what, err);
+	json_decref(doc);
+	if (rc == CSA_OK && ws->cfg_over)
+		rc = csa_config_merge(out, ws->cfg_over, "configuration overrides", err);
+	if (rc) {
+		csa_config_release(out);
+		return rc;
+	}
+	cap_phase(out, ws->phase_cap);
+	ws->cfg_version = version;
+	return CSA_OK;
+}
+
+int csa_ws_config_share(struct csa_ws *ws, struct csa_err *err)
+{
+	if (!config_in_db(ws))
+		return CSA_OK;
+	pthread_mutex_lock(&ws->cfg_write_mu);
+	int rc = CSA_OK;
+	if (csa_blobs_version(ws->blobs, CONFIG_BLOB) == 0) {
+		char path[4096], *text = NULL;
+		size_t len;
+		json_t *file = NULL;
+		if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
+			rc = csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
+		if (rc == CSA_OK)
+			rc = csa_json_load_file(path, 1 << 20, &file, err);
+		/* store.url is each node's own way to the database and may hold
+		 * a password: it stays in the node's file */
+		if (rc == CSA_OK) {
+			json_object_del(json_object_get(file, "store"), "url");
+			if (json_object_size(json_object_get(file, "store")) == 0)
+				json_object_del(file, "store");
+			rc = csa_json_dump(file, 1, &text, &len, err);
+		}
+		if (rc == CSA_OK)
+			rc = csa_blobs_put(ws->blobs, CONFIG_BLOB, text, len, err);
+		free(text);
+		json_decref(file);
+	}
+	struct csa_config next;
+	if (rc == CSA_OK && (rc = build(ws, &next, err)) == CSA_OK)
+		rc = publish(ws, &next, err);
+	pthread_mutex_unlock(&ws->cfg_write_mu);
 	return rc;
+}
+
+int csa_ws_config_refresh(struct csa_ws *ws, struct csa_err *err)
+{
+	if (!config_in_db(ws) || csa_blobs_version(ws->blobs, CONFIG_BLOB) == ws->cfg_version)
+		return CSA_OK;
+	return csa_ws_config_reload(ws, err);
 }
 
 int csa_ws_config_override(struct csa_ws *ws, const json_t *over, struct csa_err *err)
@@ -204,20 +301,16 @@ int csa_ws_config_reload(struct csa_ws *ws, struct csa_err *err)
 
 int csa_ws_config_document(struct csa_ws *ws, char **buf, size_t *len, struct csa_err *err)
 {
-	char path[4096];
-	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
-		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
+	char what[4200];
+	uint64_t version;
 	pthread_mutex_lock(&ws->cfg_write_mu);
-	int rc = csa_fs_read_all(path, 1 << 20, buf, len, err);
+	int rc = config_read(ws, buf, len, &version, what, sizeof(what), err);
 	pthread_mutex_unlock(&ws->cfg_write_mu);
 	return rc;
 }
 
 int csa_ws_config_replace(struct csa_ws *ws, const char *buf, size_t len, struct csa_err *err)
 {
-	char path[4096];
-	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
-		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
 	/* what csa_config_load() would make of it, before the file changes */
 	json_t *doc;
 	int rc = csa_json_parse(buf, len, "the replacing csa.json", &doc, err);
@@ -231,7 +324,7 @@ int csa_ws_config_replace(struct csa_ws *ws, const char *buf, size_t len, struct
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ws->cfg_write_mu);
-	rc = csa_fs_write_atomic(path, buf, len, err);
+	rc = config_write(ws, buf, len, err);
 	struct csa_config next;
 	if (rc == CSA_OK && (rc = build(ws, &next, err)) == CSA_OK)
 		rc = publish(ws, &next, err);
@@ -251,21 +344,23 @@ int csa_ws_set_phase(struct csa_ws *ws, int phase, struct csa_err *err)
 {
 	if (phase < 1 || phase > 5)
 		return csa_error(err, CSA_EINVAL, "phase must be 1..5, not %d", phase);
-	char path[4096];
-	if (csa_ws_path(ws, "csa.json", path, sizeof(path)))
-		return csa_error(err, CSA_ELIMIT, "workspace path too long: '%s'", ws->root);
 	pthread_mutex_lock(&ws->cfg_write_mu);
-	json_t *file;
-	int rc = csa_json_load_file(path, 1 << 20, &file, err);
+	char *buf = NULL, what[4200];
+	size_t len;
+	uint64_t version;
+	json_t *doc = NULL;
+	int rc = config_read(ws, &buf, &len, &version, what, sizeof(what), err);
+	if (rc == CSA_OK)
+		rc = csa_json_parse(buf, len, what, &doc, err);
+	free(buf);
 	if (rc == CSA_OK) {
 		char ph[8], *text = NULL;
-		size_t len;
 		snprintf(ph, sizeof(ph), "PHASE_%d", phase);
-		json_object_set_new(file, "phase", json_string(ph));
-		if ((rc = csa_json_dump(file, 1, &text, &len, err)) == CSA_OK)
-			rc = csa_fs_write_atomic(path, text, len, err);
+		json_object_set_new(doc, "phase", json_string(ph));
+		if ((rc = csa_json_dump(doc, 1, &text, &len, err)) == CSA_OK)
+			rc = config_write(ws, text, len, err);
 		free(text);
-		json_decref(file);
+		json_decref(doc);
 	}
 	struct csa_config next;
 	if (rc == CSA_OK && (rc = build(ws, &next, err)) == CSA_OK)
@@ -358,7 +453,10 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 	 * by opening the store */
 	if ((rc = open_store(ws, mode, &ws->store, err)) ||
 	    (rc = ws->pg ? csa_blobs_open_pg(ws->pg, &ws->blobs, err)
-	                 : csa_blobs_open_files(dir, &ws->blobs, err)))
+	                 : csa_blobs_open_files(dir, &ws->blobs, err)) ||
+	    (rc = ws->pg && csa_blobs_version(ws->blobs, CONFIG_BLOB)
+	              ? csa_ws_config_reload(ws, err)
+	              : CSA_OK))
 		goto fail;
 	/* A scratch workspace's one user (the replay) loads each ticket again
 	 * right after committing it, for every review: those loads are served

@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "base/config.h"
 #include "base/err.h"
 
@@ -41,6 +42,7 @@ struct csa_ws {
 	json_t *cfg_over; /* this process's overrides, merged over csa.json */
 	int phase_cap;    /* PHASE of the environment: 1..5, 0 for none */
 	int scratch;      /* opened with csa_ws_open_scratch(); set before the store opens */
+	uint64_t cfg_version; /* the database's configuration document's, when published */
 };
 
 /* Create the layout and a csa.json with the defaults in 'dir' (created if
@@ -129,6 +131,18 @@ int csa_ws_config_cap_phase(struct csa_ws *ws, int cap, int *lowered, struct csa
 /* Read csa.json again (after a rollback restored it) and publish it. On
  * failure the configuration in effect stays. */
 int csa_ws_config_reload(struct csa_ws *ws, struct csa_err *err);
+
+/* With the tickets in PostgreSQL the configuration document every node
+ * shares is the database's (config/csa.json) once it has one; the local
+ * csa.json names the database and is the configuration until then.
+ * share() puts the local csa.json there (less store.url, each node's
+ * own) unless the database has a configuration already (`csa init`; any
+ * change of configuration shares it too). refresh() reloads it when
+ * another process or node changed it (a phase change, a rollback): a
+ * server calls it twice a second; the version it compares is read at
+ * most twice a second (store/blobs.h). Both are no-ops on a single host. */
+int csa_ws_config_share(struct csa_ws *ws, struct csa_err *err);
+int csa_ws_config_refresh(struct csa_ws *ws, struct csa_err *err);
 
 /* The workspace's configuration document as stored (csa.json, without
  * this process's overrides): a new buffer, NUL-terminated past *len. */
