@@ -229,9 +229,16 @@ int csa_ws_config_share(struct csa_ws *ws, struct csa_err *err)
 
 int csa_ws_config_refresh(struct csa_ws *ws, struct csa_err *err)
 {
-	if (!config_in_db(ws) || csa_blobs_version(ws->blobs, CONFIG_BLOB) == ws->cfg_version)
+	if (!config_in_db(ws))
 		return CSA_OK;
-	return csa_ws_config_reload(ws, err);
+	pthread_mutex_lock(&ws->cfg_write_mu);
+	struct csa_config next;
+	int rc = CSA_OK;
+	if (csa_blobs_version(ws->blobs, CONFIG_BLOB) != ws->cfg_version &&
+	    (rc = build(ws, &next, err)) == CSA_OK)
+		rc = publish(ws, &next, err);
+	pthread_mutex_unlock(&ws->cfg_write_mu);
+	return rc;
 }
 
 int csa_ws_config_override(struct csa_ws *ws, const json_t *over, struct csa_err *err)

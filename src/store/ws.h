@@ -42,7 +42,8 @@ struct csa_ws {
 	json_t *cfg_over; /* this process's overrides, merged over csa.json */
 	int phase_cap;    /* PHASE of the environment: 1..5, 0 for none */
 	int scratch;      /* opened with csa_ws_open_scratch(); set before the store opens */
-	uint64_t cfg_version; /* the database's configuration document's, when published */
+	uint64_t cfg_version; /* the database's configuration document's, when
+	                       * published (under cfg_write_mu) */
 };
 
 /* Create the layout and a csa.json with the defaults in 'dir' (created if
