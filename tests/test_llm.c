@@ -24,12 +24,15 @@
 #include "flow/pipeline.h"
 #include "gen/gen.h"
 #include "llm/backend.h"
+#include "llm/calllog.h"
 #include "llm/cascade.h"
 #include "llm/redact.h"
+#include "store/pg.h"
 #include "store/store.h"
 #include "store/ticket.h"
 #include "store/ws.h"
 #include "support/fakellm.h"
+#include "support/tpg.h"
 #include "support/tutil.h"
 
 static const char *const CATS[] = {"TECHNICAL_ISSUE", "BILLING_INQUIRY",    "FEATURE_REQUEST",
@@ -537,7 +540,7 @@ static struct csa_cascade *cascade_with(const char *dir, const char *llm)
 	struct csa_blobs *docs = NULL;
 	int rc = csa_blobs_open_files(dir, &docs, &err);
 	if (rc == CSA_OK)
-		rc = csa_cascade_open(&cfg, docs, dir, &c, &err);
+		rc = csa_cascade_open(&cfg, docs, NULL, dir, &c, &err);
 	csa_blobs_close(docs);
 	csa_config_release(&cfg);
 	if (rc)
@@ -630,6 +633,79 @@ static void cascade_asks_only_when_unsure_and_within_budget(void **state)
 	csa_cascade_free(c);
 	t_rmrf(dir);
 	free(dir);
+}
+
+/* The call log's contract, run on llm.db and on PostgreSQL: what one
+ * handle records (a process, a node) another reads in its budget and its
+ * usage report, a backend's name verbatim whatever it holds. */
+static void call_log_contract(struct csa_call_log *a, struct csa_call_log *b)
+{
+	struct csa_err err = {0};
+	long calls = -1;
+	double cost = -1;
+	assert_int_equal(csa_call_log_spent(b, 0, 0, &calls, &cost, &err), 0);
+	assert_int_equal(calls, 0);
+	assert_true(cost == 0);
+	struct csa_llm_call c1 = {1000, "fast", "classifier", 120, 8, 0.125, 40, 1},
+	                    c2 = {2000, "slow'; DROP TABLE x; --", "selector", 90, 4, 0.25, 900, 0};
+	assert_int_equal(csa_call_log_record(a, &c1, &err), 0);
+	assert_int_equal(csa_call_log_record(a, &c2, &err), 0);
+	/* calls strictly after the hour's start; money from the day's start on */
+	assert_int_equal(csa_call_log_spent(b, 1000, 0, &calls, &cost, &err), 0);
+	assert_int_equal(calls, 1);
+	assert_true(fabs(cost - 0.375) < 1e-12);
+	assert_int_equal(csa_call_log_spent(b, 0, 1500, &calls, &cost, &err), 0);
+	assert_int_equal(calls, 2);
+	assert_true(fabs(cost - 0.25) < 1e-12);
+	json_t *per = NULL;
+	assert_int_equal(csa_call_log_by_backend(b, 0, &per, &err), 0);
+	assert_int_equal(json_object_size(per), 2);
+	json_t *fast = json_object_get(per, "fast"), *slow = json_object_get(per, c2.backend);
+	assert_int_equal(csa_json_int(fast, "calls", -1), 1);
+	assert_int_equal(csa_json_int(fast, "ok", -1), 1);
+	assert_int_equal(csa_json_int(fast, "tokens_in", -1), 120);
+	assert_true(fabs(csa_json_num(fast, "mean_latency_ms", 0) - 40) < 1e-9);
+	assert_int_equal(csa_json_int(slow, "ok", -1), 0);
+	assert_int_equal(csa_json_int(slow, "tokens_out", -1), 4);
+	json_decref(per);
+	assert_int_equal(csa_call_log_by_backend(b, 1500, &per, &err), 0);
+	assert_int_equal(json_object_size(per), 1);
+	json_decref(per);
+}
+
+/* Two handles on one llm.db (two processes of a host), then two pools on
+ * one database (two nodes): one budget either way. */
+static void call_logs_are_one_budget_on_both_backends(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("calllog");
+	struct csa_call_log *a, *b;
+	assert_int_equal(csa_call_log_open(dir, &a, &err), 0);
+	assert_int_equal(csa_call_log_open(dir, &b, &err), 0);
+	call_log_contract(a, b);
+	csa_call_log_close(a);
+	csa_call_log_close(b);
+	t_rmrf(dir);
+	free(dir);
+
+	char why[4096], url[600];
+	struct tpg *server = tpg_start(why, sizeof(why));
+	if (!server)
+		fail_msg("the PostgreSQL part cannot run: %s", why);
+	if (tpg_create_schema(server, "calllog", url, sizeof(url), why, sizeof(why)))
+		fail_msg("%s", why);
+	struct csa_pg *na, *nb;
+	assert_int_equal(csa_pg_open(url, "test", CSA_PG_MIGRATE, &na, &err), 0);
+	assert_int_equal(csa_pg_open(url, "test", CSA_PG_EXPECT, &nb, &err), 0);
+	assert_int_equal(csa_call_log_open_pg(na, &a, &err), 0);
+	assert_int_equal(csa_call_log_open_pg(nb, &b, &err), 0);
+	call_log_contract(a, b);
+	csa_call_log_close(a);
+	csa_call_log_close(b);
+	csa_pg_free(na);
+	csa_pg_free(nb);
+	tpg_stop(server);
 }
 
 /* Run one SQL statement on a workspace's llm.db from another connection. */
@@ -1300,6 +1376,7 @@ int main(void)
 	    cmocka_unit_test(configuration_errors_are_named),
 	    cmocka_unit_test(cascade_asks_only_when_unsure_and_within_budget),
 	    cmocka_unit_test(budget_holds_when_the_call_log_fails),
+	    cmocka_unit_test(call_logs_are_one_budget_on_both_backends),
 	    cmocka_unit_test(stated_confidence_needs_calibration),
 	};
 	const struct CMUnitTest flow[] = {

@@ -229,7 +229,7 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	if (by_position && pthread_create(&p->verify_th, NULL, verify_main, p) == 0)
 		p->verify_running = 1;
 	const struct csa_config *cfg = csa_ws_config(ws);
-	rc = csa_cascade_open(cfg, ws->blobs, ws->root, &p->env.cascade, err);
+	rc = csa_cascade_open(cfg, ws->blobs, ws->pg, ws->root, &p->env.cascade, err);
 	csa_config_unref(cfg);
 	if (rc)
 		goto fail;

@@ -3,7 +3,8 @@
  * (calls per hour, money per day) and its usage report read. Every
  * process of the workspace shares it. Behind a table of function
  * pointers like the ticket store; llm.db (SQLite, WAL) is the first
- * backend.
+ * backend, the table csa_llm_calls of the workspace's PostgreSQL database
+ * (calllog_pg.c, every node's calls in one budget) the second.
  */
 #ifndef CSA_LLM_CALLLOG_H
 #define CSA_LLM_CALLLOG_H
@@ -40,6 +41,9 @@ struct csa_call_log {
 
 /* The workspace's log: <ws_root>/llm.db. */
 int csa_call_log_open(const char *ws_root, struct csa_call_log **out, struct csa_err *err);
+/* The database's, on the workspace's pool 'pg' (which must outlive it). */
+struct csa_pg;
+int csa_call_log_open_pg(struct csa_pg *pg, struct csa_call_log **out, struct csa_err *err);
 
 static inline int csa_call_log_record(struct csa_call_log *l, const struct csa_llm_call *c,
                                       struct csa_err *err)

@@ -133,8 +133,8 @@ static double cfg_num(const struct csa_config *cfg, const char *key, double dflt
 	return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
-int csa_cascade_open(const struct csa_config *cfg, struct csa_blobs *docs, const char *ws_root,
-                     struct csa_cascade **out, struct csa_err *err)
+int csa_cascade_open(const struct csa_config *cfg, struct csa_blobs *docs, struct csa_pg *pg,
+                     const char *ws_root, struct csa_cascade **out, struct csa_err *err)
 {
 	*out = NULL;
 	json_t *conf = csa_config_get(cfg, "llm.agents");
@@ -191,7 +191,8 @@ int csa_cascade_open(const struct csa_config *cfg, struct csa_blobs *docs, const
 	} else {
 		csa_error(err, cerr.code, "%s", cerr.msg);
 	}
-	if (rc || (rc = csa_call_log_open(ws_root, &c->log, err)))
+	if (rc || (rc = pg ? csa_call_log_open_pg(pg, &c->log, err)
+	                   : csa_call_log_open(ws_root, &c->log, err)))
 		goto fail;
 	*out = c;
 	return CSA_OK;

@@ -34,9 +34,12 @@ struct csa_llm;
 
 /* *out is NULL when csa.json names no backend for any agent. The
  * calibration is read from 'docs' (at open only); the call log
- * (llm/calllog.h) is the workspace's at 'ws_root'. */
-int csa_cascade_open(const struct csa_config *cfg, struct csa_blobs *docs, const char *ws_root,
-                     struct csa_cascade **out, struct csa_err *err);
+ * (llm/calllog.h) is the workspace's database's when 'pg' is not NULL
+ * (its tickets are in PostgreSQL: one budget for every node), else its
+ * llm.db at 'ws_root'. */
+struct csa_pg;
+int csa_cascade_open(const struct csa_config *cfg, struct csa_blobs *docs, struct csa_pg *pg,
+                     const char *ws_root, struct csa_cascade **out, struct csa_err *err);
 void csa_cascade_free(struct csa_cascade *c);
 
 /*

@@ -186,6 +186,18 @@ static const struct {
      "ALTER TABLE csa_blobs DROP CONSTRAINT csa_blobs_name_check;"
      "ALTER TABLE csa_blobs ADD CONSTRAINT csa_blobs_name_check"
      "  CHECK (name ~ '^(models|kb|config)/[^/]{1,200}$');"},
+    /* llm/calllog_pg.c: the LLM calls every node makes, one budget */
+    {8, "LLM call log",
+     "CREATE TABLE csa_llm_calls ("
+     "  ts bigint NOT NULL,"
+     "  backend text NOT NULL,"
+     "  purpose text NOT NULL,"
+     "  tokens_in bigint,"
+     "  tokens_out bigint,"
+     "  cost double precision,"
+     "  latency_ms bigint,"
+     "  ok boolean NOT NULL);"
+     "CREATE INDEX csa_llm_calls_ts ON csa_llm_calls (ts);"},
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
