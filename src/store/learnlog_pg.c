@@ -176,8 +176,8 @@ static int pg_prune(struct csa_learnlog *lg, const char *kind, int64_t upto, str
 	                           "WHERE kind = $1 AND seq <= $2::bigint",
 	                           2, params, err, &rc);
 	csa_pg_put(l->pg, c);
-	PQclear(r);
-	return r ? CSA_OK : rc;
+	PQclear(r); /* rc says how it went */
+	return rc;
 }
 
 /* The first node to need the identity makes it; a concurrent one's insert
@@ -196,7 +196,8 @@ static int pg_id(struct csa_learnlog *lg, char out[CSA_LEARNLOG_ID_LEN + 1], str
 		    "ON CONFLICT (one) DO NOTHING",
 		    0, NULL, err, &rc);
 		PQclear(r);
-		if (r)
+		r = NULL;
+		if (rc == CSA_OK)
 			r = csa_pg_query(l->pg, &c, "reading the online-learning log's identity",
 			                 "SELECT id FROM csa_online_log", 0, NULL, err, &rc);
 		csa_pg_put(l->pg, c);
