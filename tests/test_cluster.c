@@ -30,6 +30,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1414,6 +1416,68 @@ static void learnlog_contract(struct csa_learnlog *l, struct csa_learnlog *other
 	free(big);
 }
 
+struct appender {
+	struct csa_learnlog *l;
+	int64_t seq;
+	int rc;
+	atomic_int done;
+};
+
+static void *append_main(void *arg)
+{
+	struct appender *ap = arg;
+	ap->rc = csa_learnlog_append(ap->l, "category", "late", 4, &ap->seq, NULL);
+	atomic_store(&ap->done, 1);
+	return NULL;
+}
+
+/* An append on PostgreSQL waits for one that drew an earlier position and
+ * has not committed yet: a reader of "above the last I saw" that saw the
+ * later one would never see the earlier. The earlier one is held open by
+ * hand here, on the lock csa's appends take. */
+static void pg_appends_become_visible_in_order(const char *url, struct csa_learnlog *l)
+{
+	PGconn *c = PQconnectdb(url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	char key[24];
+	snprintf(key, sizeof(key), "%lld", csa_pg_lock_key("learnlog", "append"));
+	const char *kp[] = {key};
+	PQclear(PQexec(c, "BEGIN"));
+	PGresult *r = PQexecParams(c, "SELECT pg_advisory_xact_lock($1::bigint)", 1, NULL, kp, NULL,
+	                           NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	r = PQexec(c, "INSERT INTO csa_online_examples (kind, body) VALUES ('category', 'early') "
+	              "RETURNING seq");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	int64_t early = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	struct appender ap = {.l = l};
+	atomic_init(&ap.done, 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, append_main, &ap), 0);
+	/* a fixed wait that can only make the test weaker, never flaky: on a
+	 * loaded machine the append may not have started yet */
+	usleep(500000);
+	int waited = !atomic_load(&ap.done);
+	PQclear(PQexec(c, "COMMIT"));
+	pthread_join(th, NULL);
+	PQfinish(c);
+	assert_true(waited);
+	assert_int_equal(ap.rc, 0);
+	assert_true(ap.seq > early);
+	int64_t after_early = 0;
+	struct csa_learnlog_entry *e = NULL;
+	size_t n = 0;
+	struct csa_err err = {0};
+	assert_int_equal(csa_learnlog_read(l, early - 1, 10, &e, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(e[0].seq, early);
+	after_early = e[1].seq;
+	assert_int_equal(after_early, ap.seq);
+	csa_learnlog_free_entries(e, n);
+}
+
 static void learnlog_backends(void **state)
 {
 	(void)state;
@@ -1439,6 +1503,7 @@ static void learnlog_backends(void **state)
 	assert_int_equal(csa_learnlog_open_pg(p1, &l1, &err), 0);
 	assert_int_equal(csa_learnlog_open_pg(p2, &l2, &err), 0);
 	learnlog_contract(l1, l2);
+	pg_appends_become_visible_in_order(url, l1);
 	csa_learnlog_close(l1);
 	csa_learnlog_close(l2);
 	csa_pg_free(p1);
