@@ -944,8 +944,8 @@ static void classify(struct pnode *n, const char *id, const char *text, struct v
 	json_decref(res);
 }
 
-/* A category of the taxonomy other than 'not'. */
-static const char *other_category(struct csa_ws *w, const char *not)
+/* A category of the taxonomy other than 'except'. */
+static const char *other_category(struct csa_ws *w, const char *except)
 {
 	const struct csa_config *cfg = csa_ws_config(w);
 	const char *labels[64];
@@ -953,7 +953,7 @@ static const char *other_category(struct csa_ws *w, const char *not)
 	static char pick[64];
 	pick[0] = '\0';
 	for (size_t i = 0; i < n && !pick[0]; i++)
-		if (strcmp(labels[i], not) != 0)
+		if (strcmp(labels[i], except) != 0)
 			snprintf(pick, sizeof(pick), "%s", labels[i]);
 	csa_config_unref(cfg);
 	assert_true(pick[0]);
@@ -989,9 +989,9 @@ static void fingerprint_of(struct csa_dmodel *const *models, struct fingerprint 
 		snprintf(f->version[t], sizeof(f->version[t]), "%s", csa_dmodel_version(models[t]));
 		assert_true(csa_dmodel_n_labels(models[t]) <= 64);
 		for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
-			assert_int_equal(csa_dmodel_predict(models[t], probes[i], feats, 3, f->p[t][i],
-			                                    NULL),
-			                 0);
+			assert_int_equal(
+			    csa_dmodel_predict(models[t], probes[i], feats, 3, f->p[t][i], NULL),
+			    0);
 	}
 }
 
@@ -1062,8 +1062,8 @@ static void correction_on_one_node_teaches_the_others(void **state)
 	/* a person corrects A's decision: A's next verdict differs at once */
 	const char *label = other_category(na.ws, a0.category);
 	int64_t t0 = mono_ms();
-	if (csa_pipeline_feedback(na.p, "OL-A0", a0.decision, CSA_DT_CATEGORY, label, "kim", NULL, 1,
-	                          &err))
+	if (csa_pipeline_feedback(na.p, "OL-A0", a0.decision, CSA_DT_CATEGORY, label, "kim", NULL,
+	                          1, &err))
 		fail_msg("feedback: %s", err.msg);
 	classify(&na, "OL-A1", probes[0], &a1);
 	assert_false(same_verdict(&a0, &a1));
@@ -1137,8 +1137,8 @@ static void printed(const char *category, double confidence, char *out, size_t o
 }
 
 /* POST /api/tickets on a csa serve node: its verdict as printed. */
-static void classify_http(const struct node *n, const char *token, const char *id,
-                          const char *text, char *out, size_t outsz)
+static void classify_http(const struct node *n, const char *token, const char *id, const char *text,
+                          char *out, size_t outsz)
 {
 	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", id, "client_name", id,
 	                        "messages", "content", text);
@@ -1309,9 +1309,8 @@ static void retraining_is_not_taught_again(void **state)
 	if (csa_import_train(na.ws, 42, &rep, &err))
 		fail_msg("train: %s", err.msg);
 	json_decref(rep);
-	assert_int_equal(csa_online_base(na.ws->blobs, na.ws->learnlog, CSA_DT_CATEGORY, &covered,
-	                                 &err),
-	                 0);
+	assert_int_equal(
+	    csa_online_base(na.ws->blobs, na.ws->learnlog, CSA_DT_CATEGORY, &covered, &err), 0);
 	assert_int_equal(covered, head);
 	struct csa_dmodel *m[CSA_DT_COUNT] = {0};
 	for (int t = 0; t < CSA_DT_COUNT; t++)
@@ -1376,7 +1375,8 @@ static void learnlog_contract(struct csa_learnlog *l, struct csa_learnlog *other
 	assert_int_equal(head, 0);
 	static const char hostile[] = "x'); DROP TABLE csa_online_examples; --\\\"\xff\xfe\0tail";
 	int64_t s1, s2, s3;
-	assert_int_equal(csa_learnlog_append(l, "category", hostile, sizeof(hostile), &s1, &err), 0);
+	assert_int_equal(csa_learnlog_append(l, "category", hostile, sizeof(hostile), &s1, &err),
+	                 0);
 	assert_int_equal(csa_learnlog_append(other, "priority", "p", 1, &s2, &err), 0);
 	assert_int_equal(csa_learnlog_append(l, "category", "", 0, &s3, &err), 0);
 	assert_true(s1 < s2 && s2 < s3);
@@ -1410,9 +1410,9 @@ static void learnlog_contract(struct csa_learnlog *l, struct csa_learnlog *other
 	assert_int_equal(csa_learnlog_append(l, "Category; --", "x", 1, NULL, &err), CSA_EINVAL);
 	char *big = calloc(1, CSA_LEARNLOG_BODY_MAX + 1);
 	assert_non_null(big);
-	assert_int_equal(csa_learnlog_append(l, "category", big, CSA_LEARNLOG_BODY_MAX + 1, NULL,
-	                                     &err),
-	                 CSA_ELIMIT);
+	assert_int_equal(
+	    csa_learnlog_append(l, "category", big, CSA_LEARNLOG_BODY_MAX + 1, NULL, &err),
+	    CSA_ELIMIT);
 	free(big);
 }
 
@@ -1443,8 +1443,8 @@ static void pg_appends_become_visible_in_order(const char *url, struct csa_learn
 	snprintf(key, sizeof(key), "%lld", csa_pg_lock_key("learnlog", "append"));
 	const char *kp[] = {key};
 	PQclear(PQexec(c, "BEGIN"));
-	PGresult *r = PQexecParams(c, "SELECT pg_advisory_xact_lock($1::bigint)", 1, NULL, kp, NULL,
-	                           NULL, 0);
+	PGresult *r =
+	    PQexecParams(c, "SELECT pg_advisory_xact_lock($1::bigint)", 1, NULL, kp, NULL, NULL, 0);
 	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
 	PQclear(r);
 	r = PQexec(c, "INSERT INTO csa_online_examples (kind, body) VALUES ('category', 'early') "

@@ -504,8 +504,8 @@ static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed
 			rc = csa_dmodel_save_heldout(&j->ho, j->nr, ws->blobs, (enum csa_dtype)t, err);
 		/* after the model: see models_signature() in flow/pipeline.c */
 		if (rc == CSA_OK && covers >= 0)
-			rc = csa_online_mark_saved(ws->blobs, ws->learnlog, (enum csa_dtype)t, covers,
-			                           err);
+			rc = csa_online_mark_saved(ws->blobs, ws->learnlog, (enum csa_dtype)t,
+			                           covers, err);
 		double acc = j->ho.n ? (double)j->ho.correct / (double)j->ho.n : NAN;
 		if (rc == CSA_OK)
 			json_object_set_new(rep, csa_dtype_name((enum csa_dtype)t),

@@ -10,40 +10,43 @@
 /* What an entry may hold. The text is the customer's, as the agents read
  * it (4,000 bytes in the pipeline): limits are checked on append and
  * again on apply, since a log is read by every node whatever wrote it. */
-#define TEXT_MAX    8192
-#define FEATS_MAX   16
-#define FEAT_MAX    256
-#define FIELD_MAX   256
+#define TEXT_MAX  8192
+#define FEATS_MAX 16
+#define FEAT_MAX  256
+#define FIELD_MAX 256
 /* Entries read from the log at a time. */
-#define READ_BATCH  128
+#define READ_BATCH 128
 
 static int too_long(const char *s, size_t max)
 {
 	return s && strlen(s) > max;
 }
 
-int csa_online_append(struct csa_learnlog *log, const struct csa_online_example *ex,
-                      int64_t *seq, struct csa_err *err)
+int csa_online_append(struct csa_learnlog *log, const struct csa_online_example *ex, int64_t *seq,
+                      struct csa_err *err)
 {
 	if ((unsigned)ex->type >= CSA_DT_COUNT || !ex->label || !*ex->label)
-		return csa_error(err, CSA_EINVAL, "an online-learning example needs a type and a label");
+		return csa_error(err, CSA_EINVAL,
+		                 "an online-learning example needs a type and a label");
 	if (too_long(ex->text, TEXT_MAX) || ex->n_feats > FEATS_MAX ||
 	    too_long(ex->label, FIELD_MAX) || too_long(ex->model_version, FIELD_MAX) ||
 	    too_long(ex->who, FIELD_MAX) || too_long(ex->ticket_id, FIELD_MAX) ||
 	    too_long(ex->decision_id, FIELD_MAX))
-		return csa_error(err, CSA_ELIMIT,
-		                 "online-learning example of ticket '%.64s': a field is longer than "
-		                 "the log takes",
-		                 ex->ticket_id ? ex->ticket_id : "");
+		return csa_error(
+		    err, CSA_ELIMIT,
+		    "online-learning example of ticket '%.64s': a field is longer than "
+		    "the log takes",
+		    ex->ticket_id ? ex->ticket_id : "");
 	json_t *feats = json_array();
 	for (size_t i = 0; feats && i < ex->n_feats; i++)
 		if (too_long(ex->feats[i], FEAT_MAX) ||
 		    json_array_append_new(feats, json_string(ex->feats[i] ? ex->feats[i] : ""))) {
 			json_decref(feats);
-			return csa_error(err, CSA_ELIMIT,
-			                 "online-learning example of ticket '%.64s': feature %zu is "
-			                 "longer than %d bytes or not text",
-			                 ex->ticket_id ? ex->ticket_id : "", i, FEAT_MAX);
+			return csa_error(
+			    err, CSA_ELIMIT,
+			    "online-learning example of ticket '%.64s': feature %zu is "
+			    "longer than %d bytes or not text",
+			    ex->ticket_id ? ex->ticket_id : "", i, FEAT_MAX);
 		}
 	json_t *j = feats ? json_pack("{s:s, s:s, s:o, s:s?, s:s?, s:s?, s:s?}", "label", ex->label,
 	                              "text", ex->text ? ex->text : "", "features", feats,
@@ -101,8 +104,8 @@ static int read_position(struct csa_blobs *b, enum csa_dtype t, char log[CSA_LEA
 	return rc;
 }
 
-int csa_online_base(struct csa_blobs *b, struct csa_learnlog *log, enum csa_dtype t,
-                    int64_t *pos, struct csa_err *err)
+int csa_online_base(struct csa_blobs *b, struct csa_learnlog *log, enum csa_dtype t, int64_t *pos,
+                    struct csa_err *err)
 {
 	char mine[CSA_LEARNLOG_ID_LEN + 1], theirs[CSA_LEARNLOG_ID_LEN + 1];
 	int64_t p = 0;
@@ -119,13 +122,14 @@ int csa_online_base(struct csa_blobs *b, struct csa_learnlog *log, enum csa_dtyp
 int csa_online_mark_saved(struct csa_blobs *b, struct csa_learnlog *log, enum csa_dtype t,
                           int64_t pos, struct csa_err *err)
 {
-	char id[CSA_LEARNLOG_ID_LEN + 1], before_log[CSA_LEARNLOG_ID_LEN + 1], name[96], ts[CSA_TS_LEN];
+	char id[CSA_LEARNLOG_ID_LEN + 1], before_log[CSA_LEARNLOG_ID_LEN + 1], name[96],
+	    ts[CSA_TS_LEN];
 	int64_t before = 0;
 	int rc = csa_learnlog_id(log, id, err);
 	if (rc)
 		return rc;
-	int had = read_position(b, t, before_log, &before, NULL) == CSA_OK &&
-	          strcmp(before_log, id) == 0;
+	int had =
+	    read_position(b, t, before_log, &before, NULL) == CSA_OK && strcmp(before_log, id) == 0;
 	position_name(t, name, sizeof(name));
 	csa_ts_format(csa_now_ms(), ts);
 	json_t *j = json_pack("{s:s, s:s, s:I, s:s}", "decision_type", csa_dtype_name(t), "log", id,

@@ -55,15 +55,15 @@ struct csa_online_example {
 /* Append the example to the log; *seq (may be NULL) gets its position.
  * Text longer than the agents read, more than 16 features or fields of
  * unexpected size are refused (CSA_ELIMIT) rather than cut. */
-int csa_online_append(struct csa_learnlog *log, const struct csa_online_example *ex,
-                      int64_t *seq, struct csa_err *err);
+int csa_online_append(struct csa_learnlog *log, const struct csa_online_example *ex, int64_t *seq,
+                      struct csa_err *err);
 
 /* The position of 'log' the saved model of type t covers: what its
  * position document says when it is of this log, else 0 (apply every
  * entry). CSA_OK, or the error of reading the document or the log's
  * identity. */
-int csa_online_base(struct csa_blobs *b, struct csa_learnlog *log, enum csa_dtype t,
-                    int64_t *pos, struct csa_err *err);
+int csa_online_base(struct csa_blobs *b, struct csa_learnlog *log, enum csa_dtype t, int64_t *pos,
+                    struct csa_err *err);
 
 /* The model of type t was just saved and covers 'log' up to 'pos': write
  * its position document, then drop the entries of its type the model

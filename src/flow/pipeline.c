@@ -115,8 +115,8 @@ static uint64_t models_signature(struct csa_blobs *b)
 		static const char *const kinds[] = {"model", "online.json"};
 		for (int k = 0; k < 2; k++) {
 			char doc[96];
-			snprintf(doc, sizeof(doc), "models/%s.%s", csa_dtype_name((enum csa_dtype)t),
-			         kinds[k]);
+			snprintf(doc, sizeof(doc), "models/%s.%s",
+			         csa_dtype_name((enum csa_dtype)t), kinds[k]);
 			uint64_t v = csa_blobs_version(b, doc);
 			h = csa_fnv1a(h, &v, sizeof(v));
 		}
@@ -132,8 +132,8 @@ static int online_start(struct csa_pipeline *p, struct csa_dmodel *models[CSA_DT
                         int64_t at[CSA_DT_COUNT], struct csa_err *err)
 {
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
-		int rc = csa_online_base(p->ws->blobs, p->ws->learnlog, (enum csa_dtype)t, &at[t],
-		                         err);
+		int rc =
+		    csa_online_base(p->ws->blobs, p->ws->learnlog, (enum csa_dtype)t, &at[t], err);
 		if (rc)
 			return rc;
 	}
@@ -1475,7 +1475,8 @@ static void teach_online(struct csa_pipeline *p, const struct feedback_ctx *c)
 		        "learned it now (the next retraining will): %s\n",
 		        c->ticket_id, csa_dtype_name(c->type), err.msg);
 	else if (online_catch_up(p, &err))
-		fprintf(stderr, "csa: ticket '%s': the models have not taken the correction yet: %s\n",
+		fprintf(stderr,
+		        "csa: ticket '%s': the models have not taken the correction yet: %s\n",
 		        c->ticket_id, err.msg);
 }
 

@@ -12,10 +12,11 @@ int csa_learnlog_kind_check(const char *kind, struct csa_err *err)
 		ok = (kind[i] >= 'a' && kind[i] <= 'z') || (kind[i] >= '0' && kind[i] <= '9') ||
 		     kind[i] == '_' || kind[i] == '.' || kind[i] == '-';
 	if (!ok)
-		return csa_error(err, CSA_EINVAL,
-		                 "online-learning entry kind '%.40s' must be 1-%d bytes of a-z, 0-9, "
-		                 "'_', '.', '-'",
-		                 kind ? kind : "(null)", CSA_LEARNLOG_KIND_MAX);
+		return csa_error(
+		    err, CSA_EINVAL,
+		    "online-learning entry kind '%.40s' must be 1-%d bytes of a-z, 0-9, "
+		    "'_', '.', '-'",
+		    kind ? kind : "(null)", CSA_LEARNLOG_KIND_MAX);
 	return CSA_OK;
 }
 

@@ -110,8 +110,7 @@ static inline int csa_learnlog_append(struct csa_learnlog *l, const char *kind, 
 }
 
 static inline int csa_learnlog_read(struct csa_learnlog *l, int64_t after, size_t max,
-                                    struct csa_learnlog_entry **out, size_t *n,
-                                    struct csa_err *err)
+                                    struct csa_learnlog_entry **out, size_t *n, struct csa_err *err)
 {
 	return l->ops->read(l, after, max, out, n, err);
 }

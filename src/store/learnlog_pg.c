@@ -44,7 +44,8 @@ static int pg_append(struct csa_learnlog *lg, const char *kind, const void *body
 		                 CSA_LEARNLOG_BODY_MAX);
 	char *hex = csa_pg_hex(body, len);
 	if (!hex)
-		return csa_error(err, CSA_ENOMEM, "out of memory appending to the online-learning log");
+		return csa_error(err, CSA_ENOMEM,
+		                 "out of memory appending to the online-learning log");
 	const char *where = csa_pg_where(l->pg);
 	PGconn *c = NULL;
 	PGresult *r = NULL;
@@ -112,7 +113,8 @@ static int pg_read(struct csa_learnlog *lg, int64_t after, size_t max,
 		unsigned char *raw =
 		    PQunescapeBytea((const unsigned char *)PQgetvalue(r, (int)i, 2), &len);
 		if (!raw) {
-			rc = csa_error(err, CSA_ENOMEM, "out of memory reading the online-learning log");
+			rc = csa_error(err, CSA_ENOMEM,
+			               "out of memory reading the online-learning log");
 			break;
 		}
 		/* the table's checks hold these; one changed by hand is passed
@@ -126,7 +128,8 @@ static int pg_read(struct csa_learnlog *lg, int64_t after, size_t max,
 		snprintf(x->kind, sizeof(x->kind), "%s", kind);
 		if (!(x->body = malloc(len + 1))) {
 			PQfreemem(raw);
-			rc = csa_error(err, CSA_ENOMEM, "out of memory reading the online-learning log");
+			rc = csa_error(err, CSA_ENOMEM,
+			               "out of memory reading the online-learning log");
 			break;
 		}
 		memcpy(x->body, raw, len);
@@ -189,12 +192,12 @@ static int pg_id(struct csa_learnlog *lg, char out[CSA_LEARNLOG_ID_LEN + 1], str
 	pthread_mutex_lock(&l->mu);
 	if (!l->id[0]) {
 		PGconn *c = NULL;
-		PGresult *r = csa_pg_query(
-		    l->pg, &c, "making the online-learning log's identity",
-		    "INSERT INTO csa_online_log (one, id) "
-		    "VALUES (true, replace(gen_random_uuid()::text, '-', '')) "
-		    "ON CONFLICT (one) DO NOTHING",
-		    0, NULL, err, &rc);
+		PGresult *r =
+		    csa_pg_query(l->pg, &c, "making the online-learning log's identity",
+		                 "INSERT INTO csa_online_log (one, id) "
+		                 "VALUES (true, replace(gen_random_uuid()::text, '-', '')) "
+		                 "ON CONFLICT (one) DO NOTHING",
+		                 0, NULL, err, &rc);
 		PQclear(r);
 		r = NULL;
 		if (rc == CSA_OK)
@@ -237,8 +240,7 @@ int csa_learnlog_open_pg(struct csa_pg *pg, struct csa_learnlog **out, struct cs
 		return csa_error(err, CSA_ENOMEM, "out of memory opening the online-learning log");
 	l->base.ops = &pg_log_ops;
 	l->pg = pg;
-	snprintf(l->lock_key, sizeof(l->lock_key), "%lld",
-	         csa_pg_lock_key("learnlog", "append"));
+	snprintf(l->lock_key, sizeof(l->lock_key), "%lld", csa_pg_lock_key("learnlog", "append"));
 	pthread_mutex_init(&l->mu, NULL);
 	*out = &l->base;
 	return CSA_OK;

@@ -139,7 +139,8 @@ static int sq_read(struct csa_learnlog *lg, int64_t after, size_t max,
 		x->seq = sqlite3_column_int64(st, 0);
 		snprintf(x->kind, sizeof(x->kind), "%s", kind);
 		if (!(x->body = malloc(len + 1))) {
-			rc = csa_error(err, CSA_ENOMEM, "out of memory reading the online-learning log");
+			rc = csa_error(err, CSA_ENOMEM,
+			               "out of memory reading the online-learning log");
 			break;
 		}
 		if (len)
@@ -233,9 +234,9 @@ static int read_id(struct sq_log *l, struct csa_err *err)
 {
 	int rc = sq_exec(l, "BEGIN IMMEDIATE", 0, 0, 0, "making its identity", err);
 	if (rc == CSA_OK)
-		rc = sq_exec(l,
-		             "INSERT OR IGNORE INTO meta(k, v) VALUES('id', lower(hex(randomblob(16))))",
-		             0, 0, 0, "making its identity", err);
+		rc = sq_exec(
+		    l, "INSERT OR IGNORE INTO meta(k, v) VALUES('id', lower(hex(randomblob(16))))",
+		    0, 0, 0, "making its identity", err);
 	if (rc == CSA_OK)
 		rc = sq_exec(l, "COMMIT", 0, 0, 0, "making its identity", err);
 	if (rc) {
@@ -246,13 +247,13 @@ static int read_id(struct sq_log *l, struct csa_err *err)
 	if (sqlite3_prepare_v2(l->db, "SELECT v FROM meta WHERE k = 'id'", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return sq_fail(l, err, "reading its identity");
-	const char *v = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
-	                                               : NULL;
+	const char *v =
+	    sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
 	if (v && strlen(v) == CSA_LEARNLOG_ID_LEN)
 		memcpy(l->id, v, CSA_LEARNLOG_ID_LEN + 1);
 	else
-		rc = csa_error(err, CSA_ECORRUPT, "online-learning log '%s': its identity is damaged",
-		               l->path);
+		rc = csa_error(err, CSA_ECORRUPT,
+		               "online-learning log '%s': its identity is damaged", l->path);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -278,13 +279,14 @@ int csa_learnlog_open_sqlite(const char *path, struct csa_learnlog **out, struct
 	    /* before the first statement: switching a new file to WAL needs
 	     * its lock, which another process opening it at once may hold */
 	    sqlite3_busy_timeout(l->db, 10000) != SQLITE_OK ||
-	    sqlite3_exec(l->db,
-	                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-	                 "CREATE TABLE IF NOT EXISTS examples(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	                 " kind TEXT NOT NULL, body BLOB NOT NULL, added_ms INTEGER NOT NULL);"
-	                 "CREATE INDEX IF NOT EXISTS examples_kind ON examples(kind, seq);"
-	                 "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);",
-	                 NULL, NULL, NULL) != SQLITE_OK) {
+	    sqlite3_exec(
+	        l->db,
+	        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+	        "CREATE TABLE IF NOT EXISTS examples(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	        " kind TEXT NOT NULL, body BLOB NOT NULL, added_ms INTEGER NOT NULL);"
+	        "CREATE INDEX IF NOT EXISTS examples_kind ON examples(kind, seq);"
+	        "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);",
+	        NULL, NULL, NULL) != SQLITE_OK) {
 		rc = csa_error(err, CSA_EIO, "cannot open the online-learning log '%s': %s", path,
 		               l->db ? sqlite3_errmsg(l->db) : "out of memory");
 		sq_close(&l->base);
