@@ -45,6 +45,7 @@
 #include "store/mesh.h"
 #include "store/ticket.h"
 #include "store/blobs.h"
+#include "store/learnlog.h"
 #include "store/ws.h"
 #include "store/leader.h"
 #include "store/pg.h"
@@ -988,11 +989,43 @@ static void rollback_restores_a_point_exactly(void **state)
 	char pid[80];
 	snprintf(pid, sizeof(pid), "%s", point);
 	json_decref(out);
-	/* things change after the point */
+	/* things change after the point: another model, and a person's
+	 * correction it learned online (flow/online.h) */
 	write_model(model_path, 2);
 	set_segment("category/R", 3);
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_RB", "client_name", "Ann",
+	                        "messages", "content", "my invoice came twice"),
+	       *res = NULL;
+	assert_int_equal(csa_pipeline_ingest(fx.p, doc, &res, &err), 0);
+	json_t *cls = json_object_get(json_object_get(res, "agent_decisions"), "classifier");
+	const char *said = csa_json_str(json_object_get(cls, "decision"), "category");
+	assert_non_null(said);
+	if (csa_pipeline_feedback(fx.p, "T_RB", csa_json_str(cls, "decision_id"), CSA_DT_CATEGORY,
+	                          strcmp(said, "BILLING_INQUIRY") ? "BILLING_INQUIRY"
+	                                                          : "TECHNICAL_ISSUE",
+	                          "kim", NULL, 1, &err))
+		fail_msg("feedback: %s", err.msg);
+	json_decref(doc);
+	json_decref(res);
+	int64_t taught = 0;
+	assert_int_equal(csa_learnlog_head(fx.ws->learnlog, &taught, &err), 0);
+	assert_true(taught > 0);
 	assert_int_equal(csa_auto_phase_rollback(fx.a, pid, "test", &out, &err), 0);
 	json_decref(out);
+	/* the pipeline's model is the restored one exactly: nothing the log
+	 * held before the rollback is taught on top of it */
+	struct csa_dmodel *restored = NULL;
+	assert_int_equal(csa_dmodel_load(fx.ws->blobs, CSA_DT_CATEGORY, &restored, &err), 0);
+	const struct csa_dmodel *running = csa_pipeline_env(fx.p)->models[CSA_DT_CATEGORY];
+	assert_non_null(running);
+	static const char *const texts[] = {"my invoice came twice", "login fails", "hello"};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		double want[8], got[8];
+		assert_int_equal(csa_dmodel_predict(restored, texts[i], NULL, 0, want, &err), 0);
+		assert_int_equal(csa_dmodel_predict(running, texts[i], NULL, 0, got, &err), 0);
+		assert_memory_equal(got, want, csa_dmodel_n_labels(restored) * sizeof(double));
+	}
+	csa_dmodel_free(restored);
 	char *cfg1 = read_file(cfg_path), *st1 = read_file(state_path), *m1;
 	size_t n1;
 	assert_int_equal(csa_fs_read_all(model_path, 1 << 24, &m1, &n1, &err), 0);

@@ -11,6 +11,13 @@
  * workspace, as two servers on one host may be, each with REDIS_URL in
  * its environment. Waits have deadlines, never fixed sleeps that a test
  * depends on: a loaded machine only makes the test slower.
+ *
+ * Online learning shared by nodes (flow/online.h), over a private
+ * PostgreSQL (tests/support/tpg.h) and over one files workspace: a
+ * person's correction taught on one node changes the others' predictions
+ * within seconds and every node's model ends the same, bit for bit; a
+ * node that starts later learns the same; a retraining saved after
+ * corrections is not taught them again.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +30,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,12 +41,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agents/dmodel.h"
 #include "base/json.h"
+#include "flow/import.h"
+#include "flow/online.h"
+#include "flow/pipeline.h"
+#include "gen/gen.h"
 #include "server/redis.h"
 #include "server/server.h"
 #include "server/tokens.h"
+#include "store/learnlog.h"
+#include "store/pg.h"
 #include "store/ws.h"
 #include "support/thttp.h"
+#include "support/tpg.h"
 #include "support/tredis.h"
 #include "support/tutil.h"
 
@@ -844,6 +861,682 @@ static void without_redis_nothing_changes(void **state)
 	free(dir);
 }
 
+/* ---- online learning shared by nodes ---------------------------------------------- */
+
+static struct tpg *g_pg;
+
+/* A node in this process: a workspace handle and a pipeline of its own
+ * (its own pool of connections with the database), sharing nothing in
+ * memory with another. */
+struct pnode {
+	struct csa_ws *ws;
+	struct csa_pipeline *p;
+};
+
+static void pnode_open(const char *dir, struct pnode *n)
+{
+	struct csa_err err = {0};
+	memset(n, 0, sizeof(*n));
+	if (csa_ws_open(dir, &n->ws, &err) || csa_pipeline_open(n->ws, &n->p, &err))
+		fail_msg("opening a node on '%s': %s", dir, err.msg);
+}
+
+static void pnode_close(struct pnode *n)
+{
+	csa_pipeline_free(n->p);
+	csa_ws_close(n->ws);
+}
+
+/* History tickets with their people's decisions into ws, and the models
+ * trained on them (csa import). */
+static void import_history(struct csa_ws *w, const char *scratch, long n)
+{
+	char path[700];
+	snprintf(path, sizeof(path), "%s/history.jsonl", scratch);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	struct csa_gen *g = csa_gen_new(7, 1767225600000LL);
+	assert_int_equal(csa_gen_write(g, n, f), 0);
+	csa_gen_free(g);
+	fclose(f);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	json_t *rep = NULL;
+	struct csa_err err = {0};
+	int rc = csa_import_jsonl(w, f, "history.jsonl", 1, &rep, &err);
+	fclose(f);
+	if (rc)
+		fail_msg("import: %s", err.msg);
+	assert_non_null(json_object_get(json_object_get(rep, "models"), "category"));
+	json_decref(rep);
+}
+
+/* What a classification said: the category and its confidence, as the
+ * run reported them. */
+struct verdict {
+	char category[64];
+	double confidence;
+	char decision[160]; /* the classifier's decision id */
+};
+
+static int same_verdict(const struct verdict *x, const struct verdict *y)
+{
+	return strcmp(x->category, y->category) == 0 && x->confidence == y->confidence;
+}
+
+/* A new ticket 'id' whose customer wrote 'text', ingested on node n. */
+static void classify(struct pnode *n, const char *id, const char *text, struct verdict *v)
+{
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", id, "client_name", id,
+	                        "messages", "content", text),
+	       *res = NULL;
+	struct csa_err err = {0};
+	if (csa_pipeline_ingest(n->p, doc, &res, &err))
+		fail_msg("ingest of '%s': %s", id, err.msg);
+	json_t *cls = json_object_get(json_object_get(res, "agent_decisions"), "classifier");
+	json_t *d = json_object_get(cls, "decision");
+	memset(v, 0, sizeof(*v));
+	snprintf(v->category, sizeof(v->category), "%s", csa_json_str(d, "category") ?: "");
+	v->confidence = csa_json_num(d, "category_confidence", -1);
+	snprintf(v->decision, sizeof(v->decision), "%s", csa_json_str(cls, "decision_id") ?: "");
+	assert_true(v->category[0] && v->decision[0]);
+	json_decref(doc);
+	json_decref(res);
+}
+
+/* A category of the taxonomy other than 'except'. */
+static const char *other_category(struct csa_ws *w, const char *except)
+{
+	const struct csa_config *cfg = csa_ws_config(w);
+	const char *labels[64];
+	size_t n = csa_import_labels(cfg, CSA_DT_CATEGORY, labels, 64);
+	static char pick[64];
+	pick[0] = '\0';
+	for (size_t i = 0; i < n && !pick[0]; i++)
+		if (strcmp(labels[i], except) != 0)
+			snprintf(pick, sizeof(pick), "%s", labels[i]);
+	csa_config_unref(cfg);
+	assert_true(pick[0]);
+	return pick;
+}
+
+/* Texts the models are compared on: the corrected ones and ordinary ones. */
+static const char *const probes[] = {
+    "my zorblax quintuplet flanges keep vibrating wildly",
+    "the glimmerwort subscription portal shows purple hexagons",
+    "vexatious quokka invoices arrived thrice this fortnight",
+    "I was charged twice for my subscription this month",
+    "the app crashes when I open the settings page",
+    "how do I export my data to a spreadsheet",
+};
+
+/* Every probability every model of m gives the probes, in one row, and
+ * the models' versions; for comparing two nodes' models bit for bit. */
+struct fingerprint {
+	double p[CSA_DT_COUNT][sizeof(probes) / sizeof(probes[0])][64];
+	char version[CSA_DT_COUNT][64];
+	int present[CSA_DT_COUNT];
+};
+
+static void fingerprint_of(struct csa_dmodel *const *models, struct fingerprint *f)
+{
+	memset(f, 0, sizeof(*f));
+	const char *feats[] = {"tier=none", "platform=none", "sent=neutral"};
+	for (int t = 0; t < CSA_DT_COUNT; t++) {
+		if (!models[t])
+			continue;
+		f->present[t] = 1;
+		snprintf(f->version[t], sizeof(f->version[t]), "%s", csa_dmodel_version(models[t]));
+		assert_true(csa_dmodel_n_labels(models[t]) <= 64);
+		for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+			assert_int_equal(
+			    csa_dmodel_predict(models[t], probes[i], feats, 3, f->p[t][i], NULL),
+			    0);
+	}
+}
+
+static void node_fingerprint(struct pnode *n, struct fingerprint *f)
+{
+	fingerprint_of(csa_pipeline_env(n->p)->models, f);
+}
+
+static int same_fingerprint(const struct fingerprint *x, const struct fingerprint *y)
+{
+	return memcmp(x, y, sizeof(*x)) == 0;
+}
+
+/* Ingest on n (which takes up the log at most once a second) until its
+ * models' fingerprint is 'want'; the milliseconds it took, or -1 after
+ * the deadline. */
+static long converge(struct pnode *n, const char *tag, const struct fingerprint *want)
+{
+	int64_t t0 = mono_ms();
+	struct fingerprint *f = malloc(sizeof(*f));
+	assert_non_null(f);
+	long took = -1;
+	for (int i = 0; mono_ms() - t0 < 15000; i++) {
+		char id[64];
+		struct verdict v;
+		snprintf(id, sizeof(id), "%s-%d", tag, i);
+		classify(n, id, probes[3], &v);
+		node_fingerprint(n, f);
+		if (same_fingerprint(f, want)) {
+			took = (long)(mono_ms() - t0);
+			break;
+		}
+		usleep(50000);
+	}
+	free(f);
+	return took;
+}
+
+/* Two nodes on one database and a third started later. */
+static void correction_on_one_node_teaches_the_others(void **state)
+{
+	(void)state;
+	char url[600], why[2000];
+	if (tpg_create_schema(g_pg, "online_nodes", url, sizeof(url), why, sizeof(why)))
+		fail_msg("%s", why);
+	setenv("DATABASE_URL", url, 1);
+	char *base = t_tmpdir("online-pg");
+	char dir[3][700];
+	struct csa_err err = {0};
+	for (int i = 0; i < 3; i++) {
+		snprintf(dir[i], sizeof(dir[i]), "%s/node%d", base, i);
+		assert_int_equal(csa_ws_init(dir[i], &err), 0);
+	}
+	struct csa_ws *w;
+	assert_int_equal(csa_ws_open(dir[0], &w, &err), 0);
+	import_history(w, base, 150);
+	csa_ws_close(w);
+	struct pnode na, nb, nc;
+	pnode_open(dir[0], &na);
+	pnode_open(dir[1], &nb);
+
+	/* one model in the database: the same verdict on both nodes */
+	struct verdict a0, b0, a1, b1;
+	classify(&na, "OL-A0", probes[0], &a0);
+	classify(&nb, "OL-B0", probes[0], &b0);
+	assert_true(same_verdict(&a0, &b0));
+
+	/* a person corrects A's decision: A's next verdict differs at once */
+	const char *label = other_category(na.ws, a0.category);
+	int64_t t0 = mono_ms();
+	if (csa_pipeline_feedback(na.p, "OL-A0", a0.decision, CSA_DT_CATEGORY, label, "kim", NULL,
+	                          1, &err))
+		fail_msg("feedback: %s", err.msg);
+	classify(&na, "OL-A1", probes[0], &a1);
+	assert_false(same_verdict(&a0, &a1));
+
+	/* B's verdict on the same text becomes A's within a few seconds */
+	long took = -1;
+	for (int i = 0; mono_ms() - t0 < 15000; i++) {
+		char id[64];
+		snprintf(id, sizeof(id), "OL-B1-%d", i);
+		classify(&nb, id, probes[0], &b1);
+		if (same_verdict(&b1, &a1)) {
+			took = (long)(mono_ms() - t0);
+			break;
+		}
+		usleep(50000);
+	}
+	fprintf(stderr,
+	        "online learning (PostgreSQL): A's correction %s %.4f -> %s %.4f reached B in %ld "
+	        "ms\n",
+	        a0.category, a0.confidence, a1.category, a1.confidence, took);
+	if (took < 0)
+		fail_msg("B still says %s %.6f, A says %s %.6f", b1.category, b1.confidence,
+		         a1.category, a1.confidence);
+
+	/* the models are the same, bit for bit: every type, every probe */
+	struct fingerprint *fa = malloc(sizeof(*fa)), *fb = malloc(sizeof(*fb));
+	assert_non_null(fa);
+	assert_non_null(fb);
+	node_fingerprint(&na, fa);
+	node_fingerprint(&nb, fb);
+	assert_true(fa->present[CSA_DT_CATEGORY]);
+	assert_true(same_fingerprint(fa, fb));
+
+	/* a correction taught on B reaches A the same way */
+	struct verdict b2, a2;
+	classify(&nb, "OL-B2", probes[1], &b2);
+	if (csa_pipeline_feedback(nb.p, "OL-B2", b2.decision, CSA_DT_CATEGORY,
+	                          other_category(nb.ws, b2.category), "lee", NULL, 1, &err))
+		fail_msg("feedback on B: %s", err.msg);
+	node_fingerprint(&nb, fb);
+	assert_false(same_fingerprint(fa, fb));
+	took = converge(&na, "OL-A2", fb);
+	fprintf(stderr, "online learning (PostgreSQL): B's correction reached A in %ld ms\n", took);
+	assert_true(took >= 0);
+	classify(&na, "OL-A3", probes[1], &a2);
+	assert_false(same_verdict(&a2, &b2));
+
+	/* a node started now learns the log as it opens: the same models */
+	pnode_open(dir[2], &nc);
+	struct fingerprint *fc = malloc(sizeof(*fc));
+	assert_non_null(fc);
+	node_fingerprint(&nc, fc);
+	assert_true(same_fingerprint(fc, fb));
+	free(fa);
+	free(fb);
+	free(fc);
+	pnode_close(&na);
+	pnode_close(&nb);
+	pnode_close(&nc);
+	unsetenv("DATABASE_URL");
+	t_rmrf(base);
+	free(base);
+}
+
+/* The category and confidence of a run's response as the API prints
+ * them (ten significant digits): what two nodes' verdicts are compared
+ * by when one of them answers over HTTP. */
+static void printed(const char *category, double confidence, char *out, size_t outsz)
+{
+	snprintf(out, outsz, "%s %.10g", category, confidence);
+}
+
+/* POST /api/tickets on a csa serve node: its verdict as printed. */
+static void classify_http(const struct node *n, const char *token, const char *id, const char *text,
+                          char *out, size_t outsz)
+{
+	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", id, "client_name", id,
+	                        "messages", "content", text);
+	char *body = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	struct t_resp r;
+	json_t *res = call(n, "POST", "/api/tickets", token, body, &r);
+	free(body);
+	if (r.status != 201)
+		fail_msg("POST /api/tickets %s: %ld %s", id, r.status, r.body ? r.body : "");
+	free(r.body);
+	json_t *d = json_object_get(
+	    json_object_get(json_object_get(res, "agent_decisions"), "classifier"), "decision");
+	printed(csa_json_str(d, "category") ?: "", csa_json_num(d, "category_confidence", -1), out,
+	        outsz);
+	json_decref(res);
+}
+
+/* One files workspace, two processes: this one, and csa serve, as a CLI
+ * csa review and the server of one host share a workspace. */
+static void correction_reaches_another_process_of_a_files_workspace(void **state)
+{
+	(void)state;
+	unsetenv("DATABASE_URL");
+	char *dir = t_tmpdir("online-files");
+	struct csa_err err = {0};
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	char cfg[700], tok[80];
+	snprintf(cfg, sizeof(cfg), "%s/csa.json", dir);
+	t_write(cfg, "{\"server\": {\"rate_per_second\": 1000}}");
+	mk(dir, CSA_ROLE_AGENT, tok);
+	struct csa_ws *w;
+	assert_int_equal(csa_ws_open(dir, &w, &err), 0);
+	import_history(w, dir, 150);
+	csa_ws_close(w);
+	struct pnode na;
+	pnode_open(dir, &na);
+	struct node srv;
+	assert_int_equal(node_start(&srv, dir, NULL, NULL, "online"), 0);
+
+	struct verdict a0, a1;
+	char before[100], want[100], got[100] = "";
+	classify(&na, "OF-A0", probes[0], &a0);
+	printed(a0.category, a0.confidence, before, sizeof(before));
+	classify_http(&srv, tok, "OF-S0", probes[0], got, sizeof(got));
+	assert_string_equal(got, before);
+	int64_t t0 = mono_ms();
+	if (csa_pipeline_feedback(na.p, "OF-A0", a0.decision, CSA_DT_CATEGORY,
+	                          other_category(na.ws, a0.category), "kim", NULL, 1, &err))
+		fail_msg("feedback: %s", err.msg);
+	classify(&na, "OF-A1", probes[0], &a1);
+	printed(a1.category, a1.confidence, want, sizeof(want));
+	assert_string_not_equal(want, before);
+	long took = -1;
+	for (int i = 0; mono_ms() - t0 < 15000; i++) {
+		char id[64];
+		snprintf(id, sizeof(id), "OF-S1-%d", i);
+		classify_http(&srv, tok, id, probes[0], got, sizeof(got));
+		if (strcmp(got, want) == 0) {
+			took = (long)(mono_ms() - t0);
+			break;
+		}
+		usleep(50000);
+	}
+	fprintf(stderr, "online learning (files): '%s' -> '%s' reached csa serve in %ld ms\n",
+	        before, want, took);
+	if (took < 0)
+		fail_msg("csa serve still says '%s', this process '%s'", got, want);
+	/* the same verdicts on every probe from both processes */
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		char id[64], mine[100];
+		struct verdict v;
+		snprintf(id, sizeof(id), "OF-A-P%zu", i);
+		classify(&na, id, probes[i], &v);
+		printed(v.category, v.confidence, mine, sizeof(mine));
+		snprintf(id, sizeof(id), "OF-S-P%zu", i);
+		classify_http(&srv, tok, id, probes[i], got, sizeof(got));
+		assert_string_equal(got, mine);
+	}
+	int st = node_stop(&srv);
+	if (st)
+		show_log(&srv);
+	assert_int_equal(st, 0);
+	/* and a handle opened now on the workspace has the models of the
+	 * first, bit for bit */
+	struct pnode nb;
+	pnode_open(dir, &nb);
+	struct fingerprint *fa = malloc(sizeof(*fa)), *fb = malloc(sizeof(*fb));
+	assert_non_null(fa);
+	assert_non_null(fb);
+	node_fingerprint(&na, fa);
+	node_fingerprint(&nb, fb);
+	assert_true(same_fingerprint(fa, fb));
+	free(fa);
+	free(fb);
+	pnode_close(&nb);
+	pnode_close(&na);
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* The log's entries of one kind, positions in order, into pos (at most
+ * max); how many. */
+static size_t entries_of(struct csa_learnlog *l, const char *kind, int64_t *pos, size_t max)
+{
+	struct csa_learnlog_entry *e = NULL;
+	size_t n = 0, k = 0;
+	struct csa_err err = {0};
+	assert_int_equal(csa_learnlog_read(l, 0, 1000, &e, &n, &err), 0);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(e[i].kind, kind) == 0 && k < max)
+			pos[k++] = e[i].seq;
+	csa_learnlog_free_entries(e, n);
+	return k;
+}
+
+/*
+ * Corrections on both nodes, then a retraining on A: the saved model
+ * covers them (it trained on their tickets), and no node teaches them
+ * again on top of it: after reloading, A's and B's models are the saved
+ * model exactly. A correction after the retraining goes on top on both. A
+ * second retraining drops the entries the first one covered.
+ */
+static void retraining_is_not_taught_again(void **state)
+{
+	(void)state;
+	char url[600], why[2000];
+	if (tpg_create_schema(g_pg, "online_retrain", url, sizeof(url), why, sizeof(why)))
+		fail_msg("%s", why);
+	setenv("DATABASE_URL", url, 1);
+	char *base = t_tmpdir("online-retrain");
+	char dir[2][700];
+	struct csa_err err = {0};
+	for (int i = 0; i < 2; i++) {
+		snprintf(dir[i], sizeof(dir[i]), "%s/node%d", base, i);
+		assert_int_equal(csa_ws_init(dir[i], &err), 0);
+	}
+	struct csa_ws *w;
+	assert_int_equal(csa_ws_open(dir[0], &w, &err), 0);
+	import_history(w, base, 150);
+	csa_ws_close(w);
+	struct pnode na, nb;
+	pnode_open(dir[0], &na);
+	pnode_open(dir[1], &nb);
+	/* one correction on each node */
+	struct verdict v;
+	classify(&na, "OR-A0", probes[0], &v);
+	if (csa_pipeline_feedback(na.p, "OR-A0", v.decision, CSA_DT_CATEGORY,
+	                          other_category(na.ws, v.category), "kim", NULL, 1, &err))
+		fail_msg("feedback on A: %s", err.msg);
+	classify(&nb, "OR-B0", probes[1], &v);
+	if (csa_pipeline_feedback(nb.p, "OR-B0", v.decision, CSA_DT_CATEGORY,
+	                          other_category(nb.ws, v.category), "lee", NULL, 1, &err))
+		fail_msg("feedback on B: %s", err.msg);
+	struct fingerprint *fa = malloc(sizeof(*fa)), *fb = malloc(sizeof(*fb)),
+	                   *saved = malloc(sizeof(*saved));
+	assert_non_null(fa);
+	assert_non_null(fb);
+	assert_non_null(saved);
+	node_fingerprint(&nb, fb);
+	assert_true(converge(&na, "OR-A1", fb) >= 0);
+	int64_t head = 0, covered = -1, pos[8];
+	assert_int_equal(csa_learnlog_head(na.ws->learnlog, &head, &err), 0);
+	assert_int_equal(entries_of(na.ws->learnlog, "category", pos, 8), 2);
+
+	/* the retraining: its model covers both corrections */
+	json_t *rep = NULL;
+	if (csa_import_train(na.ws, 42, &rep, &err))
+		fail_msg("train: %s", err.msg);
+	json_decref(rep);
+	assert_int_equal(
+	    csa_online_base(na.ws->blobs, na.ws->learnlog, CSA_DT_CATEGORY, &covered, &err), 0);
+	assert_int_equal(covered, head);
+	struct csa_dmodel *m[CSA_DT_COUNT] = {0};
+	for (int t = 0; t < CSA_DT_COUNT; t++)
+		if (csa_dmodel_load(na.ws->blobs, (enum csa_dtype)t, &m[t], NULL))
+			m[t] = NULL;
+	fingerprint_of(m, saved);
+	for (int t = 0; t < CSA_DT_COUNT; t++)
+		csa_dmodel_free(m[t]);
+	assert_true(saved->present[CSA_DT_CATEGORY]);
+	/* A reloads (as the CLI's csa train does for its own process): the
+	 * saved model as it is */
+	assert_int_equal(csa_pipeline_reload_models(na.p, &err), 0);
+	node_fingerprint(&na, fa);
+	assert_true(same_fingerprint(fa, saved));
+	/* B takes it up by itself, within a few seconds, the same */
+	long took = converge(&nb, "OR-B1", saved);
+	fprintf(stderr, "online learning: B reloaded the retrained model in %ld ms\n", took);
+	assert_true(took >= 0);
+
+	/* a correction after the retraining goes on top, on both */
+	classify(&na, "OR-A2", probes[2], &v);
+	if (csa_pipeline_feedback(na.p, "OR-A2", v.decision, CSA_DT_CATEGORY,
+	                          other_category(na.ws, v.category), "kim", NULL, 1, &err))
+		fail_msg("feedback on A: %s", err.msg);
+	node_fingerprint(&na, fa);
+	assert_false(same_fingerprint(fa, saved));
+	assert_true(converge(&nb, "OR-B2", fa) >= 0);
+
+	/* a second retraining drops what the first one covered, and keeps
+	 * what it did not (a node still on the first model needs it) */
+	int64_t after_first[8];
+	assert_int_equal(entries_of(na.ws->learnlog, "category", after_first, 8), 3);
+	if (csa_import_train(na.ws, 42, &rep, &err))
+		fail_msg("train: %s", err.msg);
+	json_decref(rep);
+	assert_int_equal(entries_of(na.ws->learnlog, "category", pos, 8), 1);
+	assert_int_equal(pos[0], after_first[2]);
+	free(fa);
+	free(fb);
+	free(saved);
+	pnode_close(&na);
+	pnode_close(&nb);
+	unsetenv("DATABASE_URL");
+	t_rmrf(base);
+	free(base);
+}
+
+/* The log itself on both backends: positions in order and kept apart
+ * from the body, customer bytes (quotes, backslashes, SQL, invalid
+ * UTF-8, NUL) back as they went in, the identity stable across handles,
+ * prune by kind and position, the size bound. */
+static void learnlog_contract(struct csa_learnlog *l, struct csa_learnlog *other)
+{
+	struct csa_err err = {0};
+	char id1[CSA_LEARNLOG_ID_LEN + 1], id2[CSA_LEARNLOG_ID_LEN + 1];
+	assert_int_equal(csa_learnlog_id(l, id1, &err), 0);
+	assert_int_equal(csa_learnlog_id(other, id2, &err), 0);
+	assert_string_equal(id1, id2);
+	assert_int_equal(strlen(id1), CSA_LEARNLOG_ID_LEN);
+	int64_t head = -1;
+	assert_int_equal(csa_learnlog_head(l, &head, &err), 0);
+	assert_int_equal(head, 0);
+	static const char hostile[] = "x'); DROP TABLE csa_online_examples; --\\\"\xff\xfe\0tail";
+	int64_t s1, s2, s3;
+	assert_int_equal(csa_learnlog_append(l, "category", hostile, sizeof(hostile), &s1, &err),
+	                 0);
+	assert_int_equal(csa_learnlog_append(other, "priority", "p", 1, &s2, &err), 0);
+	assert_int_equal(csa_learnlog_append(l, "category", "", 0, &s3, &err), 0);
+	assert_true(s1 < s2 && s2 < s3);
+	struct csa_learnlog_entry *e = NULL;
+	size_t n = 0;
+	assert_int_equal(csa_learnlog_read(other, 0, 10, &e, &n, &err), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(e[0].seq, s1);
+	assert_string_equal(e[0].kind, "category");
+	assert_int_equal(e[0].len, sizeof(hostile));
+	assert_memory_equal(e[0].body, hostile, sizeof(hostile));
+	assert_int_equal(e[2].len, 0);
+	csa_learnlog_free_entries(e, n);
+	assert_int_equal(csa_learnlog_read(l, s1, 1, &e, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(e[0].seq, s2);
+	csa_learnlog_free_entries(e, n);
+	assert_int_equal(csa_learnlog_read(l, s3, 10, &e, &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_null(e);
+	assert_int_equal(csa_learnlog_head(other, &head, &err), 0);
+	assert_int_equal(head, s3);
+	/* prune: that kind, at or below the position */
+	assert_int_equal(csa_learnlog_prune(l, "category", s2, &err), 0);
+	assert_int_equal(csa_learnlog_read(l, 0, 10, &e, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(e[0].seq, s2);
+	assert_int_equal(e[1].seq, s3);
+	csa_learnlog_free_entries(e, n);
+	/* refused: a kind that is not a name, a body over the limit */
+	assert_int_equal(csa_learnlog_append(l, "Category; --", "x", 1, NULL, &err), CSA_EINVAL);
+	char *big = calloc(1, CSA_LEARNLOG_BODY_MAX + 1);
+	assert_non_null(big);
+	assert_int_equal(
+	    csa_learnlog_append(l, "category", big, CSA_LEARNLOG_BODY_MAX + 1, NULL, &err),
+	    CSA_ELIMIT);
+	free(big);
+}
+
+struct appender {
+	struct csa_learnlog *l;
+	int64_t seq;
+	int rc;
+	atomic_int done;
+};
+
+static void *append_main(void *arg)
+{
+	struct appender *ap = arg;
+	ap->rc = csa_learnlog_append(ap->l, "category", "late", 4, &ap->seq, NULL);
+	atomic_store(&ap->done, 1);
+	return NULL;
+}
+
+/* An append on PostgreSQL waits for one that drew an earlier position and
+ * has not committed yet: a reader of "above the last I saw" that saw the
+ * later one would never see the earlier. The earlier one is held open by
+ * hand here, on the lock csa's appends take. */
+static void pg_appends_become_visible_in_order(const char *url, struct csa_learnlog *l)
+{
+	PGconn *c = PQconnectdb(url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	char key[24];
+	snprintf(key, sizeof(key), "%lld", csa_pg_lock_key("learnlog", "append"));
+	const char *kp[] = {key};
+	PQclear(PQexec(c, "BEGIN"));
+	PGresult *r =
+	    PQexecParams(c, "SELECT pg_advisory_xact_lock($1::bigint)", 1, NULL, kp, NULL, NULL, 0);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	r = PQexec(c, "INSERT INTO csa_online_examples (kind, body) VALUES ('category', 'early') "
+	              "RETURNING seq");
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	int64_t early = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	struct appender ap = {.l = l};
+	atomic_init(&ap.done, 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, append_main, &ap), 0);
+	/* a fixed wait that can only make the test weaker, never flaky: on a
+	 * loaded machine the append may not have started yet */
+	usleep(500000);
+	int waited = !atomic_load(&ap.done);
+	PQclear(PQexec(c, "COMMIT"));
+	pthread_join(th, NULL);
+	PQfinish(c);
+	assert_true(waited);
+	assert_int_equal(ap.rc, 0);
+	assert_true(ap.seq > early);
+	int64_t after_early = 0;
+	struct csa_learnlog_entry *e = NULL;
+	size_t n = 0;
+	struct csa_err err = {0};
+	assert_int_equal(csa_learnlog_read(l, early - 1, 10, &e, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(e[0].seq, early);
+	after_early = e[1].seq;
+	assert_int_equal(after_early, ap.seq);
+	csa_learnlog_free_entries(e, n);
+}
+
+static void learnlog_backends(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("learnlog");
+	char path[700];
+	snprintf(path, sizeof(path), "%s/online.db", dir);
+	struct csa_learnlog *l1, *l2;
+	assert_int_equal(csa_learnlog_open_sqlite(path, &l1, &err), 0);
+	assert_int_equal(csa_learnlog_open_sqlite(path, &l2, &err), 0);
+	learnlog_contract(l1, l2);
+	csa_learnlog_close(l1);
+	csa_learnlog_close(l2);
+	t_rmrf(dir);
+	free(dir);
+
+	char url[600], why[2000];
+	if (tpg_create_schema(g_pg, "online_log", url, sizeof(url), why, sizeof(why)))
+		fail_msg("%s", why);
+	struct csa_pg *p1, *p2;
+	assert_int_equal(csa_pg_open(url, "test", CSA_PG_MIGRATE, &p1, &err), 0);
+	assert_int_equal(csa_pg_open(url, "test", CSA_PG_MIGRATE, &p2, &err), 0);
+	assert_int_equal(csa_learnlog_open_pg(p1, &l1, &err), 0);
+	assert_int_equal(csa_learnlog_open_pg(p2, &l2, &err), 0);
+	learnlog_contract(l1, l2);
+	pg_appends_become_visible_in_order(url, l1);
+	csa_learnlog_close(l1);
+	csa_learnlog_close(l2);
+	csa_pg_free(p1);
+	csa_pg_free(p2);
+}
+
+static int online_up(void **state)
+{
+	(void)state;
+	char why[2000];
+	if (!(g_pg = tpg_start(why, sizeof(why)))) {
+		fprintf(stderr, "cannot start the test's PostgreSQL: %s\n", why);
+		return -1;
+	}
+	return 0;
+}
+
+/* A failed test stops before it unsets DATABASE_URL: the next one would
+ * put its workspaces in that database. */
+static int online_test_down(void **state)
+{
+	(void)state;
+	unsetenv("DATABASE_URL");
+	return 0;
+}
+
+static int online_down(void **state)
+{
+	(void)state;
+	tpg_stop(g_pg);
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest cluster[] = {
@@ -857,7 +1550,15 @@ int main(void)
 	    cmocka_unit_test(private_redis_is_cleaned_after_sigkill),
 	    cmocka_unit_test(without_redis_nothing_changes),
 	};
+	const struct CMUnitTest online[] = {
+	    cmocka_unit_test_teardown(learnlog_backends, online_test_down),
+	    cmocka_unit_test_teardown(correction_on_one_node_teaches_the_others, online_test_down),
+	    cmocka_unit_test_teardown(correction_reaches_another_process_of_a_files_workspace,
+	                              online_test_down),
+	    cmocka_unit_test_teardown(retraining_is_not_taught_again, online_test_down),
+	};
 	int failed = cmocka_run_group_tests_name("alone", alone, NULL, NULL);
 	failed += cmocka_run_group_tests_name("cluster", cluster, cluster_up, cluster_down);
+	failed += cmocka_run_group_tests_name("online", online, online_up, online_down);
 	return failed ? 1 : 0;
 }

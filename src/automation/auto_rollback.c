@@ -11,8 +11,10 @@
 #include "base/digest.h"
 #include "base/json.h"
 #include "base/ts.h"
+#include "flow/online.h"
 #include "flow/pipeline.h"
 #include "store/blobs.h"
+#include "store/learnlog.h"
 #include "store/ws.h"
 
 #include <ctype.h>
@@ -244,9 +246,25 @@ static int restore_docs(struct csa_auto *a, struct auto_doc *docs, size_t n, str
 		a->state = json_incref(phases);
 		rc = auto_write_state(a, err);
 	}
+	/* A restored model is the model as it was: nothing the online-learning
+	 * log holds goes on top of it (flow/online.h), on any node. The
+	 * position is read before the models go back: a correction taught
+	 * meanwhile is newer than the rollback and applied. */
+	int64_t head = -1;
+	if (rc == CSA_OK && a->ws->learnlog)
+		rc = csa_learnlog_head(a->ws->learnlog, &head, err);
 	for (size_t i = 0; i < n && rc == CSA_OK; i++)
-		if (strncmp(docs[i].name, "models/", 7) == 0)
+		if (strncmp(docs[i].name, "models/", 7) == 0) {
 			rc = csa_blobs_put(a->ws->blobs, docs[i].name, docs[i].buf, docs[i].len, err);
+			for (int t = 0; rc == CSA_OK && head >= 0 && t < CSA_DT_COUNT; t++) {
+				char model[64];
+				snprintf(model, sizeof(model), "models/%s.model",
+				         csa_dtype_name((enum csa_dtype)t));
+				if (strcmp(docs[i].name, model) == 0)
+					rc = csa_online_mark_saved(a->ws->blobs, a->ws->learnlog,
+					                           (enum csa_dtype)t, head, err);
+			}
+		}
 	json_decref(phases);
 	a->nthr = 0;
 	if (rc == CSA_OK)

@@ -8,8 +8,10 @@
 #include "base/json.h"
 #include "base/ts.h"
 #include "flow/lifecycle.h"
+#include "flow/online.h"
 #include "flow/pipeline.h"
 #include "search/search.h"
+#include "store/learnlog.h"
 #include "store/schema.h"
 #include "store/ticket.h"
 #include "store/ws.h"
@@ -431,7 +433,7 @@ static void *train_worker(void *arg)
  * cores, then saved and reported in type order as one after the other
  * would be: the same files, the first failure in type order returned. */
 static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed,
-                      json_t **report, struct csa_err *err)
+                      int64_t covers, json_t **report, struct csa_err *err)
 {
 	const struct csa_config *cfg = csa_ws_config(ws);
 	int rc = CSA_OK;
@@ -500,6 +502,10 @@ static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed
 			rc = csa_dmodel_save(j->m, ws->blobs, (enum csa_dtype)t, err);
 		if (rc == CSA_OK)
 			rc = csa_dmodel_save_heldout(&j->ho, j->nr, ws->blobs, (enum csa_dtype)t, err);
+		/* after the model: see models_signature() in flow/pipeline.c */
+		if (rc == CSA_OK && covers >= 0)
+			rc = csa_online_mark_saved(ws->blobs, ws->learnlog, (enum csa_dtype)t,
+			                           covers, err);
 		double acc = j->ho.n ? (double)j->ho.correct / (double)j->ho.n : NAN;
 		if (rc == CSA_OK)
 			json_object_set_new(rep, csa_dtype_name((enum csa_dtype)t),
@@ -541,16 +547,25 @@ static int collect_all(struct csa_ws *ws, struct collect *c, struct csa_err *err
 	return rc;
 }
 
+/* The position of the online-learning log the models about to be trained
+ * cover (flow/online.h): read before the training data, so every
+ * correction up to it is in the tickets read; -1 without a log. */
+static int covered_position(struct csa_ws *ws, int64_t *covers, struct csa_err *err)
+{
+	*covers = -1;
+	return ws->learnlog ? csa_learnlog_head(ws->learnlog, covers, err) : CSA_OK;
+}
+
 /* Pointers to the rows of 'c', for train_rows() to shuffle. */
-static int train_collected(struct csa_ws *ws, struct collect *c, unsigned seed, json_t **report,
-                           struct csa_err *err)
+static int train_collected(struct csa_ws *ws, struct collect *c, unsigned seed, int64_t covers,
+                           json_t **report, struct csa_err *err)
 {
 	struct row **v = malloc((c->n ? c->n : 1) * sizeof(*v));
 	if (!v)
 		return csa_error(err, CSA_ENOMEM, "out of memory training");
 	for (size_t i = 0; i < c->n; i++)
 		v[i] = &c->v[i];
-	int rc = train_rows(ws, v, c->n, seed, report, err);
+	int rc = train_rows(ws, v, c->n, seed, covers, report, err);
 	free(v);
 	return rc;
 }
@@ -558,9 +573,12 @@ static int train_collected(struct csa_ws *ws, struct collect *c, unsigned seed, 
 int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct csa_err *err)
 {
 	struct collect c = {.ws = ws};
-	int rc = collect_all(ws, &c, err);
+	int64_t covers;
+	int rc = covered_position(ws, &covers, err);
 	if (rc == CSA_OK)
-		rc = train_collected(ws, &c, seed, report, err);
+		rc = collect_all(ws, &c, err);
+	if (rc == CSA_OK)
+		rc = train_collected(ws, &c, seed, covers, report, err);
 	rows_free(&c);
 	return rc;
 }
@@ -700,7 +718,15 @@ int csa_import_train_cached(struct csa_train_cache *tc, unsigned seed, json_t **
 	tc->nnoted = tc->capnoted = 0;
 	tc->lost = 0;
 	pthread_mutex_unlock(&tc->mu);
-	int rc = CSA_OK;
+	int64_t covers;
+	int rc = covered_position(tc->ws, &covers, err);
+	if (rc) {
+		for (size_t i = 0; i < nnoted; i++)
+			free(noted[i]);
+		free(noted);
+		tc->collected = 0; /* the noted ids are gone: read everything next time */
+		return rc;
+	}
 	if (!tc->collected || lost) {
 		rows_free(&tc->rows);
 		rc = collect_all(tc->ws, &tc->rows, err);
@@ -718,6 +744,6 @@ int csa_import_train_cached(struct csa_train_cache *tc, unsigned seed, json_t **
 	free(noted);
 	tc->collected = rc == CSA_OK;
 	if (rc == CSA_OK)
-		rc = train_collected(tc->ws, &tc->rows, seed, report, err);
+		rc = train_collected(tc->ws, &tc->rows, seed, covers, report, err);
 	return rc;
 }

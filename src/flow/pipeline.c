@@ -11,9 +11,11 @@
 #include "base/ts.h"
 #include "flow/learning.h"
 #include "flow/lifecycle.h"
+#include "flow/online.h"
 #include "llm/cascade.h"
 #include "sla/sla.h"
 #include "store/blobs.h"
+#include "store/learnlog.h"
 #include "store/ticket.h"
 #include "store/ws.h"
 
@@ -60,6 +62,15 @@ struct csa_pipeline {
 	 * kb_mu, one reload at a time) */
 	_Atomic uint64_t models_sig;
 	_Atomic int64_t models_checked_ns;
+	/* Online learning shared through the workspace's log (flow/online.h;
+	 * none in a scratch workspace, whose models learn in memory): the
+	 * position up to which each model has applied the log, checked for
+	 * new entries at most once a second (online_checked_ns) and right
+	 * after this pipeline appends one. online_mu: one thread applies at
+	 * a time; taken before models_lock, never while holding it. */
+	pthread_mutex_t online_mu;
+	int64_t online_at[CSA_DT_COUNT];
+	_Atomic int64_t online_checked_ns;
 };
 
 /* The names and versions of the knowledge base's documents (kb/), as one
@@ -93,25 +104,74 @@ static int check_due(_Atomic int64_t *checked)
 	return now - last >= 1000000000LL && atomic_compare_exchange_strong(checked, &last, now);
 }
 
-/* The versions of the decision models' documents, as one number. */
+/* The versions of the decision models' documents, as one number: the
+ * models and the positions of the online-learning log they cover
+ * (flow/online.h), written one after the other by a retraining: a reload
+ * between the two is followed by another. */
 static uint64_t models_signature(struct csa_blobs *b)
 {
 	uint64_t h = CSA_FNV_SEED;
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
-		char doc[96];
-		snprintf(doc, sizeof(doc), "models/%s.model", csa_dtype_name((enum csa_dtype)t));
-		uint64_t v = csa_blobs_version(b, doc);
-		h = csa_fnv1a(h, &v, sizeof(v));
+		static const char *const kinds[] = {"model", "online.json"};
+		for (int k = 0; k < 2; k++) {
+			char doc[96];
+			snprintf(doc, sizeof(doc), "models/%s.%s",
+			         csa_dtype_name((enum csa_dtype)t), kinds[k]);
+			uint64_t v = csa_blobs_version(b, doc);
+			h = csa_fnv1a(h, &v, sizeof(v));
+		}
 	}
 	return h;
+}
+
+/* Models just loaded (not yet seen by any run) take the log's entries
+ * above the positions their saves cover, into at[]. CSA_OK when the
+ * positions are known, even when applying stopped early: at[] says how
+ * far it went and the next catch-up goes on from there. */
+static int online_start(struct csa_pipeline *p, struct csa_dmodel *models[CSA_DT_COUNT],
+                        int64_t at[CSA_DT_COUNT], struct csa_err *err)
+{
+	for (int t = 0; t < CSA_DT_COUNT; t++) {
+		int rc =
+		    csa_online_base(p->ws->blobs, p->ws->learnlog, (enum csa_dtype)t, &at[t], err);
+		if (rc)
+			return rc;
+	}
+	struct csa_err aerr = {0};
+	if (csa_online_apply(p->ws->learnlog, models, at, NULL, &aerr))
+		fprintf(stderr, "csa: the models have not taken every correction yet: %s\n",
+		        aerr.msg);
+	return CSA_OK;
+}
+
+/* Apply what the log holds beyond this pipeline's models. */
+static int online_catch_up(struct csa_pipeline *p, struct csa_err *err)
+{
+	pthread_mutex_lock(&p->online_mu);
+	pthread_rwlock_rdlock(&p->models_lock);
+	int rc = csa_online_apply(p->ws->learnlog, p->env.models, p->online_at, NULL, err);
+	pthread_rwlock_unlock(&p->models_lock);
+	pthread_mutex_unlock(&p->online_mu);
+	return rc;
+}
+
+/* Take up corrections other processes or nodes taught since the last
+ * look, at most once a second; a log that cannot be read now is read
+ * from the same place next time. */
+static void refresh_online(struct csa_pipeline *p)
+{
+	if (p->ws->learnlog && check_due(&p->online_checked_ns))
+		(void)online_catch_up(p, NULL);
 }
 
 /* Take up models another process or node saved since they were loaded
  * (csa train, a rollback, a replay's retraining in its own workspace is
  * not one: a scratch workspace reloads only when told), at most once a
- * second. A model learns online from each person's decision in memory;
- * a reload replaces that with what was saved, which a retraining already
- * learned from the same decisions. */
+ * second. The corrections taught since the save are applied again on
+ * top, from the online-learning log (flow/online.h); in a scratch
+ * workspace a reload replaces what the models learned in memory with
+ * what was saved, which a retraining already learned from the same
+ * decisions. */
 static void refresh_models(struct csa_pipeline *p)
 {
 	if (p->ws->scratch || !check_due(&p->models_checked_ns))
@@ -193,7 +253,9 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 	p->ws = ws;
 	pthread_rwlock_init(&p->models_lock, NULL);
 	pthread_mutex_init(&p->kb_mu, NULL);
+	pthread_mutex_init(&p->online_mu, NULL);
 	int rc = CSA_OK;
+	uint64_t sig = models_signature(ws->blobs);
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
 		rc = csa_dmodel_load(ws->blobs, (enum csa_dtype)t, &p->env.models[t], err);
 		if (rc == CSA_ENOENT)
@@ -201,7 +263,12 @@ int csa_pipeline_open(struct csa_ws *ws, struct csa_pipeline **out, struct csa_e
 		if (rc)
 			goto fail;
 	}
-	atomic_store(&p->models_sig, models_signature(ws->blobs));
+	/* the corrections taught since the models were saved, by any
+	 * process: a restarted node learns them again */
+	if (ws->learnlog && (rc = online_start(p, p->env.models, p->online_at, err)))
+		goto fail;
+	atomic_store(&p->models_sig, sig);
+	atomic_init(&p->online_checked_ns, csa_mono_ns());
 	atomic_store(&p->models_checked_ns, csa_mono_ns());
 	/* a new workspace's default articles (store/ws.h: CSA_WS_KB_SEED) */
 	if ((rc = csa_kb_seed(ws->blobs, ws->root, err)))
@@ -253,13 +320,30 @@ int csa_pipeline_reload_models(struct csa_pipeline *p, struct csa_err *err)
 			return rc;
 		}
 	}
+	/* the fresh models take the corrections their saves do not cover
+	 * before any run sees them; online_mu keeps a catch-up from applying
+	 * to the old ones meanwhile with positions about to be replaced */
+	int64_t at[CSA_DT_COUNT] = {0};
+	if (p->ws->learnlog) {
+		pthread_mutex_lock(&p->online_mu);
+		int rc = online_start(p, fresh, at, err);
+		if (rc) {
+			pthread_mutex_unlock(&p->online_mu);
+			for (int t = 0; t < CSA_DT_COUNT; t++)
+				csa_dmodel_free(fresh[t]);
+			return rc;
+		}
+	}
 	pthread_rwlock_wrlock(&p->models_lock);
 	for (int t = 0; t < CSA_DT_COUNT; t++) {
 		csa_dmodel_free(p->env.models[t]);
 		p->env.models[t] = fresh[t];
 	}
+	memcpy(p->online_at, at, sizeof(at));
 	atomic_store(&p->models_sig, sig);
 	pthread_rwlock_unlock(&p->models_lock);
+	if (p->ws->learnlog)
+		pthread_mutex_unlock(&p->online_mu);
 	return CSA_OK;
 }
 
@@ -283,6 +367,7 @@ void csa_pipeline_free(struct csa_pipeline *p)
 	csa_history_free(p->history);
 	csa_kb_free(p->env.kb);
 	pthread_mutex_destroy(&p->kb_mu);
+	pthread_mutex_destroy(&p->online_mu);
 	csa_cascade_free(p->env.cascade);
 	pthread_rwlock_destroy(&p->models_lock);
 	free(p);
@@ -961,6 +1046,7 @@ int csa_pipeline_process(struct csa_pipeline *p, const char *ticket_id, json_t *
 {
 	refresh_kb(p);
 	refresh_models(p);
+	refresh_online(p);
 	struct process_ctx c = {.p = p, .cfg = csa_ws_config(p->ws)};
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, process_fn, &c, err);
@@ -1063,6 +1149,7 @@ int csa_pipeline_ingest(struct csa_pipeline *p, const json_t *doc, json_t **resu
 {
 	refresh_kb(p);
 	refresh_models(p);
+	refresh_online(p);
 	const struct csa_config *cfg = csa_ws_config(p->ws);
 	pthread_rwlock_rdlock(&p->models_lock);
 	int rc = ingest_locked(p, cfg, doc, result, err);
@@ -1174,10 +1261,19 @@ int csa_pipeline_reply(struct csa_pipeline *p, const char *ticket_id, const json
 struct feedback_ctx {
 	struct csa_pipeline *p;
 	const struct csa_config *cfg;
-	const char *decision_id, *value, *who, *notes;
+	const char *ticket_id, *decision_id, *value, *who, *notes;
 	enum csa_dtype type;
 	int learn;
 	int correct;
+	/* the example the model learns from, for the online-learning log once
+	 * the ticket is committed (teach set): text (freed by the caller),
+	 * features pointing into featbuf, the model's version */
+	int teach;
+	char *text;
+	char featbuf[512];
+	const char *feats[16];
+	size_t nf;
+	char model_version[64];
 	int capacity;                /* holds the capacity lock: a person's escalation may assign */
 	struct csa_hist_entry entry; /* the ticket as committed, for the history index */
 };
@@ -1295,6 +1391,7 @@ static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigne
 	json_t *dec = json_object_get(found, "decision");
 	const char *proposed = csa_json_str(dec, value_key(c->type));
 	c->correct = proposed && strcmp(proposed, c->value) == 0;
+	c->teach = 0; /* a store may run this again */
 	json_t *fb = json_object_get(found, "learning_feedback");
 	json_t *updates = json_is_object(fb) ? json_object_get(fb, "pattern_updates") : NULL;
 	json_t *pu = updates ? json_deep_copy(updates) : json_array();
@@ -1327,6 +1424,8 @@ static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigne
 	char *text;
 	struct csa_agent_input in;
 	feedback_input(c, tk, &in, &text);
+	free(c->text);
+	c->text = text;
 	/* category and priority as the pipeline saw them for this decision */
 	const char *cat = NULL, *pri = NULL;
 	json_array_foreach(json_object_get(tk->t, "agent_decisions"), i, d)
@@ -1340,12 +1439,45 @@ static int apply_feedback(struct feedback_ctx *c, struct csa_ticket *tk, unsigne
 		if (d == found)
 			break;
 	}
-	char buf[512];
-	const char *feats[16];
-	size_t nf = csa_agent_features(c->type, &in, cat, pri, buf, sizeof(buf), feats, 16);
-	int rc = csa_dmodel_learn(m, text ? text : "", feats, nf, (size_t)label, err);
-	free(text);
-	return rc;
+	c->nf = csa_agent_features(c->type, &in, cat, pri, c->featbuf, sizeof(c->featbuf), c->feats,
+	                           16);
+	/* Several processes or nodes: every one learns it from the log, this
+	 * one too, after the commit (csa_pipeline_feedback). A scratch
+	 * workspace's models learn here and now, in memory. */
+	if (c->p->ws->learnlog) {
+		snprintf(c->model_version, sizeof(c->model_version), "%s", csa_dmodel_version(m));
+		c->teach = 1;
+		return CSA_OK;
+	}
+	return csa_dmodel_learn(m, text ? text : "", c->feats, c->nf, (size_t)label, err);
+}
+
+/* The person's correction, committed in the ticket, goes to the log, and
+ * this pipeline's models take it with whatever others taught before it.
+ * The person's decision stands whatever happens here: a log that cannot
+ * be written leaves the model as it was until the next retraining, which
+ * learns from the ticket. */
+static void teach_online(struct csa_pipeline *p, const struct feedback_ctx *c)
+{
+	struct csa_online_example ex = {.type = c->type,
+	                                .text = c->text ? c->text : "",
+	                                .feats = c->feats,
+	                                .n_feats = c->nf,
+	                                .label = c->value,
+	                                .model_version = c->model_version,
+	                                .who = c->who,
+	                                .ticket_id = c->ticket_id,
+	                                .decision_id = c->decision_id};
+	struct csa_err err = {0};
+	if (csa_online_append(p->ws->learnlog, &ex, NULL, &err))
+		fprintf(stderr,
+		        "csa: ticket '%s': the %s decided by a person is kept, but no model "
+		        "learned it now (the next retraining will): %s\n",
+		        c->ticket_id, csa_dtype_name(c->type), err.msg);
+	else if (online_catch_up(p, &err))
+		fprintf(stderr,
+		        "csa: ticket '%s': the models have not taken the correction yet: %s\n",
+		        c->ticket_id, err.msg);
 }
 
 int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const char *decision_id,
@@ -1354,6 +1486,7 @@ int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const c
 {
 	struct feedback_ctx c = {.p = p,
 	                         .cfg = csa_ws_config(p->ws),
+	                         .ticket_id = ticket_id,
 	                         .decision_id = decision_id,
 	                         .value = value,
 	                         .who = who,
@@ -1364,6 +1497,9 @@ int csa_pipeline_feedback(struct csa_pipeline *p, const char *ticket_id, const c
 	int rc = csa_store_update(p->ws->store, ticket_id, 0, feedback_fn, &c, err);
 	pthread_rwlock_unlock(&p->models_lock);
 	csa_config_unref(c.cfg);
+	if (rc == CSA_OK && c.teach)
+		teach_online(p, &c);
+	free(c.text);
 	if (!rc)
 		after(p, ticket_id, NULL, &c.entry);
 	return rc;

@@ -198,6 +198,19 @@ static const struct {
      "  latency_ms bigint,"
      "  ok boolean NOT NULL);"
      "CREATE INDEX csa_llm_calls_ts ON csa_llm_calls (ts);"},
+    /* store/learnlog_pg.c: the online-learning log every node applies in
+     * order (flow/online.h); its identity is one row made by the first
+     * node that needs it, not here: a restore needs every table empty */
+    {9, "online learning",
+     "CREATE TABLE csa_online_log ("
+     "  one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+     "  id text NOT NULL CHECK (id ~ '^[0-9a-f]{32}$'));"
+     "CREATE TABLE csa_online_examples ("
+     "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     "  kind text COLLATE \"C\" NOT NULL CHECK (kind ~ '^[a-z0-9_.-]{1,31}$'),"
+     "  body bytea NOT NULL CHECK (length(body) <= 65536),"
+     "  added_at timestamptz NOT NULL DEFAULT now());"
+     "CREATE INDEX csa_online_examples_kind ON csa_online_examples (kind, seq);"},
 };
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 

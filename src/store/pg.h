@@ -4,7 +4,8 @@
  * and the API tokens (server/chanmap_pg.c, server/tokens_pg.c), the
  * leadership of the roles one node runs (leader_pg.c), the automation
  * controller's store and the audit ledger (automation/auto_pg.c,
- * automation/ledger_pg.c). What each
+ * automation/ledger_pg.c), the documents and the online-learning log
+ * (blobs_pg.c, learnlog_pg.c). What each
  * of them needs from libpq, written once: the URL read for messages
  * (host:port/dbname, never the password), connections with keepalives on
  * both ends, a pool of idle connections, a query run once more when the

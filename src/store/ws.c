@@ -1,6 +1,7 @@
 /* Workspace creation and opening. */
 #include "store/ws.h"
 #include "store/blobs.h"
+#include "store/learnlog.h"
 #include "store/mesh.h"
 #include "store/pg.h"
 #include "store/store_pg.h"
@@ -465,6 +466,18 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 	              ? csa_ws_config_reload(ws, err)
 	              : CSA_OK))
 		goto fail;
+	/* the online-learning log beside the models, for the processes that
+	 * learn: a scratch workspace's models learn in memory only */
+	if (mode == WS_NORMAL || mode == WS_FILES) {
+		if (ws->pg)
+			rc = csa_learnlog_open_pg(ws->pg, &ws->learnlog, err);
+		else if ((rc = csa_ws_path(ws, ".csa/online.db", path, sizeof(path))))
+			rc = csa_error(err, rc, "workspace path too long: '%s'", dir);
+		else
+			rc = csa_learnlog_open_sqlite(path, &ws->learnlog, err);
+		if (rc)
+			goto fail;
+	}
 	/* A scratch workspace's one user (the replay) loads each ticket again
 	 * right after committing it, for every review: those loads are served
 	 * from memory (store/doccache.c). A few dozen tickets are enough, as
@@ -479,6 +492,7 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 fail:
 	if (ws->store)
 		csa_store_close(ws->store);
+	csa_learnlog_close(ws->learnlog);
 	csa_blobs_close(ws->blobs);
 	csa_pg_free(ws->pg);
 	snap_put(ws->cfg_now);
@@ -515,6 +529,7 @@ void csa_ws_close(struct csa_ws *ws)
 		return;
 	if (ws->store)
 		csa_store_close(ws->store);
+	csa_learnlog_close(ws->learnlog);
 	csa_blobs_close(ws->blobs);
 	csa_pg_free(ws->pg); /* after every backend that borrowed it */
 	/* readers still holding the snapshot keep it alive */

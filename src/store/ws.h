@@ -6,7 +6,8 @@
  *   Tickets/T_int/      I_<T_NO>.json  internal conversation (spec §3.2.2)
  *   Tickets/tickets/    T_<T_NO>.json  workflow state        (spec §3.2.3)
  *   audit/  models/  kb/                ledger, model files, knowledge base
- *   .csa/               journal, lock file and scratch space of the store
+ *   .csa/               journal, lock file and scratch space of the store,
+ *                       online.db: the online-learning log (store/learnlog.h)
  *
  * Opening a workspace runs store recovery (store/mesh.h), so every reader
  * sees only whole commits.
@@ -22,6 +23,7 @@
 
 struct csa_store;
 struct csa_blobs;
+struct csa_learnlog;
 struct csa_ws_cfg;
 struct csa_pg;
 
@@ -35,6 +37,11 @@ struct csa_ws {
 	 * the workspace and closed after them by csa_ws_close(). */
 	struct csa_pg *pg;
 	struct csa_blobs *blobs; /* models and knowledge base (store/blobs.h) */
+	/* The online-learning log the pipelines of every process (every node)
+	 * share (store/learnlog.h): .csa/online.db, or the database's table.
+	 * NULL in a scratch workspace (the replay's models learn on their
+	 * own, in memory, as they always did) and an observer's. */
+	struct csa_learnlog *learnlog;
 	/* The configuration in effect, read with csa_ws_config(): private. */
 	pthread_mutex_t cfg_mu;       /* guards cfg_now's pointer and count */
 	pthread_mutex_t cfg_write_mu; /* one change of configuration at a time */
