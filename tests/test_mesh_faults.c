@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,8 +18,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "base/fsops.h"
+#include "store/journal.h"
 #include "store/mesh.h"
 #include "store/verify.h"
 #include "support/tmesh.h"
@@ -44,6 +47,17 @@ static int do_commit(struct csa_ws *ws, long v, int group, struct csa_err *err)
 	return rc;
 }
 
+static struct csa_jinfo jinfo(const char *dir)
+{
+	char path[4200];
+	struct csa_jinfo ji;
+	struct csa_err err = {0};
+	snprintf(path, sizeof(path), "%s/.csa/journal", dir);
+	if (csa_journal_inspect(path, &ji, &err))
+		fail_msg("inspect: %s", err.msg);
+	return ji;
+}
+
 static void check_whole(struct csa_ws *ws, long lo, long hi, const char *when)
 {
 	long a = tm_load_version(ws, "F"), b = tm_load_version(ws, "F2");
@@ -62,6 +76,12 @@ static void run(int checkpoint_every_commit, int group)
 	assert_int_equal(tm_create(ws, ids, 2), 0);
 	long v = 0;
 	long injected = 0;
+	/* records of an older generation in the file from the start, more
+	 * than any later generation here writes over: every fault below lands
+	 * in a reused journal with stale records after its valid end */
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(do_commit(ws, ++v, group, &err), 0);
+	assert_int_equal(ws->store->ops->checkpoint(ws->store, &err), 0);
 	for (int op = 0; op < CSA_FS_NOPS; op++) {
 		/* how many calls of this kind does one commit make? */
 		if (checkpoint_every_commit)
@@ -71,6 +91,8 @@ static void run(int checkpoint_every_commit, int group)
 		long calls = csa_fault_count((enum csa_fs_op)op);
 		for (long n = 1; n <= calls; n++) {
 			int e = op == CSA_FS_WRITE && n % 2 ? ENOSPC : EIO;
+			if (jinfo(dir).stale_records < 1)
+				fail_msg("%s #%ld: no older record in the journal", names[op], n);
 			csa_fault_arm((enum csa_fs_op)op, n, e);
 			struct csa_err cerr = {0};
 			int rc = do_commit(ws, v + 1, group, &cerr);
@@ -251,15 +273,6 @@ static void commit_during_sync(void *ctx)
 	}
 }
 
-static off_t journal_size(const char *dir)
-{
-	char path[4200];
-	struct stat st;
-	snprintf(path, sizeof(path), "%s/.csa/journal", dir);
-	assert_int_equal(stat(path, &st), 0);
-	return st.st_size;
-}
-
 /* A commit made while another commit's checkpoint syncs the file system
  * keeps its journal record (it is not covered by that sync): a damaged
  * file of it is restored by recovery. With a checkpoint of another handle
@@ -284,7 +297,7 @@ static void commits_during_a_checkpoint_stay_journaled(void **state)
 		bump(ws, "A", 1); /* its checkpoint runs the hook */
 		assert_int_equal(d.fired, 1);
 		assert_int_equal(csa_mesh_stats(ws->store).checkpoints, before + !other);
-		assert_true(journal_size(dir) > 0); /* B's last record */
+		assert_int_equal(jinfo(dir).records, 1); /* B's last record */
 
 		/* B's workflow file torn as by a crash before any sync */
 		char path[4200];
@@ -302,6 +315,353 @@ static void commits_during_a_checkpoint_stay_journaled(void **state)
 		t_rmrf(dir);
 		free(dir);
 	}
+}
+
+/* ---- the reused journal -------------------------------------------------- */
+
+/* The entries of the journal's records of one generation, in order. */
+struct entries {
+	int kind[64];
+	char *doc[64];
+	size_t len[64];
+	int n;
+};
+
+static int collect(void *ctx, const struct csa_jentry *e)
+{
+	struct entries *x = ctx;
+	if (x->n == 64)
+		return CSA_ELIMIT;
+	x->kind[x->n] = e->kind;
+	x->doc[x->n] = strndup(e->doc, e->doc_len);
+	x->len[x->n] = e->doc_len;
+	x->n++;
+	return CSA_OK;
+}
+
+static void entries_free(struct entries *x)
+{
+	for (int i = 0; i < x->n; i++)
+		free(x->doc[i]);
+	x->n = 0;
+}
+
+/* One record of ticket id's three documents, entries [at, at + 3) of x. */
+static void record_of(struct csa_jbuf *b, const struct entries *x, int at, const char *id)
+{
+	csa_jbuf_init(b);
+	for (int k = 0; k < 3; k++)
+		assert_int_equal(csa_jbuf_add(b, x->kind[at + k], id, x->doc[at + k], x->len[at + k]),
+		                 0);
+}
+
+/*
+ * A workspace whose ticket S was created (v0) then committed at v1 and v2,
+ * checkpointed: the journal's generation moved on and the three records
+ * are left in the file, stale. Returns their entries (9: v0, v1, v2) and
+ * the journal's generation.
+ */
+static char *stale_fixture(struct entries *x, uint64_t *gen)
+{
+	char *dir = t_tmpdir("stale");
+	struct csa_err err = {0};
+	struct csa_ws *ws;
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	const char *ids[] = {"S"};
+	assert_int_equal(tm_create(ws, ids, 1), 0);
+	bump(ws, "S", 1);
+	bump(ws, "S", 2);
+	assert_int_equal(ws->store->ops->checkpoint(ws->store, &err), 0);
+	csa_ws_close(ws);
+	struct csa_jinfo ji = jinfo(dir);
+	assert_int_equal(ji.fmt, CSA_JFMT_V2);
+	assert_int_equal(ji.records, 0);
+	assert_int_equal(ji.stale_records, 3);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/.csa/journal", dir);
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	off_t end;
+	memset(x, 0, sizeof(*x));
+	assert_int_equal(
+	    csa_journal_scan(fd, path, CSA_JFMT_V2, ji.gen - 1, collect, x, &end, NULL, &err), 0);
+	close(fd);
+	assert_int_equal(x->n, 9);
+	*gen = ji.gen;
+	return dir;
+}
+
+/*
+ * The guard of the reused journal: records of an older generation, whole
+ * and with valid CRCs, right after the current generation's records (a
+ * current record ended exactly where an older one began) are never read
+ * as current, by a scan or by recovery. Without the generation check the
+ * scan returns two records and recovery puts S back at v1.
+ */
+static void stale_generation_records_are_never_replayed(void **state)
+{
+	(void)state;
+	struct entries x;
+	uint64_t g;
+	char *dir = stale_fixture(&x, &g);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/.csa/journal", dir);
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	struct csa_err err = {0};
+	/* generation g+1: S at v2; then, where the next record would go, a
+	 * record of generation g with S at v1 */
+	struct csa_jbuf cur, old;
+	record_of(&cur, &x, 6, "S");
+	record_of(&old, &x, 3, "S");
+	size_t cur_len = csa_jbuf_size(&cur);
+	assert_int_equal(csa_journal_header_write(fd, path, g + 1, 1, &err), 0);
+	assert_int_equal(csa_journal_append(fd, path, CSA_JOURNAL_HDR, g + 1, &cur, 0, 1, &err), 0);
+	assert_int_equal(csa_journal_append(fd, path, CSA_JOURNAL_HDR + (off_t)cur_len, g, &old, 0,
+	                                    1, &err),
+	                 0);
+	csa_jbuf_release(&cur);
+	csa_jbuf_release(&old);
+
+	struct entries seen = {0};
+	off_t end, torn;
+	assert_int_equal(
+	    csa_journal_scan(fd, path, CSA_JFMT_V2, g + 1, collect, &seen, &end, &torn, &err), 0);
+	assert_int_equal(seen.n, 3);
+	assert_int_equal(end, CSA_JOURNAL_HDR + (off_t)cur_len);
+	assert_int_equal(torn, 0); /* an older record is not a torn one */
+	entries_free(&seen);
+	close(fd);
+	struct csa_jinfo ji = jinfo(dir);
+	assert_int_equal(ji.records, 1);
+	assert_true(ji.stale_records >= 1);
+
+	/* S's workflow file torn as by a crash: recovery must restore v2 */
+	struct csa_ws *ws;
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	char tpath[4200];
+	assert_int_equal(csa_mesh_doc_path(ws, 2, "S", tpath, sizeof(tpath), NULL), 0);
+	csa_ws_close(ws);
+	t_write(tpath, "{\"ticket_id\": \"S");
+	/* the journal again as above (the close checkpointed it) */
+	fd = open(path, O_RDWR);
+	record_of(&cur, &x, 6, "S");
+	record_of(&old, &x, 3, "S");
+	ji = jinfo(dir);
+	assert_int_equal(csa_journal_header_write(fd, path, ji.gen + 1, 1, &err), 0);
+	assert_int_equal(
+	    csa_journal_append(fd, path, CSA_JOURNAL_HDR, ji.gen + 1, &cur, 0, 1, &err), 0);
+	assert_int_equal(csa_journal_append(fd, path, CSA_JOURNAL_HDR + (off_t)cur_len, ji.gen,
+	                                    &old, 0, 1, &err),
+	                 0);
+	csa_jbuf_release(&cur);
+	csa_jbuf_release(&old);
+	close(fd);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	assert_true(csa_mesh_stats(ws->store).recovered_docs >= 1);
+	assert_int_equal(tm_load_version(ws, "S"), 2);
+	json_t *rep;
+	assert_int_equal(csa_verify(ws, 0, NULL, &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+	csa_ws_close(ws);
+	entries_free(&x);
+	t_rmrf(dir);
+	free(dir);
+}
+
+static void put32le(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A journal as csa wrote it before generations (docs/STORE.md): records
+ * from offset 0, "CSAJ" | u32 length | u32 crc32(length bytes + payload). */
+static void write_v1(const char *path, const struct entries *x, int at, const char *id,
+                     const char *tail, size_t tail_len)
+{
+	size_t cap = 64;
+	for (int k = 0; k < 3; k++)
+		cap += 6 + strlen(id) + x->len[at + k];
+	unsigned char *buf = calloc(1, cap + tail_len), *p = buf + 12;
+	put32le(p, 3);
+	p += 4;
+	for (int k = 0; k < 3; k++) {
+		*p++ = (unsigned char)x->kind[at + k];
+		*p++ = (unsigned char)strlen(id);
+		memcpy(p, id, strlen(id));
+		p += strlen(id);
+		put32le(p, (uint32_t)x->len[at + k]);
+		memcpy(p + 4, x->doc[at + k], x->len[at + k]);
+		p += 4 + x->len[at + k];
+	}
+	uint32_t plen = (uint32_t)(p - buf - 12);
+	memcpy(buf, "CSAJ", 4);
+	put32le(buf + 4, plen);
+	uLong crc = crc32(0L, buf + 4, 4);
+	crc = crc32(crc, buf + 12, plen);
+	put32le(buf + 8, (uint32_t)crc);
+	memcpy(p, tail, tail_len);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(buf, 1, (size_t)(p - buf) + tail_len, f), (size_t)(p - buf) + tail_len);
+	fclose(f);
+	free(buf);
+}
+
+/* A workspace written by the previous csa: its journal has no header and
+ * records without a generation (and here a torn one after them). Opening
+ * it replays the whole records, drops the torn one and starts the journal
+ * afresh in the current format. */
+static void journal_of_an_older_csa_is_recovered(void **state)
+{
+	(void)state;
+	struct entries x;
+	uint64_t g;
+	char *dir = stale_fixture(&x, &g);
+	struct csa_err err = {0};
+	struct csa_ws *ws;
+	char path[4200], tpath[4200];
+	snprintf(path, sizeof(path), "%s/.csa/journal", dir);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	assert_int_equal(csa_mesh_doc_path(ws, 2, "S", tpath, sizeof(tpath), NULL), 0);
+	csa_ws_close(ws);
+	/* S's files at v1, its T torn; the old journal holds v2 */
+	t_write(tpath, "{\"ticket_id\": \"S");
+	static const char torn[] = "CSAJ\x40\x00\x00\x00garbage";
+	write_v1(path, &x, 6, "S", torn, sizeof(torn) - 1);
+	/* and .csa/lock as the previous csa left it: the trim counter only */
+	char lpath[4200];
+	snprintf(lpath, sizeof(lpath), "%s/.csa/lock", dir);
+	assert_int_equal(truncate(lpath, 8), 0);
+	struct csa_jinfo ji = jinfo(dir);
+	assert_int_equal(ji.fmt, CSA_JFMT_V1);
+	assert_int_equal(ji.records, 1);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	assert_int_equal(tm_load_version(ws, "S"), 2);
+	assert_true(csa_mesh_stats(ws->store).recovered_docs >= 1);
+	assert_int_equal(csa_mesh_stats(ws->store).torn_bytes, (long)sizeof(torn) - 1);
+	ji = jinfo(dir);
+	assert_int_equal(ji.fmt, CSA_JFMT_V2);
+	assert_int_equal(ji.records, 0);
+	assert_int_equal(ji.size, CSA_JOURNAL_HDR);
+	/* and it goes on as any other */
+	bump(ws, "S", 3);
+	csa_ws_close(ws);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	assert_int_equal(tm_load_version(ws, "S"), 3);
+	json_t *rep;
+	assert_int_equal(csa_verify(ws, 0, NULL, &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+	csa_ws_close(ws);
+	entries_free(&x);
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* A checkpoint keeps the journal file: same inode, same length; the next
+ * commits write over the older generation's records without growing it,
+ * and the older ones after them are left alone (and never replayed). */
+static void checkpoint_reuses_the_journal_file(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("reuse");
+	struct csa_err err = {0};
+	struct csa_ws *ws;
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	const char *ids[] = {"R"};
+	assert_int_equal(tm_create(ws, ids, 1), 0);
+	for (long v = 1; v <= 20; v++)
+		bump(ws, "R", v);
+	struct csa_jinfo before = jinfo(dir);
+	assert_int_equal(before.records, 21);
+	char path[4200];
+	struct stat s0, s1;
+	snprintf(path, sizeof(path), "%s/.csa/journal", dir);
+	assert_int_equal(ws->store->ops->checkpoint(ws->store, &err), 0);
+	assert_int_equal(stat(path, &s0), 0);
+	struct csa_jinfo ji = jinfo(dir);
+	assert_int_equal(ji.gen, before.gen + 1);
+	assert_int_equal(ji.records, 0);
+	assert_int_equal(ji.stale_records, 21);
+	assert_true(s0.st_size >= before.valid_end);
+	for (long v = 21; v <= 25; v++)
+		bump(ws, "R", v);
+	assert_int_equal(stat(path, &s1), 0);
+	assert_true(s1.st_ino == s0.st_ino);
+	assert_int_equal(s1.st_size, s0.st_size); /* no growth: no inode to flush */
+	ji = jinfo(dir);
+	assert_int_equal(ji.records, 5);
+	/* the new records are a few bytes longer (v21 against v1): they
+	 * cover five older ones and part of a sixth */
+	assert_int_equal(ji.stale_records, 15);
+	csa_ws_close(ws); /* checkpoints: a new generation again */
+	assert_int_equal(stat(path, &s1), 0);
+	assert_true(s1.st_ino == s0.st_ino);
+	assert_int_equal(jinfo(dir).gen, before.gen + 2);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	assert_int_equal(tm_load_version(ws, "R"), 25);
+	assert_int_equal(csa_mesh_stats(ws->store).recovered_docs, 0);
+	csa_ws_close(ws);
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* Two handles of one workspace (as two processes): each sees the other's
+ * checkpoint through .csa/lock's header and appends in the generation the
+ * journal has, where the last record of either ends; recovery then finds
+ * every record the last checkpoint did not cover. */
+static void handles_follow_each_others_generations(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("twohandles");
+	struct csa_err err = {0};
+	struct csa_ws *a, *b;
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &a, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &b, &err), 0);
+	const char *ids[] = {"A", "B"};
+	assert_int_equal(tm_create(a, ids, 2), 0);
+	long va = 0, vb = 0;
+	for (int round = 0; round < 6; round++) {
+		bump(a, "A", ++va);
+		bump(b, "B", ++vb);
+		struct csa_ws *cp = round % 2 ? b : a;
+		assert_int_equal(cp->store->ops->checkpoint(cp->store, &err), 0);
+		bump(b, "B", ++vb);
+		bump(a, "A", ++va);
+	}
+	struct csa_jinfo ji = jinfo(dir);
+	assert_int_equal(ji.records, 2);
+	assert_true(ji.stale_records >= 1);
+	/* both documents torn as by a crash before any sync: only the journal
+	 * can bring them back */
+	char p[4200];
+	assert_int_equal(csa_mesh_doc_path(a, 2, "A", p, sizeof(p), NULL), 0);
+	t_write(p, "{");
+	assert_int_equal(csa_mesh_doc_path(a, 2, "B", p, sizeof(p), NULL), 0);
+	t_write(p, "{");
+	struct csa_ws *c;
+	assert_int_equal(csa_ws_open(dir, &c, &err), 0);
+	assert_int_equal(tm_load_version(c, "A"), va);
+	assert_int_equal(tm_load_version(c, "B"), vb);
+	assert_int_equal(csa_mesh_stats(c->store).recovered_docs, 2);
+	/* and the other handles go on after that recovery's checkpoint */
+	bump(a, "A", ++va);
+	bump(b, "B", ++vb);
+	csa_ws_close(c);
+	csa_ws_close(b);
+	csa_ws_close(a);
+	assert_int_equal(csa_ws_open(dir, &c, &err), 0);
+	assert_int_equal(tm_load_version(c, "A"), va);
+	assert_int_equal(tm_load_version(c, "B"), vb);
+	csa_ws_close(c);
+	t_rmrf(dir);
+	free(dir);
 }
 
 /* ---- group commit ----------------------------------------------------- */
@@ -395,6 +755,10 @@ int main(void)
 	    cmocka_unit_test(group_commit_runs_queued_commits_together),
 	    cmocka_unit_test(faults_while_creating),
 	    cmocka_unit_test(commits_without_exchange_rename_instead),
+	    cmocka_unit_test(stale_generation_records_are_never_replayed),
+	    cmocka_unit_test(journal_of_an_older_csa_is_recovered),
+	    cmocka_unit_test(checkpoint_reuses_the_journal_file),
+	    cmocka_unit_test(handles_follow_each_others_generations),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
