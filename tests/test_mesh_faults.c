@@ -376,8 +376,6 @@ static char *stale_fixture(struct entries *x, uint64_t *gen)
 	csa_ws_close(ws);
 	struct csa_jinfo ji = jinfo(dir);
 	assert_int_equal(ji.fmt, CSA_JFMT_V2);
-	assert_int_equal(ji.records, 0);
-	assert_int_equal(ji.stale_records, 3);
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/.csa/journal", dir);
 	int fd = open(path, O_RDONLY);
