@@ -3,7 +3,10 @@
  * store's pool and swaps them in) and is killed with SIGKILL at random
  * instants, 200 times. After each kill, recovery must leave every ticket
  * wholly at one commit, the group's tickets at the same commit, no
- * acknowledged commit lost, and `verify` clean. */
+ * acknowledged commit lost, and `verify` clean. The journal file is reused
+ * (checkpoints start a new generation over the old records), and the kills
+ * must land with records of older generations after the current ones:
+ * replaying one of those would put a ticket back at an older version. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/journal.h"
 #include "store/mesh.h"
 #include "store/verify.h"
 #include "support/tmesh.h"
@@ -98,6 +102,9 @@ static void killed_at_random_instants(void **state)
 		seed = (unsigned)strtoul(getenv("CSA_TEST_SEED"), NULL, 10);
 	srand(seed);
 	long gacked = 0, sacked = 0, gseen = 0, sseen = 0, total_commits = 0;
+	long with_stale = 0, mid_generation = 0;
+	char jpath[4200];
+	snprintf(jpath, sizeof(jpath), "%s/.csa/journal", dir);
 	for (int k = 0; k < KILLS; k++) {
 		int fds[2];
 		assert_int_equal(pipe(fds), 0);
@@ -138,6 +145,13 @@ static void killed_at_random_instants(void **state)
 		}
 		fclose(in);
 
+		/* what the kill left in the journal, before recovery reads it */
+		struct csa_jinfo ji;
+		if (csa_journal_inspect(jpath, &ji, &err))
+			fail_msg("kill %d: %s (seed %u)", k, err.msg, seed);
+		with_stale += ji.stale_records > 0;
+		mid_generation += ji.stale_records > 0 && ji.records > 0;
+
 		/* recovery runs on open */
 		if (csa_ws_open(dir, &ws, &err))
 			fail_msg("open after kill %d: %s (seed %u)", k, err.msg, seed);
@@ -173,8 +187,13 @@ static void killed_at_random_instants(void **state)
 		sseen = sacked = sv;
 		csa_ws_close(ws);
 	}
-	print_message("%d kills, %ld acknowledged commits, seed %u\n", KILLS, total_commits, seed);
+	print_message("%d kills, %ld acknowledged commits, %ld with older records in the journal "
+	              "(%ld after records of the current generation), seed %u\n",
+	              KILLS, total_commits, with_stale, mid_generation, seed);
 	assert_true(total_commits >= KILLS / 2); /* the kills did land mid-stream */
+	/* and in a reused journal, older generations' records beyond its end */
+	assert_true(with_stale >= KILLS / 2);
+	assert_true(mid_generation >= KILLS / 4);
 	/* and they landed in commits that swap pool files in */
 	char pool0[4096];
 	struct stat sb;
