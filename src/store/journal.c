@@ -174,8 +174,7 @@ int csa_journal_header_read(int fd, const char *path, enum csa_jformat *fmt, uin
 	return CSA_OK;
 }
 
-int csa_journal_header_write(int fd, const char *path, uint64_t gen, int sync,
-                             struct csa_err *err)
+int csa_journal_header_write(int fd, const char *path, uint64_t gen, int sync, struct csa_err *err)
 {
 	char buf[CSA_JOURNAL_HDR];
 	csa_journal_header_fill(buf, gen);
@@ -336,9 +335,8 @@ static size_t record_at(struct reader *r, off_t off, int v1, uint64_t gen, const
 	return hl + plen;
 }
 
-static int scan_records(int fd, const char *path, int v1, uint64_t gen, csa_jentry_fn fn,
-                        void *ctx, off_t *valid_end, off_t *torn, long *records,
-                        struct csa_err *err)
+static int scan_records(int fd, const char *path, int v1, uint64_t gen, csa_jentry_fn fn, void *ctx,
+                        off_t *valid_end, off_t *torn, long *records, struct csa_err *err)
 {
 	struct stat st;
 	off_t off = v1 ? 0 : CSA_JOURNAL_HDR;
@@ -384,9 +382,8 @@ static int scan_records(int fd, const char *path, int v1, uint64_t gen, csa_jent
 	return rc;
 }
 
-int csa_journal_scan(int fd, const char *path, enum csa_jformat fmt, uint64_t gen,
-                     csa_jentry_fn fn, void *ctx, off_t *valid_end, off_t *torn,
-                     struct csa_err *err)
+int csa_journal_scan(int fd, const char *path, enum csa_jformat fmt, uint64_t gen, csa_jentry_fn fn,
+                     void *ctx, off_t *valid_end, off_t *torn, struct csa_err *err)
 {
 	if (fmt != CSA_JFMT_V1 && fmt != CSA_JFMT_V2) {
 		*valid_end = fmt == CSA_JFMT_EMPTY ? 0 : CSA_JOURNAL_HDR;
@@ -394,8 +391,7 @@ int csa_journal_scan(int fd, const char *path, enum csa_jformat fmt, uint64_t ge
 			*torn = 0;
 		return CSA_OK;
 	}
-	return scan_records(fd, path, fmt == CSA_JFMT_V1, gen, fn, ctx, valid_end, torn, NULL,
-	                    err);
+	return scan_records(fd, path, fmt == CSA_JFMT_V1, gen, fn, ctx, valid_end, torn, NULL, err);
 }
 
 int csa_journal_inspect(const char *path, struct csa_jinfo *out, struct csa_err *err)
@@ -429,7 +425,8 @@ int csa_journal_inspect(const char *path, struct csa_jinfo *out, struct csa_err 
 			const char *pl;
 			uint32_t plen;
 			uint64_t g = h ? get64(h + 8) : 0;
-			if (h && g < out->gen && record_at(&r, off, 0, g, &pl, &plen, NULL, &ioerr)) {
+			if (h && g < out->gen &&
+			    record_at(&r, off, 0, g, &pl, &plen, NULL, &ioerr)) {
 				out->stale_records++;
 				off += RHDR + plen;
 			} else {

@@ -93,8 +93,7 @@ int csa_journal_header_read(int fd, const char *path, enum csa_jformat *fmt, uin
  * when 'sync', fdatasync. On failure the header on disk may be torn: the
  * caller must treat the journal's state as unknown (mesh.c has the next
  * holder of the journal lock recover). */
-int csa_journal_header_write(int fd, const char *path, uint64_t gen, int sync,
-                             struct csa_err *err);
+int csa_journal_header_write(int fd, const char *path, uint64_t gen, int sync, struct csa_err *err);
 
 /*
  * Write the record of 'b', stamped with generation 'gen', at offset 'end',
@@ -123,9 +122,8 @@ int csa_journal_invalidate(int fd, off_t off, int sync);
  * buffer valid during the call only.
  */
 typedef int (*csa_jentry_fn)(void *ctx, const struct csa_jentry *e);
-int csa_journal_scan(int fd, const char *path, enum csa_jformat fmt, uint64_t gen,
-                     csa_jentry_fn fn, void *ctx, off_t *valid_end, off_t *torn,
-                     struct csa_err *err);
+int csa_journal_scan(int fd, const char *path, enum csa_jformat fmt, uint64_t gen, csa_jentry_fn fn,
+                     void *ctx, off_t *valid_end, off_t *torn, struct csa_err *err);
 
 /* What a journal file holds, for tests and diagnostics. */
 struct csa_jinfo {

@@ -26,12 +26,11 @@
 static const char *const kind_dir[3] = {"Tickets/T_ext", "Tickets/T_int", "Tickets/tickets"};
 static const char kind_letter[3] = {'E', 'I', 'T'};
 
-/* A position in the journal (mesh_mark): the file, the append offset and
- * the trim counter, which a checkpoint bumps (it moves the append offset
- * back to the first record, where it may have been before). */
+/* A position in the journal (mesh_mark): the append offset and the trim
+ * counter, which every checkpoint bumps (it moves the append offset back to
+ * the first record, where it may have been before, and may replace the
+ * file). */
 struct jpos {
-	dev_t dev;
-	ino_t ino;
 	off_t end;
 	uint64_t trims;
 };
@@ -75,6 +74,7 @@ struct mesh {
 	struct lhdr lh;            /* .csa/lock's header as of the journal lock */
 	off_t journal_size;        /* the file's length as last seen (grow_pad) */
 	uint64_t size_trims;       /* lh.trims when journal_size was read */
+	uint64_t ident_trims;      /* lh.trims when the journal's name was looked up */
 	pthread_mutex_t mu;
 	pthread_mutex_t qmu; /* the group commit queue */
 	pthread_cond_t qcv;
@@ -147,9 +147,49 @@ static void tmp_path(const struct mesh *m, int kind, const char *id, char *out, 
 	snprintf(out, outsz, "%s/%c_%s.json", m->tmp_dir, kind_letter[kind], id);
 }
 
+/* The two paths below are built for every document of every commit, so
+ * without printf (a few microseconds a commit). */
+static char *put_bytes(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
 static void pool_path(const struct mesh *m, size_t slot, char *out, size_t outsz)
 {
-	snprintf(out, outsz, "%s/%zu", m->pool_dir, slot);
+	char num[24];
+	size_t i = sizeof(num);
+	do
+		num[--i] = (char)('0' + slot % 10);
+	while ((slot /= 10) && i > 0);
+	size_t dl = strlen(m->pool_dir), nl = sizeof(num) - i;
+	if (dl + nl + 2 > outsz) {
+		snprintf(out, outsz, "%s/%.*s", m->pool_dir, (int)nl, num + i); /* cut, fails */
+		return;
+	}
+	char *p = put_bytes(out, m->pool_dir, dl);
+	*p++ = '/';
+	p = put_bytes(p, num + i, nl);
+	*p = '\0';
+}
+
+/* csa_mesh_doc_path of a document whose id was checked (prepare did). */
+static void doc_path(const struct mesh *m, int kind, const char *id, char *out)
+{
+	const char *root = m->ws->root, *dir = kind_dir[kind];
+	size_t rl = strlen(root), dl = strlen(dir), il = strlen(id);
+	if (rl + dl + il + 10 > PATH_SZ) {
+		(void)csa_mesh_doc_path(m->ws, kind, id, out, PATH_SZ, NULL);
+		return;
+	}
+	char *p = put_bytes(out, root, rl);
+	*p++ = '/';
+	p = put_bytes(p, dir, dl);
+	*p++ = '/';
+	*p++ = kind_letter[kind];
+	*p++ = '_';
+	p = put_bytes(p, id, il);
+	memcpy(p, ".json", 6);
 }
 
 /* Readers that keep opening a file that a commit moved away give up after
@@ -332,16 +372,25 @@ static int journal_lock(struct mesh *m, struct csa_err *err)
 		pthread_mutex_unlock(&m->mu);
 		return csa_error_sys(err, "cannot lock journal '%s'", m->lock_path);
 	}
-	struct stat st;
-	if (stat(m->journal_path, &st) != 0 || st.st_dev != m->journal_dev ||
-	    st.st_ino != m->journal_ino) {
-		int rc = journal_reopen(m, err);
-		if (rc) {
-			journal_unlock(m);
-			return rc;
-		}
-	}
 	lhdr_read(m, &m->lh);
+	/* Another handle replaces the journal file only in trim_tail_locked,
+	 * which bumps the trim counter (or, dying half way, leaves generation
+	 * 0): only then is the name looked up again. A look-up per commit
+	 * would cost more than its system call: once a file's timestamps were
+	 * read, ext4 takes the next write's at fine grain, and so marks the
+	 * journal's inode dirty at every append instead of once a tick. */
+	if (m->lh.trims != m->ident_trims || m->lh.gen == 0) {
+		struct stat st;
+		if (stat(m->journal_path, &st) != 0 || st.st_dev != m->journal_dev ||
+		    st.st_ino != m->journal_ino) {
+			int rc = journal_reopen(m, err);
+			if (rc) {
+				journal_unlock(m);
+				return rc;
+			}
+		}
+		m->ident_trims = m->lh.trims;
+	}
 	/* No generation: a new lock file, or a handle that was rewriting the
 	 * journal's header failed or died; either way the journal's state is
 	 * read again from the file before anything is appended. */
@@ -450,12 +499,18 @@ static uint64_t trims_read(struct mesh *m)
 	return v;
 }
 
-static void trims_bump(struct mesh *m)
+/* 0, or -1 when the counter could not be written: then the other handles
+ * would not see the checkpoint, and the caller leaves the generation at 0
+ * so that they recover instead. */
+static int trims_bump(struct mesh *m)
 {
 	uint64_t v = trims_read(m) + 1;
-	if (pwrite(m->lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		m->needs_recovery = 1; /* next commit syncs and trims under the lock */
 	m->lh.trims = v;
+	if (pwrite(m->lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+		m->needs_recovery = 1; /* next commit syncs and trims under the lock */
+		return -1;
+	}
+	return 0;
 }
 
 /* Publish the journal's generation and append offset (struct lhdr). 0 or
@@ -497,7 +552,7 @@ static off_t journal_bound(const struct mesh *m)
  */
 static int wrap_locked(struct mesh *m, struct csa_err *err)
 {
-	struct jpos before = {m->journal_dev, m->journal_ino, (off_t)m->lh.end, m->lh.trims};
+	struct jpos before = {(off_t)m->lh.end, m->lh.trims};
 	uint64_t gen = m->lh.gen + 1;
 	int rc = publish(m, 0, (off_t)m->lh.end, err);
 	if (rc)
@@ -512,11 +567,12 @@ static int wrap_locked(struct mesh *m, struct csa_err *err)
 		m->needs_recovery = 1; /* and lh.gen 0 tells every other handle */
 		return rc;
 	}
-	trims_bump(m);
+	if (trims_bump(m) < 0)
+		return csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
 	m->size_trims = m->lh.trims;
 	if ((rc = publish(m, gen, CSA_JOURNAL_HDR, err)))
 		return rc;
-	struct jpos after = {m->journal_dev, m->journal_ino, CSA_JOURNAL_HDR, m->lh.trims};
+	struct jpos after = {CSA_JOURNAL_HDR, m->lh.trims};
 	mark_follow(m, &before, &after);
 	return CSA_OK;
 }
@@ -532,7 +588,7 @@ static int wrap_locked(struct mesh *m, struct csa_err *err)
  */
 static int trim_tail_locked(struct mesh *m, off_t upto, struct csa_err *err)
 {
-	struct jpos before = {m->journal_dev, m->journal_ino, (off_t)m->lh.end, m->lh.trims};
+	struct jpos before = {(off_t)m->lh.end, m->lh.trims};
 	uint64_t gen = m->lh.gen;
 	off_t end = (off_t)m->lh.end;
 	size_t len = (size_t)(end - upto);
@@ -569,7 +625,10 @@ static int trim_tail_locked(struct mesh *m, off_t upto, struct csa_err *err)
 	}
 	close(fd);
 	fd = -1;
-	trims_bump(m);
+	if (trims_bump(m) < 0) {
+		rc = csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
+		goto out; /* generation 0: every handle looks the journal up again */
+	}
 	/* the records of the tail are only in the new file: it must be the
 	 * journal on disk before another commit counts on it */
 	char dir[PATH_SZ];
@@ -584,7 +643,7 @@ static int trim_tail_locked(struct mesh *m, off_t upto, struct csa_err *err)
 		goto out;
 	}
 	m->size_trims = m->lh.trims;
-	struct jpos after = {m->journal_dev, m->journal_ino, CSA_JOURNAL_HDR + (off_t)len,
+	struct jpos after = {CSA_JOURNAL_HDR + (off_t)len,
 	                     m->lh.trims};
 	mark_follow(m, &before, &after);
 out:
@@ -766,7 +825,7 @@ static int reinit_locked(struct mesh *m, int replayed, struct csa_err *err)
 {
 	if (replayed && m->sync && syncfs(m->journal_fd) < 0)
 		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
-	struct jpos before = {m->journal_dev, m->journal_ino, (off_t)m->lh.end, m->lh.trims};
+	struct jpos before = {(off_t)m->lh.end, m->lh.trims};
 	/* any generation will do in a file with no record; one past the lock
 	 * header's keeps the stamps of marks taken before apart */
 	uint64_t gen = m->lh.gen + 1;
@@ -780,11 +839,12 @@ static int reinit_locked(struct mesh *m, int replayed, struct csa_err *err)
 	if (m->sync && csa_fs_fsync(m->journal_fd, 0) < 0)
 		return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
 	m->journal_size = CSA_JOURNAL_HDR;
-	trims_bump(m);
+	if (trims_bump(m) < 0)
+		return csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
 	m->size_trims = m->lh.trims;
 	if ((rc = publish(m, gen, CSA_JOURNAL_HDR, err)))
 		return rc;
-	struct jpos after = {m->journal_dev, m->journal_ino, CSA_JOURNAL_HDR, m->lh.trims};
+	struct jpos after = {CSA_JOURNAL_HDR, m->lh.trims};
 	mark_follow(m, &before, &after);
 	return CSA_OK;
 }
@@ -938,8 +998,10 @@ static int write_pool(struct mesh *m, struct pending *p, size_t *next, struct cs
 		p->slot = (*next)++;
 		p->pool_fd = fd;
 		p->written = 1;
+		/* cut only what an older, longer document leaves after the new
+		 * one (documents mostly grow: most commits need no truncate) */
 		if (csa_fs_write_all(fd, p->bytes, p->len) < 0 ||
-		    ftruncate(fd, (off_t)p->len) < 0)
+		    (st.st_size > (off_t)p->len && ftruncate(fd, (off_t)p->len) < 0))
 			return csa_error_sys(err, "cannot write pool file '%s'", path);
 		return CSA_OK;
 	}
@@ -1114,7 +1176,7 @@ static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct cs
 			if (!p->written)
 				continue;
 			char path[PATH_SZ];
-			csa_mesh_doc_path(m->ws, p->kind, p->tk->id, path, sizeof(path), NULL);
+			doc_path(m, p->kind, p->tk->id, path);
 			if (m->sync ? swap_in(m, p, path) == 0 : write_in_place(path, p) == 0) {
 				p->renamed = 1;
 				continue;
@@ -1236,8 +1298,8 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 		m->journal_size = 0; /* grown or not: read it again */
 	}
 	if (rc == CSA_OK)
-		mark_follow(m, &(struct jpos){m->journal_dev, m->journal_ino, end, m->lh.trims},
-		            &(struct jpos){m->journal_dev, m->journal_ino, end + (off_t)rlen,
+		mark_follow(m, &(struct jpos){end, m->lh.trims},
+		            &(struct jpos){end + (off_t)rlen,
 		                           m->lh.trims});
 	if (rc) {
 		for (struct creq *r = batch; r; r = r->next)
@@ -1437,23 +1499,21 @@ static uint64_t mesh_version(struct csa_store *st, const char *id, int64_t *newe
 }
 
 /* The journal's position: every commit moves the append offset in
- * .csa/lock's header on under the journal lock, a checkpoint bumps the
- * trim counter (and may replace the file), so the file's identity, the
- * offset and the counter change with every commit of any handle, exactly. */
+ * .csa/lock's header on under the journal lock, every checkpoint bumps the
+ * trim counter there, so the two change with every commit of any handle,
+ * exactly. Read from .csa/lock alone: looking the journal up would make
+ * its appends dearer (journal_lock). */
 static int jpos_now(struct mesh *m, struct jpos *out)
 {
-	struct stat sb;
 	struct lhdr h;
-	if (stat(m->journal_path, &sb))
-		return -1;
 	lhdr_read(m, &h);
-	*out = (struct jpos){sb.st_dev, sb.st_ino, (off_t)h.end, h.trims};
+	*out = (struct jpos){(off_t)h.end, h.trims};
 	return 0;
 }
 
 static int jpos_eq(const struct jpos *a, const struct jpos *b)
 {
-	return a->dev == b->dev && a->ino == b->ino && a->end == b->end && a->trims == b->trims;
+	return a->end == b->end && a->trims == b->trims;
 }
 
 /* Under the journal lock: a commit or checkpoint of this handle that
@@ -1495,7 +1555,7 @@ static uint64_t mesh_stamp(struct csa_store *st, unsigned slot, int *only_own)
 	pthread_mutex_lock(&m->mark_mu);
 	*only_own = m->marked[slot] && jpos_eq(&m->mark[slot], &now);
 	pthread_mutex_unlock(&m->mark_mu);
-	int64_t f[4] = {(int64_t)now.dev, (int64_t)now.ino, (int64_t)now.end, (int64_t)now.trims};
+	int64_t f[2] = {(int64_t)now.end, (int64_t)now.trims};
 	uint64_t h = csa_fnv1a(CSA_FNV_SEED, f, sizeof(f));
 	return h ? h : 1;
 }
