@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,7 +58,6 @@ struct jpos {
 struct lhdr {
 	uint64_t trims, gen, end;
 };
-#define LHDR_GEN_OFF 8
 
 struct mesh {
 	struct csa_store base;
@@ -72,6 +72,7 @@ struct mesh {
 	dev_t journal_dev;         /* identity of journal_fd: another process */
 	ino_t journal_ino;         /* may have replaced the file (trim) */
 	struct lhdr lh;            /* .csa/lock's header as of the journal lock */
+	uint64_t *lh_map;          /* that header in memory (lhdr_map), or NULL */
 	off_t journal_size;        /* the file's length as last seen (grow_pad) */
 	uint64_t size_trims;       /* lh.trims when journal_size was read */
 	uint64_t ident_trims;      /* lh.trims when the journal's name was looked up */
@@ -475,38 +476,78 @@ static int mesh_load(struct csa_store *st, const char *id, struct csa_ticket *ou
 
 /* ---- checkpoint and recovery ---------------------------------------- */
 
-/* .csa/lock's header (struct lhdr). A short read (a lock file of an older
- * csa holds the trim counter only, a new one nothing) gives zeros, which
- * journal_lock takes for "recover first". */
+/*
+ * .csa/lock's header (struct lhdr), mapped into memory when the file can
+ * hold it (lhdr_map): every commit reads it and writes the append offset,
+ * and two system calls (with a timestamp update of the lock file for the
+ * write) were a few percent of a commit's CPU. Otherwise, for an observer
+ * of a lock file shorter than a page, read with pread; a short read (a lock
+ * file of an older csa holds the trim counter only, a new one nothing)
+ * gives zeros, which journal_lock takes for "recover first".
+ */
+#define LHDR_MAP_LEN 4096
+
+static void lhdr_map(struct mesh *m)
+{
+	struct stat st;
+	if (fstat(m->lock_fd, &st) < 0)
+		return;
+	/* the page must be inside the file (a store past its end is lost, a
+	 * load from a page wholly past it is SIGBUS); the zeros it gains are
+	 * an empty header, or after an older csa's trim counter */
+	if (st.st_size < LHDR_MAP_LEN && (m->observe || ftruncate(m->lock_fd, LHDR_MAP_LEN) < 0))
+		return;
+	void *p = mmap(NULL, LHDR_MAP_LEN, m->observe ? PROT_READ : PROT_READ | PROT_WRITE,
+	               MAP_SHARED, m->lock_fd, 0);
+	if (p != MAP_FAILED)
+		m->lh_map = p;
+}
+
+static uint64_t lhdr_load(const struct mesh *m, int i)
+{
+	return __atomic_load_n(&m->lh_map[i], __ATOMIC_ACQUIRE);
+}
+
 static void lhdr_read(struct mesh *m, struct lhdr *h)
 {
 	uint64_t v[3] = {0, 0, 0};
-	ssize_t n = pread(m->lock_fd, v, sizeof(v), 0);
-	if (n < (ssize_t)sizeof(v))
-		memset((char *)v + (n > 0 ? n : 0), 0, sizeof(v) - (size_t)(n > 0 ? n : 0));
+	if (m->lh_map) {
+		for (int i = 0; i < 3; i++)
+			v[i] = lhdr_load(m, i);
+	} else {
+		ssize_t n = pread(m->lock_fd, v, sizeof(v), 0);
+		if (n < (ssize_t)sizeof(v))
+			memset((char *)v + (n > 0 ? n : 0), 0,
+			       sizeof(v) - (size_t)(n > 0 ? n : 0));
+	}
 	*h = (struct lhdr){v[0], v[1], v[2]};
+}
+
+/* Store words [i, i + n) of the header. 0 or -1 (errno). */
+static int lhdr_store(struct mesh *m, int i, const uint64_t *v, int n)
+{
+	if (m->lh_map) {
+		for (int k = 0; k < n; k++)
+			__atomic_store_n(&m->lh_map[i + k], v[k], __ATOMIC_RELEASE);
+		return 0;
+	}
+	size_t len = (size_t)n * sizeof(*v);
+	return pwrite(m->lock_fd, v, len, (off_t)i * 8) == (ssize_t)len ? 0 : -1;
 }
 
 /* Journal trims so far, by any handle (only live processes coordinate
  * through it): a checkpoint that synced outside the lock trims only if no
  * other trim came in between, since the journal's end it noted would mean
- * nothing after one. */
-static uint64_t trims_read(struct mesh *m)
-{
-	uint64_t v = 0;
-	if (pread(m->lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		v = 0;
-	return v;
-}
-
-/* 0, or -1 when the counter could not be written: then the other handles
- * would not see the checkpoint, and the caller leaves the generation at 0
- * so that they recover instead. */
+ * nothing after one. 0 or -1 when the counter could not be written: then
+ * the other handles would not see the checkpoint, and the caller leaves the
+ * generation at 0 so that they recover instead. */
 static int trims_bump(struct mesh *m)
 {
-	uint64_t v = trims_read(m) + 1;
+	struct lhdr h;
+	lhdr_read(m, &h);
+	uint64_t v = h.trims + 1;
 	m->lh.trims = v;
-	if (pwrite(m->lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+	if (lhdr_store(m, 0, &v, 1) < 0) {
 		m->needs_recovery = 1; /* next commit syncs and trims under the lock */
 		return -1;
 	}
@@ -514,14 +555,13 @@ static int trims_bump(struct mesh *m)
 }
 
 /* Publish the journal's generation and append offset (struct lhdr). 0 or
- * an error; the lock file's first block exists from the first publish on,
- * so this fails only if writing to a page of the cache does. */
+ * an error (only when the header is not mapped and pwrite fails). */
 static int publish(struct mesh *m, uint64_t gen, off_t end, struct csa_err *err)
 {
 	uint64_t v[2] = {gen, (uint64_t)end};
 	m->lh.gen = gen;
 	m->lh.end = (uint64_t)end;
-	if (pwrite(m->lock_fd, v, sizeof(v), LHDR_GEN_OFF) != (ssize_t)sizeof(v)) {
+	if (lhdr_store(m, 1, v, 2) < 0) {
 		m->needs_recovery = 1;
 		return csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
 	}
@@ -1706,6 +1746,8 @@ static void mesh_close(struct csa_store *st)
 	struct mesh *m = (struct mesh *)st;
 	struct csa_err ignored;
 	(void)mesh_checkpoint(st, &ignored);
+	if (m->lh_map)
+		munmap(m->lh_map, LHDR_MAP_LEN);
 	close(m->journal_fd);
 	close(m->lock_fd);
 	pthread_mutex_destroy(&m->mu);
@@ -1773,6 +1815,7 @@ static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, str
 		rc = csa_error_sys(err, "cannot open '%s'", m->lock_path);
 		goto fail;
 	}
+	lhdr_map(m);
 	if ((rc = journal_reopen(m, err)))
 		goto fail;
 	if (!observe) {
@@ -1791,6 +1834,8 @@ static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, str
 	*out = &m->base;
 	return CSA_OK;
 fail:
+	if (m->lh_map)
+		munmap(m->lh_map, LHDR_MAP_LEN);
 	if (m->journal_fd >= 0)
 		close(m->journal_fd);
 	if (m->lock_fd >= 0)
