@@ -662,6 +662,52 @@ static void handles_follow_each_others_generations(void **state)
 	free(dir);
 }
 
+/* A checkpoint whose fdatasync of the new header fails leaves the header's
+ * state unknown (it may reach the disk later, or never): the lock header
+ * then says generation 0, and another handle recovers before it appends,
+ * so its commit is recorded under the generation the file's header has.
+ * Without that it would append under the old generation after a header
+ * that may say the new one, and recovery would not find its record. */
+static void a_failed_header_flush_makes_other_handles_recover(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("hdrfail");
+	struct csa_err err = {0};
+	struct csa_ws *a, *b;
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &a, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &b, &err), 0);
+	const char *ids[] = {"X"};
+	assert_int_equal(tm_create(a, ids, 1), 0);
+	csa_mesh_set_checkpoint_bytes(a->store, 1); /* every commit of a checkpoints */
+	csa_fault_reset_counts();
+	bump(a, "X", 1);
+	/* the commit's own fdatasync, then the checkpoint's of the header */
+	assert_int_equal(csa_fault_count(CSA_FS_FSYNC), 2);
+	uint64_t gen = jinfo(dir).gen;
+	csa_fault_arm(CSA_FS_FSYNC, 2, EIO);
+	bump(a, "X", 2); /* the commit stands; its checkpoint failed */
+	assert_true(csa_fault_fired());
+	csa_fault_disarm();
+	assert_int_equal(jinfo(dir).gen, gen + 1); /* in the page cache, at least */
+	bump(b, "X", 3);
+	struct csa_jinfo ji = jinfo(dir);
+	assert_int_equal(ji.records, 1); /* b's commit, in the header's generation */
+	assert_true(ji.gen > gen);
+	/* X's workflow file torn as by a crash: the journal must restore v3 */
+	char p[4200];
+	assert_int_equal(csa_mesh_doc_path(a, 2, "X", p, sizeof(p), NULL), 0);
+	t_write(p, "{");
+	struct csa_ws *c;
+	assert_int_equal(csa_ws_open(dir, &c, &err), 0);
+	assert_int_equal(tm_load_version(c, "X"), 3);
+	csa_ws_close(c);
+	csa_ws_close(b);
+	csa_ws_close(a);
+	t_rmrf(dir);
+	free(dir);
+}
+
 /* ---- group commit ----------------------------------------------------- */
 
 struct group_ctx {
@@ -757,6 +803,7 @@ int main(void)
 	    cmocka_unit_test(journal_of_an_older_csa_is_recovered),
 	    cmocka_unit_test(checkpoint_reuses_the_journal_file),
 	    cmocka_unit_test(handles_follow_each_others_generations),
+	    cmocka_unit_test(a_failed_header_flush_makes_other_handles_recover),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
