@@ -52,11 +52,16 @@ struct jpos {
  *          commit publishes its record's end after the record's fdatasync
  *          and before it swaps its documents in, so a record whose
  *          process died before that point (its documents untouched) is
- *          overwritten by the next commit, and one after it is kept for
- *          recovery, as before.
+ *          overwritten by the next commit, and one after it is kept.
+ *   busy   1 from that point until the commit's documents are all in
+ *          place: a handle that takes the lock and finds it set knows the
+ *          commit's process died half way, and recovers (completes that
+ *          commit from its record) before anything else, so neither its
+ *          checkpoint drops the record of a half-swapped ticket nor does a
+ *          reader that takes the lock (a backup's hold) see it torn.
  */
 struct lhdr {
-	uint64_t trims, gen, end;
+	uint64_t trims, gen, end, busy;
 };
 
 struct mesh {
@@ -395,7 +400,7 @@ static int journal_lock(struct mesh *m, struct csa_err *err)
 	/* No generation: a new lock file, or a handle that was rewriting the
 	 * journal's header failed or died; either way the journal's state is
 	 * read again from the file before anything is appended. */
-	if (!m->observe && (m->lh.gen == 0 || m->lh.end < CSA_JOURNAL_HDR))
+	if (!m->observe && (m->lh.gen == 0 || m->lh.end < CSA_JOURNAL_HDR || m->lh.busy))
 		m->needs_recovery = 1;
 	return CSA_OK;
 }
@@ -510,9 +515,9 @@ static uint64_t lhdr_load(const struct mesh *m, int i)
 
 static void lhdr_read(struct mesh *m, struct lhdr *h)
 {
-	uint64_t v[3] = {0, 0, 0};
+	uint64_t v[4] = {0, 0, 0, 0};
 	if (m->lh_map) {
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < 4; i++)
 			v[i] = lhdr_load(m, i);
 	} else {
 		ssize_t n = pread(m->lock_fd, v, sizeof(v), 0);
@@ -520,7 +525,7 @@ static void lhdr_read(struct mesh *m, struct lhdr *h)
 			memset((char *)v + (n > 0 ? n : 0), 0,
 			       sizeof(v) - (size_t)(n > 0 ? n : 0));
 	}
-	*h = (struct lhdr){v[0], v[1], v[2]};
+	*h = (struct lhdr){v[0], v[1], v[2], v[3]};
 }
 
 /* Store words [i, i + n) of the header. 0 or -1 (errno). */
@@ -554,18 +559,25 @@ static int trims_bump(struct mesh *m)
 	return 0;
 }
 
-/* Publish the journal's generation and append offset (struct lhdr). 0 or
+/* Publish the journal's generation and append offset (struct lhdr), and
+ * whether a commit is between its record and the end of its swaps. 0 or
  * an error (only when the header is not mapped and pwrite fails). */
-static int publish(struct mesh *m, uint64_t gen, off_t end, struct csa_err *err)
+static int publish_busy(struct mesh *m, uint64_t gen, off_t end, int busy, struct csa_err *err)
 {
-	uint64_t v[2] = {gen, (uint64_t)end};
+	uint64_t v[3] = {gen, (uint64_t)end, (uint64_t)busy};
 	m->lh.gen = gen;
 	m->lh.end = (uint64_t)end;
-	if (lhdr_store(m, 1, v, 2) < 0) {
+	m->lh.busy = (uint64_t)busy;
+	if (lhdr_store(m, 1, v, 3) < 0) {
 		m->needs_recovery = 1;
 		return csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
 	}
 	return CSA_OK;
+}
+
+static int publish(struct mesh *m, uint64_t gen, off_t end, struct csa_err *err)
+{
+	return publish_busy(m, gen, end, 0, err);
 }
 
 /* A journal that a burst of commits (or a large group commit) made larger
@@ -1331,8 +1343,9 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 		if (end + (off_t)(rlen + pad) > m->journal_size)
 			m->journal_size = end + (off_t)(rlen + pad);
 		/* the commit point is the fdatasync above; from here on the
-		 * record must not be written over, even if this process dies */
-		if ((rc = publish(m, m->lh.gen, end + (off_t)rlen, &err)))
+		 * record must not be written over, even if this process dies,
+		 * and until the swaps are done a death leaves it to complete */
+		if ((rc = publish_busy(m, m->lh.gen, end + (off_t)rlen, 1, &err)))
 			(void)csa_journal_invalidate(m->journal_fd, end, m->sync);
 	} else {
 		m->journal_size = 0; /* grown or not: read it again */
@@ -1356,6 +1369,7 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 				fail_req(r, rc, &err);
 		goto out;
 	}
+	(void)publish(m, m->lh.gen, end + (off_t)rlen, NULL); /* not busy: all in place */
 	for (struct creq *r = batch; r; r = r->next)
 		if (r->rc == CSA_OK)
 			committed(m, r);
