@@ -315,7 +315,8 @@ static void survivor_goes_on_after_a_writer_is_killed(void **state)
 		if (now_a < 0 || now_b < 0)
 			fail_msg("round %d: a ticket mixes commits: P-a %ld, P-b %ld (seed %u)", k,
 			         now_a, now_b, seed);
-		if (now_a < acked_a || now_a > acked_a + 1 || now_b < acked_b || now_b > acked_b + 1)
+		if (now_a < acked_a || now_a > acked_a + 1 || now_b < acked_b ||
+		    now_b > acked_b + 1)
 			fail_msg("round %d: P-a at v%ld (acknowledged v%ld), P-b at v%ld "
 			         "(acknowledged v%ld) (seed %u)",
 			         k, now_a, acked_a, now_b, acked_b, seed);

@@ -351,8 +351,8 @@ static void record_of(struct csa_jbuf *b, const struct entries *x, int at, const
 {
 	csa_jbuf_init(b);
 	for (int k = 0; k < 3; k++)
-		assert_int_equal(csa_jbuf_add(b, x->kind[at + k], id, x->doc[at + k], x->len[at + k]),
-		                 0);
+		assert_int_equal(
+		    csa_jbuf_add(b, x->kind[at + k], id, x->doc[at + k], x->len[at + k]), 0);
 }
 
 /*
@@ -416,9 +416,8 @@ static void stale_generation_records_are_never_replayed(void **state)
 	size_t cur_len = csa_jbuf_size(&cur);
 	assert_int_equal(csa_journal_header_write(fd, path, g + 1, 1, &err), 0);
 	assert_int_equal(csa_journal_append(fd, path, CSA_JOURNAL_HDR, g + 1, &cur, 0, 1, &err), 0);
-	assert_int_equal(csa_journal_append(fd, path, CSA_JOURNAL_HDR + (off_t)cur_len, g, &old, 0,
-	                                    1, &err),
-	                 0);
+	assert_int_equal(
+	    csa_journal_append(fd, path, CSA_JOURNAL_HDR + (off_t)cur_len, g, &old, 0, 1, &err), 0);
 	csa_jbuf_release(&cur);
 	csa_jbuf_release(&old);
 
@@ -504,7 +503,8 @@ static void write_v1(const char *path, const struct entries *x, int at, const ch
 	memcpy(p, tail, tail_len);
 	FILE *f = fopen(path, "wb");
 	assert_non_null(f);
-	assert_int_equal(fwrite(buf, 1, (size_t)(p - buf) + tail_len, f), (size_t)(p - buf) + tail_len);
+	assert_int_equal(fwrite(buf, 1, (size_t)(p - buf) + tail_len, f),
+	                 (size_t)(p - buf) + tail_len);
 	fclose(f);
 	free(buf);
 }

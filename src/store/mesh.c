@@ -522,8 +522,7 @@ static void lhdr_read(struct mesh *m, struct lhdr *h)
 	} else {
 		ssize_t n = pread(m->lock_fd, v, sizeof(v), 0);
 		if (n < (ssize_t)sizeof(v))
-			memset((char *)v + (n > 0 ? n : 0), 0,
-			       sizeof(v) - (size_t)(n > 0 ? n : 0));
+			memset((char *)v + (n > 0 ? n : 0), 0, sizeof(v) - (size_t)(n > 0 ? n : 0));
 	}
 	*h = (struct lhdr){v[0], v[1], v[2], v[3]};
 }
@@ -695,8 +694,7 @@ static int trim_tail_locked(struct mesh *m, off_t upto, struct csa_err *err)
 		goto out;
 	}
 	m->size_trims = m->lh.trims;
-	struct jpos after = {CSA_JOURNAL_HDR + (off_t)len,
-	                     m->lh.trims};
+	struct jpos after = {CSA_JOURNAL_HDR + (off_t)len, m->lh.trims};
 	mark_follow(m, &before, &after);
 out:
 	if (fd >= 0) {
@@ -751,8 +749,8 @@ static int checkpoint_unlocked(struct mesh *m, struct csa_err *err)
 	if ((rc = journal_lock(m, err)))
 		return rc;
 	if (m->lh.trims == trims && !m->needs_recovery) {
-		rc = (off_t)m->lh.end == upto ? wrap_locked(m, err)
-		                              : trim_tail_locked(m, upto, err);
+		rc =
+		    (off_t)m->lh.end == upto ? wrap_locked(m, err) : trim_tail_locked(m, upto, err);
 		if (rc == CSA_OK)
 			m->stats.checkpoints++;
 	}
@@ -945,10 +943,11 @@ static int recover_locked(struct mesh *m, struct csa_err *err)
 	if (fmt != CSA_JFMT_V2) {
 		rc = reinit_locked(m, r.n > 0, err);
 	} else {
-		if (m->lh.gen != gen || (off_t)m->lh.end != valid_end) {
+		if (m->lh.gen != gen || (off_t)m->lh.end != valid_end || m->lh.busy) {
 			/* The lock header is not the journal's: a new lock file,
 			 * a machine restarted, a handle that died or failed while
-			 * it rewrote the header (gen 0). With no record to
+			 * it rewrote the header (gen 0) or swapped a commit's
+			 * documents in (busy, now completed above). With no record to
 			 * checkpoint, the header is written again so that it
 			 * is on disk even if the failed write left its page
 			 * marked clean. */
@@ -1352,8 +1351,7 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	}
 	if (rc == CSA_OK)
 		mark_follow(m, &(struct jpos){end, m->lh.trims},
-		            &(struct jpos){end + (off_t)rlen,
-		                           m->lh.trims});
+		            &(struct jpos){end + (off_t)rlen, m->lh.trims});
 	if (rc) {
 		for (struct creq *r = batch; r; r = r->next)
 			if (r->rc == CSA_OK) {
