@@ -609,6 +609,42 @@ static void checkpoint_reuses_the_journal_file(void **state)
 	free(dir);
 }
 
+/* A journal that a burst made longer than twice the checkpoint interval
+ * (at least 1 MB) is cut back to that by the next checkpoint, and goes on
+ * as before: the bound keeps a reused journal from keeping a burst's size
+ * for ever. */
+static void a_journal_grown_by_a_burst_is_cut_back(void **state)
+{
+	(void)state;
+	char *dir = t_tmpdir("bound");
+	struct csa_err err = {0};
+	struct csa_ws *ws;
+	assert_int_equal(csa_ws_init(dir, &err), 0);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	const char *ids[] = {"G"};
+	assert_int_equal(tm_create(ws, ids, 1), 0);
+	long v = 0;
+	while (jinfo(dir).size <= (off_t)(1 << 20) + CSA_JOURNAL_HDR)
+		bump(ws, "G", ++v);
+	csa_mesh_set_checkpoint_bytes(ws->store, 1); /* the bound: 1 MB */
+	assert_int_equal(ws->store->ops->checkpoint(ws->store, &err), 0);
+	struct csa_jinfo ji = jinfo(dir);
+	assert_int_equal(ji.size, 1 << 20);
+	assert_int_equal(ji.records, 0);
+	assert_true(ji.stale_records > 0);
+	bump(ws, "G", ++v);
+	csa_ws_close(ws);
+	assert_int_equal(csa_ws_open(dir, &ws, &err), 0);
+	assert_int_equal(tm_load_version(ws, "G"), v);
+	json_t *rep;
+	assert_int_equal(csa_verify(ws, 0, NULL, &rep, &err), 0);
+	assert_true(json_is_true(json_object_get(rep, "ok")));
+	json_decref(rep);
+	csa_ws_close(ws);
+	t_rmrf(dir);
+	free(dir);
+}
+
 /* Two handles of one workspace (as two processes): each sees the other's
  * checkpoint through .csa/lock's header and appends in the generation the
  * journal has, where the last record of either ends; recovery then finds
@@ -802,6 +838,7 @@ int main(void)
 	    cmocka_unit_test(stale_generation_records_are_never_replayed),
 	    cmocka_unit_test(journal_of_an_older_csa_is_recovered),
 	    cmocka_unit_test(checkpoint_reuses_the_journal_file),
+	    cmocka_unit_test(a_journal_grown_by_a_burst_is_cut_back),
 	    cmocka_unit_test(handles_follow_each_others_generations),
 	    cmocka_unit_test(a_failed_header_flush_makes_other_handles_recover),
 	};
