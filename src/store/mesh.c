@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,14 +27,41 @@
 static const char *const kind_dir[3] = {"Tickets/T_ext", "Tickets/T_int", "Tickets/tickets"};
 static const char kind_letter[3] = {'E', 'I', 'T'};
 
-/* A position in the journal (mesh_mark). The trim counter is part of it:
- * a trim to nothing by another handle leaves the same file at length 0,
- * as it was before that handle's commits. */
+/* A position in the journal (mesh_mark): the append offset and the trim
+ * counter, which every checkpoint bumps (it moves the append offset back to
+ * the first record, where it may have been before, and may replace the
+ * file). */
 struct jpos {
-	dev_t dev;
-	ino_t ino;
-	off_t size;
+	off_t end;
 	uint64_t trims;
+};
+
+/*
+ * The first bytes of .csa/lock, shared by the live processes that have
+ * the workspace open, as SQLite's -shm file is: never synced, so a crash
+ * of the machine may lose them, and recovery on open (which scans the
+ * journal itself) writes them again. Read and written under the journal
+ * lock only, but for the stamps (mesh_stamp), which read them without it.
+ *   trims  checkpoints so far, by any handle (checkpoint_unlocked)
+ *   gen    the journal's generation (its header on disk says the same);
+ *          0 while a handle rewrites the header (wrap_locked, trim_tail):
+ *          the next handle to take the lock recovers first, in case that
+ *          one died or failed half way
+ *   end    where the next record goes: after the last acknowledged one.
+ *          The journal file is reused, so its length says nothing; a
+ *          commit publishes its record's end after the record's fdatasync
+ *          and before it swaps its documents in, so a record whose
+ *          process died before that point (its documents untouched) is
+ *          overwritten by the next commit, and one after it is kept.
+ *   busy   1 from that point until the commit's documents are all in
+ *          place: a handle that takes the lock and finds it set knows the
+ *          commit's process died half way, and recovers (completes that
+ *          commit from its record) before anything else, so neither its
+ *          checkpoint drops the record of a half-swapped ticket nor does a
+ *          reader that takes the lock (a backup's hold) see it torn.
+ */
+struct lhdr {
+	uint64_t trims, gen, end, busy;
 };
 
 struct mesh {
@@ -48,6 +76,11 @@ struct mesh {
 	int journal_fd;            /* .csa/journal */
 	dev_t journal_dev;         /* identity of journal_fd: another process */
 	ino_t journal_ino;         /* may have replaced the file (trim) */
+	struct lhdr lh;            /* .csa/lock's header as of the journal lock */
+	uint64_t *lh_map;          /* that header in memory (lhdr_map), or NULL */
+	off_t journal_size;        /* the file's length as last seen (grow_pad) */
+	uint64_t size_trims;       /* lh.trims when journal_size was read */
+	uint64_t ident_trims;      /* lh.trims when the journal's name was looked up */
 	pthread_mutex_t mu;
 	pthread_mutex_t qmu; /* the group commit queue */
 	pthread_cond_t qcv;
@@ -85,10 +118,8 @@ struct csa_lock {
 };
 
 static int jpos_now(struct mesh *m, struct jpos *out);
-/* A jpos whose trim counter is still to be read (under the journal lock,
- * where it cannot change). */
-#define TRIMS_UNREAD UINT64_MAX
-static void mark_follow(struct mesh *m, const struct jpos *before);
+static void mark_follow(struct mesh *m, const struct jpos *before, const struct jpos *after);
+static void lhdr_read(struct mesh *m, struct lhdr *h);
 
 const char *csa_mesh_dir(int kind)
 {
@@ -122,9 +153,49 @@ static void tmp_path(const struct mesh *m, int kind, const char *id, char *out, 
 	snprintf(out, outsz, "%s/%c_%s.json", m->tmp_dir, kind_letter[kind], id);
 }
 
+/* The two paths below are built for every document of every commit, so
+ * without printf (a few microseconds a commit). */
+static char *put_bytes(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
 static void pool_path(const struct mesh *m, size_t slot, char *out, size_t outsz)
 {
-	snprintf(out, outsz, "%s/%zu", m->pool_dir, slot);
+	char num[24];
+	size_t i = sizeof(num);
+	do
+		num[--i] = (char)('0' + slot % 10);
+	while ((slot /= 10) && i > 0);
+	size_t dl = strlen(m->pool_dir), nl = sizeof(num) - i;
+	if (dl + nl + 2 > outsz) {
+		snprintf(out, outsz, "%s/%.*s", m->pool_dir, (int)nl, num + i); /* cut, fails */
+		return;
+	}
+	char *p = put_bytes(out, m->pool_dir, dl);
+	*p++ = '/';
+	p = put_bytes(p, num + i, nl);
+	*p = '\0';
+}
+
+/* csa_mesh_doc_path of a document whose id was checked (prepare did). */
+static void doc_path(const struct mesh *m, int kind, const char *id, char *out)
+{
+	const char *root = m->ws->root, *dir = kind_dir[kind];
+	size_t rl = strlen(root), dl = strlen(dir), il = strlen(id);
+	if (rl + dl + il + 10 > PATH_SZ) {
+		(void)csa_mesh_doc_path(m->ws, kind, id, out, PATH_SZ, NULL);
+		return;
+	}
+	char *p = put_bytes(out, root, rl);
+	*p++ = '/';
+	p = put_bytes(p, dir, dl);
+	*p++ = '/';
+	*p++ = kind_letter[kind];
+	*p++ = '_';
+	p = put_bytes(p, id, il);
+	memcpy(p, ".json", 6);
 }
 
 /* Readers that keep opening a file that a commit moved away give up after
@@ -293,11 +364,13 @@ static int journal_reopen(struct mesh *m, struct csa_err *err)
 	m->journal_fd = fd;
 	m->journal_dev = st.st_dev;
 	m->journal_ino = st.st_ino;
+	m->journal_size = st.st_size;
 	return CSA_OK;
 }
 
-/* Take the journal lock. A checkpoint of another handle may have replaced
- * the journal file meanwhile; records must go to the current one. */
+/* Take the journal lock and read .csa/lock's header (m->lh). A checkpoint
+ * of another handle may have replaced the journal file meanwhile; records
+ * must go to the current one. */
 static int journal_lock(struct mesh *m, struct csa_err *err)
 {
 	pthread_mutex_lock(&m->mu);
@@ -305,14 +378,31 @@ static int journal_lock(struct mesh *m, struct csa_err *err)
 		pthread_mutex_unlock(&m->mu);
 		return csa_error_sys(err, "cannot lock journal '%s'", m->lock_path);
 	}
-	struct stat st;
-	if (stat(m->journal_path, &st) == 0 && st.st_dev == m->journal_dev &&
-	    st.st_ino == m->journal_ino)
-		return CSA_OK;
-	int rc = journal_reopen(m, err);
-	if (rc)
-		journal_unlock(m);
-	return rc;
+	lhdr_read(m, &m->lh);
+	/* Another handle replaces the journal file only in trim_tail_locked,
+	 * which bumps the trim counter (or, dying half way, leaves generation
+	 * 0): only then is the name looked up again. A look-up per commit
+	 * would cost more than its system call: once a file's timestamps were
+	 * read, ext4 takes the next write's at fine grain, and so marks the
+	 * journal's inode dirty at every append instead of once a tick. */
+	if (m->lh.trims != m->ident_trims || m->lh.gen == 0) {
+		struct stat st;
+		if (stat(m->journal_path, &st) != 0 || st.st_dev != m->journal_dev ||
+		    st.st_ino != m->journal_ino) {
+			int rc = journal_reopen(m, err);
+			if (rc) {
+				journal_unlock(m);
+				return rc;
+			}
+		}
+		m->ident_trims = m->lh.trims;
+	}
+	/* No generation: a new lock file, or a handle that was rewriting the
+	 * journal's header failed or died; either way the journal's state is
+	 * read again from the file before anything is appended. */
+	if (!m->observe && (m->lh.gen == 0 || m->lh.end < CSA_JOURNAL_HDR || m->lh.busy))
+		m->needs_recovery = 1;
+	return CSA_OK;
 }
 
 /* The size limits in effect (a copy: the configuration may change). */
@@ -391,53 +481,176 @@ static int mesh_load(struct csa_store *st, const char *id, struct csa_ticket *ou
 
 /* ---- checkpoint and recovery ---------------------------------------- */
 
-/* Journal trims so far, by any handle, kept in the lock file's first bytes
- * (only live processes coordinate through it): a checkpoint that synced
- * outside the lock trims only if no other trim came in between, since the
- * journal's length it noted would mean nothing after one. */
-static uint64_t trims_read(struct mesh *m)
-{
-	uint64_t v = 0;
-	if (pread(m->lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		v = 0;
-	return v;
-}
+/*
+ * .csa/lock's header (struct lhdr), mapped into memory when the file can
+ * hold it (lhdr_map): every commit reads it and writes the append offset,
+ * and two system calls (with a timestamp update of the lock file for the
+ * write) were a few percent of a commit's CPU. Otherwise, for an observer
+ * of a lock file shorter than a page, read with pread; a short read (a lock
+ * file of an older csa holds the trim counter only, a new one nothing)
+ * gives zeros, which journal_lock takes for "recover first".
+ */
+#define LHDR_MAP_LEN 4096
 
-static void trims_bump(struct mesh *m)
-{
-	uint64_t v = trims_read(m) + 1;
-	if (pwrite(m->lock_fd, &v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		m->needs_recovery = 1; /* next commit syncs and trims under the lock */
-}
-
-/* Drop the journal's first 'upto' bytes, whose documents are durable. The
- * records after them, of commits made while the file system was syncing,
- * go to a new journal file that replaces the old one; a crash before the
- * replacement is durable leaves the old file, whose replay is harmless.
- * Caller holds the journal lock. */
-static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
+static void lhdr_map(struct mesh *m)
 {
 	struct stat st;
-	if (fstat(m->journal_fd, &st) < 0)
-		return csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
-	struct jpos before = {st.st_dev, st.st_ino, st.st_size, trims_read(m)};
-	if (st.st_size <= upto) {
-		if (ftruncate(m->journal_fd, 0) < 0)
-			return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
-		trims_bump(m);
-		mark_follow(m, &before);
-		if (m->sync && csa_fs_fsync(m->journal_fd, 1) < 0)
-			return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
-		return CSA_OK;
+	if (fstat(m->lock_fd, &st) < 0)
+		return;
+	/* the page must be inside the file (a store past its end is lost, a
+	 * load from a page wholly past it is SIGBUS); the zeros it gains are
+	 * an empty header, or after an older csa's trim counter */
+	if (st.st_size < LHDR_MAP_LEN && (m->observe || ftruncate(m->lock_fd, LHDR_MAP_LEN) < 0))
+		return;
+	void *p = mmap(NULL, LHDR_MAP_LEN, m->observe ? PROT_READ : PROT_READ | PROT_WRITE,
+	               MAP_SHARED, m->lock_fd, 0);
+	if (p != MAP_FAILED)
+		m->lh_map = p;
+}
+
+static uint64_t lhdr_load(const struct mesh *m, int i)
+{
+	return __atomic_load_n(&m->lh_map[i], __ATOMIC_ACQUIRE);
+}
+
+static void lhdr_read(struct mesh *m, struct lhdr *h)
+{
+	uint64_t v[4] = {0, 0, 0, 0};
+	if (m->lh_map) {
+		for (int i = 0; i < 4; i++)
+			v[i] = lhdr_load(m, i);
+	} else {
+		ssize_t n = pread(m->lock_fd, v, sizeof(v), 0);
+		if (n < (ssize_t)sizeof(v))
+			memset((char *)v + (n > 0 ? n : 0), 0, sizeof(v) - (size_t)(n > 0 ? n : 0));
 	}
-	size_t len = (size_t)(st.st_size - upto);
-	char *tail = malloc(len);
-	if (!tail)
+	*h = (struct lhdr){v[0], v[1], v[2], v[3]};
+}
+
+/* Store words [i, i + n) of the header. 0 or -1 (errno). */
+static int lhdr_store(struct mesh *m, int i, const uint64_t *v, int n)
+{
+	if (m->lh_map) {
+		for (int k = 0; k < n; k++)
+			__atomic_store_n(&m->lh_map[i + k], v[k], __ATOMIC_RELEASE);
+		return 0;
+	}
+	size_t len = (size_t)n * sizeof(*v);
+	return pwrite(m->lock_fd, v, len, (off_t)i * 8) == (ssize_t)len ? 0 : -1;
+}
+
+/* Journal trims so far, by any handle (only live processes coordinate
+ * through it): a checkpoint that synced outside the lock trims only if no
+ * other trim came in between, since the journal's end it noted would mean
+ * nothing after one. 0 or -1 when the counter could not be written: then
+ * the other handles would not see the checkpoint, and the caller leaves the
+ * generation at 0 so that they recover instead. */
+static int trims_bump(struct mesh *m)
+{
+	struct lhdr h;
+	lhdr_read(m, &h);
+	uint64_t v = h.trims + 1;
+	m->lh.trims = v;
+	if (lhdr_store(m, 0, &v, 1) < 0) {
+		m->needs_recovery = 1; /* next commit syncs and trims under the lock */
+		return -1;
+	}
+	return 0;
+}
+
+/* Publish the journal's generation and append offset (struct lhdr), and
+ * whether a commit is between its record and the end of its swaps. 0 or
+ * an error (only when the header is not mapped and pwrite fails). */
+static int publish_busy(struct mesh *m, uint64_t gen, off_t end, int busy, struct csa_err *err)
+{
+	uint64_t v[3] = {gen, (uint64_t)end, (uint64_t)busy};
+	m->lh.gen = gen;
+	m->lh.end = (uint64_t)end;
+	m->lh.busy = (uint64_t)busy;
+	if (lhdr_store(m, 1, v, 3) < 0) {
+		m->needs_recovery = 1;
+		return csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
+	}
+	return CSA_OK;
+}
+
+static int publish(struct mesh *m, uint64_t gen, off_t end, struct csa_err *err)
+{
+	return publish_busy(m, gen, end, 0, err);
+}
+
+/* A journal that a burst of commits (or a large group commit) made larger
+ * than this is cut back to it by the next checkpoint that can start over
+ * from the first record: at most twice the checkpoint interval, at least
+ * 1 MB (so small test intervals still leave older records to skip). */
+static off_t journal_bound(const struct mesh *m)
+{
+	off_t b = (off_t)m->checkpoint_bytes * 2;
+	return b < (off_t)(1 << 20) ? (off_t)(1 << 20) : b;
+}
+
+/*
+ * Start a new generation in place: the documents of every record up to
+ * m->lh.end are durable (the caller synced them), so none is needed. The
+ * header's new generation makes all of them stale at once, and the next
+ * commit writes over them from the first record's offset. Until the new
+ * header is on disk the lock header says generation 0: a handle that
+ * takes the lock after this one failed or died half way recovers first
+ * (from whichever header the file then has: both are right). The file
+ * keeps its length, so later appends overwrite written blocks and their
+ * fdatasync has no inode to flush; a file grown past journal_bound() is
+ * cut back here. Caller holds the journal lock.
+ */
+static int wrap_locked(struct mesh *m, struct csa_err *err)
+{
+	struct jpos before = {(off_t)m->lh.end, m->lh.trims};
+	uint64_t gen = m->lh.gen + 1;
+	int rc = publish(m, 0, (off_t)m->lh.end, err);
+	if (rc)
+		return rc;
+	off_t bound = journal_bound(m);
+	struct stat st;
+	if (fstat(m->journal_fd, &st) == 0 && st.st_size > bound &&
+	    ftruncate(m->journal_fd, bound) == 0)
+		st.st_size = bound; /* flushed with the header below */
+	m->journal_size = st.st_size;
+	if ((rc = csa_journal_header_write(m->journal_fd, m->journal_path, gen, m->sync, err))) {
+		m->needs_recovery = 1; /* and lh.gen 0 tells every other handle */
+		return rc;
+	}
+	if (trims_bump(m) < 0)
+		return csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
+	m->size_trims = m->lh.trims;
+	if ((rc = publish(m, gen, CSA_JOURNAL_HDR, err)))
+		return rc;
+	struct jpos after = {CSA_JOURNAL_HDR, m->lh.trims};
+	mark_follow(m, &before, &after);
+	return CSA_OK;
+}
+
+/*
+ * Drop the records before 'upto', whose documents are durable, and keep
+ * those after it (of commits made while the file system was syncing): they
+ * go to a new journal file, .csa/journal.new, of the same generation,
+ * fsynced and renamed over the journal, whose header and records are then
+ * the only ones. A crash before the rename is durable leaves the old
+ * file, whose replay is harmless. Other handles see the new file by its
+ * identity (journal_lock). Caller holds the journal lock.
+ */
+static int trim_tail_locked(struct mesh *m, off_t upto, struct csa_err *err)
+{
+	struct jpos before = {(off_t)m->lh.end, m->lh.trims};
+	uint64_t gen = m->lh.gen;
+	off_t end = (off_t)m->lh.end;
+	size_t len = (size_t)(end - upto);
+	char *buf = malloc(CSA_JOURNAL_HDR + len);
+	if (!buf)
 		return csa_error(err, CSA_ENOMEM, "out of memory trimming journal '%s'",
 		                 m->journal_path);
 	int rc = CSA_OK;
 	int fd = -1;
-	if (pread(m->journal_fd, tail, len, upto) != (ssize_t)len) {
+	csa_journal_header_fill(buf, gen);
+	if (pread(m->journal_fd, buf + CSA_JOURNAL_HDR, len, upto) != (ssize_t)len) {
 		rc = csa_error_sys(err, "cannot read journal '%s'", m->journal_path);
 		goto out;
 	}
@@ -446,19 +659,27 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 		rc = csa_error_sys(err, "cannot create '%s'", m->journal_new);
 		goto out;
 	}
-	if (csa_fs_write_all(fd, tail, len) < 0 || (m->sync && csa_fs_fsync(fd, 1) < 0)) {
+	if (csa_fs_write_all(fd, buf, CSA_JOURNAL_HDR + len) < 0 ||
+	    (m->sync && csa_fs_fsync(fd, 1) < 0)) {
 		rc = csa_error_sys(err, "cannot write '%s'", m->journal_new);
 		goto out;
 	}
+	/* from the rename on, the lock header's end means nothing in the file
+	 * at the journal's name until it is published below */
+	if ((rc = publish(m, 0, end, err)))
+		goto out;
 	if (csa_fs_rename(m->journal_new, m->journal_path) < 0) {
 		rc = csa_error_sys(err, "cannot rename '%s' to '%s'", m->journal_new,
 		                   m->journal_path);
+		m->needs_recovery = 1;
 		goto out;
 	}
 	close(fd);
 	fd = -1;
-	trims_bump(m);
-	mark_follow(m, &before);
+	if (trims_bump(m) < 0) {
+		rc = csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
+		goto out; /* generation 0: every handle looks the journal up again */
+	}
 	/* the records of the tail are only in the new file: it must be the
 	 * journal on disk before another commit counts on it */
 	char dir[PATH_SZ];
@@ -466,51 +687,57 @@ static int trim_locked(struct mesh *m, off_t upto, struct csa_err *err)
 	rc = journal_reopen(m, err);
 	if (rc == CSA_OK && m->sync && csa_fs_fsync_dir(dir) < 0)
 		rc = csa_error_sys(err, "cannot fsync directory '%s'", dir);
-	if (rc)
+	if (rc == CSA_OK)
+		rc = publish(m, gen, CSA_JOURNAL_HDR + (off_t)len, err);
+	if (rc) {
 		m->needs_recovery = 1; /* recovery syncs everything again */
+		goto out;
+	}
+	m->size_trims = m->lh.trims;
+	struct jpos after = {CSA_JOURNAL_HDR + (off_t)len, m->lh.trims};
+	mark_follow(m, &before, &after);
 out:
 	if (fd >= 0) {
 		close(fd);
 		unlink(m->journal_new);
 	}
-	free(tail);
+	free(buf);
 	return rc;
 }
 
+/* Make the documents of every record durable and start a new generation.
+ * Caller holds the journal lock; m->lh is the journal's state. */
 static int checkpoint_locked(struct mesh *m, struct csa_err *err)
 {
-	struct stat st;
-	if (fstat(m->journal_fd, &st) < 0)
-		return csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
-	if (st.st_size == 0)
+	if (m->lh.end <= CSA_JOURNAL_HDR)
 		return CSA_OK;
-	/* Every document the journal covers was renamed into place before
+	/* Every document the journal covers was swapped into place before
 	 * its commit returned; syncfs makes those files and directory
 	 * entries durable, after which the journal is no longer needed. */
 	if (m->sync && syncfs(m->journal_fd) < 0)
 		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
-	int rc = trim_locked(m, st.st_size, err);
+	int rc = wrap_locked(m, err);
 	if (rc == CSA_OK)
 		m->stats.checkpoints++;
 	return rc;
 }
 
-/* A checkpoint that does not hold commits up: the journal's length is
- * noted under the lock, the file system synced without it (commits go on
- * appending), and only the records up to that length are dropped. */
+/* A checkpoint that does not hold commits up: the journal's end is noted
+ * under the lock, the file system synced without it (commits go on
+ * appending), and only the records up to that end are dropped: in place
+ * when no commit came meanwhile, else by moving the later ones to a new
+ * file (trim_tail_locked). */
 static int checkpoint_unlocked(struct mesh *m, struct csa_err *err)
 {
 	int rc = journal_lock(m, err);
 	if (rc)
 		return rc;
-	struct stat st;
-	if (fstat(m->journal_fd, &st) < 0)
-		rc = csa_error_sys(err, "cannot stat journal '%s'", m->journal_path);
-	uint64_t trims = trims_read(m);
+	off_t upto = (off_t)m->lh.end;
+	uint64_t trims = m->lh.trims;
 	journal_unlock(m);
-	if (rc || st.st_size == 0)
-		return rc;
-	/* every record up to st_size had its documents renamed into place
+	if (upto <= CSA_JOURNAL_HDR)
+		return CSA_OK;
+	/* every record up to 'upto' had its documents swapped into place
 	 * before its commit released the lock, so syncfs covers them (through
 	 * the lock file: journal_fd may be replaced meanwhile) */
 	if (m->sync && syncfs(m->lock_fd) < 0)
@@ -521,9 +748,12 @@ static int checkpoint_unlocked(struct mesh *m, struct csa_err *err)
 #endif
 	if ((rc = journal_lock(m, err)))
 		return rc;
-	if (trims_read(m) == trims && !m->needs_recovery &&
-	    (rc = trim_locked(m, st.st_size, err)) == CSA_OK)
-		m->stats.checkpoints++;
+	if (m->lh.trims == trims && !m->needs_recovery) {
+		rc =
+		    (off_t)m->lh.end == upto ? wrap_locked(m, err) : trim_tail_locked(m, upto, err);
+		if (rc == CSA_OK)
+			m->stats.checkpoints++;
+	}
 	journal_unlock(m);
 	return rc;
 }
@@ -635,28 +865,65 @@ static int clean_tmp(struct mesh *m)
 	return removed;
 }
 
+/* Start the journal afresh, in the current format, once nothing in it is
+ * needed: a new workspace's empty file, a workspace written by an older
+ * csa (records without generations, already replayed: 'replayed'), or a
+ * header torn by a crash while it was rewritten (written only when no
+ * record was needed). Truncated first, so no record of any generation is
+ * left in it. Caller holds the journal lock. */
+static int reinit_locked(struct mesh *m, int replayed, struct csa_err *err)
+{
+	if (replayed && m->sync && syncfs(m->journal_fd) < 0)
+		return csa_error_sys(err, "cannot sync the file system of '%s'", m->ws->root);
+	struct jpos before = {(off_t)m->lh.end, m->lh.trims};
+	/* any generation will do in a file with no record; one past the lock
+	 * header's keeps the stamps of marks taken before apart */
+	uint64_t gen = m->lh.gen + 1;
+	int rc = publish(m, 0, CSA_JOURNAL_HDR, err);
+	if (rc)
+		return rc;
+	if (ftruncate(m->journal_fd, 0) < 0)
+		return csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
+	if ((rc = csa_journal_header_write(m->journal_fd, m->journal_path, gen, 0, err)))
+		return rc;
+	if (m->sync && csa_fs_fsync(m->journal_fd, 0) < 0)
+		return csa_error_sys(err, "cannot fsync journal '%s'", m->journal_path);
+	m->journal_size = CSA_JOURNAL_HDR;
+	if (trims_bump(m) < 0)
+		return csa_error_sys(err, "cannot write lock file '%s'", m->lock_path);
+	m->size_trims = m->lh.trims;
+	if ((rc = publish(m, gen, CSA_JOURNAL_HDR, err)))
+		return rc;
+	struct jpos after = {CSA_JOURNAL_HDR, m->lh.trims};
+	mark_follow(m, &before, &after);
+	return CSA_OK;
+}
+
 /* Bring every ticket in the journal to its last record, then checkpoint.
  * Caller holds the journal lock. */
 static int recover_locked(struct mesh *m, struct csa_err *err)
 {
 	struct replay r = {0};
-	off_t valid_end = 0;
-	struct stat st;
-	int rc =
-	    csa_journal_scan(m->journal_fd, m->journal_path, replay_collect, &r, &valid_end, err);
+	enum csa_jformat fmt;
+	uint64_t gen;
+	off_t size, valid_end = 0, torn = 0;
+	int rc = csa_journal_header_read(m->journal_fd, m->journal_path, &fmt, &gen, &size, err);
+	if (rc)
+		goto out;
+	rc = csa_journal_scan(m->journal_fd, m->journal_path, fmt, gen, replay_collect, &r,
+	                      &valid_end, &torn, err);
 	if (rc == CSA_ENOMEM)
 		csa_error(err, rc, "out of memory replaying journal '%s'", m->journal_path);
 	if (rc)
 		goto out;
-	if (fstat(m->journal_fd, &st) == 0 && st.st_size > valid_end) {
-		/* A torn tail: its commit never returned. Drop it so later
-		 * records are not appended after garbage. */
-		m->stats.torn_bytes += (long)(st.st_size - valid_end);
-		if (ftruncate(m->journal_fd, valid_end) < 0) {
-			rc = csa_error_sys(err, "cannot truncate journal '%s'", m->journal_path);
-			goto out;
-		}
-	}
+	/* A torn tail: its commit never returned. In the reused file it is
+	 * simply written over (v1 and torn headers: the file is started
+	 * afresh below). */
+	if (fmt == CSA_JFMT_V1)
+		torn = size - valid_end;
+	else if (fmt == CSA_JFMT_TORN)
+		torn = size;
+	m->stats.torn_bytes += (long)torn;
 	if (r.n)
 		qsort(r.v, r.n, sizeof(*r.v), replay_cmp);
 	for (size_t i = 0; i < r.n; i++) {
@@ -673,9 +940,28 @@ static int recover_locked(struct mesh *m, struct csa_err *err)
 	m->stats.tmp_removed += clean_tmp(m);
 	if (unlink(m->journal_new) == 0) /* of a trim cut short */
 		m->stats.tmp_removed++;
-	if ((rc = checkpoint_locked(m, err)))
-		goto out;
-	m->needs_recovery = 0;
+	if (fmt != CSA_JFMT_V2) {
+		rc = reinit_locked(m, r.n > 0, err);
+	} else {
+		if (m->lh.gen != gen || (off_t)m->lh.end != valid_end || m->lh.busy) {
+			/* The lock header is not the journal's: a new lock file,
+			 * a machine restarted, a handle that died or failed while
+			 * it rewrote the header (gen 0) or swapped a commit's
+			 * documents in (busy, now completed above). With no record to
+			 * checkpoint, the header is written again so that it
+			 * is on disk even if the failed write left its page
+			 * marked clean. */
+			if (valid_end == CSA_JOURNAL_HDR &&
+			    (rc = csa_journal_header_write(m->journal_fd, m->journal_path, gen,
+			                                   m->sync, err)))
+				goto out;
+			if ((rc = publish(m, gen, valid_end, err)))
+				goto out;
+		}
+		rc = checkpoint_locked(m, err);
+	}
+	if (rc == CSA_OK)
+		m->needs_recovery = 0;
 out:
 	for (size_t i = 0; i < r.n; i++)
 		free(r.v[i].doc);
@@ -763,8 +1049,10 @@ static int write_pool(struct mesh *m, struct pending *p, size_t *next, struct cs
 		p->slot = (*next)++;
 		p->pool_fd = fd;
 		p->written = 1;
+		/* cut only what an older, longer document leaves after the new
+		 * one (documents mostly grow: most commits need no truncate) */
 		if (csa_fs_write_all(fd, p->bytes, p->len) < 0 ||
-		    ftruncate(fd, (off_t)p->len) < 0)
+		    (st.st_size > (off_t)p->len && ftruncate(fd, (off_t)p->len) < 0))
 			return csa_error_sys(err, "cannot write pool file '%s'", path);
 		return CSA_OK;
 	}
@@ -939,7 +1227,7 @@ static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct cs
 			if (!p->written)
 				continue;
 			char path[PATH_SZ];
-			csa_mesh_doc_path(m->ws, p->kind, p->tk->id, path, sizeof(path), NULL);
+			doc_path(m, p->kind, p->tk->id, path);
 			if (m->sync ? swap_in(m, p, path) == 0 : write_in_place(path, p) == 0) {
 				p->renamed = 1;
 				continue;
@@ -952,8 +1240,10 @@ static int rename_batch(struct mesh *m, struct creq *batch, off_t end, struct cs
 			for (struct creq *q = batch; q; q = q->next)
 				if (q->rc == CSA_OK && undo_renames(m, q->p, q->n * 3) != 0)
 					undone = 0;
-			if (undone && ftruncate(m->journal_fd, end) == 0 &&
-			    csa_fs_fsync(m->journal_fd, 1) == 0)
+			/* the end goes back first: a record spoiled while the
+			 * end is past it would hide the records after it */
+			if (undone && publish(m, m->lh.gen, end, NULL) == CSA_OK &&
+			    csa_journal_invalidate(m->journal_fd, end, m->sync) == 0)
 				return rc; /* previous state intact */
 			/* The journal still holds the commits: recovery completes them. */
 			m->needs_recovery = 1;
@@ -978,6 +1268,30 @@ static void committed(struct mesh *m, struct creq *r)
 	for (size_t i = 0; i < r->n; i++)
 		r->tks[i]->exists = 1;
 	m->stats.commits++;
+}
+
+/* Zeros to write after a record that ends past the file's length: the
+ * file grows by a chunk at a time (its length doubling up to 1 MB steps),
+ * so only the commit that grows it has its fdatasync flush the inode, and
+ * the records after it land in blocks already written. Not for a scratch
+ * workspace, which never waits for the disk. */
+#define GROW_MIN ((off_t)64 << 10)
+#define GROW_MAX ((off_t)1 << 20)
+static size_t grow_pad(struct mesh *m, off_t end, size_t len)
+{
+	off_t need = end + (off_t)len;
+	if (!m->sync || need <= m->journal_size)
+		return 0;
+	struct stat st;
+	if (fstat(m->journal_fd, &st) == 0)
+		m->journal_size = st.st_size; /* another handle may have grown it */
+	if (need <= m->journal_size)
+		return 0;
+	off_t step = m->journal_size < GROW_MIN   ? GROW_MIN
+	             : m->journal_size > GROW_MAX ? GROW_MAX
+	                                          : m->journal_size;
+	off_t target = (need + step + GROW_MIN - 1) / GROW_MIN * GROW_MIN;
+	return (size_t)(target - need);
 }
 
 /* Run a batch of queued commits; returns 1 if a checkpoint is due. */
@@ -1014,14 +1328,30 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 	if (!accepted)
 		goto out;
 	m->stats.batches++;
-	struct stat sb = {0};
-	if (fstat(m->journal_fd, &sb) < 0)
-		rc = csa_error_sys(&err, "cannot stat journal '%s'", m->journal_path);
-	off_t end = sb.st_size;
+	off_t end = (off_t)m->lh.end;
+	size_t rlen = csa_jbuf_size(&jb);
+	if (m->lh.trims != m->size_trims) {
+		/* a checkpoint of another handle may have cut the file back */
+		m->journal_size = 0;
+		m->size_trims = m->lh.trims;
+	}
+	size_t pad = grow_pad(m, end, rlen);
+	rc = csa_journal_append(m->journal_fd, m->journal_path, end, m->lh.gen, &jb, pad, m->sync,
+	                        &err);
+	if (rc == CSA_OK) {
+		if (end + (off_t)(rlen + pad) > m->journal_size)
+			m->journal_size = end + (off_t)(rlen + pad);
+		/* the commit point is the fdatasync above; from here on the
+		 * record must not be written over, even if this process dies,
+		 * and until the swaps are done a death leaves it to complete */
+		if ((rc = publish_busy(m, m->lh.gen, end + (off_t)rlen, 1, &err)))
+			(void)csa_journal_invalidate(m->journal_fd, end, m->sync);
+	} else {
+		m->journal_size = 0; /* grown or not: read it again */
+	}
 	if (rc == CSA_OK)
-		rc = csa_journal_append(m->journal_fd, m->journal_path, end, &jb, m->sync, &err);
-	if (rc == CSA_OK)
-		mark_follow(m, &(struct jpos){sb.st_dev, sb.st_ino, end, TRIMS_UNREAD});
+		mark_follow(m, &(struct jpos){end, m->lh.trims},
+		            &(struct jpos){end + (off_t)rlen, m->lh.trims});
 	if (rc) {
 		for (struct creq *r = batch; r; r = r->next)
 			if (r->rc == CSA_OK) {
@@ -1037,10 +1367,11 @@ static int commit_batch(struct mesh *m, struct creq *batch)
 				fail_req(r, rc, &err);
 		goto out;
 	}
+	(void)publish(m, m->lh.gen, end + (off_t)rlen, NULL); /* not busy: all in place */
 	for (struct creq *r = batch; r; r = r->next)
 		if (r->rc == CSA_OK)
 			committed(m, r);
-	if ((size_t)end + jb.len > m->checkpoint_bytes && !m->checkpointing)
+	if ((size_t)end + rlen > m->checkpoint_bytes && !m->checkpointing)
 		m->checkpointing = checkpoint = 1;
 out:
 	for (struct creq *r = batch; r; r = r->next)
@@ -1219,46 +1550,34 @@ static uint64_t mesh_version(struct csa_store *st, const char *id, int64_t *newe
 	return csa_mesh_files_sig(((struct mesh *)st)->ws, id, newest_ns);
 }
 
-/* The journal's position: every commit appends to it under the journal
- * lock, a trim replaces or empties it, so its identity and length change
- * with every commit of any handle, exactly. */
+/* The journal's position: every commit moves the append offset in
+ * .csa/lock's header on under the journal lock, every checkpoint bumps the
+ * trim counter there, so the two change with every commit of any handle,
+ * exactly. Read from .csa/lock alone: looking the journal up would make
+ * its appends dearer (journal_lock). */
 static int jpos_now(struct mesh *m, struct jpos *out)
 {
-	struct stat sb;
-	if (stat(m->journal_path, &sb))
-		return -1;
-	*out = (struct jpos){sb.st_dev, sb.st_ino, sb.st_size, trims_read(m)};
+	struct lhdr h;
+	lhdr_read(m, &h);
+	*out = (struct jpos){(off_t)h.end, h.trims};
 	return 0;
 }
 
 static int jpos_eq(const struct jpos *a, const struct jpos *b)
 {
-	return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->trims == b->trims;
+	return a->end == b->end && a->trims == b->trims;
 }
 
-/* Under the journal lock: a commit of this handle that starts where the
- * mark is moves the mark along, so the mark keeps meaning "nobody else
- * since". */
-static void mark_follow(struct mesh *m, const struct jpos *before)
+/* Under the journal lock: a commit or checkpoint of this handle that
+ * starts where the mark is moves the mark to where it ends, so the mark
+ * keeps meaning "nobody else since". Both positions are known to the
+ * caller: a commit nobody follows pays no system call for it. */
+static void mark_follow(struct mesh *m, const struct jpos *before, const struct jpos *after)
 {
-	struct jpos after;
-	int have_after = -1;
-	struct jpos b = *before;
 	pthread_mutex_lock(&m->mark_mu);
-	for (int k = 0; k < CSA_MARK_SLOTS; k++) {
-		if (!m->marked[k])
-			continue;
-		/* read only when some index marked: a commit nobody follows
-		 * pays no extra system call */
-		if (b.trims == TRIMS_UNREAD)
-			b.trims = trims_read(m);
-		if (!jpos_eq(&m->mark[k], &b))
-			continue;
-		if (have_after < 0)
-			have_after = jpos_now(m, &after) == 0;
-		if (have_after)
-			m->mark[k] = after;
-	}
+	for (int k = 0; k < CSA_MARK_SLOTS; k++)
+		if (m->marked[k] && jpos_eq(&m->mark[k], before))
+			m->mark[k] = *after;
 	pthread_mutex_unlock(&m->mark_mu);
 }
 
@@ -1288,16 +1607,17 @@ static uint64_t mesh_stamp(struct csa_store *st, unsigned slot, int *only_own)
 	pthread_mutex_lock(&m->mark_mu);
 	*only_own = m->marked[slot] && jpos_eq(&m->mark[slot], &now);
 	pthread_mutex_unlock(&m->mark_mu);
-	int64_t f[4] = {(int64_t)now.dev, (int64_t)now.ino, (int64_t)now.size, (int64_t)now.trims};
+	int64_t f[2] = {(int64_t)now.end, (int64_t)now.trims};
 	uint64_t h = csa_fnv1a(CSA_FNV_SEED, f, sizeof(f));
 	return h ? h : 1;
 }
 
 /*
  * The position kept between runs. Under the journal lock no commit is half
- * done. Every commit appends to the journal (its length grows) and every
- * trim bumps the counter in .csa/lock, so within one boot the journal's
- * identity, length and the counter change with every commit, exactly; the
+ * done. Every commit moves the append offset in .csa/lock's header on and
+ * every checkpoint bumps the counter (and the generation) there, so within
+ * one boot the journal's identity, the offset, generation and counter
+ * change with every commit, exactly; the
  * journal's mtime and the three directories' (each commit renames its
  * documents into them, and so does anything that adds, renames or removes a
  * ticket's file by hand) cover a counter lost with the page cache in a
@@ -1309,7 +1629,7 @@ static uint64_t mesh_position(struct csa_store *st)
 	struct csa_err ignored;
 	if (journal_lock(m, &ignored))
 		return 0;
-	int64_t f[4 * 4 + 1];
+	int64_t f[4 * 4 + 3];
 	size_t nf = 0;
 	int ok = 1;
 	struct stat sb;
@@ -1336,7 +1656,9 @@ static uint64_t mesh_position(struct csa_store *st)
 		memcpy(f + nf, d, sizeof(d));
 		nf += 4;
 	}
-	f[nf++] = (int64_t)trims_read(m);
+	f[nf++] = (int64_t)m->lh.trims;
+	f[nf++] = (int64_t)m->lh.gen;
+	f[nf++] = (int64_t)m->lh.end;
 	journal_unlock(m);
 	if (!ok)
 		return 0;
@@ -1436,6 +1758,8 @@ static void mesh_close(struct csa_store *st)
 	struct mesh *m = (struct mesh *)st;
 	struct csa_err ignored;
 	(void)mesh_checkpoint(st, &ignored);
+	if (m->lh_map)
+		munmap(m->lh_map, LHDR_MAP_LEN);
 	close(m->journal_fd);
 	close(m->lock_fd);
 	pthread_mutex_destroy(&m->mu);
@@ -1503,6 +1827,7 @@ static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, str
 		rc = csa_error_sys(err, "cannot open '%s'", m->lock_path);
 		goto fail;
 	}
+	lhdr_map(m);
 	if ((rc = journal_reopen(m, err)))
 		goto fail;
 	if (!observe) {
@@ -1521,6 +1846,8 @@ static int mesh_open(struct csa_ws *ws, int observe, struct csa_store **out, str
 	*out = &m->base;
 	return CSA_OK;
 fail:
+	if (m->lh_map)
+		munmap(m->lh_map, LHDR_MAP_LEN);
 	if (m->journal_fd >= 0)
 		close(m->journal_fd);
 	if (m->lock_fd >= 0)

@@ -10,7 +10,8 @@
  * the old file goes to the pool for a later commit to rewrite and no inode
  * is created or freed; a reader takes a shared lock on the file it opened
  * and checks it is still the one in place, so a rewrite never reaches it. The documents in Tickets/ are brought to disk by checkpoints
- * (syncfs, then the journal is emptied): every 16 MB of journal, on close,
+ * (syncfs, then the journal starts a new generation over its old records,
+ * store/journal.h): every 16 MB of journal, on close,
  * and by recovery. The one a commit starts syncs outside the journal lock,
  * so other commits go on meanwhile; it then drops only the records it
  * synced (the later ones move to a fresh journal file). Commits of one
