@@ -217,17 +217,53 @@ int csa_enum_has(const char *alts, const char *s)
 	return 0;
 }
 
+/* Where the check is: a stack of keys and array indexes, written out as
+ * a path ("messages[2].content") only when a check fails. Every document
+ * is checked at each commit and load, so the path is not formatted for
+ * each field on the way (that was a twentieth of a commit's CPU). */
+enum { PATH_DEPTH = 16 };
+
+struct step {
+	const char *key; /* NULL: an array index */
+	size_t index;
+};
+
 struct ctx {
 	const char *file;
-	char path[256];
+	struct step path[PATH_DEPTH];
+	int depth; /* may pass PATH_DEPTH: deeper steps are not kept */
 	struct csa_err *err;
 };
 
+static void push_key(struct ctx *c, const char *key)
+{
+	if (c->depth < PATH_DEPTH)
+		c->path[c->depth] = (struct step){key, 0};
+	c->depth++;
+}
+
+static void push_index(struct ctx *c, size_t i)
+{
+	if (c->depth < PATH_DEPTH)
+		c->path[c->depth] = (struct step){NULL, i};
+	c->depth++;
+}
+
 static int fail(struct ctx *c, const char *fmt, const char *a)
 {
-	char what[300];
+	char what[300], path[256] = "";
+	size_t len = 0;
 	snprintf(what, sizeof(what), fmt, a);
-	return csa_error(c->err, CSA_ESCHEMA, "%s: %s: %s", c->file, c->path[0] ? c->path : "(top)",
+	for (int i = 0; i < c->depth && i < PATH_DEPTH && len < sizeof(path); i++) {
+		int n = c->path[i].key
+		            ? snprintf(path + len, sizeof(path) - len, "%s%s", len ? "." : "",
+		                       c->path[i].key)
+		            : snprintf(path + len, sizeof(path) - len, "[%zu]", c->path[i].index);
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	return csa_error(c->err, CSA_ESCHEMA, "%s: %s: %s", c->file, path[0] ? path : "(top)",
 	                 what);
 }
 
@@ -303,11 +339,13 @@ static int check_value(struct ctx *c, const json_t *v, const struct fld *f)
 	case K_ARR_STRUCT: {
 		if (!json_is_array(v))
 			return fail(c, "expected an array, got %s", type_name(v));
-		size_t i, base = strlen(c->path);
+		int base = c->depth;
+		size_t i;
 		json_t *el;
 		json_array_foreach(v, i, el)
 		{
-			snprintf(c->path + base, sizeof(c->path) - base, "[%zu]", i);
+			c->depth = base;
+			push_index(c, i);
 			int rc = CSA_OK;
 			if (f->kind == K_ARR_STR && !json_is_string(el))
 				rc = fail(c, "expected a string, got %s", type_name(el));
@@ -320,7 +358,7 @@ static int check_value(struct ctx *c, const json_t *v, const struct fld *f)
 			if (rc)
 				return rc;
 		}
-		c->path[base] = '\0';
+		c->depth = base;
 		return CSA_OK;
 	}
 	case K_STRUCT:
@@ -333,9 +371,11 @@ static int check_struct(struct ctx *c, const json_t *obj, const struct fld *fiel
 {
 	if (!json_is_object(obj))
 		return fail(c, "expected an object, got %s", type_name(obj));
-	size_t base = strlen(c->path), nfields = 0;
+	int base = c->depth;
+	size_t nfields = 0;
 	for (const struct fld *f = fields; f->key; f++, nfields++) {
-		snprintf(c->path + base, sizeof(c->path) - base, "%s%s", base ? "." : "", f->key);
+		c->depth = base;
+		push_key(c, f->key);
 		json_t *v = json_object_get(obj, f->key);
 		if (!v)
 			return fail(c, "missing%s", "");
@@ -343,7 +383,7 @@ static int check_struct(struct ctx *c, const json_t *obj, const struct fld *fiel
 		if (rc)
 			return rc;
 	}
-	c->path[base] = '\0';
+	c->depth = base;
 	if (json_object_size(obj) != nfields) {
 		const char *key;
 		json_t *v;
@@ -371,9 +411,9 @@ static int check_refs(struct ctx *c, enum csa_doc_kind kind, const char *id, con
 {
 	char want[2][CSA_ID_MAX + 8];
 	const char *tid = json_string_value(json_object_get(doc, "ticket_id"));
-	c->path[0] = '\0';
+	c->depth = 0;
 	if (strcmp(tid, id) != 0) {
-		snprintf(c->path, sizeof(c->path), "ticket_id");
+		push_key(c, "ticket_id");
 		return fail(c, "is '%.64s', file belongs to another ticket", tid);
 	}
 	if (kind == CSA_KIND_T) {
@@ -384,7 +424,7 @@ static int check_refs(struct ctx *c, enum csa_doc_kind kind, const char *id, con
 		        0 ||
 		    strcmp(str_or_empty(json_object_get(refs, "internal_conversation")), want[1]) !=
 		        0) {
-			snprintf(c->path, sizeof(c->path), "file_references");
+			push_key(c, "file_references");
 			return fail(c, "must name %s and its I file", want[0]);
 		}
 		return CSA_OK;
@@ -396,7 +436,7 @@ static int check_refs(struct ctx *c, enum csa_doc_kind kind, const char *id, con
 	json_t *sw = json_object_get(doc, "synchronized_with");
 	if (json_array_size(sw) != 2 || strcmp(str_or_empty(json_array_get(sw, 0)), want[0]) != 0 ||
 	    strcmp(str_or_empty(json_array_get(sw, 1)), want[1]) != 0) {
-		snprintf(c->path, sizeof(c->path), "synchronized_with");
+		push_key(c, "synchronized_with");
 		return fail(c, "must be [\"%s\", ...] for this ticket", want[0]);
 	}
 	return CSA_OK;
