@@ -44,6 +44,11 @@ static void write_team_config(const char *path)
 	json_decref(team);
 }
 
+/*
+ * The pinned replay, twice: with a --workdir, whose tickets go to its files
+ * (store/mesh.c), and without, whose tickets stay in memory
+ * (store/memstore.c). Both must give the pinned report.
+ */
 static void replay_report_is_pinned(void **state)
 {
 	(void)state;
@@ -60,34 +65,44 @@ static void replay_report_is_pinned(void **state)
 	csa_gen_free(g);
 	assert_int_equal(fclose(f), 0);
 	write_team_config(cfg);
-	struct csa_replay_opts o;
-	csa_replay_opts_default(&o);
-	o.data = data;
-	o.bootstrap = 300;
-	o.retrain = 300;
-	o.workdir = ws;
-	o.config = cfg;
-	o.quiet = 1;
-	json_t *rep = NULL;
-	if (csa_replay_run(&o, &rep, &err))
-		fail_msg("replay: %s", err.msg);
-	/* what the run took and where it ran are not what it found */
-	assert_non_null(json_object_get(rep, "seconds"));
-	json_object_del(rep, "seconds");
-	assert_string_equal(csa_json_str(rep, "workspace"), ws);
-	json_object_del(rep, "workspace");
-	/* the hindsight bound meets its target */
-	json_t *h = json_object_get(json_object_get(rep, "final"), "hindsight");
-	assert_true(csa_json_num(h, "coverage", -1) > 0 && csa_json_num(h, "coverage", 2) <= 1);
-	assert_true(csa_json_num(h, "accuracy", 0) >= csa_json_num(h, "target_accuracy", 1));
-	char *text = json_dumps(rep, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
-	assert_non_null(text);
-	char digest[CSA_SHA256_HEX_LEN];
-	assert_int_equal(csa_sha256_hex(text, strlen(text), digest), 0);
-	if (strcmp(digest, "d1f4f4ba0ebd522a3677b98d0174f9847fc80c4d89a5443c46d1558351b39403") != 0)
-		fail_msg("the replay's report changed (sha256 %s):\n%s", digest, text);
-	free(text);
-	json_decref(rep);
+	for (int in_memory = 0; in_memory < 2; in_memory++) {
+		struct csa_replay_opts o;
+		csa_replay_opts_default(&o);
+		o.data = data;
+		o.bootstrap = 300;
+		o.retrain = 300;
+		o.workdir = in_memory ? NULL : ws;
+		o.config = cfg;
+		o.quiet = 1;
+		json_t *rep = NULL;
+		if (csa_replay_run(&o, &rep, &err))
+			fail_msg("replay: %s", err.msg);
+		/* what the run took and where it ran are not what it found */
+		assert_non_null(json_object_get(rep, "seconds"));
+		json_object_del(rep, "seconds");
+		if (in_memory)
+			assert_true(json_is_null(json_object_get(rep, "workspace")));
+		else
+			assert_string_equal(csa_json_str(rep, "workspace"), ws);
+		json_object_del(rep, "workspace");
+		/* the hindsight bound meets its target */
+		json_t *h = json_object_get(json_object_get(rep, "final"), "hindsight");
+		assert_true(csa_json_num(h, "coverage", -1) > 0 &&
+		            csa_json_num(h, "coverage", 2) <= 1);
+		assert_true(csa_json_num(h, "accuracy", 0) >=
+		            csa_json_num(h, "target_accuracy", 1));
+		char *text =
+		    json_dumps(rep, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+		assert_non_null(text);
+		char digest[CSA_SHA256_HEX_LEN];
+		assert_int_equal(csa_sha256_hex(text, strlen(text), digest), 0);
+		if (strcmp(digest,
+		           "d1f4f4ba0ebd522a3677b98d0174f9847fc80c4d89a5443c46d1558351b39403") != 0)
+			fail_msg("the replay's report (tickets in %s) changed (sha256 %s):\n%s",
+			         in_memory ? "memory" : "files", digest, text);
+		free(text);
+		json_decref(rep);
+	}
 	t_rmrf(dir);
 	free(dir);
 }
