@@ -1,6 +1,7 @@
 /* Softmax classifier over hashed features, linear or with one hidden
  * layer: train, predict, learn, files. */
 #include "model/linear.h"
+#include "model/featmemo.h"
 #include "base/fsops.h"
 #include "base/json.h"
 
@@ -649,13 +650,17 @@ static int check_labels(const struct csa_example *ex, size_t n, size_t k, const 
 	return CSA_OK;
 }
 
-/* Features and labels of ex[0..n) into xs and ys. */
-static int extract(const struct csa_feat_opts *f, const struct csa_example *ex, size_t n,
+/* Features and labels of ex[0..n) into xs and ys, through o->memo when
+ * there is one. */
+static int extract(const struct csa_train_opts *o, const struct csa_example *ex, size_t n,
                    struct csa_fvec *xs, int *ys)
 {
 	for (size_t i = 0; i < n; i++) {
 		const char *t = ex[i].text ? ex[i].text : "";
-		int rc = csa_text_features(f, t, strlen(t), ex[i].extra, ex[i].n_extra, &xs[i]);
+		int rc = o->memo ? csa_feat_memo_features(o->memo, &o->feat, t, strlen(t),
+		                                          ex[i].extra, ex[i].n_extra, &xs[i])
+		                 : csa_text_features(&o->feat, t, strlen(t), ex[i].extra,
+		                                     ex[i].n_extra, &xs[i]);
 		if (rc)
 			return rc;
 		ys[i] = ex[i].label;
@@ -786,9 +791,9 @@ int csa_linear_train(const char *const *labels, size_t n_labels, const struct cs
 	size_t nall = n + n_calib;
 	struct csa_fvec *xs = calloc(nall, sizeof(*xs));
 	int *ys = malloc(nall * sizeof(int));
-	rc = xs && ys ? extract(&o->feat, ex, n, xs, ys) : CSA_ENOMEM;
+	rc = xs && ys ? extract(o, ex, n, xs, ys) : CSA_ENOMEM;
 	if (rc == CSA_OK)
-		rc = extract(&o->feat, calib, n_calib, xs + n, ys + n);
+		rc = extract(o, calib, n_calib, xs + n, ys + n);
 	if (rc == CSA_OK)
 		rc = fit_and_refit(&m, xs, ys, n, n_calib, o);
 	for (size_t i = 0; xs && i < nall; i++)
