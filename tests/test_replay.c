@@ -16,8 +16,12 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "automation/replay.h"
+#include "store/ws.h"
+#include "flow/pipeline.h"
+#include "automation/control.h"
 #include "base/config.h"
 #include "base/digest.h"
 #include "base/fsops.h"
@@ -242,12 +246,62 @@ static void sweep_runs_one_replay_per_value(void **state)
 	free(dir);
 }
 
+
+/*
+ * A workspace whose tickets live in memory (a replay without --workdir)
+ * writes no ticket file and keeps the controller's database in memory
+ * too: no automation.db beside csa.json, while the decisions it records
+ * are there to read. A scratch workspace on files keeps both in files.
+ */
+static void memory_workspace_writes_no_database(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	for (int memory = 0; memory < 2; memory++) {
+		char *dir = t_tmpdir("replay-mem");
+		struct csa_ws *ws = NULL;
+		struct csa_pipeline *p = NULL;
+		struct csa_auto *a = NULL;
+		if (csa_ws_init(dir, &err) ||
+		    (memory ? csa_ws_open_memory : csa_ws_open_scratch)(dir, &ws, &err) ||
+		    csa_pipeline_open(ws, &p, &err) || csa_auto_open(ws, p, &a, &err))
+			fail_msg("%s", err.msg);
+		assert_int_equal(ws->memory, memory);
+		json_t *doc = json_pack("{s:s, s:[{s:s, s:s}]}", "ticket_id", "M-1", "messages",
+		                        "sender", "customer", "content", "I was charged twice");
+		json_t *res = NULL;
+		if (csa_pipeline_ingest(p, doc, &res, &err))
+			fail_msg("%s", err.msg);
+		json_decref(doc);
+		json_decref(res);
+		/* what the controller stores is read back */
+		assert_int_equal(csa_auto_alert_raise(a, "MESH_INCONSISTENCY", "HIGH", "M-1",
+		                                      json_pack("{s:s}", "why", "test"), &err),
+		                 0);
+		json_t *alerts = NULL;
+		assert_int_equal(csa_auto_alerts(a, 1, &alerts, &err), 0);
+		assert_int_equal(json_array_size(alerts), 1);
+		json_decref(alerts);
+		char path[600];
+		snprintf(path, sizeof(path), "%s/automation.db", dir);
+		assert_int_equal(access(path, F_OK) == 0, !memory);
+		snprintf(path, sizeof(path), "%s/Tickets/tickets/T_M-1.json", dir);
+		assert_int_equal(access(path, F_OK) == 0, !memory);
+		csa_auto_close(a);
+		csa_pipeline_free(p);
+		csa_ws_close(ws);
+		t_rmrf(dir);
+		free(dir);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(replay_report_is_pinned),
 	    cmocka_unit_test(sweep_runs_one_replay_per_value),
 	    cmocka_unit_test(scratch_workspace_is_removed),
+	    cmocka_unit_test(memory_workspace_writes_no_database),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1430,14 +1430,18 @@ static int sq_settle_claim(struct auto_store *s, int64_t task_id, const char *de
 
 /* ---- open and close ------------------------------------------------------------ */
 
-static int sq_open(const char *path, struct auto_store **out, struct csa_err *err)
+/* automation.db at 'path', or, 'in_memory', a database of this process
+ * alone with the same schema, its state.json and rollback points still
+ * beside 'path'. */
+static int sq_open_at(const char *path, int in_memory, struct auto_store **out,
+                      struct csa_err *err)
 {
 	struct auto_store *s = calloc(1, sizeof(*s));
 	*out = s;
 	if (!s)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening '%s'", path);
 	pthread_mutex_init(&s->stmt_mu, NULL);
-	snprintf(s->path, sizeof(s->path), "%s", path);
+	snprintf(s->path, sizeof(s->path), "%s%s", path, in_memory ? " (in memory)" : "");
 	const char *slash = strrchr(path, '/');
 	snprintf(s->root, sizeof(s->root), "%.*s", slash ? (int)(slash - path + 1) : 0, path);
 	snprintf(s->state_path, sizeof(s->state_path), "%sautomation/state.json", s->root);
@@ -1447,16 +1451,28 @@ static int sq_open(const char *path, struct auto_store **out, struct csa_err *er
 	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(s->state_path, '/') - s->state_path),
 	         s->state_path);
 	int rc = csa_fs_mkdirs(dir, err);
-	if (rc || (rc = csa_fs_create_private(path, err)))
+	if (rc || (!in_memory && (rc = csa_fs_create_private(path, err))))
 		return rc;
-	if (sqlite3_open_v2(path, &s->db,
+	/* in memory, "PRAGMA journal_mode=WAL" of the schema leaves it
+	 * "memory": there is no file to log to */
+	if (sqlite3_open_v2(in_memory ? ":memory:" : path, &s->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK || add_columns(s->db) != SQLITE_OK ||
 	    sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
-		return csa_error(err, CSA_EIO, "cannot open '%s': %s", path,
+		return csa_error(err, CSA_EIO, "cannot open '%s': %s", s->path,
 		                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
-	return csa_walckpt_start(s->db, path, 1000, &s->ckpt, err);
+	return in_memory ? CSA_OK : csa_walckpt_start(s->db, path, 1000, &s->ckpt, err);
+}
+
+static int sq_open(const char *path, struct auto_store **out, struct csa_err *err)
+{
+	return sq_open_at(path, 0, out, err);
+}
+
+int auto_sqlite_open_memory(const char *path, struct auto_store **out, struct csa_err *err)
+{
+	return sq_open_at(path, 1, out, err);
 }
 
 static void sq_close(struct auto_store *s)

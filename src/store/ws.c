@@ -345,6 +345,7 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 	pthread_mutex_init(&ws->cfg_mu, NULL);
 	pthread_mutex_init(&ws->cfg_write_mu, NULL);
 	ws->scratch = mode == WS_SCRATCH || mode == WS_MEMORY;
+	ws->memory = mode == WS_MEMORY;
 	int observe = mode == WS_OBSERVE;
 	struct csa_config cfg;
 	int rc = csa_config_load(path, &cfg, err);

@@ -41,6 +41,9 @@ struct csa_ws {
 	json_t *cfg_over; /* this process's overrides, merged over csa.json */
 	int phase_cap;    /* PHASE of the environment: 1..5, 0 for none */
 	int scratch; /* opened with csa_ws_open_scratch() or _memory(); set before the store opens */
+	/* opened with csa_ws_open_memory(): nothing of it is to outlive the
+	 * process, so the controller keeps its database in memory too */
+	int memory;
 };
 
 /* Create the layout and a csa.json with the defaults in 'dir' (created if
@@ -81,9 +84,11 @@ int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *er
  * Open a scratch workspace whose tickets live in this process's memory
  * only (store/memstore.h), for a replay whose workspace is removed when it
  * ends: the same commits, checks and loads as csa_ws_open_scratch()'s
- * files give, without writing a ticket file. Everything else of the
- * workspace (csa.json, automation.db, models/) is in 'dir' as usual. The
- * tickets are gone when it is closed; csa_ws_close() as usual.
+ * files give, without writing a ticket file. The automation controller
+ * opened on it keeps its database in memory as well (ws->memory);
+ * everything else of the workspace (csa.json, models/, the ledger) is in
+ * 'dir' as usual. The tickets are gone when it is closed; csa_ws_close()
+ * as usual.
  */
 int csa_ws_open_memory(const char *dir, struct csa_ws **out, struct csa_err *err);
 
