@@ -341,7 +341,7 @@ static void fast_dump_is_jansson_byte_for_byte(void **state)
 	json_decref(bad);
 	/* a key that is not UTF-8: jansson writes what it wrote of it */
 	bad = json_object();
-	json_object_setn_nocheck(bad, "k\xc3", 2, json_integer(1));
+	json_object_setn_new_nocheck(bad, "k\xc3", 2, json_integer(1));
 	json_object_set_new(bad, "z", json_integer(2));
 	same_as_jansson(bad, 10);
 	json_decref(bad);

@@ -138,8 +138,10 @@ static struct memo_entry *entry_of(uint64_t h, const struct csa_feat_opts *o, co
 		return NULL;
 	}
 	memcpy(e->text, text, len);
-	memcpy(e->idx, v->idx, v->n * sizeof(*e->idx));
-	memcpy(e->val, v->val, v->n * sizeof(*e->val));
+	if (v->n) { /* an empty text's vector may have no arrays at all */
+		memcpy(e->idx, v->idx, v->n * sizeof(*e->idx));
+		memcpy(e->val, v->val, v->n * sizeof(*e->val));
+	}
 	e->used = 1;
 	return e;
 }
@@ -160,8 +162,10 @@ static int copy_out(const struct memo_entry *e, struct csa_fvec *v)
 		v->val = nv;
 		v->cap = e->n;
 	}
-	memcpy(v->idx, e->idx, e->n * sizeof(*v->idx));
-	memcpy(v->val, e->val, e->n * sizeof(*v->val));
+	if (e->n) {
+		memcpy(v->idx, e->idx, e->n * sizeof(*v->idx));
+		memcpy(v->val, e->val, e->n * sizeof(*v->val));
+	}
 	v->n = e->n;
 	return CSA_OK;
 }
