@@ -216,14 +216,14 @@ static void wal_checkpoints_run_in_the_background(void **state)
 	rmdir(dir);
 }
 
-
 /* csa_jdump_compact() against json_dumps() with the same flags: the same
  * bytes, or NULL from both. */
 static void same_as_jansson(const json_t *v, int precision)
 {
 	size_t len = 99;
 	char *a = csa_jdump_compact(v, precision, &len);
-	char *b = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
+	char *b =
+	    json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
 	if (!a || !b) {
 		if (a || b)
 			fail_msg("one dumper failed, the other wrote '%s'", a ? a : b);
@@ -251,9 +251,11 @@ static uint64_t jd_rng(uint64_t *s)
  * ends, strings of control characters, quotes, ASCII and UTF-8. */
 static json_t *jd_random(uint64_t *s, int depth)
 {
-	static const char *const pieces[] = {"a", "\"", "\\", "\n", "\t", "\x01", "\x1f", "\x7f",
-	                                     "/", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
-	                                     " ", "\b", "\f", "\r", "0", "}"};
+	static const char *const pieces[] = {"a",  "\"",       "\\",           "\n",
+	                                     "\t", "\x01",     "\x1f",         "\x7f",
+	                                     "/",  "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+	                                     " ",  "\b",       "\f",           "\r",
+	                                     "0",  "}"};
 	int kind = (int)(jd_rng(s) % (depth > 0 ? 9 : 6));
 	switch (kind) {
 	case 0: {
@@ -317,12 +319,11 @@ static void fast_dump_is_jansson_byte_for_byte(void **state)
 	/* the jansson this test runs with formats reals as expected: the
 	 * fast writer is in use, not only its fallback */
 	assert_true(csa_jdump_is_fast());
-	json_t *doc = json_pack("{s:[f, f, f, f, f, f, f, f, f], s:I, s:I, s:s, s:{}, s:[], s:n}",
-	                        "reals", 1234567890123.0, 0.1, 1.0 / 3, -0.0, 5e-324, 1e300, 100.0,
-	                        0.99999999999, 9.9999999999e-5, "min", (json_int_t)INT64_MIN,
-	                        "max", (json_int_t)INT64_MAX, "text",
-	                        "caf\xc3\xa9 \"q\" \\ / \x01\x1f\x7f \xf0\x9f\x98\x80", "o", "a",
-	                        "z");
+	json_t *doc = json_pack(
+	    "{s:[f, f, f, f, f, f, f, f, f], s:I, s:I, s:s, s:{}, s:[], s:n}", "reals",
+	    1234567890123.0, 0.1, 1.0 / 3, -0.0, 5e-324, 1e300, 100.0, 0.99999999999,
+	    9.9999999999e-5, "min", (json_int_t)INT64_MIN, "max", (json_int_t)INT64_MAX, "text",
+	    "caf\xc3\xa9 \"q\" \\ / \x01\x1f\x7f \xf0\x9f\x98\x80", "o", "a", "z");
 	assert_non_null(doc);
 	for (int p = 0; p <= 17; p++)
 		same_as_jansson(doc, p);

@@ -610,7 +610,6 @@ static void explanations_name_the_words_that_decide(void **state)
 	}
 }
 
-
 /* ---- trained models are pinned ------------------------------------------- */
 
 /* Texts of five kinds of words with fillers and structured features, from
@@ -635,7 +634,8 @@ static void pin_set(char (*texts)[160], const char *(*extra)[2], struct csa_exam
 		         filler[r[6] % 10]);
 		extra[i][0] = tiers[r[7] % 3];
 		extra[i][1] = chans[(r[7] >> 4) % 2];
-		ex[i] = (struct csa_example){texts[i], extra[i], 2, r[7] % 10 == 0 ? (int)(r[1] % 5) : c};
+		ex[i] = (struct csa_example){texts[i], extra[i], 2,
+		                             r[7] % 10 == 0 ? (int)(r[1] % 5) : c};
 	}
 }
 
@@ -681,13 +681,14 @@ static void trained_models_are_pinned(void **state)
 		o.seed = 7;
 		struct csa_linear *m;
 		struct csa_err err = {0};
-		assert_int_equal(csa_linear_train(cls, 5, pin_ex, 1000, pin_ex + 1000, 200, &o, &m, &err),
-		                 0);
+		assert_int_equal(
+		    csa_linear_train(cls, 5, pin_ex, 1000, pin_ex + 1000, 200, &o, &m, &err), 0);
 		char hex[CSA_SHA256_HEX_LEN];
 		model_digest(m, hex);
 		print_message("model of %u hidden units: %s\n", pins[p].hidden, hex);
 		if (strcmp(hex, pins[p].digest) != 0)
-			fail_msg("the model of %u hidden units changed: sha256 %s", pins[p].hidden, hex);
+			fail_msg("the model of %u hidden units changed: sha256 %s", pins[p].hidden,
+			         hex);
 		csa_linear_free(m);
 	}
 }
@@ -726,11 +727,12 @@ static void feature_memo_gives_fresh_features(void **state)
 				csa_fvec_init(&b);
 				const char *const *ex = t % 2 ? ex1 : ex2;
 				size_t nex = t % 2 ? 2 : 1;
-				assert_int_equal(csa_text_features(&opts[f], texts[t], strlen(texts[t]),
-				                                   ex, nex, &a),
+				assert_int_equal(csa_text_features(&opts[f], texts[t],
+				                                   strlen(texts[t]), ex, nex, &a),
 				                 0);
 				assert_int_equal(csa_feat_memo_features(memo, &opts[f], texts[t],
-				                                        strlen(texts[t]), ex, nex, &b),
+				                                        strlen(texts[t]), ex, nex,
+				                                        &b),
 				                 0);
 				assert_int_equal(a.n, b.n);
 				assert_memory_equal(a.idx, b.idx, a.n * sizeof(*a.idx));
@@ -767,8 +769,8 @@ static void feature_memo_gives_fresh_features(void **state)
 			assert_int_equal(csa_feat_memo_hits(memo) - hits, 1200);
 		char hex[CSA_SHA256_HEX_LEN];
 		model_digest(m, hex);
-		assert_string_equal(hex,
-		                    "00baf01d5c3f10f9ab96b8022026a2a0366d0ef1c6db7af70e624ca9ee13dba2");
+		assert_string_equal(
+		    hex, "00baf01d5c3f10f9ab96b8022026a2a0366d0ef1c6db7af70e624ca9ee13dba2");
 		csa_linear_free(m);
 	}
 	csa_feat_memo_free(memo);

@@ -246,7 +246,6 @@ static void sweep_runs_one_replay_per_value(void **state)
 	free(dir);
 }
 
-
 /*
  * A workspace whose tickets live in memory (a replay without --workdir)
  * writes no ticket file and keeps the controller's database in memory

@@ -1823,8 +1823,8 @@ static void memory_store_loads_what_the_files_give(void **state)
 		                       "\"caf\u00e9 \\\"x\\\"\"}]}",
 		                       &tk, &err),
 		                 0);
-		json_t *meta = json_object_get(
-		    json_array_get(json_object_get(tk.e, "messages"), 0), "metadata");
+		json_t *meta = json_object_get(json_array_get(json_object_get(tk.e, "messages"), 0),
+		                               "metadata");
 		json_object_set_new(meta, "platform_specific",
 		                    json_pack("{s:[f, f, f, f, f], s:I}", "reals", 0.1, 1.0 / 3,
 		                              2.0 / 3 * 1e-5, -0.0, 0.99999999999, "big",
@@ -1832,7 +1832,8 @@ static void memory_store_loads_what_the_files_give(void **state)
 		assert_int_equal(csa_store_commit(both[w]->ws->store, &tk, CSA_DOC_ALL, &err), 0);
 		csa_ticket_release(&tk);
 		struct addc c = {both[w]->ws, "second", "m-2"};
-		assert_int_equal(csa_store_update(both[w]->ws->store, "R1", 0, add_fn, &c, &err), 0);
+		assert_int_equal(csa_store_update(both[w]->ws->store, "R1", 0, add_fn, &c, &err),
+		                 0);
 		/* a commit of T alone: E and I keep the bytes they were loaded with */
 		assert_int_equal(both[w]->ws->store->ops->load(both[w]->ws->store, "R1", &tk, &err),
 		                 0);
@@ -1860,11 +1861,11 @@ static void memory_store_loads_what_the_files_give(void **state)
 	assert_int_equal(json_array_size(json_object_get(b.e, "messages")), 2);
 	/* what the reals read back as, not what was committed */
 	double third = json_real_value(json_array_get(
-	    json_object_get(json_object_get(json_object_get(json_array_get(
-	                                        json_object_get(b.e, "messages"), 0),
-	                                                    "metadata"),
-	                                    "platform_specific"),
-	                    "reals"),
+	    json_object_get(
+	        json_object_get(json_object_get(json_array_get(json_object_get(b.e, "messages"), 0),
+	                                        "metadata"),
+	                        "platform_specific"),
+	        "reals"),
 	    1));
 	assert_true(third != 1.0 / 3 && fabs(third - 1.0 / 3) < 1e-10);
 	csa_ticket_release(&a);
@@ -2008,8 +2009,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(memory_store_loads_what_the_files_give, setup_mem,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(memory_store_keeps_the_limits, setup_mem, teardown),
-	    cmocka_unit_test_setup_teardown(memory_store_threads_lose_nothing, setup_mem,
-	                                    teardown),
+	    cmocka_unit_test_setup_teardown(memory_store_threads_lose_nothing, setup_mem, teardown),
 	};
 	failed += cmocka_run_group_tests_name("store (memory)", mem_tests, NULL, NULL);
 

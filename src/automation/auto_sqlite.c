@@ -390,8 +390,9 @@ static int sq_scope_metrics(struct auto_store *s, const char *type, const char *
 	 * segment's names the columns it sums, all in decisions_gate_sums */
 	char q[1200];
 	snprintf(q, sizeof(q), sql,
-	         segment ? "type, created_ms, autonomous, final, correct, decision_ms, critical, value"
-	                 : "*",
+	         segment
+	             ? "type, created_ms, autonomous, final, correct, decision_ms, critical, value"
+	             : "*",
 	         segment ? "type = ?2 AND segment = ?3 AND"
 	         : type  ? "type = ?2 AND"
 	                 : "");
@@ -1433,8 +1434,7 @@ static int sq_settle_claim(struct auto_store *s, int64_t task_id, const char *de
 /* automation.db at 'path', or, 'in_memory', a database of this process
  * alone with the same schema, its state.json and rollback points still
  * beside 'path'. */
-static int sq_open_at(const char *path, int in_memory, struct auto_store **out,
-                      struct csa_err *err)
+static int sq_open_at(const char *path, int in_memory, struct auto_store **out, struct csa_err *err)
 {
 	struct auto_store *s = calloc(1, sizeof(*s));
 	*out = s;

@@ -280,8 +280,8 @@ static void put_value(struct dump *d, const json_t *v)
 
 static char *jansson_dump(const json_t *v, int precision, size_t *len)
 {
-	char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER |
-	                            JSON_REAL_PRECISION(precision));
+	char *s =
+	    json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
 	*len = s ? strlen(s) : 0;
 	return s;
 }
@@ -290,8 +290,8 @@ static char *fast_dump(const json_t *v, int precision, size_t *len)
 {
 	char point[8];
 	snprintf(point, sizeof(point), "%#.0f", 1.0); /* "1." in the current locale */
-	struct dump d = {.b = malloc(4096), .cap = 4096, .precision = precision & 0x1F,
-	                 .point = point[1]};
+	struct dump d = {
+	    .b = malloc(4096), .cap = 4096, .precision = precision & 0x1F, .point = point[1]};
 	if (!d.b)
 		return NULL;
 	put_value(&d, v);
@@ -314,10 +314,10 @@ static pthread_once_t g_checked = PTHREAD_ONCE_INIT;
 
 static void check_against_jansson(void)
 {
-	static const double reals[] = {1234567890123.0, 0.1,  1.0 / 3, 1e16,   1e17,
-	                               123456.0,        1e-5, 1.2345e-4, 5e-324, 1e300,
-	                               -0.0,            100.0, 1e15,    0.99999999999,
-	                               9.9999999999e-5, -2.5e-310};
+	static const double reals[] = {
+	    1234567890123.0, 0.1,      1.0 / 3, 1e16, 1e17,  123456.0, 1e-5,
+	    1.2345e-4,       5e-324,   1e300,   -0.0, 100.0, 1e15,     0.99999999999,
+	    9.9999999999e-5, -2.5e-310};
 	json_t *doc = json_pack("{s:[], s:{}, s:I, s:s#}", "a", "o", "i", (json_int_t)INT64_MIN,
 	                        "s", "\"\\\b\f\n\r\t\x01\x1f\x7f/\xc3\xa9\xf0\x9f\x98\x80", 17);
 	json_t *a = json_object_get(doc, "a");

@@ -411,8 +411,7 @@ static void train_one(struct train_job *j)
 {
 	int64_t t0 = csa_mono_ns();
 	j->rc = csa_dmodel_train_memo(j->labels, j->nl, j->rows, j->nr, 5, j->seed, j->memo, &j->m,
-	                              &j->ho,
-	                         &j->err);
+	                              &j->ho, &j->err);
 	j->seconds = (double)(csa_mono_ns() - t0) / 1e9;
 }
 

@@ -42,7 +42,7 @@ static int same_opts(const struct csa_feat_opts *a, const struct csa_feat_opts *
 
 static uint64_t key_hash(const struct csa_feat_opts *o, const char *text, size_t len)
 {
-	uint64_t f[6] = {o->bits, o->char_min, o->char_max, (uint64_t)o->word_bigrams,
+	uint64_t f[6] = {o->bits,        o->char_min,   o->char_max, (uint64_t)o->word_bigrams,
 	                 o->pair_window, o->pair_prefix};
 	return csa_fnv1a(csa_fnv1a(CSA_FNV_SEED, f, sizeof(f)), text, len);
 }
@@ -86,8 +86,8 @@ void csa_feat_memo_free(struct csa_feat_memo *m)
 }
 
 /* The entry of (o, text), marked used, or NULL. Caller holds mu. */
-static struct memo_entry *find(struct csa_feat_memo *m, uint64_t h,
-                               const struct csa_feat_opts *o, const char *text, size_t len)
+static struct memo_entry *find(struct csa_feat_memo *m, uint64_t h, const struct csa_feat_opts *o,
+                               const char *text, size_t len)
 {
 	for (struct memo_entry *e = m->bucket[h % m->nbuckets]; e; e = e->next)
 		if (e->hash == h && e->len == len && same_opts(&e->opts, o) &&
@@ -170,9 +170,8 @@ static int copy_out(const struct memo_entry *e, struct csa_fvec *v)
 	return CSA_OK;
 }
 
-int csa_feat_memo_features(struct csa_feat_memo *m, const struct csa_feat_opts *o,
-                           const char *text, size_t len, const char *const *extra,
-                           size_t n_extra, struct csa_fvec *v)
+int csa_feat_memo_features(struct csa_feat_memo *m, const struct csa_feat_opts *o, const char *text,
+                           size_t len, const char *const *extra, size_t n_extra, struct csa_fvec *v)
 {
 	/* csa_text_features() reads no further than this either */
 	if (len > CSA_TEXT_MAX_BYTES)

@@ -29,9 +29,9 @@ void csa_feat_memo_free(struct csa_feat_memo *m);
 /* csa_text_features(o, text, len, extra, n_extra, v), its text part taken
  * from the memo when this text was seen with these options, else computed
  * and kept. 0 or CSA_ENOMEM (then v may hold part of the vector). */
-int csa_feat_memo_features(struct csa_feat_memo *m, const struct csa_feat_opts *o,
-                           const char *text, size_t len, const char *const *extra,
-                           size_t n_extra, struct csa_fvec *v);
+int csa_feat_memo_features(struct csa_feat_memo *m, const struct csa_feat_opts *o, const char *text,
+                           size_t len, const char *const *extra, size_t n_extra,
+                           struct csa_fvec *v);
 
 /* Start a new round: what no call asked for since the previous round
  * began is let go (a ticket's text that changed, a ticket no longer

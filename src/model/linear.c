@@ -576,8 +576,8 @@ static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const in
 	g.h = malloc(nh * sizeof(float));
 	g.dh = malloc(nh * sizeof(float));
 	g.p = malloc(k * sizeof(double));
-	if (!order || !rows || !g.g_row || !g.g_b || !g.g_v || !g.g_hb || !g.s || !g.grad ||
-	    !g.h || !g.dh || !g.p) {
+	if (!order || !rows || !g.g_row || !g.g_b || !g.g_v || !g.g_hb || !g.s || !g.grad || !g.h ||
+	    !g.dh || !g.p) {
 		free(order);
 		free(rows);
 		packed_free(&pk);

@@ -296,8 +296,8 @@ int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t le
 	return csa_text_features_extra(o, extra, n_extra, v);
 }
 
-int csa_text_features_extra(const struct csa_feat_opts *o, const char *const *extra,
-                            size_t n_extra, struct csa_fvec *v)
+int csa_text_features_extra(const struct csa_feat_opts *o, const char *const *extra, size_t n_extra,
+                            struct csa_fvec *v)
 {
 	int rc = CSA_OK;
 	uint32_t mask = (1u << o->bits) - 1;

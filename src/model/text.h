@@ -56,7 +56,7 @@ int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t le
  * text features with n_extra 0, then this, are csa_text_features()'s
  * vector (model/featmemo.h keeps the first between trainings). 0 or
  * CSA_ENOMEM. */
-int csa_text_features_extra(const struct csa_feat_opts *o, const char *const *extra,
-                            size_t n_extra, struct csa_fvec *v);
+int csa_text_features_extra(const struct csa_feat_opts *o, const char *const *extra, size_t n_extra,
+                            struct csa_fvec *v);
 
 #endif

@@ -118,8 +118,7 @@ static size_t max_doc_bytes(struct memstore *m)
 
 /* Copies of ticket id's bytes of the documents in 'docs' into b[]/len[]
  * (each NUL-terminated), taken as of one commit. CSA_ENOENT, CSA_ENOMEM. */
-static int copy_bytes(struct memstore *m, const char *id, unsigned docs, char *b[3],
-                      size_t len[3])
+static int copy_bytes(struct memstore *m, const char *id, unsigned docs, char *b[3], size_t len[3])
 {
 	int rc = CSA_OK;
 	for (int k = 0; k < 3; k++)
@@ -156,14 +155,13 @@ static void where(char *out, size_t n, int k, const char *id)
 
 /* Document k of 'id' from its bytes (borrowed), within the size limit:
  * what reading its file gives. */
-static int parse_doc(const char *buf, size_t len, size_t max, int k, const char *id,
-                     json_t **out, struct csa_err *err)
+static int parse_doc(const char *buf, size_t len, size_t max, int k, const char *id, json_t **out,
+                     struct csa_err *err)
 {
 	char src[CSA_ID_MAX + 32];
 	where(src, sizeof(src), k, id);
 	if (len > max)
-		return csa_error(err, CSA_ELIMIT, "'%s' is %zu bytes, limit is %zu", src, len,
-		                 max);
+		return csa_error(err, CSA_ELIMIT, "'%s' is %zu bytes, limit is %zu", src, len, max);
 	return csa_json_parse(buf, len, src, out, err);
 }
 
@@ -178,8 +176,9 @@ static int mem_load_locked(struct csa_store *st, const char *id, struct csa_tick
 	char *b[3];
 	size_t len[3];
 	if ((rc = copy_bytes(m, id, CSA_DOC_ALL, b, len)))
-		return rc == CSA_ENOENT ? csa_error(err, rc, "no ticket '%s'", id)
-		                        : csa_error(err, rc, "out of memory loading ticket '%s'", id);
+		return rc == CSA_ENOENT
+		           ? csa_error(err, rc, "no ticket '%s'", id)
+		           : csa_error(err, rc, "out of memory loading ticket '%s'", id);
 	size_t max = max_doc_bytes(m);
 	json_t **slots[3] = {&out->e, &out->i, &out->t};
 	for (int k = 0; k < 3; k++) {
@@ -223,8 +222,9 @@ static int mem_load_doc(struct csa_store *st, const char *id, unsigned doc, json
 	char *b[3];
 	size_t len[3];
 	if ((rc = copy_bytes(m, id, doc, b, len)))
-		return rc == CSA_ENOENT ? csa_error(err, rc, "no ticket '%s'", id)
-		                        : csa_error(err, rc, "out of memory loading ticket '%s'", id);
+		return rc == CSA_ENOENT
+		           ? csa_error(err, rc, "no ticket '%s'", id)
+		           : csa_error(err, rc, "out of memory loading ticket '%s'", id);
 	rc = parse_doc(b[k], len[k], max_doc_bytes(m), k, id, out, err);
 	free(b[k]);
 	return rc;

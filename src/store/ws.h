@@ -40,7 +40,9 @@ struct csa_ws {
 	struct csa_ws_cfg *cfg_now;
 	json_t *cfg_over; /* this process's overrides, merged over csa.json */
 	int phase_cap;    /* PHASE of the environment: 1..5, 0 for none */
-	int scratch; /* opened with csa_ws_open_scratch() or _memory(); set before the store opens */
+	/* opened with csa_ws_open_scratch() or _memory(); set before the
+	 * store opens */
+	int scratch;
 	/* opened with csa_ws_open_memory(): nothing of it is to outlive the
 	 * process, so the controller keeps its database in memory too */
 	int memory;
