@@ -17,6 +17,7 @@
 #include "base/config.h"
 #include "base/fsops.h"
 #include "base/ids.h"
+#include "base/jdump.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "base/walckpt.h"
@@ -215,6 +216,150 @@ static void wal_checkpoints_run_in_the_background(void **state)
 	rmdir(dir);
 }
 
+/* csa_jdump_compact() against json_dumps() with the same flags: the same
+ * bytes, or NULL from both. */
+static void same_as_jansson(const json_t *v, int precision)
+{
+	size_t len = 99;
+	char *a = csa_jdump_compact(v, precision, &len);
+	char *b =
+	    json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(precision));
+	if (!a || !b) {
+		if (a || b)
+			fail_msg("one dumper failed, the other wrote '%s'", a ? a : b);
+		free(a);
+		free(b);
+		return;
+	}
+	if (strcmp(a, b) != 0)
+		fail_msg("precision %d:\n  fast:    %s\n  jansson: %s", precision, a, b);
+	assert_int_equal(len, strlen(b));
+	free(a);
+	free(b);
+}
+
+static uint64_t jd_rng(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* A random value of at most 'depth' levels: reals over the whole range
+ * of magnitudes (and their bit patterns at random), integers to both
+ * ends, strings of control characters, quotes, ASCII and UTF-8. */
+static json_t *jd_random(uint64_t *s, int depth)
+{
+	static const char *const pieces[] = {"a",  "\"",       "\\",           "\n",
+	                                     "\t", "\x01",     "\x1f",         "\x7f",
+	                                     "/",  "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+	                                     " ",  "\b",       "\f",           "\r",
+	                                     "0",  "}"};
+	int kind = (int)(jd_rng(s) % (depth > 0 ? 9 : 6));
+	switch (kind) {
+	case 0: {
+		double m = (double)(jd_rng(s) >> 11) / 9007199254740992.0;
+		int e = (int)(jd_rng(s) % 80) - 40;
+		double v = m;
+		for (; e > 0; e--)
+			v *= 10;
+		for (; e < 0; e++)
+			v /= 10;
+		return json_real(jd_rng(s) % 2 ? v : -v);
+	}
+	case 1: {
+		uint64_t bits = jd_rng(s);
+		double v;
+		memcpy(&v, &bits, sizeof(v));
+		return v == v && v - v == 0 ? json_real(v) : json_real(0.5); /* finite */
+	}
+	case 2:
+		return json_integer((json_int_t)jd_rng(s));
+	case 3: {
+		char buf[64] = "";
+		size_t n = jd_rng(s) % 8;
+		for (size_t i = 0; i < n; i++)
+			strcat(buf, pieces[jd_rng(s) % (sizeof(pieces) / sizeof(pieces[0]))]);
+		return json_string(buf);
+	}
+	case 4:
+		return jd_rng(s) % 2 ? json_true() : json_false();
+	case 5:
+		return json_null();
+	case 6:
+	case 7: {
+		json_t *o = json_object();
+		size_t n = jd_rng(s) % 6;
+		for (size_t i = 0; i < n; i++) {
+			char key[32];
+			snprintf(key, sizeof(key), "%s%zu",
+			         pieces[jd_rng(s) % (sizeof(pieces) / sizeof(pieces[0]))], i);
+			json_object_set_new(o, key, jd_random(s, depth - 1));
+		}
+		return o;
+	}
+	default: {
+		json_t *a = json_array();
+		size_t n = jd_rng(s) % 6;
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a, jd_random(s, depth - 1));
+		return a;
+	}
+	}
+}
+
+/* The store's serialiser writes what jansson writes, byte for byte:
+ * awkward reals and strings, random documents, and the cases it hands to
+ * jansson (invalid UTF-8 in a value, where both fail, and in a key, where
+ * jansson writes half of it; a container inside itself; a bare value). */
+static void fast_dump_is_jansson_byte_for_byte(void **state)
+{
+	(void)state;
+	/* the jansson this test runs with formats reals as expected: the
+	 * fast writer is in use, not only its fallback */
+	assert_true(csa_jdump_is_fast());
+	json_t *doc = json_pack(
+	    "{s:[f, f, f, f, f, f, f, f, f], s:I, s:I, s:s, s:{}, s:[], s:n}", "reals",
+	    1234567890123.0, 0.1, 1.0 / 3, -0.0, 5e-324, 1e300, 100.0, 0.99999999999,
+	    9.9999999999e-5, "min", (json_int_t)INT64_MIN, "max", (json_int_t)INT64_MAX, "text",
+	    "caf\xc3\xa9 \"q\" \\ / \x01\x1f\x7f \xf0\x9f\x98\x80", "o", "a", "z");
+	assert_non_null(doc);
+	for (int p = 0; p <= 17; p++)
+		same_as_jansson(doc, p);
+	json_decref(doc);
+	uint64_t s = 0x9E3779B97F4A7C15ULL;
+	for (int i = 0; i < 3000; i++) {
+		json_t *v = json_object();
+		json_object_set_new(v, "v", jd_random(&s, 4));
+		same_as_jansson(v, 10);
+		same_as_jansson(v, i % 18);
+		json_decref(v);
+	}
+	/* a value that is not UTF-8: both refuse */
+	json_t *bad = json_pack("{s:o}", "k", json_stringn_nocheck("ab\xff", 3));
+	same_as_jansson(bad, 10);
+	json_decref(bad);
+	/* a key that is not UTF-8: jansson writes what it wrote of it */
+	bad = json_object();
+	json_object_setn_new_nocheck(bad, "k\xc3", 2, json_integer(1));
+	json_object_set_new(bad, "z", json_integer(2));
+	same_as_jansson(bad, 10);
+	json_decref(bad);
+	/* an array inside itself: both refuse */
+	json_t *a = json_array(), *b = json_array();
+	json_array_append(a, b);
+	json_array_append(b, a);
+	same_as_jansson(a, 10);
+	json_array_clear(b);
+	json_decref(a);
+	json_decref(b);
+	/* a bare value: jansson refuses it without JSON_ENCODE_ANY */
+	json_t *r = json_real(1.5);
+	same_as_jansson(r, 10);
+	json_decref(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +367,7 @@ int main(void)
 	    cmocka_unit_test(ts_rejects),
 	    cmocka_unit_test(ids),
 	    cmocka_unit_test(json_errors_name_place),
+	    cmocka_unit_test(fast_dump_is_jansson_byte_for_byte),
 	    cmocka_unit_test(config_defaults_and_overrides),
 	    cmocka_unit_test(atomic_write_faults_keep_old),
 	    cmocka_unit_test(wal_checkpoints_run_in_the_background),

@@ -18,6 +18,8 @@
 #include "model/dataset.h"
 #include "model/linear.h"
 #include "model/text.h"
+#include "model/featmemo.h"
+#include "base/digest.h"
 #include "support/tutil.h"
 
 static void normalization_is_utf8_safe(void **state)
@@ -608,6 +610,172 @@ static void explanations_name_the_words_that_decide(void **state)
 	}
 }
 
+/* ---- trained models are pinned ------------------------------------------- */
+
+/* Texts of five kinds of words with fillers and structured features, from
+ * a generator of their own (not the shared one above, so the set does not
+ * depend on which tests ran before). */
+static void pin_set(char (*texts)[160], const char *(*extra)[2], struct csa_example *ex, size_t n)
+{
+	static const char *const tiers[] = {"tier=BASIC", "tier=PREMIUM", "tier=ENTERPRISE"};
+	static const char *const chans[] = {"channel=EMAIL", "channel=CHAT"};
+	uint64_t s = 0x2545F4914F6CDD1DULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned r[8];
+		for (int k = 0; k < 8; k++) {
+			s ^= s << 13;
+			s ^= s >> 7;
+			s ^= s << 17;
+			r[k] = (unsigned)(s >> 16);
+		}
+		int c = (int)(r[0] % 5);
+		snprintf(texts[i], 160, "%s %s %s %s %s caf\xc3\xa9", filler[r[1] % 10],
+		         words[c][r[2] % 4], filler[r[3] % 10], words[(c + r[4] % 2) % 5][r[5] % 4],
+		         filler[r[6] % 10]);
+		extra[i][0] = tiers[r[7] % 3];
+		extra[i][1] = chans[(r[7] >> 4) % 2];
+		ex[i] = (struct csa_example){texts[i], extra[i], 2,
+		                             r[7] % 10 == 0 ? (int)(r[1] % 5) : c};
+	}
+}
+
+/* The sha256 of model m's file bytes, into hex. */
+static void model_digest(const struct csa_linear *m, char hex[CSA_SHA256_HEX_LEN])
+{
+	char *buf;
+	size_t len;
+	struct csa_err err = {0};
+	assert_int_equal(csa_linear_encode(m, &buf, &len, "pin", &err), 0);
+	assert_int_equal(csa_sha256_hex(buf, len, hex), 0);
+	free(buf);
+}
+
+static char pin_text[1200][160];
+static const char *pin_extra[1200][2];
+static struct csa_example pin_ex[1200];
+
+/*
+ * A linear model and one with a hidden layer, trained (with a calibration
+ * set, so with the refit) on a fixed set, are the same bytes as when this
+ * test was written: training may be made faster (the rows packed, the
+ * features remembered), never different. The digests were taken with the
+ * training before either change.
+ */
+static void trained_models_are_pinned(void **state)
+{
+	(void)state;
+	pin_set(pin_text, pin_extra, pin_ex, 1200);
+	static const struct {
+		unsigned hidden, bits;
+		const char *digest;
+	} pins[] = {
+	    {0, 16, "00baf01d5c3f10f9ab96b8022026a2a0366d0ef1c6db7af70e624ca9ee13dba2"},
+	    {24, 14, "4ef019585d302dd7d20aa613b53dd08d4565a341c384aa43c72c5b3f714081d3"},
+	};
+	for (size_t p = 0; p < sizeof(pins) / sizeof(pins[0]); p++) {
+		struct csa_train_opts o;
+		csa_train_opts_default(&o);
+		o.feat.bits = pins[p].bits;
+		o.hidden = pins[p].hidden;
+		o.epochs = 3;
+		o.seed = 7;
+		struct csa_linear *m;
+		struct csa_err err = {0};
+		assert_int_equal(
+		    csa_linear_train(cls, 5, pin_ex, 1000, pin_ex + 1000, 200, &o, &m, &err), 0);
+		char hex[CSA_SHA256_HEX_LEN];
+		model_digest(m, hex);
+		print_message("model of %u hidden units: %s\n", pins[p].hidden, hex);
+		if (strcmp(hex, pins[p].digest) != 0)
+			fail_msg("the model of %u hidden units changed: sha256 %s", pins[p].hidden,
+			         hex);
+		csa_linear_free(m);
+	}
+}
+
+/*
+ * The feature memo gives what a fresh extraction gives: the same indexes
+ * and values for every text (a long one cut where extraction cuts it,
+ * structured features appended per call), answered from the memo the
+ * second time, kept apart per options; a round lets go of what was not
+ * asked for; and models trained through it are the pinned ones.
+ */
+static void feature_memo_gives_fresh_features(void **state)
+{
+	(void)state;
+	struct csa_feat_memo *memo = csa_feat_memo_new();
+	assert_non_null(memo);
+	static char long_a[CSA_TEXT_MAX_BYTES + 100], long_b[CSA_TEXT_MAX_BYTES + 100];
+	memset(long_a, 'x', sizeof(long_a) - 1);
+	for (size_t i = 0; i + 1 < sizeof(long_a); i += 7)
+		long_a[i] = ' ';
+	memcpy(long_b, long_a, sizeof(long_b));
+	long_b[CSA_TEXT_MAX_BYTES + 50] = 'y'; /* differs past what is read */
+	const char *texts[] = {"", "refund my invoice please", "Caf\xc3\xa9 CRASH!! error 42",
+	                       long_a, long_b};
+	const char *ex1[] = {"tier=PREMIUM", "channel=EMAIL"}, *ex2[] = {"cat=BILLING"};
+	struct csa_train_opts o;
+	csa_train_opts_default(&o);
+	struct csa_feat_opts opts[2] = {o.feat, o.feat};
+	opts[1].bits = 14;
+	size_t asked = 0;
+	for (int round = 0; round < 2; round++)
+		for (int f = 0; f < 2; f++)
+			for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++) {
+				struct csa_fvec a, b;
+				csa_fvec_init(&a);
+				csa_fvec_init(&b);
+				const char *const *ex = t % 2 ? ex1 : ex2;
+				size_t nex = t % 2 ? 2 : 1;
+				assert_int_equal(csa_text_features(&opts[f], texts[t],
+				                                   strlen(texts[t]), ex, nex, &a),
+				                 0);
+				assert_int_equal(csa_feat_memo_features(memo, &opts[f], texts[t],
+				                                        strlen(texts[t]), ex, nex,
+				                                        &b),
+				                 0);
+				assert_int_equal(a.n, b.n);
+				assert_memory_equal(a.idx, b.idx, a.n * sizeof(*a.idx));
+				assert_memory_equal(a.val, b.val, a.n * sizeof(*a.val));
+				csa_fvec_release(&a);
+				csa_fvec_release(&b);
+				asked++;
+			}
+	/* four texts per options (the two long ones are one), the second
+	 * round all from the memo, and the second long text in the first */
+	assert_int_equal(csa_feat_memo_size(memo), 8);
+	assert_int_equal(csa_feat_memo_hits(memo), asked / 2 + 2);
+	csa_feat_memo_round(memo); /* all were asked for: kept */
+	assert_int_equal(csa_feat_memo_size(memo), 8);
+	csa_feat_memo_round(memo); /* none since: let go */
+	assert_int_equal(csa_feat_memo_size(memo), 0);
+
+	/* models trained through the memo, twice (the second time every text
+	 * from it), are the pinned ones */
+	pin_set(pin_text, pin_extra, pin_ex, 1200);
+	for (int again = 0; again < 2; again++) {
+		csa_train_opts_default(&o);
+		o.feat.bits = 16;
+		o.hidden = 0;
+		o.epochs = 3;
+		o.seed = 7;
+		o.memo = memo;
+		size_t hits = csa_feat_memo_hits(memo);
+		struct csa_linear *m;
+		struct csa_err err = {0};
+		assert_int_equal(
+		    csa_linear_train(cls, 5, pin_ex, 1000, pin_ex + 1000, 200, &o, &m, &err), 0);
+		if (again)
+			assert_int_equal(csa_feat_memo_hits(memo) - hits, 1200);
+		char hex[CSA_SHA256_HEX_LEN];
+		model_digest(m, hex);
+		assert_string_equal(
+		    hex, "00baf01d5c3f10f9ab96b8022026a2a0366d0ef1c6db7af70e624ca9ee13dba2");
+		csa_linear_free(m);
+	}
+	csa_feat_memo_free(memo);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -620,6 +788,8 @@ int main(void)
 	    cmocka_unit_test(temperature_reduces_overconfidence),
 	    cmocka_unit_test(concurrent_predict_while_learning),
 	    cmocka_unit_test(explanations_name_the_words_that_decide),
+	    cmocka_unit_test(trained_models_are_pinned),
+	    cmocka_unit_test(feature_memo_gives_fresh_features),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

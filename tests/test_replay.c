@@ -16,8 +16,12 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "automation/replay.h"
+#include "store/ws.h"
+#include "flow/pipeline.h"
+#include "automation/control.h"
 #include "base/config.h"
 #include "base/digest.h"
 #include "base/fsops.h"
@@ -44,6 +48,11 @@ static void write_team_config(const char *path)
 	json_decref(team);
 }
 
+/*
+ * The pinned replay, twice: with a --workdir, whose tickets go to its files
+ * (store/mesh.c), and without, whose tickets stay in memory
+ * (store/memstore.c). Both must give the pinned report.
+ */
 static void replay_report_is_pinned(void **state)
 {
 	(void)state;
@@ -60,34 +69,44 @@ static void replay_report_is_pinned(void **state)
 	csa_gen_free(g);
 	assert_int_equal(fclose(f), 0);
 	write_team_config(cfg);
-	struct csa_replay_opts o;
-	csa_replay_opts_default(&o);
-	o.data = data;
-	o.bootstrap = 300;
-	o.retrain = 300;
-	o.workdir = ws;
-	o.config = cfg;
-	o.quiet = 1;
-	json_t *rep = NULL;
-	if (csa_replay_run(&o, &rep, &err))
-		fail_msg("replay: %s", err.msg);
-	/* what the run took and where it ran are not what it found */
-	assert_non_null(json_object_get(rep, "seconds"));
-	json_object_del(rep, "seconds");
-	assert_string_equal(csa_json_str(rep, "workspace"), ws);
-	json_object_del(rep, "workspace");
-	/* the hindsight bound meets its target */
-	json_t *h = json_object_get(json_object_get(rep, "final"), "hindsight");
-	assert_true(csa_json_num(h, "coverage", -1) > 0 && csa_json_num(h, "coverage", 2) <= 1);
-	assert_true(csa_json_num(h, "accuracy", 0) >= csa_json_num(h, "target_accuracy", 1));
-	char *text = json_dumps(rep, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
-	assert_non_null(text);
-	char digest[CSA_SHA256_HEX_LEN];
-	assert_int_equal(csa_sha256_hex(text, strlen(text), digest), 0);
-	if (strcmp(digest, "d1f4f4ba0ebd522a3677b98d0174f9847fc80c4d89a5443c46d1558351b39403") != 0)
-		fail_msg("the replay's report changed (sha256 %s):\n%s", digest, text);
-	free(text);
-	json_decref(rep);
+	for (int in_memory = 0; in_memory < 2; in_memory++) {
+		struct csa_replay_opts o;
+		csa_replay_opts_default(&o);
+		o.data = data;
+		o.bootstrap = 300;
+		o.retrain = 300;
+		o.workdir = in_memory ? NULL : ws;
+		o.config = cfg;
+		o.quiet = 1;
+		json_t *rep = NULL;
+		if (csa_replay_run(&o, &rep, &err))
+			fail_msg("replay: %s", err.msg);
+		/* what the run took and where it ran are not what it found */
+		assert_non_null(json_object_get(rep, "seconds"));
+		json_object_del(rep, "seconds");
+		if (in_memory)
+			assert_true(json_is_null(json_object_get(rep, "workspace")));
+		else
+			assert_string_equal(csa_json_str(rep, "workspace"), ws);
+		json_object_del(rep, "workspace");
+		/* the hindsight bound meets its target */
+		json_t *h = json_object_get(json_object_get(rep, "final"), "hindsight");
+		assert_true(csa_json_num(h, "coverage", -1) > 0 &&
+		            csa_json_num(h, "coverage", 2) <= 1);
+		assert_true(csa_json_num(h, "accuracy", 0) >=
+		            csa_json_num(h, "target_accuracy", 1));
+		char *text =
+		    json_dumps(rep, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+		assert_non_null(text);
+		char digest[CSA_SHA256_HEX_LEN];
+		assert_int_equal(csa_sha256_hex(text, strlen(text), digest), 0);
+		if (strcmp(digest,
+		           "d1f4f4ba0ebd522a3677b98d0174f9847fc80c4d89a5443c46d1558351b39403") != 0)
+			fail_msg("the replay's report (tickets in %s) changed (sha256 %s):\n%s",
+			         in_memory ? "memory" : "files", digest, text);
+		free(text);
+		json_decref(rep);
+	}
 	t_rmrf(dir);
 	free(dir);
 }
@@ -227,12 +246,61 @@ static void sweep_runs_one_replay_per_value(void **state)
 	free(dir);
 }
 
+/*
+ * A workspace whose tickets live in memory (a replay without --workdir)
+ * writes no ticket file and keeps the controller's database in memory
+ * too: no automation.db beside csa.json, while the decisions it records
+ * are there to read. A scratch workspace on files keeps both in files.
+ */
+static void memory_workspace_writes_no_database(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	for (int memory = 0; memory < 2; memory++) {
+		char *dir = t_tmpdir("replay-mem");
+		struct csa_ws *ws = NULL;
+		struct csa_pipeline *p = NULL;
+		struct csa_auto *a = NULL;
+		if (csa_ws_init(dir, &err) ||
+		    (memory ? csa_ws_open_memory : csa_ws_open_scratch)(dir, &ws, &err) ||
+		    csa_pipeline_open(ws, &p, &err) || csa_auto_open(ws, p, &a, &err))
+			fail_msg("%s", err.msg);
+		assert_int_equal(ws->memory, memory);
+		json_t *doc = json_pack("{s:s, s:[{s:s, s:s}]}", "ticket_id", "M-1", "messages",
+		                        "sender", "customer", "content", "I was charged twice");
+		json_t *res = NULL;
+		if (csa_pipeline_ingest(p, doc, &res, &err))
+			fail_msg("%s", err.msg);
+		json_decref(doc);
+		json_decref(res);
+		/* what the controller stores is read back */
+		assert_int_equal(csa_auto_alert_raise(a, "MESH_INCONSISTENCY", "HIGH", "M-1",
+		                                      json_pack("{s:s}", "why", "test"), &err),
+		                 0);
+		json_t *alerts = NULL;
+		assert_int_equal(csa_auto_alerts(a, 1, &alerts, &err), 0);
+		assert_int_equal(json_array_size(alerts), 1);
+		json_decref(alerts);
+		char path[600];
+		snprintf(path, sizeof(path), "%s/automation.db", dir);
+		assert_int_equal(access(path, F_OK) == 0, !memory);
+		snprintf(path, sizeof(path), "%s/Tickets/tickets/T_M-1.json", dir);
+		assert_int_equal(access(path, F_OK) == 0, !memory);
+		csa_auto_close(a);
+		csa_pipeline_free(p);
+		csa_ws_close(ws);
+		t_rmrf(dir);
+		free(dir);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(replay_report_is_pinned),
 	    cmocka_unit_test(sweep_runs_one_replay_per_value),
 	    cmocka_unit_test(scratch_workspace_is_removed),
+	    cmocka_unit_test(memory_workspace_writes_no_database),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #include "base/ts.h"
 #include "store/backup.h"
 #include "store/blobs.h"
+#include "store/memstore.h"
 #include "store/mesh.h"
 #include "store/schema.h"
 #include "store/pg.h"
@@ -107,6 +109,25 @@ static int setup_pg(void **state)
 	}
 	if (!csa_store_is_pg(f->ws->store)) {
 		fprintf(stderr, "setup_pg: store.url did not select the PostgreSQL store\n");
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+/* The same fixture with the tickets in memory (store/memstore.h): the
+ * scratch workspace of a replay that keeps nothing. */
+static int setup_mem(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct csa_err err = {0};
+	f->dir = t_tmpdir("store-mem");
+	if (csa_ws_init(f->dir, &err) || csa_ws_open_memory(f->dir, &f->ws, &err)) {
+		fprintf(stderr, "setup_mem: %s\n", err.msg);
+		return -1;
+	}
+	if (!csa_store_is_memory(f->ws->store) || !f->ws->scratch) {
+		fprintf(stderr, "setup_mem: not a scratch workspace with a memory store\n");
 		return -1;
 	}
 	*state = f;
@@ -1762,6 +1783,183 @@ static void pg_cli_end_to_end(void **state)
 	free(dir);
 }
 
+/* ---- the memory store only ------------------------------------------------- */
+
+/* Files in directory 'dir' (no recursion), "." and ".." aside. */
+static int files_in(const char *dir)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "find '%s' -type f | wc -l", dir);
+	FILE *p = popen(cmd, "r");
+	int n = -1;
+	assert_non_null(p);
+	assert_int_equal(fscanf(p, "%d", &n), 1);
+	pclose(p);
+	return n;
+}
+
+/* The same commits on a scratch workspace's files and on a memory store
+ * give the same loads: the documents to the last bit of every real (as
+ * they read back from the bytes written, rounded to 10 digits), the same
+ * key order, the same bytes in tk->loaded; and the memory store writes no
+ * ticket file. Read through the backend itself, not the document cache in
+ * front of it. */
+static void memory_store_loads_what_the_files_give(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	char *dir = t_tmpdir("store-mem-files");
+	struct csa_ws *files = NULL;
+	if (csa_ws_init(dir, &err) || csa_ws_open_scratch(dir, &files, &err))
+		fail_msg("%s", err.msg);
+	struct fx ff = {.dir = dir, .ws = files};
+	struct fx *both[2] = {&ff, f};
+	/* the commits' stamps from a pinned clock, the same on both */
+	setenv("CSA_FAKE_NOW_MS", "1795734186123", 1);
+	for (int w = 0; w < 2; w++) {
+		struct csa_ticket tk;
+		assert_int_equal(build(both[w],
+		                       "{\"ticket_id\": \"R1\", \"messages\": [{\"message_id\": "
+		                       "\"m-1\", \"content\": "
+		                       "\"caf\u00e9 \\\"x\\\"\"}]}",
+		                       &tk, &err),
+		                 0);
+		json_t *meta = json_object_get(json_array_get(json_object_get(tk.e, "messages"), 0),
+		                               "metadata");
+		json_object_set_new(meta, "platform_specific",
+		                    json_pack("{s:[f, f, f, f, f], s:I}", "reals", 0.1, 1.0 / 3,
+		                              2.0 / 3 * 1e-5, -0.0, 0.99999999999, "big",
+		                              (json_int_t)9007199254740993LL));
+		assert_int_equal(csa_store_commit(both[w]->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+		struct addc c = {both[w]->ws, "second", "m-2"};
+		assert_int_equal(csa_store_update(both[w]->ws->store, "R1", 0, add_fn, &c, &err),
+		                 0);
+		/* a commit of T alone: E and I keep the bytes they were loaded with */
+		assert_int_equal(both[w]->ws->store->ops->load(both[w]->ws->store, "R1", &tk, &err),
+		                 0);
+		json_object_set_new(tk.t, "assigned_member", json_string("kim"));
+		json_object_set_new(tk.e, "conversation_status", json_string("resolved"));
+		assert_int_equal(csa_store_commit(both[w]->ws->store, &tk, CSA_DOC_T, &err), 0);
+		csa_ticket_release(&tk);
+	}
+	unsetenv("CSA_FAKE_NOW_MS");
+	struct csa_ticket a, b;
+	assert_int_equal(files->store->ops->load(files->store, "R1", &a, &err), 0);
+	assert_int_equal(f->ws->store->ops->load(f->ws->store, "R1", &b, &err), 0);
+	assert_int_equal(a.exists, b.exists);
+	json_t *da[3] = {a.e, a.i, a.t}, *db[3] = {b.e, b.i, b.t};
+	for (int k = 0; k < 3; k++) {
+		size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17);
+		char *sa = json_dumps(da[k], flags), *sb = json_dumps(db[k], flags);
+		assert_string_equal(sa, sb);
+		free(sa);
+		free(sb);
+		assert_int_equal(a.loaded_len[k], b.loaded_len[k]);
+		assert_memory_equal(a.loaded[k], b.loaded[k], a.loaded_len[k]);
+	}
+	assert_string_equal(csa_json_str(b.e, "conversation_status"), "active");
+	assert_int_equal(json_array_size(json_object_get(b.e, "messages")), 2);
+	/* what the reals read back as, not what was committed */
+	double third = json_real_value(json_array_get(
+	    json_object_get(
+	        json_object_get(json_object_get(json_array_get(json_object_get(b.e, "messages"), 0),
+	                                        "metadata"),
+	                        "platform_specific"),
+	        "reals"),
+	    1));
+	assert_true(third != 1.0 / 3 && fabs(third - 1.0 / 3) < 1e-10);
+	csa_ticket_release(&a);
+	csa_ticket_release(&b);
+	/* one document alone reads as the same */
+	json_t *t = NULL;
+	assert_int_equal(csa_store_load_doc(f->ws->store, "R1", CSA_DOC_T, &t, &err), 0);
+	assert_string_equal(csa_json_str(t, "assigned_member"), "kim");
+	json_decref(t);
+	char tickets[4200];
+	snprintf(tickets, sizeof(tickets), "%s/Tickets", f->dir);
+	assert_int_equal(files_in(tickets), 0);
+	snprintf(tickets, sizeof(tickets), "%s/Tickets", dir);
+	assert_int_equal(files_in(tickets), 3);
+	csa_ws_close(files);
+	t_rmrf(dir);
+	free(dir);
+}
+
+/* A document over the size limit is refused, as by the mesh, and nothing
+ * is stored. */
+static void memory_store_keeps_the_limits(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_ticket tk;
+	limit(f, "max_document_bytes", 2000);
+	assert_int_equal(build(f, "{\"ticket_id\": \"L1\"}", &tk, &err), 0);
+	char big[3000];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	json_object_set_new(tk.t, "assigned_member", json_string(big));
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), CSA_ELIMIT);
+	assert_non_null(strstr(err.msg, "T_L1.json would be"));
+	assert_false(exists(f, "L1"));
+	csa_ticket_release(&tk);
+}
+
+struct mem_writer {
+	struct csa_ws *ws;
+	int id, rc;
+};
+
+static void *mem_write(void *arg)
+{
+	struct mem_writer *w = arg;
+	struct csa_err err = {0};
+	for (int k = 0; k < 25 && w->rc == CSA_OK; k++) {
+		char mid[32];
+		snprintf(mid, sizeof(mid), "w%d-%d", w->id, k);
+		struct addc c = {w->ws, mid, mid};
+		w->rc = csa_store_update(w->ws->store, "W1", 0, add_fn, &c, &err);
+	}
+	return NULL;
+}
+
+/* Threads updating one ticket each hold its lock from load to commit:
+ * none of their messages is lost. Every commit is this handle's (there
+ * is no other), so the stamp moves and says so; nothing outlives the
+ * process, so there is no position to save an index under. */
+static void memory_store_threads_lose_nothing(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	struct csa_ticket tk;
+	assert_int_equal(build(f, "{\"ticket_id\": \"W1\"}", &tk, &err), 0);
+	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+	csa_ticket_release(&tk);
+	int own = 0;
+	csa_store_mark(f->ws->store, CSA_MARK_SEARCH);
+	uint64_t s0 = csa_store_stamp(f->ws->store, CSA_MARK_SEARCH, &own);
+	struct mem_writer w[4];
+	pthread_t th[4];
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct mem_writer){f->ws, i, CSA_OK};
+		assert_int_equal(pthread_create(&th[i], NULL, mem_write, &w[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(w[i].rc, 0);
+	}
+	assert_int_equal(f->ws->store->ops->load(f->ws->store, "W1", &tk, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(tk.e, "messages")), 100);
+	csa_ticket_release(&tk);
+	uint64_t s1 = csa_store_stamp(f->ws->store, CSA_MARK_SEARCH, &own);
+	assert_true(s1 != s0);
+	assert_true(own);
+	assert_int_equal(csa_store_position(f->ws->store), 0);
+	struct csa_store_stats stats;
+	csa_store_stats(f->ws->store, &stats);
+	assert_int_equal(stats.commits, 101);
+}
+
 /* The store's contract, on whichever backend 'setup' opens. */
 #define CONTRACT_TESTS(setup)                                                                      \
 	cmocka_unit_test_setup_teardown(commit_load_scan, setup, teardown),                        \
@@ -1796,6 +1994,25 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(verify_reports_loose_modes, setup, teardown),
 	};
 	int failed = cmocka_run_group_tests_name("store (file mesh)", tests, NULL, NULL);
+
+	/* The contract in one process: the tests of other processes (a killed
+	 * locker, writers in several processes, another handle's commits) do
+	 * not apply to a store that lives in one process's memory. */
+	const struct CMUnitTest mem_tests[] = {
+	    cmocka_unit_test_setup_teardown(commit_load_scan, setup_mem, teardown),
+	    cmocka_unit_test_setup_teardown(unnamed_documents_keep_their_bytes, setup_mem,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(ids_sig_and_one_document, setup_mem, teardown),
+	    cmocka_unit_test_setup_teardown(group_commit_is_all_or_nothing, setup_mem, teardown),
+	    cmocka_unit_test_setup_teardown(locks_exclude_one_ticket_only, setup_mem, teardown),
+	    cmocka_unit_test_setup_teardown(documents_are_named_safely_and_replaced_whole,
+	                                    setup_mem, teardown),
+	    cmocka_unit_test_setup_teardown(memory_store_loads_what_the_files_give, setup_mem,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(memory_store_keeps_the_limits, setup_mem, teardown),
+	    cmocka_unit_test_setup_teardown(memory_store_threads_lose_nothing, setup_mem, teardown),
+	};
+	failed += cmocka_run_group_tests_name("store (memory)", mem_tests, NULL, NULL);
 
 	/* the same contract on PostgreSQL: a server that cannot start is a
 	 * failure with its reason, never a skip */

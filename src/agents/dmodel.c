@@ -191,6 +191,15 @@ int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct cs
                      size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
                      struct csa_heldout *heldout, struct csa_err *err)
 {
+	return csa_dmodel_train_memo(labels, n_labels, rows, n_rows, holdout, seed, NULL, out,
+	                             heldout, err);
+}
+
+int csa_dmodel_train_memo(const char *const *labels, size_t n_labels, const struct csa_drow *rows,
+                          size_t n_rows, unsigned holdout, unsigned seed,
+                          struct csa_feat_memo *memo, struct csa_dmodel **out,
+                          struct csa_heldout *heldout, struct csa_err *err)
+{
 	struct csa_example *tr = calloc(n_rows ? n_rows : 1, sizeof(*tr));
 	struct csa_example *ho = calloc(n_rows ? n_rows : 1, sizeof(*ho));
 	size_t ntr = 0, nho = 0;
@@ -223,6 +232,7 @@ int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct cs
 	 * four models of a workspace small without losing accuracy. */
 	o.feat.bits = n_labels <= 8 ? 18 : 17;
 	o.hidden = csa_train_default_hidden(n_labels);
+	o.memo = memo;
 	struct csa_dmodel *m = calloc(1, sizeof(*m));
 	if (!m) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory training");

@@ -89,6 +89,15 @@ int csa_dmodel_train(const char *const *labels, size_t n_labels, const struct cs
                      size_t n_rows, unsigned holdout, unsigned seed, struct csa_dmodel **out,
                      struct csa_heldout *heldout, struct csa_err *err);
 
+/* The same, the texts' features taken from 'memo' (model/featmemo.h;
+ * borrowed, may be NULL) where an earlier training extracted them: the
+ * same model. */
+struct csa_feat_memo;
+int csa_dmodel_train_memo(const char *const *labels, size_t n_labels, const struct csa_drow *rows,
+                          size_t n_rows, unsigned holdout, unsigned seed,
+                          struct csa_feat_memo *memo, struct csa_dmodel **out,
+                          struct csa_heldout *heldout, struct csa_err *err);
+
 /* Keep a model's held-out measurement beside it ("models/<type>.heldout.json":
  * {"decision_type", "correct", "n", "accuracy", "trained_rows", "trained_at"}),
  * the evidence of its accuracy the PHASE_1 gate reads; and read it back

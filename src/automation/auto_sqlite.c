@@ -75,6 +75,12 @@ static const char schema_sql[] =
      * made every gate sort the scope (replaced, 0.9) */
     "DROP INDEX IF EXISTS decisions_scope;"
     "CREATE INDEX IF NOT EXISTS decisions_gate ON decisions(type, segment, phase, created_ms);"
+    /* a segment's gate reads its 500 newest decisions in the phase every
+     * tick: with what it sums in the index it reads no row of the table
+     * (a lookup per row was most of a tick, issue 21). Its own index, so
+     * that every other statement keeps the plan and row order it had. */
+    "CREATE INDEX IF NOT EXISTS decisions_gate_sums ON decisions(type, segment, phase,"
+    " created_ms, autonomous, final, correct, decision_ms, critical, value);"
     "CREATE INDEX IF NOT EXISTS decisions_phase ON decisions(phase, created_ms);"
     /* the PHASE_1 baseline from the reviewed decisions alone, without
      * reading the table; written at review time, not per decision */
@@ -90,8 +96,14 @@ static const char schema_sql[] =
      * newest decisions are read through decisions_gate, in its phase
      * (decisions_new_seg dropped, 0.9) */
     "DROP INDEX IF EXISTS decisions_new_seg;"
-    "CREATE INDEX IF NOT EXISTS decisions_rev_type ON decisions(type, reviewed_ms, autonomous,"
-    " correct, confidence, review_weight) WHERE final IS NOT NULL;"
+    /* the monitor reads a type's 5,000 newest reviews and keeps the
+     * autonomous ones since its evidence began: created_ms in the index
+     * spares it a lookup of each row in the table (decisions_rev_type
+     * without it replaced, issue 21). Rows equal in every other column
+     * read back the same, so no query sees another order of values. */
+    "DROP INDEX IF EXISTS decisions_rev_type;"
+    "CREATE INDEX IF NOT EXISTS decisions_rev_type_c ON decisions(type, reviewed_ms, autonomous,"
+    " correct, confidence, review_weight, created_ms) WHERE final IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS decisions_rev_seg ON decisions(type, segment, reviewed_ms,"
     " autonomous, correct, confidence, review_weight) WHERE final IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -372,11 +384,15 @@ static int sq_scope_metrics(struct auto_store *s, const char *type, const char *
 	    " sum(coalesce(decision_ms, 0)),"
 	    " sum(autonomous = 1 AND correct = 0 AND (critical = 1 OR (type = 'strategy' AND"
 	    " value = 'AUTOMATED_RESOLUTION'))), min(created_ms), max(created_ms)"
-	    " FROM (SELECT * FROM decisions WHERE phase = ?1 AND %s created_ms > ?5"
+	    " FROM (SELECT %s FROM decisions WHERE phase = ?1 AND %s created_ms > ?5"
 	    " ORDER BY created_ms DESC LIMIT ?4)";
-	/* one statement per kind of scope, so that each can use its index */
+	/* one statement per kind of scope, so that each can use its index; a
+	 * segment's names the columns it sums, all in decisions_gate_sums */
 	char q[1200];
 	snprintf(q, sizeof(q), sql,
+	         segment
+	             ? "type, created_ms, autonomous, final, correct, decision_ms, critical, value"
+	             : "*",
 	         segment ? "type = ?2 AND segment = ?3 AND"
 	         : type  ? "type = ?2 AND"
 	                 : "");
@@ -511,48 +527,70 @@ static int list_rows(struct auto_store *s, const char *sql, const char *type, co
 	return step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
 }
 
+/* The first (type, segment) pair of 'sql' (bound to p1, p2 when not NULL)
+ * into *pair, as [type, segment] (NULL when there is none); the step's
+ * result, or SQLITE_NOMEM. A statement with one column gives the segment
+ * of type p1. */
+static int pair_of(struct auto_store *s, const char *sql, const char *p1, const char *p2,
+                   json_t **pair)
+{
+	sqlite3_stmt *st;
+	*pair = NULL;
+	int step = prep(s, sql, -1, &st, NULL);
+	if (step != SQLITE_OK)
+		return step;
+	if (p1)
+		sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+	if (p2)
+		sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
+	if ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		int two = sqlite3_column_count(st) == 2;
+		const char *t = two ? (const char *)sqlite3_column_text(st, 0) : p1,
+		           *g = (const char *)sqlite3_column_text(st, two);
+		if (!(*pair = json_pack("[s, s]", t ? t : "", g ? g : "")))
+			step = SQLITE_NOMEM;
+	}
+	unprep(s, st);
+	return step;
+}
+
 /*
  * Every (type, segment) of the decision log, sorted, as [type, segment]
- * arrays: one seek of decisions_gate per pair, from each pair to the next
- * one above it, instead of "SELECT DISTINCT", which read the whole index
+ * arrays: from each pair to the next one above it with one seek of
+ * decisions_gate, instead of "SELECT DISTINCT", which read the whole index
  * on every tick of the controller (a replay's decision log grows by three
- * rows a ticket, and it ticks every 25 tickets). The pairs and their order
- * are those of that scan, which ran over the same index.
+ * rows a ticket, and it ticks every 25 tickets). The next pair is the next
+ * segment of the same type, or else the first pair of the next type: two
+ * statements, as a row value, "(type, segment) > (?1, ?2)", seeks to the
+ * type only and then steps over every row of the segments below, which
+ * was the whole index again over one tick. The pairs and their order are
+ * those of that scan, which ran over the same index.
  */
 static int segment_pairs(struct auto_store *s, const char *what, json_t **out, struct csa_err *err)
 {
-	/* two statements: a condition that is sometimes true on its own
-	 * ("?1 IS NULL OR ...") would keep SQLite from seeking */
 	static const char *const first =
 	    "SELECT type, segment FROM decisions ORDER BY type, segment LIMIT 1";
-	static const char *const next =
-	    "SELECT type, segment FROM decisions WHERE (type, segment) >"
-	    " (?1, ?2) ORDER BY type, segment LIMIT 1";
+	static const char *const next_segment =
+	    "SELECT segment FROM decisions WHERE type = ?1 AND segment > ?2"
+	    " ORDER BY segment LIMIT 1";
+	static const char *const next_type =
+	    "SELECT type, segment FROM decisions WHERE type > ?1 ORDER BY type, segment LIMIT 1";
 	*out = json_array();
 	int step = SQLITE_DONE;
 	for (const json_t *last = NULL;;) {
-		sqlite3_stmt *st;
-		if (prep(s, last ? next : first, -1, &st, NULL) != SQLITE_OK)
-			return sq_error(s, err, what);
-		if (last) {
-			sqlite3_bind_text(st, 1, json_string_value(json_array_get(last, 0)), -1,
-			                  SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, json_string_value(json_array_get(last, 1)), -1,
-			                  SQLITE_STATIC);
-		}
 		json_t *pair = NULL;
-		if ((step = sqlite3_step(st)) == SQLITE_ROW) {
-			const char *t = (const char *)sqlite3_column_text(st, 0),
-			           *g = (const char *)sqlite3_column_text(st, 1);
-			pair = json_pack("[s, s]", t ? t : "", g ? g : "");
-		}
-		unprep(s, st);
+		const char *t = last ? json_string_value(json_array_get(last, 0)) : NULL,
+		           *g = last ? json_string_value(json_array_get(last, 1)) : NULL;
+		if (!last)
+			step = pair_of(s, first, NULL, NULL, &pair);
+		else if ((step = pair_of(s, next_segment, t, g, &pair)) == SQLITE_DONE)
+			step = pair_of(s, next_type, t, NULL, &pair);
 		if (!pair)
 			break;
 		json_array_append_new(*out, pair);
 		last = pair;
 	}
-	if (step == SQLITE_ROW)
+	if (step == SQLITE_NOMEM || !*out)
 		return csa_error(err, CSA_ENOMEM, "'%s': %s: out of memory", s->path, what);
 	return step == SQLITE_DONE ? CSA_OK : sq_error(s, err, what);
 }
@@ -1408,14 +1446,17 @@ static int sq_settle_claim(struct auto_store *s, int64_t task_id, const char *de
 
 /* ---- open and close ------------------------------------------------------------ */
 
-static int sq_open(const char *path, struct auto_store **out, struct csa_err *err)
+/* automation.db at 'path', or, 'in_memory', a database of this process
+ * alone with the same schema, its state.json and rollback points still
+ * beside 'path'. */
+static int sq_open_at(const char *path, int in_memory, struct auto_store **out, struct csa_err *err)
 {
 	struct auto_store *s = calloc(1, sizeof(*s));
 	*out = s;
 	if (!s)
 		return csa_error(err, CSA_ENOMEM, "out of memory opening '%s'", path);
 	pthread_mutex_init(&s->stmt_mu, NULL);
-	snprintf(s->path, sizeof(s->path), "%s", path);
+	snprintf(s->path, sizeof(s->path), "%s%s", path, in_memory ? " (in memory)" : "");
 	const char *slash = strrchr(path, '/');
 	snprintf(s->root, sizeof(s->root), "%.*s", slash ? (int)(slash - path + 1) : 0, path);
 	snprintf(s->state_path, sizeof(s->state_path), "%sautomation/state.json", s->root);
@@ -1425,16 +1466,28 @@ static int sq_open(const char *path, struct auto_store **out, struct csa_err *er
 	snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(s->state_path, '/') - s->state_path),
 	         s->state_path);
 	int rc = csa_fs_mkdirs(dir, err);
-	if (rc || (rc = csa_fs_create_private(path, err)))
+	if (rc || (!in_memory && (rc = csa_fs_create_private(path, err))))
 		return rc;
-	if (sqlite3_open_v2(path, &s->db,
+	/* in memory, "PRAGMA journal_mode=WAL" of the schema leaves it
+	 * "memory": there is no file to log to */
+	if (sqlite3_open_v2(in_memory ? ":memory:" : path, &s->db,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK || add_columns(s->db) != SQLITE_OK ||
 	    sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
-		return csa_error(err, CSA_EIO, "cannot open '%s': %s", path,
+		return csa_error(err, CSA_EIO, "cannot open '%s': %s", s->path,
 		                 s->db ? sqlite3_errmsg(s->db) : "out of memory");
-	return csa_walckpt_start(s->db, path, 1000, &s->ckpt, err);
+	return in_memory ? CSA_OK : csa_walckpt_start(s->db, path, 1000, &s->ckpt, err);
+}
+
+static int sq_open(const char *path, struct auto_store **out, struct csa_err *err)
+{
+	return sq_open_at(path, 0, out, err);
+}
+
+int auto_sqlite_open_memory(const char *path, struct auto_store **out, struct csa_err *err)
+{
+	return sq_open_at(path, 1, out, err);
 }
 
 static void sq_close(struct auto_store *s)

@@ -288,6 +288,14 @@ struct auto_store_ops {
 /* The SQLite backend (auto_sqlite.c): open's 'path' is automation.db. */
 extern const struct auto_store_ops auto_sqlite_ops;
 
+/* The SQLite store of a workspace nothing of which outlives the process
+ * (a replay's without --workdir, ws->memory): the same schema, statements
+ * and so the same answers as automation.db at 'path', in a database in
+ * this process's memory, so that no commit writes a page to a file; its
+ * state.json and rollback points are files beside 'path' as usual. Closed
+ * with auto_sqlite_ops.close. */
+int auto_sqlite_open_memory(const char *path, struct auto_store **out, struct csa_err *err);
+
 /* The PostgreSQL backend (auto_pg.c): the tables csa_auto_* of a database
  * shared by every node. auto_pg_open() borrows the workspace's pool 'pg'
  * (it must outlive the store; *out is closed with ops->close, also after

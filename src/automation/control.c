@@ -270,7 +270,8 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	} else {
 		csa_ws_path(ws, "automation.db", a->db_path, sizeof(a->db_path));
 		a->ops = &auto_sqlite_ops;
-		if ((rc = a->ops->open(a->db_path, &a->store, err)))
+		if ((rc = ws->memory ? auto_sqlite_open_memory(a->db_path, &a->store, err)
+		                     : a->ops->open(a->db_path, &a->store, err)))
 			goto fail;
 	}
 	rc = a->ops->load_phases(a->store, &a->state, err);

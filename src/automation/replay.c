@@ -540,8 +540,12 @@ static int open_replay(struct replay *r, struct csa_err *err)
 {
 	const struct csa_replay_opts *o = r->o;
 	int rc = setup_workspace(o, &r->s, r->dir, sizeof(r->dir), err);
+	/* A --workdir is kept, to be served or looked into afterwards, so its
+	 * tickets go to its files; a workspace removed at the end keeps them
+	 * in memory (the same commits and loads, no file written): the report
+	 * is the same either way. */
 	if (rc == CSA_OK)
-		rc = csa_ws_open_scratch(r->dir, &r->ws, err);
+		rc = (o->workdir ? csa_ws_open_scratch : csa_ws_open_memory)(r->dir, &r->ws, err);
 	for (size_t i = 0; rc == CSA_OK && i < o->bootstrap; i++) {
 		struct csa_ticket tk;
 		const struct csa_config *cfg = csa_ws_config(r->ws);

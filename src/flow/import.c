@@ -10,6 +10,7 @@
 #include "flow/lifecycle.h"
 #include "flow/online.h"
 #include "flow/pipeline.h"
+#include "model/featmemo.h"
 #include "search/search.h"
 #include "store/learnlog.h"
 #include "store/schema.h"
@@ -394,6 +395,7 @@ struct train_job {
 	const char *(*fp)[16];
 	size_t nr;
 	unsigned seed;
+	struct csa_feat_memo *memo; /* borrowed, may be NULL */
 	int skip; /* not decided by this workspace, or too few human decisions */
 	struct csa_dmodel *m;
 	struct csa_heldout ho; /* measured on the rows held out */
@@ -410,8 +412,8 @@ struct train_jobs {
 static void train_one(struct train_job *j)
 {
 	int64_t t0 = csa_mono_ns();
-	j->rc = csa_dmodel_train(j->labels, j->nl, j->rows, j->nr, 5, j->seed, &j->m, &j->ho,
-	                         &j->err);
+	j->rc = csa_dmodel_train_memo(j->labels, j->nl, j->rows, j->nr, 5, j->seed, j->memo, &j->m,
+	                              &j->ho, &j->err);
 	j->seconds = (double)(csa_mono_ns() - t0) / 1e9;
 }
 
@@ -433,7 +435,8 @@ static void *train_worker(void *arg)
  * cores, then saved and reported in type order as one after the other
  * would be: the same files, the first failure in type order returned. */
 static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed,
-                      int64_t covers, json_t **report, struct csa_err *err)
+                      int64_t covers, struct csa_feat_memo *memo, json_t **report,
+                      struct csa_err *err)
 {
 	const struct csa_config *cfg = csa_ws_config(ws);
 	int rc = CSA_OK;
@@ -462,6 +465,7 @@ static int train_rows(struct csa_ws *ws, struct row **v, size_t n, unsigned seed
 		struct train_job *j = &js.job[t];
 		j->type = t;
 		j->seed = seed;
+		j->memo = memo;
 		j->nl = csa_import_labels(cfg, (enum csa_dtype)t, j->labels, 1024);
 		j->rows = calloc(n ? n : 1, sizeof(*j->rows));
 		j->fp = calloc(n ? n : 1, sizeof(*j->fp));
@@ -558,14 +562,14 @@ static int covered_position(struct csa_ws *ws, int64_t *covers, struct csa_err *
 
 /* Pointers to the rows of 'c', for train_rows() to shuffle. */
 static int train_collected(struct csa_ws *ws, struct collect *c, unsigned seed, int64_t covers,
-                           json_t **report, struct csa_err *err)
+                           struct csa_feat_memo *memo, json_t **report, struct csa_err *err)
 {
 	struct row **v = malloc((c->n ? c->n : 1) * sizeof(*v));
 	if (!v)
 		return csa_error(err, CSA_ENOMEM, "out of memory training");
 	for (size_t i = 0; i < c->n; i++)
 		v[i] = &c->v[i];
-	int rc = train_rows(ws, v, c->n, seed, covers, report, err);
+	int rc = train_rows(ws, v, c->n, seed, covers, memo, report, err);
 	free(v);
 	return rc;
 }
@@ -578,7 +582,7 @@ int csa_import_train(struct csa_ws *ws, unsigned seed, json_t **report, struct c
 	if (rc == CSA_OK)
 		rc = collect_all(ws, &c, err);
 	if (rc == CSA_OK)
-		rc = train_collected(ws, &c, seed, covers, report, err);
+		rc = train_collected(ws, &c, seed, covers, NULL, report, err);
 	rows_free(&c);
 	return rc;
 }
@@ -593,6 +597,10 @@ struct csa_train_cache {
 	char **noted;        /* ids committed since the last training */
 	size_t nnoted, capnoted;
 	int lost; /* a note could not be kept: collect everything again */
+	/* the rows' texts' features, extracted once while the text is the
+	 * same (a row's text is kept as long as its ticket is not committed
+	 * again, and training extracted it for every type, every time) */
+	struct csa_feat_memo *memo;
 };
 
 static void cache_on_commit(void *ctx, struct csa_ticket *const *tks, size_t n)
@@ -625,9 +633,14 @@ int csa_train_cache_new(struct csa_ws *ws, struct csa_train_cache **out, struct 
 		return csa_error(err, CSA_ENOMEM, "out of memory for the training cache");
 	tc->ws = ws;
 	tc->rows.ws = ws;
+	if (!(tc->memo = csa_feat_memo_new())) {
+		free(tc);
+		return csa_error(err, CSA_ENOMEM, "out of memory for the training cache");
+	}
 	pthread_mutex_init(&tc->mu, NULL);
 	if (csa_store_observe(ws->store, cache_on_commit, tc)) {
 		pthread_mutex_destroy(&tc->mu);
+		csa_feat_memo_free(tc->memo);
 		free(tc);
 		return csa_error(err, CSA_ELIMIT, "too many observers of the store for the "
 		                                  "training cache");
@@ -646,6 +659,7 @@ void csa_train_cache_free(struct csa_train_cache *tc)
 		free(tc->noted[i]);
 	free(tc->noted);
 	pthread_mutex_destroy(&tc->mu);
+	csa_feat_memo_free(tc->memo);
 	free(tc);
 }
 
@@ -743,7 +757,9 @@ int csa_import_train_cached(struct csa_train_cache *tc, unsigned seed, json_t **
 		free(noted[i]);
 	free(noted);
 	tc->collected = rc == CSA_OK;
+	/* texts this training does not ask for are let go */
+	csa_feat_memo_round(tc->memo);
 	if (rc == CSA_OK)
-		rc = train_collected(tc->ws, &tc->rows, seed, covers, report, err);
+		rc = train_collected(tc->ws, &tc->rows, seed, covers, tc->memo, report, err);
 	return rc;
 }

@@ -23,6 +23,8 @@
 
 struct csa_linear;
 
+struct csa_feat_memo;
+
 struct csa_train_opts {
 	struct csa_feat_opts feat;
 	unsigned epochs;
@@ -46,6 +48,9 @@ struct csa_train_opts {
 	 * boundary instead of stopping just past it; better accuracy and
 	 * confidence ranking on unseen text. 0: plain softmax. */
 	double margin;
+	/* Texts' features remembered from earlier trainings (borrowed; NULL:
+	 * none): the same vectors, extracted once while a text is in use. */
+	struct csa_feat_memo *memo;
 };
 
 /* Defaults that work for short support texts. */

@@ -293,6 +293,13 @@ int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t le
 	if (rc)
 		return rc;
 	l2_normalize(v);
+	return csa_text_features_extra(o, extra, n_extra, v);
+}
+
+int csa_text_features_extra(const struct csa_feat_opts *o, const char *const *extra, size_t n_extra,
+                            struct csa_fvec *v)
+{
+	int rc = CSA_OK;
 	uint32_t mask = (1u << o->bits) - 1;
 	for (size_t k = 0; k < n_extra && rc == CSA_OK; k++)
 		rc = push(v, fnv(extra[k], strlen(extra[k]), 99) & mask, o->extra_weight);

@@ -51,4 +51,12 @@ size_t csa_text_normalize(const char *text, size_t len, char *out);
 int csa_text_features(const struct csa_feat_opts *o, const char *text, size_t len,
                       const char *const *extra, size_t n_extra, struct csa_fvec *v);
 
+/* What csa_text_features() appends to the text's features: the structured
+ * features 'extra', each of weight o->extra_weight, appended to v. Its
+ * text features with n_extra 0, then this, are csa_text_features()'s
+ * vector (model/featmemo.h keeps the first between trainings). 0 or
+ * CSA_ENOMEM. */
+int csa_text_features_extra(const struct csa_feat_opts *o, const char *const *extra, size_t n_extra,
+                            struct csa_fvec *v);
+
 #endif

@@ -1,5 +1,6 @@
 /* Backend-independent store helpers. */
 #include "store/store.h"
+#include "base/jdump.h"
 #include "store/schema.h"
 #include "store/store_internal.h"
 
@@ -109,13 +110,13 @@ int csa_ticket_prepare_commit(struct csa_ticket *tk, unsigned docs, const char *
 		if ((rc = csa_schema_check((enum csa_doc_kind)k, tk->id, d[k], err)) ||
 		    (rc = csa_schema_check_limits((enum csa_doc_kind)k, tk->id, d[k], lim, err)))
 			goto fail;
-		char *s = json_dumps(d[k], JSON_COMPACT | JSON_PRESERVE_ORDER |
-		                               JSON_REAL_PRECISION(CSA_STORE_REAL_PRECISION));
+		/* json_dumps()'s bytes (JSON_COMPACT | JSON_PRESERVE_ORDER), in a
+		 * fraction of its time: every commit serialises T again */
+		char *s = csa_jdump_compact(d[k], CSA_STORE_REAL_PRECISION, &len[k]);
 		if (!s) {
 			rc = csa_error(err, CSA_ENOMEM, "cannot serialize ticket '%s'", tk->id);
 			goto fail;
 		}
-		len[k] = strlen(s);
 		out[k] = s;
 		if (len[k] > lim->max_document_bytes) {
 			rc = csa_error(err, CSA_ELIMIT,

@@ -2,6 +2,7 @@
 #include "store/ws.h"
 #include "store/blobs.h"
 #include "store/learnlog.h"
+#include "store/memstore.h"
 #include "store/mesh.h"
 #include "store/pg.h"
 #include "store/store_pg.h"
@@ -386,20 +387,24 @@ int csa_ws_path(const struct csa_ws *ws, const char *rel, char *out, size_t outs
 /* Tickets whose documents a scratch workspace keeps in memory. */
 #define SCRATCH_CACHED_TICKETS 64
 
-/* How a workspace is opened: for work, to look at only (csa monitor), or
- * as a scratch workspace (the replay). */
-enum ws_mode { WS_NORMAL, WS_OBSERVE, WS_SCRATCH, WS_FILES };
+/* How a workspace is opened: for work, to look at only (csa monitor), as
+ * a scratch workspace (the replay) with its tickets in files or in
+ * memory. */
+enum ws_mode { WS_NORMAL, WS_OBSERVE, WS_SCRATCH, WS_FILES, WS_MEMORY };
 
 /* The ticket store's backend: PostgreSQL when DATABASE_URL is set in the
  * environment or store.url in csa.json (the environment wins), the file
- * mesh otherwise. A scratch workspace (the replay's) is always the mesh:
- * it is thrown away, never a team's database. With PostgreSQL the
+ * mesh otherwise. A scratch workspace (the replay's) is never a team's
+ * database, as it is thrown away: the mesh, or the memory store when
+ * nothing is to read its tickets after the process. With PostgreSQL the
  * workspace's pool (ws->pg) is opened first, migrating the schema (an
  * observer only checks it), and the store borrows it. */
 static int open_store(struct csa_ws *ws, enum ws_mode mode, struct csa_store **out,
                       struct csa_err *err)
 {
 	int observe = mode == WS_OBSERVE;
+	if (mode == WS_MEMORY)
+		return csa_memstore_open(ws, out, err);
 	if (mode != WS_SCRATCH && mode != WS_FILES) {
 		const char *env = getenv("DATABASE_URL");
 		const char *url = NULL, *source = NULL;
@@ -442,7 +447,8 @@ static int ws_open(const char *dir, enum ws_mode mode, struct csa_ws **out, stru
 	}
 	pthread_mutex_init(&ws->cfg_mu, NULL);
 	pthread_mutex_init(&ws->cfg_write_mu, NULL);
-	ws->scratch = mode == WS_SCRATCH;
+	ws->scratch = mode == WS_SCRATCH || mode == WS_MEMORY;
+	ws->memory = mode == WS_MEMORY;
 	int observe = mode == WS_OBSERVE;
 	struct csa_config cfg;
 	int rc = csa_config_load(path, &cfg, err);
@@ -516,6 +522,11 @@ int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *e
 int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err)
 {
 	return ws_open(dir, WS_SCRATCH, out, err);
+}
+
+int csa_ws_open_memory(const char *dir, struct csa_ws **out, struct csa_err *err)
+{
+	return ws_open(dir, WS_MEMORY, out, err);
 }
 
 int csa_ws_open_files(const char *dir, struct csa_ws **out, struct csa_err *err)

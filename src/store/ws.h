@@ -48,7 +48,12 @@ struct csa_ws {
 	struct csa_ws_cfg *cfg_now;
 	json_t *cfg_over; /* this process's overrides, merged over csa.json */
 	int phase_cap;    /* PHASE of the environment: 1..5, 0 for none */
-	int scratch;      /* opened with csa_ws_open_scratch(); set before the store opens */
+	/* opened with csa_ws_open_scratch() or _memory(); set before the
+	 * store opens */
+	int scratch;
+	/* opened with csa_ws_open_memory(): nothing of it is to outlive the
+	 * process, so the controller keeps its database in memory too */
+	int memory;
 	uint64_t cfg_version; /* the database's configuration document's, when
 	                       * published (under cfg_write_mu) */
 };
@@ -86,6 +91,18 @@ int csa_ws_open_observer(const char *dir, struct csa_ws **out, struct csa_err *e
  * process that reads between its own commits, never a team's workspace.
  */
 int csa_ws_open_scratch(const char *dir, struct csa_ws **out, struct csa_err *err);
+
+/*
+ * Open a scratch workspace whose tickets live in this process's memory
+ * only (store/memstore.h), for a replay whose workspace is removed when it
+ * ends: the same commits, checks and loads as csa_ws_open_scratch()'s
+ * files give, without writing a ticket file. The automation controller
+ * opened on it keeps its database in memory as well (ws->memory);
+ * everything else of the workspace (csa.json, models/, the ledger) is in
+ * 'dir' as usual. The tickets are gone when it is closed; csa_ws_close()
+ * as usual.
+ */
+int csa_ws_open_memory(const char *dir, struct csa_ws **out, struct csa_err *err);
 
 /* Is what the workspace's requests need there? CSA_OK for files; with
  * the database, one round trip to it (CSA_EBACKEND naming the server and
