@@ -57,13 +57,14 @@ case $PORT in '' | *[!0-9]*) die "-p wants a port number, not '$PORT'" ;; esac
 [ "$PORT" -ge 1024 ] && [ "$PORT" -le 65000 ] || die "-p: a port from 1024 to 65000, not $PORT"
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "$CSA" ]; then
+# only start runs csa; status and stop work from cluster.env and the pids
+if [ "$cmd" = start ] && [ -z "$CSA" ]; then
 	for c in "$here/build/csa" "$here/build-release/csa" "$(command -v csa 2>/dev/null || true)"; do
 		[ -n "$c" ] && [ -x "$c" ] && { CSA=$c; break; }
 	done
 	[ -n "$CSA" ] || die "no csa binary found: build it (make) or give -c PATH"
 fi
-CSA=$(cd "$(dirname "$CSA")" && pwd)/$(basename "$CSA")
+[ -z "$CSA" ] || CSA=$(cd "$(dirname "$CSA")" && pwd)/$(basename "$CSA")
 
 # as_pg CMD...: run a PostgreSQL binary as the postgres user when root
 as_pg() {
