@@ -2490,6 +2490,26 @@ static void the_configuration_is_shared_by_the_nodes(void **state)
 	unsetenv("DATABASE_URL");
 }
 
+/* Run 'sql' on 'c' (a statement that returns no rows). */
+static void sql_ok(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+}
+
+/* The two numbers the one row of 'sql' holds, as text. */
+static void two_counts(PGconn *c, const char *sql, char got[2][24])
+{
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	for (int k = 0; k < 2; k++)
+		snprintf(got[k], sizeof(got[k]), "%s", PQgetvalue(r, 0, k));
+	PQclear(r);
+}
+
 /* In the database a run's decision rows and its audit records are one
  * transaction: when the ledger refuses its records (a trigger here; a
  * full disk or a broken connection in life) the run's rows roll back with
@@ -2509,12 +2529,12 @@ static void decisions_and_their_audit_records_commit_together(void **state)
 		fail_msg("node: %s", err.msg);
 	PGconn *c = PQconnectdb(url);
 	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	PGresult *r = PQexec(c, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
-	                        " $$BEGIN RAISE EXCEPTION 'the ledger refuses'; END$$;"
-	                        " CREATE TRIGGER refuse BEFORE INSERT ON csa_ledger"
-	                        " FOR EACH ROW EXECUTE FUNCTION refuse()");
-	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-	PQclear(r);
+	static const char refuse[] = "CREATE TRIGGER refuse BEFORE INSERT ON csa_ledger"
+	                             " FOR EACH ROW EXECUTE FUNCTION refuse()";
+	sql_ok(c, "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+	          " $$BEGIN RAISE EXCEPTION 'the ledger refuses'; END$$");
+	sql_ok(c, refuse);
+	char got[2][24];
 	json_t *doc = json_pack("{s:s, s:s, s:[{s:s}]}", "ticket_id", "T_AUD", "client_name", "Ann",
 	                        "messages", "content", "charged twice"),
 	       *res = NULL;
@@ -2526,24 +2546,18 @@ static void decisions_and_their_audit_records_commit_together(void **state)
 	const char *count_rows = "SELECT (SELECT count(*) FROM csa_auto_decisions WHERE ticket_id ="
 	                         " 'T_AUD'), (SELECT count(*) FROM csa_ledger WHERE ticket_id ="
 	                         " 'T_AUD' AND line LIKE '%\"type\":\"decision\"%')";
-	r = PQexec(c, count_rows);
-	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-	assert_string_equal(PQgetvalue(r, 0, 0), "0");
-	assert_string_equal(PQgetvalue(r, 0, 1), "0");
-	PQclear(r);
+	two_counts(c, count_rows, got);
+	assert_string_equal(got[0], "0");
+	assert_string_equal(got[1], "0");
 
-	r = PQexec(c, "DROP TRIGGER refuse ON csa_ledger");
-	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-	PQclear(r);
+	sql_ok(c, "DROP TRIGGER refuse ON csa_ledger");
 	memset(&err, 0, sizeof(err));
 	if (csa_pipeline_ingest(n.p, doc, &res, &err))
 		fail_msg("ingest: %s", err.msg);
 	json_decref(res);
-	r = PQexec(c, count_rows);
-	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-	assert_true(atoi(PQgetvalue(r, 0, 0)) >= 1);
-	assert_string_equal(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
-	PQclear(r);
+	two_counts(c, count_rows, got);
+	assert_true(atoi(got[0]) >= 1);
+	assert_string_equal(got[0], got[1]);
 
 	/* a review likewise: refused with its record, the task stays open */
 	json_t *tasks = NULL;
@@ -2555,10 +2569,7 @@ static void decisions_and_their_audit_records_commit_together(void **state)
 	             json_object_get(json_array_get(tasks, 0), "labels"), 0)));
 	json_decref(tasks);
 	assert_true(task > 0);
-	r = PQexec(c, "CREATE TRIGGER refuse BEFORE INSERT ON csa_ledger"
-	              " FOR EACH ROW EXECUTE FUNCTION refuse()");
-	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-	PQclear(r);
+	sql_ok(c, refuse);
 	const char *count_reviews =
 	    "SELECT (SELECT count(*) FROM csa_auto_tasks WHERE ticket_id = 'T_AUD' AND status ="
 	    " 'done'), (SELECT count(*) FROM csa_ledger WHERE ticket_id = 'T_AUD' AND line LIKE"
@@ -2568,23 +2579,17 @@ static void decisions_and_their_audit_records_commit_together(void **state)
 	                     CSA_OK);
 	json_decref(out);
 	out = NULL;
-	r = PQexec(c, count_reviews);
-	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-	assert_string_equal(PQgetvalue(r, 0, 0), "0");
-	assert_string_equal(PQgetvalue(r, 0, 1), "0");
-	PQclear(r);
-	r = PQexec(c, "DROP TRIGGER refuse ON csa_ledger");
-	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-	PQclear(r);
+	two_counts(c, count_reviews, got);
+	assert_string_equal(got[0], "0");
+	assert_string_equal(got[1], "0");
+	sql_ok(c, "DROP TRIGGER refuse ON csa_ledger");
 	memset(&err, 0, sizeof(err));
 	if (csa_auto_review_decide(n.a, task, value, "kim", NULL, 1000, &out, &err))
 		fail_msg("review: %s", err.msg);
 	json_decref(out);
-	r = PQexec(c, count_reviews);
-	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-	assert_string_equal(PQgetvalue(r, 0, 0), "1");
-	assert_string_equal(PQgetvalue(r, 0, 1), "1");
-	PQclear(r);
+	two_counts(c, count_reviews, got);
+	assert_string_equal(got[0], "1");
+	assert_string_equal(got[1], "1");
 
 	json_t *rep = NULL;
 	assert_int_equal(csa_ledger_verify(csa_auto_ledger(n.a), &rep, &err), 0);

@@ -1030,25 +1030,36 @@ static long converge(struct pnode *n, const char *tag, const struct fingerprint 
 	return took;
 }
 
-/* Two nodes on one database and a third started later. */
-static void correction_on_one_node_teaches_the_others(void **state)
+/* 'n' node directories under a new temporary directory (returned, to
+ * free), on a schema of their own of the test server (DATABASE_URL set to
+ * it; the test unsets it), the database holding 150 tickets of history
+ * and the models trained on them. */
+static char *db_nodes(const char *schema, const char *tmp, int n, char dir[][700])
 {
-	(void)state;
 	char url[600], why[2000];
-	if (tpg_create_schema(g_pg, "online_nodes", url, sizeof(url), why, sizeof(why)))
+	if (tpg_create_schema(g_pg, schema, url, sizeof(url), why, sizeof(why)))
 		fail_msg("%s", why);
 	setenv("DATABASE_URL", url, 1);
-	char *base = t_tmpdir("online-pg");
-	char dir[3][700];
+	char *base = t_tmpdir(tmp);
 	struct csa_err err = {0};
-	for (int i = 0; i < 3; i++) {
-		snprintf(dir[i], sizeof(dir[i]), "%s/node%d", base, i);
+	for (int i = 0; i < n; i++) {
+		snprintf(dir[i], 700, "%s/node%d", base, i);
 		assert_int_equal(csa_ws_init(dir[i], &err), 0);
 	}
 	struct csa_ws *w;
 	assert_int_equal(csa_ws_open(dir[0], &w, &err), 0);
 	import_history(w, base, 150);
 	csa_ws_close(w);
+	return base;
+}
+
+/* Two nodes on one database and a third started later. */
+static void correction_on_one_node_teaches_the_others(void **state)
+{
+	(void)state;
+	char dir[3][700];
+	struct csa_err err = {0};
+	char *base = db_nodes("online_nodes", "online-pg", 3, dir);
 	struct pnode na, nb, nc;
 	pnode_open(dir[0], &na);
 	pnode_open(dir[1], &nb);
@@ -1265,21 +1276,9 @@ static size_t entries_of(struct csa_learnlog *l, const char *kind, int64_t *pos,
 static void retraining_is_not_taught_again(void **state)
 {
 	(void)state;
-	char url[600], why[2000];
-	if (tpg_create_schema(g_pg, "online_retrain", url, sizeof(url), why, sizeof(why)))
-		fail_msg("%s", why);
-	setenv("DATABASE_URL", url, 1);
-	char *base = t_tmpdir("online-retrain");
 	char dir[2][700];
 	struct csa_err err = {0};
-	for (int i = 0; i < 2; i++) {
-		snprintf(dir[i], sizeof(dir[i]), "%s/node%d", base, i);
-		assert_int_equal(csa_ws_init(dir[i], &err), 0);
-	}
-	struct csa_ws *w;
-	assert_int_equal(csa_ws_open(dir[0], &w, &err), 0);
-	import_history(w, base, 150);
-	csa_ws_close(w);
+	char *base = db_nodes("online_retrain", "online-retrain", 2, dir);
 	struct pnode na, nb;
 	pnode_open(dir[0], &na);
 	pnode_open(dir[1], &nb);

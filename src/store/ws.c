@@ -166,18 +166,29 @@ static int config_write(struct csa_ws *ws, const char *buf, size_t len, struct c
 	return csa_fs_write_atomic(path, buf, len, err);
 }
 
+/* The configuration document parsed (*doc a new reference), 'what' names
+ * it. The caller holds cfg_write_mu. */
+static int config_doc(struct csa_ws *ws, json_t **doc, uint64_t *version, char *what,
+                      size_t whatsz, struct csa_err *err)
+{
+	char *buf = NULL;
+	size_t len;
+	*doc = NULL;
+	int rc = config_read(ws, &buf, &len, version, what, whatsz, err);
+	if (rc == CSA_OK)
+		rc = csa_json_parse(buf, len, what, doc, err);
+	free(buf);
+	return rc;
+}
+
 /* The configuration document, this process's overrides and phase cap:
  * the configuration a reload publishes. The caller holds cfg_write_mu. */
 static int build(struct csa_ws *ws, struct csa_config *out, struct csa_err *err)
 {
-	char *buf = NULL, what[4200];
-	size_t len;
+	char what[4200];
 	uint64_t version;
-	json_t *doc = NULL;
-	int rc = config_read(ws, &buf, &len, &version, what, sizeof(what), err);
-	if (rc == CSA_OK)
-		rc = csa_json_parse(buf, len, what, &doc, err);
-	free(buf);
+	json_t *doc;
+	int rc = config_doc(ws, &doc, &version, what, sizeof(what), err);
 	memset(out, 0, sizeof(*out));
 	if (rc == CSA_OK && !(out->root = csa_config_defaults()))
 		rc = csa_error(err, CSA_ENOMEM, "out of memory reading %s", what);
@@ -354,16 +365,13 @@ int csa_ws_set_phase(struct csa_ws *ws, int phase, struct csa_err *err)
 	if (phase < 1 || phase > 5)
 		return csa_error(err, CSA_EINVAL, "phase must be 1..5, not %d", phase);
 	pthread_mutex_lock(&ws->cfg_write_mu);
-	char *buf = NULL, what[4200];
-	size_t len;
+	char what[4200];
 	uint64_t version;
-	json_t *doc = NULL;
-	int rc = config_read(ws, &buf, &len, &version, what, sizeof(what), err);
-	if (rc == CSA_OK)
-		rc = csa_json_parse(buf, len, what, &doc, err);
-	free(buf);
+	json_t *doc;
+	int rc = config_doc(ws, &doc, &version, what, sizeof(what), err);
 	if (rc == CSA_OK) {
 		char ph[8], *text = NULL;
+		size_t len;
 		snprintf(ph, sizeof(ph), "PHASE_%d", phase);
 		json_object_set_new(doc, "phase", json_string(ph));
 		if ((rc = csa_json_dump(doc, 1, &text, &len, err)) == CSA_OK)
