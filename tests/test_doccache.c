@@ -119,7 +119,8 @@ static void cached_load_is_what_the_files_give(void **state)
 	struct fx *f = *state;
 	struct csa_err err = {0};
 	assert_non_null(f->ws->store->docs);
-	assert_int_equal(csa_store_cache_docs(f->ws->store, 8), CSA_ESTATE);
+	/* asking again never shrinks it */
+	assert_int_equal(csa_store_cache_docs(f->ws->store, 8), CSA_OK);
 	struct csa_ticket tk;
 	build(f, "C1", awkward_values(), &tk);
 	assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
@@ -237,6 +238,36 @@ static void capacity_evicts_the_oldest(void **state)
 	}
 }
 
+/* Grown, it keeps as many tickets as asked: each one's entry is found
+ * (after others were taken, which moves entries around) and taken. */
+static void grown_cache_keeps_every_ticket(void **state)
+{
+	struct fx *f = *state;
+	struct csa_err err = {0};
+	char id[32];
+	assert_int_equal(csa_store_cache_docs(f->ws->store, 200), CSA_OK);
+	for (int i = 0; i < 150; i++) {
+		struct csa_ticket tk;
+		snprintf(id, sizeof(id), "G%03d", i);
+		build(f, id, json_pack("{s:f}", "i", i / 7.0), &tk);
+		assert_int_equal(csa_store_commit(f->ws->store, &tk, CSA_DOC_ALL, &err), 0);
+		csa_ticket_release(&tk);
+	}
+	for (int k = 0; k < 150; k++) {
+		int i = (k * 37) % 150; /* out of order: taking one moves another */
+		struct csa_ticket tk;
+		snprintf(id, sizeof(id), "G%03d", i);
+		assert_int_equal(csa_doccache_take(f->ws->store->docs, id, &tk), 1);
+		assert_string_equal(tk.id, id);
+		char written[32]; /* its number as the store writes it, 10 digits */
+		snprintf(written, sizeof(written), "%.10g", i / 7.0);
+		assert_true(json_real_value(json_object_get(free_form(tk.e), "i")) ==
+		            strtod(written, NULL));
+		csa_ticket_release(&tk);
+		assert_int_equal(csa_doccache_take(f->ws->store->docs, id, &tk), 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -246,6 +277,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(update_moves_documents_into_the_cache, setup, teardown),
 	    cmocka_unit_test_setup_teardown(capacity_evicts_the_oldest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(grown_cache_keeps_every_ticket, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

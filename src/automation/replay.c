@@ -557,7 +557,12 @@ static int open_replay(struct replay *r, struct csa_err *err)
 		}
 	}
 	/* every retraining reads again only the tickets committed since the
-	 * last one, not the whole history */
+	 * last one, not the whole history; the store keeps those tickets'
+	 * documents in memory, so that reading them back parses nothing */
+	size_t keep = (o->retrain < 2048 ? o->retrain : 2048) + 64; /* ~70 KB a ticket */
+	if (rc == CSA_OK && csa_store_cache_docs(r->ws->store, keep))
+		rc = csa_error(err, CSA_ENOMEM, "out of memory keeping %zu tickets for retraining",
+		               keep);
 	if (rc == CSA_OK)
 		rc = csa_train_cache_new(r->ws, &r->train, err);
 	json_t *tr = NULL;

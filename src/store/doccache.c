@@ -23,6 +23,7 @@
  * and the next load of the ticket reads the files unless a commit came in
  * between. Entries beyond the capacity go oldest first.
  */
+#include "base/hash.h"
 #include "store/schema.h"
 #include "store/store.h"
 #include "store/store_internal.h"
@@ -45,6 +46,11 @@ struct doc_entry {
 struct csa_doccache {
 	pthread_mutex_t mu;
 	struct doc_entry *e;
+	/* each entry's id hashed, in an array of its own: a lookup scans
+	 * these few bytes, not the entries, so that a cache of a thousand
+	 * tickets (a replay's retraining reads that many back) costs about
+	 * what one of sixty-four did */
+	uint64_t *hash;
 	size_t n, cap;
 	uint64_t clock;
 };
@@ -61,8 +67,9 @@ static void entry_release(struct doc_entry *d)
 /* The entry of 'id', or NULL. Caller holds mu. */
 static struct doc_entry *find(struct csa_doccache *c, const char *id)
 {
+	uint64_t h = csa_fnv1a_str(CSA_FNV_SEED, id);
 	for (size_t i = 0; i < c->n; i++)
-		if (strcmp(c->e[i].id, id) == 0)
+		if (c->hash[i] == h && strcmp(c->e[i].id, id) == 0)
 			return &c->e[i];
 	return NULL;
 }
@@ -71,7 +78,9 @@ static struct doc_entry *find(struct csa_doccache *c, const char *id)
 static void drop(struct csa_doccache *c, struct doc_entry *d)
 {
 	entry_release(d);
-	*d = c->e[--c->n];
+	c->n--;
+	c->hash[d - c->e] = c->hash[c->n];
+	*d = c->e[c->n];
 	memset(&c->e[c->n], 0, sizeof(c->e[c->n]));
 }
 
@@ -154,6 +163,7 @@ static void insert(struct csa_doccache *c, struct doc_entry *d)
 		drop(c, &c->e[old]);
 	}
 	d->used = ++c->clock;
+	c->hash[c->n] = csa_fnv1a_str(CSA_FNV_SEED, d->id);
 	c->e[c->n++] = *d;
 }
 
@@ -248,14 +258,35 @@ fail:
 int csa_doccache_new(size_t tickets, struct csa_doccache **out)
 {
 	struct csa_doccache *c = calloc(1, sizeof(*c));
-	if (!c || !(c->e = calloc(tickets ? tickets : 1, sizeof(*c->e)))) {
-		free(c);
+	if (!c)
+		return CSA_ENOMEM;
+	pthread_mutex_init(&c->mu, NULL);
+	if (csa_doccache_grow(c, tickets ? tickets : 1)) {
+		csa_doccache_free(c);
 		return CSA_ENOMEM;
 	}
-	c->cap = tickets ? tickets : 1;
-	pthread_mutex_init(&c->mu, NULL);
 	*out = c;
 	return CSA_OK;
+}
+
+int csa_doccache_grow(struct csa_doccache *c, size_t tickets)
+{
+	int rc = CSA_OK;
+	pthread_mutex_lock(&c->mu);
+	if (tickets > c->cap) {
+		struct doc_entry *e = realloc(c->e, tickets * sizeof(*e));
+		if (e)
+			c->e = e;
+		uint64_t *h = e ? realloc(c->hash, tickets * sizeof(*h)) : NULL;
+		if (h) {
+			c->hash = h;
+			c->cap = tickets;
+		} else {
+			rc = CSA_ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rc;
 }
 
 void csa_doccache_free(struct csa_doccache *c)
@@ -265,6 +296,7 @@ void csa_doccache_free(struct csa_doccache *c)
 	for (size_t i = 0; i < c->n; i++)
 		entry_release(&c->e[i]);
 	free(c->e);
+	free(c->hash);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }

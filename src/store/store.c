@@ -25,7 +25,7 @@ void csa_ticket_release(struct csa_ticket *tk)
 int csa_store_cache_docs(struct csa_store *st, size_t tickets)
 {
 	if (st->docs)
-		return CSA_ESTATE;
+		return csa_doccache_grow(st->docs, tickets);
 	return csa_doccache_new(tickets, &st->docs);
 }
 

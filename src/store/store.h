@@ -193,7 +193,9 @@ struct csa_store {
  * (store/doccache.c). Commits by another handle or process are not seen,
  * and a load of a kept ticket takes no lock: do not turn it on where
  * there are any. Call before commits start; csa_store_close() frees it.
- * CSA_ENOMEM, or CSA_ESTATE when it is on already.
+ * Called again, it keeps what it has and grows to 'tickets' (it never
+ * shrinks): a replay that reads back the last thousand tickets to retrain
+ * keeps that many. CSA_ENOMEM leaves it as it was.
  */
 int csa_store_cache_docs(struct csa_store *st, size_t tickets);
 
@@ -202,6 +204,7 @@ int csa_store_cache_docs(struct csa_store *st, size_t tickets);
  * it has none (0); and what commit of tks[0..n) of 'docs' did ('ok': it
  * succeeded). */
 int csa_doccache_new(size_t tickets, struct csa_doccache **out);
+int csa_doccache_grow(struct csa_doccache *c, size_t tickets);
 void csa_doccache_free(struct csa_doccache *c);
 int csa_doccache_take(struct csa_doccache *c, const char *id, struct csa_ticket *out);
 void csa_doccache_committed(struct csa_doccache *c, struct csa_ticket *const *tks, size_t n,
