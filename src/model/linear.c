@@ -189,18 +189,19 @@ static void prefetch_row(const float *row, size_t k)
 #endif
 }
 
-/* out[0..n) = bias + W^T x, W's rows n wide */
-static void sparse_layer(const float *w, const float *bias, size_t n, const struct csa_fvec *x,
-                         float *out)
+/* out[0..n) = bias + W^T x, W's rows n wide, each 'stride' floats from
+ * the last (n in a model; more in training, see fit_weights()) */
+static void sparse_layer(const float *w, size_t stride, const float *bias, size_t n,
+                         const struct csa_fvec *x, float *out)
 {
 	enum { AHEAD = 4 };
 	memcpy(out, bias, n * sizeof(float));
 	for (size_t j = 0; j < x->n && j < AHEAD; j++)
-		prefetch_row(w + (size_t)x->idx[j] * n, n);
+		prefetch_row(w + (size_t)x->idx[j] * stride, n);
 	for (size_t j = 0; j < x->n; j++) {
 		if (j + AHEAD < x->n)
-			prefetch_row(w + (size_t)x->idx[j + AHEAD] * n, n);
-		axpy(out, w + (size_t)x->idx[j] * n, x->val[j], n);
+			prefetch_row(w + (size_t)x->idx[j + AHEAD] * stride, n);
+		axpy(out, w + (size_t)x->idx[j] * stride, x->val[j], n);
 	}
 }
 
@@ -217,10 +218,10 @@ static void output_layer(const struct csa_linear *m, const float *h, float *s)
 static void raw_scores_h(const struct csa_linear *m, const struct csa_fvec *x, float *s, float *h)
 {
 	if (!m->hidden) {
-		sparse_layer(m->w, m->b, m->k, x, s);
+		sparse_layer(m->w, m->k, m->b, m->k, x, s);
 		return;
 	}
-	sparse_layer(m->w, m->hb, m->hidden, x, h);
+	sparse_layer(m->w, m->hidden, m->hb, m->hidden, x, h);
 	for (size_t u = 0; u < m->hidden; u++)
 		h[u] = h[u] > 0 ? h[u] : 0;
 	output_layer(m, h, s);
@@ -318,8 +319,8 @@ static double fit_temperature(const float *scores, const int *labels, size_t n, 
  * gradients per weight row, averaged over the row, so the state is small
  * and rare features keep large steps) and scratch space. */
 struct sgd {
-	float *g_row; /* per feature row */
-	float *g_b;   /* per label bias */
+	size_t stride; /* floats from one feature row to the next (fit_weights) */
+	float *g_b;    /* per label bias */
 	float *g_v;   /* hidden: per output row (unit) */
 	float *g_hb;  /* hidden: per unit bias */
 	float *s, *grad;
@@ -330,7 +331,6 @@ struct sgd {
 
 static void sgd_free(struct sgd *g)
 {
-	free(g->g_row);
 	free(g->g_b);
 	free(g->g_v);
 	free(g->g_hb);
@@ -377,23 +377,18 @@ static double output_gradient(struct sgd *g, size_t k, int y, const struct csa_t
 }
 
 /* AdaGrad step on the rows of the features of x, along grad (n wide).
- * Each feature's AdaGrad sum is asked for a few features ahead: g_row is
- * a table of 2^bits floats read at scattered places, and waiting for
- * those loads was the largest single cost of training (a prefetch changes
- * no arithmetic). */
-static void update_features(float *w, float *g_row, const struct csa_fvec *x, const float *grad,
-                            double gsq, size_t n, float lr, float l2)
+ * A row's AdaGrad sum is its float n, in the same cache line as its
+ * weights (see fit_weights()): the forward pass has just read that line,
+ * where a table of sums apart was a second scattered load per feature and
+ * waiting for it the largest single cost of training. */
+static void update_features(float *w, size_t stride, const struct csa_fvec *x,
+                            const float *grad, double gsq, size_t n, float lr, float l2)
 {
-	enum { AHEAD = 8 };
-	for (size_t j = 0; j < x->n && j < AHEAD; j++)
-		prefetch_row(g_row + x->idx[j], 1);
 	for (size_t j = 0; j < x->n; j++) {
-		if (j + AHEAD < x->n)
-			prefetch_row(g_row + x->idx[j + AHEAD], 1);
-		uint32_t f = x->idx[j];
+		float *row = w + (size_t)x->idx[j] * stride;
 		float v = x->val[j];
-		g_row[f] += (float)gsq * v * v;
-		update_row(w + (size_t)f * n, grad, v, lr / sqrtf(g_row[f] + 1e-6f), l2, n);
+		row[n] += (float)gsq * v * v;
+		update_row(row, grad, v, lr / sqrtf(row[n] + 1e-6f), l2, n);
 	}
 }
 
@@ -412,16 +407,16 @@ static void sgd_step(struct csa_linear *m, struct sgd *g, const struct csa_fvec 
 	size_t k = m->k;
 	const float lr = (float)step_size(m, o), l2 = (float)o->l2;
 	if (!m->hidden) {
-		raw_scores(m, x, g->s);
+		sparse_layer(m->w, g->stride, m->b, k, x, g->s);
 		double gsq = output_gradient(g, k, y, o);
 		update_biases(m->b, g->g_b, g->grad, k, lr);
-		update_features(m->w, g->g_row, x, g->grad, gsq, k, lr, l2);
+		update_features(m->w, g->stride, x, g->grad, gsq, k, lr, l2);
 		return;
 	}
 	/* forward, with inverted dropout: a kept unit is scaled up so that
 	 * prediction, which keeps all, sees the same expected input */
 	size_t nh = m->hidden;
-	sparse_layer(m->w, m->hb, nh, x, g->h);
+	sparse_layer(m->w, g->stride, m->hb, nh, x, g->h);
 	float keep = (float)(1 - o->dropout);
 	for (size_t u = 0; u < nh; u++) {
 		int drop = o->dropout > 0 && unit(&g->rng) < o->dropout;
@@ -450,7 +445,7 @@ static void sgd_step(struct csa_linear *m, struct sgd *g, const struct csa_fvec 
 	}
 	update_biases(m->b, g->g_b, g->grad, k, lr);
 	update_biases(m->hb, g->g_hb, g->dh, nh, lr);
-	update_features(m->w, g->g_row, x, g->dh, dsq / (double)nh, nh, lr, l2);
+	update_features(m->w, g->stride, x, g->dh, dsq / (double)nh, nh, lr, l2);
 }
 
 /* uniform in (-r, r) */
@@ -554,6 +549,18 @@ static int pack_features(const struct csa_fvec *xs, size_t n, size_t dim, struct
 	return CSA_OK;
 }
 
+/*
+ * Floats from one packed row to the next in training: the row's weights,
+ * its AdaGrad sum right after them, then padding so that a row of up to
+ * 15 weights lies in one 64-byte cache line (rows of 8 floats, or 16) and
+ * a wider one starts a line.
+ */
+static size_t train_stride(size_t wd)
+{
+	size_t need = wd + 1;
+	return need <= 8 ? 8 : need <= 16 ? 16 : (need + 15) / 16 * 16;
+}
+
 /* Train the weights of m from their starting values on xs/ys for
  * o->epochs passes, each in a fresh order drawn from o->seed, on the rows
  * the examples use (struct packed). */
@@ -561,13 +568,14 @@ static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const in
                        const struct csa_train_opts *o)
 {
 	size_t k = m->k, nh = m->hidden ? m->hidden : 1, wd = width(m);
-	struct sgd g = {0};
+	struct sgd g = {.stride = train_stride(wd)};
 	struct packed pk;
 	if (pack_features(xs, n, m->dim, &pk))
 		return CSA_ENOMEM;
 	size_t *order = malloc(n * sizeof(*order));
-	float *rows = malloc((pk.n_feature ? pk.n_feature : 1) * wd * sizeof(float));
-	g.g_row = calloc(pk.n_feature ? pk.n_feature : 1, sizeof(float));
+	/* 64-byte aligned, so that a row's line is the one the stride means */
+	size_t rows_size = (pk.n_feature ? pk.n_feature : 1) * g.stride * sizeof(float);
+	float *rows = aligned_alloc(64, (rows_size + 63) / 64 * 64);
 	g.g_b = calloc(k, sizeof(float));
 	g.g_v = calloc(nh, sizeof(float));
 	g.g_hb = calloc(nh, sizeof(float));
@@ -576,7 +584,7 @@ static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const in
 	g.h = malloc(nh * sizeof(float));
 	g.dh = malloc(nh * sizeof(float));
 	g.p = malloc(k * sizeof(double));
-	if (!order || !rows || !g.g_row || !g.g_b || !g.g_v || !g.g_hb || !g.s || !g.grad || !g.h ||
+	if (!order || !rows || !g.g_b || !g.g_v || !g.g_hb || !g.s || !g.grad || !g.h ||
 	    !g.dh || !g.p) {
 		free(order);
 		free(rows);
@@ -591,10 +599,12 @@ static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const in
 		rng = 1;
 	init_weights(m, &rng);
 	g.rng = rng ^ 0xD1B54A32D192ED03ULL;
-	/* the packed rows start as the model's; the packed model shares its
-	 * biases and output layer, and is never locked or freed */
+	/* the packed rows start as the model's, AdaGrad sums at zero; the
+	 * packed model shares its biases and output layer, and is never locked
+	 * or freed */
+	memset(rows, 0, rows_size);
 	for (size_t r = 0; r < pk.n_feature; r++)
-		memcpy(rows + r * wd, m->w + (size_t)pk.feature[r] * wd, wd * sizeof(float));
+		memcpy(rows + r * g.stride, m->w + (size_t)pk.feature[r] * wd, wd * sizeof(float));
 	struct csa_linear packed = *m;
 	packed.w = rows;
 	packed.dim = pk.n_feature;
@@ -609,7 +619,7 @@ static int fit_weights(struct csa_linear *m, const struct csa_fvec *xs, const in
 			sgd_step(&packed, &g, &pk.xs[order[r]], ys[order[r]], o);
 	}
 	for (size_t r = 0; r < pk.n_feature; r++)
-		memcpy(m->w + (size_t)pk.feature[r] * wd, rows + r * wd, wd * sizeof(float));
+		memcpy(m->w + (size_t)pk.feature[r] * wd, rows + r * g.stride, wd * sizeof(float));
 	free(order);
 	free(rows);
 	packed_free(&pk);
@@ -983,13 +993,13 @@ int csa_linear_explain(const struct csa_linear *m, const char *text, size_t len,
 	float *s = buf, *h = buf + m->k, *scratch = buf + m->k + nh;
 	pthread_rwlock_rdlock((pthread_rwlock_t *)&m->lock);
 	if (nh) {
-		sparse_layer(m->w, m->hb, nh, &x, h);
+		sparse_layer(m->w, nh, m->hb, nh, &x, h);
 		float relu[MAX_HIDDEN];
 		for (size_t u = 0; u < nh; u++)
 			relu[u] = h[u] > 0 ? h[u] : 0;
 		output_layer(m, relu, s);
 	} else {
-		sparse_layer(m->w, m->b, m->k, &x, s);
+		sparse_layer(m->w, m->k, m->b, m->k, &x, s);
 	}
 	double base = margin(s, m->k, label);
 	for (size_t e = 0; e < n_extra && rc == CSA_OK; e++) {
