@@ -1893,6 +1893,96 @@ static void store_keeps_the_contract(void **state)
 	store_contract(g_ops, path);
 }
 
+/*
+ * SQLite reads a scope's reviewed outcomes straight off its index and
+ * orders them itself (auto_sqlite.c, sq_outcomes): they must come out as
+ * the query it replaced gave them, the newest 'limit' by review time
+ * sorted again oldest first, reviews of one millisecond in the order the
+ * sort kept them. Ties in every column, NULL weights and a limit that cuts
+ * through a millisecond: what a replay, whose reviews of a ticket share
+ * one, makes of every threshold.
+ */
+static void outcomes_come_in_the_order_of_the_old_query(void **state)
+{
+	(void)state;
+	char path[600];
+	snprintf(path, sizeof(path), "%s/outcomes.db", g_dir);
+	struct auto_store *st;
+	struct csa_err err = {0};
+	assert_int_equal(auto_sqlite_ops.open(path, &st, &err), 0);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_stmt *ins;
+	assert_int_equal(
+	    sqlite3_prepare_v2(db,
+	                       "INSERT INTO decisions(id, ticket_id, type, segment, phase, "
+	                       "confidence, autonomous, critical, created_ms, final, correct, "
+	                       "reviewed_ms, review_weight) VALUES (?1, 't', 'category', ?2, 1, "
+	                       "?3, ?4, 0, ?5, 'X', ?6, ?7, ?8)",
+	                       -1, &ins, NULL),
+	    SQLITE_OK);
+	uint64_t r = 7;
+	for (int i = 0; i < 400; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "d%03d", i);
+		r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+		sqlite3_bind_text(ins, 1, id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(ins, 2, (r >> 20) % 3 ? "A" : "B", -1, SQLITE_STATIC);
+		sqlite3_bind_double(ins, 3, 0.5 + 0.1 * (double)((r >> 24) % 4));
+		sqlite3_bind_int(ins, 4, (int)((r >> 28) % 2));
+		sqlite3_bind_int64(ins, 5, (sqlite3_int64)((r >> 30) % 5));
+		sqlite3_bind_int(ins, 6, (int)((r >> 34) % 2));
+		sqlite3_bind_int64(ins, 7, (sqlite3_int64)((r >> 40) % 60)); /* ~7 a millisecond */
+		if ((r >> 46) % 3)
+			sqlite3_bind_double(ins, 8, (r >> 48) % 2 ? 2.5 : 1.25);
+		else
+			sqlite3_bind_null(ins, 8);
+		assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+		sqlite3_reset(ins);
+		sqlite3_clear_bindings(ins);
+	}
+	sqlite3_finalize(ins);
+	const char *segs[] = {NULL, "A", "B"};
+	const size_t limits[] = {1, 50, 123, 264, 400, 1000};
+	for (size_t g = 0; g < 3; g++)
+		for (size_t l = 0; l < sizeof(limits) / sizeof(limits[0]); l++) {
+			sqlite3_stmt *old;
+			assert_int_equal(
+			    sqlite3_prepare_v2(
+			        db,
+			        segs[g] ? "SELECT confidence, correct, w FROM (SELECT confidence, "
+			                  "correct, reviewed_ms, coalesce(review_weight, 1) AS w FROM "
+			                  "decisions WHERE final IS NOT NULL AND type = 'category' AND "
+			                  "segment = ?2 ORDER BY reviewed_ms DESC LIMIT ?1) ORDER BY "
+			                  "reviewed_ms"
+			                : "SELECT confidence, correct, w FROM (SELECT confidence, "
+			                  "correct, reviewed_ms, coalesce(review_weight, 1) AS w FROM "
+			                  "decisions WHERE final IS NOT NULL AND type = 'category' ORDER "
+			                  "BY reviewed_ms DESC LIMIT ?1) ORDER BY reviewed_ms",
+			        -1, &old, NULL),
+			    SQLITE_OK);
+			sqlite3_bind_int64(old, 1, (sqlite3_int64)limits[l]);
+			if (segs[g])
+				sqlite3_bind_text(old, 2, segs[g], -1, SQLITE_STATIC);
+			size_t n = 0, k = 0;
+			struct csa_outcome *o =
+			    auto_sqlite_ops.outcomes(st, "category", segs[g], limits[l], &n);
+			assert_non_null(o);
+			for (; sqlite3_step(old) == SQLITE_ROW; k++) {
+				assert_true(k < n);
+				assert_true(o[k].confidence == sqlite3_column_double(old, 0));
+				assert_int_equal(o[k].correct, sqlite3_column_int(old, 1));
+				assert_true(o[k].weight == sqlite3_column_double(old, 2));
+			}
+			assert_int_equal(k, n);
+			assert_true(n > 0);
+			sqlite3_finalize(old);
+			free(o);
+		}
+	sqlite3_close(db);
+	auto_sqlite_ops.close(st);
+}
+
 /* Reviews decided by two processes at once, each through a store of its
  * own on the same place (two nodes of one database, or the CLI and the
  * server on one automation.db). */
@@ -3581,7 +3671,11 @@ int main(void)
 	                                    backend_teardown),                                     \
 	    cmocka_unit_test_setup_teardown(ledgers_of_two_processes_make_one_chain, backend_setup, \
 	                                    backend_teardown)
-	const struct CMUnitTest files[] = {BACKEND_TESTS};
+	const struct CMUnitTest files[] = {
+	    BACKEND_TESTS,
+	    cmocka_unit_test_setup_teardown(outcomes_come_in_the_order_of_the_old_query,
+	                                    backend_setup, backend_teardown),
+	};
 	const struct CMUnitTest database[] = {
 	    BACKEND_TESTS,
 	    cmocka_unit_test_setup_teardown(a_dead_processs_claim_is_found_by_another, backend_setup,

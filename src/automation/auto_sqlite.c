@@ -223,20 +223,31 @@ static void unprep(struct auto_store *s, sqlite3_stmt *st)
 }
 
 /* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
+/*
+ * Reviewed outcomes of a scope, oldest first: the 'limit' newest by
+ * review time, and among reviews of one millisecond (a replay's reviews of
+ * a ticket share one) newest first, in the reverse of the index's order.
+ * That is the order of the query this replaced (the newest in a subquery,
+ * sorted again oldest first by a sort that keeps ties in the order they
+ * came); read straight off the index backwards and put in order here, it
+ * needs no sort in SQLite, which was a third of the query.
+ */
 static struct csa_outcome *sq_outcomes(struct auto_store *s, const char *type, const char *segment,
                                        size_t limit, size_t *n)
 {
 	sqlite3_stmt *st;
 	*n = 0;
+	/* each index's own columns, then rowid, which ends every index key */
 	const char *sql =
-	    segment
-	        ? "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
-	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
-	          "AND type = ?1 AND segment = ?2 ORDER BY reviewed_ms DESC LIMIT ?3) "
-	          "ORDER BY reviewed_ms"
-	        : "SELECT confidence, correct, w FROM (SELECT confidence, correct, reviewed_ms, "
-	          "coalesce(review_weight, 1) AS w FROM decisions WHERE final IS NOT NULL "
-	          "AND type = ?1 ORDER BY reviewed_ms DESC LIMIT ?3) ORDER BY reviewed_ms";
+	    segment ? "SELECT confidence, correct, coalesce(review_weight, 1), reviewed_ms "
+	              "FROM decisions INDEXED BY decisions_rev_seg WHERE final IS NOT NULL "
+	              "AND type = ?1 AND segment = ?2 ORDER BY reviewed_ms DESC, "
+	              "autonomous DESC, correct DESC, confidence DESC, review_weight DESC, "
+	              "rowid DESC LIMIT ?3"
+	            : "SELECT confidence, correct, coalesce(review_weight, 1), reviewed_ms "
+	              "FROM decisions INDEXED BY decisions_rev_type_c WHERE final IS NOT NULL "
+	              "AND type = ?1 ORDER BY reviewed_ms DESC, autonomous DESC, correct DESC, "
+	              "confidence DESC, review_weight DESC, created_ms DESC, rowid DESC LIMIT ?3";
 	if (prep(s, sql, -1, &st, NULL) != SQLITE_OK)
 		return NULL;
 	sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
@@ -244,11 +255,40 @@ static struct csa_outcome *sq_outcomes(struct auto_store *s, const char *type, c
 		sqlite3_bind_text(st, 2, segment, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
 	struct csa_outcome *o = malloc(limit * sizeof(*o) + 1);
-	while (o && sqlite3_step(st) == SQLITE_ROW && *n < limit)
-		o[(*n)++] =
-		    (struct csa_outcome){sqlite3_column_double(st, 0), sqlite3_column_int(st, 1),
-		                         sqlite3_column_double(st, 2)};
+	int64_t *ms = malloc(limit * sizeof(*ms) + 1);
+	while (o && ms && sqlite3_step(st) == SQLITE_ROW && *n < limit) {
+		o[*n] = (struct csa_outcome){sqlite3_column_double(st, 0), sqlite3_column_int(st, 1),
+		                             sqlite3_column_double(st, 2)};
+		ms[(*n)++] = sqlite3_column_int64(st, 3);
+	}
 	unprep(s, st);
+	if (!ms) {
+		free(o);
+		return NULL;
+	}
+	/* newest first into oldest first, each millisecond's run kept as read:
+	 * reverse the whole, then each run back */
+	size_t m = *n;
+	for (size_t i = 0; o && i < m / 2; i++) {
+		struct csa_outcome t = o[i];
+		o[i] = o[m - 1 - i];
+		o[m - 1 - i] = t;
+		int64_t u = ms[i];
+		ms[i] = ms[m - 1 - i];
+		ms[m - 1 - i] = u;
+	}
+	for (size_t a = 0; o && a < m;) {
+		size_t b = a + 1;
+		while (b < m && ms[b] == ms[a])
+			b++;
+		for (size_t i = a, j = b - 1; i < j; i++, j--) {
+			struct csa_outcome t = o[i];
+			o[i] = o[j];
+			o[j] = t;
+		}
+		a = b;
+	}
+	free(ms);
 	return o;
 }
 
