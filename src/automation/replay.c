@@ -490,6 +490,30 @@ static int remove_tree(const char *dir, struct csa_err *err)
 
 /* ---- the run ------------------------------------------------------------ */
 
+/*
+ * The clock while ticket k of the stream (bootstrap included) is worked:
+ * its created_at; for one without (CSV rows, an export without times) one
+ * second after the ticket before it, from a fixed start. The controller
+ * reads the clock (review times, rollback points, grace periods), so a
+ * replay of undated tickets on the real clock gave another report at
+ * every run; on this one it gives the same.
+ */
+#define UNDATED_START_MS 1767225600000LL /* 2026-01-01T00:00:00Z */
+
+static int64_t arrival_ms(const json_t *h, size_t k, int *dated)
+{
+	int64_t created;
+	*dated = csa_ts_parse(csa_json_str(h, "created_at"), &created) == 0;
+	return *dated ? created : UNDATED_START_MS + (int64_t)k * 1000;
+}
+
+static void set_clock(int64_t ms)
+{
+	char now[32];
+	snprintf(now, sizeof(now), "%lld", (long long)ms);
+	setenv("CSA_FAKE_NOW_MS", now, 1);
+}
+
 /* One replay's state, from the stream read to the report written. */
 struct replay {
 	const struct csa_replay_opts *o;
@@ -548,6 +572,12 @@ static int open_replay(struct replay *r, struct csa_err *err)
 		rc = (o->workdir ? csa_ws_open_scratch : csa_ws_open_memory)(r->dir, &r->ws, err);
 	for (size_t i = 0; rc == CSA_OK && i < o->bootstrap; i++) {
 		struct csa_ticket tk;
+		/* a dated ticket's import takes its own times; the clock stays
+		 * real there, as it always was for them */
+		int dated;
+		int64_t at = arrival_ms(r->s.t[i], i, &dated);
+		if (!dated)
+			set_clock(at);
 		const struct csa_config *cfg = csa_ws_config(r->ws);
 		rc = csa_import_ticket(cfg, r->s.t[i], i + 1, &tk, err);
 		csa_config_unref(cfg);
@@ -752,12 +782,8 @@ static int replay_ticket(struct replay *r, size_t i, struct csa_err *err)
 	json_t *h = r->s.t[r->o->bootstrap + i];
 	json_t *gold = json_object_get(h, "gold");
 	json_t *doc = arrival_of(h);
-	char fake_now[32];
-	int64_t created;
-	if (csa_ts_parse(csa_json_str(h, "created_at"), &created) == 0) {
-		snprintf(fake_now, sizeof(fake_now), "%lld", (long long)created);
-		setenv("CSA_FAKE_NOW_MS", fake_now, 1);
-	}
+	int dated;
+	set_clock(arrival_ms(h, r->o->bootstrap + i, &dated));
 	json_t *res = NULL;
 	int rc = csa_pipeline_ingest(r->p, doc, &res, err);
 	json_decref(doc);
