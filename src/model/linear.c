@@ -377,14 +377,21 @@ static double output_gradient(struct sgd *g, size_t k, int y, const struct csa_t
 }
 
 /* AdaGrad step on the rows of the features of x, along grad (n wide).
- * A row's AdaGrad sum is its float n, in the same cache line as its
- * weights (see fit_weights()): the forward pass has just read that line,
- * where a table of sums apart was a second scattered load per feature and
- * waiting for it the largest single cost of training. */
+ * A row's AdaGrad sum is its float n, right after its weights (see
+ * fit_weights()): for a row of up to 15 weights in the cache line the
+ * forward pass has just read, where a table of sums apart was a second
+ * scattered load per feature and waiting for it the largest single cost
+ * of training. A wider row's sum starts a line of its own, which is asked
+ * for a few features ahead (a prefetch changes no arithmetic). */
 static void update_features(float *w, size_t stride, const struct csa_fvec *x,
                             const float *grad, double gsq, size_t n, float lr, float l2)
 {
+	enum { AHEAD = 8 };
+	for (size_t j = 0; j < x->n && j < AHEAD; j++)
+		prefetch_row(w + (size_t)x->idx[j] * stride + n, 1);
 	for (size_t j = 0; j < x->n; j++) {
+		if (j + AHEAD < x->n)
+			prefetch_row(w + (size_t)x->idx[j + AHEAD] * stride + n, 1);
 		float *row = w + (size_t)x->idx[j] * stride;
 		float v = x->val[j];
 		row[n] += (float)gsq * v * v;
@@ -397,6 +404,41 @@ static void update_biases(float *b, float *g_b, const float *grad, size_t n, flo
 	for (size_t c = 0; c < n; c++) {
 		g_b[c] += grad[c] * grad[c];
 		b[c] -= lr * grad[c] / sqrtf(g_b[c] + 1e-6f);
+	}
+}
+
+/*
+ * dh[u] = (V[u] . grad) / keep for each unit u in fired[0..n), V's rows k
+ * wide. Each dot product is summed in its own order, c = 0 to k - 1, as
+ * one loop per unit would; four units at a time, so that four sums move
+ * at once where one waited on each addition before the next.
+ */
+static void back_to_units(const float *v, size_t k, const float *grad, const size_t *fired,
+                          size_t n, float keep, float *dh)
+{
+	size_t i = 0;
+	for (; i + 4 <= n; i += 4) {
+		const float *r0 = v + fired[i] * k, *r1 = v + fired[i + 1] * k,
+		            *r2 = v + fired[i + 2] * k, *r3 = v + fired[i + 3] * k;
+		float d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+		for (size_t c = 0; c < k; c++) {
+			float gc = grad[c];
+			d0 += r0[c] * gc;
+			d1 += r1[c] * gc;
+			d2 += r2[c] * gc;
+			d3 += r3[c] * gc;
+		}
+		dh[fired[i]] = d0 / keep;
+		dh[fired[i + 1]] = d1 / keep;
+		dh[fired[i + 2]] = d2 / keep;
+		dh[fired[i + 3]] = d3 / keep;
+	}
+	for (; i < n; i++) {
+		const float *row = v + fired[i] * k;
+		float d = 0;
+		for (size_t c = 0; c < k; c++)
+			d += row[c] * grad[c];
+		dh[fired[i]] = d / keep;
 	}
 }
 
@@ -425,18 +467,16 @@ static void sgd_step(struct csa_linear *m, struct sgd *g, const struct csa_fvec 
 	output_layer(m, g->h, g->s);
 	double gsq = output_gradient(g, k, y, o);
 	/* back: a unit that did not fire (or was dropped) passes nothing */
-	double dsq = 0;
+	size_t fired[MAX_HIDDEN], nf = 0;
 	for (size_t u = 0; u < nh; u++) {
-		float d = 0;
-		if (g->h[u] != 0) {
-			const float *row = m->v + u * k;
-			for (size_t c = 0; c < k; c++)
-				d += row[c] * g->grad[c];
-			d /= keep;
-		}
-		g->dh[u] = d;
-		dsq += (double)d * d;
+		g->dh[u] = 0;
+		if (g->h[u] != 0)
+			fired[nf++] = u;
 	}
+	back_to_units(m->v, k, g->grad, fired, nf, keep, g->dh);
+	double dsq = 0;
+	for (size_t u = 0; u < nh; u++)
+		dsq += (double)g->dh[u] * g->dh[u];
 	for (size_t u = 0; u < nh; u++) {
 		if (g->h[u] == 0)
 			continue;
