@@ -222,7 +222,6 @@ static void unprep(struct auto_store *s, sqlite3_stmt *st)
 	sqlite3_finalize(st);
 }
 
-/* Reviewed outcomes of a scope, oldest first, at most 'limit'. */
 /*
  * Reviewed outcomes of a scope, oldest first: the 'limit' newest by
  * review time, and among reviews of one millisecond (a replay's reviews of
