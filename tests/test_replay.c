@@ -133,9 +133,12 @@ static void undated_history_gives_one_report(void **state)
 		json_t *t = csa_gen_next(g);
 		const char *text = csa_json_str(
 		    json_array_get(json_object_get(t, "messages"), 0), "content");
-		fputc('"', f);
-		for (const char *c = text; *c; c++)
-			fputs(*c == '"' ? "\"\"" : (char[]){*c, 0}, f);
+		fputc('"', f); /* quoted, a quote written twice */
+		for (const char *c = text; *c; c++) {
+			if (*c == '"')
+				fputc('"', f);
+			fputc(*c, f);
+		}
 		fprintf(f, "\",%s\n",
 		        csa_json_str(json_object_get(t, "gold"), "category"));
 		json_decref(t);

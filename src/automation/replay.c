@@ -503,8 +503,10 @@ static int remove_tree(const char *dir, struct csa_err *err)
 static int64_t arrival_ms(const json_t *h, size_t k, int *dated)
 {
 	int64_t created;
-	*dated = csa_ts_parse(csa_json_str(h, "created_at"), &created) == 0;
-	return *dated ? created : UNDATED_START_MS + (int64_t)k * 1000;
+	int has = csa_ts_parse(csa_json_str(h, "created_at"), &created) == 0;
+	if (dated)
+		*dated = has;
+	return has ? created : UNDATED_START_MS + (int64_t)k * 1000;
 }
 
 static void set_clock(int64_t ms)
@@ -782,8 +784,7 @@ static int replay_ticket(struct replay *r, size_t i, struct csa_err *err)
 	json_t *h = r->s.t[r->o->bootstrap + i];
 	json_t *gold = json_object_get(h, "gold");
 	json_t *doc = arrival_of(h);
-	int dated;
-	set_clock(arrival_ms(h, r->o->bootstrap + i, &dated));
+	set_clock(arrival_ms(h, r->o->bootstrap + i, NULL));
 	json_t *res = NULL;
 	int rc = csa_pipeline_ingest(r->p, doc, &res, err);
 	json_decref(doc);
