@@ -21,15 +21,30 @@ fail() {
 	done
 	exit 1
 }
-trap '"$here/scripts/cluster.sh" stop -d "$DIR" --clean >/dev/null 2>&1 || true; rm -f "$DIR.history.jsonl"' EXIT
+trap '"$here/scripts/cluster.sh" stop -d "$DIR" --clean >/dev/null 2>&1 || true; rm -f "$DIR.history.jsonl" "$DIR.start.log"' EXIT
 
 # labelled history, so the nodes' models decide (and audit) every ticket
 "$CSA" demo-data --tickets 300 --seed 5 --out "$DIR.history.jsonl" >/dev/null ||
 	fail "csa demo-data failed"
-# a free base port: the script refuses one in use
+# a free base port: the script refuses one in use. On the first port that
+# is free, a start whose import fails must leave DIR so that the same start
+# runs again there (it once left its database cluster behind, and initdb
+# refused the retry).
 base=
+failed_once=0
 for try in 1 2 3 4 5 6 7 8; do
 	p=$((20000 + ($$ * 7 + try * 997) % 30000))
+	if [ $failed_once -eq 0 ]; then
+		if "$here/scripts/cluster.sh" start -n 2 -p $p -d "$DIR" -c "$CSA" -H "$DIR.missing.jsonl" >"$DIR.start.log" 2>&1; then
+			fail "cluster.sh start with a missing history file succeeded"
+		fi
+		grep -q "in use" "$DIR.start.log" && continue
+		grep -q "importing '$DIR.missing.jsonl' failed" "$DIR.start.log" ||
+			{ cat "$DIR.start.log" >&2; fail "cluster.sh start failed otherwise than on the missing history"; }
+		[ ! -e "$DIR/pg/data" ] || fail "a failed start left its database cluster in $DIR/pg/data"
+		[ ! -e "$DIR/cluster.env" ] || fail "a failed start left $DIR/cluster.env"
+		failed_once=1
+	fi
 	if "$here/scripts/cluster.sh" start -n 2 -p $p -d "$DIR" -c "$CSA" -H "$DIR.history.jsonl" >"$DIR.start.log" 2>&1; then
 		base=$p
 		break

@@ -23,7 +23,8 @@
 #   PostgreSQL (fast shutdown: committed data is kept). --clean removes DIR.
 #
 # Every step checks what it did and stops with the reason and the log's
-# tail; a start that fails stops what it had started.
+# tail; a start that fails stops what it had started and removes the
+# database cluster it had created, so it can be run again in the same DIR.
 set -eu
 
 die() {
@@ -157,7 +158,11 @@ mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 # the postgres user must reach its data directory; nothing else is readable
 chmod 0711 "$DIR"
-trap 'st=$?; [ $st -ne 0 ] && { echo "cluster.sh: start failed; stopping what started" >&2; stop_all; }; exit $st' EXIT
+# A start that fails stops what it started and removes the database cluster
+# it created (empty but for a failed import), so that the same command can
+# run again, say with another -p after a port was taken in the meantime.
+PG_CREATED=0
+trap 'st=$?; [ $st -ne 0 ] && { echo "cluster.sh: start failed; stopping what started" >&2; stop_all; [ $PG_CREATED -eq 0 ] || rm -rf "$DIR/pg/data"; }; exit $st' EXIT
 
 PGPORT=$((PORT + 100))
 REDISPORT=$((PORT + 101))
@@ -180,6 +185,7 @@ printf '%s\n' "$PGPASS" >"$DIR/pg/pwfile"
 as_pg "$PGBIN/initdb" -D "$DIR/pg/data" -U postgres --pwfile="$DIR/pg/pwfile" \
 	--auth-local=scram-sha-256 --auth-host=scram-sha-256 >"$DIR/pg/initdb.log" 2>&1 ||
 	{ tail_of "$DIR/pg/initdb.log"; die "initdb of $DIR/pg/data failed"; }
+PG_CREATED=1
 as_pg "$PGBIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/server.log" -w \
 	-o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $DIR/pg -c max_connections=200" \
 	start >/dev/null 2>&1 ||
