@@ -31,6 +31,7 @@
 #include "automation/ledger.h"
 #include "automation/replay.h"
 #include "automation/settings.h"
+#include "automation/ticket_kpis.h"
 #include "base/config.h"
 #include "automation/stats.h"
 #include "base/digest.h"
@@ -49,6 +50,7 @@
 #include "store/ws.h"
 #include "store/leader.h"
 #include "store/pg.h"
+#include "support/tmesh.h"
 #include "support/tpg.h"
 #include "support/tutil.h"
 
@@ -2749,6 +2751,84 @@ static void settings_defaults_are_the_default_configuration(void **state)
 /* "No threshold" is said one way: null in the decision's record (ledger
  * and ticket), NULL in automation.db, null in the phase status. A fresh
  * workspace has no reviews, so no decision type has a threshold. */
+/* Sets a ticket resolved with the SLA figures in ctx (doubles: first
+ * response, resolution, CSAT). */
+static int resolve_with(void *ctx, struct csa_ticket *tk, unsigned *docs, struct csa_err *err)
+{
+	(void)err;
+	const double *f = ctx;
+	json_object_set_new(tk->t, "resolved", json_true());
+	json_t *m = json_object_get(tk->t, "sla_metrics");
+	json_object_set_new(m, "first_response_time", json_real(f[0]));
+	json_object_set_new(m, "resolution_time", json_real(f[1]));
+	json_object_set_new(m, "customer_satisfaction", json_integer((json_int_t)f[2]));
+	*docs = CSA_DOC_T;
+	return CSA_OK;
+}
+
+/* The ticket KPIs of a controller: its own commits are summed without
+ * reading every ticket again, to the bit of what a scan of the stored
+ * documents gives (a fresh controller's), and a commit through another
+ * handle is seen at the next sum, by a scan. */
+static void ticket_kpis_follow_commits_and_other_handles(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	const char *const ids[] = {"K1", "K2", "K3"};
+	assert_int_equal(tm_create(fx.ws, ids, 3), 0);
+	json_t *m;
+	assert_int_equal(csa_auto_metrics(fx.a, &m, &err), 0);
+	json_t *o = json_object_get(m, "overall");
+	assert_int_equal(csa_json_int(o, "tickets", 0), 3);
+	assert_int_equal(csa_json_int(o, "resolved_tickets", -1), 0);
+	assert_true(json_is_null(json_object_get(o, "csat")));
+	json_decref(m);
+	unsigned long scans = csa_ticket_kpis_scans(fx.a->kpis);
+	assert_true(scans >= 1);
+
+	/* this handle's commit: figures with more digits than a stored
+	 * document keeps */
+	double f1[3] = {1.0 / 3.0, 100.0 / 7.0, 4};
+	assert_int_equal(csa_store_update(fx.ws->store, "K1", 0, resolve_with, f1, &err), 0);
+	assert_int_equal(csa_auto_metrics(fx.a, &m, &err), 0);
+	assert_int_equal(csa_ticket_kpis_scans(fx.a->kpis), scans);
+	o = json_object_get(m, "overall");
+	assert_int_equal(csa_json_int(o, "resolved_tickets", -1), 1);
+	double frt = csa_json_num(o, "mean_first_response_minutes", -1);
+	assert_true(frt != 1.0 / 3.0 && fabs(frt - 1.0 / 3.0) < 1e-9);
+	assert_true(csa_json_num(o, "csat", -1) == 4);
+
+	/* the same figures as a controller that reads every ticket */
+	struct csa_ws *ws2;
+	struct csa_pipeline *p2;
+	struct csa_auto *a2;
+	assert_int_equal(csa_ws_open(fx.dir, &ws2, &err), 0);
+	assert_int_equal(csa_pipeline_open(ws2, &p2, &err), 0);
+	assert_int_equal(csa_auto_open(ws2, p2, &a2, &err), 0);
+	json_t *m2;
+	assert_int_equal(csa_auto_metrics(a2, &m2, &err), 0);
+	const char *keys[] = {"tickets", "resolved_tickets", "mean_first_response_minutes",
+	                      "mean_resolution_minutes", "csat"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
+		assert_true(json_equal(json_object_get(o, keys[i]),
+		                       json_object_get(json_object_get(m2, "overall"), keys[i])));
+	json_decref(m2);
+	json_decref(m);
+
+	/* a commit through the other handle, as another process's */
+	double f2[3] = {2, 3, 2};
+	assert_int_equal(csa_store_update(ws2->store, "K2", 0, resolve_with, f2, &err), 0);
+	assert_int_equal(csa_auto_metrics(fx.a, &m, &err), 0);
+	assert_int_equal(csa_ticket_kpis_scans(fx.a->kpis), scans + 1);
+	o = json_object_get(m, "overall");
+	assert_int_equal(csa_json_int(o, "resolved_tickets", -1), 2);
+	assert_true(csa_json_num(o, "csat", -1) == 3);
+	json_decref(m);
+	csa_auto_close(a2);
+	csa_pipeline_free(p2);
+	csa_ws_close(ws2);
+}
+
 static void no_threshold_reads_as_null(void **state)
 {
 	(void)state;
@@ -3719,6 +3799,8 @@ int main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(each_run_has_its_own_context, setup, teardown),
 	    cmocka_unit_test_setup_teardown(counts_cost_nothing_to_read, setup, teardown),
+	    cmocka_unit_test_setup_teardown(ticket_kpis_follow_commits_and_other_handles, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(settings_defaults_are_the_default_configuration, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(no_threshold_reads_as_null, setup, teardown),

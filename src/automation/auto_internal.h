@@ -19,6 +19,7 @@
  *   auto_rollback.c    rollback points
  *   auto_monitor.c     the quality monitor and the periodic tick
  *   auto_kpi.c         KPIs
+ *   ticket_kpis.c      the tickets' own KPIs, kept between scans
  *   auto_recovery.c    recovery after an unclean stop
  *
  * Unless a function says otherwise, its caller holds a->mu.
@@ -78,6 +79,7 @@ struct csa_auto {
 	pthread_mutex_t mu;
 	pthread_cond_t decided; /* a claimed review task was closed or released */
 	struct csa_ledger *ledger;
+	struct csa_ticket_kpis *kpis; /* the tickets' own KPIs (auto_kpi.c) */
 	/* outbox.db, where alerts wait for the webhook (auto_alerts.c) */
 	struct csa_outbox *outbox;
 	/* the last append failed: AUDIT_LEDGER_FAILURE is open; written under mu */

@@ -2,6 +2,7 @@
  * KPIs of spec §9.1: overall, per phase, per decision type, per segment.
  */
 #include "automation/auto_internal.h"
+#include "automation/ticket_kpis.h"
 #include "base/json.h"
 #include "base/ts.h"
 #include "store/store.h"
@@ -13,36 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct tk_stats {
-	double n, resolved, frt_sum, frt_n, res_sum, res_n, csat_sum, csat_n;
-};
-
-static int ticket_kpi(void *ctx, const char *id, const json_t *t, const char *status)
-{
-	(void)id, (void)status;
-	struct tk_stats *s = ctx;
-	json_t *m = json_object_get(t, "sla_metrics");
-	s->n++;
-	s->resolved += json_is_true(json_object_get(t, "resolved"));
-	double v;
-	if ((v = csa_json_num(m, "first_response_time", -1)) >= 0)
-		s->frt_sum += v, s->frt_n++;
-	if ((v = csa_json_num(m, "resolution_time", -1)) >= 0)
-		s->res_sum += v, s->res_n++;
-	if ((v = csa_json_num(m, "customer_satisfaction", -1)) >= 1)
-		s->csat_sum += v, s->csat_n++;
-	return 0;
-}
-
 int csa_auto_metrics(struct csa_auto *a, json_t **out, struct csa_err *err)
 {
-	struct tk_stats ts = {0};
-	int rc = csa_store_scan(a->ws->store, NULL, ticket_kpi, &ts, err);
+	struct csa_kpi_totals ts;
+	int rc = csa_ticket_kpis_totals(a->kpis, &ts, err);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&a->mu);
 	json_t *overall = a->ops->kpi(a->store, 0, NULL, NULL);
-	json_object_set_new(overall, "tickets", json_integer((json_int_t)ts.n));
+	json_object_set_new(overall, "tickets", json_integer((json_int_t)ts.tickets));
 	json_object_set_new(overall, "resolved_tickets", json_integer((json_int_t)ts.resolved));
 	json_object_set_new(overall, "mean_first_response_minutes",
 	                    ts.frt_n ? json_real(ts.frt_sum / ts.frt_n) : json_null());

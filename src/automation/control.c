@@ -6,6 +6,7 @@
  */
 #include "automation/auto_internal.h"
 #include "automation/ledger.h"
+#include "automation/ticket_kpis.h"
 #include "base/fsops.h"
 #include "base/json.h"
 #include "flow/pipeline.h"
@@ -248,10 +249,13 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 		                 "out of memory opening the automation controller");
 	}
 	pthread_mutex_init(&a->cfg->mu, NULL);
+	/* before this process's commits start, so that it observes them */
+	int rc = csa_ticket_kpis_open(ws->store, &a->kpis, err);
+	if (rc)
+		goto fail;
 	/* the first snapshot, so that a later one that finds no memory has
 	 * one to stay with */
 	char path[PATH_SZ];
-	int rc = CSA_OK;
 	if (!snap(a)) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory opening the automation controller");
 		goto fail;
@@ -341,6 +345,7 @@ void csa_auto_close(struct csa_auto *a)
 		csa_pipeline_set_hooks(a->pipe, NULL);
 	csa_ledger_close(a->ledger);
 	csa_outbox_close(a->outbox);
+	csa_ticket_kpis_close(a->kpis);
 	if (a->ops)
 		a->ops->close(a->store);
 	if (a->open_marker[0])

@@ -28,7 +28,6 @@
 #include "store/store.h"
 #include "store/store_internal.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -132,12 +131,9 @@ static json_t *as_read_back(const json_t *v)
 		return memchr(s, '\0', n) ? NULL : json_stringn_nocheck(s, n);
 	}
 	case JSON_REAL: {
-		char buf[64];
-		snprintf(buf, sizeof(buf), "%.*g", CSA_STORE_REAL_PRECISION, json_real_value(v));
-		errno = 0;
-		double r = strtod(buf, NULL);
 		/* the parser refuses a number that overflows a double */
-		return isinf(r) ? NULL : json_real(r);
+		double r;
+		return csa_store_real_read_back(json_real_value(v), &r) ? json_real(r) : NULL;
 	}
 	case JSON_INTEGER:
 		return json_integer(json_integer_value(v));
@@ -167,9 +163,8 @@ static void insert(struct csa_doccache *c, struct doc_entry *d)
 	c->e[c->n++] = *d;
 }
 
-/* A real number as it reads back (see as_read_back()); 0 when it would
- * not (an overflow). */
-static int read_back_real(double v, double *out)
+/* store.h; the real numbers of as_read_back() and adopt_node() */
+int csa_store_real_read_back(double v, double *out)
 {
 	char buf[64];
 	snprintf(buf, sizeof(buf), "%.*g", CSA_STORE_REAL_PRECISION, v);
@@ -196,7 +191,7 @@ static int adopt_child(json_t *x, json_t **replace)
 		return !memchr(json_string_value(x), '\0', json_string_length(x));
 	case JSON_REAL: {
 		double r;
-		if (!read_back_real(json_real_value(x), &r))
+		if (!csa_store_real_read_back(json_real_value(x), &r))
 			return 0;
 		if (x->refcount == 1)
 			return json_real_set(x, r) == 0;

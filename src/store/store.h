@@ -161,10 +161,10 @@ struct csa_store_ops {
 typedef void (*csa_commit_fn)(void *ctx, struct csa_ticket *const *tks, size_t n);
 
 /* The marks of csa_store_mark / csa_store_stamp, one per index. */
-enum csa_store_mark_slot { CSA_MARK_SEARCH, CSA_MARK_HISTORY, CSA_MARK_SLOTS };
+enum csa_store_mark_slot { CSA_MARK_SEARCH, CSA_MARK_HISTORY, CSA_MARK_KPIS, CSA_MARK_SLOTS };
 
 /* Observers of one handle's commits at once: the search index, the
- * history index, a training cache, the Trello board. */
+ * history index, a training cache, the Trello board, the tickets' KPIs. */
 #define CSA_STORE_OBSERVERS 6
 
 struct csa_doccache;
@@ -198,6 +198,12 @@ struct csa_store {
  * keeps that many. CSA_ENOMEM leaves it as it was.
  */
 int csa_store_cache_docs(struct csa_store *st, size_t tickets);
+
+/* Real number v as a stored document gives it back (compact JSON with
+ * CSA_STORE_REAL_PRECISION significant digits, read with strtod) into
+ * *out; 0 when it would not read back (it overflows once rounded). For a
+ * cache of what commits hold that must equal what a read would find. */
+int csa_store_real_read_back(double v, double *out);
 
 /* store/doccache.c, for the inline functions below: the new cache, its
  * end; move ticket 'id''s documents into *out (1) or leave *out alone when
