@@ -106,6 +106,13 @@ static const char schema_sql[] =
     " correct, confidence, review_weight, created_ms) WHERE final IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS decisions_rev_seg ON decisions(type, segment, reviewed_ms,"
     " autonomous, correct, confidence, review_weight) WHERE final IS NOT NULL;"
+    /* every autonomous decision counts its scope's reviewed autonomous
+     * ones (the audit rate falls as they grow): through decisions_rev_seg
+     * that read every review of the scope, human ones included, which in
+     * PHASE_3 are most of them (issue 21). Written only when an
+     * autonomous decision is reviewed. */
+    "CREATE INDEX IF NOT EXISTS decisions_rev_auto ON decisions(type, segment) WHERE"
+    " final IS NOT NULL AND autonomous = 1;"
     "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " decision_id TEXT NOT NULL, ticket_id TEXT NOT NULL, type TEXT NOT NULL,"
     " segment TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open',"
