@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,6 +362,62 @@ static void fast_dump_is_jansson_byte_for_byte(void **state)
 	json_decref(r);
 }
 
+/* csa_real_text() against snprintf() and strtod(): random doubles of
+ * every magnitude at every precision, each asked for again (a hit of the
+ * cache, then a miss after many others took its slot), on two threads at
+ * once (each its own cache). */
+static void *real_text_matches_snprintf_on(void *arg)
+{
+	uint64_t s = *(uint64_t *)arg;
+	int bad = 0;
+	double kept[64];
+	for (int i = 0; i < 50000 && !bad; i++) {
+		uint64_t bits = jd_rng(&s);
+		double v;
+		if (i % 3 == 0) {
+			v = (double)(bits % 100000) / 1000.0; /* values a ticket has */
+		} else {
+			memcpy(&v, &bits, sizeof(v));
+			if (isnan(v))
+				continue;
+		}
+		if (i < 64)
+			kept[i] = v;
+		else if (i % 7 == 0)
+			v = kept[i % 64]; /* asked for again, long after */
+		/* one precision, or every precision twice over (the same value
+		 * at another precision is another text) */
+		int p0 = 1 + (int)(jd_rng(&s) % 17), all = i % 5 == 0;
+		for (int k = 0; k < (all ? 34 : 1); k++) {
+			int p = all ? 1 + k % 17 : p0;
+			char want[64], got[64];
+			int wl = snprintf(want, sizeof(want), "%.*g", p, v);
+			double wr = strtod(want, NULL), gr = 0;
+			for (int again = 0; again < 2; again++) {
+				int gl = csa_real_text(v, p, got, sizeof(got), again ? &gr : NULL);
+				bad |= gl != wl || strcmp(got, want) != 0 ||
+				       (again && memcmp(&gr, &wr, sizeof(gr)) != 0);
+			}
+		}
+	}
+	/* too small a buffer is refused, never cut */
+	char tiny[4];
+	bad |= csa_real_text(1.0 / 3, 10, tiny, sizeof(tiny), NULL) != -1;
+	return (void *)(intptr_t)bad;
+}
+
+static void real_text_is_snprintf(void **state)
+{
+	(void)state;
+	uint64_t seeds[2] = {0x1234567ULL, 0xABCDEF01ULL};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, real_text_matches_snprintf_on, &seeds[0]), 0);
+	void *here = real_text_matches_snprintf_on(&seeds[1]), *there;
+	pthread_join(th, &there);
+	assert_null(here);
+	assert_null(there);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -368,6 +426,7 @@ int main(void)
 	    cmocka_unit_test(ids),
 	    cmocka_unit_test(json_errors_name_place),
 	    cmocka_unit_test(fast_dump_is_jansson_byte_for_byte),
+	    cmocka_unit_test(real_text_is_snprintf),
 	    cmocka_unit_test(config_defaults_and_overrides),
 	    cmocka_unit_test(atomic_write_faults_keep_old),
 	    cmocka_unit_test(wal_checkpoints_run_in_the_background),

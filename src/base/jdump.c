@@ -152,12 +152,60 @@ static void put_integer(struct dump *d, json_int_t v)
 	put(d, p, (size_t)(buf + sizeof(buf) - p));
 }
 
+/* The per-thread cache of csa_real_text(): a slot per value's hash. */
+enum { REAL_SLOTS = 512, REAL_TEXT = 29 };
+struct real_slot {
+	uint64_t bits;
+	double read_back;
+	unsigned char precision; /* 0: empty */
+	unsigned char len;
+	unsigned char has_read_back;
+	char text[REAL_TEXT]; /* snprintf's bytes, NUL-terminated */
+};
+static _Thread_local struct real_slot real_cache[REAL_SLOTS];
+
+int csa_real_text(double v, int precision, char *out, size_t size, double *read_back)
+{
+	uint64_t bits;
+	memcpy(&bits, &v, sizeof(bits));
+	if (precision < 1 || precision > 17) {
+		int r = snprintf(out, size, "%.*g", precision, v);
+		if (read_back && r >= 0 && (size_t)r < size)
+			*read_back = strtod(out, NULL);
+		return r < 0 || (size_t)r >= size ? -1 : r;
+	}
+	struct real_slot *c =
+	    &real_cache[((bits ^ (uint64_t)precision) * 0x9E3779B97F4A7C15ULL) >> 55];
+	if (c->precision != precision || c->bits != bits) {
+		int r = snprintf(c->text, sizeof(c->text), "%.*g", precision, v);
+		if (r < 0 || (size_t)r >= sizeof(c->text)) { /* cannot be: 17 digits fit */
+			c->precision = 0;
+			return -1;
+		}
+		c->bits = bits;
+		c->precision = (unsigned char)precision;
+		c->len = (unsigned char)r;
+		c->has_read_back = 0;
+	}
+	if ((size_t)c->len >= size)
+		return -1;
+	memcpy(out, c->text, (size_t)c->len + 1);
+	if (read_back) {
+		if (!c->has_read_back) {
+			c->read_back = strtod(c->text, NULL);
+			c->has_read_back = 1;
+		}
+		*read_back = c->read_back;
+	}
+	return c->len;
+}
+
 /* A real as jansson's jsonp_dtostr() (its snprintf() version) writes it. */
 static void put_real(struct dump *d, double v)
 {
 	char buf[100];
-	int r = snprintf(buf, sizeof(buf), "%.*g", d->precision ? d->precision : 17, v);
-	if (r < 0 || (size_t)r >= sizeof(buf)) {
+	int r = csa_real_text(v, d->precision ? d->precision : 17, buf, sizeof(buf), NULL);
+	if (r < 0) {
 		d->state = DUMP_JANSSON;
 		return;
 	}

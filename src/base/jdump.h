@@ -30,6 +30,18 @@
  * precision 0 is jansson's 17. */
 char *csa_jdump_compact(const json_t *v, int precision, size_t *len);
 
+/*
+ * snprintf(out, size, "%.*g", precision, v), and with read_back its
+ * strtod() into *read_back: the length, or -1 when it does not fit.
+ * Through a small cache per thread of the values formatted last: a
+ * ticket's documents are written again at each of its commits, and their
+ * numbers rounded as they read back (store/doccache.c), with most numbers
+ * unchanged, and printf's formatting of them was about a twentieth of a
+ * replay (issue 21). The cached bytes are snprintf's own, in the numeric
+ * locale the process runs in, which csa never changes (no setlocale).
+ */
+int csa_real_text(double v, int precision, char *out, size_t size, double *read_back);
+
 /* 1 when the fast writer is in use, 0 when every value goes to
  * json_dumps() (the jansson linked in formats reals otherwise). */
 int csa_jdump_is_fast(void);

@@ -24,6 +24,7 @@
  * between. Entries beyond the capacity go oldest first.
  */
 #include "base/hash.h"
+#include "base/jdump.h"
 #include "store/schema.h"
 #include "store/store.h"
 #include "store/store_internal.h"
@@ -167,8 +168,8 @@ static void insert(struct csa_doccache *c, struct doc_entry *d)
 int csa_store_real_read_back(double v, double *out)
 {
 	char buf[64];
-	snprintf(buf, sizeof(buf), "%.*g", CSA_STORE_REAL_PRECISION, v);
-	*out = strtod(buf, NULL);
+	if (csa_real_text(v, CSA_STORE_REAL_PRECISION, buf, sizeof(buf), out) < 0)
+		return 0; /* cannot be: ten digits fit */
 	return !isinf(*out);
 }
 
