@@ -135,6 +135,41 @@ static void config_defaults_and_overrides(void **state)
 	unlink(path);
 }
 
+/* csa_fs_ident_fd/_path give what stat gives of which file it is, its
+ * length and its names, for a file, a second name of it, and none. */
+static void ident_is_stat_without_times(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/csa-ident-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char a[512], b[512];
+	snprintf(a, sizeof(a), "%s/a", dir);
+	snprintf(b, sizeof(b), "%s/b", dir);
+	int fd = open(a, O_CREAT | O_RDWR, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "twelve bytes", 12), 12);
+	assert_int_equal(link(a, b), 0);
+	struct stat st;
+	struct csa_fs_ident byfd, bypath;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(csa_fs_ident_fd(fd, &byfd), 0);
+	assert_int_equal(csa_fs_ident_path(b, &bypath), 0);
+	assert_true(byfd.dev == st.st_dev && byfd.ino == st.st_ino);
+	assert_true(bypath.dev == st.st_dev && bypath.ino == st.st_ino);
+	assert_int_equal(byfd.size, 12);
+	assert_int_equal(bypath.size, 12);
+	assert_int_equal(byfd.nlink, 2);
+	unlink(b);
+	assert_int_equal(csa_fs_ident_fd(fd, &byfd), 0);
+	assert_int_equal(byfd.nlink, 1);
+	errno = 0;
+	assert_int_equal(csa_fs_ident_path(b, &bypath), -1);
+	assert_int_equal(errno, ENOENT);
+	close(fd);
+	unlink(a);
+	rmdir(dir);
+}
+
 static void atomic_write_faults_keep_old(void **state)
 {
 	(void)state;
@@ -428,6 +463,7 @@ int main(void)
 	    cmocka_unit_test(fast_dump_is_jansson_byte_for_byte),
 	    cmocka_unit_test(real_text_is_snprintf),
 	    cmocka_unit_test(config_defaults_and_overrides),
+	    cmocka_unit_test(ident_is_stat_without_times),
 	    cmocka_unit_test(atomic_write_faults_keep_old),
 	    cmocka_unit_test(wal_checkpoints_run_in_the_background),
 	};

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #ifdef CSA_TESTING
@@ -246,16 +247,45 @@ int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_le
 	return rc;
 }
 
+static int ident_at(int dirfd, const char *path, int flags, struct csa_fs_ident *out)
+{
+	struct statx sx;
+	if (statx(dirfd, path, flags, STATX_INO | STATX_SIZE | STATX_NLINK, &sx) == 0) {
+		out->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+		out->ino = (ino_t)sx.stx_ino;
+		out->size = (off_t)sx.stx_size;
+		out->nlink = (nlink_t)sx.stx_nlink;
+		return 0;
+	}
+	if (errno != ENOSYS)
+		return -1;
+	struct stat st;
+	if ((flags & AT_EMPTY_PATH ? fstat(dirfd, &st) : stat(path, &st)) < 0)
+		return -1;
+	*out = (struct csa_fs_ident){st.st_dev, st.st_ino, st.st_size, st.st_nlink};
+	return 0;
+}
+
+int csa_fs_ident_fd(int fd, struct csa_fs_ident *out)
+{
+	return ident_at(fd, "", AT_EMPTY_PATH, out);
+}
+
+int csa_fs_ident_path(const char *path, struct csa_fs_ident *out)
+{
+	return ident_at(AT_FDCWD, path, 0, out);
+}
+
 int csa_fs_read_fd(int fd, const char *path, size_t max_len, char **out, size_t *out_len,
                    struct csa_err *err)
 {
-	struct stat st;
-	if (fstat(fd, &st) < 0)
+	struct csa_fs_ident st;
+	if (csa_fs_ident_fd(fd, &st) < 0)
 		return csa_error_sys(err, "cannot stat '%s'", path);
-	if ((size_t)st.st_size > max_len)
+	if ((size_t)st.size > max_len)
 		return csa_error(err, CSA_ELIMIT, "'%s' is %lld bytes, more than the limit %zu",
-		                 path, (long long)st.st_size, max_len);
-	size_t cap = (size_t)st.st_size + 1, len = 0;
+		                 path, (long long)st.size, max_len);
+	size_t cap = (size_t)st.size + 1, len = 0;
 	char *buf = malloc(cap);
 	if (!buf)
 		return csa_error(err, CSA_ENOMEM, "out of memory reading '%s'", path);

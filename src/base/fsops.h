@@ -69,6 +69,26 @@ int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_le
 int csa_fs_read_fd(int fd, const char *path, size_t max_len, char **out, size_t *out_len,
                    struct csa_err *err);
 
+/*
+ * What the store needs of a file without its timestamps: which file it is,
+ * its length and its number of names. statx(2) is asked for these alone:
+ * on a file system with multigrain timestamps (ext4 and others, Linux
+ * 6.13 on) reading a file's times makes its next change take a
+ * fine-grained time, which raises the floor every later coarse timestamp
+ * starts from, so the journal's next append changed its mtime, and its
+ * fdatasync then wrote the inode too: a second disk write per commit
+ * (issue 21). Falls back to fstat/stat where statx is missing. 0 or -1
+ * with errno set.
+ */
+struct csa_fs_ident {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	nlink_t nlink;
+};
+int csa_fs_ident_fd(int fd, struct csa_fs_ident *out);
+int csa_fs_ident_path(const char *path, struct csa_fs_ident *out);
+
 /* mkdir -p; directories it creates get CSA_DIR_MODE (existing ones keep
  * their mode). 0 or CSA_EIO. */
 int csa_fs_mkdirs(const char *path, struct csa_err *err);

@@ -231,7 +231,7 @@ static int read_doc(struct mesh *m, const char *path, size_t max, char **buf, si
 			m->after_open(m->after_open_ctx);
 #endif
 		struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-		struct stat at_fd, at_path;
+		struct csa_fs_ident at_fd, at_path;
 		if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
 			int e = errno;
 			close(fd);
@@ -239,8 +239,8 @@ static int read_doc(struct mesh *m, const char *path, size_t max, char **buf, si
 				errno = e;
 				return csa_error_sys(err, "cannot lock '%s' to read it", path);
 			}
-		} else if (fstat(fd, &at_fd) == 0 && stat(path, &at_path) == 0 &&
-		           at_fd.st_ino == at_path.st_ino && at_fd.st_dev == at_path.st_dev) {
+		} else if (csa_fs_ident_fd(fd, &at_fd) == 0 && csa_fs_ident_path(path, &at_path) == 0 &&
+		           at_fd.ino == at_path.ino && at_fd.dev == at_path.dev) {
 			int rc = csa_fs_read_fd(fd, path, max, buf, len, err);
 			close(fd); /* releases the lock */
 			return rc;
@@ -1024,7 +1024,7 @@ static int write_pool(struct mesh *m, struct pending *p, size_t *next, struct cs
 		if (fd < 0)
 			return csa_error_sys(err, "cannot open pool file '%s'", path);
 		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-		struct stat st;
+		struct csa_fs_ident st;
 		if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
 			int e = errno;
 			close(fd);
@@ -1035,12 +1035,12 @@ static int write_pool(struct mesh *m, struct pending *p, size_t *next, struct cs
 			(*next)++; /* being read */
 			continue;
 		}
-		if (fstat(fd, &st) < 0) {
+		if (csa_fs_ident_fd(fd, &st) < 0) {
 			int rc = csa_error_sys(err, "cannot stat pool file '%s'", path);
 			close(fd);
 			return rc;
 		}
-		if (st.st_nlink > 1) {
+		if (st.nlink > 1) {
 			close(fd);
 			if (csa_fs_unlink(path) < 0 && errno != ENOENT)
 				return csa_error_sys(err, "cannot unlink pool file '%s'", path);
@@ -1052,7 +1052,7 @@ static int write_pool(struct mesh *m, struct pending *p, size_t *next, struct cs
 		/* cut only what an older, longer document leaves after the new
 		 * one (documents mostly grow: most commits need no truncate) */
 		if (csa_fs_write_all(fd, p->bytes, p->len) < 0 ||
-		    (st.st_size > (off_t)p->len && ftruncate(fd, (off_t)p->len) < 0))
+		    (st.size > (off_t)p->len && ftruncate(fd, (off_t)p->len) < 0))
 			return csa_error_sys(err, "cannot write pool file '%s'", path);
 		return CSA_OK;
 	}
