@@ -249,16 +249,19 @@ int csa_fs_read_all(const char *path, size_t max_len, char **out, size_t *out_le
 
 static int ident_at(int dirfd, const char *path, int flags, struct csa_fs_ident *out)
 {
+	const unsigned want = STATX_INO | STATX_SIZE | STATX_NLINK;
 	struct statx sx;
-	if (statx(dirfd, path, flags, STATX_INO | STATX_SIZE | STATX_NLINK, &sx) == 0) {
+	int r = statx(dirfd, path, flags, want, &sx);
+	if (r == 0 && (sx.stx_mask & want) == want) {
 		out->dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
 		out->ino = (ino_t)sx.stx_ino;
 		out->size = (off_t)sx.stx_size;
 		out->nlink = (nlink_t)sx.stx_nlink;
 		return 0;
 	}
-	if (errno != ENOSYS)
+	if (r != 0 && errno != ENOSYS)
 		return -1;
+	/* no statx, or a file system that did not give all three */
 	struct stat st;
 	if ((flags & AT_EMPTY_PATH ? fstat(dirfd, &st) : stat(path, &st)) < 0)
 		return -1;

@@ -152,8 +152,9 @@ static void put_integer(struct dump *d, json_int_t v)
 	put(d, p, (size_t)(buf + sizeof(buf) - p));
 }
 
-/* The per-thread cache of csa_real_text(): a slot per value's hash. */
-enum { REAL_SLOTS = 512, REAL_TEXT = 29 };
+/* The per-thread cache of csa_real_text(): a slot per value's hash (its
+ * top REAL_BITS bits). */
+enum { REAL_BITS = 9, REAL_SLOTS = 1 << REAL_BITS, REAL_TEXT = 29 };
 struct real_slot {
 	uint64_t bits;
 	double read_back;
@@ -175,7 +176,7 @@ int csa_real_text(double v, int precision, char *out, size_t size, double *read_
 		return r < 0 || (size_t)r >= size ? -1 : r;
 	}
 	struct real_slot *c =
-	    &real_cache[((bits ^ (uint64_t)precision) * 0x9E3779B97F4A7C15ULL) >> 55];
+	    &real_cache[((bits ^ (uint64_t)precision) * 0x9E3779B97F4A7C15ULL) >> (64 - REAL_BITS)];
 	if (c->precision != precision || c->bits != bits) {
 		int r = snprintf(c->text, sizeof(c->text), "%.*g", precision, v);
 		if (r < 0 || (size_t)r >= sizeof(c->text)) { /* cannot be: 17 digits fit */
