@@ -2829,6 +2829,74 @@ static void ticket_kpis_follow_commits_and_other_handles(void **state)
 	csa_ws_close(ws2);
 }
 
+/* The overall ticket figures of fx's controller, and how many scans its
+ * KPIs took. */
+static json_t *overall_now(unsigned long *scans)
+{
+	json_t *m;
+	struct csa_err err = {0};
+	assert_int_equal(csa_auto_metrics(fx.a, &m, &err), 0);
+	json_t *o = json_incref(json_object_get(m, "overall"));
+	json_decref(m);
+	*scans = csa_ticket_kpis_scans(fx.a->kpis);
+	return o;
+}
+
+/* The KPIs' figures are kept between runs: the next run takes them from
+ * the file without a scan when no one committed since, scans when
+ * another process did, and when the file is damaged. */
+static void ticket_kpis_are_kept_between_runs(void **state)
+{
+	(void)state;
+	struct csa_err err = {0};
+	const char *const ids[] = {"L1", "L2", "L3"};
+	assert_int_equal(tm_create(fx.ws, ids, 3), 0);
+	double f1[3] = {1.0 / 3.0, 100.0 / 7.0, 4};
+	assert_int_equal(csa_store_update(fx.ws->store, "L1", 0, resolve_with, f1, &err), 0);
+	unsigned long scans;
+	json_t *first = overall_now(&scans);
+	assert_int_equal(scans, 1);
+	const char *keys[] = {"tickets", "resolved_tickets", "mean_first_response_minutes",
+	                      "mean_resolution_minutes", "csat"};
+
+	/* the next run: from the file, the same figures */
+	close_fx();
+	assert_int_equal(open_fx(), 0);
+	json_t *again = overall_now(&scans);
+	assert_int_equal(scans, 0);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
+		assert_true(json_equal(json_object_get(first, keys[i]), json_object_get(again, keys[i])));
+	json_decref(again);
+
+	/* another process commits between runs: a scan, which sees it */
+	close_fx();
+	struct csa_ws *ws2;
+	assert_int_equal(csa_ws_open(fx.dir, &ws2, &err), 0);
+	double f2[3] = {2, 3, 2};
+	assert_int_equal(csa_store_update(ws2->store, "L2", 0, resolve_with, f2, &err), 0);
+	csa_ws_close(ws2);
+	assert_int_equal(open_fx(), 0);
+	again = overall_now(&scans);
+	assert_int_equal(scans, 1);
+	assert_int_equal(csa_json_int(again, "resolved_tickets", -1), 2);
+	assert_true(csa_json_num(again, "csat", -1) == 3);
+	json_decref(again);
+
+	/* a file cut short is not taken */
+	close_fx();
+	char path[512];
+	snprintf(path, sizeof(path), "%s/.csa/kpis.idx", fx.dir);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(truncate(path, st.st_size - 3), 0);
+	assert_int_equal(open_fx(), 0);
+	again = overall_now(&scans);
+	assert_int_equal(scans, 1);
+	assert_int_equal(csa_json_int(again, "resolved_tickets", -1), 2);
+	json_decref(again);
+	json_decref(first);
+}
+
 static void no_threshold_reads_as_null(void **state)
 {
 	(void)state;
@@ -3801,6 +3869,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(counts_cost_nothing_to_read, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ticket_kpis_follow_commits_and_other_handles, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(ticket_kpis_are_kept_between_runs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(settings_defaults_are_the_default_configuration, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(no_threshold_reads_as_null, setup, teardown),

@@ -250,12 +250,13 @@ int csa_auto_open(struct csa_ws *ws, struct csa_pipeline *p, struct csa_auto **o
 	}
 	pthread_mutex_init(&a->cfg->mu, NULL);
 	/* before this process's commits start, so that it observes them */
-	int rc = csa_ticket_kpis_open(ws->store, &a->kpis, err);
+	char path[PATH_SZ];
+	csa_ws_path(ws, ".csa/kpis.idx", path, sizeof(path));
+	int rc = csa_ticket_kpis_open(ws->store, path, &a->kpis, err);
 	if (rc)
 		goto fail;
 	/* the first snapshot, so that a later one that finds no memory has
 	 * one to stay with */
-	char path[PATH_SZ];
 	if (!snap(a)) {
 		rc = csa_error(err, CSA_ENOMEM, "out of memory opening the automation controller");
 		goto fail;

@@ -1,15 +1,22 @@
 /* The tickets' own KPIs, kept by id between scans (ticket_kpis.h). */
 #include "automation/ticket_kpis.h"
+#include "base/fsops.h"
 #include "base/hash.h"
+#include "base/ids.h"
 #include "base/ts.h"
 
+#include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* A scan at least this often, even when every commit since the last one
  * was this handle's: a document edited in place by hand is no commit. */
 #define RESCAN_NS (300LL * 1000000000LL)
+#define HEADER    "csa-kpis 1"
+#define MAX_FILE  ((size_t)1 << 30)
 
 /* One ticket's figures; -1 where its document has none. */
 struct rec {
@@ -42,6 +49,9 @@ struct csa_ticket_kpis {
 	int lost;      /* a commit could not be put: scan again */
 	int64_t built_ns;
 	unsigned long scans;
+	char *path;        /* the file kept between runs, or NULL */
+	uint64_t open_pos; /* the store's position at open (0: unknown) */
+	int file_tried;    /* the file was considered (once, at the first sum) */
 };
 
 static void table_free(struct table *t)
@@ -154,30 +164,154 @@ static void on_commit(void *ctx, struct csa_ticket *const *tks, size_t n)
 	pthread_mutex_unlock(&k->mu);
 }
 
-int csa_ticket_kpis_open(struct csa_store *st, struct csa_ticket_kpis **out, struct csa_err *err)
+int csa_ticket_kpis_open(struct csa_store *st, const char *path, struct csa_ticket_kpis **out,
+                         struct csa_err *err)
 {
 	struct csa_ticket_kpis *k = calloc(1, sizeof(*k));
-	if (!k)
+	if (!k || (path && !(k->path = strdup(path)))) {
+		free(k);
 		return csa_error(err, CSA_ENOMEM, "out of memory for the tickets' KPIs");
+	}
 	k->st = st;
 	pthread_mutex_init(&k->scan_mu, NULL);
 	pthread_mutex_init(&k->mu, NULL);
 	k->observing = csa_store_observe(st, on_commit, k) == CSA_OK;
+	/* Observing before the mark: from here on every commit is either
+	 * this handle's, and put, or clears the stamp's only_own. The
+	 * position says whether the file of the last run is the store now. */
+	if (k->observing && k->path) {
+		csa_store_mark(st, CSA_MARK_KPIS);
+		k->open_pos = csa_store_position(st);
+	}
 	*out = k;
 	return CSA_OK;
+}
+
+static int by_id(const void *a, const void *b, void *ctx);
+
+/* Indexes of t's records in id order into k->order. Caller holds mu. */
+static int sort_order(struct csa_ticket_kpis *k)
+{
+	if (k->order_ok)
+		return 0;
+	size_t *order = realloc(k->order, (k->t.n ? k->t.n : 1) * sizeof(*order));
+	if (!order)
+		return -1;
+	for (size_t i = 0; i < k->t.n; i++)
+		order[i] = i;
+	qsort_r(order, k->t.n, sizeof(*order), by_id, k->t.v);
+	k->order = order;
+	k->order_ok = 1;
+	return 0;
+}
+
+/*
+ * The figures for the next run, when they are provably the store's: every
+ * commit since the last scan (or load) was this handle's, and the
+ * position is taken after a checkpoint, as the store's close would make
+ * one and move it. Best effort: without the file the next run scans.
+ */
+static void save(struct csa_ticket_kpis *k)
+{
+	struct csa_err ignored;
+	if (!k->path || !k->observing || !k->built || k->lost ||
+	    k->st->ops->checkpoint(k->st, &ignored) != CSA_OK)
+		return;
+	uint64_t pos = csa_store_position(k->st);
+	int only_own = 0;
+	(void)csa_store_stamp(k->st, CSA_MARK_KPIS, &only_own);
+	if (!pos || !only_own || sort_order(k))
+		return;
+	size_t cap = 64 + k->t.n * 128, len = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return;
+	len += (size_t)snprintf(buf, cap, HEADER " %016" PRIx64 " %zu\n", pos, k->t.n);
+	for (size_t i = 0; i < k->t.n; i++) {
+		const struct rec *r = &k->t.v[k->order[i]];
+		int w = snprintf(buf + len, cap - len, "%s\t%d\t%.17g\t%.17g\t%.17g\n", r->id,
+		                 r->resolved, r->frt, r->res, r->csat);
+		if (w < 0 || (size_t)w >= cap - len) {
+			free(buf);
+			return;
+		}
+		len += (size_t)w;
+	}
+	(void)csa_fs_write_atomic(k->path, buf, len, &ignored);
+	free(buf);
 }
 
 void csa_ticket_kpis_close(struct csa_ticket_kpis *k)
 {
 	if (!k)
 		return;
+	save(k);
 	if (k->observing)
 		csa_store_unobserve(k->st, on_commit, k);
 	table_free(&k->t);
 	free(k->order);
+	free(k->path);
 	pthread_mutex_destroy(&k->scan_mu);
 	pthread_mutex_destroy(&k->mu);
 	free(k);
+}
+
+/* A number of a saved line: finite, the rest of the field empty. */
+static int saved_number(char **p, char end, double *out)
+{
+	char *e;
+	*out = strtod(*p, &e);
+	if (e == *p || *e != end || !isfinite(*out))
+		return -1;
+	*p = e + 1;
+	return 0;
+}
+
+/*
+ * The saved file's records into *t, when its header names position pos and
+ * every line is whole: ids valid and in strictly increasing order, as
+ * many as the header says. -1 otherwise (a file cut short or damaged is no
+ * proof of anything: the caller scans).
+ */
+static int load_file(const char *path, uint64_t pos, struct table *t)
+{
+	char *buf;
+	size_t len;
+	if (csa_fs_read_all(path, MAX_FILE, &buf, &len, NULL) != CSA_OK)
+		return -1;
+	uint64_t fpos = 0;
+	size_t count = 0;
+	int off = 0, rc = -1;
+	if (sscanf(buf, HEADER " %" SCNx64 " %zu\n%n", &fpos, &count, &off) != 2 || !off ||
+	    fpos != pos)
+		goto out;
+	char *p = buf + off, *prev = NULL;
+	size_t n = 0;
+	while (*p) {
+		struct rec r = {0};
+		char *tab = strchr(p, '\t');
+		if (!tab || csa_id_check(p, (size_t)(tab - p), NULL))
+			goto out;
+		*tab = '\0';
+		r.id = p;
+		if (prev && strcmp(prev, p) >= 0)
+			goto out;
+		prev = p;
+		p = tab + 1;
+		if ((p[0] != '0' && p[0] != '1') || p[1] != '\t')
+			goto out;
+		r.resolved = p[0] == '1';
+		p += 2;
+		int added;
+		if (saved_number(&p, '\t', &r.frt) || saved_number(&p, '\t', &r.res) ||
+		    saved_number(&p, '\n', &r.csat) || table_put(t, &r, &added))
+			goto out;
+		n++;
+	}
+	rc = n == count ? 0 : -1;
+out:
+	free(buf);
+	return rc;
 }
 
 struct scan {
@@ -238,6 +372,38 @@ static int rescan(struct csa_ticket_kpis *k, struct csa_err *err)
 	return rc;
 }
 
+/*
+ * The last run's figures, when no one but this handle committed since it
+ * saved them (the position at open is the file's, and the stamp says
+ * only this handle's commits came after): this handle's commits since
+ * open are newer and win. 1 when taken. Caller holds scan_mu.
+ */
+static int from_file(struct csa_ticket_kpis *k)
+{
+	struct table t = {0};
+	if (load_file(k->path, k->open_pos, &t)) {
+		table_free(&t);
+		return 0;
+	}
+	pthread_mutex_lock(&k->mu);
+	int ok = !k->lost;
+	for (size_t i = 0; ok && i < k->t.n; i++) {
+		int added;
+		ok = table_put(&t, &k->t.v[i], &added) == 0;
+	}
+	if (ok) {
+		table_free(&k->t);
+		k->t = t;
+		k->order_ok = 0;
+		k->built = 1;
+		k->built_ns = csa_mono_ns();
+	} else {
+		table_free(&t);
+	}
+	pthread_mutex_unlock(&k->mu);
+	return ok;
+}
+
 static int by_id(const void *a, const void *b, void *ctx)
 {
 	const struct rec *v = ctx;
@@ -255,20 +421,14 @@ int csa_ticket_kpis_totals(struct csa_ticket_kpis *k, struct csa_kpi_totals *out
 	int stale = !k->observing || !k->built || k->lost || !only_own ||
 	            csa_mono_ns() - k->built_ns >= RESCAN_NS;
 	pthread_mutex_unlock(&k->mu);
+	if (stale && !k->file_tried) {
+		k->file_tried = 1;
+		stale = !(only_own && k->open_pos && from_file(k));
+	}
 	int rc = stale ? rescan(k, err) : CSA_OK;
 	pthread_mutex_lock(&k->mu);
-	if (rc == CSA_OK && !k->order_ok) {
-		size_t *order = realloc(k->order, (k->t.n ? k->t.n : 1) * sizeof(*order));
-		if (!order) {
-			rc = csa_error(err, CSA_ENOMEM, "out of memory summing the tickets' KPIs");
-		} else {
-			for (size_t i = 0; i < k->t.n; i++)
-				order[i] = i;
-			qsort_r(order, k->t.n, sizeof(*order), by_id, k->t.v);
-			k->order = order;
-			k->order_ok = 1;
-		}
-	}
+	if (rc == CSA_OK && sort_order(k))
+		rc = csa_error(err, CSA_ENOMEM, "out of memory summing the tickets' KPIs");
 	/* in id order, as a scan adds them: the same sums to the last bit */
 	for (size_t i = 0; rc == CSA_OK && i < k->t.n; i++) {
 		const struct rec *r = &k->t.v[k->order[i]];

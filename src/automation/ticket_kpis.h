@@ -4,9 +4,11 @@
  * the store without reading every ticket each time.
  *
  * Each ticket's few figures (T.resolved and T.sla_metrics) are kept in
- * memory by id: filled by one scan of the store, then kept current by an
- * observer of this handle's commits (csa_store_observe), with the numbers
- * as the stored documents give them back. The store's mark and stamp
+ * memory by id: filled by one scan of the store (or from the file the
+ * last run saved them in, .csa/kpis.idx, when the store has not changed
+ * since), then kept current by an observer of this handle's commits
+ * (csa_store_observe), with the numbers as the stored documents give them
+ * back. The store's mark and stamp
  * (CSA_MARK_KPIS) say whether every commit since that scan went through
  * this handle; when another handle or process may have committed, or the
  * scan is five minutes old (a file edited by hand is no commit), the next
@@ -31,9 +33,16 @@ struct csa_kpi_totals {
 };
 
 /* Observe st's commits from now on: call before commits start. Without
- * a free observer slot every sum scans the store. */
-int csa_ticket_kpis_open(struct csa_store *st, struct csa_ticket_kpis **out, struct csa_err *err);
-/* After the commits through st have ended. */
+ * a free observer slot every sum scans the store. 'path' (may be NULL)
+ * is the file the figures are kept in between runs: the first sum takes
+ * them from it instead of scanning when no other handle or process has
+ * committed since they were saved (the store's position, as
+ * agents/histfile.h keeps the history index). */
+int csa_ticket_kpis_open(struct csa_store *st, const char *path, struct csa_ticket_kpis **out,
+                         struct csa_err *err);
+/* After the commits through st have ended: saves the figures when they
+ * are provably the store's (every commit since the last scan or load was
+ * this handle's). */
 void csa_ticket_kpis_close(struct csa_ticket_kpis *k);
 
 /* The totals over every ticket now (thread-safe). */
