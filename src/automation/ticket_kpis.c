@@ -189,7 +189,8 @@ int csa_ticket_kpis_open(struct csa_store *st, const char *path, struct csa_tick
 
 static int by_id(const void *a, const void *b, void *ctx);
 
-/* Indexes of t's records in id order into k->order. Caller holds mu. */
+/* Indexes of t's records in id order into k->order. Caller holds mu, or
+ * is alone with k (close). */
 static int sort_order(struct csa_ticket_kpis *k)
 {
 	if (k->order_ok)
@@ -222,7 +223,8 @@ static void save(struct csa_ticket_kpis *k)
 	(void)csa_store_stamp(k->st, CSA_MARK_KPIS, &only_own);
 	if (!pos || !only_own || sort_order(k))
 		return;
-	size_t cap = 64 + k->t.n * 128, len = 0;
+	/* a line: an id of at most 64 bytes, a flag and three %.17g numbers */
+	size_t cap = 64 + k->t.n * 160, len = 0;
 	char *buf = malloc(cap);
 	if (!buf)
 		return;
