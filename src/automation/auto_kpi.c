@@ -5,8 +5,6 @@
 #include "automation/ticket_kpis.h"
 #include "base/json.h"
 #include "base/ts.h"
-#include "store/store.h"
-#include "store/ws.h"
 
 #include <math.h>
 #include <stdatomic.h>

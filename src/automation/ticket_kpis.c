@@ -23,7 +23,7 @@ struct rec {
 	char *id;
 	double frt, res, csat;
 	int resolved;
-	uint64_t gen; /* the commit that put it (0: a scan) */
+	uint64_t gen; /* the commit that put it (0: a scan or the saved file) */
 };
 
 /* Records by id: open addressing over v, slots hold index + 1. */
